@@ -1,0 +1,56 @@
+/** The deployable services of berth, by the name they register under on NATS. */
+export const Service = {
+  image: 'image-service',
+  snapshot: 'snapshot-service',
+  task: 'task-service',
+  shim: 'shim',
+  cri: 'cri-gateway',
+} as const;
+export type Service = (typeof Service)[keyof typeof Service];
+
+/** Services whose state lives on one host: their subjects and Redis keys carry the node id. */
+export const hostLocalServices: ReadonlySet<Service> = new Set<Service>([
+  Service.image,
+  Service.snapshot,
+  Service.shim,
+]);
+
+/** Short subject token per service (`berth.<token>.v1.<op>`). */
+const token: Record<Service, string> = {
+  'image-service': 'image',
+  'snapshot-service': 'snapshot',
+  'task-service': 'task',
+  shim: 'shim',
+  'cri-gateway': 'cri',
+};
+
+/**
+ * Builds the request subject of one operation: `berth.<svc>.v1.<op>`, or
+ * `berth.<node>.<svc>.v1.<op>` for host-local services.
+ */
+export function subjectOf(service: Service, op: string, node?: string): string {
+  if (hostLocalServices.has(service)) {
+    if (!node) throw new Error(`service ${service} is host-local: a node id is required for "${op}"`);
+    return `berth.${node}.${token[service]}.v1.${op}`;
+  }
+  return `berth.${token[service]}.v1.${op}`;
+}
+
+/** The subject an event topic is published on: `berth.events.<topic>`. */
+export function eventSubject(topic: string): string {
+  return `berth.events.${topic}`;
+}
+
+/** Node ids become a subject token: keep them to safe characters. */
+export const NODE_ID_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/** Header names berth puts on NATS messages. */
+export const Header = {
+  namespace: 'berth-namespace',
+  traceparent: 'traceparent',
+  tracestate: 'tracestate',
+  errorCode: 'berth-error-code',
+} as const;
+
+/** The default namespace, as `default` in containerd. CRI uses `k8s.io`. */
+export const DEFAULT_NAMESPACE = 'default';

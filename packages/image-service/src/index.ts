@@ -1,0 +1,1 @@
+export { createEndpoints } from './service.js';

@@ -1,0 +1,93 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { BerthError, Code, NODE_ID_PATTERN } from '@berth/api';
+import { z } from 'zod';
+
+/** Configuration every berth process reads: from a JSON file, then the environment (which wins). */
+export const Config = z.object({
+  natsUrl: z.string().min(1).optional(),
+  redisUrl: z.string().min(1).optional(),
+  nodeId: z.string().regex(NODE_ID_PATTERN, 'node id must be 1-64 of [a-zA-Z0-9_-]'),
+  stateRoot: z.string().startsWith('/', 'state root must be an absolute path'),
+  runRoot: z.string().startsWith('/', 'run root must be an absolute path'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  /** Bound on how long in-flight requests may take to finish after SIGTERM. */
+  shutdownGraceMs: z.number().int().positive(),
+  /** Free-form per-service settings (e.g. image-service.maxConcurrentDownloads). */
+  services: z.record(z.string(), z.record(z.string(), z.unknown())),
+});
+export type Config = z.infer<typeof Config>;
+
+/** Default path of the config file; BERTH_CONFIG overrides it. */
+export const DEFAULT_CONFIG_FILE = '/etc/berth/config.json';
+
+const envMap = {
+  BERTH_NATS_URL: 'natsUrl',
+  BERTH_REDIS_URL: 'redisUrl',
+  BERTH_NODE_ID: 'nodeId',
+  BERTH_STATE_ROOT: 'stateRoot',
+  BERTH_RUN_ROOT: 'runRoot',
+  BERTH_LOG_LEVEL: 'logLevel',
+  BERTH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
+} as const;
+
+/** Turns a hostname into a valid node id (dots and other characters become dashes). */
+export function defaultNodeId(): string {
+  const h = hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 64);
+  return h.length > 0 ? h : 'node';
+}
+
+/**
+ * Loads and validates the configuration. Throws a BerthError(INVALID_ARGUMENT) naming the bad field
+ * and where it came from, so a service refuses to start with a clear line.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
+  let fromFile: Record<string, unknown> = {};
+  if (existsSync(file)) {
+    try {
+      fromFile = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new BerthError(Code.INVALID_ARGUMENT, `config file ${file} is not valid JSON: ${(err as Error).message}`);
+    }
+  } else if (env.BERTH_CONFIG) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `config file ${file} (BERTH_CONFIG) does not exist`);
+  }
+  const merged: Record<string, unknown> = {
+    nodeId: defaultNodeId(),
+    stateRoot: '/var/lib/berth',
+    runRoot: '/run/berth',
+    logLevel: 'info',
+    shutdownGraceMs: 10_000,
+    services: {},
+    ...fromFile,
+  };
+  for (const [envName, key] of Object.entries(envMap)) {
+    const v = env[envName];
+    if (v === undefined || v === '') continue;
+    merged[key] = key === 'shutdownGraceMs' ? Number(v) : v;
+  }
+  const parsed = Config.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.join('.') ?? '?';
+    const envName = Object.entries(envMap).find(([, k]) => k === field)?.[0];
+    const where = envName && env[envName] ? `environment ${envName}` : `config file ${file}`;
+    throw new BerthError(Code.INVALID_ARGUMENT, `invalid config "${field}" (from ${where}): ${issue?.message}`);
+  }
+  return parsed.data;
+}
+
+/** Reads one per-service setting with a default, validated by a zod schema. */
+export function serviceSetting<T>(config: Config, service: string, key: string, schema: z.ZodType<T>, dflt: T): T {
+  const raw = config.services[service]?.[key];
+  if (raw === undefined) return dflt;
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid config "services.${service}.${key}": ${parsed.error.issues[0]?.message}`,
+    );
+  }
+  return parsed.data;
+}

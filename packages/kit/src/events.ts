@@ -1,0 +1,42 @@
+import { eventSubject } from '@berth/api';
+import { headers as natsHeaders, JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import { extractTrace, injectTrace } from './telemetry.js';
+
+const json = JSONCodec<unknown>();
+
+/** The envelope every event carries, as containerd's events.Envelope. */
+export interface EventEnvelope<T = unknown> {
+  topic: string;
+  namespace: string;
+  timestamp: string;
+  event: T;
+}
+
+/**
+ * Publishes an event on `berth.events.<topic>`. Core NATS is at-most-once: persist the state the
+ * event describes before calling this, so consumers that miss it can reconcile.
+ */
+export function publishEvent<T>(nc: NatsConnection, topic: string, namespace: string, event: T): void {
+  const h = natsHeaders();
+  injectTrace(h);
+  const env: EventEnvelope<T> = { topic, namespace, timestamp: new Date().toISOString(), event };
+  nc.publish(eventSubject(topic), json.encode(env), { headers: h });
+}
+
+/** Subscribes to events whose topic matches a NATS pattern (e.g. `tasks.*` or `>`). */
+export function subscribeEvents(
+  nc: NatsConnection,
+  pattern: string,
+  onEvent: (env: EventEnvelope, trace: ReturnType<typeof extractTrace>) => void,
+): Subscription {
+  return nc.subscribe(eventSubject(pattern), {
+    callback: (err, msg) => {
+      if (err) return;
+      try {
+        onEvent(json.decode(msg.data) as EventEnvelope, extractTrace(msg.headers));
+      } catch {
+        // A malformed event from another process is dropped; the store stays the source of truth.
+      }
+    },
+  });
+}

@@ -1,0 +1,64 @@
+/**
+ * The one Redis key schema of berth. Every key any service writes is built here. Bump
+ * SCHEMA_VERSION when a layout changes incompatibly; keys of another version are never read.
+ *
+ * Layout (see docs/layout.md):
+ *   berth:v1:node:<node>:...              host-local state (content, images, snapshots, shim)
+ *   berth:v1:ns:<namespace>:...           cluster-wide state (containers, tasks)
+ */
+export const SCHEMA_VERSION = 'v1';
+const root = `berth:${SCHEMA_VERSION}`;
+
+function nodeKey(node: string, ...parts: string[]): string {
+  return [root, 'node', node, ...parts].join(':');
+}
+function nsKey(ns: string, ...parts: string[]): string {
+  return [root, 'ns', ns, ...parts].join(':');
+}
+
+export const keys = {
+  // image-service (per node; a node's images are the ones its content store holds)
+  /** Hash: one image record (name, target descriptor JSON, labels JSON, createdAt, updatedAt). */
+  image: (node: string, ns: string, name: string) => nodeKey(node, 'ns', ns, 'image', name),
+  /** Sorted set of image names in a namespace, scored by update time. */
+  images: (node: string, ns: string) => nodeKey(node, 'ns', ns, 'images'),
+  /** Hash: one blob's record (size, mediaType, committedAt, labels JSON incl. gc refs). */
+  content: (node: string, digest: string) => nodeKey(node, 'content', digest),
+  /** Set of every committed blob digest on the node. */
+  contents: (node: string) => nodeKey(node, 'contents'),
+  /** Lock: one writer per blob on a node. */
+  blobLock: (node: string, digest: string) => nodeKey(node, 'lock', 'blob', digest),
+  /** Lock: garbage collection of a node's content and snapshots. */
+  gcLock: (node: string) => nodeKey(node, 'lock', 'gc'),
+
+  // snapshot-service (per node)
+  /** Hash: one snapshot (kind, parent, id, labels JSON, createdAt, updatedAt). */
+  snapshot: (node: string, key: string) => nodeKey(node, 'snapshot', key),
+  /** Set of all snapshot keys on the node. */
+  snapshots: (node: string) => nodeKey(node, 'snapshots'),
+  /** Set of the keys of a snapshot's children. */
+  snapshotChildren: (node: string, key: string) => nodeKey(node, 'snapshot-children', key),
+  /** Lock: one unpack per chainID on a node. */
+  unpackLock: (node: string, chainId: string) => nodeKey(node, 'lock', 'unpack', chainId),
+  /** Counter for snapshot directory ids. */
+  snapshotSeq: (node: string) => nodeKey(node, 'snapshot-seq'),
+
+  // task-service (cluster-wide, per namespace)
+  /** Hash: one container's metadata. */
+  container: (ns: string, id: string) => nsKey(ns, 'container', id),
+  /** Set of container ids in a namespace. */
+  containers: (ns: string) => nsKey(ns, 'containers'),
+  /** String: container name -> id (names are unique per namespace). */
+  containerName: (ns: string, name: string) => nsKey(ns, 'container-name', name),
+  /** Hash: a container's task state (status, pid, exitCode, exitedAt, node). */
+  task: (ns: string, id: string) => nsKey(ns, 'task', id),
+
+  // shim (per node)
+  /** Hash: a task the node's shim agent supervises (bundle, monitor pid, exit file). */
+  shimTask: (node: string, ns: string, id: string) => nodeKey(node, 'shim', ns, id),
+  /** Set of "<ns>/<id>" the node's shim supervises. */
+  shimTasks: (node: string) => nodeKey(node, 'shim-tasks'),
+
+  /** Fencing-token counter shared by all locks. */
+  fence: () => `${root}:fence`,
+} as const;

@@ -1,0 +1,47 @@
+import { join } from 'node:path';
+
+/**
+ * Where berth keeps everything on a host; the one place paths are decided (docs/layout.md mirrors it).
+ * All persistent state lives under stateRoot, runtime-only files (sockets, pid files) under runRoot.
+ */
+export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
+  const s = roots.stateRoot;
+  const r = roots.runRoot;
+  return {
+    stateRoot: s,
+    runRoot: r,
+    content: {
+      /** Committed blobs: blobs/sha256/<hex>, immutable once renamed in. */
+      blobs: join(s, 'content', 'blobs', 'sha256'),
+      /** In-progress downloads: ingest/<ref>/{data,meta}; committed by rename into blobs. */
+      ingest: join(s, 'content', 'ingest'),
+    },
+    /** Snapshots: snapshots/<id>/{fs,work}; new ones built under snapshots/new-<rand> and renamed. */
+    snapshots: join(s, 'snapshots'),
+    /** Bundles: tasks/<ns>/<id>/{config.json,rootfs,...}. */
+    tasks: join(s, 'tasks'),
+    /** runc's own state (--root), kept under the state root. */
+    runc: join(s, 'runc'),
+    /** Container logs in CRI format: logs/<ns>/<id>.log. */
+    containerLogs: join(s, 'logs'),
+    /** Logs of berth's own services when run by `berth up`: services/<name>.log. */
+    serviceLogs: join(s, 'services'),
+    /** Data of the embedded nats-server and redis-server started by `berth up`. */
+    embedded: {
+      nats: join(s, 'embedded', 'nats'),
+      redis: join(s, 'embedded', 'redis'),
+    },
+    /** Runtime files. */
+    run: {
+      /** PID and state file of the `berth up` supervisor. */
+      supervisor: join(r, 'supervisor.json'),
+      /** Control socket of the supervisor (down, status). */
+      supervisorSocket: join(r, 'supervisor.sock'),
+      /** The CRI gRPC socket. */
+      criSocket: join(r, 'cri.sock'),
+      /** Per-container monitor files (conmon pid files, attach sockets). */
+      monitors: join(r, 'monitors'),
+    },
+  } as const;
+}
+export type HostLayout = ReturnType<typeof hostLayout>;

@@ -1,0 +1,103 @@
+import { hostLocalServices, type Service, toBerthError } from '@berth/api';
+import type { NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import { type Config, loadConfig } from './config.js';
+import { hostLayout, type HostLayout } from './layout.js';
+import { createLogger } from './logger.js';
+import { connectNats } from './nats.js';
+import { connectRedis, type Redis } from './redis.js';
+import { type Endpoint, serve } from './service.js';
+import { startTelemetry } from './telemetry.js';
+
+/** What a service's setup receives: everything already connected. */
+export interface ServiceContext {
+  config: Config;
+  log: Logger;
+  nc: NatsConnection;
+  redis: Redis;
+  node: string;
+  layout: HostLayout;
+}
+
+/** What a service's setup returns: its endpoints, extra health checks, and how to close its own resources. */
+export interface ServiceDefinition {
+  // biome-ignore lint/suspicious/noExplicitAny: endpoints carry heterogeneous schemas
+  endpoints: Record<string, Endpoint<any, any>>;
+  checks?: () => Promise<Record<string, string>>;
+  /** Called after requests have stopped and before NATS drains. */
+  close?: () => Promise<void>;
+}
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/**
+ * The whole life of a service process: telemetry first, config, connect NATS and Redis, serve,
+ * and on SIGTERM/SIGINT stop taking requests, finish in-flight ones (bounded), close, drain NATS,
+ * quit Redis, flush spans. Exits non-zero with one clear line if start-up fails.
+ */
+export async function runService(opts: {
+  service: Service;
+  version: string;
+  setup: (ctx: ServiceContext) => Promise<ServiceDefinition>;
+}): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`${opts.service}: ${toBerthError(err).message}\n`);
+    process.exit(2);
+  }
+  const telemetry = startTelemetry({ service: opts.service, version: opts.version, node: config.nodeId });
+  const log = createLogger({ service: opts.service, node: config.nodeId, level: config.logLevel });
+  const natsUrl = config.natsUrl ?? DEFAULT_NATS_URL;
+  const redisUrl = config.redisUrl ?? DEFAULT_REDIS_URL;
+  try {
+    const nc = await connectNats({ url: natsUrl, name: `${opts.service}@${config.nodeId}`, log });
+    const redis = connectRedis(redisUrl, log);
+    await redis.connect();
+    const ctx: ServiceContext = { config, log, nc, redis, node: config.nodeId, layout: hostLayout(config) };
+    const def = await opts.setup(ctx);
+    const served = await serve({
+      nc,
+      service: opts.service,
+      version: opts.version,
+      node: config.nodeId,
+      log,
+      endpoints: def.endpoints,
+      checks: async () => {
+        const redisOk = await redis
+          .ping()
+          .then(() => 'ok')
+          .catch((e: Error) => `redis: ${e.message}`);
+        return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };
+      },
+    });
+    log.info(
+      { nats: natsUrl, hostLocal: hostLocalServices.has(opts.service), instance: served.instanceId },
+      `${opts.service} ready`,
+    );
+    let stopping = false;
+    const shutdown = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      const hardStop = setTimeout(() => process.exit(1), config.shutdownGraceMs + 5000);
+      hardStop.unref();
+      await served.stop(config.shutdownGraceMs);
+      await def.close?.().catch((err: unknown) => log.error({ err }, 'close failed'));
+      await nc.drain().catch(() => undefined);
+      await redis.quit().catch(() => undefined);
+      await telemetry.shutdown().catch(() => undefined);
+      log.info('stopped');
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+  } catch (err) {
+    log.fatal({ err }, 'start-up failed');
+    process.stderr.write(`${opts.service}: start-up failed: ${toBerthError(err).message}\n`);
+    await telemetry.shutdown().catch(() => undefined);
+    process.exit(1);
+  }
+}

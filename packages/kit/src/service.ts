@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import {
+  BerthError,
+  Code,
+  DEFAULT_NAMESPACE,
+  Header,
+  type InfoReply,
+  natsCodeOf,
+  type Service,
+  subjectOf,
+  toBerthError,
+} from '@berth/api';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { JSONCodec, type MsgHdrs, type NatsConnection, type Service as NatsService, type ServiceMsg } from 'nats';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { extractTrace } from './telemetry.js';
+
+const json = JSONCodec<unknown>();
+// `info` takes an empty object but tolerates extra fields from newer clients.
+const InfoRequestLoose = z.object({}).passthrough();
+
+/** What a handler knows about the request beyond its validated input. */
+export interface RequestContext {
+  namespace: string;
+  headers: MsgHdrs | undefined;
+  log: Logger;
+  /** Aborted when the service is shutting down past its grace period. */
+  signal: AbortSignal;
+}
+
+/** One operation: its input schema and the handler doing the work. */
+export interface Endpoint<S extends z.ZodType = z.ZodType, O = unknown> {
+  input: S;
+  handler: (input: z.infer<S>, ctx: RequestContext) => Promise<O>;
+  description?: string;
+}
+
+/** Declares an endpoint; the generic ties the handler's input type to the schema. */
+export function endpoint<S extends z.ZodType, O>(
+  input: S,
+  handler: (input: z.infer<S>, ctx: RequestContext) => Promise<O>,
+  description?: string,
+): Endpoint<S, O> {
+  return description === undefined ? { input, handler } : { input, handler, description };
+}
+
+/** A registered service: stop() quits taking requests and waits (bounded) for in-flight ones. */
+export interface ServedService {
+  readonly instanceId: string;
+  inflight(): number;
+  stop(graceMs: number): Promise<void>;
+}
+
+export interface ServeOptions {
+  nc: NatsConnection;
+  service: Service;
+  version: string;
+  node: string;
+  log: Logger;
+  // biome-ignore lint/suspicious/noExplicitAny: endpoints carry heterogeneous schemas
+  endpoints: Record<string, Endpoint<any, any>>;
+  /** Extra health checks reported by `info`; each returns "ok" or a problem. */
+  checks?: () => Promise<Record<string, string>>;
+}
+
+/**
+ * Registers every endpoint with the NATS Service API, in a queue group named after the service, and
+ * adds the `info` endpoint. Each handler is awaited, its input validated, and it always answers.
+ */
+export async function serve(opts: ServeOptions): Promise<ServedService> {
+  const { nc, service, node, log } = opts;
+  const instanceId = randomUUID();
+  const startedAt = new Date();
+  const inflight = new Set<Promise<void>>();
+  const abort = new AbortController();
+  const tracer = trace.getTracer(`berth.${service}`);
+
+  const svc: NatsService = await nc.services.add({
+    name: service,
+    version: opts.version,
+    description: `berth ${service}`,
+    queue: service,
+    metadata: { node, instance: instanceId, pid: String(process.pid) },
+  });
+
+  const infoEndpoint: Endpoint = {
+    input: InfoRequestLoose,
+    handler: async (): Promise<InfoReply> => {
+      const checks = { nats: 'ok', ...(opts.checks ? await opts.checks() : {}) };
+      return {
+        service,
+        version: opts.version,
+        node,
+        pid: process.pid,
+        instanceId,
+        startedAt: startedAt.toISOString(),
+        uptimeSeconds: (Date.now() - startedAt.getTime()) / 1000,
+        healthy: Object.values(checks).every((v) => v === 'ok'),
+        checks,
+      };
+    },
+  };
+
+  const all: Record<string, Endpoint> = { info: infoEndpoint, ...opts.endpoints };
+  for (const [op, ep] of Object.entries(all)) {
+    const subject = subjectOf(service, op, node);
+    svc.addEndpoint(op, {
+      subject,
+      queue: service,
+      metadata: ep.description ? { description: ep.description } : {},
+      handler: (err, msg) => {
+        if (err) {
+          log.error({ err, op }, 'endpoint subscription failed');
+          return;
+        }
+        const p = handle(op, ep, msg).finally(() => inflight.delete(p));
+        inflight.add(p);
+      },
+    });
+  }
+
+  async function handle(op: string, ep: Endpoint, msg: ServiceMsg): Promise<void> {
+    const parent = extractTrace(msg.headers);
+    const span = tracer.startSpan(`${service}/${op}`, { kind: SpanKind.SERVER, attributes: { 'rpc.method': op } }, parent);
+    const namespace = msg.headers?.get(Header.namespace) || DEFAULT_NAMESPACE;
+    const reqLog = log.child({ op, ns: namespace });
+    await context.with(trace.setSpan(parent, span), async () => {
+      try {
+        let body: unknown = {};
+        if (msg.data.length > 0) {
+          try {
+            body = json.decode(msg.data);
+          } catch {
+            throw new BerthError(Code.INVALID_ARGUMENT, `${service} ${op}: request body is not valid JSON`);
+          }
+        }
+        const parsed = ep.input.safeParse(body);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0];
+          const where = issue?.path.length ? issue.path.join('.') : 'request';
+          throw new BerthError(Code.INVALID_ARGUMENT, `${service} ${op}: invalid ${where}: ${issue?.message}`);
+        }
+        const out = await ep.handler(parsed.data, { namespace, headers: msg.headers, log: reqLog, signal: abort.signal });
+        msg.respond(json.encode(out ?? {}));
+        span.setStatus({ code: SpanStatusCode.OK });
+      } catch (raw) {
+        const err = toBerthError(raw);
+        if (err.code === Code.INTERNAL) reqLog.error({ err: raw }, 'request failed');
+        else reqLog.debug({ code: err.code, msg: err.message }, 'request refused');
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        span.setAttribute('berth.error_code', err.code);
+        msg.respondError(natsCodeOf[err.code], err.message, json.encode({ error: err.toWire() }));
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  return {
+    instanceId,
+    inflight: () => inflight.size,
+    async stop(graceMs: number) {
+      await svc.stop().catch(() => undefined);
+      if (inflight.size > 0) {
+        log.info({ inflight: inflight.size }, 'waiting for in-flight requests');
+        const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref());
+        await Promise.race([Promise.allSettled([...inflight]), timer]);
+        if (inflight.size > 0) {
+          log.warn({ inflight: inflight.size }, 'grace period over; aborting in-flight requests');
+          abort.abort();
+        }
+      }
+    },
+  };
+}
+
+/**
+ * Endpoints for operations that exist in the contract but are not built yet: each answers a real
+ * UNIMPLEMENTED error naming the operation, never a fake success.
+ */
+export function unimplementedEndpoints(service: Service, ops: readonly string[]): Record<string, Endpoint> {
+  const anyInput = z.object({}).passthrough();
+  return Object.fromEntries(
+    ops.map((op) => [
+      op,
+      endpoint(anyInput, async () => {
+        throw new BerthError(Code.UNIMPLEMENTED, `${service} "${op}" is not implemented yet`);
+      }),
+    ]),
+  );
+}

@@ -1,0 +1,226 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A server process started for a test; stop() kills it and removes its files. */
+export interface TestServer {
+  url: string;
+  port: number;
+  dir: string;
+  proc: ChildProcess;
+  /** Output the server wrote so far (for failure messages). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Makes a temporary directory for one test server. */
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `berth-${prefix}-`));
+}
+
+/** Asks the kernel for a free loopback port. The caller must handle losing the race for it. */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const addr = srv.address();
+  srv.close();
+  if (!addr || typeof addr === 'string') throw new Error('could not get a free port');
+  return addr.port;
+}
+
+function launch(cmd: string, args: string[], dir: string): { proc: ChildProcess; output: () => string } {
+  const proc = spawn(cmd, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (b: Buffer) => {
+    out += b.toString();
+    if (out.length > 64_000) out = out.slice(-32_000);
+  };
+  proc.stdout?.on('data', keep);
+  proc.stderr?.on('data', keep);
+  proc.on('error', (err) => keep(Buffer.from(`spawn ${cmd} failed: ${err.message}\n`)));
+  return { proc, output: () => out };
+}
+
+async function stopProc(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, 'exit');
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Waits until `probe` resolves true, failing with the server's output if it exits or times out. */
+async function waitReady(
+  what: string,
+  proc: ChildProcess,
+  output: () => string,
+  probe: () => Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`${what} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${output()}`);
+    }
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${what} was not ready within ${timeoutMs} ms:\n${output()}`);
+}
+
+async function tcpOpen(port: number): Promise<boolean> {
+  const { connect } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Starts nats-server with JetStream on a port the server picks itself (port -1), reading the port
+ * back from its ports file. restart() stops and starts it again on the same port.
+ */
+export async function startNats(opts: { jetstream?: boolean } = {}): Promise<TestServer & { restart(): Promise<void> }> {
+  const dir = await tempDir('nats');
+  const args = ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir];
+  if (opts.jetstream !== false) args.push('-js', '-sd', join(dir, 'js'));
+  let { proc, output } = launch('nats-server', args, dir);
+  let port = 0;
+  await waitReady('nats-server', proc, output, async () => {
+    const f = (await readdir(dir)).find((n) => n.endsWith('.ports'));
+    if (!f) return false;
+    const ports = JSON.parse(await readFile(join(dir, f), 'utf8')) as { nats: string[] };
+    const first = ports.nats[0];
+    if (!first) return false;
+    port = Number(new URL(first).port);
+    return tcpOpen(port);
+  });
+  const server = {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    dir,
+    proc,
+    output: () => output(),
+    async stop() {
+      await stopProc(server.proc);
+      await rm(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      await stopProc(server.proc);
+      const fixed = args.map((a) => (a === '-1' ? String(port) : a));
+      ({ proc, output } = launch('nats-server', fixed, dir));
+      server.proc = proc;
+      await waitReady('nats-server (restart)', proc, output, () => tcpOpen(port));
+    },
+  };
+  return server;
+}
+
+/**
+ * Starts redis-server (appendonly on) on a free loopback port. If another process takes the port
+ * between picking and binding, redis exits with "Address already in use" and a new port is tried.
+ */
+export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<TestServer & { restart(): Promise<void> }> {
+  const dir = await tempDir('redis');
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--appendonly',
+      opts.appendonly === false ? 'no' : 'yes',
+      '--save',
+      '',
+      '--protected-mode',
+      'yes',
+    ];
+    let { proc, output } = launch('redis-server', args, dir);
+    try {
+      await waitReady('redis-server', proc, output, () => tcpOpen(port));
+    } catch (err) {
+      if (output().includes('Address already in use')) continue;
+      throw err;
+    }
+    const server = {
+      url: `redis://127.0.0.1:${port}`,
+      port,
+      dir,
+      proc,
+      output: () => output(),
+      async stop() {
+        await stopProc(server.proc);
+        await rm(dir, { recursive: true, force: true });
+      },
+      async restart() {
+        await stopProc(server.proc);
+        ({ proc, output } = launch('redis-server', args, dir));
+        server.proc = proc;
+        await waitReady('redis-server (restart)', proc, output, () => tcpOpen(port));
+      },
+    };
+    return server;
+  }
+  throw new Error('redis-server: could not bind a free port after 5 attempts');
+}
+
+/**
+ * Starts Debian's docker-registry (the reference distribution registry) on a free loopback port,
+ * storing under a temp dir. With `htpasswd` (a file content in bcrypt form) it requires basic auth.
+ */
+export async function startRegistry(opts: { htpasswd?: string } = {}): Promise<TestServer & { host: string }> {
+  const dir = await tempDir('registry');
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    const auth = opts.htpasswd
+      ? `auth:\n  htpasswd:\n    realm: berth-test\n    path: ${join(dir, 'htpasswd')}\n`
+      : '';
+    if (opts.htpasswd) await writeFile(join(dir, 'htpasswd'), opts.htpasswd);
+    const cfg = `version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: ${join(dir, 'data')}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:${port}
+${auth}`;
+    await writeFile(join(dir, 'config.yml'), cfg);
+    const { proc, output } = launch('docker-registry', ['serve', join(dir, 'config.yml')], dir);
+    try {
+      await waitReady('docker-registry', proc, output, () => tcpOpen(port));
+    } catch (err) {
+      if (output().includes('address already in use')) continue;
+      throw err;
+    }
+    return {
+      url: `http://127.0.0.1:${port}`,
+      host: `127.0.0.1:${port}`,
+      port,
+      dir,
+      proc,
+      output,
+      async stop() {
+        await stopProc(proc);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  throw new Error('docker-registry: could not bind a free port after 5 attempts');
+}
