@@ -1,1 +1,117 @@
-export {};
+import { parseArgs } from 'node:util';
+import { BERTH_VERSION, BerthError, Code, exitCodeOf, toBerthError } from '@berth/api';
+import type { Command } from './command.js';
+import { containersCommands } from './commands/containers.js';
+import { imagesCommands } from './commands/images.js';
+import { snapshotsCommands } from './commands/snapshots.js';
+import { stackCommands } from './commands/stack.js';
+import { createContext } from './context.js';
+
+const commands: Command[] = [
+  ...stackCommands,
+  ...imagesCommands,
+  ...snapshotsCommands,
+  ...containersCommands,
+];
+
+function help(): string {
+  const width = Math.max(...commands.map((c) => c.name.length), 8);
+  const lines = commands
+    .slice()
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return `Usage: berth COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
+}
+
+/** Finds the command whose (possibly multi-word) name is the longest prefix of argv. */
+function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefined {
+  let best: { cmd: Command; rest: string[] } | undefined;
+  for (const cmd of commands) {
+    const words = cmd.name.split(' ');
+    if (words.every((w, i) => argv[i] === w) && (!best || words.length > best.cmd.name.split(' ').length)) {
+      best = { cmd, rest: argv.slice(words.length) };
+    }
+  }
+  return best;
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(help());
+    return 0;
+  }
+  if (argv[0] === '--version' || argv[0] === 'version') {
+    process.stdout.write(`berth ${BERTH_VERSION}\n`);
+    return 0;
+  }
+  const found = findCommand(argv);
+  if (!found) throw new BerthError(Code.INVALID_ARGUMENT, `unknown command "${argv[0]}"; see 'berth --help'`);
+  const { cmd, rest } = found;
+  if (rest.includes('--help') && (!cmd.stopAtFirstPositional || rest[0] === '--help')) {
+    process.stdout.write(`Usage: berth ${cmd.name} ${cmd.usage}\n\n${cmd.summary}\n${optionHelp(cmd)}`);
+    return 0;
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: splitAtFirstPositional(cmd, rest),
+      options: cmd.options ?? {},
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `berth ${cmd.name}: ${(err as Error).message}`);
+  }
+  if (cmd.stopAtFirstPositional) {
+    const tail = rest.slice(rest.length - trailing(cmd, rest).length);
+    parsed.positionals.push(...tail);
+  }
+  const ctx = createContext();
+  try {
+    return await cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+function optionHelp(cmd: Command): string {
+  const opts = Object.entries(cmd.options ?? {});
+  if (opts.length === 0) return '';
+  const rows = opts.map(
+    ([name, o]) => `  ${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ' VALUE' : ''}`,
+  );
+  return `\nOptions:\n${rows.join('\n')}\n`;
+}
+
+/** For commands like `run IMAGE CMD...`, everything after the first positional belongs to CMD. */
+function trailing(cmd: Command, rest: string[]): string[] {
+  const opts = cmd.options ?? {};
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i] as string;
+    if (a === '--') return rest.slice(i + 1);
+    if (a.startsWith('-')) {
+      const name = a.startsWith('--') ? a.slice(2).split('=')[0] : undefined;
+      const spec = name ? opts[name] : Object.values(opts).find((o) => o.short === a.slice(1, 2));
+      if (spec?.type === 'string' && !a.includes('=') && !(a.length > 2 && !a.startsWith('--'))) i++;
+      continue;
+    }
+    return rest.slice(i);
+  }
+  return [];
+}
+
+function splitAtFirstPositional(cmd: Command, rest: string[]): string[] {
+  if (!cmd.stopAtFirstPositional) return rest;
+  const tail = trailing(cmd, rest);
+  const head = rest.slice(0, rest.length - tail.length);
+  return head[head.length - 1] === '--' ? head.slice(0, -1) : head;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const e = toBerthError(err);
+    process.stderr.write(`berth: ${e.message}\n`);
+    process.exit(exitCodeOf[e.code]);
+  },
+);

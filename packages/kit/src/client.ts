@@ -1,6 +1,15 @@
-import { BerthError, Code, codeFromNats, DEFAULT_NAMESPACE, Header, isCode, type Service, subjectOf } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  codeFromNats,
+  DEFAULT_NAMESPACE,
+  Header,
+  isCode,
+  type Service,
+  subjectOf,
+} from '@berth/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { ErrorCode, headers as natsHeaders, JSONCodec, type NatsConnection, NatsError } from 'nats';
+import { ErrorCode, JSONCodec, type NatsConnection, NatsError, headers as natsHeaders } from 'nats';
 import { injectTrace } from './telemetry.js';
 
 const json = JSONCodec<unknown>();
@@ -26,13 +35,19 @@ export async function call<O>(
   opts: CallOptions,
 ): Promise<O> {
   const subject = subjectOf(service, op, opts.node);
-  const span = tracer.startSpan(`${service}/${op}`, { kind: SpanKind.CLIENT, attributes: { 'rpc.method': op } });
+  const span = tracer.startSpan(`${service}/${op}`, {
+    kind: SpanKind.CLIENT,
+    attributes: { 'rpc.method': op },
+  });
   const ctx = trace.setSpan(context.active(), span);
   const h = natsHeaders();
   h.set(Header.namespace, opts.namespace ?? DEFAULT_NAMESPACE);
   injectTrace(h, ctx);
   try {
-    const reply = await nc.request(subject, json.encode(payload ?? {}), { timeout: opts.timeoutMs, headers: h });
+    const reply = await nc.request(subject, json.encode(payload ?? {}), {
+      timeout: opts.timeoutMs,
+      headers: h,
+    });
     const errCode = reply.headers?.get('Nats-Service-Error-Code');
     if (errCode) {
       let wire: unknown;
@@ -43,7 +58,8 @@ export async function call<O>(
       }
       const w = wire as { code?: unknown; message?: unknown } | undefined;
       const code = isCode(w?.code) ? w.code : codeFromNats(Number(errCode));
-      const message = typeof w?.message === 'string' ? w.message : (reply.headers?.get('Nats-Service-Error') ?? '');
+      const message =
+        typeof w?.message === 'string' ? w.message : (reply.headers?.get('Nats-Service-Error') ?? '');
       throw new BerthError(code, message);
     }
     span.setStatus({ code: SpanStatusCode.OK });
@@ -57,26 +73,46 @@ export async function call<O>(
   }
 }
 
-function mapTransportError(err: unknown, service: Service, op: string, subject: string, timeoutMs: number): BerthError {
+function mapTransportError(
+  err: unknown,
+  service: Service,
+  op: string,
+  subject: string,
+  timeoutMs: number,
+): BerthError {
   if (err instanceof BerthError) return err;
   if (err instanceof NatsError) {
     if (err.code === ErrorCode.NoResponders) {
-      return new BerthError(Code.UNAVAILABLE, `${service} is unavailable: no responder for "${op}" on ${subject}`, {
-        cause: err,
-      });
+      return new BerthError(
+        Code.UNAVAILABLE,
+        `${service} is unavailable: no responder for "${op}" on ${subject}`,
+        {
+          cause: err,
+        },
+      );
     }
     if (err.code === ErrorCode.Timeout) {
-      return new BerthError(Code.DEADLINE_EXCEEDED, `${service} did not answer "${op}" within ${timeoutMs} ms`, {
+      return new BerthError(
+        Code.DEADLINE_EXCEEDED,
+        `${service} did not answer "${op}" within ${timeoutMs} ms`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (err.code === ErrorCode.ConnectionClosed || err.code === ErrorCode.Disconnect) {
+      return new BerthError(Code.UNAVAILABLE, `NATS connection lost while calling ${service} "${op}"`, {
         cause: err,
       });
     }
-    if (err.code === ErrorCode.ConnectionClosed || err.code === ErrorCode.Disconnect) {
-      return new BerthError(Code.UNAVAILABLE, `NATS connection lost while calling ${service} "${op}"`, { cause: err });
-    }
   }
-  return new BerthError(Code.INTERNAL, `calling ${service} "${op}": ${(err as Error)?.message ?? String(err)}`, {
-    cause: err,
-  });
+  return new BerthError(
+    Code.INTERNAL,
+    `calling ${service} "${op}": ${(err as Error)?.message ?? String(err)}`,
+    {
+      cause: err,
+    },
+  );
 }
 
 /**
@@ -89,7 +125,9 @@ export function makeClient<T extends Record<string, { in: unknown; out: unknown 
   timeouts: { [K in keyof T]: number },
   base: { node?: string; namespace?: string } = {},
 ): { [K in keyof T]: (input: T[K]['in'], opts?: Partial<CallOptions>) => Promise<T[K]['out']> } {
-  const out = {} as { [K in keyof T]: (input: T[K]['in'], opts?: Partial<CallOptions>) => Promise<T[K]['out']> };
+  const out = {} as {
+    [K in keyof T]: (input: T[K]['in'], opts?: Partial<CallOptions>) => Promise<T[K]['out']>;
+  };
   for (const op of Object.keys(timeouts) as (keyof T & string)[]) {
     out[op] = (input, o) => call(nc, service, op, input, { ...base, timeoutMs: timeouts[op], ...o });
   }

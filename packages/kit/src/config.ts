@@ -33,7 +33,9 @@ const envMap = {
 
 /** Turns a hostname into a valid node id (dots and other characters become dashes). */
 export function defaultNodeId(): string {
-  const h = hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 64);
+  const h = hostname()
+    .replace(/[^a-zA-Z0-9_-]/g, '-')
+    .slice(0, 64);
   return h.length > 0 ? h : 'node';
 }
 
@@ -48,7 +50,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     try {
       fromFile = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     } catch (err) {
-      throw new BerthError(Code.INVALID_ARGUMENT, `config file ${file} is not valid JSON: ${(err as Error).message}`);
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `config file ${file} is not valid JSON: ${(err as Error).message}`,
+      );
     }
   } else if (env.BERTH_CONFIG) {
     throw new BerthError(Code.INVALID_ARGUMENT, `config file ${file} (BERTH_CONFIG) does not exist`);
@@ -73,13 +78,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const field = issue?.path.join('.') ?? '?';
     const envName = Object.entries(envMap).find(([, k]) => k === field)?.[0];
     const where = envName && env[envName] ? `environment ${envName}` : `config file ${file}`;
-    throw new BerthError(Code.INVALID_ARGUMENT, `invalid config "${field}" (from ${where}): ${issue?.message}`);
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid config "${field}" (from ${where}): ${issue?.message}`,
+    );
   }
   return parsed.data;
 }
 
 /** Reads one per-service setting with a default, validated by a zod schema. */
-export function serviceSetting<T>(config: Config, service: string, key: string, schema: z.ZodType<T>, dflt: T): T {
+export function serviceSetting<T>(
+  config: Config,
+  service: string,
+  key: string,
+  schema: z.ZodType<T>,
+  dflt: T,
+): T {
   const raw = config.services[service]?.[key];
   if (raw === undefined) return dflt;
   const parsed = schema.safeParse(raw);

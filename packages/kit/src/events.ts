@@ -1,5 +1,5 @@
 import { eventSubject } from '@berth/api';
-import { headers as natsHeaders, JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import { JSONCodec, type NatsConnection, headers as natsHeaders, type Subscription } from 'nats';
 import { extractTrace, injectTrace } from './telemetry.js';
 
 const json = JSONCodec<unknown>();

@@ -48,7 +48,10 @@ export async function withLock<T>(
   let lock = await tryLock(redis, key, opts.ttlMs);
   while (!lock) {
     if (Date.now() > deadline) {
-      throw new BerthError(Code.DEADLINE_EXCEEDED, `timed out after ${opts.waitMs} ms waiting for the lock on ${opts.what}`);
+      throw new BerthError(
+        Code.DEADLINE_EXCEEDED,
+        `timed out after ${opts.waitMs} ms waiting for the lock on ${opts.what}`,
+      );
     }
     await new Promise((r) => setTimeout(r, delay / 2 + Math.random() * delay));
     delay = Math.min(delay * 2, 1000);

@@ -1,4 +1,4 @@
-import { connect, type ConnectionOptions, type NatsConnection } from 'nats';
+import { type ConnectionOptions, connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 
 /**

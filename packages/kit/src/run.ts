@@ -2,7 +2,7 @@ import { hostLocalServices, type Service, toBerthError } from '@berth/api';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { type Config, loadConfig } from './config.js';
-import { hostLayout, type HostLayout } from './layout.js';
+import { type HostLayout, hostLayout } from './layout.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { connectRedis, type Redis } from './redis.js';

@@ -11,7 +11,13 @@ import {
   toBerthError,
 } from '@berth/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { JSONCodec, type MsgHdrs, type NatsConnection, type Service as NatsService, type ServiceMsg } from 'nats';
+import {
+  JSONCodec,
+  type MsgHdrs,
+  type NatsConnection,
+  type Service as NatsService,
+  type ServiceMsg,
+} from 'nats';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { extractTrace } from './telemetry.js';
@@ -122,7 +128,11 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
 
   async function handle(op: string, ep: Endpoint, msg: ServiceMsg): Promise<void> {
     const parent = extractTrace(msg.headers);
-    const span = tracer.startSpan(`${service}/${op}`, { kind: SpanKind.SERVER, attributes: { 'rpc.method': op } }, parent);
+    const span = tracer.startSpan(
+      `${service}/${op}`,
+      { kind: SpanKind.SERVER, attributes: { 'rpc.method': op } },
+      parent,
+    );
     const namespace = msg.headers?.get(Header.namespace) || DEFAULT_NAMESPACE;
     const reqLog = log.child({ op, ns: namespace });
     await context.with(trace.setSpan(parent, span), async () => {
@@ -139,9 +149,17 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
         if (!parsed.success) {
           const issue = parsed.error.issues[0];
           const where = issue?.path.length ? issue.path.join('.') : 'request';
-          throw new BerthError(Code.INVALID_ARGUMENT, `${service} ${op}: invalid ${where}: ${issue?.message}`);
+          throw new BerthError(
+            Code.INVALID_ARGUMENT,
+            `${service} ${op}: invalid ${where}: ${issue?.message}`,
+          );
         }
-        const out = await ep.handler(parsed.data, { namespace, headers: msg.headers, log: reqLog, signal: abort.signal });
+        const out = await ep.handler(parsed.data, {
+          namespace,
+          headers: msg.headers,
+          log: reqLog,
+          signal: abort.signal,
+        });
         msg.respond(json.encode(out ?? {}));
         span.setStatus({ code: SpanStatusCode.OK });
       } catch (raw) {

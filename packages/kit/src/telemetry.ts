@@ -1,4 +1,4 @@
-import { context, type Context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { type Context, context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';

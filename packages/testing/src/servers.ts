@@ -65,7 +65,9 @@ async function waitReady(
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null || proc.signalCode !== null) {
-      throw new Error(`${what} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${output()}`);
+      throw new Error(
+        `${what} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${output()}`,
+      );
     }
     if (await probe().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 25));
@@ -89,7 +91,9 @@ async function tcpOpen(port: number): Promise<boolean> {
  * Starts nats-server with JetStream on a port the server picks itself (port -1), reading the port
  * back from its ports file. restart() stops and starts it again on the same port.
  */
-export async function startNats(opts: { jetstream?: boolean } = {}): Promise<TestServer & { restart(): Promise<void> }> {
+export async function startNats(
+  opts: { jetstream?: boolean } = {},
+): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('nats');
   const args = ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir];
   if (opts.jetstream !== false) args.push('-js', '-sd', join(dir, 'js'));
@@ -129,7 +133,9 @@ export async function startNats(opts: { jetstream?: boolean } = {}): Promise<Tes
  * Starts redis-server (appendonly on) on a free loopback port. If another process takes the port
  * between picking and binding, redis exits with "Address already in use" and a new port is tried.
  */
-export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<TestServer & { restart(): Promise<void> }> {
+export async function startRedis(
+  opts: { appendonly?: boolean } = {},
+): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('redis');
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
@@ -180,7 +186,9 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<T
  * Starts Debian's docker-registry (the reference distribution registry) on a free loopback port,
  * storing under a temp dir. With `htpasswd` (a file content in bcrypt form) it requires basic auth.
  */
-export async function startRegistry(opts: { htpasswd?: string } = {}): Promise<TestServer & { host: string }> {
+export async function startRegistry(
+  opts: { htpasswd?: string } = {},
+): Promise<TestServer & { host: string }> {
   const dir = await tempDir('registry');
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();

@@ -1,0 +1,2 @@
+// Contracts of the task service: request/reply schemas (zod) with same-name types, and event payloads.
+export {};
