@@ -1,2 +1,284 @@
-// Contracts of the task service: request/reply schemas (zod) with same-name types, and event payloads.
-export {};
+// Contracts of the task-service (NATS: berth.task.v1.<op>, cluster-wide, queue group task-service).
+// Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
+import { z } from 'zod';
+import { TaskStatus } from './shim.js';
+
+/** Container ids: 64 lowercase hex characters, as containerd/docker. Unique prefixes are accepted. */
+export const CONTAINER_ID_PATTERN = /^[a-f0-9]{64}$/;
+/** Container names, as docker accepts them. Unique per namespace. */
+export const CONTAINER_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+/** The only runtime berth has: runc driven by the node's shim through conmon. */
+export const RUNTIME_NAME = 'io.berth.runc';
+
+/** A bind mount from the host into the container (`-v host:ctr[:ro]`). */
+export const BindMount = z.object({
+  source: z.string().startsWith('/', 'bind mount source must be an absolute path'),
+  destination: z.string().startsWith('/', 'bind mount destination must be an absolute path'),
+  readonly: z.boolean().optional(),
+});
+export type BindMount = z.infer<typeof BindMount>;
+
+/** Resource limits, written to linux.resources (cgroups). Values are validated, never clamped. */
+export const Resources = z.object({
+  /** Memory limit in bytes (at least 6 MiB, as docker requires). */
+  memoryBytes: z
+    .number()
+    .int()
+    .min(6 * 1024 * 1024, 'memory limit must be at least 6MiB')
+    .optional(),
+  /** CPUs as a fraction of cores (`--cpus 0.5`): quota = cpus * period. */
+  cpus: z.number().positive('cpus must be positive').max(1024).optional(),
+  /** CFS weight relative to other containers. */
+  cpuShares: z.number().int().min(2).max(262144).optional(),
+  /** Maximum number of processes; -1 or absent means unlimited. */
+  pidsLimit: z.number().int().min(-1).optional(),
+});
+export type Resources = z.infer<typeof Resources>;
+
+/**
+ * Network mode: `none` (a new, empty network namespace), `host` (no namespace: the host's), or the
+ * path of an existing network namespace to join (what the CRI gateway passes for a pod).
+ */
+export const NetworkMode = z.union([z.enum(['none', 'host']), z.string().startsWith('/')]);
+export type NetworkMode = z.infer<typeof NetworkMode>;
+
+/** DNS settings written into the container's /etc/resolv.conf. */
+export const DnsConfig = z.object({
+  servers: z.array(z.string()).default([]),
+  searches: z.array(z.string()).default([]),
+  options: z.array(z.string()).default([]),
+});
+export type DnsConfig = z.infer<typeof DnsConfig>;
+
+/**
+ * What a user asks for when creating a container (`berth create`/`run` flags). The task-service
+ * resolves the image on the node, prepares the rootfs snapshot and generates the OCI runtime spec.
+ */
+export const CreateContainerRequest = z.object({
+  /** Image reference as the user typed it; it must already be on the node (the CLI pulls first). */
+  image: z.string().min(1),
+  name: z.string().regex(CONTAINER_NAME_PATTERN, 'invalid container name').optional(),
+  /** Node to run on; default the task-service caller's node (the CLI sends its own). */
+  node: z.string().optional(),
+  /** Replaces the image's Entrypoint (an empty array clears it). */
+  entrypoint: z.array(z.string()).optional(),
+  /** Replaces the image's Cmd. */
+  cmd: z.array(z.string()).optional(),
+  /** KEY=VALUE entries, merged over the image's Env. */
+  env: z.array(z.string()).optional(),
+  workdir: z.string().optional(),
+  /** user[:group], names or numeric ids; names are resolved in the rootfs's /etc/passwd and /etc/group. */
+  user: z.string().optional(),
+  hostname: z.string().optional(),
+  mounts: z.array(BindMount).optional(),
+  resources: Resources.optional(),
+  readonlyRootfs: z.boolean().optional(),
+  noNewPrivileges: z.boolean().optional(),
+  network: NetworkMode.optional(),
+  dns: DnsConfig.optional(),
+  /** Capabilities to add to / drop from the default set ("NET_ADMIN" or "CAP_NET_ADMIN", or "ALL"). */
+  capAdd: z.array(z.string()).optional(),
+  capDrop: z.array(z.string()).optional(),
+  /** oom_score_adj; only non-negative values: a negative one needs CAP_SYS_RESOURCE. */
+  oomScoreAdj: z.number().int().min(0).max(1000).optional(),
+  sysctls: z.record(z.string(), z.string()).optional(),
+  /** Allocate a terminal for the task's process. */
+  tty: z.boolean().optional(),
+  /** Keep the process's stdin open (attach). */
+  stdin: z.boolean().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  /** Where the CRI log goes; default the shim's (logs/<ns>/<id>.log under the node's state root). */
+  logPath: z.string().startsWith('/').optional(),
+  /** Signal `stop` sends first; default the image's StopSignal, else SIGTERM. */
+  stopSignal: z.string().optional(),
+  /** cgroups path for linux.cgroupsPath; default /berth/<ns>/<id>. */
+  cgroupsPath: z.string().optional(),
+});
+export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
+
+/** A container: metadata only (as containerd's containers service); the process is its task. */
+export const Container = z.object({
+  id: z.string().regex(CONTAINER_ID_PATTERN),
+  namespace: z.string(),
+  name: z.string(),
+  image: z.object({ name: z.string(), digest: z.string(), chainId: z.string().optional() }),
+  node: z.string(),
+  /** The OCI runtime spec (config.json without root.path, which the shim sets). */
+  spec: z.record(z.string(), z.unknown()),
+  /** The active snapshot holding the rootfs, on the node's snapshot-service. */
+  snapshotKey: z.string(),
+  labels: z.record(z.string(), z.string()),
+  runtime: z.object({ name: z.string() }),
+  io: z.object({ terminal: z.boolean(), stdin: z.boolean(), logPath: z.string().optional() }),
+  stopSignal: z.string(),
+  /** The request the container was made from (for inspect). */
+  config: CreateContainerRequest,
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type Container = z.infer<typeof Container>;
+
+/** The task of a container as the task-service records it (status mirrors the shim's). */
+export const Task = z.object({
+  id: z.string(),
+  namespace: z.string(),
+  node: z.string(),
+  status: z.enum([
+    TaskStatus.created,
+    TaskStatus.running,
+    TaskStatus.paused,
+    TaskStatus.stopped,
+    TaskStatus.unknown,
+  ]),
+  pid: z.number().int(),
+  exitCode: z.number().int().optional(),
+  exitedAt: z.string().optional(),
+  /** "OOMKilled", "Completed" or "Error" once stopped (as containerd's CRI). */
+  reason: z.string().optional(),
+  logPath: z.string().optional(),
+  createdAt: z.string(),
+  startedAt: z.string().optional(),
+});
+export type Task = z.infer<typeof Task>;
+
+/** Container status as `ps` shows it: its task's, or `created` when it has none. */
+export const ContainerStatus = {
+  created: 'created',
+  running: 'running',
+  paused: 'paused',
+  stopped: 'stopped',
+  unknown: 'unknown',
+} as const;
+export type ContainerStatus = (typeof ContainerStatus)[keyof typeof ContainerStatus];
+
+/** A container with its task, as get/list return it. */
+export const ContainerInfo = z.object({
+  container: Container,
+  task: Task.optional(),
+  status: z.enum(['created', 'running', 'paused', 'stopped', 'unknown']),
+});
+export type ContainerInfo = z.infer<typeof ContainerInfo>;
+
+/** Names a container: full id, unique id prefix, or name. */
+export const ContainerRef = z.object({ id: z.string().min(1) });
+export type ContainerRef = z.infer<typeof ContainerRef>;
+
+/** Request of `list-containers`: every filter must match. */
+export const ListContainersRequest = z.object({
+  /** label=value must match exactly; a label with value "" only has to exist. */
+  labels: z.record(z.string(), z.string()).optional(),
+  status: z.array(z.enum(['created', 'running', 'paused', 'stopped', 'unknown'])).optional(),
+  name: z.string().optional(),
+});
+export type ListContainersRequest = z.infer<typeof ListContainersRequest>;
+
+export const ListContainersReply = z.object({ containers: z.array(ContainerInfo) });
+export type ListContainersReply = z.infer<typeof ListContainersReply>;
+
+/** Request of `update-container`: labels are merged ("" removes one); resources update the spec (and a live task). */
+export const UpdateContainerRequest = ContainerRef.extend({
+  labels: z.record(z.string(), z.string()).optional(),
+  resources: Resources.optional(),
+});
+export type UpdateContainerRequest = z.infer<typeof UpdateContainerRequest>;
+
+/** Request of `delete-container`: with force a live task is killed and deleted first. */
+export const DeleteContainerRequest = ContainerRef.extend({ force: z.boolean().optional() });
+export type DeleteContainerRequest = z.infer<typeof DeleteContainerRequest>;
+
+/** Request of task operations that take a process: the task (execId absent) or one exec. */
+export const TaskProcessRef = ContainerRef.extend({ execId: z.string().min(1).optional() });
+export type TaskProcessRef = z.infer<typeof TaskProcessRef>;
+
+/** Request of `kill`. */
+export const KillRequest = TaskProcessRef.extend({
+  signal: z.union([z.number().int().positive(), z.string().min(1)]).optional(),
+  all: z.boolean().optional(),
+});
+export type KillRequest = z.infer<typeof KillRequest>;
+
+/** Request of `wait`: resolves when the process exits, or DEADLINE_EXCEEDED after timeoutMs. */
+export const WaitRequest = TaskProcessRef.extend({ timeoutMs: z.number().int().positive().optional() });
+export type WaitRequest = z.infer<typeof WaitRequest>;
+
+/** An exit status, as wait/delete return it. */
+export const ExitStatus = z.object({
+  exitCode: z.number().int(),
+  exitedAt: z.string(),
+  reason: z.string().optional(),
+});
+export type ExitStatus = z.infer<typeof ExitStatus>;
+
+/** Request of `exec`: a new process in the running task; start it with `start` + execId. */
+export const ExecRequest = ContainerRef.extend({
+  execId: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'invalid exec id'),
+  args: z.array(z.string()).min(1, 'exec needs a command'),
+  env: z.array(z.string()).optional(),
+  cwd: z.string().optional(),
+  user: z.string().optional(),
+  tty: z.boolean().optional(),
+  stdin: z.boolean().optional(),
+});
+export type ExecRequest = z.infer<typeof ExecRequest>;
+
+/** Reply of `exec`/`start`/`state` for a process. */
+export const ProcessState = z.object({
+  id: z.string(),
+  execId: z.string().optional(),
+  status: z.string(),
+  pid: z.number().int(),
+  exitCode: z.number().int().optional(),
+  exitedAt: z.string().optional(),
+  reason: z.string().optional(),
+  logPath: z.string().optional(),
+});
+export type ProcessState = z.infer<typeof ProcessState>;
+
+/** Request of `update` (a live task's resources). */
+export const UpdateTaskRequest = ContainerRef.extend({ resources: Resources });
+export type UpdateTaskRequest = z.infer<typeof UpdateTaskRequest>;
+
+/** Reply of `pids`. */
+export const PidsReply = z.object({ pids: z.array(z.number().int()) });
+export type PidsReply = z.infer<typeof PidsReply>;
+
+/** The task-service's operations (subject tokens) and how long a client waits for each, in ms. */
+export const TaskOps = {
+  'create-container': 60_000,
+  'get-container': 5_000,
+  'list-containers': 10_000,
+  'update-container': 15_000,
+  'delete-container': 60_000,
+  create: 60_000,
+  start: 30_000,
+  kill: 10_000,
+  wait: 24 * 3600_000,
+  delete: 30_000,
+  exec: 30_000,
+  pause: 10_000,
+  resume: 10_000,
+  pids: 10_000,
+  stats: 10_000,
+  update: 15_000,
+  'close-stdin': 10_000,
+  state: 10_000,
+} as const;
+export type TaskOp = keyof typeof TaskOps;
+
+/** Event topics the task-service publishes (tasks.exit and tasks.oom come from the shim's exit path). */
+export const TaskTopic = {
+  containerCreate: 'containers.create',
+  containerUpdate: 'containers.update',
+  containerDelete: 'containers.delete',
+  taskCreate: 'tasks.create',
+  taskStart: 'tasks.start',
+  taskExit: 'tasks.exit',
+  taskDelete: 'tasks.delete',
+  taskPaused: 'tasks.paused',
+  taskResumed: 'tasks.resumed',
+  taskExecAdded: 'tasks.exec-added',
+  taskExecStarted: 'tasks.exec-started',
+  taskOom: 'tasks.oom',
+} as const;
+export type TaskTopic = (typeof TaskTopic)[keyof typeof TaskTopic];
