@@ -1,0 +1,5 @@
+export * from './defaults.js';
+export * from './env.js';
+export * from './files.js';
+export * from './generate.js';
+export * from './user.js';

@@ -1,0 +1,218 @@
+import {
+  CONTAINER_ID_PATTERN,
+  type Container,
+  type ContainerInfo,
+  type ContainerStatus,
+  errors,
+  type Task,
+  type TaskExit,
+} from '@berth/api';
+import { keys, type Redis } from '@berth/kit';
+
+// Deletes a name reservation only when it still points at the container being released.
+const RELEASE_NAME = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
+// An exit is recorded once, and only for the process it belongs to: a late exit of a previous
+// run (different pid) must not stop the task of a restarted container.
+const RECORD_EXIT = `
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+local st = redis.call('hget', KEYS[1], 'status')
+if st == 'stopped' then return 0 end
+local pid = tonumber(redis.call('hget', KEYS[1], 'pid') or '0')
+local epid = tonumber(ARGV[1])
+if pid ~= 0 and epid ~= 0 and pid ~= epid then return 0 end
+redis.call('hset', KEYS[1], 'status', 'stopped', 'exitCode', ARGV[2], 'exitedAt', ARGV[3], 'reason', ARGV[4])
+return 1`;
+
+// running/paused transitions never resurrect a stopped task (its exit may have landed first).
+const SET_STATUS = `
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+if redis.call('hget', KEYS[1], 'status') == 'stopped' then return 0 end
+for i = 1, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1`;
+
+/** containerd's CRI reasons for an exit. */
+export function exitReason(exitCode: number, reason?: string): string {
+  if (reason) return reason;
+  return exitCode === 0 ? 'Completed' : 'Error';
+}
+
+/**
+ * Container and task metadata in Redis, per namespace (keys from @berth/kit keys.ts). Containers
+ * are one JSON document each; tasks are hashes so exits can be recorded atomically by a script.
+ */
+export class ContainerStore {
+  constructor(private readonly redis: Redis) {}
+
+  /** Reserves a name for an id; ALREADY_EXISTS when another container holds it. */
+  async reserveName(ns: string, name: string, id: string): Promise<void> {
+    const ok = await this.redis.set(keys.containerName(ns, name), id, 'NX');
+    if (ok !== 'OK') {
+      const holder = await this.redis.get(keys.containerName(ns, name));
+      throw errors.exists(
+        `container name "${name}" is already in use by container ${holder?.slice(0, 12) ?? '?'}`,
+      );
+    }
+  }
+
+  /** Releases a name if it still points at `id`. */
+  async releaseName(ns: string, name: string, id: string): Promise<void> {
+    await this.redis.eval(RELEASE_NAME, 1, keys.containerName(ns, name), id);
+  }
+
+  /** Stores (creates or replaces) a container record. */
+  async put(c: Container): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(keys.container(c.namespace, c.id), {
+        data: JSON.stringify(c),
+        name: c.name,
+        createdAt: c.createdAt,
+      })
+      .sadd(keys.containers(c.namespace), c.id)
+      .exec();
+  }
+
+  /** The container with this exact id, or undefined. */
+  async get(ns: string, id: string): Promise<Container | undefined> {
+    const data = await this.redis.hget(keys.container(ns, id), 'data');
+    return data ? (JSON.parse(data) as Container) : undefined;
+  }
+
+  /** Finds a container by full id, name, or unique id prefix; NOT_FOUND or INVALID_ARGUMENT (ambiguous). */
+  async resolve(ns: string, ref: string): Promise<Container> {
+    if (CONTAINER_ID_PATTERN.test(ref)) {
+      const c = await this.get(ns, ref);
+      if (c) return c;
+    }
+    const byName = await this.redis.get(keys.containerName(ns, ref));
+    if (byName) {
+      const c = await this.get(ns, byName);
+      if (c) return c;
+    }
+    if (/^[a-f0-9]{1,63}$/.test(ref)) {
+      const ids = (await this.redis.smembers(keys.containers(ns))).filter((id) => id.startsWith(ref));
+      if (ids.length > 1) {
+        throw errors.invalid(
+          `container id prefix "${ref}" is ambiguous: it matches ${ids.length} containers`,
+        );
+      }
+      if (ids[0]) {
+        const c = await this.get(ns, ids[0]);
+        if (c) return c;
+      }
+    }
+    throw errors.notFound(`container "${ref}" not found`);
+  }
+
+  /** Every container of a namespace with its task. */
+  async list(ns: string): Promise<ContainerInfo[]> {
+    const ids = await this.redis.smembers(keys.containers(ns));
+    if (ids.length === 0) return [];
+    const p = this.redis.pipeline();
+    for (const id of ids) {
+      p.hget(keys.container(ns, id), 'data');
+      p.hgetall(keys.task(ns, id));
+    }
+    const res = (await p.exec()) ?? [];
+    const out: ContainerInfo[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const data = res[2 * i]?.[1] as string | null;
+      if (!data) continue;
+      const task = decodeTask(res[2 * i + 1]?.[1] as Record<string, string>);
+      out.push(info(JSON.parse(data) as Container, task));
+    }
+    return out.sort((a, b) => b.container.createdAt.localeCompare(a.container.createdAt));
+  }
+
+  /** A container with its task. */
+  async info(c: Container): Promise<ContainerInfo> {
+    return info(c, await this.getTask(c.namespace, c.id));
+  }
+
+  /** Removes a container, its task record and its name, atomically. */
+  async delete(c: Container): Promise<void> {
+    await this.redis
+      .multi()
+      .del(keys.container(c.namespace, c.id), keys.task(c.namespace, c.id))
+      .srem(keys.containers(c.namespace), c.id)
+      .eval(RELEASE_NAME, 1, keys.containerName(c.namespace, c.name), c.id)
+      .exec();
+  }
+
+  /** Namespaces that have (or had) containers. */
+  async namespaces(): Promise<string[]> {
+    const pattern = keys.containers('*');
+    const prefix = pattern.slice(0, pattern.indexOf('*'));
+    const suffix = pattern.slice(pattern.indexOf('*') + 1);
+    const out: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, batch] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 200);
+      cursor = next;
+      for (const k of batch) out.push(k.slice(prefix.length, k.length - suffix.length));
+    } while (cursor !== '0');
+    return [...new Set(out)];
+  }
+
+  /** Writes a fresh task record (replacing a previous run's). */
+  async putTask(t: Task): Promise<void> {
+    const k = keys.task(t.namespace, t.id);
+    const fields: Record<string, string> = {};
+    for (const [f, v] of Object.entries(t)) if (v !== undefined) fields[f] = String(v);
+    await this.redis.multi().del(k).hset(k, fields).exec();
+  }
+
+  async getTask(ns: string, id: string): Promise<Task | undefined> {
+    return decodeTask(await this.redis.hgetall(keys.task(ns, id)));
+  }
+
+  async deleteTask(ns: string, id: string): Promise<void> {
+    await this.redis.del(keys.task(ns, id));
+  }
+
+  /** Sets fields of a task unless it already stopped; false when it had. */
+  async setTaskFields(ns: string, id: string, fields: Record<string, string | number>): Promise<boolean> {
+    const argv = Object.entries(fields).flatMap(([k, v]) => [k, String(v)]);
+    return (await this.redis.eval(SET_STATUS, 1, keys.task(ns, id), ...argv)) === 1;
+  }
+
+  /** Records an exit once; false when it was already recorded or belongs to another run. */
+  async recordExit(
+    e: Pick<TaskExit, 'namespace' | 'id' | 'pid' | 'exitCode' | 'exitedAt' | 'reason'>,
+  ): Promise<boolean> {
+    const r = await this.redis.eval(
+      RECORD_EXIT,
+      1,
+      keys.task(e.namespace, e.id),
+      String(e.pid),
+      String(e.exitCode),
+      e.exitedAt,
+      exitReason(e.exitCode, e.reason),
+    );
+    return r === 1;
+  }
+}
+
+function decodeTask(h: Record<string, string> | null | undefined): Task | undefined {
+  if (!h || !h.id) return undefined;
+  const t: Task = {
+    id: h.id,
+    namespace: h.namespace ?? '',
+    node: h.node ?? '',
+    status: (h.status ?? 'unknown') as Task['status'],
+    pid: Number(h.pid ?? 0),
+    createdAt: h.createdAt ?? '',
+  };
+  if (h.exitCode !== undefined) t.exitCode = Number(h.exitCode);
+  if (h.exitedAt) t.exitedAt = h.exitedAt;
+  if (h.reason) t.reason = h.reason;
+  if (h.logPath) t.logPath = h.logPath;
+  if (h.startedAt) t.startedAt = h.startedAt;
+  return t;
+}
+
+function info(container: Container, task: Task | undefined): ContainerInfo {
+  const status: ContainerStatus = task ? task.status : 'created';
+  return task ? { container, task, status } : { container, status };
+}
