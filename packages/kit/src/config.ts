@@ -55,6 +55,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         `config file ${file} is not valid JSON: ${(err as Error).message}`,
       );
     }
+    if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) {
+      throw new BerthError(Code.INVALID_ARGUMENT, `config file ${file} must hold a JSON object`);
+    }
   } else if (env.BERTH_CONFIG) {
     throw new BerthError(Code.INVALID_ARGUMENT, `config file ${file} (BERTH_CONFIG) does not exist`);
   }

@@ -51,6 +51,13 @@ export function endpoint<S extends z.ZodType, O>(
   return description === undefined ? { input, handler } : { input, handler, description };
 }
 
+/** Answers one request exactly once: from its handler or, past the grace period, from stop(). */
+interface Answer {
+  op: string;
+  ok(data: Uint8Array): void;
+  error(err: BerthError): void;
+}
+
 /** A registered service: stop() quits taking requests and waits (bounded) for in-flight ones. */
 export interface ServedService {
   readonly instanceId: string;
@@ -78,7 +85,8 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
   const { nc, service, node, log } = opts;
   const instanceId = randomUUID();
   const startedAt = new Date();
-  const inflight = new Set<Promise<void>>();
+  // Each request in flight, with how to answer it once (the handler or, past the grace period, stop()).
+  const inflight = new Map<Promise<void>, Answer>();
   const abort = new AbortController();
   const tracer = trace.getTracer(`berth.${service}`);
 
@@ -120,13 +128,47 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
           log.error({ err, op }, 'endpoint subscription failed');
           return;
         }
-        const p = handle(op, ep, msg).finally(() => inflight.delete(p));
-        inflight.add(p);
+        const answer = answerOnce(op, msg);
+        const p = handle(op, ep, msg, answer).finally(() => inflight.delete(p));
+        inflight.set(p, answer);
       },
     });
   }
+  // SUBs are written lazily; a round trip guarantees the server has them, so a caller acting on
+  // "ready" never meets no-responders.
+  await nc.flush();
 
-  async function handle(op: string, ep: Endpoint, msg: ServiceMsg): Promise<void> {
+  function answerOnce(op: string, msg: ServiceMsg): Answer {
+    let answered = false;
+    // Sending can throw (connection closed, reply over max_payload): log it rather than let it
+    // become an unhandled rejection that takes the whole process down.
+    const error = (err: BerthError) => {
+      if (answered) return;
+      answered = true;
+      try {
+        msg.respondError(natsCodeOf[err.code], err.message, json.encode({ error: err.toWire() }));
+      } catch (sendErr) {
+        log.warn({ err: sendErr, op }, 'could not send error reply');
+      }
+    };
+    const ok = (data: Uint8Array) => {
+      if (answered) return;
+      try {
+        msg.respond(data);
+        answered = true;
+      } catch (sendErr) {
+        error(
+          new BerthError(
+            Code.INTERNAL,
+            `${service} ${op}: could not send the reply: ${(sendErr as Error).message}`,
+          ),
+        );
+      }
+    };
+    return { op, ok, error };
+  }
+
+  async function handle(op: string, ep: Endpoint, msg: ServiceMsg, answer: Answer): Promise<void> {
     const parent = extractTrace(msg.headers);
     const span = tracer.startSpan(
       `${service}/${op}`,
@@ -160,7 +202,7 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
           log: reqLog,
           signal: abort.signal,
         });
-        msg.respond(json.encode(out ?? {}));
+        answer.ok(json.encode(out ?? {}));
         span.setStatus({ code: SpanStatusCode.OK });
       } catch (raw) {
         const err = toBerthError(raw);
@@ -168,7 +210,7 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
         else reqLog.debug({ code: err.code, msg: err.message }, 'request refused');
         span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
         span.setAttribute('berth.error_code', err.code);
-        msg.respondError(natsCodeOf[err.code], err.message, json.encode({ error: err.toWire() }));
+        answer.error(err);
       } finally {
         span.end();
       }
@@ -183,10 +225,19 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
       if (inflight.size > 0) {
         log.info({ inflight: inflight.size }, 'waiting for in-flight requests');
         const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref());
-        await Promise.race([Promise.allSettled([...inflight]), timer]);
+        await Promise.race([Promise.allSettled([...inflight.keys()]), timer]);
         if (inflight.size > 0) {
           log.warn({ inflight: inflight.size }, 'grace period over; aborting in-flight requests');
           abort.abort();
+          // Callers get a definite answer now rather than waiting out their own timeouts.
+          for (const answer of inflight.values()) {
+            answer.error(
+              new BerthError(
+                Code.UNAVAILABLE,
+                `${service} is shutting down: "${answer.op}" did not finish within the ${graceMs} ms grace period`,
+              ),
+            );
+          }
         }
       }
     },

@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import { BerthError, Code } from '@berth/api';
+import { startRedis } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Lock, tryLock, withLock } from './lock.js';
+import { connectRedis, type Redis } from './redis.js';
+
+// Redis locks shared by two independent clients (as two replicas would hold them).
+
+let server: Awaited<ReturnType<typeof startRedis>>;
+let one: Redis;
+let two: Redis;
+
+beforeAll(async () => {
+  server = await startRedis({ appendonly: false });
+  one = connectRedis(server.url);
+  two = connectRedis(server.url);
+  await Promise.all([one.connect(), two.connect()]);
+});
+
+afterAll(async () => {
+  await Promise.all([one?.quit(), two?.quit()]);
+  await server?.stop();
+});
+
+const key = (what: string) => `berth:v1:test:lock:${what}:${randomBytes(4).toString('hex')}`;
+
+/** A read-modify-write that loses updates unless callers are serialised. */
+async function unsafeIncrement(redis: Redis, counter: string): Promise<void> {
+  const v = Number((await redis.get(counter)) ?? '0');
+  await redis.ping();
+  await redis.set(counter, String(v + 1));
+}
+
+describe('withLock', () => {
+  it('lets one holder at a time in, across two clients, in fence order', async () => {
+    const lockKey = key('mutex');
+    const counter = `${lockKey}:counter`;
+    let active = 0;
+    let maxActive = 0;
+    const fences: number[] = [];
+    const workers = Array.from({ length: 20 }, (_, i) =>
+      withLock(
+        i % 2 ? one : two,
+        lockKey,
+        { ttlMs: 5000, waitMs: 20_000, what: 'the test counter' },
+        async (lock) => {
+          active++;
+          maxActive = Math.max(maxActive, active);
+          fences.push(lock.fence);
+          await unsafeIncrement(i % 2 ? two : one, counter);
+          active--;
+        },
+      ),
+    );
+    await Promise.all(workers);
+    expect(maxActive).toBe(1);
+    expect(await one.get(counter)).toBe('20');
+    // Fencing tokens grow with each acquisition, so a storage write can reject a stale holder.
+    expect([...fences].sort((x, y) => x - y)).toEqual(fences);
+    expect(await one.exists(lockKey)).toBe(0);
+  });
+
+  it('(control) the same increments without the lock lose updates', async () => {
+    const counter = key('control');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => unsafeIncrement(i % 2 ? one : two, counter)));
+    expect(Number(await one.get(counter))).toBeLessThan(20);
+  });
+
+  it('gives up with DEADLINE_EXCEEDED naming what it waited for', async () => {
+    const lockKey = key('busy');
+    const held = await tryLock(one, lockKey, 10_000);
+    expect(held).toBeDefined();
+    const err = await withLock(
+      two,
+      lockKey,
+      { ttlMs: 1000, waitMs: 200, what: 'blob sha256:abc' },
+      async () => 'ran',
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BerthError);
+    expect((err as BerthError).code).toBe(Code.DEADLINE_EXCEEDED);
+    expect((err as BerthError).message).toBe(
+      'timed out after 200 ms waiting for the lock on blob sha256:abc',
+    );
+    await held?.release();
+  });
+
+  it('renews the lock while the holder works past its ttl', async () => {
+    const lockKey = key('renew');
+    await withLock(one, lockKey, { ttlMs: 300, waitMs: 1000, what: 'renewal' }, async (lock) => {
+      // Work for three ttl periods: without renewal the key would have expired twice over.
+      await new Promise((r) => setTimeout(r, 900));
+      expect(await two.get(lockKey)).toBe(lock.token);
+      expect(await tryLock(two, lockKey, 1000)).toBeUndefined();
+    });
+    expect(await one.exists(lockKey)).toBe(0);
+  });
+});
+
+describe('lock expiry', () => {
+  it('frees a lock whose holder vanished, and the old holder can no longer touch it', async () => {
+    const lockKey = key('expiry');
+    const stale = (await tryLock(one, lockKey, 250)) as Lock;
+    expect(stale).toBeDefined();
+    expect(await tryLock(two, lockKey, 5000)).toBeUndefined();
+
+    const started = Date.now();
+    await withLock(two, lockKey, { ttlMs: 5000, waitMs: 10_000, what: 'expiry' }, async (fresh) => {
+      expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+      expect(fresh.fence).toBeGreaterThan(stale.fence);
+      // The stale holder's renew and release are refused: they must not steal or drop the new lock.
+      expect(await stale.renew()).toBe(false);
+      await stale.release();
+      expect(await one.get(lockKey)).toBe(fresh.token);
+    });
+    expect(await one.exists(lockKey)).toBe(0);
+  });
+});
