@@ -17,6 +17,7 @@ function gen(req: Partial<CreateContainerRequest>, image: Record<string, unknown
     'host-name',
   );
 }
+// biome-ignore lint/suspicious/noExplicitAny: the spec is untyped JSON; tests index into it freely
 type Any = Record<string, any>;
 
 describe('generateSpec', () => {

@@ -195,7 +195,7 @@ export class ContainerStore {
 }
 
 function decodeTask(h: Record<string, string> | null | undefined): Task | undefined {
-  if (!h || !h.id) return undefined;
+  if (!h?.id) return undefined;
   const t: Task = {
     id: h.id,
     namespace: h.namespace ?? '',

@@ -1,0 +1,234 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  BerthError,
+  Code,
+  type Container,
+  type ContainerInfo,
+  type CreateContainerRequest,
+  errors,
+  type ListContainersRequest,
+  NODE_ID_PATTERN,
+  RUNTIME_NAME,
+  TaskTopic,
+  type UpdateContainerRequest,
+} from '@berth/api';
+import { keys, type Redis, withLock } from '@berth/kit';
+import type { Deps } from '../deps.js';
+import { LayeredRootfs } from '../rootfs/layers.js';
+import {
+  envValue,
+  filterHostResolvConf,
+  generateSpec,
+  hostsFile,
+  linuxResources,
+  needsLookup,
+  parseGroup,
+  parsePasswd,
+  resolvConf,
+} from '../spec/index.js';
+import type { ContainerStore } from '../store/store.js';
+import { containerDir, hostFile, removeContainerDir, writeContainerFiles } from './files.js';
+
+/** Where the manager runs: its node and state root (for the files it writes on that node). */
+export interface ManagerEnv {
+  node: string;
+  stateRoot: string;
+}
+
+/** Swallows the errors that mean "already gone" during cleanup. */
+export async function ignoreGone(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof BerthError && (err.code === Code.NOT_FOUND || err.code === Code.FAILED_PRECONDITION))
+      return;
+    throw err;
+  }
+}
+
+const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
+
+/**
+ * Containers as metadata (containerd's containers service plus nerdctl's spec building): create
+ * resolves the image on the node, prepares the rootfs snapshot, generates the spec and stores it.
+ */
+export class ContainerManager {
+  constructor(
+    private readonly store: ContainerStore,
+    private readonly redis: Redis,
+    private readonly deps: Deps,
+    private readonly env: ManagerEnv,
+  ) {}
+
+  /** Serializes changes to one container across replicas. */
+  lock<T>(ns: string, id: string, fn: () => Promise<T>): Promise<T> {
+    return withLock(this.redis, keys.containerLock(ns, id), { ...LOCK, what: `container ${id}` }, fn);
+  }
+
+  /** Creates a container; on any failure nothing is left behind (name, snapshot, files). */
+  async create(ns: string, req: CreateContainerRequest): Promise<Container> {
+    const node = req.node ?? this.env.node;
+    if (!NODE_ID_PATTERN.test(node)) throw errors.invalid(`invalid node id "${node}"`);
+    const id = randomBytes(32).toString('hex');
+    const name = req.name ?? defaultName(req.image, id);
+    await this.store.reserveName(ns, name, id);
+    const snapshotKey = `containers/${ns}/${id}`;
+    const dir = containerDir(this.env.stateRoot, ns, id);
+    let prepared = false;
+    try {
+      const image = await this.deps.images.get(node, ns, req.image);
+      if (!image.chainId) {
+        throw errors.precondition(`image "${req.image}" is not unpacked on node "${node}"`);
+      }
+      const local = node === this.env.node;
+      for (const m of req.mounts ?? []) {
+        if (local && !existsSync(m.source)) {
+          throw errors.invalid(`bind mount source "${m.source}" does not exist`);
+        }
+      }
+      const mounts = await this.deps.snapshots.prepare(node, {
+        key: snapshotKey,
+        parent: image.chainId,
+        labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
+      });
+      prepared = true;
+      const rootfs = LayeredRootfs.fromMounts(mounts);
+      const readable = rootfs.dirs.length > 0 && rootfs.dirs.every((d) => existsSync(d));
+      const user = req.user ?? image.config.config?.User ?? '';
+      if (!readable && needsLookup(user)) {
+        throw errors.precondition(
+          `cannot resolve user "${user}": the rootfs of node "${node}" is not readable here`,
+        );
+      }
+      const passwd = parsePasswd(readable ? ((await rootfs.readFile('/etc/passwd')) ?? '') : '');
+      const group = parseGroup(readable ? ((await rootfs.readFile('/etc/group')) ?? '') : '');
+      const files = {
+        hosts: join(dir, 'hosts'),
+        resolvConf: join(dir, 'resolv.conf'),
+        hostname: join(dir, 'hostname'),
+      };
+      const gen = generateSpec(
+        { id, namespace: ns, request: req, image: image.config.config, passwd, group, files },
+        osHostname(),
+      );
+      const proc = gen.spec.process as { env: string[]; cwd: string };
+      const cmd = gen.args[0] as string;
+      if (readable && !(await rootfs.hasCommand(cmd, envValue(proc.env, 'PATH') ?? '', proc.cwd))) {
+        throw errors.invalid(
+          `command "${cmd}" not found in image "${req.image}": executable file not found in $PATH`,
+        );
+      }
+      await writeContainerFiles(dir, await generatedFiles(req, gen.hostname));
+      const now = new Date().toISOString();
+      const c: Container = {
+        id,
+        namespace: ns,
+        name,
+        image: { name: image.name, digest: image.target.digest, chainId: image.chainId },
+        node,
+        spec: gen.spec,
+        snapshotKey,
+        labels: req.labels ?? {},
+        runtime: { name: RUNTIME_NAME },
+        io: {
+          terminal: req.tty ?? false,
+          stdin: req.stdin ?? false,
+          ...(req.logPath ? { logPath: req.logPath } : {}),
+        },
+        stopSignal: gen.stopSignal,
+        config: { ...req, node },
+        createdAt: now,
+        updatedAt: now,
+      };
+      await this.store.put(c);
+      this.deps.publish(TaskTopic.containerCreate, ns, {
+        id,
+        name,
+        image: c.image.name,
+        node,
+        runtime: RUNTIME_NAME,
+      });
+      return c;
+    } catch (err) {
+      if (prepared) await ignoreGone(this.deps.snapshots.remove(node, snapshotKey)).catch(() => undefined);
+      await removeContainerDir(dir).catch(() => undefined);
+      await this.store.releaseName(ns, name, id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async get(ns: string, ref: string): Promise<ContainerInfo> {
+    return this.store.info(await this.store.resolve(ns, ref));
+  }
+
+  /** Lists containers matching every filter. */
+  async list(ns: string, f: ListContainersRequest): Promise<ContainerInfo[]> {
+    const all = await this.store.list(ns);
+    return all.filter((i) => {
+      if (f.status?.length && !f.status.includes(i.status)) return false;
+      if (f.name && i.container.name !== f.name) return false;
+      for (const [k, v] of Object.entries(f.labels ?? {})) {
+        const have = i.container.labels[k];
+        if (have === undefined || (v !== '' && have !== v)) return false;
+      }
+      return true;
+    });
+  }
+
+  /** Merges labels and replaces resources in the stored spec. */
+  async update(ns: string, req: UpdateContainerRequest): Promise<Container> {
+    const first = await this.store.resolve(ns, req.id);
+    return this.lock(ns, first.id, async () => {
+      const c = await this.store.resolve(ns, first.id);
+      const labels = { ...c.labels };
+      for (const [k, v] of Object.entries(req.labels ?? {})) {
+        if (v === '') delete labels[k];
+        else labels[k] = v;
+      }
+      const resources = { ...c.config.resources, ...req.resources };
+      const linux = { ...(c.spec.linux as Record<string, unknown>), resources: linuxResources(resources) };
+      const next: Container = {
+        ...c,
+        labels,
+        spec: { ...c.spec, linux },
+        config: { ...c.config, resources },
+        updatedAt: new Date().toISOString(),
+      };
+      await this.store.put(next);
+      this.deps.publish(TaskTopic.containerUpdate, ns, { id: c.id, name: c.name, labels });
+      return next;
+    });
+  }
+
+  /**
+   * Removes the container's snapshot, files and metadata. The caller (task manager) has already
+   * made sure no live task remains.
+   */
+  async remove(c: Container): Promise<void> {
+    await ignoreGone(this.deps.snapshots.remove(c.node, c.snapshotKey));
+    if (c.node === this.env.node) {
+      await removeContainerDir(containerDir(this.env.stateRoot, c.namespace, c.id));
+    }
+    await this.store.delete(c);
+    this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
+  }
+}
+
+/** nerdctl-style default name: the image's last path component and a short id. */
+function defaultName(image: string, id: string): string {
+  const base = image.split('@')[0]?.split('/').pop()?.split(':')[0] ?? 'container';
+  const clean = base.replace(/[^a-zA-Z0-9_.-]/g, '').replace(/^[^a-zA-Z0-9]+/, '');
+  return `${clean || 'container'}-${id.slice(0, 5)}`;
+}
+
+async function generatedFiles(req: CreateContainerRequest, hostname: string) {
+  const hostNet = req.network === 'host';
+  const hosts = hostNet ? await hostFile('/etc/hosts') : hostsFile(hostname);
+  const resolv = req.dns?.servers.length
+    ? resolvConf(req.dns)
+    : filterHostResolvConf(await hostFile('/etc/resolv.conf'), hostNet);
+  return { hosts, resolvConf: resolv, hostname };
+}

@@ -1,0 +1,414 @@
+import {
+  BerthError,
+  Code,
+  type Container,
+  type ExecRequest,
+  type ExitStatus,
+  errors,
+  type KillRequest,
+  type ProcessState,
+  type Resources,
+  type ShimState,
+  type Task,
+  type TaskExit,
+  TaskTopic,
+} from '@berth/api';
+import type { ServiceContext } from '@berth/kit';
+import type { ContainerManager } from '../containers/manager.js';
+import { ignoreGone } from '../containers/manager.js';
+import type { Deps } from '../deps.js';
+import { LayeredRootfs } from '../rootfs/layers.js';
+import {
+  linuxResources,
+  mergeEnv,
+  needsLookup,
+  parseGroup,
+  parsePasswd,
+  resolveUser,
+} from '../spec/index.js';
+import { type ContainerStore, exitReason } from '../store/store.js';
+import { ExitWaiters } from './exits.js';
+
+type Logger = ServiceContext['log'];
+
+/** Bound on how long a forced removal waits for SIGKILL to take effect. */
+const FORCE_KILL_WAIT_MS = 10_000;
+
+function toProcessState(s: ShimState): ProcessState {
+  const out: ProcessState = { id: s.id, status: s.status, pid: s.pid };
+  if (s.execId) out.execId = s.execId;
+  if (s.exitCode !== undefined) out.exitCode = s.exitCode;
+  if (s.exitedAt) out.exitedAt = s.exitedAt;
+  if (s.reason) out.reason = s.reason;
+  if (s.logPath) out.logPath = s.logPath;
+  return out;
+}
+
+function taskState(t: Task): ProcessState {
+  const out: ProcessState = { id: t.id, status: t.status, pid: t.pid };
+  if (t.exitCode !== undefined) out.exitCode = t.exitCode;
+  if (t.exitedAt) out.exitedAt = t.exitedAt;
+  if (t.reason) out.reason = t.reason;
+  if (t.logPath) out.logPath = t.logPath;
+  return out;
+}
+
+/**
+ * Tasks (the processes of containers), forwarded to the shim on each container's node. The
+ * task-service keeps a record per task in Redis; exits come from the shim (persisted there first,
+ * then announced) and are recorded here from the event or, after downtime, by reconcile().
+ */
+export class TaskManager {
+  readonly waiters = new ExitWaiters();
+
+  constructor(
+    private readonly store: ContainerStore,
+    private readonly containers: ContainerManager,
+    private readonly deps: Deps,
+    private readonly log: Logger,
+  ) {}
+
+  private async running(ns: string, ref: string): Promise<{ c: Container; t: Task }> {
+    const c = await this.store.resolve(ns, ref);
+    const t = await this.store.getTask(ns, c.id);
+    if (!t || t.status === 'stopped' || t.status === 'created') {
+      throw errors.precondition(`container "${c.name}" is not running`);
+    }
+    return { c, t };
+  }
+
+  /** Handles one `tasks.exit` event: records it (once across replicas) and wakes waiters. */
+  async onExit(e: TaskExit): Promise<void> {
+    this.waiters.notify(e);
+    if (e.execId) return;
+    const recorded = await this.store.recordExit(e);
+    if (recorded && e.reason === 'OOMKilled') {
+      this.deps.publish(TaskTopic.taskOom, e.namespace, { id: e.id, pid: e.pid });
+    }
+  }
+
+  /** Creates the task of a container (runc create via the shim); a stopped previous run is cleared. */
+  async create(ns: string, ref: string): Promise<Task> {
+    const first = await this.store.resolve(ns, ref);
+    return this.containers.lock(ns, first.id, async () => {
+      const c = await this.store.resolve(ns, first.id);
+      const prev = await this.store.getTask(ns, c.id);
+      if (prev && prev.status !== 'stopped') {
+        throw errors.exists(`container "${c.name}" already has a ${prev.status} task`);
+      }
+      if (prev) {
+        await ignoreGone(this.deps.shim.delete(c.node, { namespace: ns, id: c.id }));
+        await this.store.deleteTask(ns, c.id);
+      }
+      const rootfs = await this.deps.snapshots.mounts(c.node, c.snapshotKey);
+      const st = await this.deps.shim.create(c.node, {
+        namespace: ns,
+        id: c.id,
+        spec: c.spec,
+        rootfs,
+        terminal: c.io.terminal,
+        stdin: c.io.stdin,
+        ...(c.io.logPath ? { logPath: c.io.logPath } : {}),
+      });
+      const t: Task = {
+        id: c.id,
+        namespace: ns,
+        node: c.node,
+        status: 'created',
+        pid: st.pid,
+        createdAt: new Date().toISOString(),
+      };
+      if (st.logPath) t.logPath = st.logPath;
+      await this.store.putTask(t);
+      this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
+      return t;
+    });
+  }
+
+  /** Starts the task, or one of its exec processes. */
+  async start(ns: string, ref: string, execId?: string): Promise<ProcessState> {
+    const c = await this.store.resolve(ns, ref);
+    const t = await this.store.getTask(ns, c.id);
+    if (!t) throw errors.notFound(`container "${c.name}" has no task: create it first`);
+    if (execId && t.status !== 'running') throw errors.precondition(`container "${c.name}" is not running`);
+    if (!execId && t.status !== 'created') {
+      throw errors.precondition(`task of container "${c.name}" is ${t.status}, not created`);
+    }
+    const st = await this.deps.shim.start(c.node, { namespace: ns, id: c.id, ...(execId ? { execId } : {}) });
+    if (execId) {
+      this.deps.publish(TaskTopic.taskExecStarted, ns, { id: c.id, execId, pid: st.pid });
+    } else {
+      await this.store.setTaskFields(ns, c.id, {
+        status: 'running',
+        pid: st.pid,
+        startedAt: new Date().toISOString(),
+      });
+      this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
+    }
+    return toProcessState(st);
+  }
+
+  /** Sends a signal; FAILED_PRECONDITION when the process is not running. */
+  async kill(ns: string, req: KillRequest): Promise<void> {
+    const c = await this.store.resolve(ns, req.id);
+    const t = await this.store.getTask(ns, c.id);
+    if (!t || t.status === 'stopped') throw errors.precondition(`container "${c.name}" is not running`);
+    await this.deps.shim.kill(c.node, {
+      namespace: ns,
+      id: c.id,
+      ...(req.execId ? { execId: req.execId } : {}),
+      signal: req.signal ?? c.stopSignal,
+      all: req.all ?? false,
+    });
+  }
+
+  /**
+   * The state of the task (or an exec). A task the store still thinks alive is checked with its
+   * shim, and an exit found there is recorded: that is how missed events heal.
+   */
+  async state(ns: string, ref: string, execId?: string): Promise<ProcessState> {
+    const c = await this.store.resolve(ns, ref);
+    if (execId) {
+      return toProcessState(await this.deps.shim.state(c.node, { namespace: ns, id: c.id, execId }));
+    }
+    const t = await this.store.getTask(ns, c.id);
+    if (!t) throw errors.notFound(`container "${c.name}" has no task`);
+    if (t.status === 'stopped') return taskState(t);
+    const healed = await this.heal(c, t);
+    return taskState(healed);
+  }
+
+  /** Asks the shim about a task the store thinks alive; records an exit it missed. */
+  private async heal(c: Container, t: Task): Promise<Task> {
+    let st: ShimState;
+    try {
+      st = await this.deps.shim.state(c.node, { namespace: c.namespace, id: c.id });
+    } catch (err) {
+      if (err instanceof BerthError && err.code === Code.NOT_FOUND) {
+        // The shim no longer knows the task (its node lost it): its exit status is unknown, 255 as containerd.
+        st = {
+          namespace: c.namespace,
+          id: c.id,
+          status: 'stopped',
+          pid: t.pid,
+          exitCode: 255,
+          exitedAt: new Date().toISOString(),
+          reason: 'Unknown',
+        };
+      } else throw err;
+    }
+    if (st.status === 'stopped' && st.exitCode !== undefined) {
+      const exit: TaskExit = {
+        namespace: c.namespace,
+        id: c.id,
+        pid: st.pid,
+        exitCode: st.exitCode,
+        exitedAt: st.exitedAt ?? new Date().toISOString(),
+        node: c.node,
+        ...(st.reason ? { reason: st.reason } : {}),
+      };
+      await this.onExit(exit);
+    } else if (st.status !== t.status && (st.status === 'running' || st.status === 'paused')) {
+      await this.store.setTaskFields(c.namespace, c.id, { status: st.status });
+    }
+    return (await this.store.getTask(c.namespace, c.id)) ?? t;
+  }
+
+  /** Waits for the process to exit: no lost wakeup (register, then read the persisted state). */
+  async wait(ns: string, ref: string, execId: string | undefined, timeoutMs: number): Promise<ExitStatus> {
+    const c = await this.store.resolve(ns, ref);
+    const w = this.waiters.register(ExitWaiters.key(ns, c.id, execId));
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const st = await this.state(ns, c.id, execId);
+      if (st.status === 'stopped' && st.exitCode !== undefined) {
+        return {
+          exitCode: st.exitCode,
+          exitedAt: st.exitedAt ?? '',
+          ...(st.reason ? { reason: st.reason } : {}),
+        };
+      }
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new BerthError(
+                Code.DEADLINE_EXCEEDED,
+                `container "${c.name}" did not exit within ${timeoutMs} ms`,
+              ),
+            ),
+          timeoutMs,
+        );
+      });
+      const e = await Promise.race([w.exited, timeout]);
+      return execId ? e : { ...e, reason: exitReason(e.exitCode, e.reason) };
+    } finally {
+      w.cancel();
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  /** Deletes a stopped (or never started) task, returning its exit status. */
+  async delete(ns: string, ref: string, execId?: string): Promise<ExitStatus> {
+    const first = await this.store.resolve(ns, ref);
+    if (execId) {
+      const st = await this.deps.shim.delete(first.node, { namespace: ns, id: first.id, execId });
+      return { exitCode: st.exitCode ?? 255, exitedAt: st.exitedAt ?? '' };
+    }
+    return this.containers.lock(ns, first.id, async () => {
+      const c = await this.store.resolve(ns, first.id);
+      let t = await this.store.getTask(ns, c.id);
+      if (!t) throw errors.notFound(`container "${c.name}" has no task`);
+      if (t.status !== 'stopped' && t.status !== 'created') t = await this.heal(c, t);
+      if (t.status !== 'stopped' && t.status !== 'created') {
+        throw errors.precondition(`container "${c.name}" is ${t.status}: stop it before deleting its task`);
+      }
+      if (t.status === 'created') {
+        await ignoreGone(
+          this.deps.shim.kill(c.node, { namespace: ns, id: c.id, signal: 'SIGKILL', all: true }),
+        );
+      }
+      const st = await this.deps.shim.delete(c.node, { namespace: ns, id: c.id }).catch((err: unknown) => {
+        if (err instanceof BerthError && err.code === Code.NOT_FOUND) return undefined;
+        throw err;
+      });
+      await this.store.deleteTask(ns, c.id);
+      const exit: ExitStatus = {
+        exitCode: t.exitCode ?? st?.exitCode ?? 255,
+        exitedAt: t.exitedAt ?? st?.exitedAt ?? new Date().toISOString(),
+        ...(t.reason ? { reason: t.reason } : {}),
+      };
+      this.deps.publish(TaskTopic.taskDelete, ns, { id: c.id, pid: t.pid, ...exit });
+      return exit;
+    });
+  }
+
+  /** Removes a container; with force a live task is killed (SIGKILL) and deleted first. */
+  async removeContainer(ns: string, ref: string, force: boolean): Promise<void> {
+    const first = await this.store.resolve(ns, ref);
+    let t = await this.store.getTask(ns, first.id);
+    if (t && t.status !== 'stopped' && t.status !== 'created') t = await this.heal(first, t);
+    if (t && t.status !== 'stopped' && t.status !== 'created') {
+      if (!force) {
+        throw errors.precondition(
+          `container "${first.name}" is ${t.status}: stop it first or force the removal`,
+        );
+      }
+      await ignoreGone(
+        this.deps.shim.kill(first.node, { namespace: ns, id: first.id, signal: 'SIGKILL', all: true }),
+      );
+      await this.wait(ns, first.id, undefined, FORCE_KILL_WAIT_MS);
+    }
+    if (t)
+      await this.delete(ns, first.id).catch((err: unknown) => {
+        if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
+        throw err;
+      });
+    await this.containers.lock(ns, first.id, async () => {
+      const c = await this.store.get(ns, first.id);
+      if (!c) return;
+      if (await this.store.getTask(ns, c.id)) {
+        throw errors.precondition(`container "${c.name}" got a new task while being removed`);
+      }
+      await this.containers.remove(c);
+    });
+  }
+
+  /** Adds an exec process to a running task (start it with start + execId). */
+  async exec(ns: string, req: ExecRequest): Promise<ProcessState> {
+    const { c } = await this.running(ns, req.id);
+    const base = c.spec.process as Record<string, unknown> & { env?: string[]; cwd?: string };
+    const process: Record<string, unknown> = {
+      ...base,
+      args: req.args,
+      env: mergeEnv(base.env, req.tty ? ['TERM=xterm'] : [], req.env),
+      cwd: req.cwd ?? base.cwd ?? '/',
+      terminal: req.tty ?? false,
+    };
+    if (req.user) process.user = await this.resolveExecUser(c, req.user);
+    const st = await this.deps.shim.exec(c.node, {
+      namespace: ns,
+      id: c.id,
+      execId: req.execId,
+      process,
+      terminal: req.tty ?? false,
+      stdin: req.stdin ?? false,
+    });
+    this.deps.publish(TaskTopic.taskExecAdded, ns, { id: c.id, execId: req.execId });
+    return toProcessState(st);
+  }
+
+  private async resolveExecUser(c: Container, user: string) {
+    let passwd = parsePasswd('');
+    let group = parseGroup('');
+    if (needsLookup(user)) {
+      const rootfs = LayeredRootfs.fromMounts(await this.deps.snapshots.mounts(c.node, c.snapshotKey));
+      passwd = parsePasswd((await rootfs.readFile('/etc/passwd').catch(() => undefined)) ?? '');
+      group = parseGroup((await rootfs.readFile('/etc/group').catch(() => undefined)) ?? '');
+    }
+    const u = resolveUser(user, passwd, group);
+    return {
+      uid: u.uid,
+      gid: u.gid,
+      ...(u.additionalGids.length ? { additionalGids: u.additionalGids } : {}),
+    };
+  }
+
+  /** Freezes (pause) or thaws (resume) the task's cgroup. */
+  async setPaused(ns: string, ref: string, paused: boolean): Promise<void> {
+    const { c, t } = await this.running(ns, ref);
+    if (paused && t.status === 'paused') throw errors.precondition(`container "${c.name}" is already paused`);
+    if (!paused && t.status !== 'paused') throw errors.precondition(`container "${c.name}" is not paused`);
+    await this.deps.shim.forward(c.node, paused ? 'pause' : 'resume', { namespace: ns, id: c.id });
+    await this.store.setTaskFields(ns, c.id, { status: paused ? 'paused' : 'running' });
+    this.deps.publish(paused ? TaskTopic.taskPaused : TaskTopic.taskResumed, ns, { id: c.id });
+  }
+
+  /** Forwards a read or control operation of a running task to its shim. */
+  async forward(
+    ns: string,
+    ref: string,
+    op: 'pids' | 'stats' | 'close-stdin',
+    extra: Record<string, unknown> = {},
+  ) {
+    const { c } = await this.running(ns, ref);
+    return this.deps.shim.forward(c.node, op, { namespace: ns, id: c.id, ...extra });
+  }
+
+  /** Updates a running task's resources and the stored spec. */
+  async update(ns: string, ref: string, resources: Resources): Promise<void> {
+    const { c } = await this.running(ns, ref);
+    const merged = { ...c.config.resources, ...resources };
+    await this.deps.shim.forward(c.node, 'update', {
+      namespace: ns,
+      id: c.id,
+      resources: linuxResources(merged),
+    });
+    await this.containers.update(ns, { id: c.id, resources });
+  }
+
+  /**
+   * Reconciles every live task with its shim: exits that happened while no task-service was
+   * listening get recorded. Unreachable nodes are skipped (and logged); a later state() heals them.
+   */
+  async reconcile(): Promise<{ checked: number; exited: number }> {
+    let checked = 0;
+    let exited = 0;
+    for (const ns of await this.store.namespaces()) {
+      for (const i of await this.store.list(ns)) {
+        if (!i.task || i.task.status === 'stopped') continue;
+        checked++;
+        try {
+          const t = await this.heal(i.container, i.task);
+          if (t.status === 'stopped') exited++;
+        } catch (err) {
+          this.log.warn(
+            { err: (err as Error).message, id: i.container.id, node: i.container.node },
+            'reconcile: shim unreachable',
+          );
+        }
+      }
+    }
+    return { checked, exited };
+  }
+}
