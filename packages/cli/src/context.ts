@@ -22,12 +22,44 @@ export interface CliContext {
   err: NodeJS.WriteStream;
 }
 
-/** Shape of the supervisor's state file (runRoot/supervisor.json) that the CLI reads. */
+/** Life-cycle states of one supervised process. */
+export type ChildStatus = 'running' | 'backoff' | 'stopping' | 'stopped';
+
+/** One process the supervisor runs: a service replica or an embedded server. */
+export interface ChildState {
+  /** Service name (`image-service`) or embedded server (`nats-server`, `redis-server`). */
+  name: string;
+  kind: 'service' | 'embedded';
+  /** 1-based replica number. */
+  replica: number;
+  /** Current pid; null while waiting to restart or after it stopped. */
+  pid: number | null;
+  status: ChildStatus;
+  /** How often it was restarted after dying. */
+  restarts: number;
+  startedAt: string | null;
+  logFile: string;
+  /** argv element identifying the program in /proc/<pid>/cmdline, checked before signalling. */
+  marker: string;
+  /** How the last run ended (`exit code 1`, `killed by SIGKILL`). */
+  lastExit?: string;
+}
+
+/**
+ * Shape of the supervisor's state file (runRoot/supervisor.json), rewritten atomically on every
+ * change. The CLI reads it to find NATS and Redis and the processes of the stack.
+ */
 export interface SupervisorState {
   pid: number;
   natsUrl: string;
   redisUrl: string;
+  /** True when the supervisor runs its own nats-server and/or redis-server. */
   embedded: boolean;
+  nodeId: string;
+  startedAt: string;
+  /** The control socket (`down`, `status`). */
+  socket: string;
+  children: ChildState[];
 }
 
 /** Reads the running supervisor's state file, if any. */

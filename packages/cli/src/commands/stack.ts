@@ -1,4 +1,299 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { BerthError, Code, type Service } from '@berth/api';
+import { type Config, hostLayout } from '@berth/kit';
 import type { Command } from '../command.js';
+import { type CliContext, readSupervisorState, type SupervisorState } from '../context.js';
+import { cleanupOrphans, isSupervisorProcess } from '../stack/cleanup.js';
+import { type ControlReply, controlRequest } from '../stack/control.js';
+import { collectStatus, renderStatus, type StackStatus } from '../stack/discovery.js';
+import { logTail } from '../stack/embedded.js';
+import { makePlan, parseReplicas, STACK_SERVICES, type StackPlan } from '../stack/plan.js';
+import { checkPrerequisites } from '../stack/prereqs.js';
+import { exited, terminatePid } from '../stack/proc.js';
+import { expectedFromState, waitStackReady } from '../stack/ready.js';
+import { SUPERVISOR_ENV, Supervisor } from '../stack/supervisor.js';
+import type { SupervisorHello } from '../stack/supervisor-main.js';
 
-/** The stack commands of the CLI. */
-export const stackCommands: Command[] = [];
+const DEFAULT_UP_TIMEOUT_S = 60;
+
+/** Asks a running supervisor for its state; undefined when none answers on the socket. */
+async function liveState(config: Config): Promise<SupervisorState | undefined> {
+  const socket = hostLayout(config).run.supervisorSocket;
+  try {
+    const replies = await controlRequest(socket, { op: 'status' }, { timeoutMs: 5000 });
+    const st = replies.find((r) => r.type === 'status');
+    return st?.type === 'status' ? st.state : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A state file whose supervisor is gone: stop what it left running (after checking each pid still
+ * runs that program) and remove the file, so the next `up` starts clean.
+ */
+async function cleanStale(ctx: CliContext): Promise<boolean> {
+  const stale = readSupervisorState(ctx.config);
+  if (!stale) return false;
+  const layout = hostLayout(ctx.config);
+  if (!exited(stale.pid) && isSupervisorProcess(stale.pid)) {
+    // Alive but not answering (stuck, or still binding its socket): ask it to stop by signal.
+    ctx.err.write(`berth: supervisor pid ${stale.pid} does not answer on its socket; sending SIGTERM\n`);
+    await terminatePid(stale.pid, downTimeoutMs(ctx.config));
+  }
+  const lines = await cleanupOrphans(stale, layout, ctx.config.shutdownGraceMs + 5000);
+  ctx.err.write(`berth: cleaned up after supervisor pid ${stale.pid}, which is gone\n`);
+  for (const l of lines) ctx.err.write(`berth: ${l}\n`);
+  return true;
+}
+
+function downTimeoutMs(config: Config): number {
+  // Four service groups and two embedded servers, each allowed its full grace, plus slack.
+  return (config.shutdownGraceMs + 5000) * 6 + 10_000;
+}
+
+function parseTimeout(v: unknown): number {
+  if (v === undefined) return DEFAULT_UP_TIMEOUT_S * 1000;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `--timeout "${String(v)}": expected a number of seconds`);
+  }
+  return n * 1000;
+}
+
+function summary(plan: StackPlan, state: SupervisorState): string {
+  const kinds = plan.embedded.map((e) => e.kind);
+  const nats = `NATS ${plan.natsUrl}${kinds.includes('nats-server') ? ' (embedded)' : ''}`;
+  const redis = `Redis ${plan.redisUrl}${kinds.includes('redis-server') ? ' (embedded)' : ''}`;
+  return (
+    `berth is up on node ${plan.nodeId}: supervisor pid ${state.pid}, ${nats}, ${redis}\n` +
+    `logs: ${hostLayout(plan).serviceLogs}\n`
+  );
+}
+
+function restartsByPid(state: SupervisorState | undefined): Map<number, number> {
+  return new Map(
+    (state?.children ?? []).filter((c) => c.pid !== null).map((c) => [c.pid as number, c.restarts] as const),
+  );
+}
+
+/** Forks the supervisor in its own session and waits for its hello over IPC. */
+async function forkSupervisor(plan: StackPlan): Promise<number> {
+  const main = fileURLToPath(new URL('../stack/supervisor-main.js', import.meta.url));
+  const logs = hostLayout(plan).serviceLogs;
+  mkdirSync(logs, { recursive: true, mode: 0o750 });
+  const logFile = join(logs, 'supervisor.log');
+  const fd = openSync(logFile, 'a', 0o640);
+  const child = spawn(process.execPath, [main], {
+    detached: true,
+    stdio: ['ignore', fd, fd, 'ipc'],
+    env: { ...process.env, [SUPERVISOR_ENV.plan]: JSON.stringify(plan) },
+  });
+  closeSync(fd);
+  const hello = await new Promise<SupervisorHello>((resolve) => {
+    child.once('message', (m) => resolve(m as SupervisorHello));
+    child.once('exit', (code, signal) =>
+      resolve({
+        type: 'failed',
+        code: Code.INTERNAL,
+        message: `the supervisor exited (${code ?? signal}) before the stack was up: ${logTail(logFile)}`,
+      }),
+    );
+  });
+  if (child.connected) child.disconnect();
+  child.unref();
+  if (hello.type === 'failed') {
+    throw new BerthError(hello.code in Code ? (hello.code as Code) : Code.INTERNAL, hello.message);
+  }
+  return child.pid as number;
+}
+
+async function up(args: { values: Record<string, unknown> }, ctx: CliContext): Promise<number> {
+  const { config } = ctx;
+  const replicaArgs = (args.values.replicas as string[] | undefined) ?? [];
+  const plan = makePlan(config, parseReplicas(replicaArgs));
+  const timeoutMs = parseTimeout(args.values.timeout);
+  const running = await liveState(config);
+  if (running) {
+    ctx.out.write(
+      `berth is already up (supervisor pid ${running.pid}, NATS ${running.natsUrl}); ` +
+        `'berth status' shows it, 'berth down' stops it\n`,
+    );
+    return 0;
+  }
+  await cleanStale(ctx);
+  const problems = checkPrerequisites(plan);
+  if (problems.length > 0) {
+    for (const p of problems) ctx.err.write(`berth up: ${p}\n`);
+    return 1;
+  }
+
+  if (args.values.foreground) return upForeground(plan, ctx, timeoutMs);
+
+  const pid = await forkSupervisor(plan);
+  const { status, state } = await waitStackReady({
+    natsUrl: plan.natsUrl,
+    getState: () => liveState(config),
+    timeoutMs,
+  }).catch((err: unknown) => {
+    const e = err as BerthError;
+    throw new BerthError(
+      e.code ?? Code.INTERNAL,
+      `${e.message}\nthe supervisor (pid ${pid}) keeps trying; 'berth status' shows progress, 'berth down' stops it`,
+    );
+  });
+  ctx.out.write(summary(plan, state));
+  ctx.out.write(renderStatus(status, restartsByPid(state)));
+  return 0;
+}
+
+async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number): Promise<number> {
+  const log = (msg: string) => ctx.err.write(`berth: ${msg}\n`);
+  const sup = new Supervisor(plan, log);
+  const onSignal = (sig: NodeJS.Signals) => {
+    log(`${sig}: stopping the stack`);
+    void sup.down(() => undefined);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await sup.start();
+    const ready = await Promise.race([
+      waitStackReady({ natsUrl: plan.natsUrl, getState: async () => sup.state(), timeoutMs }),
+      sup.done.then(() => undefined),
+    ]);
+    if (ready) {
+      ctx.out.write(summary(plan, ready.state));
+      ctx.out.write(renderStatus(ready.status, restartsByPid(ready.state)));
+      log("running in the foreground; Ctrl-C or 'berth down' stops the stack");
+    }
+    await sup.done;
+    await sup.drained(5000);
+    log('stack stopped');
+    return 0;
+  } catch (err) {
+    await sup.down(() => undefined);
+    throw err;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+async function down(_args: unknown, ctx: CliContext): Promise<number> {
+  const { config } = ctx;
+  const layout = hostLayout(config);
+  const state = readSupervisorState(config);
+  let replies: ControlReply[] | undefined;
+  try {
+    replies = await controlRequest(
+      layout.run.supervisorSocket,
+      { op: 'down' },
+      {
+        timeoutMs: downTimeoutMs(config),
+        onLine: (r) => {
+          if (r.type === 'progress') {
+            const pid = r.pid === null ? '' : ` (pid ${r.pid})`;
+            ctx.out.write(`${r.name}#${r.replica}${pid}: ${r.result}\n`);
+          }
+        },
+      },
+    );
+  } catch (err) {
+    if ((err as BerthError).code !== Code.UNAVAILABLE) throw err;
+  }
+  if (replies) {
+    const failed = replies.find((r) => r.type === 'error');
+    if (failed?.type === 'error') throw new BerthError(Code.INTERNAL, `berth down: ${failed.message}`);
+    if (!replies.some((r) => r.type === 'done')) {
+      throw new BerthError(
+        Code.INTERNAL,
+        'berth down: the supervisor closed the connection before it was done',
+      );
+    }
+    // The supervisor exits right after answering; wait (bounded) so `down` returning means gone.
+    const pid = state?.pid;
+    const deadline = Date.now() + 10_000;
+    while (pid !== undefined && !exited(pid) && Date.now() < deadline) await sleep(20);
+    ctx.out.write('berth is down\n');
+    return 0;
+  }
+  if (await cleanStale(ctx)) {
+    ctx.out.write('berth is down\n');
+    return 0;
+  }
+  ctx.out.write('berth is not up\n');
+  return 0;
+}
+
+async function status(args: { values: Record<string, unknown> }, ctx: CliContext): Promise<number> {
+  const { config } = ctx;
+  const live = await liveState(config);
+  const natsUrl = config.natsUrl ?? live?.natsUrl ?? ctx.natsUrl;
+  const expected: Partial<Record<Service, number>> = live
+    ? expectedFromState(live)
+    : Object.fromEntries(STACK_SERVICES.map((s) => [s, 1]));
+  let st: StackStatus;
+  try {
+    const nc = await ctx.nats();
+    st = await collectStatus(nc, { nodeId: config.nodeId, expected });
+  } catch (err) {
+    const hint = live
+      ? 'the supervisor runs but NATS does not answer'
+      : "is berth up? start it with 'berth up'";
+    throw new BerthError(Code.UNAVAILABLE, `cannot reach NATS at ${natsUrl}: ${hint}`, { cause: err });
+  }
+  if (args.values.json) {
+    ctx.out.write(`${JSON.stringify({ supervisor: live ?? null, natsUrl, ...st }, null, 2)}\n`);
+    return st.ok ? 0 : 1;
+  }
+  if (live) {
+    ctx.out.write(
+      `supervisor pid ${live.pid} on node ${live.nodeId}, up since ${live.startedAt}; ` +
+        `NATS ${live.natsUrl}, Redis ${live.redisUrl}${live.embedded ? ' (embedded servers below)' : ''}\n`,
+    );
+    for (const c of live.children.filter((c) => c.kind === 'embedded')) {
+      ctx.out.write(`  ${c.name}: ${c.status}${c.pid ? ` pid ${c.pid}` : ''}, restarts ${c.restarts}\n`);
+    }
+    for (const c of live.children.filter((c) => c.kind === 'service' && c.status !== 'running')) {
+      ctx.out.write(`  ${c.name}#${c.replica}: ${c.status} after ${c.lastExit ?? '?'}; log ${c.logFile}\n`);
+    }
+  } else {
+    ctx.out.write(`no supervisor on this host (services may run under systemd); NATS ${natsUrl}\n`);
+  }
+  ctx.out.write(renderStatus(st, restartsByPid(live)));
+  for (const u of st.unhealthy) ctx.out.write(`unhealthy: ${u}\n`);
+  return st.ok ? 0 : 1;
+}
+
+/** The stack commands of the CLI: up, down, status. */
+export const stackCommands: Command[] = [
+  {
+    name: 'up',
+    summary: 'Start the berth services (and embedded NATS/Redis if none is configured) under a supervisor',
+    usage: '[--foreground] [--replicas SERVICE=N]... [--timeout SECONDS]',
+    options: {
+      foreground: { type: 'boolean', short: 'f' },
+      replicas: { type: 'string', multiple: true },
+      timeout: { type: 'string' },
+    },
+    run: (args, ctx) => up(args, ctx),
+  },
+  {
+    name: 'down',
+    summary: 'Stop the services started by berth up, in order (containers keep running)',
+    usage: '',
+    run: (args, ctx) => down(args, ctx),
+  },
+  {
+    name: 'status',
+    summary: 'Show every berth service, its replicas and their health (from NATS service discovery)',
+    usage: '[--json]',
+    options: { json: { type: 'boolean' } },
+    run: (args, ctx) => status(args, ctx),
+  },
+];

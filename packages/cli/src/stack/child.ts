@@ -1,0 +1,184 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { ChildState, ChildStatus } from '../context.js';
+
+/** How a crashed process is restarted: exponential backoff, reset once it stayed up a while. */
+export interface BackoffPolicy {
+  initialMs: number;
+  maxMs: number;
+  /** A process that ran at least this long before dying restarts after `initialMs` again. */
+  resetAfterMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 30_000, resetAfterMs: 10_000 };
+
+/** What to run for one supervised process. */
+export interface ChildSpec {
+  /** Service name (`image-service`) or embedded server (`nats-server`). */
+  name: string;
+  kind: 'service' | 'embedded';
+  replica: number;
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  logFile: string;
+  /** An argv element that identifies the program in /proc/<pid>/cmdline (see isSameProcess). */
+  marker: string;
+}
+
+/**
+ * One process under supervision. It restarts itself with backoff when the process dies, until
+ * stop() is called. Output goes to the spec's log file (appended, 0640). Each child gets its own
+ * process group, so a Ctrl-C on a foreground `berth up` reaches only the supervisor, which then
+ * stops everything in order.
+ */
+export class Supervised {
+  private proc: ChildProcess | undefined;
+  private status: ChildStatus = 'stopped';
+  private restarts = 0;
+  private startedAt: number | undefined;
+  private lastExit: string | undefined;
+  private delayMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private stopping = false;
+
+  constructor(
+    readonly spec: ChildSpec,
+    private readonly onChange: () => void,
+    private readonly policy: BackoffPolicy = DEFAULT_BACKOFF,
+  ) {
+    this.delayMs = policy.initialMs;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** Whether the process has exited at least once and is not running now. */
+  get running(): boolean {
+    return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Snapshot for the state file and `berth status`. */
+  state(): ChildState {
+    return {
+      name: this.spec.name,
+      kind: this.spec.kind,
+      replica: this.spec.replica,
+      pid: this.running ? (this.proc?.pid ?? null) : null,
+      status: this.status,
+      restarts: this.restarts,
+      startedAt: this.startedAt ? new Date(this.startedAt).toISOString() : null,
+      logFile: this.spec.logFile,
+      marker: this.spec.marker,
+      ...(this.lastExit ? { lastExit: this.lastExit } : {}),
+    };
+  }
+
+  /** Starts the process now. Returns the child so a caller can wait for it to be ready. */
+  start(): ChildProcess {
+    this.stopping = false;
+    mkdirSync(dirname(this.spec.logFile), { recursive: true });
+    const fd = openSync(this.spec.logFile, 'a', 0o640);
+    let proc: ChildProcess;
+    try {
+      note(fd, { msg: `berth supervisor: starting ${this.spec.name}`, replica: this.spec.replica });
+      proc = spawn(this.spec.command, this.spec.args, {
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env: this.spec.env,
+      });
+    } finally {
+      closeSync(fd);
+    }
+    this.proc = proc;
+    this.startedAt = Date.now();
+    this.status = 'running';
+    proc.on('error', (err) => {
+      // Spawn failures (ENOENT) emit no 'exit'; treat them as one.
+      if (proc.pid === undefined) this.exited(proc, `spawn failed: ${err.message}`);
+    });
+    proc.on('exit', (code, signal) =>
+      this.exited(proc, signal ? `killed by ${signal}` : `exit code ${code}`),
+    );
+    this.onChange();
+    return proc;
+  }
+
+  private exited(proc: ChildProcess, why: string): void {
+    if (proc !== this.proc) return;
+    this.lastExit = why;
+    const ranMs = Date.now() - (this.startedAt ?? Date.now());
+    if (this.stopping) {
+      this.status = 'stopped';
+      this.onChange();
+      return;
+    }
+    this.delayMs = ranMs >= this.policy.resetAfterMs ? this.policy.initialMs : this.delayMs;
+    const delay = this.delayMs;
+    this.delayMs = Math.min(this.delayMs * 2, this.policy.maxMs);
+    this.status = 'backoff';
+    this.appendNote({ msg: `berth supervisor: ${this.spec.name} ${why}; restarting in ${delay} ms` });
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.restarts++;
+      try {
+        this.start();
+      } catch (err) {
+        this.exited(this.proc as ChildProcess, `restart failed: ${(err as Error).message}`);
+      }
+    }, delay);
+    this.onChange();
+  }
+
+  private appendNote(fields: Record<string, unknown>): void {
+    try {
+      const fd = openSync(this.spec.logFile, 'a', 0o640);
+      note(fd, fields);
+      closeSync(fd);
+    } catch {
+      // The log directory may be gone during teardown; the note is only a courtesy.
+    }
+  }
+
+  /**
+   * Stops supervising and ends the process: SIGTERM to its pid (never its group, so a shim's
+   * containers survive), SIGKILL after `graceMs`. Resolves once it has exited.
+   */
+  async stop(graceMs: number): Promise<'stopped' | 'killed' | 'not-running'> {
+    this.stopping = true;
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.status = 'stopped';
+      this.onChange();
+    }
+    const proc = this.proc;
+    if (!proc || !this.running) {
+      this.status = 'stopped';
+      return 'not-running';
+    }
+    this.status = 'stopping';
+    this.onChange();
+    const done = once(proc, 'exit');
+    proc.kill('SIGTERM');
+    let killed = false;
+    const killer = setTimeout(() => {
+      this.appendNote({
+        msg: `berth supervisor: ${this.spec.name} ignored SIGTERM for ${graceMs} ms; SIGKILL`,
+      });
+      killed = true;
+      proc.kill('SIGKILL');
+    }, graceMs);
+    await done;
+    clearTimeout(killer);
+    return killed ? 'killed' : 'stopped';
+  }
+}
+
+/** Appends one JSON line in the same shape as the services' pino lines. */
+function note(fd: number, fields: Record<string, unknown>): void {
+  writeSync(fd, `${JSON.stringify({ level: 30, time: new Date().toISOString(), ...fields })}\n`);
+}

@@ -1,0 +1,236 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError, Code, Service } from '@berth/api';
+import { type Config, DEFAULT_CONFIG_FILE, hostLayout, serviceSetting } from '@berth/kit';
+import { z } from 'zod';
+
+/** The services `berth up` runs, in start order (the shim first: it owns the host's containers). */
+export const STACK_SERVICES = [
+  Service.shim,
+  Service.snapshot,
+  Service.image,
+  Service.task,
+  Service.cri,
+] as const satisfies readonly Service[];
+
+/**
+ * Groups stopped one after the other by `berth down`: callers before callees, the shim last so
+ * nothing asks it for work while it drains. Each group is stopped fully before the next.
+ */
+export const STOP_ORDER: readonly (readonly Service[])[] = [
+  [Service.cri],
+  [Service.task],
+  [Service.image, Service.snapshot],
+  [Service.shim],
+];
+
+/**
+ * Services that may run as several replicas on one host. The shim is one per host (it owns the
+ * container monitors) and the cri-gateway owns one socket, so both stay single.
+ */
+export const SCALABLE: ReadonlySet<Service> = new Set<Service>([
+  Service.image,
+  Service.snapshot,
+  Service.task,
+]);
+
+/** Most replicas of one service `berth up` accepts; more would only contend for two cores. */
+export const MAX_REPLICAS = 16;
+
+/** One supervised service process of the plan. */
+export interface ServicePlan {
+  service: Service;
+  /** 1-based replica number. */
+  replica: number;
+  /** The service's compiled entry point. */
+  main: string;
+  logFile: string;
+}
+
+/** An embedded server the supervisor starts because no URL was configured. */
+export interface EmbeddedPlan {
+  kind: 'nats-server' | 'redis-server';
+  port: number;
+  dataDir: string;
+  logFile: string;
+}
+
+/** Everything the supervisor needs to run a stack; computed once by `berth up`. */
+export interface StackPlan {
+  nodeId: string;
+  stateRoot: string;
+  runRoot: string;
+  natsUrl: string;
+  redisUrl: string;
+  embedded: EmbeddedPlan[];
+  services: ServicePlan[];
+  /** How long a stopped process gets between SIGTERM and SIGKILL. */
+  stopGraceMs: number;
+}
+
+/** Root of the berth checkout the CLI runs from (packages/cli/dist/stack -> repo root). */
+export function repoRoot(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+}
+
+/** The compiled entry point of a service in this checkout. */
+export function serviceMain(service: Service): string {
+  return join(repoRoot(), 'packages', service, 'dist', 'main.js');
+}
+
+/** Log file of one service replica: services/<name>.log, or <name>-<n>.log when it has replicas. */
+export function serviceLogFile(serviceLogs: string, service: string, replica: number, count: number): string {
+  return join(serviceLogs, count > 1 ? `${service}-${replica}.log` : `${service}.log`);
+}
+
+const Port = z.coerce.number().int().min(1).max(65535);
+const EmbeddedSection = z
+  .object({ natsPort: Port.optional(), redisPort: Port.optional() })
+  .passthrough()
+  .optional();
+
+/**
+ * Reads the `embedded` section of the config file. The kit's Config does not model it (only
+ * `berth up` cares), so the file is read here again with the same location rules.
+ */
+export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): { natsPort: number; redisPort: number } {
+  const file = env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
+  let section: z.infer<typeof EmbeddedSection>;
+  if (existsSync(file)) {
+    const raw = JSON.parse(readFileSync(file, 'utf8')) as { embedded?: unknown };
+    const parsed = EmbeddedSection.safeParse(raw.embedded);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `invalid config "embedded.${issue?.path.join('.')}" (from config file ${file}): ${issue?.message}`,
+      );
+    }
+    section = parsed.data;
+  }
+  const fromEnv = (name: string): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const p = Port.safeParse(v);
+    if (!p.success) throw new BerthError(Code.INVALID_ARGUMENT, `invalid ${name} "${v}": not a port number`);
+    return p.data;
+  };
+  return {
+    natsPort: fromEnv('BERTH_EMBEDDED_NATS_PORT') ?? section?.natsPort ?? 4222,
+    redisPort: fromEnv('BERTH_EMBEDDED_REDIS_PORT') ?? section?.redisPort ?? 6379,
+  };
+}
+
+function isService(s: string): s is Service {
+  return (STACK_SERVICES as readonly string[]).includes(s);
+}
+
+/** Checks one replica count for one service, naming both in the error. */
+function checkReplicas(service: string, n: number, where: string): void {
+  if (!isService(service)) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `${where}: unknown service "${service}" (one of ${STACK_SERVICES.join(', ')})`,
+    );
+  }
+  if (!Number.isInteger(n) || n < 1 || n > MAX_REPLICAS) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `${where}: replicas of "${service}" must be a whole number from 1 to ${MAX_REPLICAS}`,
+    );
+  }
+  if (n > 1 && !SCALABLE.has(service)) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `${where}: "${service}" runs once per host and cannot have replicas`,
+    );
+  }
+}
+
+/**
+ * Parses `--replicas` values: each is `name=N`, several may be joined by commas
+ * (`image-service=2,task-service=3`).
+ */
+export function parseReplicas(values: readonly string[]): Partial<Record<Service, number>> {
+  const out: Partial<Record<Service, number>> = {};
+  for (const value of values) {
+    for (const part of value.split(',')) {
+      if (part.trim() === '') continue;
+      const m = /^\s*([a-z-]+)\s*=\s*(\d+)\s*$/.exec(part);
+      if (!m) {
+        throw new BerthError(
+          Code.INVALID_ARGUMENT,
+          `--replicas "${part}": expected SERVICE=N, e.g. image-service=2`,
+        );
+      }
+      const [, name, count] = m as unknown as [string, string, string];
+      checkReplicas(name, Number(count), '--replicas');
+      out[name as Service] = Number(count);
+    }
+  }
+  return out;
+}
+
+/**
+ * Builds the plan of a stack from config (`services.<name>.replicas`, URLs, embedded ports) and
+ * the command line (`--replicas`, which wins over config).
+ */
+export function makePlan(
+  config: Config,
+  cliReplicas: Partial<Record<Service, number>>,
+  env: NodeJS.ProcessEnv = process.env,
+): StackPlan {
+  const layout = hostLayout(config);
+  const counts = new Map<Service, number>();
+  for (const service of STACK_SERVICES) {
+    const fromConfig = serviceSetting(config, service, 'replicas', z.number().int(), 1);
+    checkReplicas(service, fromConfig, `config "services.${service}.replicas"`);
+    counts.set(service, cliReplicas[service] ?? fromConfig);
+  }
+  const services: ServicePlan[] = [];
+  for (const service of STACK_SERVICES) {
+    const n = counts.get(service) ?? 1;
+    for (let replica = 1; replica <= n; replica++) {
+      services.push({
+        service,
+        replica,
+        main: serviceMain(service),
+        logFile: serviceLogFile(layout.serviceLogs, service, replica, n),
+      });
+    }
+  }
+  const embedded: EmbeddedPlan[] = [];
+  const ports = config.natsUrl && config.redisUrl ? undefined : embeddedPorts(env);
+  let natsUrl = config.natsUrl;
+  let redisUrl = config.redisUrl;
+  if (!natsUrl && ports) {
+    embedded.push({
+      kind: 'nats-server',
+      port: ports.natsPort,
+      dataDir: layout.embedded.nats,
+      logFile: join(layout.serviceLogs, 'nats-server.log'),
+    });
+    natsUrl = `nats://127.0.0.1:${ports.natsPort}`;
+  }
+  if (!redisUrl && ports) {
+    embedded.push({
+      kind: 'redis-server',
+      port: ports.redisPort,
+      dataDir: layout.embedded.redis,
+      logFile: join(layout.serviceLogs, 'redis-server.log'),
+    });
+    redisUrl = `redis://127.0.0.1:${ports.redisPort}`;
+  }
+  return {
+    nodeId: config.nodeId,
+    stateRoot: config.stateRoot,
+    runRoot: config.runRoot,
+    natsUrl: natsUrl as string,
+    redisUrl: redisUrl as string,
+    embedded,
+    services,
+    // The service itself gives in-flight work shutdownGraceMs and hard-exits 5 s later.
+    stopGraceMs: config.shutdownGraceMs + 5000,
+  };
+}

@@ -1,0 +1,68 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BerthError, Code, type Service } from '@berth/api';
+import { connectNats } from '@berth/kit';
+import type { SupervisorState } from '../context.js';
+import { collectStatus, type StackStatus } from './discovery.js';
+import { logTail } from './embedded.js';
+
+/** Replicas per service the supervisor runs, from its state. */
+export function expectedFromState(state: SupervisorState): Partial<Record<Service, number>> {
+  const out: Partial<Record<Service, number>> = {};
+  for (const c of state.children) {
+    if (c.kind === 'service') out[c.name as Service] = (out[c.name as Service] ?? 0) + 1;
+  }
+  return out;
+}
+
+/**
+ * Waits until every service process the supervisor runs is registered on NATS (matched by pid)
+ * and its service answers `info` healthy. `getState` is asked again each round because a
+ * replica that crashes during start-up comes back with a new pid. Fails with the services that
+ * never came up and the tail of their logs.
+ */
+export async function waitStackReady(opts: {
+  natsUrl: string;
+  getState: () => Promise<SupervisorState | undefined>;
+  timeoutMs: number;
+}): Promise<{ status: StackStatus; state: SupervisorState }> {
+  const nc = await connectNats({
+    url: opts.natsUrl,
+    name: 'berth-up',
+    extra: { maxReconnectAttempts: -1, waitOnFirstConnect: true, timeout: opts.timeoutMs },
+  });
+  try {
+    const deadline = Date.now() + opts.timeoutMs;
+    let lastProblem = 'no answer yet';
+    let lastState: SupervisorState | undefined;
+    while (Date.now() < deadline) {
+      const state = await opts.getState();
+      if (!state)
+        throw new BerthError(Code.UNAVAILABLE, 'the supervisor stopped while the stack was starting');
+      lastState = state;
+      const status = await collectStatus(nc, { nodeId: state.nodeId, expected: expectedFromState(state) });
+      const pids = new Map(status.services.flatMap((s) => s.instances.map((i) => [i.pid, i] as const)));
+      const waiting = state.children.filter((c) => {
+        if (c.kind !== 'service') return false;
+        const inst = c.pid === null ? undefined : pids.get(c.pid);
+        return inst?.health !== 'healthy';
+      });
+      if (waiting.length === 0) return { status, state };
+      lastProblem = waiting
+        .map(
+          (c) =>
+            `${c.name}#${c.replica} (${c.pid === null ? `restarting after ${c.lastExit}` : `pid ${c.pid}`})`,
+        )
+        .join(', ');
+      await sleep(200);
+    }
+    const tails = (lastState?.children ?? [])
+      .filter((c) => c.kind === 'service' && lastProblem.includes(`${c.name}#${c.replica}`))
+      .map((c) => `  ${c.logFile}: ${logTail(c.logFile, 2)}`);
+    throw new BerthError(
+      Code.DEADLINE_EXCEEDED,
+      `not every service answered within ${opts.timeoutMs} ms; waiting for ${lastProblem}\n${tails.join('\n')}`,
+    );
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+}

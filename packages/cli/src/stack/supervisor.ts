@@ -1,0 +1,201 @@
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { BerthError, Code } from '@berth/api';
+import { hostLayout } from '@berth/kit';
+import type { SupervisorState } from '../context.js';
+import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
+import { type ControlReply, controlRequest, listenControl, removeStaleSocket } from './control.js';
+import { assertPortFree, embeddedSpec, waitEmbeddedReady } from './embedded.js';
+import { STOP_ORDER, type StackPlan } from './plan.js';
+
+/** Where the supervisor reports what it does: JSON lines when detached, short lines in a terminal. */
+export type SupervisorLog = (msg: string, fields?: Record<string, unknown>) => void;
+
+/** Env variables only the supervisor reads; never passed on to services. */
+export const SUPERVISOR_ENV = { plan: 'BERTH_SUPERVISOR_PLAN' } as const;
+
+/**
+ * Runs one stack: the embedded servers (when no URL is configured), then every service replica as
+ * its own process, restarting any that dies. Publishes its state to runRoot/supervisor.json and
+ * takes `status`/`down` on runRoot/supervisor.sock. `down` (or SIGTERM to the supervisor) stops the
+ * services in STOP_ORDER, then the embedded servers; containers are never touched.
+ */
+export class Supervisor {
+  private readonly layout;
+  private readonly embedded: Supervised[] = [];
+  private readonly services: Supervised[] = [];
+  private control: Server | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly startedAt = new Date().toISOString();
+  private resolveDone!: () => void;
+  /** Resolves once the stack has been stopped (by down, a signal, or a failed start). */
+  readonly done = new Promise<void>((r) => {
+    this.resolveDone = r;
+  });
+
+  constructor(
+    readonly plan: StackPlan,
+    private readonly log: SupervisorLog,
+    private readonly backoff: BackoffPolicy = DEFAULT_BACKOFF,
+  ) {
+    this.layout = hostLayout(plan);
+  }
+
+  /**
+   * Starts everything and returns once the embedded servers listen and every service process is
+   * spawned (services announce themselves on NATS; `berth up` waits for that). On failure it stops
+   * what it started and throws.
+   */
+  async start(): Promise<void> {
+    mkdirSync(this.plan.runRoot, { recursive: true, mode: 0o755 });
+    mkdirSync(this.layout.serviceLogs, { recursive: true, mode: 0o750 });
+    await this.takeSocket();
+    try {
+      for (const e of this.plan.embedded) {
+        await assertPortFree(e);
+        const child = new Supervised(
+          embeddedSpec(e, this.plan.nodeId, process.env),
+          () => this.save(),
+          this.backoff,
+        );
+        this.embedded.push(child);
+        const proc = child.start();
+        await waitEmbeddedReady(e, proc);
+        this.log(`${e.kind} listening on 127.0.0.1:${e.port}`, { child: proc.pid, data: e.dataDir });
+      }
+      const env = this.serviceEnv();
+      for (const s of this.plan.services) {
+        const spec: ChildSpec = {
+          name: s.service,
+          kind: 'service',
+          replica: s.replica,
+          command: process.execPath,
+          args: [s.main],
+          env,
+          logFile: s.logFile,
+          marker: s.main,
+        };
+        const child = new Supervised(spec, () => this.onChildChange(child), this.backoff);
+        this.services.push(child);
+        const proc = child.start();
+        this.log(`started ${s.service}#${s.replica}`, { child: proc.pid, log: s.logFile });
+      }
+      this.save();
+    } catch (err) {
+      this.log('start-up failed; stopping what was started', { err: (err as Error).message });
+      await this.down(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Resolves once the control socket has closed its last connection (after `down`), so the
+   * process can exit without cutting off the reply to `berth down`. Bounded by `ms`.
+   */
+  async drained(ms: number): Promise<void> {
+    const control = this.control;
+    if (!control) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms).unref();
+      control.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      if (!control.listening) control.getConnections((_e, n) => n === 0 && resolve());
+    });
+  }
+
+  /** The state file's content. */
+  state(): SupervisorState {
+    return {
+      pid: process.pid,
+      natsUrl: this.plan.natsUrl,
+      redisUrl: this.plan.redisUrl,
+      embedded: this.plan.embedded.length > 0,
+      nodeId: this.plan.nodeId,
+      startedAt: this.startedAt,
+      socket: this.layout.run.supervisorSocket,
+      children: [...this.embedded, ...this.services].map((c) => c.state()),
+    };
+  }
+
+  /**
+   * Stops the stack in order and removes the socket and state file. Calling it again while it
+   * runs returns the same promise.
+   */
+  down(progress: (r: ControlReply) => void): Promise<void> {
+    this.stopping ??= this.stopAll(progress).finally(() => this.resolveDone());
+    return this.stopping;
+  }
+
+  private async stopAll(progress: (r: ControlReply) => void): Promise<void> {
+    const stopOne = async (c: Supervised) => {
+      const pid = c.running ? (c.pid ?? null) : null;
+      const how = await c.stop(this.plan.stopGraceMs);
+      const result =
+        how === 'not-running'
+          ? 'was not running'
+          : how === 'killed'
+            ? 'killed after the grace period'
+            : 'stopped';
+      this.log(`${c.spec.name}#${c.spec.replica} ${result}`, { child: pid, exit: c.state().lastExit });
+      progress({ type: 'progress', name: c.spec.name, replica: c.spec.replica, pid, result });
+    };
+    for (const group of STOP_ORDER) {
+      const members = this.services.filter((c) => (group as readonly string[]).includes(c.spec.name));
+      await Promise.all(members.map(stopOne));
+    }
+    // NATS last, so services that drain on SIGTERM still reach it.
+    for (const c of [...this.embedded].reverse()) await stopOne(c);
+    // Stop listening but let the connection that asked for `down` get its final line.
+    this.control?.close();
+    removeStaleSocket(this.layout.run.supervisorSocket);
+    rmSync(this.layout.run.supervisor, { force: true });
+  }
+
+  private serviceEnv(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env[SUPERVISOR_ENV.plan];
+    env.BERTH_NATS_URL = this.plan.natsUrl;
+    env.BERTH_REDIS_URL = this.plan.redisUrl;
+    env.BERTH_NODE_ID = this.plan.nodeId;
+    env.BERTH_STATE_ROOT = this.plan.stateRoot;
+    env.BERTH_RUN_ROOT = this.plan.runRoot;
+    return env;
+  }
+
+  private onChildChange(child: Supervised): void {
+    const st = child.state();
+    if (st.status === 'backoff') {
+      this.log(`${st.name}#${st.replica} died (${st.lastExit}); restarting`, { restarts: st.restarts });
+    }
+    this.save();
+  }
+
+  /**
+   * Binds the control socket, which also keeps two supervisors off one run root: a socket that
+   * answers means a stack is up; one that does not is left over from a dead supervisor.
+   */
+  private async takeSocket(): Promise<void> {
+    const path = this.layout.run.supervisorSocket;
+    const alive = await controlRequest(path, { op: 'status' }, { timeoutMs: 2000 }).then(
+      () => true,
+      () => false,
+    );
+    if (alive) throw new BerthError(Code.ALREADY_EXISTS, `berth is already up (socket ${path} answers)`);
+    removeStaleSocket(path);
+    this.control = await listenControl(path, {
+      status: () => this.state(),
+      down: (progress) => this.down(progress),
+    });
+  }
+
+  /** Rewrites the state file atomically (temp name + rename), so readers never see half of it. */
+  private save(): void {
+    if (this.stopping) return;
+    const file = this.layout.run.supervisor;
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(this.state(), null, 2)}\n`, { mode: 0o644 });
+    renameSync(tmp, file);
+  }
+}
