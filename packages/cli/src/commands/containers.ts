@@ -1,4 +1,220 @@
+import { errors } from '@berth/api';
 import type { Command } from '../command.js';
+import { exitWatcher, tasks } from '../containers/api.js';
+import {
+  each,
+  eventsCommand,
+  logsCommand,
+  psCommand,
+  statsCommand,
+  stopOne,
+  topCommand,
+} from '../containers/commands.js';
+import { createOptions } from '../containers/options.js';
+import { createContainer, execInContainer, runContainer } from '../containers/run.js';
 
-/** The containers commands of the CLI. */
-export const containersCommands: Command[] = [];
+/** The containers commands of the CLI (docker/nerdctl conventions). */
+export const containersCommands: Command[] = [
+  {
+    name: 'run',
+    summary: 'Create and start a container; without -d, stream its output and exit with its code',
+    usage: '[OPTIONS] IMAGE [COMMAND] [ARG...]',
+    options: { ...createOptions, rm: { type: 'boolean' }, detach: { type: 'boolean', short: 'd' } },
+    stopAtFirstPositional: true,
+    run: (args, ctx) => runContainer(args, ctx),
+  },
+  {
+    name: 'create',
+    summary: 'Create a container (pulling its image if needed) without starting it',
+    usage: '[OPTIONS] IMAGE [COMMAND] [ARG...]',
+    options: createOptions,
+    stopAtFirstPositional: true,
+    run: async (args, ctx) => {
+      ctx.out.write(`${await createContainer(args, ctx)}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'start',
+    summary: 'Start one or more created or stopped containers',
+    usage: 'CONTAINER [CONTAINER...]',
+    run: async (args, ctx) => {
+      const client = await tasks(ctx);
+      return each(args.positionals, ctx, 'start', async (ref) => {
+        const info = await client['get-container']({ id: ref });
+        if (info.status === 'running' || info.status === 'paused') return ref;
+        if (info.status !== 'created' || !info.task) await client.create({ id: info.container.id });
+        await client.start({ id: info.container.id });
+        return ref;
+      });
+    },
+  },
+  {
+    name: 'ps',
+    summary: 'List containers (running ones unless -a)',
+    usage: '[-a] [-q]',
+    options: { all: { type: 'boolean', short: 'a' }, quiet: { type: 'boolean', short: 'q' } },
+    run: (args, ctx) => psCommand(args.values.all === true, args.values.quiet === true, ctx),
+  },
+  {
+    name: 'logs',
+    summary: 'Print the output of a container',
+    usage: '[-f] [--tail N] [--timestamps] CONTAINER',
+    options: {
+      follow: { type: 'boolean', short: 'f' },
+      tail: { type: 'string', short: 'n' },
+      timestamps: { type: 'boolean', short: 't' },
+    },
+    run: (args, ctx) => {
+      const [ref] = args.positionals;
+      if (!ref || args.positionals.length > 1) throw errors.invalid('usage: berth logs [OPTIONS] CONTAINER');
+      const tail = args.values.tail;
+      return logsCommand(
+        ref,
+        {
+          follow: args.values.follow === true,
+          timestamps: args.values.timestamps === true,
+          ...(typeof tail === 'string' ? { tail } : {}),
+        },
+        ctx,
+      );
+    },
+  },
+  {
+    name: 'exec',
+    summary: 'Run a command in a running container',
+    usage: '[-d] [-e KEY=VALUE] [-w DIR] [-u USER] CONTAINER COMMAND [ARG...]',
+    options: {
+      detach: { type: 'boolean', short: 'd' },
+      interactive: { type: 'boolean', short: 'i' },
+      tty: { type: 'boolean', short: 't' },
+      env: { type: 'string', short: 'e', multiple: true },
+      workdir: { type: 'string', short: 'w' },
+      user: { type: 'string', short: 'u' },
+    },
+    stopAtFirstPositional: true,
+    run: (args, ctx) => execInContainer(args, ctx),
+  },
+  {
+    name: 'stop',
+    summary: 'Stop containers: the stop signal, then SIGKILL after -t seconds (default 10)',
+    usage: '[-t SECONDS] CONTAINER [CONTAINER...]',
+    options: { time: { type: 'string', short: 't' } },
+    run: (args, ctx) => {
+      const t = Number(args.values.time ?? 10);
+      if (!Number.isFinite(t) || t < 0) throw errors.invalid(`invalid --time value "${args.values.time}"`);
+      return each(args.positionals, ctx, 'stop', (ref) => stopOne(ref, t, ctx));
+    },
+  },
+  {
+    name: 'kill',
+    summary: 'Send a signal (default SIGKILL) to running containers',
+    usage: '[-s SIGNAL] CONTAINER [CONTAINER...]',
+    options: { signal: { type: 'string', short: 's' } },
+    run: async (args, ctx) => {
+      const client = await tasks(ctx);
+      const raw = String(args.values.signal ?? 'SIGKILL');
+      const signal = /^\d+$/.test(raw)
+        ? Number(raw)
+        : raw.toUpperCase().startsWith('SIG')
+          ? raw.toUpperCase()
+          : `SIG${raw.toUpperCase()}`;
+      return each(args.positionals, ctx, 'kill', async (ref) => {
+        await client.kill({ id: ref, signal });
+        return ref;
+      });
+    },
+  },
+  {
+    name: 'rm',
+    summary: 'Remove containers (-f: kill running ones first)',
+    usage: '[-f] CONTAINER [CONTAINER...]',
+    options: { force: { type: 'boolean', short: 'f' } },
+    run: async (args, ctx) => {
+      const client = await tasks(ctx);
+      return each(args.positionals, ctx, 'rm', async (ref) => {
+        await client['delete-container']({ id: ref, force: args.values.force === true });
+        return ref;
+      });
+    },
+  },
+  {
+    name: 'inspect',
+    summary: 'Print containers (metadata, spec, task) as JSON',
+    usage: 'CONTAINER [CONTAINER...]',
+    run: async (args, ctx) => {
+      const client = await tasks(ctx);
+      if (args.positionals.length === 0) throw errors.invalid('inspect: at least one container is required');
+      const out = [];
+      for (const ref of args.positionals) out.push(await client['get-container']({ id: ref }));
+      ctx.out.write(`${JSON.stringify(out, null, 2)}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'top',
+    summary: 'Show the processes of a running container',
+    usage: 'CONTAINER',
+    run: (args, ctx) => {
+      const [ref] = args.positionals;
+      if (!ref) throw errors.invalid('usage: berth top CONTAINER');
+      return topCommand(ref, ctx);
+    },
+  },
+  {
+    name: 'stats',
+    summary: 'Show CPU, memory and pids of running containers (one sample)',
+    usage: '[--no-stream] [CONTAINER...]',
+    options: { 'no-stream': { type: 'boolean' } },
+    run: (args, ctx) => statsCommand(args.positionals, ctx),
+  },
+  {
+    name: 'pause',
+    summary: 'Freeze all processes of containers',
+    usage: 'CONTAINER [CONTAINER...]',
+    run: async (args, ctx) => {
+      const client = await tasks(ctx);
+      return each(args.positionals, ctx, 'pause', async (ref) => {
+        await client.pause({ id: ref });
+        return ref;
+      });
+    },
+  },
+  {
+    name: 'unpause',
+    summary: 'Thaw paused containers',
+    usage: 'CONTAINER [CONTAINER...]',
+    run: async (args, ctx) => {
+      const client = await tasks(ctx);
+      return each(args.positionals, ctx, 'unpause', async (ref) => {
+        await client.resume({ id: ref });
+        return ref;
+      });
+    },
+  },
+  {
+    name: 'wait',
+    summary: 'Wait for containers to stop and print their exit codes',
+    usage: 'CONTAINER [CONTAINER...]',
+    run: async (args, ctx) => {
+      const client = await tasks(ctx);
+      return each(args.positionals, ctx, 'wait', async (ref) => {
+        const info = await client['get-container']({ id: ref });
+        if (!info.task) throw errors.precondition(`container "${ref}" has no task: it was never started`);
+        const w = await exitWatcher(ctx, info.container.id);
+        try {
+          w.check();
+          return String((await w.exited).exitCode);
+        } finally {
+          w.close();
+        }
+      });
+    },
+  },
+  {
+    name: 'events',
+    summary: 'Stream events (containers, tasks, images) as they happen',
+    usage: '',
+    run: (_args, ctx) => eventsCommand(ctx),
+  },
+];

@@ -1,0 +1,197 @@
+import { readFile } from 'node:fs/promises';
+import { BerthError, Code, type ContainerInfo, errors } from '@berth/api';
+import { subscribeEvents } from '@berth/kit';
+import type { Command } from '../command.js';
+import type { CliContext } from '../context.js';
+import { exitWatcher, logPathOf, namespaceOf, tasks } from './api.js';
+import { followLog, printLog, printSink } from './cri-log.js';
+import { commandText, humanDuration, statusText, table } from './format.js';
+
+/** Runs `fn` for each named container, printing errors and returning 1 if any failed (as docker). */
+export async function each(
+  refs: string[],
+  ctx: CliContext,
+  what: string,
+  fn: (ref: string) => Promise<string | undefined>,
+): Promise<number> {
+  if (refs.length === 0) throw errors.invalid(`${what}: at least one container is required`);
+  let code = 0;
+  for (const ref of refs) {
+    try {
+      const line = await fn(ref);
+      if (line !== undefined) ctx.out.write(`${line}\n`);
+    } catch (err) {
+      if (!(err instanceof BerthError)) throw err;
+      ctx.err.write(`berth: ${err.message}\n`);
+      code = 1;
+    }
+  }
+  return code;
+}
+
+/** `ps`. */
+export async function psCommand(all: boolean, quiet: boolean, ctx: CliContext): Promise<number> {
+  const client = await tasks(ctx);
+  const { containers } = await client['list-containers'](all ? {} : { status: ['running', 'paused'] });
+  if (quiet) {
+    for (const i of containers) ctx.out.write(`${i.container.id.slice(0, 12)}\n`);
+    return 0;
+  }
+  const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES']];
+  const now = Date.now();
+  for (const i of containers) {
+    rows.push([
+      i.container.id.slice(0, 12),
+      i.container.image.name,
+      commandText(i),
+      `${humanDuration(now - Date.parse(i.container.createdAt))} ago`,
+      statusText(i, now),
+      i.container.name,
+    ]);
+  }
+  ctx.out.write(table(rows));
+  return 0;
+}
+
+/** `logs [-f] [--tail N] [--timestamps]`. */
+export async function logsCommand(
+  ref: string,
+  opts: { follow: boolean; tail?: string; timestamps: boolean },
+  ctx: CliContext,
+): Promise<number> {
+  const client = await tasks(ctx);
+  const info = await client['get-container']({ id: ref });
+  let tail: number | undefined;
+  if (opts.tail !== undefined && opts.tail !== 'all') {
+    tail = Number(opts.tail);
+    if (!Number.isInteger(tail) || tail < 0) throw errors.invalid(`invalid --tail value "${opts.tail}"`);
+  }
+  const path = logPathOf(ctx, info);
+  const sink = printSink(ctx.out, ctx.err, opts.timestamps);
+  if (!opts.follow || (info.status !== 'running' && info.status !== 'paused')) {
+    await printLog(path, sink, tail);
+    return 0;
+  }
+  const watcher = await exitWatcher(ctx, info.container.id);
+  try {
+    watcher.check();
+    const offset = await printLog(path, sink, tail);
+    await followLog(path, offset, sink, watcher.exited);
+  } finally {
+    watcher.close();
+  }
+  return 0;
+}
+
+/** `stop [-t N]`: the stop signal, then SIGKILL after the grace period. */
+export async function stopOne(ref: string, seconds: number, ctx: CliContext): Promise<string> {
+  const client = await tasks(ctx);
+  const info = await client['get-container']({ id: ref });
+  if (info.status !== 'running' && info.status !== 'paused' && info.status !== 'created') return ref;
+  if (!info.task) return ref;
+  const id = info.container.id;
+  const w = await exitWatcher(ctx, id);
+  try {
+    w.check();
+    const killQuiet = (signal: string, all: boolean) =>
+      client.kill({ id, signal, all }).catch((err: unknown) => {
+        if (err instanceof BerthError && err.code === Code.FAILED_PRECONDITION) return;
+        throw err;
+      });
+    if (info.status === 'created') await killQuiet('SIGKILL', true);
+    else await killQuiet(info.container.stopSignal, false);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), seconds * 1000);
+    });
+    const first = await Promise.race([w.exited, grace]);
+    clearTimeout(timer);
+    if (first === 'timeout') {
+      await killQuiet('SIGKILL', true);
+      await w.exited;
+    }
+  } finally {
+    w.close();
+  }
+  return ref;
+}
+
+/** `top`: the container's processes, read from /proc (the container runs on this node). */
+export async function topCommand(ref: string, ctx: CliContext): Promise<number> {
+  const client = await tasks(ctx);
+  const { pids } = await client.pids({ id: ref });
+  const rows = [['UID', 'PID', 'PPID', 'CMD']];
+  for (const pid of pids) {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    const field = (k: string) => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(status)?.[1] ?? '?';
+    rows.push([field('Uid'), String(pid), field('PPid'), cmd.split('\0').filter(Boolean).join(' ')]);
+  }
+  ctx.out.write(table(rows));
+  return 0;
+}
+
+function num(o: unknown, ...path: string[]): number | undefined {
+  let cur: unknown = o;
+  for (const p of path) cur = (cur as Record<string, unknown> | undefined)?.[p];
+  return typeof cur === 'number' ? cur : undefined;
+}
+
+function bytes(n: number | undefined): string {
+  if (n === undefined) return '--';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 2)}${u[i]}`;
+}
+
+/** `stats`: one sample per running container (CPU time, memory, pids from its cgroup). */
+export async function statsCommand(refs: string[], ctx: CliContext): Promise<number> {
+  const client = await tasks(ctx);
+  let infos: ContainerInfo[];
+  if (refs.length) infos = await Promise.all(refs.map((id) => client['get-container']({ id })));
+  else infos = (await client['list-containers']({ status: ['running'] })).containers;
+  const rows = [['CONTAINER ID', 'NAME', 'CPU TIME', 'MEM USAGE / LIMIT', 'PIDS']];
+  for (const i of infos) {
+    const s = await client.stats({ id: i.container.id });
+    const cpuNs = num(s, 'cpu', 'usageNs') ?? num(s, 'cpu', 'usage', 'total');
+    const mem = num(s, 'memory', 'usageBytes') ?? num(s, 'memory', 'usage');
+    const limit = num(s, 'memory', 'limitBytes') ?? num(s, 'memory', 'limit');
+    const pids = num(s, 'pids', 'current');
+    rows.push([
+      i.container.id.slice(0, 12),
+      i.container.name,
+      cpuNs === undefined ? '--' : `${(cpuNs / 1e9).toFixed(2)}s`,
+      `${bytes(mem)} / ${bytes(limit)}`,
+      pids === undefined ? '--' : String(pids),
+    ]);
+  }
+  ctx.out.write(table(rows));
+  return 0;
+}
+
+/** `events`: prints every event until interrupted. */
+export async function eventsCommand(ctx: CliContext): Promise<number> {
+  const nc = await ctx.nats();
+  const ns = namespaceOf();
+  const all = process.env.BERTH_EVENTS_ALL_NAMESPACES === '1';
+  const sub = subscribeEvents(nc, '>', (env) => {
+    if (!all && env.namespace !== ns) return;
+    ctx.out.write(`${env.timestamp} ${env.topic} ${JSON.stringify(env.event)}\n`);
+  });
+  await nc.flush();
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    void nc.closed().then(stop);
+  });
+  sub.unsubscribe();
+  return 0;
+}
+
+export type { Command };

@@ -1,0 +1,117 @@
+import { open, stat } from 'node:fs/promises';
+
+/** One line of a CRI-format log: `<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <content>`. */
+export interface LogLine {
+  time: string;
+  stream: 'stdout' | 'stderr';
+  /** False for a partial chunk (tag P): no newline follows its content. */
+  full: boolean;
+  content: string;
+}
+
+/** Parses one CRI log line (without its newline); undefined when it is not one. */
+export function parseCriLine(line: string): LogLine | undefined {
+  const a = line.indexOf(' ');
+  const b = line.indexOf(' ', a + 1);
+  if (a <= 0 || b < 0) return undefined;
+  const stream = line.slice(a + 1, b);
+  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
+  const c = line.indexOf(' ', b + 1);
+  const tags = c < 0 ? line.slice(b + 1) : line.slice(b + 1, c);
+  const tag = tags.split(':')[0];
+  if (tag !== 'P' && tag !== 'F') return undefined;
+  return { time: line.slice(0, a), stream, full: tag === 'F', content: c < 0 ? '' : line.slice(c + 1) };
+}
+
+/** Where printed log content goes. */
+export interface LogSink {
+  write(line: LogLine): void;
+}
+
+/** A sink printing content (optionally prefixed by its timestamp) to stdout/stderr by stream. */
+export function printSink(
+  out: NodeJS.WritableStream,
+  err: NodeJS.WritableStream,
+  timestamps: boolean,
+): LogSink {
+  let midLine = { stdout: false, stderr: false };
+  return {
+    write(l) {
+      const prefix = timestamps && !midLine[l.stream] ? `${l.time} ` : '';
+      (l.stream === 'stdout' ? out : err).write(`${prefix}${l.content}${l.full ? '\n' : ''}`);
+      midLine = { ...midLine, [l.stream]: !l.full };
+    },
+  };
+}
+
+/** Reads a CRI log file from `offset`, handing complete lines to the sink; returns the new offset. */
+async function readFrom(path: string, offset: number, sink: LogSink, carry: { s: string }): Promise<number> {
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (!fh) return offset;
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      if (bytesRead === 0) break;
+      offset += bytesRead;
+      const text = carry.s + buf.subarray(0, bytesRead).toString('utf8');
+      const lines = text.split('\n');
+      carry.s = lines.pop() ?? '';
+      for (const l of lines) {
+        const parsed = parseCriLine(l);
+        if (parsed) sink.write(parsed);
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return offset;
+}
+
+/** Prints the last `tail` lines (all when undefined) of a log; returns the offset after them. */
+export async function printLog(path: string, sink: LogSink, tail?: number): Promise<number> {
+  const size = await stat(path).then(
+    (s) => s.size,
+    () => 0,
+  );
+  if (tail === undefined) return readFrom(path, 0, sink, { s: '' });
+  const lines: LogLine[] = [];
+  const end = await readFrom(path, 0, { write: (l) => lines.push(l) }, { s: '' });
+  // A logical line may span several P chunks: count lines by their final F chunk.
+  let start = lines.length;
+  let seen = 0;
+  while (start > 0 && seen < tail) {
+    start--;
+    if (lines[start]?.full) seen++;
+    while (start > 0 && lines[start - 1] && !lines[start - 1]?.full) start--;
+  }
+  for (const l of lines.slice(start)) sink.write(l);
+  return Math.max(end, size);
+}
+
+/**
+ * Follows a log from `offset` until `done()` resolves, then reads what is left: conmon flushes
+ * the container's output before the exit is recorded, so nothing written before the exit is lost.
+ */
+export async function followLog(
+  path: string,
+  offset: number,
+  sink: LogSink,
+  done: Promise<unknown>,
+): Promise<void> {
+  const carry = { s: '' };
+  let finished = false;
+  void done.finally(() => {
+    finished = true;
+  });
+  for (;;) {
+    const wasFinished = finished;
+    offset = await readFrom(path, offset, sink, carry);
+    if (wasFinished) break;
+    await Promise.race([new Promise((r) => setTimeout(r, 50)), done.catch(() => undefined)]);
+  }
+  if (carry.s) {
+    const parsed = parseCriLine(carry.s);
+    if (parsed) sink.write(parsed);
+  }
+}

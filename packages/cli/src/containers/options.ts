@@ -1,0 +1,145 @@
+import { readFileSync } from 'node:fs';
+import { type BindMount, type CreateContainerRequest, errors, type Resources } from '@berth/api';
+import type { CommandArgs, OptionSpec } from '../command.js';
+
+/** Flags shared by `create` and `run` (docker/nerdctl spelling). */
+export const createOptions: OptionSpec = {
+  name: { type: 'string' },
+  env: { type: 'string', short: 'e', multiple: true },
+  'env-file': { type: 'string', multiple: true },
+  workdir: { type: 'string', short: 'w' },
+  user: { type: 'string', short: 'u' },
+  volume: { type: 'string', short: 'v', multiple: true },
+  memory: { type: 'string', short: 'm' },
+  cpus: { type: 'string' },
+  'cpu-shares': { type: 'string' },
+  'pids-limit': { type: 'string' },
+  'read-only': { type: 'boolean' },
+  hostname: { type: 'string', short: 'h' },
+  entrypoint: { type: 'string' },
+  network: { type: 'string' },
+  net: { type: 'string' },
+  label: { type: 'string', short: 'l', multiple: true },
+  'cap-add': { type: 'string', multiple: true },
+  'cap-drop': { type: 'string', multiple: true },
+  'security-opt': { type: 'string', multiple: true },
+  dns: { type: 'string', multiple: true },
+  'stop-signal': { type: 'string' },
+  interactive: { type: 'boolean', short: 'i' },
+  tty: { type: 'boolean', short: 't' },
+};
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** Parses a docker memory value ("64m", "1g", "1048576"). */
+export function parseBytes(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?$/i.exec(v.trim());
+  const mult = m ? UNITS[(m[2] ?? '').toLowerCase()] : undefined;
+  if (!m || mult === undefined)
+    throw errors.invalid(`invalid ${flag} value "${v}": expected a size like 64m or 1g`);
+  const n = Math.floor(Number(m[1]) * mult);
+  if (n <= 0) throw errors.invalid(`invalid ${flag} value "${v}": must be positive`);
+  return n;
+}
+
+function parseNumber(flag: string, v: string, integer: boolean): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw errors.invalid(`invalid ${flag} value "${v}": expected ${integer ? 'an integer' : 'a number'}`);
+  }
+  return n;
+}
+
+/** Parses `-v host:ctr[:ro|rw]`: binds only, absolute paths. */
+export function parseVolume(v: string): BindMount {
+  const parts = v.split(':');
+  const [source, destination, mode] = parts;
+  if (parts.length < 2 || parts.length > 3 || !source || !destination) {
+    throw errors.invalid(`invalid volume "${v}": expected /host/path:/container/path[:ro]`);
+  }
+  if (!source.startsWith('/')) throw errors.invalid(`invalid volume "${v}": the host path must be absolute`);
+  if (!destination.startsWith('/')) {
+    throw errors.invalid(`invalid volume "${v}": the container path must be absolute`);
+  }
+  if (mode !== undefined && mode !== 'ro' && mode !== 'rw') {
+    throw errors.invalid(`invalid volume "${v}": mode must be ro or rw`);
+  }
+  return { source, destination, readonly: mode === 'ro' };
+}
+
+/** KEY=VALUE entries; a bare KEY takes the caller's value (and is dropped when unset), as docker. */
+function envEntries(list: string[]): string[] {
+  const out: string[] = [];
+  for (const e of list) {
+    if (e.includes('=')) out.push(e);
+    else if (process.env[e] !== undefined) out.push(`${e}=${process.env[e]}`);
+  }
+  return out;
+}
+
+function readEnvFile(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw errors.invalid(`cannot read env file "${path}": ${(err as Error).message}`);
+  }
+  return envEntries(
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.length > 0 && !l.startsWith('#')),
+  );
+}
+
+const strs = (v: unknown): string[] =>
+  Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)];
+
+/** Turns `create`/`run` flags and positionals (IMAGE [CMD...]) into a create request. */
+export function toCreateRequest(args: CommandArgs, node: string): CreateContainerRequest {
+  const v = args.values;
+  const [image, ...cmd] = args.positionals;
+  if (!image) throw errors.invalid('an image is required: berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
+  const req: CreateContainerRequest = { image, node };
+  if (cmd.length) req.cmd = cmd;
+  if (typeof v.name === 'string') req.name = v.name;
+  const env = [...strs(v['env-file']).flatMap(readEnvFile), ...envEntries(strs(v.env))];
+  if (env.length) req.env = env;
+  if (typeof v.workdir === 'string') req.workdir = v.workdir;
+  if (typeof v.user === 'string') req.user = v.user;
+  if (typeof v.hostname === 'string') req.hostname = v.hostname;
+  if (typeof v.entrypoint === 'string') req.entrypoint = v.entrypoint === '' ? [] : [v.entrypoint];
+  const mounts = strs(v.volume).map(parseVolume);
+  if (mounts.length) req.mounts = mounts;
+  const r: Resources = {};
+  if (typeof v.memory === 'string') r.memoryBytes = parseBytes('--memory', v.memory);
+  if (typeof v.cpus === 'string') r.cpus = parseNumber('--cpus', v.cpus, false);
+  if (typeof v['cpu-shares'] === 'string') r.cpuShares = parseNumber('--cpu-shares', v['cpu-shares'], true);
+  if (typeof v['pids-limit'] === 'string') r.pidsLimit = parseNumber('--pids-limit', v['pids-limit'], true);
+  if (Object.keys(r).length) req.resources = r;
+  if (v['read-only']) req.readonlyRootfs = true;
+  const net = (v.network ?? v.net) as string | undefined;
+  if (net !== undefined) {
+    if (net !== 'none' && net !== 'host') {
+      throw errors.invalid(`invalid network "${net}": berth supports --network none or host`);
+    }
+    req.network = net;
+  }
+  const labels: Record<string, string> = {};
+  for (const l of strs(v.label)) {
+    const eq = l.indexOf('=');
+    labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? '' : l.slice(eq + 1);
+  }
+  if (Object.keys(labels).length) req.labels = labels;
+  if (strs(v['cap-add']).length) req.capAdd = strs(v['cap-add']);
+  if (strs(v['cap-drop']).length) req.capDrop = strs(v['cap-drop']);
+  for (const o of strs(v['security-opt'])) {
+    if (o === 'no-new-privileges' || o === 'no-new-privileges:true') req.noNewPrivileges = true;
+    else throw errors.invalid(`unsupported --security-opt "${o}"`);
+  }
+  if (strs(v.dns).length) req.dns = { servers: strs(v.dns), searches: [], options: [] };
+  if (typeof v['stop-signal'] === 'string') req.stopSignal = v['stop-signal'];
+  if (v.tty) req.tty = true;
+  if (v.interactive) req.stdin = true;
+  return req;
+}

@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { BerthError, Code, type ExitStatus, errors } from '@berth/api';
+import type { CommandArgs } from '../command.js';
+import type { CliContext } from '../context.js';
+import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
+import { followLog, printSink } from './cri-log.js';
+import { toCreateRequest } from './options.js';
+
+/** docker's exit status when the container's command cannot be found. */
+const EXIT_NOT_FOUND = 127;
+
+/** Forwards SIGINT/SIGTERM to the container while the CLI waits on it (docker's sig-proxy). */
+function proxySignals(send: (sig: NodeJS.Signals) => void): () => void {
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
+    const h = () => send(sig);
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  };
+}
+
+/** Creates the container (pulling its image if needed); `berth create`. */
+export async function createContainer(args: CommandArgs, ctx: CliContext): Promise<string> {
+  const req = toCreateRequest(args, ctx.config.nodeId);
+  await ensureImage(ctx, req.image);
+  const c = await (await tasks(ctx))['create-container'](req);
+  return c.id;
+}
+
+/**
+ * `berth run`: create, start, then (without -d) stream the container's output from its CRI log
+ * and return its exit code. A failure to create or start leaves nothing behind.
+ */
+export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const v = args.values;
+  const detach = v.detach === true;
+  if (detach && v.rm)
+    throw errors.invalid('--rm cannot be combined with -d: nothing would remove the container');
+  if (v.interactive || v.tty) return interactiveUnavailable();
+  const req = toCreateRequest(args, ctx.config.nodeId);
+  await ensureImage(ctx, req.image);
+  const client = await tasks(ctx);
+  let id: string;
+  try {
+    id = (await client['create-container'](req)).id;
+  } catch (err) {
+    return commandNotFound(err, ctx);
+  }
+  const watcher = detach ? undefined : await exitWatcher(ctx, id);
+  try {
+    await client.create({ id });
+    await client.start({ id });
+  } catch (err) {
+    watcher?.close();
+    await client['delete-container']({ id, force: true }).catch(() => undefined);
+    return commandNotFound(err, ctx);
+  }
+  if (!watcher) {
+    ctx.out.write(`${id}\n`);
+    return 0;
+  }
+  const unproxy = proxySignals((signal) => void client.kill({ id, signal }).catch(() => undefined));
+  let exit: ExitStatus;
+  try {
+    const info = await client['get-container']({ id });
+    watcher.check();
+    await followLog(logPathOf(ctx, info), 0, printSink(ctx.out, ctx.err, false), watcher.exited);
+    exit = await watcher.exited;
+  } finally {
+    unproxy();
+    watcher.close();
+  }
+  if (v.rm) await client['delete-container']({ id, force: true });
+  return exit.exitCode;
+}
+
+/** docker run's 127 for a command missing in the image; other errors propagate. */
+function commandNotFound(err: unknown, ctx: CliContext): number {
+  if (err instanceof BerthError && /executable file not found|no such file or directory/i.test(err.message)) {
+    ctx.err.write(`berth: ${err.message}\n`);
+    return EXIT_NOT_FOUND;
+  }
+  throw err;
+}
+
+function interactiveUnavailable(): never {
+  throw new BerthError(
+    Code.UNIMPLEMENTED,
+    'interactive containers (-i/-t) need the shim attach module, which is not available yet',
+  );
+}
+
+/** `berth exec`: runs a process in a running container and returns its exit code. */
+export async function execInContainer(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const v = args.values;
+  const [ref, ...cmd] = args.positionals;
+  if (!ref || cmd.length === 0)
+    throw errors.invalid('usage: berth exec [OPTIONS] CONTAINER COMMAND [ARG...]');
+  if (v.interactive || v.tty) return interactiveUnavailable();
+  const client = await tasks(ctx);
+  const info = await client['get-container']({ id: ref });
+  const id = info.container.id;
+  const execId = `exec-${randomBytes(6).toString('hex')}`;
+  const env = (Array.isArray(v.env) ? v.env : []).map(String);
+  const watcher = v.detach ? undefined : await exitWatcher(ctx, id, execId);
+  try {
+    const st = await client.exec({
+      id,
+      execId,
+      args: cmd,
+      ...(env.length ? { env } : {}),
+      ...(typeof v.workdir === 'string' ? { cwd: v.workdir } : {}),
+      ...(typeof v.user === 'string' ? { user: v.user } : {}),
+    });
+    await client.start({ id, execId });
+    if (!watcher) return 0;
+    watcher.check();
+    if (st.logPath) await followLog(st.logPath, 0, printSink(ctx.out, ctx.err, false), watcher.exited);
+    const exit = await watcher.exited;
+    await client.delete({ id, execId }).catch(() => undefined);
+    return exit.exitCode;
+  } finally {
+    watcher?.close();
+  }
+}
