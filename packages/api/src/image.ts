@@ -36,3 +36,156 @@ export type ImageRecord = z.infer<typeof ImageRecord>;
 /** Request of `get`: a reference or a digest/id prefix. */
 export const GetImageRequest = z.object({ name: z.string().min(1) });
 export type GetImageRequest = z.infer<typeof GetImageRequest>;
+
+/** Registry credentials sent with one request (as docker's X-Registry-Auth): never stored by the service. */
+export const RegistryAuth = z.object({
+  username: z.string().optional(),
+  password: z.string().optional(),
+  /** A refresh token (docker config.json `identitytoken`). */
+  identityToken: z.string().optional(),
+  /** A bearer token used as is. */
+  registryToken: z.string().optional(),
+});
+export type RegistryAuth = z.infer<typeof RegistryAuth>;
+
+/**
+ * Full request of `pull` (PullRequest plus optional fields): `pullId` names the progress event
+ * topic (`images.pull.progress.<pullId>`), `auth` carries credentials for the reference's registry.
+ */
+export const PullImageRequest = PullRequest.extend({
+  pullId: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,64}$/)
+    .optional(),
+  auth: RegistryAuth.optional(),
+});
+export type PullImageRequest = z.infer<typeof PullImageRequest>;
+
+/** Reply of `pull`: the stored record, and what unpacking did (or why it did not happen). */
+export const PullReply = z.object({
+  image: ImageRecord,
+  /** Bytes fetched from the registry by this pull (0 when everything was already present). */
+  fetchedBytes: z.number().int().nonnegative(),
+  /** Unpack outcome: `done`, `skipped` (unpack: false) or `failed` with the reason in unpackError. */
+  unpack: z.enum(['done', 'skipped', 'failed']),
+  unpackError: z.string().optional(),
+});
+export type PullReply = z.infer<typeof PullReply>;
+
+/** Status of one blob in a pull, as carried by the progress events. */
+export const BlobStatus = {
+  waiting: 'waiting',
+  downloading: 'downloading',
+  verifying: 'verifying',
+  done: 'done',
+  exists: 'exists',
+  failed: 'failed',
+} as const;
+export type BlobStatus = (typeof BlobStatus)[keyof typeof BlobStatus];
+
+/** Event payload on topic `images.pull.progress.<pullId>` (and `images.push.progress.<pushId>`). */
+export const PullProgress = z.object({
+  pullId: z.string(),
+  ref: z.string(),
+  /** resolving | fetching | unpacking | done | failed */
+  phase: z.enum(['resolving', 'fetching', 'unpacking', 'done', 'failed']),
+  digest: z.string().optional(),
+  blobs: z.array(
+    z.object({
+      digest: z.string(),
+      mediaType: z.string(),
+      size: z.number().int().nonnegative(),
+      offset: z.number().int().nonnegative(),
+      status: z.enum(['waiting', 'downloading', 'verifying', 'done', 'exists', 'failed']),
+    }),
+  ),
+  error: z.string().optional(),
+});
+export type PullProgress = z.infer<typeof PullProgress>;
+
+/** Event topic of a pull's progress. */
+export function pullProgressTopic(pullId: string): string {
+  return `images.pull.progress.${pullId}`;
+}
+/** Event topic of a push's progress. */
+export function pushProgressTopic(pushId: string): string {
+  return `images.push.progress.${pushId}`;
+}
+
+/** Request of `list`: optional filters as `docker images --filter` (reference=glob). */
+export const ListImagesRequest = z.object({
+  filters: z.array(z.string()).optional(),
+});
+export type ListImagesRequest = z.infer<typeof ListImagesRequest>;
+export const ListImagesReply = z.object({ images: z.array(ImageRecord) });
+export type ListImagesReply = z.infer<typeof ListImagesReply>;
+
+/** Request of `remove`: `force` removes even if a container uses the image. */
+export const RemoveImageRequest = z.object({
+  name: z.string().min(1),
+  force: z.boolean().optional(),
+  /** Run garbage collection right after (default true). */
+  gc: z.boolean().optional(),
+});
+export type RemoveImageRequest = z.infer<typeof RemoveImageRequest>;
+
+/** Reply of `gc` (and part of `remove`): what the collector deleted. */
+export const GcReply = z.object({
+  removedBlobs: z.number().int().nonnegative(),
+  freedBytes: z.number().int().nonnegative(),
+  removedIngests: z.number().int().nonnegative(),
+  /** Outcome of the snapshot-service gc call: `done`, or why it was skipped. */
+  snapshots: z.string(),
+});
+export type GcReply = z.infer<typeof GcReply>;
+
+export const RemoveImageReply = z.object({ removed: z.array(z.string()), gc: GcReply.optional() });
+export type RemoveImageReply = z.infer<typeof RemoveImageReply>;
+
+/** Request of `tag`: a new name for an existing image. */
+export const TagImageRequest = z.object({ source: z.string().min(1), target: z.string().min(1) });
+export type TagImageRequest = z.infer<typeof TagImageRequest>;
+
+/** Request of `push`: the local image `name`, pushed to `ref` (default: the same name). */
+export const PushImageRequest = z.object({
+  name: z.string().min(1),
+  ref: z.string().optional(),
+  pushId: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,64}$/)
+    .optional(),
+  auth: RegistryAuth.optional(),
+});
+export type PushImageRequest = z.infer<typeof PushImageRequest>;
+export const PushImageReply = z.object({
+  ref: z.string(),
+  digest: Digest,
+  /** Blobs uploaded, mounted from another repository, and already present. */
+  uploaded: z.number().int().nonnegative(),
+  mounted: z.number().int().nonnegative(),
+  existing: z.number().int().nonnegative(),
+});
+export type PushImageReply = z.infer<typeof PushImageReply>;
+
+/**
+ * Request of `import`: an OCI image-layout tar or a docker-save tar at an absolute path on the
+ * service's host (the image-service is host-local, so the CLI hands over a path instead of
+ * streaming gigabytes through NATS).
+ */
+export const ImportImageRequest = z.object({
+  path: z.string().startsWith('/'),
+  /** Name to give an image that carries none (OCI layout without ref annotation). */
+  name: z.string().optional(),
+});
+export type ImportImageRequest = z.infer<typeof ImportImageRequest>;
+export const ImportImageReply = z.object({ images: z.array(ImageRecord) });
+export type ImportImageReply = z.infer<typeof ImportImageReply>;
+
+/** Request of `export`: write an OCI image-layout tar of `names` to an absolute `path` on the host. */
+export const ExportImageRequest = z.object({
+  names: z.array(z.string().min(1)).min(1),
+  path: z.string().startsWith('/'),
+});
+export type ExportImageRequest = z.infer<typeof ExportImageRequest>;
+export const ExportImageReply = z.object({ path: z.string(), size: z.number().int().nonnegative() });
+export type ExportImageReply = z.infer<typeof ExportImageReply>;

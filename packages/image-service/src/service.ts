@@ -1,16 +1,58 @@
-import { Service } from '@berth/api';
-import { type ServiceContext, unimplementedEndpoints } from '@berth/kit';
+import { type Descriptor, Service, type UnpackReply } from '@berth/api';
+import { call, publishEvent, type ServiceContext, unimplementedEndpoints } from '@berth/kit';
+import { gcEndpoint } from './handlers/gc.js';
+import { getEndpoint } from './handlers/get.js';
+import { listEndpoint } from './handlers/list.js';
+import { pullEndpoint } from './handlers/pull.js';
+import { removeEndpoint } from './handlers/remove.js';
+import { tagEndpoint } from './handlers/tag.js';
+import { ImageService } from './images/service-core.js';
+import { loadImageSettings } from './settings.js';
 
-/** The operations of the image-service; those later issues build answer UNIMPLEMENTED. */
-export function createEndpoints(_ctx: ServiceContext) {
-  return unimplementedEndpoints(Service.image, [
-    'pull',
-    'list',
-    'get',
-    'remove',
-    'tag',
-    'push',
-    'import',
-    'export',
-  ]);
+/** Builds the image-service domain object from a service context (NATS calls become its ports). */
+export function createImageService(ctx: ServiceContext): ImageService {
+  const settings = loadImageSettings(ctx.config);
+  const node = ctx.node;
+  return new ImageService({
+    redis: ctx.redis,
+    node,
+    settings,
+    blobsDir: ctx.layout.content.blobs,
+    ingestDir: ctx.layout.content.ingest,
+    log: ctx.log,
+    ports: {
+      unpack: async (layers: Descriptor[], diffIds: string[], ns: string) => {
+        const r = await call<UnpackReply>(
+          ctx.nc,
+          Service.snapshot,
+          'unpack',
+          { layers, diffIds },
+          {
+            node,
+            namespace: ns,
+            timeoutMs: settings.unpackTimeoutMs,
+          },
+        );
+        return r.chainId;
+      },
+      snapshotGc: async (ns: string) => {
+        await call(ctx.nc, Service.snapshot, 'gc', {}, { node, namespace: ns, timeoutMs: 120_000 });
+      },
+      publish: (topic, ns, event) => publishEvent(ctx.nc, topic, ns, event),
+    },
+  });
+}
+
+/** The operations of the image-service, one handler file each. */
+export function createEndpoints(ctx: ServiceContext) {
+  const svc = createImageService(ctx);
+  return {
+    pull: pullEndpoint(svc),
+    list: listEndpoint(svc),
+    get: getEndpoint(svc),
+    remove: removeEndpoint(svc),
+    tag: tagEndpoint(svc),
+    gc: gcEndpoint(svc),
+    ...unimplementedEndpoints(Service.image, ['push', 'import', 'export']),
+  };
 }

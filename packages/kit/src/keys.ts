@@ -30,6 +30,10 @@ export const keys = {
   blobLock: (node: string, digest: string) => nodeKey(node, 'lock', 'blob', digest),
   /** Lock: garbage collection of a node's content and snapshots. */
   gcLock: (node: string) => nodeKey(node, 'lock', 'gc'),
+  /** Sorted set of lease ids scored by expiry (epoch ms): a lease's blobs are GC roots until then. */
+  leases: (node: string) => nodeKey(node, 'leases'),
+  /** Set of blob digests one lease protects (a pull or import whose image record is not written yet). */
+  lease: (node: string, id: string) => nodeKey(node, 'lease', id),
 
   // snapshot-service (per node)
   /** Hash: one snapshot (kind, parent, id, labels JSON, createdAt, updatedAt). */
@@ -42,6 +46,8 @@ export const keys = {
   unpackLock: (node: string, chainId: string) => nodeKey(node, 'lock', 'unpack', chainId),
   /** Counter for snapshot directory ids. */
   snapshotSeq: (node: string) => nodeKey(node, 'snapshot-seq'),
+  /** Sorted set of snapshot directory ids being created (score: start ms); cleanup spares them. */
+  snapshotPending: (node: string) => nodeKey(node, 'snapshot-pending'),
 
   // task-service (cluster-wide, per namespace)
   /** Hash: one container's metadata. */
@@ -52,6 +58,8 @@ export const keys = {
   containerName: (ns: string, name: string) => nsKey(ns, 'container-name', name),
   /** Hash: a container's task state (status, pid, exitCode, exitedAt, node). */
   task: (ns: string, id: string) => nsKey(ns, 'task', id),
+  /** Lock: serializes changes to one container and its task across task-service replicas. */
+  containerLock: (ns: string, id: string) => nsKey(ns, 'lock', 'container', id),
 
   // shim (per node)
   /** Hash: a task the node's shim agent supervises (bundle, monitor pid, exit file). */

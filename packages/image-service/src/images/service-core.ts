@@ -1,0 +1,227 @@
+import {
+  BerthError,
+  Code,
+  type Descriptor,
+  type GcReply,
+  type ImageRecord,
+  type ListImagesRequest,
+  type PullImageRequest,
+  type PullProgress,
+  type PullReply,
+  type RegistryAuth,
+  type RemoveImageReply,
+  type RemoveImageRequest,
+  type TagImageRequest,
+  toBerthError,
+} from '@berth/api';
+import { keys, type Logger, type Redis } from '@berth/kit';
+import { collectGarbage } from '../content/gc.js';
+import { ContentStore } from '../content/store.js';
+import { pullImage } from '../pull/puller.js';
+import { credentialsFromDockerConfig, TokenCache } from '../registry/auth.js';
+import { RegistryClient } from '../registry/client.js';
+import { formatReference, parseReference, tryNormalize } from '../registry/reference.js';
+import type { ImageSettings } from '../settings.js';
+import { ImageStore } from './store.js';
+
+/** Calls into other services and the event bus, injected so the domain has no NATS in it. */
+export interface ImageServicePorts {
+  /** snapshot-service `unpack`: returns the top chainID. */
+  unpack: (layers: Descriptor[], diffIds: string[], ns: string) => Promise<string>;
+  /** snapshot-service `gc`; best effort. */
+  snapshotGc: (ns: string) => Promise<void>;
+  /** Publishes an event (pull/push progress). */
+  publish: (topic: string, ns: string, event: unknown) => void;
+}
+
+/** Construction options of the image-service domain object. */
+export interface ImageServiceOptions {
+  redis: Redis;
+  node: string;
+  settings: ImageSettings;
+  blobsDir: string;
+  ingestDir: string;
+  ports: ImageServicePorts;
+  log: Logger;
+  /** Where registry credentials come from when a request carries none (docker config.json). */
+  dockerConfig?: string;
+}
+
+/**
+ * The image-service's work, independent of NATS: pull, list, get, remove, tag, gc, and (in their
+ * own modules) push, import and export. Handlers call these with the request's namespace.
+ */
+export class ImageService {
+  readonly content: ContentStore;
+  readonly images: ImageStore;
+  readonly tokens = new TokenCache();
+
+  constructor(readonly o: ImageServiceOptions) {
+    this.content = new ContentStore({
+      blobsDir: o.blobsDir,
+      ingestDir: o.ingestDir,
+      redis: o.redis,
+      node: o.node,
+      lockTtlMs: o.settings.blobLockTtlMs,
+      lockWaitMs: o.settings.blobLockWaitMs,
+      log: o.log,
+    });
+    this.images = new ImageStore(o.redis, o.node);
+  }
+
+  /** A registry client that uses `auth` for the request's registry, else the docker config. */
+  registry(auth?: RegistryAuth, authHost?: string): RegistryClient {
+    return new RegistryClient({
+      hosts: this.o.settings.hosts,
+      insecureRegistries: this.o.settings.insecureRegistries,
+      tokens: this.tokens,
+      log: this.o.log,
+      credentials: async (host) => {
+        if (auth && (!authHost || authHost === host)) return auth;
+        return credentialsFromDockerConfig(host, this.o.dockerConfig);
+      },
+    });
+  }
+
+  /** Pulls an image; progress goes out as events on `images.pull.progress.<pullId>`. */
+  async pull(req: PullImageRequest, ns: string, signal?: AbortSignal): Promise<PullReply> {
+    const host = parseReference(req.ref).domain;
+    return pullImage(
+      {
+        content: this.content,
+        images: this.images,
+        redis: this.o.redis,
+        node: this.o.node,
+        settings: this.o.settings,
+        registry: (auth) => this.registry(auth, host),
+        unpack: this.o.ports.unpack,
+        publish: (p: PullProgress) => {
+          if (req.pullId) this.o.ports.publish(`images.pull.progress.${req.pullId}`, ns, p);
+        },
+        log: this.o.log,
+      },
+      req,
+      ns,
+      signal,
+    );
+  }
+
+  /** Lists images, optionally filtered by `reference=<glob>` (docker's --filter). */
+  async list(ns: string, req: ListImagesRequest = {}): Promise<ImageRecord[]> {
+    const all = await this.images.list(ns);
+    const preds = (req.filters ?? []).map(parseFilter);
+    return all.filter((r) => preds.every((p) => p(r)));
+  }
+
+  /** One image by name or id prefix. */
+  get(ns: string, name: string): Promise<ImageRecord> {
+    return this.images.find(ns, name);
+  }
+
+  /** Gives an existing image another name. */
+  async tag(ns: string, req: TagImageRequest): Promise<ImageRecord> {
+    const src = await this.images.find(ns, req.source);
+    const target = formatReference(parseReference(req.target));
+    const now = new Date().toISOString();
+    const rec: ImageRecord = { ...src, name: target, createdAt: now, updatedAt: now };
+    await this.images.put(ns, rec);
+    return rec;
+  }
+
+  /**
+   * Removes an image name (or, given an id, every name of that image). Refuses while a container
+   * record uses it, unless forced; then collects garbage (blobs, then snapshots, best effort).
+   */
+  async remove(ns: string, req: RemoveImageRequest): Promise<RemoveImageReply> {
+    const rec = await this.images.find(ns, req.name);
+    const byName = tryNormalize(req.name) === rec.name;
+    const names = byName
+      ? [rec.name]
+      : (await this.images.list(ns)).filter((r) => r.configDigest === rec.configDigest).map((r) => r.name);
+    if (!byName && names.length > 1 && !req.force) {
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `image "${req.name}" is referenced by ${names.length} names (${names.join(', ')}); remove them by name or use -f`,
+      );
+    }
+    if (!req.force) {
+      const user = await this.containerUsing(ns, rec);
+      if (user) {
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `image "${rec.name}" is in use by container ${user}; stop and remove it first or use -f`,
+        );
+      }
+    }
+    for (const n of names) await this.images.delete(ns, n);
+    const reply: RemoveImageReply = { removed: names };
+    if (req.gc !== false) reply.gc = await this.gc(ns);
+    return reply;
+  }
+
+  /** The id of a container (task-service record) whose image is this one, if any. */
+  private async containerUsing(ns: string, rec: ImageRecord): Promise<string | undefined> {
+    const ids = await this.o.redis.smembers(keys.containers(ns));
+    for (const id of ids) {
+      const img = await this.o.redis.hget(keys.container(ns, id), 'image');
+      if (!img) continue;
+      if (
+        img === rec.name ||
+        tryNormalize(img) === rec.name ||
+        [rec.configDigest, rec.target.digest, rec.manifest.digest].includes(img)
+      ) {
+        return id;
+      }
+    }
+    return undefined;
+  }
+
+  /** Garbage-collects unreferenced blobs and stale ingests, then asks the snapshot-service to collect. */
+  async gc(ns: string): Promise<GcReply> {
+    const r = await collectGarbage({
+      redis: this.o.redis,
+      node: this.o.node,
+      content: this.content,
+      images: this.images,
+      blobsDir: this.o.blobsDir,
+      ingestDir: this.o.ingestDir,
+      log: this.o.log,
+    });
+    let snapshots = 'done';
+    try {
+      await this.o.ports.snapshotGc(ns);
+    } catch (err) {
+      const e = toBerthError(err);
+      snapshots = `skipped: ${e.code}: ${e.message}`;
+      this.o.log.warn({ code: e.code, err: e.message }, 'snapshot gc failed; continuing');
+    }
+    return { ...r, snapshots };
+  }
+}
+
+/** `reference=<glob>` filters (docker semantics: matched against the familiar and full name). */
+function parseFilter(f: string): (r: ImageRecord) => boolean {
+  const eq = f.indexOf('=');
+  const key = eq > 0 ? f.slice(0, eq) : '';
+  const val = eq > 0 ? f.slice(eq + 1) : '';
+  if (key !== 'reference') {
+    throw new BerthError(Code.INVALID_ARGUMENT, `invalid filter "${f}": only reference=PATTERN is supported`);
+  }
+  const re = globToRegExp(val);
+  return (r) => {
+    const full = r.name;
+    const familiar = full.replace(/^docker\.io\/library\//, '').replace(/^docker\.io\//, '');
+    const noTag = (s: string) => s.replace(/(:[\w][\w.-]*)?(@sha256:[a-f0-9]+)?$/, '');
+    return [full, familiar, noTag(full), noTag(familiar)].some((s) => re.test(s));
+  };
+}
+
+function globToRegExp(glob: string): RegExp {
+  let s = '';
+  for (const ch of glob) {
+    if (ch === '*') s += '[^/]*';
+    else if (ch === '?') s += '[^/]';
+    else s += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${s}$`);
+}

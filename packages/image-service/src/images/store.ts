@@ -1,0 +1,108 @@
+import { BerthError, Code, errors, ImageRecord } from '@berth/api';
+import { keys, type Redis } from '@berth/kit';
+import { tryNormalize } from '../registry/reference.js';
+
+/**
+ * Image records of one node in Redis: keys.image(node, ns, name) is a hash with the record JSON and
+ * its target digest (read by GC), keys.images(node, ns) a sorted set of names by update time.
+ */
+export class ImageStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly node: string,
+  ) {}
+
+  /** Writes a record and indexes its name, in one transaction. */
+  async put(ns: string, rec: ImageRecord): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(keys.image(this.node, ns, rec.name), { record: JSON.stringify(rec), target: rec.target.digest })
+      .zadd(keys.images(this.node, ns), Date.parse(rec.updatedAt) || Date.now(), rec.name)
+      .exec();
+  }
+
+  /** The record stored under an exact normalized name. */
+  async get(ns: string, name: string): Promise<ImageRecord | undefined> {
+    const raw = await this.redis.hget(keys.image(this.node, ns, name), 'record');
+    return raw ? ImageRecord.parse(JSON.parse(raw)) : undefined;
+  }
+
+  /** All records of a namespace, newest first. */
+  async list(ns: string): Promise<ImageRecord[]> {
+    const names = await this.redis.zrevrange(keys.images(this.node, ns), 0, -1);
+    if (names.length === 0) return [];
+    const m = this.redis.multi();
+    for (const n of names) m.hget(keys.image(this.node, ns, n), 'record');
+    const res = (await m.exec()) ?? [];
+    const out: ImageRecord[] = [];
+    for (const [err, raw] of res) {
+      if (!err && typeof raw === 'string') out.push(ImageRecord.parse(JSON.parse(raw)));
+    }
+    return out;
+  }
+
+  /** Deletes a name; true if it existed. */
+  async delete(ns: string, name: string): Promise<boolean> {
+    const res = await this.redis
+      .multi()
+      .del(keys.image(this.node, ns, name))
+      .zrem(keys.images(this.node, ns), name)
+      .exec();
+    return Number(res?.[0]?.[1] ?? 0) > 0;
+  }
+
+  /**
+   * Finds an image by name (normalized: `busybox` finds docker.io/library/busybox:latest) or by a
+   * prefix of its id (config digest), manifest or target digest, with or without `sha256:`.
+   */
+  async find(ns: string, nameOrId: string): Promise<ImageRecord> {
+    const norm = tryNormalize(nameOrId);
+    if (norm) {
+      const rec = await this.get(ns, norm);
+      if (rec) return rec;
+    }
+    const prefix = nameOrId.startsWith('sha256:')
+      ? nameOrId
+      : /^[a-f0-9]{3,64}$/.test(nameOrId)
+        ? `sha256:${nameOrId}`
+        : undefined;
+    if (prefix) {
+      const all = await this.list(ns);
+      const hits = all.filter((r) =>
+        [r.configDigest, r.manifest.digest, r.target.digest].some((d) => d.startsWith(prefix)),
+      );
+      const ids = new Set(hits.map((r) => r.configDigest));
+      if (ids.size === 1) return hits[0] as ImageRecord;
+      if (ids.size > 1)
+        throw new BerthError(Code.FAILED_PRECONDITION, `image id prefix "${nameOrId}" is ambiguous`);
+    }
+    throw errors.notFound(`image "${norm ?? nameOrId}" not found`);
+  }
+
+  /** Every image target digest on the node, in all namespaces: the roots of GC. */
+  async allTargets(): Promise<Set<string>> {
+    const out = new Set<string>();
+    const pattern = keys.images(this.node, '*');
+    let cursor = '0';
+    do {
+      const [next, found] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 200);
+      cursor = next;
+      for (const setKey of found) {
+        const ns = nsOfImagesKey(setKey, this.node);
+        if (ns === undefined) continue;
+        for (const name of await this.redis.zrange(setKey, 0, -1)) {
+          const t = await this.redis.hget(keys.image(this.node, ns, name), 'target');
+          if (t) out.add(t);
+        }
+      }
+    } while (cursor !== '0');
+    return out;
+  }
+}
+
+function nsOfImagesKey(key: string, node: string): string | undefined {
+  const head = keys.images(node, '\u0000').split('\u0000');
+  const [pre, post] = head as [string, string];
+  if (!key.startsWith(pre) || !key.endsWith(post)) return undefined;
+  return key.slice(pre.length, key.length - post.length);
+}

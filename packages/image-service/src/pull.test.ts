@@ -1,0 +1,323 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Code, MediaType } from '@berth/api';
+import { keys } from '@berth/kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostPlatform } from './images/platform.js';
+import {
+  busyboxTar,
+  type FixtureImage,
+  fileTar,
+  makeImage,
+  makeIndex,
+  makeLayer,
+  sha,
+  uploadImage,
+  uploadIndex,
+  uploadRaw,
+} from './testing/fixtures.js';
+import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
+import { type RegistryProxy, startProxy } from './testing/proxy.js';
+
+let env: ImageEnv;
+let img: FixtureImage;
+let arm: FixtureImage;
+const host = hostPlatform().architecture;
+const other = host === 'amd64' ? 'arm64' : 'amd64';
+
+beforeAll(async () => {
+  env = await startImageEnv();
+  img = makeImage(
+    [
+      makeLayer(busyboxTar(), 'gzip'),
+      makeLayer(fileTar('etc/zstd.txt', 'zstd layer'), 'zstd'),
+      makeLayer(fileTar('etc/plain.txt', 'plain layer'), 'none'),
+    ],
+    { arch: host },
+  );
+  arm = makeImage([makeLayer(fileTar('etc/arch', other), 'gzip')], { arch: other });
+  await uploadImage(env.registry.url, 'test/multi', 'v1', img);
+  await uploadRaw(env.registry.url, 'test/index', new Map([[sha(Buffer.from('x')), Buffer.from('x')]]), []);
+  const unknown = {
+    mediaType: 'application/vnd.example.unknown+json',
+    digest: sha(Buffer.from('x')),
+    size: 1,
+  };
+  await uploadIndex(
+    env.registry.url,
+    'test/index',
+    'v1',
+    [img, arm],
+    makeIndex(
+      [
+        { image: arm, arch: other },
+        { image: img, arch: host },
+      ],
+      [unknown],
+    ),
+  );
+});
+afterAll(async () => {
+  await env?.stop();
+});
+
+describe('pull', () => {
+  it('stores every blob verified under blobs/sha256 with records and gc refs, and writes the image record', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/test/multi:v1`;
+    const r = await svc.pull({ ref, unpack: false }, 'default');
+    expect(r.unpack).toBe('skipped');
+    expect(r.image.name).toBe(ref);
+    expect(r.image.target.digest).toBe(img.desc.digest);
+    expect(r.image.configDigest).toBe(sha(img.config));
+    expect(r.image.config.rootfs.diff_ids).toEqual(img.layers.map((l) => l.diffId));
+    expect(r.fetchedBytes).toBe(img.layers.reduce((s, l) => s + l.blob.length, 0));
+    for (const [digest, body] of img.blobs) {
+      const onDisk = await readFile(join(env.blobsDir, digest.slice(7)));
+      expect(sha(onDisk)).toBe(sha(body));
+    }
+    const man = await env.redis.hgetall(keys.content(env.node, img.desc.digest));
+    const labels = JSON.parse(man.labels ?? '{}') as Record<string, string>;
+    expect(labels['gc.ref.content.config']).toBe(sha(img.config));
+    expect(labels['gc.ref.content.l.1']).toBe(img.layers[1]?.desc.digest);
+    expect(await env.ingestEntries()).toEqual([]);
+    expect(await svc.get('default', ref)).toMatchObject({ name: ref });
+    expect(await svc.get('default', sha(img.config).slice(7, 19))).toMatchObject({ name: ref });
+    // A second pull finds everything present and fetches nothing.
+    const again = await svc.pull({ ref, unpack: false }, 'default');
+    expect(again.fetchedBytes).toBe(0);
+  });
+
+  it('picks the host platform from an index, skips unknown entries, and honours --platform', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/test/index:v1`;
+    const r = await svc.pull({ ref, unpack: false }, 'p1');
+    expect(r.image.target.mediaType).toBe(MediaType.ociIndex);
+    expect(r.image.manifest.digest).toBe(img.desc.digest);
+    const r2 = await svc.pull({ ref, unpack: false, platform: `linux/${other}` }, 'p2');
+    expect(r2.image.manifest.digest).toBe(arm.desc.digest);
+    expect(r2.image.config.architecture).toBe(other);
+    const e = await rejection(svc.pull({ ref, unpack: false, platform: 'linux/s390x' }, 'p3'));
+    expect(e.code).toBe(Code.NOT_FOUND);
+    expect(e.message).toContain('linux/s390x');
+    expect(e.message).toContain(ref);
+  });
+
+  it('refuses an invalid reference naming it', async () => {
+    const e = await rejection(env.service().pull({ ref: 'Bad//Name:' }, 'default'));
+    expect(e.code).toBe(Code.INVALID_ARGUMENT);
+    expect(e.message).toContain('"Bad//Name:"');
+  });
+
+  it('answers NOT_FOUND naming the reference for an unknown repository or tag', async () => {
+    const svc = env.service();
+    for (const ref of [`${env.registry.host}/no/such:v1`, `${env.registry.host}/test/multi:nope`]) {
+      const e = await rejection(svc.pull({ ref, unpack: false }, 'default'));
+      expect(e.code).toBe(Code.NOT_FOUND);
+      expect(e.message).toContain(`"${ref}"`);
+    }
+  });
+
+  it('answers UNAVAILABLE naming the registry when nothing listens', async () => {
+    const e = await rejection(env.service().pull({ ref: '127.0.0.1:1/a/b:c', unpack: false }, 'default'));
+    expect(e.code).toBe(Code.UNAVAILABLE);
+    expect(e.message).toContain('127.0.0.1:1/a/b:c');
+  });
+
+  it('keeps the blobs and the record when unpack fails, reporting it', async () => {
+    const r = await env.service().pull({ ref: `${env.registry.host}/test/multi:v1` }, 'unpack');
+    expect(r.unpack).toBe('failed');
+    expect(r.unpackError).toContain('UNAVAILABLE');
+    expect(r.image.chainId).toBeUndefined();
+    expect(await env.service().get('unpack', `${env.registry.host}/test/multi:v1`)).toBeTruthy();
+  });
+
+  it('stores the chainId the snapshot-service returns', async () => {
+    let got: { layers: number; diffIds: string[] } | undefined;
+    const svc = env.service({
+      ports: {
+        unpack: async (layers, diffIds) => {
+          got = { layers: layers.length, diffIds };
+          return 'sha256:chain';
+        },
+      },
+    });
+    const r = await svc.pull({ ref: `${env.registry.host}/test/multi:v1` }, 'unpack2');
+    expect(r.unpack).toBe('done');
+    expect(got).toEqual({ layers: 3, diffIds: img.layers.map((l) => l.diffId) });
+    expect((await svc.get('unpack2', `${env.registry.host}/test/multi:v1`)).chainId).toBe('sha256:chain');
+  });
+
+  it('pulls through a per-host mirror first', async () => {
+    const mirror = await startProxy({ upstream: env.registry.url });
+    try {
+      const svc = env.service({ settings: { hosts: { 'registry.invalid': { mirrors: [mirror.url] } } } });
+      const r = await svc.pull({ ref: 'registry.invalid/test/multi:v1', unpack: false }, 'mirror');
+      expect(r.image.name).toBe('registry.invalid/test/multi:v1');
+      expect(mirror.count('HEAD', '/manifests/v1')).toBe(1);
+    } finally {
+      await mirror.stop();
+    }
+  });
+});
+
+describe('faults', () => {
+  let proxy: RegistryProxy;
+  let mode: 'lie' | 'stall' | 'big' | 'schema1' | 'none' = 'none';
+  let lying: FixtureImage;
+  let stalling: FixtureImage;
+  let rangeSeen: string | undefined;
+
+  beforeAll(async () => {
+    lying = makeImage([makeLayer(fileTar('a', 'lie'.repeat(1000)), 'gzip')], { arch: host });
+    stalling = makeImage([makeLayer(Buffer.alloc(256 * 1024, 7), 'none')], { arch: host });
+    await uploadImage(env.registry.url, 'fault/lie', 'v1', lying);
+    await uploadImage(env.registry.url, 'fault/stall', 'v1', stalling);
+    const lieLayer = lying.layers[0]?.desc.digest as string;
+    const stallLayer = stalling.layers[0]?.desc.digest as string;
+    proxy = await startProxy({
+      upstream: env.registry.url,
+      intercept: (req, res, path) => {
+        if (path.endsWith(`/blobs/${stallLayer}`)) rangeSeen = req.headers.range;
+        if (mode === 'lie' && path.endsWith(`/blobs/${lieLayer}`) && req.method === 'GET') {
+          const body = Buffer.from(lying.layers[0]?.blob as Buffer);
+          body[body.length - 10] = (body[body.length - 10] as number) ^ 0xff;
+          res.writeHead(200, { 'content-length': body.length, 'content-type': 'application/octet-stream' });
+          res.end(body);
+          return true;
+        }
+        if (mode === 'stall' && path.endsWith(`/blobs/${stallLayer}`) && req.method === 'GET') {
+          const body = stalling.layers[0]?.blob as Buffer;
+          res.writeHead(200, { 'content-length': body.length });
+          res.write(body.subarray(0, 100_000));
+          return true; // and never finish
+        }
+        if (mode === 'big' && path.endsWith('/manifests/big')) {
+          const body = Buffer.alloc(5 * 1024 * 1024, 0x20);
+          res.writeHead(200, {
+            'content-type': MediaType.ociManifest,
+            'content-length': body.length,
+            'docker-content-digest': sha(body),
+          });
+          res.end(req.method === 'HEAD' ? undefined : body);
+          return true;
+        }
+        if (mode === 'schema1' && path.endsWith('/manifests/old')) {
+          const body = Buffer.from(
+            JSON.stringify({ schemaVersion: 1, name: 'fault/old', tag: 'old', fsLayers: [] }),
+          );
+          res.writeHead(200, {
+            'content-type': MediaType.dockerSchema1Signed,
+            'content-length': body.length,
+            'docker-content-digest': sha(body),
+          });
+          res.end(req.method === 'HEAD' ? undefined : body);
+          return true;
+        }
+        return false;
+      },
+    });
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+  });
+
+  it('rejects a blob whose bytes do not match its digest: nothing committed, ingest removed', async () => {
+    mode = 'lie';
+    const e = await rejection(
+      env.service().pull({ ref: `${proxy.host}/fault/lie:v1`, unpack: false }, 'lie'),
+    );
+    expect(e.code).toBe(Code.DATA_LOSS);
+    expect(e.message).toContain(lying.layers[0]?.desc.digest);
+    expect(e.message).toContain(`${proxy.host}/fault/lie:v1`);
+    expect(await env.blobFiles()).not.toContain(lying.layers[0]?.desc.digest.slice(7));
+    expect(await env.ingestEntries()).toEqual([]);
+    await expect(env.service().get('lie', `${proxy.host}/fault/lie:v1`)).rejects.toMatchObject({
+      code: Code.NOT_FOUND,
+    });
+  });
+
+  it('refuses a manifest over 4 MiB', async () => {
+    mode = 'big';
+    const e = await rejection(
+      env.service().pull({ ref: `${proxy.host}/fault/big:big`, unpack: false }, 'big'),
+    );
+    expect(e.code).toBe(Code.INVALID_ARGUMENT);
+    expect(e.message).toMatch(/over the \d+-byte limit/);
+  });
+
+  it('refuses Docker schema1 clearly', async () => {
+    mode = 'schema1';
+    const e = await rejection(
+      env.service().pull({ ref: `${proxy.host}/fault/old:old`, unpack: false }, 'old'),
+    );
+    expect(e.code).toBe(Code.FAILED_PRECONDITION);
+    expect(e.message).toContain('schema1');
+  });
+
+  it('fails a stalled download with a clear timeout, then resumes it with Range', async () => {
+    mode = 'stall';
+    const ref = `${proxy.host}/fault/stall:v1`;
+    const svc = env.service({ settings: { progressTimeoutMs: 500 } });
+    const e = await rejection(svc.pull({ ref, unpack: false }, 'stall'));
+    expect(e.code).toBe(Code.DEADLINE_EXCEEDED);
+    expect(e.message).toContain('no progress for 500 ms');
+    expect(e.message).toContain(stalling.layers[0]?.desc.digest);
+    expect(await env.blobFiles()).not.toContain(stalling.layers[0]?.desc.digest.slice(7));
+    mode = 'none';
+    const r = await svc.pull({ ref, unpack: false }, 'stall');
+    expect(rangeSeen).toBe('bytes=100000-');
+    expect(r.fetchedBytes).toBe((stalling.layers[0]?.blob.length ?? 0) - 100_000);
+    const stallDigest = stalling.layers[0]?.desc.digest ?? '';
+    const onDisk = await readFile(join(env.blobsDir, stallDigest.slice(7)));
+    expect(createHash('sha256').update(onDisk).digest('hex')).toBe(stalling.layers[0]?.desc.digest.slice(7));
+  });
+
+  it('restarts cleanly when a partial ingest is longer than the blob', async () => {
+    mode = 'none';
+    const layer = stalling.layers[0] as (typeof stalling.layers)[number];
+    const ref = `${proxy.host}/fault/stall:v1`;
+    const svc = env.service();
+    const rm = await svc.remove('stall', { name: ref });
+    expect(rm.removed).toEqual([ref]);
+    expect(rm.gc?.removedBlobs).toBeGreaterThanOrEqual(1);
+    expect(await env.blobFiles()).not.toContain(layer.desc.digest.slice(7));
+    // A leftover that cannot be a prefix of the blob: the pull must discard it, not trust it.
+    const dir = join(env.ingestDir, layer.desc.digest.slice(7));
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'data'), Buffer.alloc(layer.blob.length + 10, 1));
+    rangeSeen = 'unset';
+    const r = await svc.pull({ ref, unpack: false }, 'stall2');
+    expect(rangeSeen).toBeUndefined();
+    expect(r.fetchedBytes).toBe(layer.blob.length);
+    expect(await env.ingestEntries()).toEqual([]);
+  });
+});
+
+describe('two replicas', () => {
+  it('fetch each blob once when pulling the same image at the same moment', async () => {
+    const big = makeImage(
+      [1, 2, 3, 4].map((i) => makeLayer(Buffer.alloc(2 * 1024 * 1024, i), 'none')),
+      { arch: host },
+    );
+    await uploadImage(env.registry.url, 'dedupe/img', 'v1', big);
+    const proxy = await startProxy({ upstream: env.registry.url });
+    try {
+      const a = env.service({ ownRedis: true });
+      const b = env.service({ ownRedis: true });
+      const ref = `${proxy.host}/dedupe/img:v1`;
+      const [ra, rb] = await Promise.all([
+        a.pull({ ref, unpack: false }, 'default'),
+        b.pull({ ref, unpack: false }, 'default'),
+        a.pull({ ref, unpack: false }, 'other'),
+      ]);
+      expect(ra.image.target.digest).toBe(rb.image.target.digest);
+      for (const l of big.layers) expect(proxy.count('GET', `/blobs/${l.desc.digest}`)).toBe(1);
+      expect(proxy.count('GET', `/blobs/${sha(big.config)}`)).toBe(1);
+      expect(ra.fetchedBytes + rb.fetchedBytes).toBe(big.layers.reduce((s, l) => s + l.blob.length, 0));
+    } finally {
+      await proxy.stop();
+    }
+  });
+});

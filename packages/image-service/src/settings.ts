@@ -1,0 +1,60 @@
+import { type Config, serviceSetting } from '@berth/kit';
+import { z } from 'zod';
+
+/** Per-host registry settings, like containerd's hosts.toml: mirrors tried first, then the host. */
+export const HostSettings = z.object({
+  /** Mirror base URLs (`https://mirror.example` or `http://127.0.0.1:5000`), tried in order for pulls. */
+  mirrors: z.array(z.string().url()).optional(),
+  /** Allow plain HTTP (and skip nothing else) for this host. */
+  insecure: z.boolean().optional(),
+  /** Base URL serving this host's /v2/ API (docker.io -> https://registry-1.docker.io). */
+  server: z.string().url().optional(),
+});
+export type HostSettings = z.infer<typeof HostSettings>;
+
+/** The image-service's settings (config `services.image-service.*`), with defaults. */
+export interface ImageSettings {
+  maxConcurrentDownloads: number;
+  /** A blob download with no byte received for this long fails with DEADLINE_EXCEEDED. */
+  progressTimeoutMs: number;
+  /** Expiry of the per-blob Redis lock; a crashed holder blocks others at most this long. */
+  blobLockTtlMs: number;
+  /** How long a pull waits for another writer of the same blob. */
+  blobLockWaitMs: number;
+  /** Per-host settings keyed by registry host (`docker.io`, `127.0.0.1:5000`). */
+  hosts: Record<string, HostSettings>;
+  /** Hosts allowed over plain HTTP besides localhost/127.0.0.1/::1. */
+  insecureRegistries: string[];
+  /** Timeout of the snapshot-service unpack call. */
+  unpackTimeoutMs: number;
+  /** How long a pull's lease keeps its blobs from GC if the service dies (renewed while pulling). */
+  leaseTtlMs: number;
+}
+
+const S = 'image-service';
+
+/** Reads the image-service settings from the config, validating each. */
+export function loadImageSettings(config: Config): ImageSettings {
+  const hosts = serviceSetting(config, S, 'hosts', z.record(z.string(), HostSettings), {});
+  // `mirrors: { host: [url...] }` is a shorthand for hosts.<host>.mirrors.
+  const mirrors = serviceSetting(config, S, 'mirrors', z.record(z.string(), z.array(z.string().url())), {});
+  for (const [host, list] of Object.entries(mirrors)) {
+    hosts[host] = { ...hosts[host], mirrors: [...(hosts[host]?.mirrors ?? []), ...list] };
+  }
+  return {
+    maxConcurrentDownloads: serviceSetting(
+      config,
+      S,
+      'maxConcurrentDownloads',
+      z.number().int().min(1).max(64),
+      3,
+    ),
+    progressTimeoutMs: serviceSetting(config, S, 'progressTimeoutMs', z.number().int().positive(), 300_000),
+    blobLockTtlMs: serviceSetting(config, S, 'blobLockTtlMs', z.number().int().min(200), 30_000),
+    blobLockWaitMs: serviceSetting(config, S, 'blobLockWaitMs', z.number().int().positive(), 3_600_000),
+    hosts,
+    insecureRegistries: serviceSetting(config, S, 'insecureRegistries', z.array(z.string()), []),
+    unpackTimeoutMs: serviceSetting(config, S, 'unpackTimeoutMs', z.number().int().positive(), 1_800_000),
+    leaseTtlMs: serviceSetting(config, S, 'leaseTtlMs', z.number().int().min(1000), 600_000),
+  };
+}

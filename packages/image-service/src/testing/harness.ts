@@ -1,0 +1,119 @@
+// Test environment of the image-service: real redis-server and docker-registry from @berth/testing,
+// a temp state root and a random node id per test file; services are built from the domain class.
+import { randomUUID } from 'node:crypto';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BerthError, Code } from '@berth/api';
+import { connectRedis, createLogger, hostLayout, type Redis } from '@berth/kit';
+import { startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
+import { ImageService, type ImageServicePorts } from '../images/service-core.js';
+import type { ImageSettings } from '../settings.js';
+
+export interface ImageEnv {
+  redisServer: TestServer;
+  registry: TestServer & { host: string };
+  stateRoot: string;
+  node: string;
+  redis: Redis;
+  blobsDir: string;
+  ingestDir: string;
+  /** A fresh domain object (own Redis connection when `ownRedis`), as one replica would be. */
+  service(o?: {
+    settings?: Partial<ImageSettings>;
+    ports?: Partial<ImageServicePorts>;
+    ownRedis?: boolean;
+    dockerConfig?: string;
+  }): ImageService;
+  /** Blob files currently committed. */
+  blobFiles(): Promise<string[]>;
+  /** Entries in the ingest directory. */
+  ingestEntries(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+/** Default test settings: quick lock expiry, short stall timeout. */
+export const testSettings: ImageSettings = {
+  maxConcurrentDownloads: 3,
+  progressTimeoutMs: 10_000,
+  blobLockTtlMs: 2_000,
+  blobLockWaitMs: 60_000,
+  hosts: {},
+  insecureRegistries: [],
+  unpackTimeoutMs: 10_000,
+  leaseTtlMs: 60_000,
+};
+
+export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<ImageEnv> {
+  const [redisServer, registry, stateRoot] = await Promise.all([
+    startRedis({ appendonly: false }),
+    startRegistry(o.htpasswd ? { htpasswd: o.htpasswd } : {}),
+    tempDir('image-state'),
+  ]);
+  const node = `t${randomUUID().slice(0, 8)}`;
+  const layout = hostLayout({ stateRoot, runRoot: join(stateRoot, 'run') });
+  const redis = connectRedis(redisServer.url);
+  await redis.connect();
+  const extra: Redis[] = [];
+  const log = createLogger({ service: 'image-service-test', node, level: process.env.TEST_LOG ?? 'silent' });
+  const env: ImageEnv = {
+    redisServer,
+    registry,
+    stateRoot,
+    node,
+    redis,
+    blobsDir: layout.content.blobs,
+    ingestDir: layout.content.ingest,
+    service(so = {}) {
+      let r = redis;
+      if (so.ownRedis) {
+        r = connectRedis(redisServer.url);
+        extra.push(r);
+      }
+      return new ImageService({
+        redis: r,
+        node,
+        settings: { ...testSettings, ...so.settings },
+        blobsDir: layout.content.blobs,
+        ingestDir: layout.content.ingest,
+        log,
+        dockerConfig: so.dockerConfig ?? join(stateRoot, 'no-docker-config.json'),
+        ports: {
+          unpack: async () => {
+            throw new BerthError(
+              Code.UNAVAILABLE,
+              'snapshot-service is unavailable: no responder for "unpack"',
+            );
+          },
+          snapshotGc: async () => {
+            throw new BerthError(Code.UNAVAILABLE, 'snapshot-service is unavailable: no responder for "gc"');
+          },
+          publish: () => undefined,
+          ...so.ports,
+        },
+      });
+    },
+    blobFiles: () => readdir(layout.content.blobs).catch(() => []),
+    ingestEntries: () => readdir(layout.content.ingest).catch(() => []),
+    async stop() {
+      for (const r of extra) r.disconnect();
+      redis.disconnect();
+      await Promise.all([
+        redisServer.stop(),
+        registry.stop(),
+        rm(stateRoot, { recursive: true, force: true }),
+      ]);
+    },
+  };
+  return env;
+}
+
+/** Runs `p` and returns the BerthError it rejects with (fails the test if it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<BerthError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof BerthError) return err;
+    throw err;
+  }
+  throw new Error('expected a rejection, but the promise resolved');
+}
