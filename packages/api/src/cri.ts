@@ -1,2 +1,14 @@
-// Contracts of the cri service: request/reply schemas (zod) with same-name types, and event payloads.
-export {};
+// Contracts of the cri-gateway (NATS: berth.cri.v1.<op>). The gateway's main face is the Kubernetes
+// CRI v1 gRPC socket; these NATS operations let berth's own tools ask it the same questions.
+import { z } from 'zod';
+
+/** Reply of `version`: the same facts the CRI Version RPC reports to the kubelet. */
+export const CriVersionReply = z.object({
+  /** Version of the kubelet runtime API the gateway speaks (CRI convention: "0.1.0"). */
+  version: z.string(),
+  runtimeName: z.string(),
+  runtimeVersion: z.string(),
+  /** CRI API version: "v1". */
+  runtimeApiVersion: z.string(),
+});
+export type CriVersionReply = z.infer<typeof CriVersionReply>;

@@ -1,9 +1,34 @@
 import { BERTH_VERSION, Service } from '@berth/api';
-import { runService } from '@berth/kit';
+import { runService, serviceSetting } from '@berth/kit';
+import { z } from 'zod';
+import { startGateway } from './gateway.js';
 import { createEndpoints } from './service.js';
+
+// Leaves room inside runService's hard stop (grace + 5 s) after the NATS side has drained.
+const GRPC_CLOSE_MS = 3000;
 
 await runService({
   service: Service.cri,
   version: BERTH_VERSION,
-  setup: async (ctx) => ({ endpoints: createEndpoints(ctx) }),
+  setup: async (ctx) => {
+    const socket = serviceSetting(
+      ctx.config,
+      Service.cri,
+      'socket',
+      z.string().startsWith('/', 'must be an absolute path'),
+      ctx.layout.run.criSocket,
+    );
+    const gateway = await startGateway({
+      nc: ctx.nc,
+      node: ctx.node,
+      socket,
+      runRoot: ctx.layout.runRoot,
+      log: ctx.log,
+    });
+    return {
+      endpoints: createEndpoints(ctx),
+      checks: async () => ({ grpc: gateway.listening() ? 'ok' : 'not listening' }),
+      close: () => gateway.close(GRPC_CLOSE_MS),
+    };
+  },
 });

@@ -1,7 +1,11 @@
 import { Service } from '@berth/api';
-import { type ServiceContext, unimplementedEndpoints } from '@berth/kit';
+import { endpoint, type ServiceContext } from '@berth/kit';
+import { z } from 'zod';
+import { runtimeVersion } from './runtime/version.js';
 
-/** The operations of the cri-gateway; those later issues build answer UNIMPLEMENTED. */
+/** The NATS operations of the cri-gateway (besides `info`, which every service has). */
 export function createEndpoints(_ctx: ServiceContext) {
-  return unimplementedEndpoints(Service.cri, ['version']);
+  return {
+    version: endpoint(z.object({}).passthrough(), async () => runtimeVersion(), `${Service.cri} CRI version`),
+  };
 }

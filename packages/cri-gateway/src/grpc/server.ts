@@ -1,0 +1,109 @@
+import { BerthError, Code, grpcStatusOf, toBerthError } from '@berth/api';
+import * as grpc from '@grpc/grpc-js';
+import {
+  context,
+  propagation,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  trace,
+} from '@opentelemetry/api';
+import type { HandlerDeps, UnaryHandler } from '../handlers/index.js';
+import { CriService, criServiceDefinition } from '../proto.js';
+
+/** Largest message either way, as containerd's CRI (16 MiB); grpc-js defaults to 4 MiB. */
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+const tracer = trace.getTracer('berth.cri-gateway');
+
+// Reads W3C trace context from gRPC metadata, so a caller's trace continues into berth.
+const metadataGetter: TextMapGetter<grpc.Metadata> = {
+  get: (md, key) => {
+    const v = md.get(key);
+    return v.length ? String(v[0]) : undefined;
+  },
+  keys: (md) => Object.keys(md.getMap()),
+};
+
+/** A berth error as a gRPC status: the code through the total table, the message as details. */
+export function toGrpcStatus(err: unknown): grpc.ServerErrorResponse & { code: grpc.status } {
+  const e = toBerthError(err);
+  return Object.assign(new Error(e.message), {
+    code: grpcStatusOf[e.code] as grpc.status,
+    details: e.message,
+  });
+}
+
+/**
+ * Builds the CRI gRPC server: every method of RuntimeService and ImageService is registered; the
+ * ones in `handlers` (keyed "<Service>/<Method>") run, all others answer UNIMPLEMENTED naming the RPC.
+ */
+export function createCriServer(opts: {
+  deps: HandlerDeps;
+  handlers: Readonly<Record<string, UnaryHandler>>;
+}): grpc.Server {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  });
+  for (const full of Object.values(CriService)) {
+    const def = criServiceDefinition(full);
+    const short = full.slice(full.lastIndexOf('.') + 1);
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const [name, method] of Object.entries(def)) {
+      const rpc = `${short}/${name}`;
+      const handler = opts.handlers[rpc];
+      if (handler && !method.requestStream && !method.responseStream) {
+        impl[name] = unary(rpc, handler, opts.deps);
+      } else {
+        impl[name] = unimplemented(rpc, method);
+      }
+    }
+    server.addService(def, impl);
+  }
+  return server;
+}
+
+function unary(
+  rpc: string,
+  handler: UnaryHandler,
+  deps: HandlerDeps,
+): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
+    const span = tracer.startSpan(
+      `cri/${rpc}`,
+      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': rpc } },
+      parent,
+    );
+    context
+      .with(trace.setSpan(parent, span), () => handler(call.request, deps))
+      .then(
+        (reply) => {
+          span.setStatus({ code: SpanStatusCode.OK });
+          span.end();
+          callback(null, reply);
+        },
+        (raw: unknown) => {
+          const err = toBerthError(raw);
+          if (err.code === Code.INTERNAL) deps.log.error({ err: raw, rpc }, 'CRI request failed');
+          span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+          span.setAttribute('berth.error_code', err.code);
+          span.end();
+          callback(toGrpcStatus(err));
+        },
+      );
+  };
+}
+
+function unimplemented(rpc: string, method: grpc.MethodDefinition<unknown, unknown>): grpc.UntypedHandleCall {
+  const status = () =>
+    toGrpcStatus(new BerthError(Code.UNIMPLEMENTED, `CRI ${rpc} is not implemented by berth yet`));
+  if (method.responseStream) {
+    // Server-streaming and bidi calls end with the status as their error.
+    return (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      call.emit('error', status());
+    };
+  }
+  return (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(status());
+}
