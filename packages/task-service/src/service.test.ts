@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BERTH_VERSION, type Container, Service } from '@berth/api';
+import { connectRedis, createLogger, publishEvent, type Redis, type ServedService, serve } from '@berth/kit';
+import { startNats, startRedis, type TestServer } from '@berth/testing';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TaskClient, taskClient } from './client.js';
+import { natsDeps } from './deps.js';
+import { createDomain, type Domain, startExitTracking } from './domain.js';
+import { createEndpoints } from './service.js';
+
+// The task-service over real NATS and Redis, with no image/snapshot/shim running: every path that
+// must answer without them (bad input, unknown containers, exit recording) is checked here.
+let nats: TestServer;
+let redisServer: TestServer;
+let redis: Redis;
+let nc: NatsConnection;
+let served: ServedService;
+let domain: Domain;
+let client: TaskClient;
+let stateRoot: string;
+const node = `n-${randomBytes(3).toString('hex')}`;
+const log = createLogger({ service: Service.task, node, level: 'silent' });
+
+beforeAll(async () => {
+  [nats, redisServer] = await Promise.all([startNats({ jetstream: false }), startRedis()]);
+  redis = connectRedis(redisServer.url);
+  await redis.connect();
+  nc = await connect({ servers: nats.url });
+  stateRoot = await mkdtemp(join(tmpdir(), 'berth-task-'));
+  domain = createDomain({ redis, deps: natsDeps(nc), env: { node, stateRoot }, log });
+  await startExitTracking(domain, nc, log);
+  served = await serve({
+    nc,
+    service: Service.task,
+    version: BERTH_VERSION,
+    node,
+    log,
+    endpoints: createEndpoints(domain),
+  });
+  client = taskClient(nc, 'test');
+});
+afterAll(async () => {
+  await served?.stop(1000);
+  await nc?.close();
+  await redis?.quit();
+  await Promise.all([nats?.stop(), redisServer?.stop()]);
+  await rm(stateRoot, { recursive: true, force: true });
+});
+
+function fakeContainer(name: string): Container {
+  const id = randomBytes(32).toString('hex');
+  const now = new Date().toISOString();
+  return {
+    id,
+    namespace: 'test',
+    name,
+    image: { name: 'x', digest: `sha256:${'1'.repeat(64)}` },
+    node,
+    spec: { process: { args: ['sleep', '1'], env: [], cwd: '/' } },
+    snapshotKey: `containers/test/${id}`,
+    labels: {},
+    runtime: { name: 'io.berth.runc' },
+    io: { terminal: false, stdin: false },
+    stopSignal: 'SIGTERM',
+    config: { image: 'x' },
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+describe('task-service endpoints', () => {
+  it('names the unknown container in every operation', async () => {
+    const nf = { code: 'NOT_FOUND', message: 'container "nope" not found' };
+    await expect(client['get-container']({ id: 'nope' })).rejects.toMatchObject(nf);
+    await expect(client['delete-container']({ id: 'nope', force: true })).rejects.toMatchObject(nf);
+    await expect(client.kill({ id: 'nope' })).rejects.toMatchObject(nf);
+    await expect(client.start({ id: 'nope' })).rejects.toMatchObject(nf);
+    await expect(client.wait({ id: 'nope', timeoutMs: 100 })).rejects.toMatchObject(nf);
+    await expect(client.exec({ id: 'nope', execId: 'e1', args: ['true'] })).rejects.toMatchObject(nf);
+  });
+
+  it('refuses invalid resource values and names', async () => {
+    await expect(
+      client['create-container']({ image: 'x', resources: { memoryBytes: 1024 } }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/memory limit must be at least 6MiB/),
+    });
+    await expect(client['create-container']({ image: 'x', resources: { cpus: -1 } })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+    await expect(client['create-container']({ image: 'x', name: '-bad name' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/invalid container name/),
+    });
+    await expect(client['create-container']({ image: 'x', oomScoreAdj: -500 })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
+  });
+
+  it('refuses a duplicate name before touching any node service', async () => {
+    const c = fakeContainer('taken');
+    await domain.store.reserveName('test', c.name, c.id);
+    await domain.store.put(c);
+    await expect(client['create-container']({ image: 'x', name: 'taken' })).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+      message: expect.stringContaining('container name "taken" is already in use'),
+    });
+  });
+
+  it('releases the name when the image-service cannot be reached', async () => {
+    for (let i = 0; i < 2; i++) {
+      await expect(client['create-container']({ image: 'busybox', name: 'retry-me' })).rejects.toMatchObject({
+        code: 'UNAVAILABLE',
+      });
+    }
+  });
+
+  it('refuses exec and kill when the container has no running task', async () => {
+    const c = fakeContainer('idle');
+    await domain.store.reserveName('test', c.name, c.id);
+    await domain.store.put(c);
+    await expect(client.exec({ id: 'idle', execId: 'e1', args: ['ls'] })).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+      message: 'container "idle" is not running',
+    });
+    await expect(client.kill({ id: 'idle' })).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    expect((await client['get-container']({ id: c.id.slice(0, 10) })).status).toBe('created');
+  });
+
+  it('records a tasks.exit event and answers wait from the store', async () => {
+    const c = fakeContainer('exiting');
+    await domain.store.reserveName('test', c.name, c.id);
+    await domain.store.put(c);
+    await domain.store.putTask({
+      id: c.id,
+      namespace: 'test',
+      node,
+      status: 'running',
+      pid: 4242,
+      createdAt: c.createdAt,
+    });
+    const exitedAt = new Date().toISOString();
+    publishEvent(nc, 'tasks.exit', 'test', {
+      namespace: 'test',
+      id: c.id,
+      pid: 4242,
+      exitCode: 3,
+      exitedAt,
+      node,
+    });
+    const deadline = Date.now() + 5000;
+    while ((await domain.store.getTask('test', c.id))?.status !== 'stopped' && Date.now() < deadline) {
+      await nc.flush();
+    }
+    expect(await client.wait({ id: 'exiting', timeoutMs: 1000 })).toEqual({
+      exitCode: 3,
+      exitedAt,
+      reason: 'Error',
+    });
+    const { containers } = await client['list-containers']({ status: ['stopped'] });
+    expect(containers.map((i) => i.container.name)).toEqual(['exiting']);
+    // Removing needs the node's shim to delete the task: without one it is UNAVAILABLE and nothing goes.
+    await expect(client['delete-container']({ id: 'exiting' })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
+    expect((await client['get-container']({ id: 'exiting' })).status).toBe('stopped');
+  });
+});

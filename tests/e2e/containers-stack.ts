@@ -1,0 +1,288 @@
+/**
+ * The services a container needs (image, snapshot, shim, task), each started directly from its
+ * built main.js against test NATS and Redis, so tests can SIGKILL and restart one precisely.
+ * Also builds a small busybox image (OCI layout tar) from the host's static busybox.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ImageRecord, Service } from '@berth/api';
+import { call } from '@berth/kit';
+import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing';
+import { connect, type NatsConnection } from 'nats';
+import { REPO_ROOT, type RunResult, runBerth } from '../harness/berth.js';
+
+export const SERVICES = ['image-service', 'snapshot-service', 'shim', 'task-service'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+const TOKENS: Record<ServiceName, Service> = {
+  'image-service': Service.image,
+  'snapshot-service': Service.snapshot,
+  shim: Service.shim,
+  'task-service': Service.task,
+};
+
+/** A running set of services in one isolated installation. */
+export interface ContainerStack {
+  nats: TestServer & { restart(): Promise<void> };
+  redis: TestServer & { restart(): Promise<void> };
+  nc: NatsConnection;
+  node: string;
+  root: string;
+  stateRoot: string;
+  runRoot: string;
+  env: NodeJS.ProcessEnv;
+  procs: Map<ServiceName, ChildProcess>;
+  /** Output of each service so far (for failure messages). */
+  output(name: ServiceName): string;
+  start(name: ServiceName): Promise<void>;
+  /** Sends a signal and waits for the process to exit. */
+  kill(name: ServiceName, signal: NodeJS.Signals): Promise<void>;
+  berth(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<RunResult>;
+  /** Imports the test busybox image as `name` (default berth.test/busybox:latest). */
+  importBusybox(name?: string): Promise<ImageRecord>;
+  stop(): Promise<void>;
+}
+
+/** Polls until `check` is truthy (bounded); fails naming `what`. */
+export async function until<T>(what: string, check: () => Promise<T> | T, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** Starts NATS, Redis and the four services; `only` limits which services start. */
+export async function startContainerStack(opts: { only?: ServiceName[] } = {}): Promise<ContainerStack> {
+  const [nats, redis] = await Promise.all([startNats({ jetstream: false }), startRedis()]);
+  const root = await tempDir('ctr');
+  const stateRoot = join(root, 'state');
+  const runRoot = join(root, 'run');
+  await mkdir(stateRoot, { recursive: true });
+  await mkdir(runRoot, { recursive: true });
+  const node = `ctr-${randomBytes(4).toString('hex')}`;
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BERTH_')) env[k] = v;
+  Object.assign(env, {
+    BERTH_CONFIG: join(root, 'config.json'),
+    BERTH_NATS_URL: nats.url,
+    BERTH_REDIS_URL: redis.url,
+    BERTH_NODE_ID: node,
+    BERTH_STATE_ROOT: stateRoot,
+    BERTH_RUN_ROOT: runRoot,
+    BERTH_LOG_LEVEL: 'warn',
+    BERTH_SHUTDOWN_GRACE_MS: '3000',
+  });
+  await writeFile(join(root, 'config.json'), '{}\n');
+  const nc = await connect({ servers: nats.url });
+  const procs = new Map<ServiceName, ChildProcess>();
+  const outputs = new Map<ServiceName, string>();
+
+  const stack: ContainerStack = {
+    nats,
+    redis,
+    nc,
+    node,
+    root,
+    stateRoot,
+    runRoot,
+    env,
+    procs,
+    output: (name) => outputs.get(name) ?? '',
+    async start(name) {
+      const main = join(REPO_ROOT, 'packages', name, 'dist', 'main.js');
+      const p = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const keep = (b: Buffer) => {
+        const s = (outputs.get(name) ?? '') + b.toString();
+        outputs.set(name, s.length > 50_000 ? s.slice(-25_000) : s);
+      };
+      p.stdout?.on('data', keep);
+      p.stderr?.on('data', keep);
+      procs.set(name, p);
+      const svc = TOKENS[name];
+      await until(`${name} to answer info\n${stack.output(name)}`, async () => {
+        if (p.exitCode !== null) throw new Error(`${name} exited ${p.exitCode}: ${stack.output(name)}`);
+        const info = await call<{ instanceId: string; pid: number }>(
+          nc,
+          svc,
+          'info',
+          {},
+          { node, timeoutMs: 500 },
+        );
+        return info.pid === p.pid;
+      });
+    },
+    async kill(name, signal) {
+      const p = procs.get(name);
+      if (!p || p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill(signal);
+      await exited;
+    },
+    berth: (args, o = {}) => runBerth(args, { env, ...o }),
+    async importBusybox(name = 'berth.test/busybox:latest') {
+      const tar = await busyboxLayoutTar(root);
+      const reply = await call<{ images: ImageRecord[] }>(
+        nc,
+        Service.image,
+        'import',
+        { path: tar, name },
+        { node, timeoutMs: 60_000 },
+      );
+      const img = reply.images[0];
+      if (!img) throw new Error('import returned no image');
+      return img;
+    },
+    async stop() {
+      // Containers outlive the services by design: remove them first, then sweep runc's leftovers.
+      if (procs.get('task-service')?.exitCode === null) {
+        await stack
+          .berth(['rm', '-f', ...(await stack.berth(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean)])
+          .catch(() => undefined);
+      }
+      for (const n of [...SERVICES].reverse()) await stack.kill(n, 'SIGTERM').catch(() => undefined);
+      sweepRunc(stateRoot);
+      unmountUnder(root);
+      await nc.close().catch(() => undefined);
+      await Promise.all([nats.stop(), redis.stop()]);
+      await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+  try {
+    for (const s of opts.only ?? SERVICES) await stack.start(s);
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+  return stack;
+}
+
+/** Kills and deletes every container runc knows under this state root (test cleanup only). */
+function sweepRunc(stateRoot: string): void {
+  const runcRoot = join(stateRoot, 'runc');
+  if (!existsSync(runcRoot)) return;
+  let list: { id: string }[] = [];
+  try {
+    list =
+      JSON.parse(execFileSync('runc', ['--root', runcRoot, 'list', '-f', 'json']).toString() || '[]') ?? [];
+  } catch {
+    return;
+  }
+  for (const c of list) {
+    try {
+      execFileSync('runc', ['--root', runcRoot, 'delete', '-f', c.id], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Lazily unmounts whatever is still mounted below `dir` (rootfs overlays of killed tests). */
+function unmountUnder(dir: string): void {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) {
+    try {
+      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+    } catch {
+      // not mounted any more
+    }
+  }
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Builds an OCI image-layout tar holding a one-layer busybox image: /bin/busybox with applet
+ * links, /etc/passwd and /etc/group (root, nobody, a "www" user), Cmd ["sh"].
+ */
+export async function busyboxLayoutTar(dir: string): Promise<string> {
+  const out = join(dir, 'busybox-oci.tar');
+  if (existsSync(out)) return out;
+  const work = join(dir, `img-${randomBytes(3).toString('hex')}`);
+  const rootfs = join(work, 'rootfs');
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await mkdir(join(rootfs, 'etc'), { recursive: true });
+  await mkdir(join(rootfs, 'tmp'), { recursive: true });
+  await chmod(join(rootfs, 'tmp'), 0o1777);
+  for (const d of ['proc', 'sys', 'dev', 'root', 'home/www'])
+    await mkdir(join(rootfs, d), { recursive: true });
+  execFileSync('cp', ['/usr/bin/busybox', join(rootfs, 'bin', 'busybox')]);
+  const applets = execFileSync('/usr/bin/busybox', ['--list']).toString().split('\n').filter(Boolean);
+  for (const a of applets) if (a !== 'busybox') await symlink('busybox', join(rootfs, 'bin', a));
+  await writeFile(
+    join(rootfs, 'etc', 'passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/home/www:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+  );
+  await writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\nwww:x:33:\nstaff:x:50:www\nnogroup:x:65534:\n');
+  const layout = join(work, 'layout');
+  const blobs = join(layout, 'blobs', 'sha256');
+  await mkdir(blobs, { recursive: true });
+  const layerPath = join(work, 'layer.tar');
+  execFileSync('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', rootfs, '-cf', layerPath, '.']);
+  const layer = readFileSync(layerPath);
+  const layerDigest = sha256(layer);
+  await writeFile(join(blobs, layerDigest), layer);
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
+      rootfs: { type: 'layers', diff_ids: [`sha256:${layerDigest}`] },
+      history: [{ created_by: 'berth test busybox' }],
+    }),
+  );
+  const configDigest = sha256(config);
+  await writeFile(join(blobs, configDigest), config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: `sha256:${configDigest}`,
+        size: config.length,
+      },
+      layers: [
+        {
+          mediaType: 'application/vnd.oci.image.layer.v1.tar',
+          digest: `sha256:${layerDigest}`,
+          size: layer.length,
+        },
+      ],
+    }),
+  );
+  const manifestDigest = sha256(manifest);
+  await writeFile(join(blobs, manifestDigest), manifest);
+  await writeFile(join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          digest: `sha256:${manifestDigest}`,
+          size: manifest.length,
+          platform: { architecture: 'amd64', os: 'linux' },
+        },
+      ],
+    }),
+  );
+  execFileSync('tar', ['-C', layout, '-cf', out, ...(await readdir(layout))]);
+  await rm(work, { recursive: true, force: true });
+  return out;
+}
