@@ -72,8 +72,26 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
     unproxy();
     watcher.close();
   }
-  if (v.rm) await client['delete-container']({ id, force: true });
+  if (v.rm) await whileUnavailable(() => client['delete-container']({ id, force: true }));
   return exit.exitCode;
+}
+
+/**
+ * Retries while the task-service is unavailable (restarting under its supervisor), up to 30 s:
+ * the container already exited, and `--rm` should not be lost to a restart.
+ */
+async function whileUnavailable<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  let delay = 50;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof BerthError) || err.code !== Code.UNAVAILABLE || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
 }
 
 /** docker run's 127 for a command missing in the image; other errors propagate. */

@@ -1,0 +1,106 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Service, type ShimState } from '@berth/api';
+import { call } from '@berth/kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
+
+// Restart recovery of the task-service: SIGKILL it while containers run and while one exits;
+// after a restart it must report the right exit code, found from the shim's persisted state.
+const IMAGE = 'berth.test/busybox:latest';
+let s: ContainerStack;
+
+beforeAll(async () => {
+  s = await startContainerStack();
+  await s.importBusybox(IMAGE);
+}, 120_000);
+afterAll(async () => s?.stop(), 60_000);
+
+const run = (...args: string[]) => s.berth(args);
+async function inspect(ref: string) {
+  const r = await run('inspect', ref);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout)[0];
+}
+function shimState(id: string): Promise<ShimState> {
+  return call<ShimState>(
+    s.nc,
+    Service.shim,
+    'state',
+    { namespace: 'default', id },
+    { node: s.node, timeoutMs: 5000 },
+  );
+}
+
+describe('task-service restart', () => {
+  it('finds running containers and the exit that happened while it was down', async () => {
+    const ctl = join(s.root, 'ctl');
+    await mkdir(ctl, { recursive: true });
+    const a = await run('run', '-d', '--name', 'steady', IMAGE, 'sleep', '300');
+    expect(a.code, a.stderr).toBe(0);
+    const b = await run(
+      'run',
+      '-d',
+      '--name',
+      'leaver',
+      '-v',
+      `${ctl}:/ctl`,
+      IMAGE,
+      'sh',
+      '-c',
+      'while [ ! -e /ctl/go ]; do sleep 0.05; done; exit 7',
+    );
+    expect(b.code, b.stderr).toBe(0);
+    const leaver = b.stdout.trim();
+
+    await s.kill('task-service', 'SIGKILL');
+    await writeFile(join(ctl, 'go'), '');
+    // The exit lands in the shim's store (and its event goes unheard) while no task-service runs.
+    await until('the shim to record the exit', async () => (await shimState(leaver)).status === 'stopped');
+    expect((await shimState(leaver)).exitCode).toBe(7);
+
+    await s.start('task-service');
+    const info = await inspect('leaver');
+    expect(info.task).toMatchObject({ status: 'stopped', exitCode: 7, reason: 'Error' });
+    expect((await run('wait', 'leaver')).stdout).toBe('7\n');
+    expect((await inspect('steady')).status).toBe('running');
+    const ps = await run('ps');
+    expect(ps.stdout).toContain('steady');
+    expect(ps.stdout).not.toContain('leaver');
+  });
+
+  it('a running container survives a task-service SIGKILL and stays controllable', async () => {
+    const a = await run('run', '-d', '--name', 'survivor', IMAGE, 'sleep', '300');
+    expect(a.code, a.stderr).toBe(0);
+    await s.kill('task-service', 'SIGKILL');
+    await s.start('task-service');
+    expect((await inspect('survivor')).status).toBe('running');
+    const ex = await run('exec', 'survivor', 'echo', 'still here');
+    expect(ex.stdout).toBe('still here\n');
+    expect((await run('stop', '-t', '1', 'survivor')).code).toBe(0);
+    expect([137, 143]).toContain((await inspect('survivor')).task.exitCode);
+    expect((await run('rm', '-f', 'survivor', 'steady', 'leaver')).code).toBe(0);
+  });
+
+  it('a CLI waiting on a container gets its exit code across a task-service restart', async () => {
+    const ctl = join(s.root, 'ctl2');
+    await mkdir(ctl, { recursive: true });
+    const waiting = s.berth([
+      'run',
+      '--rm',
+      '-v',
+      `${ctl}:/ctl`,
+      IMAGE,
+      'sh',
+      '-c',
+      'echo up; while [ ! -e /ctl/go ]; do sleep 0.05; done; echo bye; exit 9',
+    ]);
+    await until('the container to run', async () => (await run('ps', '-q')).stdout.trim().length > 0);
+    await s.kill('task-service', 'SIGKILL');
+    await writeFile(join(ctl, 'go'), '');
+    await s.start('task-service');
+    const r = await waiting;
+    expect(r.stdout).toBe('up\nbye\n');
+    expect(r.code).toBe(9);
+  });
+});

@@ -1,0 +1,249 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ListSnapshotsReply, Service } from '@berth/api';
+import { call } from '@berth/kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
+
+// Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
+// processes, real runc/conmon, and a busybox image imported from an OCI layout.
+const IMAGE = 'berth.test/busybox:latest';
+let s: ContainerStack;
+
+beforeAll(async () => {
+  s = await startContainerStack();
+  await s.importBusybox(IMAGE);
+}, 120_000);
+afterAll(async () => s?.stop(), 60_000);
+
+const run = (...args: string[]) => s.berth(args);
+async function inspect(ref: string) {
+  const r = await run('inspect', ref);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout)[0];
+}
+async function containerSnapshots(): Promise<string[]> {
+  const r = await call<ListSnapshotsReply>(
+    s.nc,
+    Service.snapshot,
+    'list',
+    {},
+    { node: s.node, timeoutMs: 5000 },
+  );
+  return r.snapshots.map((x) => x.name).filter((n) => n.startsWith('containers/'));
+}
+
+describe('berth run', () => {
+  it('streams stdout and stderr and exits with the container code', async () => {
+    const r = await run('run', '--rm', IMAGE, 'sh', '-c', 'echo hello; echo oops >&2; exit 3');
+    expect(r.stdout).toBe('hello\n');
+    expect(r.stderr).toContain('oops\n');
+    expect(r.code).toBe(3);
+    expect((await run('ps', '-aq')).stdout).toBe('');
+  });
+
+  it('applies env, user, workdir, hostname, bind mounts and a read-only rootfs', async () => {
+    const dir = join(s.root, 'vol');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'f'), 'from host\n');
+    const r = await run(
+      'run',
+      '--rm',
+      '-e',
+      'A=1',
+      '-u',
+      'www',
+      '-w',
+      '/tmp',
+      '--hostname',
+      'box',
+      '--read-only',
+      '-v',
+      `${dir}:/mnt:ro`,
+      IMAGE,
+      'sh',
+      '-c',
+      'echo $A; id -u; id -G; pwd; hostname; cat /mnt/f; touch /mnt/x 2>/dev/null || echo ro-mnt; touch /y 2>/dev/null || echo ro-root; grep box /etc/hosts >/dev/null && echo hosts',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n')).toEqual([
+      '1',
+      '33',
+      '33 50',
+      '/tmp',
+      'box',
+      'from host',
+      'ro-mnt',
+      'ro-root',
+      'hosts',
+      '',
+    ]);
+    expect(r.code).toBe(0);
+  });
+
+  it('keeps containerd defaults: capabilities, no new netns interfaces, rlimits', async () => {
+    const r = await run(
+      'run',
+      '--rm',
+      IMAGE,
+      'sh',
+      '-c',
+      'grep CapEff /proc/self/status; ulimit -n; ls /sys/class/net',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    // CHOWN..AUDIT_WRITE as a mask: 0x00000000a80425fb is containerd's (docker's) default set.
+    expect(r.stdout).toContain('CapEff:\t00000000a80425fb');
+    expect(r.stdout).toContain('1024');
+    expect(r.stdout.trim().split('\n').pop()).toBe('lo');
+  });
+
+  it('runs detached: ps, logs, exec, top, pause, stop, rm', async () => {
+    const d = await run('run', '-d', '--name', 'web', IMAGE, 'sh', '-c', 'echo started; exec sleep 300');
+    expect(d.code, d.stderr).toBe(0);
+    const id = d.stdout.trim();
+    expect(id).toMatch(/^[a-f0-9]{64}$/);
+    const ps = await run('ps');
+    expect(ps.stdout).toMatch(
+      new RegExp(`${id.slice(0, 12)}\\s+${IMAGE.replace(/[./]/g, '\\$&')}.*Up .*web`),
+    );
+    await until('log line', async () => (await run('logs', 'web')).stdout === 'started\n');
+    expect((await run('logs', '--timestamps', 'web')).stdout).toMatch(/^\d{4}-\d\d-\d\dT\S+ started\n$/);
+    const ex = await run('exec', 'web', 'sh', '-c', 'cat /etc/hostname; exit 5');
+    expect(ex.stdout).toBe(`${id.slice(0, 12)}\n`);
+    expect(ex.code).toBe(5);
+    const top = await run('top', 'web');
+    expect(top.stdout).toContain('sleep 300');
+    expect((await run('pause', 'web')).code).toBe(0);
+    expect((await run('ps')).stdout).toContain('(Paused)');
+    expect((await run('unpause', id.slice(0, 8))).code).toBe(0);
+    expect((await run('stop', '-t', '1', 'web')).code).toBe(0);
+    const info = await inspect('web');
+    expect(info.status).toBe('stopped');
+    expect([137, 143]).toContain(info.task.exitCode);
+    expect((await run('ps', '-a')).stdout).toMatch(/Exited \((137|143)\)/);
+    const ex2 = await run('exec', 'web', 'true');
+    expect(ex2.code).not.toBe(0);
+    expect(ex2.stderr).toContain('container "web" is not running');
+    expect((await run('rm', 'web')).code).toBe(0);
+    expect(await containerSnapshots()).toEqual([]);
+  });
+
+  it('restarts a stopped container with start, and wait prints its code', async () => {
+    const c = await run('create', '--name', 'again', IMAGE, 'sh', '-c', 'echo run; exit 4');
+    expect(c.code, c.stderr).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      expect((await run('start', 'again')).code).toBe(0);
+      expect((await run('wait', 'again')).stdout).toBe('4\n');
+    }
+    expect((await run('logs', 'again')).stdout).toContain('run\n');
+    expect((await run('rm', 'again')).code).toBe(0);
+  });
+});
+
+describe('bad input', () => {
+  it('an unknown image', async () => {
+    const r = await run('run', '--rm', 'berth.test/nope:1', 'true');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('berth.test/nope');
+  });
+
+  it('an unknown container', async () => {
+    for (const cmd of [
+      ['rm', 'ghost'],
+      ['logs', 'ghost'],
+      ['stop', 'ghost'],
+      ['inspect', 'ghost'],
+    ]) {
+      const r = await run(...cmd);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('container "ghost" not found');
+    }
+  });
+
+  it('a duplicate name', async () => {
+    expect((await run('create', '--name', 'dup', IMAGE, 'true')).code).toBe(0);
+    const r = await run('create', '--name', 'dup', IMAGE, 'true');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('container name "dup" is already in use');
+    expect((await run('rm', 'dup')).code).toBe(0);
+  });
+
+  it('a command not found in the image leaves nothing behind', async () => {
+    const r = await run('run', '--rm', '--name', 'nocmd', IMAGE, 'no-such-binary');
+    expect(r.code).toBe(127);
+    expect(r.stderr).toContain('no-such-binary');
+    expect((await run('ps', '-aq')).stdout).toBe('');
+    expect(await containerSnapshots()).toEqual([]);
+    expect((await run('create', '--name', 'nocmd', IMAGE, 'true')).code).toBe(0);
+    expect((await run('rm', 'nocmd')).code).toBe(0);
+  });
+
+  it('invalid resource values', async () => {
+    for (const [flag, value] of [
+      ['--memory', 'lots'],
+      ['--memory', '1k'],
+      ['--cpus', 'x'],
+      ['--pids-limit', '1.5'],
+    ]) {
+      const r = await run('run', '--rm', flag as string, value as string, IMAGE, 'true');
+      expect(r.code, `${flag} ${value}`).toBe(2);
+      expect(r.stderr).toMatch(/memory|cpus|pids/);
+    }
+    expect((await run('ps', '-aq')).stdout).toBe('');
+  });
+
+  it('a container that exits immediately', async () => {
+    const r = await run('run', '--name', 'quick', IMAGE, 'true');
+    expect(r.code).toBe(0);
+    const info = await inspect('quick');
+    expect(info.task).toMatchObject({ status: 'stopped', exitCode: 0, reason: 'Completed' });
+    expect((await run('rm', 'quick')).code).toBe(0);
+  });
+
+  it('a container killed by the OOM killer', async () => {
+    const r = await run(
+      'run',
+      '--name',
+      'oom',
+      '--memory',
+      '16m',
+      IMAGE,
+      'sh',
+      '-c',
+      'x=a; while true; do x="$x$x"; done',
+    );
+    expect(r.code).toBe(137);
+    expect((await inspect('oom')).task.reason).toBe('OOMKilled');
+    expect((await run('rm', 'oom')).code).toBe(0);
+  });
+
+  it('kill of an already dead container is not an error for rm -f', async () => {
+    expect((await run('run', '--name', 'dead', IMAGE, 'true')).code).toBe(0);
+    const k = await run('kill', 'dead');
+    expect(k.code).toBe(1);
+    expect(k.stderr).toContain('container "dead" is not running');
+    expect((await run('rm', '-f', 'dead')).code).toBe(0);
+    expect((await run('ps', '-aq')).stdout).toBe('');
+  });
+});
+
+describe('events', () => {
+  it('streams container and task events live', async () => {
+    const { spawn } = await import('node:child_process');
+    const { BERTH_BIN } = await import('../harness/berth.js');
+    const p = spawn(process.execPath, [BERTH_BIN, 'events'], { env: s.env });
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    try {
+      // Containers are run until the stream (subscribed at some unknown moment) has seen a whole life.
+      const topics = ['containers.create', 'tasks.create', 'tasks.start', 'tasks.exit', 'containers.delete'];
+      await until('a whole container life in the event stream', async () => {
+        return (await run('run', '--rm', IMAGE, 'true')).code === 0 && topics.every((t) => out.includes(t));
+      });
+    } finally {
+      p.kill('SIGINT');
+    }
+  });
+});

@@ -1,0 +1,134 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { freePort, startNats, startRedis, type TestServer } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BERTH_BIN, isolatedEnv, runBerth, which } from '../harness/berth.js';
+import { alive, readStackState, startStack, waitFor } from '../harness/stack.js';
+
+describe('berth up with NATS and Redis URLs configured', () => {
+  let nats: TestServer;
+  let redis: TestServer;
+
+  beforeAll(async () => {
+    [nats, redis] = await Promise.all([startNats(), startRedis()]);
+  });
+  afterAll(async () => {
+    await Promise.all([nats?.stop(), redis?.stop()]);
+  });
+
+  it('starts no embedded server, runs every service on the given servers, and leaves them running on down', async () => {
+    const stack = await startStack({ natsUrl: nats.url, redisUrl: redis.url });
+    try {
+      const st = stack.state()!;
+      expect(st.embedded).toBe(false);
+      expect(st.natsUrl).toBe(nats.url);
+      expect(st.redisUrl).toBe(redis.url);
+      expect(st.children.filter((c) => c.kind === 'embedded')).toEqual([]);
+      expect(existsSync(join(stack.stateRoot, 'embedded'))).toBe(false);
+      const { code, json } = await stack.status();
+      expect(code).toBe(0);
+      expect(json.services.every((s) => s.found === 1)).toBe(true);
+      const down = await stack.berth('down');
+      expect(down.code).toBe(0);
+      expect(down.stdout).not.toContain('nats-server');
+      expect(alive(nats.proc.pid as number)).toBe(true);
+      expect(alive(redis.proc.pid as number)).toBe(true);
+    } finally {
+      await stack.stop();
+    }
+  });
+});
+
+describe('berth up prerequisites', () => {
+  it('names a missing runc with one line saying how to install it, and starts nothing', async () => {
+    const iso = await isolatedEnv();
+    try {
+      // A PATH with everything berth needs except runc.
+      const bin = join(iso.root, 'bin');
+      mkdirSync(bin);
+      for (const tool of ['nats-server', 'redis-server', 'conmon']) {
+        const real = which(tool);
+        if (real) symlinkSync(real, join(bin, tool));
+      }
+      const r = await runBerth(['up'], {
+        env: {
+          ...iso.env,
+          PATH: bin,
+          BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
+          BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+        },
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n')).toEqual(['berth up: runc not found: apt-get install runc']);
+      expect(readStackState(iso.runRoot)).toBeUndefined();
+    } finally {
+      rmSync(iso.root, { recursive: true, force: true });
+    }
+  });
+
+  it('says which embedded port is taken instead of talking to a stranger', async () => {
+    const squatter = createServer();
+    squatter.listen(0, '127.0.0.1');
+    await once(squatter, 'listening');
+    const port = (squatter.address() as { port: number }).port;
+    const iso = await isolatedEnv({
+      env: { BERTH_EMBEDDED_NATS_PORT: String(port), BERTH_EMBEDDED_REDIS_PORT: String(await freePort()) },
+    });
+    try {
+      const r = await runBerth(['up'], { env: iso.env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`port 127.0.0.1:${port} for the embedded nats-server is in use`);
+      expect(r.stderr).toContain('BERTH_EMBEDDED_NATS_PORT');
+      expect(readStackState(iso.runRoot)).toBeUndefined();
+      expect(existsSync(join(iso.runRoot, 'supervisor.sock'))).toBe(false);
+    } finally {
+      squatter.close();
+      rmSync(iso.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('berth up --foreground', () => {
+  it('stays attached until Ctrl-C, then stops the whole stack', async () => {
+    const iso = await isolatedEnv({
+      env: {
+        BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
+        BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+      },
+    });
+    let proc: ChildProcess | undefined;
+    try {
+      proc = spawn(process.execPath, [BERTH_BIN, 'up', '--foreground'], {
+        env: iso.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      proc.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+      });
+      proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+      });
+      await waitFor('the foreground stack to be up', () => out.includes('running in the foreground'), 60_000);
+      const st = readStackState(iso.runRoot)!;
+      expect(st.pid).toBe(proc.pid);
+      const status = await runBerth(['status', '--json'], { env: iso.env });
+      expect(status.code).toBe(0);
+      const pids = st.children.map((c) => c.pid as number);
+      const exited = once(proc, 'exit');
+      proc.kill('SIGINT');
+      const [code] = await exited;
+      expect(code).toBe(0);
+      for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+      expect(readStackState(iso.runRoot)).toBeUndefined();
+    } finally {
+      if (proc && proc.exitCode === null) {
+        await runBerth(['down'], { env: iso.env });
+      }
+      rmSync(iso.root, { recursive: true, force: true });
+    }
+  });
+});
