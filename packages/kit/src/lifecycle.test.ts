@@ -53,6 +53,40 @@ describe('reconnect', () => {
   });
 });
 
+describe('health while Redis is away', () => {
+  it('answers info promptly as unhealthy, and healthy again once Redis is back', async () => {
+    const own = await startRedis({ appendonly: false });
+    try {
+      child = await startTestService({ natsUrl: nats.url, redisUrl: own.url });
+      const mark = child.mark();
+      own.proc.kill('SIGKILL');
+      await child.waitForLog((l) => l.msg === 'redis reconnecting', { from: mark });
+      const started = Date.now();
+      const down = await call<{ healthy: boolean; checks: Record<string, string> }>(
+        nc,
+        Service.task,
+        'info',
+        {},
+        { timeoutMs: 5000 },
+      );
+      expect(Date.now() - started).toBeLessThan(1500);
+      expect(down.healthy).toBe(false);
+      expect(down.checks.redis).toMatch(/^redis: not connected \((connecting|reconnecting)\)$/);
+      expect(down.checks.nats).toBe('ok');
+
+      const back = child.mark();
+      await own.restart();
+      await child.waitForLog((l) => l.msg === 'redis ready', { from: back });
+      const up = await call<{ healthy: boolean }>(nc, Service.task, 'info', {}, { timeoutMs: 5000 });
+      expect(up.healthy).toBe(true);
+    } finally {
+      await child?.stop();
+      child = undefined;
+      await own.stop();
+    }
+  });
+});
+
 describe('graceful shutdown', () => {
   it('answers the request in flight at SIGTERM, refuses new ones, and exits 0', async () => {
     child = await startTestService({ natsUrl: nats.url, redisUrl: redis.url });

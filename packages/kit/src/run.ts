@@ -28,6 +28,32 @@ export interface ServiceDefinition {
   close?: () => Promise<void>;
 }
 
+/** Bound on the Redis health check, so `info` answers promptly even while Redis is away. */
+const REDIS_CHECK_MS = 1000;
+
+/**
+ * "ok" when Redis answers PING in time, else the problem. Commands queue while ioredis reconnects,
+ * so a bare PING would hang `info` (and every caller's health probe) until Redis came back.
+ */
+async function redisHealth(redis: Redis): Promise<string> {
+  if (redis.status !== 'ready') return `redis: not connected (${redis.status})`;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`redis: no answer to PING within ${REDIS_CHECK_MS} ms`), REDIS_CHECK_MS);
+  });
+  try {
+    return await Promise.race([
+      redis.ping().then(
+        () => 'ok',
+        (e: Error) => `redis: ${e.message}`,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -66,10 +92,7 @@ export async function runService(opts: {
       log,
       endpoints: def.endpoints,
       checks: async () => {
-        const redisOk = await redis
-          .ping()
-          .then(() => 'ok')
-          .catch((e: Error) => `redis: ${e.message}`);
+        const redisOk = await redisHealth(redis);
         return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };
       },
     });

@@ -6,6 +6,7 @@ import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { call } from './client.js';
+import { type EventEnvelope, publishEvent, subscribeEvents } from './events.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { endpoint, type ServedService, serve } from './service.js';
@@ -126,5 +127,35 @@ describe('server spans', () => {
       expect(s.parentSpanContext?.spanId).toBe(c.spanContext().spanId);
     }
     expect(servers[1]?.attributes['berth.error_code']).toBe('INTERNAL');
+  });
+});
+
+describe('events', () => {
+  it('deliver the envelope to pattern subscribers with the publisher trace, dropping malformed ones', async () => {
+    const got: { env: EventEnvelope; traceId: string | undefined }[] = [];
+    const arrived = new Promise<void>((resolve) => {
+      const sub = subscribeEvents(nc, 'tasks.*', (env, ctx) => {
+        got.push({ env, traceId: trace.getSpanContext(ctx)?.traceId });
+        if (got.length === 2) {
+          sub.unsubscribe();
+          resolve();
+        }
+      });
+    });
+    await nc.flush();
+    // Garbage from a misbehaving process must not stop the subscriber.
+    nc.publish('berth.events.tasks.exit', new TextEncoder().encode('{oops'));
+    const traceId = tracer.startActiveSpan('publisher', (span) => {
+      publishEvent(nc, 'tasks.exit', 'k8s.io', { id: 'c1', exitStatus: 3 });
+      span.end();
+      return span.spanContext().traceId;
+    });
+    publishEvent(nc, 'images.create', 'default', { name: 'ignored: other topic' });
+    publishEvent(nc, 'tasks.start', 'default', { id: 'c2' });
+    await arrived;
+    expect(got.map((g) => g.env.topic)).toEqual(['tasks.exit', 'tasks.start']);
+    expect(got[0]?.env).toMatchObject({ namespace: 'k8s.io', event: { id: 'c1', exitStatus: 3 } });
+    expect(new Date(got[0]?.env.timestamp ?? '').toISOString()).toBe(got[0]?.env.timestamp);
+    expect(got[0]?.traceId).toBe(traceId);
   });
 });
