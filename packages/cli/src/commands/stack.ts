@@ -233,14 +233,24 @@ async function down(_args: unknown, ctx: CliContext): Promise<number> {
 async function status(args: { values: Record<string, unknown> }, ctx: CliContext): Promise<number> {
   const { config } = ctx;
   const live = await liveState(config);
+  // A state file nobody answers for: the supervisor died. Its plan still says what should run.
+  const stale = live ? undefined : readSupervisorState(config);
   const natsUrl = config.natsUrl ?? live?.natsUrl ?? ctx.natsUrl;
-  const expected: Partial<Record<Service, number>> = live
-    ? expectedFromState(live)
+  const known = live ?? stale;
+  const expected: Partial<Record<Service, number>> = known
+    ? expectedFromState(known)
     : Object.fromEntries(STACK_SERVICES.map((s) => [s, 1]));
   let st: StackStatus;
   try {
     const nc = await ctx.nats();
     st = await collectStatus(nc, { nodeId: config.nodeId, expected });
+    if (stale) {
+      st.missing.unshift(
+        `the supervisor (pid ${stale.pid}) is not running, so nothing restarts crashed services: ` +
+          "run 'berth down' then 'berth up'",
+      );
+      st.ok = false;
+    }
   } catch (err) {
     const hint = live
       ? 'the supervisor runs but NATS does not answer'
@@ -262,7 +272,7 @@ async function status(args: { values: Record<string, unknown> }, ctx: CliContext
     for (const c of live.children.filter((c) => c.kind === 'service' && c.status !== 'running')) {
       ctx.out.write(`  ${c.name}#${c.replica}: ${c.status} after ${c.lastExit ?? '?'}; log ${c.logFile}\n`);
     }
-  } else {
+  } else if (!stale) {
     ctx.out.write(`no supervisor on this host (services may run under systemd); NATS ${natsUrl}\n`);
   }
   ctx.out.write(renderStatus(st, restartsByPid(live)));

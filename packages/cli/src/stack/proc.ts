@@ -42,7 +42,12 @@ export function cmdline(pid: number): string[] | undefined {
  */
 export function isSameProcess(pid: number, marker: string): boolean {
   const argv = cmdline(pid);
-  return argv?.some((a) => a === marker || a.endsWith(`/${marker}`)) ?? false;
+  // redis-server rewrites its title to "redis-server 127.0.0.1:6379": compare the first word.
+  const matches = (a: string) => {
+    const word = a.split(' ')[0] ?? '';
+    return word === marker || word.endsWith(`/${marker}`);
+  };
+  return argv?.some(matches) ?? false;
 }
 
 /** True when the process is gone or a zombie (exited, waiting for its parent to reap it). */
