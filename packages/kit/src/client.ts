@@ -100,6 +100,14 @@ function mapTransportError(
         },
       );
     }
+    if (err.code === ErrorCode.MaxPayloadExceeded) {
+      // As gRPC does for a message over its limit.
+      return new BerthError(
+        Code.RESOURCE_EXHAUSTED,
+        `request to ${service} "${op}" is larger than the NATS server's max_payload`,
+        { cause: err },
+      );
+    }
     if (err.code === ErrorCode.ConnectionClosed || err.code === ErrorCode.Disconnect) {
       return new BerthError(Code.UNAVAILABLE, `NATS connection lost while calling ${service} "${op}"`, {
         cause: err,

@@ -176,6 +176,29 @@ describe('error mapping over the wire', () => {
   });
 });
 
+describe('oversized messages', () => {
+  it('answers INTERNAL naming the operation when a reply exceeds max_payload', async () => {
+    const ok = await call<{ data: string }>(nc, Service.task, 'big', { bytes: 1000 }, { timeoutMs: 5000 });
+    expect(ok.data).toHaveLength(1000);
+    const err = await failure(call(nc, Service.task, 'big', { bytes: 2_000_000 }, { timeoutMs: 5000 }));
+    expect(err.code).toBe(Code.INTERNAL);
+    expect(err.message).toMatch(/^task-service big: could not send the reply: /);
+    // The service survived it.
+    expect(
+      (await call<{ text: string }>(nc, Service.task, 'echo', { text: 'still here' }, { timeoutMs: 5000 }))
+        .text,
+    ).toBe('still here');
+  });
+
+  it('refuses a request over max_payload with RESOURCE_EXHAUSTED before sending it', async () => {
+    const err = await failure(
+      call(nc, Service.task, 'echo', { text: 'y'.repeat(2_000_000) }, { timeoutMs: 5000 }),
+    );
+    expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect(err.message).toBe(`request to task-service "echo" is larger than the NATS server's max_payload`);
+  });
+});
+
 describe('timeouts and missing services', () => {
   it('fails with DEADLINE_EXCEEDED naming the service and operation', async () => {
     const started = Date.now();
@@ -200,7 +223,7 @@ describe('timeouts and missing services', () => {
     );
   });
 
-  it('does not leak headers: a plain request without berth headers is still served', async () => {
+  it('serves a plain NATS request that carries no berth headers', async () => {
     const h = natsHeaders();
     h.set('x-other', '1');
     const raw = await nc.request(subjectOf(Service.task, 'echo'), json.encode({ text: 'plain' }), {

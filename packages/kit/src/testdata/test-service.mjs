@@ -30,6 +30,9 @@ await runService({
         await released;
         return { id, pid: process.pid };
       }),
+      big: endpoint(z.object({ bytes: z.number().int() }), async ({ bytes }) => ({
+        data: 'x'.repeat(bytes),
+      })),
       trace: endpoint(z.object({}), async (_input, ctx) => {
         const sc = trace.getActiveSpan()?.spanContext();
         return {
