@@ -1,0 +1,186 @@
+/**
+ * Container lifecycle benchmark (issue 5). Prints figures; asserts nothing.
+ *  (a) sequential: N times create + start + wait + delete of `true` (task-service API over NATS)
+ *  (b) concurrent: N of the same at once, total wall time
+ *  (c) floor: raw `runc run` of `true` on a prepared bundle, N times
+ *  (d) density: D idle `sleep` containers; memory (PSS) of berth's processes per container
+ *  (e) with containerd installed: `ctr run --rm` of `true`, N times, and the ratios
+ * Env: BENCH_N (default 50), BENCH_DENSITY (default 100).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ExitStatus, TaskExit } from '@berth/api';
+import { subscribeEvents } from '@berth/kit';
+import { taskClient } from '@berth/task-service/client';
+import { SERVICES, startContainerStack } from '../tests/e2e/containers-stack.js';
+
+const N = Number(process.env.BENCH_N ?? 50);
+const DENSITY = Number(process.env.BENCH_DENSITY ?? 100);
+const IMAGE = 'berth.bench/busybox:latest';
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
+}
+const f = (n: number) => n.toFixed(1);
+function summary(name: string, xs: number[]): string {
+  return `${name}: n=${xs.length} p50=${f(pct(xs, 50))} ms p95=${f(pct(xs, 95))} ms min=${f(Math.min(...xs))} ms max=${f(Math.max(...xs))} ms`;
+}
+
+/** Proportional set size of a process in KiB (shared pages split between sharers). */
+function pssKiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+function rssKiB(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+/** Pids whose command line contains `needle` and `marker` (our conmons carry our state root). */
+function pidsOf(needle: string, marker: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (cmd.split('\0')[0]?.endsWith(needle) && cmd.includes(marker)) out.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+const s = await startContainerStack();
+const lines: string[] = [];
+const say = (l: string) => {
+  lines.push(l);
+  process.stdout.write(`${l}\n`);
+};
+try {
+  await s.importBusybox(IMAGE);
+  const client = taskClient(s.nc, 'bench');
+  const waiters = new Map<string, (e: ExitStatus) => void>();
+  const sub = subscribeEvents(s.nc, 'tasks.exit', (env) => {
+    const e = env.event as TaskExit;
+    if (!e.execId) waiters.get(e.id)?.({ exitCode: e.exitCode, exitedAt: e.exitedAt });
+  });
+  await s.nc.flush();
+
+  async function lifecycle(): Promise<number> {
+    const t0 = performance.now();
+    const c = await client['create-container']({ image: IMAGE, cmd: ['true'], node: s.node });
+    const exited = new Promise<ExitStatus>((r) => waiters.set(c.id, r));
+    await client.create({ id: c.id });
+    await client.start({ id: c.id });
+    const e = await exited;
+    waiters.delete(c.id);
+    if (e.exitCode !== 0) throw new Error(`true exited ${e.exitCode}`);
+    await client['delete-container']({ id: c.id, force: true });
+    return performance.now() - t0;
+  }
+
+  say(
+    `# berth lifecycle benchmark (${new Date().toISOString()}, runc ${execFileSync('runc', ['--version']).toString().split('\n')[0]?.split(' ')[2]}, ${process.arch}, ${execFileSync('nproc').toString().trim()} cores)`,
+  );
+  await lifecycle(); // warm-up: first-use costs (snapshot parent, JIT) are not what (a) measures
+  const seq: number[] = [];
+  for (let i = 0; i < N; i++) seq.push(await lifecycle());
+  say(summary('(a) sequential create+start+wait+delete of `true`', seq));
+
+  const t0 = performance.now();
+  const conc = await Promise.all(Array.from({ length: N }, () => lifecycle()));
+  const total = performance.now() - t0;
+  say(
+    `(b) ${N} concurrent lifecycles: total ${f(total)} ms (${f((N * 1000) / total)} containers/s); per container p50=${f(pct(conc, 50))} ms p95=${f(pct(conc, 95))} ms`,
+  );
+
+  // (c) The floor: runc alone, on a bundle whose rootfs is the same busybox tree.
+  const bundle = join(s.root, 'bench-bundle');
+  const rootfs = join(bundle, 'rootfs');
+  await mkdir(rootfs, { recursive: true });
+  const layout = join(s.root, 'bench-layout');
+  await mkdir(layout, { recursive: true });
+  execFileSync('tar', ['-xf', join(s.root, 'busybox-oci.tar'), '-C', layout]);
+  const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+  const manifest = JSON.parse(
+    readFileSync(join(layout, 'blobs', 'sha256', index.manifests[0].digest.slice(7)), 'utf8'),
+  );
+  execFileSync('tar', [
+    '-xf',
+    join(layout, 'blobs', 'sha256', manifest.layers[0].digest.slice(7)),
+    '-C',
+    rootfs,
+  ]);
+  execFileSync('runc', ['spec', '--bundle', bundle]);
+  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+  spec.process.terminal = false;
+  spec.process.args = ['true'];
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+  const runcRoot = join(s.root, 'bench-runc');
+  const raw: number[] = [];
+  for (let i = 0; i < N + 1; i++) {
+    const id = `bench-${randomBytes(4).toString('hex')}`;
+    const a = performance.now();
+    const r = spawnSync('runc', ['--root', runcRoot, 'run', '--bundle', bundle, id], { stdio: 'ignore' });
+    if (r.status !== 0) throw new Error(`runc run exited ${r.status}`);
+    if (i > 0) raw.push(performance.now() - a);
+  }
+  say(summary('(c) floor: raw `runc run` of `true` on a prepared bundle', raw));
+  say(`    berth/runc p50 ratio: ${(pct(seq, 50) / pct(raw, 50)).toFixed(2)}x`);
+
+  // (d) Density: idle containers; memory of berth's processes (monitors + agents), PSS.
+  const servicePids = SERVICES.map((n) => s.procs.get(n)?.pid ?? 0);
+  const before = servicePids.reduce((a, p) => a + pssKiB(p), 0);
+  const ids: string[] = [];
+  const d0 = performance.now();
+  for (let i = 0; i < DENSITY; i++) {
+    const c = await client['create-container']({ image: IMAGE, cmd: ['sleep', '3600'], node: s.node });
+    await client.create({ id: c.id });
+    await client.start({ id: c.id });
+    ids.push(c.id);
+  }
+  const dT = performance.now() - d0;
+  const conmons = pidsOf('conmon', s.stateRoot);
+  const monitorPss = conmons.reduce((a, p) => a + pssKiB(p), 0);
+  const monitorRss = conmons.reduce((a, p) => a + rssKiB(p), 0);
+  const after = servicePids.reduce((a, p) => a + pssKiB(p), 0);
+  say(
+    `(d) density: ${DENSITY} idle \`sleep\` containers started in ${f(dT)} ms; ${conmons.length} monitors (conmon)`,
+  );
+  say(
+    `    monitors: PSS ${f(monitorPss / 1024)} MiB total, ${f(monitorPss / Math.max(1, conmons.length))} KiB each (RSS ${f(monitorRss / Math.max(1, conmons.length))} KiB each)`,
+  );
+  for (const [i, n] of SERVICES.entries()) {
+    say(`    ${n}: PSS ${f(pssKiB(servicePids[i] ?? 0) / 1024)} MiB`);
+  }
+  say(
+    `    agents (4 services): PSS ${f(before / 1024)} MiB before, ${f(after / 1024)} MiB with ${DENSITY} containers (+${f((after - before) / DENSITY)} KiB per container)`,
+  );
+  say(
+    `    berth per container (monitor + agents' growth): ${f((monitorPss + (after - before)) / DENSITY)} KiB; including the agents' whole footprint: ${f((monitorPss + after) / DENSITY)} KiB`,
+  );
+  await Promise.all(ids.map((id) => client['delete-container']({ id, force: true })));
+
+  // (e) containerd, when installed.
+  if (existsSync('/usr/bin/ctr') && existsSync('/usr/bin/containerd')) {
+    say('(e) containerd: see the ctr section of docs/benchmarks.md (measured by bench/ctr-lifecycle.sh)');
+  } else {
+    say('(e) containerd is not installed on this machine: no ctr comparison in this run');
+  }
+  sub.unsubscribe();
+} finally {
+  await s.stop();
+  await rm(join(s.root), { recursive: true, force: true });
+}
