@@ -97,6 +97,23 @@ describe('withLock', () => {
   });
 });
 
+describe('lock loss', () => {
+  it('signals the holder when a renewal finds its lock taken', async () => {
+    const lockKey = key('lost');
+    await withLock(one, lockKey, { ttlMs: 300, waitMs: 1000, what: 'blob sha256:feed' }, async (lock) => {
+      expect(lock.lost?.aborted).toBe(false);
+      // Someone else's token replaces ours, as after an expiry during a long pause.
+      await two.set(lockKey, 'someone-else', 'PX', 10_000);
+      await new Promise((r) => lock.lost?.addEventListener('abort', r, { once: true }));
+      const reason = lock.lost?.reason as BerthError;
+      expect(reason.code).toBe(Code.ABORTED);
+      expect(reason.message).toBe('lost the lock on blob sha256:feed: it expired and may be held by another');
+    });
+    // Releasing did not delete the other holder's lock.
+    expect(await one.get(lockKey)).toBe('someone-else');
+  });
+});
+
 describe('lock expiry', () => {
   it('frees a lock whose holder vanished, and the old holder can no longer touch it', async () => {
     const lockKey = key('expiry');

@@ -11,17 +11,29 @@ export interface Lock {
   /** Extends the expiry; false when the lock was lost (expired and taken). */
   renew(ttlMs?: number): Promise<boolean>;
   release(): Promise<void>;
+  /**
+   * Set by withLock: aborted when a renewal finds the lock gone (it expired and someone else may
+   * hold it), so long work can stop instead of carrying on unprotected.
+   */
+  lost?: AbortSignal;
 }
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
+// Taking the lock and drawing its fencing token happen in one step: drawn separately, a slow
+// contender could win the lock with a token older than the previous holder's.
+const ACQUIRE = `if redis.call('exists', KEYS[1]) == 1 then return 0 end
+local fence = redis.call('incr', KEYS[2])
+redis.call('set', KEYS[1], fence .. ':' .. ARGV[1], 'PX', ARGV[2])
+return fence`;
+
 /** Tries once to take a lock with expiry. Returns undefined when someone else holds it. */
 export async function tryLock(redis: Redis, key: string, ttlMs: number): Promise<Lock | undefined> {
-  const fence = await redis.incr(keys.fence());
-  const token = `${fence}:${randomUUID()}`;
-  const ok = await redis.set(key, token, 'PX', ttlMs, 'NX');
-  if (ok !== 'OK') return undefined;
+  const id = randomUUID();
+  const fence = Number(await redis.eval(ACQUIRE, 2, key, keys.fence(), id, String(ttlMs)));
+  if (!fence) return undefined;
+  const token = `${fence}:${id}`;
   return {
     key,
     token,
@@ -57,8 +69,27 @@ export async function withLock<T>(
     delay = Math.min(delay * 2, 1000);
     lock = await tryLock(redis, key, opts.ttlMs);
   }
-  const held = lock;
-  const timer = setInterval(() => void held.renew().catch(() => undefined), Math.max(50, opts.ttlMs / 3));
+  const lost = new AbortController();
+  const held: Lock = { ...lock, lost: lost.signal };
+  const timer = setInterval(
+    () => {
+      held
+        .renew()
+        .then((ok) => {
+          if (!ok && !lost.signal.aborted) {
+            lost.abort(
+              new BerthError(
+                Code.ABORTED,
+                `lost the lock on ${opts.what}: it expired and may be held by another`,
+              ),
+            );
+          }
+        })
+        // A failed renewal (Redis away) is not a loss yet: the next one may succeed within the ttl.
+        .catch(() => undefined);
+    },
+    Math.max(50, opts.ttlMs / 3),
+  );
   timer.unref();
   try {
     return await fn(held);
