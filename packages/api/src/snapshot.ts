@@ -44,3 +44,77 @@ export const UnpackReply = z.object({
   skipped: z.number().int(),
 });
 export type UnpackReply = z.infer<typeof UnpackReply>;
+
+/** One snapshot as `stat` and `list` report it (containerd's snapshots.Info). */
+export const SnapshotInfo = z.object({
+  /** The key (active/view) or name (committed) of the snapshot. */
+  name: z.string(),
+  /** Name of the committed parent, absent for a base snapshot. */
+  parent: z.string().optional(),
+  kind: z.enum(['active', 'view', 'committed']),
+  labels: z.record(z.string(), z.string()),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type SnapshotInfo = z.infer<typeof SnapshotInfo>;
+
+/** Requests naming one snapshot: `mounts`, `remove`, `stat`, `usage`. */
+export const SnapshotKeyRequest = z.object({ key: z.string().min(1) });
+export type SnapshotKeyRequest = z.infer<typeof SnapshotKeyRequest>;
+
+/** Request of `commit`: the active snapshot `key` becomes the committed snapshot `name`. */
+export const CommitSnapshotRequest = z.object({
+  name: z.string().min(1),
+  key: z.string().min(1),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+export type CommitSnapshotRequest = z.infer<typeof CommitSnapshotRequest>;
+
+/**
+ * Request of `update`: replaces the labels, or with `fieldpaths` (e.g. ["labels.a"]) sets only
+ * those (a fieldpath whose label is absent from `labels` deletes it), as containerd's Update.
+ */
+export const UpdateSnapshotRequest = z.object({
+  key: z.string().min(1),
+  labels: z.record(z.string(), z.string()),
+  fieldpaths: z.array(z.string()).optional(),
+});
+export type UpdateSnapshotRequest = z.infer<typeof UpdateSnapshotRequest>;
+
+/**
+ * Request of `list`: containerd-style filters. Each string is a conjunction of comma-separated
+ * clauses (`kind==committed,labels."a.b"==x`); the snapshot matches when any string matches.
+ * Fields: name, parent, kind, labels.<key>; operators ==, != and bare field (present).
+ */
+export const ListSnapshotsRequest = z.object({ filters: z.array(z.string()).optional() });
+export type ListSnapshotsRequest = z.infer<typeof ListSnapshotsRequest>;
+
+/** Reply of `list`. */
+export const ListSnapshotsReply = z.object({ snapshots: z.array(SnapshotInfo) });
+export type ListSnapshotsReply = z.infer<typeof ListSnapshotsReply>;
+
+/** Reply of `usage`: disk used by the snapshot's own directory, parents excluded. */
+export const SnapshotUsageReply = z.object({ size: z.number().int(), inodes: z.number().int() });
+export type SnapshotUsageReply = z.infer<typeof SnapshotUsageReply>;
+
+/** Reply of `cleanup`: directories on disk that no snapshot referenced, now removed. */
+export const SnapshotCleanupReply = z.object({ removed: z.array(z.string()) });
+export type SnapshotCleanupReply = z.infer<typeof SnapshotCleanupReply>;
+
+/**
+ * Request of `gc`: removes committed snapshots no image (its chainId) and no active/view snapshot
+ * reaches, and stale unpack leftovers. Snapshots younger than `graceMs` (default the service's
+ * gcGraceMs) are kept, as a lease protects content between unpack and the image record.
+ */
+export const SnapshotGcRequest = z.object({
+  graceMs: z.number().int().nonnegative().optional(),
+  dryRun: z.boolean().optional(),
+});
+export type SnapshotGcRequest = z.infer<typeof SnapshotGcRequest>;
+
+/** Reply of `gc`. */
+export const SnapshotGcReply = z.object({ removed: z.array(z.string()), kept: z.number().int() });
+export type SnapshotGcReply = z.infer<typeof SnapshotGcReply>;
+
+/** Label a snapshot carries while an unpack writes it (value: the chainID being applied). */
+export const UNPACK_LABEL = 'berth.io/unpack';

@@ -1,16 +1,25 @@
-import { Service } from '@berth/api';
-import { type ServiceContext, unimplementedEndpoints } from '@berth/kit';
+import type { ServiceContext } from '@berth/kit';
+import { lifecycleEndpoints } from './handlers/lifecycle.js';
+import { maintenanceEndpoints } from './handlers/maintenance.js';
+import { queryEndpoints } from './handlers/query.js';
+import { snapshotSettings } from './settings.js';
+import { Snapshotter } from './snapshots/snapshotter.js';
+import { Unpacker } from './unpack/unpacker.js';
 
-/** The operations of the snapshot-service; those later issues build answer UNIMPLEMENTED. */
-export function createEndpoints(_ctx: ServiceContext) {
-  return unimplementedEndpoints(Service.snapshot, [
-    'prepare',
-    'view',
-    'mounts',
-    'commit',
-    'remove',
-    'stat',
-    'list',
-    'usage',
-  ]);
+/** The operations of the snapshot-service on berth.<node>.snapshot.v1.<op>. */
+export function createEndpoints(ctx: ServiceContext) {
+  const settings = snapshotSettings(ctx.config);
+  const sn = new Snapshotter(ctx.redis, ctx.node, ctx.layout.snapshots);
+  const unpacker = new Unpacker({
+    snapshotter: sn,
+    blobsDir: ctx.layout.content.blobs,
+    maxLayerUncompressedBytes: settings.maxLayerUncompressedBytes,
+    lockWaitMs: settings.unpackLockWaitMs,
+    log: ctx.log,
+  });
+  return {
+    ...lifecycleEndpoints(sn),
+    ...queryEndpoints(sn),
+    ...maintenanceEndpoints(sn, unpacker, settings.gcGraceMs),
+  };
 }

@@ -1,0 +1,330 @@
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BerthError, type Mount } from '@berth/api';
+import { keys } from '@berth/kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SnapshotEnv, startSnapshotEnv } from './testing/env.js';
+import { putImage, putLayer } from './testing/oci.js';
+import { chainIds } from './unpack/unpacker.js';
+
+let env: SnapshotEnv;
+beforeAll(async () => {
+  env = await startSnapshotEnv();
+});
+afterAll(async () => {
+  await env?.stop();
+});
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof BerthError) return err.code;
+    throw err;
+  }
+  return 'OK';
+}
+
+/** Mounts `mounts` on a fresh directory, runs fn, unmounts. */
+async function withMounted<T>(mounts: Mount[], fn: (dir: string) => T): Promise<T> {
+  const target = mkdtempSync(join(tmpdir(), 'berth-mnt-'));
+  const m = mounts[0] as Mount;
+  const args =
+    m.type === 'bind'
+      ? ['--bind', '-o', m.options.join(','), m.source, target]
+      : ['-t', m.type, '-o', m.options.join(','), m.source, target];
+  const r = spawnSync('mount', args, { encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  try {
+    return fn(target);
+  } finally {
+    spawnSync('umount', [target]);
+    rmSync(target, { recursive: true, force: true });
+  }
+}
+
+describe('snapshotter over NATS', () => {
+  it('prepares, commits, stacks and removes snapshots with containerd mount rules', async () => {
+    const c = env.client;
+    const base = await c.prepare({ key: 'base-active', labels: { a: '1' } });
+    expect(base.mounts).toHaveLength(1);
+    expect(base.mounts[0]?.type).toBe('bind');
+    expect(base.mounts[0]?.options).toEqual(['rw', 'rbind']);
+    writeFileSync(join(base.mounts[0]?.source as string, 'hello'), 'world');
+    const info = await c.commit({ name: 'base', key: 'base-active' });
+    expect(info).toMatchObject({ name: 'base', kind: 'committed', labels: { a: '1' } });
+    expect(await code(c.stat({ key: 'base-active' }))).toBe('NOT_FOUND');
+    expect((await c.usage({ key: 'base' })).inodes).toBe(2);
+
+    // A view of one parent is a ro bind of the parent.
+    const v1 = await c.view({ key: 'v1', parent: 'base' });
+    expect(v1.mounts[0]).toMatchObject({ type: 'bind', options: ['ro', 'rbind'] });
+    expect(v1.mounts[0]?.source).toBe(base.mounts[0]?.source);
+
+    // Active on one parent: overlay with upper/work.
+    const a = await c.prepare({ key: 'ctr', parent: 'base' });
+    const opts = a.mounts[0]?.options ?? [];
+    expect(a.mounts[0]?.type).toBe('overlay');
+    expect(opts.some((o) => o.startsWith('upperdir='))).toBe(true);
+    expect(opts.some((o) => o.startsWith('workdir='))).toBe(true);
+    expect(opts.find((o) => o.startsWith('lowerdir='))).toBe(`lowerdir=${base.mounts[0]?.source}`);
+    expect((await c.mounts({ key: 'ctr' })).mounts).toEqual(a.mounts);
+    await withMounted(a.mounts, (dir) => {
+      expect(readFileSync(join(dir, 'hello'), 'utf8')).toBe('world');
+      writeFileSync(join(dir, 'layer2'), 'two');
+    });
+    await c.commit({ name: 'second', key: 'ctr', labels: { tier: 'l2' } });
+
+    // A view of two parents: overlay, lowerdir nearest first, no upper.
+    const v2 = await c.view({ key: 'v2', parent: 'second' });
+    const lower = v2.mounts[0]?.options.find((o) => o.startsWith('lowerdir=')) ?? '';
+    expect(lower.slice('lowerdir='.length).split(':')).toHaveLength(2);
+    expect(v2.mounts[0]?.options.some((o) => o.startsWith('upperdir='))).toBe(false);
+    await withMounted(v2.mounts, (dir) => {
+      expect(readdirSync(dir).sort()).toEqual(['hello', 'layer2']);
+    });
+
+    expect(await code(c.remove({ key: 'base' }))).toBe('FAILED_PRECONDITION');
+    expect(await code(c.commit({ name: 'x', key: 'v2' }))).toBe('FAILED_PRECONDITION');
+    expect(await code(c.mounts({ key: 'second' }))).toBe('FAILED_PRECONDITION');
+    expect(await code(c.prepare({ key: 'v2' }))).toBe('ALREADY_EXISTS');
+    expect(await code(c.prepare({ key: 'y', parent: 'nope' }))).toBe('NOT_FOUND');
+    expect(await code(c.prepare({ key: 'y', parent: 'v2' }))).toBe('FAILED_PRECONDITION');
+    expect(await code(c.prepare({ key: '' } as never))).toBe('INVALID_ARGUMENT');
+
+    const all = await c.list({});
+    expect(all.snapshots.map((s) => s.name)).toEqual(['base', 'second', 'v1', 'v2']);
+    expect((await c.list({ filters: ['kind==committed'] })).snapshots.map((s) => s.name)).toEqual([
+      'base',
+      'second',
+    ]);
+    expect(
+      (await c.list({ filters: ['parent==second', 'labels.tier==l2'] })).snapshots.map((s) => s.name),
+    ).toEqual(['second', 'v2']);
+    expect((await c.list({ filters: ['kind==view,parent==base'] })).snapshots.map((s) => s.name)).toEqual([
+      'v1',
+    ]);
+    expect(await code(c.list({ filters: ['color==red'] }))).toBe('INVALID_ARGUMENT');
+
+    const upd = await c.update({
+      key: 'second',
+      labels: { extra: 'x' },
+      fieldpaths: ['labels.extra', 'labels.tier'],
+    });
+    expect(upd.labels).toEqual({ extra: 'x' });
+
+    for (const k of ['v2', 'v1', 'second', 'base']) await c.remove({ key: k });
+    expect((await c.list({})).snapshots).toEqual([]);
+    expect(readdirSync(env.layout.snapshots)).toEqual([]);
+  });
+
+  it('cleanup removes directories that no snapshot references', async () => {
+    const c = env.client;
+    const m = await c.prepare({ key: 'orphan' });
+    const id = String(m.mounts[0]?.source ?? '')
+      .split('/')
+      .at(-2) as string;
+    // Simulate a crash after the metadata was forgotten but before the directory was deleted.
+    await env.redis.del(keys.snapshot(env.node, 'orphan'));
+    await env.redis.srem(keys.snapshots(env.node), 'orphan');
+    mkdirSync(join(env.layout.snapshots, 'new-1-deadbeef', 'fs'), { recursive: true });
+    mkdirSync(join(env.layout.snapshots, 'rm-2', 'fs'), { recursive: true });
+    const keep = await c.prepare({ key: 'keep' });
+    const res = await c.cleanup({});
+    expect(res.removed.sort()).toEqual([id, 'new-1-deadbeef', 'rm-2'].sort());
+    expect(existsSync(keep.mounts[0]?.source as string)).toBe(true);
+    await c.remove({ key: 'keep' });
+  });
+});
+
+describe('unpack over NATS', () => {
+  const layers = () => {
+    const blobs = env.layout.content.blobs;
+    return [
+      putLayer(
+        blobs,
+        [
+          { name: 'bin/', type: 'dir', mode: 0o755 },
+          { name: 'bin/sh', type: 'file', mode: 0o755, data: Buffer.from('sh') },
+          { name: 'etc/', type: 'dir', mode: 0o755 },
+          { name: 'etc/passwd', type: 'file', data: Buffer.from('root:x:0:0') },
+          { name: 'var/', type: 'dir' },
+          { name: 'var/old', type: 'file', data: Buffer.from('old') },
+        ],
+        'gzip',
+      ),
+      putLayer(
+        blobs,
+        [
+          { name: 'etc/.wh.passwd', type: 'file' },
+          { name: 'var/', type: 'dir' },
+          { name: 'var/.wh..wh..opq', type: 'file' },
+          { name: 'var/new', type: 'file', data: Buffer.from('new') },
+        ],
+        'zstd',
+      ),
+      putLayer(blobs, [{ name: 'bin/extra', type: 'file', data: Buffer.from('x') }], 'none'),
+    ];
+  };
+
+  it('applies each layer once as a committed snapshot named by its chainID', async () => {
+    const ls = layers();
+    const req = { layers: ls.map((l) => l.descriptor), diffIds: ls.map((l) => l.diffId) };
+    const chain = chainIds(req.diffIds);
+    const r = await env.client.unpack(req);
+    expect(r).toEqual({ chainId: chain[2], applied: 3, skipped: 0 });
+    const top = await env.client.stat({ key: chain[2] as string });
+    expect(top).toMatchObject({ kind: 'committed', parent: chain[1] });
+    expect(top.labels['berth.io/diff-id']).toBe(req.diffIds[2]);
+    expect(await env.client.unpack(req)).toEqual({ chainId: chain[2], applied: 0, skipped: 3 });
+
+    const v = await env.client.view({ key: 'look', parent: chain[2] as string });
+    await withMounted(v.mounts, (dir) => {
+      expect(readdirSync(join(dir, 'bin')).sort()).toEqual(['extra', 'sh']);
+      expect(existsSync(join(dir, 'etc/passwd'))).toBe(false);
+      expect(readdirSync(join(dir, 'var'))).toEqual(['new']);
+    });
+    await env.client.remove({ key: 'look' });
+    // A shared base is skipped when another image builds on it.
+    const other = putLayer(env.layout.content.blobs, [{ name: 'other', type: 'file' }], 'gzip');
+    const r2 = await env.client.unpack({
+      layers: [ls[0]!.descriptor, other.descriptor],
+      diffIds: [ls[0]!.diffId, other.diffId],
+    });
+    expect(r2).toMatchObject({ applied: 1, skipped: 1 });
+  });
+
+  it('discards a layer whose DiffID does not match the config', async () => {
+    const ls = layers();
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    const req = { layers: [ls[2]!.descriptor], diffIds: [wrong] };
+    const err = await env.client.unpack(req).catch((e: BerthError) => e);
+    expect(err).toBeInstanceOf(BerthError);
+    expect((err as BerthError).code).toBe('DATA_LOSS');
+    expect((err as BerthError).message).toContain('wrong diff id');
+    const left = (await env.client.list({})).snapshots.map((s) => s.name);
+    expect(left.some((n) => n.startsWith('extract-') || n === wrong)).toBe(false);
+    const missing = { mediaType: ls[0]!.descriptor.mediaType, digest: `sha256:${'1'.repeat(64)}`, size: 1 };
+    expect(await code(env.client.unpack({ layers: [missing], diffIds: [wrong] }))).toBe('NOT_FOUND');
+    expect(await code(env.client.unpack({ layers: [missing], diffIds: [wrong, wrong] }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+  });
+
+  it('applies a chain once when two replicas unpack it at the same time', async () => {
+    const second = await env.replica();
+    const blobs = env.layout.content.blobs;
+    const ls = [0, 1, 2].map((i) =>
+      putLayer(
+        blobs,
+        [{ name: `f${i}`, type: 'file', data: Buffer.alloc(300_000 + i, i) }],
+        i === 1 ? 'zstd' : 'gzip',
+      ),
+    );
+    const req = { layers: ls.map((l) => l.descriptor), diffIds: ls.map((l) => l.diffId) };
+    const results = await Promise.all([
+      env.client.unpack(req),
+      env.client.unpack(req),
+      env.client.unpack(req),
+    ]);
+    expect(new Set(results.map((r) => r.chainId)).size).toBe(1);
+    expect(results.reduce((n, r) => n + r.applied, 0)).toBe(3);
+    const chain = chainIds(req.diffIds);
+    const committed = (await env.client.list({ filters: ['kind==committed'] })).snapshots.map((s) => s.name);
+    for (const c of chain) expect(committed.filter((n) => n === c)).toHaveLength(1);
+    await second.stop(500);
+  });
+
+  it('gc keeps what images and containers reach and removes the rest', async () => {
+    // Start from a node holding only what this case creates.
+    await env.client.gc({ graceMs: 0 });
+    expect((await env.client.list({})).snapshots).toEqual([]);
+    const blobs = env.layout.content.blobs;
+    const base = putLayer(blobs, [{ name: 'base', type: 'file', data: Buffer.from('b') }]);
+    const a = putLayer(blobs, [{ name: 'a', type: 'file' }]);
+    const b = putLayer(blobs, [{ name: 'b', type: 'file' }]);
+    const c = putLayer(blobs, [{ name: 'c', type: 'file' }]);
+    const imgA = putImage(blobs, [base, a]);
+    const unpack = (ls: (typeof base)[]) =>
+      env.client.unpack({ layers: ls.map((l) => l.descriptor), diffIds: ls.map((l) => l.diffId) });
+    const ra = await unpack([base, a]);
+    const rb = await unpack([base, b]);
+    const rc = await unpack([base, c]);
+    // Image A is recorded by the image-service (record JSON in keys.image's `record` field).
+    const now = new Date().toISOString();
+    const rec = {
+      name: 'example.com/a:latest',
+      target: imgA.manifest,
+      manifest: imgA.manifest,
+      configDigest: imgA.config.digest,
+      config: imgA.configJson,
+      chainId: ra.chainId,
+      size: 1,
+      labels: {},
+      createdAt: now,
+      updatedAt: now,
+    };
+    await env.redis.hset(keys.image(env.node, 'default', rec.name), {
+      record: JSON.stringify(rec),
+      target: imgA.manifest.digest,
+    });
+    await env.redis.zadd(keys.images(env.node, 'default'), Date.now(), rec.name);
+    // A container runs on C.
+    await env.client.prepare({ key: 'container-1', parent: rc.chainId });
+    // An unpack that crashed left its extract snapshot behind, with no lock held.
+    await env.client.prepare({
+      key: `extract-dead ${b.diffId}`,
+      parent: rb.chainId,
+      labels: { 'berth.io/unpack': 'sha256:dead' },
+    });
+
+    const recent = await env.client.gc({});
+    expect(recent.removed).toEqual([]);
+    const dry = await env.client.gc({ graceMs: 0, dryRun: true });
+    expect(dry.removed.sort()).toEqual([`extract-dead ${b.diffId}`, rb.chainId].sort());
+    const res = await env.client.gc({ graceMs: 0 });
+    expect(res.removed).toEqual([`extract-dead ${b.diffId}`, rb.chainId]);
+    const names = new Set((await env.client.list({})).snapshots.map((s) => s.name));
+    expect(names.has(ra.chainId) && names.has(rc.chainId) && names.has(base.diffId)).toBe(true);
+    expect(names.has(rb.chainId)).toBe(false);
+
+    // rmi A, container gone: everything of A and C goes, and so does the shared base.
+    await env.redis.del(keys.image(env.node, 'default', rec.name));
+    await env.redis.zrem(keys.images(env.node, 'default'), rec.name);
+    await env.client.remove({ key: 'container-1' });
+    const after = await env.client.gc({ graceMs: 0 });
+    expect(after.removed).toContain(base.diffId);
+    const left = (await env.client.list({})).snapshots.map((s) => s.name);
+    for (const n of [ra.chainId, rc.chainId, base.diffId]) expect(left).not.toContain(n);
+  });
+});
+
+describe('lstat of unpacked devices', () => {
+  it('keeps whiteouts as 0/0 character devices in the layer snapshot', async () => {
+    const blobs = env.layout.content.blobs;
+    const l1 = putLayer(blobs, [{ name: 'gone', type: 'file' }]);
+    const l2 = putLayer(blobs, [{ name: '.wh.gone', type: 'file' }]);
+    const r = await env.client.unpack({
+      layers: [l1.descriptor, l2.descriptor],
+      diffIds: [l1.diffId, l2.diffId],
+    });
+    const v = await env.client.view({ key: 'wh-view', parent: r.chainId });
+    const lower = (v.mounts[0]?.options.find((o) => o.startsWith('lowerdir=')) ?? '')
+      .slice('lowerdir='.length)
+      .split(':');
+    const wh = lstatSync(join(lower[0] as string, 'gone'));
+    expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
+    await env.client.remove({ key: 'wh-view' });
+  });
+});

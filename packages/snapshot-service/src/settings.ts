@@ -1,0 +1,24 @@
+import { Service } from '@berth/api';
+import { type Config, serviceSetting } from '@berth/kit';
+import { z } from 'zod';
+
+/** Settings of the snapshot-service (config `services.snapshot-service.*`). */
+export interface SnapshotSettings {
+  /** Bound on the uncompressed bytes of one layer: a decompression bomb stops there. */
+  maxLayerUncompressedBytes: number;
+  /** How long an unpack waits for another unpack of the same chainID. */
+  unpackLockWaitMs: number;
+  /** GC keeps snapshots younger than this (the lease between unpack and the image record). */
+  gcGraceMs: number;
+}
+
+/** Reads the settings with their defaults. */
+export function snapshotSettings(config: Config): SnapshotSettings {
+  const S = Service.snapshot;
+  const pos = z.number().int().positive();
+  return {
+    maxLayerUncompressedBytes: serviceSetting(config, S, 'maxLayerUncompressedBytes', pos, 64 * 1024 ** 3),
+    unpackLockWaitMs: serviceSetting(config, S, 'unpackLockWaitMs', pos, 30 * 60_000),
+    gcGraceMs: serviceSetting(config, S, 'gcGraceMs', z.number().int().nonnegative(), 10 * 60_000),
+  };
+}

@@ -1,0 +1,260 @@
+import { randomUUID } from 'node:crypto';
+import { chown, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  BerthError,
+  Code,
+  type CommitSnapshotRequest,
+  type Mount,
+  type PrepareRequest,
+  type SnapshotInfo,
+  SnapshotKind,
+  type UpdateSnapshotRequest,
+} from '@berth/api';
+import type { Redis } from '@berth/kit';
+import { compileFilters } from './filters.js';
+import { mountsFor } from './mounts.js';
+import { infoOf, type SnapshotRecord, SnapshotStore } from './store.js';
+import { diskUsage } from './usage.js';
+
+/** A pending id whose creator has not finished within this long is treated as crashed. */
+const PENDING_STALE_MS = 60 * 60 * 1000;
+
+/** A snapshot that was just created, with what an unpacker needs to write into it. */
+export interface Created {
+  record: SnapshotRecord;
+  /** Its fs directory (the overlay upperdir). */
+  fs: string;
+  /** fs directories of its parents, nearest first. */
+  parentFs: string[];
+  mounts: Mount[];
+}
+
+/**
+ * containerd's overlay snapshotter over Redis metadata: snapshots/<id>/fs (+ work for active ones)
+ * under the state root, created under new-<id>-<rand> and renamed into place, removed by renaming
+ * to rm-<id> first. Metadata changes are single Lua scripts (see store.ts).
+ */
+export class Snapshotter {
+  readonly store: SnapshotStore;
+
+  constructor(
+    readonly redis: Redis,
+    readonly node: string,
+    readonly root: string,
+  ) {
+    this.store = new SnapshotStore(redis, node);
+  }
+
+  fsDir(id: string): string {
+    return join(this.root, id, 'fs');
+  }
+
+  workDir(id: string): string {
+    return join(this.root, id, 'work');
+  }
+
+  /** The chain of committed parents of a snapshot, nearest first. */
+  async parents(r: SnapshotRecord): Promise<SnapshotRecord[]> {
+    const out: SnapshotRecord[] = [];
+    let p = r.parent;
+    while (p) {
+      const pr = await this.store.get(p);
+      if (!pr)
+        throw new BerthError(Code.INTERNAL, `snapshot "${r.name}": parent "${p}" is missing from the store`);
+      out.push(pr);
+      if (out.length > 4096)
+        throw new BerthError(Code.INTERNAL, `snapshot "${r.name}": parent chain too long`);
+      p = pr.parent;
+    }
+    return out;
+  }
+
+  /** prepare: a new active snapshot on top of a committed parent. */
+  async prepare(req: PrepareRequest): Promise<Mount[]> {
+    return (await this.create(SnapshotKind.active, req)).mounts;
+  }
+
+  /** view: a read-only snapshot of a committed parent. */
+  async view(req: PrepareRequest): Promise<Mount[]> {
+    return (await this.create(SnapshotKind.view, req)).mounts;
+  }
+
+  /** Creates an active or view snapshot: directory first (under a temp name), then metadata. */
+  async create(kind: SnapshotKind, req: PrepareRequest): Promise<Created> {
+    if (await this.store.get(req.key))
+      throw new BerthError(Code.ALREADY_EXISTS, `snapshot "${req.key}" already exists`);
+    let parents: SnapshotRecord[] = [];
+    if (req.parent) {
+      const parent = await this.store.get(req.parent);
+      if (!parent) throw new BerthError(Code.NOT_FOUND, `parent snapshot "${req.parent}" not found`);
+      if (parent.kind !== SnapshotKind.committed) {
+        throw new BerthError(Code.FAILED_PRECONDITION, `parent snapshot "${req.parent}" is not committed`);
+      }
+      parents = [parent, ...(await this.parents(parent))];
+    }
+    const id = await this.store.allocate();
+    const tmp = join(this.root, `new-${id}-${randomUUID().slice(0, 8)}`);
+    const dir = join(this.root, id);
+    try {
+      await mkdir(join(tmp, 'fs'), { recursive: true, mode: 0o755 });
+      if (kind === SnapshotKind.active) await mkdir(join(tmp, 'work'), { mode: 0o700 });
+      if (parents[0]) {
+        // The upper's root takes the owner of the parent's root, as containerd does.
+        const st = await stat(this.fsDir(parents[0].id));
+        await chown(join(tmp, 'fs'), st.uid, st.gid);
+      }
+      await rename(tmp, dir);
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      await this.store.release(id).catch(() => undefined);
+      throw new BerthError(
+        Code.INTERNAL,
+        `cannot create the directory of snapshot "${req.key}": ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    try {
+      const rec = { name: req.key, id, kind, labels: req.labels ?? {} } as const;
+      await this.store.create(req.parent ? { ...rec, parent: req.parent } : rec);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      await this.store.release(id).catch(() => undefined);
+      throw err;
+    }
+    const record = await this.store.must(req.key);
+    const parentFs = parents.map((p) => this.fsDir(p.id));
+    return {
+      record,
+      fs: this.fsDir(id),
+      parentFs,
+      mounts: mountsFor({ kind, fs: this.fsDir(id), work: this.workDir(id), parentFs }),
+    };
+  }
+
+  /** mounts: how to mount an active or view snapshot. */
+  async mounts(key: string): Promise<Mount[]> {
+    const r = await this.store.must(key);
+    if (r.kind === SnapshotKind.committed) {
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `snapshot "${key}" is committed: only active and view snapshots have mounts`,
+      );
+    }
+    const parentFs = (await this.parents(r)).map((p) => this.fsDir(p.id));
+    return mountsFor({ kind: r.kind, fs: this.fsDir(r.id), work: this.workDir(r.id), parentFs });
+  }
+
+  /** commit: the active snapshot `key` becomes committed `name`, its disk usage recorded. */
+  async commit(req: CommitSnapshotRequest): Promise<SnapshotInfo> {
+    const r = await this.store.must(req.key);
+    if (r.kind !== SnapshotKind.active) {
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `snapshot "${req.key}" is not active: only active snapshots can be committed`,
+      );
+    }
+    if (await this.store.get(req.name))
+      throw new BerthError(Code.ALREADY_EXISTS, `snapshot "${req.name}" already exists`);
+    const usage = await diskUsage(this.fsDir(r.id));
+    await this.store.commit(req.key, req.name, req.labels ?? r.labels, usage);
+    return infoOf(await this.store.must(req.name));
+  }
+
+  /** remove: metadata first (refused while children exist), then the directory. */
+  async remove(key: string): Promise<void> {
+    const id = await this.store.remove(key);
+    const dir = join(this.root, id);
+    const doomed = join(this.root, `rm-${id}`);
+    try {
+      await rename(dir, doomed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  async stat(key: string): Promise<SnapshotInfo> {
+    return infoOf(await this.store.must(key));
+  }
+
+  /** update: replace labels, or with fieldpaths set/delete only the named ones. */
+  async update(req: UpdateSnapshotRequest): Promise<SnapshotInfo> {
+    const r = await this.store.must(req.key);
+    let labels = req.labels;
+    if (req.fieldpaths && req.fieldpaths.length > 0) {
+      labels = { ...r.labels };
+      for (const fp of req.fieldpaths) {
+        if (fp === 'labels') {
+          labels = { ...req.labels };
+          continue;
+        }
+        if (!fp.startsWith('labels.')) {
+          throw new BerthError(
+            Code.INVALID_ARGUMENT,
+            `cannot update field "${fp}" of snapshot "${req.key}": only labels`,
+          );
+        }
+        const k = fp.slice('labels.'.length);
+        const v = req.labels[k];
+        if (v === undefined) delete labels[k];
+        else labels[k] = v;
+      }
+    }
+    await this.store.setLabels(req.key, labels);
+    return infoOf(await this.store.must(req.key));
+  }
+
+  async list(filters?: readonly string[]): Promise<SnapshotInfo[]> {
+    const match = compileFilters(filters);
+    return (await this.store.all())
+      .map(infoOf)
+      .filter(match)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** usage: the snapshot's own directory (parents excluded); measured at commit for committed ones. */
+  async usage(key: string): Promise<{ size: number; inodes: number }> {
+    const r = await this.store.must(key);
+    if (r.kind === SnapshotKind.committed && r.size !== undefined && r.inodes !== undefined) {
+      return { size: r.size, inodes: r.inodes };
+    }
+    return diskUsage(this.fsDir(r.id));
+  }
+
+  /**
+   * cleanup: removes directories no snapshot references (left by a crash between creating a
+   * directory and recording it, or between forgetting a snapshot and deleting it). Ids still
+   * being created, and ids allocated after the state was read, are spared.
+   */
+  async cleanup(): Promise<string[]> {
+    const state = await this.store.idState();
+    const now = Date.now();
+    let names: string[];
+    try {
+      names = await readdir(this.root);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const removed: string[] = [];
+    for (const n of names) {
+      const m = /^(?:(new|rm)-)?(\d+)(?:-.*)?$/.exec(n);
+      if (!m) continue;
+      const id = m[2] as string;
+      if (m[1] !== 'rm') {
+        if (Number(id) > state.seq) continue;
+        if (state.ids.has(id) && m[1] === undefined) continue;
+        const started = state.pending.get(id);
+        if (started !== undefined && now - started < PENDING_STALE_MS) continue;
+      }
+      await rm(join(this.root, n), { recursive: true, force: true });
+      if (state.pending.has(id)) await this.store.release(id);
+      removed.push(n);
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,102 @@
+// Test environment of the snapshot-service: real nats-server and redis-server from @berth/testing,
+// a temp state root and a random node id; replicas are real `serve` instances on that node.
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Service } from '@berth/api';
+import {
+  type Config,
+  connectNats,
+  connectRedis,
+  createLogger,
+  hostLayout,
+  type Redis,
+  type ServedService,
+  serve,
+} from '@berth/kit';
+import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing';
+import type { NatsConnection } from 'nats';
+import { type SnapshotClient, snapshotClient } from '../client.js';
+import { createEndpoints } from '../service.js';
+
+/** Servers, a state root and clients for one test file. */
+export interface SnapshotEnv {
+  nats: TestServer;
+  redisServer: TestServer;
+  stateRoot: string;
+  node: string;
+  config: Config;
+  layout: ReturnType<typeof hostLayout>;
+  nc: NatsConnection;
+  redis: Redis;
+  client: SnapshotClient;
+  /** Starts one more replica of the service on the same node (own connections). */
+  replica(settings?: Record<string, unknown>): Promise<ServedService>;
+  stop(): Promise<void>;
+}
+
+export async function startSnapshotEnv(settings: Record<string, unknown> = {}): Promise<SnapshotEnv> {
+  const [nats, redisServer, stateRoot] = await Promise.all([
+    startNats({ jetstream: false }),
+    startRedis({ appendonly: false }),
+    tempDir('snap-state'),
+  ]);
+  const node = `t${randomUUID().slice(0, 8)}`;
+  const config: Config = {
+    natsUrl: nats.url,
+    redisUrl: redisServer.url,
+    nodeId: node,
+    stateRoot,
+    runRoot: join(stateRoot, 'run'),
+    logLevel: 'silent',
+    shutdownGraceMs: 1000,
+    services: { [Service.snapshot]: settings },
+  };
+  const layout = hostLayout(config);
+  const conns: { nc: NatsConnection; redis: Redis; served: ServedService }[] = [];
+  const replica = async (extra: Record<string, unknown> = {}) => {
+    const nc = await connectNats({ url: nats.url, name: 'snapshot-test' });
+    const redis = connectRedis(redisServer.url);
+    await redis.connect();
+    const log = createLogger({ service: Service.snapshot, node, level: process.env.TEST_LOG ?? 'silent' });
+    const cfg = { ...config, services: { [Service.snapshot]: { ...settings, ...extra } } };
+    const endpoints = createEndpoints({ config: cfg, log, nc, redis, node, layout });
+    const served = await serve({
+      nc,
+      service: Service.snapshot,
+      version: '0.0.0-test',
+      node,
+      log,
+      endpoints,
+    });
+    conns.push({ nc, redis, served });
+    return served;
+  };
+  await replica();
+  const nc = await connectNats({ url: nats.url, name: 'snapshot-test-client' });
+  const redis = connectRedis(redisServer.url);
+  await redis.connect();
+  return {
+    nats,
+    redisServer,
+    stateRoot,
+    node,
+    config,
+    layout,
+    nc,
+    redis,
+    client: snapshotClient(nc, node),
+    replica,
+    async stop() {
+      for (const c of conns) {
+        await c.served.stop(500);
+        await c.nc.close();
+        c.redis.disconnect();
+      }
+      await nc.close();
+      redis.disconnect();
+      await Promise.all([nats.stop(), redisServer.stop()]);
+      await rm(stateRoot, { recursive: true, force: true });
+    },
+  };
+}

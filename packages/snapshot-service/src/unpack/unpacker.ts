@@ -1,0 +1,166 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import {
+  BerthError,
+  Code,
+  SnapshotKind,
+  UNPACK_LABEL,
+  type UnpackReply,
+  type UnpackRequest,
+} from '@berth/api';
+import type { ServiceContext } from '@berth/kit';
+import { keys, withLock } from '@berth/kit';
+import type { Snapshotter } from '../snapshots/snapshotter.js';
+import { applyLayer } from './apply.js';
+
+/** Label on a committed layer snapshot: the DiffID it was verified against. */
+export const DIFF_ID_LABEL = 'berth.io/diff-id';
+/** Label on a committed layer snapshot: the layer blob digest it was applied from. */
+export const LAYER_LABEL = 'berth.io/layer';
+
+/** ChainIDs of a stack of layers (image-spec config.md): ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln)). */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
+  }
+  return out;
+}
+
+/** Settings of the unpacker. */
+export interface UnpackerOptions {
+  snapshotter: Snapshotter;
+  /** Committed blobs: <blobsDir>/<hex>. */
+  blobsDir: string;
+  maxLayerUncompressedBytes: number;
+  /** How long to wait for another unpack of the same chainID. */
+  lockWaitMs: number;
+  log: ServiceContext['log'];
+}
+
+/**
+ * Applies an image's layers as committed snapshots named by chainID, the way containerd's
+ * unpacker does: a layer whose chainID is committed is skipped; otherwise, under a Redis lock per
+ * chainID (one unpack across concurrent pulls and replicas), it is written into a fresh active
+ * snapshot "extract-<rand> <chainID>", its DiffID checked against the config, and committed.
+ */
+export class Unpacker {
+  constructor(private readonly o: UnpackerOptions) {}
+
+  async unpack(req: UnpackRequest, signal?: AbortSignal): Promise<UnpackReply> {
+    if (req.layers.length !== req.diffIds.length) {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `unpack: ${req.layers.length} layers but ${req.diffIds.length} diff_ids in the image config`,
+      );
+    }
+    const chain = chainIds(req.diffIds);
+    const top = chain[chain.length - 1] as string;
+    const sn = this.o.snapshotter;
+    const topRec = await sn.store.get(top);
+    if (topRec?.kind === SnapshotKind.committed) return { chainId: top, applied: 0, skipped: chain.length };
+    let applied = 0;
+    let skipped = 0;
+    for (let i = 0; i < chain.length; i++) {
+      const chainId = chain[i] as string;
+      const existing = await sn.store.get(chainId);
+      if (existing?.kind === SnapshotKind.committed) {
+        skipped++;
+        continue;
+      }
+      const did = await withLock(
+        sn.redis,
+        keys.unpackLock(sn.node, chainId),
+        { ttlMs: 30_000, waitMs: this.o.lockWaitMs, what: `unpack of snapshot ${chainId}` },
+        async (lock) => {
+          const again = await sn.store.get(chainId);
+          if (again?.kind === SnapshotKind.committed) return false;
+          if (again) {
+            throw new BerthError(
+              Code.FAILED_PRECONDITION,
+              `snapshot "${chainId}" exists but is ${again.kind}, not committed`,
+            );
+          }
+          await this.applyOne({
+            req,
+            i,
+            chainId,
+            parent: i > 0 ? chain[i - 1] : undefined,
+            renew: () => lock.renew(),
+            signal,
+          });
+          return true;
+        },
+      );
+      if (did) applied++;
+      else skipped++;
+    }
+    return { chainId: top, applied, skipped };
+  }
+
+  private async applyOne(a: {
+    req: UnpackRequest;
+    i: number;
+    chainId: string;
+    parent: string | undefined;
+    renew: () => Promise<boolean>;
+    signal: AbortSignal | undefined;
+  }): Promise<void> {
+    const sn = this.o.snapshotter;
+    const layer = a.req.layers[a.i];
+    const want = a.req.diffIds[a.i];
+    if (!layer || !want) throw new BerthError(Code.INVALID_ARGUMENT, `unpack: layer ${a.i} is missing`);
+    const key = `extract-${randomUUID()} ${a.chainId}`;
+    const prep = { key, labels: { [UNPACK_LABEL]: a.chainId } };
+    const created = await sn.create(SnapshotKind.active, a.parent ? { ...prep, parent: a.parent } : prep);
+    const started = Date.now();
+    try {
+      const res = await applyLayer({
+        blobPath: join(this.o.blobsDir, layer.digest.slice('sha256:'.length)),
+        mediaType: layer.mediaType,
+        root: created.fs,
+        parents: created.parentFs,
+        maxUncompressedBytes: this.o.maxLayerUncompressedBytes,
+        what: `layer ${layer.digest}`,
+        ...(a.signal ? { signal: a.signal } : {}),
+      });
+      if (res.diffId !== want) {
+        throw new BerthError(
+          Code.DATA_LOSS,
+          `layer ${layer.digest} unpacked to diffID ${res.diffId}, but the image config says ${want}: wrong diff id, snapshot discarded`,
+        );
+      }
+      if (!(await a.renew())) {
+        throw new BerthError(
+          Code.ABORTED,
+          `lost the unpack lock of ${a.chainId} while applying layer ${layer.digest}`,
+        );
+      }
+      await sn.commit({
+        name: a.chainId,
+        key,
+        labels: { [DIFF_ID_LABEL]: want, [LAYER_LABEL]: layer.digest },
+      });
+      const ms = Date.now() - started;
+      this.o.log.info(
+        {
+          layer: layer.digest,
+          chainId: a.chainId,
+          bytes: res.uncompressedBytes,
+          entries: res.entries,
+          compression: res.compression,
+          ms,
+        },
+        'layer unpacked',
+      );
+    } catch (err) {
+      await sn
+        .remove(key)
+        .catch((e: unknown) =>
+          this.o.log.warn({ err: (e as Error).message, key }, 'could not discard a failed unpack'),
+        );
+      throw err;
+    }
+  }
+}
