@@ -19,7 +19,7 @@ import { SERVICES, startContainerStack } from '../tests/e2e/containers-stack.js'
 
 const N = Number(process.env.BENCH_N ?? 50);
 const DENSITY = Number(process.env.BENCH_DENSITY ?? 100);
-const IMAGE = 'berth.bench/busybox:latest';
+let IMAGE = 'berth.bench/busybox:latest';
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -69,7 +69,7 @@ const say = (l: string) => {
   process.stdout.write(`${l}\n`);
 };
 try {
-  await s.importBusybox(IMAGE);
+  IMAGE = (await s.importBusybox(IMAGE)).name;
   const client = taskClient(s.nc, 'bench');
   const waiters = new Map<string, (e: ExitStatus) => void>();
   const sub = subscribeEvents(s.nc, 'tasks.exit', (env) => {

@@ -7,12 +7,12 @@ import { type ContainerStack, startContainerStack, until } from './containers-st
 
 // Restart recovery of the task-service: SIGKILL it while containers run and while one exits;
 // after a restart it must report the right exit code, found from the shim's persisted state.
-const IMAGE = 'berth.test/busybox:latest';
+let IMAGE = 'berth.test/busybox:latest';
 let s: ContainerStack;
 
 beforeAll(async () => {
   s = await startContainerStack();
-  await s.importBusybox(IMAGE);
+  IMAGE = (await s.importBusybox(IMAGE)).name;
 }, 120_000);
 afterAll(async () => s?.stop(), 60_000);
 

@@ -8,9 +8,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ImageRecord, Service } from '@berth/api';
+import { BerthError, Code, type ImageRecord, Service } from '@berth/api';
 import { call } from '@berth/kit';
-import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing';
+import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { REPO_ROOT, type RunResult, runBerth } from '../harness/berth.js';
 
@@ -41,7 +41,10 @@ export interface ContainerStack {
   /** Sends a signal and waits for the process to exit. */
   kill(name: ServiceName, signal: NodeJS.Signals): Promise<void>;
   berth(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<RunResult>;
-  /** Imports the test busybox image as `name` (default berth.test/busybox:latest). */
+  /**
+   * Gets the test busybox image onto the node: image-service `import` as `name`, or, while import
+   * is not built, a push to a local registry (skopeo) and a pull. Use the returned record's name.
+   */
   importBusybox(name?: string): Promise<ImageRecord>;
   stop(): Promise<void>;
 }
@@ -87,6 +90,7 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
   const nc = await connect({ servers: nats.url });
   const procs = new Map<ServiceName, ChildProcess>();
   const outputs = new Map<ServiceName, string>();
+  let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
 
   const stack: ContainerStack = {
     nats,
@@ -132,16 +136,31 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
     berth: (args, o = {}) => runBerth(args, { env, ...o }),
     async importBusybox(name = 'berth.test/busybox:latest') {
       const tar = await busyboxLayoutTar(root);
-      const reply = await call<{ images: ImageRecord[] }>(
-        nc,
-        Service.image,
-        'import',
-        { path: tar, name },
-        { node, timeoutMs: 60_000 },
-      );
-      const img = reply.images[0];
-      if (!img) throw new Error('import returned no image');
-      return img;
+      const opts = { node, timeoutMs: 120_000 };
+      try {
+        const reply = await call<{ images: ImageRecord[] }>(
+          nc,
+          Service.image,
+          'import',
+          { path: tar, name },
+          opts,
+        );
+        const img = reply.images[0];
+        if (!img) throw new Error('import returned no image');
+        return img;
+      } catch (err) {
+        if (!(err instanceof BerthError) || err.code !== Code.UNIMPLEMENTED) throw err;
+      }
+      registry ??= await startRegistry();
+      const ref = `${registry.host}/${name.split('/').pop()}`;
+      execFileSync('skopeo', [
+        'copy',
+        '--quiet',
+        '--dest-tls-verify=false',
+        `oci-archive:${tar}`,
+        `docker://${ref}`,
+      ]);
+      return (await call<{ image: ImageRecord }>(nc, Service.image, 'pull', { ref }, opts)).image;
     },
     async stop() {
       // Containers outlive the services by design: remove them first, then sweep runc's leftovers.
@@ -154,7 +173,7 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
       sweepRunc(stateRoot);
       unmountUnder(root);
       await nc.close().catch(() => undefined);
-      await Promise.all([nats.stop(), redis.stop()]);
+      await Promise.all([nats.stop(), redis.stop(), registry?.stop()]);
       await rm(root, { recursive: true, force: true }).catch(() => undefined);
     },
   };

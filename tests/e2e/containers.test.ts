@@ -7,12 +7,12 @@ import { type ContainerStack, startContainerStack, until } from './containers-st
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
 // processes, real runc/conmon, and a busybox image imported from an OCI layout.
-const IMAGE = 'berth.test/busybox:latest';
+let IMAGE = 'berth.test/busybox:latest';
 let s: ContainerStack;
 
 beforeAll(async () => {
   s = await startContainerStack();
-  await s.importBusybox(IMAGE);
+  IMAGE = (await s.importBusybox(IMAGE)).name;
 }, 120_000);
 afterAll(async () => s?.stop(), 60_000);
 
