@@ -48,8 +48,92 @@ export const ShimState = z.object({
   /** "OOMKilled" when the kernel OOM killer ended it. */
   reason: z.string().optional(),
   logPath: z.string().optional(),
+  /** The bundle directory (config.json, rootfs) of the task, or the exec's directory. */
+  bundle: z.string().optional(),
+  terminal: z.boolean().optional(),
+  stdin: z.boolean().optional(),
+  /** pid of the per-process monitor (conmon) holding stdio and recording the exit. */
+  monitorPid: z.number().int().optional(),
+  /**
+   * The monitor's attach socket (AF_UNIX SOCK_SEQPACKET) while it runs: output and stdin of the
+   * process. Use `attach` from @berth/shim on the same host; absent once the process stopped.
+   */
+  attachPath: z.string().optional(),
+  /** The monitor's control fifo: `1 <rows> <cols>\n` resizes the terminal, `2 0 0\n` reopens the log. */
+  ctlPath: z.string().optional(),
+  createdAt: z.string().optional(),
+  startedAt: z.string().optional(),
 });
 export type ShimState = z.infer<typeof ShimState>;
+
+/** Reply of `kill`: delivered is false when the process had already exited (not an error: rm -f). */
+export const ShimKillReply = z.object({ delivered: z.boolean() });
+export type ShimKillReply = z.infer<typeof ShimKillReply>;
+
+/** Reply of `wait`: the persisted exit. */
+export const ShimWaitReply = z.object({
+  exitCode: z.number().int(),
+  exitedAt: z.string(),
+  reason: z.string().optional(),
+});
+export type ShimWaitReply = z.infer<typeof ShimWaitReply>;
+
+/** Reply of `pids`: the host pids of the task's processes. */
+export const ShimPidsReply = z.object({ pids: z.array(z.number().int()) });
+export type ShimPidsReply = z.infer<typeof ShimPidsReply>;
+
+/** One sample of a task's cgroup (v1 or v2, whichever runc uses on the host). */
+export const ShimStats = z.object({
+  cgroupVersion: z.union([z.literal(1), z.literal(2)]),
+  timestamp: z.string(),
+  cpu: z.object({
+    /** Total CPU time in ns. */
+    usageNs: z.number(),
+    userNs: z.number(),
+    systemNs: z.number(),
+    throttledPeriods: z.number().optional(),
+    throttledNs: z.number().optional(),
+  }),
+  memory: z.object({
+    usageBytes: z.number(),
+    /** Absent when unlimited. */
+    limitBytes: z.number().optional(),
+    /** Usage minus inactive file cache (what `docker stats` shows). */
+    workingSetBytes: z.number(),
+    rssBytes: z.number(),
+    cacheBytes: z.number(),
+    maxUsageBytes: z.number().optional(),
+    oomKills: z.number().optional(),
+  }),
+  pids: z.object({ current: z.number(), limit: z.number().optional() }),
+});
+export type ShimStats = z.infer<typeof ShimStats>;
+
+/** Request of `update`: new OCI linux.resources for a live task (runc update). */
+export const ShimUpdateRequest = ShimTaskRef.extend({ resources: z.record(z.string(), z.unknown()) });
+export type ShimUpdateRequest = z.infer<typeof ShimUpdateRequest>;
+
+/** Request of `resize`: the terminal size of a task or exec with a TTY. */
+export const ShimResizeRequest = ShimTaskRef.extend({
+  rows: z.number().int().min(1).max(1000),
+  cols: z.number().int().min(1).max(1000),
+});
+export type ShimResizeRequest = z.infer<typeof ShimResizeRequest>;
+
+/** Request of `list`: the tasks the node's shim supervises, in one namespace or all. */
+export const ShimListRequest = z.object({ namespace: z.string().optional() });
+export type ShimListRequest = z.infer<typeof ShimListRequest>;
+export const ShimListReply = z.object({ tasks: z.array(ShimState) });
+export type ShimListReply = z.infer<typeof ShimListReply>;
+
+/** Reply of `exec-output`: what an exec process wrote (from its CRI log), capped. */
+export const ShimExecOutput = z.object({
+  stdout: z.string(),
+  stderr: z.string(),
+  /** True when the output was longer than the cap and only its start is returned. */
+  truncated: z.boolean(),
+});
+export type ShimExecOutput = z.infer<typeof ShimExecOutput>;
 
 /** Exit of a task or exec, as persisted and announced (event topic `tasks.exit`). */
 export const TaskExit = z.object({
@@ -72,3 +156,28 @@ export const ShimExecRequest = TaskRef.extend({
   stdin: z.boolean().default(false),
 });
 export type ShimExecRequest = z.infer<typeof ShimExecRequest>;
+
+/**
+ * The shim's operations (subject tokens `berth.<node>.shim.v1.<op>`) and how long a client waits for
+ * each by default, in ms. `wait` blocks until the process exits: callers pass their own bound.
+ */
+export const ShimOps = {
+  create: 60_000,
+  start: 30_000,
+  state: 10_000,
+  kill: 10_000,
+  wait: 24 * 3600_000,
+  delete: 30_000,
+  exec: 30_000,
+  pause: 10_000,
+  resume: 10_000,
+  pids: 10_000,
+  stats: 10_000,
+  update: 15_000,
+  'close-stdin': 10_000,
+  resize: 5_000,
+  list: 10_000,
+  'exec-output': 10_000,
+  'reopen-log': 5_000,
+} as const;
+export type ShimOp = keyof typeof ShimOps;
