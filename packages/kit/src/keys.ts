@@ -66,6 +66,11 @@ export const keys = {
   shimTask: (node: string, ns: string, id: string) => nodeKey(node, 'shim', ns, id),
   /** Set of "<ns>/<id>" the node's shim supervises. */
   shimTasks: (node: string) => nodeKey(node, 'shim-tasks'),
+  /** Hash: an exec process of a task the node's shim supervises (same fields as shimTask). */
+  shimExec: (node: string, ns: string, id: string, execId: string) =>
+    nodeKey(node, 'shim-exec', ns, id, execId),
+  /** Set of the exec ids of one task. */
+  shimExecs: (node: string, ns: string, id: string) => nodeKey(node, 'shim-execs', ns, id),
 
   /** Fencing-token counter shared by all locks. */
   fence: () => `${root}:fence`,
