@@ -7,7 +7,7 @@
  *  (e) with containerd installed: `ctr run --rm` of `true`, N times, and the ratios
  * Env: BENCH_N (default 50), BENCH_DENSITY (default 100).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -60,6 +60,44 @@ function pidsOf(needle: string, marker: string): number[] {
     }
   }
   return out;
+}
+
+/** A private containerd (temp root/state, own socket, no CRI plugin) for the comparison. */
+async function startContainerd(dir: string) {
+  await mkdir(dir, { recursive: true });
+  const sock = join(dir, 'ctd.sock');
+  const root = join(dir, 'root');
+  const config = `version = 2
+root = "${root}"
+state = "${join(dir, 'state')}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "${sock}"
+[ttrpc]
+  address = "${join(dir, 'ttrpc.sock')}"
+`;
+  await writeFile(join(dir, 'config.toml'), config);
+  const proc = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
+  const deadline = Date.now() + 20_000;
+  while (spawnSync('ctr', ['-a', sock, 'version'], { stdio: 'ignore' }).status !== 0) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('containerd did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    sock,
+    root,
+    pid: proc.pid ?? 0,
+    async stop() {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+      const mounts = readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' ')[1] ?? '')
+        .filter((m) => m.startsWith(`${dir}/`));
+      for (const m of mounts) spawnSync('umount', ['-l', m]);
+    },
+  };
 }
 
 const s = await startContainerStack();
@@ -173,9 +211,78 @@ try {
   );
   await Promise.all(ids.map((id) => client['delete-container']({ id, force: true })));
 
-  // (e) containerd, when installed.
+  // (a') the same through the CLI (`berth run --rm`), which adds a Node process start per run.
+  const cli: number[] = [];
+  for (let i = 0; i < Math.min(N, 20); i++) {
+    const a = performance.now();
+    const r = await s.berth(['run', '--rm', IMAGE, 'true']);
+    if (r.code !== 0) throw new Error(`berth run failed: ${r.stderr}`);
+    cli.push(performance.now() - a);
+  }
+  say(summary("(a') CLI `berth run --rm IMAGE true`", cli));
+
+  // (e) containerd, when installed: a private daemon (temp root, own socket, CRI plugin off).
   if (existsSync('/usr/bin/ctr') && existsSync('/usr/bin/containerd')) {
-    say('(e) containerd: see the ctr section of docs/benchmarks.md (measured by bench/ctr-lifecycle.sh)');
+    const ctd = await startContainerd(join(s.root, 'containerd'));
+    try {
+      execFileSync(
+        'ctr',
+        [
+          '-a',
+          ctd.sock,
+          'images',
+          'import',
+          '--index-name',
+          'berth/busybox:latest',
+          join(s.root, 'busybox-oci.tar'),
+        ],
+        { stdio: 'ignore' },
+      );
+      const ctrRun = (id: string) => {
+        const a = performance.now();
+        const r = spawnSync('ctr', ['-a', ctd.sock, 'run', '--rm', 'berth/busybox:latest', id, 'true'], {
+          stdio: 'ignore',
+        });
+        if (r.status !== 0) throw new Error(`ctr run exited ${r.status}`);
+        return performance.now() - a;
+      };
+      ctrRun('warm');
+      const ctr: number[] = [];
+      for (let i = 0; i < N; i++) ctr.push(ctrRun(`seq-${i}`));
+      say(
+        summary(
+          `(e) containerd ${execFileSync('containerd', ['--version']).toString().split(' ')[2]?.trim()}: \`ctr run --rm\` of \`true\``,
+          ctr,
+        ),
+      );
+      say(
+        `    ratios (p50): berth API/ctr ${(pct(seq, 50) / pct(ctr, 50)).toFixed(2)}x, berth CLI/ctr ${(pct(cli, 50) / pct(ctr, 50)).toFixed(2)}x, ctr/runc ${(pct(ctr, 50) / pct(raw, 50)).toFixed(2)}x`,
+      );
+      const ids = Array.from({ length: DENSITY }, (_, i) => `idle-${i}`);
+      for (const id of ids) {
+        execFileSync('ctr', ['-a', ctd.sock, 'run', '-d', 'berth/busybox:latest', id, 'sleep', '3600'], {
+          stdio: 'ignore',
+        });
+      }
+      const allShims = pidsOf('containerd-shim-runc-v2', ctd.sock);
+      const shimPss = allShims.reduce((a, p) => a + pssKiB(p), 0);
+      say(
+        `    containerd density: ${DENSITY} idle containers, ${allShims.length} shims, PSS ${f(shimPss / Math.max(1, allShims.length))} KiB per shim; containerd itself PSS ${f(pssKiB(ctd.pid) / 1024)} MiB`,
+      );
+      for (const id of ids) {
+        spawnSync('ctr', ['-a', ctd.sock, 'task', 'kill', '-s', 'SIGKILL', id], { stdio: 'ignore' });
+      }
+      for (const id of ids) {
+        for (let t = 0; t < 100; t++) {
+          const r = spawnSync('ctr', ['-a', ctd.sock, 'task', 'delete', id], { stdio: 'ignore' });
+          if (r.status === 0) break;
+          await new Promise((res) => setTimeout(res, 20));
+        }
+        spawnSync('ctr', ['-a', ctd.sock, 'container', 'delete', id], { stdio: 'ignore' });
+      }
+    } finally {
+      await ctd.stop();
+    }
   } else {
     say('(e) containerd is not installed on this machine: no ctr comparison in this run');
   }
