@@ -87,9 +87,9 @@ describe('withLock', () => {
 
   it('renews the lock while the holder works past its ttl', async () => {
     const lockKey = key('renew');
-    await withLock(one, lockKey, { ttlMs: 300, waitMs: 1000, what: 'renewal' }, async (lock) => {
-      // Work for three ttl periods: without renewal the key would have expired twice over.
-      await new Promise((r) => setTimeout(r, 900));
+    await withLock(one, lockKey, { ttlMs: 500, waitMs: 1000, what: 'renewal' }, async (lock) => {
+      // Work for over two ttl periods: without renewal the key would have expired twice over.
+      await new Promise((r) => setTimeout(r, 1200));
       expect(await two.get(lockKey)).toBe(lock.token);
       expect(await tryLock(two, lockKey, 1000)).toBeUndefined();
     });
