@@ -169,7 +169,9 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
   let total = 0;
   try {
     for await (const chunk of src.stream as AsyncIterable<Buffer>) {
-      opts.signal?.throwIfAborted();
+      if (opts.signal?.aborted) {
+        throw new BerthError(Code.ABORTED, `${opts.what}: unpack aborted (lock lost or service stopping)`);
+      }
       total += chunk.length;
       if (total > opts.maxUncompressedBytes) {
         throw new BerthError(
