@@ -157,6 +157,7 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
         msg.respond(data);
         answered = true;
       } catch (sendErr) {
+        log.warn({ err: sendErr, op }, 'could not send reply');
         error(
           new BerthError(
             Code.INTERNAL,
