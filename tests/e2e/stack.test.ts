@@ -106,6 +106,32 @@ describe('berth up with the embedded NATS and Redis', () => {
     expect(alive(oldPid)).toBe(false);
   });
 
+  it('restarts the embedded redis-server and nats-server when they die; data and services survive', async () => {
+    const st = stack.state()!;
+    const redis = new Redis(st.redisUrl, { lazyConnect: true });
+    redis.on('error', () => undefined);
+    await redis.connect();
+    await redis.set('berth-e2e:survives', 'yes');
+    redis.disconnect();
+    for (const name of ['redis-server', 'nats-server']) {
+      const victim = stack.state()!.children.find((c) => c.name === name)!;
+      process.kill(victim.pid as number, 'SIGKILL');
+      await waitFor(`${name} to be restarted`, () => {
+        const now = stack.state()?.children.find((c) => c.name === name);
+        return now?.status === 'running' && now.pid !== victim.pid && now.restarts === victim.restarts + 1;
+      });
+      // Every service reconnects on its own and answers `info` healthy again.
+      await stack.waitForStatus((s) => s.ok && s.services.every((x) => x.found === 1));
+    }
+    const again = new Redis(st.redisUrl, { lazyConnect: true });
+    try {
+      await again.connect();
+      expect(await again.get('berth-e2e:survives')).toBe('yes');
+    } finally {
+      again.disconnect();
+    }
+  });
+
   it('berth down stops everything in order, leaves no process or socket, and is idempotent', async () => {
     const pids = stack.knownPids();
     const down = await stack.berth('down');

@@ -1,0 +1,90 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Supervised } from './child.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'berth-child-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+function spec(name: string, script: string) {
+  return {
+    name,
+    kind: 'service' as const,
+    replica: 1,
+    command: process.execPath,
+    args: ['-e', script],
+    env: process.env,
+    logFile: join(dir, `${name}.log`),
+    marker: process.execPath,
+  };
+}
+
+describe('Supervised', () => {
+  it('restarts a process that keeps dying, doubling the delay each time up to the cap', async () => {
+    const starts: number[] = [];
+    let child: Supervised | undefined;
+    child = new Supervised(
+      spec('crasher', 'process.exit(3)'),
+      () => {
+        const st = child?.state();
+        if (st?.status === 'running') starts.push(Date.now());
+      },
+      { initialMs: 40, maxMs: 160, resetAfterMs: 60_000 },
+    );
+    child.start();
+    await until('five starts', () => starts.length >= 5);
+    const before = child.state();
+    await child.stop(1000);
+    const gaps = starts.slice(1).map((t, i) => t - (starts[i] as number));
+    // Timers never fire early: each gap is at least its backoff (40, 80, 160, 160).
+    expect(gaps[0]).toBeGreaterThanOrEqual(40);
+    expect(gaps[1]).toBeGreaterThanOrEqual(80);
+    expect(gaps[2]).toBeGreaterThanOrEqual(160);
+    expect(gaps[3]).toBeGreaterThanOrEqual(160);
+    expect(before.restarts).toBeGreaterThanOrEqual(4);
+    expect(before.lastExit).toBe('exit code 3');
+    expect(readFileSync(join(dir, 'crasher.log'), 'utf8')).toContain('exit code 3; restarting in 40 ms');
+  });
+
+  it('stops with SIGTERM, and with SIGKILL after the grace when SIGTERM is ignored', async () => {
+    const polite = new Supervised(spec('polite', 'setInterval(() => {}, 1000)'), () => undefined);
+    polite.start();
+    expect(await polite.stop(5000)).toBe('stopped');
+    expect(polite.state().lastExit).toBe('killed by SIGTERM');
+
+    const stubborn = new Supervised(
+      spec('stubborn', "process.on('SIGTERM', () => {}); console.log('ready'); setInterval(() => {}, 1000)"),
+      () => undefined,
+    );
+    stubborn.start();
+    await until('the handler to be installed', () =>
+      readFileSync(join(dir, 'stubborn.log'), 'utf8').includes('ready'),
+    );
+    expect(await stubborn.stop(200)).toBe('killed');
+    expect(stubborn.state().lastExit).toBe('killed by SIGKILL');
+    expect(stubborn.state().status).toBe('stopped');
+  });
+
+  it('does not restart what it was asked to stop, and reports a spawn failure as an exit', async () => {
+    const c = new Supervised(
+      { ...spec('missing', ''), command: join(dir, 'no-such-binary') },
+      () => undefined,
+      { initialMs: 10_000, maxMs: 10_000, resetAfterMs: 60_000 },
+    );
+    c.start();
+    await until('the spawn failure', () => c.state().status === 'backoff');
+    expect(c.state().lastExit).toMatch(/^spawn failed: .*ENOENT/);
+    expect(await c.stop(100)).toBe('not-running');
+    expect(c.state().status).toBe('stopped');
+  });
+});

@@ -1,0 +1,115 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Code } from '@berth/api';
+import { loadConfig } from '@berth/kit';
+import { afterEach, describe, expect, it } from 'vitest';
+import { embeddedPorts, makePlan, parseReplicas } from './plan.js';
+
+const dirs: string[] = [];
+function configEnv(file: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-plan-'));
+  dirs.push(dir);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(file));
+  return {
+    BERTH_CONFIG: join(dir, 'config.json'),
+    BERTH_STATE_ROOT: join(dir, 'state'),
+    BERTH_RUN_ROOT: join(dir, 'run'),
+    BERTH_NODE_ID: 'n1',
+    ...env,
+  };
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('parseReplicas', () => {
+  it('reads repeated and comma-separated SERVICE=N', () => {
+    expect(parseReplicas(['image-service=2,task-service=3', 'snapshot-service=1'])).toEqual({
+      'image-service': 2,
+      'task-service': 3,
+      'snapshot-service': 1,
+    });
+  });
+
+  it.each([
+    ['shim=2', '"shim" runs once per host and cannot have replicas'],
+    ['cri-gateway=2', '"cri-gateway" runs once per host and cannot have replicas'],
+    ['nope=2', 'unknown service "nope"'],
+    ['image-service=0', 'must be a whole number from 1 to 16'],
+    ['image-service=17', 'must be a whole number from 1 to 16'],
+    ['image-service', 'expected SERVICE=N'],
+  ])('refuses %s', (arg, msg) => {
+    expect(() => parseReplicas([arg])).toThrow(msg);
+    try {
+      parseReplicas([arg]);
+    } catch (err) {
+      expect((err as { code: string }).code).toBe(Code.INVALID_ARGUMENT);
+    }
+  });
+});
+
+describe('makePlan', () => {
+  it('embeds NATS and Redis on the default ports when no URL is configured', () => {
+    const env = configEnv({});
+    const plan = makePlan(loadConfig(env), {}, env);
+    expect(plan.natsUrl).toBe('nats://127.0.0.1:4222');
+    expect(plan.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(plan.embedded.map((e) => [e.kind, e.port, e.dataDir])).toEqual([
+      ['nats-server', 4222, join(env.BERTH_STATE_ROOT as string, 'embedded', 'nats')],
+      ['redis-server', 6379, join(env.BERTH_STATE_ROOT as string, 'embedded', 'redis')],
+    ]);
+    expect(plan.services.map((s) => s.service)).toEqual([
+      'shim',
+      'snapshot-service',
+      'image-service',
+      'task-service',
+      'cri-gateway',
+    ]);
+    expect(plan.services[0]?.logFile).toBe(join(env.BERTH_STATE_ROOT as string, 'services', 'shim.log'));
+  });
+
+  it('embeds only what has no URL', () => {
+    const env = configEnv({}, { BERTH_NATS_URL: 'nats://10.0.0.1:4222' });
+    const plan = makePlan(loadConfig(env), {}, env);
+    expect(plan.natsUrl).toBe('nats://10.0.0.1:4222');
+    expect(plan.embedded.map((e) => e.kind)).toEqual(['redis-server']);
+    const both = configEnv({ natsUrl: 'nats://a:1', redisUrl: 'redis://b:2' });
+    expect(makePlan(loadConfig(both), {}, both).embedded).toEqual([]);
+  });
+
+  it('takes embedded ports from config, and from the environment over config', () => {
+    const env = configEnv({ embedded: { natsPort: 14222, redisPort: 16379 } });
+    expect(embeddedPorts(env)).toEqual({ natsPort: 14222, redisPort: 16379 });
+    expect(embeddedPorts({ ...env, BERTH_EMBEDDED_NATS_PORT: '24222' })).toEqual({
+      natsPort: 24222,
+      redisPort: 16379,
+    });
+    expect(() => embeddedPorts({ ...env, BERTH_EMBEDDED_REDIS_PORT: 'x' })).toThrow(
+      'invalid BERTH_EMBEDDED_REDIS_PORT "x"',
+    );
+    const bad = configEnv({ embedded: { natsPort: 70000 } });
+    expect(() => embeddedPorts(bad)).toThrow('invalid config "embedded.natsPort"');
+  });
+
+  it('runs replicas from config, the command line winning, each with a numbered log', () => {
+    const env = configEnv({
+      services: { 'image-service': { replicas: 3 }, 'task-service': { replicas: 2 } },
+    });
+    const plan = makePlan(loadConfig(env), { 'image-service': 2 }, env);
+    const images = plan.services.filter((s) => s.service === 'image-service');
+    expect(images.map((s) => s.replica)).toEqual([1, 2]);
+    expect(images.map((s) => s.logFile.split('/').pop())).toEqual([
+      'image-service-1.log',
+      'image-service-2.log',
+    ]);
+    expect(plan.services.filter((s) => s.service === 'task-service')).toHaveLength(2);
+  });
+
+  it('refuses replicas of the shim in config', () => {
+    const env = configEnv({ services: { shim: { replicas: 2 } } });
+    expect(() => makePlan(loadConfig(env), {}, env)).toThrow(
+      'config "services.shim.replicas": "shim" runs once per host and cannot have replicas',
+    );
+  });
+});
