@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ChildState, ChildStatus } from '../context.js';
 
@@ -81,6 +81,7 @@ export class Supervised {
   start(): ChildProcess {
     this.stopping = false;
     mkdirSync(dirname(this.spec.logFile), { recursive: true });
+    rotateIfLarge(this.spec.logFile);
     const fd = openSync(this.spec.logFile, 'a', 0o640);
     let proc: ChildProcess;
     try {
@@ -175,6 +176,21 @@ export class Supervised {
     await done;
     clearTimeout(killer);
     return killed ? 'killed' : 'stopped';
+  }
+}
+
+/** Log files past this size are rotated (to `<file>.1`) when their process (re)starts. */
+export const LOG_ROTATE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Keeps one previous generation of a log: a service that runs for months under `berth up` must
+ * not fill the disk, and a restart is the moment its file descriptor can change.
+ */
+function rotateIfLarge(file: string): void {
+  try {
+    if (statSync(file).size > LOG_ROTATE_BYTES) renameSync(file, `${file}.1`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
