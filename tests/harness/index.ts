@@ -1,0 +1,11 @@
+/**
+ * Shared helpers for end-to-end tests that drive the built CLI:
+ * - `isolatedEnv()` / `runBerth()` (berth.ts): a temp installation (state root, run root, config
+ *   file, random node id) and running one `berth` command in it;
+ * - `startStack()` (stack.ts): `berth up` in such an installation with free embedded ports (or
+ *   external servers), returning a handle with `berth()`, `status()`, `state()`, `waitForStatus()`
+ *   and `stop()`; plus `waitFor()`, `alive()` and `readStackState()`.
+ * Servers for tests themselves (nats-server, redis-server, docker-registry) come from @berth/testing.
+ */
+export * from './berth.js';
+export * from './stack.js';
