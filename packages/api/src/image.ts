@@ -176,6 +176,8 @@ export const ImportImageRequest = z.object({
   path: z.string().startsWith('/'),
   /** Name to give an image that carries none (OCI layout without ref annotation). */
   name: z.string().optional(),
+  /** Unpack the imported images into snapshots (default true; failures are logged, not fatal). */
+  unpack: z.boolean().optional(),
 });
 export type ImportImageRequest = z.infer<typeof ImportImageRequest>;
 export const ImportImageReply = z.object({ images: z.array(ImageRecord) });

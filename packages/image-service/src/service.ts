@@ -1,9 +1,12 @@
 import { type Descriptor, Service, type UnpackReply } from '@berth/api';
-import { call, publishEvent, type ServiceContext, unimplementedEndpoints } from '@berth/kit';
+import { call, publishEvent, type ServiceContext } from '@berth/kit';
+import { exportEndpoint } from './handlers/export.js';
 import { gcEndpoint } from './handlers/gc.js';
 import { getEndpoint } from './handlers/get.js';
+import { importEndpoint } from './handlers/import.js';
 import { listEndpoint } from './handlers/list.js';
 import { pullEndpoint } from './handlers/pull.js';
+import { pushEndpoint } from './handlers/push.js';
 import { removeEndpoint } from './handlers/remove.js';
 import { tagEndpoint } from './handlers/tag.js';
 import { ImageService } from './images/service-core.js';
@@ -53,6 +56,8 @@ export function createEndpoints(ctx: ServiceContext) {
     remove: removeEndpoint(svc),
     tag: tagEndpoint(svc),
     gc: gcEndpoint(svc),
-    ...unimplementedEndpoints(Service.image, ['push', 'import', 'export']),
+    push: pushEndpoint(svc),
+    import: importEndpoint(svc),
+    export: exportEndpoint(svc),
   };
 }

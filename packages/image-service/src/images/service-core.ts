@@ -2,12 +2,18 @@ import {
   BerthError,
   Code,
   type Descriptor,
+  type ExportImageReply,
+  type ExportImageRequest,
   type GcReply,
   type ImageRecord,
+  type ImportImageReply,
+  type ImportImageRequest,
   type ListImagesRequest,
   type PullImageRequest,
   type PullProgress,
   type PullReply,
+  type PushImageReply,
+  type PushImageRequest,
   type RegistryAuth,
   type RemoveImageReply,
   type RemoveImageRequest,
@@ -15,13 +21,17 @@ import {
   toBerthError,
 } from '@berth/api';
 import { keys, type Logger, type Redis } from '@berth/kit';
+import { exportImages } from '../archive/export.js';
+import { importArchive } from '../archive/import.js';
 import { collectGarbage } from '../content/gc.js';
 import { ContentStore } from '../content/store.js';
 import { pullImage } from '../pull/puller.js';
+import { pushImage } from '../push/pusher.js';
 import { credentialsFromDockerConfig, TokenCache } from '../registry/auth.js';
 import { RegistryClient } from '../registry/client.js';
 import { formatReference, parseReference, tryNormalize } from '../registry/reference.js';
 import type { ImageSettings } from '../settings.js';
+import { parseManifest } from './manifest.js';
 import { ImageStore } from './store.js';
 
 /** Calls into other services and the event bus, injected so the domain has no NATS in it. */
@@ -104,6 +114,63 @@ export class ImageService {
       ns,
       signal,
     );
+  }
+
+  /** Pushes a local image (only blobs the registry lacks; cross-repository mounts when possible). */
+  async push(req: PushImageRequest, ns: string): Promise<PushImageReply> {
+    return pushImage(
+      {
+        content: this.content,
+        images: this.images,
+        registry: (auth, host) => this.registry(auth, host),
+        publish: (p: PullProgress) => {
+          if (req.pushId) this.o.ports.publish(`images.push.progress.${req.pushId}`, ns, p);
+        },
+        concurrency: this.o.settings.maxConcurrentDownloads,
+      },
+      req,
+      ns,
+    );
+  }
+
+  /** Imports an OCI layout or docker-save tar from a path on this host, then unpacks (best effort). */
+  async import(req: ImportImageRequest, ns: string): Promise<ImportImageReply> {
+    const r = await importArchive(
+      {
+        content: this.content,
+        images: this.images,
+        redis: this.o.redis,
+        node: this.o.node,
+        leaseTtlMs: this.o.settings.leaseTtlMs,
+      },
+      req,
+      ns,
+    );
+    if (req.unpack !== false) {
+      for (const rec of r.images) {
+        try {
+          const m = parseManifest(
+            await this.content.read(rec.manifest.digest),
+            rec.manifest.mediaType,
+            rec.name,
+          );
+          rec.chainId = await this.o.ports.unpack(m.layers, rec.config.rootfs.diff_ids, ns);
+          await this.images.put(ns, rec);
+        } catch (err) {
+          const e = toBerthError(err);
+          this.o.log.warn(
+            { image: rec.name, code: e.code, err: e.message },
+            'unpack after import failed; image kept',
+          );
+        }
+      }
+    }
+    return r;
+  }
+
+  /** Writes an OCI layout tar of images to a path on this host. */
+  export(req: ExportImageRequest, ns: string): Promise<ExportImageReply> {
+    return exportImages({ content: this.content, images: this.images }, req, ns);
   }
 
   /** Lists images, optionally filtered by `reference=<glob>` (docker's --filter). */

@@ -1,0 +1,91 @@
+import { Code } from '@berth/api';
+import { keys, tryLock } from '@berth/kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lease } from './content/lease.js';
+import { hostPlatform } from './images/platform.js';
+import { type FixtureImage, fileTar, makeImage, makeLayer, sha, uploadImage } from './testing/fixtures.js';
+import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
+
+const arch = hostPlatform().architecture;
+let env: ImageEnv;
+let a: FixtureImage;
+let b: FixtureImage;
+const hex = (d: string) => d.slice(7);
+
+beforeAll(async () => {
+  env = await startImageEnv();
+  const shared = makeLayer(fileTar('shared', 'shared layer'), 'gzip');
+  a = makeImage([shared, makeLayer(fileTar('a', 'only a'), 'gzip')], { arch });
+  b = makeImage([shared, makeLayer(fileTar('b', 'only b'), 'zstd')], { arch });
+  await uploadImage(env.registry.url, 'gc/a', 'v1', a);
+  await uploadImage(env.registry.url, 'gc/b', 'v1', b);
+});
+afterAll(() => env?.stop());
+
+describe('rmi and gc', () => {
+  it('removes only blobs nothing references, across names and namespaces', async () => {
+    const svc = env.service();
+    const ra = `${env.registry.host}/gc/a:v1`;
+    const rb = `${env.registry.host}/gc/b:v1`;
+    await svc.pull({ ref: ra, unpack: false }, 'default');
+    await svc.pull({ ref: rb, unpack: false }, 'default');
+    await svc.tag('default', { source: ra, target: 'mine/a:copy' });
+    await svc.pull({ ref: rb, unpack: false }, 'other-ns');
+
+    await svc.remove('default', { name: ra });
+    // a is still named mine/a:copy: nothing of it may go.
+    for (const d of a.blobs.keys()) expect(await env.blobFiles()).toContain(hex(d));
+
+    const r = await svc.remove('default', { name: 'mine/a:copy' });
+    expect(r.removed).toEqual(['docker.io/mine/a:copy']);
+    expect(r.gc?.snapshots).toMatch(/^skipped: UNAVAILABLE/);
+    const files = await env.blobFiles();
+    expect(files).not.toContain(hex(a.desc.digest));
+    expect(files).not.toContain(hex(a.layers[1]?.desc.digest ?? ''));
+    expect(files).toContain(hex(a.layers[0]?.desc.digest ?? ''));
+    expect(await env.redis.exists(keys.content(env.node, a.desc.digest))).toBe(0);
+
+    await svc.remove('default', { name: rb });
+    expect(await env.blobFiles()).toContain(hex(b.desc.digest));
+    await svc.remove('other-ns', { name: rb });
+    expect(await env.blobFiles()).toEqual([]);
+    await expect(svc.get('default', rb)).rejects.toMatchObject({ code: Code.NOT_FOUND });
+  });
+
+  it('refuses to remove an image a container uses unless forced', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/gc/a:v1`;
+    await svc.pull({ ref, unpack: false }, 'ctr');
+    await env.redis.sadd(keys.containers('ctr'), 'c1');
+    await env.redis.hset(keys.container('ctr', 'c1'), { image: ref });
+    const e = await rejection(svc.remove('ctr', { name: ref }));
+    expect(e.code).toBe(Code.FAILED_PRECONDITION);
+    expect(e.message).toContain('c1');
+    expect(e.message).toContain(ref);
+    const r = await svc.remove('ctr', { name: ref, force: true });
+    expect(r.removed).toEqual([ref]);
+    expect(await env.blobFiles()).not.toContain(hex(a.desc.digest));
+  });
+
+  it('never removes a blob that a lease protects or whose lock is held', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/gc/b:v1`;
+    await svc.pull({ ref, unpack: false }, 'lease');
+    await svc.images.delete('lease', ref);
+    const lease = await Lease.create(env.redis, env.node, 60_000);
+    await lease.add(b.desc.digest, ...b.blobs.keys());
+    const lock = await tryLock(env.redis, keys.blobLock(env.node, sha(b.config)), 60_000);
+    try {
+      expect((await svc.gc('lease')).removedBlobs).toBe(0);
+      await lease.release();
+      const r = await svc.gc('lease');
+      // All but the locked config went.
+      expect(r.removedBlobs).toBe(b.blobs.size);
+      expect(await env.blobFiles()).toEqual([hex(sha(b.config))]);
+    } finally {
+      await lock?.release();
+    }
+    expect((await svc.gc('lease')).removedBlobs).toBe(1);
+    expect(await env.blobFiles()).toEqual([]);
+  });
+});
