@@ -158,8 +158,9 @@ async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number)
     log(`${sig}: stopping the stack`);
     void sup.down(() => undefined);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // SIGHUP too: a closed terminal must stop the stack cleanly rather than orphan it.
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of signals) process.on(sig, onSignal);
   try {
     await sup.start();
     const ready = await Promise.race([
@@ -179,8 +180,7 @@ async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number)
     await sup.down(() => undefined);
     throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of signals) process.off(sig, onSignal);
   }
 }
 
