@@ -231,6 +231,48 @@ export class RegistryClient {
   }
 
   /**
+   * Checks the credentials for a registry against its /v2/ endpoint, as `docker login` does:
+   * resolves on success, UNAUTHENTICATED when refused, UNAVAILABLE when unreachable.
+   */
+  async checkLogin(domain: string): Promise<void> {
+    const ref: Reference = { domain, path: '' };
+    const base = this.endpoints(domain, false)[0] as string;
+    const get = async (auth?: string) => {
+      try {
+        return await fetch(`${base}/v2/`, auth ? { headers: { authorization: auth } } : {});
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string } }).cause;
+        throw errors.unavailable(
+          `registry ${domain} is unreachable: ${cause?.code ?? (err as Error).message}`,
+          err,
+        );
+      }
+    };
+    const first = await get();
+    await first.body?.cancel().catch(() => undefined);
+    if (first.ok) return;
+    const refused = new BerthError(
+      Code.UNAUTHENTICATED,
+      `login to ${domain} failed: the registry refused the credentials`,
+    );
+    if (first.status !== 401) throw errors.unavailable(`registry ${domain} answered ${first.status} on /v2/`);
+    const chs = parseChallenges(first.headers.get('www-authenticate') ?? '');
+    const ch = chs.find((c) => c.scheme === 'bearer') ?? chs.find((c) => c.scheme === 'basic');
+    if (!ch) throw refused;
+    let auth: string | undefined;
+    try {
+      auth = await this.authorization(ref, ch, []);
+    } catch (err) {
+      if (err instanceof BerthError && err.code === Code.UNAUTHENTICATED) throw refused;
+      throw err;
+    }
+    if (!auth) throw refused;
+    const second = await get(auth);
+    await second.body?.cancel().catch(() => undefined);
+    if (!second.ok) throw refused;
+  }
+
+  /**
    * Resolves a reference to the descriptor it names: HEAD first (digest from Docker-Content-Digest),
    * GET when the HEAD answer lacks the digest, size or type. Refuses schema1 and oversized manifests.
    */

@@ -1,0 +1,67 @@
+import { isAbsolute, resolve } from 'node:path';
+import { DEFAULT_NAMESPACE, type PullProgress, type RegistryAuth } from '@berth/api';
+import {
+  credentialsFromDockerConfig,
+  type ImageOps,
+  imageTimeouts,
+  parseReference,
+} from '@berth/image-service';
+import { call, type EventEnvelope, subscribeEvents } from '@berth/kit';
+import type { CliContext } from '../context.js';
+import { ProgressView } from './progress.js';
+
+/** The namespace the CLI works in (BERTH_NAMESPACE, else "default"). */
+export function namespaceOf(): string {
+  return process.env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
+}
+
+/** Calls one operation of this node's image-service with its default timeout. */
+export async function image<K extends keyof ImageOps>(
+  ctx: CliContext,
+  op: K,
+  payload: ImageOps[K]['in'],
+): Promise<ImageOps[K]['out']> {
+  return call<ImageOps[K]['out']>(await ctx.nats(), 'image-service', op, payload, {
+    node: ctx.config.nodeId,
+    namespace: namespaceOf(),
+    timeoutMs: imageTimeouts[op],
+  });
+}
+
+/** Credentials for the registry of `ref` from the docker config.json, sent with the request as docker does. */
+export async function authFor(ref: string): Promise<RegistryAuth | undefined> {
+  try {
+    return await credentialsFromDockerConfig(parseReference(ref).domain);
+  } catch {
+    return undefined;
+  }
+}
+
+/** An absolute path for a file the (host-local) image-service reads or writes. */
+export function absolute(path: string): string {
+  return isAbsolute(path) ? path : resolve(process.cwd(), path);
+}
+
+/**
+ * Runs a transfer with progress: subscribes to its progress topic before sending the request (so
+ * no event is missed), renders events as they come, and stops listening when the reply arrives.
+ */
+export async function withProgress<T>(
+  ctx: CliContext,
+  topic: string,
+  quiet: boolean,
+  verbs: { done: string },
+  send: () => Promise<T>,
+): Promise<T> {
+  const nc = await ctx.nats();
+  const view = new ProgressView(ctx.out, ctx.out.isTTY === true, verbs);
+  const sub = quiet
+    ? undefined
+    : subscribeEvents(nc, topic, (env: EventEnvelope) => view.update(env.event as PullProgress));
+  await nc.flush();
+  try {
+    return await send();
+  } finally {
+    sub?.unsubscribe();
+  }
+}

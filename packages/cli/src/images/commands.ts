@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import { BerthError, Code, errors, type ImageRecord, pullProgressTopic, pushProgressTopic } from '@berth/api';
+import type { CommandArgs } from '../command.js';
+import type { CliContext } from '../context.js';
+import { absolute, authFor, image, withProgress } from './api.js';
+import { humanSize } from './progress.js';
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** `berth pull`: progress while it runs, the digest at the end; non-zero when unpack failed. */
+export async function pullCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const [ref, ...extra] = args.positionals;
+  if (!ref || extra.length > 0) throw errors.invalid('usage: berth pull [OPTIONS] NAME[:TAG|@DIGEST]');
+  const pullId = randomUUID().replace(/-/g, '');
+  const quiet = args.values.quiet === true;
+  const platform = str(args.values.platform);
+  const auth = await authFor(ref);
+  const reply = await withProgress(ctx, pullProgressTopic(pullId), quiet, { done: 'Pull complete' }, () =>
+    image(ctx, 'pull', {
+      ref,
+      pullId,
+      ...(platform ? { platform } : {}),
+      ...(args.values['no-unpack'] === true ? { unpack: false } : {}),
+      ...(auth ? { auth } : {}),
+    }),
+  );
+  if (quiet) ctx.out.write(`${reply.image.name}\n`);
+  else {
+    ctx.out.write(`Digest: ${reply.image.target.digest}\n`);
+    ctx.out.write(
+      `${reply.fetchedBytes > 0 ? 'Downloaded newer image for' : 'Image is up to date for'} ${reply.image.name}\n`,
+    );
+  }
+  if (reply.unpack === 'failed') {
+    ctx.err.write(
+      `berth: ${reply.unpackError ?? `unpack of "${reply.image.name}" failed`} (the image is stored; retry with 'berth pull')\n`,
+    );
+    return 1;
+  }
+  return 0;
+}
+
+/** `berth push`. */
+export async function pushCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const [name, dest, ...extra] = args.positionals;
+  if (!name || extra.length > 0) throw errors.invalid('usage: berth push [OPTIONS] NAME[:TAG] [DESTINATION]');
+  const pushId = randomUUID().replace(/-/g, '');
+  const auth = await authFor(dest ?? name);
+  const quiet = args.values.quiet === true;
+  const r = await withProgress(ctx, pushProgressTopic(pushId), quiet, { done: 'Pushed' }, () =>
+    image(ctx, 'push', { name, pushId, ...(dest ? { ref: dest } : {}), ...(auth ? { auth } : {}) }),
+  );
+  ctx.out.write(
+    quiet
+      ? `${r.ref}@${r.digest}\n`
+      : `${r.ref}: digest: ${r.digest} (${r.uploaded} uploaded, ${r.mounted} mounted, ${r.existing} already present)\n`,
+  );
+  return 0;
+}
+
+/** Splits a normalized name into repository, tag and digest columns, docker style. */
+function columns(rec: ImageRecord): { repo: string; tag: string } {
+  const name = rec.name.replace(/^docker\.io\/library\//, '').replace(/^docker\.io\//, '');
+  const at = name.indexOf('@');
+  const base = at >= 0 ? name.slice(0, at) : name;
+  const colon = base.lastIndexOf(':');
+  if (colon > base.lastIndexOf('/')) return { repo: base.slice(0, colon), tag: base.slice(colon + 1) };
+  return { repo: base, tag: '<none>' };
+}
+
+function ago(iso: string | undefined): string {
+  const t = iso ? Date.parse(iso) : Number.NaN;
+  if (Number.isNaN(t)) return 'N/A';
+  const s = Math.max(0, (Date.now() - t) / 1000);
+  const units: [number, string][] = [
+    [365 * 86400, 'year'],
+    [30 * 86400, 'month'],
+    [7 * 86400, 'week'],
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+  ];
+  for (const [sec, name] of units) {
+    const n = Math.floor(s / sec);
+    if (n >= 1) return `${n} ${name}${n > 1 ? 's' : ''} ago`;
+  }
+  return 'Less than a minute ago';
+}
+
+/** `berth images`. */
+export async function imagesCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const filters = ([] as unknown[])
+    .concat(args.values.filter ?? [])
+    .filter((f): f is string => typeof f === 'string');
+  if (args.positionals[0]) filters.push(`reference=${args.positionals[0]}`);
+  const { images } = await image(ctx, 'list', { filters });
+  const noTrunc = args.values['no-trunc'] === true;
+  const id = (r: ImageRecord) => (noTrunc ? r.configDigest : r.configDigest.slice(7, 19));
+  if (args.values.quiet === true) {
+    ctx.out.write([...new Set(images.map(id))].map((i) => `${i}\n`).join(''));
+    return 0;
+  }
+  const digests = args.values.digests === true;
+  const head = ['REPOSITORY', 'TAG', ...(digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
+  const rows = images.map((r) => {
+    const c = columns(r);
+    return [
+      c.repo,
+      c.tag,
+      ...(digests ? [r.target.digest] : []),
+      id(r),
+      ago(r.config.created ?? r.createdAt),
+      humanSize(r.size),
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    `${cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('   ')}\n`;
+  ctx.out.write(line(head) + rows.map(line).join(''));
+  return 0;
+}
+
+/** `berth rmi`: each name on its own; failures are reported and make the exit non-zero. */
+export async function rmiCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  if (args.positionals.length === 0) throw errors.invalid('usage: berth rmi [-f] IMAGE [IMAGE...]');
+  let failed: BerthError | undefined;
+  for (const name of args.positionals) {
+    try {
+      const r = await image(ctx, 'remove', { name, force: args.values.force === true });
+      for (const n of r.removed) ctx.out.write(`Untagged: ${n}\n`);
+      if (r.gc && r.gc.removedBlobs > 0)
+        ctx.out.write(`Deleted: ${r.gc.removedBlobs} blobs (${humanSize(r.gc.freedBytes)})\n`);
+    } catch (err) {
+      if (!(err instanceof BerthError) || args.positionals.length === 1) throw err;
+      ctx.err.write(`berth: ${err.message}\n`);
+      failed = err;
+    }
+  }
+  if (failed)
+    throw new BerthError(
+      failed.code,
+      `${args.positionals.length > 1 ? 'some images were not removed' : failed.message}`,
+    );
+  return 0;
+}
+
+/** `berth tag`. */
+export async function tagCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const [source, target, ...extra] = args.positionals;
+  if (!source || !target || extra.length > 0)
+    throw errors.invalid('usage: berth tag SOURCE_IMAGE TARGET_IMAGE');
+  await image(ctx, 'tag', { source, target });
+  return 0;
+}
+
+/** `berth load -i FILE`. */
+export async function loadCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const input = str(args.values.input);
+  if (!input)
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      'berth load: -i FILE is required (reading stdin is not supported)',
+    );
+  const name = str(args.values.name);
+  const r = await image(ctx, 'import', {
+    path: absolute(input),
+    ...(name ? { name } : {}),
+    ...(args.values['no-unpack'] === true ? { unpack: false } : {}),
+  });
+  for (const i of r.images) ctx.out.write(`Loaded image: ${i.name}\n`);
+  return 0;
+}
+
+/** `berth save -o FILE IMAGE...`. */
+export async function saveCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  const output = str(args.values.output);
+  if (!output)
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      'berth save: -o FILE is required (writing to stdout is not supported)',
+    );
+  if (args.positionals.length === 0) throw errors.invalid('usage: berth save -o FILE IMAGE [IMAGE...]');
+  await image(ctx, 'export', { names: args.positionals, path: absolute(output) });
+  return 0;
+}
+
+/** `berth image inspect`: the records as a JSON array. */
+export async function inspectCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
+  if (args.positionals.length === 0) throw errors.invalid('usage: berth image inspect IMAGE [IMAGE...]');
+  const out: ImageRecord[] = [];
+  for (const name of args.positionals) out.push(await image(ctx, 'get', { name }));
+  ctx.out.write(`${JSON.stringify(out, null, 2)}\n`);
+  return 0;
+}

@@ -1,0 +1,91 @@
+import type { PullProgress } from '@berth/api';
+
+type Blob = PullProgress['blobs'][number];
+
+/** Human size with one decimal, as docker prints it (kB, MB, GB; powers of 1000). */
+export function humanSize(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(v < 10 ? 2 : 1)}${units[i]}`;
+}
+
+const LABEL: Record<Blob['status'], string> = {
+  waiting: 'Waiting',
+  downloading: 'Downloading',
+  verifying: 'Verifying',
+  done: 'Download complete',
+  exists: 'Already exists',
+  failed: 'Failed',
+};
+
+/**
+ * Renders pull/push progress events: on a TTY, one line per layer redrawn in place with a bar,
+ * bytes and speed; otherwise a plain line whenever a layer changes status.
+ */
+export class ProgressView {
+  private drawn = 0;
+  private readonly lastStatus = new Map<string, string>();
+  private readonly speed = new Map<string, { t: number; off: number; bps: number }>();
+  private resolvedShown = false;
+
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly tty: boolean,
+    private readonly verbs: { done: string } = { done: 'Download complete' },
+  ) {}
+
+  update(p: PullProgress): void {
+    if (p.digest && !this.resolvedShown && p.phase !== 'resolving') {
+      this.resolvedShown = true;
+      if (!this.tty) this.out.write(`${p.ref}: resolved ${p.digest}\n`);
+    }
+    const now = Date.now();
+    for (const b of p.blobs) {
+      const s = this.speed.get(b.digest);
+      if (!s) this.speed.set(b.digest, { t: now, off: b.offset, bps: 0 });
+      else if (now - s.t >= 250) {
+        s.bps = ((b.offset - s.off) * 1000) / (now - s.t);
+        s.t = now;
+        s.off = b.offset;
+      }
+    }
+    if (this.tty) this.redraw(p);
+    else this.lines(p);
+  }
+
+  private label(b: Blob): string {
+    return b.status === 'done' ? this.verbs.done : LABEL[b.status];
+  }
+
+  private lines(p: PullProgress): void {
+    for (const b of p.blobs) {
+      const label = this.label(b);
+      if (this.lastStatus.get(b.digest) === label) continue;
+      this.lastStatus.set(b.digest, label);
+      if (b.status === 'waiting') continue;
+      this.out.write(`${b.digest.slice(7, 19)}: ${label} (${humanSize(b.size)})\n`);
+    }
+  }
+
+  private redraw(p: PullProgress): void {
+    const rows = p.blobs.map((b) => {
+      const head = `${b.digest.slice(7, 19)}: ${this.label(b).padEnd(17)}`;
+      if (b.status !== 'downloading') return head;
+      const width = 30;
+      const frac = b.size > 0 ? Math.min(1, b.offset / b.size) : 1;
+      const full = Math.floor(frac * width);
+      const bar = `[${'='.repeat(Math.max(0, full - 1))}${full > 0 ? '>' : ''}${' '.repeat(width - full)}]`;
+      const bps = this.speed.get(b.digest)?.bps ?? 0;
+      return `${head} ${bar} ${humanSize(b.offset)}/${humanSize(b.size)} ${bps > 0 ? `${humanSize(bps)}/s` : ''}`;
+    });
+    let s = this.drawn > 0 ? `\x1b[${this.drawn}A` : '';
+    for (const r of rows) s += `\x1b[2K${r}\n`;
+    this.drawn = rows.length;
+    this.out.write(s);
+  }
+}

@@ -1,0 +1,171 @@
+// `berth` image commands end to end: the built CLI against a real image-service process, real
+// nats-server, redis-server and docker-registry (one open, one with htpasswd basic auth).
+import { execFileSync } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  busyboxTar,
+  fileTar,
+  makeImage,
+  makeLayer,
+  type ServiceProcess,
+  startImageService,
+  uploadImage,
+} from '@berth/image-service/testing';
+import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type IsolatedEnv, isolatedEnv, runBerth } from '../harness/index.js';
+
+const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
+let nats: TestServer;
+let redis: TestServer;
+let registry: TestServer & { host: string };
+let secure: TestServer & { host: string };
+let nc: NatsConnection;
+let inst: IsolatedEnv;
+let svc: ServiceProcess;
+const img = makeImage([makeLayer(busyboxTar(), 'gzip'), makeLayer(fileTar('etc/motd', 'hi'), 'zstd')], {
+  arch,
+});
+
+function htpasswd(user: string, pass: string): string {
+  const hash = execFileSync('python3', [
+    '-W',
+    'ignore',
+    '-c',
+    'import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))',
+    pass,
+  ])
+    .toString()
+    .trim();
+  return `${user}:${hash}\n`;
+}
+
+const berth = (...args: string[]) => runBerth(args, { env: inst.env });
+
+beforeAll(async () => {
+  [nats, redis, registry, secure] = await Promise.all([
+    startNats({ jetstream: false }),
+    startRedis({ appendonly: false }),
+    startRegistry(),
+    startRegistry({ htpasswd: htpasswd('dora', 'pw1') }),
+  ]);
+  nc = await connect({ servers: nats.url });
+  inst = await isolatedEnv({
+    env: { BERTH_NATS_URL: nats.url, BERTH_REDIS_URL: redis.url, BERTH_LOG_LEVEL: 'warn' },
+  });
+  inst.env.DOCKER_CONFIG = join(inst.root, 'docker');
+  await uploadImage(registry.url, 'e2e/busybox', 'v1', img);
+  await uploadImage(
+    secure.url,
+    'e2e/private',
+    'v1',
+    img,
+    `Basic ${Buffer.from('dora:pw1').toString('base64')}`,
+  );
+  svc = await startImageService({
+    nc,
+    natsUrl: nats.url,
+    redisUrl: redis.url,
+    node: inst.nodeId,
+    stateRoot: inst.stateRoot,
+    configDir: inst.root,
+  });
+});
+afterAll(async () => {
+  await svc?.kill();
+  await nc?.close();
+  await Promise.all([nats?.stop(), redis?.stop(), registry?.stop(), secure?.stop()]);
+});
+
+describe('berth image commands', () => {
+  it('pull shows progress lines and the digest; images lists it', async () => {
+    const ref = `${registry.host}/e2e/busybox:v1`;
+    const r = await berth('pull', '--no-unpack', ref);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Digest: ${img.desc.digest}`);
+    expect(r.stdout).toContain(`${img.layers[0]?.desc.digest.slice(7, 19)}: Pull complete`);
+    const ls = await berth('images');
+    expect(ls.stdout).toMatch(new RegExp(`${registry.host}/e2e/busybox\\s+v1\\s+[0-9a-f]{12}`));
+    const q = await berth('images', '-q');
+    expect(q.stdout.trim()).toMatch(/^[0-9a-f]{12}$/);
+    const dg = await berth('images', '--digests', '--filter', 'reference=*/e2e/*');
+    expect(dg.stdout).toContain(img.desc.digest);
+    const none = await berth('images', '--filter', 'reference=nothing*');
+    expect(none.stdout.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('pull without --no-unpack reports the unpack failure on one line and exits non-zero', async () => {
+    const r = await berth('pull', `${registry.host}/e2e/busybox:v1`);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain(`unpack of "${registry.host}/e2e/busybox:v1" failed`);
+  });
+
+  it('bad references and missing images fail with one line naming the reference', async () => {
+    const bad = await berth('pull', 'Bad//Ref');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^berth: invalid reference "Bad\/\/Ref": [^\n]+\n$/);
+    const missing = await berth('pull', `${registry.host}/e2e/none:v1`);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect(missing.stderr).toContain(`image "${registry.host}/e2e/none:v1" not found`);
+    const denied = await berth('pull', '--no-unpack', `${secure.host}/e2e/private:v1`);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain(`"${secure.host}/e2e/private:v1"`);
+  });
+
+  it('tag, inspect, save, rmi and load round-trip an image', async () => {
+    expect((await berth('tag', `${registry.host}/e2e/busybox:v1`, 'local/bb:keep')).code).toBe(0);
+    const ins = await berth('image', 'inspect', 'local/bb:keep');
+    const recs = JSON.parse(ins.stdout) as { name: string; manifest: { digest: string } }[];
+    expect(recs[0]).toMatchObject({ name: 'docker.io/local/bb:keep', manifest: { digest: img.desc.digest } });
+    const file = join(inst.root, 'bb.tar');
+    expect((await berth('save', '-o', file, 'local/bb:keep')).code).toBe(0);
+    expect((await stat(file)).size).toBeGreaterThan(img.layers[0]?.blob.length ?? 0);
+    const rm = await berth('rmi', 'local/bb:keep', `${registry.host}/e2e/busybox:v1`);
+    expect(rm.code).toBe(0);
+    expect(rm.stdout).toContain('Untagged: docker.io/local/bb:keep');
+    expect(rm.stdout).toMatch(/Deleted: \d+ blobs/);
+    expect((await berth('images', '-q')).stdout).toBe('');
+    const again = await berth('rmi', 'local/bb:keep');
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe('berth: image "docker.io/local/bb:keep" not found\n');
+    const load = await berth('load', '--no-unpack', '-i', file);
+    expect(load.code).toBe(0);
+    expect(load.stdout).toBe('Loaded image: docker.io/local/bb:keep\n');
+  });
+
+  it('push sends the image to another repository', async () => {
+    const r = await berth('push', 'local/bb:keep', `${registry.host}/e2e/pushed:v2`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`digest: ${img.desc.digest}`);
+    const check = await fetch(`${registry.url}/v2/e2e/pushed/manifests/v2`, {
+      method: 'HEAD',
+      headers: { accept: img.desc.mediaType },
+    });
+    expect(check.headers.get('docker-content-digest')).toBe(img.desc.digest);
+  });
+
+  it('login checks and stores credentials (0600), pull uses them, logout removes them', async () => {
+    const wrong = await berth('login', '-u', 'dora', '-p', 'nope', secure.host);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(`login to ${secure.host} failed`);
+    const ok = await runBerth(['login', '-u', 'dora', '--password-stdin', secure.host], {
+      env: inst.env,
+      input: 'pw1\n',
+    });
+    expect(ok.stdout).toBe('Login Succeeded\n');
+    const cfg = join(inst.env.DOCKER_CONFIG as string, 'config.json');
+    expect((await stat(cfg)).mode & 0o777).toBe(0o600);
+    const pull = await berth('pull', '--no-unpack', `${secure.host}/e2e/private:v1`);
+    expect(pull.code).toBe(0);
+    expect((await berth('logout', secure.host)).stdout).toBe(
+      `Removing login credentials for ${secure.host}\n`,
+    );
+    const after = await berth('pull', '--no-unpack', `${secure.host}/e2e/private:v2`);
+    expect(after.code).toBe(1);
+  });
+});
