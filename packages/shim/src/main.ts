@@ -1,9 +1,28 @@
 import { BERTH_VERSION, Service } from '@berth/api';
-import { runService } from '@berth/kit';
+import { publishEvent, runService, serviceSetting } from '@berth/kit';
+import { z } from 'zod';
+import { ShimAgent } from './domain/agent.js';
 import { createEndpoints } from './service.js';
 
 await runService({
   service: Service.shim,
   version: BERTH_VERSION,
-  setup: async (ctx) => ({ endpoints: createEndpoints(ctx) }),
+  setup: async (ctx) => {
+    const agent = new ShimAgent({
+      redis: ctx.redis,
+      node: ctx.node,
+      layout: ctx.layout,
+      log: ctx.log,
+      publish: (topic, ns, event) => publishEvent(ctx.nc, topic, ns, event),
+      conmon: serviceSetting(ctx.config, 'shim', 'conmon', z.string().startsWith('/'), '/usr/bin/conmon'),
+      runc: serviceSetting(ctx.config, 'shim', 'runc', z.string().startsWith('/'), '/usr/sbin/runc'),
+    });
+    const found = await agent.recover();
+    ctx.log.info(found, 'recovered tasks');
+    return {
+      endpoints: createEndpoints(agent),
+      checks: async () => ({ tasks: `ok` }),
+      close: () => agent.close(),
+    };
+  },
 });

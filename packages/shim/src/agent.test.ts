@@ -1,0 +1,181 @@
+import { readFile, stat } from 'node:fs/promises';
+import { BerthError } from '@berth/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCriLine } from './cri-log.js';
+import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+
+const ns = 'default';
+let w: ShimWorld;
+
+beforeAll(async () => {
+  w = await startWorld();
+});
+afterAll(async () => {
+  await w?.close();
+});
+
+async function run(args: string[], opts: { memoryLimit?: number } = {}) {
+  const id = newId();
+  const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, ...opts });
+  const created = await w.client.create({
+    namespace: ns,
+    id,
+    spec,
+    rootfs: bindRootfs(w.rootfs),
+    terminal: false,
+    stdin: false,
+  });
+  return { id, created };
+}
+
+/** Waits (on the file's real content) until the log holds a line with text. */
+export async function waitForLog(path: string, text: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const body = await readFile(path, 'utf8').catch(() => '');
+    if (body.split('\n').some((l) => parseCriLine(l)?.content === text)) return;
+    if (Date.now() > deadline) throw new Error(`log ${path} never showed "${text}": ${body}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return err instanceof BerthError ? err.code : String(err);
+  }
+}
+
+describe('task lifecycle on real runc under conmon', () => {
+  it('creates, starts, waits with the exit code, announces the exit, deletes', async () => {
+    const { id, created } = await run(['sh', '-c', 'echo hello; echo oops >&2; exit 7']);
+    expect(created.status).toBe('created');
+    expect(created.pid).toBeGreaterThan(0);
+    expect(created.monitorPid).toBeGreaterThan(0);
+    const started = await w.client.start({ namespace: ns, id });
+    expect(started.status).toBe('running');
+    const exit = await w.client.wait({ namespace: ns, id }, { timeoutMs: 20_000 });
+    expect(exit.exitCode).toBe(7);
+    expect(Date.parse(exit.exitedAt)).toBeGreaterThan(0);
+    const ev = await w.nextExit((e) => e.id === id);
+    expect(ev).toMatchObject({ namespace: ns, id, exitCode: 7, pid: created.pid, node: w.node });
+    const st = await w.client.state({ namespace: ns, id });
+    expect(st).toMatchObject({ status: 'stopped', exitCode: 7 });
+    expect(st.attachPath).toBeUndefined();
+
+    // The log is CRI format, complete, written by conmon.
+    const lines = (await readFile(st.logPath!, 'utf8')).trimEnd().split('\n');
+    const parsed = lines.map((l) => parseCriLine(l));
+    expect(parsed.every(Boolean)).toBe(true);
+    for (const l of lines)
+      expect(l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) (stdout|stderr) [PF] /);
+    expect(parsed.map((p) => [p?.stream, p?.partial, p?.content])).toEqual(
+      expect.arrayContaining([
+        ['stdout', false, 'hello'],
+        ['stderr', false, 'oops'],
+      ]),
+    );
+
+    const del = await w.client.delete({ namespace: ns, id });
+    expect(del).toMatchObject({ status: 'stopped', exitCode: 7 });
+    expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
+    expect(await codeOf(stat(del.bundle!))).toBeDefined();
+    expect(await codeOf(w.client.delete({ namespace: ns, id }))).toBe('NOT_FOUND');
+  });
+
+  it('writes partial lines as P and keeps output of a process that exits at once', async () => {
+    const { id } = await run(['printf', 'no newline']);
+    await w.client.start({ namespace: ns, id });
+    expect((await w.client.wait({ namespace: ns, id })).exitCode).toBe(0);
+    const st = await w.client.state({ namespace: ns, id });
+    const l = parseCriLine((await readFile(st.logPath!, 'utf8')).trimEnd());
+    expect(l).toMatchObject({ stream: 'stdout', partial: true, content: 'no newline' });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('kills a running task; a second kill of the dead task is not an error (rm -f)', async () => {
+    // PID 1 of a pid namespace ignores signals it has no handler for: trap TERM explicitly.
+    const { id } = await run(['sh', '-c', 'trap "exit 3" TERM; echo ready; while true; do sleep 0.05; done']);
+    const st = await w.client.start({ namespace: ns, id });
+    await waitForLog(st.logPath!, 'ready');
+    expect(await codeOf(w.client.delete({ namespace: ns, id }))).toBe('FAILED_PRECONDITION');
+    expect(await w.client.kill({ namespace: ns, id, signal: 'SIGTERM', all: false })).toEqual({
+      delivered: true,
+    });
+    const exit = await w.client.wait({ namespace: ns, id });
+    expect(exit.exitCode).toBe(3);
+    expect(await w.client.kill({ namespace: ns, id, signal: 'KILL', all: true })).toEqual({
+      delivered: false,
+    });
+    expect(await codeOf(w.client.kill({ namespace: ns, id, signal: 'SIGNOPE', all: false }))).toBe(
+      'INVALID_ARGUMENT',
+    );
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('deletes a created task that never started (its init is killed, nothing left)', async () => {
+    const { id, created } = await run(['sleep', '1000']);
+    const del = await w.client.delete({ namespace: ns, id });
+    expect(del.status).toBe('stopped');
+    expect(await codeOf(stat(created.bundle!))).toBeDefined();
+    expect((await w.client.list({ namespace: ns })).tasks.find((t) => t.id === id)).toBeUndefined();
+  });
+
+  it('refuses a duplicate id and bad input with codes that name the task', async () => {
+    const { id } = await run(['true']);
+    const spec = await makeSpec(['true']);
+    const dup = w.client.create({
+      namespace: ns,
+      id,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+    });
+    await expect(dup).rejects.toMatchObject({ code: 'ALREADY_EXISTS', message: expect.stringContaining(id) });
+    const bad = w.client.create({
+      namespace: ns,
+      id: '../etc',
+      spec,
+      rootfs: [],
+      terminal: false,
+      stdin: false,
+    });
+    await expect(bad).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await codeOf(w.client.state({ namespace: ns, id: newId() }))).toBe('NOT_FOUND');
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('a command not found fails create clearly and leaves no state behind', async () => {
+    const id = newId();
+    const spec = await makeSpec(['/bin/no-such-command'], { cgroupsPath: `/berth-test/${w.node}/${id}` });
+    const p = w.client.create({
+      namespace: ns,
+      id,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+    });
+    await expect(p).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/no-such-command/),
+    });
+    expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
+    expect(await codeOf(stat(`${w.stateRoot}/tasks/${ns}/${id}`))).toBeDefined();
+    expect(await codeOf(stat(`${w.stateRoot}/runc/${ns}/${id}`))).toBeDefined();
+    // The id is free again.
+    const ok = await w.client.create({
+      namespace: ns,
+      id,
+      spec: await makeSpec(['true']),
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+    });
+    expect(ok.status).toBe('created');
+    await w.client.delete({ namespace: ns, id });
+  });
+});

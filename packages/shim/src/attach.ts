@@ -1,0 +1,245 @@
+/**
+ * Client side of interactive use (`berth run -it`, `exec -it`, `attach`), for a process on the same
+ * host as the container: it talks to the container's monitor (conmon) directly, not through NATS,
+ * so a session keeps working while the shim agent restarts.
+ *
+ * conmon's attach socket is AF_UNIX SOCK_SEQPACKET, which Node's net module cannot open; a
+ * ten-function native addon (native/seqpacket.c, built by this package's build script with the
+ * host C compiler) connects it, and reads and writes go through fs on the descriptor. Each packet
+ * conmon sends starts with one byte naming the stream (2 stdout, 3 stderr); what the client sends is
+ * the process's stdin, raw. A half-close (shutdown of the write side) makes conmon close the
+ * process's stdin. Terminal size goes through conmon's control fifo (`1 <rows> <cols>\n`).
+ *
+ * A blocked read occupies one libuv threadpool thread per session (4 by default); fine for a CLI.
+ */
+import { close, constants, read, write } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { BerthError, Code } from '@berth/api';
+
+interface SeqpacketAddon {
+  connect(path: string): number;
+  shutdown(fd: number, how: number): void;
+}
+
+const SHUT_WR = 1;
+const SHUT_RDWR = 2;
+/** conmon reads at most 32 KiB per packet; keep each stdin packet well below. */
+const MAX_PACKET = 8192;
+/** conmon's packets are at most 8 KiB + 1 header byte. */
+const READ_BUF = 64 * 1024;
+const STREAM_STDOUT = 2;
+const STREAM_STDERR = 3;
+
+let addon: SeqpacketAddon | undefined;
+
+function seqpacket(): SeqpacketAddon {
+  if (!addon) {
+    const require = createRequire(import.meta.url);
+    try {
+      addon = require('../build/seqpacket.node') as SeqpacketAddon;
+    } catch (err) {
+      throw new BerthError(
+        Code.UNIMPLEMENTED,
+        `the attach addon is not built (run the @berth/shim build): ${(err as Error).message}`,
+      );
+    }
+  }
+  return addon;
+}
+
+function readPacket(fd: number, buf: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buf, 0, buf.length, null, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
+function writeAll(fd: number, data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    write(fd, data, 0, data.length, null, (err, n) => {
+      if (err) reject(err);
+      else if (n !== data.length) reject(new Error(`short write to the attach socket (${n}/${data.length})`));
+      else resolve();
+    });
+  });
+}
+
+/** Where an attach session sends what the process writes. */
+export interface AttachSinks {
+  stdout: (chunk: Buffer) => void;
+  /** Defaults to stdout (a TTY process has only one stream anyway). */
+  stderr?: (chunk: Buffer) => void;
+}
+
+/** A live connection to a process's monitor. */
+export interface AttachSession {
+  /** Settles when the monitor closes the connection (the process exited) or detach() was called. */
+  readonly done: Promise<void>;
+  /** Sends bytes to the process's stdin (it must have been created with stdin open). */
+  write(data: Buffer | string): Promise<void>;
+  /** Ends the process's stdin (conmon closes it) while output keeps flowing. */
+  closeStdin(): void;
+  /** Leaves the process running and closes this connection. */
+  detach(): void;
+}
+
+/**
+ * Connects to a monitor's attach socket (ShimState.attachPath) and streams the process's output
+ * to the sinks until it exits. Connect before `start` to see all output: conmon does not replay.
+ */
+export function attach(attachPath: string, sinks: AttachSinks): AttachSession {
+  let fd: number;
+  try {
+    fd = seqpacket().connect(attachPath);
+  } catch (err) {
+    throw new BerthError(
+      Code.FAILED_PRECONDITION,
+      `cannot attach to ${attachPath}: ${(err as Error).message} (is the process still running?)`,
+    );
+  }
+  let closed = false;
+  let stdinClosed = false;
+  const shutdownQuiet = (how: number) => {
+    try {
+      seqpacket().shutdown(fd, how);
+    } catch {
+      // the peer is gone already
+    }
+  };
+  const done = (async () => {
+    const buf = Buffer.alloc(READ_BUF);
+    try {
+      for (;;) {
+        const n = await readPacket(fd, buf);
+        if (n <= 0) break;
+        const stream = buf[0];
+        const payload = Buffer.from(buf.subarray(1, n));
+        if (stream === STREAM_STDERR) (sinks.stderr ?? sinks.stdout)(payload);
+        else if (stream === STREAM_STDOUT) sinks.stdout(payload);
+      }
+    } catch (err) {
+      if (!closed) throw err;
+    } finally {
+      closed = true;
+      await new Promise<void>((r) => close(fd, () => r()));
+    }
+  })();
+  return {
+    done,
+    async write(data) {
+      if (closed || stdinClosed)
+        throw new BerthError(Code.FAILED_PRECONDITION, 'stdin of the session is closed');
+      const b = typeof data === 'string' ? Buffer.from(data) : data;
+      for (let off = 0; off < b.length; off += MAX_PACKET) {
+        await writeAll(fd, b.subarray(off, Math.min(b.length, off + MAX_PACKET)));
+      }
+    },
+    closeStdin() {
+      if (closed || stdinClosed) return;
+      stdinClosed = true;
+      shutdownQuiet(SHUT_WR);
+    },
+    detach() {
+      if (closed) return;
+      closed = true;
+      shutdownQuiet(SHUT_RDWR);
+    },
+  };
+}
+
+/** Sets the terminal size of a TTY process through its monitor's control fifo (ShimState.ctlPath). */
+export async function resizeTerminal(ctlPath: string, rows: number, cols: number): Promise<void> {
+  if (
+    !Number.isInteger(rows) ||
+    !Number.isInteger(cols) ||
+    rows < 1 ||
+    cols < 1 ||
+    rows > 1000 ||
+    cols > 1000
+  ) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `invalid terminal size ${rows}x${cols} (1..1000 each)`);
+  }
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(ctlPath, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    throw new BerthError(
+      Code.FAILED_PRECONDITION,
+      `the monitor is not listening on ${ctlPath}: ${(err as Error).message}`,
+    );
+  }
+  try {
+    await fh.write(`1 ${rows} ${cols}\n`);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Makes conmon close a process's stdin: attach and hang up at once. */
+export async function closeAttachStdin(attachPath: string): Promise<void> {
+  const s = attach(attachPath, { stdout: () => undefined });
+  s.closeStdin();
+  s.detach();
+  await s.done;
+}
+
+/** Options of an interactive session on the caller's own terminal. */
+export interface InteractiveOptions {
+  attachPath: string;
+  /** The control fifo (for resize); needed when tty is true. */
+  ctlPath?: string;
+  tty: boolean;
+  /** Forward the caller's stdin (docker's -i). */
+  stdin: boolean;
+  input?: NodeJS.ReadStream;
+  output?: NodeJS.WriteStream;
+  errorOutput?: NodeJS.WriteStream;
+}
+
+/**
+ * Runs an interactive session on this process's terminal until the container process exits:
+ * raw mode and resize (SIGWINCH) with a TTY, stdin forwarded with -i, output to stdout/stderr.
+ * Returns once the monitor closed the connection; the caller then reads the exit via wait.
+ */
+export async function runInteractive(o: InteractiveOptions): Promise<void> {
+  const input = o.input ?? process.stdin;
+  const output = o.output ?? process.stdout;
+  const errorOutput = o.errorOutput ?? process.stderr;
+  const session = attach(o.attachPath, {
+    stdout: (b) => output.write(b),
+    stderr: (b) => errorOutput.write(b),
+  });
+  const cleanups: (() => void)[] = [];
+  if (o.tty && o.ctlPath && output.isTTY) {
+    const ctl = o.ctlPath;
+    const resize = () => {
+      void resizeTerminal(ctl, output.rows || 24, output.columns || 80).catch(() => undefined);
+    };
+    resize();
+    process.on('SIGWINCH', resize);
+    cleanups.push(() => process.off('SIGWINCH', resize));
+  }
+  if (o.stdin) {
+    if (o.tty && input.isTTY) {
+      input.setRawMode(true);
+      cleanups.push(() => input.setRawMode(false));
+    }
+    const onData = (b: Buffer) => {
+      void session.write(b).catch(() => undefined);
+    };
+    const onEnd = () => session.closeStdin();
+    input.on('data', onData);
+    input.on('end', onEnd);
+    input.resume();
+    cleanups.push(() => {
+      input.off('data', onData);
+      input.off('end', onEnd);
+      input.pause();
+    });
+  }
+  try {
+    await session.done;
+  } finally {
+    for (const c of cleanups) c();
+  }
+}

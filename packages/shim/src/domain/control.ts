@@ -1,0 +1,140 @@
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import {
+  BerthError,
+  Code,
+  type ShimExecOutput,
+  type ShimResizeRequest,
+  type ShimStats,
+  type ShimTaskRef,
+  type ShimUpdateRequest,
+} from '@berth/api';
+import { closeAttachStdin } from '../attach.js';
+import { readCriStreams } from '../cri-log.js';
+import { statsOfPid } from '../runtime/cgroups.js';
+import { monitorAlive } from '../runtime/monitor.js';
+import { procKey, type ShimAgent } from './agent.js';
+import { execPaths, taskPaths } from './paths.js';
+import type { ProcRecord } from './store.js';
+
+/** conmon's control-fifo message types. */
+const CTL_RESIZE = 1;
+const CTL_REOPEN_LOG = 2;
+
+/**
+ * The operations on a live task beside its lifecycle: freeze and thaw, processes, cgroup stats,
+ * resources, stdin, terminal size, logs of execs. Each refuses a task that is not running.
+ */
+export class TaskControl {
+  constructor(private readonly agent: ShimAgent) {}
+
+  private async live(ref: ShimTaskRef, allowPaused = true): Promise<ProcRecord> {
+    const rec = await this.agent.mustGet(ref);
+    const ok = rec.status === 'running' || (allowPaused && rec.status === 'paused');
+    if (!ok) {
+      const what = ref.execId ? `exec "${ref.execId}"` : `task "${ref.id}"`;
+      throw new BerthError(Code.FAILED_PRECONDITION, `${what} is ${rec.status}, not running`);
+    }
+    return rec;
+  }
+
+  /** pause (freeze the cgroup) or resume (thaw it). */
+  async setPaused(ref: ShimTaskRef, paused: boolean): Promise<void> {
+    const { namespace: ns, id } = ref;
+    await this.agent.serial(procKey(ns, id), async () => {
+      const rec = await this.live({ namespace: ns, id });
+      if (paused && rec.status === 'paused') {
+        throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" is already paused`);
+      }
+      if (!paused && rec.status !== 'paused') {
+        throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" is not paused`);
+      }
+      if (paused) {
+        await this.agent.runc(ns).pause(id);
+        await this.agent.store.transition(ns, id, undefined, 'running', 'paused');
+      } else {
+        await this.agent.runc(ns).resume(id);
+        await this.agent.store.transition(ns, id, undefined, 'paused', 'running');
+      }
+    });
+  }
+
+  async pids(ref: ShimTaskRef): Promise<{ pids: number[] }> {
+    await this.live({ namespace: ref.namespace, id: ref.id });
+    return { pids: await this.agent.runc(ref.namespace).pids(ref.id) };
+  }
+
+  async stats(ref: ShimTaskRef): Promise<ShimStats> {
+    const rec = await this.live({ namespace: ref.namespace, id: ref.id });
+    return statsOfPid(rec.pid, ref.id);
+  }
+
+  async update(req: ShimUpdateRequest): Promise<void> {
+    await this.live({ namespace: req.namespace, id: req.id });
+    await this.agent.runc(req.namespace).update(req.id, req.resources);
+  }
+
+  private ctlPath(rec: ProcRecord): string {
+    return rec.execId
+      ? execPaths(this.agent.layout, rec.namespace, rec.id, rec.execId).ctl
+      : taskPaths(this.agent.layout, rec.namespace, rec.id).ctl;
+  }
+
+  private async writeCtl(rec: ProcRecord, line: string): Promise<void> {
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      // conmon keeps the fifo's read end open while it runs: non-blocking open fails fast otherwise.
+      fh = await open(this.ctlPath(rec), constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `the monitor of "${rec.execId ?? rec.id}" is not listening: ${(err as Error).message}`,
+      );
+    }
+    try {
+      await fh.write(line);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Sets the terminal size of a task or exec that has a TTY. */
+  async resize(req: ShimResizeRequest): Promise<void> {
+    const rec = await this.live(req);
+    if (!rec.terminal) {
+      throw new BerthError(Code.FAILED_PRECONDITION, `"${req.execId ?? req.id}" has no terminal to resize`);
+    }
+    await this.writeCtl(rec, `${CTL_RESIZE} ${req.rows} ${req.cols}\n`);
+  }
+
+  /** Asks conmon to reopen the log file (after it was rotated away). */
+  async reopenLog(ref: ShimTaskRef): Promise<void> {
+    const rec = await this.live(ref);
+    await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
+  }
+
+  /**
+   * Closes the process's stdin. conmon closes it when an attach client hangs up, so this attaches
+   * and hangs up at once. A process without stdin has nothing to close.
+   */
+  async closeStdin(ref: ShimTaskRef): Promise<void> {
+    const rec = await this.agent.mustGet(ref);
+    if (!rec.stdin || rec.status === 'stopped') return;
+    if (!(await monitorAlive(rec.monitorPid))) return;
+    const state = this.agent.toState(rec);
+    if (state.attachPath) await closeAttachStdin(state.attachPath);
+  }
+
+  /** What an exec process wrote, read back from its CRI log. */
+  async execOutput(ref: ShimTaskRef): Promise<ShimExecOutput> {
+    if (!ref.execId) throw new BerthError(Code.INVALID_ARGUMENT, 'exec-output needs an execId');
+    const rec = await this.agent.mustGet(ref);
+    try {
+      return await readCriStreams(rec.logPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        return { stdout: '', stderr: '', truncated: false };
+      throw err;
+    }
+  }
+}

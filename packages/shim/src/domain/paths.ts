@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { BerthError, Code } from '@berth/api';
+import type { HostLayout } from '@berth/kit';
+
+/** Namespace, task and exec ids become path components and runc ids: keep them to safe names. */
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$/;
+
+/** Throws INVALID_ARGUMENT unless the name is safe as a path component and a runc id. */
+export function checkName(kind: string, value: string): void {
+  if (!SAFE_NAME.test(value)) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid ${kind} "${value.slice(0, 80)}": use 1-128 of [A-Za-z0-9_.+-], not starting with a symbol`,
+    );
+  }
+}
+
+/** Short stable id for a monitor's attach-socket link (keeps the socket path under 108 bytes). */
+function cuuid(...parts: string[]): string {
+  return createHash('sha256').update(parts.join('/')).digest('hex').slice(0, 16);
+}
+
+/** Where everything of one task lives on the host (documented in docs/layout.md, shim section). */
+export function taskPaths(layout: HostLayout, ns: string, id: string) {
+  const bundle = join(layout.tasks, ns, id);
+  const socketDir = join(layout.run.monitors, 's');
+  const uuid = cuuid(ns, id);
+  return {
+    bundle,
+    rootfs: join(bundle, 'rootfs'),
+    config: join(bundle, 'config.json'),
+    pidFile: join(bundle, 'pid'),
+    conmonPidFile: join(bundle, 'conmon.pid'),
+    /** conmon's persist dir is the bundle: `exit` and `oom` land there. */
+    exitFile: join(bundle, 'exit'),
+    oomFile: join(bundle, 'oom'),
+    ctl: join(bundle, 'ctl'),
+    execs: join(bundle, 'execs'),
+    /** Watched with inotify: one file per exited task, named by id. */
+    exitDir: join(layout.run.monitors, 'exits', ns),
+    socketDir,
+    cuuid: uuid,
+    attach: join(socketDir, uuid, 'attach'),
+    runcRoot: join(layout.runc, ns),
+    defaultLog: join(layout.containerLogs, ns, `${id}.log`),
+  };
+}
+export type TaskPaths = ReturnType<typeof taskPaths>;
+
+/** Where one exec process of a task lives: a directory inside the task's bundle. */
+export function execPaths(layout: HostLayout, ns: string, id: string, execId: string) {
+  const t = taskPaths(layout, ns, id);
+  const dir = join(t.execs, execId);
+  const uuid = cuuid(ns, id, execId);
+  return {
+    dir,
+    spec: join(dir, 'process.json'),
+    pidFile: join(dir, 'pid'),
+    conmonPidFile: join(dir, 'conmon.pid'),
+    exitFile: join(dir, 'exit'),
+    ctl: join(dir, 'ctl'),
+    log: join(dir, 'log'),
+    cuuid: uuid,
+    attach: join(t.socketDir, uuid, 'attach'),
+  };
+}
+export type ExecPaths = ReturnType<typeof execPaths>;

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import { BerthError, Code } from '@berth/api';
+
+/** CAP_SYS_RESOURCE is bit 24 of the effective capability set. */
+const CAP_SYS_RESOURCE = 24n;
+
+function hasCapSysResource(): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m?.[1] ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_RESOURCE) & 1n) === 1n : false;
+  } catch {
+    return false;
+  }
+}
+
+function ownOomScoreAdj(): number {
+  try {
+    return Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+type Obj = Record<string, unknown>;
+
+/**
+ * The config.json the shim writes: the caller's spec with root.path set to the bundle's rootfs,
+ * process.terminal matching the request, a default cgroups path, and an oom_score_adj the host
+ * allows (lowering it below the agent's own needs CAP_SYS_RESOURCE, which this kind of host lacks:
+ * runc would fail, so the value is raised to the agent's own and a warning is returned).
+ */
+export function prepareSpec(
+  input: Obj,
+  opts: { ns: string; id: string; rootfs: string | undefined; terminal: boolean },
+): { spec: Obj; warnings: string[] } {
+  const spec = structuredClone(input) as Obj;
+  const warnings: string[] = [];
+  const proc = spec.process as Obj | undefined;
+  const args = proc?.args;
+  if (!proc || !Array.isArray(args) || args.length === 0) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `task "${opts.id}": spec.process.args must name a command`);
+  }
+  proc.terminal = opts.terminal;
+  const root = (spec.root as Obj | undefined) ?? {};
+  if (opts.rootfs) {
+    spec.root = { ...root, path: opts.rootfs };
+  } else if (typeof root.path !== 'string' || !root.path.startsWith('/')) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `task "${opts.id}": no rootfs mounts given and spec.root.path is not an absolute path`,
+    );
+  }
+  const linux = (spec.linux as Obj | undefined) ?? {};
+  spec.linux = linux;
+  if (typeof linux.cgroupsPath !== 'string' || linux.cgroupsPath === '') {
+    linux.cgroupsPath = `/berth/${opts.ns}/${opts.id}`;
+  }
+  const adj = proc.oomScoreAdj;
+  if (typeof adj === 'number' && adj < ownOomScoreAdj() && !hasCapSysResource()) {
+    const own = ownOomScoreAdj();
+    warnings.push(`oomScoreAdj ${adj} needs CAP_SYS_RESOURCE, which this host lacks: using ${own}`);
+    proc.oomScoreAdj = own;
+  }
+  return { spec, warnings };
+}

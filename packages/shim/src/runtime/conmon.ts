@@ -1,0 +1,211 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { BerthError, Code } from '@berth/api';
+
+/** One message conmon writes on its sync or attach pipe (API version 1): `{"data": n, "message": s}`. */
+export interface ConmonMessage {
+  data: number;
+  message?: string;
+}
+
+/**
+ * Reads conmon's newline-delimited JSON messages from one pipe. conmon keeps the pipe open for its
+ * whole life, so messages are taken one at a time rather than waiting for end of stream.
+ */
+export class MessageReader {
+  private buf = '';
+  private readonly queue: ConmonMessage[] = [];
+  private waiting: { resolve: (m: ConmonMessage) => void; reject: (e: Error) => void } | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly stream: Readable,
+    private readonly what: string,
+    private readonly stderr: () => string,
+  ) {
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      this.buf += chunk;
+      let nl = this.buf.indexOf('\n');
+      while (nl >= 0) {
+        const line = this.buf.slice(0, nl).trim();
+        this.buf = this.buf.slice(nl + 1);
+        if (line) this.push(line);
+        nl = this.buf.indexOf('\n');
+      }
+    });
+    stream.on('end', () => this.end());
+    stream.on('close', () => this.end());
+    stream.on('error', () => this.end());
+  }
+
+  private push(line: string): void {
+    let msg: ConmonMessage;
+    try {
+      msg = JSON.parse(line) as ConmonMessage;
+    } catch {
+      msg = { data: -1, message: `conmon sent an unreadable message: ${line.slice(0, 200)}` };
+    }
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w.resolve(msg);
+    } else this.queue.push(msg);
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      const err = this.stderr().trim();
+      w.reject(
+        new BerthError(Code.INTERNAL, `conmon closed its ${this.what} pipe early${err ? `: ${err}` : ''}`),
+      );
+    }
+  }
+
+  /** The next message; fails when conmon goes away first or after timeoutMs. */
+  next(timeoutMs: number): Promise<ConmonMessage> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.ended) {
+      const err = this.stderr().trim();
+      return Promise.reject(
+        new BerthError(Code.INTERNAL, `conmon closed its ${this.what} pipe${err ? `: ${err}` : ''}`),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting = undefined;
+        reject(
+          new BerthError(Code.DEADLINE_EXCEEDED, `conmon sent nothing on its ${this.what} pipe in time`),
+        );
+      }, timeoutMs);
+      timer.unref();
+      this.waiting = {
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+    });
+  }
+
+  close(): void {
+    this.stream.destroy();
+  }
+}
+
+/** Paths and switches of one monitored process (a task's init or an exec). */
+export interface ConmonOptions {
+  conmon: string;
+  runc: string;
+  runcRoot: string;
+  /** runc's container id. */
+  cid: string;
+  /** Short unique id naming the attach socket's directory link. */
+  cuuid: string;
+  /** The bundle (task) or exec directory: fifos ctl/winsz and the attach socket live here. */
+  dir: string;
+  pidFile: string;
+  conmonPidFile: string;
+  logPath: string;
+  /** Where conmon writes `exit` and `oom` (the persist dir). */
+  persistDir: string;
+  /** Extra exit dir watched with inotify (file named after cid); the init process only. */
+  exitDir?: string;
+  socketDir: string;
+  terminal: boolean;
+  stdin: boolean;
+  /** Exec mode: the process spec file; the process waits on the start pipe until started. */
+  execSpec?: string;
+}
+
+/** A conmon just spawned: its pipes, while the agent still holds them. */
+export interface SpawnedMonitor {
+  child: ChildProcess;
+  sync: MessageReader;
+  /** Exec mode only: conmon reports here once its attach socket listens. */
+  attach?: MessageReader;
+  /** Exec mode only: writing to it lets runc exec go. */
+  start?: Writable;
+  stderr(): string;
+}
+
+/**
+ * Spawns conmon for one process. conmon double-forks and calls setsid, so it outlives the agent
+ * and is out of reach of signals sent to the agent's process group; `detached` puts the short-lived
+ * first child in its own session too. The pipes are socketpairs on fds 3..5 named in the
+ * environment, as conmon's protocol wants.
+ */
+export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
+  const args = [
+    '--api-version',
+    '1',
+    '-c',
+    o.cid,
+    '-u',
+    o.cuuid,
+    '-n',
+    o.cid,
+    '-r',
+    o.runc,
+    '--runtime-arg',
+    '--root',
+    '--runtime-arg',
+    o.runcRoot,
+    '-b',
+    o.dir,
+    '-p',
+    o.pidFile,
+    '-P',
+    o.conmonPidFile,
+    '-l',
+    `k8s-file:${o.logPath}`,
+    '-0',
+    o.persistDir,
+    '--socket-dir-path',
+    o.socketDir,
+  ];
+  if (o.exitDir) args.push('--exit-dir', o.exitDir);
+  if (o.terminal) args.push('-t');
+  if (o.stdin) args.push('-i');
+  if (o.execSpec) args.push('-e', '--exec-process-spec', o.execSpec, '--exec-attach');
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    _OCI_SYNCPIPE: '3',
+  };
+  const stdio: ('ignore' | 'pipe')[] = ['ignore', 'ignore', 'pipe', 'pipe'];
+  if (o.execSpec) {
+    env._OCI_STARTPIPE = '4';
+    env._OCI_ATTACHPIPE = '5';
+    stdio.push('pipe', 'pipe');
+  }
+  const child = spawn(o.conmon, args, { stdio, env, detached: true });
+  let err = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => {
+    if (err.length < 16_384) err += s;
+  });
+  child.on('error', (e) => {
+    err += `spawn ${o.conmon}: ${e.message}`;
+  });
+  child.unref();
+  const stderr = () => err;
+  const fds = child.stdio as unknown as (Readable | Writable | null)[];
+  const sync = new MessageReader(fds[3] as Readable, 'sync', stderr);
+  const out: SpawnedMonitor = { child, sync, stderr };
+  if (o.execSpec) {
+    out.start = fds[4] as Writable;
+    out.attach = new MessageReader(fds[5] as Readable, 'attach', stderr);
+    // conmon blocks on a first start-pipe read before it forks (time for cgroup placement).
+    out.start.write('0');
+  }
+  return out;
+}

@@ -1,0 +1,59 @@
+import { type FSWatcher, watch } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+
+/**
+ * True while the monitor (conmon) with this pid runs. A zombie (state Z: exited, not yet reaped
+ * by whoever inherited it) counts as gone, and so does a pid reused by another program.
+ */
+export async function monitorAlive(pid: number): Promise<boolean> {
+  if (!pid || pid <= 0) return false;
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  const open = stat.indexOf('(');
+  const close = stat.lastIndexOf(')');
+  const comm = stat.slice(open + 1, close);
+  const state = stat.slice(close + 2, close + 3);
+  return comm === 'conmon' && state !== 'Z' && state !== 'X';
+}
+
+/** Reads a small integer file (pid files, exit files); undefined when absent or not yet complete. */
+export async function readIntFile(path: string): Promise<number | undefined> {
+  try {
+    const t = (await readFile(path, 'utf8')).trim();
+    if (!/^-?\d+$/.test(t)) return undefined;
+    return Number(t);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Watches one directory with inotify and reports the names that appear or change in it, then the
+ * names already there (so a file written before the watch began is never missed).
+ */
+export class DirWatcher {
+  private watcher: FSWatcher | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly onName: (name: string) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    this.watcher = watch(this.dir, { persistent: false }, (_event, name) => {
+      if (name) this.onName(name.toString());
+    });
+    this.watcher.on('error', () => undefined);
+    for (const name of await readdir(this.dir)) this.onName(name);
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}

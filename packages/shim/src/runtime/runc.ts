@@ -1,0 +1,98 @@
+import { BerthError, Code } from '@berth/api';
+import { type CommandResult, lastLine, runCommand } from './command.js';
+
+/** runc's `state` output (the fields berth reads). */
+export interface RuncState {
+  id: string;
+  pid: number;
+  status: 'created' | 'running' | 'pausing' | 'paused' | 'stopped';
+  bundle: string;
+}
+
+/** runc 1.1 logs errors as logrus text or JSON; keep only the message. */
+function runcMessage(r: CommandResult): string {
+  const line = lastLine(r.stderr) || lastLine(r.stdout);
+  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(line);
+  if (m?.[1]) return m[1].replace(/\\"/g, '"');
+  try {
+    const j = JSON.parse(line) as { msg?: string };
+    if (j.msg) return j.msg;
+  } catch {
+    // plain text
+  }
+  return line || `exit status ${r.code}`;
+}
+
+/** True when runc failed because the container is gone or has already stopped. */
+export function isGone(message: string): boolean {
+  return /does not exist|not exist|container not running|process already finished|no such process|is stopped/i.test(
+    message,
+  );
+}
+
+/**
+ * Drives the runc binary for one state root (`--root`). Each method runs one runc command and
+ * throws a BerthError naming the container when runc fails.
+ */
+export class Runc {
+  constructor(
+    readonly root: string,
+    readonly binary = 'runc',
+  ) {}
+
+  private async run(args: string[], id: string, what: string, input?: string): Promise<string> {
+    const r = await runCommand(this.binary, ['--root', this.root, ...args], input);
+    if (r.code !== 0) {
+      const msg = runcMessage(r);
+      const code = isGone(msg) ? Code.NOT_FOUND : Code.FAILED_PRECONDITION;
+      throw new BerthError(code, `task "${id}": runc ${what} failed: ${msg}`);
+    }
+    return r.stdout;
+  }
+
+  start(id: string): Promise<string> {
+    return this.run(['start', id], id, 'start');
+  }
+
+  async state(id: string): Promise<RuncState | undefined> {
+    try {
+      return JSON.parse(await this.run(['state', id], id, 'state')) as RuncState;
+    } catch (err) {
+      if (err instanceof BerthError && err.code === Code.NOT_FOUND) return undefined;
+      throw err;
+    }
+  }
+
+  async kill(id: string, signal: string | number, all: boolean): Promise<void> {
+    await this.run(['kill', ...(all ? ['--all'] : []), id, String(signal)], id, 'kill');
+  }
+
+  /** Deletes runc's record (force kills a created or running container); absent is fine. */
+  async delete(id: string, force: boolean): Promise<void> {
+    try {
+      await this.run(['delete', ...(force ? ['--force'] : []), id], id, 'delete');
+    } catch (err) {
+      if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
+      throw err;
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.run(['pause', id], id, 'pause');
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.run(['resume', id], id, 'resume');
+  }
+
+  async pids(id: string): Promise<number[]> {
+    const out = await this.run(['ps', '--format', 'json', id], id, 'ps');
+    const pids = JSON.parse(out) as number[] | null;
+    return pids ?? [];
+  }
+
+  /** Applies new linux.resources (OCI JSON) to a live container. */
+  async update(id: string, resources: Record<string, unknown>): Promise<void> {
+    await this.run(['update', '--resources', '-', id], id, 'update', JSON.stringify(resources));
+  }
+}

@@ -1,0 +1,233 @@
+// Test support (not built into dist): a busybox rootfs, OCI specs, and a shim agent process
+// over real NATS and Redis with its own state root and node id.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError, Code, type TaskExit } from '@berth/api';
+import { connectNats, type EventEnvelope, subscribeEvents } from '@berth/kit';
+import { startNats, startRedis, tempDir } from '@berth/testing';
+import type { NatsConnection } from 'nats';
+import { shimClient } from '../client.js';
+
+const APPLETS = [
+  'sh',
+  'true',
+  'false',
+  'sleep',
+  'echo',
+  'cat',
+  'ls',
+  'ps',
+  'dd',
+  'head',
+  'tr',
+  'printf',
+  'stty',
+  'yes',
+  'wc',
+  'id',
+  'env',
+  'kill',
+];
+
+/** A rootfs holding busybox (static) and its applets as symlinks, built once per test file. */
+export async function makeRootfs(dir: string): Promise<string> {
+  await mkdir(join(dir, 'bin'), { recursive: true });
+  for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc', 'root'])
+    await mkdir(join(dir, d), { recursive: true });
+  await copyFile('/usr/bin/busybox', join(dir, 'bin', 'busybox'));
+  for (const a of APPLETS) await symlink('busybox', join(dir, 'bin', a));
+  return dir;
+}
+
+let baseSpec: Record<string, unknown> | undefined;
+
+/** runc's default spec (from `runc spec`), adjusted: a command, no terminal, writable root, a cgroup. */
+export async function makeSpec(
+  args: string[],
+  o: { cgroupsPath?: string; memoryLimit?: number; env?: string[] } = {},
+): Promise<Record<string, unknown>> {
+  if (!baseSpec) {
+    const d = await tempDir('spec');
+    execFileSync('runc', ['spec', '--bundle', d]);
+    baseSpec = JSON.parse(await readFile(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    await rm(d, { recursive: true, force: true });
+  }
+  const spec = structuredClone(baseSpec) as {
+    process: Record<string, unknown>;
+    root: Record<string, unknown>;
+    linux: Record<string, unknown>;
+  };
+  spec.process.args = args;
+  spec.process.terminal = false;
+  if (o.env) spec.process.env = [...(spec.process.env as string[]), ...o.env];
+  spec.root = { path: 'rootfs', readonly: false };
+  if (o.cgroupsPath) spec.linux.cgroupsPath = o.cgroupsPath;
+  if (o.memoryLimit) spec.linux.resources = { memory: { limit: o.memoryLimit, swap: o.memoryLimit } };
+  return spec as unknown as Record<string, unknown>;
+}
+
+const pkgRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** One test world: NATS, Redis, a state root, a node id, and a shim agent process. */
+export interface ShimWorld {
+  node: string;
+  stateRoot: string;
+  runRoot: string;
+  rootfs: string;
+  nc: NatsConnection;
+  client: ReturnType<typeof shimClient>;
+  redisRestart(): Promise<void>;
+  /** The agent process now running. */
+  agent(): ChildProcess;
+  startAgent(): Promise<void>;
+  /** SIGKILLs the agent (as a crash would) and waits for it to be gone. */
+  killAgent(): Promise<void>;
+  exits: TaskExit[];
+  /** Resolves with the next tasks.exit event matching pred (or one already seen). */
+  nextExit(pred: (e: TaskExit) => boolean, timeoutMs?: number): Promise<TaskExit>;
+  close(): Promise<void>;
+}
+
+/** Starts NATS, Redis and a shim agent (dist/main.js) with a private state root. */
+export async function startWorld(): Promise<ShimWorld> {
+  const nats = await startNats({ jetstream: false });
+  const redis = await startRedis();
+  const base = await tempDir('shim');
+  const stateRoot = join(base, 'state');
+  const runRoot = join(base, 'run');
+  const node = `shimtest-${Math.random().toString(36).slice(2, 10)}`;
+  const rootfs = await makeRootfs(join(base, 'busybox'));
+  await writeFile(join(base, 'config.json'), '{}');
+  const nc = await connectNats({ url: nats.url, name: 'shim-test' });
+  const exits: TaskExit[] = [];
+  const listeners = new Set<() => void>();
+  subscribeEvents(nc, 'tasks.exit', (env: EventEnvelope) => {
+    const e = env.event as TaskExit;
+    if (e.node !== node) return;
+    exits.push(e);
+    for (const l of listeners) l();
+  });
+  let proc: ChildProcess | undefined;
+  let output = '';
+  const client = shimClient(nc, node);
+  const world: ShimWorld = {
+    node,
+    stateRoot,
+    runRoot,
+    rootfs,
+    nc,
+    client,
+    exits,
+    agent: () => proc as ChildProcess,
+    redisRestart: () => redis.restart(),
+    async startAgent() {
+      output = '';
+      proc = spawn(process.execPath, [join(pkgRoot, 'dist', 'main.js')], {
+        env: {
+          ...process.env,
+          BERTH_CONFIG: join(base, 'config.json'),
+          BERTH_NATS_URL: nats.url,
+          BERTH_REDIS_URL: redis.url,
+          BERTH_NODE_ID: node,
+          BERTH_STATE_ROOT: stateRoot,
+          BERTH_RUN_ROOT: runRoot,
+          BERTH_LOG_LEVEL: 'info',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const keep = (b: Buffer) => {
+        output += b.toString();
+      };
+      proc.stdout?.on('data', keep);
+      proc.stderr?.on('data', keep);
+      const p = proc;
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        if (p.exitCode !== null) throw new Error(`shim agent exited early:\n${output}`);
+        try {
+          await client.list({}, { timeoutMs: 500 });
+          return;
+        } catch (err) {
+          if (
+            !(err instanceof BerthError) ||
+            (err.code !== Code.UNAVAILABLE && err.code !== Code.DEADLINE_EXCEEDED)
+          )
+            throw err;
+        }
+        if (Date.now() > deadline) throw new Error(`shim agent not ready:\n${output}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async killAgent() {
+      const p = proc;
+      if (!p || p.exitCode !== null || p.signalCode !== null) return;
+      const gone = once(p, 'exit');
+      p.kill('SIGKILL');
+      await gone;
+    },
+    nextExit(pred, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const e = exits.find(pred);
+          if (e) {
+            listeners.delete(check);
+            clearTimeout(t);
+            resolve(e);
+          }
+        };
+        const t = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`no matching tasks.exit within ${timeoutMs} ms; seen ${JSON.stringify(exits)}`));
+        }, timeoutMs);
+        listeners.add(check);
+        check();
+      });
+    },
+    async close() {
+      // Leave nothing running: kill and delete every task this world made.
+      try {
+        if (proc && proc.exitCode === null && proc.signalCode === null) {
+          const { tasks } = await client.list({});
+          for (const t of tasks) {
+            if (t.status !== 'stopped') {
+              await client
+                .kill({ namespace: t.namespace, id: t.id, signal: 'SIGKILL', all: true })
+                .catch(() => undefined);
+              if (t.status !== 'created')
+                await client
+                  .wait({ namespace: t.namespace, id: t.id }, { timeoutMs: 10_000 })
+                  .catch(() => undefined);
+            }
+            await client.delete({ namespace: t.namespace, id: t.id }).catch(() => undefined);
+          }
+          const gone = once(proc, 'exit');
+          proc.kill('SIGTERM');
+          await gone;
+        }
+      } finally {
+        await nc.close();
+        await nats.stop();
+        await redis.stop();
+        await rm(base, { recursive: true, force: true });
+      }
+    },
+  };
+  await world.startAgent();
+  return world;
+}
+
+/** A random task id (hex, as the task-service makes them). */
+export function newId(): string {
+  return [...Array(32)].map(() => Math.floor(Math.random() * 16).toString(16)).join('');
+}
+
+/** The rootfs mounts of a test task: a read-write bind of the shared busybox tree. */
+export function bindRootfs(rootfs: string) {
+  return [{ type: 'bind', source: rootfs, options: ['rbind', 'rw'] }];
+}
+
+export const tmp = tmpdir;
