@@ -137,6 +137,9 @@ export const Task = z.object({
   /** "OOMKilled", "Completed" or "Error" once stopped (as containerd's CRI). */
   reason: z.string().optional(),
   logPath: z.string().optional(),
+  /** The monitor's attach socket and control fifo (same host only; see @berth/shim/attach). */
+  attachPath: z.string().optional(),
+  ctlPath: z.string().optional(),
   createdAt: z.string(),
   startedAt: z.string().optional(),
 });
@@ -232,6 +235,9 @@ export const ProcessState = z.object({
   exitedAt: z.string().optional(),
   reason: z.string().optional(),
   logPath: z.string().optional(),
+  /** The monitor's attach socket and control fifo while the process runs (same host only). */
+  attachPath: z.string().optional(),
+  ctlPath: z.string().optional(),
 });
 export type ProcessState = z.infer<typeof ProcessState>;
 

@@ -11,7 +11,7 @@ import {
   topCommand,
 } from '../containers/commands.js';
 import { createOptions } from '../containers/options.js';
-import { createContainer, execInContainer, runContainer } from '../containers/run.js';
+import { attachContainer, createContainer, execInContainer, runContainer } from '../containers/run.js';
 
 /** The containers commands of the CLI (docker/nerdctl conventions). */
 export const containersCommands: Command[] = [
@@ -83,7 +83,7 @@ export const containersCommands: Command[] = [
   {
     name: 'exec',
     summary: 'Run a command in a running container',
-    usage: '[-d] [-e KEY=VALUE] [-w DIR] [-u USER] CONTAINER COMMAND [ARG...]',
+    usage: '[-d] [-it] [-e KEY=VALUE] [-w DIR] [-u USER] CONTAINER COMMAND [ARG...]',
     options: {
       detach: { type: 'boolean', short: 'd' },
       interactive: { type: 'boolean', short: 'i' },
@@ -209,6 +209,16 @@ export const containersCommands: Command[] = [
           w.close();
         }
       });
+    },
+  },
+  {
+    name: 'attach',
+    summary: "Attach this terminal to a running container's process (its stdio) until it exits",
+    usage: 'CONTAINER',
+    run: (args, ctx) => {
+      const [ref] = args.positionals;
+      if (!ref) throw errors.invalid('usage: berth attach CONTAINER');
+      return attachContainer(ref, ctx);
     },
   },
   {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError, Code, type ExitStatus, errors } from '@berth/api';
+import { runInteractive } from '@berth/shim/attach';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
@@ -38,7 +39,6 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const detach = v.detach === true;
   if (detach && v.rm)
     throw errors.invalid('--rm cannot be combined with -d: nothing would remove the container');
-  if (v.interactive || v.tty) return interactiveUnavailable();
   const req = toCreateRequest(args, ctx.config.nodeId);
   await ensureImage(ctx, req.image);
   const client = await tasks(ctx);
@@ -49,8 +49,11 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
     return commandNotFound(err, ctx);
   }
   const watcher = detach ? undefined : await exitWatcher(ctx, id);
+  let session: Promise<void> | undefined;
   try {
-    await client.create({ id });
+    const task = await client.create({ id });
+    // Attach before start: the monitor does not replay what the process wrote before.
+    if (watcher && (req.tty || req.stdin)) session = interactive(task, req.tty ?? false, req.stdin ?? false);
     await client.start({ id });
   } catch (err) {
     watcher?.close();
@@ -64,9 +67,12 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const unproxy = proxySignals((signal) => void client.kill({ id, signal }).catch(() => undefined));
   let exit: ExitStatus;
   try {
-    const info = await client['get-container']({ id });
     watcher.check();
-    await followLog(logPathOf(ctx, info), 0, printSink(ctx.out, ctx.err, false), watcher.exited);
+    if (session) await session;
+    else {
+      const info = await client['get-container']({ id });
+      await followLog(logPathOf(ctx, info), 0, printSink(ctx.out, ctx.err, false), watcher.exited);
+    }
     exit = await watcher.exited;
   } finally {
     unproxy();
@@ -103,11 +109,24 @@ function commandNotFound(err: unknown, ctx: CliContext): number {
   throw err;
 }
 
-function interactiveUnavailable(): never {
-  throw new BerthError(
-    Code.UNIMPLEMENTED,
-    'interactive containers (-i/-t) need the shim attach module, which is not available yet',
-  );
+/**
+ * An interactive session on this terminal through the process's monitor (same host): raw mode and
+ * resize with a TTY, stdin forwarded with -i. Resolves when the process closed its output.
+ */
+export function interactive(
+  p: { attachPath?: string; ctlPath?: string },
+  tty: boolean,
+  stdin: boolean,
+): Promise<void> {
+  if (!p.attachPath) {
+    throw new BerthError(Code.FAILED_PRECONDITION, 'the process has no attach socket: is it still running?');
+  }
+  return runInteractive({
+    attachPath: p.attachPath,
+    ...(p.ctlPath ? { ctlPath: p.ctlPath } : {}),
+    tty,
+    stdin,
+  });
 }
 
 /** `berth exec`: runs a process in a running container and returns its exit code. */
@@ -116,7 +135,8 @@ export async function execInContainer(args: CommandArgs, ctx: CliContext): Promi
   const [ref, ...cmd] = args.positionals;
   if (!ref || cmd.length === 0)
     throw errors.invalid('usage: berth exec [OPTIONS] CONTAINER COMMAND [ARG...]');
-  if (v.interactive || v.tty) return interactiveUnavailable();
+  const tty = v.tty === true;
+  const stdin = v.interactive === true;
   const client = await tasks(ctx);
   const info = await client['get-container']({ id: ref });
   const id = info.container.id;
@@ -131,15 +151,38 @@ export async function execInContainer(args: CommandArgs, ctx: CliContext): Promi
       ...(env.length ? { env } : {}),
       ...(typeof v.workdir === 'string' ? { cwd: v.workdir } : {}),
       ...(typeof v.user === 'string' ? { user: v.user } : {}),
+      tty,
+      stdin,
     });
+    const session = watcher && (tty || stdin) ? interactive(st, tty, stdin) : undefined;
     await client.start({ id, execId });
     if (!watcher) return 0;
     watcher.check();
-    if (st.logPath) await followLog(st.logPath, 0, printSink(ctx.out, ctx.err, false), watcher.exited);
+    if (session) await session;
+    else if (st.logPath) await followLog(st.logPath, 0, printSink(ctx.out, ctx.err, false), watcher.exited);
     const exit = await watcher.exited;
     await client.delete({ id, execId }).catch(() => undefined);
     return exit.exitCode;
   } finally {
     watcher?.close();
+  }
+}
+
+/** `berth attach`: this terminal to a running container's process, until it exits. */
+export async function attachContainer(ref: string, ctx: CliContext): Promise<number> {
+  const client = await tasks(ctx);
+  const info = await client['get-container']({ id: ref });
+  if (info.status !== 'running' && info.status !== 'paused') {
+    throw errors.precondition(`container "${ref}" is not running`);
+  }
+  const id = info.container.id;
+  const watcher = await exitWatcher(ctx, id);
+  try {
+    const st = await client.state({ id });
+    watcher.check();
+    await interactive(st, info.container.io.terminal, info.container.io.stdin);
+    return (await watcher.exited).exitCode;
+  } finally {
+    watcher.close();
   }
 }

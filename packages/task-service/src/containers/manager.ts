@@ -136,7 +136,9 @@ export class ContainerManager {
         io: {
           terminal: req.tty ?? false,
           stdin: req.stdin ?? false,
-          ...(req.logPath ? { logPath: req.logPath } : {}),
+          // In the container's directory, not the shim's default (which goes with each task), so
+          // the log of every run stays until the container is removed, as docker keeps it.
+          logPath: req.logPath ?? join(dir, 'container.log'),
         },
         stopSignal: gen.stopSignal,
         config: { ...req, node },

@@ -209,6 +209,8 @@ function decodeTask(h: Record<string, string> | null | undefined): Task | undefi
   if (h.reason) t.reason = h.reason;
   if (h.logPath) t.logPath = h.logPath;
   if (h.startedAt) t.startedAt = h.startedAt;
+  if (h.attachPath) t.attachPath = h.attachPath;
+  if (h.ctlPath) t.ctlPath = h.ctlPath;
   return t;
 }
 

@@ -41,6 +41,8 @@ function toProcessState(s: ShimState): ProcessState {
   if (s.exitedAt) out.exitedAt = s.exitedAt;
   if (s.reason) out.reason = s.reason;
   if (s.logPath) out.logPath = s.logPath;
+  if (s.attachPath) out.attachPath = s.attachPath;
+  if (s.ctlPath) out.ctlPath = s.ctlPath;
   return out;
 }
 
@@ -50,6 +52,10 @@ function taskState(t: Task): ProcessState {
   if (t.exitedAt) out.exitedAt = t.exitedAt;
   if (t.reason) out.reason = t.reason;
   if (t.logPath) out.logPath = t.logPath;
+  if (t.status !== 'stopped') {
+    if (t.attachPath) out.attachPath = t.attachPath;
+    if (t.ctlPath) out.ctlPath = t.ctlPath;
+  }
   return out;
 }
 
@@ -119,6 +125,8 @@ export class TaskManager {
         createdAt: new Date().toISOString(),
       };
       if (st.logPath) t.logPath = st.logPath;
+      if (st.attachPath) t.attachPath = st.attachPath;
+      if (st.ctlPath) t.ctlPath = st.ctlPath;
       await this.store.putTask(t);
       this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
       return t;
@@ -379,11 +387,9 @@ export class TaskManager {
   async update(ns: string, ref: string, resources: Resources): Promise<void> {
     const { c } = await this.running(ns, ref);
     const merged = { ...c.config.resources, ...resources };
-    await this.deps.shim.forward(c.node, 'update', {
-      namespace: ns,
-      id: c.id,
-      resources: linuxResources(merged),
-    });
+    // The device rules are the container's for life: an update changes only the limits.
+    const { devices: _devices, ...limits } = linuxResources(merged);
+    await this.deps.shim.forward(c.node, 'update', { namespace: ns, id: c.id, resources: limits });
     await this.containers.update(ns, { id: c.id, resources });
   }
 
