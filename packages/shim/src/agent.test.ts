@@ -1,8 +1,15 @@
 import { readFile, stat } from 'node:fs/promises';
-import { BerthError } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCriLine } from './cri-log.js';
-import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+import {
+  bindRootfs,
+  codeOf,
+  makeSpec,
+  newId,
+  type ShimWorld,
+  startWorld,
+  waitForLog,
+} from './testing/fixture.js';
 
 const ns = 'default';
 let w: ShimWorld;
@@ -26,26 +33,6 @@ async function run(args: string[], opts: { memoryLimit?: number } = {}) {
     stdin: false,
   });
   return { id, created };
-}
-
-/** Waits (on the file's real content) until the log holds a line with text. */
-export async function waitForLog(path: string, text: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const body = await readFile(path, 'utf8').catch(() => '');
-    if (body.split('\n').some((l) => parseCriLine(l)?.content === text)) return;
-    if (Date.now() > deadline) throw new Error(`log ${path} never showed "${text}": ${body}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return err instanceof BerthError ? err.code : String(err);
-  }
 }
 
 describe('task lifecycle on real runc under conmon', () => {

@@ -11,6 +11,7 @@ import { connectNats, type EventEnvelope, subscribeEvents } from '@berth/kit';
 import { startNats, startRedis, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { shimClient } from '../client.js';
+import { parseCriLine } from '../cri-log.js';
 
 const APPLETS = [
   'sh',
@@ -138,6 +139,8 @@ export async function startWorld(): Promise<ShimWorld> {
           BERTH_LOG_LEVEL: 'info',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
+        // Its own process group, so killAgent can kill the whole group as a supervisor would.
+        detached: true,
       });
       const keep = (b: Buffer) => {
         output += b.toString();
@@ -166,7 +169,8 @@ export async function startWorld(): Promise<ShimWorld> {
       const p = proc;
       if (!p || p.exitCode !== null || p.signalCode !== null) return;
       const gone = once(p, 'exit');
-      p.kill('SIGKILL');
+      // The whole process group: conmon must not be in it (it calls setsid after double-forking).
+      process.kill(-(p.pid as number), 'SIGKILL');
       await gone;
     },
     nextExit(pred, timeoutMs = 30_000) {
@@ -231,3 +235,24 @@ export function bindRootfs(rootfs: string) {
 }
 
 export const tmp = tmpdir;
+
+/** Waits (on the file's real content) until the CRI log holds a line with exactly this text. */
+export async function waitForLog(path: string, text: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const body = await readFile(path, 'utf8').catch(() => '');
+    if (body.split('\n').some((l) => parseCriLine(l)?.content === text)) return;
+    if (Date.now() > deadline) throw new Error(`log ${path} never showed "${text}": ${body}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The BerthError code a promise rejects with (undefined when it resolves). */
+export async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return err instanceof BerthError ? err.code : String(err);
+  }
+}

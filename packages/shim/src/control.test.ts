@@ -1,0 +1,203 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bindRootfs,
+  codeOf,
+  makeSpec,
+  newId,
+  type ShimWorld,
+  startWorld,
+  waitForLog,
+} from './testing/fixture.js';
+
+const ns = 'control';
+let w: ShimWorld;
+
+beforeAll(async () => {
+  w = await startWorld();
+});
+afterAll(async () => {
+  await w?.close();
+});
+
+async function running(args: string[], opts: { memoryLimit?: number; ready?: string } = {}) {
+  const id = newId();
+  const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, ...opts });
+  await w.client.create({
+    namespace: ns,
+    id,
+    spec,
+    rootfs: bindRootfs(w.rootfs),
+    terminal: false,
+    stdin: false,
+  });
+  const st = await w.client.start({ namespace: ns, id });
+  if (opts.ready) await waitForLog(st.logPath!, opts.ready);
+  return { id, st };
+}
+
+async function finish(id: string) {
+  await w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: true });
+  await w.client.wait({ namespace: ns, id });
+  await w.client.delete({ namespace: ns, id });
+}
+
+describe('exec', () => {
+  it('runs a process in a running task: output, exit code, tasks.exit with the execId', async () => {
+    const { id } = await running(['sleep', '1000']);
+    const execId = 'e1';
+    const prepared = await w.client.exec({
+      namespace: ns,
+      id,
+      execId,
+      process: {
+        args: ['sh', '-c', 'echo out-$((6*7)); echo err >&2; exit 5'],
+        cwd: '/',
+        env: ['PATH=/bin'],
+        user: { uid: 0, gid: 0 },
+      },
+      terminal: false,
+      stdin: false,
+    });
+    expect(prepared.status).toBe('created');
+    const started = await w.client.start({ namespace: ns, id, execId });
+    expect(started.pid).toBeGreaterThan(0);
+    const exit = await w.client.wait({ namespace: ns, id, execId });
+    expect(exit.exitCode).toBe(5);
+    expect(await w.nextExit((e) => e.id === id && e.execId === execId)).toMatchObject({
+      exitCode: 5,
+      execId,
+    });
+    expect(await w.client['exec-output']({ namespace: ns, id, execId })).toEqual({
+      stdout: 'out-42\n',
+      stderr: 'err\n',
+      truncated: false,
+    });
+    expect(
+      await codeOf(
+        w.client.exec({
+          namespace: ns,
+          id,
+          execId,
+          process: { args: ['true'] },
+          terminal: false,
+          stdin: false,
+        }),
+      ),
+    ).toBe('ALREADY_EXISTS');
+    await w.client.delete({ namespace: ns, id, execId });
+    expect(await codeOf(w.client.state({ namespace: ns, id, execId }))).toBe('NOT_FOUND');
+    await finish(id);
+  });
+
+  it('an exec of a missing command fails clearly; exec into a stopped task is refused', async () => {
+    const { id } = await running(['sleep', '1000']);
+    await w.client.exec({
+      namespace: ns,
+      id,
+      execId: 'bad',
+      process: { args: ['/bin/nope'], cwd: '/', env: [] },
+      terminal: false,
+      stdin: false,
+    });
+    const started = w.client.start({ namespace: ns, id, execId: 'bad' });
+    await expect(started).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('nope'),
+    });
+    expect(await w.client.state({ namespace: ns, id, execId: 'bad' })).toMatchObject({
+      status: 'stopped',
+      exitCode: 127,
+    });
+    await finish(id);
+    const { id: id2 } = await running(['true']);
+    await w.client.wait({ namespace: ns, id: id2 });
+    const p = w.client.exec({
+      namespace: ns,
+      id: id2,
+      execId: 'x',
+      process: { args: ['true'] },
+      terminal: false,
+      stdin: false,
+    });
+    await expect(p).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    await w.client.delete({ namespace: ns, id: id2 });
+  });
+});
+
+describe('control of a live task', () => {
+  it('pause and resume freeze and thaw it; pids lists its processes', async () => {
+    const { id, st } = await running(['sh', '-c', 'echo ready; while true; do sleep 0.05; done'], {
+      ready: 'ready',
+    });
+    const { pids } = await w.client.pids({ namespace: ns, id });
+    expect(pids).toContain(st.pid);
+    await w.client.pause({ namespace: ns, id });
+    expect((await w.client.state({ namespace: ns, id })).status).toBe('paused');
+    expect(await codeOf(w.client.pause({ namespace: ns, id }))).toBe('FAILED_PRECONDITION');
+    await w.client.resume({ namespace: ns, id });
+    expect((await w.client.state({ namespace: ns, id })).status).toBe('running');
+    await finish(id);
+  });
+
+  it('stats reads cpu, memory and pids from the cgroup runc made; update changes the limit', async () => {
+    const limit = 64 * 1024 * 1024;
+    const { id } = await running(['sh', '-c', 'echo ready; while true; do sleep 0.05; done'], {
+      memoryLimit: limit,
+      ready: 'ready',
+    });
+    const s = await w.client.stats({ namespace: ns, id });
+    expect([1, 2]).toContain(s.cgroupVersion);
+    expect(s.cpu.usageNs).toBeGreaterThan(0);
+    expect(s.memory.usageBytes).toBeGreaterThan(0);
+    expect(s.memory.limitBytes).toBe(limit);
+    expect(s.pids.current).toBeGreaterThanOrEqual(1);
+    await w.client.update({
+      namespace: ns,
+      id,
+      resources: { memory: { limit: 2 * limit, swap: 2 * limit }, pids: { limit: 50 } },
+    });
+    const s2 = await w.client.stats({ namespace: ns, id });
+    expect(s2.memory.limitBytes).toBe(2 * limit);
+    expect(s2.pids.limit).toBe(50);
+    await finish(id);
+    expect(await codeOf(w.client.stats({ namespace: ns, id }))).toBe('NOT_FOUND');
+  });
+
+  it('a task killed by the OOM killer exits 137 with reason OOMKilled', async () => {
+    // dd allocates its 64 MiB block buffer, well over the 16 MiB limit.
+    const { id } = await running(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], {
+      memoryLimit: 16 * 1024 * 1024,
+    });
+    const exit = await w.client.wait({ namespace: ns, id });
+    expect(exit).toMatchObject({ exitCode: 137, reason: 'OOMKilled' });
+    expect(await w.nextExit((e) => e.id === id)).toMatchObject({ reason: 'OOMKilled' });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('mounts an overlay rootfs and unmounts it on delete', async () => {
+    const id = newId();
+    const base = join(w.stateRoot, '..', `ovl-${id}`);
+    await mkdir(join(base, 'upper'), { recursive: true });
+    await mkdir(join(base, 'work'), { recursive: true });
+    const rootfs = [
+      {
+        type: 'overlay',
+        source: 'overlay',
+        options: [`lowerdir=${w.rootfs}`, `upperdir=${join(base, 'upper')}`, `workdir=${join(base, 'work')}`],
+      },
+    ];
+    const spec = await makeSpec(['sh', '-c', 'echo written > /marker; cat /marker'], {
+      cgroupsPath: `/berth-test/${w.node}/${id}`,
+    });
+    await w.client.create({ namespace: ns, id, spec, rootfs, terminal: false, stdin: false });
+    await w.client.start({ namespace: ns, id });
+    expect((await w.client.wait({ namespace: ns, id })).exitCode).toBe(0);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(join(base, 'upper', 'marker'), 'utf8')).toBe('written\n');
+    const del = await w.client.delete({ namespace: ns, id });
+    const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+    expect(mounts).not.toContain(del.bundle);
+  });
+});

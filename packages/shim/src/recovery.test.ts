@@ -1,0 +1,138 @@
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCriLine } from './cri-log.js';
+import { monitorAlive } from './runtime/monitor.js';
+import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
+
+const ns = 'recovery';
+let w: ShimWorld;
+
+beforeAll(async () => {
+  w = await startWorld();
+});
+afterAll(async () => {
+  await w?.close();
+});
+
+/** A task that logs "ready", then a tick every 50 ms, and exits with `code` once /tmp/go-<id> exists. */
+async function gated(code: number) {
+  const id = newId();
+  const script = `echo ready; i=0; while [ ! -f /tmp/go-${id} ]; do i=$((i+1)); echo tick-$i; sleep 0.05; done; echo bye; exit ${code}`;
+  const spec = await makeSpec(['sh', '-c', script], { cgroupsPath: `/berth-test/${w.node}/${id}` });
+  await w.client.create({
+    namespace: ns,
+    id,
+    spec,
+    rootfs: bindRootfs(w.rootfs),
+    terminal: false,
+    stdin: false,
+  });
+  const st = await w.client.start({ namespace: ns, id });
+  await waitForLog(st.logPath!, 'ready');
+  const release = () => writeFile(join(w.rootfs, 'tmp', `go-${id}`), '');
+  return { id, st, release };
+}
+
+/** Waits until conmon's exit file for a task exists: the exit really happened. */
+async function exitFileOf(bundle: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (await stat(join(bundle, 'exit')).catch(() => undefined)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no exit file in ${bundle}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('the agent dies and comes back', () => {
+  it('containers keep running through a SIGKILL of the agent group; an exit while it was down is reported with its code', async () => {
+    const stay = await gated(0);
+    const leave = await gated(9);
+    const execTask = await gated(0);
+    await w.client.exec({
+      namespace: ns,
+      id: execTask.id,
+      execId: 'ex',
+      process: {
+        args: ['sh', '-c', `while [ ! -f /tmp/go-ex-${execTask.id} ]; do sleep 0.05; done; exit 4`],
+        cwd: '/',
+        env: ['PATH=/bin'],
+      },
+      terminal: false,
+      stdin: false,
+    });
+    await w.client.start({ namespace: ns, id: execTask.id, execId: 'ex' });
+
+    await w.killAgent();
+    // Everything still runs without the agent, monitors included.
+    for (const t of [stay, leave, execTask]) {
+      expect(alive(t.st.pid)).toBe(true);
+      expect(await monitorAlive(t.st.monitorPid!)).toBe(true);
+    }
+    const logBefore = (await readFile(stay.st.logPath!, 'utf8')).length;
+    await leave.release();
+    await writeFile(join(w.rootfs, 'tmp', `go-ex-${execTask.id}`), '');
+    await exitFileOf(leave.st.bundle!);
+    await exitFileOf(join(execTask.st.bundle!, 'execs', 'ex'));
+    // conmon kept writing the log while no agent ran.
+    await waitForLog(
+      stay.st.logPath!,
+      `tick-${(await readFile(stay.st.logPath!, 'utf8')).split('\n').length + 2}`,
+    );
+    expect((await readFile(stay.st.logPath!, 'utf8')).length).toBeGreaterThan(logBefore);
+
+    await w.startAgent();
+    const exit = await w.nextExit((e) => e.id === leave.id);
+    expect(exit).toMatchObject({ exitCode: 9, namespace: ns });
+    const fileTime = (await stat(join(leave.st.bundle!, 'exit'))).mtime.toISOString();
+    expect(exit.exitedAt).toBe(fileTime);
+    expect(await w.client.wait({ namespace: ns, id: leave.id })).toMatchObject({ exitCode: 9 });
+    expect(await w.nextExit((e) => e.id === execTask.id && e.execId === 'ex')).toMatchObject({ exitCode: 4 });
+
+    const st = await w.client.state({ namespace: ns, id: stay.id });
+    expect(st).toMatchObject({ status: 'running', pid: stay.st.pid });
+    // The new agent still supervises it: its exit is seen live.
+    await stay.release();
+    expect(await w.client.wait({ namespace: ns, id: stay.id })).toMatchObject({ exitCode: 0 });
+    const lines = (await readFile(stay.st.logPath!, 'utf8')).trimEnd().split('\n').map(parseCriLine);
+    expect(lines.at(-1)?.content).toBe('bye');
+    for (const t of [stay, leave]) await w.client.delete({ namespace: ns, id: t.id });
+    await w.client.kill({ namespace: ns, id: execTask.id, signal: 'KILL', all: true });
+    await w.client.wait({ namespace: ns, id: execTask.id });
+    await w.client.delete({ namespace: ns, id: execTask.id });
+  });
+
+  it('an exit at the moment the agent dies is persisted once and announced', async () => {
+    const t = await gated(3);
+    await t.release();
+    await w.killAgent();
+    await exitFileOf(t.st.bundle!);
+    await w.startAgent();
+    expect(await w.client.wait({ namespace: ns, id: t.id })).toMatchObject({ exitCode: 3 });
+    expect(await w.nextExit((e) => e.id === t.id)).toMatchObject({ exitCode: 3 });
+    await w.client.delete({ namespace: ns, id: t.id });
+  });
+
+  it('Redis restarted (AOF): records survive and an exit during the restart is not lost', async () => {
+    const t = await gated(6);
+    const other = await gated(0);
+    await t.release();
+    await w.redisRestart();
+    expect(await w.client.wait({ namespace: ns, id: t.id }, { timeoutMs: 20_000 })).toMatchObject({
+      exitCode: 6,
+    });
+    expect(await w.client.state({ namespace: ns, id: other.id })).toMatchObject({ status: 'running' });
+    await other.release();
+    expect(await w.client.wait({ namespace: ns, id: other.id })).toMatchObject({ exitCode: 0 });
+    for (const x of [t, other]) await w.client.delete({ namespace: ns, id: x.id });
+  });
+});
