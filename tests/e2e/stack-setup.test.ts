@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { freePort, startNats, startRedis, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, isolatedEnv, runBerth, which } from '../harness/berth.js';
-import { alive, readStackState, startStack, waitFor } from '../harness/stack.js';
+import { alive, makeStack, readStackState, startStack, waitFor } from '../harness/stack.js';
 
 describe('berth up with NATS and Redis URLs configured', () => {
   let nats: TestServer;
@@ -87,6 +87,30 @@ describe('berth up prerequisites', () => {
     } finally {
       squatter.close();
       rmSync(iso.root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('two berth up at once', () => {
+  it('start one stack; both succeed', async () => {
+    const iso = await isolatedEnv({
+      env: {
+        BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
+        BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+      },
+    });
+    const stack = makeStack(iso, { code: 0, stdout: '', stderr: '' });
+    try {
+      const [a, b] = await Promise.all([
+        runBerth(['up'], { env: iso.env }),
+        runBerth(['up'], { env: iso.env }),
+      ]);
+      expect([a.code, b.code], a.stderr + b.stderr).toEqual([0, 0]);
+      expect([a.stdout, b.stdout].filter((o) => o.includes('already up'))).toHaveLength(1);
+      const json = await stack.waitForStatus((s) => s.ok);
+      expect(json.services.every((s) => s.found === 1)).toBe(true);
+    } finally {
+      await stack.stop();
     }
   });
 });

@@ -36,19 +36,27 @@ async function liveState(config: Config): Promise<SupervisorState | undefined> {
  * A state file whose supervisor is gone: stop what it left running (after checking each pid still
  * runs that program) and remove the file, so the next `up` starts clean.
  */
-async function cleanStale(ctx: CliContext): Promise<boolean> {
+async function cleanStale(ctx: CliContext): Promise<'none' | 'live' | 'cleaned'> {
   const stale = readSupervisorState(ctx.config);
-  if (!stale) return false;
+  if (!stale) return 'none';
   const layout = hostLayout(ctx.config);
   if (!exited(stale.pid) && isSupervisorProcess(stale.pid)) {
-    // Alive but not answering (stuck, or still binding its socket): ask it to stop by signal.
-    ctx.err.write(`berth: supervisor pid ${stale.pid} does not answer on its socket; sending SIGTERM\n`);
-    await terminatePid(stale.pid, downTimeoutMs(ctx.config));
+    // Alive: it may have bound its socket just after we asked (a concurrent `berth up`), so ask
+    // again for a while before deciding it is stuck.
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && !exited(stale.pid)) {
+      if (await liveState(ctx.config)) return 'live';
+      await sleep(100);
+    }
+    if (!exited(stale.pid)) {
+      ctx.err.write(`berth: supervisor pid ${stale.pid} does not answer on its socket; sending SIGTERM\n`);
+      await terminatePid(stale.pid, downTimeoutMs(ctx.config));
+    }
   }
   const lines = await cleanupOrphans(stale, layout, ctx.config.shutdownGraceMs + 5000);
   ctx.err.write(`berth: cleaned up after supervisor pid ${stale.pid}, which is gone\n`);
   for (const l of lines) ctx.err.write(`berth: ${l}\n`);
-  return true;
+  return 'cleaned';
 }
 
 function downTimeoutMs(config: Config): number {
@@ -125,7 +133,10 @@ async function up(args: { values: Record<string, unknown> }, ctx: CliContext): P
     );
     return 0;
   }
-  await cleanStale(ctx);
+  if ((await cleanStale(ctx)) === 'live') {
+    ctx.out.write("berth is already up; 'berth status' shows it\n");
+    return 0;
+  }
   const problems = checkPrerequisites(plan);
   if (problems.length > 0) {
     for (const p of problems) ctx.err.write(`berth up: ${p}\n`);
@@ -134,7 +145,16 @@ async function up(args: { values: Record<string, unknown> }, ctx: CliContext): P
 
   if (args.values.foreground) return upForeground(plan, ctx, timeoutMs);
 
-  const pid = await forkSupervisor(plan);
+  let pid: number;
+  try {
+    pid = await forkSupervisor(plan);
+  } catch (err) {
+    // Another `berth up` won the race for the socket: the stack is up, which is what was asked.
+    if ((err as BerthError).code !== Code.ALREADY_EXISTS) throw err;
+    const other = await liveState(config);
+    ctx.out.write(`berth is already up (supervisor pid ${other?.pid ?? '?'}); 'berth status' shows it\n`);
+    return 0;
+  }
   const { status, state } = await waitStackReady({
     natsUrl: plan.natsUrl,
     getState: () => liveState(config),
@@ -222,7 +242,12 @@ async function down(_args: unknown, ctx: CliContext): Promise<number> {
     ctx.out.write('berth is down\n');
     return 0;
   }
-  if (await cleanStale(ctx)) {
+  const stale = await cleanStale(ctx);
+  if (stale === 'live') {
+    // It answered on the second try: ask it properly.
+    return down(_args, ctx);
+  }
+  if (stale === 'cleaned') {
     ctx.out.write('berth is down\n');
     return 0;
   }

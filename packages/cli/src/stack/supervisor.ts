@@ -52,6 +52,7 @@ export class Supervisor {
     await this.takeSocket();
     try {
       for (const e of this.plan.embedded) {
+        this.checkNotStopping();
         await assertPortFree(e);
         const child = new Supervised(
           embeddedSpec(e, this.plan.nodeId, process.env),
@@ -65,6 +66,7 @@ export class Supervisor {
       }
       const env = this.serviceEnv();
       for (const s of this.plan.services) {
+        this.checkNotStopping();
         const spec: ChildSpec = {
           name: s.service,
           kind: 'service',
@@ -103,6 +105,12 @@ export class Supervisor {
       });
       if (!control.listening) control.getConnections((_e, n) => n === 0 && resolve());
     });
+  }
+
+  /** `berth down` may arrive while the stack is starting: then nothing new may be spawned. */
+  private checkNotStopping(): void {
+    if (this.stopping)
+      throw new BerthError(Code.CANCELLED, 'berth down was requested while the stack was starting');
   }
 
   /** The state file's content. */
@@ -178,16 +186,24 @@ export class Supervisor {
    */
   private async takeSocket(): Promise<void> {
     const path = this.layout.run.supervisorSocket;
+    const handler = {
+      status: () => this.state(),
+      down: (progress: (r: ControlReply) => void) => this.down(progress),
+    };
+    try {
+      // Binding fails while another socket file exists, so two concurrent `berth up` cannot both win.
+      this.control = await listenControl(path, handler);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
     const alive = await controlRequest(path, { op: 'status' }, { timeoutMs: 2000 }).then(
       () => true,
       () => false,
     );
     if (alive) throw new BerthError(Code.ALREADY_EXISTS, `berth is already up (socket ${path} answers)`);
     removeStaleSocket(path);
-    this.control = await listenControl(path, {
-      status: () => this.state(),
-      down: (progress) => this.down(progress),
-    });
+    this.control = await listenControl(path, handler);
   }
 
   /** Rewrites the state file atomically (temp name + rename), so readers never see half of it. */
