@@ -64,7 +64,7 @@ fi
 
 # --- dependencies and build ---------------------------------------------------------------------
 say "installing dependencies (pnpm install --frozen-lockfile)"
-CI=true pnpm install --frozen-lockfile --reporter=append-only >/dev/null
+CI=true pnpm install --frozen-lockfile --reporter=append-only
 say "building (turbo run build)"
 pnpm exec turbo run build --output-logs=errors-only
 
