@@ -1,3 +1,4 @@
+import { access, constants } from 'node:fs/promises';
 import { BERTH_VERSION, Service } from '@berth/api';
 import { publishEvent, runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
@@ -21,8 +22,21 @@ await runService({
     ctx.log.info(found, 'recovered tasks');
     return {
       endpoints: createEndpoints(agent),
-      checks: async () => ({ tasks: `ok` }),
+      checks: async () => ({
+        conmon: await executable(agent.conmon),
+        runc: await executable(agent.runcBinary),
+      }),
       close: () => agent.close(),
     };
   },
 });
+
+/** "ok" when the helper binary the agent runs is there and executable, else what is wrong. */
+async function executable(path: string): Promise<string> {
+  try {
+    await access(path, constants.X_OK);
+    return 'ok';
+  } catch (err) {
+    return `${path}: ${(err as Error).message}`;
+  }
+}

@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attach, resizeTerminal } from './attach.js';
+import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+
+const ns = 'attach';
+let w: ShimWorld;
+
+beforeAll(async () => {
+  w = await startWorld();
+});
+afterAll(async () => {
+  await w?.close();
+});
+
+async function created(args: string[], io: { terminal: boolean; stdin: boolean }) {
+  const id = newId();
+  const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, env: ['TERM=xterm'] });
+  const st = await w.client.create({ namespace: ns, id, spec, rootfs: bindRootfs(w.rootfs), ...io });
+  return { id, st };
+}
+
+/** Collects a session's output and resolves waiters when it contains a text. */
+function collector() {
+  let text = '';
+  const waiters: { needle: string; resolve: () => void }[] = [];
+  return {
+    sink: (b: Buffer) => {
+      text += b.toString();
+      for (const x of [...waiters]) {
+        if (text.includes(x.needle)) {
+          waiters.splice(waiters.indexOf(x), 1);
+          x.resolve();
+        }
+      }
+    },
+    text: () => text,
+    seen(needle: string, timeoutMs = 10_000): Promise<void> {
+      if (text.includes(needle)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(
+          () => reject(new Error(`never saw ${JSON.stringify(needle)} in ${JSON.stringify(text)}`)),
+          timeoutMs,
+        );
+        waiters.push({
+          needle,
+          resolve: () => {
+            clearTimeout(t);
+            resolve();
+          },
+        });
+      });
+    },
+  };
+}
+
+describe('attach (SOCK_SEQPACKET to conmon)', () => {
+  it('streams stdin in and stdout/stderr out of a non-TTY task; closing stdin ends cat', async () => {
+    const { id, st } = await created(['sh', '-c', 'cat; echo done >&2'], { terminal: false, stdin: true });
+    const out = collector();
+    const err = collector();
+    const s = attach(st.attachPath!, { stdout: out.sink, stderr: err.sink });
+    await w.client.start({ namespace: ns, id });
+    await s.write('hello through conmon\n');
+    await out.seen('hello through conmon\n');
+    s.closeStdin();
+    await err.seen('done\n');
+    await s.done;
+    expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 0 });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('gives a TTY task a terminal: input echo, resize, exit code', async () => {
+    const { id, st } = await created(['sh'], { terminal: true, stdin: true });
+    const out = collector();
+    const s = attach(st.attachPath!, { stdout: out.sink });
+    await w.client.start({ namespace: ns, id });
+    await resizeTerminal(st.ctlPath!, 33, 77);
+    await s.write('stty size; exit 3\n');
+    await out.seen('33 77');
+    await s.done;
+    expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 3 });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('exec -it: attach to an exec before it starts, resize through the agent', async () => {
+    const { id } = await created(['sleep', '1000'], { terminal: false, stdin: false });
+    await w.client.start({ namespace: ns, id });
+    const ex = await w.client.exec({
+      namespace: ns,
+      id,
+      execId: 'it',
+      process: { args: ['sh'], cwd: '/', env: ['PATH=/bin', 'TERM=xterm'] },
+      terminal: true,
+      stdin: true,
+    });
+    const out = collector();
+    const s = attach(ex.attachPath!, { stdout: out.sink });
+    await w.client.start({ namespace: ns, id, execId: 'it' });
+    await w.client.resize({ namespace: ns, id, execId: 'it', rows: 21, cols: 99 });
+    await s.write('stty size; echo in-$((40+2)); exit 0\n');
+    await out.seen('21 99');
+    await out.seen('in-42');
+    await s.done;
+    expect(await w.client.wait({ namespace: ns, id, execId: 'it' })).toMatchObject({ exitCode: 0 });
+    await w.client.kill({ namespace: ns, id, signal: 'KILL', all: true });
+    await w.client.wait({ namespace: ns, id });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('close-stdin through the agent ends a process reading stdin', async () => {
+    const { id } = await created(['cat'], { terminal: false, stdin: true });
+    await w.client.start({ namespace: ns, id });
+    await w.client['close-stdin']({ namespace: ns, id });
+    expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 0 });
+    await w.client.delete({ namespace: ns, id });
+  });
+});

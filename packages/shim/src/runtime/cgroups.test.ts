@@ -1,0 +1,125 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cgroupVersion, parseMountinfo, parseProcCgroup, readV1Stats, readV2Stats } from './cgroups.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'berth-cgroups-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function files(sub: string, entries: Record<string, string>): Promise<string> {
+  const d = join(dir, sub);
+  await mkdir(d, { recursive: true });
+  for (const [k, v] of Object.entries(entries)) await writeFile(join(d, k), v);
+  return d;
+}
+
+describe('cgroup discovery', () => {
+  it('finds v1 controller mounts and the v2 mount in mountinfo', () => {
+    const info = [
+      '30 25 0:26 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
+      '31 30 0:27 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu',
+      '32 30 0:28 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory',
+      '33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct',
+      '34 30 0:30 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw',
+    ].join('\n');
+    const m = parseMountinfo(info);
+    expect(m.v2).toEqual({ mountPoint: '/sys/fs/cgroup/unified', root: '/' });
+    expect(m.v1.find((x) => x.controllers.includes('memory'))?.mountPoint).toBe('/sys/fs/cgroup/memory');
+    expect(m.v1.find((x) => x.controllers.includes('cpuacct'))?.mountPoint).toBe(
+      '/sys/fs/cgroup/cpu,cpuacct',
+    );
+  });
+
+  it('maps /proc/<pid>/cgroup lines to controllers and the v2 path', () => {
+    const cg = parseProcCgroup(
+      '4:memory:/berth/default/abc\n2:cpu,cpuacct:/berth/default/abc\n0::/berth/default/abc\n',
+    );
+    expect(cg.get('memory')).toBe('/berth/default/abc');
+    expect(cg.get('cpuacct')).toBe('/berth/default/abc');
+    expect(cg.get('')).toBe('/berth/default/abc');
+  });
+
+  it('detects the version runc uses on this host', async () => {
+    expect([1, 2]).toContain(await cgroupVersion());
+  });
+});
+
+describe('cgroup stats files', () => {
+  it('reads v1 files (cpuacct ticks, unlimited memory as absent)', async () => {
+    const s = await readV1Stats({
+      cpuacct: await files('v1/cpuacct', {
+        'cpuacct.usage': '2500000000\n',
+        'cpuacct.stat': 'user 150\nsystem 50\n',
+      }),
+      cpu: await files('v1/cpu', { 'cpu.stat': 'nr_periods 10\nnr_throttled 2\nthrottled_time 5000\n' }),
+      memory: await files('v1/memory', {
+        'memory.usage_in_bytes': '1048576\n',
+        'memory.limit_in_bytes': '9223372036854771712\n',
+        'memory.max_usage_in_bytes': '2097152\n',
+        'memory.stat': 'cache 0\ntotal_rss 524288\ntotal_cache 262144\ntotal_inactive_file 131072\n',
+        'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n',
+      }),
+      pids: await files('v1/pids', { 'pids.current': '3\n', 'pids.max': 'max\n' }),
+    });
+    expect(s).toMatchObject({
+      cgroupVersion: 1,
+      cpu: {
+        usageNs: 2_500_000_000,
+        userNs: 1_500_000_000,
+        systemNs: 500_000_000,
+        throttledPeriods: 2,
+        throttledNs: 5000,
+      },
+      memory: {
+        usageBytes: 1048576,
+        workingSetBytes: 1048576 - 131072,
+        rssBytes: 524288,
+        cacheBytes: 262144,
+        maxUsageBytes: 2097152,
+        oomKills: 1,
+      },
+      pids: { current: 3 },
+    });
+    expect(s.memory.limitBytes).toBeUndefined();
+    expect(s.pids.limit).toBeUndefined();
+  });
+
+  it('reads v2 files (usec to ns, max as absent)', async () => {
+    const d = await files('v2', {
+      'cpu.stat': 'usage_usec 3000\nuser_usec 2000\nsystem_usec 1000\nnr_throttled 4\nthrottled_usec 7\n',
+      'memory.current': '4096\n',
+      'memory.max': '8192\n',
+      'memory.peak': '6000\n',
+      'memory.stat': 'anon 1000\nfile 2000\ninactive_file 96\n',
+      'memory.events': 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n',
+      'pids.current': '2\n',
+      'pids.max': '100\n',
+    });
+    expect(await readV2Stats(d)).toMatchObject({
+      cgroupVersion: 2,
+      cpu: {
+        usageNs: 3_000_000,
+        userNs: 2_000_000,
+        systemNs: 1_000_000,
+        throttledPeriods: 4,
+        throttledNs: 7000,
+      },
+      memory: {
+        usageBytes: 4096,
+        limitBytes: 8192,
+        workingSetBytes: 4000,
+        rssBytes: 1000,
+        cacheBytes: 2000,
+        maxUsageBytes: 6000,
+        oomKills: 1,
+      },
+      pids: { current: 2, limit: 100 },
+    });
+  });
+});
