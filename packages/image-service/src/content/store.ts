@@ -35,6 +35,8 @@ export interface IngestOptions {
 }
 
 const HEX = /^sha256:([a-f0-9]{64})$/;
+/** Bytes gathered before one write to the ingest file. */
+const WRITE_BATCH = 256 * 1024;
 
 function hexOf(digest: string): string {
   const m = HEX.exec(digest);
@@ -232,19 +234,35 @@ export class ContentStore {
     const onOuterAbort = () => abort.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
     let stalled = false;
-    let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        stalled = true;
-        abort.abort();
-      }, opts.progressTimeoutMs);
-    };
+    let lastByte = Date.now();
+    // One coarse timer instead of one per chunk: it checks when the last byte came.
+    const timer = setInterval(
+      () => {
+        if (Date.now() - lastByte >= opts.progressTimeoutMs) {
+          stalled = true;
+          abort.abort();
+        }
+      },
+      Math.max(50, Math.min(1000, opts.progressTimeoutMs / 5)),
+    );
     let fetched = 0;
     const fh = await open(dataPath, offset > 0 ? 'r+' : 'w', 0o600);
+    // Chunks are batched into large writes, and one write is in flight while the next batch is read.
+    let batch: Buffer[] = [];
+    let batchLen = 0;
+    let writePos = offset;
+    let inflight: Promise<unknown> = Promise.resolve();
+    const flush = async () => {
+      await inflight;
+      if (batchLen === 0) return;
+      const bufs = batch;
+      const at = writePos;
+      writePos += batchLen;
+      batch = [];
+      batchLen = 0;
+      inflight = fh.writev(bufs, at);
+    };
     try {
-      arm();
-      let start = offset;
       if (offset < desc.size || desc.size === 0) {
         const src = await source(offset, abort.signal);
         if (src.offset !== offset) {
@@ -252,11 +270,11 @@ export class ContentStore {
           hash = createHash('sha256');
           await fh.truncate(0);
           offset = 0;
+          writePos = 0;
         }
-        start = src.offset;
-        let pos = start;
+        let pos = src.offset;
         for await (const chunk of src.body) {
-          arm();
+          lastByte = Date.now();
           if (pos + chunk.length > desc.size) {
             throw new BerthError(
               Code.DATA_LOSS,
@@ -264,14 +282,18 @@ export class ContentStore {
             );
           }
           hash.update(chunk);
-          await fh.write(chunk, 0, chunk.length, pos);
+          batch.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          batchLen += chunk.length;
           pos += chunk.length;
           fetched += chunk.length;
+          if (batchLen >= WRITE_BATCH) await flush();
           opts.onProgress?.(pos);
         }
+        await flush();
+        await inflight;
         offset = pos;
       }
-      clearTimeout(timer);
+      clearInterval(timer);
       const digest = `sha256:${hash.digest('hex')}`;
       if (offset !== desc.size || digest !== desc.digest) {
         await fh.close().catch(() => undefined);
@@ -289,8 +311,13 @@ export class ContentStore {
       return fetched;
     } catch (err) {
       if (err instanceof BerthError && err.code === Code.DATA_LOSS) {
+        await inflight.catch(() => undefined);
         await fh.close().catch(() => undefined);
         await rm(dir, { recursive: true, force: true });
+      } else {
+        // Keep the verified prefix received so far, so the next attempt resumes after it.
+        await flush().catch(() => undefined);
+        await inflight.catch(() => undefined);
       }
       if (stalled) {
         throw new BerthError(
@@ -300,7 +327,7 @@ export class ContentStore {
       }
       throw err;
     } finally {
-      clearTimeout(timer);
+      clearInterval(timer);
       opts.signal?.removeEventListener('abort', onOuterAbort);
       await fh.close().catch(() => undefined);
     }
