@@ -227,6 +227,51 @@ describe('bad input', () => {
   });
 });
 
+describe('interactive', () => {
+  it('run -i forwards stdin and closes it at end of input', async () => {
+    const r = await s.berth(['run', '-i', '--rm', IMAGE, 'sh', '-c', 'cat; echo done >&2; exit 6'], {
+      input: 'line one\nline two\n',
+    });
+    expect(r.stdout).toBe('line one\nline two\n');
+    expect(r.stderr).toContain('done');
+    expect(r.code).toBe(6);
+  });
+
+  it('run -t gives the process a terminal', async () => {
+    const r = await run('run', '-t', '--rm', IMAGE, 'sh', '-c', 'tty; [ -t 0 ] && echo is-a-tty');
+    expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r?\nis-a-tty\r?\n$/);
+    expect(r.code).toBe(0);
+  });
+
+  it('exec -i and attach reach the process stdin', async () => {
+    const d = await run(
+      'run',
+      '-d',
+      '-i',
+      '--name',
+      'att',
+      IMAGE,
+      'sh',
+      '-c',
+      'read x; echo got $x; exec sleep 300',
+    );
+    expect(d.code, d.stderr).toBe(0);
+    const ex = await s.berth(['exec', '-i', 'att', 'sh', '-c', 'read y; echo exec $y'], { input: 'one\n' });
+    expect(ex.stdout).toBe('exec one\n');
+    expect(ex.code).toBe(0);
+    const at = s.berth(['attach', 'att'], { input: 'two\n' });
+    await until(
+      'the attached process to read its line',
+      async () => (await run('logs', 'att')).stdout === 'got two\n',
+    );
+    expect((await run('kill', 'att')).code).toBe(0);
+    const r = await at;
+    expect(r.stdout).toBe('got two\n');
+    expect(r.code).toBe(137);
+    expect((await run('rm', 'att')).code).toBe(0);
+  });
+});
+
 describe('events', () => {
   it('streams container and task events live', async () => {
     const { spawn } = await import('node:child_process');

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError, Code, type ExitStatus, errors } from '@berth/api';
-import { runInteractive } from '@berth/shim/attach';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
 import { followLog, printSink } from './cri-log.js';
+import { interactive } from './interactive.js';
 import { toCreateRequest } from './options.js';
 
 /** docker's exit status when the container's command cannot be found. */
@@ -53,7 +53,14 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   try {
     const task = await client.create({ id });
     // Attach before start: the monitor does not replay what the process wrote before.
-    if (watcher && (req.tty || req.stdin)) session = interactive(task, req.tty ?? false, req.stdin ?? false);
+    if (watcher && (req.tty || req.stdin))
+      session = interactive(task, {
+        tty: req.tty ?? false,
+        stdin: req.stdin ?? false,
+        closeStdinAtEof: true,
+      });
+    // A failed session surfaces where it is awaited; until then it must not count as unhandled.
+    session?.catch(() => undefined);
     await client.start({ id });
   } catch (err) {
     watcher?.close();
@@ -109,26 +116,6 @@ function commandNotFound(err: unknown, ctx: CliContext): number {
   throw err;
 }
 
-/**
- * An interactive session on this terminal through the process's monitor (same host): raw mode and
- * resize with a TTY, stdin forwarded with -i. Resolves when the process closed its output.
- */
-export function interactive(
-  p: { attachPath?: string; ctlPath?: string },
-  tty: boolean,
-  stdin: boolean,
-): Promise<void> {
-  if (!p.attachPath) {
-    throw new BerthError(Code.FAILED_PRECONDITION, 'the process has no attach socket: is it still running?');
-  }
-  return runInteractive({
-    attachPath: p.attachPath,
-    ...(p.ctlPath ? { ctlPath: p.ctlPath } : {}),
-    tty,
-    stdin,
-  });
-}
-
 /** `berth exec`: runs a process in a running container and returns its exit code. */
 export async function execInContainer(args: CommandArgs, ctx: CliContext): Promise<number> {
   const v = args.values;
@@ -154,7 +141,9 @@ export async function execInContainer(args: CommandArgs, ctx: CliContext): Promi
       tty,
       stdin,
     });
-    const session = watcher && (tty || stdin) ? interactive(st, tty, stdin) : undefined;
+    const session =
+      watcher && (tty || stdin) ? interactive(st, { tty, stdin, closeStdinAtEof: true }) : undefined;
+    session?.catch(() => undefined);
     await client.start({ id, execId });
     if (!watcher) return 0;
     watcher.check();
@@ -180,7 +169,11 @@ export async function attachContainer(ref: string, ctx: CliContext): Promise<num
   try {
     const st = await client.state({ id });
     watcher.check();
-    await interactive(st, info.container.io.terminal, info.container.io.stdin);
+    await interactive(st, {
+      tty: info.container.io.terminal,
+      stdin: info.container.io.stdin,
+      closeStdinAtEof: false,
+    });
     return (await watcher.exited).exitCode;
   } finally {
     watcher.close();

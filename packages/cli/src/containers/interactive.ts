@@ -1,0 +1,66 @@
+import { BerthError, Code } from '@berth/api';
+import { attach, resizeTerminal } from '@berth/shim/attach';
+
+/** What an interactive session needs of a process: its monitor's attach socket and control fifo. */
+export interface Attachable {
+  attachPath?: string;
+  ctlPath?: string;
+}
+
+/**
+ * Runs this terminal against a process through its monitor (same host): output to stdout/stderr,
+ * with a TTY raw mode and resize (SIGWINCH), with `stdin` the caller's input forwarded in order.
+ * At the end of input the process's stdin is closed only when `closeStdinAtEof` (docker's run -i
+ * semantics); an attach leaves it open for the next client. Resolves when the process's output
+ * ends (it exited) or the monitor hung up.
+ */
+export async function interactive(
+  p: Attachable,
+  o: { tty: boolean; stdin: boolean; closeStdinAtEof: boolean },
+): Promise<void> {
+  if (!p.attachPath) {
+    throw new BerthError(Code.FAILED_PRECONDITION, 'the process has no attach socket: is it still running?');
+  }
+  const input = process.stdin;
+  const output = process.stdout;
+  const session = attach(p.attachPath, {
+    stdout: (b) => output.write(b),
+    stderr: (b) => process.stderr.write(b),
+  });
+  const cleanups: (() => void)[] = [];
+  if (o.tty && p.ctlPath && output.isTTY) {
+    const ctl = p.ctlPath;
+    const resize = () =>
+      void resizeTerminal(ctl, output.rows || 24, output.columns || 80).catch(() => undefined);
+    resize();
+    process.on('SIGWINCH', resize);
+    cleanups.push(() => process.off('SIGWINCH', resize));
+  }
+  if (o.stdin) {
+    if (o.tty && input.isTTY) {
+      input.setRawMode(true);
+      cleanups.push(() => input.setRawMode(false));
+    }
+    // Writes are chained so bytes keep their order and the end of input never overtakes them.
+    let pending: Promise<void> = Promise.resolve();
+    const onData = (b: Buffer) => {
+      pending = pending.then(() => session.write(b)).catch(() => undefined);
+    };
+    const onEnd = () => {
+      if (o.closeStdinAtEof) pending = pending.then(() => session.closeStdin());
+    };
+    input.on('data', onData);
+    input.on('end', onEnd);
+    input.resume();
+    cleanups.push(() => {
+      input.off('data', onData);
+      input.off('end', onEnd);
+      input.pause();
+    });
+  }
+  try {
+    await session.done;
+  } finally {
+    for (const c of cleanups) c();
+  }
+}
