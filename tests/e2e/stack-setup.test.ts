@@ -31,6 +31,19 @@ describe('berth up with NATS and Redis URLs configured', () => {
       const { code, json } = await stack.status();
       expect(code).toBe(0);
       expect(json.services.every((s) => s.found === 1)).toBe(true);
+      // A Redis that stops answering makes every replica unhealthy, and status says so.
+      process.kill(redis.proc.pid as number, 'SIGSTOP');
+      try {
+        const sick = await stack.status();
+        expect(sick.code).toBe(1);
+        expect(sick.json.unhealthy.length).toBe(5);
+        expect(sick.json.unhealthy[0]).toMatch(/is unhealthy: redis: /);
+        const text = await stack.berth('status');
+        expect(text.stdout).toMatch(/unhealthy \(redis: /);
+      } finally {
+        process.kill(redis.proc.pid as number, 'SIGCONT');
+      }
+      await stack.waitForStatus((s) => s.ok);
       const down = await stack.berth('down');
       expect(down.code).toBe(0);
       expect(down.stdout).not.toContain('nats-server');
