@@ -93,6 +93,18 @@ describe('bearer tokens (token server in front of the registry)', () => {
     expect(e.message).toContain(`"${ref}"`);
   });
 
+  it('fetches an anonymous token with GET when the token server allows anonymous pulls', async () => {
+    const open = await startProxy({ upstream: env.registry.url, bearer: { users: {}, anonymousPull: true } });
+    try {
+      const r = await env.service().pull({ ref: `${open.host}/tok/app:v1`, unpack: false }, 'anon');
+      expect(r.image.manifest.digest).toBe(img.desc.digest);
+      expect(open.count('GET', '/token')).toBe(1);
+      expect(open.count('POST', '/token')).toBe(0);
+    } finally {
+      await open.stop();
+    }
+  });
+
   it('gets a token through the challenge and reuses it per scope until expiry', async () => {
     const svc = env.service();
     const ref = `${proxy.host}/tok/app:v1`;

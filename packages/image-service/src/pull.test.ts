@@ -164,7 +164,7 @@ describe('pull', () => {
 
 describe('faults', () => {
   let proxy: RegistryProxy;
-  let mode: 'lie' | 'stall' | 'big' | 'schema1' | 'none' = 'none';
+  let mode: 'lie' | 'stall' | 'big' | 'schema1' | 'nohead' | 'none' = 'none';
   let lying: FixtureImage;
   let stalling: FixtureImage;
   let rangeSeen: string | undefined;
@@ -192,6 +192,12 @@ describe('faults', () => {
           res.writeHead(200, { 'content-length': body.length });
           res.write(body.subarray(0, 100_000));
           return true; // and never finish
+        }
+        if (mode === 'nohead' && req.method === 'HEAD' && path.includes('/manifests/')) {
+          // A registry (or proxy) that does not answer HEAD usefully: the client must GET.
+          res.writeHead(405);
+          res.end();
+          return true;
         }
         if (mode === 'big' && path.endsWith('/manifests/big')) {
           const body = Buffer.alloc(5 * 1024 * 1024, 0x20);
@@ -236,6 +242,16 @@ describe('faults', () => {
     await expect(env.service().get('lie', `${proxy.host}/fault/lie:v1`)).rejects.toMatchObject({
       code: Code.NOT_FOUND,
     });
+  });
+
+  it('falls back to GET when HEAD does not resolve the reference', async () => {
+    mode = 'nohead';
+    const ref = `${proxy.host}/fault/lie:v1`;
+    const before = proxy.count('GET', '/manifests/v1');
+    const r = await env.service().pull({ ref, unpack: false }, 'nohead');
+    expect(r.image.manifest.digest).toBe(lying.desc.digest);
+    expect(proxy.count('GET', '/manifests/v1') - before).toBe(1);
+    mode = 'none';
   });
 
   it('refuses a manifest over 4 MiB', async () => {
@@ -307,7 +323,7 @@ describe('two replicas', () => {
       const a = env.service({ ownRedis: true });
       const b = env.service({ ownRedis: true });
       const ref = `${proxy.host}/dedupe/img:v1`;
-      const [ra, rb] = await Promise.all([
+      const [ra, rb, rc] = await Promise.all([
         a.pull({ ref, unpack: false }, 'default'),
         b.pull({ ref, unpack: false }, 'default'),
         a.pull({ ref, unpack: false }, 'other'),
@@ -315,7 +331,9 @@ describe('two replicas', () => {
       expect(ra.image.target.digest).toBe(rb.image.target.digest);
       for (const l of big.layers) expect(proxy.count('GET', `/blobs/${l.desc.digest}`)).toBe(1);
       expect(proxy.count('GET', `/blobs/${sha(big.config)}`)).toBe(1);
-      expect(ra.fetchedBytes + rb.fetchedBytes).toBe(big.layers.reduce((s, l) => s + l.blob.length, 0));
+      expect(ra.fetchedBytes + rb.fetchedBytes + rc.fetchedBytes).toBe(
+        big.layers.reduce((s, l) => s + l.blob.length, 0),
+      );
     } finally {
       await proxy.stop();
     }
