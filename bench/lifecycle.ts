@@ -108,7 +108,7 @@ const say = (l: string) => {
 };
 try {
   IMAGE = (await s.importBusybox(IMAGE)).name;
-  const client = taskClient(s.nc, 'bench');
+  const client = taskClient(s.nc, 'default');
   const waiters = new Map<string, (e: ExitStatus) => void>();
   const sub = subscribeEvents(s.nc, 'tasks.exit', (env) => {
     const e = env.event as TaskExit;

@@ -32,6 +32,29 @@ function shimState(id: string): Promise<ShimState> {
   );
 }
 
+describe('Redis restart (AOF)', () => {
+  it('loses no container, task or exit code', async () => {
+    const a = await run('run', '-d', '--name', 'aof-run', IMAGE, 'sleep', '300');
+    expect(a.code, a.stderr).toBe(0);
+    expect((await run('run', '--name', 'aof-exit', IMAGE, 'sh', '-c', 'exit 5')).code).toBe(5);
+    expect((await run('create', '--name', 'aof-new', '-l', 'k=v', IMAGE, 'true')).code).toBe(0);
+    const before = (await run('ps', '-a')).stdout;
+    await s.redis.restart();
+    const after = await until('services back on Redis', async () => {
+      const r = await run('ps', '-a');
+      return r.code === 0 ? r.stdout : undefined;
+    });
+    expect(after.split('\n').map((l) => l.replace(/\s{2,}.*?ago/, ''))).toHaveLength(
+      before.split('\n').length,
+    );
+    for (const n of ['aof-run', 'aof-exit', 'aof-new']) expect(after).toContain(n);
+    expect((await inspect('aof-exit')).task).toMatchObject({ status: 'stopped', exitCode: 5 });
+    expect((await inspect('aof-new')).container.labels).toEqual({ k: 'v' });
+    expect((await inspect('aof-run')).status).toBe('running');
+    expect((await run('rm', '-f', 'aof-run', 'aof-exit', 'aof-new')).code).toBe(0);
+  });
+});
+
 describe('task-service restart', () => {
   it('finds running containers and the exit that happened while it was down', async () => {
     const ctl = join(s.root, 'ctl');

@@ -113,6 +113,9 @@ describe('berth run', () => {
     expect(ex.code).toBe(5);
     const top = await run('top', 'web');
     expect(top.stdout).toContain('sleep 300');
+    const stats = await run('stats', '--no-stream', 'web');
+    expect(stats.code, stats.stderr).toBe(0);
+    expect(stats.stdout).toMatch(/web\s+\d+\.\d+s\s+[\d.]+[KMG]?i?B \/ --\s+1\n/);
     expect((await run('pause', 'web')).code).toBe(0);
     expect((await run('ps')).stdout).toContain('(Paused)');
     expect((await run('unpause', id.slice(0, 8))).code).toBe(0);

@@ -22,6 +22,11 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
     tasks: join(s, 'tasks'),
     /** runc's own state (--root), kept under the state root. */
     runc: join(s, 'runc'),
+    /**
+     * Per-container files the task-service generates and bind-mounts (hosts, resolv.conf,
+     * hostname) and the container's CRI log kept across its runs: containers/<ns>/<id>/.
+     */
+    containers: join(s, 'containers'),
     /** Container logs in CRI format: logs/<ns>/<id>.log. */
     containerLogs: join(s, 'logs'),
     /** Logs of berth's own services when run by `berth up`: services/<name>.log. */

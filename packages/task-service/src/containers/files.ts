@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hostLayout } from '@berth/kit';
 
-/** Directory of a container's generated files (hosts, resolv.conf, hostname) on its node. */
+/** Directory of a container's generated files (hosts, resolv.conf, hostname, log) on its node. */
 export function containerDir(stateRoot: string, ns: string, id: string): string {
-  return join(stateRoot, 'containers', ns, id);
+  return join(hostLayout({ stateRoot, runRoot: '/' }).containers, ns, id);
 }
 
 /** Writes a file by temp name + rename, so a crash never leaves a half-written file. */
