@@ -4,7 +4,11 @@ import { humanSize, ProgressView } from './progress.js';
 
 function sink(): { out: NodeJS.WriteStream; text: () => string } {
   let s = '';
-  const out = { write: (c: string) => ((s += c), true) } as unknown as NodeJS.WriteStream;
+  const write = (c: string) => {
+    s += c;
+    return true;
+  };
+  const out = { write } as unknown as NodeJS.WriteStream;
   return { out, text: () => s };
 }
 
