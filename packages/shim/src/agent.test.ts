@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseCriLine } from './cri-log.js';
+import { parseCriLine, readCriStreams } from './cri-log.js';
 import {
   bindRootfs,
   codeOf,
@@ -79,6 +79,22 @@ describe('task lifecycle on real runc under conmon', () => {
     const st = await w.client.state({ namespace: ns, id });
     const l = parseCriLine((await readFile(st.logPath!, 'utf8')).trimEnd());
     expect(l).toMatchObject({ stream: 'stdout', partial: true, content: 'no newline' });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('the log is complete once the exit is reported (conmon drains stdio before the exit file)', async () => {
+    const { id } = await run([
+      'sh',
+      '-c',
+      'i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done; printf end',
+    ]);
+    await w.client.start({ namespace: ns, id });
+    expect((await w.client.wait({ namespace: ns, id })).exitCode).toBe(0);
+    const st = await w.client.state({ namespace: ns, id });
+    // conmon reads 8 KiB at a time: a line cut by a read is a P chunk followed by its F rest.
+    const { stdout } = await readCriStreams(st.logPath!);
+    const expected = `${Array.from({ length: 3000 }, (_, i) => `line-${i}`).join('\n')}\nend`;
+    expect(stdout).toBe(expected);
     await w.client.delete({ namespace: ns, id });
   });
 

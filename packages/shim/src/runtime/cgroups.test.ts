@@ -123,3 +123,44 @@ describe('cgroup stats files', () => {
     });
   });
 });
+
+const unified = '/sys/fs/cgroup/unified';
+const hasUnified = await import('node:fs/promises')
+  .then((m) => m.statfs(unified))
+  .then((s) => s.type === 0x63677270)
+  .catch(() => false);
+
+describe.skipIf(!hasUnified)(
+  'cgroup v2 on the real kernel (the hybrid host mounts it at /sys/fs/cgroup/unified)',
+  () => {
+    it('reads cpu time of a process moved into a fresh v2 cgroup', async () => {
+      const { spawn } = await import('node:child_process');
+      const { rmdir, readFile } = await import('node:fs/promises');
+      const cg = join(unified, `berth-test-${process.pid}-${Date.now()}`);
+      await mkdir(cg);
+      const child = spawn(
+        '/usr/bin/busybox',
+        ['sh', '-c', 'read go; i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done; read end'],
+        {
+          stdio: ['pipe', 'pipe', 'ignore'],
+        },
+      );
+      try {
+        await writeFile(join(cg, 'cgroup.procs'), String(child.pid));
+        child.stdin?.write('go\n');
+        await new Promise<void>((resolve) => child.stdout?.once('data', () => resolve()));
+        const s = await readV2Stats(cg);
+        expect(s.cgroupVersion).toBe(2);
+        expect(s.cpu.usageNs).toBeGreaterThan(0);
+        expect(s.cpu.userNs + s.cpu.systemNs).toBeGreaterThan(0);
+        expect((await readFile(join(cg, 'cgroup.procs'), 'utf8')).trim()).toBe(String(child.pid));
+      } finally {
+        const { once } = await import('node:events');
+        const gone = once(child, 'exit');
+        child.kill('SIGKILL');
+        await gone;
+        await rmdir(cg);
+      }
+    });
+  },
+);
