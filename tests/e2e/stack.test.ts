@@ -81,6 +81,18 @@ describe('berth up with the embedded NATS and Redis', () => {
     expect(sock.mode & 0o777).toBe(0o600);
   });
 
+  it('berth service logs prints the tail of a service log', async () => {
+    const r = await stack.berth('service', 'logs', '--tail', '3', 'image-service');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(3);
+    const all = await stack.berth('service', 'logs', 'image-service');
+    expect(all.stdout).toContain('"msg":"image-service ready"');
+    const bad = await stack.berth('service', 'logs', 'sshd');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('unknown service "sshd"');
+  });
+
   it('a second berth up says it is already up and changes nothing', async () => {
     const before = stack.state()!;
     const again = await stack.berth('up');

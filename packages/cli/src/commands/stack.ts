@@ -11,6 +11,7 @@ import { cleanupOrphans, isSupervisorProcess } from '../stack/cleanup.js';
 import { type ControlReply, controlRequest } from '../stack/control.js';
 import { collectStatus, renderStatus, type StackStatus } from '../stack/discovery.js';
 import { logTail } from '../stack/embedded.js';
+import { follow, LOGGED, serviceLogPath, tailLines } from '../stack/logs.js';
 import { makePlan, parseReplicas, STACK_SERVICES, type StackPlan } from '../stack/plan.js';
 import { checkPrerequisites } from '../stack/prereqs.js';
 import { exited, terminatePid } from '../stack/proc.js';
@@ -305,7 +306,37 @@ async function status(args: { values: Record<string, unknown> }, ctx: CliContext
   return st.ok ? 0 : 1;
 }
 
-/** The stack commands of the CLI: up, down, status. */
+async function serviceLogs(
+  args: { values: Record<string, unknown>; positionals: string[] },
+  ctx: CliContext,
+) {
+  const [name, extra] = args.positionals;
+  if (!name || extra) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `berth service logs: expected one SERVICE (one of ${LOGGED.join(', ')})`,
+    );
+  }
+  const num = (flag: string, min: number): number | undefined => {
+    const v = args.values[flag];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `--${flag} "${String(v)}": expected a whole number >= ${min}`,
+      );
+    }
+    return n;
+  };
+  const file = serviceLogPath(hostLayout(ctx.config).serviceLogs, name, num('replica', 1));
+  const { text, end } = tailLines(file, num('tail', 0));
+  ctx.out.write(text);
+  if (args.values.follow) await follow(file, end, (s) => ctx.out.write(s));
+  return 0;
+}
+
+/** The stack commands of the CLI: up, down, status, service logs. */
 export const stackCommands: Command[] = [
   {
     name: 'up',
@@ -330,5 +361,17 @@ export const stackCommands: Command[] = [
     usage: '[--json]',
     options: { json: { type: 'boolean' } },
     run: (args, ctx) => status(args, ctx),
+  },
+  {
+    name: 'service logs',
+    summary:
+      'Print the log of a berth service run by berth up (or the supervisor, nats-server, redis-server)',
+    usage: '[--tail N] [--follow] [--replica N] SERVICE',
+    options: {
+      tail: { type: 'string', short: 'n' },
+      follow: { type: 'boolean', short: 'f' },
+      replica: { type: 'string' },
+    },
+    run: (args, ctx) => serviceLogs(args, ctx),
   },
 ];
