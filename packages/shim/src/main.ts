@@ -20,6 +20,7 @@ await runService({
     });
     const found = await agent.recover();
     ctx.log.info(found, 'recovered tasks');
+    agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
     return {
       endpoints: createEndpoints(agent),
       checks: async () => ({

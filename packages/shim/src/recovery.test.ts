@@ -9,7 +9,7 @@ const ns = 'recovery';
 let w: ShimWorld;
 
 beforeAll(async () => {
-  w = await startWorld();
+  w = await startWorld({ sweepMs: 100 });
 });
 afterAll(async () => {
   await w?.close();
@@ -134,5 +134,24 @@ describe('the agent dies and comes back', () => {
     await other.release();
     expect(await w.client.wait({ namespace: ns, id: other.id })).toMatchObject({ exitCode: 0 });
     for (const x of [t, other]) await w.client.delete({ namespace: ns, id: x.id });
+  });
+
+  it('a monitor killed while the agent runs: the task turns unknown, then exit 255 MonitorLost once runc sees it stopped', async () => {
+    const t = await gated(0);
+    process.kill(t.st.monitorPid!, 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    while ((await w.client.state({ namespace: ns, id: t.id })).status !== 'unknown') {
+      if (Date.now() > deadline) throw new Error('the sweep never noticed the dead monitor');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(alive(t.st.pid)).toBe(true);
+    expect(await w.client.kill({ namespace: ns, id: t.id, signal: 'KILL', all: true })).toEqual({
+      delivered: true,
+    });
+    expect(await w.client.wait({ namespace: ns, id: t.id })).toMatchObject({
+      exitCode: 255,
+      reason: 'MonitorLost',
+    });
+    await w.client.delete({ namespace: ns, id: t.id });
   });
 });

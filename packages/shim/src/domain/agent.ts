@@ -103,6 +103,7 @@ export class ShimAgent {
   /** Exec monitors spawned by this agent and waiting for `start` (their pipes live here). */
   readonly pendingExecs = new Map<string, { mon: SpawnedMonitor; monitorPid: number }>();
   private closed = false;
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(o: AgentOptions) {
     this.store = new ShimStore(o.redis, o.node);
@@ -696,25 +697,8 @@ export class ShimAgent {
       tasks++;
       await this.watchNamespace(ns);
       const before = rec.status;
-      await this.handleExit(ns, id);
-      let now = await this.store.get(ns, id);
-      if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
-        await this.handleExit(ns, id);
-        now = await this.store.get(ns, id);
-        if (now && now.status !== 'stopped') {
-          const rs = await this.runc(ns).state(id);
-          if (!rs || rs.status === 'stopped') await this.recordLost(now, 'MonitorLost');
-          else {
-            this.log.error(
-              { ns, id, runc: rs.status },
-              'monitor of a live task is gone: its exit cannot be seen',
-            );
-            await this.store.transition(ns, id, undefined, now.status, 'unknown');
-          }
-        }
-      }
+      await this.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
       if (before !== 'stopped' && (await this.store.get(ns, id))?.status === 'stopped') exited++;
-      for (const execId of await this.store.execIds(ns, id)) await this.recoverExec(ns, id, execId);
     }
     for (const ns of await readdir(this.layout.tasks).catch(() => [] as string[])) {
       for (const id of await readdir(join(this.layout.tasks, ns)).catch(() => [] as string[])) {
@@ -727,38 +711,95 @@ export class ShimAgent {
     return { tasks, exited, cleaned };
   }
 
-  private async recoverExec(ns: string, id: string, execId: string): Promise<void> {
+  /**
+   * Brings one task's record in line with what is on the host: an exit file not yet recorded is
+   * recorded; a monitor gone without one means exit 255 (`MonitorLost`) once runc no longer runs the
+   * task (while runc still does, the task is `unknown`: nothing can see its exit); a persisted exit
+   * never announced is announced. The same for its execs.
+   */
+  private async reconcile(ns: string, id: string, startup: boolean): Promise<void> {
+    await this.handleExit(ns, id);
+    let now = await this.store.get(ns, id);
+    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
+      // conmon writes the exit file just before it exits: read again now that it is gone.
+      await this.handleExit(ns, id);
+      now = await this.store.get(ns, id);
+      if (now && now.status !== 'stopped') {
+        const rs = await this.runc(ns).state(id);
+        if (!rs || rs.status === 'stopped') await this.recordLost(now, 'MonitorLost');
+        else if (now.status !== 'unknown') {
+          this.log.error(
+            { ns, id, runc: rs.status },
+            'monitor of a live task is gone: its exit cannot be seen',
+          );
+          await this.store.transition(ns, id, undefined, now.status, 'unknown');
+        }
+      }
+    }
+    for (const execId of await this.store.execIds(ns, id)) await this.reconcileExec(ns, id, execId, startup);
+  }
+
+  private async reconcileExec(ns: string, id: string, execId: string, startup: boolean): Promise<void> {
     const rec = await this.store.get(ns, id, execId);
     if (!rec) {
-      await this.store.releaseExec(ns, id, execId);
+      if (startup) await this.store.releaseExec(ns, id, execId);
       return;
     }
     if (rec.status === 'stopped') {
       await this.announce(ns, id, execId);
       return;
     }
+    if (rec.status === 'created') {
+      // Prepared by this agent: it waits for start. Prepared by a dead agent: its start pipe is
+      // gone and conmon would run it unasked, so it is ended.
+      if (!startup) return;
+      if (await monitorAlive(rec.monitorPid)) killMonitor(rec.monitorPid);
+      await this.handleExit(ns, id, execId);
+      if ((await this.store.get(ns, id, execId))?.status !== 'stopped')
+        await this.recordLost(rec, 'AgentRestarted');
+      return;
+    }
     await this.watchExec(ns, id, execId);
     await this.handleExit(ns, id, execId);
     const now = await this.store.get(ns, id, execId);
-    if (!now || now.status === 'stopped') return;
-    if (now.status === 'created') {
-      // Its start pipe died with the old agent: conmon must not run it unasked.
-      if (await monitorAlive(now.monitorPid)) killMonitor(now.monitorPid);
-      await this.handleExit(ns, id, execId);
-      if ((await this.store.get(ns, id, execId))?.status !== 'stopped')
-        await this.recordLost(now, 'AgentRestarted');
-      return;
-    }
-    if (!(await monitorAlive(now.monitorPid))) {
+    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
       await this.handleExit(ns, id, execId);
       if ((await this.store.get(ns, id, execId))?.status !== 'stopped')
         await this.recordLost(now, 'MonitorLost');
     }
   }
 
+  /**
+   * One pass over every live task while the agent runs: catches what inotify cannot (a monitor
+   * killed before it wrote an exit file, an overflowed inotify queue).
+   */
+  async sweep(): Promise<void> {
+    for (const { namespace: ns, id } of await this.store.taskRefs()) {
+      if (this.closed) return;
+      const rec = await this.store.get(ns, id);
+      if (!rec) continue; // a create in progress
+      if (rec.status === 'stopped' && rec.exitPublished) continue;
+      await this.serial(procKey(ns, id), () => this.reconcile(ns, id, false));
+    }
+  }
+
+  /** Runs sweep() every intervalMs until close(). */
+  startSweeper(intervalMs: number): void {
+    const tick = () => {
+      if (this.closed) return;
+      this.sweep()
+        .catch((err: unknown) => this.log.error({ err }, 'sweep failed'))
+        .finally(() => {
+          if (!this.closed) this.sweeper = setTimeout(tick, intervalMs).unref();
+        });
+    };
+    this.sweeper = setTimeout(tick, intervalMs).unref();
+  }
+
   /** Stops watching; containers and their monitors keep running. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.sweeper) clearTimeout(this.sweeper);
     for (const w of this.nsWatchers.values()) w.close();
     for (const w of this.execWatchers.values()) w.close();
     this.nsWatchers.clear();

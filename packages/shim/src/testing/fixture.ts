@@ -94,7 +94,7 @@ export interface ShimWorld {
 }
 
 /** Starts NATS, Redis and a shim agent (dist/main.js) with a private state root. */
-export async function startWorld(): Promise<ShimWorld> {
+export async function startWorld(o: { sweepMs?: number } = {}): Promise<ShimWorld> {
   const nats = await startNats({ jetstream: false });
   const redis = await startRedis();
   const base = await tempDir('shim');
@@ -102,7 +102,10 @@ export async function startWorld(): Promise<ShimWorld> {
   const runRoot = join(base, 'run');
   const node = `shimtest-${Math.random().toString(36).slice(2, 10)}`;
   const rootfs = await makeRootfs(join(base, 'busybox'));
-  await writeFile(join(base, 'config.json'), '{}');
+  await writeFile(
+    join(base, 'config.json'),
+    JSON.stringify(o.sweepMs ? { services: { shim: { sweepMs: o.sweepMs } } } : {}),
+  );
   const nc = await connectNats({ url: nats.url, name: 'shim-test' });
   const exits: TaskExit[] = [];
   const listeners = new Set<() => void>();
