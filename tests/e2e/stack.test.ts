@@ -71,7 +71,7 @@ describe('berth up with the embedded NATS and Redis', () => {
     }
   });
 
-  it('writes one log file per service and keeps the control socket private', () => {
+  it('writes one log file per service and keeps the control socket and state file private', () => {
     for (const s of SERVICES) {
       const log = join(stack.stateRoot, 'services', `${s}.log`);
       expect(existsSync(log), log).toBe(true);
@@ -79,6 +79,8 @@ describe('berth up with the embedded NATS and Redis', () => {
     const sock = statSync(join(stack.runRoot, 'supervisor.sock'));
     expect(sock.isSocket()).toBe(true);
     expect(sock.mode & 0o777).toBe(0o600);
+    // URLs in the state file may carry credentials.
+    expect(statSync(join(stack.runRoot, 'supervisor.json')).mode & 0o777).toBe(0o600);
   });
 
   it('berth service logs prints the tail of a service log', async () => {

@@ -206,12 +206,15 @@ export class Supervisor {
     this.control = await listenControl(path, handler);
   }
 
-  /** Rewrites the state file atomically (temp name + rename), so readers never see half of it. */
+  /**
+   * Rewrites the state file atomically (temp name + rename), so readers never see half of it.
+   * Mode 0600: configured URLs may carry credentials (redis://:password@host).
+   */
   private save(): void {
     if (this.stopping) return;
     const file = this.layout.run.supervisor;
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(this.state(), null, 2)}\n`, { mode: 0o644 });
+    writeFileSync(tmp, `${JSON.stringify(this.state(), null, 2)}\n`, { mode: 0o600 });
     renameSync(tmp, file);
   }
 }
