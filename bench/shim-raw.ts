@@ -91,9 +91,9 @@ async function main(): Promise<void> {
       BERTH_NODE_ID: node,
       BERTH_STATE_ROOT: stateRoot,
       BERTH_RUN_ROOT: runRoot,
-      BERTH_LOG_LEVEL: 'warn',
+      BERTH_LOG_LEVEL: process.env.BENCH_AGENT_LOG ? 'info' : 'warn',
     },
-    stdio: 'ignore',
+    stdio: ['ignore', process.env.BENCH_AGENT_LOG ? 'inherit' : 'ignore', 'inherit'],
   });
   const nc = await connectNats({ url: nats.url, name: 'bench-shim' });
   const client = shimClient(nc, node);

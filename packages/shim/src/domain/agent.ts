@@ -297,6 +297,7 @@ export class ShimAgent {
     const logPath = req.logPath ?? p.defaultLog;
     try {
       return await this.serial(procKey(ns, id), async () => {
+        const t0 = performance.now();
         await this.removeBundle(ns, id);
         await mkdir(p.rootfs, { recursive: true });
         const { spec, warnings } = prepareSpec(req.spec, {
@@ -306,12 +307,15 @@ export class ShimAgent {
           terminal: req.terminal,
         });
         for (const w of warnings) this.log.warn({ ns, id }, w);
+        const t1 = performance.now();
         if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);
+        const t2 = performance.now();
         await writeAtomic(p.config, JSON.stringify(spec));
         await mkdir(dirname(logPath), { recursive: true });
         await mkdir(p.socketDir, { recursive: true });
         await this.watchNamespace(ns);
         await rm(join(p.exitDir, id), { force: true });
+        const t3 = performance.now();
         const mon = spawnConmon({
           conmon: this.conmon,
           runc: this.runcBinary,
@@ -349,7 +353,18 @@ export class ShimAgent {
           createdAt: new Date().toISOString(),
         };
         await this.store.put(rec);
-        this.log.info({ ns, id, pid, monitor: rec.monitorPid }, 'task created');
+        const ms = (a: number, b: number) => Math.round(b - a);
+        const t4 = performance.now();
+        this.log.info(
+          {
+            ns,
+            id,
+            pid,
+            monitor: rec.monitorPid,
+            ms: { prepare: ms(t0, t1), mount: ms(t1, t2), write: ms(t2, t3), monitor: ms(t3, t4) },
+          },
+          'task created',
+        );
         return this.toState(rec);
       });
     } catch (err) {
