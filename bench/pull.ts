@@ -12,6 +12,7 @@ import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_pr
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { PullReply } from '@berth/api';
 import { call } from '@berth/kit';
@@ -62,7 +63,9 @@ async function main(): Promise<void> {
   const procs: ServiceProcess[] = [];
   try {
     say(
-      `berth pull benchmark: node ${process.version}, ${execFileSync('nproc').toString().trim()} cores, registry docker-registry on 127.0.0.1`,
+      `berth pull benchmark: node ${process.version}, ${execFileSync('nproc').toString().trim()} cores, load average ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}, registry docker-registry on 127.0.0.1`,
     );
     // Only sizes are kept: the 1 GB of generated layers is dropped once uploaded.
     const sizes: number[] = [];
@@ -109,8 +112,13 @@ async function main(): Promise<void> {
         { node, timeoutMs: 600_000 },
       );
 
-    // (a) one image, one replica
+    // (a) one image, one replica; (d) containerd on the same image, interleaved run by run so
+    // that load from other processes on the machine hits both alike.
+    const haveCtd = existsSync('/usr/bin/ctr') && existsSync('/usr/bin/containerd');
     const single: number[] = [];
+    const fetches: number[] = [];
+    const ctdPulls: number[] = [];
+    const ref0 = `${registry.host}/bench/img0:v1`;
     for (let r = 0; r < RUNS; r++) {
       const { node, stateRoot } = await fresh(1);
       const t0 = performance.now();
@@ -119,6 +127,21 @@ async function main(): Promise<void> {
       if (rep.fetchedBytes !== layerBytes[0])
         throw new Error(`pull fetched ${rep.fetchedBytes} bytes, expected ${layerBytes[0]}`);
       await rm(stateRoot, { recursive: true, force: true });
+      if (!haveCtd) continue;
+      for (const [list, args] of [
+        [fetches, ['content', 'fetch', '--plain-http', ref0]],
+        [ctdPulls, ['images', 'pull', '--plain-http', ref0]],
+      ] as const) {
+        const ctd = await startContainerd(join(work, `ctd-${r}-${list === fetches ? 'f' : 'p'}`));
+        try {
+          const t1 = performance.now();
+          const res = spawnSync('ctr', ['-a', ctd.sock, '-n', 'bench', ...args], { encoding: 'utf8' });
+          if (res.status !== 0) throw new Error(`ctr ${args.join(' ')}: ${res.stderr}`);
+          list.push((performance.now() - t1) / 1000);
+        } finally {
+          await ctd.stop();
+        }
+      }
     }
     const a = median(single);
     say(
@@ -147,33 +170,13 @@ async function main(): Promise<void> {
     }
     for (const p of procs.splice(0)) await p.kill();
 
-    // (d) containerd
-    if (existsSync('/usr/bin/ctr') && existsSync('/usr/bin/containerd')) {
+    if (haveCtd) {
       const version = execFileSync('containerd', ['--version']).toString().split(' ')[2]?.trim();
-      const fetches: number[] = [];
-      const pulls: number[] = [];
-      const ref = `${registry.host}/bench/img0:v1`;
-      for (let r = 0; r < RUNS; r++) {
-        for (const [list, args] of [
-          [fetches, ['content', 'fetch', '--plain-http', ref]],
-          [pulls, ['images', 'pull', '--plain-http', ref]],
-        ] as const) {
-          const ctd = await startContainerd(join(work, `ctd-${r}-${list === fetches ? 'f' : 'p'}`));
-          try {
-            const t0 = performance.now();
-            const res = spawnSync('ctr', ['-a', ctd.sock, '-n', 'bench', ...args], { encoding: 'utf8' });
-            if (res.status !== 0) throw new Error(`ctr ${args.join(' ')}: ${res.stderr}`);
-            list.push((performance.now() - t0) / 1000);
-          } finally {
-            await ctd.stop();
-          }
-        }
-      }
       const f = median(fetches);
-      const p = median(pulls);
-      say(`(d) containerd ${version} (private daemon, fresh root per run):`);
+      const p = median(ctdPulls);
+      say(`(d) containerd ${version} (private daemon, fresh root per run, runs interleaved with (a)):`);
       say(
-        `  ctr content fetch (no unpack): median ${f.toFixed(2)} s, ${(size(0) / MB / f).toFixed(1)} MB/s; berth/containerd time ratio ${(a / f).toFixed(2)}`,
+        `  ctr content fetch (no unpack, the same work as (a)): median ${f.toFixed(2)} s, ${(size(0) / MB / f).toFixed(1)} MB/s (runs: ${fetches.map((x) => x.toFixed(2)).join(', ')}); berth/containerd time ratio ${(a / f).toFixed(2)}`,
       );
       say(
         `  ctr images pull (with overlayfs unpack): median ${p.toFixed(2)} s, ${(size(0) / MB / p).toFixed(1)} MB/s (berth (a) does not unpack)`,

@@ -104,6 +104,13 @@ describe('pull', () => {
     expect(e.message).toContain(ref);
   });
 
+  it('reads the config of index entries that carry no platform', async () => {
+    const idx = makeIndex([{ image: arm, arch: other }], [img.desc]);
+    await uploadIndex(env.registry.url, 'test/noplat', 'v1', [img, arm], idx);
+    const r = await env.service().pull({ ref: `${env.registry.host}/test/noplat:v1`, unpack: false }, 'np');
+    expect(r.image.manifest.digest).toBe(img.desc.digest);
+  });
+
   it('refuses an invalid reference naming it', async () => {
     const e = await rejection(env.service().pull({ ref: 'Bad//Name:' }, 'default'));
     expect(e.code).toBe(Code.INVALID_ARGUMENT);

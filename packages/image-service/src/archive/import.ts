@@ -21,6 +21,8 @@ import { formatReference, parseReference, repoName } from '../registry/reference
 import { readTar } from './tar.js';
 
 const SMALL_LIMIT = 16 * 1024 * 1024;
+/** Bound on all JSON documents kept in memory together (a hostile archive must not exhaust it). */
+const SMALL_TOTAL_LIMIT = 64 * 1024 * 1024;
 const BLOB_PATH = /^blobs\/sha256\/([a-f0-9]{64})$/;
 
 /** What an import needs. */
@@ -48,6 +50,7 @@ export async function importArchive(
   const lease = await Lease.create(d.redis, d.node, d.leaseTtlMs);
   try {
     const small = new Map<string, Buffer>();
+    let smallTotal = 0;
     const files = new Map<string, Descriptor>();
     for await (const { header, body } of readTar(createReadStream(req.path, { highWaterMark: 1 << 20 }))) {
       if (header.type !== '0' && header.type !== '7') continue;
@@ -64,6 +67,12 @@ export async function importArchive(
         (name.endsWith('.json') || name === 'oci-layout' || name === 'repositories') &&
         header.size <= SMALL_LIMIT
       ) {
+        smallTotal += header.size;
+        if (smallTotal > SMALL_TOTAL_LIMIT) {
+          throw errors.invalid(
+            `archive "${req.path}" has more than ${SMALL_TOTAL_LIMIT} bytes of JSON documents`,
+          );
+        }
         const chunks: Buffer[] = [];
         for await (const c of body) chunks.push(Buffer.from(c));
         small.set(name, Buffer.concat(chunks));

@@ -14,7 +14,13 @@ import type { Logger, Redis } from '@berth/kit';
 import { Lease } from '../content/lease.js';
 import type { BlobSource, ContentStore } from '../content/store.js';
 import { manifestRefs, parseConfig, parseIndex, parseManifest } from '../images/manifest.js';
-import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../images/platform.js';
+import {
+  formatPlatform,
+  hostPlatform,
+  parsePlatform,
+  platformScore,
+  selectManifest,
+} from '../images/platform.js';
 import type { ImageStore } from '../images/store.js';
 import type { RegistryClient } from '../registry/client.js';
 import { readLimited, verifyBuffer } from '../registry/client.js';
@@ -77,7 +83,9 @@ export async function pullImage(
     let manifestBody = targetBody;
     if (isIndex(target.mediaType)) {
       const entries = parseIndex(targetBody, target.mediaType, `index of "${name}"`);
-      const chosen = selectManifest(entries, wanted, isManifest);
+      const chosen =
+        selectManifest(entries, wanted, isManifest) ??
+        (await byConfigPlatform(d, reg, ref, entries, wanted, lease, signal));
       if (!chosen) {
         const have = entries
           .filter((e) => e.platform)
@@ -180,6 +188,39 @@ export async function pullImage(
   } finally {
     tracker.close();
   }
+}
+
+/**
+ * For index entries without a platform, the platform comes from the image config (as containerd
+ * does): the first such manifest whose config matches wins. Bounded to a few entries.
+ */
+async function byConfigPlatform(
+  d: PullerDeps,
+  reg: RegistryClient,
+  ref: Reference,
+  entries: Descriptor[],
+  wanted: NonNullable<Descriptor['platform']>,
+  lease: Lease,
+  signal?: AbortSignal,
+): Promise<Descriptor | undefined> {
+  const bare = entries.filter((e) => !e.platform && isManifest(e.mediaType)).slice(0, 8);
+  for (const e of bare) {
+    await lease.add(e.digest);
+    const m = parseManifest(await readManifest(d, reg, ref, e, signal), e.mediaType, `manifest ${e.digest}`);
+    await lease.add(m.config.digest);
+    const c = parseConfig(
+      await readConfig(d, reg, ref, m.config, signal),
+      `config ${m.config.digest}`,
+      m.layers.length,
+    );
+    const p = {
+      os: c.os ?? '',
+      architecture: c.architecture ?? '',
+      ...(c.variant ? { variant: c.variant } : {}),
+    };
+    if (platformScore(wanted, p) >= 0) return e;
+  }
+  return undefined;
 }
 
 /** A manifest from the local store if present, else from the registry (verified), then stored. */
