@@ -98,7 +98,18 @@ describe('berth run', () => {
   });
 
   it('runs detached: ps, logs, exec, top, pause, stop, rm', async () => {
-    const d = await run('run', '-d', '--name', 'web', IMAGE, 'sh', '-c', 'echo started; exec sleep 300');
+    const d = await run(
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '-l',
+      'app=web',
+      IMAGE,
+      'sh',
+      '-c',
+      'echo started; exec sleep 300',
+    );
     expect(d.code, d.stderr).toBe(0);
     const id = d.stdout.trim();
     expect(id).toMatch(/^[a-f0-9]{64}$/);
@@ -116,6 +127,22 @@ describe('berth run', () => {
     const stats = await run('stats', '--no-stream', 'web');
     expect(stats.code, stats.stderr).toBe(0);
     expect(stats.stdout).toMatch(/web\s+\d+\.\d+s\s+[\d.]+[KMG]?i?B \/ --\s+1\n/);
+    expect((await run('ps', '-q', '--filter', 'label=app=web')).stdout).toBe(`${id.slice(0, 12)}\n`);
+    expect((await run('ps', '-q', '--filter', 'label=app=db')).stdout).toBe('');
+    expect((await run('ps', '-q', '--filter', 'status=exited')).stdout).toBe('');
+    expect((await run('update', '--memory', '32m', '--pids-limit', '20', 'web')).code).toBe(0);
+    const limits = await run(
+      'exec',
+      'web',
+      'cat',
+      '/sys/fs/cgroup/memory/memory.limit_in_bytes',
+      '/sys/fs/cgroup/pids/pids.max',
+    );
+    expect(limits.stdout).toBe(`${32 * 1024 * 1024}\n20\n`);
+    expect((await inspect('web')).container.config.resources).toEqual({
+      memoryBytes: 32 * 1024 * 1024,
+      pidsLimit: 20,
+    });
     expect((await run('pause', 'web')).code).toBe(0);
     expect((await run('ps')).stdout).toContain('(Paused)');
     expect((await run('unpause', id.slice(0, 8))).code).toBe(0);

@@ -10,7 +10,7 @@ import {
   stopOne,
   topCommand,
 } from '../containers/commands.js';
-import { createOptions } from '../containers/options.js';
+import { createOptions, toResources } from '../containers/options.js';
 import { attachContainer, createContainer, execInContainer, runContainer } from '../containers/run.js';
 
 /** The containers commands of the CLI (docker/nerdctl conventions). */
@@ -52,9 +52,42 @@ export const containersCommands: Command[] = [
   {
     name: 'ps',
     summary: 'List containers (running ones unless -a)',
-    usage: '[-a] [-q]',
-    options: { all: { type: 'boolean', short: 'a' }, quiet: { type: 'boolean', short: 'q' } },
-    run: (args, ctx) => psCommand(args.values.all === true, args.values.quiet === true, ctx),
+    usage: '[-a] [-q] [--filter label=K[=V]|status=S|name=N]...',
+    options: {
+      all: { type: 'boolean', short: 'a' },
+      quiet: { type: 'boolean', short: 'q' },
+      filter: { type: 'string', short: 'f', multiple: true },
+    },
+    run: (args, ctx) =>
+      psCommand(
+        args.values.all === true,
+        args.values.quiet === true,
+        (Array.isArray(args.values.filter) ? args.values.filter : []).map(String),
+        ctx,
+      ),
+  },
+  {
+    name: 'update',
+    summary: 'Change the resource limits of containers (live ones at once)',
+    usage: '[--memory SIZE] [--cpus N] [--pids-limit N] CONTAINER [CONTAINER...]',
+    options: {
+      memory: { type: 'string', short: 'm' },
+      cpus: { type: 'string' },
+      'pids-limit': { type: 'string' },
+    },
+    run: async (args, ctx) => {
+      const resources = toResources(args.values);
+      if (Object.keys(resources).length === 0)
+        throw errors.invalid('update: give at least one of --memory, --cpus, --pids-limit');
+      const client = await tasks(ctx);
+      return each(args.positionals, ctx, 'update', async (ref) => {
+        const info = await client['get-container']({ id: ref });
+        if (info.status === 'running' || info.status === 'paused')
+          await client.update({ id: info.container.id, resources });
+        else await client['update-container']({ id: info.container.id, resources });
+        return ref;
+      });
+    },
   },
   {
     name: 'logs',

@@ -1,5 +1,12 @@
 import { readFile } from 'node:fs/promises';
-import { BerthError, Code, type ContainerInfo, errors } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  type ContainerInfo,
+  type ContainerStatus,
+  errors,
+  type ListContainersRequest,
+} from '@berth/api';
 import { subscribeEvents } from '@berth/kit';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
@@ -30,9 +37,14 @@ export async function each(
 }
 
 /** `ps`. */
-export async function psCommand(all: boolean, quiet: boolean, ctx: CliContext): Promise<number> {
+export async function psCommand(
+  all: boolean,
+  quiet: boolean,
+  filters: string[],
+  ctx: CliContext,
+): Promise<number> {
   const client = await tasks(ctx);
-  const { containers } = await client['list-containers'](all ? {} : { status: ['running', 'paused'] });
+  const { containers } = await client['list-containers'](psFilters(all, filters));
   if (quiet) {
     for (const i of containers) ctx.out.write(`${i.container.id.slice(0, 12)}\n`);
     return 0;
@@ -51,6 +63,43 @@ export async function psCommand(all: boolean, quiet: boolean, ctx: CliContext): 
   }
   ctx.out.write(table(rows));
   return 0;
+}
+
+const STATUS_ALIASES: Record<string, ContainerStatus> = {
+  created: 'created',
+  running: 'running',
+  paused: 'paused',
+  exited: 'stopped',
+  stopped: 'stopped',
+  unknown: 'unknown',
+};
+
+/** docker's `ps --filter` (label=K[=V], status=S, name=N) as a list request; -a unless status is given. */
+export function psFilters(all: boolean, filters: string[]): ListContainersRequest {
+  const req: ListContainersRequest = {};
+  const labels: Record<string, string> = {};
+  const status: ContainerStatus[] = [];
+  for (const f of filters) {
+    const eq = f.indexOf('=');
+    const key = eq < 0 ? f : f.slice(0, eq);
+    const value = eq < 0 ? '' : f.slice(eq + 1);
+    if (key === 'label') {
+      const e2 = value.indexOf('=');
+      labels[e2 < 0 ? value : value.slice(0, e2)] = e2 < 0 ? '' : value.slice(e2 + 1);
+    } else if (key === 'status') {
+      const s = STATUS_ALIASES[value];
+      if (!s)
+        throw errors.invalid(
+          `invalid status filter "${value}": one of ${Object.keys(STATUS_ALIASES).join(', ')}`,
+        );
+      status.push(s);
+    } else if (key === 'name') req.name = value;
+    else throw errors.invalid(`invalid filter "${f}": use label=, status= or name=`);
+  }
+  if (Object.keys(labels).length) req.labels = labels;
+  if (status.length) req.status = status;
+  else if (!all) req.status = ['running', 'paused'];
+  return req;
 }
 
 /** `logs [-f] [--tail N] [--timestamps]`. */

@@ -92,6 +92,16 @@ function readEnvFile(path: string): string[] {
   );
 }
 
+/** The resource flags (--memory, --cpus, --cpu-shares, --pids-limit), parsed. */
+export function toResources(v: CommandArgs['values']): Resources {
+  const r: Resources = {};
+  if (typeof v.memory === 'string') r.memoryBytes = parseBytes('--memory', v.memory);
+  if (typeof v.cpus === 'string') r.cpus = parseNumber('--cpus', v.cpus, false);
+  if (typeof v['cpu-shares'] === 'string') r.cpuShares = parseNumber('--cpu-shares', v['cpu-shares'], true);
+  if (typeof v['pids-limit'] === 'string') r.pidsLimit = parseNumber('--pids-limit', v['pids-limit'], true);
+  return r;
+}
+
 const strs = (v: unknown): string[] =>
   Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)];
 
@@ -111,11 +121,7 @@ export function toCreateRequest(args: CommandArgs, node: string): CreateContaine
   if (typeof v.entrypoint === 'string') req.entrypoint = v.entrypoint === '' ? [] : [v.entrypoint];
   const mounts = strs(v.volume).map(parseVolume);
   if (mounts.length) req.mounts = mounts;
-  const r: Resources = {};
-  if (typeof v.memory === 'string') r.memoryBytes = parseBytes('--memory', v.memory);
-  if (typeof v.cpus === 'string') r.cpus = parseNumber('--cpus', v.cpus, false);
-  if (typeof v['cpu-shares'] === 'string') r.cpuShares = parseNumber('--cpu-shares', v['cpu-shares'], true);
-  if (typeof v['pids-limit'] === 'string') r.pidsLimit = parseNumber('--pids-limit', v['pids-limit'], true);
+  const r = toResources(v);
   if (Object.keys(r).length) req.resources = r;
   if (v['read-only']) req.readonlyRootfs = true;
   const net = (v.network ?? v.net) as string | undefined;
