@@ -55,7 +55,7 @@ export class Supervisor {
         this.checkNotStopping();
         await assertPortFree(e);
         const child = new Supervised(
-          embeddedSpec(e, this.plan.nodeId, process.env),
+          embeddedSpec(e, this.plan.nodeId, this.serviceEnv()),
           () => this.save(),
           this.backoff,
         );
