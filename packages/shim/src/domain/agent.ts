@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import { constants } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   BerthError,
@@ -16,14 +15,19 @@ import type { HostLayout, Redis, ServiceContext } from '@berth/kit';
 
 type Logger = ServiceContext['log'];
 
-import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
+import { spawnConmon } from '../runtime/conmon.js';
 import { DirWatcher, monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { Runc } from '../runtime/runc.js';
+import { ExecProcesses } from './execs.js';
 import { exists, mtimeOf, writeAtomic } from './files.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
+import { Reconciler } from './reconcile.js';
 import { prepareSpec } from './spec.js';
 import { type ProcRecord, ShimStore } from './store.js';
+import { normalizeSignal, procKey, runtimeFailure, until } from './util.js';
+
+export { procKey } from './util.js';
 
 /** What the agent needs from its host process; no NATS in here, events go through `publish`. */
 export interface AgentOptions {
@@ -44,41 +48,6 @@ export const EXIT_TOPIC = 'tasks.exit';
 
 const MONITOR_GONE_WAIT_MS = 5_000;
 
-/** Process key for in-memory maps: "<ns>/<id>" or "<ns>/<id>/<execId>". */
-export function procKey(ns: string, id: string, execId?: string): string {
-  return execId ? `${ns}/${id}/${execId}` : `${ns}/${id}`;
-}
-
-/** Waits until cond() holds, checking every intervalMs, for at most timeoutMs; returns cond's last value. */
-export async function until(
-  cond: () => Promise<boolean>,
-  timeoutMs: number,
-  intervalMs = 10,
-): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return true;
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** Extracts runc's message from the text conmon relays (runc's logrus line or plain text). */
-function runtimeMessage(text: string | undefined): string {
-  const t = (text ?? '').trim();
-  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(t);
-  return (m?.[1] ?? t).replace(/\\"/g, '"').replace(/\\n/g, ' ') || 'unknown error';
-}
-
-/** A failed runc create/exec as a BerthError: a missing command is bad input, the rest a precondition. */
-export function runtimeFailure(what: string, text: string | undefined): BerthError {
-  const msg = runtimeMessage(text);
-  const code = /executable file not found|no such file or directory|permission denied/i.test(msg)
-    ? Code.INVALID_ARGUMENT
-    : Code.FAILED_PRECONDITION;
-  return new BerthError(code, `${what}: ${msg}`);
-}
-
 /**
  * The shim agent's domain: tasks and exec processes run by runc under one conmon each. conmon is the
  * process's parent, holds its stdio, writes the CRI log and the exit file, and outlives this agent;
@@ -93,17 +62,16 @@ export class ShimAgent {
   readonly conmon: string;
   readonly runcBinary: string;
   private readonly publish: AgentOptions['publish'];
-  private readonly createTimeoutMs: number;
+  readonly createTimeoutMs: number;
   /** Emits procKey once an exit is persisted (wait's wake-up; persisted state is the truth). */
   readonly exited = new EventEmitter();
   private readonly nsWatchers = new Map<string, DirWatcher>();
   private readonly execWatchers = new Map<string, DirWatcher>();
   private readonly serials = new Map<string, Promise<unknown>>();
   private readonly runcs = new Map<string, Runc>();
-  /** Exec monitors spawned by this agent and waiting for `start` (their pipes live here). */
-  readonly pendingExecs = new Map<string, { mon: SpawnedMonitor; monitorPid: number }>();
+  readonly execs: ExecProcesses;
+  readonly reconciler: Reconciler;
   private closed = false;
-  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(o: AgentOptions) {
     this.store = new ShimStore(o.redis, o.node);
@@ -115,6 +83,8 @@ export class ShimAgent {
     this.runcBinary = o.runc ?? '/usr/sbin/runc';
     this.createTimeoutMs = o.createTimeoutMs ?? 60_000;
     this.exited.setMaxListeners(0);
+    this.execs = new ExecProcesses(this);
+    this.reconciler = new Reconciler(this);
   }
 
   /** The runc driver of one namespace (each namespace has its own runc state root). */
@@ -211,7 +181,7 @@ export class ShimAgent {
     await w.start();
   }
 
-  private unwatchExec(ns: string, id: string, execId: string): void {
+  unwatchExec(ns: string, id: string, execId: string): void {
     const key = procKey(ns, id, execId);
     this.execWatchers.get(key)?.close();
     this.execWatchers.delete(key);
@@ -267,7 +237,7 @@ export class ShimAgent {
   }
 
   /** Records an exit the monitor could not write (it died, or the host restarted). */
-  private async recordLost(rec: ProcRecord, reason: string): Promise<void> {
+  async recordLost(rec: ProcRecord, reason: string): Promise<void> {
     await this.store.recordExit(rec.namespace, rec.id, rec.execId, {
       exitCode: 255,
       exitedAt: new Date().toISOString(),
@@ -397,7 +367,7 @@ export class ShimAgent {
 
   /** start: `runc start` of a created task, or lets a created exec run. */
   async start(ref: ShimTaskRef): Promise<ShimState> {
-    if (ref.execId) return this.startExec(ref as ShimTaskRef & { execId: string });
+    if (ref.execId) return this.execs.start(ref as ShimTaskRef & { execId: string });
     return this.serial(procKey(ref.namespace, ref.id), async () => {
       const rec = await this.mustGet(ref);
       if (rec.status !== 'created') {
@@ -495,7 +465,7 @@ export class ShimAgent {
    * log and records. A running or paused task is refused: kill it and wait first.
    */
   async delete(ref: ShimTaskRef): Promise<ShimState> {
-    if (ref.execId) return this.deleteExec(ref as ShimTaskRef & { execId: string });
+    if (ref.execId) return this.execs.delete(ref as ShimTaskRef & { execId: string });
     const { namespace: ns, id } = ref;
     return this.serial(procKey(ns, id), async () => {
       let rec = await this.mustGet(ref);
@@ -515,7 +485,7 @@ export class ShimAgent {
         if (!exited) await this.recordLost(rec, 'Deleted');
         rec = await this.mustGet(ref);
       }
-      for (const execId of await this.store.execIds(ns, id)) await this.dropExec(ns, id, execId);
+      for (const execId of await this.store.execIds(ns, id)) await this.execs.drop(ns, id, execId);
       await this.removeBundle(ns, id);
       if (rec.logPath === taskPaths(this.layout, ns, id).defaultLog) await rm(rec.logPath, { force: true });
       await this.store.removeTask(ns, id);
@@ -524,329 +494,29 @@ export class ShimAgent {
     });
   }
 
-  // ---------------------------------------------------------------- exec
-
-  /**
-   * exec: prepares a new process in a running task. conmon (exec mode) sets up the process's log,
-   * exit file and attach socket and then waits; `start` with the execId lets runc exec run, so a
-   * client can attach before any output is written.
-   */
-  async exec(req: {
-    namespace: string;
-    id: string;
-    execId: string;
-    process: Record<string, unknown>;
-    terminal: boolean;
-    stdin: boolean;
-  }): Promise<ShimState> {
-    const { namespace: ns, id, execId } = req;
-    checkName('exec id', execId);
-    const task = await this.mustGet({ namespace: ns, id });
-    if (task.status !== 'running') {
-      throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" is ${task.status}: exec needs it running`);
-    }
-    const args = req.process.args;
-    if (!Array.isArray(args) || args.length === 0) {
-      throw new BerthError(Code.INVALID_ARGUMENT, `exec "${execId}": process.args must name a command`);
-    }
-    if (!(await this.store.reserveExec(ns, id, execId))) {
-      throw new BerthError(Code.ALREADY_EXISTS, `exec "${execId}" already exists in task "${id}"`);
-    }
-    const tp = taskPaths(this.layout, ns, id);
-    const ep = execPaths(this.layout, ns, id, execId);
-    try {
-      await rm(ep.dir, { recursive: true, force: true });
-      await mkdir(ep.dir, { recursive: true });
-      await writeAtomic(ep.spec, JSON.stringify({ ...req.process, terminal: req.terminal }));
-      const mon = spawnConmon({
-        conmon: this.conmon,
-        runc: this.runcBinary,
-        runcRoot: tp.runcRoot,
-        cid: id,
-        cuuid: ep.cuuid,
-        dir: ep.dir,
-        pidFile: ep.pidFile,
-        conmonPidFile: ep.conmonPidFile,
-        logPath: ep.log,
-        persistDir: ep.dir,
-        socketDir: tp.socketDir,
-        terminal: req.terminal,
-        stdin: req.stdin,
-        execSpec: ep.spec,
-      });
-      const key = procKey(ns, id, execId);
-      try {
-        const ready = await mon.attach?.next(this.createTimeoutMs);
-        if (!ready || ready.data < 0) throw runtimeFailure(`exec "${execId}"`, ready?.message);
-      } catch (err) {
-        killMonitor(await readIntFile(ep.conmonPidFile));
-        mon.sync.close();
-        mon.attach?.close();
-        mon.start?.destroy();
-        throw err;
-      }
-      const rec: ProcRecord = {
-        namespace: ns,
-        id,
-        execId,
-        status: 'created',
-        pid: 0,
-        monitorPid: (await readIntFile(ep.conmonPidFile)) ?? 0,
-        dir: ep.dir,
-        logPath: ep.log,
-        terminal: req.terminal,
-        stdin: req.stdin,
-        createdAt: new Date().toISOString(),
-      };
-      await this.store.put(rec);
-      this.pendingExecs.set(key, { mon, monitorPid: rec.monitorPid });
-      return this.toState(rec);
-    } catch (err) {
-      await rm(ep.dir, { recursive: true, force: true });
-      await this.store.releaseExec(ns, id, execId);
-      throw err;
-    }
+  /** exec: prepares a process in a running task; `start` with its execId runs it. */
+  exec(req: Parameters<ExecProcesses['create']>[0]): Promise<ShimState> {
+    return this.execs.create(req);
   }
 
-  private async startExec(ref: ShimTaskRef & { execId: string }): Promise<ShimState> {
-    const { namespace: ns, id, execId } = ref;
-    const key = procKey(ns, id, execId);
-    return this.serial(key, async () => {
-      const rec = await this.mustGet(ref);
-      if (rec.status !== 'created') {
-        throw new BerthError(Code.FAILED_PRECONDITION, `exec "${execId}" is ${rec.status}, not created`);
-      }
-      const mon = this.pendingExecs.get(key)?.mon;
-      if (!mon?.start) {
-        throw new BerthError(
-          Code.FAILED_PRECONDITION,
-          `exec "${execId}" was prepared by an earlier shim agent and cannot be started: delete it and exec again`,
-        );
-      }
-      this.pendingExecs.delete(key);
-      await this.watchExec(ns, id, execId);
-      let pid: number;
-      try {
-        mon.start.write('1');
-        const msg = await mon.sync.next(this.createTimeoutMs);
-        if (msg.data <= 0) {
-          const err = runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
-          await this.store.recordExit(ns, id, execId, {
-            exitCode: err.code === Code.INVALID_ARGUMENT ? 127 : 126,
-            exitedAt: new Date().toISOString(),
-            reason: 'StartFailed',
-          });
-          this.unwatchExec(ns, id, execId);
-          await this.announce(ns, id, execId);
-          throw err;
-        }
-        pid = msg.data;
-      } finally {
-        mon.sync.close();
-        mon.attach?.close();
-        mon.start.destroy();
-      }
-      await this.store.transition(ns, id, execId, 'created', 'running', {
-        pid: String(pid),
-        startedAt: new Date().toISOString(),
-      });
-      // An exit may have been handled before the pid was stored: handle again (idempotent).
-      await this.handleExit(ns, id, execId);
-      return this.toState(await this.mustGet(ref));
-    });
+  /** Finds every task again after a (re)start (see Reconciler.recover). */
+  recover(): ReturnType<Reconciler['recover']> {
+    return this.reconciler.recover();
   }
 
-  /** Ends an exec's monitor if it still runs and forgets the exec. */
-  private async dropExec(ns: string, id: string, execId: string): Promise<void> {
-    const key = procKey(ns, id, execId);
-    const pending = this.pendingExecs.get(key);
-    if (pending) {
-      killMonitor(pending.monitorPid);
-      pending.mon.sync.close();
-      pending.mon.attach?.close();
-      pending.mon.start?.destroy();
-      this.pendingExecs.delete(key);
-    }
-    const rec = await this.store.get(ns, id, execId);
-    if (rec?.monitorPid && (await monitorAlive(rec.monitorPid))) killMonitor(rec.monitorPid);
-    this.unwatchExec(ns, id, execId);
-    await rm(execPaths(this.layout, ns, id, execId).dir, { recursive: true, force: true });
-    await this.store.releaseExec(ns, id, execId);
-  }
-
-  private async deleteExec(ref: ShimTaskRef & { execId: string }): Promise<ShimState> {
-    const { namespace: ns, id, execId } = ref;
-    return this.serial(procKey(ns, id, execId), async () => {
-      const rec = await this.mustGet(ref);
-      if (rec.status === 'running') {
-        throw new BerthError(Code.FAILED_PRECONDITION, `exec "${execId}" is running: kill it first`);
-      }
-      await this.dropExec(ns, id, execId);
-      return this.toState(rec);
-    });
-  }
-
-  // ---------------------------------------------------------------- recovery
-
-  /**
-   * Finds every task again after a (re)start: watches each namespace's exit dir (which also
-   * handles exit files written while no agent ran), records exits whose monitor vanished without
-   * one, re-announces persisted exits never announced, and removes what a create that crashed
-   * half-way left on disk.
-   */
-  async recover(): Promise<{ tasks: number; exited: number; cleaned: number }> {
-    let tasks = 0;
-    let exited = 0;
-    let cleaned = 0;
-    const known = new Set<string>();
-    for (const { namespace: ns, id } of await this.store.taskRefs()) {
-      known.add(procKey(ns, id));
-      const rec = await this.store.get(ns, id);
-      if (!rec) {
-        // Claimed but never recorded: a create that died half-way.
-        await this.removeBundle(ns, id);
-        await this.store.releaseTask(ns, id);
-        cleaned++;
-        continue;
-      }
-      tasks++;
-      await this.watchNamespace(ns);
-      const before = rec.status;
-      await this.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
-      if (before !== 'stopped' && (await this.store.get(ns, id))?.status === 'stopped') exited++;
-    }
-    for (const ns of await readdir(this.layout.tasks).catch(() => [] as string[])) {
-      for (const id of await readdir(join(this.layout.tasks, ns)).catch(() => [] as string[])) {
-        if (known.has(procKey(ns, id))) continue;
-        this.log.warn({ ns, id }, 'removing a bundle no record claims (a create interrupted by a crash)');
-        await this.removeBundle(ns, id);
-        cleaned++;
-      }
-    }
-    return { tasks, exited, cleaned };
-  }
-
-  /**
-   * Brings one task's record in line with what is on the host: an exit file not yet recorded is
-   * recorded; a monitor gone without one means exit 255 (`MonitorLost`) once runc no longer runs the
-   * task (while runc still does, the task is `unknown`: nothing can see its exit); a persisted exit
-   * never announced is announced. The same for its execs.
-   */
-  private async reconcile(ns: string, id: string, startup: boolean): Promise<void> {
-    await this.handleExit(ns, id);
-    let now = await this.store.get(ns, id);
-    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
-      // conmon writes the exit file just before it exits: read again now that it is gone.
-      await this.handleExit(ns, id);
-      now = await this.store.get(ns, id);
-      if (now && now.status !== 'stopped') {
-        const rs = await this.runc(ns).state(id);
-        if (!rs || rs.status === 'stopped') await this.recordLost(now, 'MonitorLost');
-        else if (now.status !== 'unknown') {
-          this.log.error(
-            { ns, id, runc: rs.status },
-            'monitor of a live task is gone: its exit cannot be seen',
-          );
-          await this.store.transition(ns, id, undefined, now.status, 'unknown');
-        }
-      }
-    }
-    for (const execId of await this.store.execIds(ns, id)) await this.reconcileExec(ns, id, execId, startup);
-  }
-
-  private async reconcileExec(ns: string, id: string, execId: string, startup: boolean): Promise<void> {
-    const rec = await this.store.get(ns, id, execId);
-    if (!rec) {
-      if (startup) await this.store.releaseExec(ns, id, execId);
-      return;
-    }
-    if (rec.status === 'stopped') {
-      await this.announce(ns, id, execId);
-      return;
-    }
-    if (rec.status === 'created') {
-      // Prepared by this agent: it waits for start. Prepared by a dead agent: its start pipe is
-      // gone and conmon would run it unasked, so it is ended.
-      if (!startup) return;
-      if (await monitorAlive(rec.monitorPid)) killMonitor(rec.monitorPid);
-      await this.handleExit(ns, id, execId);
-      if ((await this.store.get(ns, id, execId))?.status !== 'stopped')
-        await this.recordLost(rec, 'AgentRestarted');
-      return;
-    }
-    await this.watchExec(ns, id, execId);
-    await this.handleExit(ns, id, execId);
-    const now = await this.store.get(ns, id, execId);
-    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
-      await this.handleExit(ns, id, execId);
-      if ((await this.store.get(ns, id, execId))?.status !== 'stopped')
-        await this.recordLost(now, 'MonitorLost');
-    }
-  }
-
-  /**
-   * One pass over every live task while the agent runs: catches what inotify cannot (a monitor
-   * killed before it wrote an exit file, an overflowed inotify queue).
-   */
-  async sweep(): Promise<void> {
-    for (const { namespace: ns, id } of await this.store.taskRefs()) {
-      if (this.closed) return;
-      const rec = await this.store.get(ns, id);
-      if (!rec) continue; // a create in progress
-      if (rec.status === 'stopped' && rec.exitPublished) continue;
-      await this.serial(procKey(ns, id), () => this.reconcile(ns, id, false));
-    }
-  }
-
-  /** Runs sweep() every intervalMs until close(). */
+  /** Reconciles live tasks every intervalMs until close(). */
   startSweeper(intervalMs: number): void {
-    const tick = () => {
-      if (this.closed) return;
-      this.sweep()
-        .catch((err: unknown) => this.log.error({ err }, 'sweep failed'))
-        .finally(() => {
-          if (!this.closed) this.sweeper = setTimeout(tick, intervalMs).unref();
-        });
-    };
-    this.sweeper = setTimeout(tick, intervalMs).unref();
+    this.reconciler.startSweeper(intervalMs);
   }
 
   /** Stops watching; containers and their monitors keep running. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.sweeper) clearTimeout(this.sweeper);
+    this.reconciler.stop();
     for (const w of this.nsWatchers.values()) w.close();
     for (const w of this.execWatchers.values()) w.close();
     this.nsWatchers.clear();
     this.execWatchers.clear();
-    // A prepared exec must not run unasked once its start pipe closes: end its monitor.
-    for (const { mon, monitorPid } of this.pendingExecs.values()) {
-      killMonitor(monitorPid);
-      mon.sync.close();
-      mon.attach?.close();
-    }
-    this.pendingExecs.clear();
+    this.execs.close();
   }
-}
-
-/** SIGKILLs a monitor by pid (a prepared exec that must not run); gone already is fine. */
-function killMonitor(pid: number | undefined): void {
-  if (!pid || pid <= 0) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
-
-/** Signal names as runc and process.kill both take them: "SIGTERM"; numbers stay numbers. */
-export function normalizeSignal(s: string | number): NodeJS.Signals | number {
-  if (typeof s === 'number') return s;
-  if (/^\d+$/.test(s)) return Number(s);
-  const up = s.toUpperCase();
-  const name = (up.startsWith('SIG') ? up : `SIG${up}`) as NodeJS.Signals;
-  if (!Object.hasOwn(constants.signals, name)) {
-    throw new BerthError(Code.INVALID_ARGUMENT, `unknown signal "${s}"`);
-  }
-  return name;
 }

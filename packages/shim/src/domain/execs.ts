@@ -1,0 +1,193 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
+import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
+import { monitorAlive, readIntFile } from '../runtime/monitor.js';
+import type { ShimAgent } from './agent.js';
+import { writeAtomic } from './files.js';
+import { checkName, execPaths, taskPaths } from './paths.js';
+import type { ProcRecord } from './store.js';
+import { killMonitor, procKey, runtimeFailure } from './util.js';
+
+/**
+ * Exec processes of running tasks, each under its own conmon (exec mode). `create` prepares one:
+ * conmon sets up its log, exit file and attach socket and then blocks on its start pipe, held here;
+ * `start` releases it, so a client can attach before any output exists. Why conmon and not a runc
+ * exec child of the agent: the process survives an agent restart and its exit is persisted by the
+ * same exit-file path as a task's.
+ */
+export class ExecProcesses {
+  /** Monitors prepared by this agent and waiting for start (their pipes live only here). */
+  readonly pending = new Map<string, { mon: SpawnedMonitor; monitorPid: number }>();
+
+  constructor(private readonly agent: ShimAgent) {}
+
+  /**
+   * exec: prepares a new process in a running task. conmon (exec mode) sets up the process's log,
+   * exit file and attach socket and then waits; `start` with the execId lets runc exec run, so a
+   * client can attach before any output is written.
+   */
+  async create(req: {
+    namespace: string;
+    id: string;
+    execId: string;
+    process: Record<string, unknown>;
+    terminal: boolean;
+    stdin: boolean;
+  }): Promise<ShimState> {
+    const { namespace: ns, id, execId } = req;
+    checkName('exec id', execId);
+    const task = await this.agent.mustGet({ namespace: ns, id });
+    if (task.status !== 'running') {
+      throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" is ${task.status}: exec needs it running`);
+    }
+    const args = req.process.args;
+    if (!Array.isArray(args) || args.length === 0) {
+      throw new BerthError(Code.INVALID_ARGUMENT, `exec "${execId}": process.args must name a command`);
+    }
+    if (!(await this.agent.store.reserveExec(ns, id, execId))) {
+      throw new BerthError(Code.ALREADY_EXISTS, `exec "${execId}" already exists in task "${id}"`);
+    }
+    const tp = taskPaths(this.agent.layout, ns, id);
+    const ep = execPaths(this.agent.layout, ns, id, execId);
+    try {
+      await rm(ep.dir, { recursive: true, force: true });
+      await mkdir(ep.dir, { recursive: true });
+      await writeAtomic(ep.spec, JSON.stringify({ ...req.process, terminal: req.terminal }));
+      const mon = spawnConmon({
+        conmon: this.agent.conmon,
+        runc: this.agent.runcBinary,
+        runcRoot: tp.runcRoot,
+        cid: id,
+        cuuid: ep.cuuid,
+        dir: ep.dir,
+        pidFile: ep.pidFile,
+        conmonPidFile: ep.conmonPidFile,
+        logPath: ep.log,
+        persistDir: ep.dir,
+        socketDir: tp.socketDir,
+        terminal: req.terminal,
+        stdin: req.stdin,
+        execSpec: ep.spec,
+      });
+      const key = procKey(ns, id, execId);
+      try {
+        const ready = await mon.attach?.next(this.agent.createTimeoutMs);
+        if (!ready || ready.data < 0) throw runtimeFailure(`exec "${execId}"`, ready?.message);
+      } catch (err) {
+        killMonitor(await readIntFile(ep.conmonPidFile));
+        mon.sync.close();
+        mon.attach?.close();
+        mon.start?.destroy();
+        throw err;
+      }
+      const rec: ProcRecord = {
+        namespace: ns,
+        id,
+        execId,
+        status: 'created',
+        pid: 0,
+        monitorPid: (await readIntFile(ep.conmonPidFile)) ?? 0,
+        dir: ep.dir,
+        logPath: ep.log,
+        terminal: req.terminal,
+        stdin: req.stdin,
+        createdAt: new Date().toISOString(),
+      };
+      await this.agent.store.put(rec);
+      this.pending.set(key, { mon, monitorPid: rec.monitorPid });
+      return this.agent.toState(rec);
+    } catch (err) {
+      await rm(ep.dir, { recursive: true, force: true });
+      await this.agent.store.releaseExec(ns, id, execId);
+      throw err;
+    }
+  }
+
+  async start(ref: ShimTaskRef & { execId: string }): Promise<ShimState> {
+    const { namespace: ns, id, execId } = ref;
+    const key = procKey(ns, id, execId);
+    return this.agent.serial(key, async () => {
+      const rec = await this.agent.mustGet(ref);
+      if (rec.status !== 'created') {
+        throw new BerthError(Code.FAILED_PRECONDITION, `exec "${execId}" is ${rec.status}, not created`);
+      }
+      const mon = this.pending.get(key)?.mon;
+      if (!mon?.start) {
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `exec "${execId}" was prepared by an earlier shim agent and cannot be started: delete it and exec again`,
+        );
+      }
+      this.pending.delete(key);
+      await this.agent.watchExec(ns, id, execId);
+      let pid: number;
+      try {
+        mon.start.write('1');
+        const msg = await mon.sync.next(this.agent.createTimeoutMs);
+        if (msg.data <= 0) {
+          const err = runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
+          await this.agent.store.recordExit(ns, id, execId, {
+            exitCode: err.code === Code.INVALID_ARGUMENT ? 127 : 126,
+            exitedAt: new Date().toISOString(),
+            reason: 'StartFailed',
+          });
+          this.agent.unwatchExec(ns, id, execId);
+          await this.agent.announce(ns, id, execId);
+          throw err;
+        }
+        pid = msg.data;
+      } finally {
+        mon.sync.close();
+        mon.attach?.close();
+        mon.start.destroy();
+      }
+      await this.agent.store.transition(ns, id, execId, 'created', 'running', {
+        pid: String(pid),
+        startedAt: new Date().toISOString(),
+      });
+      // An exit may have been handled before the pid was stored: handle again (idempotent).
+      await this.agent.handleExit(ns, id, execId);
+      return this.agent.toState(await this.agent.mustGet(ref));
+    });
+  }
+
+  /** Ends an exec's monitor if it still runs and forgets the exec. */
+  async drop(ns: string, id: string, execId: string): Promise<void> {
+    const key = procKey(ns, id, execId);
+    const pending = this.pending.get(key);
+    if (pending) {
+      killMonitor(pending.monitorPid);
+      pending.mon.sync.close();
+      pending.mon.attach?.close();
+      pending.mon.start?.destroy();
+      this.pending.delete(key);
+    }
+    const rec = await this.agent.store.get(ns, id, execId);
+    if (rec?.monitorPid && (await monitorAlive(rec.monitorPid))) killMonitor(rec.monitorPid);
+    this.agent.unwatchExec(ns, id, execId);
+    await rm(execPaths(this.agent.layout, ns, id, execId).dir, { recursive: true, force: true });
+    await this.agent.store.releaseExec(ns, id, execId);
+  }
+
+  async delete(ref: ShimTaskRef & { execId: string }): Promise<ShimState> {
+    const { namespace: ns, id, execId } = ref;
+    return this.agent.serial(procKey(ns, id, execId), async () => {
+      const rec = await this.agent.mustGet(ref);
+      if (rec.status === 'running') {
+        throw new BerthError(Code.FAILED_PRECONDITION, `exec "${execId}" is running: kill it first`);
+      }
+      await this.drop(ns, id, execId);
+      return this.agent.toState(rec);
+    });
+  }
+
+  /** Ends every prepared exec: once its start pipe closes, conmon would run it unasked. */
+  close(): void {
+    for (const { mon, monitorPid } of this.pending.values()) {
+      killMonitor(monitorPid);
+      mon.sync.close();
+      mon.attach?.close();
+    }
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,148 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { monitorAlive } from '../runtime/monitor.js';
+import type { ShimAgent } from './agent.js';
+import { killMonitor, procKey } from './util.js';
+
+/**
+ * Brings the agent's records in line with the host: once at start (recover) and then periodically
+ * (sweep), so that exits, monitors that vanished and half-done creates are all accounted for.
+ */
+export class Reconciler {
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly agent: ShimAgent) {}
+
+  /**
+   * Finds every task again after a (re)start: watches each namespace's exit dir (which also
+   * handles exit files written while no agent ran), records exits whose monitor vanished without
+   * one, re-announces persisted exits never announced, and removes what a create that crashed
+   * half-way left on disk.
+   */
+  async recover(): Promise<{ tasks: number; exited: number; cleaned: number }> {
+    let tasks = 0;
+    let exited = 0;
+    let cleaned = 0;
+    const known = new Set<string>();
+    for (const { namespace: ns, id } of await this.agent.store.taskRefs()) {
+      known.add(procKey(ns, id));
+      const rec = await this.agent.store.get(ns, id);
+      if (!rec) {
+        // Claimed but never recorded: a create that died half-way.
+        await this.agent.removeBundle(ns, id);
+        await this.agent.store.releaseTask(ns, id);
+        cleaned++;
+        continue;
+      }
+      tasks++;
+      await this.agent.watchNamespace(ns);
+      const before = rec.status;
+      await this.agent.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
+      if (before !== 'stopped' && (await this.agent.store.get(ns, id))?.status === 'stopped') exited++;
+    }
+    for (const ns of await readdir(this.agent.layout.tasks).catch(() => [] as string[])) {
+      for (const id of await readdir(join(this.agent.layout.tasks, ns)).catch(() => [] as string[])) {
+        if (known.has(procKey(ns, id))) continue;
+        this.agent.log.warn(
+          { ns, id },
+          'removing a bundle no record claims (a create interrupted by a crash)',
+        );
+        await this.agent.removeBundle(ns, id);
+        cleaned++;
+      }
+    }
+    return { tasks, exited, cleaned };
+  }
+
+  /**
+   * Brings one task's record in line with what is on the host: an exit file not yet recorded is
+   * recorded; a monitor gone without one means exit 255 (`MonitorLost`) once runc no longer runs the
+   * task (while runc still does, the task is `unknown`: nothing can see its exit); a persisted exit
+   * never announced is announced. The same for its execs.
+   */
+  private async reconcile(ns: string, id: string, startup: boolean): Promise<void> {
+    await this.agent.handleExit(ns, id);
+    let now = await this.agent.store.get(ns, id);
+    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
+      // conmon writes the exit file just before it exits: read again now that it is gone.
+      await this.agent.handleExit(ns, id);
+      now = await this.agent.store.get(ns, id);
+      if (now && now.status !== 'stopped') {
+        const rs = await this.agent.runc(ns).state(id);
+        if (!rs || rs.status === 'stopped') await this.agent.recordLost(now, 'MonitorLost');
+        else if (now.status !== 'unknown') {
+          this.agent.log.error(
+            { ns, id, runc: rs.status },
+            'monitor of a live task is gone: its exit cannot be seen',
+          );
+          await this.agent.store.transition(ns, id, undefined, now.status, 'unknown');
+        }
+      }
+    }
+    for (const execId of await this.agent.store.execIds(ns, id))
+      await this.reconcileExec(ns, id, execId, startup);
+  }
+
+  private async reconcileExec(ns: string, id: string, execId: string, startup: boolean): Promise<void> {
+    const rec = await this.agent.store.get(ns, id, execId);
+    if (!rec) {
+      if (startup) await this.agent.store.releaseExec(ns, id, execId);
+      return;
+    }
+    if (rec.status === 'stopped') {
+      await this.agent.announce(ns, id, execId);
+      return;
+    }
+    if (rec.status === 'created') {
+      // Prepared by this agent: it waits for start. Prepared by a dead agent: its start pipe is
+      // gone and conmon would run it unasked, so it is ended.
+      if (!startup) return;
+      if (await monitorAlive(rec.monitorPid)) killMonitor(rec.monitorPid);
+      await this.agent.handleExit(ns, id, execId);
+      if ((await this.agent.store.get(ns, id, execId))?.status !== 'stopped')
+        await this.agent.recordLost(rec, 'AgentRestarted');
+      return;
+    }
+    await this.agent.watchExec(ns, id, execId);
+    await this.agent.handleExit(ns, id, execId);
+    const now = await this.agent.store.get(ns, id, execId);
+    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
+      await this.agent.handleExit(ns, id, execId);
+      if ((await this.agent.store.get(ns, id, execId))?.status !== 'stopped')
+        await this.agent.recordLost(now, 'MonitorLost');
+    }
+  }
+
+  /**
+   * One pass over every live task while the agent runs: catches what inotify cannot (a monitor
+   * killed before it wrote an exit file, an overflowed inotify queue).
+   */
+  async sweep(): Promise<void> {
+    for (const { namespace: ns, id } of await this.agent.store.taskRefs()) {
+      if (this.stopped) return;
+      const rec = await this.agent.store.get(ns, id);
+      if (!rec) continue; // a create in progress
+      if (rec.status === 'stopped' && rec.exitPublished) continue;
+      await this.agent.serial(procKey(ns, id), () => this.reconcile(ns, id, false));
+    }
+  }
+
+  /** Runs sweep() every intervalMs until close(). */
+  startSweeper(intervalMs: number): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.sweep()
+        .catch((err: unknown) => this.agent.log.error({ err }, 'sweep failed'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, intervalMs).unref();
+        });
+    };
+    this.timer = setTimeout(tick, intervalMs).unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,59 @@
+import { constants } from 'node:os';
+import { BerthError, Code } from '@berth/api';
+
+/** Process key for in-memory maps: "<ns>/<id>" or "<ns>/<id>/<execId>". */
+export function procKey(ns: string, id: string, execId?: string): string {
+  return execId ? `${ns}/${id}/${execId}` : `${ns}/${id}`;
+}
+
+/** Waits until cond() holds, checking every intervalMs, for at most timeoutMs; returns cond's last value. */
+export async function until(
+  cond: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 10,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** Extracts runc's message from the text conmon relays (runc's logrus line or plain text). */
+function runtimeMessage(text: string | undefined): string {
+  const t = (text ?? '').trim();
+  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(t);
+  return (m?.[1] ?? t).replace(/\\"/g, '"').replace(/\\n/g, ' ') || 'unknown error';
+}
+
+/** A failed runc create/exec as a BerthError: a missing command is bad input, the rest a precondition. */
+export function runtimeFailure(what: string, text: string | undefined): BerthError {
+  const msg = runtimeMessage(text);
+  const code = /executable file not found|no such file or directory|permission denied/i.test(msg)
+    ? Code.INVALID_ARGUMENT
+    : Code.FAILED_PRECONDITION;
+  return new BerthError(code, `${what}: ${msg}`);
+}
+
+/** SIGKILLs a monitor by pid (a prepared exec that must not run); gone already is fine. */
+export function killMonitor(pid: number | undefined): void {
+  if (!pid || pid <= 0) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** Signal names as runc and process.kill both take them: "SIGTERM"; numbers stay numbers. */
+export function normalizeSignal(s: string | number): NodeJS.Signals | number {
+  if (typeof s === 'number') return s;
+  if (/^\d+$/.test(s)) return Number(s);
+  const up = s.toUpperCase();
+  const name = (up.startsWith('SIG') ? up : `SIG${up}`) as NodeJS.Signals;
+  if (!Object.hasOwn(constants.signals, name)) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `unknown signal "${s}"`);
+  }
+  return name;
+}
