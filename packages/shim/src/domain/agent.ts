@@ -12,22 +12,21 @@ import {
   type TaskExit,
 } from '@berth/api';
 import type { HostLayout, Redis, ServiceContext } from '@berth/kit';
-
-type Logger = ServiceContext['log'];
-
 import { spawnConmon } from '../runtime/conmon.js';
 import { DirWatcher, monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { Runc } from '../runtime/runc.js';
 import { ExecProcesses } from './execs.js';
 import { exists, mtimeOf, writeAtomic } from './files.js';
-import { checkName, execPaths, taskPaths } from './paths.js';
+import { checkName, execPaths, namespacePaths, taskPaths } from './paths.js';
 import { Reconciler } from './reconcile.js';
 import { prepareSpec } from './spec.js';
 import { type ProcRecord, ShimStore } from './store.js';
 import { normalizeSignal, procKey, runtimeFailure, until } from './util.js';
 
 export { procKey } from './util.js';
+
+type Logger = ServiceContext['log'];
 
 /** What the agent needs from its host process; no NATS in here, events go through `publish`. */
 export interface AgentOptions {
@@ -91,7 +90,7 @@ export class ShimAgent {
   runc(ns: string): Runc {
     let r = this.runcs.get(ns);
     if (!r) {
-      r = new Runc(taskPaths(this.layout, ns, 'x').runcRoot, this.runcBinary);
+      r = new Runc(namespacePaths(this.layout, ns).runcRoot, this.runcBinary);
       this.runcs.set(ns, r);
     }
     return r;
@@ -157,7 +156,7 @@ export class ShimAgent {
   /** Starts the inotify watch of a namespace's exit dir (idempotent); existing files are handled too. */
   async watchNamespace(ns: string): Promise<void> {
     if (this.nsWatchers.has(ns) || this.closed) return;
-    const w = new DirWatcher(taskPaths(this.layout, ns, 'x').exitDir, (name) => {
+    const w = new DirWatcher(namespacePaths(this.layout, ns).exitDir, (name) => {
       if (name.startsWith('.')) return;
       void this.handleExit(ns, name).catch((err: unknown) =>
         this.log.error({ err, ns, id: name }, 'handling an exit failed'),

@@ -21,6 +21,15 @@ function cuuid(...parts: string[]): string {
   return createHash('sha256').update(parts.join('/')).digest('hex').slice(0, 16);
 }
 
+/** What one namespace shares on the host: its runc root and the exit dir its monitors write to. */
+export function namespacePaths(layout: HostLayout, ns: string) {
+  return {
+    runcRoot: join(layout.runc, ns),
+    /** Watched with inotify: one file per exited task, named by id. */
+    exitDir: join(layout.run.monitors, 'exits', ns),
+  };
+}
+
 /** Where everything of one task lives on the host (documented in docs/layout.md, shim section). */
 export function taskPaths(layout: HostLayout, ns: string, id: string) {
   const bundle = join(layout.tasks, ns, id);
@@ -37,12 +46,11 @@ export function taskPaths(layout: HostLayout, ns: string, id: string) {
     oomFile: join(bundle, 'oom'),
     ctl: join(bundle, 'ctl'),
     execs: join(bundle, 'execs'),
-    /** Watched with inotify: one file per exited task, named by id. */
-    exitDir: join(layout.run.monitors, 'exits', ns),
+    exitDir: namespacePaths(layout, ns).exitDir,
     socketDir,
     cuuid: uuid,
     attach: join(socketDir, uuid, 'attach'),
-    runcRoot: join(layout.runc, ns),
+    runcRoot: namespacePaths(layout, ns).runcRoot,
     defaultLog: join(layout.containerLogs, ns, `${id}.log`),
   };
 }
