@@ -1,0 +1,313 @@
+/**
+ * Layer unpack benchmark (issue 4). Prints figures; asserts nothing.
+ *  (a) apply: a generated 3-layer image (many small files, a few large ones, >= 200 MB of tar)
+ *      written by the unpacker into fresh directories, uncompressed / gzip / zstd: MB/s of
+ *      uncompressed tar applied (median of BENCH_RUNS)
+ *  (b) unpack op: the snapshot-service process over NATS (snapshots, locks, DiffID check, commit)
+ *  (c) end to end: image-service pull + unpack from a registry on loopback (fresh state per run)
+ *  (d) with containerd installed: `ctr images pull` of the same image (fresh daemon per run), and
+ *      its unpack alone (content fetched first), with the ratios
+ * Run: pnpm --filter @berth/bench run unpack   Env: BENCH_RUNS (3), BENCH_SMALL (16000), BENCH_LARGE_MB (32).
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Service } from '@berth/api';
+import { call, hostLayout } from '@berth/kit';
+import { applyLayer, chainIds, type TarWriteEntry, tarBuffer } from '@berth/snapshot-service';
+import {
+  compressLayer,
+  type FixtureLayer,
+  putBlob,
+  putImage,
+  writeOciLayout,
+} from '@berth/snapshot-service/testing';
+import { startRegistry, tempDir } from '@berth/testing';
+import { startContainerStack } from '../tests/e2e/containers-stack.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SMALL = Number(process.env.BENCH_SMALL ?? 16_000);
+const LARGE_MB = Number(process.env.BENCH_LARGE_MB ?? 32);
+const MB = 1e6;
+
+const say = (s: string) => process.stdout.write(`${s}\n`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const runs = (xs: number[]) => `runs ${xs.map((x) => x.toFixed(2)).join(', ')} s`;
+const f1 = (n: number) => n.toFixed(1);
+
+/** Half random, half text: compresses about 2:1 like typical binaries and text mixed. */
+function content(size: number, seed: number): Buffer {
+  const half = Math.floor(size / 2);
+  const text = Buffer.from(
+    `line ${seed} lorem ipsum dolor sit amet consectetur adipiscing elit\n`.repeat(Math.ceil(half / 60) + 1),
+  ).subarray(0, size - half);
+  return Buffer.concat([randomBytes(half), text]);
+}
+
+function layers(): TarWriteEntry[][] {
+  const t = 1_700_000_000;
+  const small: TarWriteEntry[] = [{ name: 'usr/', type: 'dir', mode: 0o755, mtime: t }];
+  for (let d = 0; d < 400; d++) small.push({ name: `usr/share/d${d}/`, type: 'dir', mode: 0o755, mtime: t });
+  for (let i = 0; i < SMALL; i++) {
+    // Log-uniform sizes from 200 B to 32 KiB (mean about 6.4 kB), like a distro's /usr.
+    const size = Math.round(200 * Math.exp(Math.random() * Math.log(32_768 / 200)));
+    small.push({
+      name: `usr/share/d${i % 400}/f${i}`,
+      type: 'file',
+      mode: 0o644,
+      mtime: t,
+      data: content(size, i),
+    });
+    if (i % 10 === 0)
+      small.push({ name: `usr/share/d${i % 400}/l${i}`, type: 'symlink', linkname: `f${i}`, mtime: t });
+  }
+  const large: TarWriteEntry[] = [{ name: 'opt/', type: 'dir', mode: 0o755, mtime: t }];
+  for (let i = 0; i < 4; i++) {
+    large.push({
+      name: `opt/big${i}.bin`,
+      type: 'file',
+      mode: 0o755,
+      mtime: t,
+      data: {
+        size: LARGE_MB * 1024 * 1024,
+        chunks: function* () {
+          for (let c = 0; c < LARGE_MB; c++) yield content(1024 * 1024, c);
+        },
+      },
+    });
+  }
+  const top: TarWriteEntry[] = [
+    { name: 'usr/', type: 'dir', mode: 0o755, mtime: t },
+    { name: 'usr/share/', type: 'dir', mode: 0o755, mtime: t },
+    { name: 'usr/share/d1/', type: 'dir', mode: 0o755, mtime: t },
+    { name: 'usr/share/d1/.wh..wh..opq', type: 'file', mtime: t },
+    { name: 'usr/share/.wh.d2', type: 'file', mtime: t },
+    { name: 'etc/', type: 'dir', mode: 0o755, mtime: t },
+    { name: 'etc/config', type: 'file', mode: 0o644, mtime: t, data: content(4096, 1) },
+  ];
+  return [small, large, top];
+}
+
+async function main(): Promise<void> {
+  const work = await tempDir('bench-unpack');
+  const blobs = join(work, 'blobs');
+  say(`unpack benchmark: node ${process.version}, ${RUNS} run(s) each`);
+  const t0 = Date.now();
+  const tars = layers().map((l) => tarBuffer(l));
+  const total = tars.reduce((n, t) => n + t.length, 0);
+  const files = SMALL + 4;
+  say(
+    `image: 3 layers, ${files} files (${SMALL} small, 4 x ${LARGE_MB} MiB), ${f1(total / MB)} MB of tar (generated in ${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+  );
+  const kinds = ['none', 'gzip', 'zstd'] as const;
+  const diffIds = tars.map((t) => `sha256:${createHash('sha256').update(t).digest('hex')}`);
+  const built: Record<string, FixtureLayer[]> = {};
+  for (const k of kinds) {
+    built[k] = tars.map((tar, i) => {
+      const { blob, mediaType } = compressLayer(tar, k);
+      return { descriptor: putBlob(blobs, blob, mediaType), diffId: diffIds[i] as string };
+    });
+    const size = built[k].reduce((n, l) => n + l.descriptor.size, 0);
+    say(`  ${k.padEnd(4)} blobs: ${f1(size / MB)} MB`);
+  }
+
+  // (a) the unpacker alone
+  say('(a) apply (unpacker into fresh directories, layers in order, parents given)');
+  const applyMBs: Record<string, number> = {};
+  for (const k of kinds) {
+    const times: number[] = [];
+    const cpus: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const dirs = [0, 1, 2].map((i) => join(work, `apply-${k}-${r}-${i}`));
+      for (const d of dirs) await mkdir(d, { recursive: true });
+      // Start from clean page-cache state: earlier writes are flushed before timing.
+      spawnSync('sync');
+      const cpu0 = process.cpuUsage();
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < 3; i++) {
+        const l = built[k]?.[i] as FixtureLayer;
+        const res = await applyLayer({
+          blobPath: join(blobs, l.descriptor.digest.slice(7)),
+          mediaType: l.descriptor.mediaType,
+          root: dirs[i] as string,
+          parents: dirs.slice(0, i).reverse(),
+          maxUncompressedBytes: 1e12,
+          what: `layer ${i}`,
+        });
+        if (res.diffId !== l.diffId) throw new Error(`diffID mismatch in layer ${i}`);
+      }
+      times.push(Number(process.hrtime.bigint() - start) / 1e9);
+      const cpu = process.cpuUsage(cpu0);
+      cpus.push((cpu.user + cpu.system) / 1e6);
+      for (const d of dirs) await rm(d, { recursive: true, force: true });
+    }
+    applyMBs[k] = total / MB / median(times);
+    say(
+      `  ${k.padEnd(4)}: median ${median(times).toFixed(2)} s (${runs(times)}), ${f1(applyMBs[k])} MB/s of tar, ${Math.round(files / median(times))} files/s; main-thread CPU ${median(cpus).toFixed(2)} s (${f1(total / MB / median(cpus))} MB per CPU-second)`,
+    );
+  }
+
+  // (b) the unpack op of a snapshot-service process over NATS
+  say('(b) snapshot-service `unpack` over NATS (prepare, apply, DiffID check, du, commit per layer)');
+  const opMBs: number[] = [];
+  {
+    const stack = await startContainerStack({ only: ['snapshot-service'] });
+    try {
+      const storeBlobs = hostLayout({ stateRoot: stack.stateRoot, runRoot: stack.runRoot }).content.blobs;
+      await mkdir(storeBlobs, { recursive: true });
+      for (const l of built.gzip ?? [])
+        await cp(join(blobs, l.descriptor.digest.slice(7)), join(storeBlobs, l.descriptor.digest.slice(7)));
+      const req = { layers: (built.gzip ?? []).map((l) => l.descriptor), diffIds };
+      const times: number[] = [];
+      for (let r = 0; r < RUNS; r++) {
+        spawnSync('sync');
+        const start = process.hrtime.bigint();
+        const rep = await call<{ applied: number }>(stack.nc, Service.snapshot, 'unpack', req, {
+          node: stack.node,
+          timeoutMs: 300_000,
+        });
+        times.push(Number(process.hrtime.bigint() - start) / 1e9);
+        if (rep.applied !== 3) throw new Error(`expected 3 layers applied, got ${rep.applied}`);
+        await call(
+          stack.nc,
+          Service.snapshot,
+          'gc',
+          { graceMs: 0 },
+          { node: stack.node, timeoutMs: 600_000 },
+        );
+      }
+      const t = median(times);
+      opMBs.push(total / MB / t);
+      say(`  gzip: median ${t.toFixed(2)} s, ${f1(total / MB / t)} MB/s of tar (${runs(times)})`);
+    } catch (err) {
+      const p = stack.procs.get('snapshot-service');
+      say(
+        `  failed: ${(err as Error).message}; service exit ${p?.exitCode ?? p?.signalCode}\n${stack.output('snapshot-service').slice(-2000)}`,
+      );
+      throw err;
+    } finally {
+      await stack.stop();
+    }
+  }
+
+  // (c) end to end pull + unpack from a registry on loopback
+  say(
+    '(c) end to end: image-service pull + unpack (gzip layers, registry on 127.0.0.1, fresh state each run)',
+  );
+  const registry = await startRegistry();
+  const ref = `${registry.host}/bench/unpack:v1`;
+  let berthPull = Number.NaN;
+  try {
+    const image = putImage(blobs, built.gzip ?? []);
+    writeOciLayout(join(work, 'layout'), blobs, image, 'v1');
+    execFileSync('skopeo', [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      `oci:${join(work, 'layout')}:v1`,
+      `docker://${ref}`,
+    ]);
+    const times: number[] = [];
+    for (let r = 0; r < Math.min(RUNS, 2); r++) {
+      const stack = await startContainerStack({ only: ['image-service', 'snapshot-service'] });
+      try {
+        const start = process.hrtime.bigint();
+        const rep = await call<{ unpack: string; unpackError?: string; image: { chainId?: string } }>(
+          stack.nc,
+          Service.image,
+          'pull',
+          { ref },
+          {
+            node: stack.node,
+            timeoutMs: 600_000,
+          },
+        );
+        times.push(Number(process.hrtime.bigint() - start) / 1e9);
+        if (rep.unpack !== 'done' || rep.image.chainId !== chainIds(diffIds)[2])
+          throw new Error(`pull did not unpack: ${rep.unpack} ${rep.unpackError ?? ''}`);
+      } finally {
+        await stack.stop();
+      }
+    }
+    berthPull = median(times);
+    say(
+      `  berth pull+unpack: median ${berthPull.toFixed(2)} s (${f1(total / MB / berthPull)} MB/s of tar; ${runs(times)})`,
+    );
+
+    // (d) containerd
+    if (existsSync('/usr/bin/ctr') && existsSync('/usr/bin/containerd')) {
+      const version = execFileSync('containerd', ['--version']).toString().split(' ')[2]?.trim();
+      const pulls: number[] = [];
+      const unpacks: number[] = [];
+      for (let r = 0; r < Math.min(RUNS, 2); r++) {
+        const ctd = await startContainerd(join(work, `ctd-${r}`));
+        try {
+          const ctr = (args: string[]) => {
+            const start = process.hrtime.bigint();
+            const res = spawnSync('ctr', ['-a', ctd.sock, '-n', 'bench', ...args], { encoding: 'utf8' });
+            if (res.status !== 0) throw new Error(`ctr ${args.join(' ')}: ${res.stderr}`);
+            return Number(process.hrtime.bigint() - start) / 1e9;
+          };
+          pulls.push(ctr(['images', 'pull', '--plain-http', ref]));
+          ctr(['images', 'rm', '--sync', ref]);
+          ctr(['content', 'fetch', '--plain-http', ref]);
+          unpacks.push(ctr(['images', 'pull', '--plain-http', ref]));
+        } finally {
+          await ctd.stop();
+        }
+      }
+      const p = median(pulls);
+      const u = median(unpacks);
+      say(`(d) containerd ${version} (overlayfs snapshotter, private daemon):`);
+      say(
+        `  ctr pull+unpack: median ${p.toFixed(2)} s (${f1(total / MB / p)} MB/s of tar; ${runs(pulls)}); berth/containerd time ratio ${(berthPull / p).toFixed(2)}`,
+      );
+      say(
+        `  ctr unpack only (content present): median ${u.toFixed(2)} s (${f1(total / MB / u)} MB/s of tar; ${runs(unpacks)}); berth unpack op ${f1(opMBs[0] ?? 0)} MB/s, ratio of throughputs berth/containerd ${((opMBs[0] ?? 0) / (total / MB / u)).toFixed(2)}`,
+      );
+    } else {
+      say('(d) containerd is not installed on this machine: no ctr comparison in this run');
+    }
+  } finally {
+    await registry.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** A private containerd (temp root/state, own socket, no CRI plugin) for the comparison. */
+async function startContainerd(dir: string) {
+  await mkdir(dir, { recursive: true });
+  const sock = join(dir, 'ctd.sock');
+  await writeFile(
+    join(dir, 'config.toml'),
+    `version = 2\nroot = "${join(dir, 'root')}"\nstate = "${join(dir, 'state')}"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n[ttrpc]\n  address = "${join(dir, 'ttrpc.sock')}"\n`,
+  );
+  const proc = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
+  const deadline = Date.now() + 20_000;
+  while (spawnSync('ctr', ['-a', sock, 'version'], { stdio: 'ignore' }).status !== 0) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('containerd did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    sock,
+    async stop() {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+      for (const m of readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' ')[1] ?? '')) {
+        if (m.startsWith(`${dir}/`)) spawnSync('umount', ['-l', m]);
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+await main();
