@@ -98,6 +98,29 @@ describe('task lifecycle on real runc under conmon', () => {
     await w.client.delete({ namespace: ns, id });
   });
 
+  it('a negative oomScoreAdj (needs CAP_SYS_RESOURCE, absent here) is raised instead of failing create', async () => {
+    const id = newId();
+    const spec = await makeSpec(['cat', '/proc/self/oom_score_adj'], {
+      cgroupsPath: `/berth-test/${w.node}/${id}`,
+    });
+    (spec.process as Record<string, unknown>).oomScoreAdj = -500;
+    await w.client.create({
+      namespace: ns,
+      id,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+    });
+    await w.client.start({ namespace: ns, id });
+    expect((await w.client.wait({ namespace: ns, id })).exitCode).toBe(0);
+    const { stdout } = await readCriStreams((await w.client.state({ namespace: ns, id })).logPath!);
+    const own = Number((await readFile('/proc/self/oom_score_adj', 'utf8')).trim());
+    const granted = Number(stdout.trim());
+    expect(granted === -500 || granted >= Math.min(own, 0)).toBe(true);
+    await w.client.delete({ namespace: ns, id });
+  });
+
   it('kills a running task; a second kill of the dead task is not an error (rm -f)', async () => {
     // PID 1 of a pid namespace ignores signals it has no handler for: trap TERM explicitly.
     const { id } = await run(['sh', '-c', 'trap "exit 3" TERM; echo ready; while true; do sleep 0.05; done']);
