@@ -149,6 +149,20 @@ describe('task lifecycle on real runc under conmon', () => {
     expect((await w.client.list({ namespace: ns })).tasks.find((t) => t.id === id)).toBeUndefined();
   });
 
+  it('runs 12 lifecycles at once: every exit code lands on the right task', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const { id } = await run(['sh', '-c', `echo task-${i}; exit ${i + 1}`]);
+        await w.client.start({ namespace: ns, id });
+        const exit = await w.client.wait({ namespace: ns, id });
+        const { stdout } = await readCriStreams((await w.client.state({ namespace: ns, id })).logPath!);
+        await w.client.delete({ namespace: ns, id });
+        return { i, code: exit.exitCode, stdout };
+      }),
+    );
+    for (const r of results) expect(r).toEqual({ i: r.i, code: r.i + 1, stdout: `task-${r.i}\n` });
+  });
+
   it('refuses a duplicate id and bad input with codes that name the task', async () => {
     const { id } = await run(['true']);
     const spec = await makeSpec(['true']);
