@@ -65,9 +65,11 @@ let loaded: NativeFs | undefined;
  */
 export function nativeFs(): NativeFs {
   if (loaded) return loaded;
-  const candidates = ['../native/berth_fs.node', '../../native/build/Release/berth_fs.node'].map((p) =>
-    fileURLToPath(new URL(p, import.meta.url)),
-  );
+  const candidates = [
+    '../native/berth_fs.node',
+    '../../dist/native/berth_fs.node',
+    '../../native/build/Release/berth_fs.node',
+  ].map((p) => fileURLToPath(new URL(p, import.meta.url)));
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
     throw new BerthError(
