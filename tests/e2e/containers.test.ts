@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ListSnapshotsReply, Service } from '@berth/api';
@@ -95,6 +96,26 @@ describe('berth run', () => {
     expect(r.stdout).toContain('CapEff:\t00000000a80425fb');
     expect(r.stdout).toContain('1024');
     expect(r.stdout.trim().split('\n').pop()).toBe('lo');
+  });
+
+  it('shares host namespaces and runs privileged when asked', async () => {
+    const r = await run(
+      'run',
+      '--rm',
+      '--pid',
+      'host',
+      '--privileged',
+      IMAGE,
+      'sh',
+      '-c',
+      'grep CapEff /proc/self/status; ls /proc | grep -c "^[0-9]"',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const [caps, count] = r.stdout.trim().split('\n');
+    // Privileged means every capability this host can grant: runc's (and this process's) bounding set.
+    const hostBnd = /^CapBnd:\s*(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    expect(caps).toBe(`CapEff:\t${hostBnd}`);
+    expect(Number(count)).toBeGreaterThan(10);
   });
 
   it('runs detached: ps, logs, exec, top, pause, stop, rm', async () => {

@@ -42,6 +42,13 @@ export type Resources = z.infer<typeof Resources>;
 export const NetworkMode = z.union([z.enum(['none', 'host']), z.string().startsWith('/')]);
 export type NetworkMode = z.infer<typeof NetworkMode>;
 
+/**
+ * Mode of the pid, ipc or uts namespace: `private` (a new one, the default), `host` (none: the
+ * host's), or the path of an existing namespace to join (a pod's, as the CRI gateway passes).
+ */
+export const NamespaceMode = z.union([z.enum(['private', 'host']), z.string().startsWith('/')]);
+export type NamespaceMode = z.infer<typeof NamespaceMode>;
+
 /** DNS settings written into the container's /etc/resolv.conf. */
 export const DnsConfig = z.object({
   servers: z.array(z.string()).default([]),
@@ -94,6 +101,15 @@ export const CreateContainerRequest = z.object({
   stopSignal: z.string().optional(),
   /** cgroups path for linux.cgroupsPath; default /berth/<ns>/<id>. */
   cgroupsPath: z.string().optional(),
+  /** pid/ipc/uts namespaces (network is `network`); default private. */
+  namespaces: z
+    .object({ pid: NamespaceMode.optional(), ipc: NamespaceMode.optional(), uts: NamespaceMode.optional() })
+    .optional(),
+  /** Replace the default masked / read-only paths (CRI passes its own; [] removes them). */
+  maskedPaths: z.array(z.string()).optional(),
+  readonlyPaths: z.array(z.string()).optional(),
+  /** All capabilities, every device allowed, no masked or read-only paths, /sys writable. */
+  privileged: z.boolean().optional(),
 });
 export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
 

@@ -27,6 +27,10 @@ export const createOptions: OptionSpec = {
   'stop-signal': { type: 'string' },
   interactive: { type: 'boolean', short: 'i' },
   tty: { type: 'boolean', short: 't' },
+  privileged: { type: 'boolean' },
+  pid: { type: 'string' },
+  ipc: { type: 'string' },
+  uts: { type: 'string' },
 };
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
@@ -145,6 +149,16 @@ export function toCreateRequest(args: CommandArgs, node: string): CreateContaine
   }
   if (strs(v.dns).length) req.dns = { servers: strs(v.dns), searches: [], options: [] };
   if (typeof v['stop-signal'] === 'string') req.stopSignal = v['stop-signal'];
+  const namespaces: NonNullable<CreateContainerRequest['namespaces']> = {};
+  for (const ns of ['pid', 'ipc', 'uts'] as const) {
+    const mode = v[ns];
+    if (mode === undefined) continue;
+    if (mode !== 'host' && mode !== 'private')
+      throw errors.invalid(`invalid --${ns} "${mode}": host or private`);
+    namespaces[ns] = mode;
+  }
+  if (Object.keys(namespaces).length) req.namespaces = namespaces;
+  if (v.privileged) req.privileged = true;
   if (v.tty) req.tty = true;
   if (v.interactive) req.stdin = true;
   return req;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -19,6 +19,8 @@ import { keys, type Redis, withLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import { LayeredRootfs } from '../rootfs/layers.js';
 import {
+  ALL_CAPS,
+  capsFromMask,
   envValue,
   filterHostResolvConf,
   generateSpec,
@@ -111,7 +113,16 @@ export class ContainerManager {
         hostname: join(dir, 'hostname'),
       };
       const gen = generateSpec(
-        { id, namespace: ns, request: req, image: image.config.config, passwd, group, files },
+        {
+          id,
+          namespace: ns,
+          request: req,
+          image: image.config.config,
+          passwd,
+          group,
+          files,
+          hostCaps: hostCapabilities(),
+        },
         osHostname(),
       );
       const proc = gen.spec.process as { env: string[]; cwd: string };
@@ -191,7 +202,10 @@ export class ContainerManager {
         else labels[k] = v;
       }
       const resources = { ...c.config.resources, ...req.resources };
-      const linux = { ...(c.spec.linux as Record<string, unknown>), resources: linuxResources(resources) };
+      const linux = {
+        ...(c.spec.linux as Record<string, unknown>),
+        resources: linuxResources(resources, c.config.privileged ?? false),
+      };
       const next: Container = {
         ...c,
         labels,
@@ -217,6 +231,19 @@ export class ContainerManager {
     await this.store.delete(c);
     this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
   }
+}
+
+let hostCaps: string[] | undefined;
+/**
+ * The capabilities runc can grant here: this process's bounding set (runc runs as the same user on
+ * the same host). A machine without CAP_SYS_RESOURCE, say, cannot give it to a container.
+ */
+function hostCapabilities(): string[] {
+  if (!hostCaps) {
+    const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    hostCaps = m?.[1] ? capsFromMask(m[1]) : [...ALL_CAPS];
+  }
+  return hostCaps;
 }
 
 /** nerdctl-style default name: the image's last path component and a short id. */

@@ -1,7 +1,7 @@
 import { BerthError, type CreateContainerRequest } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_CAPS, DEFAULT_PATH } from './defaults.js';
-import { capabilities, generateSpec, linuxResources } from './generate.js';
+import { capabilities, capsFromMask, generateSpec, linuxResources } from './generate.js';
 import { parseGroup, parsePasswd, resolveUser } from './user.js';
 
 const id = 'a'.repeat(64);
@@ -126,6 +126,56 @@ describe('generateSpec', () => {
     expect(capabilities([], ['ALL'])).toEqual([]);
     expect(capabilities(['CHOWN'], ['ALL'])).toEqual(['CAP_CHOWN']);
     expect(() => capabilities(['NOPE'], [])).toThrow(/unknown capability "NOPE"/);
+  });
+
+  it('joins or shares pid/ipc/uts namespaces, and replaces masked paths', () => {
+    const { spec } = gen({
+      cmd: ['x'],
+      namespaces: { pid: '/proc/1/ns/pid', ipc: 'host' },
+      maskedPaths: ['/proc/kcore'],
+      readonlyPaths: [],
+    });
+    const s = spec as Any;
+    expect(s.linux.namespaces).toEqual([
+      { type: 'pid', path: '/proc/1/ns/pid' },
+      { type: 'uts' },
+      { type: 'mount' },
+      { type: 'network' },
+    ]);
+    expect(s.linux.maskedPaths).toEqual(['/proc/kcore']);
+    expect(s.linux.readonlyPaths).toEqual([]);
+  });
+
+  it('privileged: every capability and device, nothing masked, /sys writable', () => {
+    const s = gen({ cmd: ['x'], privileged: true }).spec as Any;
+    expect(s.process.capabilities.bounding).toContain('CAP_SYS_ADMIN');
+    expect(s.linux.resources.devices).toEqual([{ allow: true, access: 'rwm' }]);
+    expect(s.linux.maskedPaths).toEqual([]);
+    expect(s.mounts.find((m: Any) => m.destination === '/sys').options).not.toContain('ro');
+  });
+
+  it('limits ALL and privileged to what the host can grant', () => {
+    const hostCaps = capsFromMask('00000000a80425fb');
+    expect(hostCaps).toEqual(expect.arrayContaining([...DEFAULT_CAPS]));
+    expect(hostCaps).toHaveLength(DEFAULT_CAPS.length);
+    expect(capabilities(['ALL'], [], ['CAP_CHOWN', 'CAP_KILL'])).toEqual(['CAP_CHOWN', 'CAP_KILL']);
+    expect(() => capabilities(['SYS_RESOURCE'], [], ['CAP_CHOWN'])).toThrow(
+      /capability "CAP_SYS_RESOURCE" is not available on this host/,
+    );
+    const s = generateSpec(
+      {
+        id,
+        namespace: 'n',
+        request: { image: 'x', cmd: ['x'], privileged: true },
+        image: {},
+        passwd,
+        group,
+        files,
+        hostCaps: ['CAP_CHOWN'],
+      },
+      'h',
+    ).spec as Any;
+    expect(s.process.capabilities.bounding).toEqual(['CAP_CHOWN']);
   });
 
   it('sets TERM for a terminal and refuses a relative working directory', () => {

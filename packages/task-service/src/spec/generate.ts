@@ -32,6 +32,11 @@ export interface SpecInput {
   passwd: PasswdEntry[];
   group: GroupEntry[];
   files: GeneratedFiles;
+  /**
+   * Capabilities the runtime can grant (its bounding set, see hostCapabilities); `ALL` and
+   * privileged expand to these. Default: every capability the kernel knows.
+   */
+  hostCaps?: readonly string[];
 }
 
 /** The generated spec plus facts the caller stores beside it. */
@@ -65,7 +70,8 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   if (user.home && envValue(env, 'HOME') === undefined) env.push(`HOME=${user.home}`);
   else if (envValue(env, 'HOME') === undefined) env.push('HOME=/');
 
-  const caps = capabilities(req.capAdd ?? [], req.capDrop ?? []);
+  const host = input.hostCaps ?? ALL_CAPS;
+  const caps = req.privileged ? [...host] : capabilities(req.capAdd ?? [], req.capDrop ?? [], host);
   const hostname = containerHostname(id, req, hostHostname);
 
   const process: Record<string, unknown> = {
@@ -85,7 +91,10 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   // Only non-negative values: lowering the score needs CAP_SYS_RESOURCE, which berth never assumes.
   if (req.oomScoreAdj !== undefined) process.oomScoreAdj = req.oomScoreAdj;
 
-  const mounts: OciMount[] = defaultMounts();
+  const mounts: OciMount[] = defaultMounts().map((m) =>
+    // A privileged container may write /sys (and its cgroups), as docker's --privileged.
+    req.privileged && m.type !== 'proc' ? { ...m, options: m.options.filter((o) => o !== 'ro') } : m,
+  );
   const ro = req.readonlyRootfs ?? false;
   const fileOpts = ['rbind', 'rprivate', ro ? 'ro' : 'rw'];
   mounts.push(
@@ -103,12 +112,13 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     });
   }
 
-  const namespaces: { type: string; path?: string }[] = [
-    { type: 'pid' },
-    { type: 'ipc' },
-    { type: 'uts' },
-    { type: 'mount' },
-  ];
+  const namespaces: { type: string; path?: string }[] = [];
+  for (const type of ['pid', 'ipc', 'uts'] as const) {
+    const mode = req.namespaces?.[type] ?? 'private';
+    if (mode === 'private') namespaces.push({ type });
+    else if (mode !== 'host') namespaces.push({ type, path: mode });
+  }
+  namespaces.push({ type: 'mount' });
   const net = req.network ?? 'none';
   if (net === 'none') namespaces.push({ type: 'network' });
   else if (net !== 'host') namespaces.push({ type: 'network', path: net });
@@ -120,10 +130,10 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
 
   const linux: Record<string, unknown> = {
     namespaces,
-    maskedPaths: [...MASKED_PATHS],
-    readonlyPaths: [...READONLY_PATHS],
+    maskedPaths: req.privileged ? [] : (req.maskedPaths ?? [...MASKED_PATHS]),
+    readonlyPaths: req.privileged ? [] : (req.readonlyPaths ?? [...READONLY_PATHS]),
     cgroupsPath: req.cgroupsPath ?? `/berth/${namespace}/${id}`,
-    resources: linuxResources(req.resources ?? {}),
+    resources: linuxResources(req.resources ?? {}, req.privileged ?? false),
     ...(Object.keys(sysctl).length ? { sysctl } : {}),
   };
 
@@ -159,11 +169,18 @@ function capName(raw: string): string {
   return up === 'ALL' ? 'ALL' : name;
 }
 
-/** The default set, plus additions, minus drops ("ALL" works on either side, drops win last). */
-export function capabilities(add: string[], drop: string[]): string[] {
+/**
+ * The default set, plus additions, minus drops ("ALL" works on either side, drops win last).
+ * An addition the host cannot grant is refused by name rather than failing later in runc.
+ */
+export function capabilities(add: string[], drop: string[], host: readonly string[] = ALL_CAPS): string[] {
   const adds = add.map(capName);
   const drops = drop.map(capName);
-  let set = new Set<string>(adds.includes('ALL') ? ALL_CAPS : DEFAULT_CAPS);
+  for (const c of adds) {
+    if (c !== 'ALL' && !host.includes(c))
+      throw errors.invalid(`capability "${c}" is not available on this host`);
+  }
+  let set = new Set<string>(adds.includes('ALL') ? host : DEFAULT_CAPS.filter((c) => host.includes(c)));
   for (const c of adds) if (c !== 'ALL') set.add(c);
   if (drops.includes('ALL')) set = new Set(adds.filter((c) => c !== 'ALL'));
   for (const c of drops) set.delete(c);
@@ -171,8 +188,8 @@ export function capabilities(add: string[], drop: string[]): string[] {
 }
 
 /** linux.resources: deny all devices (runc re-allows its defaults), then the limits asked for. */
-export function linuxResources(r: Resources): Record<string, unknown> {
-  const out: Record<string, unknown> = { devices: [{ allow: false, access: 'rwm' }] };
+export function linuxResources(r: Resources, allDevices = false): Record<string, unknown> {
+  const out: Record<string, unknown> = { devices: [{ allow: allDevices, access: 'rwm' }] };
   if (r.memoryBytes !== undefined) out.memory = { limit: r.memoryBytes };
   const cpu: Record<string, number> = {};
   if (r.cpus !== undefined) {
@@ -183,4 +200,10 @@ export function linuxResources(r: Resources): Record<string, unknown> {
   if (Object.keys(cpu).length) out.cpu = cpu;
   if (r.pidsLimit !== undefined && r.pidsLimit > 0) out.pids = { limit: r.pidsLimit };
   return out;
+}
+
+/** Capability names of a /proc/<pid>/status mask (CapBnd, CapEff...), in bit order. */
+export function capsFromMask(hex: string): string[] {
+  const mask = BigInt(`0x${hex.trim()}`);
+  return ALL_CAPS.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
 }
