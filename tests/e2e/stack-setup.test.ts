@@ -104,6 +104,30 @@ describe('berth up prerequisites', () => {
   });
 });
 
+describe('berth up with a NATS URL nobody answers', () => {
+  it('gives up after --timeout with a line naming the URL, and berth down still cleans up', async () => {
+    const deadPort = await freePort();
+    const iso = await isolatedEnv({
+      env: {
+        BERTH_NATS_URL: `nats://127.0.0.1:${deadPort}`,
+        BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+      },
+    });
+    const stack = makeStack(iso, { code: 0, stdout: '', stderr: '' });
+    try {
+      const r = await runBerth(['up', '--timeout', '3'], { env: iso.env });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`cannot reach NATS at nats://127.0.0.1:${deadPort} within 3000 ms`);
+      const state = stack.state()!;
+      const down = await stack.berth('down');
+      expect(down.code).toBe(0);
+      for (const c of state.children) if (c.pid !== null) expect(alive(c.pid), c.name).toBe(false);
+    } finally {
+      await stack.stop();
+    }
+  });
+});
+
 describe('two berth up at once', () => {
   it('start one stack; both succeed', async () => {
     const iso = await isolatedEnv({

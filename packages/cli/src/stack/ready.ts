@@ -25,13 +25,26 @@ export async function waitStackReady(opts: {
   getState: () => Promise<SupervisorState | undefined>;
   timeoutMs: number;
 }): Promise<{ status: StackStatus; state: SupervisorState }> {
-  const nc = await connectNats({
+  const deadline = Date.now() + opts.timeoutMs;
+  const connecting = connectNats({
     url: opts.natsUrl,
     name: 'berth-up',
-    extra: { maxReconnectAttempts: -1, waitOnFirstConnect: true, timeout: opts.timeoutMs },
+    extra: { maxReconnectAttempts: -1, waitOnFirstConnect: true },
   });
+  // nats.js keeps trying forever with waitOnFirstConnect; the wait must stay bounded.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), opts.timeoutMs);
+  });
+  const nc = await Promise.race([connecting, late]).finally(() => clearTimeout(timer));
+  if (!nc) {
+    void connecting.then((c) => c.close()).catch(() => undefined);
+    throw new BerthError(
+      Code.UNAVAILABLE,
+      `cannot reach NATS at ${opts.natsUrl} within ${opts.timeoutMs} ms (is it running? is natsUrl right?)`,
+    );
+  }
   try {
-    const deadline = Date.now() + opts.timeoutMs;
     let lastProblem = 'no answer yet';
     let lastState: SupervisorState | undefined;
     while (Date.now() < deadline) {
