@@ -103,8 +103,8 @@ export type SnapshotCleanupReply = z.infer<typeof SnapshotCleanupReply>;
 
 /**
  * Request of `gc`: removes committed snapshots no image (its chainId) and no active/view snapshot
- * reaches, and stale unpack leftovers. Snapshots younger than `graceMs` (default the service's
- * gcGraceMs) are kept, as a lease protects content between unpack and the image record.
+ * reaches, and stale unpack leftovers. Committed snapshots younger than `graceMs` (default the
+ * service's gcGraceMs, 0 unless configured) are kept, like a lease.
  */
 export const SnapshotGcRequest = z.object({
   graceMs: z.number().int().nonnegative().optional(),

@@ -289,7 +289,7 @@ describe('unpack over NATS', () => {
       labels: { 'berth.io/unpack': 'sha256:dead' },
     });
 
-    const recent = await env.client.gc({});
+    const recent = await env.client.gc({ graceMs: 3_600_000 });
     expect(recent.removed).toEqual([]);
     const dry = await env.client.gc({ graceMs: 0, dryRun: true });
     expect(dry.removed.sort()).toEqual([`extract-dead ${b.diffId}`, rb.chainId].sort());

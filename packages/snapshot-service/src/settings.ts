@@ -8,7 +8,10 @@ export interface SnapshotSettings {
   maxLayerUncompressedBytes: number;
   /** How long an unpack waits for another unpack of the same chainID. */
   unpackLockWaitMs: number;
-  /** GC keeps snapshots younger than this (the lease between unpack and the image record). */
+  /**
+   * GC keeps committed snapshots younger than this. Default 0: the image-service writes the image
+   * record (whose diff_ids root the chain) before it asks for an unpack, so no window needs a lease.
+   */
   gcGraceMs: number;
 }
 
@@ -19,6 +22,6 @@ export function snapshotSettings(config: Config): SnapshotSettings {
   return {
     maxLayerUncompressedBytes: serviceSetting(config, S, 'maxLayerUncompressedBytes', pos, 64 * 1024 ** 3),
     unpackLockWaitMs: serviceSetting(config, S, 'unpackLockWaitMs', pos, 30 * 60_000),
-    gcGraceMs: serviceSetting(config, S, 'gcGraceMs', z.number().int().nonnegative(), 10 * 60_000),
+    gcGraceMs: serviceSetting(config, S, 'gcGraceMs', z.number().int().nonnegative(), 0),
   };
 }
