@@ -184,10 +184,10 @@ async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number)
   for (const sig of signals) process.on(sig, onSignal);
   try {
     await sup.start();
-    const ready = await Promise.race([
-      waitStackReady({ natsUrl: plan.natsUrl, getState: async () => sup.state(), timeoutMs }),
-      sup.done.then(() => undefined),
-    ]);
+    const waiting = waitStackReady({ natsUrl: plan.natsUrl, getState: async () => sup.state(), timeoutMs });
+    // Ctrl-C during start-up wins the race; the abandoned wait must not fail the process later.
+    waiting.catch(() => undefined);
+    const ready = await Promise.race([waiting, sup.done.then(() => undefined)]);
     if (ready) {
       ctx.out.write(summary(plan, ready.state));
       ctx.out.write(renderStatus(ready.status, restartsByPid(ready.state)));
