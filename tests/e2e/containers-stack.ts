@@ -38,6 +38,8 @@ export interface ContainerStack {
   /** Output of each service so far (for failure messages). */
   output(name: ServiceName): string;
   start(name: ServiceName): Promise<void>;
+  /** Starts one more replica of a service (stopped by stop()); resolves once it answered `info`. */
+  startReplica(name: ServiceName): Promise<ChildProcess>;
   /** Sends a signal and waits for the process to exit. */
   kill(name: ServiceName, signal: NodeJS.Signals): Promise<void>;
   berth(args: string[], opts?: { timeoutMs?: number; input?: string }): Promise<RunResult>;
@@ -92,6 +94,31 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
   const outputs = new Map<ServiceName, string>();
   let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
 
+  const extras: ChildProcess[] = [];
+  async function launch(name: ServiceName): Promise<ChildProcess> {
+    const main = join(REPO_ROOT, 'packages', name, 'dist', 'main.js');
+    const p = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (b: Buffer) => {
+      const s = (outputs.get(name) ?? '') + b.toString();
+      outputs.set(name, s.length > 50_000 ? s.slice(-25_000) : s);
+    };
+    p.stdout?.on('data', keep);
+    p.stderr?.on('data', keep);
+    const svc = TOKENS[name];
+    await until(`${name} to answer info\n${outputs.get(name) ?? ''}`, async () => {
+      if (p.exitCode !== null) throw new Error(`${name} exited ${p.exitCode}: ${outputs.get(name) ?? ''}`);
+      const info = await call<{ instanceId: string; pid: number }>(
+        nc,
+        svc,
+        'info',
+        {},
+        { node, timeoutMs: 500 },
+      );
+      return info.pid === p.pid;
+    });
+    return p;
+  }
+
   const stack: ContainerStack = {
     nats,
     redis,
@@ -104,27 +131,12 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
     procs,
     output: (name) => outputs.get(name) ?? '',
     async start(name) {
-      const main = join(REPO_ROOT, 'packages', name, 'dist', 'main.js');
-      const p = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      const keep = (b: Buffer) => {
-        const s = (outputs.get(name) ?? '') + b.toString();
-        outputs.set(name, s.length > 50_000 ? s.slice(-25_000) : s);
-      };
-      p.stdout?.on('data', keep);
-      p.stderr?.on('data', keep);
-      procs.set(name, p);
-      const svc = TOKENS[name];
-      await until(`${name} to answer info\n${stack.output(name)}`, async () => {
-        if (p.exitCode !== null) throw new Error(`${name} exited ${p.exitCode}: ${stack.output(name)}`);
-        const info = await call<{ instanceId: string; pid: number }>(
-          nc,
-          svc,
-          'info',
-          {},
-          { node, timeoutMs: 500 },
-        );
-        return info.pid === p.pid;
-      });
+      procs.set(name, await launch(name));
+    },
+    async startReplica(name) {
+      const p = await launch(name);
+      extras.push(p);
+      return p;
     },
     async kill(name, signal) {
       const p = procs.get(name);
@@ -169,6 +181,7 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
           .berth(['rm', '-f', ...(await stack.berth(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean)])
           .catch(() => undefined);
       }
+      for (const p of extras) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
       for (const n of [...SERVICES].reverse()) await stack.kill(n, 'SIGTERM').catch(() => undefined);
       sweepRunc(stateRoot);
       unmountUnder(root);
