@@ -141,6 +141,18 @@ describe('control of a live task', () => {
     await finish(id);
   });
 
+  it('kill of a paused task thaws it so the signal acts (rm -f of a paused container)', async () => {
+    const { id } = await running(['sh', '-c', 'echo ready; while true; do sleep 0.05; done'], {
+      ready: 'ready',
+    });
+    await w.client.pause({ namespace: ns, id });
+    expect(await w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: true })).toEqual({
+      delivered: true,
+    });
+    expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 137 });
+    await w.client.delete({ namespace: ns, id });
+  });
+
   it('stats reads cpu, memory and pids from the cgroup runc made; update changes the limit', async () => {
     const limit = 64 * 1024 * 1024;
     const { id } = await running(['sh', '-c', 'echo ready; while true; do sleep 0.05; done'], {

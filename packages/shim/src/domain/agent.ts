@@ -416,11 +416,25 @@ export class ShimAgent {
     }
     try {
       await this.runc(req.namespace).kill(req.id, signal, req.all);
-      return { delivered: true };
     } catch (err) {
       if (err instanceof BerthError && err.code === Code.NOT_FOUND) return { delivered: false };
       throw err;
     }
+    if (rec.status === 'paused') {
+      // A frozen cgroup holds the signal pending: thaw it so the signal acts (rm -f of a paused task).
+      await this.serial(procKey(req.namespace, req.id), async () => {
+        await this.runc(req.namespace)
+          .resume(req.id)
+          .catch((err: unknown) => {
+            // runc kill --all thaws by itself ("not paused" then); a task gone is fine too.
+            const benign =
+              err instanceof BerthError && (err.code === Code.NOT_FOUND || /not paused/.test(err.message));
+            if (!benign) throw err;
+          });
+        await this.store.transition(req.namespace, req.id, undefined, 'paused', 'running');
+      });
+    }
+    return { delivered: true };
   }
 
   /**
