@@ -55,6 +55,8 @@ export interface NativeFs {
   linkAt(oldDirFd: number, oldName: string, newDirFd: number, newName: string): void;
   setXattrAt(dirFd: number, name: string, key: string, value: Buffer): void;
   listXattrs(path: string): [string, Buffer][];
+  /** [bytes in allocated blocks, distinct inodes] of a tree, symlinks not followed. */
+  diskUsage(path: string): [number, number];
 }
 
 let loaded: NativeFs | undefined;
