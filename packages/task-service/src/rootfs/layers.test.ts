@@ -22,6 +22,9 @@ beforeAll(async () => {
   await writeFile(join(lower, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\n');
   await writeFile(join(lower, 'etc/gone'), 'x');
   await symlink('/../../../../etc/hostname', join(lower, 'etc/escape'));
+  // A hostile lower layer: /secret is a symlink to the host's /etc, hidden by an upper directory.
+  await symlink('/etc', join(lower, 'secret'));
+  await mkdir(join(upper, 'secret'), { recursive: true });
   await mkdir(join(upper, 'etc'), { recursive: true });
   await writeFile(join(upper, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\nu:x:1:1::/:/bin/sh\n');
   execFileSync('mknod', [join(upper, 'etc/gone'), 'c', '0', '0']);
@@ -48,5 +51,7 @@ describe('LayeredRootfs', () => {
     expect(await fs.hasCommand('data', '/usr/bin')).toBe(false);
     expect(await fs.hasCommand('nope', '/usr/bin:/bin')).toBe(false);
     expect(await fs.readFile('/etc/escape')).toBeUndefined();
+    // Through the symlinked directory of a lower layer the host's /etc/passwd would be reached.
+    expect(await fs.readFile('/secret/passwd')).toBeUndefined();
   });
 });

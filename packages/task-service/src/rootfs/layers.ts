@@ -78,11 +78,37 @@ export class LayeredRootfs {
     return false;
   }
 
+  private readonly realDirs = new Map<string, Promise<boolean>>();
+
+  /**
+   * True when `dir` is a chain of real directories inside `layer`. A symlink on the way would make
+   * the host resolve it (possibly out of the layer, onto the host's files); overlayfs does not
+   * merge through it either, so such a layer has nothing under `dir`.
+   */
+  private realDir(layer: string, dir: string): Promise<boolean> {
+    const key = `${layer}\0${dir}`;
+    let hit = this.realDirs.get(key);
+    if (!hit) {
+      hit = (async () => {
+        let cur = layer;
+        for (const part of dir.split('/').filter(Boolean)) {
+          cur = join(cur, part);
+          const st = await lstat(cur).catch(() => undefined);
+          if (!st?.isDirectory()) return false;
+        }
+        return true;
+      })();
+      this.realDirs.set(key, hit);
+    }
+    return hit;
+  }
+
   private async entry(
     dir: string,
     name: string,
   ): Promise<{ host: string; kind: 'dir' | 'file' | 'symlink' } | undefined> {
     for (const layer of this.dirs) {
+      if (!(await this.realDir(layer, dir))) continue;
       const host = join(layer, dir, name);
       const st = await lstat(host).catch(() => undefined);
       if (st) {
