@@ -10,6 +10,7 @@ import {
   makeLayer,
   type ServiceProcess,
   startImageService,
+  startProxy,
   uploadImage,
 } from '@berth/image-service/testing';
 import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
@@ -71,6 +72,8 @@ beforeAll(async () => {
     node: inst.nodeId,
     stateRoot: inst.stateRoot,
     configDir: inst.root,
+    // A SIGKILLed replica's blob locks expire this fast, so the test's retry does not wait long.
+    settings: { blobLockTtlMs: 1000 },
   });
 });
 afterAll(async () => {
@@ -167,5 +170,62 @@ describe('berth image commands', () => {
     );
     const after = await berth('pull', '--no-unpack', `${secure.host}/e2e/private:v2`);
     expect(after.code).toBe(1);
+  });
+
+  it('a pull whose image-service is SIGKILLed fails within the silence limit; the next pull succeeds', async () => {
+    const big = makeImage([makeLayer(Buffer.alloc(3 * 1024 * 1024, 9), 'none')], { arch });
+    await uploadImage(registry.url, 'e2e/killed', 'v1', big);
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let sent: () => void = () => undefined;
+    const partial = new Promise<void>((r) => {
+      sent = r;
+    });
+    const layer = big.layers[0]?.desc.digest ?? '';
+    const stalling = true;
+    const proxy = await startProxy({
+      upstream: registry.url,
+      intercept: async (req, res, path) => {
+        if (!stalling || req.method !== 'GET' || !path.endsWith(`/blobs/${layer}`) || req.headers.range)
+          return false;
+        res.writeHead(200, { 'content-length': big.layers[0]?.blob.length ?? 0 });
+        res.write(big.layers[0]?.blob.subarray(0, 1024 * 1024), () => sent());
+        await held;
+        res.destroy();
+        return true;
+      },
+    });
+    try {
+      const ref = `${proxy.host}/e2e/killed:v1`;
+      const pending = runBerth(['pull', '--no-unpack', ref], {
+        env: { ...inst.env, BERTH_PROGRESS_SILENCE_MS: '3000' },
+      });
+      await partial;
+      await svc.kill('SIGKILL');
+      const r = await pending;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `berth: pull of "${ref}": no word from the image-service for 3 s; it may have stopped (check 'berth status')\n`,
+      );
+      release();
+      svc = await startImageService({
+        nc,
+        natsUrl: nats.url,
+        redisUrl: redis.url,
+        node: inst.nodeId,
+        stateRoot: inst.stateRoot,
+        configDir: inst.root,
+        settings: { blobLockTtlMs: 1000 },
+      });
+      const again = await berth('pull', '--no-unpack', ref);
+      expect(again.stderr).toBe('');
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain(`Digest: ${big.desc.digest}`);
+    } finally {
+      release();
+      await proxy.stop();
+    }
   });
 });

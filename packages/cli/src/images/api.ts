@@ -1,5 +1,5 @@
 import { isAbsolute, resolve } from 'node:path';
-import { DEFAULT_NAMESPACE, type PullProgress, type RegistryAuth } from '@berth/api';
+import { BerthError, Code, DEFAULT_NAMESPACE, type PullProgress, type RegistryAuth } from '@berth/api';
 import {
   credentialsFromDockerConfig,
   type ImageOps,
@@ -43,8 +43,16 @@ export function absolute(path: string): string {
 }
 
 /**
+ * The image-service sends a progress event at least every 5 s while a transfer runs; this much
+ * silence means the replica doing the work is gone (killed, partitioned), not just slow.
+ */
+export const SILENCE_MS = 30_000;
+
+/**
  * Runs a transfer with progress: subscribes to its progress topic before sending the request (so
  * no event is missed), renders events as they come, and stops listening when the reply arrives.
+ * If the service falls silent for SILENCE_MS the transfer fails with UNAVAILABLE instead of
+ * waiting out the request's long timeout.
  */
 export async function withProgress<T>(
   ctx: CliContext,
@@ -52,16 +60,37 @@ export async function withProgress<T>(
   quiet: boolean,
   verbs: { done: string },
   send: () => Promise<T>,
+  what: string,
+  silenceMs = SILENCE_MS,
 ): Promise<T> {
   const nc = await ctx.nats();
   const view = new ProgressView(ctx.out, ctx.out.isTTY === true, verbs);
-  const sub = quiet
-    ? undefined
-    : subscribeEvents(nc, topic, (env: EventEnvelope) => view.update(env.event as PullProgress));
+  let last = Date.now();
+  const sub = subscribeEvents(nc, topic, (env: EventEnvelope) => {
+    last = Date.now();
+    if (!quiet) view.update(env.event as PullProgress);
+  });
   await nc.flush();
+  let timer: NodeJS.Timeout | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setInterval(
+      () => {
+        if (Date.now() - last > silenceMs) {
+          reject(
+            new BerthError(
+              Code.UNAVAILABLE,
+              `${what}: no word from the image-service for ${Math.round(silenceMs / 1000)} s; it may have stopped (check 'berth status')`,
+            ),
+          );
+        }
+      },
+      Math.min(1000, silenceMs / 4),
+    );
+  });
   try {
-    return await send();
+    return await Promise.race([send(), silent]);
   } finally {
-    sub?.unsubscribe();
+    clearInterval(timer);
+    sub.unsubscribe();
   }
 }

@@ -2,8 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { BerthError, Code, errors, type ImageRecord, pullProgressTopic, pushProgressTopic } from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
-import { absolute, authFor, image, withProgress } from './api.js';
+import { absolute, authFor, image, SILENCE_MS, withProgress } from './api.js';
 import { humanSize } from './progress.js';
+
+/** BERTH_PROGRESS_SILENCE_MS shortens the dead-service detection (tests). */
+const silenceMs = () => Number(process.env.BERTH_PROGRESS_SILENCE_MS) || SILENCE_MS;
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
@@ -15,14 +18,21 @@ export async function pullCommand(args: CommandArgs, ctx: CliContext): Promise<n
   const quiet = args.values.quiet === true;
   const platform = str(args.values.platform);
   const auth = await authFor(ref);
-  const reply = await withProgress(ctx, pullProgressTopic(pullId), quiet, { done: 'Pull complete' }, () =>
-    image(ctx, 'pull', {
-      ref,
-      pullId,
-      ...(platform ? { platform } : {}),
-      ...(args.values['no-unpack'] === true ? { unpack: false } : {}),
-      ...(auth ? { auth } : {}),
-    }),
+  const reply = await withProgress(
+    ctx,
+    pullProgressTopic(pullId),
+    quiet,
+    { done: 'Pull complete' },
+    () =>
+      image(ctx, 'pull', {
+        ref,
+        pullId,
+        ...(platform ? { platform } : {}),
+        ...(args.values['no-unpack'] === true ? { unpack: false } : {}),
+        ...(auth ? { auth } : {}),
+      }),
+    `pull of "${ref}"`,
+    silenceMs(),
   );
   if (quiet) ctx.out.write(`${reply.image.name}\n`);
   else {
@@ -47,8 +57,14 @@ export async function pushCommand(args: CommandArgs, ctx: CliContext): Promise<n
   const pushId = randomUUID().replace(/-/g, '');
   const auth = await authFor(dest ?? name);
   const quiet = args.values.quiet === true;
-  const r = await withProgress(ctx, pushProgressTopic(pushId), quiet, { done: 'Pushed' }, () =>
-    image(ctx, 'push', { name, pushId, ...(dest ? { ref: dest } : {}), ...(auth ? { auth } : {}) }),
+  const r = await withProgress(
+    ctx,
+    pushProgressTopic(pushId),
+    quiet,
+    { done: 'Pushed' },
+    () => image(ctx, 'push', { name, pushId, ...(dest ? { ref: dest } : {}), ...(auth ? { auth } : {}) }),
+    `push of "${dest ?? name}"`,
+    silenceMs(),
   );
   ctx.out.write(
     quiet

@@ -319,6 +319,14 @@ export class ContentStore {
         await flush().catch(() => undefined);
         await inflight.catch(() => undefined);
       }
+      if (!stalled && !(err instanceof BerthError) && !opts.signal?.aborted) {
+        // A connection cut mid-body (undici says "terminated"): name the blob and where it stopped.
+        throw new BerthError(
+          Code.UNAVAILABLE,
+          `${opts.what}: download interrupted at byte ${offset + fetched} of ${desc.size}: ${(err as Error).message}; the next pull resumes it`,
+          { cause: err },
+        );
+      }
       if (stalled) {
         throw new BerthError(
           Code.DEADLINE_EXCEEDED,

@@ -2,6 +2,9 @@ import type { BlobStatus, PullProgress } from '@berth/api';
 
 type Blob = PullProgress['blobs'][number];
 
+/** Longest silence between two progress events of a running transfer. */
+export const HEARTBEAT_MS = 5_000;
+
 /**
  * Collects the state of one pull (or push) and hands snapshots to `emit`: at once on phase and
  * status changes, at most every `intervalMs` for byte counts, so a fast pull does not flood NATS.
@@ -13,13 +16,21 @@ export class ProgressTracker {
   private error: string | undefined;
   private last = 0;
   private pending: NodeJS.Timeout | undefined;
+  private readonly heartbeat: NodeJS.Timeout;
 
   constructor(
     private readonly pullId: string,
     private readonly ref: string,
     private readonly emit: (p: PullProgress) => void,
     private readonly intervalMs = 200,
-  ) {}
+  ) {
+    // A snapshot at least every HEARTBEAT_MS even when nothing moves (waiting on another
+    // replica's download, a slow unpack), so a client can tell a quiet transfer from a dead service.
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.last >= HEARTBEAT_MS) this.flush();
+    }, HEARTBEAT_MS / 2);
+    this.heartbeat.unref();
+  }
 
   setPhase(phase: PullProgress['phase'], extra: { digest?: string; error?: string } = {}): void {
     this.phase = phase;
@@ -72,6 +83,7 @@ export class ProgressTracker {
   }
 
   close(): void {
+    clearInterval(this.heartbeat);
     clearTimeout(this.pending);
     this.pending = undefined;
   }
