@@ -143,6 +143,11 @@ describe('hostile layers never touch the host', () => {
       { name: 'hl', type: 'hardlink', linkname: 'evil/secret' },
     ]);
     expect(viaSymlink?.code).toBe('INVALID_ARGUMENT');
+    const toDir = await applyHostile([
+      { name: 'd/', type: 'dir' },
+      { name: 'hl', type: 'hardlink', linkname: 'd' },
+    ]);
+    expect(toDir?.code).toBe('INVALID_ARGUMENT');
     // A hardlink to a symlink links the symlink itself, never what it points at.
     const toLink = await applyHostile([
       { name: 'l', type: 'symlink', linkname: `${canary}/secret` },

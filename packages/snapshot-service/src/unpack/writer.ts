@@ -370,6 +370,7 @@ export class LayerWriter implements TarSink {
       'ENAMETOOLONG',
       'EINVAL',
       'EMLINK',
+      'EPERM',
     ];
     if (c && layerFault.includes(c)) {
       return new BerthError(Code.INVALID_ARGUMENT, `${what} cannot be applied: ${msg}`, { cause: err });
