@@ -1,0 +1,114 @@
+// One suite, two implementations of the image-service interface: the domain object called
+// directly, and the typed client over a real nats-server (handlers served by @berth/kit's serve).
+// Both must give the same results and the same error codes.
+import { Code, type ImageRecord } from '@berth/api';
+import { createLogger, type ServedService, serve } from '@berth/kit';
+import { startNats, type TestServer } from '@berth/testing';
+import { connect, type NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ImageOps, imageClient } from './client.js';
+import { exportEndpoint } from './handlers/export.js';
+import { gcEndpoint } from './handlers/gc.js';
+import { getEndpoint } from './handlers/get.js';
+import { importEndpoint } from './handlers/import.js';
+import { listEndpoint } from './handlers/list.js';
+import { pullEndpoint } from './handlers/pull.js';
+import { pushEndpoint } from './handlers/push.js';
+import { removeEndpoint } from './handlers/remove.js';
+import { tagEndpoint } from './handlers/tag.js';
+import { hostPlatform } from './images/platform.js';
+import type { ImageService } from './images/service-core.js';
+import { fileTar, makeImage, makeLayer, uploadImage } from './testing/fixtures.js';
+import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
+
+type Api = { [K in keyof ImageOps]: (input: ImageOps[K]['in']) => Promise<ImageOps[K]['out']> };
+
+function local(svc: ImageService, ns: string): Api {
+  return {
+    pull: (r) => svc.pull(r, ns),
+    list: async (r) => ({ images: await svc.list(ns, r) }),
+    get: (r) => svc.get(ns, r.name),
+    remove: (r) => svc.remove(ns, r),
+    tag: (r) => svc.tag(ns, r),
+    push: (r) => svc.push(r, ns),
+    import: (r) => svc.import(r, ns),
+    export: (r) => svc.export(r, ns),
+    gc: () => svc.gc(ns),
+  };
+}
+
+let env: ImageEnv;
+let nats: TestServer;
+let nc: NatsConnection;
+let served: ServedService;
+const img = makeImage([makeLayer(fileTar('c', 'conformance'), 'gzip')], {
+  arch: hostPlatform().architecture,
+});
+
+beforeAll(async () => {
+  [env, nats] = await Promise.all([startImageEnv(), startNats({ jetstream: false })]);
+  nc = await connect({ servers: nats.url });
+  await uploadImage(env.registry.url, 'conf/img', 'v1', img);
+  const svc = env.service();
+  served = await serve({
+    nc,
+    service: 'image-service',
+    version: '0.0.0-test',
+    node: env.node,
+    log: createLogger({ service: 'image-service', node: env.node, level: 'silent' }),
+    endpoints: {
+      pull: pullEndpoint(svc),
+      list: listEndpoint(svc),
+      get: getEndpoint(svc),
+      remove: removeEndpoint(svc),
+      tag: tagEndpoint(svc),
+      push: pushEndpoint(svc),
+      import: importEndpoint(svc),
+      export: exportEndpoint(svc),
+      gc: gcEndpoint(svc),
+    },
+  });
+});
+afterAll(async () => {
+  await served?.stop(1000);
+  await nc?.close();
+  await Promise.all([env?.stop(), nats?.stop()]);
+});
+
+const impls: [string, (ns: string) => Api][] = [
+  ['local', (ns) => local(env.service(), ns)],
+  ['over NATS', (ns) => imageClient(nc, env.node, ns) as unknown as Api],
+];
+
+describe.each(impls)('image-service conformance: %s', (label, make) => {
+  const ns = `conf-${label.replace(/\W/g, '')}`;
+
+  it('pulls, gets by name and id, lists with filters, tags and removes', async () => {
+    const api = make(ns);
+    const ref = `${env.registry.host}/conf/img:v1`;
+    const r = await api.pull({ ref, unpack: false });
+    expect(r.image.manifest.digest).toBe(img.desc.digest);
+    expect((await api.get({ name: ref })).name).toBe(ref);
+    expect((await api.get({ name: r.image.configDigest.slice(7, 19) })).name).toBe(ref);
+    await api.tag({ source: ref, target: 'conf/alias:1' });
+    const all = await api.list({});
+    expect(all.images.map((i: ImageRecord) => i.name).sort()).toEqual(['docker.io/conf/alias:1', ref].sort());
+    const some = await api.list({ filters: ['reference=conf/*'] });
+    expect(some.images.map((i: ImageRecord) => i.name)).toEqual(['docker.io/conf/alias:1']);
+    const rm = await api.remove({ name: 'conf/alias:1' });
+    expect(rm.removed).toEqual(['docker.io/conf/alias:1']);
+    await api.remove({ name: ref });
+    expect((await api.list({})).images).toEqual([]);
+  });
+
+  it('answers the same error codes', async () => {
+    const api = make(ns);
+    expect((await rejection(api.get({ name: 'absent:v1' }))).code).toBe(Code.NOT_FOUND);
+    expect((await rejection(api.pull({ ref: 'a//b' }))).code).toBe(Code.INVALID_ARGUMENT);
+    expect((await rejection(api.list({ filters: ['dangling=true'] }))).code).toBe(Code.INVALID_ARGUMENT);
+    expect((await rejection(api.import({ path: '/nonexistent.tar' }))).code).toBe(Code.NOT_FOUND);
+    const e = await rejection(api.pull({ ref: `${env.registry.host}/conf/none:v1`, unpack: false }));
+    expect(e.code).toBe(Code.NOT_FOUND);
+    expect(e.message).toBe(`image "${env.registry.host}/conf/none:v1" not found: manifest unknown`);
+  });
+});
