@@ -22,6 +22,12 @@ export const ShimCreateRequest = TaskRef.extend({
   rootfs: z.array(Mount),
   terminal: z.boolean().default(false),
   stdin: z.boolean().default(false),
+  /**
+   * Close the process's stdin when the first attached client hangs up (docker's StdinOnce, CRI's
+   * stdin_once); default true. False keeps stdin open across attach sessions (`run -dit` then
+   * `attach`), and then close-stdin cannot close it.
+   */
+  stdinOnce: z.boolean().optional(),
   /** Where the CRI-format log goes; default under the state root (logs/<ns>/<id>.log). */
   logPath: z.string().optional(),
 });

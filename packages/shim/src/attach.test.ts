@@ -12,7 +12,7 @@ afterAll(async () => {
   await w?.close();
 });
 
-async function created(args: string[], io: { terminal: boolean; stdin: boolean }) {
+async function created(args: string[], io: { terminal: boolean; stdin: boolean; stdinOnce?: boolean }) {
   const id = newId();
   const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, env: ['TERM=xterm'] });
   const st = await w.client.create({ namespace: ns, id, spec, rootfs: bindRootfs(w.rootfs), ...io });
@@ -102,6 +102,26 @@ describe('attach (SOCK_SEQPACKET to conmon)', () => {
     await out.seen('in-42');
     await s.done;
     expect(await w.client.wait({ namespace: ns, id, execId: 'it' })).toMatchObject({ exitCode: 0 });
+    await w.client.kill({ namespace: ns, id, signal: 'KILL', all: true });
+    await w.client.wait({ namespace: ns, id });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('stdinOnce false keeps stdin open across attach sessions (run -dit, then attach)', async () => {
+    const { id, st } = await created(['cat'], { terminal: false, stdin: true, stdinOnce: false });
+    await w.client.start({ namespace: ns, id });
+    for (const word of ['first', 'second']) {
+      const out = collector();
+      const s = attach(st.attachPath!, { stdout: out.sink });
+      await s.write(`${word}\n`);
+      await out.seen(`${word}\n`);
+      s.detach();
+      await s.done;
+    }
+    expect((await w.client.state({ namespace: ns, id })).status).toBe('running');
+    await expect(w.client['close-stdin']({ namespace: ns, id })).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+    });
     await w.client.kill({ namespace: ns, id, signal: 'KILL', all: true });
     await w.client.wait({ namespace: ns, id });
     await w.client.delete({ namespace: ns, id });

@@ -300,6 +300,7 @@ export class ShimAgent {
           socketDir: p.socketDir,
           terminal: req.terminal,
           stdin: req.stdin,
+          leaveStdinOpen: req.stdinOnce === false,
         });
         let pid: number;
         try {
@@ -321,6 +322,7 @@ export class ShimAgent {
           stdin: req.stdin,
           createdAt: new Date().toISOString(),
         };
+        if (req.stdin && req.stdinOnce === false) rec.stdinKeep = true;
         await this.store.put(rec);
         const ms = (a: number, b: number) => Math.round(b - a);
         const t4 = performance.now();

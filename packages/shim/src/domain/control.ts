@@ -120,6 +120,12 @@ export class TaskControl {
   async closeStdin(ref: ShimTaskRef): Promise<void> {
     const rec = await this.agent.mustGet(ref);
     if (!rec.stdin || rec.status === 'stopped') return;
+    if (rec.stdinKeep) {
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `task "${ref.id}" keeps stdin open across attaches (stdinOnce false): it cannot be closed`,
+      );
+    }
     if (!(await monitorAlive(rec.monitorPid))) return;
     const state = this.agent.toState(rec);
     if (state.attachPath) await closeAttachStdin(state.attachPath);

@@ -14,6 +14,8 @@ export interface ProcRecord {
   logPath: string;
   terminal: boolean;
   stdin: boolean;
+  /** stdin stays open across attach sessions (conmon --leave-stdin-open). */
+  stdinKeep?: boolean;
   createdAt: string;
   startedAt?: string;
   exitCode?: number;
@@ -37,6 +39,7 @@ function toHash(r: ProcRecord): Record<string, string> {
     createdAt: r.createdAt,
   };
   if (r.execId) h.execId = r.execId;
+  if (r.stdinKeep) h.stdinKeep = '1';
   if (r.startedAt) h.startedAt = r.startedAt;
   if (r.exitCode !== undefined) h.exitCode = String(r.exitCode);
   if (r.exitedAt) h.exitedAt = r.exitedAt;
@@ -59,6 +62,7 @@ function fromHash(h: Record<string, string>): ProcRecord | undefined {
     createdAt: h.createdAt ?? '',
   };
   if (h.execId) r.execId = h.execId;
+  if (h.stdinKeep === '1') r.stdinKeep = true;
   if (h.startedAt) r.startedAt = h.startedAt;
   if (h.exitCode !== undefined) r.exitCode = Number(h.exitCode);
   if (h.exitedAt) r.exitedAt = h.exitedAt;

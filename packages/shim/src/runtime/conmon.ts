@@ -123,6 +123,8 @@ export interface ConmonOptions {
   socketDir: string;
   terminal: boolean;
   stdin: boolean;
+  /** Keep the process's stdin open when an attach client hangs up. */
+  leaveStdinOpen?: boolean;
   /** Exec mode: the process spec file; the process waits on the start pipe until started. */
   execSpec?: string;
 }
@@ -176,6 +178,7 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
   if (o.exitDir) args.push('--exit-dir', o.exitDir);
   if (o.terminal) args.push('-t');
   if (o.stdin) args.push('-i');
+  if (o.stdin && o.leaveStdinOpen) args.push('--leave-stdin-open');
   if (o.execSpec) args.push('-e', '--exec-process-spec', o.execSpec, '--exec-attach');
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
