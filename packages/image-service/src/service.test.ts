@@ -101,6 +101,18 @@ const pull = (ref: string, extra: Record<string, unknown> = {}, ns = 'default') 
 describe('image-service over NATS', () => {
   it('streams per-layer progress events and answers with the record; unpack UNAVAILABLE is reported', async () => {
     const svc = await replica();
+    const info = await call<{ healthy: boolean; checks: Record<string, string> }>(
+      nc,
+      'image-service',
+      'info',
+      {},
+      {
+        node: env.node,
+        timeoutMs: 5000,
+      },
+    );
+    expect(info.checks.content).toBe('ok');
+    expect(info.healthy).toBe(true);
     const events: PullProgress[] = [];
     const sub = subscribeEvents(nc, 'images.pull.progress.p1', (e: EventEnvelope) =>
       events.push(e.event as PullProgress),

@@ -1,3 +1,5 @@
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { type Descriptor, Service, type UnpackReply } from '@berth/api';
 import { call, publishEvent, type ServiceContext } from '@berth/kit';
 import { exportEndpoint } from './handlers/export.js';
@@ -60,4 +62,18 @@ export function createEndpoints(ctx: ServiceContext) {
     import: importEndpoint(svc),
     export: exportEndpoint(svc),
   };
+}
+
+/** Health of the content store for `info`: its directories exist (or can be made) and are writable. */
+export async function contentChecks(ctx: ServiceContext): Promise<Record<string, string>> {
+  const dirs = [ctx.layout.content.blobs, ctx.layout.content.ingest];
+  try {
+    for (const d of dirs) {
+      await mkdir(d, { recursive: true });
+      await access(d, constants.W_OK);
+    }
+    return { content: 'ok' };
+  } catch (err) {
+    return { content: `content store not writable: ${(err as Error).message}` };
+  }
 }
