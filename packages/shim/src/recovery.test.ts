@@ -111,6 +111,17 @@ describe('the agent dies and comes back', () => {
     await w.client.delete({ namespace: ns, id: execTask.id });
   });
 
+  it('a graceful stop of the agent (SIGTERM) leaves tasks running; the next agent takes them over', async () => {
+    const t = await gated(5);
+    expect(await w.stopAgent()).toBe(0);
+    expect(alive(t.st.pid)).toBe(true);
+    expect(await monitorAlive(t.st.monitorPid!)).toBe(true);
+    await w.startAgent();
+    await t.release();
+    expect(await w.client.wait({ namespace: ns, id: t.id })).toMatchObject({ exitCode: 5 });
+    await w.client.delete({ namespace: ns, id: t.id });
+  });
+
   it('an exit at the moment the agent dies is persisted once and announced', async () => {
     const t = await gated(3);
     await t.release();

@@ -87,6 +87,8 @@ export interface ShimWorld {
   startAgent(): Promise<void>;
   /** SIGKILLs the agent (as a crash would) and waits for it to be gone. */
   killAgent(): Promise<void>;
+  /** Stops the agent gracefully (SIGTERM, as `systemctl stop` would) and waits for it to exit. */
+  stopAgent(): Promise<number | null>;
   exits: TaskExit[];
   /** Resolves with the next tasks.exit event matching pred (or one already seen). */
   nextExit(pred: (e: TaskExit) => boolean, timeoutMs?: number): Promise<TaskExit>;
@@ -175,6 +177,14 @@ export async function startWorld(o: { sweepMs?: number } = {}): Promise<ShimWorl
       // The whole process group: conmon must not be in it (it calls setsid after double-forking).
       process.kill(-(p.pid as number), 'SIGKILL');
       await gone;
+    },
+    async stopAgent() {
+      const p = proc;
+      if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+      const gone = once(p, 'exit');
+      p.kill('SIGTERM');
+      const [code] = (await gone) as [number | null];
+      return code;
     },
     nextExit(pred, timeoutMs = 30_000) {
       return new Promise((resolve, reject) => {
