@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Code, MediaType } from '@berth/api';
@@ -96,6 +96,21 @@ describe('load (import)', () => {
     const r = await env.service().import({ path: file, name: 'skopeo/img', unpack: false }, 'sk');
     expect(r.images[0]?.name).toBe('docker.io/skopeo/img:v9');
     expect(r.images[0]?.config.rootfs.diff_ids).toEqual(img.layers.map((l) => l.diffId));
+  });
+
+  it('loads an OCI layout tarred by GNU tar (directories, ./ prefixes, no ref annotation)', async () => {
+    const dir = join(env.stateRoot, 'gnu-layout');
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    for (const [d, b] of [...img.blobs, [img.desc.digest, img.manifest] as const]) {
+      await writeFile(join(dir, 'blobs', 'sha256', d.slice(7)), b);
+    }
+    await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [img.desc] }));
+    const file = join(env.stateRoot, 'gnu.tar');
+    await run('tar', ['-C', dir, '-cf', file, '.']);
+    const r = await env.service().import({ path: file, name: 'gnu/img:7', unpack: false }, 'gnu');
+    expect(r.images[0]?.name).toBe('docker.io/gnu/img:7');
+    expect(r.images[0]?.manifest.digest).toBe(img.desc.digest);
   });
 
   it('loads a docker-save tar (uncompressed layer.tar files, RepoTags)', async () => {

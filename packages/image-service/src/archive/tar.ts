@@ -197,7 +197,8 @@ export async function* readTar(src: AsyncIterable<Uint8Array>): AsyncGenerator<T
       throw new BerthError(Code.INVALID_ARGUMENT, 'tar archive has a corrupt header');
     const type = String.fromCharCode(block[156] || 0x30);
     let size = parseOctal(block, 124, 12);
-    const prefix = block.toString('ascii', 257, 262) === 'ustar' ? cstr(block, 345, 155) : '';
+    // Only POSIX ustar ("ustar\0") has a name prefix; old GNU ("ustar  ") keeps times there.
+    const prefix = block.toString('latin1', 257, 263) === 'ustar\u0000' ? cstr(block, 345, 155) : '';
     let name = prefix ? `${prefix}/${cstr(block, 0, 100)}` : cstr(block, 0, 100);
     if (type === 'x' || type === 'g' || type === 'L') {
       const data: Buffer[] = [];
