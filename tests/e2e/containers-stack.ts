@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code, type ImageRecord, Service } from '@berth/api';
@@ -200,27 +200,31 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
 }
 
 /** Kills and deletes every container runc knows under this state root (test cleanup only). */
-function sweepRunc(stateRoot: string): void {
-  const runcRoot = join(stateRoot, 'runc');
-  if (!existsSync(runcRoot)) return;
-  let list: { id: string }[] = [];
-  try {
-    list =
-      JSON.parse(execFileSync('runc', ['--root', runcRoot, 'list', '-f', 'json']).toString() || '[]') ?? [];
-  } catch {
-    return;
-  }
-  for (const c of list) {
+export function sweepRunc(stateRoot: string): void {
+  const base = join(stateRoot, 'runc');
+  if (!existsSync(base)) return;
+  // The shim keeps one runc root per namespace: runc/<ns>/.
+  for (const ns of readdirSync(base)) {
+    const runcRoot = join(base, ns);
+    let list: { id: string }[] = [];
     try {
-      execFileSync('runc', ['--root', runcRoot, 'delete', '-f', c.id], { stdio: 'ignore' });
+      list =
+        JSON.parse(execFileSync('runc', ['--root', runcRoot, 'list', '-f', 'json']).toString() || '[]') ?? [];
     } catch {
-      // already gone
+      continue;
+    }
+    for (const c of list) {
+      try {
+        execFileSync('runc', ['--root', runcRoot, 'delete', '-f', c.id], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
     }
   }
 }
 
 /** Lazily unmounts whatever is still mounted below `dir` (rootfs overlays of killed tests). */
-function unmountUnder(dir: string): void {
+export function unmountUnder(dir: string): void {
   const mounts = readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[1] ?? '')

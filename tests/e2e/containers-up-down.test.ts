@@ -1,0 +1,87 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startRegistry, type TestServer } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Stack, startStack, waitFor } from '../harness/stack.js';
+import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+
+// The whole stack restarted: `berth down` leaves containers running; while everything is down one
+// of them exits; `berth up` again finds the running one and reports the other's exit code.
+let stack: Stack;
+let registry: TestServer & { host: string };
+let image: string;
+
+beforeAll(async () => {
+  stack = await startStack();
+  registry = await startRegistry();
+  image = `${registry.host}/busybox:latest`;
+  const tar = await busyboxLayoutTar(stack.root);
+  execFileSync('skopeo', [
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    `oci-archive:${tar}`,
+    `docker://${image}`,
+  ]);
+  const pull = await stack.berth('pull', image);
+  expect(pull.code, pull.stderr).toBe(0);
+}, 120_000);
+afterAll(async () => {
+  if (stack) {
+    const ids = (await stack.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
+    if (ids.length) await stack.berth('rm', '-f', ...ids);
+    sweepRunc(stack.stateRoot);
+    unmountUnder(stack.root);
+    await stack.stop();
+  }
+  await registry?.stop();
+}, 60_000);
+
+async function inspect(ref: string) {
+  const r = await stack.berth('inspect', ref);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout)[0];
+}
+
+describe('berth down / up', () => {
+  it('keeps containers running and reports the exit that happened while down', async () => {
+    const ctl = join(stack.root, 'ctl');
+    await mkdir(ctl, { recursive: true });
+    const a = await stack.berth('run', '-d', '--name', 'stays', image, 'sleep', '300');
+    expect(a.code, a.stderr).toBe(0);
+    const b = await stack.berth(
+      'run',
+      '-d',
+      '--name',
+      'goes',
+      '-v',
+      `${ctl}:/ctl`,
+      image,
+      'sh',
+      '-c',
+      'while [ ! -e /ctl/go ]; do sleep 0.05; done; echo bye; exit 7',
+    );
+    expect(b.code, b.stderr).toBe(0);
+    const pid = (await inspect('stays')).task.pid as number;
+
+    const down = await stack.berth('down');
+    expect(down.code, down.stderr).toBe(0);
+    expect(() => process.kill(pid, 0)).not.toThrow();
+    await writeFile(join(ctl, 'go'), '');
+
+    const up = await stack.berth('up');
+    expect(up.code, up.stderr).toBe(0);
+    const goes = await waitFor('the exit to be reported', async () => {
+      const r = await stack.berth('inspect', 'goes');
+      const t = r.code === 0 ? JSON.parse(r.stdout)[0].task : undefined;
+      return t?.status === 'stopped' ? t : undefined;
+    });
+    expect(goes).toMatchObject({ exitCode: 7, reason: 'Error' });
+    expect((await stack.berth('logs', 'goes')).stdout).toBe('bye\n');
+    const stays = await inspect('stays');
+    expect(stays.status).toBe('running');
+    expect(stays.task.pid).toBe(pid);
+    expect((await stack.berth('exec', 'stays', 'echo', 'hi')).stdout).toBe('hi\n');
+  });
+});
