@@ -196,13 +196,13 @@ async function main(): Promise<void> {
     }
   }
 
-  // (c) end to end pull + unpack from a registry on loopback
+  // (c) + (d): berth and containerd runs interleaved, so both see the same machine load.
+  const haveCtd = existsSync('/usr/bin/ctr') && existsSync('/usr/bin/containerd');
   say(
-    '(c) end to end: image-service pull + unpack (gzip layers, registry on 127.0.0.1, fresh state each run)',
+    `(c) end to end from a registry on 127.0.0.1 (gzip layers, fresh state each run${haveCtd ? ', interleaved with containerd' : ''})`,
   );
   const registry = await startRegistry();
   const ref = `${registry.host}/bench/unpack:v1`;
-  let berthPull = Number.NaN;
   try {
     const image = putImage(blobs, built.gzip ?? []);
     writeOciLayout(join(work, 'layout'), blobs, image, 'v1');
@@ -213,63 +213,72 @@ async function main(): Promise<void> {
       `oci:${join(work, 'layout')}:v1`,
       `docker://${ref}`,
     ]);
-    const times: number[] = [];
-    for (let r = 0; r < Math.min(RUNS, 2); r++) {
-      const stack = await startContainerStack({ only: ['image-service', 'snapshot-service'] });
-      try {
-        const start = process.hrtime.bigint();
-        const rep = await call<{ unpack: string; unpackError?: string; image: { chainId?: string } }>(
-          stack.nc,
-          Service.image,
-          'pull',
-          { ref },
-          {
-            node: stack.node,
-            timeoutMs: 600_000,
-          },
-        );
-        times.push(Number(process.hrtime.bigint() - start) / 1e9);
-        if (rep.unpack !== 'done' || rep.image.chainId !== chainIds(diffIds)[2])
-          throw new Error(`pull did not unpack: ${rep.unpack} ${rep.unpackError ?? ''}`);
-      } finally {
-        await stack.stop();
-      }
-    }
-    berthPull = median(times);
-    say(
-      `  berth pull+unpack: median ${berthPull.toFixed(2)} s (${f1(total / MB / berthPull)} MB/s of tar; ${runs(times)})`,
-    );
-
-    // (d) containerd
-    if (existsSync('/usr/bin/ctr') && existsSync('/usr/bin/containerd')) {
-      const version = execFileSync('containerd', ['--version']).toString().split(' ')[2]?.trim();
-      const pulls: number[] = [];
-      const unpacks: number[] = [];
-      for (let r = 0; r < Math.min(RUNS, 2); r++) {
-        const ctd = await startContainerd(join(work, `ctd-${r}`));
+    const b = { pull: [] as number[], unpack: [] as number[] };
+    const c = { pull: [] as number[], unpack: [] as number[] };
+    for (let r = 0; r < RUNS; r++) {
+      // berth: pull with unpack on a fresh node; then, on another fresh node, pull without unpack
+      // and time the unpack op alone.
+      for (const withUnpack of [true, false]) {
+        const stack = await startContainerStack({ only: ['image-service', 'snapshot-service'] });
         try {
-          const ctr = (args: string[]) => {
-            const start = process.hrtime.bigint();
-            const res = spawnSync('ctr', ['-a', ctd.sock, '-n', 'bench', ...args], { encoding: 'utf8' });
-            if (res.status !== 0) throw new Error(`ctr ${args.join(' ')}: ${res.stderr}`);
-            return Number(process.hrtime.bigint() - start) / 1e9;
-          };
-          pulls.push(ctr(['images', 'pull', '--plain-http', ref]));
-          ctr(['images', 'rm', '--sync', ref]);
-          ctr(['content', 'fetch', '--plain-http', ref]);
-          unpacks.push(ctr(['images', 'pull', '--plain-http', ref]));
+          const opts = { node: stack.node, timeoutMs: 600_000 };
+          let start = process.hrtime.bigint();
+          const rep = await call<{ unpack: string; unpackError?: string; image: { chainId?: string } }>(
+            stack.nc,
+            Service.image,
+            'pull',
+            { ref, unpack: withUnpack },
+            opts,
+          );
+          if (withUnpack) {
+            b.pull.push(Number(process.hrtime.bigint() - start) / 1e9);
+            if (rep.unpack !== 'done' || rep.image.chainId !== chainIds(diffIds)[2]) {
+              throw new Error(`pull did not unpack: ${rep.unpack} ${rep.unpackError ?? ''}`);
+            }
+          } else {
+            const req = { layers: (built.gzip ?? []).map((l) => l.descriptor), diffIds };
+            spawnSync('sync');
+            start = process.hrtime.bigint();
+            await call(stack.nc, Service.snapshot, 'unpack', req, opts);
+            b.unpack.push(Number(process.hrtime.bigint() - start) / 1e9);
+          }
         } finally {
-          await ctd.stop();
+          await stack.stop();
         }
       }
-      const p = median(pulls);
-      const u = median(unpacks);
-      say(`(d) containerd ${version} (overlayfs snapshotter, private daemon):`);
+      if (!haveCtd) continue;
+      const ctd = await startContainerd(join(work, `ctd-${r}`));
+      try {
+        const ctr = (args: string[]) => {
+          const t = process.hrtime.bigint();
+          const res = spawnSync('ctr', ['-a', ctd.sock, '-n', 'bench', ...args], { encoding: 'utf8' });
+          if (res.status !== 0) throw new Error(`ctr ${args.join(' ')}: ${res.stderr}`);
+          return Number(process.hrtime.bigint() - t) / 1e9;
+        };
+        c.pull.push(ctr(['images', 'pull', '--plain-http', ref]));
+        ctr(['images', 'rm', '--sync', ref]);
+        ctr(['content', 'fetch', '--plain-http', ref]);
+        spawnSync('sync');
+        c.unpack.push(ctr(['images', 'pull', '--plain-http', ref]));
+      } finally {
+        await ctd.stop();
+      }
+    }
+    const line = (who: string, what: string, xs: number[]) =>
       say(
-        `  ctr pull+unpack: median ${p.toFixed(2)} s (${f1(total / MB / p)} MB/s of tar; ${runs(pulls)}); berth/containerd time ratio ${(berthPull / p).toFixed(2)}`,
+        `  ${who} ${what}: median ${median(xs).toFixed(2)} s, ${f1(total / MB / median(xs))} MB/s of tar (${runs(xs)})`,
       );
+    line('berth', 'pull+unpack', b.pull);
+    line('berth', 'unpack op alone (blobs present)', b.unpack);
+    if (haveCtd) {
+      const version = execFileSync('containerd', ['--version']).toString().split(' ')[2]?.trim();
+      say(`(d) containerd ${version} (overlayfs snapshotter, private daemon, CRI off):`);
+      line('ctr', 'images pull (fetch+unpack)', c.pull);
+      line('ctr', 'images pull with content present (unpack alone)', c.unpack);
+      const ratio = (xs: number[], ys: number[]) =>
+        median(xs.map((x, i) => x / (ys[i] as number))).toFixed(2);
       say(
-        `  ctr unpack only (content present): median ${u.toFixed(2)} s (${f1(total / MB / u)} MB/s of tar; ${runs(unpacks)}); berth unpack op ${f1(opMBs[0] ?? 0)} MB/s, ratio of throughputs berth/containerd ${((opMBs[0] ?? 0) / (total / MB / u)).toFixed(2)}`,
+        `  time ratio berth/containerd, median of per-run ratios: pull+unpack ${ratio(b.pull, c.pull)}, unpack alone ${ratio(b.unpack, c.unpack)}`,
       );
     } else {
       say('(d) containerd is not installed on this machine: no ctr comparison in this run');
