@@ -179,6 +179,15 @@ describe('berth run', () => {
     expect(await containerSnapshots()).toEqual([]);
   });
 
+  it('stops a paused container', async () => {
+    expect((await run('run', '-d', '--name', 'frozen', IMAGE, 'sleep', '300')).code).toBe(0);
+    expect((await run('pause', 'frozen')).code).toBe(0);
+    const r = await run('stop', '-t', '1', 'frozen');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await inspect('frozen')).task).toMatchObject({ status: 'stopped', exitCode: 137 });
+    expect((await run('rm', 'frozen')).code).toBe(0);
+  });
+
   it('restarts a stopped container with start, and wait prints its code', async () => {
     const c = await run('create', '--name', 'again', IMAGE, 'sh', '-c', 'echo run; exit 4');
     expect(c.code, c.stderr).toBe(0);
