@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, type Mount } from '@berth/api';
-import { keys } from '@berth/kit';
+import { keys, subscribeEvents } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SnapshotEnv, startSnapshotEnv } from './testing/env.js';
 import { putImage, putLayer } from './testing/oci.js';
@@ -57,6 +57,11 @@ async function withMounted<T>(mounts: Mount[], fn: (dir: string) => T): Promise<
 describe('snapshotter over NATS', () => {
   it('prepares, commits, stacks and removes snapshots with containerd mount rules', async () => {
     const c = env.client;
+    const events: string[] = [];
+    const sub = subscribeEvents(env.nc, 'snapshots.*', (e) =>
+      events.push(`${e.topic} ${JSON.stringify(e.event)}`),
+    );
+    await env.nc.flush();
     const base = await c.prepare({ key: 'base-active', labels: { a: '1' } });
     expect(base.mounts).toHaveLength(1);
     expect(base.mounts[0]?.type).toBe('bind');
@@ -126,6 +131,11 @@ describe('snapshotter over NATS', () => {
 
     for (const k of ['v2', 'v1', 'second', 'base']) await c.remove({ key: k });
     expect((await c.list({})).snapshots).toEqual([]);
+    await env.nc.flush();
+    sub.unsubscribe();
+    expect(events).toContain('snapshots.commit {"key":"base-active","name":"base"}');
+    expect(events).toContain('snapshots.prepare {"key":"ctr","parent":"base"}');
+    expect(events).toContain('snapshots.remove {"key":"base"}');
     expect(readdirSync(env.layout.snapshots)).toEqual([]);
   });
 

@@ -18,7 +18,7 @@ export function createEndpoints(ctx: ServiceContext) {
     log: ctx.log,
   });
   return {
-    ...lifecycleEndpoints(sn),
+    ...lifecycleEndpoints(sn, ctx.nc),
     ...queryEndpoints(sn),
     ...maintenanceEndpoints(sn, unpacker, settings.gcGraceMs),
   };
