@@ -133,6 +133,25 @@ describe('the agent dies and comes back', () => {
     await w.client.delete({ namespace: ns, id: t.id });
   });
 
+  it('Redis lost everything while the agent was down: tasks are adopted from their bundles, not killed', async () => {
+    const t = await gated(8);
+    const done = await gated(2);
+    await w.killAgent();
+    await done.release();
+    await exitFileOf(done.st.bundle!);
+    await w.redisFlush();
+    await w.startAgent();
+    expect(await w.client.state({ namespace: ns, id: t.id })).toMatchObject({
+      status: 'running',
+      pid: t.st.pid,
+    });
+    expect(alive(t.st.pid)).toBe(true);
+    expect(await w.client.wait({ namespace: ns, id: done.id })).toMatchObject({ exitCode: 2 });
+    await t.release();
+    expect(await w.client.wait({ namespace: ns, id: t.id })).toMatchObject({ exitCode: 8 });
+    for (const x of [t, done]) await w.client.delete({ namespace: ns, id: x.id });
+  });
+
   it('Redis restarted (AOF): records survive and an exit during the restart is not lost', async () => {
     const t = await gated(6);
     const other = await gated(0);

@@ -323,6 +323,7 @@ export class ShimAgent {
           createdAt: new Date().toISOString(),
         };
         if (req.stdin && req.stdinOnce === false) rec.stdinKeep = true;
+        await writeAtomic(p.meta, JSON.stringify(rec));
         await this.store.put(rec);
         const ms = (a: number, b: number) => Math.round(b - a);
         const t4 = performance.now();

@@ -39,6 +39,8 @@ export function taskPaths(layout: HostLayout, ns: string, id: string) {
     bundle,
     rootfs: join(bundle, 'rootfs'),
     config: join(bundle, 'config.json'),
+    /** The task's record as created (disk copy of the Redis hash, for adoption if Redis lost it). */
+    meta: join(bundle, 'task.json'),
     pidFile: join(bundle, 'pid'),
     conmonPidFile: join(bundle, 'conmon.pid'),
     /** conmon's persist dir is the bundle: `exit` and `oom` land there. */

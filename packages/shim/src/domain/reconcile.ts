@@ -1,7 +1,9 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorAlive } from '../runtime/monitor.js';
 import type { ShimAgent } from './agent.js';
+import { taskPaths } from './paths.js';
+import type { ProcRecord } from './store.js';
 import { killMonitor, procKey } from './util.js';
 
 /**
@@ -29,7 +31,12 @@ export class Reconciler {
       known.add(procKey(ns, id));
       const rec = await this.agent.store.get(ns, id);
       if (!rec) {
-        // Claimed but never recorded: a create that died half-way.
+        // Claimed but not recorded: runc created it but the record was lost (adopt it), or a
+        // create died half-way (remove what it left).
+        if (await this.adopt(ns, id, true)) {
+          tasks++;
+          continue;
+        }
         await this.agent.removeBundle(ns, id);
         await this.agent.store.releaseTask(ns, id);
         cleaned++;
@@ -44,6 +51,10 @@ export class Reconciler {
     for (const ns of await readdir(this.agent.layout.tasks).catch(() => [] as string[])) {
       for (const id of await readdir(join(this.agent.layout.tasks, ns)).catch(() => [] as string[])) {
         if (known.has(procKey(ns, id))) continue;
+        if (await this.adopt(ns, id, false)) {
+          tasks++;
+          continue;
+        }
         this.agent.log.warn(
           { ns, id },
           'removing a bundle no record claims (a create interrupted by a crash)',
@@ -53,6 +64,31 @@ export class Reconciler {
       }
     }
     return { tasks, exited, cleaned };
+  }
+
+  /**
+   * Takes back a task whose bundle is complete (its task.json was written once runc created it) but
+   * whose Redis record is gone (Redis lost its data): the record is rebuilt from the bundle, then
+   * reconciled like any other, so a running container is not killed and an exit file is reported.
+   * A bundle without task.json is a create cut short and is not adopted.
+   */
+  private async adopt(ns: string, id: string, claimed: boolean): Promise<boolean> {
+    const p = taskPaths(this.agent.layout, ns, id);
+    let rec: ProcRecord;
+    try {
+      rec = JSON.parse(await readFile(p.meta, 'utf8')) as ProcRecord;
+    } catch {
+      return false;
+    }
+    if (rec.namespace !== ns || rec.id !== id) return false;
+    const rs = await this.agent.runc(ns).state(id);
+    rec.status = rs && (rs.status === 'created' || rs.status === 'paused') ? rs.status : 'running';
+    if (!claimed && !(await this.agent.store.reserveTask(ns, id))) return true;
+    await this.agent.store.put(rec);
+    this.agent.log.warn({ ns, id, status: rec.status }, 'adopted a task Redis had no record of');
+    await this.agent.watchNamespace(ns);
+    await this.agent.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
+    return true;
   }
 
   /**

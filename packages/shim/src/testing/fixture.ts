@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, Code, type TaskExit } from '@berth/api';
-import { connectNats, type EventEnvelope, subscribeEvents } from '@berth/kit';
+import { connectNats, type EventEnvelope, Redis, subscribeEvents } from '@berth/kit';
 import { startNats, startRedis, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { shimClient } from '../client.js';
@@ -82,6 +82,8 @@ export interface ShimWorld {
   nc: NatsConnection;
   client: ReturnType<typeof shimClient>;
   redisRestart(): Promise<void>;
+  /** Deletes every key in Redis (a Redis that lost its data). */
+  redisFlush(): Promise<void>;
   /** The agent process now running. */
   agent(): ChildProcess;
   startAgent(): Promise<void>;
@@ -130,6 +132,14 @@ export async function startWorld(o: { sweepMs?: number } = {}): Promise<ShimWorl
     exits,
     agent: () => proc as ChildProcess,
     redisRestart: () => redis.restart(),
+    async redisFlush() {
+      const r = new Redis(redis.url);
+      try {
+        await r.flushall();
+      } finally {
+        r.disconnect();
+      }
+    },
     async startAgent() {
       output = '';
       proc = spawn(process.execPath, [join(pkgRoot, 'dist', 'main.js')], {
