@@ -99,6 +99,22 @@ describe('hostile layers never touch the host', () => {
     expect(readFileSync(join(root, canary, 'secret'), 'utf8')).toBe('c');
   });
 
+  it('applies the same rules to names from PAX records and GNU long names', async () => {
+    const err = await applyHostile([
+      { name: 'innocent', type: 'file', data: Buffer.from('pax'), pax: { path: `../../../..${canary}/pax` } },
+      {
+        name: `../../../../${'x/'.repeat(60)}gnu`,
+        type: 'file',
+        data: Buffer.from('gnu'),
+        gnuLongNames: true,
+      },
+      { name: 'hl', type: 'hardlink', linkname: 'innocent', pax: { linkpath: `${canary}/secret` } },
+    ]);
+    expect(err?.code).toBe('INVALID_ARGUMENT');
+    expect(readFileSync(join(root, canary, 'pax'), 'utf8')).toBe('pax');
+    expect(readFileSync(join(root, `${'x/'.repeat(60)}gnu`), 'utf8')).toBe('gnu');
+  });
+
   it('resolves a parent that is an absolute symlink to outside inside the root', async () => {
     const err = await applyHostile([
       { name: 'evil', type: 'symlink', linkname: canary },
