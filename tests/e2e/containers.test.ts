@@ -332,6 +332,22 @@ describe('interactive', () => {
   });
 });
 
+describe('task operations over NATS', () => {
+  it('close-stdin ends a process reading its stdin; pids lists it', async () => {
+    const d = await run('run', '-d', '-i', '--name', 'reader', IMAGE, 'sh', '-c', 'cat; echo eof; exit 3');
+    expect(d.code, d.stderr).toBe(0);
+    const id = d.stdout.trim();
+    const op = (name: string) =>
+      call<Record<string, unknown>>(s.nc, Service.task, name, { id }, { timeoutMs: 10_000 });
+    const { pids } = (await op('pids')) as { pids: number[] };
+    expect(pids.length).toBeGreaterThan(0);
+    await op('close-stdin');
+    expect((await run('wait', 'reader')).stdout).toBe('3\n');
+    expect((await run('logs', 'reader')).stdout).toBe('eof\n');
+    expect((await run('rm', 'reader')).code).toBe(0);
+  });
+});
+
 describe('events', () => {
   it('streams container and task events live', async () => {
     const { spawn } = await import('node:child_process');
