@@ -236,6 +236,7 @@ export async function startWorld(o: { sweepMs?: number } = {}): Promise<ShimWorl
           await gone;
         }
       } finally {
+        await removeTestCgroups(node);
         await nc.close();
         await nats.stop();
         await redis.stop();
@@ -278,4 +279,13 @@ export async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
   } catch (err) {
     return err instanceof BerthError ? err.code : String(err);
   }
+}
+
+/** Removes the (empty) parent cgroups the tests' tasks were put under, in every hierarchy. */
+async function removeTestCgroups(node: string): Promise<void> {
+  const { rmdir } = await import('node:fs/promises');
+  const { parseMountinfo } = await import('../runtime/cgroups.js');
+  const m = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+  const roots = [...m.v1.map((x) => x.mountPoint), ...(m.v2 ? [m.v2.mountPoint] : [])];
+  for (const r of roots) await rmdir(join(r, 'berth-test', node)).catch(() => undefined);
 }
