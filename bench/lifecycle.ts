@@ -116,17 +116,34 @@ try {
   });
   await s.nc.flush();
 
-  async function lifecycle(): Promise<number> {
-    const t0 = performance.now();
+  const phases: Record<string, number[]> = {
+    'create-container': [],
+    create: [],
+    start: [],
+    'exit event': [],
+    'delete-container': [],
+  };
+  async function lifecycle(record = false): Promise<number> {
+    const marks = [performance.now()];
     const c = await client['create-container']({ image: IMAGE, cmd: ['true'], node: s.node });
+    marks.push(performance.now());
     const exited = new Promise<ExitStatus>((r) => waiters.set(c.id, r));
     await client.create({ id: c.id });
+    marks.push(performance.now());
     await client.start({ id: c.id });
+    marks.push(performance.now());
     const e = await exited;
+    marks.push(performance.now());
     waiters.delete(c.id);
     if (e.exitCode !== 0) throw new Error(`true exited ${e.exitCode}`);
     await client['delete-container']({ id: c.id, force: true });
-    return performance.now() - t0;
+    marks.push(performance.now());
+    if (record) {
+      Object.values(phases).forEach((xs, i) => {
+        xs.push((marks[i + 1] ?? 0) - (marks[i] ?? 0));
+      });
+    }
+    return (marks[marks.length - 1] ?? 0) - (marks[0] ?? 0);
   }
 
   say(
@@ -134,8 +151,10 @@ try {
   );
   await lifecycle(); // warm-up: first-use costs (snapshot parent, JIT) are not what (a) measures
   const seq: number[] = [];
-  for (let i = 0; i < N; i++) seq.push(await lifecycle());
+  for (let i = 0; i < N; i++) seq.push(await lifecycle(true));
   say(summary('(a) sequential create+start+wait+delete of `true`', seq));
+  for (const [name, xs] of Object.entries(phases))
+    say(`    - ${name}: p50=${f(pct(xs, 50))} ms p95=${f(pct(xs, 95))} ms`);
 
   const t0 = performance.now();
   const conc = await Promise.all(Array.from({ length: N }, () => lifecycle()));
