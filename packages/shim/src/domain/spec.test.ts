@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { checkName } from './paths.js';
+import { prepareSpec } from './spec.js';
+import { normalizeSignal, runtimeFailure } from './util.js';
+
+describe('prepareSpec', () => {
+  const base = {
+    process: { args: ['sh'], terminal: true },
+    root: { path: 'rootfs', readonly: true },
+    linux: {},
+  };
+
+  it('points root at the bundle rootfs, keeps readonly, sets terminal and a default cgroups path', () => {
+    const { spec } = prepareSpec(base, { ns: 'default', id: 'abc', rootfs: '/b/rootfs', terminal: false });
+    expect(spec.root).toEqual({ path: '/b/rootfs', readonly: true });
+    expect((spec.process as { terminal: boolean }).terminal).toBe(false);
+    expect((spec.linux as { cgroupsPath: string }).cgroupsPath).toBe('/berth/default/abc');
+    expect(base.root.path).toBe('rootfs');
+  });
+
+  it('keeps a given cgroups path; without mounts it needs an absolute root.path', () => {
+    const withPath = { ...base, linux: { cgroupsPath: '/custom/x' }, root: { path: '/abs' } };
+    const { spec } = prepareSpec(withPath, { ns: 'n', id: 'i', rootfs: undefined, terminal: true });
+    expect((spec.linux as { cgroupsPath: string }).cgroupsPath).toBe('/custom/x');
+    expect((spec.root as { path: string }).path).toBe('/abs');
+    expect(() => prepareSpec(base, { ns: 'n', id: 'i', rootfs: undefined, terminal: false })).toThrow(
+      /absolute/,
+    );
+  });
+
+  it('refuses a spec without a command', () => {
+    expect(() =>
+      prepareSpec({ process: { args: [] } }, { ns: 'n', id: 'i', rootfs: '/r', terminal: false }),
+    ).toThrow(/process.args/);
+  });
+});
+
+describe('names, signals, runtime errors', () => {
+  it('accepts ids and namespaces that are safe path components', () => {
+    for (const ok of ['default', 'k8s.io', 'a'.repeat(64), 'exec-1_a+b'])
+      expect(() => checkName('id', ok)).not.toThrow();
+    for (const bad of ['', '..', '.hidden', 'a/b', 'x y', 'a'.repeat(129)])
+      expect(() => checkName('id', bad)).toThrow();
+  });
+
+  it('normalizes signal names and numbers', () => {
+    expect(normalizeSignal('TERM')).toBe('SIGTERM');
+    expect(normalizeSignal('sigkill')).toBe('SIGKILL');
+    expect(normalizeSignal('9')).toBe(9);
+    expect(normalizeSignal(15)).toBe(15);
+    expect(() => normalizeSignal('SIGNOPE')).toThrow(/unknown signal/);
+  });
+
+  it('maps a missing command to INVALID_ARGUMENT and other runc failures to FAILED_PRECONDITION', () => {
+    const line =
+      'time="2026-11-28T16:00:00Z" level=error msg="runc create failed: unable to start container process: exec: \\"nope\\": executable file not found in $PATH"';
+    const e = runtimeFailure('task "x": runc create failed', line);
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain('exec: "nope": executable file not found');
+    expect(runtimeFailure('w', 'msg="cgroup mount failed"').code).toBe('FAILED_PRECONDITION');
+    expect(runtimeFailure('w', undefined).message).toBe('w: unknown error');
+  });
+});
