@@ -178,6 +178,17 @@ describe('generateSpec', () => {
     expect(s.process.capabilities.bounding).toEqual(['CAP_CHOWN']);
   });
 
+  it("lets the caller's own /etc/hosts or resolv.conf replace the generated one", () => {
+    const s = gen({
+      cmd: ['x'],
+      mounts: [{ source: '/pod/hosts', destination: '/etc/hosts', readonly: true }],
+    }).spec as Any;
+    const hosts = s.mounts.filter((m: Any) => m.destination === '/etc/hosts');
+    expect(hosts).toHaveLength(1);
+    expect(hosts[0].source).toBe('/pod/hosts');
+    expect(s.mounts.find((m: Any) => m.destination === '/etc/resolv.conf').source).toBe('/s/resolv.conf');
+  });
+
   it('sets TERM for a terminal and refuses a relative working directory', () => {
     expect((gen({ cmd: ['x'], tty: true }).spec as Any).process.env).toContain('TERM=xterm');
     expect(() => gen({ cmd: ['x'], workdir: 'rel' })).toThrow(/must be an absolute path/);

@@ -97,11 +97,15 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   );
   const ro = req.readonlyRootfs ?? false;
   const fileOpts = ['rbind', 'rprivate', ro ? 'ro' : 'rw'];
-  mounts.push(
-    { destination: '/etc/hosts', type: 'bind', source: input.files.hosts, options: fileOpts },
-    { destination: '/etc/resolv.conf', type: 'bind', source: input.files.resolvConf, options: fileOpts },
-    { destination: '/etc/hostname', type: 'bind', source: input.files.hostname, options: fileOpts },
-  );
+  const userDests = new Set((req.mounts ?? []).map((m) => m.destination.replace(/\/+$/, '')));
+  for (const [destination, source] of [
+    ['/etc/hosts', input.files.hosts],
+    ['/etc/resolv.conf', input.files.resolvConf],
+    ['/etc/hostname', input.files.hostname],
+  ] as const) {
+    // A caller's own file (a pod's shared hosts/resolv.conf, from the CRI gateway) wins.
+    if (!userDests.has(destination)) mounts.push({ destination, type: 'bind', source, options: fileOpts });
+  }
   for (const m of req.mounts ?? []) {
     if (m.destination === '/') throw errors.invalid('a bind mount cannot replace the container\'s "/"');
     mounts.push({
