@@ -62,6 +62,26 @@ describe('rmi and gc', () => {
     expect(e.code).toBe(Code.FAILED_PRECONDITION);
     expect(e.message).toContain('c1');
     expect(e.message).toContain(ref);
+    await env.redis.del(keys.container('ctr', 'c1'));
+    // As the task-service writes them: the Container JSON in `data`, matched by digest here.
+    const rec = await svc.get('ctr', ref);
+    await env.redis.hset(keys.container('ctr', 'c2'), {
+      data: JSON.stringify({
+        id: 'c2',
+        node: env.node,
+        image: { name: 'other-name', digest: rec.target.digest },
+      }),
+    });
+    await env.redis.sadd(keys.containers('ctr'), 'c2');
+    expect((await rejection(svc.remove('ctr', { name: ref }))).message).toContain('c2');
+    // A container of another node does not pin this node's image.
+    await env.redis.hset(keys.container('ctr', 'c2'), {
+      data: JSON.stringify({ id: 'c2', node: 'elsewhere', image: { name: ref, digest: rec.target.digest } }),
+    });
+    await svc.tag('ctr', { source: ref, target: 'keep/me:1' });
+    expect((await svc.remove('ctr', { name: 'keep/me:1' })).removed).toEqual(['docker.io/keep/me:1']);
+    await env.redis.sadd(keys.containers('ctr'), 'c1');
+    await env.redis.hset(keys.container('ctr', 'c1'), { image: ref });
     const r = await svc.remove('ctr', { name: ref, force: true });
     expect(r.removed).toEqual([ref]);
     expect(await env.blobFiles()).not.toContain(hex(a.desc.digest));

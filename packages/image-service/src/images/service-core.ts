@@ -226,19 +226,29 @@ export class ImageService {
     return reply;
   }
 
-  /** The id of a container (task-service record) whose image is this one, if any. */
+  /**
+   * The id of a container on this node whose image is this one, if any. Container records are the
+   * task-service's: keys.container(ns, id) hashes whose `data` field holds the Container JSON
+   * (`image: {name, digest}`, `node`); a plain `image` field is honoured too.
+   */
   private async containerUsing(ns: string, rec: ImageRecord): Promise<string | undefined> {
     const ids = await this.o.redis.smembers(keys.containers(ns));
+    const digests = [rec.configDigest, rec.target.digest, rec.manifest.digest];
+    const matches = (name?: string, digest?: string) =>
+      (name !== undefined && (name === rec.name || tryNormalize(name) === rec.name)) ||
+      (digest !== undefined && digests.includes(digest));
     for (const id of ids) {
-      const img = await this.o.redis.hget(keys.container(ns, id), 'image');
-      if (!img) continue;
-      if (
-        img === rec.name ||
-        tryNormalize(img) === rec.name ||
-        [rec.configDigest, rec.target.digest, rec.manifest.digest].includes(img)
-      ) {
-        return id;
+      const [plain, data] = await this.o.redis.hmget(keys.container(ns, id), 'image', 'data');
+      if (plain && matches(plain, plain)) return id;
+      if (!data) continue;
+      let c: { image?: { name?: string; digest?: string }; node?: string };
+      try {
+        c = JSON.parse(data) as typeof c;
+      } catch {
+        continue;
       }
+      if (c.node && c.node !== this.o.node) continue;
+      if (matches(c.image?.name, c.image?.digest)) return id;
     }
     return undefined;
   }
