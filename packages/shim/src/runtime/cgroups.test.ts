@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -155,7 +156,6 @@ describe.skipIf(!hasUnified)(
         expect(s.cpu.userNs + s.cpu.systemNs).toBeGreaterThan(0);
         expect((await readFile(join(cg, 'cgroup.procs'), 'utf8')).trim()).toBe(String(child.pid));
       } finally {
-        const { once } = await import('node:events');
         const gone = once(child, 'exit');
         child.kill('SIGKILL');
         await gone;
