@@ -52,8 +52,8 @@ describe('exec', () => {
       id,
       execId,
       process: {
-        args: ['sh', '-c', 'echo out-$((6*7)); echo err >&2; exit 5'],
-        cwd: '/',
+        // No cwd: the shim defaults it to "/" (runc refuses a process without one).
+        args: ['sh', '-c', 'echo out-$((6*7)) $(pwd); echo err >&2; exit 5'],
         env: ['PATH=/bin'],
         user: { uid: 0, gid: 0 },
       },
@@ -70,7 +70,7 @@ describe('exec', () => {
       execId,
     });
     expect(await w.client['exec-output']({ namespace: ns, id, execId })).toEqual({
-      stdout: 'out-42\n',
+      stdout: 'out-42 /\n',
       stderr: 'err\n',
       truncated: false,
     });

@@ -52,7 +52,9 @@ export class ExecProcesses {
     try {
       await rm(ep.dir, { recursive: true, force: true });
       await mkdir(ep.dir, { recursive: true });
-      await writeAtomic(ep.spec, JSON.stringify({ ...req.process, terminal: req.terminal }));
+      // runc refuses a process without cwd; "/" is what a user means by leaving it out.
+      const proc = { cwd: '/', ...req.process, terminal: req.terminal };
+      await writeAtomic(ep.spec, JSON.stringify(proc));
       const mon = spawnConmon({
         conmon: this.agent.conmon,
         runc: this.agent.runcBinary,
