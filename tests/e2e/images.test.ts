@@ -16,7 +16,7 @@ import {
 import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type IsolatedEnv, isolatedEnv, runBerth } from '../harness/index.js';
+import { BERTH_BIN, type IsolatedEnv, isolatedEnv, runBerth } from '../harness/index.js';
 
 const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
 let nats: TestServer;
@@ -139,6 +139,19 @@ describe('berth image commands', () => {
     const load = await berth('load', '--no-unpack', '-i', file);
     expect(load.code).toBe(0);
     expect(load.stdout).toBe('Loaded image: docker.io/local/bb:keep\n');
+  });
+
+  it('save writes to stdout and load reads stdin', async () => {
+    const file = join(inst.root, 'piped.tar');
+    const sh = (cmd: string) => execFileSync('sh', ['-c', cmd], { env: inst.env }).toString();
+    sh(`"${process.execPath}" "${BERTH_BIN}" save local/bb:keep > "${file}"`);
+    const info = JSON.parse(execFileSync('skopeo', ['inspect', `oci-archive:${file}`]).toString()) as {
+      Digest: string;
+    };
+    expect(info.Digest).toBe(img.desc.digest);
+    expect(sh(`"${process.execPath}" "${BERTH_BIN}" load --no-unpack --name piped/bb < "${file}"`)).toBe(
+      'Loaded image: docker.io/local/bb:keep\n',
+    );
   });
 
   it('push sends the image to another repository', async () => {

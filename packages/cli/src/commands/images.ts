@@ -51,8 +51,8 @@ const push: Omit<Command, 'name'> = {
   run: pushCommand,
 };
 const load: Omit<Command, 'name'> = {
-  summary: 'Load images from an OCI image-layout or docker-save tar archive',
-  usage: '-i FILE [--name NAME] [--no-unpack]',
+  summary: 'Load images from an OCI image-layout or docker-save tar archive (a file, or stdin)',
+  usage: '[-i FILE] [--name NAME] [--no-unpack]',
   options: {
     input: { type: 'string', short: 'i' },
     name: { type: 'string' },
@@ -61,8 +61,8 @@ const load: Omit<Command, 'name'> = {
   run: loadCommand,
 };
 const save: Omit<Command, 'name'> = {
-  summary: 'Save images to an OCI image-layout tar archive (docker and skopeo read it)',
-  usage: '-o FILE IMAGE [IMAGE...]',
+  summary: 'Save images to an OCI image-layout tar archive, to a file or stdout (docker and skopeo read it)',
+  usage: '[-o FILE] IMAGE [IMAGE...]',
   options: { output: { type: 'string', short: 'o' } },
   run: saveCommand,
 };

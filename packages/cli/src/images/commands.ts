@@ -1,4 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { BerthError, Code, errors, type ImageRecord, pullProgressTopic, pushProgressTopic } from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
@@ -169,34 +174,64 @@ export async function tagCommand(args: CommandArgs, ctx: CliContext): Promise<nu
   return 0;
 }
 
-/** `berth load -i FILE`. */
+/**
+ * A temp directory for archives passed between the CLI and the (host-local, same-host)
+ * image-service when the user streams through stdin or stdout; removed afterwards.
+ */
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-archive-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** `berth load [-i FILE]`: without -i the archive comes on stdin (spooled to a temp file). */
 export async function loadCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
   const input = str(args.values.input);
-  if (!input)
-    throw new BerthError(
-      Code.INVALID_ARGUMENT,
-      'berth load: -i FILE is required (reading stdin is not supported)',
-    );
   const name = str(args.values.name);
-  const r = await image(ctx, 'import', {
-    path: absolute(input),
-    ...(name ? { name } : {}),
-    ...(args.values['no-unpack'] === true ? { unpack: false } : {}),
-  });
+  const run = (path: string) =>
+    image(ctx, 'import', {
+      path,
+      ...(name ? { name } : {}),
+      ...(args.values['no-unpack'] === true ? { unpack: false } : {}),
+    });
+  let r: Awaited<ReturnType<typeof run>>;
+  if (input) r = await run(absolute(input));
+  else {
+    if (process.stdin.isTTY) {
+      throw new BerthError(Code.INVALID_ARGUMENT, 'berth load: give -i FILE or pipe an archive to stdin');
+    }
+    r = await withTempDir(async (dir) => {
+      const file = join(dir, 'in.tar');
+      await pipeline(process.stdin, createWriteStream(file, { mode: 0o600 }));
+      return run(file);
+    });
+  }
   for (const i of r.images) ctx.out.write(`Loaded image: ${i.name}\n`);
   return 0;
 }
 
-/** `berth save -o FILE IMAGE...`. */
+/** `berth save [-o FILE] IMAGE...`: without -o the archive goes to stdout (never to a terminal). */
 export async function saveCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
   const output = str(args.values.output);
-  if (!output)
+  if (args.positionals.length === 0) throw errors.invalid('usage: berth save [-o FILE] IMAGE [IMAGE...]');
+  if (output) {
+    await image(ctx, 'export', { names: args.positionals, path: absolute(output) });
+    return 0;
+  }
+  if (ctx.out.isTTY) {
     throw new BerthError(
       Code.INVALID_ARGUMENT,
-      'berth save: -o FILE is required (writing to stdout is not supported)',
+      'berth save: refusing to write an archive to a terminal; use -o FILE or redirect',
     );
-  if (args.positionals.length === 0) throw errors.invalid('usage: berth save -o FILE IMAGE [IMAGE...]');
-  await image(ctx, 'export', { names: args.positionals, path: absolute(output) });
+  }
+  await withTempDir(async (dir) => {
+    const file = join(dir, 'out.tar');
+    await image(ctx, 'export', { names: args.positionals, path: file });
+    await pipeline(createReadStream(file), ctx.out, { end: false });
+  });
   return 0;
 }
 
