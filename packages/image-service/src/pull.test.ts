@@ -104,6 +104,20 @@ describe('pull', () => {
     expect(e.message).toContain(ref);
   });
 
+  it('pulls Docker schema2 manifests with Docker layer media types', async () => {
+    const docker = makeImage(
+      [
+        makeLayer(fileTar('etc/d1', 'docker gzip'), 'gzip', true),
+        makeLayer(fileTar('etc/d2', 'docker tar'), 'none', true),
+      ],
+      { arch: host, docker: true },
+    );
+    await uploadImage(env.registry.url, 'test/docker', 'v1', docker);
+    const r = await env.service().pull({ ref: `${env.registry.host}/test/docker:v1`, unpack: false }, 'dk');
+    expect(r.image.manifest.mediaType).toBe(MediaType.dockerManifest);
+    expect(r.image.config.rootfs.diff_ids).toEqual(docker.layers.map((l) => l.diffId));
+  });
+
   it('reads the config of index entries that carry no platform', async () => {
     const idx = makeIndex([{ image: arm, arch: other }], [img.desc]);
     await uploadIndex(env.registry.url, 'test/noplat', 'v1', [img, arm], idx);
