@@ -1,6 +1,6 @@
 import { access, constants } from 'node:fs/promises';
 import { BERTH_VERSION, Service } from '@berth/api';
-import { publishEvent, runService, serviceSetting } from '@berth/kit';
+import { call, publishEvent, runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { ShimAgent } from './domain/agent.js';
 import { createEndpoints } from './service.js';
@@ -18,6 +18,16 @@ await runService({
       conmon: serviceSetting(ctx.config, 'shim', 'conmon', z.string().startsWith('/'), '/usr/bin/conmon'),
       runc: serviceSetting(ctx.config, 'shim', 'runc', z.string().startsWith('/'), '/usr/sbin/runc'),
     });
+    // One agent per node: a second one would race the first on creates and exit files.
+    const other = await call<{ pid?: number }>(
+      ctx.nc,
+      Service.shim,
+      'info',
+      {},
+      { node: ctx.node, timeoutMs: 500 },
+    ).catch(() => undefined);
+    if (other)
+      ctx.log.warn({ pid: other.pid }, 'another shim agent already answers for this node: run only one');
     const found = await agent.recover();
     ctx.log.info(found, 'recovered tasks');
     agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
