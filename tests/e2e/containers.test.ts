@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ListSnapshotsReply, Service } from '@berth/api';
 import { call } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BERTH_BIN } from '../harness/berth.js';
 import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
@@ -179,6 +181,44 @@ describe('berth run', () => {
     expect(await containerSnapshots()).toEqual([]);
   });
 
+  it('logs follows a running container until it exits, and tails', async () => {
+    const ctl = join(s.root, 'ctl-logs');
+    await mkdir(ctl, { recursive: true });
+    const d = await run(
+      'run',
+      '-d',
+      '--name',
+      'chatty',
+      '-v',
+      `${ctl}:/ctl`,
+      IMAGE,
+      'sh',
+      '-c',
+      'echo a; echo b >&2; while [ ! -e /ctl/go ]; do sleep 0.05; done; echo c',
+    );
+    expect(d.code, d.stderr).toBe(0);
+    await until('the first lines', async () => (await run('logs', 'chatty')).stdout === 'a\n');
+    // Follow for real: the go file is written only once `logs -f` printed the first line.
+    const p = spawn(process.execPath, [BERTH_BIN, 'logs', '-f', 'chatty'], { env: s.env });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    p.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    const exited = new Promise<number | null>((r) => p.once('exit', r));
+    await until('logs -f to print the first line', () => out === 'a\n');
+    expect(p.exitCode).toBeNull();
+    await writeFile(join(ctl, 'go'), '');
+    expect(await exited).toBe(0);
+    expect(out).toBe('a\nc\n');
+    expect(err).toBe('b\n');
+    expect((await run('logs', '--tail', '1', 'chatty')).stdout).toBe('c\n');
+    expect((await run('rm', 'chatty')).code).toBe(0);
+  });
+
   it('stops a paused container', async () => {
     expect((await run('run', '-d', '--name', 'frozen', IMAGE, 'sleep', '300')).code).toBe(0);
     expect((await run('pause', 'frozen')).code).toBe(0);
@@ -350,8 +390,6 @@ describe('task operations over NATS', () => {
 
 describe('events', () => {
   it('streams container and task events live', async () => {
-    const { spawn } = await import('node:child_process');
-    const { BERTH_BIN } = await import('../harness/berth.js');
     const p = spawn(process.execPath, [BERTH_BIN, 'events'], { env: s.env });
     let out = '';
     p.stdout.on('data', (b: Buffer) => {
