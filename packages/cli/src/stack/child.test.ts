@@ -1,9 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Supervised } from './child.js';
+import { exited } from './proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'berth-child-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -73,6 +74,27 @@ describe('Supervised', () => {
     expect(await stubborn.stop(200)).toBe('killed');
     expect(stubborn.state().lastExit).toBe('killed by SIGKILL');
     expect(stubborn.state().status).toBe('stopped');
+  });
+
+  it("signals only the process, never its group: what it started (a shim's containers) lives on", async () => {
+    const pidFile = join(dir, 'grandchild.pid');
+    const script = `
+      const { spawn } = require('node:child_process');
+      const g = spawn('sleep', ['60'], { stdio: 'ignore' });
+      require('node:fs').writeFileSync(${JSON.stringify(pidFile)}, String(g.pid));
+      process.on('SIGTERM', () => process.exit(0));
+      setInterval(() => {}, 1000);`;
+    const shim = new Supervised(spec('shim-like', script), () => undefined);
+    shim.start();
+    await until('the grandchild pid', () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').length > 0);
+    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    try {
+      expect(await shim.stop(5000)).toBe('stopped');
+      // Same process group as the stopped process, yet untouched.
+      expect(exited(grandchild)).toBe(false);
+    } finally {
+      process.kill(grandchild, 'SIGKILL');
+    }
   });
 
   it('does not restart what it was asked to stop, and reports a spawn failure as an exit', async () => {
