@@ -177,6 +177,27 @@ describe('control of a live task', () => {
     expect(await codeOf(w.client.stats({ namespace: ns, id }))).toBe('NOT_FOUND');
   });
 
+  it('reopen-log: after the log is rotated away (renamed), conmon writes to a new file at logPath', async () => {
+    const { rename, readFile } = await import('node:fs/promises');
+    const { id, st } = await running(
+      ['sh', '-c', 'echo ready; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done'],
+      { ready: 'ready' },
+    );
+    const rotated = `${st.logPath}.1`;
+    await rename(st.logPath!, rotated);
+    await w.client['reopen-log']({ namespace: ns, id });
+    const deadline = Date.now() + 10_000;
+    let fresh = '';
+    while (!/tick-\d+/.test(fresh)) {
+      if (Date.now() > deadline) throw new Error('no new log file after reopen-log');
+      await new Promise((r) => setTimeout(r, 20));
+      fresh = await readFile(st.logPath!, 'utf8').catch(() => '');
+    }
+    expect(await readFile(rotated, 'utf8')).toContain('ready');
+    expect(fresh).not.toContain(' ready');
+    await finish(id);
+  });
+
   it('a task killed by the OOM killer exits 137 with reason OOMKilled', async () => {
     // dd allocates its 64 MiB block buffer, well over the 16 MiB limit.
     const { id } = await running(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], {
