@@ -39,7 +39,8 @@ export interface IsolatedEnv {
 
 /**
  * Makes a fresh isolated installation: temp state/run roots, a config file (BERTH_CONFIG, so
- * /etc/berth/config.json is never read) with `config` in it, and a random node id.
+ * /etc/berth/config.json is never read) with `config` in it, and a random node id. The caller
+ * removes `root` when done (`Stack.stop()` does it for a stack made from it).
  */
 export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?: NodeJS.ProcessEnv } = {}) {
   const root = await tempDir('e2e');
