@@ -331,7 +331,10 @@ static int read_times(napi_env env, napi_value *argv, struct timespec ts[2]) {
 
 // Applies xattrs given as a JS array of [name: string, value: Buffer] pairs; `path` is a
 // /proc/self/fd path or NULL with `fd` an open (non O_PATH) descriptor.
-static int apply_xattrs(napi_env env, napi_value list, int fd, const char *path, char *key, size_t keycap) {
+// As containerd: an xattr the filesystem does not support (ENOTSUP) is skipped, and so is a user.*
+// xattr on an inode other than a regular file or directory (the kernel refuses those with EPERM).
+static int apply_xattrs(napi_env env, napi_value list, int fd, const char *path, char *key, size_t keycap,
+                        int special) {
   napi_valuetype t;
   napi_typeof(env, list, &t);
   if (t != napi_object) return 0;
@@ -348,6 +351,7 @@ static int apply_xattrs(napi_env env, napi_value list, int fd, const char *path,
     size_t len;
     if (napi_get_buffer_info(env, v, &data, &len) != napi_ok) return -2;
     int rc = path ? setxattr(path, key, data, len, 0) : fsetxattr(fd, key, data, len, 0);
+    if (rc < 0 && (errno == ENOTSUP || (errno == EPERM && special && strncmp(key, "user.", 5) == 0))) continue;
     if (rc < 0) return -1;
   }
   return 0;
@@ -367,7 +371,7 @@ static napi_value FinishFile(napi_env env, napi_callback_info info) {
   char failed[1024] = "";
   if (fchown(fd, (uid_t)uid, (gid_t)gid) < 0) sc = "fchown";
   if (!sc) {
-    int r = apply_xattrs(env, argv[8], fd, NULL, failed, sizeof failed);
+    int r = apply_xattrs(env, argv[8], fd, NULL, failed, sizeof failed, 0);
     if (r == -2) {
       close(fd);
       return throw_type(env, "berth_fs.finishFile: xattrs must be [string, Buffer][]");
@@ -410,7 +414,9 @@ static napi_value SetMetaAt(napi_env env, napi_callback_info info) {
   char proc[64];
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
   char failed[1024] = "";
-  int r = nx ? apply_xattrs(env, argv[5], -1, proc, failed, sizeof failed) : 0;
+  struct stat st;
+  int special = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+  int r = nx ? apply_xattrs(env, argv[5], -1, proc, failed, sizeof failed, special) : 0;
   if (r == -2) {
     close(fd);
     return throw_type(env, "berth_fs.setMetaAt: xattrs must be [string, Buffer][]");

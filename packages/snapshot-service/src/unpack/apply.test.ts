@@ -180,6 +180,15 @@ describe('applyLayer: exact as the overlay fast path', () => {
     expect(lstatSync(join(root, 'opt/app')).mode & 0o7777).toBe(0o755);
   });
 
+  it('sets xattrs on symlinks and skips user.* xattrs the kernel refuses on special files', async () => {
+    const { root } = await apply([
+      { name: 'l', type: 'symlink', linkname: 'target', xattrs: { 'trusted.t': 'v' } },
+      { name: 'p', type: 'fifo', xattrs: { 'user.u': 'x', 'trusted.k': 'kept' } },
+    ]);
+    expect(nativeFs().listXattrs(join(root, 'l'))).toEqual([['trusted.t', Buffer.from('v')]]);
+    expect(nativeFs().listXattrs(join(root, 'p'))).toEqual([['trusted.k', Buffer.from('kept')]]);
+  });
+
   it('reads GNU long names and PAX times', async () => {
     const long = `${'x'.repeat(120)}/${'y'.repeat(120)}`;
     const { root } = await apply([
