@@ -75,8 +75,11 @@ describe('attach (SOCK_SEQPACKET to conmon)', () => {
     const s = attach(st.attachPath!, { stdout: out.sink });
     await w.client.start({ namespace: ns, id });
     await resizeTerminal(st.ctlPath!, 33, 77);
-    await s.write('stty size; exit 3\n');
-    await out.seen('33 77');
+    // conmon applies the size from its ctl fifo asynchronously: the shell waits for it to land.
+    await s.write(
+      'until [ "$(stty size)" = "33 77" ]; do sleep 0.02; done; echo size-$(stty size | tr " " x); exit 3\n',
+    );
+    await out.seen('size-33x77');
     await s.done;
     expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 3 });
     await w.client.delete({ namespace: ns, id });
@@ -97,8 +100,10 @@ describe('attach (SOCK_SEQPACKET to conmon)', () => {
     const s = attach(ex.attachPath!, { stdout: out.sink });
     await w.client.start({ namespace: ns, id, execId: 'it' });
     await w.client.resize({ namespace: ns, id, execId: 'it', rows: 21, cols: 99 });
-    await s.write('stty size; echo in-$((40+2)); exit 0\n');
-    await out.seen('21 99');
+    await s.write(
+      'until [ "$(stty size)" = "21 99" ]; do sleep 0.02; done; echo size-$(stty size | tr " " x); echo in-$((40+2)); exit 0\n',
+    );
+    await out.seen('size-21x99');
     await out.seen('in-42');
     await s.done;
     expect(await w.client.wait({ namespace: ns, id, execId: 'it' })).toMatchObject({ exitCode: 0 });
