@@ -189,6 +189,16 @@ describe('applyLayer: exact as the overlay fast path', () => {
     expect(nativeFs().listXattrs(join(root, 'p'))).toEqual([['trusted.k', Buffer.from('kept')]]);
   });
 
+  it('bounds times as containerd: before 1970 becomes the epoch, atime is never before mtime', async () => {
+    const { root } = await apply([
+      { name: 'old', type: 'file', pax: { mtime: '-100.5' } },
+      { name: 'new', type: 'file', mtime: 1_600_000_000, pax: { atime: '1500000000' } },
+    ]);
+    expect(lstatSync(join(root, 'old')).mtimeMs).toBe(0);
+    const n = lstatSync(join(root, 'new'));
+    expect([n.mtimeMs, n.atimeMs]).toEqual([1_600_000_000_000, 1_600_000_000_000]);
+  });
+
   it('reads GNU long names and PAX times', async () => {
     const long = `${'x'.repeat(120)}/${'y'.repeat(120)}`;
     const { root } = await apply([

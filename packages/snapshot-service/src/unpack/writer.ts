@@ -1,5 +1,5 @@
 import { BerthError, Code } from '@berth/api';
-import { errCode, type NativeFs, nativeFs } from '../fs/native.js';
+import { errCode, type NativeFs, nativeFs, type Timespec } from '../fs/native.js';
 import { EntryType, type TarEntry, type TarSink } from '../tar/parser.js';
 
 const S_IFCHR = 0o020000;
@@ -25,6 +25,23 @@ export function cleanName(name: string): string {
     else out.push(c);
   }
   return out.join('/');
+}
+
+const EPOCH: Timespec = { sec: 0, nsec: 0 };
+// Go's time.Unix(0, 1<<63-1): containerd's boundTime maps anything outside [epoch, 2262] to the epoch.
+const MAX_SEC = 9_223_372_036;
+
+/** containerd's boundTime: times before 1970 or past 2262 become the epoch. */
+export function boundTime(t: Timespec): Timespec {
+  return t.sec < 0 || t.sec > MAX_SEC ? EPOCH : t;
+}
+
+/** The times an entry gets: atime is the later of atime and mtime (containerd's latestTime). */
+function timesOf(e: TarEntry): { at: Timespec; mt: Timespec } {
+  const mt = boundTime(e.mtime);
+  const a = e.atime ? boundTime(e.atime) : mt;
+  const at = a.sec > mt.sec || (a.sec === mt.sec && a.nsec > mt.nsec) ? a : mt;
+  return { at, mt };
 }
 
 function split(rel: string): [string, string] {
@@ -102,9 +119,9 @@ export class LayerWriter implements TarSink {
     if (!f) return;
     this.file = undefined;
     const { e } = f;
-    const at = e.atime ?? e.mtime;
+    const { at, mt } = timesOf(e);
     try {
-      this.fs.finishFile(f.fd, e.uid, e.gid, e.mode, at.sec, at.nsec, e.mtime.sec, e.mtime.nsec, e.xattrs);
+      this.fs.finishFile(f.fd, e.uid, e.gid, e.mode, at.sec, at.nsec, mt.sec, mt.nsec, e.xattrs);
     } catch (err) {
       throw this.wrap(err, e.name);
     }
@@ -159,13 +176,13 @@ export class LayerWriter implements TarSink {
       return;
     }
     const dfd = this.parentDir(parent);
-    const at = e.atime ?? e.mtime;
+    const { at, mt } = timesOf(e);
     switch (e.type) {
       case EntryType.file: {
         const fd = this.replace(dfd, base, false, () => fs.createFileAt(dfd, base)) as number;
         this.inodes++;
         if (e.size === 0) {
-          fs.finishFile(fd, e.uid, e.gid, e.mode, at.sec, at.nsec, e.mtime.sec, e.mtime.nsec, e.xattrs);
+          fs.finishFile(fd, e.uid, e.gid, e.mode, at.sec, at.nsec, mt.sec, mt.nsec, e.xattrs);
         } else {
           this.file = { fd, e, rel };
         }
@@ -175,14 +192,14 @@ export class LayerWriter implements TarSink {
         this.replace(dfd, base, true, () => fs.mkdirAt(dfd, base, 0o700));
         this.inodes++;
         fs.setMetaAt(dfd, base, e.uid, e.gid, e.mode, e.xattrs);
-        this.dirs.push({ rel, atimeS: at.sec, atimeNs: at.nsec, mtimeS: e.mtime.sec, mtimeNs: e.mtime.nsec });
+        this.dirs.push({ rel, atimeS: at.sec, atimeNs: at.nsec, mtimeS: mt.sec, mtimeNs: mt.nsec });
         return;
       }
       case EntryType.symlink: {
         this.replace(dfd, base, false, () => fs.symlinkAt(e.linkname, dfd, base));
         this.inodes++;
         fs.setMetaAt(dfd, base, e.uid, e.gid, -1, e.xattrs);
-        fs.setTimesAt(dfd, base, at.sec, at.nsec, e.mtime.sec, e.mtime.nsec);
+        fs.setTimesAt(dfd, base, at.sec, at.nsec, mt.sec, mt.nsec);
         return;
       }
       case EntryType.hardlink: {
@@ -211,7 +228,7 @@ export class LayerWriter implements TarSink {
         this.replace(dfd, base, false, () => fs.mknodAt(dfd, base, kind | 0o600, e.devmajor, e.devminor));
         this.inodes++;
         fs.setMetaAt(dfd, base, e.uid, e.gid, e.mode, e.xattrs);
-        fs.setTimesAt(dfd, base, at.sec, at.nsec, e.mtime.sec, e.mtime.nsec);
+        fs.setTimesAt(dfd, base, at.sec, at.nsec, mt.sec, mt.nsec);
         return;
       }
     }
