@@ -17,6 +17,15 @@ export function createEndpoints(ctx: ServiceContext) {
     lockWaitMs: settings.unpackLockWaitMs,
     log: ctx.log,
   });
+  // Crash leftovers (directories no snapshot references) go at start-up; ids still being created
+  // by another replica are spared (see Snapshotter.cleanup).
+  void sn
+    .cleanup()
+    .then(
+      (removed) =>
+        removed.length > 0 && ctx.log.info({ removed }, 'removed unreferenced snapshot directories'),
+    )
+    .catch((err: unknown) => ctx.log.warn({ err: (err as Error).message }, 'start-up cleanup failed'));
   return {
     ...lifecycleEndpoints(sn, ctx.nc),
     ...queryEndpoints(sn),
