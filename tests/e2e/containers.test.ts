@@ -1,12 +1,13 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ListSnapshotsReply, Service } from '@berth/api';
 import { call } from '@berth/kit';
+import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN } from '../harness/berth.js';
-import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
+import { busyboxLayoutTar, type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
 // processes, real runc/conmon, and a busybox image imported from an OCI layout.
@@ -237,6 +238,31 @@ describe('berth run', () => {
     }
     expect((await run('logs', 'again')).stdout).toContain('run\n');
     expect((await run('rm', 'again')).code).toBe(0);
+  });
+});
+
+describe('berth run pulls', () => {
+  it('an image missing on the node, then runs it', async () => {
+    const registry = await startRegistry();
+    try {
+      const ref = `${registry.host}/pulled/busybox:1`;
+      const tar = await busyboxLayoutTar(s.root);
+      execFileSync('skopeo', [
+        'copy',
+        '--quiet',
+        '--dest-tls-verify=false',
+        `oci-archive:${tar}`,
+        `docker://${ref}`,
+      ]);
+      const r = await run('run', '--rm', ref, 'echo', 'pulled and ran');
+      expect(r.stdout).toBe('pulled and ran\n');
+      expect(r.stderr).toContain(`Unable to find image '${ref}' locally`);
+      expect(r.code).toBe(0);
+      const again = await run('run', '--rm', ref, 'true');
+      expect(again.stderr).not.toContain('Unable to find image');
+    } finally {
+      await registry.stop();
+    }
   });
 });
 
