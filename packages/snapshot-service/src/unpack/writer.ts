@@ -27,6 +27,12 @@ export function cleanName(name: string): string {
   return out.join('/');
 }
 
+/**
+ * Directory times are applied at the end, so each directory entry is remembered until then; this
+ * bounds that memory (about 150 MB) against a layer made of nothing but directory entries.
+ */
+const MAX_DIRS = 1_000_000;
+
 const EPOCH: Timespec = { sec: 0, nsec: 0 };
 // Go's time.Unix(0, 1<<63-1): containerd's boundTime maps anything outside [epoch, 2262] to the epoch.
 const MAX_SEC = 9_223_372_036;
@@ -192,6 +198,12 @@ export class LayerWriter implements TarSink {
         this.replace(dfd, base, true, () => fs.mkdirAt(dfd, base, 0o700));
         this.inodes++;
         fs.setMetaAt(dfd, base, e.uid, e.gid, e.mode, e.xattrs);
+        if (this.dirs.length >= MAX_DIRS) {
+          throw new BerthError(
+            Code.RESOURCE_EXHAUSTED,
+            `more than ${MAX_DIRS} directory entries in one layer`,
+          );
+        }
         this.dirs.push({ rel, atimeS: at.sec, atimeNs: at.nsec, mtimeS: mt.sec, mtimeNs: mt.nsec });
         return;
       }
