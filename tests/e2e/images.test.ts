@@ -197,7 +197,7 @@ describe('berth image commands', () => {
       sent = r;
     });
     const layer = big.layers[0]?.desc.digest ?? '';
-    const stalling = true;
+    let stalling = true;
     const proxy = await startProxy({
       upstream: registry.url,
       intercept: async (req, res, path) => {
@@ -222,6 +222,7 @@ describe('berth image commands', () => {
       expect(r.stderr).toBe(
         `berth: pull of "${ref}": no word from the image-service for 3 s; it may have stopped (check 'berth status')\n`,
       );
+      stalling = false;
       release();
       svc = await startImageService({
         nc,
