@@ -97,7 +97,7 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
   const extras: ChildProcess[] = [];
   async function launch(name: ServiceName): Promise<ChildProcess> {
     const main = join(REPO_ROOT, 'packages', name, 'dist', 'main.js');
-    const p = spawn(process.execPath, [main], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [main], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (b: Buffer) => {
       const s = (outputs.get(name) ?? '') + b.toString();
       outputs.set(name, s.length > 50_000 ? s.slice(-25_000) : s);
