@@ -35,6 +35,8 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
     embedded: {
       nats: join(s, 'embedded', 'nats'),
       redis: join(s, 'embedded', 'redis'),
+      /** Generated passwords of the embedded servers (0600, in a 0700 dir), reused by every `berth up`. */
+      credentials: join(s, 'embedded', 'credentials.json'),
     },
     /** Runtime files. */
     run: {

@@ -1,9 +1,53 @@
 import { type ConnectionOptions, connect, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 
+/** What connectNats takes out of a NATS URL list: bare server addresses and the credentials. */
+export interface NatsUrlParts {
+  /** Servers without userinfo, as nats.js wants them. */
+  servers: string[];
+  /** `user:pass@` in a URL; both percent-decoded. */
+  user?: string;
+  pass?: string;
+  /** `TOKEN@` (userinfo without a colon) in a URL; percent-decoded. */
+  token?: string;
+}
+
+/**
+ * Splits a comma-separated NATS URL list into servers and credentials. nats.js v2 ignores the
+ * userinfo of a server URL, so `nats://user:pass@host` or `nats://TOKEN@host` must become
+ * connection options; it also keeps the servers it was given in errors and status events, so the
+ * credentials are stripped from them. The first URL that carries credentials supplies them.
+ */
+export function parseNatsUrl(url: string): NatsUrlParts {
+  const out: NatsUrlParts = { servers: [] };
+  let found = false;
+  for (const raw of url.split(',')) {
+    const part = raw.trim();
+    if (part === '') continue;
+    const m = /^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)?([^/?#@]*)@(.*)$/.exec(part);
+    if (!m) {
+      out.servers.push(part);
+      continue;
+    }
+    const [, scheme = '', userinfo = '', rest = ''] = m;
+    out.servers.push(`${scheme}${rest}`);
+    if (found || userinfo === '') continue;
+    found = true;
+    const colon = userinfo.indexOf(':');
+    if (colon < 0) {
+      out.token = decodeURIComponent(userinfo);
+    } else {
+      out.user = decodeURIComponent(userinfo.slice(0, colon));
+      out.pass = decodeURIComponent(userinfo.slice(colon + 1));
+    }
+  }
+  return out;
+}
+
 /**
  * Connects to NATS and keeps reconnecting forever, with jittered backoff, so a restarted
- * nats-server never takes a berth process down.
+ * nats-server never takes a berth process down. Credentials come from the URL (`user:pass@` or
+ * `TOKEN@`); options in `extra` win over them.
  */
 export async function connectNats(opts: {
   url: string;
@@ -11,14 +55,22 @@ export async function connectNats(opts: {
   log?: Logger;
   extra?: Partial<ConnectionOptions>;
 }): Promise<NatsConnection> {
+  const parts = parseNatsUrl(opts.url);
+  const auth: Partial<ConnectionOptions> = {};
+  if (parts.token !== undefined) auth.token = parts.token;
+  if (parts.user !== undefined) {
+    auth.user = parts.user;
+    auth.pass = parts.pass ?? '';
+  }
   const nc = await connect({
-    servers: opts.url.split(','),
+    servers: parts.servers,
     name: opts.name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     reconnectJitter: 250,
     pingInterval: 10_000,
     waitOnFirstConnect: true,
+    ...auth,
     ...opts.extra,
   });
   if (opts.log) {

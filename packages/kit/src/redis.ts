@@ -5,7 +5,9 @@ export { Redis } from 'ioredis';
 
 /**
  * Connects to Redis (redis://host:port/db, rediss://, or a unix socket path) and reconnects with
- * capped backoff forever. Commands issued while disconnected wait in the offline queue.
+ * capped backoff forever. Commands issued while disconnected wait in the offline queue. A password
+ * (`redis://:password@host`, or `redis://user:password@host` for an ACL user) is sent with AUTH on
+ * every (re)connect; nothing logged here contains the URL.
  */
 export function connectRedis(url: string, log?: Logger): Redis {
   const retryStrategy = (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2000);

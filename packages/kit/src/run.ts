@@ -5,6 +5,7 @@ import { type Config, loadConfig } from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
+import { redactUrl } from './redact.js';
 import { connectRedis, type Redis } from './redis.js';
 import { type Endpoint, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
@@ -97,7 +98,12 @@ export async function runService(opts: {
       },
     });
     log.info(
-      { nats: natsUrl, hostLocal: hostLocalServices.has(opts.service), instance: served.instanceId },
+      {
+        nats: redactUrl(natsUrl),
+        redis: redactUrl(redisUrl),
+        hostLocal: hostLocalServices.has(opts.service),
+        instance: served.instanceId,
+      },
       `${opts.service} ready`,
     );
     let stopping = false;

@@ -92,11 +92,32 @@ async function tcpOpen(port: number): Promise<boolean> {
  * back from its ports file. restart() stops and starts it again on the same port.
  */
 export async function startNats(
-  opts: { jetstream?: boolean } = {},
+  opts: {
+    jetstream?: boolean;
+    /**
+     * Require authentication: a user and password, or a token. The server reads it from a config
+     * file (not argv); `url` then carries it (`nats://user:pass@...` or `nats://TOKEN@...`).
+     */
+    auth?: { user: string; password: string } | { token: string };
+  } = {},
 ): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('nats');
   const args = ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir];
   if (opts.jetstream !== false) args.push('-js', '-sd', join(dir, 'js'));
+  let userinfo = '';
+  if (opts.auth) {
+    const a = opts.auth;
+    const block =
+      'token' in a
+        ? `authorization { token: ${JSON.stringify(a.token)} }\n`
+        : `authorization { user: ${JSON.stringify(a.user)}, password: ${JSON.stringify(a.password)} }\n`;
+    await writeFile(join(dir, 'auth.conf'), block, { mode: 0o600 });
+    args.unshift('-c', join(dir, 'auth.conf'));
+    userinfo =
+      'token' in a
+        ? `${encodeURIComponent(a.token)}@`
+        : `${encodeURIComponent(a.user)}:${encodeURIComponent(a.password)}@`;
+  }
   let { proc, output } = launch('nats-server', args, dir);
   let port = 0;
   await waitReady('nats-server', proc, output, async () => {
@@ -109,7 +130,7 @@ export async function startNats(
     return tcpOpen(port);
   });
   const server = {
-    url: `nats://127.0.0.1:${port}`,
+    url: `nats://${userinfo}127.0.0.1:${port}`,
     port,
     dir,
     proc,
@@ -134,12 +155,29 @@ export async function startNats(
  * between picking and binding, redis exits with "Address already in use" and a new port is tried.
  */
 export async function startRedis(
-  opts: { appendonly?: boolean } = {},
+  opts: {
+    appendonly?: boolean;
+    /**
+     * Require this password (`requirepass`, from a config file rather than argv); `url` then
+     * carries it as `redis://:password@...`.
+     */
+    password?: string;
+  } = {},
 ): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('redis');
+  const conf: string[] = [];
+  if (opts.password !== undefined) {
+    // Redis reads the config file first; the flags after it override the rest.
+    await writeFile(join(dir, 'auth.conf'), `requirepass ${JSON.stringify(opts.password)}\n`, {
+      mode: 0o600,
+    });
+    conf.push(join(dir, 'auth.conf'));
+  }
+  const userinfo = opts.password !== undefined ? `:${encodeURIComponent(opts.password)}@` : '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     const args = [
+      ...conf,
       '--port',
       String(port),
       '--bind',
@@ -161,7 +199,7 @@ export async function startRedis(
       throw err;
     }
     const server = {
-      url: `redis://127.0.0.1:${port}`,
+      url: `redis://${userinfo}127.0.0.1:${port}`,
       port,
       dir,
       proc,
