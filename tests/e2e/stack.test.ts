@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { connectNats } from '@berth/kit';
 import { Redis } from 'ioredis';
-import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
 
@@ -48,8 +48,9 @@ describe('berth up with the embedded NATS and Redis', () => {
 
   it('runs the embedded servers on loopback with JetStream and AOF, data under the state root', async () => {
     const st = stack.state()!;
-    expect(st.natsUrl).toMatch(/^nats:\/\/127\.0\.0\.1:\d+$/);
-    const nc = await connect({ servers: st.natsUrl });
+    // Credentials in the URL: the embedded servers require them (see stack-auth.test.ts).
+    expect(st.natsUrl).toMatch(/^nats:\/\/berth:[A-Za-z0-9_-]{43}@127\.0\.0\.1:\d+$/);
+    const nc = await connectNats({ url: st.natsUrl, name: 'e2e-stack' });
     try {
       const jsm = await nc.jetstreamManager();
       const info = await jsm.getAccountInfo();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { BerthError, Code, type Service } from '@berth/api';
-import { type Config, hostLayout } from '@berth/kit';
+import { type Config, hostLayout, redactUrl } from '@berth/kit';
 import type { Command } from '../command.js';
 import { type CliContext, readSupervisorState, type SupervisorState } from '../context.js';
 import { cleanupOrphans, isSupervisorProcess } from '../stack/cleanup.js';
@@ -76,8 +76,8 @@ function parseTimeout(v: unknown): number {
 
 function summary(plan: StackPlan, state: SupervisorState): string {
   const kinds = plan.embedded.map((e) => e.kind);
-  const nats = `NATS ${plan.natsUrl}${kinds.includes('nats-server') ? ' (embedded)' : ''}`;
-  const redis = `Redis ${plan.redisUrl}${kinds.includes('redis-server') ? ' (embedded)' : ''}`;
+  const nats = `NATS ${redactUrl(plan.natsUrl)}${kinds.includes('nats-server') ? ' (embedded)' : ''}`;
+  const redis = `Redis ${redactUrl(plan.redisUrl)}${kinds.includes('redis-server') ? ' (embedded)' : ''}`;
   return (
     `berth is up on node ${plan.nodeId}: supervisor pid ${state.pid}, ${nats}, ${redis}\n` +
     `logs: ${hostLayout(plan).serviceLogs}\n`
@@ -129,7 +129,7 @@ async function up(args: { values: Record<string, unknown> }, ctx: CliContext): P
   const running = await liveState(config);
   if (running) {
     ctx.out.write(
-      `berth is already up (supervisor pid ${running.pid}, NATS ${running.natsUrl}); ` +
+      `berth is already up (supervisor pid ${running.pid}, NATS ${redactUrl(running.natsUrl)}); ` +
         `'berth status' shows it, 'berth down' stops it\n`,
     );
     return 0;
@@ -281,16 +281,22 @@ async function status(args: { values: Record<string, unknown> }, ctx: CliContext
     const hint = live
       ? 'the supervisor runs but NATS does not answer'
       : "is berth up? start it with 'berth up'";
-    throw new BerthError(Code.UNAVAILABLE, `cannot reach NATS at ${natsUrl}: ${hint}`, { cause: err });
+    throw new BerthError(Code.UNAVAILABLE, `cannot reach NATS at ${redactUrl(natsUrl)}: ${hint}`, {
+      cause: err,
+    });
   }
   if (args.values.json) {
-    ctx.out.write(`${JSON.stringify({ supervisor: live ?? null, natsUrl, ...st }, null, 2)}\n`);
+    // The URLs may carry the embedded servers' credentials; output shows where, never the secret.
+    const supervisor = live
+      ? { ...live, natsUrl: redactUrl(live.natsUrl), redisUrl: redactUrl(live.redisUrl) }
+      : null;
+    ctx.out.write(`${JSON.stringify({ supervisor, natsUrl: redactUrl(natsUrl), ...st }, null, 2)}\n`);
     return st.ok ? 0 : 1;
   }
   if (live) {
     ctx.out.write(
       `supervisor pid ${live.pid} on node ${live.nodeId}, up since ${live.startedAt}; ` +
-        `NATS ${live.natsUrl}, Redis ${live.redisUrl}${live.embedded ? ' (embedded servers below)' : ''}\n`,
+        `NATS ${redactUrl(live.natsUrl)}, Redis ${redactUrl(live.redisUrl)}${live.embedded ? ' (embedded servers below)' : ''}\n`,
     );
     for (const c of live.children.filter((c) => c.kind === 'embedded')) {
       ctx.out.write(`  ${c.name}: ${c.status}${c.pid ? ` pid ${c.pid}` : ''}, restarts ${c.restarts}\n`);
@@ -299,7 +305,9 @@ async function status(args: { values: Record<string, unknown> }, ctx: CliContext
       ctx.out.write(`  ${c.name}#${c.replica}: ${c.status} after ${c.lastExit ?? '?'}; log ${c.logFile}\n`);
     }
   } else if (!stale) {
-    ctx.out.write(`no supervisor on this host (services may run under systemd); NATS ${natsUrl}\n`);
+    ctx.out.write(
+      `no supervisor on this host (services may run under systemd); NATS ${redactUrl(natsUrl)}\n`,
+    );
   }
   ctx.out.write(renderStatus(st, restartsByPid(live)));
   for (const u of st.unhealthy) ctx.out.write(`unhealthy: ${u}\n`);

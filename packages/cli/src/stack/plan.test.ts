@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Code } from '@berth/api';
@@ -53,8 +53,18 @@ describe('makePlan', () => {
   it('embeds NATS and Redis on the default ports when no URL is configured', () => {
     const env = configEnv({});
     const plan = makePlan(loadConfig(env), {}, env);
-    expect(plan.natsUrl).toBe('nats://127.0.0.1:4222');
-    expect(plan.redisUrl).toBe('redis://127.0.0.1:6379');
+    // The URLs carry the generated credentials, which the embedded servers will require.
+    const creds = JSON.parse(
+      readFileSync(join(env.BERTH_STATE_ROOT as string, 'embedded', 'credentials.json'), 'utf8'),
+    ) as { nats: { user: string; password: string }; redis: { password: string } };
+    expect(plan.natsUrl).toBe(`nats://berth:${creds.nats.password}@127.0.0.1:4222`);
+    expect(plan.redisUrl).toBe(`redis://:${creds.redis.password}@127.0.0.1:6379`);
+    expect(plan.embedded.map((e) => e.auth)).toEqual([
+      { user: 'berth', password: creds.nats.password },
+      { password: creds.redis.password },
+    ]);
+    // A second plan reuses them.
+    expect(makePlan(loadConfig(env), {}, env).natsUrl).toBe(plan.natsUrl);
     expect(plan.embedded.map((e) => [e.kind, e.port, e.dataDir])).toEqual([
       ['nats-server', 4222, join(env.BERTH_STATE_ROOT as string, 'embedded', 'nats')],
       ['redis-server', 6379, join(env.BERTH_STATE_ROOT as string, 'embedded', 'redis')],
@@ -73,9 +83,14 @@ describe('makePlan', () => {
     const env = configEnv({}, { BERTH_NATS_URL: 'nats://10.0.0.1:4222' });
     const plan = makePlan(loadConfig(env), {}, env);
     expect(plan.natsUrl).toBe('nats://10.0.0.1:4222');
+    expect(plan.redisUrl).toMatch(/^redis:\/\/:[A-Za-z0-9_-]{43}@127\.0\.0\.1:6379$/);
     expect(plan.embedded.map((e) => e.kind)).toEqual(['redis-server']);
-    const both = configEnv({ natsUrl: 'nats://a:1', redisUrl: 'redis://b:2' });
-    expect(makePlan(loadConfig(both), {}, both).embedded).toEqual([]);
+    const both = configEnv({ natsUrl: 'nats://u:p@a:1', redisUrl: 'redis://:p@b:2' });
+    const external = makePlan(loadConfig(both), {}, both);
+    expect(external.embedded).toEqual([]);
+    // Configured URLs pass through unchanged, and nothing is generated for them.
+    expect([external.natsUrl, external.redisUrl]).toEqual(['nats://u:p@a:1', 'redis://:p@b:2']);
+    expect(existsSync(join(both.BERTH_STATE_ROOT as string, 'embedded'))).toBe(false);
   });
 
   it('takes embedded ports from config, and from the environment over config', () => {

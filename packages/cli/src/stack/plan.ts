@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { BerthError, Code, Service } from '@berth/api';
 import { type Config, DEFAULT_CONFIG_FILE, hostLayout, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
+import { embeddedCredentials } from './credentials.js';
 
 /** The services `berth up` runs, in start order (the shim first: it owns the host's containers). */
 export const STACK_SERVICES = [
@@ -54,6 +55,11 @@ export interface EmbeddedPlan {
   port: number;
   dataDir: string;
   logFile: string;
+  /**
+   * What a client must present: a user and password for NATS, a password (`requirepass`) for
+   * Redis. From the credentials file; absent only in plans made before credentials existed.
+   */
+  auth?: { user?: string; password: string };
 }
 
 /** Everything the supervisor needs to run a stack; computed once by `berth up`. */
@@ -174,7 +180,9 @@ export function parseReplicas(values: readonly string[]): Partial<Record<Service
 
 /**
  * Builds the plan of a stack from config (`services.<name>.replicas`, URLs, embedded ports) and
- * the command line (`--replicas`, which wins over config).
+ * the command line (`--replicas`, which wins over config). When a server is embedded, its
+ * credentials are read from (or first generated into) the state root's credentials file, and the
+ * plan's URLs carry them. Configured URLs are used exactly as given.
  */
 export function makePlan(
   config: Config,
@@ -202,25 +210,30 @@ export function makePlan(
   }
   const embedded: EmbeddedPlan[] = [];
   const ports = config.natsUrl && config.redisUrl ? undefined : embeddedPorts(env);
+  // Embedded servers require credentials: loopback alone would let every local user drive berth.
+  const creds = ports ? embeddedCredentials(layout.embedded.credentials) : undefined;
   let natsUrl = config.natsUrl;
   let redisUrl = config.redisUrl;
-  if (!natsUrl && ports) {
+  if (!natsUrl && ports && creds) {
+    const { user, password } = creds.nats;
     embedded.push({
       kind: 'nats-server',
       port: ports.natsPort,
       dataDir: layout.embedded.nats,
       logFile: join(layout.serviceLogs, 'nats-server.log'),
+      auth: { user, password },
     });
-    natsUrl = `nats://127.0.0.1:${ports.natsPort}`;
+    natsUrl = `nats://${user}:${password}@127.0.0.1:${ports.natsPort}`;
   }
-  if (!redisUrl && ports) {
+  if (!redisUrl && ports && creds) {
     embedded.push({
       kind: 'redis-server',
       port: ports.redisPort,
       dataDir: layout.embedded.redis,
       logFile: join(layout.serviceLogs, 'redis-server.log'),
+      auth: { password: creds.redis.password },
     });
-    redisUrl = `redis://127.0.0.1:${ports.redisPort}`;
+    redisUrl = `redis://:${creds.redis.password}@127.0.0.1:${ports.redisPort}`;
   }
   return {
     nodeId: config.nodeId,

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, Code, type Service } from '@berth/api';
-import { connectNats } from '@berth/kit';
+import { connectNats, redactUrl } from '@berth/kit';
 import type { SupervisorState } from '../context.js';
 import { collectStatus, type StackStatus } from './discovery.js';
 import { logTail } from './embedded.js';
@@ -41,7 +41,7 @@ export async function waitStackReady(opts: {
     void connecting.then((c) => c.close()).catch(() => undefined);
     throw new BerthError(
       Code.UNAVAILABLE,
-      `cannot reach NATS at ${opts.natsUrl} within ${opts.timeoutMs} ms (is it running? is natsUrl right?)`,
+      `cannot reach NATS at ${redactUrl(opts.natsUrl)} within ${opts.timeoutMs} ms (is it running? is natsUrl right?)`,
     );
   }
   try {

@@ -55,7 +55,7 @@ export class Supervisor {
         this.checkNotStopping();
         await assertPortFree(e);
         const child = new Supervised(
-          embeddedSpec(e, this.plan.nodeId, this.serviceEnv()),
+          embeddedSpec(e, this.plan.nodeId, this.embeddedEnv()),
           () => this.save(),
           this.backoff,
         );
@@ -161,6 +161,17 @@ export class Supervisor {
     rmSync(this.layout.run.supervisor, { force: true });
   }
 
+  /** The servers need none of berth's settings, least of all the URLs that carry their secrets. */
+  private embeddedEnv(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BERTH_')) env[k] = v;
+    return env;
+  }
+
+  /**
+   * Services get the URLs, credentials included, in their environment: unlike argv, a process's
+   * environment is readable only by its own user and root (/proc/<pid>/environ is 0400).
+   */
   private serviceEnv(): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = { ...process.env };
     delete env[SUPERVISOR_ENV.plan];
