@@ -1,7 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectNats } from '@berth/kit';
+import { startNats, startRedis } from '@berth/testing';
 import { Redis } from 'ioredis';
 import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -174,5 +176,40 @@ describe('berth up: the embedded servers require credentials', () => {
     const { code, json } = await stack.status();
     expect(code).toBe(0);
     expect(json.ok).toBe(true);
+  });
+});
+
+describe('berth up with external servers that require credentials', () => {
+  it('passes the configured URLs through unchanged: a NATS token and a Redis password work', async () => {
+    const token = randomBytes(24).toString('base64url');
+    const password = randomBytes(24).toString('base64url');
+    const [nats, redis] = await Promise.all([
+      startNats({ jetstream: false, auth: { token } }),
+      startRedis({ appendonly: false, password }),
+    ]);
+    try {
+      expect(nats.url).toBe(`nats://${token}@127.0.0.1:${nats.port}`);
+      const stack = await startStack({ natsUrl: nats.url, redisUrl: redis.url });
+      try {
+        const st = stack.state()!;
+        expect(st.embedded).toBe(false);
+        expect([st.natsUrl, st.redisUrl]).toEqual([nats.url, redis.url]);
+        const { code, json } = await stack.status();
+        expect(code).toBe(0);
+        expect(json.ok).toBe(true);
+        expect(json.natsUrl).toBe(`nats://***@127.0.0.1:${nats.port}`);
+        const logs = join(stack.stateRoot, 'services');
+        for (const f of readdirSync(logs)) {
+          const text = readFileSync(join(logs, f), 'utf8');
+          for (const s of [token, password]) expect(text, f).not.toContain(s);
+        }
+        for (const s of [token, password])
+          expect(stack.upResult.stdout + JSON.stringify(json)).not.toContain(s);
+      } finally {
+        await stack.stop();
+      }
+    } finally {
+      await Promise.all([nats.stop(), redis.stop()]);
+    }
   });
 });
