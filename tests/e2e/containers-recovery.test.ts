@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Service, type ShimState } from '@berth/api';
-import { call } from '@berth/kit';
+import { call, keys } from '@berth/kit';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
@@ -11,7 +12,8 @@ let IMAGE = 'berth.test/busybox:latest';
 let s: ContainerStack;
 
 beforeAll(async () => {
-  s = await startContainerStack();
+  // A short reconcile interval, so the test of a lost exit event does not wait 30 s.
+  s = await startContainerStack({ config: { services: { 'task-service': { reconcileIntervalMs: 300 } } } });
   IMAGE = (await s.importBusybox(IMAGE)).name;
 }, 120_000);
 afterAll(async () => s?.stop(), 60_000);
@@ -130,6 +132,31 @@ describe('task-service restart', () => {
     const r = await waiting;
     expect(r.stdout).toBe('up\nbye\n');
     expect(r.code).toBe(9);
+  });
+});
+
+describe('a lost tasks.exit event', () => {
+  it('is healed by the periodic reconcile, so ps stops showing the container', async () => {
+    const d = await run('run', '-d', '--name', 'lost', IMAGE, 'sh', '-c', 'exit 4');
+    expect(d.code, d.stderr).toBe(0);
+    const id = d.stdout.trim();
+    await until('the exit', async () => (await inspect('lost')).status === 'stopped');
+    // Make the store look as if the event had never arrived (what a NATS outage can do).
+    const redis = new Redis(s.redis.url);
+    try {
+      await redis.hset(keys.task('default', id), 'status', 'running');
+      await redis.hdel(keys.task('default', id), 'exitCode', 'exitedAt', 'reason');
+      expect(await redis.hget(keys.task('default', id), 'status')).toBe('running');
+    } finally {
+      redis.disconnect();
+    }
+    // ps reads only the store: only the reconcile, not a query to the shim, can make it right.
+    await until(
+      'ps to drop the exited container',
+      async () => !(await run('ps', '-q')).stdout.includes(id.slice(0, 12)),
+    );
+    expect((await inspect('lost')).task).toMatchObject({ status: 'stopped', exitCode: 4 });
+    expect((await run('rm', 'lost')).code).toBe(0);
   });
 });
 

@@ -68,7 +68,9 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
 }
 
 /** Starts NATS, Redis and the four services; `only` limits which services start. */
-export async function startContainerStack(opts: { only?: ServiceName[] } = {}): Promise<ContainerStack> {
+export async function startContainerStack(
+  opts: { only?: ServiceName[]; config?: Record<string, unknown> } = {},
+): Promise<ContainerStack> {
   const [nats, redis] = await Promise.all([startNats({ jetstream: false }), startRedis()]);
   const root = await tempDir('ctr');
   const stateRoot = join(root, 'state');
@@ -88,7 +90,7 @@ export async function startContainerStack(opts: { only?: ServiceName[] } = {}): 
     BERTH_LOG_LEVEL: 'warn',
     BERTH_SHUTDOWN_GRACE_MS: '3000',
   });
-  await writeFile(join(root, 'config.json'), '{}\n');
+  await writeFile(join(root, 'config.json'), `${JSON.stringify(opts.config ?? {})}\n`);
   const nc = await connect({ servers: nats.url });
   const procs = new Map<ServiceName, ChildProcess>();
   const outputs = new Map<ServiceName, string>();

@@ -24,11 +24,25 @@ export function createDomain(opts: { redis: Redis; deps: Deps; env: ManagerEnv; 
   return { store, containers, tasks };
 }
 
+/** What startExitTracking leaves running; stop() ends the subscription and the timer. */
+export interface ExitTracking {
+  sub: Subscription;
+  stop(): void;
+}
+
 /**
  * Subscribes to `tasks.exit` (every replica hears every exit: waiters live in each) and then
  * reconciles with the shims, so exits announced while no task-service ran are recorded too.
+ * Reconciles again after every NATS reconnect (events published meanwhile are lost: core NATS is
+ * at-most-once) and every `intervalMs`, so `ps`, which reads only the store, never shows a dead
+ * container as up for longer than that.
  */
-export async function startExitTracking(d: Domain, nc: NatsConnection, log: Logger): Promise<Subscription> {
+export async function startExitTracking(
+  d: Domain,
+  nc: NatsConnection,
+  log: Logger,
+  opts: { intervalMs?: number } = {},
+): Promise<ExitTracking> {
   const sub = subscribeEvents(nc, 'tasks.exit', (env) => {
     const parsed = TaskExit.safeParse(env.event);
     if (!parsed.success) {
@@ -40,5 +54,31 @@ export async function startExitTracking(d: Domain, nc: NatsConnection, log: Logg
   await nc.flush();
   const r = await d.tasks.reconcile();
   log.info(r, 'reconciled tasks with their shims');
-  return sub;
+
+  let running = false;
+  const again = (why: string) => {
+    if (running) return;
+    running = true;
+    d.tasks
+      .reconcile()
+      .then((res) => {
+        if (res.exited > 0) log.info({ ...res, why }, 'reconcile recorded missed exits');
+      })
+      .catch((err: unknown) => log.warn({ err: (err as Error).message, why }, 'reconcile failed'))
+      .finally(() => {
+        running = false;
+      });
+  };
+  const timer = setInterval(() => again('interval'), opts.intervalMs ?? 30_000);
+  timer.unref();
+  void (async () => {
+    for await (const st of nc.status()) if (st.type === 'reconnect') again('nats reconnect');
+  })().catch(() => undefined);
+  return {
+    sub,
+    stop() {
+      clearInterval(timer);
+      sub.unsubscribe();
+    },
+  };
 }

@@ -5,5 +5,8 @@ import { createService } from './service.js';
 await runService({
   service: Service.task,
   version: BERTH_VERSION,
-  setup: async (ctx) => ({ endpoints: (await createService(ctx)).endpoints }),
+  setup: async (ctx) => {
+    const svc = await createService(ctx);
+    return { endpoints: svc.endpoints, close: svc.close };
+  },
 });
