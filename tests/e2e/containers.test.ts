@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type ListSnapshotsReply, Service } from '@berth/api';
 import { call } from '@berth/kit';
@@ -83,6 +84,34 @@ describe('berth run', () => {
       '',
     ]);
     expect(r.code).toBe(0);
+  });
+
+  it('takes --entrypoint, --env-file, --cpus and --network host', async () => {
+    const envFile = join(s.root, 'env.list');
+    await writeFile(envFile, '# comment\nFROM_FILE=yes\n\nOTHER=2\n');
+    const r = await run(
+      'run',
+      '--rm',
+      '--env-file',
+      envFile,
+      '-e',
+      'OTHER=3',
+      '--cpus',
+      '0.5',
+      '--network',
+      'host',
+      '--entrypoint',
+      '/bin/sh',
+      IMAGE,
+      '-c',
+      'echo $FROM_FILE $OTHER; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us; hostname; ls /sys/class/net | wc -l',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const [env, quota, host, nics] = r.stdout.trim().split('\n');
+    expect(env).toBe('yes 3');
+    expect(quota).toBe('50000');
+    expect(host).toBe(hostname());
+    expect(Number(nics)).toBe(readdirSync('/sys/class/net').length);
   });
 
   it('keeps containerd defaults: capabilities, no new netns interfaces, rlimits', async () => {
