@@ -175,6 +175,20 @@ describe('berth run', () => {
     const ex = await run('exec', 'web', 'sh', '-c', 'cat /etc/hostname; exit 5');
     expect(ex.stdout).toBe(`${id.slice(0, 12)}\n`);
     expect(ex.code).toBe(5);
+    const asWww = await run(
+      'exec',
+      '-u',
+      'www',
+      '-w',
+      '/tmp',
+      '-e',
+      'X=1',
+      'web',
+      'sh',
+      '-c',
+      'id -u; pwd; echo $X',
+    );
+    expect(asWww.stdout).toBe('33\n/tmp\n1\n');
     const top = await run('top', 'web');
     expect(top.stdout).toContain('sleep 300');
     const stats = await run('stats', '--no-stream', 'web');
