@@ -412,6 +412,31 @@ describe('interactive', () => {
     expect(r.code).toBe(0);
   });
 
+  it('run -it on a real terminal: the terminal size, then input', async () => {
+    // script(1) gives the CLI a pseudo-terminal of 30x100; the container must see that size.
+    const cmd = `stty rows 30 cols 100; ${process.execPath} ${BERTH_BIN} run -it --rm ${IMAGE} sh -c 'stty size; read x; echo got:$x'`;
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: s.env });
+      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
+      let out = '';
+      let typed = false;
+      p.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (!typed && out.includes('30 100')) {
+          typed = true;
+          p.stdin.write('hello\r');
+        }
+      });
+      p.on('exit', (code) => {
+        clearTimeout(bound);
+        resolve({ code, out });
+      });
+    });
+    expect(r.out).toContain('30 100');
+    expect(r.out).toContain('got:hello');
+    expect(r.code).toBe(0);
+  });
+
   it('exec -i and attach reach the process stdin', async () => {
     const d = await run(
       'run',
