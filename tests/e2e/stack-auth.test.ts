@@ -7,6 +7,7 @@ import { startNats, startRedis } from '@berth/testing';
 import { Redis } from 'ioredis';
 import { connect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startJwtNats } from '../harness/nats-jwt.js';
 import { type Stack, startStack } from '../harness/stack.js';
 
 // The embedded nats-server and redis-server listen on loopback, which every local user can reach:
@@ -205,6 +206,33 @@ describe('berth up with external servers that require credentials', () => {
         }
         for (const s of [token, password])
           expect(stack.upResult.stdout + JSON.stringify(json)).not.toContain(s);
+      } finally {
+        await stack.stop();
+      }
+    } finally {
+      await Promise.all([nats.stop(), redis.stop()]);
+    }
+  });
+});
+
+describe('berth up with an external NATS that wants a credentials file', () => {
+  it('services and CLI log in with BERTH_NATS_CREDS', async () => {
+    const [nats, redis] = await Promise.all([startJwtNats(), startRedis({ appendonly: false })]);
+    try {
+      const once = { waitOnFirstConnect: false, maxReconnectAttempts: 0 } as const;
+      await expect(connect({ servers: nats.url, ...once })).rejects.toMatchObject({
+        code: 'AUTHORIZATION_VIOLATION',
+      });
+      const stack = await startStack({
+        natsUrl: nats.url,
+        redisUrl: redis.url,
+        env: { BERTH_NATS_CREDS: nats.credsFile },
+      });
+      try {
+        const { code, json } = await stack.status();
+        expect(code).toBe(0);
+        expect(json.ok).toBe(true);
+        expect(json.services.every((s) => s.found === 1)).toBe(true);
       } finally {
         await stack.stop();
       }

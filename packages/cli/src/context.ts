@@ -88,6 +88,8 @@ export function createContext(): CliContext {
       nc ??= connectNats({
         url: natsUrl,
         name: 'berth-cli',
+        // A creds file belongs to a configured NATS; an embedded one takes its credentials from the URL.
+        ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
         extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
       });
       return nc;

@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Service } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
-import { connect, type NatsConnection } from 'nats';
+import { connect, type NatsConnection, nkeys } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from './client.js';
 import { connectNats, parseNatsUrl } from './nats.js';
@@ -128,6 +131,103 @@ describe('against servers that require authentication', () => {
       await child.waitForLog((l) => l.nats === 'reconnect', { from: mark });
       expect(child.output()).not.toContain(password);
       expect(child.output()).not.toContain(redisPassword);
+    } finally {
+      await nc?.close();
+      await child.stop();
+    }
+  });
+});
+
+/** Minimal NATS JWT (ed25519-nkey) signed by `issuer`: what `nsc` makes, for a test server. */
+function natsJwt(
+  issuer: { getPublicKey(): string; sign(d: Uint8Array): Uint8Array },
+  sub: string,
+  nats: Record<string, unknown>,
+): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const claims = {
+    jti: randomBytes(16).toString('hex'),
+    iat: Math.floor(Date.now() / 1000),
+    iss: issuer.getPublicKey(),
+    name: 'berth-test',
+    sub,
+    nats: { ...nats, version: 2 },
+  };
+  const data = `${b64({ typ: 'JWT', alg: 'ed25519-nkey' })}.${b64(claims)}`;
+  return `${data}.${Buffer.from(issuer.sign(new TextEncoder().encode(data))).toString('base64url')}`;
+}
+
+describe('with a NATS user credentials file (JWT authentication)', () => {
+  let nats: Awaited<ReturnType<typeof startNats>>;
+  let redis: Awaited<ReturnType<typeof startRedis>>;
+  let dir: string;
+  let credsFile: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'berth-kit-creds-'));
+    const operator = nkeys.createOperator();
+    const account = nkeys.createAccount();
+    const user = nkeys.createUser();
+    const unlimited = { subs: -1, data: -1, payload: -1 };
+    const operatorJwt = natsJwt(operator, operator.getPublicKey(), { type: 'operator' });
+    const accountJwt = natsJwt(operator, account.getPublicKey(), {
+      type: 'account',
+      limits: { ...unlimited, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 },
+    });
+    const userJwt = natsJwt(account, user.getPublicKey(), { type: 'user', ...unlimited });
+    writeFileSync(join(dir, 'operator.jwt'), operatorJwt);
+    credsFile = join(dir, 'user.creds');
+    const seed = new TextDecoder().decode(user.getSeed());
+    writeFileSync(
+      credsFile,
+      `-----BEGIN NATS USER JWT-----\n${userJwt}\n------END NATS USER JWT------\n\n` +
+        `-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n`,
+      { mode: 0o600 },
+    );
+    [nats, redis] = await Promise.all([
+      startNats({
+        jetstream: false,
+        config:
+          `operator: ${JSON.stringify(join(dir, 'operator.jwt'))}\nresolver: MEMORY\n` +
+          `resolver_preload: { ${account.getPublicKey()}: ${JSON.stringify(accountJwt)} }`,
+      }),
+      startRedis({ appendonly: false }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all([nats?.stop(), redis?.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const once = { waitOnFirstConnect: false, maxReconnectAttempts: 0 } as const;
+
+  it('connectNats logs in with creds; without them the server refuses', async () => {
+    await expect(connect({ servers: nats.url, ...once })).rejects.toMatchObject({
+      code: 'AUTHORIZATION_VIOLATION',
+    });
+    const nc = await connectNats({ url: nats.url, name: 'kit-creds-test', creds: credsFile, extra: once });
+    await nc.flush();
+    await nc.close();
+  });
+
+  it('a missing credentials file fails with a line naming it', async () => {
+    const missing = join(dir, 'nope.creds');
+    await expect(connectNats({ url: nats.url, name: 't', creds: missing, extra: once })).rejects.toThrow(
+      `NATS credentials file ${missing} cannot be read`,
+    );
+  });
+
+  it('a service with BERTH_NATS_CREDS serves', async () => {
+    const child = await startTestService({
+      natsUrl: nats.url,
+      redisUrl: redis.url,
+      env: { BERTH_NATS_CREDS: credsFile },
+    });
+    let nc: NatsConnection | undefined;
+    try {
+      nc = await connectNats({ url: nats.url, name: 'kit-creds-test', creds: credsFile });
+      const info = await call<{ healthy: boolean }>(nc, Service.task, 'info', {}, { timeoutMs: 5000 });
+      expect(info.healthy).toBe(true);
     } finally {
       await nc?.close();
       await child.stop();

@@ -7,6 +7,8 @@ import { z } from 'zod';
 export const Config = z.object({
   natsUrl: z.string().min(1).optional(),
   redisUrl: z.string().min(1).optional(),
+  /** A NATS user credentials file (JWT + nkey seed, as `nsc` writes it) for a configured natsUrl. */
+  natsCreds: z.string().startsWith('/', 'NATS credentials file must be an absolute path').optional(),
   nodeId: z.string().regex(NODE_ID_PATTERN, 'node id must be 1-64 of [a-zA-Z0-9_-]'),
   stateRoot: z.string().startsWith('/', 'state root must be an absolute path'),
   runRoot: z.string().startsWith('/', 'run root must be an absolute path'),
@@ -24,6 +26,7 @@ export const DEFAULT_CONFIG_FILE = '/etc/berth/config.json';
 const envMap = {
   BERTH_NATS_URL: 'natsUrl',
   BERTH_REDIS_URL: 'redisUrl',
+  BERTH_NATS_CREDS: 'natsCreds',
   BERTH_NODE_ID: 'nodeId',
   BERTH_STATE_ROOT: 'stateRoot',
   BERTH_RUN_ROOT: 'runRoot',

@@ -1,4 +1,6 @@
-import { type ConnectionOptions, connect, type NatsConnection } from 'nats';
+import { readFileSync } from 'node:fs';
+import { BerthError, Code } from '@berth/api';
+import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 
 /** What connectNats takes out of a NATS URL list: bare server addresses and the credentials. */
@@ -47,12 +49,15 @@ export function parseNatsUrl(url: string): NatsUrlParts {
 /**
  * Connects to NATS and keeps reconnecting forever, with jittered backoff, so a restarted
  * nats-server never takes a berth process down. Credentials come from the URL (`user:pass@` or
- * `TOKEN@`); options in `extra` win over them.
+ * `TOKEN@`), or from a NATS user credentials file (`creds`, read again on every reconnect so a
+ * rotated file is picked up); options in `extra` win over both.
  */
 export async function connectNats(opts: {
   url: string;
   name: string;
   log?: Logger;
+  /** Path of a NATS user credentials file (JWT + nkey seed), e.g. written by `nsc`. */
+  creds?: string;
   extra?: Partial<ConnectionOptions>;
 }): Promise<NatsConnection> {
   const parts = parseNatsUrl(opts.url);
@@ -62,6 +67,7 @@ export async function connectNats(opts: {
     auth.user = parts.user;
     auth.pass = parts.pass ?? '';
   }
+  if (opts.creds) auth.authenticator = credsAuthenticator(readCreds(opts.creds));
   const nc = await connect({
     servers: parts.servers,
     name: opts.name,
@@ -83,4 +89,30 @@ export async function connectNats(opts: {
     })();
   }
   return nc;
+}
+
+/**
+ * Reads a credentials file once up front, so a missing or unreadable file fails start-up with a
+ * line naming it rather than as an authentication error on every reconnect.
+ */
+function readCreds(file: string): () => Uint8Array {
+  const read = () => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `NATS credentials file ${file} cannot be read: ${(err as Error).message}`,
+      );
+    }
+  };
+  let last = read();
+  return () => {
+    try {
+      last = read();
+    } catch {
+      // Keep the last good copy: a file being replaced must not break a reconnect.
+    }
+    return last;
+  };
 }

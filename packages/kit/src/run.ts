@@ -80,7 +80,12 @@ export async function runService(opts: {
   const natsUrl = config.natsUrl ?? DEFAULT_NATS_URL;
   const redisUrl = config.redisUrl ?? DEFAULT_REDIS_URL;
   try {
-    const nc = await connectNats({ url: natsUrl, name: `${opts.service}@${config.nodeId}`, log });
+    const nc = await connectNats({
+      url: natsUrl,
+      name: `${opts.service}@${config.nodeId}`,
+      log,
+      ...(config.natsCreds ? { creds: config.natsCreds } : {}),
+    });
     const redis = connectRedis(redisUrl, log);
     await redis.connect();
     const ctx: ServiceContext = { config, log, nc, redis, node: config.nodeId, layout: hostLayout(config) };

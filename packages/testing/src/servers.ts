@@ -99,20 +99,29 @@ export async function startNats(
      * file (not argv); `url` then carries it (`nats://user:pass@...` or `nats://TOKEN@...`).
      */
     auth?: { user: string; password: string } | { token: string };
+    /**
+     * More server configuration (nats-server config syntax), e.g. `operator` / `resolver` for
+     * JWT authentication. Written to the config file with `auth`.
+     */
+    config?: string;
   } = {},
 ): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('nats');
   const args = ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir];
   if (opts.jetstream !== false) args.push('-js', '-sd', join(dir, 'js'));
   let userinfo = '';
-  if (opts.auth) {
+  if (opts.auth || opts.config) {
     const a = opts.auth;
-    const block =
-      'token' in a
+    const block = !a
+      ? ''
+      : 'token' in a
         ? `authorization { token: ${JSON.stringify(a.token)} }\n`
         : `authorization { user: ${JSON.stringify(a.user)}, password: ${JSON.stringify(a.password)} }\n`;
-    await writeFile(join(dir, 'auth.conf'), block, { mode: 0o600 });
+    await writeFile(join(dir, 'auth.conf'), `${block}${opts.config ?? ''}\n`, { mode: 0o600 });
     args.unshift('-c', join(dir, 'auth.conf'));
+  }
+  if (opts.auth) {
+    const a = opts.auth;
     userinfo =
       'token' in a
         ? `${encodeURIComponent(a.token)}@`

@@ -158,6 +158,7 @@ async function up(args: { values: Record<string, unknown> }, ctx: CliContext): P
   }
   const { status, state } = await waitStackReady({
     natsUrl: plan.natsUrl,
+    ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
     getState: () => liveState(config),
     timeoutMs,
   }).catch((err: unknown) => {
@@ -184,7 +185,13 @@ async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number)
   for (const sig of signals) process.on(sig, onSignal);
   try {
     await sup.start();
-    const waiting = waitStackReady({ natsUrl: plan.natsUrl, getState: async () => sup.state(), timeoutMs });
+    const creds = ctx.config.natsUrl ? ctx.config.natsCreds : undefined;
+    const waiting = waitStackReady({
+      natsUrl: plan.natsUrl,
+      ...(creds ? { creds } : {}),
+      getState: async () => sup.state(),
+      timeoutMs,
+    });
     // Ctrl-C during start-up wins the race; the abandoned wait must not fail the process later.
     waiting.catch(() => undefined);
     const ready = await Promise.race([waiting, sup.done.then(() => undefined)]);

@@ -93,6 +93,15 @@ describe('makePlan', () => {
     expect(existsSync(join(both.BERTH_STATE_ROOT as string, 'embedded'))).toBe(false);
   });
 
+  it('refuses a NATS credentials file without a NATS URL: the embedded NATS has its own', () => {
+    const env = configEnv({}, { BERTH_NATS_CREDS: '/etc/berth/nats.creds' });
+    expect(() => makePlan(loadConfig(env), {}, env)).toThrow(
+      'natsCreds (/etc/berth/nats.creds) is set but natsUrl is not',
+    );
+    const ok = configEnv({ natsUrl: 'nats://n:1' }, { BERTH_NATS_CREDS: '/etc/berth/nats.creds' });
+    expect(makePlan(loadConfig(ok), {}, ok).natsUrl).toBe('nats://n:1');
+  });
+
   it('takes embedded ports from config, and from the environment over config', () => {
     const env = configEnv({ embedded: { natsPort: 14222, redisPort: 16379 } });
     expect(embeddedPorts(env)).toEqual({ natsPort: 14222, redisPort: 16379 });

@@ -208,6 +208,13 @@ export function makePlan(
       });
     }
   }
+  if (config.natsCreds && !config.natsUrl) {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `natsCreds (${config.natsCreds}) is set but natsUrl is not: a credentials file is for a ` +
+        'configured NATS; the embedded one uses generated credentials',
+    );
+  }
   const embedded: EmbeddedPlan[] = [];
   const ports = config.natsUrl && config.redisUrl ? undefined : embeddedPorts(env);
   // Embedded servers require credentials: loopback alone would let every local user drive berth.

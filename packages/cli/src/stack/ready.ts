@@ -22,6 +22,8 @@ export function expectedFromState(state: SupervisorState): Partial<Record<Servic
  */
 export async function waitStackReady(opts: {
   natsUrl: string;
+  /** NATS credentials file, for a configured NATS that wants one. */
+  creds?: string;
   getState: () => Promise<SupervisorState | undefined>;
   timeoutMs: number;
 }): Promise<{ status: StackStatus; state: SupervisorState }> {
@@ -29,6 +31,7 @@ export async function waitStackReady(opts: {
   const connecting = connectNats({
     url: opts.natsUrl,
     name: 'berth-up',
+    ...(opts.creds ? { creds: opts.creds } : {}),
     extra: { maxReconnectAttempts: -1, waitOnFirstConnect: true },
   });
   // nats.js keeps trying forever with waitOnFirstConnect; the wait must stay bounded.
