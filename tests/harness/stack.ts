@@ -7,7 +7,9 @@
  *   const stack = await startStack({ replicas: { 'image-service': 2 } });
  *   try {
  *     const r = await stack.berth('status', '--json');   // any CLI command, in this installation
- *     const nc = await connect({ servers: stack.natsUrl }); // talk to the services directly
+ *     // talk to the services directly; the embedded NATS requires the credentials in the URL,
+ *     // which the kit's connectNats passes on (nats.js's own connect ignores them)
+ *     const nc = await connectNats({ url: stack.natsUrl, name: 'my-test' });
  *   } finally {
  *     await stack.stop();   // berth down, kill anything left over, remove the temp root
  *   }
