@@ -7,17 +7,24 @@ export interface Attachable {
   ctlPath?: string;
 }
 
+/** A running session: `ready` once the terminal size reached the monitor, `done` at the end. */
+export interface InteractiveSession {
+  ready: Promise<void>;
+  done: Promise<void>;
+}
+
 /**
  * Runs this terminal against a process through its monitor (same host): output to stdout/stderr,
  * with a TTY raw mode and resize (SIGWINCH), with `stdin` the caller's input forwarded in order.
  * At the end of input the process's stdin is closed only when `closeStdinAtEof` (docker's run -i
- * semantics); an attach leaves it open for the next client. Resolves when the process's output
- * ends (it exited) or the monitor hung up.
+ * semantics); an attach leaves it open for the next client. Start the process only after `ready`:
+ * the first size must reach the terminal before the process asks for it. `done` settles when the
+ * process's output ends (it exited) or the monitor hung up.
  */
-export async function interactive(
+export function interactive(
   p: Attachable,
   o: { tty: boolean; stdin: boolean; closeStdinAtEof: boolean },
-): Promise<void> {
+): InteractiveSession {
   if (!p.attachPath) {
     throw new BerthError(Code.FAILED_PRECONDITION, 'the process has no attach socket: is it still running?');
   }
@@ -28,13 +35,14 @@ export async function interactive(
     stderr: (b) => process.stderr.write(b),
   });
   const cleanups: (() => void)[] = [];
+  let ready: Promise<void> = Promise.resolve();
   if (o.tty && p.ctlPath && output.isTTY) {
     const ctl = p.ctlPath;
-    const resize = () =>
-      void resizeTerminal(ctl, output.rows || 24, output.columns || 80).catch(() => undefined);
-    resize();
-    process.on('SIGWINCH', resize);
-    cleanups.push(() => process.off('SIGWINCH', resize));
+    const resize = () => resizeTerminal(ctl, output.rows || 24, output.columns || 80).catch(() => undefined);
+    ready = resize();
+    const onWinch = () => void resize();
+    process.on('SIGWINCH', onWinch);
+    cleanups.push(() => process.off('SIGWINCH', onWinch));
   }
   if (o.stdin) {
     if (o.tty && input.isTTY) {
@@ -58,9 +66,8 @@ export async function interactive(
       input.pause();
     });
   }
-  try {
-    await session.done;
-  } finally {
+  const done = session.done.finally(() => {
     for (const c of cleanups) c();
-  }
+  });
+  return { ready, done };
 }

@@ -4,7 +4,7 @@ import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
 import { followLog, printSink } from './cri-log.js';
-import { interactive } from './interactive.js';
+import { type InteractiveSession, interactive } from './interactive.js';
 import { toCreateRequest } from './options.js';
 
 /** docker's exit status when the container's command cannot be found. */
@@ -49,18 +49,20 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
     return commandNotFound(err, ctx);
   }
   const watcher = detach ? undefined : await exitWatcher(ctx, id);
-  let session: Promise<void> | undefined;
+  let session: InteractiveSession | undefined;
   try {
     const task = await client.create({ id });
     // Attach before start: the monitor does not replay what the process wrote before.
-    if (watcher && (req.tty || req.stdin))
+    if (watcher && (req.tty || req.stdin)) {
       session = interactive(task, {
         tty: req.tty ?? false,
         stdin: req.stdin ?? false,
         closeStdinAtEof: true,
       });
-    // A failed session surfaces where it is awaited; until then it must not count as unhandled.
-    session?.catch(() => undefined);
+      // A failed session surfaces where it is awaited; until then it must not count as unhandled.
+      session.done.catch(() => undefined);
+      await session.ready;
+    }
     await client.start({ id });
   } catch (err) {
     watcher?.close();
@@ -75,7 +77,7 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   let exit: ExitStatus;
   try {
     watcher.check();
-    if (session) await session;
+    if (session) await session.done;
     else {
       const info = await client['get-container']({ id });
       await followLog(logPathOf(ctx, info), 0, printSink(ctx.out, ctx.err, false), watcher.exited);
@@ -143,11 +145,12 @@ export async function execInContainer(args: CommandArgs, ctx: CliContext): Promi
     });
     const session =
       watcher && (tty || stdin) ? interactive(st, { tty, stdin, closeStdinAtEof: true }) : undefined;
-    session?.catch(() => undefined);
+    session?.done.catch(() => undefined);
+    await session?.ready;
     await client.start({ id, execId });
     if (!watcher) return 0;
     watcher.check();
-    if (session) await session;
+    if (session) await session.done;
     else if (st.logPath) await followLog(st.logPath, 0, printSink(ctx.out, ctx.err, false), watcher.exited);
     const exit = await watcher.exited;
     await client.delete({ id, execId }).catch(() => undefined);
@@ -173,7 +176,7 @@ export async function attachContainer(ref: string, ctx: CliContext): Promise<num
       tty: info.container.io.terminal,
       stdin: info.container.io.stdin,
       closeStdinAtEof: false,
-    });
+    }).done;
     return (await watcher.exited).exitCode;
   } finally {
     watcher.close();
