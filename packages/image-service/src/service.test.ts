@@ -157,7 +157,10 @@ describe('image-service over NATS', () => {
     for (let i = 0; i < 400 && ((await stat(ingest).catch(() => undefined))?.size ?? 0) === 0; i++) {
       await new Promise((r) => setTimeout(r, 25));
     }
-    expect((await stat(ingest)).size).toBeGreaterThan(0);
+    expect(
+      (await stat(ingest)).size,
+      'the replica wrote part of the blob before being killed',
+    ).toBeGreaterThan(0);
     await svc.kill('SIGKILL');
     hold.release();
     hold = undefined;
@@ -168,7 +171,11 @@ describe('image-service over NATS', () => {
     expect(r.image.manifest.digest).toBe(img.desc.digest);
     // The partial ingest was resumed with a Range request, not downloaded again from zero.
     expect(r.fetchedBytes).toBeLessThan(img.layers.reduce((s, l) => s + l.blob.length, 0));
-    expect((await env.ingestEntries()).filter((e) => !e.startsWith('tmp-'))).toEqual([]);
+    const left = (await env.ingestEntries()).filter((e) => !e.startsWith('tmp-'));
+    expect(
+      left,
+      `ingest left behind; layers ${img.layers.map((l) => l.desc.digest.slice(7, 19)).join(',')}; replica log:\n${procs.at(-1)?.output().slice(-4000)}`,
+    ).toEqual([]);
   });
 
   it('two replicas pulling the same image at once fetch each blob once', async () => {
