@@ -191,3 +191,14 @@ export const ExportImageRequest = z.object({
 export type ExportImageRequest = z.infer<typeof ExportImageRequest>;
 export const ExportImageReply = z.object({ path: z.string(), size: z.number().int().nonnegative() });
 export type ExportImageReply = z.infer<typeof ExportImageReply>;
+
+/** Reply of `usage`: what the node's content store occupies (CRI ImageFsInfo). */
+export const ContentUsageReply = z.object({
+  /** Mount point of the filesystem holding the blobs directory (its path). */
+  path: z.string(),
+  bytes: z.number().int().nonnegative(),
+  blobs: z.number().int().nonnegative(),
+  /** Blob files plus ingest entries. */
+  inodes: z.number().int().nonnegative(),
+});
+export type ContentUsageReply = z.infer<typeof ContentUsageReply>;

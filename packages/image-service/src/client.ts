@@ -1,4 +1,5 @@
 import {
+  type ContentUsageReply,
   type ExportImageReply,
   type ExportImageRequest,
   type GcReply,
@@ -31,6 +32,7 @@ export type ImageOps = {
   import: { in: ImportImageRequest; out: ImportImageReply };
   export: { in: ExportImageRequest; out: ExportImageReply };
   gc: { in: Record<string, never>; out: GcReply };
+  usage: { in: Record<string, never>; out: ContentUsageReply };
 };
 
 /** Default timeouts: transfers are long (progress arrives as events), lookups short. */
@@ -44,6 +46,7 @@ export const imageTimeouts: { [K in keyof ImageOps]: number } = {
   import: 3_600_000,
   export: 3_600_000,
   gc: 300_000,
+  usage: 60_000,
 };
 
 /** A typed client of one node's image-service. */

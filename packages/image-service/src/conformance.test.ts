@@ -16,6 +16,7 @@ import { pullEndpoint } from './handlers/pull.js';
 import { pushEndpoint } from './handlers/push.js';
 import { removeEndpoint } from './handlers/remove.js';
 import { tagEndpoint } from './handlers/tag.js';
+import { usageEndpoint } from './handlers/usage.js';
 import { hostPlatform } from './images/platform.js';
 import type { ImageService } from './images/service-core.js';
 import { fileTar, makeImage, makeLayer, uploadImage } from './testing/fixtures.js';
@@ -34,6 +35,7 @@ function local(svc: ImageService, ns: string): Api {
     import: (r) => svc.import(r, ns),
     export: (r) => svc.export(r, ns),
     gc: () => svc.gc(ns),
+    usage: () => svc.usage(),
   };
 }
 
@@ -66,6 +68,7 @@ beforeAll(async () => {
       import: importEndpoint(svc),
       export: exportEndpoint(svc),
       gc: gcEndpoint(svc),
+      usage: usageEndpoint(svc),
     },
   });
 });
@@ -88,6 +91,11 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
     const ref = `${env.registry.host}/conf/img:v1`;
     const r = await api.pull({ ref, unpack: false });
     expect(r.image.manifest.digest).toBe(img.desc.digest);
+    const u = await api.usage({});
+    expect(u.blobs).toBeGreaterThanOrEqual(img.blobs.size + 1);
+    expect(u.bytes).toBeGreaterThanOrEqual(
+      [...img.blobs.values()].reduce((s, b) => s + b.length, img.manifest.length),
+    );
     expect((await api.get({ name: ref })).name).toBe(ref);
     expect((await api.get({ name: r.image.configDigest.slice(7, 19) })).name).toBe(ref);
     await api.tag({ source: ref, target: 'conf/alias:1' });

@@ -11,6 +11,7 @@ import { pullEndpoint } from './handlers/pull.js';
 import { pushEndpoint } from './handlers/push.js';
 import { removeEndpoint } from './handlers/remove.js';
 import { tagEndpoint } from './handlers/tag.js';
+import { usageEndpoint } from './handlers/usage.js';
 import { ImageService } from './images/service-core.js';
 import { loadImageSettings } from './settings.js';
 
@@ -58,6 +59,7 @@ export function createEndpoints(ctx: ServiceContext) {
     remove: removeEndpoint(svc),
     tag: tagEndpoint(svc),
     gc: gcEndpoint(svc),
+    usage: usageEndpoint(svc),
     push: pushEndpoint(svc),
     import: importEndpoint(svc),
     export: exportEndpoint(svc),

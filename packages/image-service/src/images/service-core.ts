@@ -1,6 +1,9 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   BerthError,
   Code,
+  type ContentUsageReply,
   type Descriptor,
   type ExportImageReply,
   type ExportImageRequest,
@@ -251,6 +254,20 @@ export class ImageService {
       if (matches(c.image?.name, c.image?.digest)) return id;
     }
     return undefined;
+  }
+
+  /** Bytes and files the content store occupies (committed blobs, plus ingest entries as inodes). */
+  async usage(): Promise<ContentUsageReply> {
+    let bytes = 0;
+    let blobs = 0;
+    for (const f of await readdir(this.o.blobsDir).catch(() => [] as string[])) {
+      const st = await stat(join(this.o.blobsDir, f)).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      bytes += st.size;
+      blobs++;
+    }
+    const ingests = (await readdir(this.o.ingestDir).catch(() => [] as string[])).length;
+    return { path: this.o.blobsDir, bytes, blobs, inodes: blobs + ingests };
   }
 
   /** Garbage-collects unreferenced blobs and stale ingests, then asks the snapshot-service to collect. */
