@@ -170,6 +170,15 @@ describe('berth snapshot, mount and image unpack', () => {
     expect(ls.stdout).toContain(diffIds[0]);
     const topKey = `sha256:${sha(Buffer.from(`${diffIds[0]} ${diffIds[1]}`))}`;
     expect(ls.stdout).toMatch(new RegExp(`${topKey}\\s+${diffIds[0]}\\s+committed`));
+    // The image record now names its top chain, so containers can be created from the image.
+    const rec = await call<ImageRecord>(
+      stack.nc,
+      Service.image,
+      'get',
+      { name: ref },
+      { node: stack.node, timeoutMs: 10_000 },
+    );
+    expect(rec.chainId).toBe(topKey);
     const info = JSON.parse((await stack.berth(['snapshot', 'info', topKey])).stdout) as {
       parent: string;
       kind: string;

@@ -37,6 +37,14 @@ export type ImageRecord = z.infer<typeof ImageRecord>;
 export const GetImageRequest = z.object({ name: z.string().min(1) });
 export type GetImageRequest = z.infer<typeof GetImageRequest>;
 
+/** Reply of `unpack`: the image record with its chainID set, and the layers applied or already there. */
+export const ImageUnpackReply = z.object({
+  image: ImageRecord,
+  applied: z.number().int(),
+  skipped: z.number().int(),
+});
+export type ImageUnpackReply = z.infer<typeof ImageUnpackReply>;
+
 /** Registry credentials sent with one request (as docker's X-Registry-Auth): never stored by the service. */
 export const RegistryAuth = z.object({
   username: z.string().optional(),

@@ -5,6 +5,7 @@ import {
   type GcReply,
   type GetImageRequest,
   type ImageRecord,
+  type ImageUnpackReply,
   type ImportImageReply,
   type ImportImageRequest,
   type ListImagesReply,
@@ -26,6 +27,7 @@ export type ImageOps = {
   pull: { in: PullImageRequest; out: PullReply };
   list: { in: ListImagesRequest; out: ListImagesReply };
   get: { in: GetImageRequest; out: ImageRecord };
+  unpack: { in: GetImageRequest; out: ImageUnpackReply };
   remove: { in: RemoveImageRequest; out: RemoveImageReply };
   tag: { in: TagImageRequest; out: ImageRecord };
   push: { in: PushImageRequest; out: PushImageReply };
@@ -40,6 +42,7 @@ export const imageTimeouts: { [K in keyof ImageOps]: number } = {
   pull: 3_600_000,
   list: 10_000,
   get: 10_000,
+  unpack: 1_800_000,
   remove: 300_000,
   tag: 10_000,
   push: 3_600_000,

@@ -160,7 +160,7 @@ describe('pull', () => {
       ports: {
         unpack: async (layers, diffIds) => {
           got = { layers: layers.length, diffIds };
-          return 'sha256:chain';
+          return { chainId: 'sha256:chain', applied: layers.length, skipped: 0 };
         },
       },
     });

@@ -11,6 +11,7 @@ import { pullEndpoint } from './handlers/pull.js';
 import { pushEndpoint } from './handlers/push.js';
 import { removeEndpoint } from './handlers/remove.js';
 import { tagEndpoint } from './handlers/tag.js';
+import { unpackEndpoint } from './handlers/unpack.js';
 import { usageEndpoint } from './handlers/usage.js';
 import { ImageService } from './images/service-core.js';
 import { loadImageSettings } from './settings.js';
@@ -39,7 +40,7 @@ export function createImageService(ctx: ServiceContext): ImageService {
             timeoutMs: settings.unpackTimeoutMs,
           },
         );
-        return r.chainId;
+        return r;
       },
       snapshotGc: async (ns: string) => {
         await call(ctx.nc, Service.snapshot, 'gc', {}, { node, namespace: ns, timeoutMs: 120_000 });
@@ -56,6 +57,7 @@ export function createEndpoints(ctx: ServiceContext) {
     pull: pullEndpoint(svc),
     list: listEndpoint(svc),
     get: getEndpoint(svc),
+    unpack: unpackEndpoint(svc),
     remove: removeEndpoint(svc),
     tag: tagEndpoint(svc),
     gc: gcEndpoint(svc),

@@ -1,20 +1,17 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   BerthError,
   Code,
   DEFAULT_NAMESPACE,
-  type Descriptor,
   type ImageRecord,
+  type ImageUnpackReply,
   type ListSnapshotsReply,
   type MountsReply,
   Service,
   type SnapshotInfo,
   type SnapshotUsageReply,
-  type UnpackReply,
 } from '@berth/api';
-import { call, hostLayout } from '@berth/kit';
+import { call } from '@berth/kit';
 import type { CliContext } from '../context.js';
 
 /** Per-operation timeouts of the calls the CLI makes to the snapshot-service. */
@@ -25,7 +22,6 @@ const timeouts = {
   remove: 120_000,
   mounts: 10_000,
   view: 30_000,
-  unpack: 1_800_000,
 } as const;
 
 function namespace(): string {
@@ -72,34 +68,18 @@ export function topChainId(diffIds: readonly string[]): string {
   return chain;
 }
 
-/** The layer descriptors of an image, from its manifest blob in this node's content store. */
-export async function imageLayers(ctx: CliContext, rec: ImageRecord): Promise<Descriptor[]> {
-  const file = join(hostLayout(ctx.config).content.blobs, rec.manifest.digest.slice('sha256:'.length));
-  let raw: string;
-  try {
-    raw = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new BerthError(
-      Code.NOT_FOUND,
-      `manifest ${rec.manifest.digest} of image "${rec.name}" is not in this node's content store (${file})`,
-      {
-        cause: err,
-      },
-    );
-  }
-  const layers = (JSON.parse(raw) as { layers?: Descriptor[] }).layers;
-  if (!Array.isArray(layers))
-    throw new BerthError(
-      Code.FAILED_PRECONDITION,
-      `manifest ${rec.manifest.digest} of image "${rec.name}" lists no layers`,
-    );
-  return layers;
-}
-
-/** Unpacks an image's layers into snapshots (the snapshot-service `unpack`). */
-export async function unpackImage(ctx: CliContext, rec: ImageRecord): Promise<UnpackReply> {
-  const layers = await imageLayers(ctx, rec);
-  return snap<UnpackReply>(ctx, 'unpack', { layers, diffIds: rec.config.rootfs.diff_ids });
+/**
+ * Unpacks an image into snapshots through the image-service, which records the top chainID in the
+ * image record (so `berth run` can use it) and returns the updated record.
+ */
+export async function unpackImage(ctx: CliContext, name: string): Promise<ImageUnpackReply> {
+  return call<ImageUnpackReply>(
+    await ctx.nats(),
+    Service.image,
+    'unpack',
+    { name },
+    { node: ctx.config.nodeId, namespace: namespace(), timeoutMs: 1_800_000 },
+  );
 }
 
 /** 1.5 kB, 12.3 MB: sizes as docker prints them (SI units). */

@@ -3,7 +3,6 @@ import type { Command } from '../command.js';
 import { table } from '../containers/format.js';
 import type { CliContext } from '../context.js';
 import {
-  getImage,
   humanSize,
   listSnapshots,
   snap,
@@ -140,14 +139,13 @@ export const snapshotCommandList: Command[] = [
     run: async (args, ctx) => {
       const [ref] = args.positionals;
       if (!ref || args.positionals.length > 1) throw errors.invalid('usage: berth image unpack IMAGE');
-      const rec = await getImage(ctx, ref);
-      const r = await unpackImage(ctx, rec).catch((err: unknown) => {
+      const r = await unpackImage(ctx, ref).catch((err: unknown) => {
         if (err instanceof BerthError)
-          throw new BerthError(err.code, `unpack of image "${rec.name}": ${err.message}`);
+          throw new BerthError(err.code, `unpack of image "${ref}": ${err.message}`);
         throw err;
       });
       ctx.out.write(
-        `${rec.name}: ${r.chainId} (${r.applied} layer(s) applied, ${r.skipped} already unpacked)\n`,
+        `${r.image.name}: ${r.image.chainId} (${r.applied} layer(s) applied, ${r.skipped} already unpacked)\n`,
       );
       return 0;
     },

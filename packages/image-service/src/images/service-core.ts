@@ -9,6 +9,7 @@ import {
   type ExportImageRequest,
   type GcReply,
   type ImageRecord,
+  type ImageUnpackReply,
   type ImportImageReply,
   type ImportImageRequest,
   type ListImagesRequest,
@@ -22,6 +23,7 @@ import {
   type RemoveImageRequest,
   type TagImageRequest,
   toBerthError,
+  type UnpackReply,
 } from '@berth/api';
 import { keys, type Logger, type Redis } from '@berth/kit';
 import { exportImages } from '../archive/export.js';
@@ -39,8 +41,8 @@ import { ImageStore } from './store.js';
 
 /** Calls into other services and the event bus, injected so the domain has no NATS in it. */
 export interface ImageServicePorts {
-  /** snapshot-service `unpack`: returns the top chainID. */
-  unpack: (layers: Descriptor[], diffIds: string[], ns: string) => Promise<string>;
+  /** snapshot-service `unpack`: the top chainID and how many layers were applied or skipped. */
+  unpack: (layers: Descriptor[], diffIds: string[], ns: string) => Promise<UnpackReply>;
   /** snapshot-service `gc`; best effort. */
   snapshotGc: (ns: string) => Promise<void>;
   /** Publishes an event (pull/push progress). */
@@ -152,13 +154,7 @@ export class ImageService {
     if (req.unpack !== false) {
       for (const rec of r.images) {
         try {
-          const m = parseManifest(
-            await this.content.read(rec.manifest.digest),
-            rec.manifest.mediaType,
-            rec.name,
-          );
-          rec.chainId = await this.o.ports.unpack(m.layers, rec.config.rootfs.diff_ids, ns);
-          await this.images.put(ns, rec);
+          await this.unpackRecord(ns, rec);
         } catch (err) {
           const e = toBerthError(err);
           this.o.log.warn(
@@ -168,6 +164,24 @@ export class ImageService {
         }
       }
     }
+    return r;
+  }
+
+  /**
+   * Unpacks an image already in the store into snapshots on this node and records the top chainID
+   * in its record, so containers can be created from it (`berth image unpack`).
+   */
+  async unpack(ns: string, name: string): Promise<ImageUnpackReply> {
+    const image = await this.get(ns, name);
+    const r = await this.unpackRecord(ns, image);
+    return { image, applied: r.applied, skipped: r.skipped };
+  }
+
+  private async unpackRecord(ns: string, rec: ImageRecord): Promise<UnpackReply> {
+    const m = parseManifest(await this.content.read(rec.manifest.digest), rec.manifest.mediaType, rec.name);
+    const r = await this.o.ports.unpack(m.layers, rec.config.rootfs.diff_ids, ns);
+    rec.chainId = r.chainId;
+    await this.images.put(ns, rec);
     return r;
   }
 

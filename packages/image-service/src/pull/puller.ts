@@ -9,6 +9,7 @@ import {
   type PullProgress,
   type PullReply,
   toBerthError,
+  type UnpackReply,
 } from '@berth/api';
 import type { Logger, Redis } from '@berth/kit';
 import { Lease } from '../content/lease.js';
@@ -42,8 +43,8 @@ export interface PullerDeps {
   settings: ImageSettings;
   /** A registry client using the request's credentials (if any) before the docker config. */
   registry: (auth: PullImageRequest['auth']) => RegistryClient;
-  /** Applies layers as snapshots and returns the top chainID (the snapshot-service `unpack`). */
-  unpack: (layers: Descriptor[], diffIds: string[], ns: string) => Promise<string>;
+  /** Applies layers as snapshots (the snapshot-service `unpack`): top chainID, layers applied/skipped. */
+  unpack: (layers: Descriptor[], diffIds: string[], ns: string) => Promise<UnpackReply>;
   publish: (p: PullProgress) => void;
   log: Logger;
 }
@@ -162,7 +163,7 @@ export async function pullImage(
     if (req.unpack !== false) {
       tracker.setPhase('unpacking');
       try {
-        rec.chainId = await d.unpack(manifest.layers, config.rootfs.diff_ids, ns);
+        rec.chainId = (await d.unpack(manifest.layers, config.rootfs.diff_ids, ns)).chainId;
         rec.updatedAt = new Date().toISOString();
         await d.images.put(ns, rec);
         reply.unpack = 'done';
