@@ -85,3 +85,49 @@ describe('berth down / up', () => {
     expect((await stack.berth('exec', 'stays', 'echo', 'hi')).stdout).toBe('hi\n');
   });
 });
+
+describe('the berth up supervisor', () => {
+  it('restarts a SIGKILLed shim agent and task-service; containers live on and an exit meanwhile is reported', async () => {
+    const ctl = join(stack.root, 'ctl-sup');
+    await mkdir(ctl, { recursive: true });
+    const a = await stack.berth('run', '-d', '--name', 'sup-stays', image, 'sleep', '300');
+    expect(a.code, a.stderr).toBe(0);
+    const b = await stack.berth(
+      'run',
+      '-d',
+      '--name',
+      'sup-goes',
+      '-v',
+      `${ctl}:/ctl`,
+      image,
+      'sh',
+      '-c',
+      'while [ ! -e /ctl/go ]; do sleep 0.05; done; echo gone; exit 9',
+    );
+    expect(b.code, b.stderr).toBe(0);
+    const pid = (await inspect('sup-stays')).task.pid as number;
+    const victims = stack.state()!.children.filter((c) => c.name === 'shim' || c.name === 'task-service');
+    expect(victims).toHaveLength(2);
+    for (const v of victims) process.kill(v.pid as number, 'SIGKILL');
+    // The container exits while its agent is dead (the supervisor waits at least 250 ms to restart).
+    await writeFile(join(ctl, 'go'), '');
+
+    await stack.waitForStatus((st) =>
+      victims.every((v) => {
+        const inst = st.services.find((x) => x.service === v.name)?.instances ?? [];
+        return st.ok && inst.length === 1 && inst[0]?.pid !== v.pid;
+      }),
+    );
+    const goes = await waitFor('the exit to be reported', async () => {
+      const r = await stack.berth('inspect', 'sup-goes');
+      const t = r.code === 0 ? JSON.parse(r.stdout)[0].task : undefined;
+      return t?.status === 'stopped' ? t : undefined;
+    });
+    expect(goes).toMatchObject({ exitCode: 9 });
+    expect((await stack.berth('logs', 'sup-goes')).stdout).toBe('gone\n');
+    const stays = await inspect('sup-stays');
+    expect(stays.status).toBe('running');
+    expect(stays.task.pid).toBe(pid);
+    expect((await stack.berth('exec', 'sup-stays', 'echo', 'still here')).stdout).toBe('still here\n');
+  });
+});
