@@ -245,18 +245,3 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
   };
 }
 
-/**
- * Endpoints for operations that exist in the contract but are not built yet: each answers a real
- * UNIMPLEMENTED error naming the operation, never a fake success.
- */
-export function unimplementedEndpoints(service: Service, ops: readonly string[]): Record<string, Endpoint> {
-  const anyInput = z.object({}).passthrough();
-  return Object.fromEntries(
-    ops.map((op) => [
-      op,
-      endpoint(anyInput, async () => {
-        throw new BerthError(Code.UNIMPLEMENTED, `${service} "${op}" is not implemented yet`);
-      }),
-    ]),
-  );
-}
