@@ -244,4 +244,3 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
     },
   };
 }
-
