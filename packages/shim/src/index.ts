@@ -3,9 +3,7 @@ export {
   type AttachSinks,
   attach,
   closeAttachStdin,
-  type InteractiveOptions,
   resizeTerminal,
-  runInteractive,
 } from './attach.js';
 export { type ShimApi, type ShimClient, shimClient } from './client.js';
 export { type CriLogLine, parseCriLine, readCriStreams } from './cri-log.js';
