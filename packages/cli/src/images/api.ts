@@ -8,7 +8,7 @@ import {
 } from '@berth/image-service';
 import { call, type EventEnvelope, subscribeEvents } from '@berth/kit';
 import type { CliContext } from '../context.js';
-import { ProgressView } from './progress.js';
+import { type ProgressVerbs, ProgressView } from './progress.js';
 
 /** The namespace the CLI works in (BERTH_NAMESPACE, else "default"). */
 export function namespaceOf(): string {
@@ -58,7 +58,7 @@ export async function withProgress<T>(
   ctx: CliContext,
   topic: string,
   quiet: boolean,
-  verbs: { done: string },
+  verbs: ProgressVerbs,
   send: () => Promise<T>,
   what: string,
   silenceMs = SILENCE_MS,

@@ -66,7 +66,7 @@ export async function pushCommand(args: CommandArgs, ctx: CliContext): Promise<n
     ctx,
     pushProgressTopic(pushId),
     quiet,
-    { done: 'Pushed' },
+    { done: 'Pushed', transfer: 'Pushing' },
     () => image(ctx, 'push', { name, pushId, ...(dest ? { ref: dest } : {}), ...(auth ? { auth } : {}) }),
     `push of "${dest ?? name}"`,
     silenceMs(),

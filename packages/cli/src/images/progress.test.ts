@@ -51,6 +51,19 @@ describe('ProgressView', () => {
     expect(text).toContain('\x1b[2A');
   });
 
+  it('speaks of pushing, not downloading, for a push', () => {
+    const s = sink();
+    const v = new ProgressView(s.out, false, { done: 'Pushed', transfer: 'Pushing' });
+    v.update(
+      ev([{ digest: d('a'), mediaType: 'x', size: 2_000_000, offset: 10, status: 'downloading' as const }]),
+    );
+    v.update(
+      ev([{ digest: d('a'), mediaType: 'x', size: 2_000_000, offset: 2_000_000, status: 'done' as const }]),
+    );
+    expect(s.text()).toContain('aaaaaaaaaaaa: Pushing (2.00MB)\naaaaaaaaaaaa: Pushed (2.00MB)\n');
+    expect(s.text()).not.toContain('Download');
+  });
+
   it('formats sizes like docker', () => {
     expect(humanSize(999)).toBe('999B');
     expect(humanSize(1_500)).toBe('1.50kB');

@@ -23,6 +23,12 @@ const LABEL: Record<Blob['status'], string> = {
   failed: 'Failed',
 };
 
+/** Words for a transfer's layer states: `done` (e.g. "Pull complete"), `transfer` (default "Downloading"). */
+export interface ProgressVerbs {
+  done: string;
+  transfer?: string;
+}
+
 /**
  * Renders pull/push progress events: on a TTY, one line per layer redrawn in place with a bar,
  * bytes and speed; otherwise a plain line whenever a layer changes status.
@@ -36,7 +42,7 @@ export class ProgressView {
   constructor(
     private readonly out: NodeJS.WriteStream,
     private readonly tty: boolean,
-    private readonly verbs: { done: string } = { done: 'Download complete' },
+    private readonly verbs: ProgressVerbs = { done: 'Download complete' },
   ) {}
 
   update(p: PullProgress): void {
@@ -59,7 +65,9 @@ export class ProgressView {
   }
 
   private label(b: Blob): string {
-    return b.status === 'done' ? this.verbs.done : LABEL[b.status];
+    if (b.status === 'done') return this.verbs.done;
+    if (b.status === 'downloading' && this.verbs.transfer) return this.verbs.transfer;
+    return LABEL[b.status];
   }
 
   private lines(p: PullProgress): void {
