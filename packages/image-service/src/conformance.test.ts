@@ -45,6 +45,7 @@ let nc: NatsConnection;
 let served: ServedService;
 const img = makeImage([makeLayer(fileTar('c', 'conformance'), 'gzip')], {
   arch: hostPlatform().architecture,
+  labels: { 'org.example.tier': 'test' },
 });
 
 beforeAll(async () => {
@@ -103,6 +104,14 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
     expect(all.images.map((i: ImageRecord) => i.name).sort()).toEqual(['docker.io/conf/alias:1', ref].sort());
     const some = await api.list({ filters: ['reference=conf/*'] });
     expect(some.images.map((i: ImageRecord) => i.name)).toEqual(['docker.io/conf/alias:1']);
+    expect((await api.list({ filters: ['dangling=false'] })).images).toHaveLength(2);
+    expect((await api.list({ filters: ['dangling=true'] })).images).toEqual([]);
+    expect((await api.list({ filters: ['label=berth.test.none'] })).images).toEqual([]);
+    expect((await api.list({ filters: ['label=org.example.tier'] })).images).toHaveLength(2);
+    expect(
+      (await api.list({ filters: ['label=org.example.tier=test', 'reference=conf/*'] })).images,
+    ).toHaveLength(1);
+    expect((await api.list({ filters: ['label=org.example.tier=prod'] })).images).toEqual([]);
     const rm = await api.remove({ name: 'conf/alias:1' });
     expect(rm.removed).toEqual(['docker.io/conf/alias:1']);
     await api.remove({ name: ref });
@@ -113,7 +122,8 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
     const api = make(ns);
     expect((await rejection(api.get({ name: 'absent:v1' }))).code).toBe(Code.NOT_FOUND);
     expect((await rejection(api.pull({ ref: 'a//b' }))).code).toBe(Code.INVALID_ARGUMENT);
-    expect((await rejection(api.list({ filters: ['dangling=true'] }))).code).toBe(Code.INVALID_ARGUMENT);
+    expect((await rejection(api.list({ filters: ['dangling=maybe'] }))).code).toBe(Code.INVALID_ARGUMENT);
+    expect((await rejection(api.list({ filters: ['size=1'] }))).code).toBe(Code.INVALID_ARGUMENT);
     expect((await rejection(api.import({ path: '/nonexistent.tar' }))).code).toBe(Code.NOT_FOUND);
     const e = await rejection(api.pull({ ref: `${env.registry.host}/conf/none:v1`, unpack: false }));
     expect(e.code).toBe(Code.NOT_FOUND);

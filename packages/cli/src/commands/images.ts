@@ -24,7 +24,8 @@ const pull: Omit<Command, 'name'> = {
 };
 const images: Omit<Command, 'name'> = {
   summary: 'List images',
-  usage: '[-q] [--digests] [--no-trunc] [--filter reference=PATTERN] [REPOSITORY[:TAG]]',
+  usage:
+    '[-q] [--digests] [--no-trunc] [--filter reference=PATTERN|label=KEY[=VALUE]|dangling=true|false] [REPOSITORY[:TAG]]',
   options: {
     quiet: { type: 'boolean', short: 'q' },
     digests: { type: 'boolean' },

@@ -308,12 +308,38 @@ export class ImageService {
 }
 
 /** `reference=<glob>` filters (docker semantics: matched against the familiar and full name). */
+/**
+ * One `--filter` of `berth images`, as docker reads it: `reference=PATTERN` (glob on the name),
+ * `label=KEY` or `label=KEY=VALUE` (the image config's labels), `dangling=true|false` (a name with
+ * no tag, only a digest).
+ */
 function parseFilter(f: string): (r: ImageRecord) => boolean {
   const eq = f.indexOf('=');
   const key = eq > 0 ? f.slice(0, eq) : '';
   const val = eq > 0 ? f.slice(eq + 1) : '';
+  if (key === 'label') {
+    const [lk, ...rest] = val.split('=');
+    const lv = rest.length > 0 ? rest.join('=') : undefined;
+    if (!lk)
+      throw new BerthError(Code.INVALID_ARGUMENT, `invalid filter "${f}": label=KEY or label=KEY=VALUE`);
+    return (r) => {
+      const labels = r.config.config?.Labels ?? {};
+      return Object.hasOwn(labels, lk) && (lv === undefined || labels[lk] === lv);
+    };
+  }
+  if (key === 'dangling') {
+    if (val !== 'true' && val !== 'false') {
+      throw new BerthError(Code.INVALID_ARGUMENT, `invalid filter "${f}": dangling=true or dangling=false`);
+    }
+    const want = val === 'true';
+    return (r) =>
+      !/:[\w][\w.-]*$/.test(r.name.replace(/@sha256:[a-f0-9]+$/, '').replace(/^[^/]*\//, '')) === want;
+  }
   if (key !== 'reference') {
-    throw new BerthError(Code.INVALID_ARGUMENT, `invalid filter "${f}": only reference=PATTERN is supported`);
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid filter "${f}": supported are reference=PATTERN, label=KEY[=VALUE], dangling=true|false`,
+    );
   }
   const re = globToRegExp(val);
   return (r) => {

@@ -64,7 +64,13 @@ export function fileTar(path: string, content: string | Buffer): Buffer {
 /** Builds a config + manifest for layers. */
 export function makeImage(
   layers: Layer[],
-  opts: { arch?: string; variant?: string; docker?: boolean; cmd?: string[] } = {},
+  opts: {
+    arch?: string;
+    variant?: string;
+    docker?: boolean;
+    cmd?: string[];
+    labels?: Record<string, string>;
+  } = {},
 ): FixtureImage {
   const arch = opts.arch ?? 'amd64';
   const config = Buffer.from(
@@ -73,7 +79,11 @@ export function makeImage(
       ...(opts.variant ? { variant: opts.variant } : {}),
       os: 'linux',
       created: '2026-01-01T00:00:00Z',
-      config: { Cmd: opts.cmd ?? ['/bin/sh'], Env: ['PATH=/bin'] },
+      config: {
+        Cmd: opts.cmd ?? ['/bin/sh'],
+        Env: ['PATH=/bin'],
+        ...(opts.labels ? { Labels: opts.labels } : {}),
+      },
       rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
     }),
   );
