@@ -18,7 +18,7 @@ function nsKey(ns: string, ...parts: string[]): string {
 
 export const keys = {
   // image-service (per node; a node's images are the ones its content store holds)
-  /** Hash: one image record (name, target descriptor JSON, labels JSON, createdAt, updatedAt). */
+  /** Hash: one image: `record` (the ImageRecord JSON of @berth/api) and `target` (its digest). */
   image: (node: string, ns: string, name: string) => nodeKey(node, 'ns', ns, 'image', name),
   /** Sorted set of image names in a namespace, scored by update time. */
   images: (node: string, ns: string) => nodeKey(node, 'ns', ns, 'images'),
@@ -50,7 +50,7 @@ export const keys = {
   snapshotPending: (node: string) => nodeKey(node, 'snapshot-pending'),
 
   // task-service (cluster-wide, per namespace)
-  /** Hash: one container's metadata. */
+  /** Hash: one container: `data` (the Container JSON of @berth/api), `name`, `createdAt`. */
   container: (ns: string, id: string) => nsKey(ns, 'container', id),
   /** Set of container ids in a namespace. */
   containers: (ns: string) => nsKey(ns, 'containers'),
