@@ -4,8 +4,10 @@
  *   file, random node id) and running one `berth` command in it;
  * - `startStack()` (stack.ts): `berth up` in such an installation with free embedded ports (or
  *   external servers), returning a handle with `berth()`, `status()`, `state()`, `waitForStatus()`
- *   and `stop()`; plus `waitFor()`, `alive()` and `readStackState()`.
+ *   and `stop()`; plus `waitFor()`, `alive()` and `readStackState()`;
+ * - `startOtlpReceiver()` (otlp.ts): an OTLP/HTTP trace receiver collecting the spans services export.
  * Servers for tests themselves (nats-server, redis-server, docker-registry) come from @berth/testing.
  */
 export * from './berth.js';
+export * from './otlp.js';
 export * from './stack.js';

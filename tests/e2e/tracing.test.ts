@@ -1,0 +1,159 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { startRegistry, type TestServer } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  OtlpKind,
+  type OtlpReceiver,
+  OtlpStatus,
+  type ReceivedSpan,
+  startOtlpReceiver,
+} from '../harness/otlp.js';
+import { type Stack, startStack } from '../harness/stack.js';
+import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+
+// The observability promise: with OTEL_EXPORTER_OTLP_ENDPOINT set, every service exports spans over
+// OTLP/HTTP, trace context crosses NATS in W3C traceparent headers so a request that spans
+// services is one trace, refusals carry their berth error code, and log lines written while
+// serving a request carry its trace and span ids.
+let stack: Stack;
+let otlp: OtlpReceiver;
+let registry: TestServer & { host: string };
+let image: string;
+
+beforeAll(async () => {
+  otlp = await startOtlpReceiver();
+  stack = await startStack({
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+      // The batch processor's default delay is 5 s; spans should reach the receiver promptly.
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+    },
+  });
+  registry = await startRegistry();
+  image = `${registry.host}/busybox:latest`;
+  const tar = await busyboxLayoutTar(stack.root);
+  execFileSync('skopeo', [
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    `oci-archive:${tar}`,
+    `docker://${image}`,
+  ]);
+}, 120_000);
+
+afterAll(async () => {
+  if (stack) {
+    const ids = (await stack.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
+    if (ids.length) await stack.berth('rm', '-f', ...ids);
+    sweepRunc(stack.stateRoot);
+    unmountUnder(stack.root);
+    await stack.stop();
+  }
+  await registry?.stop();
+  await otlp?.stop();
+}, 60_000);
+
+const byId = (id: string) => otlp.spans().find((s) => s.spanId === id);
+
+function describeSpan(s: ReceivedSpan | undefined): string {
+  return s ? `${s.service} ${s.name} kind=${s.kind} trace=${s.traceId} parent=${s.parentSpanId}` : 'none';
+}
+
+describe('tracing across services', () => {
+  it('a pull is one trace: image-service pull -> snapshot-service unpack', async () => {
+    const pull = await stack.berth('pull', image);
+    expect(pull.code, pull.stderr).toBe(0);
+
+    const unpackServer = await otlp.waitForSpan(
+      (s) =>
+        s.service === 'snapshot-service' &&
+        s.name === 'snapshot-service/unpack' &&
+        s.kind === OtlpKind.server,
+    );
+    // Its parent is the image-service's client span for the same call...
+    const unpackClient = await otlp.waitForSpan((s) => s.spanId === unpackServer.parentSpanId);
+    expect(unpackClient).toMatchObject({
+      service: 'image-service',
+      name: 'snapshot-service/unpack',
+      kind: OtlpKind.client,
+      traceId: unpackServer.traceId,
+      status: { code: OtlpStatus.ok },
+    });
+    // ...which is a child of the image-service's server span for the pull: one trace.
+    const pullServer = await otlp.waitForSpan((s) => s.spanId === unpackClient.parentSpanId);
+    expect(pullServer).toMatchObject({
+      service: 'image-service',
+      name: 'image-service/pull',
+      kind: OtlpKind.server,
+      traceId: unpackServer.traceId,
+      status: { code: OtlpStatus.ok },
+      attributes: { 'rpc.method': 'pull' },
+    });
+    expect(unpackServer.status.code).toBe(OtlpStatus.ok);
+    expect(unpackServer.resource['berth.node']).toBe(stack.nodeId);
+    expect(otlp.errors()).toEqual([]);
+
+    // Log correlation: the snapshot-service logged the unpacked layer inside the traced request.
+    const snapLog = stack.state()?.children.find((c) => c.name === 'snapshot-service')?.logFile;
+    expect(snapLog).toBeDefined();
+    const lines = readFileSync(snapLog as string, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg?: string; trace_id?: string; span_id?: string });
+    const unpacked = lines.filter((l) => l.msg === 'layer unpacked' && l.trace_id === unpackServer.traceId);
+    expect(unpacked.length, `log lines:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`).toBeGreaterThan(
+      0,
+    );
+    // The line was written inside the unpack request, under its span (or a child of it).
+    const spanIds = new Set(
+      otlp
+        .spans()
+        .filter((s) => s.traceId === unpackServer.traceId && s.service === 'snapshot-service')
+        .map((s) => s.spanId),
+    );
+    expect(spanIds.has(unpacked[0]?.span_id ?? '')).toBe(true);
+  });
+
+  it('a refused pull is an error span carrying the berth error code', async () => {
+    const missing = `${registry.host}/busybox:no-such-tag`;
+    const pull = await stack.berth('pull', missing);
+    expect(pull.code).not.toBe(0);
+    expect(pull.stderr).toContain('no-such-tag');
+
+    const span = await otlp.waitForSpan(
+      (s) =>
+        s.service === 'image-service' &&
+        s.name === 'image-service/pull' &&
+        s.kind === OtlpKind.server &&
+        s.status.code === OtlpStatus.error,
+    );
+    expect(span.attributes['berth.error_code']).toBe('NOT_FOUND');
+    expect(span.status.message).toContain('no-such-tag');
+  });
+
+  it('a container run is traced from task-service into the shim', async () => {
+    const run = await stack.berth('run', '--rm', image, 'true');
+    expect(run.code, run.stderr).toBe(0);
+
+    // Every shim operation the task-service called is a shim server span whose parent is the
+    // task-service's client span in the same trace.
+    const shimServer = await otlp.waitForSpan(
+      (s) => s.service === 'shim' && s.kind === OtlpKind.server && s.name === 'shim/start',
+    );
+    const client = await otlp.waitForSpan((s) => s.spanId === shimServer.parentSpanId);
+    expect(client, describeSpan(client)).toMatchObject({
+      service: 'task-service',
+      kind: OtlpKind.client,
+      name: 'shim/start',
+      traceId: shimServer.traceId,
+    });
+    const taskServer =
+      byId(client.parentSpanId) ?? (await otlp.waitForSpan((s) => s.spanId === client.parentSpanId));
+    expect(taskServer).toMatchObject({
+      service: 'task-service',
+      kind: OtlpKind.server,
+      traceId: shimServer.traceId,
+    });
+  });
+});
