@@ -62,7 +62,7 @@ describe('CRI RuntimeService over the unix socket', () => {
     runRoot = join(root, 'run');
     socket = join(runRoot, 'cri.sock');
     [task, shim] = await Promise.all([serveInfo(Service.task), serveInfo(Service.shim)]);
-    gateway = await startGateway({ nc, node, socket, runRoot, log });
+    gateway = await startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), log });
     client = criClient(socket);
   });
 
@@ -109,12 +109,11 @@ describe('CRI RuntimeService over the unix socket', () => {
     for (const [c, rpc, req] of [
       [client.runtime, 'RunPodSandbox', { config: { metadata: { name: 'p' } } }],
       [client.runtime, 'ListContainers', {}],
-      [client.image, 'PullImage', { image: { image: 'busybox' } }],
+      [client.runtime, 'ExecSync', { container_id: 'c' }],
     ] as const) {
       const err = (await client.unary(c, rpc, req).catch((e: unknown) => e)) as ServiceError;
       expect(err.code, rpc).toBe(12);
-      const service = c === client.image ? 'ImageService' : 'RuntimeService';
-      expect(err.details).toBe(`CRI ${service}/${rpc} is not implemented by berth yet`);
+      expect(err.details).toBe(`CRI RuntimeService/${rpc} is not implemented by berth yet`);
     }
     const streamed = await client.streamStatus(client.runtime, 'GetContainerEvents', {});
     expect(streamed.code).toBe(12);
@@ -166,8 +165,17 @@ describe('socket safety', () => {
   it('refuses a socket a live gateway serves, and replaces a stale one', async () => {
     const runRoot = join(root, 'run-live');
     const socket = join(runRoot, 'cri.sock');
-    const first = await startGateway({ nc, node, socket, runRoot, log });
-    const err = await refusal(startGateway({ nc, node, socket, runRoot, log }));
+    const first = await startGateway({
+      nc,
+      node,
+      socket,
+      runRoot,
+      snapshotsDir: join(root, 'snapshots'),
+      log,
+    });
+    const err = await refusal(
+      startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+    );
     expect(err.code).toBe(Code.ALREADY_EXISTS);
     expect(err.message).toBe(`another process is already serving ${socket}`);
     // A stale socket: a process bound the path and was killed before it could remove it.
@@ -178,7 +186,14 @@ describe('socket safety', () => {
     ]);
     expect((await once(dead, 'exit'))[1]).toBe('SIGKILL');
     expect((await lstat(socket)).isSocket()).toBe(true);
-    const again = await startGateway({ nc, node, socket, runRoot, log });
+    const again = await startGateway({
+      nc,
+      node,
+      socket,
+      runRoot,
+      snapshotsDir: join(root, 'snapshots'),
+      log,
+    });
     const c = criClient(socket);
     expect(await c.unary(c.runtime, 'Version', {})).toMatchObject({ runtime_name: 'berth' });
     c.close();
@@ -191,17 +206,30 @@ describe('socket safety', () => {
     await mkdir(runRoot, { recursive: true });
     const file = join(runRoot, 'cri.sock');
     await writeFile(file, 'not a socket');
-    let err = await refusal(startGateway({ nc, node, socket: file, runRoot, log }));
+    let err = await refusal(
+      startGateway({ nc, node, socket: file, runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+    );
     expect(err.code).toBe(Code.FAILED_PRECONDITION);
     expect(err.message).toBe(`${file} exists and is not a socket; refusing to replace it`);
 
-    err = await refusal(startGateway({ nc, node, socket: 'cri.sock', runRoot, log }));
+    err = await refusal(
+      startGateway({ nc, node, socket: 'cri.sock', runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+    );
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
 
     const shared = join(root, 'shared-dir');
     await mkdir(shared);
     await chmod(shared, 0o777);
-    err = await refusal(startGateway({ nc, node, socket: join(shared, 'cri.sock'), runRoot, log }));
+    err = await refusal(
+      startGateway({
+        nc,
+        node,
+        socket: join(shared, 'cri.sock'),
+        runRoot,
+        snapshotsDir: join(root, 'snapshots'),
+        log,
+      }),
+    );
     expect(err.code).toBe(Code.FAILED_PRECONDITION);
     expect(err.message).toContain(`socket directory ${shared} is writable by other users (mode 777)`);
     expect((await stat(shared)).mode & 0o777).toBe(0o777);
@@ -211,7 +239,14 @@ describe('socket safety', () => {
     const runRoot = join(root, 'run-open');
     await mkdir(runRoot);
     await chmod(runRoot, 0o755);
-    const gw = await startGateway({ nc, node, socket: join(runRoot, 'cri.sock'), runRoot, log });
+    const gw = await startGateway({
+      nc,
+      node,
+      socket: join(runRoot, 'cri.sock'),
+      runRoot,
+      snapshotsDir: join(root, 'snapshots'),
+      log,
+    });
     expect((await stat(runRoot)).mode & 0o777).toBe(0o700);
     await gw.close(500);
   });

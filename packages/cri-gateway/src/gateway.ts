@@ -3,7 +3,8 @@ import { call, type Logger } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { closeServer, listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
-import { implemented } from './handlers/index.js';
+import { implemented, implementedStreams } from './handlers/index.js';
+import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
 import type { InfoProbe } from './runtime/status.js';
 
 /** How long Status waits for a service's `info`: well inside the kubelet's own deadline. */
@@ -28,13 +29,22 @@ export async function startGateway(opts: {
   socket: string;
   /** berth's run root: a socket directory inside it is forced to mode 0700. */
   runRoot: string;
+  /** The node's snapshots directory (layout.snapshots): the image filesystem ImageFsInfo reports. */
+  snapshotsDir: string;
   log: Logger;
   probeTimeoutMs?: number;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
   const server = createCriServer({
-    deps: { probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs), log },
+    deps: {
+      probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
+      log,
+      images: natsImagePort(opts.nc, opts.node),
+      snapshots: natsSnapshotPort(opts.nc, opts.node),
+      snapshotsDir: opts.snapshotsDir,
+    },
     handlers: implemented,
+    streams: implementedStreams,
   });
   await listenUnix(server, opts.socket, opts.runRoot);
   let open = true;

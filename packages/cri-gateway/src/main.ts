@@ -23,6 +23,7 @@ await runService({
       node: ctx.node,
       socket,
       runRoot: ctx.layout.runRoot,
+      snapshotsDir: ctx.layout.snapshots,
       log: ctx.log,
     });
     return {

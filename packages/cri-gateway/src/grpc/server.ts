@@ -8,7 +8,7 @@ import {
   type TextMapGetter,
   trace,
 } from '@opentelemetry/api';
-import type { HandlerDeps, UnaryHandler } from '../handlers/index.js';
+import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
 import { CriService, criServiceDefinition } from '../proto.js';
 
 /** Largest message either way, as containerd's CRI (16 MiB); grpc-js defaults to 4 MiB. */
@@ -36,11 +36,13 @@ export function toGrpcStatus(err: unknown): grpc.ServerErrorResponse & { code: g
 
 /**
  * Builds the CRI gRPC server: every method of RuntimeService and ImageService is registered; the
- * ones in `handlers` (keyed "<Service>/<Method>") run, all others answer UNIMPLEMENTED naming the RPC.
+ * ones in `handlers` (unary) or `streams` (server-streaming), keyed "<Service>/<Method>", run; all
+ * others answer UNIMPLEMENTED naming the RPC.
  */
 export function createCriServer(opts: {
   deps: HandlerDeps;
   handlers: Readonly<Record<string, UnaryHandler>>;
+  streams?: Readonly<Record<string, StreamHandler>>;
 }): grpc.Server {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
@@ -53,8 +55,11 @@ export function createCriServer(opts: {
     for (const [name, method] of Object.entries(def)) {
       const rpc = `${short}/${name}`;
       const handler = opts.handlers[rpc];
+      const stream = opts.streams?.[rpc];
       if (handler && !method.requestStream && !method.responseStream) {
         impl[name] = unary(rpc, handler, opts.deps);
+      } else if (stream && !method.requestStream && method.responseStream) {
+        impl[name] = serverStream(rpc, stream, opts.deps);
       } else {
         impl[name] = unimplemented(rpc, method);
       }
@@ -93,6 +98,46 @@ function unary(
           callback(toGrpcStatus(err));
         },
       );
+  };
+}
+
+/**
+ * A server-streaming call: writes each message the handler yields, honouring backpressure, and
+ * ends with OK; an error (or the client cancelling) ends it with the mapped status.
+ */
+function serverStream(
+  rpc: string,
+  handler: StreamHandler,
+  deps: HandlerDeps,
+): grpc.handleServerStreamingCall<unknown, unknown> {
+  return (call) => {
+    const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
+    const span = tracer.startSpan(
+      `cri/${rpc}`,
+      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': rpc } },
+      parent,
+    );
+    const run = async () => {
+      for await (const message of handler(call.request, deps)) {
+        if (call.cancelled) return;
+        if (!call.write(message)) await new Promise((r) => call.once('drain', r));
+      }
+    };
+    context.with(trace.setSpan(parent, span), run).then(
+      () => {
+        span.setStatus({ code: SpanStatusCode.OK });
+        span.end();
+        call.end();
+      },
+      (raw: unknown) => {
+        const err = toBerthError(raw);
+        if (err.code === Code.INTERNAL) deps.log.error({ err: raw, rpc }, 'CRI request failed');
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        span.setAttribute('berth.error_code', err.code);
+        span.end();
+        call.emit('error', toGrpcStatus(err));
+      },
+    );
   };
 }
 

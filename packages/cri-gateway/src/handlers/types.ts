@@ -1,8 +1,9 @@
 import type { Logger } from '@berth/kit';
+import type { ImageOpsDeps } from '../images/image-ops.js';
 import type { InfoProbe } from '../runtime/status.js';
 
 /** What every CRI handler may use: the domain's dependencies, never the gRPC call itself. */
-export interface HandlerDeps {
+export interface HandlerDeps extends ImageOpsDeps {
   probe: InfoProbe;
   log: Logger;
 }
@@ -10,3 +11,7 @@ export interface HandlerDeps {
 /** A unary CRI handler: a request message in, a response message out (proto field names). */
 // biome-ignore lint/suspicious/noExplicitAny: messages are plain objects shaped by the proto
 export type UnaryHandler = (request: any, deps: HandlerDeps) => Promise<unknown>;
+
+/** A server-streaming CRI handler: yields the response messages; returning ends the stream OK. */
+// biome-ignore lint/suspicious/noExplicitAny: messages are plain objects shaped by the proto
+export type StreamHandler = (request: any, deps: HandlerDeps) => AsyncIterable<unknown>;

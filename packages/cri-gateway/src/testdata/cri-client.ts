@@ -9,6 +9,12 @@ export interface CriClient {
   unary<T>(client: grpc.Client, method: string, request: unknown): Promise<T>;
   /** Opens a server-streaming RPC and resolves with the status it ends with. */
   streamStatus(client: grpc.Client, method: string, request: unknown): Promise<grpc.StatusObject>;
+  /** Reads a server-streaming RPC to its end: the messages, and the status it ended with. */
+  stream<T>(
+    client: grpc.Client,
+    method: string,
+    request: unknown,
+  ): Promise<{ messages: T[]; status: grpc.StatusObject }>;
   close(): void;
 }
 
@@ -48,6 +54,17 @@ export function criClient(socket: string): CriClient {
         stream.on('data', () => undefined);
         stream.on('error', () => undefined);
         stream.on('status', resolve);
+      });
+    },
+    stream<T>(client: grpc.Client, method: string, request: unknown) {
+      const fn = (client as unknown as Record<string, StreamFn>)[method];
+      if (!fn) throw new Error(`no method ${method}`);
+      const s = fn.call(client, request, { deadline: deadline() });
+      const messages: T[] = [];
+      return new Promise<{ messages: T[]; status: grpc.StatusObject }>((resolve) => {
+        s.on('data', (m: T) => messages.push(m));
+        s.on('error', () => undefined);
+        s.on('status', (status) => resolve({ messages, status }));
       });
     },
     close() {

@@ -1,0 +1,117 @@
+import { BerthError, Code, type ImageRecord, type PullImageRequest, toBerthError } from '@berth/api';
+import { type CriAuthConfig, registryAuthOf } from './auth.js';
+import { type CriImage, toCriImages } from './cri-image.js';
+import type { ImagePort, SnapshotPort } from './ports.js';
+import { namesOf, resolveImage } from './resolve.js';
+
+/** The CRI image operations over berth's image- and snapshot-services (no gRPC, no NATS). */
+export interface ImageOpsDeps {
+  images: ImagePort;
+  snapshots: SnapshotPort;
+  /** Directory of the node's snapshots: the image filesystem the kubelet watches. */
+  snapshotsDir: string;
+}
+
+/** Lists images, one per id; a filter with an image spec narrows it to that image (or none). */
+export async function listImages(d: ImageOpsDeps, filterSpec?: string): Promise<CriImage[]> {
+  if (filterSpec) {
+    const rec = await resolveImage(d.images, filterSpec);
+    return rec ? toCriImages(await namesOf(d.images, rec.configDigest)) : [];
+  }
+  return toCriImages(await d.images.list());
+}
+
+/** The image a spec names with all its names, or undefined when it is not on this node. */
+export async function imageStatus(
+  d: ImageOpsDeps,
+  spec: string,
+): Promise<{ image: CriImage; record: ImageRecord } | undefined> {
+  const rec = await resolveImage(d.images, spec);
+  if (!rec) return undefined;
+  const names = await namesOf(d.images, rec.configDigest);
+  const [image] = toCriImages(names.length > 0 ? names : [rec]);
+  return image ? { image, record: rec } : undefined;
+}
+
+/**
+ * Pulls and unpacks an image, returning its id (config digest) as containerd's image_ref.
+ * An image that arrived but could not be unpacked fails the pull: the kubelet would next create
+ * a container on it, which needs the snapshots.
+ */
+export async function pullImage(d: ImageOpsDeps, spec: string, auth?: CriAuthConfig | null): Promise<string> {
+  if (spec === '') throw new BerthError(Code.INVALID_ARGUMENT, 'pull image: the image spec is empty');
+  const req: PullImageRequest = { ref: spec, unpack: true };
+  const credentials = registryAuthOf(auth, spec);
+  if (credentials) req.auth = credentials;
+  let reply: Awaited<ReturnType<ImagePort['pull']>>;
+  try {
+    reply = await d.images.pull(req);
+  } catch (err) {
+    throw naming(err, spec, 'pull image');
+  }
+  if (reply.unpack !== 'done') {
+    throw new BerthError(
+      Code.INTERNAL,
+      `pull image "${spec}": pulled but not unpacked (${reply.unpack}${reply.unpackError ? `: ${reply.unpackError}` : ''})`,
+    );
+  }
+  return reply.image.configDigest;
+}
+
+/**
+ * Removes an image with every name resolving to the same id (the CRI's rule). Idempotent: an
+ * absent image, or a name another caller removed meanwhile, is not an error. Garbage collection
+ * runs once, after the last name.
+ */
+export async function removeImage(d: ImageOpsDeps, spec: string): Promise<void> {
+  const rec = await resolveImage(d.images, spec);
+  if (!rec) return;
+  const names = (await namesOf(d.images, rec.configDigest)).map((r) => r.name);
+  for (const [i, name] of names.entries()) {
+    try {
+      await d.images.remove({ name, gc: i === names.length - 1 });
+    } catch (err) {
+      if (toBerthError(err).code !== Code.NOT_FOUND) throw naming(err, spec, 'remove image');
+    }
+  }
+}
+
+/** Usage of the image filesystem: the content store plus the committed (image layer) snapshots. */
+export interface ImageFsUsage {
+  mountpoint: string;
+  usedBytes: number;
+  inodesUsed: number;
+  timestampNs: bigint;
+}
+
+/**
+ * Measures what images occupy on this node: blobs (image-service `usage`) and the committed
+ * snapshots their layers were unpacked into (snapshot-service `usage` of each), reported against
+ * the snapshots directory as containerd reports its snapshotter root.
+ */
+export async function imageFsUsage(d: ImageOpsDeps): Promise<ImageFsUsage> {
+  const timestampNs = BigInt(Date.now()) * 1_000_000n;
+  const [content, committed] = await Promise.all([d.images.usage(), d.snapshots.list(['kind==committed'])]);
+  const sizes = await Promise.all(
+    committed.map((s) =>
+      d.snapshots.usage(s.name).catch((err: unknown) => {
+        // A snapshot collected between list and usage no longer occupies anything.
+        if (toBerthError(err).code === Code.NOT_FOUND) return { size: 0, inodes: 0 };
+        throw err;
+      }),
+    ),
+  );
+  return {
+    mountpoint: d.snapshotsDir,
+    usedBytes: content.bytes + sizes.reduce((n, s) => n + s.size, 0),
+    inodesUsed: content.inodes + sizes.reduce((n, s) => n + s.inodes, 0),
+    timestampNs,
+  };
+}
+
+/** The same error, its message prefixed with the operation and image unless it names it already. */
+function naming(err: unknown, spec: string, what: string): BerthError {
+  const e = toBerthError(err);
+  if (e.message.includes(spec)) return e;
+  return new BerthError(e.code, `${what} "${spec}": ${e.message}`, { cause: e });
+}
