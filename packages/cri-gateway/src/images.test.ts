@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ContentUsageReply, type ImageRecord, type ListImagesReply, Service } from '@berth/api';
+import { type RegistryProxy, startProxy } from '@berth/image-service/testing';
 import { call, connectNats, createLogger } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
 import type { ServiceError, StatusObject } from '@grpc/grpc-js';
@@ -28,6 +29,7 @@ let root: string;
 let stateRoot: string;
 let gateway: Gateway;
 let client: CriClient;
+let proxy: RegistryProxy | undefined;
 const procs: { name: string; proc: ChildProcess; out: () => string }[] = [];
 
 /** The pushed image as the registry serves it: manifest digest and config digest. */
@@ -148,6 +150,22 @@ beforeAll(async () => {
   push(`${registry.host}/busybox:v1`);
   push(`${secured.host}/private/busybox:v1`, 'alice:s3cret');
   pushed = await manifestOf(registry.host, 'busybox', 'v1');
+  // Two variants that run as a numeric and a named user (umoci edits the config, skopeo pushes).
+  const layout = join(root, 'layout');
+  execFileSync('skopeo', ['copy', '--quiet', `oci-archive:${tar}`, `oci:${layout}:v1`]);
+  for (const [tag, user] of [
+    ['uid', '1000:1000'],
+    ['named', 'www'],
+  ] as const) {
+    execFileSync('umoci', ['config', '--image', `${layout}:v1`, '--config.user', user, '--tag', tag]);
+    execFileSync('skopeo', [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      `oci:${layout}:${tag}`,
+      `docker://${registry.host}/busybox:${tag}`,
+    ]);
+  }
   ref = `${registry.host}/busybox:v1`;
 
   await startService('snapshot-service', Service.snapshot);
@@ -167,6 +185,7 @@ beforeAll(async () => {
 afterAll(async () => {
   client?.close();
   await gateway?.close(1000);
+  await proxy?.stop();
   for (const { proc } of procs.reverse()) {
     if (proc.exitCode !== null || proc.signalCode !== null) continue;
     const exited = once(proc, 'exit');
@@ -309,5 +328,37 @@ describe('CRI ImageService', () => {
     await client.unary(client.image, 'RemoveImage', { image: { image: `${registry.host}/never:pulled` } });
     const streamed = await client.stream(client.image, 'StreamImages', {});
     expect([streamed.messages, (streamed.status as StatusObject).code]).toEqual([[], 0]);
+  });
+
+  it('reports the config User as uid when numeric and username otherwise', async () => {
+    const numeric = `${registry.host}/busybox:uid`;
+    const named = `${registry.host}/busybox:named`;
+    await pull(numeric);
+    await pull(named);
+    expect((await status(numeric)).image).toMatchObject({ uid: { value: '1000' }, username: '' });
+    expect((await status(named)).image).toMatchObject({ uid: null, username: 'www' });
+    expect((await list()).images.map((i) => i.repo_tags)).toEqual(
+      expect.arrayContaining([[numeric], [named]]),
+    );
+    for (const image of [numeric, named])
+      await client.unary(client.image, 'RemoveImage', { image: { image } });
+    expect((await list()).images).toEqual([]);
+  });
+
+  it('uses registry_token as a bearer token as is, and username/password through the token flow', async () => {
+    proxy = await startProxy({ upstream: registry.url, bearer: { users: { carol: 'pw' } } });
+    const priv = `${proxy.host}/busybox:v1`;
+    expect((await grpcError(pull(priv))).code).toBe(16);
+    const res = await fetch(`${proxy.url}/token?service=berth-test&scope=repository:busybox:pull`, {
+      headers: { authorization: `Basic ${Buffer.from('carol:pw').toString('base64')}` },
+    });
+    const { token } = (await res.json()) as { token: string };
+    const tokensBefore = proxy.tokenRequests;
+    expect((await pull(priv, { registry_token: token })).image_ref).toBe(pushed.config);
+    expect(proxy.tokenRequests).toBe(tokensBefore);
+    await client.unary(client.image, 'RemoveImage', { image: { image: priv } });
+    expect((await pull(priv, { username: 'carol', password: 'pw' })).image_ref).toBe(pushed.config);
+    expect(proxy.tokenRequests).toBe(tokensBefore + 1);
+    await client.unary(client.image, 'RemoveImage', { image: { image: priv } });
   });
 });
