@@ -6,7 +6,7 @@ import { type ContentUsageReply, type ImageRecord, type ListImagesReply, Service
 import { type RegistryProxy, startProxy } from '@berth/image-service/testing';
 import { call, connectNats, createLogger } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
-import type { ServiceError, StatusObject } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Gateway, startGateway } from './gateway.js';
@@ -327,7 +327,7 @@ describe('CRI ImageService', () => {
     await client.unary(client.image, 'RemoveImage', { image: { image: ref } });
     await client.unary(client.image, 'RemoveImage', { image: { image: `${registry.host}/never:pulled` } });
     const streamed = await client.stream(client.image, 'StreamImages', {});
-    expect([streamed.messages, (streamed.status as StatusObject).code]).toEqual([[], 0]);
+    expect([streamed.messages, streamed.status.code]).toEqual([[], 0]);
   });
 
   it('reports the config User as uid when numeric and username otherwise', async () => {
