@@ -55,6 +55,11 @@ afterAll(async () => {
 }, 60_000);
 
 const byId = (id: string) => otlp.spans().find((s) => s.spanId === id);
+/** The parent of a span, once it arrived (spans of one trace reach the receiver in any order). */
+const parentOf = (s: ReceivedSpan) => {
+  expect(s.parentSpanId, `parent of ${describeSpan(s)}`).not.toBe('');
+  return otlp.waitForSpan((p) => p.spanId === s.parentSpanId);
+};
 
 function describeSpan(s: ReceivedSpan | undefined): string {
   return s ? `${s.service} ${s.name} kind=${s.kind} trace=${s.traceId} parent=${s.parentSpanId}` : 'none';
@@ -89,6 +94,17 @@ describe('tracing across services', () => {
       traceId: unpackServer.traceId,
       status: { code: OtlpStatus.ok },
       attributes: { 'rpc.method': 'pull' },
+    });
+    // ...called by the CLI, whose span for the command is the root of the trace.
+    const cliCall = await parentOf(pullServer);
+    expect(cliCall).toMatchObject({ service: 'berth', name: 'image-service/pull', kind: OtlpKind.client });
+    const root = await parentOf(cliCall);
+    expect(root).toMatchObject({
+      service: 'berth',
+      name: 'berth pull',
+      parentSpanId: '',
+      traceId: unpackServer.traceId,
+      status: { code: OtlpStatus.ok },
     });
     expect(unpackServer.status.code).toBe(OtlpStatus.ok);
     expect(unpackServer.resource['berth.node']).toBe(stack.nodeId);
@@ -130,6 +146,15 @@ describe('tracing across services', () => {
     );
     expect(span.attributes['berth.error_code']).toBe('NOT_FOUND');
     expect(span.status.message).toContain('no-such-tag');
+    // The CLI's command span fails with the same code.
+    const root = await parentOf(await parentOf(span));
+    expect(root).toMatchObject({
+      service: 'berth',
+      name: 'berth pull',
+      traceId: span.traceId,
+      status: { code: OtlpStatus.error },
+      attributes: { 'berth.error_code': 'NOT_FOUND' },
+    });
   });
 
   it('a container run is traced from task-service into the shim', async () => {
@@ -155,5 +180,39 @@ describe('tracing across services', () => {
       kind: OtlpKind.server,
       traceId: shimServer.traceId,
     });
+    // `berth run` is one trace: every task-service request it made hangs off the command's span.
+    const root = await parentOf(await parentOf(taskServer as ReceivedSpan));
+    expect(root).toMatchObject({ service: 'berth', name: 'berth run', parentSpanId: '' });
+    const calls = otlp
+      .spans()
+      .filter((s) => s.service === 'berth' && s.kind === OtlpKind.client && s.parentSpanId === root.spanId);
+    expect(calls.length).toBeGreaterThan(1);
+    for (const c of calls) expect(c.traceId).toBe(root.traceId);
+  });
+});
+
+describe('export on shutdown', () => {
+  it('spans still in the batch are flushed when the services stop', async () => {
+    // A delay far beyond the test: nothing is exported on the timer, only by the flush on SIGTERM.
+    const late = await startOtlpReceiver();
+    const quiet = await startStack({
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: late.endpoint, OTEL_BSP_SCHEDULE_DELAY: '600000' },
+    });
+    try {
+      const images = await quiet.berth('images');
+      expect(images.code, images.stderr).toBe(0);
+      // The CLI flushes before it exits.
+      const root = await late.waitForSpan((s) => s.service === 'berth' && s.name === 'berth images');
+      expect(late.spans().some((s) => s.service === 'image-service')).toBe(false);
+      const down = await quiet.berth('down');
+      expect(down.code, down.stderr).toBe(0);
+      const list = await late.waitForSpan(
+        (s) => s.service === 'image-service' && s.kind === OtlpKind.server && s.name === 'image-service/list',
+      );
+      expect(list.traceId).toBe(root.traceId);
+    } finally {
+      await quiet.stop();
+      await late.stop();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BERTH_VERSION, BerthError, Code, exitCodeOf, toBerthError } from '@berth/api';
+import { inSpan, otlpExportConfigured, startTelemetry } from '@berth/kit';
 import type { Command } from './command.js';
 import { containersCommands } from './commands/containers.js';
 import { imagesCommands } from './commands/images.js';
@@ -67,10 +68,18 @@ async function main(argv: string[]): Promise<number> {
     parsed.positionals.push(...tail);
   }
   const ctx = createContext();
+  // Only when spans are exported: the SDK is not even loaded otherwise, so the CLI starts fast.
+  const telemetry = otlpExportConfigured()
+    ? startTelemetry({ service: 'berth', version: BERTH_VERSION, node: ctx.config.nodeId })
+    : undefined;
   try {
-    return await cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx);
+    const run = () => cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx);
+    // The command's span is the root of the trace every service call joins.
+    return await (telemetry ? inSpan(`berth ${cmd.name}`, run) : run());
   } finally {
     await ctx.close();
+    // Flushes the batch of spans before main exits the process.
+    await telemetry?.shutdown().catch(() => undefined);
   }
 }
 

@@ -1,15 +1,39 @@
-import { type Context, context, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
-import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { createRequire } from 'node:module';
+import { toBerthError } from '@berth/api';
+import {
+  type Context,
+  context,
+  SpanStatusCode,
+  type TextMapGetter,
+  type TextMapSetter,
+  trace,
+} from '@opentelemetry/api';
+import type { W3CTraceContextPropagator } from '@opentelemetry/core';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import type { MsgHdrs } from 'nats';
 
+// The SDK and the exporter cost ~100 ms to load, paid by every process importing the kit (the CLI
+// too, even for `berth --version`), so they load only when telemetry starts. They ship as
+// CommonJS, which an ESM import resolves to anyway, so require() yields the very same modules;
+// the API keeps its registrations on globalThis in any case.
+const load = createRequire(import.meta.url);
+
 let provider: NodeTracerProvider | undefined;
-// Used directly (not via the global API) so propagation works even before a provider is registered.
-const w3c = new W3CTraceContextPropagator();
+// Used directly (not via the global API) so propagation works even before a provider is registered;
+// created on first use for the same reason as above.
+let w3cPropagator: W3CTraceContextPropagator | undefined;
+function w3c(): W3CTraceContextPropagator {
+  w3cPropagator ??= new (
+    load('@opentelemetry/core') as typeof import('@opentelemetry/core')
+  ).W3CTraceContextPropagator();
+  return w3cPropagator;
+}
+
+/** True when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces variant) asks for spans to be exported. */
+export function otlpExportConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+}
 
 /**
  * Starts OpenTelemetry tracing for this process. Call it first in main, before connecting anything.
@@ -22,20 +46,29 @@ export function startTelemetry(opts: {
   node: string;
   extraProcessors?: SpanProcessor[];
 }): { shutdown: () => Promise<void> } {
+  const base = load('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
+  const node = load('@opentelemetry/sdk-trace-node') as typeof import('@opentelemetry/sdk-trace-node');
+  const { resourceFromAttributes } = load(
+    '@opentelemetry/resources',
+  ) as typeof import('@opentelemetry/resources');
   const processors: SpanProcessor[] = [...(opts.extraProcessors ?? [])];
-  if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
-    processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
+  if (otlpExportConfigured()) {
+    const otlp = load(
+      '@opentelemetry/exporter-trace-otlp-http',
+    ) as typeof import('@opentelemetry/exporter-trace-otlp-http');
+    processors.push(new base.BatchSpanProcessor(new otlp.OTLPTraceExporter()));
   }
-  provider = new NodeTracerProvider({
+  provider = new node.NodeTracerProvider({
     resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: opts.service,
-      [ATTR_SERVICE_VERSION]: opts.version,
+      // The semantic-conventions names, spelled out: that package alone is large to load.
+      'service.name': opts.service,
+      'service.version': opts.version,
       'host.name': opts.node,
       'berth.node': opts.node,
     }),
     spanProcessors: processors,
   });
-  provider.register({ propagator: w3c });
+  provider.register({ propagator: w3c() });
   return {
     shutdown: async () => {
       await provider?.shutdown();
@@ -54,10 +87,32 @@ const getter: TextMapGetter<MsgHdrs | undefined> = {
 
 /** Writes the W3C traceparent/tracestate of `ctx` (default: the active context) into NATS headers. */
 export function injectTrace(headers: MsgHdrs, ctx: Context = context.active()): void {
-  w3c.inject(ctx, headers, setter);
+  w3c().inject(ctx, headers, setter);
 }
 
 /** Reads the trace context carried by NATS headers, as a parent for the callee's span. */
 export function extractTrace(headers: MsgHdrs | undefined): Context {
-  return w3c.extract(context.active(), headers, getter);
+  return w3c().extract(context.active(), headers, getter);
+}
+
+/**
+ * Runs `fn` as the active span `name`, so the calls it makes are its children: the root span of a
+ * short-lived process such as one CLI command. A failure marks the span ERROR with its berth error
+ * code, as a service's server span is marked.
+ */
+export async function inSpan<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  return trace.getTracer('berth').startActiveSpan(name, async (span) => {
+    try {
+      const out = await fn();
+      span.setStatus({ code: SpanStatusCode.OK });
+      return out;
+    } catch (err) {
+      const e = toBerthError(err);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+      span.setAttribute('berth.error_code', e.code);
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
 }
