@@ -30,6 +30,9 @@ function w3c(): W3CTraceContextPropagator {
   return w3cPropagator;
 }
 
+/** How long shutdown waits for the last spans to be exported. */
+const SHUTDOWN_FLUSH_MS = 2000;
+
 /** True when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces variant) asks for spans to be exported. */
 export function otlpExportConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
@@ -38,7 +41,8 @@ export function otlpExportConfigured(env: NodeJS.ProcessEnv = process.env): bool
 /**
  * Starts OpenTelemetry tracing for this process. Call it first in main, before connecting anything.
  * Spans are exported over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces variant) is set;
- * trace context is still created and propagated without an exporter.
+ * trace context is still created and propagated without an exporter. `shutdown` exports the spans
+ * still batched, waiting at most 2 s for the collector.
  */
 export function startTelemetry(opts: {
   service: string;
@@ -71,8 +75,17 @@ export function startTelemetry(opts: {
   provider.register({ propagator: w3c() });
   return {
     shutdown: async () => {
-      await provider?.shutdown();
+      const p = provider;
       provider = undefined;
+      if (!p) return;
+      // The exporter retries an unreachable collector for up to its 10 s timeout; a process that
+      // is exiting (every CLI command, `berth down`) should not wait that long for it.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, SHUTDOWN_FLUSH_MS);
+        timer.unref();
+      });
+      await Promise.race([p.shutdown(), late]).finally(() => clearTimeout(timer));
     },
   };
 }
