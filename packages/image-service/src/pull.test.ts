@@ -104,6 +104,21 @@ describe('pull', () => {
     expect(e.message).toContain(ref);
   });
 
+  it('refuses a single-platform image that does not match an explicit --platform', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/test/multi:v1`;
+    const e = await rejection(svc.pull({ ref, unpack: false, platform: `linux/${other}` }, 'pm'));
+    expect(e.code).toBe(Code.NOT_FOUND);
+    expect(e.message).toMatch(`image "${ref}" is linux/${host}, not the requested platform linux/${other}`);
+    expect(await rejection(svc.get('pm', ref))).toMatchObject({ code: Code.NOT_FOUND });
+    // The matching platform, given explicitly, pulls as without --platform.
+    const ok = await svc.pull({ ref, unpack: false, platform: `linux/${host}` }, 'pm');
+    expect(ok.image.target.digest).toBe(img.desc.digest);
+    const bad = await rejection(svc.pull({ ref, unpack: false, platform: 'linux' }, 'pm'));
+    expect(bad.code).toBe(Code.INVALID_ARGUMENT);
+    expect(bad.message).toContain(`"${ref}"`);
+  });
+
   it('pulls Docker schema2 manifests with Docker layer media types', async () => {
     const docker = makeImage(
       [

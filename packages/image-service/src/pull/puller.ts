@@ -5,6 +5,7 @@ import {
   type Descriptor,
   errors,
   type ImageRecord,
+  type Platform,
   type PullImageRequest,
   type PullProgress,
   type PullReply,
@@ -62,7 +63,12 @@ export async function pullImage(
 ): Promise<PullReply> {
   const ref = parseReference(req.ref);
   const name = formatReference(ref);
-  const wanted = req.platform ? parsePlatform(req.platform) : hostPlatform();
+  let wanted: Platform;
+  try {
+    wanted = req.platform ? parsePlatform(req.platform) : hostPlatform();
+  } catch (err) {
+    throw errors.invalid(`pull of "${name}": ${(err as Error).message}`);
+  }
   const tracker = new ProgressTracker(req.pullId ?? randomUUID(), name, d.publish);
   const reg = d.registry(req.auth);
   const lease = await Lease.create(d.redis, d.node, d.settings.leaseTtlMs);
@@ -107,9 +113,21 @@ export async function pullImage(
 
     const configBody = await readConfig(d, reg, ref, manifest.config, signal);
     const config = parseConfig(configBody, `config of "${name}"`, manifest.layers.length);
-    if (config.os && config.architecture && !req.platform && !isIndex(target.mediaType)) {
-      // A single-platform image of another architecture is stored; running it is the runtime's call.
-      if (config.architecture !== wanted.architecture) {
+    if (config.os && config.architecture && !isIndex(target.mediaType)) {
+      const have = {
+        os: config.os,
+        architecture: config.architecture,
+        ...(config.variant ? { variant: config.variant } : {}),
+      };
+      if (req.platform && platformScore(wanted, have) < 0) {
+        // As containerd and docker: an explicit --platform is a requirement, not a preference.
+        throw errors.notFound(
+          `image "${name}" is ${formatPlatform(have)}, not the requested platform ${formatPlatform(wanted)}`,
+        );
+      }
+      // Without --platform a single-platform image of another architecture is stored; running it
+      // is the runtime's call.
+      if (!req.platform && config.architecture !== wanted.architecture) {
         d.log.warn({ image: name, arch: config.architecture }, 'image platform differs from the host');
       }
     }
