@@ -3,7 +3,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Stack, startStack, waitFor } from '../harness/stack.js';
+import { runBerth } from '../harness/berth.js';
+import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
 
 // The whole stack restarted: `berth down` leaves containers running; while everything is down one
@@ -129,5 +130,39 @@ describe('the berth up supervisor', () => {
     expect(stays.status).toBe('running');
     expect(stays.task.pid).toBe(pid);
     expect((await stack.berth('exec', 'sup-stays', 'echo', 'still here')).stdout).toBe('still here\n');
+  });
+});
+
+describe('berth down --containers', () => {
+  it('stops the live containers of every namespace first, their exits recorded; up finds them stopped', async () => {
+    const other = (...args: string[]) =>
+      runBerth(args, { env: { ...stack.env, BERTH_NAMESPACE: 'other' }, timeoutMs: 60_000 });
+    const a = await stack.berth('run', '-d', '--name', 'tidy', image, 'sleep', '300');
+    expect(a.code, a.stderr).toBe(0);
+    const b = await other('run', '-d', '--name', 'tidy-other', image, 'sleep', '300');
+    expect(b.code, b.stderr).toBe(0);
+    const pids = [(await inspect('tidy')).task.pid as number];
+    pids.push(JSON.parse((await other('inspect', 'tidy-other')).stdout)[0].task.pid as number);
+
+    const down = await stack.berth('down', '--containers', '-t', '1');
+    expect(down.code, down.stderr).toBe(0);
+    expect(down.stdout).toContain(`container default/${a.stdout.trim().slice(0, 12)}: stopped`);
+    expect(down.stdout).toContain(`container other/${b.stdout.trim().slice(0, 12)}: stopped`);
+    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+
+    const up = await stack.berth('up');
+    expect(up.code, up.stderr).toBe(0);
+    // sleep as pid 1 ignores SIGTERM: the grace period ran out and SIGKILL ended both.
+    expect((await inspect('tidy')).task).toMatchObject({ status: 'stopped', exitCode: 137 });
+    const o = JSON.parse((await other('inspect', 'tidy-other')).stdout)[0];
+    expect(o.task).toMatchObject({ status: 'stopped', exitCode: 137 });
+    expect((await other('rm', 'tidy-other')).code).toBe(0);
+  });
+
+  it('refuses a bad -t before stopping anything', async () => {
+    const r = await stack.berth('down', '--containers', '-t', 'soon');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('invalid --time value "soon"');
+    expect((await stack.status()).json.ok).toBe(true);
   });
 });

@@ -16,6 +16,7 @@ import { makePlan, parseReplicas, STACK_SERVICES, type StackPlan } from '../stac
 import { checkPrerequisites } from '../stack/prereqs.js';
 import { exited, terminatePid } from '../stack/proc.js';
 import { expectedFromState, waitStackReady } from '../stack/ready.js';
+import { stopNodeContainers } from '../stack/stop-containers.js';
 import { SUPERVISOR_ENV, Supervisor } from '../stack/supervisor.js';
 import type { SupervisorHello } from '../stack/supervisor-main.js';
 
@@ -212,10 +213,20 @@ async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number)
   }
 }
 
-async function down(_args: unknown, ctx: CliContext): Promise<number> {
+async function down(args: { values: Record<string, unknown> }, ctx: CliContext): Promise<number> {
   const { config } = ctx;
   const layout = hostLayout(config);
   const state = readSupervisorState(config);
+  let stopFailed = 0;
+  if (args.values.containers === true) {
+    const t = Number(args.values.time ?? 10);
+    if (!Number.isFinite(t) || t < 0) {
+      throw new BerthError(Code.INVALID_ARGUMENT, `invalid --time value "${String(args.values.time)}"`);
+    }
+    // Only a running stack can stop containers and record their exits; without one, say so and go on.
+    if (await liveState(config)) stopFailed = await stopNodeContainers(ctx, t);
+    else ctx.err.write('berth down: the stack is not up, so no container was stopped\n');
+  }
   let replies: ControlReply[] | undefined;
   try {
     replies = await controlRequest(
@@ -248,12 +259,12 @@ async function down(_args: unknown, ctx: CliContext): Promise<number> {
     const deadline = Date.now() + 10_000;
     while (pid !== undefined && !exited(pid) && Date.now() < deadline) await sleep(20);
     ctx.out.write('berth is down\n');
-    return 0;
+    return stopFailed > 0 ? 1 : 0;
   }
   const stale = await cleanStale(ctx);
   if (stale === 'live') {
-    // It answered on the second try: ask it properly.
-    return down(_args, ctx);
+    // It answered on the second try: ask it properly (containers were handled above).
+    return down({ values: { ...args.values, containers: false } }, ctx);
   }
   if (stale === 'cleaned') {
     ctx.out.write('berth is down\n');
@@ -366,8 +377,9 @@ export const stackCommands: Command[] = [
   },
   {
     name: 'down',
-    summary: 'Stop the services started by berth up, in order (containers keep running)',
-    usage: '',
+    summary: 'Stop the services started by berth up, in order (containers keep running unless --containers)',
+    usage: '[--containers [-t SECONDS]]',
+    options: { containers: { type: 'boolean' }, time: { type: 'string', short: 't' } },
     run: (args, ctx) => down(args, ctx),
   },
   {

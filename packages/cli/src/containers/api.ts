@@ -64,9 +64,9 @@ export async function exitWatcher(
   ctx: CliContext,
   id: string,
   execId?: string,
+  ns: string = namespaceOf(),
 ): Promise<{ exited: Promise<ExitStatus>; check: () => void; close: () => void }> {
   const nc = await ctx.nats();
-  const ns = namespaceOf();
   const client = taskClient(nc, ns);
   let resolve!: (e: ExitStatus) => void;
   const exited = new Promise<ExitStatus>((r) => {

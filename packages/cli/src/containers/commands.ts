@@ -8,6 +8,7 @@ import {
   type ListContainersRequest,
 } from '@berth/api';
 import { subscribeEvents } from '@berth/kit';
+import { taskClient } from '@berth/task-service/client';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
 import { exitWatcher, logPathOf, namespaceOf, tasks } from './api.js';
@@ -133,13 +134,18 @@ export async function logsCommand(
 }
 
 /** `stop [-t N]`: the stop signal, then SIGKILL after the grace period. */
-export async function stopOne(ref: string, seconds: number, ctx: CliContext): Promise<string> {
-  const client = await tasks(ctx);
+export async function stopOne(
+  ref: string,
+  seconds: number,
+  ctx: CliContext,
+  namespace: string = namespaceOf(),
+): Promise<string> {
+  const client = taskClient(await ctx.nats(), namespace);
   const info = await client['get-container']({ id: ref });
   if (info.status !== 'running' && info.status !== 'paused' && info.status !== 'created') return ref;
   if (!info.task) return ref;
   const id = info.container.id;
-  const w = await exitWatcher(ctx, id);
+  const w = await exitWatcher(ctx, id, undefined, namespace);
   try {
     w.check();
     const killQuiet = (signal: string, all: boolean) =>
