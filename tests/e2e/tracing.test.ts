@@ -54,7 +54,6 @@ afterAll(async () => {
   await otlp?.stop();
 }, 60_000);
 
-const byId = (id: string) => otlp.spans().find((s) => s.spanId === id);
 /** The parent of a span, once it arrived (spans of one trace reach the receiver in any order). */
 const parentOf = (s: ReceivedSpan) => {
   expect(s.parentSpanId, `parent of ${describeSpan(s)}`).not.toBe('');
@@ -161,27 +160,26 @@ describe('tracing across services', () => {
     const run = await stack.berth('run', '--rm', image, 'true');
     expect(run.code, run.stderr).toBe(0);
 
-    // Every shim operation the task-service called is a shim server span whose parent is the
-    // task-service's client span in the same trace.
+    // The shim's server span for `start` is a child of the task-service's client span for it,
+    // made while serving the CLI's request.
     const shimServer = await otlp.waitForSpan(
       (s) => s.service === 'shim' && s.kind === OtlpKind.server && s.name === 'shim/start',
     );
-    const client = await otlp.waitForSpan((s) => s.spanId === shimServer.parentSpanId);
+    const client = await parentOf(shimServer);
     expect(client, describeSpan(client)).toMatchObject({
       service: 'task-service',
       kind: OtlpKind.client,
       name: 'shim/start',
       traceId: shimServer.traceId,
     });
-    const taskServer =
-      byId(client.parentSpanId) ?? (await otlp.waitForSpan((s) => s.spanId === client.parentSpanId));
+    const taskServer = await parentOf(client);
     expect(taskServer).toMatchObject({
       service: 'task-service',
       kind: OtlpKind.server,
       traceId: shimServer.traceId,
     });
     // `berth run` is one trace: every task-service request it made hangs off the command's span.
-    const root = await parentOf(await parentOf(taskServer as ReceivedSpan));
+    const root = await parentOf(await parentOf(taskServer));
     expect(root).toMatchObject({ service: 'berth', name: 'berth run', parentSpanId: '' });
     const calls = otlp
       .spans()
