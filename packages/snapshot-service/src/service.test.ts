@@ -90,6 +90,8 @@ describe('snapshotter over NATS', () => {
       writeFileSync(join(dir, 'layer2'), 'two');
     });
     await c.commit({ name: 'second', key: 'ctr', labels: { tier: 'l2' } });
+    // Usage excludes the parents: its own root and layer2, not base's hello.
+    expect((await c.usage({ key: 'second' })).inodes).toBe(2);
 
     // A view of two parents: overlay, lowerdir nearest first, no upper.
     const v2 = await c.view({ key: 'v2', parent: 'second' });
