@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { BerthError, Code } from '@berth/api';
 import {
   type Config,
   connectNats,
@@ -6,6 +7,7 @@ import {
   DEFAULT_REDIS_URL,
   hostLayout,
   loadConfig,
+  redactUrl,
 } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 
@@ -91,6 +93,13 @@ export function createContext(): CliContext {
         // A creds file belongs to a configured NATS; an embedded one takes its credentials from the URL.
         ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
         extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
+      }).catch((err: unknown) => {
+        // nats.js says only "CONNECTION_REFUSED" or "AUTHORIZATION_VIOLATION": name where and what to do.
+        throw new BerthError(
+          Code.UNAVAILABLE,
+          `cannot reach NATS at ${redactUrl(natsUrl)} (${(err as Error).message}): is berth up? start it with 'berth up'`,
+          { cause: err },
+        );
       });
       return nc;
     },
