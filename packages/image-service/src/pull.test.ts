@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Code, MediaType } from '@berth/api';
 import { keys } from '@berth/kit';
@@ -324,6 +325,41 @@ describe('faults', () => {
     const stallDigest = stalling.layers[0]?.desc.digest ?? '';
     const onDisk = await readFile(join(env.blobsDir, stallDigest.slice(7)));
     expect(createHash('sha256').update(onDisk).digest('hex')).toBe(stalling.layers[0]?.desc.digest.slice(7));
+  });
+
+  it('downloads at most maxConcurrentDownloads layers at a time', async () => {
+    const wide = makeImage(
+      Array.from({ length: 5 }, (_, i) => makeLayer(fileTar(`wide/${i}`, `layer ${i}`), 'none')),
+      { arch: host },
+    );
+    await uploadImage(env.registry.url, 'fault/wide', 'v1', wide);
+    const layers = new Set(wide.layers.map((l) => l.desc.digest));
+    // Every layer GET gets its headers and then nothing: each download that starts stays in flight
+    // until the stall timeout fails the pull, and no new one starts after that.
+    const held: ServerResponse[] = [];
+    const hold = await startProxy({
+      upstream: env.registry.url,
+      intercept: (req, res, path) => {
+        const digest = path.split('/blobs/')[1];
+        if (req.method !== 'GET' || !digest || !layers.has(digest)) return false;
+        held.push(res);
+        res.writeHead(200, { 'content-length': 64 });
+        res.flushHeaders();
+        return true;
+      },
+    });
+    try {
+      const svc = env.service({ settings: { maxConcurrentDownloads: 2, progressTimeoutMs: 800 } });
+      const e = await rejection(svc.pull({ ref: `${hold.host}/fault/wide:v1`, unpack: false }, 'wide'));
+      expect(e.code).toBe(Code.DEADLINE_EXCEEDED);
+      expect(e.message).toContain('no progress for 800 ms');
+      expect(held).toHaveLength(2);
+    } finally {
+      for (const r of held) r.destroy();
+      await hold.stop();
+      // The stalled downloads keep their ingests for a resume; later tests expect none.
+      for (const d of layers) await rm(join(env.ingestDir, d.slice(7)), { recursive: true, force: true });
+    }
   });
 
   it('restarts cleanly when a partial ingest is longer than the blob', async () => {
