@@ -47,11 +47,16 @@ const img = makeImage([makeLayer(fileTar('c', 'conformance'), 'gzip')], {
   arch: hostPlatform().architecture,
   labels: { 'org.example.tier': 'test' },
 });
+const older = makeImage([makeLayer(fileTar('o', 'older'), 'gzip')], {
+  arch: hostPlatform().architecture,
+  created: '2020-06-01T00:00:00Z',
+});
 
 beforeAll(async () => {
   [env, nats] = await Promise.all([startImageEnv(), startNats({ jetstream: false })]);
   nc = await connect({ servers: nats.url });
   await uploadImage(env.registry.url, 'conf/img', 'v1', img);
+  await uploadImage(env.registry.url, 'conf/old', 'v1', older);
   const svc = env.service();
   served = await serve({
     nc,
@@ -112,6 +117,15 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
       (await api.list({ filters: ['label=org.example.tier=test', 'reference=conf/*'] })).images,
     ).toHaveLength(1);
     expect((await api.list({ filters: ['label=org.example.tier=prod'] })).images).toEqual([]);
+    const old = `${env.registry.host}/conf/old:v1`;
+    await api.pull({ ref: old, unpack: false });
+    const names = async (filters: string[]) =>
+      (await api.list({ filters })).images.map((i: ImageRecord) => i.name).sort();
+    expect(await names([`before=${ref}`])).toEqual([old]);
+    expect(await names([`since=${old}`])).toEqual(['docker.io/conf/alias:1', ref].sort());
+    expect(await names([`since=${ref}`])).toEqual([]);
+    expect(await names([`before=${old}`])).toEqual([]);
+    await api.remove({ name: old });
     const rm = await api.remove({ name: 'conf/alias:1' });
     expect(rm.removed).toEqual(['docker.io/conf/alias:1']);
     await api.remove({ name: ref });
@@ -124,6 +138,10 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
     expect((await rejection(api.pull({ ref: 'a//b' }))).code).toBe(Code.INVALID_ARGUMENT);
     expect((await rejection(api.list({ filters: ['dangling=maybe'] }))).code).toBe(Code.INVALID_ARGUMENT);
     expect((await rejection(api.list({ filters: ['size=1'] }))).code).toBe(Code.INVALID_ARGUMENT);
+    expect((await rejection(api.list({ filters: ['before='] }))).code).toBe(Code.INVALID_ARGUMENT);
+    const before = await rejection(api.list({ filters: ['before=absent:v1'] }));
+    expect(before.code).toBe(Code.NOT_FOUND);
+    expect(before.message).toContain('"docker.io/library/absent:v1"');
     expect((await rejection(api.import({ path: '/nonexistent.tar' }))).code).toBe(Code.NOT_FOUND);
     const e = await rejection(api.pull({ ref: `${env.registry.host}/conf/none:v1`, unpack: false }));
     expect(e.code).toBe(Code.NOT_FOUND);

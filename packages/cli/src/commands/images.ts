@@ -25,7 +25,7 @@ const pull: Omit<Command, 'name'> = {
 const images: Omit<Command, 'name'> = {
   summary: 'List images',
   usage:
-    '[-q] [--digests] [--no-trunc] [--filter reference=PATTERN|label=KEY[=VALUE]|dangling=true|false] [REPOSITORY[:TAG]]',
+    '[-q] [--digests] [--no-trunc] [--filter reference=PATTERN|label=KEY[=VALUE]|dangling=true|false|before=IMAGE|since=IMAGE] [REPOSITORY[:TAG]]',
   options: {
     quiet: { type: 'boolean', short: 'q' },
     digests: { type: 'boolean' },

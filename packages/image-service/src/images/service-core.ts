@@ -193,7 +193,9 @@ export class ImageService {
   /** Lists images, optionally filtered by `reference=<glob>` (docker's --filter). */
   async list(ns: string, req: ListImagesRequest = {}): Promise<ImageRecord[]> {
     const all = await this.images.list(ns);
-    const preds = (req.filters ?? []).map(parseFilter);
+    const preds = await Promise.all(
+      (req.filters ?? []).map((f) => parseFilter(f, (name) => this.images.find(ns, name))),
+    );
     return all.filter((r) => preds.every((p) => p(r)));
   }
 
@@ -307,16 +309,30 @@ export class ImageService {
   }
 }
 
-/** `reference=<glob>` filters (docker semantics: matched against the familiar and full name). */
+/** When an image was created, as `berth images` shows it: the config's `created`, else the record's. */
+function createdOf(r: ImageRecord): number {
+  const t = Date.parse(r.config.created ?? '');
+  return Number.isNaN(t) ? Date.parse(r.createdAt) : t;
+}
+
 /**
  * One `--filter` of `berth images`, as docker reads it: `reference=PATTERN` (glob on the name),
  * `label=KEY` or `label=KEY=VALUE` (the image config's labels), `dangling=true|false` (a name with
- * no tag, only a digest).
+ * no tag, only a digest), `before=IMAGE` / `since=IMAGE` (created strictly before / after that
+ * image, which `find` looks up and which must exist).
  */
-function parseFilter(f: string): (r: ImageRecord) => boolean {
+async function parseFilter(
+  f: string,
+  find: (name: string) => Promise<ImageRecord>,
+): Promise<(r: ImageRecord) => boolean> {
   const eq = f.indexOf('=');
   const key = eq > 0 ? f.slice(0, eq) : '';
   const val = eq > 0 ? f.slice(eq + 1) : '';
+  if (key === 'before' || key === 'since') {
+    if (!val) throw new BerthError(Code.INVALID_ARGUMENT, `invalid filter "${f}": ${key}=IMAGE`);
+    const at = createdOf(await find(val));
+    return key === 'before' ? (r) => createdOf(r) < at : (r) => createdOf(r) > at;
+  }
   if (key === 'label') {
     const [lk, ...rest] = val.split('=');
     const lv = rest.length > 0 ? rest.join('=') : undefined;
@@ -338,7 +354,7 @@ function parseFilter(f: string): (r: ImageRecord) => boolean {
   if (key !== 'reference') {
     throw new BerthError(
       Code.INVALID_ARGUMENT,
-      `invalid filter "${f}": supported are reference=PATTERN, label=KEY[=VALUE], dangling=true|false`,
+      `invalid filter "${f}": supported are reference=PATTERN, label=KEY[=VALUE], dangling=true|false, before=IMAGE, since=IMAGE`,
     );
   }
   const re = globToRegExp(val);

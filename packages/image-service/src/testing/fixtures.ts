@@ -70,6 +70,8 @@ export function makeImage(
     docker?: boolean;
     cmd?: string[];
     labels?: Record<string, string>;
+    /** The config's `created` (default 2026-01-01T00:00:00Z). */
+    created?: string;
   } = {},
 ): FixtureImage {
   const arch = opts.arch ?? 'amd64';
@@ -78,7 +80,7 @@ export function makeImage(
       architecture: arch,
       ...(opts.variant ? { variant: opts.variant } : {}),
       os: 'linux',
-      created: '2026-01-01T00:00:00Z',
+      created: opts.created ?? '2026-01-01T00:00:00Z',
       config: {
         Cmd: opts.cmd ?? ['/bin/sh'],
         Env: ['PATH=/bin'],
