@@ -340,3 +340,28 @@ describe('lstat of unpacked devices', () => {
     await env.client.remove({ key: 'wh-view' });
   });
 });
+
+describe('configured bounds', () => {
+  it('stops a layer at services.snapshot-service.maxLayerUncompressedBytes and commits nothing', async () => {
+    const small = await startSnapshotEnv({ maxLayerUncompressedBytes: 100_000 });
+    try {
+      const blobs = small.layout.content.blobs;
+      const fits = putLayer(blobs, [{ name: 'a', type: 'file', data: Buffer.alloc(50_000, 1) }], 'gzip');
+      const bomb = putLayer(blobs, [{ name: 'b', type: 'file', data: Buffer.alloc(150_000, 2) }], 'gzip');
+      const ok = await small.client.unpack({ layers: [fits.descriptor], diffIds: [fits.diffId] });
+      expect(ok.applied).toBe(1);
+      const err = await small.client
+        .unpack({ layers: [fits.descriptor, bomb.descriptor], diffIds: [fits.diffId, bomb.diffId] })
+        .catch((e: BerthError) => e);
+      expect(err).toBeInstanceOf(BerthError);
+      expect((err as BerthError).code).toBe('RESOURCE_EXHAUSTED');
+      expect((err as BerthError).message).toContain('exceeds the limit of 100000 bytes');
+      const names = (await small.client.list({})).snapshots.map((s) => s.name);
+      expect(names).toEqual([fits.diffId]);
+      // Only the committed layer's directory is on disk: the half-applied one was removed.
+      expect(readdirSync(small.layout.snapshots)).toHaveLength(1);
+    } finally {
+      await small.stop();
+    }
+  });
+});
