@@ -114,6 +114,51 @@ describe('berth run', () => {
     expect(Number(nics)).toBe(readdirSync('/sys/class/net').length);
   });
 
+  it('takes --memory, --pids-limit and --network none at run time', async () => {
+    const r = await run(
+      'run',
+      '--rm',
+      '--memory',
+      '24m',
+      '--pids-limit',
+      '12',
+      '--network',
+      'none',
+      IMAGE,
+      'sh',
+      '-c',
+      'cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; ls /sys/class/net',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${24 * 1024 * 1024}\n12\nlo\n`);
+  });
+
+  it('kill -s sends the named signal; a number works too', async () => {
+    // A shell as pid 1 gets only the signals it traps, so each trap says which one arrived.
+    for (const [flag, code] of [
+      ['USR1', 10],
+      ['SIGUSR2', 12],
+      ['1', 1],
+    ] as const) {
+      const d = await run(
+        'run',
+        '-d',
+        '--name',
+        'sig',
+        IMAGE,
+        'sh',
+        '-c',
+        'trap "exit 10" USR1; trap "exit 12" USR2; trap "exit 1" HUP; echo ready; while :; do sleep 0.05; done',
+      );
+      expect(d.code, d.stderr).toBe(0);
+      await until('the traps to be set', async () => (await run('logs', 'sig')).stdout === 'ready\n');
+      const k = await run('kill', '-s', flag, 'sig');
+      expect(k.code, k.stderr).toBe(0);
+      expect((await run('wait', 'sig')).stdout, flag).toBe(`${code}\n`);
+      expect((await run('rm', 'sig')).code).toBe(0);
+    }
+  });
+
   it('keeps containerd defaults: capabilities, no new netns interfaces, rlimits', async () => {
     const r = await run(
       'run',
@@ -329,6 +374,26 @@ describe('bad input', () => {
     }
   });
 
+  it('an ambiguous id prefix is refused; a unique one is accepted', async () => {
+    // 17 ids cannot all start with different hex digits: create until two share the first one.
+    const ids: string[] = [];
+    let shared: string | undefined;
+    while (!shared) {
+      const c = await run('create', IMAGE, 'true');
+      expect(c.code, c.stderr).toBe(0);
+      const id = c.stdout.trim();
+      shared = ids.find((x) => x[0] === id[0]);
+      ids.push(id);
+    }
+    const prefix = shared.slice(0, 1);
+    const r = await run('inspect', prefix);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`container id prefix "${prefix}" is ambiguous`);
+    const longer = shared.slice(0, 16);
+    expect((await inspect(longer)).container.id).toBe(shared);
+    expect((await run('rm', ...ids)).code).toBe(0);
+  });
+
   it('a duplicate name', async () => {
     expect((await run('create', '--name', 'dup', IMAGE, 'true')).code).toBe(0);
     const r = await run('create', '--name', 'dup', IMAGE, 'true');
@@ -366,7 +431,8 @@ describe('bad input', () => {
     expect(r.code).toBe(0);
     const info = await inspect('quick');
     expect(info.task).toMatchObject({ status: 'stopped', exitCode: 0, reason: 'Completed' });
-    expect((await run('rm', 'quick')).code).toBe(0);
+    const rm = await run('rm', 'quick');
+    expect(rm.code, rm.stderr).toBe(0);
   });
 
   it('a container killed by the OOM killer', async () => {
@@ -434,6 +500,39 @@ describe('interactive', () => {
     });
     expect(r.out).toContain('30 100');
     expect(r.out).toContain('got:hello');
+    expect(r.code).toBe(0);
+  });
+
+  it('run -it follows a resize of the terminal while it runs', async () => {
+    // The outer shell prints which pty script(1) gave it, so the test can resize that terminal;
+    // the kernel then sends SIGWINCH to the CLI, which must pass the new size to the container.
+    const cmd = `echo TTY=$(tty); stty rows 30 cols 100; ${process.execPath} ${BERTH_BIN} run -it --rm ${IMAGE} sh -c 'stty size; while read x; do [ "$x" = q ] && exit 0; stty size; done'`;
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: s.env });
+      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
+      let out = '';
+      let poke: NodeJS.Timeout | undefined;
+      p.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        const tty = /TTY=(\/dev\/pts\/\d+)/.exec(out)?.[1];
+        if (!poke && tty && out.includes('30 100')) {
+          execFileSync('stty', ['-F', tty, 'rows', '40', 'cols', '120']);
+          // Each empty line makes the container print its size again, until the new one shows.
+          poke = setInterval(() => p.stdin.write('\r'), 100);
+        }
+        if (poke && out.includes('40 120')) {
+          clearInterval(poke);
+          p.stdin.write('q\r');
+        }
+      });
+      p.on('exit', (code) => {
+        clearTimeout(bound);
+        clearInterval(poke);
+        resolve({ code, out });
+      });
+    });
+    expect(r.out).toContain('30 100');
+    expect(r.out).toContain('40 120');
     expect(r.code).toBe(0);
   });
 
