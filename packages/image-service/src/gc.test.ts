@@ -87,6 +87,26 @@ describe('rmi and gc', () => {
     expect(await env.blobFiles()).not.toContain(hex(a.desc.digest));
   });
 
+  it('removes by id every name of the image only with -f, and one name without', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/gc/b:v1`;
+    const rec = (await svc.pull({ ref, unpack: false }, 'ids')).image;
+    await svc.tag('ids', { source: ref, target: 'ids/b:alias' });
+    const id = rec.configDigest.slice(7, 19);
+    const e = await rejection(svc.remove('ids', { name: id }));
+    expect(e.code).toBe(Code.FAILED_PRECONDITION);
+    expect(e.message).toContain(`image "${id}" is referenced by 2 names`);
+    expect(e.message).toContain('docker.io/ids/b:alias');
+    expect(e.message).toContain(ref);
+    expect((await svc.list('ids')).map((r) => r.name)).toHaveLength(2);
+    const forced = await svc.remove('ids', { name: id, force: true });
+    expect(forced.removed.sort()).toEqual(['docker.io/ids/b:alias', ref].sort());
+    expect(await svc.list('ids')).toEqual([]);
+    // One name left: the id removes it without -f.
+    await svc.pull({ ref, unpack: false }, 'ids');
+    expect((await svc.remove('ids', { name: id })).removed).toEqual([ref]);
+  });
+
   it('never removes a blob that a lease protects or whose lock is held', async () => {
     const svc = env.service();
     const ref = `${env.registry.host}/gc/b:v1`;
