@@ -536,6 +536,34 @@ describe('interactive', () => {
     expect(r.code).toBe(0);
   });
 
+  it('exec -it on a real terminal: a tty of the terminal size, input, the exit code', async () => {
+    expect((await run('run', '-d', '--name', 'ttyx', IMAGE, 'sleep', '300')).code).toBe(0);
+    const cmd = `stty rows 25 cols 90; ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: s.env });
+      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
+      let out = '';
+      let typed = false;
+      p.stdout.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (!typed && out.includes('25 90')) {
+          typed = true;
+          p.stdin.write('hi\r');
+        }
+      });
+      p.on('exit', (code) => {
+        clearTimeout(bound);
+        resolve({ code, out });
+      });
+    });
+    expect(r.out).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.out).toContain('25 90');
+    expect(r.out).toContain('got:hi');
+    // script(1) -e returns the exit code of the command it ran: berth exec's, the process's.
+    expect(r.code).toBe(4);
+    expect((await run('rm', '-f', 'ttyx')).code).toBe(0);
+  });
+
   it('exec -i and attach reach the process stdin', async () => {
     const d = await run(
       'run',
