@@ -125,6 +125,13 @@ describe('berth image commands', () => {
     const ins = await berth('image', 'inspect', 'local/bb:keep');
     const recs = JSON.parse(ins.stdout) as { name: string; manifest: { digest: string } }[];
     expect(recs[0]).toMatchObject({ name: 'docker.io/local/bb:keep', manifest: { digest: img.desc.digest } });
+    // Several names: the ones found are printed, each missing one is a line on stderr, exit 1.
+    const some = await berth('image', 'inspect', 'local/bb:keep', 'local/absent:1');
+    expect(some.code).toBe(1);
+    expect((JSON.parse(some.stdout) as { name: string }[]).map((r) => r.name)).toEqual([
+      'docker.io/local/bb:keep',
+    ]);
+    expect(some.stderr).toBe('berth: image "docker.io/local/absent:1" not found\n');
     const file = join(inst.root, 'bb.tar');
     expect((await berth('save', '-o', file, 'local/bb:keep')).code).toBe(0);
     expect((await stat(file)).size).toBeGreaterThan(img.layers[0]?.blob.length ?? 0);

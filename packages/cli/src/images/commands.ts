@@ -235,11 +235,23 @@ export async function saveCommand(args: CommandArgs, ctx: CliContext): Promise<n
   return 0;
 }
 
-/** `berth image inspect`: the records as a JSON array. */
+/**
+ * `berth image inspect`: the records as a JSON array. As docker: with several names, the ones
+ * found are printed and each one that is not gets a line on stderr and a non-zero exit.
+ */
 export async function inspectCommand(args: CommandArgs, ctx: CliContext): Promise<number> {
   if (args.positionals.length === 0) throw errors.invalid('usage: berth image inspect IMAGE [IMAGE...]');
   const out: ImageRecord[] = [];
-  for (const name of args.positionals) out.push(await image(ctx, 'get', { name }));
+  const failures: string[] = [];
+  for (const name of args.positionals) {
+    try {
+      out.push(await image(ctx, 'get', { name }));
+    } catch (err) {
+      if (!(err instanceof BerthError) || args.positionals.length === 1) throw err;
+      failures.push(err.message);
+    }
+  }
   ctx.out.write(`${JSON.stringify(out, null, 2)}\n`);
-  return 0;
+  for (const f of failures) ctx.err.write(`berth: ${f}\n`);
+  return failures.length === 0 ? 0 : 1;
 }
