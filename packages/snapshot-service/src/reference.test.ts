@@ -181,6 +181,7 @@ const base: TarWriteEntry[] = [
   { name: 'var/cache/a', type: 'file', data: Buffer.from('a'), mtime: T + 12 },
   { name: 'var/cache/b/', type: 'dir', mtime: T },
   { name: 'var/cache/b/deep', type: 'file', data: Buffer.from('deep'), mtime: T + 12 },
+  { name: 'var/log/', type: 'dir', mode: 0o750, gid: 4, xattrs: { 'user.dir': 'kept' }, mtime: T },
   { name: 'var/lib/', type: 'dir', mode: 0o755, mtime: T },
   { name: 'var/lib/data/', type: 'dir', mode: 0o755, mtime: T },
   { name: 'var/lib/data/x', type: 'file', data: Buffer.from('x'), mtime: T + 13 },
@@ -244,6 +245,9 @@ const third: TarWriteEntry[] = [
   { name: 'var/', type: 'dir', mode: 0o755, mtime: T },
   { name: 'var/lib/', type: 'dir', mode: 0o755, mtime: T },
   { name: 'var/lib/data', type: 'symlink', linkname: '../cache', mtime: T + 204 },
+  // No entry for var/log/ either: created in this layer's snapshot, it keeps the mode, owner and
+  // user.* xattr of the layer below, as containerd copies them up.
+  { name: 'var/log/added', type: 'file', data: Buffer.from('log'), mtime: T + 204 },
   // No entries for home/ and home/user/: they are created with the attributes the layers below
   // give them (2750 1000:1000), or the merged tree would differ from umoci's.
   { name: 'home/user/.wh.notes', type: 'file', mtime: T + 205 },

@@ -172,11 +172,19 @@ describe('applyLayer: exact as the overlay fast path', () => {
     mkdirSync(join(lower, 'opt/app'), { recursive: true });
     spawnSync('chown', ['1234:99', join(lower, 'opt')]);
     spawnSync('chmod', ['0711', join(lower, 'opt')]);
+    // xattrs come along too, except trusted.* (an opaque marker there must not hide the layers below).
+    const fs = nativeFs();
+    const fd = fs.openRoot(join(lower, 'opt'));
+    fs.setXattrAt(fd, '', 'user.origin', Buffer.from('lower'));
+    fs.setXattrAt(fd, '', 'trusted.overlay.opaque', Buffer.from('y'));
+    fs.close(fd);
     const { root } = await apply([{ name: 'opt/app/new', type: 'file', data: Buffer.from('n') }], {
       parents: [lower],
     });
     const opt = lstatSync(join(root, 'opt'));
     expect([opt.uid, opt.gid, opt.mode & 0o7777]).toEqual([1234, 99, 0o711]);
+    expect(fs.listXattrs(join(root, 'opt'))).toEqual([['user.origin', Buffer.from('lower')]]);
+    expect(fs.listXattrs(join(root, 'opt/app'))).toEqual([]);
     expect(lstatSync(join(root, 'opt/app')).mode & 0o7777).toBe(0o755);
   });
 

@@ -371,7 +371,7 @@ export class LayerWriter implements TarSink {
           number,
           number,
         ];
-        this.fs.setMetaAt(dfd, name, uid, gid, mode & 0o7777, undefined);
+        this.fs.setMetaAt(dfd, name, uid, gid, mode & 0o7777, this.lowerXattrs(fd));
         this.fs.setTimesAt(dfd, name, as, ans, ms, mns);
         return;
       } finally {
@@ -379,6 +379,16 @@ export class LayerWriter implements TarSink {
       }
     }
     this.fs.setMetaAt(dfd, name, 0, 0, 0o755, undefined);
+  }
+
+  /**
+   * The xattrs a directory created for a lower one takes from it, as containerd's copyUpXAttrs:
+   * all but trusted.* (trusted.overlay.opaque there must not hide the layers below this one).
+   * Read through /proc/self/fd/N/. so the directory is the one resolved inside the parent's root.
+   */
+  private lowerXattrs(fd: number): [string, Buffer][] | undefined {
+    const all = this.fs.listXattrs(`/proc/self/fd/${fd}/.`).filter(([k]) => !k.startsWith('trusted.'));
+    return all.length > 0 ? all : undefined;
   }
 
   private wrap(err: unknown, name: string): BerthError {
