@@ -185,6 +185,17 @@ describe('applyLayer: exact as the overlay fast path', () => {
     expect([opt.uid, opt.gid, opt.mode & 0o7777]).toEqual([1234, 99, 0o711]);
     expect(fs.listXattrs(join(root, 'opt'))).toEqual([['user.origin', Buffer.from('lower')]]);
     expect(fs.listXattrs(join(root, 'opt/app'))).toEqual([]);
+
+    // A nearer parent where the directory was deleted (whiteout) or replaced by a file: defaults.
+    const upper = join(dir, 'upper');
+    mkdirSync(upper);
+    const ufd = fs.openRoot(upper);
+    fs.mknodAt(ufd, 'opt', 0o020000, 0, 0);
+    fs.close(ufd);
+    const again = await apply([{ name: 'opt/app/newer', type: 'file' }], { parents: [upper, lower] });
+    const opt2 = lstatSync(join(again.root, 'opt'));
+    expect([opt2.uid, opt2.gid, opt2.mode & 0o7777]).toEqual([0, 0, 0o755]);
+    expect(fs.listXattrs(join(again.root, 'opt'))).toEqual([]);
     expect(lstatSync(join(root, 'opt/app')).mode & 0o7777).toBe(0o755);
   });
 

@@ -355,8 +355,12 @@ export class LayerWriter implements TarSink {
       let fd: number;
       try {
         fd = this.fs.resolveDir(lfd, prefix);
-      } catch {
-        continue;
+      } catch (err) {
+        // Absent there: look further down. Present but not a directory (a file, or the whiteout
+        // that deleted it): the directory below was replaced, so its attributes do not apply and
+        // the defaults do, as containerd's mkparent.
+        if (errCode(err) === 'ENOENT') continue;
+        break;
       }
       try {
         const st = this.fs.lstatAt(fd, '');
