@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Service, type ShimState } from '@berth/api';
+import { AUTO_REMOVE_LABEL, Service, type ShimState } from '@berth/api';
 import { call, keys } from '@berth/kit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -157,6 +157,47 @@ describe('a lost tasks.exit event', () => {
     );
     expect((await inspect('lost')).task).toMatchObject({ status: 'stopped', exitCode: 4 });
     expect((await run('rm', 'lost')).code).toBe(0);
+  });
+});
+
+describe('run -d --rm across a task-service restart', () => {
+  it('a container that exits while the task-service is down is removed when it comes back', async () => {
+    const ctl = join(s.root, 'ctl-auto');
+    await mkdir(ctl, { recursive: true });
+    const d = await run(
+      'run',
+      '-d',
+      '--rm',
+      '--name',
+      'gone-later',
+      '-v',
+      `${ctl}:/ctl`,
+      IMAGE,
+      'sh',
+      '-c',
+      'while [ ! -e /ctl/go ]; do sleep 0.05; done',
+    );
+    expect(d.code, d.stderr).toBe(0);
+    const id = d.stdout.trim();
+    await s.kill('task-service', 'SIGKILL');
+    await writeFile(join(ctl, 'go'), '');
+    await until('the shim to record the exit', async () => (await shimState(id)).status === 'stopped');
+    await s.start('task-service');
+    await until('the container to be removed', async () => (await run('inspect', id)).code === 1);
+  });
+
+  it('a stopped container whose removal was lost is removed by the periodic reconcile', async () => {
+    const r = await run('run', '--name', 'leftover', IMAGE, 'true');
+    expect(r.code, r.stderr).toBe(0);
+    // The label arrives after the exit: the state a replica that died before removing leaves.
+    await call(
+      s.nc,
+      Service.task,
+      'update-container',
+      { id: 'leftover', labels: { [AUTO_REMOVE_LABEL]: 'true' } },
+      { namespace: 'default', timeoutMs: 5000 },
+    );
+    await until('the reconcile to remove it', async () => (await run('inspect', 'leftover')).code === 1);
   });
 });
 

@@ -308,6 +308,33 @@ describe('berth run', () => {
     expect((await run('rm', 'chatty')).code).toBe(0);
   });
 
+  it('run -d --rm: the task-service removes the container and its snapshot once it exits', async () => {
+    const ctl = join(s.root, 'ctl-auto');
+    await mkdir(ctl, { recursive: true });
+    const d = await run(
+      'run',
+      '-d',
+      '--rm',
+      '--name',
+      'auto',
+      '-v',
+      `${ctl}:/ctl`,
+      IMAGE,
+      'sh',
+      '-c',
+      'while [ ! -e /ctl/go ]; do sleep 0.05; done',
+    );
+    expect(d.code, d.stderr).toBe(0);
+    expect((await inspect('auto')).status).toBe('running');
+    await writeFile(join(ctl, 'go'), '');
+    await until('the exited container to be removed', async () => (await run('inspect', 'auto')).code === 1);
+    // A stop ends it the same way.
+    expect((await run('run', '-d', '--rm', '--name', 'auto2', IMAGE, 'sleep', '300')).code).toBe(0);
+    expect((await run('stop', '-t', '1', 'auto2')).code).toBe(0);
+    await until('the stopped container to be removed', async () => (await run('ps', '-aq')).stdout === '');
+    expect(await containerSnapshots()).toEqual([]);
+  });
+
   it('stops a paused container', async () => {
     expect((await run('run', '-d', '--name', 'frozen', IMAGE, 'sleep', '300')).code).toBe(0);
     expect((await run('pause', 'frozen')).code).toBe(0);

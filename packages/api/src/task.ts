@@ -184,6 +184,12 @@ export const ContainerRef = z.object({ id: z.string().min(1) });
 export type ContainerRef = z.infer<typeof ContainerRef>;
 
 /** Request of `list-containers`: every filter must match. */
+/**
+ * Label that asks the task-service to remove a container (and its snapshot) once its task exits:
+ * `berth run -d --rm`. An attached `berth run --rm` removes its container itself.
+ */
+export const AUTO_REMOVE_LABEL = 'berth.auto-remove';
+
 export const ListContainersRequest = z.object({
   /** label=value must match exactly; a label with value "" only has to exist. */
   labels: z.record(z.string(), z.string()).optional(),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { BerthError, Code, type ExitStatus, errors } from '@berth/api';
+import { AUTO_REMOVE_LABEL, BerthError, Code, type ExitStatus, errors } from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
@@ -37,9 +37,9 @@ export async function createContainer(args: CommandArgs, ctx: CliContext): Promi
 export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<number> {
   const v = args.values;
   const detach = v.detach === true;
-  if (detach && v.rm)
-    throw errors.invalid('--rm cannot be combined with -d: nothing would remove the container');
   const req = toCreateRequest(args, ctx.config.nodeId);
+  // Detached, nobody waits here to remove it: the task-service does once the task exits.
+  if (detach && v.rm) req.labels = { ...req.labels, [AUTO_REMOVE_LABEL]: 'true' };
   await ensureImage(ctx, req.image);
   const client = await tasks(ctx);
   let id: string;

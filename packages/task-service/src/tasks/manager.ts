@@ -1,4 +1,5 @@
 import {
+  AUTO_REMOVE_LABEL,
   BerthError,
   Code,
   type Container,
@@ -90,6 +91,23 @@ export class TaskManager {
     const recorded = await this.store.recordExit(e);
     if (recorded && e.reason === 'OOMKilled') {
       this.deps.publish(TaskTopic.taskOom, e.namespace, { id: e.id, pid: e.pid });
+    }
+    // Not awaited: heal() records exits while holding the container's lock, which removal takes too.
+    if (recorded) void this.autoRemove(e.namespace, e.id);
+  }
+
+  /**
+   * Removes a stopped container labelled AUTO_REMOVE_LABEL (`run -d --rm`). Only the replica that
+   * recorded the exit gets here; one that died before removing is covered by reconcile().
+   */
+  private async autoRemove(ns: string, id: string): Promise<void> {
+    try {
+      const c = await this.store.get(ns, id);
+      if (c?.labels[AUTO_REMOVE_LABEL] !== 'true') return;
+      await this.removeContainer(ns, id, false);
+    } catch (err) {
+      if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
+      this.log.warn({ err: (err as Error).message, ns, id }, 'auto-remove failed');
     }
   }
 
@@ -402,6 +420,7 @@ export class TaskManager {
     let exited = 0;
     for (const ns of await this.store.namespaces()) {
       for (const i of await this.store.list(ns)) {
+        if (i.task?.status === 'stopped') await this.autoRemove(ns, i.container.id);
         if (!i.task || i.task.status === 'stopped') continue;
         checked++;
         try {
