@@ -201,7 +201,8 @@ describe('pull', () => {
 
 describe('faults', () => {
   let proxy: RegistryProxy;
-  let mode: 'lie' | 'stall' | 'big' | 'schema1' | 'nohead' | 'none' = 'none';
+  let mode: 'lie' | 'stall' | 'big' | 'schema1' | 'nohead' | 'hang' | 'none' = 'none';
+  const hung: ServerResponse[] = [];
   let lying: FixtureImage;
   let stalling: FixtureImage;
   let rangeSeen: string | undefined;
@@ -229,6 +230,10 @@ describe('faults', () => {
           res.writeHead(200, { 'content-length': body.length });
           res.write(body.subarray(0, 100_000));
           return true; // and never finish
+        }
+        if (mode === 'hang' && path.includes('/manifests/')) {
+          hung.push(res); // accepted, never answered
+          return true;
         }
         if (mode === 'nohead' && req.method === 'HEAD' && path.includes('/manifests/')) {
           // A registry (or proxy) that does not answer HEAD usefully: the client must GET.
@@ -325,6 +330,21 @@ describe('faults', () => {
     const stallDigest = stalling.layers[0]?.desc.digest ?? '';
     const onDisk = await readFile(join(env.blobsDir, stallDigest.slice(7)));
     expect(createHash('sha256').update(onDisk).digest('hex')).toBe(stalling.layers[0]?.desc.digest.slice(7));
+  });
+
+  it('fails a registry that never answers within the configured timeout, naming the reference', async () => {
+    mode = 'hang';
+    const ref = `${proxy.host}/fault/stall:v1`;
+    try {
+      const svc = env.service({ settings: { progressTimeoutMs: 500 } });
+      const e = await rejection(svc.pull({ ref, unpack: false }, 'hang'));
+      expect(e.code).toBe(Code.DEADLINE_EXCEEDED);
+      expect(e.message).toContain(`did not answer within 500 ms for "${ref}"`);
+      expect(hung.length).toBeGreaterThan(0);
+    } finally {
+      mode = 'none';
+      for (const r of hung.splice(0)) r.destroy();
+    }
   });
 
   it('downloads at most maxConcurrentDownloads layers at a time', async () => {

@@ -15,7 +15,10 @@ export type HostSettings = z.infer<typeof HostSettings>;
 /** The image-service's settings (config `services.image-service.*`), with defaults. */
 export interface ImageSettings {
   maxConcurrentDownloads: number;
-  /** A blob download with no byte received for this long fails with DEADLINE_EXCEEDED. */
+  /**
+   * A blob download with no byte received for this long, or a registry GET/HEAD with no answer,
+   * fails with DEADLINE_EXCEEDED.
+   */
   progressTimeoutMs: number;
   /** Expiry of the per-blob Redis lock; a crashed holder blocks others at most this long. */
   blobLockTtlMs: number;

@@ -91,6 +91,7 @@ export class ImageService {
       insecureRegistries: this.o.settings.insecureRegistries,
       tokens: this.tokens,
       log: this.o.log,
+      headersTimeoutMs: this.o.settings.progressTimeoutMs,
       credentials: async (host) => {
         if (auth && (!authHost || authHost === host)) return auth;
         return credentialsFromDockerConfig(host, this.o.dockerConfig);

@@ -14,6 +14,14 @@ export interface RegistryClientOptions {
   /** Credentials for a registry host (from the request or the docker config), if any. */
   credentials: (host: string) => Promise<RegistryAuth | undefined>;
   log?: Logger;
+  /**
+   * A GET or HEAD whose response headers do not come within this long fails DEADLINE_EXCEEDED
+   * (or falls through to the next endpoint), so a registry that accepts the connection and never
+   * answers cannot hold a pull for undici's 5-minute default. Bodies are not bounded here: blob
+   * downloads have their own no-progress timer. PUT and POST are exempt (their answer follows the
+   * whole upload).
+   */
+  headersTimeoutMs?: number;
 }
 
 /** A request to one repository of a registry, relative to `/v2/<repo>/`. */
@@ -81,7 +89,8 @@ export class RegistryClient {
       try {
         res = await this.send(ref, base, req);
       } catch (err) {
-        if (err instanceof BerthError) throw err;
+        // A mirror that does not answer in time is skipped like one that is unreachable.
+        if (err instanceof BerthError && (last || err.code !== Code.DEADLINE_EXCEEDED)) throw err;
         if (req.signal?.aborted) throw err;
         lastErr = err;
         this.opts.log?.debug({ base, err: (err as Error).message }, 'registry endpoint failed');
@@ -114,7 +123,26 @@ export class RegistryClient {
         init.body = req.body();
         init.duplex = 'half';
       }
-      return fetch(url, init);
+      const ms = this.opts.headersTimeoutMs;
+      if (!ms || (req.method !== 'GET' && req.method !== 'HEAD')) return fetch(url, init);
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(), ms);
+      init.signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal;
+      try {
+        return await fetch(url, init);
+      } catch (err) {
+        if (deadline.signal.aborted && !req.signal?.aborted) {
+          throw new BerthError(
+            Code.DEADLINE_EXCEEDED,
+            `registry ${ref.domain} did not answer within ${ms} ms for "${formatReference(ref)}" (${req.method} ${url})`,
+            { cause: err },
+          );
+        }
+        throw err;
+      } finally {
+        // Cleared once the headers are in, so the deadline never cuts a body being read.
+        clearTimeout(timer);
+      }
     };
     const known = this.challenges.get(base);
     let res = await doFetch(known ? await this.authorization(ref, known, scopes) : undefined);
