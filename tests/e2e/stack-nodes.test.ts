@@ -1,0 +1,100 @@
+import { execFileSync } from 'node:child_process';
+import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Stack, startStack } from '../harness/stack.js';
+import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+
+// Two nodes (two `berth up`, each with its own node id and state root) share one NATS and one
+// Redis: host-local services keep to their node (subjects and keys carry the node id), the
+// scalable ones serve both, and a container runs on the node that asked for it.
+let nats: TestServer;
+let redis: TestServer;
+let registry: TestServer & { host: string };
+let a: Stack;
+let b: Stack;
+let image: string;
+
+beforeAll(async () => {
+  [nats, redis, registry] = await Promise.all([startNats(), startRedis(), startRegistry()]);
+  a = await startStack({ natsUrl: nats.url, redisUrl: redis.url });
+  b = await startStack({ natsUrl: nats.url, redisUrl: redis.url });
+  image = `${registry.host}/busybox:latest`;
+  const tar = await busyboxLayoutTar(a.root);
+  execFileSync('skopeo', [
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    `oci-archive:${tar}`,
+    `docker://${image}`,
+  ]);
+}, 120_000);
+afterAll(async () => {
+  for (const st of [a, b]) {
+    if (!st) continue;
+    const ids = (await st.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
+    if (ids.length) await st.berth('rm', '-f', ...ids);
+  }
+  for (const st of [a, b]) {
+    if (!st) continue;
+    sweepRunc(st.stateRoot);
+    unmountUnder(st.root);
+    await st.stop();
+  }
+  await Promise.all([registry?.stop(), nats?.stop(), redis?.stop()]);
+}, 60_000);
+
+describe('two nodes on one NATS and one Redis', () => {
+  it('berth status on either node sees every service of both, healthy', async () => {
+    for (const st of [a, b]) {
+      const { code, json } = await st.status();
+      expect(code).toBe(0);
+      for (const svc of json.services) {
+        const nodes = svc.instances.map((i) => i.node).sort();
+        expect(nodes, svc.service).toEqual([a.nodeId, b.nodeId].sort());
+        expect(svc.instances.every((i) => i.health === 'healthy')).toBe(true);
+      }
+    }
+  });
+
+  it('keeps images per node and runs each container on the node that asked', async () => {
+    const pull = await a.berth('pull', image);
+    expect(pull.code, pull.stderr).toBe(0);
+    expect((await a.berth('images', '-q')).stdout.trim()).not.toBe('');
+    // Node b's image store is its own: the image pulled on a is not there.
+    expect((await b.berth('images', '-q')).stdout.trim()).toBe('');
+
+    const ra = await a.berth('run', '-d', '--name', 'on-a', image, 'sleep', '300');
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(ra.stderr).not.toContain('Unable to find image');
+    const rb = await b.berth('run', '-d', '--name', 'on-b', image, 'sleep', '300');
+    expect(rb.code, rb.stderr).toBe(0);
+    expect(rb.stderr).toContain('Unable to find image');
+
+    const inspect = async (st: Stack, ref: string) => JSON.parse((await st.berth('inspect', ref)).stdout)[0];
+    const ia = await inspect(b, 'on-a');
+    const ib = await inspect(a, 'on-b');
+    expect(ia.container.node).toBe(a.nodeId);
+    expect(ib.container.node).toBe(b.nodeId);
+
+    // Either node's CLI reaches a container on the other, through that node's shim.
+    expect((await b.berth('exec', 'on-a', 'hostname')).stdout).toBe(`${ia.container.id.slice(0, 12)}\n`);
+    expect((await a.berth('ps', '-q')).stdout.trim().split('\n').sort()).toEqual(
+      [ia.container.id.slice(0, 12), ib.container.id.slice(0, 12)].sort(),
+    );
+  });
+
+  it('one node going down leaves the other serving its containers', async () => {
+    const down = await a.berth('down');
+    expect(down.code, down.stderr).toBe(0);
+    const { code, json } = await b.status();
+    expect(code).toBe(0);
+    for (const svc of json.services) expect(svc.instances.map((i) => i.node)).toEqual([b.nodeId]);
+    expect((await b.berth('exec', 'on-b', 'echo', 'still here')).stdout).toBe('still here\n');
+    // The other node's container cannot be reached while its shim is down: a clear refusal.
+    const r = await b.berth('exec', 'on-a', 'true');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/shim/);
+    const up = await a.berth('up');
+    expect(up.code, up.stderr).toBe(0);
+  });
+});
