@@ -335,6 +335,32 @@ describe('berth run', () => {
     expect(await containerSnapshots()).toEqual([]);
   });
 
+  it('run passes a SIGINT sent to the CLI on to the container (sig-proxy)', async () => {
+    const p = spawn(
+      process.execPath,
+      [
+        BERTH_BIN,
+        'run',
+        '--rm',
+        IMAGE,
+        'sh',
+        '-c',
+        'trap "echo int; exit 21" INT; echo ready; while :; do sleep 0.05; done',
+      ],
+      { env: s.env },
+    );
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    const exited = new Promise<number | null>((r) => p.once('exit', r));
+    await until('the traps to be set', () => out === 'ready\n');
+    p.kill('SIGINT');
+    expect(await exited).toBe(21);
+    expect(out).toBe('ready\nint\n');
+    expect((await run('ps', '-aq')).stdout).toBe('');
+  });
+
   it('stops a paused container', async () => {
     expect((await run('run', '-d', '--name', 'frozen', IMAGE, 'sleep', '300')).code).toBe(0);
     expect((await run('pause', 'frozen')).code).toBe(0);
