@@ -341,6 +341,14 @@ describe('faults', () => {
       expect(e.code).toBe(Code.DEADLINE_EXCEEDED);
       expect(e.message).toContain(`did not answer within 500 ms for "${ref}"`);
       expect(hung.length).toBeGreaterThan(0);
+      // As a mirror, the same silent registry is skipped and the upstream answers.
+      const viaMirror = env.service({
+        settings: { progressTimeoutMs: 500, hosts: { [env.registry.host]: { mirrors: [proxy.url] } } },
+      });
+      const seen = hung.length;
+      const r = await viaMirror.pull({ ref: `${env.registry.host}/test/multi:v1`, unpack: false }, 'hang');
+      expect(r.image.target.digest).toBe(img.desc.digest);
+      expect(hung.length).toBeGreaterThan(seen);
     } finally {
       mode = 'none';
       for (const r of hung.splice(0)) r.destroy();
