@@ -1,5 +1,8 @@
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Code } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +94,37 @@ describe('bearer tokens (token server in front of the registry)', () => {
     const e = await rejection(env.service().pull({ ref, unpack: false }, 'default'));
     expect(e.code).toBe(Code.UNAUTHENTICATED);
     expect(e.message).toContain(`"${ref}"`);
+  });
+
+  it('fails DEADLINE_EXCEEDED naming the reference when the token server never answers', async () => {
+    const held: ServerResponse[] = [];
+    const silent = createServer((req, res) => {
+      if (req.url?.startsWith('/token')) {
+        held.push(res); // accepted, never answered
+        return;
+      }
+      const { port } = silent.address() as AddressInfo;
+      res.writeHead(401, {
+        'www-authenticate': `Bearer realm="http://127.0.0.1:${port}/token",service="silent"`,
+      });
+      res.end();
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const ref = `127.0.0.1:${(silent.address() as AddressInfo).port}/tok/app:v1`;
+    try {
+      const svc = env.service({ settings: { progressTimeoutMs: 500 } });
+      const e = await rejection(svc.pull({ ref, unpack: false }, 'silent'));
+      expect(e.code).toBe(Code.DEADLINE_EXCEEDED);
+      expect(e.message).toMatch(
+        /^token server http:\/\/127\.0\.0\.1:\d+\/token did not answer within 500 ms/,
+      );
+      expect(e.message).toContain(`"${ref}"`);
+      expect(held).toHaveLength(1);
+    } finally {
+      for (const r of held) r.destroy();
+      silent.close();
+    }
   });
 
   it('fetches an anonymous token with GET when the token server allows anonymous pulls', async () => {

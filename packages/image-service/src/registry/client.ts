@@ -202,6 +202,9 @@ export class RegistryClient {
     creds: RegistryAuth | undefined,
   ): Promise<{ token: string; expiresIn: number }> {
     let res: Response | undefined;
+    // The same bound as registry requests: a token server that never answers fails the pull.
+    const ms = this.opts.headersTimeoutMs;
+    const signal = ms ? AbortSignal.timeout(ms) : undefined;
     try {
       if (creds?.identityToken || (creds?.username && creds.password !== undefined)) {
         const form = new URLSearchParams({ client_id: 'berth', service });
@@ -214,7 +217,7 @@ export class RegistryClient {
           form.set('username', creds.username as string);
           form.set('password', creds.password as string);
         }
-        res = await fetch(realm, { method: 'POST', body: form });
+        res = await fetch(realm, { method: 'POST', body: form, ...(signal ? { signal } : {}) });
         // Token servers without OAuth2 POST support answer 404/405/400/401: use the GET flow.
         if ([400, 401, 404, 405].includes(res.status) && !creds.identityToken) {
           await res.body?.cancel().catch(() => undefined);
@@ -229,9 +232,16 @@ export class RegistryClient {
         if (creds?.username && creds.password !== undefined) {
           headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
         }
-        res = await fetch(u, { headers });
+        res = await fetch(u, { headers, ...(signal ? { signal } : {}) });
       }
     } catch (err) {
+      if (signal?.aborted) {
+        throw new BerthError(
+          Code.DEADLINE_EXCEEDED,
+          `token server ${realm} did not answer within ${ms} ms for "${formatReference(ref)}"`,
+          { cause: err },
+        );
+      }
       throw errors.unavailable(
         `token server ${realm} is unreachable for "${formatReference(ref)}": ${(err as Error).message}`,
         err,
