@@ -202,7 +202,15 @@ export async function startRedis(
     ];
     let { proc, output } = launch('redis-server', args, dir);
     try {
-      await waitReady('redis-server', proc, output, () => tcpOpen(port));
+      // Not the open port alone: when another process took the port first, it answers there
+      // (e.g. a nats-server, whose INFO a Redis client reads as a protocol error) while this
+      // redis-server is about to exit with "Address already in use".
+      await waitReady(
+        'redis-server',
+        proc,
+        output,
+        async () => output().includes('Ready to accept connections') && (await tcpOpen(port)),
+      );
     } catch (err) {
       if (output().includes('Address already in use')) continue;
       throw err;
