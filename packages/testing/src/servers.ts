@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -247,6 +248,7 @@ export async function startRegistry(
   const dir = await tempDir('registry');
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
+    const marker = randomUUID();
     const auth = opts.htpasswd
       ? `auth:\n  htpasswd:\n    realm: berth-test\n    path: ${join(dir, 'htpasswd')}\n`
       : '';
@@ -263,11 +265,19 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:${port}
+  headers:
+    X-Berth-Registry: [${marker}]
 ${auth}`;
     await writeFile(join(dir, 'config.yml'), cfg);
     const { proc, output } = launch('docker-registry', ['serve', join(dir, 'config.yml')], dir);
     try {
-      await waitReady('docker-registry', proc, output, () => tcpOpen(port));
+      // Ready when this registry answers (its own marker header), not when the port is open:
+      // another process that took the port first would answer there while this one exits.
+      await waitReady('docker-registry', proc, output, async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/v2/`);
+        await res.body?.cancel();
+        return res.headers.get('x-berth-registry') === marker;
+      });
     } catch (err) {
       if (output().includes('address already in use')) continue;
       throw err;
