@@ -108,9 +108,19 @@ export function attach(attachPath: string, sinks: AttachSinks): AttachSession {
   };
   const done = (async () => {
     const buf = Buffer.alloc(READ_BUF);
+    let resets = 0;
     try {
       for (;;) {
-        const n = await readPacket(fd, buf);
+        let n: number;
+        try {
+          n = await readPacket(fd, buf);
+        } catch (err) {
+          // conmon hanging up (the process exited) while stdin we sent sits unread in its queue makes
+          // the kernel report ECONNRESET before the packets still queued for us. The error is
+          // cleared once reported: read on for the rest of the output, then EOF.
+          if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET' || resets++ > 0) throw err;
+          continue;
+        }
         if (n <= 0) break;
         const stream = buf[0];
         const payload = Buffer.from(buf.subarray(1, n));
