@@ -196,10 +196,10 @@ export const containersCommands: Command[] = [
   },
   {
     name: 'stats',
-    summary: 'Show CPU, memory and pids of running containers (one sample)',
+    summary: 'Show CPU, memory and pids of running containers, a sample a second until Ctrl-C',
     usage: '[--no-stream] [CONTAINER...]',
     options: { 'no-stream': { type: 'boolean' } },
-    run: (args, ctx) => statsCommand(args.positionals, ctx),
+    run: (args, ctx) => statsCommand(args.positionals, args.values['no-stream'] !== true, ctx),
   },
   {
     name: 'pause',

@@ -8,7 +8,7 @@ import {
   type ListContainersRequest,
 } from '@berth/api';
 import { subscribeEvents } from '@berth/kit';
-import { taskClient } from '@berth/task-service/client';
+import { type TaskClient, taskClient } from '@berth/task-service/client';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
 import { exitWatcher, logPathOf, namespaceOf, tasks } from './api.js';
@@ -205,14 +205,57 @@ function bytes(n: number | undefined): string {
 }
 
 /** `stats`: one sample per running container (CPU time, memory, pids from its cgroup). */
-export async function statsCommand(refs: string[], ctx: CliContext): Promise<number> {
+export async function statsCommand(refs: string[], stream: boolean, ctx: CliContext): Promise<number> {
   const client = await tasks(ctx);
-  let infos: ContainerInfo[];
-  if (refs.length) infos = await Promise.all(refs.map((id) => client['get-container']({ id })));
-  else infos = (await client['list-containers']({ status: ['running'] })).containers;
+  // Named containers must exist (a typo fails at once); later rounds show a stopped one as "--".
+  const named = await Promise.all(refs.map((id) => client['get-container']({ id })));
+  if (!stream) {
+    ctx.out.write(await statsTable(client, named, refs.length > 0, false));
+    return 0;
+  }
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopped = true;
+    wake?.();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    while (!stopped) {
+      ctx.out.write(await statsTable(client, named, refs.length > 0, true));
+      // One sample a second, as docker; a signal ends the wait at once.
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 1000).unref();
+      });
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+  return 0;
+}
+
+/** One sample of `stats` as a table: the named containers, or every running one. */
+async function statsTable(
+  client: TaskClient,
+  named: ContainerInfo[],
+  byName: boolean,
+  tolerateStopped: boolean,
+): Promise<string> {
+  const infos = byName ? named : (await client['list-containers']({ status: ['running'] })).containers;
   const rows = [['CONTAINER ID', 'NAME', 'CPU TIME', 'MEM USAGE / LIMIT', 'PIDS']];
   for (const i of infos) {
-    const s = await client.stats({ id: i.container.id });
+    let s: unknown;
+    try {
+      s = await client.stats({ id: i.container.id });
+    } catch (err) {
+      if (!tolerateStopped || !(err instanceof BerthError) || err.code !== Code.FAILED_PRECONDITION)
+        throw err;
+      rows.push([i.container.id.slice(0, 12), i.container.name, '--', '-- / --', '--']);
+      continue;
+    }
     const cpuNs = num(s, 'cpu', 'usageNs') ?? num(s, 'cpu', 'usage', 'total');
     const mem = num(s, 'memory', 'usageBytes') ?? num(s, 'memory', 'usage');
     const limit = num(s, 'memory', 'limitBytes') ?? num(s, 'memory', 'limit');
@@ -225,8 +268,7 @@ export async function statsCommand(refs: string[], ctx: CliContext): Promise<num
       pids === undefined ? '--' : String(pids),
     ]);
   }
-  ctx.out.write(table(rows));
-  return 0;
+  return table(rows);
 }
 
 /** `events`: prints every event until interrupted. */
