@@ -202,6 +202,11 @@ describe('berth snapshot, mount and image unpack', () => {
     const m = await stack.berth(['mount', ref, dir]);
     expect(m.code, m.stderr).toBe(0);
     try {
+      const twice = await stack.berth(['mount', ref, dir]);
+      expect(twice.code).toBe(1);
+      expect(twice.stderr).toBe(
+        `berth: ${dir} is already mounted by berth (snapshot "mount:${dir}"): run 'berth unmount ${dir}' first\n`,
+      );
       expect(readFileSync(join(dir, 'bin/hello'), 'utf8')).toBe('hello from layer 1\n');
       expect(readFileSync(join(dir, 'bin/world'), 'utf8')).toBe('world from layer 2\n');
       expect(existsSync(join(dir, 'etc/motd'))).toBe(false);

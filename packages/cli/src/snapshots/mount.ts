@@ -65,6 +65,14 @@ export async function mountImage(ctx: CliContext, ref: string, dir: string): Pro
     key,
     parent: chainId,
     labels: { [MOUNT_TARGET_LABEL]: target, 'berth.io/image': rec.name },
+  }).catch((err: unknown) => {
+    if (err instanceof BerthError && err.code === Code.ALREADY_EXISTS) {
+      throw new BerthError(
+        Code.ALREADY_EXISTS,
+        `${target} is already mounted by berth (snapshot "${key}"): run 'berth unmount ${target}' first`,
+      );
+    }
+    throw err;
   });
   const m = mounts[0];
   const r = m ? await run('mount', mountArgs(m, target)) : { code: 1, stderr: 'no mounts returned' };
