@@ -279,9 +279,9 @@ export class RegistryClient {
       try {
         return await fetch(`${base}/v2/`, auth ? { headers: { authorization: auth } } : {});
       } catch (err) {
-        const cause = (err as { cause?: { code?: string } }).cause;
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
         throw errors.unavailable(
-          `registry ${domain} is unreachable: ${cause?.code ?? (err as Error).message}`,
+          `registry ${domain} is unreachable: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
           err,
         );
       }
