@@ -197,6 +197,20 @@ describe('pull', () => {
       await mirror.stop();
     }
   });
+
+  it('removes the ingest a writer killed between commit and clean-up left beside a committed blob', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/test/multi:v1`;
+    await svc.pull({ ref, unpack: false }, 'leftover');
+    const layer = img.layers[1]?.desc.digest.slice(7) ?? '';
+    expect(await env.blobFiles()).toContain(layer);
+    // What a SIGKILL right after the rename into blobs/ leaves: the ingest dir with its meta file.
+    await mkdir(join(env.ingestDir, layer), { recursive: true });
+    await writeFile(join(env.ingestDir, layer, 'meta'), '{}');
+    const again = await svc.pull({ ref, unpack: false }, 'leftover');
+    expect(again.fetchedBytes).toBe(0);
+    expect(await env.ingestEntries()).not.toContain(layer);
+  });
 });
 
 describe('faults', () => {

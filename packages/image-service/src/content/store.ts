@@ -175,6 +175,9 @@ export class ContentStore {
     return this.locked(desc.digest, opts.what, async () => {
       if (await this.has(desc)) {
         await this.ensureRecord(desc);
+        // A writer killed between its commit (rename) and removing its ingest leaves the ingest
+        // behind; under the lock nobody else writes it, so it goes now.
+        await rm(this.ingestPath(desc.digest), { recursive: true, force: true });
         return { status: 'exists' as const, fetched: 0 };
       }
       opts.onStart?.();
