@@ -1,12 +1,15 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Stack, startStack } from '../harness/stack.js';
+import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
 
 // Two nodes (two `berth up`, each with its own node id and state root) share one NATS and one
 // Redis: host-local services keep to their node (subjects and keys carry the node id), the
-// scalable ones serve both, and a container runs on the node that asked for it.
+// scalable ones serve both, and a container runs on the node that asked for it. Each node has its
+// own state root, as separate machines would: a container's files must be where it runs.
 let nats: TestServer;
 let redis: TestServer;
 let registry: TestServer & { host: string };
@@ -96,5 +99,56 @@ describe('two nodes on one NATS and one Redis', () => {
     expect(r.stderr).toMatch(/shim/);
     const up = await a.berth('up');
     expect(up.code, up.stderr).toBe(0);
+  });
+
+  it("writes a container's /etc files and log on its node, whichever task-service replica made it", async () => {
+    await a.waitForStatus((s) => s.ok);
+    // Leave node b's task-service the only replica: kill a's supervisor (so nothing restarts),
+    // then a's task-service. a's shim, image and snapshot services keep running.
+    const st = a.state();
+    const ts = st?.children.find((c) => c.name === 'task-service');
+    expect(ts?.pid).toBeTruthy();
+    process.kill(st?.pid as number, 'SIGKILL');
+    await waitFor('a supervisor to die', () => !alive(st?.pid as number));
+    process.kill(ts?.pid as number, 'SIGKILL');
+    await waitFor("a's task-service to die", () => !alive(ts?.pid as number));
+    await b.waitForStatus((s) => {
+      const nodes = s.services.find((x) => x.service === 'task-service')?.instances.map((i) => i.node);
+      return nodes?.length === 1 && nodes[0] === b.nodeId;
+    });
+
+    // Asked on node a, so it runs on a; only b's replica can have handled the request.
+    const r = await a.berth(
+      'run',
+      '-d',
+      '--name',
+      'files-on-a',
+      '--dns',
+      '192.0.2.53',
+      image,
+      'sh',
+      '-c',
+      'cat /etc/hostname /etc/resolv.conf; grep "$(hostname)" /etc/hosts; sleep 300',
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const info = JSON.parse((await b.berth('inspect', 'files-on-a')).stdout)[0];
+    expect(info.container.node).toBe(a.nodeId);
+    const { id, namespace } = info.container as { id: string; namespace: string };
+    const onA = join(a.stateRoot, 'containers', namespace, id);
+    expect(existsSync(join(b.stateRoot, 'containers', namespace, id))).toBe(false);
+    expect(readFileSync(join(onA, 'hostname'), 'utf8')).toBe(`${id.slice(0, 12)}\n`);
+    expect(readFileSync(join(onA, 'resolv.conf'), 'utf8')).toBe('nameserver 192.0.2.53\n');
+    expect(info.task.logPath).toBe(join(onA, 'container.log'));
+    await waitFor('the output in the log on a', () =>
+      readFileSync(join(onA, 'container.log'), 'utf8').includes(`127.0.1.1\t${id.slice(0, 12)}`),
+    );
+    const logs = await a.berth('logs', 'files-on-a');
+    expect(logs.stdout).toBe(`${id.slice(0, 12)}\nnameserver 192.0.2.53\n127.0.1.1\t${id.slice(0, 12)}\n`);
+    expect((await b.berth('exec', 'files-on-a', 'cat', '/etc/hostname')).stdout).toBe(`${id.slice(0, 12)}\n`);
+
+    // Removing it through b's replica removes the files on a, through a's shim.
+    const rm = await b.berth('rm', '-f', 'files-on-a');
+    expect(rm.code, rm.stderr).toBe(0);
+    expect(existsSync(onA)).toBe(false);
   });
 });

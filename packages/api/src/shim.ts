@@ -15,6 +15,32 @@ export const TaskStatus = {
 } as const;
 export type TaskStatus = (typeof TaskStatus)[keyof typeof TaskStatus];
 
+/**
+ * Prefix of a spec mount source that names a file the shim writes on its own node before `runc
+ * create` (`berth-file:hosts`, `berth-file:resolv.conf`, `berth-file:hostname`): the container's
+ * node, not the caller's, owns them. Such a source needs `files` in the create request.
+ */
+export const SHIM_FILE_SOURCE = 'berth-file:';
+
+/** The files the shim can generate for a container, by their marker name. */
+export const ShimFileName = { hosts: 'hosts', resolvConf: 'resolv.conf', hostname: 'hostname' } as const;
+export type ShimFileName = (typeof ShimFileName)[keyof typeof ShimFileName];
+
+/**
+ * What the shim needs to write a container's /etc files on its node (into the state root's
+ * containers/<ns>/<id>/, kept across the container's runs). Facts of the node (its /etc/hosts,
+ * /etc/resolv.conf, host name) are read there, never on the caller's machine.
+ */
+export const ShimContainerFiles = z.object({
+  /** The container's host name; absent means the node's own (a container in the host network). */
+  hostname: z.string().min(1).max(253).optional(),
+  /** `host`: /etc/hosts is the node's and loopback nameservers are kept; `private`: generated. */
+  network: z.enum(['private', 'host']),
+  /** Explicit resolv.conf content (--dns); absent means the node's /etc/resolv.conf. */
+  resolvConf: z.string().optional(),
+});
+export type ShimContainerFiles = z.infer<typeof ShimContainerFiles>;
+
 /** Request of `create`: write the bundle, mount the rootfs, start the monitor and `runc create`. */
 export const ShimCreateRequest = TaskRef.extend({
   /** The full OCI runtime spec (config.json); root.path is set by the shim to the bundle's rootfs. */
@@ -28,8 +54,13 @@ export const ShimCreateRequest = TaskRef.extend({
    * `attach`), and then close-stdin cannot close it.
    */
   stdinOnce: z.boolean().optional(),
-  /** Where the CRI-format log goes; default under the state root (logs/<ns>/<id>.log). */
+  /**
+   * Where the CRI-format log goes; default under the state root: logs/<ns>/<id>.log (removed with
+   * the task), or containers/<ns>/<id>/container.log when `files` is given (kept across runs).
+   */
   logPath: z.string().optional(),
+  /** The container's /etc files to write on this node; spec mounts name them by SHIM_FILE_SOURCE. */
+  files: ShimContainerFiles.optional(),
 });
 export type ShimCreateRequest = z.infer<typeof ShimCreateRequest>;
 
@@ -185,5 +216,6 @@ export const ShimOps = {
   list: 10_000,
   'exec-output': 10_000,
   'reopen-log': 5_000,
+  'remove-files': 10_000,
 } as const;
 export type ShimOp = keyof typeof ShimOps;

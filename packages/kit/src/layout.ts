@@ -23,8 +23,8 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
     /** runc's own state (--root), kept under the state root. */
     runc: join(s, 'runc'),
     /**
-     * Per-container files the task-service generates and bind-mounts (hosts, resolv.conf,
-     * hostname) and the container's CRI log kept across its runs: containers/<ns>/<id>/.
+     * Per-container files the shim of the container's node writes and bind-mounts (hosts,
+     * resolv.conf, hostname) and the container's CRI log kept across its runs: containers/<ns>/<id>/.
      */
     containers: join(s, 'containers'),
     /** Container logs in CRI format: logs/<ns>/<id>.log. */

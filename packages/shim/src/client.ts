@@ -40,6 +40,7 @@ export interface ShimApi {
   list: { in: ShimListRequest; out: ShimListReply };
   'exec-output': { in: ShimTaskRef; out: ShimExecOutput };
   'reopen-log': { in: ShimTaskRef; out: Empty };
+  'remove-files': { in: ShimTaskRef; out: Empty };
 }
 
 /** Input types that zod fills with defaults, optional for callers. */

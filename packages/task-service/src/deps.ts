@@ -30,6 +30,8 @@ export interface Deps {
     delete(node: string, ref: ShimTaskRef): Promise<ShimState>;
     state(node: string, ref: ShimTaskRef): Promise<ShimState>;
     exec(node: string, req: ShimExecRequest): Promise<ShimState>;
+    /** Removes a removed container's generated files and kept log on its node. */
+    removeFiles(node: string, ref: ShimTaskRef): Promise<void>;
     /** Operations whose replies the task-service passes through unchanged. */
     forward(node: string, op: string, req: ShimTaskRef & Record<string, unknown>): Promise<unknown>;
   };
@@ -65,6 +67,9 @@ export function natsDeps(nc: NatsConnection): Deps {
       delete: (node, ref) => shim<ShimState>(node, 'delete', ref, T.medium),
       state: (node, ref) => shim<ShimState>(node, 'state', ref, T.short),
       exec: (node, req) => shim<ShimState>(node, 'exec', req, T.medium),
+      removeFiles: async (node, ref) => {
+        await shim(node, 'remove-files', ref, T.short);
+      },
       forward: (node, op, req) => shim(node, op, req, T.medium),
     },
     publish: (topic, ns, event) => publishEvent(nc, topic, ns, event),

@@ -31,7 +31,7 @@ beforeAll(async () => {
   await redis.connect();
   nc = await connect({ servers: nats.url });
   stateRoot = await mkdtemp(join(tmpdir(), 'berth-task-'));
-  domain = createDomain({ redis, deps: natsDeps(nc), env: { node, stateRoot }, log });
+  domain = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
   await startExitTracking(domain, nc, log);
   served = await serve({
     nc,

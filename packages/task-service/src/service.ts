@@ -13,7 +13,7 @@ export async function createService(
   const domain = createDomain({
     redis: ctx.redis,
     deps: natsDeps(ctx.nc),
-    env: { node: ctx.node, stateRoot: ctx.config.stateRoot },
+    env: { node: ctx.node },
     log: ctx.log,
   });
   // How often every live task is checked with its shim, for exits whose event was lost.

@@ -16,6 +16,7 @@ import { spawnConmon } from '../runtime/conmon.js';
 import { DirWatcher, monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { Runc } from '../runtime/runc.js';
+import { containerFilesDir, writeContainerFiles } from './container-files.js';
 import { ExecProcesses } from './execs.js';
 import { exists, mtimeOf, writeAtomic } from './files.js';
 import { checkName, execPaths, namespacePaths, taskPaths } from './paths.js';
@@ -263,7 +264,9 @@ export class ShimAgent {
       throw new BerthError(Code.ALREADY_EXISTS, `task "${id}" already exists in namespace "${ns}"`);
     }
     const p = taskPaths(this.layout, ns, id);
-    const logPath = req.logPath ?? p.defaultLog;
+    const logPath =
+      req.logPath ??
+      (req.files ? join(containerFilesDir(this.layout, ns, id), 'container.log') : p.defaultLog);
     try {
       return await this.serial(procKey(ns, id), async () => {
         const t0 = performance.now();
@@ -276,6 +279,7 @@ export class ShimAgent {
           terminal: req.terminal,
         });
         for (const w of warnings) this.log.warn({ ns, id }, w);
+        await writeContainerFiles(this.layout, spec, { ns, id, files: req.files });
         const t1 = performance.now();
         if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);
         const t2 = performance.now();
@@ -343,7 +347,8 @@ export class ShimAgent {
       await this.removeBundle(ns, id).catch((e: unknown) =>
         this.log.error({ err: e, ns, id }, 'cleaning up a failed create failed'),
       );
-      if (!req.logPath) await rm(logPath, { force: true });
+      // Only the per-task default: a container's kept log holds its earlier runs.
+      if (logPath === p.defaultLog) await rm(logPath, { force: true });
       await this.store.releaseTask(ns, id);
       throw err;
     }
@@ -507,6 +512,26 @@ export class ShimAgent {
       await this.store.removeTask(ns, id);
       this.log.info({ ns, id }, 'task deleted');
       return this.toState(rec);
+    });
+  }
+
+  /**
+   * remove-files: removes a container's generated files and kept log on this node, once it has no
+   * task here (the task-service calls it when the container is removed). Absent is fine.
+   */
+  async removeFiles(ref: ShimTaskRef): Promise<void> {
+    const { namespace: ns, id } = ref;
+    checkName('namespace', ns);
+    checkName('task id', id);
+    await this.serial(procKey(ns, id), async () => {
+      const rec = await this.store.get(ns, id);
+      if (rec) {
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `task "${id}" still exists (${rec.status}): delete it before removing its files`,
+        );
+      }
+      await rm(containerFilesDir(this.layout, ns, id), { recursive: true, force: true });
     });
   }
 

@@ -3,10 +3,10 @@ import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /** Writes a file whole or not at all: a temp name in the same directory, then rename. */
-export async function writeAtomic(path: string, data: string): Promise<void> {
+export async function writeAtomic(path: string, data: string, mode = 0o600): Promise<void> {
   const tmp = join(dirname(path), `.tmp-${randomBytes(6).toString('hex')}`);
   try {
-    await writeFile(tmp, data, { mode: 0o600 });
+    await writeFile(tmp, data, { mode });
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });

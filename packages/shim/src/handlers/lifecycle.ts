@@ -34,6 +34,14 @@ export function lifecycleEndpoints(agent: ShimAgent) {
       (req): Promise<ShimState> => agent.delete(req),
       'remove a stopped task or exec',
     ),
+    'remove-files': endpoint(
+      ShimTaskRef,
+      async (req) => {
+        await agent.removeFiles(req);
+        return {};
+      },
+      "remove a container's generated files and kept log (containers/<ns>/<id>/)",
+    ),
     list: endpoint(
       ShimListRequest,
       async (req) => ({ tasks: await agent.list(req.namespace) }),

@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { hostname as osHostname } from 'node:os';
-import { join } from 'node:path';
 import {
   BerthError,
   Code,
@@ -12,6 +10,8 @@ import {
   type ListContainersRequest,
   NODE_ID_PATTERN,
   RUNTIME_NAME,
+  SHIM_FILE_SOURCE,
+  ShimFileName,
   TaskTopic,
   type UpdateContainerRequest,
 } from '@berth/api';
@@ -22,23 +22,28 @@ import {
   ALL_CAPS,
   capsFromMask,
   envValue,
-  filterHostResolvConf,
   generateSpec,
-  hostsFile,
   linuxResources,
   needsLookup,
   parseGroup,
   parsePasswd,
-  resolvConf,
 } from '../spec/index.js';
 import type { ContainerStore } from '../store/store.js';
-import { containerDir, hostFile, removeContainerDir, writeContainerFiles } from './files.js';
 
-/** Where the manager runs: its node and state root (for the files it writes on that node). */
+/**
+ * Where the manager runs: its node, the default node of a container. It writes no files: a
+ * replica may serve a container on another machine, whose shim writes them (see SHIM_FILE_SOURCE).
+ */
 export interface ManagerEnv {
   node: string;
-  stateRoot: string;
 }
+
+/** Spec mount sources of the container's /etc files: its node's shim writes them and fills these in. */
+const FILE_MOUNTS = {
+  hosts: `${SHIM_FILE_SOURCE}${ShimFileName.hosts}`,
+  resolvConf: `${SHIM_FILE_SOURCE}${ShimFileName.resolvConf}`,
+  hostname: `${SHIM_FILE_SOURCE}${ShimFileName.hostname}`,
+};
 
 /** Swallows the errors that mean "already gone" during cleanup. */
 export async function ignoreGone(p: Promise<unknown>): Promise<void> {
@@ -78,7 +83,6 @@ export class ContainerManager {
     const name = req.name ?? defaultName(req.image, id);
     await this.store.reserveName(ns, name, id);
     const snapshotKey = `containers/${ns}/${id}`;
-    const dir = containerDir(this.env.stateRoot, ns, id);
     let prepared = false;
     try {
       const image = await this.deps.images.get(node, ns, req.image);
@@ -107,11 +111,6 @@ export class ContainerManager {
       }
       const passwd = parsePasswd(readable ? ((await rootfs.readFile('/etc/passwd')) ?? '') : '');
       const group = parseGroup(readable ? ((await rootfs.readFile('/etc/group')) ?? '') : '');
-      const files = {
-        hosts: join(dir, 'hosts'),
-        resolvConf: join(dir, 'resolv.conf'),
-        hostname: join(dir, 'hostname'),
-      };
       const gen = generateSpec(
         {
           id,
@@ -120,10 +119,11 @@ export class ContainerManager {
           image: image.config.config,
           passwd,
           group,
-          files,
+          files: FILE_MOUNTS,
           hostCaps: hostCapabilities(),
         },
-        osHostname(),
+        // The host name of a container in the host network is its node's: the shim there sets it.
+        '',
       );
       const proc = gen.spec.process as { env: string[]; cwd: string };
       const cmd = gen.args[0] as string;
@@ -132,7 +132,6 @@ export class ContainerManager {
           `command "${cmd}" not found in image "${req.image}": executable file not found in $PATH`,
         );
       }
-      await writeContainerFiles(dir, await generatedFiles(req, gen.hostname));
       const now = new Date().toISOString();
       const c: Container = {
         id,
@@ -147,9 +146,9 @@ export class ContainerManager {
         io: {
           terminal: req.tty ?? false,
           stdin: req.stdin ?? false,
-          // In the container's directory, not the shim's default (which goes with each task), so
-          // the log of every run stays until the container is removed, as docker keeps it.
-          logPath: req.logPath ?? join(dir, 'container.log'),
+          // Without one, the shim keeps the log in the container's directory on its node, so the
+          // log of every run stays until the container is removed, as docker keeps it.
+          ...(req.logPath ? { logPath: req.logPath } : {}),
         },
         stopSignal: gen.stopSignal,
         config: { ...req, node },
@@ -167,7 +166,6 @@ export class ContainerManager {
       return c;
     } catch (err) {
       if (prepared) await ignoreGone(this.deps.snapshots.remove(node, snapshotKey)).catch(() => undefined);
-      await removeContainerDir(dir).catch(() => undefined);
       await this.store.releaseName(ns, name, id).catch(() => undefined);
       throw err;
     }
@@ -221,13 +219,11 @@ export class ContainerManager {
 
   /**
    * Removes the container's snapshot, files and metadata. The caller (task manager) has already
-   * made sure no live task remains.
+   * deleted its task; the files and kept log are on its node, so that node's shim removes them.
    */
   async remove(c: Container): Promise<void> {
     await ignoreGone(this.deps.snapshots.remove(c.node, c.snapshotKey));
-    if (c.node === this.env.node) {
-      await removeContainerDir(containerDir(this.env.stateRoot, c.namespace, c.id));
-    }
+    await this.deps.shim.removeFiles(c.node, { namespace: c.namespace, id: c.id });
     await this.store.delete(c);
     this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
   }
@@ -251,13 +247,4 @@ function defaultName(image: string, id: string): string {
   const base = image.split('@')[0]?.split('/').pop()?.split(':')[0] ?? 'container';
   const clean = base.replace(/[^a-zA-Z0-9_.-]/g, '').replace(/^[^a-zA-Z0-9]+/, '');
   return `${clean || 'container'}-${id.slice(0, 5)}`;
-}
-
-async function generatedFiles(req: CreateContainerRequest, hostname: string) {
-  const hostNet = req.network === 'host';
-  const hosts = hostNet ? await hostFile('/etc/hosts') : hostsFile(hostname);
-  const resolv = req.dns?.servers.length
-    ? resolvConf(req.dns)
-    : filterHostResolvConf(await hostFile('/etc/resolv.conf'), hostNet);
-  return { hosts, resolvConf: resolv, hostname };
 }

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CreateContainerRequest } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hostsFile } from './files.js';
 import { generateSpec } from './generate.js';
 import { parseGroup, parsePasswd } from './user.js';
 
@@ -51,7 +50,7 @@ async function runInRunc(req: Partial<CreateContainerRequest>): Promise<{ code: 
     },
     'host',
   );
-  await writeFile(files.hosts, hostsFile(gen.hostname));
+  await writeFile(files.hosts, `127.0.0.1\tlocalhost\n127.0.1.1\t${gen.hostname}\n`);
   await writeFile(files.resolvConf, 'nameserver 192.0.2.1\n');
   await writeFile(files.hostname, `${gen.hostname}\n`);
   const spec = { ...gen.spec, root: { ...(gen.spec.root as object), path: rootfs } };

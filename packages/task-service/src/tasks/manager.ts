@@ -9,6 +9,8 @@ import {
   type KillRequest,
   type ProcessState,
   type Resources,
+  SHIM_FILE_SOURCE,
+  type ShimContainerFiles,
   type ShimState,
   type Task,
   type TaskExit,
@@ -25,6 +27,7 @@ import {
   needsLookup,
   parseGroup,
   parsePasswd,
+  resolvConf,
   resolveUser,
 } from '../spec/index.js';
 import { type ContainerStore, exitReason } from '../store/store.js';
@@ -133,6 +136,7 @@ export class TaskManager {
         terminal: c.io.terminal,
         stdin: c.io.stdin,
         ...(c.io.logPath ? { logPath: c.io.logPath } : {}),
+        ...(usesShimFiles(c) ? { files: shimFiles(c) } : {}),
       });
       const t: Task = {
         id: c.id,
@@ -436,4 +440,21 @@ export class TaskManager {
     }
     return { checked, exited };
   }
+}
+
+/** True when the container's spec names files its node's shim writes (containers made since). */
+function usesShimFiles(c: Container): boolean {
+  const mounts = (c.spec.mounts ?? []) as { source?: unknown }[];
+  return mounts.some((m) => typeof m.source === 'string' && m.source.startsWith(SHIM_FILE_SOURCE));
+}
+
+/** What the container's node needs to write its /etc files: the facts of the node are read there. */
+function shimFiles(c: Container): ShimContainerFiles {
+  const hostname = c.spec.hostname;
+  const dns = c.config.dns;
+  return {
+    network: c.config.network === 'host' ? 'host' : 'private',
+    ...(typeof hostname === 'string' && hostname !== '' ? { hostname } : {}),
+    ...(dns?.servers.length ? { resolvConf: resolvConf(dns) } : {}),
+  };
 }
