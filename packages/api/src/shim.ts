@@ -15,6 +15,14 @@ export const TaskStatus = {
 } as const;
 export type TaskStatus = (typeof TaskStatus)[keyof typeof TaskStatus];
 
+/** A host name as RFC 1123 allows it (labels of letters, digits and inner dashes, 253 chars at most). */
+export const Hostname = z
+  .string()
+  .regex(
+    /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+    'hostname must be an RFC 1123 host name (letters, digits, inner dashes, dot-separated labels)',
+  );
+
 /**
  * Prefix of a spec mount source that names a file the shim writes on its own node before `runc
  * create` (`berth-file:hosts`, `berth-file:resolv.conf`, `berth-file:hostname`): the container's
@@ -33,7 +41,7 @@ export type ShimFileName = (typeof ShimFileName)[keyof typeof ShimFileName];
  */
 export const ShimContainerFiles = z.object({
   /** The container's host name; absent means the node's own (a container in the host network). */
-  hostname: z.string().min(1).max(253).optional(),
+  hostname: Hostname.optional(),
   /** `host`: /etc/hosts is the node's and loopback nameservers are kept; `private`: generated. */
   network: z.enum(['private', 'host']),
   /** Explicit resolv.conf content (--dns); absent means the node's /etc/resolv.conf. */

@@ -1,7 +1,7 @@
 // Contracts of the task-service (NATS: berth.task.v1.<op>, cluster-wide, queue group task-service).
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 import { z } from 'zod';
-import { TaskStatus } from './shim.js';
+import { Hostname, TaskStatus } from './shim.js';
 
 /** Container ids: 64 lowercase hex characters, as containerd/docker. Unique prefixes are accepted. */
 export const CONTAINER_ID_PATTERN = /^[a-f0-9]{64}$/;
@@ -76,7 +76,7 @@ export const CreateContainerRequest = z.object({
   workdir: z.string().optional(),
   /** user[:group], names or numeric ids; names are resolved in the rootfs's /etc/passwd and /etc/group. */
   user: z.string().optional(),
-  hostname: z.string().optional(),
+  hostname: Hostname.optional(),
   mounts: z.array(BindMount).optional(),
   resources: Resources.optional(),
   readonlyRootfs: z.boolean().optional(),
