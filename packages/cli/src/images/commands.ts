@@ -7,8 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { BerthError, Code, errors, type ImageRecord, pullProgressTopic, pushProgressTopic } from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
+import { humanSize } from '../format.js';
 import { absolute, authFor, image, SILENCE_MS, withProgress } from './api.js';
-import { humanSize } from './progress.js';
 
 /** BERTH_PROGRESS_SILENCE_MS shortens the dead-service detection (tests). */
 const silenceMs = () => Number(process.env.BERTH_PROGRESS_SILENCE_MS) || SILENCE_MS;

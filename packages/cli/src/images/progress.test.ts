@@ -1,6 +1,7 @@
 import type { PullProgress } from '@berth/api';
 import { describe, expect, it } from 'vitest';
-import { humanSize, ProgressView } from './progress.js';
+import { humanSize } from '../format.js';
+import { ProgressView } from './progress.js';
 
 function sink(): { out: NodeJS.WriteStream; text: () => string } {
   let s = '';

@@ -1,18 +1,7 @@
 import type { PullProgress } from '@berth/api';
+import { humanSize } from '../format.js';
 
 type Blob = PullProgress['blobs'][number];
-
-/** Human size with one decimal, as docker prints it (kB, MB, GB; powers of 1000). */
-export function humanSize(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v < 10 ? 2 : 1)}${units[i]}`;
-}
 
 const LABEL: Record<Blob['status'], string> = {
   waiting: 'Waiting',

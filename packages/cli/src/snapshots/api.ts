@@ -81,15 +81,3 @@ export async function unpackImage(ctx: CliContext, name: string): Promise<ImageU
     { node: ctx.config.nodeId, namespace: namespace(), timeoutMs: 1_800_000 },
   );
 }
-
-/** 1.5 kB, 12.3 MB: sizes as docker prints them (SI units). */
-export function humanSize(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return i === 0 ? `${v}B` : `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)}${units[i]}`;
-}

@@ -2,15 +2,8 @@ import { BerthError, errors, type SnapshotInfo } from '@berth/api';
 import type { Command } from '../command.js';
 import { table } from '../containers/format.js';
 import type { CliContext } from '../context.js';
-import {
-  humanSize,
-  listSnapshots,
-  snap,
-  snapshotMounts,
-  snapshotUsage,
-  statSnapshot,
-  unpackImage,
-} from './api.js';
+import { humanSize } from '../format.js';
+import { listSnapshots, snap, snapshotMounts, snapshotUsage, statSnapshot, unpackImage } from './api.js';
 import { mountArgs, mountImage, unmountImage } from './mount.js';
 
 async function forEach(

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { humanSize, topChainId } from './api.js';
+import { humanSize } from '../format.js';
+import { topChainId } from './api.js';
 import { mountArgs, mountKey } from './mount.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
