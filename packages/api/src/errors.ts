@@ -128,6 +128,5 @@ export const errors = {
   exists: (msg: string) => new BerthError(Code.ALREADY_EXISTS, msg),
   precondition: (msg: string) => new BerthError(Code.FAILED_PRECONDITION, msg),
   unavailable: (msg: string, cause?: unknown) => new BerthError(Code.UNAVAILABLE, msg, { cause }),
-  unimplemented: (what: string) => new BerthError(Code.UNIMPLEMENTED, `${what} is not implemented yet`),
   internal: (msg: string, cause?: unknown) => new BerthError(Code.INTERNAL, msg, { cause }),
 } as const;
