@@ -22,8 +22,13 @@ berth status
 # a real pull (resolve, verify every digest, unpack into overlay snapshots) and runs a container.
 work="$(mktemp -d)"
 registry_pid=""
+# The registry dies of the SIGTERM we send it, so `wait` returns 143: that is the expected end,
+# not a failure of the quickstart (under `set -e` it would become the script's exit status).
 cleanup() {
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  if [ -n "$registry_pid" ]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
