@@ -11,9 +11,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Service } from '@berth/api';
+import { ImageApi } from '@berth/api';
 import { call, connectNats } from '@berth/kit';
 import { startNats, startRedis } from '@berth/testing';
+import { TestApi } from '../packages/kit/src/testdata/test-api.mjs';
 
 const N = Number(process.env.BENCH_N ?? 2000);
 const M = Number(process.env.BENCH_M ?? 20_000);
@@ -60,7 +61,7 @@ async function throughput(nc: Awaited<ReturnType<typeof connectNats>>): Promise<
     Array.from({ length: C }, async () => {
       while (next < M) {
         next++;
-        await call(nc, Service.task, 'echo', { text: 'x' }, { timeoutMs: 10_000 });
+        await call(nc, TestApi, 'echo', { text: 'x' }, { timeoutMs: 10_000 });
       }
     }),
   );
@@ -73,12 +74,12 @@ const procs: ChildProcess[] = [];
 try {
   const nc = await connectNats({ url: nats.url, name: 'bench' });
   procs.push(await replica(nats.url, redis.url, dir, 1));
-  for (let i = 0; i < 200; i++) await call(nc, Service.task, 'echo', { text: 'warm' }, { timeoutMs: 5000 });
+  for (let i = 0; i < 200; i++) await call(nc, TestApi, 'echo', { text: 'warm' }, { timeoutMs: 5000 });
 
   const lat: number[] = [];
   for (let i = 0; i < N; i++) {
     const t = performance.now();
-    await call(nc, Service.task, 'echo', { text: 'x' }, { timeoutMs: 5000 });
+    await call(nc, TestApi, 'echo', { text: 'x' }, { timeoutMs: 5000 });
     lat.push(performance.now() - t);
   }
   console.log(
@@ -96,7 +97,9 @@ try {
   const fails: number[] = [];
   for (let i = 0; i < 200; i++) {
     const t = performance.now();
-    await call(nc, Service.image, 'pull', {}, { node: 'nobody', timeoutMs: 10_000 }).catch(() => undefined);
+    await call(nc, ImageApi, 'pull', { ref: 'x' }, { node: 'nobody', timeoutMs: 10_000 }).catch(
+      () => undefined,
+    );
     fails.push(performance.now() - t);
   }
   console.log(`(c) no-responders to UNAVAILABLE: n=200 p50=${ms(pct(fails, 50))} p99=${ms(pct(fails, 99))}`);

@@ -12,9 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ExitStatus, TaskExit } from '@berth/api';
-import { subscribeEvents } from '@berth/kit';
-import { taskClient } from '@berth/task-service/client';
+import { type ExitStatus, TaskApi, type TaskExit } from '@berth/api';
+import { client as clientOf, subscribeEvents } from '@berth/kit';
 import { SERVICES, startContainerStack } from '../tests/e2e/containers-stack.js';
 
 const N = Number(process.env.BENCH_N ?? 50);
@@ -108,7 +107,7 @@ const say = (l: string) => {
 };
 try {
   IMAGE = (await s.importBusybox(IMAGE)).name;
-  const client = taskClient(s.nc, 'default');
+  const client = clientOf(s.nc, TaskApi, { namespace: 'default' });
   const waiters = new Map<string, (e: ExitStatus) => void>();
   const sub = subscribeEvents(s.nc, 'tasks.exit', (env) => {
     const e = env.event as TaskExit;

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import type { PullReply } from '@berth/api';
+import { ImageApi } from '@berth/api';
 import { call } from '@berth/kit';
 import { startNats, startRedis, startRegistry, tempDir } from '@berth/testing';
 import { connect } from 'nats';
@@ -104,9 +104,9 @@ async function main(): Promise<void> {
       return { node, stateRoot };
     };
     const pull = (node: string, i: number) =>
-      call<PullReply>(
+      call(
         nc,
-        'image-service',
+        ImageApi,
         'pull',
         { ref: `${registry.host}/bench/img${i}:v1`, unpack: false },
         { node, timeoutMs: 600_000 },

@@ -11,8 +11,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectNats } from '@berth/kit';
-import { shimClient } from '@berth/shim/client';
+import { ShimApi } from '@berth/api';
+import { client as clientOf, connectNats } from '@berth/kit';
 import { startNats, startRedis, tempDir } from '@berth/testing';
 
 const N = Number(process.env.BENCH_N ?? 50);
@@ -96,7 +96,7 @@ async function main(): Promise<void> {
     stdio: ['ignore', process.env.BENCH_AGENT_LOG ? 'inherit' : 'ignore', 'inherit'],
   });
   const nc = await connectNats({ url: nats.url, name: 'bench-shim' });
-  const client = shimClient(nc, node);
+  const client = clientOf(nc, ShimApi, { node });
   for (let i = 0; ; i++) {
     try {
       await client.list({}, { timeoutMs: 500 });

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Service } from '@berth/api';
+import { ImageApi, SnapshotApi } from '@berth/api';
 import { call, hostLayout } from '@berth/kit';
 import { applyLayer, chainIds, type TarWriteEntry, tarBuffer } from '@berth/snapshot-service';
 import {
@@ -168,19 +168,13 @@ async function main(): Promise<void> {
       for (let r = 0; r < RUNS; r++) {
         spawnSync('sync');
         const start = process.hrtime.bigint();
-        const rep = await call<{ applied: number }>(stack.nc, Service.snapshot, 'unpack', req, {
+        const rep = await call(stack.nc, SnapshotApi, 'unpack', req, {
           node: stack.node,
           timeoutMs: 300_000,
         });
         times.push(Number(process.hrtime.bigint() - start) / 1e9);
         if (rep.applied !== 3) throw new Error(`expected 3 layers applied, got ${rep.applied}`);
-        await call(
-          stack.nc,
-          Service.snapshot,
-          'gc',
-          { graceMs: 0 },
-          { node: stack.node, timeoutMs: 600_000 },
-        );
+        await call(stack.nc, SnapshotApi, 'gc', { graceMs: 0 }, { node: stack.node, timeoutMs: 600_000 });
       }
       const t = median(times);
       opMBs.push(total / MB / t);
@@ -223,13 +217,7 @@ async function main(): Promise<void> {
         try {
           const opts = { node: stack.node, timeoutMs: 600_000 };
           let start = process.hrtime.bigint();
-          const rep = await call<{ unpack: string; unpackError?: string; image: { chainId?: string } }>(
-            stack.nc,
-            Service.image,
-            'pull',
-            { ref, unpack: withUnpack },
-            opts,
-          );
+          const rep = await call(stack.nc, ImageApi, 'pull', { ref, unpack: withUnpack }, opts);
           if (withUnpack) {
             b.pull.push(Number(process.hrtime.bigint() - start) / 1e9);
             if (rep.unpack !== 'done' || rep.image.chainId !== chainIds(diffIds)[2]) {
@@ -239,7 +227,7 @@ async function main(): Promise<void> {
             const req = { layers: (built.gzip ?? []).map((l) => l.descriptor), diffIds };
             spawnSync('sync');
             start = process.hrtime.bigint();
-            await call(stack.nc, Service.snapshot, 'unpack', req, opts);
+            await call(stack.nc, SnapshotApi, 'unpack', req, opts);
             b.unpack.push(Number(process.hrtime.bigint() - start) / 1e9);
           }
         } finally {

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUTO_REMOVE_LABEL, Service, type ShimState } from '@berth/api';
+import { AUTO_REMOVE_LABEL, ShimApi, type ShimState, TaskApi } from '@berth/api';
 import { call, keys } from '@berth/kit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,13 +25,7 @@ async function inspect(ref: string) {
   return JSON.parse(r.stdout)[0];
 }
 function shimState(id: string): Promise<ShimState> {
-  return call<ShimState>(
-    s.nc,
-    Service.shim,
-    'state',
-    { namespace: 'default', id },
-    { node: s.node, timeoutMs: 5000 },
-  );
+  return call(s.nc, ShimApi, 'state', { namespace: 'default', id }, { node: s.node, timeoutMs: 5000 });
 }
 
 describe('Redis restart (AOF)', () => {
@@ -192,7 +186,7 @@ describe('run -d --rm across a task-service restart', () => {
     // The label arrives after the exit: the state a replica that died before removing leaves.
     await call(
       s.nc,
-      Service.task,
+      TaskApi,
       'update-container',
       { id: 'leftover', labels: { [AUTO_REMOVE_LABEL]: 'true' } },
       { namespace: 'default', timeoutMs: 5000 },

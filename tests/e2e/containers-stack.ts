@@ -8,7 +8,16 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, Code, type ImageRecord, Service } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  ImageApi,
+  type ImageRecord,
+  type ServiceDef,
+  ShimApi,
+  SnapshotApi,
+  TaskApi,
+} from '@berth/api';
 import { call } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
@@ -17,11 +26,11 @@ import { REPO_ROOT, type RunResult, runBerth } from '../harness/berth.js';
 export const SERVICES = ['image-service', 'snapshot-service', 'shim', 'task-service'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
-const TOKENS: Record<ServiceName, Service> = {
-  'image-service': Service.image,
-  'snapshot-service': Service.snapshot,
-  shim: Service.shim,
-  'task-service': Service.task,
+const TOKENS: Record<ServiceName, ServiceDef> = {
+  'image-service': ImageApi,
+  'snapshot-service': SnapshotApi,
+  shim: ShimApi,
+  'task-service': TaskApi,
 };
 
 /** A running set of services in one isolated installation. */
@@ -109,13 +118,7 @@ export async function startContainerStack(
     const svc = TOKENS[name];
     await until(`${name} to answer info\n${outputs.get(name) ?? ''}`, async () => {
       if (p.exitCode !== null) throw new Error(`${name} exited ${p.exitCode}: ${outputs.get(name) ?? ''}`);
-      const info = await call<{ instanceId: string; pid: number }>(
-        nc,
-        svc,
-        'info',
-        {},
-        { node, timeoutMs: 500 },
-      );
+      const info = await call(nc, svc, 'info', {}, { node, timeoutMs: 500 });
       return info.pid === p.pid;
     });
     return p;
@@ -152,13 +155,7 @@ export async function startContainerStack(
       const tar = await busyboxLayoutTar(root);
       const opts = { node, timeoutMs: 120_000 };
       try {
-        const reply = await call<{ images: ImageRecord[] }>(
-          nc,
-          Service.image,
-          'import',
-          { path: tar, name },
-          opts,
-        );
+        const reply = await call(nc, ImageApi, 'import', { path: tar, name }, opts);
         const img = reply.images[0];
         if (!img) throw new Error('import returned no image');
         return img;
@@ -174,7 +171,7 @@ export async function startContainerStack(
         `oci-archive:${tar}`,
         `docker://${ref}`,
       ]);
-      return (await call<{ image: ImageRecord }>(nc, Service.image, 'pull', { ref }, opts)).image;
+      return (await call(nc, ImageApi, 'pull', { ref }, opts)).image;
     },
     async stop() {
       // Containers outlive the services by design: remove them first, then sweep runc's leftovers.

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { type ListSnapshotsReply, Service } from '@berth/api';
+import { SnapshotApi, TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,13 +28,7 @@ async function inspect(ref: string) {
   return JSON.parse(r.stdout)[0];
 }
 async function containerSnapshots(): Promise<string[]> {
-  const r = await call<ListSnapshotsReply>(
-    s.nc,
-    Service.snapshot,
-    'list',
-    {},
-    { node: s.node, timeoutMs: 5000 },
-  );
+  const r = await call(s.nc, SnapshotApi, 'list', {}, { node: s.node, timeoutMs: 5000 });
   return r.snapshots.map((x) => x.name).filter((n) => n.startsWith('containers/'));
 }
 
@@ -683,11 +677,9 @@ describe('task operations over NATS', () => {
     const d = await run('run', '-d', '-i', '--name', 'reader', IMAGE, 'sh', '-c', 'cat; echo eof; exit 3');
     expect(d.code, d.stderr).toBe(0);
     const id = d.stdout.trim();
-    const op = (name: string) =>
-      call<Record<string, unknown>>(s.nc, Service.task, name, { id }, { timeoutMs: 10_000 });
-    const { pids } = (await op('pids')) as { pids: number[] };
+    const { pids } = await call(s.nc, TaskApi, 'pids', { id });
     expect(pids.length).toBeGreaterThan(0);
-    await op('close-stdin');
+    await call(s.nc, TaskApi, 'close-stdin', { id });
     expect((await run('wait', 'reader')).stdout).toBe('3\n');
     expect((await run('logs', 'reader')).stdout).toBe('eof\n');
     expect((await run('rm', 'reader')).code).toBe(0);

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { type ImageRecord, Service } from '@berth/api';
+import { ImageApi } from '@berth/api';
 import { call } from '@berth/kit';
 import { startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -128,13 +128,7 @@ describe('berth snapshot, mount and image unpack', () => {
       `oci:${join(work, 'layout')}:v1`,
       `docker://${ref}`,
     ]);
-    await call<{ image: ImageRecord }>(
-      stack.nc,
-      Service.image,
-      'pull',
-      { ref, unpack: false },
-      { node: stack.node, timeoutMs: 120_000 },
-    );
+    await call(stack.nc, ImageApi, 'pull', { ref, unpack: false }, { node: stack.node, timeoutMs: 120_000 });
     ociLayout(join(work, 'layout2'), [{ tar: layerTar(join(work, 'l3'), { only: 'only\n' }), zstd: false }]);
     notUnpacked = `${registry.host}/snaptest:other`;
     execFileSync('skopeo', [
@@ -146,7 +140,7 @@ describe('berth snapshot, mount and image unpack', () => {
     ]);
     await call(
       stack.nc,
-      Service.image,
+      ImageApi,
       'pull',
       { ref: notUnpacked, unpack: false },
       { node: stack.node, timeoutMs: 120_000 },
@@ -171,13 +165,7 @@ describe('berth snapshot, mount and image unpack', () => {
     const topKey = `sha256:${sha(Buffer.from(`${diffIds[0]} ${diffIds[1]}`))}`;
     expect(ls.stdout).toMatch(new RegExp(`${topKey}\\s+${diffIds[0]}\\s+committed`));
     // The image record now names its top chain, so containers can be created from the image.
-    const rec = await call<ImageRecord>(
-      stack.nc,
-      Service.image,
-      'get',
-      { name: ref },
-      { node: stack.node, timeoutMs: 10_000 },
-    );
+    const rec = await call(stack.nc, ImageApi, 'get', { name: ref }, { node: stack.node, timeoutMs: 10_000 });
     expect(rec.chainId).toBe(topKey);
     const info = JSON.parse((await stack.berth(['snapshot', 'info', topKey])).stdout) as {
       parent: string;
@@ -241,7 +229,7 @@ describe('berth snapshot, mount and image unpack', () => {
     // The same content under another name is already unpacked: mount works through its chainID.
     await call(
       stack.nc,
-      Service.image,
+      ImageApi,
       'pull',
       { ref: other, unpack: false },
       { node: stack.node, timeoutMs: 120_000 },

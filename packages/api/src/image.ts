@@ -1,7 +1,9 @@
 // Contracts of the image-service (NATS: berth.<node>.image.v1.<op>). Owned by the image-service
 // work; other services rely on PullRequest, GetImageRequest and ImageRecord: extend, do not break.
 import { z } from 'zod';
+import { defineService, Empty, eventTopicOf, op, Scope } from './contract.js';
 import { Descriptor, Digest, ImageConfig } from './oci.js';
+import { Service } from './subjects.js';
 
 /** Request of `pull`: a reference as a user types it (`busybox`, `host:5000/a/b@sha256:…`). */
 export const PullRequest = z.object({
@@ -111,15 +113,6 @@ export const PullProgress = z.object({
 });
 export type PullProgress = z.infer<typeof PullProgress>;
 
-/** Event topic of a pull's progress. */
-export function pullProgressTopic(pullId: string): string {
-  return `images.pull.progress.${pullId}`;
-}
-/** Event topic of a push's progress. */
-export function pushProgressTopic(pushId: string): string {
-  return `images.push.progress.${pushId}`;
-}
-
 /** Request of `list`: optional filters as `docker images --filter` (reference=glob). */
 export const ListImagesRequest = z.object({
   filters: z.array(z.string()).optional(),
@@ -210,3 +203,88 @@ export const ContentUsageReply = z.object({
   inodes: z.number().int().nonnegative(),
 });
 export type ContentUsageReply = z.infer<typeof ContentUsageReply>;
+
+/** The image-service: one node's content store, registry client and image records. */
+export const ImageApi = defineService({
+  name: Service.image,
+  scope: Scope.host,
+  ops: {
+    pull: op({
+      input: PullImageRequest,
+      output: PullReply,
+      timeoutMs: 3_600_000,
+      description: 'pull an image into the content store (and unpack it); progress as events',
+      events: 'images.pull.progress.{pullId}',
+    }),
+    list: op({
+      input: ListImagesRequest,
+      output: ListImagesReply,
+      timeoutMs: 10_000,
+      description: 'images of the namespace',
+    }),
+    get: op({
+      input: GetImageRequest,
+      output: ImageRecord,
+      timeoutMs: 10_000,
+      description: 'one image by name, digest or id prefix',
+    }),
+    unpack: op({
+      input: GetImageRequest,
+      output: ImageUnpackReply,
+      timeoutMs: 1_800_000,
+      description: "unpack an image's layers into snapshots",
+    }),
+    remove: op({
+      input: RemoveImageRequest,
+      output: RemoveImageReply,
+      timeoutMs: 300_000,
+      description: 'remove image names (and collect garbage)',
+    }),
+    tag: op({
+      input: TagImageRequest,
+      output: ImageRecord,
+      timeoutMs: 10_000,
+      description: 'a new name for an existing image',
+    }),
+    push: op({
+      input: PushImageRequest,
+      output: PushImageReply,
+      timeoutMs: 3_600_000,
+      description: 'push an image to a registry; progress as events',
+      events: 'images.push.progress.{pushId}',
+    }),
+    import: op({
+      input: ImportImageRequest,
+      output: ImportImageReply,
+      timeoutMs: 3_600_000,
+      description: 'import an OCI layout or docker-save tar from a path on the node',
+    }),
+    export: op({
+      input: ExportImageRequest,
+      output: ExportImageReply,
+      timeoutMs: 3_600_000,
+      description: 'write an OCI layout tar of images to a path on the node',
+    }),
+    gc: op({
+      input: Empty,
+      output: GcReply,
+      timeoutMs: 300_000,
+      description: 'remove blobs and ingests no image or lease holds',
+    }),
+    usage: op({
+      input: Empty,
+      output: ContentUsageReply,
+      timeoutMs: 60_000,
+      description: 'disk used by the content store',
+    }),
+  },
+});
+
+/** Event topic of a pull's progress. */
+export function pullProgressTopic(pullId: string): string {
+  return eventTopicOf(ImageApi.ops.pull, { pullId }) as string;
+}
+/** Event topic of a push's progress. */
+export function pushProgressTopic(pushId: string): string {
+  return eventTopicOf(ImageApi.ops.push, { pushId }) as string;
+}

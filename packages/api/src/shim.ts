@@ -1,7 +1,9 @@
 // Contracts of the shim agent (NATS: berth.<node>.shim.v1.<op>). Owned by the shim work; the
 // task-service relies on these: extend, do not break. Every request names namespace and id.
 import { z } from 'zod';
+import { defineService, Empty, op, Scope } from './contract.js';
 import { Mount } from './snapshot.js';
+import { Service } from './subjects.js';
 
 const TaskRef = z.object({ namespace: z.string().min(1), id: z.string().min(1) });
 
@@ -203,27 +205,115 @@ export const ShimExecRequest = TaskRef.extend({
 export type ShimExecRequest = z.infer<typeof ShimExecRequest>;
 
 /**
- * The shim's operations (subject tokens `berth.<node>.shim.v1.<op>`) and how long a client waits for
- * each by default, in ms. `wait` blocks until the process exits: callers pass their own bound.
+ * The shim agent of one node: bundles, runc under conmon, exits. `wait` blocks until the process
+ * exits: callers pass their own bound.
  */
-export const ShimOps = {
-  create: 60_000,
-  start: 30_000,
-  state: 10_000,
-  kill: 10_000,
-  wait: 24 * 3600_000,
-  delete: 30_000,
-  exec: 30_000,
-  pause: 10_000,
-  resume: 10_000,
-  pids: 10_000,
-  stats: 10_000,
-  update: 15_000,
-  'close-stdin': 10_000,
-  resize: 5_000,
-  list: 10_000,
-  'exec-output': 10_000,
-  'reopen-log': 5_000,
-  'remove-files': 10_000,
-} as const;
-export type ShimOp = keyof typeof ShimOps;
+export const ShimApi = defineService({
+  name: Service.shim,
+  scope: Scope.host,
+  ops: {
+    create: op({
+      input: ShimCreateRequest,
+      output: ShimState,
+      timeoutMs: 60_000,
+      description: 'write the bundle, mount the rootfs, runc create under conmon',
+    }),
+    start: op({
+      input: ShimTaskRef,
+      output: ShimState,
+      timeoutMs: 30_000,
+      description: 'start a created task or exec',
+    }),
+    state: op({
+      input: ShimTaskRef,
+      output: ShimState,
+      timeoutMs: 10_000,
+      description: 'state of a task or exec',
+    }),
+    kill: op({
+      input: ShimKillRequest,
+      output: ShimKillReply,
+      timeoutMs: 10_000,
+      description: 'signal a task (or all its processes) or an exec',
+    }),
+    wait: op({
+      input: ShimTaskRef,
+      output: ShimWaitReply,
+      timeoutMs: 24 * 3600_000,
+      description: 'block until the exit is persisted',
+    }),
+    delete: op({
+      input: ShimTaskRef,
+      output: ShimState,
+      timeoutMs: 30_000,
+      description: 'remove a stopped task or exec',
+    }),
+    exec: op({
+      input: ShimExecRequest,
+      output: ShimState,
+      timeoutMs: 30_000,
+      description: 'prepare a process in a running task',
+    }),
+    pause: op({
+      input: ShimTaskRef,
+      output: Empty,
+      timeoutMs: 10_000,
+      description: 'freeze every process of a task',
+    }),
+    resume: op({ input: ShimTaskRef, output: Empty, timeoutMs: 10_000, description: 'thaw a paused task' }),
+    pids: op({
+      input: ShimTaskRef,
+      output: ShimPidsReply,
+      timeoutMs: 10_000,
+      description: 'host pids of the task',
+    }),
+    stats: op({
+      input: ShimTaskRef,
+      output: ShimStats,
+      timeoutMs: 10_000,
+      description: 'cgroup sample: cpu, memory, pids',
+    }),
+    update: op({
+      input: ShimUpdateRequest,
+      output: Empty,
+      timeoutMs: 15_000,
+      description: 'new linux.resources for a live task',
+    }),
+    'close-stdin': op({
+      input: ShimTaskRef,
+      output: Empty,
+      timeoutMs: 10_000,
+      description: "close a process's stdin",
+    }),
+    resize: op({
+      input: ShimResizeRequest,
+      output: Empty,
+      timeoutMs: 5_000,
+      description: 'terminal size of a task or exec',
+    }),
+    list: op({
+      input: ShimListRequest,
+      output: ShimListReply,
+      timeoutMs: 10_000,
+      description: 'tasks this node supervises',
+    }),
+    'exec-output': op({
+      input: ShimTaskRef,
+      output: ShimExecOutput,
+      timeoutMs: 10_000,
+      description: 'what an exec wrote (capped)',
+    }),
+    'reopen-log': op({
+      input: ShimTaskRef,
+      output: Empty,
+      timeoutMs: 5_000,
+      description: "reopen a task's log file (after rotation)",
+    }),
+    'remove-files': op({
+      input: ShimTaskRef,
+      output: Empty,
+      timeoutMs: 10_000,
+      description: "remove a container's generated files and kept log (containers/<ns>/<id>/)",
+    }),
+  },
+});

@@ -1,7 +1,9 @@
 // Contracts of the snapshot-service (NATS: berth.<node>.snapshot.v1.<op>). Owned by the
 // snapshot-service work; others rely on Mount, PrepareRequest, UnpackRequest: extend, do not break.
 import { z } from 'zod';
+import { defineService, Empty, op, Scope } from './contract.js';
 import { Descriptor, Digest } from './oci.js';
+import { Service } from './subjects.js';
 
 /** A mount as containerd describes one (type, source, options); the target is the caller's. */
 export const Mount = z.object({
@@ -118,3 +120,83 @@ export type SnapshotGcReply = z.infer<typeof SnapshotGcReply>;
 
 /** Label a snapshot carries while an unpack writes it (value: the chainID being applied). */
 export const UNPACK_LABEL = 'berth.io/unpack';
+
+/** The snapshot-service: one node's overlay snapshots (containerd's snapshotter model) and unpacker. */
+export const SnapshotApi = defineService({
+  name: Service.snapshot,
+  scope: Scope.host,
+  ops: {
+    prepare: op({
+      input: PrepareRequest,
+      output: MountsReply,
+      timeoutMs: 30_000,
+      description: 'new active snapshot on a committed parent; returns its mounts',
+    }),
+    view: op({
+      input: PrepareRequest,
+      output: MountsReply,
+      timeoutMs: 30_000,
+      description: 'new read-only snapshot of a committed parent; returns its mounts',
+    }),
+    mounts: op({
+      input: SnapshotKeyRequest,
+      output: MountsReply,
+      timeoutMs: 10_000,
+      description: 'mounts of an active or view snapshot',
+    }),
+    commit: op({
+      input: CommitSnapshotRequest,
+      output: SnapshotInfo,
+      timeoutMs: 120_000,
+      description: 'an active snapshot becomes a committed one',
+    }),
+    remove: op({
+      input: SnapshotKeyRequest,
+      output: Empty,
+      timeoutMs: 120_000,
+      description: 'remove a snapshot without children',
+    }),
+    stat: op({
+      input: SnapshotKeyRequest,
+      output: SnapshotInfo,
+      timeoutMs: 10_000,
+      description: 'one snapshot',
+    }),
+    update: op({
+      input: UpdateSnapshotRequest,
+      output: SnapshotInfo,
+      timeoutMs: 10_000,
+      description: "replace or set a snapshot's labels",
+    }),
+    list: op({
+      input: ListSnapshotsRequest,
+      output: ListSnapshotsReply,
+      timeoutMs: 30_000,
+      description: 'snapshots matching filters',
+    }),
+    usage: op({
+      input: SnapshotKeyRequest,
+      output: SnapshotUsageReply,
+      timeoutMs: 120_000,
+      description: "disk used by a snapshot's own directory",
+    }),
+    cleanup: op({
+      input: Empty,
+      output: SnapshotCleanupReply,
+      timeoutMs: 300_000,
+      description: 'remove directories no snapshot references',
+    }),
+    unpack: op({
+      input: UnpackRequest,
+      output: UnpackReply,
+      timeoutMs: 1_800_000,
+      description: 'apply layers from the content store as committed snapshots named by chainID',
+    }),
+    gc: op({
+      input: SnapshotGcRequest,
+      output: SnapshotGcReply,
+      timeoutMs: 300_000,
+      description: 'remove snapshots no image or container reaches',
+    }),
+  },
+});

@@ -8,13 +8,6 @@ export const Service = {
 } as const;
 export type Service = (typeof Service)[keyof typeof Service];
 
-/** Services whose state lives on one host: their subjects and Redis keys carry the node id. */
-export const hostLocalServices: ReadonlySet<Service> = new Set<Service>([
-  Service.image,
-  Service.snapshot,
-  Service.shim,
-]);
-
 /** Short subject token per service (`berth.<token>.v1.<op>`). */
 const token: Record<Service, string> = {
   'image-service': 'image',
@@ -26,14 +19,18 @@ const token: Record<Service, string> = {
 
 /**
  * Builds the request subject of one operation: `berth.<svc>.v1.<op>`, or
- * `berth.<node>.<svc>.v1.<op>` for host-local services.
+ * `berth.<node>.<svc>.v1.<op>` for host-local services (scope `host` in their definition).
  */
-export function subjectOf(service: Service, op: string, node?: string): string {
-  if (hostLocalServices.has(service)) {
-    if (!node) throw new Error(`service ${service} is host-local: a node id is required for "${op}"`);
-    return `berth.${node}.${token[service]}.v1.${op}`;
+export function subjectOf(
+  service: { name: Service; scope: 'host' | 'cluster' },
+  op: string,
+  node?: string,
+): string {
+  if (service.scope === 'host') {
+    if (!node) throw new Error(`service ${service.name} is host-local: a node id is required for "${op}"`);
+    return `berth.${node}.${token[service.name]}.v1.${op}`;
   }
-  return `berth.${token[service]}.v1.${op}`;
+  return `berth.${token[service.name]}.v1.${op}`;
 }
 
 /** The subject an event topic is published on: `berth.events.<topic>`. */

@@ -1,7 +1,9 @@
 // Contracts of the task-service (NATS: berth.task.v1.<op>, cluster-wide, queue group task-service).
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 import { z } from 'zod';
-import { Hostname, TaskStatus } from './shim.js';
+import { defineService, Empty, op, Scope } from './contract.js';
+import { Hostname, ShimPidsReply, ShimStats, TaskStatus } from './shim.js';
+import { Service } from './subjects.js';
 
 /** Container ids: 64 lowercase hex characters, as containerd/docker. Unique prefixes are accepted. */
 export const CONTAINER_ID_PATTERN = /^[a-f0-9]{64}$/;
@@ -267,32 +269,111 @@ export type ProcessState = z.infer<typeof ProcessState>;
 export const UpdateTaskRequest = ContainerRef.extend({ resources: Resources });
 export type UpdateTaskRequest = z.infer<typeof UpdateTaskRequest>;
 
-/** Reply of `pids`. */
-export const PidsReply = z.object({ pids: z.array(z.number().int()) });
-export type PidsReply = z.infer<typeof PidsReply>;
-
-/** The task-service's operations (subject tokens) and how long a client waits for each, in ms. */
-export const TaskOps = {
-  'create-container': 60_000,
-  'get-container': 5_000,
-  'list-containers': 10_000,
-  'update-container': 15_000,
-  'delete-container': 60_000,
-  create: 60_000,
-  start: 30_000,
-  kill: 10_000,
-  wait: 24 * 3600_000,
-  delete: 30_000,
-  exec: 30_000,
-  pause: 10_000,
-  resume: 10_000,
-  pids: 10_000,
-  stats: 10_000,
-  update: 15_000,
-  'close-stdin': 10_000,
-  state: 10_000,
-} as const;
-export type TaskOp = keyof typeof TaskOps;
+/** The task-service: containers and tasks of every node (cluster-wide, any replica answers). */
+export const TaskApi = defineService({
+  name: Service.task,
+  scope: Scope.cluster,
+  ops: {
+    'create-container': op({
+      input: CreateContainerRequest,
+      output: Container,
+      timeoutMs: 60_000,
+      description: 'create a container: resolve the image, prepare its rootfs, generate its OCI spec',
+    }),
+    'get-container': op({
+      input: ContainerRef,
+      output: ContainerInfo,
+      timeoutMs: 5_000,
+      description: 'one container and its task',
+    }),
+    'list-containers': op({
+      input: ListContainersRequest,
+      output: ListContainersReply,
+      timeoutMs: 10_000,
+      description: 'containers matching filters',
+    }),
+    'update-container': op({
+      input: UpdateContainerRequest,
+      output: Container,
+      timeoutMs: 15_000,
+      description: "merge labels, update resources (and a live task's)",
+    }),
+    'delete-container': op({
+      input: DeleteContainerRequest,
+      output: Empty,
+      timeoutMs: 60_000,
+      description: 'remove a container and its snapshot (force: kill its task first)',
+    }),
+    create: op({
+      input: ContainerRef,
+      output: Task,
+      timeoutMs: 60_000,
+      description: "create a container's task on its node",
+    }),
+    start: op({
+      input: TaskProcessRef,
+      output: ProcessState,
+      timeoutMs: 30_000,
+      description: 'start a task or exec process',
+    }),
+    kill: op({
+      input: KillRequest,
+      output: Empty,
+      timeoutMs: 10_000,
+      description: 'signal a task or exec process',
+    }),
+    wait: op({
+      input: WaitRequest,
+      output: ExitStatus,
+      timeoutMs: 24 * 3600_000,
+      description: 'the exit of a task or exec process, once it happened',
+    }),
+    delete: op({
+      input: TaskProcessRef,
+      output: ExitStatus,
+      timeoutMs: 30_000,
+      description: 'remove a stopped task or exec process',
+    }),
+    exec: op({
+      input: ExecRequest,
+      output: ProcessState,
+      timeoutMs: 30_000,
+      description: 'prepare a process in a running task',
+    }),
+    pause: op({ input: ContainerRef, output: Empty, timeoutMs: 10_000, description: 'freeze a task' }),
+    resume: op({ input: ContainerRef, output: Empty, timeoutMs: 10_000, description: 'thaw a task' }),
+    pids: op({
+      input: ContainerRef,
+      output: ShimPidsReply,
+      timeoutMs: 10_000,
+      description: 'host pids of a task',
+    }),
+    stats: op({
+      input: ContainerRef,
+      output: ShimStats,
+      timeoutMs: 10_000,
+      description: 'cgroup sample of a task: cpu, memory, pids',
+    }),
+    update: op({
+      input: UpdateTaskRequest,
+      output: Empty,
+      timeoutMs: 15_000,
+      description: "a live task's resources",
+    }),
+    'close-stdin': op({
+      input: TaskProcessRef,
+      output: Empty,
+      timeoutMs: 10_000,
+      description: "close a process's stdin",
+    }),
+    state: op({
+      input: TaskProcessRef,
+      output: ProcessState,
+      timeoutMs: 10_000,
+      description: 'state of a task or exec process',
+    }),
+  },
+});
 
 /** Event topics the task-service publishes (tasks.exit and tasks.oom come from the shim's exit path). */
 export const TaskTopic = {

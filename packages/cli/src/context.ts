@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { BerthError, Code } from '@berth/api';
+import { BerthError, Code, DEFAULT_NAMESPACE } from '@berth/api';
 import {
   type Config,
   connectNats,
@@ -12,6 +12,11 @@ import {
 import type { NatsConnection } from 'nats';
 
 /** What every command can use: config, and a NATS connection made on first use. */
+/** The namespace the CLI works in (BERTH_NAMESPACE, else "default"). */
+export function namespaceOf(): string {
+  return process.env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
+}
+
 export interface CliContext {
   config: Config;
   /** Resolved URLs: configured ones, else those of a running `berth up`, else the defaults. */

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { chmod, lstat, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BERTH_VERSION, BerthError, Code, Service } from '@berth/api';
+import { BERTH_VERSION, BerthError, Code, defineService, Service, serviceDefs } from '@berth/api';
 import { connectNats, createLogger, type ServedService, serve } from '@berth/kit';
 import { startNats } from '@berth/testing';
 import type { ServiceError } from '@grpc/grpc-js';
@@ -24,11 +24,11 @@ const node = `t-${Math.random().toString(16).slice(2, 10)}`;
 function serveInfo(service: Service, checks?: () => Promise<Record<string, string>>): Promise<ServedService> {
   return serve({
     nc,
-    service,
+    service: defineService({ name: service, scope: serviceDefs[service].scope, ops: {} }),
     version: BERTH_VERSION,
     node,
     log,
-    endpoints: {},
+    handlers: {},
     ...(checks ? { checks } : {}),
   });
 }

@@ -1,4 +1,4 @@
-import type { InfoReply, Service } from '@berth/api';
+import { type Service, serviceDefs } from '@berth/api';
 import { call, type Logger } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { closeServer, listenUnix } from './grpc/listen.js';
@@ -19,7 +19,7 @@ export interface Gateway {
 
 /** Builds the Status probe: `info` of a service over NATS, addressed to this node for the shim. */
 export function natsProbe(nc: NatsConnection, node: string, timeoutMs = PROBE_TIMEOUT_MS): InfoProbe {
-  return (service: Service) => call<InfoReply>(nc, service, 'info', {}, { node, timeoutMs });
+  return (service: Service) => call(nc, serviceDefs[service], 'info', {}, { node, timeoutMs });
 }
 
 /** Starts the CRI v1 gRPC server on a unix socket, answering from the services on NATS. */

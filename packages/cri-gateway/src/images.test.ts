@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ContentUsageReply, type ImageRecord, type ListImagesReply, Service } from '@berth/api';
+import { ImageApi, Service, serviceDefs } from '@berth/api';
 import { type RegistryProxy, startProxy } from '@berth/image-service/testing';
 import { call, connectNats, createLogger } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
@@ -75,7 +75,7 @@ async function startService(name: 'image-service' | 'snapshot-service', service:
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`${name} exited ${proc.exitCode}:\n${out}`);
-    const info = await call<{ pid: number }>(nc, service, 'info', {}, { node, timeoutMs: 500 }).catch(
+    const info = await call(nc, serviceDefs[service], 'info', {}, { node, timeoutMs: 500 }).catch(
       () => undefined,
     );
     if (info?.pid === proc.pid) return;
@@ -201,9 +201,9 @@ describe('CRI ImageService', () => {
   it('pulls an image (unpacked) and answers its id as image_ref, in the k8s.io namespace', async () => {
     const reply = await pull(ref);
     expect(reply.image_ref).toBe(pushed.config);
-    const inK8s = await call<ImageRecord>(
+    const inK8s = await call(
       nc,
-      Service.image,
+      ImageApi,
       'get',
       { name: ref },
       {
@@ -213,7 +213,7 @@ describe('CRI ImageService', () => {
       },
     );
     expect(inK8s.chainId).toMatch(/^sha256:[a-f0-9]{64}$/);
-    const inDefault = await call<ListImagesReply>(nc, Service.image, 'list', {}, { node, timeoutMs: 5000 });
+    const inDefault = await call(nc, ImageApi, 'list', {}, { node, timeoutMs: 5000 });
     expect(inDefault.images).toEqual([]);
   });
 
@@ -303,7 +303,7 @@ describe('CRI ImageService', () => {
     const fs = r.image_filesystems[0];
     expect(fs?.fs_id.mountpoint).toBe(join(stateRoot, 'snapshots'));
     expect(BigInt(fs?.timestamp ?? 0)).toBeGreaterThanOrEqual(before);
-    const content = await call<ContentUsageReply>(nc, Service.image, 'usage', {}, { node, timeoutMs: 5000 });
+    const content = await call(nc, ImageApi, 'usage', {}, { node, timeoutMs: 5000 });
     // The unpacked busybox layer (a 1-2 MB binary and ~400 links) comes on top of the blobs.
     expect(Number(fs?.used_bytes.value)).toBeGreaterThan(content.bytes + 500_000);
     expect(Number(fs?.inodes_used.value)).toBeGreaterThan(content.inodes + 100);
@@ -315,7 +315,7 @@ describe('CRI ImageService', () => {
     const extra = `${registry.host}/another/name:latest`;
     await call(
       nc,
-      Service.image,
+      ImageApi,
       'tag',
       { source: ref, target: extra },
       { node, namespace: 'k8s.io', timeoutMs: 5000 },

@@ -7,4 +7,4 @@ export {
   loadCriDefinition,
 } from './proto.js';
 export { runtimeVersion } from './runtime/version.js';
-export { createEndpoints } from './service.js';
+export { createHandlers } from './service.js';

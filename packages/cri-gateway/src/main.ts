@@ -1,14 +1,14 @@
-import { BERTH_VERSION, Service } from '@berth/api';
+import { BERTH_VERSION, CriApi, Service } from '@berth/api';
 import { runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { startGateway } from './gateway.js';
-import { createEndpoints } from './service.js';
+import { createHandlers } from './service.js';
 
 // Leaves room inside runService's hard stop (grace + 5 s) after the NATS side has drained.
 const GRPC_CLOSE_MS = 3000;
 
 await runService({
-  service: Service.cri,
+  service: CriApi,
   version: BERTH_VERSION,
   setup: async (ctx) => {
     const socket = serviceSetting(
@@ -27,7 +27,7 @@ await runService({
       log: ctx.log,
     });
     return {
-      endpoints: createEndpoints(ctx),
+      handlers: createHandlers(),
       checks: async () => ({ grpc: gateway.listening() ? 'ok' : 'not listening' }),
       close: () => gateway.close(GRPC_CLOSE_MS),
     };

@@ -1,11 +1,8 @@
-import { Service } from '@berth/api';
-import { endpoint, type ServiceContext } from '@berth/kit';
-import { z } from 'zod';
+import type { CriApi } from '@berth/api';
+import type { Handlers } from '@berth/kit';
 import { runtimeVersion } from './runtime/version.js';
 
-/** The NATS operations of the cri-gateway (besides `info`, which every service has). */
-export function createEndpoints(_ctx: ServiceContext) {
-  return {
-    version: endpoint(z.object({}).passthrough(), async () => runtimeVersion(), `${Service.cri} CRI version`),
-  };
+/** The handlers of the cri-gateway's NATS operations (CriApi; `info` is the kit's). */
+export function createHandlers(): Handlers<typeof CriApi> {
+  return { version: async () => runtimeVersion() };
 }

@@ -1,43 +1,18 @@
 // One suite, two implementations of the image-service interface: the domain object called
-// directly, and the typed client over a real nats-server (handlers served by @berth/kit's serve).
+// in-process through its handlers, and the typed client over a real nats-server (the same handlers
+// served by @berth/kit's serve).
 // Both must give the same results and the same error codes.
-import { Code, type ImageRecord } from '@berth/api';
-import { createLogger, type ServedService, serve } from '@berth/kit';
+import { Code, ImageApi, type ImageRecord } from '@berth/api';
+import { type Client, client, createLogger, localClient, type ServedService, serve } from '@berth/kit';
 import { startNats, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ImageOps, imageClient } from './client.js';
-import { exportEndpoint } from './handlers/export.js';
-import { gcEndpoint } from './handlers/gc.js';
-import { getEndpoint } from './handlers/get.js';
-import { importEndpoint } from './handlers/import.js';
-import { listEndpoint } from './handlers/list.js';
-import { pullEndpoint } from './handlers/pull.js';
-import { pushEndpoint } from './handlers/push.js';
-import { removeEndpoint } from './handlers/remove.js';
-import { tagEndpoint } from './handlers/tag.js';
-import { usageEndpoint } from './handlers/usage.js';
 import { hostPlatform } from './images/platform.js';
-import type { ImageService } from './images/service-core.js';
+import { createHandlers } from './service.js';
 import { fileTar, makeImage, makeLayer, uploadImage } from './testing/fixtures.js';
 import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
 
-type Api = { [K in keyof ImageOps]: (input: ImageOps[K]['in']) => Promise<ImageOps[K]['out']> };
-
-function local(svc: ImageService, ns: string): Api {
-  return {
-    pull: (r) => svc.pull(r, ns),
-    list: async (r) => ({ images: await svc.list(ns, r) }),
-    get: (r) => svc.get(ns, r.name),
-    remove: (r) => svc.remove(ns, r),
-    tag: (r) => svc.tag(ns, r),
-    push: (r) => svc.push(r, ns),
-    import: (r) => svc.import(r, ns),
-    export: (r) => svc.export(r, ns),
-    gc: () => svc.gc(ns),
-    usage: () => svc.usage(),
-  };
-}
+type Api = Client<typeof ImageApi>;
 
 let env: ImageEnv;
 let nats: TestServer;
@@ -60,22 +35,11 @@ beforeAll(async () => {
   const svc = env.service();
   served = await serve({
     nc,
-    service: 'image-service',
+    service: ImageApi,
     version: '0.0.0-test',
     node: env.node,
     log: createLogger({ service: 'image-service', node: env.node, level: 'silent' }),
-    endpoints: {
-      pull: pullEndpoint(svc),
-      list: listEndpoint(svc),
-      get: getEndpoint(svc),
-      remove: removeEndpoint(svc),
-      tag: tagEndpoint(svc),
-      push: pushEndpoint(svc),
-      import: importEndpoint(svc),
-      export: exportEndpoint(svc),
-      gc: gcEndpoint(svc),
-      usage: usageEndpoint(svc),
-    },
+    handlers: createHandlers(svc),
   });
 });
 afterAll(async () => {
@@ -85,8 +49,8 @@ afterAll(async () => {
 });
 
 const impls: [string, (ns: string) => Api][] = [
-  ['local', (ns) => local(env.service(), ns)],
-  ['over NATS', (ns) => imageClient(nc, env.node, ns) as unknown as Api],
+  ['in-process', (ns) => localClient(ImageApi, createHandlers(env.service()), { namespace: ns })],
+  ['over NATS', (ns) => client(nc, ImageApi, { node: env.node, namespace: ns })],
 ];
 
 describe.each(impls)('image-service conformance: %s', (label, make) => {

@@ -1,9 +1,12 @@
-import { BERTH_VERSION, Service } from '@berth/api';
+import { BERTH_VERSION, ImageApi } from '@berth/api';
 import { runService } from '@berth/kit';
-import { contentChecks, createEndpoints } from './service.js';
+import { contentChecks, createHandlers, createImageService } from './service.js';
 
 await runService({
-  service: Service.image,
+  service: ImageApi,
   version: BERTH_VERSION,
-  setup: async (ctx) => ({ endpoints: createEndpoints(ctx), checks: () => contentChecks(ctx) }),
+  setup: async (ctx) => ({
+    handlers: createHandlers(createImageService(ctx)),
+    checks: () => contentChecks(ctx),
+  }),
 });

@@ -2,7 +2,7 @@
 // and two replicas sharing one content store.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Code, type PullProgress, type PullReply } from '@berth/api';
+import { Code, ImageApi, type PullProgress } from '@berth/api';
 import { call, type EventEnvelope, subscribeEvents } from '@berth/kit';
 import { startNats, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
@@ -90,20 +90,14 @@ afterAll(async () => {
 });
 
 const pull = (ref: string, extra: Record<string, unknown> = {}, ns = 'default') =>
-  call<PullReply>(
-    nc,
-    'image-service',
-    'pull',
-    { ref, ...extra },
-    { node: env.node, namespace: ns, timeoutMs: 60_000 },
-  );
+  call(nc, ImageApi, 'pull', { ref, ...extra }, { node: env.node, namespace: ns, timeoutMs: 60_000 });
 
 describe('image-service over NATS', () => {
   it('streams per-layer progress events and answers with the record; unpack UNAVAILABLE is reported', async () => {
     const svc = await replica();
-    const info = await call<{ healthy: boolean; checks: Record<string, string> }>(
+    const info = await call(
       nc,
-      'image-service',
+      ImageApi,
       'info',
       {},
       {
@@ -136,7 +130,7 @@ describe('image-service over NATS', () => {
     expect(nf.message).toContain(`${env.registry.host}/svc/none:v1`);
     await call(
       nc,
-      'image-service',
+      ImageApi,
       'remove',
       { name: `${env.registry.host}/svc/img:v1` },
       { node: env.node, timeoutMs: 30_000 },

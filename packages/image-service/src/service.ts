@@ -1,18 +1,18 @@
 import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
-import { type Descriptor, Service, type UnpackReply } from '@berth/api';
-import { call, publishEvent, type ServiceContext } from '@berth/kit';
-import { exportEndpoint } from './handlers/export.js';
-import { gcEndpoint } from './handlers/gc.js';
-import { getEndpoint } from './handlers/get.js';
-import { importEndpoint } from './handlers/import.js';
-import { listEndpoint } from './handlers/list.js';
-import { pullEndpoint } from './handlers/pull.js';
-import { pushEndpoint } from './handlers/push.js';
-import { removeEndpoint } from './handlers/remove.js';
-import { tagEndpoint } from './handlers/tag.js';
-import { unpackEndpoint } from './handlers/unpack.js';
-import { usageEndpoint } from './handlers/usage.js';
+import { type Descriptor, type ImageApi, SnapshotApi } from '@berth/api';
+import { call, type Handlers, publishEvent, type ServiceContext } from '@berth/kit';
+import { exportImages } from './handlers/export.js';
+import { gc } from './handlers/gc.js';
+import { get } from './handlers/get.js';
+import { importImages } from './handlers/import.js';
+import { list } from './handlers/list.js';
+import { pull } from './handlers/pull.js';
+import { push } from './handlers/push.js';
+import { remove } from './handlers/remove.js';
+import { tag } from './handlers/tag.js';
+import { unpack } from './handlers/unpack.js';
+import { usage } from './handlers/usage.js';
 import { ImageService } from './images/service-core.js';
 import { loadImageSettings } from './settings.js';
 
@@ -28,43 +28,36 @@ export function createImageService(ctx: ServiceContext): ImageService {
     ingestDir: ctx.layout.content.ingest,
     log: ctx.log,
     ports: {
-      unpack: async (layers: Descriptor[], diffIds: string[], ns: string) => {
-        const r = await call<UnpackReply>(
+      unpack: (layers: Descriptor[], diffIds: string[], ns: string) =>
+        call(
           ctx.nc,
-          Service.snapshot,
+          SnapshotApi,
           'unpack',
           { layers, diffIds },
-          {
-            node,
-            namespace: ns,
-            timeoutMs: settings.unpackTimeoutMs,
-          },
-        );
-        return r;
-      },
+          { node, namespace: ns, timeoutMs: settings.unpackTimeoutMs },
+        ),
       snapshotGc: async (ns: string) => {
-        await call(ctx.nc, Service.snapshot, 'gc', {}, { node, namespace: ns, timeoutMs: 120_000 });
+        await call(ctx.nc, SnapshotApi, 'gc', {}, { node, namespace: ns });
       },
       publish: (topic, ns, event) => publishEvent(ctx.nc, topic, ns, event),
     },
   });
 }
 
-/** The operations of the image-service, one handler file each. */
-export function createEndpoints(ctx: ServiceContext) {
-  const svc = createImageService(ctx);
+/** The handlers of the image-service's operations (ImageApi), one file each. */
+export function createHandlers(svc: ImageService): Handlers<typeof ImageApi> {
   return {
-    pull: pullEndpoint(svc),
-    list: listEndpoint(svc),
-    get: getEndpoint(svc),
-    unpack: unpackEndpoint(svc),
-    remove: removeEndpoint(svc),
-    tag: tagEndpoint(svc),
-    gc: gcEndpoint(svc),
-    usage: usageEndpoint(svc),
-    push: pushEndpoint(svc),
-    import: importEndpoint(svc),
-    export: exportEndpoint(svc),
+    pull: pull(svc),
+    list: list(svc),
+    get: get(svc),
+    unpack: unpack(svc),
+    remove: remove(svc),
+    tag: tag(svc),
+    gc: gc(svc),
+    usage: usage(svc),
+    push: push(svc),
+    import: importImages(svc),
+    export: exportImages(svc),
   };
 }
 

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Service } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
 import { connect, type NatsConnection, nkeys } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +10,7 @@ import { connectNats, parseNatsUrl } from './nats.js';
 import { redactUrl } from './redact.js';
 import { connectRedis, Redis } from './redis.js';
 import { startTestService } from './testdata/child.js';
+import { TestApi } from './testdata/test-api.mjs';
 
 // Servers that require credentials: the kit takes them from the URLs and never logs them.
 
@@ -120,7 +120,7 @@ describe('against servers that require authentication', () => {
     let nc: NatsConnection | undefined;
     try {
       nc = await connectNats({ url: natsUser.url, name: 'kit-auth-test' });
-      const info = await call<{ healthy: boolean }>(nc, Service.task, 'info', {}, { timeoutMs: 5000 });
+      const info = await call(nc, TestApi, 'info', {}, { timeoutMs: 5000 });
       expect(info.healthy).toBe(true);
       const ready = await child.waitForLog((l) => l.msg === 'task-service ready');
       expect(ready.nats).toBe(`nats://***@127.0.0.1:${natsUser.port}`);
@@ -226,7 +226,7 @@ describe('with a NATS user credentials file (JWT authentication)', () => {
     let nc: NatsConnection | undefined;
     try {
       nc = await connectNats({ url: nats.url, name: 'kit-creds-test', creds: credsFile });
-      const info = await call<{ healthy: boolean }>(nc, Service.task, 'info', {}, { timeoutMs: 5000 });
+      const info = await call(nc, TestApi, 'info', {}, { timeoutMs: 5000 });
       expect(info.healthy).toBe(true);
     } finally {
       await nc?.close();

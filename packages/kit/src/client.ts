@@ -4,8 +4,11 @@ import {
   codeFromNats,
   DEFAULT_NAMESPACE,
   Header,
+  type InputOf,
   isCode,
-  type Service,
+  type OpName,
+  type OutputOf,
+  type ServiceDef,
   subjectOf,
 } from '@berth/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
@@ -20,22 +23,29 @@ export interface CallOptions {
   /** Target node, required for host-local services. */
   node?: string;
   namespace?: string;
-  timeoutMs: number;
+  /** Overrides the operation's timeout from its definition. */
+  timeoutMs?: number;
 }
 
 /**
- * Sends one request to a service operation and returns its decoded reply. Errors come back as
- * BerthError: the callee's own code, UNAVAILABLE when nothing answers, DEADLINE_EXCEEDED on timeout.
+ * Sends one request to a service operation and returns its reply, validated against the
+ * operation's output schema. Errors come back as BerthError: the callee's own code, UNAVAILABLE
+ * when nothing answers, DEADLINE_EXCEEDED on timeout, INTERNAL (naming service and operation) for a
+ * reply that does not match the contract.
  */
-export async function call<O>(
+export async function call<S extends ServiceDef, K extends OpName<S>>(
   nc: NatsConnection,
-  service: Service,
-  op: string,
-  payload: unknown,
-  opts: CallOptions,
-): Promise<O> {
+  service: S,
+  op: K,
+  payload: InputOf<S, K>,
+  opts: CallOptions = {},
+): Promise<OutputOf<S, K>> {
+  const def = service.ops[op];
+  if (!def) throw new BerthError(Code.INTERNAL, `${service.name} has no operation "${op}"`);
+  const name = service.name;
+  const timeoutMs = opts.timeoutMs ?? def.timeoutMs;
   const subject = subjectOf(service, op, opts.node);
-  const span = tracer.startSpan(`${service}/${op}`, {
+  const span = tracer.startSpan(`${name}/${op}`, {
     kind: SpanKind.CLIENT,
     attributes: { 'rpc.method': op },
   });
@@ -44,10 +54,7 @@ export async function call<O>(
   h.set(Header.namespace, opts.namespace ?? DEFAULT_NAMESPACE);
   injectTrace(h, ctx);
   try {
-    const reply = await nc.request(subject, json.encode(payload ?? {}), {
-      timeout: opts.timeoutMs,
-      headers: h,
-    });
+    const reply = await nc.request(subject, json.encode(payload ?? {}), { timeout: timeoutMs, headers: h });
     const errCode = reply.headers?.get('Nats-Service-Error-Code');
     if (errCode) {
       let wire: unknown;
@@ -62,10 +69,23 @@ export async function call<O>(
         typeof w?.message === 'string' ? w.message : (reply.headers?.get('Nats-Service-Error') ?? '');
       throw new BerthError(code, message);
     }
+    let body: unknown;
+    try {
+      body = reply.data.length ? json.decode(reply.data) : {};
+    } catch {
+      throw new BerthError(Code.INTERNAL, `${name} ${op}: the reply is not valid JSON`);
+    }
+    const parsed = def.output.safeParse(body);
+    if (!parsed.success) {
+      throw new BerthError(
+        Code.INTERNAL,
+        `${name} ${op}: the reply does not match its contract: ${describeIssue(parsed.error)}`,
+      );
+    }
     span.setStatus({ code: SpanStatusCode.OK });
-    return (reply.data.length ? json.decode(reply.data) : {}) as O;
+    return parsed.data as OutputOf<S, K>;
   } catch (err) {
-    const e = mapTransportError(err, service, op, subject, opts.timeoutMs);
+    const e = mapTransportError(err, name, op, subject, timeoutMs);
     span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
     throw e;
   } finally {
@@ -73,9 +93,26 @@ export async function call<O>(
   }
 }
 
+type ZodIssues = { issues: readonly { path: readonly PropertyKey[]; message: string }[] };
+
+/** The first problem zod found, as `field.path: message` (`whole` when it is about the whole value). */
+export function describeIssue(error: ZodIssues, whole = 'body'): string {
+  const issue = error.issues[0];
+  const where = issue?.path.length ? issue.path.map(String).join('.') : whole;
+  return `${where}: ${issue?.message ?? 'invalid'}`;
+}
+
+/** The INVALID_ARGUMENT a request failing its input schema gets, naming service, operation and field. */
+export function invalidInput(service: string, op: string, error: ZodIssues): BerthError {
+  return new BerthError(
+    Code.INVALID_ARGUMENT,
+    `${service} ${op}: invalid ${describeIssue(error, 'request')}`,
+  );
+}
+
 function mapTransportError(
   err: unknown,
-  service: Service,
+  service: string,
   op: string,
   subject: string,
   timeoutMs: number,
@@ -123,21 +160,24 @@ function mapTransportError(
   );
 }
 
+/** A typed client of one service: a method per operation, input and reply typed by the definition. */
+export type Client<S extends ServiceDef> = {
+  [K in OpName<S>]: (input: InputOf<S, K>, opts?: CallOptions) => Promise<OutputOf<S, K>>;
+};
+
 /**
- * Builds a typed client from a table of operations and their timeouts. Each method takes the
- * request payload and returns the reply type declared in the table.
+ * Builds the typed client of a service from its definition: each method sends the operation with
+ * its defined timeout (overridable per call) and validates the reply.
  */
-export function makeClient<T extends Record<string, { in: unknown; out: unknown }>>(
+export function client<S extends ServiceDef>(
   nc: NatsConnection,
-  service: Service,
-  timeouts: { [K in keyof T]: number },
+  service: S,
   base: { node?: string; namespace?: string } = {},
-): { [K in keyof T]: (input: T[K]['in'], opts?: Partial<CallOptions>) => Promise<T[K]['out']> } {
-  const out = {} as {
-    [K in keyof T]: (input: T[K]['in'], opts?: Partial<CallOptions>) => Promise<T[K]['out']>;
-  };
-  for (const op of Object.keys(timeouts) as (keyof T & string)[]) {
-    out[op] = (input, o) => call(nc, service, op, input, { ...base, timeoutMs: timeouts[op], ...o });
+): Client<S> {
+  const out = {} as Client<S>;
+  for (const op of Object.keys(service.ops) as OpName<S>[]) {
+    out[op] = ((input: InputOf<S, typeof op>, o?: CallOptions) =>
+      call(nc, service, op, input, { ...base, ...o })) as Client<S>[typeof op];
   }
   return out;
 }

@@ -3,6 +3,7 @@ export * from './config.js';
 export * from './events.js';
 export * from './keys.js';
 export * from './layout.js';
+export * from './local.js';
 export * from './lock.js';
 export * from './logger.js';
 export * from './nats.js';

@@ -1,10 +1,11 @@
-import { BerthError, Code, Service } from '@berth/api';
+import { BerthError, Code } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { call } from './client.js';
 import { connectNats } from './nats.js';
 import { type ChildService, startTestService } from './testdata/child.js';
+import { TestApi } from './testdata/test-api.mjs';
 
 // A service process's life: it survives a nats-server restart, and on SIGTERM it stops taking
 // requests, finishes the ones in flight (bounded by the grace period) and exits 0.
@@ -29,8 +30,7 @@ afterAll(async () => {
   await Promise.all([nats?.stop(), redis?.stop()]);
 });
 
-const echo = (text: string) =>
-  call<{ text: string; pid: number }>(nc, Service.task, 'echo', { text }, { timeoutMs: 5000 });
+const echo = (text: string) => call(nc, TestApi, 'echo', { text }, { timeoutMs: 5000 });
 
 describe('reconnect', () => {
   it('keeps serving after nats-server restarts', async () => {
@@ -48,7 +48,7 @@ describe('reconnect', () => {
 
     const after = await echo('after');
     expect(after).toEqual({ text: 'after', pid: child.proc.pid });
-    const info = await call<{ healthy: boolean }>(nc, Service.task, 'info', {}, { timeoutMs: 5000 });
+    const info = await call(nc, TestApi, 'info', {}, { timeoutMs: 5000 });
     expect(info.healthy).toBe(true);
   });
 });
@@ -62,13 +62,7 @@ describe('health while Redis is away', () => {
       own.proc.kill('SIGKILL');
       await child.waitForLog((l) => l.msg === 'redis reconnecting', { from: mark });
       const started = Date.now();
-      const down = await call<{ healthy: boolean; checks: Record<string, string> }>(
-        nc,
-        Service.task,
-        'info',
-        {},
-        { timeoutMs: 5000 },
-      );
+      const down = await call(nc, TestApi, 'info', {}, { timeoutMs: 5000 });
       expect(Date.now() - started).toBeLessThan(1500);
       expect(down.healthy).toBe(false);
       expect(down.checks.redis).toMatch(/^redis: not connected \((connecting|reconnecting)\)$/);
@@ -77,7 +71,7 @@ describe('health while Redis is away', () => {
       const back = child.mark();
       await own.restart();
       await child.waitForLog((l) => l.msg === 'redis ready', { from: back });
-      const up = await call<{ healthy: boolean }>(nc, Service.task, 'info', {}, { timeoutMs: 5000 });
+      const up = await call(nc, TestApi, 'info', {}, { timeoutMs: 5000 });
       expect(up.healthy).toBe(true);
     } finally {
       await child?.stop();
@@ -91,13 +85,7 @@ describe('graceful shutdown', () => {
   it('answers the request in flight at SIGTERM, refuses new ones, and exits 0', async () => {
     child = await startTestService({ natsUrl: nats.url, redisUrl: redis.url });
     const mark = child.mark();
-    const held = call<{ id: string; pid: number }>(
-      nc,
-      Service.task,
-      'hold',
-      { id: 'sigterm' },
-      { timeoutMs: 20_000 },
-    );
+    const held = call(nc, TestApi, 'hold', { id: 'sigterm' }, { timeoutMs: 20_000 });
     await child.waitForLog((l) => l.msg === 'hold started', { from: mark });
 
     child.proc.kill('SIGTERM');
@@ -122,9 +110,7 @@ describe('graceful shutdown', () => {
       env: { BERTH_SHUTDOWN_GRACE_MS: '300' },
     });
     const mark = child.mark();
-    const held = call(nc, Service.task, 'hold', { id: 'forever' }, { timeoutMs: 20_000 }).catch(
-      (e: unknown) => e,
-    );
+    const held = call(nc, TestApi, 'hold', { id: 'forever' }, { timeoutMs: 20_000 }).catch((e: unknown) => e);
     await child.waitForLog((l) => l.msg === 'hold started', { from: mark });
     const stoppedAt = Date.now();
     child.proc.kill('SIGTERM');

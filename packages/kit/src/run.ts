@@ -1,4 +1,4 @@
-import { hostLocalServices, type Service, toBerthError } from '@berth/api';
+import { type ServiceDef, toBerthError } from '@berth/api';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { type Config, loadConfig } from './config.js';
@@ -7,7 +7,7 @@ import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { redactUrl } from './redact.js';
 import { connectRedis, type Redis } from './redis.js';
-import { type Endpoint, serve } from './service.js';
+import { type Handlers, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
 
 /** What a service's setup receives: everything already connected. */
@@ -20,10 +20,9 @@ export interface ServiceContext {
   layout: HostLayout;
 }
 
-/** What a service's setup returns: its endpoints, extra health checks, and how to close its own resources. */
-export interface ServiceDefinition {
-  // biome-ignore lint/suspicious/noExplicitAny: endpoints carry heterogeneous schemas
-  endpoints: Record<string, Endpoint<any, any>>;
+/** What a service's setup returns: its handlers, extra health checks, and how to close its own resources. */
+export interface ServiceSetup<S extends ServiceDef> {
+  handlers: Handlers<S>;
   checks?: () => Promise<Record<string, string>>;
   /** Called after requests have stopped and before NATS drains. */
   close?: () => Promise<void>;
@@ -63,26 +62,27 @@ export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
  * and on SIGTERM/SIGINT stop taking requests, finish in-flight ones (bounded), close, drain NATS,
  * quit Redis, flush spans. Exits non-zero with one clear line if start-up fails.
  */
-export async function runService(opts: {
-  service: Service;
+export async function runService<S extends ServiceDef>(opts: {
+  service: S;
   version: string;
-  setup: (ctx: ServiceContext) => Promise<ServiceDefinition>;
+  setup: (ctx: ServiceContext) => Promise<ServiceSetup<S>>;
 }): Promise<void> {
+  const name = opts.service.name;
   let config: Config;
   try {
     config = loadConfig();
   } catch (err) {
-    process.stderr.write(`${opts.service}: ${toBerthError(err).message}\n`);
+    process.stderr.write(`${name}: ${toBerthError(err).message}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry({ service: opts.service, version: opts.version, node: config.nodeId });
-  const log = createLogger({ service: opts.service, node: config.nodeId, level: config.logLevel });
+  const telemetry = startTelemetry({ service: name, version: opts.version, node: config.nodeId });
+  const log = createLogger({ service: name, node: config.nodeId, level: config.logLevel });
   const natsUrl = config.natsUrl ?? DEFAULT_NATS_URL;
   const redisUrl = config.redisUrl ?? DEFAULT_REDIS_URL;
   try {
     const nc = await connectNats({
       url: natsUrl,
-      name: `${opts.service}@${config.nodeId}`,
+      name: `${name}@${config.nodeId}`,
       log,
       ...(config.natsCreds ? { creds: config.natsCreds } : {}),
     });
@@ -96,7 +96,7 @@ export async function runService(opts: {
       version: opts.version,
       node: config.nodeId,
       log,
-      endpoints: def.endpoints,
+      handlers: def.handlers,
       checks: async () => {
         const redisOk = await redisHealth(redis);
         return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };
@@ -106,10 +106,10 @@ export async function runService(opts: {
       {
         nats: redactUrl(natsUrl),
         redis: redactUrl(redisUrl),
-        hostLocal: hostLocalServices.has(opts.service),
+        hostLocal: opts.service.scope === 'host',
         instance: served.instanceId,
       },
-      `${opts.service} ready`,
+      `${name} ready`,
     );
     let stopping = false;
     const shutdown = async (signal: string) => {
@@ -130,7 +130,7 @@ export async function runService(opts: {
     process.on('SIGINT', () => void shutdown('SIGINT'));
   } catch (err) {
     log.fatal({ err }, 'start-up failed');
-    process.stderr.write(`${opts.service}: start-up failed: ${toBerthError(err).message}\n`);
+    process.stderr.write(`${name}: start-up failed: ${toBerthError(err).message}\n`);
     await telemetry.shutdown().catch(() => undefined);
     process.exit(1);
   }

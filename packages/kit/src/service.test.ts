@@ -1,10 +1,11 @@
-import { BerthError, Code, natsCodeOf, Service, subjectOf } from '@berth/api';
+import { BerthError, Code, ImageApi, natsCodeOf, SnapshotApi, subjectOf } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
 import { JSONCodec, type NatsConnection, headers as natsHeaders } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, makeClient } from './client.js';
+import { call, client } from './client.js';
 import { connectNats } from './nats.js';
 import { type ChildService, randomNode, startTestService } from './testdata/child.js';
+import { TestApi } from './testdata/test-api.mjs';
 
 // Request/reply, queue groups, error mapping, timeouts and no-responders, all against a real
 // nats-server and the test service running as separate node processes.
@@ -40,49 +41,48 @@ async function failure(p: Promise<unknown>): Promise<BerthError> {
 
 describe('request/reply across processes', () => {
   it('answers from the other process, carrying the namespace header', async () => {
-    const r = await call<{ text: string; pid: number }>(
-      nc,
-      Service.task,
-      'echo',
-      { text: 'héllo' },
-      { timeoutMs: 5000 },
-    );
+    const r = await call(nc, TestApi, 'echo', { text: 'héllo' }, { timeoutMs: 5000 });
     expect(r.text).toBe('héllo');
     expect(r.pid).toBe(a.proc.pid);
     expect(r.pid).not.toBe(process.pid);
-    const t = await call<{ namespace: string }>(
-      nc,
-      Service.task,
-      'trace',
-      {},
-      { namespace: 'k8s.io', timeoutMs: 5000 },
-    );
+    const t = await call(nc, TestApi, 'trace', {}, { namespace: 'k8s.io', timeoutMs: 5000 });
     expect(t.namespace).toBe('k8s.io');
-    const d = await call<{ namespace: string }>(nc, Service.task, 'trace', {}, { timeoutMs: 5000 });
+    const d = await call(nc, TestApi, 'trace', {}, { timeoutMs: 5000 });
     expect(d.namespace).toBe('default');
   });
 
   it('answers info with its health checks', async () => {
-    const info = await call<{
-      service: string;
-      healthy: boolean;
-      checks: Record<string, string>;
-      pid: number;
-    }>(nc, Service.task, 'info', {}, { timeoutMs: 5000 });
+    const info = await call(nc, TestApi, 'info', {}, { timeoutMs: 5000 });
     expect(info).toMatchObject({ service: 'task-service', healthy: true, pid: a.proc.pid });
     expect(info.checks).toEqual({ nats: 'ok', redis: 'ok' });
   });
 
-  it('builds typed clients with per-operation timeouts', async () => {
-    const client = makeClient<{
-      echo: { in: { text: string }; out: { text: string } };
-      hold: { in: { id: string }; out: unknown };
-    }>(nc, Service.task, { echo: 5000, hold: 200 });
-    expect((await client.echo({ text: 'x' })).text).toBe('x');
-    const err = await failure(client.hold({ id: 'typed-client' }));
+  it('builds typed clients from the definition, with its timeouts and per-call overrides', async () => {
+    const test = client(nc, TestApi);
+    expect((await test.echo({ text: 'x' })).text).toBe('x');
+    const err = await failure(test.hold({ id: 'typed-client' }, { timeoutMs: 200 }));
     expect(err.code).toBe(Code.DEADLINE_EXCEEDED);
-    expect(err.message).toContain('200 ms');
+    expect(err.message).toBe('task-service did not answer "hold" within 200 ms');
     nc.publish('test.release.typed-client');
+  });
+
+  it('refuses a reply that does not match its contract: INTERNAL naming service and operation', async () => {
+    // The server checks its own replies under test...
+    const served = await failure(call(nc, TestApi, 'liar', {}));
+    expect(served.code).toBe(Code.INTERNAL);
+    expect(served.message).toBe(
+      'task-service liar: the reply does not match its contract: count: Invalid input: expected number, received string',
+    );
+    // ...and the client checks whatever comes back, whoever sent it.
+    const node = randomNode();
+    const sub = nc.subscribe(subjectOf(SnapshotApi, 'stat', node), {
+      max: 1,
+      callback: (_e, m) => m.respond(json.encode({ name: 'x', kind: 'sideways', labels: {} })),
+    });
+    const err = await failure(call(nc, SnapshotApi, 'stat', { key: 'x' }, { node }));
+    expect(err.code).toBe(Code.INTERNAL);
+    expect(err.message).toMatch(/^snapshot-service stat: the reply does not match its contract: kind: /);
+    sub.unsubscribe();
   });
 });
 
@@ -92,7 +92,7 @@ describe('queue group', () => {
     const n = 60;
     const replies = await Promise.all(
       Array.from({ length: n }, (_, i) =>
-        call<{ pid: number }>(nc, Service.task, 'echo', { text: String(i) }, { timeoutMs: 5000 }),
+        call(nc, TestApi, 'echo', { text: String(i) }, { timeoutMs: 5000 }),
       ),
     );
     const counts = new Map<number, number>();
@@ -121,11 +121,11 @@ describe('queue group', () => {
 describe('error mapping over the wire', () => {
   it.each(Object.values(Code))('%s keeps its code and message and the NATS numeric code', async (code) => {
     const message = `snapshot "k-${code}" refused: ${code.toLowerCase()}`;
-    const err = await failure(call(nc, Service.task, 'fail', { code, message }, { timeoutMs: 5000 }));
+    const err = await failure(call(nc, TestApi, 'fail', { code, message }, { timeoutMs: 5000 }));
     expect(err.code).toBe(code);
     expect(err.message).toBe(message);
 
-    const raw = await nc.request(subjectOf(Service.task, 'fail'), json.encode({ code, message }), {
+    const raw = await nc.request(subjectOf(TestApi, 'fail'), json.encode({ code, message }), {
       timeout: 5000,
     });
     expect(raw.headers?.get('Nats-Service-Error-Code')).toBe(String(natsCodeOf[code]));
@@ -133,12 +133,10 @@ describe('error mapping over the wire', () => {
   });
 
   it('turns an unknown thrown error into INTERNAL without a stack', async () => {
-    const err = await failure(
-      call(nc, Service.task, 'crash', { message: 'disk on fire' }, { timeoutMs: 5000 }),
-    );
+    const err = await failure(call(nc, TestApi, 'crash', { message: 'disk on fire' }, { timeoutMs: 5000 }));
     expect(err.code).toBe(Code.INTERNAL);
     expect(err.message).toBe('disk on fire');
-    const raw = await nc.request(subjectOf(Service.task, 'crash'), json.encode({ message: 'disk on fire' }), {
+    const raw = await nc.request(subjectOf(TestApi, 'crash'), json.encode({ message: 'disk on fire' }), {
       timeout: 5000,
     });
     expect(json.decode(raw.data)).toEqual({ error: { code: 'INTERNAL', message: 'disk on fire' } });
@@ -146,14 +144,17 @@ describe('error mapping over the wire', () => {
   });
 
   it('refuses bad input with INVALID_ARGUMENT naming the field', async () => {
-    const wrongType = await failure(call(nc, Service.task, 'echo', { text: 5 }, { timeoutMs: 5000 }));
+    // Wrong on purpose: the server must refuse what a caller without our types might send.
+    const wrongType = await failure(call(nc, TestApi, 'echo', { text: 5 as unknown as string }));
     expect(wrongType.code).toBe(Code.INVALID_ARGUMENT);
     expect(wrongType.message).toMatch(/^task-service echo: invalid text: /);
-    const missing = await failure(call(nc, Service.task, 'fail', { code: 'NOT_FOUND' }, { timeoutMs: 5000 }));
+    const missing = await failure(
+      call(nc, TestApi, 'fail', { code: 'NOT_FOUND' } as { code: string; message: string }),
+    );
     expect(missing.code).toBe(Code.INVALID_ARGUMENT);
     expect(missing.message).toContain('invalid message');
 
-    const raw = await nc.request(subjectOf(Service.task, 'echo'), new TextEncoder().encode('{not json'), {
+    const raw = await nc.request(subjectOf(TestApi, 'echo'), new TextEncoder().encode('{not json'), {
       timeout: 5000,
     });
     expect(raw.headers?.get('Nats-Service-Error-Code')).toBe('400');
@@ -166,10 +167,10 @@ describe('error mapping over the wire', () => {
     const node = randomNode();
     const svc = await nc.services.add({ name: 'foreign', version: '0.0.1' });
     svc.addEndpoint('stat', {
-      subject: subjectOf(Service.snapshot, 'stat', node),
+      subject: subjectOf(SnapshotApi, 'stat', node),
       handler: (_err, msg) => msg.respondError(404, 'snapshot "x" not found'),
     });
-    const err = await failure(call(nc, Service.snapshot, 'stat', {}, { node, timeoutMs: 5000 }));
+    const err = await failure(call(nc, SnapshotApi, 'stat', { key: 'x' }, { node, timeoutMs: 5000 }));
     expect(err.code).toBe(Code.NOT_FOUND);
     expect(err.message).toBe('snapshot "x" not found');
     await svc.stop();
@@ -178,21 +179,20 @@ describe('error mapping over the wire', () => {
 
 describe('oversized messages', () => {
   it('answers INTERNAL naming the operation when a reply exceeds max_payload', async () => {
-    const ok = await call<{ data: string }>(nc, Service.task, 'big', { bytes: 1000 }, { timeoutMs: 5000 });
+    const ok = await call(nc, TestApi, 'big', { bytes: 1000 }, { timeoutMs: 5000 });
     expect(ok.data).toHaveLength(1000);
-    const err = await failure(call(nc, Service.task, 'big', { bytes: 2_000_000 }, { timeoutMs: 5000 }));
+    const err = await failure(call(nc, TestApi, 'big', { bytes: 2_000_000 }, { timeoutMs: 5000 }));
     expect(err.code).toBe(Code.INTERNAL);
     expect(err.message).toMatch(/^task-service big: could not send the reply: /);
     // The service survived it.
-    expect(
-      (await call<{ text: string }>(nc, Service.task, 'echo', { text: 'still here' }, { timeoutMs: 5000 }))
-        .text,
-    ).toBe('still here');
+    expect((await call(nc, TestApi, 'echo', { text: 'still here' }, { timeoutMs: 5000 })).text).toBe(
+      'still here',
+    );
   });
 
   it('refuses a request over max_payload with RESOURCE_EXHAUSTED before sending it', async () => {
     const err = await failure(
-      call(nc, Service.task, 'echo', { text: 'y'.repeat(2_000_000) }, { timeoutMs: 5000 }),
+      call(nc, TestApi, 'echo', { text: 'y'.repeat(2_000_000) }, { timeoutMs: 5000 }),
     );
     expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(err.message).toBe(`request to task-service "echo" is larger than the NATS server's max_payload`);
@@ -202,7 +202,7 @@ describe('oversized messages', () => {
 describe('timeouts and missing services', () => {
   it('fails with DEADLINE_EXCEEDED naming the service and operation', async () => {
     const started = Date.now();
-    const err = await failure(call(nc, Service.task, 'hold', { id: 'timeout' }, { timeoutMs: 300 }));
+    const err = await failure(call(nc, TestApi, 'hold', { id: 'timeout' }, { timeoutMs: 300 }));
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
     expect(err.code).toBe(Code.DEADLINE_EXCEEDED);
     expect(err.message).toBe('task-service did not answer "hold" within 300 ms');
@@ -212,9 +212,7 @@ describe('timeouts and missing services', () => {
   it('fails fast with UNAVAILABLE naming the service when nothing answers', async () => {
     const node = randomNode();
     const started = Date.now();
-    const err = await failure(
-      call(nc, Service.image, 'pull', { ref: 'busybox' }, { node, timeoutMs: 20_000 }),
-    );
+    const err = await failure(call(nc, ImageApi, 'pull', { ref: 'busybox' }, { node, timeoutMs: 20_000 }));
     // No-responders comes straight back from the server: nowhere near the 20 s timeout.
     expect(Date.now() - started).toBeLessThan(2000);
     expect(err.code).toBe(Code.UNAVAILABLE);
@@ -226,7 +224,7 @@ describe('timeouts and missing services', () => {
   it('serves a plain NATS request that carries no berth headers', async () => {
     const h = natsHeaders();
     h.set('x-other', '1');
-    const raw = await nc.request(subjectOf(Service.task, 'echo'), json.encode({ text: 'plain' }), {
+    const raw = await nc.request(subjectOf(TestApi, 'echo'), json.encode({ text: 'plain' }), {
       timeout: 5000,
       headers: h,
     });

@@ -6,7 +6,11 @@ import {
   Header,
   type InfoReply,
   natsCodeOf,
-  type Service,
+  type OpDef,
+  type OpName,
+  type ParsedInputOf,
+  type ReplyOf,
+  type ServiceDef,
   subjectOf,
   toBerthError,
 } from '@berth/api';
@@ -19,12 +23,10 @@ import {
   type ServiceMsg,
 } from 'nats';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import { describeIssue, invalidInput } from './client.js';
 import { extractTrace } from './telemetry.js';
 
 const json = JSONCodec<unknown>();
-// `info` takes an empty object but tolerates extra fields from newer clients.
-const InfoRequestLoose = z.object({}).passthrough();
 
 /** What a handler knows about the request beyond its validated input. */
 export interface RequestContext {
@@ -35,21 +37,14 @@ export interface RequestContext {
   signal: AbortSignal;
 }
 
-/** One operation: its input schema and the handler doing the work. */
-export interface Endpoint<S extends z.ZodType = z.ZodType, O = unknown> {
-  input: S;
-  handler: (input: z.infer<S>, ctx: RequestContext) => Promise<O>;
-  description?: string;
-}
+/** The handler of one operation: parsed input in, a reply of the operation's output schema out. */
+export type Handler<S extends ServiceDef, K extends OpName<S>> = (
+  input: ParsedInputOf<S, K>,
+  ctx: RequestContext,
+) => Promise<ReplyOf<S, K>>;
 
-/** Declares an endpoint; the generic ties the handler's input type to the schema. */
-export function endpoint<S extends z.ZodType, O>(
-  input: S,
-  handler: (input: z.infer<S>, ctx: RequestContext) => Promise<O>,
-  description?: string,
-): Endpoint<S, O> {
-  return description === undefined ? { input, handler } : { input, handler, description };
-}
+/** A handler for every operation of a service (the kit answers `info` itself). */
+export type Handlers<S extends ServiceDef> = { [K in Exclude<OpName<S>, 'info'>]: Handler<S, K> };
 
 /** Answers one request exactly once: from its handler or, past the grace period, from stop(). */
 interface Answer {
@@ -65,24 +60,34 @@ export interface ServedService {
   stop(graceMs: number): Promise<void>;
 }
 
-export interface ServeOptions {
+export interface ServeOptions<S extends ServiceDef> {
   nc: NatsConnection;
-  service: Service;
+  service: S;
   version: string;
   node: string;
   log: Logger;
-  // biome-ignore lint/suspicious/noExplicitAny: endpoints carry heterogeneous schemas
-  endpoints: Record<string, Endpoint<any, any>>;
+  handlers: Handlers<S>;
   /** Extra health checks reported by `info`; each returns "ok" or a problem. */
   checks?: () => Promise<Record<string, string>>;
+  /**
+   * Check every reply against the operation's output schema before sending it (a mismatch becomes
+   * INTERNAL naming the operation). Default: on under vitest or with BERTH_CHECK_REPLIES=1, since
+   * clients validate what they receive anyway.
+   */
+  checkReplies?: boolean;
 }
+
+type AnyHandler = (input: unknown, ctx: RequestContext) => Promise<unknown>;
 
 /**
  * Registers every endpoint with the NATS Service API, in a queue group named after the service, and
  * adds the `info` endpoint. Each handler is awaited, its input validated, and it always answers.
  */
-export async function serve(opts: ServeOptions): Promise<ServedService> {
-  const { nc, service, node, log } = opts;
+export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promise<ServedService> {
+  const { nc, node, log } = opts;
+  const service = opts.service.name;
+  const checkReplies =
+    opts.checkReplies ?? (process.env.VITEST !== undefined || process.env.BERTH_CHECK_REPLIES === '1');
   const instanceId = randomUUID();
   const startedAt = new Date();
   // Each request in flight, with how to answer it once (the handler or, past the grace period, stop()).
@@ -98,38 +103,37 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
     metadata: { node, instance: instanceId, pid: String(process.pid) },
   });
 
-  const infoEndpoint: Endpoint = {
-    input: InfoRequestLoose,
-    handler: async (): Promise<InfoReply> => {
-      const checks = { nats: 'ok', ...(opts.checks ? await opts.checks() : {}) };
-      return {
-        service,
-        version: opts.version,
-        node,
-        pid: process.pid,
-        instanceId,
-        startedAt: startedAt.toISOString(),
-        uptimeSeconds: (Date.now() - startedAt.getTime()) / 1000,
-        healthy: Object.values(checks).every((v) => v === 'ok'),
-        checks,
-      };
-    },
+  const info: AnyHandler = async (): Promise<InfoReply> => {
+    const checks = { nats: 'ok', ...(opts.checks ? await opts.checks() : {}) };
+    return {
+      service,
+      version: opts.version,
+      node,
+      pid: process.pid,
+      instanceId,
+      startedAt: startedAt.toISOString(),
+      uptimeSeconds: (Date.now() - startedAt.getTime()) / 1000,
+      healthy: Object.values(checks).every((v) => v === 'ok'),
+      checks,
+    };
   };
 
-  const all: Record<string, Endpoint> = { info: infoEndpoint, ...opts.endpoints };
-  for (const [op, ep] of Object.entries(all)) {
-    const subject = subjectOf(service, op, node);
+  const handlers = opts.handlers as unknown as Record<string, AnyHandler>;
+  for (const [op, def] of Object.entries(opts.service.ops) as [string, OpDef][]) {
+    const handler = op === 'info' ? info : handlers[op];
+    if (!handler) throw new Error(`${service}: no handler for operation "${op}"`);
+    const subject = subjectOf(opts.service, op, node);
     svc.addEndpoint(op, {
       subject,
       queue: service,
-      metadata: ep.description ? { description: ep.description } : {},
+      metadata: { description: def.description },
       handler: (err, msg) => {
         if (err) {
           log.error({ err, op }, 'endpoint subscription failed');
           return;
         }
         const answer = answerOnce(op, msg);
-        const p = handle(op, ep, msg, answer).finally(() => inflight.delete(p));
+        const p = handle(op, def, handler, msg, answer).finally(() => inflight.delete(p));
         inflight.set(p, answer);
       },
     });
@@ -169,7 +173,13 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
     return { op, ok, error };
   }
 
-  async function handle(op: string, ep: Endpoint, msg: ServiceMsg, answer: Answer): Promise<void> {
+  async function handle(
+    op: string,
+    def: OpDef,
+    handler: AnyHandler,
+    msg: ServiceMsg,
+    answer: Answer,
+  ): Promise<void> {
     const parent = extractTrace(msg.headers);
     const span = tracer.startSpan(
       `${service}/${op}`,
@@ -188,21 +198,23 @@ export async function serve(opts: ServeOptions): Promise<ServedService> {
             throw new BerthError(Code.INVALID_ARGUMENT, `${service} ${op}: request body is not valid JSON`);
           }
         }
-        const parsed = ep.input.safeParse(body);
-        if (!parsed.success) {
-          const issue = parsed.error.issues[0];
-          const where = issue?.path.length ? issue.path.join('.') : 'request';
-          throw new BerthError(
-            Code.INVALID_ARGUMENT,
-            `${service} ${op}: invalid ${where}: ${issue?.message}`,
-          );
-        }
-        const out = await ep.handler(parsed.data, {
+        const parsed = def.input.safeParse(body);
+        if (!parsed.success) throw invalidInput(service, op, parsed.error);
+        const out = await handler(parsed.data, {
           namespace,
           headers: msg.headers,
           log: reqLog,
           signal: abort.signal,
         });
+        if (checkReplies) {
+          const checked = def.output.safeParse(out ?? {});
+          if (!checked.success) {
+            throw new BerthError(
+              Code.INTERNAL,
+              `${service} ${op}: the reply does not match its contract: ${describeIssue(checked.error)}`,
+            );
+          }
+        }
         answer.ok(json.encode(out ?? {}));
         span.setStatus({ code: SpanStatusCode.OK });
       } catch (raw) {

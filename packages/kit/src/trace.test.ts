@@ -1,4 +1,4 @@
-import { Service } from '@berth/api';
+import { defineService, op, Scope, Service } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -9,9 +9,24 @@ import { call } from './client.js';
 import { type EventEnvelope, publishEvent, subscribeEvents } from './events.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
-import { endpoint, type ServedService, serve } from './service.js';
+import { type ServedService, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
 import { type ChildService, randomNode, startTestService } from './testdata/child.js';
+import { TestApi } from './testdata/test-api.mjs';
+
+// A host-local service with one operation, served in this process.
+const StatApi = defineService({
+  name: Service.snapshot,
+  scope: Scope.host,
+  ops: {
+    stat: op({
+      input: z.object({ key: z.string() }),
+      output: z.object({ key: z.string() }),
+      timeoutMs: 5_000,
+      description: 'the key back, or an error for "missing"',
+    }),
+  },
+});
 
 // Trace context crossing the NATS wire: the callee's span belongs to the caller's trace and is a
 // child of the caller's client span.
@@ -59,13 +74,7 @@ describe('trace context over NATS', () => {
 
   it('reaches a callee in another process as the parent of its span', async () => {
     const { root, reply } = await tracer.startActiveSpan('test-root', async (root) => {
-      const reply = await call<{ traceId: string; spanId: string; traceparent: string }>(
-        nc,
-        Service.task,
-        'trace',
-        {},
-        { timeoutMs: 5000 },
-      );
+      const reply = await call(nc, TestApi, 'trace', {}, { timeoutMs: 5000 });
       root.end();
       return { root, reply };
     });
@@ -82,8 +91,8 @@ describe('trace context over NATS', () => {
   });
 
   it('starts a new trace per call when the caller has none', async () => {
-    const one = await call<{ traceId: string }>(nc, Service.task, 'trace', {}, { timeoutMs: 5000 });
-    const two = await call<{ traceId: string }>(nc, Service.task, 'trace', {}, { timeoutMs: 5000 });
+    const one = await call(nc, TestApi, 'trace', {}, { timeoutMs: 5000 });
+    const two = await call(nc, TestApi, 'trace', {}, { timeoutMs: 5000 });
     expect(one.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(one.traceId).not.toBe(two.traceId);
   });
@@ -95,15 +104,15 @@ describe('server spans', () => {
   beforeAll(async () => {
     served = await serve({
       nc,
-      service: Service.snapshot,
+      service: StatApi,
       version: '0.0.0',
       node,
       log: createLogger({ service: 'snapshot-service', node, level: 'silent' }),
-      endpoints: {
-        stat: endpoint(z.object({ key: z.string() }), async ({ key }) => {
+      handlers: {
+        stat: async ({ key }) => {
           if (key === 'missing') throw new Error(`snapshot "${key}" vanished`);
           return { key };
-        }),
+        },
       },
     });
   });
@@ -112,10 +121,10 @@ describe('server spans', () => {
   });
 
   it('records the callee span as a child of the client span, with the error code on failure', async () => {
-    await call(nc, Service.snapshot, 'stat', { key: 'a' }, { node, timeoutMs: 5000 });
-    await expect(
-      call(nc, Service.snapshot, 'stat', { key: 'missing' }, { node, timeoutMs: 5000 }),
-    ).rejects.toThrow('vanished');
+    await call(nc, StatApi, 'stat', { key: 'a' }, { node, timeoutMs: 5000 });
+    await expect(call(nc, StatApi, 'stat', { key: 'missing' }, { node, timeoutMs: 5000 })).rejects.toThrow(
+      'vanished',
+    );
     const spans = exporter.getFinishedSpans();
     const clients = spans.filter((s) => s.kind === SpanKind.CLIENT && s.name === 'snapshot-service/stat');
     const servers = spans.filter((s) => s.kind === SpanKind.SERVER && s.name === 'snapshot-service/stat');

@@ -5,10 +5,9 @@ export {
   closeAttachStdin,
   resizeTerminal,
 } from './attach.js';
-export { type ShimApi, type ShimClient, shimClient } from './client.js';
 export { type CriLogLine, parseCriLine, readCriStreams } from './cri-log.js';
 export { type AgentOptions, EXIT_TOPIC, ShimAgent } from './domain/agent.js';
 export { TaskControl } from './domain/control.js';
 export { execPaths, taskPaths } from './domain/paths.js';
 export { cgroupVersion, statsOfPid } from './runtime/cgroups.js';
-export { createEndpoints } from './service.js';
+export { createHandlers } from './service.js';

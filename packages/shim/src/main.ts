@@ -1,12 +1,12 @@
 import { access, constants } from 'node:fs/promises';
-import { BERTH_VERSION, Service } from '@berth/api';
+import { BERTH_VERSION, ShimApi } from '@berth/api';
 import { call, publishEvent, runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { ShimAgent } from './domain/agent.js';
-import { createEndpoints } from './service.js';
+import { createHandlers } from './service.js';
 
 await runService({
-  service: Service.shim,
+  service: ShimApi,
   version: BERTH_VERSION,
   setup: async (ctx) => {
     const agent = new ShimAgent({
@@ -19,20 +19,16 @@ await runService({
       runc: serviceSetting(ctx.config, 'shim', 'runc', z.string().startsWith('/'), '/usr/sbin/runc'),
     });
     // One agent per node: a second one would race the first on creates and exit files.
-    const other = await call<{ pid?: number }>(
-      ctx.nc,
-      Service.shim,
-      'info',
-      {},
-      { node: ctx.node, timeoutMs: 500 },
-    ).catch(() => undefined);
+    const other = await call(ctx.nc, ShimApi, 'info', {}, { node: ctx.node, timeoutMs: 500 }).catch(
+      () => undefined,
+    );
     if (other)
       ctx.log.warn({ pid: other.pid }, 'another shim agent already answers for this node: run only one');
     const found = await agent.recover();
     ctx.log.info(found, 'recovered tasks');
     agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
     return {
-      endpoints: createEndpoints(agent),
+      handlers: createHandlers(agent),
       checks: async () => ({
         conmon: await executable(agent.conmon),
         runc: await executable(agent.runcBinary),

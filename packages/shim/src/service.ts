@@ -1,17 +1,17 @@
-import type { Endpoint } from '@berth/kit';
+import type { ShimApi } from '@berth/api';
+import type { Handlers } from '@berth/kit';
 import type { ShimAgent } from './domain/agent.js';
 import { TaskControl } from './domain/control.js';
-import { controlEndpoints } from './handlers/control.js';
-import { execEndpoints } from './handlers/exec.js';
-import { lifecycleEndpoints } from './handlers/lifecycle.js';
+import { controlHandlers } from './handlers/control.js';
+import { execHandlers } from './handlers/exec.js';
+import { lifecycleHandlers } from './handlers/lifecycle.js';
 
-/** Every operation of the shim agent (see ShimOps in @berth/api), one endpoint each. */
-// biome-ignore lint/suspicious/noExplicitAny: endpoints carry heterogeneous schemas
-export function createEndpoints(agent: ShimAgent): Record<string, Endpoint<any, any>> {
+/** The handlers of every operation of the shim agent (ShimApi in @berth/api). */
+export function createHandlers(agent: ShimAgent): Handlers<typeof ShimApi> {
   const control = new TaskControl(agent);
   return {
-    ...lifecycleEndpoints(agent),
-    ...execEndpoints(agent, control),
-    ...controlEndpoints(control),
+    ...lifecycleHandlers(agent),
+    ...execHandlers(agent, control),
+    ...controlHandlers(control),
   };
 }

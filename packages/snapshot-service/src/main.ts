@@ -1,9 +1,9 @@
-import { BERTH_VERSION, Service } from '@berth/api';
+import { BERTH_VERSION, SnapshotApi } from '@berth/api';
 import { runService } from '@berth/kit';
-import { createEndpoints } from './service.js';
+import { createHandlers } from './service.js';
 
 await runService({
-  service: Service.snapshot,
+  service: SnapshotApi,
   version: BERTH_VERSION,
-  setup: async (ctx) => ({ endpoints: createEndpoints(ctx) }),
+  setup: async (ctx) => ({ handlers: createHandlers(ctx) }),
 });

@@ -1,13 +1,14 @@
-import type { ServiceContext } from '@berth/kit';
-import { lifecycleEndpoints } from './handlers/lifecycle.js';
-import { maintenanceEndpoints } from './handlers/maintenance.js';
-import { queryEndpoints } from './handlers/query.js';
+import type { SnapshotApi } from '@berth/api';
+import type { Handlers, ServiceContext } from '@berth/kit';
+import { lifecycleHandlers } from './handlers/lifecycle.js';
+import { maintenanceHandlers } from './handlers/maintenance.js';
+import { queryHandlers } from './handlers/query.js';
 import { snapshotSettings } from './settings.js';
 import { Snapshotter } from './snapshots/snapshotter.js';
 import { Unpacker } from './unpack/unpacker.js';
 
-/** The operations of the snapshot-service on berth.<node>.snapshot.v1.<op>. */
-export function createEndpoints(ctx: ServiceContext) {
+/** The handlers of the snapshot-service's operations (SnapshotApi) on berth.<node>.snapshot.v1.<op>. */
+export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi> {
   const settings = snapshotSettings(ctx.config);
   const sn = new Snapshotter(ctx.redis, ctx.node, ctx.layout.snapshots);
   const unpacker = new Unpacker({
@@ -27,8 +28,8 @@ export function createEndpoints(ctx: ServiceContext) {
     )
     .catch((err: unknown) => ctx.log.warn({ err: (err as Error).message }, 'start-up cleanup failed'));
   return {
-    ...lifecycleEndpoints(sn, ctx.nc),
-    ...queryEndpoints(sn),
-    ...maintenanceEndpoints(sn, unpacker, settings.gcGraceMs),
+    ...lifecycleHandlers(sn, ctx.nc),
+    ...queryHandlers(sn),
+    ...maintenanceHandlers(sn, unpacker, settings.gcGraceMs),
   };
 }

@@ -2,15 +2,23 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BERTH_VERSION, type Container, Service } from '@berth/api';
-import { connectRedis, createLogger, publishEvent, type Redis, type ServedService, serve } from '@berth/kit';
+import { BERTH_VERSION, type Container, Service, TaskApi } from '@berth/api';
+import {
+  type Client,
+  client as clientOf,
+  connectRedis,
+  createLogger,
+  publishEvent,
+  type Redis,
+  type ServedService,
+  serve,
+} from '@berth/kit';
 import { startNats, startRedis, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TaskClient, taskClient } from './client.js';
 import { natsDeps } from './deps.js';
 import { createDomain, type Domain, startExitTracking } from './domain.js';
-import { createEndpoints } from './service.js';
+import { createHandlers } from './service.js';
 
 // The task-service over real NATS and Redis, with no image/snapshot/shim running: every path that
 // must answer without them (bad input, unknown containers, exit recording) is checked here.
@@ -20,7 +28,7 @@ let redis: Redis;
 let nc: NatsConnection;
 let served: ServedService;
 let domain: Domain;
-let client: TaskClient;
+let client: Client<typeof TaskApi>;
 let stateRoot: string;
 const node = `n-${randomBytes(3).toString('hex')}`;
 const log = createLogger({ service: Service.task, node, level: 'silent' });
@@ -35,13 +43,13 @@ beforeAll(async () => {
   await startExitTracking(domain, nc, log);
   served = await serve({
     nc,
-    service: Service.task,
+    service: TaskApi,
     version: BERTH_VERSION,
     node,
     log,
-    endpoints: createEndpoints(domain),
+    handlers: createHandlers(domain),
   });
-  client = taskClient(nc, 'test');
+  client = clientOf(nc, TaskApi, { namespace: 'test' });
 });
 afterAll(async () => {
   await served?.stop(1000);

@@ -1,15 +1,15 @@
-import { Service } from '@berth/api';
-import { type ServiceContext, serviceSetting } from '@berth/kit';
+import { Service, type TaskApi } from '@berth/api';
+import { type Handlers, type ServiceContext, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { natsDeps } from './deps.js';
 import { createDomain, type Domain, startExitTracking } from './domain.js';
-import { containerEndpoints } from './handlers/containers.js';
-import { taskEndpoints } from './handlers/tasks.js';
+import { containerHandlers } from './handlers/containers.js';
+import { taskHandlers } from './handlers/tasks.js';
 
 /** Builds the domain and every endpoint of the task-service. */
 export async function createService(
   ctx: ServiceContext,
-): Promise<{ domain: Domain; endpoints: ReturnType<typeof createEndpoints>; close: () => Promise<void> }> {
+): Promise<{ domain: Domain; handlers: Handlers<typeof TaskApi>; close: () => Promise<void> }> {
   const domain = createDomain({
     redis: ctx.redis,
     deps: natsDeps(ctx.nc),
@@ -25,10 +25,10 @@ export async function createService(
     30_000,
   );
   const tracking = await startExitTracking(domain, ctx.nc, ctx.log, { intervalMs });
-  return { domain, endpoints: createEndpoints(domain), close: async () => tracking.stop() };
+  return { domain, handlers: createHandlers(domain), close: async () => tracking.stop() };
 }
 
-/** The operations of the task-service (subjects berth.task.v1.<op>). */
-export function createEndpoints(domain: Domain) {
-  return { ...containerEndpoints(domain), ...taskEndpoints(domain) };
+/** The handlers of the task-service's operations (TaskApi, subjects berth.task.v1.<op>). */
+export function createHandlers(domain: Domain): Handlers<typeof TaskApi> {
+  return { ...containerHandlers(domain), ...taskHandlers(domain) };
 }

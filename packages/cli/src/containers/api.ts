@@ -3,47 +3,34 @@ import {
   BerthError,
   Code,
   type ContainerInfo,
-  DEFAULT_NAMESPACE,
   type ExitStatus,
   type ImageRecord,
-  Service,
+  TaskApi,
   type TaskExit,
 } from '@berth/api';
-import { call, hostLayout, subscribeEvents } from '@berth/kit';
-import { type TaskClient, taskClient } from '@berth/task-service/client';
-import type { CliContext } from '../context.js';
+import { type Client, client, hostLayout, subscribeEvents } from '@berth/kit';
+import { type CliContext, namespaceOf } from '../context.js';
+import { image } from '../images/api.js';
 
-/** The namespace the CLI works in (BERTH_NAMESPACE, else "default"). */
-export function namespaceOf(): string {
-  return process.env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
-}
+export { namespaceOf };
+
+/** The task-service's typed client. */
+export type TaskClient = Client<typeof TaskApi>;
 
 /** A task-service client in the CLI's namespace. */
 export async function tasks(ctx: CliContext): Promise<TaskClient> {
-  return taskClient(await ctx.nats(), namespaceOf());
+  return client(await ctx.nats(), TaskApi, { namespace: namespaceOf() });
 }
 
 /** Makes sure the image is on this node: get it, or pull it when it is missing (as `docker run`). */
 export async function ensureImage(ctx: CliContext, ref: string): Promise<ImageRecord> {
-  const nc = await ctx.nats();
-  const opts = { node: ctx.config.nodeId, namespace: namespaceOf() };
   try {
-    return await call<ImageRecord>(nc, Service.image, 'get', { name: ref }, { ...opts, timeoutMs: 10_000 });
+    return await image(ctx, 'get', { name: ref });
   } catch (err) {
     if (!(err instanceof BerthError) || err.code !== Code.NOT_FOUND) throw err;
   }
   ctx.err.write(`Unable to find image '${ref}' locally, pulling\n`);
-  const reply = await call<{ image: ImageRecord }>(
-    nc,
-    Service.image,
-    'pull',
-    { ref },
-    {
-      ...opts,
-      timeoutMs: 30 * 60_000,
-    },
-  );
-  return reply.image;
+  return (await image(ctx, 'pull', { ref })).image;
 }
 
 /** The CRI log file of a container: its task's, its configured one, or the node's default. */
@@ -67,7 +54,7 @@ export async function exitWatcher(
   ns: string = namespaceOf(),
 ): Promise<{ exited: Promise<ExitStatus>; check: () => void; close: () => void }> {
   const nc = await ctx.nats();
-  const client = taskClient(nc, ns);
+  const taskService = client(nc, TaskApi, { namespace: ns });
   let resolve!: (e: ExitStatus) => void;
   const exited = new Promise<ExitStatus>((r) => {
     resolve = r;
@@ -83,7 +70,7 @@ export async function exitWatcher(
   const check = () => {
     if (checking) return;
     checking = true;
-    client
+    taskService
       .state({ id, ...(execId ? { execId } : {}) })
       .then((s) => {
         if (s.status === 'stopped' && s.exitCode !== undefined) {

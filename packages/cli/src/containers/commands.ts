@@ -6,12 +6,12 @@ import {
   type ContainerStatus,
   errors,
   type ListContainersRequest,
+  TaskApi,
 } from '@berth/api';
-import { subscribeEvents } from '@berth/kit';
-import { type TaskClient, taskClient } from '@berth/task-service/client';
+import { client as clientOf, subscribeEvents } from '@berth/kit';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
-import { exitWatcher, logPathOf, namespaceOf, tasks } from './api.js';
+import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
 
@@ -140,7 +140,7 @@ export async function stopOne(
   ctx: CliContext,
   namespace: string = namespaceOf(),
 ): Promise<string> {
-  const client = taskClient(await ctx.nats(), namespace);
+  const client = clientOf(await ctx.nats(), TaskApi, { namespace });
   const info = await client['get-container']({ id: ref });
   if (info.status !== 'running' && info.status !== 'paused' && info.status !== 'created') return ref;
   if (!info.task) return ref;

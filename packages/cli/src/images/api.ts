@@ -1,31 +1,26 @@
 import { isAbsolute, resolve } from 'node:path';
-import { BerthError, Code, DEFAULT_NAMESPACE, type PullProgress, type RegistryAuth } from '@berth/api';
 import {
-  credentialsFromDockerConfig,
-  type ImageOps,
-  imageTimeouts,
-  parseReference,
-} from '@berth/image-service';
+  BerthError,
+  Code,
+  ImageApi,
+  type InputOf,
+  type OpName,
+  type OutputOf,
+  type PullProgress,
+  type RegistryAuth,
+} from '@berth/api';
+import { credentialsFromDockerConfig, parseReference } from '@berth/image-service';
 import { call, type EventEnvelope, subscribeEvents } from '@berth/kit';
-import type { CliContext } from '../context.js';
+import { type CliContext, namespaceOf } from '../context.js';
 import { type ProgressVerbs, ProgressView } from './progress.js';
 
-/** The namespace the CLI works in (BERTH_NAMESPACE, else "default"). */
-export function namespaceOf(): string {
-  return process.env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
-}
-
-/** Calls one operation of this node's image-service with its default timeout. */
-export async function image<K extends keyof ImageOps>(
+/** Calls one operation of this node's image-service, in the CLI's namespace. */
+export async function image<K extends OpName<typeof ImageApi>>(
   ctx: CliContext,
   op: K,
-  payload: ImageOps[K]['in'],
-): Promise<ImageOps[K]['out']> {
-  return call<ImageOps[K]['out']>(await ctx.nats(), 'image-service', op, payload, {
-    node: ctx.config.nodeId,
-    namespace: namespaceOf(),
-    timeoutMs: imageTimeouts[op],
-  });
+  payload: InputOf<typeof ImageApi, K>,
+): Promise<OutputOf<typeof ImageApi, K>> {
+  return call(await ctx.nats(), ImageApi, op, payload, { node: ctx.config.nodeId, namespace: namespaceOf() });
 }
 
 /** Credentials for the registry of `ref` from the docker config.json, sent with the request as docker does. */

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { BerthError, Code, type Mount, type MountsReply } from '@berth/api';
+import { BerthError, Code, type Mount } from '@berth/api';
 import type { CliContext } from '../context.js';
 import { getImage, snap, statSnapshot, topChainId } from './api.js';
 
@@ -61,7 +61,7 @@ export async function mountImage(ctx: CliContext, ref: string, dir: string): Pro
   }
   await mkdir(target, { recursive: true });
   const key = mountKey(target);
-  const { mounts } = await snap<MountsReply>(ctx, 'view', {
+  const { mounts } = await snap(ctx, 'view', {
     key,
     parent: chainId,
     labels: { [MOUNT_TARGET_LABEL]: target, 'berth.io/image': rec.name },

@@ -1,4 +1,4 @@
-import { hostLocalServices, type InfoReply, type Service } from '@berth/api';
+import { type InfoReply, isHostLocal, type Service, serviceDefs } from '@berth/api';
 import { call } from '@berth/kit';
 import { type NatsConnection, RequestStrategy, type ServiceInfo, type ServiceStats } from 'nats';
 import { STACK_SERVICES } from './plan.js';
@@ -67,7 +67,7 @@ async function sampleInfo(
 ): Promise<InfoReply[]> {
   const tries = Math.max(3, replicas * 4);
   const calls = Array.from({ length: tries }, () =>
-    call<InfoReply>(nc, service, 'info', {}, { timeoutMs: 2000, ...(node ? { node } : {}) }).catch(
+    call(nc, serviceDefs[service], 'info', {}, { timeoutMs: 2000, ...(node ? { node } : {}) }).catch(
       () => undefined,
     ),
   );
@@ -108,13 +108,13 @@ export async function collectStatus(
   // Health: sample `info` per group; a replica that did not get a sample inherits its group's.
   const groups = new Map<string, InstanceStatus[]>();
   for (const inst of instances) {
-    const key = hostLocalServices.has(inst.service) ? `${inst.service}@${inst.node}` : inst.service;
+    const key = isHostLocal(inst.service) ? `${inst.service}@${inst.node}` : inst.service;
     groups.set(key, [...(groups.get(key) ?? []), inst]);
   }
   await Promise.all(
     [...groups.values()].map(async (members) => {
       const first = members[0] as InstanceStatus;
-      const node = hostLocalServices.has(first.service) ? first.node : undefined;
+      const node = isHostLocal(first.service) ? first.node : undefined;
       const replies = await sampleInfo(nc, first.service, node, members.length);
       const byInstance = new Map(replies.map((r) => [r.instanceId, r]));
       const groupHealthy = replies.length > 0 && replies.every((r) => r.healthy);

@@ -1,4 +1,4 @@
-import { Service, type ShimListReply } from '@berth/api';
+import { ShimApi } from '@berth/api';
 import { call } from '@berth/kit';
 import { stopOne } from '../containers/commands.js';
 import type { CliContext } from '../context.js';
@@ -11,13 +11,7 @@ import type { CliContext } from '../context.js';
  */
 export async function stopNodeContainers(ctx: CliContext, seconds: number): Promise<number> {
   const nc = await ctx.nats();
-  const { tasks } = await call<ShimListReply>(
-    nc,
-    Service.shim,
-    'list',
-    {},
-    { node: ctx.config.nodeId, timeoutMs: 10_000 },
-  );
+  const { tasks } = await call(nc, ShimApi, 'list', {}, { node: ctx.config.nodeId });
   // Exec processes end with their container; only the containers' own tasks are stopped.
   const live = tasks.filter(
     (t) =>

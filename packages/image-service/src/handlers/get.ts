@@ -1,11 +1,9 @@
-import { GetImageRequest, type ImageRecord } from '@berth/api';
-import { endpoint } from '@berth/kit';
+import type { ImageApi } from '@berth/api';
+import type { Handler } from '@berth/kit';
 import type { ImageService } from '../images/service-core.js';
 
 /** `get`: one image by name or id/digest prefix. */
-export const getEndpoint = (svc: ImageService) =>
-  endpoint(
-    GetImageRequest,
-    (req, ctx): Promise<ImageRecord> => svc.get(ctx.namespace, req.name),
-    'get one image',
-  );
+export const get =
+  (svc: ImageService): Handler<typeof ImageApi, 'get'> =>
+  (req, ctx) =>
+    svc.get(ctx.namespace, req.name);

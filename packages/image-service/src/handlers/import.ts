@@ -1,11 +1,9 @@
-import { type ImportImageReply, ImportImageRequest } from '@berth/api';
-import { endpoint } from '@berth/kit';
+import type { ImageApi } from '@berth/api';
+import type { Handler } from '@berth/kit';
 import type { ImageService } from '../images/service-core.js';
 
 /** `import`: import an OCI layout or docker-save tar from a path on this host. */
-export const importEndpoint = (svc: ImageService) =>
-  endpoint(
-    ImportImageRequest,
-    (req, ctx): Promise<ImportImageReply> => svc.import(req, ctx.namespace),
-    'import an OCI layout or docker-save tar from a path on this host',
-  );
+export const importImages =
+  (svc: ImageService): Handler<typeof ImageApi, 'import'> =>
+  (req, ctx) =>
+    svc.import(req, ctx.namespace);

@@ -1,11 +1,9 @@
-import { PullImageRequest, type PullReply } from '@berth/api';
-import { endpoint } from '@berth/kit';
+import type { ImageApi } from '@berth/api';
+import type { Handler } from '@berth/kit';
 import type { ImageService } from '../images/service-core.js';
 
 /** `pull`: fetch an image into the node's content store; progress streams as events. */
-export const pullEndpoint = (svc: ImageService) =>
-  endpoint(
-    PullImageRequest,
-    (req, ctx): Promise<PullReply> => svc.pull(req, ctx.namespace, ctx.signal),
-    'pull an image (progress on berth.events.images.pull.progress.<pullId>)',
-  );
+export const pull =
+  (svc: ImageService): Handler<typeof ImageApi, 'pull'> =>
+  (req, ctx) =>
+    svc.pull(req, ctx.namespace, ctx.signal);

@@ -1,8 +1,9 @@
-import type { ContentUsageReply } from '@berth/api';
-import { endpoint } from '@berth/kit';
-import { z } from 'zod';
+import type { ImageApi } from '@berth/api';
+import type { Handler } from '@berth/kit';
 import type { ImageService } from '../images/service-core.js';
 
 /** `usage`: bytes and files of the node's content store (CRI ImageFsInfo). */
-export const usageEndpoint = (svc: ImageService) =>
-  endpoint(z.object({}).passthrough(), (): Promise<ContentUsageReply> => svc.usage(), 'content store usage');
+export const usage =
+  (svc: ImageService): Handler<typeof ImageApi, 'usage'> =>
+  () =>
+    svc.usage();

@@ -6,11 +6,17 @@ import { copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BerthError, Code, type TaskExit } from '@berth/api';
-import { connectNats, type EventEnvelope, Redis, subscribeEvents } from '@berth/kit';
+import { BerthError, Code, ShimApi, type TaskExit } from '@berth/api';
+import {
+  type Client,
+  client as clientOf,
+  connectNats,
+  type EventEnvelope,
+  Redis,
+  subscribeEvents,
+} from '@berth/kit';
 import { startNats, startRedis, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
-import { shimClient } from '../client.js';
 import { parseCriLine } from '../cri-log.js';
 
 const APPLETS = [
@@ -80,7 +86,7 @@ export interface ShimWorld {
   runRoot: string;
   rootfs: string;
   nc: NatsConnection;
-  client: ReturnType<typeof shimClient>;
+  client: Client<typeof ShimApi>;
   redisRestart(): Promise<void>;
   /** Deletes every key in Redis (a Redis that lost its data). */
   redisFlush(): Promise<void>;
@@ -121,7 +127,7 @@ export async function startWorld(o: { sweepMs?: number } = {}): Promise<ShimWorl
   });
   let proc: ChildProcess | undefined;
   let output = '';
-  const client = shimClient(nc, node);
+  const client = clientOf(nc, ShimApi, { node });
   const world: ShimWorld = {
     node,
     stateRoot,

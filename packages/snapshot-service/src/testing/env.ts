@@ -3,9 +3,11 @@
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Service } from '@berth/api';
+import { Service, SnapshotApi } from '@berth/api';
 import {
+  type Client,
   type Config,
+  client,
   connectNats,
   connectRedis,
   createLogger,
@@ -16,8 +18,7 @@ import {
 } from '@berth/kit';
 import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
-import { type SnapshotClient, snapshotClient } from '../client.js';
-import { createEndpoints } from '../service.js';
+import { createHandlers } from '../service.js';
 
 /** Servers, a state root and clients for one test file. */
 export interface SnapshotEnv {
@@ -29,7 +30,7 @@ export interface SnapshotEnv {
   layout: ReturnType<typeof hostLayout>;
   nc: NatsConnection;
   redis: Redis;
-  client: SnapshotClient;
+  client: Client<typeof SnapshotApi>;
   /** Starts one more replica of the service on the same node (own connections). */
   replica(settings?: Record<string, unknown>): Promise<ServedService>;
   stop(): Promise<void>;
@@ -60,14 +61,13 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
     await redis.connect();
     const log = createLogger({ service: Service.snapshot, node, level: process.env.TEST_LOG ?? 'silent' });
     const cfg = { ...config, services: { [Service.snapshot]: { ...settings, ...extra } } };
-    const endpoints = createEndpoints({ config: cfg, log, nc, redis, node, layout });
     const served = await serve({
       nc,
-      service: Service.snapshot,
+      service: SnapshotApi,
       version: '0.0.0-test',
       node,
       log,
-      endpoints,
+      handlers: createHandlers({ config: cfg, log, nc, redis, node, layout }),
     });
     conns.push({ nc, redis, served });
     return served;
@@ -85,7 +85,7 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
     layout,
     nc,
     redis,
-    client: snapshotClient(nc, node),
+    client: client(nc, SnapshotApi, { node }),
     replica,
     async stop() {
       for (const c of conns) {

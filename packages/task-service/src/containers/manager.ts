@@ -85,7 +85,7 @@ export class ContainerManager {
     const snapshotKey = `containers/${ns}/${id}`;
     let prepared = false;
     try {
-      const image = await this.deps.images.get(node, ns, req.image);
+      const image = await this.deps.images(node, ns).get({ name: req.image });
       if (!image.chainId) {
         throw errors.precondition(`image "${req.image}" is not unpacked on node "${node}"`);
       }
@@ -95,7 +95,7 @@ export class ContainerManager {
           throw errors.invalid(`bind mount source "${m.source}" does not exist`);
         }
       }
-      const mounts = await this.deps.snapshots.prepare(node, {
+      const { mounts } = await this.deps.snapshots(node).prepare({
         key: snapshotKey,
         parent: image.chainId,
         labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
@@ -165,7 +165,8 @@ export class ContainerManager {
       });
       return c;
     } catch (err) {
-      if (prepared) await ignoreGone(this.deps.snapshots.remove(node, snapshotKey)).catch(() => undefined);
+      if (prepared)
+        await ignoreGone(this.deps.snapshots(node).remove({ key: snapshotKey })).catch(() => undefined);
       await this.store.releaseName(ns, name, id).catch(() => undefined);
       throw err;
     }
@@ -222,8 +223,8 @@ export class ContainerManager {
    * deleted its task; the files and kept log are on its node, so that node's shim removes them.
    */
   async remove(c: Container): Promise<void> {
-    await ignoreGone(this.deps.snapshots.remove(c.node, c.snapshotKey));
-    await this.deps.shim.removeFiles(c.node, { namespace: c.namespace, id: c.id });
+    await ignoreGone(this.deps.snapshots(c.node).remove({ key: c.snapshotKey }));
+    await this.deps.shim(c.node, c.namespace)['remove-files']({ namespace: c.namespace, id: c.id });
     await this.store.delete(c);
     this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
   }

@@ -1,31 +1,22 @@
-import {
-  ContainerRef,
-  CreateContainerRequest,
-  DeleteContainerRequest,
-  ListContainersRequest,
-  UpdateContainerRequest,
-} from '@berth/api';
-import { endpoint } from '@berth/kit';
+import type { TaskApi } from '@berth/api';
+import type { Handlers } from '@berth/kit';
 import type { Domain } from '../domain.js';
 
-/** Endpoints of the containers half: metadata, snapshot and spec. */
-export function containerEndpoints(d: Domain) {
+/** Handlers of the containers half: metadata, snapshot and spec. */
+export function containerHandlers(
+  d: Domain,
+): Pick<
+  Handlers<typeof TaskApi>,
+  'create-container' | 'get-container' | 'list-containers' | 'update-container' | 'delete-container'
+> {
   return {
-    'create-container': endpoint(
-      CreateContainerRequest,
-      (req, ctx) => d.containers.create(ctx.namespace, req),
-      'create a container: resolve the image, prepare its rootfs, generate its OCI spec',
-    ),
-    'get-container': endpoint(ContainerRef, (req, ctx) => d.containers.get(ctx.namespace, req.id)),
-    'list-containers': endpoint(ListContainersRequest, async (req, ctx) => ({
-      containers: await d.containers.list(ctx.namespace, req),
-    })),
-    'update-container': endpoint(UpdateContainerRequest, (req, ctx) =>
-      d.containers.update(ctx.namespace, req),
-    ),
-    'delete-container': endpoint(DeleteContainerRequest, async (req, ctx) => {
+    'create-container': (req, ctx) => d.containers.create(ctx.namespace, req),
+    'get-container': (req, ctx) => d.containers.get(ctx.namespace, req.id),
+    'list-containers': async (req, ctx) => ({ containers: await d.containers.list(ctx.namespace, req) }),
+    'update-container': (req, ctx) => d.containers.update(ctx.namespace, req),
+    'delete-container': async (req, ctx) => {
       await d.tasks.removeContainer(ctx.namespace, req.id, req.force ?? false);
       return {};
-    }),
+    },
   };
 }

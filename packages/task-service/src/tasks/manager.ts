@@ -11,7 +11,9 @@ import {
   type Resources,
   SHIM_FILE_SOURCE,
   type ShimContainerFiles,
+  type ShimPidsReply,
   type ShimState,
+  type ShimStats,
   type Task,
   type TaskExit,
   TaskTopic,
@@ -124,11 +126,11 @@ export class TaskManager {
         throw errors.exists(`container "${c.name}" already has a ${prev.status} task`);
       }
       if (prev) {
-        await ignoreGone(this.deps.shim.delete(c.node, { namespace: ns, id: c.id }));
+        await ignoreGone(this.deps.shim(c.node, ns).delete({ namespace: ns, id: c.id }));
         await this.store.deleteTask(ns, c.id);
       }
-      const rootfs = await this.deps.snapshots.mounts(c.node, c.snapshotKey);
-      const st = await this.deps.shim.create(c.node, {
+      const { mounts: rootfs } = await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey });
+      const st = await this.deps.shim(c.node, ns).create({
         namespace: ns,
         id: c.id,
         spec: c.spec,
@@ -164,7 +166,9 @@ export class TaskManager {
     if (!execId && t.status !== 'created') {
       throw errors.precondition(`task of container "${c.name}" is ${t.status}, not created`);
     }
-    const st = await this.deps.shim.start(c.node, { namespace: ns, id: c.id, ...(execId ? { execId } : {}) });
+    const st = await this.deps
+      .shim(c.node, ns)
+      .start({ namespace: ns, id: c.id, ...(execId ? { execId } : {}) });
     if (execId) {
       this.deps.publish(TaskTopic.taskExecStarted, ns, { id: c.id, execId, pid: st.pid });
     } else {
@@ -183,7 +187,7 @@ export class TaskManager {
     const c = await this.store.resolve(ns, req.id);
     const t = await this.store.getTask(ns, c.id);
     if (!t || t.status === 'stopped') throw errors.precondition(`container "${c.name}" is not running`);
-    await this.deps.shim.kill(c.node, {
+    await this.deps.shim(c.node, ns).kill({
       namespace: ns,
       id: c.id,
       ...(req.execId ? { execId: req.execId } : {}),
@@ -199,7 +203,7 @@ export class TaskManager {
   async state(ns: string, ref: string, execId?: string): Promise<ProcessState> {
     const c = await this.store.resolve(ns, ref);
     if (execId) {
-      return toProcessState(await this.deps.shim.state(c.node, { namespace: ns, id: c.id, execId }));
+      return toProcessState(await this.deps.shim(c.node, ns).state({ namespace: ns, id: c.id, execId }));
     }
     const t = await this.store.getTask(ns, c.id);
     if (!t) throw errors.notFound(`container "${c.name}" has no task`);
@@ -212,7 +216,7 @@ export class TaskManager {
   private async heal(c: Container, t: Task): Promise<Task> {
     let st: ShimState;
     try {
-      st = await this.deps.shim.state(c.node, { namespace: c.namespace, id: c.id });
+      st = await this.deps.shim(c.node, c.namespace).state({ namespace: c.namespace, id: c.id });
     } catch (err) {
       if (err instanceof BerthError && err.code === Code.NOT_FOUND) {
         // The shim no longer knows the task (its node lost it): its exit status is unknown, 255 as containerd.
@@ -282,7 +286,7 @@ export class TaskManager {
   async delete(ns: string, ref: string, execId?: string): Promise<ExitStatus> {
     const first = await this.store.resolve(ns, ref);
     if (execId) {
-      const st = await this.deps.shim.delete(first.node, { namespace: ns, id: first.id, execId });
+      const st = await this.deps.shim(first.node, ns).delete({ namespace: ns, id: first.id, execId });
       return { exitCode: st.exitCode ?? 255, exitedAt: st.exitedAt ?? '' };
     }
     return this.containers.lock(ns, first.id, async () => {
@@ -295,13 +299,16 @@ export class TaskManager {
       }
       if (t.status === 'created') {
         await ignoreGone(
-          this.deps.shim.kill(c.node, { namespace: ns, id: c.id, signal: 'SIGKILL', all: true }),
+          this.deps.shim(c.node, ns).kill({ namespace: ns, id: c.id, signal: 'SIGKILL', all: true }),
         );
       }
-      const st = await this.deps.shim.delete(c.node, { namespace: ns, id: c.id }).catch((err: unknown) => {
-        if (err instanceof BerthError && err.code === Code.NOT_FOUND) return undefined;
-        throw err;
-      });
+      const st = await this.deps
+        .shim(c.node, ns)
+        .delete({ namespace: ns, id: c.id })
+        .catch((err: unknown) => {
+          if (err instanceof BerthError && err.code === Code.NOT_FOUND) return undefined;
+          throw err;
+        });
       await this.store.deleteTask(ns, c.id);
       const exit: ExitStatus = {
         exitCode: t.exitCode ?? st?.exitCode ?? 255,
@@ -325,7 +332,7 @@ export class TaskManager {
         );
       }
       await ignoreGone(
-        this.deps.shim.kill(first.node, { namespace: ns, id: first.id, signal: 'SIGKILL', all: true }),
+        this.deps.shim(first.node, ns).kill({ namespace: ns, id: first.id, signal: 'SIGKILL', all: true }),
       );
       await this.wait(ns, first.id, undefined, FORCE_KILL_WAIT_MS);
     }
@@ -356,7 +363,7 @@ export class TaskManager {
       terminal: req.tty ?? false,
     };
     if (req.user) process.user = await this.resolveExecUser(c, req.user);
-    const st = await this.deps.shim.exec(c.node, {
+    const st = await this.deps.shim(c.node, ns).exec({
       namespace: ns,
       id: c.id,
       execId: req.execId,
@@ -372,7 +379,9 @@ export class TaskManager {
     let passwd = parsePasswd('');
     let group = parseGroup('');
     if (needsLookup(user)) {
-      const rootfs = LayeredRootfs.fromMounts(await this.deps.snapshots.mounts(c.node, c.snapshotKey));
+      const rootfs = LayeredRootfs.fromMounts(
+        (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts,
+      );
       passwd = parsePasswd((await rootfs.readFile('/etc/passwd').catch(() => undefined)) ?? '');
       group = parseGroup((await rootfs.readFile('/etc/group').catch(() => undefined)) ?? '');
     }
@@ -389,20 +398,30 @@ export class TaskManager {
     const { c, t } = await this.running(ns, ref);
     if (paused && t.status === 'paused') throw errors.precondition(`container "${c.name}" is already paused`);
     if (!paused && t.status !== 'paused') throw errors.precondition(`container "${c.name}" is not paused`);
-    await this.deps.shim.forward(c.node, paused ? 'pause' : 'resume', { namespace: ns, id: c.id });
+    const shim = this.deps.shim(c.node, ns);
+    await (paused ? shim.pause : shim.resume)({ namespace: ns, id: c.id });
     await this.store.setTaskFields(ns, c.id, { status: paused ? 'paused' : 'running' });
     this.deps.publish(paused ? TaskTopic.taskPaused : TaskTopic.taskResumed, ns, { id: c.id });
   }
 
-  /** Forwards a read or control operation of a running task to its shim. */
-  async forward(
-    ns: string,
-    ref: string,
-    op: 'pids' | 'stats' | 'close-stdin',
-    extra: Record<string, unknown> = {},
-  ) {
+  /** The host pids of a running task, from its shim. */
+  async pids(ns: string, ref: string): Promise<ShimPidsReply> {
     const { c } = await this.running(ns, ref);
-    return this.deps.shim.forward(c.node, op, { namespace: ns, id: c.id, ...extra });
+    return this.deps.shim(c.node, ns).pids({ namespace: ns, id: c.id });
+  }
+
+  /** One cgroup sample of a running task, from its shim. */
+  async stats(ns: string, ref: string): Promise<ShimStats> {
+    const { c } = await this.running(ns, ref);
+    return this.deps.shim(c.node, ns).stats({ namespace: ns, id: c.id });
+  }
+
+  /** Closes the stdin of a running task's process (or one of its execs). */
+  async closeStdin(ns: string, ref: string, execId?: string): Promise<void> {
+    const { c } = await this.running(ns, ref);
+    await this.deps
+      .shim(c.node, ns)
+      ['close-stdin']({ namespace: ns, id: c.id, ...(execId ? { execId } : {}) });
   }
 
   /** Updates a running task's resources and the stored spec. */
@@ -411,7 +430,7 @@ export class TaskManager {
     const merged = { ...c.config.resources, ...resources };
     // The device rules are the container's for life: an update changes only the limits.
     const { devices: _devices, ...limits } = linuxResources(merged);
-    await this.deps.shim.forward(c.node, 'update', { namespace: ns, id: c.id, resources: limits });
+    await this.deps.shim(c.node, ns).update({ namespace: ns, id: c.id, resources: limits });
     await this.containers.update(ns, { id: c.id, resources });
   }
 
