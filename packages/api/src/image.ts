@@ -204,6 +204,14 @@ export const ContentUsageReply = z.object({
 });
 export type ContentUsageReply = z.infer<typeof ContentUsageReply>;
 
+/** Request of `login`: credentials to check against a registry (docker login); nothing is stored. */
+export const LoginRequest = z.object({
+  /** Registry host as a reference names it (`docker.io`, `host:5000`). */
+  registry: z.string().min(1),
+  auth: RegistryAuth,
+});
+export type LoginRequest = z.infer<typeof LoginRequest>;
+
 /** The image-service: one node's content store, registry client and image records. */
 export const ImageApi = defineService({
   name: Service.image,
@@ -276,6 +284,12 @@ export const ImageApi = defineService({
       output: ContentUsageReply,
       timeoutMs: 60_000,
       description: 'disk used by the content store',
+    }),
+    login: op({
+      input: LoginRequest,
+      output: Empty,
+      timeoutMs: 30_000,
+      description: "check credentials against a registry's /v2/ as docker login does; nothing is stored",
     }),
   },
 });

@@ -7,6 +7,7 @@ import { gc } from './handlers/gc.js';
 import { get } from './handlers/get.js';
 import { importImages } from './handlers/import.js';
 import { list } from './handlers/list.js';
+import { login } from './handlers/login.js';
 import { pull } from './handlers/pull.js';
 import { push } from './handlers/push.js';
 import { remove } from './handlers/remove.js';
@@ -58,6 +59,7 @@ export function createHandlers(svc: ImageService): Handlers<typeof ImageApi> {
     push: push(svc),
     import: importImages(svc),
     export: exportImages(svc),
+    login: login(svc),
   };
 }
 

@@ -9,7 +9,7 @@ import {
   type PullProgress,
   type RegistryAuth,
 } from '@berth/api';
-import { credentialsFromDockerConfig, parseReference } from '@berth/image-service';
+import { credentialsFromDockerConfig, parseReference } from '@berth/image-service/docker-config';
 import { call, type EventEnvelope, subscribeEvents } from '@berth/kit';
 import { type CliContext, namespaceOf } from '../context.js';
 import { type ProgressVerbs, ProgressView } from './progress.js';

@@ -2,14 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errors } from '@berth/api';
-import {
-  configKeyOf,
-  dockerConfigPath,
-  loadImageSettings,
-  RegistryClient,
-  TokenCache,
-} from '@berth/image-service';
+import { configKeyOf, dockerConfigPath } from '@berth/image-service/docker-config';
 import type { CliContext } from '../context.js';
+import { image } from './api.js';
 
 type DockerConfig = { auths?: Record<string, Record<string, unknown>> } & Record<string, unknown>;
 
@@ -37,7 +32,10 @@ export function serverHost(server: string | undefined): string {
   return h === 'index.docker.io' || h === 'registry-1.docker.io' ? 'docker.io' : h;
 }
 
-/** `berth login`: checks the credentials against the registry, then stores them in config.json. */
+/**
+ * `berth login`: the node's image-service checks the credentials against the registry (with its
+ * mirrors and insecure-registry rules, as pulls will reach it), then they are stored in config.json.
+ */
 export async function login(
   ctx: CliContext,
   server: string | undefined,
@@ -45,14 +43,7 @@ export async function login(
   password: string,
 ): Promise<void> {
   const host = serverHost(server);
-  const settings = loadImageSettings(ctx.config);
-  const client = new RegistryClient({
-    hosts: settings.hosts,
-    insecureRegistries: settings.insecureRegistries,
-    tokens: new TokenCache(),
-    credentials: async () => ({ username, password }),
-  });
-  await client.checkLogin(host);
+  await image(ctx, 'login', { registry: host, auth: { username, password } });
   const file = dockerConfigPath();
   const cfg = await readConfig(file);
   cfg.auths = {

@@ -99,6 +99,22 @@ export class ImageService {
     });
   }
 
+  /**
+   * Checks credentials against a registry (docker login): a fresh token cache, so a token earned
+   * with other credentials cannot make wrong ones pass. Nothing is stored.
+   */
+  async login(registry: string, auth: RegistryAuth): Promise<void> {
+    const client = new RegistryClient({
+      hosts: this.o.settings.hosts,
+      insecureRegistries: this.o.settings.insecureRegistries,
+      tokens: new TokenCache(),
+      log: this.o.log,
+      headersTimeoutMs: this.o.settings.progressTimeoutMs,
+      credentials: async () => auth,
+    });
+    await client.checkLogin(registry);
+  }
+
   /** Pulls an image; progress goes out as events on `images.pull.progress.<pullId>`. */
   async pull(req: PullImageRequest, ns: string, signal?: AbortSignal): Promise<PullReply> {
     const host = parseReference(req.ref).domain;

@@ -190,7 +190,9 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
     env._OCI_ATTACHPIPE = '5';
     stdio.push('pipe', 'pipe');
   }
-  const child = spawn(o.conmon, args, { stdio, env, detached: true });
+  // conmon writes files into its working directory (an `oom` marker when the kernel OOM-kills the
+  // process): keep them in the process's own directory, never wherever the shim was started.
+  const child = spawn(o.conmon, args, { stdio, env, detached: true, cwd: o.dir });
   let err = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (s: string) => {
