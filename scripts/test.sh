@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The second command: set up whatever is missing, then run the whole test suite (build, lint,
-# every package's tests and the end-to-end tests in tests/, one package at a time).
+# the import-cycle check, every package's tests and the end-to-end tests in tests/, one package at a time).
 #   bash scripts/test.sh
 # Idempotent; this is exactly what CI runs (.ci/run).
 set -euo pipefail
@@ -13,6 +13,8 @@ echo "==> build"
 pnpm -w run build
 echo "==> lint (biome check)"
 pnpm exec biome check .
+echo "==> import cycles (scripts/check-cycles.mjs)"
+pnpm -w run check:cycles
 echo "==> tests (turbo run test --concurrency=1)"
 pnpm exec turbo run test --concurrency=1
 echo "==> all tests passed"

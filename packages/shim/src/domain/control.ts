@@ -13,9 +13,10 @@ import { closeAttachStdin } from '../attach.js';
 import { readCriStreams } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
-import { procKey, type ShimAgent } from './agent.js';
+import type { ShimHost } from './host.js';
 import { execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
+import { procKey } from './util.js';
 
 /** conmon's control-fifo message types. */
 const CTL_RESIZE = 1;
@@ -23,61 +24,51 @@ const CTL_REOPEN_LOG = 2;
 
 /**
  * The operations on a live task beside its lifecycle: freeze and thaw, processes, cgroup stats,
- * resources, stdin, terminal size, logs of execs. Each refuses a task that is not running.
+ * resources, stdin, terminal size, logs of execs. Which states each is allowed in is the
+ * transition table's answer (process-state.ts); mostly a running or paused task.
  */
 export class TaskControl {
-  constructor(private readonly agent: ShimAgent) {}
+  private readonly host: ShimHost;
 
-  private async live(ref: ShimTaskRef, allowPaused = true): Promise<ProcRecord> {
-    const rec = await this.agent.mustGet(ref);
-    const ok = rec.status === 'running' || (allowPaused && rec.status === 'paused');
-    if (!ok) {
-      const what = ref.execId ? `exec "${ref.execId}"` : `task "${ref.id}"`;
-      throw new BerthError(Code.FAILED_PRECONDITION, `${what} is ${rec.status}, not running`);
-    }
-    return rec;
+  /** Works on the host of an agent (the ShimAgent, or anything that carries a ShimHost). */
+  constructor(owner: { readonly host: ShimHost }) {
+    this.host = owner.host;
   }
 
   /** pause (freeze the cgroup) or resume (thaw it). */
   async setPaused(ref: ShimTaskRef, paused: boolean): Promise<void> {
     const { namespace: ns, id } = ref;
-    await this.agent.serial(procKey(ns, id), async () => {
-      const rec = await this.live({ namespace: ns, id });
-      if (paused && rec.status === 'paused') {
-        throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" is already paused`);
-      }
-      if (!paused && rec.status !== 'paused') {
-        throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" is not paused`);
-      }
-      if (paused) {
-        await this.agent.runc(ns).pause(id);
-        await this.agent.store.transition(ns, id, undefined, 'running', 'paused');
-      } else {
-        await this.agent.runc(ns).resume(id);
-        await this.agent.store.transition(ns, id, undefined, 'paused', 'running');
-      }
+    const event = paused ? 'pause' : 'resume';
+    await this.host.serial(procKey(ns, id), async () => {
+      const rec = await this.host.mustAllow({ namespace: ns, id }, event);
+      if (paused) await this.host.runc(ns).pause(id);
+      else await this.host.runc(ns).resume(id);
+      await this.host.move(rec, event);
     });
   }
 
+  /** The host pids of every process in the task. */
   async pids(ref: ShimTaskRef): Promise<{ pids: number[] }> {
-    await this.live({ namespace: ref.namespace, id: ref.id });
-    return { pids: await this.agent.runc(ref.namespace).pids(ref.id) };
+    await this.host.mustAllow({ namespace: ref.namespace, id: ref.id }, 'pids');
+    return { pids: await this.host.runc(ref.namespace).pids(ref.id) };
   }
 
+  /** A sample of the task's cgroup: cpu, memory, pids. */
   async stats(ref: ShimTaskRef): Promise<ShimStats> {
-    const rec = await this.live({ namespace: ref.namespace, id: ref.id });
+    const rec = await this.host.mustAllow({ namespace: ref.namespace, id: ref.id }, 'stats');
     return statsOfPid(rec.pid, ref.id);
   }
 
+  /** Changes the task's resources (runc update). */
   async update(req: ShimUpdateRequest): Promise<void> {
-    await this.live({ namespace: req.namespace, id: req.id });
-    await this.agent.runc(req.namespace).update(req.id, req.resources);
+    await this.host.mustAllow({ namespace: req.namespace, id: req.id }, 'update');
+    await this.host.runc(req.namespace).update(req.id, req.resources);
   }
 
   private ctlPath(rec: ProcRecord): string {
     return rec.execId
-      ? execPaths(this.agent.layout, rec.namespace, rec.id, rec.execId).ctl
-      : taskPaths(this.agent.layout, rec.namespace, rec.id).ctl;
+      ? execPaths(this.host.layout, rec.namespace, rec.id, rec.execId).ctl
+      : taskPaths(this.host.layout, rec.namespace, rec.id).ctl;
   }
 
   private async writeCtl(rec: ProcRecord, line: string): Promise<void> {
@@ -100,7 +91,7 @@ export class TaskControl {
 
   /** Sets the terminal size of a task or exec that has a TTY. */
   async resize(req: ShimResizeRequest): Promise<void> {
-    const rec = await this.live(req);
+    const rec = await this.host.mustAllow(req, 'resize');
     if (!rec.terminal) {
       throw new BerthError(Code.FAILED_PRECONDITION, `"${req.execId ?? req.id}" has no terminal to resize`);
     }
@@ -109,7 +100,7 @@ export class TaskControl {
 
   /** Asks conmon to reopen the log file (after it was rotated away). */
   async reopenLog(ref: ShimTaskRef): Promise<void> {
-    const rec = await this.live(ref);
+    const rec = await this.host.mustAllow(ref, 'reopen-log');
     await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
   }
 
@@ -118,7 +109,7 @@ export class TaskControl {
    * and hangs up at once. A process without stdin has nothing to close.
    */
   async closeStdin(ref: ShimTaskRef): Promise<void> {
-    const rec = await this.agent.mustGet(ref);
+    const rec = await this.host.mustAllow(ref, 'close-stdin');
     if (!rec.stdin || rec.status === 'stopped') return;
     if (rec.stdinKeep) {
       throw new BerthError(
@@ -127,14 +118,14 @@ export class TaskControl {
       );
     }
     if (!(await monitorAlive(rec.monitorPid))) return;
-    const state = this.agent.toState(rec);
+    const state = this.host.toState(rec);
     if (state.attachPath) await closeAttachStdin(state.attachPath);
   }
 
   /** What an exec process wrote, read back from its CRI log. */
   async execOutput(ref: ShimTaskRef): Promise<ShimExecOutput> {
     if (!ref.execId) throw new BerthError(Code.INVALID_ARGUMENT, 'exec-output needs an execId');
-    const rec = await this.agent.mustGet(ref);
+    const rec = await this.host.mustGet(ref);
     try {
       return await readCriStreams(rec.logPath);
     } catch (err) {

@@ -2,11 +2,25 @@ import { mkdir, rm } from 'node:fs/promises';
 import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
-import type { ShimAgent } from './agent.js';
+import type { ExitRecorder } from './exit-recorder.js';
 import { writeAtomic } from './files.js';
+import type { ShimHost } from './host.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
 import { killMonitor, procKey, runtimeFailure } from './util.js';
+
+/** A reference to one exec process. */
+export type ExecRef = ShimTaskRef & { execId: string };
+
+/** What `exec` needs to prepare a process in a running task. */
+export interface ExecRequest {
+  namespace: string;
+  id: string;
+  execId: string;
+  process: Record<string, unknown>;
+  terminal: boolean;
+  stdin: boolean;
+}
 
 /**
  * Exec processes of running tasks, each under its own conmon (exec mode). `create` prepares one:
@@ -19,36 +33,29 @@ export class ExecProcesses {
   /** Monitors prepared by this agent and waiting for start (their pipes live only here). */
   readonly pending = new Map<string, { mon: SpawnedMonitor; monitorPid: number }>();
 
-  constructor(private readonly agent: ShimAgent) {}
+  constructor(
+    private readonly host: ShimHost,
+    private readonly exits: ExitRecorder,
+  ) {}
 
   /**
    * exec: prepares a new process in a running task. conmon (exec mode) sets up the process's log,
    * exit file and attach socket and then waits; `start` with the execId lets runc exec run, so a
    * client can attach before any output is written.
    */
-  async create(req: {
-    namespace: string;
-    id: string;
-    execId: string;
-    process: Record<string, unknown>;
-    terminal: boolean;
-    stdin: boolean;
-  }): Promise<ShimState> {
+  async create(req: ExecRequest): Promise<ShimState> {
     const { namespace: ns, id, execId } = req;
     checkName('exec id', execId);
-    const task = await this.agent.mustGet({ namespace: ns, id });
-    if (task.status !== 'running') {
-      throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" is ${task.status}: exec needs it running`);
-    }
+    await this.host.mustAllow({ namespace: ns, id }, 'exec');
     const args = req.process.args;
     if (!Array.isArray(args) || args.length === 0) {
       throw new BerthError(Code.INVALID_ARGUMENT, `exec "${execId}": process.args must name a command`);
     }
-    if (!(await this.agent.store.reserveExec(ns, id, execId))) {
+    if (!(await this.host.store.reserveExec(ns, id, execId))) {
       throw new BerthError(Code.ALREADY_EXISTS, `exec "${execId}" already exists in task "${id}"`);
     }
-    const tp = taskPaths(this.agent.layout, ns, id);
-    const ep = execPaths(this.agent.layout, ns, id, execId);
+    const tp = taskPaths(this.host.layout, ns, id);
+    const ep = execPaths(this.host.layout, ns, id, execId);
     try {
       await rm(ep.dir, { recursive: true, force: true });
       await mkdir(ep.dir, { recursive: true });
@@ -56,8 +63,8 @@ export class ExecProcesses {
       const proc = { cwd: '/', ...req.process, terminal: req.terminal };
       await writeAtomic(ep.spec, JSON.stringify(proc));
       const mon = spawnConmon({
-        conmon: this.agent.conmon,
-        runc: this.agent.runcBinary,
+        conmon: this.host.conmon,
+        runc: this.host.runcBinary,
         runcRoot: tp.runcRoot,
         cid: id,
         cuuid: ep.cuuid,
@@ -73,7 +80,7 @@ export class ExecProcesses {
       });
       const key = procKey(ns, id, execId);
       try {
-        const ready = await mon.attach?.next(this.agent.createTimeoutMs);
+        const ready = await mon.attach?.next(this.host.createTimeoutMs);
         if (!ready || ready.data < 0) throw runtimeFailure(`exec "${execId}"`, ready?.message);
       } catch (err) {
         killMonitor(await readIntFile(ep.conmonPidFile));
@@ -95,24 +102,22 @@ export class ExecProcesses {
         stdin: req.stdin,
         createdAt: new Date().toISOString(),
       };
-      await this.agent.store.put(rec);
+      await this.host.store.put(rec);
       this.pending.set(key, { mon, monitorPid: rec.monitorPid });
-      return this.agent.toState(rec);
+      return this.host.toState(rec);
     } catch (err) {
       await rm(ep.dir, { recursive: true, force: true });
-      await this.agent.store.releaseExec(ns, id, execId);
+      await this.host.store.releaseExec(ns, id, execId);
       throw err;
     }
   }
 
-  async start(ref: ShimTaskRef & { execId: string }): Promise<ShimState> {
+  /** Lets a created exec run: releases conmon's start pipe and records the pid runc reports. */
+  async start(ref: ExecRef): Promise<ShimState> {
     const { namespace: ns, id, execId } = ref;
     const key = procKey(ns, id, execId);
-    return this.agent.serial(key, async () => {
-      const rec = await this.agent.mustGet(ref);
-      if (rec.status !== 'created') {
-        throw new BerthError(Code.FAILED_PRECONDITION, `exec "${execId}" is ${rec.status}, not created`);
-      }
+    return this.host.serial(key, async () => {
+      const rec = await this.host.mustAllow(ref, 'start');
       const mon = this.pending.get(key)?.mon;
       if (!mon?.start) {
         throw new BerthError(
@@ -121,20 +126,17 @@ export class ExecProcesses {
         );
       }
       this.pending.delete(key);
-      await this.agent.watchExec(ns, id, execId);
+      await this.exits.watchExec(ns, id, execId);
       let pid: number;
       try {
         mon.start.write('1');
-        const msg = await mon.sync.next(this.agent.createTimeoutMs);
+        const msg = await mon.sync.next(this.host.createTimeoutMs);
         if (msg.data <= 0) {
           const err = runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
-          await this.agent.store.recordExit(ns, id, execId, {
+          await this.exits.recordExit(rec, {
             exitCode: err.code === Code.INVALID_ARGUMENT ? 127 : 126,
-            exitedAt: new Date().toISOString(),
             reason: 'StartFailed',
           });
-          this.agent.unwatchExec(ns, id, execId);
-          await this.agent.announce(ns, id, execId);
           throw err;
         }
         pid = msg.data;
@@ -143,13 +145,10 @@ export class ExecProcesses {
         mon.attach?.close();
         mon.start.destroy();
       }
-      await this.agent.store.transition(ns, id, execId, 'created', 'running', {
-        pid: String(pid),
-        startedAt: new Date().toISOString(),
-      });
+      await this.host.move(rec, 'start', { pid: String(pid), startedAt: new Date().toISOString() });
       // An exit may have been handled before the pid was stored: handle again (idempotent).
-      await this.agent.handleExit(ns, id, execId);
-      return this.agent.toState(await this.agent.mustGet(ref));
+      await this.exits.handleExit(ns, id, execId);
+      return this.host.toState(await this.host.mustGet(ref));
     });
   }
 
@@ -164,22 +163,39 @@ export class ExecProcesses {
       pending.mon.start?.destroy();
       this.pending.delete(key);
     }
-    const rec = await this.agent.store.get(ns, id, execId);
+    const rec = await this.host.store.get(ns, id, execId);
     if (rec?.monitorPid && (await monitorAlive(rec.monitorPid))) killMonitor(rec.monitorPid);
-    this.agent.unwatchExec(ns, id, execId);
-    await rm(execPaths(this.agent.layout, ns, id, execId).dir, { recursive: true, force: true });
-    await this.agent.store.releaseExec(ns, id, execId);
+    this.exits.unwatchExec(ns, id, execId);
+    await rm(execPaths(this.host.layout, ns, id, execId).dir, { recursive: true, force: true });
+    await this.host.store.releaseExec(ns, id, execId);
   }
 
-  async delete(ref: ShimTaskRef & { execId: string }): Promise<ShimState> {
+  /**
+   * Signals an exec's process. One that has already exited is not an error (delivered: false); one
+   * not started yet has no process to signal.
+   */
+  async kill(ref: ExecRef, signal: NodeJS.Signals | number): Promise<{ delivered: boolean }> {
+    const rec = await this.host.mustAllow(ref, 'kill');
+    if (rec.status === 'stopped') return { delivered: false };
+    if (rec.pid <= 0) {
+      throw new BerthError(Code.FAILED_PRECONDITION, `exec "${ref.execId}" has not been started`);
+    }
+    try {
+      process.kill(rec.pid, signal);
+      return { delivered: true };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return { delivered: false };
+      throw err;
+    }
+  }
+
+  /** Forgets an exec that is not running (created or exited), its monitor and directory included. */
+  async delete(ref: ExecRef): Promise<ShimState> {
     const { namespace: ns, id, execId } = ref;
-    return this.agent.serial(procKey(ns, id, execId), async () => {
-      const rec = await this.agent.mustGet(ref);
-      if (rec.status === 'running') {
-        throw new BerthError(Code.FAILED_PRECONDITION, `exec "${execId}" is running: kill it first`);
-      }
+    return this.host.serial(procKey(ns, id, execId), async () => {
+      const rec = await this.host.mustAllow(ref, 'delete');
       await this.drop(ns, id, execId);
-      return this.agent.toState(rec);
+      return this.host.toState(rec);
     });
   }
 

@@ -1,9 +1,12 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorAlive } from '../runtime/monitor.js';
-import type { ShimAgent } from './agent.js';
+import type { ExitRecorder } from './exit-recorder.js';
+import type { ShimHost } from './host.js';
 import { taskPaths } from './paths.js';
+import { allows } from './process-state.js';
 import type { ProcRecord } from './store.js';
+import { removeBundle } from './task-bundle.js';
 import { killMonitor, procKey } from './util.js';
 
 /**
@@ -14,7 +17,10 @@ export class Reconciler {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly agent: ShimAgent) {}
+  constructor(
+    private readonly host: ShimHost,
+    private readonly exits: ExitRecorder,
+  ) {}
 
   /**
    * Finds every task again after a (re)start: watches each namespace's exit dir (which also
@@ -27,9 +33,9 @@ export class Reconciler {
     let exited = 0;
     let cleaned = 0;
     const known = new Set<string>();
-    for (const { namespace: ns, id } of await this.agent.store.taskRefs()) {
+    for (const { namespace: ns, id } of await this.host.store.taskRefs()) {
       known.add(procKey(ns, id));
-      const rec = await this.agent.store.get(ns, id);
+      const rec = await this.host.store.get(ns, id);
       if (!rec) {
         // Claimed but not recorded: runc created it but the record was lost (adopt it), or a
         // create died half-way (remove what it left).
@@ -37,29 +43,29 @@ export class Reconciler {
           tasks++;
           continue;
         }
-        await this.agent.removeBundle(ns, id);
-        await this.agent.store.releaseTask(ns, id);
+        await removeBundle(this.host, ns, id);
+        await this.host.store.releaseTask(ns, id);
         cleaned++;
         continue;
       }
       tasks++;
-      await this.agent.watchNamespace(ns);
+      await this.exits.watchNamespace(ns);
       const before = rec.status;
-      await this.agent.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
-      if (before !== 'stopped' && (await this.agent.store.get(ns, id))?.status === 'stopped') exited++;
+      await this.host.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
+      if (before !== 'stopped' && (await this.host.store.get(ns, id))?.status === 'stopped') exited++;
     }
-    for (const ns of await readdir(this.agent.layout.tasks).catch(() => [] as string[])) {
-      for (const id of await readdir(join(this.agent.layout.tasks, ns)).catch(() => [] as string[])) {
+    for (const ns of await readdir(this.host.layout.tasks).catch(() => [] as string[])) {
+      for (const id of await readdir(join(this.host.layout.tasks, ns)).catch(() => [] as string[])) {
         if (known.has(procKey(ns, id))) continue;
         if (await this.adopt(ns, id, false)) {
           tasks++;
           continue;
         }
-        this.agent.log.warn(
+        this.host.log.warn(
           { ns, id },
           'removing a bundle no record claims (a create interrupted by a crash)',
         );
-        await this.agent.removeBundle(ns, id);
+        await removeBundle(this.host, ns, id);
         cleaned++;
       }
     }
@@ -73,7 +79,7 @@ export class Reconciler {
    * A bundle without task.json is a create cut short and is not adopted.
    */
   private async adopt(ns: string, id: string, claimed: boolean): Promise<boolean> {
-    const p = taskPaths(this.agent.layout, ns, id);
+    const p = taskPaths(this.host.layout, ns, id);
     let rec: ProcRecord;
     try {
       rec = JSON.parse(await readFile(p.meta, 'utf8')) as ProcRecord;
@@ -81,13 +87,13 @@ export class Reconciler {
       return false;
     }
     if (rec.namespace !== ns || rec.id !== id) return false;
-    const rs = await this.agent.runc(ns).state(id);
+    const rs = await this.host.runc(ns).state(id);
     rec.status = rs && (rs.status === 'created' || rs.status === 'paused') ? rs.status : 'running';
-    if (!claimed && !(await this.agent.store.reserveTask(ns, id))) return true;
-    await this.agent.store.put(rec);
-    this.agent.log.warn({ ns, id, status: rec.status }, 'adopted a task Redis had no record of');
-    await this.agent.watchNamespace(ns);
-    await this.agent.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
+    if (!claimed && !(await this.host.store.reserveTask(ns, id))) return true;
+    await this.host.store.put(rec);
+    this.host.log.warn({ ns, id, status: rec.status }, 'adopted a task Redis had no record of');
+    await this.exits.watchNamespace(ns);
+    await this.host.serial(procKey(ns, id), () => this.reconcile(ns, id, true));
     return true;
   }
 
@@ -98,36 +104,36 @@ export class Reconciler {
    * never announced is announced. The same for its execs.
    */
   private async reconcile(ns: string, id: string, startup: boolean): Promise<void> {
-    await this.agent.handleExit(ns, id);
-    let now = await this.agent.store.get(ns, id);
+    await this.exits.handleExit(ns, id);
+    let now = await this.host.store.get(ns, id);
     if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
       // conmon writes the exit file just before it exits: read again now that it is gone.
-      await this.agent.handleExit(ns, id);
-      now = await this.agent.store.get(ns, id);
+      await this.exits.handleExit(ns, id);
+      now = await this.host.store.get(ns, id);
       if (now && now.status !== 'stopped') {
-        const rs = await this.agent.runc(ns).state(id);
-        if (!rs || rs.status === 'stopped') await this.agent.recordLost(now, 'MonitorLost');
-        else if (now.status !== 'unknown') {
-          this.agent.log.error(
+        const rs = await this.host.runc(ns).state(id);
+        if (!rs || rs.status === 'stopped') await this.exits.recordLost(now, 'MonitorLost');
+        else if (allows('task', now.status, 'lose-monitor')) {
+          this.host.log.error(
             { ns, id, runc: rs.status },
             'monitor of a live task is gone: its exit cannot be seen',
           );
-          await this.agent.store.transition(ns, id, undefined, now.status, 'unknown');
+          await this.host.move(now, 'lose-monitor');
         }
       }
     }
-    for (const execId of await this.agent.store.execIds(ns, id))
+    for (const execId of await this.host.store.execIds(ns, id))
       await this.reconcileExec(ns, id, execId, startup);
   }
 
   private async reconcileExec(ns: string, id: string, execId: string, startup: boolean): Promise<void> {
-    const rec = await this.agent.store.get(ns, id, execId);
+    const rec = await this.host.store.get(ns, id, execId);
     if (!rec) {
-      if (startup) await this.agent.store.releaseExec(ns, id, execId);
+      if (startup) await this.host.store.releaseExec(ns, id, execId);
       return;
     }
     if (rec.status === 'stopped') {
-      await this.agent.announce(ns, id, execId);
+      await this.exits.announce(ns, id, execId);
       return;
     }
     if (rec.status === 'created') {
@@ -135,18 +141,18 @@ export class Reconciler {
       // gone and conmon would run it unasked, so it is ended.
       if (!startup) return;
       if (await monitorAlive(rec.monitorPid)) killMonitor(rec.monitorPid);
-      await this.agent.handleExit(ns, id, execId);
-      if ((await this.agent.store.get(ns, id, execId))?.status !== 'stopped')
-        await this.agent.recordLost(rec, 'AgentRestarted');
+      await this.exits.handleExit(ns, id, execId);
+      if ((await this.host.store.get(ns, id, execId))?.status !== 'stopped')
+        await this.exits.recordLost(rec, 'AgentRestarted');
       return;
     }
-    await this.agent.watchExec(ns, id, execId);
-    await this.agent.handleExit(ns, id, execId);
-    const now = await this.agent.store.get(ns, id, execId);
+    await this.exits.watchExec(ns, id, execId);
+    await this.exits.handleExit(ns, id, execId);
+    const now = await this.host.store.get(ns, id, execId);
     if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
-      await this.agent.handleExit(ns, id, execId);
-      if ((await this.agent.store.get(ns, id, execId))?.status !== 'stopped')
-        await this.agent.recordLost(now, 'MonitorLost');
+      await this.exits.handleExit(ns, id, execId);
+      if ((await this.host.store.get(ns, id, execId))?.status !== 'stopped')
+        await this.exits.recordLost(now, 'MonitorLost');
     }
   }
 
@@ -155,12 +161,12 @@ export class Reconciler {
    * killed before it wrote an exit file, an overflowed inotify queue).
    */
   async sweep(): Promise<void> {
-    for (const { namespace: ns, id } of await this.agent.store.taskRefs()) {
+    for (const { namespace: ns, id } of await this.host.store.taskRefs()) {
       if (this.stopped) return;
-      const rec = await this.agent.store.get(ns, id);
+      const rec = await this.host.store.get(ns, id);
       if (!rec) continue; // a create in progress
       if (rec.status === 'stopped' && rec.exitPublished) continue;
-      await this.agent.serial(procKey(ns, id), () => this.reconcile(ns, id, false));
+      await this.host.serial(procKey(ns, id), () => this.reconcile(ns, id, false));
     }
   }
 
@@ -169,7 +175,7 @@ export class Reconciler {
     const tick = () => {
       if (this.stopped) return;
       this.sweep()
-        .catch((err: unknown) => this.agent.log.error({ err }, 'sweep failed'))
+        .catch((err: unknown) => this.host.log.error({ err }, 'sweep failed'))
         .finally(() => {
           if (!this.stopped) this.timer = setTimeout(tick, intervalMs).unref();
         });

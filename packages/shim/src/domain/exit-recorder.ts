@@ -1,0 +1,182 @@
+import { EventEmitter } from 'node:events';
+import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit } from '@berth/api';
+import { DirWatcher, readIntFile } from '../runtime/monitor.js';
+import { exists, mtimeOf } from './files.js';
+import type { AgentOptions, ShimHost } from './host.js';
+import { execPaths, namespacePaths, taskPaths } from './paths.js';
+import { allows } from './process-state.js';
+import type { ProcRecord } from './store.js';
+import { procKey } from './util.js';
+
+/** The topic exits are announced on. */
+export const EXIT_TOPIC = 'tasks.exit';
+
+/**
+ * Turns conmon's exit files into persisted exits, then `tasks.exit` events, in that order: core NATS
+ * may lose the event, never the exit. Also wakes local waiters, and watches the exit files (one
+ * inotify watch per namespace for tasks, one per exec directory).
+ */
+export class ExitRecorder {
+  /** Emits procKey once an exit is persisted (wait's wake-up; persisted state is the truth). */
+  private readonly exited = new EventEmitter();
+  private readonly nsWatchers = new Map<string, DirWatcher>();
+  private readonly execWatchers = new Map<string, DirWatcher>();
+  private closed = false;
+
+  constructor(
+    private readonly host: ShimHost,
+    private readonly publish: AgentOptions['publish'],
+  ) {
+    this.exited.setMaxListeners(0);
+  }
+
+  /** Starts the inotify watch of a namespace's exit dir (idempotent); existing files are handled too. */
+  async watchNamespace(ns: string): Promise<void> {
+    if (this.nsWatchers.has(ns) || this.closed) return;
+    const w = new DirWatcher(namespacePaths(this.host.layout, ns).exitDir, (name) => {
+      if (name.startsWith('.')) return;
+      void this.handleExit(ns, name).catch((err: unknown) =>
+        this.host.log.error({ err, ns, id: name }, 'handling an exit failed'),
+      );
+    });
+    this.nsWatchers.set(ns, w);
+    await w.start();
+  }
+
+  /** Watches an exec's directory for conmon's `exit` file. */
+  async watchExec(ns: string, id: string, execId: string): Promise<void> {
+    const key = procKey(ns, id, execId);
+    if (this.execWatchers.has(key) || this.closed) return;
+    const w = new DirWatcher(execPaths(this.host.layout, ns, id, execId).dir, (name) => {
+      if (name !== 'exit') return;
+      void this.handleExit(ns, id, execId).catch((err: unknown) =>
+        this.host.log.error({ err, ns, id, execId }, 'handling an exec exit failed'),
+      );
+    });
+    this.execWatchers.set(key, w);
+    await w.start();
+  }
+
+  /** Stops watching an exec's directory (its exit is recorded, or it is dropped). */
+  unwatchExec(ns: string, id: string, execId: string): void {
+    const key = procKey(ns, id, execId);
+    this.execWatchers.get(key)?.close();
+    this.execWatchers.delete(key);
+  }
+
+  /**
+   * Turns conmon's exit file into a persisted exit, then announces it. Idempotent: inotify may
+   * report a file twice and recovery reads it again; the exit is stored once and announced until
+   * the announcement is marked done.
+   */
+  handleExit(ns: string, id: string, execId?: string): Promise<void> {
+    return this.host.serial(`exit:${procKey(ns, id, execId)}`, async () => {
+      const rec = await this.host.store.get(ns, id, execId);
+      if (!rec) return;
+      if (allows(execId ? 'exec' : 'task', rec.status, 'exit')) {
+        const file = execId
+          ? execPaths(this.host.layout, ns, id, execId).exitFile
+          : taskPaths(this.host.layout, ns, id).exitFile;
+        const code = await readIntFile(file);
+        if (code === undefined) return;
+        const oom = !execId && (await exists(taskPaths(this.host.layout, ns, id).oomFile));
+        const exitedAt = (await mtimeOf(file)) ?? new Date().toISOString();
+        await this.host.store.recordExit(ns, id, execId, {
+          exitCode: code,
+          exitedAt,
+          ...(oom ? { reason: 'OOMKilled' } : {}),
+        });
+        if (execId) this.unwatchExec(ns, id, execId);
+      }
+      await this.announce(ns, id, execId);
+    });
+  }
+
+  /**
+   * Records an exit nobody saw in a file (the monitor died, the host restarted, the exec never
+   * started) with the given code and reason, then announces it. A record already stopped keeps
+   * its first exit.
+   */
+  async recordExit(rec: ProcRecord, e: { exitCode: number; reason: string }): Promise<void> {
+    if (allows(rec.execId ? 'exec' : 'task', rec.status, 'exit')) {
+      await this.host.store.recordExit(rec.namespace, rec.id, rec.execId, {
+        exitCode: e.exitCode,
+        exitedAt: new Date().toISOString(),
+        reason: e.reason,
+      });
+    }
+    if (rec.execId) this.unwatchExec(rec.namespace, rec.id, rec.execId);
+    await this.announce(rec.namespace, rec.id, rec.execId);
+  }
+
+  /** Records an exit the monitor could not write (exit 255 with the reason). */
+  recordLost(rec: ProcRecord, reason: string): Promise<void> {
+    return this.recordExit(rec, { exitCode: 255, reason });
+  }
+
+  /** Wakes local waiters and publishes `tasks.exit` for a persisted, not yet announced exit. */
+  async announce(ns: string, id: string, execId?: string): Promise<void> {
+    const rec = await this.host.store.get(ns, id, execId);
+    if (rec?.status !== 'stopped' || rec.exitCode === undefined) return;
+    this.exited.emit(procKey(ns, id, execId));
+    if (rec.exitPublished) return;
+    const e: TaskExit = {
+      namespace: ns,
+      id,
+      pid: rec.pid,
+      exitCode: rec.exitCode,
+      exitedAt: rec.exitedAt ?? new Date().toISOString(),
+      node: this.host.node,
+    };
+    if (execId) e.execId = execId;
+    if (rec.reason) e.reason = rec.reason;
+    this.publish(EXIT_TOPIC, ns, e);
+    await this.host.store.markPublished(ns, id, execId);
+    this.host.log.info({ ns, id, execId, exitCode: e.exitCode, reason: e.reason }, 'process exited');
+  }
+
+  /**
+   * Resolves once the exit is persisted. It listens first and reads the record second, so an exit
+   * landing in between is never missed.
+   */
+  wait(ref: ShimTaskRef, signal?: AbortSignal): Promise<ShimWaitReply> {
+    const key = procKey(ref.namespace, ref.id, ref.execId);
+    return new Promise<ShimWaitReply>((resolve, reject) => {
+      let done = false;
+      const finish = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        this.exited.off(key, check);
+        signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const check = () => {
+        this.host.mustGet(ref).then(
+          (r) => {
+            if (r.status !== 'stopped' || r.exitCode === undefined) return;
+            const out: ShimWaitReply = { exitCode: r.exitCode, exitedAt: r.exitedAt ?? '' };
+            if (r.reason) out.reason = r.reason;
+            finish(() => resolve(out));
+          },
+          (err: unknown) => finish(() => reject(err)),
+        );
+      };
+      const onAbort = () =>
+        finish(() =>
+          reject(new BerthError(Code.CANCELLED, `wait for "${ref.id}" cancelled: agent stopping`)),
+        );
+      this.exited.on(key, check);
+      signal?.addEventListener('abort', onAbort);
+      check();
+    });
+  }
+
+  /** Stops every watch; monitors keep running and keep writing exit files. */
+  close(): void {
+    this.closed = true;
+    for (const w of this.nsWatchers.values()) w.close();
+    for (const w of this.execWatchers.values()) w.close();
+    this.nsWatchers.clear();
+    this.execWatchers.clear();
+  }
+}

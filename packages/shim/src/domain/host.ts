@@ -1,0 +1,134 @@
+import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
+import type { HostLayout, Redis, ServiceContext } from '@berth/kit';
+import { Runc } from '../runtime/runc.js';
+import { execPaths, namespacePaths, taskPaths } from './paths.js';
+import { type ProcessEvent, transition } from './process-state.js';
+import { type ProcRecord, ShimStore } from './store.js';
+
+/** The shim's logger (pino, from the service kit). */
+export type Logger = ServiceContext['log'];
+
+/** What the shim needs from the process that hosts it; no NATS in here, events go through `publish`. */
+export interface AgentOptions {
+  redis: Redis;
+  node: string;
+  layout: HostLayout;
+  log: Logger;
+  /** Announces an event (topic `tasks.exit`); called only after the state is persisted. */
+  publish: (topic: string, namespace: string, event: unknown) => void;
+  conmon?: string;
+  runc?: string;
+  /** Bound on waiting for conmon's first answer (runc create), ms. */
+  createTimeoutMs?: number;
+}
+
+/**
+ * What every part of the shim's domain shares: the node's records, its paths and helper binaries,
+ * one runc driver per namespace, one queue of changes per process, and the only way a record's
+ * status changes (`move`, through the transition table of process-state.ts).
+ */
+export class ShimHost {
+  readonly store: ShimStore;
+  readonly layout: HostLayout;
+  readonly log: Logger;
+  readonly node: string;
+  readonly conmon: string;
+  readonly runcBinary: string;
+  readonly createTimeoutMs: number;
+  private readonly serials = new Map<string, Promise<unknown>>();
+  private readonly runcs = new Map<string, Runc>();
+
+  constructor(o: AgentOptions) {
+    this.store = new ShimStore(o.redis, o.node);
+    this.layout = o.layout;
+    this.log = o.log;
+    this.node = o.node;
+    this.conmon = o.conmon ?? '/usr/bin/conmon';
+    this.runcBinary = o.runc ?? '/usr/sbin/runc';
+    this.createTimeoutMs = o.createTimeoutMs ?? 60_000;
+  }
+
+  /** The runc driver of one namespace (each namespace has its own runc state root). */
+  runc(ns: string): Runc {
+    let r = this.runcs.get(ns);
+    if (!r) {
+      r = new Runc(namespacePaths(this.layout, ns).runcRoot, this.runcBinary);
+      this.runcs.set(ns, r);
+    }
+    return r;
+  }
+
+  /** Runs fn after every earlier fn of the same key finished (one change at a time per process). */
+  serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.serials.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    this.serials.set(key, settled);
+    void settled.then(() => {
+      if (this.serials.get(key) === settled) this.serials.delete(key);
+    });
+    return next;
+  }
+
+  /** The record of a task or exec, or NOT_FOUND naming it. */
+  async mustGet(ref: ShimTaskRef): Promise<ProcRecord> {
+    const r = await this.store.get(ref.namespace, ref.id, ref.execId);
+    if (!r) {
+      throw new BerthError(
+        Code.NOT_FOUND,
+        ref.execId
+          ? `exec "${ref.execId}" of task "${ref.id}" not found in namespace "${ref.namespace}"`
+          : `task "${ref.id}" not found in namespace "${ref.namespace}" on node "${this.node}"`,
+      );
+    }
+    return r;
+  }
+
+  /** The record of a task or exec once `event` is checked against its state (FAILED_PRECONDITION). */
+  async mustAllow(ref: ShimTaskRef, event: ProcessEvent): Promise<ProcRecord> {
+    const rec = await this.mustGet(ref);
+    transition(rec, rec.status, event);
+    return rec;
+  }
+
+  /**
+   * Persists the state `event` leads `rec` to, with extra fields, if the record is still in the
+   * state it was read in (a concurrent exit wins); refused events throw before anything changes.
+   * Exits are not moved here: ExitRecorder records them once, whoever reports them.
+   */
+  async move(rec: ProcRecord, event: ProcessEvent, fields: Record<string, string> = {}): Promise<boolean> {
+    const to = transition(rec, rec.status, event);
+    if (to === 'deleted') throw new BerthError(Code.INTERNAL, `"${event}" removes records: not a move`);
+    if (to === rec.status && Object.keys(fields).length === 0) return true;
+    return this.store.transition(rec.namespace, rec.id, rec.execId, rec.status, to, fields);
+  }
+
+  /** The wire state of a record; live ones carry the monitor's attach socket and control fifo. */
+  toState(r: ProcRecord): ShimState {
+    const s: ShimState = {
+      namespace: r.namespace,
+      id: r.id,
+      status: r.status,
+      pid: r.pid,
+      logPath: r.logPath,
+      bundle: r.dir,
+      terminal: r.terminal,
+      stdin: r.stdin,
+      monitorPid: r.monitorPid,
+      createdAt: r.createdAt,
+    };
+    if (r.execId) s.execId = r.execId;
+    if (r.startedAt) s.startedAt = r.startedAt;
+    if (r.exitCode !== undefined) s.exitCode = r.exitCode;
+    if (r.exitedAt) s.exitedAt = r.exitedAt;
+    if (r.reason) s.reason = r.reason;
+    if (r.status !== 'stopped') {
+      const p = r.execId
+        ? execPaths(this.layout, r.namespace, r.id, r.execId)
+        : taskPaths(this.layout, r.namespace, r.id);
+      s.attachPath = p.attach;
+      s.ctlPath = p.ctl;
+    }
+    return s;
+  }
+}

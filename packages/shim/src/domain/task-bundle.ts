@@ -1,0 +1,144 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
+import { spawnConmon } from '../runtime/conmon.js';
+import { monitorAlive, readIntFile } from '../runtime/monitor.js';
+import { mountAll, unmountAll } from '../runtime/mounts.js';
+import { containerFilesDir, writeContainerFiles } from './container-files.js';
+import type { ExitRecorder } from './exit-recorder.js';
+import { exists, writeAtomic } from './files.js';
+import type { ShimHost } from './host.js';
+import { checkName, taskPaths } from './paths.js';
+import { prepareSpec } from './spec.js';
+import type { ProcRecord } from './store.js';
+import { procKey, runtimeFailure, until } from './util.js';
+
+/** How long a task's monitor gets to exit once runc no longer runs its container, ms. */
+export const MONITOR_GONE_WAIT_MS = 5_000;
+
+/**
+ * Creates a task: writes the bundle (config.json, rootfs mounted from the given mounts), starts
+ * conmon, which runs `runc create`, and records the task, `created`, once runc reported the init
+ * pid. On any failure nothing is left behind: no bundle, no mount, no runc state, no record.
+ */
+export async function createTask(
+  host: ShimHost,
+  exits: ExitRecorder,
+  req: ShimCreateRequest,
+): Promise<ShimState> {
+  const { namespace: ns, id } = req;
+  checkName('namespace', ns);
+  checkName('task id', id);
+  if (req.logPath !== undefined && !req.logPath.startsWith('/')) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `task "${id}": logPath must be absolute`);
+  }
+  if (!(await host.store.reserveTask(ns, id))) {
+    throw new BerthError(Code.ALREADY_EXISTS, `task "${id}" already exists in namespace "${ns}"`);
+  }
+  const p = taskPaths(host.layout, ns, id);
+  const logPath =
+    req.logPath ?? (req.files ? join(containerFilesDir(host.layout, ns, id), 'container.log') : p.defaultLog);
+  try {
+    return await host.serial(procKey(ns, id), async () => {
+      const t0 = performance.now();
+      await removeBundle(host, ns, id);
+      await mkdir(p.rootfs, { recursive: true });
+      const { spec, warnings } = prepareSpec(req.spec, {
+        ns,
+        id,
+        rootfs: req.rootfs.length ? p.rootfs : undefined,
+        terminal: req.terminal,
+      });
+      for (const w of warnings) host.log.warn({ ns, id }, w);
+      await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
+      const t1 = performance.now();
+      if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);
+      const t2 = performance.now();
+      await writeAtomic(p.config, JSON.stringify(spec));
+      await mkdir(dirname(logPath), { recursive: true });
+      await mkdir(p.socketDir, { recursive: true });
+      await exits.watchNamespace(ns);
+      await rm(join(p.exitDir, id), { force: true });
+      const t3 = performance.now();
+      const mon = spawnConmon({
+        conmon: host.conmon,
+        runc: host.runcBinary,
+        runcRoot: p.runcRoot,
+        cid: id,
+        cuuid: p.cuuid,
+        dir: p.bundle,
+        pidFile: p.pidFile,
+        conmonPidFile: p.conmonPidFile,
+        logPath,
+        persistDir: p.bundle,
+        exitDir: p.exitDir,
+        socketDir: p.socketDir,
+        terminal: req.terminal,
+        stdin: req.stdin,
+        leaveStdinOpen: req.stdinOnce === false,
+      });
+      let pid: number;
+      try {
+        const msg = await mon.sync.next(host.createTimeoutMs);
+        if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
+        pid = msg.data;
+      } finally {
+        mon.sync.close();
+      }
+      const rec: ProcRecord = {
+        namespace: ns,
+        id,
+        status: 'created',
+        pid,
+        monitorPid: (await readIntFile(p.conmonPidFile)) ?? 0,
+        dir: p.bundle,
+        logPath,
+        terminal: req.terminal,
+        stdin: req.stdin,
+        createdAt: new Date().toISOString(),
+      };
+      if (req.stdin && req.stdinOnce === false) rec.stdinKeep = true;
+      await writeAtomic(p.meta, JSON.stringify(rec));
+      await host.store.put(rec);
+      const ms = (a: number, b: number) => Math.round(b - a);
+      const t4 = performance.now();
+      host.log.info(
+        {
+          ns,
+          id,
+          pid,
+          monitor: rec.monitorPid,
+          ms: { prepare: ms(t0, t1), mount: ms(t1, t2), write: ms(t2, t3), monitor: ms(t3, t4) },
+        },
+        'task created',
+      );
+      return host.toState(rec);
+    });
+  } catch (err) {
+    await removeBundle(host, ns, id).catch((e: unknown) =>
+      host.log.error({ err: e, ns, id }, 'cleaning up a failed create failed'),
+    );
+    // Only the per-task default: a container's kept log holds its earlier runs.
+    if (logPath === p.defaultLog) await rm(logPath, { force: true });
+    await host.store.releaseTask(ns, id);
+    throw err;
+  }
+}
+
+/**
+ * Removes everything a task left on disk: runc's state (killing what still runs), the rootfs
+ * mounts, the bundle and the exit file. Unmounting comes first so a removal can never reach
+ * into a snapshot through a live mount. A task without a bundle is left as it is.
+ */
+export async function removeBundle(host: ShimHost, ns: string, id: string): Promise<void> {
+  const p = taskPaths(host.layout, ns, id);
+  if (!(await exists(p.bundle))) return;
+  await host.runc(ns).delete(id, true);
+  const conmonPid = await readIntFile(p.conmonPidFile);
+  if (conmonPid && (await monitorAlive(conmonPid))) {
+    await until(async () => !(await monitorAlive(conmonPid)), MONITOR_GONE_WAIT_MS);
+  }
+  await unmountAll(p.rootfs);
+  await rm(p.bundle, { recursive: true, force: true });
+  await rm(join(p.exitDir, id), { force: true });
+}
