@@ -48,8 +48,9 @@ afterAll(async () => {
   held?.res.destroy();
   relay?.thaw();
   await proxy?.stop();
-  await relay?.stop();
+  // The service connections first, so none of them reconnects to a relay that is gone.
   await env?.stop();
+  await relay?.stop();
 });
 
 /** Waits for a condition of the file system to hold (checked every 20 ms, failing after 10 s). */
@@ -70,7 +71,7 @@ describe('a blob download whose lock expires', () => {
     const isHeld = new Promise<void>((r) => {
       onHeld = r;
     });
-    // Writer A reaches Redis only through the relay; its lock lives 600 ms unless renewed.
+    // Writer A reaches Redis only through the relay; its lock lives 1.5 s unless renewed.
     let received: () => void = () => undefined;
     const hasReceived = new Promise<void>((r) => {
       received = r;
@@ -78,7 +79,7 @@ describe('a blob download whose lock expires', () => {
     const a = env.service({
       redisUrl: relay.url,
       // The stall timeout is far away: only the lost lock can stop this download.
-      settings: { blobLockTtlMs: 600, progressTimeoutMs: 600_000 },
+      settings: { blobLockTtlMs: 1500, progressTimeoutMs: 600_000 },
       ports: {
         publish: (_topic, _ns, event) => {
           const p = event as PullProgress;
@@ -103,7 +104,7 @@ describe('a blob download whose lock expires', () => {
     });
 
     // B waits for the key to expire in Redis, takes the lock and downloads the blob itself.
-    const b = env.service({ ownRedis: true, settings: { blobLockTtlMs: 600 } });
+    const b = env.service({ ownRedis: true, settings: { blobLockTtlMs: 1500 } });
     const rb = await b.pull({ ref, unpack: false }, 'writer-b');
     expect(rb.fetchedBytes).toBe(layer.size);
 
@@ -111,7 +112,7 @@ describe('a blob download whose lock expires', () => {
     const e = (await pullA) as Error & { code: string };
     expect(e.code).toBe(Code.ABORTED);
     expect(e.message).toContain(`lost the lock on blob ${layer.digest} of "${ref}"`);
-    expect(e.message).toContain('no renewal reached Redis within its ttl of 600 ms');
+    expect(e.message).toContain('no renewal reached Redis within its ttl of 1500 ms');
     expect(e.message).toContain('stopped at byte 100000 of 262144 and its partial data was removed');
 
     // B's result stands: the verified blob, its record, B's image; nothing of A's.

@@ -60,7 +60,7 @@ function unpacker(blobsDir: string): Unpacker {
     blobsDir,
     maxLayerUncompressedBytes: 1 << 30,
     lockWaitMs: 10_000,
-    lockTtlMs: 600,
+    lockTtlMs: 2000,
     log,
   });
 }
