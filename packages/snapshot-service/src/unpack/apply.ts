@@ -197,7 +197,9 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     const chunks = (src.stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
     for (;;) {
       // Raced with the abort: a stalled stream (a slow disk, a pipe) must not delay stopping.
-      const next = await Promise.race([chunks.next(), stop.promise]);
+      const next = await Promise.race([stop.promise, chunks.next()]);
+      // A chunk already buffered can win the race against an abort that came first.
+      if (opts.signal?.aborted) throw opts.signal.reason;
       if (next.done) break;
       const chunk = next.value;
       total += chunk.length;
