@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError, Code } from '@berth/api';
-import { startRedis } from '@berth/testing';
+import { startRedis, startTcpRelay } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Lock, tryLock, withLock } from './lock.js';
+import { type Fence, fenceCheckLua, fencedError, isFenced, type Lock, tryLock, withLock } from './lock.js';
 import { connectRedis, type Redis } from './redis.js';
 
 // Redis locks shared by two independent clients (as two replicas would hold them).
@@ -111,6 +111,81 @@ describe('lock loss', () => {
     });
     // Releasing did not delete the other holder's lock.
     expect(await one.get(lockKey)).toBe('someone-else');
+  });
+});
+
+describe('lock loss without Redis', () => {
+  it('signals the holder no later than its key expires when renewals cannot reach Redis', async () => {
+    const lockKey = key('partition');
+    const relay = await startTcpRelay(server.url);
+    const cut = connectRedis(relay.url);
+    await cut.connect();
+    try {
+      let lostAt = 0;
+      let reason: BerthError | undefined;
+      let held: () => void = () => undefined;
+      const holding = new Promise<void>((r) => {
+        held = r;
+      });
+      const holder = withLock(
+        cut,
+        lockKey,
+        { ttlMs: 400, waitMs: 1000, what: 'blob sha256:cut' },
+        async (lock) => {
+          // A partition: renewals are sent but never reach Redis, so the key expires there.
+          relay.freeze();
+          held();
+          await new Promise((r) => lock.lost?.addEventListener('abort', r, { once: true }));
+          lostAt = Date.now();
+          reason = lock.lost?.reason as BerthError;
+        },
+      );
+      await holding;
+      // Another client takes the lock once the key has really expired in Redis.
+      const taken = await withLock(two, lockKey, { ttlMs: 5000, waitMs: 10_000, what: 'cut' }, async (l) => {
+        const at = Date.now();
+        expect(await one.get(lockKey)).toBe(l.token);
+        return at;
+      });
+      expect(lostAt).toBeGreaterThan(0);
+      expect(lostAt).toBeLessThanOrEqual(taken);
+      expect(reason?.code).toBe(Code.ABORTED);
+      expect(reason?.message).toBe(
+        'lost the lock on blob sha256:cut: no renewal reached Redis within its ttl of 400 ms, so it may have expired',
+      );
+      relay.thaw();
+      await holder;
+    } finally {
+      relay.thaw();
+      cut.disconnect();
+      await relay.stop();
+    }
+  });
+});
+
+describe('fenced writes', () => {
+  const WRITE = `${fenceCheckLua(2, 1)}redis.call('set', KEYS[1], ARGV[2]) return 'OK'`;
+  const write = (redis: Redis, record: string, fence: Fence, value: string) =>
+    redis.eval(WRITE, 2, record, fence.key, fence.token, value);
+
+  it('refuse a holder whose lock expired and was taken, in the same step as the write', async () => {
+    const lockKey = key('fenced');
+    const record = `${lockKey}:record`;
+    const stale = (await tryLock(one, lockKey, 200)) as Lock;
+    await write(one, record, stale, 'first');
+    await withLock(two, lockKey, { ttlMs: 5000, waitMs: 10_000, what: 'fenced' }, async (fresh) => {
+      const err = await write(one, record, stale, 'stale').catch((e: unknown) => e);
+      expect(isFenced(err)).toBe(true);
+      await write(two, record, fresh, 'fresh');
+    });
+    expect(await one.get(record)).toBe('fresh');
+    // An expired lock nobody took fences too: the key is gone.
+    const gone = (await tryLock(one, key('gone'), 50)) as Lock;
+    await withLock(two, gone.key, { ttlMs: 50, waitMs: 5000, what: 'gone' }, async () => undefined);
+    expect(isFenced(await write(one, `${gone.key}:r`, gone, 'x').catch((e: unknown) => e))).toBe(true);
+    expect(fencedError('blob sha256:abc').message).toBe(
+      'lost the lock on blob sha256:abc before the commit: it expired and may be held by another; nothing was committed',
+    );
   });
 });
 

@@ -12,10 +12,41 @@ export interface Lock {
   renew(ttlMs?: number): Promise<boolean>;
   release(): Promise<void>;
   /**
-   * Set by withLock: aborted when a renewal finds the lock gone (it expired and someone else may
-   * hold it), so long work can stop instead of carrying on unprotected.
+   * Set by withLock: aborted (reason: a BerthError ABORTED naming the lock) when a renewal finds the
+   * lock gone, or when no renewal has reached Redis for a whole ttl (Redis unreachable or the
+   * process stalled: the key may have expired). It fires no later than the key can expire in Redis,
+   * so long work can stop instead of carrying on unprotected. Stopping is not enough to be safe:
+   * a holder can stall between its last check and its write, so the write itself must check the
+   * fence (fenceCheckLua).
    */
   lost?: AbortSignal;
+}
+
+/** What a fenced write needs of a lock: its key and the holder's token. */
+export type Fence = Pick<Lock, 'key' | 'token'>;
+
+/**
+ * Lua lines that make a script fail with the error reply FENCED unless KEYS[keyIndex] (the lock
+ * key) still holds ARGV[argIndex] (the holder's token). Put them first in the script that writes
+ * the record, so the check and the write are one atomic step: a holder whose lock expired, even
+ * if nobody took it since, cannot write.
+ */
+export function fenceCheckLua(keyIndex: number, argIndex: number): string {
+  return `if redis.call('get', KEYS[${keyIndex}]) ~= ARGV[${argIndex}] then return redis.error_reply('FENCED') end\n`;
+}
+
+/** True when a script failed because of fenceCheckLua. */
+export function isFenced(err: unknown): boolean {
+  return /^(ERR )?FENCED$/.test((err as Error | undefined)?.message ?? '');
+}
+
+/** The error of a write refused by its fence: ABORTED naming the lock and what was not written. */
+export function fencedError(what: string, cause?: unknown): BerthError {
+  return new BerthError(
+    Code.ABORTED,
+    `lost the lock on ${what} before the commit: it expired and may be held by another; nothing was committed`,
+    cause === undefined ? undefined : { cause },
+  );
 }
 
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
@@ -47,7 +78,8 @@ export async function tryLock(redis: Redis, key: string, ttlMs: number): Promise
 
 /**
  * Takes a lock, waiting with jittered backoff (16 ms doubling to 1 s) while another holder has it.
- * Throws DEADLINE_EXCEEDED after waitMs. The lock is renewed every ttl/3 until released.
+ * Throws DEADLINE_EXCEEDED after waitMs. The lock is renewed every ttl/3 until released; `lost` is
+ * aborted when a renewal finds it gone or when none succeeded within the ttl (see Lock.lost).
  */
 export async function withLock<T>(
   redis: Redis,
@@ -57,6 +89,7 @@ export async function withLock<T>(
 ): Promise<T> {
   const deadline = Date.now() + opts.waitMs;
   let delay = 16;
+  let sentAt = Date.now();
   let lock = await tryLock(redis, key, opts.ttlMs);
   while (!lock) {
     if (Date.now() > deadline) {
@@ -67,22 +100,38 @@ export async function withLock<T>(
     }
     await new Promise((r) => setTimeout(r, delay / 2 + Math.random() * delay));
     delay = Math.min(delay * 2, 1000);
+    sentAt = Date.now();
     lock = await tryLock(redis, key, opts.ttlMs);
   }
   const lost = new AbortController();
   const held: Lock = { ...lock, lost: lost.signal };
+  const lose = (why: string) => {
+    if (!lost.signal.aborted)
+      lost.abort(new BerthError(Code.ABORTED, `lost the lock on ${opts.what}: ${why}`));
+  };
+  // Redis set the expiry when it ran the command, after we sent it: so `sent + ttl` is never later
+  // than the key's real expiry, and losing the lock locally at that moment is always in time.
+  let confirmed = sentAt;
+  let expiry: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(expiry);
+    expiry = setTimeout(
+      () => lose(`no renewal reached Redis within its ttl of ${opts.ttlMs} ms, so it may have expired`),
+      Math.max(0, confirmed + opts.ttlMs - Date.now()),
+    );
+    expiry.unref();
+  };
+  arm();
   const timer = setInterval(
     () => {
+      const sent = Date.now();
       held
         .renew()
         .then((ok) => {
-          if (!ok && !lost.signal.aborted) {
-            lost.abort(
-              new BerthError(
-                Code.ABORTED,
-                `lost the lock on ${opts.what}: it expired and may be held by another`,
-              ),
-            );
+          if (!ok) lose('it expired and may be held by another');
+          else if (sent > confirmed && !lost.signal.aborted) {
+            confirmed = sent;
+            arm();
           }
         })
         // A failed renewal (Redis away) is not a loss yet: the next one may succeed within the ttl.
@@ -95,6 +144,7 @@ export async function withLock<T>(
     return await fn(held);
   } finally {
     clearInterval(timer);
+    clearTimeout(expiry);
     await held.release().catch(() => undefined);
   }
 }

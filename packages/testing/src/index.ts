@@ -1,1 +1,2 @@
+export * from './relay.js';
 export * from './servers.js';

@@ -66,7 +66,8 @@ export async function collectGarbage(o: {
             const d = l.key.slice(keys.blobLock(node, '').length);
             if (late.has(d)) continue;
             const size = (await o.content.size(d)) ?? 0;
-            await o.content.delete(d);
+            // A lock that expired meanwhile (it is not renewed) deletes nothing: a pull may own it.
+            if (!(await o.content.delete(d, l))) continue;
             result.removedBlobs++;
             result.freedBytes += size;
           }

@@ -4,7 +4,38 @@ import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/prom
 import { join } from 'node:path';
 import { BerthError, Code, type Descriptor, errors } from '@berth/api';
 import type { Logger } from '@berth/kit';
-import { keys, type Redis, withLock } from '@berth/kit';
+import {
+  type Fence,
+  fenceCheckLua,
+  fencedError,
+  isFenced,
+  keys,
+  type Lock,
+  type Redis,
+  withLock,
+} from '@berth/kit';
+import { type BlobSource, clearIngest, downloadBlob, type IngestOptions } from './download.js';
+
+export type { BlobSource, IngestOptions } from './download.js';
+
+// The record of a blob is written in one script that first checks the blob lock's token: a writer
+// whose lock expired (and was maybe taken by another) cannot write it. Labels merge in the script
+// too, so two writers' labels are never lost to a read-modify-write race.
+const RECORD = `${fenceCheckLua(3, 1)}
+local old = redis.call('hget', KEYS[1], 'labels')
+local merged = {}
+if old then merged = cjson.decode(old) end
+for k, v in pairs(cjson.decode(ARGV[5])) do merged[k] = v end
+redis.call('hset', KEYS[1], 'size', ARGV[3], 'mediaType', ARGV[4], 'labels', cjson.encode(merged))
+redis.call('hsetnx', KEYS[1], 'committedAt', ARGV[6])
+redis.call('sadd', KEYS[2], ARGV[2])
+return 'OK'`;
+
+// GC forgets a blob only while it still holds the blob's lock.
+const FORGET = `${fenceCheckLua(3, 1)}
+redis.call('del', KEYS[1])
+redis.call('srem', KEYS[2], ARGV[2])
+return 'OK'`;
 
 /** One blob's record in Redis (keys.content). */
 export interface ContentInfo {
@@ -16,27 +47,7 @@ export interface ContentInfo {
   labels: Record<string, string>;
 }
 
-/** A source of blob bytes that can start at an offset (HTTP Range), as a pull's fetcher. */
-export type BlobSource = (
-  offset: number,
-  signal: AbortSignal,
-) => Promise<{ offset: number; body: AsyncIterable<Uint8Array> }>;
-
-/** Options of one ingest. */
-export interface IngestOptions {
-  /** Name of the object in messages (`blob sha256:… of "busybox"`). */
-  what: string;
-  /** Fails the download with DEADLINE_EXCEEDED when no byte arrives for this long. */
-  progressTimeoutMs: number;
-  onProgress?: (offset: number) => void;
-  /** Called once the lock is held and the download really starts. */
-  onStart?: () => void;
-  signal?: AbortSignal;
-}
-
 const HEX = /^sha256:([a-f0-9]{64})$/;
-/** Bytes gathered before one write to the ingest file. */
-const WRITE_BATCH = 256 * 1024;
 
 function hexOf(digest: string): string {
   const m = HEX.exec(digest);
@@ -46,8 +57,9 @@ function hexOf(digest: string): string {
 
 /**
  * The node's content-addressed store: blobs under blobs/sha256/<hex>, immutable once renamed in;
- * downloads go to ingest/<hex>/data under a per-blob Redis lock, are verified (size and sha256) and
- * committed by rename; records (size, type, gc refs) live in Redis.
+ * downloads go to ingest/<hex>/ under a per-blob Redis lock, are verified (size and sha256) and
+ * committed by rename; records (size, type, gc refs) live in Redis and are written only while the
+ * blob lock is still held (checked in the same script), which makes the record the commit point.
  */
 export class ContentStore {
   constructor(
@@ -113,21 +125,34 @@ export class ContentStore {
     };
   }
 
-  /** Writes (or completes) the blob's record; labels are merged. */
-  async record(desc: Descriptor, labels: Record<string, string> = {}): Promise<void> {
-    const key = keys.content(this.o.node, desc.digest);
-    const old = await this.o.redis.hget(key, 'labels');
-    const merged = { ...(old ? (JSON.parse(old) as Record<string, string>) : {}), ...labels };
-    await this.o.redis
-      .multi()
-      .hset(key, {
-        size: String(desc.size),
-        mediaType: desc.mediaType,
-        labels: JSON.stringify(merged),
-      })
-      .hsetnx(key, 'committedAt', new Date().toISOString())
-      .sadd(keys.contents(this.o.node), desc.digest)
-      .exec();
+  /**
+   * Writes (or completes) the blob's record, labels merged, in one Redis script that first checks
+   * that `fence` (the blob lock) is still held: ABORTED naming `what` when it is not.
+   */
+  async record(
+    desc: Descriptor,
+    fence: Fence,
+    what: string,
+    labels: Record<string, string> = {},
+  ): Promise<void> {
+    try {
+      await this.o.redis.eval(
+        RECORD,
+        3,
+        keys.content(this.o.node, desc.digest),
+        keys.contents(this.o.node),
+        fence.key,
+        fence.token,
+        desc.digest,
+        String(desc.size),
+        desc.mediaType,
+        JSON.stringify(labels),
+        new Date().toISOString(),
+      );
+    } catch (err) {
+      if (isFenced(err)) throw fencedError(what, err);
+      throw err;
+    }
   }
 
   /**
@@ -135,12 +160,15 @@ export class ContentStore {
    * its gc labels into the record.
    */
   async writeBuffer(desc: Descriptor, data: Buffer, labels: Record<string, string> = {}): Promise<void> {
-    await this.locked(desc.digest, `blob ${desc.digest}`, () => this.writeVerified(desc, data, labels));
+    const what = `blob ${desc.digest}`;
+    await this.locked(desc.digest, what, (lock) => this.writeVerified(desc, data, lock, what, labels));
   }
 
   private async writeVerified(
     desc: Descriptor,
     data: Buffer,
+    lock: Lock,
+    what: string,
     labels: Record<string, string> = {},
   ): Promise<void> {
     const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -154,17 +182,22 @@ export class ContentStore {
       await mkdir(this.o.ingestDir, { recursive: true });
       await mkdir(this.o.blobsDir, { recursive: true });
       const tmp = join(this.o.ingestDir, `tmp-${randomUUID()}`);
-      await writeFile(tmp, data, { mode: 0o600 });
-      await rename(tmp, this.path(desc.digest));
+      try {
+        await writeFile(tmp, data, { mode: 0o600 });
+        // Checked right before the rename; the record script checks again (see download.ts).
+        if (!(await this.stillHeld(lock))) throw fencedError(what);
+        await rename(tmp, this.path(desc.digest));
+      } finally {
+        await rm(tmp, { force: true });
+      }
     }
-    await this.record(desc, labels);
+    await this.record(desc, lock, what, labels);
   }
 
   /**
    * Fetches a blob once for the whole node: takes the blob's Redis lock (others wait), returns
-   * `exists` if it is already committed, else downloads into ingest/<hex>/data (resuming a previous
-   * partial download with Range when the source honours it), verifies size and digest, and commits
-   * by rename. A mismatch removes the ingest and throws DATA_LOSS; nothing is committed.
+   * `exists` if it is already committed, else downloads it (see downloadBlob: resumable, verified,
+   * stopped when the lock is lost, committed only while the lock holds).
    */
   async ingest(
     desc: Descriptor,
@@ -172,22 +205,31 @@ export class ContentStore {
     opts: IngestOptions,
   ): Promise<{ status: 'exists' | 'done'; fetched: number }> {
     // The existence check is made under the lock too: GC deletes only while holding it.
-    return this.locked(desc.digest, opts.what, async () => {
+    return this.locked(desc.digest, opts.what, async (lock) => {
       if (await this.has(desc)) {
-        await this.ensureRecord(desc);
+        await this.ensureRecord(desc, lock, opts.what);
         // A writer killed between its commit (rename) and removing its ingest leaves the ingest
         // behind; under the lock nobody else writes it, so it goes now.
-        await rm(this.ingestPath(desc.digest), { recursive: true, force: true });
+        await clearIngest(this.ingestPath(desc.digest), lock.fence);
         return { status: 'exists' as const, fetched: 0 };
       }
       opts.onStart?.();
-      const fetched = await this.download(desc, source, opts);
+      await mkdir(this.o.blobsDir, { recursive: true });
+      const fetched = await downloadBlob({
+        desc,
+        source,
+        opts,
+        dir: this.ingestPath(desc.digest),
+        blobPath: this.path(desc.digest),
+        lock,
+        record: () => this.record(desc, lock, opts.what),
+      });
       return { status: 'done' as const, fetched };
     });
   }
 
-  /** Runs `fn` holding the blob's node-wide lock. */
-  locked<T>(digest: string, what: string, fn: () => Promise<T>): Promise<T> {
+  /** Runs `fn` holding the blob's node-wide lock (renewed; `lock.lost` fires if it is lost). */
+  locked<T>(digest: string, what: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
     return withLock(
       this.o.redis,
       keys.blobLock(this.o.node, digest),
@@ -198,150 +240,39 @@ export class ContentStore {
 
   /**
    * Returns a small blob (manifest, config) from the store, or fetches it with `fetch` (which must
-   * verify it), stores it and returns it; under the blob lock so GC cannot delete it in between.
+   * verify it, and stop when the signal it is given aborts: the lock was lost), stores it and
+   * returns it; under the blob lock so GC cannot delete it in between.
    */
-  async getOrFetch(desc: Descriptor, what: string, fetch: () => Promise<Buffer>): Promise<Buffer> {
-    return this.locked(desc.digest, what, async () => {
+  async getOrFetch(
+    desc: Descriptor,
+    what: string,
+    fetch: (lost: AbortSignal | undefined) => Promise<Buffer>,
+  ): Promise<Buffer> {
+    return this.locked(desc.digest, what, async (lock) => {
       if (await this.has(desc)) {
-        await this.ensureRecord(desc);
+        await this.ensureRecord(desc, lock, what);
         return this.read(desc.digest);
       }
-      const body = await fetch();
-      await this.writeVerified(desc, body);
+      let body: Buffer;
+      try {
+        body = await fetch(lock.lost);
+      } catch (err) {
+        if (lock.lost?.aborted) throw lock.lost.reason;
+        throw err;
+      }
+      await this.writeVerified(desc, body, lock, what);
       return body;
     });
   }
 
-  private async ensureRecord(desc: Descriptor): Promise<void> {
-    if (!(await this.o.redis.exists(keys.content(this.o.node, desc.digest)))) await this.record(desc);
+  private async ensureRecord(desc: Descriptor, lock: Lock, what: string): Promise<void> {
+    if (!(await this.o.redis.exists(keys.content(this.o.node, desc.digest))))
+      await this.record(desc, lock, what);
   }
 
-  private async download(desc: Descriptor, source: BlobSource, opts: IngestOptions): Promise<number> {
-    const dir = this.ingestPath(desc.digest);
-    await mkdir(dir, { recursive: true });
-    await mkdir(this.o.blobsDir, { recursive: true });
-    const dataPath = join(dir, 'data');
-    await writeFile(
-      join(dir, 'meta'),
-      JSON.stringify({ digest: desc.digest, size: desc.size, startedAt: new Date().toISOString() }),
-    );
-    let hash = createHash('sha256');
-    let offset = 0;
-    const prior = await stat(dataPath).catch(() => undefined);
-    if (prior && prior.size > 0 && prior.size <= desc.size) {
-      // Re-hash what an interrupted download left, then ask only for the rest.
-      for await (const chunk of createReadStream(dataPath)) hash.update(chunk as Buffer);
-      offset = prior.size;
-    }
-    const abort = new AbortController();
-    const onOuterAbort = () => abort.abort(opts.signal?.reason);
-    opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
-    let stalled = false;
-    let lastByte = Date.now();
-    // One coarse timer instead of one per chunk: it checks when the last byte came.
-    const timer = setInterval(
-      () => {
-        if (Date.now() - lastByte >= opts.progressTimeoutMs) {
-          stalled = true;
-          abort.abort();
-        }
-      },
-      Math.max(50, Math.min(1000, opts.progressTimeoutMs / 5)),
-    );
-    let fetched = 0;
-    const fh = await open(dataPath, offset > 0 ? 'r+' : 'w', 0o600);
-    // Chunks are batched into large writes, and one write is in flight while the next batch is read.
-    let batch: Buffer[] = [];
-    let batchLen = 0;
-    let writePos = offset;
-    let inflight: Promise<unknown> = Promise.resolve();
-    const flush = async () => {
-      await inflight;
-      if (batchLen === 0) return;
-      const bufs = batch;
-      const at = writePos;
-      writePos += batchLen;
-      batch = [];
-      batchLen = 0;
-      inflight = fh.writev(bufs, at);
-    };
-    try {
-      if (offset < desc.size || desc.size === 0) {
-        const src = await source(offset, abort.signal);
-        if (src.offset !== offset) {
-          // The server ignored Range and sent the whole blob: start over with it.
-          hash = createHash('sha256');
-          await fh.truncate(0);
-          offset = 0;
-          writePos = 0;
-        }
-        let pos = src.offset;
-        for await (const chunk of src.body) {
-          lastByte = Date.now();
-          if (pos + chunk.length > desc.size) {
-            throw new BerthError(
-              Code.DATA_LOSS,
-              `${opts.what} failed verification: the registry sent more than ${desc.size} bytes`,
-            );
-          }
-          hash.update(chunk);
-          batch.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-          batchLen += chunk.length;
-          pos += chunk.length;
-          fetched += chunk.length;
-          if (batchLen >= WRITE_BATCH) await flush();
-          opts.onProgress?.(pos);
-        }
-        await flush();
-        await inflight;
-        offset = pos;
-      }
-      clearInterval(timer);
-      const digest = `sha256:${hash.digest('hex')}`;
-      if (offset !== desc.size || digest !== desc.digest) {
-        await fh.close().catch(() => undefined);
-        await rm(dir, { recursive: true, force: true });
-        throw new BerthError(
-          Code.DATA_LOSS,
-          `${opts.what} failed verification: expected ${desc.digest} (${desc.size} bytes), got ${digest} (${offset} bytes); nothing was stored`,
-        );
-      }
-      await fh.datasync();
-      await fh.close();
-      await rename(dataPath, this.path(desc.digest));
-      await this.record(desc);
-      await rm(dir, { recursive: true, force: true });
-      return fetched;
-    } catch (err) {
-      if (err instanceof BerthError && err.code === Code.DATA_LOSS) {
-        await inflight.catch(() => undefined);
-        await fh.close().catch(() => undefined);
-        await rm(dir, { recursive: true, force: true });
-      } else {
-        // Keep the verified prefix received so far, so the next attempt resumes after it.
-        await flush().catch(() => undefined);
-        await inflight.catch(() => undefined);
-      }
-      if (!stalled && !(err instanceof BerthError) && !opts.signal?.aborted) {
-        // A connection cut mid-body (undici says "terminated"): name the blob and where it stopped.
-        throw new BerthError(
-          Code.UNAVAILABLE,
-          `${opts.what}: download interrupted at byte ${offset + fetched} of ${desc.size}: ${(err as Error).message}; the next pull resumes it`,
-          { cause: err },
-        );
-      }
-      if (stalled) {
-        throw new BerthError(
-          Code.DEADLINE_EXCEEDED,
-          `${opts.what}: no progress for ${opts.progressTimeoutMs} ms at byte ${offset + fetched} of ${desc.size}; download aborted`,
-        );
-      }
-      throw err;
-    } finally {
-      clearInterval(timer);
-      opts.signal?.removeEventListener('abort', onOuterAbort);
-      await fh.close().catch(() => undefined);
-    }
+  /** Checks the lock right before a file is renamed in, extending it for the record write after. */
+  private async stillHeld(lock: Lock): Promise<boolean> {
+    return !lock.lost?.aborted && (await lock.renew());
   }
 
   /**
@@ -387,10 +318,11 @@ export class ContentStore {
         size,
       };
       await opts.beforeCommit?.(digest);
-      await this.locked(digest, opts.what, async () => {
+      await this.locked(digest, opts.what, async (lock) => {
         if (await this.has(desc)) await rm(tmp, { force: true });
+        else if (!(await this.stillHeld(lock))) throw fencedError(opts.what);
         else await rename(tmp, this.path(digest));
-        await this.record(desc);
+        await this.record(desc, lock, opts.what);
       });
       return desc;
     } catch (err) {
@@ -400,13 +332,27 @@ export class ContentStore {
     }
   }
 
-  /** Removes a committed blob and its record (GC only). */
-  async delete(digest: string): Promise<void> {
+  /**
+   * Removes a committed blob and its record (GC only, holding the blob's lock): the record goes
+   * first, in a script that checks the lock, so a GC whose lock expired deletes nothing.
+   * Returns false when the lock was lost.
+   */
+  async delete(digest: string, fence: Fence): Promise<boolean> {
+    try {
+      await this.o.redis.eval(
+        FORGET,
+        3,
+        keys.content(this.o.node, digest),
+        keys.contents(this.o.node),
+        fence.key,
+        fence.token,
+        digest,
+      );
+    } catch (err) {
+      if (isFenced(err)) return false;
+      throw err;
+    }
     await rm(this.path(digest), { force: true });
-    await this.o.redis
-      .multi()
-      .del(keys.content(this.o.node, digest))
-      .srem(keys.contents(this.o.node), digest)
-      .exec();
+    return true;
   }
 }

@@ -250,8 +250,8 @@ async function readManifest(
   desc: Descriptor,
   signal?: AbortSignal,
 ): Promise<Buffer> {
-  return d.content.getOrFetch(desc, `manifest ${desc.digest} of "${formatReference(ref)}"`, () =>
-    reg.fetchManifest(ref, desc, signal),
+  return d.content.getOrFetch(desc, `manifest ${desc.digest} of "${formatReference(ref)}"`, (lost) =>
+    reg.fetchManifest(ref, desc, either(signal, lost)),
   );
 }
 
@@ -265,12 +265,17 @@ async function readConfig(
   const what = `config ${desc.digest} of "${formatReference(ref)}"`;
   if (desc.size > MAX_CONFIG_SIZE)
     throw errors.invalid(`${what} is ${desc.size} bytes, over the ${MAX_CONFIG_SIZE}-byte limit`);
-  return d.content.getOrFetch(desc, what, async () => {
-    const res = await reg.fetchBlob(ref, desc.digest, 0, signal);
+  return d.content.getOrFetch(desc, what, async (lost) => {
+    const res = await reg.fetchBlob(ref, desc.digest, 0, either(signal, lost));
     const body = await readLimited(res, MAX_CONFIG_SIZE, formatReference(ref));
     verifyBuffer(body, desc, what);
     return body;
   });
+}
+
+/** A signal aborted when either is (the pull's cancellation, the blob lock's loss). */
+function either(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
 }
 
 /** Blob bytes from the registry, honouring a resume offset when the server answers 206. */

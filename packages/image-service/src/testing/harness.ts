@@ -22,6 +22,8 @@ export interface ImageEnv {
     settings?: Partial<ImageSettings>;
     ports?: Partial<ImageServicePorts>;
     ownRedis?: boolean;
+    /** Own Redis connection to this URL (a relay in front of the test Redis, to cut it off). */
+    redisUrl?: string;
     dockerConfig?: string;
   }): ImageService;
   /** Blob files currently committed. */
@@ -65,8 +67,8 @@ export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<Imag
     ingestDir: layout.content.ingest,
     service(so = {}) {
       let r = redis;
-      if (so.ownRedis) {
-        r = connectRedis(redisServer.url);
+      if (so.ownRedis || so.redisUrl) {
+        r = connectRedis(so.redisUrl ?? redisServer.url);
         extra.push(r);
       }
       return new ImageService({

@@ -11,7 +11,7 @@ import {
   SnapshotKind,
   type UpdateSnapshotRequest,
 } from '@berth/api';
-import type { Redis } from '@berth/kit';
+import type { Fence, Redis } from '@berth/kit';
 import { compileFilters } from './filters.js';
 import { mountsFor } from './mounts.js';
 import { infoOf, type SnapshotRecord, SnapshotStore } from './store.js';
@@ -147,8 +147,11 @@ export class Snapshotter {
     return mountsFor({ kind: r.kind, fs: this.fsDir(r.id), work: this.workDir(r.id), parentFs });
   }
 
-  /** commit: the active snapshot `key` becomes committed `name`, its disk usage recorded. */
-  async commit(req: CommitSnapshotRequest): Promise<SnapshotInfo> {
+  /**
+   * commit: the active snapshot `key` becomes committed `name`, its disk usage recorded. With
+   * `fence` (an unpack's lock) the record changes only while that lock is held (see store.ts).
+   */
+  async commit(req: CommitSnapshotRequest, fence?: Fence): Promise<SnapshotInfo> {
     const r = await this.store.must(req.key);
     if (r.kind !== SnapshotKind.active) {
       throw new BerthError(
@@ -159,7 +162,7 @@ export class Snapshotter {
     if (await this.store.get(req.name))
       throw new BerthError(Code.ALREADY_EXISTS, `snapshot "${req.name}" already exists`);
     const usage = await diskUsage(this.fsDir(r.id));
-    await this.store.commit(req.key, req.name, req.labels ?? r.labels, usage);
+    await this.store.commit(req.key, req.name, req.labels ?? r.labels, usage, fence);
     return infoOf(await this.store.must(req.name));
   }
 

@@ -1,5 +1,5 @@
 import { BerthError, Code, type SnapshotInfo, type SnapshotKind } from '@berth/api';
-import { keys, type Redis } from '@berth/kit';
+import { type Fence, fencedError, keys, type Redis } from '@berth/kit';
 
 /** A snapshot's metadata as kept in Redis (hash keys.snapshot(node, name)). */
 export interface SnapshotRecord {
@@ -50,7 +50,10 @@ redis.call('sadd', KEYS[2], ARGV[1])
 redis.call('zrem', KEYS[5], ARGV[2])
 return 'OK'`;
 
+// KEYS[4]/ARGV[8], when given, are a lock and its holder's token (an unpack's chainID lock): the
+// commit happens only while that lock is still held, checked in this same script.
 const COMMIT = `
+if #KEYS >= 4 and redis.call('get', KEYS[4]) ~= ARGV[8] then return redis.error_reply('FENCED') end
 local kind = redis.call('hget', KEYS[1], 'kind')
 if not kind then return redis.error_reply('NOT_FOUND') end
 if kind ~= 'active' then return redis.error_reply('NOT_ACTIVE') end
@@ -179,20 +182,24 @@ export class SnapshotStore {
     return r;
   }
 
-  /** Active `key` becomes committed `name`; returns the directory id. */
+  /**
+   * Active `key` becomes committed `name`; returns the directory id. With `fence`, only while that
+   * lock still holds the token (same script): else ABORTED and nothing changes.
+   */
   async commit(
     key: string,
     name: string,
     labels: Record<string, string>,
     usage: { size: number; inodes: number },
+    fence?: Fence,
   ): Promise<string> {
+    const keysOf = [keys.snapshot(this.node, key), keys.snapshot(this.node, name), keys.snapshots(this.node)];
+    if (fence) keysOf.push(fence.key);
     try {
       const id = await this.redis.eval(
         COMMIT,
-        3,
-        keys.snapshot(this.node, key),
-        keys.snapshot(this.node, name),
-        keys.snapshots(this.node),
+        keysOf.length,
+        ...keysOf,
         key,
         name,
         JSON.stringify(labels),
@@ -200,10 +207,13 @@ export class SnapshotStore {
         usage.size,
         usage.inodes,
         this.childPrefix,
+        fence?.token ?? '',
       );
       return String(id);
     } catch (err) {
       switch (replyCode(err)) {
+        case 'FENCED':
+          throw fencedError(`snapshot "${name}"`, err);
         case 'NOT_FOUND':
           throw new BerthError(Code.NOT_FOUND, `snapshot "${key}" not found`);
         case 'NOT_ACTIVE':

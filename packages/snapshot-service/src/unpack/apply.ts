@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -80,8 +79,37 @@ interface Source {
   destroy: () => void;
 }
 
-function openSource(path: string, compression: Compression): Source {
-  const file = createReadStream(path, { highWaterMark: 1 << 20 });
+/**
+ * Opens the blob once and reads its first bytes (the magic) from that same descriptor, then hands
+ * the whole stream on with them put back: a pipe serves as well as a file, and the blob read is
+ * the one whose magic was checked.
+ */
+async function openBlob(path: string): Promise<{ head: Buffer; file: Readable }> {
+  const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT')
+      throw new BerthError(Code.NOT_FOUND, `layer blob ${path} not found in the content store`);
+    throw err;
+  });
+  const buf = Buffer.alloc(8);
+  let got = 0;
+  try {
+    for (;;) {
+      // position null: read on from the descriptor's offset, which a pipe also has.
+      const { bytesRead } = await fh.read(buf, got, buf.length - got, null);
+      got += bytesRead;
+      if (bytesRead === 0 || got === buf.length) break;
+    }
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  const head = buf.subarray(0, got);
+  const file = fh.createReadStream({ highWaterMark: 1 << 20 });
+  if (got > 0) file.unshift(head);
+  return { head, file };
+}
+
+function openSource(file: Readable, compression: Compression): Source {
   if (compression === Compression.none) {
     return { stream: file, done: async () => undefined, destroy: () => file.destroy() };
   }
@@ -100,9 +128,13 @@ function openSource(path: string, compression: Compression): Source {
   }
   // Node 20's zlib has no zstd: one `zstd -dc` process per layer streams it (the window is
   // bounded by zstd's own default memory limit of 128 MiB).
-  const proc = spawn('zstd', ['-d', '-c', '-q', '--no-progress', path], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const proc = spawn('zstd', ['-d', '-c', '-q', '--no-progress'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  // zstd may stop reading early (corrupt input): its exit status tells, not the broken pipe.
+  proc.stdin.on('error', () => undefined);
+  file.on('error', () => proc.stdin.destroy());
+  file.pipe(proc.stdin);
   let stderr = '';
   proc.stderr.on('data', (b: Buffer) => {
     if (stderr.length < 4096) stderr += b.toString();
@@ -134,25 +166,11 @@ function openSource(path: string, compression: Compression): Source {
       }
     },
     destroy: () => {
+      file.destroy();
       proc.stdout.destroy();
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
   };
-}
-
-async function readHead(path: string): Promise<Buffer> {
-  const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT')
-      throw new BerthError(Code.NOT_FOUND, `layer blob ${path} not found in the content store`);
-    throw err;
-  });
-  try {
-    const buf = Buffer.alloc(8);
-    const { bytesRead } = await fh.read(buf, 0, 8, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -161,17 +179,29 @@ async function readHead(path: string): Promise<Buffer> {
  * digest covers exactly what rootfs.diff_ids names. Never holds more than one chunk in memory.
  */
 export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> {
-  const compression = detectCompression(opts.mediaType, await readHead(opts.blobPath));
+  const blob = await openBlob(opts.blobPath);
+  let compression: Compression;
+  try {
+    compression = detectCompression(opts.mediaType, blob.head);
+  } catch (err) {
+    blob.file.destroy();
+    throw err;
+  }
   const writer = new LayerWriter({ root: opts.root, parents: opts.parents, what: opts.what });
   const parser = new TarParser(writer);
   const hash = createHash('sha256');
-  const src = openSource(opts.blobPath, compression);
+  const src = openSource(blob.file, compression);
+  const stop = stopped(opts);
   let total = 0;
   try {
-    for await (const chunk of src.stream as AsyncIterable<Buffer>) {
-      if (opts.signal?.aborted) {
-        throw new BerthError(Code.ABORTED, `${opts.what}: unpack aborted (lock lost or service stopping)`);
-      }
+    const chunks = (src.stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    for (;;) {
+      // Raced with the abort: a stalled stream (a slow disk, a pipe) must not delay stopping.
+      const next = await Promise.race([stop.promise, chunks.next()]);
+      // A chunk already buffered can win the race against an abort that came first.
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      if (next.done) break;
+      const chunk = next.value;
       total += chunk.length;
       if (total > opts.maxUncompressedBytes) {
         throw new BerthError(
@@ -186,6 +216,10 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     parser.end();
     writer.finish();
   } catch (err) {
+    if (opts.signal?.aborted) {
+      const why = (opts.signal.reason as Error | undefined)?.message ?? 'service stopping';
+      throw new BerthError(Code.ABORTED, `${opts.what}: unpack aborted: ${why}`, { cause: err });
+    }
     if (err instanceof BerthError) throw err;
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'Z_DATA_ERROR' || e.code === 'Z_BUF_ERROR' || e.code === 'ERR_STREAM_PREMATURE_CLOSE') {
@@ -195,6 +229,7 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     }
     throw err;
   } finally {
+    stop.dispose();
     src.destroy();
     writer.close();
   }
@@ -205,4 +240,18 @@ export async function applyLayer(opts: ApplyLayerOptions): Promise<ApplyResult> 
     entries: parser.entries,
     inodes: writer.inodes,
   };
+}
+
+/** A promise that rejects when the signal aborts (never otherwise), and its listener's removal. */
+function stopped(opts: ApplyLayerOptions): { promise: Promise<never>; dispose: () => void } {
+  const signal = opts.signal;
+  if (!signal) return { promise: new Promise<never>(() => undefined), dispose: () => undefined };
+  let onAbort: () => void = () => undefined;
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason ?? new Error('aborted'));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  promise.catch(() => undefined);
+  return { promise, dispose: () => signal.removeEventListener('abort', onAbort) };
 }

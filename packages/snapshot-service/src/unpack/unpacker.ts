@@ -9,7 +9,7 @@ import {
   type UnpackRequest,
 } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
-import { keys, withLock } from '@berth/kit';
+import { keys, type Lock, withLock } from '@berth/kit';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import { applyLayer } from './apply.js';
 
@@ -36,6 +36,8 @@ export interface UnpackerOptions {
   maxLayerUncompressedBytes: number;
   /** How long to wait for another unpack of the same chainID. */
   lockWaitMs: number;
+  /** Expiry of the per-chainID lock (renewed while held): a crashed unpack blocks others this long. Default 30 s. */
+  lockTtlMs?: number;
   log: ServiceContext['log'];
 }
 
@@ -44,6 +46,8 @@ export interface UnpackerOptions {
  * unpacker does: a layer whose chainID is committed is skipped; otherwise, under a Redis lock per
  * chainID (one unpack across concurrent pulls and replicas), it is written into a fresh active
  * snapshot "extract-<rand> <chainID>", its DiffID checked against the config, and committed.
+ * Losing the lock stops the write at once and removes the extract snapshot; the commit changes
+ * the records only while the lock holds (checked in the commit's own Lua script).
  */
 export class Unpacker {
   constructor(private readonly o: UnpackerOptions) {}
@@ -72,7 +76,11 @@ export class Unpacker {
       const did = await withLock(
         sn.redis,
         keys.unpackLock(sn.node, chainId),
-        { ttlMs: 30_000, waitMs: this.o.lockWaitMs, what: `unpack of snapshot ${chainId}` },
+        {
+          ttlMs: this.o.lockTtlMs ?? 30_000,
+          waitMs: this.o.lockWaitMs,
+          what: `unpack of snapshot ${chainId}`,
+        },
         async (lock) => {
           const again = await sn.store.get(chainId);
           if (again?.kind === SnapshotKind.committed) return false;
@@ -87,7 +95,7 @@ export class Unpacker {
             i,
             chainId,
             parent: i > 0 ? chain[i - 1] : undefined,
-            renew: () => lock.renew(),
+            lock,
             signal,
           });
           return true;
@@ -104,7 +112,7 @@ export class Unpacker {
     i: number;
     chainId: string;
     parent: string | undefined;
-    renew: () => Promise<boolean>;
+    lock: Lock;
     signal: AbortSignal | undefined;
   }): Promise<void> {
     const sn = this.o.snapshotter;
@@ -115,6 +123,10 @@ export class Unpacker {
     const prep = { key, labels: { [UNPACK_LABEL]: a.chainId } };
     const created = await sn.create(SnapshotKind.active, a.parent ? { ...prep, parent: a.parent } : prep);
     const started = Date.now();
+    // The request's cancellation or the loss of the chainID lock: either stops the write at once.
+    const lost = a.lock.lost;
+    const signals = [a.signal, lost].filter((x): x is AbortSignal => x !== undefined);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     try {
       const res = await applyLayer({
         blobPath: join(this.o.blobsDir, layer.digest.slice('sha256:'.length)),
@@ -123,7 +135,7 @@ export class Unpacker {
         parents: created.parentFs,
         maxUncompressedBytes: this.o.maxLayerUncompressedBytes,
         what: `layer ${layer.digest}`,
-        ...(a.signal ? { signal: a.signal } : {}),
+        ...(signal ? { signal } : {}),
       });
       if (res.diffId !== want) {
         throw new BerthError(
@@ -131,17 +143,18 @@ export class Unpacker {
           `layer ${layer.digest} unpacked to diffID ${res.diffId}, but the image config says ${want}: wrong diff id, snapshot discarded`,
         );
       }
-      if (!(await a.renew())) {
+      // Renewing extends the lock for the commit; the commit script checks it again and is the
+      // point of truth (a holder can stall between the two).
+      if (lost?.aborted || !(await a.lock.renew())) {
         throw new BerthError(
           Code.ABORTED,
-          `lost the unpack lock of ${a.chainId} while applying layer ${layer.digest}`,
+          `lost the unpack lock of ${a.chainId} while applying layer ${layer.digest}; nothing was committed`,
         );
       }
-      await sn.commit({
-        name: a.chainId,
-        key,
-        labels: { [DIFF_ID_LABEL]: want, [LAYER_LABEL]: layer.digest },
-      });
+      await sn.commit(
+        { name: a.chainId, key, labels: { [DIFF_ID_LABEL]: want, [LAYER_LABEL]: layer.digest } },
+        a.lock,
+      );
       const ms = Date.now() - started;
       this.o.log.info(
         {
@@ -155,11 +168,21 @@ export class Unpacker {
         'layer unpacked',
       );
     } catch (err) {
+      // The extract snapshot is this holder's alone (a random key), so it goes now, lock or not.
       await sn
         .remove(key)
         .catch((e: unknown) =>
           this.o.log.warn({ err: (e as Error).message, key }, 'could not discard a failed unpack'),
         );
+      if (lost?.aborted && !(err instanceof BerthError && err.code === Code.ABORTED)) {
+        throw new BerthError(
+          Code.ABORTED,
+          `${(lost.reason as Error).message}; layer ${layer.digest} not committed`,
+          {
+            cause: err,
+          },
+        );
+      }
       throw err;
     }
   }
