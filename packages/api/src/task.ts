@@ -1,6 +1,7 @@
 // Contracts of the task-service (NATS: berth.task.v1.<op>, cluster-wide, queue group task-service).
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 import { z } from 'zod';
+import { SeccompRequest } from './seccomp.js';
 import { Hostname, TaskStatus } from './shim.js';
 
 /** Container ids: 64 lowercase hex characters, as containerd/docker. Unique prefixes are accepted. */
@@ -108,8 +109,10 @@ export const CreateContainerRequest = z.object({
   /** Replace the default masked / read-only paths (CRI passes its own; [] removes them). */
   maskedPaths: z.array(z.string()).optional(),
   readonlyPaths: z.array(z.string()).optional(),
-  /** All capabilities, every device allowed, no masked or read-only paths, /sys writable. */
+  /** All capabilities, every device allowed, no masked or read-only paths, /sys writable, no seccomp. */
   privileged: z.boolean().optional(),
+  /** The seccomp filter; default berth's default profile (ignored when privileged: none). */
+  seccomp: SeccompRequest.optional(),
 });
 export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
 

@@ -21,6 +21,7 @@ import { ExecProcesses } from './execs.js';
 import { exists, mtimeOf, writeAtomic } from './files.js';
 import { checkName, execPaths, namespacePaths, taskPaths } from './paths.js';
 import { Reconciler } from './reconcile.js';
+import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import { type ProcRecord, ShimStore } from './store.js';
 import { normalizeSignal, procKey, runtimeFailure, until } from './util.js';
@@ -279,6 +280,7 @@ export class ShimAgent {
           terminal: req.terminal,
         });
         for (const w of warnings) this.log.warn({ ns, id }, w);
+        if (req.seccomp) await applySeccomp(spec, req.seccomp);
         await writeContainerFiles(this.layout, spec, { ns, id, files: req.files });
         const t1 = performance.now();
         if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);
