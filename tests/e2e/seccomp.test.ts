@@ -1,5 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Container, Service } from '@berth/api';
+import { call } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ContainerStack, startContainerStack } from './containers-stack.js';
 
@@ -89,6 +91,39 @@ describe('seccomp', () => {
     expect(denied.stdout).not.toContain('rc=0');
     const allowed = await run('run', '--rm', IMAGE, ...probe('mkdir /tmp/x'));
     expect(allowed.stdout, allowed.stderr).toContain('rc=0');
+  });
+
+  it('reads a localhost profile on the node (as the CRI asks), NOT_FOUND naming a missing one', async () => {
+    const file = join(s.root, 'node-deny-mkdir.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        defaultAction: 'SCMP_ACT_ALLOW',
+        syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }],
+      }),
+    );
+    const create = (path: string) =>
+      call<Container>(
+        s.nc,
+        Service.task,
+        'create-container',
+        { image: IMAGE, node: s.node, cmd: probe('mkdir /tmp/x'), seccomp: { mode: 'localhost', path } },
+        { timeoutMs: 60_000 },
+      );
+    const c = await create(file);
+    expect((await run('start', c.id)).code).toBe(0);
+    expect((await run('wait', c.id)).stdout).toBe('0\n');
+    const logs = await run('logs', c.id);
+    expect(logs.stdout).toMatch(/^Seccomp:\t2$/m);
+    expect(logs.stderr).toContain("can't create directory '/tmp/x': Operation not permitted");
+    expect((await run('rm', c.id)).code).toBe(0);
+
+    const missing = join(s.root, 'no-such-profile.json');
+    const m = await create(missing);
+    const r = await run('start', m.id);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`seccomp profile "${missing}" not found`);
+    expect((await run('rm', m.id)).code).toBe(0);
   });
 
   it('refuses a bad profile file before creating anything, naming the file', async () => {
