@@ -72,6 +72,12 @@ describe('the default profile', () => {
     }
   });
 
+  it('has moby/profiles/seccomp v0.2.3 size: 361 unconditional names, 33 rules', () => {
+    expect(DEFAULT_PROFILE.syscalls?.[0]?.names).toHaveLength(361);
+    expect(new Set(DEFAULT_PROFILE.syscalls?.[0]?.names).size).toBe(361);
+    expect(DEFAULT_PROFILE.syscalls).toHaveLength(33);
+  });
+
   it('lets clone make no namespace and answers clone3 with ENOSYS without CAP_SYS_ADMIN', () => {
     const p = def(amd64());
     expect(CLONE_NAMESPACE_FLAGS).toBe(0x7e020000);
