@@ -176,3 +176,18 @@ export function seccompFromCri(p: CriSecurityProfile | undefined | null): Seccom
       throw errors.invalid(`unknown seccomp profile type "${String(p?.profileType)}"`);
   }
 }
+
+/**
+ * Maps CRI's deprecated `seccomp_profile_path` string: "" and "unconfined" mean none,
+ * "runtime/default" (and the older "docker/default") the default profile, "localhost/<absolute
+ * path>" a profile file on the node (kubelet writes "localhost//var/lib/kubelet/seccomp/...").
+ * Anything else is INVALID_ARGUMENT.
+ */
+export function seccompFromCriPath(path: string): SeccompRequest {
+  if (path === '' || path === 'unconfined') return { mode: 'unconfined' };
+  if (path === 'runtime/default' || path === 'docker/default') return { mode: 'default' };
+  if (path.startsWith('localhost/')) {
+    return seccompFromCri({ profileType: 'Localhost', localhostRef: path.slice('localhost/'.length) });
+  }
+  throw errors.invalid(`unknown seccomp profile path "${path}"`);
+}
