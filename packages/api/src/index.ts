@@ -4,6 +4,7 @@ export * from './errors.js';
 export * from './health.js';
 export * from './image.js';
 export * from './oci.js';
+export * from './seccomp.js';
 export * from './services.js';
 export * from './shim.js';
 export * from './snapshot.js';

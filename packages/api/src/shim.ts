@@ -2,6 +2,7 @@
 // task-service relies on these: extend, do not break. Every request names namespace and id.
 import { z } from 'zod';
 import { defineService, Empty, op, Scope } from './contract.js';
+import { SeccompRequest } from './seccomp.js';
 import { Mount } from './snapshot.js';
 import { Service } from './subjects.js';
 
@@ -71,6 +72,12 @@ export const ShimCreateRequest = TaskRef.extend({
   logPath: z.string().optional(),
   /** The container's /etc files to write on this node; spec mounts name them by SHIM_FILE_SOURCE. */
   files: ShimContainerFiles.optional(),
+  /**
+   * The seccomp filter, resolved on this node (its architecture and kernel, a localhost profile's
+   * file) for the spec's bounding capabilities into linux.seccomp; `unconfined` removes it.
+   * Absent: the spec's own linux.seccomp, if any, is used as given.
+   */
+  seccomp: SeccompRequest.optional(),
 });
 export type ShimCreateRequest = z.infer<typeof ShimCreateRequest>;
 

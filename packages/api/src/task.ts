@@ -2,6 +2,7 @@
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 import { z } from 'zod';
 import { defineService, Empty, op, Scope } from './contract.js';
+import { SeccompRequest } from './seccomp.js';
 import { Hostname, ShimPidsReply, ShimStats, TaskStatus } from './shim.js';
 import { Service } from './subjects.js';
 
@@ -110,8 +111,10 @@ export const CreateContainerRequest = z.object({
   /** Replace the default masked / read-only paths (CRI passes its own; [] removes them). */
   maskedPaths: z.array(z.string()).optional(),
   readonlyPaths: z.array(z.string()).optional(),
-  /** All capabilities, every device allowed, no masked or read-only paths, /sys writable. */
+  /** All capabilities, every device allowed, no masked or read-only paths, /sys writable, no seccomp. */
   privileged: z.boolean().optional(),
+  /** The seccomp filter; default berth's default profile (ignored when privileged: none). */
+  seccomp: SeccompRequest.optional(),
 });
 export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { type BindMount, type CreateContainerRequest, errors, type Resources } from '@berth/api';
 import type { CommandArgs, OptionSpec } from '../command.js';
+import { parseSecurityOpts } from './security-opts.js';
 
 /** Flags shared by `create` and `run` (docker/nerdctl spelling). */
 export const createOptions: OptionSpec = {
@@ -143,10 +144,7 @@ export function toCreateRequest(args: CommandArgs, node: string): CreateContaine
   if (Object.keys(labels).length) req.labels = labels;
   if (strs(v['cap-add']).length) req.capAdd = strs(v['cap-add']);
   if (strs(v['cap-drop']).length) req.capDrop = strs(v['cap-drop']);
-  for (const o of strs(v['security-opt'])) {
-    if (o === 'no-new-privileges' || o === 'no-new-privileges:true') req.noNewPrivileges = true;
-    else throw errors.invalid(`unsupported --security-opt "${o}"`);
-  }
+  Object.assign(req, parseSecurityOpts(strs(v['security-opt'])));
   if (strs(v.dns).length) req.dns = { servers: strs(v.dns), searches: [], options: [] };
   if (typeof v['stop-signal'] === 'string') req.stopSignal = v['stop-signal'];
   const namespaces: NonNullable<CreateContainerRequest['namespaces']> = {};

@@ -9,6 +9,7 @@ import type { ExitRecorder } from './exit-recorder.js';
 import { exists, writeAtomic } from './files.js';
 import type { ShimHost } from './host.js';
 import { checkName, taskPaths } from './paths.js';
+import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import type { ProcRecord } from './store.js';
 import { procKey, runtimeFailure, until } from './util.js';
@@ -50,6 +51,7 @@ export async function createTask(
         terminal: req.terminal,
       });
       for (const w of warnings) host.log.warn({ ns, id }, w);
+      if (req.seccomp) await applySeccomp(spec, req.seccomp);
       await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
       const t1 = performance.now();
       if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);

@@ -31,6 +31,7 @@ import {
   parsePasswd,
   resolvConf,
   resolveUser,
+  seccompOf,
 } from '../spec/index.js';
 import { type ContainerStore, exitReason } from '../store/store.js';
 import { ExitWaiters } from './exits.js';
@@ -139,6 +140,7 @@ export class TaskManager {
         stdin: c.io.stdin,
         ...(c.io.logPath ? { logPath: c.io.logPath } : {}),
         ...(usesShimFiles(c) ? { files: shimFiles(c) } : {}),
+        seccomp: seccompOf(c.config),
       });
       const t: Task = {
         id: c.id,

@@ -1,0 +1,57 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { type CreateContainerRequest, errors } from '@berth/api';
+import { parseSeccompProfile, resolveProfile } from '@berth/shim/seccomp';
+
+/** What `--security-opt` entries set on a create request. */
+export type SecurityOpts = Pick<CreateContainerRequest, 'noNewPrivileges' | 'seccomp'>;
+
+function flag(o: string, value: string): boolean {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw errors.invalid(`invalid --security-opt "${o}": expected true or false`);
+}
+
+/**
+ * Reads a Docker-format seccomp profile here, on the user's machine (as docker does), so that it
+ * reaches a container on any node; INVALID_ARGUMENT names the file and the problem.
+ */
+function profileFile(path: string): NonNullable<CreateContainerRequest['seccomp']> {
+  const abs = resolve(path);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw errors.invalid(`cannot read seccomp profile "${abs}": ${(err as Error).message}`);
+  }
+  const profile = parseSeccompProfile(text, `"${abs}"`);
+  // Refuses what no node can run (a notify agent) now rather than at start; the facts of the
+  // node (its architecture, kernel) and the container's capabilities are resolved there.
+  resolveProfile(profile, { caps: [], arch: '', kernel: '' }, `"${abs}"`);
+  return { mode: 'profile', profile, source: abs };
+}
+
+/**
+ * Parses docker's `--security-opt` entries berth supports: `no-new-privileges[=true|false]`
+ * (also `:`), and `seccomp=unconfined|builtin|<profile.json>`. Others are INVALID_ARGUMENT.
+ */
+export function parseSecurityOpts(opts: string[]): SecurityOpts {
+  const out: SecurityOpts = {};
+  for (const o of opts) {
+    const m = /^([a-z-]+)(?:[=:](.*))?$/s.exec(o);
+    const key = m?.[1];
+    const value = m?.[2];
+    if (key === 'no-new-privileges') {
+      out.noNewPrivileges = value === undefined ? true : flag(o, value);
+    } else if (key === 'seccomp') {
+      if (!value)
+        throw errors.invalid(`invalid --security-opt "${o}": seccomp needs a profile or unconfined`);
+      if (value === 'unconfined') out.seccomp = { mode: 'unconfined' };
+      else if (value === 'builtin') out.seccomp = { mode: 'default' };
+      else out.seccomp = profileFile(value);
+    } else {
+      throw errors.invalid(`unsupported --security-opt "${o}"`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,3 @@
+export * from './convert.js';
+export * from './default-profile.js';
+export * from './resolve.js';
