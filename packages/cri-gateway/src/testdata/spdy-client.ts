@@ -91,7 +91,7 @@ export class SpdyTestClient {
   async open(headers: Record<string, string>, opts: { fin?: boolean } = {}): Promise<ClientStream> {
     const id = this.nextId;
     this.nextId += 2;
-    const state = { data: [] as Buffer[], finish: (_b: Buffer) => undefined as void, reset: false };
+    const state = { data: [] as Buffer[], finish: (_b: Buffer): void => undefined, reset: false };
     const done = new Promise<Buffer>((resolve) => {
       state.finish = resolve;
     });
