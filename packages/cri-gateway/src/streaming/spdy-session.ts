@@ -62,6 +62,8 @@ export class SpdySession extends EventEmitter {
     this.closed = new Promise((resolve) => socket.once('close', resolve));
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('error', () => socket.destroy());
+    // The HTTP server keeps upgraded sockets half-open; a client that stopped sending is gone.
+    socket.once('end', () => socket.destroy());
     socket.once('close', () => this.teardown());
     if ('setTimeout' in socket && typeof socket.setTimeout === 'function') {
       socket.setTimeout(idleTimeoutMs, () => socket.destroy());

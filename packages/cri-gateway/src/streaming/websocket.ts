@@ -99,6 +99,7 @@ export class WebSocketConnection extends EventEmitter {
   private fragmentBytes = 0;
   private fragmentBinary = true;
   private closeSent = false;
+  private failed = false;
   private readonly abort = new AbortController();
   /** Resolves when the TCP connection is gone. */
   readonly closed: Promise<void>;
@@ -111,6 +112,8 @@ export class WebSocketConnection extends EventEmitter {
     this.closed = new Promise((resolve) => socket.once('close', resolve));
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('error', () => socket.destroy());
+    // The HTTP server keeps upgraded sockets half-open; a client that stopped sending is gone.
+    socket.once('end', () => socket.destroy());
     socket.once('close', () => this.abort.abort(new Error('WebSocket connection closed')));
     if ('setTimeout' in socket && typeof socket.setTimeout === 'function') {
       socket.setTimeout(idleTimeoutMs, () => socket.destroy());
@@ -155,8 +158,9 @@ export class WebSocketConnection extends EventEmitter {
   }
 
   private onBytes(chunk: Buffer): void {
+    if (this.failed) return;
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
-    while (!this.socket.destroyed) {
+    while (!this.socket.destroyed && !this.failed) {
       const frame = this.nextFrame();
       if (!frame) return;
       this.onFrame(frame.fin, frame.opcode, frame.payload);
@@ -220,9 +224,11 @@ export class WebSocketConnection extends EventEmitter {
     this.emit('message', message, this.fragmentBinary);
   }
 
+  /** Closes on a protocol violation; nothing more from this client is read. */
   private fail(code: number, reason: string): undefined {
+    this.failed = true;
+    this.buffer = Buffer.alloc(0);
     this.close(code, reason);
-    this.socket.destroy();
     return undefined;
   }
 }

@@ -14,7 +14,8 @@ import type {
 /**
  * A StreamingBackend over real host processes and sockets, for tests: exec spawns `cmd` directly,
  * attach runs `sh -c <attachScript>` as the "container's main process", port-forward dials the
- * port on 127.0.0.1. It records every resize it receives and emits 'resize'.
+ * port on 127.0.0.1. It records every resize it receives and emits 'resize', and 'exit' when a
+ * process ends.
  */
 export class ProcessBackend extends EventEmitter implements StreamingBackend {
   readonly resizes: TerminalSize[] = [];
@@ -68,7 +69,10 @@ export class ProcessBackend extends EventEmitter implements StreamingBackend {
       if (io.stderr) child.stderr.pipe(io.stderr, { end: false });
       else child.stderr.resume();
       // 'close' comes after the child's stdout and stderr have been read to the end.
-      child.once('close', (code, signal) => resolve({ exitCode: code ?? (signal ? 128 + 9 : 1) }));
+      child.once('close', (code, signal) => {
+        this.emit('exit', { code, signal });
+        resolve({ exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15) });
+      });
     });
   }
 }
