@@ -125,7 +125,11 @@ export async function servePortForwardWs(
     const parsed = readChannel(message, base64);
     if (!parsed || parsed.channel % 2 !== 0) return;
     const input = inputs[parsed.channel / 2];
-    if (input && !input.writableEnded) input.write(parsed.data);
+    if (!input || input.writableEnded) return;
+    if (!input.write(parsed.data)) {
+      ws.pause();
+      input.once('drain', () => ws.resume());
+    }
   });
   void ws.closed.then(() => {
     for (const input of inputs) if (!input.writableEnded) input.end();

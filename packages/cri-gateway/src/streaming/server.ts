@@ -12,7 +12,7 @@ import {
 } from './port-forward.js';
 import { type CommandRequest, runCommand, SPDY_COMMAND_PROTOCOLS } from './remote-command.js';
 import { type CachedRequest, RequestCache } from './request-cache.js';
-import { acceptCommandStream, spdyCommandSession } from './spdy-command.js';
+import { acceptCommandStream, type StreamType, spdyCommandSession } from './spdy-command.js';
 import { SpdySession } from './spdy-session.js';
 import type { SpdyStream } from './spdy-stream.js';
 import type {
@@ -188,7 +188,7 @@ function upgrade(
     session.feed(head);
     return;
   }
-  const streams = new Map();
+  const streams = new Map<StreamType, SpdyStream>();
   const session = new SpdySession(socket, acceptCommandStream(streams), timeouts.idle);
   const command = cached as CommandRequest;
   spdyCommandSession(session, protocol, command.request, timeouts.creation, streams).then(

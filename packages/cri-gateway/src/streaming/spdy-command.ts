@@ -5,7 +5,8 @@ import { encodeStatus, type MetaStatus } from './status.js';
 
 /** The stream types a remote-command client opens, named by its `streamType` header. */
 const STREAM_TYPES = ['error', 'stdin', 'stdout', 'stderr', 'resize'] as const;
-type StreamType = (typeof STREAM_TYPES)[number];
+/** A remote-command stream type. */
+export type StreamType = (typeof STREAM_TYPES)[number];
 
 /** What the client asked for in the cached request. */
 export interface CommandStreams {

@@ -40,6 +40,7 @@ export class SpdySession extends EventEmitter {
   private readonly decoder = new FrameDecoder();
   private readonly codec = new SpdyHeaderCodec();
   private readonly streams = new Map<number, SpdyStream>();
+  private readonly congested = new Set<number>();
   private inChain: Promise<void> = Promise.resolve();
   private outChain: Promise<void> = Promise.resolve();
   private lastClientStream = 0;
@@ -134,6 +135,20 @@ export class SpdySession extends EventEmitter {
   /** Forgets a stream both sides have finished. */
   forget(stream: SpdyStream): void {
     this.streams.delete(stream.id);
+    this.congestion(stream, false);
+  }
+
+  /**
+   * Marks a stream whose reader is behind. A client without flow control (spdystream) cannot be
+   * told to wait, so the session stops reading the socket until the reader catches up, and TCP
+   * pushes back. A client with flow control is held back by the windows instead: pausing would
+   * also stop its WINDOW_UPDATEs and could deadlock output against input.
+   */
+  congestion(stream: SpdyStream, congested: boolean): void {
+    if (congested && !this.flowControl) this.congested.add(stream.id);
+    else this.congested.delete(stream.id);
+    if (this.congested.size > 0) this.socket.pause();
+    else this.socket.resume();
   }
 
   private async reserve(stream: SpdyStream, wanted: number): Promise<number> {
@@ -209,6 +224,7 @@ export class SpdySession extends EventEmitter {
         const stream = this.streams.get(frame.streamId);
         this.streams.delete(frame.streamId);
         stream?.remoteReset();
+        if (stream) this.congestion(stream, false);
         this.wakeWriters();
         return;
       }
@@ -275,6 +291,7 @@ export class SpdySession extends EventEmitter {
   private teardown(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.congested.clear();
     this.abort.abort(new Error('SPDY connection closed'));
     for (const stream of this.streams.values()) stream.remoteReset();
     this.streams.clear();

@@ -27,7 +27,12 @@ export class SpdyStream {
   ) {
     this.sendWindow = sendWindow;
     // Window is granted back as the consumer reads, so a slow consumer slows a compliant client.
-    this.readable = new Readable({ read: () => this.ack() });
+    this.readable = new Readable({
+      read: () => {
+        this.session.congestion(this, false);
+        this.ack();
+      },
+    });
   }
 
   /** The first value of a header, or undefined. */
@@ -40,6 +45,7 @@ export class SpdyStream {
     if (this.remoteEnded || this.isReset || data.length === 0) return;
     this.unacked += data.length;
     if (this.readable.push(data)) this.ack();
+    else this.session.congestion(this, true);
   }
 
   /** Called by the session when the client half-closed the stream. */
@@ -47,6 +53,7 @@ export class SpdyStream {
     if (this.remoteEnded) return;
     this.remoteEnded = true;
     this.readable.push(null);
+    this.session.congestion(this, false);
     if (this.localEnded) this.session.forget(this);
   }
 

@@ -146,6 +146,16 @@ export class WebSocketConnection extends EventEmitter {
     }
   }
 
+  /** Stops reading the client (TCP pushes back) until resume(); for input nobody consumes yet. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  /** Reads the client again after pause(). */
+  resume(): void {
+    this.socket.resume();
+  }
+
   /** Sends a close frame and ends the TCP connection after it. */
   close(code = 1000, reason = ''): void {
     if (this.closeSent || this.socket.destroyed) return;

@@ -69,8 +69,14 @@ export function wsCommandSession(
     }
     const parsed = readChannel(message, base64);
     if (!parsed) return;
-    if (parsed.channel === Channel.STDIN && stdin && !stdin.writableEnded) stdin.write(parsed.data);
-    else if (parsed.channel === Channel.RESIZE && !resize.writableEnded) resize.write(parsed.data);
+    const target =
+      parsed.channel === Channel.STDIN ? stdin : parsed.channel === Channel.RESIZE ? resize : undefined;
+    if (!target || target.writableEnded) return;
+    // A client that sends faster than the command reads waits on TCP, not on our memory.
+    if (!target.write(parsed.data)) {
+      ws.pause();
+      target.once('drain', () => ws.resume());
+    }
   });
   void ws.closed.then(() => {
     if (stdin && !stdin.writableEnded) stdin.end();
