@@ -89,6 +89,15 @@ describe('streaming failures', () => {
     expect(client.frames).toContainEqual({ kind: 'goaway', lastGoodStreamId: 0, status: 1 });
   });
 
+  it('answers a plain request (no upgrade) with 400 and burns the token, and a bad path with 404', async () => {
+    const url = server.url('exec', { ...base, cmd: ['true'] });
+    const plain = await fetch(url);
+    expect(plain.status).toBe(400);
+    expect(await plain.text()).toContain('unable to upgrade');
+    expect((await fetch(url)).status).toBe(404);
+    expect((await fetch(`${server.baseUrl}/nothing/here`)).status).toBe(404);
+  });
+
   it('closes a WebSocket whose client sends an unmasked frame with 1002', async () => {
     const client = await WsTestClient.connect(server.url('exec', { ...base, cmd: ['sleep', '1000'] }), [
       'v5.channel.k8s.io',

@@ -38,8 +38,9 @@ export interface TerminalSize {
 
 /**
  * The client's streams handed to a backend for one exec or attach.
- * Only the streams the request asked for are present. `stdout`/`stderr` must not be ended by the
- * backend after it resolves; the server ends them. `signal` aborts when the client goes away.
+ * Only the streams the request asked for are present. The backend may end `stdout`/`stderr` (as
+ * `pipe` does) or leave them open; either way the server sends all that was written before the
+ * exit status. `signal` aborts when the client goes away: stop the command's I/O then.
  */
 export interface CommandIo {
   stdin?: Readable;
