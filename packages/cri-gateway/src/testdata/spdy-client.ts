@@ -3,6 +3,7 @@ import {
   encodeData,
   encodePing,
   encodeRstStream,
+  encodeSettings,
   encodeSynStream,
   encodeWindowUpdate,
   FLAG_FIN,
@@ -46,10 +47,14 @@ export class SpdyTestClient {
   readonly goaway: Promise<void>;
   readonly closed: Promise<void>;
   private onGoaway: () => void = () => undefined;
+  /** Per stream: bytes received but not yet granted back; and the most that ever were. */
+  private readonly outstanding = new Map<number, number>();
+  maxOutstanding = 0;
 
   private constructor(
     response: UpgradeResponse,
     private readonly flowControl: boolean,
+    private readonly grantBatch: number,
   ) {
     this.response = response;
     this.goaway = new Promise((resolve) => {
@@ -73,14 +78,19 @@ export class SpdyTestClient {
   static async connect(
     url: string,
     protocols: string[],
-    opts: { flowControl?: boolean } = {},
+    opts: { flowControl?: boolean; initialWindow?: number } = {},
   ): Promise<SpdyTestClient> {
     const response = await rawUpgrade(url, [
       'Connection: Upgrade',
       'Upgrade: SPDY/3.1',
       ...protocols.map((p) => `X-Stream-Protocol-Version: ${p}`),
     ]);
-    return new SpdyTestClient(response, opts.flowControl ?? false);
+    const client = new SpdyTestClient(response, opts.flowControl ?? false, opts.initialWindow ?? 32_768);
+    if (opts.initialWindow !== undefined && response.status === 101) {
+      // SETTINGS_INITIAL_WINDOW_SIZE (id 7): every stream opened later starts with this window.
+      response.socket.write(encodeSettings([{ id: 7, value: opts.initialWindow }]));
+    }
+    return client;
   }
 
   get socket(): Socket {
@@ -180,13 +190,20 @@ export class SpdyTestClient {
         const s = this.streams.get(frame.streamId);
         if (!s) return;
         s.data.push(frame.data);
-        if (this.flowControl && frame.data.length > 0) {
+        const outstanding = (this.outstanding.get(frame.streamId) ?? 0) + frame.data.length;
+        this.maxOutstanding = Math.max(this.maxOutstanding, outstanding);
+        // A flow-controlling client grants in batches of one window: a server that ignored the
+        // window would push `outstanding` past it before the grant.
+        if (this.flowControl && outstanding >= this.grantBatch) {
           this.socket.write(
             Buffer.concat([
-              encodeWindowUpdate(frame.streamId, frame.data.length),
-              encodeWindowUpdate(0, frame.data.length),
+              encodeWindowUpdate(frame.streamId, outstanding),
+              encodeWindowUpdate(0, outstanding),
             ]),
           );
+          this.outstanding.set(frame.streamId, 0);
+        } else {
+          this.outstanding.set(frame.streamId, outstanding);
         }
         if (frame.flags & FLAG_FIN) this.finish(frame.streamId);
         return;
