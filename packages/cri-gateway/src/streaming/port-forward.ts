@@ -21,17 +21,29 @@ export function parsePort(text: string | undefined): number | undefined {
   return port >= 1 && port <= 65_535 ? port : undefined;
 }
 
-/** A Duplex whose reads come from `source` and whose writes go to `write`; `end` runs at final. */
+/**
+ * A Duplex whose reads come from `source` and whose writes go to `write`; `end` runs at final.
+ * A failed write (the client left) destroys it without an error event, which nobody might handle.
+ */
 function bridge(source: Readable, write: (b: Buffer) => Promise<void>, end: () => Promise<void>): Duplex {
-  const duplex = new Duplex({
+  const duplex: Duplex = new Duplex({
     read: () => {
       source.resume();
     },
     write: (chunk: Buffer, _encoding, callback) => {
-      write(chunk).then(() => callback(), callback);
+      write(chunk).then(
+        () => callback(),
+        () => {
+          callback();
+          duplex.destroy();
+        },
+      );
     },
     final: (callback) => {
-      end().then(() => callback(), callback);
+      end().then(
+        () => callback(),
+        () => callback(),
+      );
     },
   });
   source.on('data', (chunk: Buffer) => {

@@ -87,13 +87,24 @@ export class SpdyStream {
     this.remoteReset();
   }
 
-  /** A Writable over the stream; ending the Writable does not half-close it (call end()). */
+  /**
+   * A Writable over the stream; ending the Writable does not half-close it (call end()). When the
+   * client is gone the Writable is destroyed without an error: an 'error' event nobody listens to
+   * would take the whole gateway down, and the backend learns of the loss from its AbortSignal.
+   */
   writable(): Writable {
-    return new Writable({
+    const w: Writable = new Writable({
       write: (chunk: Buffer, _encoding, callback) => {
-        this.write(chunk).then(() => callback(), callback);
+        this.write(chunk).then(
+          () => callback(),
+          () => {
+            callback();
+            w.destroy();
+          },
+        );
       },
     });
+    return w;
   }
 
   private ack(): void {

@@ -50,6 +50,22 @@ describe('streaming failures', () => {
     expect(signal).toBe('SIGKILL');
   });
 
+  it('survives a SPDY client that vanishes while the command floods stdout', async () => {
+    const client = await SpdyTestClient.connect(server.url('exec', { ...base, cmd: ['yes'] }), [
+      'v4.channel.k8s.io',
+    ]);
+    await client.open({ streamType: 'error' });
+    const stdout = await client.open({ streamType: 'stdout' });
+    await new Promise<void>((resolve) => {
+      const check = () => (stdout.received().length > 100_000 ? resolve() : setImmediate(check));
+      check();
+    });
+    const exited = once(backend, 'exit');
+    client.close();
+    const [{ signal }] = await exited;
+    expect(signal).toBe('SIGKILL');
+  });
+
   it('gives up on a SPDY client that does not open the streams it asked for', async () => {
     const client = await SpdyTestClient.connect(server.url('exec', { ...base, cmd: ['true'] }), [
       'v4.channel.k8s.io',

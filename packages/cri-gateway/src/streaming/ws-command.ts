@@ -55,12 +55,21 @@ export function wsCommandSession(
   const v5 = protocol.startsWith('v5.');
   const stdin = want.stdin ? new PassThrough() : undefined;
   const resize = new PassThrough();
-  const channelWriter = (channel: number) =>
-    new Writable({
+  // Destroyed, not errored, when the client is gone (see SpdyStream.writable).
+  const channelWriter = (channel: number) => {
+    const w: Writable = new Writable({
       write: (chunk: Buffer, _encoding, callback) => {
-        sendOnChannel(ws, base64, channel, chunk).then(() => callback(), callback);
+        sendOnChannel(ws, base64, channel, chunk).then(
+          () => callback(),
+          () => {
+            callback();
+            w.destroy();
+          },
+        );
       },
     });
+    return w;
+  };
   ws.on('message', (message: Buffer) => {
     if (v5 && message.length === 2 && message[0] === Channel.CLOSE) {
       if (message[1] === Channel.STDIN) stdin?.end();
