@@ -74,7 +74,8 @@ export async function createStreamingServer(opts: StreamingServerOptions): Promi
   const address = server.address();
   if (!address || typeof address === 'string')
     throw new BerthError(Code.INTERNAL, 'streaming server has no TCP address');
-  const baseUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const urlHost = opts.advertiseHost ?? address.address;
+  const baseUrl = `http://${urlHost.includes(':') ? `[${urlHost}]` : urlHost}:${address.port}`;
   return {
     baseUrl,
     url(kind: StreamKind, request: ExecRequest | AttachRequest | PortForwardRequest): string {

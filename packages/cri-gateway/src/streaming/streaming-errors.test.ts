@@ -114,6 +114,17 @@ describe('streaming failures', () => {
     expect((await fetch(`${server.baseUrl}/nothing/here`)).status).toBe(404);
   });
 
+  it('puts the advertised host in URLs, with IPv6 in brackets', async () => {
+    const other = await createStreamingServer({ backend, advertiseHost: '::1' });
+    try {
+      const url = new URL(other.url('exec', { ...base, cmd: ['true'] }));
+      expect(url.hostname).toBe('[::1]');
+      expect(url.pathname).toMatch(/^\/exec\/[A-Za-z0-9_-]{16}$/);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('closes a WebSocket whose client sends an unmasked frame with 1002', async () => {
     const client = await WsTestClient.connect(server.url('exec', { ...base, cmd: ['sleep', '1000'] }), [
       'v5.channel.k8s.io',

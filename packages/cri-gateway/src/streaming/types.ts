@@ -79,6 +79,8 @@ export interface StreamingServerOptions {
   host?: string;
   /** Port to listen on; default 0 (a free port). */
   port?: number;
+  /** Host to put in URLs when clients must use another than the bound one (e.g. bound to 0.0.0.0). */
+  advertiseHost?: string;
   /** How long a URL's token stays valid; default 60 000 ms, as kubelet and containerd. */
   tokenTtlMs?: number;
   /** At most this many unused tokens at once; default 1000, as kubelet. */
