@@ -11,6 +11,8 @@ bash scripts/setup.sh
 
 echo "==> build"
 pnpm -w run build
+echo "==> typecheck, tests included (turbo run typecheck)"
+pnpm exec turbo run typecheck --output-logs=errors-only
 echo "==> lint (biome check)"
 pnpm exec biome check .
 echo "==> import cycles (scripts/check-cycles.mjs)"
