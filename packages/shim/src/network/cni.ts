@@ -1,6 +1,7 @@
 import { isIPv4 } from 'node:net';
+import { BerthError } from '@berth/api';
 import type { CniConfList } from './cni-config.js';
-import { CniCommand, execPlugin } from './cni-exec.js';
+import { CniCommand, execPlugin, findPlugin } from './cni-exec.js';
 
 /** A port published from the host into a pod (the portmap plugin's `portMappings` capability). */
 export interface PortMapping {
@@ -37,6 +38,8 @@ export async function addChain(
   att: Attachment,
   opts: ChainOptions,
 ): Promise<Record<string, unknown> | undefined> {
+  // Every binary is found before the first runs: a missing one then leaves nothing to undo.
+  for (const plugin of list.plugins) await findPlugin(plugin.type, opts.pluginDirs);
   let prev: Record<string, unknown> | undefined;
   for (const plugin of list.plugins) {
     prev = await execPlugin({
@@ -48,19 +51,31 @@ export async function addChain(
   return prev;
 }
 
-/** Deletes an attachment, last plugin first; see addChain. Safe to repeat: plugins' DEL is idempotent. */
+/**
+ * Deletes an attachment, last plugin first; see addChain. Every plugin's DEL runs even when one
+ * fails (the bridge must still release the lease when portmap cannot), then the first error is
+ * thrown. Safe to repeat: plugins' DEL is idempotent.
+ */
 export async function delChain(
   list: CniConfList,
   att: Attachment,
   opts: ChainOptions,
   cached: Record<string, unknown> | undefined,
 ): Promise<void> {
+  const errors: Error[] = [];
   for (const plugin of [...list.plugins].reverse()) {
     await execPlugin({
       ...callBase(list, att, opts, plugin.type),
       command: CniCommand.DEL,
       config: pluginConfig(list, plugin, att, cached),
-    });
+    }).catch((err: Error) => errors.push(err));
+  }
+  const [first, ...rest] = errors;
+  if (first) {
+    const more = rest.length ? ` (and ${rest.length} more: ${rest.map((e) => e.message).join('; ')})` : '';
+    throw first instanceof BerthError
+      ? new BerthError(first.code, first.message + more, { cause: first })
+      : first;
   }
 }
 

@@ -10,6 +10,7 @@ import {
   listNetworks,
   type NetworkInfo,
 } from './cni-config.js';
+import { findPlugin } from './cni-exec.js';
 import { type DefaultNetworkOptions, ensureDefaultNetwork } from './default-config.js';
 import { masquerades, removeMasquerade } from './masq.js';
 import { createNetns, isNetnsMounted, removeNetns } from './netns.js';
@@ -101,7 +102,7 @@ export class NetworkManager {
    * its port mappings). Idempotent: a pod already set up gets its recorded network back. On any
    * failure everything made so far is deleted again before the error is thrown.
    */
-  setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
+  async setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
     checkPodId(podId);
     const portMappings = checkPortMappings(options.portMappings ?? []);
     return this.serial(podId, async () => {
@@ -109,6 +110,9 @@ export class NetworkManager {
       if (existing?.phase === 'ready' && (await isNetnsMounted(existing.netnsPath))) return view(existing);
       if (existing) await this.release(existing);
       const net = await this.network();
+      // A missing plugin is found before anything exists, so there is nothing to undo.
+      for (const plugin of [{ type: 'loopback' }, ...net.conf.plugins])
+        await findPlugin(plugin.type, this.pluginDirs);
       const rec: PodNetworkRecord = {
         version: 1,
         podId,
@@ -131,8 +135,9 @@ export class NetworkManager {
         return view(ready);
       } catch (err) {
         await this.release(rec).catch((cleanup: Error) => {
-          // The record stays (phase adding): recover() retries the DEL later.
-          (err as Error).message += `; cleanup failed too, left for recovery: ${cleanup.message}`;
+          // The record and namespace stay (phase adding): teardown or recover() retries the DEL.
+          (err as Error).message +=
+            `; its cleanup (CNI DEL) failed too, so pod "${podId}" stays recorded for teardown or recovery: ${cleanup.message}`;
         });
         throw err;
       }
@@ -142,14 +147,27 @@ export class NetworkManager {
   /**
    * Detaches a pod and removes its namespace and record. Idempotent: an unknown pod is a no-op,
    * and a pod whose namespace is already gone still has its addresses released (CNI DEL with no
-   * namespace reaches IPAM). If a plugin's DEL fails the record stays and the error is thrown.
+   * namespace reaches IPAM). If a plugin's DEL fails the record and namespace stay (so a retry or
+   * recover() can finish) and the error is thrown; with `force` they are removed anyway and the
+   * DEL errors are returned, for a pod whose DEL can never succeed (e.g. its config was invalid).
    */
-  teardown(podId: string): Promise<void> {
+  async teardown(podId: string, options: { force?: boolean } = {}): Promise<{ errors: string[] }> {
     checkPodId(podId);
     return this.serial(podId, async () => {
       const rec = await this.records.get(podId);
-      if (rec) await this.release(rec);
-      else await removeNetns(this.netnsPath(podId));
+      if (!rec) {
+        await removeNetns(this.netnsPath(podId));
+        return { errors: [] };
+      }
+      try {
+        await this.release(rec);
+        return { errors: [] };
+      } catch (err) {
+        if (!options.force) throw err;
+        await removeNetns(rec.netnsPath);
+        await this.records.delete(podId);
+        return { errors: [(err as Error).message] };
+      }
     });
   }
 
@@ -171,7 +189,7 @@ export class NetworkManager {
   }
 
   /** Runs CNI CHECK for a pod: throws what the first plugin finds wrong (e.g. its veth gone). */
-  check(podId: string): Promise<void> {
+  async check(podId: string): Promise<void> {
     checkPodId(podId);
     return this.serial(podId, async () => {
       const rec = await this.records.get(podId);

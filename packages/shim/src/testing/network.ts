@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { removeNetns } from '../network/netns.js';
 
 const exec = promisify(execFile);
 
@@ -29,6 +30,9 @@ export async function netWorld(tag: string): Promise<NetWorld> {
     dataDir: join(dir, 'ipam'),
     bridge,
     close: async () => {
+      // A failed test may leave pinned namespaces: unmount them, or the rm below fails with EBUSY.
+      const netns = join(dir, 'run', 'netns');
+      for (const name of await filesOf(netns)) await removeNetns(join(netns, name));
       await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     },
