@@ -121,10 +121,10 @@ export function fetchHost(host: string, port: number): Promise<string> {
 
 /**
  * Writes a plugin that hangs on ADD (after touching `marker`, so a test can wait for it to
- * have started) and succeeds on DEL/CHECK: a stand-in for a plugin stuck on a lock or a network.
+ * have started; it holds its pid) and succeeds on DEL/CHECK: a stand-in for a plugin stuck on a lock or a network.
  */
 export async function hangPlugin(dir: string, marker: string): Promise<void> {
-  const script = `#!/bin/sh\ncat >/dev/null\nif [ "$CNI_COMMAND" = ADD ]; then : > '${marker}'; exec sleep 3600; fi\nexit 0\n`;
+  const script = `#!/bin/sh\ncat >/dev/null\nif [ "$CNI_COMMAND" = ADD ]; then echo $$ > '${marker}'; exec sleep 3600; fi\nexit 0\n`;
   await writeFile(join(dir, 'hang'), script);
   await chmod(join(dir, 'hang'), 0o755);
 }
