@@ -7,8 +7,14 @@ import {
   type ShimKillRequest,
   type ShimListReply,
   type ShimListRequest,
+  type ShimNetworkListReply,
+  type ShimNetworkSetupRequest,
+  type ShimNetworkTeardownReply,
+  type ShimNetworkTeardownRequest,
   ShimOps,
   type ShimPidsReply,
+  type ShimPodNetwork,
+  type ShimPodRef,
   type ShimResizeRequest,
   type ShimState,
   type ShimStats,
@@ -41,6 +47,10 @@ export interface ShimApi {
   'exec-output': { in: ShimTaskRef; out: ShimExecOutput };
   'reopen-log': { in: ShimTaskRef; out: Empty };
   'remove-files': { in: ShimTaskRef; out: Empty };
+  'network-setup': { in: ShimNetworkSetupRequest; out: ShimPodNetwork };
+  'network-teardown': { in: ShimNetworkTeardownRequest; out: ShimNetworkTeardownReply };
+  'network-status': { in: ShimPodRef; out: ShimPodNetwork };
+  'network-list': { in: Empty; out: ShimNetworkListReply };
 }
 
 /** Input types that zod fills with defaults, optional for callers. */

@@ -10,5 +10,22 @@ export { type CriLogLine, parseCriLine, readCriStreams } from './cri-log.js';
 export { type AgentOptions, EXIT_TOPIC, ShimAgent } from './domain/agent.js';
 export { TaskControl } from './domain/control.js';
 export { execPaths, taskPaths } from './domain/paths.js';
+export type { AttachmentInfo, PodIp, PortMapping } from './network/cni.js';
+export { type CniConfList, listNetworks, type NetworkInfo } from './network/cni-config.js';
+export {
+  DEFAULT_CONFLIST,
+  type DefaultNetworkOptions,
+  ensureDefaultNetwork,
+} from './network/default-config.js';
+export {
+  NetworkManager,
+  type NetworkOptions,
+  type PodNetwork,
+  type RecoveryReport,
+  type SetupOptions,
+} from './network/manager.js';
+export { createNetns, isNetnsMounted, removeNetns } from './network/netns.js';
+export { networkSettings } from './network/settings.js';
+export { networkPaths } from './network/state.js';
 export { cgroupVersion, statsOfPid } from './runtime/cgroups.js';
 export { createEndpoints } from './service.js';

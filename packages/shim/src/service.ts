@@ -4,14 +4,22 @@ import { TaskControl } from './domain/control.js';
 import { controlEndpoints } from './handlers/control.js';
 import { execEndpoints } from './handlers/exec.js';
 import { lifecycleEndpoints } from './handlers/lifecycle.js';
+import { networkEndpoints } from './handlers/network.js';
+import type { NetworkManager } from './network/manager.js';
 
-/** Every operation of the shim agent (see ShimOps in @berth/api), one endpoint each. */
 // biome-ignore lint/suspicious/noExplicitAny: endpoints carry heterogeneous schemas
-export function createEndpoints(agent: ShimAgent): Record<string, Endpoint<any, any>> {
+type Endpoints = Record<string, Endpoint<any, any>>;
+
+/**
+ * Every operation of the shim agent (see ShimOps in @berth/api), one endpoint each; the network-*
+ * ones are served when a NetworkManager is given.
+ */
+export function createEndpoints(agent: ShimAgent, network?: NetworkManager): Endpoints {
   const control = new TaskControl(agent);
   return {
     ...lifecycleEndpoints(agent),
     ...execEndpoints(agent, control),
     ...controlEndpoints(control),
+    ...(network ? networkEndpoints(network) : {}),
   };
 }
