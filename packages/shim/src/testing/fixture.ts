@@ -32,6 +32,7 @@ const APPLETS = [
   'id',
   'env',
   'kill',
+  'nc',
 ];
 
 /** A rootfs holding busybox (static) and its applets as symlinks, built once per test file. */
