@@ -1,6 +1,7 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   chainsOf,
@@ -18,6 +19,7 @@ import { DEFAULT_CONFLIST } from './default-config.js';
 import { NetworkManager } from './manager.js';
 import { removeNetns } from './netns.js';
 
+const exec = promisify(execFile);
 // A subnet of its own for this file, far from 10.88/16 and from the recovery test's.
 const SUBNET = '10.231.1.0/24';
 let w: NetWorld;
@@ -112,6 +114,17 @@ describe('pods on the default bridge', () => {
     for (const c of chains) expect(after).not.toContain(c);
     expect(await filesOf(join(w.dataDir, `t${w.bridge}`))).not.toContain(ip);
     expect(await m.status(p.podId)).toBeUndefined();
+  });
+
+  it('CHECK passes on a whole pod and names the plugin once its interface is gone', async () => {
+    const p = await pod('chk');
+    await m.check(p.podId);
+    await exec('nsenter', [`--net=${p.netnsPath}`, 'ip', 'link', 'del', 'eth0']);
+    await expect(m.check(p.podId)).rejects.toThrow(
+      /^CNI plugin "bridge" CHECK \(network "t[^"]+", container "chk-[0-9a-f]+"\)/,
+    );
+    await m.teardown(p.podId);
+    await expect(m.check(p.podId)).rejects.toThrow(`pod "${p.podId}" has no network set up`);
   });
 
   it('lists the networks of the conf dir', async () => {
