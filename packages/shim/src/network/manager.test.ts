@@ -123,8 +123,26 @@ describe('pods on the default bridge', () => {
     await expect(m.check(p.podId)).rejects.toThrow(
       /^CNI plugin "bridge" CHECK \(network "t[^"]+", container "chk-[0-9a-f]+"\)/,
     );
+    // With its interface gone the bridge plugin cannot find the pod's masquerade rules: berth does.
+    const chains = chainsOf(await iptablesLines(), p.podId);
+    expect(chains.length).toBeGreaterThan(0);
     await m.teardown(p.podId);
+    const after = (await iptablesLines()).join('\n');
+    expect(after).not.toContain(p.podId);
+    for (const c of chains) expect(after).not.toContain(c);
     await expect(m.check(p.podId)).rejects.toThrow(`pod "${p.podId}" has no network set up`);
+  });
+
+  it('pods set up at the same time get distinct addresses; one pod set up twice at once gets one', async () => {
+    const many = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((t) => pod(t)));
+    expect(new Set(many.map((p) => p.ips[0]?.address)).size).toBe(4);
+    const id = podId('twice');
+    pods.push(id);
+    const [x, y] = await Promise.all([m.setup(id), m.setup(id)]);
+    expect(y).toEqual(x);
+    const leases = await filesOf(join(w.dataDir, `t${w.bridge}`));
+    expect(leases.filter((f) => f === x.ips[0]?.address.split('/')[0])).toHaveLength(1);
+    for (const p of [...many, x]) await m.teardown(p.podId);
   });
 
   it('lists the networks of the conf dir', async () => {

@@ -235,7 +235,9 @@ export class NetworkManager {
     const mounted = await isNetnsMounted(rec.netnsPath);
     const att = { ...this.attachment(rec), netns: mounted ? rec.netnsPath : '' };
     await delChain(rec.network.conf, att, this.chainOpts(), rec.result);
-    if (!mounted && masquerades(rec.network.conf)) await removeMasquerade(rec.network.conf.name, rec.podId);
+    // The bridge plugin finds a pod's masquerade rules through its interface: with the namespace or
+    // the interface gone it leaves them. Removing them by name is a no-op when it did its job.
+    if (masquerades(rec.network.conf)) await removeMasquerade(rec.network.conf.name, rec.podId);
     await removeNetns(rec.netnsPath);
     await this.records.delete(rec.podId);
   }

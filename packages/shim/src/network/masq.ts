@@ -5,8 +5,8 @@ import type { CniConfList } from './cni-config.js';
 
 /**
  * The bridge plugin finds a pod's masquerade rules through the pod's addresses, which it reads
- * inside the namespace; on a DEL whose namespace is gone it releases the lease but leaves the
- * rules (and their chain) behind. This removes them the way the plugin names them: the chain is
+ * from the interface inside the namespace; on a DEL whose namespace or interface is gone it
+ * releases the lease but leaves the rules (and their chain) behind. This removes them the way the plugin names them: the chain is
  * "CNI-" + the first 24 hex digits of sha512(network name + container id), jumped to from
  * POSTROUTING in the nat table.
  */
