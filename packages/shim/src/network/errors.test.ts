@@ -133,6 +133,22 @@ describe('setup errors name what is wrong and leave nothing behind', () => {
     expect(await filesOf(join(w.dataDir, 'hang'))).toEqual(['last_reserved_ip.0', 'lock']);
   });
 
+  it('a corrupt record is DATA_LOSS naming the file; a forced teardown gets past it', async () => {
+    const { m } = await managerWith('corrupt', { 'a.conflist': bridgeList('corrupt') });
+    const id = podId('cr');
+    await mkdir(m.paths.stateDir, { recursive: true });
+    const file = join(m.paths.stateDir, `${id}.json`);
+    await writeFile(file, '{"version":1,"podId":');
+    const err = (await m.teardown(id).catch((e: BerthError) => e)) as BerthError;
+    expect(err.code).toBe(Code.DATA_LOSS);
+    expect(err.message).toContain(`network record "${file}" is unreadable`);
+    // Recovery reports it and goes on; the namespace of a pod without a readable record stays.
+    const report = await m.recover();
+    expect(report.failed).toEqual([{ podId: id, error: err.message }]);
+    expect((await m.teardown(id, { force: true })).errors[0]).toContain('is unreadable');
+    await nothingLeft(m, id);
+  });
+
   it('rejects bad pod ids and port mappings with INVALID_ARGUMENT naming the field', async () => {
     const { m } = await managerWith('args', { 'a.conflist': bridgeList('args') });
     await expect(m.setup('../etc')).rejects.toThrow('invalid podId "../etc"');

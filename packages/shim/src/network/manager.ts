@@ -99,7 +99,8 @@ export class NetworkManager {
 
   /**
    * Gives a pod its network namespace and attaches it (loopback up, then the network's chain with
-   * its port mappings). Idempotent: a pod already set up gets its recorded network back. On any
+   * its port mappings). Idempotent: a pod already set up gets its recorded network back, with the
+   * port mappings it was set up with (tear it down to change them). On any
    * failure everything made so far is deleted again before the error is thrown.
    */
   async setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
@@ -154,10 +155,17 @@ export class NetworkManager {
   async teardown(podId: string, options: { force?: boolean } = {}): Promise<{ errors: string[] }> {
     checkPodId(podId);
     return this.serial(podId, async () => {
-      const rec = await this.records.get(podId);
+      const forcedPast: string[] = [];
+      // A record that cannot be read leaves nothing to DEL with: only force gets past it.
+      const rec = await this.records.get(podId).catch(async (err: Error) => {
+        if (!options.force) throw err;
+        await this.records.delete(podId);
+        forcedPast.push(err.message);
+        return undefined;
+      });
       if (!rec) {
         await removeNetns(this.netnsPath(podId));
-        return { errors: [] };
+        return { errors: forcedPast };
       }
       try {
         await this.release(rec);
@@ -208,6 +216,7 @@ export class NetworkManager {
     const report: RecoveryReport = { released: [], kept: [], failed: [] };
     const ids = await this.records.ids();
     for (const podId of ids) {
+      // One bad pod (a corrupt record, a failing DEL) is reported, never stops the agent's start.
       await this.serial(podId, async () => {
         const rec = await this.records.get(podId);
         if (!rec) return;
@@ -215,13 +224,9 @@ export class NetworkManager {
           report.kept.push(podId);
           return;
         }
-        try {
-          await this.release(rec);
-          report.released.push(podId);
-        } catch (err) {
-          report.failed.push({ podId, error: (err as Error).message });
-        }
-      });
+        await this.release(rec);
+        report.released.push(podId);
+      }).catch((err: Error) => report.failed.push({ podId, error: err.message }));
     }
     const files = await readdir(this.paths.netnsDir).catch(() => [] as string[]);
     for (const name of files) {
