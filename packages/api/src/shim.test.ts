@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Hostname } from './shim.js';
+import { Hostname, ShimNetworkSetupRequest } from './shim.js';
 import { CreateContainerRequest } from './task.js';
 
 describe('Hostname', () => {
@@ -20,5 +20,26 @@ describe('Hostname', () => {
     expect(r.success).toBe(false);
     expect(r.error?.issues[0]?.path).toEqual(['hostname']);
     expect(r.error?.issues[0]?.message).toContain('RFC 1123');
+  });
+});
+
+describe('ShimNetworkSetupRequest', () => {
+  it('defaults port mappings to none and their protocol to tcp', () => {
+    expect(ShimNetworkSetupRequest.parse({ podId: 'p1' })).toEqual({ podId: 'p1', portMappings: [] });
+    expect(
+      ShimNetworkSetupRequest.parse({ podId: 'p1', portMappings: [{ hostPort: 8080, containerPort: 80 }] })
+        .portMappings,
+    ).toEqual([{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }]);
+  });
+
+  it('refuses pod ids that are not file names or CNI container ids, and ports out of range', () => {
+    for (const podId of ['', '../x', 'a/b', '-a', 'a+b', 'x'.repeat(129)]) {
+      expect(ShimNetworkSetupRequest.safeParse({ podId }).success, podId).toBe(false);
+    }
+    const r = ShimNetworkSetupRequest.safeParse({
+      podId: 'p',
+      portMappings: [{ hostPort: 0, containerPort: 80 }],
+    });
+    expect(r.error?.issues[0]?.path).toEqual(['portMappings', 0, 'hostPort']);
   });
 });

@@ -211,6 +211,80 @@ export const ShimExecRequest = TaskRef.extend({
 });
 export type ShimExecRequest = z.infer<typeof ShimExecRequest>;
 
+/** A pod's id as CNI knows it (CNI_CONTAINERID and the name of its netns and record files). */
+export const ShimPodRef = z.object({
+  podId: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/,
+      'podId: 1-128 of [A-Za-z0-9_.-], not starting with a symbol',
+    ),
+});
+export type ShimPodRef = z.infer<typeof ShimPodRef>;
+
+/** A port published from the host into a pod (CNI portmap `portMappings`). */
+export const ShimPortMapping = z.object({
+  hostPort: z.number().int().min(1).max(65535),
+  containerPort: z.number().int().min(1).max(65535),
+  protocol: z.enum(['tcp', 'udp', 'sctp']).default('tcp'),
+  /** Host address to bind; absent for every address. */
+  hostIP: z.string().optional(),
+});
+export type ShimPortMapping = z.infer<typeof ShimPortMapping>;
+
+/** network-setup: give a pod its network namespace on this node and attach it to the CNI network. */
+export const ShimNetworkSetupRequest = ShimPodRef.extend({
+  portMappings: z.array(ShimPortMapping).default([]),
+});
+export type ShimNetworkSetupRequest = z.infer<typeof ShimNetworkSetupRequest>;
+
+/** network-teardown: detach; `force` removes the record even when a plugin's DEL keeps failing. */
+export const ShimNetworkTeardownRequest = ShimPodRef.extend({ force: z.boolean().default(false) });
+export type ShimNetworkTeardownRequest = z.infer<typeof ShimNetworkTeardownRequest>;
+
+/** DEL errors a forced teardown went past (empty when every plugin's DEL succeeded). */
+export const ShimNetworkTeardownReply = z.object({ errors: z.array(z.string()) });
+export type ShimNetworkTeardownReply = z.infer<typeof ShimNetworkTeardownReply>;
+
+/** A pod's network: the namespace to join (OCI `linux.namespaces` path) and its addresses there. */
+export const ShimPodNetwork = z.object({
+  podId: z.string(),
+  netnsPath: z.string(),
+  network: z.string(),
+  confFile: z.string(),
+  ips: z.array(
+    z.object({
+      address: z.string(),
+      version: z.union([z.literal(4), z.literal(6)]),
+      gateway: z.string().optional(),
+    }),
+  ),
+  gateway: z.string().optional(),
+  interface: z.string(),
+  mac: z.string().optional(),
+  portMappings: z.array(ShimPortMapping),
+});
+export type ShimPodNetwork = z.infer<typeof ShimPodNetwork>;
+
+/** One CNI network of the node's conf dir (`berth network ls`); `error` when its file is broken. */
+export const ShimCniNetwork = z.object({
+  name: z.string(),
+  cniVersion: z.string(),
+  plugins: z.array(z.string()),
+  subnets: z.array(z.string()),
+  file: z.string(),
+  default: z.boolean(),
+  error: z.string().optional(),
+});
+export type ShimCniNetwork = z.infer<typeof ShimCniNetwork>;
+
+/** network-list: the node's CNI networks and the pods attached on it. */
+export const ShimNetworkListReply = z.object({
+  networks: z.array(ShimCniNetwork),
+  pods: z.array(ShimPodNetwork),
+});
+export type ShimNetworkListReply = z.infer<typeof ShimNetworkListReply>;
+
 /**
  * The shim agent of one node: bundles, runc under conmon, exits. `wait` blocks until the process
  * exits: callers pass their own bound.
@@ -321,6 +395,30 @@ export const ShimApi = defineService({
       output: Empty,
       timeoutMs: 10_000,
       description: "remove a container's generated files and kept log (containers/<ns>/<id>/)",
+    }),
+    'network-setup': op({
+      input: ShimNetworkSetupRequest,
+      output: ShimPodNetwork,
+      timeoutMs: 150_000,
+      description: 'pinned netns + CNI ADD of the default network; idempotent',
+    }),
+    'network-teardown': op({
+      input: ShimNetworkTeardownRequest,
+      output: ShimNetworkTeardownReply,
+      timeoutMs: 150_000,
+      description: 'CNI DEL, then remove the netns and record; idempotent',
+    }),
+    'network-status': op({
+      input: ShimPodRef,
+      output: ShimPodNetwork,
+      timeoutMs: 10_000,
+      description: "a pod's netns and addresses (NOT_FOUND when it has none)",
+    }),
+    'network-list': op({
+      input: Empty,
+      output: ShimNetworkListReply,
+      timeoutMs: 10_000,
+      description: 'CNI networks of the conf dir and the pods attached',
     }),
   },
 });

@@ -23,5 +23,22 @@ export {
   seccompSection,
   validateSeccompProfile,
 } from './domain/seccomp/index.js';
+export type { AttachmentInfo, PodIp, PortMapping } from './network/cni.js';
+export { type CniConfList, listNetworks, type NetworkInfo } from './network/cni-config.js';
+export {
+  DEFAULT_CONFLIST,
+  type DefaultNetworkOptions,
+  ensureDefaultNetwork,
+} from './network/default-config.js';
+export {
+  NetworkManager,
+  type NetworkOptions,
+  type PodNetwork,
+  type RecoveryReport,
+  type SetupOptions,
+} from './network/manager.js';
+export { createNetns, isNetnsMounted, removeNetns } from './network/netns.js';
+export { networkSettings } from './network/settings.js';
+export { networkPaths } from './network/state.js';
 export { cgroupVersion, statsOfPid } from './runtime/cgroups.js';
 export { createHandlers } from './service.js';

@@ -3,6 +3,8 @@ import { BERTH_VERSION, ShimApi } from '@berth/api';
 import { call, publishEvent, runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { ShimAgent } from './domain/agent.js';
+import { NetworkManager } from './network/manager.js';
+import { networkSettings } from './network/settings.js';
 import { createHandlers } from './service.js';
 
 await runService({
@@ -26,9 +28,15 @@ await runService({
       ctx.log.warn({ pid: other.pid }, 'another shim agent already answers for this node: run only one');
     const found = await agent.recover();
     ctx.log.info(found, 'recovered tasks');
+    // Pod networks: release what a crash mid-ADD or a reboot left before serving new setups.
+    const network = new NetworkManager({ layout: ctx.layout, ...networkSettings(ctx.config) });
+    const netReport = await network.recover();
+    if (netReport.released.length || netReport.failed.length)
+      ctx.log.info(netReport, 'recovered pod networks');
+    for (const f of netReport.failed) ctx.log.warn(f, 'pod network DEL failed: kept for the next attempt');
     agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
     return {
-      handlers: createHandlers(agent),
+      handlers: createHandlers(agent, network),
       checks: async () => ({
         conmon: await executable(agent.conmon),
         runc: await executable(agent.runcBinary),

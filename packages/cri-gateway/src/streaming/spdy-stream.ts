@@ -1,7 +1,18 @@
 import { Readable, Writable } from 'node:stream';
 import { RstStatus } from './spdy-frames.js';
 import type { SpdyHeaders } from './spdy-headers.js';
-import type { SpdySession } from './spdy-session.js';
+
+/**
+ * What a stream needs from the session that carries it (SpdySession implements it): declared here
+ * so the stream does not import the session that imports it.
+ */
+export interface StreamCarrier {
+  writeData(stream: SpdyStream, data: Buffer, fin: boolean): Promise<void>;
+  reset(stream: SpdyStream, status: number): void;
+  grant(stream: SpdyStream, bytes: number): void;
+  forget(stream: SpdyStream): void;
+  congestion(stream: SpdyStream, congested: boolean): void;
+}
 
 /**
  * One client-opened SPDY stream as the server sees it: the headers it was opened with, a Readable
@@ -20,7 +31,7 @@ export class SpdyStream {
   private unacked = 0;
 
   constructor(
-    private readonly session: SpdySession,
+    private readonly session: StreamCarrier,
     readonly id: number,
     readonly headers: SpdyHeaders,
     sendWindow: number,

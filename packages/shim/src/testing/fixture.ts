@@ -38,6 +38,7 @@ const APPLETS = [
   'id',
   'env',
   'kill',
+  'nc',
 ];
 
 /** A rootfs holding busybox (static) and its applets as symlinks, built once per test file. */
@@ -104,7 +105,9 @@ export interface ShimWorld {
 }
 
 /** Starts NATS, Redis and a shim agent (dist/main.js) with a private state root. */
-export async function startWorld(o: { sweepMs?: number } = {}): Promise<ShimWorld> {
+export async function startWorld(
+  o: { sweepMs?: number; shim?: Record<string, unknown> } = {},
+): Promise<ShimWorld> {
   const nats = await startNats({ jetstream: false });
   const redis = await startRedis();
   const base = await tempDir('shim');
@@ -114,7 +117,7 @@ export async function startWorld(o: { sweepMs?: number } = {}): Promise<ShimWorl
   const rootfs = await makeRootfs(join(base, 'busybox'));
   await writeFile(
     join(base, 'config.json'),
-    JSON.stringify(o.sweepMs ? { services: { shim: { sweepMs: o.sweepMs } } } : {}),
+    JSON.stringify({ services: { shim: { ...(o.sweepMs ? { sweepMs: o.sweepMs } : {}), ...o.shim } } }),
   );
   const nc = await connectNats({ url: nats.url, name: 'shim-test' });
   const exits: TaskExit[] = [];

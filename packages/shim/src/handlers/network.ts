@@ -1,0 +1,19 @@
+import { BerthError, Code, type ShimApi } from '@berth/api';
+import type { Handlers } from '@berth/kit';
+import type { NetworkManager } from '../network/manager.js';
+
+/** Handlers of pod networking on this node: setup, teardown, status, list (CNI, see network/). */
+export function networkHandlers(
+  network: NetworkManager,
+): Pick<Handlers<typeof ShimApi>, 'network-setup' | 'network-teardown' | 'network-status' | 'network-list'> {
+  return {
+    'network-setup': (req) => network.setup(req.podId, { portMappings: req.portMappings }),
+    'network-teardown': (req) => network.teardown(req.podId, { force: req.force }),
+    'network-status': async (req) => {
+      const net = await network.status(req.podId);
+      if (!net) throw new BerthError(Code.NOT_FOUND, `pod "${req.podId}" has no network on this node`);
+      return net;
+    },
+    'network-list': async () => ({ networks: await network.listNetworks(), pods: await network.list() }),
+  };
+}

@@ -1,0 +1,137 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { BerthError, Code } from '@berth/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
+import { fetchHost, podId, serveIn, until } from './testing/network.js';
+
+const exec = promisify(execFile);
+const bridge = `bs${randomBytes(4).toString('hex')}`;
+let w: ShimWorld;
+let confDir: string;
+let dataDir: string;
+
+beforeAll(async () => {
+  const base = join('/tmp', `berth-netsvc-${randomBytes(4).toString('hex')}`);
+  confDir = join(base, 'net.d');
+  dataDir = join(base, 'ipam');
+  w = await startWorld({
+    shim: {
+      cniConfDir: confDir,
+      cniBridge: bridge,
+      cniSubnet: '10.231.4.0/24',
+      cniDataDir: dataDir,
+      cniNetwork: bridge,
+    },
+  });
+});
+afterAll(async () => {
+  // A failed test may leave pods: their namespaces must go before the world's files can.
+  for (const p of (await w?.client['network-list']({}).catch(() => undefined))?.pods ?? []) {
+    await w.client['network-teardown']({ podId: p.podId, force: true }).catch(() => undefined);
+  }
+  await w?.close();
+  await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+  await exec('rm', ['-rf', join(confDir, '..')]).catch(() => undefined);
+});
+
+/**
+ * True when a TCP socket listens on `port` in the namespace (its /proc/net/tcp and tcp6, read from
+ * inside; busybox nc listens on a dual-stack socket, which portmap's IPv4 DNAT reaches too).
+ */
+async function listening(netns: string, port: number): Promise<boolean> {
+  const { stdout } = await exec('nsenter', [`--net=${netns}`, 'cat', '/proc/net/tcp', '/proc/net/tcp6']);
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return stdout.split('\n').some((l) => / [0-9A-F]+:([0-9A-F]{4}) [0-9A-F]+:0000 0A /.exec(l)?.[1] === hex);
+}
+
+describe('shim network operations over NATS', () => {
+  it('lists the default network, sets a pod up with a published port, keeps it across an agent crash, tears it down', async () => {
+    const list = await w.client['network-list']({});
+    expect(list.networks).toEqual([
+      {
+        name: bridge,
+        cniVersion: '1.0.0',
+        plugins: ['bridge', 'portmap'],
+        subnets: ['10.231.4.0/24'],
+        file: join(confDir, '10-berth.conflist'),
+        default: true,
+      },
+    ]);
+    const id = podId('svc');
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const net = await w.client['network-setup']({
+      podId: id,
+      portMappings: [{ hostPort, containerPort: 9000, protocol: 'tcp' }],
+    });
+    expect(net.netnsPath).toBe(join(w.runRoot, 'netns', id));
+    expect(net.ips[0]?.address).toMatch(/^10\.231\.4\.\d+\/24$/);
+    const server = await serveIn(net.netnsPath, 9000, 'over nats');
+    try {
+      expect(await fetchHost('127.0.0.1', hostPort)).toBe('over nats');
+      await w.killAgent();
+      await w.startAgent();
+      // The restarted agent knows the pod from its record; the pod's network kept working.
+      expect(await w.client['network-status']({ podId: id })).toEqual(net);
+      expect((await w.client['network-list']({})).pods).toEqual([net]);
+      expect(await fetchHost('127.0.0.1', hostPort)).toBe('over nats');
+    } finally {
+      server.kill('SIGKILL');
+    }
+    expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+    expect(await readdir(join(dataDir, bridge))).not.toContain(net.ips[0]?.address.split('/')[0]);
+    const gone = await w.client['network-status']({ podId: id }).catch((e: BerthError) => e);
+    expect(gone).toBeInstanceOf(BerthError);
+    expect((gone as BerthError).code).toBe(Code.NOT_FOUND);
+  });
+
+  it('a runc container in the pod network (what `berth run --network bridge` does) has its address and serves on its published port', async () => {
+    const id = podId('ctr');
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const net = await w.client['network-setup']({
+      podId: id,
+      portMappings: [{ hostPort, containerPort: 9000, protocol: 'tcp' }],
+    });
+    const taskId = newId();
+    const spec = (await makeSpec(
+      ['sh', '-c', 'cat /sys/class/net/eth0/address; exec nc -ll -p 9000 -e echo from-container'],
+      {
+        cgroupsPath: `/berth-test/${w.node}/${taskId}`,
+      },
+    )) as { linux: { namespaces: { type: string; path?: string }[] } };
+    // Join the pod's namespace instead of a new, empty one: the task-service's `network: <path>`.
+    spec.linux.namespaces = spec.linux.namespaces.map((n) =>
+      n.type === 'network' ? { type: 'network', path: net.netnsPath } : n,
+    );
+    await w.client.create({
+      namespace: 'net',
+      id: taskId,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+    });
+    try {
+      const st = await w.client.start({ namespace: 'net', id: taskId });
+      await waitForLog(st.logPath as string, net.mac as string);
+      await until('nc to listen in the pod', () => listening(net.netnsPath, 9000));
+      expect(await fetchHost('127.0.0.1', hostPort)).toBe('from-container\n');
+    } finally {
+      await w.client.kill({ namespace: 'net', id: taskId, signal: 9, all: true }).catch(() => undefined);
+      await w.client.wait({ namespace: 'net', id: taskId }, { timeoutMs: 20_000 });
+      await w.client.delete({ namespace: 'net', id: taskId });
+    }
+    expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+  });
+
+  it('rejects a bad pod id with INVALID_ARGUMENT naming the field', async () => {
+    const err = await w.client['network-setup']({ podId: '../x', portMappings: [] }).catch(
+      (e: BerthError) => e,
+    );
+    expect((err as BerthError).code).toBe(Code.INVALID_ARGUMENT);
+    expect((err as BerthError).message).toContain('podId');
+  });
+});

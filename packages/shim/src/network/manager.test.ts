@@ -1,0 +1,190 @@
+import { type ChildProcess, execFile } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  chainsOf,
+  fetchHost,
+  fetchIn,
+  filesOf,
+  iptablesLines,
+  type NetWorld,
+  netWorld,
+  podId,
+  present,
+  serveIn,
+} from '../testing/network.js';
+import { DEFAULT_CONFLIST } from './default-config.js';
+import { NetworkManager } from './manager.js';
+import { removeNetns } from './netns.js';
+
+const exec = promisify(execFile);
+// A subnet of its own for this file, far from 10.88/16 and from the recovery test's.
+const SUBNET = '10.231.1.0/24';
+let w: NetWorld;
+let m: NetworkManager;
+const servers: ChildProcess[] = [];
+const pods: string[] = [];
+
+beforeAll(async () => {
+  w = await netWorld('mgr');
+  m = new NetworkManager({
+    layout: w.layout,
+    confDir: w.confDir,
+    defaults: { bridge: w.bridge, subnet: SUBNET, dataDir: w.dataDir, name: `t${w.bridge}` },
+    pluginTimeoutMs: 20_000,
+  });
+});
+afterAll(async () => {
+  for (const s of servers) s.kill('SIGKILL');
+  for (const id of pods) await m?.teardown(id).catch(() => undefined);
+  await w?.close();
+});
+
+async function pod(tag: string, opts?: Parameters<NetworkManager['setup']>[1]) {
+  const id = podId(tag);
+  pods.push(id);
+  return m.setup(id, opts);
+}
+
+describe('pods on the default bridge', () => {
+  it('installs the default conflist and two pods reach each other by IP over TCP', async () => {
+    const a = await pod('a');
+    const b = await pod('b');
+    const conf = JSON.parse(await readFile(join(w.confDir, DEFAULT_CONFLIST), 'utf8'));
+    expect(conf.plugins.map((p: { type: string }) => p.type)).toEqual(['bridge', 'portmap']);
+    expect(conf.plugins[0].bridge).toBe(w.bridge);
+    expect(a.ips[0]?.address).toMatch(/^10\.231\.1\.\d+\/24$/);
+    expect(a.gateway).toBe('10.231.1.1');
+    expect(a.interface).toBe('eth0');
+    expect(a.ips[0]?.address).not.toBe(b.ips[0]?.address);
+    const bIp = b.ips[0]?.address.split('/')[0] ?? '';
+    servers.push(await serveIn(b.netnsPath, 7000, `hello from ${b.podId}`));
+    expect(await fetchIn(a.netnsPath, bIp, 7000)).toBe(`hello from ${b.podId}`);
+    // Loopback is up inside the pod: the server answers on 127.0.0.1 there too.
+    expect(await fetchIn(b.netnsPath, '127.0.0.1', 7000)).toBe(`hello from ${b.podId}`);
+    // A second setup of the same pod is the same network, not a second address.
+    expect(await m.setup(a.podId)).toEqual(a);
+    expect(await m.status(a.podId)).toEqual(a);
+    expect((await m.list()).map((p) => p.podId)).toEqual(expect.arrayContaining([a.podId, b.podId]));
+  });
+
+  it('a published port answers on the host at 127.0.0.1 and the gateway; teardown removes its iptables rules', async () => {
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const p = await pod('pm', { portMappings: [{ hostPort, containerPort: 8080, protocol: 'tcp' }] });
+    servers.push(await serveIn(p.netnsPath, 8080, 'published'));
+    expect(await fetchHost('127.0.0.1', hostPort)).toBe('published');
+    expect(await fetchHost(p.gateway ?? '', hostPort)).toBe('published');
+    const before = await iptablesLines();
+    const chains = chainsOf(before, p.podId);
+    // ipMasq's per-pod chain and portmap's DNAT chain.
+    expect(chains.some((c) => c.startsWith('CNI-DN-'))).toBe(true);
+    expect(chains.length).toBeGreaterThanOrEqual(2);
+    await m.teardown(p.podId);
+    const after = (await iptablesLines()).join('\n');
+    expect(after).not.toContain(p.podId);
+    for (const c of chains) expect(after).not.toContain(c);
+    await expect(fetchHost('127.0.0.1', hostPort)).rejects.toThrow();
+  });
+
+  it('teardown releases the address (lease file gone, namespace and record gone) and is idempotent', async () => {
+    const p = await pod('rel');
+    const ip = p.ips[0]?.address.split('/')[0] ?? '';
+    const leases = join(w.dataDir, `t${w.bridge}`);
+    expect(await filesOf(leases)).toContain(ip);
+    await m.teardown(p.podId);
+    expect(await filesOf(leases)).not.toContain(ip);
+    expect(await present(p.netnsPath)).toBe(false);
+    expect(await filesOf(m.paths.stateDir)).not.toContain(`${p.podId}.json`);
+    expect(await m.status(p.podId)).toBeUndefined();
+    await m.teardown(p.podId);
+  });
+
+  it('teardown of a pod whose namespace is already gone still releases its address', async () => {
+    const p = await pod('gone');
+    const ip = p.ips[0]?.address.split('/')[0] ?? '';
+    const chains = chainsOf(await iptablesLines(), p.podId);
+    expect(chains.length).toBeGreaterThan(0);
+    await removeNetns(p.netnsPath);
+    await m.teardown(p.podId);
+    // The bridge plugin cannot find these without the namespace; berth removes them itself.
+    const after = (await iptablesLines()).join('\n');
+    expect(after).not.toContain(p.podId);
+    for (const c of chains) expect(after).not.toContain(c);
+    expect(await filesOf(join(w.dataDir, `t${w.bridge}`))).not.toContain(ip);
+    expect(await m.status(p.podId)).toBeUndefined();
+  });
+
+  it('CHECK passes on a whole pod and names the plugin once its interface is gone', async () => {
+    const p = await pod('chk');
+    await m.check(p.podId);
+    await exec('nsenter', [`--net=${p.netnsPath}`, 'ip', 'link', 'del', 'eth0']);
+    await expect(m.check(p.podId)).rejects.toThrow(
+      /^CNI plugin "bridge" CHECK \(network "t[^"]+", container "chk-[0-9a-f]+"\)/,
+    );
+    // With its interface gone the bridge plugin cannot find the pod's masquerade rules: berth does.
+    const chains = chainsOf(await iptablesLines(), p.podId);
+    expect(chains.length).toBeGreaterThan(0);
+    await m.teardown(p.podId);
+    const after = (await iptablesLines()).join('\n');
+    expect(after).not.toContain(p.podId);
+    for (const c of chains) expect(after).not.toContain(c);
+    await expect(m.check(p.podId)).rejects.toThrow(`pod "${p.podId}" has no network set up`);
+  });
+
+  it('pods set up at the same time get distinct addresses; one pod set up twice at once gets one', async () => {
+    const many = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((t) => pod(t)));
+    expect(new Set(many.map((p) => p.ips[0]?.address)).size).toBe(4);
+    const id = podId('twice');
+    pods.push(id);
+    const [x, y] = await Promise.all([m.setup(id), m.setup(id)]);
+    expect(y).toEqual(x);
+    const leases = await filesOf(join(w.dataDir, `t${w.bridge}`));
+    expect(leases.filter((f) => f === x.ips[0]?.address.split('/')[0])).toHaveLength(1);
+    for (const p of [...many, x]) await m.teardown(p.podId);
+  });
+
+  it('lists the networks of the conf dir', async () => {
+    expect(await m.listNetworks()).toEqual([
+      {
+        name: `t${w.bridge}`,
+        cniVersion: '1.0.0',
+        plugins: ['bridge', 'portmap'],
+        subnets: [SUBNET],
+        file: join(w.confDir, DEFAULT_CONFLIST),
+        default: true,
+      },
+    ]);
+  });
+});
+
+describe('a network whose range has one address', () => {
+  it('hands the same address out again once the pod holding it is torn down', async () => {
+    const confDir = join(w.dir, 'one');
+    await mkdir(confDir);
+    const ipam = {
+      type: 'host-local',
+      dataDir: w.dataDir,
+      ranges: [[{ subnet: '10.231.9.0/29', rangeStart: '10.231.9.5', rangeEnd: '10.231.9.5' }]],
+    };
+    const list = {
+      cniVersion: '1.0.0',
+      name: `one${w.bridge}`,
+      plugins: [{ type: 'bridge', bridge: w.bridge, ipam }],
+    };
+    await writeFile(join(confDir, '50-one.conflist'), JSON.stringify(list));
+    const one = new NetworkManager({ layout: w.layout, confDir });
+    const first = await one.setup(podId('one'));
+    expect(first.ips[0]?.address).toBe('10.231.9.5/29');
+    const second = podId('two');
+    await expect(one.setup(second)).rejects.toThrow(/CNI plugin "bridge" ADD .*no IP addresses available/);
+    // The failed setup left nothing behind.
+    expect(await present(one.netnsPath(second))).toBe(false);
+    expect(await one.status(second)).toBeUndefined();
+    await one.teardown(first.podId);
+    const again = await one.setup(second);
+    expect(again.ips[0]?.address).toBe('10.231.9.5/29');
+    await one.teardown(second);
+  });
+});

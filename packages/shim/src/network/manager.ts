@@ -1,0 +1,308 @@
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BerthError, Code } from '@berth/api';
+import type { HostLayout } from '@berth/kit';
+import { type AttachmentInfo, addChain, checkChain, delChain, type PortMapping, parseResult } from './cni.js';
+import {
+  type CniConfList,
+  type CniNetwork,
+  defaultNetwork,
+  listNetworks,
+  type NetworkInfo,
+} from './cni-config.js';
+import { findPlugin } from './cni-exec.js';
+import { type DefaultNetworkOptions, ensureDefaultNetwork } from './default-config.js';
+import { masquerades, removeMasquerade } from './masq.js';
+import { createNetns, isNetnsMounted, removeNetns } from './netns.js';
+import { checkPodId, networkPaths, type PodNetworkRecord, PodRecords } from './state.js';
+
+/** Where CNI lives on the host and how the default network looks (services.shim.cni* keys). */
+export interface NetworkOptions {
+  layout: Pick<HostLayout, 'stateRoot' | 'runRoot'>;
+  /** CNI configuration directory; default /etc/cni/net.d. */
+  confDir?: string;
+  /** Where plugin binaries are searched, in order; default /usr/lib/cni, /opt/cni/bin. */
+  pluginDirs?: string[];
+  /** Shape of the conflist installed when confDir holds none. */
+  defaults?: DefaultNetworkOptions;
+  /** Install the default conflist when confDir is empty; default true. */
+  installDefault?: boolean;
+  /** Longest one plugin may run before it is killed; default 60 s. */
+  pluginTimeoutMs?: number;
+}
+
+/** A pod's network as a caller uses it: the namespace to join and the addresses it has there. */
+export interface PodNetwork extends AttachmentInfo {
+  podId: string;
+  netnsPath: string;
+  network: string;
+  confFile: string;
+  portMappings: PortMapping[];
+}
+
+/** Options of one pod's setup. */
+export interface SetupOptions {
+  portMappings?: PortMapping[];
+}
+
+/** What recovery did: pods whose half-made or stale attachment was deleted, and pods kept. */
+export interface RecoveryReport {
+  released: string[];
+  kept: string[];
+  /** Pods whose DEL failed (left recorded for the next attempt), with the reason. */
+  failed: { podId: string; error: string }[];
+}
+
+/**
+ * Host-local pod networking through the real CNI plugins: a pinned network namespace per pod,
+ * attached by the first network of the conf dir. Every step is recorded on disk first, so a
+ * restarted shim knows each pod's namespace and addresses and can release what a crash left.
+ */
+export class NetworkManager {
+  readonly confDir: string;
+  readonly pluginDirs: string[];
+  readonly paths: ReturnType<typeof networkPaths>;
+  private readonly records: PodRecords;
+  private readonly timeoutMs: number;
+  /** One operation per pod at a time: setup and teardown of the same pod must not interleave. */
+  private readonly busy = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly opts: NetworkOptions) {
+    this.confDir = opts.confDir ?? '/etc/cni/net.d';
+    this.pluginDirs = opts.pluginDirs ?? ['/usr/lib/cni', '/opt/cni/bin'];
+    this.paths = networkPaths(opts.layout);
+    this.records = new PodRecords(this.paths.stateDir);
+    this.timeoutMs = opts.pluginTimeoutMs ?? 60_000;
+  }
+
+  /** The pinned namespace path of a pod (whether or not it exists yet). */
+  netnsPath(podId: string): string {
+    checkPodId(podId);
+    return join(this.paths.netnsDir, podId);
+  }
+
+  /** The network pods join, installing the default conflist first when the conf dir has none. */
+  async network(): Promise<CniNetwork> {
+    if (this.opts.installDefault !== false) await ensureDefaultNetwork(this.confDir, this.opts.defaults);
+    const net = await defaultNetwork(this.confDir);
+    if (!net) {
+      throw new BerthError(Code.FAILED_PRECONDITION, `no CNI network configuration in "${this.confDir}"`);
+    }
+    return net;
+  }
+
+  /** Lists the CNI networks of the conf dir (`berth network ls`), the default one installed if none. */
+  async listNetworks(): Promise<NetworkInfo[]> {
+    if (this.opts.installDefault !== false) await ensureDefaultNetwork(this.confDir, this.opts.defaults);
+    return listNetworks(this.confDir);
+  }
+
+  /**
+   * Gives a pod its network namespace and attaches it (loopback up, then the network's chain with
+   * its port mappings). Idempotent: a pod already set up gets its recorded network back, with the
+   * port mappings it was set up with (tear it down to change them). On any
+   * failure everything made so far is deleted again before the error is thrown.
+   */
+  async setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
+    checkPodId(podId);
+    const portMappings = checkPortMappings(options.portMappings ?? []);
+    return this.serial(podId, async () => {
+      const existing = await this.records.get(podId);
+      if (existing?.phase === 'ready' && (await isNetnsMounted(existing.netnsPath))) return view(existing);
+      if (existing) await this.release(existing);
+      const net = await this.network();
+      // A missing plugin is found before anything exists, so there is nothing to undo.
+      for (const plugin of [{ type: 'loopback' }, ...net.conf.plugins])
+        await findPlugin(plugin.type, this.pluginDirs);
+      const rec: PodNetworkRecord = {
+        version: 1,
+        podId,
+        phase: 'adding',
+        netnsPath: this.netnsPath(podId),
+        ifname: 'eth0',
+        network: { file: net.file, conf: net.conf },
+        portMappings,
+        createdAt: new Date().toISOString(),
+      };
+      // The intent is on disk before anything exists, so a crash from here on is found by recover().
+      await this.records.put(rec);
+      try {
+        await mkdir(this.paths.netnsDir, { recursive: true, mode: 0o755 });
+        await createNetns(rec.netnsPath);
+        await addChain(loopbackList(net.conf.cniVersion), this.attachment(rec), this.chainOpts());
+        const result = await addChain(net.conf, this.attachment(rec), this.chainOpts());
+        const ready: PodNetworkRecord = { ...rec, phase: 'ready', ...(result ? { result } : {}) };
+        await this.records.put(ready);
+        return view(ready);
+      } catch (err) {
+        await this.release(rec).catch((cleanup: Error) => {
+          // The record and namespace stay (phase adding): teardown or recover() retries the DEL.
+          (err as Error).message +=
+            `; its cleanup (CNI DEL) failed too, so pod "${podId}" stays recorded for teardown or recovery: ${cleanup.message}`;
+        });
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Detaches a pod and removes its namespace and record. Idempotent: an unknown pod is a no-op,
+   * and a pod whose namespace is already gone still has its addresses released (CNI DEL with no
+   * namespace reaches IPAM). If a plugin's DEL fails the record and namespace stay (so a retry or
+   * recover() can finish) and the error is thrown; with `force` they are removed anyway and the
+   * DEL errors are returned, for a pod whose DEL can never succeed (e.g. its config was invalid).
+   */
+  async teardown(podId: string, options: { force?: boolean } = {}): Promise<{ errors: string[] }> {
+    checkPodId(podId);
+    return this.serial(podId, async () => {
+      const forcedPast: string[] = [];
+      // A record that cannot be read leaves nothing to DEL with: only force gets past it.
+      const rec = await this.records.get(podId).catch(async (err: Error) => {
+        if (!options.force) throw err;
+        await this.records.delete(podId);
+        forcedPast.push(err.message);
+        return undefined;
+      });
+      if (!rec) {
+        await removeNetns(this.netnsPath(podId));
+        return { errors: forcedPast };
+      }
+      try {
+        await this.release(rec);
+        return { errors: [] };
+      } catch (err) {
+        if (!options.force) throw err;
+        await removeNetns(rec.netnsPath);
+        await this.records.delete(podId);
+        return { errors: [(err as Error).message] };
+      }
+    });
+  }
+
+  /** The recorded network of a pod that is set up, or undefined. */
+  async status(podId: string): Promise<PodNetwork | undefined> {
+    checkPodId(podId);
+    const rec = await this.records.get(podId);
+    return rec?.phase === 'ready' ? view(rec) : undefined;
+  }
+
+  /** Every pod set up on this node. */
+  async list(): Promise<PodNetwork[]> {
+    const out: PodNetwork[] = [];
+    for (const id of await this.records.ids()) {
+      const rec = await this.records.get(id).catch(() => undefined);
+      if (rec?.phase === 'ready') out.push(view(rec));
+    }
+    return out;
+  }
+
+  /** Runs CNI CHECK for a pod: throws what the first plugin finds wrong (e.g. its veth gone). */
+  async check(podId: string): Promise<void> {
+    checkPodId(podId);
+    return this.serial(podId, async () => {
+      const rec = await this.records.get(podId);
+      if (rec?.phase !== 'ready' || !rec.result)
+        throw new BerthError(Code.NOT_FOUND, `pod "${podId}" has no network set up`);
+      await checkChain(rec.network.conf, this.attachment(rec), this.chainOpts(), rec.result);
+    });
+  }
+
+  /**
+   * Cleans what a crash or reboot left, once at start: every pod recorded mid-ADD and every ready
+   * pod whose namespace is gone (a reboot) is deleted (its leases released); namespace files
+   * without a record are removed. Pods that are whole are kept.
+   */
+  async recover(): Promise<RecoveryReport> {
+    const report: RecoveryReport = { released: [], kept: [], failed: [] };
+    const ids = await this.records.ids();
+    for (const podId of ids) {
+      // One bad pod (a corrupt record, a failing DEL) is reported, never stops the agent's start.
+      await this.serial(podId, async () => {
+        const rec = await this.records.get(podId);
+        if (!rec) return;
+        if (rec.phase === 'ready' && (await isNetnsMounted(rec.netnsPath))) {
+          report.kept.push(podId);
+          return;
+        }
+        await this.release(rec);
+        report.released.push(podId);
+      }).catch((err: Error) => report.failed.push({ podId, error: err.message }));
+    }
+    const files = await readdir(this.paths.netnsDir).catch(() => [] as string[]);
+    for (const name of files) {
+      if (!ids.includes(name)) await removeNetns(join(this.paths.netnsDir, name));
+    }
+    return report;
+  }
+
+  /** DEL of the recorded chain, then the namespace, then the record (loopback needs no DEL: it dies with the namespace). */
+  private async release(rec: PodNetworkRecord): Promise<void> {
+    const mounted = await isNetnsMounted(rec.netnsPath);
+    const att = { ...this.attachment(rec), netns: mounted ? rec.netnsPath : '' };
+    await delChain(rec.network.conf, att, this.chainOpts(), rec.result);
+    // The bridge plugin finds a pod's masquerade rules through its interface: with the namespace or
+    // the interface gone it leaves them. Removing them by name is a no-op when it did its job.
+    if (masquerades(rec.network.conf)) await removeMasquerade(rec.network.conf.name, rec.podId);
+    await removeNetns(rec.netnsPath);
+    await this.records.delete(rec.podId);
+  }
+
+  private attachment(rec: PodNetworkRecord) {
+    return {
+      containerId: rec.podId,
+      netns: rec.netnsPath,
+      ifname: rec.ifname,
+      portMappings: rec.portMappings,
+    };
+  }
+
+  private chainOpts() {
+    return { pluginDirs: this.pluginDirs, timeoutMs: this.timeoutMs };
+  }
+
+  private async serial<T>(podId: string, work: () => Promise<T>): Promise<T> {
+    const before = this.busy.get(podId) ?? Promise.resolve();
+    const next = before.catch(() => undefined).then(work);
+    this.busy.set(podId, next);
+    try {
+      return await next;
+    } finally {
+      if (this.busy.get(podId) === next) this.busy.delete(podId);
+    }
+  }
+}
+
+/** The loopback plugin as its own one-plugin list: it brings `lo` up inside the namespace. */
+function loopbackList(cniVersion: string): CniConfList {
+  return { cniVersion, name: 'cni-loopback', plugins: [{ type: 'loopback' }] };
+}
+
+function view(rec: PodNetworkRecord): PodNetwork {
+  return {
+    podId: rec.podId,
+    netnsPath: rec.netnsPath,
+    network: rec.network.conf.name,
+    confFile: rec.network.file,
+    portMappings: rec.portMappings,
+    ...parseResult(rec.result, rec.ifname),
+  };
+}
+
+/** Validates port mappings: INVALID_ARGUMENT naming the field of the first bad one. */
+export function checkPortMappings(list: PortMapping[]): PortMapping[] {
+  for (const [i, p] of list.entries()) {
+    for (const key of ['hostPort', 'containerPort'] as const) {
+      const v = p[key];
+      if (!Number.isInteger(v) || v < 1 || v > 65535) {
+        throw new BerthError(Code.INVALID_ARGUMENT, `invalid portMappings[${i}].${key} ${v}: want 1-65535`);
+      }
+    }
+    if (!['tcp', 'udp', 'sctp'].includes(p.protocol)) {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `invalid portMappings[${i}].protocol "${p.protocol}": want tcp, udp or sctp`,
+      );
+    }
+  }
+  return list.map((p) => ({ ...p }));
+}

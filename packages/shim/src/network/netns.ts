@@ -1,0 +1,70 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { BerthError, Code } from '@berth/api';
+import { lastLine, runCommand } from '../runtime/command.js';
+
+/**
+ * Pinned network namespaces: a new namespace's `/proc/<pid>/ns/net` bind-mounted onto a file, so
+ * it lives on after the process that made it exits (as `ip netns add` and CRI-O's pinns do). The
+ * files sit under the run root; a reboot takes them, as it takes the namespaces.
+ */
+
+/** Paths of the `unshare` and `umount` binaries (util-linux); overridable for unusual hosts. */
+export interface NetnsTools {
+  unshare: string;
+  umount: string;
+}
+const TOOLS: NetnsTools = { unshare: '/usr/bin/unshare', umount: '/usr/bin/umount' };
+
+/** True when `path` is a mount point of an nsfs (a pinned namespace), from this process's mountinfo. */
+export async function isNetnsMounted(path: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const line of info.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const mountPoint = unescapeMount(pre.split(' ')[4] ?? '');
+    if (mountPoint === path && post.startsWith('nsfs ')) return true;
+  }
+  return false;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMount(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+/**
+ * Creates a pinned network namespace at `path` and returns it; when one is already mounted there it
+ * is reused (idempotent). The empty file is created first because a bind mount needs a target;
+ * on failure the file is removed again so nothing half-made stays.
+ */
+export async function createNetns(path: string, tools: NetnsTools = TOOLS): Promise<string> {
+  if (await isNetnsMounted(path)) return path;
+  await writeFile(path, '', { mode: 0o444, flag: 'w' });
+  const r = await runCommand(tools.unshare, [`--net=${path}`, 'true']);
+  if (r.code !== 0) {
+    await rm(path, { force: true });
+    throw new BerthError(
+      Code.INTERNAL,
+      `cannot create network namespace "${path}": ${lastLine(r.stderr) || `unshare exited ${r.code}`}`,
+    );
+  }
+  return path;
+}
+
+/**
+ * Unmounts and deletes a pinned network namespace; a missing one is not an error (idempotent).
+ * Processes still inside keep the namespace alive; it is freed when the last one leaves.
+ */
+export async function removeNetns(path: string, tools: NetnsTools = TOOLS): Promise<void> {
+  // A namespace may be mounted twice when two creates raced; unmount until none is left.
+  for (let i = 0; i < 8 && (await isNetnsMounted(path)); i++) {
+    const r = await runCommand(tools.umount, [path]);
+    if (r.code !== 0 && (await isNetnsMounted(path))) {
+      throw new BerthError(
+        Code.INTERNAL,
+        `cannot unmount network namespace "${path}": ${lastLine(r.stderr) || `umount exited ${r.code}`}`,
+      );
+    }
+  }
+  await rm(path, { force: true });
+}
