@@ -2,6 +2,5 @@ export { type SnapshotClient, type SnapshotOps, snapshotClient, snapshotTimeouts
 export { nativeFs } from './fs/native.js';
 export { createEndpoints } from './service.js';
 export { Snapshotter } from './snapshots/snapshotter.js';
-export { type TarWriteEntry, tarBuffer, tarChunks } from './tar/writer.js';
 export { applyLayer } from './unpack/apply.js';
 export { chainIds, Unpacker } from './unpack/unpacker.js';

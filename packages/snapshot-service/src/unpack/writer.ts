@@ -1,6 +1,6 @@
 import { BerthError, Code } from '@berth/api';
+import { EntryType, type TarEntry, type TarSink } from '@berth/tar';
 import { errCode, type NativeFs, nativeFs, type Timespec } from '../fs/native.js';
-import { EntryType, type TarEntry, type TarSink } from '../tar/parser.js';
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
