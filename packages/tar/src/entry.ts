@@ -53,8 +53,3 @@ export const DEFAULT_LIMITS: TarLimits = { maxMetaBytes: 1 << 20 };
 export function nameText(raw: string): string {
   return Buffer.from(raw, 'latin1').toString('utf8');
 }
-
-/** Turns text (a JavaScript string) into the raw-byte latin1 form names have in this module. */
-export function rawName(text: string): string {
-  return Buffer.from(text, 'utf8').toString('latin1');
-}

@@ -4,7 +4,6 @@ export {
   DEFAULT_LIMITS,
   EntryType,
   nameText,
-  rawName,
   type TarEntry,
   type TarLimits,
   type Timespec,
