@@ -16,9 +16,9 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ImageApi } from '@berth/api';
 import { call } from '@berth/kit';
+import { tarBuffer } from '@berth/tar';
 import { startNats, startRedis, startRegistry, tempDir } from '@berth/testing';
 import { connect } from 'nats';
-import { tarBuffer } from '../packages/image-service/dist/archive/tar.js';
 import {
   type FixtureImage,
   makeImage,
@@ -41,7 +41,12 @@ function bigImage(seed: number): FixtureImage {
   const layers = Array.from({ length: LAYERS }, (_, i) =>
     makeLayer(
       tarBuffer([
-        { name: `data/${seed}-${i}.bin`, type: '0', mode: 0o644, body: randomBytes(LAYER_MB * 1024 * 1024) },
+        {
+          name: `data/${seed}-${i}.bin`,
+          type: 'file',
+          mode: 0o644,
+          data: randomBytes(LAYER_MB * 1024 * 1024),
+        },
       ]),
       'none',
     ),

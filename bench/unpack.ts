@@ -16,7 +16,7 @@ import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageApi, SnapshotApi } from '@berth/api';
 import { call, hostLayout } from '@berth/kit';
-import { applyLayer, chainIds, type TarWriteEntry, tarBuffer } from '@berth/snapshot-service';
+import { applyLayer, chainIds } from '@berth/snapshot-service';
 import {
   compressLayer,
   type FixtureLayer,
@@ -24,6 +24,7 @@ import {
   putImage,
   writeOciLayout,
 } from '@berth/snapshot-service/testing';
+import { type TarWriteEntry, tarBuffer } from '@berth/tar';
 import { startRegistry, tempDir } from '@berth/testing';
 import { startContainerStack } from '../tests/e2e/containers-stack.js';
 

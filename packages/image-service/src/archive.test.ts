@@ -3,8 +3,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Code, MediaType } from '@berth/api';
+import { tarBuffer } from '@berth/tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tarBuffer } from './archive/tar.js';
 import { hostPlatform } from './images/platform.js';
 import {
   busyboxTar,
@@ -126,15 +126,15 @@ describe('load (import)', () => {
     );
     const cid = sha(config).slice(7);
     const archive = tarBuffer([
-      { name: `${cid}.json`, type: '0', mode: 0o644, body: config },
-      { name: 'aaa/', type: '5', mode: 0o755 },
-      { name: 'aaa/layer.tar', type: '0', mode: 0o644, body: layerTar },
-      { name: 'bbb/layer.tar', type: '0', mode: 0o644, body: l2 },
+      { name: `${cid}.json`, type: 'file', mode: 0o644, data: config },
+      { name: 'aaa/', type: 'dir', mode: 0o755 },
+      { name: 'aaa/layer.tar', type: 'file', mode: 0o644, data: layerTar },
+      { name: 'bbb/layer.tar', type: 'file', mode: 0o644, data: l2 },
       {
         name: 'manifest.json',
-        type: '0',
+        type: 'file',
         mode: 0o644,
-        body: Buffer.from(
+        data: Buffer.from(
           JSON.stringify([
             {
               Config: `${cid}.json`,
@@ -144,7 +144,7 @@ describe('load (import)', () => {
           ]),
         ),
       },
-      { name: 'repositories', type: '0', mode: 0o644, body: Buffer.from('{}') },
+      { name: 'repositories', type: 'file', mode: 0o644, data: Buffer.from('{}') },
     ]);
     const file = join(env.stateRoot, 'docker.tar');
     await writeFile(file, archive);
@@ -165,9 +165,14 @@ describe('load (import)', () => {
     const good = fileTar('x', 'x');
     const fake = `sha256:${'0'.repeat(64)}`;
     const archive = tarBuffer([
-      { name: 'oci-layout', type: '0', mode: 0o644, body: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
-      { name: `blobs/sha256/${fake.slice(7)}`, type: '0', mode: 0o644, body: good },
-      { name: 'index.json', type: '0', mode: 0o644, body: Buffer.from('{"schemaVersion":2,"manifests":[]}') },
+      { name: 'oci-layout', type: 'file', mode: 0o644, data: Buffer.from('{"imageLayoutVersion":"1.0.0"}') },
+      { name: `blobs/sha256/${fake.slice(7)}`, type: 'file', mode: 0o644, data: good },
+      {
+        name: 'index.json',
+        type: 'file',
+        mode: 0o644,
+        data: Buffer.from('{"schemaVersion":2,"manifests":[]}'),
+      },
     ]);
     const file = join(env.stateRoot, 'bad.tar');
     await writeFile(file, archive);
@@ -181,7 +186,7 @@ describe('load (import)', () => {
     const file = join(env.stateRoot, 'junk.tar');
     await writeFile(
       file,
-      tarBuffer([{ name: 'readme.txt', type: '0', mode: 0o644, body: Buffer.from('hi') }]),
+      tarBuffer([{ name: 'readme.txt', type: 'file', mode: 0o644, data: Buffer.from('hi') }]),
     );
     expect((await rejection(env.service().import({ path: file }, 'j'))).code).toBe(Code.INVALID_ARGUMENT);
     const e = await rejection(env.service().import({ path: '/nonexistent/x.tar' }, 'j'));

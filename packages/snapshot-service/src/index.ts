@@ -1,6 +1,5 @@
 export { nativeFs } from './fs/native.js';
 export { createHandlers } from './service.js';
 export { Snapshotter } from './snapshots/snapshotter.js';
-export { type TarWriteEntry, tarBuffer, tarChunks } from './tar/writer.js';
 export { applyLayer } from './unpack/apply.js';
 export { chainIds, Unpacker } from './unpack/unpacker.js';

@@ -9,11 +9,11 @@ import {
   errors,
   MediaType,
 } from '@berth/api';
+import { TAR_END, tarHeader, tarPadding } from '@berth/tar';
 import type { ContentStore } from '../content/store.js';
 import type { ImageStore } from '../images/store.js';
 import { localGraph } from '../push/pusher.js';
 import { parseReference } from '../registry/reference.js';
-import { padding, TAR_END, tarHeader } from './tar.js';
 
 /** Docker's short form of a name (`busybox:latest` for docker.io/library/busybox:latest). */
 export function familiarName(name: string): string {
@@ -70,22 +70,22 @@ export async function exportImages(
   };
   try {
     const file = async (name: string, body: Buffer) => {
-      await write(tarHeader({ name, size: body.length, type: '0', mode: 0o644 }));
+      await write(tarHeader({ name, type: 'file', mode: 0o644 }, body.length));
       await write(body);
-      await write(padding(body.length));
+      await write(tarPadding(body.length));
     };
     await file('oci-layout', layout);
-    await write(tarHeader({ name: 'blobs/', size: 0, type: '5', mode: 0o755 }));
-    await write(tarHeader({ name: 'blobs/sha256/', size: 0, type: '5', mode: 0o755 }));
+    await write(tarHeader({ name: 'blobs/', type: 'dir', mode: 0o755 }, 0));
+    await write(tarHeader({ name: 'blobs/sha256/', type: 'dir', mode: 0o755 }, 0));
     for (const [digest, len] of blobs) {
-      await write(tarHeader({ name: `blobs/sha256/${digest.slice(7)}`, size: len, type: '0', mode: 0o644 }));
+      await write(tarHeader({ name: `blobs/sha256/${digest.slice(7)}`, type: 'file', mode: 0o644 }, len));
       let n = 0;
       for await (const chunk of createReadStream(d.content.path(digest), { highWaterMark: 1 << 20 })) {
         n += (chunk as Buffer).length;
         await write(chunk as Buffer);
       }
       if (n !== len) throw errors.internal(`blob ${digest} changed size while exporting`);
-      await write(padding(len));
+      await write(tarPadding(len));
     }
     await file('index.json', index);
     await file('manifest.json', manifestJson);

@@ -10,6 +10,7 @@ import {
   MediaType,
 } from '@berth/api';
 import type { Redis } from '@berth/kit';
+import { EntryType, nameText, readTar } from '@berth/tar';
 import { Lease } from '../content/lease.js';
 import type { ContentStore } from '../content/store.js';
 import { manifestRefs, parseConfig, parseIndex, parseManifest } from '../images/manifest.js';
@@ -18,7 +19,6 @@ import type { ImageStore } from '../images/store.js';
 import { SOURCE_LABEL } from '../pull/puller.js';
 import { isIndex, isManifest, layerTypeFromMagic } from '../registry/media.js';
 import { formatReference, parseReference, repoName } from '../registry/reference.js';
-import { readTar } from './tar.js';
 
 const SMALL_LIMIT = 16 * 1024 * 1024;
 /** Bound on all JSON documents kept in memory together (a hostile archive must not exhaust it). */
@@ -53,8 +53,10 @@ export async function importArchive(
     let smallTotal = 0;
     const files = new Map<string, Descriptor>();
     for await (const { header, body } of readTar(createReadStream(req.path, { highWaterMark: 1 << 20 }))) {
-      if (header.type !== '0' && header.type !== '7') continue;
-      const name = header.name.replace(/^(\.\/)+/, '').replace(/^\/+/, '');
+      if (header.type !== EntryType.file) continue;
+      const name = nameText(header.name)
+        .replace(/^(\.\/)+/, '')
+        .replace(/^\/+/, '');
       const m = BLOB_PATH.exec(name);
       if (m) {
         const desc = await d.content.writeStream(body, {

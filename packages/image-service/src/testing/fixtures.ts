@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { type Descriptor, MediaType } from '@berth/api';
-import { tarBuffer } from '../archive/tar.js';
+import { tarBuffer } from '@berth/tar';
 import { DOCKER_LAYER_TAR } from '../registry/media.js';
 
 /** sha256 digest of bytes. */
@@ -48,16 +48,21 @@ export function makeLayer(tar: Buffer, compression: Compression, docker = false)
 /** A tar of busybox-static as /bin/busybox with /bin/sh pointing at it. */
 export function busyboxTar(): Buffer {
   return tarBuffer([
-    { name: 'bin/', type: '5', mode: 0o755 },
-    { name: 'bin/busybox', type: '0', mode: 0o755, body: readFileSync('/usr/bin/busybox') },
-    { name: 'bin/sh', type: '2', mode: 0o777, linkname: 'busybox' },
+    { name: 'bin/', type: 'dir', mode: 0o755 },
+    { name: 'bin/busybox', type: 'file', mode: 0o755, data: readFileSync('/usr/bin/busybox') },
+    { name: 'bin/sh', type: 'symlink', mode: 0o777, linkname: 'busybox' },
   ]);
 }
 
 /** A tar with one small text file (distinct content per `tag`). */
 export function fileTar(path: string, content: string | Buffer): Buffer {
   return tarBuffer([
-    { name: path, type: '0', mode: 0o644, body: Buffer.isBuffer(content) ? content : Buffer.from(content) },
+    {
+      name: path,
+      type: 'file',
+      mode: 0o644,
+      data: Buffer.isBuffer(content) ? content : Buffer.from(content),
+    },
   ]);
 }
 

@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { type Descriptor, MediaType } from '@berth/api';
-import { type TarWriteEntry, tarBuffer } from '../tar/writer.js';
+import { type TarWriteEntry, tarBuffer } from '@berth/tar';
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { MediaType } from '@berth/api';
+import { type TarWriteEntry, tarBuffer } from '@berth/tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nativeFs } from '../fs/native.js';
-import { type TarWriteEntry, tarBuffer } from '../tar/writer.js';
 import { applyLayer, detectCompression } from './apply.js';
 
 let dir: string;

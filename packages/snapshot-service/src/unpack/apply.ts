@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { BerthError, Code, MediaType } from '@berth/api';
-import { TarParser } from '../tar/parser.js';
+import { TarParser } from '@berth/tar';
 import { LayerWriter } from './writer.js';
 
 /** How a layer blob is compressed. */

@@ -16,9 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { BerthError, MediaType } from '@berth/api';
+import { type TarWriteEntry, tarBuffer, tarChunks } from '@berth/tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nativeFs } from '../fs/native.js';
-import { type TarWriteEntry, tarBuffer, tarChunks } from '../tar/writer.js';
 import { applyLayer } from './apply.js';
 
 // Each case applies a hand-made hostile layer into <base>/root while a canary tree sits beside

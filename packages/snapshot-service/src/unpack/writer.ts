@@ -1,6 +1,6 @@
 import { BerthError, Code } from '@berth/api';
+import { EntryType, nameText, type TarEntry, type TarSink } from '@berth/tar';
 import { errCode, type NativeFs, nativeFs, type Timespec } from '../fs/native.js';
-import { EntryType, type TarEntry, type TarSink } from '../tar/parser.js';
 
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
@@ -53,11 +53,6 @@ function timesOf(e: TarEntry): { at: Timespec; mt: Timespec } {
 function split(rel: string): [string, string] {
   const i = rel.lastIndexOf('/');
   return i < 0 ? ['', rel] : [rel.slice(0, i), rel.slice(i + 1)];
-}
-
-/** Shows a latin1 raw-byte name as the UTF-8 text it most likely is, for messages. */
-export function display(name: string): string {
-  return Buffer.from(name, 'latin1').toString('utf8');
 }
 
 interface DirTime {
@@ -251,7 +246,7 @@ export class LayerWriter implements TarSink {
     if (c === 'ENOENT' || c === 'ENOTDIR') {
       return new BerthError(
         Code.INVALID_ARGUMENT,
-        `hardlink target "${display(e.linkname)}" does not exist in the layer`,
+        `hardlink target "${nameText(e.linkname)}" does not exist in the layer`,
       );
     }
     return err;
@@ -281,7 +276,7 @@ export class LayerWriter implements TarSink {
     }
     const orig = base.slice(WHITEOUT_PREFIX.length);
     if (orig === '' || orig === '.' || orig === '..') {
-      throw new BerthError(Code.INVALID_ARGUMENT, `invalid whiteout name "${display(base)}"`);
+      throw new BerthError(Code.INVALID_ARGUMENT, `invalid whiteout name "${nameText(base)}"`);
     }
     this.fs.mknodAt(dfd, orig, S_IFCHR, 0, 0);
     this.inodes++;
@@ -396,7 +391,7 @@ export class LayerWriter implements TarSink {
   }
 
   private wrap(err: unknown, name: string): BerthError {
-    const what = `${this.opts.what}: entry "${display(name)}"`;
+    const what = `${this.opts.what}: entry "${nameText(name)}"`;
     if (err instanceof BerthError) return new BerthError(err.code, `${what}: ${err.message}`, { cause: err });
     const c = errCode(err);
     const msg = (err as Error)?.message ?? String(err);

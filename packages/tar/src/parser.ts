@@ -1,38 +1,6 @@
 import { BerthError, Code } from '@berth/api';
-import type { Timespec } from '../fs/native.js';
-
-/** Entry types the unpacker handles; everything else in a layer is refused. */
-export const EntryType = {
-  file: 'file',
-  dir: 'dir',
-  symlink: 'symlink',
-  hardlink: 'hardlink',
-  char: 'char',
-  block: 'block',
-  fifo: 'fifo',
-} as const;
-export type EntryType = (typeof EntryType)[keyof typeof EntryType];
-
-/** One tar entry after PAX and GNU long-name records were folded into it. */
-export interface TarEntry {
-  /** Raw name bytes as a latin1 string (exact bytes, whatever the encoding). */
-  name: string;
-  type: EntryType;
-  /** Permission bits plus setuid/setgid/sticky (07777). */
-  mode: number;
-  uid: number;
-  gid: number;
-  /** Bytes of data that follow (regular files only; others' data is skipped). */
-  size: number;
-  mtime: Timespec;
-  atime: Timespec | undefined;
-  /** Symlink target or hardlink target, latin1 raw bytes. */
-  linkname: string;
-  devmajor: number;
-  devminor: number;
-  /** Extended attributes from SCHILY.xattr.* PAX records, values as raw bytes. */
-  xattrs: [string, Buffer][] | undefined;
-}
+import { DEFAULT_LIMITS, EntryType, type TarEntry, type TarLimits, type Timespec } from './entry.js';
+import { BLOCK, bad, checksumOk, cstr, isZero, num, parsePax, parsePaxTime, paxInt } from './fields.js';
 
 /** Receives entries as the parser finds them; called synchronously from write(). */
 export interface TarSink {
@@ -42,78 +10,8 @@ export interface TarSink {
   endEntry(): void;
 }
 
-/** Bounds that keep a hostile archive from making the parser hold much memory. */
-export interface TarLimits {
-  /** Largest PAX header or GNU long name/link record accepted. */
-  maxMetaBytes: number;
-}
-
-const BLOCK = 512;
 const State = { header: 0, body: 1, meta: 2, pad: 3, done: 4 } as const;
 type State = (typeof State)[keyof typeof State];
-
-const bad = (msg: string) => new BerthError(Code.INVALID_ARGUMENT, `invalid tar stream: ${msg}`);
-
-function cstr(buf: Buffer, start: number, len: number): string {
-  let end = start;
-  const max = start + len;
-  while (end < max && buf[end] !== 0) end++;
-  return buf.toString('latin1', start, end);
-}
-
-/** Reads a numeric header field: octal text, or GNU base-256 when the high bit is set. */
-function num(buf: Buffer, start: number, len: number): number {
-  const first = buf[start] as number;
-  if (first & 0x80) {
-    const negative = first === 0xff;
-    let v = negative ? -1 : first & 0x7f;
-    for (let i = start + 1; i < start + len; i++) v = v * 256 + (buf[i] as number);
-    if (!Number.isSafeInteger(v)) throw bad('numeric field out of range');
-    return v;
-  }
-  let i = start;
-  const end = start + len;
-  while (i < end && (buf[i] === 0x20 || buf[i] === 0)) i++;
-  let v = 0;
-  let digits = 0;
-  for (; i < end; i++) {
-    const c = buf[i] as number;
-    if (c === 0x20 || c === 0) break;
-    if (c < 0x30 || c > 0x37) throw bad(`bad octal digit in header field at offset ${start}`);
-    v = v * 8 + (c - 0x30);
-    digits++;
-  }
-  if (digits > 0 && !Number.isSafeInteger(v)) throw bad('numeric field out of range');
-  return v;
-}
-
-function checksumOk(h: Buffer): boolean {
-  const want = num(h, 148, 8);
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : (h[i] as number);
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
-  return want === unsigned || want === signed;
-}
-
-function isZero(h: Buffer): boolean {
-  for (let i = 0; i < BLOCK; i++) if (h[i] !== 0) return false;
-  return true;
-}
-
-/** Parses a PAX time ("1700000000.123456789", possibly negative) into seconds and nanoseconds. */
-export function parsePaxTime(s: string): Timespec {
-  const m = /^(-?)(\d+)(?:\.(\d*))?$/.exec(s);
-  if (!m) throw bad(`bad PAX time "${s}"`);
-  const sec = Number(m[2]);
-  const frac = ((m[3] ?? '') + '000000000').slice(0, 9);
-  const nsec = Number(frac);
-  if (m[1] === '-') return nsec === 0 ? { sec: -sec, nsec: 0 } : { sec: -sec - 1, nsec: 1e9 - nsec };
-  return { sec, nsec };
-}
 
 interface Pending {
   pax: Map<string, Buffer> | undefined;
@@ -122,10 +20,11 @@ interface Pending {
 }
 
 /**
- * A streaming tar reader (ustar, PAX and GNU long names), written for the unpacker rather than
- * taken from npm so that every bound is ours: headers are parsed in place from the chunk, file
- * data is handed on as views of the input (nothing buffered beyond one 512-byte header or a
- * bounded PAX record), and every field a hostile archive could abuse is checked here.
+ * A streaming tar reader (ustar, PAX and GNU long names), the one berth uses for layers and image
+ * archives. Written here rather than taken from npm so that every bound is ours: headers are
+ * parsed in place from the chunk, file data is handed on as views of the input (nothing buffered
+ * beyond one 512-byte header or a bounded PAX record), names and PAX values stay raw bytes, and
+ * every field a hostile archive could abuse is checked here (docs/tar.md says why not tar-stream).
  */
 export class TarParser {
   private state: State = State.header;
@@ -142,7 +41,7 @@ export class TarParser {
 
   constructor(
     private readonly sink: TarSink,
-    private readonly limits: TarLimits = { maxMetaBytes: 1 << 20 },
+    private readonly limits: TarLimits = DEFAULT_LIMITS,
   ) {}
 
   /** True once the end-of-archive marker was read (the rest of the stream is ignored). */
@@ -150,6 +49,7 @@ export class TarParser {
     return this.state === State.done;
   }
 
+  /** Parses the next chunk of the stream, calling the sink for what it completes. */
   write(chunk: Buffer): void {
     let off = 0;
     const len = chunk.length;
@@ -203,7 +103,9 @@ export class TarParser {
   /** Called at the end of the stream: a stream cut inside an entry is an error. */
   end(): void {
     if (this.state === State.done) return;
-    if (this.state === State.header && this.hdrFill === 0 && this.pending.pax === undefined) return;
+    const p = this.pending;
+    const pendingMeta = p.pax !== undefined || p.longName !== undefined || p.longLink !== undefined;
+    if (this.state === State.header && this.hdrFill === 0 && !pendingMeta) return;
     throw bad('unexpected end of archive (truncated layer)');
   }
 
@@ -374,34 +276,4 @@ export class TarParser {
     // 'g' (global PAX) is read and ignored, as containerd does.
     this.afterData(this.dataSize);
   }
-}
-
-function paxInt(key: string, s: string): number {
-  if (!/^\d+$/.test(s)) throw bad(`bad PAX ${key} "${s}"`);
-  const v = Number(s);
-  if (!Number.isSafeInteger(v)) throw bad(`PAX ${key} out of range`);
-  return v;
-}
-
-/** Parses PAX records ("<len> <key>=<value>\n"); values stay raw bytes (xattrs are binary). */
-export function parsePax(data: Buffer): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  let off = 0;
-  while (off < data.length) {
-    if (data[off] === 0) break;
-    const sp = data.indexOf(0x20, off);
-    if (sp < 0 || sp - off > 20) throw bad('malformed PAX record length');
-    const len = Number(data.toString('latin1', off, sp));
-    if (!Number.isInteger(len) || len <= sp - off + 1 || off + len > data.length)
-      throw bad('malformed PAX record');
-    const rec = data.subarray(sp + 1, off + len);
-    if (rec[rec.length - 1] !== 0x0a) throw bad('PAX record not terminated by a newline');
-    const eq = rec.indexOf(0x3d);
-    if (eq <= 0) throw bad('PAX record without a key');
-    const key = rec.toString('latin1', 0, eq);
-    const value = Buffer.from(rec.subarray(eq + 1, rec.length - 1));
-    out.set(key, value);
-    off += len;
-  }
-  return out;
 }
