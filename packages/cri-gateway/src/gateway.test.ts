@@ -62,7 +62,7 @@ describe('CRI RuntimeService over the unix socket', () => {
     runRoot = join(root, 'run');
     socket = join(runRoot, 'cri.sock');
     [task, shim] = await Promise.all([serveInfo(Service.task), serveInfo(Service.shim)]);
-    gateway = await startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), log });
+    gateway = await startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log });
     client = criClient(socket);
   });
 
@@ -170,11 +170,11 @@ describe('socket safety', () => {
       node,
       socket,
       runRoot,
-      snapshotsDir: join(root, 'snapshots'),
+      snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
       log,
     });
     const err = await refusal(
-      startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+      startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log }),
     );
     expect(err.code).toBe(Code.ALREADY_EXISTS);
     expect(err.message).toBe(`another process is already serving ${socket}`);
@@ -191,7 +191,7 @@ describe('socket safety', () => {
       node,
       socket,
       runRoot,
-      snapshotsDir: join(root, 'snapshots'),
+      snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
       log,
     });
     const c = criClient(socket);
@@ -207,13 +207,13 @@ describe('socket safety', () => {
     const file = join(runRoot, 'cri.sock');
     await writeFile(file, 'not a socket');
     let err = await refusal(
-      startGateway({ nc, node, socket: file, runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+      startGateway({ nc, node, socket: file, runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log }),
     );
     expect(err.code).toBe(Code.FAILED_PRECONDITION);
     expect(err.message).toBe(`${file} exists and is not a socket; refusing to replace it`);
 
     err = await refusal(
-      startGateway({ nc, node, socket: 'cri.sock', runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+      startGateway({ nc, node, socket: 'cri.sock', runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log }),
     );
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
 
@@ -226,7 +226,7 @@ describe('socket safety', () => {
         node,
         socket: join(shared, 'cri.sock'),
         runRoot,
-        snapshotsDir: join(root, 'snapshots'),
+        snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
         log,
       }),
     );
@@ -244,7 +244,7 @@ describe('socket safety', () => {
       node,
       socket: join(runRoot, 'cri.sock'),
       runRoot,
-      snapshotsDir: join(root, 'snapshots'),
+      snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
       log,
     });
     expect((await stat(runRoot)).mode & 0o777).toBe(0o700);

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { InfoReply, Service } from '@berth/api';
 import { call, type Logger } from '@berth/kit';
 import type { NatsConnection } from 'nats';
@@ -5,6 +6,12 @@ import { closeServer, listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
+import { ContainerRuntime } from './runtime/containers.js';
+import { natsImageImporter, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
+import { LoopbackNetwork } from './runtime/netns.js';
+import { SandboxImage } from './runtime/pause-image.js';
+import { PodRuntime } from './runtime/pods.js';
+import type { PodNetwork } from './runtime/ports.js';
 import type { InfoProbe } from './runtime/status.js';
 
 /** How long Status waits for a service's `info`: well inside the kubelet's own deadline. */
@@ -31,15 +38,41 @@ export async function startGateway(opts: {
   runRoot: string;
   /** The node's snapshots directory (layout.snapshots): the image filesystem ImageFsInfo reports. */
   snapshotsDir: string;
+  /** The node's containers directory (layout.containers), where shims write pods' /etc files. */
+  containersDir: string;
+  /** The sandbox (pause) image; built from `pauseBinary` when absent (default pause-image.ts). */
+  sandboxImage?: string;
+  pauseBinary?: string;
+  /** The pod network; default loopback-only namespaces under `<runRoot>/netns`. */
+  network?: PodNetwork;
   log: Logger;
   probeTimeoutMs?: number;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
+  const images = natsImagePort(opts.nc, opts.node);
+  const runtime = {
+    tasks: natsTaskPort(opts.nc, opts.node),
+    shim: natsShimPort(opts.nc, opts.node),
+    images,
+    network: opts.network ?? new LoopbackNetwork(join(opts.runRoot, 'netns')),
+    sandboxImage: new SandboxImage(
+      images,
+      natsImageImporter(opts.nc, opts.node),
+      opts.sandboxImage,
+      opts.pauseBinary,
+    ),
+    containersDir: opts.containersDir,
+    log,
+  };
+  const pods = new PodRuntime(runtime);
+  const containers = new ContainerRuntime(runtime, pods);
   const server = createCriServer({
     deps: {
       probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
       log,
-      images: natsImagePort(opts.nc, opts.node),
+      images,
+      pods,
+      containers,
       snapshots: natsSnapshotPort(opts.nc, opts.node),
       snapshotsDir: opts.snapshotsDir,
     },

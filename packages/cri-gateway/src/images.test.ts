@@ -176,7 +176,7 @@ beforeAll(async () => {
     node,
     socket: join(runRoot, 'cri', 'cri.sock'),
     runRoot,
-    snapshotsDir: join(stateRoot, 'snapshots'),
+    snapshotsDir: join(stateRoot, 'snapshots'), containersDir: join(root, 'containers'),
     log,
   });
   client = criClient(gateway.socket);

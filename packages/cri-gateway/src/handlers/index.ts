@@ -1,3 +1,17 @@
+import { containerStatus } from './container-status.js';
+import { createContainer } from './create-container.js';
+import { execSync } from './exec-sync.js';
+import { listContainers } from './list-containers.js';
+import { listPodSandbox } from './list-pod-sandbox.js';
+import { podSandboxStatus } from './pod-sandbox-status.js';
+import { removeContainer } from './remove-container.js';
+import { removePodSandbox } from './remove-pod-sandbox.js';
+import { reopenContainerLog } from './reopen-container-log.js';
+import { runPodSandbox } from './run-pod-sandbox.js';
+import { startContainer } from './start-container.js';
+import { stopContainer } from './stop-container.js';
+import { stopPodSandbox } from './stop-pod-sandbox.js';
+import { updateContainerResources } from './update-container-resources.js';
 import { imageFsInfo } from './image-fs-info.js';
 import { imageStatus } from './image-status.js';
 import { listImages, streamImages } from './list-images.js';
@@ -18,6 +32,20 @@ export const implemented: Readonly<Record<string, UnaryHandler>> = {
   'RuntimeService/Version': version,
   'RuntimeService/Status': status,
   'RuntimeService/RuntimeConfig': runtimeConfig,
+  'RuntimeService/RunPodSandbox': runPodSandbox,
+  'RuntimeService/StopPodSandbox': stopPodSandbox,
+  'RuntimeService/RemovePodSandbox': removePodSandbox,
+  'RuntimeService/PodSandboxStatus': podSandboxStatus,
+  'RuntimeService/ListPodSandbox': listPodSandbox,
+  'RuntimeService/CreateContainer': createContainer,
+  'RuntimeService/StartContainer': startContainer,
+  'RuntimeService/StopContainer': stopContainer,
+  'RuntimeService/RemoveContainer': removeContainer,
+  'RuntimeService/ListContainers': listContainers,
+  'RuntimeService/ContainerStatus': containerStatus,
+  'RuntimeService/ExecSync': execSync,
+  'RuntimeService/UpdateContainerResources': updateContainerResources,
+  'RuntimeService/ReopenContainerLog': reopenContainerLog,
   'ImageService/ListImages': listImages,
   'ImageService/ImageStatus': imageStatus,
   'ImageService/PullImage': pullImage,

@@ -1,11 +1,15 @@
 import type { Logger } from '@berth/kit';
 import type { ImageOpsDeps } from '../images/image-ops.js';
+import type { ContainerRuntime } from '../runtime/containers.js';
+import type { PodRuntime } from '../runtime/pods.js';
 import type { InfoProbe } from '../runtime/status.js';
 
 /** What every CRI handler may use: the domain's dependencies, never the gRPC call itself. */
 export interface HandlerDeps extends ImageOpsDeps {
   probe: InfoProbe;
   log: Logger;
+  pods: PodRuntime;
+  containers: ContainerRuntime;
 }
 
 /** A unary CRI handler: a request message in, a response message out (proto field names). */

@@ -1,0 +1,223 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ListContainersReply, Service } from '@berth/api';
+import { call } from '@berth/kit';
+import type { ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CRI_NAMESPACE } from './images/ports.js';
+import { type RuntimeStack, runcIds, startRuntimeStack } from './testdata/runtime-stack.js';
+
+// CRI pods and containers end to end: a grpc-js client on the gateway's socket, the real
+// image-, snapshot- and task-services and shim (runc under conmon), NATS and Redis.
+
+const SANDBOX_IMAGE = 'registry.test/pause:t1';
+const BUSYBOX = 'localhost/busybox:cri';
+
+let s: RuntimeStack;
+let logDir: string;
+
+type Json = Record<string, unknown>;
+const rpc = <T = Json>(method: string, req: unknown) => s.client.unary<T>(s.client.runtime, method, req);
+const grpcError = (p: Promise<unknown>): Promise<ServiceError> =>
+  p.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (e: unknown) => e as ServiceError,
+  );
+const NOT_FOUND = 5;
+const ALREADY_EXISTS = 6;
+const INVALID_ARGUMENT = 3;
+const DEADLINE_EXCEEDED = 4;
+
+function podConfig(name: string, extra: Json = {}): Json {
+  return {
+    metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+    hostname: name,
+    log_directory: join(logDir, name),
+    dns_config: { servers: ['10.0.0.10'], searches: ['svc.cluster.local'], options: ['ndots:5'] },
+    labels: { app: name, 'io.kubernetes.pod.name': name },
+    annotations: { 'example.com/note': 'kept as is: {"json": true}' },
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+    ...extra,
+  };
+}
+
+function ctrConfig(name: string, extra: Json = {}): Json {
+  return {
+    metadata: { name, attempt: 0 },
+    image: { image: BUSYBOX },
+    command: ['sh', '-c', 'echo hi; exec sleep 1000'],
+    log_path: `${name}/0.log`,
+    labels: { ctr: name },
+    annotations: { 'ctr.example.com/a': 'b' },
+    ...extra,
+  };
+}
+
+async function runPod(name: string, extra: Json = {}): Promise<string> {
+  const r = await rpc<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(name, extra) });
+  return r.pod_sandbox_id;
+}
+
+async function createCtr(pod: string, podName: string, name: string, extra: Json = {}): Promise<string> {
+  const r = await rpc<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: pod,
+    config: ctrConfig(name, extra),
+    sandbox_config: podConfig(podName),
+  });
+  return r.container_id;
+}
+
+const ctrStatus = async (id: string) => (await rpc<{ status: Json }>('ContainerStatus', { container_id: id })).status;
+const exec = (id: string, cmd: string[], timeout = 10) =>
+  rpc<{ stdout: Buffer; stderr: Buffer; exit_code: number }>('ExecSync', { container_id: id, cmd, timeout });
+
+/** Polls until `check` returns a truthy value (bounded). */
+async function until<T>(what: string, check: () => T | Promise<T>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Every container the task-service holds in the CRI namespace. */
+async function berthContainers(): Promise<string[]> {
+  const r = await call<ListContainersReply>(s.nc, Service.task, 'list-containers', {}, {
+    namespace: CRI_NAMESPACE,
+    timeoutMs: 10_000,
+  });
+  return r.containers.map((c) => c.container.id);
+}
+
+beforeAll(async () => {
+  s = await startRuntimeStack({ sandboxImage: SANDBOX_IMAGE });
+  logDir = join(s.root, 'pod-logs');
+  await mkdir(logDir, { recursive: true });
+  await s.importBusybox(BUSYBOX);
+}, 180_000);
+
+afterAll(async () => {
+  await s?.stop();
+}, 60_000);
+
+describe('CRI pod sandbox and container lifecycle', () => {
+  let pod: string;
+  let ctr: string;
+
+  it('runs a pod sandbox on a pause image it built itself', async () => {
+    pod = await runPod('web');
+    expect(pod).toMatch(/^[a-f0-9]{64}$/);
+    const image = await s.client.unary<{ image: { id: string; pinned: boolean } | null }>(
+      s.client.image,
+      'ImageStatus',
+      { image: { image: SANDBOX_IMAGE } },
+    );
+    expect(image.image?.id).toMatch(/^sha256:/);
+    const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
+    expect(st.status).toMatchObject({
+      id: pod,
+      metadata: { name: 'web', uid: 'uid-web', namespace: 'default', attempt: 0 },
+      state: 'SANDBOX_READY',
+      labels: { app: 'web', 'io.kubernetes.pod.name': 'web' },
+      annotations: { 'example.com/note': 'kept as is: {"json": true}' },
+      runtime_handler: '',
+      linux: { namespaces: { options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+    });
+    expect(BigInt(st.status.created_at as string)).toBeGreaterThan(0n);
+  });
+
+  it('lists pods by id prefix, state and label selector', async () => {
+    const list = async (filter: Json) =>
+      (await rpc<{ items: { id: string }[] }>('ListPodSandbox', { filter })).items.map((i) => i.id);
+    expect(await list({})).toEqual([pod]);
+    expect(await list({ id: pod.slice(0, 8) })).toEqual([pod]);
+    expect(await list({ id: 'ffff' + pod.slice(4, 8) })).toEqual([]);
+    expect(await list({ state: { state: 'SANDBOX_READY' } })).toEqual([pod]);
+    expect(await list({ state: { state: 'SANDBOX_NOTREADY' } })).toEqual([]);
+    expect(await list({ label_selector: { app: 'web' } })).toEqual([pod]);
+    expect(await list({ label_selector: { app: 'db' } })).toEqual([]);
+  });
+
+  it('creates and starts a container that logs in CRI format', async () => {
+    ctr = await createCtr(pod, 'web', 'app');
+    expect((await ctrStatus(ctr)).state).toBe('CONTAINER_CREATED');
+    await rpc('StartContainer', { container_id: ctr });
+    const st = await ctrStatus(ctr);
+    expect(st).toMatchObject({
+      id: ctr,
+      metadata: { name: 'app', attempt: 0 },
+      state: 'CONTAINER_RUNNING',
+      image: { image: BUSYBOX },
+      labels: { ctr: 'app' },
+      annotations: { 'ctr.example.com/a': 'b' },
+      log_path: join(logDir, 'web', 'app', '0.log'),
+    });
+    expect(st.image_ref).toMatch(/^sha256:[a-f0-9]{64}$/);
+    expect(BigInt(st.started_at as string)).toBeGreaterThan(0n);
+    const log = await until('the CRI log line', () => {
+      const f = join(logDir, 'web', 'app', '0.log');
+      return existsSync(f) && readFileSync(f, 'utf8').includes(' stdout F hi\n') && readFileSync(f, 'utf8');
+    });
+    expect(log).toMatch(/^\d{4}-\d\d-\d\dT\S+ stdout F hi\n$/);
+    const listed = await rpc<{ containers: Json[] }>('ListContainers', { filter: { pod_sandbox_id: pod } });
+    expect(listed.containers.map((c) => c.id)).toEqual([ctr]);
+  });
+
+  it('ExecSync answers output and exit code, inside the pod', async () => {
+    const r = await exec(ctr, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
+    expect(Buffer.from(r.stdout).toString()).toBe('out\n');
+    expect(Buffer.from(r.stderr).toString()).toBe('err\n');
+    expect(r.exit_code).toBe(3);
+    expect(Buffer.from((await exec(ctr, ['hostname'])).stdout).toString()).toBe('web\n');
+    const resolv = Buffer.from((await exec(ctr, ['cat', '/etc/resolv.conf'])).stdout).toString();
+    expect(resolv).toContain('nameserver 10.0.0.10');
+    expect(resolv).toContain('search svc.cluster.local');
+    const err = await grpcError(exec(ctr, ['sleep', '30'], 1));
+    expect(err.code).toBe(DEADLINE_EXCEEDED);
+  });
+
+  it('refuses a second container of the same name and attempt, leaving nothing behind', async () => {
+    const before = await berthContainers();
+    const err = await grpcError(createCtr(pod, 'web', 'app'));
+    expect(err.code).toBe(ALREADY_EXISTS);
+    expect(err.details).toContain('"app"');
+    expect(await berthContainers()).toEqual(before);
+  });
+
+  it('stops a container that ignores SIGTERM with SIGKILL after the timeout', async () => {
+    await rpc('StopContainer', { container_id: ctr, timeout: 1 });
+    const st = await ctrStatus(ctr);
+    expect(st).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 137, reason: 'Error' });
+    expect(BigInt(st.finished_at as string)).toBeGreaterThanOrEqual(BigInt(st.started_at as string));
+    await rpc('StopContainer', { container_id: ctr, timeout: 1 });
+  });
+
+  it('removes the container, twice', async () => {
+    await rpc('RemoveContainer', { container_id: ctr });
+    await rpc('RemoveContainer', { container_id: ctr });
+    expect((await grpcError(ctrStatus(ctr))).code).toBe(NOT_FOUND);
+    expect((await rpc<{ containers: Json[] }>('ListContainers', {})).containers).toEqual([]);
+  });
+
+  it('stops and removes the pod, each twice, leaving no container, runc state or netns', async () => {
+    const second = await createCtr(pod, 'web', 'second');
+    await rpc('StartContainer', { container_id: second });
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    expect((await ctrStatus(second)).state).toBe('CONTAINER_EXITED');
+    const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
+    expect(st.status.state).toBe('SANDBOX_NOTREADY');
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect((await grpcError(rpc('PodSandboxStatus', { pod_sandbox_id: pod }))).code).toBe(NOT_FOUND);
+    expect(await berthContainers()).toEqual([]);
+    expect(runcIds(s.stateRoot)).toEqual([]);
+    const netns = join(s.runRoot, 'netns');
+    expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
+  });
+});
