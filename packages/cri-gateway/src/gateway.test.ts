@@ -62,7 +62,15 @@ describe('CRI RuntimeService over the unix socket', () => {
     runRoot = join(root, 'run');
     socket = join(runRoot, 'cri.sock');
     [task, shim] = await Promise.all([serveInfo(Service.task), serveInfo(Service.shim)]);
-    gateway = await startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log });
+    gateway = await startGateway({
+      nc,
+      node,
+      socket,
+      runRoot,
+      snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
+      log,
+    });
     client = criClient(socket);
   });
 
@@ -107,9 +115,9 @@ describe('CRI RuntimeService over the unix socket', () => {
 
   it('answers UNIMPLEMENTED naming the RPC for everything not built yet', async () => {
     for (const [c, rpc, req] of [
-      [client.runtime, 'RunPodSandbox', { config: { metadata: { name: 'p' } } }],
-      [client.runtime, 'ListContainers', {}],
-      [client.runtime, 'ExecSync', { container_id: 'c' }],
+      [client.runtime, 'Exec', { container_id: 'c', cmd: ['sh'] }],
+      [client.runtime, 'Attach', { container_id: 'c' }],
+      [client.runtime, 'PortForward', { pod_sandbox_id: 'p' }],
     ] as const) {
       const err = (await client.unary(c, rpc, req).catch((e: unknown) => e)) as ServiceError;
       expect(err.code, rpc).toBe(12);
@@ -170,11 +178,20 @@ describe('socket safety', () => {
       node,
       socket,
       runRoot,
-      snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
+      snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
       log,
     });
     const err = await refusal(
-      startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log }),
+      startGateway({
+        nc,
+        node,
+        socket,
+        runRoot,
+        snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
+        log,
+      }),
     );
     expect(err.code).toBe(Code.ALREADY_EXISTS);
     expect(err.message).toBe(`another process is already serving ${socket}`);
@@ -191,7 +208,8 @@ describe('socket safety', () => {
       node,
       socket,
       runRoot,
-      snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
+      snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
       log,
     });
     const c = criClient(socket);
@@ -207,13 +225,29 @@ describe('socket safety', () => {
     const file = join(runRoot, 'cri.sock');
     await writeFile(file, 'not a socket');
     let err = await refusal(
-      startGateway({ nc, node, socket: file, runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log }),
+      startGateway({
+        nc,
+        node,
+        socket: file,
+        runRoot,
+        snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
+        log,
+      }),
     );
     expect(err.code).toBe(Code.FAILED_PRECONDITION);
     expect(err.message).toBe(`${file} exists and is not a socket; refusing to replace it`);
 
     err = await refusal(
-      startGateway({ nc, node, socket: 'cri.sock', runRoot, snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'), log }),
+      startGateway({
+        nc,
+        node,
+        socket: 'cri.sock',
+        runRoot,
+        snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
+        log,
+      }),
     );
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
 
@@ -226,7 +260,8 @@ describe('socket safety', () => {
         node,
         socket: join(shared, 'cri.sock'),
         runRoot,
-        snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
+        snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
         log,
       }),
     );
@@ -244,7 +279,8 @@ describe('socket safety', () => {
       node,
       socket: join(runRoot, 'cri.sock'),
       runRoot,
-      snapshotsDir: join(root, 'snapshots'), containersDir: join(root, 'containers'),
+      snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
       log,
     });
     expect((await stat(runRoot)).mode & 0o777).toBe(0o700);

@@ -176,7 +176,8 @@ beforeAll(async () => {
     node,
     socket: join(runRoot, 'cri', 'cri.sock'),
     runRoot,
-    snapshotsDir: join(stateRoot, 'snapshots'), containersDir: join(root, 'containers'),
+    snapshotsDir: join(stateRoot, 'snapshots'),
+    containersDir: join(root, 'containers'),
     log,
   });
   client = criClient(gateway.socket);

@@ -26,7 +26,13 @@ await runService({
       runRoot: ctx.layout.runRoot,
       snapshotsDir: ctx.layout.snapshots,
       containersDir: ctx.layout.containers,
-      sandboxImage: serviceSetting(ctx.config, Service.cri, 'sandboxImage', z.string().min(1), DEFAULT_SANDBOX_IMAGE),
+      sandboxImage: serviceSetting(
+        ctx.config,
+        Service.cri,
+        'sandboxImage',
+        z.string().min(1),
+        DEFAULT_SANDBOX_IMAGE,
+      ),
       pauseBinary: serviceSetting(
         ctx.config,
         Service.cri,

@@ -1,5 +1,6 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type ListContainersReply, Service } from '@berth/api';
 import { call } from '@berth/kit';
@@ -52,6 +53,8 @@ function ctrConfig(name: string, extra: Json = {}): Json {
     log_path: `${name}/0.log`,
     labels: { ctr: name },
     annotations: { 'ctr.example.com/a': 'b' },
+    // As the kubelet does: the container repeats the pod's namespace options.
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
     ...extra,
   };
 }
@@ -70,7 +73,8 @@ async function createCtr(pod: string, podName: string, name: string, extra: Json
   return r.container_id;
 }
 
-const ctrStatus = async (id: string) => (await rpc<{ status: Json }>('ContainerStatus', { container_id: id })).status;
+const ctrStatus = async (id: string) =>
+  (await rpc<{ status: Json }>('ContainerStatus', { container_id: id })).status;
 const exec = (id: string, cmd: string[], timeout = 10) =>
   rpc<{ stdout: Buffer; stderr: Buffer; exit_code: number }>('ExecSync', { container_id: id, cmd, timeout });
 
@@ -87,10 +91,16 @@ async function until<T>(what: string, check: () => T | Promise<T>, ms = 20_000):
 
 /** Every container the task-service holds in the CRI namespace. */
 async function berthContainers(): Promise<string[]> {
-  const r = await call<ListContainersReply>(s.nc, Service.task, 'list-containers', {}, {
-    namespace: CRI_NAMESPACE,
-    timeoutMs: 10_000,
-  });
+  const r = await call<ListContainersReply>(
+    s.nc,
+    Service.task,
+    'list-containers',
+    {},
+    {
+      namespace: CRI_NAMESPACE,
+      timeoutMs: 10_000,
+    },
+  );
   return r.containers.map((c) => c.container.id);
 }
 
@@ -144,7 +154,9 @@ describe('CRI pod sandbox and container lifecycle', () => {
   });
 
   it('creates and starts a container that logs in CRI format', async () => {
-    ctr = await createCtr(pod, 'web', 'app');
+    ctr = await createCtr(pod, 'web', 'app', {
+      envs: [{ key: 'GREETING', value: Buffer.from('hello world') }],
+    });
     expect((await ctrStatus(ctr)).state).toBe('CONTAINER_CREATED');
     await rpc('StartContainer', { container_id: ctr });
     const st = await ctrStatus(ctr);
@@ -169,8 +181,8 @@ describe('CRI pod sandbox and container lifecycle', () => {
   });
 
   it('ExecSync answers output and exit code, inside the pod', async () => {
-    const r = await exec(ctr, ['sh', '-c', 'echo out; echo err >&2; exit 3']);
-    expect(Buffer.from(r.stdout).toString()).toBe('out\n');
+    const r = await exec(ctr, ['sh', '-c', 'echo $GREETING; echo err >&2; exit 3']);
+    expect(Buffer.from(r.stdout).toString()).toBe('hello world\n');
     expect(Buffer.from(r.stderr).toString()).toBe('err\n');
     expect(r.exit_code).toBe(3);
     expect(Buffer.from((await exec(ctr, ['hostname'])).stdout).toString()).toBe('web\n');
@@ -219,5 +231,138 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(runcIds(s.stateRoot)).toEqual([]);
     const netns = join(s.runRoot, 'netns');
     expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
+  });
+});
+
+describe('CRI namespaces of pods and containers', () => {
+  const ns = async (id: string, type: string) =>
+    Buffer.from((await exec(id, ['readlink', `/proc/self/ns/${type}`])).stdout)
+      .toString()
+      .trim();
+  const hostNs = (type: string) => readlinkSync(`/proc/self/ns/${type}`);
+
+  it('shares the pod PID namespace when the pod asks POD: the pause process is PID 1', async () => {
+    const ctrNs = { network: 'POD', pid: 'POD', ipc: 'POD' };
+    const pod = await runPod('shared', {
+      linux: { security_context: { namespace_options: ctrNs } },
+    });
+    const c = await createCtr(pod, 'shared', 'a', {
+      linux: { security_context: { namespace_options: ctrNs } },
+    });
+    await rpc('StartContainer', { container_id: c });
+    const cmdline = Buffer.from((await exec(c, ['cat', '/proc/1/cmdline'])).stdout).toString();
+    expect(cmdline.split('\0').filter(Boolean)).toEqual(['/pause', '-P']);
+    const other = await createCtr(pod, 'shared', 'b', {
+      linux: { security_context: { namespace_options: ctrNs } },
+    });
+    await rpc('StartContainer', { container_id: other });
+    for (const t of ['pid', 'ipc', 'uts', 'net']) expect(await ns(c, t), t).toBe(await ns(other, t));
+    expect(await ns(c, 'net')).not.toBe(hostNs('net'));
+    // Not PID 1 here, so SIGTERM's default action ends it: 143, before the timeout.
+    await rpc('StopContainer', { container_id: c, timeout: 30 });
+    expect(await ctrStatus(c)).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 143, reason: 'Error' });
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  it('runs a host-network pod in the node network with the node host name', async () => {
+    const host = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' };
+    const pod = await runPod('hostnet', {
+      hostname: '',
+      dns_config: null,
+      linux: { security_context: { namespace_options: host } },
+    });
+    const c = await createCtr(pod, 'hostnet', 'a', {
+      linux: { security_context: { namespace_options: host } },
+    });
+    await rpc('StartContainer', { container_id: c });
+    expect(await ns(c, 'net')).toBe(hostNs('net'));
+    expect(Buffer.from((await exec(c, ['hostname'])).stdout).toString()).toBe(`${hostname()}\n`);
+    const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
+    expect(st.status.linux).toMatchObject({ namespaces: { options: { ...host, target_id: '' } } });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect((await grpcError(ctrStatus(c))).code).toBe(NOT_FOUND);
+  });
+});
+
+describe('CRI bad input', () => {
+  it('answers NOT_FOUND for unknown pods and containers', async () => {
+    const unknown = 'f'.repeat(64);
+    for (const [method, req] of [
+      ['PodSandboxStatus', { pod_sandbox_id: unknown }],
+      ['StopPodSandbox', { pod_sandbox_id: unknown }],
+      ['ContainerStatus', { container_id: unknown }],
+      ['StartContainer', { container_id: unknown }],
+      ['StopContainer', { container_id: unknown }],
+      ['ExecSync', { container_id: unknown, cmd: ['true'] }],
+    ] as const) {
+      const err = await grpcError(rpc(method, req));
+      expect(err.code, method).toBe(NOT_FOUND);
+      expect(err.details, method).toContain(unknown);
+    }
+    await rpc('RemovePodSandbox', { pod_sandbox_id: unknown });
+    await rpc('RemoveContainer', { container_id: unknown });
+    const err = await grpcError(createCtr(unknown, 'x', 'a'));
+    expect(err.code).toBe(NOT_FOUND);
+    expect(err.details).toBe(`pod sandbox "${unknown}" not found`);
+  });
+
+  it('refuses malformed configs with INVALID_ARGUMENT naming the field, leaving nothing behind', async () => {
+    const pod = await runPod('strict');
+    const before = await berthContainers();
+    const runcBefore = runcIds(s.stateRoot);
+    const cases: [string, Json, string][] = [
+      ['RunPodSandbox', { config: { hostname: 'x' } }, 'config.metadata is required'],
+      ['RunPodSandbox', { config: podConfig('bad', { hostname: 'a\nb' }) }, 'config.hostname'],
+      ['RunPodSandbox', { config: podConfig('bad', { log_directory: 'rel/dir' }) }, 'config.log_directory'],
+      [
+        'CreateContainer',
+        { pod_sandbox_id: pod, config: ctrConfig('a', { log_path: '../../escape.log' }) },
+        'config.log_path',
+      ],
+      [
+        'CreateContainer',
+        { pod_sandbox_id: pod, config: ctrConfig('a', { image: { image: '' } }) },
+        'config.image.image',
+      ],
+      [
+        'CreateContainer',
+        {
+          pod_sandbox_id: pod,
+          config: ctrConfig('a', { mounts: [{ container_path: '/data', host_path: 'rel' }] }),
+        },
+        'config.mounts[0].host_path',
+      ],
+      [
+        'CreateContainer',
+        { pod_sandbox_id: pod, config: ctrConfig('a', { envs: [{ key: 'A=B', value: Buffer.from('1') }] }) },
+        'config.envs[0].key',
+      ],
+      ['ExecSync', { container_id: 'x', cmd: [] }, 'cmd is required'],
+    ];
+    for (const [method, req, field] of cases) {
+      const err = await grpcError(rpc(method, req));
+      expect(err.code, `${field}: ${err.details}`).toBe(INVALID_ARGUMENT);
+      expect(err.details, field).toContain(field);
+    }
+    const missing = await grpcError(
+      rpc('CreateContainer', { pod_sandbox_id: pod, config: ctrConfig('a', { image: { image: 'nope:1' } }) }),
+    );
+    expect(missing.code).toBe(NOT_FOUND);
+    expect(missing.details).toContain('"nope:1"');
+    expect(await berthContainers()).toEqual(before);
+    expect(runcIds(s.stateRoot)).toEqual(runcBefore);
+    expect((await rpc<{ items: Json[] }>('ListPodSandbox', {})).items.map((i) => i.id)).toEqual([pod]);
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  it('refuses a second pod with the same metadata with ALREADY_EXISTS and frees its network', async () => {
+    const pod = await runPod('twice');
+    const err = await grpcError(runPod('twice'));
+    expect(err.code).toBe(ALREADY_EXISTS);
+    expect(err.details).toContain('default/twice');
+    expect(readdirSync(join(s.runRoot, 'netns'))).toHaveLength(1);
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect(readdirSync(join(s.runRoot, 'netns'))).toEqual([]);
   });
 });

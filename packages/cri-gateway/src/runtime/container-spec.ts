@@ -120,7 +120,13 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
     const m = message(kv, `config.envs[${i}]`) ?? {};
     const key = required(m.key, `config.envs[${i}].key`);
     if (key.includes('=')) throw invalid(`config.envs[${i}].key`, `must not contain "=": "${key}"`);
-    return `${key}=${typeof m.value === 'string' ? m.value : ''}`;
+    // KeyValue.value is `bytes` in this proto (wire-identical to a string): grpc-js gives a Buffer.
+    const value = Buffer.isBuffer(m.value)
+      ? m.value.toString('utf8')
+      : typeof m.value === 'string'
+        ? m.value
+        : '';
+    return `${key}=${value}`;
   });
   if (Array.isArray(config.devices) && config.devices.length) throw unimplemented('config.devices');
   const logRel = relPath(config.log_path, 'config.log_path');
@@ -131,11 +137,13 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
   if (stringList(caps.add_ambient_capabilities, `${scField}.capabilities.add_ambient_capabilities`).length) {
     throw unimplemented(`${scField}.capabilities.add_ambient_capabilities`);
   }
-  const gids = (Array.isArray(sc.supplemental_groups) ? sc.supplemental_groups : []).map((g: unknown, i: number) => {
-    const n = int(g, `${scField}.supplemental_groups[${i}]`);
-    if (n < 0) throw invalid(`${scField}.supplemental_groups[${i}]`, `must not be negative: ${n}`);
-    return n;
-  });
+  const gids = (Array.isArray(sc.supplemental_groups) ? sc.supplemental_groups : []).map(
+    (g: unknown, i: number) => {
+      const n = int(g, `${scField}.supplemental_groups[${i}]`);
+      if (n < 0) throw invalid(`${scField}.supplemental_groups[${i}]`, `must not be negative: ${n}`);
+      return n;
+    },
+  );
   const user = parseUser(sc, scField);
   const stop = typeof config.stop_signal === 'string' ? config.stop_signal : 'RUNTIME_DEFAULT';
   const { resources, oomScoreAdj } = parseResources(linux.resources, 'config.linux.resources');
@@ -203,7 +211,10 @@ export function containerRequest(
   else if (c.namespaceOptions.pid === NsMode.POD) pid = podNs.pid === NsMode.NODE ? 'host' : ns('pid');
   else if (c.namespaceOptions.pid === NsMode.TARGET) {
     if (!sb.targetPid) {
-      throw invalid('config.linux.security_context.namespace_options.target_id', 'names no running container');
+      throw invalid(
+        'config.linux.security_context.namespace_options.target_id',
+        'names no running container',
+      );
     }
     pid = `/proc/${sb.targetPid}/ns/pid`;
   } else pid = 'private';

@@ -55,13 +55,19 @@ export class ContainerRuntime {
     const cfg = parseContainerConfig(rawConfig, sb.meta.logDirectory);
     const sid = sb.info.container.id;
     if (sb.info.status !== 'running' || !sb.info.task?.pid) {
-      throw new BerthError(Code.FAILED_PRECONDITION, `pod sandbox ${sid} is not ready: cannot create containers in it`);
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `pod sandbox ${sid} is not ready: cannot create containers in it`,
+      );
     }
     let targetPid: number | undefined;
     if (cfg.namespaceOptions.pid === NsMode.TARGET) {
       const target = await this.get(cfg.namespaceOptions.target_id);
       if (target.status !== 'running' || !target.task?.pid) {
-        throw new BerthError(Code.FAILED_PRECONDITION, `target container ${target.container.id} is not running`);
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `target container ${target.container.id} is not running`,
+        );
       }
       targetPid = target.task.pid;
     }

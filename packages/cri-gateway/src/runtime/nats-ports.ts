@@ -57,7 +57,13 @@ export function natsShimPort(nc: NatsConnection, node: string): ShimPort {
   const opts = (op: keyof typeof ShimOps) => ({ node, namespace: CRI_NAMESPACE, timeoutMs: ShimOps[op] });
   return {
     execOutput: (id, execId) =>
-      call<ShimExecOutput>(nc, Service.shim, 'exec-output', { namespace: CRI_NAMESPACE, id, execId }, opts('exec-output')),
+      call<ShimExecOutput>(
+        nc,
+        Service.shim,
+        'exec-output',
+        { namespace: CRI_NAMESPACE, id, execId },
+        opts('exec-output'),
+      ),
     reopenLog: async (id) => {
       await call(nc, Service.shim, 'reopen-log', { namespace: CRI_NAMESPACE, id }, opts('reopen-log'));
     },

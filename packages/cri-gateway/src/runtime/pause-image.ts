@@ -18,7 +18,13 @@ export const DEFAULT_SANDBOX_IMAGE = 'registry.k8s.io/pause:3.10';
 /** Debian's static catatonit (`apt-get install catatonit`): `-P` makes it a pause process. */
 export const DEFAULT_PAUSE_BINARY = '/usr/bin/catatonit';
 
-const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x' };
+const GOARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+};
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -84,7 +84,11 @@ export class PodRuntime {
     };
     let id: string;
     try {
-      const req = sandboxRequest(pod, { image: image.name, meta, ...(net ? { netnsPath: net.netnsPath } : {}) });
+      const req = sandboxRequest(pod, {
+        image: image.name,
+        meta,
+        ...(net ? { netnsPath: net.netnsPath } : {}),
+      });
       id = (await this.d.tasks.createContainer(req)).id;
     } catch (err) {
       await teardown();
@@ -130,7 +134,8 @@ export class PodRuntime {
       throw err;
     }
     const sid = sb.info.container.id;
-    for (const c of await this.containersOf(sid)) await ignoreGone(this.d.tasks.deleteContainer(c.container.id, true));
+    for (const c of await this.containersOf(sid))
+      await ignoreGone(this.d.tasks.deleteContainer(c.container.id, true));
     await ignoreGone(this.d.tasks.deleteContainer(sid, true));
     if (sb.meta.netKey) await this.d.network.teardown(sb.meta.netKey);
   }
@@ -157,7 +162,10 @@ export class PodRuntime {
 
   /** The application containers of a pod. */
   containersOf(sandboxId: string): Promise<ContainerInfo[]> {
-    return this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.container, [CriLabel.sandboxId]: sandboxId });
+    return this.d.tasks.listContainers({
+      [CriLabel.kind]: CriKind.container,
+      [CriLabel.sandboxId]: sandboxId,
+    });
   }
 
   /** Directory of the pause container's hosts, resolv.conf and hostname on this node. */

@@ -1,14 +1,16 @@
 import { type CreateContainerRequest, Hostname } from '@berth/api';
-import {
-  CriKind,
-  CriLabel,
-  type NamespaceOptions,
-  NsMode,
-  type SandboxMeta,
-  sandboxName,
-} from './meta.js';
+import { CriKind, CriLabel, type NamespaceOptions, NsMode, type SandboxMeta, sandboxName } from './meta.js';
 import type { PortMapping } from './ports.js';
-import { absPath, int, invalid, message, namespaceOptions, required, stringList, stringMap } from './validate.js';
+import {
+  absPath,
+  int,
+  invalid,
+  message,
+  namespaceOptions,
+  required,
+  stringList,
+  stringMap,
+} from './validate.js';
 
 /** A PodSandboxConfig, checked: what RunPodSandbox needs before it touches anything. */
 export interface PodConfig {
@@ -55,7 +57,8 @@ export function parsePodConfig(raw: unknown): PodConfig {
   const portMappings = ports.map((p: unknown, i: number): PortMapping => {
     const m = message(p, `config.port_mappings[${i}]`) ?? {};
     const protocol = typeof m.protocol === 'string' ? m.protocol : 'TCP';
-    if (!PROTOCOLS.has(protocol)) throw invalid(`config.port_mappings[${i}].protocol`, `is unknown: ${protocol}`);
+    if (!PROTOCOLS.has(protocol))
+      throw invalid(`config.port_mappings[${i}].protocol`, `is unknown: ${protocol}`);
     const port = (v: unknown, f: string) => {
       const n = int(v, `config.port_mappings[${i}].${f}`);
       if (n < 0 || n > 65535) throw invalid(`config.port_mappings[${i}].${f}`, `is not a port: ${n}`);
@@ -70,7 +73,10 @@ export function parsePodConfig(raw: unknown): PodConfig {
   });
   const linux = message(config.linux, 'config.linux') ?? {};
   const sc = message(linux.security_context, 'config.linux.security_context') ?? {};
-  const namespaces = namespaceOptions(sc.namespace_options, 'config.linux.security_context.namespace_options');
+  const namespaces = namespaceOptions(
+    sc.namespace_options,
+    'config.linux.security_context.namespace_options',
+  );
   if (namespaces.network === NsMode.TARGET || namespaces.network === NsMode.CONTAINER) {
     throw invalid('config.linux.security_context.namespace_options.network', 'must be POD or NODE');
   }

@@ -43,7 +43,10 @@ export async function stopTask(
     const e = toBerthError(err);
     if (e.code === Code.FAILED_PRECONDITION || e.code === Code.NOT_FOUND) return;
     if (e.code === Code.DEADLINE_EXCEEDED) {
-      throw new BerthError(Code.DEADLINE_EXCEEDED, `container ${id} did not stop within ${KILL_WAIT_MS}ms of SIGKILL`);
+      throw new BerthError(
+        Code.DEADLINE_EXCEEDED,
+        `container ${id} did not stop within ${KILL_WAIT_MS}ms of SIGKILL`,
+      );
     }
     throw e;
   }

@@ -1,5 +1,5 @@
 import { BerthError, Code } from '@berth/api';
-import { NsMode, type NamespaceOptions } from './meta.js';
+import { type NamespaceOptions, NsMode } from './meta.js';
 
 /** INVALID_ARGUMENT naming the field. */
 export function invalid(field: string, why: string): BerthError {
@@ -21,7 +21,8 @@ export function stringMap(v: unknown, field: string): Record<string, string> {
 /** A list of strings from the proto, checked. */
 export function stringList(v: unknown, field: string): string[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw invalid(field, 'must be a list of strings');
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string'))
+    throw invalid(field, 'must be a list of strings');
   return v as string[];
 }
 
@@ -49,7 +50,8 @@ export function required(v: unknown, field: string): string {
 /** An absolute path without `..` components, or "" when unset. */
 export function absPath(v: unknown, field: string): string {
   if (v === undefined || v === null || v === '') return '';
-  if (typeof v !== 'string' || !v.startsWith('/')) throw invalid(field, `must be an absolute path, got "${String(v)}"`);
+  if (typeof v !== 'string' || !v.startsWith('/'))
+    throw invalid(field, `must be an absolute path, got "${String(v)}"`);
   if (v.split('/').includes('..') || v.includes('\0')) throw invalid(field, `must not contain "..": "${v}"`);
   return v;
 }

@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ImportImageReply, Service } from '@berth/api';
 import { call, connectNats, createLogger } from '@berth/kit';
-import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing';
+import { startNats, startRedis, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { type Gateway, startGateway } from '../gateway.js';
 import { CRI_NAMESPACE } from '../images/ports.js';
@@ -36,8 +36,14 @@ export interface RuntimeStack {
 }
 
 /** Starts the stack; the gateway builds its pause image from `pauseBinary` on first use. */
-export async function startRuntimeStack(opts: { sandboxImage: string; pauseBinary?: string }): Promise<RuntimeStack> {
-  const [nats, redis]: TestServer[] = await Promise.all([startNats({ jetstream: false }), startRedis({ appendonly: false })]);
+export async function startRuntimeStack(opts: {
+  sandboxImage: string;
+  pauseBinary?: string;
+}): Promise<RuntimeStack> {
+  const [nats, redis] = await Promise.all([
+    startNats({ jetstream: false }),
+    startRedis({ appendonly: false }),
+  ]);
   const root = await tempDir('cri-runtime');
   const stateRoot = join(root, 'state');
   const runRoot = join(root, 'run');
@@ -129,11 +135,17 @@ export async function startRuntimeStack(opts: { sandboxImage: string; pauseBinar
     async importBusybox(name) {
       const tar = join(root, 'busybox.tar');
       execFileSync('bash', [join(REPO, 'scripts', 'busybox-image.sh'), tar, name]);
-      await call<ImportImageReply>(nc, Service.image, 'import', { path: tar, name }, {
-        node,
-        namespace: CRI_NAMESPACE,
-        timeoutMs: 120_000,
-      });
+      await call<ImportImageReply>(
+        nc,
+        Service.image,
+        'import',
+        { path: tar, name },
+        {
+          node,
+          namespace: CRI_NAMESPACE,
+          timeoutMs: 120_000,
+        },
+      );
     },
     output: () => out,
     stop,
@@ -146,7 +158,10 @@ function sweep(stateRoot: string, root: string): void {
   for (const ns of existsSync(base) ? readdirSync(base) : []) {
     let list: { id: string }[] = [];
     try {
-      list = JSON.parse(execFileSync('runc', ['--root', join(base, ns), 'list', '-f', 'json']).toString() || '[]') ?? [];
+      list =
+        JSON.parse(
+          execFileSync('runc', ['--root', join(base, ns), 'list', '-f', 'json']).toString() || '[]',
+        ) ?? [];
     } catch {
       continue;
     }
