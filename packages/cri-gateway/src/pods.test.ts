@@ -189,6 +189,10 @@ describe('CRI pod sandbox and container lifecycle', () => {
     const resolv = Buffer.from((await exec(ctr, ['cat', '/etc/resolv.conf'])).stdout).toString();
     expect(resolv).toContain('nameserver 10.0.0.10');
     expect(resolv).toContain('search svc.cluster.local');
+    // Past NATS's 1 MB max_payload: the gateway reads the exec's log on its node.
+    const big = await exec(ctr, ['sh', '-c', 'head -c 3000000 /dev/zero | tr "\\0" a; echo']);
+    expect(big.exit_code).toBe(0);
+    expect(Buffer.from(big.stdout).toString()).toBe(`${'a'.repeat(3_000_000)}\n`);
     const err = await grpcError(exec(ctr, ['sleep', '30'], 1));
     expect(err.code).toBe(DEADLINE_EXCEEDED);
   });

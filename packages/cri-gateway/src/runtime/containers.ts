@@ -10,6 +10,12 @@ import type { ShimPort } from './ports.js';
 import { ignoreGone, stopTask } from './stop.js';
 import { stringList, stringMap } from './validate.js';
 
+/**
+ * Most output ExecSync returns (both streams): what fits the gRPC reply of at most 16 MiB, as
+ * containerd caps it; the rest is dropped.
+ */
+export const EXEC_SYNC_MAX_OUTPUT = 16 * 1024 * 1024 - 64 * 1024;
+
 /** How long a timed-out exec may take to die of SIGKILL. */
 const EXEC_KILL_WAIT_MS = 10_000;
 
@@ -181,7 +187,7 @@ export class ContainerRuntime {
       throw new BerthError(Code.FAILED_PRECONDITION, `container ${cid} is ${info.status}, not running`);
     }
     const execId = `sync-${randomBytes(8).toString('hex')}`;
-    await this.d.tasks.exec({ id: cid, execId, args: cmd });
+    const proc = await this.d.tasks.exec({ id: cid, execId, args: cmd });
     try {
       await this.d.tasks.start(cid, execId);
       const timeoutMs = timeoutSeconds > 0 ? timeoutSeconds * 1000 : undefined;
@@ -197,7 +203,8 @@ export class ContainerRuntime {
           `command ${JSON.stringify(cmd)} in container ${cid} timed out after ${timeoutSeconds}s`,
         );
       }
-      const out = await this.d.shim.execOutput(cid, execId);
+      if (!proc.logPath) throw new BerthError(Code.INTERNAL, `exec ${execId} in container ${cid} has no log`);
+      const out = await this.d.shim.readLog(proc.logPath, EXEC_SYNC_MAX_OUTPUT);
       return { stdout: Buffer.from(out.stdout), stderr: Buffer.from(out.stderr), exit_code: exitCode };
     } finally {
       await ignoreGone(this.d.tasks.deleteTask(cid, execId)).catch(() => undefined);

@@ -9,13 +9,13 @@ import {
   type ListContainersReply,
   type ProcessState,
   Service,
-  type ShimExecOutput,
   ShimOps,
   type Task,
   TaskOps,
   type UpdateContainerRequest,
 } from '@berth/api';
 import { call } from '@berth/kit';
+import { readCriStreams } from '@berth/shim';
 import type { NatsConnection } from 'nats';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { ImageImporter, ShimPort, TaskPort } from './ports.js';
@@ -56,14 +56,9 @@ export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
 export function natsShimPort(nc: NatsConnection, node: string): ShimPort {
   const opts = (op: keyof typeof ShimOps) => ({ node, namespace: CRI_NAMESPACE, timeoutMs: ShimOps[op] });
   return {
-    execOutput: (id, execId) =>
-      call<ShimExecOutput>(
-        nc,
-        Service.shim,
-        'exec-output',
-        { namespace: CRI_NAMESPACE, id, execId },
-        opts('exec-output'),
-      ),
+    // The exec log is on this node (the gateway serves its own node's kubelet): reading it here
+    // avoids NATS's max_payload (1 MB), which the shim's exec-output reply could not exceed.
+    readLog: (logPath, maxBytes) => readCriStreams(logPath, maxBytes),
     reopenLog: async (id) => {
       await call(nc, Service.shim, 'reopen-log', { namespace: CRI_NAMESPACE, id }, opts('reopen-log'));
     },

@@ -38,8 +38,11 @@ export interface TaskPort {
 
 /** What the RuntimeService asks this node's shim directly (host-local facts of a task). */
 export interface ShimPort {
-  /** What an exec process wrote (capped by the shim), from its CRI log. */
-  execOutput(id: string, execId: string): Promise<ShimExecOutput>;
+  /**
+   * What a process wrote, read back from its CRI log at `logPath` (a path on this node, as the
+   * task-service reports it), at most `maxBytes` of content.
+   */
+  readLog(logPath: string, maxBytes: number): Promise<ShimExecOutput>;
   /** Makes the task's monitor reopen its log file (after the kubelet rotated it). */
   reopenLog(id: string): Promise<void>;
 }
