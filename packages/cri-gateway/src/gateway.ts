@@ -71,6 +71,7 @@ export async function startGateway(opts: {
       probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
       log,
       images,
+      pinned: new Set([runtime.sandboxImage.name]),
       pods,
       containers,
       snapshots: natsSnapshotPort(opts.nc, opts.node),

@@ -128,6 +128,7 @@ describe('CRI pod sandbox and container lifecycle', () => {
       { image: { image: SANDBOX_IMAGE } },
     );
     expect(image.image?.id).toMatch(/^sha256:/);
+    expect(image.image?.pinned).toBe(true);
     const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
     expect(st.status).toMatchObject({
       id: pod,

@@ -79,6 +79,23 @@ describe('CRI image mapping', () => {
     ]);
   });
 
+  it('pins an image any of whose names is pinned (the sandbox image)', () => {
+    const pause = `sha256:${hex('3')}`;
+    const other = `sha256:${hex('4')}`;
+    const images = toCriImages(
+      [
+        record('registry.k8s.io/pause:3.10', pause, `sha256:${hex('c')}`),
+        record('h/pause:copy', pause, `sha256:${hex('c')}`),
+        record('h/app:v1', other, `sha256:${hex('d')}`),
+      ],
+      new Set(['registry.k8s.io/pause:3.10']),
+    );
+    expect(images.map((i) => [i.id, i.pinned])).toEqual([
+      [pause, true],
+      [other, false],
+    ]);
+  });
+
   it('normalizes repositories as docker does', () => {
     expect(normalizeRepo('busybox')).toBe('docker.io/library/busybox');
     expect(normalizeRepo('user/app')).toBe('docker.io/user/app');
