@@ -12,6 +12,7 @@ import { LoopbackNetwork } from './runtime/netns.js';
 import { SandboxImage } from './runtime/pause-image.js';
 import { PodRuntime } from './runtime/pods.js';
 import type { PodNetwork } from './runtime/ports.js';
+import { StatsRuntime } from './runtime/stats.js';
 import type { InfoProbe } from './runtime/status.js';
 
 /** How long Status waits for a service's `info`: well inside the kubelet's own deadline. */
@@ -66,6 +67,12 @@ export async function startGateway(opts: {
   };
   const pods = new PodRuntime(runtime);
   const containers = new ContainerRuntime(runtime, pods);
+  const snapshots = natsSnapshotPort(opts.nc, opts.node);
+  const stats = new StatsRuntime(
+    { tasks: runtime.tasks, snapshots, snapshotsDir: opts.snapshotsDir },
+    pods,
+    containers,
+  );
   const server = createCriServer({
     deps: {
       probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
@@ -74,7 +81,8 @@ export async function startGateway(opts: {
       pinned: new Set([runtime.sandboxImage.name]),
       pods,
       containers,
-      snapshots: natsSnapshotPort(opts.nc, opts.node),
+      stats,
+      snapshots,
       snapshotsDir: opts.snapshotsDir,
     },
     handlers: implemented,

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, renameSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -287,6 +287,128 @@ describe('CRI namespaces of pods and containers', () => {
     expect(st.status.linux).toMatchObject({ namespaces: { options: { ...host, target_id: '' } } });
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
     expect((await grpcError(ctrStatus(c))).code).toBe(NOT_FOUND);
+  });
+});
+
+describe('CRI container settings, updates, log reopening and stats', () => {
+  let pod: string;
+  const parent = `/berth-cri-test-${process.pid}`;
+
+  beforeAll(async () => {
+    pod = await runPod('opts', {
+      linux: {
+        cgroup_parent: parent,
+        sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
+        security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } },
+      },
+    });
+  });
+
+  afterAll(async () => {
+    if (pod) await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  /** The host pid of a container's task (from the verbose status: berth's record). */
+  const pidOf = async (id: string) => {
+    const r = await rpc<{ info: { info: string } }>('ContainerStatus', { container_id: id, verbose: true });
+    return (JSON.parse(r.info.info) as { task: { pid: number } }).task.pid;
+  };
+  /** The cgroup path of a process, in the memory hierarchy (cgroup v1) or the unified one (v2). */
+  const cgroupOf = (pid: number) => {
+    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+    const v1 = lines.map((l) => /^\d+:memory:(.*)$/.exec(l)?.[1]).find((x) => x !== undefined);
+    const v2 = lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '';
+    return v1 !== undefined
+      ? { path: v1, memoryLimit: join('/sys/fs/cgroup/memory', v1, 'memory.limit_in_bytes') }
+      : { path: v2, memoryLimit: join('/sys/fs/cgroup', v2, 'memory.max') };
+  };
+
+  it('applies user, groups, read-only rootfs, sysctls and the cgroup parent', async () => {
+    const c = await createCtr(pod, 'opts', 'user', {
+      linux: {
+        security_context: {
+          run_as_user: { value: 1000 },
+          run_as_group: { value: 2000 },
+          supplemental_groups: [3000],
+          readonly_rootfs: true,
+          namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' },
+        },
+      },
+    });
+    await rpc('StartContainer', { container_id: c });
+    const id = Buffer.from((await exec(c, ['id'])).stdout).toString();
+    expect(id).toMatch(/^uid=1000 gid=2000 groups=.*3000/);
+    expect((await exec(c, ['touch', '/x'])).exit_code).not.toBe(0);
+    const sysctl = await exec(c, ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start']);
+    expect(Buffer.from(sysctl.stdout).toString()).toBe('0\n');
+    expect(cgroupOf(await pidOf(c)).path.startsWith(`${parent}/k8s-ctr-`)).toBe(true);
+  });
+
+  it("updates a running container's memory limit in its cgroup", async () => {
+    const c = await createCtr(pod, 'opts', 'limits');
+    await rpc('StartContainer', { container_id: c });
+    await rpc('UpdateContainerResources', {
+      container_id: c,
+      linux: { memory_limit_in_bytes: String(96 * 1024 * 1024) },
+    });
+    const max = readFileSync(cgroupOf(await pidOf(c)).memoryLimit, 'utf8').trim();
+    expect(max).toBe(String(96 * 1024 * 1024));
+  });
+
+  it('reopens the log after the kubelet rotated it', async () => {
+    const c = await createCtr(pod, 'opts', 'ticker', {
+      command: ['sh', '-c', 'while true; do echo tick; sleep 0.1; done'],
+    });
+    await rpc('StartContainer', { container_id: c });
+    const log = join(logDir, 'opts', 'ticker', '0.log');
+    await until('a first tick', () => existsSync(log) && readFileSync(log, 'utf8').includes('stdout F tick'));
+    renameSync(log, `${log}.1`);
+    await rpc('ReopenContainerLog', { container_id: c });
+    await until(
+      'a tick in the new log',
+      () => existsSync(log) && readFileSync(log, 'utf8').includes('stdout F tick'),
+    );
+  });
+
+  it('reports container and pod stats', async () => {
+    const ctrs = (
+      await rpc<{ containers: { id: string; metadata: { name: string } }[] }>('ListContainers', {
+        filter: { pod_sandbox_id: pod, state: { state: 'CONTAINER_RUNNING' } },
+      })
+    ).containers;
+    const ticker = ctrs.find((x) => x.metadata.name === 'ticker')?.id ?? '';
+    type Stats = {
+      attributes: { id: string };
+      cpu: { usage_core_nano_seconds: { value: string }; usage_nano_cores: { value: string } | null };
+      memory: { working_set_bytes: { value: string } };
+      writable_layer: { fs_id: { mountpoint: string }; used_bytes: { value: string } } | null;
+    };
+    const first = (await rpc<{ stats: Stats }>('ContainerStats', { container_id: ticker })).stats;
+    expect(first.attributes.id).toBe(ticker);
+    expect(BigInt(first.cpu.usage_core_nano_seconds.value)).toBeGreaterThan(0n);
+    expect(BigInt(first.memory.working_set_bytes.value)).toBeGreaterThan(0n);
+    expect(first.writable_layer?.fs_id.mountpoint).toBe(join(s.stateRoot, 'snapshots'));
+    const second = await until('a second cpu sample', async () => {
+      const st = (await rpc<{ stats: Stats }>('ContainerStats', { container_id: ticker })).stats;
+      return st.cpu.usage_nano_cores ? st : undefined;
+    });
+    expect(BigInt(second.cpu.usage_nano_cores?.value ?? '0')).toBeGreaterThanOrEqual(0n);
+    const listed = (await rpc<{ stats: Stats[] }>('ListContainerStats', { filter: { pod_sandbox_id: pod } }))
+      .stats;
+    expect(listed.map((x) => x.attributes.id).sort()).toEqual(ctrs.map((x) => x.id).sort());
+    const podStats = (
+      await rpc<{
+        stats: {
+          attributes: { id: string };
+          linux: { process: { process_count: { value: string } }; containers: Stats[] };
+        };
+      }>('PodSandboxStats', { pod_sandbox_id: pod })
+    ).stats;
+    expect(podStats.attributes.id).toBe(pod);
+    expect(podStats.linux.containers).toHaveLength(ctrs.length);
+    expect(Number(podStats.linux.process.process_count.value)).toBeGreaterThan(ctrs.length);
+    const pods = (await rpc<{ stats: { attributes: { id: string } }[] }>('ListPodSandboxStats', {})).stats;
+    expect(pods.map((x) => x.attributes.id)).toEqual([pod]);
   });
 });
 

@@ -1,3 +1,4 @@
+import { containerStats, listContainerStats } from './container-stats.js';
 import { containerStatus } from './container-status.js';
 import { createContainer } from './create-container.js';
 import { execSync } from './exec-sync.js';
@@ -6,6 +7,7 @@ import { imageStatus } from './image-status.js';
 import { listContainers } from './list-containers.js';
 import { listImages, streamImages } from './list-images.js';
 import { listPodSandbox } from './list-pod-sandbox.js';
+import { listPodSandboxStats, podSandboxStats } from './pod-sandbox-stats.js';
 import { podSandboxStatus } from './pod-sandbox-status.js';
 import { pullImage } from './pull-image.js';
 import { removeContainer } from './remove-container.js';
@@ -46,6 +48,10 @@ export const implemented: Readonly<Record<string, UnaryHandler>> = {
   'RuntimeService/ExecSync': execSync,
   'RuntimeService/UpdateContainerResources': updateContainerResources,
   'RuntimeService/ReopenContainerLog': reopenContainerLog,
+  'RuntimeService/ContainerStats': containerStats,
+  'RuntimeService/ListContainerStats': listContainerStats,
+  'RuntimeService/PodSandboxStats': podSandboxStats,
+  'RuntimeService/ListPodSandboxStats': listPodSandboxStats,
   'ImageService/ListImages': listImages,
   'ImageService/ImageStatus': imageStatus,
   'ImageService/PullImage': pullImage,

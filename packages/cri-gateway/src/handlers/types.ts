@@ -2,6 +2,7 @@ import type { Logger } from '@berth/kit';
 import type { ImageOpsDeps } from '../images/image-ops.js';
 import type { ContainerRuntime } from '../runtime/containers.js';
 import type { PodRuntime } from '../runtime/pods.js';
+import type { StatsRuntime } from '../runtime/stats.js';
 import type { InfoProbe } from '../runtime/status.js';
 
 /** What every CRI handler may use: the domain's dependencies, never the gRPC call itself. */
@@ -10,6 +11,7 @@ export interface HandlerDeps extends ImageOpsDeps {
   log: Logger;
   pods: PodRuntime;
   containers: ContainerRuntime;
+  stats: StatsRuntime;
 }
 
 /** A unary CRI handler: a request message in, a response message out (proto field names). */

@@ -215,7 +215,10 @@ export class ContainerRuntime {
   async updateResources(id: string, linux: unknown): Promise<void> {
     const info = await this.get(id);
     const { resources } = parseResources(linux, 'linux');
-    await this.d.tasks.updateContainer({ id: info.container.id, resources });
+    const id2 = info.container.id;
+    // A live task takes the limits now (the task-service also keeps them in the spec).
+    if (info.status === 'running' || info.status === 'paused') await this.d.tasks.updateTask(id2, resources);
+    else await this.d.tasks.updateContainer({ id: id2, resources });
   }
 
   /** ReopenContainerLog: the container's monitor reopens its log (the kubelet rotated it). */

@@ -31,6 +31,9 @@ export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
     listContainers: async (labels) =>
       (await c<ListContainersReply>('list-containers', { labels })).containers,
     updateContainer: (req: UpdateContainerRequest) => c<Container>('update-container', req),
+    updateTask: async (id, resources) => {
+      await c('update', { id, resources });
+    },
     deleteContainer: async (id, force) => {
       await c('delete-container', { id, force });
     },

@@ -7,6 +7,7 @@ import type {
   ImportImageReply,
   KillRequest,
   ProcessState,
+  Resources,
   ShimExecOutput,
   Task,
   UpdateContainerRequest,
@@ -23,6 +24,8 @@ export interface TaskPort {
   /** Containers whose labels match every entry ("" only has to exist). */
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
   updateContainer(req: UpdateContainerRequest): Promise<Container>;
+  /** New limits on a live task (and in its container's spec). */
+  updateTask(id: string, resources: Resources): Promise<void>;
   /** Removes a container; force kills and deletes a live task first. */
   deleteContainer(id: string, force: boolean): Promise<void>;
   createTask(id: string): Promise<Task>;
