@@ -123,9 +123,11 @@ describe('CRI RuntimeService over the unix socket', () => {
       expect(err.code, rpc).toBe(12);
       expect(err.details).toBe(`CRI RuntimeService/${rpc} is not implemented by berth yet`);
     }
-    const streamed = await client.streamStatus(client.runtime, 'GetContainerEvents', {});
+    const streamed = await client.streamStatus(client.runtime, 'StreamPodSandboxMetrics', {});
     expect(streamed.code).toBe(12);
-    expect(streamed.details).toBe('CRI RuntimeService/GetContainerEvents is not implemented by berth yet');
+    expect(streamed.details).toBe(
+      'CRI RuntimeService/StreamPodSandboxMetrics is not implemented by berth yet',
+    );
   });
 
   it('keeps the socket private: 0660, root-owned, in a 0700 directory', async () => {

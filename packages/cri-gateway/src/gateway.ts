@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { InfoReply, Service } from '@berth/api';
-import { call, type Logger } from '@berth/kit';
+import { call, type Logger, subscribeEvents } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { closeServer, listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
@@ -82,6 +82,10 @@ export async function startGateway(opts: {
       pods,
       containers,
       stats,
+      events: (onEvent) => {
+        const sub = subscribeEvents(opts.nc, '>', (env) => onEvent(env));
+        return () => sub.unsubscribe();
+      },
       snapshots,
       snapshotsDir: opts.snapshotsDir,
     },

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type ListContainersReply, Service } from '@berth/api';
 import { call } from '@berth/kit';
-import type { ServiceError } from '@grpc/grpc-js';
+import type { ClientReadableStream, ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CRI_NAMESPACE } from './images/ports.js';
 import { type RuntimeStack, runcIds, startRuntimeStack } from './testdata/runtime-stack.js';
@@ -79,11 +79,11 @@ const exec = (id: string, cmd: string[], timeout = 10) =>
   rpc<{ stdout: Buffer; stderr: Buffer; exit_code: number }>('ExecSync', { container_id: id, cmd, timeout });
 
 /** Polls until `check` returns a truthy value (bounded). */
-async function until<T>(what: string, check: () => T | Promise<T>, ms = 20_000): Promise<T> {
+async function until<T>(what: string, check: () => T | Promise<T>, ms = 20_000): Promise<NonNullable<T>> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await check();
-    if (v) return v;
+    if (v) return v as NonNullable<T>;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -409,6 +409,77 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     expect(Number(podStats.linux.process.process_count.value)).toBeGreaterThan(ctrs.length);
     const pods = (await rpc<{ stats: { attributes: { id: string } }[] }>('ListPodSandboxStats', {})).stats;
     expect(pods.map((x) => x.attributes.id)).toEqual([pod]);
+  });
+});
+
+describe('CRI container events and streamed lists', () => {
+  type Ev = {
+    container_id: string;
+    container_event_type: string;
+    created_at: string;
+    pod_sandbox_status: { id: string } | null;
+    containers_statuses: { id: string; state: string }[];
+  };
+
+  it('streams pod and container events until the client cancels', async () => {
+    const open = (s.client.runtime as unknown as Record<string, (r: unknown) => ClientReadableStream<Ev>>)
+      .GetContainerEvents;
+    const stream = open?.call(s.client.runtime, {});
+    if (!stream) throw new Error('no GetContainerEvents');
+    const got: Ev[] = [];
+    stream.on('data', (e: Ev) => got.push(e));
+    const ended = new Promise<number>((r) => stream.on('status', (st: { code: number }) => r(st.code)));
+    stream.on('error', () => undefined);
+    const pod = await runPod('events');
+    const c = await createCtr(pod, 'events', 'a');
+    await rpc('StartContainer', { container_id: c });
+    await rpc('StopContainer', { container_id: c, timeout: 0 });
+    await rpc('RemoveContainer', { container_id: c });
+    const seq = (id: string) => got.filter((e) => e.container_id === id).map((e) => e.container_event_type);
+    await until('the container deleted event', () => seq(c).includes('CONTAINER_DELETED_EVENT'));
+    expect(seq(c)).toEqual([
+      'CONTAINER_CREATED_EVENT',
+      'CONTAINER_STARTED_EVENT',
+      'CONTAINER_STOPPED_EVENT',
+      'CONTAINER_DELETED_EVENT',
+    ]);
+    expect(seq(pod).slice(0, 2)).toEqual(['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT']);
+    const started = got.find(
+      (e) => e.container_id === c && e.container_event_type === 'CONTAINER_STARTED_EVENT',
+    );
+    expect(started?.pod_sandbox_status?.id).toBe(pod);
+    expect(started?.containers_statuses.map((x) => x.id)).toEqual([c]);
+    expect(BigInt(started?.created_at ?? '0')).toBeGreaterThan(0n);
+    stream.cancel();
+    expect(await ended).toBe(1);
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  it('streams pods and containers as their List RPCs answer them', async () => {
+    const pod = await runPod('streamed');
+    const c = await createCtr(pod, 'streamed', 'a');
+    const pods = await s.client.stream<{ pod_sandboxes: { id: string }[] }>(
+      s.client.runtime,
+      'StreamPodSandboxes',
+      {
+        filter: { id: pod },
+      },
+    );
+    expect(pods.status.code).toBe(0);
+    expect(pods.messages.flatMap((m) => m.pod_sandboxes.map((p) => p.id))).toEqual([pod]);
+    const ctrs = await s.client.stream<{ containers: { id: string }[] }>(
+      s.client.runtime,
+      'StreamContainers',
+      {
+        filter: { pod_sandbox_id: pod },
+      },
+    );
+    expect(ctrs.messages.flatMap((m) => m.containers.map((x) => x.id))).toEqual([c]);
+    const none = await s.client.stream(s.client.runtime, 'StreamContainerStats', {
+      filter: { pod_sandbox_id: pod },
+    });
+    expect(none).toEqual({ messages: [], status: expect.objectContaining({ code: 0 }) });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
   });
 });
 

@@ -2,6 +2,7 @@ import { containerStats, listContainerStats } from './container-stats.js';
 import { containerStatus } from './container-status.js';
 import { createContainer } from './create-container.js';
 import { execSync } from './exec-sync.js';
+import { getContainerEvents } from './get-container-events.js';
 import { imageFsInfo } from './image-fs-info.js';
 import { imageStatus } from './image-status.js';
 import { listContainers } from './list-containers.js';
@@ -20,6 +21,12 @@ import { startContainer } from './start-container.js';
 import { status } from './status.js';
 import { stopContainer } from './stop-container.js';
 import { stopPodSandbox } from './stop-pod-sandbox.js';
+import {
+  streamContainerStats,
+  streamContainers,
+  streamPodSandboxes,
+  streamPodSandboxStats,
+} from './stream-lists.js';
 import type { StreamHandler, UnaryHandler } from './types.js';
 import { updateContainerResources } from './update-container-resources.js';
 import { version } from './version.js';
@@ -62,4 +69,9 @@ export const implemented: Readonly<Record<string, UnaryHandler>> = {
 /** The server-streaming CRI RPCs berth implements. */
 export const implementedStreams: Readonly<Record<string, StreamHandler>> = {
   'ImageService/StreamImages': streamImages,
+  'RuntimeService/GetContainerEvents': getContainerEvents,
+  'RuntimeService/StreamPodSandboxes': streamPodSandboxes,
+  'RuntimeService/StreamContainers': streamContainers,
+  'RuntimeService/StreamContainerStats': streamContainerStats,
+  'RuntimeService/StreamPodSandboxStats': streamPodSandboxStats,
 };
