@@ -95,6 +95,14 @@ export async function startGateway(opts: {
   await listenUnix(server, opts.socket, opts.runRoot);
   let open = true;
   log.info('CRI gRPC server listening');
+  // Pod networks a previous gateway left without a pod; the task-service may not answer yet at
+  // boot, then the next start collects them (they hold no resources beyond a mount).
+  pods.collectNetworks().then(
+    (freed) => {
+      if (freed.length) log.info({ freed }, 'tore down pod networks no pod owns');
+    },
+    (err: unknown) => log.warn({ err }, 'could not collect orphaned pod networks'),
+  );
   return {
     socket: opts.socket,
     listening: () => open,

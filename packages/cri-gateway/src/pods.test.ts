@@ -3,10 +3,13 @@ import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type ListContainersReply, Service } from '@berth/api';
-import { call } from '@berth/kit';
+import { call, createLogger } from '@berth/kit';
 import type { ClientReadableStream, ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CRI_NAMESPACE } from './images/ports.js';
+import { natsTaskPort } from './runtime/nats-ports.js';
+import { LoopbackNetwork } from './runtime/netns.js';
+import { PodRuntime } from './runtime/pods.js';
 import { type RuntimeStack, runcIds, startRuntimeStack } from './testdata/runtime-stack.js';
 
 // CRI pods and containers end to end: a grpc-js client on the gateway's socket, the real
@@ -480,6 +483,29 @@ describe('CRI container events and streamed lists', () => {
     });
     expect(none).toEqual({ messages: [], status: expect.objectContaining({ code: 0 }) });
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+});
+
+describe('CRI pod network leftovers', () => {
+  it('tears down the pod networks no pod owns and keeps the others', async () => {
+    const pod = await runPod('owner');
+    const network = new LoopbackNetwork(join(s.runRoot, 'netns'));
+    await network.setup('0123456789abcdef');
+    const owned = (await network.list()).filter((k) => k !== '0123456789abcdef');
+    expect(owned).toHaveLength(1);
+    const tasks = natsTaskPort(s.nc, s.node);
+    const pods = new PodRuntime({
+      tasks,
+      network,
+      sandboxImage: {} as never,
+      containersDir: join(s.stateRoot, 'containers'),
+      log: createLogger({ service: 'cri-gateway', node: s.node, level: 'silent' }),
+    });
+    expect(await pods.collectNetworks()).toEqual(['0123456789abcdef']);
+    expect(await network.list()).toEqual(owned);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('0123456789abcdef');
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect(await network.list()).toEqual([]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, Code } from '@berth/api';
@@ -51,6 +51,15 @@ export class LoopbackNetwork implements PodNetwork {
       );
     }
     return { netnsPath: path };
+  }
+
+  async list(): Promise<string[]> {
+    try {
+      return (await readdir(this.dir)).filter((k) => KEY.test(k));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
   }
 
   async teardown(podKey: string): Promise<void> {

@@ -40,7 +40,32 @@ export interface Sandbox {
  * remove, status, list. The task-service owns every record; this class keeps no state.
  */
 export class PodRuntime {
+  /** Networks set up by a RunPodSandbox still in progress: no pod names them yet. */
+  private readonly settingUp = new Set<string>();
+
   constructor(private readonly d: RuntimeDeps) {}
+
+  /**
+   * Tears down the pod networks no pod owns: left by a gateway that died between setting one up
+   * and creating its pause container, or between removing a pod and tearing its network down.
+   * Returns the keys it freed.
+   */
+  async collectNetworks(): Promise<string[]> {
+    const keys = await this.d.network.list();
+    if (keys.length === 0) return [];
+    const owned = new Set<string>();
+    for (const i of await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox })) {
+      const k = metaOf<SandboxMeta>(i.container).netKey;
+      if (k) owned.add(k);
+    }
+    const freed: string[] = [];
+    for (const k of keys) {
+      if (owned.has(k) || this.settingUp.has(k)) continue;
+      await this.d.network.teardown(k);
+      freed.push(k);
+    }
+    return freed;
+  }
 
   /** The pod with this id (or unique prefix); NOT_FOUND when absent or not a pod. */
   async get(id: string): Promise<Sandbox> {
@@ -65,6 +90,21 @@ export class PodRuntime {
     const image = await this.d.sandboxImage.ensure();
     const host = pod.namespaceOptions.network === NsMode.NODE;
     const netKey = host ? undefined : randomBytes(8).toString('hex');
+    if (netKey) this.settingUp.add(netKey);
+    try {
+      return await this.runIn(pod, runtimeHandler, image.name, netKey);
+    } finally {
+      if (netKey) this.settingUp.delete(netKey);
+    }
+  }
+
+  private async runIn(
+    pod: ReturnType<typeof parsePodConfig>,
+    runtimeHandler: string,
+    image: string,
+    netKey: string | undefined,
+  ): Promise<string> {
+    const host = netKey === undefined;
     const net = netKey ? await this.d.network.setup(netKey, { portMappings: pod.portMappings }) : undefined;
     const meta: SandboxMeta = {
       metadata: pod.metadata,
@@ -85,7 +125,7 @@ export class PodRuntime {
     let id: string;
     try {
       const req = sandboxRequest(pod, {
-        image: image.name,
+        image,
         meta,
         ...(net ? { netnsPath: net.netnsPath } : {}),
       });

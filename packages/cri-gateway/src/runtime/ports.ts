@@ -67,6 +67,8 @@ export interface PodNetworkResult {
 export interface PodNetwork {
   setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult>;
   teardown(podKey: string): Promise<void>;
+  /** The keys of the pod networks set up on this node (to find those no pod owns any more). */
+  list(): Promise<string[]>;
 }
 
 /** A CRI port mapping, as the network plugin needs it. */
