@@ -218,6 +218,12 @@ describe('ContainerConfig to a container in its pod', () => {
     const group = { ...base, linux: { security_context: { run_as_group: { value: '1' } } } };
     expect(codeOf(() => parseContainerConfig(group, '')).message).toContain('run_as_group');
     expect(codeOf(() => parseResources({ cpuset_cpus: '0-1' }, 'linux')).code).toBe(Code.UNIMPLEMENTED);
+    const userns = (mode: string) => ({
+      ...base,
+      linux: { security_context: { namespace_options: { userns_options: { mode } } } },
+    });
+    expect(codeOf(() => parseContainerConfig(userns('POD'), '')).code).toBe(Code.UNIMPLEMENTED);
+    expect(parseContainerConfig(userns('NODE'), '').namespaceOptions.pid).toBe('POD');
     expect(parseResources({ oom_score_adj: '-997' }, 'linux')).toEqual({ resources: {} });
     expect(parseResources({ oom_score_adj: '500' }, 'linux')).toEqual({ resources: {}, oomScoreAdj: 500 });
   });

@@ -79,6 +79,14 @@ export function namespaceOptions(v: unknown, field: string): NamespaceOptions {
     if (typeof x === 'string' && MODES.has(x)) return x as NsMode;
     throw invalid(`${field}.${f}`, `is not a namespace mode: ${String(x)}`);
   };
+  // A user namespace (mode POD) is not built yet; the kubelet sends mode NODE for ordinary pods.
+  const userns = message(m.userns_options, `${field}.userns_options`);
+  if (userns && (userns.mode === NsMode.POD || userns.mode === 0)) {
+    throw new BerthError(
+      Code.UNIMPLEMENTED,
+      `CRI ${field}.userns_options mode POD (user namespaces) is not implemented by berth yet`,
+    );
+  }
   return {
     network: mode(m.network, 'network'),
     pid: mode(m.pid, 'pid'),
