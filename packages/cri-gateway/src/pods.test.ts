@@ -1,4 +1,6 @@
-import { existsSync, readdirSync, readFileSync, readlinkSync, renameSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -506,6 +508,94 @@ describe('CRI pod network leftovers', () => {
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('0123456789abcdef');
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
     expect(await network.list()).toEqual([]);
+  });
+});
+
+describe('CRI with a gRPC C-core client (Python grpcio)', () => {
+  it('runs a pod and a container as a non-JavaScript client sees it', async () => {
+    // Debian's protoc (3.21) predates the debug_redact field option; it does not change the wire.
+    const proto = readFileSync(join(import.meta.dirname, '..', 'proto', 'api.proto'), 'utf8');
+    writeFileSync(join(s.root, 'api.proto'), proto.replace(/\s*\[debug_redact = true\]/g, ''));
+    const pb = join(s.root, 'cri.pb');
+    execFileSync('protoc', [
+      '--include_imports',
+      `--descriptor_set_out=${pb}`,
+      `-I${s.root}`,
+      join(s.root, 'api.proto'),
+    ]);
+    const calls = [
+      { service: 'RuntimeService', method: 'Version', request: {} },
+      { service: 'RuntimeService', method: 'RunPodSandbox', request: { config: podConfig('py') } },
+      {
+        service: 'RuntimeService',
+        method: 'CreateContainer',
+        request: {
+          pod_sandbox_id: '$1.pod_sandbox_id',
+          config: ctrConfig('a'),
+          sandbox_config: podConfig('py'),
+        },
+      },
+      { service: 'RuntimeService', method: 'StartContainer', request: { container_id: '$2.container_id' } },
+      {
+        service: 'RuntimeService',
+        method: 'ExecSync',
+        request: { container_id: '$2.container_id', cmd: ['sh', '-c', 'echo py; exit 4'], timeout: 10 },
+      },
+      { service: 'RuntimeService', method: 'ContainerStatus', request: { container_id: '$2.container_id' } },
+      {
+        service: 'RuntimeService',
+        method: 'ListPodSandbox',
+        request: { filter: { label_selector: { app: 'py' } } },
+      },
+      {
+        service: 'RuntimeService',
+        method: 'StopPodSandbox',
+        request: { pod_sandbox_id: '$1.pod_sandbox_id' },
+      },
+      {
+        service: 'RuntimeService',
+        method: 'RemovePodSandbox',
+        request: { pod_sandbox_id: '$1.pod_sandbox_id' },
+      },
+      {
+        service: 'RuntimeService',
+        method: 'PodSandboxStatus',
+        request: { pod_sandbox_id: '$1.pod_sandbox_id' },
+      },
+    ];
+    // Asynchronously: the gateway answers from this very process.
+    const py = spawn('/usr/bin/python3', [
+      join(import.meta.dirname, 'testdata', 'cri-py-client.py'),
+      s.gateway.socket,
+      pb,
+    ]);
+    let out = '';
+    let err = '';
+    py.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    py.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    py.stdin.end(JSON.stringify(calls));
+    const [code] = (await once(py, 'exit')) as [number];
+    expect(code, err).toBe(0);
+    type R = { code: number; details: string; response: Record<string, unknown> };
+    const r = JSON.parse(out) as R[];
+    expect(r.slice(0, 9).map((x) => [x.code, x.details])).toEqual(new Array(9).fill([0, '']));
+    expect(r[0]?.response).toMatchObject({ runtime_name: 'berth', runtime_api_version: 'v1' });
+    const pod = r[1]?.response.pod_sandbox_id as string;
+    expect(pod).toMatch(/^[a-f0-9]{64}$/);
+    expect(Buffer.from(r[4]?.response.stdout as string, 'base64').toString()).toBe('py\n');
+    expect(r[4]?.response.exit_code).toBe(4);
+    expect(r[5]?.response.status).toMatchObject({
+      id: r[2]?.response.container_id,
+      state: 'CONTAINER_RUNNING',
+      metadata: { name: 'a' },
+      labels: { ctr: 'a' },
+    });
+    expect((r[6]?.response.items as { id: string }[] | undefined)?.map((i) => i.id)).toEqual([pod]);
+    expect(r[9]).toMatchObject({ code: NOT_FOUND, details: `pod sandbox "${pod}" not found` });
   });
 });
 
