@@ -78,6 +78,14 @@ describe('CRI namespaces of pods and containers', () => {
     });
     await rpc('StartContainer', { container_id: c });
     expect(await ns(c, 'net')).toBe(hostNs('net'));
+    // TARGET: a debug container in the PID namespace of a container that has its own.
+    const target = { ...host, pid: 'TARGET', target_id: c };
+    const dbg = await createCtr(pod, 'hostnet', 'debug', {
+      linux: { security_context: { namespace_options: target } },
+    });
+    await rpc('StartContainer', { container_id: dbg });
+    expect(await ns(dbg, 'pid')).toBe(await ns(c, 'pid'));
+    expect(await ns(c, 'pid')).not.toBe(hostNs('pid'));
     expect(Buffer.from((await exec(c, ['hostname'])).stdout).toString()).toBe(`${hostname()}\n`);
     const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
     expect(st.status.linux).toMatchObject({ namespaces: { options: { ...host, target_id: '' } } });

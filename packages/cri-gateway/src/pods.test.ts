@@ -155,6 +155,9 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect((await ctrStatus(second)).state).toBe('CONTAINER_EXITED');
     const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
     expect(st.status.state).toBe('SANDBOX_NOTREADY');
+    const late = await grpcError(createCtr(pod, 'web', 'late'));
+    expect(late.code).toBe(9); // FAILED_PRECONDITION
+    expect(late.details).toBe(`pod sandbox ${pod} is not ready: cannot create containers in it`);
     await rpc('StopPodSandbox', { pod_sandbox_id: pod });
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
