@@ -159,6 +159,26 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     expect(max).toBe(String(96 * 1024 * 1024));
   });
 
+  it('reports why a container exited: Completed, Error, OOMKilled', async () => {
+    const run = async (name: string, script: string, linux: Json = {}) => {
+      const c = await createCtr(pod, 'opts', name, { command: ['sh', '-c', script], ...linux });
+      await rpc('StartContainer', { container_id: c });
+      return until(`${name} to exit`, async () => {
+        const st = await ctrStatus(c);
+        return st.state === 'CONTAINER_EXITED' ? st : undefined;
+      });
+    };
+    expect(await run('done', 'exit 0')).toMatchObject({ exit_code: 0, reason: 'Completed' });
+    expect(await run('fail', 'exit 3')).toMatchObject({ exit_code: 3, reason: 'Error' });
+    const oom = await run('oom', 'tail /dev/zero', {
+      linux: {
+        resources: { memory_limit_in_bytes: String(16 * 1024 * 1024) },
+        security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } },
+      },
+    });
+    expect(oom).toMatchObject({ exit_code: 137, reason: 'OOMKilled' });
+  });
+
   it('reopens the log after the kubelet rotated it', async () => {
     const c = await createCtr(pod, 'opts', 'ticker', {
       command: ['sh', '-c', 'while true; do echo tick; sleep 0.1; done'],
