@@ -143,6 +143,9 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     const id = Buffer.from((await exec(c, ['id'])).stdout).toString();
     expect(id).toMatch(/^uid=1000 gid=2000 groups=.*3000/);
     expect((await exec(c, ['touch', '/x'])).exit_code).not.toBe(0);
+    expect((await ctrStatus(c)).user).toEqual({
+      linux: { uid: '1000', gid: '2000', supplemental_groups: ['3000'] },
+    });
     const sysctl = await exec(c, ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start']);
     expect(Buffer.from(sysctl.stdout).toString()).toBe('0\n');
     expect(cgroupOf(await pidOf(c)).path.startsWith(`${parent}/k8s-ctr-`)).toBe(true);
@@ -157,6 +160,8 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     });
     const max = readFileSync(cgroupOf(await pidOf(c)).memoryLimit, 'utf8').trim();
     expect(max).toBe(String(96 * 1024 * 1024));
+    const st = (await ctrStatus(c)) as { resources: { linux: { memory_limit_in_bytes: string } } };
+    expect(st.resources.linux.memory_limit_in_bytes).toBe(String(96 * 1024 * 1024));
   });
 
   it('reports why a container exited: Completed, Error, OOMKilled', async () => {

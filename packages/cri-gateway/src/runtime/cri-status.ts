@@ -1,6 +1,9 @@
 import type { ContainerInfo } from '@berth/api';
 import { type ContainerMeta, CriLabel, isoToNs, metaOf, type SandboxMeta } from './meta.js';
 
+/** The CFS period berth writes with a CPU limit (task-service spec defaults). */
+const CPU_PERIOD_US = 100_000;
+
 /** CRI PodSandboxState names. */
 export const PodState = { ready: 'SANDBOX_READY', notReady: 'SANDBOX_NOTREADY' } as const;
 export type PodState = (typeof PodState)[keyof typeof PodState];
@@ -99,5 +102,41 @@ export function toContainerStatus(info: ContainerInfo) {
     annotations: m.annotations,
     mounts: m.mounts,
     log_path: m.logPath,
+    resources: { linux: criResources(info), windows: null },
+    user: criUser(info),
+  };
+}
+
+/** The limits in the container's spec as CRI LinuxContainerResources (what the kubelet resizes). */
+function criResources(info: ContainerInfo) {
+  const r = info.container.config.resources ?? {};
+  const quota = r.cpus !== undefined ? Math.round(r.cpus * CPU_PERIOD_US) : 0;
+  return {
+    cpu_period: String(quota ? CPU_PERIOD_US : 0),
+    cpu_quota: String(quota),
+    cpu_shares: String(r.cpuShares ?? 0),
+    memory_limit_in_bytes: String(r.memoryBytes ?? 0),
+    oom_score_adj: String(info.container.config.oomScoreAdj ?? 0),
+    cpuset_cpus: '',
+    cpuset_mems: '',
+    hugepage_limits: [],
+    unified: {},
+    memory_swap_limit_in_bytes: '0',
+  };
+}
+
+/** The user the container's process runs as (from its spec, after names were resolved). */
+function criUser(info: ContainerInfo) {
+  const u = ((info.container.spec.process as { user?: Record<string, unknown> } | undefined)?.user ?? {}) as {
+    uid?: number;
+    gid?: number;
+    additionalGids?: number[];
+  };
+  return {
+    linux: {
+      uid: String(u.uid ?? 0),
+      gid: String(u.gid ?? 0),
+      supplemental_groups: (u.additionalGids ?? []).map(String),
+    },
   };
 }
