@@ -8,7 +8,7 @@ import { podState, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
 import { CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs, type SandboxMeta } from './meta.js';
 import type { SandboxImage } from './pause-image.js';
 import type { PodNetwork, TaskPort } from './ports.js';
-import { parsePodConfig, sandboxRequest } from './sandbox-spec.js';
+import { type PodConfig, parsePodConfig, sandboxRequest } from './sandbox-spec.js';
 import { ignoreGone, stopTask } from './stop.js';
 import { stringMap } from './validate.js';
 
@@ -99,7 +99,7 @@ export class PodRuntime {
   }
 
   private async runIn(
-    pod: ReturnType<typeof parsePodConfig>,
+    pod: PodConfig,
     runtimeHandler: string,
     image: string,
     netKey: string | undefined,
