@@ -6,6 +6,7 @@ import { closeServer, listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
+import { normalizeRef } from './images/resolve.js';
 import { ContainerRuntime } from './runtime/containers.js';
 import { natsImageImporter, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
 import { LoopbackNetwork } from './runtime/netns.js';
@@ -78,7 +79,7 @@ export async function startGateway(opts: {
       probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
       log,
       images,
-      pinned: new Set([runtime.sandboxImage.name]),
+      pinned: new Set([normalizeRef(runtime.sandboxImage.name)]),
       pods,
       containers,
       stats,
