@@ -106,6 +106,11 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(log).toMatch(/^\d{4}-\d\d-\d\dT\S+ stdout F hi\n$/);
     const listed = await rpc<{ containers: Json[] }>('ListContainers', { filter: { pod_sandbox_id: pod } });
     expect(listed.containers.map((c) => c.id)).toEqual([ctr]);
+    const podSt = await rpc<{ containers_statuses: Json[]; timestamp: string }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+    });
+    expect(podSt.containers_statuses.map((c) => [c.id, c.state])).toEqual([[ctr, 'CONTAINER_RUNNING']]);
+    expect(BigInt(podSt.timestamp)).toBeGreaterThan(0n);
   });
 
   it('ExecSync answers output and exit code, inside the pod', async () => {

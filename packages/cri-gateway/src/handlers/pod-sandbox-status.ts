@@ -6,11 +6,11 @@ export async function podSandboxStatus(
   request: { pod_sandbox_id?: string; verbose?: boolean },
   deps: HandlerDeps,
 ) {
-  const { status, info } = await deps.pods.status(request.pod_sandbox_id ?? '');
+  const { status, info, containers } = await deps.pods.status(request.pod_sandbox_id ?? '');
   return {
     status,
     info: request.verbose ? { info: JSON.stringify(info) } : {},
-    containers_statuses: [],
+    containers_statuses: containers,
     timestamp: nowNs(),
   };
 }

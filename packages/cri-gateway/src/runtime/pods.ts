@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
 import type { Logger } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
-import { podState, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
+import { podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
 import { CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs, type SandboxMeta } from './meta.js';
 import type { SandboxImage } from './pause-image.js';
 import type { PodNetwork, TaskPort } from './ports.js';
@@ -180,10 +180,15 @@ export class PodRuntime {
     if (sb.meta.netKey) await this.d.network.teardown(sb.meta.netKey);
   }
 
-  /** PodSandboxStatus: the CRI status of the pod. */
+  /** PodSandboxStatus: the CRI status of the pod, and its containers' (for the evented PLEG). */
   async status(id: string) {
     const sb = await this.get(id);
-    return { status: toPodSandboxStatus(sb.info), info: sb.info };
+    const containers = await this.containersOf(sb.info.container.id);
+    return {
+      status: toPodSandboxStatus(sb.info),
+      info: sb.info,
+      containers: containers.map(toContainerStatus),
+    };
   }
 
   /** ListPodSandbox: the pods matching every filter (id prefix, state, labels). */
