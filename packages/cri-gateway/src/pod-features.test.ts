@@ -1,6 +1,14 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ClientReadableStream } from '@grpc/grpc-js';
@@ -110,6 +118,13 @@ describe('CRI container settings, updates, log reopening and stats', () => {
 
   afterAll(async () => {
     if (pod) await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    // runc removes each container's cgroup; the parent is the kubelet's to remove, so the test's.
+    for (const d of [
+      join('/sys/fs/cgroup', parent),
+      ...readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, parent)),
+    ]) {
+      if (existsSync(d)) rmdirSync(d);
+    }
   });
 
   /** The host pid of a container's task (from the verbose status: berth's record). */
