@@ -80,6 +80,8 @@ export const CreateContainerRequest = z.object({
   /** user[:group], names or numeric ids; names are resolved in the rootfs's /etc/passwd and /etc/group. */
   user: z.string().optional(),
   hostname: Hostname.optional(),
+  /** Extra group ids of the process, beside the user's groups in the rootfs (CRI supplemental_groups). */
+  additionalGids: z.array(z.number().int().min(0).max(4294967294)).optional(),
   mounts: z.array(BindMount).optional(),
   resources: Resources.optional(),
   readonlyRootfs: z.boolean().optional(),

@@ -62,7 +62,15 @@ describe('CRI RuntimeService over the unix socket', () => {
     runRoot = join(root, 'run');
     socket = join(runRoot, 'cri.sock');
     [task, shim] = await Promise.all([serveInfo(Service.task), serveInfo(Service.shim)]);
-    gateway = await startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), log });
+    gateway = await startGateway({
+      nc,
+      node,
+      socket,
+      runRoot,
+      snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
+      log,
+    });
     client = criClient(socket);
   });
 
@@ -107,17 +115,19 @@ describe('CRI RuntimeService over the unix socket', () => {
 
   it('answers UNIMPLEMENTED naming the RPC for everything not built yet', async () => {
     for (const [c, rpc, req] of [
-      [client.runtime, 'RunPodSandbox', { config: { metadata: { name: 'p' } } }],
-      [client.runtime, 'ListContainers', {}],
-      [client.runtime, 'ExecSync', { container_id: 'c' }],
+      [client.runtime, 'Exec', { container_id: 'c', cmd: ['sh'] }],
+      [client.runtime, 'Attach', { container_id: 'c' }],
+      [client.runtime, 'PortForward', { pod_sandbox_id: 'p' }],
     ] as const) {
       const err = (await client.unary(c, rpc, req).catch((e: unknown) => e)) as ServiceError;
       expect(err.code, rpc).toBe(12);
       expect(err.details).toBe(`CRI RuntimeService/${rpc} is not implemented by berth yet`);
     }
-    const streamed = await client.streamStatus(client.runtime, 'GetContainerEvents', {});
+    const streamed = await client.streamStatus(client.runtime, 'StreamPodSandboxMetrics', {});
     expect(streamed.code).toBe(12);
-    expect(streamed.details).toBe('CRI RuntimeService/GetContainerEvents is not implemented by berth yet');
+    expect(streamed.details).toBe(
+      'CRI RuntimeService/StreamPodSandboxMetrics is not implemented by berth yet',
+    );
   });
 
   it('keeps the socket private: 0660, root-owned, in a 0700 directory', async () => {
@@ -171,10 +181,19 @@ describe('socket safety', () => {
       socket,
       runRoot,
       snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
       log,
     });
     const err = await refusal(
-      startGateway({ nc, node, socket, runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+      startGateway({
+        nc,
+        node,
+        socket,
+        runRoot,
+        snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
+        log,
+      }),
     );
     expect(err.code).toBe(Code.ALREADY_EXISTS);
     expect(err.message).toBe(`another process is already serving ${socket}`);
@@ -192,6 +211,7 @@ describe('socket safety', () => {
       socket,
       runRoot,
       snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
       log,
     });
     const c = criClient(socket);
@@ -207,13 +227,29 @@ describe('socket safety', () => {
     const file = join(runRoot, 'cri.sock');
     await writeFile(file, 'not a socket');
     let err = await refusal(
-      startGateway({ nc, node, socket: file, runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+      startGateway({
+        nc,
+        node,
+        socket: file,
+        runRoot,
+        snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
+        log,
+      }),
     );
     expect(err.code).toBe(Code.FAILED_PRECONDITION);
     expect(err.message).toBe(`${file} exists and is not a socket; refusing to replace it`);
 
     err = await refusal(
-      startGateway({ nc, node, socket: 'cri.sock', runRoot, snapshotsDir: join(root, 'snapshots'), log }),
+      startGateway({
+        nc,
+        node,
+        socket: 'cri.sock',
+        runRoot,
+        snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
+        log,
+      }),
     );
     expect(err.code).toBe(Code.INVALID_ARGUMENT);
 
@@ -227,6 +263,7 @@ describe('socket safety', () => {
         socket: join(shared, 'cri.sock'),
         runRoot,
         snapshotsDir: join(root, 'snapshots'),
+        containersDir: join(root, 'containers'),
         log,
       }),
     );
@@ -245,6 +282,7 @@ describe('socket safety', () => {
       socket: join(runRoot, 'cri.sock'),
       runRoot,
       snapshotsDir: join(root, 'snapshots'),
+      containersDir: join(root, 'containers'),
       log,
     });
     expect((await stat(runRoot)).mode & 0o777).toBe(0o700);

@@ -1,10 +1,19 @@
+import { join } from 'node:path';
 import { type Service, serviceDefs } from '@berth/api';
-import { call, type Logger } from '@berth/kit';
+import { call, type Logger, subscribeEvents } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { closeServer, listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
+import { normalizeRef } from './images/resolve.js';
+import { ContainerRuntime } from './runtime/containers.js';
+import { natsImageImporter, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
+import { LoopbackNetwork } from './runtime/netns.js';
+import { SandboxImage } from './runtime/pause-image.js';
+import { PodRuntime } from './runtime/pods.js';
+import type { PodNetwork } from './runtime/ports.js';
+import { StatsRuntime } from './runtime/stats.js';
 import type { InfoProbe } from './runtime/status.js';
 
 /** How long Status waits for a service's `info`: well inside the kubelet's own deadline. */
@@ -31,16 +40,54 @@ export async function startGateway(opts: {
   runRoot: string;
   /** The node's snapshots directory (layout.snapshots): the image filesystem ImageFsInfo reports. */
   snapshotsDir: string;
+  /** The node's containers directory (layout.containers), where shims write pods' /etc files. */
+  containersDir: string;
+  /** The sandbox (pause) image; built from `pauseBinary` when absent (default pause-image.ts). */
+  sandboxImage?: string;
+  pauseBinary?: string;
+  /** The pod network; default loopback-only namespaces under `<runRoot>/netns`. */
+  network?: PodNetwork;
   log: Logger;
   probeTimeoutMs?: number;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
+  const images = natsImagePort(opts.nc, opts.node);
+  const runtime = {
+    tasks: natsTaskPort(opts.nc, opts.node),
+    shim: natsShimPort(opts.nc, opts.node),
+    images,
+    network: opts.network ?? new LoopbackNetwork(join(opts.runRoot, 'netns')),
+    sandboxImage: new SandboxImage(
+      images,
+      natsImageImporter(opts.nc, opts.node),
+      opts.sandboxImage,
+      opts.pauseBinary,
+    ),
+    containersDir: opts.containersDir,
+    log,
+  };
+  const pods = new PodRuntime(runtime);
+  const containers = new ContainerRuntime(runtime, pods);
+  const snapshots = natsSnapshotPort(opts.nc, opts.node);
+  const stats = new StatsRuntime(
+    { tasks: runtime.tasks, snapshots, snapshotsDir: opts.snapshotsDir },
+    pods,
+    containers,
+  );
   const server = createCriServer({
     deps: {
       probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
       log,
-      images: natsImagePort(opts.nc, opts.node),
-      snapshots: natsSnapshotPort(opts.nc, opts.node),
+      images,
+      pinned: new Set([normalizeRef(runtime.sandboxImage.name)]),
+      pods,
+      containers,
+      stats,
+      events: (onEvent) => {
+        const sub = subscribeEvents(opts.nc, '>', (env) => onEvent(env));
+        return () => sub.unsubscribe();
+      },
+      snapshots,
       snapshotsDir: opts.snapshotsDir,
     },
     handlers: implemented,
@@ -49,6 +96,14 @@ export async function startGateway(opts: {
   await listenUnix(server, opts.socket, opts.runRoot);
   let open = true;
   log.info('CRI gRPC server listening');
+  // Pod networks a previous gateway left without a pod; the task-service may not answer yet at
+  // boot, then the next start collects them (they hold no resources beyond a mount).
+  pods.collectNetworks().then(
+    (freed) => {
+      if (freed.length) log.info({ freed }, 'tore down pod networks no pod owns');
+    },
+    (err: unknown) => log.warn({ err }, 'could not collect orphaned pod networks'),
+  );
   return {
     socket: opts.socket,
     listening: () => open,

@@ -177,6 +177,7 @@ beforeAll(async () => {
     socket: join(runRoot, 'cri', 'cri.sock'),
     runRoot,
     snapshotsDir: join(stateRoot, 'snapshots'),
+    containersDir: join(root, 'containers'),
     log,
   });
   client = criClient(gateway.socket);

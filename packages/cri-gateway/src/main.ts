@@ -2,6 +2,7 @@ import { BERTH_VERSION, CriApi, Service } from '@berth/api';
 import { runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { startGateway } from './gateway.js';
+import { DEFAULT_PAUSE_BINARY, DEFAULT_SANDBOX_IMAGE } from './runtime/pause-image.js';
 import { createHandlers } from './service.js';
 
 // Leaves room inside runService's hard stop (grace + 5 s) after the NATS side has drained.
@@ -24,6 +25,21 @@ await runService({
       socket,
       runRoot: ctx.layout.runRoot,
       snapshotsDir: ctx.layout.snapshots,
+      containersDir: ctx.layout.containers,
+      sandboxImage: serviceSetting(
+        ctx.config,
+        Service.cri,
+        'sandboxImage',
+        z.string().min(1),
+        DEFAULT_SANDBOX_IMAGE,
+      ),
+      pauseBinary: serviceSetting(
+        ctx.config,
+        Service.cri,
+        'pauseBinary',
+        z.string().startsWith('/', 'must be an absolute path'),
+        DEFAULT_PAUSE_BINARY,
+      ),
       log: ctx.log,
     });
     return {

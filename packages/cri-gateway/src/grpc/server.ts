@@ -117,8 +117,10 @@ function serverStream(
       { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': rpc } },
       parent,
     );
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
     const run = async () => {
-      for await (const message of handler(call.request, deps)) {
+      for await (const message of handler(call.request, deps, ac.signal)) {
         if (call.cancelled) return;
         if (!call.write(message)) await new Promise((r) => call.once('drain', r));
       }

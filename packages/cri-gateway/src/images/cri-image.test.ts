@@ -2,7 +2,7 @@ import { BerthError, Code, type ImageRecord } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { registryAuthOf } from './auth.js';
 import { criUser, splitName, toCriImages } from './cri-image.js';
-import { normalizeRepo } from './resolve.js';
+import { normalizeRef, normalizeRepo } from './resolve.js';
 
 const hex = (c: string) => c.repeat(64);
 
@@ -77,6 +77,30 @@ describe('CRI image mapping', () => {
         pinned: false,
       },
     ]);
+  });
+
+  it('pins an image any of whose names is pinned (the sandbox image)', () => {
+    const pause = `sha256:${hex('3')}`;
+    const other = `sha256:${hex('4')}`;
+    const images = toCriImages(
+      [
+        record('registry.k8s.io/pause:3.10', pause, `sha256:${hex('c')}`),
+        record('h/pause:copy', pause, `sha256:${hex('c')}`),
+        record('h/app:v1', other, `sha256:${hex('d')}`),
+      ],
+      new Set(['registry.k8s.io/pause:3.10']),
+    );
+    expect(images.map((i) => [i.id, i.pinned])).toEqual([
+      [pause, true],
+      [other, false],
+    ]);
+  });
+
+  it('normalizes references as the image-service names images', () => {
+    expect(normalizeRef('pause:3.10')).toBe('docker.io/library/pause:3.10');
+    expect(normalizeRef('registry.k8s.io/pause:3.10')).toBe('registry.k8s.io/pause:3.10');
+    expect(normalizeRef('localhost:5000/pause')).toBe('localhost:5000/pause:latest');
+    expect(normalizeRef(`busybox@sha256:${hex('a')}`)).toBe(`docker.io/library/busybox@sha256:${hex('a')}`);
   });
 
   it('normalizes repositories as docker does', () => {

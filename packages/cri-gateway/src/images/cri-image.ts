@@ -45,9 +45,13 @@ export function criUser(user: string | undefined): { uid: { value: string } | nu
 /**
  * Folds image records (one per name) into CRI images (one per id, the config digest), the way
  * containerd's CRI does: every tagged name becomes a repo tag, every repository a repo digest
- * pinned to what its name resolved to (the manifest or index digest).
+ * pinned to what its name resolved to (the manifest or index digest). An image with a name in
+ * `pinned` (the sandbox image) is `pinned`: the kubelet's image GC never removes it.
  */
-export function toCriImages(records: readonly ImageRecord[]): CriImage[] {
+export function toCriImages(
+  records: readonly ImageRecord[],
+  pinned: ReadonlySet<string> = new Set(),
+): CriImage[] {
   const byId = new Map<string, ImageRecord[]>();
   for (const r of records) {
     const group = byId.get(r.configDigest);
@@ -71,7 +75,7 @@ export function toCriImages(records: readonly ImageRecord[]): CriImage[] {
       size: String(first.size),
       ...criUser(first.config.config?.User),
       spec: { image: id, annotations: {} },
-      pinned: false,
+      pinned: group.some((r) => pinned.has(r.name)),
     });
   }
   return out;

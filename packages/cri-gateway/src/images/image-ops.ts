@@ -10,15 +10,17 @@ export interface ImageOpsDeps {
   snapshots: SnapshotPort;
   /** Directory of the node's snapshots: the image filesystem the kubelet watches. */
   snapshotsDir: string;
+  /** Names of images reported `pinned` (the sandbox image), kept from the kubelet's image GC. */
+  pinned?: ReadonlySet<string>;
 }
 
 /** Lists images, one per id; a filter with an image spec narrows it to that image (or none). */
 export async function listImages(d: ImageOpsDeps, filterSpec?: string): Promise<CriImage[]> {
   if (filterSpec) {
     const rec = await resolveImage(d.images, filterSpec);
-    return rec ? toCriImages(await namesOf(d.images, rec.configDigest)) : [];
+    return rec ? toCriImages(await namesOf(d.images, rec.configDigest), d.pinned) : [];
   }
-  return toCriImages(await d.images.list());
+  return toCriImages(await d.images.list(), d.pinned);
 }
 
 /** The image a spec names with all its names, or undefined when it is not on this node. */
@@ -29,7 +31,7 @@ export async function imageStatus(
   const rec = await resolveImage(d.images, spec);
   if (!rec) return undefined;
   const names = await namesOf(d.images, rec.configDigest);
-  const [image] = toCriImages(names.length > 0 ? names : [rec]);
+  const [image] = toCriImages(names.length > 0 ? names : [rec], d.pinned);
   return image ? { image, record: rec } : undefined;
 }
 

@@ -17,6 +17,20 @@ export function normalizeRepo(repo: string): string {
 }
 
 /**
+ * A reference as the image-service names images: repository normalized as docker does, `:latest`
+ * when it has neither tag nor digest (`pause:3.10` -> `docker.io/library/pause:3.10`).
+ */
+export function normalizeRef(ref: string): string {
+  const at = ref.indexOf('@');
+  const base = at >= 0 ? ref.slice(0, at) : ref;
+  const colon = base.lastIndexOf(':');
+  const hasTag = colon > base.lastIndexOf('/');
+  const repo = normalizeRepo(hasTag ? base.slice(0, colon) : base);
+  if (at >= 0) return `${repo}${ref.slice(at)}`;
+  return `${repo}:${hasTag ? base.slice(colon + 1) : 'latest'}`;
+}
+
+/**
  * Finds the image a CRI ImageSpec names: a name (`busybox`, `host/a:v1`), an id or id prefix
  * (`sha256:...`), or a repo digest (`host/a@sha256:<manifest or index digest>`) of an image
  * pulled by tag, which the image-service stores under the tag only. Undefined when absent.

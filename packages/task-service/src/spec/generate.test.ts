@@ -91,6 +91,19 @@ describe('generateSpec', () => {
     expect(() => resolveUser('a:b:c', passwd, group)).toThrow(BerthError);
   });
 
+  it("adds the requested supplemental groups to the user's own, once each", () => {
+    expect((gen({ cmd: ['x'], user: 'www', additionalGids: [29, 4000] }).spec as Any).process.user).toEqual({
+      uid: 33,
+      gid: 33,
+      additionalGids: [50, 29, 4000],
+    });
+    expect((gen({ cmd: ['x'], user: '1000:1000', additionalGids: [7] }).spec as Any).process.user).toEqual({
+      uid: 1000,
+      gid: 1000,
+      additionalGids: [7],
+    });
+  });
+
   it('writes resource limits and bind mounts', () => {
     const { spec } = gen({
       cmd: ['x'],

@@ -67,6 +67,7 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   if (!cwd.startsWith('/')) throw errors.invalid(`working directory "${cwd}" must be an absolute path`);
 
   const user = resolveUser(req.user ?? img.User ?? '', input.passwd, input.group);
+  const gids = [...new Set([...user.additionalGids, ...(req.additionalGids ?? [])])];
   if (user.home && envValue(env, 'HOME') === undefined) env.push(`HOME=${user.home}`);
   else if (envValue(env, 'HOME') === undefined) env.push('HOME=/');
 
@@ -79,7 +80,7 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     user: {
       uid: user.uid,
       gid: user.gid,
-      ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}),
+      ...(gids.length ? { additionalGids: gids } : {}),
     },
     args,
     env,

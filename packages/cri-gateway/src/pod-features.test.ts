@@ -1,0 +1,416 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createCtr,
+  ctrConfig,
+  ctrStatus,
+  exec,
+  grpcError,
+  type Json,
+  NOT_FOUND,
+  podConfig,
+  rpc,
+  runPod,
+  startPodStack,
+  until,
+} from './testdata/pod-fixtures.js';
+import type { RuntimeStack } from './testdata/runtime-stack.js';
+
+// CRI pods and containers end to end (as pods.test.ts): namespaces, security settings, updates,
+// log reopening, stats, events, streamed lists, and a second gRPC implementation (Python grpcio).
+
+let s: RuntimeStack;
+let logDir: string;
+
+beforeAll(async () => {
+  ({ s, logDir } = await startPodStack());
+}, 180_000);
+
+afterAll(async () => {
+  await s?.stop();
+}, 60_000);
+
+describe('CRI namespaces of pods and containers', () => {
+  const ns = async (id: string, type: string) =>
+    Buffer.from((await exec(id, ['readlink', `/proc/self/ns/${type}`])).stdout)
+      .toString()
+      .trim();
+  const hostNs = (type: string) => readlinkSync(`/proc/self/ns/${type}`);
+
+  it('shares the pod PID namespace when the pod asks POD: the pause process is PID 1', async () => {
+    const ctrNs = { network: 'POD', pid: 'POD', ipc: 'POD' };
+    const pod = await runPod('shared', {
+      linux: { security_context: { namespace_options: ctrNs } },
+    });
+    const c = await createCtr(pod, 'shared', 'a', {
+      linux: { security_context: { namespace_options: ctrNs } },
+    });
+    await rpc('StartContainer', { container_id: c });
+    const cmdline = Buffer.from((await exec(c, ['cat', '/proc/1/cmdline'])).stdout).toString();
+    expect(cmdline.split('\0').filter(Boolean)).toEqual(['/pause', '-P']);
+    const other = await createCtr(pod, 'shared', 'b', {
+      linux: { security_context: { namespace_options: ctrNs } },
+    });
+    await rpc('StartContainer', { container_id: other });
+    for (const t of ['pid', 'ipc', 'uts', 'net']) expect(await ns(c, t), t).toBe(await ns(other, t));
+    expect(await ns(c, 'net')).not.toBe(hostNs('net'));
+    // Not PID 1 here, so SIGTERM's default action ends it: 143, before the timeout.
+    await rpc('StopContainer', { container_id: c, timeout: 30 });
+    expect(await ctrStatus(c)).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 143, reason: 'Error' });
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  it('runs a host-network pod in the node network with the node host name', async () => {
+    const host = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' };
+    const pod = await runPod('hostnet', {
+      hostname: '',
+      dns_config: null,
+      linux: { security_context: { namespace_options: host } },
+    });
+    const c = await createCtr(pod, 'hostnet', 'a', {
+      linux: { security_context: { namespace_options: host } },
+    });
+    await rpc('StartContainer', { container_id: c });
+    expect(await ns(c, 'net')).toBe(hostNs('net'));
+    // TARGET: a debug container in the PID namespace of a container that has its own.
+    const target = { ...host, pid: 'TARGET', target_id: c };
+    const dbg = await createCtr(pod, 'hostnet', 'debug', {
+      linux: { security_context: { namespace_options: target } },
+    });
+    await rpc('StartContainer', { container_id: dbg });
+    expect(await ns(dbg, 'pid')).toBe(await ns(c, 'pid'));
+    expect(await ns(c, 'pid')).not.toBe(hostNs('pid'));
+    expect(Buffer.from((await exec(c, ['hostname'])).stdout).toString()).toBe(`${hostname()}\n`);
+    const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
+    expect(st.status.linux).toMatchObject({ namespaces: { options: { ...host, target_id: '' } } });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect((await grpcError(ctrStatus(c))).code).toBe(NOT_FOUND);
+  });
+});
+
+describe('CRI container settings, updates, log reopening and stats', () => {
+  let pod: string;
+  const parent = `/berth-cri-test-${process.pid}`;
+
+  beforeAll(async () => {
+    pod = await runPod('opts', {
+      linux: {
+        cgroup_parent: parent,
+        sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
+        security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } },
+      },
+    });
+  });
+
+  afterAll(async () => {
+    if (pod) await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    // runc removes each container's cgroup; the parent is the kubelet's to remove, so the test's.
+    for (const d of [
+      join('/sys/fs/cgroup', parent),
+      ...readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c, parent)),
+    ]) {
+      if (existsSync(d)) rmdirSync(d);
+    }
+  });
+
+  /** The host pid of a container's task (from the verbose status: berth's record). */
+  const pidOf = async (id: string) => {
+    const r = await rpc<{ info: { info: string } }>('ContainerStatus', { container_id: id, verbose: true });
+    return (JSON.parse(r.info.info) as { task: { pid: number } }).task.pid;
+  };
+  /** The cgroup path of a process, in the memory hierarchy (cgroup v1) or the unified one (v2). */
+  const cgroupOf = (pid: number) => {
+    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+    const v1 = lines.map((l) => /^\d+:memory:(.*)$/.exec(l)?.[1]).find((x) => x !== undefined);
+    const v2 = lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '';
+    return v1 !== undefined
+      ? { path: v1, memoryLimit: join('/sys/fs/cgroup/memory', v1, 'memory.limit_in_bytes') }
+      : { path: v2, memoryLimit: join('/sys/fs/cgroup', v2, 'memory.max') };
+  };
+
+  it('applies user, groups, read-only rootfs, sysctls and the cgroup parent', async () => {
+    const c = await createCtr(pod, 'opts', 'user', {
+      linux: {
+        security_context: {
+          run_as_user: { value: 1000 },
+          run_as_group: { value: 2000 },
+          supplemental_groups: [3000],
+          readonly_rootfs: true,
+          namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' },
+        },
+      },
+    });
+    await rpc('StartContainer', { container_id: c });
+    const id = Buffer.from((await exec(c, ['id'])).stdout).toString();
+    expect(id).toMatch(/^uid=1000 gid=2000 groups=.*3000/);
+    expect((await exec(c, ['touch', '/x'])).exit_code).not.toBe(0);
+    expect((await ctrStatus(c)).user).toEqual({
+      linux: { uid: '1000', gid: '2000', supplemental_groups: ['3000'] },
+    });
+    const sysctl = await exec(c, ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start']);
+    expect(Buffer.from(sysctl.stdout).toString()).toBe('0\n');
+    expect(cgroupOf(await pidOf(c)).path.startsWith(`${parent}/k8s-ctr-`)).toBe(true);
+  });
+
+  it("updates a running container's memory limit in its cgroup", async () => {
+    const c = await createCtr(pod, 'opts', 'limits');
+    await rpc('StartContainer', { container_id: c });
+    await rpc('UpdateContainerResources', {
+      container_id: c,
+      linux: { memory_limit_in_bytes: String(96 * 1024 * 1024) },
+    });
+    const max = readFileSync(cgroupOf(await pidOf(c)).memoryLimit, 'utf8').trim();
+    expect(max).toBe(String(96 * 1024 * 1024));
+    const st = (await ctrStatus(c)) as { resources: { linux: { memory_limit_in_bytes: string } } };
+    expect(st.resources.linux.memory_limit_in_bytes).toBe(String(96 * 1024 * 1024));
+  });
+
+  it('reports why a container exited: Completed, Error, OOMKilled', async () => {
+    const run = async (name: string, script: string, linux: Json = {}) => {
+      const c = await createCtr(pod, 'opts', name, { command: ['sh', '-c', script], ...linux });
+      await rpc('StartContainer', { container_id: c });
+      return until(`${name} to exit`, async () => {
+        const st = await ctrStatus(c);
+        return st.state === 'CONTAINER_EXITED' ? st : undefined;
+      });
+    };
+    expect(await run('done', 'exit 0')).toMatchObject({ exit_code: 0, reason: 'Completed' });
+    expect(await run('fail', 'exit 3')).toMatchObject({ exit_code: 3, reason: 'Error' });
+    const oom = await run('oom', 'tail /dev/zero', {
+      linux: {
+        resources: { memory_limit_in_bytes: String(16 * 1024 * 1024) },
+        security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } },
+      },
+    });
+    expect(oom).toMatchObject({ exit_code: 137, reason: 'OOMKilled' });
+  });
+
+  it('reopens the log after the kubelet rotated it', async () => {
+    const c = await createCtr(pod, 'opts', 'ticker', {
+      command: ['sh', '-c', 'while true; do echo tick; sleep 0.1; done'],
+    });
+    await rpc('StartContainer', { container_id: c });
+    const log = join(logDir, 'opts', 'ticker', '0.log');
+    await until('a first tick', () => existsSync(log) && readFileSync(log, 'utf8').includes('stdout F tick'));
+    renameSync(log, `${log}.1`);
+    await rpc('ReopenContainerLog', { container_id: c });
+    await until(
+      'a tick in the new log',
+      () => existsSync(log) && readFileSync(log, 'utf8').includes('stdout F tick'),
+    );
+  });
+
+  it('reports container and pod stats', async () => {
+    const ctrs = (
+      await rpc<{ containers: { id: string; metadata: { name: string } }[] }>('ListContainers', {
+        filter: { pod_sandbox_id: pod, state: { state: 'CONTAINER_RUNNING' } },
+      })
+    ).containers;
+    const ticker = ctrs.find((x) => x.metadata.name === 'ticker')?.id ?? '';
+    type Stats = {
+      attributes: { id: string };
+      cpu: { usage_core_nano_seconds: { value: string }; usage_nano_cores: { value: string } | null };
+      memory: { working_set_bytes: { value: string } };
+      writable_layer: { fs_id: { mountpoint: string }; used_bytes: { value: string } } | null;
+    };
+    const first = (await rpc<{ stats: Stats }>('ContainerStats', { container_id: ticker })).stats;
+    expect(first.attributes.id).toBe(ticker);
+    expect(BigInt(first.cpu.usage_core_nano_seconds.value)).toBeGreaterThan(0n);
+    expect(BigInt(first.memory.working_set_bytes.value)).toBeGreaterThan(0n);
+    expect(first.writable_layer?.fs_id.mountpoint).toBe(join(s.stateRoot, 'snapshots'));
+    const second = await until('a second cpu sample', async () => {
+      const st = (await rpc<{ stats: Stats }>('ContainerStats', { container_id: ticker })).stats;
+      return st.cpu.usage_nano_cores ? st : undefined;
+    });
+    expect(BigInt(second.cpu.usage_nano_cores?.value ?? '0')).toBeGreaterThanOrEqual(0n);
+    const listed = (await rpc<{ stats: Stats[] }>('ListContainerStats', { filter: { pod_sandbox_id: pod } }))
+      .stats;
+    expect(listed.map((x) => x.attributes.id).sort()).toEqual(ctrs.map((x) => x.id).sort());
+    const podStats = (
+      await rpc<{
+        stats: {
+          attributes: { id: string };
+          linux: { process: { process_count: { value: string } }; containers: Stats[] };
+        };
+      }>('PodSandboxStats', { pod_sandbox_id: pod })
+    ).stats;
+    expect(podStats.attributes.id).toBe(pod);
+    expect(podStats.linux.containers).toHaveLength(ctrs.length);
+    expect(Number(podStats.linux.process.process_count.value)).toBeGreaterThan(ctrs.length);
+    const pods = (await rpc<{ stats: { attributes: { id: string } }[] }>('ListPodSandboxStats', {})).stats;
+    expect(pods.map((x) => x.attributes.id)).toEqual([pod]);
+  });
+});
+
+describe('CRI container events and streamed lists', () => {
+  type Ev = {
+    container_id: string;
+    container_event_type: string;
+    created_at: string;
+    pod_sandbox_status: { id: string } | null;
+    containers_statuses: { id: string; state: string }[];
+  };
+
+  it('streams pod and container events until the client cancels', async () => {
+    const open = (s.client.runtime as unknown as Record<string, (r: unknown) => ClientReadableStream<Ev>>)
+      .GetContainerEvents;
+    const stream = open?.call(s.client.runtime, {});
+    if (!stream) throw new Error('no GetContainerEvents');
+    const got: Ev[] = [];
+    stream.on('data', (e: Ev) => got.push(e));
+    const ended = new Promise<number>((r) => stream.on('status', (st: { code: number }) => r(st.code)));
+    stream.on('error', () => undefined);
+    const pod = await runPod('events');
+    const c = await createCtr(pod, 'events', 'a');
+    await rpc('StartContainer', { container_id: c });
+    await rpc('StopContainer', { container_id: c, timeout: 0 });
+    await rpc('RemoveContainer', { container_id: c });
+    const seq = (id: string) => got.filter((e) => e.container_id === id).map((e) => e.container_event_type);
+    await until('the container deleted event', () => seq(c).includes('CONTAINER_DELETED_EVENT'));
+    expect(seq(c)).toEqual([
+      'CONTAINER_CREATED_EVENT',
+      'CONTAINER_STARTED_EVENT',
+      'CONTAINER_STOPPED_EVENT',
+      'CONTAINER_DELETED_EVENT',
+    ]);
+    expect(seq(pod).slice(0, 2)).toEqual(['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT']);
+    const started = got.find(
+      (e) => e.container_id === c && e.container_event_type === 'CONTAINER_STARTED_EVENT',
+    );
+    expect(started?.pod_sandbox_status?.id).toBe(pod);
+    expect(started?.containers_statuses.map((x) => x.id)).toEqual([c]);
+    expect(BigInt(started?.created_at ?? '0')).toBeGreaterThan(0n);
+    stream.cancel();
+    expect(await ended).toBe(1);
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  it('streams pods and containers as their List RPCs answer them', async () => {
+    const pod = await runPod('streamed');
+    const c = await createCtr(pod, 'streamed', 'a');
+    const pods = await s.client.stream<{ pod_sandboxes: { id: string }[] }>(
+      s.client.runtime,
+      'StreamPodSandboxes',
+      {
+        filter: { id: pod },
+      },
+    );
+    expect(pods.status.code).toBe(0);
+    expect(pods.messages.flatMap((m) => m.pod_sandboxes.map((p) => p.id))).toEqual([pod]);
+    const ctrs = await s.client.stream<{ containers: { id: string }[] }>(
+      s.client.runtime,
+      'StreamContainers',
+      {
+        filter: { pod_sandbox_id: pod },
+      },
+    );
+    expect(ctrs.messages.flatMap((m) => m.containers.map((x) => x.id))).toEqual([c]);
+    const none = await s.client.stream(s.client.runtime, 'StreamContainerStats', {
+      filter: { pod_sandbox_id: pod },
+    });
+    expect(none).toEqual({ messages: [], status: expect.objectContaining({ code: 0 }) });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+});
+
+describe('CRI with a gRPC C-core client (Python grpcio)', () => {
+  it('runs a pod and a container as a non-JavaScript client sees it', async () => {
+    // Debian's protoc (3.21) predates the debug_redact field option; it does not change the wire.
+    const proto = readFileSync(join(import.meta.dirname, '..', 'proto', 'api.proto'), 'utf8');
+    writeFileSync(join(s.root, 'api.proto'), proto.replace(/\s*\[debug_redact = true\]/g, ''));
+    const pb = join(s.root, 'cri.pb');
+    execFileSync('protoc', [
+      '--include_imports',
+      `--descriptor_set_out=${pb}`,
+      `-I${s.root}`,
+      join(s.root, 'api.proto'),
+    ]);
+    const calls = [
+      { service: 'RuntimeService', method: 'Version', request: {} },
+      { service: 'RuntimeService', method: 'RunPodSandbox', request: { config: podConfig('py') } },
+      {
+        service: 'RuntimeService',
+        method: 'CreateContainer',
+        request: {
+          pod_sandbox_id: '$1.pod_sandbox_id',
+          config: ctrConfig('a'),
+          sandbox_config: podConfig('py'),
+        },
+      },
+      { service: 'RuntimeService', method: 'StartContainer', request: { container_id: '$2.container_id' } },
+      {
+        service: 'RuntimeService',
+        method: 'ExecSync',
+        request: { container_id: '$2.container_id', cmd: ['sh', '-c', 'echo py; exit 4'], timeout: 10 },
+      },
+      { service: 'RuntimeService', method: 'ContainerStatus', request: { container_id: '$2.container_id' } },
+      {
+        service: 'RuntimeService',
+        method: 'ListPodSandbox',
+        request: { filter: { label_selector: { app: 'py' } } },
+      },
+      {
+        service: 'RuntimeService',
+        method: 'StopPodSandbox',
+        request: { pod_sandbox_id: '$1.pod_sandbox_id' },
+      },
+      {
+        service: 'RuntimeService',
+        method: 'RemovePodSandbox',
+        request: { pod_sandbox_id: '$1.pod_sandbox_id' },
+      },
+      {
+        service: 'RuntimeService',
+        method: 'PodSandboxStatus',
+        request: { pod_sandbox_id: '$1.pod_sandbox_id' },
+      },
+    ];
+    // Asynchronously: the gateway answers from this very process.
+    const py = spawn('/usr/bin/python3', [
+      join(import.meta.dirname, 'testdata', 'cri-py-client.py'),
+      s.gateway.socket,
+      pb,
+    ]);
+    let out = '';
+    let err = '';
+    py.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    py.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    py.stdin.end(JSON.stringify(calls));
+    const [code] = (await once(py, 'exit')) as [number];
+    expect(code, err).toBe(0);
+    type R = { code: number; details: string; response: Record<string, unknown> };
+    const r = JSON.parse(out) as R[];
+    expect(r.slice(0, 9).map((x) => [x.code, x.details])).toEqual(new Array(9).fill([0, '']));
+    expect(r[0]?.response).toMatchObject({ runtime_name: 'berth', runtime_api_version: 'v1' });
+    const pod = r[1]?.response.pod_sandbox_id as string;
+    expect(pod).toMatch(/^[a-f0-9]{64}$/);
+    expect(Buffer.from(r[4]?.response.stdout as string, 'base64').toString()).toBe('py\n');
+    expect(r[4]?.response.exit_code).toBe(4);
+    expect(r[5]?.response.status).toMatchObject({
+      id: r[2]?.response.container_id,
+      state: 'CONTAINER_RUNNING',
+      metadata: { name: 'a' },
+      labels: { ctr: 'a' },
+    });
+    expect((r[6]?.response.items as { id: string }[] | undefined)?.map((i) => i.id)).toEqual([pod]);
+    expect(r[9]).toMatchObject({ code: NOT_FOUND, details: `pod sandbox "${pod}" not found` });
+  });
+});

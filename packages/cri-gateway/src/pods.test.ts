@@ -1,0 +1,280 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createLogger } from '@berth/kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { natsTaskPort } from './runtime/nats-ports.js';
+import { LoopbackNetwork } from './runtime/netns.js';
+import { PodRuntime } from './runtime/pods.js';
+import {
+  ALREADY_EXISTS,
+  BUSYBOX,
+  berthContainers,
+  createCtr,
+  ctrConfig,
+  ctrStatus,
+  DEADLINE_EXCEEDED,
+  exec,
+  grpcError,
+  INVALID_ARGUMENT,
+  type Json,
+  NOT_FOUND,
+  podConfig,
+  rpc,
+  runPod,
+  SANDBOX_IMAGE,
+  startPodStack,
+  until,
+} from './testdata/pod-fixtures.js';
+import { type RuntimeStack, runcIds } from './testdata/runtime-stack.js';
+
+// CRI pods and containers end to end: a grpc-js client on the gateway's socket, the real
+// image-, snapshot- and task-services and shim (runc under conmon), NATS and Redis: the
+// lifecycle, leftovers and bad input.
+
+let s: RuntimeStack;
+let logDir: string;
+
+beforeAll(async () => {
+  ({ s, logDir } = await startPodStack());
+}, 180_000);
+
+afterAll(async () => {
+  await s?.stop();
+}, 60_000);
+
+describe('CRI pod sandbox and container lifecycle', () => {
+  let pod: string;
+  let ctr: string;
+
+  it('runs a pod sandbox on a pause image it built itself', async () => {
+    pod = await runPod('web');
+    expect(pod).toMatch(/^[a-f0-9]{64}$/);
+    const image = await s.client.unary<{ image: { id: string; pinned: boolean } | null }>(
+      s.client.image,
+      'ImageStatus',
+      { image: { image: SANDBOX_IMAGE } },
+    );
+    expect(image.image?.id).toMatch(/^sha256:/);
+    expect(image.image?.pinned).toBe(true);
+    const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
+    expect(st.status).toMatchObject({
+      id: pod,
+      metadata: { name: 'web', uid: 'uid-web', namespace: 'default', attempt: 0 },
+      state: 'SANDBOX_READY',
+      labels: { app: 'web', 'io.kubernetes.pod.name': 'web' },
+      annotations: { 'example.com/note': 'kept as is: {"json": true}' },
+      runtime_handler: '',
+      linux: { namespaces: { options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+    });
+    expect(BigInt(st.status.created_at as string)).toBeGreaterThan(0n);
+  });
+
+  it('lists pods by id prefix, state and label selector', async () => {
+    const list = async (filter: Json) =>
+      (await rpc<{ items: { id: string }[] }>('ListPodSandbox', { filter })).items.map((i) => i.id);
+    expect(await list({})).toEqual([pod]);
+    expect(await list({ id: pod.slice(0, 8) })).toEqual([pod]);
+    expect(await list({ id: 'ffff' + pod.slice(4, 8) })).toEqual([]);
+    expect(await list({ state: { state: 'SANDBOX_READY' } })).toEqual([pod]);
+    expect(await list({ state: { state: 'SANDBOX_NOTREADY' } })).toEqual([]);
+    expect(await list({ label_selector: { app: 'web' } })).toEqual([pod]);
+    expect(await list({ label_selector: { app: 'db' } })).toEqual([]);
+  });
+
+  it('creates and starts a container that logs in CRI format', async () => {
+    ctr = await createCtr(pod, 'web', 'app', {
+      envs: [{ key: 'GREETING', value: Buffer.from('hello world') }],
+    });
+    expect((await ctrStatus(ctr)).state).toBe('CONTAINER_CREATED');
+    await rpc('StartContainer', { container_id: ctr });
+    const st = await ctrStatus(ctr);
+    expect(st).toMatchObject({
+      id: ctr,
+      metadata: { name: 'app', attempt: 0 },
+      state: 'CONTAINER_RUNNING',
+      image: { image: BUSYBOX },
+      labels: { ctr: 'app' },
+      annotations: { 'ctr.example.com/a': 'b' },
+      log_path: join(logDir, 'web', 'app', '0.log'),
+    });
+    expect(st.image_ref).toMatch(/^sha256:[a-f0-9]{64}$/);
+    expect(BigInt(st.started_at as string)).toBeGreaterThan(0n);
+    const log = await until('the CRI log line', () => {
+      const f = join(logDir, 'web', 'app', '0.log');
+      return existsSync(f) && readFileSync(f, 'utf8').includes(' stdout F hi\n') && readFileSync(f, 'utf8');
+    });
+    expect(log).toMatch(/^\d{4}-\d\d-\d\dT\S+ stdout F hi\n$/);
+    const listed = await rpc<{ containers: Json[] }>('ListContainers', { filter: { pod_sandbox_id: pod } });
+    expect(listed.containers.map((c) => c.id)).toEqual([ctr]);
+    const podSt = await rpc<{ containers_statuses: Json[]; timestamp: string }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+    });
+    expect(podSt.containers_statuses.map((c) => [c.id, c.state])).toEqual([[ctr, 'CONTAINER_RUNNING']]);
+    expect(BigInt(podSt.timestamp)).toBeGreaterThan(0n);
+  });
+
+  it('ExecSync answers output and exit code, inside the pod', async () => {
+    const r = await exec(ctr, ['sh', '-c', 'echo $GREETING; echo err >&2; exit 3']);
+    expect(Buffer.from(r.stdout).toString()).toBe('hello world\n');
+    expect(Buffer.from(r.stderr).toString()).toBe('err\n');
+    expect(r.exit_code).toBe(3);
+    expect(Buffer.from((await exec(ctr, ['hostname'])).stdout).toString()).toBe('web\n');
+    const resolv = Buffer.from((await exec(ctr, ['cat', '/etc/resolv.conf'])).stdout).toString();
+    expect(resolv).toContain('nameserver 10.0.0.10');
+    expect(resolv).toContain('search svc.cluster.local');
+    // Past NATS's 1 MB max_payload: the gateway reads the exec's log on its node.
+    const big = await exec(ctr, ['sh', '-c', 'head -c 3000000 /dev/zero | tr "\\0" a; echo']);
+    expect(big.exit_code).toBe(0);
+    expect(Buffer.from(big.stdout).toString()).toBe(`${'a'.repeat(3_000_000)}\n`);
+    const err = await grpcError(exec(ctr, ['sleep', '30'], 1));
+    expect(err.code).toBe(DEADLINE_EXCEEDED);
+  });
+
+  it('refuses a second container of the same name and attempt, leaving nothing behind', async () => {
+    const before = await berthContainers();
+    const err = await grpcError(createCtr(pod, 'web', 'app'));
+    expect(err.code).toBe(ALREADY_EXISTS);
+    expect(err.details).toContain('"app"');
+    expect(await berthContainers()).toEqual(before);
+  });
+
+  it('stops a container that ignores SIGTERM with SIGKILL after the timeout', async () => {
+    await rpc('StopContainer', { container_id: ctr, timeout: 1 });
+    const st = await ctrStatus(ctr);
+    expect(st).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 137, reason: 'Error' });
+    expect(BigInt(st.finished_at as string)).toBeGreaterThanOrEqual(BigInt(st.started_at as string));
+    await rpc('StopContainer', { container_id: ctr, timeout: 1 });
+  });
+
+  it('removes the container, twice', async () => {
+    await rpc('RemoveContainer', { container_id: ctr });
+    await rpc('RemoveContainer', { container_id: ctr });
+    expect((await grpcError(ctrStatus(ctr))).code).toBe(NOT_FOUND);
+    expect((await rpc<{ containers: Json[] }>('ListContainers', {})).containers).toEqual([]);
+  });
+
+  it('stops and removes the pod, each twice, leaving no container, runc state or netns', async () => {
+    const second = await createCtr(pod, 'web', 'second');
+    await rpc('StartContainer', { container_id: second });
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    expect((await ctrStatus(second)).state).toBe('CONTAINER_EXITED');
+    const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
+    expect(st.status.state).toBe('SANDBOX_NOTREADY');
+    const late = await grpcError(createCtr(pod, 'web', 'late'));
+    expect(late.code).toBe(9); // FAILED_PRECONDITION
+    expect(late.details).toBe(`pod sandbox ${pod} is not ready: cannot create containers in it`);
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect((await grpcError(rpc('PodSandboxStatus', { pod_sandbox_id: pod }))).code).toBe(NOT_FOUND);
+    expect(await berthContainers()).toEqual([]);
+    expect(runcIds(s.stateRoot)).toEqual([]);
+    const netns = join(s.runRoot, 'netns');
+    expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
+  });
+});
+
+describe('CRI pod network leftovers', () => {
+  it('tears down the pod networks no pod owns and keeps the others', async () => {
+    const pod = await runPod('owner');
+    const network = new LoopbackNetwork(join(s.runRoot, 'netns'));
+    await network.setup('0123456789abcdef');
+    const owned = (await network.list()).filter((k) => k !== '0123456789abcdef');
+    expect(owned).toHaveLength(1);
+    const tasks = natsTaskPort(s.nc, s.node);
+    const pods = new PodRuntime({
+      tasks,
+      network,
+      sandboxImage: {} as never,
+      containersDir: join(s.stateRoot, 'containers'),
+      log: createLogger({ service: 'cri-gateway', node: s.node, level: 'silent' }),
+    });
+    expect(await pods.collectNetworks()).toEqual(['0123456789abcdef']);
+    expect(await network.list()).toEqual(owned);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('0123456789abcdef');
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect(await network.list()).toEqual([]);
+  });
+});
+
+describe('CRI bad input', () => {
+  it('answers NOT_FOUND for unknown pods and containers', async () => {
+    const unknown = 'f'.repeat(64);
+    for (const [method, req] of [
+      ['PodSandboxStatus', { pod_sandbox_id: unknown }],
+      ['StopPodSandbox', { pod_sandbox_id: unknown }],
+      ['ContainerStatus', { container_id: unknown }],
+      ['StartContainer', { container_id: unknown }],
+      ['StopContainer', { container_id: unknown }],
+      ['ExecSync', { container_id: unknown, cmd: ['true'] }],
+    ] as const) {
+      const err = await grpcError(rpc(method, req));
+      expect(err.code, method).toBe(NOT_FOUND);
+      expect(err.details, method).toContain(unknown);
+    }
+    await rpc('RemovePodSandbox', { pod_sandbox_id: unknown });
+    await rpc('RemoveContainer', { container_id: unknown });
+    const err = await grpcError(createCtr(unknown, 'x', 'a'));
+    expect(err.code).toBe(NOT_FOUND);
+    expect(err.details).toBe(`pod sandbox "${unknown}" not found`);
+  });
+
+  it('refuses malformed configs with INVALID_ARGUMENT naming the field, leaving nothing behind', async () => {
+    const pod = await runPod('strict');
+    const before = await berthContainers();
+    const runcBefore = runcIds(s.stateRoot);
+    const cases: [string, Json, string][] = [
+      ['RunPodSandbox', { config: { hostname: 'x' } }, 'config.metadata is required'],
+      ['RunPodSandbox', { config: podConfig('bad', { hostname: 'a\nb' }) }, 'config.hostname'],
+      ['RunPodSandbox', { config: podConfig('bad', { log_directory: 'rel/dir' }) }, 'config.log_directory'],
+      [
+        'CreateContainer',
+        { pod_sandbox_id: pod, config: ctrConfig('a', { log_path: '../../escape.log' }) },
+        'config.log_path',
+      ],
+      [
+        'CreateContainer',
+        { pod_sandbox_id: pod, config: ctrConfig('a', { image: { image: '' } }) },
+        'config.image.image',
+      ],
+      [
+        'CreateContainer',
+        {
+          pod_sandbox_id: pod,
+          config: ctrConfig('a', { mounts: [{ container_path: '/data', host_path: 'rel' }] }),
+        },
+        'config.mounts[0].host_path',
+      ],
+      [
+        'CreateContainer',
+        { pod_sandbox_id: pod, config: ctrConfig('a', { envs: [{ key: 'A=B', value: Buffer.from('1') }] }) },
+        'config.envs[0].key',
+      ],
+      ['ExecSync', { container_id: 'x', cmd: [] }, 'cmd is required'],
+    ];
+    for (const [method, req, field] of cases) {
+      const err = await grpcError(rpc(method, req));
+      expect(err.code, `${field}: ${err.details}`).toBe(INVALID_ARGUMENT);
+      expect(err.details, field).toContain(field);
+    }
+    const missing = await grpcError(
+      rpc('CreateContainer', { pod_sandbox_id: pod, config: ctrConfig('a', { image: { image: 'nope:1' } }) }),
+    );
+    expect(missing.code).toBe(NOT_FOUND);
+    expect(missing.details).toContain('"nope:1"');
+    expect(await berthContainers()).toEqual(before);
+    expect(runcIds(s.stateRoot)).toEqual(runcBefore);
+    expect((await rpc<{ items: Json[] }>('ListPodSandbox', {})).items.map((i) => i.id)).toEqual([pod]);
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  it('refuses a second pod with the same metadata with ALREADY_EXISTS and frees its network', async () => {
+    const pod = await runPod('twice');
+    const err = await grpcError(runPod('twice'));
+    expect(err.code).toBe(ALREADY_EXISTS);
+    expect(err.details).toContain('default/twice');
+    expect(readdirSync(join(s.runRoot, 'netns'))).toHaveLength(1);
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect(readdirSync(join(s.runRoot, 'netns'))).toEqual([]);
+  });
+});

@@ -1,0 +1,268 @@
+import { join } from 'node:path';
+import { BerthError, type BindMount, Code, type CreateContainerRequest, type Resources } from '@berth/api';
+import {
+  type ContainerMeta,
+  CriKind,
+  CriLabel,
+  containerName,
+  type NamespaceOptions,
+  NsMode,
+  type SandboxMeta,
+} from './meta.js';
+import { cgroupsPathOf } from './sandbox-spec.js';
+import {
+  absPath,
+  int,
+  invalid,
+  message,
+  namespaceOptions,
+  relPath,
+  required,
+  stringList,
+  stringMap,
+} from './validate.js';
+
+/** A CRI ContainerConfig, checked: what CreateContainer needs before it touches anything. */
+export interface ContainerConfig {
+  metadata: ContainerMeta['metadata'];
+  image: string;
+  command: string[];
+  args: string[];
+  workingDir: string;
+  env: string[];
+  mounts: BindMount[];
+  rawMounts: unknown[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  logPath: string;
+  tty: boolean;
+  stdin: boolean;
+  stopSignal?: string;
+  user?: string;
+  additionalGids: number[];
+  capAdd: string[];
+  capDrop: string[];
+  privileged: boolean;
+  readonlyRootfs: boolean;
+  noNewPrivileges: boolean;
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  namespaceOptions: NamespaceOptions;
+  resources: Resources;
+  oomScoreAdj?: number;
+}
+
+const unimplemented = (what: string) =>
+  new BerthError(Code.UNIMPLEMENTED, `CRI ${what} is not implemented by berth yet`);
+
+/** Checks CRI LinuxContainerResources; fields berth cannot apply are UNIMPLEMENTED, never ignored. */
+export function parseResources(raw: unknown, field: string): { resources: Resources; oomScoreAdj?: number } {
+  const r = message(raw, field);
+  if (!r) return { resources: {} };
+  const resources: Resources = {};
+  const quota = int(r.cpu_quota, `${field}.cpu_quota`);
+  const period = int(r.cpu_period, `${field}.cpu_period`);
+  if (quota > 0) resources.cpus = quota / (period > 0 ? period : 100_000);
+  const shares = int(r.cpu_shares, `${field}.cpu_shares`);
+  if (shares > 0) resources.cpuShares = Math.max(2, shares);
+  const mem = int(r.memory_limit_in_bytes, `${field}.memory_limit_in_bytes`);
+  if (mem > 0) resources.memoryBytes = mem;
+  if (r.cpuset_cpus || r.cpuset_mems) throw unimplemented(`${field}.cpuset_cpus/cpuset_mems`);
+  const huge = Array.isArray(r.hugepage_limits) ? (r.hugepage_limits as { limit?: unknown }[]) : [];
+  if (huge.some((h) => int(h.limit, `${field}.hugepage_limits.limit`) > 0)) {
+    throw unimplemented(`${field}.hugepage_limits`);
+  }
+  if (Object.keys(stringMap(r.unified, `${field}.unified`)).length) throw unimplemented(`${field}.unified`);
+  const oom = int(r.oom_score_adj, `${field}.oom_score_adj`);
+  if (oom < -1000 || oom > 1000) throw invalid(`${field}.oom_score_adj`, `must be in [-1000, 1000]: ${oom}`);
+  // A negative score needs CAP_SYS_RESOURCE berth does not assume (see CreateContainerRequest);
+  // the kubelet's guaranteed pods ask -997: they keep the default score instead (documented).
+  return { resources, ...(oom > 0 ? { oomScoreAdj: oom } : {}) };
+}
+
+function parseMounts(raw: unknown): { mounts: BindMount[]; raw: unknown[] } {
+  const list = Array.isArray(raw) ? raw : [];
+  const mounts = list.map((m: unknown, i: number): BindMount => {
+    const f = `config.mounts[${i}]`;
+    const mm = message(m, f) ?? {};
+    const destination = absPath(mm.container_path, `${f}.container_path`);
+    const source = absPath(mm.host_path, `${f}.host_path`);
+    if (!destination) throw invalid(`${f}.container_path`, 'is required');
+    if (message(mm.image, `${f}.image`)?.image) throw unimplemented(`${f}.image (image volumes)`);
+    if (!source) throw invalid(`${f}.host_path`, 'is required');
+    const prop = mm.propagation ?? 'PROPAGATION_PRIVATE';
+    if (prop !== 'PROPAGATION_PRIVATE' && prop !== 0) throw unimplemented(`${f}.propagation ${String(prop)}`);
+    if (mm.recursive_read_only) throw unimplemented(`${f}.recursive_read_only`);
+    return { source, destination, ...(mm.readonly ? { readonly: true } : {}) };
+  });
+  return { mounts, raw: list };
+}
+
+function parseUser(sc: Record<string, unknown>, field: string): string | undefined {
+  const uid = message(sc.run_as_user, `${field}.run_as_user`);
+  const gid = message(sc.run_as_group, `${field}.run_as_group`);
+  const name = typeof sc.run_as_username === 'string' ? sc.run_as_username : '';
+  const user = uid ? String(int(uid.value, `${field}.run_as_user.value`)) : name;
+  if (gid && !user) throw invalid(`${field}.run_as_group`, 'is set without run_as_user or run_as_username');
+  if (user.includes(':')) throw invalid(`${field}.run_as_username`, `must not contain ":": "${user}"`);
+  if (!user) return undefined;
+  return gid ? `${user}:${int(gid.value, `${field}.run_as_group.value`)}` : user;
+}
+
+/** Checks a CRI ContainerConfig; bad input throws INVALID_ARGUMENT naming the field. */
+export function parseContainerConfig(raw: unknown, logDirectory: string): ContainerConfig {
+  const config = message(raw, 'config');
+  if (!config) throw invalid('config', 'is required');
+  const md = message(config.metadata, 'config.metadata');
+  if (!md) throw invalid('config.metadata', 'is required');
+  const image = required(message(config.image, 'config.image')?.image, 'config.image.image');
+  const env = (Array.isArray(config.envs) ? config.envs : []).map((kv: unknown, i: number) => {
+    const m = message(kv, `config.envs[${i}]`) ?? {};
+    const key = required(m.key, `config.envs[${i}].key`);
+    if (key.includes('=')) throw invalid(`config.envs[${i}].key`, `must not contain "=": "${key}"`);
+    // KeyValue.value is `bytes` in this proto (wire-identical to a string): grpc-js gives a Buffer.
+    const value = Buffer.isBuffer(m.value)
+      ? m.value.toString('utf8')
+      : typeof m.value === 'string'
+        ? m.value
+        : '';
+    return `${key}=${value}`;
+  });
+  if (Array.isArray(config.devices) && config.devices.length) throw unimplemented('config.devices');
+  const logRel = relPath(config.log_path, 'config.log_path');
+  const linux = message(config.linux, 'config.linux') ?? {};
+  const scField = 'config.linux.security_context';
+  const sc = message(linux.security_context, scField) ?? {};
+  const caps = message(sc.capabilities, `${scField}.capabilities`) ?? {};
+  if (stringList(caps.add_ambient_capabilities, `${scField}.capabilities.add_ambient_capabilities`).length) {
+    throw unimplemented(`${scField}.capabilities.add_ambient_capabilities`);
+  }
+  const gids = (Array.isArray(sc.supplemental_groups) ? sc.supplemental_groups : []).map(
+    (g: unknown, i: number) => {
+      const n = int(g, `${scField}.supplemental_groups[${i}]`);
+      if (n < 0) throw invalid(`${scField}.supplemental_groups[${i}]`, `must not be negative: ${n}`);
+      return n;
+    },
+  );
+  const user = parseUser(sc, scField);
+  const stop = typeof config.stop_signal === 'string' ? config.stop_signal : 'RUNTIME_DEFAULT';
+  const { resources, oomScoreAdj } = parseResources(linux.resources, 'config.linux.resources');
+  const { mounts, raw: rawMounts } = parseMounts(config.mounts);
+  return {
+    metadata: {
+      name: required(md.name, 'config.metadata.name'),
+      attempt: int(md.attempt, 'config.metadata.attempt'),
+    },
+    image,
+    command: stringList(config.command, 'config.command'),
+    args: stringList(config.args, 'config.args'),
+    workingDir: typeof config.working_dir === 'string' ? config.working_dir : '',
+    env,
+    mounts,
+    rawMounts,
+    labels: stringMap(config.labels, 'config.labels'),
+    annotations: stringMap(config.annotations, 'config.annotations'),
+    logPath: logRel && logDirectory ? join(logDirectory, logRel) : '',
+    tty: config.tty === true,
+    stdin: config.stdin === true,
+    ...(stop !== 'RUNTIME_DEFAULT' ? { stopSignal: stop } : {}),
+    ...(user ? { user } : {}),
+    additionalGids: gids,
+    capAdd: stringList(caps.add_capabilities, `${scField}.capabilities.add_capabilities`),
+    capDrop: stringList(caps.drop_capabilities, `${scField}.capabilities.drop_capabilities`),
+    privileged: sc.privileged === true,
+    readonlyRootfs: sc.readonly_rootfs === true,
+    noNewPrivileges: sc.no_new_privs === true,
+    maskedPaths: stringList(sc.masked_paths, `${scField}.masked_paths`),
+    readonlyPaths: stringList(sc.readonly_paths, `${scField}.readonly_paths`),
+    namespaceOptions: namespaceOptions(sc.namespace_options, `${scField}.namespace_options`),
+    resources,
+    ...(oomScoreAdj !== undefined ? { oomScoreAdj } : {}),
+  };
+}
+
+/** Where the pod's pause container is and what its files are: what a container joins. */
+export interface SandboxContext {
+  id: string;
+  meta: SandboxMeta;
+  /** The pause process (its /proc/<pid>/ns/* are the pod's namespaces). */
+  pid: number;
+  /** The pause container's generated hosts, resolv.conf and hostname (its shim wrote them). */
+  filesDir: string;
+  cgroupParent: string;
+  /** The pid of the TARGET container, when the container asks pid TARGET. */
+  targetPid?: number;
+}
+
+/**
+ * The task-service request of a container in a pod: it joins the pause container's namespaces
+ * as its NamespaceOption says, shares the pod's /etc files and logs to the pod's log directory.
+ */
+export function containerRequest(
+  c: ContainerConfig,
+  opts: { sandbox: SandboxContext; imageName: string; meta: ContainerMeta },
+): CreateContainerRequest {
+  const sb = opts.sandbox;
+  const ns = (type: string) => `/proc/${sb.pid}/ns/${type}`;
+  const podNs = sb.meta.namespaceOptions;
+  const host = podNs.network === NsMode.NODE;
+  let pid: string;
+  if (c.namespaceOptions.pid === NsMode.NODE) pid = 'host';
+  else if (c.namespaceOptions.pid === NsMode.POD) pid = podNs.pid === NsMode.NODE ? 'host' : ns('pid');
+  else if (c.namespaceOptions.pid === NsMode.TARGET) {
+    if (!sb.targetPid) {
+      throw invalid(
+        'config.linux.security_context.namespace_options.target_id',
+        'names no running container',
+      );
+    }
+    pid = `/proc/${sb.targetPid}/ns/pid`;
+  } else pid = 'private';
+  const own = new Set(c.mounts.map((m) => m.destination.replace(/\/+$/, '')));
+  const shared: BindMount[] = [];
+  for (const [dest, file] of [
+    ['/etc/hosts', 'hosts'],
+    ['/etc/resolv.conf', 'resolv.conf'],
+    ['/etc/hostname', 'hostname'],
+  ] as const) {
+    if (!own.has(dest)) {
+      shared.push({ source: join(sb.filesDir, file), destination: dest, readonly: c.readonlyRootfs });
+    }
+  }
+  const name = containerName(sb.id, c.metadata);
+  const cgroupsPath = cgroupsPathOf(sb.cgroupParent, name);
+  return {
+    image: opts.imageName,
+    name,
+    ...(c.command.length ? { entrypoint: c.command } : {}),
+    ...(c.args.length ? { cmd: c.args } : {}),
+    ...(c.env.length ? { env: c.env } : {}),
+    ...(c.workingDir ? { workdir: c.workingDir } : {}),
+    ...(c.user ? { user: c.user } : {}),
+    ...(c.additionalGids.length ? { additionalGids: c.additionalGids } : {}),
+    ...(sb.meta.hostname ? { hostname: sb.meta.hostname } : {}),
+    mounts: [...shared, ...c.mounts],
+    resources: c.resources,
+    readonlyRootfs: c.readonlyRootfs,
+    noNewPrivileges: c.noNewPrivileges,
+    network: host ? 'host' : (sb.meta.netnsPath ?? ns('net')),
+    namespaces: { pid, ipc: podNs.ipc === NsMode.NODE ? 'host' : ns('ipc'), uts: ns('uts') },
+    ...(c.capAdd.length ? { capAdd: c.capAdd } : {}),
+    ...(c.capDrop.length ? { capDrop: c.capDrop } : {}),
+    ...(c.oomScoreAdj !== undefined ? { oomScoreAdj: c.oomScoreAdj } : {}),
+    tty: c.tty,
+    stdin: c.stdin,
+    labels: {
+      [CriLabel.kind]: CriKind.container,
+      [CriLabel.sandboxId]: sb.id,
+      [CriLabel.meta]: JSON.stringify(opts.meta),
+    },
+    ...(Object.keys(c.annotations).length ? { annotations: c.annotations } : {}),
+    ...(c.logPath ? { logPath: c.logPath } : {}),
+    ...(c.stopSignal ? { stopSignal: c.stopSignal } : {}),
+    ...(cgroupsPath ? { cgroupsPath } : {}),
+    ...(c.maskedPaths.length ? { maskedPaths: c.maskedPaths } : {}),
+    ...(c.readonlyPaths.length ? { readonlyPaths: c.readonlyPaths } : {}),
+    ...(c.privileged ? { privileged: true } : {}),
+  };
+}

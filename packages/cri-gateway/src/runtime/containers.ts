@@ -1,0 +1,232 @@
+import { randomBytes } from 'node:crypto';
+import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
+import type { ImagePort } from '../images/ports.js';
+import { resolveImage } from '../images/resolve.js';
+import { containerRequest, parseContainerConfig, parseResources } from './container-spec.js';
+import { containerState, toContainerStatus, toCriContainer } from './cri-status.js';
+import { type ContainerMeta, CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs } from './meta.js';
+import { notFoundAs, type PodRuntime, type RuntimeDeps } from './pods.js';
+import type { ShimPort } from './ports.js';
+import { ignoreGone, stopTask } from './stop.js';
+import { stringList, stringMap } from './validate.js';
+
+/**
+ * Most output ExecSync returns (both streams): what fits the gRPC reply of at most 16 MiB, as
+ * containerd caps it; the rest is dropped.
+ */
+export const EXEC_SYNC_MAX_OUTPUT = 16 * 1024 * 1024 - 64 * 1024;
+
+/** How long a timed-out exec may take to die of SIGKILL. */
+const EXEC_KILL_WAIT_MS = 10_000;
+
+/** CRI ListContainers filter, as on the wire. */
+export interface ContainerFilter {
+  id?: string;
+  state?: { state: string } | null;
+  pod_sandbox_id?: string;
+  label_selector?: Record<string, string>;
+}
+
+/** What the container runtime needs beyond the pod runtime's dependencies. */
+export interface ContainerDeps extends RuntimeDeps {
+  images: ImagePort;
+  shim: ShimPort;
+}
+
+/**
+ * CRI containers as task-service containers joined to their pod's pause container: create,
+ * start, stop, remove, status, list, exec-sync, resource updates and log reopening.
+ */
+export class ContainerRuntime {
+  constructor(
+    private readonly d: ContainerDeps,
+    private readonly pods: PodRuntime,
+  ) {}
+
+  /** The container with this id (or unique prefix); NOT_FOUND when absent or a pod's pause. */
+  async get(id: string): Promise<ContainerInfo> {
+    const info = await this.d.tasks.getContainer(id).catch((err: unknown) => {
+      throw notFoundAs(err, `container "${id}" not found`);
+    });
+    if (kindOf(info.container) !== CriKind.container) {
+      throw new BerthError(Code.NOT_FOUND, `container "${id}" not found`);
+    }
+    return info;
+  }
+
+  /** CreateContainer: a container in a ready pod; its task is made by StartContainer. */
+  async create(podSandboxId: string, rawConfig: unknown): Promise<string> {
+    if (!podSandboxId) throw new BerthError(Code.INVALID_ARGUMENT, 'pod_sandbox_id is required');
+    const sb = await this.pods.get(podSandboxId);
+    const cfg = parseContainerConfig(rawConfig, sb.meta.logDirectory);
+    const sid = sb.info.container.id;
+    if (sb.info.status !== 'running' || !sb.info.task?.pid) {
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `pod sandbox ${sid} is not ready: cannot create containers in it`,
+      );
+    }
+    let targetPid: number | undefined;
+    if (cfg.namespaceOptions.pid === NsMode.TARGET) {
+      const target = await this.get(cfg.namespaceOptions.target_id);
+      if (target.status !== 'running' || !target.task?.pid) {
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `target container ${target.container.id} is not running`,
+        );
+      }
+      targetPid = target.task.pid;
+    }
+    const image = await resolveImage(this.d.images, cfg.image);
+    if (!image) throw new BerthError(Code.NOT_FOUND, `image "${cfg.image}" not found on this node`);
+    const meta: ContainerMeta = {
+      metadata: cfg.metadata,
+      labels: cfg.labels,
+      annotations: cfg.annotations,
+      image: cfg.image,
+      imageRef: image.configDigest,
+      logPath: cfg.logPath,
+      mounts: cfg.rawMounts,
+      namespaceOptions: cfg.namespaceOptions,
+      createdAt: nowNs(),
+    };
+    const req = containerRequest(cfg, {
+      sandbox: {
+        id: sid,
+        meta: sb.meta,
+        pid: sb.info.task.pid,
+        filesDir: this.pods.filesDir(sid),
+        cgroupParent: sb.meta.cgroupParent,
+        ...(targetPid ? { targetPid } : {}),
+      },
+      imageName: image.name,
+      meta,
+    });
+    try {
+      return (await this.d.tasks.createContainer(req)).id;
+    } catch (err) {
+      const e = toBerthError(err);
+      if (e.code !== Code.ALREADY_EXISTS) throw e;
+      throw new BerthError(
+        Code.ALREADY_EXISTS,
+        `container "${cfg.metadata.name}" (attempt ${cfg.metadata.attempt}) already exists in pod sandbox ${sid}`,
+      );
+    }
+  }
+
+  /** StartContainer: creates and starts its task; a failed start leaves no task behind. */
+  async start(id: string): Promise<void> {
+    const info = await this.get(id);
+    const cid = info.container.id;
+    if (info.status !== 'created') {
+      throw new BerthError(Code.FAILED_PRECONDITION, `container ${cid} is ${info.status}, not created`);
+    }
+    if (!info.task) await this.d.tasks.createTask(cid);
+    try {
+      await this.d.tasks.start(cid);
+    } catch (err) {
+      await ignoreGone(this.d.tasks.deleteTask(cid)).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** StopContainer: the stop signal, SIGKILL after `timeout` seconds; a stopped container is success. */
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    const info = await this.get(id);
+    await stopTask(this.d.tasks, info.container.id, {
+      timeoutMs: Math.max(0, timeoutSeconds) * 1000,
+      signal: info.container.stopSignal,
+    });
+  }
+
+  /** RemoveContainer: kills and removes it; an absent container is success. */
+  async remove(id: string): Promise<void> {
+    let info: ContainerInfo;
+    try {
+      info = await this.get(id);
+    } catch (err) {
+      if (toBerthError(err).code === Code.NOT_FOUND) return;
+      throw err;
+    }
+    await ignoreGone(this.d.tasks.deleteContainer(info.container.id, true));
+  }
+
+  /** ContainerStatus. */
+  async status(id: string) {
+    const info = await this.get(id);
+    return { status: toContainerStatus(info), info };
+  }
+
+  /** ListContainers: containers matching every filter (id prefix, state, pod, labels). */
+  async list(filter: ContainerFilter | null | undefined) {
+    const labels: Record<string, string> = { [CriLabel.kind]: CriKind.container };
+    const all = await this.d.tasks.listContainers(labels);
+    const selector = stringMap(filter?.label_selector, 'filter.label_selector');
+    return all
+      .filter((i) => {
+        if (filter?.id && !i.container.id.startsWith(filter.id)) return false;
+        const pod = i.container.labels[CriLabel.sandboxId] ?? '';
+        if (filter?.pod_sandbox_id && !pod.startsWith(filter.pod_sandbox_id)) return false;
+        if (filter?.state && containerState(i) !== filter.state.state) return false;
+        const l = metaOf<ContainerMeta>(i.container).labels;
+        return Object.entries(selector).every(([k, v]) => l[k] === v);
+      })
+      .map(toCriContainer);
+  }
+
+  /**
+   * ExecSync: runs `cmd` in the running container and returns its output and exit code; after
+   * `timeout` seconds (0: none) it is killed and the call fails DEADLINE_EXCEEDED.
+   */
+  async execSync(id: string, rawCmd: unknown, timeoutSeconds: number) {
+    const cmd = stringList(rawCmd, 'cmd');
+    if (cmd.length === 0) throw new BerthError(Code.INVALID_ARGUMENT, 'cmd is required');
+    const info = await this.get(id);
+    const cid = info.container.id;
+    if (info.status !== 'running') {
+      throw new BerthError(Code.FAILED_PRECONDITION, `container ${cid} is ${info.status}, not running`);
+    }
+    const execId = `sync-${randomBytes(8).toString('hex')}`;
+    const proc = await this.d.tasks.exec({ id: cid, execId, args: cmd });
+    try {
+      await this.d.tasks.start(cid, execId);
+      const timeoutMs = timeoutSeconds > 0 ? timeoutSeconds * 1000 : undefined;
+      let exitCode: number;
+      try {
+        exitCode = (await this.d.tasks.wait(cid, { execId, ...(timeoutMs ? { timeoutMs } : {}) })).exitCode;
+      } catch (err) {
+        if (toBerthError(err).code !== Code.DEADLINE_EXCEEDED) throw err;
+        await ignoreGone(this.d.tasks.kill({ id: cid, execId, signal: 'SIGKILL' }));
+        await this.d.tasks.wait(cid, { execId, timeoutMs: EXEC_KILL_WAIT_MS }).catch(() => undefined);
+        throw new BerthError(
+          Code.DEADLINE_EXCEEDED,
+          `command ${JSON.stringify(cmd)} in container ${cid} timed out after ${timeoutSeconds}s`,
+        );
+      }
+      if (!proc.logPath) throw new BerthError(Code.INTERNAL, `exec ${execId} in container ${cid} has no log`);
+      const out = await this.d.shim.readLog(proc.logPath, EXEC_SYNC_MAX_OUTPUT);
+      return { stdout: Buffer.from(out.stdout), stderr: Buffer.from(out.stderr), exit_code: exitCode };
+    } finally {
+      await ignoreGone(this.d.tasks.deleteTask(cid, execId)).catch(() => undefined);
+    }
+  }
+
+  /** UpdateContainerResources: new limits in the spec and on a live task. */
+  async updateResources(id: string, linux: unknown): Promise<void> {
+    const info = await this.get(id);
+    const { resources } = parseResources(linux, 'linux');
+    const id2 = info.container.id;
+    // A live task takes the limits now (the task-service also keeps them in the spec).
+    if (info.status === 'running' || info.status === 'paused') await this.d.tasks.updateTask(id2, resources);
+    else await this.d.tasks.updateContainer({ id: id2, resources });
+  }
+
+  /** ReopenContainerLog: the container's monitor reopens its log (the kubelet rotated it). */
+  async reopenLog(id: string): Promise<void> {
+    const info = await this.get(id);
+    if (info.status !== 'running') {
+      throw new BerthError(Code.FAILED_PRECONDITION, `container ${info.container.id} is not running`);
+    }
+    await this.d.shim.reopenLog(info.container.id);
+  }
+}

@@ -1,0 +1,142 @@
+import type { ContainerInfo } from '@berth/api';
+import { type ContainerMeta, CriLabel, isoToNs, metaOf, type SandboxMeta } from './meta.js';
+
+/** The CFS period berth writes with a CPU limit (task-service spec defaults). */
+const CPU_PERIOD_US = 100_000;
+
+/** CRI PodSandboxState names. */
+export const PodState = { ready: 'SANDBOX_READY', notReady: 'SANDBOX_NOTREADY' } as const;
+export type PodState = (typeof PodState)[keyof typeof PodState];
+
+/** CRI ContainerState names. */
+export const CtrState = {
+  created: 'CONTAINER_CREATED',
+  running: 'CONTAINER_RUNNING',
+  exited: 'CONTAINER_EXITED',
+  unknown: 'CONTAINER_UNKNOWN',
+} as const;
+export type CtrState = (typeof CtrState)[keyof typeof CtrState];
+
+/** A pod is ready while its pause process runs. */
+export function podState(info: ContainerInfo): PodState {
+  return info.status === 'running' ? PodState.ready : PodState.notReady;
+}
+
+/** The CRI state of a container from its task: none or created is CREATED, paused is RUNNING. */
+export function containerState(info: ContainerInfo): CtrState {
+  switch (info.status) {
+    case 'created':
+      return CtrState.created;
+    case 'running':
+    case 'paused':
+      return CtrState.running;
+    case 'stopped':
+      return CtrState.exited;
+    default:
+      return CtrState.unknown;
+  }
+}
+
+/** CRI PodSandbox (ListPodSandbox) of a pause container. */
+export function toPodSandbox(info: ContainerInfo) {
+  const m = metaOf<SandboxMeta>(info.container);
+  return {
+    id: info.container.id,
+    metadata: m.metadata,
+    state: podState(info),
+    created_at: m.createdAt,
+    labels: m.labels,
+    annotations: m.annotations,
+    runtime_handler: m.runtimeHandler,
+  };
+}
+
+/** CRI PodSandboxStatus of a pause container. */
+export function toPodSandboxStatus(info: ContainerInfo) {
+  const m = metaOf<SandboxMeta>(info.container);
+  const { network, pid, ipc, target_id } = m.namespaceOptions;
+  return {
+    ...toPodSandbox(info),
+    network: { ip: m.ip ?? '', additional_ips: [] },
+    linux: { namespaces: { options: { network, pid, ipc, target_id } } },
+  };
+}
+
+/** CRI Container (ListContainers) of an application container. */
+export function toCriContainer(info: ContainerInfo) {
+  const m = metaOf<ContainerMeta>(info.container);
+  return {
+    id: info.container.id,
+    pod_sandbox_id: info.container.labels[CriLabel.sandboxId] ?? '',
+    metadata: m.metadata,
+    image: { image: m.image, annotations: {} },
+    image_ref: m.imageRef,
+    image_id: m.imageRef,
+    state: containerState(info),
+    created_at: m.createdAt,
+    labels: m.labels,
+    annotations: m.annotations,
+  };
+}
+
+/** CRI ContainerStatus of an application container. */
+export function toContainerStatus(info: ContainerInfo) {
+  const m = metaOf<ContainerMeta>(info.container);
+  const t = info.task;
+  const state = containerState(info);
+  const exited = state === CtrState.exited;
+  return {
+    id: info.container.id,
+    metadata: m.metadata,
+    state,
+    created_at: m.createdAt,
+    started_at: isoToNs(t?.startedAt),
+    finished_at: exited ? isoToNs(t?.exitedAt) : '0',
+    exit_code: exited ? (t?.exitCode ?? 0) : 0,
+    image: { image: m.image, annotations: {} },
+    image_ref: m.imageRef,
+    image_id: m.imageRef,
+    reason: exited ? (t?.reason ?? (t?.exitCode === 0 ? 'Completed' : 'Error')) : '',
+    message: '',
+    labels: m.labels,
+    annotations: m.annotations,
+    mounts: m.mounts,
+    log_path: m.logPath,
+    resources: { linux: criResources(info), windows: null },
+    user: criUser(info),
+  };
+}
+
+/** The limits in the container's spec as CRI LinuxContainerResources (what the kubelet resizes). */
+function criResources(info: ContainerInfo) {
+  const r = info.container.config.resources ?? {};
+  const quota = r.cpus !== undefined ? Math.round(r.cpus * CPU_PERIOD_US) : 0;
+  return {
+    cpu_period: String(quota ? CPU_PERIOD_US : 0),
+    cpu_quota: String(quota),
+    cpu_shares: String(r.cpuShares ?? 0),
+    memory_limit_in_bytes: String(r.memoryBytes ?? 0),
+    oom_score_adj: String(info.container.config.oomScoreAdj ?? 0),
+    cpuset_cpus: '',
+    cpuset_mems: '',
+    hugepage_limits: [],
+    unified: {},
+    memory_swap_limit_in_bytes: '0',
+  };
+}
+
+/** The user the container's process runs as (from its spec, after names were resolved). */
+function criUser(info: ContainerInfo) {
+  const u = ((info.container.spec.process as { user?: Record<string, unknown> } | undefined)?.user ?? {}) as {
+    uid?: number;
+    gid?: number;
+    additionalGids?: number[];
+  };
+  return {
+    linux: {
+      uid: String(u.uid ?? 0),
+      gid: String(u.gid ?? 0),
+      supplemental_groups: (u.additionalGids ?? []).map(String),
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import {
+  type CreateContainerRequest,
+  type ExecRequest,
+  ImageApi,
+  type KillRequest,
+  ShimApi,
+  TaskApi,
+  type UpdateContainerRequest,
+} from '@berth/api';
+import { call, client } from '@berth/kit';
+import { readCriStreams } from '@berth/shim';
+import type { NatsConnection } from 'nats';
+import { CRI_NAMESPACE } from '../images/ports.js';
+import type { ImageImporter, ShimPort, TaskPort } from './ports.js';
+
+/** The task-service (cluster-wide, any replica), in the CRI namespace; containers go to `node`. */
+export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
+  const tasks = client(nc, TaskApi, { namespace: CRI_NAMESPACE });
+  return {
+    createContainer: (req: CreateContainerRequest) =>
+      tasks['create-container']({ ...req, node: req.node ?? node }),
+    getContainer: (id) => tasks['get-container']({ id }),
+    listContainers: async (labels) => (await tasks['list-containers']({ labels })).containers,
+    updateContainer: (req: UpdateContainerRequest) => tasks['update-container'](req),
+    updateTask: async (id, resources) => {
+      await tasks.update({ id, resources });
+    },
+    deleteContainer: async (id, force) => {
+      await tasks['delete-container']({ id, force });
+    },
+    createTask: (id) => tasks.create({ id }),
+    start: (id, execId) => tasks.start({ id, ...(execId ? { execId } : {}) }),
+    kill: async (req: KillRequest) => {
+      await tasks.kill(req);
+    },
+    // The request waits up to timeoutMs on the service; the NATS request a little longer.
+    wait: (id, o) =>
+      tasks.wait(
+        { id, ...(o.execId ? { execId: o.execId } : {}), ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) },
+        o.timeoutMs ? { timeoutMs: o.timeoutMs + 5_000 } : {},
+      ),
+    deleteTask: (id, execId) => tasks.delete({ id, ...(execId ? { execId } : {}) }),
+    exec: (req: ExecRequest) => tasks.exec(req),
+    stats: (id) => tasks.stats({ id }),
+  };
+}
+
+/** This node's shim (host-local), in the CRI namespace. */
+export function natsShimPort(nc: NatsConnection, node: string): ShimPort {
+  const shim = client(nc, ShimApi, { node, namespace: CRI_NAMESPACE });
+  return {
+    // The exec log is on this node (the gateway serves its own node's kubelet): reading it here
+    // avoids NATS's max_payload (1 MB), which the shim's exec-output reply could not exceed.
+    readLog: (logPath, maxBytes) => readCriStreams(logPath, maxBytes),
+    reopenLog: async (id) => {
+      await shim['reopen-log']({ namespace: CRI_NAMESPACE, id });
+    },
+  };
+}
+
+/** The image-service `import` of this node, into the CRI namespace. */
+export function natsImageImporter(nc: NatsConnection, node: string): ImageImporter {
+  return (path, name) =>
+    call(nc, ImageApi, 'import', { path, name }, { node, namespace: CRI_NAMESPACE, timeoutMs: 300_000 });
+}

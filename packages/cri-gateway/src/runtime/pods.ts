@@ -1,0 +1,230 @@
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
+import type { Logger } from '@berth/kit';
+import { CRI_NAMESPACE } from '../images/ports.js';
+import { podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
+import { CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs, type SandboxMeta } from './meta.js';
+import type { SandboxImage } from './pause-image.js';
+import type { PodNetwork, TaskPort } from './ports.js';
+import { type PodConfig, parsePodConfig, sandboxRequest } from './sandbox-spec.js';
+import { ignoreGone, stopTask } from './stop.js';
+import { stringMap } from './validate.js';
+
+/** What the pod and container runtimes use: berth's services, the pod network, node paths. */
+export interface RuntimeDeps {
+  tasks: TaskPort;
+  network: PodNetwork;
+  sandboxImage: SandboxImage;
+  /** The node's containers directory (layout.containers): the shim writes /etc files there. */
+  containersDir: string;
+  log: Logger;
+}
+
+/** CRI ListPodSandbox filter, as on the wire. */
+export interface PodFilter {
+  id?: string;
+  state?: { state: string } | null;
+  label_selector?: Record<string, string>;
+}
+
+/** A pod sandbox as the task-service holds it: its pause container and the CRI facts. */
+export interface Sandbox {
+  info: ContainerInfo;
+  meta: SandboxMeta;
+}
+
+/**
+ * CRI pod sandboxes as pause containers of the task-service (namespace k8s.io): run, stop,
+ * remove, status, list. The task-service owns every record; this class keeps no state.
+ */
+export class PodRuntime {
+  /** Networks set up by a RunPodSandbox still in progress: no pod names them yet. */
+  private readonly settingUp = new Set<string>();
+
+  constructor(private readonly d: RuntimeDeps) {}
+
+  /**
+   * Tears down the pod networks no pod owns: left by a gateway that died between setting one up
+   * and creating its pause container, or between removing a pod and tearing its network down.
+   * Returns the keys it freed.
+   */
+  async collectNetworks(): Promise<string[]> {
+    const keys = await this.d.network.list();
+    if (keys.length === 0) return [];
+    const owned = new Set<string>();
+    for (const i of await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox })) {
+      const k = metaOf<SandboxMeta>(i.container).netKey;
+      if (k) owned.add(k);
+    }
+    const freed: string[] = [];
+    for (const k of keys) {
+      if (owned.has(k) || this.settingUp.has(k)) continue;
+      await this.d.network.teardown(k);
+      freed.push(k);
+    }
+    return freed;
+  }
+
+  /** The pod with this id (or unique prefix); NOT_FOUND when absent or not a pod. */
+  async get(id: string): Promise<Sandbox> {
+    const info = await this.d.tasks.getContainer(id).catch((err: unknown) => {
+      throw notFoundAs(err, `pod sandbox "${id}" not found`);
+    });
+    if (kindOf(info.container) !== CriKind.sandbox) {
+      throw new BerthError(Code.NOT_FOUND, `pod sandbox "${id}" not found`);
+    }
+    return { info, meta: metaOf<SandboxMeta>(info.container) };
+  }
+
+  /** RunPodSandbox: network, pause container, its task; on failure nothing is left behind. */
+  async run(rawConfig: unknown, runtimeHandler: string): Promise<string> {
+    if (runtimeHandler !== '' && runtimeHandler !== 'runc') {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `runtime_handler "${runtimeHandler}" is unknown: berth has one runtime (runc), use ""`,
+      );
+    }
+    const pod = parsePodConfig(rawConfig);
+    const image = await this.d.sandboxImage.ensure();
+    const host = pod.namespaceOptions.network === NsMode.NODE;
+    const netKey = host ? undefined : randomBytes(8).toString('hex');
+    if (netKey) this.settingUp.add(netKey);
+    try {
+      return await this.runIn(pod, runtimeHandler, image.name, netKey);
+    } finally {
+      if (netKey) this.settingUp.delete(netKey);
+    }
+  }
+
+  private async runIn(
+    pod: PodConfig,
+    runtimeHandler: string,
+    image: string,
+    netKey: string | undefined,
+  ): Promise<string> {
+    const host = netKey === undefined;
+    const net = netKey ? await this.d.network.setup(netKey, { portMappings: pod.portMappings }) : undefined;
+    const meta: SandboxMeta = {
+      metadata: pod.metadata,
+      labels: pod.labels,
+      annotations: pod.annotations,
+      // Containers join the pod's UTS namespace and must set the same name: fix it here.
+      hostname: pod.hostname || (host ? osHostname() : `pod-${netKey}`),
+      logDirectory: pod.logDirectory,
+      runtimeHandler,
+      cgroupParent: pod.cgroupParent,
+      namespaceOptions: pod.namespaceOptions,
+      ...(netKey && net ? { netKey, netnsPath: net.netnsPath, ...(net.ip ? { ip: net.ip } : {}) } : {}),
+      createdAt: nowNs(),
+    };
+    const teardown = async () => {
+      if (netKey) await this.d.network.teardown(netKey).catch((e: unknown) => this.warn(e, netKey));
+    };
+    let id: string;
+    try {
+      const req = sandboxRequest(pod, {
+        image,
+        meta,
+        ...(net ? { netnsPath: net.netnsPath } : {}),
+      });
+      id = (await this.d.tasks.createContainer(req)).id;
+    } catch (err) {
+      await teardown();
+      const e = toBerthError(err);
+      if (e.code === Code.ALREADY_EXISTS) {
+        const m = pod.metadata;
+        throw new BerthError(
+          Code.ALREADY_EXISTS,
+          `pod sandbox ${m.namespace}/${m.name} (uid ${m.uid}, attempt ${m.attempt}) already exists`,
+        );
+      }
+      throw e;
+    }
+    try {
+      await this.d.tasks.createTask(id);
+      await this.d.tasks.start(id);
+    } catch (err) {
+      await this.d.tasks.deleteContainer(id, true).catch((e: unknown) => this.warn(e, id));
+      await teardown();
+      throw err;
+    }
+    return id;
+  }
+
+  /** StopPodSandbox: kills every container of the pod and its pause process, frees its network. */
+  async stop(id: string): Promise<void> {
+    const sb = await this.get(id);
+    const sid = sb.info.container.id;
+    for (const c of await this.containersOf(sid)) {
+      await stopTask(this.d.tasks, c.container.id, { timeoutMs: 0, signal: 'SIGKILL' });
+    }
+    await stopTask(this.d.tasks, sid, { timeoutMs: 0, signal: 'SIGKILL' });
+    if (sb.meta.netKey) await this.d.network.teardown(sb.meta.netKey);
+  }
+
+  /** RemovePodSandbox: removes the pod's containers and the pod; an absent pod is success. */
+  async remove(id: string): Promise<void> {
+    let sb: Sandbox;
+    try {
+      sb = await this.get(id);
+    } catch (err) {
+      if (toBerthError(err).code === Code.NOT_FOUND) return;
+      throw err;
+    }
+    const sid = sb.info.container.id;
+    for (const c of await this.containersOf(sid))
+      await ignoreGone(this.d.tasks.deleteContainer(c.container.id, true));
+    await ignoreGone(this.d.tasks.deleteContainer(sid, true));
+    if (sb.meta.netKey) await this.d.network.teardown(sb.meta.netKey);
+  }
+
+  /** PodSandboxStatus: the CRI status of the pod, and its containers' (for the evented PLEG). */
+  async status(id: string) {
+    const sb = await this.get(id);
+    const containers = await this.containersOf(sb.info.container.id);
+    return {
+      status: toPodSandboxStatus(sb.info),
+      info: sb.info,
+      containers: containers.map(toContainerStatus),
+    };
+  }
+
+  /** ListPodSandbox: the pods matching every filter (id prefix, state, labels). */
+  async list(filter: PodFilter | null | undefined) {
+    const all = await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox });
+    const selector = stringMap(filter?.label_selector, 'filter.label_selector');
+    return all
+      .filter((i) => {
+        if (filter?.id && !i.container.id.startsWith(filter.id)) return false;
+        if (filter?.state && podState(i) !== filter.state.state) return false;
+        const labels = metaOf<SandboxMeta>(i.container).labels;
+        return Object.entries(selector).every(([k, v]) => labels[k] === v);
+      })
+      .map(toPodSandbox);
+  }
+
+  /** The application containers of a pod. */
+  containersOf(sandboxId: string): Promise<ContainerInfo[]> {
+    return this.d.tasks.listContainers({
+      [CriLabel.kind]: CriKind.container,
+      [CriLabel.sandboxId]: sandboxId,
+    });
+  }
+
+  /** Directory of the pause container's hosts, resolv.conf and hostname on this node. */
+  filesDir(sandboxId: string): string {
+    return join(this.d.containersDir, CRI_NAMESPACE, sandboxId);
+  }
+
+  private warn(err: unknown, what: string): void {
+    this.d.log.warn({ err, what }, 'cleanup after a failed RunPodSandbox failed');
+  }
+}
+
+/** A NOT_FOUND from the task-service, renamed to the CRI object; other errors unchanged. */
+export function notFoundAs(err: unknown, message: string): BerthError {
+  const e = toBerthError(err);
+  return e.code === Code.NOT_FOUND ? new BerthError(Code.NOT_FOUND, message, { cause: e }) : e;
+}

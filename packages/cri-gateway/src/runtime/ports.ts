@@ -1,0 +1,81 @@
+import type {
+  Container,
+  ContainerInfo,
+  CreateContainerRequest,
+  ExecRequest,
+  ExitStatus,
+  ImportImageReply,
+  KillRequest,
+  ProcessState,
+  Resources,
+  ShimExecOutput,
+  ShimStats,
+  Task,
+  UpdateContainerRequest,
+} from '@berth/api';
+
+/**
+ * What the CRI RuntimeService needs from the task-service, bound to the CRI namespace (k8s.io).
+ * The gateway passes one that goes over NATS; the domain never sees NATS.
+ */
+export interface TaskPort {
+  createContainer(req: CreateContainerRequest): Promise<Container>;
+  /** A container by id, unique id prefix or name; NOT_FOUND when absent. */
+  getContainer(id: string): Promise<ContainerInfo>;
+  /** Containers whose labels match every entry ("" only has to exist). */
+  listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
+  updateContainer(req: UpdateContainerRequest): Promise<Container>;
+  /** New limits on a live task (and in its container's spec). */
+  updateTask(id: string, resources: Resources): Promise<void>;
+  /** Removes a container; force kills and deletes a live task first. */
+  deleteContainer(id: string, force: boolean): Promise<void>;
+  createTask(id: string): Promise<Task>;
+  start(id: string, execId?: string): Promise<ProcessState>;
+  kill(req: KillRequest): Promise<void>;
+  /** Resolves on exit, or fails DEADLINE_EXCEEDED after timeoutMs. */
+  wait(id: string, opts: { execId?: string; timeoutMs?: number }): Promise<ExitStatus>;
+  /** Deletes a stopped task (or exec) and returns its exit. */
+  deleteTask(id: string, execId?: string): Promise<ExitStatus>;
+  exec(req: ExecRequest): Promise<ProcessState>;
+  stats(id: string): Promise<ShimStats>;
+}
+
+/** What the RuntimeService asks this node's shim directly (host-local facts of a task). */
+export interface ShimPort {
+  /**
+   * What a process wrote, read back from its CRI log at `logPath` (a path on this node, as the
+   * task-service reports it), at most `maxBytes` of content.
+   */
+  readLog(logPath: string, maxBytes: number): Promise<ShimExecOutput>;
+  /** Makes the task's monitor reopen its log file (after the kubelet rotated it). */
+  reopenLog(id: string): Promise<void>;
+}
+
+/** Imports an OCI image-layout tar into the CRI namespace of this node's image-service. */
+export type ImageImporter = (path: string, name: string) => Promise<ImportImageReply>;
+
+/** The network of one pod: where its network namespace is, and its address when it has one. */
+export interface PodNetworkResult {
+  netnsPath: string;
+  ip?: string;
+}
+
+/**
+ * Sets up and tears down a pod's network namespace. The loopback implementation (netns.ts) gives
+ * a namespace with only `lo`; a CNI implementation gives the pod an address. Teardown of a pod
+ * without a network is success: stop and remove call it again.
+ */
+export interface PodNetwork {
+  setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult>;
+  teardown(podKey: string): Promise<void>;
+  /** The keys of the pod networks set up on this node (to find those no pod owns any more). */
+  list(): Promise<string[]>;
+}
+
+/** A CRI port mapping, as the network plugin needs it. */
+export interface PortMapping {
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+  containerPort: number;
+  hostPort: number;
+  hostIp: string;
+}

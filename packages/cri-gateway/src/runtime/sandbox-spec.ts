@@ -1,0 +1,137 @@
+import { type CreateContainerRequest, Hostname } from '@berth/api';
+import { CriKind, CriLabel, type NamespaceOptions, NsMode, type SandboxMeta, sandboxName } from './meta.js';
+import type { PortMapping } from './ports.js';
+import {
+  absPath,
+  int,
+  invalid,
+  message,
+  namespaceOptions,
+  required,
+  stringList,
+  stringMap,
+} from './validate.js';
+
+/** A PodSandboxConfig, checked: what RunPodSandbox needs before it touches anything. */
+export interface PodConfig {
+  metadata: SandboxMeta['metadata'];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** The pod's host name ("" lets the node choose: its own in the host network). */
+  hostname: string;
+  logDirectory: string;
+  dns?: { servers: string[]; searches: string[]; options: string[] };
+  portMappings: PortMapping[];
+  cgroupParent: string;
+  sysctls: Record<string, string>;
+  namespaceOptions: NamespaceOptions;
+}
+
+const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
+
+/** Checks a CRI PodSandboxConfig; bad input throws INVALID_ARGUMENT naming the field. */
+export function parsePodConfig(raw: unknown): PodConfig {
+  const config = message(raw, 'config');
+  if (!config) throw invalid('config', 'is required');
+  const md = message(config.metadata, 'config.metadata');
+  if (!md) throw invalid('config.metadata', 'is required');
+  const metadata = {
+    name: required(md.name, 'config.metadata.name'),
+    uid: required(md.uid, 'config.metadata.uid'),
+    namespace: required(md.namespace, 'config.metadata.namespace'),
+    attempt: int(md.attempt, 'config.metadata.attempt'),
+  };
+  const hostname = typeof config.hostname === 'string' ? config.hostname : '';
+  if (hostname !== '' && !Hostname.safeParse(hostname).success) {
+    throw invalid('config.hostname', `is not a valid host name: "${hostname.slice(0, 80)}"`);
+  }
+  const dnsMsg = message(config.dns_config, 'config.dns_config');
+  const dns = dnsMsg
+    ? {
+        servers: stringList(dnsMsg.servers, 'config.dns_config.servers'),
+        searches: stringList(dnsMsg.searches, 'config.dns_config.searches'),
+        options: stringList(dnsMsg.options, 'config.dns_config.options'),
+      }
+    : undefined;
+  const ports = Array.isArray(config.port_mappings) ? config.port_mappings : [];
+  const portMappings = ports.map((p: unknown, i: number): PortMapping => {
+    const m = message(p, `config.port_mappings[${i}]`) ?? {};
+    const protocol = typeof m.protocol === 'string' ? m.protocol : 'TCP';
+    if (!PROTOCOLS.has(protocol))
+      throw invalid(`config.port_mappings[${i}].protocol`, `is unknown: ${protocol}`);
+    const port = (v: unknown, f: string) => {
+      const n = int(v, `config.port_mappings[${i}].${f}`);
+      if (n < 0 || n > 65535) throw invalid(`config.port_mappings[${i}].${f}`, `is not a port: ${n}`);
+      return n;
+    };
+    return {
+      protocol: protocol as PortMapping['protocol'],
+      containerPort: port(m.container_port, 'container_port'),
+      hostPort: port(m.host_port, 'host_port'),
+      hostIp: typeof m.host_ip === 'string' ? m.host_ip : '',
+    };
+  });
+  const linux = message(config.linux, 'config.linux') ?? {};
+  const sc = message(linux.security_context, 'config.linux.security_context') ?? {};
+  const namespaces = namespaceOptions(
+    sc.namespace_options,
+    'config.linux.security_context.namespace_options',
+  );
+  if (namespaces.network === NsMode.TARGET || namespaces.network === NsMode.CONTAINER) {
+    throw invalid('config.linux.security_context.namespace_options.network', 'must be POD or NODE');
+  }
+  if (namespaces.ipc === NsMode.TARGET || namespaces.pid === NsMode.TARGET) {
+    throw invalid('config.linux.security_context.namespace_options', 'TARGET is for containers, not pods');
+  }
+  const sysctls = stringMap(linux.sysctls, 'config.linux.sysctls');
+  if (namespaces.network === NsMode.NODE && Object.keys(sysctls).some((k) => k.startsWith('net.'))) {
+    throw invalid('config.linux.sysctls', 'cannot set net.* sysctls in the host network');
+  }
+  return {
+    metadata,
+    labels: stringMap(config.labels, 'config.labels'),
+    annotations: stringMap(config.annotations, 'config.annotations'),
+    hostname,
+    logDirectory: absPath(config.log_directory, 'config.log_directory'),
+    ...(dns ? { dns } : {}),
+    portMappings,
+    cgroupParent: absPath(linux.cgroup_parent, 'config.linux.cgroup_parent'),
+    sysctls,
+    namespaceOptions: namespaces,
+  };
+}
+
+/** cgroups path of a pod's container under the pod's cgroup parent (berth's default without one). */
+export function cgroupsPathOf(parent: string, name: string): string | undefined {
+  return parent ? `${parent.replace(/\/+$/, '')}/${name}` : undefined;
+}
+
+/**
+ * The task-service request of a pod's pause container: its own ipc, uts (and pid unless the node's)
+ * namespaces, the pod's network namespace (or the host's), the pod's host name, DNS and sysctls.
+ */
+export function sandboxRequest(
+  pod: PodConfig,
+  opts: { image: string; meta: SandboxMeta; netnsPath?: string },
+): CreateContainerRequest {
+  const name = sandboxName(pod.metadata);
+  const host = pod.namespaceOptions.network === NsMode.NODE;
+  const cgroupsPath = cgroupsPathOf(pod.cgroupParent, name);
+  const dns = pod.dns && (pod.dns.servers.length || pod.dns.searches.length) ? pod.dns : undefined;
+  return {
+    image: opts.image,
+    name,
+    ...(host ? { network: 'host' as const } : { network: opts.netnsPath ?? 'none' }),
+    // In the host network the node's name is the pod's (the shim writes it).
+    ...(!host && opts.meta.hostname ? { hostname: opts.meta.hostname } : {}),
+    namespaces: {
+      pid: pod.namespaceOptions.pid === NsMode.NODE ? 'host' : 'private',
+      ipc: pod.namespaceOptions.ipc === NsMode.NODE ? 'host' : 'private',
+      uts: 'private',
+    },
+    ...(dns ? { dns } : {}),
+    ...(Object.keys(pod.sysctls).length ? { sysctls: pod.sysctls } : {}),
+    ...(cgroupsPath ? { cgroupsPath } : {}),
+    labels: { [CriLabel.kind]: CriKind.sandbox, [CriLabel.meta]: JSON.stringify(opts.meta) },
+  };
+}

@@ -1,0 +1,230 @@
+import { BerthError, Code } from '@berth/api';
+import { describe, expect, it } from 'vitest';
+import { containerRequest, parseContainerConfig, parseResources } from './container-spec.js';
+import { CriLabel, containerName, type SandboxMeta, sandboxName } from './meta.js';
+import { parsePodConfig, sandboxRequest } from './sandbox-spec.js';
+
+const md = { name: 'web', uid: 'u1', namespace: 'default', attempt: 0 };
+
+function codeOf(fn: () => unknown): { code: string; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof BerthError) return { code: err.code, message: err.message };
+    throw err;
+  }
+  throw new Error('expected a BerthError');
+}
+
+function meta(over: Partial<SandboxMeta> = {}): SandboxMeta {
+  return {
+    metadata: md,
+    labels: {},
+    annotations: {},
+    hostname: 'web',
+    logDirectory: '/var/log/pods/x',
+    runtimeHandler: '',
+    namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', target_id: '' },
+    netKey: 'k',
+    netnsPath: '/run/berth/netns/k',
+    cgroupParent: '/kubepods/pod1',
+    createdAt: '1',
+    ...over,
+  };
+}
+
+describe('PodSandboxConfig to a pause container', () => {
+  it('gives the pause container its own namespaces, the pod network, DNS, sysctls and cgroup parent', () => {
+    const pod = parsePodConfig({
+      metadata: md,
+      hostname: 'web',
+      log_directory: '/var/log/pods/x',
+      dns_config: { servers: ['10.0.0.10'], searches: ['svc'], options: ['ndots:5'] },
+      linux: {
+        cgroup_parent: '/kubepods/pod1',
+        sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
+        security_context: { namespace_options: { network: 'POD', pid: 'NODE', ipc: 'POD' } },
+      },
+    });
+    const m = meta();
+    const req = sandboxRequest(pod, { image: 'pause', meta: m, netnsPath: '/run/berth/netns/k' });
+    expect(req).toMatchObject({
+      image: 'pause',
+      name: sandboxName(md),
+      network: '/run/berth/netns/k',
+      hostname: 'web',
+      namespaces: { pid: 'host', ipc: 'private', uts: 'private' },
+      dns: { servers: ['10.0.0.10'], searches: ['svc'], options: ['ndots:5'] },
+      sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
+      cgroupsPath: `/kubepods/pod1/${sandboxName(md)}`,
+    });
+    expect(JSON.parse(req.labels?.[CriLabel.meta] ?? '')).toEqual(m);
+  });
+
+  it('names a pod by its metadata: same metadata same name, another attempt another name', () => {
+    expect(sandboxName(md)).toBe(sandboxName({ ...md }));
+    expect(sandboxName(md)).not.toBe(sandboxName({ ...md, attempt: 1 }));
+    expect(sandboxName(md)).toMatch(/^k8s-pod-[a-f0-9]{40}$/);
+    expect(containerName('p', { name: 'a', attempt: 0 })).not.toBe(
+      containerName('q', { name: 'a', attempt: 0 }),
+    );
+  });
+
+  it('refuses bad configs naming the field', () => {
+    expect(codeOf(() => parsePodConfig({}))).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      message: 'config.metadata is required',
+    });
+    expect(codeOf(() => parsePodConfig({ metadata: { ...md, uid: '' } })).message).toBe(
+      'config.metadata.uid is required',
+    );
+    expect(
+      codeOf(() => parsePodConfig({ metadata: md, linux: { cgroup_parent: '/a/../b' } })).message,
+    ).toContain('config.linux.cgroup_parent');
+    const hostNet = {
+      security_context: { namespace_options: { network: 'NODE' } },
+      sysctls: { 'net.core.somaxconn': '1' },
+    };
+    expect(codeOf(() => parsePodConfig({ metadata: md, linux: hostNet })).message).toContain('net.* sysctls');
+    expect(
+      codeOf(() => parsePodConfig({ metadata: md, port_mappings: [{ container_port: 70000 }] })).message,
+    ).toContain('config.port_mappings[0].container_port');
+  });
+});
+
+describe('ContainerConfig to a container in its pod', () => {
+  const sandbox = {
+    id: 'p'.repeat(64),
+    meta: meta(),
+    pid: 4242,
+    filesDir: '/state/containers/k8s.io/p',
+    cgroupParent: '/kubepods/pod1',
+  };
+
+  it('joins the pod namespaces, shares its files, logs under the pod log directory', () => {
+    const cfg = parseContainerConfig(
+      {
+        metadata: { name: 'app', attempt: 2 },
+        image: { image: 'busybox' },
+        command: ['sh'],
+        args: ['-c', 'true'],
+        envs: [{ key: 'A', value: Buffer.from('1') }],
+        working_dir: '/w',
+        log_path: 'app/2.log',
+        mounts: [{ container_path: '/data', host_path: '/srv/data', readonly: true }],
+        linux: {
+          resources: {
+            cpu_period: '100000',
+            cpu_quota: '50000',
+            cpu_shares: '512',
+            memory_limit_in_bytes: '67108864',
+          },
+          security_context: {
+            run_as_user: { value: '1000' },
+            run_as_group: { value: '3000' },
+            supplemental_groups: ['4000'],
+            capabilities: { add_capabilities: ['NET_ADMIN'], drop_capabilities: ['CHOWN'] },
+            readonly_rootfs: true,
+            no_new_privs: true,
+            masked_paths: ['/proc/kcore'],
+            namespace_options: { network: 'POD', pid: 'POD', ipc: 'POD' },
+          },
+        },
+      },
+      '/var/log/pods/x',
+    );
+    const req = containerRequest(cfg, {
+      sandbox,
+      imageName: 'docker.io/library/busybox:latest',
+      meta: {} as never,
+    });
+    expect(req).toMatchObject({
+      image: 'docker.io/library/busybox:latest',
+      name: containerName(sandbox.id, { name: 'app', attempt: 2 }),
+      entrypoint: ['sh'],
+      cmd: ['-c', 'true'],
+      env: ['A=1'],
+      workdir: '/w',
+      user: '1000:3000',
+      additionalGids: [4000],
+      hostname: 'web',
+      network: '/run/berth/netns/k',
+      namespaces: { pid: '/proc/4242/ns/pid', ipc: '/proc/4242/ns/ipc', uts: '/proc/4242/ns/uts' },
+      resources: { cpus: 0.5, cpuShares: 512, memoryBytes: 64 * 1024 * 1024 },
+      capAdd: ['NET_ADMIN'],
+      capDrop: ['CHOWN'],
+      readonlyRootfs: true,
+      noNewPrivileges: true,
+      maskedPaths: ['/proc/kcore'],
+      logPath: '/var/log/pods/x/app/2.log',
+      cgroupsPath: `/kubepods/pod1/${containerName(sandbox.id, { name: 'app', attempt: 2 })}`,
+      labels: { [CriLabel.kind]: 'container', [CriLabel.sandboxId]: sandbox.id },
+    });
+    expect(req.mounts).toEqual([
+      { source: '/state/containers/k8s.io/p/hosts', destination: '/etc/hosts', readonly: true },
+      { source: '/state/containers/k8s.io/p/resolv.conf', destination: '/etc/resolv.conf', readonly: true },
+      { source: '/state/containers/k8s.io/p/hostname', destination: '/etc/hostname', readonly: true },
+      { source: '/srv/data', destination: '/data', readonly: true },
+    ]);
+  });
+
+  it('keeps its own pid namespace for CONTAINER, the node ones for NODE, and the kubelet /etc/hosts', () => {
+    const cfg = parseContainerConfig(
+      {
+        metadata: { name: 'a' },
+        image: { image: 'busybox' },
+        mounts: [{ container_path: '/etc/hosts', host_path: '/var/lib/kubelet/hosts' }],
+        linux: {
+          security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'NODE' } },
+        },
+      },
+      '',
+    );
+    const hostMeta = meta({
+      namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'NODE', target_id: '' },
+    });
+    const req = containerRequest(cfg, {
+      sandbox: { ...sandbox, meta: hostMeta },
+      imageName: 'b',
+      meta: {} as never,
+    });
+    expect(req).toMatchObject({
+      network: 'host',
+      namespaces: { pid: 'private', ipc: 'host', uts: '/proc/4242/ns/uts' },
+    });
+    expect(req.mounts?.map((m) => m.destination)).toEqual([
+      '/etc/resolv.conf',
+      '/etc/hostname',
+      '/etc/hosts',
+    ]);
+    expect(req.logPath).toBeUndefined();
+  });
+
+  it('refuses what berth cannot do, and bad input, naming the field', () => {
+    const base = { metadata: { name: 'a' }, image: { image: 'b' } };
+    expect(
+      codeOf(() => parseContainerConfig({ ...base, devices: [{ host_path: '/dev/x' }] }, '')),
+    ).toMatchObject({
+      code: Code.UNIMPLEMENTED,
+    });
+    const prop = {
+      ...base,
+      mounts: [{ container_path: '/m', host_path: '/h', propagation: 'PROPAGATION_BIDIRECTIONAL' }],
+    };
+    expect(codeOf(() => parseContainerConfig(prop, '')).code).toBe(Code.UNIMPLEMENTED);
+    expect(codeOf(() => parseContainerConfig({ ...base, log_path: '/abs.log' }, '/d')).message).toContain(
+      'config.log_path',
+    );
+    const group = { ...base, linux: { security_context: { run_as_group: { value: '1' } } } };
+    expect(codeOf(() => parseContainerConfig(group, '')).message).toContain('run_as_group');
+    expect(codeOf(() => parseResources({ cpuset_cpus: '0-1' }, 'linux')).code).toBe(Code.UNIMPLEMENTED);
+    const userns = (mode: string) => ({
+      ...base,
+      linux: { security_context: { namespace_options: { userns_options: { mode } } } },
+    });
+    expect(codeOf(() => parseContainerConfig(userns('POD'), '')).code).toBe(Code.UNIMPLEMENTED);
+    expect(parseContainerConfig(userns('NODE'), '').namespaceOptions.pid).toBe('POD');
+    expect(parseResources({ oom_score_adj: '-997' }, 'linux')).toEqual({ resources: {} });
+    expect(parseResources({ oom_score_adj: '500' }, 'linux')).toEqual({ resources: {}, oomScoreAdj: 500 });
+  });
+});

@@ -1,0 +1,198 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ImageApi, Service, serviceDefs } from '@berth/api';
+import { call, connectNats, createLogger } from '@berth/kit';
+import { startNats, startRedis, tempDir } from '@berth/testing';
+import type { NatsConnection } from 'nats';
+import { type Gateway, startGateway } from '../gateway.js';
+import { CRI_NAMESPACE } from '../images/ports.js';
+import { type CriClient, criClient } from './cri-client.js';
+
+const REPO = join(import.meta.dirname, '..', '..', '..', '..');
+const SERVICES = [
+  ['snapshot-service', Service.snapshot],
+  ['image-service', Service.image],
+  ['shim', Service.shim],
+  ['task-service', Service.task],
+] as const;
+
+/** The whole node for CRI runtime tests: NATS, Redis, the four services, the gateway in-process. */
+export interface RuntimeStack {
+  nc: NatsConnection;
+  node: string;
+  root: string;
+  stateRoot: string;
+  runRoot: string;
+  gateway: Gateway;
+  client: CriClient;
+  /** Builds the busybox test image (scripts/busybox-image.sh) and imports it into k8s.io. */
+  importBusybox(name: string): Promise<void>;
+  /** What each service printed (for failure messages). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts the stack; the gateway builds its pause image from `pauseBinary` on first use. */
+export async function startRuntimeStack(opts: {
+  sandboxImage: string;
+  pauseBinary?: string;
+}): Promise<RuntimeStack> {
+  const [nats, redis] = await Promise.all([
+    startNats({ jetstream: false }),
+    startRedis({ appendonly: false }),
+  ]);
+  const root = await tempDir('cri-runtime');
+  const stateRoot = join(root, 'state');
+  const runRoot = join(root, 'run');
+  await mkdir(stateRoot, { recursive: true });
+  await writeFile(join(root, 'config.json'), '{}\n');
+  const node = `cri-${Math.random().toString(16).slice(2, 10)}`;
+  const nc = await connectNats({ url: nats.url, name: 'cri-runtime-test' });
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BERTH_')) env[k] = v;
+  Object.assign(env, {
+    BERTH_CONFIG: join(root, 'config.json'),
+    BERTH_NATS_URL: nats.url,
+    BERTH_REDIS_URL: redis.url,
+    BERTH_NODE_ID: node,
+    BERTH_STATE_ROOT: stateRoot,
+    BERTH_RUN_ROOT: runRoot,
+    BERTH_LOG_LEVEL: 'warn',
+    BERTH_SHUTDOWN_GRACE_MS: '3000',
+  });
+  const procs: { name: string; proc: ChildProcess }[] = [];
+  let out = '';
+  const launch = async (name: string, service: Service) => {
+    const proc = spawn(process.execPath, [join(REPO, 'packages', name, 'dist', 'main.js')], {
+      env,
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const keep = (b: Buffer) => {
+      out = (out + `[${name}] ${b.toString()}`).slice(-50_000);
+    };
+    proc.stdout?.on('data', keep);
+    proc.stderr?.on('data', keep);
+    procs.push({ name, proc });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`${name} exited ${proc.exitCode}:\n${out}`);
+      const info = await call(nc, serviceDefs[service], 'info', {}, { node, timeoutMs: 500 }).catch(
+        () => undefined,
+      );
+      if (info?.pid === proc.pid) return;
+      if (Date.now() > deadline) throw new Error(`${name} did not answer info:\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  let gateway: Gateway | undefined;
+  let client: CriClient | undefined;
+  const stop = async () => {
+    client?.close();
+    await gateway?.close(1000);
+    for (const { proc } of [...procs].reverse()) {
+      if (proc.exitCode !== null || proc.signalCode !== null) continue;
+      const exited = once(proc, 'exit');
+      proc.kill('SIGTERM');
+      await exited;
+    }
+    sweep(stateRoot, root);
+    await nc.close().catch(() => undefined);
+    await Promise.all([nats.stop(), redis.stop()]);
+    execFileSync('rm', ['-rf', root]);
+  };
+  try {
+    for (const [name, service] of SERVICES) await launch(name, service);
+    gateway = await startGateway({
+      nc,
+      node,
+      socket: join(runRoot, 'cri.sock'),
+      runRoot,
+      snapshotsDir: join(stateRoot, 'snapshots'),
+      containersDir: join(stateRoot, 'containers'),
+      sandboxImage: opts.sandboxImage,
+      ...(opts.pauseBinary ? { pauseBinary: opts.pauseBinary } : {}),
+      log: createLogger({ service: 'cri-gateway', node, level: 'silent' }),
+    });
+    client = criClient(gateway.socket);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const g = gateway;
+  const c = client;
+  return {
+    nc,
+    node,
+    root,
+    stateRoot,
+    runRoot,
+    gateway: g,
+    client: c,
+    async importBusybox(name) {
+      const tar = join(root, 'busybox.tar');
+      execFileSync('bash', [join(REPO, 'scripts', 'busybox-image.sh'), tar, name]);
+      await call(
+        nc,
+        ImageApi,
+        'import',
+        { path: tar, name },
+        {
+          node,
+          namespace: CRI_NAMESPACE,
+          timeoutMs: 120_000,
+        },
+      );
+    },
+    output: () => out,
+    stop,
+  };
+}
+
+/** Test cleanup: deletes whatever runc still runs under the state root and unmounts leftovers. */
+function sweep(stateRoot: string, root: string): void {
+  const base = join(stateRoot, 'runc');
+  for (const ns of existsSync(base) ? readdirSync(base) : []) {
+    let list: { id: string }[] = [];
+    try {
+      list =
+        JSON.parse(
+          execFileSync('runc', ['--root', join(base, ns), 'list', '-f', 'json']).toString() || '[]',
+        ) ?? [];
+    } catch {
+      continue;
+    }
+    for (const c of list) {
+      try {
+        execFileSync('runc', ['--root', join(base, ns), 'delete', '-f', c.id], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+  }
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(`${root}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) {
+    try {
+      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+    } catch {
+      // not mounted any more
+    }
+  }
+}
+
+/** runc's containers in the CRI namespace under a state root (ids). */
+export function runcIds(stateRoot: string): string[] {
+  const dir = join(stateRoot, 'runc', CRI_NAMESPACE);
+  if (!existsSync(dir)) return [];
+  const list = JSON.parse(execFileSync('runc', ['--root', dir, 'list', '-f', 'json']).toString() || 'null') as
+    | { id: string }[]
+    | null;
+  return (list ?? []).map((c) => c.id);
+}
