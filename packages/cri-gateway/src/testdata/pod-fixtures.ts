@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type ListContainersReply, Service, TaskApi } from '@berth/api';
+import { TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
 import type { ServiceError } from '@grpc/grpc-js';
 import { CRI_NAMESPACE } from '../images/ports.js';
