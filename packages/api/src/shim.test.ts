@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Hostname, ShimNetworkSetupRequest } from './shim.js';
+import { Hostname, isSignal, Namespace, ShimNetworkSetupRequest } from './shim.js';
 import { CreateContainerRequest } from './task.js';
 
 describe('Hostname', () => {
@@ -41,5 +41,48 @@ describe('ShimNetworkSetupRequest', () => {
       portMappings: [{ hostPort: 0, containerPort: 80 }],
     });
     expect(r.error?.issues[0]?.path).toEqual(['portMappings', 0, 'hostPort']);
+  });
+});
+
+describe('values that land in files or reach the kernel', () => {
+  it('refuses DNS servers, searches and options that could add lines to resolv.conf', () => {
+    const bad = [
+      { servers: ['1.1.1.1\nnameserver 6.6.6.6'] },
+      { servers: ['dns.example'] },
+      { searches: ['example.com\noptions debug'] },
+      { options: ['ndots:5 rotate'] },
+      { options: ['x\n'] },
+    ];
+    for (const dns of bad) {
+      const r = CreateContainerRequest.safeParse({ image: 'busybox', dns });
+      expect(r.success, JSON.stringify(dns)).toBe(false);
+      expect(r.error?.issues[0]?.path[0]).toBe('dns');
+    }
+    const ok = CreateContainerRequest.safeParse({
+      image: 'busybox',
+      dns: {
+        servers: ['1.1.1.1', '2001:db8::1'],
+        searches: ['svc.cluster.local'],
+        options: ['ndots:5', 'edns0'],
+      },
+    });
+    expect(ok.success).toBe(true);
+  });
+
+  it('takes Linux signals by name or number and refuses the rest at create', () => {
+    for (const s of ['SIGTERM', 'term', 'KILL', 'SIGRTMIN+3', 'RTMAX-1', '9', 64, 1])
+      expect(isSignal(s), String(s)).toBe(true);
+    for (const s of ['SIGFOO', '', 'SIGRTMIN+31', '0', '65', 0, 65, 'TERM\n'])
+      expect(isSignal(s), String(s)).toBe(false);
+    const r = CreateContainerRequest.safeParse({ image: 'busybox', stopSignal: 'SIGFOO' });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path).toEqual(['stopSignal']);
+  });
+
+  it('takes namespaces only as names', () => {
+    for (const n of ['default', 'k8s.io', 'a_b-c']) expect(Namespace.safeParse(n).success, n).toBe(true);
+    for (const n of ['', '../../tmp', 'a/b', '.a', 'a..b', 'a\nb', 'x'.repeat(77)]) {
+      expect(Namespace.safeParse(n).success, JSON.stringify(n)).toBe(false);
+    }
   });
 });

@@ -4,9 +4,32 @@ import { z } from 'zod';
 import { defineService, Empty, op, Scope } from './contract.js';
 import { SeccompRequest } from './seccomp.js';
 import { Mount } from './snapshot.js';
-import { Service } from './subjects.js';
+import { NAMESPACE_PATTERN, NAMESPACE_RULE, Service } from './subjects.js';
 
-const TaskRef = z.object({ namespace: z.string().min(1), id: z.string().min(1) });
+/** A namespace name (see NAMESPACE_PATTERN): never a path. */
+export const Namespace = z.string().regex(NAMESPACE_PATTERN, NAMESPACE_RULE);
+
+const TaskRef = z.object({ namespace: Namespace, id: z.string().min(1) });
+
+const SIGNAL_NAMES = new Set(
+  'HUP INT QUIT ILL TRAP ABRT IOT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT CHLD CONT STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO POLL PWR SYS'.split(
+    ' ',
+  ),
+);
+
+/** True for a Linux signal as docker takes it: a name (`TERM`, `SIGTERM`, `RTMIN+3`) or 1-64. */
+export function isSignal(s: string | number): boolean {
+  if (typeof s === 'number' || /^\d+$/.test(s)) return Number(s) >= 1 && Number(s) <= 64;
+  const name = s.toUpperCase().replace(/^SIG/, '');
+  const rt = /^RTM(IN|AX)([+-](\d{1,2}))?$/.exec(name);
+  if (rt) return !rt[3] || Number(rt[3]) <= 30;
+  return SIGNAL_NAMES.has(name);
+}
+
+/** A signal by name or number, refused at the edge when Linux has no such signal. */
+export const Signal = z
+  .union([z.number().int(), z.string().min(1)])
+  .refine(isSignal, { message: 'not a Linux signal (a name such as SIGTERM, or a number 1-64)' });
 
 /** Task (and exec process) states, as containerd's shim reports them. */
 export const TaskStatus = {
@@ -85,7 +108,7 @@ export const ShimTaskRef = TaskRef.extend({ execId: z.string().optional() });
 export type ShimTaskRef = z.infer<typeof ShimTaskRef>;
 
 export const ShimKillRequest = ShimTaskRef.extend({
-  signal: z.union([z.number().int().positive(), z.string()]).default('SIGTERM'),
+  signal: Signal.default('SIGTERM'),
   all: z.boolean().default(false),
 });
 export type ShimKillRequest = z.infer<typeof ShimKillRequest>;
@@ -175,7 +198,7 @@ export const ShimResizeRequest = ShimTaskRef.extend({
 export type ShimResizeRequest = z.infer<typeof ShimResizeRequest>;
 
 /** Request of `list`: the tasks the node's shim supervises, in one namespace or all. */
-export const ShimListRequest = z.object({ namespace: z.string().optional() });
+export const ShimListRequest = z.object({ namespace: Namespace.optional() });
 export type ShimListRequest = z.infer<typeof ShimListRequest>;
 export const ShimListReply = z.object({ tasks: z.array(ShimState) });
 export type ShimListReply = z.infer<typeof ShimListReply>;

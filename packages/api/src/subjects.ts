@@ -49,5 +49,14 @@ export const Header = {
   errorCode: 'berth-error-code',
 } as const;
 
+/**
+ * A namespace name, as containerd allows them: letters and digits in labels joined by single
+ * `.`, `_` or `-`, at most 76 characters. Namespaces become Redis key parts and directory names.
+ */
+export const NAMESPACE_PATTERN = /^(?=.{1,76}$)[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
+/** What NAMESPACE_PATTERN asks for, in words, for error messages. */
+export const NAMESPACE_RULE =
+  'a namespace is 1-76 letters and digits, in parts joined by single ".", "_" or "-"';
+
 /** The default namespace, as `default` in containerd. CRI uses `k8s.io`. */
 export const DEFAULT_NAMESPACE = 'default';

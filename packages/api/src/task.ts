@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { defineService, Empty, op, Scope } from './contract.js';
 import { SeccompRequest } from './seccomp.js';
-import { Hostname, ShimPidsReply, ShimStats, TaskStatus } from './shim.js';
+import { Hostname, isSignal, ShimPidsReply, ShimStats, Signal, TaskStatus } from './shim.js';
 import { Service } from './subjects.js';
 
 /** Container ids: 64 lowercase hex characters, as containerd/docker. Unique prefixes are accepted. */
@@ -54,9 +54,23 @@ export type NamespaceMode = z.infer<typeof NamespaceMode>;
 
 /** DNS settings written into the container's /etc/resolv.conf. */
 export const DnsConfig = z.object({
-  servers: z.array(z.string()).default([]),
-  searches: z.array(z.string()).default([]),
-  options: z.array(z.string()).default([]),
+  /** Name servers: IP addresses only (each becomes a `nameserver` line). */
+  servers: z
+    .array(z.union([z.ipv4(), z.ipv6()], { error: 'a DNS server must be an IPv4 or IPv6 address' }))
+    .default([]),
+  /** Search domains: host names (a newline or space would add lines or words to resolv.conf). */
+  searches: z.array(Hostname).default([]),
+  /** resolv.conf options such as `ndots:5`, `edns0`, `timeout:2`. */
+  options: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^[A-Za-z0-9_.+-]{1,32}(:[0-9]{1,5})?$/,
+          'a DNS option is a word, optionally `:N` (e.g. ndots:5)',
+        ),
+    )
+    .default([]),
 });
 export type DnsConfig = z.infer<typeof DnsConfig>;
 
@@ -103,7 +117,10 @@ export const CreateContainerRequest = z.object({
   /** Where the CRI log goes; default the shim's (logs/<ns>/<id>.log under the node's state root). */
   logPath: z.string().startsWith('/').optional(),
   /** Signal `stop` sends first; default the image's StopSignal, else SIGTERM. */
-  stopSignal: z.string().optional(),
+  stopSignal: z
+    .string()
+    .refine(isSignal, 'not a Linux signal (a name such as SIGTERM, or a number 1-64)')
+    .optional(),
   /** cgroups path for linux.cgroupsPath; default /berth/<ns>/<id>. */
   cgroupsPath: z.string().optional(),
   /** pid/ipc/uts namespaces (network is `network`); default private. */
@@ -225,7 +242,7 @@ export type TaskProcessRef = z.infer<typeof TaskProcessRef>;
 
 /** Request of `kill`. */
 export const KillRequest = TaskProcessRef.extend({
-  signal: z.union([z.number().int().positive(), z.string().min(1)]).optional(),
+  signal: Signal.optional(),
   all: z.boolean().optional(),
 });
 export type KillRequest = z.infer<typeof KillRequest>;

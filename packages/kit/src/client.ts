@@ -6,6 +6,8 @@ import {
   Header,
   type InputOf,
   isCode,
+  NAMESPACE_PATTERN,
+  NAMESPACE_RULE,
   type OpName,
   type OutputOf,
   type ServiceDef,
@@ -50,8 +52,16 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
     attributes: { 'rpc.method': op },
   });
   const ctx = trace.setSpan(context.active(), span);
+  const namespace = opts.namespace ?? DEFAULT_NAMESPACE;
+  if (!NAMESPACE_PATTERN.test(namespace)) {
+    span.end();
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `${name} ${op}: invalid namespace ${JSON.stringify(namespace)}: ${NAMESPACE_RULE}`,
+    );
+  }
   const h = natsHeaders();
-  h.set(Header.namespace, opts.namespace ?? DEFAULT_NAMESPACE);
+  h.set(Header.namespace, namespace);
   injectTrace(h, ctx);
   try {
     const reply = await nc.request(subject, json.encode(payload ?? {}), { timeout: timeoutMs, headers: h });

@@ -143,6 +143,35 @@ describe('error mapping over the wire', () => {
     expect(new TextDecoder().decode(raw.data)).not.toMatch(/test-service|\.mjs|\n\s+at /);
   });
 
+  it('sends back an error whose message has CR/LF (a NATS header cannot hold them) exactly', async () => {
+    const err = await failure(
+      call(nc, TestApi, 'fail', { code: 'NOT_FOUND', message: 'container "a\nb" not found\r' }),
+    );
+    expect(err.code).toBe(Code.NOT_FOUND);
+    expect(err.message).toBe('container "a\nb" not found\r');
+  });
+
+  it('refuses a namespace that is not a name (a path would reach keys and directories)', async () => {
+    for (const namespace of ['../../tmp', 'a/b', 'x\ny', '.hidden']) {
+      // The client refuses to send it...
+      const err = await failure(call(nc, TestApi, 'echo', { text: 'x' }, { namespace }));
+      expect(err.code, namespace).toBe(Code.INVALID_ARGUMENT);
+      expect(err.message).toContain(`invalid namespace ${JSON.stringify(namespace)}`);
+    }
+    // ...and the server refuses one sent by hand.
+    const h = natsHeaders();
+    h.set('berth-namespace', '../../tmp');
+    const raw = await nc.request(subjectOf(TestApi, 'echo'), json.encode({ text: 'x' }), {
+      timeout: 5000,
+      headers: h,
+    });
+    expect(raw.headers?.get('Nats-Service-Error-Code')).toBe(String(natsCodeOf.INVALID_ARGUMENT));
+    expect((json.decode(raw.data) as { error: { message: string } }).error.message).toContain(
+      'invalid namespace',
+    );
+    expect((await call(nc, TestApi, 'trace', {}, { namespace: 'k8s.io' })).namespace).toBe('k8s.io');
+  });
+
   it('refuses bad input with INVALID_ARGUMENT naming the field', async () => {
     // Wrong on purpose: the server must refuse what a caller without our types might send.
     const wrongType = await failure(call(nc, TestApi, 'echo', { text: 5 as unknown as string }));

@@ -5,6 +5,8 @@ import {
   DEFAULT_NAMESPACE,
   Header,
   type InfoReply,
+  NAMESPACE_PATTERN,
+  NAMESPACE_RULE,
   natsCodeOf,
   type OpDef,
   type OpName,
@@ -51,6 +53,12 @@ interface Answer {
   op: string;
   ok(data: Uint8Array): void;
   error(err: BerthError): void;
+}
+
+/** The text with every control character (CR, LF, tabs, escapes) shown as a space, for headers. */
+export function oneLine(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
+  return text.replace(/[\u0000-\u001f\u007f]/g, ' ');
 }
 
 /** A registered service: stop() quits taking requests and waits (bounded) for in-flight ones. */
@@ -150,7 +158,9 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
       if (answered) return;
       answered = true;
       try {
-        msg.respondError(natsCodeOf[err.code], err.message, json.encode({ error: err.toWire() }));
+        // A NATS header value cannot hold CR or LF (the server refuses the whole reply): the header
+        // carries a one-line description, the body the message exactly.
+        msg.respondError(natsCodeOf[err.code], oneLine(err.message), json.encode({ error: err.toWire() }));
       } catch (sendErr) {
         log.warn({ err: sendErr, op }, 'could not send error reply');
       }
@@ -190,6 +200,13 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     const reqLog = log.child({ op, ns: namespace });
     await context.with(trace.setSpan(parent, span), async () => {
       try {
+        // Namespaces become Redis key parts and directory names: only names, never paths.
+        if (!NAMESPACE_PATTERN.test(namespace)) {
+          throw new BerthError(
+            Code.INVALID_ARGUMENT,
+            `${service} ${op}: invalid namespace ${JSON.stringify(namespace)}: ${NAMESPACE_RULE}`,
+          );
+        }
         let body: unknown = {};
         if (msg.data.length > 0) {
           try {

@@ -154,7 +154,15 @@ export async function stopOne(
         throw err;
       });
     if (info.status === 'created') await killQuiet('SIGKILL', true);
-    else await killQuiet(info.container.stopSignal, false);
+    else {
+      // A stop signal the kernel has no such thing as (an image's StopSignal, an old record) must
+      // not keep the container running: it is stopped with SIGKILL, as after the grace period.
+      await killQuiet(info.container.stopSignal, false).catch(async (err: unknown) => {
+        if (!(err instanceof BerthError) || err.code !== Code.INVALID_ARGUMENT) throw err;
+        ctx.err.write(`${ref}: stop signal ${info.container.stopSignal}: ${err.message}; sending SIGKILL\n`);
+        await killQuiet('SIGKILL', true);
+      });
+    }
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<'timeout'>((r) => {
       timer = setTimeout(() => r('timeout'), seconds * 1000);
