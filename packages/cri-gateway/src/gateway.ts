@@ -1,7 +1,7 @@
 import type { InfoReply, Service } from '@berth/api';
 import { call, type Logger } from '@berth/kit';
 import type { NatsConnection } from 'nats';
-import { closeServer, listenUnix } from './grpc/listen.js';
+import { listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
@@ -46,7 +46,9 @@ export async function startGateway(opts: {
     handlers: implemented,
     streams: implementedStreams,
   });
-  await listenUnix(server, opts.socket, opts.runRoot);
+  const listener = await listenUnix(server, opts.socket, opts.runRoot, {
+    onProtocolError: (err) => log.warn({ err }, 'CRI client connection closed: undecodable HTTP/2 headers'),
+  });
   let open = true;
   log.info('CRI gRPC server listening');
   return {
@@ -55,7 +57,7 @@ export async function startGateway(opts: {
     async close(graceMs: number) {
       if (!open) return;
       open = false;
-      await closeServer(server, opts.socket, graceMs);
+      await listener.close(graceMs);
     },
   };
 }
