@@ -84,6 +84,16 @@ export const DEFAULT_LIMITS: RewriterLimits = {
   maxListSize: 256 * 1024,
 };
 
+/** A header frame whose payload is still arriving (allocated only if it spans chunks). */
+interface Collecting {
+  type: number;
+  flags: number;
+  streamId: number;
+  length: number;
+  payload: Buffer | undefined;
+  fill: number;
+}
+
 interface Block {
   streamId: number;
   flags: number;
@@ -109,9 +119,7 @@ export class AuthorityRewriter {
   private readonly header = Buffer.alloc(FRAME_HEADER);
   private headerFill = 0;
   private passLeft = 0;
-  private collect:
-    | { type: number; flags: number; streamId: number; payload: Buffer; fill: number }
-    | undefined;
+  private collect: Collecting | undefined;
   private block: Block | undefined;
   /** How many header blocks had their authority replaced. */
   rewritten = 0;
@@ -143,33 +151,49 @@ export class AuthorityRewriter {
         pos += n;
       } else if (this.collect) {
         const c = this.collect;
-        const n = Math.min(c.payload.length - c.fill, chunk.length - pos);
+        c.payload ??= Buffer.allocUnsafe(c.length);
+        const n = Math.min(c.length - c.fill, chunk.length - pos);
         chunk.copy(c.payload, c.fill, pos, pos + n);
         c.fill += n;
         pos += n;
-        if (c.fill === c.payload.length) {
+        if (c.fill === c.length) {
           this.collect = undefined;
           this.headerFrame(c.type, c.flags, c.streamId, c.payload, out);
         }
       } else {
-        const n = Math.min(FRAME_HEADER - this.headerFill, chunk.length - pos);
-        chunk.copy(this.header, this.headerFill, pos, pos + n);
-        this.headerFill += n;
-        pos += n;
-        if (this.headerFill === FRAME_HEADER) {
+        let head: Buffer;
+        if (this.headerFill === 0 && chunk.length - pos >= FRAME_HEADER) {
+          head = chunk.subarray(pos, pos + FRAME_HEADER);
+          pos += FRAME_HEADER;
+        } else {
+          const n = Math.min(FRAME_HEADER - this.headerFill, chunk.length - pos);
+          chunk.copy(this.header, this.headerFill, pos, pos + n);
+          this.headerFill += n;
+          pos += n;
+          if (this.headerFill < FRAME_HEADER) continue;
           this.headerFill = 0;
-          this.frameHeader(out);
+          head = Buffer.from(this.header);
+        }
+        const length = this.frameHeader(head, out);
+        // A header frame already whole in this chunk is read in place, without a copy.
+        // frameHeader may have just set it (TypeScript still narrows it to undefined here).
+        const c = this.collect as Collecting | undefined;
+        if (c && chunk.length - pos >= length) {
+          this.collect = undefined;
+          this.headerFrame(c.type, c.flags, c.streamId, chunk.subarray(pos, pos + length), out);
+          pos += length;
         }
       }
     }
     return out;
   }
 
-  private frameHeader(out: Buffer[]): void {
-    const length = this.header.readUIntBE(0, 3);
-    const type = this.header[3] ?? 0;
-    const flags = this.header[4] ?? 0;
-    const streamId = this.header.readUInt32BE(5) & 0x7fffffff;
+  /** Handles a complete frame header; returns the payload length, and collects header frames. */
+  private frameHeader(head: Buffer, out: Buffer[]): number {
+    const length = head.readUIntBE(0, 3);
+    const type = head[3] ?? 0;
+    const flags = head[4] ?? 0;
+    const streamId = head.readUInt32BE(5) & 0x7fffffff;
     if (type === HEADERS || type === CONTINUATION) {
       if ((type === CONTINUATION) !== (this.block !== undefined)) {
         throw protocol(`sent a ${type === HEADERS ? 'HEADERS' : 'CONTINUATION'} frame out of sequence`);
@@ -182,18 +206,15 @@ export class AuthorityRewriter {
       if ((this.block?.size ?? 0) + length > this.limits.maxBlockSize) {
         throw protocol(`sent a header block larger than ${this.limits.maxBlockSize} octets`);
       }
-      this.collect = { type, flags, streamId, payload: Buffer.allocUnsafe(length), fill: 0 };
-      if (length === 0) {
-        this.collect = undefined;
-        this.headerFrame(type, flags, streamId, Buffer.alloc(0), out);
-      }
-      return;
+      this.collect = { type, flags, streamId, length, payload: undefined, fill: 0 };
+      return length;
     }
     if (this.block)
       throw protocol(`sent a frame of type ${type} inside stream ${this.block.streamId}'s headers`);
     if (type === PUSH_PROMISE) throw protocol('sent PUSH_PROMISE, which only servers may send');
-    out.push(Buffer.from(this.header));
+    out.push(head);
     this.passLeft = length;
+    return length;
   }
 
   private headerFrame(type: number, flags: number, streamId: number, payload: Buffer, out: Buffer[]): void {
@@ -216,7 +237,11 @@ export class AuthorityRewriter {
     if (!(flags & END_HEADERS) || !this.block) return;
     const block = this.block;
     this.block = undefined;
-    const fields = this.decoder.decode(Buffer.concat(block.fragments, block.size));
+    const whole =
+      block.fragments.length === 1
+        ? (block.fragments[0] as Buffer)
+        : Buffer.concat(block.fragments, block.size);
+    const fields = this.decoder.decode(whole);
     if (fixAuthority(fields)) this.rewritten++;
     frameBlock(block, encodeHeaderBlock(fields), out);
   }
@@ -224,22 +249,25 @@ export class AuthorityRewriter {
 
 /** Frames a re-encoded block as HEADERS (plus CONTINUATIONs if it outgrows one frame). */
 function frameBlock(block: Block, encoded: Buffer, out: Buffer[]): void {
-  const room = MIN_MAX_FRAME - (block.priority ? 5 : 0);
-  let first = true;
+  const prefix = block.priority?.length ?? 0;
+  const frames = Math.max(1, Math.ceil((encoded.length + prefix) / MIN_MAX_FRAME));
+  const bytes = Buffer.allocUnsafe(frames * FRAME_HEADER + prefix + encoded.length);
+  let at = 0;
   let pos = 0;
-  do {
-    const n = Math.min(first ? room : MIN_MAX_FRAME, encoded.length - pos);
-    const last = pos + n === encoded.length;
-    let flags = last ? END_HEADERS : 0;
+  for (let i = 0; i < frames; i++) {
+    const first = i === 0;
+    const room = MIN_MAX_FRAME - (first ? prefix : 0);
+    const n = Math.min(room, encoded.length - pos);
+    let flags = i === frames - 1 ? END_HEADERS : 0;
     if (first) flags |= (block.flags & END_STREAM) | (block.priority ? PRIORITY : 0);
-    const prefix = first && block.priority ? block.priority : Buffer.alloc(0);
-    const head = Buffer.alloc(FRAME_HEADER);
-    head.writeUIntBE(prefix.length + n, 0, 3);
-    head[3] = first ? HEADERS : CONTINUATION;
-    head[4] = flags;
-    head.writeUInt32BE(block.streamId, 5);
-    out.push(head, prefix, encoded.subarray(pos, pos + n));
+    bytes.writeUIntBE(n + (first ? prefix : 0), at, 3);
+    bytes[at + 3] = first ? HEADERS : CONTINUATION;
+    bytes[at + 4] = flags;
+    bytes.writeUInt32BE(block.streamId, at + 5);
+    at += FRAME_HEADER;
+    if (first && block.priority) at += block.priority.copy(bytes, at);
+    at += encoded.copy(bytes, at, pos, pos + n);
     pos += n;
-    first = false;
-  } while (pos < encoded.length);
+  }
+  out.push(bytes);
 }

@@ -76,10 +76,12 @@ const STATIC: readonly (readonly [string, string])[] = [
 const ENTRY_OVERHEAD = 32;
 
 const staticByName = new Map<string, number>();
-const staticByField = new Map<string, number>();
+const staticByField = new Map<string, Map<string, number>>();
 STATIC.forEach(([name, value], i) => {
   if (!staticByName.has(name)) staticByName.set(name, i + 1);
-  staticByField.set(`${name}\0${value}`, i + 1);
+  const values = staticByField.get(name) ?? new Map<string, number>();
+  values.set(value, i + 1);
+  staticByField.set(name, values);
 });
 
 function compression(what: string): BerthError {
@@ -102,7 +104,7 @@ export class HpackDecoder {
   }
 
   /** Decodes one complete header block (HEADERS plus its CONTINUATIONs, padding removed). */
-  decode(block: Uint8Array): HeaderField[] {
+  decode(block: Buffer): HeaderField[] {
     const r = { buf: block, pos: 0 };
     const fields: HeaderField[] = [];
     let listSize = 0;
@@ -176,24 +178,31 @@ export class HpackDecoder {
  * sensitive field). The receiver's table thus stays empty, whatever the decoder saw.
  */
 export function encodeHeaderBlock(fields: readonly HeaderField[]): Buffer {
-  const parts: Buffer[] = [];
+  // Worst case per field: a 1-octet flag, two 6-octet integers, and the octets themselves.
+  let bound = 0;
+  for (const f of fields) bound += 13 + f.name.length + f.value.length;
+  const out = Buffer.allocUnsafe(bound);
+  let pos = 0;
   for (const f of fields) {
-    const exact = f.sensitive ? undefined : staticByField.get(`${f.name}\0${f.value}`);
+    const exact = f.sensitive ? undefined : staticByField.get(f.name)?.get(f.value);
     if (exact !== undefined) {
-      parts.push(encodeInt(exact, 7, 0x80));
+      pos = writeInt(out, pos, exact, 7, 0x80);
       continue;
     }
     const flag = f.sensitive ? 0x10 : 0x00;
     const nameIndex = staticByName.get(f.name);
-    if (nameIndex !== undefined) parts.push(encodeInt(nameIndex, 4, flag));
-    else parts.push(Buffer.of(flag), encodeString(f.name));
-    parts.push(encodeString(f.value));
+    if (nameIndex !== undefined) pos = writeInt(out, pos, nameIndex, 4, flag);
+    else {
+      out[pos++] = flag;
+      pos = writeString(out, pos, f.name);
+    }
+    pos = writeString(out, pos, f.value);
   }
-  return Buffer.concat(parts);
+  return out.subarray(0, pos);
 }
 
 interface Reader {
-  buf: Uint8Array;
+  buf: Buffer;
   pos: number;
 }
 
@@ -215,28 +224,33 @@ function readString(r: Reader): string {
   if (r.pos >= r.buf.length) throw compression('ends before a string');
   const huffman = ((r.buf[r.pos] ?? 0) & 0x80) !== 0;
   const length = readInt(r, 7);
-  if (r.pos + length > r.buf.length) throw compression('ends inside a string');
-  const raw = r.buf.subarray(r.pos, r.pos + length);
-  r.pos += length;
-  return (huffman ? huffmanDecode(raw) : Buffer.from(raw.buffer, raw.byteOffset, raw.length)).toString(
-    'latin1',
-  );
+  const end = r.pos + length;
+  if (end > r.buf.length) throw compression('ends inside a string');
+  const start = r.pos;
+  r.pos = end;
+  return huffman
+    ? huffmanDecode(r.buf.subarray(start, end)).toString('latin1')
+    : r.buf.toString('latin1', start, end);
 }
 
-function encodeInt(value: number, prefix: number, flags: number): Buffer {
+function writeInt(out: Buffer, at: number, value: number, prefix: number, flags: number): number {
+  let pos = at;
   const max = (1 << prefix) - 1;
-  if (value < max) return Buffer.of(flags | value);
-  const out = [flags | max];
+  if (value < max) {
+    out[pos++] = flags | value;
+    return pos;
+  }
+  out[pos++] = flags | max;
   let rest = value - max;
   while (rest >= 0x80) {
-    out.push((rest & 0x7f) | 0x80);
+    out[pos++] = (rest & 0x7f) | 0x80;
     rest = Math.floor(rest / 0x80);
   }
-  out.push(rest);
-  return Buffer.from(out);
+  out[pos++] = rest;
+  return pos;
 }
 
-function encodeString(s: string): Buffer {
-  const bytes = Buffer.from(s, 'latin1');
-  return Buffer.concat([encodeInt(bytes.length, 7, 0x00), bytes]);
+function writeString(out: Buffer, at: number, s: string): number {
+  const pos = writeInt(out, at, s.length, 7, 0x00);
+  return pos + out.write(s, pos, 'latin1');
 }
