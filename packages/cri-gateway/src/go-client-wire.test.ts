@@ -10,6 +10,7 @@ import { type Gateway, startGateway } from './gateway.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented } from './handlers/index.js';
 import { CriService, criServiceDefinition } from './proto.js';
+import { criClient } from './testdata/cri-client.js';
 import {
   Flag,
   FrameType,
@@ -132,6 +133,20 @@ describe('a Go gRPC client on the CRI socket', () => {
     );
     expectBerth(await conn.result(1));
     conn.close();
+  });
+
+  it('carries a large message across many frames and flow-control windows unchanged', async () => {
+    // A 3 MiB request (unknown to Version, which ignores it) outgrows the 64 KiB initial window,
+    // so the server must grant WINDOW_UPDATEs through the front for the call to finish.
+    const client = criClient(socket);
+    try {
+      const reply = await client.unary<{ runtime_name: string }>(client.runtime, 'Version', {
+        version: 'v'.repeat(3 * 1024 * 1024),
+      });
+      expect(reply.runtime_name).toBe('berth');
+    } finally {
+      client.close();
+    }
   });
 
   it('closes only a connection whose header block cannot be decoded', async () => {
