@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { type Service, serviceDefs } from '@berth/api';
 import { call, type Logger, subscribeEvents } from '@berth/kit';
 import type { NatsConnection } from 'nats';
-import { closeServer, listenUnix } from './grpc/listen.js';
+import { listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
@@ -93,7 +93,9 @@ export async function startGateway(opts: {
     handlers: implemented,
     streams: implementedStreams,
   });
-  await listenUnix(server, opts.socket, opts.runRoot);
+  const listener = await listenUnix(server, opts.socket, opts.runRoot, {
+    onProtocolError: (err) => log.warn({ err }, 'CRI client connection closed: undecodable HTTP/2 headers'),
+  });
   let open = true;
   log.info('CRI gRPC server listening');
   // Pod networks a previous gateway left without a pod; the task-service may not answer yet at
@@ -110,7 +112,7 @@ export async function startGateway(opts: {
     async close(graceMs: number) {
       if (!open) return;
       open = false;
-      await closeServer(server, opts.socket, graceMs);
+      await listener.close(graceMs);
     },
   };
 }

@@ -1,4 +1,7 @@
 export { type Gateway, natsProbe, PROBE_TIMEOUT_MS, startGateway } from './gateway.js';
+export { listenUnix, type UnixListener } from './grpc/listen.js';
+export { createCriServer } from './grpc/server.js';
+export { implemented, implementedStreams } from './handlers/index.js';
 export {
   CRI_LOADER_OPTIONS,
   CRI_PROTO_PATH,

@@ -1,41 +1,88 @@
 import { unlink } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { FrontSocket } from './front-socket.js';
 import { prepareSocketPath, secureSocket } from './socket.js';
 
+/** A gRPC server serving a unix socket through the authority front. */
+export interface UnixListener {
+  readonly socket: string;
+  /**
+   * Stops accepting, lets in-flight calls finish within graceMs, then cancels the rest and
+   * removes the socket file, so a stale one never outlives the gateway.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
 /**
- * Binds a gRPC server to a unix socket: prepares the directory, binds with a umask that keeps the
- * socket private from its first instant, then sets mode 0660 and root ownership.
+ * Serves a gRPC server on a unix socket: prepares the directory, binds with a umask that keeps
+ * the socket private from its first instant, then sets mode 0660 and root ownership. Each
+ * connection reaches grpc-js through a FrontSocket, so Go clients that send the socket's path as
+ * :authority are served rather than reset (see authority-front.ts).
  */
-export async function listenUnix(server: grpc.Server, socket: string, runRoot: string): Promise<void> {
+export async function listenUnix(
+  server: grpc.Server,
+  socket: string,
+  runRoot: string,
+  opts: { onProtocolError?: (err: Error) => void } = {},
+): Promise<UnixListener> {
   await prepareSocketPath(socket, runRoot);
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const clients = new Set<Socket>();
+  const net = createServer({ allowHalfOpen: true }, (conn) => {
+    clients.add(conn);
+    const front = new FrontSocket(
+      conn,
+      opts.onProtocolError ? { onProtocolError: opts.onProtocolError } : {},
+    );
+    conn.once('close', () => clients.delete(conn));
+    injector.injectConnection(front);
+  });
   const old = process.umask(0o177);
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(err) : resolve(),
-      );
-    });
+    await listen(net, socket);
   } finally {
     process.umask(old);
   }
   await secureSocket(socket);
+  return {
+    socket,
+    close: (graceMs) => closeListener({ server, net, clients, socket, graceMs }),
+  };
 }
 
-/**
- * Stops the server: in-flight calls may finish within graceMs, then the rest are cancelled.
- * The socket file is removed so a stale one never outlives the gateway.
- */
-export async function closeServer(server: grpc.Server, socket: string, graceMs: number): Promise<void> {
+function listen(net: Server, socket: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    net.once('error', reject);
+    net.listen(socket, () => {
+      net.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+async function closeListener(opts: {
+  server: grpc.Server;
+  net: Server;
+  clients: Set<Socket>;
+  socket: string;
+  graceMs: number;
+}): Promise<void> {
+  const stopped = new Promise<void>((resolve) => opts.net.close(() => resolve()));
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
-      server.forceShutdown();
+      opts.server.forceShutdown();
+      for (const c of opts.clients) c.destroy();
       resolve();
-    }, graceMs);
+    }, opts.graceMs);
     timer.unref();
-    server.tryShutdown(() => {
+    opts.server.tryShutdown(() => {
       clearTimeout(timer);
       resolve();
     });
   });
-  await unlink(socket).catch(() => undefined);
+  // tryShutdown has closed every HTTP/2 session; a client that keeps its socket open is cut.
+  for (const c of opts.clients) c.destroy();
+  await stopped;
+  await unlink(opts.socket).catch(() => undefined);
 }
