@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { BerthError, Code } from '@berth/api';
 
@@ -12,13 +11,41 @@ export interface PortRelay {
   forward(netnsPath: string, port: number, stream: Duplex, signal: AbortSignal): Promise<void>;
 }
 
-/** Exit status of port-relay-main.js when it could not connect. */
+/** Exit status of the relay when it could not connect (its reason is on stderr). */
 export const RELAY_CONNECT_FAILED = 3;
 
-const RELAY_SCRIPT = join(import.meta.dirname, 'port-relay-main.js');
+/**
+ * The relay, run with `node -e` inside the namespace (no file to find next to the gateway's code):
+ * connects to 127.0.0.1:<argv[1]> (refused: [::1], as containerd dials "localhost"), copies stdin
+ * to the connection and the connection to stdout.
+ * Exits 0 when the connection closed normally, RELAY_CONNECT_FAILED when it could not connect,
+ * 1 when it failed later. Once the connection closed it stops reading stdin so it can exit even if
+ * the client never ends its side.
+ */
+const RELAY_SOURCE = `
+const net = require('node:net');
+const port = Number(process.argv[1]);
+const dial = (host, fallback, earlier) => {
+  let connected = false;
+  const socket = net.connect({ host, port });
+  socket.once('connect', () => {
+    connected = true;
+    process.stdin.pipe(socket);
+    socket.pipe(process.stdout);
+  });
+  socket.once('error', (err) => {
+    if (!connected && fallback && err.code === 'ECONNREFUSED') return dial(fallback, '', err.message + '; ');
+    process.stderr.write((earlier || '') + err.message + '\\n');
+    process.exitCode = connected ? 1 : ${RELAY_CONNECT_FAILED};
+  });
+  socket.once('close', () => connected && process.stdin.destroy());
+  process.stdout.on('error', () => socket.destroy());
+};
+dial('127.0.0.1', '::1');
+`;
 
 /**
- * A PortRelay that runs `nsenter --net=<ns> node port-relay-main.js <port>` per connection: the
+ * A PortRelay that runs `nsenter --net=<ns> node -e <relay> <port>` per connection: the
  * gateway runs as root on the node, and a process is the only way Node gets a socket in another
  * namespace. The child's stdin and stdout are the connection.
  */
@@ -33,9 +60,13 @@ export class NsenterPortRelay implements PortRelay {
       return Promise.reject(new BerthError(Code.INVALID_ARGUMENT, `port ${port} is not in 1..65535`));
     }
     return new Promise((resolve, reject) => {
-      const child = spawn(this.nsenter, [`--net=${netnsPath}`, '--', this.node, RELAY_SCRIPT, String(port)], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        this.nsenter,
+        [`--net=${netnsPath}`, '--', this.node, '-e', RELAY_SOURCE, String(port)],
+        {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        },
+      );
       let stderr = '';
       child.stderr.setEncoding('utf8');
       child.stderr.on('data', (s: string) => {
