@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createCtr,
+  ctrStatus,
   exec,
   grpcError,
   type Json,
@@ -141,9 +142,9 @@ describe('CRI Exec', () => {
 });
 
 describe('CRI Attach', () => {
-  it('connects to the main process of a container started with stdin and a TTY', async () => {
+  it('connects to the main process of a TTY container; the end of input detaches', async () => {
     const id = await createCtr(pod, 'stream', 'tty', {
-      command: ['sh', '-c', 'read line; echo "got:$line"; exec sleep 1000'],
+      command: ['sh', '-c', 'while read line; do echo "got:$line"; done'],
       stdin: true,
       tty: true,
     });
@@ -154,8 +155,28 @@ describe('CRI Attach', () => {
     await c.resize?.write('{"Width":80,"Height":24}\n');
     await c.stdin?.write('hello\n');
     await until('the answer', () => c.stdout?.received().toString().includes('got:hello'));
+    await c.stdin?.end();
+    expect(await statusOf(c.error)).toEqual({ metadata: {}, status: 'Success' });
     c.client.close();
+    expect((await ctrStatus(id)).state).toBe('CONTAINER_RUNNING');
     await rpc('StopContainer', { container_id: id, timeout: 0 });
+  });
+
+  it("closes a stdin-once container's stdin at the end of input and reports its exit", async () => {
+    const id = await createCtr(pod, 'stream', 'once', {
+      command: ['sh', '-c', 'cat; echo bye; exit 4'],
+      stdin: true,
+      stdin_once: true,
+    });
+    await rpc('StartContainer', { container_id: id });
+    const f = { stdin: true, stdout: true, stderr: true };
+    const url = (await rpc<{ url: string }>('Attach', { container_id: id, ...f })).url;
+    const c = await openCommand(url, f);
+    await c.stdin?.write('abc\n');
+    await c.stdin?.end();
+    expect((await c.stdout?.done)?.toString()).toBe('abc\nbye\n');
+    expect(await statusOf(c.error)).toMatchObject({ details: { causes: [{ message: '4' }] } });
+    c.client.close();
   });
 });
 

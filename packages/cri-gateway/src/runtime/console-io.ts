@@ -21,16 +21,31 @@ export interface ConsoleBinding {
   firstSize: Promise<void>;
   /** Stops forwarding input and resizes (the session itself is left to the caller). */
   unbind(): void;
+  /** True once the end of the client's stdin detached the session (`stdinEnd: 'detach'`). */
+  detached(): boolean;
 }
 
 /**
+ * What the end of the client's stdin does: `close` half-closes the connection, and conmon closes
+ * the process's stdin (unless told to keep it open); `detach` ends the session and leaves the
+ * process running, as containerd's attach does unless the container is stdin-once without a TTY.
+ */
+export type StdinEnd = 'close' | 'detach';
+
+/**
  * Connects `io` to the process behind `attachPath`: its output to the client's stdout/stderr, the
- * client's stdin to the process (EOF half-closes: conmon then closes the process's stdin unless it
- * was told to keep it open), and, with a TTY, the client's resizes to the control fifo.
+ * client's stdin to the process (its end as `stdinEnd` says), and, with a TTY, the client's
+ * resizes to the control fifo.
  */
 export function bindConsole(
   port: ConsolePort,
-  p: { attachPath: string; ctlPath?: string | undefined; tty: boolean; stdin: boolean },
+  p: {
+    attachPath: string;
+    ctlPath?: string | undefined;
+    tty: boolean;
+    stdin: boolean;
+    stdinEnd: StdinEnd;
+  },
   io: CommandIo,
 ): ConsoleBinding {
   const out = io.stdout;
@@ -42,6 +57,7 @@ export function bindConsole(
     stderr: (b) => err?.write(b),
   });
   let bound = true;
+  let detached = false;
   const cleanups: (() => void)[] = [];
   const stdin = p.stdin ? io.stdin : undefined;
   if (stdin) {
@@ -52,7 +68,12 @@ export function bindConsole(
     };
     const onEnd = () => {
       pending = pending.then(() => {
-        if (bound) session.closeStdin();
+        if (!bound) return;
+        if (p.stdinEnd === 'close') session.closeStdin();
+        else {
+          detached = true;
+          session.detach();
+        }
       });
     };
     stdin.on('data', onData);
@@ -97,5 +118,6 @@ export function bindConsole(
       bound = false;
       for (const c of cleanups) c();
     },
+    detached: () => detached,
   };
 }

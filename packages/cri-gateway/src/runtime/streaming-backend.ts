@@ -11,6 +11,7 @@ import type {
 } from '../streaming/types.js';
 import { bindConsole, type ConsolePort } from './console-io.js';
 import type { ContainerRuntime } from './containers.js';
+import { type ContainerMeta, metaOf } from './meta.js';
 import type { PodRuntime } from './pods.js';
 import type { PortRelay } from './port-relay.js';
 import type { TaskPort } from './ports.js';
@@ -49,7 +50,13 @@ export class BerthStreamingBackend implements StreamingBackend {
       // Connected before the start: the monitor does not replay output.
       const con = bindConsole(
         this.d.console,
-        { attachPath: proc.attachPath, ctlPath: proc.ctlPath, tty: req.tty, stdin: req.stdin },
+        {
+          attachPath: proc.attachPath,
+          ctlPath: proc.ctlPath,
+          tty: req.tty,
+          stdin: req.stdin,
+          stdinEnd: 'close',
+        },
         io,
       );
       const gone = () => {
@@ -83,7 +90,9 @@ export class BerthStreamingBackend implements StreamingBackend {
   /**
    * Attaches to the container's main process until it exits (answering its exit code) or the
    * client leaves (the process keeps running). Stdin only if the container was created with it,
-   * a TTY as the container's.
+   * a TTY as the container's. As in containerd, the end of the client's stdin closes the stdin of
+   * a stdin-once container without a TTY, and output flows on until it exits; otherwise it
+   * detaches (crictl's ctrl-p ctrl-q): a Success status, the process running on.
    */
   async attach(req: AttachRequest, io: CommandIo): Promise<CommandResult> {
     const info = await this.d.containers.get(req.containerId);
@@ -98,6 +107,8 @@ export class BerthStreamingBackend implements StreamingBackend {
         ctlPath: info.task.ctlPath,
         tty: info.container.io.terminal,
         stdin: req.stdin && info.container.io.stdin,
+        stdinEnd:
+          metaOf<ContainerMeta>(info.container).stdinOnce && !info.container.io.terminal ? 'close' : 'detach',
       },
       io,
     );
@@ -111,6 +122,8 @@ export class BerthStreamingBackend implements StreamingBackend {
       con.session.detach();
     }
     if (io.signal.aborted) throw left(`attach to container ${cid}`);
+    // containerd reports a detach as success: no exit code exists, the process runs on.
+    if (con.detached()) return { exitCode: 0 };
     const exit = await this.d.tasks.wait(cid, { timeoutMs: EXIT_WAIT_MS });
     return { exitCode: exit.exitCode };
   }
