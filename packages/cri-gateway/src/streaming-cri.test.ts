@@ -87,6 +87,22 @@ describe('CRI Exec', () => {
     c.client.close();
   });
 
+  it('moves 2 MB through cat byte-exact (stdin paced by the monitor)', async () => {
+    const f = { stdin: true, stdout: true, stderr: true };
+    const c = await openCommand(await execUrl(ctr, ['cat'], f), f);
+    const payload = Buffer.alloc(2 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7919) % 251;
+    for (let off = 0; off < payload.length; off += 64 * 1024) {
+      await c.stdin?.write(payload.subarray(off, off + 64 * 1024));
+    }
+    await c.stdin?.end();
+    const got = await c.stdout?.done;
+    expect(got?.length).toBe(payload.length);
+    expect(got?.equals(payload)).toBe(true);
+    expect(await statusOf(c.error)).toEqual({ metadata: {}, status: 'Success' });
+    c.client.close();
+  });
+
   it('gives a TTY the size the client sends', async () => {
     const f = { stdin: true, stdout: true, tty: true };
     const c = await openCommand(await execUrl(ctr, ['stty', 'size'], f), f);

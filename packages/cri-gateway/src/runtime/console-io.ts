@@ -53,8 +53,12 @@ export function bindConsole(
   // The monitor's reads do not wait for the client: output is queued on the client's streams,
   // whose own flow control (SPDY windows or TCP) paces the network side.
   const session = port.attach(p.attachPath, {
-    stdout: (b) => out?.write(b),
-    stderr: (b) => err?.write(b),
+    stdout: (b) => {
+      if (out && !out.destroyed) out.write(b);
+    },
+    stderr: (b) => {
+      if (err && !err.destroyed) err.write(b);
+    },
   });
   let bound = true;
   let detached = false;
@@ -63,8 +67,15 @@ export function bindConsole(
   if (stdin) {
     // Writes are chained so bytes keep their order and the EOF never overtakes them.
     let pending: Promise<void> = Promise.resolve();
+    // Reading pauses while a write is under way: the monitor's pace holds the client back.
     const onData = (b: Buffer) => {
-      pending = pending.then(() => (bound ? session.write(b) : undefined)).catch(() => undefined);
+      stdin.pause();
+      pending = pending
+        .then(() => (bound ? session.write(b) : undefined))
+        .catch(() => undefined)
+        .finally(() => {
+          if (bound) stdin.resume();
+        });
     };
     const onEnd = () => {
       pending = pending.then(() => {

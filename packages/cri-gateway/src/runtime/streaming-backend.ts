@@ -67,9 +67,11 @@ export class BerthStreamingBackend implements StreamingBackend {
       };
       try {
         await con.firstSize;
-        if (io.signal.aborted) throw left(`exec in container ${cid}`);
-        io.signal.addEventListener('abort', gone, { once: true });
+        // Started even when the client already left: a started exec is one that can be killed,
+        // waited for and deleted, where a created one would leave its monitor waiting.
         await this.d.tasks.start(cid, execId);
+        if (io.signal.aborted) gone();
+        else io.signal.addEventListener('abort', gone, { once: true });
         await con.session.done;
       } finally {
         io.signal.removeEventListener('abort', gone);
