@@ -115,9 +115,9 @@ describe('CRI RuntimeService over the unix socket', () => {
 
   it('answers UNIMPLEMENTED naming the RPC for everything not built yet', async () => {
     for (const [c, rpc, req] of [
-      [client.runtime, 'Exec', { container_id: 'c', cmd: ['sh'] }],
-      [client.runtime, 'Attach', { container_id: 'c' }],
-      [client.runtime, 'PortForward', { pod_sandbox_id: 'p' }],
+      [client.runtime, 'CheckpointContainer', { container_id: 'c' }],
+      [client.runtime, 'ListMetricDescriptors', {}],
+      [client.runtime, 'UpdatePodSandboxResources', { pod_sandbox_id: 'p' }],
     ] as const) {
       const err = (await client.unary(c, rpc, req).catch((e: unknown) => e)) as ServiceError;
       expect(err.code, rpc).toBe(12);
@@ -128,6 +128,12 @@ describe('CRI RuntimeService over the unix socket', () => {
     expect(streamed.details).toBe(
       'CRI RuntimeService/StreamPodSandboxMetrics is not implemented by berth yet',
     );
+  });
+
+  it('serves the streaming server of Exec, Attach and PortForward on loopback', async () => {
+    expect(gateway.streamingUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // A URL the gateway never handed out: the streaming server answers, and refuses it.
+    expect((await fetch(`${gateway.streamingUrl}/exec/never-issued`)).status).toBe(404);
   });
 
   it('keeps the socket private: 0660, root-owned, in a 0700 directory', async () => {
@@ -287,5 +293,7 @@ describe('socket safety', () => {
     });
     expect((await stat(runRoot)).mode & 0o777).toBe(0o700);
     await gw.close(500);
+    // Its streaming server is closed with it.
+    await expect(fetch(`${gw.streamingUrl}/`)).rejects.toThrow();
   });
 });

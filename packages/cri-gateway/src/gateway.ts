@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { type Service, serviceDefs } from '@berth/api';
 import { call, type Logger, subscribeEvents } from '@berth/kit';
+import { attach, resizeTerminal } from '@berth/shim/attach';
 import type { NatsConnection } from 'nats';
 import { listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
@@ -12,9 +13,13 @@ import { natsImageImporter, natsShimPort, natsTaskPort } from './runtime/nats-po
 import { LoopbackNetwork } from './runtime/netns.js';
 import { SandboxImage } from './runtime/pause-image.js';
 import { PodRuntime } from './runtime/pods.js';
+import { NsenterPortRelay } from './runtime/port-relay.js';
 import type { PodNetwork } from './runtime/ports.js';
 import { StatsRuntime } from './runtime/stats.js';
 import type { InfoProbe } from './runtime/status.js';
+import { StreamUrls } from './runtime/stream-urls.js';
+import { BerthStreamingBackend } from './runtime/streaming-backend.js';
+import { createStreamingServer } from './streaming/index.js';
 
 /** How long Status waits for a service's `info`: well inside the kubelet's own deadline. */
 export const PROBE_TIMEOUT_MS = 2000;
@@ -22,6 +27,8 @@ export const PROBE_TIMEOUT_MS = 2000;
 /** A running CRI gateway: its socket and how to stop it. */
 export interface Gateway {
   readonly socket: string;
+  /** Base URL of the streaming server behind Exec, Attach and PortForward. */
+  readonly streamingUrl: string;
   listening(): boolean;
   close(graceMs: number): Promise<void>;
 }
@@ -47,6 +54,8 @@ export async function startGateway(opts: {
   pauseBinary?: string;
   /** The pod network; default loopback-only namespaces under `<runRoot>/netns`. */
   network?: PodNetwork;
+  /** Where the streaming server listens (default 127.0.0.1, a free port) and the host in its URLs. */
+  streaming?: { host?: string; port?: number; advertiseHost?: string };
   log: Logger;
   probeTimeoutMs?: number;
 }): Promise<Gateway> {
@@ -74,6 +83,17 @@ export async function startGateway(opts: {
     pods,
     containers,
   );
+  const streaming = await createStreamingServer({
+    backend: new BerthStreamingBackend({
+      tasks: runtime.tasks,
+      containers,
+      pods,
+      console: { attach, resize: resizeTerminal },
+      relay: new NsenterPortRelay(),
+      log,
+    }),
+    ...opts.streaming,
+  });
   const server = createCriServer({
     deps: {
       probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
@@ -83,6 +103,7 @@ export async function startGateway(opts: {
       pods,
       containers,
       stats,
+      streams: new StreamUrls(streaming, containers, pods),
       events: (onEvent) => {
         const sub = subscribeEvents(opts.nc, '>', (env) => onEvent(env));
         return () => sub.unsubscribe();
@@ -93,11 +114,17 @@ export async function startGateway(opts: {
     handlers: implemented,
     streams: implementedStreams,
   });
-  const listener = await listenUnix(server, opts.socket, opts.runRoot, {
-    onProtocolError: (err) => log.warn({ err }, 'CRI client connection closed: undecodable HTTP/2 headers'),
-  });
+  let listener: Awaited<ReturnType<typeof listenUnix>>;
+  try {
+    listener = await listenUnix(server, opts.socket, opts.runRoot, {
+      onProtocolError: (err) => log.warn({ err }, 'CRI client connection closed: undecodable HTTP/2 headers'),
+    });
+  } catch (err) {
+    await streaming.close();
+    throw err;
+  }
   let open = true;
-  log.info('CRI gRPC server listening');
+  log.info({ streaming: streaming.baseUrl }, 'CRI gRPC server listening');
   // Pod networks a previous gateway left without a pod; the task-service may not answer yet at
   // boot, then the next start collects them (they hold no resources beyond a mount).
   pods.collectNetworks().then(
@@ -108,11 +135,12 @@ export async function startGateway(opts: {
   );
   return {
     socket: opts.socket,
+    streamingUrl: streaming.baseUrl,
     listening: () => open,
     async close(graceMs: number) {
       if (!open) return;
       open = false;
-      await listener.close(graceMs);
+      await Promise.all([listener.close(graceMs), streaming.close()]);
     },
   };
 }

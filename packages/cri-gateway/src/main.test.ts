@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { lstat, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BERTH_VERSION, CriApi, defineService, Service, serviceDefs } from '@berth/api';
@@ -49,7 +50,12 @@ describe('cri-gateway process', () => {
   it('serves CRI on the configured socket and info on NATS, and stops cleanly on SIGTERM', async () => {
     const socket = join(dir, 'sock', 'cri.sock');
     const config = join(dir, 'config.json');
-    await writeFile(config, JSON.stringify({ services: { 'cri-gateway': { socket } } }));
+    const free = createServer().listen(0, '127.0.0.1');
+    await once(free, 'listening');
+    const port = (free.address() as { port: number }).port;
+    await new Promise((r) => free.close(r));
+    const streaming = { host: '127.0.0.1', port, advertiseHost: 'node-a.example' };
+    await writeFile(config, JSON.stringify({ services: { 'cri-gateway': { socket, streaming } } }));
     proc = spawn(process.execPath, [MAIN], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
@@ -106,10 +112,15 @@ describe('cri-gateway process', () => {
       runtimeApiVersion: 'v1',
     });
 
+    // The streaming server listens where configured and puts the advertised host in its URLs.
+    expect(out).toContain(`"streaming":"http://node-a.example:${port}"`);
+    expect((await fetch(`http://127.0.0.1:${port}/exec/never-issued`)).status).toBe(404);
+
     proc.kill('SIGTERM');
     const [code] = await once(proc, 'exit');
     expect(code, out).toBe(0);
     await expect(lstat(socket)).rejects.toThrow(/ENOENT/);
+    await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow();
   });
 
   it('fails start-up (exit 1) naming the setting when the socket path is not absolute', async () => {
@@ -134,5 +145,33 @@ describe('cri-gateway process', () => {
     const [code] = await once(p, 'exit');
     expect(code).toBe(1);
     expect(err).toContain('invalid config "services.cri-gateway.socket": must be an absolute path');
+  });
+  it('fails start-up (exit 1) naming the setting when the streaming port is out of range', async () => {
+    const config = join(dir, 'bad-streaming.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        services: { 'cri-gateway': { socket: join(dir, 'x.sock'), streaming: { port: 70_000 } } },
+      }),
+    );
+    const p = spawn(process.execPath, [MAIN], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        BERTH_CONFIG: config,
+        BERTH_NATS_URL: nats.url,
+        BERTH_REDIS_URL: redis.url,
+        BERTH_NODE_ID: node,
+        BERTH_STATE_ROOT: join(dir, 'state'),
+        BERTH_RUN_ROOT: join(dir, 'run'),
+      },
+    });
+    let err = '';
+    p.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    const [code] = await once(p, 'exit');
+    expect(code).toBe(1);
+    expect(err).toContain('invalid config "services.cri-gateway.streaming"');
   });
 });

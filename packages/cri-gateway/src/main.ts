@@ -40,6 +40,19 @@ await runService({
         z.string().startsWith('/', 'must be an absolute path'),
         DEFAULT_PAUSE_BINARY,
       ),
+      streaming: serviceSetting(
+        ctx.config,
+        Service.cri,
+        'streaming',
+        z
+          .object({
+            host: z.string().min(1).optional(),
+            port: z.number().int().min(0).max(65535).optional(),
+            advertiseHost: z.string().min(1).optional(),
+          })
+          .strict(),
+        {},
+      ),
       log: ctx.log,
     });
     return {

@@ -1,6 +1,8 @@
+import { attach } from './attach.js';
 import { containerStats, listContainerStats } from './container-stats.js';
 import { containerStatus } from './container-status.js';
 import { createContainer } from './create-container.js';
+import { exec } from './exec.js';
 import { execSync } from './exec-sync.js';
 import { getContainerEvents } from './get-container-events.js';
 import { imageFsInfo } from './image-fs-info.js';
@@ -10,6 +12,7 @@ import { listImages, streamImages } from './list-images.js';
 import { listPodSandbox } from './list-pod-sandbox.js';
 import { listPodSandboxStats, podSandboxStats } from './pod-sandbox-stats.js';
 import { podSandboxStatus } from './pod-sandbox-status.js';
+import { portForward } from './port-forward.js';
 import { pullImage } from './pull-image.js';
 import { removeContainer } from './remove-container.js';
 import { removeImage } from './remove-image.js';
@@ -53,6 +56,9 @@ export const implemented: Readonly<Record<string, UnaryHandler>> = {
   'RuntimeService/ListContainers': listContainers,
   'RuntimeService/ContainerStatus': containerStatus,
   'RuntimeService/ExecSync': execSync,
+  'RuntimeService/Exec': exec,
+  'RuntimeService/Attach': attach,
+  'RuntimeService/PortForward': portForward,
   'RuntimeService/UpdateContainerResources': updateContainerResources,
   'RuntimeService/ReopenContainerLog': reopenContainerLog,
   'RuntimeService/ContainerStats': containerStats,

@@ -5,6 +5,7 @@ import type { EventSource } from '../runtime/events.js';
 import type { PodRuntime } from '../runtime/pods.js';
 import type { StatsRuntime } from '../runtime/stats.js';
 import type { InfoProbe } from '../runtime/status.js';
+import type { StreamUrls } from '../runtime/stream-urls.js';
 
 /** What every CRI handler may use: the domain's dependencies, never the gRPC call itself. */
 export interface HandlerDeps extends ImageOpsDeps {
@@ -13,6 +14,8 @@ export interface HandlerDeps extends ImageOpsDeps {
   pods: PodRuntime;
   containers: ContainerRuntime;
   stats: StatsRuntime;
+  /** The URLs of the streaming server (Exec, Attach, PortForward). */
+  streams: StreamUrls;
   /** berth's events (for GetContainerEvents). */
   events: EventSource;
 }

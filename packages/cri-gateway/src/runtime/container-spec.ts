@@ -37,6 +37,8 @@ export interface ContainerConfig {
   logPath: string;
   tty: boolean;
   stdin: boolean;
+  /** CRI stdin_once: the first attach's end of input closes the container's stdin. */
+  stdinOnce: boolean;
   stopSignal?: string;
   user?: string;
   additionalGids: number[];
@@ -165,6 +167,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
     logPath: logRel && logDirectory ? join(logDirectory, logRel) : '',
     tty: config.tty === true,
     stdin: config.stdin === true,
+    stdinOnce: config.stdin_once === true,
     ...(stop !== 'RUNTIME_DEFAULT' ? { stopSignal: stop } : {}),
     ...(user ? { user } : {}),
     additionalGids: gids,

@@ -88,6 +88,7 @@ export class ContainerRuntime {
       logPath: cfg.logPath,
       mounts: cfg.rawMounts,
       namespaceOptions: cfg.namespaceOptions,
+      stdinOnce: cfg.stdinOnce,
       createdAt: nowNs(),
     };
     const req = containerRequest(cfg, {

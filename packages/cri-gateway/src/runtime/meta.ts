@@ -59,6 +59,8 @@ export interface ContainerMeta {
   logPath: string;
   mounts: unknown[];
   namespaceOptions: NamespaceOptions;
+  /** CRI stdin_once (absent in containers created before it was recorded). */
+  stdinOnce?: boolean;
   createdAt: string;
 }
 
