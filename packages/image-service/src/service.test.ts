@@ -1,6 +1,6 @@
 // The image-service as a real process on a real nats-server: progress events, SIGKILL mid-pull,
 // and two replicas sharing one content store.
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Code, ImageApi, type PullProgress } from '@berth/api';
 import { call, type EventEnvelope, subscribeEvents } from '@berth/kit';
@@ -146,15 +146,19 @@ describe('image-service over NATS', () => {
     // Its reply never comes (the replica dies); the request is left to time out on its own.
     void pull(ref, { unpack: false }).catch(() => undefined);
     await hold.partialSent;
-    const ingest = join(env.ingestDir, (img.layers[0]?.desc.digest ?? '').slice(7), 'data');
-    // Wait until the service really wrote part of the blob to its ingest file.
-    for (let i = 0; i < 400 && ((await stat(ingest).catch(() => undefined))?.size ?? 0) === 0; i++) {
+    const ingestDir = join(env.ingestDir, (img.layers[0]?.desc.digest ?? '').slice(7));
+    // The holder's own file, data-<fence>: wait until the service really wrote part of the blob.
+    const written = async () => {
+      for (const name of await readdir(ingestDir).catch(() => [] as string[])) {
+        if (/^data-\d+$/.test(name))
+          return (await stat(join(ingestDir, name)).catch(() => undefined))?.size ?? 0;
+      }
+      return 0;
+    };
+    for (let i = 0; i < 400 && (await written()) === 0; i++) {
       await new Promise((r) => setTimeout(r, 25));
     }
-    expect(
-      (await stat(ingest)).size,
-      'the replica wrote part of the blob before being killed',
-    ).toBeGreaterThan(0);
+    expect(await written(), 'the replica wrote part of the blob before being killed').toBeGreaterThan(0);
     await svc.kill('SIGKILL');
     hold.release();
     hold = undefined;

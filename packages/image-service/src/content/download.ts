@@ -76,8 +76,7 @@ export async function downloadBlob(j: DownloadJob): Promise<number> {
   // Each holder writes its own file, named by its fencing token: a holder that lost its lock and has
   // not noticed yet can neither write into nor delete the next holder's download.
   const mine = join(dir, `data-${lock.fence}`);
-  await clearOlder(dir, lock.fence);
-  await rename(join(dir, RESUME), mine).catch(() => undefined);
+  await adoptOlder(dir, lock.fence, mine);
   let hash = createHash('sha256');
   let offset = 0;
   const prior = await stat(mine).catch(() => undefined);
@@ -228,10 +227,24 @@ export async function downloadBlob(j: DownloadJob): Promise<number> {
   }
 }
 
-/** Removes files of holders older than `fence` (crashed, or fenced out): never resumed from. */
-async function clearOlder(dir: string, fence: number): Promise<void> {
+/**
+ * Takes over the longest prefix earlier holders left (a stopped download's `data`, or the file of a
+ * holder that crashed or was fenced out) as this holder's file, and removes the others. Safe even if
+ * a fenced-out holder has one write still in flight into it: every holder writes the same bytes of
+ * the same blob at the same offsets, and the whole blob is verified against its digest before it is
+ * committed.
+ */
+async function adoptOlder(dir: string, fence: number, mine: string): Promise<void> {
+  const older: { path: string; size: number }[] = [];
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const m = HOLDER.exec(name);
-    if (m && Number(m[1]) < fence) await rm(join(dir, name), { force: true });
+    if (name !== RESUME && !(m && Number(m[1]) < fence)) continue;
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (st?.isFile()) older.push({ path, size: st.size });
   }
+  older.sort((a, b) => b.size - a.size);
+  const [longest, ...rest] = older;
+  for (const f of rest) await rm(f.path, { force: true });
+  if (longest) await rename(longest.path, mine).catch(() => undefined);
 }
