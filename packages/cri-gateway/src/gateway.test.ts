@@ -98,7 +98,7 @@ describe('CRI RuntimeService over the unix socket', () => {
         status: false,
         reason: 'NetworkPluginNotReady',
         // This shim serves only `info`: no network-list, so no network pods could join.
-        message: `Network plugin returns error: node network is unavailable: no responder for "network-list" on berth.${node}.shim.v1.network-list`,
+        message: `Network plugin returns error: cannot list the node's CNI networks: shim is unavailable: no responder for "network-list" on berth.${node}.shim.v1.network-list`,
       },
     ]);
     const services = JSON.parse(s.info.services ?? '{}');

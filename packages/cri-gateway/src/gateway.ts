@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { type Service, serviceDefs } from '@berth/api';
 import { call, type Logger, subscribeEvents } from '@berth/kit';
 import type { NatsConnection } from 'nats';

@@ -84,7 +84,7 @@ export class CniPodNetwork implements PodNetwork {
     try {
       return readinessOf(await this.shim.list());
     } catch (err) {
-      return { ready: false, message: `node network is unavailable: ${toBerthError(err).message}` };
+      return { ready: false, message: `cannot list the node's CNI networks: ${toBerthError(err).message}` };
     }
   }
 }
