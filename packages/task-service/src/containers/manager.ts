@@ -79,13 +79,13 @@ export class ContainerManager {
   async create(ns: string, req: CreateContainerRequest): Promise<Container> {
     const node = req.node ?? this.env.node;
     if (!NODE_ID_PATTERN.test(node)) throw errors.invalid(`invalid node id "${node}"`);
+    if (req.ports?.length && req.network !== 'bridge') {
+      throw errors.invalid(`ports are published only with network "bridge", not "${req.network ?? 'none'}"`);
+    }
     const id = randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
     await this.store.reserveName(ns, name, id);
     const snapshotKey = `containers/${ns}/${id}`;
-    if (req.ports?.length && req.network !== 'bridge') {
-      throw errors.invalid(`ports are published only with network "bridge", not "${req.network ?? 'none'}"`);
-    }
     let prepared = false;
     let networked = false;
     try {
