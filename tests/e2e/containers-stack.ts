@@ -19,7 +19,15 @@ import {
   TaskApi,
 } from '@berth/api';
 import { call } from '@berth/kit';
-import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
+import {
+  startNats,
+  startRedis,
+  startRegistry,
+  type TestCniNetwork,
+  type TestServer,
+  tempDir,
+  testCniNetwork,
+} from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { REPO_ROOT, type RunResult, runBerth } from '../harness/berth.js';
 
@@ -43,6 +51,8 @@ export interface ContainerStack {
   stateRoot: string;
   runRoot: string;
   env: NodeJS.ProcessEnv;
+  /** The stack's private CNI network (conf dir, bridge, subnet, leases): never the host's. */
+  cni: TestCniNetwork;
   procs: Map<ServiceName, ChildProcess>;
   /** Output of each service so far (for failure messages). */
   output(name: ServiceName): string;
@@ -99,7 +109,11 @@ export async function startContainerStack(
     BERTH_LOG_LEVEL: 'warn',
     BERTH_SHUTDOWN_GRACE_MS: '3000',
   });
-  await writeFile(join(root, 'config.json'), `${JSON.stringify(opts.config ?? {})}\n`);
+  // Containers run on the bridge network by default: the shim gets a CNI network of its own.
+  const cni = testCniNetwork(root);
+  const config = { ...opts.config } as { services?: Record<string, Record<string, unknown>> };
+  config.services = { ...config.services, shim: { ...cni.settings, ...config.services?.shim } };
+  await writeFile(join(root, 'config.json'), `${JSON.stringify(config)}\n`);
   const nc = await connect({ servers: nats.url });
   const procs = new Map<ServiceName, ChildProcess>();
   const outputs = new Map<ServiceName, string>();
@@ -133,6 +147,7 @@ export async function startContainerStack(
     stateRoot,
     runRoot,
     env,
+    cni,
     procs,
     output: (name) => outputs.get(name) ?? '',
     async start(name) {
@@ -184,6 +199,7 @@ export async function startContainerStack(
       for (const n of [...SERVICES].reverse()) await stack.kill(n, 'SIGTERM').catch(() => undefined);
       sweepRunc(stateRoot);
       unmountUnder(root);
+      await cni.close();
       await nc.close().catch(() => undefined);
       await Promise.all([nats.stop(), redis.stop(), registry?.stop()]);
       await rm(root, { recursive: true, force: true }).catch(() => undefined);

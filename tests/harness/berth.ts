@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir } from '@berth/testing';
+import { type TestCniNetwork, tempDir, testCniNetwork } from '@berth/testing';
 
 /** Root of the repository (tests/harness -> ..). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,6 +32,8 @@ export interface IsolatedEnv {
   stateRoot: string;
   runRoot: string;
   configFile: string;
+  /** The installation's private CNI network (shim settings in its config); close() removes the bridge. */
+  cni: TestCniNetwork;
   nodeId: string;
   /** Environment for CLI runs: the parent's, minus any BERTH_* it had, plus this installation's. */
   env: NodeJS.ProcessEnv;
@@ -48,7 +50,12 @@ export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?
   const runRoot = join(root, 'run');
   mkdirSync(stateRoot, { recursive: true });
   const configFile = join(root, 'config.json');
-  writeFileSync(configFile, `${JSON.stringify(opts.config ?? {}, null, 2)}\n`);
+  // Containers run on the bridge network by default: the shim gets a CNI network of its own, so
+  // tests never write /etc/cni/net.d, create berth0 or share leases.
+  const cni = testCniNetwork(root);
+  const config = { ...opts.config } as { services?: Record<string, Record<string, unknown>> };
+  config.services = { ...config.services, shim: { ...cni.settings, ...config.services?.shim } };
+  writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
   const nodeId = `e2e-${randomBytes(4).toString('hex')}`;
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BERTH_')) env[k] = v;
@@ -62,7 +69,7 @@ export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?
     BERTH_SHUTDOWN_GRACE_MS: '3000',
     ...opts.env,
   });
-  return { root, stateRoot, runRoot, configFile, nodeId, env } satisfies IsolatedEnv;
+  return { root, stateRoot, runRoot, configFile, cni, nodeId, env } satisfies IsolatedEnv;
 }
 
 /**

@@ -241,6 +241,7 @@ export function makeStack(iso: IsolatedEnv, upResult: RunResult): Stack {
         const marker = markers.get(pid);
         if (marker && alive(pid) && runs(pid, marker)) process.kill(pid, 'SIGKILL');
       }
+      await iso.cni.close();
       await rm(iso.root, { recursive: true, force: true });
     },
   };

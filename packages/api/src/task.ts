@@ -39,10 +39,12 @@ export const Resources = z.object({
 export type Resources = z.infer<typeof Resources>;
 
 /**
- * Network mode: `none` (a new, empty network namespace), `host` (no namespace: the host's), or the
- * path of an existing network namespace to join (what the CRI gateway passes for a pod).
+ * Network mode: `none` (a new, empty network namespace), `host` (no namespace: the host's),
+ * `bridge` (a namespace on the node's default CNI network, set up by its shim: an address, and
+ * `ports` published), or the path of an existing network namespace to join (what the CRI gateway
+ * passes for a pod).
  */
-export const NetworkMode = z.union([z.enum(['none', 'host']), z.string().startsWith('/')]);
+export const NetworkMode = z.union([z.enum(['none', 'host', 'bridge']), z.string().startsWith('/')]);
 export type NetworkMode = z.infer<typeof NetworkMode>;
 
 /**
@@ -51,6 +53,16 @@ export type NetworkMode = z.infer<typeof NetworkMode>;
  */
 export const NamespaceMode = z.union([z.enum(['private', 'host']), z.string().startsWith('/')]);
 export type NamespaceMode = z.infer<typeof NamespaceMode>;
+
+/** A port published from the node into a `bridge` container (`-p [HOSTIP:]HOSTPORT:PORT[/PROTO]`). */
+export const PublishedPort = z.object({
+  hostPort: z.number().int().min(1).max(65535),
+  containerPort: z.number().int().min(1).max(65535),
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  /** Host address to bind; absent for every address. */
+  hostIP: z.union([z.ipv4(), z.ipv6()]).optional(),
+});
+export type PublishedPort = z.infer<typeof PublishedPort>;
 
 /** DNS settings written into the container's /etc/resolv.conf. */
 export const DnsConfig = z.object({
@@ -101,6 +113,8 @@ export const CreateContainerRequest = z.object({
   readonlyRootfs: z.boolean().optional(),
   noNewPrivileges: z.boolean().optional(),
   network: NetworkMode.optional(),
+  /** Ports published from the node (network `bridge` only). */
+  ports: z.array(PublishedPort).optional(),
   dns: DnsConfig.optional(),
   /** Capabilities to add to / drop from the default set ("NET_ADMIN" or "CAP_NET_ADMIN", or "ALL"). */
   capAdd: z.array(z.string()).optional(),
@@ -154,6 +168,8 @@ export const Container = z.object({
   stopSignal: z.string(),
   /** The request the container was made from (for inspect). */
   config: CreateContainerRequest,
+  /** The CNI network its node's shim set up (network `bridge`): namespace and addresses. */
+  network: z.object({ netnsPath: z.string(), ips: z.array(z.string()) }).optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });

@@ -7,12 +7,14 @@ import { imagesCommands } from './commands/images.js';
 import { snapshotsCommands } from './commands/snapshots.js';
 import { stackCommands } from './commands/stack.js';
 import { createContext } from './context.js';
+import { networkCommandList } from './network/commands.js';
 
 const commands: Command[] = [
   ...stackCommands,
   ...imagesCommands,
   ...snapshotsCommands,
   ...containersCommands,
+  ...networkCommandList,
 ];
 
 function help(): string {

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { type Service, serviceDefs } from '@berth/api';
 import { call, type Logger, subscribeEvents } from '@berth/kit';
 import { attach, resizeTerminal } from '@berth/shim/attach';
@@ -8,9 +7,9 @@ import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
 import { normalizeRef } from './images/resolve.js';
+import { CniPodNetwork } from './runtime/cni-network.js';
 import { ContainerRuntime } from './runtime/containers.js';
-import { natsImageImporter, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
-import { LoopbackNetwork } from './runtime/netns.js';
+import { natsImageImporter, natsShimNetworkPort, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
 import { SandboxImage } from './runtime/pause-image.js';
 import { PodRuntime } from './runtime/pods.js';
 import { NsenterPortRelay } from './runtime/port-relay.js';
@@ -52,7 +51,7 @@ export async function startGateway(opts: {
   /** The sandbox (pause) image; built from `pauseBinary` when absent (default pause-image.ts). */
   sandboxImage?: string;
   pauseBinary?: string;
-  /** The pod network; default loopback-only namespaces under `<runRoot>/netns`. */
+  /** The pod network; default the node's shim's CNI network (network-* ops). */
   network?: PodNetwork;
   /** Where the streaming server listens (default 127.0.0.1, a free port) and the host in its URLs. */
   streaming?: { host?: string; port?: number; advertiseHost?: string };
@@ -65,7 +64,7 @@ export async function startGateway(opts: {
     tasks: natsTaskPort(opts.nc, opts.node),
     shim: natsShimPort(opts.nc, opts.node),
     images,
-    network: opts.network ?? new LoopbackNetwork(join(opts.runRoot, 'netns')),
+    network: opts.network ?? new CniPodNetwork(natsShimNetworkPort(opts.nc, opts.node)),
     sandboxImage: new SandboxImage(
       images,
       natsImageImporter(opts.nc, opts.node),
@@ -126,7 +125,7 @@ export async function startGateway(opts: {
   let open = true;
   log.info({ streaming: streaming.baseUrl }, 'CRI gRPC server listening');
   // Pod networks a previous gateway left without a pod; the task-service may not answer yet at
-  // boot, then the next start collects them (they hold no resources beyond a mount).
+  // boot, then the next start collects them. The shim's records are the list (network-list).
   pods.collectNetworks().then(
     (freed) => {
       if (freed.length) log.info({ freed }, 'tore down pod networks no pod owns');

@@ -2,8 +2,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { natsTaskPort } from './runtime/nats-ports.js';
-import { LoopbackNetwork } from './runtime/netns.js';
+import { CniPodNetwork } from './runtime/cni-network.js';
+import { natsShimNetworkPort, natsTaskPort } from './runtime/nats-ports.js';
 import { PodRuntime } from './runtime/pods.js';
 import {
   ALREADY_EXISTS,
@@ -175,11 +175,16 @@ describe('CRI pod sandbox and container lifecycle', () => {
 });
 
 describe('CRI pod network leftovers', () => {
-  it('tears down the pod networks no pod owns and keeps the others', async () => {
+  it("tears down the CRI pod networks no pod owns, from the shim's records, and keeps the others", async () => {
     const pod = await runPod('owner');
-    const network = new LoopbackNetwork(join(s.runRoot, 'netns'));
-    await network.setup('0123456789abcdef');
-    const owned = (await network.list()).filter((k) => k !== '0123456789abcdef');
+    const shim = natsShimNetworkPort(s.nc, s.node);
+    const network = new CniPodNetwork(shim);
+    const orphan = 'cri-0123456789abcdef';
+    // A `berth run` container's network on the same shim: not the gateway's to collect.
+    const other = '0123456789abcdef'.repeat(4);
+    await network.setup(orphan, { portMappings: [] });
+    await shim.setup(other, []);
+    const owned = (await network.list()).filter((k) => k !== orphan);
     expect(owned).toHaveLength(1);
     const tasks = natsTaskPort(s.nc, s.node);
     const pods = new PodRuntime({
@@ -189,11 +194,13 @@ describe('CRI pod network leftovers', () => {
       containersDir: join(s.stateRoot, 'containers'),
       log: createLogger({ service: 'cri-gateway', node: s.node, level: 'silent' }),
     });
-    expect(await pods.collectNetworks()).toEqual(['0123456789abcdef']);
+    expect(await pods.collectNetworks()).toEqual([orphan]);
     expect(await network.list()).toEqual(owned);
-    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('0123456789abcdef');
+    expect((await shim.list()).pods.map((p) => p.podId)).toContain(other);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(orphan);
+    await shim.teardown(other);
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
-    expect(await network.list()).toEqual([]);
+    expect((await shim.list()).pods).toEqual([]);
   });
 });
 

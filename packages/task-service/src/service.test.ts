@@ -110,6 +110,30 @@ describe('task-service endpoints', () => {
     });
   });
 
+  it('refuses published ports without the bridge network, and a bad port, keeping no name', async () => {
+    const ports = [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' as const }];
+    for (const network of [undefined, 'none', 'host'] as const) {
+      await expect(
+        client['create-container']({ image: 'x', name: 'ports', ports, ...(network ? { network } : {}) }),
+      ).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: `ports are published only with network "bridge", not "${network ?? 'none'}"`,
+      });
+    }
+    await expect(
+      client['create-container']({
+        image: 'x',
+        network: 'bridge',
+        ports: [{ hostPort: 0, containerPort: 80 }],
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await domain.store.list('test')).toEqual([]);
+    // The name was never reserved: a bridge create with it gets as far as the (absent) image-service.
+    await expect(
+      client['create-container']({ image: 'x', name: 'ports', network: 'bridge', ports }),
+    ).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+  });
+
   it('refuses a duplicate name before touching any node service', async () => {
     const c = fakeContainer('taken');
     await domain.store.reserveName('test', c.name, c.id);

@@ -1,2 +1,3 @@
+export * from './cni.js';
 export * from './relay.js';
 export * from './servers.js';

@@ -58,9 +58,39 @@ describe('container flags', () => {
       tty: true,
       stdin: true,
     });
-    expect(() => toCreateRequest({ values: { network: 'bridge' }, positionals: ['x'] }, 'n')).toThrow(
-      /invalid network "bridge"/,
+    expect(() => toCreateRequest({ values: { network: 'overlay' }, positionals: ['x'] }, 'n')).toThrow(
+      /invalid network "overlay"/,
     );
+    expect(() =>
+      toCreateRequest({ values: { network: 'none', publish: ['80:80'] }, positionals: ['x'] }, 'n'),
+    ).toThrow('-p publishes ports only with --network bridge, not none');
+  });
+
+  it('defaults to the bridge network and parses -p [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]', () => {
+    const req = toCreateRequest(
+      {
+        values: { publish: ['8080:80', '127.0.0.1:5353:53/udp', '[::1]:9000:9000/tcp'] },
+        positionals: ['x'],
+      },
+      'n',
+    );
+    expect(req.network).toBe('bridge');
+    expect(req.ports).toEqual([
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+      { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' },
+      { hostPort: 9000, containerPort: 9000, protocol: 'tcp', hostIP: '::1' },
+    ]);
+    for (const [bad, msg] of [
+      ['80', 'expected [HOSTIP:]HOSTPORT:CONTAINERPORT'],
+      ['0:80', 'host port "0" is not a port'],
+      ['80:70000', 'container port "70000" is not a port'],
+      ['80:80/sctp', 'protocol "sctp" is not tcp or udp'],
+      ['host:80:80', '"host" is not an IP address'],
+    ] as const) {
+      expect(() => toCreateRequest({ values: { publish: [bad] }, positionals: ['x'] }, 'n'), bad).toThrow(
+        msg,
+      );
+    }
     expect(() => toCreateRequest({ values: { 'pids-limit': '1.5' }, positionals: ['x'] }, 'n')).toThrow(
       /--pids-limit/,
     );

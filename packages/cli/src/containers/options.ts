@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { type BindMount, type CreateContainerRequest, errors, type Resources } from '@berth/api';
 import type { CommandArgs, OptionSpec } from '../command.js';
+import { parsePublish } from './ports.js';
 import { parseSecurityOpts } from './security-opts.js';
 
 /** Flags shared by `create` and `run` (docker/nerdctl spelling). */
@@ -20,6 +21,7 @@ export const createOptions: OptionSpec = {
   entrypoint: { type: 'string' },
   network: { type: 'string' },
   net: { type: 'string' },
+  publish: { type: 'string', short: 'p', multiple: true },
   label: { type: 'string', short: 'l', multiple: true },
   'cap-add': { type: 'string', multiple: true },
   'cap-drop': { type: 'string', multiple: true },
@@ -129,12 +131,16 @@ export function toCreateRequest(args: CommandArgs, node: string): CreateContaine
   const r = toResources(v);
   if (Object.keys(r).length) req.resources = r;
   if (v['read-only']) req.readonlyRootfs = true;
-  const net = (v.network ?? v.net) as string | undefined;
-  if (net !== undefined) {
-    if (net !== 'none' && net !== 'host') {
-      throw errors.invalid(`invalid network "${net}": berth supports --network none or host`);
-    }
-    req.network = net;
+  // bridge by default, as docker and nerdctl: an address on the node's CNI network.
+  const net = ((v.network ?? v.net) as string | undefined) ?? 'bridge';
+  if (net !== 'none' && net !== 'host' && net !== 'bridge') {
+    throw errors.invalid(`invalid network "${net}": berth supports --network bridge, none or host`);
+  }
+  req.network = net;
+  const ports = strs(v.publish).map(parsePublish);
+  if (ports.length) {
+    if (net !== 'bridge') throw errors.invalid(`-p publishes ports only with --network bridge, not ${net}`);
+    req.ports = ports;
   }
   const labels: Record<string, string> = {};
   for (const l of strs(v.label)) {

@@ -32,6 +32,7 @@ import {
 } from './stream-lists.js';
 import type { StreamHandler, UnaryHandler } from './types.js';
 import { updateContainerResources } from './update-container-resources.js';
+import { updateRuntimeConfig } from './update-runtime-config.js';
 import { version } from './version.js';
 
 export type { HandlerDeps, StreamHandler, UnaryHandler } from './types.js';
@@ -44,6 +45,7 @@ export const implemented: Readonly<Record<string, UnaryHandler>> = {
   'RuntimeService/Version': version,
   'RuntimeService/Status': status,
   'RuntimeService/RuntimeConfig': runtimeConfig,
+  'RuntimeService/UpdateRuntimeConfig': updateRuntimeConfig,
   'RuntimeService/RunPodSandbox': runPodSandbox,
   'RuntimeService/StopPodSandbox': stopPodSandbox,
   'RuntimeService/RemovePodSandbox': removePodSandbox,

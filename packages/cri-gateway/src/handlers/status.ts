@@ -11,11 +11,11 @@ export interface StatusResponse {
 
 /**
  * RuntimeService/Status: RuntimeReady from the task-service and shim answering `info` over NATS,
- * NetworkReady false until berth has networking. With verbose, `info.services` holds what each
+ * NetworkReady from the shim's CNI network (network-list). With verbose, `info.services` holds what each
  * service answered, as JSON (crictl info prints it).
  */
 export async function status(request: { verbose?: boolean }, deps: HandlerDeps): Promise<StatusResponse> {
-  const s = await runtimeStatus(deps.probe);
+  const s = await runtimeStatus(deps.probe, () => deps.pods.networkReadiness());
   for (const c of s.conditions) {
     if (!c.status)
       deps.log.debug({ condition: c.type, reason: c.reason, message: c.message }, 'condition false');

@@ -57,7 +57,7 @@ export function toPodSandboxStatus(info: ContainerInfo) {
   const { network, pid, ipc, target_id } = m.namespaceOptions;
   return {
     ...toPodSandbox(info),
-    network: { ip: m.ip ?? '', additional_ips: [] },
+    network: { ip: m.ips?.[0] ?? '', additional_ips: (m.ips ?? []).slice(1).map((ip) => ({ ip })) },
     linux: { namespaces: { options: { network, pid, ipc, target_id } } },
   };
 }

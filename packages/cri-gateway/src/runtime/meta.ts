@@ -42,7 +42,8 @@ export interface SandboxMeta {
   /** cgroup parent of the pod's containers ("" for berth's default). */
   cgroupParent: string;
   netnsPath?: string;
-  ip?: string;
+  /** The pod's addresses from its CNI network (first is primary; absent in the host network). */
+  ips?: string[];
   /** Creation time in ns since the epoch, as a decimal string (CRI int64). */
   createdAt: string;
 }

@@ -11,6 +11,7 @@ import { call, client } from '@berth/kit';
 import { readCriStreams } from '@berth/shim';
 import type { NatsConnection } from 'nats';
 import { CRI_NAMESPACE } from '../images/ports.js';
+import type { ShimNetworkPort } from './cni-network.js';
 import type { ImageImporter, ShimPort, TaskPort } from './ports.js';
 
 /** The task-service (cluster-wide, any replica), in the CRI namespace; containers go to `node`. */
@@ -55,6 +56,18 @@ export function natsShimPort(nc: NatsConnection, node: string): ShimPort {
     reopenLog: async (id) => {
       await shim['reopen-log']({ namespace: CRI_NAMESPACE, id });
     },
+  };
+}
+
+/** This node's shim's pod networking (network-* ops); the shim keeps every namespace and lease. */
+export function natsShimNetworkPort(nc: NatsConnection, node: string): ShimNetworkPort {
+  const shim = client(nc, ShimApi, { node, namespace: CRI_NAMESPACE });
+  return {
+    setup: (podId, portMappings) => shim['network-setup']({ podId, portMappings }),
+    teardown: async (podId) => {
+      await shim['network-teardown']({ podId, force: false });
+    },
+    list: () => shim['network-list']({}),
   };
 }
 

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
 import type { Logger } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
+import { CRI_NET_PREFIX } from './cni-network.js';
 import { podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
 import { CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs, type SandboxMeta } from './meta.js';
 import type { SandboxImage } from './pause-image.js';
-import type { PodNetwork, TaskPort } from './ports.js';
+import type { NetworkReadiness, PodNetwork, TaskPort } from './ports.js';
 import { type PodConfig, parsePodConfig, sandboxRequest } from './sandbox-spec.js';
 import { ignoreGone, stopTask } from './stop.js';
 import { stringMap } from './validate.js';
@@ -43,7 +44,22 @@ export class PodRuntime {
   /** Networks set up by a RunPodSandbox still in progress: no pod names them yet. */
   private readonly settingUp = new Set<string>();
 
+  /** The node's pod CIDRs as the kubelet last sent them (UpdateRuntimeConfig); kept for status. */
+  private cidrs: string[] = [];
+
   constructor(private readonly d: RuntimeDeps) {}
+
+  /** Keeps the kubelet's pod CIDRs; true when they changed. */
+  setPodCidrs(cidrs: string[]): boolean {
+    const changed = cidrs.join(',') !== this.cidrs.join(',');
+    this.cidrs = [...cidrs];
+    return changed;
+  }
+
+  /** The pod CIDRs the kubelet sent last ([] before it sent any). */
+  podCidrs(): string[] {
+    return [...this.cidrs];
+  }
 
   /**
    * Tears down the pod networks no pod owns: left by a gateway that died between setting one up
@@ -65,6 +81,11 @@ export class PodRuntime {
       freed.push(k);
     }
     return freed;
+  }
+
+  /** Whether pods can get a network on this node (CRI Status NetworkReady). */
+  networkReadiness(): Promise<NetworkReadiness> {
+    return this.d.network.readiness();
   }
 
   /** The pod with this id (or unique prefix); NOT_FOUND when absent or not a pod. */
@@ -89,7 +110,7 @@ export class PodRuntime {
     const pod = parsePodConfig(rawConfig);
     const image = await this.d.sandboxImage.ensure();
     const host = pod.namespaceOptions.network === NsMode.NODE;
-    const netKey = host ? undefined : randomBytes(8).toString('hex');
+    const netKey = host ? undefined : `${CRI_NET_PREFIX}${randomBytes(8).toString('hex')}`;
     if (netKey) this.settingUp.add(netKey);
     try {
       return await this.runIn(pod, runtimeHandler, image.name, netKey);
@@ -111,12 +132,12 @@ export class PodRuntime {
       labels: pod.labels,
       annotations: pod.annotations,
       // Containers join the pod's UTS namespace and must set the same name: fix it here.
-      hostname: pod.hostname || (host ? osHostname() : `pod-${netKey}`),
+      hostname: pod.hostname || (host ? osHostname() : `pod-${netKey?.slice(CRI_NET_PREFIX.length)}`),
       logDirectory: pod.logDirectory,
       runtimeHandler,
       cgroupParent: pod.cgroupParent,
       namespaceOptions: pod.namespaceOptions,
-      ...(netKey && net ? { netKey, netnsPath: net.netnsPath, ...(net.ip ? { ip: net.ip } : {}) } : {}),
+      ...(netKey && net ? { netKey, netnsPath: net.netnsPath, ips: net.ips } : {}),
       createdAt: nowNs(),
     };
     const teardown = async () => {

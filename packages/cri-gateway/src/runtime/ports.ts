@@ -54,22 +54,31 @@ export interface ShimPort {
 /** Imports an OCI image-layout tar into the CRI namespace of this node's image-service. */
 export type ImageImporter = (path: string, name: string) => Promise<ImportImageReply>;
 
-/** The network of one pod: where its network namespace is, and its address when it has one. */
+/** The network of one pod: where its network namespace is, and its addresses (first is primary). */
 export interface PodNetworkResult {
   netnsPath: string;
-  ip?: string;
+  ips: string[];
+}
+
+/** Whether the node's pod network can take pods (CRI NetworkReady), and why not. */
+export interface NetworkReadiness {
+  ready: boolean;
+  /** What is wrong ("" when ready). */
+  message: string;
 }
 
 /**
- * Sets up and tears down a pod's network namespace. The loopback implementation (netns.ts) gives
- * a namespace with only `lo`; a CNI implementation gives the pod an address. Teardown of a pod
- * without a network is success: stop and remove call it again.
+ * Sets up and tears down a pod's network on this node: a CNI network through the node's shim,
+ * which owns every network namespace and lease. Teardown of a pod without a network is success:
+ * stop and remove call it again.
  */
 export interface PodNetwork {
   setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult>;
   teardown(podKey: string): Promise<void>;
-  /** The keys of the pod networks set up on this node (to find those no pod owns any more). */
+  /** The keys of the CRI pod networks set up on this node (to find those no pod owns any more). */
   list(): Promise<string[]>;
+  /** Whether pods can get a network now: the node answers with a usable default network. */
+  readiness(): Promise<NetworkReadiness>;
 }
 
 /** A CRI port mapping, as the network plugin needs it. */

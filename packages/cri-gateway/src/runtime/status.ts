@@ -1,4 +1,5 @@
 import { type InfoReply, type Service, toBerthError } from '@berth/api';
+import type { NetworkReadiness } from './ports.js';
 
 /** Condition types the kubelet requires (cri-api constants.go). */
 export const ConditionType = {
@@ -29,10 +30,15 @@ export interface RuntimeStatus {
 
 /**
  * Checks the runtime: RuntimeReady when every runtime service answers `info` and calls itself
- * healthy; NetworkReady is false until berth has pod networking, because a runtime that claimed it
- * would have the kubelet schedule pods that cannot get an address.
+ * healthy; NetworkReady when the node's shim answers with a usable default CNI network (as
+ * containerd reports its CNI plugin's status), because a runtime that claimed it without one would
+ * have the kubelet schedule pods that cannot get an address.
  */
-export async function runtimeStatus(probe: InfoProbe): Promise<RuntimeStatus> {
+export async function runtimeStatus(
+  probe: InfoProbe,
+  network: () => Promise<NetworkReadiness>,
+): Promise<RuntimeStatus> {
+  const net = network();
   const services: RuntimeStatus['services'] = {};
   const problems: string[] = [];
   await Promise.all(
@@ -63,11 +69,14 @@ export async function runtimeStatus(probe: InfoProbe): Promise<RuntimeStatus> {
           reason: 'BerthServicesNotReady',
           message: problems.join('; '),
         };
-  const networkReady: Condition = {
-    type: ConditionType.networkReady,
-    status: false,
-    reason: 'NetworkPluginNotReady',
-    message: 'berth has no pod network yet: network setup is not implemented',
-  };
+  const n = await net;
+  const networkReady: Condition = n.ready
+    ? { type: ConditionType.networkReady, status: true, reason: '', message: '' }
+    : {
+        type: ConditionType.networkReady,
+        status: false,
+        reason: 'NetworkPluginNotReady',
+        message: `Network plugin returns error: ${n.message}`,
+      };
   return { conditions: [runtimeReady, networkReady], services };
 }

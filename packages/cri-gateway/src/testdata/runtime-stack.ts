@@ -5,7 +5,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageApi, Service, serviceDefs } from '@berth/api';
 import { call, connectNats, createLogger } from '@berth/kit';
-import { startNats, startRedis, tempDir } from '@berth/testing';
+import { startNats, startRedis, type TestCniNetwork, tempDir, testCniNetwork } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { type Gateway, startGateway } from '../gateway.js';
 import { CRI_NAMESPACE } from '../images/ports.js';
@@ -28,6 +28,8 @@ export interface RuntimeStack {
   runRoot: string;
   gateway: Gateway;
   client: CriClient;
+  /** The stack's private CNI network (its own conf dir, bridge, subnet and leases). */
+  cni: TestCniNetwork;
   /** Builds the busybox test image (scripts/busybox-image.sh) and imports it into k8s.io. */
   importBusybox(name: string): Promise<void>;
   /** What each service printed (for failure messages). */
@@ -48,7 +50,8 @@ export async function startRuntimeStack(opts: {
   const stateRoot = join(root, 'state');
   const runRoot = join(root, 'run');
   await mkdir(stateRoot, { recursive: true });
-  await writeFile(join(root, 'config.json'), '{}\n');
+  const cni = testCniNetwork(root);
+  await writeFile(join(root, 'config.json'), `${JSON.stringify({ services: { shim: cni.settings } })}\n`);
   const node = `cri-${Math.random().toString(16).slice(2, 10)}`;
   const nc = await connectNats({ url: nats.url, name: 'cri-runtime-test' });
   const env: NodeJS.ProcessEnv = {};
@@ -100,6 +103,7 @@ export async function startRuntimeStack(opts: {
       await exited;
     }
     sweep(stateRoot, root);
+    await cni.close();
     await nc.close().catch(() => undefined);
     await Promise.all([nats.stop(), redis.stop()]);
     execFileSync('rm', ['-rf', root]);
@@ -132,6 +136,7 @@ export async function startRuntimeStack(opts: {
     runRoot,
     gateway: g,
     client: c,
+    cni,
     async importBusybox(name) {
       const tar = join(root, 'busybox.tar');
       execFileSync('bash', [join(REPO, 'scripts', 'busybox-image.sh'), tar, name]);

@@ -79,11 +79,15 @@ export class ContainerManager {
   async create(ns: string, req: CreateContainerRequest): Promise<Container> {
     const node = req.node ?? this.env.node;
     if (!NODE_ID_PATTERN.test(node)) throw errors.invalid(`invalid node id "${node}"`);
+    if (req.ports?.length && req.network !== 'bridge') {
+      throw errors.invalid(`ports are published only with network "bridge", not "${req.network ?? 'none'}"`);
+    }
     const id = randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
     await this.store.reserveName(ns, name, id);
     const snapshotKey = `containers/${ns}/${id}`;
     let prepared = false;
+    let networked = false;
     try {
       const image = await this.deps.images(node, ns).get({ name: req.image });
       if (!image.chainId) {
@@ -109,13 +113,24 @@ export class ContainerManager {
           `cannot resolve user "${user}": the rootfs of node "${node}" is not readable here`,
         );
       }
+      // A bridge container is a one-container pod: its node's shim pins the namespace and runs
+      // CNI (the shim owns every namespace and lease), and the spec joins that namespace.
+      let network: Container['network'];
+      if (req.network === 'bridge') {
+        networked = true;
+        const net = await this.deps
+          .shim(node, ns)
+          ['network-setup']({ podId: id, portMappings: req.ports ?? [] });
+        const ips = [...net.ips].sort((a, b) => a.version - b.version);
+        network = { netnsPath: net.netnsPath, ips: ips.map((i) => i.address.split('/')[0] ?? i.address) };
+      }
       const passwd = parsePasswd(readable ? ((await rootfs.readFile('/etc/passwd')) ?? '') : '');
       const group = parseGroup(readable ? ((await rootfs.readFile('/etc/group')) ?? '') : '');
       const gen = generateSpec(
         {
           id,
           namespace: ns,
-          request: req,
+          request: network ? { ...req, network: network.netnsPath } : req,
           image: image.config.config,
           passwd,
           group,
@@ -152,6 +167,7 @@ export class ContainerManager {
         },
         stopSignal: gen.stopSignal,
         config: { ...req, node },
+        ...(network ? { network } : {}),
         createdAt: now,
         updatedAt: now,
       };
@@ -165,6 +181,7 @@ export class ContainerManager {
       });
       return c;
     } catch (err) {
+      if (networked) await releaseNetwork(this.deps, node, ns, id).catch(() => undefined);
       if (prepared)
         await ignoreGone(this.deps.snapshots(node).remove({ key: snapshotKey })).catch(() => undefined);
       await this.store.releaseName(ns, name, id).catch(() => undefined);
@@ -223,11 +240,22 @@ export class ContainerManager {
    * deleted its task; the files and kept log are on its node, so that node's shim removes them.
    */
   async remove(c: Container): Promise<void> {
+    // First, so a failing CNI DEL keeps the container to retry with, rather than a stranded lease.
+    if (c.config.network === 'bridge') await releaseNetwork(this.deps, c.node, c.namespace, c.id);
     await ignoreGone(this.deps.snapshots(c.node).remove({ key: c.snapshotKey }));
     await this.deps.shim(c.node, c.namespace)['remove-files']({ namespace: c.namespace, id: c.id });
     await this.store.delete(c);
     this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
   }
+}
+
+/**
+ * Tears down a bridge container's network on its node (CNI DEL, the lease released, the namespace
+ * unpinned). Idempotent: a container whose network is already gone (a crash, a reboot the shim
+ * recovered from) succeeds.
+ */
+async function releaseNetwork(deps: Deps, node: string, ns: string, id: string): Promise<void> {
+  await deps.shim(node, ns)['network-teardown']({ podId: id, force: false });
 }
 
 let hostCaps: string[] | undefined;

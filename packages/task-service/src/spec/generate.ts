@@ -125,6 +125,8 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   }
   namespaces.push({ type: 'mount' });
   const net = req.network ?? 'none';
+  // The container manager turns `bridge` into the path of the namespace its shim set up.
+  if (net === 'bridge') throw errors.internal('network "bridge" reached the spec without its namespace path');
   if (net === 'none') namespaces.push({ type: 'network' });
   else if (net !== 'host') namespaces.push({ type: 'network', path: net });
 

@@ -1,0 +1,34 @@
+import { isIP } from 'node:net';
+import { BerthError, Code } from '@berth/api';
+import type { HandlerDeps } from './types.js';
+
+/** The pod CIDRs of `runtime_config.network_config.pod_cidr` (comma-separated for dual stack). */
+export function parsePodCidr(raw: unknown): string[] {
+  if (raw === undefined || raw === null || raw === '') return [];
+  const field = 'runtime_config.network_config.pod_cidr';
+  if (typeof raw !== 'string') throw new BerthError(Code.INVALID_ARGUMENT, `${field} must be a string`);
+  return raw.split(',').map((c) => {
+    const [addr = '', bits = '', ...rest] = c.trim().split('/');
+    const v = isIP(addr);
+    const n = Number(bits);
+    if (v === 0 || rest.length > 0 || !/^\d+$/.test(bits) || n > (v === 4 ? 32 : 128)) {
+      throw new BerthError(Code.INVALID_ARGUMENT, `${field} "${c}" is not a CIDR`);
+    }
+    return `${addr}/${n}`;
+  });
+}
+
+/**
+ * RuntimeService/UpdateRuntimeConfig: takes the node's pod CIDR from the kubelet. containerd fills
+ * it into a CNI config template; berth's pod network is the node's CNI conf dir, owned by the shim
+ * (services.shim.cniConfDir / cniSubnet), so the CIDR is kept and logged, and pods keep the
+ * configured subnet (see packages/cri-gateway/README.md).
+ */
+export async function updateRuntimeConfig(
+  request: { runtime_config?: { network_config?: { pod_cidr?: unknown } | null } | null },
+  deps: HandlerDeps,
+): Promise<Record<string, never>> {
+  const cidrs = parsePodCidr(request.runtime_config?.network_config?.pod_cidr);
+  if (deps.pods.setPodCidrs(cidrs)) deps.log.info({ podCidr: cidrs }, 'pod CIDR from the kubelet');
+  return {};
+}

@@ -1,0 +1,75 @@
+import { execFile } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
+
+/** A private CNI network for one test stack: its shim settings and how to remove its bridge. */
+export interface TestCniNetwork {
+  /** `services.shim` config keys: conf dir, bridge, subnet and host-local data dir of its own. */
+  settings: { cniConfDir: string; cniBridge: string; cniSubnet: string; cniDataDir: string };
+  bridge: string;
+  subnet: string;
+  /** The host-local lease directory of the default network (`<dataDir>/<network name>`). */
+  leaseDir: string;
+  /** Removes the bridge (the bridge plugin never deletes it); files go with the test's root. */
+  close(): Promise<void>;
+}
+
+/** IPv4 routes of the host as [network, mask] numbers (from /proc/net/route, little-endian hex). */
+function routes(): [number, number][] {
+  const le = (h: string) => {
+    const b = Buffer.from(h, 'hex');
+    return b.readUInt32LE(0);
+  };
+  return readFileSync('/proc/net/route', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length > 7 && f[1] !== '00000000')
+    .map((f) => [le(f[1] ?? '0'), le(f[7] ?? '0')]);
+}
+
+/**
+ * A /24 in 10.200.0.0-10.239.255.0 that no host route overlaps, picked at random so test files
+ * running at the same time (and the host's own 10.88/16 default) do not share one.
+ */
+function freeSubnet(): string {
+  const taken = routes();
+  for (let i = 0; i < 100; i++) {
+    const [a, b] = [200 + randomInt(40), randomInt(256)];
+    const net = ((10 << 24) | (a << 16) | (b << 8)) >>> 0;
+    const mask = 0xffffff00;
+    if (taken.every(([n, m]) => (net & m) >>> 0 !== n && (n & mask) >>> 0 !== net)) {
+      return `10.${a}.${b}.0/24`;
+    }
+  }
+  throw new Error('no free /24 in 10.200.0.0/13 for a test CNI network');
+}
+
+/**
+ * A CNI network of its own under `root` for a test stack's shim: a private conf dir (the shim
+ * writes its default conflist there), a unique bridge, a free subnet and a private lease store,
+ * so tests never touch /etc/cni/net.d, berth0 or one another's leases.
+ */
+export function testCniNetwork(root: string, network = 'berth'): TestCniNetwork {
+  const bridge = `bt${randomBytes(4).toString('hex')}`;
+  const subnet = freeSubnet();
+  const dataDir = join(root, 'cni-ipam');
+  return {
+    settings: {
+      cniConfDir: join(root, 'cni-net.d'),
+      cniBridge: bridge,
+      cniSubnet: subnet,
+      cniDataDir: dataDir,
+    },
+    bridge,
+    subnet,
+    leaseDir: join(dataDir, network),
+    close: async () => {
+      await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+    },
+  };
+}
