@@ -48,7 +48,11 @@ export async function serveTaskStandIn(nc: NatsConnection, node: string): Promis
       },
     },
   });
-  state.stop = () => served.stop(500);
+  let stopped: Promise<void> | undefined;
+  state.stop = () => {
+    stopped ??= served.stop(500);
+    return stopped;
+  };
   return state;
 }
 
