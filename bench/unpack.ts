@@ -14,9 +14,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ImageApi, SnapshotApi } from '@berth/api';
+import { chainIds, ImageApi, SnapshotApi } from '@berth/api';
 import { call, hostLayout } from '@berth/kit';
-import { applyLayer, chainIds } from '@berth/snapshot-service';
+import { applyLayer } from '@berth/snapshot-service';
 import {
   compressLayer,
   type FixtureLayer,

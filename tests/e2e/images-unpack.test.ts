@@ -30,7 +30,7 @@ const top = (i: typeof shareA) =>
 
 beforeAll(async () => {
   [stack, registry] = await Promise.all([
-    startContainerStack({ only: ['image-service', 'snapshot-service'] }),
+    startContainerStack({ only: ['image-service', 'snapshot-service', 'task-service'] }),
     startRegistry(),
   ]);
   await uploadImage(registry.url, 'unpack/bb', 'v1', img);

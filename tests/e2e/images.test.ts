@@ -1,8 +1,11 @@
 // `berth` image commands end to end: the built CLI against a real image-service process, real
-// nats-server, redis-server and docker-registry (one open, one with htpasswd basic auth).
-import { execFileSync } from 'node:child_process';
+// nats-server, redis-server and docker-registry (one open, one with htpasswd basic auth). A real
+// task-service process answers rmi's in-use check (no snapshot-service: unpacking fails here).
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { TaskApi } from '@berth/api';
 import {
   busyboxTar,
   fileTar,
@@ -13,10 +16,12 @@ import {
   startProxy,
   uploadImage,
 } from '@berth/image-service/testing';
+import { call } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, type IsolatedEnv, isolatedEnv, runBerth } from '../harness/index.js';
+import { BERTH_BIN, type IsolatedEnv, isolatedEnv, REPO_ROOT, runBerth } from '../harness/index.js';
+import { until } from './containers-stack.js';
 
 const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
 let nats: TestServer;
@@ -26,6 +31,7 @@ let secure: TestServer & { host: string };
 let nc: NatsConnection;
 let inst: IsolatedEnv;
 let svc: ServiceProcess;
+let tasks: ChildProcess | undefined;
 const img = makeImage([makeLayer(busyboxTar(), 'gzip'), makeLayer(fileTar('etc/motd', 'hi'), 'zstd')], {
   arch,
 });
@@ -75,8 +81,21 @@ beforeAll(async () => {
     // A SIGKILLed replica's blob locks expire this fast, so the test's retry does not wait long.
     settings: { blobLockTtlMs: 1000 },
   });
+  // rmi asks the task-service whether a container uses the image; without it a plain rmi is refused.
+  const main = join(REPO_ROOT, 'packages', 'task-service', 'dist', 'main.js');
+  const proc = spawn(process.execPath, [main], { env: { ...process.env, ...inst.env }, stdio: 'ignore' });
+  tasks = proc;
+  await until('task-service to answer info', async () => {
+    if (proc.exitCode !== null) throw new Error(`task-service exited ${proc.exitCode}`);
+    return (await call(nc, TaskApi, 'info', {}, { timeoutMs: 500 })).pid === proc.pid;
+  });
 });
 afterAll(async () => {
+  if (tasks && tasks.exitCode === null && tasks.signalCode === null) {
+    const exited = once(tasks, 'exit');
+    tasks.kill('SIGTERM');
+    await exited;
+  }
   await svc?.kill();
   await nc?.close();
   await Promise.all([nats?.stop(), redis?.stop(), registry?.stop(), secure?.stop()]);

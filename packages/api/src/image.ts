@@ -212,6 +212,14 @@ export const LoginRequest = z.object({
 });
 export type LoginRequest = z.infer<typeof LoginRequest>;
 
+/**
+ * Reply of `chain-roots`: the top chainID of every image record on the node, in every namespace
+ * (the record's chainId, and the chain its config's diff_ids name). The snapshot-service's GC keeps
+ * these snapshots and everything below them.
+ */
+export const ChainRootsReply = z.object({ chainIds: z.array(z.string()) });
+export type ChainRootsReply = z.infer<typeof ChainRootsReply>;
+
 /** The image-service: one node's content store, registry client and image records. */
 export const ImageApi = defineService({
   name: Service.image,
@@ -284,6 +292,12 @@ export const ImageApi = defineService({
       output: ContentUsageReply,
       timeoutMs: 60_000,
       description: 'disk used by the content store',
+    }),
+    'chain-roots': op({
+      input: Empty,
+      output: ChainRootsReply,
+      timeoutMs: 30_000,
+      description: "top chainIDs of all images on the node in every namespace (snapshot GC's roots)",
     }),
     login: op({
       input: LoginRequest,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 /** A sha256 digest as OCI writes it. */
@@ -69,3 +70,17 @@ export const ImageConfig = z.object({
   history: z.array(z.unknown()).optional(),
 });
 export type ImageConfig = z.infer<typeof ImageConfig>;
+
+/**
+ * Computes the ChainIDs of a stack of layers from their DiffIDs (image-spec config.md):
+ * ChainID(L0) = DiffID(L0), ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln)). The last
+ * one names the snapshot an image's root filesystem is prepared on. The one implementation in berth.
+ */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
+  }
+  return out;
+}

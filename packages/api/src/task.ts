@@ -235,6 +235,10 @@ export const ListContainersRequest = z.object({
   labels: z.record(z.string(), z.string()).optional(),
   status: z.array(z.enum(['created', 'running', 'paused', 'stopped', 'unknown'])).optional(),
   name: z.string().optional(),
+  /** Only containers placed on this node. */
+  node: z.string().optional(),
+  /** Only containers whose image name or digest is one of these (the image-service's in-use check). */
+  images: z.array(z.string()).optional(),
 });
 export type ListContainersRequest = z.infer<typeof ListContainersRequest>;
 

@@ -14,7 +14,7 @@ import type { CriImage } from './images/cri-image.js';
 import { type CriClient, criClient } from './testdata/cri-client.js';
 
 // The CRI ImageService end to end: a grpc-js client on the unix socket, the gateway in-process,
-// the real image-service and snapshot-service processes, real NATS, Redis and registries.
+// the real image-service, snapshot-service and task-service processes, real NATS, Redis and registries.
 
 const REPO = join(import.meta.dirname, '..', '..', '..');
 const node = `cri-${Math.random().toString(16).slice(2, 10)}`;
@@ -51,7 +51,10 @@ function htpasswdLine(user: string, password: string): string {
 }
 
 /** Starts a built service (dist/main.js) and resolves once it answers `info` with its own pid. */
-async function startService(name: 'image-service' | 'snapshot-service', service: Service): Promise<void> {
+async function startService(
+  name: 'image-service' | 'snapshot-service' | 'task-service',
+  service: Service,
+): Promise<void> {
   const main = join(REPO, 'packages', name, 'dist', 'main.js');
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BERTH_')) env[k] = v;
@@ -170,6 +173,8 @@ beforeAll(async () => {
 
   await startService('snapshot-service', Service.snapshot);
   await startService('image-service', Service.image);
+  // RemoveImage's in-use check asks the task-service (which owns the container records).
+  await startService('task-service', Service.task);
   const runRoot = join(root, 'run');
   gateway = await startGateway({
     nc,

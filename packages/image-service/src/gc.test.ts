@@ -5,6 +5,7 @@ import { Lease } from './content/lease.js';
 import { hostPlatform } from './images/platform.js';
 import { type FixtureImage, fileTar, makeImage, makeLayer, sha, uploadImage } from './testing/fixtures.js';
 import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
+import { serveTaskStandIn, standInContainer } from './testing/task-stand-in.js';
 
 const arch = hostPlatform().architecture;
 let env: ImageEnv;
@@ -55,36 +56,56 @@ describe('rmi and gc', () => {
   it('refuses to remove an image a container uses unless forced', async () => {
     const svc = env.service();
     const ref = `${env.registry.host}/gc/a:v1`;
-    await svc.pull({ ref, unpack: false }, 'ctr');
-    await env.redis.sadd(keys.containers('ctr'), 'c1');
-    await env.redis.hset(keys.container('ctr', 'c1'), { image: ref });
+    const id = (n: string) => n.padEnd(64, '0');
+    const rec0 = await svc.pull({ ref, unpack: false }, 'ctr');
+    // The task-service knows the containers; the stand-in answers for it over NATS.
+    const c1 = standInContainer({
+      id: id('c1'),
+      namespace: 'ctr',
+      node: env.node,
+      image: { name: ref, digest: `sha256:${'9'.repeat(64)}` },
+    });
+    env.tasks.containers = [c1];
     const e = await rejection(svc.remove('ctr', { name: ref }));
     expect(e.code).toBe(Code.FAILED_PRECONDITION);
     expect(e.message).toContain('c1');
     expect(e.message).toContain(ref);
-    await env.redis.del(keys.container('ctr', 'c1'));
-    // As the task-service writes them: the Container JSON in `data`, matched by digest here.
+    // Matched by digest here.
     const rec = await svc.get('ctr', ref);
-    await env.redis.hset(keys.container('ctr', 'c2'), {
-      data: JSON.stringify({
-        id: 'c2',
-        node: env.node,
-        image: { name: 'other-name', digest: rec.target.digest },
-      }),
+    expect(rec.target.digest).toBe(rec0.image.target.digest);
+    const c2 = standInContainer({
+      id: id('c2'),
+      namespace: 'ctr',
+      node: env.node,
+      image: { name: 'other-name', digest: rec.target.digest },
     });
-    await env.redis.sadd(keys.containers('ctr'), 'c2');
+    env.tasks.containers = [c2];
     expect((await rejection(svc.remove('ctr', { name: ref }))).message).toContain('c2');
     // A container of another node does not pin this node's image.
-    await env.redis.hset(keys.container('ctr', 'c2'), {
-      data: JSON.stringify({ id: 'c2', node: 'elsewhere', image: { name: ref, digest: rec.target.digest } }),
-    });
+    env.tasks.containers = [{ ...c2, node: 'elsewhere', image: { name: ref, digest: rec.target.digest } }];
     await svc.tag('ctr', { source: ref, target: 'keep/me:1' });
     expect((await svc.remove('ctr', { name: 'keep/me:1' })).removed).toEqual(['docker.io/keep/me:1']);
-    await env.redis.sadd(keys.containers('ctr'), 'c1');
-    await env.redis.hset(keys.container('ctr', 'c1'), { image: ref });
+    env.tasks.containers = [c1];
     const r = await svc.remove('ctr', { name: ref, force: true });
     expect(r.removed).toEqual([ref]);
     expect(await env.blobFiles()).not.toContain(hex(a.desc.digest));
+    env.tasks.containers = [];
+  });
+
+  it('refuses a plain rmi when the task-service cannot say whether a container uses the image', async () => {
+    const ref = `${env.registry.host}/gc/a:v1`;
+    // Nothing answers list-containers: the real no-responders path of the client.
+    await env.tasks.stop();
+    const unreachable = env.service();
+    await unreachable.pull({ ref, unpack: false }, 'no-tasks');
+    const e = await rejection(unreachable.remove('no-tasks', { name: ref }));
+    expect(e.code).toBe(Code.UNAVAILABLE);
+    expect(e.message).toContain(`cannot check whether a container uses image "${ref}"`);
+    expect(e.message).toContain('task-service is unavailable');
+    expect(e.message).toContain('-f');
+    expect((await unreachable.get('no-tasks', ref)).name).toBe(ref);
+    expect((await unreachable.remove('no-tasks', { name: ref, force: true })).removed).toEqual([ref]);
+    env.tasks = await serveTaskStandIn(env.nc, env.node);
   });
 
   it('removes by id every name of the image only with -f, and one name without', async () => {

@@ -12,12 +12,15 @@ import { type FixtureImage, fileTar, makeImage, makeLayer, uploadImage } from '.
 import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
 import { type ServiceProcess, startImageService } from './testing/process.js';
 import { type RegistryProxy, startProxy } from './testing/proxy.js';
+import { serveTaskStandIn, type TaskStandIn } from './testing/task-stand-in.js';
 
 const arch = hostPlatform().architecture;
 let env: ImageEnv;
 let nats: TestServer;
 let nc: NatsConnection;
 let proxy: RegistryProxy;
+/** The replicas' task-service (rmi's in-use check), on this file's NATS. */
+let tasks: TaskStandIn;
 let img: FixtureImage;
 let img2: FixtureImage;
 let hold:
@@ -54,6 +57,7 @@ async function replica(settings: Record<string, unknown> = {}) {
 beforeAll(async () => {
   [env, nats] = await Promise.all([startImageEnv(), startNats({ jetstream: false })]);
   nc = await connect({ servers: nats.url });
+  tasks = await serveTaskStandIn(nc, env.node);
   img = makeImage(
     [1, 2, 3]
       .map((i) => makeLayer(Buffer.alloc(1024 * 1024, i), 'none'))
@@ -85,6 +89,7 @@ afterAll(async () => {
   for (const p of procs) await p.kill('SIGKILL').catch(() => undefined);
   hold?.release();
   await proxy?.stop();
+  await tasks?.stop();
   await nc?.close();
   await Promise.all([env?.stop(), nats?.stop()]);
 });

@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
-import { type Descriptor, type ImageApi, SnapshotApi } from '@berth/api';
+import { type Descriptor, type ImageApi, SnapshotApi, TaskApi } from '@berth/api';
 import { call, type Handlers, publishEvent, type ServiceContext } from '@berth/kit';
+import { chainRoots } from './handlers/chain-roots.js';
 import { exportImages } from './handlers/export.js';
 import { gc } from './handlers/gc.js';
 import { get } from './handlers/get.js';
@@ -40,6 +41,10 @@ export function createImageService(ctx: ServiceContext): ImageService {
       snapshotGc: async (ns: string) => {
         await call(ctx.nc, SnapshotApi, 'gc', {}, { node, namespace: ns });
       },
+      containersUsing: async (ns: string, images: string[]) => {
+        const r = await call(ctx.nc, TaskApi, 'list-containers', { node, images }, { namespace: ns });
+        return r.containers.map((i) => i.container.id);
+      },
       publish: (topic, ns, event) => publishEvent(ctx.nc, topic, ns, event),
     },
   });
@@ -60,6 +65,7 @@ export function createHandlers(svc: ImageService): Handlers<typeof ImageApi> {
     import: importImages(svc),
     export: exportImages(svc),
     login: login(svc),
+    'chain-roots': chainRoots(svc),
   };
 }
 

@@ -1,6 +1,7 @@
 /**
- * The one Redis key schema of berth. Every key any service writes is built here. Bump
- * SCHEMA_VERSION when a layout changes incompatibly; keys of another version are never read.
+ * The one Redis key schema of berth. Every key any service writes is built here, and every family
+ * has one owning service (keyOwners below) that alone writes and reads it. Bump SCHEMA_VERSION when
+ * a layout changes incompatibly; keys of another version are never read.
  *
  * Layout (see docs/layout.md):
  *   berth:v1:node:<node>:...              host-local state (content, images, snapshots, shim)
@@ -28,7 +29,7 @@ export const keys = {
   contents: (node: string) => nodeKey(node, 'contents'),
   /** Lock: one writer per blob on a node. */
   blobLock: (node: string, digest: string) => nodeKey(node, 'lock', 'blob', digest),
-  /** Lock: garbage collection of a node's content and snapshots. */
+  /** Lock: garbage collection of a node's content and snapshots (shared: image- and snapshot-service). */
   gcLock: (node: string) => nodeKey(node, 'lock', 'gc'),
   /** Sorted set of lease ids scored by expiry (epoch ms): a lease's blobs are GC roots until then. */
   leases: (node: string) => nodeKey(node, 'leases'),
@@ -75,3 +76,40 @@ export const keys = {
   /** Fencing-token counter shared by all locks. */
   fence: () => `${root}:fence`,
 } as const;
+
+/** A package of packages/ that may build a key family (its directory name). */
+export type KeyOwner = 'image-service' | 'snapshot-service' | 'task-service' | 'shim' | 'kit';
+
+/**
+ * The owner of every key family: the one package that writes AND reads it; any other service asks
+ * the owner over NATS (its ImageApi, SnapshotApi, TaskApi or ShimApi) instead of parsing its records.
+ * Two families are shared on purpose: `gcLock` serializes the image-service's content GC and the
+ * snapshot-service's snapshot GC of one node, and `fence` is the kit's lock counter. Checked by
+ * keys-owners.test.ts (no package builds a key it does not own) and documented in docs/layout.md.
+ */
+export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[] } = {
+  image: ['image-service'],
+  images: ['image-service'],
+  content: ['image-service'],
+  contents: ['image-service'],
+  blobLock: ['image-service'],
+  gcLock: ['image-service', 'snapshot-service'],
+  leases: ['image-service'],
+  lease: ['image-service'],
+  snapshot: ['snapshot-service'],
+  snapshots: ['snapshot-service'],
+  snapshotChildren: ['snapshot-service'],
+  unpackLock: ['snapshot-service'],
+  snapshotSeq: ['snapshot-service'],
+  snapshotPending: ['snapshot-service'],
+  container: ['task-service'],
+  containers: ['task-service'],
+  containerName: ['task-service'],
+  task: ['task-service'],
+  containerLock: ['task-service'],
+  shimTask: ['shim'],
+  shimTasks: ['shim'],
+  shimExec: ['shim'],
+  shimExecs: ['shim'],
+  fence: ['kit'],
+};

@@ -2,4 +2,4 @@ export { nativeFs } from './fs/native.js';
 export { createHandlers } from './service.js';
 export { Snapshotter } from './snapshots/snapshotter.js';
 export { applyLayer } from './unpack/apply.js';
-export { chainIds, Unpacker } from './unpack/unpacker.js';
+export { Unpacker } from './unpack/unpacker.js';

@@ -9,13 +9,12 @@ import { createHash } from 'node:crypto';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Mount } from '@berth/api';
+import { chainIds, type Mount } from '@berth/api';
 import type { TarWriteEntry } from '@berth/tar';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeFs } from './fs/native.js';
 import { type SnapshotEnv, startSnapshotEnv } from './testing/env.js';
 import { type FixtureLayer, putImage, putLayer, writeOciLayout } from './testing/oci.js';
-import { chainIds } from './unpack/unpacker.js';
 
 let env: SnapshotEnv;
 let work: string;

@@ -11,12 +11,11 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BerthError, type Mount } from '@berth/api';
+import { BerthError, chainIds, type Mount } from '@berth/api';
 import { keys, subscribeEvents } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SnapshotEnv, startSnapshotEnv } from './testing/env.js';
-import { putImage, putLayer } from './testing/oci.js';
-import { chainIds } from './unpack/unpacker.js';
+import { putLayer } from './testing/oci.js';
 
 let env: SnapshotEnv;
 beforeAll(async () => {
@@ -267,31 +266,13 @@ describe('unpack over NATS', () => {
     const a = putLayer(blobs, [{ name: 'a', type: 'file' }]);
     const b = putLayer(blobs, [{ name: 'b', type: 'file' }]);
     const c = putLayer(blobs, [{ name: 'c', type: 'file' }]);
-    const imgA = putImage(blobs, [base, a]);
     const unpack = (ls: (typeof base)[]) =>
       env.client.unpack({ layers: ls.map((l) => l.descriptor), diffIds: ls.map((l) => l.diffId) });
     const ra = await unpack([base, a]);
     const rb = await unpack([base, b]);
     const rc = await unpack([base, c]);
-    // Image A is recorded by the image-service (record JSON in keys.image's `record` field).
-    const now = new Date().toISOString();
-    const rec = {
-      name: 'example.com/a:latest',
-      target: imgA.manifest,
-      manifest: imgA.manifest,
-      configDigest: imgA.config.digest,
-      config: imgA.configJson,
-      chainId: ra.chainId,
-      size: 1,
-      labels: {},
-      createdAt: now,
-      updatedAt: now,
-    };
-    await env.redis.hset(keys.image(env.node, 'default', rec.name), {
-      record: JSON.stringify(rec),
-      target: imgA.manifest.digest,
-    });
-    await env.redis.zadd(keys.images(env.node, 'default'), Date.now(), rec.name);
+    // Image A is recorded by the image-service, which reports its top chainID as a GC root.
+    env.images.roots = [ra.chainId];
     // A container runs on C.
     await env.client.prepare({ key: 'container-1', parent: rc.chainId });
     // An unpack that crashed left its extract snapshot behind, with no lock held.
@@ -312,13 +293,37 @@ describe('unpack over NATS', () => {
     expect(names.has(rb.chainId)).toBe(false);
 
     // rmi A, container gone: everything of A and C goes, and so does the shared base.
-    await env.redis.del(keys.image(env.node, 'default', rec.name));
-    await env.redis.zrem(keys.images(env.node, 'default'), rec.name);
+    env.images.roots = [];
     await env.client.remove({ key: 'container-1' });
     const after = await env.client.gc({ graceMs: 0 });
     expect(after.removed).toContain(base.diffId);
     const left = (await env.client.list({})).snapshots.map((s) => s.name);
     for (const n of [ra.chainId, rc.chainId, base.diffId]) expect(left).not.toContain(n);
+  });
+});
+
+describe('gc without the image-service', () => {
+  it('removes nothing and fails UNAVAILABLE naming the image-service', async () => {
+    await env.client.gc({ graceMs: 0 });
+    const l = putLayer(env.layout.content.blobs, [{ name: 'lonely', type: 'file' }]);
+    const r = await env.client.unpack({ layers: [l.descriptor], diffIds: [l.diffId] });
+    await env.images.stop();
+    try {
+      const e = await env.client.gc({ graceMs: 0 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(BerthError);
+      expect((e as BerthError).code).toBe('UNAVAILABLE');
+      expect((e as BerthError).message).toContain('image-service');
+      expect((e as BerthError).message).toContain('nothing was removed');
+      const names = (await env.client.list({})).snapshots.map((s) => s.name);
+      expect(names).toContain(r.chainId);
+    } finally {
+      await env.restartImages();
+    }
+    // Once it answers again (no image names the layer), the layer goes.
+    expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([r.chainId]);
   });
 });
 

@@ -1,5 +1,5 @@
-import type { SnapshotApi } from '@berth/api';
-import type { Handlers, ServiceContext } from '@berth/kit';
+import { ImageApi, type SnapshotApi } from '@berth/api';
+import { call, type Handlers, type ServiceContext } from '@berth/kit';
 import { lifecycleHandlers } from './handlers/lifecycle.js';
 import { maintenanceHandlers } from './handlers/maintenance.js';
 import { queryHandlers } from './handlers/query.js';
@@ -30,6 +30,10 @@ export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi
   return {
     ...lifecycleHandlers(sn, ctx.nc),
     ...queryHandlers(sn),
-    ...maintenanceHandlers(sn, unpacker, settings.gcGraceMs),
+    // GC's image roots come from the node's image-service, which owns the image records.
+    ...maintenanceHandlers(sn, unpacker, settings.gcGraceMs, async () => {
+      const r = await call(ctx.nc, ImageApi, 'chain-roots', {}, { node: ctx.node });
+      return r.chainIds;
+    }),
   };
 }

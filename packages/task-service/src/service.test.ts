@@ -134,6 +134,28 @@ describe('task-service endpoints', () => {
     ).rejects.toMatchObject({ code: 'UNAVAILABLE' });
   });
 
+  it('lists the containers of a node whose image name or digest is given', async () => {
+    const digest = `sha256:${'2'.repeat(64)}`;
+    const mk = (name: string, over: Partial<Container>): Container => ({
+      ...fakeContainer(name),
+      namespace: 'imgs',
+      ...over,
+    });
+    const byName = mk('by-name', { image: { name: 'docker.io/library/busybox:latest', digest } });
+    const byDigest = mk('by-digest', { image: { name: 'other:1', digest } });
+    const elsewhere = mk('elsewhere', { node: 'other-node', image: { name: 'other:1', digest } });
+    const unrelated = mk('unrelated', {});
+    for (const c of [byName, byDigest, elsewhere, unrelated]) await domain.store.put(c);
+    const imgs = clientOf(nc, TaskApi, { namespace: 'imgs' });
+    const names = async (req: { node?: string; images?: string[] }) =>
+      (await imgs['list-containers'](req)).containers.map((i) => i.container.name).sort();
+    expect(await names({ node, images: ['docker.io/library/busybox:latest'] })).toEqual(['by-name']);
+    expect(await names({ node, images: [digest] })).toEqual(['by-digest', 'by-name']);
+    expect(await names({ images: [digest] })).toEqual(['by-digest', 'by-name', 'elsewhere']);
+    expect(await names({ node: 'other-node' })).toEqual(['elsewhere']);
+    expect(await names({ node, images: ['nothing:here'] })).toEqual([]);
+  });
+
   it('refuses a duplicate name before touching any node service', async () => {
     const c = fakeContainer('taken');
     await domain.store.reserveName('test', c.name, c.id);

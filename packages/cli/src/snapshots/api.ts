@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import {
   BerthError,
   Code,
+  chainIds,
   type ImageRecord,
   type ImageUnpackReply,
   type InputOf,
@@ -37,11 +37,9 @@ export function getImage(ctx: CliContext, name: string): Promise<ImageRecord> {
 
 /** ChainID of the top layer (image-spec config.md): the snapshot an image's rootfs is built on. */
 export function topChainId(diffIds: readonly string[]): string {
-  let chain = '';
-  for (const d of diffIds)
-    chain = chain === '' ? d : `sha256:${createHash('sha256').update(`${chain} ${d}`).digest('hex')}`;
-  if (chain === '') throw new BerthError(Code.FAILED_PRECONDITION, 'the image has no layers');
-  return chain;
+  const top = chainIds(diffIds).at(-1);
+  if (top === undefined) throw new BerthError(Code.FAILED_PRECONDITION, 'the image has no layers');
+  return top;
 }
 
 /**

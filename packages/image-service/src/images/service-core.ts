@@ -25,7 +25,7 @@ import {
   toBerthError,
   type UnpackReply,
 } from '@berth/api';
-import { keys, type Logger, type Redis } from '@berth/kit';
+import type { Logger, Redis } from '@berth/kit';
 import { exportImages } from '../archive/export.js';
 import { importArchive } from '../archive/import.js';
 import { collectGarbage } from '../content/gc.js';
@@ -45,6 +45,12 @@ export interface ImageServicePorts {
   unpack: (layers: Descriptor[], diffIds: string[], ns: string) => Promise<UnpackReply>;
   /** snapshot-service `gc`; best effort. */
   snapshotGc: (ns: string) => Promise<void>;
+  /**
+   * task-service `list-containers` filtered by this node and image names/digests: the ids of the
+   * namespace's containers on this node that use one of `images`. Container records are the
+   * task-service's; the image-service never reads them itself.
+   */
+  containersUsing: (ns: string, images: string[]) => Promise<string[]>;
   /** Publishes an event (pull/push progress). */
   publish: (topic: string, ns: string, event: unknown) => void;
 }
@@ -263,30 +269,25 @@ export class ImageService {
   }
 
   /**
-   * The id of a container on this node whose image is this one, if any. Container records are the
-   * task-service's: keys.container(ns, id) hashes whose `data` field holds the Container JSON
-   * (`image: {name, digest}`, `node`); a plain `image` field is honoured too.
+   * The id of a container on this node whose image is this one (by name or by any of its
+   * digests), if any, as the task-service answers. When the task-service cannot answer, the use
+   * cannot be checked and a non-forced removal is refused (UNAVAILABLE): removing an image a
+   * container still names would break its restart; -f skips the check.
    */
   private async containerUsing(ns: string, rec: ImageRecord): Promise<string | undefined> {
-    const ids = await this.o.redis.smembers(keys.containers(ns));
-    const digests = [rec.configDigest, rec.target.digest, rec.manifest.digest];
-    const matches = (name?: string, digest?: string) =>
-      (name !== undefined && (name === rec.name || tryNormalize(name) === rec.name)) ||
-      (digest !== undefined && digests.includes(digest));
-    for (const id of ids) {
-      const [plain, data] = await this.o.redis.hmget(keys.container(ns, id), 'image', 'data');
-      if (plain && matches(plain, plain)) return id;
-      if (!data) continue;
-      let c: { image?: { name?: string; digest?: string }; node?: string };
-      try {
-        c = JSON.parse(data) as typeof c;
-      } catch {
-        continue;
-      }
-      if (c.node && c.node !== this.o.node) continue;
-      if (matches(c.image?.name, c.image?.digest)) return id;
+    const images = [rec.name, rec.configDigest, rec.target.digest, rec.manifest.digest];
+    let ids: string[];
+    try {
+      ids = await this.o.ports.containersUsing(ns, images);
+    } catch (err) {
+      const e = toBerthError(err);
+      throw new BerthError(
+        Code.UNAVAILABLE,
+        `cannot check whether a container uses image "${rec.name}": ${e.message}; use -f to remove it without the check`,
+        { cause: err },
+      );
     }
-    return undefined;
+    return ids.sort()[0];
   }
 
   /** Bytes and files the content store occupies (committed blobs, plus ingest entries as inodes). */

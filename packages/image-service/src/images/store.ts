@@ -1,4 +1,4 @@
-import { BerthError, Code, errors, ImageRecord } from '@berth/api';
+import { BerthError, Code, chainIds, errors, ImageRecord } from '@berth/api';
 import { keys, type Redis } from '@berth/kit';
 import { tryNormalize } from '../registry/reference.js';
 
@@ -82,6 +82,38 @@ export class ImageStore {
   /** Every image target digest on the node, in all namespaces: the roots of GC. */
   async allTargets(): Promise<Set<string>> {
     const out = new Set<string>();
+    await this.eachName(async (ns, name) => {
+      const t = await this.redis.hget(keys.image(this.node, ns, name), 'target');
+      if (t) out.add(t);
+    });
+    return out;
+  }
+
+  /**
+   * The top chainID of every image record on the node, in all namespaces: the record's chainId
+   * (set once unpacked) and the chain its config's diff_ids name (a record not unpacked yet, or
+   * unpacked before the record was updated, still roots it). The snapshot-service's GC keeps these.
+   * A record that does not parse fails the whole answer: GC must not run on a partial root set.
+   */
+  async chainRoots(): Promise<string[]> {
+    const out = new Set<string>();
+    await this.eachName(async (ns, name) => {
+      const raw = await this.redis.hget(keys.image(this.node, ns, name), 'record');
+      if (!raw) return; // deleted since the listing
+      const parsed = ImageRecord.safeParse(JSON.parse(raw));
+      if (!parsed.success) {
+        throw new BerthError(Code.INTERNAL, `image record "${name}" in namespace "${ns}" does not parse`);
+      }
+      const rec = parsed.data;
+      if (rec.chainId) out.add(rec.chainId);
+      const top = chainIds(rec.config.rootfs.diff_ids).at(-1);
+      if (top) out.add(top);
+    });
+    return [...out];
+  }
+
+  /** Calls fn for every image name of the node, in every namespace (SCAN over the name sets). */
+  private async eachName(fn: (ns: string, name: string) => Promise<void>): Promise<void> {
     const pattern = keys.images(this.node, '*');
     let cursor = '0';
     do {
@@ -90,13 +122,9 @@ export class ImageStore {
       for (const setKey of found) {
         const ns = nsOfImagesKey(setKey, this.node);
         if (ns === undefined) continue;
-        for (const name of await this.redis.zrange(setKey, 0, -1)) {
-          const t = await this.redis.hget(keys.image(this.node, ns, name), 'target');
-          if (t) out.add(t);
-        }
+        for (const name of await this.redis.zrange(setKey, 0, -1)) await fn(ns, name);
       }
     } while (cursor !== '0');
-    return out;
   }
 }
 

@@ -1,17 +1,24 @@
-// Test environment of the image-service: real redis-server and docker-registry from @berth/testing,
-// a temp state root and a random node id per test file; services are built from the domain class.
+// Test environment of the image-service: real redis-server, nats-server and docker-registry from
+// @berth/testing, a temp state root and a random node id per test file; services are built from the
+// domain class. The task-service is a stand-in over NATS (see task-stand-in.ts) the tests control.
 import { randomUUID } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, Code } from '@berth/api';
-import { connectRedis, createLogger, hostLayout, type Redis } from '@berth/kit';
-import { startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
+import { BerthError, Code, TaskApi } from '@berth/api';
+import { call, connectNats, connectRedis, createLogger, hostLayout, type Redis } from '@berth/kit';
+import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
+import type { NatsConnection } from 'nats';
 import { ImageService, type ImageServicePorts } from '../images/service-core.js';
 import type { ImageSettings } from '../settings.js';
+import { serveTaskStandIn, type TaskStandIn } from './task-stand-in.js';
 
 export interface ImageEnv {
   redisServer: TestServer;
   registry: TestServer & { host: string };
+  nats: TestServer;
+  nc: NatsConnection;
+  /** The stand-in task-service: set `tasks.containers` to make an image in use; `tasks.stop()` to drop it. */
+  tasks: TaskStandIn;
   stateRoot: string;
   node: string;
   redis: Redis;
@@ -46,8 +53,9 @@ export const testSettings: ImageSettings = {
 };
 
 export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<ImageEnv> {
-  const [redisServer, registry, stateRoot] = await Promise.all([
+  const [redisServer, nats, registry, stateRoot] = await Promise.all([
     startRedis({ appendonly: false }),
+    startNats({ jetstream: false }),
     startRegistry(o.htpasswd ? { htpasswd: o.htpasswd } : {}),
     tempDir('image-state'),
   ]);
@@ -55,11 +63,16 @@ export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<Imag
   const layout = hostLayout({ stateRoot, runRoot: join(stateRoot, 'run') });
   const redis = connectRedis(redisServer.url);
   await redis.connect();
+  const nc = await connectNats({ url: nats.url, name: 'image-test' });
+  const tasks = await serveTaskStandIn(nc, node);
   const extra: Redis[] = [];
   const log = createLogger({ service: 'image-service-test', node, level: process.env.TEST_LOG ?? 'silent' });
   const env: ImageEnv = {
     redisServer,
     registry,
+    nats,
+    nc,
+    tasks,
     stateRoot,
     node,
     redis,
@@ -89,6 +102,11 @@ export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<Imag
           snapshotGc: async () => {
             throw new BerthError(Code.UNAVAILABLE, 'snapshot-service is unavailable: no responder for "gc"');
           },
+          // As service.ts wires it: the task-service over NATS (here the stand-in).
+          containersUsing: async (ns, images) =>
+            (await call(nc, TaskApi, 'list-containers', { node, images }, { namespace: ns })).containers.map(
+              (i) => i.container.id,
+            ),
           publish: () => undefined,
           ...so.ports,
         },
@@ -99,8 +117,11 @@ export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<Imag
     async stop() {
       for (const r of extra) r.disconnect();
       redis.disconnect();
+      await env.tasks.stop();
+      await nc.close();
       await Promise.all([
         redisServer.stop(),
+        nats.stop(),
         registry.stop(),
         rm(stateRoot, { recursive: true, force: true }),
       ]);

@@ -1,6 +1,5 @@
-import { ImageRecord, SnapshotKind, UNPACK_LABEL } from '@berth/api';
+import { BerthError, Code, SnapshotKind, toBerthError, UNPACK_LABEL } from '@berth/api';
 import { keys, withLock } from '@berth/kit';
-import { chainIds } from '../unpack/unpacker.js';
 import type { Snapshotter } from './snapshotter.js';
 import type { SnapshotRecord } from './store.js';
 
@@ -11,42 +10,30 @@ export interface GcResult {
 }
 
 /**
- * The top chainID of every image record on the node, in every namespace. Image records are
- * written by the image-service: keys.images(node, ns) is a sorted set of names and
- * keys.image(node, ns, name) a hash whose `record` field is the ImageRecord JSON. A record
- * without chainId (not unpacked, or unpacked before the record was updated) still roots the
- * chain its config's diff_ids name.
+ * Where GC learns the images' top chainIDs on the node (all namespaces): the image-service's
+ * `chain-roots`, injected so the domain has no NATS in it. Image records are the image-service's.
  */
-export async function imageChainRoots(sn: Snapshotter): Promise<Set<string>> {
-  const out = new Set<string>();
-  const pattern = keys.images(sn.node, '*');
-  const prefix = keys.images(sn.node, '\u0000').split('\u0000')[0] as string;
-  const suffix = keys.images(sn.node, '\u0000').split('\u0000')[1] as string;
-  let cursor = '0';
-  do {
-    const [next, found] = await sn.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 200);
-    cursor = next;
-    for (const setKey of found) {
-      if (!setKey.startsWith(prefix) || !setKey.endsWith(suffix)) continue;
-      const ns = setKey.slice(prefix.length, setKey.length - suffix.length);
-      const names = await sn.redis.zrange(setKey, 0, -1);
-      for (const name of names) {
-        const raw = await sn.redis.hget(keys.image(sn.node, ns, name), 'record');
-        if (!raw) continue;
-        const parsed = ImageRecord.safeParse(JSON.parse(raw));
-        if (!parsed.success) continue;
-        const rec = parsed.data;
-        if (rec.chainId) out.add(rec.chainId);
-        const ids = rec.config.rootfs.diff_ids;
-        if (ids.length > 0) out.add(chainIds(ids)[ids.length - 1] as string);
-      }
-    }
-  } while (cursor !== '0');
-  return out;
+export type ImageChainRoots = () => Promise<string[]>;
+
+/**
+ * Asks for the image roots; any failure stops the collection before anything is removed, since
+ * without them every image's layers would look unreferenced.
+ */
+async function imageRoots(sn: Snapshotter, ask: ImageChainRoots): Promise<Set<string>> {
+  try {
+    return new Set(await ask());
+  } catch (err) {
+    const e = toBerthError(err);
+    throw new BerthError(
+      Code.UNAVAILABLE,
+      `snapshot gc of node ${sn.node}: the image-service could not list the images' chain roots, so nothing was removed: ${e.message}`,
+      { cause: err },
+    );
+  }
 }
 
 /**
- * Mark and sweep over snapshots, under the node's GC lock. Roots: image chainIDs, every active or
+ * Mark and sweep over snapshots, under the node's GC lock. Roots: image chainIDs (asked first), every active or
  * view snapshot (container root filesystems, mounts) except unpack leftovers whose unpack lock is
  * no longer held, and anything younger than the grace period (the window between an unpack and
  * the image record naming its chain). Everything reachable through parents is kept; the rest is
@@ -55,7 +42,7 @@ export async function imageChainRoots(sn: Snapshotter): Promise<Set<string>> {
  */
 export async function collectSnapshots(
   sn: Snapshotter,
-  opts: { graceMs: number; dryRun?: boolean },
+  opts: { graceMs: number; dryRun?: boolean; imageRoots: ImageChainRoots },
 ): Promise<GcResult> {
   return withLock(
     sn.redis,
@@ -64,7 +51,7 @@ export async function collectSnapshots(
     async () => {
       const all = await sn.store.all();
       const byName = new Map(all.map((r) => [r.name, r]));
-      const roots = await imageChainRoots(sn);
+      const roots = await imageRoots(sn, opts.imageRoots);
       const now = Date.now();
       const stale = new Set<string>();
       for (const r of all) {

@@ -1,5 +1,6 @@
 // Test environment of the snapshot-service: real nats-server and redis-server from @berth/testing,
-// a temp state root and a random node id; replicas are real `serve` instances on that node.
+// a temp state root and a random node id; replicas are real `serve` instances on that node. The
+// image-service GC asks for its roots is a stand-in over NATS (image-stand-in.ts) the tests control.
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import {
 import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { createHandlers } from '../service.js';
+import { type ImageStandIn, serveImageStandIn } from './image-stand-in.js';
 
 /** Servers, a state root and clients for one test file. */
 export interface SnapshotEnv {
@@ -31,6 +33,10 @@ export interface SnapshotEnv {
   nc: NatsConnection;
   redis: Redis;
   client: Client<typeof SnapshotApi>;
+  /** The stand-in image-service: `images.roots` are GC's image roots; `images.stop()` drops it. */
+  images: ImageStandIn;
+  /** Serves a fresh stand-in image-service (after `images.stop()`), as `images`. */
+  restartImages(): Promise<void>;
   /** Starts one more replica of the service on the same node (own connections). */
   replica(settings?: Record<string, unknown>): Promise<ServedService>;
   stop(): Promise<void>;
@@ -76,7 +82,7 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
   const nc = await connectNats({ url: nats.url, name: 'snapshot-test-client' });
   const redis = connectRedis(redisServer.url);
   await redis.connect();
-  return {
+  const env: SnapshotEnv = {
     nats,
     redisServer,
     stateRoot,
@@ -86,6 +92,10 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
     nc,
     redis,
     client: client(nc, SnapshotApi, { node }),
+    images: await serveImageStandIn(nc, node),
+    async restartImages() {
+      env.images = await serveImageStandIn(nc, node);
+    },
     replica,
     async stop() {
       for (const c of conns) {
@@ -93,10 +103,12 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
         await c.nc.close();
         c.redis.disconnect();
       }
+      await env.images.stop();
       await nc.close();
       redis.disconnect();
       await Promise.all([nats.stop(), redisServer.stop()]);
       await rm(stateRoot, { recursive: true, force: true });
     },
   };
+  return env;
 }

@@ -1,8 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import {
   BerthError,
   Code,
+  chainIds,
   SnapshotKind,
   UNPACK_LABEL,
   type UnpackReply,
@@ -17,16 +18,6 @@ import { applyLayer } from './apply.js';
 export const DIFF_ID_LABEL = 'berth.io/diff-id';
 /** Label on a committed layer snapshot: the layer blob digest it was applied from. */
 export const LAYER_LABEL = 'berth.io/layer';
-
-/** ChainIDs of a stack of layers (image-spec config.md): ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(Ln)). */
-export function chainIds(diffIds: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? d : `sha256:${createHash('sha256').update(`${prev} ${d}`).digest('hex')}`);
-  }
-  return out;
-}
 
 /** Settings of the unpacker. */
 export interface UnpackerOptions {

@@ -199,6 +199,13 @@ export class ContainerManager {
     return all.filter((i) => {
       if (f.status?.length && !f.status.includes(i.status)) return false;
       if (f.name && i.container.name !== f.name) return false;
+      if (f.node && i.container.node !== f.node) return false;
+      if (
+        f.images &&
+        !f.images.includes(i.container.image.name) &&
+        !f.images.includes(i.container.image.digest)
+      )
+        return false;
       for (const [k, v] of Object.entries(f.labels ?? {})) {
         const have = i.container.labels[k];
         if (have === undefined || (v !== '' && have !== v)) return false;

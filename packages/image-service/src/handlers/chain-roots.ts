@@ -1,0 +1,11 @@
+import type { ImageApi } from '@berth/api';
+import type { Handler } from '@berth/kit';
+import type { ImageService } from '../images/service-core.js';
+
+/**
+ * `chain-roots`: the top chainID of every image on the node in every namespace, for the
+ * snapshot-service's GC (image records are the image-service's; nobody else reads them).
+ */
+export const chainRoots =
+  (svc: ImageService): Handler<typeof ImageApi, 'chain-roots'> =>
+  async () => ({ chainIds: await svc.images.chainRoots() });

@@ -1,0 +1,37 @@
+// A stand-in image-service for snapshot-service tests: only `chain-roots`, served over real NATS
+// with the real contract (reply checked), answering with the roots the test sets.
+import { defineService, ImageApi, Scope, Service } from '@berth/api';
+import { createLogger, type ServedService, serve } from '@berth/kit';
+import type { NatsConnection } from 'nats';
+
+/** The part of the image-service's contract the snapshot-service calls (GC's image roots). */
+export const ImageStandInApi = defineService({
+  name: Service.image,
+  scope: Scope.host,
+  ops: { 'chain-roots': ImageApi.ops['chain-roots'] },
+});
+
+/** A served stand-in: `roots` are the top chainIDs it reports, changed freely by tests. */
+export interface ImageStandIn {
+  roots: string[];
+  stop(): Promise<void>;
+}
+
+/** Serves the stand-in image-service of `node` on `nc`. */
+export async function serveImageStandIn(nc: NatsConnection, node: string): Promise<ImageStandIn> {
+  const state: ImageStandIn = { roots: [], stop: async () => undefined };
+  const served: ServedService = await serve({
+    nc,
+    service: ImageStandInApi,
+    version: '0.0.0-test',
+    node,
+    log: createLogger({ service: 'image-stand-in', node, level: 'silent' }),
+    handlers: { 'chain-roots': async () => ({ chainIds: [...state.roots] }) },
+  });
+  let stopped: Promise<void> | undefined;
+  state.stop = () => {
+    stopped ??= served.stop(500);
+    return stopped;
+  };
+  return state;
+}
