@@ -132,7 +132,7 @@ export class TaskManager {
       const st = await this.deps.shim(c.node, ns).create({
         namespace: ns,
         id: c.id,
-        spec: c.spec,
+        spec: nodeInput(c),
         rootfs,
         terminal: c.io.terminal,
         stdin: c.io.stdin,
@@ -380,8 +380,9 @@ export class TaskManager {
       terminal: req.tty ?? false,
     };
     // The user (the exec's, else the container's) is resolved in the rootfs by the node's shim.
-    if (req.user) process.user = provisionalUser(req.user);
     const user = req.user ?? c.config.user;
+    if (req.user) process.user = provisionalUser(req.user);
+    else if (user !== undefined) process.user = provisionalUser(user, c.config.additionalGids);
     const st = await this.deps.shim(c.node, ns).exec({
       namespace: ns,
       id: c.id,
@@ -461,6 +462,16 @@ export class TaskManager {
     }
     return { checked, exited };
   }
+}
+
+/**
+ * The spec a task is created from: the stored one, whose process.user (the last run's answer) is
+ * reset to what the request gave, so each run's node resolves the user afresh (groups included).
+ */
+function nodeInput(c: Container): Record<string, unknown> {
+  if (c.config.user === undefined) return c.spec;
+  const user = provisionalUser(c.config.user, c.config.additionalGids);
+  return { ...c.spec, process: { ...(c.spec.process as Record<string, unknown>), user } };
 }
 
 /** True when the container's spec names files its node's shim writes (containers made since). */
