@@ -1,6 +1,7 @@
 // Contracts of the shim agent (NATS: berth.<node>.shim.v1.<op>). Owned by the shim work; the
 // task-service relies on these: extend, do not break. Every request names namespace and id.
 import { z } from 'zod';
+import { ShimCapabilities, ShimResolvedProcess } from './capabilities.js';
 import { defineService, Empty, op, Scope } from './contract.js';
 import { SeccompRequest } from './seccomp.js';
 import { Mount } from './snapshot.js';
@@ -101,6 +102,17 @@ export const ShimCreateRequest = TaskRef.extend({
    * Absent: the spec's own linux.seccomp, if any, is used as given.
    */
   seccomp: SeccompRequest.optional(),
+  /**
+   * user[:group] (names or numeric ids) resolved here against the mounted rootfs's /etc/passwd
+   * and /etc/group into process.user: uid, gid, and the user's groups added to the spec's
+   * additionalGids; HOME is set from passwd when the env has none. Absent: process.user as given.
+   */
+  user: z.string().optional(),
+  /**
+   * The capability set, resolved here from this node's bounding set into process.capabilities
+   * (bounding, effective, permitted), before seccomp. Absent: the spec's own, as given.
+   */
+  capabilities: ShimCapabilities.optional(),
 });
 export type ShimCreateRequest = z.infer<typeof ShimCreateRequest>;
 
@@ -140,6 +152,8 @@ export const ShimState = z.object({
   ctlPath: z.string().optional(),
   createdAt: z.string().optional(),
   startedAt: z.string().optional(),
+  /** In a create reply: what this node resolved for the process (user, capabilities). */
+  resolved: ShimResolvedProcess.optional(),
 });
 export type ShimState = z.infer<typeof ShimState>;
 
@@ -231,6 +245,8 @@ export const ShimExecRequest = TaskRef.extend({
   process: z.record(z.string(), z.unknown()),
   terminal: z.boolean().default(false),
   stdin: z.boolean().default(false),
+  /** user[:group] resolved here against the task's rootfs into process.user (as in create). */
+  user: z.string().optional(),
 });
 export type ShimExecRequest = z.infer<typeof ShimExecRequest>;
 

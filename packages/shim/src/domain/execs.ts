@@ -1,13 +1,24 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { writeAtomic } from './files.js';
 import type { ShimHost } from './host.js';
+import { applyUser } from './identity/index.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
 import { killMonitor, procKey, runtimeFailure } from './util.js';
+
+/** The rootfs directory of a task, as its bundle's config.json names it. */
+async function taskRootfs(config: string, id: string): Promise<string> {
+  const spec = JSON.parse(await readFile(config, 'utf8')) as { root?: { path?: unknown } };
+  const path = spec.root?.path;
+  if (typeof path !== 'string' || !path.startsWith('/')) {
+    throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" has no rootfs path in its bundle`);
+  }
+  return path;
+}
 
 /** A reference to one exec process. */
 export type ExecRef = ShimTaskRef & { execId: string };
@@ -20,6 +31,8 @@ export interface ExecRequest {
   process: Record<string, unknown>;
   terminal: boolean;
   stdin: boolean;
+  /** user[:group] to resolve against the task's rootfs into process.user. */
+  user?: string;
 }
 
 /**
@@ -60,7 +73,10 @@ export class ExecProcesses {
       await rm(ep.dir, { recursive: true, force: true });
       await mkdir(ep.dir, { recursive: true });
       // runc refuses a process without cwd; "/" is what a user means by leaving it out.
-      const proc = { cwd: '/', ...req.process, terminal: req.terminal };
+      const proc: Record<string, unknown> = { cwd: '/', ...req.process, terminal: req.terminal };
+      if (req.user !== undefined) {
+        await applyUser(proc, req.user, { rootfs: await taskRootfs(tp.config, id), task: id, home: true });
+      }
       await writeAtomic(ep.spec, JSON.stringify(proc));
       const mon = spawnConmon({
         conmon: this.host.conmon,

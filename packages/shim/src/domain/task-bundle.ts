@@ -8,6 +8,7 @@ import { containerFilesDir, writeContainerFiles } from './container-files.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { exists, writeAtomic } from './files.js';
 import type { ShimHost } from './host.js';
+import { applyCapabilities, applyUser } from './identity/index.js';
 import { checkName, taskPaths } from './paths.js';
 import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
@@ -51,10 +52,21 @@ export async function createTask(
         terminal: req.terminal,
       });
       for (const w of warnings) host.log.warn({ ns, id }, w);
+      // Facts of this node: its bounding set, then seccomp conditioned on the result.
+      const caps = req.capabilities ? applyCapabilities(spec, req.capabilities, host.node) : undefined;
       if (req.seccomp) await applySeccomp(spec, req.seccomp);
       await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
       const t1 = performance.now();
       if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);
+      // Users are names in this rootfs's /etc/passwd: resolved once it is mounted, here.
+      const user =
+        req.user !== undefined
+          ? await applyUser(spec.process as Record<string, unknown>, req.user, {
+              rootfs: (spec.root as { path: string }).path,
+              task: id,
+              home: true,
+            })
+          : undefined;
       const t2 = performance.now();
       await writeAtomic(p.config, JSON.stringify(spec));
       await mkdir(dirname(logPath), { recursive: true });
@@ -114,7 +126,9 @@ export async function createTask(
         },
         'task created',
       );
-      return host.toState(rec);
+      const state = host.toState(rec);
+      if (user) state.resolved = { user, ...(caps ? { capabilities: caps } : {}) };
+      return state;
     });
   } catch (err) {
     await removeBundle(host, ns, id).catch((e: unknown) =>

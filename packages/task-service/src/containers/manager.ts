@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import {
   BerthError,
   Code,
@@ -17,17 +17,7 @@ import {
 } from '@berth/api';
 import { keys, type Redis, withLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
-import { LayeredRootfs } from '../rootfs/layers.js';
-import {
-  ALL_CAPS,
-  capsFromMask,
-  envValue,
-  generateSpec,
-  linuxResources,
-  needsLookup,
-  parseGroup,
-  parsePasswd,
-} from '../spec/index.js';
+import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore } from '../store/store.js';
 
 /**
@@ -99,20 +89,14 @@ export class ContainerManager {
           throw errors.invalid(`bind mount source "${m.source}" does not exist`);
         }
       }
-      const { mounts } = await this.deps.snapshots(node).prepare({
+      // Users, capabilities and the command's presence are facts of the node's rootfs and kernel:
+      // its shim resolves them at task create (see spec/node-facts.ts), never this replica.
+      await this.deps.snapshots(node).prepare({
         key: snapshotKey,
         parent: image.chainId,
         labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
       });
       prepared = true;
-      const rootfs = LayeredRootfs.fromMounts(mounts);
-      const readable = rootfs.dirs.length > 0 && rootfs.dirs.every((d) => existsSync(d));
-      const user = req.user ?? image.config.config?.User ?? '';
-      if (!readable && needsLookup(user)) {
-        throw errors.precondition(
-          `cannot resolve user "${user}": the rootfs of node "${node}" is not readable here`,
-        );
-      }
       // A bridge container is a one-container pod: its node's shim pins the namespace and runs
       // CNI (the shim owns every namespace and lease), and the spec joins that namespace.
       let network: Container['network'];
@@ -124,29 +108,17 @@ export class ContainerManager {
         const ips = [...net.ips].sort((a, b) => a.version - b.version);
         network = { netnsPath: net.netnsPath, ips: ips.map((i) => i.address.split('/')[0] ?? i.address) };
       }
-      const passwd = parsePasswd(readable ? ((await rootfs.readFile('/etc/passwd')) ?? '') : '');
-      const group = parseGroup(readable ? ((await rootfs.readFile('/etc/group')) ?? '') : '');
       const gen = generateSpec(
         {
           id,
           namespace: ns,
           request: network ? { ...req, network: network.netnsPath } : req,
           image: image.config.config,
-          passwd,
-          group,
           files: FILE_MOUNTS,
-          hostCaps: hostCapabilities(),
         },
         // The host name of a container in the host network is its node's: the shim there sets it.
         '',
       );
-      const proc = gen.spec.process as { env: string[]; cwd: string };
-      const cmd = gen.args[0] as string;
-      if (readable && !(await rootfs.hasCommand(cmd, envValue(proc.env, 'PATH') ?? '', proc.cwd))) {
-        throw errors.invalid(
-          `command "${cmd}" not found in image "${req.image}": executable file not found in $PATH`,
-        );
-      }
       const now = new Date().toISOString();
       const c: Container = {
         id,
@@ -166,7 +138,8 @@ export class ContainerManager {
           ...(req.logPath ? { logPath: req.logPath } : {}),
         },
         stopSignal: gen.stopSignal,
-        config: { ...req, node },
+        // The request, with what it left to defaults: the node, the user (the image's).
+        config: { ...req, node, user: gen.user },
         ...(network ? { network } : {}),
         createdAt: now,
         updatedAt: now,
@@ -256,6 +229,13 @@ export class ContainerManager {
   }
 }
 
+/** nerdctl-style default name: the image's last path component and a short id. */
+function defaultName(image: string, id: string): string {
+  const base = image.split('@')[0]?.split('/').pop()?.split(':')[0] ?? 'container';
+  const clean = base.replace(/[^a-zA-Z0-9_.-]/g, '').replace(/^[^a-zA-Z0-9]+/, '');
+  return `${clean || 'container'}-${id.slice(0, 5)}`;
+}
+
 /**
  * Tears down a bridge container's network on its node (CNI DEL, the lease released, the namespace
  * unpinned). Idempotent: a container whose network is already gone (a crash, a reboot the shim
@@ -263,24 +243,4 @@ export class ContainerManager {
  */
 async function releaseNetwork(deps: Deps, node: string, ns: string, id: string): Promise<void> {
   await deps.shim(node, ns)['network-teardown']({ podId: id, force: false });
-}
-
-let hostCaps: string[] | undefined;
-/**
- * The capabilities runc can grant here: this process's bounding set (runc runs as the same user on
- * the same host). A machine without CAP_SYS_RESOURCE, say, cannot give it to a container.
- */
-function hostCapabilities(): string[] {
-  if (!hostCaps) {
-    const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-    hostCaps = m?.[1] ? capsFromMask(m[1]) : [...ALL_CAPS];
-  }
-  return hostCaps;
-}
-
-/** nerdctl-style default name: the image's last path component and a short id. */
-function defaultName(image: string, id: string): string {
-  const base = image.split('@')[0]?.split('/').pop()?.split(':')[0] ?? 'container';
-  const clean = base.replace(/[^a-zA-Z0-9_.-]/g, '').replace(/^[^a-zA-Z0-9]+/, '');
-  return `${clean || 'container'}-${id.slice(0, 5)}`;
 }

@@ -1,15 +1,13 @@
-import { type CreateContainerRequest, errors, type ImageConfig, type Resources } from '@berth/api';
 import {
-  ALL_CAPS,
-  CPU_PERIOD_US,
-  DEFAULT_CAPS,
-  defaultMounts,
-  MASKED_PATHS,
-  type OciMount,
-  READONLY_PATHS,
-} from './defaults.js';
-import { envValue, mergeEnv } from './env.js';
-import { type GroupEntry, type PasswdEntry, resolveUser } from './user.js';
+  type CreateContainerRequest,
+  capabilityName,
+  errors,
+  type ImageConfig,
+  type Resources,
+} from '@berth/api';
+import { CPU_PERIOD_US, defaultMounts, MASKED_PATHS, type OciMount, READONLY_PATHS } from './defaults.js';
+import { mergeEnv } from './env.js';
+import { provisionalUser } from './node-facts.js';
 
 /** The OCI runtime spec version berth writes (runc 1.1 understands it). */
 export const OCI_VERSION = '1.0.2-dev';
@@ -21,28 +19,22 @@ export interface GeneratedFiles {
   hostname: string;
 }
 
-/** Everything the generator needs; all I/O (image, rootfs files) happened before. */
+/** Everything the generator needs; all I/O (the image's config) happened before. */
 export interface SpecInput {
   id: string;
   namespace: string;
   request: CreateContainerRequest;
   /** The image config's `config` section. */
   image: ImageConfig['config'];
-  /** The rootfs's /etc/passwd and /etc/group, parsed (empty when the image has none). */
-  passwd: PasswdEntry[];
-  group: GroupEntry[];
   files: GeneratedFiles;
-  /**
-   * Capabilities the runtime can grant (its bounding set, see hostCapabilities); `ALL` and
-   * privileged expand to these. Default: every capability the kernel knows.
-   */
-  hostCaps?: readonly string[];
 }
 
 /** The generated spec plus facts the caller stores beside it. */
 export interface GeneratedSpec {
   spec: Record<string, unknown>;
   args: string[];
+  /** user[:group] the container runs as (the request's, else the image's): its node resolves it. */
+  user: string;
   hostname: string;
   stopSignal: string;
 }
@@ -55,7 +47,9 @@ export function containerHostname(id: string, req: CreateContainerRequest, hostH
 
 /**
  * Builds the OCI runtime spec of a container from its image config and the user's options, on
- * containerd's defaults. Pure: same input, same spec. Bad options throw INVALID_ARGUMENT.
+ * containerd's defaults. Pure: same input, same spec. Bad options throw INVALID_ARGUMENT. The
+ * facts of the container's node (user ids, capabilities, HOME, seccomp) are left for its shim to
+ * fill in at task create: see node-facts.ts for what the stored spec holds until then.
  */
 export function generateSpec(input: SpecInput, hostHostname: string): GeneratedSpec {
   const { id, namespace, request: req } = input;
@@ -66,26 +60,20 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   const cwd = req.workdir || img.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw errors.invalid(`working directory "${cwd}" must be an absolute path`);
 
-  const user = resolveUser(req.user ?? img.User ?? '', input.passwd, input.group);
-  const gids = [...new Set([...user.additionalGids, ...(req.additionalGids ?? [])])];
-  if (user.home && envValue(env, 'HOME') === undefined) env.push(`HOME=${user.home}`);
-  else if (envValue(env, 'HOME') === undefined) env.push('HOME=/');
-
-  const host = input.hostCaps ?? ALL_CAPS;
-  const caps = req.privileged ? [...host] : capabilities(req.capAdd ?? [], req.capDrop ?? [], host);
+  const user = req.user ?? img.User ?? '';
+  if (user.split(':').length > 2 || user.startsWith(':') || user.endsWith(':')) {
+    throw errors.invalid(`invalid user "${user}": expected user[:group]`);
+  }
+  // Names are checked now; which of them the node can grant is its shim's answer.
+  for (const c of [...(req.capAdd ?? []), ...(req.capDrop ?? [])]) capabilityName(c);
   const hostname = containerHostname(id, req, hostHostname);
 
   const process: Record<string, unknown> = {
     terminal: req.tty ?? false,
-    user: {
-      uid: user.uid,
-      gid: user.gid,
-      ...(gids.length ? { additionalGids: gids } : {}),
-    },
+    user: provisionalUser(user, req.additionalGids),
     args,
     env,
     cwd,
-    capabilities: { bounding: caps, effective: caps, permitted: caps },
     rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
     noNewPrivileges: req.noNewPrivileges ?? false,
   };
@@ -153,7 +141,7 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     linux,
     ...(req.annotations && Object.keys(req.annotations).length ? { annotations: req.annotations } : {}),
   };
-  return { spec, args, hostname, stopSignal: req.stopSignal || img.StopSignal || 'SIGTERM' };
+  return { spec, args, user, hostname, stopSignal: req.stopSignal || img.StopSignal || 'SIGTERM' };
 }
 
 /** Docker's rule: --entrypoint replaces the image's Entrypoint and drops its Cmd. */
@@ -165,33 +153,6 @@ function commandOf(req: CreateContainerRequest, img: NonNullable<ImageConfig['co
     throw errors.invalid('no command specified: the image has no Entrypoint or Cmd and none was given');
   }
   return args;
-}
-
-function capName(raw: string): string {
-  const up = raw.toUpperCase();
-  const name = up.startsWith('CAP_') ? up : `CAP_${up}`;
-  if (up !== 'ALL' && !(ALL_CAPS as readonly string[]).includes(name)) {
-    throw errors.invalid(`unknown capability "${raw}"`);
-  }
-  return up === 'ALL' ? 'ALL' : name;
-}
-
-/**
- * The default set, plus additions, minus drops ("ALL" works on either side, drops win last).
- * An addition the host cannot grant is refused by name rather than failing later in runc.
- */
-export function capabilities(add: string[], drop: string[], host: readonly string[] = ALL_CAPS): string[] {
-  const adds = add.map(capName);
-  const drops = drop.map(capName);
-  for (const c of adds) {
-    if (c !== 'ALL' && !host.includes(c))
-      throw errors.invalid(`capability "${c}" is not available on this host`);
-  }
-  let set = new Set<string>(adds.includes('ALL') ? host : DEFAULT_CAPS.filter((c) => host.includes(c)));
-  for (const c of adds) if (c !== 'ALL') set.add(c);
-  if (drops.includes('ALL')) set = new Set(adds.filter((c) => c !== 'ALL'));
-  for (const c of drops) set.delete(c);
-  return [...set];
 }
 
 /** linux.resources: deny all devices (runc re-allows its defaults), then the limits asked for. */
@@ -207,10 +168,4 @@ export function linuxResources(r: Resources, allDevices = false): Record<string,
   if (Object.keys(cpu).length) out.cpu = cpu;
   if (r.pidsLimit !== undefined && r.pidsLimit > 0) out.pids = { limit: r.pidsLimit };
   return out;
-}
-
-/** Capability names of a /proc/<pid>/status mask (CapBnd, CapEff...), in bit order. */
-export function capsFromMask(hex: string): string[] {
-  const mask = BigInt(`0x${hex.trim()}`);
-  return ALL_CAPS.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
 }

@@ -2,5 +2,4 @@ export * from './defaults.js';
 export * from './env.js';
 export * from './files.js';
 export * from './generate.js';
-export * from './seccomp.js';
-export * from './user.js';
+export * from './node-facts.js';

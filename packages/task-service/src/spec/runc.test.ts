@@ -6,10 +6,27 @@ import { join } from 'node:path';
 import type { CreateContainerRequest } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSpec } from './generate.js';
-import { parseGroup, parsePasswd } from './user.js';
 
 // The generated spec run by the real runc on this machine (no shim): proves runc accepts every
-// default (mounts, namespaces, cgroups, capabilities) and that the container sees what we meant.
+// default (mounts, namespaces, cgroups) and that the container sees what we meant. The node's
+// facts a shim fills in (names in the rootfs, capabilities) are given here as numbers and as
+// containerd's default set, what a shim on a full-capability node writes.
+const NODE_CAPS = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
 let root: string;
 let rootfs: string;
 const passwdText = 'root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/home/www:/bin/sh\n';
@@ -44,8 +61,6 @@ async function runInRunc(req: Partial<CreateContainerRequest>): Promise<{ code: 
       namespace: 'test',
       request: { image: 'busybox', ...req },
       image: { Env: ['PATH=/bin'] },
-      passwd: parsePasswd(passwdText),
-      group: parseGroup(groupText),
       files,
     },
     'host',
@@ -53,7 +68,11 @@ async function runInRunc(req: Partial<CreateContainerRequest>): Promise<{ code: 
   await writeFile(files.hosts, `127.0.0.1\tlocalhost\n127.0.1.1\t${gen.hostname}\n`);
   await writeFile(files.resolvConf, 'nameserver 192.0.2.1\n');
   await writeFile(files.hostname, `${gen.hostname}\n`);
-  const spec = { ...gen.spec, root: { ...(gen.spec.root as object), path: rootfs } };
+  const process = {
+    ...(gen.spec.process as object),
+    capabilities: { bounding: NODE_CAPS, effective: NODE_CAPS, permitted: NODE_CAPS },
+  };
+  const spec = { ...gen.spec, process, root: { ...(gen.spec.root as object), path: rootfs } };
   await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
   const r = spawnSync('runc', ['--root', join(root, 'state'), 'run', '--bundle', bundle, id], {
     encoding: 'utf8',
@@ -84,7 +103,8 @@ describe('generated spec under runc', () => {
         '-c',
         'id -u; id -G; pwd; touch /x 2>/dev/null || echo ro; grep NoNewPrivs /proc/self/status; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max',
       ],
-      user: 'www',
+      user: '33:33',
+      additionalGids: [50],
       workdir: '/tmp',
       readonlyRootfs: true,
       noNewPrivileges: true,

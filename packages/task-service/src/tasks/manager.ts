@@ -12,6 +12,7 @@ import {
   SHIM_FILE_SOURCE,
   type ShimContainerFiles,
   type ShimPidsReply,
+  type ShimResolvedProcess,
   type ShimState,
   type ShimStats,
   type Task,
@@ -22,15 +23,12 @@ import type { ServiceContext } from '@berth/kit';
 import type { ContainerManager } from '../containers/manager.js';
 import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
-import { LayeredRootfs } from '../rootfs/layers.js';
 import {
+  capabilitiesOf,
   linuxResources,
   mergeEnv,
-  needsLookup,
-  parseGroup,
-  parsePasswd,
+  provisionalUser,
   resolvConf,
-  resolveUser,
   seccompOf,
 } from '../spec/index.js';
 import { type ContainerStore, exitReason } from '../store/store.js';
@@ -134,14 +132,18 @@ export class TaskManager {
       const st = await this.deps.shim(c.node, ns).create({
         namespace: ns,
         id: c.id,
-        spec: c.spec,
+        spec: nodeInput(c),
         rootfs,
         terminal: c.io.terminal,
         stdin: c.io.stdin,
         ...(c.io.logPath ? { logPath: c.io.logPath } : {}),
         ...(usesShimFiles(c) ? { files: shimFiles(c) } : {}),
         seccomp: seccompOf(c.config),
+        capabilities: capabilitiesOf(c.config),
+        // Containers stored before users were left to the node have theirs resolved in the spec.
+        ...(c.config.user !== undefined ? { user: c.config.user } : {}),
       });
+      if (st.resolved) await this.recordResolved(c, st.resolved);
       const t: Task = {
         id: c.id,
         namespace: ns,
@@ -157,6 +159,19 @@ export class TaskManager {
       this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
       return t;
     });
+  }
+
+  /**
+   * Keeps the node's answer in the stored spec (inspect, CRI status): the user's ids and the
+   * capability set its shim resolved for this run. Called under the container's lock.
+   */
+  private async recordResolved(c: Container, r: ShimResolvedProcess): Promise<void> {
+    const process: Record<string, unknown> = { ...(c.spec.process as Record<string, unknown>), user: r.user };
+    if (r.capabilities) {
+      const caps = r.capabilities;
+      process.capabilities = { bounding: caps, effective: caps, permitted: caps };
+    }
+    await this.store.put({ ...c, spec: { ...c.spec, process } });
   }
 
   /** Starts the task, or one of its exec processes. */
@@ -364,7 +379,10 @@ export class TaskManager {
       cwd: req.cwd ?? base.cwd ?? '/',
       terminal: req.tty ?? false,
     };
-    if (req.user) process.user = await this.resolveExecUser(c, req.user);
+    // The user (the exec's, else the container's) is resolved in the rootfs by the node's shim.
+    const user = req.user ?? c.config.user;
+    if (req.user) process.user = provisionalUser(req.user);
+    else if (user !== undefined) process.user = provisionalUser(user, c.config.additionalGids);
     const st = await this.deps.shim(c.node, ns).exec({
       namespace: ns,
       id: c.id,
@@ -372,27 +390,10 @@ export class TaskManager {
       process,
       terminal: req.tty ?? false,
       stdin: req.stdin ?? false,
+      ...(user !== undefined ? { user } : {}),
     });
     this.deps.publish(TaskTopic.taskExecAdded, ns, { id: c.id, execId: req.execId });
     return toProcessState(st);
-  }
-
-  private async resolveExecUser(c: Container, user: string) {
-    let passwd = parsePasswd('');
-    let group = parseGroup('');
-    if (needsLookup(user)) {
-      const rootfs = LayeredRootfs.fromMounts(
-        (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts,
-      );
-      passwd = parsePasswd((await rootfs.readFile('/etc/passwd').catch(() => undefined)) ?? '');
-      group = parseGroup((await rootfs.readFile('/etc/group').catch(() => undefined)) ?? '');
-    }
-    const u = resolveUser(user, passwd, group);
-    return {
-      uid: u.uid,
-      gid: u.gid,
-      ...(u.additionalGids.length ? { additionalGids: u.additionalGids } : {}),
-    };
   }
 
   /** Freezes (pause) or thaws (resume) the task's cgroup. */
@@ -461,6 +462,16 @@ export class TaskManager {
     }
     return { checked, exited };
   }
+}
+
+/**
+ * The spec a task is created from: the stored one, whose process.user (the last run's answer) is
+ * reset to what the request gave, so each run's node resolves the user afresh (groups included).
+ */
+function nodeInput(c: Container): Record<string, unknown> {
+  if (c.config.user === undefined) return c.spec;
+  const user = provisionalUser(c.config.user, c.config.additionalGids);
+  return { ...c.spec, process: { ...(c.spec.process as Record<string, unknown>), user } };
 }
 
 /** True when the container's spec names files its node's shim writes (containers made since). */

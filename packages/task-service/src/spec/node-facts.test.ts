@@ -1,6 +1,6 @@
 import { CreateContainerRequest } from '@berth/api';
 import { describe, expect, it } from 'vitest';
-import { seccompOf } from './seccomp.js';
+import { capabilitiesOf, provisionalUser, seccompOf } from './node-facts.js';
 
 describe('seccompOf', () => {
   it('gives every container the default profile unless it asks otherwise', () => {
@@ -26,5 +26,30 @@ describe('seccompOf', () => {
     expect(valid({ mode: 'localhost', path: 'p.json' })).toBe(false);
     expect(valid({ mode: 'strict' })).toBe(false);
     expect(valid({ mode: 'localhost', path: '/var/lib/kubelet/seccomp/p.json' })).toBe(true);
+  });
+});
+
+describe('capabilitiesOf', () => {
+  it("asks the node for its default set with the container's changes, or all when privileged", () => {
+    expect(capabilitiesOf({ image: 'x' })).toEqual({ mode: 'default', add: [], drop: [] });
+    expect(capabilitiesOf({ image: 'x', capAdd: ['NET_ADMIN'], capDrop: ['ALL'] })).toEqual({
+      mode: 'default',
+      add: ['NET_ADMIN'],
+      drop: ['ALL'],
+    });
+    expect(capabilitiesOf({ image: 'x', privileged: true, capDrop: ['KILL'] })).toEqual({ mode: 'all' });
+  });
+});
+
+describe('provisionalUser', () => {
+  it('keeps the numeric ids and requested groups; names are left to the node', () => {
+    expect(provisionalUser('1000:2000', [3000, 3000])).toEqual({
+      uid: 1000,
+      gid: 2000,
+      additionalGids: [3000],
+    });
+    expect(provisionalUser('www')).toEqual({ uid: 0, gid: 0 });
+    expect(provisionalUser('33:staff')).toEqual({ uid: 33, gid: 0 });
+    expect(provisionalUser('')).toEqual({ uid: 0, gid: 0 });
   });
 });

@@ -59,7 +59,12 @@ export function parseGroup(text: string): GroupEntry[] {
  * exist in the image's /etc/passwd (or /etc/group); a numeric uid absent from passwd runs with gid
  * 0; supplementary groups are those listing the user as a member.
  */
-export function resolveUser(spec: string, passwd: PasswdEntry[], group: GroupEntry[]): ResolvedUser {
+export function resolveUser(
+  spec: string,
+  passwd: PasswdEntry[],
+  group: GroupEntry[],
+  where = 'the image',
+): ResolvedUser {
   const [userPart = '', groupPart, ...rest] = spec.split(':');
   if (rest.length > 0 || (spec.length > 0 && userPart === '')) {
     throw errors.invalid(`invalid user "${spec}": expected user[:group]`);
@@ -73,7 +78,7 @@ export function resolveUser(spec: string, passwd: PasswdEntry[], group: GroupEnt
     entry = passwd.find((p) => p.uid === uid);
   } else {
     entry = passwd.find((p) => p.name === userPart);
-    if (!entry) throw errors.invalid(`user "${userPart}" not found in the image's /etc/passwd`);
+    if (!entry) throw errors.invalid(`user "${userPart}" not found in /etc/passwd of ${where}`);
   }
   if (entry) uid = entry.uid;
   let gid = entry?.gid ?? 0;
@@ -82,7 +87,7 @@ export function resolveUser(spec: string, passwd: PasswdEntry[], group: GroupEnt
     if (isId(groupPart)) gid = Number(groupPart);
     else {
       const g = group.find((x) => x.name === groupPart);
-      if (!g) throw errors.invalid(`group "${groupPart}" not found in the image's /etc/group`);
+      if (!g) throw errors.invalid(`group "${groupPart}" not found in /etc/group of ${where}`);
       gid = g.gid;
     }
   }
@@ -92,9 +97,4 @@ export function resolveUser(spec: string, passwd: PasswdEntry[], group: GroupEnt
   const out: ResolvedUser = { uid, gid, additionalGids: [...new Set(additional)] };
   if (entry) out.home = entry.home;
   return out;
-}
-
-/** True when resolving `spec` needs the image's passwd/group files (it names a user or group). */
-export function needsLookup(spec: string): boolean {
-  return spec.split(':').some((p) => p.length > 0 && !isId(p));
 }

@@ -1,0 +1,56 @@
+import type { ShimCapabilities, ShimResolvedProcess } from '@berth/api';
+import { nodeCapabilities, resolveCapabilities } from './capabilities.js';
+import { readRootfsFile } from './rootfs-file.js';
+import { parseGroup, parsePasswd, resolveUser } from './user.js';
+
+export * from './capabilities.js';
+export * from './rootfs-file.js';
+export * from './user.js';
+
+type Obj = Record<string, unknown>;
+
+/**
+ * Sets process.capabilities (bounding, effective, permitted) of a spec from this node's
+ * bounding set. Call it before seccomp, whose rules are conditioned on the bounding set.
+ */
+export function applyCapabilities(spec: Obj, req: ShimCapabilities, nodeId: string): string[] {
+  const caps = resolveCapabilities(req, nodeCapabilities(), nodeId);
+  const proc = (spec.process as Obj | undefined) ?? {};
+  spec.process = proc;
+  proc.capabilities = { bounding: [...caps], effective: [...caps], permitted: [...caps] };
+  return caps;
+}
+
+/** Where a user is resolved: the mounted rootfs, and the task named in errors. */
+export interface UserContext {
+  rootfs: string;
+  task: string;
+  /** Set HOME from passwd when the env has none (a task's process; an exec keeps its env). */
+  home: boolean;
+}
+
+/**
+ * Resolves `user[:group]` against the rootfs's /etc/passwd and /etc/group (read without leaving
+ * the rootfs) into process.user: the user's groups join the additionalGids already there (CRI
+ * supplemental groups). Unknown names are INVALID_ARGUMENT naming the user and the task.
+ */
+export async function applyUser(
+  proc: Obj,
+  user: string,
+  ctx: UserContext,
+): Promise<ShimResolvedProcess['user']> {
+  const passwd = parsePasswd((await readRootfsFile(ctx.rootfs, '/etc/passwd')) ?? '');
+  const group = parseGroup((await readRootfsFile(ctx.rootfs, '/etc/group')) ?? '');
+  const u = resolveUser(user, passwd, group, `the image of container "${ctx.task}"`);
+  const given = (proc.user as { additionalGids?: unknown } | undefined)?.additionalGids;
+  const extra = Array.isArray(given) ? given.filter((g): g is number => typeof g === 'number') : [];
+  const gids = [...new Set([...u.additionalGids, ...extra])];
+  const out = { uid: u.uid, gid: u.gid, ...(gids.length ? { additionalGids: gids } : {}) };
+  proc.user = out;
+  if (ctx.home) {
+    const env = Array.isArray(proc.env) ? (proc.env as string[]) : [];
+    if (!env.some((e) => e.startsWith('HOME='))) env.push(`HOME=${u.home ?? '/'}`);
+    proc.env = env;
+  }
+  return out;
+}

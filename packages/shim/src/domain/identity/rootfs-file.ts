@@ -1,0 +1,93 @@
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, open, readlink } from 'node:fs/promises';
+import { BerthError, Code } from '@berth/api';
+
+/** As the kernel's MAXSYMLINKS: more links than this in one lookup is a loop. */
+const MAX_LINKS = 40;
+
+const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+// O_NONBLOCK: a FIFO swapped in after the check must not hang the open.
+const FILE_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+const parts = (p: string) => p.split('/').filter((x) => x !== '' && x !== '.');
+
+const gone = (err: unknown) => {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+};
+
+/**
+ * Reads a small regular file of a container's rootfs as the container would see it, without ever
+ * leaving `root`: the path is walked one component at a time from an open directory (openat
+ * through /proc/self/fd, each step O_NOFOLLOW), and a symlink on the way is resolved as if `root`
+ * were `/` (an absolute target starts again at `root`, `..` stops there). So a link such as
+ * /etc/passwd -> /host/etc/shadow, or a directory swapped for a link while the container runs,
+ * never reaches the node's own files. Undefined when the path does not exist or is not a regular
+ * file; INVALID_ARGUMENT on a symlink loop or a file larger than `maxBytes`.
+ */
+export async function readRootfsFile(
+  root: string,
+  path: string,
+  maxBytes = 1 << 20,
+): Promise<string | undefined> {
+  const stack: FileHandle[] = [await open(root, DIR_FLAGS)];
+  const top = () => stack[stack.length - 1] as FileHandle;
+  try {
+    let pending = parts(path);
+    let links = 0;
+    while (pending.length > 0) {
+      const name = pending.shift() as string;
+      if (name === '..') {
+        if (stack.length > 1) await stack.pop()?.close();
+        continue;
+      }
+      const at = `/proc/self/fd/${top().fd}/${name}`;
+      const st = await lstat(at).catch((err: unknown) => {
+        if (gone(err)) return undefined;
+        throw err;
+      });
+      if (!st) return undefined;
+      if (st.isSymbolicLink()) {
+        if (++links > MAX_LINKS) {
+          throw new BerthError(
+            Code.INVALID_ARGUMENT,
+            `"${path}" in the rootfs: too many levels of symbolic links`,
+          );
+        }
+        const target = await readlink(at);
+        if (target.startsWith('/')) while (stack.length > 1) await stack.pop()?.close();
+        pending = [...parts(target), ...pending];
+        continue;
+      }
+      if (pending.length > 0) {
+        if (!st.isDirectory()) return undefined;
+        stack.push(await open(at, DIR_FLAGS));
+        continue;
+      }
+      if (!st.isFile()) return undefined;
+      const fh = await open(at, FILE_FLAGS);
+      try {
+        const fst = await fh.stat();
+        if (!fst.isFile()) return undefined;
+        if (fst.size > maxBytes) {
+          throw new BerthError(
+            Code.INVALID_ARGUMENT,
+            `"${path}" in the rootfs is larger than ${maxBytes} bytes`,
+          );
+        }
+        return await fh.readFile('utf8');
+      } finally {
+        await fh.close();
+      }
+    }
+    return undefined;
+  } catch (err) {
+    // ELOOP: a component became a symlink between the check and the open (a racing container).
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new BerthError(Code.FAILED_PRECONDITION, `"${path}" in the rootfs changed while it was read`);
+    }
+    throw err;
+  } finally {
+    for (const fh of stack) await fh.close().catch(() => undefined);
+  }
+}
