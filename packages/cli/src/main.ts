@@ -7,6 +7,7 @@ import { imagesCommands } from './commands/images.js';
 import { snapshotsCommands } from './commands/snapshots.js';
 import { stackCommands } from './commands/stack.js';
 import { createContext } from './context.js';
+import { exitQuietlyOnBrokenPipe, exitWhenDrained } from './output.js';
 
 const commands: Command[] = [
   ...stackCommands,
@@ -116,11 +117,12 @@ function splitAtFirstPositional(cmd: Command, rest: string[]): string[] {
   return head[head.length - 1] === '--' ? head.slice(0, -1) : head;
 }
 
+exitQuietlyOnBrokenPipe();
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenDrained(code),
   (err: unknown) => {
     const e = toBerthError(err);
     process.stderr.write(`berth: ${e.message}\n`);
-    process.exit(exitCodeOf[e.code]);
+    return exitWhenDrained(exitCodeOf[e.code]);
   },
 );
