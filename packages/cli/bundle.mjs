@@ -1,7 +1,7 @@
 // Bundles the built CLI (dist/main.js, from tsc) into dist/bundle/: one file per lazily loaded
 // part instead of hundreds of modules, which is most of `berth ps`'s start-up time (see
 // docs/benchmarks.md). bin/berth.js runs the bundle when it is newer than dist/main.js.
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -30,6 +30,8 @@ const keepOwnUrls = {
   },
 };
 
+// Chunk names carry a hash: the chunks of an earlier build would stay beside the new ones.
+await rm(join(here, 'dist', 'bundle'), { recursive: true, force: true });
 const result = await build({
   entryPoints: [join(here, 'dist', 'main.js')],
   outdir: join(here, 'dist', 'bundle'),
