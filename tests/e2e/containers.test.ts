@@ -686,6 +686,50 @@ describe('task operations over NATS', () => {
   });
 });
 
+describe('output through pipes', () => {
+  // Output of `seq 1 100000`: far more than the 64 KiB a pipe buffers.
+  const LINES = 100_000;
+  const seqBytes = Array.from({ length: LINES }, (_, i) => String(i + 1).length + 1).reduce(
+    (a, b) => a + b,
+    0,
+  );
+  /** Runs `berth ARGS | READER` in bash; prints berth's status, and its stderr goes to `errFile`. */
+  function piped(args: string[], reader: string, errFile: string) {
+    const quoted = [process.execPath, BERTH_BIN, ...args].map((a) => `'${a}'`).join(' ');
+    return execFileSync(
+      'bash',
+      ['-c', `${quoted} 2>'${errFile}' | ${reader}; echo "status \${PIPESTATUS[0]}"`],
+      {
+        env: s.env,
+        encoding: 'utf8',
+      },
+    );
+  }
+
+  it('a slow reader gets every byte of logs and inspect; a reader that goes away ends berth quietly', async () => {
+    const d = await run('run', '-d', '--name', 'chatty', IMAGE, 'seq', '1', String(LINES));
+    expect(d.code, d.stderr).toBe(0);
+    expect((await run('wait', 'chatty')).stdout).toBe('0\n');
+    await until('the whole log', async () => (await run('logs', 'chatty')).stdout.length === seqBytes);
+    const err = join(s.root, 'pipe-stderr');
+    // The reader takes nothing for a second while berth finishes writing: berth must wait for it.
+    expect(piped(['logs', 'chatty'], '(sleep 1; wc -c)', err)).toBe(`${seqBytes}\nstatus 0\n`);
+    expect(readFileSync(err, 'utf8')).toBe('');
+
+    // inspect of one container, repeated until its JSON is far beyond a pipe's buffer.
+    const one = Buffer.byteLength((await run('inspect', 'chatty')).stdout);
+    const refs: string[] = Array(Math.ceil(300_000 / one)).fill('chatty');
+    const whole = Buffer.byteLength((await run('inspect', ...refs)).stdout);
+    expect(whole).toBeGreaterThan(300_000);
+    expect(piped(['inspect', ...refs], '(sleep 1; wc -c)', err)).toBe(`${whole}\nstatus 0\n`);
+
+    // As `seq 1 100000 | head -1`: 141 (128 + SIGPIPE), and nothing on stderr.
+    expect(piped(['logs', 'chatty'], 'head -1', err)).toBe('1\nstatus 141\n');
+    expect(readFileSync(err, 'utf8')).toBe('');
+    expect((await run('rm', 'chatty')).code).toBe(0);
+  });
+});
+
 describe('events', () => {
   it('streams container and task events live', async () => {
     const p = spawn(process.execPath, [BERTH_BIN, 'events'], { env: s.env });

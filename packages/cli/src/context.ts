@@ -1,14 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { BerthError, Code, DEFAULT_NAMESPACE } from '@berth/api';
-import {
-  type Config,
-  connectNats,
-  DEFAULT_NATS_URL,
-  DEFAULT_REDIS_URL,
-  hostLayout,
-  loadConfig,
-  redactUrl,
-} from '@berth/kit';
+import { BerthError, Code } from '@berth/api/errors';
+import { DEFAULT_NAMESPACE } from '@berth/api/subjects';
+import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig } from '@berth/kit/config';
+import { hostLayout } from '@berth/kit/layout';
+import { connectNats } from '@berth/kit/nats';
+import { redactUrl } from '@berth/kit/redact';
 import type { NatsConnection } from 'nats';
 
 /** What every command can use: config, and a NATS connection made on first use. */

@@ -1,13 +1,13 @@
 import { parseArgs } from 'node:util';
-import { BERTH_VERSION, BerthError, Code, exitCodeOf, toBerthError } from '@berth/api';
-import { inSpan, otlpExportConfigured, startTelemetry } from '@berth/kit';
+import { BerthError, Code, exitCodeOf, toBerthError } from '@berth/api/errors';
+import { BERTH_VERSION } from '@berth/api/version';
 import type { Command } from './command.js';
 import { containersCommands } from './commands/containers.js';
 import { imagesCommands } from './commands/images.js';
 import { snapshotsCommands } from './commands/snapshots.js';
 import { stackCommands } from './commands/stack.js';
-import { createContext } from './context.js';
 import { networkCommandList } from './network/commands.js';
+import { exitQuietlyOnBrokenPipe, exitWhenDrained } from './output.js';
 
 const commands: Command[] = [
   ...stackCommands,
@@ -69,15 +69,21 @@ async function main(argv: string[]): Promise<number> {
     const tail = rest.slice(rest.length - trailing(cmd, rest).length);
     parsed.positionals.push(...tail);
   }
+  // Loaded here, not at the top: `--version`, `--help` and a usage error need neither the config
+  // (zod), NATS nor the OpenTelemetry API.
+  const [{ createContext }, tracing] = await Promise.all([
+    import('./context.js'),
+    import('@berth/kit/telemetry'),
+  ]);
   const ctx = createContext();
   // Only when spans are exported: the SDK is not even loaded otherwise, so the CLI starts fast.
-  const telemetry = otlpExportConfigured()
-    ? startTelemetry({ service: 'berth', version: BERTH_VERSION, node: ctx.config.nodeId })
+  const telemetry = tracing.otlpExportConfigured()
+    ? tracing.startTelemetry({ service: 'berth', version: BERTH_VERSION, node: ctx.config.nodeId })
     : undefined;
   try {
     const run = () => cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx);
     // The command's span is the root of the trace every service call joins.
-    return await (telemetry ? inSpan(`berth ${cmd.name}`, run) : run());
+    return await (telemetry ? tracing.inSpan(`berth ${cmd.name}`, run) : run());
   } finally {
     await ctx.close();
     // Flushes the batch of spans before main exits the process.
@@ -118,11 +124,12 @@ function splitAtFirstPositional(cmd: Command, rest: string[]): string[] {
   return head[head.length - 1] === '--' ? head.slice(0, -1) : head;
 }
 
+exitQuietlyOnBrokenPipe();
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitWhenDrained(code),
   (err: unknown) => {
     const e = toBerthError(err);
     process.stderr.write(`berth: ${e.message}\n`);
-    process.exit(exitCodeOf[e.code]);
+    return exitWhenDrained(exitCodeOf[e.code]);
   },
 );

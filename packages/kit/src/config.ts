@@ -1,7 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { BerthError, Code, NODE_ID_PATTERN } from '@berth/api';
+import { BerthError, Code } from '@berth/api/errors';
+import { NODE_ID_PATTERN } from '@berth/api/subjects';
 import { z } from 'zod';
+
+/** Where NATS is when nothing says otherwise. */
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+/** Where Redis is when nothing says otherwise. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 /** Configuration every berth process reads: from a JSON file, then the environment (which wins). */
 export const Config = z.object({

@@ -1,4 +1,4 @@
-import { eventSubject } from '@berth/api';
+import { eventSubject } from '@berth/api/subjects';
 import { JSONCodec, type NatsConnection, headers as natsHeaders, type Subscription } from 'nats';
 import { extractTrace, injectTrace } from './telemetry.js';
 

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { BerthError, Code } from '@berth/api';
+import { BerthError, Code } from '@berth/api/errors';
 import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 

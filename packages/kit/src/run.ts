@@ -1,7 +1,7 @@
 import { type ServiceDef, toBerthError } from '@berth/api';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import { type Config, loadConfig } from './config.js';
+import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig } from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
@@ -53,9 +53,6 @@ async function redisHealth(redis: Redis): Promise<string> {
     clearTimeout(timer);
   }
 }
-
-export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 /**
  * The whole life of a service process: telemetry first, config, connect NATS and Redis, serve,

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { toBerthError } from '@berth/api';
+import { toBerthError } from '@berth/api/errors';
 import {
   type Context,
   context,
@@ -100,11 +100,16 @@ const getter: TextMapGetter<MsgHdrs | undefined> = {
 
 /** Writes the W3C traceparent/tracestate of `ctx` (default: the active context) into NATS headers. */
 export function injectTrace(headers: MsgHdrs, ctx: Context = context.active()): void {
+  // Without a span there is nothing to inject (the propagator would return here too): a process
+  // that traces nothing, such as a CLI command without an exporter, never loads @opentelemetry/core.
+  if (!trace.getSpanContext(ctx)) return;
   w3c().inject(ctx, headers, setter);
 }
 
 /** Reads the trace context carried by NATS headers, as a parent for the callee's span. */
 export function extractTrace(headers: MsgHdrs | undefined): Context {
+  // No traceparent, no remote parent: the propagator would return the active context as well.
+  if (!headers?.get('traceparent')) return context.active();
   return w3c().extract(context.active(), headers, getter);
 }
 

@@ -1,17 +1,44 @@
-import { errors } from '@berth/api';
-import type { Command } from '../command.js';
-import { exitWatcher, tasks } from '../containers/api.js';
-import {
-  each,
-  eventsCommand,
-  logsCommand,
-  psCommand,
-  statsCommand,
-  stopOne,
-  topCommand,
-} from '../containers/commands.js';
-import { createOptions, toResources } from '../containers/options.js';
-import { attachContainer, createContainer, execInContainer, runContainer } from '../containers/run.js';
+import { errors } from '@berth/api/errors';
+import type { Command, OptionSpec } from '../command.js';
+
+// The modules doing the work load when a command runs: `berth --help` and `berth ps` do not pay
+// for `run`'s option parsing, the seccomp profiles or the terminal handling.
+const api = () => import('../containers/api.js');
+const impl = () => import('../containers/commands.js');
+const runner = () => import('../containers/run.js');
+const options = () => import('../containers/options.js');
+
+/** Flags shared by `create` and `run` (docker/nerdctl spelling). */
+export const createOptions: OptionSpec = {
+  name: { type: 'string' },
+  env: { type: 'string', short: 'e', multiple: true },
+  'env-file': { type: 'string', multiple: true },
+  workdir: { type: 'string', short: 'w' },
+  user: { type: 'string', short: 'u' },
+  volume: { type: 'string', short: 'v', multiple: true },
+  memory: { type: 'string', short: 'm' },
+  cpus: { type: 'string' },
+  'cpu-shares': { type: 'string' },
+  'pids-limit': { type: 'string' },
+  'read-only': { type: 'boolean' },
+  hostname: { type: 'string', short: 'h' },
+  entrypoint: { type: 'string' },
+  network: { type: 'string' },
+  publish: { type: 'string', short: 'p', multiple: true },
+  net: { type: 'string' },
+  label: { type: 'string', short: 'l', multiple: true },
+  'cap-add': { type: 'string', multiple: true },
+  'cap-drop': { type: 'string', multiple: true },
+  'security-opt': { type: 'string', multiple: true },
+  dns: { type: 'string', multiple: true },
+  'stop-signal': { type: 'string' },
+  interactive: { type: 'boolean', short: 'i' },
+  tty: { type: 'boolean', short: 't' },
+  privileged: { type: 'boolean' },
+  pid: { type: 'string' },
+  ipc: { type: 'string' },
+  uts: { type: 'string' },
+};
 
 /** The containers commands of the CLI (docker/nerdctl conventions). */
 export const containersCommands: Command[] = [
@@ -21,7 +48,7 @@ export const containersCommands: Command[] = [
     usage: '[OPTIONS] IMAGE [COMMAND] [ARG...]',
     options: { ...createOptions, rm: { type: 'boolean' }, detach: { type: 'boolean', short: 'd' } },
     stopAtFirstPositional: true,
-    run: (args, ctx) => runContainer(args, ctx),
+    run: async (args, ctx) => (await runner()).runContainer(args, ctx),
   },
   {
     name: 'create',
@@ -30,7 +57,7 @@ export const containersCommands: Command[] = [
     options: createOptions,
     stopAtFirstPositional: true,
     run: async (args, ctx) => {
-      ctx.out.write(`${await createContainer(args, ctx)}\n`);
+      ctx.out.write(`${await (await runner()).createContainer(args, ctx)}\n`);
       return 0;
     },
   },
@@ -39,6 +66,7 @@ export const containersCommands: Command[] = [
     summary: 'Start one or more created or stopped containers',
     usage: 'CONTAINER [CONTAINER...]',
     run: async (args, ctx) => {
+      const [{ tasks }, { each }] = await Promise.all([api(), impl()]);
       const client = await tasks(ctx);
       return each(args.positionals, ctx, 'start', async (ref) => {
         const info = await client['get-container']({ id: ref });
@@ -58,8 +86,8 @@ export const containersCommands: Command[] = [
       quiet: { type: 'boolean', short: 'q' },
       filter: { type: 'string', short: 'f', multiple: true },
     },
-    run: (args, ctx) =>
-      psCommand(
+    run: async (args, ctx) =>
+      (await impl()).psCommand(
         args.values.all === true,
         args.values.quiet === true,
         (Array.isArray(args.values.filter) ? args.values.filter : []).map(String),
@@ -76,9 +104,10 @@ export const containersCommands: Command[] = [
       'pids-limit': { type: 'string' },
     },
     run: async (args, ctx) => {
-      const resources = toResources(args.values);
+      const resources = (await options()).toResources(args.values);
       if (Object.keys(resources).length === 0)
         throw errors.invalid('update: give at least one of --memory, --cpus, --pids-limit');
+      const [{ tasks }, { each }] = await Promise.all([api(), impl()]);
       const client = await tasks(ctx);
       return each(args.positionals, ctx, 'update', async (ref) => {
         const info = await client['get-container']({ id: ref });
@@ -98,11 +127,11 @@ export const containersCommands: Command[] = [
       tail: { type: 'string', short: 'n' },
       timestamps: { type: 'boolean', short: 't' },
     },
-    run: (args, ctx) => {
+    run: async (args, ctx) => {
       const [ref] = args.positionals;
       if (!ref || args.positionals.length > 1) throw errors.invalid('usage: berth logs [OPTIONS] CONTAINER');
       const tail = args.values.tail;
-      return logsCommand(
+      return (await impl()).logsCommand(
         ref,
         {
           follow: args.values.follow === true,
@@ -126,16 +155,17 @@ export const containersCommands: Command[] = [
       user: { type: 'string', short: 'u' },
     },
     stopAtFirstPositional: true,
-    run: (args, ctx) => execInContainer(args, ctx),
+    run: async (args, ctx) => (await runner()).execInContainer(args, ctx),
   },
   {
     name: 'stop',
     summary: 'Stop containers: the stop signal, then SIGKILL after -t seconds (default 10)',
     usage: '[-t SECONDS] CONTAINER [CONTAINER...]',
     options: { time: { type: 'string', short: 't' } },
-    run: (args, ctx) => {
+    run: async (args, ctx) => {
       const t = Number(args.values.time ?? 10);
       if (!Number.isFinite(t) || t < 0) throw errors.invalid(`invalid --time value "${args.values.time}"`);
+      const { each, stopOne } = await impl();
       return each(args.positionals, ctx, 'stop', (ref) => stopOne(ref, t, ctx));
     },
   },
@@ -145,6 +175,7 @@ export const containersCommands: Command[] = [
     usage: '[-s SIGNAL] CONTAINER [CONTAINER...]',
     options: { signal: { type: 'string', short: 's' } },
     run: async (args, ctx) => {
+      const [{ tasks }, { each }] = await Promise.all([api(), impl()]);
       const client = await tasks(ctx);
       const raw = String(args.values.signal ?? 'SIGKILL');
       const signal = /^\d+$/.test(raw)
@@ -164,6 +195,7 @@ export const containersCommands: Command[] = [
     usage: '[-f] CONTAINER [CONTAINER...]',
     options: { force: { type: 'boolean', short: 'f' } },
     run: async (args, ctx) => {
+      const [{ tasks }, { each }] = await Promise.all([api(), impl()]);
       const client = await tasks(ctx);
       return each(args.positionals, ctx, 'rm', async (ref) => {
         await client['delete-container']({ id: ref, force: args.values.force === true });
@@ -176,6 +208,7 @@ export const containersCommands: Command[] = [
     summary: 'Print containers (metadata, spec, task) as JSON',
     usage: 'CONTAINER [CONTAINER...]',
     run: async (args, ctx) => {
+      const { tasks } = await api();
       const client = await tasks(ctx);
       if (args.positionals.length === 0) throw errors.invalid('inspect: at least one container is required');
       const out = [];
@@ -188,10 +221,10 @@ export const containersCommands: Command[] = [
     name: 'top',
     summary: 'Show the processes of a running container',
     usage: 'CONTAINER',
-    run: (args, ctx) => {
+    run: async (args, ctx) => {
       const [ref] = args.positionals;
       if (!ref) throw errors.invalid('usage: berth top CONTAINER');
-      return topCommand(ref, ctx);
+      return (await impl()).topCommand(ref, ctx);
     },
   },
   {
@@ -199,13 +232,15 @@ export const containersCommands: Command[] = [
     summary: 'Show CPU, memory and pids of running containers, a sample a second until Ctrl-C',
     usage: '[--no-stream] [CONTAINER...]',
     options: { 'no-stream': { type: 'boolean' } },
-    run: (args, ctx) => statsCommand(args.positionals, args.values['no-stream'] !== true, ctx),
+    run: async (args, ctx) =>
+      (await impl()).statsCommand(args.positionals, args.values['no-stream'] !== true, ctx),
   },
   {
     name: 'pause',
     summary: 'Freeze all processes of containers',
     usage: 'CONTAINER [CONTAINER...]',
     run: async (args, ctx) => {
+      const [{ tasks }, { each }] = await Promise.all([api(), impl()]);
       const client = await tasks(ctx);
       return each(args.positionals, ctx, 'pause', async (ref) => {
         await client.pause({ id: ref });
@@ -218,6 +253,7 @@ export const containersCommands: Command[] = [
     summary: 'Thaw paused containers',
     usage: 'CONTAINER [CONTAINER...]',
     run: async (args, ctx) => {
+      const [{ tasks }, { each }] = await Promise.all([api(), impl()]);
       const client = await tasks(ctx);
       return each(args.positionals, ctx, 'unpause', async (ref) => {
         await client.resume({ id: ref });
@@ -230,11 +266,12 @@ export const containersCommands: Command[] = [
     summary: 'Wait for containers to stop and print their exit codes',
     usage: 'CONTAINER [CONTAINER...]',
     run: async (args, ctx) => {
+      const [{ tasks }, { each }] = await Promise.all([api(), impl()]);
       const client = await tasks(ctx);
       return each(args.positionals, ctx, 'wait', async (ref) => {
         const info = await client['get-container']({ id: ref });
         if (!info.task) throw errors.precondition(`container "${ref}" has no task: it was never started`);
-        const w = await exitWatcher(ctx, info.container.id);
+        const w = await (await api()).exitWatcher(ctx, info.container.id);
         try {
           w.check();
           return String((await w.exited).exitCode);
@@ -248,16 +285,16 @@ export const containersCommands: Command[] = [
     name: 'attach',
     summary: "Attach this terminal to a running container's process (its stdio) until it exits",
     usage: 'CONTAINER',
-    run: (args, ctx) => {
+    run: async (args, ctx) => {
       const [ref] = args.positionals;
       if (!ref) throw errors.invalid('usage: berth attach CONTAINER');
-      return attachContainer(ref, ctx);
+      return (await runner()).attachContainer(ref, ctx);
     },
   },
   {
     name: 'events',
     summary: 'Stream events (containers, tasks, images) as they happen',
     usage: '',
-    run: (_args, ctx) => eventsCommand(ctx),
+    run: async (_args, ctx) => (await impl()).eventsCommand(ctx),
   },
 ];

@@ -1,16 +1,16 @@
-import { errors } from '@berth/api';
-import type { Command } from '../command.js';
-import {
-  imagesCommand,
-  inspectCommand,
-  loadCommand,
-  pullCommand,
-  pushCommand,
-  rmiCommand,
-  saveCommand,
-  tagCommand,
-} from '../images/commands.js';
-import { login, logout, serverHost } from '../images/login.js';
+import { errors } from '@berth/api/errors';
+import type { Command, CommandArgs } from '../command.js';
+import type { CliContext } from '../context.js';
+
+// The image commands' modules load when one of them runs, not for every `berth` invocation.
+const impl = () => import('../images/commands.js');
+const logins = () => import('../images/login.js');
+type Impl = Awaited<ReturnType<typeof impl>>;
+/** A command of images/commands.ts, loaded when it runs. */
+const lazy =
+  <K extends keyof Impl>(name: K) =>
+  async (args: CommandArgs, ctx: CliContext): Promise<number> =>
+    ((await impl())[name] as (a: CommandArgs, c: CliContext) => Promise<number>)(args, ctx);
 
 const pull: Omit<Command, 'name'> = {
   summary: 'Pull an image from a registry into this node (and unpack it)',
@@ -20,7 +20,7 @@ const pull: Omit<Command, 'name'> = {
     'no-unpack': { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
   },
-  run: pullCommand,
+  run: lazy('pullCommand'),
 };
 const images: Omit<Command, 'name'> = {
   summary: 'List images',
@@ -32,24 +32,24 @@ const images: Omit<Command, 'name'> = {
     'no-trunc': { type: 'boolean' },
     filter: { type: 'string', short: 'f', multiple: true },
   },
-  run: imagesCommand,
+  run: lazy('imagesCommand'),
 };
 const rmi: Omit<Command, 'name'> = {
   summary: 'Remove images (refused while a container uses one, unless -f), then collect unused content',
   usage: '[-f] IMAGE [IMAGE...]',
   options: { force: { type: 'boolean', short: 'f' } },
-  run: rmiCommand,
+  run: lazy('rmiCommand'),
 };
 const tag: Omit<Command, 'name'> = {
   summary: 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE',
   usage: 'SOURCE_IMAGE TARGET_IMAGE',
-  run: tagCommand,
+  run: lazy('tagCommand'),
 };
 const push: Omit<Command, 'name'> = {
   summary: 'Push an image to a registry (only missing blobs; cross-repository mounts when possible)',
   usage: '[-q] NAME[:TAG] [DESTINATION]',
   options: { quiet: { type: 'boolean', short: 'q' } },
-  run: pushCommand,
+  run: lazy('pushCommand'),
 };
 const load: Omit<Command, 'name'> = {
   summary: 'Load images from an OCI image-layout or docker-save tar archive (a file, or stdin)',
@@ -59,18 +59,18 @@ const load: Omit<Command, 'name'> = {
     name: { type: 'string' },
     'no-unpack': { type: 'boolean' },
   },
-  run: loadCommand,
+  run: lazy('loadCommand'),
 };
 const save: Omit<Command, 'name'> = {
   summary: 'Save images to an OCI image-layout tar archive, to a file or stdout (docker and skopeo read it)',
   usage: '[-o FILE] IMAGE [IMAGE...]',
   options: { output: { type: 'string', short: 'o' } },
-  run: saveCommand,
+  run: lazy('saveCommand'),
 };
 const inspect: Omit<Command, 'name'> = {
   summary: 'Show image records as JSON',
   usage: 'IMAGE [IMAGE...]',
-  run: inspectCommand,
+  run: lazy('inspectCommand'),
 };
 
 async function readStdin(): Promise<string> {
@@ -114,7 +114,7 @@ export const imagesCommands: Command[] = [
       if (args.values['password-stdin'] === true) pass = await readStdin();
       if (!user || pass === undefined)
         throw errors.invalid('berth login: -u USER and -p PASSWORD (or --password-stdin) are required');
-      await login(ctx, args.positionals[0], user, pass);
+      await (await logins()).login(ctx, args.positionals[0], user, pass);
       ctx.out.write('Login Succeeded\n');
       return 0;
     },
@@ -124,6 +124,7 @@ export const imagesCommands: Command[] = [
     summary: 'Remove stored credentials of a registry',
     usage: '[SERVER]',
     run: async (args, ctx) => {
+      const { logout, serverHost } = await logins();
       const host = serverHost(args.positionals[0]);
       const removed = await logout(args.positionals[0]);
       ctx.out.write(removed ? `Removing login credentials for ${host}\n` : `Not logged in to ${host}\n`);

@@ -8,7 +8,9 @@ import {
   TaskApi,
   type TaskExit,
 } from '@berth/api';
-import { type Client, client, hostLayout, subscribeEvents } from '@berth/kit';
+import { type Client, client } from '@berth/kit/client';
+import { subscribeEvents } from '@berth/kit/events';
+import { hostLayout } from '@berth/kit/layout';
 import { type CliContext, namespaceOf } from '../context.js';
 import { image } from '../images/api.js';
 

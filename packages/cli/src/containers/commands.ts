@@ -8,7 +8,8 @@ import {
   type ListContainersRequest,
   TaskApi,
 } from '@berth/api';
-import { client as clientOf, subscribeEvents } from '@berth/kit';
+import { client as clientOf } from '@berth/kit/client';
+import { subscribeEvents } from '@berth/kit/events';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
 import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';

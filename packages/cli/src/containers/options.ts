@@ -1,40 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { type BindMount, type CreateContainerRequest, errors, type Resources } from '@berth/api';
-import type { CommandArgs, OptionSpec } from '../command.js';
+import type { CommandArgs } from '../command.js';
 import { parsePublish } from './ports.js';
 import { parseSecurityOpts } from './security-opts.js';
-
-/** Flags shared by `create` and `run` (docker/nerdctl spelling). */
-export const createOptions: OptionSpec = {
-  name: { type: 'string' },
-  env: { type: 'string', short: 'e', multiple: true },
-  'env-file': { type: 'string', multiple: true },
-  workdir: { type: 'string', short: 'w' },
-  user: { type: 'string', short: 'u' },
-  volume: { type: 'string', short: 'v', multiple: true },
-  memory: { type: 'string', short: 'm' },
-  cpus: { type: 'string' },
-  'cpu-shares': { type: 'string' },
-  'pids-limit': { type: 'string' },
-  'read-only': { type: 'boolean' },
-  hostname: { type: 'string', short: 'h' },
-  entrypoint: { type: 'string' },
-  network: { type: 'string' },
-  net: { type: 'string' },
-  publish: { type: 'string', short: 'p', multiple: true },
-  label: { type: 'string', short: 'l', multiple: true },
-  'cap-add': { type: 'string', multiple: true },
-  'cap-drop': { type: 'string', multiple: true },
-  'security-opt': { type: 'string', multiple: true },
-  dns: { type: 'string', multiple: true },
-  'stop-signal': { type: 'string' },
-  interactive: { type: 'boolean', short: 'i' },
-  tty: { type: 'boolean', short: 't' },
-  privileged: { type: 'boolean' },
-  pid: { type: 'string' },
-  ipc: { type: 'string' },
-  uts: { type: 'string' },
-};
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 

@@ -10,7 +10,8 @@ import {
   type RegistryAuth,
 } from '@berth/api';
 import { credentialsFromDockerConfig, parseReference } from '@berth/image-service/docker-config';
-import { call, type EventEnvelope, subscribeEvents } from '@berth/kit';
+import { call } from '@berth/kit/client';
+import { type EventEnvelope, subscribeEvents } from '@berth/kit/events';
 import { type CliContext, namespaceOf } from '../context.js';
 import { type ProgressVerbs, ProgressView } from './progress.js';
 

@@ -1,5 +1,5 @@
 import { ShimApi, type ShimCniNetwork } from '@berth/api';
-import { call } from '@berth/kit';
+import { call } from '@berth/kit/client';
 import type { Command } from '../command.js';
 import { table } from '../containers/format.js';
 import { type CliContext, namespaceOf } from '../context.js';

@@ -9,7 +9,7 @@ import {
   type OutputOf,
   SnapshotApi,
 } from '@berth/api';
-import { call } from '@berth/kit';
+import { call } from '@berth/kit/client';
 import { type CliContext, namespaceOf } from '../context.js';
 import { image } from '../images/api.js';
 

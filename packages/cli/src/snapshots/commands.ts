@@ -1,10 +1,13 @@
-import { BerthError, errors, type SnapshotInfo } from '@berth/api';
+import type { SnapshotInfo } from '@berth/api';
+import { BerthError, errors } from '@berth/api/errors';
 import type { Command } from '../command.js';
 import { table } from '../containers/format.js';
 import type { CliContext } from '../context.js';
 import { humanSize } from '../format.js';
-import { listSnapshots, snap, snapshotMounts, snapshotUsage, statSnapshot, unpackImage } from './api.js';
-import { mountArgs, mountImage, unmountImage } from './mount.js';
+
+// The NATS calls and the mount code load when a command runs, not for every `berth` invocation.
+const api = () => import('./api.js');
+const mounts = () => import('./mount.js');
 
 async function forEach(
   keys: string[],
@@ -38,7 +41,7 @@ export const snapshotCommandList: Command[] = [
     },
     run: async (args, ctx) => {
       const filters = (args.values.filter as string[] | undefined) ?? [];
-      const { snapshots } = await listSnapshots(ctx, filters);
+      const { snapshots } = await (await api()).listSnapshots(ctx, filters);
       if (args.values.quiet === true) {
         ctx.out.write(snapshots.map((s) => `${s.name}\n`).join(''));
         return 0;
@@ -59,7 +62,7 @@ export const snapshotCommandList: Command[] = [
     run: async (args, ctx) => {
       const [key] = args.positionals;
       if (!key || args.positionals.length > 1) throw errors.invalid('usage: berth snapshot info KEY');
-      ctx.out.write(`${JSON.stringify(await statSnapshot(ctx, key), null, 2)}\n`);
+      ctx.out.write(`${JSON.stringify(await (await api()).statSnapshot(ctx, key), null, 2)}\n`);
       return 0;
     },
   },
@@ -71,10 +74,10 @@ export const snapshotCommandList: Command[] = [
       const keys =
         args.positionals.length > 0
           ? args.positionals
-          : (await listSnapshots(ctx, [])).snapshots.map((s) => s.name);
+          : (await (await api()).listSnapshots(ctx, [])).snapshots.map((s) => s.name);
       const rows = [['KEY', 'SIZE', 'INODES']];
       for (const k of keys) {
-        const u = await snapshotUsage(ctx, k);
+        const u = await (await api()).snapshotUsage(ctx, k);
         rows.push([k, humanSize(u.size), String(u.inodes)]);
       }
       ctx.out.write(table(rows));
@@ -87,7 +90,7 @@ export const snapshotCommandList: Command[] = [
     usage: 'KEY [KEY...]',
     run: (args, ctx) =>
       forEach(args.positionals, ctx, 'snapshot rm', async (key) => {
-        await snap(ctx, 'remove', { key });
+        await (await api()).snap(ctx, 'remove', { key });
       }),
   },
   {
@@ -98,8 +101,8 @@ export const snapshotCommandList: Command[] = [
       const [key, target = '/tmp/target'] = args.positionals;
       if (!key || args.positionals.length > 2)
         throw errors.invalid('usage: berth snapshot mounts KEY [TARGET]');
-      const { mounts } = await snapshotMounts(ctx, key);
-      ctx.out.write(mounts.map((m) => `mount ${mountArgs(m, target).join(' ')}\n`).join(''));
+      const [list, { mountArgs }] = await Promise.all([(await api()).snapshotMounts(ctx, key), mounts()]);
+      ctx.out.write(list.mounts.map((m) => `mount ${mountArgs(m, target).join(' ')}\n`).join(''));
       return 0;
     },
   },
@@ -110,7 +113,7 @@ export const snapshotCommandList: Command[] = [
     run: async (args, ctx) => {
       const [ref, dir] = args.positionals;
       if (!ref || !dir || args.positionals.length > 2) throw errors.invalid('usage: berth mount IMAGE DIR');
-      ctx.out.write(`${await mountImage(ctx, ref, dir)}\n`);
+      ctx.out.write(`${await (await mounts()).mountImage(ctx, ref, dir)}\n`);
       return 0;
     },
   },
@@ -121,7 +124,7 @@ export const snapshotCommandList: Command[] = [
     run: async (args, ctx) => {
       const [dir] = args.positionals;
       if (!dir || args.positionals.length > 1) throw errors.invalid('usage: berth unmount DIR');
-      ctx.out.write(`${await unmountImage(ctx, dir)}\n`);
+      ctx.out.write(`${await (await mounts()).unmountImage(ctx, dir)}\n`);
       return 0;
     },
   },
@@ -132,7 +135,7 @@ export const snapshotCommandList: Command[] = [
     run: async (args, ctx) => {
       const [ref] = args.positionals;
       if (!ref || args.positionals.length > 1) throw errors.invalid('usage: berth image unpack IMAGE');
-      const r = await unpackImage(ctx, ref).catch((err: unknown) => {
+      const r = await (await api()).unpackImage(ctx, ref).catch((err: unknown) => {
         if (err instanceof BerthError)
           throw new BerthError(err.code, `unpack of image "${ref}": ${err.message}`);
         throw err;

@@ -1,5 +1,5 @@
 import { rmSync } from 'node:fs';
-import type { HostLayout } from '@berth/kit';
+import type { HostLayout } from '@berth/kit/layout';
 import type { ChildState, SupervisorState } from '../context.js';
 import { removeStaleSocket } from './control.js';
 import { STOP_ORDER } from './plan.js';

@@ -1,5 +1,5 @@
 import { type InfoReply, isHostLocal, type Service, serviceDefs } from '@berth/api';
-import { call } from '@berth/kit';
+import { call } from '@berth/kit/client';
 import { type NatsConnection, RequestStrategy, type ServiceInfo, type ServiceStats } from 'nats';
 import { STACK_SERVICES } from './plan.js';
 

@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, Code, Service } from '@berth/api';
-import { type Config, DEFAULT_CONFIG_FILE, hostLayout, serviceSetting } from '@berth/kit';
+import { type Config, DEFAULT_CONFIG_FILE, serviceSetting } from '@berth/kit/config';
+import { hostLayout } from '@berth/kit/layout';
 import { z } from 'zod';
 import { embeddedCredentials } from './credentials.js';
 

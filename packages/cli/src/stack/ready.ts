@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, Code, type Service } from '@berth/api';
-import { connectNats, redactUrl } from '@berth/kit';
+import { connectNats } from '@berth/kit/nats';
+import { redactUrl } from '@berth/kit/redact';
 import type { SupervisorState } from '../context.js';
 import { collectStatus, type StackStatus } from './discovery.js';
 import { logTail } from './embedded.js';

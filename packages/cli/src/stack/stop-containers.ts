@@ -1,5 +1,5 @@
 import { ShimApi } from '@berth/api';
-import { call } from '@berth/kit';
+import { call } from '@berth/kit/client';
 import { stopOne } from '../containers/commands.js';
 import type { CliContext } from '../context.js';
 

@@ -1,7 +1,7 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { BerthError, Code } from '@berth/api';
-import { hostLayout } from '@berth/kit';
+import { hostLayout } from '@berth/kit/layout';
 import type { SupervisorState } from '../context.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
 import { type ControlReply, controlRequest, listenControl, removeStaleSocket } from './control.js';

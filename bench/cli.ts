@@ -1,0 +1,101 @@
+/**
+ * CLI start-up benchmark (issue 11): wall time of short `berth` commands against a private stack,
+ * beside `ctr` of a private containerd when it is installed. Prints figures; asserts nothing.
+ * Env: BENCH_N runs per command (default 30).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { startContainerStack } from '../tests/e2e/containers-stack.js';
+import { BERTH_BIN } from '../tests/harness/berth.js';
+import { containerdInstalled, startContainerd } from './containerd.js';
+
+const N = Number(process.env.BENCH_N ?? 30);
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
+}
+
+/** One run's wall and CPU (user + system) time in ms. */
+interface Sample {
+  wall: number;
+  cpu: number;
+}
+
+/**
+ * N runs of a command after one warm-up run; fails on a non-zero exit. CPU time comes from
+ * /usr/bin/time when it is there: on a loaded host it moves far less than the wall time.
+ */
+function time(cmd: string, args: string[], env: NodeJS.ProcessEnv): Sample[] {
+  const timed = existsSync('/usr/bin/time');
+  const once = (): Sample => {
+    const a = performance.now();
+    const r = timed
+      ? spawnSync('/usr/bin/time', ['-f', '@cpu %U %S', cmd, ...args], {
+          env,
+          stdio: ['ignore', 'ignore', 'pipe'],
+        })
+      : spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const wall = performance.now() - a;
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+    const m = /@cpu ([\d.]+) ([\d.]+)/.exec(r.stderr.toString());
+    return { wall, cpu: m ? (Number(m[1]) + Number(m[2])) * 1000 : Number.NaN };
+  };
+  once();
+  return Array.from({ length: N }, once);
+}
+
+const f = (n: number) => n.toFixed(1).padStart(7);
+const row = (name: string, xs: Sample[]) => {
+  const wall = xs.map((x) => x.wall);
+  const cpu = xs.map((x) => x.cpu);
+  process.stdout.write(
+    `${name.padEnd(22)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
+  );
+  return wall;
+};
+
+const s = await startContainerStack();
+try {
+  const image = (await s.importBusybox('berth.bench/busybox:latest')).name;
+  // Something to list: three created containers.
+  for (let i = 0; i < 3; i++) await s.berth(['create', '--name', `bench-${i}`, image, 'true']);
+  process.stdout.write(
+    `node ${process.version}, ${N} runs each, load average ${execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ')}\n`,
+  );
+  row('node -e 0', time(process.execPath, ['-e', '0'], s.env));
+  const berth = (...args: string[]) => time(process.execPath, [BERTH_BIN, ...args], s.env);
+  row('berth --version', berth('--version'));
+  row('berth --help', berth('--help'));
+  const ps = row('berth ps -a', berth('ps', '-a'));
+  const images = row('berth images', berth('images'));
+
+  if (containerdInstalled()) {
+    const ctd = await startContainerd(join(s.root, 'containerd'));
+    try {
+      execFileSync(
+        'ctr',
+        ['-a', ctd.sock, 'images', 'import', '--index-name', image, join(s.root, 'busybox-oci.tar')],
+        {
+          stdio: 'ignore',
+        },
+      );
+      for (let i = 0; i < 3; i++)
+        execFileSync('ctr', ['-a', ctd.sock, 'containers', 'create', image, `bench-${i}`, 'true']);
+      const cps = row('ctr containers ls', time('ctr', ['-a', ctd.sock, 'containers', 'ls'], s.env));
+      const cimg = row('ctr images ls', time('ctr', ['-a', ctd.sock, 'images', 'ls'], s.env));
+      const ratio = (a: number[], b: number[]) => (pct(a, 50) / pct(b, 50)).toFixed(2);
+      process.stdout.write(
+        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x\n`,
+      );
+    } finally {
+      await ctd.stop();
+    }
+  } else {
+    process.stdout.write('containerd is not installed: no ctr comparison in this run\n');
+  }
+} finally {
+  await s.berth(['rm', '-f', 'bench-0', 'bench-1', 'bench-2']);
+  await s.stop();
+}
