@@ -32,7 +32,13 @@ export async function startSdkStack(): Promise<SdkStack> {
     registry = await startRegistry();
     const tar = await busyboxLayoutTar(stack.root);
     const image = `${registry.host}/sdk/busybox:1`;
-    execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci-archive:${tar}`, `docker://${image}`]);
+    execFileSync('skopeo', [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      `oci-archive:${tar}`,
+      `docker://${image}`,
+    ]);
     const env: NodeJS.ProcessEnv = {
       ...stack.env,
       BERTH_NATS_URL: stack.natsUrl,
