@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const PKG = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = join(PKG, '..', '..');
 
 // What a program embedding the SDK pays for it: its declared dependencies, and the modules that
 // loading it pulls in. It must never open (or even load) Redis or the service runtime.
@@ -46,5 +47,26 @@ describe('@berth/client as a dependency', () => {
     ]) {
       expect(has(heavy), `${heavy} was loaded`).toBe(false);
     }
+  });
+});
+
+describe('the API reference', () => {
+  it('docs/sdk/README.md is what scripts/sdk-docs.mjs generates from the source', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'sdk-docs.mjs'), '--check'], {
+      encoding: 'utf8',
+    });
+    expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+    const doc = readFileSync(join(ROOT, 'docs', 'sdk', 'README.md'), 'utf8');
+    // Every class of the SDK is documented with its methods.
+    for (const heading of [
+      'class Berth',
+      'class Images',
+      'class Tasks',
+      'class Events',
+      'function connect',
+    ]) {
+      expect(doc).toContain(`### ${heading}`);
+    }
+    expect(doc).toContain('- `pullWithProgress(ref: string, opts: PullOptions = {}): Transfer<PullReply>`');
   });
 });
