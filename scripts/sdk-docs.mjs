@@ -129,12 +129,12 @@ for (const exp of exportsList) {
       docOf(sym),
       '',
       '```ts',
-      oneLine(signatureText(exp.name, sig)),
+      `${oneLine(signatureText(exp.name, sig))};`,
       '```',
     );
   } else {
     const t = checker.typeToString(checker.getTypeOfSymbolAtLocation(sym, decl), decl, fmt);
-    out.push(`### const ${exp.name}`, '', docOf(sym), '', '```ts', `${exp.name}: ${oneLine(t)}`, '```');
+    out.push(`### const ${exp.name}`, '', docOf(sym), '', '```ts', `${exp.name}: ${oneLine(t)};`, '```');
   }
   sections.push(out.join('\n').replace(/\n{3,}/g, '\n\n'));
 }

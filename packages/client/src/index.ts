@@ -6,7 +6,10 @@
  * import { connect } from '@berth/client';
  * const berth = await connect({ natsUrl: 'nats://127.0.0.1:4222', node: 'node-1' });
  * await berth.images.pull('docker.io/library/busybox:latest');
- * const { container } = await berth.containers.run({ image: 'docker.io/library/busybox:latest', cmd: ['true'] });
+ * const { container } = await berth.containers.run({
+ *   image: 'docker.io/library/busybox:latest',
+ *   cmd: ['true'],
+ * });
  * console.log(await berth.tasks.wait(container.id));
  * await berth.close();
  * ```

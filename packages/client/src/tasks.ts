@@ -154,7 +154,7 @@ export class Tasks {
       );
     }
     let waiter: Awaited<ReturnType<typeof exitWaiter>> | undefined;
-    if (o.follow && info.status !== 'stopped' && info.status !== 'created') {
+    if (o.follow && info.task && info.task.status !== 'stopped') {
       waiter = await exitWaiter(this.scope, info.container.id, o.signal ? { signal: o.signal } : {});
     }
     try {
