@@ -77,13 +77,22 @@ export interface RunningProgram {
   done: Promise<ProgramRun>;
 }
 
+/** Options of a program run. */
+export interface ProgramOptions {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  input?: string;
+  timeoutMs?: number;
+}
+
 /** Starts `node <script> ...args` in `cwd`, with `input` on its stdin; bounded by `timeoutMs`. */
-export function startProgram(
-  script: string,
-  args: string[],
-  opts: { env: NodeJS.ProcessEnv; cwd: string; input?: string; timeoutMs?: number },
-): RunningProgram {
-  const proc = spawn(process.execPath, [script, ...args], { env: opts.env, cwd: opts.cwd });
+export function startProgram(script: string, args: string[], opts: ProgramOptions): RunningProgram {
+  return startCommand(process.execPath, [script, ...args], opts);
+}
+
+/** Starts any command as startProgram starts a node script. */
+export function startCommand(command: string, args: string[], opts: ProgramOptions): RunningProgram {
+  const proc = spawn(command, args, { env: opts.env, cwd: opts.cwd });
   let stdout = '';
   let stderr = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => {

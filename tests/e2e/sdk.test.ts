@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { type Berth, BerthError, Code, connect, type PullProgress, type TaskExit } from '@berth/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../harness/stack.js';
-import { EXAMPLES, type SdkStack, startProgram, startSdkStack } from './sdk-stack.js';
+import { EXAMPLES, type SdkStack, startCommand, startProgram, startSdkStack } from './sdk-stack.js';
 
 // The SDK's own calls, then the programs in examples/ use only @berth/client; here each runs against a real stack (`berth
 // up`, real runc/conmon) and a local registry, and its output is checked.
@@ -130,6 +130,38 @@ describe('the SDK', () => {
     }
     const gone = await berth.containers.get(container.id).catch((e: unknown) => e);
     expect((gone as BerthError).code).toBe(Code.NOT_FOUND);
+  });
+
+  it("from a host without the node's files: exec output over NATS, logs UNIMPLEMENTED", async () => {
+    // A program on another host sees none of the node's files: run one in a mount namespace with
+    // the node's state root (logs, exec logs) hidden under an empty tmpfs.
+    const { container } = await berth.containers.run({ image: s.image, cmd: ['sleep', '60'] });
+    try {
+      const script = `
+        import { connect } from '@berth/client';
+        const berth = await connect({ natsUrl: process.env.BERTH_NATS_URL, node: process.env.BERTH_NODE_ID });
+        const id = ${JSON.stringify(container.id)};
+        const ex = await berth.tasks.exec(id, ['sh', '-c', 'echo remote; echo e >&2; exit 6']);
+        let logs;
+        try { for await (const l of berth.tasks.logs(id)) logs = l; } catch (err) { logs = err.code; }
+        console.log(JSON.stringify({ ex: [ex.exitCode, ex.stdout, ex.stderr], logs }));
+        await berth.close();
+      `;
+      const hide = 'mount -t tmpfs none "$0" && exec "$1" --input-type=module -e "$2"';
+      const r = await startCommand(
+        'unshare',
+        ['-m', '--propagation', 'private', 'sh', '-c', hide, s.stack.stateRoot, process.execPath, script],
+        { env: s.env, cwd: EXAMPLES },
+      ).done;
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual({ ex: [6, 'remote\n', 'e\n'], logs: 'UNIMPLEMENTED' });
+      // The node itself still reads the log (nothing was written: sleep is silent).
+      const here: unknown[] = [];
+      for await (const l of berth.tasks.logs(container.id)) here.push(l);
+      expect(here).toEqual([]);
+    } finally {
+      await berth.containers.delete(container.id, { force: true });
+    }
   });
 
   it('filters events by topic and namespace', async () => {
