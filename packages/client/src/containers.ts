@@ -3,8 +3,8 @@ import {
   type ContainerInfo,
   type CreateContainerRequest,
   type ListContainersRequest,
+  type ProcessState,
   type Resources,
-  type Task,
   TaskApi,
 } from '@berth/api';
 import type { RequestOptions, Scope } from './scope.js';
@@ -31,15 +31,16 @@ export class Containers {
   }
 
   /**
-   * Creates a container and its task and starts it, as `berth run -d`. If the task cannot be
-   * created or started the container is removed again, so a failure leaves nothing behind.
+   * Creates a container and its task and starts it, as `berth run -d`; returns the container and
+   * the state of its started process. If the task cannot be created or started the container is
+   * removed again, so a failure leaves nothing behind.
    */
-  async run(spec: ContainerSpec): Promise<{ container: Container; task: Task }> {
+  async run(spec: ContainerSpec): Promise<{ container: Container; process: ProcessState }> {
     const container = await this.create(spec);
     try {
-      const task = await this.scope.call(TaskApi, 'create', { id: container.id });
-      const started = await this.scope.call(TaskApi, 'start', { id: container.id });
-      return { container, task: { ...task, status: 'running', pid: started.pid } };
+      await this.scope.call(TaskApi, 'create', { id: container.id });
+      const process = await this.scope.call(TaskApi, 'start', { id: container.id });
+      return { container, process };
     } catch (err) {
       await this.scope
         .call(TaskApi, 'delete-container', { id: container.id, force: true })
