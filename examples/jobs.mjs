@@ -4,7 +4,7 @@
 // The image needs /bin/sh. Output is read from each container's log file on its node, so run
 // this program on that node.
 import { createInterface } from 'node:readline';
-import { BerthError, Code, connect } from '@berth/client';
+import { connect } from '@berth/client';
 import { connectOptions } from './config.mjs';
 
 const [image, limitArg = '2'] = process.argv.slice(2);
@@ -15,12 +15,8 @@ if (!image || !Number.isInteger(limit) || limit < 1) {
 }
 
 const berth = await connect(connectOptions());
-try {
-  await berth.images.get(image);
-} catch (err) {
-  if (!(err instanceof BerthError) || err.code !== Code.NOT_FOUND) throw err;
-  await berth.images.pull(image);
-}
+// The image on the node: pulled unless it is there already.
+await berth.images.ensure(image);
 
 /** Runs one job to its end and returns its exit code and output. */
 async function runJob(n, command) {

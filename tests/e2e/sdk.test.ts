@@ -84,8 +84,13 @@ describe('the SDK', () => {
     const gone = await berth.images.get('sdk.test/tagged:1').catch((e: unknown) => e);
     expect(gone).toBeInstanceOf(BerthError);
     expect((gone as BerthError).code).toBe(Code.NOT_FOUND);
-    // Another namespace has its own images.
-    expect(await berth.withNamespace('sdk-other').images.list()).toEqual([]);
+    // Another namespace has its own images; ensure pulls there once, then finds it.
+    const other = berth.withNamespace('sdk-other');
+    expect(await other.images.list()).toEqual([]);
+    const ensured = await other.images.ensure(ref);
+    expect(ensured.target.digest).toBe(reply.image.target.digest);
+    expect((await other.images.ensure(ref)).createdAt).toBe(ensured.createdAt);
+    await other.images.remove(ref);
 
     const snap = await berth.snapshots.stat(reply.image.chainId as string);
     expect(snap.kind).toBe('committed');

@@ -1,4 +1,6 @@
 import {
+  BerthError,
+  Code,
   type ContentUsageReply,
   type ExportImageReply,
   type GcReply,
@@ -68,6 +70,19 @@ export class Images {
       },
       () => this.scope.call(ImageApi, 'pull', { ref, pullId, ...rest }),
     );
+  }
+
+  /**
+   * The image `ref` on the node: its record when it is there, else pulled (as `docker run` does).
+   * Other errors than NOT_FOUND from the lookup are thrown as they are.
+   */
+  async ensure(ref: string, opts: PullOptions = {}): Promise<ImageRecord> {
+    try {
+      return await this.get(ref);
+    } catch (err) {
+      if (!(err instanceof BerthError) || err.code !== Code.NOT_FOUND) throw err;
+    }
+    return (await this.pull(ref, opts)).image;
   }
 
   /** Pushes the local image `name` to a registry; progress as for a pull. */
