@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { type Berth, BerthError, Code, connect, type PullProgress, type TaskExit } from '@berth/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startJwtNats } from '../harness/nats-jwt.js';
 import { waitFor } from '../harness/stack.js';
 import { EXAMPLES, type SdkStack, startCommand, startProgram, startSdkStack } from './sdk-stack.js';
 
@@ -186,6 +187,37 @@ describe('the SDK', () => {
     // The other namespace's stream got nothing: closing it ends it with nothing queued.
     expect(await other.next()).toEqual({ value: undefined, done: true });
     expect(() => berth.events.subscribe({ topics: ['tasks.>.x'] })).toThrow(/token ">"/);
+  });
+});
+
+describe('connect with a NATS credentials file', () => {
+  it('gets in with the .creds file, is refused without it, and names a missing file', async () => {
+    const server = await startJwtNats();
+    try {
+      const berth = await connect({
+        natsUrl: server.url,
+        credentials: { credsFile: server.credsFile },
+        node: 'n1',
+      });
+      try {
+        // Connected: with no services on this server every info is UNAVAILABLE, not an auth error.
+        const health = await berth.health({ timeoutMs: 2000 });
+        expect(health.map((h) => h.error?.code)).toEqual(Array(4).fill(Code.UNAVAILABLE));
+      } finally {
+        await berth.close();
+      }
+      const refused = await connect({ natsUrl: server.url, node: 'n1' }).catch((e: unknown) => e);
+      expect((refused as BerthError).code).toBe(Code.UNAUTHENTICATED);
+      const missing = await connect({
+        natsUrl: server.url,
+        credentials: { credsFile: '/nonexistent/user.creds' },
+        node: 'n1',
+      }).catch((e: unknown) => e);
+      expect((missing as BerthError).code).toBe(Code.INVALID_ARGUMENT);
+      expect((missing as BerthError).message).toContain('/nonexistent/user.creds');
+    } finally {
+      await server.stop();
+    }
   });
 });
 
