@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { type Berth, BerthError, Code, connect, type PullProgress, type TaskExit } from '@berth/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,7 +64,7 @@ describe('the SDK', () => {
     expect((bad as BerthError).code).toBe(Code.INVALID_ARGUMENT);
   });
 
-  it('pulls with progress as an iterator and a callback, and lists, gets, tags and removes images', async () => {
+  it('pulls with progress (iterator and callback), pushes, exports, imports, lists, gets, tags and removes images', async () => {
     const ref = `${s.registry.host}/sdk/busybox:1`;
     const seen: PullProgress[] = [];
     const t = berth.images.pullWithProgress(ref, { onProgress: (p) => seen.push(p) });
@@ -92,6 +93,25 @@ describe('the SDK', () => {
     expect(ensured.target.digest).toBe(reply.image.target.digest);
     expect((await other.images.ensure(ref)).createdAt).toBe(ensured.createdAt);
     await other.images.remove(ref);
+
+    // Push to another repository with progress; the registry then serves the same manifest.
+    const pushed = `${s.registry.host}/sdk/pushed:1`;
+    const push = berth.images.push(reply.image.name, { ref: pushed });
+    const pushPhases: string[] = [];
+    for await (const p of push) pushPhases.push(p.phase);
+    const pr = await push.result;
+    expect(pushPhases.length).toBeGreaterThan(0);
+    expect(pr.ref).toBe(pushed);
+    const inspect = JSON.parse(
+      execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${pushed}`]).toString(),
+    );
+    expect(inspect.config.digest).toBe(reply.image.configDigest);
+
+    // Export to a file on the node and import it back under another name.
+    const tar = join(s.stack.root, 'sdk-export.tar');
+    expect((await berth.images.export([reply.image.name], tar)).size).toBeGreaterThan(0);
+    const imported = await berth.images.import(tar, { name: 'sdk.test/imported:1' });
+    expect(imported.map((i) => i.configDigest)).toContain(reply.image.configDigest);
 
     const snap = await berth.snapshots.stat(reply.image.chainId as string);
     expect(snap.kind).toBe('committed');
