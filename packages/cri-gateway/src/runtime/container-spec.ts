@@ -1,5 +1,14 @@
 import { join } from 'node:path';
-import { BerthError, type BindMount, Code, type CreateContainerRequest, type Resources } from '@berth/api';
+import {
+  BerthError,
+  type BindMount,
+  Code,
+  type CreateContainerRequest,
+  type Resources,
+  type SeccompRequest,
+  seccompFromCri,
+  seccompFromCriPath,
+} from '@berth/api';
 import {
   type ContainerMeta,
   CriKind,
@@ -45,6 +54,8 @@ export interface ContainerConfig {
   capAdd: string[];
   capDrop: string[];
   privileged: boolean;
+  /** The seccomp filter asked for (the shim on the node builds it; privileged gets none). */
+  seccomp: SeccompRequest;
   readonlyRootfs: boolean;
   noNewPrivileges: boolean;
   maskedPaths: string[];
@@ -174,6 +185,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
     capAdd: stringList(caps.add_capabilities, `${scField}.capabilities.add_capabilities`),
     capDrop: stringList(caps.drop_capabilities, `${scField}.capabilities.drop_capabilities`),
     privileged: sc.privileged === true,
+    seccomp: seccompOf(sc, scField),
     readonlyRootfs: sc.readonly_rootfs === true,
     noNewPrivileges: sc.no_new_privs === true,
     maskedPaths: stringList(sc.masked_paths, `${scField}.masked_paths`),
@@ -267,5 +279,22 @@ export function containerRequest(
     ...(c.maskedPaths.length ? { maskedPaths: c.maskedPaths } : {}),
     ...(c.readonlyPaths.length ? { readonlyPaths: c.readonlyPaths } : {}),
     ...(c.privileged ? { privileged: true } : {}),
+    seccomp: c.seccomp,
   };
+}
+
+/**
+ * The seccomp request of a container's security context, as containerd reads it: the
+ * SecurityProfile when set (its zero value is RuntimeDefault), else the deprecated
+ * seccomp_profile_path ("" and "unconfined" mean none). A Localhost profile is read on the node.
+ */
+function seccompOf(sc: Record<string, unknown>, field: string): SeccompRequest {
+  const p = message(sc.seccomp, `${field}.seccomp`);
+  if (p) {
+    return seccompFromCri({
+      profileType: typeof p.profile_type === 'string' ? p.profile_type : 'RuntimeDefault',
+      localhostRef: typeof p.localhost_ref === 'string' ? p.localhost_ref : '',
+    });
+  }
+  return seccompFromCriPath(typeof sc.seccomp_profile_path === 'string' ? sc.seccomp_profile_path : '');
 }

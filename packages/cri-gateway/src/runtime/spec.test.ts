@@ -200,6 +200,26 @@ describe('ContainerConfig to a container in its pod', () => {
     expect(req.logPath).toBeUndefined();
   });
 
+  it('asks for seccomp as containerd reads the security context', () => {
+    const sc = (security_context: Record<string, unknown>) =>
+      parseContainerConfig(
+        { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context } },
+        '',
+      ).seccomp;
+    expect(sc({})).toEqual({ mode: 'unconfined' });
+    expect(sc({ seccomp: { profile_type: 'RuntimeDefault' } })).toEqual({ mode: 'default' });
+    expect(sc({ seccomp: { profile_type: 'Localhost', localhost_ref: '/p.json' } })).toEqual({
+      mode: 'localhost',
+      path: '/p.json',
+    });
+    expect(sc({ seccomp_profile_path: 'runtime/default' })).toEqual({ mode: 'default' });
+    expect(sc({ seccomp_profile_path: 'localhost//var/lib/p.json' })).toEqual({
+      mode: 'localhost',
+      path: '/var/lib/p.json',
+    });
+    expect(codeOf(() => sc({ seccomp_profile_path: '/no/prefix.json' })).code).toBe(Code.INVALID_ARGUMENT);
+  });
+
   it('refuses what berth cannot do, and bad input, naming the field', () => {
     const base = { metadata: { name: 'a' }, image: { image: 'b' } };
     expect(
