@@ -18,6 +18,12 @@ export const BindMount = z.object({
   source: z.string().startsWith('/', 'bind mount source must be an absolute path'),
   destination: z.string().startsWith('/', 'bind mount destination must be an absolute path'),
   readonly: z.boolean().optional(),
+  /**
+   * Mount propagation (CRI's PROPAGATION_*): `private` (default), `rslave` (host mounts under the
+   * source appear in the container) or `rshared` (both ways). The source must then be on a shared
+   * (rshared) or shared/slave (rslave) mount on the node.
+   */
+  propagation: z.enum(['private', 'rslave', 'rshared']).optional(),
 });
 export type BindMount = z.infer<typeof BindMount>;
 

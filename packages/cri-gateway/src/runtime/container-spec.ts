@@ -93,6 +93,16 @@ export function parseResources(raw: unknown, field: string): { resources: Resour
   return { resources, ...(oom > 0 ? { oomScoreAdj: oom } : {}) };
 }
 
+/** CRI MountPropagation (by name, or its number) to a bind mount's propagation. */
+const PROPAGATION: Record<string, 'private' | 'rslave' | 'rshared'> = {
+  PROPAGATION_PRIVATE: 'private',
+  PROPAGATION_HOST_TO_CONTAINER: 'rslave',
+  PROPAGATION_BIDIRECTIONAL: 'rshared',
+  '0': 'private',
+  '1': 'rslave',
+  '2': 'rshared',
+};
+
 function parseMounts(raw: unknown): { mounts: BindMount[]; raw: unknown[] } {
   const list = Array.isArray(raw) ? raw : [];
   const mounts = list.map((m: unknown, i: number): BindMount => {
@@ -103,10 +113,15 @@ function parseMounts(raw: unknown): { mounts: BindMount[]; raw: unknown[] } {
     if (!destination) throw invalid(`${f}.container_path`, 'is required');
     if (message(mm.image, `${f}.image`)?.image) throw unimplemented(`${f}.image (image volumes)`);
     if (!source) throw invalid(`${f}.host_path`, 'is required');
-    const prop = mm.propagation ?? 'PROPAGATION_PRIVATE';
-    if (prop !== 'PROPAGATION_PRIVATE' && prop !== 0) throw unimplemented(`${f}.propagation ${String(prop)}`);
+    const propagation = PROPAGATION[String(mm.propagation ?? 'PROPAGATION_PRIVATE')];
+    if (!propagation) throw invalid(`${f}.propagation`, `unknown value ${String(mm.propagation)}`);
     if (mm.recursive_read_only) throw unimplemented(`${f}.recursive_read_only`);
-    return { source, destination, ...(mm.readonly ? { readonly: true } : {}) };
+    return {
+      source,
+      destination,
+      ...(mm.readonly ? { readonly: true } : {}),
+      ...(propagation !== 'private' ? { propagation } : {}),
+    };
   });
   return { mounts, raw: list };
 }

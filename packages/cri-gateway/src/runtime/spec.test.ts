@@ -231,7 +231,11 @@ describe('ContainerConfig to a container in its pod', () => {
       ...base,
       mounts: [{ container_path: '/m', host_path: '/h', propagation: 'PROPAGATION_BIDIRECTIONAL' }],
     };
-    expect(codeOf(() => parseContainerConfig(prop, '')).code).toBe(Code.UNIMPLEMENTED);
+    expect(parseContainerConfig(prop, '').mounts).toEqual([
+      { source: '/h', destination: '/m', propagation: 'rshared' },
+    ]);
+    const badProp = { ...base, mounts: [{ container_path: '/m', host_path: '/h', propagation: 'SIDEWAYS' }] };
+    expect(codeOf(() => parseContainerConfig(badProp, '')).code).toBe(Code.INVALID_ARGUMENT);
     expect(codeOf(() => parseContainerConfig({ ...base, log_path: '/abs.log' }, '/d')).message).toContain(
       'config.log_path',
     );

@@ -10,6 +10,7 @@ import { exists, writeAtomic } from './files.js';
 import type { ShimHost } from './host.js';
 import { applyCapabilities, applyUser } from './identity/index.js';
 import { checkName, taskPaths } from './paths.js';
+import { checkBindPropagation } from './propagation.js';
 import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import type { ProcRecord } from './store.js';
@@ -55,6 +56,7 @@ export async function createTask(
       // Facts of this node: its bounding set, then seccomp conditioned on the result.
       const caps = req.capabilities ? applyCapabilities(spec, req.capabilities, host.node) : undefined;
       if (req.seccomp) await applySeccomp(spec, req.seccomp);
+      await checkBindPropagation(spec);
       await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
       const t1 = performance.now();
       if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);

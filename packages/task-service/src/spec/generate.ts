@@ -101,9 +101,16 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
       destination: m.destination,
       type: 'bind',
       source: m.source,
-      options: ['rbind', 'rprivate', m.readonly ? 'ro' : 'rw'],
+      options: ['rbind', `r${(m.propagation ?? 'private').replace(/^r/, '')}`, m.readonly ? 'ro' : 'rw'],
     });
   }
+  // As containerd: a propagating bind mount needs the rootfs mount to propagate too.
+  const props = (req.mounts ?? []).map((m) => m.propagation);
+  const rootfsPropagation = props.includes('rshared')
+    ? 'rshared'
+    : props.includes('rslave')
+      ? 'rslave'
+      : undefined;
 
   const namespaces: { type: string; path?: string }[] = [];
   for (const type of ['pid', 'ipc', 'uts'] as const) {
@@ -130,6 +137,7 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     cgroupsPath: req.cgroupsPath ?? `/berth/${namespace}/${id}`,
     resources: linuxResources(req.resources ?? {}, req.privileged ?? false),
     ...(Object.keys(sysctl).length ? { sysctl } : {}),
+    ...(rootfsPropagation ? { rootfsPropagation } : {}),
   };
 
   const spec: Record<string, unknown> = {
