@@ -1,27 +1,10 @@
 import { open } from 'node:fs/promises';
 
-/** One line of a container's CRI-format log. */
-export interface LogLine {
-  /** RFC 3339 time conmon wrote the chunk. */
-  time: string;
-  stream: 'stdout' | 'stderr';
-  /** False for a partial chunk (CRI tag P): no newline followed its content. */
-  full: boolean;
-  content: string;
-}
+import { type CriLogLine, parseCriLine } from '@berth/api';
 
-/** Parses one CRI log line (`<time> <stream> <P|F>[:tags] <content>`); undefined when it is not one. */
-export function parseCriLine(line: string): LogLine | undefined {
-  const a = line.indexOf(' ');
-  const b = line.indexOf(' ', a + 1);
-  if (a <= 0 || b < 0) return undefined;
-  const stream = line.slice(a + 1, b);
-  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
-  const c = line.indexOf(' ', b + 1);
-  const tag = (c < 0 ? line.slice(b + 1) : line.slice(b + 1, c)).split(':')[0];
-  if (tag !== 'P' && tag !== 'F') return undefined;
-  return { time: line.slice(0, a), stream, full: tag === 'F', content: c < 0 ? '' : line.slice(c + 1) };
-}
+export { parseCriLine };
+/** One line of a container's CRI-format log (see @berth/api). */
+export type LogLine = CriLogLine;
 
 /** How often a followed log is read again for new lines (conmon gives no notification). */
 const FOLLOW_POLL_MS = 50;

@@ -58,17 +58,17 @@ describe('task lifecycle on real runc under conmon', () => {
     expect(parsed.every(Boolean)).toBe(true);
     for (const l of lines)
       expect(l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d) (stdout|stderr) [PF] /);
-    expect(parsed.map((p) => [p?.stream, p?.partial, p?.content])).toEqual(
+    expect(parsed.map((p) => [p?.stream, p?.full, p?.content])).toEqual(
       expect.arrayContaining([
-        ['stdout', false, 'hello'],
-        ['stderr', false, 'oops'],
+        ['stdout', true, 'hello'],
+        ['stderr', true, 'oops'],
       ]),
     );
 
     const del = await w.client.delete({ namespace: ns, id });
     expect(del).toMatchObject({ status: 'stopped', exitCode: 7 });
     expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
-    expect(await codeOf(stat(del.bundle!))).toBeDefined();
+    expect(await codeOf(stat(del.bundle!))).toBe('ENOENT');
     expect(await codeOf(w.client.delete({ namespace: ns, id }))).toBe('NOT_FOUND');
   });
 
@@ -78,7 +78,7 @@ describe('task lifecycle on real runc under conmon', () => {
     expect((await w.client.wait({ namespace: ns, id })).exitCode).toBe(0);
     const st = await w.client.state({ namespace: ns, id });
     const l = parseCriLine((await readFile(st.logPath!, 'utf8')).trimEnd());
-    expect(l).toMatchObject({ stream: 'stdout', partial: true, content: 'no newline' });
+    expect(l).toMatchObject({ stream: 'stdout', full: false, content: 'no newline' });
     await w.client.delete({ namespace: ns, id });
   });
 
@@ -145,7 +145,7 @@ describe('task lifecycle on real runc under conmon', () => {
     const { id, created } = await run(['sleep', '1000']);
     const del = await w.client.delete({ namespace: ns, id });
     expect(del.status).toBe('stopped');
-    expect(await codeOf(stat(created.bundle!))).toBeDefined();
+    expect(await codeOf(stat(created.bundle!))).toBe('ENOENT');
     expect((await w.client.list({ namespace: ns })).tasks.find((t) => t.id === id)).toBeUndefined();
   });
 
@@ -204,8 +204,8 @@ describe('task lifecycle on real runc under conmon', () => {
       message: expect.stringMatching(/no-such-command/),
     });
     expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
-    expect(await codeOf(stat(`${w.stateRoot}/tasks/${ns}/${id}`))).toBeDefined();
-    expect(await codeOf(stat(`${w.stateRoot}/runc/${ns}/${id}`))).toBeDefined();
+    expect(await codeOf(stat(`${w.stateRoot}/tasks/${ns}/${id}`))).toBe('ENOENT');
+    expect(await codeOf(stat(`${w.stateRoot}/runc/${ns}/${id}`))).toBe('ENOENT');
     // The id is free again.
     const ok = await w.client.create({
       namespace: ns,

@@ -80,7 +80,7 @@ describe("a container's /etc files, written by the shim on its own node", () => 
     expect(await codeOf(w.client['remove-files']({ namespace: ns, id }))).toBe('FAILED_PRECONDITION');
     await w.client.delete({ namespace: ns, id });
     await w.client['remove-files']({ namespace: ns, id });
-    expect(await codeOf(stat(dir))).toBeDefined();
+    expect(await codeOf(stat(dir))).toBe('ENOENT');
   });
 
   it("in the host network uses the node's host name and /etc/hosts", async () => {
@@ -108,6 +108,6 @@ describe("a container's /etc files, written by the shim on its own node", () => 
     });
     expect(await codeOf(r)).toBe('INVALID_ARGUMENT');
     expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
-    expect(await codeOf(stat(join(w.stateRoot, 'containers', ns, id)))).toBeDefined();
+    expect(await codeOf(stat(join(w.stateRoot, 'containers', ns, id)))).toBe('ENOENT');
   });
 });

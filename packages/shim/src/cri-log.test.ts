@@ -9,15 +9,15 @@ describe('CRI log lines', () => {
     expect(parseCriLine('2026-11-28T15:49:25.762228521+00:00 stdout F hi there')).toEqual({
       time: '2026-11-28T15:49:25.762228521+00:00',
       stream: 'stdout',
-      partial: false,
+      full: true,
       content: 'hi there',
     });
     expect(parseCriLine('2026-11-28T15:49:25.762228521Z stderr P part')).toMatchObject({
       stream: 'stderr',
-      partial: true,
+      full: false,
       content: 'part',
     });
-    expect(parseCriLine('2026-11-28T15:49:25Z stdout F:x ')).toMatchObject({ partial: false, content: '' });
+    expect(parseCriLine('2026-11-28T15:49:25Z stdout F:x ')).toMatchObject({ full: true, content: '' });
     expect(parseCriLine('not a log line')).toBeUndefined();
     expect(parseCriLine('2026-11-28T15:49:25Z stdin F x')).toBeUndefined();
   });

@@ -1,27 +1,7 @@
 import { open } from 'node:fs/promises';
+import { parseCriLine } from '@berth/api';
 
-/** One line of a CRI-format log: `<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <content>`. */
-export interface CriLogLine {
-  time: string;
-  stream: 'stdout' | 'stderr';
-  /** True for a chunk of a longer line (tag P); the content then has no newline of its own. */
-  partial: boolean;
-  content: string;
-}
-
-const LINE = /^(\S+) (stdout|stderr) ([PF])(?::\S*)? ?(.*)$/;
-
-/** Parses one CRI log line; undefined for a line that is not in the format. */
-export function parseCriLine(line: string): CriLogLine | undefined {
-  const m = LINE.exec(line);
-  if (!m) return undefined;
-  return {
-    time: m[1] ?? '',
-    stream: m[2] as 'stdout' | 'stderr',
-    partial: m[3] === 'P',
-    content: m[4] ?? '',
-  };
-}
+export { type CriLogLine, parseCriLine } from '@berth/api';
 
 /**
  * Reads a CRI-format log file back into the two streams the process wrote (full lines get their
@@ -49,7 +29,7 @@ export async function readCriStreams(
   for (const line of text.split('\n')) {
     const l = parseCriLine(line);
     if (!l) continue;
-    const piece = l.partial ? l.content : `${l.content}\n`;
+    const piece = l.full ? `${l.content}\n` : l.content;
     if (total + piece.length > maxBytes) {
       truncated = true;
       break;

@@ -1,27 +1,10 @@
 import { open, stat } from 'node:fs/promises';
 
-/** One line of a CRI-format log: `<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <content>`. */
-export interface LogLine {
-  time: string;
-  stream: 'stdout' | 'stderr';
-  /** False for a partial chunk (tag P): no newline follows its content. */
-  full: boolean;
-  content: string;
-}
+import { type CriLogLine, parseCriLine } from '@berth/api';
 
-/** Parses one CRI log line (without its newline); undefined when it is not one. */
-export function parseCriLine(line: string): LogLine | undefined {
-  const a = line.indexOf(' ');
-  const b = line.indexOf(' ', a + 1);
-  if (a <= 0 || b < 0) return undefined;
-  const stream = line.slice(a + 1, b);
-  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
-  const c = line.indexOf(' ', b + 1);
-  const tags = c < 0 ? line.slice(b + 1) : line.slice(b + 1, c);
-  const tag = tags.split(':')[0];
-  if (tag !== 'P' && tag !== 'F') return undefined;
-  return { time: line.slice(0, a), stream, full: tag === 'F', content: c < 0 ? '' : line.slice(c + 1) };
-}
+export { parseCriLine };
+/** One line of a container's CRI-format log (see @berth/api). */
+export type LogLine = CriLogLine;
 
 /** Where printed log content goes. */
 export interface LogSink {

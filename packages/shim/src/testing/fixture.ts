@@ -286,7 +286,10 @@ export async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
     await p;
     return undefined;
   } catch (err) {
-    return err instanceof BerthError ? err.code : String(err);
+    if (err instanceof BerthError) return err.code;
+    // A file system error by its errno code (ENOENT), so tests assert what they mean.
+    const code = (err as NodeJS.ErrnoException).code;
+    return typeof code === 'string' ? code : String(err);
   }
 }
 
