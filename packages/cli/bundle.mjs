@@ -44,6 +44,10 @@ const result = await build({
   banner: {
     js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);",
   },
+  // One OpenTelemetry API in the process: the SDK (required from the kit when an endpoint is set)
+  // registers the tracer provider and context manager on the copy it loads; a second copy inlined
+  // here would keep its own context keys and lose the CLI's client spans.
+  external: ['@opentelemetry/api'],
   plugins: [keepOwnUrls],
   logLevel: 'warning',
   metafile: true,
