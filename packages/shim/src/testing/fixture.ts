@@ -88,6 +88,8 @@ export interface ShimWorld {
   rootfs: string;
   nc: NatsConnection;
   client: Client<typeof ShimApi>;
+  /** The Redis the agent uses (a second, in-process agent may share it under another node id). */
+  redisUrl: string;
   redisRestart(): Promise<void>;
   /** Deletes every key in Redis (a Redis that lost its data). */
   redisFlush(): Promise<void>;
@@ -138,6 +140,7 @@ export async function startWorld(
     rootfs,
     nc,
     client,
+    redisUrl: redis.url,
     exits,
     agent: () => proc as ChildProcess,
     redisRestart: () => redis.restart(),

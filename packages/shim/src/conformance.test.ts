@@ -1,0 +1,108 @@
+// One suite, two implementations of the shim interface: an agent in this process called through
+// its handlers (localClient), and the agent process (dist/main.js) over a real nats-server. Each
+// runs real runc under conmon on its own state root; both must give the same states, exits and
+// error codes.
+import { join } from 'node:path';
+import { ShimApi } from '@berth/api';
+import {
+  type Client,
+  connectRedis,
+  createLogger,
+  hostLayout,
+  localClient,
+  publishEvent,
+  type Redis,
+} from '@berth/kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ShimAgent } from './domain/agent.js';
+import { NetworkManager } from './network/manager.js';
+import { createHandlers } from './service.js';
+import { bindRootfs, codeOf, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+
+const ns = 'default';
+let w: ShimWorld;
+let redis: Redis;
+let agent: ShimAgent;
+let local: Client<typeof ShimApi>;
+const localNode = `shimconf-${Math.random().toString(36).slice(2, 10)}`;
+
+beforeAll(async () => {
+  w = await startWorld();
+  redis = connectRedis(w.redisUrl);
+  await redis.connect();
+  const layout = hostLayout({
+    stateRoot: join(w.stateRoot, '..', 'local-state'),
+    runRoot: join(w.runRoot, '..', 'local-run'),
+  });
+  const log = createLogger({ service: 'shim', node: localNode, level: 'silent' });
+  agent = new ShimAgent({
+    redis,
+    node: localNode,
+    layout,
+    log,
+    publish: (t, n, e) => publishEvent(w.nc, t, n, e),
+  });
+  const network = new NetworkManager({
+    layout,
+    confDir: join(layout.stateRoot, 'cni'),
+    installDefault: false,
+  });
+  local = localClient(ShimApi, createHandlers(agent, network));
+});
+afterAll(async () => {
+  await agent?.close();
+  await redis?.quit();
+  await w?.close();
+});
+
+const impls: [string, () => Client<typeof ShimApi>][] = [
+  ['in-process', () => local],
+  ['over NATS', () => w.client],
+];
+
+describe.each(impls)('shim conformance: %s', (_label, make) => {
+  async function create(c: Client<typeof ShimApi>, args: string[]) {
+    const id = newId();
+    const spec = await makeSpec(args, { cgroupsPath: `/berth-test/conf/${id}` });
+    const st = await c.create({ namespace: ns, id, spec, rootfs: bindRootfs(w.rootfs) });
+    return { id, st };
+  }
+
+  it('creates, starts, signals, waits and deletes a task; execs in it', async () => {
+    const c = make();
+    const { id, st } = await create(c, ['sh', '-c', 'trap "exit 3" TERM; while :; do sleep 0.1; done']);
+    expect(st.status).toBe('created');
+    expect((await c.start({ namespace: ns, id })).status).toBe('running');
+    await c.exec({
+      namespace: ns,
+      id,
+      execId: 'e1',
+      process: { args: ['sh', '-c', 'exit 5'], env: ['PATH=/bin'], cwd: '/' },
+    });
+    await c.start({ namespace: ns, id, execId: 'e1' });
+    expect(await c.wait({ namespace: ns, id, execId: 'e1' })).toMatchObject({ exitCode: 5 });
+    await c.delete({ namespace: ns, id, execId: 'e1' });
+    expect((await c.kill({ namespace: ns, id, signal: 'SIGTERM' })).delivered).toBe(true);
+    expect(await c.wait({ namespace: ns, id })).toMatchObject({ exitCode: 3 });
+    expect((await c.state({ namespace: ns, id })).status).toBe('stopped');
+    expect((await c.kill({ namespace: ns, id, signal: 'SIGKILL' })).delivered).toBe(false);
+    expect(await c.delete({ namespace: ns, id })).toMatchObject({ status: 'stopped', exitCode: 3 });
+  });
+
+  it('answers the same error codes', async () => {
+    const c = make();
+    expect(await codeOf(c.state({ namespace: ns, id: 'nope' }))).toBe('NOT_FOUND');
+    expect(await codeOf(c.state({ namespace: '../x', id: 'nope' }))).toBe('INVALID_ARGUMENT');
+    const { id } = await create(c, ['sleep', '30']);
+    await c.start({ namespace: ns, id });
+    expect(await codeOf(c.delete({ namespace: ns, id }))).toBe('FAILED_PRECONDITION');
+    expect(await codeOf(c.kill({ namespace: ns, id, signal: 'SIGFOO' }))).toBe('INVALID_ARGUMENT');
+    const again = await makeSpec(['sleep', '1'], { cgroupsPath: `/berth-test/conf/${id}` });
+    expect(await codeOf(c.create({ namespace: ns, id, spec: again, rootfs: bindRootfs(w.rootfs) }))).toBe(
+      'ALREADY_EXISTS',
+    );
+    await c.kill({ namespace: ns, id, signal: 'SIGKILL' });
+    await c.wait({ namespace: ns, id });
+    await c.delete({ namespace: ns, id });
+  });
+});
