@@ -12,7 +12,7 @@
  * Run: CRITEST=/path/to/critest pnpm --filter @berth/bench run cri
  * Env: CRITEST (required: cri-tools v1.26 critest), PARAMS (critest's benchmarking params file;
  * default 100 pods, 100 containers, 50 images, one at a time), REGISTRY (default 127.0.0.1:5000),
- * BENCH_N (replaces the three counts, for a quick run).
+ * BENCH_N (replaces the three counts, for a quick run), BENCH_FIRST=containerd (run containerd first).
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -84,9 +84,8 @@ async function bench(name: string, socket: string): Promise<CritestRun> {
   return run;
 }
 
-let berth: CritestRun | undefined;
-let ctd: CritestRun | undefined;
-try {
+/** The berth side: a private stack from this checkout, measured, then stopped. */
+async function runBerth(): Promise<CritestRun> {
   const stack = await startStack({
     config: {
       services: {
@@ -97,19 +96,36 @@ try {
     },
   });
   try {
-    berth = await bench('berth', hostLayout(stack).run.criSocket);
+    return await bench('berth', hostLayout(stack).run.criSocket);
   } finally {
     await stack.stop();
   }
+}
+
+/** The containerd side: a private containerd with its CRI plugin, measured, then stopped. */
+async function runContainerd(): Promise<CritestRun> {
   const containerd = await startContainerd(join(root, 'containerd'), {
     mirrors,
     cniConfDir: ctdNet.confDir,
     sandboxImage: SANDBOX_IMAGE,
   });
   try {
-    ctd = await bench('containerd', containerd.sock);
+    return await bench('containerd', containerd.sock);
   } finally {
     await containerd.stop();
+  }
+}
+
+let berth: CritestRun | undefined;
+let ctd: CritestRun | undefined;
+try {
+  // Which goes first is a choice: on a shared machine the load moves between the two halves.
+  if (process.env.BENCH_FIRST === 'containerd') {
+    ctd = await runContainerd();
+    berth = await runBerth();
+  } else {
+    berth = await runBerth();
+    ctd = await runContainerd();
   }
 } finally {
   removeBridge(berthNet);
