@@ -9,6 +9,7 @@ import {
   seccompFromCri,
   seccompFromCriPath,
 } from '@berth/api';
+import { checkAppArmor } from './apparmor.js';
 import {
   type ContainerMeta,
   CriKind,
@@ -161,6 +162,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
   const linux = message(config.linux, 'config.linux') ?? {};
   const scField = 'config.linux.security_context';
   const sc = message(linux.security_context, scField) ?? {};
+  checkAppArmor(sc, scField);
   const caps = message(sc.capabilities, `${scField}.capabilities`) ?? {};
   if (stringList(caps.add_ambient_capabilities, `${scField}.capabilities.add_ambient_capabilities`).length) {
     throw unimplemented(`${scField}.capabilities.add_ambient_capabilities`);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { containerRequest, parseContainerConfig, parseResources } from './container-spec.js';
@@ -218,6 +219,24 @@ describe('ContainerConfig to a container in its pod', () => {
       path: '/var/lib/p.json',
     });
     expect(codeOf(() => sc({ seccomp_profile_path: '/no/prefix.json' })).code).toBe(Code.INVALID_ARGUMENT);
+  });
+
+  it('never drops a named AppArmor profile silently', () => {
+    const parse = (security_context: Record<string, unknown>) => () =>
+      parseContainerConfig(
+        { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context } },
+        '',
+      );
+    let hasAppArmor = false;
+    try {
+      hasAppArmor = readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
+    } catch {}
+    const named = hasAppArmor ? Code.UNIMPLEMENTED : Code.FAILED_PRECONDITION;
+    expect(codeOf(parse({ apparmor: { profile_type: 'Localhost', localhost_ref: 'p' } })).code).toBe(named);
+    expect(codeOf(parse({ apparmor_profile: 'localhost/p' })).code).toBe(named);
+    expect(codeOf(parse({ apparmor_profile: 'bogus' })).code).toBe(Code.INVALID_ARGUMENT);
+    expect(parse({ apparmor: { profile_type: 'RuntimeDefault' } })).not.toThrow();
+    expect(parse({ apparmor_profile: 'runtime/default' })).not.toThrow();
   });
 
   it('refuses what berth cannot do, and bad input, naming the field', () => {
