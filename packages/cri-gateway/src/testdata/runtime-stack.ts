@@ -34,6 +34,10 @@ export interface RuntimeStack {
   importBusybox(name: string): Promise<void>;
   /** What each service printed (for failure messages). */
   output(): string;
+  /** SIGKILLs one service process, as a crash would, and starts it again (resolves once it answers). */
+  killAndRestart(name: (typeof SERVICES)[number][0]): Promise<void>;
+  /** Closes the in-process gateway and starts a new one on the same socket, with a new client. */
+  restartGateway(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -108,8 +112,7 @@ export async function startRuntimeStack(opts: {
     await Promise.all([nats.stop(), redis.stop()]);
     execFileSync('rm', ['-rf', root]);
   };
-  try {
-    for (const [name, service] of SERVICES) await launch(name, service);
+  const openGateway = async () => {
     gateway = await startGateway({
       nc,
       node,
@@ -122,21 +125,43 @@ export async function startRuntimeStack(opts: {
       log: createLogger({ service: 'cri-gateway', node, level: 'silent' }),
     });
     client = criClient(gateway.socket);
+  };
+  try {
+    for (const [name, service] of SERVICES) await launch(name, service);
+    await openGateway();
   } catch (err) {
     await stop();
     throw err;
   }
-  const g = gateway;
-  const c = client;
-  return {
+  const stack: RuntimeStack = {
     nc,
     node,
     root,
     stateRoot,
     runRoot,
-    gateway: g,
-    client: c,
+    gateway: gateway as Gateway,
+    client: client as CriClient,
     cni,
+    async killAndRestart(name) {
+      const i = procs.findIndex(
+        (p) => p.name === name && p.proc.exitCode === null && p.proc.signalCode === null,
+      );
+      const entry = procs[i];
+      const service = SERVICES.find(([n]) => n === name)?.[1];
+      if (!entry || !service) throw new Error(`no running ${name}`);
+      const exited = once(entry.proc, 'exit');
+      entry.proc.kill('SIGKILL');
+      await exited;
+      procs.splice(i, 1);
+      await launch(name, service);
+    },
+    async restartGateway() {
+      client?.close();
+      await gateway?.close(1000);
+      await openGateway();
+      stack.gateway = gateway as Gateway;
+      stack.client = client as CriClient;
+    },
     async importBusybox(name) {
       const tar = join(root, 'busybox.tar');
       execFileSync('bash', [join(REPO, 'scripts', 'busybox-image.sh'), tar, name]);
@@ -155,6 +180,7 @@ export async function startRuntimeStack(opts: {
     output: () => out,
     stop,
   };
+  return stack;
 }
 
 /** Test cleanup: deletes whatever runc still runs under the state root and unmounts leftovers. */
