@@ -158,7 +158,8 @@ async function main(): Promise<void> {
   say('(b) snapshot-service `unpack` over NATS (prepare, apply, DiffID check, du, commit per layer)');
   const opMBs: number[] = [];
   {
-    const stack = await startContainerStack({ only: ['snapshot-service'] });
+    // The image-service answers the snapshot gc's chain-roots (it owns the image records).
+    const stack = await startContainerStack({ only: ['image-service', 'snapshot-service'] });
     try {
       const storeBlobs = hostLayout({ stateRoot: stack.stateRoot, runRoot: stack.runRoot }).content.blobs;
       await mkdir(storeBlobs, { recursive: true });
