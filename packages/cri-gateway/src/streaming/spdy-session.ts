@@ -19,6 +19,7 @@ import {
 } from './spdy-frames.js';
 import { SpdyHeaderCodec, type SpdyHeaders } from './spdy-headers.js';
 import { SpdyStream } from './spdy-stream.js';
+import { adoptUpgradedSocket } from './upgraded-socket.js';
 
 /** Largest DATA payload the session sends in one frame. */
 const MAX_DATA_CHUNK = 32 * 1024;
@@ -60,15 +61,12 @@ export class SpdySession extends EventEmitter {
     idleTimeoutMs: number,
   ) {
     super();
-    this.closed = new Promise((resolve) => socket.once('close', resolve));
-    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
-    socket.on('error', () => socket.destroy());
-    // The HTTP server keeps upgraded sockets half-open; a client that stopped sending is gone.
-    socket.once('end', () => socket.destroy());
-    socket.once('close', () => this.teardown());
-    if ('setTimeout' in socket && typeof socket.setTimeout === 'function') {
-      socket.setTimeout(idleTimeoutMs, () => socket.destroy());
-    }
+    this.closed = adoptUpgradedSocket(
+      socket,
+      idleTimeoutMs,
+      (chunk) => this.onBytes(chunk),
+      () => this.teardown(),
+    );
   }
 
   /** Aborts when the connection closes. */

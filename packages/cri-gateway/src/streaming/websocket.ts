@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { adoptUpgradedSocket } from './upgraded-socket.js';
 
 /** RFC 6455 section 1.3: the GUID appended to the client's key for Sec-WebSocket-Accept. */
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -109,15 +110,12 @@ export class WebSocketConnection extends EventEmitter {
     idleTimeoutMs: number,
   ) {
     super();
-    this.closed = new Promise((resolve) => socket.once('close', resolve));
-    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
-    socket.on('error', () => socket.destroy());
-    // The HTTP server keeps upgraded sockets half-open; a client that stopped sending is gone.
-    socket.once('end', () => socket.destroy());
-    socket.once('close', () => this.abort.abort(new Error('WebSocket connection closed')));
-    if ('setTimeout' in socket && typeof socket.setTimeout === 'function') {
-      socket.setTimeout(idleTimeoutMs, () => socket.destroy());
-    }
+    this.closed = adoptUpgradedSocket(
+      socket,
+      idleTimeoutMs,
+      (chunk) => this.onBytes(chunk),
+      () => this.abort.abort(new Error('WebSocket connection closed')),
+    );
   }
 
   /** Aborts when the connection closes. */
