@@ -1,15 +1,7 @@
 import { join } from 'node:path';
-import {
-  BerthError,
-  Code,
-  type ContainerInfo,
-  type ExitStatus,
-  type ImageRecord,
-  TaskApi,
-  type TaskExit,
-} from '@berth/api';
+import { BerthError, Code, type ContainerInfo, type ImageRecord, TaskApi } from '@berth/api';
 import { type Client, client } from '@berth/kit/client';
-import { subscribeEvents } from '@berth/kit/events';
+import { type ExitWaiter, exitWaiter } from '@berth/kit/exit-waiter';
 import { hostLayout } from '@berth/kit/layout';
 import { type CliContext, namespaceOf } from '../context.js';
 import { image } from '../images/api.js';
@@ -45,57 +37,15 @@ export function logPathOf(ctx: CliContext, info: ContainerInfo): string {
 }
 
 /**
- * Waits for a process to exit without a lost wakeup: subscribe to `tasks.exit` first, then ask for
- * the state; the state is asked again now and then so a lost event or a restarted task-service
- * never leaves the CLI hanging. Call `ready` (returned) after the subscription exists.
+ * Starts waiting for a process of container `id` to exit (the kit's waiter, shared with the SDK).
+ * It asks nothing until `check()` is called: the CLI starts waiting before the task or exec
+ * exists, so none of its exits is missed, and calls `check()` once the process started.
  */
 export async function exitWatcher(
   ctx: CliContext,
   id: string,
   execId?: string,
-  ns: string = namespaceOf(),
-): Promise<{ exited: Promise<ExitStatus>; check: () => void; close: () => void }> {
-  const nc = await ctx.nats();
-  const taskService = client(nc, TaskApi, { namespace: ns });
-  let resolve!: (e: ExitStatus) => void;
-  const exited = new Promise<ExitStatus>((r) => {
-    resolve = r;
-  });
-  const sub = subscribeEvents(nc, 'tasks.exit', (env) => {
-    const e = env.event as TaskExit;
-    if (e.namespace === ns && e.id === id && (e.execId ?? undefined) === execId) {
-      resolve({ exitCode: e.exitCode, exitedAt: e.exitedAt, ...(e.reason ? { reason: e.reason } : {}) });
-    }
-  });
-  await nc.flush();
-  let checking = false;
-  const check = () => {
-    if (checking) return;
-    checking = true;
-    taskService
-      .state({ id, ...(execId ? { execId } : {}) })
-      .then((s) => {
-        if (s.status === 'stopped' && s.exitCode !== undefined) {
-          resolve({
-            exitCode: s.exitCode,
-            exitedAt: s.exitedAt ?? '',
-            ...(s.reason ? { reason: s.reason } : {}),
-          });
-        }
-      })
-      .catch(() => undefined)
-      .finally(() => {
-        checking = false;
-      });
-  };
-  const timer = setInterval(check, 1000);
-  void exited.finally(() => clearInterval(timer));
-  return {
-    exited,
-    check,
-    close: () => {
-      clearInterval(timer);
-      sub.unsubscribe();
-    },
-  };
+  namespace: string = namespaceOf(),
+): Promise<ExitWaiter> {
+  return exitWaiter(await ctx.nats(), { namespace, id, ...(execId ? { execId } : {}), checkNow: false });
 }

@@ -1,0 +1,109 @@
+import { BerthError, Code, type ExitStatus, TaskApi, type TaskExit, TaskTopic } from '@berth/api';
+import type { NatsConnection } from 'nats';
+import { call } from './client.js';
+import { subscribeEvents } from './events.js';
+
+/** How often a waiter asks the task's state again, in case an exit event was lost. */
+const DEFAULT_RECHECK_MS = 1_000;
+
+/** What to wait for, and for how long. */
+export interface ExitWaitOptions {
+  /** The namespace of the container. */
+  namespace: string;
+  /** The container's full id. */
+  id: string;
+  /** Wait for this exec process instead of the task's main process. */
+  execId?: string;
+  /** Fail with DEADLINE_EXCEEDED after this long. */
+  timeoutMs?: number;
+  /** Stop waiting (the promise rejects with CANCELLED). */
+  signal?: AbortSignal;
+  /**
+   * Whether to ask the state at once (default). A caller that starts waiting before the process
+   * exists (before task create or exec start) passes false and calls `check()` once it started:
+   * until then "no such task" is expected, not an answer.
+   */
+  checkNow?: boolean;
+  /** How often the state is asked again; 1 s unless set. */
+  recheckMs?: number;
+}
+
+/** A wait that is already listening: `exited` resolves with the process's exit. */
+export interface ExitWaiter {
+  readonly exited: Promise<ExitStatus>;
+  /** Asks the recorded state now, and from now on every `recheckMs`. */
+  check(): void;
+  /** Stops listening; `exited` stays pending if it had not settled. */
+  close(): void;
+}
+
+/**
+ * Starts waiting for the exit of a container's task or exec process without a lost wakeup: it
+ * subscribes to `tasks.exit` first, then asks the task-service for the state, again and again,
+ * because core NATS is at-most-once and the persisted state, not the event, is the truth. Once
+ * checking started, NOT_FOUND rejects (the process is gone and will never exit); UNAVAILABLE and
+ * other transient errors are asked again later, so a restarting task-service never loses a wait.
+ */
+export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promise<ExitWaiter> {
+  const { namespace, id, execId } = o;
+  let resolve!: (e: ExitStatus) => void;
+  let reject!: (err: unknown) => void;
+  const exited = new Promise<ExitStatus>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  exited.catch(() => undefined);
+  const what = `container "${id}"${execId ? ` exec "${execId}"` : ''}`;
+  const sub = subscribeEvents(nc, TaskTopic.taskExit, (env) => {
+    const e = env.event as TaskExit;
+    if (e.namespace !== namespace || e.id !== id || (e.execId ?? undefined) !== execId) return;
+    resolve({ exitCode: e.exitCode, exitedAt: e.exitedAt, ...(e.reason ? { reason: e.reason } : {}) });
+  });
+  await nc.flush();
+  let asking = false;
+  const ask = () => {
+    if (asking) return;
+    asking = true;
+    call(nc, TaskApi, 'state', { id, ...(execId ? { execId } : {}) }, { namespace })
+      .then((s) => {
+        if (s.status === 'stopped' && s.exitCode !== undefined) {
+          resolve({
+            exitCode: s.exitCode,
+            exitedAt: s.exitedAt ?? '',
+            ...(s.reason ? { reason: s.reason } : {}),
+          });
+        }
+      })
+      .catch((err: unknown) => {
+        if (err instanceof BerthError && err.code === Code.NOT_FOUND) reject(err);
+      })
+      .finally(() => {
+        asking = false;
+      });
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const check = () => {
+    timer ??= setInterval(ask, o.recheckMs ?? DEFAULT_RECHECK_MS);
+    ask();
+  };
+  const deadline =
+    o.timeoutMs !== undefined
+      ? setTimeout(
+          () =>
+            reject(new BerthError(Code.DEADLINE_EXCEEDED, `${what} did not exit within ${o.timeoutMs} ms`)),
+          o.timeoutMs,
+        )
+      : undefined;
+  const onAbort = () => reject(new BerthError(Code.CANCELLED, `wait for ${what} was cancelled`));
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  if (o.signal?.aborted) onAbort();
+  const close = () => {
+    clearInterval(timer);
+    clearTimeout(deadline);
+    o.signal?.removeEventListener('abort', onAbort);
+    sub.unsubscribe();
+  };
+  void exited.then(close, close);
+  if (o.checkNow !== false) check();
+  return { exited, check, close };
+}
