@@ -9,13 +9,9 @@ import { join } from 'node:path';
 import { startContainerStack } from '../tests/e2e/containers-stack.js';
 import { BERTH_BIN } from '../tests/harness/berth.js';
 import { containerdInstalled, startContainerd } from './containerd.js';
+import { pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 30);
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
-}
 
 /** One run's wall and CPU (user + system) time in ms. */
 interface Sample {

@@ -18,6 +18,7 @@ import { createCriServer, implemented, loadCriDefinition, startGateway } from '@
 import { connectNats, createLogger } from '@berth/kit';
 import { startNats } from '@berth/testing';
 import * as grpc from '@grpc/grpc-js';
+import { pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 3000);
 const M = Number(process.env.BENCH_M ?? 20_000);
@@ -26,10 +27,6 @@ const WARMUP = 500;
 
 type Variant = 'before' | 'after';
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
-}
 const ms = (n: number) => `${n.toFixed(3)} ms`;
 
 /** The server half: runs in a child process until killed. */

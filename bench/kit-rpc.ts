@@ -15,16 +15,13 @@ import { ImageApi } from '@berth/api';
 import { call, connectNats } from '@berth/kit';
 import { startNats, startRedis } from '@berth/testing';
 import { TestApi } from '../packages/kit/src/testdata/test-api.mjs';
+import { pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 2000);
 const M = Number(process.env.BENCH_M ?? 20_000);
 const C = Number(process.env.BENCH_C ?? 64);
 const FIXTURE = join(import.meta.dirname, '..', 'packages', 'kit', 'src', 'testdata', 'test-service.mjs');
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
-}
 const ms = (n: number) => `${n.toFixed(3)} ms`;
 
 async function replica(natsUrl: string, redisUrl: string, dir: string, i: number): Promise<ChildProcess> {

@@ -7,97 +7,22 @@
  *  (e) with containerd installed: `ctr run --rm` of `true`, N times, and the ratios
  * Env: BENCH_N (default 50), BENCH_DENSITY (default 100).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ExitStatus, TaskApi, type TaskExit } from '@berth/api';
 import { client as clientOf, subscribeEvents } from '@berth/kit';
 import { SERVICES, startContainerStack } from '../tests/e2e/containers-stack.js';
+import { startContainerd } from './containerd.js';
+import { pct, pidsOf, pssKiB, rssKiB, summary } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 50);
 const DENSITY = Number(process.env.BENCH_DENSITY ?? 100);
 let IMAGE = 'berth.bench/busybox:latest';
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
-}
 const f = (n: number) => n.toFixed(1);
-function summary(name: string, xs: number[]): string {
-  return `${name}: n=${xs.length} p50=${f(pct(xs, 50))} ms p95=${f(pct(xs, 95))} ms min=${f(Math.min(...xs))} ms max=${f(Math.max(...xs))} ms`;
-}
-
-/** Proportional set size of a process in KiB (shared pages split between sharers). */
-function pssKiB(pid: number): number {
-  try {
-    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-function rssKiB(pid: number): number {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-/** Pids whose command line contains `needle` and `marker` (our conmons carry our state root). */
-function pidsOf(needle: string, marker: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      if (cmd.split('\0')[0]?.endsWith(needle) && cmd.includes(marker)) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** A private containerd (temp root/state, own socket, no CRI plugin) for the comparison. */
-async function startContainerd(dir: string) {
-  await mkdir(dir, { recursive: true });
-  const sock = join(dir, 'ctd.sock');
-  const root = join(dir, 'root');
-  const config = `version = 2
-root = "${root}"
-state = "${join(dir, 'state')}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "${sock}"
-[ttrpc]
-  address = "${join(dir, 'ttrpc.sock')}"
-`;
-  await writeFile(join(dir, 'config.toml'), config);
-  const proc = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  const deadline = Date.now() + 20_000;
-  while (spawnSync('ctr', ['-a', sock, 'version'], { stdio: 'ignore' }).status !== 0) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('containerd did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    sock,
-    root,
-    pid: proc.pid ?? 0,
-    async stop() {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-      const mounts = readFileSync('/proc/self/mounts', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[1] ?? '')
-        .filter((m) => m.startsWith(`${dir}/`));
-      for (const m of mounts) spawnSync('umount', ['-l', m]);
-    },
-  };
-}
 
 const s = await startContainerStack();
 const lines: string[] = [];

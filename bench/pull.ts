@@ -8,10 +8,10 @@
  *      registry (`ctr content fetch`, no unpack: the same work) and `ctr images pull` (with unpack)
  * Run: pnpm --filter @berth/bench run pull   Env: BENCH_RUNS (3), BENCH_LAYER_MB (52), BENCH_LAYERS (4).
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ImageApi } from '@berth/api';
@@ -27,6 +27,7 @@ import {
   startImageService,
   uploadImage,
 } from '../packages/image-service/dist/testing/index.js';
+import { startContainerd } from './containerd.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const LAYER_MB = Number(process.env.BENCH_LAYER_MB ?? 52);
@@ -137,7 +138,8 @@ async function main(): Promise<void> {
         [fetches, ['content', 'fetch', '--plain-http', ref0]],
         [ctdPulls, ['images', 'pull', '--plain-http', ref0]],
       ] as const) {
-        const ctd = await startContainerd(join(work, `ctd-${r}-${list === fetches ? 'f' : 'p'}`));
+        const ctdDir = join(work, `ctd-${r}-${list === fetches ? 'f' : 'p'}`);
+        const ctd = await startContainerd(ctdDir);
         try {
           const t1 = performance.now();
           const res = spawnSync('ctr', ['-a', ctd.sock, '-n', 'bench', ...args], { encoding: 'utf8' });
@@ -145,6 +147,7 @@ async function main(): Promise<void> {
           list.push((performance.now() - t1) / 1000);
         } finally {
           await ctd.stop();
+          await rm(ctdDir, { recursive: true, force: true });
         }
       }
     }
@@ -195,44 +198,6 @@ async function main(): Promise<void> {
     await Promise.all([nats.stop(), redis.stop(), registry.stop()]);
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/** A private containerd (own root, state and sockets, CRI disabled), ready when `ctr version` answers. */
-async function startContainerd(dir: string): Promise<{ sock: string; stop: () => Promise<void> }> {
-  await mkdir(dir, { recursive: true });
-  const sock = join(dir, 'c.sock');
-  await writeFile(
-    join(dir, 'config.toml'),
-    [
-      'version = 2',
-      `root = "${join(dir, 'root')}"`,
-      `state = "${join(dir, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${sock}"`,
-      '[ttrpc]',
-      `  address = "${join(dir, 't.sock')}"`,
-      '',
-    ].join('\n'),
-  );
-  const proc: ChildProcess = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  const deadline = Date.now() + 20_000;
-  while (spawnSync('ctr', ['-a', sock, 'version'], { stdio: 'ignore' }).status !== 0) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('containerd did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    sock,
-    async stop() {
-      if (proc.exitCode === null) {
-        const done = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        await done;
-      }
-      spawnSync('umount', ['-R', join(dir, 'root')], { stdio: 'ignore' });
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 await main();

@@ -7,47 +7,19 @@
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ShimApi } from '@berth/api';
 import { client as clientOf, connectNats } from '@berth/kit';
 import { startNats, startRedis, tempDir } from '@berth/testing';
+import { pct, pidsOf, pssKiB, rssKiB, summary } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 50);
 const DENSITY = Number(process.env.BENCH_DENSITY ?? 100);
 const ns = 'bench';
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
-}
 const f = (n: number) => n.toFixed(1);
-function summary(name: string, xs: number[]): string {
-  return `${name}: n=${xs.length} p50=${f(pct(xs, 50))} ms p95=${f(pct(xs, 95))} ms min=${f(Math.min(...xs))} ms max=${f(Math.max(...xs))} ms`;
-}
-function memKiB(pid: number, file: 'smaps_rollup' | 'status', field: 'Pss' | 'VmRSS'): number {
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/${file}`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-/** Our conmons: their command line names this run's state root. */
-function conmonPids(marker: string): number[] {
-  return readdirSync('/proc').flatMap((d) => {
-    if (!/^\d+$/.test(d)) return [];
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      return cmd.split('\0')[0]?.endsWith('conmon') && cmd.includes(marker) ? [Number(d)] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-
 async function rootfs(dir: string): Promise<string> {
   await mkdir(join(dir, 'bin'), { recursive: true });
   for (const d of ['proc', 'sys', 'dev', 'tmp']) await mkdir(join(dir, d), { recursive: true });
@@ -172,7 +144,7 @@ async function main(): Promise<void> {
     console.log(`    ratio shim/raw p50: ${(pct(total, 50) / pct(raw, 50)).toFixed(2)}x`);
 
     // (3) density.
-    const agentBefore = memKiB(agent.pid as number, 'smaps_rollup', 'Pss');
+    const agentBefore = pssKiB(agent.pid as number);
     const t0 = performance.now();
     for (let i = 0; i < DENSITY; i++) {
       const id = `idle${i}`;
@@ -187,10 +159,10 @@ async function main(): Promise<void> {
       await client.start({ namespace: ns, id });
     }
     const upMs = performance.now() - t0;
-    const mons = conmonPids(stateRoot);
-    const pss = mons.reduce((a, p) => a + memKiB(p, 'smaps_rollup', 'Pss'), 0);
-    const rss = mons.reduce((a, p) => a + memKiB(p, 'status', 'VmRSS'), 0);
-    const agentPss = memKiB(agent.pid as number, 'smaps_rollup', 'Pss');
+    const mons = pidsOf('conmon', stateRoot);
+    const pss = mons.reduce((a, p) => a + pssKiB(p), 0);
+    const rss = mons.reduce((a, p) => a + rssKiB(p), 0);
+    const agentPss = pssKiB(agent.pid as number);
     console.log(`(3) density: ${DENSITY} idle tasks started in ${f(upMs)} ms; ${mons.length} conmons`);
     console.log(`    conmon per task: PSS ${f(pss / mons.length)} KiB, RSS ${f(rss / mons.length)} KiB`);
     console.log(

@@ -9,10 +9,10 @@
  *      its unpack alone (content fetched first), with the ratios
  * Run: pnpm --filter @berth/bench run unpack   Env: BENCH_RUNS (3), BENCH_SMALL (16000), BENCH_LARGE_MB (32).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chainIds, ImageApi, SnapshotApi } from '@berth/api';
 import { call, hostLayout } from '@berth/kit';
@@ -27,6 +27,7 @@ import {
 import { type TarWriteEntry, tarBuffer } from '@berth/tar';
 import { startRegistry, tempDir } from '@berth/testing';
 import { startContainerStack } from '../tests/e2e/containers-stack.js';
+import { startContainerd } from './containerd.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SMALL = Number(process.env.BENCH_SMALL ?? 16_000);
@@ -237,7 +238,8 @@ async function main(): Promise<void> {
         }
       }
       if (!haveCtd) continue;
-      const ctd = await startContainerd(join(work, `ctd-${r}`));
+      const ctdDir = join(work, `ctd-${r}`);
+      const ctd = await startContainerd(ctdDir);
       try {
         const ctr = (args: string[]) => {
           const t = process.hrtime.bigint();
@@ -252,6 +254,7 @@ async function main(): Promise<void> {
         c.unpack.push(ctr(['images', 'pull', '--plain-http', ref]));
       } finally {
         await ctd.stop();
+        await rm(ctdDir, { recursive: true, force: true });
       }
     }
     const line = (who: string, what: string, xs: number[]) =>
@@ -277,36 +280,6 @@ async function main(): Promise<void> {
     await registry.stop();
     await rm(work, { recursive: true, force: true });
   }
-}
-
-/** A private containerd (temp root/state, own socket, no CRI plugin) for the comparison. */
-async function startContainerd(dir: string) {
-  await mkdir(dir, { recursive: true });
-  const sock = join(dir, 'ctd.sock');
-  await writeFile(
-    join(dir, 'config.toml'),
-    `version = 2\nroot = "${join(dir, 'root')}"\nstate = "${join(dir, 'state')}"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n[ttrpc]\n  address = "${join(dir, 'ttrpc.sock')}"\n`,
-  );
-  const proc = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  const deadline = Date.now() + 20_000;
-  while (spawnSync('ctr', ['-a', sock, 'version'], { stdio: 'ignore' }).status !== 0) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error('containerd did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    sock,
-    async stop() {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-      for (const m of readFileSync('/proc/self/mounts', 'utf8')
-        .split('\n')
-        .map((l) => l.split(' ')[1] ?? '')) {
-        if (m.startsWith(`${dir}/`)) spawnSync('umount', ['-l', m]);
-      }
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 await main();
