@@ -18,8 +18,10 @@ let s: RuntimeStack;
 let logDir: string;
 
 /** Starts the stack, a directory for pod logs, and imports the busybox image. */
-export async function startPodStack(): Promise<{ s: RuntimeStack; logDir: string }> {
-  s = await startRuntimeStack({ sandboxImage: SANDBOX_IMAGE });
+export async function startPodStack(
+  shimSettings?: Parameters<typeof startRuntimeStack>[0]['shimSettings'],
+): Promise<{ s: RuntimeStack; logDir: string }> {
+  s = await startRuntimeStack({ sandboxImage: SANDBOX_IMAGE, ...(shimSettings ? { shimSettings } : {}) });
   logDir = join(s.root, 'pod-logs');
   await mkdir(logDir, { recursive: true });
   await s.importBusybox(BUSYBOX);

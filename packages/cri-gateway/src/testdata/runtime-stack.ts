@@ -45,6 +45,8 @@ export interface RuntimeStack {
 export async function startRuntimeStack(opts: {
   sandboxImage: string;
   pauseBinary?: string;
+  /** More `services.shim` settings, written before the shim starts (e.g. a CNI conf of the test's own). */
+  shimSettings?: (root: string, cni: TestCniNetwork) => Promise<Record<string, unknown>>;
 }): Promise<RuntimeStack> {
   const [nats, redis] = await Promise.all([
     startNats({ jetstream: false }),
@@ -55,7 +57,8 @@ export async function startRuntimeStack(opts: {
   const runRoot = join(root, 'run');
   await mkdir(stateRoot, { recursive: true });
   const cni = testCniNetwork(root);
-  await writeFile(join(root, 'config.json'), `${JSON.stringify({ services: { shim: cni.settings } })}\n`);
+  const shim = { ...cni.settings, ...(opts.shimSettings ? await opts.shimSettings(root, cni) : {}) };
+  await writeFile(join(root, 'config.json'), `${JSON.stringify({ services: { shim } })}\n`);
   const node = `cri-${Math.random().toString(16).slice(2, 10)}`;
   const nc = await connectNats({ url: nats.url, name: 'cri-runtime-test' });
   const env: NodeJS.ProcessEnv = {};

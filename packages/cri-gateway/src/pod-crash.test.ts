@@ -1,0 +1,112 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TestCniNetwork } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { natsShimNetworkPort } from './runtime/nats-ports.js';
+import { type Json, podConfig, rpc, runPod, startPodStack, until } from './testdata/pod-fixtures.js';
+import type { RuntimeStack } from './testdata/runtime-stack.js';
+
+// A shim SIGKILLed in the middle of RunPodSandbox, while a CNI plugin of the pod's chain runs:
+// the bridge has leased an address and made the veth, a later plugin has not answered yet. The
+// restarted shim must release what the half-made pod holds, and the node must go on giving pods
+// addresses. The chain is the stack's own bridge network followed by a "gate" plugin that, while a
+// hold file exists, blocks in ADD (telling its pid), and otherwise passes the bridge's result on.
+
+let s: RuntimeStack;
+let hold: string;
+let marker: string;
+let gatePid: number | undefined;
+
+/** Writes the gate plugin and a conflist (bridge + gate) into the stack's private CNI conf dir. */
+async function gateNetwork(root: string, cni: TestCniNetwork): Promise<Record<string, unknown>> {
+  const plugins = join(root, 'cni-plugins');
+  await mkdir(plugins, { recursive: true });
+  hold = join(root, 'gate-hold');
+  marker = join(root, 'gate-started');
+  const gate = `#!${process.execPath}
+const fs = require('node:fs');
+let input = '';
+process.stdin.on('data', (d) => { input += d; }).on('end', () => {
+  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
+  const conf = JSON.parse(input);
+  if (fs.existsSync(${JSON.stringify(hold)})) {
+    fs.writeFileSync(${JSON.stringify(marker)}, String(process.pid));
+    setInterval(() => {}, 1 << 30);
+    return;
+  }
+  process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));
+});
+`;
+  await writeFile(join(plugins, 'gate'), gate);
+  await chmod(join(plugins, 'gate'), 0o755);
+  const ipam = { type: 'host-local', dataDir: cni.settings.cniDataDir, ranges: [[{ subnet: cni.subnet }]] };
+  await mkdir(cni.settings.cniConfDir, { recursive: true });
+  await writeFile(
+    join(cni.settings.cniConfDir, '10-berth.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'berth',
+      plugins: [
+        { type: 'bridge', bridge: cni.bridge, isGateway: true, ipMasq: true, ipam },
+        { type: 'gate' },
+      ],
+    }),
+  );
+  return { cniPluginDirs: [plugins, '/usr/lib/cni'] };
+}
+
+beforeAll(async () => {
+  ({ s } = await startPodStack(gateNetwork));
+}, 180_000);
+
+afterAll(async () => {
+  if (gatePid) {
+    try {
+      process.kill(gatePid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await s?.stop();
+}, 60_000);
+
+/** The addresses host-local has leased on the stack's network. */
+const leases = () =>
+  existsSync(s.cni.leaseDir) ? readdirSync(s.cni.leaseDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
+
+describe('a shim SIGKILLed mid-RunPodSandbox', () => {
+  it('releases the half-made pod on restart: no lease, no namespace, no recorded pod', async () => {
+    await writeFile(hold, '');
+    // Its answer is not awaited: the gateway's call to the killed shim is lost with it.
+    const run = rpc('RunPodSandbox', { config: podConfig('crash') });
+    run.catch(() => undefined);
+    await until('the gate plugin to block in ADD', () => existsSync(marker));
+    gatePid = Number(readFileSync(marker, 'utf8'));
+    // Mid-chain: the bridge already leased an address for the pod.
+    expect(leases()).toHaveLength(1);
+    await rm(hold);
+    await s.killAndRestart('shim');
+    process.kill(gatePid, 'SIGKILL');
+    gatePid = undefined;
+    await until('the restarted shim to release the lease', () => leases().length === 0);
+    expect((await natsShimNetworkPort(s.nc, s.node).list()).pods).toEqual([]);
+    const netns = join(s.runRoot, 'netns');
+    expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
+    // No pod is listed for the interrupted call.
+    const pods = await rpc<{ items: Json[] }>('ListPodSandbox', {});
+    expect(pods.items.filter((p) => (p.metadata as Json).name === 'crash')).toEqual([]);
+  });
+
+  it('then gives the next pod an address, and removing it frees it', async () => {
+    const pod = await runPod('after-crash');
+    const st = await rpc<{ status: { state: string; network: { ip: string } } }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+    });
+    expect(st.status.state).toBe('SANDBOX_READY');
+    expect(leases()).toEqual([st.status.network.ip]);
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    expect(leases()).toEqual([]);
+  });
+});
