@@ -324,6 +324,18 @@ export const ShimNetworkListReply = z.object({
 });
 export type ShimNetworkListReply = z.infer<typeof ShimNetworkListReply>;
 
+/** network-pod-cidr: the kubelet's pod CIDRs (CRI UpdateRuntimeConfig) for the default network. */
+export const ShimPodCidrRequest = z.object({ cidrs: z.array(z.string().max(64)).max(8) });
+export type ShimPodCidrRequest = z.infer<typeof ShimPodCidrRequest>;
+
+/** Whether the default network now uses the pod CIDR (`subnet`), and why (or why not). */
+export const ShimPodCidrReply = z.object({
+  applied: z.boolean(),
+  subnet: z.string().optional(),
+  reason: z.string(),
+});
+export type ShimPodCidrReply = z.infer<typeof ShimPodCidrReply>;
+
 /**
  * The shim agent of one node: bundles, runc under conmon, exits. `wait` blocks until the process
  * exits: callers pass their own bound.
@@ -458,6 +470,12 @@ export const ShimApi = defineService({
       output: ShimNetworkListReply,
       timeoutMs: 10_000,
       description: 'CNI networks of the conf dir and the pods attached',
+    }),
+    'network-pod-cidr': op({
+      input: ShimPodCidrRequest,
+      output: ShimPodCidrReply,
+      timeoutMs: 10_000,
+      description: "use the kubelet's pod CIDR for berth's default network (never an administrator's config)",
     }),
   },
 });

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { testCniNetwork } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsShimNetworkPort } from './runtime/nats-ports.js';
 import { createCtr, exec, type Json, rpc, runPod, startPodStack, until } from './testdata/pod-fixtures.js';
@@ -141,9 +142,26 @@ describe('CRI pod network over CNI', () => {
     expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
   });
 
-  it('keeps the pod CIDR of UpdateRuntimeConfig and refuses a bad one', async () => {
-    await rpc('UpdateRuntimeConfig', { runtime_config: { network_config: { pod_cidr: '10.244.1.0/24' } } });
-    await rpc('UpdateRuntimeConfig', { runtime_config: { network_config: { pod_cidr: '' } } });
+  it("makes the kubelet's pod CIDR the default network's range, refuses a change under pods and a bad one", async () => {
+    const port = natsShimNetworkPort(s.nc, s.node);
+    // A free /24 other than the stack's own (testCniNetwork only picks names and a subnet).
+    let cidr = s.cni.subnet;
+    while (cidr === s.cni.subnet) cidr = testCniNetwork(s.root).subnet;
+    await rpc('UpdateRuntimeConfig', { runtime_config: { network_config: { pod_cidr: cidr } } });
+    expect((await port.list()).networks[0]).toMatchObject({ default: true, subnets: [cidr] });
+    const pod = await runPod('net-cidr');
+    const ip = await podIp(pod);
+    expect(inSubnet(ip, cidr), `${ip} in ${cidr}`).toBe(true);
+    // The range of a network with pods cannot move: the kubelet is told, and may retry later.
+    const busy = await rpc('UpdateRuntimeConfig', {
+      runtime_config: { network_config: { pod_cidr: s.cni.subnet } },
+    }).catch((e: { code: number; details: string }) => e);
+    expect(busy).toMatchObject({ code: 9 });
+    expect((busy as { details: string }).details).toMatch(/1 pod\(s\) are attached/);
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    // Back to the stack's own subnet once no pod is attached.
+    await rpc('UpdateRuntimeConfig', { runtime_config: { network_config: { pod_cidr: s.cni.subnet } } });
+    expect((await port.list()).networks[0]).toMatchObject({ subnets: [s.cni.subnet] });
     const err = await rpc('UpdateRuntimeConfig', {
       runtime_config: { network_config: { pod_cidr: '10.244.1.0/33' } },
     }).catch((e: { code: number; details: string }) => e);

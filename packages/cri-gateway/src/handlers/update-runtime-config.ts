@@ -19,16 +19,17 @@ export function parsePodCidr(raw: unknown): string[] {
 }
 
 /**
- * RuntimeService/UpdateRuntimeConfig: takes the node's pod CIDR from the kubelet. containerd fills
- * it into a CNI config template; berth's pod network is the node's CNI conf dir, owned by the shim
- * (services.shim.cniConfDir / cniSubnet), so the CIDR is kept and logged, and pods keep the
- * configured subnet (see packages/cri-gateway/README.md).
+ * RuntimeService/UpdateRuntimeConfig: takes the node's pod CIDR from the kubelet. As containerd
+ * fills it into its CNI config template, the node's shim makes it the range of berth's default
+ * pod network; a CNI configuration of the administrator's is left as it is (see
+ * packages/cri-gateway/README.md).
  */
 export async function updateRuntimeConfig(
   request: { runtime_config?: { network_config?: { pod_cidr?: unknown } | null } | null },
   deps: HandlerDeps,
 ): Promise<Record<string, never>> {
   const cidrs = parsePodCidr(request.runtime_config?.network_config?.pod_cidr);
-  if (deps.pods.setPodCidrs(cidrs)) deps.log.info({ podCidr: cidrs }, 'pod CIDR from the kubelet');
+  const outcome = await deps.pods.setPodCidrs(cidrs);
+  if (outcome) deps.log.info({ podCidr: cidrs, ...outcome }, 'pod CIDR from the kubelet');
   return {};
 }

@@ -2,11 +2,12 @@ import {
   BerthError,
   Code,
   type ShimNetworkListReply,
+  type ShimPodCidrReply,
   type ShimPodNetwork,
   type ShimPortMapping,
   toBerthError,
 } from '@berth/api';
-import type { NetworkReadiness, PodNetwork, PodNetworkResult, PortMapping } from './ports.js';
+import type { NetworkReadiness, PodCidrOutcome, PodNetwork, PodNetworkResult, PortMapping } from './ports.js';
 
 /** Prefix of the CRI pods' network keys: the shim also holds `berth run` containers' networks. */
 export const CRI_NET_PREFIX = 'cri-';
@@ -25,6 +26,7 @@ export interface ShimNetworkPort {
   setup(podId: string, portMappings: ShimPortMapping[]): Promise<ShimPodNetwork>;
   teardown(podId: string): Promise<void>;
   list(): Promise<ShimNetworkListReply>;
+  podCidr(cidrs: string[]): Promise<ShimPodCidrReply>;
 }
 
 /**
@@ -78,6 +80,10 @@ export class CniPodNetwork implements PodNetwork {
 
   async list(): Promise<string[]> {
     return (await this.shim.list()).pods.map((p) => p.podId).filter(isCriNetKey);
+  }
+
+  async usePodCidrs(cidrs: string[]): Promise<PodCidrOutcome> {
+    return this.shim.podCidr(cidrs);
   }
 
   async readiness(): Promise<NetworkReadiness> {

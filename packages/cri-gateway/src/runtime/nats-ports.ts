@@ -68,6 +68,7 @@ export function natsShimNetworkPort(nc: NatsConnection, node: string): ShimNetwo
       await shim['network-teardown']({ podId, force: false });
     },
     list: () => shim['network-list']({}),
+    podCidr: (cidrs) => shim['network-pod-cidr']({ cidrs }),
   };
 }
 

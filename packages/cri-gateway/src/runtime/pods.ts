@@ -8,7 +8,7 @@ import { CRI_NET_PREFIX } from './cni-network.js';
 import { podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
 import { CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs, type SandboxMeta } from './meta.js';
 import type { SandboxImage } from './pause-image.js';
-import type { NetworkReadiness, PodNetwork, TaskPort } from './ports.js';
+import type { NetworkReadiness, PodCidrOutcome, PodNetwork, TaskPort } from './ports.js';
 import { type PodConfig, parsePodConfig, sandboxRequest } from './sandbox-spec.js';
 import { ignoreGone, stopTask } from './stop.js';
 import { stringMap } from './validate.js';
@@ -49,11 +49,16 @@ export class PodRuntime {
 
   constructor(private readonly d: RuntimeDeps) {}
 
-  /** Keeps the kubelet's pod CIDRs; true when they changed. */
-  setPodCidrs(cidrs: string[]): boolean {
-    const changed = cidrs.join(',') !== this.cidrs.join(',');
+  /**
+   * Takes the kubelet's pod CIDRs: kept for status and given to the node's default pod network
+   * (undefined when they did not change). A refusal keeps the old ones, so the kubelet's retry
+   * tries again.
+   */
+  async setPodCidrs(cidrs: string[]): Promise<PodCidrOutcome | undefined> {
+    if (cidrs.join(',') === this.cidrs.join(',')) return undefined;
+    const outcome = cidrs.length > 0 ? await this.d.network.usePodCidrs(cidrs) : undefined;
     this.cidrs = [...cidrs];
-    return changed;
+    return outcome ?? { applied: false, reason: 'no pod CIDR' };
   }
 
   /** The pod CIDRs the kubelet sent last ([] before it sent any). */

@@ -60,6 +60,13 @@ export interface PodNetworkResult {
   ips: string[];
 }
 
+/** What the pod CIDR did: the subnet pods now get, or why the node's CNI config was kept. */
+export interface PodCidrOutcome {
+  applied: boolean;
+  subnet?: string;
+  reason: string;
+}
+
 /** Whether the node's pod network can take pods (CRI NetworkReady), and why not. */
 export interface NetworkReadiness {
   ready: boolean;
@@ -77,6 +84,8 @@ export interface PodNetwork {
   teardown(podKey: string): Promise<void>;
   /** The keys of the CRI pod networks set up on this node (to find those no pod owns any more). */
   list(): Promise<string[]>;
+  /** Gives the node's default pod network the kubelet's pod CIDRs, where it is berth's to change. */
+  usePodCidrs(cidrs: string[]): Promise<PodCidrOutcome>;
   /** Whether pods can get a network now: the node answers with a usable default network. */
   readiness(): Promise<NetworkReadiness>;
 }

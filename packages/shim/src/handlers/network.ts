@@ -5,7 +5,10 @@ import type { NetworkManager } from '../network/manager.js';
 /** Handlers of pod networking on this node: setup, teardown, status, list (CNI, see network/). */
 export function networkHandlers(
   network: NetworkManager,
-): Pick<Handlers<typeof ShimApi>, 'network-setup' | 'network-teardown' | 'network-status' | 'network-list'> {
+): Pick<
+  Handlers<typeof ShimApi>,
+  'network-setup' | 'network-teardown' | 'network-status' | 'network-list' | 'network-pod-cidr'
+> {
   return {
     'network-setup': (req) => network.setup(req.podId, { portMappings: req.portMappings }),
     'network-teardown': (req) => network.teardown(req.podId, { force: req.force }),
@@ -15,5 +18,6 @@ export function networkHandlers(
       return net;
     },
     'network-list': async () => ({ networks: await network.listNetworks(), pods: await network.list() }),
+    'network-pod-cidr': (req) => network.setPodCidr(req.cidrs),
   };
 }

@@ -14,6 +14,7 @@ import { findPlugin } from './cni-exec.js';
 import { type DefaultNetworkOptions, ensureDefaultNetwork } from './default-config.js';
 import { masquerades, removeMasquerade } from './masq.js';
 import { createNetns, isNetnsMounted, removeNetns } from './netns.js';
+import { applyPodCidr, type PodCidrOutcome } from './pod-cidr.js';
 import { checkPodId, networkPaths, type PodNetworkRecord, PodRecords } from './state.js';
 
 /** Where CNI lives on the host and how the default network looks (services.shim.cni* keys). */
@@ -95,6 +96,21 @@ export class NetworkManager {
   async listNetworks(): Promise<NetworkInfo[]> {
     if (this.opts.installDefault !== false) await ensureDefaultNetwork(this.confDir, this.opts.defaults);
     return listNetworks(this.confDir);
+  }
+
+  /**
+   * Takes the kubelet's pod CIDR for the default network (see applyPodCidr): pods recorded in any
+   * phase count as attached, so a setup under way keeps the range it started with.
+   */
+  async setPodCidr(cidrs: string[]): Promise<PodCidrOutcome> {
+    if (this.opts.installDefault === false) {
+      return {
+        applied: false,
+        reason: 'the shim does not install a default network (cniInstallDefault false)',
+      };
+    }
+    const attached = (await this.records.ids()).length;
+    return applyPodCidr(this.confDir, this.opts.defaults ?? {}, cidrs, attached);
   }
 
   /**
