@@ -423,6 +423,12 @@ export const TaskApi = defineService({
   },
 });
 
+/** containerd's CRI reason for a main process's exit: the monitor's ("OOMKilled"), else by exit code. */
+export function exitReason(exitCode: number, reason?: string): string {
+  if (reason) return reason;
+  return exitCode === 0 ? 'Completed' : 'Error';
+}
+
 /** Event topics the task-service publishes (tasks.exit and tasks.oom come from the shim's exit path). */
 export const TaskTopic = {
   containerCreate: 'containers.create',

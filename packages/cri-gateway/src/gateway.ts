@@ -8,7 +8,9 @@ import { implemented, implementedStreams } from './handlers/index.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
 import { normalizeRef } from './images/resolve.js';
 import { CniPodNetwork } from './runtime/cni-network.js';
+import { ContainerView } from './runtime/container-view.js';
 import { ContainerRuntime } from './runtime/containers.js';
+import type { EventSource } from './runtime/events.js';
 import { natsImageImporter, natsShimNetworkPort, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
 import { SandboxImage } from './runtime/pause-image.js';
 import { PodRuntime } from './runtime/pods.js';
@@ -60,8 +62,26 @@ export async function startGateway(opts: {
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
   const images = natsImagePort(opts.nc, opts.node);
+  const events: EventSource = (onEvent) => {
+    const sub = subscribeEvents(opts.nc, '>', (env) => onEvent(env));
+    return () => sub.unsubscribe();
+  };
+  const view = new ContainerView(natsTaskPort(opts.nc, opts.node), opts.node, (err) =>
+    log.warn({ err }, 'container view: a refresh failed'),
+  );
+  await view.follow(events).catch((err: unknown) => {
+    // The task-service may not answer yet at boot: reads go to it until the next resync loads.
+    log.warn({ err }, 'container view: first load failed');
+  });
+  // Events sent while the connection was down are lost: read everything again once it is back.
+  void (async () => {
+    for await (const s of opts.nc.status()) {
+      if (s.type === 'reconnect')
+        view.resync().catch((err: unknown) => log.warn({ err }, 'container view: resync failed'));
+    }
+  })();
   const runtime = {
-    tasks: natsTaskPort(opts.nc, opts.node),
+    tasks: view,
     shim: natsShimPort(opts.nc, opts.node),
     images,
     network: opts.network ?? new CniPodNetwork(natsShimNetworkPort(opts.nc, opts.node)),
@@ -103,10 +123,7 @@ export async function startGateway(opts: {
       containers,
       stats,
       streams: new StreamUrls(streaming, containers, pods),
-      events: (onEvent) => {
-        const sub = subscribeEvents(opts.nc, '>', (env) => onEvent(env));
-        return () => sub.unsubscribe();
-      },
+      events,
       snapshots,
       snapshotsDir: opts.snapshotsDir,
     },
@@ -120,6 +137,7 @@ export async function startGateway(opts: {
     });
   } catch (err) {
     await streaming.close();
+    view.close();
     throw err;
   }
   let open = true;
@@ -140,6 +158,7 @@ export async function startGateway(opts: {
       if (!open) return;
       open = false;
       await Promise.all([listener.close(graceMs), streaming.close()]);
+      view.close();
     },
   };
 }

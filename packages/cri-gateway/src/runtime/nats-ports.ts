@@ -21,7 +21,8 @@ export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
     createContainer: (req: CreateContainerRequest) =>
       tasks['create-container']({ ...req, node: req.node ?? node }),
     getContainer: (id) => tasks['get-container']({ id }),
-    listContainers: async (labels) => (await tasks['list-containers']({ labels })).containers,
+    // This node's only: a cluster's nodes share the namespace, each kubelet sees its own node.
+    listContainers: async (labels) => (await tasks['list-containers']({ labels, node })).containers,
     updateContainer: (req: UpdateContainerRequest) => tasks['update-container'](req),
     updateTask: async (id, resources) => {
       await tasks.update({ id, resources });

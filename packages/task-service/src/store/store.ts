@@ -4,6 +4,7 @@ import {
   type ContainerInfo,
   type ContainerStatus,
   errors,
+  exitReason,
   type Task,
   type TaskExit,
 } from '@berth/api';
@@ -30,12 +31,6 @@ if redis.call('exists', KEYS[1]) == 0 then return 0 end
 if redis.call('hget', KEYS[1], 'status') == 'stopped' then return 0 end
 for i = 1, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1`;
-
-/** containerd's CRI reasons for an exit. */
-export function exitReason(exitCode: number, reason?: string): string {
-  if (reason) return reason;
-  return exitCode === 0 ? 'Completed' : 'Error';
-}
 
 /**
  * Container and task metadata in Redis, per namespace (keys from @berth/kit keys.ts). Containers

@@ -6,6 +6,7 @@ import {
   type ExecRequest,
   type ExitStatus,
   errors,
+  exitReason,
   type KillRequest,
   type ProcessState,
   type Resources,
@@ -31,7 +32,7 @@ import {
   resolvConf,
   seccompOf,
 } from '../spec/index.js';
-import { type ContainerStore, exitReason } from '../store/store.js';
+import type { ContainerStore } from '../store/store.js';
 import { ExitWaiters } from './exits.js';
 
 type Logger = ServiceContext['log'];

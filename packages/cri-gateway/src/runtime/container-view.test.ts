@@ -1,0 +1,172 @@
+import { BerthError, Code, type ContainerInfo, TaskTopic } from '@berth/api';
+import { describe, expect, it } from 'vitest';
+import { CRI_NAMESPACE } from '../images/ports.js';
+import { ContainerView } from './container-view.js';
+import type { EventSource } from './events.js';
+import { CriKind, CriLabel } from './meta.js';
+import type { TaskPort } from './ports.js';
+
+// The view against a task-service held in a map (the port the gateway's domain talks to), with
+// events delivered by hand: what the view answers, and when it asks the task-service.
+
+const NODE = 'n1';
+
+function info(id: string, o: { node?: string; status?: ContainerInfo['status']; pid?: number } = {}) {
+  const status = o.status ?? 'created';
+  const c = {
+    id,
+    name: `k8s-ctr-${id}`,
+    namespace: CRI_NAMESPACE,
+    node: o.node ?? NODE,
+    labels: { [CriLabel.kind]: CriKind.container },
+  } as unknown as ContainerInfo['container'];
+  if (status === 'created') return { container: c, status } as ContainerInfo;
+  const task = { id, namespace: CRI_NAMESPACE, node: NODE, status, pid: o.pid ?? 10, createdAt: 't0' };
+  return { container: c, task, status } as ContainerInfo;
+}
+
+/** A task-service of records in a map; counts the reads that reach it. */
+function fakeTasks() {
+  const records = new Map<string, ContainerInfo>();
+  const reads = { get: 0, list: 0 };
+  let hold: Promise<void> | undefined;
+  const port = {
+    getContainer: async (id: string) => {
+      reads.get++;
+      const r = records.get(id);
+      await hold;
+      if (!r) throw new BerthError(Code.NOT_FOUND, `container "${id}" not found`);
+      return r;
+    },
+    listContainers: async () => {
+      reads.list++;
+      return [...records.values()];
+    },
+    start: async (id: string) => {
+      const r = records.get(id) as ContainerInfo;
+      records.set(id, info(id, { status: 'running', pid: 10 }));
+      return { id: r.container.id, status: 'running', pid: 10 };
+    },
+    deleteContainer: async (id: string) => {
+      records.delete(id);
+    },
+  } as unknown as TaskPort;
+  return {
+    records,
+    reads,
+    port,
+    holdReads(p: Promise<void> | undefined) {
+      hold = p;
+    },
+  };
+}
+
+/** An event source the test fires by hand. */
+function manualEvents() {
+  let handler: Parameters<EventSource>[0] = () => undefined;
+  const source: EventSource = (h) => {
+    handler = h;
+    return () => undefined;
+  };
+  const fire = (topic: string, event: Record<string, unknown>) =>
+    handler({ topic, namespace: CRI_NAMESPACE, timestamp: new Date().toISOString(), event });
+  return { source, fire };
+}
+
+async function started() {
+  const t = fakeTasks();
+  t.records.set('a1', info('a1', { status: 'running' }));
+  t.records.set('b2', info('b2', { node: 'other' }));
+  const ev = manualEvents();
+  const view = new ContainerView(t.port, NODE);
+  await view.follow(ev.source);
+  return { t, ev, view };
+}
+
+describe('ContainerView', () => {
+  it("answers reads of this node's containers from memory once loaded", async () => {
+    const { t, view } = await started();
+    const before = { ...t.reads };
+    expect((await view.getContainer('a1')).status).toBe('running');
+    expect((await view.listContainers({ [CriLabel.kind]: '' })).map((i) => i.container.id)).toEqual(['a1']);
+    expect(t.reads).toEqual(before);
+    // Another node's container is asked for, never kept.
+    expect((await view.getContainer('b2')).container.node).toBe('other');
+    expect(t.reads.get).toBe(before.get + 1);
+    view.close();
+  });
+
+  it('shows a write to the next read, and a deletion to the next list', async () => {
+    const { t, view } = await started();
+    t.records.set('c3', info('c3'));
+    await view.createContainer({} as never).catch(() => undefined);
+    expect((await view.getContainer('c3')).status).toBe('created');
+    await view.start('c3');
+    expect((await view.getContainer('c3')).status).toBe('running');
+    await view.deleteContainer('c3', true);
+    expect(
+      (await view.listContainers({ [CriLabel.kind]: CriKind.container })).map((i) => i.container.id),
+    ).toEqual(['a1']);
+    await expect(view.getContainer('c3')).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    view.close();
+  });
+
+  it('takes an exit from its event and keeps it over a refresh that read the record before it was recorded', async () => {
+    const { t, ev, view } = await started();
+    ev.fire(TaskTopic.taskExit, {
+      id: 'a1',
+      pid: 10,
+      exitCode: 137,
+      exitedAt: 'x',
+      node: NODE,
+      namespace: CRI_NAMESPACE,
+    });
+    const got = await view.getContainer('a1');
+    expect(got.status).toBe('stopped');
+    expect(got.task).toMatchObject({ exitCode: 137, reason: 'Error' });
+    // The task-service still says running (it records the exit a moment later): the exit stays.
+    ev.fire(TaskTopic.taskPaused, { id: 'a1' });
+    expect((await view.getContainer('a1')).status).toBe('stopped');
+    // An exit of another process (another pid) is not this task's.
+    t.records.set('d4', info('d4', { status: 'running', pid: 20 }));
+    ev.fire(TaskTopic.taskStart, { id: 'd4' });
+    ev.fire(TaskTopic.taskExit, {
+      id: 'd4',
+      pid: 99,
+      exitCode: 0,
+      exitedAt: 'x',
+      node: NODE,
+      namespace: CRI_NAMESPACE,
+    });
+    expect((await view.getContainer('d4')).status).toBe('running');
+    view.close();
+  });
+
+  it('never lets an older refresh land over a newer one', async () => {
+    const { t, ev, view } = await started();
+    let release!: () => void;
+    t.holdReads(
+      new Promise<void>((r) => {
+        release = r;
+      }),
+    );
+    ev.fire(TaskTopic.taskStart, { id: 'a1' }); // reads "running", held
+    t.holdReads(undefined);
+    t.records.set('a1', info('a1', { status: 'paused' }));
+    ev.fire(TaskTopic.taskPaused, { id: 'a1' }); // reads "paused", lands first
+    expect((await view.getContainer('a1')).status).toBe('paused');
+    release();
+    await new Promise((r) => setImmediate(r)); // the held read has landed (or been dropped) now
+    expect((await view.getContainer('a1')).status).toBe('paused');
+    view.close();
+  });
+
+  it('drops on resync what was deleted without an event reaching it, and adds what was created', async () => {
+    const { t, view } = await started();
+    t.records.delete('a1');
+    t.records.set('e5', info('e5'));
+    await view.resync();
+    expect((await view.listContainers({ [CriLabel.kind]: '' })).map((i) => i.container.id)).toEqual(['e5']);
+    view.close();
+  });
+});
