@@ -94,6 +94,21 @@ export const BlobStatus = {
 export type BlobStatus = (typeof BlobStatus)[keyof typeof BlobStatus];
 
 /** Event payload on topic `images.pull.progress.<pullId>` (and `images.push.progress.<pushId>`). */
+/**
+ * Event topics of image records (payload `{ name }`), published once the record is written or
+ * deleted: what a cache of images (the CRI gateway's) refreshes on.
+ */
+export const ImageTopic = {
+  imageUpdate: 'images.update',
+  imageDelete: 'images.delete',
+} as const;
+export type ImageTopic = (typeof ImageTopic)[keyof typeof ImageTopic];
+
+/** The payload of an ImageTopic event. */
+export interface ImageEvent {
+  name: string;
+}
+
 export const PullProgress = z.object({
   pullId: z.string(),
   ref: z.string(),

@@ -5,10 +5,11 @@ import type { NatsConnection } from 'nats';
 import { listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
+import { ImageView } from './images/image-view.js';
 import { natsImagePort, natsSnapshotPort } from './images/nats-ports.js';
 import { normalizeRef } from './images/resolve.js';
 import { CniPodNetwork } from './runtime/cni-network.js';
-import { ContainerView } from './runtime/container-view.js';
+import { ContainerView, RESYNC_MS } from './runtime/container-view.js';
 import { ContainerRuntime } from './runtime/containers.js';
 import type { EventSource } from './runtime/events.js';
 import { natsImageImporter, natsShimNetworkPort, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
@@ -61,23 +62,29 @@ export async function startGateway(opts: {
   probeTimeoutMs?: number;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
-  const images = natsImagePort(opts.nc, opts.node);
   const events: EventSource = (onEvent) => {
     const sub = subscribeEvents(opts.nc, '>', (env) => onEvent(env));
     return () => sub.unsubscribe();
   };
+  // The kubelet's constant reads answer from memory (see container-view.ts and image-view.ts).
   const view = new ContainerView(natsTaskPort(opts.nc, opts.node), opts.node, (err) =>
     log.warn({ err }, 'container view: a refresh failed'),
   );
-  await view.follow(events).catch((err: unknown) => {
-    // The task-service may not answer yet at boot: reads go to it until the next resync loads.
-    log.warn({ err }, 'container view: first load failed');
-  });
+  const images = new ImageView(natsImagePort(opts.nc, opts.node), (err) =>
+    log.warn({ err }, 'image view: a refresh failed'),
+  );
+  await Promise.all([
+    // A service may not answer yet at boot: reads go to it until the next resync loads.
+    view.follow(events).catch((err: unknown) => log.warn({ err }, 'container view: first load failed')),
+    images
+      .follow(events, RESYNC_MS)
+      .catch((err: unknown) => log.warn({ err }, 'image view: first load failed')),
+  ]);
   // Events sent while the connection was down are lost: read everything again once it is back.
   void (async () => {
     for await (const s of opts.nc.status()) {
-      if (s.type === 'reconnect')
-        view.resync().catch((err: unknown) => log.warn({ err }, 'container view: resync failed'));
+      if (s.type !== 'reconnect') continue;
+      for (const v of [view, images]) v.resync().catch((err: unknown) => log.warn({ err }, 'resync failed'));
     }
   })();
   const runtime = {
@@ -138,6 +145,7 @@ export async function startGateway(opts: {
   } catch (err) {
     await streaming.close();
     view.close();
+    images.close();
     throw err;
   }
   let open = true;
@@ -159,6 +167,7 @@ export async function startGateway(opts: {
       open = false;
       await Promise.all([listener.close(graceMs), streaming.close()]);
       view.close();
+      images.close();
     },
   };
 }

@@ -87,7 +87,7 @@ export class ImageService {
       lockWaitMs: o.settings.blobLockWaitMs,
       log: o.log,
     });
-    this.images = new ImageStore(o.redis, o.node);
+    this.images = new ImageStore(o.redis, o.node, (topic, ns, e) => o.ports.publish(topic, ns, e));
   }
 
   /** A registry client that uses `auth` for the request's registry, else the docker config. */

@@ -1,4 +1,4 @@
-import { BerthError, Code, chainIds, errors, ImageRecord } from '@berth/api';
+import { BerthError, Code, chainIds, errors, type ImageEvent, ImageRecord, ImageTopic } from '@berth/api';
 import { keys, type Redis } from '@berth/kit';
 import { tryNormalize } from '../registry/reference.js';
 
@@ -7,18 +7,21 @@ import { tryNormalize } from '../registry/reference.js';
  * its target digest (read by GC), keys.images(node, ns) a sorted set of names by update time.
  */
 export class ImageStore {
+  /** `announce` publishes an ImageTopic event once a change is stored. */
   constructor(
     private readonly redis: Redis,
     private readonly node: string,
+    private readonly announce: (topic: ImageTopic, ns: string, e: ImageEvent) => void = () => undefined,
   ) {}
 
-  /** Writes a record and indexes its name, in one transaction. */
+  /** Writes a record and indexes its name, in one transaction, then announces it. */
   async put(ns: string, rec: ImageRecord): Promise<void> {
     await this.redis
       .multi()
       .hset(keys.image(this.node, ns, rec.name), { record: JSON.stringify(rec), target: rec.target.digest })
       .zadd(keys.images(this.node, ns), Date.parse(rec.updatedAt) || Date.now(), rec.name)
       .exec();
+    this.announce(ImageTopic.imageUpdate, ns, { name: rec.name });
   }
 
   /** The record stored under an exact normalized name. */
@@ -48,7 +51,9 @@ export class ImageStore {
       .del(keys.image(this.node, ns, name))
       .zrem(keys.images(this.node, ns), name)
       .exec();
-    return Number(res?.[0]?.[1] ?? 0) > 0;
+    const existed = Number(res?.[0]?.[1] ?? 0) > 0;
+    if (existed) this.announce(ImageTopic.imageDelete, ns, { name });
+    return existed;
   }
 
   /**

@@ -1,0 +1,94 @@
+import { BerthError, Code, type ImageRecord, ImageTopic } from '@berth/api';
+import { describe, expect, it } from 'vitest';
+import type { EventSource } from '../runtime/events.js';
+import { ImageView } from './image-view.js';
+import { CRI_NAMESPACE, type ImagePort } from './ports.js';
+
+// The view against an image-service held in a map (the port the CRI image code talks to), with
+// events delivered by hand: what it answers from memory, and what it asks the service.
+
+const ID = `sha256:${'a'.repeat(64)}`;
+const rec = (name: string, updatedAt = '2026-12-01T00:00:00Z') =>
+  ({
+    name,
+    configDigest: ID,
+    target: { digest: `sha256:${'b'.repeat(64)}` },
+    updatedAt,
+  }) as unknown as ImageRecord;
+
+function fakeImages() {
+  const records = new Map<string, ImageRecord>();
+  const reads = { get: 0, list: 0 };
+  const port = {
+    get: async (name: string) => {
+      reads.get++;
+      const r = records.get(name) ?? [...records.values()].find((x) => x.configDigest.startsWith(name));
+      if (!r) throw new BerthError(Code.NOT_FOUND, `image "${name}" not found`);
+      return r;
+    },
+    list: async () => {
+      reads.list++;
+      return [...records.values()];
+    },
+    pull: async (req: { ref: string }) => {
+      const r = rec(req.ref);
+      records.set(req.ref, r);
+      return { image: r, unpack: 'done' };
+    },
+    remove: async (req: { name: string }) => {
+      records.delete(req.name);
+      return {};
+    },
+  } as unknown as ImagePort;
+  return { records, reads, port };
+}
+
+function manualEvents() {
+  let handler: Parameters<EventSource>[0] = () => undefined;
+  const source: EventSource = (h) => {
+    handler = h;
+    return () => undefined;
+  };
+  return {
+    source,
+    fire: (topic: string, name: string) =>
+      handler({ topic, namespace: CRI_NAMESPACE, timestamp: '', event: { name } }),
+  };
+}
+
+describe('ImageView', () => {
+  it('answers a name (normalized) and a full id from memory, an id prefix from the service', async () => {
+    const t = fakeImages();
+    t.records.set('docker.io/library/busybox:latest', rec('docker.io/library/busybox:latest'));
+    const view = new ImageView(t.port);
+    await view.follow(manualEvents().source, 60_000);
+    const before = t.reads.get;
+    expect((await view.get('busybox')).name).toBe('docker.io/library/busybox:latest');
+    expect((await view.get(ID)).name).toBe('docker.io/library/busybox:latest');
+    expect((await view.get('a'.repeat(64))).configDigest).toBe(ID);
+    expect(t.reads.get).toBe(before);
+    expect((await view.get('sha256:aaaa')).configDigest).toBe(ID);
+    expect(t.reads.get).toBe(before + 1);
+    await expect(view.get('nothere:1')).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    view.close();
+  });
+
+  it('shows a pull and a removal to the next read, and follows image events', async () => {
+    const t = fakeImages();
+    const ev = manualEvents();
+    const view = new ImageView(t.port);
+    await view.follow(ev.source, 60_000);
+    await view.pull({ ref: 'registry.test/a:1' } as never);
+    expect((await view.list()).map((r) => r.name)).toEqual(['registry.test/a:1']);
+    await view.remove({ name: 'registry.test/a:1' });
+    expect(await view.list()).toEqual([]);
+    // Someone else tags and removes: the events say so.
+    t.records.set('registry.test/b:1', rec('registry.test/b:1'));
+    ev.fire(ImageTopic.imageUpdate, 'registry.test/b:1');
+    expect((await view.list()).map((r) => r.name)).toEqual(['registry.test/b:1']);
+    t.records.delete('registry.test/b:1');
+    ev.fire(ImageTopic.imageDelete, 'registry.test/b:1');
+    expect(await view.list()).toEqual([]);
+    view.close();
+  });
+});

@@ -1,0 +1,101 @@
+import { Code, type ImageEvent, type ImageRecord, ImageTopic, toBerthError } from '@berth/api';
+import type { EventSource } from '../runtime/events.js';
+import { Mirror } from '../runtime/mirror.js';
+import { CRI_NAMESPACE, type ImagePort } from './ports.js';
+import { normalizeRef } from './resolve.js';
+
+const IMAGE_ID = /^(?:sha256:)?([a-f0-9]{64})$/;
+
+/**
+ * The CRI namespace's images of this node, kept in the gateway's memory so ImageStatus and
+ * ListImages (the kubelet asks before every container it creates) answer without a NATS round
+ * trip. An ImagePort in front of the image-service's: a name (normalized as the image-service
+ * stores it) or a full image id is answered from memory; anything else (an id prefix, a name not
+ * kept) asks the image-service. Pulls and removals refresh what they changed before the next read
+ * of it; image events refresh the name they carry; everything is read again every `resyncMs`.
+ */
+export class ImageView implements ImagePort {
+  private readonly mirror: Mirror<ImageRecord>;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly inner: ImagePort,
+    onError: (err: unknown) => void = () => undefined,
+  ) {
+    this.mirror = new Mirror<ImageRecord>(
+      {
+        fetch: async (name) => {
+          try {
+            const rec = await inner.get(name);
+            return rec.name === name ? rec : undefined;
+          } catch (err) {
+            if (toBerthError(err).code === Code.NOT_FOUND) return undefined;
+            throw err;
+          }
+        },
+        list: async () => (await inner.list()).map((r) => [r.name, r]),
+      },
+      onError,
+    );
+  }
+
+  /** Follows image events, loads every image and resyncs every `resyncMs`. */
+  async follow(events: EventSource, resyncMs: number): Promise<void> {
+    this.unsubscribe = events((e) => {
+      if (e.namespace !== CRI_NAMESPACE) return;
+      if (e.topic !== ImageTopic.imageUpdate && e.topic !== ImageTopic.imageDelete) return;
+      const name = (e.event as Partial<ImageEvent> | undefined)?.name;
+      if (typeof name === 'string') void this.mirror.refresh(name);
+    });
+    await this.mirror.start(resyncMs);
+  }
+
+  /** Stops following; reads go to the image-service from then on. */
+  close(): void {
+    this.unsubscribe?.();
+    this.mirror.stop();
+  }
+
+  /** Reads every image again (after a reconnect). */
+  resync(): Promise<void> {
+    return this.mirror.resync();
+  }
+
+  async get(name: string): Promise<ImageRecord> {
+    if (this.mirror.loaded) {
+      const id = IMAGE_ID.exec(name);
+      const hit = id
+        ? (await this.newestFirst()).find((r) => r.configDigest === `sha256:${id[1]}`)
+        : await this.mirror.get(normalizeRef(name));
+      if (hit) return hit;
+    }
+    return this.inner.get(name);
+  }
+
+  async list(): Promise<ImageRecord[]> {
+    return this.mirror.loaded ? this.newestFirst() : this.inner.list();
+  }
+
+  async pull(req: Parameters<ImagePort['pull']>[0]): ReturnType<ImagePort['pull']> {
+    const reply = await this.inner.pull(req);
+    if (this.mirror.loaded) void this.mirror.refresh(reply.image.name);
+    return reply;
+  }
+
+  async remove(req: Parameters<ImagePort['remove']>[0]): ReturnType<ImagePort['remove']> {
+    try {
+      return await this.inner.remove(req);
+    } finally {
+      if (this.mirror.loaded) void this.mirror.refresh(req.name);
+    }
+  }
+
+  usage(): ReturnType<ImagePort['usage']> {
+    return this.inner.usage();
+  }
+
+  /** The kept records newest first, as the image-service lists them. */
+  private async newestFirst(): Promise<ImageRecord[]> {
+    return (await this.mirror.values()).sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
+  }
+}

@@ -1,0 +1,119 @@
+/** Where a mirror reads the records it keeps, and how a fresh one meets the one it has. */
+export interface MirrorSource<T> {
+  /** One record again; undefined when it is gone (or not one to keep). */
+  fetch(key: string): Promise<T | undefined>;
+  /** Every record to keep, by key. */
+  list(): Promise<[string, T][]>;
+  /** What to keep when a refresh brings `fresh` over `cur` (default: `fresh`). */
+  merge?(cur: T, fresh: T): T;
+}
+
+/**
+ * Records of another service kept in memory and kept true: each key refreshes on demand (an event
+ * named it, or a write changed it), the newest refresh of a key wins over older ones still in
+ * flight, a read of a key waits for its refresh, a read of all waits for every refresh, and a
+ * resync reads everything again (core NATS events are at-most-once). Until the first resync has
+ * loaded it, `loaded` is false and callers read the service itself.
+ */
+export class Mirror<T> {
+  private readonly byKey = new Map<string, T>();
+  /** Per key, the number of its latest refresh or patch: older refreshes never land over it. */
+  private readonly gen = new Map<string, number>();
+  private readonly pending = new Map<string, Promise<void>>();
+  private counter = 0;
+  private timer: NodeJS.Timeout | undefined;
+  loaded = false;
+
+  constructor(
+    private readonly source: MirrorSource<T>,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** Reads one key again; reads of it wait for this. */
+  refresh(key: string): Promise<void> {
+    const g = ++this.counter;
+    this.gen.set(key, g);
+    const done = this.source
+      .fetch(key)
+      .then(
+        (fresh) => {
+          if (this.gen.get(key) !== g) return;
+          const cur = this.byKey.get(key);
+          if (fresh === undefined) this.byKey.delete(key);
+          else this.byKey.set(key, cur && this.source.merge ? this.source.merge(cur, fresh) : fresh);
+        },
+        (err: unknown) => {
+          // Unknown now: the caller reads the service itself until a refresh lands.
+          if (this.gen.get(key) === g) this.byKey.delete(key);
+          this.onError(err);
+        },
+      )
+      .finally(() => {
+        if (this.pending.get(key) === done) this.pending.delete(key);
+      });
+    this.pending.set(key, done);
+    return done;
+  }
+
+  /** Sets a record from what an event says, ahead of the service's own record. */
+  patch(key: string, update: (cur: T) => T | undefined): void {
+    const cur = this.byKey.get(key);
+    if (cur === undefined) return;
+    const next = update(cur);
+    if (next !== undefined) this.byKey.set(key, next);
+  }
+
+  /** Reads everything again; keys touched meanwhile keep their newer state. */
+  async resync(): Promise<void> {
+    const before = this.counter;
+    const started = new Map(this.gen);
+    const all = await this.source.list();
+    const seen = new Set<string>();
+    for (const [key, v] of all) {
+      seen.add(key);
+      if ((this.gen.get(key) ?? 0) === (started.get(key) ?? 0)) this.byKey.set(key, v);
+    }
+    for (const key of [...this.byKey.keys()]) {
+      if (!seen.has(key) && (this.gen.get(key) ?? 0) <= before) this.byKey.delete(key);
+    }
+    this.loaded = true;
+  }
+
+  /** The record of `key` once its refresh (if any) landed; undefined when the mirror has none. */
+  async get(key: string): Promise<T | undefined> {
+    await this.pending.get(key);
+    return this.byKey.get(key);
+  }
+
+  /** Every record, once the refreshes in flight landed. */
+  async values(): Promise<T[]> {
+    await Promise.all(this.pending.values());
+    return [...this.byKey.values()];
+  }
+
+  /** The keys (kept or being refreshed) that start with `prefix`: itself alone when it is one. */
+  keysFrom(prefix: string): string[] {
+    if (this.knows(prefix)) return [prefix];
+    const keys = new Set([...this.byKey.keys(), ...this.pending.keys()]);
+    return [...keys].filter((k) => k.startsWith(prefix));
+  }
+
+  /** True when `key` has a record or a refresh in flight. */
+  knows(key: string): boolean {
+    return this.byKey.has(key) || this.pending.has(key);
+  }
+
+  /** Loads everything now, and again every `everyMs` (errors go to onError). */
+  async start(everyMs: number): Promise<void> {
+    this.timer = setInterval(() => void this.resync().catch(this.onError), everyMs);
+    this.timer.unref();
+    await this.resync();
+  }
+
+  /** Stops resyncing and forgets everything; `loaded` is false again. */
+  stop(): void {
+    clearInterval(this.timer);
+    this.byKey.clear();
+    this.loaded = false;
+  }
+}
