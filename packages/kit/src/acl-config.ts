@@ -1,7 +1,8 @@
 // Server-side configuration of the per-principal users: the nats-server `authorization` block and
 // the redis-server `user` lines, as `berth up` writes them for its embedded servers and
 // `berth config acl` prints them for external ones. Permissions come from permissions.ts.
-import type { Principal } from '@berth/api';
+import { BerthError, Code, type Principal } from '@berth/api';
+import { inboxPrefixOf } from './nats.js';
 import {
   derivePassword,
   natsPermissions,
@@ -55,7 +56,8 @@ export function withLogin(url: string, user: string, password: string): string {
 
 /**
  * The nats-server `authorization` block: one user per principal with its permissions, plus an
- * optional administrator without limits (the operator's and the supervisor's, never a service's).
+ * optional administrator without limits (the operator's and the supervisor's, never a service's),
+ * whose requests the services answer.
  * Strings are JSON-quoted, which the NATS config format reads literally (`$SRV` is no variable).
  */
 export function natsAuthorization(
@@ -63,11 +65,18 @@ export function natsAuthorization(
   secrets: AclSecrets,
   admin?: { user: string; password: string },
 ): string {
+  if (admin && !inboxPrefixOf(admin.user)) {
+    // Its replies would come to the shared `_INBOX`, which no service may answer.
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `administrator "${admin.user}": a user name is letters, digits, "_" and "-" in parts joined by "."`,
+    );
+  }
   const users: string[] = [];
   if (admin)
     users.push(`    { user: ${JSON.stringify(admin.user)}, password: ${JSON.stringify(admin.password)} }`);
   for (const l of principalLogins(node, secrets)) {
-    const p = natsPermissions(l.principal, node);
+    const p = natsPermissions(l.principal, node, admin ? [admin.user] : []);
     users.push(
       `    {\n      user: ${JSON.stringify(l.user)}, password: ${JSON.stringify(l.natsPassword)}\n` +
         `      permissions: {\n` +

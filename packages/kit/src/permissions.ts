@@ -58,11 +58,11 @@ function calls(role: BusRole, def: ServiceDef): boolean {
 
 /**
  * The reply inboxes a service may publish to: those of every principal allowed to call it (or to
- * ask `$SRV`). A host-local service answers node-bound callers of its own node only; everything
- * else may come from any node.
+ * ask `$SRV`), and those of the administrators. A host-local service answers node-bound callers of
+ * its own node only; everything else may come from any node.
  */
-function replyInboxes(def: ServiceDef, node: string): string[] {
-  const out: string[] = [];
+function replyInboxes(def: ServiceDef, node: string, admins: readonly string[]): string[] {
+  const out = admins.map((user) => `${INBOX_ROOT}.${user}.>`);
   for (const p of PRINCIPALS) {
     const role = busRoles[p];
     if (!calls(role, def) && !role.discovers) continue;
@@ -85,9 +85,14 @@ function unique(list: string[]): string[] {
  * The NATS permissions of one principal on one node: publish to the subjects it calls (its own
  * node's, unless it is a cluster-wide caller), its event topics and its callers' reply inboxes;
  * subscribe to the subjects it serves, `$SRV` discovery, its own reply inbox and the events it
- * listens to.
+ * listens to. `admins` are users without limits (the operator's, `berth up`'s `berth`) whose
+ * requests services answer too.
  */
-export function natsPermissions(principal: Principal, node: string): NatsPermissions {
+export function natsPermissions(
+  principal: Principal,
+  node: string,
+  admins: readonly string[] = [],
+): NatsPermissions {
   const role = busRoles[principal];
   const callNode = role.anyNode ? '*' : node;
   const publish = grantsOf(role).flatMap((g) => grantSubjects(g, callNode));
@@ -97,7 +102,7 @@ export function natsPermissions(principal: Principal, node: string): NatsPermiss
   subscribe.push(...role.listens.map(eventSubject));
   if (role.serves) {
     const def = role.serves;
-    publish.push(...opEventTopics(def).map(eventSubject), ...replyInboxes(def, node));
+    publish.push(...opEventTopics(def).map(eventSubject), ...replyInboxes(def, node, admins));
     subscribe.push(subjectOf(def, '>', node), ...discoverySubjects(def));
   }
   return { publish: unique(publish), subscribe: unique(subscribe) };

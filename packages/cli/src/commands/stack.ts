@@ -34,12 +34,13 @@ export const stackCommands: Command[] = [
     name: 'config acl',
     summary:
       'Print per-service NATS users and Redis ACL users (with the berth settings to use them) for external servers',
-    usage: '[--node NODE] [--nats-url URL] [--redis-url URL] [--secrets FILE]',
+    usage: '[--node NODE] [--nats-url URL] [--redis-url URL] [--secrets FILE] [--admin USER]',
     options: {
       node: { type: 'string' },
       'nats-url': { type: 'string' },
       'redis-url': { type: 'string' },
       secrets: { type: 'string' },
+      admin: { type: 'string' },
     },
     run: async (args, ctx) => (await import('../stack/acl.js')).configAcl(args, ctx),
   },

@@ -12,6 +12,7 @@ import {
   withLogin,
 } from '@berth/kit/acl-config';
 import { DEFAULT_NATS_URL, DEFAULT_REDIS_URL } from '@berth/kit/config';
+import { derivePassword } from '@berth/kit/permissions';
 import { z } from 'zod';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
@@ -81,6 +82,8 @@ export function aclConfigText(opts: {
   natsUrl: string;
   redisUrl: string;
   secrets: AclSecrets;
+  /** An administrator user to add (no limits; the services answer it), e.g. the operator's. */
+  admin?: string;
 }): string {
   if (!NODE_ID_PATTERN.test(opts.node)) {
     throw new BerthError(Code.INVALID_ARGUMENT, `--node "${opts.node}": a node id is 1-64 of [a-zA-Z0-9_-]`);
@@ -98,11 +101,18 @@ export function aclConfigText(opts: {
       ...(l.redisPassword ? { redisUrl: withLogin(bare(opts.redisUrl), l.user, l.redisPassword) } : {}),
     };
   }
+  const admin = opts.admin
+    ? { user: opts.admin, password: derivePassword(opts.secrets.nats, 'nats', opts.admin) }
+    : undefined;
+  const adminLine = admin
+    ? `# administrator (no limits): ${withLogin(bare(opts.natsUrl), admin.user, admin.password)}\n`
+    : '';
   return (
     `# nats-server: one user per berth service and the CLI on node ${opts.node}, each limited to the\n` +
     '# subjects its role needs. Put this block in the server configuration in place of a single\n' +
-    '# user (add your own administrator to the list), then reload the server.\n' +
-    natsAuthorization(opts.node, opts.secrets) +
+    '# user, then reload the server. The services answer only these users (and --admin).\n' +
+    adminLine +
+    natsAuthorization(opts.node, opts.secrets, admin) +
     '\n# redis-server: ACL users limited to the key families each service owns. Add these lines to\n' +
     '# redis.conf (or the file its aclfile names) and restart or run ACL LOAD; the default user\n' +
     '# stays the administrator.\n' +
@@ -113,7 +123,7 @@ export function aclConfigText(opts: {
   );
 }
 
-/** `berth config acl [--node NODE] [--nats-url URL] [--redis-url URL] [--secrets FILE]`. */
+/** `berth config acl [--node NODE] [--nats-url URL] [--redis-url URL] [--secrets FILE] [--admin USER]`. */
 export async function configAcl(args: CommandArgs, ctx: CliContext): Promise<number> {
   const v = args.values;
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
@@ -123,6 +133,7 @@ export async function configAcl(args: CommandArgs, ctx: CliContext): Promise<num
       natsUrl: str('nats-url') ?? ctx.config.natsUrl ?? DEFAULT_NATS_URL,
       redisUrl: str('redis-url') ?? ctx.config.redisUrl ?? DEFAULT_REDIS_URL,
       secrets: aclSecrets(str('secrets')),
+      ...(str('admin') ? { admin: str('admin') as string } : {}),
     }),
   );
   return 0;
