@@ -71,6 +71,7 @@ describe('makePlan', () => {
     expect([task.username, task.host]).toEqual([`task-service.${node}`, '127.0.0.1:4222']);
     expect(new URL(plan.logins?.shim?.redisUrl ?? '').username).toBe(`shim.${node}`);
     expect(new URL(plan.logins?.cli?.natsUrl ?? '').username).toBe(`cli.${node}`);
+    expect(plan.logins?.cli?.redisUrl).toBeUndefined();
     const passwords = Object.values(plan.logins ?? {}).flatMap((l) => [new URL(l.natsUrl).password]);
     expect(new Set(passwords).size).toBe(6);
     expect(passwords).not.toContain(creds.nats.password);

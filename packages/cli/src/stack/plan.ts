@@ -72,7 +72,8 @@ export interface EmbeddedPlan {
 /** The URLs one principal logs in with; set when an embedded server knows per-principal users. */
 export interface PrincipalUrls {
   natsUrl: string;
-  redisUrl: string;
+  /** Absent for the CLI, which never uses Redis. */
+  redisUrl?: string;
 }
 
 /** Everything the supervisor needs to run a stack; computed once by `berth up`. */
@@ -270,12 +271,11 @@ export function makePlan(
   const logins: Partial<Record<Principal, PrincipalUrls>> = {};
   if (secrets) {
     for (const l of principalLogins(config.nodeId, secrets)) {
+      const ownRedis =
+        embeddedRedis && l.redisPassword ? withLogin(embeddedRedis, l.user, l.redisPassword) : undefined;
       logins[l.principal] = {
         natsUrl: embeddedNats ? withLogin(embeddedNats, l.user, l.natsPassword) : (natsUrl as string),
-        redisUrl:
-          embeddedRedis && l.redisPassword
-            ? withLogin(embeddedRedis, l.user, l.redisPassword)
-            : (redisUrl as string),
+        ...(l.redisPassword ? { redisUrl: ownRedis ?? (redisUrl as string) } : {}),
       };
     }
   }
