@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ShimApi, subjectOf } from '@berth/api';
 import { call, connectNats, keys } from '@berth/kit';
@@ -96,6 +96,27 @@ describe('berth up with one user per service', () => {
     }
     // The server logs each refusal: the "nothing refused" check above can see one.
     expect(violations().some((l) => l.includes(subjectOf(ShimApi, 'create', s.stack.nodeId)))).toBe(true);
+  });
+
+  it('shows no service password on a command line or in a log', () => {
+    const names = ['image-service', 'snapshot-service', 'task-service', 'shim', 'cri-gateway'];
+    const passwords = names.flatMap((n) => {
+      const env = serviceEnv(n);
+      return [
+        decodeURIComponent(new URL(env.nats).password),
+        decodeURIComponent(new URL(env.redis).password),
+      ];
+    });
+    expect(new Set(passwords).size).toBe(names.length * 2);
+    const st = s.stack.state();
+    const texts = [
+      ...(st?.children ?? []).flatMap((c) => (c.pid ? [readFileSync(`/proc/${c.pid}/cmdline`, 'utf8')] : [])),
+      ...readdirSync(join(s.stack.stateRoot, 'services'))
+        .filter((f) => f.endsWith('.log'))
+        .map((f) => readFileSync(join(s.stack.stateRoot, 'services', f), 'utf8')),
+    ];
+    expect(texts.length).toBeGreaterThan(8);
+    for (const t of texts) for (const pw of passwords) expect(t).not.toContain(pw);
   });
 
   it("the image-service's Redis login cannot write a task key; the task-service's can", async () => {
