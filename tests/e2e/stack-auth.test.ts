@@ -134,10 +134,17 @@ describe('berth up: the embedded servers require credentials', () => {
     expect(ps.status).toBe(0);
     expect(ps.stdout).toContain(String(st.pid));
     for (const s of secrets()) expect(ps.stdout).not.toContain(s);
-    // The services do get them, through their environment.
+    // The services do get their own logins (not the administrator's), through their environment.
     const svc = st.children.find((c) => c.name === 'image-service')!;
     const environ = readFileSync(`/proc/${svc.pid}/environ`, 'utf8').split('\0');
-    expect(environ).toContain(`BERTH_NATS_URL=${stack.natsUrl}`);
+    expect(environ).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^BERTH_NATS_URL=nats://image-service\\.${stack.nodeId}:[\\w-]{43}@127\\.0\\.0\\.1:${natsPort}$`,
+        ),
+      ),
+    );
+    expect(environ).not.toContain(`BERTH_NATS_URL=${stack.natsUrl}`);
   });
 
   it('writes no secret to any log', () => {

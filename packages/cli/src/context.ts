@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api/errors';
 import { DEFAULT_NAMESPACE } from '@berth/api/subjects';
-import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig } from '@berth/kit/config';
+import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig, ownUrl } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
 import { connectNats } from '@berth/kit/nats';
 import { redactUrl } from '@berth/kit/redact';
@@ -56,6 +56,8 @@ export interface SupervisorState {
   pid: number;
   natsUrl: string;
   redisUrl: string;
+  /** The CLI's own NATS login (permissions of its role), when the embedded NATS has one. */
+  cliNatsUrl?: string;
   /** True when the supervisor runs its own nats-server and/or redis-server. */
   embedded: boolean;
   nodeId: string;
@@ -80,7 +82,7 @@ export function readSupervisorState(config: Config): SupervisorState | undefined
 export function createContext(): CliContext {
   const config = loadConfig();
   const sup = readSupervisorState(config);
-  const natsUrl = config.natsUrl ?? sup?.natsUrl ?? DEFAULT_NATS_URL;
+  const natsUrl = ownUrl(config, 'cli', 'natsUrl') ?? sup?.cliNatsUrl ?? sup?.natsUrl ?? DEFAULT_NATS_URL;
   const redisUrl = config.redisUrl ?? sup?.redisUrl ?? DEFAULT_REDIS_URL;
   let nc: Promise<NatsConnection> | undefined;
   return {

@@ -117,3 +117,12 @@ export function serviceSetting<T>(
   }
   return parsed.data;
 }
+
+/**
+ * A process's own NATS or Redis URL for configured (external) servers that know one user per
+ * service: `services.<name>.natsUrl` / `.redisUrl` (`services.cli.natsUrl` for the CLI), else the
+ * shared `natsUrl` / `redisUrl`. `berth config acl` prints these settings with the servers' users.
+ */
+export function ownUrl(config: Config, principal: string, key: 'natsUrl' | 'redisUrl'): string | undefined {
+  return serviceSetting(config, principal, key, z.string().min(1).optional(), undefined) ?? config[key];
+}

@@ -77,6 +77,21 @@ export const keys = {
   fence: () => `${root}:fence`,
 } as const;
 
+/** A key family: the name of one builder of `keys`. */
+export type KeyFamily = keyof typeof keys;
+
+/**
+ * The Redis glob matching every key of one family, on one node: what a Redis ACL user that owns
+ * the family is granted (`~pattern`). Variable parts become `*`; the node part of host-local
+ * families becomes `node` (itself `*` for every node). Node ids hold no glob characters.
+ */
+export function keyPattern(family: KeyFamily, node: string): string {
+  const build = keys[family] as (...parts: string[]) => string;
+  const any = build(...Array.from({ length: build.length }, () => '*'));
+  const anyNode = `${nodeKey('*')}:`;
+  return any.startsWith(anyNode) ? `${nodeKey(node)}:${any.slice(anyNode.length)}` : any;
+}
+
 /** A package of packages/ that may build a key family (its directory name). */
 export type KeyOwner = 'image-service' | 'snapshot-service' | 'task-service' | 'shim' | 'kit';
 

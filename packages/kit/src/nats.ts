@@ -46,6 +46,21 @@ export function parseNatsUrl(url: string): NatsUrlParts {
   return out;
 }
 
+/** First token of every reply inbox; a user's inboxes are `_INBOX.<user>.<id>`. */
+export const INBOX_ROOT = '_INBOX';
+
+/** A NATS user name that can also be a run of subject tokens (berth's users: `<principal>.<node>`). */
+const SUBJECT_SAFE_USER = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
+
+/**
+ * The reply-inbox prefix of a NATS user: `_INBOX.<user>`. A server that limits each user to its
+ * own inboxes (kit/permissions.ts) keeps one process from reading another's replies; without a
+ * subject-safe user name, nats.js's default `_INBOX` is kept.
+ */
+export function inboxPrefixOf(user: string | undefined): string | undefined {
+  return user !== undefined && SUBJECT_SAFE_USER.test(user) ? `${INBOX_ROOT}.${user}` : undefined;
+}
+
 /**
  * Connects to NATS and keeps reconnecting forever, with jittered backoff, so a restarted
  * nats-server never takes a berth process down. Credentials come from the URL (`user:pass@` or
@@ -66,6 +81,8 @@ export async function connectNats(opts: {
   if (parts.user !== undefined) {
     auth.user = parts.user;
     auth.pass = parts.pass ?? '';
+    const inboxPrefix = inboxPrefixOf(parts.user);
+    if (inboxPrefix) auth.inboxPrefix = inboxPrefix;
   }
   if (opts.creds) auth.authenticator = credsAuthenticator(readCreds(opts.creds));
   const nc = await connect({

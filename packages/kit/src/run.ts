@@ -1,7 +1,7 @@
 import { type ServiceDef, toBerthError } from '@berth/api';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig } from './config.js';
+import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig, ownUrl } from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
@@ -74,8 +74,8 @@ export async function runService<S extends ServiceDef>(opts: {
   }
   const telemetry = startTelemetry({ service: name, version: opts.version, node: config.nodeId });
   const log = createLogger({ service: name, node: config.nodeId, level: config.logLevel });
-  const natsUrl = config.natsUrl ?? DEFAULT_NATS_URL;
-  const redisUrl = config.redisUrl ?? DEFAULT_REDIS_URL;
+  const natsUrl = ownUrl(config, name, 'natsUrl') ?? DEFAULT_NATS_URL;
+  const redisUrl = ownUrl(config, name, 'redisUrl') ?? DEFAULT_REDIS_URL;
   try {
     const nc = await connectNats({
       url: natsUrl,

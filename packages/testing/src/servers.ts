@@ -172,15 +172,16 @@ export async function startRedis(
      * carries it as `redis://:password@...`.
      */
     password?: string;
+    /** More redis.conf lines (e.g. ACL `user` directives), written to the same 0600 config file. */
+    config?: string;
   } = {},
 ): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('redis');
   const conf: string[] = [];
-  if (opts.password !== undefined) {
+  if (opts.password !== undefined || opts.config !== undefined) {
     // Redis reads the config file first; the flags after it override the rest.
-    await writeFile(join(dir, 'auth.conf'), `requirepass ${JSON.stringify(opts.password)}\n`, {
-      mode: 0o600,
-    });
+    const pass = opts.password !== undefined ? `requirepass ${JSON.stringify(opts.password)}\n` : '';
+    await writeFile(join(dir, 'auth.conf'), `${pass}${opts.config ?? ''}\n`, { mode: 0o600 });
     conf.push(join(dir, 'auth.conf'));
   }
   const userinfo = opts.password !== undefined ? `:${encodeURIComponent(opts.password)}@` : '';

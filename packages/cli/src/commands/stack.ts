@@ -3,7 +3,7 @@ import type { Command } from '../command.js';
 // Loaded when a stack command runs, so other commands do not pay for the stack's modules.
 const impl = () => import('../stack/commands.js');
 
-/** The stack commands of the CLI: up, down, status, service logs. */
+/** The stack commands of the CLI: up, down, status, config acl, service logs. */
 export const stackCommands: Command[] = [
   {
     name: 'up',
@@ -29,6 +29,20 @@ export const stackCommands: Command[] = [
     usage: '[--json]',
     options: { json: { type: 'boolean' } },
     run: async (args, ctx) => (await impl()).status(args, ctx),
+  },
+  {
+    name: 'config acl',
+    summary:
+      'Print per-service NATS users and Redis ACL users (with the berth settings to use them) for external servers',
+    usage: '[--node NODE] [--nats-url URL] [--redis-url URL] [--secrets FILE] [--admin USER]',
+    options: {
+      node: { type: 'string' },
+      'nats-url': { type: 'string' },
+      'redis-url': { type: 'string' },
+      secrets: { type: 'string' },
+      admin: { type: 'string' },
+    },
+    run: async (args, ctx) => (await import('../stack/acl.js')).configAcl(args, ctx),
   },
   {
     name: 'service logs',

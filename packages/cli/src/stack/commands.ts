@@ -161,7 +161,7 @@ export async function up(args: { values: Record<string, unknown> }, ctx: CliCont
     return 0;
   }
   const { status, state } = await waitStackReady({
-    natsUrl: plan.natsUrl,
+    natsUrl: plan.logins?.cli?.natsUrl ?? plan.natsUrl,
     ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
     getState: () => liveState(config),
     timeoutMs,
@@ -191,7 +191,7 @@ async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number)
     await sup.start();
     const creds = ctx.config.natsUrl ? ctx.config.natsCreds : undefined;
     const waiting = waitStackReady({
-      natsUrl: plan.natsUrl,
+      natsUrl: plan.logins?.cli?.natsUrl ?? plan.natsUrl,
       ...(creds ? { creds } : {}),
       getState: async () => sup.state(),
       timeoutMs,

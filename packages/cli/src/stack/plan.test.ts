@@ -65,6 +65,18 @@ describe('makePlan', () => {
     ]);
     // A second plan reuses them.
     expect(makePlan(loadConfig(env), {}, env).natsUrl).toBe(plan.natsUrl);
+    // Each service and the CLI log in as themselves, with passwords of their own (derived, stable).
+    const node = plan.nodeId;
+    const task = new URL(plan.logins?.['task-service']?.natsUrl ?? '');
+    expect([task.username, task.host]).toEqual([`task-service.${node}`, '127.0.0.1:4222']);
+    expect(new URL(plan.logins?.shim?.redisUrl ?? '').username).toBe(`shim.${node}`);
+    expect(new URL(plan.logins?.cli?.natsUrl ?? '').username).toBe(`cli.${node}`);
+    expect(plan.logins?.cli?.redisUrl).toBeUndefined();
+    const passwords = Object.values(plan.logins ?? {}).flatMap((l) => [new URL(l.natsUrl).password]);
+    expect(new Set(passwords).size).toBe(6);
+    expect(passwords).not.toContain(creds.nats.password);
+    expect(makePlan(loadConfig(env), {}, env).logins).toEqual(plan.logins);
+    expect(plan.embedded.every((e) => e.users?.node === node)).toBe(true);
     expect(plan.embedded.map((e) => [e.kind, e.port, e.dataDir])).toEqual([
       ['nats-server', 4222, join(env.BERTH_STATE_ROOT as string, 'embedded', 'nats')],
       ['redis-server', 6379, join(env.BERTH_STATE_ROOT as string, 'embedded', 'redis')],
@@ -85,12 +97,18 @@ describe('makePlan', () => {
     expect(plan.natsUrl).toBe('nats://10.0.0.1:4222');
     expect(plan.redisUrl).toMatch(/^redis:\/\/:[A-Za-z0-9_-]{43}@127\.0\.0\.1:6379$/);
     expect(plan.embedded.map((e) => e.kind)).toEqual(['redis-server']);
+    // The configured NATS is everyone's; the embedded Redis still has a user per service.
+    expect(plan.logins?.['image-service']?.natsUrl).toBe('nats://10.0.0.1:4222');
+    expect(new URL(plan.logins?.['image-service']?.redisUrl ?? '').username).toBe(
+      `image-service.${plan.nodeId}`,
+    );
     const both = configEnv({ natsUrl: 'nats://u:p@a:1', redisUrl: 'redis://:p@b:2' });
     const external = makePlan(loadConfig(both), {}, both);
     expect(external.embedded).toEqual([]);
     // Configured URLs pass through unchanged, and nothing is generated for them.
     expect([external.natsUrl, external.redisUrl]).toEqual(['nats://u:p@a:1', 'redis://:p@b:2']);
     expect(existsSync(join(both.BERTH_STATE_ROOT as string, 'embedded'))).toBe(false);
+    expect(external.logins).toBeUndefined();
   });
 
   it('refuses a NATS credentials file without a NATS URL: the embedded NATS has its own', () => {

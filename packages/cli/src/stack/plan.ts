@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BerthError, Code, Service } from '@berth/api';
+import { BerthError, Code, type Principal, Service } from '@berth/api';
+import { type AclSecrets, principalLogins, withLogin } from '@berth/kit/acl-config';
 import { type Config, DEFAULT_CONFIG_FILE, serviceSetting } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
 import { z } from 'zod';
@@ -61,6 +62,18 @@ export interface EmbeddedPlan {
    * Redis. From the credentials file; absent only in plans made before credentials existed.
    */
   auth?: { user?: string; password: string };
+  /**
+   * Also one user per principal (service or CLI), with the permissions of its role, whose
+   * passwords derive from these secrets (kit/acl-config.ts). Absent in plans made before them.
+   */
+  users?: { node: string; secrets: AclSecrets };
+}
+
+/** The URLs one principal logs in with; set when an embedded server knows per-principal users. */
+export interface PrincipalUrls {
+  natsUrl: string;
+  /** Absent for the CLI, which never uses Redis. */
+  redisUrl?: string;
 }
 
 /** Everything the supervisor needs to run a stack; computed once by `berth up`. */
@@ -68,8 +81,11 @@ export interface StackPlan {
   nodeId: string;
   stateRoot: string;
   runRoot: string;
+  /** The administrator's URLs (the supervisor's and the operator's, never a service's). */
   natsUrl: string;
   redisUrl: string;
+  /** Each service's and the CLI's own URLs, where they differ from the administrator's. */
+  logins?: Partial<Record<Principal, PrincipalUrls>>;
   embedded: EmbeddedPlan[];
   services: ServicePlan[];
   /** How long a stopped process gets between SIGTERM and SIGKILL. */
@@ -222,7 +238,12 @@ export function makePlan(
   const creds = ports ? embeddedCredentials(layout.embedded.credentials) : undefined;
   let natsUrl = config.natsUrl;
   let redisUrl = config.redisUrl;
-  if (!natsUrl && ports && creds) {
+  // Per-principal passwords derive from the two secrets, so credentials.json keeps its shape.
+  const secrets = creds ? { nats: creds.nats.password, redis: creds.redis.password } : undefined;
+  const users = secrets ? { node: config.nodeId, secrets } : undefined;
+  let embeddedNats: string | undefined;
+  let embeddedRedis: string | undefined;
+  if (!natsUrl && ports && creds && users) {
     const { user, password } = creds.nats;
     embedded.push({
       kind: 'nats-server',
@@ -230,18 +251,33 @@ export function makePlan(
       dataDir: layout.embedded.nats,
       logFile: join(layout.serviceLogs, 'nats-server.log'),
       auth: { user, password },
+      users,
     });
-    natsUrl = `nats://${user}:${password}@127.0.0.1:${ports.natsPort}`;
+    embeddedNats = `nats://127.0.0.1:${ports.natsPort}`;
+    natsUrl = withLogin(embeddedNats, user, password);
   }
-  if (!redisUrl && ports && creds) {
+  if (!redisUrl && ports && creds && users) {
     embedded.push({
       kind: 'redis-server',
       port: ports.redisPort,
       dataDir: layout.embedded.redis,
       logFile: join(layout.serviceLogs, 'redis-server.log'),
       auth: { password: creds.redis.password },
+      users,
     });
+    embeddedRedis = `redis://127.0.0.1:${ports.redisPort}`;
     redisUrl = `redis://:${creds.redis.password}@127.0.0.1:${ports.redisPort}`;
+  }
+  const logins: Partial<Record<Principal, PrincipalUrls>> = {};
+  if (secrets) {
+    for (const l of principalLogins(config.nodeId, secrets)) {
+      const ownRedis =
+        embeddedRedis && l.redisPassword ? withLogin(embeddedRedis, l.user, l.redisPassword) : undefined;
+      logins[l.principal] = {
+        natsUrl: embeddedNats ? withLogin(embeddedNats, l.user, l.natsPassword) : (natsUrl as string),
+        ...(l.redisPassword ? { redisUrl: ownRedis ?? (redisUrl as string) } : {}),
+      };
+    }
   }
   return {
     nodeId: config.nodeId,
@@ -249,6 +285,7 @@ export function makePlan(
     runRoot: config.runRoot,
     natsUrl: natsUrl as string,
     redisUrl: redisUrl as string,
+    ...(secrets ? { logins } : {}),
     embedded,
     services,
     // The service itself gives in-flight work shutdownGraceMs and hard-exits 5 s later.

@@ -1,6 +1,6 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { BerthError, Code } from '@berth/api';
+import { BerthError, Code, type Service } from '@berth/api';
 import { hostLayout } from '@berth/kit/layout';
 import type { SupervisorState } from '../context.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
@@ -64,9 +64,9 @@ export class Supervisor {
         await waitEmbeddedReady(e, proc);
         this.log(`${e.kind} listening on 127.0.0.1:${e.port}`, { child: proc.pid, data: e.dataDir });
       }
-      const env = this.serviceEnv();
       for (const s of this.plan.services) {
         this.checkNotStopping();
+        const env = this.serviceEnv(s.service);
         const spec: ChildSpec = {
           name: s.service,
           kind: 'service',
@@ -119,6 +119,7 @@ export class Supervisor {
       pid: process.pid,
       natsUrl: this.plan.natsUrl,
       redisUrl: this.plan.redisUrl,
+      ...(this.plan.logins?.cli ? { cliNatsUrl: this.plan.logins.cli.natsUrl } : {}),
       embedded: this.plan.embedded.length > 0,
       nodeId: this.plan.nodeId,
       startedAt: this.startedAt,
@@ -170,13 +171,15 @@ export class Supervisor {
 
   /**
    * Services get the URLs, credentials included, in their environment: unlike argv, a process's
-   * environment is readable only by its own user and root (/proc/<pid>/environ is 0400).
+   * environment is readable only by its own user and root (/proc/<pid>/environ is 0400). Each
+   * gets its own login where the embedded servers know one per service, else the shared URLs.
    */
-  private serviceEnv(): NodeJS.ProcessEnv {
+  private serviceEnv(service: Service): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = { ...process.env };
     delete env[SUPERVISOR_ENV.plan];
-    env.BERTH_NATS_URL = this.plan.natsUrl;
-    env.BERTH_REDIS_URL = this.plan.redisUrl;
+    const own = this.plan.logins?.[service];
+    env.BERTH_NATS_URL = own?.natsUrl ?? this.plan.natsUrl;
+    env.BERTH_REDIS_URL = own?.redisUrl ?? this.plan.redisUrl;
     env.BERTH_NODE_ID = this.plan.nodeId;
     env.BERTH_STATE_ROOT = this.plan.stateRoot;
     env.BERTH_RUN_ROOT = this.plan.runRoot;

@@ -1,10 +1,12 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageApi, Service, serviceDefs } from '@berth/api';
 import { call, connectNats, createLogger } from '@berth/kit';
+import { natsAuthorization, principalLogins, redisUsers, withLogin } from '@berth/kit/acl-config';
 import { startNats, startRedis, type TestCniNetwork, tempDir, testCniNetwork } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { type Gateway, startGateway } from '../gateway.js';
@@ -48,10 +50,27 @@ export async function startRuntimeStack(opts: {
   /** More `services.shim` settings, written before the shim starts (e.g. a CNI conf of the test's own). */
   shimSettings?: (root: string, cni: TestCniNetwork) => Promise<Record<string, unknown>>;
 }): Promise<RuntimeStack> {
+  // Every service and the gateway log in as themselves, with only their role's permissions, as
+  // under `berth up`; the test itself is the administrator.
+  const node = `cri-${Math.random().toString(16).slice(2, 10)}`;
+  const secret = () => randomBytes(32).toString('base64url');
+  const secrets = { nats: secret(), redis: secret() };
+  const admin = { user: 'admin', password: secret() };
   const [nats, redis] = await Promise.all([
-    startNats({ jetstream: false }),
-    startRedis({ appendonly: false }),
+    startNats({ jetstream: false, config: natsAuthorization(node, secrets, admin) }),
+    startRedis({ appendonly: false, config: redisUsers(node, secrets) }),
   ]);
+  const logins = new Map(principalLogins(node, secrets).map((l) => [l.principal as string, l]));
+  const natsAs = (name: string) => {
+    const l = logins.get(name);
+    if (!l) throw new Error(`no login for ${name}`);
+    return withLogin(nats.url, l.user, l.natsPassword);
+  };
+  const redisAs = (name: string) => {
+    const l = logins.get(name);
+    if (!l?.redisPassword) throw new Error(`no Redis login for ${name}`);
+    return withLogin(redis.url, l.user, l.redisPassword);
+  };
   const root = await tempDir('cri-runtime');
   const stateRoot = join(root, 'state');
   const runRoot = join(root, 'run');
@@ -59,14 +78,15 @@ export async function startRuntimeStack(opts: {
   const cni = testCniNetwork(root);
   const shim = { ...cni.settings, ...(opts.shimSettings ? await opts.shimSettings(root, cni) : {}) };
   await writeFile(join(root, 'config.json'), `${JSON.stringify({ services: { shim } })}\n`);
-  const node = `cri-${Math.random().toString(16).slice(2, 10)}`;
-  const nc = await connectNats({ url: nats.url, name: 'cri-runtime-test' });
+  const nc = await connectNats({
+    url: withLogin(nats.url, admin.user, admin.password),
+    name: 'cri-runtime-test',
+  });
+  const gatewayNc = await connectNats({ url: natsAs(Service.cri), name: 'cri-runtime-gateway' });
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('BERTH_')) env[k] = v;
   Object.assign(env, {
     BERTH_CONFIG: join(root, 'config.json'),
-    BERTH_NATS_URL: nats.url,
-    BERTH_REDIS_URL: redis.url,
     BERTH_NODE_ID: node,
     BERTH_STATE_ROOT: stateRoot,
     BERTH_RUN_ROOT: runRoot,
@@ -77,7 +97,7 @@ export async function startRuntimeStack(opts: {
   let out = '';
   const launch = async (name: string, service: Service) => {
     const proc = spawn(process.execPath, [join(REPO, 'packages', name, 'dist', 'main.js')], {
-      env,
+      env: { ...env, BERTH_NATS_URL: natsAs(name), BERTH_REDIS_URL: redisAs(name) },
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -112,12 +132,13 @@ export async function startRuntimeStack(opts: {
     sweep(stateRoot, root);
     await cni.close();
     await nc.close().catch(() => undefined);
+    await gatewayNc.close().catch(() => undefined);
     await Promise.all([nats.stop(), redis.stop()]);
     execFileSync('rm', ['-rf', root]);
   };
   const openGateway = async () => {
     gateway = await startGateway({
-      nc,
+      nc: gatewayNc,
       node,
       socket: join(runRoot, 'cri.sock'),
       runRoot,
