@@ -5,7 +5,7 @@
 // The kit turns this into per-user NATS permissions and Redis ACLs (kit/permissions.ts).
 import type { OpName, ServiceDef } from './contract.js';
 import { CriApi } from './cri.js';
-import { ImageApi } from './image.js';
+import { ImageApi, ImageTopic } from './image.js';
 import { ShimApi } from './shim.js';
 import { SnapshotApi } from './snapshot.js';
 import { Service } from './subjects.js';
@@ -60,7 +60,7 @@ export const busRoles: { readonly [P in Principal]: BusRole } = {
     serves: ImageApi,
     calls: [grant(SnapshotApi), grant(TaskApi, ['list-containers'])],
     anyNode: false,
-    emits: [],
+    emits: Object.values(ImageTopic),
     listens: [],
     discovers: false,
   },
