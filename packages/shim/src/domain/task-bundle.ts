@@ -11,6 +11,7 @@ import type { ShimHost } from './host.js';
 import { applyCapabilities, applyUser } from './identity/index.js';
 import { checkName, taskPaths } from './paths.js';
 import { checkBindPropagation } from './propagation.js';
+import { checkRootfsMounts } from './rootfs-mounts.js';
 import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import type { ProcRecord } from './store.js';
@@ -35,6 +36,8 @@ export async function createTask(
   if (req.logPath !== undefined && !req.logPath.startsWith('/')) {
     throw new BerthError(Code.INVALID_ARGUMENT, `task "${id}": logPath must be absolute`);
   }
+  // Before anything is made: runc would create mount points inside whatever the rootfs is.
+  await checkRootfsMounts(req.rootfs, host.layout.snapshots, id);
   if (!(await host.store.reserveTask(ns, id))) {
     throw new BerthError(Code.ALREADY_EXISTS, `task "${id}" already exists in namespace "${ns}"`);
   }
