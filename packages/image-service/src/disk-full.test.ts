@@ -16,6 +16,7 @@ import { hostPlatform } from './images/platform.js';
 import { type FixtureImage, makeImage, makeLayer, sha, uploadImage } from './testing/fixtures.js';
 import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
 import { type ServiceProcess, startImageService } from './testing/process.js';
+import { type RegistryProxy, startProxy } from './testing/proxy.js';
 
 const MiB = 1024 * 1024;
 let env: ImageEnv;
@@ -27,6 +28,11 @@ let contentDir: string;
 let outDir: string;
 let scratch: string;
 const mounts: string[] = [];
+let proxy: RegistryProxy;
+let unstall!: () => void;
+const stall = new Promise<void>((r) => {
+  unstall = r;
+});
 
 function mountTmpfs(dir: string, size: string): void {
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'berth-test', dir]);
@@ -61,6 +67,34 @@ beforeAll(async () => {
   // 12 MiB that no filesystem compresses, in one layer: more than the 8 MiB content store holds.
   img = makeImage([makeLayer(randomBytes(12 * MiB), 'none')], { arch: hostPlatform().architecture });
   await uploadImage(env.registry.url, 'full/big', 'v1', img);
+  // Two layers downloaded side by side: the small one's registry sends a part and stalls, and only
+  // then is the big one served, which fills the disk; the small one is stopped mid-download.
+  const two = makeImage([makeLayer(randomBytes(12 * MiB), 'none'), makeLayer(randomBytes(2 * MiB), 'none')], {
+    arch: hostPlatform().architecture,
+  });
+  await uploadImage(env.registry.url, 'full/two', 'v1', two);
+  const [bigLayer, smallLayer] = two.layers.map((l) => l.desc.digest);
+  let partialSent!: () => void;
+  const partial = new Promise<void>((r) => {
+    partialSent = r;
+  });
+  proxy = await startProxy({
+    upstream: env.registry.url,
+    intercept: async (req, res, path) => {
+      if (req.method !== 'GET' || req.headers.range) return false;
+      if (path.endsWith(`/blobs/${bigLayer}`)) {
+        await partial;
+        return false;
+      }
+      if (!path.endsWith(`/blobs/${smallLayer}`)) return false;
+      const body = two.layers[1]?.blob ?? Buffer.alloc(0);
+      res.writeHead(200, { 'content-length': body.length });
+      res.write(body.subarray(0, 512 * 1024), () => partialSent());
+      await stall;
+      res.destroy();
+      return true;
+    },
+  });
   contentDir = dirname(env.ingestDir);
   await mkdir(contentDir, { recursive: true });
   mountTmpfs(contentDir, '8m');
@@ -78,6 +112,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  unstall();
+  await proxy?.stop();
   await proc?.kill('SIGKILL').catch(() => undefined);
   for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
   await nc?.close();
@@ -100,6 +136,15 @@ describe('a full disk under the image-service', () => {
     const listed = await call(nc, ImageApi, 'list', {}, { node: env.node, namespace: 'default' });
     expect(listed.images.map((i) => i.name)).not.toContain(ref);
     expect(proc.output()).not.toMatch(/unhandled|uncaught/i);
+  });
+
+  it('removes the partial data of every layer of a pull that met a full disk, stopped ones too', async () => {
+    const err = await rejection(pull(`${proxy.host}/full/two:v1`));
+    unstall();
+    expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect(err.message).toContain(env.ingestDir);
+    expect(await ingestFiles()).toEqual([]);
+    expect(proc.proc.exitCode).toBeNull();
   });
 
   it('fails an import with RESOURCE_EXHAUSTED naming its temp file and removes it', async () => {

@@ -79,10 +79,13 @@ export async function downloadBlob(j: DownloadJob): Promise<number> {
       path: join(j.dir, `data-${j.lock.fence}`),
       after: 'the partial download was removed',
     });
-    if (!full) throw err;
+    // Stopped because another download of the same pull met the full disk: a prefix kept for
+    // resuming would hold space just the same.
+    const stoppedByFull = !full && diskFaultOf(j.opts.signal?.reason) !== undefined;
+    if (!full && !stoppedByFull) throw err;
     // Under a lost lock the directory may be the next holder's: download() removed our file only.
     if (!j.lock.lost?.aborted) await clearIngest(j.dir, j.lock.fence);
-    throw full;
+    throw full ?? err;
   }
 }
 
