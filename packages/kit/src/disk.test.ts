@@ -5,8 +5,9 @@ import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
+import { ReplyError } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { diskError, diskFaultOf, writeFully } from './disk.js';
+import { diskError, diskFaultOf, storeRefusal, writeFully } from './disk.js';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -78,5 +79,22 @@ describe('writes on a full disk', () => {
     expect(diskError(Object.assign(new Error('x'), { code: 'ENOENT' }), { what: 'w', path: '/p' })).toBe(
       undefined,
     );
+  });
+});
+
+describe('a Redis that cannot persist', () => {
+  it('its MISCONF refusal becomes RESOURCE_EXHAUSTED; other replies pass by', () => {
+    const misconf = new ReplyError(
+      'MISCONF Errors writing to the AOF file: No space left on device',
+    ) as unknown as Error;
+    const e = storeRefusal(misconf);
+    expect(e?.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect(e?.message).toBe(
+      'redis refuses writes it cannot persist (is the disk of its data directory full?): MISCONF Errors writing to the AOF file: No space left on device',
+    );
+    expect(
+      storeRefusal(new ReplyError('WRONGTYPE Operation against a key') as unknown as Error),
+    ).toBeUndefined();
+    expect(storeRefusal(new BerthError(Code.INTERNAL, 'MISCONF lookalike'))).toBeUndefined();
   });
 });

@@ -49,6 +49,23 @@ export function diskError(
 }
 
 /**
+ * Turns Redis's refusal to take writes it cannot persist (a `MISCONF` reply: its AOF or snapshot
+ * could not be written, most often because the disk of its data directory is full) into
+ * RESOURCE_EXHAUSTED, so a caller reads what is wrong with the node instead of an INTERNAL error.
+ * Redis accepts writes again by itself once it can write (see docs/layout.md, "A full state
+ * disk"). Returns undefined for anything else.
+ */
+export function storeRefusal(err: unknown): BerthError | undefined {
+  if (!(err instanceof Error) || err instanceof BerthError || !err.message.startsWith('MISCONF '))
+    return undefined;
+  return new BerthError(
+    Code.RESOURCE_EXHAUSTED,
+    `redis refuses writes it cannot persist (is the disk of its data directory full?): ${err.message.slice(0, 300)}`,
+    { cause: err },
+  );
+}
+
+/**
  * Writes all of `bufs` at `position` (or at the file's offset when null), looping over short
  * writes. Node's FileHandle.write/writev make one system call, and a disk that fills up mid-call
  * writes part of the data and returns its length without an error: the next call is the one that

@@ -6,6 +6,8 @@ import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Code } from '@berth/api';
+import { storeRefusal } from '@berth/kit';
 import { freePort } from '@berth/testing';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,8 +79,14 @@ describe('embedded redis-server on a full state disk', () => {
     await redis.bgsave().catch(() => undefined);
     await until('rdb_bgsave_in_progress', '0');
     expect(await persistence('rdb_last_bgsave_status')).toBe('err');
-    // While full, writes are refused: Redis cannot make them durable.
-    await expect(redis.set('refused', '1')).rejects.toThrow(/MISCONF/);
+    // While full, writes are refused: Redis cannot make them durable. Services answer that as
+    // RESOURCE_EXHAUSTED (kit's storeRefusal), not INTERNAL.
+    const refused = await redis.set('refused', '1').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(String(refused)).toMatch(/MISCONF/);
+    expect(storeRefusal(refused)?.code).toBe(Code.RESOURCE_EXHAUSTED);
 
     await rm(filler);
     await until('aof_last_write_status', 'ok');
