@@ -45,7 +45,8 @@ async function main(): Promise<void> {
   const work = await tempDir('bench-shim');
   const stateRoot = join(work, 'state');
   const runRoot = join(work, 'run');
-  const fs = await rootfs(join(work, 'rootfs'));
+  // The shim mounts only snapshots: the rootfs is laid out as snapshot 1 of the state root.
+  const fs = await rootfs(join(stateRoot, 'snapshots', '1', 'fs'));
   const specDir = join(work, 'spec');
   await mkdir(specDir);
   execFileSync('runc', ['spec', '--bundle', specDir]);

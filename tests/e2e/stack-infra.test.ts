@@ -66,6 +66,9 @@ describe('infra/', () => {
       expect(await get('appendonly')).toEqual(['appendonly', 'yes']);
       expect(await get('maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
       expect(await get('protected-mode')).toEqual(['protected-mode', 'yes']);
+      // No RDB snapshots: one that failed on a full disk kept writes refused long after (layout.md).
+      expect(await get('save')).toEqual(['save', '']);
+      expect(await get('stop-writes-on-bgsave-error')).toEqual(['stop-writes-on-bgsave-error', 'no']);
       expect(await get('unixsocket')).toEqual(['unixsocket', '']);
       expect((await get('bind'))[1]).toBe('127.0.0.1 -::1');
       await redis.set('berth:test', '1');

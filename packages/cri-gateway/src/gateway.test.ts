@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, lstat, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BERTH_VERSION, BerthError, Code, defineService, Service, serviceDefs } from '@berth/api';
@@ -10,6 +10,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Gateway, startGateway } from './gateway.js';
+import { SOCKET_MODE } from './grpc/socket.js';
 import { type CriClient, criClient } from './testdata/cri-client.js';
 
 // The CRI gateway in-process, on a real unix socket, answering from real NATS services.
@@ -137,10 +138,15 @@ describe('CRI RuntimeService over the unix socket', () => {
     expect((await fetch(`${gateway.streamingUrl}/exec/never-issued`)).status).toBe(404);
   });
 
-  it('keeps the socket private: 0660, root-owned, in a 0700 directory', async () => {
+  it('keeps the socket private: 0600, root-owned, in a 0700 directory, as docs/layout.md says', async () => {
     const s = await lstat(socket);
     expect(s.isSocket()).toBe(true);
-    expect(s.mode & 0o777).toBe(0o660);
+    expect(s.mode & 0o777).toBe(0o600);
+    expect(SOCKET_MODE).toBe(0o600);
+    // The layout document is part of the repository: its row for cri.sock names the same mode.
+    const layout = await readFile(new URL('../../../docs/layout.md', import.meta.url), 'utf8');
+    const row = layout.split('\n').find((l) => l.startsWith('| `cri.sock`'));
+    expect(row).toContain(`mode 0${SOCKET_MODE.toString(8)}`);
     if (process.getuid?.() === 0) expect([s.uid, s.gid]).toEqual([0, 0]);
     expect((await stat(runRoot)).mode & 0o777).toBe(0o700);
   });

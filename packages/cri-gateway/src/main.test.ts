@@ -81,7 +81,7 @@ describe('cri-gateway process', () => {
 
     const s = await lstat(socket);
     expect(s.isSocket()).toBe(true);
-    expect(s.mode & 0o777).toBe(0o660);
+    expect(s.mode & 0o777).toBe(0o600);
     // Outside the run root the directory is created private; an existing one is never chmod-ed.
     expect((await stat(join(dir, 'sock'))).mode & 0o777).toBe(0o700);
 

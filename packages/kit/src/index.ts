@@ -1,5 +1,6 @@
 export * from './client.js';
 export * from './config.js';
+export * from './disk.js';
 export * from './events.js';
 export * from './keys.js';
 export * from './layout.js';

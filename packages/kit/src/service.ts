@@ -26,6 +26,7 @@ import {
 } from 'nats';
 import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
+import { storeRefusal } from './disk.js';
 import { extractTrace } from './telemetry.js';
 
 const json = JSONCodec<unknown>();
@@ -235,7 +236,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         answer.ok(json.encode(out ?? {}));
         span.setStatus({ code: SpanStatusCode.OK });
       } catch (raw) {
-        const err = toBerthError(raw);
+        const err = toBerthError(storeRefusal(raw) ?? raw);
         if (err.code === Code.INTERNAL) reqLog.error({ err: raw }, 'request failed');
         else reqLog.debug({ code: err.code, msg: err.message }, 'request refused');
         span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });

@@ -1,4 +1,6 @@
-import { readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCriLine, readCriStreams } from './cri-log.js';
 import {
@@ -186,6 +188,33 @@ describe('task lifecycle on real runc under conmon', () => {
     await expect(bad).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(await codeOf(w.client.state({ namespace: ns, id: newId() }))).toBe('NOT_FOUND');
     await w.client.delete({ namespace: ns, id });
+  });
+
+  it('refuses a rootfs that binds a host directory, and creates nothing on the host', async () => {
+    // A host directory as the issue's /etc, holding one file: runc made dev/, proc/ ... in it.
+    const host = await mkdtemp(join(tmpdir(), 'berth-host-etc-'));
+    await writeFile(join(host, 'hosts'), '127.0.0.1 localhost\n');
+    try {
+      const id = newId();
+      const spec = await makeSpec(['true'], { cgroupsPath: `/berth-test/${w.node}/${id}` });
+      for (const rootfs of [
+        [{ type: 'bind', source: host, options: ['rbind', 'rw'] }],
+        [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${w.rootfs}:${host}`] }],
+      ]) {
+        const err = await w.client
+          .create({ namespace: ns, id, spec, rootfs, terminal: false, stdin: false })
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect(err).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(host) });
+        expect(await readdir(host)).toEqual(['hosts']);
+        expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
+        await expect(stat(join(w.stateRoot, 'tasks', ns, id))).rejects.toMatchObject({ code: 'ENOENT' });
+      }
+    } finally {
+      await rm(host, { recursive: true, force: true });
+    }
   });
 
   it('a command not found fails create clearly and leaves no state behind', async () => {

@@ -17,13 +17,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ShimAgent } from './domain/agent.js';
 import { NetworkManager } from './network/manager.js';
 import { createHandlers } from './service.js';
-import { bindRootfs, codeOf, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+import {
+  bindRootfs,
+  codeOf,
+  makeRootfs,
+  makeSpec,
+  newId,
+  type ShimWorld,
+  startWorld,
+} from './testing/fixture.js';
 
 const ns = 'default';
 let w: ShimWorld;
 let redis: Redis;
 let agent: ShimAgent;
 let local: Client<typeof ShimApi>;
+/** The in-process agent's own busybox snapshot (the shim mounts only snapshots of its state root). */
+let localRootfs: string;
 const localNode = `shimconf-${Math.random().toString(36).slice(2, 10)}`;
 
 beforeAll(async () => {
@@ -34,6 +44,7 @@ beforeAll(async () => {
     stateRoot: join(w.stateRoot, '..', 'local-state'),
     runRoot: join(w.runRoot, '..', 'local-run'),
   });
+  localRootfs = await makeRootfs(join(layout.snapshots, '1', 'fs'));
   const log = createLogger({ service: 'shim', node: localNode, level: 'silent' });
   agent = new ShimAgent({
     redis,
@@ -55,16 +66,16 @@ afterAll(async () => {
   await w?.close();
 });
 
-const impls: [string, () => Client<typeof ShimApi>][] = [
-  ['in-process', () => local],
-  ['over NATS', () => w.client],
+const impls: [string, () => Client<typeof ShimApi>, () => string][] = [
+  ['in-process', () => local, () => localRootfs],
+  ['over NATS', () => w.client, () => w.rootfs],
 ];
 
-describe.each(impls)('shim conformance: %s', (_label, make) => {
+describe.each(impls)('shim conformance: %s', (_label, make, rootfsOf) => {
   async function create(c: Client<typeof ShimApi>, args: string[]) {
     const id = newId();
     const spec = await makeSpec(args, { cgroupsPath: `/berth-test/conf/${id}` });
-    const st = await c.create({ namespace: ns, id, spec, rootfs: bindRootfs(w.rootfs) });
+    const st = await c.create({ namespace: ns, id, spec, rootfs: bindRootfs(rootfsOf()) });
     return { id, st };
   }
 
@@ -98,7 +109,7 @@ describe.each(impls)('shim conformance: %s', (_label, make) => {
     expect(await codeOf(c.delete({ namespace: ns, id }))).toBe('FAILED_PRECONDITION');
     expect(await codeOf(c.kill({ namespace: ns, id, signal: 'SIGFOO' }))).toBe('INVALID_ARGUMENT');
     const again = await makeSpec(['sleep', '1'], { cgroupsPath: `/berth-test/conf/${id}` });
-    expect(await codeOf(c.create({ namespace: ns, id, spec: again, rootfs: bindRootfs(w.rootfs) }))).toBe(
+    expect(await codeOf(c.create({ namespace: ns, id, spec: again, rootfs: bindRootfs(rootfsOf()) }))).toBe(
       'ALREADY_EXISTS',
     );
     await c.kill({ namespace: ns, id, signal: 'SIGKILL' });

@@ -211,14 +211,15 @@ describe('control of a live task', () => {
 
   it('mounts an overlay rootfs and unmounts it on delete', async () => {
     const id = newId();
-    const base = join(w.stateRoot, '..', `ovl-${id}`);
-    await mkdir(join(base, 'upper'), { recursive: true });
+    // A snapshot as the snapshot-service lays it out: <stateRoot>/snapshots/<id>/{fs,work}.
+    const base = join(w.stateRoot, 'snapshots', String(100 + Math.floor(Math.random() * 1e6)));
+    await mkdir(join(base, 'fs'), { recursive: true });
     await mkdir(join(base, 'work'), { recursive: true });
     const rootfs = [
       {
         type: 'overlay',
         source: 'overlay',
-        options: [`lowerdir=${w.rootfs}`, `upperdir=${join(base, 'upper')}`, `workdir=${join(base, 'work')}`],
+        options: [`lowerdir=${w.rootfs}`, `upperdir=${join(base, 'fs')}`, `workdir=${join(base, 'work')}`],
       },
     ];
     const spec = await makeSpec(['sh', '-c', 'echo written > /marker; cat /marker'], {
@@ -228,7 +229,7 @@ describe('control of a live task', () => {
     await w.client.start({ namespace: ns, id });
     expect((await w.client.wait({ namespace: ns, id })).exitCode).toBe(0);
     const { readFile } = await import('node:fs/promises');
-    expect(await readFile(join(base, 'upper', 'marker'), 'utf8')).toBe('written\n');
+    expect(await readFile(join(base, 'fs', 'marker'), 'utf8')).toBe('written\n');
     const del = await w.client.delete({ namespace: ns, id });
     const mounts = await readFile('/proc/self/mountinfo', 'utf8');
     expect(mounts).not.toContain(del.bundle);

@@ -52,6 +52,13 @@ function writeAuthConfig(plan: EmbeddedPlan): string | undefined {
  * argument for Redis); the other settings stay on the command line. NATS runs JetStream with its
  * store under the state root and writes a ports file (used to know *our* server is listening);
  * Redis appends every write (AOF), keeps protected mode on and opens no unix socket.
+ *
+ * Redis keeps no RDB snapshots (`save ""`, and `stop-writes-on-bgsave-error no` should one be
+ * asked for): the AOF is what makes berth's state durable, and a snapshot that failed on a full
+ * state disk would keep refusing every write (MISCONF) until a later snapshot succeeded, up to an
+ * hour after space was freed. A failed AOF write still refuses writes, as it must (berth persists
+ * before it answers), but Redis retries it every second and accepts writes again by itself as soon
+ * as the disk has room; the image- and snapshot-services free what a failed pull or unpack wrote.
  */
 export function embeddedSpec(plan: EmbeddedPlan, nodeId: string, env: NodeJS.ProcessEnv): ChildSpec {
   mkdirSync(plan.dataDir, { recursive: true, mode: 0o700 });
@@ -96,6 +103,10 @@ export function embeddedSpec(plan: EmbeddedPlan, nodeId: string, env: NodeJS.Pro
       'yes',
       '--appendfsync',
       'everysec',
+      '--save',
+      '',
+      '--stop-writes-on-bgsave-error',
+      'no',
       '--daemonize',
       'no',
     ],

@@ -16,7 +16,7 @@ export interface UnixListener {
 
 /**
  * Serves a gRPC server on a unix socket: prepares the directory, binds with a umask that keeps
- * the socket private from its first instant, then sets mode 0660 and root ownership. Each
+ * the socket private from its first instant, then sets mode 0600 and root ownership. Each
  * connection reaches grpc-js through a FrontSocket, so Go clients that send the socket's path as
  * :authority are served rather than reset (see authority-front.ts).
  */

@@ -6,8 +6,13 @@ import { BerthError, Code } from '@berth/api';
 /** Longest path a unix socket address can hold on Linux (sun_path is 108 bytes with the NUL). */
 const MAX_SOCKET_PATH = 107;
 
-/** Mode of the CRI socket: the owner (root) and its group may connect, nobody else. */
-export const SOCKET_MODE = 0o660;
+/**
+ * Mode of the CRI socket: only its owner (root) may connect. kubelet and crictl run as root, so
+ * no group bit is needed; containerd's 0660 serves a group configured in its `[grpc] gid`, which
+ * berth does not offer, and with root:root it would only open the runtime to members of group
+ * root. docs/layout.md states the same mode (gateway.test.ts checks that they agree).
+ */
+export const SOCKET_MODE = 0o600;
 
 /** Mode of a socket directory berth owns: only root may even look inside. */
 export const SOCKET_DIR_MODE = 0o700;

@@ -9,6 +9,7 @@ import {
   errors,
   MediaType,
 } from '@berth/api';
+import { diskError, writeFully } from '@berth/kit';
 import { TAR_END, tarHeader, tarPadding } from '@berth/tar';
 import type { ContentStore } from '../content/store.js';
 import type { ImageStore } from '../images/store.js';
@@ -60,12 +61,13 @@ export async function exportImages(
   const manifestJson = Buffer.from(JSON.stringify(dockerManifest));
 
   const tmp = join(dirname(req.path), `.${randomUUID()}.berth-save.tmp`);
+  const what = `export to "${req.path}"`;
   const fh = await open(tmp, 'w', 0o644).catch((err: Error) => {
-    throw errors.invalid(`cannot write ${req.path}: ${err.message}`);
+    throw diskError(err, { what, path: tmp }) ?? errors.invalid(`cannot write ${req.path}: ${err.message}`);
   });
   let size = 0;
   const write = async (b: Buffer) => {
-    await fh.write(b);
+    await writeFully(fh, [b], null);
     size += b.length;
   };
   try {
@@ -97,6 +99,6 @@ export async function exportImages(
   } catch (err) {
     await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
-    throw err;
+    throw diskError(err, { what, path: tmp, after: 'the partial archive was removed' }) ?? err;
   }
 }

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code, type Descriptor } from '@berth/api';
-import { fencedError, type Lock } from '@berth/kit';
+import { diskError, diskFaultOf, fencedError, type Lock, writeFully } from '@berth/kit';
 
 /** A source of blob bytes that can start at an offset (HTTP Range), as a pull's fetcher. */
 export type BlobSource = (
@@ -64,9 +64,32 @@ export async function clearIngest(dir: string, upTo: number): Promise<void> {
  * prefix a stopped download published as ingest/<hex>/data, verifies size and sha256, and commits:
  * the lock is checked (and extended) right before the rename into the blob store, and the record
  * write checks it again in the same Redis script. Losing the lock aborts the fetch and the writes
- * and removes this holder's file at once. Returns the bytes fetched.
+ * and removes this holder's file at once. A full or failing disk (ENOSPC, EDQUOT, EIO) fails with
+ * RESOURCE_EXHAUSTED naming the file, after removing everything of the ingest up to this holder's
+ * fence: a prefix kept for resuming would only hold the space the node needs to recover (Redis's
+ * AOF lives on the same disk by default), and GC takes ingests only after an hour. Returns the
+ * bytes fetched.
  */
 export async function downloadBlob(j: DownloadJob): Promise<number> {
+  try {
+    return await download(j);
+  } catch (err) {
+    const full = diskError(err, {
+      what: j.opts.what,
+      path: join(j.dir, `data-${j.lock.fence}`),
+      after: 'the partial download was removed',
+    });
+    // Stopped because another download of the same pull met the full disk: a prefix kept for
+    // resuming would hold space just the same.
+    const stoppedByFull = !full && diskFaultOf(j.opts.signal?.reason) !== undefined;
+    if (!full && !stoppedByFull) throw err;
+    // Under a lost lock the directory may be the next holder's: download() removed our file only.
+    if (!j.lock.lost?.aborted) await clearIngest(j.dir, j.lock.fence);
+    throw full ?? err;
+  }
+}
+
+async function download(j: DownloadJob): Promise<number> {
   const { desc, opts, dir, lock } = j;
   await mkdir(dir, { recursive: true });
   await writeFile(
@@ -124,7 +147,10 @@ export async function downloadBlob(j: DownloadJob): Promise<number> {
     writePos += batchLen;
     batch = [];
     batchLen = 0;
-    inflight = fh.writev(bufs, at);
+    inflight = writeFully(fh, bufs, at);
+    // A failed write (ENOSPC) is awaited by the next flush; until then this keeps it from being an
+    // unhandled rejection, which would end the whole process.
+    inflight.catch(() => undefined);
   };
   let verified = false;
   try {
@@ -198,6 +224,11 @@ export async function downloadBlob(j: DownloadJob): Promise<number> {
           { cause: err },
         );
       }
+      throw err;
+    }
+    if (diskFaultOf(err)) {
+      // No prefix is kept on a full disk: downloadBlob removes the whole ingest.
+      await close();
       throw err;
     }
     // Keep the verified prefix received so far, closed and published, so the next attempt resumes.

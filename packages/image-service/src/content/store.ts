@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { BerthError, Code, type Descriptor, errors } from '@berth/api';
 import type { Logger } from '@berth/kit';
 import {
+  diskError,
   type Fence,
   fenceCheckLua,
   fencedError,
@@ -13,6 +14,7 @@ import {
   type Lock,
   type Redis,
   withLock,
+  writeFully,
 } from '@berth/kit';
 import { type BlobSource, clearIngest, downloadBlob, type IngestOptions } from './download.js';
 
@@ -179,14 +181,16 @@ export class ContentStore {
       );
     }
     if (!(await this.has(desc))) {
-      await mkdir(this.o.ingestDir, { recursive: true });
-      await mkdir(this.o.blobsDir, { recursive: true });
       const tmp = join(this.o.ingestDir, `tmp-${randomUUID()}`);
       try {
+        await mkdir(this.o.ingestDir, { recursive: true });
+        await mkdir(this.o.blobsDir, { recursive: true });
         await writeFile(tmp, data, { mode: 0o600 });
         // Checked right before the rename; the record script checks again (see download.ts).
         if (!(await this.stillHeld(lock))) throw fencedError(what);
         await rename(tmp, this.path(desc.digest));
+      } catch (err) {
+        throw diskError(err, { what, path: tmp, after: 'nothing was stored' }) ?? err;
       } finally {
         await rm(tmp, { force: true });
       }
@@ -214,7 +218,9 @@ export class ContentStore {
         return { status: 'exists' as const, fetched: 0 };
       }
       opts.onStart?.();
-      await mkdir(this.o.blobsDir, { recursive: true });
+      await mkdir(this.o.blobsDir, { recursive: true }).catch((err: unknown) => {
+        throw diskError(err, { what: opts.what, path: this.o.blobsDir }) ?? err;
+      });
       const fetched = await downloadBlob({
         desc,
         source,
@@ -289,18 +295,23 @@ export class ContentStore {
       beforeCommit?: (digest: string) => Promise<void>;
     },
   ): Promise<Descriptor> {
-    await mkdir(this.o.ingestDir, { recursive: true });
-    await mkdir(this.o.blobsDir, { recursive: true });
     const tmp = join(this.o.ingestDir, `tmp-${randomUUID()}`);
+    const fh = await (async () => {
+      await mkdir(this.o.ingestDir, { recursive: true });
+      await mkdir(this.o.blobsDir, { recursive: true });
+      return open(tmp, 'w', 0o600);
+    })().catch(async (err: unknown) => {
+      await rm(tmp, { force: true });
+      throw diskError(err, { what: opts.what, path: tmp, after: 'nothing was stored' }) ?? err;
+    });
     const hash = createHash('sha256');
-    const fh = await open(tmp, 'w', 0o600);
     let size = 0;
     let head = Buffer.alloc(0);
     try {
       for await (const chunk of body) {
         if (head.length < 8) head = Buffer.concat([head, Buffer.from(chunk.subarray(0, 8 - head.length))]);
         hash.update(chunk);
-        await fh.write(chunk);
+        await writeFully(fh, [Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)], null);
         size += chunk.length;
       }
       await fh.datasync();
@@ -328,7 +339,7 @@ export class ContentStore {
     } catch (err) {
       await fh.close().catch(() => undefined);
       await rm(tmp, { force: true });
-      throw err;
+      throw diskError(err, { what: opts.what, path: tmp, after: 'its partial data was removed' }) ?? err;
     }
   }
 

@@ -12,7 +12,7 @@ import {
   toBerthError,
   type UnpackReply,
 } from '@berth/api';
-import type { Logger, Redis } from '@berth/kit';
+import { diskFaultOf, type Logger, type Redis } from '@berth/kit';
 import { Lease } from '../content/lease.js';
 import type { BlobSource, ContentStore } from '../content/store.js';
 import { manifestRefs, parseConfig, parseIndex, parseManifest } from '../images/manifest.js';
@@ -151,7 +151,9 @@ export async function pullImage(
           tracker.status(layer.digest, res.status === 'exists' ? 'exists' : 'done');
         } catch (err) {
           tracker.status(layer.digest, 'failed');
-          abort.abort();
+          // A full disk is passed on as the reason: the other downloads then drop their prefixes
+          // instead of keeping them to resume (they would only hold the space).
+          abort.abort(diskFaultOf(err) ? err : undefined);
           throw err;
         }
       });

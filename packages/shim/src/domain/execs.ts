@@ -2,6 +2,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
+import { removeAttachLink } from './attach-links.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { writeAtomic } from './files.js';
 import type { ShimHost } from './host.js';
@@ -122,6 +123,7 @@ export class ExecProcesses {
       this.pending.set(key, { mon, monitorPid: rec.monitorPid });
       return this.host.toState(rec);
     } catch (err) {
+      await removeAttachLink(tp.socketDir, ep.cuuid);
       await rm(ep.dir, { recursive: true, force: true });
       await this.host.store.releaseExec(ns, id, execId);
       throw err;
@@ -182,7 +184,9 @@ export class ExecProcesses {
     const rec = await this.host.store.get(ns, id, execId);
     if (rec?.monitorPid && (await monitorAlive(rec.monitorPid))) killMonitor(rec.monitorPid);
     this.exits.unwatchExec(ns, id, execId);
-    await rm(execPaths(this.host.layout, ns, id, execId).dir, { recursive: true, force: true });
+    const ep = execPaths(this.host.layout, ns, id, execId);
+    await removeAttachLink(taskPaths(this.host.layout, ns, id).socketDir, ep.cuuid);
+    await rm(ep.dir, { recursive: true, force: true });
     await this.host.store.releaseExec(ns, id, execId);
   }
 

@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorAlive } from '../runtime/monitor.js';
+import { sweepAttachLinks } from './attach-links.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import type { ShimHost } from './host.js';
 import { taskPaths } from './paths.js';
@@ -69,6 +70,10 @@ export class Reconciler {
         cleaned++;
       }
     }
+    // Links of tasks and execs removed while no agent ran (or by one that died half-way).
+    const links = await sweepAttachLinks(join(this.host.layout.run.monitors, 's'));
+    if (links.length > 0) this.host.log.info({ links: links.length }, 'removed dangling attach links');
+    cleaned += links.length;
     return { tasks, exited, cleaned };
   }
 

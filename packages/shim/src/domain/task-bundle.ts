@@ -1,16 +1,18 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
 import { spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
+import { removeAttachLink } from './attach-links.js';
 import { containerFilesDir, writeContainerFiles } from './container-files.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { exists, writeAtomic } from './files.js';
 import type { ShimHost } from './host.js';
 import { applyCapabilities, applyUser } from './identity/index.js';
-import { checkName, taskPaths } from './paths.js';
+import { checkName, execPaths, taskPaths } from './paths.js';
 import { checkBindPropagation } from './propagation.js';
+import { checkRootfsMounts } from './rootfs-mounts.js';
 import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import type { ProcRecord } from './store.js';
@@ -35,6 +37,8 @@ export async function createTask(
   if (req.logPath !== undefined && !req.logPath.startsWith('/')) {
     throw new BerthError(Code.INVALID_ARGUMENT, `task "${id}": logPath must be absolute`);
   }
+  // Before anything is made: runc would create mount points inside whatever the rootfs is.
+  await checkRootfsMounts(req.rootfs, host.layout.snapshots, id);
   if (!(await host.store.reserveTask(ns, id))) {
     throw new BerthError(Code.ALREADY_EXISTS, `task "${id}" already exists in namespace "${ns}"`);
   }
@@ -157,6 +161,11 @@ export async function removeBundle(host: ShimHost, ns: string, id: string): Prom
     await until(async () => !(await monitorAlive(conmonPid)), MONITOR_GONE_WAIT_MS);
   }
   await unmountAll(p.rootfs);
+  // The attach links of the task and of its execs point into the bundle: they go with it.
+  for (const execId of await readdir(p.execs).catch(() => [] as string[])) {
+    await removeAttachLink(p.socketDir, execPaths(host.layout, ns, id, execId).cuuid);
+  }
+  await removeAttachLink(p.socketDir, p.cuuid);
   await rm(p.bundle, { recursive: true, force: true });
   await rm(join(p.exitDir, id), { force: true });
 }

@@ -116,7 +116,8 @@ export async function startWorld(
   const stateRoot = join(base, 'state');
   const runRoot = join(base, 'run');
   const node = `shimtest-${Math.random().toString(36).slice(2, 10)}`;
-  const rootfs = await makeRootfs(join(base, 'busybox'));
+  // The shim mounts only snapshots: the shared busybox tree is snapshot 1's fs directory.
+  const rootfs = await makeRootfs(join(stateRoot, 'snapshots', '1', 'fs'));
   await writeFile(
     join(base, 'config.json'),
     JSON.stringify({ services: { shim: { ...(o.sweepMs ? { sweepMs: o.sweepMs } : {}), ...o.shim } } }),

@@ -11,7 +11,7 @@ import {
   SnapshotKind,
   type UpdateSnapshotRequest,
 } from '@berth/api';
-import type { Fence, Redis } from '@berth/kit';
+import { diskError, type Fence, type Redis } from '@berth/kit';
 import { compileFilters } from './filters.js';
 import { mountsFor } from './mounts.js';
 import { infoOf, type SnapshotRecord, SnapshotStore } from './store.js';
@@ -97,7 +97,11 @@ export class Snapshotter {
     const tmp = join(this.root, `new-${id}-${randomUUID().slice(0, 8)}`);
     const dir = join(this.root, id);
     try {
-      await mkdir(join(tmp, 'fs'), { recursive: true, mode: 0o755 });
+      // One level at a time: a recursive mkdir that cannot create a parent (ENOSPC) reports the
+      // child's ENOENT, which would hide a full disk.
+      await mkdir(this.root, { recursive: true, mode: 0o755 });
+      await mkdir(tmp, { mode: 0o755 });
+      await mkdir(join(tmp, 'fs'), { mode: 0o755 });
       if (kind === SnapshotKind.active) await mkdir(join(tmp, 'work'), { mode: 0o700 });
       if (parents[0]) {
         // The upper's root takes the owner of the parent's root, as containerd does.
@@ -108,6 +112,8 @@ export class Snapshotter {
     } catch (err) {
       await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
       await this.store.release(id).catch(() => undefined);
+      const full = diskError(err, { what: `snapshot "${req.key}"`, path: tmp, after: 'nothing was created' });
+      if (full) throw full;
       throw new BerthError(
         Code.INTERNAL,
         `cannot create the directory of snapshot "${req.key}": ${(err as Error).message}`,

@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
+import { diskError } from '@berth/kit';
 import { EntryType, nameText, type TarEntry, type TarSink } from '@berth/tar';
 import { errCode, type NativeFs, nativeFs, type Timespec } from '../fs/native.js';
 
@@ -395,9 +397,10 @@ export class LayerWriter implements TarSink {
     if (err instanceof BerthError) return new BerthError(err.code, `${what}: ${err.message}`, { cause: err });
     const c = errCode(err);
     const msg = (err as Error)?.message ?? String(err);
-    if (c === 'ENOSPC' || c === 'EDQUOT') {
-      return new BerthError(Code.RESOURCE_EXHAUSTED, `${what}: no space left: ${msg}`, { cause: err });
-    }
+    // A full, over-quota or failing disk names the file in the snapshot that could not be written;
+    // the unpacker removes the whole extract snapshot after this.
+    const full = diskError(err, { what: this.opts.what, path: join(this.opts.root, cleanName(name)) });
+    if (full) return full;
     const layerFault = [
       'ENOENT',
       'EEXIST',
