@@ -298,19 +298,16 @@ export const ExecRequest = ContainerRef.extend({
 export type ExecRequest = z.infer<typeof ExecRequest>;
 
 /** Reply of `exec`/`start`/`state` for a process. */
-export const ProcessState = z.object({
-  id: z.string(),
-  execId: z.string().optional(),
-  status: z.string(),
-  pid: z.number().int(),
-  exitCode: z.number().int().optional(),
-  exitedAt: z.string().optional(),
-  reason: z.string().optional(),
-  logPath: z.string().optional(),
-  /** The monitor's attach socket and control fifo while the process runs (same host only). */
-  attachPath: z.string().optional(),
-  ctlPath: z.string().optional(),
-});
+export const ProcessState = Task.pick({
+  id: true,
+  pid: true,
+  exitCode: true,
+  exitedAt: true,
+  reason: true,
+  logPath: true,
+  attachPath: true,
+  ctlPath: true,
+}).extend({ execId: z.string().optional(), status: z.string() });
 export type ProcessState = z.infer<typeof ProcessState>;
 
 /** Request of `update` (a live task's resources). */

@@ -2,7 +2,7 @@
 // servers' configuration and the berth settings that give each service and the CLI its login.
 // The same generator writes the embedded servers' configuration under `berth up`.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, linkSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { BerthError, Code, NODE_ID_PATTERN } from '@berth/api';
 import {
   type AclSecrets,
@@ -16,6 +16,7 @@ import { derivePassword } from '@berth/kit/permissions';
 import { z } from 'zod';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
+import { createOnce } from './credentials.js';
 
 const Secrets = z.object({ nats: z.string().min(32), redis: z.string().min(32) });
 
@@ -48,24 +49,7 @@ export function aclSecrets(file: string | undefined): AclSecrets {
     }
     return parsed.data;
   }
-  const fresh = freshSecrets();
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeFileSync(fd, `${JSON.stringify(fresh, null, 2)}\n`);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    // A link never replaces a file another run created meanwhile; then that one is used.
-    linkSync(tmp, file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return aclSecrets(file);
-  } finally {
-    rmSync(tmp, { force: true });
-  }
-  return fresh;
+  return createOnce(file, freshSecrets(), aclSecrets);
 }
 
 /** A server URL list without the credentials a configured URL may carry. */

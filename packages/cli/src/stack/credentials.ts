@@ -78,11 +78,19 @@ export function embeddedCredentials(file: string): EmbeddedCredentials {
     nats: { user: EMBEDDED_NATS_USER, password: secret() },
     redis: { password: secret() },
   };
+  return createOnce(file, fresh, readCredentials);
+}
+
+/**
+ * Writes `fresh` as JSON to `file` unless the file exists, atomically and never overwriting: the
+ * content goes to a temp file (0600, synced) hard-linked to the final name, so a concurrent writer
+ * either wins or `read`s the winner's file, and a crash leaves no file or a whole one.
+ */
+export function createOnce<T>(file: string, fresh: T, read: (file: string) => T): T {
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     writeFileSync(fd, `${JSON.stringify(fresh, null, 2)}\n`);
-    // On disk before the name appears, so a crash never leaves an empty credentials file.
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -91,7 +99,7 @@ export function embeddedCredentials(file: string): EmbeddedCredentials {
     linkSync(tmp, file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return readCredentials(file);
+    return read(file);
   } finally {
     rmSync(tmp, { force: true });
   }
