@@ -15,6 +15,7 @@ import {
   withLock,
 } from '@berth/kit';
 import { type BlobSource, clearIngest, downloadBlob, type IngestOptions } from './download.js';
+import { contentMetrics } from './metrics.js';
 
 export type { BlobSource, IngestOptions } from './download.js';
 
@@ -211,6 +212,7 @@ export class ContentStore {
         // A writer killed between its commit (rename) and removing its ingest leaves the ingest
         // behind; under the lock nobody else writes it, so it goes now.
         await clearIngest(this.ingestPath(desc.digest), lock.fence);
+        contentMetrics().deduplicated();
         return { status: 'exists' as const, fetched: 0 };
       }
       opts.onStart?.();
@@ -224,6 +226,7 @@ export class ContentStore {
         lock,
         record: () => this.record(desc, lock, opts.what),
       });
+      contentMetrics().pulled(fetched);
       return { status: 'done' as const, fetched };
     });
   }
@@ -251,6 +254,7 @@ export class ContentStore {
     return this.locked(desc.digest, what, async (lock) => {
       if (await this.has(desc)) {
         await this.ensureRecord(desc, lock, what);
+        contentMetrics().deduplicated();
         return this.read(desc.digest);
       }
       let body: Buffer;
@@ -261,6 +265,7 @@ export class ContentStore {
         throw err;
       }
       await this.writeVerified(desc, body, lock, what);
+      contentMetrics().pulled(body.length);
       return body;
     });
   }
