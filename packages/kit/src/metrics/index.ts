@@ -1,5 +1,6 @@
 import { type Meter, metrics } from '@opentelemetry/api';
 
+export { type CatalogEntry, catalogEntryOf, METRIC_CATALOG, type MetricType } from './catalog.js';
 export { EndpointStats } from './endpoint-stats.js';
 export { histogramQuantile, parsePrometheusText, type Sample } from './prometheus-parse.js';
 export { prometheusName, toPrometheusText } from './prometheus-text.js';

@@ -8,6 +8,7 @@ import { call } from '../client.js';
 import { connectNats } from '../nats.js';
 import { type ChildService, startTestService } from '../testdata/child.js';
 import { TestApi } from '../testdata/test-api.mjs';
+import { catalogEntryOf, METRIC_CATALOG } from './catalog.js';
 import { histogramQuantile, parsePrometheusText, type Sample } from './prometheus-parse.js';
 
 // $SRV.STATS and the Prometheus endpoint of a real service process (the kit's test service run by
@@ -163,6 +164,13 @@ describe('Prometheus endpoint', () => {
     expect(
       value(s, 'berth_redis_command_duration_seconds_count', { command: 'ping', outcome: 'ok' }),
     ).toBeGreaterThan(0);
+  });
+
+  it("exports exactly the catalog's metrics for every service, and names them the same", async () => {
+    const names = new Set((await scrape()).map((s) => s.name));
+    for (const n of names) expect(catalogEntryOf(n), `${n} is not in METRIC_CATALOG`).toBeDefined();
+    const families = new Set([...names].map((n) => catalogEntryOf(n)?.name));
+    for (const e of METRIC_CATALOG.filter((x) => x.services === 'all')) expect(families).toContain(e.name);
   });
 
   it('removes its target file when the service stops', async () => {
