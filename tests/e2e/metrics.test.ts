@@ -217,4 +217,17 @@ describe('metrics of a running stack', () => {
     expect(img?.errorRate).toBe(0);
     expect(img?.p95).toBeGreaterThan(0);
   }, 60_000);
+
+  it('the embedded nats-server serves its monitoring endpoints on 127.0.0.1, listed by berth status', async () => {
+    const st = await stack.berth('status');
+    expect(st.code, st.stderr).toBe(0);
+    const url = /nats-server: running pid \d+, restarts \d+, monitoring (http:\/\/127\.0\.0\.1:\d+)/.exec(
+      st.stdout,
+    )?.[1];
+    expect(url, st.stdout).toBeDefined();
+    const varz = (await (await fetch(`${url}/varz`)).json()) as { server_name: string; connections: number };
+    expect(varz.server_name).toBe(`berth-${stack.nodeId}`);
+    // The five services, the supervisor's probes aside, are connected.
+    expect(varz.connections).toBeGreaterThanOrEqual(5);
+  });
 });
