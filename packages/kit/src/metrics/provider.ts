@@ -10,6 +10,9 @@ import { toPrometheusText } from './prometheus-text.js';
 // the kit for other things and must not pay for the SDK.
 const load = createRequire(import.meta.url);
 
+/** How long shutdown waits for the last OTLP push. */
+const SHUTDOWN_FLUSH_MS = 2000;
+
 /** How often metrics are pushed over OTLP when an endpoint is set (OTEL_METRIC_EXPORT_INTERVAL wins). */
 const OTLP_INTERVAL_MS = 15_000;
 
@@ -124,7 +127,15 @@ export async function startMetrics(opts: {
       server.closeAllConnections();
       await closed;
       metrics.disable();
-      await provider.shutdown().catch(() => undefined);
+      // The last OTLP push waits for the collector; an exiting service waits at most this long.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((r) => {
+        timer = setTimeout(r, SHUTDOWN_FLUSH_MS);
+        timer.unref();
+      });
+      await Promise.race([provider.shutdown().catch(() => undefined), late]).finally(() =>
+        clearTimeout(timer),
+      );
     },
   };
 }
