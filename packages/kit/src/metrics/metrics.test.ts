@@ -173,6 +173,26 @@ describe('Prometheus endpoint', () => {
     for (const e of METRIC_CATALOG.filter((x) => x.services === 'all')) expect(families).toContain(e.name);
   });
 
+  it('counts a NATS reconnect when the server restarts', async () => {
+    expect(value(await scrape(), 'berth_nats_reconnects_total')).toBe(0);
+    const weReconnected = (async () => {
+      for await (const st of nc.status()) if (st.type === 'reconnect') return;
+    })();
+    await nats.restart();
+    // Polls the real condition (bounded): the client reconnects with jittered backoff.
+    const deadline = Date.now() + 20_000;
+    let reconnects = 0;
+    while (Date.now() < deadline) {
+      reconnects = value(await scrape(), 'berth_nats_reconnects_total') ?? 0;
+      if (reconnects > 0) break;
+      await delay(50);
+    }
+    expect(reconnects).toBe(1);
+    // And the service answers again once this side has its connection back too.
+    await weReconnected;
+    await expect(call(nc, TestApi, 'echo', { text: 'back' })).resolves.toMatchObject({ text: 'back' });
+  });
+
   it('removes its target file when the service stops', async () => {
     const file = join(runRoot, 'metrics', `task-service-${svc.proc.pid}.json`);
     expect(existsSync(file)).toBe(true);
