@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { BerthError, Code } from '@berth/api/errors';
 import { metrics } from '@opentelemetry/api';
 import type { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
@@ -93,7 +94,8 @@ export async function startMetrics(opts: {
     resource: resourceFromAttributes({
       'service.name': opts.service,
       'service.version': opts.version,
-      'host.name': opts.node,
+      'host.name': hostname(),
+      'process.pid': process.pid,
       'berth.node': opts.node,
     }),
     readers,
