@@ -112,9 +112,16 @@ describe('infra/', () => {
     const compose = parse(readFileSync(join(INFRA, 'compose.yaml'), 'utf8')) as {
       services: Record<string, { image: string; ports?: string[]; volumes?: string[] }>;
     };
-    expect(Object.keys(compose.services).sort()).toEqual(['jaeger', 'nats', 'otel-collector', 'redis']);
+    expect(Object.keys(compose.services).sort()).toEqual([
+      'grafana',
+      'jaeger',
+      'nats',
+      'otel-collector',
+      'prometheus',
+      'redis',
+    ]);
     for (const [name, svc] of Object.entries(compose.services)) {
-      expect(svc.image, name).toMatch(/:[0-9][\w.-]*$/);
+      expect(svc.image, name).toMatch(/:v?[0-9][\w.-]*$/);
       for (const p of svc.ports ?? []) expect(p, `${name} publishes ${p}`).toMatch(/^127\.0\.0\.1:/);
     }
     const mount = compose.services['otel-collector']?.volumes?.[0]?.split(':')[0] ?? '';

@@ -64,6 +64,8 @@ export interface StatusJson {
       pid: number;
       version: string;
       health: string;
+      /** Where the replica serves Prometheus metrics; null when metrics are off. */
+      metrics: string | null;
     }[];
   }[];
 }

@@ -9,6 +9,9 @@ export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 /** Where Redis is when nothing says otherwise. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
+/** Where services serve metrics when nothing says otherwise: loopback, any free port. */
+export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:0';
+
 /** Configuration every berth process reads: from a JSON file, then the environment (which wins). */
 export const Config = z.object({
   natsUrl: z.string().min(1).optional(),
@@ -21,6 +24,18 @@ export const Config = z.object({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   /** Bound on how long in-flight requests may take to finish after SIGTERM. */
   shutdownGraceMs: z.number().int().positive(),
+  /**
+   * Where each service serves Prometheus metrics: `host:port` (port 0 picks a free port, listed by
+   * `berth status`), or `off`. Loopback by default: metrics name images and containers.
+   */
+  metricsAddress: z
+    .string()
+    .regex(
+      /^(off|(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+):\d{1,5})$/,
+      'metrics address must be host:port or "off"',
+    )
+    .refine((v) => v === 'off' || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535')
+    .optional(),
   /** Free-form per-service settings (e.g. image-service.maxConcurrentDownloads). */
   services: z.record(z.string(), z.record(z.string(), z.unknown())),
 });
@@ -38,6 +53,7 @@ const envMap = {
   BERTH_RUN_ROOT: 'runRoot',
   BERTH_LOG_LEVEL: 'logLevel',
   BERTH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
+  BERTH_METRICS_ADDRESS: 'metricsAddress',
 } as const;
 
 /** Turns a hostname into a valid node id (dots and other characters become dashes). */

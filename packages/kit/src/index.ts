@@ -7,6 +7,7 @@ export * from './layout.js';
 export * from './local.js';
 export * from './lock.js';
 export * from './logger.js';
+export * from './metrics/index.js';
 export * from './nats.js';
 export * from './redact.js';
 export * from './redis.js';

@@ -48,6 +48,11 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
       criSocket: join(r, 'cri.sock'),
       /** Per-container monitor files (conmon pid files, attach sockets). */
       monitors: join(r, 'monitors'),
+      /**
+       * One Prometheus file_sd target file per service process (<service>-<pid>.json), naming the
+       * address of its metrics endpoint; infra/prometheus.yml reads them.
+       */
+      metricsTargets: join(r, 'metrics'),
     },
   } as const;
 }

@@ -1,9 +1,18 @@
 import { type ServiceDef, toBerthError } from '@berth/api';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig, ownUrl } from './config.js';
+import {
+  type Config,
+  DEFAULT_METRICS_ADDRESS,
+  DEFAULT_NATS_URL,
+  DEFAULT_REDIS_URL,
+  loadConfig,
+  ownUrl,
+} from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
 import { createLogger } from './logger.js';
+import { instrumentNats, instrumentRedis } from './metrics/runtime.js';
+import { type ServiceMetrics, startServiceMetrics } from './metrics/targets.js';
 import { connectNats } from './nats.js';
 import { redactUrl } from './redact.js';
 import { connectRedis, type Redis } from './redis.js';
@@ -76,14 +85,26 @@ export async function runService<S extends ServiceDef>(opts: {
   const log = createLogger({ service: name, node: config.nodeId, level: config.logLevel });
   const natsUrl = ownUrl(config, name, 'natsUrl') ?? DEFAULT_NATS_URL;
   const redisUrl = ownUrl(config, name, 'redisUrl') ?? DEFAULT_REDIS_URL;
+  let metrics: ServiceMetrics | undefined;
   try {
+    // Before setup, so the instruments services make there record.
+    metrics = await startServiceMetrics({
+      service: name,
+      version: opts.version,
+      node: config.nodeId,
+      address: config.metricsAddress ?? DEFAULT_METRICS_ADDRESS,
+      targetsDir: hostLayout(config).run.metricsTargets,
+      log,
+    });
     const nc = await connectNats({
       url: natsUrl,
       name: `${name}@${config.nodeId}`,
       log,
       ...(config.natsCreds ? { creds: config.natsCreds } : {}),
     });
+    instrumentNats(nc);
     const redis = connectRedis(redisUrl, log);
+    instrumentRedis(redis);
     await redis.connect();
     const ctx: ServiceContext = { config, log, nc, redis, node: config.nodeId, layout: hostLayout(config) };
     const def = await opts.setup(ctx);
@@ -94,6 +115,7 @@ export async function runService<S extends ServiceDef>(opts: {
       node: config.nodeId,
       log,
       handlers: def.handlers,
+      ...(metrics ? { metadata: { metrics: metrics.url } } : {}),
       checks: async () => {
         const redisOk = await redisHealth(redis);
         return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };
@@ -105,6 +127,7 @@ export async function runService<S extends ServiceDef>(opts: {
         redis: redactUrl(redisUrl),
         hostLocal: opts.service.scope === 'host',
         instance: served.instanceId,
+        metrics: metrics?.url ?? 'off',
       },
       `${name} ready`,
     );
@@ -119,6 +142,7 @@ export async function runService<S extends ServiceDef>(opts: {
       await def.close?.().catch((err: unknown) => log.error({ err }, 'close failed'));
       await nc.drain().catch(() => undefined);
       await redis.quit().catch(() => undefined);
+      await metrics?.stop().catch(() => undefined);
       await telemetry.shutdown().catch(() => undefined);
       log.info('stopped');
       process.exit(0);
@@ -128,6 +152,7 @@ export async function runService<S extends ServiceDef>(opts: {
   } catch (err) {
     log.fatal({ err }, 'start-up failed');
     process.stderr.write(`${name}: start-up failed: ${toBerthError(err).message}\n`);
+    await metrics?.stop().catch(() => undefined);
     await telemetry.shutdown().catch(() => undefined);
     process.exit(1);
   }

@@ -27,6 +27,7 @@ import {
 import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
 import { storeRefusal } from './disk.js';
+import { RequestTracker } from './metrics/requests.js';
 import { extractTrace } from './telemetry.js';
 
 const json = JSONCodec<unknown>();
@@ -84,6 +85,8 @@ export interface ServeOptions<S extends ServiceDef> {
    * clients validate what they receive anyway.
    */
   checkReplies?: boolean;
+  /** Extra `$SRV` metadata of this instance (e.g. where its metrics are scraped). */
+  metadata?: Record<string, string>;
 }
 
 type AnyHandler = (input: unknown, ctx: RequestContext) => Promise<unknown>;
@@ -103,13 +106,16 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
   const inflight = new Map<Promise<void>, Answer>();
   const abort = new AbortController();
   const tracer = trace.getTracer(`berth.${service}`);
+  // Times each request from arrival to answer, for $SRV.STATS and the metrics.
+  const requests = new RequestTracker(service);
 
   const svc: NatsService = await nc.services.add({
     name: service,
     version: opts.version,
     description: `berth ${service}`,
     queue: service,
-    metadata: { node, instance: instanceId, pid: String(process.pid) },
+    metadata: { ...opts.metadata, node, instance: instanceId, pid: String(process.pid) },
+    statsHandler: requests.stats.statsHandler,
   });
 
   const info: AnyHandler = async (): Promise<InfoReply> => {
@@ -132,6 +138,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     const handler = op === 'info' ? info : handlers[op];
     if (!handler) throw new Error(`${service}: no handler for operation "${op}"`);
     const subject = subjectOf(opts.service, op, node);
+    requests.add(op, subject);
     svc.addEndpoint(op, {
       subject,
       queue: service,
@@ -153,11 +160,13 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
 
   function answerOnce(op: string, msg: ServiceMsg): Answer {
     let answered = false;
+    const finish = requests.begin(op);
     // Sending can throw (connection closed, reply over max_payload): log it rather than let it
     // become an unhandled rejection that takes the whole process down.
     const error = (err: BerthError) => {
       if (answered) return;
       answered = true;
+      finish(err);
       try {
         // A NATS header value cannot hold CR or LF (the server refuses the whole reply): the header
         // carries a one-line description, the body the message exactly.
@@ -171,6 +180,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
       try {
         msg.respond(data);
         answered = true;
+        finish();
       } catch (sendErr) {
         log.warn({ err: sendErr, op }, 'could not send reply');
         error(

@@ -3,6 +3,7 @@ import { BERTH_VERSION, ShimApi } from '@berth/api';
 import { call, publishEvent, runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { ShimAgent } from './domain/agent.js';
+import { observeContainers } from './metrics.js';
 import { NetworkManager } from './network/manager.js';
 import { networkSettings } from './network/settings.js';
 import { createHandlers } from './service.js';
@@ -34,6 +35,7 @@ await runService({
     if (netReport.released.length || netReport.failed.length)
       ctx.log.info(netReport, 'recovered pod networks');
     for (const f of netReport.failed) ctx.log.warn(f, 'pod network DEL failed: kept for the next attempt');
+    observeContainers(() => agent.list());
     agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
     return {
       handlers: createHandlers(agent, network),

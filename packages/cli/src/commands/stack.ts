@@ -25,7 +25,8 @@ export const stackCommands: Command[] = [
   },
   {
     name: 'status',
-    summary: 'Show every berth service, its replicas and their health (from NATS service discovery)',
+    summary:
+      'Show every berth service, its replicas, their health and metrics endpoints (from NATS service discovery)',
     usage: '[--json]',
     options: { json: { type: 'boolean' } },
     run: async (args, ctx) => (await impl()).status(args, ctx),
@@ -43,6 +44,14 @@ export const stackCommands: Command[] = [
       admin: { type: 'string' },
     },
     run: async (args, ctx) => (await import('../stack/acl.js')).configAcl(args, ctx),
+  },
+  {
+    name: 'top',
+    summary:
+      "Show each service replica's request rate, error rate, p95 latency and in-flight requests, live (from their metrics)",
+    usage: '[--interval SECONDS] [--once] [--json]',
+    options: { interval: { type: 'string' }, once: { type: 'boolean' }, json: { type: 'boolean' } },
+    run: async (args, ctx) => (await import('../stack/top.js')).top(args, ctx),
   },
   {
     name: 'service logs',

@@ -13,7 +13,7 @@ import { type CliContext, readSupervisorState, type SupervisorState } from '../c
 import { cleanupOrphans, isSupervisorProcess } from './cleanup.js';
 import { type ControlReply, controlRequest } from './control.js';
 import { collectStatus, renderStatus, type StackStatus } from './discovery.js';
-import { logTail } from './embedded.js';
+import { logTail, natsMonitorUrl } from './embedded.js';
 import { follow, LOGGED, serviceLogPath, tailLines } from './logs.js';
 import { makePlan, parseReplicas, STACK_SERVICES, type StackPlan } from './plan.js';
 import { checkPrerequisites } from './prereqs.js';
@@ -320,7 +320,14 @@ export async function status(args: { values: Record<string, unknown> }, ctx: Cli
         `NATS ${redactUrl(live.natsUrl)}, Redis ${redactUrl(live.redisUrl)}${live.embedded ? ' (embedded servers below)' : ''}\n`,
     );
     for (const c of live.children.filter((c) => c.kind === 'embedded')) {
-      ctx.out.write(`  ${c.name}: ${c.status}${c.pid ? ` pid ${c.pid}` : ''}, restarts ${c.restarts}\n`);
+      const monitor =
+        c.name === 'nats-server' && c.pid
+          ? natsMonitorUrl(hostLayout(config).embedded.nats, c.pid)
+          : undefined;
+      ctx.out.write(
+        `  ${c.name}: ${c.status}${c.pid ? ` pid ${c.pid}` : ''}, restarts ${c.restarts}` +
+          `${monitor ? `, monitoring ${monitor}` : ''}\n`,
+      );
     }
     for (const c of live.children.filter((c) => c.kind === 'service' && c.status !== 'running')) {
       ctx.out.write(`  ${c.name}#${c.replica}: ${c.status} after ${c.lastExit ?? '?'}; log ${c.logFile}\n`);

@@ -16,6 +16,8 @@ export interface InstanceStatus {
   health: 'healthy' | 'unhealthy';
   /** Checks that are not "ok", when this replica answered `info` itself. */
   problems: Record<string, string>;
+  /** Where the replica serves Prometheus metrics (its `metrics` metadata), or null when off. */
+  metrics: string | null;
 }
 
 /** One service: the replicas found, and how many this node should run. */
@@ -102,6 +104,7 @@ export async function collectStatus(
       uptimeSeconds: started ? Math.max(0, (Date.now() - Date.parse(started)) / 1000) : null,
       health: 'healthy',
       problems: {},
+      metrics: i.metadata?.metrics ?? null,
     });
   }
 
@@ -182,6 +185,15 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
+/** `host:port` of a metrics URL (the path is always /metrics), for the status table. */
+function metricsAddress(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
 /** The table of replicas `berth status` and `berth up` print. */
 export function renderStatus(st: StackStatus, restartsByPid: Map<number, number> = new Map()): string {
   const rows: string[][] = [];
@@ -196,12 +208,13 @@ export function renderStatus(st: StackStatus, restartsByPid: Map<number, number>
         i.version,
         formatUptime(i.uptimeSeconds),
         restarts === undefined ? '-' : String(restarts),
+        i.metrics ? metricsAddress(i.metrics) : '-',
         i.health === 'healthy' ? 'healthy' : `unhealthy (${formatProblems(i.problems)})`,
       ]);
     }
   }
   const lines = [
-    table(['SERVICE', 'NODE', 'INSTANCE', 'PID', 'VERSION', 'UPTIME', 'RESTARTS', 'HEALTH'], rows),
+    table(['SERVICE', 'NODE', 'INSTANCE', 'PID', 'VERSION', 'UPTIME', 'RESTARTS', 'METRICS', 'HEALTH'], rows),
   ];
   for (const m of st.missing) lines.push(`missing: ${m}`);
   return `${lines.join('\n')}\n`;

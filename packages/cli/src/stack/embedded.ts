@@ -75,6 +75,8 @@ export function embeddedSpec(plan: EmbeddedPlan, nodeId: string, env: NodeJS.Pro
         '127.0.0.1',
         '--port',
         String(plan.port),
+        // Monitoring listens on --addr (127.0.0.1) too.
+        ...(plan.monitorPort !== undefined ? ['--http_port', String(plan.monitorPort)] : []),
         '--server_name',
         `berth-${nodeId}`,
         '--jetstream',
@@ -133,6 +135,21 @@ export async function assertPortFree(plan: EmbeddedPlan): Promise<void> {
       `port 127.0.0.1:${plan.port} for the embedded ${plan.kind} is in use: set embedded.${key} or ` +
         `BERTH_EMBEDDED_${which}_PORT to a free port, or ${url} to use that server`,
     );
+  }
+}
+
+/**
+ * The monitoring URL of the embedded nats-server with this pid, from the ports file it writes
+ * (undefined when it has none, e.g. monitoring is off).
+ */
+export function natsMonitorUrl(dir: string, pid: number): string | undefined {
+  try {
+    const name = readdirSync(dir).find((f) => f.endsWith(`_${pid}.ports`));
+    if (!name) return undefined;
+    const ports = JSON.parse(readFileSync(join(dir, name), 'utf8')) as { monitoring?: string[] };
+    return ports.monitoring?.[0];
+  } catch {
+    return undefined;
   }
 }
 

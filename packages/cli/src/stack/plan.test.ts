@@ -122,10 +122,13 @@ describe('makePlan', () => {
 
   it('takes embedded ports from config, and from the environment over config', () => {
     const env = configEnv({ embedded: { natsPort: 14222, redisPort: 16379 } });
-    expect(embeddedPorts(env)).toEqual({ natsPort: 14222, redisPort: 16379 });
+    expect(embeddedPorts(env)).toEqual({ natsPort: 14222, redisPort: 16379, natsMonitorPort: -1 });
+    expect(embeddedPorts(configEnv({ embedded: { natsMonitorPort: 18222 } })).natsMonitorPort).toBe(18222);
+    expect(embeddedPorts({ ...env, BERTH_EMBEDDED_NATS_MONITOR_PORT: '0' }).natsMonitorPort).toBe(0);
     expect(embeddedPorts({ ...env, BERTH_EMBEDDED_NATS_PORT: '24222' })).toEqual({
       natsPort: 24222,
       redisPort: 16379,
+      natsMonitorPort: -1,
     });
     expect(() => embeddedPorts({ ...env, BERTH_EMBEDDED_REDIS_PORT: 'x' })).toThrow(
       'invalid BERTH_EMBEDDED_REDIS_PORT "x"',

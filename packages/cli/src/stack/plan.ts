@@ -63,6 +63,11 @@ export interface EmbeddedPlan {
    */
   auth?: { user?: string; password: string };
   /**
+   * nats-server only: its HTTP monitoring port (/varz, /connz, ...) on 127.0.0.1; -1 picks a free
+   * one (written to the ports file, shown by `berth status`), 0 turns monitoring off.
+   */
+  monitorPort?: number;
+  /**
    * Also one user per principal (service or CLI), with the permissions of its role, whose
    * passwords derive from these secrets (kit/acl-config.ts). Absent in plans made before them.
    */
@@ -108,8 +113,9 @@ export function serviceLogFile(serviceLogs: string, service: string, replica: nu
 }
 
 const Port = z.coerce.number().int().min(1).max(65535);
+const MonitorPort = z.coerce.number().int().min(-1).max(65535);
 const EmbeddedSection = z
-  .object({ natsPort: Port.optional(), redisPort: Port.optional() })
+  .object({ natsPort: Port.optional(), redisPort: Port.optional(), natsMonitorPort: MonitorPort.optional() })
   .passthrough()
   .optional();
 
@@ -117,7 +123,11 @@ const EmbeddedSection = z
  * Reads the `embedded` section of the config file. The kit's Config does not model it (only
  * `berth up` cares), so the file is read here again with the same location rules.
  */
-export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): { natsPort: number; redisPort: number } {
+export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): {
+  natsPort: number;
+  redisPort: number;
+  natsMonitorPort: number;
+} {
   const file = env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
   let section: z.infer<typeof EmbeddedSection>;
   if (existsSync(file)) {
@@ -132,16 +142,19 @@ export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): { natsPort:
     }
     section = parsed.data;
   }
-  const fromEnv = (name: string): number | undefined => {
+  const fromEnv = (name: string, schema: typeof Port = Port): number | undefined => {
     const v = env[name];
     if (v === undefined || v === '') return undefined;
-    const p = Port.safeParse(v);
+    const p = schema.safeParse(v);
     if (!p.success) throw new BerthError(Code.INVALID_ARGUMENT, `invalid ${name} "${v}": not a port number`);
     return p.data;
   };
   return {
     natsPort: fromEnv('BERTH_EMBEDDED_NATS_PORT') ?? section?.natsPort ?? 4222,
     redisPort: fromEnv('BERTH_EMBEDDED_REDIS_PORT') ?? section?.redisPort ?? 6379,
+    // Any free port by default: a fixed one would collide between stacks on one host.
+    natsMonitorPort:
+      fromEnv('BERTH_EMBEDDED_NATS_MONITOR_PORT', MonitorPort) ?? section?.natsMonitorPort ?? -1,
   };
 }
 
@@ -248,6 +261,7 @@ export function makePlan(
     embedded.push({
       kind: 'nats-server',
       port: ports.natsPort,
+      monitorPort: ports.natsMonitorPort,
       dataDir: layout.embedded.nats,
       logFile: join(layout.serviceLogs, 'nats-server.log'),
       auth: { user, password },

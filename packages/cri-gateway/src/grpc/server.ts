@@ -10,6 +10,7 @@ import {
 } from '@opentelemetry/api';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
 import { CriService, criServiceDefinition } from '../proto.js';
+import { beginCriCall } from './metrics.js';
 
 /** Largest message either way, as containerd's CRI (16 MiB); grpc-js defaults to 4 MiB. */
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -75,6 +76,7 @@ function unary(
   deps: HandlerDeps,
 ): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
+    const finish = beginCriCall(rpc);
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
     const span = tracer.startSpan(
       `cri/${rpc}`,
@@ -87,6 +89,7 @@ function unary(
         (reply) => {
           span.setStatus({ code: SpanStatusCode.OK });
           span.end();
+          finish();
           callback(null, reply);
         },
         (raw: unknown) => {
@@ -95,6 +98,7 @@ function unary(
           span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
           span.setAttribute('berth.error_code', err.code);
           span.end();
+          finish(err);
           callback(toGrpcStatus(err));
         },
       );
@@ -111,6 +115,7 @@ function serverStream(
   deps: HandlerDeps,
 ): grpc.handleServerStreamingCall<unknown, unknown> {
   return (call) => {
+    const finish = beginCriCall(rpc);
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
     const span = tracer.startSpan(
       `cri/${rpc}`,
@@ -129,6 +134,7 @@ function serverStream(
       () => {
         span.setStatus({ code: SpanStatusCode.OK });
         span.end();
+        finish();
         call.end();
       },
       (raw: unknown) => {
@@ -137,6 +143,7 @@ function serverStream(
         span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
         span.setAttribute('berth.error_code', err.code);
         span.end();
+        finish(err);
         call.emit('error', toGrpcStatus(err));
       },
     );
@@ -144,8 +151,11 @@ function serverStream(
 }
 
 function unimplemented(rpc: string, method: grpc.MethodDefinition<unknown, unknown>): grpc.UntypedHandleCall {
-  const status = () =>
-    toGrpcStatus(new BerthError(Code.UNIMPLEMENTED, `CRI ${rpc} is not implemented by berth yet`));
+  const status = () => {
+    const err = new BerthError(Code.UNIMPLEMENTED, `CRI ${rpc} is not implemented by berth yet`);
+    beginCriCall(rpc)(err);
+    return toGrpcStatus(err);
+  };
   if (method.responseStream) {
     // Server-streaming and bidi calls end with the status as their error.
     return (call: grpc.ServerWritableStream<unknown, unknown>) => {

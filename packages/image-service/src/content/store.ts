@@ -17,6 +17,7 @@ import {
   writeFully,
 } from '@berth/kit';
 import { type BlobSource, clearIngest, downloadBlob, type IngestOptions } from './download.js';
+import { contentMetrics } from './metrics.js';
 
 export type { BlobSource, IngestOptions } from './download.js';
 
@@ -215,6 +216,7 @@ export class ContentStore {
         // A writer killed between its commit (rename) and removing its ingest leaves the ingest
         // behind; under the lock nobody else writes it, so it goes now.
         await clearIngest(this.ingestPath(desc.digest), lock.fence);
+        contentMetrics().deduplicated();
         return { status: 'exists' as const, fetched: 0 };
       }
       opts.onStart?.();
@@ -230,6 +232,7 @@ export class ContentStore {
         lock,
         record: () => this.record(desc, lock, opts.what),
       });
+      contentMetrics().pulled(fetched);
       return { status: 'done' as const, fetched };
     });
   }
@@ -257,6 +260,7 @@ export class ContentStore {
     return this.locked(desc.digest, what, async (lock) => {
       if (await this.has(desc)) {
         await this.ensureRecord(desc, lock, what);
+        contentMetrics().deduplicated();
         return this.read(desc.digest);
       }
       let body: Buffer;
@@ -267,6 +271,7 @@ export class ContentStore {
         throw err;
       }
       await this.writeVerified(desc, body, lock, what);
+      contentMetrics().pulled(body.length);
       return body;
     });
   }

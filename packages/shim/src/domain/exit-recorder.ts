@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit } from '@berth/api';
+import { shimMetrics } from '../metrics.js';
 import { DirWatcher, readIntFile } from '../runtime/monitor.js';
 import { exists, mtimeOf } from './files.js';
 import type { AgentOptions, ShimHost } from './host.js';
@@ -132,6 +133,7 @@ export class ExitRecorder {
     if (rec.reason) e.reason = rec.reason;
     this.publish(EXIT_TOPIC, ns, e);
     await this.host.store.markPublished(ns, id, execId);
+    shimMetrics().exit(execId ? 'exec' : 'task', e.exitCode, e.reason);
     this.host.log.info({ ns, id, execId, exitCode: e.exitCode, reason: e.reason }, 'process exited');
   }
 

@@ -1,6 +1,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
+import { shimMetrics } from '../metrics.js';
 import { spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
@@ -98,12 +99,15 @@ export async function createTask(
         leaveStdinOpen: req.stdinOnce === false,
       });
       let pid: number;
+      let created: 'ok' | 'error' = 'error';
       try {
         const msg = await mon.sync.next(host.createTimeoutMs);
         if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
         pid = msg.data;
+        created = 'ok';
       } finally {
         mon.sync.close();
+        shimMetrics().runc('create', (performance.now() - t3) / 1000, created);
       }
       const rec: ProcRecord = {
         namespace: ns,

@@ -1,4 +1,5 @@
 import { BerthError, Code } from '@berth/api';
+import { shimMetrics } from '../metrics.js';
 import { type CommandResult, lastLine, runCommand } from './command.js';
 
 /** runc's `state` output (the fields berth reads). */
@@ -41,7 +42,9 @@ export class Runc {
   ) {}
 
   private async run(args: string[], id: string, what: string, input?: string): Promise<string> {
+    const started = performance.now();
     const r = await runCommand(this.binary, ['--root', this.root, ...args], input);
+    shimMetrics().runc(what, (performance.now() - started) / 1000, r.code === 0 ? 'ok' : 'error');
     if (r.code !== 0) {
       const msg = runcMessage(r);
       const code = isGone(msg) ? Code.NOT_FOUND : Code.FAILED_PRECONDITION;

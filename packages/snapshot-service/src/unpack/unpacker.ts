@@ -13,6 +13,7 @@ import type { ServiceContext } from '@berth/kit';
 import { keys, type Lock, withLock } from '@berth/kit';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import { applyLayer } from './apply.js';
+import { unpackMetrics } from './metrics.js';
 
 /** Label on a committed layer snapshot: the DiffID it was verified against. */
 export const DIFF_ID_LABEL = 'berth.io/diff-id';
@@ -147,6 +148,12 @@ export class Unpacker {
         a.lock,
       );
       const ms = Date.now() - started;
+      unpackMetrics().layer({
+        bytes: res.uncompressedBytes,
+        files: res.entries,
+        seconds: ms / 1000,
+        compression: res.compression,
+      });
       this.o.log.info(
         {
           layer: layer.digest,
