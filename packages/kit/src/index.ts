@@ -7,6 +7,7 @@ export * from './local.js';
 export * from './lock.js';
 export * from './logger.js';
 export * from './nats.js';
+export * from './paging.js';
 export * from './redact.js';
 export * from './redis.js';
 export * from './run.js';
