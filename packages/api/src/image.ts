@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { defineService, Empty, eventTopicOf, op, Scope } from './contract.js';
 import { Descriptor, Digest, ImageConfig } from './oci.js';
+import { PageReply, PageRequest } from './paging.js';
 import { Service } from './subjects.js';
 
 /** Request of `pull`: a reference as a user types it (`busybox`, `host:5000/a/b@sha256:…`). */
@@ -113,12 +114,16 @@ export const PullProgress = z.object({
 });
 export type PullProgress = z.infer<typeof PullProgress>;
 
-/** Request of `list`: optional filters as `docker images --filter` (reference=glob). */
-export const ListImagesRequest = z.object({
+/**
+ * Request of `list`: optional filters as `docker images --filter` (reference=glob), applied
+ * before paging; pages are newest first.
+ */
+export const ListImagesRequest = PageRequest.extend({
   filters: z.array(z.string()).optional(),
 });
 export type ListImagesRequest = z.infer<typeof ListImagesRequest>;
-export const ListImagesReply = z.object({ images: z.array(ImageRecord) });
+/** Reply of `list`: one page; `nextCursor` while more images match. */
+export const ListImagesReply = PageReply.extend({ images: z.array(ImageRecord) });
 export type ListImagesReply = z.infer<typeof ListImagesReply>;
 
 /** Request of `remove`: `force` removes even if a container uses the image. */
@@ -236,7 +241,7 @@ export const ImageApi = defineService({
       input: ListImagesRequest,
       output: ListImagesReply,
       timeoutMs: 10_000,
-      description: 'images of the namespace',
+      description: 'one page of the images of the namespace, newest first',
     }),
     get: op({
       input: GetImageRequest,
