@@ -3,7 +3,15 @@
 // served by @berth/kit's serve).
 // Both must give the same results and the same error codes.
 import { Code, ImageApi, type ImageRecord } from '@berth/api';
-import { type Client, client, createLogger, localClient, type ServedService, serve } from '@berth/kit';
+import {
+  type Client,
+  client,
+  collectAll,
+  createLogger,
+  localClient,
+  type ServedService,
+  serve,
+} from '@berth/kit';
 import { startNats, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +102,26 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
     expect(rm.removed).toEqual(['docker.io/conf/alias:1']);
     await api.remove({ name: ref });
     expect((await api.list({})).images).toEqual([]);
+  });
+
+  it('pages the list newest first, filters first, each name once', async () => {
+    const api = make(`${ns}-pages`);
+    const ref = `${env.registry.host}/conf/img:v1`;
+    await api.pull({ ref, unpack: false });
+    const tags = Array.from({ length: 12 }, (_, n) => `docker.io/conf/page:${String(n).padStart(2, '0')}`);
+    for (const t of tags) await api.tag({ source: ref, target: t });
+    const whole = await collectAll(api.list, {}, 'images');
+    expect(whole.map((i) => i.name).sort()).toEqual([...tags, ref].sort());
+    const times = whole.map((i) => i.updatedAt);
+    expect(times).toEqual([...times].sort().reverse());
+    const first = await api.list({ limit: 5 });
+    expect(first.images).toEqual(whole.slice(0, 5));
+    expect(first.nextCursor).toBeTypeOf('string');
+    expect(await collectAll(api.list, { limit: 5 }, 'images')).toEqual(whole);
+    const paged = await collectAll(api.list, { filters: ['reference=conf/page'], limit: 3 }, 'images');
+    expect(paged.map((i) => i.name).sort()).toEqual(tags);
+    expect((await rejection(api.list({ cursor: 'bogus' }))).code).toBe(Code.INVALID_ARGUMENT);
+    for (const t of [...tags, ref]) await api.remove({ name: t, gc: false });
   });
 
   it('answers the same error codes', async () => {
