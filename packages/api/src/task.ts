@@ -231,6 +231,12 @@ export const ContainerInfo = z.object({
   container: Container,
   task: Task.optional(),
   status: z.enum(['created', 'running', 'paused', 'stopped', 'unknown']),
+  /**
+   * Parts of the record left out of this reply (`spec` then `{}`, `config` then only its image):
+   * set only for a record larger than CONTAINER_RECORD_MAX_BYTES, made before create enforced
+   * the limit, which no reply could carry whole. Such a container can still be stopped and removed.
+   */
+  omitted: z.array(z.enum(['spec', 'config'])).optional(),
 });
 export type ContainerInfo = z.infer<typeof ContainerInfo>;
 

@@ -228,4 +228,28 @@ describe.each(impls)('task-service conformance: %s', (label, make) => {
       c['update-container']({ id: 'web', labels: { pad: 'x'.repeat(CONTAINER_RECORD_MAX_BYTES) } }),
     ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('bytes') });
   });
+
+  it('answers a record stored before the limit without its spec and config, naming them', async () => {
+    const lns = `${ns}-legacy`;
+    const c = make(lns);
+    // What an earlier version let in: 100,000 arguments, in the spec and in the config.
+    const args = Array.from({ length: 100_000 }, (_, n) => `a${n}`);
+    const big = stored(lns, 'legacy');
+    big.spec = { process: { args, env: [], cwd: '/' } };
+    big.config = { image: 'busybox', cmd: args };
+    const small = stored(lns, 'small');
+    for (const x of [big, small]) {
+      await domain.store.reserveName(lns, x.name, x.id);
+      await domain.store.put(x);
+    }
+    const listed = await collectAll(c['list-containers'], {}, 'containers');
+    expect(listed.map((i) => i.container.name).sort()).toEqual(['legacy', 'small']);
+    const legacy = listed.find((i) => i.container.name === 'legacy');
+    expect(legacy?.omitted).toEqual(['spec', 'config']);
+    expect(legacy?.container.spec).toEqual({});
+    expect(legacy?.container.config).toEqual({ image: 'busybox' });
+    expect(listed.find((i) => i.container.name === 'small')?.omitted).toBeUndefined();
+    expect((await c['get-container']({ id: 'legacy' })).omitted).toEqual(['spec', 'config']);
+    expect((await c['get-container']({ id: 'small' })).container.spec).toEqual(small.spec);
+  });
 });

@@ -1,6 +1,7 @@
 import type { ContainerInfo, ListContainersRequest } from '@berth/api';
 import { decodeCursor, fillPage, type Page } from '@berth/kit';
 import { type ContainerStore, comparePositions, type ListPosition } from '../store/store.js';
+import { replyable } from './limits.js';
 
 /** True when a container passes every filter of a list request. */
 export function matches(i: ContainerInfo, f: ListContainersRequest): boolean {
@@ -45,5 +46,5 @@ async function* filtered(
   source: AsyncIterable<ContainerInfo>,
   f: ListContainersRequest,
 ): AsyncGenerator<ContainerInfo> {
-  for await (const i of source) if (matches(i, f)) yield i;
+  for await (const i of source) if (matches(i, f)) yield replyable(i);
 }

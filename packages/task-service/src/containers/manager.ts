@@ -19,7 +19,7 @@ import { keys, type Page, type Redis, withLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore } from '../store/store.js';
-import { checkRecordSize } from './limits.js';
+import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
 /**
@@ -168,8 +168,9 @@ export class ContainerManager {
     }
   }
 
+  /** One container and its task, as a reply can carry it (see limits.ts `replyable`). */
   async get(ns: string, ref: string): Promise<ContainerInfo> {
-    return this.store.info(await this.store.resolve(ns, ref));
+    return replyable(await this.store.info(await this.store.resolve(ns, ref)));
   }
 
   /** One page of the containers matching every filter, newest first (see listing.ts). */
