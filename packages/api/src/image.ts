@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { defineService, Empty, eventTopicOf, op, Scope } from './contract.js';
 import { Descriptor, Digest, ImageConfig } from './oci.js';
-import { PageReply, PageRequest } from './paging.js';
+import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { Service } from './subjects.js';
 
 /** Request of `pull`: a reference as a user types it (`busybox`, `host:5000/a/b@sha256:…`). */
@@ -35,6 +35,14 @@ export const ImageRecord = z.object({
   updatedAt: z.string(),
 });
 export type ImageRecord = z.infer<typeof ImageRecord>;
+
+/**
+ * Largest image record (its JSON, mostly the image's config), in bytes (384 KiB). Every record
+ * must fit in a reply (get, a page of list), so one that is larger is refused where it is made
+ * (pull, import, tag) with INVALID_ARGUMENT. Three quarters of the page bound: a page always
+ * has room for one.
+ */
+export const IMAGE_RECORD_MAX_BYTES = (PAGE_MAX_BYTES / 4) * 3;
 
 /** Request of `get`: a reference or a digest/id prefix. */
 export const GetImageRequest = z.object({ name: z.string().min(1) });

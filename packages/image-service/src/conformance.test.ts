@@ -2,7 +2,7 @@
 // in-process through its handlers, and the typed client over a real nats-server (the same handlers
 // served by @berth/kit's serve).
 // Both must give the same results and the same error codes.
-import { Code, ImageApi, type ImageRecord } from '@berth/api';
+import { Code, IMAGE_RECORD_MAX_BYTES, ImageApi, type ImageRecord } from '@berth/api';
 import {
   type Client,
   client,
@@ -35,11 +35,18 @@ const older = makeImage([makeLayer(fileTar('o', 'older'), 'gzip')], {
   created: '2020-06-01T00:00:00Z',
 });
 
+// A config far larger than images have: its record could not be sent back.
+const huge = makeImage([makeLayer(fileTar('h', 'huge'), 'gzip')], {
+  arch: hostPlatform().architecture,
+  labels: { pad: 'x'.repeat(IMAGE_RECORD_MAX_BYTES) },
+});
+
 beforeAll(async () => {
   [env, nats] = await Promise.all([startImageEnv(), startNats({ jetstream: false })]);
   nc = await connect({ servers: nats.url });
   await uploadImage(env.registry.url, 'conf/img', 'v1', img);
   await uploadImage(env.registry.url, 'conf/old', 'v1', older);
+  await uploadImage(env.registry.url, 'conf/huge', 'v1', huge);
   const svc = env.service();
   served = await serve({
     nc,
@@ -122,6 +129,16 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
     expect(paged.map((i) => i.name).sort()).toEqual(tags);
     expect((await rejection(api.list({ cursor: 'bogus' }))).code).toBe(Code.INVALID_ARGUMENT);
     for (const t of [...tags, ref]) await api.remove({ name: t, gc: false });
+  });
+
+  it('refuses an image whose record would be larger than a reply may be, keeping the list working', async () => {
+    const api = make(`${ns}-huge`);
+    const ref = `${env.registry.host}/conf/huge:v1`;
+    const e = await rejection(api.pull({ ref, unpack: false }));
+    expect(e.code).toBe(Code.INVALID_ARGUMENT);
+    expect(e.message).toMatch(new RegExp(`is \\d+ bytes, over the limit of ${IMAGE_RECORD_MAX_BYTES} bytes`));
+    expect((await rejection(api.get({ name: ref }))).code).toBe(Code.NOT_FOUND);
+    expect((await api.list({})).images).toEqual([]);
   });
 
   it('answers the same error codes', async () => {
