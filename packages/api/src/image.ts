@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { defineService, Empty, eventTopicOf, op, Scope } from './contract.js';
 import { Descriptor, Digest, ImageConfig } from './oci.js';
+import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { Service } from './subjects.js';
 
 /** Request of `pull`: a reference as a user types it (`busybox`, `host:5000/a/b@sha256:…`). */
@@ -34,6 +35,14 @@ export const ImageRecord = z.object({
   updatedAt: z.string(),
 });
 export type ImageRecord = z.infer<typeof ImageRecord>;
+
+/**
+ * Largest image record (its JSON, mostly the image's config), in bytes (384 KiB). Every record
+ * must fit in a reply (get, a page of list), so one that is larger is refused where it is made
+ * (pull, import, tag) with INVALID_ARGUMENT. Three quarters of the page bound: a page always
+ * has room for one.
+ */
+export const IMAGE_RECORD_MAX_BYTES = (PAGE_MAX_BYTES / 4) * 3;
 
 /** Request of `get`: a reference or a digest/id prefix. */
 export const GetImageRequest = z.object({ name: z.string().min(1) });
@@ -128,12 +137,16 @@ export const PullProgress = z.object({
 });
 export type PullProgress = z.infer<typeof PullProgress>;
 
-/** Request of `list`: optional filters as `docker images --filter` (reference=glob). */
-export const ListImagesRequest = z.object({
+/**
+ * Request of `list`: optional filters as `docker images --filter` (reference=glob), applied
+ * before paging; pages are newest first.
+ */
+export const ListImagesRequest = PageRequest.extend({
   filters: z.array(z.string()).optional(),
 });
 export type ListImagesRequest = z.infer<typeof ListImagesRequest>;
-export const ListImagesReply = z.object({ images: z.array(ImageRecord) });
+/** Reply of `list`: one page; `nextCursor` while more images match. */
+export const ListImagesReply = PageReply.extend({ images: z.array(ImageRecord) });
 export type ListImagesReply = z.infer<typeof ListImagesReply>;
 
 /** Request of `remove`: `force` removes even if a container uses the image. */
@@ -251,7 +264,7 @@ export const ImageApi = defineService({
       input: ListImagesRequest,
       output: ListImagesReply,
       timeoutMs: 10_000,
-      description: 'images of the namespace',
+      description: 'one page of the images of the namespace, newest first',
     }),
     get: op({
       input: GetImageRequest,

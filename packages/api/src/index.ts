@@ -6,6 +6,7 @@ export * from './errors.js';
 export * from './health.js';
 export * from './image.js';
 export * from './oci.js';
+export * from './paging.js';
 export * from './principals.js';
 export * from './seccomp.js';
 export * from './services.js';

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { ShimCapabilities, ShimResolvedProcess } from './capabilities.js';
 import { defineService, Empty, op, Scope } from './contract.js';
+import { PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
 import { Mount } from './snapshot.js';
 import { NAMESPACE_PATTERN, NAMESPACE_RULE, Service } from './subjects.js';
@@ -211,10 +212,11 @@ export const ShimResizeRequest = ShimTaskRef.extend({
 });
 export type ShimResizeRequest = z.infer<typeof ShimResizeRequest>;
 
-/** Request of `list`: the tasks the node's shim supervises, in one namespace or all. */
-export const ShimListRequest = z.object({ namespace: Namespace.optional() });
+/** Request of `list`: the tasks the node's shim supervises, in one namespace or all; pages by namespace and id. */
+export const ShimListRequest = PageRequest.extend({ namespace: Namespace.optional() });
 export type ShimListRequest = z.infer<typeof ShimListRequest>;
-export const ShimListReply = z.object({ tasks: z.array(ShimState) });
+/** Reply of `list`: one page; `nextCursor` while more tasks remain. */
+export const ShimListReply = PageReply.extend({ tasks: z.array(ShimState) });
 export type ShimListReply = z.infer<typeof ShimListReply>;
 
 /** Reply of `exec-output`: what an exec process wrote (from its CRI log), capped. */
@@ -427,7 +429,7 @@ export const ShimApi = defineService({
       input: ShimListRequest,
       output: ShimListReply,
       timeoutMs: 10_000,
-      description: 'tasks this node supervises',
+      description: 'one page of the tasks this node supervises',
     }),
     'exec-output': op({
       input: ShimTaskRef,

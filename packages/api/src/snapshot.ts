@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { defineService, Empty, op, Scope } from './contract.js';
 import { Descriptor, Digest } from './oci.js';
+import { PageReply, PageRequest } from './paging.js';
 import { Service } from './subjects.js';
 
 /** A mount as containerd describes one (type, source, options); the target is the caller's. */
@@ -86,13 +87,14 @@ export type UpdateSnapshotRequest = z.infer<typeof UpdateSnapshotRequest>;
 /**
  * Request of `list`: containerd-style filters. Each string is a conjunction of comma-separated
  * clauses (`kind==committed,labels."a.b"==x`); the snapshot matches when any string matches.
- * Fields: name, parent, kind, labels.<key>; operators ==, != and bare field (present).
+ * Fields: name, parent, kind, labels.<key>; operators ==, != and bare field (present). Filters
+ * apply before paging; pages go by name.
  */
-export const ListSnapshotsRequest = z.object({ filters: z.array(z.string()).optional() });
+export const ListSnapshotsRequest = PageRequest.extend({ filters: z.array(z.string()).optional() });
 export type ListSnapshotsRequest = z.infer<typeof ListSnapshotsRequest>;
 
-/** Reply of `list`. */
-export const ListSnapshotsReply = z.object({ snapshots: z.array(SnapshotInfo) });
+/** Reply of `list`: one page; `nextCursor` while more snapshots match. */
+export const ListSnapshotsReply = PageReply.extend({ snapshots: z.array(SnapshotInfo) });
 export type ListSnapshotsReply = z.infer<typeof ListSnapshotsReply>;
 
 /** Reply of `usage`: disk used by the snapshot's own directory, parents excluded. */
@@ -172,7 +174,7 @@ export const SnapshotApi = defineService({
       input: ListSnapshotsRequest,
       output: ListSnapshotsReply,
       timeoutMs: 30_000,
-      description: 'snapshots matching filters',
+      description: 'one page of the snapshots matching filters, by name',
     }),
     usage: op({
       input: SnapshotKeyRequest,

@@ -2,6 +2,7 @@
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 import { z } from 'zod';
 import { defineService, Empty, op, Scope } from './contract.js';
+import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
 import { Hostname, isSignal, ShimPidsReply, ShimStats, Signal, TaskStatus } from './shim.js';
 import { Service } from './subjects.js';
@@ -12,6 +13,14 @@ export const CONTAINER_ID_PATTERN = /^[a-f0-9]{64}$/;
 export const CONTAINER_NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 /** The only runtime berth has: runc driven by the node's shim through conmon. */
 export const RUNTIME_NAME = 'io.berth.runc';
+
+/**
+ * Largest container record (its JSON: the request it was made from, the generated OCI spec,
+ * labels), in bytes (256 KiB). Every record must fit in a reply with its task (get-container, a page of
+ * list-containers), so create refuses anything larger with INVALID_ARGUMENT. Half the
+ * page bound: a page always has room for at least one record.
+ */
+export const CONTAINER_RECORD_MAX_BYTES = PAGE_MAX_BYTES / 2;
 
 /** A bind mount from the host into the container (`-v host:ctr[:ro]`). */
 export const BindMount = z.object({
@@ -222,6 +231,12 @@ export const ContainerInfo = z.object({
   container: Container,
   task: Task.optional(),
   status: z.enum(['created', 'running', 'paused', 'stopped', 'unknown']),
+  /**
+   * Parts of the record left out of this reply (`spec` then `{}`, `config` then only its image):
+   * set only for a record larger than CONTAINER_RECORD_MAX_BYTES, made before create enforced
+   * the limit, which no reply could carry whole. Such a container can still be stopped and removed.
+   */
+  omitted: z.array(z.enum(['spec', 'config'])).optional(),
 });
 export type ContainerInfo = z.infer<typeof ContainerInfo>;
 
@@ -229,14 +244,17 @@ export type ContainerInfo = z.infer<typeof ContainerInfo>;
 export const ContainerRef = z.object({ id: z.string().min(1) });
 export type ContainerRef = z.infer<typeof ContainerRef>;
 
-/** Request of `list-containers`: every filter must match. */
 /**
  * Label that asks the task-service to remove a container (and its snapshot) once its task exits:
  * `berth run -d --rm`. An attached `berth run --rm` removes its container itself.
  */
 export const AUTO_REMOVE_LABEL = 'berth.auto-remove';
 
-export const ListContainersRequest = z.object({
+/**
+ * Request of `list-containers`: every filter must match; filters apply before paging. Pages are
+ * newest first (as `ps`), each bounded by PAGE_MAX_ITEMS and PAGE_MAX_BYTES.
+ */
+export const ListContainersRequest = PageRequest.extend({
   /** label=value must match exactly; a label with value "" only has to exist. */
   labels: z.record(z.string(), z.string()).optional(),
   status: z.array(z.enum(['created', 'running', 'paused', 'stopped', 'unknown'])).optional(),
@@ -248,7 +266,8 @@ export const ListContainersRequest = z.object({
 });
 export type ListContainersRequest = z.infer<typeof ListContainersRequest>;
 
-export const ListContainersReply = z.object({ containers: z.array(ContainerInfo) });
+/** Reply of `list-containers`: one page; `nextCursor` while more containers match. */
+export const ListContainersReply = PageReply.extend({ containers: z.array(ContainerInfo) });
 export type ListContainersReply = z.infer<typeof ListContainersReply>;
 
 /** Request of `update-container`: labels are merged ("" removes one); resources update the spec (and a live task). */
@@ -335,7 +354,7 @@ export const TaskApi = defineService({
       input: ListContainersRequest,
       output: ListContainersReply,
       timeoutMs: 10_000,
-      description: 'containers matching filters',
+      description: 'one page of the containers matching filters, newest first',
     }),
     'update-container': op({
       input: UpdateContainerRequest,

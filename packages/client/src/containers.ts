@@ -7,6 +7,7 @@ import {
   type Resources,
   TaskApi,
 } from '@berth/api';
+import { collectAll } from '@berth/kit/paging';
 import type { RequestOptions, Scope } from './scope.js';
 
 /**
@@ -54,9 +55,13 @@ export class Containers {
     return this.scope.call(TaskApi, 'get-container', { id }, opts);
   }
 
-  /** Containers matching every filter given (labels: exact value, "" only has to exist). */
+  /**
+   * Containers matching every filter given (labels: exact value, "" only has to exist), newest
+   * first: every page of the listing, fetched one after the other.
+   */
   async list(filter: ListContainersRequest = {}, opts?: RequestOptions): Promise<ContainerInfo[]> {
-    return (await this.scope.call(TaskApi, 'list-containers', filter, opts)).containers;
+    const page = (input: ListContainersRequest) => this.scope.call(TaskApi, 'list-containers', input, opts);
+    return collectAll(page, filter, 'containers');
   }
 
   /** Merges labels ("" removes one) and updates resources (a live task's too). */

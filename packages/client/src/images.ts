@@ -14,6 +14,7 @@ import {
   type RegistryAuth,
   type RemoveImageReply,
 } from '@berth/api';
+import { collectAll } from '@berth/kit/paging';
 import type { RequestOptions, Scope } from './scope.js';
 import { runTransfer, type Transfer, transferId } from './transfer.js';
 
@@ -101,9 +102,14 @@ export class Images {
     );
   }
 
-  /** Lists the images of the namespace; filters as `docker images --filter` (`reference=glob`). */
+  /**
+   * Lists the images of the namespace, newest first (every page); filters as `docker images
+   * --filter` (`reference=glob`).
+   */
   async list(filters?: string[], opts?: RequestOptions): Promise<ImageRecord[]> {
-    return (await this.scope.call(ImageApi, 'list', filters ? { filters } : {}, opts)).images;
+    const page = (input: { filters?: string[]; cursor?: string }) =>
+      this.scope.call(ImageApi, 'list', input, opts);
+    return collectAll(page, filters ? { filters } : {}, 'images');
   }
 
   /** Gets one image by name, digest or id prefix; NOT_FOUND when there is none. */

@@ -5,6 +5,7 @@ import {
   type SnapshotInfo,
   type SnapshotUsageReply,
 } from '@berth/api';
+import { collectAll } from '@berth/kit/paging';
 import type { RequestOptions, Scope } from './scope.js';
 
 /** The snapshots of the connection's node (its snapshot-service), as containerd's snapshotter. */
@@ -16,7 +17,9 @@ export class Snapshots {
    * (`kind==committed,labels."a.b"==x`) and a snapshot matches when any filter does.
    */
   async list(filters?: string[], opts?: RequestOptions): Promise<SnapshotInfo[]> {
-    return (await this.scope.call(SnapshotApi, 'list', filters ? { filters } : {}, opts)).snapshots;
+    const page = (input: { filters?: string[]; cursor?: string }) =>
+      this.scope.call(SnapshotApi, 'list', input, opts);
+    return collectAll(page, filters ? { filters } : {}, 'snapshots');
   }
 
   /** One snapshot by key (active, view) or name (committed); NOT_FOUND when absent. */

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CONTAINER_RECORD_MAX_BYTES } from '@berth/api';
 import { createLogger } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CniPodNetwork } from './runtime/cni-network.js';
@@ -256,6 +257,15 @@ describe('CRI bad input', () => {
         'CreateContainer',
         { pod_sandbox_id: pod, config: ctrConfig('a', { envs: [{ key: 'A=B', value: Buffer.from('1') }] }) },
         'config.envs[0].key',
+      ],
+      [
+        // The record the task-service keeps must fit its replies: refused there, reached through CRI.
+        'CreateContainer',
+        {
+          pod_sandbox_id: pod,
+          config: ctrConfig('a', { command: Array.from({ length: 100_000 }, () => 'x') }),
+        },
+        `over the limit of ${CONTAINER_RECORD_MAX_BYTES} bytes`,
       ],
       ['ExecSync', { container_id: 'x', cmd: [] }, 'cmd is required'],
     ];

@@ -2,8 +2,16 @@
 // in-process through its handlers, and the typed client over a real nats-server (the same handlers
 // served by @berth/kit's serve).
 // Both must give the same results and the same error codes.
-import { Code, ImageApi, type ImageRecord } from '@berth/api';
-import { type Client, client, createLogger, localClient, type ServedService, serve } from '@berth/kit';
+import { Code, IMAGE_RECORD_MAX_BYTES, ImageApi, type ImageRecord } from '@berth/api';
+import {
+  type Client,
+  client,
+  collectAll,
+  createLogger,
+  localClient,
+  type ServedService,
+  serve,
+} from '@berth/kit';
 import { startNats, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,11 +35,18 @@ const older = makeImage([makeLayer(fileTar('o', 'older'), 'gzip')], {
   created: '2020-06-01T00:00:00Z',
 });
 
+// A config far larger than images have: its record could not be sent back.
+const huge = makeImage([makeLayer(fileTar('h', 'huge'), 'gzip')], {
+  arch: hostPlatform().architecture,
+  labels: { pad: 'x'.repeat(IMAGE_RECORD_MAX_BYTES) },
+});
+
 beforeAll(async () => {
   [env, nats] = await Promise.all([startImageEnv(), startNats({ jetstream: false })]);
   nc = await connect({ servers: nats.url });
   await uploadImage(env.registry.url, 'conf/img', 'v1', img);
   await uploadImage(env.registry.url, 'conf/old', 'v1', older);
+  await uploadImage(env.registry.url, 'conf/huge', 'v1', huge);
   const svc = env.service();
   served = await serve({
     nc,
@@ -93,6 +108,36 @@ describe.each(impls)('image-service conformance: %s', (label, make) => {
     const rm = await api.remove({ name: 'conf/alias:1' });
     expect(rm.removed).toEqual(['docker.io/conf/alias:1']);
     await api.remove({ name: ref });
+    expect((await api.list({})).images).toEqual([]);
+  });
+
+  it('pages the list newest first, filters first, each name once', async () => {
+    const api = make(`${ns}-pages`);
+    const ref = `${env.registry.host}/conf/img:v1`;
+    await api.pull({ ref, unpack: false });
+    const tags = Array.from({ length: 12 }, (_, n) => `docker.io/conf/page:${String(n).padStart(2, '0')}`);
+    for (const t of tags) await api.tag({ source: ref, target: t });
+    const whole = await collectAll(api.list, {}, 'images');
+    expect(whole.map((i) => i.name).sort()).toEqual([...tags, ref].sort());
+    const times = whole.map((i) => i.updatedAt);
+    expect(times).toEqual([...times].sort().reverse());
+    const first = await api.list({ limit: 5 });
+    expect(first.images).toEqual(whole.slice(0, 5));
+    expect(first.nextCursor).toBeTypeOf('string');
+    expect(await collectAll(api.list, { limit: 5 }, 'images')).toEqual(whole);
+    const paged = await collectAll(api.list, { filters: ['reference=conf/page'], limit: 3 }, 'images');
+    expect(paged.map((i) => i.name).sort()).toEqual(tags);
+    expect((await rejection(api.list({ cursor: 'bogus' }))).code).toBe(Code.INVALID_ARGUMENT);
+    for (const t of [...tags, ref]) await api.remove({ name: t, gc: false });
+  });
+
+  it('refuses an image whose record would be larger than a reply may be, keeping the list working', async () => {
+    const api = make(`${ns}-huge`);
+    const ref = `${env.registry.host}/conf/huge:v1`;
+    const e = await rejection(api.pull({ ref, unpack: false }));
+    expect(e.code).toBe(Code.INVALID_ARGUMENT);
+    expect(e.message).toMatch(new RegExp(`is \\d+ bytes, over the limit of ${IMAGE_RECORD_MAX_BYTES} bytes`));
+    expect((await rejection(api.get({ name: ref }))).code).toBe(Code.NOT_FOUND);
     expect((await api.list({})).images).toEqual([]);
   });
 

@@ -119,10 +119,10 @@ describe('rmi and gc', () => {
     expect(e.message).toContain(`image "${id}" is referenced by 2 names`);
     expect(e.message).toContain('docker.io/ids/b:alias');
     expect(e.message).toContain(ref);
-    expect((await svc.list('ids')).map((r) => r.name)).toHaveLength(2);
+    expect((await svc.list('ids')).items.map((r) => r.name)).toHaveLength(2);
     const forced = await svc.remove('ids', { name: id, force: true });
     expect(forced.removed.sort()).toEqual(['docker.io/ids/b:alias', ref].sort());
-    expect(await svc.list('ids')).toEqual([]);
+    expect((await svc.list('ids')).items).toEqual([]);
     // One name left: the id removes it without -f.
     await svc.pull({ ref, unpack: false }, 'ids');
     expect((await svc.remove('ids', { name: id })).removed).toEqual([ref]);

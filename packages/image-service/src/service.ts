@@ -42,7 +42,14 @@ export function createImageService(ctx: ServiceContext): ImageService {
         await call(ctx.nc, SnapshotApi, 'gc', {}, { node, namespace: ns });
       },
       containersUsing: async (ns: string, images: string[]) => {
-        const r = await call(ctx.nc, TaskApi, 'list-containers', { node, images }, { namespace: ns });
+        // One is enough to refuse the removal: a page of one, however many use the image.
+        const r = await call(
+          ctx.nc,
+          TaskApi,
+          'list-containers',
+          { node, images, limit: 1 },
+          { namespace: ns },
+        );
         return r.containers.map((i) => i.container.id);
       },
       publish: (topic, ns, event) => publishEvent(ctx.nc, topic, ns, event),

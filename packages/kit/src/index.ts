@@ -9,6 +9,7 @@ export * from './lock.js';
 export * from './logger.js';
 export * from './metrics/index.js';
 export * from './nats.js';
+export * from './paging.js';
 export * from './redact.js';
 export * from './redis.js';
 export * from './run.js';

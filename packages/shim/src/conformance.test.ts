@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { ShimApi } from '@berth/api';
 import {
   type Client,
+  collectAll,
   connectRedis,
   createLogger,
   hostLayout,
@@ -115,5 +116,20 @@ describe.each(impls)('shim conformance: %s', (_label, make, rootfsOf) => {
     await c.kill({ namespace: ns, id, signal: 'SIGKILL' });
     await c.wait({ namespace: ns, id });
     await c.delete({ namespace: ns, id });
+  });
+
+  it('pages the list of tasks by namespace and id, each once', async () => {
+    const c = make();
+    const made: string[] = [];
+    for (let n = 0; n < 5; n++) made.push((await create(c, ['sleep', '30'])).id);
+    const first = await c.list({ namespace: ns, limit: 2 });
+    expect(first.tasks).toHaveLength(2);
+    expect(first.nextCursor).toBeTypeOf('string');
+    const all = await collectAll(c.list, { namespace: ns, limit: 2 }, 'tasks');
+    const ids = all.map((t) => t.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.filter((i) => made.includes(i))).toEqual([...made].sort());
+    expect(await codeOf(c.list({ cursor: 'bogus' }))).toBe('INVALID_ARGUMENT');
+    for (const id of made) await c.delete({ namespace: ns, id });
   });
 });

@@ -5,7 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, chainIds, SnapshotApi } from '@berth/api';
-import { type Client, createLogger, localClient } from '@berth/kit';
+import { type Client, collectAll, createLogger, localClient } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHandlers } from './service.js';
 import { type SnapshotEnv, startSnapshotEnv } from './testing/env.js';
@@ -105,5 +105,24 @@ describe.each(impls)('snapshot-service conformance: %s', (label, make) => {
     expect(await code(c.list({ filters: ['colour==red'] }))).toBe('INVALID_ARGUMENT');
     await c.remove({ key: `${p}-child` });
     await c.remove({ key: `${p}-parent` });
+  });
+
+  it('pages the list by name, filters first, each snapshot once', async () => {
+    const c = make();
+    const names = Array.from({ length: 25 }, (_, n) => `${p}-page-${String(n).padStart(2, '0')}`);
+    for (const [n, key] of names.entries()) {
+      await c.prepare({ key, labels: n % 2 === 0 ? { even: 'yes' } : {} });
+    }
+    const first = await c.list({ filters: [`labels.even==yes`], limit: 5 });
+    expect(first.snapshots).toHaveLength(5);
+    expect(first.nextCursor).toBeTypeOf('string');
+    const even = names.filter((_, n) => n % 2 === 0);
+    const listed = await collectAll(c.list, { filters: ['labels.even==yes'], limit: 5 }, 'snapshots');
+    expect(listed.map((x) => x.name).filter((x) => x.startsWith(`${p}-page-`))).toEqual(even);
+    const all = await collectAll(c.list, { limit: 4 }, 'snapshots');
+    expect(all.map((x) => x.name).filter((x) => x.startsWith(`${p}-page-`))).toEqual(names);
+    expect(new Set(all.map((x) => x.name)).size).toBe(all.length);
+    expect(await code(c.list({ cursor: 'bogus' }))).toBe('INVALID_ARGUMENT');
+    for (const key of names) await c.remove({ key });
   });
 });

@@ -2,10 +2,19 @@
 // (localClient) and the typed client over a real nats-server, on one real Redis. No node service
 // runs: every case here must be answered by the task-service itself, the same way on both.
 import { randomBytes } from 'node:crypto';
-import { BERTH_VERSION, type Container, Service, TaskApi } from '@berth/api';
+import {
+  BERTH_VERSION,
+  CONTAINER_RECORD_MAX_BYTES,
+  type Container,
+  type ListContainersRequest,
+  PAGE_MAX_BYTES,
+  Service,
+  TaskApi,
+} from '@berth/api';
 import {
   type Client,
   client as clientOf,
+  collectAll,
   connectRedis,
   createLogger,
   localClient,
@@ -52,9 +61,13 @@ afterAll(async () => {
 });
 
 /** A container record as the task-service stores one (no node service is needed to read it). */
-function stored(ns: string, name: string, labels: Record<string, string> = {}): Container {
+function stored(
+  ns: string,
+  name: string,
+  labels: Record<string, string> = {},
+  now = new Date().toISOString(),
+): Container {
   const id = randomBytes(32).toString('hex');
-  const now = new Date().toISOString();
   return {
     id,
     namespace: ns,
@@ -129,5 +142,114 @@ describe.each(impls)('task-service conformance: %s', (label, make) => {
     await expect(c['create-container']({ image: 'x', name: 'web' })).rejects.toMatchObject({
       code: 'ALREADY_EXISTS',
     });
+  });
+
+  it('pages the list: filters first, newest first, every container once, bounded in bytes', async () => {
+    const c = make(ns);
+    const pns = `${ns}-pages`;
+    const p = make(pns);
+    // 30 containers, one a second apart (the listing's order), every third one labelled.
+    const made: Container[] = [];
+    for (let n = 0; n < 30; n++) {
+      const at = new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
+      const x = stored(pns, `p${n}`, n % 3 === 0 ? { tier: 'third' } : {}, at);
+      await domain.store.reserveName(pns, x.name, x.id);
+      await domain.store.put(x);
+      made.push(x);
+    }
+    const newestFirst = made.map((x) => x.name).reverse();
+    const first = await p['list-containers']({ limit: 7 });
+    expect(first.containers.map((i) => i.container.name)).toEqual(newestFirst.slice(0, 7));
+    expect(first.nextCursor).toBeTypeOf('string');
+    const all = (req: ListContainersRequest) =>
+      collectAll(p['list-containers'], req, 'containers').then((l) => l.map((i) => i.container.name));
+    expect(await all({ limit: 7 })).toEqual(newestFirst);
+    expect(await all({})).toEqual(newestFirst);
+    // Filtered before paging: pages of 4 labelled containers, none short or repeated.
+    const third = newestFirst.filter((n) => Number(n.slice(1)) % 3 === 0);
+    expect(await all({ labels: { tier: 'third' }, limit: 4 })).toEqual(third);
+    const labelled = await p['list-containers']({ labels: { tier: 'third' }, limit: 4 });
+    expect(labelled.containers).toHaveLength(4);
+    // A container removed between two pages shifts nothing: the cursor is a position, not an index.
+    const gone = made[22] as Container;
+    await domain.store.delete(gone);
+    const next = await p['list-containers']({
+      limit: 7,
+      ...(first.nextCursor ? { cursor: first.nextCursor } : {}),
+    });
+    expect(next.containers.map((i) => i.container.name)).toEqual(newestFirst.slice(8, 15));
+    await expect(p['list-containers']({ cursor: 'not-a-cursor' })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('list-containers: invalid cursor'),
+    });
+    // Records of 100 KiB each: 12 of them (1.2 MB) are more than NATS carries in one reply.
+    const bns = `${ns}-bytes`;
+    const b = make(bns);
+    for (let n = 0; n < 12; n++) {
+      const x = stored(bns, `b${n}`, { pad: 'x'.repeat(100 * 1024) });
+      await domain.store.reserveName(bns, x.name, x.id);
+      await domain.store.put(x);
+    }
+    let pages = 0;
+    let cursor: string | undefined;
+    const names = new Set<string>();
+    do {
+      const page = await b['list-containers'](cursor ? { cursor } : {});
+      expect(JSON.stringify(page).length).toBeLessThan(PAGE_MAX_BYTES + 4096);
+      for (const i of page.containers) names.add(i.container.name);
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(names.size).toBe(12);
+    expect(pages).toBeGreaterThanOrEqual(3);
+    expect((await c['list-containers']({})).containers.map((i) => i.container.name).sort()).toEqual([
+      'db',
+      'web',
+    ]);
+  });
+
+  it('refuses a container config larger than a record may be, before anything is made', async () => {
+    const c = make(ns);
+    // 100,000 arguments of one character: about 400 KB of request, a record twice that once in the spec.
+    const cmd = Array.from({ length: 100_000 }, () => 'x');
+    const e = await c['create-container']({ image: 'x', name: 'huge', cmd }).catch((err: unknown) => err);
+    expect(e).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const message = (e as Error).message;
+    expect(message).toContain(`limit of ${CONTAINER_RECORD_MAX_BYTES} bytes`);
+    expect(message).toMatch(/the container config is \d{6,} bytes/);
+    // Nothing was reserved: the name is free, and no node service was asked (none runs here, so
+    // a create that got further would fail UNAVAILABLE, not ALREADY_EXISTS).
+    await expect(c['get-container']({ id: 'huge' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(c['create-container']({ image: 'x', name: 'huge' })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
+    // Labels that would take a record past the limit are refused by update too.
+    await expect(
+      c['update-container']({ id: 'web', labels: { pad: 'x'.repeat(CONTAINER_RECORD_MAX_BYTES) } }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('bytes') });
+  });
+
+  it('answers a record stored before the limit without its spec and config, naming them', async () => {
+    const lns = `${ns}-legacy`;
+    const c = make(lns);
+    // What an earlier version let in: 100,000 arguments, in the spec and in the config.
+    const args = Array.from({ length: 100_000 }, (_, n) => `a${n}`);
+    const big = stored(lns, 'legacy');
+    big.spec = { process: { args, env: [], cwd: '/' } };
+    big.config = { image: 'busybox', cmd: args };
+    const small = stored(lns, 'small');
+    for (const x of [big, small]) {
+      await domain.store.reserveName(lns, x.name, x.id);
+      await domain.store.put(x);
+    }
+    const listed = await collectAll(c['list-containers'], {}, 'containers');
+    expect(listed.map((i) => i.container.name).sort()).toEqual(['legacy', 'small']);
+    const legacy = listed.find((i) => i.container.name === 'legacy');
+    expect(legacy?.omitted).toEqual(['spec', 'config']);
+    expect(legacy?.container.spec).toEqual({});
+    expect(legacy?.container.config).toEqual({ image: 'busybox' });
+    expect(listed.find((i) => i.container.name === 'small')?.omitted).toBeUndefined();
+    expect((await c['get-container']({ id: 'legacy' })).omitted).toEqual(['spec', 'config']);
+    expect((await c['get-container']({ id: 'small' })).container.spec).toEqual(small.spec);
   });
 });

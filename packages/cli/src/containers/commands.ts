@@ -10,6 +10,7 @@ import {
 } from '@berth/api';
 import { client as clientOf } from '@berth/kit/client';
 import { subscribeEvents } from '@berth/kit/events';
+import { collectAll } from '@berth/kit/paging';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
 import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
@@ -46,7 +47,8 @@ export async function psCommand(
   ctx: CliContext,
 ): Promise<number> {
   const client = await tasks(ctx);
-  const { containers } = await client['list-containers'](psFilters(all, filters));
+  // Page after page: one reply holds a bounded page, never every container of the namespace.
+  const containers = await collectAll(client['list-containers'], psFilters(all, filters), 'containers');
   if (quiet) {
     for (const i of containers) ctx.out.write(`${i.container.id.slice(0, 12)}\n`);
     return 0;
@@ -253,7 +255,9 @@ async function statsTable(
   byName: boolean,
   tolerateStopped: boolean,
 ): Promise<string> {
-  const infos = byName ? named : (await client['list-containers']({ status: ['running'] })).containers;
+  const infos = byName
+    ? named
+    : await collectAll(client['list-containers'], { status: ['running'] }, 'containers');
   const rows = [['CONTAINER ID', 'NAME', 'CPU TIME', 'MEM USAGE / LIMIT', 'PIDS']];
   for (const i of infos) {
     let s: unknown;

@@ -4,7 +4,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { BerthError, Code, errors, type ImageRecord, pullProgressTopic, pushProgressTopic } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  errors,
+  type ImageRecord,
+  type ListImagesRequest,
+  pullProgressTopic,
+  pushProgressTopic,
+} from '@berth/api';
+import { collectAll } from '@berth/kit/paging';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { humanSize } from '../format.js';
@@ -114,7 +123,8 @@ export async function imagesCommand(args: CommandArgs, ctx: CliContext): Promise
     .concat(args.values.filter ?? [])
     .filter((f): f is string => typeof f === 'string');
   if (args.positionals[0]) filters.push(`reference=${args.positionals[0]}`);
-  const { images } = await image(ctx, 'list', { filters });
+  const page = (input: ListImagesRequest) => image(ctx, 'list', input);
+  const images = await collectAll(page, { filters }, 'images');
   const noTrunc = args.values['no-trunc'] === true;
   const id = (r: ImageRecord) => (noTrunc ? r.configDigest : r.configDigest.slice(7, 19));
   if (args.values.quiet === true) {

@@ -5,11 +5,13 @@ import {
   type ImageRecord,
   type ImageUnpackReply,
   type InputOf,
+  type ListSnapshotsRequest,
   type OpName,
   type OutputOf,
   SnapshotApi,
 } from '@berth/api';
 import { call } from '@berth/kit/client';
+import { collectAll } from '@berth/kit/paging';
 import { type CliContext, namespaceOf } from '../context.js';
 import { image } from '../images/api.js';
 
@@ -25,7 +27,9 @@ export async function snap<K extends OpName<typeof SnapshotApi>>(
   });
 }
 
-export const listSnapshots = (ctx: CliContext, filters: string[]) => snap(ctx, 'list', { filters });
+/** Every snapshot matching the filters, page after page, by name. */
+export const listSnapshots = (ctx: CliContext, filters: string[]) =>
+  collectAll((input: ListSnapshotsRequest) => snap(ctx, 'list', input), { filters }, 'snapshots');
 export const statSnapshot = (ctx: CliContext, key: string) => snap(ctx, 'stat', { key });
 export const snapshotUsage = (ctx: CliContext, key: string) => snap(ctx, 'usage', { key });
 export const snapshotMounts = (ctx: CliContext, key: string) => snap(ctx, 'mounts', { key });

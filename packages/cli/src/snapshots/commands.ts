@@ -41,7 +41,7 @@ export const snapshotCommandList: Command[] = [
     },
     run: async (args, ctx) => {
       const filters = (args.values.filter as string[] | undefined) ?? [];
-      const { snapshots } = await (await api()).listSnapshots(ctx, filters);
+      const snapshots = await (await api()).listSnapshots(ctx, filters);
       if (args.values.quiet === true) {
         ctx.out.write(snapshots.map((s) => `${s.name}\n`).join(''));
         return 0;
@@ -74,7 +74,7 @@ export const snapshotCommandList: Command[] = [
       const keys =
         args.positionals.length > 0
           ? args.positionals
-          : (await (await api()).listSnapshots(ctx, [])).snapshots.map((s) => s.name);
+          : (await (await api()).listSnapshots(ctx, [])).map((s) => s.name);
       const rows = [['KEY', 'SIZE', 'INODES']];
       for (const k of keys) {
         const u = await (await api()).snapshotUsage(ctx, k);

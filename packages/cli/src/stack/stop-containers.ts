@@ -1,5 +1,6 @@
-import { ShimApi } from '@berth/api';
+import { ShimApi, type ShimListRequest } from '@berth/api';
 import { call } from '@berth/kit/client';
+import { collectAll } from '@berth/kit/paging';
 import { stopOne } from '../containers/commands.js';
 import type { CliContext } from '../context.js';
 
@@ -11,7 +12,8 @@ import type { CliContext } from '../context.js';
  */
 export async function stopNodeContainers(ctx: CliContext, seconds: number): Promise<number> {
   const nc = await ctx.nats();
-  const { tasks } = await call(nc, ShimApi, 'list', {}, { node: ctx.config.nodeId });
+  const page = (input: ShimListRequest) => call(nc, ShimApi, 'list', input, { node: ctx.config.nodeId });
+  const tasks = await collectAll(page, {}, 'tasks');
   // Exec processes end with their container; only the containers' own tasks are stopped.
   const live = tasks.filter(
     (t) =>

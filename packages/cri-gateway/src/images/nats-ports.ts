@@ -1,5 +1,5 @@
 import { ImageApi, type PullImageRequest, type RemoveImageRequest, SnapshotApi } from '@berth/api';
-import { client } from '@berth/kit';
+import { client, collectAll } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { CRI_NAMESPACE, type ImagePort, type SnapshotPort } from './ports.js';
 
@@ -8,7 +8,7 @@ export function natsImagePort(nc: NatsConnection, node: string): ImagePort {
   const images = client(nc, ImageApi, { node, namespace: CRI_NAMESPACE });
   return {
     pull: (req: PullImageRequest) => images.pull(req),
-    list: async () => (await images.list({})).images,
+    list: () => collectAll(images.list, {}, 'images'),
     get: (name: string) => images.get({ name }),
     remove: (req: RemoveImageRequest) => images.remove(req),
     usage: () => images.usage({}),
@@ -19,7 +19,7 @@ export function natsImagePort(nc: NatsConnection, node: string): ImagePort {
 export function natsSnapshotPort(nc: NatsConnection, node: string): SnapshotPort {
   const snapshots = client(nc, SnapshotApi, { node, namespace: CRI_NAMESPACE });
   return {
-    list: async (filters: string[]) => (await snapshots.list({ filters })).snapshots,
+    list: (filters: string[]) => collectAll(snapshots.list, { filters }, 'snapshots'),
     usage: (key: string) => snapshots.usage({ key }),
   };
 }

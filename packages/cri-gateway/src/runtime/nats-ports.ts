@@ -7,7 +7,7 @@ import {
   TaskApi,
   type UpdateContainerRequest,
 } from '@berth/api';
-import { call, client } from '@berth/kit';
+import { call, client, collectAll } from '@berth/kit';
 import { readCriStreams } from '@berth/shim';
 import type { NatsConnection } from 'nats';
 import { CRI_NAMESPACE } from '../images/ports.js';
@@ -21,8 +21,9 @@ export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
     createContainer: (req: CreateContainerRequest) =>
       tasks['create-container']({ ...req, node: req.node ?? node }),
     getContainer: (id) => tasks['get-container']({ id }),
-    // This node's only: a cluster's nodes share the namespace, each kubelet sees its own node.
-    listContainers: async (labels) => (await tasks['list-containers']({ labels, node })).containers,
+    // Every page, this node's only: a cluster's nodes share the namespace, each kubelet sees its own
+    // node; the CRI lists (and their filters by id, state, labels) need the whole set.
+    listContainers: (labels) => collectAll(tasks['list-containers'], { labels, node }, 'containers'),
     updateContainer: (req: UpdateContainerRequest) => tasks['update-container'](req),
     updateTask: async (id, resources) => {
       await tasks.update({ id, resources });

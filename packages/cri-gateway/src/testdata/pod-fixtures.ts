@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TaskApi } from '@berth/api';
-import { call } from '@berth/kit';
+import { call, collectAll } from '@berth/kit';
 import type { ServiceError } from '@grpc/grpc-js';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import { type RuntimeStack, startRuntimeStack } from './runtime-stack.js';
@@ -120,15 +120,7 @@ export async function until<T>(
 
 /** Every container the task-service holds in the CRI namespace. */
 export async function berthContainers(): Promise<string[]> {
-  const r = await call(
-    s.nc,
-    TaskApi,
-    'list-containers',
-    {},
-    {
-      namespace: CRI_NAMESPACE,
-      timeoutMs: 10_000,
-    },
-  );
-  return r.containers.map((c) => c.container.id);
+  const page = (input: { cursor?: string }) =>
+    call(s.nc, TaskApi, 'list-containers', input, { namespace: CRI_NAMESPACE, timeoutMs: 10_000 });
+  return (await collectAll(page, {}, 'containers')).map((c) => c.container.id);
 }

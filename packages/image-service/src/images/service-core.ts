@@ -25,7 +25,7 @@ import {
   toBerthError,
   type UnpackReply,
 } from '@berth/api';
-import type { Logger, Redis } from '@berth/kit';
+import { decodeCursor, fillPage, type Logger, type Page, type Redis } from '@berth/kit';
 import { exportImages } from '../archive/export.js';
 import { importArchive } from '../archive/import.js';
 import { collectGarbage } from '../content/gc.js';
@@ -213,13 +213,21 @@ export class ImageService {
     return exportImages({ content: this.content, images: this.images }, req, ns);
   }
 
-  /** Lists images, optionally filtered by `reference=<glob>` (docker's --filter). */
-  async list(ns: string, req: ListImagesRequest = {}): Promise<ImageRecord[]> {
+  /**
+   * One page of the images, optionally filtered by `reference=<glob>` (docker's --filter), newest
+   * first; the cursor is the position (update time, name) of the last image sent.
+   */
+  async list(ns: string, req: ListImagesRequest = {}): Promise<Page<ImageRecord>> {
     const all = await this.images.list(ns);
     const preds = await Promise.all(
       (req.filters ?? []).map((f) => parseFilter(f, (name) => this.images.find(ns, name))),
     );
-    return all.filter((r) => preds.every((p) => p(r)));
+    const after = req.cursor === undefined ? undefined : decodeCursor(req.cursor, 2, 'image list');
+    const pos = (r: ImageRecord): [string, string] => [r.updatedAt, r.name];
+    const page = all
+      .filter((r) => (after === undefined || newerFirst(pos(r), after) > 0) && preds.every((p) => p(r)))
+      .sort((a, b) => newerFirst(pos(a), pos(b)));
+    return fillPage(page, { limit: req.limit, keyOf: pos });
   }
 
   /** One image by name or id prefix. */
@@ -392,4 +400,14 @@ function globToRegExp(glob: string): RegExp {
     else s += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
   }
   return new RegExp(`^${s}$`);
+}
+
+/** Orders [updatedAt, name] positions newest first (then by name, descending): > 0 when a comes after b. */
+function newerFirst(a: readonly string[], b: readonly string[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] ?? '';
+    const y = b[i] ?? '';
+    if (x !== y) return x < y ? 1 : -1;
+  }
+  return 0;
 }

@@ -1,4 +1,13 @@
-import { BerthError, Code, chainIds, errors, type ImageEvent, ImageRecord, ImageTopic } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  chainIds,
+  errors,
+  IMAGE_RECORD_MAX_BYTES,
+  type ImageEvent,
+  ImageRecord,
+  ImageTopic,
+} from '@berth/api';
 import { keys, type Redis } from '@berth/kit';
 import { tryNormalize } from '../registry/reference.js';
 
@@ -14,11 +23,23 @@ export class ImageStore {
     private readonly announce: (topic: ImageTopic, ns: string, e: ImageEvent) => void = () => undefined,
   ) {}
 
-  /** Writes a record and indexes its name, in one transaction, then announces it. */
+  /**
+   * Writes a record and indexes its name, in one transaction, then announces it. A record over IMAGE_RECORD_MAX_BYTES
+   * (an image config far larger than images have) is refused with INVALID_ARGUMENT: no reply could
+   * carry it, and one such record would break every listing of its namespace.
+   */
   async put(ns: string, rec: ImageRecord): Promise<void> {
+    const record = JSON.stringify(rec);
+    const size = Buffer.byteLength(record, 'utf8');
+    if (size > IMAGE_RECORD_MAX_BYTES) {
+      throw errors.invalid(
+        `image "${rec.name}": its record (mostly the image config ${rec.configDigest}) is ${size} bytes, ` +
+          `over the limit of ${IMAGE_RECORD_MAX_BYTES} bytes (${IMAGE_RECORD_MAX_BYTES / 1024} KiB) of an image record`,
+      );
+    }
     await this.redis
       .multi()
-      .hset(keys.image(this.node, ns, rec.name), { record: JSON.stringify(rec), target: rec.target.digest })
+      .hset(keys.image(this.node, ns, rec.name), { record, target: rec.target.digest })
       .zadd(keys.images(this.node, ns), Date.parse(rec.updatedAt) || Date.now(), rec.name)
       .exec();
     this.announce(ImageTopic.imageUpdate, ns, { name: rec.name });

@@ -104,9 +104,9 @@ export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<Imag
           },
           // As service.ts wires it: the task-service over NATS (here the stand-in).
           containersUsing: async (ns, images) =>
-            (await call(nc, TaskApi, 'list-containers', { node, images }, { namespace: ns })).containers.map(
-              (i) => i.container.id,
-            ),
+            (
+              await call(nc, TaskApi, 'list-containers', { node, images, limit: 1 }, { namespace: ns })
+            ).containers.map((i) => i.container.id),
           publish: () => undefined,
           ...so.ports,
         },

@@ -2,7 +2,7 @@
 // with the real contract (input parsed, reply checked), answering from containers the test sets.
 import { randomBytes } from 'node:crypto';
 import { type Container, defineService, Scope, Service, TaskApi } from '@berth/api';
-import { createLogger, type ServedService, serve } from '@berth/kit';
+import { createLogger, encodeCursor, type ServedService, serve } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 
 /** The part of the task-service's contract the image-service calls (its in-use check on rmi). */
@@ -33,8 +33,8 @@ export async function serveTaskStandIn(nc: NatsConnection, node: string): Promis
     log: createLogger({ service: 'task-stand-in', node, level: 'silent' }),
     handlers: {
       'list-containers': async (req, ctx) => {
-        if (req.labels || req.status || req.name) {
-          throw new Error('the task stand-in only filters by node and images');
+        if (req.labels || req.status || req.name || req.cursor) {
+          throw new Error('the task stand-in only filters by node and images, on one page');
         }
         const hits = state.containers.filter(
           (c) =>
@@ -44,7 +44,18 @@ export async function serveTaskStandIn(nc: NatsConnection, node: string): Promis
               req.images.includes(c.image.name) ||
               req.images.includes(c.image.digest)),
         );
-        return { containers: hits.map((container) => ({ container, status: 'created' as const })) };
+        // Pages as the task-service does (newest first, `limit` honoured), a cursor only when cut.
+        hits.sort((a, b) =>
+          a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
+        );
+        const page = hits.slice(0, req.limit ?? hits.length);
+        const last = page[page.length - 1];
+        return {
+          containers: page.map((container) => ({ container, status: 'created' as const })),
+          ...(last && page.length < hits.length
+            ? { nextCursor: encodeCursor([last.createdAt, last.id]) }
+            : {}),
+        };
       },
     },
   });

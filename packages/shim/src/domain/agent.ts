@@ -1,4 +1,12 @@
-import type { ShimCreateRequest, ShimKillRequest, ShimState, ShimTaskRef, ShimWaitReply } from '@berth/api';
+import type {
+  ShimCreateRequest,
+  ShimKillRequest,
+  ShimListRequest,
+  ShimState,
+  ShimTaskRef,
+  ShimWaitReply,
+} from '@berth/api';
+import { decodeCursor, fillPage, type Page } from '@berth/kit';
 import type { ExecRequest } from './execs.js';
 import { ExitRecorder } from './exit-recorder.js';
 import { type AgentOptions, ShimHost } from './host.js';
@@ -55,9 +63,18 @@ export class ShimAgent {
     return this.processes.state(ref);
   }
 
-  /** Every task on this node (in one namespace, or all). */
-  list(ns?: string): Promise<ShimState[]> {
-    return this.processes.list(ns);
+  /**
+   * One page of the tasks on this node (in one namespace, or all), by namespace then id; the
+   * cursor is the last (namespace, id) sent.
+   */
+  async list(req: ShimListRequest = {}): Promise<Page<ShimState>> {
+    const after = req.cursor === undefined ? undefined : decodeCursor(req.cursor, 2, 'shim list');
+    const key = (t: ShimState) => `${t.namespace}\u0000${t.id}`;
+    const from = after ? `${after[0]}\u0000${after[1]}` : undefined;
+    const tasks = (await this.processes.list(req.namespace))
+      .filter((t) => from === undefined || key(t) > from)
+      .sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+    return fillPage(tasks, { limit: req.limit, keyOf: (t) => [t.namespace, t.id] });
   }
 
   /** kill: a signal to a task's init (or all its processes) or an exec; exited is no error. */

@@ -20,6 +20,9 @@ export function lifecycleHandlers(
       await agent.removeFiles(req);
       return {};
     },
-    list: async (req) => ({ tasks: await agent.list(req.namespace) }),
+    list: async (req) => {
+      const page = await agent.list(req);
+      return { tasks: page.items, ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
+    },
   };
 }

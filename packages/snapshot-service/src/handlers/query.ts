@@ -9,7 +9,10 @@ export function queryHandlers(
   return {
     stat: (req) => sn.stat(req.key),
     update: (req) => sn.update(req),
-    list: async (req) => ({ snapshots: await sn.list(req.filters) }),
+    list: async (req) => {
+      const page = await sn.list(req);
+      return { snapshots: page.items, ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
+    },
     usage: (req) => sn.usage(req.key),
   };
 }

@@ -5,13 +5,14 @@ import {
   BerthError,
   Code,
   type CommitSnapshotRequest,
+  type ListSnapshotsRequest,
   type Mount,
   type PrepareRequest,
   type SnapshotInfo,
   SnapshotKind,
   type UpdateSnapshotRequest,
 } from '@berth/api';
-import { diskError, type Fence, type Redis } from '@berth/kit';
+import { decodeCursor, diskError, type Fence, fillPage, type Page, type Redis } from '@berth/kit';
 import { compileFilters } from './filters.js';
 import { mountsFor } from './mounts.js';
 import { infoOf, type SnapshotRecord, SnapshotStore } from './store.js';
@@ -217,12 +218,18 @@ export class Snapshotter {
     return infoOf(await this.store.must(req.key));
   }
 
-  async list(filters?: readonly string[]): Promise<SnapshotInfo[]> {
-    const match = compileFilters(filters);
-    return (await this.store.all())
+  /**
+   * One page of the snapshots matching the filters, by name (code-point order); the cursor is the
+   * last name sent, so snapshots made or removed between pages shift nothing.
+   */
+  async list(req: ListSnapshotsRequest = {}): Promise<Page<SnapshotInfo>> {
+    const match = compileFilters(req.filters);
+    const after = req.cursor === undefined ? undefined : decodeCursor(req.cursor, 1, 'snapshot list')[0];
+    const all = (await this.store.all())
       .map(infoOf)
-      .filter(match)
-      .sort((a, b) => a.name.localeCompare(b.name));
+      .filter((i) => (after === undefined || i.name > after) && match(i))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return fillPage(all, { limit: req.limit, keyOf: (i) => [i.name] });
   }
 
   /** usage: the snapshot's own directory (parents excluded); measured at commit for committed ones. */

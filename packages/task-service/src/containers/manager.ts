@@ -15,10 +15,12 @@ import {
   TaskTopic,
   type UpdateContainerRequest,
 } from '@berth/api';
-import { keys, type Redis, withLock } from '@berth/kit';
+import { keys, type Page, type Redis, withLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore } from '../store/store.js';
+import { checkRecordSize, replyable } from './limits.js';
+import { listPage } from './listing.js';
 
 /**
  * Where the manager runs: its node, the default node of a container. It writes no files: a
@@ -72,6 +74,8 @@ export class ContainerManager {
     if (req.ports?.length && req.network !== 'bridge') {
       throw errors.invalid(`ports are published only with network "bridge", not "${req.network ?? 'none'}"`);
     }
+    // The request is part of the record: one too large is refused before anything is made.
+    checkRecordSize('the container config', req);
     const id = randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
     await this.store.reserveName(ns, name, id);
@@ -144,6 +148,8 @@ export class ContainerManager {
         createdAt: now,
         updatedAt: now,
       };
+      // The spec adds the image's settings to the request's: the whole record must fit a reply.
+      checkRecordSize('the container record', c);
       await this.store.put(c);
       this.deps.publish(TaskTopic.containerCreate, ns, {
         id,
@@ -162,29 +168,14 @@ export class ContainerManager {
     }
   }
 
+  /** One container and its task, as a reply can carry it (see limits.ts `replyable`). */
   async get(ns: string, ref: string): Promise<ContainerInfo> {
-    return this.store.info(await this.store.resolve(ns, ref));
+    return replyable(await this.store.info(await this.store.resolve(ns, ref)));
   }
 
-  /** Lists containers matching every filter. */
-  async list(ns: string, f: ListContainersRequest): Promise<ContainerInfo[]> {
-    const all = await this.store.list(ns);
-    return all.filter((i) => {
-      if (f.status?.length && !f.status.includes(i.status)) return false;
-      if (f.name && i.container.name !== f.name) return false;
-      if (f.node && i.container.node !== f.node) return false;
-      if (
-        f.images &&
-        !f.images.includes(i.container.image.name) &&
-        !f.images.includes(i.container.image.digest)
-      )
-        return false;
-      for (const [k, v] of Object.entries(f.labels ?? {})) {
-        const have = i.container.labels[k];
-        if (have === undefined || (v !== '' && have !== v)) return false;
-      }
-      return true;
-    });
+  /** One page of the containers matching every filter, newest first (see listing.ts). */
+  list(ns: string, req: ListContainersRequest): Promise<Page<ContainerInfo>> {
+    return listPage(this.store, ns, req);
   }
 
   /** Merges labels and replaces resources in the stored spec. */
@@ -209,6 +200,7 @@ export class ContainerManager {
         config: { ...c.config, resources },
         updatedAt: new Date().toISOString(),
       };
+      checkRecordSize('the updated container record', next);
       await this.store.put(next);
       this.deps.publish(TaskTopic.containerUpdate, ns, { id: c.id, name: c.name, labels });
       return next;

@@ -12,7 +12,10 @@ export function containerHandlers(
   return {
     'create-container': (req, ctx) => d.containers.create(ctx.namespace, req),
     'get-container': (req, ctx) => d.containers.get(ctx.namespace, req.id),
-    'list-containers': async (req, ctx) => ({ containers: await d.containers.list(ctx.namespace, req) }),
+    'list-containers': async (req, ctx) => {
+      const page = await d.containers.list(ctx.namespace, req);
+      return { containers: page.items, ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
+    },
     'update-container': (req, ctx) => d.containers.update(ctx.namespace, req),
     'delete-container': async (req, ctx) => {
       await d.tasks.removeContainer(ctx.namespace, req.id, req.force ?? false);
