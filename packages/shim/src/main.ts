@@ -35,7 +35,7 @@ await runService({
     if (netReport.released.length || netReport.failed.length)
       ctx.log.info(netReport, 'recovered pod networks');
     for (const f of netReport.failed) ctx.log.warn(f, 'pod network DEL failed: kept for the next attempt');
-    observeContainers(() => agent.list());
+    observeContainers(() => agent.all());
     agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
     return {
       handlers: createHandlers(agent, network),

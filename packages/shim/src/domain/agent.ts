@@ -63,6 +63,11 @@ export class ShimAgent {
     return this.processes.state(ref);
   }
 
+  /** Every task and exec process of this node, unpaged (for figures kept in this process). */
+  all(): Promise<ShimState[]> {
+    return this.processes.list();
+  }
+
   /**
    * One page of the tasks on this node (in one namespace, or all), by namespace then id; the
    * cursor is the last (namespace, id) sent.
