@@ -26,6 +26,7 @@ import {
 } from 'nats';
 import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
+import { answerWithHeartbeats } from './heartbeat.js';
 import { extractTrace } from './telemetry.js';
 
 const json = JSONCodec<unknown>();
@@ -140,7 +141,10 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
           log.error({ err, op }, 'endpoint subscription failed');
           return;
         }
-        const answer = answerOnce(op, msg);
+        // Callers of long operations ask for heartbeats while the handler runs (heartbeat.ts).
+        const answer = answerWithHeartbeats(answerOnce(op, msg), msg, `${node}/${instanceId}`, (e) =>
+          log.debug({ err: e, op }, 'could not send a heartbeat'),
+        );
         const p = handle(op, def, handler, msg, answer).finally(() => inflight.delete(p));
         inflight.set(p, answer);
       },
