@@ -120,6 +120,11 @@ export class TaskManager {
     const first = await this.store.resolve(ns, ref);
     return this.containers.lock(ns, first.id, async () => {
       const c = await this.store.resolve(ns, first.id);
+      if (await this.store.isRemoving(ns, c.id)) {
+        throw errors.precondition(
+          `container "${c.name}" is being removed (an earlier removal did not finish; it is retried): remove it with 'berth rm -f'`,
+        );
+      }
       const prev = await this.store.getTask(ns, c.id);
       if (prev && prev.status !== 'stopped') {
         throw errors.exists(`container "${c.name}" already has a ${prev.status} task`);
@@ -348,6 +353,11 @@ export class TaskManager {
           `container "${first.name}" is ${t.status}: stop it first or force the removal`,
         );
       }
+    }
+    // From here the container is on its way out: no new task, and if a step below fails (a shim
+    // or snapshot-service down) the reconcile finishes the removal.
+    await this.store.markRemoving(ns, first.id);
+    if (t && t.status !== 'stopped' && t.status !== 'created') {
       await ignoreGone(
         this.deps.shim(first.node, ns).kill({ namespace: ns, id: first.id, signal: 'SIGKILL', all: true }),
       );
@@ -362,6 +372,8 @@ export class TaskManager {
       const c = await this.store.get(ns, first.id);
       if (!c) return;
       if (await this.store.getTask(ns, c.id)) {
+        // A create that won the race keeps its container: this removal is dropped, not retried.
+        await this.store.unmarkRemoving(ns, c.id);
         throw errors.precondition(`container "${c.name}" got a new task while being removed`);
       }
       await this.containers.remove(c);
@@ -441,10 +453,26 @@ export class TaskManager {
    * Reconciles every live task with its shim: exits that happened while no task-service was
    * listening get recorded. Unreachable nodes are skipped (and logged); a later state() heals them.
    */
-  async reconcile(): Promise<{ checked: number; exited: number }> {
+  async reconcile(): Promise<{ checked: number; exited: number; undone: number; removed: number }> {
     let checked = 0;
     let exited = 0;
+    let undone = 0;
+    let removed = 0;
     for (const ns of await this.store.namespaces()) {
+      // Half-made containers: creations whose replica died, removals that stopped half-way.
+      try {
+        undone += await this.containers.reconcileCreations(ns);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, ns }, 'reconcile: undoing a half-made creation failed');
+      }
+      for (const id of await this.store.removing(ns)) {
+        try {
+          await this.removeContainer(ns, id, true);
+          removed++;
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message, ns, id }, 'reconcile: finishing a removal failed');
+        }
+      }
       for (const i of await this.store.list(ns)) {
         if (i.task?.status === 'stopped') await this.autoRemove(ns, i.container.id);
         if (!i.task || i.task.status === 'stopped') continue;
@@ -460,7 +488,7 @@ export class TaskManager {
         }
       }
     }
-    return { checked, exited };
+    return { checked, exited, undone, removed };
   }
 }
 
