@@ -95,6 +95,12 @@ describe('a task-service killed in the middle of a create', () => {
     const shim = s.procs.get('shim');
     // The create gets its snapshot, then waits on the stopped shim for its network.
     shim?.kill('SIGSTOP');
+    // A copy of the network-setup request: once it is seen, the stopped shim has it too.
+    const setups = s.nc.subscribe(subjectOf(ShimApi, 'network-setup', s.node), { max: 1 });
+    const asked = (async () => {
+      for await (const _ of setups) return true;
+      return false;
+    })();
     const creating = run('create', '--name', 'half', IMAGE, 'true');
     const redis = new Redis(s.redis.url);
     let id = '';
@@ -107,6 +113,7 @@ describe('a task-service killed in the middle of a create', () => {
         'the rootfs snapshot',
         async () => (await snapshotState(`containers/default/${id}`)) === 'ok',
       );
+      expect(await asked).toBe(true);
       await s.kill('task-service', 'SIGKILL');
       expect((await creating).code).not.toBe(0);
       // The shim goes on with the network setup it was asked for, for a container nobody records.

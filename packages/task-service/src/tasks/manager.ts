@@ -33,6 +33,7 @@ import {
 } from '../spec/index.js';
 import { type ContainerStore, exitReason } from '../store/store.js';
 import { ExitWaiters } from './exits.js';
+import { type ReconcileResult, reconcileAll } from './reconcile.js';
 
 type Logger = ServiceContext['log'];
 
@@ -450,45 +451,18 @@ export class TaskManager {
   }
 
   /**
-   * Reconciles every live task with its shim: exits that happened while no task-service was
-   * listening get recorded. Unreachable nodes are skipped (and logged); a later state() heals them.
+   * Reconciles the store with the nodes (see reconcile.ts): half-made containers finished or
+   * undone, exits missed while no task-service listened recorded, `--rm` removals done.
    */
-  async reconcile(): Promise<{ checked: number; exited: number; undone: number; removed: number }> {
-    let checked = 0;
-    let exited = 0;
-    let undone = 0;
-    let removed = 0;
-    for (const ns of await this.store.namespaces()) {
-      // Half-made containers: creations whose replica died, removals that stopped half-way.
-      try {
-        undone += await this.containers.reconcileCreations(ns);
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message, ns }, 'reconcile: undoing a half-made creation failed');
-      }
-      for (const id of await this.store.removing(ns)) {
-        try {
-          await this.removeContainer(ns, id, true);
-          removed++;
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message, ns, id }, 'reconcile: finishing a removal failed');
-        }
-      }
-      for (const i of await this.store.list(ns)) {
-        if (i.task?.status === 'stopped') await this.autoRemove(ns, i.container.id);
-        if (!i.task || i.task.status === 'stopped') continue;
-        checked++;
-        try {
-          const t = await this.heal(i.container, i.task);
-          if (t.status === 'stopped') exited++;
-        } catch (err) {
-          this.log.warn(
-            { err: (err as Error).message, id: i.container.id, node: i.container.node },
-            'reconcile: shim unreachable',
-          );
-        }
-      }
-    }
-    return { checked, exited, undone, removed };
+  reconcile(): Promise<ReconcileResult> {
+    return reconcileAll({
+      store: this.store,
+      containers: this.containers,
+      log: this.log,
+      heal: (c, t) => this.heal(c, t),
+      autoRemove: (ns, id) => this.autoRemove(ns, id),
+      remove: (ns, id) => this.removeContainer(ns, id, true),
+    });
   }
 }
 
