@@ -142,3 +142,32 @@ describe('a task-service killed in the middle of a create', () => {
     expect((await run('rm', 'half')).code).toBe(0);
   }, 180_000);
 });
+
+describe('a task-service killed while the shim creates the task', () => {
+  it('leaves a task only the shim knows; rm removes it with the container', async () => {
+    const c = await run('create', '--network', 'none', '--name', 'lost-reply', IMAGE, 'sleep', '300');
+    expect(c.code, c.stderr).toBe(0);
+    const id = c.stdout.trim();
+    const creates = s.nc.subscribe(subjectOf(ShimApi, 'create', s.node), { max: 1 });
+    const sent = (async () => {
+      for await (const _ of creates) return true;
+      return false;
+    })();
+    const starting = run('start', 'lost-reply');
+    expect(await sent).toBe(true);
+    await s.kill('task-service', 'SIGKILL');
+    expect((await starting).code).not.toBe(0);
+    const ref = { namespace: 'default', id };
+    const state = () => call(s.nc, ShimApi, 'state', ref, { node: s.node, timeoutMs: 5_000 });
+    // The shim finished the create for a task-service that never heard its answer.
+    await until('the shim to have created the task', async () => (await state()).status === 'created');
+    await s.start('task-service');
+
+    const rm = await run('rm', 'lost-reply');
+    expect(rm.code, rm.stderr).toBe(0);
+    expect((await run('inspect', id)).code).toBe(1);
+    const gone = await state().catch((e: unknown) => e);
+    expect(gone).toBeInstanceOf(BerthError);
+    expect((gone as BerthError).code).toBe(Code.NOT_FOUND);
+  }, 120_000);
+});

@@ -287,12 +287,36 @@ export class ContainerManager {
     // The reverse of how it was made (snapshot, network, record; then its task's files): a step
     // that fails (its shim is down) leaves the container whole, never a record whose snapshot is
     // gone, and the record (marked removing) stays for the reconcile to finish the removal.
+    await dropUnrecordedTask(this.deps, c);
     await this.deps.shim(c.node, c.namespace)['remove-files']({ namespace: c.namespace, id: c.id });
     if (c.config.network === 'bridge') await releaseNetwork(this.deps, c.node, c.namespace, c.id);
     await ignoreGone(this.deps.snapshots(c.node).remove({ key: c.snapshotKey }));
     await this.store.delete(c);
     this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
   }
+}
+
+/**
+ * Kills and deletes a task the container's shim has but the task-service never recorded (a create
+ * whose reply was lost when a service died): the shim refuses remove-files while it has one. Called
+ * once the recorded task is gone, so any task left there is such a one.
+ */
+async function dropUnrecordedTask(deps: Deps, c: Container): Promise<void> {
+  const shim = deps.shim(c.node, c.namespace);
+  const ref = { namespace: c.namespace, id: c.id };
+  let status: string;
+  try {
+    status = (await shim.state(ref)).status;
+  } catch (err) {
+    if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
+    throw err;
+  }
+  // A created (or stopped) task is deleted as it is; a started one is killed first, and while it
+  // is still exiting delete refuses: remove-files then fails, and the reconcile retries.
+  if (status === 'running' || status === 'paused') {
+    await ignoreGone(shim.kill({ ...ref, signal: 'SIGKILL', all: true }));
+  }
+  await ignoreGone(shim.delete(ref));
 }
 
 /** The key of a container's rootfs snapshot. */
