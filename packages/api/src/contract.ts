@@ -22,6 +22,20 @@ export interface OpDef<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.
    * for a field of its input (e.g. `images.pull.progress.{pullId}`).
    */
   readonly events?: string;
+  /**
+   * Whether the callee sends heartbeats while a call runs, so that a caller notices a callee that
+   * died (or lost NATS) within seconds rather than at timeoutMs. Default: on for long operations,
+   * those whose timeoutMs is LONG_OP_MS or more (see isLongOp).
+   */
+  readonly heartbeat?: boolean;
+}
+
+/** The timeout from which an operation counts as long: its calls are watched by heartbeats. */
+export const LONG_OP_MS = 60_000;
+
+/** True when calls of the operation are watched by heartbeats (OpDef.heartbeat, else a long timeout). */
+export function isLongOp(def: OpDef): boolean {
+  return def.heartbeat ?? def.timeoutMs >= LONG_OP_MS;
 }
 
 /** Declares an operation; the generics keep its schemas' exact types. */

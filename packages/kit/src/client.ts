@@ -6,6 +6,7 @@ import {
   Header,
   type InputOf,
   isCode,
+  isLongOp,
   NAMESPACE_PATTERN,
   NAMESPACE_RULE,
   type OpName,
@@ -15,6 +16,7 @@ import {
 } from '@berth/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ErrorCode, JSONCodec, type NatsConnection, NatsError, headers as natsHeaders } from 'nats';
+import { lostCallee, watchedRequest } from './heartbeat.js';
 import { injectTrace } from './telemetry.js';
 
 const json = JSONCodec<unknown>();
@@ -32,7 +34,7 @@ export interface CallOptions {
 /**
  * Sends one request to a service operation and returns its reply, validated against the
  * operation's output schema. Errors come back as BerthError: the callee's own code, UNAVAILABLE
- * when nothing answers, DEADLINE_EXCEEDED on timeout, INTERNAL (naming service and operation) for a
+ * when nothing answers (or, on a long operation, when the callee's heartbeats stop), DEADLINE_EXCEEDED on timeout, INTERNAL (naming service and operation) for a
  * reply that does not match the contract.
  */
 export async function call<S extends ServiceDef, K extends OpName<S>>(
@@ -64,7 +66,15 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   h.set(Header.namespace, namespace);
   injectTrace(h, ctx);
   try {
-    const reply = await nc.request(subject, json.encode(payload ?? {}), { timeout: timeoutMs, headers: h });
+    const data = json.encode(payload ?? {});
+    // A long call is watched by heartbeats: a callee that dies is noticed in seconds (heartbeat.ts).
+    const reply = isLongOp(def)
+      ? await watchedRequest(nc, subject, data, {
+          timeoutMs,
+          headers: h,
+          lost: lostCallee(name, op, opts.node),
+        })
+      : await nc.request(subject, data, { timeout: timeoutMs, headers: h });
     const errCode = reply.headers?.get('Nats-Service-Error-Code');
     if (errCode) {
       let wire: unknown;

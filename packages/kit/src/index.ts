@@ -2,6 +2,7 @@ export * from './client.js';
 export * from './config.js';
 export * from './disk.js';
 export * from './events.js';
+export * from './heartbeat.js';
 export * from './keys.js';
 export * from './layout.js';
 export * from './local.js';

@@ -59,6 +59,11 @@ export const keys = {
   containerName: (ns: string, name: string) => nsKey(ns, 'container-name', name),
   /** Hash: a container's task state (status, pid, exitCode, exitedAt, node). */
   task: (ns: string, id: string) => nsKey(ns, 'task', id),
+  /**
+   * Hash: containers whose creation began and has not finished or been undone (id -> JSON of its
+   * name, node and network), so a reconcile can undo what a replica that died mid-create left.
+   */
+  containersCreating: (ns: string) => nsKey(ns, 'containers-creating'),
   /** Lock: serializes changes to one container and its task across task-service replicas. */
   containerLock: (ns: string, id: string) => nsKey(ns, 'lock', 'container', id),
 
@@ -120,6 +125,7 @@ export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[]
   container: ['task-service'],
   containers: ['task-service'],
   containerName: ['task-service'],
+  containersCreating: ['task-service'],
   task: ['task-service'],
   containerLock: ['task-service'],
   shimTask: ['shim'],

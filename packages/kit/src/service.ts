@@ -27,6 +27,7 @@ import {
 import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
 import { storeRefusal } from './disk.js';
+import { answerWithHeartbeats } from './heartbeat.js';
 import { RequestTracker } from './metrics/requests.js';
 import { extractTrace } from './telemetry.js';
 
@@ -148,7 +149,10 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
           log.error({ err, op }, 'endpoint subscription failed');
           return;
         }
-        const answer = answerOnce(op, msg);
+        // Callers of long operations ask for heartbeats while the handler runs (heartbeat.ts).
+        const answer = answerWithHeartbeats(answerOnce(op, msg), msg, `${node}/${instanceId}`, (e) =>
+          log.debug({ err: e, op }, 'could not send a heartbeat'),
+        );
         const p = handle(op, def, handler, msg, answer).finally(() => inflight.delete(p));
         inflight.set(p, answer);
       },

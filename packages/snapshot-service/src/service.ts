@@ -5,6 +5,7 @@ import { maintenanceHandlers } from './handlers/maintenance.js';
 import { queryHandlers } from './handlers/query.js';
 import { snapshotSettings } from './settings.js';
 import { Snapshotter } from './snapshots/snapshotter.js';
+import { sweepOrphanExtractsAtStart } from './unpack/orphans.js';
 import { Unpacker } from './unpack/unpacker.js';
 
 /** The handlers of the snapshot-service's operations (SnapshotApi) on berth.<node>.snapshot.v1.<op>. */
@@ -16,8 +17,12 @@ export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi
     blobsDir: ctx.layout.content.blobs,
     maxLayerUncompressedBytes: settings.maxLayerUncompressedBytes,
     lockWaitMs: settings.unpackLockWaitMs,
+    lockTtlMs: settings.unpackLockTtlMs,
     log: ctx.log,
   });
+  // Extract snapshots of unpacks whose process died (SIGKILL mid-unpack) go at start-up, not only
+  // with an image's removal.
+  sweepOrphanExtractsAtStart(sn, ctx.log, settings.unpackLockTtlMs);
   // Crash leftovers (directories no snapshot references) go at start-up; ids still being created
   // by another replica are spared (see Snapshotter.cleanup).
   void sn

@@ -9,6 +9,11 @@ export interface SnapshotSettings {
   /** How long an unpack waits for another unpack of the same chainID. */
   unpackLockWaitMs: number;
   /**
+   * Expiry of the per-chainID unpack lock (renewed while held): how long the lock of an unpack
+   * whose process died blocks a retry, and how soon its extract snapshot counts as an orphan.
+   */
+  unpackLockTtlMs: number;
+  /**
    * GC keeps committed snapshots younger than this. Default 0: the image-service writes the image
    * record (whose diff_ids root the chain) before it asks for an unpack, so no window needs a lease.
    */
@@ -22,6 +27,7 @@ export function snapshotSettings(config: Config): SnapshotSettings {
   return {
     maxLayerUncompressedBytes: serviceSetting(config, S, 'maxLayerUncompressedBytes', pos, 64 * 1024 ** 3),
     unpackLockWaitMs: serviceSetting(config, S, 'unpackLockWaitMs', pos, 30 * 60_000),
+    unpackLockTtlMs: serviceSetting(config, S, 'unpackLockTtlMs', z.number().int().min(1000), 30_000),
     gcGraceMs: serviceSetting(config, S, 'gcGraceMs', z.number().int().nonnegative(), 0),
   };
 }

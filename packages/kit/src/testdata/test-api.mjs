@@ -32,6 +32,13 @@ export const TestApi = defineService({
       timeoutMs: 20_000,
       description: 'answers once test.release.<id> is published',
     }),
+    // hold as a long operation: its callers are watched by heartbeats (isLongOp).
+    'hold-long': op({
+      input: z.object({ id: z.string() }),
+      output: z.object({ id: z.string(), pid: z.number() }),
+      timeoutMs: 60_000,
+      description: 'hold, with heartbeats while it is held',
+    }),
     big: op({
       input: z.object({ bytes: z.number().int() }),
       output: z.object({ data: z.string() }),

@@ -19,6 +19,13 @@ import { unpackMetrics } from './metrics.js';
 export const DIFF_ID_LABEL = 'berth.io/diff-id';
 /** Label on a committed layer snapshot: the layer blob digest it was applied from. */
 export const LAYER_LABEL = 'berth.io/layer';
+/**
+ * Label on an extract snapshot: the token of the unpack lock its writer holds. Once the lock no
+ * longer holds that token the writer is gone, and the snapshot is an orphan (see orphans.ts).
+ */
+export const UNPACK_OWNER_LABEL = 'berth.io/unpack-owner';
+/** Default expiry of the per-chainID unpack lock, renewed while held. */
+export const DEFAULT_UNPACK_LOCK_TTL_MS = 30_000;
 
 /** Settings of the unpacker. */
 export interface UnpackerOptions {
@@ -69,7 +76,7 @@ export class Unpacker {
         sn.redis,
         keys.unpackLock(sn.node, chainId),
         {
-          ttlMs: this.o.lockTtlMs ?? 30_000,
+          ttlMs: this.o.lockTtlMs ?? DEFAULT_UNPACK_LOCK_TTL_MS,
           waitMs: this.o.lockWaitMs,
           what: `unpack of snapshot ${chainId}`,
         },
@@ -112,7 +119,7 @@ export class Unpacker {
     const want = a.req.diffIds[a.i];
     if (!layer || !want) throw new BerthError(Code.INVALID_ARGUMENT, `unpack: layer ${a.i} is missing`);
     const key = `extract-${randomUUID()} ${a.chainId}`;
-    const prep = { key, labels: { [UNPACK_LABEL]: a.chainId } };
+    const prep = { key, labels: { [UNPACK_LABEL]: a.chainId, [UNPACK_OWNER_LABEL]: a.lock.token } };
     const created = await sn.create(SnapshotKind.active, a.parent ? { ...prep, parent: a.parent } : prep);
     const started = Date.now();
     // The request's cancellation or the loss of the chainID lock: either stops the write at once.

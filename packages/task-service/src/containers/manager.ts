@@ -15,10 +15,10 @@ import {
   TaskTopic,
   type UpdateContainerRequest,
 } from '@berth/api';
-import { keys, type Page, type Redis, withLock } from '@berth/kit';
+import { keys, type Page, type Redis, tryLock, withLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
-import type { ContainerStore } from '../store/store.js';
+import type { ContainerStore, CreateIntent } from '../store/store.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -78,8 +78,33 @@ export class ContainerManager {
     checkRecordSize('the container config', req);
     const id = randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
-    await this.store.reserveName(ns, name, id);
-    const snapshotKey = `containers/${ns}/${id}`;
+    // Under the container's lock, held until the record is stored or the creation undone: the
+    // reconcile takes the same lock before it undoes a creation, so it only ever undoes one whose
+    // replica died (its lock expired), never one still under way.
+    return this.lock(ns, id, () => this.createLocked(ns, req, { id, name, node }));
+  }
+
+  private async createLocked(
+    ns: string,
+    req: CreateContainerRequest,
+    { id, name, node }: { id: string; name: string; node: string },
+  ): Promise<Container> {
+    const intent: CreateIntent = {
+      id,
+      name,
+      node,
+      bridge: req.network === 'bridge',
+      startedAt: new Date().toISOString(),
+    };
+    // Recorded before anything is made, so whatever a crash leaves behind can be found and undone.
+    await this.store.beginCreate(ns, intent);
+    try {
+      await this.store.reserveName(ns, name, id);
+    } catch (err) {
+      await this.store.endCreate(ns, id);
+      throw err;
+    }
+    const snapshotKey = snapshotKeyOf(ns, id);
     let prepared = false;
     let networked = false;
     try {
@@ -151,6 +176,7 @@ export class ContainerManager {
       // The spec adds the image's settings to the request's: the whole record must fit a reply.
       checkRecordSize('the container record', c);
       await this.store.put(c);
+      await this.store.endCreate(ns, id);
       this.deps.publish(TaskTopic.containerCreate, ns, {
         id,
         name,
@@ -160,12 +186,50 @@ export class ContainerManager {
       });
       return c;
     } catch (err) {
-      if (networked) await releaseNetwork(this.deps, node, ns, id).catch(() => undefined);
-      if (prepared)
-        await ignoreGone(this.deps.snapshots(node).remove({ key: snapshotKey })).catch(() => undefined);
-      await this.store.releaseName(ns, name, id).catch(() => undefined);
+      // Undone in reverse order; a step that fails (its node's shim or snapshot-service is down)
+      // keeps the intent, and the reconcile finishes the undo once they are back.
+      await this.undoCreate(ns, { ...intent, bridge: networked }, prepared).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * Undoes a creation in reverse order (network, snapshot, name), then forgets its intent. Each
+   * step is idempotent; the first that fails stops the undo with everything before it in place.
+   */
+  private async undoCreate(ns: string, i: CreateIntent, prepared = true): Promise<void> {
+    if (i.bridge) await releaseNetwork(this.deps, i.node, ns, i.id);
+    if (prepared) await ignoreGone(this.deps.snapshots(i.node).remove({ key: snapshotKeyOf(ns, i.id) }));
+    await this.store.releaseName(ns, i.name, i.id);
+    await this.store.endCreate(ns, i.id);
+  }
+
+  /**
+   * Finishes or undoes the creations a replica left half-made when it died: one whose record was
+   * stored is finished (its intent forgotten); one without a record is undone once its lock is
+   * free (the creator is gone). Returns how many were undone.
+   */
+  async reconcileCreations(ns: string): Promise<number> {
+    let undone = 0;
+    for (const i of await this.store.creating(ns)) {
+      if (await this.store.get(ns, i.id)) {
+        await this.store.endCreate(ns, i.id);
+        continue;
+      }
+      const lock = await tryLock(this.redis, keys.containerLock(ns, i.id), LOCK.ttlMs);
+      if (!lock) continue;
+      try {
+        // Checked again under the lock: the creator may have stored it just before it let go.
+        if (await this.store.get(ns, i.id)) await this.store.endCreate(ns, i.id);
+        else {
+          await this.undoCreate(ns, i);
+          undone++;
+        }
+      } finally {
+        await lock.release().catch(() => undefined);
+      }
+    }
+    return undone;
   }
 
   /** One container and its task, as a reply can carry it (see limits.ts `replyable`). */
@@ -212,13 +276,44 @@ export class ContainerManager {
    * deleted its task; the files and kept log are on its node, so that node's shim removes them.
    */
   async remove(c: Container): Promise<void> {
-    // First, so a failing CNI DEL keeps the container to retry with, rather than a stranded lease.
+    // The reverse of how it was made (snapshot, network, record; then its task's files): a step
+    // that fails (its shim is down) leaves the container whole, never a record whose snapshot is
+    // gone, and the record (marked removing) stays for the reconcile to finish the removal.
+    await dropUnrecordedTask(this.deps, c);
+    await this.deps.shim(c.node, c.namespace)['remove-files']({ namespace: c.namespace, id: c.id });
     if (c.config.network === 'bridge') await releaseNetwork(this.deps, c.node, c.namespace, c.id);
     await ignoreGone(this.deps.snapshots(c.node).remove({ key: c.snapshotKey }));
-    await this.deps.shim(c.node, c.namespace)['remove-files']({ namespace: c.namespace, id: c.id });
     await this.store.delete(c);
     this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
   }
+}
+
+/**
+ * Kills and deletes a task the container's shim has but the task-service never recorded (a create
+ * whose reply was lost when a service died): the shim refuses remove-files while it has one. Called
+ * once the recorded task is gone, so any task left there is such a one.
+ */
+async function dropUnrecordedTask(deps: Deps, c: Container): Promise<void> {
+  const shim = deps.shim(c.node, c.namespace);
+  const ref = { namespace: c.namespace, id: c.id };
+  let status: string;
+  try {
+    status = (await shim.state(ref)).status;
+  } catch (err) {
+    if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
+    throw err;
+  }
+  // A created (or stopped) task is deleted as it is; a started one is killed first, and while it
+  // is still exiting delete refuses: remove-files then fails, and the reconcile retries.
+  if (status === 'running' || status === 'paused') {
+    await ignoreGone(shim.kill({ ...ref, signal: 'SIGKILL', all: true }));
+  }
+  await ignoreGone(shim.delete(ref));
+}
+
+/** The key of a container's rootfs snapshot. */
+function snapshotKeyOf(ns: string, id: string): string {
+  return `containers/${ns}/${id}`;
 }
 
 /** nerdctl-style default name: the image's last path component and a short id. */

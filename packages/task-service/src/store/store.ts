@@ -44,6 +44,21 @@ export function comparePositions(a: ListPosition, b: ListPosition): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+// Marks a container as being removed, only while its record exists (never a partial hash).
+const MARK_REMOVING = `if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], 'removing', ARGV[1])
+return 1`;
+
+/** A creation in progress: enough to undo it if its replica dies before finishing. */
+export interface CreateIntent {
+  id: string;
+  name: string;
+  node: string;
+  /** Whether it gets a bridge network (a pinned netns and a CNI lease on its node). */
+  bridge: boolean;
+  startedAt: string;
+}
+
 /**
  * Container and task metadata in Redis, per namespace (keys from @berth/kit keys.ts). Containers
  * are one JSON document each; tasks are hashes so exits can be recorded atomically by a script.
@@ -175,9 +190,58 @@ export class ContainerStore {
       .exec();
   }
 
-  /** Namespaces that have (or had) containers. */
+  /** Records that the creation of a container began (see ContainerManager.create). */
+  async beginCreate(ns: string, i: CreateIntent): Promise<void> {
+    await this.redis.hset(keys.containersCreating(ns), i.id, JSON.stringify(i));
+  }
+
+  /** The creation finished (the record is stored) or was undone. */
+  async endCreate(ns: string, id: string): Promise<void> {
+    await this.redis.hdel(keys.containersCreating(ns), id);
+  }
+
+  /** Creations of a namespace not yet finished or undone. */
+  async creating(ns: string): Promise<CreateIntent[]> {
+    const all = await this.redis.hvals(keys.containersCreating(ns));
+    return all.map((v) => JSON.parse(v) as CreateIntent);
+  }
+
+  /** Marks a container as being removed: no new task, and the reconcile finishes a failed removal. */
+  async markRemoving(ns: string, id: string): Promise<void> {
+    await this.redis.eval(MARK_REMOVING, 1, keys.container(ns, id), new Date().toISOString());
+  }
+
+  /** Drops the removing mark (a removal that lost a race with a new task). */
+  async unmarkRemoving(ns: string, id: string): Promise<void> {
+    await this.redis.hdel(keys.container(ns, id), 'removing');
+  }
+
+  /** True when a removal of the container began (and has not finished). */
+  async isRemoving(ns: string, id: string): Promise<boolean> {
+    return (await this.redis.hexists(keys.container(ns, id), 'removing')) === 1;
+  }
+
+  /** Ids of the containers of a namespace whose removal began and did not finish. */
+  async removing(ns: string): Promise<string[]> {
+    const ids = await this.redis.smembers(keys.containers(ns));
+    if (ids.length === 0) return [];
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hexists(keys.container(ns, id), 'removing');
+    const res = (await p.exec()) ?? [];
+    return ids.filter((_, i) => res[i]?.[1] === 1);
+  }
+
+  /** Namespaces that have (or had) containers, or creations under way. */
   async namespaces(): Promise<string[]> {
-    const pattern = keys.containers('*');
+    return [
+      ...new Set([
+        ...(await this.scanNamespaces(keys.containers('*'))),
+        ...(await this.scanNamespaces(keys.containersCreating('*'))),
+      ]),
+    ];
+  }
+
+  private async scanNamespaces(pattern: string): Promise<string[]> {
     const prefix = pattern.slice(0, pattern.indexOf('*'));
     const suffix = pattern.slice(pattern.indexOf('*') + 1);
     const out: string[] = [];

@@ -34,6 +34,7 @@ import {
 } from '../spec/index.js';
 import type { ContainerStore } from '../store/store.js';
 import { ExitWaiters } from './exits.js';
+import { type ReconcileResult, reconcileAll } from './reconcile.js';
 
 type Logger = ServiceContext['log'];
 
@@ -121,6 +122,11 @@ export class TaskManager {
     const first = await this.store.resolve(ns, ref);
     return this.containers.lock(ns, first.id, async () => {
       const c = await this.store.resolve(ns, first.id);
+      if (await this.store.isRemoving(ns, c.id)) {
+        throw errors.precondition(
+          `container "${c.name}" is being removed (an earlier removal did not finish; it is retried): remove it with 'berth rm -f'`,
+        );
+      }
       const prev = await this.store.getTask(ns, c.id);
       if (prev && prev.status !== 'stopped') {
         throw errors.exists(`container "${c.name}" already has a ${prev.status} task`);
@@ -349,6 +355,11 @@ export class TaskManager {
           `container "${first.name}" is ${t.status}: stop it first or force the removal`,
         );
       }
+    }
+    // From here the container is on its way out: no new task, and if a step below fails (a shim
+    // or snapshot-service down) the reconcile finishes the removal.
+    await this.store.markRemoving(ns, first.id);
+    if (t && t.status !== 'stopped' && t.status !== 'created') {
       await ignoreGone(
         this.deps.shim(first.node, ns).kill({ namespace: ns, id: first.id, signal: 'SIGKILL', all: true }),
       );
@@ -363,6 +374,8 @@ export class TaskManager {
       const c = await this.store.get(ns, first.id);
       if (!c) return;
       if (await this.store.getTask(ns, c.id)) {
+        // A create that won the race keeps its container: this removal is dropped, not retried.
+        await this.store.unmarkRemoving(ns, c.id);
         throw errors.precondition(`container "${c.name}" got a new task while being removed`);
       }
       await this.containers.remove(c);
@@ -439,29 +452,18 @@ export class TaskManager {
   }
 
   /**
-   * Reconciles every live task with its shim: exits that happened while no task-service was
-   * listening get recorded. Unreachable nodes are skipped (and logged); a later state() heals them.
+   * Reconciles the store with the nodes (see reconcile.ts): half-made containers finished or
+   * undone, exits missed while no task-service listened recorded, `--rm` removals done.
    */
-  async reconcile(): Promise<{ checked: number; exited: number }> {
-    let checked = 0;
-    let exited = 0;
-    for (const ns of await this.store.namespaces()) {
-      for (const i of await this.store.list(ns)) {
-        if (i.task?.status === 'stopped') await this.autoRemove(ns, i.container.id);
-        if (!i.task || i.task.status === 'stopped') continue;
-        checked++;
-        try {
-          const t = await this.heal(i.container, i.task);
-          if (t.status === 'stopped') exited++;
-        } catch (err) {
-          this.log.warn(
-            { err: (err as Error).message, id: i.container.id, node: i.container.node },
-            'reconcile: shim unreachable',
-          );
-        }
-      }
-    }
-    return { checked, exited };
+  reconcile(): Promise<ReconcileResult> {
+    return reconcileAll({
+      store: this.store,
+      containers: this.containers,
+      log: this.log,
+      heal: (c, t) => this.heal(c, t),
+      autoRemove: (ns, id) => this.autoRemove(ns, id),
+      remove: (ns, id) => this.removeContainer(ns, id, true),
+    });
   }
 }
 

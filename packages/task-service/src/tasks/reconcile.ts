@@ -1,0 +1,70 @@
+import type { Container, Task } from '@berth/api';
+import type { ServiceContext } from '@berth/kit';
+import type { ContainerManager } from '../containers/manager.js';
+import type { ContainerStore } from '../store/store.js';
+
+/** What one reconcile found and did. */
+export interface ReconcileResult {
+  /** Live tasks checked with their shims. */
+  checked: number;
+  /** Of those, tasks found exited (their exit recorded now). */
+  exited: number;
+  /** Creations a dead replica left half-made, undone. */
+  undone: number;
+  /** Removals that had stopped half-way, finished. */
+  removed: number;
+}
+
+/** What the reconcile needs of the task manager: its store and the steps it shares with requests. */
+export interface ReconcileDeps {
+  store: ContainerStore;
+  containers: ContainerManager;
+  log: ServiceContext['log'];
+  /** Asks the shim about a task the store thinks alive; records an exit it missed. */
+  heal(c: Container, t: Task): Promise<Task>;
+  /** Removes a stopped container labelled for auto-removal. */
+  autoRemove(ns: string, id: string): Promise<void>;
+  /** Removes a container, killing its task if need be. */
+  remove(ns: string, id: string): Promise<void>;
+}
+
+/**
+ * Reconciles the store of every namespace with the nodes. Half-made containers first: creations
+ * whose replica died are undone once their lock is free, and removals that stopped half-way (a
+ * shim or snapshot-service was down) are finished. Then every live task is checked with its shim,
+ * so exits that happened while no task-service was listening get recorded. A node that cannot be
+ * reached is skipped (and logged): the next reconcile, or a later state(), gets it.
+ */
+export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
+  const r: ReconcileResult = { checked: 0, exited: 0, undone: 0, removed: 0 };
+  for (const ns of await d.store.namespaces()) {
+    try {
+      r.undone += await d.containers.reconcileCreations(ns);
+    } catch (err) {
+      d.log.warn({ err: (err as Error).message, ns }, 'reconcile: undoing a half-made creation failed');
+    }
+    for (const id of await d.store.removing(ns)) {
+      try {
+        await d.remove(ns, id);
+        r.removed++;
+      } catch (err) {
+        d.log.warn({ err: (err as Error).message, ns, id }, 'reconcile: finishing a removal failed');
+      }
+    }
+    for (const i of await d.store.list(ns)) {
+      if (i.task?.status === 'stopped') await d.autoRemove(ns, i.container.id);
+      if (!i.task || i.task.status === 'stopped') continue;
+      r.checked++;
+      try {
+        const t = await d.heal(i.container, i.task);
+        if (t.status === 'stopped') r.exited++;
+      } catch (err) {
+        d.log.warn(
+          { err: (err as Error).message, id: i.container.id, node: i.container.node },
+          'reconcile: shim unreachable',
+        );
+      }
+    }
+  }
+  return r;
+}
