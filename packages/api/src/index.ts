@@ -10,6 +10,7 @@ export * from './seccomp.js';
 export * from './services.js';
 export * from './shim.js';
 export * from './snapshot.js';
+export * from './stream.js';
 export * from './subjects.js';
 export * from './task.js';
 export * from './version.js';

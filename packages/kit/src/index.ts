@@ -11,4 +11,5 @@ export * from './redact.js';
 export * from './redis.js';
 export * from './run.js';
 export * from './service.js';
+export * from './stream.js';
 export * from './telemetry.js';
