@@ -294,7 +294,10 @@ export class NatsStream {
     const ack = buf.readUInt32BE(6);
     this.lastHeard = Date.now();
     if (ack > this.peerAcked) {
-      if (ack > this.sendSeq) return this.protocolError(`an acknowledgement of frame ${ack} never sent`);
+      if (ack > this.sendSeq) {
+        this.protocolError(`an acknowledgement of frame ${ack} never sent`);
+        return;
+      }
       this.peerAcked = ack;
       this.wakeWriters();
     }
@@ -310,8 +313,10 @@ export class NatsStream {
           this.cancel(e);
           return;
         }
-        if (seq - this.consumed > this.window)
-          return this.protocolError(`more than ${this.window} frames unacknowledged`);
+        if (seq - this.consumed > this.window) {
+          this.protocolError(`more than ${this.window} frames unacknowledged`);
+          return;
+        }
         this.recvSeq = seq;
         this.queue.push({ seq, chunk: { channel, data: buf.subarray(FRAME_HEADER_BYTES) } });
         break;
