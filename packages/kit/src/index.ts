@@ -12,4 +12,5 @@ export * from './redis.js';
 export * from './run.js';
 export * from './service.js';
 export * from './stream.js';
+export * from './stream-call.js';
 export * from './telemetry.js';
