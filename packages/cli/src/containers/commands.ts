@@ -12,9 +12,11 @@ import { client as clientOf } from '@berth/kit/client';
 import { subscribeEvents } from '@berth/kit/events';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
+import { nodeFlag } from '../nodes.js';
 import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
+import { onOtherNode, remoteLog } from './remote.js';
 
 /** Runs `fn` for each named container, printing errors and returning 1 if any failed (as docker). */
 export async function each(
@@ -38,20 +40,26 @@ export async function each(
   return code;
 }
 
-/** `ps`. */
+/** Which nodes `ps` lists: this one (default), a named one, or every node. */
+export type NodeScope = { node: string } | { allNodes: true };
+
+/** `ps`: the containers of this node, of `--node NAME`, or of `--all-nodes`, with their NODE. */
 export async function psCommand(
   all: boolean,
   quiet: boolean,
   filters: string[],
   ctx: CliContext,
+  nodes: NodeScope = { node: ctx.config.nodeId },
 ): Promise<number> {
   const client = await tasks(ctx);
-  const { containers } = await client['list-containers'](psFilters(all, filters));
+  const req = psFilters(all, filters);
+  if ('node' in nodes) req.node = nodeFlag(ctx.config.nodeId, nodes.node);
+  const { containers } = await client['list-containers'](req);
   if (quiet) {
     for (const i of containers) ctx.out.write(`${i.container.id.slice(0, 12)}\n`);
     return 0;
   }
-  const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES']];
+  const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NODE', 'NAMES']];
   const now = Date.now();
   for (const i of containers) {
     rows.push([
@@ -60,6 +68,7 @@ export async function psCommand(
       commandText(i),
       `${humanDuration(now - Date.parse(i.container.createdAt))} ago`,
       statusText(i, now),
+      i.container.node,
       i.container.name,
     ]);
   }
@@ -117,8 +126,18 @@ export async function logsCommand(
     tail = Number(opts.tail);
     if (!Number.isInteger(tail) || tail < 0) throw errors.invalid(`invalid --tail value "${opts.tail}"`);
   }
-  const path = logPathOf(ctx, info);
   const sink = printSink(ctx.out, ctx.err, opts.timestamps);
+  if (onOtherNode(ctx, info.container.node)) {
+    const live = info.status === 'running' || info.status === 'paused';
+    await remoteLog(
+      ctx,
+      { node: info.container.node, id: info.container.id, what: `container "${ref}"` },
+      { follow: opts.follow && live, interruptible: true, ...(tail !== undefined ? { tail } : {}) },
+      sink,
+    );
+    return 0;
+  }
+  const path = logPathOf(ctx, info);
   if (!opts.follow || (info.status !== 'running' && info.status !== 'paused')) {
     await printLog(path, sink, tail);
     return 0;

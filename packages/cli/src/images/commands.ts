@@ -8,6 +8,7 @@ import { BerthError, Code, errors, type ImageRecord, pullProgressTopic, pushProg
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { humanSize } from '../format.js';
+import { nodeFlag } from '../nodes.js';
 import { absolute, authFor, image, SILENCE_MS, withProgress } from './api.js';
 
 /** BERTH_PROGRESS_SILENCE_MS shortens the dead-service detection (tests). */
@@ -114,7 +115,7 @@ export async function imagesCommand(args: CommandArgs, ctx: CliContext): Promise
     .concat(args.values.filter ?? [])
     .filter((f): f is string => typeof f === 'string');
   if (args.positionals[0]) filters.push(`reference=${args.positionals[0]}`);
-  const { images } = await image(ctx, 'list', { filters });
+  const { images } = await image(ctx, 'list', { filters }, nodeFlag(ctx.config.nodeId, args.values.node));
   const noTrunc = args.values['no-trunc'] === true;
   const id = (r: ImageRecord) => (noTrunc ? r.configDigest : r.configDigest.slice(7, 19));
   if (args.values.quiet === true) {

@@ -1,4 +1,4 @@
-import { access, open } from 'node:fs/promises';
+import { access, type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code, type ShimTaskRef } from '@berth/api';
 import { containerFilesDir } from './container-files.js';
@@ -33,15 +33,17 @@ export async function sendLogFile(path: string, o: SendLogOptions): Promise<void
     finished = true;
   };
   void o.until?.then(settled, settled);
-  const fh = await open(path, 'r');
+  // conmon creates the file when the process starts: until then there is nothing to send yet.
+  let fh = await openIfThere(path);
   try {
-    let offset = o.tail === undefined ? 0 : await tailOffset(fh, o.tail);
+    let offset = fh && o.tail !== undefined ? await tailOffset(fh, o.tail) : 0;
     const buf = Buffer.alloc(READ_BYTES);
     let carry = Buffer.alloc(0);
     for (;;) {
       const wasFinished = finished;
+      if (!fh) fh = await openIfThere(path);
       for (;;) {
-        if (o.signal.aborted) return;
+        if (o.signal.aborted || !fh) break;
         const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
         if (bytesRead === 0) break;
         offset += bytesRead;
@@ -66,7 +68,16 @@ export async function sendLogFile(path: string, o: SendLogOptions): Promise<void
     }
     if (carry.length && !o.signal.aborted) await o.write(Buffer.concat([carry, Buffer.from('\n')]));
   } finally {
-    await fh.close();
+    await fh?.close();
+  }
+}
+
+async function openIfThere(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
   }
 }
 
@@ -74,7 +85,7 @@ export async function sendLogFile(path: string, o: SendLogOptions): Promise<void
  * The offset where the last `n` logical lines of a CRI log start. One pass keeps the offsets
  * after the last n+1 full (F) lines, so memory does not grow with the file.
  */
-async function tailOffset(fh: Awaited<ReturnType<typeof open>>, n: number): Promise<number> {
+async function tailOffset(fh: FileHandle, n: number): Promise<number> {
   const ring: number[] = [0];
   const buf = Buffer.alloc(READ_BYTES);
   let offset = 0;
