@@ -45,6 +45,7 @@ export { Images, type PullOptions, type PushOptions } from './images.js';
 export { type LogLine, parseCriLine } from './logs.js';
 export type { RequestOptions } from './scope.js';
 export { Snapshots } from './snapshots.js';
-export { type ExecOptions, type ExecResult, type LogsOptions, Tasks } from './tasks.js';
+export { Attachment, type OutputChunk } from './streams.js';
+export { type AttachOptions, type ExecOptions, type ExecResult, type LogsOptions, Tasks } from './tasks.js';
 export { DEFAULT_SILENCE_MS, type Transfer } from './transfer.js';
 export type { WaitOptions } from './wait.js';
