@@ -130,6 +130,14 @@ describe("node a's CLI and a container on node b", () => {
     expect(exIt.stdout).toContain('in-fortytwo');
     expect(exIt.code).toBe(3);
 
+    // top reads /proc: of this node only, so it refuses a container elsewhere rather than lie.
+    const top = await onA(['top', 'web']);
+    expect(top.code).not.toBe(0);
+    expect(top.stderr).toContain(`it runs on node "${b.nodeId}"`);
+    const bad = await onA(['ps', '--node', 'no/such']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--node "no/such": a node id is 1-64 letters, digits, "_" or "-"');
+
     // stop from a: the trap's last words reach the follower, which ends with the container.
     const stop = await onA(['stop', 'web']);
     expect(stop.code, stop.stderr).toBe(0);

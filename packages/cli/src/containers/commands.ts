@@ -202,7 +202,15 @@ export async function stopOne(
 /** `top`: the container's processes, read from /proc (the container runs on this node). */
 export async function topCommand(ref: string, ctx: CliContext): Promise<number> {
   const client = await tasks(ctx);
-  const { pids } = await client.pids({ id: ref });
+  const info = await client['get-container']({ id: ref });
+  // Host pids of another node mean nothing in this node's /proc.
+  if (onOtherNode(ctx, info.container.node)) {
+    throw new BerthError(
+      Code.UNIMPLEMENTED,
+      `top of container "${ref}": it runs on node "${info.container.node}", and top reads /proc on this node; run it there`,
+    );
+  }
+  const { pids } = await client.pids({ id: info.container.id });
   const rows = [['UID', 'PID', 'PPID', 'CMD']];
   for (const pid of pids) {
     const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
