@@ -5,6 +5,7 @@ export * from './cri-log.js';
 export * from './errors.js';
 export * from './health.js';
 export * from './image.js';
+export * from './lease.js';
 export * from './oci.js';
 export * from './seccomp.js';
 export * from './services.js';
