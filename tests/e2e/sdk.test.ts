@@ -225,6 +225,26 @@ describe('the SDK', () => {
     }
   });
 
+  it('holds a lease while it works, and ends it afterwards', async () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const seen = await berth.leases.with(
+      async (l) => {
+        await berth.leases.add(l.id, { content: [digest], snapshots: ['sdk-snap'] });
+        return berth.leases.list();
+      },
+      { labels: { job: 'sdk' } },
+    );
+    expect(seen.map((l) => [l.labels, l.content, l.snapshots])).toEqual([
+      [{ job: 'sdk' }, [digest], ['sdk-snap']],
+    ]);
+    expect(await berth.leases.list()).toEqual([]);
+    const taken = await berth.leases.create({ id: 'sdk-lease' });
+    await expect(berth.leases.create({ id: 'sdk-lease' })).rejects.toMatchObject({
+      code: Code.ALREADY_EXISTS,
+    });
+    await berth.leases.delete(taken.id);
+  });
+
   it('filters events by topic and namespace', async () => {
     const stream = berth.events.subscribe({ topics: ['containers.*'] });
     const other = berth.withNamespace('sdk-other').events.subscribe({ topics: ['containers.>'] });

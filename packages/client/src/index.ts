@@ -24,6 +24,7 @@ export {
   type ExitStatus,
   type ImageRecord,
   type InfoReply,
+  type Lease,
   type Mount,
   type ProcessState,
   type PullProgress,
@@ -42,6 +43,7 @@ export { type ContainerSpec, Containers } from './containers.js';
 export { type EventEnvelope, type EventFilter, type EventStream, Events } from './events.js';
 export type { ServiceHealth } from './health.js';
 export { Images, type PullOptions, type PushOptions } from './images.js';
+export { type LeaseOptions, Leases } from './leases.js';
 export { type LogLine, parseCriLine } from './logs.js';
 export type { RequestOptions } from './scope.js';
 export { Snapshots } from './snapshots.js';
