@@ -68,5 +68,8 @@ describe('leases', () => {
     while (Date.now() <= end) await new Promise((r) => setTimeout(r, end - Date.now() + 5));
     expect((await a['lease-list']({})).leases).toEqual([]);
     expect((await rejection(a['lease-add']({ id: short.id, snapshots: ['x'] }))).code).toBe(Code.NOT_FOUND);
+    // The id of an expired lease is free again.
+    expect((await a['lease-create']({ id: short.id })).id).toBe(short.id);
+    await a['lease-delete']({ id: short.id });
   });
 });

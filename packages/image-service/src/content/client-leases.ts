@@ -30,8 +30,11 @@ export class ClientLeases {
     const now = Date.now();
     const expiresAt = now + req.ttlMs;
     const info = keys.leaseInfo(this.node, id);
-    const [taken] = await Promise.all([this.redis.zscore(keys.leases(this.node), id)]);
-    if (taken !== null || !(await this.redis.hsetnx(info, 'namespace', ns))) {
+    const score = await this.redis.zscore(keys.leases(this.node), id);
+    // An expired lease of the same id is gone for good: its keys may wait for the next GC.
+    if (score !== null && Number(score) <= now) await this.drop(id);
+    const taken = score !== null && Number(score) > now;
+    if (taken || !(await this.redis.hsetnx(info, 'namespace', ns))) {
       throw new BerthError(Code.ALREADY_EXISTS, `lease "${id}" already exists on node "${this.node}"`);
     }
     await this.redis
@@ -68,6 +71,10 @@ export class ClientLeases {
   /** Ends a lease of the namespace: what it held is collectable again. */
   async delete(ns: string, id: string): Promise<void> {
     await this.get(ns, id);
+    await this.drop(id);
+  }
+
+  private async drop(id: string): Promise<void> {
     await this.redis
       .multi()
       .zrem(keys.leases(this.node), id)
