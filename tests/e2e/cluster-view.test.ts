@@ -257,6 +257,7 @@ describe("node a's CLI and a container on node b", () => {
     for (const args of [
       ['logs', 'orphan'],
       ['images', '--node', b.nodeId],
+      ['stop', '-t', '1', 'orphan'],
     ]) {
       const r = await onA(args);
       expect(r.code).not.toBe(0);

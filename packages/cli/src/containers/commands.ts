@@ -12,7 +12,7 @@ import { client as clientOf } from '@berth/kit/client';
 import { subscribeEvents } from '@berth/kit/events';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
-import { nodeFlag } from '../nodes.js';
+import { nodeError, nodeFlag } from '../nodes.js';
 import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
@@ -171,7 +171,8 @@ export async function stopOne(
     const killQuiet = (signal: string, all: boolean) =>
       client.kill({ id, signal, all }).catch((err: unknown) => {
         if (err instanceof BerthError && err.code === Code.FAILED_PRECONDITION) return;
-        throw err;
+        // The container's node does not answer: say which one.
+        throw nodeError(info.container.node, err);
       });
     if (info.status === 'created') await killQuiet('SIGKILL', true);
     else {
