@@ -27,3 +27,8 @@ export function nodeError(node: string, err: unknown): unknown {
   }
   return err;
 }
+
+/** True when `node` is not `self` (this CLI's node): the container's files are not on this disk. */
+export function onOtherNode(self: string, node: string): boolean {
+  return node !== self;
+}

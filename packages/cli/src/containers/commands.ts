@@ -12,11 +12,10 @@ import { client as clientOf } from '@berth/kit/client';
 import { subscribeEvents } from '@berth/kit/events';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
-import { nodeError, nodeFlag } from '../nodes.js';
+import { nodeError, nodeFlag, onOtherNode } from '../nodes.js';
 import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
-import { onOtherNode, remoteLog } from './remote.js';
 
 /** Runs `fn` for each named container, printing errors and returning 1 if any failed (as docker). */
 export async function each(
@@ -127,8 +126,10 @@ export async function logsCommand(
     if (!Number.isInteger(tail) || tail < 0) throw errors.invalid(`invalid --tail value "${opts.tail}"`);
   }
   const sink = printSink(ctx.out, ctx.err, opts.timestamps);
-  if (onOtherNode(ctx, info.container.node)) {
+  if (onOtherNode(ctx.config.nodeId, info.container.node)) {
     const live = info.status === 'running' || info.status === 'paused';
+    // Loaded only for a container elsewhere: `ps` and local logs do not pay for the stream.
+    const { remoteLog } = await import('./remote.js');
     await remoteLog(
       ctx,
       { node: info.container.node, id: info.container.id, what: `container "${ref}"` },
@@ -205,7 +206,7 @@ export async function topCommand(ref: string, ctx: CliContext): Promise<number> 
   const client = await tasks(ctx);
   const info = await client['get-container']({ id: ref });
   // Host pids of another node mean nothing in this node's /proc.
-  if (onOtherNode(ctx, info.container.node)) {
+  if (onOtherNode(ctx.config.nodeId, info.container.node)) {
     throw new BerthError(
       Code.UNIMPLEMENTED,
       `top of container "${ref}": it runs on node "${info.container.node}", and top reads /proc on this node; run it there`,

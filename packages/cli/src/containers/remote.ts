@@ -11,13 +11,13 @@ import { call } from '@berth/kit/client';
 import type { NatsStream } from '@berth/kit/stream';
 import { callStream } from '@berth/kit/stream-call';
 import { type CliContext, namespaceOf } from '../context.js';
-import { nodeError } from '../nodes.js';
+import { onOtherNode as isOther, nodeError } from '../nodes.js';
 import type { LogSink } from './cri-log.js';
 import type { InteractiveSession } from './interactive.js';
 
 /** True when `node` is not this CLI's node: the container's files are not on this disk. */
 export function onOtherNode(ctx: CliContext, node: string): boolean {
-  return node !== ctx.config.nodeId;
+  return isOther(ctx.config.nodeId, node);
 }
 
 /** A process of a container on some node, as the shim names it. */
