@@ -158,36 +158,91 @@ describe('the SDK', () => {
     expect((gone as BerthError).code).toBe(Code.NOT_FOUND);
   });
 
-  it("from a host without the node's files: exec output over NATS, logs UNIMPLEMENTED", async () => {
+  it("from a host without the node's files: exec output, logs and attach over NATS", async () => {
     // A program on another host sees none of the node's files: run one in a mount namespace with
-    // the node's state root (logs, exec logs) hidden under an empty tmpfs.
-    const { container } = await berth.containers.run({ image: s.image, cmd: ['sleep', '60'] });
+    // the node's state and run roots (logs, exec logs, attach sockets) hidden under empty tmpfs.
+    await berth.images.pull(s.image);
+    const { container } = await berth.containers.run({
+      image: s.image,
+      cmd: ['sh', '-c', 'echo hello-log; echo second >&2; exec sleep 60'],
+    });
+    const { container: reader } = await berth.containers.run({
+      image: s.image,
+      cmd: ['sh', '-c', 'read x; echo got $x; echo bye >&2'],
+      stdin: true,
+    });
     try {
+      await waitFor('the log to be written', async () => {
+        const seen: string[] = [];
+        for await (const l of berth.tasks.logs(container.id)) seen.push(l.content);
+        return seen.length === 2;
+      });
       const script = `
         import { connect } from '@berth/client';
         const berth = await connect({ natsUrl: process.env.BERTH_NATS_URL, node: process.env.BERTH_NODE_ID });
         const id = ${JSON.stringify(container.id)};
         const ex = await berth.tasks.exec(id, ['sh', '-c', 'echo remote; echo e >&2; exit 6']);
-        let logs;
-        try { for await (const l of berth.tasks.logs(id)) logs = l; } catch (err) { logs = err.code; }
-        console.log(JSON.stringify({ ex: [ex.exitCode, ex.stdout, ex.stderr], logs }));
+        const logs = [];
+        for await (const l of berth.tasks.logs(id)) logs.push([l.stream, l.content]);
+        const a = await berth.tasks.attach(${JSON.stringify(reader.id)}, { stdin: true });
+        await a.write('hi\\n');
+        const out = { stdout: '', stderr: '' };
+        for await (const c of a.output()) out[c.stream] += Buffer.from(c.data).toString();
+        console.log(JSON.stringify({ ex: [ex.exitCode, ex.stdout, ex.stderr], logs, out }));
         await berth.close();
       `;
-      const hide = 'mount -t tmpfs none "$0" && exec "$1" --input-type=module -e "$2"';
+      const hide =
+        'mount -t tmpfs none "$0" && mount -t tmpfs none "$1" && exec "$2" --input-type=module -e "$3"';
       const r = await startCommand(
         'unshare',
-        ['-m', '--propagation', 'private', 'sh', '-c', hide, s.stack.stateRoot, process.execPath, script],
+        [
+          '-m',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          hide,
+          s.stack.stateRoot,
+          s.stack.runRoot,
+          process.execPath,
+          script,
+        ],
         { env: s.env, cwd: EXAMPLES },
       ).done;
       expect(r.code, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout)).toEqual({ ex: [6, 'remote\n', 'e\n'], logs: 'UNIMPLEMENTED' });
-      // The node itself still reads the log (nothing was written: sleep is silent).
-      const here: unknown[] = [];
-      for await (const l of berth.tasks.logs(container.id)) here.push(l);
-      expect(here).toEqual([]);
+      expect(JSON.parse(r.stdout)).toEqual({
+        ex: [6, 'remote\n', 'e\n'],
+        logs: [
+          ['stdout', 'hello-log'],
+          ['stderr', 'second'],
+        ],
+        out: { stdout: 'got hi\n', stderr: 'bye\n' },
+      });
+      expect((await berth.tasks.wait(reader.id)).exitCode).toBe(0);
     } finally {
       await berth.containers.delete(container.id, { force: true });
+      await berth.containers.delete(reader.id, { force: true });
     }
+  });
+
+  it('holds a lease while it works, and ends it afterwards', async () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const seen = await berth.leases.with(
+      async (l) => {
+        await berth.leases.add(l.id, { content: [digest], snapshots: ['sdk-snap'] });
+        return berth.leases.list();
+      },
+      { labels: { job: 'sdk' } },
+    );
+    expect(seen.map((l) => [l.labels, l.content, l.snapshots])).toEqual([
+      [{ job: 'sdk' }, [digest], ['sdk-snap']],
+    ]);
+    expect(await berth.leases.list()).toEqual([]);
+    const taken = await berth.leases.create({ id: 'sdk-lease' });
+    await expect(berth.leases.create({ id: 'sdk-lease' })).rejects.toMatchObject({
+      code: Code.ALREADY_EXISTS,
+    });
+    await berth.leases.delete(taken.id);
   });
 
   it('filters events by topic and namespace', async () => {

@@ -81,7 +81,7 @@ describe('two nodes on one NATS and one Redis', () => {
 
     // Either node's CLI reaches a container on the other, through that node's shim.
     expect((await b.berth('exec', 'on-a', 'hostname')).stdout).toBe(`${ia.container.id.slice(0, 12)}\n`);
-    expect((await a.berth('ps', '-q')).stdout.trim().split('\n').sort()).toEqual(
+    expect((await a.berth('ps', '-q', '--all-nodes')).stdout.trim().split('\n').sort()).toEqual(
       [ia.container.id.slice(0, 12), ib.container.id.slice(0, 12)].sort(),
     );
   });

@@ -2,6 +2,7 @@
 // work; other services rely on PullRequest, GetImageRequest and ImageRecord: extend, do not break.
 import { z } from 'zod';
 import { defineService, Empty, eventTopicOf, op, Scope } from './contract.js';
+import { Lease, LeaseCreateRequest, LeaseListReply, LeaseRef, LeaseResourcesRequest } from './lease.js';
 import { Descriptor, Digest, ImageConfig } from './oci.js';
 import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { Service } from './subjects.js';
@@ -245,7 +246,11 @@ export type LoginRequest = z.infer<typeof LoginRequest>;
  * (the record's chainId, and the chain its config's diff_ids name). The snapshot-service's GC keeps
  * these snapshots and everything below them.
  */
-export const ChainRootsReply = z.object({ chainIds: z.array(z.string()) });
+export const ChainRootsReply = z.object({
+  chainIds: z.array(z.string()),
+  /** Snapshot keys that live leases on the node hold (see lease.ts): GC roots as well. */
+  leasedSnapshots: z.array(z.string()).default([]),
+});
 export type ChainRootsReply = z.infer<typeof ChainRootsReply>;
 
 /** The image-service: one node's content store, registry client and image records. */
@@ -326,6 +331,30 @@ export const ImageApi = defineService({
       output: ChainRootsReply,
       timeoutMs: 30_000,
       description: "top chainIDs of all images on the node in every namespace (snapshot GC's roots)",
+    }),
+    'lease-create': op({
+      input: LeaseCreateRequest,
+      output: Lease,
+      timeoutMs: 10_000,
+      description: 'a lease: content and snapshots added to it are GC roots until it is deleted or expires',
+    }),
+    'lease-add': op({
+      input: LeaseResourcesRequest,
+      output: Lease,
+      timeoutMs: 10_000,
+      description: 'content digests and snapshot keys a lease protects from now on',
+    }),
+    'lease-delete': op({
+      input: LeaseRef,
+      output: Empty,
+      timeoutMs: 10_000,
+      description: 'end a lease: what it held is collectable again',
+    }),
+    'lease-list': op({
+      input: Empty,
+      output: LeaseListReply,
+      timeoutMs: 10_000,
+      description: "the namespace's live leases on the node",
     }),
     login: op({
       input: LoginRequest,

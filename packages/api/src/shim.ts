@@ -6,6 +6,7 @@ import { defineService, Empty, op, Scope } from './contract.js';
 import { PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
 import { Mount } from './snapshot.js';
+import { StreamEnd } from './stream.js';
 import { NAMESPACE_PATTERN, NAMESPACE_RULE, Service } from './subjects.js';
 
 /** A namespace name (see NAMESPACE_PATTERN): never a path. */
@@ -252,6 +253,32 @@ export const ShimExecRequest = TaskRef.extend({
 });
 export type ShimExecRequest = z.infer<typeof ShimExecRequest>;
 
+/**
+ * Request of `logs`: the CRI-format log of a task or exec, streamed over NATS (see stream.ts)
+ * from the node that has the file; data frames on channel `log` hold whole log lines.
+ */
+export const ShimLogsRequest = ShimTaskRef.extend({
+  /** Keep sending new lines until the process's exit is persisted (`logs -f`). */
+  follow: z.boolean().default(false),
+  /** Start with the last N logical lines; all when absent. */
+  tail: z.number().int().min(0).optional(),
+  /** The reader's end of the stream. */
+  stream: StreamEnd,
+});
+export type ShimLogsRequest = z.infer<typeof ShimLogsRequest>;
+
+/**
+ * Request of `attach`: the process's output (channels `stdout`, `stderr`) streamed from its
+ * monitor over NATS and, with `stdin`, the reader's `stdin` frames written to it; the reader
+ * ending its direction closes the process's stdin. Attach before `start` to see all output.
+ */
+export const ShimAttachRequest = ShimTaskRef.extend({
+  stdin: z.boolean().default(false),
+  /** The reader's end of the stream. */
+  stream: StreamEnd,
+});
+export type ShimAttachRequest = z.infer<typeof ShimAttachRequest>;
+
 /** A pod's id as CNI knows it (CNI_CONTAINERID and the name of its netns and record files). */
 export const ShimPodRef = z.object({
   podId: z
@@ -436,6 +463,18 @@ export const ShimApi = defineService({
       output: ShimExecOutput,
       timeoutMs: 10_000,
       description: 'what an exec wrote (capped)',
+    }),
+    logs: op({
+      input: ShimLogsRequest,
+      output: StreamEnd,
+      timeoutMs: 10_000,
+      description: "open a stream of a task's or exec's CRI log (optionally followed to the exit)",
+    }),
+    attach: op({
+      input: ShimAttachRequest,
+      output: StreamEnd,
+      timeoutMs: 10_000,
+      description: "open a stream of a process's stdio through its monitor",
     }),
     'reopen-log': op({
       input: ShimTaskRef,

@@ -12,6 +12,7 @@ import { Containers } from './containers.js';
 import { Events } from './events.js';
 import { nodeHealth, type ServiceHealth } from './health.js';
 import { Images } from './images.js';
+import { Leases } from './leases.js';
 import { Scope } from './scope.js';
 import { Snapshots } from './snapshots.js';
 import { Tasks } from './tasks.js';
@@ -52,6 +53,8 @@ export class Berth {
   readonly tasks: Tasks;
   /** Events on `berth.events.>`, as async iterators with topic filters. */
   readonly events: Events;
+  /** Leases of the node: what a lease holds is kept from garbage collection until it ends. */
+  readonly leases: Leases;
 
   /** @internal Use {@link connect}. */
   constructor(
@@ -63,6 +66,7 @@ export class Berth {
     this.containers = new Containers(scope);
     this.tasks = new Tasks(scope);
     this.events = new Events(scope);
+    this.leases = new Leases(scope);
   }
 
   /** The node host-local services are addressed on. */

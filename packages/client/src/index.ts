@@ -24,6 +24,7 @@ export {
   type ExitStatus,
   type ImageRecord,
   type InfoReply,
+  type Lease,
   type Mount,
   type ProcessState,
   type PullProgress,
@@ -42,9 +43,11 @@ export { type ContainerSpec, Containers } from './containers.js';
 export { type EventEnvelope, type EventFilter, type EventStream, Events } from './events.js';
 export type { ServiceHealth } from './health.js';
 export { Images, type PullOptions, type PushOptions } from './images.js';
+export { type LeaseOptions, Leases } from './leases.js';
 export { type LogLine, parseCriLine } from './logs.js';
 export type { RequestOptions } from './scope.js';
 export { Snapshots } from './snapshots.js';
-export { type ExecOptions, type ExecResult, type LogsOptions, Tasks } from './tasks.js';
+export { Attachment, type OutputChunk } from './streams.js';
+export { type AttachOptions, type ExecOptions, type ExecResult, type LogsOptions, Tasks } from './tasks.js';
 export { DEFAULT_SILENCE_MS, type Transfer } from './transfer.js';
 export type { WaitOptions } from './wait.js';

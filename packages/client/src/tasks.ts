@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import {
-  BerthError,
-  Code,
   type ExitStatus,
   type ProcessState,
   type Resources,
@@ -12,6 +10,7 @@ import {
 } from '@berth/api';
 import { collectStreams, type LogLine, readCriLog } from './logs.js';
 import type { RequestOptions, Scope } from './scope.js';
+import { type Attachment, attachTo, nodeLog } from './streams.js';
 import { exitWaiter, type WaitOptions } from './wait.js';
 
 /** Options of {@link Tasks.exec}. */
@@ -41,6 +40,14 @@ export interface LogsOptions {
   /** Keep reading until the task exits (default false: what is there now). */
   follow?: boolean;
   signal?: AbortSignal;
+}
+
+/** Options of {@link Tasks.attach}. */
+export interface AttachOptions {
+  /** An exec process of the container instead of its task. */
+  execId?: string;
+  /** Send stdin too (the process must have been created with stdin open). */
+  stdin?: boolean;
 }
 
 const quiet = <T>(p: Promise<T>) => p.catch(() => undefined);
@@ -90,8 +97,8 @@ export class Tasks {
 
   /**
    * Runs a command in a running container and returns its exit code and output. The output is
-   * read from the exec's log file when that file is on this host, else from the node's shim over
-   * NATS (`exec-output`; replies are bounded by the NATS server's max_payload, 1 MiB by default).
+   * read from the exec's log file when that file is on this host, else streamed from the node's
+   * shim over NATS; at most `maxOutputBytes` of each stream is kept either way.
    */
   async exec(id: string, args: string[], o: ExecOptions = {}): Promise<ExecResult> {
     const info = await this.scope.call(TaskApi, 'get-container', { id });
@@ -120,14 +127,11 @@ export class Tasks {
       throw err;
     }
     try {
+      const max = o.maxOutputBytes ?? 4 * 1024 * 1024;
       const out =
         st.logPath && (await readable(st.logPath))
-          ? await collectStreams(readCriLog(st.logPath), o.maxOutputBytes ?? 4 * 1024 * 1024)
-          : await this.scope.shim(info.container.node, 'exec-output', {
-              namespace: this.scope.namespace,
-              id: full,
-              execId,
-            });
+          ? await collectStreams(readCriLog(st.logPath), max)
+          : await collectStreams(nodeLog(this.scope, { node: info.container.node, id: full, execId }), max);
       return { ...exit, execId, ...out };
     } finally {
       await quiet(this.scope.call(TaskApi, 'delete', { id: full, execId }));
@@ -136,25 +140,24 @@ export class Tasks {
 
   /**
    * The lines of a container's log (its CRI log file), optionally following it until the task
-   * exits. The file is on the container's node: this works where that file is readable (a
-   * program on the node itself). Elsewhere it fails with UNIMPLEMENTED: berth has no NATS
-   * operation that streams a task's log yet.
+   * exits. The file is read directly where it is readable (a program on the container's node),
+   * else streamed by the shim of its node over NATS, flow-controlled: the node reads no further
+   * ahead than this iteration consumes.
    */
   async *logs(id: string, o: LogsOptions = {}): AsyncGenerator<LogLine> {
     const info = await this.scope.call(TaskApi, 'get-container', { id });
     const path = info.task?.logPath ?? info.container.io.logPath;
-    if (!path) {
-      throw new BerthError(Code.FAILED_PRECONDITION, `container "${id}" has no task and no log path yet`);
-    }
-    if (!(await readable(path))) {
-      throw new BerthError(
-        Code.UNIMPLEMENTED,
-        `logs of container "${id}": its log ${path} is on node "${info.container.node}" and not readable ` +
-          'on this host; berth has no NATS operation that streams a task log yet (run this program on that node)',
+    const live = info.task !== undefined && info.task.status !== 'stopped';
+    if (!path || !(await readable(path))) {
+      yield* nodeLog(
+        this.scope,
+        { node: info.container.node, id: info.container.id },
+        { follow: (o.follow ?? false) && live, ...(o.signal ? { signal: o.signal } : {}) },
       );
+      return;
     }
     let waiter: Awaited<ReturnType<typeof exitWaiter>> | undefined;
-    if (o.follow && info.task && info.task.status !== 'stopped') {
+    if (o.follow && live) {
       waiter = await exitWaiter(this.scope, info.container.id, o.signal ? { signal: o.signal } : {});
     }
     try {
@@ -165,6 +168,21 @@ export class Tasks {
     } finally {
       waiter?.close();
     }
+  }
+
+  /**
+   * Connects to the stdio of a container's task (or exec `execId`) through the shim of its node,
+   * from any host: iterate `output()` for what it writes, `write()` to its stdin (with `stdin`),
+   * `resize()` its terminal, `close()` to leave it running. Attach before starting a process to
+   * see all of its output (the monitor does not replay).
+   */
+  async attach(id: string, o: AttachOptions = {}): Promise<Attachment> {
+    const info = await this.scope.call(TaskApi, 'get-container', { id });
+    return attachTo(
+      this.scope,
+      { node: info.container.node, id: info.container.id, ...(o.execId ? { execId: o.execId } : {}) },
+      { stdin: o.stdin ?? false },
+    );
   }
 
   /** One cgroup sample of a running task: cpu, memory, pids. */

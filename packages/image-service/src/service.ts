@@ -2,11 +2,13 @@ import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { type Descriptor, type ImageApi, SnapshotApi, TaskApi } from '@berth/api';
 import { call, type Handlers, publishEvent, type ServiceContext } from '@berth/kit';
+import { ClientLeases } from './content/client-leases.js';
 import { chainRoots } from './handlers/chain-roots.js';
 import { exportImages } from './handlers/export.js';
 import { gc } from './handlers/gc.js';
 import { get } from './handlers/get.js';
 import { importImages } from './handlers/import.js';
+import { leaseHandlers } from './handlers/leases.js';
 import { list } from './handlers/list.js';
 import { login } from './handlers/login.js';
 import { pull } from './handlers/pull.js';
@@ -73,6 +75,7 @@ export function createHandlers(svc: ImageService): Handlers<typeof ImageApi> {
     export: exportImages(svc),
     login: login(svc),
     'chain-roots': chainRoots(svc),
+    ...leaseHandlers(new ClientLeases(svc.o.redis, svc.o.node)),
   };
 }
 

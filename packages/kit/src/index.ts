@@ -15,4 +15,6 @@ export * from './redact.js';
 export * from './redis.js';
 export * from './run.js';
 export * from './service.js';
+export * from './stream.js';
+export * from './stream-call.js';
 export * from './telemetry.js';

@@ -35,6 +35,10 @@ export const keys = {
   leases: (node: string) => nodeKey(node, 'leases'),
   /** Set of blob digests one lease protects (a pull or import whose image record is not written yet). */
   lease: (node: string, id: string) => nodeKey(node, 'lease', id),
+  /** Hash: a client's lease (lease-create): namespace, labels JSON, createdAt, expiresAt. */
+  leaseInfo: (node: string, id: string) => nodeKey(node, 'lease-info', id),
+  /** Set of snapshot keys a client's lease protects from snapshot GC. */
+  leaseSnapshots: (node: string, id: string) => nodeKey(node, 'lease-snapshots', id),
 
   // snapshot-service (per node)
   /** Hash: one snapshot (kind, parent, id, labels JSON, createdAt, updatedAt). */
@@ -116,6 +120,8 @@ export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[]
   gcLock: ['image-service', 'snapshot-service'],
   leases: ['image-service'],
   lease: ['image-service'],
+  leaseInfo: ['image-service'],
+  leaseSnapshots: ['image-service'],
   snapshot: ['snapshot-service'],
   snapshots: ['snapshot-service'],
   snapshotChildren: ['snapshot-service'],

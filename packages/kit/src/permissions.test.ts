@@ -51,6 +51,16 @@ describe('permissions derived from the contracts', () => {
     expect(p.publish).toContain('berth.events.tasks.exit');
   });
 
+  it("lets a caller of the shim's stream ops send acknowledgements and stdin to the shim's inboxes only", () => {
+    // logs and attach answer with the producer's inbox; the reader acknowledges frames there.
+    expect(natsPermissions(Principal.cli, NODE).publish).toContain('_INBOX.shim.*.>');
+    const gateway = natsPermissions(Principal.cri, NODE).publish;
+    expect(gateway.some((s) => s.startsWith('_INBOX.shim.'))).toBe(false);
+    expect(natsPermissions(Principal.image, NODE).publish.some((s) => s.startsWith('_INBOX.shim.'))).toBe(
+      false,
+    );
+  });
+
   it('grants each owned key family on this node, the lock counter with it, and nothing to the CLI', () => {
     expect(redisAclRules(Principal.image, NODE)).toContain('~berth:v1:node:n1:ns:*:image:*');
     expect(ownedFamilies(Principal.task)).toEqual(expect.arrayContaining(['task', 'container', 'fence']));

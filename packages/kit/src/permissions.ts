@@ -10,6 +10,7 @@ import {
   eventSubject,
   Principal,
   type ServiceDef,
+  StreamEnd,
   subjectOf,
 } from '@berth/api';
 import { type KeyFamily, keyOwners, keyPattern } from './keys.js';
@@ -72,6 +73,18 @@ function replyInboxes(def: ServiceDef, node: string, admins: readonly string[]):
   return out;
 }
 
+/**
+ * The inboxes a caller of `g` sends stream frames to: a stream op's producer end (its
+ * acknowledgements and stdin go there, see @berth/api stream.ts) is an inbox of the principal that
+ * serves the service, on the node called. None when the grant has no stream op.
+ */
+function streamInboxes(g: CallGrant, node: NodeToken): string[] {
+  const ops = g.ops ?? Object.keys(g.service.ops);
+  if (!ops.some((op) => g.service.ops[op]?.output === StreamEnd)) return [];
+  const server = PRINCIPALS.find((p) => busRoles[p].serves?.name === g.service.name);
+  return server ? [inboxesOf(server, node)] : [];
+}
+
 /** Service API discovery subjects a service answers: `$SRV.<verb>`, `.<name>` and `.<name>.<id>`. */
 function discoverySubjects(def: ServiceDef): string[] {
   return ['$SRV.*', `$SRV.*.${def.name}`, `$SRV.*.${def.name}.*`];
@@ -96,6 +109,7 @@ export function natsPermissions(
   const role = busRoles[principal];
   const callNode = role.anyNode ? '*' : node;
   const publish = grantsOf(role).flatMap((g) => grantSubjects(g, callNode));
+  publish.push(...role.calls.flatMap((g) => streamInboxes(g, callNode)));
   publish.push(...role.emits.map(eventSubject));
   if (role.discovers) publish.push('$SRV.>');
   const subscribe = [inboxesOf(principal, node)];

@@ -64,11 +64,14 @@ function writeAll(fd: number, data: Buffer): Promise<void> {
   });
 }
 
-/** Where an attach session sends what the process writes. */
+/**
+ * Where an attach session sends what the process writes. A sink returning a promise is awaited
+ * before the next packet is read: a slow consumer (a stream over NATS) slows the reading down.
+ */
 export interface AttachSinks {
-  stdout: (chunk: Buffer) => void;
+  stdout: (chunk: Buffer) => unknown;
   /** Defaults to stdout (a TTY process has only one stream anyway). */
-  stderr?: (chunk: Buffer) => void;
+  stderr?: (chunk: Buffer) => unknown;
 }
 
 /** A live connection to a process's monitor. */
@@ -124,8 +127,10 @@ export function attach(attachPath: string, sinks: AttachSinks): AttachSession {
         if (n <= 0) break;
         const stream = buf[0];
         const payload = Buffer.from(buf.subarray(1, n));
-        if (stream === STREAM_STDERR) (sinks.stderr ?? sinks.stdout)(payload);
-        else if (stream === STREAM_STDOUT) sinks.stdout(payload);
+        let taken: unknown;
+        if (stream === STREAM_STDERR) taken = (sinks.stderr ?? sinks.stdout)(payload);
+        else if (stream === STREAM_STDOUT) taken = sinks.stdout(payload);
+        if (taken instanceof Promise) await taken;
       }
     } catch (err) {
       if (!closed) throw err;

@@ -3,6 +3,7 @@ import { BERTH_VERSION, ShimApi } from '@berth/api';
 import { call, publishEvent, runService, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 import { ShimAgent } from './domain/agent.js';
+import { ShimStreams } from './handlers/streams.js';
 import { observeContainers } from './metrics.js';
 import { NetworkManager } from './network/manager.js';
 import { networkSettings } from './network/settings.js';
@@ -37,13 +38,17 @@ await runService({
     for (const f of netReport.failed) ctx.log.warn(f, 'pod network DEL failed: kept for the next attempt');
     observeContainers(() => agent.all());
     agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
+    const streams = new ShimStreams(agent, { nc: ctx.nc });
     return {
-      handlers: createHandlers(agent, network),
+      handlers: createHandlers(agent, network, streams),
       checks: async () => ({
         conmon: await executable(agent.conmon),
         runc: await executable(agent.runcBinary),
       }),
-      close: () => agent.close(),
+      close: async () => {
+        streams.close();
+        await agent.close();
+      },
     };
   },
 });

@@ -302,6 +302,25 @@ describe('unpack over NATS', () => {
   });
 });
 
+describe('gc and leases', () => {
+  it('keeps a snapshot a lease holds, with its parents, until the lease ends', async () => {
+    await env.client.gc({ graceMs: 0 });
+    const blobs = env.layout.content.blobs;
+    const base = putLayer(blobs, [{ name: 'lbase', type: 'file', data: Buffer.from('l') }]);
+    const top = putLayer(blobs, [{ name: 'ltop', type: 'file' }]);
+    const r = await env.client.unpack({
+      layers: [base.descriptor, top.descriptor],
+      diffIds: [base.diffId, top.diffId],
+    });
+    env.images.roots = [];
+    // A client building something holds the chain's top in a lease (image-service's chain-roots).
+    env.images.leased = [r.chainId];
+    expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([]);
+    env.images.leased = [];
+    expect((await env.client.gc({ graceMs: 0 })).removed.sort()).toEqual([r.chainId, base.diffId].sort());
+  });
+});
+
 describe('gc without the image-service', () => {
   it('removes nothing and fails UNAVAILABLE naming the image-service', async () => {
     await env.client.gc({ graceMs: 0 });

@@ -35,10 +35,11 @@ export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi
   return {
     ...lifecycleHandlers(sn, ctx.nc),
     ...queryHandlers(sn),
-    // GC's image roots come from the node's image-service, which owns the image records.
+    // GC's image roots come from the node's image-service, which owns the image records and leases.
     ...maintenanceHandlers(sn, unpacker, settings.gcGraceMs, async () => {
       const r = await call(ctx.nc, ImageApi, 'chain-roots', {}, { node: ctx.node });
-      return r.chainIds;
+      // Snapshots clients' leases hold are roots too (the image-service keeps the leases).
+      return [...r.chainIds, ...r.leasedSnapshots];
     }),
   };
 }

@@ -38,6 +38,7 @@ export const createOptions: OptionSpec = {
   pid: { type: 'string' },
   ipc: { type: 'string' },
   uts: { type: 'string' },
+  node: { type: 'string' },
 };
 
 /** The containers commands of the CLI (docker/nerdctl conventions). */
@@ -79,20 +80,28 @@ export const containersCommands: Command[] = [
   },
   {
     name: 'ps',
-    summary: 'List containers (running ones unless -a)',
-    usage: '[-a] [-q] [--filter label=K[=V]|status=S|name=N]...',
+    summary: 'List containers of this node (running ones unless -a; --all-nodes for every node)',
+    usage: '[-a] [-q] [--filter label=K[=V]|status=S|name=N]... [--node NAME | --all-nodes]',
     options: {
       all: { type: 'boolean', short: 'a' },
       quiet: { type: 'boolean', short: 'q' },
       filter: { type: 'string', short: 'f', multiple: true },
+      node: { type: 'string' },
+      'all-nodes': { type: 'boolean' },
     },
-    run: async (args, ctx) =>
-      (await impl()).psCommand(
+    run: async (args, ctx) => {
+      const node = args.values.node;
+      const allNodes = args.values['all-nodes'] === true;
+      if (typeof node === 'string' && allNodes)
+        throw errors.invalid('ps: give --node NAME or --all-nodes, not both');
+      return (await impl()).psCommand(
         args.values.all === true,
         args.values.quiet === true,
         (Array.isArray(args.values.filter) ? args.values.filter : []).map(String),
         ctx,
-      ),
+        allNodes ? { allNodes: true } : { node: typeof node === 'string' ? node : ctx.config.nodeId },
+      );
+    },
   },
   {
     name: 'update',

@@ -25,9 +25,10 @@ const pull: Omit<Command, 'name'> = {
 const images: Omit<Command, 'name'> = {
   summary: 'List images',
   usage:
-    '[-q] [--digests] [--no-trunc] [--filter reference=PATTERN|label=KEY[=VALUE]|dangling=true|false|before=IMAGE|since=IMAGE] [REPOSITORY[:TAG]]',
+    '[-q] [--digests] [--no-trunc] [--filter reference=PATTERN|label=KEY[=VALUE]|dangling=true|false|before=IMAGE|since=IMAGE] [--node NAME] [REPOSITORY[:TAG]]',
   options: {
     quiet: { type: 'boolean', short: 'q' },
+    node: { type: 'string' },
     digests: { type: 'boolean' },
     'no-trunc': { type: 'boolean' },
     filter: { type: 'string', short: 'f', multiple: true },

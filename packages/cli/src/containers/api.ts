@@ -16,15 +16,23 @@ export async function tasks(ctx: CliContext): Promise<TaskClient> {
   return client(await ctx.nats(), TaskApi, { namespace: namespaceOf() });
 }
 
-/** Makes sure the image is on this node: get it, or pull it when it is missing (as `docker run`). */
-export async function ensureImage(ctx: CliContext, ref: string): Promise<ImageRecord> {
+/**
+ * Makes sure the image is on the node (this one by default): get it, or pull it there when it is
+ * missing (as `docker run`).
+ */
+export async function ensureImage(
+  ctx: CliContext,
+  ref: string,
+  node: string = ctx.config.nodeId,
+): Promise<ImageRecord> {
   try {
-    return await image(ctx, 'get', { name: ref });
+    return await image(ctx, 'get', { name: ref }, node);
   } catch (err) {
     if (!(err instanceof BerthError) || err.code !== Code.NOT_FOUND) throw err;
   }
-  ctx.err.write(`Unable to find image '${ref}' locally, pulling\n`);
-  return (await image(ctx, 'pull', { ref })).image;
+  const where = node === ctx.config.nodeId ? 'locally' : `on node "${node}"`;
+  ctx.err.write(`Unable to find image '${ref}' ${where}, pulling\n`);
+  return (await image(ctx, 'pull', { ref }, node)).image;
 }
 
 /** The CRI log file of a container: its task's, its configured one, or the node's default. */

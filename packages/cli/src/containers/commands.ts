@@ -13,6 +13,7 @@ import { subscribeEvents } from '@berth/kit/events';
 import { collectAll } from '@berth/kit/paging';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
+import { nodeError, nodeFlag, onOtherNode } from '../nodes.js';
 import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
@@ -39,21 +40,27 @@ export async function each(
   return code;
 }
 
-/** `ps`. */
+/** Which nodes `ps` lists: this one (default), a named one, or every node. */
+export type NodeScope = { node: string } | { allNodes: true };
+
+/** `ps`: the containers of this node, of `--node NAME`, or of `--all-nodes`, with their NODE. */
 export async function psCommand(
   all: boolean,
   quiet: boolean,
   filters: string[],
   ctx: CliContext,
+  nodes: NodeScope = { node: ctx.config.nodeId },
 ): Promise<number> {
   const client = await tasks(ctx);
+  const req = psFilters(all, filters);
+  if ('node' in nodes) req.node = nodeFlag(ctx.config.nodeId, nodes.node);
   // Page after page: one reply holds a bounded page, never every container of the namespace.
-  const containers = await collectAll(client['list-containers'], psFilters(all, filters), 'containers');
+  const containers = await collectAll(client['list-containers'], req, 'containers');
   if (quiet) {
     for (const i of containers) ctx.out.write(`${i.container.id.slice(0, 12)}\n`);
     return 0;
   }
-  const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES']];
+  const rows = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NODE', 'NAMES']];
   const now = Date.now();
   for (const i of containers) {
     rows.push([
@@ -62,6 +69,7 @@ export async function psCommand(
       commandText(i),
       `${humanDuration(now - Date.parse(i.container.createdAt))} ago`,
       statusText(i, now),
+      i.container.node,
       i.container.name,
     ]);
   }
@@ -119,8 +127,20 @@ export async function logsCommand(
     tail = Number(opts.tail);
     if (!Number.isInteger(tail) || tail < 0) throw errors.invalid(`invalid --tail value "${opts.tail}"`);
   }
-  const path = logPathOf(ctx, info);
   const sink = printSink(ctx.out, ctx.err, opts.timestamps);
+  if (onOtherNode(ctx.config.nodeId, info.container.node)) {
+    const live = info.status === 'running' || info.status === 'paused';
+    // Loaded only for a container elsewhere: `ps` and local logs do not pay for the stream.
+    const { remoteLog } = await import('./remote.js');
+    await remoteLog(
+      ctx,
+      { node: info.container.node, id: info.container.id, what: `container "${ref}"` },
+      { follow: opts.follow && live, interruptible: true, ...(tail !== undefined ? { tail } : {}) },
+      sink,
+    );
+    return 0;
+  }
+  const path = logPathOf(ctx, info);
   if (!opts.follow || (info.status !== 'running' && info.status !== 'paused')) {
     await printLog(path, sink, tail);
     return 0;
@@ -154,7 +174,8 @@ export async function stopOne(
     const killQuiet = (signal: string, all: boolean) =>
       client.kill({ id, signal, all }).catch((err: unknown) => {
         if (err instanceof BerthError && err.code === Code.FAILED_PRECONDITION) return;
-        throw err;
+        // The container's node does not answer: say which one.
+        throw nodeError(info.container.node, err);
       });
     if (info.status === 'created') await killQuiet('SIGKILL', true);
     else {
@@ -185,7 +206,15 @@ export async function stopOne(
 /** `top`: the container's processes, read from /proc (the container runs on this node). */
 export async function topCommand(ref: string, ctx: CliContext): Promise<number> {
   const client = await tasks(ctx);
-  const { pids } = await client.pids({ id: ref });
+  const info = await client['get-container']({ id: ref });
+  // Host pids of another node mean nothing in this node's /proc.
+  if (onOtherNode(ctx.config.nodeId, info.container.node)) {
+    throw new BerthError(
+      Code.UNIMPLEMENTED,
+      `top of container "${ref}": it runs on node "${info.container.node}", and top reads /proc on this node; run it there`,
+    );
+  }
+  const { pids } = await client.pids({ id: info.container.id });
   const rows = [['UID', 'PID', 'PPID', 'CMD']];
   for (const pid of pids) {
     const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');

@@ -2,10 +2,37 @@ import { randomBytes } from 'node:crypto';
 import { AUTO_REMOVE_LABEL, BerthError, Code, type ExitStatus, errors } from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
+import { nodeError, nodeFlag } from '../nodes.js';
 import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
 import { followLog, printSink } from './cri-log.js';
 import { type InteractiveSession, interactive } from './interactive.js';
 import { toCreateRequest } from './options.js';
+import { onOtherNode, type RemoteProcess, remoteInteractive, remoteLog } from './remote.js';
+
+/**
+ * This terminal to a process: through its monitor's socket when it runs on this node, else
+ * through its node's shim over NATS.
+ */
+async function session(
+  ctx: CliContext,
+  p: RemoteProcess,
+  local: { attachPath?: string; ctlPath?: string },
+  o: { tty: boolean; stdin: boolean; closeStdinAtEof: boolean },
+): Promise<InteractiveSession> {
+  return onOtherNode(ctx, p.node) ? remoteInteractive(ctx, p, o) : interactive(local, o);
+}
+
+/** Prints a process's output from its CRI log until `exited`; from its node's shim when remote. */
+async function followOutput(
+  ctx: CliContext,
+  p: RemoteProcess,
+  logPath: string | undefined,
+  exited: Promise<unknown>,
+): Promise<void> {
+  const sink = printSink(ctx.out, ctx.err, false);
+  if (onOtherNode(ctx, p.node)) await remoteLog(ctx, p, { follow: true }, sink);
+  else if (logPath) await followLog(logPath, 0, sink, exited);
+}
 
 /** docker's exit status when the container's command cannot be found. */
 const EXIT_NOT_FOUND = 127;
@@ -24,9 +51,12 @@ function proxySignals(send: (sig: NodeJS.Signals) => void): () => void {
 
 /** Creates the container (pulling its image if needed); `berth create`. */
 export async function createContainer(args: CommandArgs, ctx: CliContext): Promise<string> {
-  const req = toCreateRequest(args, ctx.config.nodeId);
-  await ensureImage(ctx, req.image);
-  const c = await (await tasks(ctx))['create-container'](req);
+  const node = nodeFlag(ctx.config.nodeId, args.values.node);
+  const req = toCreateRequest(args, node);
+  await ensureImage(ctx, req.image, node);
+  const c = await (await tasks(ctx))['create-container'](req).catch((err: unknown) => {
+    throw nodeError(node, err);
+  });
   return c.id;
 }
 
@@ -37,37 +67,39 @@ export async function createContainer(args: CommandArgs, ctx: CliContext): Promi
 export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<number> {
   const v = args.values;
   const detach = v.detach === true;
-  const req = toCreateRequest(args, ctx.config.nodeId);
+  const node = nodeFlag(ctx.config.nodeId, v.node);
+  const req = toCreateRequest(args, node);
   // Detached, nobody waits here to remove it: the task-service does once the task exits.
   if (detach && v.rm) req.labels = { ...req.labels, [AUTO_REMOVE_LABEL]: 'true' };
-  await ensureImage(ctx, req.image);
+  await ensureImage(ctx, req.image, node);
   const client = await tasks(ctx);
   let id: string;
   try {
     id = (await client['create-container'](req)).id;
   } catch (err) {
-    return commandNotFound(err, ctx);
+    return commandNotFound(nodeError(node, err), ctx);
   }
+  const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
   const watcher = detach ? undefined : await exitWatcher(ctx, id);
-  let session: InteractiveSession | undefined;
+  let io: InteractiveSession | undefined;
   try {
     const task = await client.create({ id });
     // Attach before start: the monitor does not replay what the process wrote before.
     if (watcher && (req.tty || req.stdin)) {
-      session = interactive(task, {
+      io = await session(ctx, proc, task, {
         tty: req.tty ?? false,
         stdin: req.stdin ?? false,
         closeStdinAtEof: true,
       });
       // A failed session surfaces where it is awaited; until then it must not count as unhandled.
-      session.done.catch(() => undefined);
-      await session.ready;
+      io.done.catch(() => undefined);
+      await io.ready;
     }
     await client.start({ id });
   } catch (err) {
     watcher?.close();
     await client['delete-container']({ id, force: true }).catch(() => undefined);
-    return commandNotFound(err, ctx);
+    return commandNotFound(nodeError(node, err), ctx);
   }
   if (!watcher) {
     ctx.out.write(`${id}\n`);
@@ -77,10 +109,10 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   let exit: ExitStatus;
   try {
     watcher.check();
-    if (session) await session.done;
+    if (io) await io.done;
     else {
       const info = await client['get-container']({ id });
-      await followLog(logPathOf(ctx, info), 0, printSink(ctx.out, ctx.err, false), watcher.exited);
+      await followOutput(ctx, proc, logPathOf(ctx, info), watcher.exited);
     }
     exit = await watcher.exited;
   } finally {
@@ -143,15 +175,18 @@ export async function execInContainer(args: CommandArgs, ctx: CliContext): Promi
       tty,
       stdin,
     });
-    const session =
-      watcher && (tty || stdin) ? interactive(st, { tty, stdin, closeStdinAtEof: true }) : undefined;
-    session?.done.catch(() => undefined);
-    await session?.ready;
+    const proc: RemoteProcess = { node: info.container.node, id, execId, what: `container "${ref}"` };
+    const io =
+      watcher && (tty || stdin)
+        ? await session(ctx, proc, st, { tty, stdin, closeStdinAtEof: true })
+        : undefined;
+    io?.done.catch(() => undefined);
+    await io?.ready;
     await client.start({ id, execId });
     if (!watcher) return 0;
     watcher.check();
-    if (session) await session.done;
-    else if (st.logPath) await followLog(st.logPath, 0, printSink(ctx.out, ctx.err, false), watcher.exited);
+    if (io) await io.done;
+    else await followOutput(ctx, proc, st.logPath, watcher.exited);
     const exit = await watcher.exited;
     await client.delete({ id, execId }).catch(() => undefined);
     return exit.exitCode;
@@ -172,11 +207,14 @@ export async function attachContainer(ref: string, ctx: CliContext): Promise<num
   try {
     const st = await client.state({ id });
     watcher.check();
-    await interactive(st, {
-      tty: info.container.io.terminal,
-      stdin: info.container.io.stdin,
-      closeStdinAtEof: false,
-    }).done;
+    const proc: RemoteProcess = { node: info.container.node, id, what: `container "${ref}"` };
+    await (
+      await session(ctx, proc, st, {
+        tty: info.container.io.terminal,
+        stdin: info.container.io.stdin,
+        closeStdinAtEof: false,
+      })
+    ).done;
     return (await watcher.exited).exitCode;
   } finally {
     watcher.close();

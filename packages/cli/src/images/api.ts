@@ -13,15 +13,24 @@ import { credentialsFromDockerConfig, parseReference } from '@berth/image-servic
 import { call } from '@berth/kit/client';
 import { type EventEnvelope, subscribeEvents } from '@berth/kit/events';
 import { type CliContext, namespaceOf } from '../context.js';
+import { nodeError } from '../nodes.js';
 import { type ProgressVerbs, ProgressView } from './progress.js';
 
-/** Calls one operation of this node's image-service, in the CLI's namespace. */
+/**
+ * Calls one operation of a node's image-service (this node's unless `node` is given), in the
+ * CLI's namespace. A node whose image-service does not answer is named in the error.
+ */
 export async function image<K extends OpName<typeof ImageApi>>(
   ctx: CliContext,
   op: K,
   payload: InputOf<typeof ImageApi, K>,
+  node: string = ctx.config.nodeId,
 ): Promise<OutputOf<typeof ImageApi, K>> {
-  return call(await ctx.nats(), ImageApi, op, payload, { node: ctx.config.nodeId, namespace: namespaceOf() });
+  try {
+    return await call(await ctx.nats(), ImageApi, op, payload, { node, namespace: namespaceOf() });
+  } catch (err) {
+    throw node === ctx.config.nodeId ? err : nodeError(node, err);
+  }
 }
 
 /** Credentials for the registry of `ref` from the docker config.json, sent with the request as docker does. */

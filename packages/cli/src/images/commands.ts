@@ -17,6 +17,7 @@ import { collectAll } from '@berth/kit/paging';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { humanSize } from '../format.js';
+import { nodeFlag } from '../nodes.js';
 import { absolute, authFor, image, SILENCE_MS, withProgress } from './api.js';
 
 /** BERTH_PROGRESS_SILENCE_MS shortens the dead-service detection (tests). */
@@ -123,7 +124,8 @@ export async function imagesCommand(args: CommandArgs, ctx: CliContext): Promise
     .concat(args.values.filter ?? [])
     .filter((f): f is string => typeof f === 'string');
   if (args.positionals[0]) filters.push(`reference=${args.positionals[0]}`);
-  const page = (input: ListImagesRequest) => image(ctx, 'list', input);
+  const node = nodeFlag(ctx.config.nodeId, args.values.node);
+  const page = (input: ListImagesRequest) => image(ctx, 'list', input, node);
   const images = await collectAll(page, { filters }, 'images');
   const noTrunc = args.values['no-trunc'] === true;
   const id = (r: ImageRecord) => (noTrunc ? r.configDigest : r.configDigest.slice(7, 19));

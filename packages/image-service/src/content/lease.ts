@@ -56,7 +56,9 @@ export async function leasedDigests(redis: Redis, node: string): Promise<Set<str
   const expired = await redis.zrangebyscore(keys.leases(node), 0, now);
   if (expired.length > 0) {
     const m = redis.multi().zremrangebyscore(keys.leases(node), 0, now);
-    for (const id of expired) m.del(keys.lease(node, id));
+    // A client's lease (client-leases.ts) has its record and snapshot set beside the blob set.
+    for (const id of expired)
+      m.del(keys.lease(node, id), keys.leaseInfo(node, id), keys.leaseSnapshots(node, id));
     await m.exec();
   }
   const live = await redis.zrangebyscore(keys.leases(node), now, '+inf');

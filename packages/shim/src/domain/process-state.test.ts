@@ -15,6 +15,7 @@ const ALLOWED = `
 task created start running
 task created kill created
 task created close-stdin created
+task created resize created
 task created exit stopped
 task created lose-monitor unknown
 task created delete deleted
@@ -49,6 +50,7 @@ task stopped delete deleted
 task deleted remove-files deleted
 exec created start running
 exec created close-stdin created
+exec created resize created
 exec created exit stopped
 exec created delete deleted
 exec running kill running

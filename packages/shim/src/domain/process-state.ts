@@ -60,6 +60,8 @@ export const TRANSITIONS: Readonly<Record<ProcessKind, Table>> = {
       start: S.running,
       kill: S.created,
       'close-stdin': S.created,
+      // conmon holds the terminal from create on: its size is set before the process starts.
+      resize: S.created,
       exit: S.stopped,
       'lose-monitor': S.unknown,
       // runc kills the init first; its exit is recorded on the way (created -> stopped -> deleted).
@@ -88,7 +90,13 @@ export const TRANSITIONS: Readonly<Record<ProcessKind, Table>> = {
     deleted: { 'remove-files': S.deleted },
   },
   exec: {
-    created: { start: S.running, 'close-stdin': S.created, exit: S.stopped, delete: S.deleted },
+    created: {
+      start: S.running,
+      'close-stdin': S.created,
+      resize: S.created,
+      exit: S.stopped,
+      delete: S.deleted,
+    },
     running: {
       kill: S.running,
       resize: S.running,

@@ -14,19 +14,23 @@ export const ImageStandInApi = defineService({
 /** A served stand-in: `roots` are the top chainIDs it reports, changed freely by tests. */
 export interface ImageStandIn {
   roots: string[];
+  /** Snapshot keys clients' leases hold, reported with the roots. */
+  leased: string[];
   stop(): Promise<void>;
 }
 
 /** Serves the stand-in image-service of `node` on `nc`. */
 export async function serveImageStandIn(nc: NatsConnection, node: string): Promise<ImageStandIn> {
-  const state: ImageStandIn = { roots: [], stop: async () => undefined };
+  const state: ImageStandIn = { roots: [], leased: [], stop: async () => undefined };
   const served: ServedService = await serve({
     nc,
     service: ImageStandInApi,
     version: '0.0.0-test',
     node,
     log: createLogger({ service: 'image-stand-in', node, level: 'silent' }),
-    handlers: { 'chain-roots': async () => ({ chainIds: [...state.roots] }) },
+    handlers: {
+      'chain-roots': async () => ({ chainIds: [...state.roots], leasedSnapshots: [...state.leased] }),
+    },
   });
   let stopped: Promise<void> | undefined;
   state.stop = () => {
