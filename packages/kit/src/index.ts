@@ -12,3 +12,4 @@ export * from './redis.js';
 export * from './run.js';
 export * from './service.js';
 export * from './telemetry.js';
+export * from './tracing/index.js';

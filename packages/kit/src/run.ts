@@ -9,6 +9,7 @@ import { redactUrl } from './redact.js';
 import { connectRedis, type Redis } from './redis.js';
 import { type Handlers, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
+import { traceStoreDir } from './tracing/store-dir.js';
 
 /** What a service's setup receives: everything already connected. */
 export interface ServiceContext {
@@ -72,8 +73,14 @@ export async function runService<S extends ServiceDef>(opts: {
     process.stderr.write(`${name}: ${toBerthError(err).message}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry({ service: name, version: opts.version, node: config.nodeId });
+  const telemetry = startTelemetry({
+    service: name,
+    version: opts.version,
+    node: config.nodeId,
+    storeDir: traceStoreDir(config),
+  });
   const log = createLogger({ service: name, node: config.nodeId, level: config.logLevel });
+  telemetry.useLogger(log);
   const natsUrl = config.natsUrl ?? DEFAULT_NATS_URL;
   const redisUrl = config.redisUrl ?? DEFAULT_REDIS_URL;
   try {
@@ -93,6 +100,7 @@ export async function runService<S extends ServiceDef>(opts: {
       version: opts.version,
       node: config.nodeId,
       log,
+      instanceId: telemetry.instance,
       handlers: def.handlers,
       checks: async () => {
         const redisOk = await redisHealth(redis);

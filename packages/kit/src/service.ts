@@ -27,6 +27,7 @@ import {
 import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
 import { extractTrace } from './telemetry.js';
+import { rpcAttributes } from './tracing/rpc.js';
 
 const json = JSONCodec<unknown>();
 
@@ -83,6 +84,8 @@ export interface ServeOptions<S extends ServiceDef> {
    * clients validate what they receive anyway.
    */
   checkReplies?: boolean;
+  /** This replica's id (the telemetry resource's service.instance.id); default: a new UUID. */
+  instanceId?: string;
 }
 
 type AnyHandler = (input: unknown, ctx: RequestContext) => Promise<unknown>;
@@ -96,7 +99,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
   const service = opts.service.name;
   const checkReplies =
     opts.checkReplies ?? (process.env.VITEST !== undefined || process.env.BERTH_CHECK_REPLIES === '1');
-  const instanceId = randomUUID();
+  const instanceId = opts.instanceId ?? randomUUID();
   const startedAt = new Date();
   // Each request in flight, with how to answer it once (the handler or, past the grace period, stop()).
   const inflight = new Map<Promise<void>, Answer>();
@@ -191,13 +194,18 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     answer: Answer,
   ): Promise<void> {
     const parent = extractTrace(msg.headers);
+    const namespace = msg.headers?.get(Header.namespace) || DEFAULT_NAMESPACE;
     const span = tracer.startSpan(
       `${service}/${op}`,
-      { kind: SpanKind.SERVER, attributes: { 'rpc.method': op } },
+      {
+        kind: SpanKind.SERVER,
+        attributes: rpcAttributes({ service, op, subject: msg.subject, namespace, node }),
+      },
       parent,
     );
-    const namespace = msg.headers?.get(Header.namespace) || DEFAULT_NAMESPACE;
     const reqLog = log.child({ op, ns: namespace });
+    const started = performance.now();
+    let outcome = 'OK';
     await context.with(trace.setSpan(parent, span), async () => {
       try {
         // Namespaces become Redis key parts and directory names: only names, never paths.
@@ -236,15 +244,25 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         span.setStatus({ code: SpanStatusCode.OK });
       } catch (raw) {
         const err = toBerthError(raw);
+        outcome = err.code;
         if (err.code === Code.INTERNAL) reqLog.error({ err: raw }, 'request failed');
-        else reqLog.debug({ code: err.code, msg: err.message }, 'request refused');
+        else reqLog.info({ code: err.code, reason: err.message }, 'request refused');
         span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
         span.setAttribute('berth.error_code', err.code);
+        span.recordException({ name: err.code, message: err.message });
         answer.error(err);
       } finally {
         span.end();
+        accessLog(reqLog, op, outcome, started);
       }
     });
+  }
+
+  /** The access log: one line per request, health probes (`info`) only at debug. */
+  function accessLog(reqLog: Logger, op: string, outcome: string, started: number): void {
+    const line = { service, outcome, ms: Math.round((performance.now() - started) * 10) / 10 };
+    if (op === 'info') reqLog.debug(line, 'request');
+    else reqLog.info(line, 'request');
   }
 
   return {

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit } from '@berth/api';
+import { inTraceOf, withSpan } from '@berth/kit/tracing';
 import { DirWatcher, readIntFile } from '../runtime/monitor.js';
 import { exists, mtimeOf } from './files.js';
 import type { AgentOptions, ShimHost } from './host.js';
@@ -130,7 +131,18 @@ export class ExitRecorder {
     };
     if (execId) e.execId = execId;
     if (rec.reason) e.reason = rec.reason;
-    this.publish(EXIT_TOPIC, ns, e);
+    // The exit belongs to the trace of the request that started the process (`berth run` waits
+    // for it there): announced in a span of that trace, the event carries its context.
+    const attrs = {
+      'berth.namespace': ns,
+      'berth.container.id': id,
+      ...(execId ? { 'berth.exec.id': execId } : {}),
+      'process.exit.code': e.exitCode,
+      ...(e.reason ? { 'berth.exit.reason': e.reason } : {}),
+    };
+    await inTraceOf(rec.traceparent, () =>
+      withSpan(execId ? 'exec exit' : 'task exit', attrs, async () => this.publish(EXIT_TOPIC, ns, e)),
+    );
     await this.host.store.markPublished(ns, id, execId);
     this.host.log.info({ ns, id, execId, exitCode: e.exitCode, reason: e.reason }, 'process exited');
   }

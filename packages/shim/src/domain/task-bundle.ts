@@ -1,7 +1,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
-import { spawnConmon } from '../runtime/conmon.js';
+import { redactArgs, withSpan } from '@berth/kit/tracing';
+import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { containerFilesDir, writeContainerFiles } from './container-files.js';
@@ -59,7 +60,17 @@ export async function createTask(
       await checkBindPropagation(spec);
       await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
       const t1 = performance.now();
-      if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);
+      if (req.rootfs.length) {
+        await withSpan(
+          'rootfs mount',
+          {
+            'berth.container.id': id,
+            'berth.rootfs.type': req.rootfs.map((m) => m.type).join(','),
+            'berth.rootfs.target': p.rootfs,
+          },
+          () => mountAll(req.rootfs, p.rootfs),
+        );
+      }
       // Users are names in this rootfs's /etc/passwd: resolved once it is mounted, here.
       const user =
         req.user !== undefined
@@ -70,13 +81,15 @@ export async function createTask(
             })
           : undefined;
       const t2 = performance.now();
-      await writeAtomic(p.config, JSON.stringify(spec));
-      await mkdir(dirname(logPath), { recursive: true });
-      await mkdir(p.socketDir, { recursive: true });
-      await exits.watchNamespace(ns);
-      await rm(join(p.exitDir, id), { force: true });
+      await withSpan('bundle write', { 'berth.container.id': id, 'berth.bundle': p.bundle }, async () => {
+        await writeAtomic(p.config, JSON.stringify(spec));
+        await mkdir(dirname(logPath), { recursive: true });
+        await mkdir(p.socketDir, { recursive: true });
+        await exits.watchNamespace(ns);
+        await rm(join(p.exitDir, id), { force: true });
+      });
       const t3 = performance.now();
-      const mon = spawnConmon({
+      const monitor = {
         conmon: host.conmon,
         runc: host.runcBinary,
         runcRoot: p.runcRoot,
@@ -92,15 +105,34 @@ export async function createTask(
         terminal: req.terminal,
         stdin: req.stdin,
         leaveStdinOpen: req.stdinOnce === false,
+      };
+      const conmonAttrs = {
+        'berth.container.id': id,
+        'process.command': host.conmon,
+        'process.command_args': [host.conmon, ...redactArgs(conmonArgs(monitor))],
+      };
+      // conmon runs `runc create` and reports the init pid on its sync pipe: that wait is runc's.
+      const pid = await withSpan('conmon start', conmonAttrs, () => {
+        const mon = spawnConmon(monitor);
+        const runcAttrs = {
+          'berth.container.id': id,
+          'process.command': host.runcBinary,
+          'process.command_args': [host.runcBinary, 'create', '--bundle', p.bundle, id],
+          'berth.runc.via': 'conmon',
+        };
+        return withSpan('runc create', runcAttrs, async (span) => {
+          try {
+            const msg = await mon.sync.next(host.createTimeoutMs);
+            // conmon reports runc's failure as a negative number (its exit status negated).
+            span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
+            if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
+            span.setAttribute('process.pid', msg.data);
+            return msg.data;
+          } finally {
+            mon.sync.close();
+          }
+        });
       });
-      let pid: number;
-      try {
-        const msg = await mon.sync.next(host.createTimeoutMs);
-        if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
-        pid = msg.data;
-      } finally {
-        mon.sync.close();
-      }
       const rec: ProcRecord = {
         namespace: ns,
         id,
@@ -122,7 +154,7 @@ export async function createTask(
         {
           ns,
           id,
-          pid,
+          task_pid: pid,
           monitor: rec.monitorPid,
           ms: { prepare: ms(t0, t1), mount: ms(t1, t2), write: ms(t2, t3), monitor: ms(t3, t4) },
         },
