@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,6 +61,23 @@ const traceIdOf = (stderr: string) => /trace id ([0-9a-f]{32})/.exec(stderr)?.[1
 function orphans(spans: { spanId: string; parentSpanId: string }[]) {
   const ids = new Set(spans.map((s) => s.spanId));
   return spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId));
+}
+
+/** Keys of a JSON object line in order, duplicates kept (JSON.parse would hide them). */
+function topLevelKeys(line: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (line[j] !== '"') j += line[j] === '\\' ? 2 : 1;
+      if (depth === 1 && line[j + 1] === ':') keys.push(line.slice(i + 1, j));
+      i = j;
+    } else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+  }
+  return keys;
 }
 
 const describeAll = (spans: ReceivedSpan[]) =>
@@ -303,6 +320,24 @@ describe('without a collector', () => {
     expect(await stack.berth('trace', '--op', 'run')).toMatchObject({ code: 0, stdout: tree.stdout });
     // The store is the bounded ring of files under the state root.
     expect(readdirSync(join(stack.stateRoot, 'traces'))).toContain('spans.jsonl');
+
+    // The services' logs: an access line per request with its trace id, and no key twice in a line
+    // (the shim once wrote the container's pid over its own).
+    for (const child of stack.state()?.children.filter((c) => c.kind === 'service') ?? []) {
+      const text = readFileSync(child.logFile, 'utf8');
+      for (const line of text.split('\n').filter((l) => l.startsWith('{'))) {
+        const keys = topLevelKeys(line);
+        expect(new Set(keys).size, `${child.name}: ${line}`).toBe(keys.length);
+      }
+    }
+    const shimLog = stack.state()?.children.find((c) => c.name === 'shim')?.logFile ?? '';
+    const access = readFileSync(shimLog, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'request' && l.trace_id === traceId);
+    expect(access.map((l) => l.op)).toEqual(expect.arrayContaining(['create', 'start', 'delete']));
+    for (const a of access) expect(a).toMatchObject({ level: 30, outcome: 'OK', service: 'shim' });
   });
 
   it('a collector that never answers costs a command only the export bound', async () => {

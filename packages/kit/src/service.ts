@@ -260,7 +260,8 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
 
   /** The access log: one line per request, health probes (`info`) only at debug. */
   function accessLog(reqLog: Logger, op: string, outcome: string, started: number): void {
-    const line = { service, outcome, ms: Math.round((performance.now() - started) * 10) / 10 };
+    // service, node and pid come from the logger's base fields: never repeated in a line.
+    const line = { outcome, ms: Math.round((performance.now() - started) * 10) / 10 };
     if (op === 'info') reqLog.debug(line, 'request');
     else reqLog.info(line, 'request');
   }

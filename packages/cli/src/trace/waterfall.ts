@@ -6,6 +6,8 @@ const STATUS = ['-', 'OK', 'ERROR'] as const;
 
 /** A duration in µs as a short human figure: `830µs`, `12.4ms`, `1.52s`. */
 export function shortDuration(us: number): string {
+  // Spans of one trace come from several processes; a clock step must not print "-3µs".
+  if (us < 0) return '0µs';
   if (us < 1000) return `${Math.round(us)}µs`;
   if (us < 1_000_000) return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)}ms`;
   return `${(us / 1_000_000).toFixed(2)}s`;

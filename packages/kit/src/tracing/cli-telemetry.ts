@@ -40,6 +40,10 @@ export function startCliTelemetry(o: CliTelemetryOptions): CliTelemetry {
   const env = o.env ?? process.env;
   const instance = randomUUID();
   const provider = new LiteTracerProvider(o.service, instance);
+  // The API keeps the first registration it gets: replace any earlier one (a second start in one
+  // process, as tests do) rather than record into it.
+  trace.disable();
+  context.disable();
   context.setGlobalContextManager(liteContextManager());
   trace.setGlobalTracerProvider(provider);
   const resource = resourceAttributes(

@@ -11,7 +11,7 @@ import type { SpanRecord } from './span-record.js';
  *
  * Several processes append at once: each batch is one write(2) on an O_APPEND descriptor, which
  * Linux places atomically at the end of the file, so lines do not interleave. A reader skips a line
- * it cannot parse (one cut by a crash).
+ * it cannot parse (one cut by a crash) and empty ones.
  */
 export const SEGMENT_BYTES = 2 * 1024 * 1024;
 /** Rotated segments kept beside the current one. */
@@ -29,7 +29,8 @@ export interface StoreLimits {
 /** Appends finished spans to the store in `dir` (created 0700 if missing), rotating when full. */
 export async function appendSpans(dir: string, spans: SpanRecord[], limits: StoreLimits = {}): Promise<void> {
   if (spans.length === 0) return;
-  const data = `${spans.map((s) => JSON.stringify(s)).join('\n')}\n`;
+  // The leading newline ends a line a crashed writer left unfinished, so only that line is lost.
+  const data = `\n${spans.map((s) => JSON.stringify(s)).join('\n')}\n`;
   const current = join(dir, CURRENT);
   let fh: Awaited<ReturnType<typeof open>>;
   try {
