@@ -160,6 +160,10 @@ describe('with a collector', () => {
         svc,
       ).toBe(true);
     }
+    // Each call of the CLI is its client span, parent of the callee's server span.
+    const cliStart = one('berth', 'task-service/start', OtlpKind.client);
+    expect(cliStart.parentSpanId).toBe(roots[0]?.spanId);
+    expect(one('task-service', 'task-service/start', OtlpKind.server).parentSpanId).toBe(cliStart.spanId);
     const shimStart = one('shim', 'shim/start', OtlpKind.server);
     expect(shimStart.attributes).toMatchObject({
       'rpc.system': 'nats',

@@ -40,12 +40,17 @@ export function startCliTelemetry(o: CliTelemetryOptions): CliTelemetry {
   const env = o.env ?? process.env;
   const instance = randomUUID();
   const provider = new LiteTracerProvider(o.service, instance);
-  // The API keeps the first registration it gets: replace any earlier one (a second start in one
-  // process, as tests do) rather than record into it.
-  trace.disable();
-  context.disable();
-  context.setGlobalContextManager(liteContextManager());
-  trace.setGlobalTracerProvider(provider);
+  // The API keeps the first registration it gets: an earlier one (a second start in one process,
+  // as tests do) is replaced rather than recorded into. Only then: disabling swaps the API's proxy
+  // provider, and tracers modules took before (the kit's client) would stay on the old one.
+  if (!context.setGlobalContextManager(liteContextManager())) {
+    context.disable();
+    context.setGlobalContextManager(liteContextManager());
+  }
+  if (!trace.setGlobalTracerProvider(provider)) {
+    trace.disable();
+    trace.setGlobalTracerProvider(provider);
+  }
   const resource = resourceAttributes(
     { service: o.service, version: o.version, node: o.node, instance },
     env,
