@@ -171,6 +171,15 @@ describe('with a collector', () => {
       'messaging.system': 'nats',
       'berth.namespace': 'default',
     });
+    // berth's own attributes: what each request worked on.
+    const containerId = String(shimStart.attributes['berth.container.id']);
+    expect(containerId).toMatch(/^[0-9a-f]{64}$/);
+    expect(one('task-service', 'task-service/start', OtlpKind.server).attributes['berth.container.id']).toBe(
+      containerId,
+    );
+    expect(one('image-service', 'image-service/pull', OtlpKind.server).attributes['berth.image.ref']).toBe(
+      image,
+    );
     expect(String(shimStart.attributes['messaging.destination.name'])).toBe(
       `berth.${stack.nodeId}.shim.v1.start`,
     );

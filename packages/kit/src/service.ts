@@ -27,7 +27,7 @@ import {
 import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
 import { extractTrace } from './telemetry.js';
-import { rpcAttributes } from './tracing/rpc.js';
+import { objectAttributes, rpcAttributes } from './tracing/rpc.js';
 
 const json = JSONCodec<unknown>();
 
@@ -225,6 +225,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         }
         const parsed = def.input.safeParse(body);
         if (!parsed.success) throw invalidInput(service, op, parsed.error);
+        span.setAttributes(objectAttributes(service, parsed.data));
         const out = await handler(parsed.data, {
           namespace,
           headers: msg.headers,

@@ -171,11 +171,11 @@ export async function downloadBlob(j: DownloadJob): Promise<number> {
           `${opts.what} failed verification: expected ${desc.digest} (${desc.size} bytes), got ${digest} (${offset} bytes); nothing was stored`,
         );
       }
-      await fh.datasync();
-      await close();
     });
     verified = true;
     await withSpan('blob commit', attrs, async () => {
+      await fh.datasync();
+      await close();
       // The fence right before the rename: renew checks our token and extends the expiry, so the
       // record write below normally lands well within the ttl. The record script checks it again
       // and is the point of truth; a rename by a holder fenced out in between only puts these

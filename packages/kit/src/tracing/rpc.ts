@@ -1,3 +1,4 @@
+import { Service } from '@berth/api/subjects';
 import type { Attributes } from '@opentelemetry/api';
 
 /**
@@ -21,5 +22,32 @@ export function rpcAttributes(o: {
     'berth.namespace': o.namespace,
   };
   if (o.node) a['berth.node'] = o.node;
+  return a;
+}
+
+// The request fields that name berth's objects, per service, and the span attribute each becomes.
+const OBJECT_FIELDS: Record<string, Record<string, string>> = {
+  [Service.task]: { id: 'berth.container.id', execId: 'berth.exec.id', image: 'berth.image.ref' },
+  [Service.shim]: { id: 'berth.container.id', execId: 'berth.exec.id', podId: 'berth.pod.id' },
+  [Service.image]: { ref: 'berth.image.ref', name: 'berth.image.ref', digest: 'berth.digest' },
+  [Service.snapshot]: {
+    key: 'berth.snapshot.key',
+    parent: 'berth.snapshot.parent',
+    name: 'berth.snapshot.name',
+  },
+};
+
+/**
+ * berth's attributes of a request: the container, exec, image, digest or snapshot its input names
+ * (string fields only), so a server span says what it worked on.
+ */
+export function objectAttributes(service: string, input: unknown): Attributes {
+  const fields = OBJECT_FIELDS[service];
+  if (!fields || typeof input !== 'object' || input === null) return {};
+  const a: Attributes = {};
+  for (const [field, attr] of Object.entries(fields)) {
+    const v = (input as Record<string, unknown>)[field];
+    if (typeof v === 'string' && v.length > 0 && v.length <= 512) a[attr] = v;
+  }
   return a;
 }
