@@ -215,6 +215,10 @@ describe('with a collector', () => {
     // The exit: announced in this trace, in a span of its own, and linked by its consumers.
     const exit = one('shim', 'task exit');
     expect(exit.attributes['process.exit.code']).toBe(0);
+    // Under the request that started the process (or created it, when the exit beat start's record).
+    const exitParent = spans.find((s) => s.spanId === exit.parentSpanId);
+    expect(['shim/start', 'shim/create']).toContain(exitParent?.name);
+    expect(exitParent?.attributes['berth.container.id']).toBe(containerId);
     const producer = spans.find((s) => s.kind === OtlpKind.producer && s.parentSpanId === exit.spanId);
     expect(producer?.name).toBe('publish berth.events.tasks.exit');
     const consumers = spans.filter(

@@ -3,6 +3,7 @@ import {
   type Context,
   context,
   createTraceState,
+  ROOT_CONTEXT,
   type SpanContext,
   TraceFlags,
   trace,
@@ -83,10 +84,12 @@ export function traceparentOf(ctx: Context = context.active()): string | undefin
 }
 
 /**
- * Runs `fn` with the span of a stored traceparent as the active parent (unchanged context when
- * there is none): work done later on behalf of an earlier request, such as announcing a process's
+ * Runs `fn` with the span of a stored traceparent as the only active context (none when there is
+ * no traceparent): work done later on behalf of an earlier request, such as announcing a process's
  * exit, joins that request's trace.
  */
 export function inTraceOf<T>(traceparent: string | undefined, fn: () => T): T {
-  return context.with(contextFromTraceparent(traceparent), fn);
+  // Never the active context: work run from a watcher or timer callback would inherit the span
+  // that was active when the watcher was set up, an unrelated request's.
+  return context.with(contextFromTraceparent(traceparent, undefined, ROOT_CONTEXT), fn);
 }

@@ -118,6 +118,7 @@ export class ExecProcesses {
         terminal: req.terminal,
         stdin: req.stdin,
         createdAt: new Date().toISOString(),
+        ...startTrace(),
       };
       await this.host.store.put(rec);
       this.pending.set(key, { mon, monitorPid: rec.monitorPid });

@@ -41,7 +41,8 @@ export class ExitRecorder {
       );
     });
     this.nsWatchers.set(ns, w);
-    await w.start();
+    // Outside any trace: its callbacks would otherwise run in the request that set it up.
+    await inTraceOf(undefined, () => w.start());
   }
 
   /** Watches an exec's directory for conmon's `exit` file. */
@@ -55,7 +56,8 @@ export class ExitRecorder {
       );
     });
     this.execWatchers.set(key, w);
-    await w.start();
+    // Outside any trace: its callbacks would otherwise run in the request that set it up.
+    await inTraceOf(undefined, () => w.start());
   }
 
   /** Stops watching an exec's directory (its exit is recorded, or it is dropped). */
@@ -141,10 +143,12 @@ export class ExitRecorder {
       ...(e.reason ? { 'berth.exit.reason': e.reason } : {}),
     };
     await inTraceOf(rec.traceparent, () =>
-      withSpan(execId ? 'exec exit' : 'task exit', attrs, async () => this.publish(EXIT_TOPIC, ns, e)),
+      withSpan(execId ? 'exec exit' : 'task exit', attrs, async () => {
+        this.publish(EXIT_TOPIC, ns, e);
+        await this.host.store.markPublished(ns, id, execId);
+        this.host.log.info({ ns, id, execId, exitCode: e.exitCode, reason: e.reason }, 'process exited');
+      }),
     );
-    await this.host.store.markPublished(ns, id, execId);
-    this.host.log.info({ ns, id, execId, exitCode: e.exitCode, reason: e.reason }, 'process exited');
   }
 
   /**

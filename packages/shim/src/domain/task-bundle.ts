@@ -15,7 +15,7 @@ import { checkBindPropagation } from './propagation.js';
 import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import type { ProcRecord } from './store.js';
-import { procKey, runtimeFailure, until } from './util.js';
+import { procKey, runtimeFailure, startTrace, until } from './util.js';
 
 /** How long a task's monitor gets to exit once runc no longer runs its container, ms. */
 export const MONITOR_GONE_WAIT_MS = 5_000;
@@ -40,6 +40,8 @@ export async function createTask(
     throw new BerthError(Code.ALREADY_EXISTS, `task "${id}" already exists in namespace "${ns}"`);
   }
   const p = taskPaths(host.layout, ns, id);
+  // Until `start` records its own, the exit of a task that dies at once belongs to this request.
+  const created = startTrace();
   const logPath =
     req.logPath ?? (req.files ? join(containerFilesDir(host.layout, ns, id), 'container.log') : p.defaultLog);
   try {
@@ -146,6 +148,7 @@ export async function createTask(
         createdAt: new Date().toISOString(),
       };
       if (req.stdin && req.stdinOnce === false) rec.stdinKeep = true;
+      if (created.traceparent) rec.traceparent = created.traceparent;
       await writeAtomic(p.meta, JSON.stringify(rec));
       await host.store.put(rec);
       const ms = (a: number, b: number) => Math.round(b - a);
