@@ -41,98 +41,111 @@ async function receiver(): Promise<{ endpoint: string; spans: () => number; clos
 }
 
 type Mode = 'off' | 'store' | 'store+otlp';
-interface Result {
-  seq: number[];
-  cli: number[];
-  exported: number;
+interface Setup {
+  lifecycle(): Promise<void>;
+  cliRun(): Promise<void>;
+  exported(): number;
+  stop(): Promise<void>;
 }
 
-async function measure(mode: Mode): Promise<Result> {
+/** A private stack whose services (and this process's calls) trace as `mode` says. */
+async function setup(mode: Mode): Promise<Setup> {
   const otlp = mode === 'store+otlp' ? await receiver() : undefined;
   const s = await startContainerStack();
-  try {
-    // The services were started with the harness's environment: restart them with this mode's.
-    if (mode === 'off') s.env.BERTH_TRACE_STORE = 'off';
-    if (otlp) {
-      s.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlp.endpoint;
-      s.env.OTEL_BSP_SCHEDULE_DELAY = '1000';
-    }
-    for (const name of SERVICES) {
-      await s.kill(name, 'SIGTERM');
-      await s.start(name);
-    }
-    const image = (await s.importBusybox('berth.bench/busybox:latest')).name;
-    const telemetry =
-      mode === 'off'
-        ? undefined
-        : startCliTelemetry({
-            service: 'bench',
-            version: '0',
-            node: s.node,
-            storeDir: `${s.stateRoot}/traces`,
-            env: otlp ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint } : {},
-          });
-    const client = clientOf(s.nc, TaskApi, { namespace: 'default' });
-    const waiters = new Map<string, (e: ExitStatus) => void>();
-    const sub = subscribeEvents(s.nc, 'tasks.exit', (env) => {
-      const e = env.event as TaskExit;
-      if (!e.execId) waiters.get(e.id)?.({ exitCode: e.exitCode, exitedAt: e.exitedAt });
-    });
-    await s.nc.flush();
-    const once = async (): Promise<number> => {
-      const a = performance.now();
-      const c = await client['create-container']({ image, cmd: ['true'], node: s.node });
-      const exited = new Promise<ExitStatus>((r) => waiters.set(c.id, r));
-      await client.create({ id: c.id });
-      await client.start({ id: c.id });
-      const e = await exited;
-      waiters.delete(c.id);
-      if (e.exitCode !== 0) throw new Error(`true exited ${e.exitCode}`);
-      await client['delete-container']({ id: c.id, force: true });
-      return performance.now() - a;
-    };
+  // The services were started with the harness's environment: restart them with this mode's.
+  if (mode === 'off') s.env.BERTH_TRACE_STORE = 'off';
+  if (otlp) {
+    s.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlp.endpoint;
+    s.env.OTEL_BSP_SCHEDULE_DELAY = '1000';
+  }
+  for (const name of SERVICES) {
+    await s.kill(name, 'SIGTERM');
+    await s.start(name);
+  }
+  const image = (await s.importBusybox('berth.bench/busybox:latest')).name;
+  const client = clientOf(s.nc, TaskApi, { namespace: 'default' });
+  const waiters = new Map<string, (e: ExitStatus) => void>();
+  const sub = subscribeEvents(s.nc, 'tasks.exit', (env) => {
+    const e = env.event as TaskExit;
+    if (!e.execId) waiters.get(e.id)?.({ exitCode: e.exitCode, exitedAt: e.exitedAt });
+  });
+  await s.nc.flush();
+  const once = async (): Promise<void> => {
+    const c = await client['create-container']({ image, cmd: ['true'], node: s.node });
+    const exited = new Promise<ExitStatus>((r) => waiters.set(c.id, r));
+    await client.create({ id: c.id });
+    await client.start({ id: c.id });
+    const e = await exited;
+    waiters.delete(c.id);
+    if (e.exitCode !== 0) throw new Error(`true exited ${e.exitCode}`);
+    await client['delete-container']({ id: c.id, force: true });
+  };
+  await once(); // warm-up
+  return {
     // Under a root span when tracing is on, handed over (store, export) at the end as a CLI
     // command's are: that hand-over is part of the cost measured.
-    const lifecycle = async () => {
-      if (!telemetry) return void (await once());
+    async lifecycle() {
+      // Off: no root span and nothing handed over (the client spans this process's tracer still
+      // records in between land in the next traced mode's store: the off stack sees none).
+      if (mode === 'off') return once();
+      const telemetry = startCliTelemetry({
+        service: 'bench',
+        version: '0',
+        node: s.node,
+        storeDir: `${s.stateRoot}/traces`,
+        env: otlp ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint } : {},
+      });
       await telemetry.run('bench lifecycle', async () => {
         await once();
         return 0;
       });
       await telemetry.finish();
-    };
-    await once(); // warm-up
-    const seq: number[] = [];
-    for (let i = 0; i < N; i++) {
-      const a = performance.now();
-      await lifecycle();
-      seq.push(performance.now() - a);
-    }
-    sub.unsubscribe();
-    const cli: number[] = [];
-    for (let i = 0; i < CLI_N; i++) {
-      const a = performance.now();
+    },
+    async cliRun() {
       const r = await s.berth(['run', '--rm', image, 'true']);
       if (r.code !== 0) throw new Error(`berth run failed: ${r.stderr}`);
-      cli.push(performance.now() - a);
-    }
+    },
+    exported: () => otlp?.spans() ?? 0,
+    async stop() {
+      sub.unsubscribe();
+      await s.stop();
+      await otlp?.close();
+    },
+  };
+}
+
+// The three stacks run side by side and take turns, so the load of this shared machine, which
+// drifts by the minute, weighs on every mode alike.
+const modes: Mode[] = ['off', 'store', 'store+otlp'];
+const stacks = new Map<Mode, Setup>();
+const results = new Map<Mode, { seq: number[]; cli: number[]; exported: number }>();
+try {
+  for (const m of modes) {
+    stacks.set(m, await setup(m));
+    results.set(m, { seq: [], cli: [], exported: 0 });
+  }
+  const timed = async (fn: () => Promise<void>) => {
+    const a = performance.now();
+    await fn();
+    return performance.now() - a;
+  };
+  for (let i = 0; i < N; i++) {
+    for (const m of modes) results.get(m)?.seq.push(await timed(() => (stacks.get(m) as Setup).lifecycle()));
+  }
+  for (let i = 0; i < CLI_N; i++) {
+    for (const m of modes) results.get(m)?.cli.push(await timed(() => (stacks.get(m) as Setup).cliRun()));
+  }
+} finally {
+  for (const [m, st] of stacks) {
     // Whatever the services still batch reaches the receiver on their shutdown.
-    await s.stop();
-    return { seq, cli, exported: otlp?.spans() ?? 0 };
-  } catch (err) {
-    await s.stop();
-    throw err;
-  } finally {
-    await otlp?.close();
+    await st.stop();
+    const r = results.get(m);
+    if (r) r.exported = st.exported();
   }
 }
 
-const modes: Mode[] = ['off', 'store', 'store+otlp'];
-const results = new Map<Mode, Result>();
-for (const m of modes) results.set(m, await measure(m));
-
 const f = (n: number) => n.toFixed(1).padStart(8);
-const off = results.get('off') as Result;
+const off = results.get('off') as { seq: number[]; cli: number[] };
 process.stdout.write(
   `# tracing cost (${new Date().toISOString()}), N=${N} lifecycles, ${CLI_N} CLI runs, load ${(await import('node:os')).loadavg()[0]?.toFixed(2)}\n`,
 );
@@ -140,7 +153,7 @@ process.stdout.write(
   `${'mode'.padEnd(12)}${'(a) p50'.padStart(8)}${'p95'.padStart(8)}  ${'vs off'.padStart(7)}  ${"(a') p50".padStart(8)}${'p95'.padStart(8)}  ${'vs off'.padStart(7)}  spans exported\n`,
 );
 for (const m of modes) {
-  const r = results.get(m) as Result;
+  const r = results.get(m) as { seq: number[]; cli: number[]; exported: number };
   const ratio = (a: number[], b: number[]) =>
     `${(((pct(a, 50) - pct(b, 50)) / pct(b, 50)) * 100).toFixed(1)}%`.padStart(7);
   process.stdout.write(

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { exitCodeOf, toBerthError } from '@berth/api/errors';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { LiteTracerProvider, liteContextManager } from './lite-tracer.js';
+import { LiteTracerProvider, liteContextManager, type SpanSink } from './lite-tracer.js';
 import { postOtlp } from './otlp-post.js';
 import { otlpHeaders, otlpTracesUrl, resourceAttributes } from './resource.js';
 import { toOtlpJson } from './span-record.js';
@@ -39,23 +39,12 @@ export interface CliTelemetry {
 export function startCliTelemetry(o: CliTelemetryOptions): CliTelemetry {
   const env = o.env ?? process.env;
   const instance = randomUUID();
-  const provider = new LiteTracerProvider(o.service, instance);
-  // The API keeps the first registration it gets: an earlier one (a second start in one process,
-  // as tests do) is replaced rather than recorded into. Only then: disabling swaps the API's proxy
-  // provider, and tracers modules took before (the kit's client) would stay on the old one.
-  if (!context.setGlobalContextManager(liteContextManager())) {
-    context.disable();
-    context.setGlobalContextManager(liteContextManager());
-  }
-  if (!trace.setGlobalTracerProvider(provider)) {
-    trace.disable();
-    trace.setGlobalTracerProvider(provider);
-  }
   const resource = resourceAttributes(
     { service: o.service, version: o.version, node: o.node, instance },
     env,
   );
-  provider.service = String(resource['service.name']);
+  const sink: SpanSink = { service: String(resource['service.name']), instance, finished: [] };
+  register(sink);
   let traceId: string | undefined;
   return {
     traceId: () => traceId,
@@ -83,7 +72,7 @@ export function startCliTelemetry(o: CliTelemetryOptions): CliTelemetry {
         }
       }),
     async finish() {
-      const spans = provider.finished.splice(0);
+      const spans = sink.finished.splice(0);
       if (spans.length === 0) return;
       const url = otlpTracesUrl(env);
       const bound = Number(env.BERTH_OTLP_EXIT_MS) > 0 ? Number(env.BERTH_OTLP_EXIT_MS) : CLI_EXPORT_BOUND_MS;
@@ -94,4 +83,29 @@ export function startCliTelemetry(o: CliTelemetryOptions): CliTelemetry {
       ]);
     },
   };
+}
+
+let registered: LiteTracerProvider | undefined;
+
+/**
+ * Points the process's lite tracer at a new sink, registering it with the API the first time.
+ * A later start (several commands in one process, as tests and benchmarks run them) swaps the
+ * sink, not the registration: the API's `disable` would leave the tracers that modules took at
+ * load (the kit's client) on a provider that is gone.
+ */
+function register(sink: SpanSink): void {
+  if (registered) {
+    registered.sink = sink;
+    return;
+  }
+  registered = new LiteTracerProvider(sink);
+  if (!context.setGlobalContextManager(liteContextManager())) {
+    context.disable();
+    context.setGlobalContextManager(liteContextManager());
+  }
+  if (!trace.setGlobalTracerProvider(registered)) {
+    // Something registered first (the SDK in a test process): the lite tracer takes over.
+    trace.disable();
+    trace.setGlobalTracerProvider(registered);
+  }
 }

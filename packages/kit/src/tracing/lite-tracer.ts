@@ -29,16 +29,23 @@ import { newSpanId, newTraceId } from './traceparent.js';
  * an OTLP export) is the caller's business once the command is over.
  */
 export class LiteTracerProvider implements TracerProvider {
-  readonly finished: SpanRecord[] = [];
+  /** Where spans started from now on end up; swapped, not re-registered, for a new command. */
+  sink: SpanSink;
 
-  constructor(
-    public service: string,
-    readonly instance: string,
-  ) {}
+  constructor(sink: SpanSink) {
+    this.sink = sink;
+  }
 
   getTracer(name: string): Tracer {
     return new LiteTracer(this, name);
   }
+}
+
+/** The finished spans of one command, and the process they are recorded for. */
+export interface SpanSink {
+  service: string;
+  instance: string;
+  finished: SpanRecord[];
 }
 
 /** The epoch time in microseconds, at sub-millisecond resolution. */
@@ -84,24 +91,26 @@ class LiteTracer implements Tracer {
 
 class LiteSpan implements Span {
   private readonly rec: SpanRecord;
+  private readonly sink: SpanSink;
   private ended = false;
 
   constructor(
-    private readonly provider: LiteTracerProvider,
+    provider: LiteTracerProvider,
     scope: string,
     private readonly sc: SpanContext,
     name: string,
     options: SpanOptions,
     parentSpanId: string,
   ) {
+    this.sink = provider.sink;
     this.rec = {
       traceId: sc.traceId,
       spanId: sc.spanId,
       parentSpanId,
       name,
       kind: options.kind ?? SpanKind.INTERNAL,
-      service: provider.service,
-      instance: provider.instance,
+      service: this.sink.service,
+      instance: this.sink.instance,
       scope,
       startUs: toUs(options.startTime),
       endUs: 0,
@@ -165,7 +174,7 @@ class LiteSpan implements Span {
     if (this.ended) return;
     this.ended = true;
     this.rec.endUs = Math.max(toUs(endTime), this.rec.startUs);
-    this.provider.finished.push(this.rec);
+    this.sink.finished.push(this.rec);
   }
 
   isRecording(): boolean {
