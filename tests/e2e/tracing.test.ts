@@ -28,6 +28,8 @@ beforeAll(async () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
       // The batch processor's default delay is 5 s; spans should reach the receiver promptly.
       OTEL_BSP_SCHEDULE_DELAY: '200',
+      // A CLI command gives the collector a few ms at exit; this loaded test machine may need more.
+      BERTH_OTLP_EXIT_MS: '5000',
     },
   });
   registry = await startRegistry();
@@ -194,7 +196,11 @@ describe('export on shutdown', () => {
     // A delay far beyond the test: nothing is exported on the timer, only by the flush on SIGTERM.
     const late = await startOtlpReceiver();
     const quiet = await startStack({
-      env: { OTEL_EXPORTER_OTLP_ENDPOINT: late.endpoint, OTEL_BSP_SCHEDULE_DELAY: '600000' },
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: late.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY: '600000',
+        BERTH_OTLP_EXIT_MS: '5000',
+      },
     });
     try {
       const images = await quiet.berth('images');

@@ -44,6 +44,10 @@ export interface ReceivedSpan {
   status: { code: OtlpStatus; message: string };
   attributes: Record<string, string | number | boolean>;
   resource: Record<string, string | number | boolean>;
+  /** Names of the span's events (`exception`, ...). */
+  events: string[];
+  /** The spans this one links to (a consumer to its producer). */
+  links: { traceId: string; spanId: string }[];
 }
 
 /** A running receiver; see the module comment. */
@@ -78,6 +82,8 @@ interface OtlpSpan {
   kind?: number;
   status?: { code?: number; message?: string };
   attributes?: KeyValue[];
+  events?: { name?: string }[];
+  links?: { traceId?: string; spanId?: string }[];
 }
 interface ExportRequest {
   resourceSpans?: { resource?: { attributes?: KeyValue[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
@@ -114,6 +120,8 @@ export function flattenExport(req: ExportRequest): ReceivedSpan[] {
           status: { code: (s.status?.code ?? 0) as OtlpStatus, message: s.status?.message ?? '' },
           attributes: attrs(s.attributes),
           resource,
+          events: (s.events ?? []).map((e) => e.name ?? ''),
+          links: (s.links ?? []).map((l) => ({ traceId: l.traceId ?? '', spanId: l.spanId ?? '' })),
         });
       }
     }

@@ -8,6 +8,7 @@ import { snapshotsCommands } from './commands/snapshots.js';
 import { stackCommands } from './commands/stack.js';
 import { networkCommandList } from './network/commands.js';
 import { exitQuietlyOnBrokenPipe, exitWhenDrained } from './output.js';
+import { traceCommands } from './trace/commands.js';
 
 const commands: Command[] = [
   ...stackCommands,
@@ -15,6 +16,7 @@ const commands: Command[] = [
   ...snapshotsCommands,
   ...containersCommands,
   ...networkCommandList,
+  ...traceCommands,
 ];
 
 function help(): string {
@@ -23,7 +25,7 @@ function help(): string {
     .slice()
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
-  return `Usage: berth COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
+  return `Usage: berth [--trace] COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
 }
 
 /** Finds the command whose (possibly multi-word) name is the longest prefix of argv. */
@@ -38,7 +40,10 @@ function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefin
   return best;
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(args: string[]): Promise<number> {
+  // `berth --trace COMMAND ...` (or BERTH_TRACE=1) prints the command's trace id on stderr.
+  const showTrace = args[0] === '--trace' || process.env.BERTH_TRACE === '1';
+  const argv = args[0] === '--trace' ? args.slice(1) : args;
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(help());
     return 0;
@@ -73,21 +78,27 @@ async function main(argv: string[]): Promise<number> {
   // (zod), NATS nor the OpenTelemetry API.
   const [{ createContext }, tracing] = await Promise.all([
     import('./context.js'),
-    import('@berth/kit/telemetry'),
+    import('@berth/kit/tracing'),
   ]);
   const ctx = createContext();
-  // Only when spans are exported: the SDK is not even loaded otherwise, so the CLI starts fast.
-  const telemetry = tracing.otlpExportConfigured()
-    ? tracing.startTelemetry({ service: 'berth', version: BERTH_VERSION, node: ctx.config.nodeId })
-    : undefined;
+  // Always a root span and traceparent on every call, recorded by the lite tracer (never the SDK,
+  // which costs more to load than most commands take); `berth trace` does not record itself.
+  const telemetry = tracing.startCliTelemetry({
+    service: 'berth',
+    version: BERTH_VERSION,
+    node: ctx.config.nodeId,
+    ...(cmd.name === 'trace' ? {} : { storeDir: tracing.traceStoreDir(ctx.config) }),
+  });
   try {
-    const run = () => cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx);
     // The command's span is the root of the trace every service call joins.
-    return await (telemetry ? tracing.inSpan(`berth ${cmd.name}`, run) : run());
+    return await telemetry.run(`berth ${cmd.name}`, () =>
+      cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx),
+    );
   } finally {
     await ctx.close();
-    // Flushes the batch of spans before main exits the process.
-    await telemetry?.shutdown().catch(() => undefined);
+    // The spans go to the span store and (bounded to a few ms) to a collector.
+    await telemetry.finish();
+    if (showTrace) process.stderr.write(`berth: trace id ${telemetry.traceId()}\n`);
   }
 }
 

@@ -18,6 +18,7 @@ import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ErrorCode, JSONCodec, type NatsConnection, NatsError, headers as natsHeaders } from 'nats';
 import { lostCallee, watchedRequest } from './heartbeat.js';
 import { injectTrace } from './telemetry.js';
+import { rpcAttributes } from './tracing/rpc.js';
 
 const json = JSONCodec<unknown>();
 const tracer = trace.getTracer('berth.client');
@@ -49,12 +50,12 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   const name = service.name;
   const timeoutMs = opts.timeoutMs ?? def.timeoutMs;
   const subject = subjectOf(service, op, opts.node);
+  const namespace = opts.namespace ?? DEFAULT_NAMESPACE;
   const span = tracer.startSpan(`${name}/${op}`, {
     kind: SpanKind.CLIENT,
-    attributes: { 'rpc.method': op },
+    attributes: rpcAttributes({ service: name, op, subject, namespace, node: opts.node }),
   });
   const ctx = trace.setSpan(context.active(), span);
-  const namespace = opts.namespace ?? DEFAULT_NAMESPACE;
   if (!NAMESPACE_PATTERN.test(namespace)) {
     span.end();
     throw new BerthError(
@@ -107,6 +108,8 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   } catch (err) {
     const e = mapTransportError(err, name, op, subject, timeoutMs);
     span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+    span.setAttribute('berth.error_code', e.code);
+    span.recordException({ name: e.code, message: e.message });
     throw e;
   } finally {
     span.end();

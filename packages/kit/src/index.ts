@@ -18,3 +18,4 @@ export * from './service.js';
 export * from './stream.js';
 export * from './stream-call.js';
 export * from './telemetry.js';
+export * from './tracing/index.js';

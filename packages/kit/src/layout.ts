@@ -29,6 +29,11 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
     containers: join(s, 'containers'),
     /** Container logs in CRI format: logs/<ns>/<id>.log. */
     containerLogs: join(s, 'logs'),
+    /**
+     * The embedded span store (tracing/span-store.ts): spans.jsonl and up to 7 rotated
+     * spans-<ms>-<pid>.jsonl of 2 MiB each, written by every berth process, read by `berth trace`.
+     */
+    traces: join(s, 'traces'),
     /** Logs of berth's own services when run by `berth up`: services/<name>.log. */
     serviceLogs: join(s, 'services'),
     /** Data of the embedded nats-server and redis-server started by `berth up`. */

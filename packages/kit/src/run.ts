@@ -18,6 +18,7 @@ import { redactUrl } from './redact.js';
 import { connectRedis, type Redis } from './redis.js';
 import { type Handlers, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
+import { traceStoreDir } from './tracing/store-dir.js';
 
 /** What a service's setup receives: everything already connected. */
 export interface ServiceContext {
@@ -81,8 +82,14 @@ export async function runService<S extends ServiceDef>(opts: {
     process.stderr.write(`${name}: ${toBerthError(err).message}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry({ service: name, version: opts.version, node: config.nodeId });
+  const telemetry = startTelemetry({
+    service: name,
+    version: opts.version,
+    node: config.nodeId,
+    storeDir: traceStoreDir(config),
+  });
   const log = createLogger({ service: name, node: config.nodeId, level: config.logLevel });
+  telemetry.useLogger(log);
   const natsUrl = ownUrl(config, name, 'natsUrl') ?? DEFAULT_NATS_URL;
   const redisUrl = ownUrl(config, name, 'redisUrl') ?? DEFAULT_REDIS_URL;
   let metrics: ServiceMetrics | undefined;
@@ -114,6 +121,7 @@ export async function runService<S extends ServiceDef>(opts: {
       version: opts.version,
       node: config.nodeId,
       log,
+      instanceId: telemetry.instance,
       handlers: def.handlers,
       ...(metrics ? { metadata: { metrics: metrics.url } } : {}),
       checks: async () => {

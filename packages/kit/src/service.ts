@@ -30,6 +30,7 @@ import { storeRefusal } from './disk.js';
 import { answerWithHeartbeats } from './heartbeat.js';
 import { RequestTracker } from './metrics/requests.js';
 import { extractTrace } from './telemetry.js';
+import { objectAttributes, rpcAttributes } from './tracing/rpc.js';
 
 const json = JSONCodec<unknown>();
 
@@ -88,6 +89,8 @@ export interface ServeOptions<S extends ServiceDef> {
   checkReplies?: boolean;
   /** Extra `$SRV` metadata of this instance (e.g. where its metrics are scraped). */
   metadata?: Record<string, string>;
+  /** This replica's id (the telemetry resource's service.instance.id); default: a new UUID. */
+  instanceId?: string;
 }
 
 type AnyHandler = (input: unknown, ctx: RequestContext) => Promise<unknown>;
@@ -101,7 +104,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
   const service = opts.service.name;
   const checkReplies =
     opts.checkReplies ?? (process.env.VITEST !== undefined || process.env.BERTH_CHECK_REPLIES === '1');
-  const instanceId = randomUUID();
+  const instanceId = opts.instanceId ?? randomUUID();
   const startedAt = new Date();
   // Each request in flight, with how to answer it once (the handler or, past the grace period, stop()).
   const inflight = new Map<Promise<void>, Answer>();
@@ -206,13 +209,18 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     answer: Answer,
   ): Promise<void> {
     const parent = extractTrace(msg.headers);
+    const namespace = msg.headers?.get(Header.namespace) || DEFAULT_NAMESPACE;
     const span = tracer.startSpan(
       `${service}/${op}`,
-      { kind: SpanKind.SERVER, attributes: { 'rpc.method': op } },
+      {
+        kind: SpanKind.SERVER,
+        attributes: rpcAttributes({ service, op, subject: msg.subject, namespace, node }),
+      },
       parent,
     );
-    const namespace = msg.headers?.get(Header.namespace) || DEFAULT_NAMESPACE;
     const reqLog = log.child({ op, ns: namespace });
+    const started = performance.now();
+    let outcome = 'OK';
     await context.with(trace.setSpan(parent, span), async () => {
       try {
         // Namespaces become Redis key parts and directory names: only names, never paths.
@@ -232,6 +240,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         }
         const parsed = def.input.safeParse(body);
         if (!parsed.success) throw invalidInput(service, op, parsed.error);
+        span.setAttributes(objectAttributes(service, parsed.data));
         const out = await handler(parsed.data, {
           namespace,
           headers: msg.headers,
@@ -251,15 +260,26 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         span.setStatus({ code: SpanStatusCode.OK });
       } catch (raw) {
         const err = toBerthError(storeRefusal(raw) ?? raw);
+        outcome = err.code;
         if (err.code === Code.INTERNAL) reqLog.error({ err: raw }, 'request failed');
-        else reqLog.debug({ code: err.code, msg: err.message }, 'request refused');
+        else reqLog.info({ code: err.code, reason: err.message }, 'request refused');
         span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
         span.setAttribute('berth.error_code', err.code);
+        span.recordException({ name: err.code, message: err.message });
         answer.error(err);
       } finally {
         span.end();
+        accessLog(reqLog, op, outcome, started);
       }
     });
+  }
+
+  /** The access log: one line per request, health probes (`info`) only at debug. */
+  function accessLog(reqLog: Logger, op: string, outcome: string, started: number): void {
+    // service, node and pid come from the logger's base fields: never repeated in a line.
+    const line = { outcome, ms: Math.round((performance.now() - started) * 10) / 10 };
+    if (op === 'info') reqLog.debug(line, 'request');
+    else reqLog.info(line, 'request');
   }
 
   return {

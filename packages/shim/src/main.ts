@@ -27,7 +27,10 @@ await runService({
       () => undefined,
     );
     if (other)
-      ctx.log.warn({ pid: other.pid }, 'another shim agent already answers for this node: run only one');
+      ctx.log.warn(
+        { other_pid: other.pid },
+        'another shim agent already answers for this node: run only one',
+      );
     const found = await agent.recover();
     ctx.log.info(found, 'recovered tasks');
     // Pod networks: release what a crash mid-ADD or a reboot left before serving new setups.

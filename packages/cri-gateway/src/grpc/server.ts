@@ -17,6 +17,42 @@ const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 const tracer = trace.getTracer('berth.cri-gateway');
 
+// RPCs kubelet polls every few seconds: their access lines go to debug so info stays readable.
+const POLLED = /^(RuntimeService|ImageService)\/(List\w*|\w*Status|Version|ImageFsInfo|\w*Stats)$/;
+
+/** The span attributes of one CRI call: RPC conventions plus the pod and container it names. */
+function rpcAttributes(rpc: string, request: unknown): Record<string, string> {
+  const a: Record<string, string> = {
+    'rpc.system': 'grpc',
+    'rpc.service': `runtime.v1.${rpc.slice(0, rpc.indexOf('/'))}`,
+    'rpc.method': rpc,
+  };
+  const r = (request ?? {}) as Record<string, unknown>;
+  const pod = r.podSandboxId ?? r.pod_sandbox_id;
+  const ctr = r.containerId ?? r.container_id;
+  if (typeof pod === 'string' && pod) a['berth.pod.id'] = pod;
+  if (typeof ctr === 'string' && ctr) a['berth.container.id'] = ctr;
+  return a;
+}
+
+/** The access log line of one CRI call, with its trace id (kubelet's logs name no trace). */
+function accessLog(
+  deps: HandlerDeps,
+  rpc: string,
+  span: { spanContext(): { traceId: string } },
+  outcome: string,
+  started: number,
+): void {
+  const line = {
+    rpc,
+    outcome,
+    ms: Math.round((performance.now() - started) * 10) / 10,
+    trace_id: span.spanContext().traceId,
+  };
+  if (POLLED.test(rpc) && outcome === 'OK') deps.log.debug(line, 'CRI request');
+  else deps.log.info(line, 'CRI request');
+}
+
 // Reads W3C trace context from gRPC metadata, so a caller's trace continues into berth.
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
   get: (md, key) => {
@@ -80,9 +116,10 @@ function unary(
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
     const span = tracer.startSpan(
       `cri/${rpc}`,
-      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': rpc } },
+      { kind: SpanKind.SERVER, attributes: rpcAttributes(rpc, call.request) },
       parent,
     );
+    const started = performance.now();
     context
       .with(trace.setSpan(parent, span), () => handler(call.request, deps))
       .then(
@@ -90,6 +127,7 @@ function unary(
           span.setStatus({ code: SpanStatusCode.OK });
           span.end();
           finish();
+          accessLog(deps, rpc, span, 'OK', started);
           callback(null, reply);
         },
         (raw: unknown) => {
@@ -97,8 +135,10 @@ function unary(
           if (err.code === Code.INTERNAL) deps.log.error({ err: raw, rpc }, 'CRI request failed');
           span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
           span.setAttribute('berth.error_code', err.code);
+          span.recordException({ name: err.code, message: err.message });
           span.end();
           finish(err);
+          accessLog(deps, rpc, span, err.code, started);
           callback(toGrpcStatus(err));
         },
       );
@@ -119,9 +159,10 @@ function serverStream(
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
     const span = tracer.startSpan(
       `cri/${rpc}`,
-      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': rpc } },
+      { kind: SpanKind.SERVER, attributes: rpcAttributes(rpc, call.request) },
       parent,
     );
+    const started = performance.now();
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
     const run = async () => {
@@ -135,6 +176,7 @@ function serverStream(
         span.setStatus({ code: SpanStatusCode.OK });
         span.end();
         finish();
+        accessLog(deps, rpc, span, 'OK', started);
         call.end();
       },
       (raw: unknown) => {
@@ -142,8 +184,10 @@ function serverStream(
         if (err.code === Code.INTERNAL) deps.log.error({ err: raw, rpc }, 'CRI request failed');
         span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
         span.setAttribute('berth.error_code', err.code);
+        span.recordException({ name: err.code, message: err.message });
         span.end();
         finish(err);
+        accessLog(deps, rpc, span, err.code, started);
         call.emit('error', toGrpcStatus(err));
       },
     );

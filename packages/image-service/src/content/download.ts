@@ -4,6 +4,7 @@ import { mkdir, open, readdir, rename, rm, rmdir, stat, writeFile } from 'node:f
 import { join } from 'node:path';
 import { BerthError, Code, type Descriptor } from '@berth/api';
 import { diskError, diskFaultOf, fencedError, type Lock, writeFully } from '@berth/kit';
+import { withSpan } from '@berth/kit/tracing';
 
 /** A source of blob bytes that can start at an offset (HTTP Range), as a pull's fetcher. */
 export type BlobSource = (
@@ -187,24 +188,29 @@ async function download(j: DownloadJob): Promise<number> {
       offset = pos;
     }
     clearInterval(timer);
-    const digest = `sha256:${hash.digest('hex')}`;
-    if (offset !== desc.size || digest !== desc.digest) {
-      throw new BerthError(
-        Code.DATA_LOSS,
-        `${opts.what} failed verification: expected ${desc.digest} (${desc.size} bytes), got ${digest} (${offset} bytes); nothing was stored`,
-      );
-    }
-    await fh.datasync();
-    await close();
+    const attrs = { 'berth.digest': desc.digest, 'berth.blob.size': desc.size };
+    await withSpan('digest verify', attrs, async () => {
+      const digest = `sha256:${hash.digest('hex')}`;
+      if (offset !== desc.size || digest !== desc.digest) {
+        throw new BerthError(
+          Code.DATA_LOSS,
+          `${opts.what} failed verification: expected ${desc.digest} (${desc.size} bytes), got ${digest} (${offset} bytes); nothing was stored`,
+        );
+      }
+    });
     verified = true;
-    // The fence right before the rename: renew checks our token and extends the expiry, so the
-    // record write below normally lands well within the ttl. The record script checks it again
-    // and is the point of truth; a rename by a holder fenced out in between only puts these
-    // verified bytes at their own content address, where any later holder would put the same.
-    if (lock.lost?.aborted || !(await lock.renew())) throw fencedError(opts.what);
-    await rename(mine, j.blobPath);
-    await j.record();
-    await clearIngest(dir, lock.fence);
+    await withSpan('blob commit', attrs, async () => {
+      await fh.datasync();
+      await close();
+      // The fence right before the rename: renew checks our token and extends the expiry, so the
+      // record write below normally lands well within the ttl. The record script checks it again
+      // and is the point of truth; a rename by a holder fenced out in between only puts these
+      // verified bytes at their own content address, where any later holder would put the same.
+      if (lock.lost?.aborted || !(await lock.renew())) throw fencedError(opts.what);
+      await rename(mine, j.blobPath);
+      await j.record();
+      await clearIngest(dir, lock.fence);
+    });
     return fetched;
   } catch (err) {
     await inflight.catch(() => undefined);

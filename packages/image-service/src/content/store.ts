@@ -16,6 +16,7 @@ import {
   withLock,
   writeFully,
 } from '@berth/kit';
+import { withSpan } from '@berth/kit/tracing';
 import { type BlobSource, clearIngest, downloadBlob, type IngestOptions } from './download.js';
 import { contentMetrics } from './metrics.js';
 
@@ -174,13 +175,26 @@ export class ContentStore {
     what: string,
     labels: Record<string, string> = {},
   ): Promise<void> {
-    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-    if (digest !== desc.digest || data.length !== desc.size) {
-      throw new BerthError(
-        Code.DATA_LOSS,
-        `blob ${desc.digest} failed verification: got ${digest} (${data.length} bytes)`,
-      );
-    }
+    const attrs = { 'berth.digest': desc.digest, 'berth.blob.size': desc.size };
+    await withSpan('digest verify', attrs, async () => {
+      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      if (digest !== desc.digest || data.length !== desc.size) {
+        throw new BerthError(
+          Code.DATA_LOSS,
+          `blob ${desc.digest} failed verification: got ${digest} (${data.length} bytes)`,
+        );
+      }
+    });
+    await withSpan('blob commit', attrs, () => this.commitBuffer(desc, data, lock, what, labels));
+  }
+
+  private async commitBuffer(
+    desc: Descriptor,
+    data: Buffer,
+    lock: Lock,
+    what: string,
+    labels: Record<string, string>,
+  ): Promise<void> {
     if (!(await this.has(desc))) {
       const tmp = join(this.o.ingestDir, `tmp-${randomUUID()}`);
       try {
@@ -205,6 +219,19 @@ export class ContentStore {
    * stopped when the lock is lost, committed only while the lock holds).
    */
   async ingest(
+    desc: Descriptor,
+    source: BlobSource,
+    opts: IngestOptions,
+  ): Promise<{ status: 'exists' | 'done'; fetched: number }> {
+    const attrs = { 'berth.digest': desc.digest, 'berth.blob.size': desc.size };
+    return withSpan('blob ingest', attrs, async (span) => {
+      const out = await this.ingestLocked(desc, source, opts);
+      span.setAttributes({ 'berth.blob.status': out.status, 'berth.blob.fetched_bytes': out.fetched });
+      return out;
+    });
+  }
+
+  private ingestLocked(
     desc: Descriptor,
     source: BlobSource,
     opts: IngestOptions,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { BerthError, Code, type Descriptor, errors, type RegistryAuth } from '@berth/api';
 import type { Logger } from '@berth/kit';
+import { SpanKind, withSpan } from '@berth/kit/tracing';
 import type { HostSettings } from '../settings.js';
 import { type Challenge, parseChallenges, type TokenCache } from './auth.js';
 import { bareMediaType, isSchema1, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE } from './media.js';
@@ -48,6 +49,48 @@ export interface Resolved {
 }
 
 const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** A URL for a span: no credentials, no query (token endpoints and presigned blob URLs carry secrets). */
+function spanUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+/**
+ * One registry HTTP request as a CLIENT span (OpenTelemetry HTTP conventions): method, URL without
+ * credentials or query, status, and the response size the registry announced. The span ends when
+ * the headers are in; a blob body is read later under the blob's own span.
+ */
+function tracedFetch(method: string, url: string, fn: () => Promise<Response>): Promise<Response> {
+  const u = spanUrl(url);
+  let host = '';
+  let port = 0;
+  try {
+    const parsed = new URL(url);
+    host = parsed.hostname;
+    port = Number(parsed.port) || (parsed.protocol === 'https:' ? 443 : 80);
+  } catch {
+    // spanUrl already says the URL is invalid.
+  }
+  const attrs = { 'http.request.method': method, 'url.full': u, 'server.address': host, 'server.port': port };
+  return withSpan(
+    method,
+    attrs,
+    async (span) => {
+      const res = await fn();
+      span.setAttribute('http.response.status_code', res.status);
+      const len = Number(res.headers.get('content-length'));
+      if (Number.isFinite(len) && res.headers.has('content-length'))
+        span.setAttribute('http.response.body.size', len);
+      return res;
+    },
+    SpanKind.CLIENT,
+  );
+}
 
 /**
  * A client of the OCI distribution API written on Node's fetch: endpoint choice (mirrors, Docker
@@ -114,7 +157,8 @@ export class RegistryClient {
   private async send(ref: Reference, base: string, req: RepoRequest): Promise<Response> {
     const url = /^https?:\/\//.test(req.path) ? req.path : `${base}/v2/${ref.path}/${req.path}`;
     const scopes = [`repository:${ref.path}:${req.actions}`, ...(req.extraScopes ?? [])];
-    const doFetch = async (auth: string | undefined) => {
+    const doFetch = (auth: string | undefined) => tracedFetch(req.method, url, () => fetchOnce(auth));
+    const fetchOnce = async (auth: string | undefined) => {
       const headers: Record<string, string> = { ...req.headers };
       if (auth) headers.authorization = auth;
       const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'follow' };
@@ -217,7 +261,9 @@ export class RegistryClient {
           form.set('username', creds.username as string);
           form.set('password', creds.password as string);
         }
-        res = await fetch(realm, { method: 'POST', body: form, ...(signal ? { signal } : {}) });
+        res = await tracedFetch('POST', realm, () =>
+          fetch(realm, { method: 'POST', body: form, ...(signal ? { signal } : {}) }),
+        );
         // Token servers without OAuth2 POST support answer 404/405/400/401: use the GET flow.
         if ([400, 401, 404, 405].includes(res.status) && !creds.identityToken) {
           await res.body?.cancel().catch(() => undefined);
@@ -232,7 +278,7 @@ export class RegistryClient {
         if (creds?.username && creds.password !== undefined) {
           headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
         }
-        res = await fetch(u, { headers, ...(signal ? { signal } : {}) });
+        res = await tracedFetch('GET', u.href, () => fetch(u, { headers, ...(signal ? { signal } : {}) }));
       }
     } catch (err) {
       if (signal?.aborted) {

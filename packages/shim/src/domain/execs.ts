@@ -1,5 +1,6 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
+import { withSpan } from '@berth/kit/tracing';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { removeAttachLink } from './attach-links.js';
@@ -9,7 +10,7 @@ import type { ShimHost } from './host.js';
 import { applyUser } from './identity/index.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
-import { killMonitor, procKey, runtimeFailure } from './util.js';
+import { killMonitor, procKey, runtimeFailure, startTrace } from './util.js';
 
 /** The rootfs directory of a task, as its bundle's config.json names it. */
 async function taskRootfs(config: string, id: string): Promise<string> {
@@ -118,6 +119,7 @@ export class ExecProcesses {
         terminal: req.terminal,
         stdin: req.stdin,
         createdAt: new Date().toISOString(),
+        ...startTrace(),
       };
       await this.host.store.put(rec);
       this.pending.set(key, { mon, monitorPid: rec.monitorPid });
@@ -145,25 +147,40 @@ export class ExecProcesses {
       }
       this.pending.delete(key);
       await this.exits.watchExec(ns, id, execId);
-      let pid: number;
-      try {
-        mon.start.write('1');
-        const msg = await mon.sync.next(this.host.createTimeoutMs);
-        if (msg.data <= 0) {
-          const err = runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
-          await this.exits.recordExit(rec, {
-            exitCode: err.code === Code.INVALID_ARGUMENT ? 127 : 126,
-            reason: 'StartFailed',
-          });
-          throw err;
+      const start = mon.start;
+      // conmon runs `runc exec` once its start pipe is released and reports the pid: runc's time.
+      const runcAttrs = {
+        'berth.container.id': id,
+        'berth.exec.id': execId,
+        'process.command': this.host.runcBinary,
+        'process.command_args': [this.host.runcBinary, 'exec', '--process', rec.dir, id],
+        'berth.runc.via': 'conmon',
+      };
+      const pid = await withSpan('runc exec', runcAttrs, async (span) => {
+        try {
+          start.write('1');
+          const msg = await mon.sync.next(this.host.createTimeoutMs);
+          span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
+          if (msg.data <= 0) {
+            const err = runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
+            await this.exits.recordExit(rec, {
+              exitCode: err.code === Code.INVALID_ARGUMENT ? 127 : 126,
+              reason: 'StartFailed',
+            });
+            throw err;
+          }
+          return msg.data;
+        } finally {
+          mon.sync.close();
+          mon.attach?.close();
+          start.destroy();
         }
-        pid = msg.data;
-      } finally {
-        mon.sync.close();
-        mon.attach?.close();
-        mon.start.destroy();
-      }
-      await this.host.move(rec, 'start', { pid: String(pid), startedAt: new Date().toISOString() });
+      });
+      await this.host.move(rec, 'start', {
+        pid: String(pid),
+        startedAt: new Date().toISOString(),
+        ...startTrace(),
+      });
       // An exit may have been handled before the pid was stored: handle again (idempotent).
       await this.exits.handleExit(ns, id, execId);
       return this.host.toState(await this.host.mustGet(ref));

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit } from '@berth/api';
+import { inTraceOf, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { DirWatcher, readIntFile } from '../runtime/monitor.js';
 import { exists, mtimeOf } from './files.js';
@@ -41,7 +42,8 @@ export class ExitRecorder {
       );
     });
     this.nsWatchers.set(ns, w);
-    await w.start();
+    // Outside any trace: its callbacks would otherwise run in the request that set it up.
+    await inTraceOf(undefined, () => w.start());
   }
 
   /** Watches an exec's directory for conmon's `exit` file. */
@@ -55,7 +57,8 @@ export class ExitRecorder {
       );
     });
     this.execWatchers.set(key, w);
-    await w.start();
+    // Outside any trace: its callbacks would otherwise run in the request that set it up.
+    await inTraceOf(undefined, () => w.start());
   }
 
   /** Stops watching an exec's directory (its exit is recorded, or it is dropped). */
@@ -131,10 +134,23 @@ export class ExitRecorder {
     };
     if (execId) e.execId = execId;
     if (rec.reason) e.reason = rec.reason;
-    this.publish(EXIT_TOPIC, ns, e);
-    await this.host.store.markPublished(ns, id, execId);
-    shimMetrics().exit(execId ? 'exec' : 'task', e.exitCode, e.reason);
-    this.host.log.info({ ns, id, execId, exitCode: e.exitCode, reason: e.reason }, 'process exited');
+    // The exit belongs to the trace of the request that started the process (`berth run` waits
+    // for it there): announced in a span of that trace, the event carries its context.
+    const attrs = {
+      'berth.namespace': ns,
+      'berth.container.id': id,
+      ...(execId ? { 'berth.exec.id': execId } : {}),
+      'process.exit.code': e.exitCode,
+      ...(e.reason ? { 'berth.exit.reason': e.reason } : {}),
+    };
+    await inTraceOf(rec.traceparent, () =>
+      withSpan(execId ? 'exec exit' : 'task exit', attrs, async () => {
+        this.publish(EXIT_TOPIC, ns, e);
+        await this.host.store.markPublished(ns, id, execId);
+        shimMetrics().exit(execId ? 'exec' : 'task', e.exitCode, e.reason);
+        this.host.log.info({ ns, id, execId, exitCode: e.exitCode, reason: e.reason }, 'process exited');
+      }),
+    );
   }
 
   /**

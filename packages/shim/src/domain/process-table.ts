@@ -14,7 +14,7 @@ import type { ShimHost } from './host.js';
 import { checkName, taskPaths } from './paths.js';
 import { transition } from './process-state.js';
 import { createTask, MONITOR_GONE_WAIT_MS, removeBundle } from './task-bundle.js';
-import { normalizeSignal, procKey, until } from './util.js';
+import { normalizeSignal, procKey, startTrace, until } from './util.js';
 
 const isExec = (ref: ShimTaskRef): ref is ExecRef => Boolean(ref.execId);
 
@@ -50,7 +50,7 @@ export class ProcessTable {
     return this.host.serial(procKey(ref.namespace, ref.id), async () => {
       const rec = await this.host.mustAllow(ref, 'start');
       await this.host.runc(ref.namespace).start(ref.id);
-      await this.host.move(rec, 'start', { startedAt: new Date().toISOString() });
+      await this.host.move(rec, 'start', { startedAt: new Date().toISOString(), ...startTrace() });
       return this.host.toState(await this.host.mustGet(ref));
     });
   }

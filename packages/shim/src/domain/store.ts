@@ -23,6 +23,8 @@ export interface ProcRecord {
   reason?: string;
   /** Set once the exit was announced on NATS (the exit itself is persisted first). */
   exitPublished?: boolean;
+  /** W3C traceparent of the request that started the process: its exit joins that trace. */
+  traceparent?: string;
 }
 
 function toHash(r: ProcRecord): Record<string, string> {
@@ -44,6 +46,7 @@ function toHash(r: ProcRecord): Record<string, string> {
   if (r.exitCode !== undefined) h.exitCode = String(r.exitCode);
   if (r.exitedAt) h.exitedAt = r.exitedAt;
   if (r.reason) h.reason = r.reason;
+  if (r.traceparent) h.traceparent = r.traceparent;
   return h;
 }
 
@@ -68,6 +71,7 @@ function fromHash(h: Record<string, string>): ProcRecord | undefined {
   if (h.exitedAt) r.exitedAt = h.exitedAt;
   if (h.reason) r.reason = h.reason;
   if (h.exitPublished === '1') r.exitPublished = true;
+  if (h.traceparent) r.traceparent = h.traceparent;
   return r;
 }
 

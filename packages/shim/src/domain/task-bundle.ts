@@ -1,8 +1,9 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
+import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
-import { spawnConmon } from '../runtime/conmon.js';
+import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { removeAttachLink } from './attach-links.js';
@@ -17,7 +18,7 @@ import { checkRootfsMounts } from './rootfs-mounts.js';
 import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import type { ProcRecord } from './store.js';
-import { procKey, runtimeFailure, until } from './util.js';
+import { procKey, runtimeFailure, startTrace, until } from './util.js';
 
 /** How long a task's monitor gets to exit once runc no longer runs its container, ms. */
 export const MONITOR_GONE_WAIT_MS = 5_000;
@@ -44,6 +45,8 @@ export async function createTask(
     throw new BerthError(Code.ALREADY_EXISTS, `task "${id}" already exists in namespace "${ns}"`);
   }
   const p = taskPaths(host.layout, ns, id);
+  // Until `start` records its own, the exit of a task that dies at once belongs to this request.
+  const created = startTrace();
   const logPath =
     req.logPath ?? (req.files ? join(containerFilesDir(host.layout, ns, id), 'container.log') : p.defaultLog);
   try {
@@ -64,7 +67,17 @@ export async function createTask(
       await checkBindPropagation(spec);
       await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
       const t1 = performance.now();
-      if (req.rootfs.length) await mountAll(req.rootfs, p.rootfs);
+      if (req.rootfs.length) {
+        await withSpan(
+          'rootfs mount',
+          {
+            'berth.container.id': id,
+            'berth.rootfs.type': req.rootfs.map((m) => m.type).join(','),
+            'berth.rootfs.target': p.rootfs,
+          },
+          () => mountAll(req.rootfs, p.rootfs),
+        );
+      }
       // Users are names in this rootfs's /etc/passwd: resolved once it is mounted, here.
       const user =
         req.user !== undefined
@@ -75,13 +88,15 @@ export async function createTask(
             })
           : undefined;
       const t2 = performance.now();
-      await writeAtomic(p.config, JSON.stringify(spec));
-      await mkdir(dirname(logPath), { recursive: true });
-      await mkdir(p.socketDir, { recursive: true });
-      await exits.watchNamespace(ns);
-      await rm(join(p.exitDir, id), { force: true });
+      await withSpan('bundle write', { 'berth.container.id': id, 'berth.bundle': p.bundle }, async () => {
+        await writeAtomic(p.config, JSON.stringify(spec));
+        await mkdir(dirname(logPath), { recursive: true });
+        await mkdir(p.socketDir, { recursive: true });
+        await exits.watchNamespace(ns);
+        await rm(join(p.exitDir, id), { force: true });
+      });
       const t3 = performance.now();
-      const mon = spawnConmon({
+      const monitor = {
         conmon: host.conmon,
         runc: host.runcBinary,
         runcRoot: p.runcRoot,
@@ -97,18 +112,37 @@ export async function createTask(
         terminal: req.terminal,
         stdin: req.stdin,
         leaveStdinOpen: req.stdinOnce === false,
+      };
+      const conmonAttrs = {
+        'berth.container.id': id,
+        'process.command': host.conmon,
+        'process.command_args': [host.conmon, ...redactArgs(conmonArgs(monitor))],
+      };
+      // conmon runs `runc create` and reports the init pid on its sync pipe: that wait is runc's.
+      const pid = await withSpan('conmon start', conmonAttrs, () => {
+        const mon = spawnConmon(monitor);
+        const runcAttrs = {
+          'berth.container.id': id,
+          'process.command': host.runcBinary,
+          'process.command_args': [host.runcBinary, 'create', '--bundle', p.bundle, id],
+          'berth.runc.via': 'conmon',
+        };
+        return withSpan('runc create', runcAttrs, async (span) => {
+          let outcome: 'ok' | 'error' = 'error';
+          try {
+            const msg = await mon.sync.next(host.createTimeoutMs);
+            // conmon reports runc's failure as a negative number (its exit status negated).
+            span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
+            if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
+            span.setAttribute('process.pid', msg.data);
+            outcome = 'ok';
+            return msg.data;
+          } finally {
+            mon.sync.close();
+            shimMetrics().runc('create', (performance.now() - t3) / 1000, outcome);
+          }
+        });
       });
-      let pid: number;
-      let created: 'ok' | 'error' = 'error';
-      try {
-        const msg = await mon.sync.next(host.createTimeoutMs);
-        if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
-        pid = msg.data;
-        created = 'ok';
-      } finally {
-        mon.sync.close();
-        shimMetrics().runc('create', (performance.now() - t3) / 1000, created);
-      }
       const rec: ProcRecord = {
         namespace: ns,
         id,
@@ -122,6 +156,7 @@ export async function createTask(
         createdAt: new Date().toISOString(),
       };
       if (req.stdin && req.stdinOnce === false) rec.stdinKeep = true;
+      if (created.traceparent) rec.traceparent = created.traceparent;
       await writeAtomic(p.meta, JSON.stringify(rec));
       await host.store.put(rec);
       const ms = (a: number, b: number) => Math.round(b - a);
@@ -130,7 +165,7 @@ export async function createTask(
         {
           ns,
           id,
-          pid,
+          task_pid: pid,
           monitor: rec.monitorPid,
           ms: { prepare: ms(t0, t1), mount: ms(t1, t2), write: ms(t2, t3), monitor: ms(t3, t4) },
         },

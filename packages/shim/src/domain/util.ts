@@ -1,5 +1,6 @@
 import { constants } from 'node:os';
 import { BerthError, Code } from '@berth/api';
+import { traceparentOf } from '@berth/kit/tracing';
 
 /** Process key for in-memory maps: "<ns>/<id>" or "<ns>/<id>/<execId>". */
 export function procKey(ns: string, id: string, execId?: string): string {
@@ -56,4 +57,13 @@ export function normalizeSignal(s: string | number): NodeJS.Signals | number {
     throw new BerthError(Code.INVALID_ARGUMENT, `unknown signal "${s}"`);
   }
   return name;
+}
+
+/**
+ * The trace context of the request starting a process, as a record field: the process's exit is
+ * later announced in that trace (the exit is what `berth run` waits for).
+ */
+export function startTrace(): { traceparent?: string } {
+  const tp = traceparentOf();
+  return tp ? { traceparent: tp } : {};
 }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
+import { withSpan } from '@berth/kit/tracing';
 
 /** The CNI operations a runtime asks a plugin for. */
 export const CniCommand = { ADD: 'ADD', DEL: 'DEL', CHECK: 'CHECK' } as const;
@@ -56,8 +57,23 @@ export async function findPlugin(type: string, dirs: string[]): Promise<string> 
  * may). A plugin's JSON error becomes a BerthError naming the plugin, network, command, CNI code
  * and message; a plugin still running after the timeout is killed with its process group.
  */
-export async function execPlugin(call: PluginCall): Promise<Record<string, unknown> | undefined> {
+export function execPlugin(call: PluginCall): Promise<Record<string, unknown> | undefined> {
+  const attrs = {
+    'berth.cni.plugin': call.type,
+    'berth.cni.command': call.command,
+    'berth.cni.network': call.network,
+    'berth.container.id': call.containerId,
+    'process.command': call.type,
+  };
+  return withSpan(`cni ${call.type} ${call.command}`, attrs, (span) => execPluginIn(call, span));
+}
+
+async function execPluginIn(
+  call: PluginCall,
+  span: { setAttribute(k: string, v: string | number): unknown },
+): Promise<Record<string, unknown> | undefined> {
   const bin = await findPlugin(call.type, call.pluginDirs);
+  span.setAttribute('process.executable.path', bin);
   const what = `CNI plugin "${call.type}" ${call.command} (network "${call.network}", container "${call.containerId}")`;
   const env: NodeJS.ProcessEnv = {
     // Plugins run iptables, ip and sysctl helpers themselves: they need a PATH.
@@ -74,6 +90,7 @@ export async function execPlugin(call: PluginCall): Promise<Record<string, unkno
     JSON.stringify(call.config),
     call.timeoutMs,
   );
+  span.setAttribute('process.exit.code', code);
   if (timedOut) {
     throw new BerthError(
       Code.DEADLINE_EXCEEDED,

@@ -140,13 +140,8 @@ export interface SpawnedMonitor {
   stderr(): string;
 }
 
-/**
- * Spawns conmon for one process. conmon double-forks and calls setsid, so it outlives the agent
- * and is out of reach of signals sent to the agent's process group; `detached` puts the short-lived
- * first child in its own session too. The pipes are socketpairs on fds 3..5 named in the
- * environment, as conmon's protocol wants.
- */
-export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
+/** The command line conmon gets for one monitored process (also a span attribute). */
+export function conmonArgs(o: ConmonOptions): string[] {
   const args = [
     '--api-version',
     '1',
@@ -180,6 +175,17 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
   if (o.stdin) args.push('-i');
   if (o.stdin && o.leaveStdinOpen) args.push('--leave-stdin-open');
   if (o.execSpec) args.push('-e', '--exec-process-spec', o.execSpec, '--exec-attach');
+  return args;
+}
+
+/**
+ * Spawns conmon for one process. conmon double-forks and calls setsid, so it outlives the agent
+ * and is out of reach of signals sent to the agent's process group; `detached` puts the short-lived
+ * first child in its own session too. The pipes are socketpairs on fds 3..5 named in the
+ * environment, as conmon's protocol wants.
+ */
+export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
+  const args = conmonArgs(o);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     _OCI_SYNCPIPE: '3',

@@ -1,4 +1,5 @@
 import { BerthError, Code } from '@berth/api';
+import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { type CommandResult, lastLine, runCommand } from './command.js';
 
@@ -41,16 +42,27 @@ export class Runc {
     readonly binary = 'runc',
   ) {}
 
-  private async run(args: string[], id: string, what: string, input?: string): Promise<string> {
-    const started = performance.now();
-    const r = await runCommand(this.binary, ['--root', this.root, ...args], input);
-    shimMetrics().runc(what, (performance.now() - started) / 1000, r.code === 0 ? 'ok' : 'error');
-    if (r.code !== 0) {
-      const msg = runcMessage(r);
-      const code = isGone(msg) ? Code.NOT_FOUND : Code.FAILED_PRECONDITION;
-      throw new BerthError(code, `task "${id}": runc ${what} failed: ${msg}`);
-    }
-    return r.stdout;
+  /** Runs one runc command in a span `runc <what>`: arguments (redacted), exit status, duration. */
+  private run(args: string[], id: string, what: string, input?: string): Promise<string> {
+    const argv = ['--root', this.root, ...args];
+    const attrs = {
+      'process.command': this.binary,
+      'process.command_args': [this.binary, ...redactArgs(argv)],
+      'berth.container.id': id,
+    };
+    return withSpan(`runc ${what}`, attrs, async (span) => {
+      const started = performance.now();
+      const r = await runCommand(this.binary, argv, input);
+      shimMetrics().runc(what, (performance.now() - started) / 1000, r.code === 0 ? 'ok' : 'error');
+      span.setAttribute('process.exit.code', r.code);
+      if (r.signal) span.setAttribute('berth.process.signal', r.signal);
+      if (r.code !== 0) {
+        const msg = runcMessage(r);
+        const code = isGone(msg) ? Code.NOT_FOUND : Code.FAILED_PRECONDITION;
+        throw new BerthError(code, `task "${id}": runc ${what} failed: ${msg}`);
+      }
+      return r.stdout;
+    });
   }
 
   start(id: string): Promise<string> {

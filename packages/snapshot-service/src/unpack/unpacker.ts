@@ -11,9 +11,20 @@ import {
 } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
 import { keys, type Lock, withLock } from '@berth/kit';
+import { withSpan } from '@berth/kit/tracing';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import { applyLayer } from './apply.js';
 import { unpackMetrics } from './metrics.js';
+
+/** What applying one layer of an unpack needs. */
+interface ApplyArgs {
+  req: UnpackRequest;
+  i: number;
+  chainId: string;
+  parent: string | undefined;
+  lock: Lock;
+  signal: AbortSignal | undefined;
+}
 
 /** Label on a committed layer snapshot: the DiffID it was verified against. */
 export const DIFF_ID_LABEL = 'berth.io/diff-id';
@@ -106,14 +117,30 @@ export class Unpacker {
     return { chainId: top, applied, skipped };
   }
 
-  private async applyOne(a: {
-    req: UnpackRequest;
-    i: number;
-    chainId: string;
-    parent: string | undefined;
-    lock: Lock;
-    signal: AbortSignal | undefined;
-  }): Promise<void> {
+  /** Applies one layer in a span `layer apply`: its digest, chainID, snapshot key, bytes and files. */
+  private applyOne(a: ApplyArgs): Promise<void> {
+    const attrs = {
+      'berth.layer.digest': a.req.layers[a.i]?.digest ?? '',
+      'berth.layer.index': a.i,
+      'berth.chain_id': a.chainId,
+      ...(a.parent ? { 'berth.snapshot.parent': a.parent } : {}),
+    };
+    return withSpan('layer apply', attrs, (span) =>
+      this.applyLayerOnce(a, (r) =>
+        span.setAttributes({
+          'berth.snapshot.key': r.key,
+          'berth.layer.bytes': r.bytes,
+          'berth.layer.files': r.entries,
+          'berth.layer.compression': r.compression,
+        }),
+      ),
+    );
+  }
+
+  private async applyLayerOnce(
+    a: ApplyArgs,
+    applied: (r: { key: string; bytes: number; entries: number; compression: string }) => void,
+  ): Promise<void> {
     const sn = this.o.snapshotter;
     const layer = a.req.layers[a.i];
     const want = a.req.diffIds[a.i];
@@ -172,6 +199,12 @@ export class Unpacker {
         },
         'layer unpacked',
       );
+      applied({
+        key,
+        bytes: res.uncompressedBytes,
+        entries: res.entries,
+        compression: String(res.compression),
+      });
     } catch (err) {
       // The extract snapshot is this holder's alone (a random key), so it goes now, lock or not.
       await sn

@@ -1,0 +1,384 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRegistry, type TestServer } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBerth } from '../harness/berth.js';
+import {
+  OtlpKind,
+  type OtlpReceiver,
+  OtlpStatus,
+  type ReceivedSpan,
+  startOtlpReceiver,
+} from '../harness/otlp.js';
+import { type Stack, startStack, waitFor } from '../harness/stack.js';
+import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+
+// Issue 10's promise for one `berth run`: one trace whose root is the CLI's command span, with the
+// server spans of every service it crossed, the shim's work down to each runc invocation (exit
+// status included), the registry requests and layers of the pull it needed, and the container's
+// exit announced in the same trace and linked by its consumers; no span whose parent is missing.
+// Then the same without any collector, read back with `berth trace`.
+
+let registry: TestServer & { host: string };
+let image: string;
+const stacks: Stack[] = [];
+
+beforeAll(async () => {
+  registry = await startRegistry();
+  image = `${registry.host}/busybox:latest`;
+  const dir = mkdtempSync(join(tmpdir(), 'berth-trace-img-'));
+  try {
+    const tar = await busyboxLayoutTar(dir);
+    execFileSync('skopeo', [
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      `oci-archive:${tar}`,
+      `docker://${image}`,
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
+
+afterAll(async () => {
+  for (const s of stacks) {
+    const ids = (await s.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
+    if (ids.length) await s.berth('rm', '-f', ...ids);
+    sweepRunc(s.stateRoot);
+    unmountUnder(s.root);
+    await s.stop();
+  }
+  await registry?.stop();
+}, 90_000);
+
+const traceIdOf = (stderr: string) => /trace id ([0-9a-f]{32})/.exec(stderr)?.[1] ?? '';
+
+/** Spans whose parent is not in the trace. */
+function orphans(spans: { spanId: string; parentSpanId: string }[]) {
+  const ids = new Set(spans.map((s) => s.spanId));
+  return spans.filter((s) => s.parentSpanId !== '' && !ids.has(s.parentSpanId));
+}
+
+/** Keys of a JSON object line in order, duplicates kept (JSON.parse would hide them). */
+function topLevelKeys(line: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (line[j] !== '"') j += line[j] === '\\' ? 2 : 1;
+      if (depth === 1 && line[j + 1] === ':') keys.push(line.slice(i + 1, j));
+      i = j;
+    } else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+  }
+  return keys;
+}
+
+const describeAll = (spans: ReceivedSpan[]) =>
+  spans.map((s) => `${s.service} ${s.name} kind=${s.kind} ${s.spanId}<-${s.parentSpanId}`).join('\n');
+
+/** The spans of one trace once every span named by `complete` arrived and none is an orphan. */
+async function wholeTrace(
+  otlp: OtlpReceiver,
+  traceId: string,
+  complete: (spans: ReceivedSpan[]) => boolean,
+): Promise<ReceivedSpan[]> {
+  try {
+    return await waitFor('the whole trace', () => {
+      const spans = otlp.spans().filter((s) => s.traceId === traceId);
+      return complete(spans) && orphans(spans).length === 0 ? spans : undefined;
+    });
+  } catch (err) {
+    const got = otlp.spans().filter((s) => s.traceId === traceId);
+    throw new Error(`${(err as Error).message}\n${describeAll(got)}`);
+  }
+}
+
+describe('with a collector', () => {
+  let stack: Stack;
+  let otlp: OtlpReceiver;
+  beforeAll(async () => {
+    otlp = await startOtlpReceiver();
+    stack = await startStack({
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+        // A command gives the collector a few ms at exit; this shared test machine may need more.
+        BERTH_OTLP_EXIT_MS: '5000',
+      },
+    });
+    stacks.push(stack);
+  }, 120_000);
+  afterAll(async () => {
+    await otlp?.stop();
+  });
+
+  it('berth run --rm IMAGE true is one trace from the CLI down to runc, the pull and the exit', async () => {
+    const run = await stack.berth('--trace', 'run', '--rm', image, 'true');
+    expect(run.code, run.stderr).toBe(0);
+    const traceId = traceIdOf(run.stderr);
+    expect(traceId, run.stderr).toMatch(/^[0-9a-f]{32}$/);
+    const has = (spans: ReceivedSpan[], service: string, name: string) =>
+      spans.some((s) => s.service === service && s.name === name);
+    const spans = await wholeTrace(
+      otlp,
+      traceId,
+      (t) =>
+        has(t, 'berth', 'berth run') &&
+        has(t, 'shim', 'runc delete') &&
+        has(t, 'shim', 'task exit') &&
+        t.some((s) => s.kind === OtlpKind.consumer && s.name.includes('tasks.exit')) &&
+        has(t, 'snapshot-service', 'layer apply'),
+    );
+    const one = (service: string, name: string, kind?: OtlpKind) => {
+      const found = spans.filter(
+        (s) => s.service === service && s.name === name && (kind === undefined || s.kind === kind),
+      );
+      expect(found.length, `${service} ${name} in\n${describeAll(spans)}`).toBeGreaterThan(0);
+      return found[0] as ReceivedSpan;
+    };
+
+    // One root, the CLI's, carrying the command's outcome.
+    const roots = spans.filter((s) => s.parentSpanId === '');
+    expect(roots.map((r) => `${r.service} ${r.name}`)).toEqual(['berth berth run']);
+    expect(roots[0]).toMatchObject({
+      status: { code: OtlpStatus.ok },
+      attributes: { 'process.exit.code': 0 },
+    });
+    expect(orphans(spans)).toEqual([]);
+
+    // A server span in every service the run crossed, with the RPC and messaging conventions.
+    for (const svc of ['image-service', 'snapshot-service', 'task-service', 'shim']) {
+      expect(
+        spans.some((s) => s.service === svc && s.kind === OtlpKind.server),
+        svc,
+      ).toBe(true);
+    }
+    // Each call of the CLI is its client span, parent of the callee's server span.
+    const cliStart = one('berth', 'task-service/start', OtlpKind.client);
+    expect(cliStart.parentSpanId).toBe(roots[0]?.spanId);
+    expect(one('task-service', 'task-service/start', OtlpKind.server).parentSpanId).toBe(cliStart.spanId);
+    const shimStart = one('shim', 'shim/start', OtlpKind.server);
+    expect(shimStart.attributes).toMatchObject({
+      'rpc.system': 'nats',
+      'rpc.method': 'start',
+      'messaging.system': 'nats',
+      'berth.namespace': 'default',
+    });
+    // berth's own attributes: what each request worked on.
+    const containerId = String(shimStart.attributes['berth.container.id']);
+    expect(containerId).toMatch(/^[0-9a-f]{64}$/);
+    expect(one('task-service', 'task-service/start', OtlpKind.server).attributes['berth.container.id']).toBe(
+      containerId,
+    );
+    expect(one('image-service', 'image-service/pull', OtlpKind.server).attributes['berth.image.ref']).toBe(
+      image,
+    );
+    expect(String(shimStart.attributes['messaging.destination.name'])).toBe(
+      `berth.${stack.nodeId}.shim.v1.start`,
+    );
+
+    // The shim's work: rootfs, bundle, conmon, and every runc invocation with its exit status.
+    for (const name of ['rootfs mount', 'bundle write', 'conmon start']) one('shim', name);
+    for (const name of ['runc create', 'runc start', 'runc delete']) {
+      const r = one('shim', name);
+      expect(r.attributes['process.exit.code'], name).toBe(0);
+      expect(String(r.attributes['process.command_args']), name).toContain(name.split(' ')[1]);
+      expect(r.status.code, name).toBe(OtlpStatus.ok);
+    }
+    expect(one('shim', 'runc start').parentSpanId).toBe(shimStart.spanId);
+    expect(spans.some((s) => s.service === 'shim' && /^cni bridge ADD$/.test(s.name))).toBe(true);
+
+    // The pull it needed: registry requests (no credentials in the URL), verification, commit, layers.
+    const gets = spans.filter(
+      (s) => s.service === 'image-service' && s.name === 'GET' && s.kind === OtlpKind.client,
+    );
+    expect(gets.length).toBeGreaterThan(1);
+    for (const g of gets) {
+      expect(String(g.attributes['url.full'])).toMatch(new RegExp(`^http://${registry.host}/v2/`));
+      expect(g.attributes['http.response.status_code']).toBe(200);
+    }
+    expect(gets.some((g) => Number(g.attributes['http.response.body.size']) > 0)).toBe(true);
+    one('image-service', 'digest verify');
+    one('image-service', 'blob commit');
+    const layer = one('snapshot-service', 'layer apply');
+    expect(Number(layer.attributes['berth.layer.bytes'])).toBeGreaterThan(0);
+    expect(Number(layer.attributes['berth.layer.files'])).toBeGreaterThan(0);
+    expect(String(layer.attributes['berth.chain_id'])).toMatch(/^sha256:[0-9a-f]{64}$/);
+
+    // The exit: announced in this trace, in a span of its own, and linked by its consumers.
+    const exit = one('shim', 'task exit');
+    expect(exit.attributes['process.exit.code']).toBe(0);
+    // Under the request that started the process (or created it, when the exit beat start's record).
+    const exitParent = spans.find((s) => s.spanId === exit.parentSpanId);
+    expect(['shim/start', 'shim/create']).toContain(exitParent?.name);
+    expect(exitParent?.attributes['berth.container.id']).toBe(containerId);
+    const producer = spans.find((s) => s.kind === OtlpKind.producer && s.parentSpanId === exit.spanId);
+    expect(producer?.name).toBe('publish berth.events.tasks.exit');
+    const consumers = spans.filter(
+      (s) => s.kind === OtlpKind.consumer && s.name === 'process berth.events.tasks.exit',
+    );
+    expect(consumers.length).toBeGreaterThan(0);
+    for (const c of consumers) expect(c.links).toContainEqual({ traceId, spanId: producer?.spanId });
+
+    // Every process says who it is: the real host name and its own instance id.
+    for (const s of spans) {
+      expect(s.resource['host.name'], s.service).toBe(hostname());
+      expect(String(s.resource['service.instance.id']), s.service).toMatch(/^[0-9a-f-]{36}$/);
+    }
+    expect(
+      new Set(spans.filter((s) => s.service === 'berth').map((s) => s.resource['service.instance.id'])).size,
+    ).toBe(1);
+    expect(otlp.errors()).toEqual([]);
+  });
+
+  it('a command that fails records its exit code on the root and the error on the spans that failed', async () => {
+    const run = await stack.berth('--trace', 'run', '--rm', image, '/nonexistent');
+    expect(run.code).toBe(127);
+    const traceId = traceIdOf(run.stderr);
+    const spans = await wholeTrace(
+      otlp,
+      traceId,
+      (t) =>
+        t.some((s) => s.service === 'berth' && s.name === 'berth run') &&
+        t.some((s) => s.name === 'runc create'),
+    );
+    const root = spans.find((s) => s.parentSpanId === '');
+    expect(root).toMatchObject({
+      service: 'berth',
+      name: 'berth run',
+      status: { code: OtlpStatus.error },
+      attributes: { 'process.exit.code': 127 },
+    });
+    const create = spans.find((s) => s.service === 'shim' && s.name === 'runc create');
+    expect(create?.status.code).toBe(OtlpStatus.error);
+    expect(create?.attributes['process.exit.code']).not.toBe(0);
+    expect(create?.events).toContain('exception');
+    // The CLI's own client span of the failed call names the error code too.
+    const call = spans.find(
+      (s) => s.service === 'berth' && s.kind === OtlpKind.client && s.status.code === OtlpStatus.error,
+    );
+    expect(call?.attributes['berth.error_code'], describeAll(spans)).toBeTruthy();
+    expect(call?.events).toContain('exception');
+  });
+});
+
+/** A collector that accepts connections and never answers. */
+async function blackHole(): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+describe('without a collector', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack();
+    stacks.push(stack);
+  }, 120_000);
+
+  it('berth run is kept in the span store and berth trace --last draws it down to runc', async () => {
+    const run = await stack.berth('--trace', 'run', '--rm', image, 'true');
+    expect(run.code, run.stderr).toBe(0);
+    const traceId = traceIdOf(run.stderr);
+    let last = '';
+    // The services write their spans every 200 ms: wait until the store holds the whole trace.
+    const spans = await waitFor('the run in the span store', async () => {
+      const r = await stack.berth('trace', '--last', '--json');
+      last = r.stdout + r.stderr;
+      if (r.code !== 0) return undefined;
+      const got = JSON.parse(r.stdout) as {
+        traceId: string;
+        spanId: string;
+        parentSpanId: string;
+        name: string;
+        service: string;
+      }[];
+      const done =
+        got.some((s) => s.name === 'task exit') &&
+        got.some((s) => s.name === 'runc delete') &&
+        got.some((s) => s.name === 'layer apply') &&
+        orphans(got).length === 0;
+      return done ? got : undefined;
+    }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${last}`);
+    });
+    expect(new Set(spans.map((s) => s.traceId))).toEqual(new Set([traceId]));
+    for (const svc of ['berth', 'image-service', 'snapshot-service', 'task-service', 'shim']) {
+      expect(
+        spans.some((s) => s.service === svc),
+        svc,
+      ).toBe(true);
+    }
+    const tree = await stack.berth('trace', traceId.slice(0, 8));
+    expect(tree.code, tree.stderr).toBe(0);
+    expect(tree.stdout).toContain(`trace ${traceId}  berth run`);
+    expect(tree.stdout).toMatch(/shim\s+runc create \[exit=0\]/);
+    expect(tree.stdout).toMatch(/image-service\s+GET \(client\) \[http=200\]/);
+    expect(tree.stdout).not.toContain('parent is not in the store');
+    expect(await stack.berth('trace', '--op', 'run')).toMatchObject({ code: 0, stdout: tree.stdout });
+    // The store is the bounded ring of files under the state root.
+    expect(readdirSync(join(stack.stateRoot, 'traces'))).toContain('spans.jsonl');
+
+    // The services' logs: an access line per request with its trace id, and no key twice in a line
+    // (the shim once wrote the container's pid over its own).
+    for (const child of stack.state()?.children.filter((c) => c.kind === 'service') ?? []) {
+      const text = readFileSync(child.logFile, 'utf8');
+      for (const line of text.split('\n').filter((l) => l.startsWith('{'))) {
+        const keys = topLevelKeys(line);
+        expect(new Set(keys).size, `${child.name}: ${line}`).toBe(keys.length);
+      }
+    }
+    const shimLog = stack.state()?.children.find((c) => c.name === 'shim')?.logFile ?? '';
+    const access = readFileSync(shimLog, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === 'request' && l.trace_id === traceId);
+    expect(access.map((l) => l.op)).toEqual(expect.arrayContaining(['create', 'start', 'delete']));
+    for (const a of access) expect(a).toMatchObject({ level: 30, outcome: 'OK', service: 'shim' });
+  });
+
+  it('a collector that never answers costs a command only the export bound', async () => {
+    const hole = await blackHole();
+    try {
+      const timed = async (env: NodeJS.ProcessEnv) => {
+        const t0 = performance.now();
+        const r = await runBerth(['images'], { env: { ...stack.env, ...env } });
+        expect(r.code, r.stderr).toBe(0);
+        return performance.now() - t0;
+      };
+      const quiet: number[] = [];
+      const stuck: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        quiet.push(await timed({}));
+        stuck.push(await timed({ OTEL_EXPORTER_OTLP_ENDPOINT: hole.endpoint }));
+      }
+      // Before the bound, every command waited 2 s for the collector.
+      expect(Math.min(...stuck) - Math.min(...quiet)).toBeLessThan(700);
+      // The spans are not lost for it: the store has the command.
+      const last = await stack.berth('trace', '--last');
+      expect(last.stdout).toContain('berth images');
+    } finally {
+      await hole.close();
+    }
+  });
+});
