@@ -4,9 +4,9 @@ import { BERTH_VERSION } from '@berth/api/version';
 import type { Command } from './command.js';
 import { containersCommands } from './commands/containers.js';
 import { imagesCommands } from './commands/images.js';
+import { networkCommands } from './commands/network.js';
 import { snapshotsCommands } from './commands/snapshots.js';
 import { stackCommands } from './commands/stack.js';
-import { networkCommandList } from './network/commands.js';
 import { exitQuietlyOnBrokenPipe, exitWhenDrained } from './output.js';
 
 const commands: Command[] = [
@@ -14,7 +14,7 @@ const commands: Command[] = [
   ...imagesCommands,
   ...snapshotsCommands,
   ...containersCommands,
-  ...networkCommandList,
+  ...networkCommands,
 ];
 
 function help(): string {

@@ -3,6 +3,7 @@ import { toBerthError } from '@berth/api/errors';
 import {
   type Context,
   context,
+  isSpanContextValid,
   SpanStatusCode,
   type TextMapGetter,
   type TextMapSetter,
@@ -100,9 +101,12 @@ const getter: TextMapGetter<MsgHdrs | undefined> = {
 
 /** Writes the W3C traceparent/tracestate of `ctx` (default: the active context) into NATS headers. */
 export function injectTrace(headers: MsgHdrs, ctx: Context = context.active()): void {
-  // Without a span there is nothing to inject (the propagator would return here too): a process
-  // that traces nothing, such as a CLI command without an exporter, never loads @opentelemetry/core.
-  if (!trace.getSpanContext(ctx)) return;
+  // Without a valid span there is nothing to inject (the propagator would return here too): a
+  // process that traces nothing, such as a CLI command without an exporter, never loads
+  // @opentelemetry/core. Without a provider, a client's span is a non-recording one whose span
+  // context is the all-zero, invalid one, so presence alone is not enough.
+  const span = trace.getSpanContext(ctx);
+  if (!span || !isSpanContextValid(span)) return;
   w3c().inject(ctx, headers, setter);
 }
 
