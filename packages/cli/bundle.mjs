@@ -5,6 +5,7 @@
 // imports lazily (`await import(...)`) stay lazy: esbuild runs their top level on first import.
 // bin/berth.js runs the bundle when it is not older than the files it was made of.
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -34,6 +35,47 @@ const keepOwnUrls = {
   },
 };
 
+/**
+ * One OpenTelemetry API in the process, loaded without Node's module resolution: the SDK (required
+ * from the kit's directory when an endpoint is set) must register its tracer provider and context
+ * manager on the very API the CLI's spans use, or they are lost (each copy has its own proxy
+ * tracer provider). Left external, the API's 50 CommonJS files cost every command ~25 ms to
+ * resolve and compile. So the API is bundled (and code-cached like the rest), and the copy in the
+ * bundle is put in require's cache under the file name the SDK's require resolves to, which makes
+ * it the SDK's API as well.
+ */
+const oneOtelApi = {
+  name: 'one-opentelemetry-api',
+  setup(b) {
+    const fromKit = createRequire(join(packages, 'kit', 'dist', 'telemetry.js'));
+    const sdk = fromKit.resolve('@opentelemetry/sdk-trace-base');
+    const file = createRequire(sdk).resolve('@opentelemetry/api');
+    if (fromKit.resolve('@opentelemetry/api') !== file)
+      throw new Error(
+        `bundle.mjs: the kit and the OpenTelemetry SDK resolve two different @opentelemetry/api`,
+      );
+    b.onResolve({ filter: /^@opentelemetry\/api$/ }, () => ({ path: file, namespace: 'otel-api' }));
+    b.onLoad({ filter: /.*/, namespace: 'otel-api' }, () => ({
+      contents: [
+        `const api = require(${JSON.stringify(file)});`,
+        `const Module = require('node:module');`,
+        `const file = ${JSON.stringify(file)};`,
+        'if (!Module._cache[file]) {',
+        '  const m = new Module(file);',
+        '  m.filename = file;',
+        '  m.paths = Module._nodeModulePaths(require("node:path").dirname(file));',
+        '  m.loaded = true;',
+        '  m.exports = api;',
+        '  Module._cache[file] = m;',
+        '}',
+        'module.exports = api;',
+      ].join('\n'),
+      loader: 'js',
+      resolveDir: dirname(file),
+    }));
+  },
+};
+
 // An earlier build's files (the ES module chunks of the previous layout, a code cache of another
 // bundle) must not stay beside the new one.
 await rm(out, { recursive: true, force: true });
@@ -44,11 +86,7 @@ const result = await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  // One OpenTelemetry API in the process: the SDK (required from the kit when an endpoint is set)
-  // registers the tracer provider and context manager on the copy it loads; a second copy inlined
-  // here would keep its own proxy tracer provider, and the CLI's client spans would be lost.
-  external: ['@opentelemetry/api'],
-  plugins: [keepOwnUrls],
+  plugins: [oneOtelApi, keepOwnUrls],
   charset: 'ascii',
   logLevel: 'warning',
   metafile: true,
