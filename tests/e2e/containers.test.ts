@@ -7,7 +7,7 @@ import { SnapshotApi, TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN } from '../harness/berth.js';
+import { BERTH_BIN, runBerth } from '../harness/berth.js';
 import { busyboxLayoutTar, type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
@@ -353,6 +353,27 @@ describe('berth run', () => {
     expect(await exited).toBe(21);
     expect(out).toBe('ready\nint\n');
     expect((await run('ps', '-aq')).stdout).toBe('');
+  });
+
+  it('-n/--namespace before the command works in another namespace, over BERTH_NAMESPACE', async () => {
+    // Images are per namespace too: this one is loaded into the other namespace first.
+    const tar = join(s.root, 'busybox-oci.tar');
+    const load = await run('-n', 'e2e-other', 'load', '-i', tar, '--name', IMAGE);
+    expect(load.code, load.stderr).toBe(0);
+    const r = await run('-n', 'e2e-other', 'run', '-d', '--name', 'elsewhere', IMAGE, 'sleep', '300');
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim().slice(0, 12);
+    expect((await run('ps', '-q')).stdout).not.toContain(id);
+    expect((await run('--namespace=e2e-other', 'ps', '-q')).stdout).toBe(`${id}\n`);
+    const env = { ...s.env, BERTH_NAMESPACE: 'e2e-other' };
+    const viaEnv = await runBerth(['ps', '-q'], { env });
+    expect(viaEnv.stdout).toBe(`${id}\n`);
+    expect((await runBerth(['-n', 'default', 'ps', '-q'], { env })).stdout).not.toContain(id);
+    const bad = await run('-n', 'no/such', 'ps');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('invalid namespace "no/such"');
+    expect((await run('-n', 'e2e-other', 'rm', '-f', 'elsewhere')).code).toBe(0);
+    expect((await run('-n', 'e2e-other', 'rmi', IMAGE)).code).toBe(0);
   });
 
   it('stats shows CPU % as docker does: a busy loop uses CPU, a sleeping container none', async () => {

@@ -8,7 +8,7 @@ import { redactUrl } from '@berth/kit/redact';
 import type { NatsConnection } from 'nats';
 
 /** What every command can use: config, and a NATS connection made on first use. */
-/** The namespace the CLI works in (BERTH_NAMESPACE, else "default"). */
+/** The namespace the CLI works in (-n/--namespace, which sets BERTH_NAMESPACE, else "default"). */
 export function namespaceOf(): string {
   return process.env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
 }

@@ -7,6 +7,7 @@ import { imagesCommands } from './commands/images.js';
 import { networkCommands } from './commands/network.js';
 import { snapshotsCommands } from './commands/snapshots.js';
 import { stackCommands } from './commands/stack.js';
+import { splitGlobalOptions } from './global-options.js';
 import { exitQuietlyOnBrokenPipe, exitWhenDrained } from './output.js';
 
 const commands: Command[] = [
@@ -23,7 +24,7 @@ function help(): string {
     .slice()
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
-  return `Usage: berth COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
+  return `Usage: berth [-n NAMESPACE] COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nGlobal options:\n  -n, --namespace NAME  work in namespace NAME (default: $BERTH_NAMESPACE, else "default")\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
 }
 
 /** Finds the command whose (possibly multi-word) name is the longest prefix of argv. */
@@ -38,7 +39,11 @@ function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefin
   return best;
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(args: string[]): Promise<number> {
+  const { globals, rest: argv } = splitGlobalOptions(args);
+  // Through the environment, which namespaceOf() reads, so `berth up`'s children and any berth
+  // started from here work in the same namespace.
+  if (globals.namespace !== undefined) process.env.BERTH_NAMESPACE = globals.namespace;
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(help());
     return 0;
