@@ -117,6 +117,16 @@ describe('berth image commands', () => {
     expect(dg.stdout).toContain(img.desc.digest);
     const none = await berth('images', '--filter', 'reference=nothing*');
     expect(none.stdout.trim().split('\n')).toHaveLength(1);
+    expect(r.stdout).toContain(`Downloaded newer image for ${ref}`);
+    // Pulled again: nothing to do. By its digest: a new name for content already here, said so.
+    expect((await berth('pull', '--no-unpack', ref)).stdout).toContain(`Image is up to date for ${ref}`);
+    const pinned = `${registry.host}/e2e/busybox@${img.desc.digest}`;
+    const byDigest = await berth('pull', '--no-unpack', pinned);
+    expect(byDigest.code, byDigest.stderr).toBe(0);
+    expect(byDigest.stdout).toContain(
+      `Created ${pinned} from content already on this node (nothing downloaded)`,
+    );
+    expect((await berth('rmi', pinned)).code).toBe(0);
   });
 
   it('pull without --no-unpack reports the unpack failure on one line and exits non-zero', async () => {

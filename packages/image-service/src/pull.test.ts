@@ -74,6 +74,7 @@ describe('pull', () => {
     expect(r.image.configDigest).toBe(sha(img.config));
     expect(r.image.config.rootfs.diff_ids).toEqual(img.layers.map((l) => l.diffId));
     expect(r.fetchedBytes).toBe(img.layers.reduce((s, l) => s + l.blob.length, 0));
+    expect(r.reference).toBe('created');
     for (const [digest, body] of img.blobs) {
       const onDisk = await readFile(join(env.blobsDir, digest.slice(7)));
       expect(sha(onDisk)).toBe(sha(body));
@@ -88,6 +89,24 @@ describe('pull', () => {
     // A second pull finds everything present and fetches nothing.
     const again = await svc.pull({ ref, unpack: false }, 'default');
     expect(again.fetchedBytes).toBe(0);
+    expect(again.reference).toBe('unchanged');
+    // The same content under its digest reference: a new name, nothing fetched.
+    const byDigest = `${env.registry.host}/test/multi@${img.desc.digest}`;
+    const pinned = await svc.pull({ ref: byDigest, unpack: false }, 'default');
+    expect(pinned).toMatchObject({ fetchedBytes: 0, reference: 'created', image: { name: byDigest } });
+  });
+
+  it('says whether a pull created, moved or kept the name', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/test/moving:v1`;
+    await uploadImage(env.registry.url, 'test/moving', 'v1', img);
+    expect((await svc.pull({ ref, unpack: false }, 'default')).reference).toBe('created');
+    expect((await svc.pull({ ref, unpack: false }, 'default')).reference).toBe('unchanged');
+    const next = makeImage([makeLayer(fileTar('etc/next', 'next'), 'gzip')], { arch: host });
+    await uploadImage(env.registry.url, 'test/moving', 'v1', next);
+    const moved = await svc.pull({ ref, unpack: false }, 'default');
+    expect(moved.reference).toBe('updated');
+    expect(moved.image.target.digest).toBe(next.desc.digest);
   });
 
   it('picks the host platform from an index, skips unknown entries, and honours --platform', async () => {

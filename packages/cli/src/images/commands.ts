@@ -9,6 +9,7 @@ import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { humanSize } from '../format.js';
 import { absolute, authFor, image, SILENCE_MS, withProgress } from './api.js';
+import { pullStatus } from './pull-status.js';
 
 /** BERTH_PROGRESS_SILENCE_MS shortens the dead-service detection (tests). */
 const silenceMs = () => Number(process.env.BERTH_PROGRESS_SILENCE_MS) || SILENCE_MS;
@@ -42,9 +43,7 @@ export async function pullCommand(args: CommandArgs, ctx: CliContext): Promise<n
   if (quiet) ctx.out.write(`${reply.image.name}\n`);
   else {
     ctx.out.write(`Digest: ${reply.image.target.digest}\n`);
-    ctx.out.write(
-      `${reply.fetchedBytes > 0 ? 'Downloaded newer image for' : 'Image is up to date for'} ${reply.image.name}\n`,
-    );
+    ctx.out.write(`${pullStatus(reply)}\n`);
   }
   if (reply.unpack === 'failed') {
     ctx.err.write(
