@@ -217,6 +217,43 @@ describe('pull', () => {
     }
   });
 
+  it("pulls through the mirrors of a hosts.toml (containerd's layout), with its headers", async () => {
+    const seen: (string | undefined)[] = [];
+    const mirror = await startProxy({
+      upstream: env.registry.url,
+      intercept: (req) => {
+        seen.push(req.headers['x-berth-test'] as string | undefined);
+        return false;
+      },
+    });
+    const dir = join(env.stateRoot, 'certs.d');
+    try {
+      await mkdir(join(dir, 'hosts.invalid'), { recursive: true });
+      await writeFile(
+        join(dir, 'hosts.invalid', 'hosts.toml'),
+        `server = "https://hosts.invalid"\n[host."${mirror.url}"]\n  capabilities = ["pull", "resolve"]\n  header = { x-berth-test = "from-hosts-toml" }\n`,
+      );
+      const svc = env.service({ settings: { hostsDirs: [dir] } });
+      const r = await svc.pull({ ref: 'hosts.invalid/test/multi:v1', unpack: false }, 'hoststoml');
+      expect(r.image.target.digest).toBe(img.desc.digest);
+      expect(mirror.count('HEAD', '/manifests/v1')).toBe(1);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(new Set(seen)).toEqual(new Set(['from-hosts-toml']));
+      // A setting berth cannot honour yet fails the pull naming the file, instead of being ignored.
+      await writeFile(
+        join(dir, 'hosts.invalid', 'hosts.toml'),
+        `[host."${mirror.url}"]\n  skip_verify = true\n`,
+      );
+      const e = await rejection(svc.pull({ ref: 'hosts.invalid/test/multi:v1', unpack: false }, 'hoststoml'));
+      expect(e.code).toBe(Code.UNIMPLEMENTED);
+      expect(e.message).toContain(
+        `${join(dir, 'hosts.invalid', 'hosts.toml')}: skip_verify for ${mirror.url}`,
+      );
+    } finally {
+      await mirror.stop();
+    }
+  });
+
   it('removes the ingest a writer killed between commit and clean-up left beside a committed blob', async () => {
     const svc = env.service();
     const ref = `${env.registry.host}/test/multi:v1`;
