@@ -60,12 +60,21 @@ const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 export class RegistryClient {
   /** The last challenge each base URL sent, so later requests authenticate up front. */
   private readonly challenges = new Map<string, Challenge>();
+  private readonly hostSettings = new Map<string, Promise<ResolvedHost>>();
 
   constructor(private readonly opts: RegistryClientOptions) {}
 
-  /** The settings of a registry host: from `hosts`, else from its hosts.toml, else none. */
-  async settingsOf(domain: string): Promise<ResolvedHost> {
-    return this.opts.hosts[domain] ?? (await this.opts.hostsFallback?.(domain)) ?? {};
+  /**
+   * The settings of a registry host: from `hosts`, else from its hosts.toml, else none. Read once
+   * per client (one pull or push), not once per blob.
+   */
+  settingsOf(domain: string): Promise<ResolvedHost> {
+    let s = this.hostSettings.get(domain);
+    if (!s) {
+      s = (async () => this.opts.hosts[domain] ?? (await this.opts.hostsFallback?.(domain)) ?? {})();
+      this.hostSettings.set(domain, s);
+    }
+    return s;
   }
 
   /** Base URLs to try for a registry host: mirrors first (pull only), then the host itself. */
