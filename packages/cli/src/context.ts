@@ -6,6 +6,7 @@ import { hostLayout } from '@berth/kit/layout';
 import { connectNats } from '@berth/kit/nats';
 import { redactUrl } from '@berth/kit/redact';
 import type { NatsConnection } from 'nats';
+import { config as zodConfig } from 'zod';
 
 /** What every command can use: config, and a NATS connection made on first use. */
 /** The namespace the CLI works in (-n/--namespace, which sets BERTH_NAMESPACE, else "default"). */
@@ -78,6 +79,9 @@ export function readSupervisorState(config: Config): SupervisorState | undefined
 
 /** Builds the CLI context from config and environment. */
 export function createContext(): CliContext {
+  // A command parses a handful of replies: zod's per-schema code generation (new Function, then
+  // V8 compiling it) costs more than it saves in a process this short. Services keep it.
+  zodConfig({ jitless: true });
   const config = loadConfig();
   const sup = readSupervisorState(config);
   const natsUrl = config.natsUrl ?? sup?.natsUrl ?? DEFAULT_NATS_URL;
