@@ -26,6 +26,18 @@ function bundleIsFresh() {
   }
 }
 
+/** The command a run is for (`ps`, `--help`), past the global `-n NAME`; `_` when there is none. */
+function cacheKey(argv) {
+  let i = 0;
+  for (;;) {
+    if (argv[i] === '-n' || argv[i] === '--namespace') i += 2;
+    else if (/^(-n.|--namespace=)/.test(argv[i] ?? '')) i++;
+    else break;
+  }
+  const word = argv[i] ?? '';
+  return /^-{0,2}[a-z][a-z0-9-]{0,30}$/.test(word) ? word : '_';
+}
+
 /**
  * Runs the bundle with V8's code cache (Node 20 has no module compile cache of its own): compiling
  * its 2 MB is a third of a short command's CPU time. One cache per command (`ps`, `images`...),
@@ -36,7 +48,7 @@ function bundleIsFresh() {
 function runBundle() {
   // The bundle is ASCII (bundle.mjs makes sure): latin1 is the cheapest exact decoding.
   const source = readFileSync(bundle, 'latin1');
-  const key = /^-{0,2}[a-z][a-z0-9-]{0,30}$/.test(process.argv[2] ?? '') ? process.argv[2] : '_';
+  const key = cacheKey(process.argv.slice(2));
   const cacheFile = `${dir}cache/${key}.bin`;
   let cachedData;
   try {
