@@ -83,7 +83,8 @@ export function createContext(): CliContext {
   // V8 compiling it) costs more than it saves in a process this short. Services keep it.
   zodConfig({ jitless: true });
   const config = loadConfig();
-  const sup = readSupervisorState(config);
+  // The supervisor's state file only matters for a URL the config does not give.
+  const sup = config.natsUrl && config.redisUrl ? undefined : readSupervisorState(config);
   const natsUrl = config.natsUrl ?? sup?.natsUrl ?? DEFAULT_NATS_URL;
   const redisUrl = config.redisUrl ?? sup?.redisUrl ?? DEFAULT_REDIS_URL;
   let nc: Promise<NatsConnection> | undefined;
