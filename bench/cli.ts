@@ -60,7 +60,7 @@ const row = (name: string, xs: Sample[]) => {
   const wall = xs.map((x) => x.wall);
   const cpu = xs.map((x) => x.cpu);
   process.stdout.write(
-    `${name.padEnd(22)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
+    `${name.padEnd(26)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
   );
   return wall;
 };
@@ -83,6 +83,12 @@ try {
     'berth run --rm true',
     time(process.execPath, [BERTH_BIN, 'run', '--rm', image, 'true'], s.env, RUN_N),
   );
+  // ctr run gives the container a network namespace without interfaces; berth's default is the
+  // bridge network (CNI add and del per run). --network none is the same work as ctr's.
+  const runNoNet = row(
+    'berth run --rm --net none',
+    time(process.execPath, [BERTH_BIN, 'run', '--rm', '--network', 'none', image, 'true'], s.env, RUN_N),
+  );
 
   if (containerdInstalled()) {
     const ctd = await startContainerd(join(s.root, 'containerd'));
@@ -104,7 +110,7 @@ try {
       );
       const ratio = (a: number[], b: number[]) => (pct(a, 50) / pct(b, 50)).toFixed(2);
       process.stdout.write(
-        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x, berth run --rm / ctr run --rm ${ratio(run, crun)}x\n`,
+        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x, berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x)\n`,
       );
     } finally {
       await ctd.stop();
