@@ -242,12 +242,12 @@ describe('pull', () => {
       // A setting berth cannot honour yet fails the pull naming the file, instead of being ignored.
       await writeFile(
         join(dir, 'hosts.invalid', 'hosts.toml'),
-        `[host."${mirror.url}"]\n  skip_verify = true\n`,
+        `[host."${mirror.url}"]\n  override_path = true\n`,
       );
       const e = await rejection(svc.pull({ ref: 'hosts.invalid/test/multi:v1', unpack: false }, 'hoststoml'));
       expect(e.code).toBe(Code.UNIMPLEMENTED);
       expect(e.message).toContain(
-        `${join(dir, 'hosts.invalid', 'hosts.toml')}: skip_verify for ${mirror.url}`,
+        `${join(dir, 'hosts.invalid', 'hosts.toml')}: override_path for ${mirror.url}`,
       );
     } finally {
       await mirror.stop();

@@ -6,6 +6,7 @@ import { type Challenge, parseChallenges, type TokenCache } from './auth.js';
 import type { ResolvedHost } from './hosts-toml.js';
 import { bareMediaType, isSchema1, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE } from './media.js';
 import { DOCKER_HUB, formatReference, objectOf, type Reference } from './reference.js';
+import { type Dispatcher, dispatcherFor } from './tls.js';
 
 /** What the client needs to know about hosts and credentials. */
 export interface RegistryClientOptions {
@@ -115,7 +116,7 @@ export class RegistryClient {
             `${host.file ?? 'hosts.toml'}: ${why} for ${base} is not supported by berth yet (needed for "${name}")`,
           );
         }
-        res = await this.send(ref, base, req, host.headers?.[base]);
+        res = await this.send(ref, base, req, host.headers?.[base], await dispatcherFor(host, base));
       } catch (err) {
         // A mirror that does not answer in time is skipped like one that is unreachable.
         if (err instanceof BerthError && (last || err.code !== Code.DEADLINE_EXCEEDED)) throw err;
@@ -144,13 +145,19 @@ export class RegistryClient {
     base: string,
     req: RepoRequest,
     extraHeaders: Record<string, string> = {},
+    dispatcher?: Dispatcher,
   ): Promise<Response> {
     const url = /^https?:\/\//.test(req.path) ? req.path : `${base}/v2/${ref.path}/${req.path}`;
     const scopes = [`repository:${ref.path}:${req.actions}`, ...(req.extraScopes ?? [])];
     const doFetch = async (auth: string | undefined) => {
       const headers: Record<string, string> = { ...extraHeaders, ...req.headers };
       if (auth) headers.authorization = auth;
-      const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'follow' };
+      const init: RequestInit & { duplex?: 'half'; dispatcher?: Dispatcher } = {
+        method: req.method,
+        headers,
+        redirect: 'follow',
+      };
+      if (dispatcher) init.dispatcher = dispatcher;
       if (req.signal) init.signal = req.signal;
       if (req.body) {
         init.body = req.body();
@@ -307,10 +314,16 @@ export class RegistryClient {
    */
   async checkLogin(domain: string): Promise<void> {
     const ref: Reference = { domain, path: '' };
-    const base = this.endpoints(domain, false, await this.settingsOf(domain))[0] as string;
+    const host = await this.settingsOf(domain);
+    const base = this.endpoints(domain, false, host)[0] as string;
+    const dispatcher = await dispatcherFor(host, base);
     const get = async (auth?: string) => {
       try {
-        return await fetch(`${base}/v2/`, auth ? { headers: { authorization: auth } } : {});
+        const init: RequestInit & { dispatcher?: Dispatcher } = auth
+          ? { headers: { authorization: auth } }
+          : {};
+        if (dispatcher) init.dispatcher = dispatcher;
+        return await fetch(`${base}/v2/`, init);
       } catch (err) {
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
         throw errors.unavailable(

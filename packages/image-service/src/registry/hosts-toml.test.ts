@@ -46,22 +46,28 @@ server = "https://registry-1.docker.io"
     });
   });
 
-  it('marks what berth cannot do yet per endpoint (UNIMPLEMENTED when used), never drops it silently', () => {
+  it('keeps TLS settings per endpoint, and marks what berth cannot do yet (UNIMPLEMENTED when used)', () => {
     const h = parseHostsToml(
       `server = "https://r.example"
 skip_verify = true
 [host."https://m.example"]
   ca = "/etc/certs/m.pem"
   override_path = true
+[host."https://rel.example"]
+  ca = ["rel.pem"]
+  capabilities = ["push"]
 [host."https://ok.example"]
   skip_verify = false
 `,
       F,
       'r.example',
     );
-    expect(h.unsupported).toEqual({
-      'https://r.example': 'skip_verify',
-      'https://m.example': 'ca, override_path',
+    expect(h.unsupported).toEqual({ 'https://m.example': 'override_path' });
+    // skip_verify and ca are honoured (ca files beside the hosts.toml when relative).
+    expect(h.tls).toEqual({
+      'https://r.example': { skipVerify: true },
+      'https://m.example': { caFiles: ['/etc/certs/m.pem'] },
+      'https://rel.example': { caFiles: ['/etc/containerd/certs.d/docker.io/rel.pem'] },
     });
     expect(h.mirrors).toEqual(['https://m.example', 'https://ok.example']);
   });

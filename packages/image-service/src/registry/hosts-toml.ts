@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { BerthError, Code, errors } from '@berth/api';
 import { parse, TomlError } from 'smol-toml';
 import type { HostSettings } from '../settings.js';
@@ -8,15 +8,23 @@ import type { HostSettings } from '../settings.js';
  * Registry host settings read from containerd's hosts.toml layout: `<dir>/<host>/hosts.toml` (the
  * host with its port, `127.0.0.1:5000`), else `<dir>/_default/hosts.toml`. The file names the
  * upstream (`server`) and, in order, the hosts to try first (`[host."URL"]`, mirrors), each with
- * `capabilities`, `header`, and TLS settings. What berth does not do yet (skip_verify, ca, client
- * certificates, override_path, dial_timeout) makes a pull through that endpoint fail UNIMPLEMENTED naming the
+ * `capabilities`, `header`, `skip_verify` and `ca`. What berth does not do yet (client certificates,
+ * override_path, dial_timeout) makes a pull through that endpoint fail UNIMPLEMENTED naming the
  * file, rather than quietly ignoring a setting the user relies on.
  */
+
+/** TLS settings of one endpoint: hosts.toml `skip_verify` and `ca` (files, absolute or beside the file). */
+export interface EndpointTls {
+  skipVerify?: boolean;
+  caFiles?: string[];
+}
 
 /** Host settings as read from a hosts.toml, with what cannot be honoured yet per endpoint. */
 export interface ResolvedHost extends HostSettings {
   /** The file they came from. */
   file?: string;
+  /** Per base URL, its TLS settings. */
+  tls?: Record<string, EndpointTls>;
   /** Per base URL, why requests to it cannot be made as configured (UNIMPLEMENTED). */
   unsupported?: Record<string, string>;
 }
@@ -71,12 +79,23 @@ function headersOf(v: unknown, file: string, where: string): Record<string, stri
 /** What an entry asks that berth cannot do yet; undefined when nothing. */
 function unsupportedOf(entry: Record<string, unknown>): string | undefined {
   const keys: string[] = [];
-  if (entry.skip_verify === true) keys.push('skip_verify');
-  if (entry.ca !== undefined) keys.push('ca');
   if (entry.client !== undefined) keys.push('client');
   if (entry.override_path === true) keys.push('override_path');
   if (entry.dial_timeout !== undefined) keys.push('dial_timeout');
   return keys.length > 0 ? keys.join(', ') : undefined;
+}
+
+/** An entry's skip_verify and ca, ca files resolved against the hosts.toml's directory. */
+function tlsOf(entry: Record<string, unknown>, file: string, where: string): EndpointTls | undefined {
+  const tls: EndpointTls = {};
+  if (entry.skip_verify === true) tls.skipVerify = true;
+  if (entry.ca !== undefined) {
+    const list = Array.isArray(entry.ca) ? entry.ca : [entry.ca];
+    if (list.length === 0 || !list.every((c) => typeof c === 'string' && c !== ''))
+      throw invalid(file, `${where}ca must be a file name or an array of file names`);
+    tls.caFiles = (list as string[]).map((c) => (isAbsolute(c) ? c : join(dirname(file), c)));
+  }
+  return Object.keys(tls).length > 0 ? tls : undefined;
 }
 
 function checkEntry(
@@ -122,8 +141,13 @@ export function parseHostsToml(text: string, file: string, host: string): Resolv
       throw invalid(file, `header at the top applies to server, which is not set (host ${host})`);
     headers[upstream] = headersOf(doc.header, file, '');
   }
+  const tls: Record<string, EndpointTls> = {};
   const topUnsupported = unsupportedOf(doc);
+  const topTls = tlsOf(doc, file, '');
+  if ((topUnsupported || topTls) && !upstream)
+    throw invalid(file, `settings at the top apply to server, which is not set (host ${host})`);
   if (topUnsupported && upstream) unsupported[upstream] = topUnsupported;
+  if (topTls && upstream) tls[upstream] = topTls;
   const hosts = doc.host ?? {};
   if (typeof hosts !== 'object' || hosts === null || Array.isArray(hosts))
     throw invalid(file, 'host must be a table');
@@ -138,11 +162,14 @@ export function parseHostsToml(text: string, file: string, host: string): Resolv
     if (entry.header !== undefined) headers[base] = headersOf(entry.header, file, where);
     const why = unsupportedOf(entry);
     if (why) unsupported[base] = why;
+    const t = tlsOf(entry, file, where);
+    if (t) tls[base] = t;
     if (caps.includes('pull') || caps.includes('resolve')) mirrors.push(base);
   }
   if (mirrors.length > 0) out.mirrors = mirrors;
   if (Object.keys(headers).length > 0) out.headers = headers;
   if (Object.keys(unsupported).length > 0) out.unsupported = unsupported;
+  if (Object.keys(tls).length > 0) out.tls = tls;
   return out;
 }
 
