@@ -164,6 +164,8 @@ while (todo.length > 0) {
 // The workspace files the bundle was made of, relative to dist/bundle: bin/berth.js runs dist/main.js
 // instead when one of them is newer than the bundle (a package rebuilt with tsc alone).
 const own = Object.keys(inputs)
+  // Virtual modules (`lazy-contracts:...`, `otel-api:...`) are no files; what they load is listed.
+  .filter((p) => !/^[\w-]+:/.test(p))
   .map((p) => join(here, p))
   .filter((p) => p.startsWith(`${packages}/`) && !p.includes('/node_modules/'))
   .map((p) => relative(out, p));

@@ -27,6 +27,14 @@ beforeAll(() => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('bin/berth.js', () => {
+  it("runs the bundle after a build: every file the bundle's inputs.json names exists", () => {
+    const dir = join(pkg, 'dist', 'bundle');
+    const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as string[];
+    expect(inputs.length).toBeGreaterThan(10);
+    // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
+    expect(inputs.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual([]);
+  });
+
   it('runs the bundle and keeps one code cache per command, made on the first run', () => {
     expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
     const first = statSync(join(cache, '--version.bin'));
