@@ -1,7 +1,8 @@
 /**
  * CLI start-up benchmark (issue 11): wall time of short `berth` commands against a private stack,
- * beside `ctr` of a private containerd when it is installed. Prints figures; asserts nothing.
- * Env: BENCH_N runs per command (default 30).
+ * beside `ctr` of a private containerd when it is installed, and `berth run --rm IMAGE true`
+ * beside `ctr run --rm`. Prints figures; asserts nothing.
+ * Env: BENCH_N runs per command (default 30), BENCH_RUN_N runs of `run --rm` (default BENCH_N).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { containerdInstalled, startContainerd } from './containerd.js';
 import { pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 30);
+const RUN_N = Number(process.env.BENCH_RUN_N ?? N);
 
 /** One run's wall and CPU (user + system) time in ms. */
 interface Sample {
@@ -23,23 +25,30 @@ interface Sample {
  * N runs of a command after one warm-up run; fails on a non-zero exit. CPU time comes from
  * /usr/bin/time when it is there: on a loaded host it moves far less than the wall time.
  */
-function time(cmd: string, args: string[], env: NodeJS.ProcessEnv): Sample[] {
+function time(
+  cmd: string,
+  args: string[] | ((i: number) => string[]),
+  env: NodeJS.ProcessEnv,
+  n = N,
+): Sample[] {
   const timed = existsSync('/usr/bin/time');
+  let runs = 0;
   const once = (): Sample => {
+    const argv = typeof args === 'function' ? args(runs++) : args;
     const a = performance.now();
     const r = timed
-      ? spawnSync('/usr/bin/time', ['-f', '@cpu %U %S', cmd, ...args], {
+      ? spawnSync('/usr/bin/time', ['-f', '@cpu %U %S', cmd, ...argv], {
           env,
           stdio: ['ignore', 'ignore', 'pipe'],
         })
-      : spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      : spawnSync(cmd, argv, { env, stdio: ['ignore', 'ignore', 'pipe'] });
     const wall = performance.now() - a;
-    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+    if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
     const m = /@cpu ([\d.]+) ([\d.]+)/.exec(r.stderr.toString());
     return { wall, cpu: m ? (Number(m[1]) + Number(m[2])) * 1000 : Number.NaN };
   };
   once();
-  return Array.from({ length: N }, once);
+  return Array.from({ length: n }, once);
 }
 
 const f = (n: number) => n.toFixed(1).padStart(7);
@@ -47,7 +56,7 @@ const row = (name: string, xs: Sample[]) => {
   const wall = xs.map((x) => x.wall);
   const cpu = xs.map((x) => x.cpu);
   process.stdout.write(
-    `${name.padEnd(22)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
+    `${name.padEnd(26)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
   );
   return wall;
 };
@@ -66,6 +75,16 @@ try {
   row('berth --help', berth('--help'));
   const ps = row('berth ps -a', berth('ps', '-a'));
   const images = row('berth images', berth('images'));
+  const run = row(
+    'berth run --rm true',
+    time(process.execPath, [BERTH_BIN, 'run', '--rm', image, 'true'], s.env, RUN_N),
+  );
+  // ctr run gives the container a network namespace without interfaces; berth's default is the
+  // bridge network (CNI add and del per run). --network none is the same work as ctr's.
+  const runNoNet = row(
+    'berth run --rm --net none',
+    time(process.execPath, [BERTH_BIN, 'run', '--rm', '--network', 'none', image, 'true'], s.env, RUN_N),
+  );
 
   if (containerdInstalled()) {
     const ctd = await startContainerd(join(s.root, 'containerd'));
@@ -81,9 +100,13 @@ try {
         execFileSync('ctr', ['-a', ctd.sock, 'containers', 'create', image, `bench-${i}`, 'true']);
       const cps = row('ctr containers ls', time('ctr', ['-a', ctd.sock, 'containers', 'ls'], s.env));
       const cimg = row('ctr images ls', time('ctr', ['-a', ctd.sock, 'images', 'ls'], s.env));
+      const crun = row(
+        'ctr run --rm true',
+        time('ctr', (i) => ['-a', ctd.sock, 'run', '--rm', image, `bench-run-${i}`, 'true'], s.env, RUN_N),
+      );
       const ratio = (a: number[], b: number[]) => (pct(a, 50) / pct(b, 50)).toFixed(2);
       process.stdout.write(
-        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x\n`,
+        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x, berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x)\n`,
       );
     } finally {
       await ctd.stop();

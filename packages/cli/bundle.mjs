@@ -1,13 +1,18 @@
-// Bundles the built CLI (dist/main.js, from tsc) into dist/bundle/: one file per lazily loaded
-// part instead of hundreds of modules, which is most of `berth ps`'s start-up time (see
-// docs/benchmarks.md). bin/berth.js runs the bundle when it is newer than dist/main.js.
+// Bundles the built CLI (dist/main.js, from tsc) into one CommonJS file, dist/bundle/berth.cjs,
+// instead of hundreds of modules: most of `berth ps`'s start-up time was Node resolving, reading and
+// compiling them (see docs/benchmarks.md). CommonJS because bin/berth.js compiles it with a V8 code
+// cache (vm.Script cachedData), which Node 20's ES module loader cannot use. Modules a command
+// imports lazily (`await import(...)`) stay lazy: esbuild runs their top level on first import.
+// bin/berth.js runs the bundle when it is not older than the files it was made of.
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const packages = dirname(here);
+const out = join(here, 'dist', 'bundle');
 
 /**
  * The workspace's own modules find files beside them through import.meta.url (the shim's addon,
@@ -30,34 +35,138 @@ const keepOwnUrls = {
   },
 };
 
-// Chunk names carry a hash: the chunks of an earlier build would stay beside the new ones.
-await rm(join(here, 'dist', 'bundle'), { recursive: true, force: true });
+/**
+ * One OpenTelemetry API in the process, loaded without Node's module resolution: the SDK (required
+ * from the kit's directory when an endpoint is set) must register its tracer provider and context
+ * manager on the very API the CLI's spans use, or they are lost (each copy has its own proxy
+ * tracer provider). Left external, the API's 50 CommonJS files cost every command ~25 ms to
+ * resolve and compile. So the API is bundled (and code-cached like the rest), and the copy in the
+ * bundle is put in require's cache under the file name the SDK's require resolves to, which makes
+ * it the SDK's API as well.
+ */
+const oneOtelApi = {
+  name: 'one-opentelemetry-api',
+  setup(b) {
+    const fromKit = createRequire(join(packages, 'kit', 'dist', 'telemetry.js'));
+    const sdk = fromKit.resolve('@opentelemetry/sdk-trace-base');
+    const file = createRequire(sdk).resolve('@opentelemetry/api');
+    if (fromKit.resolve('@opentelemetry/api') !== file)
+      throw new Error(
+        `bundle.mjs: the kit and the OpenTelemetry SDK resolve two different @opentelemetry/api`,
+      );
+    b.onResolve({ filter: /^@opentelemetry\/api$/ }, () => ({ path: file, namespace: 'otel-api' }));
+    b.onLoad({ filter: /.*/, namespace: 'otel-api' }, () => ({
+      contents: [
+        `const api = require(${JSON.stringify(file)});`,
+        `const Module = require('node:module');`,
+        `const file = ${JSON.stringify(file)};`,
+        'if (!Module._cache[file]) {',
+        '  const m = new Module(file);',
+        '  m.filename = file;',
+        '  m.paths = Module._nodeModulePaths(require("node:path").dirname(file));',
+        '  m.loaded = true;',
+        '  m.exports = api;',
+        '  Module._cache[file] = m;',
+        '}',
+        'module.exports = api;',
+      ].join('\n'),
+      loader: 'js',
+      resolveDir: dirname(file),
+    }));
+  },
+};
+
+/**
+ * The contracts' index (`@berth/api`) as a module of getters: each name loads the contract module
+ * that defines it on first use. Importing the index builds the zod schemas of every service
+ * (~25 ms); `berth images` needs the image contract only, `berth ps` not the image's or CRI's.
+ * Each contract module still runs once, so every name keeps one identity (BerthError, the XApi
+ * objects). A CommonJS module, so the bundle reads its names at each use, not at import.
+ */
+const lazyContracts = {
+  name: 'lazy-contracts-index',
+  async setup(b) {
+    const dist = join(packages, 'api', 'dist');
+    const index = join(dist, 'index.js');
+    const names = {};
+    for (const m of (await readFile(index, 'utf8')).matchAll(/export \* from '(\.\/[\w-]+\.js)';/g)) {
+      const file = join(dist, m[1]);
+      for (const name of Object.keys(await import(pathToFileURL(file).href))) names[name] = file;
+    }
+    b.onResolve({ filter: /^@berth\/api$/ }, () => ({ path: index, namespace: 'lazy-contracts' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-contracts' }, () => ({
+      contents: Object.entries(names)
+        .map(
+          ([name, file]) =>
+            `Object.defineProperty(exports, ${JSON.stringify(name)}, { enumerable: true, get: () => require(${JSON.stringify(file)})[${JSON.stringify(name)}] });`,
+        )
+        .join('\n'),
+      loader: 'js',
+      resolveDir: dist,
+    }));
+  },
+};
+
+// An earlier build's files (the ES module chunks of the previous layout, a code cache of another
+// bundle) must not stay beside the new one.
+await rm(out, { recursive: true, force: true });
 const result = await build({
   entryPoints: [join(here, 'dist', 'main.js')],
-  outdir: join(here, 'dist', 'bundle'),
+  outfile: join(out, 'berth.cjs'),
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
-  // CommonJS dependencies (ioredis) call require(); an ES module has none of its own.
-  banner: {
-    js: "import { createRequire as __berthCreateRequire } from 'node:module'; const require = __berthCreateRequire(import.meta.url);",
-  },
-  // One OpenTelemetry API in the process: the SDK (required from the kit when an endpoint is set)
-  // registers the tracer provider and context manager on the copy it loads; a second copy inlined
-  // here would keep its own context keys and lose the CLI's client spans.
-  external: ['@opentelemetry/api'],
-  plugins: [keepOwnUrls],
+  plugins: [oneOtelApi, lazyContracts, keepOwnUrls],
+  charset: 'ascii',
   logLevel: 'warning',
   metafile: true,
   absWorkingDir: here,
 });
 
+// bin/berth.js reads the bundle as latin1, the fastest exact decoding of ASCII (a UTF-8 read of a
+// file with one non-ASCII character makes V8 hold it as 4 MB of UTF-16). esbuild escapes non-ASCII
+// in strings and regular expressions; what is left is in comments, replaced here.
+const file = join(out, 'berth.cjs');
+const text = await readFile(file, 'utf8');
+const ascii = text
+  .split('\n')
+  .map((line, i) => {
+    if (/^[ -~\t\r]*$/.test(line)) return line;
+    if (!/^\s*(\/\/|\*|\/\*)/.test(line))
+      throw new Error(
+        `bundle.mjs: berth.cjs:${i + 1} has a non-ASCII or control character outside a comment`,
+      );
+    return line.replace(/[^\t\r -~]/g, '?');
+  })
+  .join('\n');
+if (ascii !== text) await writeFile(file, ascii);
+
+// `berth --help`, `--version` and a usage error must not pay for zod, NATS or the contracts: a
+// command table importing them at the top (instead of in its `run`) fails the build, not the
+// benchmark. What main.js imports statically runs on every start; dynamic imports run on demand.
+const heavy = [/\/node_modules\/.*\/(zod|nats|nkeys\.js|ioredis)\//, /\/api\/dist\/(index|contract)\.js$/];
+const inputs = result.metafile.inputs;
+const eager = new Set();
+const todo = [relative(here, join(here, 'dist', 'main.js'))];
+while (todo.length > 0) {
+  const file = todo.pop();
+  if (eager.has(file)) continue;
+  eager.add(file);
+  if (heavy.some((re) => re.test(file)))
+    throw new Error(
+      `bundle.mjs: ${file} is loaded by every berth command (imported statically from main.js)`,
+    );
+  for (const i of inputs[file]?.imports ?? [])
+    if (i.kind === 'import-statement' && !i.external) todo.push(i.path);
+}
+
 // The workspace files the bundle was made of, relative to dist/bundle: bin/berth.js runs dist/main.js
 // instead when one of them is newer than the bundle (a package rebuilt with tsc alone).
-const inputs = Object.keys(result.metafile.inputs)
+const own = Object.keys(inputs)
+  // Virtual modules (`lazy-contracts:...`, `otel-api:...`) are no files; what they load is listed.
+  .filter((p) => !/^[\w-]+:/.test(p))
   .map((p) => join(here, p))
   .filter((p) => p.startsWith(`${packages}/`) && !p.includes('/node_modules/'))
-  .map((p) => relative(join(here, 'dist', 'bundle'), p));
-await writeFile(join(here, 'dist', 'bundle', 'inputs.json'), `${JSON.stringify(inputs)}\n`);
+  .map((p) => relative(out, p));
+await writeFile(join(out, 'inputs.json'), `${JSON.stringify(own)}\n`);

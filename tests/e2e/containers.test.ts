@@ -1,13 +1,13 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotApi, TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN } from '../harness/berth.js';
+import { BERTH_BIN, runBerth } from '../harness/berth.js';
 import { busyboxLayoutTar, type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
@@ -232,7 +232,7 @@ describe('berth run', () => {
     expect(top.stdout).toContain('sleep 300');
     const stats = await run('stats', '--no-stream', 'web');
     expect(stats.code, stats.stderr).toBe(0);
-    expect(stats.stdout).toMatch(/web\s+\d+\.\d+s\s+[\d.]+[KMG]?i?B \/ --\s+1\n/);
+    expect(stats.stdout).toMatch(/web\s+\d+\.\d+%\s+[\d.]+[KMG]?i?B \/ --\s+1\n/);
     expect((await run('ps', '-q', '--filter', 'label=app=web')).stdout).toBe(`${id.slice(0, 12)}\n`);
     expect((await run('ps', '-q', '--filter', 'label=app=db')).stdout).toBe('');
     expect((await run('ps', '-q', '--filter', 'status=exited')).stdout).toBe('');
@@ -355,6 +355,40 @@ describe('berth run', () => {
     expect((await run('ps', '-aq')).stdout).toBe('');
   });
 
+  it('-n/--namespace before the command works in another namespace, over BERTH_NAMESPACE', async () => {
+    // Images are per namespace too: this one is loaded into the other namespace first.
+    const tar = join(s.root, 'busybox-oci.tar');
+    const load = await run('-n', 'e2e-other', 'load', '-i', tar, '--name', IMAGE);
+    expect(load.code, load.stderr).toBe(0);
+    const r = await run('-n', 'e2e-other', 'run', '-d', '--name', 'elsewhere', IMAGE, 'sleep', '300');
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim().slice(0, 12);
+    expect((await run('ps', '-q')).stdout).not.toContain(id);
+    expect((await run('--namespace=e2e-other', 'ps', '-q')).stdout).toBe(`${id}\n`);
+    const env = { ...s.env, BERTH_NAMESPACE: 'e2e-other' };
+    const viaEnv = await runBerth(['ps', '-q'], { env });
+    expect(viaEnv.stdout).toBe(`${id}\n`);
+    expect((await runBerth(['-n', 'default', 'ps', '-q'], { env })).stdout).not.toContain(id);
+    const bad = await run('-n', 'no/such', 'ps');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('invalid namespace "no/such"');
+    expect((await run('-n', 'e2e-other', 'rm', '-f', 'elsewhere')).code).toBe(0);
+    expect((await run('-n', 'e2e-other', 'rmi', IMAGE)).code).toBe(0);
+  });
+
+  it('stats shows CPU % as docker does: a busy loop uses CPU, a sleeping container none', async () => {
+    expect((await run('run', '-d', '--name', 'spin', IMAGE, 'sh', '-c', 'while :; do :; done')).code).toBe(0);
+    expect((await run('run', '-d', '--name', 'nap', IMAGE, 'sleep', '300')).code).toBe(0);
+    const r = await run('stats', '--no-stream', 'spin', 'nap');
+    expect(r.code, r.stderr).toBe(0);
+    const pct = (name: string) => Number(new RegExp(`${name}\\s+([\\d.]+)%`).exec(r.stdout)?.[1]);
+    // Even on a loaded two-core host the loop gets far more than 1% of a core over a second.
+    expect(pct('spin')).toBeGreaterThan(1);
+    expect(pct('spin')).toBeLessThanOrEqual(100 * availableParallelism() + 5);
+    expect(pct('nap')).toBeLessThan(1);
+    expect((await run('rm', '-f', 'spin', 'nap')).code).toBe(0);
+  });
+
   it('stats streams a sample a second until interrupted; --no-stream prints one', async () => {
     expect((await run('run', '-d', '--name', 'statty', IMAGE, 'sleep', '300')).code).toBe(0);
     const once = await run('stats', '--no-stream', 'statty');
@@ -366,7 +400,7 @@ describe('berth run', () => {
       out += b.toString();
     });
     const exited = new Promise<number | null>((r) => p.once('exit', r));
-    await until('two samples', () => (out.match(/statty\s+\d+\.\d+s/g) ?? []).length >= 2);
+    await until('two samples', () => (out.match(/statty\s+\d+\.\d+%/g) ?? []).length >= 2);
     // A container that stops meanwhile stays in the table, without figures.
     expect((await run('kill', 'statty')).code).toBe(0);
     await until('a sample of the stopped container', () => /statty\s+--\s+-- \/ --\s+--/.test(out));

@@ -3,7 +3,7 @@
 // task-service process answers rmi's in-use check (no snapshot-service: unpacking fails here).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { stat } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TaskApi } from '@berth/api';
 import {
@@ -15,6 +15,7 @@ import {
   startImageService,
   startProxy,
   uploadImage,
+  writeTestHelper,
 } from '@berth/image-service/testing';
 import { call } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
@@ -117,6 +118,16 @@ describe('berth image commands', () => {
     expect(dg.stdout).toContain(img.desc.digest);
     const none = await berth('images', '--filter', 'reference=nothing*');
     expect(none.stdout.trim().split('\n')).toHaveLength(1);
+    expect(r.stdout).toContain(`Downloaded newer image for ${ref}`);
+    // Pulled again: nothing to do. By its digest: a new name for content already here, said so.
+    expect((await berth('pull', '--no-unpack', ref)).stdout).toContain(`Image is up to date for ${ref}`);
+    const pinned = `${registry.host}/e2e/busybox@${img.desc.digest}`;
+    const byDigest = await berth('pull', '--no-unpack', pinned);
+    expect(byDigest.code, byDigest.stderr).toBe(0);
+    expect(byDigest.stdout).toContain(
+      `Created ${pinned} from content already on this node (nothing downloaded)`,
+    );
+    expect((await berth('rmi', pinned)).code).toBe(0);
   });
 
   it('pull without --no-unpack reports the unpack failure on one line and exits non-zero', async () => {
@@ -209,6 +220,34 @@ describe('berth image commands', () => {
     );
     const after = await berth('pull', '--no-unpack', `${secure.host}/e2e/private:v2`);
     expect(after.code).toBe(1);
+  });
+
+  it('with a credsStore, login stores the secret in the credential helper, pull reads it, logout erases it', async () => {
+    const dir = join(inst.root, 'cred-helper');
+    await mkdir(dir, { recursive: true });
+    await writeTestHelper(dir, 'berthtest');
+    const dockerDir = join(inst.root, 'docker-helper');
+    await mkdir(dockerDir, { recursive: true });
+    const cfg = join(dockerDir, 'config.json');
+    await writeFile(cfg, JSON.stringify({ credsStore: 'berthtest' }));
+    const env = { ...inst.env, DOCKER_CONFIG: dockerDir, PATH: `${dir}:${process.env.PATH ?? ''}` };
+    const run = (...args: string[]) => runBerth(args, { env });
+    const ok = await run('login', '-u', 'dora', '-p', 'pw1', secure.host);
+    expect(ok.stdout, ok.stderr).toBe('Login Succeeded\n');
+    // config.json still only names the helper; the helper has the secret.
+    expect(JSON.parse(await readFile(cfg, 'utf8'))).toEqual({ credsStore: 'berthtest' });
+    expect(JSON.parse(await readFile(join(dir, 'store.json'), 'utf8'))).toEqual({
+      [secure.host]: { Username: 'dora', Secret: 'pw1' },
+    });
+    const pull = await run('pull', '--no-unpack', `${secure.host}/e2e/private:v1`);
+    expect(pull.code, pull.stderr).toBe(0);
+    expect((await run('logout', secure.host)).code).toBe(0);
+    expect(JSON.parse(await readFile(join(dir, 'store.json'), 'utf8'))).toEqual({});
+    // A helper that is not there fails the pull naming it, rather than pulling anonymously.
+    await writeFile(cfg, JSON.stringify({ credsStore: 'absent' }));
+    const missing = await run('pull', '--no-unpack', `${secure.host}/e2e/private:v1`);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('credential helper docker-credential-absent');
   });
 
   it('a pull whose image-service is SIGKILLed fails within the silence limit; the next pull succeeds', async () => {

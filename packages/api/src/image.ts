@@ -86,6 +86,11 @@ export const PullReply = z.object({
   image: ImageRecord,
   /** Bytes fetched from the registry by this pull (0 when everything was already present). */
   fetchedBytes: z.number().int().nonnegative(),
+  /**
+   * What the pull did to the name: `created` it, `updated` it to other content, or left it
+   * `unchanged`. Absent from an older image-service.
+   */
+  reference: z.enum(['created', 'updated', 'unchanged']).optional(),
   /** Unpack outcome: `done`, `skipped` (unpack: false) or `failed` with the reason in unpackError. */
   unpack: z.enum(['done', 'skipped', 'failed']),
   unpackError: z.string().optional(),

@@ -6,9 +6,10 @@ import { hostLayout } from '@berth/kit/layout';
 import { connectNats } from '@berth/kit/nats';
 import { redactUrl } from '@berth/kit/redact';
 import type { NatsConnection } from 'nats';
+import { config as zodConfig } from 'zod';
 
 /** What every command can use: config, and a NATS connection made on first use. */
-/** The namespace the CLI works in (BERTH_NAMESPACE, else "default"). */
+/** The namespace the CLI works in (-n/--namespace, which sets BERTH_NAMESPACE, else "default"). */
 export function namespaceOf(): string {
   return process.env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
 }
@@ -80,9 +81,14 @@ export function readSupervisorState(config: Config): SupervisorState | undefined
 
 /** Builds the CLI context from config and environment. */
 export function createContext(): CliContext {
+  // A command parses a handful of replies: zod's per-schema code generation (new Function, then
+  // V8 compiling it) costs more than it saves in a process this short. Services keep it.
+  zodConfig({ jitless: true });
   const config = loadConfig();
-  const sup = readSupervisorState(config);
-  const natsUrl = ownUrl(config, 'cli', 'natsUrl') ?? sup?.cliNatsUrl ?? sup?.natsUrl ?? DEFAULT_NATS_URL;
+  // The supervisor's state file only matters for a URL the config does not give.
+  const own = ownUrl(config, 'cli', 'natsUrl');
+  const sup = own && config.redisUrl ? undefined : readSupervisorState(config);
+  const natsUrl = own ?? sup?.cliNatsUrl ?? sup?.natsUrl ?? DEFAULT_NATS_URL;
   const redisUrl = config.redisUrl ?? sup?.redisUrl ?? DEFAULT_REDIS_URL;
   let nc: Promise<NatsConnection> | undefined;
   return {

@@ -4,9 +4,10 @@ import { BERTH_VERSION } from '@berth/api/version';
 import type { Command } from './command.js';
 import { containersCommands } from './commands/containers.js';
 import { imagesCommands } from './commands/images.js';
+import { networkCommands } from './commands/network.js';
 import { snapshotsCommands } from './commands/snapshots.js';
 import { stackCommands } from './commands/stack.js';
-import { networkCommandList } from './network/commands.js';
+import { splitGlobalOptions } from './global-options.js';
 import { exitQuietlyOnBrokenPipe, exitWhenDrained } from './output.js';
 import { traceCommands } from './trace/commands.js';
 
@@ -15,7 +16,7 @@ const commands: Command[] = [
   ...imagesCommands,
   ...snapshotsCommands,
   ...containersCommands,
-  ...networkCommandList,
+  ...networkCommands,
   ...traceCommands,
 ];
 
@@ -25,7 +26,7 @@ function help(): string {
     .slice()
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
-  return `Usage: berth [--trace] COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
+  return `Usage: berth [-n NAMESPACE] [--trace] COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nGlobal options:\n  -n, --namespace NAME  work in namespace NAME (default: $BERTH_NAMESPACE, else "default")\n  --trace               print the command's trace id on stderr (or BERTH_TRACE=1)\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
 }
 
 /** Finds the command whose (possibly multi-word) name is the longest prefix of argv. */
@@ -41,9 +42,11 @@ function findCommand(argv: string[]): { cmd: Command; rest: string[] } | undefin
 }
 
 async function main(args: string[]): Promise<number> {
-  // `berth --trace COMMAND ...` (or BERTH_TRACE=1) prints the command's trace id on stderr.
-  const showTrace = args[0] === '--trace' || process.env.BERTH_TRACE === '1';
-  const argv = args[0] === '--trace' ? args.slice(1) : args;
+  const { globals, rest: argv } = splitGlobalOptions(args);
+  // Through the environment, which namespaceOf() reads, so `berth up`'s children and any berth
+  // started from here work in the same namespace.
+  if (globals.namespace !== undefined) process.env.BERTH_NAMESPACE = globals.namespace;
+  const showTrace = globals.trace === true || process.env.BERTH_TRACE === '1';
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(help());
     return 0;

@@ -1,12 +1,15 @@
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Code } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostPlatform } from './images/platform.js';
+import { helperStore } from './registry/credential-helper.js';
+import { writeTestHelper } from './testing/credential-helper.js';
 import { type FixtureImage, fileTar, makeImage, makeLayer, uploadImage } from './testing/fixtures.js';
 import { type ImageEnv, rejection, startImageEnv } from './testing/harness.js';
 import { type RegistryProxy, startProxy } from './testing/proxy.js';
@@ -69,6 +72,33 @@ describe('basic auth (registry with htpasswd)', () => {
       .service({ dockerConfig: file })
       .pull({ ref: `${env.registry.host}/private/app:v1`, unpack: false }, 'cfg');
     expect(r.image.name).toBe(`${env.registry.host}/private/app:v1`);
+  });
+
+  it('uses credentials from a docker credential helper named by credsStore or credHelpers', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-cred-'));
+    const savedPath = process.env.PATH;
+    try {
+      await writeTestHelper(dir, 'berthtest');
+      process.env.PATH = `${dir}:${savedPath ?? ''}`;
+      const file = join(dir, 'config.json');
+      const ref = `${env.registry.host}/private/app:v1`;
+      await writeFile(file, JSON.stringify({ credHelpers: { [env.registry.host]: 'berthtest' } }));
+      // The helper holds nothing yet: an anonymous pull, refused by the registry.
+      const anon = await rejection(
+        env.service({ dockerConfig: file }).pull({ ref, unpack: false }, 'helper'),
+      );
+      expect(anon.code).toBe(Code.UNAUTHENTICATED);
+      await helperStore('berthtest', env.registry.host, 'alice', 's3cret');
+      const r = await env.service({ dockerConfig: file }).pull({ ref, unpack: false }, 'helper');
+      expect(r.image.manifest.digest).toBe(img.desc.digest);
+      await writeFile(file, JSON.stringify({ credsStore: 'berthtest' }));
+      const again = await env.service({ dockerConfig: file }).pull({ ref, unpack: false }, 'store');
+      expect(again.image.manifest.digest).toBe(img.desc.digest);
+      expect(await readFile(join(dir, 'calls.log'), 'utf8')).toContain(`get ${env.registry.host}\n`);
+    } finally {
+      process.env.PATH = savedPath;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -74,6 +74,7 @@ describe('pull', () => {
     expect(r.image.configDigest).toBe(sha(img.config));
     expect(r.image.config.rootfs.diff_ids).toEqual(img.layers.map((l) => l.diffId));
     expect(r.fetchedBytes).toBe(img.layers.reduce((s, l) => s + l.blob.length, 0));
+    expect(r.reference).toBe('created');
     for (const [digest, body] of img.blobs) {
       const onDisk = await readFile(join(env.blobsDir, digest.slice(7)));
       expect(sha(onDisk)).toBe(sha(body));
@@ -88,6 +89,24 @@ describe('pull', () => {
     // A second pull finds everything present and fetches nothing.
     const again = await svc.pull({ ref, unpack: false }, 'default');
     expect(again.fetchedBytes).toBe(0);
+    expect(again.reference).toBe('unchanged');
+    // The same content under its digest reference: a new name, nothing fetched.
+    const byDigest = `${env.registry.host}/test/multi@${img.desc.digest}`;
+    const pinned = await svc.pull({ ref: byDigest, unpack: false }, 'default');
+    expect(pinned).toMatchObject({ fetchedBytes: 0, reference: 'created', image: { name: byDigest } });
+  });
+
+  it('says whether a pull created, moved or kept the name', async () => {
+    const svc = env.service();
+    const ref = `${env.registry.host}/test/moving:v1`;
+    await uploadImage(env.registry.url, 'test/moving', 'v1', img);
+    expect((await svc.pull({ ref, unpack: false }, 'default')).reference).toBe('created');
+    expect((await svc.pull({ ref, unpack: false }, 'default')).reference).toBe('unchanged');
+    const next = makeImage([makeLayer(fileTar('etc/next', 'next'), 'gzip')], { arch: host });
+    await uploadImage(env.registry.url, 'test/moving', 'v1', next);
+    const moved = await svc.pull({ ref, unpack: false }, 'default');
+    expect(moved.reference).toBe('updated');
+    expect(moved.image.target.digest).toBe(next.desc.digest);
   });
 
   it('picks the host platform from an index, skips unknown entries, and honours --platform', async () => {
@@ -193,6 +212,43 @@ describe('pull', () => {
       const r = await svc.pull({ ref: 'registry.invalid/test/multi:v1', unpack: false }, 'mirror');
       expect(r.image.name).toBe('registry.invalid/test/multi:v1');
       expect(mirror.count('HEAD', '/manifests/v1')).toBe(1);
+    } finally {
+      await mirror.stop();
+    }
+  });
+
+  it("pulls through the mirrors of a hosts.toml (containerd's layout), with its headers", async () => {
+    const seen: (string | undefined)[] = [];
+    const mirror = await startProxy({
+      upstream: env.registry.url,
+      intercept: (req) => {
+        seen.push(req.headers['x-berth-test'] as string | undefined);
+        return false;
+      },
+    });
+    const dir = join(env.stateRoot, 'certs.d');
+    try {
+      await mkdir(join(dir, 'hosts.invalid'), { recursive: true });
+      await writeFile(
+        join(dir, 'hosts.invalid', 'hosts.toml'),
+        `server = "https://hosts.invalid"\n[host."${mirror.url}"]\n  capabilities = ["pull", "resolve"]\n  header = { x-berth-test = "from-hosts-toml" }\n`,
+      );
+      const svc = env.service({ settings: { hostsDirs: [dir] } });
+      const r = await svc.pull({ ref: 'hosts.invalid/test/multi:v1', unpack: false }, 'hoststoml');
+      expect(r.image.target.digest).toBe(img.desc.digest);
+      expect(mirror.count('HEAD', '/manifests/v1')).toBe(1);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(new Set(seen)).toEqual(new Set(['from-hosts-toml']));
+      // A setting berth cannot honour yet fails the pull naming the file, instead of being ignored.
+      await writeFile(
+        join(dir, 'hosts.invalid', 'hosts.toml'),
+        `[host."${mirror.url}"]\n  override_path = true\n`,
+      );
+      const e = await rejection(svc.pull({ ref: 'hosts.invalid/test/multi:v1', unpack: false }, 'hoststoml'));
+      expect(e.code).toBe(Code.UNIMPLEMENTED);
+      expect(e.message).toContain(
+        `${join(dir, 'hosts.invalid', 'hosts.toml')}: override_path for ${mirror.url}`,
+      );
     } finally {
       await mirror.stop();
     }

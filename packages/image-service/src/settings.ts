@@ -1,4 +1,5 @@
-import { type Config, serviceSetting } from '@berth/kit';
+import { dirname, join } from 'node:path';
+import { type Config, DEFAULT_CONFIG_FILE, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
 
 /** Per-host registry settings, like containerd's hosts.toml: mirrors tried first, then the host. */
@@ -9,6 +10,8 @@ export const HostSettings = z.object({
   insecure: z.boolean().optional(),
   /** Base URL serving this host's /v2/ API (docker.io -> https://registry-1.docker.io). */
   server: z.string().url().optional(),
+  /** Extra request headers per endpoint base URL (a mirror's or the server's), as hosts.toml `header`. */
+  headers: z.record(z.string(), z.record(z.string(), z.string())).optional(),
 });
 export type HostSettings = z.infer<typeof HostSettings>;
 
@@ -28,6 +31,11 @@ export interface ImageSettings {
   hosts: Record<string, HostSettings>;
   /** Hosts allowed over plain HTTP besides localhost/127.0.0.1/::1. */
   insecureRegistries: string[];
+  /**
+   * Directories in containerd's hosts.toml layout (`<dir>/<host>/hosts.toml`, `_default`), read for
+   * a host that `hosts` does not name; e.g. /etc/containerd/certs.d to keep containerd's settings.
+   */
+  hostsDirs: string[];
   /** Timeout of the snapshot-service unpack call. */
   unpackTimeoutMs: number;
   /** How long a pull's lease keeps its blobs from GC if the service dies (renewed while pulling). */
@@ -35,6 +43,14 @@ export interface ImageSettings {
 }
 
 const S = 'image-service';
+
+/**
+ * berth's own directory in containerd's hosts.toml layout: certs.d beside the config file
+ * (/etc/berth/certs.d; an installation with BERTH_CONFIG elsewhere keeps its own).
+ */
+export function defaultHostsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(dirname(env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE), 'certs.d');
+}
 
 /** Reads the image-service settings from the config, validating each. */
 export function loadImageSettings(config: Config): ImageSettings {
@@ -57,6 +73,9 @@ export function loadImageSettings(config: Config): ImageSettings {
     blobLockWaitMs: serviceSetting(config, S, 'blobLockWaitMs', z.number().int().positive(), 3_600_000),
     hosts,
     insecureRegistries: serviceSetting(config, S, 'insecureRegistries', z.array(z.string()), []),
+    hostsDirs: serviceSetting(config, S, 'hostsDirs', z.array(z.string().startsWith('/')), [
+      defaultHostsDir(),
+    ]),
     unpackTimeoutMs: serviceSetting(config, S, 'unpackTimeoutMs', z.number().int().positive(), 1_800_000),
     leaseTtlMs: serviceSetting(config, S, 'leaseTtlMs', z.number().int().min(1000), 600_000),
   };

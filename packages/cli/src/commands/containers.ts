@@ -238,11 +238,13 @@ export const containersCommands: Command[] = [
   },
   {
     name: 'stats',
-    summary: 'Show CPU, memory and pids of running containers, a sample a second until Ctrl-C',
+    summary: 'Show CPU %, memory and pids of running containers, a sample a second until Ctrl-C',
     usage: '[--no-stream] [CONTAINER...]',
     options: { 'no-stream': { type: 'boolean' } },
-    run: async (args, ctx) =>
-      (await impl()).statsCommand(args.positionals, args.values['no-stream'] !== true, ctx),
+    run: async (args, ctx) => {
+      const [{ tasks }, { statsCommand }] = await Promise.all([api(), import('../containers/stats.js')]);
+      return statsCommand(await tasks(ctx), args.positionals, args.values['no-stream'] !== true, ctx);
+    },
   },
   {
     name: 'pause',

@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import {
   BerthError,
   Code,
-  type ContainerInfo,
   type ContainerStatus,
   errors,
   type ListContainersRequest,
@@ -14,7 +13,7 @@ import { collectAll } from '@berth/kit/paging';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
 import { nodeError, nodeFlag, onOtherNode } from '../nodes.js';
-import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
+import { exitWatcher, logPathOf, namespaceOf, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
 
@@ -224,93 +223,6 @@ export async function topCommand(ref: string, ctx: CliContext): Promise<number> 
   }
   ctx.out.write(table(rows));
   return 0;
-}
-
-function num(o: unknown, ...path: string[]): number | undefined {
-  let cur: unknown = o;
-  for (const p of path) cur = (cur as Record<string, unknown> | undefined)?.[p];
-  return typeof cur === 'number' ? cur : undefined;
-}
-
-function bytes(n: number | undefined): string {
-  if (n === undefined) return '--';
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < u.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 2)}${u[i]}`;
-}
-
-/** `stats`: one sample per running container (CPU time, memory, pids from its cgroup). */
-export async function statsCommand(refs: string[], stream: boolean, ctx: CliContext): Promise<number> {
-  const client = await tasks(ctx);
-  // Named containers must exist (a typo fails at once); later rounds show a stopped one as "--".
-  const named = await Promise.all(refs.map((id) => client['get-container']({ id })));
-  if (!stream) {
-    ctx.out.write(await statsTable(client, named, refs.length > 0, false));
-    return 0;
-  }
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  const stop = () => {
-    stopped = true;
-    wake?.();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  try {
-    while (!stopped) {
-      ctx.out.write(await statsTable(client, named, refs.length > 0, true));
-      // One sample a second, as docker; a signal ends the wait at once.
-      await new Promise<void>((r) => {
-        wake = r;
-        setTimeout(r, 1000).unref();
-      });
-    }
-  } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-  }
-  return 0;
-}
-
-/** One sample of `stats` as a table: the named containers, or every running one. */
-async function statsTable(
-  client: TaskClient,
-  named: ContainerInfo[],
-  byName: boolean,
-  tolerateStopped: boolean,
-): Promise<string> {
-  const infos = byName
-    ? named
-    : await collectAll(client['list-containers'], { status: ['running'] }, 'containers');
-  const rows = [['CONTAINER ID', 'NAME', 'CPU TIME', 'MEM USAGE / LIMIT', 'PIDS']];
-  for (const i of infos) {
-    let s: unknown;
-    try {
-      s = await client.stats({ id: i.container.id });
-    } catch (err) {
-      if (!tolerateStopped || !(err instanceof BerthError) || err.code !== Code.FAILED_PRECONDITION)
-        throw err;
-      rows.push([i.container.id.slice(0, 12), i.container.name, '--', '-- / --', '--']);
-      continue;
-    }
-    const cpuNs = num(s, 'cpu', 'usageNs') ?? num(s, 'cpu', 'usage', 'total');
-    const mem = num(s, 'memory', 'usageBytes') ?? num(s, 'memory', 'usage');
-    const limit = num(s, 'memory', 'limitBytes') ?? num(s, 'memory', 'limit');
-    const pids = num(s, 'pids', 'current');
-    rows.push([
-      i.container.id.slice(0, 12),
-      i.container.name,
-      cpuNs === undefined ? '--' : `${(cpuNs / 1e9).toFixed(2)}s`,
-      `${bytes(mem)} / ${bytes(limit)}`,
-      pids === undefined ? '--' : String(pids),
-    ]);
-  }
-  return table(rows);
 }
 
 /** `events`: prints every event until interrupted. */

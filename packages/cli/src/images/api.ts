@@ -33,13 +33,19 @@ export async function image<K extends OpName<typeof ImageApi>>(
   }
 }
 
-/** Credentials for the registry of `ref` from the docker config.json, sent with the request as docker does. */
+/**
+ * Credentials for the registry of `ref` from the docker config.json (or its credential helper),
+ * sent with the request as docker does. A bad reference is left to the image-service to refuse; a
+ * failing credential helper fails the command, naming the helper.
+ */
 export async function authFor(ref: string): Promise<RegistryAuth | undefined> {
+  let domain: string;
   try {
-    return await credentialsFromDockerConfig(parseReference(ref).domain);
+    domain = parseReference(ref).domain;
   } catch {
     return undefined;
   }
+  return credentialsFromDockerConfig(domain);
 }
 
 /** An absolute path for a file the (host-local) image-service reads or writes. */

@@ -19,6 +19,7 @@ import type { CliContext } from '../context.js';
 import { humanSize } from '../format.js';
 import { nodeFlag } from '../nodes.js';
 import { absolute, authFor, image, SILENCE_MS, withProgress } from './api.js';
+import { pullStatus } from './pull-status.js';
 
 /** BERTH_PROGRESS_SILENCE_MS shortens the dead-service detection (tests). */
 const silenceMs = () => Number(process.env.BERTH_PROGRESS_SILENCE_MS) || SILENCE_MS;
@@ -52,9 +53,7 @@ export async function pullCommand(args: CommandArgs, ctx: CliContext): Promise<n
   if (quiet) ctx.out.write(`${reply.image.name}\n`);
   else {
     ctx.out.write(`Digest: ${reply.image.target.digest}\n`);
-    ctx.out.write(
-      `${reply.fetchedBytes > 0 ? 'Downloaded newer image for' : 'Image is up to date for'} ${reply.image.name}\n`,
-    );
+    ctx.out.write(`${pullStatus(reply)}\n`);
   }
   if (reply.unpack === 'failed') {
     ctx.err.write(

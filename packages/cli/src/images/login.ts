@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errors } from '@berth/api';
-import { configKeyOf, dockerConfigPath } from '@berth/image-service/docker-config';
+import {
+  configKeyOf,
+  dockerConfigPath,
+  helperErase,
+  helperFor,
+  helperStore,
+} from '@berth/image-service/docker-config';
 import type { CliContext } from '../context.js';
 import { image } from './api.js';
 
@@ -46,6 +52,12 @@ export async function login(
   await image(ctx, 'login', { registry: host, auth: { username, password } });
   const file = dockerConfigPath();
   const cfg = await readConfig(file);
+  // As docker: a credential helper for the registry keeps the secret; config.json only names it.
+  const helper = helperFor(cfg, host);
+  if (helper) {
+    await helperStore(helper, configKeyOf(host), username, password);
+    return;
+  }
   cfg.auths = {
     ...(cfg.auths ?? {}),
     [configKeyOf(host)]: { auth: Buffer.from(`${username}:${password}`).toString('base64') },
@@ -59,6 +71,11 @@ export async function logout(server: string | undefined): Promise<boolean> {
   const file = dockerConfigPath();
   const cfg = await readConfig(file);
   const key = configKeyOf(host);
+  const helper = helperFor(cfg, host);
+  if (helper) {
+    await helperErase(helper, key);
+    return true;
+  }
   if (!cfg.auths?.[key]) return false;
   delete cfg.auths[key];
   await writeConfig(file, cfg);

@@ -1,6 +1,5 @@
 import { ShimApi, type ShimCniNetwork } from '@berth/api';
 import { call } from '@berth/kit/client';
-import type { Command } from '../command.js';
 import { table } from '../containers/format.js';
 import { type CliContext, namespaceOf } from '../context.js';
 
@@ -32,21 +31,13 @@ export function networkRows(networks: ShimCniNetwork[]): string[][] {
   ];
 }
 
-/** `berth network ls`. */
-export const networkCommandList: Command[] = [
-  {
-    name: 'network ls',
-    summary: "List this node's CNI networks (the first is the one containers and pods join)",
-    usage: '[-q]',
-    options: { quiet: { type: 'boolean', short: 'q' } },
-    run: async (args, ctx) => {
-      const networks = await listNetworks(ctx);
-      if (args.values.quiet === true) {
-        ctx.out.write(networks.map((n) => `${n.name}\n`).join(''));
-        return 0;
-      }
-      ctx.out.write(table(networkRows(networks)));
-      return 0;
-    },
-  },
-];
+/** `berth network ls [-q]`: one name a line, or the table. */
+export async function networkLsCommand(quiet: boolean, ctx: CliContext): Promise<number> {
+  const networks = await listNetworks(ctx);
+  if (quiet) {
+    ctx.out.write(networks.map((n) => `${n.name}\n`).join(''));
+    return 0;
+  }
+  ctx.out.write(table(networkRows(networks)));
+  return 0;
+}

@@ -34,6 +34,7 @@ import { pullImage } from '../pull/puller.js';
 import { pushImage } from '../push/pusher.js';
 import { credentialsFromDockerConfig, TokenCache } from '../registry/auth.js';
 import { RegistryClient } from '../registry/client.js';
+import { hostsFromDirs } from '../registry/hosts-toml.js';
 import { formatReference, parseReference, tryNormalize } from '../registry/reference.js';
 import type { ImageSettings } from '../settings.js';
 import { parseManifest } from './manifest.js';
@@ -95,6 +96,7 @@ export class ImageService {
     return new RegistryClient({
       hosts: this.o.settings.hosts,
       insecureRegistries: this.o.settings.insecureRegistries,
+      hostsFallback: (host) => hostsFromDirs(this.o.settings.hostsDirs, host),
       tokens: this.tokens,
       log: this.o.log,
       headersTimeoutMs: this.o.settings.progressTimeoutMs,
@@ -113,6 +115,7 @@ export class ImageService {
     const client = new RegistryClient({
       hosts: this.o.settings.hosts,
       insecureRegistries: this.o.settings.insecureRegistries,
+      hostsFallback: (host) => hostsFromDirs(this.o.settings.hostsDirs, host),
       tokens: new TokenCache(),
       log: this.o.log,
       headersTimeoutMs: this.o.settings.progressTimeoutMs,

@@ -179,7 +179,8 @@ export async function pullImage(
     await d.images.put(ns, rec);
     await lease.release();
 
-    const reply: PullReply = { image: rec, fetchedBytes: fetched, unpack: 'skipped' };
+    const reference = !prev ? 'created' : prev.target.digest === target.digest ? 'unchanged' : 'updated';
+    const reply: PullReply = { image: rec, fetchedBytes: fetched, reference, unpack: 'skipped' };
     if (req.unpack !== false) {
       tracker.setPhase('unpacking');
       try {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { RegistryAuth } from '@berth/api';
+import { helperGet } from './credential-helper.js';
 
 /** One parsed WWW-Authenticate challenge: scheme (lowercased) and its parameters. */
 export interface Challenge {
@@ -76,19 +77,46 @@ export function configKeyOf(host: string): string {
 
 interface DockerConfigFile {
   auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
+  /** Helper holding every registry's credentials (docker-credential-NAME). */
+  credsStore?: string;
+  /** Helper per registry host, before credsStore. */
+  credHelpers?: Record<string, string>;
 }
 
-/** Reads credentials for `host` from a docker config.json; undefined when there are none. */
+/**
+ * The credential helper docker would use for `host` with this config: credHelpers[host], else
+ * credsStore, else none (the credentials are in `auths`).
+ */
+export function helperFor(cfg: DockerConfigFile, host: string): string | undefined {
+  const named = cfg.credHelpers?.[host] ?? cfg.credHelpers?.[configKeyOf(host)];
+  if (typeof named === 'string' && named !== '') return named;
+  return typeof cfg.credsStore === 'string' && cfg.credsStore !== '' ? cfg.credsStore : undefined;
+}
+
+/** Reads a docker config.json: undefined when there is none or it cannot be parsed. */
+export async function readDockerConfig(file = dockerConfigPath()): Promise<DockerConfigFile | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    return parsed !== null && typeof parsed === 'object' ? (parsed as DockerConfigFile) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads credentials for `host` as docker does from a docker config.json: through its credential
+ * helper when credHelpers or credsStore names one (`docker-credential-NAME get`), else from
+ * `auths`. Undefined when there are none; a helper that fails is a FAILED_PRECONDITION naming it
+ * (an anonymous pull instead would end in a confusing "unauthorized").
+ */
 export async function credentialsFromDockerConfig(
   host: string,
   file = dockerConfigPath(),
 ): Promise<RegistryAuth | undefined> {
-  let parsed: DockerConfigFile;
-  try {
-    parsed = JSON.parse(await readFile(file, 'utf8')) as DockerConfigFile;
-  } catch {
-    return undefined;
-  }
+  const parsed = await readDockerConfig(file);
+  if (!parsed) return undefined;
+  const helper = helperFor(parsed, host);
+  if (helper) return helperGet(helper, configKeyOf(host));
   const auths = parsed.auths ?? {};
   const wanted = configKeyOf(host);
   // Entries may be written as bare hosts or as URLs (https://host/v1/).

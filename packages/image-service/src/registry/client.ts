@@ -4,12 +4,16 @@ import type { Logger } from '@berth/kit';
 import { SpanKind, withSpan } from '@berth/kit/tracing';
 import type { HostSettings } from '../settings.js';
 import { type Challenge, parseChallenges, type TokenCache } from './auth.js';
+import type { ResolvedHost } from './hosts-toml.js';
 import { bareMediaType, isSchema1, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE } from './media.js';
 import { DOCKER_HUB, formatReference, objectOf, type Reference } from './reference.js';
+import { type Dispatcher, dispatcherFor } from './tls.js';
 
 /** What the client needs to know about hosts and credentials. */
 export interface RegistryClientOptions {
   hosts: Record<string, HostSettings>;
+  /** Settings of a host `hosts` does not name (hosts.toml directories), read per request. */
+  hostsFallback?: (host: string) => Promise<ResolvedHost | undefined>;
   insecureRegistries: string[];
   tokens: TokenCache;
   /** Credentials for a registry host (from the request or the docker config), if any. */
@@ -100,12 +104,25 @@ function tracedFetch(method: string, url: string, fn: () => Promise<Response>): 
 export class RegistryClient {
   /** The last challenge each base URL sent, so later requests authenticate up front. */
   private readonly challenges = new Map<string, Challenge>();
+  private readonly hostSettings = new Map<string, Promise<ResolvedHost>>();
 
   constructor(private readonly opts: RegistryClientOptions) {}
 
+  /**
+   * The settings of a registry host: from `hosts`, else from its hosts.toml, else none. Read once
+   * per client (one pull or push), not once per blob.
+   */
+  settingsOf(domain: string): Promise<ResolvedHost> {
+    let s = this.hostSettings.get(domain);
+    if (!s) {
+      s = (async () => this.opts.hosts[domain] ?? (await this.opts.hostsFallback?.(domain)) ?? {})();
+      this.hostSettings.set(domain, s);
+    }
+    return s;
+  }
+
   /** Base URLs to try for a registry host: mirrors first (pull only), then the host itself. */
-  endpoints(domain: string, withMirrors: boolean): string[] {
-    const h = this.opts.hosts[domain] ?? {};
+  endpoints(domain: string, withMirrors: boolean, h: HostSettings = this.opts.hosts[domain] ?? {}): string[] {
     const hostOnly = domain.replace(/:\d+$/, '');
     const insecure =
       h.insecure === true || this.opts.insecureRegistries.includes(domain) || LOCAL_HOSTS.has(hostOnly);
@@ -123,14 +140,26 @@ export class RegistryClient {
    */
   async request(ref: Reference, req: RepoRequest): Promise<Response> {
     const name = formatReference(ref);
-    const bases = this.endpoints(ref.domain, !req.noMirrors && req.method !== 'PUT' && req.method !== 'POST');
+    const host = await this.settingsOf(ref.domain);
+    const bases = this.endpoints(
+      ref.domain,
+      !req.noMirrors && req.method !== 'PUT' && req.method !== 'POST',
+      host,
+    );
     let lastErr: unknown;
     for (let i = 0; i < bases.length; i++) {
       const base = bases[i] as string;
       const last = i === bases.length - 1;
       let res: Response;
       try {
-        res = await this.send(ref, base, req);
+        const why = host.unsupported?.[base];
+        if (why) {
+          throw new BerthError(
+            Code.UNIMPLEMENTED,
+            `${host.file ?? 'hosts.toml'}: ${why} for ${base} is not supported by berth yet (needed for "${name}")`,
+          );
+        }
+        res = await this.send(ref, base, req, host.headers?.[base], await dispatcherFor(host, base));
       } catch (err) {
         // A mirror that does not answer in time is skipped like one that is unreachable.
         if (err instanceof BerthError && (last || err.code !== Code.DEADLINE_EXCEEDED)) throw err;
@@ -154,14 +183,25 @@ export class RegistryClient {
     throw errors.unavailable(`no registry endpoint answered for "${name}"`, lastErr);
   }
 
-  private async send(ref: Reference, base: string, req: RepoRequest): Promise<Response> {
+  private async send(
+    ref: Reference,
+    base: string,
+    req: RepoRequest,
+    extraHeaders: Record<string, string> = {},
+    dispatcher?: Dispatcher,
+  ): Promise<Response> {
     const url = /^https?:\/\//.test(req.path) ? req.path : `${base}/v2/${ref.path}/${req.path}`;
     const scopes = [`repository:${ref.path}:${req.actions}`, ...(req.extraScopes ?? [])];
     const doFetch = (auth: string | undefined) => tracedFetch(req.method, url, () => fetchOnce(auth));
     const fetchOnce = async (auth: string | undefined) => {
-      const headers: Record<string, string> = { ...req.headers };
+      const headers: Record<string, string> = { ...extraHeaders, ...req.headers };
       if (auth) headers.authorization = auth;
-      const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'follow' };
+      const init: RequestInit & { duplex?: 'half'; dispatcher?: Dispatcher } = {
+        method: req.method,
+        headers,
+        redirect: 'follow',
+      };
+      if (dispatcher) init.dispatcher = dispatcher;
       if (req.signal) init.signal = req.signal;
       if (req.body) {
         init.body = req.body();
@@ -320,10 +360,16 @@ export class RegistryClient {
    */
   async checkLogin(domain: string): Promise<void> {
     const ref: Reference = { domain, path: '' };
-    const base = this.endpoints(domain, false)[0] as string;
+    const host = await this.settingsOf(domain);
+    const base = this.endpoints(domain, false, host)[0] as string;
+    const dispatcher = await dispatcherFor(host, base);
     const get = async (auth?: string) => {
       try {
-        return await fetch(`${base}/v2/`, auth ? { headers: { authorization: auth } } : {});
+        const init: RequestInit & { dispatcher?: Dispatcher } = auth
+          ? { headers: { authorization: auth } }
+          : {};
+        if (dispatcher) init.dispatcher = dispatcher;
+        return await fetch(`${base}/v2/`, init);
       } catch (err) {
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
         throw errors.unavailable(

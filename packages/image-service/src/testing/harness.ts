@@ -48,6 +48,7 @@ export const testSettings: ImageSettings = {
   blobLockWaitMs: 60_000,
   hosts: {},
   insecureRegistries: [],
+  hostsDirs: [],
   unpackTimeoutMs: 10_000,
   leaseTtlMs: 60_000,
 };

@@ -1,0 +1,57 @@
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BERTH_VERSION } from '@berth/api/version';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// bin/berth.js as a user runs it, on a copy of the built package (bin and dist/bundle), so the
+// test owns its code cache: the bundle, and the code cache of each command beside it.
+const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
+let root: string;
+let bin: string;
+let cache: string;
+const berth = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'berth-bin-'));
+  cpSync(join(pkg, 'bin'), join(root, 'bin'), { recursive: true });
+  cpSync(join(pkg, 'dist', 'bundle'), join(root, 'dist', 'bundle'), { recursive: true });
+  rmSync(join(root, 'dist', 'bundle', 'cache'), { recursive: true, force: true });
+  // The copy's inputs live in the real package: point the freshness list at nothing.
+  writeFileSync(join(root, 'dist', 'bundle', 'inputs.json'), '[]\n');
+  bin = join(root, 'bin', 'berth.js');
+  cache = join(root, 'dist', 'bundle', 'cache');
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('bin/berth.js', () => {
+  it("runs the bundle after a build: every file the bundle's inputs.json names exists", () => {
+    const dir = join(pkg, 'dist', 'bundle');
+    const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as string[];
+    expect(inputs.length).toBeGreaterThan(10);
+    // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
+    expect(inputs.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual([]);
+  });
+
+  it('runs the bundle and keeps one code cache per command, made on the first run', () => {
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    const first = statSync(join(cache, '--version.bin'));
+    expect(first.size).toBeGreaterThan(1000);
+    // A second run uses it as it is (V8 accepted it: nothing rewritten).
+    utimesSync(join(cache, '--version.bin'), 0, 0);
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    expect(statSync(join(cache, '--version.bin')).mtimeMs).toBe(0);
+    expect(berth('-n', 'other', '--help')).toContain('Usage: berth [-n NAMESPACE] COMMAND');
+    expect(statSync(join(cache, '--help.bin')).size).toBeGreaterThan(1000);
+  });
+
+  it('replaces a cache V8 rejects (another Node, a damaged file) and still answers', () => {
+    writeFileSync(join(cache, '--version.bin'), Buffer.alloc(4096, 7));
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    const again = readFileSync(join(cache, '--version.bin'));
+    expect(again.equals(Buffer.alloc(4096, 7))).toBe(false);
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+  });
+});
