@@ -13,3 +13,4 @@ export * from './redis.js';
 export * from './run.js';
 export * from './service.js';
 export * from './telemetry.js';
+export * from './tls.js';

@@ -1,12 +1,12 @@
 import { type ServiceDef, toBerthError } from '@berth/api';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
-import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig, ownUrl } from './config.js';
+import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig, ownTls, ownUrl } from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { redactUrl } from './redact.js';
-import { connectRedis, type Redis } from './redis.js';
+import { openRedis, type Redis } from './redis.js';
 import { type Handlers, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
 
@@ -77,14 +77,19 @@ export async function runService<S extends ServiceDef>(opts: {
   const natsUrl = ownUrl(config, name, 'natsUrl') ?? DEFAULT_NATS_URL;
   const redisUrl = ownUrl(config, name, 'redisUrl') ?? DEFAULT_REDIS_URL;
   try {
+    const natsTls = ownTls(config, name, 'natsTls');
+    const redisTls = ownTls(config, name, 'redisTls');
     const nc = await connectNats({
       url: natsUrl,
       name: `${name}@${config.nodeId}`,
       log,
       ...(config.natsCreds ? { creds: config.natsCreds } : {}),
+      ...(natsTls ? { tls: natsTls } : {}),
     });
-    const redis = connectRedis(redisUrl, log);
-    await redis.connect();
+    const redis = await openRedis(redisUrl, log, {
+      ...(redisTls ? { tls: redisTls } : {}),
+      ...(config.redisSentinel ? { sentinel: config.redisSentinel } : {}),
+    });
     const ctx: ServiceContext = { config, log, nc, redis, node: config.nodeId, layout: hostLayout(config) };
     const def = await opts.setup(ctx);
     const served = await serve({

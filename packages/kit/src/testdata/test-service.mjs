@@ -8,7 +8,7 @@ import { TestApi } from './test-api.mjs';
 await runService({
   service: TestApi,
   version: '0.0.0-test',
-  setup: async ({ nc }) => ({
+  setup: async ({ nc, redis }) => ({
     handlers: {
       echo: async ({ text }) => ({ text, pid: process.pid }),
       fail: async ({ code, message }) => {
@@ -32,6 +32,12 @@ await runService({
       },
       big: async ({ bytes }) => ({ data: 'x'.repeat(bytes) }),
       liar: async () => ({ count: 'many' }),
+      where: async () => ({ server: nc.getServer(), pid: process.pid }),
+      put: async ({ key, value }) => {
+        await redis.set(`berth:v1:test:${key}`, value);
+        return {};
+      },
+      get: async ({ key }) => ({ value: await redis.get(`berth:v1:test:${key}`) }),
       trace: async (_input, ctx) => {
         const sc = trace.getActiveSpan()?.spanContext();
         return {
