@@ -28,6 +28,11 @@ export interface RedisSentinelSet {
   sentinelAddrs: { host: string; port: number }[];
   /** The port of the primary the sentinels report now. */
   primaryPort(): Promise<number>;
+  /**
+   * Resolves once every sentinel lists the server on `port` as a replica whose link to the
+   * primary is up, i.e. one it may promote.
+   */
+  waitReplica(port: number, timeoutMs?: number): Promise<void>;
   /** Resolves with the new primary's port once the sentinels report one other than `oldPort`. */
   waitFailover(oldPort: number, timeoutMs?: number): Promise<number>;
   stop(): Promise<void>;
@@ -167,6 +172,26 @@ export async function startRedisSentinel(
     sentinels,
     sentinelAddrs: sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })),
     primaryPort,
+    async waitReplica(port, timeoutMs = 30_000) {
+      const fields = (r: RespValue) => {
+        const a = Array.isArray(r) ? r.map(String) : [];
+        return Object.fromEntries(a.flatMap((v, i) => (i % 2 === 0 ? [[v, a[i + 1]]] : [])));
+      };
+      await until(
+        `the sentinels do not see a healthy replica on port ${port}`,
+        async () => {
+          const lists = await Promise.all(sentinels.map((s) => s.command('SENTINEL', 'replicas', name)));
+          return lists.every((list) =>
+            (Array.isArray(list) ? list : [])
+              .map(fields)
+              .some(
+                (r) => r.port === String(port) && r.flags === 'slave' && r['master-link-status'] === 'ok',
+              ),
+          );
+        },
+        timeoutMs,
+      );
+    },
     async waitFailover(oldPort, timeoutMs = 30_000) {
       let now = oldPort;
       await until(
