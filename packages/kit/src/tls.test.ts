@@ -168,6 +168,21 @@ describe('a service over TLS end to end', () => {
   });
 });
 
+describe('Redis transport settings', () => {
+  const sentinel = { name: 'berth', sentinels: [{ host: '127.0.0.1', port: 26379 }] };
+  it('wants the master group as the host of the Redis URL under Sentinel', async () => {
+    const err = await refusal(openRedis('redis://u:pw@127.0.0.1:6379', undefined, { sentinel }));
+    expect(err.code).toBe(Code.INVALID_ARGUMENT);
+    expect(err.message).toBe(
+      'with redisSentinel, the Redis URL names the master group: redis://[user:password@]berth[/db], not redis://***@127.0.0.1:6379',
+    );
+  });
+  it('refuses TLS or Sentinel for a unix socket', async () => {
+    const err = await refusal(openRedis('/run/redis.sock', undefined, { sentinel }));
+    expect(err.message).toBe('Redis at unix socket /run/redis.sock takes neither redisTls nor redisSentinel');
+  });
+});
+
 describe('TLS settings', () => {
   it('refuses a certificate without its key, naming the field', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'berth-kit-tls-'));
