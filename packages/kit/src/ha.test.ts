@@ -144,6 +144,9 @@ describe('Redis under Sentinel, over TLS', () => {
   }
 
   it('follows a switch of primary, then a SIGKILL of the primary, losing nothing recorded', async () => {
+    const t0 = Date.now();
+    // Figures for the log: how long each stage took on this machine.
+    const stage = (what: string) => console.info(`sentinel test, ${Date.now() - t0} ms: ${what}`);
     expect(await set.primaryPort()).toBe(set.primary.port);
     await put('before', '1');
     await replicated(set.replica.port, 'before', '1');
@@ -154,17 +157,21 @@ describe('Redis under Sentinel, over TLS', () => {
     // see docs/operations.md.)
     await set.sentinels[0]?.command('SENTINEL', 'FAILOVER', set.name);
     expect(await set.waitFailover(set.primary.port)).toBe(set.replica.port);
+    stage('planned switch: replica promoted');
     await until(async () => String(await set.primary.command('INFO', 'replication')).includes('role:slave'));
     await put('switched', '2');
+    stage('written after the switch');
     expect(await set.replica.command('GET', 'berth:v1:test:switched')).toBe('2');
 
     // A crash: the new primary dies while a write is in flight.
     await set.waitReplica(set.primary.port);
     await replicated(set.primary.port, 'switched', '2');
+    stage('the old primary is a healthy replica');
     await set.replica.kill();
     const during = await settle(put('during', '3'));
     console.info(`write in flight across the kill: ${'ok' in during ? 'finished' : during.err.message}`);
     expect(await set.waitFailover(set.replica.port)).toBe(set.primary.port);
+    stage('failed over after the SIGKILL');
     if ('err' in during) await put('during', '3');
     expect(await set.primary.command('GET', 'berth:v1:test:during')).toBe('3');
 
@@ -174,5 +181,6 @@ describe('Redis under Sentinel, over TLS', () => {
     expect(await get('during')).toBe('3');
     await put('after', '4');
     expect(await get('after')).toBe('4');
-  });
+    // Sentinel's own periods (INFO to each server every 10 s) make this take about 25 s.
+  }, 120_000);
 });

@@ -57,9 +57,11 @@ function optionsOf(url: string, t: RedisTransport): RedisOptions {
     ...(s.password ? { sentinelPassword: s.password } : {}),
     ...(secure ? { tls: files, enableTLSForSentinelMode: true } : {}),
     ...(s.tls ? { sentinelTLS: files } : {}),
-    // Learn of a failover from the sentinels at once, rather than when the old primary's
-    // connection breaks or starts refusing writes.
-    failoverDetector: true,
+    // Not ioredis's failoverDetector: its disconnect can land while a reconnect is asking the
+    // sentinels, which ends the client for good ("Connection is closed." on every command). A
+    // failover is noticed anyway: a dead primary closes the connection, and Sentinel kills the
+    // clients of a primary it demotes (a write that races it gets READONLY, see below).
+    failoverDetector: false,
   };
 }
 
@@ -96,7 +98,6 @@ export function connectRedis(url: string, log?: Logger, transport: RedisTranspor
     client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis error'));
     client.on('reconnecting', () => log.info('redis reconnecting'));
     client.on('ready', () => log.info('redis ready'));
-    client.on('+switch-master', () => log.info('redis sentinel switched primary'));
   }
   return client;
 }

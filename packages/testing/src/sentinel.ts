@@ -134,7 +134,8 @@ export async function startRedisSentinel(
       [
         `sentinel monitor ${name} 127.0.0.1 ${primary.port} ${quorum}`,
         `sentinel down-after-milliseconds ${name} 1000`,
-        `sentinel failover-timeout ${name} 10000`,
+        // Also the pause before another failover of the same group may start (twice this).
+        `sentinel failover-timeout ${name} 5000`,
         `sentinel parallel-syncs ${name} 1`,
         '',
       ].join('\n'),
