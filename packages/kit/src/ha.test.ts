@@ -31,6 +31,14 @@ async function settle<T>(p: Promise<T>): Promise<{ ok: T } | { err: BerthError }
   }
 }
 
+/** Polls a condition, bounded by 20 s. */
+async function until(probe: () => Promise<boolean>) {
+  for (const deadline = Date.now() + 20_000; !(await probe()); ) {
+    if (Date.now() > deadline) throw new Error(`condition not met within 20 s: ${probe}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** A `hold` call on the test service that the test releases once the handler has started. */
 async function heldCall(nc: NatsConnection, child: ChildService) {
   const id = randomBytes(4).toString('hex');
@@ -71,14 +79,21 @@ describe('a three-server NATS cluster', () => {
       const reconnected = child.waitForLog((l) => l.msg === 'nats status' && l.nats === 'reconnect', {
         from: child.mark(),
       });
+      const callerBack = (async () => {
+        for await (const s of client.status()) if (s.type === 'reconnect') return;
+      })();
       await victim.kill();
-      await reconnected;
+      await Promise.all([reconnected, callerBack]);
+      // The request reached the handler before the kill; its reply is owed to a caller that now
+      // sits on another server. Once the release can reach the handler (the service's interest
+      // has crossed the routes to the caller's server), the call finishes.
+      const callerAt = cluster.memberAt(client.getServer());
+      if (!callerAt) throw new Error(`the caller's server ${client.getServer()} is not a member`);
+      await until(() => cluster.hasInterest(callerAt, `test.release.${inFlight.id}`));
       inFlight.release();
-      const outcome = await inFlight.reply;
-      if ('ok' in outcome) expect(outcome.ok.id).toBe(inFlight.id);
-      console.info(`in-flight call across the kill: ${'ok' in outcome ? 'finished' : outcome.err.message}`);
+      expect(await inFlight.reply).toEqual({ ok: { id: inFlight.id, pid: child.proc.pid } });
 
-      // The same call again succeeds, through a server that is still up.
+      // A new call succeeds too, through a server that is still up.
       const again = await heldCall(client, child);
       again.release();
       expect(await again.reply).toEqual({ ok: { id: again.id, pid: child.proc.pid } });
@@ -129,13 +144,6 @@ describe('Redis under Sentinel, over TLS', () => {
 
   const put = (key: string, value: string) => call(nc, TestApi, 'put', { key, value }, { timeoutMs: 30_000 });
   const get = async (key: string) => (await call(nc, TestApi, 'get', { key })).value;
-  /** Polls a condition, bounded by 20 s. */
-  async function until(probe: () => Promise<boolean>) {
-    for (const deadline = Date.now() + 20_000; !(await probe()); ) {
-      if (Date.now() > deadline) throw new Error(`condition not met within 20 s: ${probe}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
   /** Waits until `node` holds the value: replication is asynchronous. */
   async function replicated(port: number, key: string, value: string) {
     const node = [set.primary, set.replica].find((n) => n.port === port);

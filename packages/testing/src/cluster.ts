@@ -28,6 +28,12 @@ export interface NatsCluster {
   url: string;
   /** The member whose client port is in `server` (nats.js's `getServer()`, `host:port`). */
   memberAt(server: string): NatsMember | undefined;
+  /**
+   * True when `member` knows of a subscription on exactly `subject`: one of its own clients'
+   * (subsz), or one another member announced over a route (routez). A message published there
+   * before that would be dropped: interest crosses routes asynchronously.
+   */
+  hasInterest(member: NatsMember, subject: string): Promise<boolean>;
   /** Resolves once every running member has a route to every other running member. */
   waitFormed(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -108,6 +114,19 @@ export async function startNatsCluster(opts: { size?: number; tls?: ServerTls } 
     members,
     url: members.map((m) => m.url).join(','),
     memberAt: (server) => members.find((m) => server.endsWith(`:${m.port}`)),
+    async hasInterest(member, subject) {
+      const base = `http://127.0.0.1:${member.monitorPort}`;
+      const local = (await (
+        await fetch(`${base}/subsz?subs=1&test=${encodeURIComponent(subject)}`)
+      ).json()) as {
+        subscriptions_list?: { subject: string }[];
+      };
+      if (local.subscriptions_list?.some((x) => x.subject === subject)) return true;
+      const routed = (await (await fetch(`${base}/routez?subs=1`)).json()) as {
+        routes?: { subscriptions_list?: string[] }[];
+      };
+      return routed.routes?.some((r) => r.subscriptions_list?.includes(subject)) ?? false;
+    },
     async waitFormed(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
