@@ -1,10 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api/errors';
 import { DEFAULT_NAMESPACE } from '@berth/api/subjects';
-import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig, ownUrl } from '@berth/kit/config';
+import {
+  type Config,
+  DEFAULT_NATS_URL,
+  DEFAULT_REDIS_URL,
+  loadConfig,
+  ownTls,
+  ownUrl,
+} from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
 import { connectNats } from '@berth/kit/nats';
 import { redactUrl } from '@berth/kit/redact';
+import type { TlsFiles } from '@berth/kit/tls';
 import type { NatsConnection } from 'nats';
 import { config as zodConfig } from 'zod';
 
@@ -79,6 +87,15 @@ export function readSupervisorState(config: Config): SupervisorState | undefined
   }
 }
 
+/**
+ * The CLI's TLS files for NATS (`services.cli.natsTls`, else `natsTls`), only for a configured
+ * NATS: the embedded one of `berth up` serves plain TCP on loopback.
+ */
+export function cliNatsTls(config: Config): { tls?: TlsFiles } {
+  const tls = config.natsUrl ? ownTls(config, 'cli', 'natsTls') : undefined;
+  return tls ? { tls } : {};
+}
+
 /** Builds the CLI context from config and environment. */
 export function createContext(): CliContext {
   // A command parses a handful of replies: zod's per-schema code generation (new Function, then
@@ -101,8 +118,11 @@ export function createContext(): CliContext {
         name: 'berth-cli',
         // A creds file belongs to a configured NATS; an embedded one takes its credentials from the URL.
         ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
+        ...cliNatsTls(config),
         extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
       }).catch((err: unknown) => {
+        // The kit's TLS refusals already name the server and the reason.
+        if (err instanceof BerthError) throw err;
         // nats.js says only "CONNECTION_REFUSED" or "AUTHORIZATION_VIOLATION": name where and what to do.
         throw new BerthError(
           Code.UNAVAILABLE,

@@ -7,6 +7,7 @@ import {
   NODE_ID_PATTERN,
 } from '@berth/api';
 import { connectNats } from '@berth/kit/nats';
+import type { TlsFiles } from '@berth/kit/tls';
 import { ErrorCode, type NatsConnection, NatsError } from 'nats';
 import { Containers } from './containers.js';
 import { Events } from './events.js';
@@ -36,6 +37,11 @@ export interface ConnectOptions {
   name?: string;
   /** Give up connecting after this long (default 10 s): `connect` then fails with UNAVAILABLE. */
   timeoutMs?: number;
+  /**
+   * TLS files (absolute paths): the CA that signed the servers' certificates (else the system's
+   * CAs), and a client certificate and key for servers that want one. Servers are always verified.
+   */
+  tls?: TlsFiles;
 }
 
 /**
@@ -138,6 +144,7 @@ export async function connect(opts: ConnectOptions): Promise<Berth> {
       url: opts.natsUrl,
       name: opts.name ?? 'berth-client',
       ...(c && 'credsFile' in c ? { creds: c.credsFile } : {}),
+      ...(opts.tls ? { tls: opts.tls } : {}),
       extra,
     });
   } catch (err) {

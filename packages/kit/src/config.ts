@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { BerthError, Code } from '@berth/api/errors';
 import { NODE_ID_PATTERN } from '@berth/api/subjects';
 import { z } from 'zod';
+import { RedisSentinel, TlsFiles } from './tls.js';
 
 /** Where NATS is when nothing says otherwise. */
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
@@ -18,6 +19,12 @@ export const Config = z.object({
   redisUrl: z.string().min(1).optional(),
   /** A NATS user credentials file (JWT + nkey seed, as `nsc` writes it) for a configured natsUrl. */
   natsCreds: z.string().startsWith('/', 'NATS credentials file must be an absolute path').optional(),
+  /** TLS to NATS: CA, client certificate and key files (the server is always verified). */
+  natsTls: TlsFiles.optional(),
+  /** TLS to Redis (with a `rediss://` URL): CA, client certificate and key files. */
+  redisTls: TlsFiles.optional(),
+  /** Redis under Sentinel: the URL's host is then the master group's name. */
+  redisSentinel: RedisSentinel.optional(),
   nodeId: z.string().regex(NODE_ID_PATTERN, 'node id must be 1-64 of [a-zA-Z0-9_-]'),
   stateRoot: z.string().startsWith('/', 'state root must be an absolute path'),
   runRoot: z.string().startsWith('/', 'run root must be an absolute path'),
@@ -141,4 +148,12 @@ export function serviceSetting<T>(
  */
 export function ownUrl(config: Config, principal: string, key: 'natsUrl' | 'redisUrl'): string | undefined {
   return serviceSetting(config, principal, key, z.string().min(1).optional(), undefined) ?? config[key];
+}
+
+/**
+ * A process's own TLS files for NATS or Redis: `services.<name>.natsTls` / `.redisTls` (a client
+ * certificate of its own), else the shared `natsTls` / `redisTls`.
+ */
+export function ownTls(config: Config, principal: string, key: 'natsTls' | 'redisTls'): TlsFiles | undefined {
+  return serviceSetting(config, principal, key, TlsFiles.optional(), undefined) ?? config[key];
 }

@@ -18,4 +18,5 @@ export * from './service.js';
 export * from './stream.js';
 export * from './stream-call.js';
 export * from './telemetry.js';
+export * from './tls.js';
 export * from './tracing/index.js';

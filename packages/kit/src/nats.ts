@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api/errors';
-import { type ConnectionOptions, connect, credsAuthenticator, type NatsConnection } from 'nats';
+import {
+  type ConnectionOptions,
+  connect,
+  credsAuthenticator,
+  ErrorCode,
+  type NatsConnection,
+  NatsError,
+} from 'nats';
 import type { Logger } from 'pino';
+import { describeTlsFailure, readTlsFiles, type TlsFiles } from './tls.js';
 
 /** What connectNats takes out of a NATS URL list: bare server addresses and the credentials. */
 export interface NatsUrlParts {
@@ -65,7 +73,10 @@ export function inboxPrefixOf(user: string | undefined): string | undefined {
  * Connects to NATS and keeps reconnecting forever, with jittered backoff, so a restarted
  * nats-server never takes a berth process down. Credentials come from the URL (`user:pass@` or
  * `TOKEN@`), or from a NATS user credentials file (`creds`, read again on every reconnect so a
- * rotated file is picked up); options in `extra` win over both.
+ * rotated file is picked up); options in `extra` win over both. With `tls` the connection must be
+ * TLS and the server's certificate must chain to `tls.ca`; the files are read again on every
+ * reconnect, so rotated certificates are picked up. A first connection that fails on TLS is
+ * refused at once with UNAVAILABLE naming the servers and the reason, rather than retried forever.
  */
 export async function connectNats(opts: {
   url: string;
@@ -74,6 +85,8 @@ export async function connectNats(opts: {
   /** Path of a NATS user credentials file (JWT + nkey seed), e.g. written by `nsc`. */
   creds?: string;
   extra?: Partial<ConnectionOptions>;
+  /** TLS files (CA, client certificate and key); TLS is required when given. */
+  tls?: TlsFiles;
 }): Promise<NatsConnection> {
   const parts = parseNatsUrl(opts.url);
   const auth: Partial<ConnectionOptions> = {};
@@ -85,7 +98,7 @@ export async function connectNats(opts: {
     if (inboxPrefix) auth.inboxPrefix = inboxPrefix;
   }
   if (opts.creds) auth.authenticator = credsAuthenticator(readCreds(opts.creds));
-  const nc = await connect({
+  const options: ConnectionOptions = {
     servers: parts.servers,
     name: opts.name,
     maxReconnectAttempts: -1,
@@ -94,8 +107,10 @@ export async function connectNats(opts: {
     pingInterval: 10_000,
     waitOnFirstConnect: true,
     ...auth,
+    ...(opts.tls ? { tls: natsTls(opts.tls) } : {}),
     ...opts.extra,
-  });
+  };
+  const nc = await firstConnect(options, opts.tls);
   if (opts.log) {
     const log = opts.log;
     void (async () => {
@@ -106,6 +121,45 @@ export async function connectNats(opts: {
     })();
   }
   return nc;
+}
+
+/** nats.js's TLS options: file names (read on every connection), checked readable up front. */
+function natsTls(tls: TlsFiles): NonNullable<ConnectionOptions['tls']> {
+  readTlsFiles(tls, 'NATS');
+  return {
+    ...(tls.ca ? { caFile: tls.ca } : {}),
+    ...(tls.cert ? { certFile: tls.cert } : {}),
+    ...(tls.key ? { keyFile: tls.key } : {}),
+  };
+}
+
+/**
+ * Connects once without waiting, so that a TLS failure (which nats.js would retry silently
+ * forever while waiting on a first connection) ends start-up with its reason; then, if no server
+ * was reachable, waits for one as asked.
+ */
+async function firstConnect(options: ConnectionOptions, tls: TlsFiles | undefined): Promise<NatsConnection> {
+  try {
+    return await connect({ ...options, waitOnFirstConnect: false });
+  } catch (err) {
+    const servers = [options.servers ?? []].flat().join(',');
+    const code = err instanceof NatsError && tls ? err.code : undefined;
+    // A server that wants a client certificate closes the connection after the handshake without
+    // a word nats.js passes on; it waits for the server's INFO until its timeout.
+    const why =
+      code === ErrorCode.ServerOptionNotAvailable
+        ? 'the server does not offer TLS'
+        : code === ErrorCode.Timeout
+          ? 'the server did not answer after the TLS handshake: does it want a client certificate (cert and key)?'
+          : describeTlsFailure(err, tls?.ca);
+    if (why) {
+      throw new BerthError(Code.UNAVAILABLE, `cannot connect to NATS at ${servers} over TLS: ${why}`, {
+        cause: err,
+      });
+    }
+    if (!options.waitOnFirstConnect) throw err;
+    return connect(options);
+  }
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   DEFAULT_NATS_URL,
   DEFAULT_REDIS_URL,
   loadConfig,
+  ownTls,
   ownUrl,
 } from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
@@ -15,7 +16,7 @@ import { instrumentNats, instrumentRedis } from './metrics/runtime.js';
 import { type ServiceMetrics, startServiceMetrics } from './metrics/targets.js';
 import { connectNats } from './nats.js';
 import { redactUrl } from './redact.js';
-import { connectRedis, type Redis } from './redis.js';
+import { openRedis, type Redis } from './redis.js';
 import { type Handlers, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
 import { traceStoreDir } from './tracing/store-dir.js';
@@ -103,16 +104,21 @@ export async function runService<S extends ServiceDef>(opts: {
       targetsDir: hostLayout(config).run.metricsTargets,
       log,
     });
+    const natsTls = ownTls(config, name, 'natsTls');
+    const redisTls = ownTls(config, name, 'redisTls');
     const nc = await connectNats({
       url: natsUrl,
       name: `${name}@${config.nodeId}`,
       log,
       ...(config.natsCreds ? { creds: config.natsCreds } : {}),
+      ...(natsTls ? { tls: natsTls } : {}),
+    });
+    const redis = await openRedis(redisUrl, log, {
+      ...(redisTls ? { tls: redisTls } : {}),
+      ...(config.redisSentinel ? { sentinel: config.redisSentinel } : {}),
     });
     instrumentNats(nc);
-    const redis = connectRedis(redisUrl, log);
     instrumentRedis(redis);
-    await redis.connect();
     const ctx: ServiceContext = { config, log, nc, redis, node: config.nodeId, layout: hostLayout(config) };
     const def = await opts.setup(ctx);
     const served = await serve({

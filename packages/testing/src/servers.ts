@@ -1,10 +1,45 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { launch, stopProc, tcpOpen, waitReady } from './proc.js';
+
+/** TLS files of a test server (see makeTestPki); clients must present a certificate when `verifyClients`. */
+export interface ServerTls {
+  cert: string;
+  key: string;
+  ca: string;
+  verifyClients?: boolean;
+}
+
+/** The nats-server `tls {}` block for these files. */
+export function natsTlsBlock(tls: ServerTls): string {
+  // The handshake timeout (0.5 s by default) is raised: a loaded test machine misses it.
+  return `tls { cert_file: ${JSON.stringify(tls.cert)}, key_file: ${JSON.stringify(tls.key)}, ca_file: ${JSON.stringify(tls.ca)}, verify: ${tls.verifyClients === true}, timeout: 10 }\n`;
+}
+
+/** redis-server flags serving TLS only, on `port`, with these files (replication over TLS too). */
+export function redisTlsArgs(tls: ServerTls, port: number): string[] {
+  return [
+    '--port',
+    '0',
+    '--tls-port',
+    String(port),
+    '--tls-cert-file',
+    tls.cert,
+    '--tls-key-file',
+    tls.key,
+    '--tls-ca-cert-file',
+    tls.ca,
+    '--tls-auth-clients',
+    tls.verifyClients === true ? 'yes' : 'no',
+    '--tls-replication',
+    'yes',
+  ];
+}
 
 /** A server process started for a test; stop() kills it and removes its files. */
 export interface TestServer {
@@ -33,61 +68,6 @@ export async function freePort(): Promise<number> {
   return addr.port;
 }
 
-function launch(cmd: string, args: string[], dir: string): { proc: ChildProcess; output: () => string } {
-  const proc = spawn(cmd, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (b: Buffer) => {
-    out += b.toString();
-    if (out.length > 64_000) out = out.slice(-32_000);
-  };
-  proc.stdout?.on('data', keep);
-  proc.stderr?.on('data', keep);
-  proc.on('error', (err) => keep(Buffer.from(`spawn ${cmd} failed: ${err.message}\n`)));
-  return { proc, output: () => out };
-}
-
-async function stopProc(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = once(proc, 'exit');
-  proc.kill('SIGTERM');
-  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(t);
-}
-
-/** Waits until `probe` resolves true, failing with the server's output if it exits or times out. */
-async function waitReady(
-  what: string,
-  proc: ChildProcess,
-  output: () => string,
-  probe: () => Promise<boolean>,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null || proc.signalCode !== null) {
-      throw new Error(
-        `${what} exited (${proc.exitCode ?? proc.signalCode}) before it was ready:\n${output()}`,
-      );
-    }
-    if (await probe().catch(() => false)) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${what} was not ready within ${timeoutMs} ms:\n${output()}`);
-}
-
-async function tcpOpen(port: number): Promise<boolean> {
-  const { connect } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 /**
  * Starts nats-server with JetStream on a port the server picks itself (port -1), reading the port
  * back from its ports file. restart() stops and starts it again on the same port.
@@ -105,20 +85,23 @@ export async function startNats(
      * JWT authentication. Written to the config file with `auth`.
      */
     config?: string;
+    /** Serve TLS (clients must then use it); `url` stays `nats://`, which nats.js upgrades. */
+    tls?: ServerTls;
   } = {},
 ): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('nats');
   const args = ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir];
   if (opts.jetstream !== false) args.push('-js', '-sd', join(dir, 'js'));
   let userinfo = '';
-  if (opts.auth || opts.config) {
+  if (opts.auth || opts.config || opts.tls) {
     const a = opts.auth;
     const block = !a
       ? ''
       : 'token' in a
         ? `authorization { token: ${JSON.stringify(a.token)} }\n`
         : `authorization { user: ${JSON.stringify(a.user)}, password: ${JSON.stringify(a.password)} }\n`;
-    await writeFile(join(dir, 'auth.conf'), `${block}${opts.config ?? ''}\n`, { mode: 0o600 });
+    const tls = opts.tls ? natsTlsBlock(opts.tls) : '';
+    await writeFile(join(dir, 'auth.conf'), `${block}${tls}${opts.config ?? ''}\n`, { mode: 0o600 });
     args.unshift('-c', join(dir, 'auth.conf'));
   }
   if (opts.auth) {
@@ -174,6 +157,8 @@ export async function startRedis(
     password?: string;
     /** More redis.conf lines (e.g. ACL `user` directives), written to the same 0600 config file. */
     config?: string;
+    /** Serve TLS only (no plain port); `url` is then `rediss://`. */
+    tls?: ServerTls;
   } = {},
 ): Promise<TestServer & { restart(): Promise<void> }> {
   const dir = await tempDir('redis');
@@ -189,8 +174,7 @@ export async function startRedis(
     const port = await freePort();
     const args = [
       ...conf,
-      '--port',
-      String(port),
+      ...(opts.tls ? redisTlsArgs(opts.tls, port) : ['--port', String(port)]),
       '--bind',
       '127.0.0.1',
       '--dir',
@@ -218,7 +202,7 @@ export async function startRedis(
       throw err;
     }
     const server = {
-      url: `redis://${userinfo}127.0.0.1:${port}`,
+      url: `${opts.tls ? 'rediss' : 'redis'}://${userinfo}127.0.0.1:${port}`,
       port,
       dir,
       proc,

@@ -9,7 +9,7 @@ import { BerthError, Code, type Service } from '@berth/api';
 import type { Config } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
 import { redactUrl } from '@berth/kit/redact';
-import { type CliContext, readSupervisorState, type SupervisorState } from '../context.js';
+import { type CliContext, cliNatsTls, readSupervisorState, type SupervisorState } from '../context.js';
 import { cleanupOrphans, isSupervisorProcess } from './cleanup.js';
 import { type ControlReply, controlRequest } from './control.js';
 import { collectStatus, renderStatus, type StackStatus } from './discovery.js';
@@ -163,6 +163,7 @@ export async function up(args: { values: Record<string, unknown> }, ctx: CliCont
   const { status, state } = await waitStackReady({
     natsUrl: plan.logins?.cli?.natsUrl ?? plan.natsUrl,
     ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
+    ...cliNatsTls(config),
     getState: () => liveState(config),
     timeoutMs,
   }).catch((err: unknown) => {
@@ -193,6 +194,7 @@ async function upForeground(plan: StackPlan, ctx: CliContext, timeoutMs: number)
     const waiting = waitStackReady({
       natsUrl: plan.logins?.cli?.natsUrl ?? plan.natsUrl,
       ...(creds ? { creds } : {}),
+      ...cliNatsTls(ctx.config),
       getState: async () => sup.state(),
       timeoutMs,
     });

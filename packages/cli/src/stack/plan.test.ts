@@ -120,6 +120,20 @@ describe('makePlan', () => {
     expect(makePlan(loadConfig(ok), {}, ok).natsUrl).toBe('nats://n:1');
   });
 
+  it('refuses TLS or Sentinel settings for the embedded servers, which serve plain loopback', () => {
+    const tls = { ca: '/etc/berth/tls/ca.pem' };
+    const nats = configEnv({ natsTls: tls });
+    expect(() => makePlan(loadConfig(nats), {}, nats)).toThrow(
+      'natsTls is set but natsUrl is not: it is for configured servers (docs/operations.md); the embedded ones serve plain TCP on loopback',
+    );
+    const sentinel = configEnv({ redisSentinel: { name: 'berth', sentinels: [{ host: 'h', port: 26379 }] } });
+    expect(() => makePlan(loadConfig(sentinel), {}, sentinel)).toThrow(
+      /^redisSentinel is set but redisUrl is not/,
+    );
+    const ok = configEnv({ natsUrl: 'nats://n:1', natsTls: tls, redisUrl: 'rediss://r:1', redisTls: tls });
+    expect(makePlan(loadConfig(ok), {}, ok).embedded).toEqual([]);
+  });
+
   it('takes embedded ports from config, and from the environment over config', () => {
     const env = configEnv({ embedded: { natsPort: 14222, redisPort: 16379 } });
     expect(embeddedPorts(env)).toEqual({ natsPort: 14222, redisPort: 16379, natsMonitorPort: -1 });

@@ -245,6 +245,21 @@ export function makePlan(
         'configured NATS; the embedded one uses generated credentials',
     );
   }
+  // TLS and Sentinel settings describe configured servers; the embedded ones are plain loopback.
+  const forConfigured: [string, unknown, string, string | undefined][] = [
+    ['natsTls', config.natsTls, 'natsUrl', config.natsUrl],
+    ['redisTls', config.redisTls, 'redisUrl', config.redisUrl],
+    ['redisSentinel', config.redisSentinel, 'redisUrl', config.redisUrl],
+  ];
+  for (const [key, value, url, configured] of forConfigured) {
+    if (value !== undefined && !configured) {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `${key} is set but ${url} is not: it is for configured servers (docs/operations.md); ` +
+          'the embedded ones serve plain TCP on loopback',
+      );
+    }
+  }
   const embedded: EmbeddedPlan[] = [];
   const ports = config.natsUrl && config.redisUrl ? undefined : embeddedPorts(env);
   // Embedded servers require credentials: loopback alone would let every local user drive berth.

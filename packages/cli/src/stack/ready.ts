@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, Code, type Service } from '@berth/api';
 import { connectNats } from '@berth/kit/nats';
 import { redactUrl } from '@berth/kit/redact';
+import type { TlsFiles } from '@berth/kit/tls';
 import type { SupervisorState } from '../context.js';
 import { collectStatus, type StackStatus } from './discovery.js';
 import { logTail } from './embedded.js';
@@ -25,6 +26,8 @@ export async function waitStackReady(opts: {
   natsUrl: string;
   /** NATS credentials file, for a configured NATS that wants one. */
   creds?: string;
+  /** TLS files, for a configured NATS that serves TLS (config natsTls). */
+  tls?: TlsFiles;
   getState: () => Promise<SupervisorState | undefined>;
   timeoutMs: number;
 }): Promise<{ status: StackStatus; state: SupervisorState }> {
@@ -33,6 +36,7 @@ export async function waitStackReady(opts: {
     url: opts.natsUrl,
     name: 'berth-up',
     ...(opts.creds ? { creds: opts.creds } : {}),
+    ...(opts.tls ? { tls: opts.tls } : {}),
     extra: { maxReconnectAttempts: -1, waitOnFirstConnect: true },
   });
   // nats.js keeps trying forever with waitOnFirstConnect; the wait must stay bounded.

@@ -32,8 +32,8 @@ export function randomNode(): string {
 }
 
 /**
- * Starts test-service.mjs against the given servers with its own temp state/run roots and an empty
- * config file (so a host's /etc/berth/config.json never leaks in). Resolves once it logged "ready",
+ * Starts test-service.mjs against the given servers with its own temp state/run roots and its own
+ * config file, empty unless `config` is given (so a host's /etc/berth/config.json never leaks in). Resolves once it logged "ready",
  * unless `waitReady` is false.
  */
 export async function startTestService(opts: {
@@ -41,11 +41,13 @@ export async function startTestService(opts: {
   redisUrl: string;
   nodeId?: string;
   env?: Record<string, string>;
+  /** The config file's content (e.g. natsTls, redisSentinel); empty by default. */
+  config?: Record<string, unknown>;
   waitReady?: boolean;
 }): Promise<ChildService> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-kit-child-'));
   const config = join(dir, 'config.json');
-  await writeFile(config, '{}\n');
+  await writeFile(config, `${JSON.stringify(opts.config ?? {})}\n`);
   const nodeId = opts.nodeId ?? randomNode();
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.OTEL_EXPORTER_OTLP_ENDPOINT;

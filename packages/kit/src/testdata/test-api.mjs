@@ -1,6 +1,6 @@
 // The contract of the kit's test service (test-service.mjs): a cluster-wide service under the
 // task-service's name with operations that exercise the kit (echo, errors, held requests, big
-// replies, trace context). Plain JS so the child process can load it without a build step.
+// replies, trace context, the NATS server in use, Redis writes and reads). Plain JS so the child process can load it without a build step.
 import { defineService, op, Scope, Service } from '@berth/api';
 import { z } from 'zod';
 
@@ -55,6 +55,24 @@ export const TestApi = defineService({
       }),
       timeoutMs: 5_000,
       description: 'the trace context and namespace the handler saw',
+    }),
+    where: op({
+      input: z.object({}),
+      output: z.object({ server: z.string(), pid: z.number() }),
+      timeoutMs: 5_000,
+      description: 'the NATS server (host:port) the service is connected to',
+    }),
+    put: op({
+      input: z.object({ key: z.string(), value: z.string() }),
+      output: z.object({}),
+      timeoutMs: 10_000,
+      description: 'stores value under berth:v1:test:<key> in Redis',
+    }),
+    get: op({
+      input: z.object({ key: z.string() }),
+      output: z.object({ value: z.string().nullable() }),
+      timeoutMs: 10_000,
+      description: 'the value stored under berth:v1:test:<key>, or null',
     }),
     // Replies with a shape its contract refuses, to prove replies are checked.
     liar: op({

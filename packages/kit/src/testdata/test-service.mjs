@@ -8,7 +8,7 @@ import { TestApi } from './test-api.mjs';
 await runService({
   service: TestApi,
   version: '0.0.0-test',
-  setup: async ({ nc }) => {
+  setup: async ({ nc, redis }) => {
     // Answers only when the test publishes on test.release.<id>, so a test controls exactly how
     // long the request stays in flight without guessing at timings.
     const hold = async ({ id }, ctx) => {
@@ -35,6 +35,12 @@ await runService({
         'hold-long': hold,
         big: async ({ bytes }) => ({ data: 'x'.repeat(bytes) }),
         liar: async () => ({ count: 'many' }),
+        where: async () => ({ server: nc.getServer(), pid: process.pid }),
+        put: async ({ key, value }) => {
+          await redis.set(`berth:v1:test:${key}`, value);
+          return {};
+        },
+        get: async ({ key }) => ({ value: await redis.get(`berth:v1:test:${key}`) }),
         trace: async (_input, ctx) => {
           const sc = trace.getActiveSpan()?.spanContext();
           return {
