@@ -43,7 +43,7 @@ describe('bin/berth.js', () => {
     utimesSync(join(cache, '--version.bin'), 0, 0);
     expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
     expect(statSync(join(cache, '--version.bin')).mtimeMs).toBe(0);
-    expect(berth('-n', 'other', '--help')).toContain('Usage: berth [-n NAMESPACE] COMMAND');
+    expect(berth('-n', 'other', '--help')).toContain('Usage: berth [-n NAMESPACE] [--trace] COMMAND');
     expect(statSync(join(cache, '--help.bin')).size).toBeGreaterThan(1000);
   });
 

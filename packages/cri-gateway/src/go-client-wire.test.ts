@@ -59,7 +59,8 @@ beforeAll(async () => {
     log,
   });
   plainSocket = join(root, 'plain.sock');
-  plain = createCriServer({ deps: {} as never, handlers: implemented });
+  // Version needs no dependency; the access log needs a logger.
+  plain = createCriServer({ deps: { log } as never, handlers: implemented });
   await new Promise<void>((resolve, reject) =>
     plain.bindAsync(`unix:${plainSocket}`, grpc.ServerCredentials.createInsecure(), (err) =>
       err ? reject(err) : resolve(),
