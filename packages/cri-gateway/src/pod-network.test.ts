@@ -63,8 +63,15 @@ describe('CRI pod network over CNI', () => {
   let b: string;
   let ipA: string;
 
-  it('reports NetworkReady once the shim has a usable default network', async () => {
+  it('reports RuntimeReady (every service answers the gateway) and NetworkReady', async () => {
     const st = await rpc<{ status: { conditions: Json[] } }>('Status', {});
+    // The gateway runs under its own login here: it must be allowed to ask each service's info.
+    expect(st.status.conditions).toContainEqual({
+      type: 'RuntimeReady',
+      status: true,
+      reason: '',
+      message: '',
+    });
     expect(st.status.conditions).toContainEqual({
       type: 'NetworkReady',
       status: true,
