@@ -177,14 +177,16 @@ describe('metrics of a running stack', () => {
     expect(pullErrors).toBeGreaterThanOrEqual(1);
   }, 180_000);
 
-  it('berth top shows every replica, with the requests it is answering', async () => {
-    // Requests keep arriving for as long as `berth top` samples, so its window always holds some.
+  it('berth service top shows every replica, with the requests it is answering', async () => {
+    // Requests keep arriving for as long as `berth service top` samples, so its window always holds some.
     let running = true;
     const load = (async () => {
       while (running) await call(nc, ImageApi, 'info', {}, { node: stack.nodeId });
     })();
     const top = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const p = spawn(process.execPath, [BERTH_BIN, 'top', '--json', '--interval', '1'], { env: stack.env });
+      const p = spawn(process.execPath, [BERTH_BIN, 'service', 'top', '--json', '--interval', '1'], {
+        env: stack.env,
+      });
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d: Buffer) => {

@@ -46,7 +46,7 @@ export const stackCommands: Command[] = [
     run: async (args, ctx) => (await import('../stack/acl.js')).configAcl(args, ctx),
   },
   {
-    name: 'top',
+    name: 'service top',
     summary:
       "Show each service replica's request rate, error rate, p95 latency and in-flight requests, live (from their metrics)",
     usage: '[--interval SECONDS] [--once] [--json]',

@@ -24,7 +24,7 @@ process_cpu_seconds_total{service="image-service"} 4
 process_resident_memory_bytes{service="image-service"} 52000000
 `);
 
-describe('berth top figures', () => {
+describe('berth service top figures', () => {
   it('differences counters and histograms over the window', () => {
     const f = topFigures(before, after, 2);
     expect(f.rate).toBe(10); // 20 requests in 2 s

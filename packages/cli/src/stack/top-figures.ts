@@ -1,6 +1,6 @@
 import { histogramQuantile, type Sample } from '@berth/kit/metrics-text';
 
-/** What `berth top` shows for one replica over one sampling window. */
+/** What `berth service top` shows for one replica over one sampling window. */
 export interface TopFigures {
   /** Requests answered per second (NATS operations, and CRI calls for the cri-gateway). */
   rate: number;

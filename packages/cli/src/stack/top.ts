@@ -1,4 +1,4 @@
-// `berth top`: a live view of each service replica's request rate, error rate, p95 latency and
+// `berth service top`: a live view of each service replica's request rate, error rate, p95 latency and
 // in-flight requests, from the Prometheus endpoints the replicas advertise in NATS discovery.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, Code } from '@berth/api';
@@ -17,7 +17,7 @@ export interface TopTarget {
   url: string;
 }
 
-/** One row of `berth top`: a replica and its figures, or why it has none. */
+/** One row of `berth service top`: a replica and its figures, or why it has none. */
 export interface TopRow extends TopTarget {
   figures: TopFigures | null;
   error?: string;
@@ -70,7 +70,7 @@ export async function sampleTop(ctx: CliContext, seconds: number): Promise<TopRo
   });
 }
 
-/** Renders the rows as the table `berth top` prints. */
+/** Renders the rows as the table `berth service top` prints. */
 export function renderTop(rows: TopRow[], seconds: number): string {
   const cells = rows.map((r) => {
     const f = r.figures;
@@ -101,7 +101,7 @@ function parseInterval(v: unknown): number {
 }
 
 /**
- * `berth top [--interval S] [--once] [--json]`: refreshes the table every interval until
+ * `berth service top [--interval S] [--once] [--json]`: refreshes the table every interval until
  * interrupted; --once (or --json) prints one window and exits.
  */
 export async function top(args: { values: Record<string, unknown> }, ctx: CliContext): Promise<number> {
