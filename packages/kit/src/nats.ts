@@ -3,6 +3,7 @@ import { BerthError, Code } from '@berth/api/errors';
 import {
   type ConnectionOptions,
   connect,
+  createInbox,
   credsAuthenticator,
   ErrorCode,
   type NatsConnection,
@@ -111,6 +112,7 @@ export async function connectNats(opts: {
     ...opts.extra,
   };
   const nc = await firstConnect(options, opts.tls);
+  if (options.inboxPrefix) inboxPrefixes.set(nc, options.inboxPrefix);
   if (opts.log) {
     const log = opts.log;
     void (async () => {
@@ -121,6 +123,18 @@ export async function connectNats(opts: {
     })();
   }
   return nc;
+}
+
+/** The inbox prefix each connection made by connectNats uses (its user's, see inboxPrefixOf). */
+const inboxPrefixes = new WeakMap<NatsConnection, string>();
+
+/**
+ * A new inbox subject of this connection's user (`_INBOX.<user>.<id>`): the only inboxes a user
+ * may subscribe to when the server limits each user to its own. Use it for any subscription on
+ * an inbox made by hand (streams), never nats.js's bare createInbox().
+ */
+export function newInbox(nc: NatsConnection): string {
+  return createInbox(inboxPrefixes.get(nc));
 }
 
 /** nats.js's TLS options: file names (read on every connection), checked readable up front. */

@@ -15,7 +15,8 @@
  * and the payload. See @berth/api's stream.ts for how the two ends find each other.
  */
 import { BerthError, Code, MAX_STREAM_WINDOW, type StreamEnd, toBerthError } from '@berth/api';
-import { createInbox, type NatsConnection, type Subscription } from 'nats';
+import type { NatsConnection, Subscription } from 'nats';
+import { newInbox } from './nats.js';
 
 /** Kinds of frame. */
 export const FrameKind = { data: 1, end: 2, error: 3, ack: 4, heartbeat: 5, cancel: 6 } as const;
@@ -111,7 +112,7 @@ export class NatsStream {
     this.heartbeatMs = o.heartbeatMs ?? 2000;
     this.deadAfterMs = o.deadAfterMs ?? this.heartbeatMs * 5;
     this.signal = this.abort.signal;
-    this.inbox = createInbox();
+    this.inbox = newInbox(nc);
     this.sub = nc.subscribe(this.inbox, {
       callback: (err, msg) => {
         if (err) {
