@@ -5,12 +5,16 @@
  *    image-service fetches and verifies, snapshot-service unpacks.
  *  - run: one container of busybox `true` created, started, its exit awaited, deleted, through
  *    the task-service API (as bench/lifecycle.ts); task-service, snapshot-service and shim work.
+ *  - pod: CRI RunPodSandbox (pause container, pod network through CNI), StopPodSandbox and
+ *    RemovePodSandbox on the gateway's socket with @grpc/grpc-js, as the kubelet calls them.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type ExitStatus, ImageApi, TaskApi, type TaskExit } from '@berth/api';
+import { loadCriDefinition } from '@berth/cri-gateway';
 import { call, client as clientOf, subscribeEvents } from '@berth/kit';
 import { tarBuffer } from '@berth/tar';
+import * as grpc from '@grpc/grpc-js';
 import type { NatsConnection } from 'nats';
 import { makeImage, makeLayer, uploadImage } from '../packages/image-service/dist/testing/index.js';
 import { busyboxLayoutTar } from '../tests/e2e/containers-stack.js';
@@ -24,6 +28,8 @@ export interface WorkloadEnv {
   registryUrl: string;
   /** Scratch directory for setup files. */
   scratch: string;
+  /** The CRI gateway's unix socket. */
+  criSocket: string;
 }
 
 /** A prepared workload: `op(i)` for i in [0, n). */
@@ -32,7 +38,7 @@ export interface Workload {
   close(): Promise<void>;
 }
 
-export const WORKLOADS = ['pull', 'run'] as const;
+export const WORKLOADS = ['pull', 'run', 'pod'] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
 
 const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
@@ -115,6 +121,40 @@ async function runWorkload(env: WorkloadEnv): Promise<Workload> {
   };
 }
 
+type UnaryFn = (
+  r: unknown,
+  o: grpc.CallOptions,
+  cb: (e: grpc.ServiceError | null, v: unknown) => void,
+) => void;
+
+/** One pod per op: run, stop, remove; the sandbox image is pulled (built) by a warm-up pod. */
+async function podWorkload(env: WorkloadEnv): Promise<Workload> {
+  const v1 = (grpc.loadPackageDefinition(loadCriDefinition()).runtime as grpc.GrpcObject)
+    .v1 as grpc.GrpcObject;
+  const Runtime = v1.RuntimeService as grpc.ServiceClientConstructor;
+  const c = new Runtime(`unix:${env.criSocket}`, grpc.credentials.createInsecure());
+  const rpc = <T>(method: string, req: unknown) =>
+    new Promise<T>((res, rej) => {
+      const fn = (c as unknown as Record<string, UnaryFn>)[method] as UnaryFn;
+      fn.call(c, req, { deadline: new Date(Date.now() + 120_000) }, (e, v) => (e ? rej(e) : res(v as T)));
+    });
+  const run = randomBytes(3).toString('hex');
+  const op = async (i: number) => {
+    const name = `scale-${run}-${i}`;
+    const r = await rpc<{ pod_sandbox_id: string }>('RunPodSandbox', {
+      config: {
+        metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+        hostname: name,
+        linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+      },
+    });
+    await rpc('StopPodSandbox', { pod_sandbox_id: r.pod_sandbox_id });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: r.pod_sandbox_id });
+  };
+  await op(-1); // warm-up: the first pod builds the sandbox image
+  return { op, close: async () => c.close() };
+}
+
 /** Prepares the named workload for `n` operations. */
 export function prepare(
   name: WorkloadName,
@@ -122,5 +162,6 @@ export function prepare(
   n: number,
   opts: { layers: number; layerKiB: number },
 ): Promise<Workload> {
-  return name === 'pull' ? pullWorkload(env, n, opts.layers, opts.layerKiB) : runWorkload(env);
+  if (name === 'pull') return pullWorkload(env, n, opts.layers, opts.layerKiB);
+  return name === 'run' ? runWorkload(env) : podWorkload(env);
 }

@@ -5,21 +5,23 @@
  * printed as a table and written as one CSV per run. Prints figures; asserts nothing.
  *
  * Run: pnpm --filter @berth/bench run scale -- --workload pull -n 16 -c 4 --replicas image-service=2
- * Options: --workload pull|run (default run), -n operations (16), -c concurrency (4),
+ * Options: --workload pull|run|pod (default run), -n operations (16), -c concurrency (4),
  * --replicas SERVICE=N (repeatable, as `berth up --replicas`), --layers (2) and --layer-kib (1024)
  * for the pull images, --csv-dir (default: the current directory).
  */
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectNats } from '@berth/kit';
+import { traceStoreDir } from '@berth/kit/tracing';
 import { startRegistry } from '@berth/testing';
 import { sweepRunc, unmountUnder } from '../tests/e2e/containers-stack.js';
 import { startStack } from '../tests/harness/stack.js';
 import { pct } from './measure.js';
 import { type Busy, busyShares, procCpuSeconds, snapshot, targetsOf } from './scale-metrics.js';
+import { runSpans, type SelfTime, selfTimes } from './scale-traces.js';
 import { prepare, WORKLOADS, type WorkloadName } from './scale-workloads.js';
 
 // pnpm passes the `--` of `pnpm run scale -- ...` through.
@@ -85,20 +87,31 @@ try {
   if (shim) others.set('shim children (runc)', () => procCpuSeconds(shim.pid, true));
   const w = await prepare(
     workload,
-    { nc, node: stack.nodeId, registryHost: registry.host, registryUrl: registry.url, scratch: stack.root },
+    {
+      nc,
+      node: stack.nodeId,
+      registryHost: registry.host,
+      registryUrl: registry.url,
+      scratch: stack.root,
+      criSocket: join(stack.runRoot, 'cri.sock'),
+    },
     N,
     { layers: Number(values.layers), layerKiB: Number(values['layer-kib']) },
   );
   const loadBefore = load();
   const a = await snapshot(targets, others);
+  const fromUs = Date.now() * 1000;
   const t0 = performance.now();
   const lat = await drive(N, C, (i) => w.op(i));
   const wallS = (performance.now() - t0) / 1000;
   const b = await snapshot(targets, others);
+  const toUs = Date.now() * 1000;
   const loadAfter = load();
   await w.close();
   await nc.close();
   const busy = busyShares(a, b, wallS);
+  const store = traceStoreDir({ stateRoot: stack.stateRoot, runRoot: stack.runRoot }, stack.env);
+  const self = store ? selfTimes(await runSpans(store, fromUs, toUs)) : [];
   const repl = Object.entries(replicas)
     .map(([s, n]) => `${s}=${n}`)
     .join(',');
@@ -122,11 +135,14 @@ try {
       `p95 ${run.p95_ms.toFixed(0)} ms  p99 ${run.p99_ms.toFixed(0)} ms`,
   );
   say(table(busy));
+  say('self time from the traces (span duration minus its children), share of wall time:');
+  for (const x of self)
+    say(`  ${x.service.padEnd(18)} ${f1(x.seconds / wallS)}  most in ${x.top} (${f1(x.topSeconds / wallS)})`);
   const file = resolve(
     values['csv-dir'],
     `scale-${workload}-${run.replicas.replace(/[,=]/g, '-')}-c${C}-${Date.now()}.csv`,
   );
-  writeFileSync(file, csv(run, loadBefore, busy));
+  writeFileSync(file, csv(run, loadBefore, busy, self, wallS));
   say(`csv: ${file}`);
 } finally {
   sweepRunc(stack.stateRoot);
@@ -146,20 +162,38 @@ function table(busy: Busy[]): string {
 }
 
 /** One CSV row per service, each carrying the run's figures. */
-function csv(run: Record<string, string | number>, load1: string, busy: Busy[]): string {
-  const head = [...Object.keys(run), 'load_avg', 'service', 'service_replicas', 'cpu_share', 'handler_share'];
+function csv(
+  run: Record<string, string | number>,
+  load1: string,
+  busy: Busy[],
+  self: SelfTime[],
+  wallS: number,
+): string {
+  const head = [
+    ...Object.keys(run),
+    'load_avg',
+    'service',
+    'service_replicas',
+    'cpu_share',
+    'handler_share',
+    'trace_self_share',
+  ];
+  const selfOf = (service: string) => {
+    const x = self.find((y) => y.service === service);
+    return x ? (x.seconds / wallS).toFixed(3) : '';
+  };
+  const rows: Busy[] = [
+    ...busy,
+    ...self
+      .filter((y) => !busy.some((x) => x.service === y.service))
+      .map((y) => ({ service: y.service, replicas: 0, cpu: Number.NaN, handler: Number.NaN, topOp: '' })),
+  ];
   const fixed = Object.values(run).map((v) => (typeof v === 'number' ? v.toFixed(3) : v));
-  const lines = busy.map((x) =>
-    [
-      ...fixed,
-      `"${load1}"`,
-      x.service,
-      x.replicas,
-      x.cpu.toFixed(3),
-      Number.isNaN(x.handler) ? '' : x.handler.toFixed(3),
-    ]
+  const num = (v: number) => (Number.isNaN(v) ? '' : v.toFixed(3));
+  const lines = rows.map((x) =>
+    [...fixed, load1, x.service, x.replicas, num(x.cpu), num(x.handler), selfOf(x.service)]
       .map(String)
-      .map((v) => (v.includes(',') ? `"${v}"` : v))
+      .map((v) => (v.includes(',') || v.includes(' ') ? `"${v}"` : v))
       .join(','),
   );
   return `${head.join(',')}\n${lines.join('\n')}\n`;
