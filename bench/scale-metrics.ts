@@ -3,7 +3,8 @@
  * scrape every replica before and after, and divide the deltas by the run's wall time.
  *  - cpu: process_cpu_seconds_total (user + system of the Node process). Additive across
  *    services; on this 2-core machine a service at 1.0 is one core saturated.
- *  - handler: the sum of berth_request_duration_seconds (time requests spent in handlers,
+ *  - handler: the sum of berth_request_duration_seconds (the gateway: of
+ *    berth_cri_request_duration_seconds; time requests spent in handlers,
  *    waiting included). Not additive: a task-service handler waits on the shim's and the
  *    snapshot-service's handlers, so it counts their time again. Above 1.0 means requests overlap.
  * The embedded nats-server and redis-server export no metrics; their CPU comes from /proc.
@@ -39,14 +40,18 @@ interface Reading {
 const sum = (xs: Sample[], name: string) =>
   xs.filter((s) => s.name === name).reduce((t, s) => t + s.value, 0);
 
+const HANDLER = 'berth_request_duration_seconds_sum';
+const CRI_HANDLER = 'berth_cri_request_duration_seconds_sum';
+
 async function read(t: Target): Promise<Reading> {
   const res = await fetch(t.url);
   if (!res.ok) throw new Error(`scrape of ${t.service} ${t.instance} (${t.url}): HTTP ${res.status}`);
   const xs = parsePrometheusText(await res.text());
   const ops = new Map<string, number>();
   for (const s of xs) {
-    if (s.name !== 'berth_request_duration_seconds_sum') continue;
-    const op = s.labels.op ?? '?';
+    // The gateway's CRI RPCs have their own histogram, labelled by rpc.
+    if (s.name !== HANDLER && s.name !== CRI_HANDLER) continue;
+    const op = s.labels.op ?? s.labels.rpc ?? '?';
     ops.set(op, (ops.get(op) ?? 0) + s.value);
   }
   return {

@@ -79,12 +79,12 @@ try {
   const status = (await stack.status()).json;
   const targets = targetsOf(status);
   // CPU the services' metrics do not show: the embedded servers, and runc runs (the shim's
-  // waited-for children; conmon double-forks away and is not counted).
+  // waited-for children, CNI plugins too; conmon double-forks away and is not counted).
   const others = new Map<string, () => number>();
   for (const c of stack.state()?.children ?? [])
     if (c.kind === 'embedded' && c.pid) others.set(c.name, () => procCpuSeconds(c.pid as number));
   const shim = status.services.find((s) => s.service === 'shim')?.instances[0];
-  if (shim) others.set('shim children (runc)', () => procCpuSeconds(shim.pid, true));
+  if (shim) others.set('shim children (runc, cni)', () => procCpuSeconds(shim.pid, true));
   const w = await prepare(
     workload,
     {
