@@ -9,12 +9,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readSpans, type SpanRecord } from '@berth/kit/tracing';
 
-/** Self time of one service over a run, with the span name that had the most of it. */
+/** Self time of one service over a run, with the span names that had the most of it. */
 export interface SelfTime {
   service: string;
   seconds: number;
-  top: string;
-  topSeconds: number;
+  /** The three span names with the most self time, most first, in seconds. */
+  top: [string, number][];
 }
 
 /** The length of the union of intervals, in µs. */
@@ -78,8 +78,11 @@ export function selfTimes(spans: SpanRecord[]): SelfTime[] {
   }
   return [...by]
     .map(([service, e]) => {
-      const [top, topUs] = [...e.names].sort((a, b) => b[1] - a[1])[0] ?? ['-', 0];
-      return { service, seconds: e.total / 1e6, top, topSeconds: topUs / 1e6 };
+      const top = [...e.names]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 3)
+        .map(([n, us]): [string, number] => [n, us / 1e6]);
+      return { service, seconds: e.total / 1e6, top };
     })
     .sort((a, b) => b.seconds - a.seconds);
 }

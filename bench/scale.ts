@@ -137,7 +137,9 @@ try {
   say(table(busy));
   say('self time from the traces (span duration minus its children), share of wall time:');
   for (const x of self)
-    say(`  ${x.service.padEnd(18)} ${f1(x.seconds / wallS)}  most in ${x.top} (${f1(x.topSeconds / wallS)})`);
+    say(
+      `  ${x.service.padEnd(18)} ${f1(x.seconds / wallS)}  most in ${x.top.map(([n, sec]) => `${n} ${f1(sec / wallS)}`).join(', ')}`,
+    );
   const file = resolve(
     values['csv-dir'],
     `scale-${workload}-${run.replicas.replace(/[,=]/g, '-')}-c${C}-${Date.now()}.csv`,
