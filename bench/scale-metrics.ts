@@ -54,11 +54,7 @@ async function read(t: Target): Promise<Reading> {
     const op = s.labels.op ?? s.labels.rpc ?? '?';
     ops.set(op, (ops.get(op) ?? 0) + s.value);
   }
-  return {
-    cpu: sum(xs, 'process_cpu_seconds_total'),
-    handler: sum(xs, 'berth_request_duration_seconds_sum'),
-    ops,
-  };
+  return { cpu: sum(xs, 'process_cpu_seconds_total'), handler: sum(xs, HANDLER) + sum(xs, CRI_HANDLER), ops };
 }
 
 /**
