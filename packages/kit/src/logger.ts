@@ -3,9 +3,12 @@ import { type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 
-/** Creates the process logger: JSON lines on stdout, with the active trace and span ids on each line. */
-export function createLogger(opts: { service: string; node: string; level: string }): Logger {
-  return pino({
+/**
+ * Creates a service's logger: JSON lines on stdout (or appended to `file`, as a co-hosted process
+ * gives each service its own log), with the active trace and span ids on each line.
+ */
+export function createLogger(opts: { service: string; node: string; level: string; file?: string }): Logger {
+  const options = {
     level: opts.level,
     base: { service: opts.service, node: opts.node, pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
@@ -15,5 +18,11 @@ export function createLogger(opts: { service: string; node: string; level: strin
       const ctx = span.spanContext();
       return { trace_id: ctx.traceId, span_id: ctx.spanId };
     },
-  });
+  };
+  if (!opts.file) return pino(options);
+  // Synchronous like pino's stdout: a line is on disk before the process can exit.
+  return pino(
+    options,
+    pino.destination({ dest: opts.file, append: true, sync: true, mkdir: true, mode: 0o640 }),
+  );
 }

@@ -128,7 +128,13 @@ async function forkSupervisor(plan: StackPlan): Promise<number> {
 export async function up(args: { values: Record<string, unknown> }, ctx: CliContext): Promise<number> {
   const { config } = ctx;
   const replicaArgs = (args.values.replicas as string[] | undefined) ?? [];
-  const plan = makePlan(config, parseReplicas(replicaArgs));
+  // --cohosted wins over the config's `cohosted` key (and BERTH_COHOSTED).
+  const plan = makePlan(
+    config,
+    parseReplicas(replicaArgs),
+    process.env,
+    args.values.cohosted === true ? { cohosted: true } : {},
+  );
   const timeoutMs = parseTimeout(args.values.timeout);
   const running = await liveState(config);
   if (running) {

@@ -76,6 +76,18 @@ export interface PrincipalUrls {
   redisUrl?: string;
 }
 
+/**
+ * The one process that runs every service when the stack is co-hosted (`berth up --cohosted`):
+ * its entry point and its own log (each service still logs to its services/<name>.log).
+ */
+export interface CohostedPlan {
+  main: string;
+  logFile: string;
+}
+
+/** Environment variable carrying each co-hosted service's own URLs (JSON), set by the supervisor. */
+export const COHOSTED_LOGINS_ENV = 'BERTH_COHOSTED_LOGINS';
+
 /** Everything the supervisor needs to run a stack; computed once by `berth up`. */
 export interface StackPlan {
   nodeId: string;
@@ -87,7 +99,10 @@ export interface StackPlan {
   /** Each service's and the CLI's own URLs, where they differ from the administrator's. */
   logins?: Partial<Record<Principal, PrincipalUrls>>;
   embedded: EmbeddedPlan[];
+  /** Every service replica; when `cohosted` is set, these run inside that one process. */
   services: ServicePlan[];
+  /** Set when every service runs in one process instead of one process each. */
+  cohosted?: CohostedPlan;
   /** How long a stopped process gets between SIGTERM and SIGKILL. */
   stopGraceMs: number;
 }
@@ -95,6 +110,11 @@ export interface StackPlan {
 /** Root of the berth checkout the CLI runs from (packages/cli/dist/stack -> repo root). */
 export function repoRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+}
+
+/** The compiled entry point of the co-hosted process (all services in one) in this checkout. */
+export function cohostedMain(): string {
+  return join(repoRoot(), 'packages', 'cli', 'dist', 'stack', 'cohosted-main.js');
 }
 
 /** The compiled entry point of a service in this checkout. */
@@ -121,7 +141,7 @@ export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): { natsPort:
   const file = env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
   let section: z.infer<typeof EmbeddedSection>;
   if (existsSync(file)) {
-    const raw = JSON.parse(readFileSync(file, 'utf8')) as { embedded?: unknown };
+    const raw = readRawConfig(file);
     const parsed = EmbeddedSection.safeParse(raw.embedded);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -143,6 +163,38 @@ export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): { natsPort:
     natsPort: fromEnv('BERTH_EMBEDDED_NATS_PORT') ?? section?.natsPort ?? 4222,
     redisPort: fromEnv('BERTH_EMBEDDED_REDIS_PORT') ?? section?.redisPort ?? 6379,
   };
+}
+
+/** The config file as JSON, for the keys only `berth up` reads (loadConfig has checked its syntax). */
+function readRawConfig(file: string): { embedded?: unknown; cohosted?: unknown } {
+  return JSON.parse(readFileSync(file, 'utf8')) as { embedded?: unknown; cohosted?: unknown };
+}
+
+/**
+ * Whether `berth up` co-hosts the services: the `cohosted` key of the config file (a boolean),
+ * overridden by BERTH_COHOSTED (`1`/`true` or `0`/`false`).
+ */
+export function cohostedSetting(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.BERTH_COHOSTED;
+  if (v !== undefined && v !== '') {
+    if (v === '1' || v === 'true') return true;
+    if (v === '0' || v === 'false') return false;
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid BERTH_COHOSTED "${v}": expected 1, 0, true or false`,
+    );
+  }
+  const file = env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
+  if (!existsSync(file)) return false;
+  const raw = readRawConfig(file).cohosted;
+  if (raw === undefined) return false;
+  if (typeof raw !== 'boolean') {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid config "cohosted" (from config file ${file}): expected true or false`,
+    );
+  }
+  return raw;
 }
 
 function isService(s: string): s is Service {
@@ -205,8 +257,10 @@ export function makePlan(
   config: Config,
   cliReplicas: Partial<Record<Service, number>>,
   env: NodeJS.ProcessEnv = process.env,
+  opts: { cohosted?: boolean } = {},
 ): StackPlan {
   const layout = hostLayout(config);
+  const cohosted = opts.cohosted ?? cohostedSetting(env);
   const counts = new Map<Service, number>();
   for (const service of STACK_SERVICES) {
     const fromConfig = serviceSetting(config, service, 'replicas', z.number().int(), 1);
@@ -216,6 +270,13 @@ export function makePlan(
   const services: ServicePlan[] = [];
   for (const service of STACK_SERVICES) {
     const n = counts.get(service) ?? 1;
+    if (cohosted && n > 1) {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `co-hosted mode runs one of each service in one process: replicas of "${service}" (${n}) ` +
+          'need separate processes (berth up without --cohosted)',
+      );
+    }
     for (let replica = 1; replica <= n; replica++) {
       services.push({
         service,
@@ -288,7 +349,11 @@ export function makePlan(
     ...(secrets ? { logins } : {}),
     embedded,
     services,
-    // The service itself gives in-flight work shutdownGraceMs and hard-exits 5 s later.
-    stopGraceMs: config.shutdownGraceMs + 5000,
+    ...(cohosted
+      ? { cohosted: { main: cohostedMain(), logFile: join(layout.serviceLogs, 'cohosted.log') } }
+      : {}),
+    // The service itself gives in-flight work shutdownGraceMs and hard-exits 5 s later; a
+    // co-hosted process gives each of its services the grace in turn.
+    stopGraceMs: config.shutdownGraceMs * (cohosted ? services.length : 1) + 5000,
   };
 }
