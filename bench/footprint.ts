@@ -7,7 +7,8 @@
  * plugin on, as kubelet uses it) doing the same pulls and `ctr run --rm` lifecycles.
  * Env knobs for a quick run: FOOTPRINT_PULLS (100), FOOTPRINT_LIFECYCLES (200),
  * FOOTPRINT_IDLE_S (60), FOOTPRINT_MODES (separate,cohosted), FOOTPRINT_CONTAINERD (1; 0 skips it),
- * FOOTPRINT_NODE_OPTIONS (extra NODE_OPTIONS for the stack's processes, for experiments).
+ * FOOTPRINT_NODE_OPTIONS (extra NODE_OPTIONS for the stack's processes, for experiments),
+ * FOOTPRINT_V8_FLAGS=none (the services without berth's default V8 flags, to compare).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -18,6 +19,9 @@ import { busyboxTar, fileTar, makeImage, makeLayer, uploadImage } from '@berth/i
 import { freePort, startRegistry, tempDir } from '@berth/testing';
 import { isolatedEnv, runBerth } from '../tests/harness/berth.js';
 import { makeStack, readStackState } from '../tests/harness/stack.js';
+
+const SERVICES = ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway'];
+
 import { containerdInstalled, startContainerd } from './containerd.js';
 import { pssKiB, rssKiB } from './measure.js';
 
@@ -70,7 +74,11 @@ const totals: Record<string, number> = {};
 const starts: Record<string, number> = {};
 try {
   for (const mode of MODES) {
+    // FOOTPRINT_V8_FLAGS=none runs the services without berth's V8 flags (SERVICE_V8_FLAGS), for before/after.
+    const noFlags = process.env.FOOTPRINT_V8_FLAGS === 'none';
+    const v8 = Object.fromEntries([...SERVICES, 'cohosted'].map((n) => [n, { v8Flags: [] }]));
     const iso = await isolatedEnv({
+      ...(noFlags ? { config: { services: v8 } } : {}),
       env: {
         BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
         BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),

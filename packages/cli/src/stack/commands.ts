@@ -15,7 +15,7 @@ import { type ControlReply, controlRequest } from './control.js';
 import { collectStatus, renderStatus, type StackStatus } from './discovery.js';
 import { logTail } from './embedded.js';
 import { follow, LOGGED, serviceLogPath, tailLines } from './logs.js';
-import { makePlan, parseReplicas, STACK_SERVICES, type StackPlan } from './plan.js';
+import { makePlan, parseReplicas, SERVICE_V8_FLAGS, STACK_SERVICES, type StackPlan } from './plan.js';
 import { checkPrerequisites } from './prereqs.js';
 import { exited, terminatePid } from './proc.js';
 import { expectedFromState, waitStackReady } from './ready.js';
@@ -101,7 +101,8 @@ async function forkSupervisor(plan: StackPlan): Promise<number> {
   mkdirSync(logs, { recursive: true, mode: 0o750 });
   const logFile = join(logs, 'supervisor.log');
   const fd = openSync(logFile, 'a', 0o640);
-  const child = spawn(process.execPath, [main], {
+  // The supervisor idles for months: the same small young generation as the services.
+  const child = spawn(process.execPath, [...SERVICE_V8_FLAGS, main], {
     detached: true,
     stdio: ['ignore', fd, fd, 'ipc'],
     env: { ...process.env, [SUPERVISOR_ENV.plan]: JSON.stringify(plan) },

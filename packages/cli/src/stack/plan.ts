@@ -48,7 +48,25 @@ export interface ServicePlan {
   replica: number;
   /** The service's compiled entry point. */
   main: string;
+  /** V8 flags the service's node runs with (before `main`); see SERVICE_V8_FLAGS. */
+  v8Flags: string[];
   logFile: string;
+}
+
+/**
+ * V8 flags every process `berth up` starts runs with, unless `services.<name>.v8Flags` says
+ * otherwise (`services.cohosted.v8Flags` for the co-hosted process, `[]` for none). A 1 MB
+ * semi-space instead of V8's 16 MB: the young generation of an idle service is mostly empty
+ * pages it committed once, 10-15 MB of each process's heap after a burst of work
+ * (docs/benchmarks.md, footprint); scavenges get more frequent, each shorter.
+ */
+export const SERVICE_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+
+const V8Flags = z.array(z.string().regex(/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/, 'must be a --v8-flag[=value]'));
+
+/** The V8 flags of one process of the stack: its `v8Flags` setting, else SERVICE_V8_FLAGS. */
+export function v8FlagsOf(config: Config, name: string): string[] {
+  return serviceSetting(config, name, 'v8Flags', V8Flags, [...SERVICE_V8_FLAGS]);
 }
 
 /** An embedded server the supervisor starts because no URL was configured. */
@@ -82,6 +100,7 @@ export interface PrincipalUrls {
  */
 export interface CohostedPlan {
   main: string;
+  v8Flags: string[];
   logFile: string;
 }
 
@@ -282,6 +301,7 @@ export function makePlan(
         service,
         replica,
         main: serviceMain(service),
+        v8Flags: v8FlagsOf(config, service),
         logFile: serviceLogFile(layout.serviceLogs, service, replica, n),
       });
     }
@@ -350,7 +370,13 @@ export function makePlan(
     embedded,
     services,
     ...(cohosted
-      ? { cohosted: { main: cohostedMain(), logFile: join(layout.serviceLogs, 'cohosted.log') } }
+      ? {
+          cohosted: {
+            main: cohostedMain(),
+            v8Flags: v8FlagsOf(config, 'cohosted'),
+            logFile: join(layout.serviceLogs, 'cohosted.log'),
+          },
+        }
       : {}),
     // The service itself gives in-flight work shutdownGraceMs and hard-exits 5 s later; a
     // co-hosted process gives each of its services the grace in turn.
