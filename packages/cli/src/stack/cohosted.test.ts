@@ -6,7 +6,7 @@ import { loadConfig } from '@berth/kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SupervisorState } from '../context.js';
 import { COHOSTED } from './cohosted-services.js';
-import { cohostedSetting, makePlan, STACK_SERVICES } from './plan.js';
+import { cohostedSetting, makePlan, SERVICE_V8_FLAGS, STACK_SERVICES } from './plan.js';
 import { expectedFromState } from './ready.js';
 
 const dirs: string[] = [];
@@ -78,5 +78,17 @@ describe('co-hosted plan', () => {
       ],
     } as unknown as SupervisorState;
     expect(expectedFromState(state)).toEqual({ shim: 1, 'image-service': 1 });
+  });
+
+  it('starts each process with the default V8 flags unless its v8Flags setting says otherwise', () => {
+    const env = configEnv({
+      services: { shim: { v8Flags: [] }, cohosted: { v8Flags: ['--max-old-space-size=96'] } },
+    });
+    const plan = makePlan(loadConfig(env), {}, env, { cohosted: true });
+    expect(plan.services.find((s) => s.service === 'shim')?.v8Flags).toEqual([]);
+    expect(plan.services.find((s) => s.service === 'task-service')?.v8Flags).toEqual([...SERVICE_V8_FLAGS]);
+    expect(plan.cohosted?.v8Flags).toEqual(['--max-old-space-size=96']);
+    const bad = configEnv({ services: { shim: { v8Flags: ['--x; rm -rf /'] } } });
+    expect(() => makePlan(loadConfig(bad), {}, bad)).toThrow('invalid config "services.shim.v8Flags"');
   });
 });
