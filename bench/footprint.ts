@@ -8,7 +8,10 @@
  * Env knobs for a quick run: FOOTPRINT_PULLS (100), FOOTPRINT_LIFECYCLES (200),
  * FOOTPRINT_IDLE_S (60), FOOTPRINT_MODES (separate,cohosted), FOOTPRINT_CONTAINERD (1; 0 skips it),
  * FOOTPRINT_NODE_OPTIONS (extra NODE_OPTIONS for the stack's processes, for experiments),
- * FOOTPRINT_V8_FLAGS=none (the services without berth's default V8 flags, to compare).
+ * FOOTPRINT_V8_FLAGS (space-separated V8 flags for every process of the stack, as its
+ * services.<name>.v8Flags, e.g. "--max-semi-space-size=1"). The stack's processes get
+ * MALLOC_ARENA_MAX=2 from the supervisor unless the environment sets it: MALLOC_ARENA_MAX=16
+ * (glibc's default on 2 cores) measures without that cut.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -74,11 +77,10 @@ const totals: Record<string, number> = {};
 const starts: Record<string, number> = {};
 try {
   for (const mode of MODES) {
-    // FOOTPRINT_V8_FLAGS=none runs the services without berth's V8 flags (SERVICE_V8_FLAGS), for before/after.
-    const noFlags = process.env.FOOTPRINT_V8_FLAGS === 'none';
-    const v8 = Object.fromEntries([...SERVICES, 'cohosted'].map((n) => [n, { v8Flags: [] }]));
+    const flags = (process.env.FOOTPRINT_V8_FLAGS ?? '').split(' ').filter(Boolean);
+    const v8 = Object.fromEntries([...SERVICES, 'cohosted'].map((n) => [n, { v8Flags: flags }]));
     const iso = await isolatedEnv({
-      ...(noFlags ? { config: { services: v8 } } : {}),
+      ...(flags.length ? { config: { services: v8 } } : {}),
       env: {
         BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
         BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),

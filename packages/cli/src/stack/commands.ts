@@ -20,7 +20,7 @@ import { checkPrerequisites } from './prereqs.js';
 import { exited, terminatePid } from './proc.js';
 import { expectedFromState, waitStackReady } from './ready.js';
 import { stopNodeContainers } from './stop-containers.js';
-import { SUPERVISOR_ENV, Supervisor } from './supervisor.js';
+import { MALLOC_ENV, SUPERVISOR_ENV, Supervisor } from './supervisor.js';
 import type { SupervisorHello } from './supervisor-main.js';
 
 const DEFAULT_UP_TIMEOUT_S = 60;
@@ -101,11 +101,11 @@ async function forkSupervisor(plan: StackPlan): Promise<number> {
   mkdirSync(logs, { recursive: true, mode: 0o750 });
   const logFile = join(logs, 'supervisor.log');
   const fd = openSync(logFile, 'a', 0o640);
-  // The supervisor idles for months: the same small young generation as the services.
+  // The supervisor runs with the services' default V8 flags.
   const child = spawn(process.execPath, [...SERVICE_V8_FLAGS, main], {
     detached: true,
     stdio: ['ignore', fd, fd, 'ipc'],
-    env: { ...process.env, [SUPERVISOR_ENV.plan]: JSON.stringify(plan) },
+    env: { ...MALLOC_ENV, ...process.env, [SUPERVISOR_ENV.plan]: JSON.stringify(plan) },
   });
   closeSync(fd);
   const hello = await new Promise<SupervisorHello>((resolve) => {

@@ -55,12 +55,12 @@ export interface ServicePlan {
 
 /**
  * V8 flags every process `berth up` starts runs with, unless `services.<name>.v8Flags` says
- * otherwise (`services.cohosted.v8Flags` for the co-hosted process, `[]` for none). A 1 MB
- * semi-space instead of V8's 16 MB: the young generation of an idle service is mostly empty
- * pages it committed once, 10-15 MB of each process's heap after a burst of work
- * (docs/benchmarks.md, footprint); scavenges get more frequent, each shorter.
+ * otherwise (`services.cohosted.v8Flags` for the co-hosted process). None by default: a 1 MB
+ * semi-space (`--max-semi-space-size=1`) saved ~8 MB per process right after start-up but made
+ * no difference after a workload and 60 s idle, when V8's memory reducer has shrunk the young
+ * generation anyway (docs/benchmarks.md, footprint); an operator may still set it, or a heap bound.
  */
-export const SERVICE_V8_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
+export const SERVICE_V8_FLAGS: readonly string[] = [];
 
 const V8Flags = z.array(z.string().regex(/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/, 'must be a --v8-flag[=value]'));
 
