@@ -102,6 +102,7 @@ try {
         const r = await stack.berth('run', '--rm', runImage, 'sh', '-c', 'true');
         if (r.code !== 0) throw new Error(`berth run --rm (${i}): ${r.stderr}`);
       }
+      say(`[${mode}] workload done; idle for ${IDLE_S} s`);
       await sleep(IDLE_S * 1000);
       const st = readStackState(iso.runRoot);
       if (!st) throw new Error('no supervisor state file');
