@@ -14,7 +14,7 @@ export type SupervisorLog = (msg: string, fields?: Record<string, unknown>) => v
 /**
  * glibc malloc settings of every Node process `berth up` starts, unless its environment sets
  * them. Two arenas instead of up to eight per core: Node's threads (libuv's pool, V8's workers)
- * each took an arena of their own, whose freed memory stays resident in an idle daemon; 7-15 MB
+ * each took an arena of their own, whose freed memory stays resident in an idle daemon; 8-25 MB
  * less PSS for the stack after a workload (docs/benchmarks.md, footprint), no change in what it does.
  */
 export const MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2' };
