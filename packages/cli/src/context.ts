@@ -55,6 +55,8 @@ export interface ChildState {
   marker: string;
   /** How the last run ended (`exit code 1`, `killed by SIGKILL`). */
   lastExit?: string;
+  /** For the co-hosted process (name `cohosted`): the services it runs. */
+  services?: string[];
 }
 
 /**

@@ -3,11 +3,17 @@ import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 
-/** Creates the process logger: JSON lines on stdout, with the active trace and span ids on each line. */
+/**
+ * Creates a service's logger: JSON lines on stdout (or appended to `file`, as a co-hosted process
+ * gives each service its own log; or to `destination`, in tests), with the active trace and span
+ * ids on each line.
+ */
 export function createLogger(opts: {
   service: string;
   node: string;
   level: string;
+  /** A file the lines are appended to instead of stdout (co-hosted services). */
+  file?: string;
   /** Where lines go instead of stdout (tests). */
   destination?: DestinationStream;
 }): Logger {
@@ -22,5 +28,11 @@ export function createLogger(opts: {
       return { trace_id: ctx.traceId, span_id: ctx.spanId };
     },
   };
-  return opts.destination ? pino(options, opts.destination) : pino(options);
+  if (opts.destination) return pino(options, opts.destination);
+  if (!opts.file) return pino(options);
+  // Synchronous like pino's stdout: a line is on disk before the process can exit.
+  return pino(
+    options,
+    pino.destination({ dest: opts.file, append: true, sync: true, mkdir: true, mode: 0o640 }),
+  );
 }

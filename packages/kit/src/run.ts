@@ -39,6 +39,40 @@ export interface ServiceSetup<S extends ServiceDef> {
   close?: () => Promise<void>;
 }
 
+/**
+ * One deployable service as both its own process (runService) and a co-hosted process
+ * (runCohosted) start it: its contract, its version and its setup, i.e. the service's `start`.
+ */
+export interface ServiceEntry<S extends ServiceDef> {
+  service: S;
+  version: string;
+  setup: (ctx: ServiceContext) => Promise<ServiceSetup<S>>;
+}
+
+/** Where and how one service instance runs: decided by the process that hosts it. */
+export interface StartOptions {
+  config: Config;
+  log: Logger;
+  /** The service's own login (its principal's NATS user), or the shared URL. */
+  natsUrl: string;
+  redisUrl: string;
+  /** This replica's id (the telemetry resource's service.instance.id); default: a new UUID. */
+  instanceId?: string;
+  /** Extra `$SRV` metadata of this instance (e.g. where its process's metrics are scraped). */
+  metadata?: Record<string, string>;
+}
+
+/** A started service instance: serving on its own NATS and Redis connections until stop(). */
+export interface StartedService {
+  readonly name: string;
+  readonly instanceId: string;
+  /**
+   * Stops taking requests, lets in-flight ones finish (bounded by `graceMs`), closes the
+   * service's own resources, drains its NATS connection and quits its Redis connection.
+   */
+  stop(graceMs: number): Promise<void>;
+}
+
 /** Bound on the Redis health check, so `info` answers promptly even while Redis is away. */
 const REDIS_CHECK_MS = 1000;
 
@@ -66,16 +100,94 @@ async function redisHealth(redis: Redis): Promise<string> {
 }
 
 /**
- * The whole life of a service process: telemetry first, config, connect NATS and Redis, serve,
- * and on SIGTERM/SIGINT stop taking requests, finish in-flight ones (bounded), close, drain NATS,
- * quit Redis, flush spans. Exits non-zero with one clear line if start-up fails.
+ * Connects one service's NATS and Redis, runs its setup and serves its operations. Each instance
+ * has connections of its own: they log in as the service's principal (with its own TLS client
+ * certificate when configured), so a co-hosted service keeps exactly the permissions it has in a
+ * process of its own. On failure it closes what it opened and throws.
  */
-export async function runService<S extends ServiceDef>(opts: {
-  service: S;
-  version: string;
-  setup: (ctx: ServiceContext) => Promise<ServiceSetup<S>>;
-}): Promise<void> {
-  const name = opts.service.name;
+export async function startService<S extends ServiceDef>(
+  entry: ServiceEntry<S>,
+  opts: StartOptions,
+): Promise<StartedService> {
+  const { config, log } = opts;
+  const name = entry.service.name;
+  const natsTls = ownTls(config, name, 'natsTls');
+  const redisTls = ownTls(config, name, 'redisTls');
+  const nc = await connectNats({
+    url: opts.natsUrl,
+    name: `${name}@${config.nodeId}`,
+    log,
+    ...(config.natsCreds ? { creds: config.natsCreds } : {}),
+    ...(natsTls ? { tls: natsTls } : {}),
+  });
+  let redis: Redis | undefined;
+  try {
+    const r = await openRedis(opts.redisUrl, log, {
+      ...(redisTls ? { tls: redisTls } : {}),
+      ...(config.redisSentinel ? { sentinel: config.redisSentinel } : {}),
+    });
+    redis = r;
+    instrumentNats(nc);
+    instrumentRedis(r);
+    const ctx: ServiceContext = {
+      config,
+      log,
+      nc,
+      redis: r,
+      node: config.nodeId,
+      layout: hostLayout(config),
+    };
+    const def = await entry.setup(ctx);
+    const served = await serve({
+      nc,
+      service: entry.service,
+      version: entry.version,
+      node: config.nodeId,
+      log,
+      ...(opts.instanceId ? { instanceId: opts.instanceId } : {}),
+      handlers: def.handlers,
+      ...(opts.metadata ? { metadata: opts.metadata } : {}),
+      checks: async () => {
+        const redisOk = await redisHealth(r);
+        return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };
+      },
+    });
+    log.info(
+      {
+        nats: redactUrl(opts.natsUrl),
+        redis: redactUrl(opts.redisUrl),
+        hostLocal: entry.service.scope === 'host',
+        instance: served.instanceId,
+        metrics: opts.metadata?.metrics ?? 'off',
+      },
+      `${name} ready`,
+    );
+    return {
+      name,
+      instanceId: served.instanceId,
+      stop: async (graceMs) => {
+        await served.stop(graceMs);
+        await def.close?.().catch((err: unknown) => log.error({ err }, 'close failed'));
+        await nc.drain().catch(() => undefined);
+        await r.quit().catch(() => undefined);
+        log.info('stopped');
+      },
+    };
+  } catch (err) {
+    // A co-hosted process goes on (or exits) after this: leave no connection behind.
+    await nc.close().catch(() => undefined);
+    redis?.disconnect();
+    throw err;
+  }
+}
+
+/**
+ * The whole life of a service process: telemetry first, config, metrics, connect NATS and Redis,
+ * serve, and on SIGTERM/SIGINT stop taking requests, finish in-flight ones (bounded), close, drain
+ * NATS, quit Redis, flush spans. Exits non-zero with one clear line if start-up fails.
+ */
+export async function runService<S extends ServiceDef>(entry: ServiceEntry<S>): Promise<void> {
+  const name = entry.service.name;
   let config: Config;
   try {
     config = loadConfig();
@@ -85,66 +197,31 @@ export async function runService<S extends ServiceDef>(opts: {
   }
   const telemetry = startTelemetry({
     service: name,
-    version: opts.version,
+    version: entry.version,
     node: config.nodeId,
     storeDir: traceStoreDir(config),
   });
   const log = createLogger({ service: name, node: config.nodeId, level: config.logLevel });
   telemetry.useLogger(log);
-  const natsUrl = ownUrl(config, name, 'natsUrl') ?? DEFAULT_NATS_URL;
-  const redisUrl = ownUrl(config, name, 'redisUrl') ?? DEFAULT_REDIS_URL;
   let metrics: ServiceMetrics | undefined;
   try {
     // Before setup, so the instruments services make there record.
     metrics = await startServiceMetrics({
       service: name,
-      version: opts.version,
+      version: entry.version,
       node: config.nodeId,
       address: config.metricsAddress ?? DEFAULT_METRICS_ADDRESS,
       targetsDir: hostLayout(config).run.metricsTargets,
       log,
     });
-    const natsTls = ownTls(config, name, 'natsTls');
-    const redisTls = ownTls(config, name, 'redisTls');
-    const nc = await connectNats({
-      url: natsUrl,
-      name: `${name}@${config.nodeId}`,
+    const started = await startService(entry, {
+      config,
       log,
-      ...(config.natsCreds ? { creds: config.natsCreds } : {}),
-      ...(natsTls ? { tls: natsTls } : {}),
-    });
-    const redis = await openRedis(redisUrl, log, {
-      ...(redisTls ? { tls: redisTls } : {}),
-      ...(config.redisSentinel ? { sentinel: config.redisSentinel } : {}),
-    });
-    instrumentNats(nc);
-    instrumentRedis(redis);
-    const ctx: ServiceContext = { config, log, nc, redis, node: config.nodeId, layout: hostLayout(config) };
-    const def = await opts.setup(ctx);
-    const served = await serve({
-      nc,
-      service: opts.service,
-      version: opts.version,
-      node: config.nodeId,
-      log,
+      natsUrl: ownUrl(config, name, 'natsUrl') ?? DEFAULT_NATS_URL,
+      redisUrl: ownUrl(config, name, 'redisUrl') ?? DEFAULT_REDIS_URL,
       instanceId: telemetry.instance,
-      handlers: def.handlers,
       ...(metrics ? { metadata: { metrics: metrics.url } } : {}),
-      checks: async () => {
-        const redisOk = await redisHealth(redis);
-        return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };
-      },
     });
-    log.info(
-      {
-        nats: redactUrl(natsUrl),
-        redis: redactUrl(redisUrl),
-        hostLocal: opts.service.scope === 'host',
-        instance: served.instanceId,
-        metrics: metrics?.url ?? 'off',
-      },
-      `${name} ready`,
-    );
     let stopping = false;
     const shutdown = async (signal: string) => {
       if (stopping) return;
@@ -152,13 +229,9 @@ export async function runService<S extends ServiceDef>(opts: {
       log.info({ signal }, 'shutting down');
       const hardStop = setTimeout(() => process.exit(1), config.shutdownGraceMs + 5000);
       hardStop.unref();
-      await served.stop(config.shutdownGraceMs);
-      await def.close?.().catch((err: unknown) => log.error({ err }, 'close failed'));
-      await nc.drain().catch(() => undefined);
-      await redis.quit().catch(() => undefined);
+      await started.stop(config.shutdownGraceMs);
       await metrics?.stop().catch(() => undefined);
       await telemetry.shutdown().catch(() => undefined);
-      log.info('stopped');
       process.exit(0);
     };
     process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,9 +1,4 @@
-import { BERTH_VERSION, SnapshotApi } from '@berth/api';
 import { runService } from '@berth/kit';
-import { createHandlers } from './service.js';
+import { entry } from './start.js';
 
-await runService({
-  service: SnapshotApi,
-  version: BERTH_VERSION,
-  setup: async (ctx) => ({ handlers: createHandlers(ctx) }),
-});
+await runService(entry);

@@ -1,12 +1,4 @@
-import { BERTH_VERSION, TaskApi } from '@berth/api';
 import { runService } from '@berth/kit';
-import { createService } from './service.js';
+import { entry } from './start.js';
 
-await runService({
-  service: TaskApi,
-  version: BERTH_VERSION,
-  setup: async (ctx) => {
-    const svc = await createService(ctx);
-    return { handlers: svc.handlers, close: svc.close };
-  },
-});
+await runService(entry);

@@ -8,9 +8,10 @@ export const stackCommands: Command[] = [
   {
     name: 'up',
     summary: 'Start the berth services (and embedded NATS/Redis if none is configured) under a supervisor',
-    usage: '[--foreground] [--replicas SERVICE=N]... [--timeout SECONDS]',
+    usage: '[--foreground] [--cohosted] [--replicas SERVICE=N]... [--timeout SECONDS]',
     options: {
       foreground: { type: 'boolean', short: 'f' },
+      cohosted: { type: 'boolean' },
       replicas: { type: 'string', multiple: true },
       timeout: { type: 'string' },
     },

@@ -26,6 +26,8 @@ export interface ChildSpec {
   logFile: string;
   /** An argv element that identifies the program in /proc/<pid>/cmdline (see isSameProcess). */
   marker: string;
+  /** The services a co-hosted process runs (absent for a process that runs one service). */
+  services?: readonly string[];
 }
 
 /**
@@ -73,6 +75,7 @@ export class Supervised {
       startedAt: this.startedAt ? new Date(this.startedAt).toISOString() : null,
       logFile: this.spec.logFile,
       marker: this.spec.marker,
+      ...(this.spec.services ? { services: [...this.spec.services] } : {}),
       ...(this.lastExit ? { lastExit: this.lastExit } : {}),
     };
   }
@@ -186,7 +189,7 @@ export const LOG_ROTATE_BYTES = 64 * 1024 * 1024;
  * Keeps one previous generation of a log: a service that runs for months under `berth up` must
  * not fill the disk, and a restart is the moment its file descriptor can change.
  */
-function rotateIfLarge(file: string): void {
+export function rotateIfLarge(file: string): void {
   try {
     if (statSync(file).size > LOG_ROTATE_BYTES) renameSync(file, `${file}.1`);
   } catch (err) {

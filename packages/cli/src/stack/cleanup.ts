@@ -36,7 +36,8 @@ export async function cleanupOrphans(
     await Promise.all(
       group.map(async (c) => {
         if (c.pid === null || !isSameProcess(c.pid, c.marker)) return;
-        const how = await terminatePid(c.pid, graceMs);
+        // A co-hosted process stops its services one after the other, each with the grace.
+        const how = await terminatePid(c.pid, graceMs * Math.max(1, c.services?.length ?? 1));
         lines.push(
           `${how === 'killed' ? 'killed' : 'stopped'} leftover ${c.name}#${c.replica} (pid ${c.pid})`,
         );

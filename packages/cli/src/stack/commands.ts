@@ -15,12 +15,12 @@ import { type ControlReply, controlRequest } from './control.js';
 import { collectStatus, renderStatus, type StackStatus } from './discovery.js';
 import { logTail, natsMonitorUrl } from './embedded.js';
 import { follow, LOGGED, serviceLogPath, tailLines } from './logs.js';
-import { makePlan, parseReplicas, STACK_SERVICES, type StackPlan } from './plan.js';
+import { makePlan, parseReplicas, SERVICE_V8_FLAGS, STACK_SERVICES, type StackPlan } from './plan.js';
 import { checkPrerequisites } from './prereqs.js';
 import { exited, terminatePid } from './proc.js';
 import { expectedFromState, waitStackReady } from './ready.js';
 import { stopNodeContainers } from './stop-containers.js';
-import { SUPERVISOR_ENV, Supervisor } from './supervisor.js';
+import { MALLOC_ENV, SUPERVISOR_ENV, Supervisor } from './supervisor.js';
 import type { SupervisorHello } from './supervisor-main.js';
 
 const DEFAULT_UP_TIMEOUT_S = 60;
@@ -101,10 +101,11 @@ async function forkSupervisor(plan: StackPlan): Promise<number> {
   mkdirSync(logs, { recursive: true, mode: 0o750 });
   const logFile = join(logs, 'supervisor.log');
   const fd = openSync(logFile, 'a', 0o640);
-  const child = spawn(process.execPath, [main], {
+  // The supervisor runs with the services' default V8 flags.
+  const child = spawn(process.execPath, [...SERVICE_V8_FLAGS, main], {
     detached: true,
     stdio: ['ignore', fd, fd, 'ipc'],
-    env: { ...process.env, [SUPERVISOR_ENV.plan]: JSON.stringify(plan) },
+    env: { ...MALLOC_ENV, ...process.env, [SUPERVISOR_ENV.plan]: JSON.stringify(plan) },
   });
   closeSync(fd);
   const hello = await new Promise<SupervisorHello>((resolve) => {
@@ -128,7 +129,13 @@ async function forkSupervisor(plan: StackPlan): Promise<number> {
 export async function up(args: { values: Record<string, unknown> }, ctx: CliContext): Promise<number> {
   const { config } = ctx;
   const replicaArgs = (args.values.replicas as string[] | undefined) ?? [];
-  const plan = makePlan(config, parseReplicas(replicaArgs));
+  // --cohosted wins over the config's `cohosted` key (and BERTH_COHOSTED).
+  const plan = makePlan(
+    config,
+    parseReplicas(replicaArgs),
+    process.env,
+    args.values.cohosted === true ? { cohosted: true } : {},
+  );
   const timeoutMs = parseTimeout(args.values.timeout);
   const running = await liveState(config);
   if (running) {

@@ -4,8 +4,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, Code } from '@berth/api';
 import { STACK_SERVICES } from './plan.js';
 
-/** Programs whose output `berth up` keeps under services/: the services, the supervisor, the servers. */
-export const LOGGED = [...STACK_SERVICES, 'supervisor', 'nats-server', 'redis-server'] as const;
+/**
+ * Programs whose output `berth up` keeps under services/: the services, the supervisor, the
+ * co-hosted process (its own lines; its services keep their own files), the servers.
+ */
+export const LOGGED = [...STACK_SERVICES, 'supervisor', 'cohosted', 'nats-server', 'redis-server'] as const;
 
 /** Most bytes read from the end of a log to find its last lines. */
 const TAIL_WINDOW = 4 * 1024 * 1024;

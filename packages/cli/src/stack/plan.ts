@@ -48,7 +48,25 @@ export interface ServicePlan {
   replica: number;
   /** The service's compiled entry point. */
   main: string;
+  /** V8 flags the service's node runs with (before `main`); see SERVICE_V8_FLAGS. */
+  v8Flags: string[];
   logFile: string;
+}
+
+/**
+ * V8 flags every process `berth up` starts runs with, unless `services.<name>.v8Flags` says
+ * otherwise (`services.cohosted.v8Flags` for the co-hosted process). None by default: a 1 MB
+ * semi-space (`--max-semi-space-size=1`) saved ~8 MB per process right after start-up but made
+ * no difference after a workload and 60 s idle, when V8's memory reducer has shrunk the young
+ * generation anyway (docs/benchmarks.md, footprint); an operator may still set it, or a heap bound.
+ */
+export const SERVICE_V8_FLAGS: readonly string[] = [];
+
+const V8Flags = z.array(z.string().regex(/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/, 'must be a --v8-flag[=value]'));
+
+/** The V8 flags of one process of the stack: its `v8Flags` setting, else SERVICE_V8_FLAGS. */
+export function v8FlagsOf(config: Config, name: string): string[] {
+  return serviceSetting(config, name, 'v8Flags', V8Flags, [...SERVICE_V8_FLAGS]);
 }
 
 /** An embedded server the supervisor starts because no URL was configured. */
@@ -81,6 +99,19 @@ export interface PrincipalUrls {
   redisUrl?: string;
 }
 
+/**
+ * The one process that runs every service when the stack is co-hosted (`berth up --cohosted`):
+ * its entry point and its own log (each service still logs to its services/<name>.log).
+ */
+export interface CohostedPlan {
+  main: string;
+  v8Flags: string[];
+  logFile: string;
+}
+
+/** Environment variable carrying each co-hosted service's own URLs (JSON), set by the supervisor. */
+export const COHOSTED_LOGINS_ENV = 'BERTH_COHOSTED_LOGINS';
+
 /** Everything the supervisor needs to run a stack; computed once by `berth up`. */
 export interface StackPlan {
   nodeId: string;
@@ -92,7 +123,10 @@ export interface StackPlan {
   /** Each service's and the CLI's own URLs, where they differ from the administrator's. */
   logins?: Partial<Record<Principal, PrincipalUrls>>;
   embedded: EmbeddedPlan[];
+  /** Every service replica; when `cohosted` is set, these run inside that one process. */
   services: ServicePlan[];
+  /** Set when every service runs in one process instead of one process each. */
+  cohosted?: CohostedPlan;
   /** How long a stopped process gets between SIGTERM and SIGKILL. */
   stopGraceMs: number;
 }
@@ -100,6 +134,11 @@ export interface StackPlan {
 /** Root of the berth checkout the CLI runs from (packages/cli/dist/stack -> repo root). */
 export function repoRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+}
+
+/** The compiled entry point of the co-hosted process (all services in one) in this checkout. */
+export function cohostedMain(): string {
+  return join(repoRoot(), 'packages', 'cli', 'dist', 'stack', 'cohosted-main.js');
 }
 
 /** The compiled entry point of a service in this checkout. */
@@ -131,7 +170,7 @@ export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): {
   const file = env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
   let section: z.infer<typeof EmbeddedSection>;
   if (existsSync(file)) {
-    const raw = JSON.parse(readFileSync(file, 'utf8')) as { embedded?: unknown };
+    const raw = readRawConfig(file);
     const parsed = EmbeddedSection.safeParse(raw.embedded);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -156,6 +195,38 @@ export function embeddedPorts(env: NodeJS.ProcessEnv = process.env): {
     natsMonitorPort:
       fromEnv('BERTH_EMBEDDED_NATS_MONITOR_PORT', MonitorPort) ?? section?.natsMonitorPort ?? -1,
   };
+}
+
+/** The config file as JSON, for the keys only `berth up` reads (loadConfig has checked its syntax). */
+function readRawConfig(file: string): { embedded?: unknown; cohosted?: unknown } {
+  return JSON.parse(readFileSync(file, 'utf8')) as { embedded?: unknown; cohosted?: unknown };
+}
+
+/**
+ * Whether `berth up` co-hosts the services: the `cohosted` key of the config file (a boolean),
+ * overridden by BERTH_COHOSTED (`1`/`true` or `0`/`false`).
+ */
+export function cohostedSetting(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.BERTH_COHOSTED;
+  if (v !== undefined && v !== '') {
+    if (v === '1' || v === 'true') return true;
+    if (v === '0' || v === 'false') return false;
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid BERTH_COHOSTED "${v}": expected 1, 0, true or false`,
+    );
+  }
+  const file = env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
+  if (!existsSync(file)) return false;
+  const raw = readRawConfig(file).cohosted;
+  if (raw === undefined) return false;
+  if (typeof raw !== 'boolean') {
+    throw new BerthError(
+      Code.INVALID_ARGUMENT,
+      `invalid config "cohosted" (from config file ${file}): expected true or false`,
+    );
+  }
+  return raw;
 }
 
 function isService(s: string): s is Service {
@@ -218,8 +289,10 @@ export function makePlan(
   config: Config,
   cliReplicas: Partial<Record<Service, number>>,
   env: NodeJS.ProcessEnv = process.env,
+  opts: { cohosted?: boolean } = {},
 ): StackPlan {
   const layout = hostLayout(config);
+  const cohosted = opts.cohosted ?? cohostedSetting(env);
   const counts = new Map<Service, number>();
   for (const service of STACK_SERVICES) {
     const fromConfig = serviceSetting(config, service, 'replicas', z.number().int(), 1);
@@ -229,11 +302,19 @@ export function makePlan(
   const services: ServicePlan[] = [];
   for (const service of STACK_SERVICES) {
     const n = counts.get(service) ?? 1;
+    if (cohosted && n > 1) {
+      throw new BerthError(
+        Code.INVALID_ARGUMENT,
+        `co-hosted mode runs one of each service in one process: replicas of "${service}" (${n}) ` +
+          'need separate processes (berth up without --cohosted)',
+      );
+    }
     for (let replica = 1; replica <= n; replica++) {
       services.push({
         service,
         replica,
         main: serviceMain(service),
+        v8Flags: v8FlagsOf(config, service),
         logFile: serviceLogFile(layout.serviceLogs, service, replica, n),
       });
     }
@@ -317,7 +398,17 @@ export function makePlan(
     ...(secrets ? { logins } : {}),
     embedded,
     services,
-    // The service itself gives in-flight work shutdownGraceMs and hard-exits 5 s later.
-    stopGraceMs: config.shutdownGraceMs + 5000,
+    ...(cohosted
+      ? {
+          cohosted: {
+            main: cohostedMain(),
+            v8Flags: v8FlagsOf(config, 'cohosted'),
+            logFile: join(layout.serviceLogs, 'cohosted.log'),
+          },
+        }
+      : {}),
+    // The service itself gives in-flight work shutdownGraceMs and hard-exits 5 s later; a
+    // co-hosted process gives each of its services the grace in turn.
+    stopGraceMs: config.shutdownGraceMs * (cohosted ? services.length : 1) + 5000,
   };
 }

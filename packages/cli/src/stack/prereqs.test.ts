@@ -18,7 +18,7 @@ function plan(embedded: ('nats-server' | 'redis-server')[]): StackPlan {
     redisUrl: 'redis://x',
     stopGraceMs: 1,
     embedded: embedded.map((kind) => ({ kind, port: 1, dataDir: '/d', logFile: '/l' })),
-    services: [{ service: 'shim', replica: 1, main, logFile: '/l' }],
+    services: [{ service: 'shim', replica: 1, main, v8Flags: [], logFile: '/l' }],
   };
 }
 
@@ -65,7 +65,13 @@ describe('checkPrerequisites', () => {
   it('names root, overlayfs and unbuilt services', () => {
     const path = bin('runc', 'conmon');
     const p = plan([]);
-    p.services.push({ service: 'task-service', replica: 1, main: join(dir, 'missing.js'), logFile: '/l' });
+    p.services.push({
+      service: 'task-service',
+      replica: 1,
+      main: join(dir, 'missing.js'),
+      v8Flags: [],
+      logFile: '/l',
+    });
     expect(checkPrerequisites(p, { path, uid: 1000, filesystems: 'nodev\tproc\n' })).toEqual([
       'berth up must run as root (uid is 1000): run it with sudo',
       'overlayfs is not available (no "overlay" in /proc/filesystems): run modprobe overlay',

@@ -4,14 +4,15 @@ import { connectNats } from '@berth/kit/nats';
 import { redactUrl } from '@berth/kit/redact';
 import type { TlsFiles } from '@berth/kit/tls';
 import type { SupervisorState } from '../context.js';
-import { collectStatus, type StackStatus } from './discovery.js';
+import { collectStatus, type InstanceStatus, type StackStatus } from './discovery.js';
 import { logTail } from './embedded.js';
 
 /** Replicas per service the supervisor runs, from its state. */
 export function expectedFromState(state: SupervisorState): Partial<Record<Service, number>> {
   const out: Partial<Record<Service, number>> = {};
   for (const c of state.children) {
-    if (c.kind === 'service') out[c.name as Service] = (out[c.name as Service] ?? 0) + 1;
+    if (c.kind !== 'service') continue;
+    for (const name of c.services ?? [c.name]) out[name as Service] = (out[name as Service] ?? 0) + 1;
   }
   return out;
 }
@@ -61,11 +62,15 @@ export async function waitStackReady(opts: {
         throw new BerthError(Code.UNAVAILABLE, 'the supervisor stopped while the stack was starting');
       lastState = state;
       const status = await collectStatus(nc, { nodeId: state.nodeId, expected: expectedFromState(state) });
-      const pids = new Map(status.services.flatMap((s) => s.instances.map((i) => [i.pid, i] as const)));
+      // Keyed by service too: a co-hosted process answers for every service with one pid.
+      const found = new Map<string, InstanceStatus>(
+        status.services.flatMap((s) => s.instances.map((i) => [`${i.service}/${i.pid}`, i] as const)),
+      );
       const waiting = state.children.filter((c) => {
         if (c.kind !== 'service') return false;
-        const inst = c.pid === null ? undefined : pids.get(c.pid);
-        return inst?.health !== 'healthy';
+        return (c.services ?? [c.name]).some(
+          (name) => c.pid === null || found.get(`${name}/${c.pid}`)?.health !== 'healthy',
+        );
       });
       if (waiting.length === 0) return { status, state };
       lastProblem = waiting

@@ -38,12 +38,7 @@ export async function listenUnix(
     conn.once('close', () => clients.delete(conn));
     injector.injectConnection(front);
   });
-  const old = process.umask(0o177);
-  try {
-    await listen(net, socket);
-  } finally {
-    process.umask(old);
-  }
+  await listen(net, socket);
   await secureSocket(socket);
   return {
     socket,
@@ -51,13 +46,24 @@ export async function listenUnix(
   };
 }
 
+/**
+ * Binds the socket under umask 0177, so it is never reachable by others, not even for the moment
+ * before secureSocket. The umask is process-wide: it is restored in the same tick, since listen()
+ * binds a unix socket synchronously, so files other code (a co-hosted service) creates meanwhile
+ * keep their modes.
+ */
 function listen(net: Server, socket: string): Promise<void> {
   return new Promise((resolve, reject) => {
     net.once('error', reject);
-    net.listen(socket, () => {
-      net.off('error', reject);
-      resolve();
-    });
+    const old = process.umask(0o177);
+    try {
+      net.listen(socket, () => {
+        net.off('error', reject);
+        resolve();
+      });
+    } finally {
+      process.umask(old);
+    }
   });
 }
 

@@ -1,0 +1,194 @@
+// `berth up --cohosted`: every service of the node in one process, seen from outside exactly as
+// the separate processes are (same subjects, same CLI, same CRI socket). A subset of the e2e
+// suite runs here: up, status, pull, run (attached and detached), exec, stop, rm, CRI calls
+// (Version, PullImage and ListImages over the socket; with crictl too when BERTH_CRICTL is set), each
+// service's own log file and login, a crash restarting the process as a whole, and down.
+// Left out in this mode (covered by the separate-process suite only): CRI pods and networking
+// (cri-*.test.ts, network.test.ts), seccomp, recovery of half-made containers, the SDK, tracing
+// and the ACL matrix (stack-acl.test.ts), replicas (refused in co-hosted mode, tested below).
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadCriDefinition } from '@berth/cri-gateway';
+import { hostLayout } from '@berth/kit';
+import { startRegistry, type TestServer } from '@berth/testing';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBerth } from '../harness/berth.js';
+import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
+import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+
+const SERVICES = ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway'];
+
+let stack: Stack;
+let registry: TestServer & { host: string };
+let image: string;
+
+beforeAll(async () => {
+  stack = await startStack({ upArgs: ['--cohosted'] });
+  registry = await startRegistry();
+  image = `${registry.host}/busybox:latest`;
+  const tar = await busyboxLayoutTar(stack.root);
+  execFileSync('skopeo', [
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    `oci-archive:${tar}`,
+    `docker://${image}`,
+  ]);
+}, 120_000);
+
+afterAll(async () => {
+  if (stack) {
+    const ids = (await stack.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
+    if (ids.length) await stack.berth('rm', '-f', ...ids);
+    sweepRunc(stack.stateRoot);
+    unmountUnder(stack.root);
+    await stack.stop();
+  }
+  await registry?.stop();
+}, 60_000);
+
+/** The one co-hosted process of the stack, from the supervisor's state file. */
+function cohostedChild() {
+  const children = stack.state()?.children.filter((c) => c.kind === 'service') ?? [];
+  expect(children.map((c) => c.name)).toEqual(['cohosted']);
+  return children[0] as (typeof children)[number] & { services?: string[] };
+}
+
+/** One unary CRI call over the gateway's socket with grpc-js. */
+function criCall<T>(service: 'RuntimeService' | 'ImageService', rpc: string, req: unknown): Promise<T> {
+  const pkg = grpc.loadPackageDefinition(loadCriDefinition()) as unknown as {
+    runtime: { v1: Record<string, grpc.ServiceClientConstructor> };
+  };
+  const Ctor = pkg.runtime.v1[service] as grpc.ServiceClientConstructor;
+  const client = new Ctor(`unix:${hostLayout(stack).run.criSocket}`, grpc.credentials.createInsecure());
+  type Rpc = (r: unknown, o: grpc.CallOptions, cb: (e: Error | null, v?: unknown) => void) => void;
+  return new Promise<T>((resolve, reject) =>
+    (client[rpc] as Rpc).call(client, req, { deadline: Date.now() + 30_000 }, (err, reply) => {
+      client.close();
+      if (err) reject(err);
+      else resolve(reply as T);
+    }),
+  );
+}
+
+describe('berth up --cohosted', () => {
+  it('runs every service in one process, each registered and healthy under the same pid', async () => {
+    const child = cohostedChild();
+    expect(child.services).toEqual(SERVICES);
+    const { code, json } = await stack.status();
+    expect(code).toBe(0);
+    for (const name of SERVICES) {
+      const svc = json.services.find((s) => s.service === name);
+      expect(
+        svc?.instances.map((i) => [i.pid, i.health]),
+        name,
+      ).toEqual([[child.pid, 'healthy']]);
+    }
+  });
+
+  it('gives each service its own log file and its own NATS and Redis login', () => {
+    const logs = hostLayout(stack).serviceLogs;
+    for (const name of SERVICES) {
+      const lines = readFileSync(join(logs, `${name}.log`), 'utf8')
+        .trim()
+        .split('\n');
+      const ready = lines.map((l) => JSON.parse(l)).find((l) => l.msg === `${name} ready`);
+      expect(ready?.service, name).toBe(name);
+    }
+    // What the supervisor handed the process: one login per service, as separate processes get.
+    const pid = cohostedChild().pid as number;
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    const raw = env
+      .find((kv) => kv.startsWith('BERTH_COHOSTED_LOGINS='))
+      ?.slice('BERTH_COHOSTED_LOGINS='.length);
+    const logins = JSON.parse(raw ?? '{}') as Record<string, { natsUrl: string; redisUrl: string }>;
+    expect(Object.keys(logins).sort()).toEqual([...SERVICES].sort());
+    for (const name of SERVICES) {
+      expect(new URL(logins[name]?.natsUrl ?? '').username, name).toBe(`${name}.${stack.nodeId}`);
+      expect(new URL(logins[name]?.redisUrl ?? '').username, name).toBe(`${name}.${stack.nodeId}`);
+    }
+    expect(env.some((kv) => kv.startsWith('BERTH_NATS_URL='))).toBe(false);
+    // Fewer glibc arenas: freed memory of Node's threads does not stay resident.
+    expect(env).toContain('MALLOC_ARENA_MAX=2');
+  });
+
+  it('pulls, runs, execs, stops and removes containers', async () => {
+    const pull = await stack.berth('pull', image);
+    expect(pull.code, pull.stderr).toBe(0);
+    const once = await stack.berth('run', '--rm', image, 'sh', '-c', 'echo hello; exit 3');
+    expect(once.stdout).toContain('hello');
+    expect(once.code).toBe(3);
+    const run = await stack.berth('run', '-d', '--name', 'co', image, 'sleep', '300');
+    expect(run.code, run.stderr).toBe(0);
+    const ex = await stack.berth('exec', 'co', 'sh', '-c', 'echo inside; exit 4');
+    expect(ex.stdout).toContain('inside');
+    expect(ex.code).toBe(4);
+    const stop = await stack.berth('stop', '-t', '1', 'co');
+    expect(stop.code, stop.stderr).toBe(0);
+    const rm = await stack.berth('rm', 'co');
+    expect(rm.code, rm.stderr).toBe(0);
+    const ps = await stack.berth('ps', '-aq');
+    expect(ps.stdout.trim()).toBe('');
+    // Each service used only what its own role allows: the server refused nothing.
+    const natsLog = readFileSync(join(hostLayout(stack).serviceLogs, 'nats-server.log'), 'utf8');
+    expect(natsLog.split('\n').filter((l) => /Violation/i.test(l))).toEqual([]);
+  }, 120_000);
+
+  it('answers CRI calls on the socket', { timeout: 60_000 }, async () => {
+    const v = await criCall<{ runtime_name: string }>('RuntimeService', 'Version', { version: 'v1' });
+    expect(v.runtime_name).toBe('berth');
+    // The CRI's own namespace: through the gateway to the image-service and back.
+    const pulled = await criCall<{ image_ref: string }>('ImageService', 'PullImage', { image: { image } });
+    expect(pulled.image_ref).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const imgs = await criCall<{ images: { repo_tags: string[] }[] }>('ImageService', 'ListImages', {});
+    expect(imgs.images.flatMap((i) => i.repo_tags)).toContain(image);
+    const crictl = process.env.BERTH_CRICTL;
+    if (crictl) {
+      const endpoint = `unix://${hostLayout(stack).run.criSocket}`;
+      const out = await new Promise<string>((resolve, reject) =>
+        execFile(crictl, ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, 'images'], (e, o) =>
+          e ? reject(e) : resolve(o),
+        ),
+      );
+      expect(out).toContain(registry.host);
+    }
+  });
+
+  it('restarts the process as a whole when it dies', async () => {
+    const before = cohostedChild();
+    process.kill(before.pid as number, 'SIGKILL');
+    const after = await waitFor('the co-hosted process to come back', () => {
+      const c = cohostedChild();
+      return c.pid !== null && c.pid !== before.pid && c.status === 'running' ? c : undefined;
+    });
+    const st = await stack.waitForStatus((s) =>
+      SERVICES.every((n) =>
+        s.services
+          .find((x) => x.service === n)
+          ?.instances.some((i) => i.pid === after.pid && i.health === 'healthy'),
+      ),
+    );
+    expect(st.ok).toBe(true);
+    const ps = await stack.berth('images');
+    expect(ps.stdout).toContain(registry.host);
+  }, 60_000);
+
+  it('refuses replicas, which need separate processes', async () => {
+    const r = await runBerth(['up', '--cohosted', '--replicas', 'image-service=2'], { env: stack.env });
+    // The plan is checked before anything else, so the running stack is untouched.
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/replicas of "image-service" \(2\) need separate processes/);
+  });
+
+  it('stops the services in order and the process with them on down', async () => {
+    const pid = cohostedChild().pid as number;
+    const down = await stack.berth('down');
+    expect(down.code, down.stderr).toBe(0);
+    expect(down.stdout).toContain('cohosted#1');
+    expect(alive(pid)).toBe(false);
+    const taskLog = readFileSync(join(hostLayout(stack).serviceLogs, 'task-service.log'), 'utf8');
+    expect(taskLog).toContain('"msg":"stopped"');
+  }, 90_000);
+});
