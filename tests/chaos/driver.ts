@@ -1,10 +1,13 @@
 /**
  * The chaos driver: from a seeded random stream it picks faults (SIGKILL of a service, of
- * nats-server or of redis-server; SIGSTOP/SIGCONT of a service) and injects them one at a time
+ * nats-server or of redis-server; SIGSTOP/SIGCONT of a service; a full disk) and injects them one at a time
  * into a running container stack until a deadline, bringing each victim back afterwards the way a
  * supervisor would. Every fault is recorded with how long the stack took to answer again.
  */
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { rm, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import { ImageApi, type ServiceDef, ShimApi, SnapshotApi, TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
@@ -29,12 +32,24 @@ export function pick<T>(rand: () => number, list: readonly T[]): T {
   return v;
 }
 
+/** A shuffled copy of a list (Fisher-Yates with the random stream). */
+export function shuffle<T>(rand: () => number, list: readonly T[]): T[] {
+  const out = [...list];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
 /** The faults the driver injects. */
 export const FaultKind = {
   killService: 'kill-service',
   killNats: 'kill-nats',
   killRedis: 'kill-redis',
   pauseService: 'pause-service',
+  /** Fills the state root's file system (only when it is a tmpfs of the test's own). */
+  fillDisk: 'fill-disk',
 } as const;
 export type FaultKind = (typeof FaultKind)[keyof typeof FaultKind];
 
@@ -117,6 +132,16 @@ async function inject(
       proc.kill('SIGCONT');
       break;
     }
+    case FaultKind.fillDisk: {
+      target = s.stateRoot;
+      const fill = join(s.stateRoot, 'chaos-fill');
+      const fs = await statfs(s.stateRoot);
+      // All that is free, so every write in the state root meets ENOSPC until the file goes.
+      execFileSync('fallocate', ['-l', String(fs.bavail * fs.bsize), fill]);
+      await pause(1000 + Math.floor(rand() * 3000));
+      await rm(fill, { force: true });
+      break;
+    }
   }
   await waitAllAnswer(s);
   return { kind, target, atMs, recoveryMs: Date.now() - t0 - atMs };
@@ -132,11 +157,14 @@ export async function runDriver(
 ): Promise<FaultRecord[]> {
   const kinds = opts.kinds ?? Object.values(FaultKind);
   const done: FaultRecord[] = [];
+  // Drawn from a shuffled bag, refilled when empty: a short run still meets every kind.
+  let bag: FaultKind[] = [];
   const t0 = Date.now();
   while (Date.now() < opts.endAt) {
     await pause(1500 + Math.floor(opts.rand() * 3000));
     if (Date.now() >= opts.endAt) break;
-    const rec = await inject(s, pick(opts.rand, kinds), opts.rand, t0);
+    if (bag.length === 0) bag = shuffle(opts.rand, kinds);
+    const rec = await inject(s, bag.pop() as FaultKind, opts.rand, t0);
     opts.log?.(`fault ${rec.kind} ${rec.target} at ${rec.atMs} ms, recovered in ${rec.recoveryMs} ms`);
     done.push(rec);
   }

@@ -88,6 +88,18 @@ export async function checkLive(
   const gone = [...rec.removed].filter((n) => names.has(n));
   checks.push(verdict('removed containers stay removed', gone, `${rec.removed.size} removed`));
 
+  const longs = [...rec.longs.keys()].filter((n) => names.has(n));
+  const stopped = (await inspectAll(s, longs))
+    .filter((i) => i.status !== 'running')
+    .map((i) => `${i.container.name} ${i.status}`);
+  checks.push(
+    verdict(
+      'running containers keep running',
+      stopped,
+      `${longs.length - stopped.length}/${longs.length} still running`,
+    ),
+  );
+
   const present = acked.filter((b) => names.has(b.name));
   let info: Inspected[] = [];
   const settled = await until(
@@ -185,6 +197,13 @@ async function psEqualsRunc(s: ContainerStack): Promise<Check> {
 }
 
 const entries = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+/** Subdirectories only (a cgroup directory also holds its control files). */
+const dirs = (dir: string) =>
+  existsSync(dir)
+    ? readdirSync(dir, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+    : [];
 
 /**
  * Removes every container, then checks that nothing is left behind. `ids` are the container ids
@@ -208,10 +227,10 @@ export async function checkClean(s: ContainerStack, ids: Set<string>): Promise<C
   const bundles = entries(tasks).flatMap((ns) => entries(join(tasks, ns)).map((id) => `${ns}/${id}`));
   checks.push(verdict('no orphan bundle', bundles, `bundles: ${bundles.length}`));
   const cgroups: string[] = [];
-  for (const ctl of entries('/sys/fs/cgroup')) {
+  for (const ctl of dirs('/sys/fs/cgroup')) {
     const base = join('/sys/fs/cgroup', ctl, 'berth');
-    for (const ns of entries(base))
-      for (const id of entries(join(base, ns))) if (ids.has(id)) cgroups.push(`${ctl}/berth/${ns}/${id}`);
+    for (const ns of dirs(base))
+      for (const id of dirs(join(base, ns))) if (ids.has(id)) cgroups.push(`${ctl}/berth/${ns}/${id}`);
   }
   checks.push(
     verdict('no orphan cgroup', cgroups, `looked for ${ids.size} container ids in every controller`),

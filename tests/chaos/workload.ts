@@ -28,13 +28,15 @@ export interface WorkloadRecord {
   longs: Map<string, string>;
   /** Names removed with an acknowledged `rm`: they must be gone. */
   removed: Set<string>;
+  /** Ids of every container a `run -d` acknowledged (for the leftover checks). */
+  ids: Set<string>;
   /** Execs whose CLI reported success but with the wrong exit code or output (must stay 0). */
   execWrong: string[];
 }
 
 /** Creates an empty record. */
 export function newRecord(): WorkloadRecord {
-  return { ops: {}, batches: [], longs: new Map(), removed: new Set(), execWrong: [] };
+  return { ops: {}, batches: [], longs: new Map(), removed: new Set(), ids: new Set(), execWrong: [] };
 }
 
 function count(rec: WorkloadRecord, op: string, ok: boolean): void {
@@ -60,7 +62,7 @@ async function step(
 ) {
   const r = rand();
   const berth = (...args: string[]) => s.berth(args, { timeoutMs: 120_000 });
-  if (r < 0.4) {
+  if (r < 0.35) {
     const name = `b-${seq()}`;
     const lines = 20 + Math.floor(rand() * 300);
     // 10-99: never confused with the CLI's own error codes (1, 125-127).
@@ -73,11 +75,15 @@ async function step(
       id: out.code === 0 ? out.stdout.trim() : '',
       acked: out.code === 0,
     });
+    if (out.code === 0) rec.ids.add(out.stdout.trim());
     count(rec, 'run-batch', out.code === 0);
-  } else if (r < 0.55) {
+  } else if (r < 0.5) {
     const name = `l-${seq()}`;
     const out = await berth('run', '-d', '--name', name, image, 'sleep', '600');
-    if (out.code === 0) rec.longs.set(name, out.stdout.trim());
+    if (out.code === 0) {
+      rec.longs.set(name, out.stdout.trim());
+      rec.ids.add(out.stdout.trim());
+    }
     count(rec, 'run-long', out.code === 0);
   } else if (r < 0.75 && rec.longs.size > 0) {
     const name = pick(rand, [...rec.longs.keys()]);
@@ -87,17 +93,18 @@ async function step(
     // A CLI that failed says so on stderr; a wrong answer without an error is a violation.
     if (!right && out.stderr.trim() === '') execWrong(rec, name, code, out);
     count(rec, 'exec', right);
-  } else if (r < 0.9 && rec.longs.size > 0) {
+  } else if (r < 0.85 && rec.longs.size > 1) {
     const name = pick(rand, [...rec.longs.keys()]);
+    // Claimed while it is stopped and removed: the other worker does not pick it meanwhile.
+    const id = rec.longs.get(name) ?? '';
+    rec.longs.delete(name);
     const stop = await berth('stop', '-t', '1', name);
     count(rec, 'stop', stop.code === 0);
-    if (stop.code !== 0) return;
-    const rm = await berth('rm', name);
-    count(rec, 'rm', rm.code === 0);
-    if (rm.code === 0) {
-      rec.longs.delete(name);
-      rec.removed.add(name);
-    }
+    const rm = stop.code === 0 ? await berth('rm', name) : undefined;
+    if (rm) count(rec, 'rm', rm.code === 0);
+    if (rm?.code === 0) rec.removed.add(name);
+    // A failed stop removes nothing; after a failed rm the container may or may not exist.
+    else if (!rm) rec.longs.set(name, id);
   } else {
     const pull = await berth('pull', pullRef);
     count(rec, 'pull', pull.code === 0);
