@@ -73,11 +73,12 @@ it(
         exits.set(e.id, [...(exits.get(e.id) ?? []), e.exitCode ?? -1]);
       },
     });
-    const endAt = Date.now() + SECONDS * 1000;
+    const t0 = Date.now();
+    const endAt = t0 + SECONDS * 1000;
     const lines: string[] = [];
     const [faults, rec] = await Promise.all([
-      runDriver(s, { rand: seededRandom(SEED), endAt, kinds: KINDS, log: (l) => lines.push(l) }),
-      runWorkload(s, { image, pullRef, rand: seededRandom(SEED + 1), endAt }),
+      runDriver(s, { rand: seededRandom(SEED), endAt, t0, kinds: KINDS, log: (l) => lines.push(l) }),
+      runWorkload(s, { image, pullRef, rand: seededRandom(SEED + 1), endAt, t0 }),
     ]);
     console.log(lines.join('\n'));
     // Recovery: every service answers again (the driver already brought each victim back).

@@ -4,7 +4,7 @@
  * into a running container stack until a deadline, bringing each victim back afterwards the way a
  * supervisor would. Every fault is recorded with how long the stack took to answer again.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -136,10 +136,16 @@ async function inject(
       target = s.stateRoot;
       const fill = join(s.stateRoot, 'chaos-fill');
       const fs = await statfs(s.stateRoot);
-      // All that is free, so every write in the state root meets ENOSPC until the file goes.
-      execFileSync('fallocate', ['-l', String(fs.bavail * fs.bsize), fill]);
+      // Most of the free space at once, then the rest byte by byte (the workload writes in
+      // between): every write in the state root meets ENOSPC until the files go.
+      const bulk = fs.bavail * fs.bsize - 16 * 2 ** 20;
+      if (bulk > 0) spawnSync('fallocate', ['-l', String(bulk), fill]);
+      const dd = spawnSync('dd', ['if=/dev/zero', `of=${fill}-rest`, 'bs=64k'], { encoding: 'utf8' });
+      if (!dd.stderr.includes('No space left'))
+        throw new Error(`disk fill did not fill ${s.stateRoot}: ${dd.stderr}`);
       await pause(1000 + Math.floor(rand() * 3000));
       await rm(fill, { force: true });
+      await rm(`${fill}-rest`, { force: true });
       break;
     }
   }
@@ -153,13 +159,20 @@ async function inject(
  */
 export async function runDriver(
   s: ContainerStack,
-  opts: { rand: () => number; endAt: number; kinds?: readonly FaultKind[]; log?: (line: string) => void },
+  opts: {
+    rand: () => number;
+    endAt: number;
+    /** Start of the chaos (epoch ms): fault times are printed relative to it. */
+    t0: number;
+    kinds?: readonly FaultKind[];
+    log?: (line: string) => void;
+  },
 ): Promise<FaultRecord[]> {
   const kinds = opts.kinds ?? Object.values(FaultKind);
   const done: FaultRecord[] = [];
   // Drawn from a shuffled bag, refilled when empty: a short run still meets every kind.
   let bag: FaultKind[] = [];
-  const t0 = Date.now();
+  const t0 = opts.t0;
   while (Date.now() < opts.endAt) {
     await pause(1500 + Math.floor(opts.rand() * 3000));
     if (Date.now() >= opts.endAt) break;

@@ -118,7 +118,9 @@ export async function checkLive(
   for (const b of present) {
     const got = byName.get(b.name)?.task;
     if (got?.status !== 'stopped' || got.exitCode !== b.code)
-      wrong.push(`${b.name} wanted exit ${b.code}, got ${got?.status ?? 'no task'} ${got?.exitCode ?? ''}`);
+      wrong.push(
+        `${b.name} (run at ${b.atMs} ms) wanted exit ${b.code}, got ${got?.status ?? 'no task'} ${got?.exitCode ?? ''}`,
+      );
   }
   checks.push(
     verdict(
@@ -221,7 +223,7 @@ export async function checkClean(s: ContainerStack, ids: Set<string>): Promise<C
   const mounts = readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[1] ?? '')
-    .filter((m) => m.startsWith(`${s.root}/`));
+    .filter((m) => m.startsWith(`${s.root}/`) && m !== s.stateRoot); // the state root's own tmpfs is the test's
   checks.push(verdict('no orphan mount', mounts, `mounts under the stack root: ${mounts.length}`));
   const tasks = join(s.stateRoot, 'tasks');
   const bundles = entries(tasks).flatMap((ns) => entries(join(tasks, ns)).map((id) => `${ns}/${id}`));

@@ -17,6 +17,8 @@ export interface Batch {
   id: string;
   /** `run -d` succeeded: the container must survive every fault. */
   acked: boolean;
+  /** When `run -d` was sent, ms after the chaos began (to match a violation with the faults). */
+  atMs: number;
 }
 
 /** What the workload did and saw. */
@@ -55,11 +57,10 @@ export function batchScript(lines: number, code: number): string {
 async function step(
   s: ContainerStack,
   rec: WorkloadRecord,
-  image: string,
-  pullRef: string,
-  rand: () => number,
+  o: { image: string; pullRef: string; rand: () => number; t0: number },
   seq: () => number,
 ) {
+  const { image, pullRef, rand, t0 } = o;
   const r = rand();
   const berth = (...args: string[]) => s.berth(args, { timeoutMs: 120_000 });
   if (r < 0.35) {
@@ -67,8 +68,10 @@ async function step(
     const lines = 20 + Math.floor(rand() * 300);
     // 10-99: never confused with the CLI's own error codes (1, 125-127).
     const code = 10 + Math.floor(rand() * 90);
+    const atMs = Date.now() - t0;
     const out = await berth('run', '-d', '--name', name, image, 'sh', '-c', batchScript(lines, code));
     rec.batches.push({
+      atMs,
       name,
       lines,
       code,
@@ -124,13 +127,13 @@ function execWrong(rec: WorkloadRecord, name: string, code: number, out: { code:
  */
 export async function runWorkload(
   s: ContainerStack,
-  opts: { image: string; pullRef: string; rand: () => number; endAt: number; workers?: number },
+  opts: { image: string; pullRef: string; rand: () => number; endAt: number; t0: number; workers?: number },
 ): Promise<WorkloadRecord> {
   const rec = newRecord();
   let n = 0;
   const seq = () => ++n;
   const worker = async () => {
-    while (Date.now() < opts.endAt) await step(s, rec, opts.image, opts.pullRef, opts.rand, seq);
+    while (Date.now() < opts.endAt) await step(s, rec, opts, seq);
   };
   await Promise.all(Array.from({ length: opts.workers ?? 2 }, worker));
   return rec;
