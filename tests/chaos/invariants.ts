@@ -21,7 +21,7 @@ export interface Check {
 interface Inspected {
   container: { id: string; name: string };
   status: string;
-  task?: { status: string; exitCode?: number };
+  task?: { status: string; exitCode?: number; reason?: string };
 }
 
 const show = (list: string[]) =>
@@ -119,7 +119,7 @@ export async function checkLive(
     const got = byName.get(b.name)?.task;
     if (got?.status !== 'stopped' || got.exitCode !== b.code)
       wrong.push(
-        `${b.name} (run at ${b.atMs} ms) wanted exit ${b.code}, got ${got?.status ?? 'no task'} ${got?.exitCode ?? ''}`,
+        `${b.name} (run at ${b.atMs} ms) wanted exit ${b.code}, got ${got?.status ?? 'no task'} ${got?.exitCode ?? ''} ${got?.reason ?? ''}`.trimEnd(),
       );
   }
   checks.push(
