@@ -7,9 +7,14 @@ import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } f
 import { type Check, checkClean, checkLive } from './invariants.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
 
-// The chaos suite: a mixed workload while the driver kills and pauses services, nats-server and
-// redis-server; then the invariants. CHAOS_SECONDS sets the length (short form by default; `pnpm
-// --filter @berth/tests run chaos` runs the long one), CHAOS_SEED replays a run's choices.
+// The chaos suite: a mixed workload (workload.ts) while the driver (driver.ts) kills and pauses
+// services, kills nats-server and redis-server and fills the disk; then the invariants
+// (invariants.ts), printed one per line as HELD / BROKEN / NOT CHECKED with their figures.
+// CHAOS_SECONDS sets the length (45 s: the short form in the default e2e run; `pnpm --filter
+// @berth/tests run chaos` runs 600 s), CHAOS_SEED replays a run's choices (the timing of the
+// workload against the faults still varies), CHAOS_DISK_FILL=1/0 forces disk fill on or off.
+// The services run under the test (containers-stack.ts), not `berth up`: the driver restarts a
+// victim itself, as the supervisor would, and so knows when it is back.
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 45);
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 // Disk fill needs the state root on a tmpfs of its own: on by default in the long form only.
