@@ -88,13 +88,20 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
 
 /** Starts NATS, Redis and the four services; `only` limits which services start. */
 export async function startContainerStack(
-  opts: { only?: ServiceName[]; config?: Record<string, unknown> } = {},
+  opts: {
+    only?: ServiceName[];
+    config?: Record<string, unknown>;
+    /** Put the state root on a tmpfs of this many MiB (a disk a test may fill; unmounted by stop()). */
+    stateTmpfsMb?: number;
+  } = {},
 ): Promise<ContainerStack> {
   const [nats, redis] = await Promise.all([startNats({ jetstream: false }), startRedis()]);
   const root = await tempDir('ctr');
   const stateRoot = join(root, 'state');
   const runRoot = join(root, 'run');
   await mkdir(stateRoot, { recursive: true });
+  if (opts.stateTmpfsMb)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${opts.stateTmpfsMb}m,mode=0755`, 'tmpfs', stateRoot]);
   await mkdir(runRoot, { recursive: true });
   const node = `ctr-${randomBytes(4).toString('hex')}`;
   const env: NodeJS.ProcessEnv = {};

@@ -1,0 +1,247 @@
+/**
+ * The invariants checked after the chaos: first on the live stack (no container lost, exits and
+ * logs right, berth's list equal to runc's), then after removing every container (nothing left
+ * behind: mounts, bundles, cgroups, network namespaces, IP leases, ingests). A check that cannot
+ * be made says so (held: 'not checked') instead of passing.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ContainerStack, until } from '../e2e/containers-stack.js';
+import type { WorkloadRecord } from './workload.js';
+
+/** One invariant's verdict, with a figure or the first violations. */
+export interface Check {
+  name: string;
+  held: boolean | 'not checked';
+  detail: string;
+}
+
+/** Container as `berth inspect` prints it (the fields used here). */
+interface Inspected {
+  container: { id: string; name: string };
+  status: string;
+  task?: { status: string; exitCode?: number; reason?: string };
+}
+
+const show = (list: string[]) =>
+  list.length ? `: ${list.slice(0, 5).join('; ')}${list.length > 5 ? ' ...' : ''}` : '';
+const verdict = (name: string, bad: string[], figure: string): Check => ({
+  name,
+  held: bad.length === 0,
+  detail: `${figure}${show(bad)}`,
+});
+
+/** Names in `berth ps -a` (last column). */
+async function psNames(s: ContainerStack): Promise<string[]> {
+  const r = await s.berth(['ps', '-a']);
+  if (r.code !== 0) throw new Error(`berth ps -a failed: ${r.stderr}`);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/).pop() ?? '')
+    .filter(Boolean);
+}
+
+async function inspectAll(s: ContainerStack, names: string[]): Promise<Inspected[]> {
+  if (names.length === 0) return [];
+  const r = await s.berth(['inspect', ...names]);
+  if (r.code !== 0) throw new Error(`berth inspect failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Inspected[];
+}
+
+/** runc's containers under the stack's state root: id -> status, over every namespace. */
+export function runcList(stateRoot: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const base = join(stateRoot, 'runc');
+  if (!existsSync(base)) return out;
+  for (const ns of readdirSync(base)) {
+    const raw = execFileSync('runc', ['--root', join(base, ns), 'list', '-f', 'json']).toString();
+    for (const c of (JSON.parse(raw || '[]') ?? []) as { id: string; status: string }[])
+      out.set(c.id, c.status);
+  }
+  return out;
+}
+
+/**
+ * Checks the live stack. `exits` counts the tasks.exit events seen per container id (main task).
+ * Waits (bounded) for every acknowledged batch container to be recorded as exited first.
+ */
+export async function checkLive(
+  s: ContainerStack,
+  rec: WorkloadRecord,
+  exits: Map<string, number[]>,
+): Promise<Check[]> {
+  const checks: Check[] = [];
+  const acked = rec.batches.filter((b) => b.acked && !rec.removed.has(b.name));
+  const wanted = [...acked.map((b) => b.name), ...rec.longs.keys()];
+  const names = new Set(await psNames(s));
+  const lost = wanted.filter((n) => !names.has(n));
+  checks.push(
+    verdict(
+      'no container lost',
+      lost,
+      `${wanted.length - lost.length}/${wanted.length} acknowledged containers present`,
+    ),
+  );
+  const gone = [...rec.removed].filter((n) => names.has(n));
+  checks.push(verdict('removed containers stay removed', gone, `${rec.removed.size} removed`));
+
+  const longs = [...rec.longs.keys()].filter((n) => names.has(n));
+  const stopped = (await inspectAll(s, longs))
+    .filter((i) => i.status !== 'running')
+    .map((i) => `${i.container.name} ${i.status}`);
+  checks.push(
+    verdict(
+      'running containers keep running',
+      stopped,
+      `${longs.length - stopped.length}/${longs.length} still running`,
+    ),
+  );
+
+  const present = acked.filter((b) => names.has(b.name));
+  let info: Inspected[] = [];
+  const settled = await until(
+    'every batch container to be recorded as exited',
+    async () => {
+      info = await inspectAll(
+        s,
+        present.map((b) => b.name),
+      );
+      return info.every((i) => i.task?.status === 'stopped');
+    },
+    90_000,
+  ).catch(() => false);
+  const byName = new Map(info.map((i) => [i.container.name, i]));
+  const wrong: string[] = [];
+  for (const b of present) {
+    const got = byName.get(b.name)?.task;
+    if (got?.status !== 'stopped' || got.exitCode !== b.code)
+      wrong.push(
+        `${b.name} (run at ${b.atMs} ms) wanted exit ${b.code}, got ${got?.status ?? 'no task'} ${got?.exitCode ?? ''} ${got?.reason ?? ''}`.trimEnd(),
+      );
+  }
+  checks.push(
+    verdict(
+      'every exit recorded with the right code',
+      wrong,
+      `${present.length - wrong.length}/${present.length} exits right${settled ? '' : ' (not all settled in 90 s)'}`,
+    ),
+  );
+
+  const twice: string[] = [];
+  let seen = 0;
+  for (const b of present) {
+    const codes = exits.get(byName.get(b.name)?.container.id ?? b.id) ?? [];
+    if (codes.length > 0) seen++;
+    if (codes.length > 1) twice.push(`${b.name} announced ${codes.length} times (${codes.join(',')})`);
+  }
+  checks.push(
+    verdict(
+      'every exit announced at most once',
+      twice,
+      `${seen}/${present.length} exit events seen (a NATS outage may drop some; the store is the record)`,
+    ),
+  );
+
+  const logBad: string[] = [];
+  for (const b of present) {
+    const r = await s.berth(['logs', b.name]);
+    const want = Array.from({ length: b.lines }, (_, i) => `line-${i + 1}`).join('\n');
+    if (r.code !== 0 || r.stdout.trimEnd() !== want) {
+      const got = r.stdout.trimEnd().split('\n').filter(Boolean).length;
+      logBad.push(
+        `${b.name}: ${got}/${b.lines} lines${r.code !== 0 ? ` (logs exit ${r.code}: ${r.stderr.trim()})` : ''}`,
+      );
+    }
+  }
+  const lines = present.reduce((a, b) => a + b.lines, 0);
+  checks.push(
+    verdict(
+      'no log line lost',
+      logBad,
+      `${present.length - logBad.length}/${present.length} logs complete (${lines} lines)`,
+    ),
+  );
+
+  checks.push(await psEqualsRunc(s));
+  checks.push(
+    verdict(
+      'no exec answered wrongly without an error',
+      rec.execWrong,
+      `${rec.ops.exec?.ok ?? 0} execs right`,
+    ),
+  );
+  return checks;
+}
+
+/** `berth ps -a` against runc's list: the same running set, and no runc container berth does not know. */
+async function psEqualsRunc(s: ContainerStack): Promise<Check> {
+  const all = await inspectAll(s, await psNames(s));
+  const runc = runcList(s.stateRoot);
+  const berthIds = new Set(all.map((i) => i.container.id));
+  const berthRunning = new Set(all.filter((i) => i.task?.status === 'running').map((i) => i.container.id));
+  const bad: string[] = [];
+  for (const [id, st] of runc) {
+    if (!berthIds.has(id)) bad.push(`runc has ${id.slice(0, 12)} (${st}) unknown to berth`);
+    else if ((st === 'running') !== berthRunning.has(id))
+      bad.push(`${id.slice(0, 12)} runc ${st}, berth ${berthRunning.has(id) ? 'running' : 'not running'}`);
+  }
+  for (const id of berthRunning)
+    if (runc.get(id) !== 'running')
+      bad.push(`berth runs ${id.slice(0, 12)}, runc: ${runc.get(id) ?? 'absent'}`);
+  return verdict(
+    'berth ps -a equal to runc list',
+    bad,
+    `${all.length} containers, ${berthRunning.size} running, runc ${runc.size}`,
+  );
+}
+
+const entries = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);
+/** Subdirectories only (a cgroup directory also holds its control files). */
+const dirs = (dir: string) =>
+  existsSync(dir)
+    ? readdirSync(dir, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+    : [];
+
+/**
+ * Removes every container, then checks that nothing is left behind. `ids` are the container ids
+ * seen during the run: cgroups are looked up by id, since /berth/<ns> is shared by other stacks.
+ */
+export async function checkClean(s: ContainerStack, ids: Set<string>): Promise<Check[]> {
+  const left = await psNames(s);
+  if (left.length) {
+    const r = await s.berth(['rm', '-f', ...left]);
+    if (r.code !== 0) throw new Error(`berth rm -f failed: ${r.stderr}`);
+  }
+  const checks: Check[] = [];
+  checks.push(verdict('ps -a empty after rm -f', await psNames(s), `${left.length} removed`));
+  checks.push(verdict('no runc container left', [...runcList(s.stateRoot).keys()], 'runc list'));
+  const mounts = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(`${s.root}/`) && m !== s.stateRoot); // the state root's own tmpfs is the test's
+  checks.push(verdict('no orphan mount', mounts, `mounts under the stack root: ${mounts.length}`));
+  const tasks = join(s.stateRoot, 'tasks');
+  const bundles = entries(tasks).flatMap((ns) => entries(join(tasks, ns)).map((id) => `${ns}/${id}`));
+  checks.push(verdict('no orphan bundle', bundles, `bundles: ${bundles.length}`));
+  const cgroups: string[] = [];
+  for (const ctl of dirs('/sys/fs/cgroup')) {
+    const base = join('/sys/fs/cgroup', ctl, 'berth');
+    for (const ns of dirs(base))
+      for (const id of dirs(join(base, ns))) if (ids.has(id)) cgroups.push(`${ctl}/berth/${ns}/${id}`);
+  }
+  checks.push(
+    verdict('no orphan cgroup', cgroups, `looked for ${ids.size} container ids in every controller`),
+  );
+  const netns = entries(join(s.runRoot, 'netns'));
+  checks.push(verdict('no orphan network namespace', netns, `netns files: ${netns.length}`));
+  const leases = entries(s.cni.leaseDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+  checks.push(verdict('no orphan IP allocation', leases, `leases: ${leases.length}`));
+  const ingest = entries(join(s.stateRoot, 'content', 'ingest'));
+  checks.push(verdict('no orphan ingest', ingest, `ingests: ${ingest.length}`));
+  return checks;
+}
