@@ -1,7 +1,6 @@
-import { StringDecoder } from 'node:string_decoder';
-import { BerthError, Code, parseCriLine, ShimApi, type ShimTaskRef, StreamChannel } from '@berth/api';
+import { BerthError, Code, ShimApi, type ShimTaskRef, StreamChannel } from '@berth/api';
 import { call } from '@berth/kit/client';
-import type { NatsStream } from '@berth/kit/stream';
+import { criLogLines, type NatsStream } from '@berth/kit/stream';
 import { callStream } from '@berth/kit/stream-call';
 import type { LogLine } from './logs.js';
 import type { Scope } from './scope.js';
@@ -62,19 +61,7 @@ export async function* nodeLog(
   const stop = () => s.close();
   o.signal?.addEventListener('abort', stop, { once: true });
   try {
-    const text = new StringDecoder('utf8');
-    let carry = '';
-    for await (const c of s.chunks()) {
-      if (c.channel !== StreamChannel.log) continue;
-      const lines = (carry + text.write(Buffer.from(c.data))).split('\n');
-      carry = lines.pop() ?? '';
-      for (const l of lines) {
-        const parsed = parseCriLine(l);
-        if (parsed) yield parsed;
-      }
-    }
-    const last = parseCriLine(carry + text.end());
-    if (last) yield last;
+    yield* criLogLines(s.chunks());
   } finally {
     o.signal?.removeEventListener('abort', stop);
     s.close();

@@ -14,7 +14,17 @@
  * error frame. The wire: a 10-byte header (kind, channel, sequence, acknowledgement, big endian)
  * and the payload. See @berth/api's stream.ts for how the two ends find each other.
  */
-import { BerthError, Code, MAX_STREAM_WINDOW, type StreamEnd, toBerthError } from '@berth/api';
+import { StringDecoder } from 'node:string_decoder';
+import {
+  BerthError,
+  Code,
+  type CriLogLine,
+  MAX_STREAM_WINDOW,
+  parseCriLine,
+  StreamChannel,
+  type StreamEnd,
+  toBerthError,
+} from '@berth/api';
 import type { NatsConnection, Subscription } from 'nats';
 import { newInbox } from './nats.js';
 
@@ -427,4 +437,25 @@ function wireError(payload: Uint8Array, what: string): BerthError {
 /** Opens one end of a stream: subscribes its inbox now, so no frame sent to it is missed. */
 export function openStream(nc: NatsConnection, o: StreamOptions): NatsStream {
   return new NatsStream(nc, o);
+}
+
+/**
+ * The CRI log lines a `logs` stream carries: its log-channel chunks joined and split on newlines
+ * (a line cut across frames is whole again, and so is a character cut across them), each parsed;
+ * what does not parse as a CRI line is skipped. The CLI and the SDK both read remote logs so.
+ */
+export async function* criLogLines(chunks: AsyncIterable<StreamChunk>): AsyncGenerator<CriLogLine> {
+  const text = new StringDecoder('utf8');
+  let carry = '';
+  for await (const c of chunks) {
+    if (c.channel !== StreamChannel.log) continue;
+    const lines = (carry + text.write(Buffer.from(c.data))).split('\n');
+    carry = lines.pop() ?? '';
+    for (const l of lines) {
+      const parsed = parseCriLine(l);
+      if (parsed) yield parsed;
+    }
+  }
+  const last = parseCriLine(carry + text.end());
+  if (last) yield last;
 }

@@ -5,10 +5,9 @@
  * nothing is dropped, and a node that goes away is an error naming it, not a hang.
  */
 import { once } from 'node:events';
-import { StringDecoder } from 'node:string_decoder';
-import { BerthError, Code, parseCriLine, ShimApi, type ShimTaskRef, StreamChannel } from '@berth/api';
+import { BerthError, Code, ShimApi, type ShimTaskRef, StreamChannel } from '@berth/api';
 import { call } from '@berth/kit/client';
-import type { NatsStream } from '@berth/kit/stream';
+import { criLogLines, type NatsStream } from '@berth/kit/stream';
 import { callStream } from '@berth/kit/stream-call';
 import { type CliContext, namespaceOf } from '../context.js';
 import { onOtherNode as isOther, nodeError } from '../nodes.js';
@@ -83,20 +82,11 @@ export async function remoteLog(
     process.once('SIGTERM', stop);
   }
   try {
-    const text = new StringDecoder('utf8');
-    let carry = '';
-    for await (const c of s.chunks()) {
-      if (c.channel !== StreamChannel.log) continue;
-      const lines = (carry + text.write(Buffer.from(c.data))).split('\n');
-      carry = lines.pop() ?? '';
-      for (const l of lines) {
-        const parsed = parseCriLine(l);
-        if (parsed) sink.write(parsed);
-      }
+    for await (const line of criLogLines(s.chunks())) {
+      sink.write(line);
+      // A full stdout pauses reading, and with it the shim (no credit): nothing piles up here.
       await drain(ctx.out, ctx.err);
     }
-    const last = parseCriLine(carry + text.end());
-    if (last) sink.write(last);
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
