@@ -117,6 +117,10 @@ const result = await build({
   format: 'cjs',
   platform: 'node',
   target: 'node20',
+  // bin/berth.js runs the bundle as a vm.Script (for its code cache), where import() has no loader
+  // ("A dynamic import callback was not specified"): every import() becomes a require() (the OTLP
+  // exporter's node:http, loaded only when an endpoint is set).
+  supported: { 'dynamic-import': false },
   plugins: [oneOtelApi, lazyContracts, keepOwnUrls],
   charset: 'ascii',
   logLevel: 'warning',

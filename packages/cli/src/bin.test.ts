@@ -35,6 +35,24 @@ describe('bin/berth.js', () => {
     expect(inputs.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual([]);
   });
 
+  it('runs a command that exports traces (a dynamic import inside the bundle), cached or not', () => {
+    // The bundle runs as a vm.Script, where an import() has no loader: none may be left in it.
+    const env = {
+      ...process.env,
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+      BERTH_NATS_URL: 'nats://127.0.0.1:9',
+    };
+    for (const round of ['uncached', 'cached']) {
+      let stderr = '';
+      try {
+        execFileSync(process.execPath, [bin, 'images'], { encoding: 'utf8', env, stdio: 'pipe' });
+      } catch (err) {
+        stderr = String((err as { stderr?: string }).stderr);
+      }
+      expect(stderr, round).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
+    }
+  });
+
   it('runs the bundle and keeps one code cache per command, made on the first run', () => {
     expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
     const first = statSync(join(cache, '--version.bin'));
