@@ -62,9 +62,15 @@ export async function startGateway(opts: {
   probeTimeoutMs?: number;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
+  // One subscription to every event, shared by the views and each GetContainerEvents stream: an
+  // event is decoded (and its consumer span made) once, however many listen.
+  const listeners = new Set<Parameters<EventSource>[0]>();
+  const eventSub = subscribeEvents(opts.nc, '>', (env) => {
+    for (const l of listeners) l(env);
+  });
   const events: EventSource = (onEvent) => {
-    const sub = subscribeEvents(opts.nc, '>', (env) => onEvent(env));
-    return () => sub.unsubscribe();
+    listeners.add(onEvent);
+    return () => listeners.delete(onEvent);
   };
   // The kubelet's constant reads answer from memory (see container-view.ts and image-view.ts).
   const view = new ContainerView(natsTaskPort(opts.nc, opts.node), opts.node, (err) =>
@@ -146,6 +152,7 @@ export async function startGateway(opts: {
     await streaming.close();
     view.close();
     images.close();
+    eventSub.unsubscribe();
     throw err;
   }
   let open = true;
@@ -168,6 +175,7 @@ export async function startGateway(opts: {
       await Promise.all([listener.close(graceMs), streaming.close()]);
       view.close();
       images.close();
+      eventSub.unsubscribe();
     },
   };
 }
