@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import { errors } from './errors.js';
+import * as z from './lazy-zod.js';
 
 /** Every Linux capability name berth knows, in kernel bit order (bit i of a CapBnd mask is entry i). */
 export const CAPABILITIES = [

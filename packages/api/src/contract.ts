@@ -1,8 +1,9 @@
 // The one definition of each service: its name, scope and, per operation, input and output schemas,
 // timeout, description and event topic. The kit derives the server (input parsed, handler typed by
 // the output) and the client (replies validated) from it; nothing else lists operations.
-import { z } from 'zod';
+
 import { InfoReply } from './health.js';
+import * as z from './lazy-zod.js';
 import type { Service } from './subjects.js';
 
 /** Where a service's state lives: on one node (subjects and keys carry the node) or cluster-wide. */

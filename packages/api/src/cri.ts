@@ -1,7 +1,8 @@
 // Contracts of the cri-gateway (NATS: berth.cri.v1.<op>). The gateway's main face is the Kubernetes
 // CRI v1 gRPC socket; these NATS operations let berth's own tools ask it the same questions.
-import { z } from 'zod';
+
 import { defineService, Empty, op, Scope } from './contract.js';
+import * as z from './lazy-zod.js';
 import { Service } from './subjects.js';
 
 /** Reply of `version`: the same facts the CRI Version RPC reports to the kubelet. */

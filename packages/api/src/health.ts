@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from './lazy-zod.js';
 
 /** Request of the `info` operation every service answers. */
 export const InfoRequest = z.object({}).strict();

@@ -1,7 +1,8 @@
 // Contracts of the image-service (NATS: berth.<node>.image.v1.<op>). Owned by the image-service
 // work; other services rely on PullRequest, GetImageRequest and ImageRecord: extend, do not break.
-import { z } from 'zod';
+
 import { defineService, Empty, eventTopicOf, op, Scope } from './contract.js';
+import * as z from './lazy-zod.js';
 import { Lease, LeaseCreateRequest, LeaseListReply, LeaseRef, LeaseResourcesRequest } from './lease.js';
 import { Descriptor, Digest, ImageConfig } from './oci.js';
 import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';

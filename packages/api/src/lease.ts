@@ -2,7 +2,7 @@
 // holds a lease while it works, and the content and snapshots named in it are GC roots until the
 // lease is deleted or expires. The node's image-service keeps them (it owns the lease keys); the
 // snapshot-service's GC learns the leased snapshots with the image roots (`chain-roots`).
-import { z } from 'zod';
+import * as z from './lazy-zod.js';
 
 /** A lease id: 1-128 of [A-Za-z0-9_.-], not starting with a symbol. */
 export const LeaseId = z

@@ -3,7 +3,7 @@
 // as well as in items, so no reply grows with the number of objects a service holds: NATS refuses
 // any message over the server's max_payload (1 MiB by default), and a list that once fit would
 // fail for everyone as soon as one more object was made.
-import { z } from 'zod';
+import * as z from './lazy-zod.js';
 
 /**
  * Largest JSON body of one page, in bytes: half of NATS's default max_payload (1 MiB), leaving

@@ -1,7 +1,8 @@
 // Contracts of seccomp: the Docker-format profile a user or kubelet hands berth, and the choice of
 // filter a container is created with. The node's shim turns them into the OCI `linux.seccomp`.
-import { z } from 'zod';
+
 import { errors } from './errors.js';
+import * as z from './lazy-zod.js';
 
 /** Actions libseccomp knows, as the OCI runtime spec spells them. */
 export const SeccompAction = z.enum([

@@ -1,8 +1,9 @@
 // Contracts of the shim agent (NATS: berth.<node>.shim.v1.<op>). Owned by the shim work; the
 // task-service relies on these: extend, do not break. Every request names namespace and id.
-import { z } from 'zod';
+
 import { ShimCapabilities, ShimResolvedProcess } from './capabilities.js';
 import { defineService, Empty, op, Scope } from './contract.js';
+import * as z from './lazy-zod.js';
 import { PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
 import { Mount } from './snapshot.js';

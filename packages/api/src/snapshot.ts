@@ -1,7 +1,8 @@
 // Contracts of the snapshot-service (NATS: berth.<node>.snapshot.v1.<op>). Owned by the
 // snapshot-service work; others rely on Mount, PrepareRequest, UnpackRequest: extend, do not break.
-import { z } from 'zod';
+
 import { defineService, Empty, op, Scope } from './contract.js';
+import * as z from './lazy-zod.js';
 import { Descriptor, Digest } from './oci.js';
 import { PageReply, PageRequest } from './paging.js';
 import { Service } from './subjects.js';

@@ -7,7 +7,7 @@
 // own inbox and answers `{ inbox, window }`; from then on each end sends frames to the other's
 // inbox, never more unacknowledged data frames than the other's window. A failure before the
 // answer is an ordinary error reply; after it, an error frame.
-import { z } from 'zod';
+import * as z from './lazy-zod.js';
 
 /**
  * A NATS inbox subject (`_INBOX.<id>`, or a connection's own inbox prefix): a stream's frames are

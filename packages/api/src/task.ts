@@ -1,7 +1,8 @@
 // Contracts of the task-service (NATS: berth.task.v1.<op>, cluster-wide, queue group task-service).
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
-import { z } from 'zod';
+
 import { defineService, Empty, op, Scope } from './contract.js';
+import * as z from './lazy-zod.js';
 import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
 import { Hostname, isSignal, ShimPidsReply, ShimStats, Signal, TaskStatus } from './shim.js';

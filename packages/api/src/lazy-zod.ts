@@ -1,0 +1,92 @@
+// zod as the contract modules use it (`import * as z from './lazy-zod.js'`), with schemas built on
+// first use instead of at import. Building every contract's schemas when @berth/api is imported
+// cost each process ~25 ms of CPU (most of `berth ps`'s start beyond Node's own, see
+// docs/benchmarks.md) and the memory of schemas it never uses: a CLI command calls one or two
+// operations, a service answers its own. Here `z.object({...})`, and every builder call chained on
+// it (`.extend()`, `.optional()`, `.min(1)`), only records how to build the schema; the first other
+// use (parse, `.shape`, `instanceof`) builds it, once. Building a schema is pure, so when it is
+// built changes nothing a caller sees: the exported value is the same object for everyone, and it
+// parses, types and compares as the schema itself does.
+import * as zod from 'zod';
+
+export * from 'zod';
+
+/**
+ * Methods of zod schemas that only build a new schema from this one (no parse, no side effect):
+ * called on a schema not built yet, they return a deferred schema too. Any other property builds
+ * the schema first, so a method missing here costs laziness, never correctness.
+ */
+const BUILDERS = new Set([
+  ...['optional', 'exactOptional', 'nullable', 'nullish', 'nonoptional', 'default', 'prefault'],
+  ...['catch', 'readonly', 'brand', 'describe', 'array', 'or', 'and', 'pipe', 'transform'],
+  ...['refine', 'superRefine', 'overwrite', 'check'],
+  ...['min', 'max', 'length', 'nonempty', 'gt', 'gte', 'lt', 'lte', 'int', 'safe', 'finite'],
+  ...['positive', 'nonnegative', 'negative', 'nonpositive', 'multipleOf', 'step'],
+  ...['regex', 'includes', 'startsWith', 'endsWith', 'lowercase', 'uppercase', 'trim'],
+  ...['normalize', 'toLowerCase', 'toUpperCase'],
+  ...['extend', 'safeExtend', 'merge', 'pick', 'omit', 'partial', 'exactPartial', 'required'],
+  ...['keyof', 'catchall', 'passthrough', 'loose', 'strict', 'strip', 'extract', 'exclude'],
+]);
+
+/** A stand-in for the object `build` returns, built on the first use that is not a builder call. */
+function deferred<T extends object>(build: () => T): T {
+  let real: T | undefined;
+  const force = (): T => {
+    real ??= build();
+    return real;
+  };
+  // A plain empty target: the proxy reports the built schema's keys and prototype. Descriptors are
+  // reported configurable because the target does not hold them (a Proxy invariant).
+  return new Proxy({} as T, {
+    get(_, key) {
+      if (real === undefined && typeof key === 'string' && BUILDERS.has(key))
+        return (...args: unknown[]) =>
+          deferred(() => {
+            const schema = force();
+            return Reflect.apply(Reflect.get(schema, key) as (...a: unknown[]) => object, schema, args);
+          });
+      return Reflect.get(force(), key);
+    },
+    set: (_, key, value) => Reflect.set(force(), key, value),
+    has: (_, key) => Reflect.has(force(), key),
+    ownKeys: () => Reflect.ownKeys(force()),
+    getOwnPropertyDescriptor(_, key) {
+      const d = Reflect.getOwnPropertyDescriptor(force(), key);
+      return d === undefined ? undefined : { ...d, configurable: true };
+    },
+    defineProperty: (_, key, d) => Reflect.defineProperty(force(), key, d),
+    deleteProperty: (_, key) => Reflect.deleteProperty(force(), key),
+    getPrototypeOf: () => Reflect.getPrototypeOf(force()),
+    setPrototypeOf: (_, proto) => Reflect.setPrototypeOf(force(), proto),
+  });
+}
+
+/** A zod factory whose schemas are built on first use; its arguments are kept as given. */
+function lazy<F extends (...args: never[]) => object>(factory: F): F {
+  return ((...args: Parameters<F>) => deferred(() => factory(...args))) as unknown as F;
+}
+
+// The factories the contracts build with. Others (z.tuple, z.coerce...) come from zod itself
+// through `export *` and build at once: add them here when a contract starts using them.
+export const object = lazy(zod.object);
+export const looseObject = lazy(zod.looseObject);
+export const strictObject = lazy(zod.strictObject);
+export const string = lazy(zod.string);
+export const number = lazy(zod.number);
+export const int = lazy(zod.int);
+export const boolean = lazy(zod.boolean);
+export const array = lazy(zod.array);
+export const record = lazy(zod.record);
+export const partialRecord = lazy(zod.partialRecord);
+export const literal = lazy(zod.literal);
+export const union = lazy(zod.union);
+export const discriminatedUnion = lazy(zod.discriminatedUnion);
+export const intersection = lazy(zod.intersection);
+export const unknown = lazy(zod.unknown);
+export const any = lazy(zod.any);
+export const ipv4 = lazy(zod.ipv4);
+export const ipv6 = lazy(zod.ipv6);
+/** `enum` is a reserved word: exported under its zod name. */
+const enumLazy = lazy(zod.enum);
+
+export { enumLazy as enum };
