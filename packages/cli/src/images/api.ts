@@ -9,7 +9,6 @@ import {
   type PullProgress,
   type RegistryAuth,
 } from '@berth/api';
-import { credentialsFromDockerConfig, parseReference } from '@berth/image-service/docker-config';
 import { call } from '@berth/kit/client';
 import { type EventEnvelope, subscribeEvents } from '@berth/kit/events';
 import { type CliContext, namespaceOf } from '../context.js';
@@ -39,6 +38,9 @@ export async function image<K extends OpName<typeof ImageApi>>(
  * failing credential helper fails the command, naming the helper.
  */
 export async function authFor(ref: string): Promise<RegistryAuth | undefined> {
+  // Loaded here, not at the top: the docker config reader brings in child_process (credential
+  // helpers), which `berth ps` and every other command that pulls nothing would pay for at start.
+  const { credentialsFromDockerConfig, parseReference } = await import('@berth/image-service/docker-config');
   let domain: string;
   try {
     domain = parseReference(ref).domain;
