@@ -28,37 +28,60 @@ const BUILDERS = new Set([
   ...['keyof', 'catchall', 'passthrough', 'loose', 'strict', 'strip', 'extract', 'exclude'],
 ]);
 
+/**
+ * The target behind each deferred schema: how to build it, then what was built (the builder is
+ * dropped once used). State is private so the proxy shows none of it.
+ */
+class Deferred {
+  #build: (() => object) | undefined;
+  #real: object | undefined;
+  constructor(build: () => object) {
+    this.#build = build;
+  }
+  static isBuilt(d: Deferred): boolean {
+    return d.#real !== undefined;
+  }
+  /** The built object, built now if it was not yet. */
+  static real(d: Deferred): object {
+    if (d.#real === undefined) {
+      d.#real = (d.#build as () => object)();
+      d.#build = undefined;
+    }
+    return d.#real;
+  }
+}
+
+/**
+ * One handler for every deferred schema (a closure set per schema cost the CLI time and every
+ * process memory): the proxy reports the built schema's properties, keys and prototype.
+ * Descriptors are reported configurable because the target does not hold them (a Proxy invariant).
+ */
+const handler: ProxyHandler<Deferred> = {
+  get(d, key) {
+    if (!Deferred.isBuilt(d) && typeof key === 'string' && BUILDERS.has(key))
+      return (...args: unknown[]) =>
+        deferred(() => {
+          const schema = Deferred.real(d);
+          return Reflect.apply(Reflect.get(schema, key) as (...a: unknown[]) => object, schema, args);
+        });
+    return Reflect.get(Deferred.real(d), key);
+  },
+  set: (d, key, value) => Reflect.set(Deferred.real(d), key, value),
+  has: (d, key) => Reflect.has(Deferred.real(d), key),
+  ownKeys: (d) => Reflect.ownKeys(Deferred.real(d)),
+  getOwnPropertyDescriptor(d, key) {
+    const desc = Reflect.getOwnPropertyDescriptor(Deferred.real(d), key);
+    return desc === undefined ? undefined : { ...desc, configurable: true };
+  },
+  defineProperty: (d, key, desc) => Reflect.defineProperty(Deferred.real(d), key, desc),
+  deleteProperty: (d, key) => Reflect.deleteProperty(Deferred.real(d), key),
+  getPrototypeOf: (d) => Reflect.getPrototypeOf(Deferred.real(d)),
+  setPrototypeOf: (d, proto) => Reflect.setPrototypeOf(Deferred.real(d), proto),
+};
+
 /** A stand-in for the object `build` returns, built on the first use that is not a builder call. */
 function deferred<T extends object>(build: () => T): T {
-  let real: T | undefined;
-  const force = (): T => {
-    real ??= build();
-    return real;
-  };
-  // A plain empty target: the proxy reports the built schema's keys and prototype. Descriptors are
-  // reported configurable because the target does not hold them (a Proxy invariant).
-  return new Proxy({} as T, {
-    get(_, key) {
-      if (real === undefined && typeof key === 'string' && BUILDERS.has(key))
-        return (...args: unknown[]) =>
-          deferred(() => {
-            const schema = force();
-            return Reflect.apply(Reflect.get(schema, key) as (...a: unknown[]) => object, schema, args);
-          });
-      return Reflect.get(force(), key);
-    },
-    set: (_, key, value) => Reflect.set(force(), key, value),
-    has: (_, key) => Reflect.has(force(), key),
-    ownKeys: () => Reflect.ownKeys(force()),
-    getOwnPropertyDescriptor(_, key) {
-      const d = Reflect.getOwnPropertyDescriptor(force(), key);
-      return d === undefined ? undefined : { ...d, configurable: true };
-    },
-    defineProperty: (_, key, d) => Reflect.defineProperty(force(), key, d),
-    deleteProperty: (_, key) => Reflect.deleteProperty(force(), key),
-    getPrototypeOf: () => Reflect.getPrototypeOf(force()),
-    setPrototypeOf: (_, proto) => Reflect.setPrototypeOf(force(), proto),
-  });
+  return new Proxy(new Deferred(build), handler) as unknown as T;
 }
 
 /** A zod factory whose schemas are built on first use; its arguments are kept as given. */
