@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as zod from 'zod';
 import * as api from './index.js';
@@ -66,6 +67,17 @@ describe('lazy zod', () => {
     type S = z.infer<typeof s>;
     const v: S = s.parse({ a: 'x' });
     expect(v.a).toBe('x');
+  });
+
+  it('a built schema holds built schemas, so a parse runs through no stand-in below the top', () => {
+    const a = z.object({ x: z.string() });
+    const s = z
+      .object({ a, list: z.array(a), either: z.union([a, z.number()]) })
+      .extend({ b: z.string().optional() });
+    s.parse({ a: { x: '1' }, list: [], either: 2 });
+    expect(types.isProxy(s)).toBe(true);
+    for (const inner of [s.shape.a, s.shape.list, s.shape.list.element, s.shape.b, ...s.shape.either.options])
+      expect(types.isProxy(inner)).toBe(false);
   });
 
   it('a union of lazy objects discriminates as zod does', () => {

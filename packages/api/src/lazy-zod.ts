@@ -62,7 +62,8 @@ const handler: ProxyHandler<Deferred> = {
       return (...args: unknown[]) =>
         deferred(() => {
           const schema = Deferred.real(d);
-          return Reflect.apply(Reflect.get(schema, key) as (...a: unknown[]) => object, schema, args);
+          const method = Reflect.get(schema, key) as (...a: unknown[]) => object;
+          return Reflect.apply(method, schema, args.map(unwrap));
         });
     return Reflect.get(Deferred.real(d), key);
   },
@@ -79,14 +80,44 @@ const handler: ProxyHandler<Deferred> = {
   setPrototypeOf: (d, proto) => Reflect.setPrototypeOf(Deferred.real(d), proto),
 };
 
+/** The target of each stand-in, to hand zod the built schema instead of the stand-in. */
+const targets = new WeakMap<object, Deferred>();
+
 /** A stand-in for the object `build` returns, built on the first use that is not a builder call. */
 function deferred<T extends object>(build: () => T): T {
-  return new Proxy(new Deferred(build), handler) as unknown as T;
+  const d = new Deferred(build);
+  const proxy = new Proxy(d, handler);
+  targets.set(proxy, d);
+  return proxy as unknown as T;
+}
+
+/** The built schema for a stand-in (built now), anything else as it is. */
+function real(v: unknown): unknown {
+  const d = typeof v === 'object' && v !== null ? targets.get(v) : undefined;
+  return d === undefined ? v : Deferred.real(d);
+}
+
+/**
+ * A builder's argument with the stand-ins in it (a schema, the schemas of a shape or of a list of
+ * options) replaced by the built schemas: a built schema then holds only built schemas, so parsing
+ * runs through no proxy below the one it is called on (through stand-ins it took twice as long).
+ * Getters of a shape are kept as they are.
+ */
+function unwrap(arg: unknown): unknown {
+  if (Array.isArray(arg)) return arg.map(real);
+  if (typeof arg !== 'object' || arg === null || targets.has(arg)) return real(arg);
+  const proto = Object.getPrototypeOf(arg);
+  if (proto !== Object.prototype && proto !== null) return arg;
+  const out: Record<PropertyKey, unknown> = Object.create(proto);
+  for (const [key, desc] of Object.entries(Object.getOwnPropertyDescriptors(arg)))
+    Object.defineProperty(out, key, 'value' in desc ? { ...desc, value: real(desc.value) } : desc);
+  return out;
 }
 
 /** A zod factory whose schemas are built on first use; its arguments are kept as given. */
 function lazy<F extends (...args: never[]) => object>(factory: F): F {
-  return ((...args: Parameters<F>) => deferred(() => factory(...args))) as unknown as F;
+  return ((...args: unknown[]) =>
+    deferred(() => Reflect.apply(factory, undefined, args.map(unwrap)) as object)) as unknown as F;
 }
 
 // The factories the contracts build with. Others (z.tuple, z.coerce...) come from zod itself
