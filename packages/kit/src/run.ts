@@ -19,6 +19,7 @@ import { redactUrl } from './redact.js';
 import { openRedis, type Redis } from './redis.js';
 import { type Handlers, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
+import { traceRedis } from './tracing/redis-spans.js';
 import { traceStoreDir } from './tracing/store-dir.js';
 
 /** What a service's setup receives: everything already connected. */
@@ -129,6 +130,7 @@ export async function startService<S extends ServiceDef>(
     redis = r;
     instrumentNats(nc);
     instrumentRedis(r);
+    traceRedis(r);
     const ctx: ServiceContext = {
       config,
       log,

@@ -1,5 +1,5 @@
 import type { TaskStatus } from '@berth/api';
-import { keys, type Redis } from '@berth/kit';
+import { keys, type Redis, redisScript } from '@berth/kit';
 
 /** What the agent persists about one monitored process (a task's init or an exec). */
 export interface ProcRecord {
@@ -76,19 +76,25 @@ function fromHash(h: Record<string, string>): ProcRecord | undefined {
 }
 
 // Records an exit once: a second report (inotify plus a recovery scan) changes nothing.
-const RECORD_EXIT = `
+const RECORD_EXIT = redisScript(
+  'shim record-exit',
+  `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'status') == 'stopped' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'stopped', 'exitCode', ARGV[1], 'exitedAt', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
-return 1`;
+return 1`,
+);
 
 // Moves a record from one status to another only if it is still in the expected one.
-const TRANSITION = `
+const TRANSITION = redisScript(
+  'shim transition',
+  `
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1`;
+return 1`,
+);
 
 /** The shim's Redis records (keys.shimTask/shimTasks/shimExec/shimExecs of one node). */
 export class ShimStore {
