@@ -128,8 +128,8 @@ export async function startService<S extends ServiceDef>(
       ...(config.redisSentinel ? { sentinel: config.redisSentinel } : {}),
     });
     redis = r;
-    instrumentNats(nc);
-    instrumentRedis(r);
+    instrumentNats(nc, name);
+    instrumentRedis(r, name);
     traceRedis(r);
     const ctx: ServiceContext = {
       config,
