@@ -96,13 +96,16 @@ function requestAttributes(cached: CachedRequest): Attributes {
 /**
  * Observes one upgraded streaming session from its 101 to its socket's close: the session count
  * and the active gauge by kind, its bytes both ways, and a SERVER span `cri stream <kind>` that is
- * a child of the CRI call that minted the URL, so the exec's calls to the shim join that trace.
+ * a child of the CRI call that minted the URL, so the exec's calls to the shim join that trace;
+ * it ends when the connection has closed and the runtime's calls have settled.
  */
 export class StreamSession {
   private readonly span: Span;
   private readonly ctx: Context;
   private readonly kind: string;
-  private ended = false;
+  private closed = false;
+  private spanEnded = false;
+  private pending = 0;
   private failed = false;
 
   constructor(
@@ -144,16 +147,28 @@ export class StreamSession {
     socket.once('close', () => this.end());
   }
 
-  /** The backend, its calls run inside the session's span and their failures counted. */
+  /**
+   * The backend, its calls run inside the session's span and their failures counted. The span
+   * waits for the calls under way when the connection closes (a command the client left is
+   * killed, and its exit code still lands on the span).
+   */
   backend(b: StreamingBackend): StreamingBackend {
-    const run = <T>(fn: () => Promise<T>): Promise<T> =>
-      context.with(this.ctx, fn).catch((err: unknown) => {
-        this.fail(err);
-        throw err;
-      });
+    const run = <T>(fn: () => Promise<T>): Promise<T> => {
+      this.pending++;
+      return context
+        .with(this.ctx, fn)
+        .catch((err: unknown) => {
+          this.fail(err);
+          throw err;
+        })
+        .finally(() => {
+          this.pending--;
+          this.finishSpan();
+        });
+    };
     return {
-      exec: (req, io) => run(() => b.exec(req, io)).then((r) => this.exited(r)),
-      attach: (req, io) => run(() => b.attach(req, io)).then((r) => this.exited(r)),
+      exec: (req, io) => run(() => b.exec(req, io).then((r) => this.exited(r))),
+      attach: (req, io) => run(() => b.attach(req, io).then((r) => this.exited(r))),
       portForward: (pod, port, stream, signal) => run(() => b.portForward(pod, port, stream, signal)),
     };
   }
@@ -169,11 +184,17 @@ export class StreamSession {
     failSpan(this.span, err);
   }
 
-  /** Ends the session once: the active gauge goes down and the span ends. */
+  /** The connection closed: the active gauge goes down, and the span ends once no call is pending. */
   end(): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.closed) return;
+    this.closed = true;
     instruments().active.add(-1, { kind: this.kind });
+    this.finishSpan();
+  }
+
+  private finishSpan(): void {
+    if (!this.closed || this.pending > 0 || this.spanEnded) return;
+    this.spanEnded = true;
     // A failure already set ERROR; otherwise the session did what it was asked.
     if (!this.failed) this.span.setStatus({ code: SpanStatusCode.OK });
     this.span.end();
