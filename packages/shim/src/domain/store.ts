@@ -103,6 +103,11 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1`,
 );
 
+const MARK_PUBLISHED = redisScript(
+  'shim mark-published',
+  `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'exitPublished', '1') end return 0`,
+);
+
 // Remembers the trace of a kill, only on a record of a process that has not exited yet (never a
 // stub of a deleted record, never rewriting the cause of an exit already recorded).
 const MARK_KILL = redisScript(
@@ -188,11 +193,7 @@ export class ShimStore {
   async markPublished(ns: string, id: string, execId?: string): Promise<void> {
     const k = this.key(ns, id, execId);
     // HSET on a deleted record would resurrect a stub: only mark what still exists.
-    await this.redis.eval(
-      `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'exitPublished', '1') end return 0`,
-      1,
-      k,
-    );
+    await this.redis.eval(MARK_PUBLISHED, 1, k);
   }
 
   /** Records the trace of a kill sent to a live process: its exit is announced there. */
