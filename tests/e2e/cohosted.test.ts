@@ -198,13 +198,17 @@ describe('berth up --cohosted', () => {
     expect(rows.map((r) => r.service)).toEqual(SERVICES);
     for (const r of rows) expect(r, r.service).toMatchObject({ pid, url, figures: expect.any(Object) });
 
-    // Its spans are in the span store: `berth trace` shows the services' side of a command.
+    // Its spans are in the span store, each under its own service: `berth trace` shows the
+    // services' side of a command as it does for separate processes.
     const traced = await stack.berth('trace', '--op', 'pull', '--json');
     expect(traced.code, traced.stderr).toBe(0);
     const spans = JSON.parse(traced.stdout) as { service: string; name: string; kind: number }[];
     expect(
-      spans.some((x) => x.service === 'berth-cohosted' && x.name === 'image-service/pull' && x.kind === 1),
+      spans.some((x) => x.service === 'image-service' && x.name === 'image-service/pull' && x.kind === 1),
     ).toBe(true);
+    const serviceOf = (name: string) => spans.find((x) => x.name === name)?.service;
+    expect(serviceOf('layer apply')).toBe('snapshot-service');
+    expect(serviceOf('EVAL content record')).toBe('image-service');
   }, 60_000);
 
   it('restarts the process as a whole when it dies', async () => {

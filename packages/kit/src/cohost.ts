@@ -13,6 +13,7 @@ import { createLogger, type Logger } from './logger.js';
 import { type ServiceMetrics, startServiceMetrics } from './metrics/targets.js';
 import { type ServiceEntry, type StartedService, type StartOptions, startService } from './run.js';
 import { startTelemetry } from './telemetry.js';
+import { ServiceAttribution } from './tracing/service-attribution.js';
 import { traceStoreDir } from './tracing/store-dir.js';
 
 /** One service a co-hosted process runs: its name and how to start it (types kept per service). */
@@ -46,7 +47,8 @@ export interface CohostedOptions {
  * ones each service uses alone, so other nodes and replicas cannot tell. The process has one
  * Prometheus endpoint (metricsAddress), advertised by every service it runs, where each
  * service's series carry its own `service` label and the process's figures (CPU, memory,
- * event loop) the process name; its spans go to the span store as a service's do.
+ * event loop) the process name; its spans go to the span store as a service's do, each naming
+ * its service in `berth.service`.
  * SIGTERM/SIGINT stop the services in reverse start order, each with the full grace period. If
  * one fails to start, the ones started are stopped and the process exits 1, so the supervisor
  * restarts it whole.
@@ -64,6 +66,7 @@ export async function runCohosted(opts: CohostedOptions): Promise<void> {
     version: opts.version,
     node: config.nodeId,
     storeDir: traceStoreDir(config),
+    extraProcessors: [new ServiceAttribution(new Set(opts.services.map((s) => s.name)))],
   });
   const level = config.logLevel;
   const logs = new Map<string, Logger>();
