@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCriDefinition } from '@berth/cri-gateway';
 import { hostLayout } from '@berth/kit';
+import { parsePrometheusText } from '@berth/kit/metrics-text';
 import { startRegistry, type TestServer } from '@berth/testing';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -155,6 +156,60 @@ describe('berth up --cohosted', () => {
       expect(out).toContain(registry.host);
     }
   });
+
+  it('serves one metrics endpoint for the process, each service under its own label', async () => {
+    const pid = cohostedChild().pid;
+    const { json } = await stack.status();
+    const urls = SERVICES.map((n) => json.services.find((s) => s.service === n)?.instances[0]?.metrics);
+    // Every service advertises the process's one endpoint, as `berth status` lists it.
+    expect(new Set(urls).size, JSON.stringify(urls)).toBe(1);
+    const url = urls[0] as string;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const samples = parsePrometheusText(await (await fetch(url)).text());
+    const total = (name: string, labels: Record<string, string>) =>
+      samples
+        .filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))
+        .reduce((t, x) => t + x.value, 0);
+    for (const n of SERVICES) {
+      // `berth status` asked each service for `info`, which pings its own Redis connection.
+      expect(total('berth_requests_total', { service: n, op: 'info' }), n).toBeGreaterThan(0);
+      expect(
+        total('berth_redis_command_duration_seconds_count', { service: n, command: 'ping' }),
+        n,
+      ).toBeGreaterThan(0);
+    }
+    // What each service did in the earlier tests, under its own name only.
+    expect(total('berth_requests_total', { service: 'image-service', op: 'pull' })).toBeGreaterThan(0);
+    expect(total('berth_requests_total', { service: 'task-service', op: 'pull' })).toBe(0);
+    expect(total('berth_shim_exits_total', { service: 'shim' })).toBeGreaterThanOrEqual(2);
+    expect(total('berth_cri_requests_total', { service: 'cri-gateway' })).toBeGreaterThanOrEqual(3);
+    // The process's own figures once, under the process's name.
+    const cpu = samples.filter((x) => x.name === 'process_cpu_seconds_total');
+    expect(cpu.map((x) => x.labels.service)).toEqual(['berth-cohosted']);
+
+    // `berth service top` reads each service's rows from the shared endpoint.
+    const top = await stack.berth('service', 'top', '--once', '--json', '--interval', '0.5');
+    expect(top.code, top.stderr).toBe(0);
+    const rows = (
+      JSON.parse(top.stdout) as {
+        replicas: { service: string; pid: number; url: string; figures: unknown }[];
+      }
+    ).replicas;
+    expect(rows.map((r) => r.service)).toEqual(SERVICES);
+    for (const r of rows) expect(r, r.service).toMatchObject({ pid, url, figures: expect.any(Object) });
+
+    // Its spans are in the span store, each under its own service: `berth trace` shows the
+    // services' side of a command as it does for separate processes.
+    const traced = await stack.berth('trace', '--op', 'pull', '--json');
+    expect(traced.code, traced.stderr).toBe(0);
+    const spans = JSON.parse(traced.stdout) as { service: string; name: string; kind: number }[];
+    expect(
+      spans.some((x) => x.service === 'image-service' && x.name === 'image-service/pull' && x.kind === 1),
+    ).toBe(true);
+    const serviceOf = (name: string) => spans.find((x) => x.name === name)?.service;
+    expect(serviceOf('layer apply')).toBe('snapshot-service');
+    expect(serviceOf('EVAL content record')).toBe('image-service');
+  }, 60_000);
 
   it('restarts the process as a whole when it dies', async () => {
     const before = cohostedChild();

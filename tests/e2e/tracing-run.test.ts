@@ -303,6 +303,36 @@ async function blackHole(): Promise<{ endpoint: string; close: () => Promise<voi
   };
 }
 
+/** A span as `berth trace --json` prints it. */
+interface StoredSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  name: string;
+  kind: number;
+  service: string;
+  attributes: Record<string, unknown>;
+  links: { traceId: string; spanId: string }[];
+}
+
+/** The spans of one trace in the span store, once `complete` holds and none is an orphan. */
+async function storedTrace(
+  stack: Stack,
+  traceId: string,
+  complete: (spans: StoredSpan[]) => boolean,
+): Promise<StoredSpan[]> {
+  let last = '';
+  return waitFor(`trace ${traceId} in the span store`, async () => {
+    const r = await stack.berth('trace', traceId, '--json');
+    last = r.stdout + r.stderr;
+    if (r.code !== 0) return undefined;
+    const got = JSON.parse(r.stdout) as StoredSpan[];
+    return complete(got) && orphans(got).length === 0 && unanswered(got).length === 0 ? got : undefined;
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${last}`);
+  });
+}
+
 describe('without a collector', () => {
   let stack: Stack;
   beforeAll(async () => {
@@ -320,14 +350,7 @@ describe('without a collector', () => {
       const r = await stack.berth('trace', '--last', '--json');
       last = r.stdout + r.stderr;
       if (r.code !== 0) return undefined;
-      const got = JSON.parse(r.stdout) as {
-        traceId: string;
-        spanId: string;
-        parentSpanId: string;
-        name: string;
-        kind: number;
-        service: string;
-      }[];
+      const got = JSON.parse(r.stdout) as StoredSpan[];
       const done =
         got.some((s) => s.name === 'task exit') &&
         got.some((s) => s.name === 'runc delete') &&
@@ -339,6 +362,20 @@ describe('without a collector', () => {
       throw new Error(`${err.message}\n${last}`);
     });
     expect(new Set(spans.map((s) => s.traceId))).toEqual(new Set([traceId]));
+    // Redis scripts and transactions are db spans under the request that sent them, with the
+    // keys but never the values (the shim's start stores this very traceparent: not shown).
+    const db = spans.filter((s) => s.attributes['db.system'] === 'redis');
+    const parentName = (s: StoredSpan) => spans.find((p) => p.spanId === s.parentSpanId)?.name;
+    const transition = db.find((s) => s.name === 'EVAL shim transition' && parentName(s) === 'shim/start');
+    expect(transition, db.map((s) => `${s.name} <- ${parentName(s)}`).join('\n')).toBeDefined();
+    expect(transition).toMatchObject({
+      kind: 2,
+      service: 'shim',
+      attributes: { 'db.operation.name': 'EVAL', 'db.stored_procedure.name': 'shim transition' },
+    });
+    expect(String(transition?.attributes['db.query.text'])).toMatch(/^EVAL \? 1 berth:v1:\S+ \?/);
+    expect(db.some((s) => s.service === 'snapshot-service' && /^EVAL snapshot /.test(s.name))).toBe(true);
+    for (const s of db) expect(JSON.stringify(s.attributes), s.name).not.toContain(traceId);
     for (const svc of ['berth', 'image-service', 'snapshot-service', 'task-service', 'shim']) {
       expect(
         spans.some((s) => s.service === svc),
@@ -377,6 +414,54 @@ describe('without a collector', () => {
       // "none" is a NOT_FOUND answer to `state`. Every other request of the run succeeds.
       expect(a.op === 'state' ? ['OK', 'NOT_FOUND'] : ['OK'], `${String(a.op)}`).toContain(a.outcome);
     }
+  });
+
+  it('berth stop records the exit it caused in its own trace; the run that started it shows it too', async () => {
+    // A process that exits 7 on SIGTERM: the stop's first signal is the cause of the exit.
+    const run = await stack.berth(
+      '--trace',
+      'run',
+      '-d',
+      image,
+      'sh',
+      '-c',
+      'trap "exit 7" TERM; while :; do sleep 0.1; done',
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const id = run.stdout.trim();
+    const runTrace = traceIdOf(run.stderr);
+    const stop = await stack.berth('--trace', 'stop', '-t', '30', id);
+    expect(stop.code, stop.stderr).toBe(0);
+    const stopTrace = traceIdOf(stop.stderr);
+    expect(stopTrace).not.toBe(runTrace);
+
+    const spans = await storedTrace(
+      stack,
+      stopTrace,
+      (t) =>
+        t.some((s) => s.name === 'task exit') &&
+        t.some((s) => s.service === 'berth' && s.name === 'process berth.events.tasks.exit'),
+    );
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    const exit = spans.find((s) => s.service === 'shim' && s.name === 'task exit') as StoredSpan;
+    expect(exit.attributes).toMatchObject({ 'process.exit.code': 7, 'berth.container.id': id });
+    // Under the kill that caused it, announced from there, consumed by the stop that waited.
+    expect(byId.get(exit.parentSpanId)).toMatchObject({ service: 'shim', name: 'shim/kill', kind: 1 });
+    const producer = spans.find((s) => s.kind === 3 && s.parentSpanId === exit.spanId);
+    expect(producer?.name).toBe('publish berth.events.tasks.exit');
+    const waited = spans.find(
+      (s) => s.service === 'berth' && s.kind === 4 && s.name === 'process berth.events.tasks.exit',
+    );
+    expect(waited?.links).toContainEqual(expect.objectContaining({ spanId: producer?.spanId }));
+    expect(spans.find((s) => s.parentSpanId === '')).toMatchObject({ name: 'berth stop' });
+
+    // The run's trace shows the exit too, linked to where it was announced.
+    const ran = await storedTrace(stack, runTrace, (t) => t.some((s) => s.name === 'task exit'));
+    const echo = ran.find((s) => s.name === 'task exit') as StoredSpan;
+    expect(echo.attributes['process.exit.code']).toBe(7);
+    expect(echo.links).toContainEqual(expect.objectContaining({ traceId: stopTrace, spanId: exit.spanId }));
+    expect(ran.some((s) => s.kind === 3 && s.name === 'publish berth.events.tasks.exit')).toBe(false);
+    await stack.berth('rm', id);
   });
 
   it('a collector that never answers costs a command only the export bound', async () => {

@@ -1,3 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type RunningMetrics, startMetrics, startTelemetry, type Telemetry } from '@berth/kit';
+import { parsePrometheusText } from '@berth/kit/metrics-text';
+import { readSpans, type SpanRecord } from '@berth/kit/tracing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createCtr,
@@ -25,8 +31,20 @@ const PROTOCOLS = ['v4.channel.k8s.io'];
 let s: RuntimeStack;
 let pod: string;
 let ctr: string;
+// The gateway's metrics and spans, as its process records them (started before the gateway, so
+// its instruments record): the last test reads them.
+let metrics: RunningMetrics;
+let telemetry: Telemetry;
+const spanDir = mkdtempSync(join(tmpdir(), 'berth-cri-stream-spans-'));
 
 beforeAll(async () => {
+  telemetry = startTelemetry({ service: 'cri-gateway', version: '0.0.0', node: 'test', storeDir: spanDir });
+  metrics = await startMetrics({
+    service: 'cri-gateway',
+    version: '0.0.0',
+    node: 'test',
+    address: { host: '127.0.0.1', port: 0 },
+  });
   ({ s } = await startPodStack());
   pod = await runPod('stream');
   ctr = await createCtr(pod, 'stream', 'main');
@@ -35,6 +53,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await s?.stop();
+  await metrics?.shutdown();
+  await telemetry?.shutdown();
+  rmSync(spanDir, { recursive: true, force: true });
 }, 60_000);
 
 type Flags = { stdin?: boolean; stdout?: boolean; stderr?: boolean; tty?: boolean };
@@ -224,5 +245,38 @@ describe('CRI PortForward', () => {
     await client.open({ streamType: 'data', port: '9', requestID: '0' });
     expect((await error.done).toString()).toMatch(/error forwarding port 9 to pod .*ECONNREFUSED/);
     client.close();
+  });
+});
+
+describe('streaming sessions observed', () => {
+  const series = async (name: string, labels: Record<string, string>) =>
+    parsePrometheusText(await metrics.scrape())
+      .filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))
+      .reduce((t, x) => t + x.value, 0);
+
+  it('counts an exec session and its bytes, and traces it under the Exec call down to the shim', async () => {
+    const before = await series('berth_cri_streaming_sessions_total', { kind: 'exec' });
+    const outBefore = await series('berth_cri_streaming_bytes_total', { kind: 'exec', direction: 'out' });
+    const url = await execUrl(ctr, ['sh', '-c', 'echo observed; exit 5']);
+    const client = await WsTestClient.connect(url, ['v5.channel.k8s.io']);
+    await client.closed;
+    expect(await series('berth_cri_streaming_sessions_total', { kind: 'exec' })).toBe(before + 1);
+    expect(
+      await series('berth_cri_streaming_bytes_total', { kind: 'exec', direction: 'out' }),
+    ).toBeGreaterThan(outBefore + 'observed\n'.length);
+    // The span ends when the server side of the connection closes; the store is written every 200 ms.
+    let spans: SpanRecord[] = [];
+    const session = await until('the session span', async () => {
+      spans = await readSpans(spanDir);
+      return spans.find((x) => x.name === 'cri stream exec' && x.attributes['process.exit.code'] === 5);
+    });
+    expect(session).toMatchObject({
+      kind: 1,
+      attributes: { 'berth.container.id': ctr, 'berth.stream.transport': 'websocket' },
+    });
+    expect(spans.find((x) => x.spanId === session.parentSpanId)?.name).toBe('cri/RuntimeService/Exec');
+    // The exec it ran is its child: the gateway's call to the task-service.
+    expect(spans.some((x) => x.parentSpanId === session.spanId && x.kind === 2)).toBe(true);
+    expect(await series('berth_cri_streaming_sessions_active', { kind: 'exec' })).toBe(0);
   });
 });

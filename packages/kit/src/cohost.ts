@@ -1,9 +1,20 @@
 import type { ServiceDef } from '@berth/api';
 import { toBerthError } from '@berth/api/errors';
-import { type Config, DEFAULT_NATS_URL, DEFAULT_REDIS_URL, loadConfig, ownUrl } from './config.js';
+import {
+  type Config,
+  DEFAULT_METRICS_ADDRESS,
+  DEFAULT_NATS_URL,
+  DEFAULT_REDIS_URL,
+  loadConfig,
+  ownUrl,
+} from './config.js';
+import { hostLayout } from './layout.js';
 import { createLogger, type Logger } from './logger.js';
+import { type ServiceMetrics, startServiceMetrics } from './metrics/targets.js';
 import { type ServiceEntry, type StartedService, type StartOptions, startService } from './run.js';
 import { startTelemetry } from './telemetry.js';
+import { ServiceAttribution } from './tracing/service-attribution.js';
+import { traceStoreDir } from './tracing/store-dir.js';
 
 /** One service a co-hosted process runs: its name and how to start it (types kept per service). */
 export interface CohostedService {
@@ -33,9 +44,14 @@ export interface CohostedOptions {
  * Runs several services in one process, each as its own instance: its own logger (service name
  * on every line, its own file), tracer name (`berth.<service>`), NATS connection and Redis
  * connection under its own login, and graceful shutdown. The subjects and queue groups are the
- * ones each service uses alone, so other nodes and replicas cannot tell. SIGTERM/SIGINT stop
- * the services in reverse start order, each with the full grace period. If one fails to start,
- * the ones started are stopped and the process exits 1, so the supervisor restarts it whole.
+ * ones each service uses alone, so other nodes and replicas cannot tell. The process has one
+ * Prometheus endpoint (metricsAddress), advertised by every service it runs, where each
+ * service's series carry its own `service` label and the process's figures (CPU, memory,
+ * event loop) the process name; its spans go to the span store as a service's do, each naming
+ * its service in `berth.service`.
+ * SIGTERM/SIGINT stop the services in reverse start order, each with the full grace period. If
+ * one fails to start, the ones started are stopped and the process exits 1, so the supervisor
+ * restarts it whole.
  */
 export async function runCohosted(opts: CohostedOptions): Promise<void> {
   let config: Config;
@@ -45,7 +61,13 @@ export async function runCohosted(opts: CohostedOptions): Promise<void> {
     process.stderr.write(`${opts.processName}: ${toBerthError(err).message}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry({ service: opts.processName, version: opts.version, node: config.nodeId });
+  const telemetry = startTelemetry({
+    service: opts.processName,
+    version: opts.version,
+    node: config.nodeId,
+    storeDir: traceStoreDir(config),
+    extraProcessors: [new ServiceAttribution(new Set(opts.services.map((s) => s.name)))],
+  });
   const level = config.logLevel;
   const logs = new Map<string, Logger>();
   for (const s of opts.services) {
@@ -56,7 +78,9 @@ export async function runCohosted(opts: CohostedOptions): Promise<void> {
     );
   }
   const own = createLogger({ service: opts.processName, node: config.nodeId, level });
+  telemetry.useLogger(own);
   const started: StartedService[] = [];
+  let metrics: ServiceMetrics | undefined;
   let stopping = false;
   // The start under way when a signal arrives: it is awaited, then stopped with the others.
   let starting: Promise<unknown> = Promise.resolve();
@@ -74,6 +98,7 @@ export async function runCohosted(opts: CohostedOptions): Promise<void> {
       logs.get(s.name)?.info({ signal: why }, 'shutting down');
       await s.stop(config.shutdownGraceMs);
     }
+    await metrics?.stop().catch(() => undefined);
     await telemetry.shutdown().catch(() => undefined);
   };
   const onSignal = (signal: string) => {
@@ -82,6 +107,24 @@ export async function runCohosted(opts: CohostedOptions): Promise<void> {
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  try {
+    // Before the services start, so the instruments they make in their setup record.
+    metrics = await startServiceMetrics({
+      service: opts.processName,
+      version: opts.version,
+      node: config.nodeId,
+      address: config.metricsAddress ?? DEFAULT_METRICS_ADDRESS,
+      targetsDir: hostLayout(config).run.metricsTargets,
+      log: own,
+      cohosted: opts.services.map((s) => s.name),
+    });
+  } catch (err) {
+    own.fatal({ err }, 'start-up failed');
+    process.stderr.write(`${opts.processName}: start-up failed: ${toBerthError(err).message}\n`);
+    await telemetry.shutdown().catch(() => undefined);
+    process.exit(1);
+  }
+  const metadata = metrics ? { metadata: { metrics: metrics.url } } : {};
   for (const s of opts.services) {
     if (stopping) return;
     const log = logs.get(s.name) as Logger;
@@ -92,6 +135,7 @@ export async function runCohosted(opts: CohostedOptions): Promise<void> {
         log,
         natsUrl: urls?.natsUrl ?? ownUrl(config, s.name, 'natsUrl') ?? DEFAULT_NATS_URL,
         redisUrl: urls?.redisUrl ?? ownUrl(config, s.name, 'redisUrl') ?? DEFAULT_REDIS_URL,
+        ...metadata,
       });
       starting = one.then((svc) => started.push(svc));
       await starting;

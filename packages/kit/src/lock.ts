@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { BerthError, Code } from '@berth/api';
 import type { Redis } from 'ioredis';
 import { keys } from './keys.js';
+import { redisScript } from './tracing/redis-spans.js';
 
 /** A held lock: its fencing token grows monotonically across all holders. */
 export interface Lock {
@@ -49,15 +50,24 @@ export function fencedError(what: string, cause?: unknown): BerthError {
   );
 }
 
-const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
-const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = redisScript(
+  'delete-if-equal',
+  `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`,
+);
+const RENEW = redisScript(
+  'lock renew',
+  `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`,
+);
 
 // Taking the lock and drawing its fencing token happen in one step: drawn separately, a slow
 // contender could win the lock with a token older than the previous holder's.
-const ACQUIRE = `if redis.call('exists', KEYS[1]) == 1 then return 0 end
+const ACQUIRE = redisScript(
+  'lock acquire',
+  `if redis.call('exists', KEYS[1]) == 1 then return 0 end
 local fence = redis.call('incr', KEYS[2])
 redis.call('set', KEYS[1], fence .. ':' .. ARGV[1], 'PX', ARGV[2])
-return fence`;
+return fence`,
+);
 
 /** Tries once to take a lock with expiry. Returns undefined when someone else holds it. */
 export async function tryLock(redis: Redis, key: string, ttlMs: number): Promise<Lock | undefined> {

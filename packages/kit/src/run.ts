@@ -19,6 +19,7 @@ import { redactUrl } from './redact.js';
 import { openRedis, type Redis } from './redis.js';
 import { type Handlers, serve } from './service.js';
 import { startTelemetry } from './telemetry.js';
+import { traceRedis } from './tracing/redis-spans.js';
 import { traceStoreDir } from './tracing/store-dir.js';
 
 /** What a service's setup receives: everything already connected. */
@@ -127,8 +128,9 @@ export async function startService<S extends ServiceDef>(
       ...(config.redisSentinel ? { sentinel: config.redisSentinel } : {}),
     });
     redis = r;
-    instrumentNats(nc);
-    instrumentRedis(r);
+    instrumentNats(nc, name);
+    instrumentRedis(r, name);
+    traceRedis(r);
     const ctx: ServiceContext = {
       config,
       log,

@@ -43,6 +43,22 @@ describe('berth service top figures', () => {
     expect(restarted.rate).toBe(11);
   });
 
+  it("counts only the named service's requests of a co-hosted process's endpoint", () => {
+    // One endpoint for the whole process: each service's series, the process's CPU and memory.
+    const shim = (n: number) =>
+      `berth_requests_total{service="shim",op="start",outcome="internal"} ${n}\n` +
+      `berth_request_duration_seconds_bucket{service="shim",op="start",outcome="internal",le="+Inf"} ${n}\n` +
+      `berth_requests_in_flight{service="shim",op="start"} 5\n`;
+    const mixed = (a: typeof before, n: number) =>
+      parsePrometheusText(
+        `${shim(n)}${a.map((x) => `${x.name}{${Object.entries(x.labels).map(([k, v]) => `${k}="${v}"`)}} ${x.value}`).join('\n')}\n`,
+      );
+    const f = topFigures(mixed(before, 0), mixed(after, 100), 2, 'image-service');
+    expect(f).toMatchObject({ rate: 10, errorRate: 1, inFlight: 2, cpuPercent: 50 });
+    const s = topFigures(mixed(before, 0), mixed(after, 100), 2, 'shim');
+    expect(s).toMatchObject({ rate: 50, errorRate: 50, inFlight: 5, cpuPercent: 50 });
+  });
+
   it('formats latencies', () => {
     expect(formatLatency(null)).toBe('-');
     expect(formatLatency(0.0005)).toBe('500µs');

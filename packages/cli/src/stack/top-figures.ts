@@ -32,10 +32,10 @@ function one(samples: Sample[], name: string): number | null {
 }
 
 /** Cumulative `le` buckets of all request-latency series together (ops and outcomes summed). */
-function buckets(samples: Sample[]): Map<number, number> {
+function buckets(samples: Sample[], mine: (s: Sample) => boolean): Map<number, number> {
   const out = new Map<number, number>();
   for (const s of samples) {
-    if (!DURATIONS.some((d) => s.name === `${d}_bucket`)) continue;
+    if (!DURATIONS.some((d) => s.name === `${d}_bucket`) || !mine(s)) continue;
     const le = s.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(s.labels.le);
     out.set(le, (out.get(le) ?? 0) + s.value);
   }
@@ -45,26 +45,29 @@ function buckets(samples: Sample[]): Map<number, number> {
 /**
  * The figures of one replica from two scrapes `seconds` apart. Counters are differenced (a
  * restart in between, seen as a counter going down, counts from zero); the p95 comes from the
- * difference of the latency histograms, so it covers only this window.
+ * difference of the latency histograms, so it covers only this window. With `service`, only
+ * that service's request series count: a co-hosted process serves every service's on one
+ * endpoint (its CPU and memory figures are the whole process's).
  */
-export function topFigures(before: Sample[], after: Sample[], seconds: number): TopFigures {
+export function topFigures(before: Sample[], after: Sample[], seconds: number, service?: string): TopFigures {
   const dt = Math.max(seconds, 1e-3);
-  const delta = (name: string, pred?: (s: Sample) => boolean) => {
+  const mine = (s: Sample) => service === undefined || s.labels.service === service;
+  const delta = (name: string, pred: (s: Sample) => boolean = mine) => {
     const a = sum(after, name, pred);
     const b = sum(before, name, pred);
     return a >= b ? a - b : a;
   };
-  const isError = (s: Sample) => s.labels.outcome !== undefined && s.labels.outcome !== 'ok';
+  const isError = (s: Sample) => mine(s) && s.labels.outcome !== undefined && s.labels.outcome !== 'ok';
   let requests = 0;
   let errors = 0;
   let inFlight = 0;
   for (const f of FAMILIES) {
     requests += delta(`${f}_total`);
     errors += delta(`${f}_total`, isError);
-    inFlight += sum(after, `${f}_in_flight`);
+    inFlight += sum(after, `${f}_in_flight`, mine);
   }
-  const b0 = buckets(before);
-  const b1 = buckets(after);
+  const b0 = buckets(before, mine);
+  const b1 = buckets(after, mine);
   const window = [...b1].map(([le, count]) => ({ le, count: Math.max(0, count - (b0.get(le) ?? 0)) }));
   const q = requests > 0 ? histogramQuantile(0.95, window) : Number.NaN;
   const cpu0 = one(before, 'process_cpu_seconds_total');

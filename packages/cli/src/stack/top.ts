@@ -66,7 +66,7 @@ export async function sampleTop(ctx: CliContext, seconds: number): Promise<TopRo
       const e = [a, b].find((x): x is Error => x instanceof Error);
       return { ...t, figures: null, error: `cannot scrape ${t.url}: ${e?.message ?? 'no answer'}` };
     }
-    return { ...t, figures: topFigures(a, b, dt) };
+    return { ...t, figures: topFigures(a, b, dt, t.service) };
   });
 }
 

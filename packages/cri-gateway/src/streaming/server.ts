@@ -3,6 +3,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BerthError, Code } from '@berth/api';
+import { countRefused, rememberOrigin, StreamSession, startStreamingMetrics } from './observe.js';
 import {
   parsePort,
   SPDY_PORT_FORWARD_PROTOCOLS,
@@ -46,6 +47,7 @@ const PATH = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]{1,64})$/;
  */
 export async function createStreamingServer(opts: StreamingServerOptions): Promise<StreamingServer> {
   const host = opts.host ?? '127.0.0.1';
+  startStreamingMetrics();
   const cache = new RequestCache(opts.tokenTtlMs ?? 60_000, opts.maxInFlight ?? 1000, opts.now ?? Date.now);
   const timeouts = {
     creation: opts.streamCreationTimeoutMs ?? 30_000,
@@ -80,7 +82,9 @@ export async function createStreamingServer(opts: StreamingServerOptions): Promi
     baseUrl,
     url(kind: StreamKind, request: ExecRequest | AttachRequest | PortForwardRequest): string {
       const cached = validateRequest(kind, request);
-      return `${baseUrl}/${kind}/${cache.insert(cached)}`;
+      const url = `${baseUrl}/${kind}/${cache.insert(cached)}`;
+      rememberOrigin(cached);
+      return url;
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -144,6 +148,7 @@ function upgrade(
       ? cache.consume(match[1] as StreamKind, match[2] ?? '')
       : undefined;
   if (!cached) {
+    countRefused(undefined);
     refuse(socket, 404, '404 page not found');
     return;
   }
@@ -156,11 +161,13 @@ function upgrade(
   const served = cached.kind === 'portforward' ? SPDY_PORT_FORWARD_PROTOCOLS : SPDY_COMMAND_PROTOCOLS;
   const offered = headerList(req.headers['x-stream-protocol-version']);
   if (offered.length === 0) {
+    countRefused(cached.kind);
     refuse(socket, 400, 'unable to upgrade: X-Stream-Protocol-Version is required');
     return;
   }
   const protocol = offered.find((p) => served.includes(p));
   if (!protocol) {
+    countRefused(cached.kind);
     refuse(
       socket,
       403,
@@ -171,6 +178,7 @@ function upgrade(
   }
   const upgradeTo = (req.headers.upgrade ?? '').toLowerCase();
   if (!upgradeTo.includes('spdy/3.1')) {
+    countRefused(cached.kind);
     refuse(
       socket,
       400,
@@ -182,10 +190,13 @@ function upgrade(
     'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n' +
       `X-Stream-Protocol-Version: ${protocol}\r\n\r\n`,
   );
+  const backend = new StreamSession(cached, socket, { transport: 'spdy', protocol, head }).backend(
+    opts.backend,
+  );
   if (cached.kind === 'portforward') {
     let acceptor: (s: SpdyStream) => string | undefined = () => 'not ready';
     const session = new SpdySession(socket, (s) => acceptor(s), timeouts.idle);
-    acceptor = servePortForwardSpdy(session, opts.backend, cached.request.podSandboxId, timeouts.creation);
+    acceptor = servePortForwardSpdy(session, backend, cached.request.podSandboxId, timeouts.creation);
     session.feed(head);
     return;
   }
@@ -193,7 +204,7 @@ function upgrade(
   const session = new SpdySession(socket, acceptCommandStream(streams), timeouts.idle);
   const command = cached as CommandRequest;
   spdyCommandSession(session, protocol, command.request, timeouts.creation, streams).then(
-    (commandSession) => runCommand(opts.backend, command, commandSession),
+    (commandSession) => runCommand(backend, command, commandSession),
     () => session.goAway(),
   );
   session.feed(head);
@@ -215,6 +226,7 @@ function upgradeWebSocket(
       const fromQuery = url.searchParams.getAll('ports').flatMap((p) => p.split(','));
       const parsed = fromQuery.map((p) => parsePort(p));
       if (parsed.length === 0 || parsed.some((p) => p === undefined)) {
+        countRefused(cached.kind);
         refuse(socket, 400, 'query parameter "ports" must list ports in 1..65535');
         return;
       }
@@ -224,15 +236,22 @@ function upgradeWebSocket(
   const served = cached.kind === 'portforward' ? WS_PORT_FORWARD_PROTOCOLS : WS_COMMAND_PROTOCOLS;
   const handshake = webSocketHandshake(req, served);
   if (!handshake.ok) {
+    countRefused(cached.kind);
     refuse(socket, handshake.status, handshake.message, handshake.headers);
     return;
   }
   socket.write(handshake.response);
+  const observed = new StreamSession(cached, socket, {
+    transport: 'websocket',
+    protocol: handshake.protocol,
+    head,
+  });
+  const backend = observed.backend(opts.backend);
   const ws = new WebSocketConnection(socket, timeouts.idle);
   if (cached.kind === 'portforward') {
-    void servePortForwardWs(ws, handshake.protocol, opts.backend, cached.request.podSandboxId, ports);
+    void servePortForwardWs(ws, handshake.protocol, backend, cached.request.podSandboxId, ports);
   } else {
-    void runCommand(opts.backend, cached, wsCommandSession(ws, handshake.protocol, cached.request));
+    void runCommand(backend, cached, wsCommandSession(ws, handshake.protocol, cached.request));
   }
   ws.feed(head);
 }

@@ -13,6 +13,7 @@ import {
   keys,
   type Lock,
   type Redis,
+  redisScript,
   withLock,
   writeFully,
 } from '@berth/kit';
@@ -25,7 +26,9 @@ export type { BlobSource, IngestOptions } from './download.js';
 // The record of a blob is written in one script that first checks the blob lock's token: a writer
 // whose lock expired (and was maybe taken by another) cannot write it. Labels merge in the script
 // too, so two writers' labels are never lost to a read-modify-write race.
-const RECORD = `${fenceCheckLua(3, 1)}
+const RECORD = redisScript(
+  'content record',
+  `${fenceCheckLua(3, 1)}
 local old = redis.call('hget', KEYS[1], 'labels')
 local merged = {}
 if old then merged = cjson.decode(old) end
@@ -33,13 +36,17 @@ for k, v in pairs(cjson.decode(ARGV[5])) do merged[k] = v end
 redis.call('hset', KEYS[1], 'size', ARGV[3], 'mediaType', ARGV[4], 'labels', cjson.encode(merged))
 redis.call('hsetnx', KEYS[1], 'committedAt', ARGV[6])
 redis.call('sadd', KEYS[2], ARGV[2])
-return 'OK'`;
+return 'OK'`,
+);
 
 // GC forgets a blob only while it still holds the blob's lock.
-const FORGET = `${fenceCheckLua(3, 1)}
+const FORGET = redisScript(
+  'content forget',
+  `${fenceCheckLua(3, 1)}
 redis.call('del', KEYS[1])
 redis.call('srem', KEYS[2], ARGV[2])
-return 'OK'`;
+return 'OK'`,
+);
 
 /** One blob's record in Redis (keys.content). */
 export interface ContentInfo {

@@ -73,6 +73,30 @@ export const METRIC_CATALOG: readonly CatalogEntry[] = [
     labels: ['rpc', 'outcome'],
   },
   { name: 'berth_cri_requests_in_flight', type: 'gauge', services: ['cri-gateway'], labels: ['rpc'] },
+  {
+    name: 'berth_cri_streaming_sessions_total',
+    type: 'counter',
+    services: ['cri-gateway'],
+    labels: ['kind'],
+  },
+  {
+    name: 'berth_cri_streaming_sessions_active',
+    type: 'gauge',
+    services: ['cri-gateway'],
+    labels: ['kind'],
+  },
+  {
+    name: 'berth_cri_streaming_bytes_total',
+    type: 'counter',
+    services: ['cri-gateway'],
+    labels: ['kind', 'direction'],
+  },
+  {
+    name: 'berth_cri_streaming_errors_total',
+    type: 'counter',
+    services: ['cri-gateway'],
+    labels: ['kind', 'stage'],
+  },
 ];
 
 /**

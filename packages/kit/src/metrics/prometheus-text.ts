@@ -81,12 +81,19 @@ function addPoints(m: MetricData, base: Attributes, fam: Family, name: string): 
 
 /**
  * Renders collected metrics in the Prometheus text exposition format (version 0.0.4). Every
- * series carries `labels` (berth adds `service`), then its own attributes. Exponential histograms
- * are not rendered: berth records none.
+ * series carries `labels` (berth adds `service`), then its own attributes; `scopeLabels` may
+ * replace `labels` for the series of one instrumentation scope (a co-hosted process labels each
+ * service's meter `berth.<service>` with its own service). Exponential histograms are not
+ * rendered: berth records none.
  */
-export function toPrometheusText(rm: ResourceMetrics, labels: Attributes = {}): string {
+export function toPrometheusText(
+  rm: ResourceMetrics,
+  labels: Attributes = {},
+  scopeLabels?: (scope: string) => Attributes | undefined,
+): string {
   const families = new Map<string, Family>();
   for (const scope of rm.scopeMetrics) {
+    const base = scopeLabels?.(scope.scope.name) ?? labels;
     for (const m of scope.metrics) {
       if (m.dataPointType === EXPONENTIAL_HISTOGRAM) continue;
       const counter = m.dataPointType === SUM && m.isMonotonic;
@@ -98,7 +105,7 @@ export function toPrometheusText(rm: ResourceMetrics, labels: Attributes = {}): 
         families.set(name, fam);
       }
       if (m.dataPointType === GAUGE || m.dataPointType === SUM || m.dataPointType === HISTOGRAM) {
-        addPoints(m, labels, fam, name);
+        addPoints(m, base, fam, name);
       }
     }
   }

@@ -48,6 +48,11 @@ export async function startMetrics(opts: {
   version: string;
   node: string;
   address: MetricsAddress;
+  /**
+   * The services of a co-hosted process: the series of meter `berth.<name>` get `service=<name>`,
+   * every other series (the process's own figures) `service=<opts.service>`.
+   */
+  cohosted?: readonly string[];
 }): Promise<RunningMetrics> {
   const sdk = load('@opentelemetry/sdk-metrics') as typeof import('@opentelemetry/sdk-metrics');
   const { resourceFromAttributes } = load(
@@ -103,9 +108,14 @@ export async function startMetrics(opts: {
   metrics.setGlobalMeterProvider(provider);
 
   const labels = { service: opts.service };
+  const cohosted = new Set(opts.cohosted ?? []);
+  const scopeLabels = (scope: string) => {
+    const name = scope.startsWith('berth.') ? scope.slice('berth.'.length) : '';
+    return cohosted.has(name) ? { service: name } : undefined;
+  };
   const scrape = async (): Promise<string> => {
     const { resourceMetrics } = await pull.collect();
-    return toPrometheusText(resourceMetrics, labels);
+    return toPrometheusText(resourceMetrics, labels, scopeLabels);
   };
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {

@@ -9,7 +9,9 @@ const LOOP_RESOLUTION_MS = 100;
 /** The event-loop lag reported is the worst of the last window this long. */
 const LOOP_WINDOW_MS = 10_000;
 
-const meter = () => metrics.getMeter('berth.runtime');
+// The process's own figures; a connection's are recorded under its service's meter
+// (`berth.<service>`), so a co-hosted process labels them with the service they belong to.
+const meter = (service?: string) => metrics.getMeter(service ? `berth.${service}` : 'berth.runtime');
 
 /**
  * Records the process's own figures: CPU seconds, resident and heap memory, and event-loop lag
@@ -60,9 +62,9 @@ export function instrumentProcess(): () => void {
   };
 }
 
-/** Counts the reconnections of a NATS connection (`berth_nats_reconnects_total`). */
-export function instrumentNats(nc: NatsConnection): void {
-  const reconnects = meter().createCounter('berth.nats.reconnects', {
+/** Counts the reconnections of a service's NATS connection (`berth_nats_reconnects_total`). */
+export function instrumentNats(nc: NatsConnection, service?: string): void {
+  const reconnects = meter(service).createCounter('berth.nats.reconnects', {
     description: 'Times the NATS connection was re-established',
     unit: '{reconnect}',
   });
@@ -73,11 +75,11 @@ export function instrumentNats(nc: NatsConnection): void {
 }
 
 /**
- * Times every command a Redis client sends, from send to reply, by command name
+ * Times every command a service's Redis client sends, from send to reply, by command name
  * (`berth_redis_command_duration_seconds`); a failed command counts with `outcome="error"`.
  */
-export function instrumentRedis(redis: Redis): void {
-  const duration = meter().createHistogram('berth.redis.command.duration', {
+export function instrumentRedis(redis: Redis, service?: string): void {
+  const duration = meter(service).createHistogram('berth.redis.command.duration', {
     description: 'Time from sending a Redis command to its reply',
     unit: 's',
     advice: { explicitBucketBoundaries: [0.0001, 0.00025, 0.0005, ...LATENCY_BUCKETS_S.slice(0, 10)] },

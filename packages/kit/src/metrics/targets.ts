@@ -64,6 +64,8 @@ export async function startServiceMetrics(opts: {
   address: string;
   targetsDir: string;
   log: Logger;
+  /** The services a co-hosted process runs, each labelled by its own name (see startMetrics). */
+  cohosted?: readonly string[];
 }): Promise<ServiceMetrics | undefined> {
   const address = parseMetricsAddress(opts.address);
   if (!address) return undefined;

@@ -1,4 +1,5 @@
 export * from './cli-telemetry.js';
+export * from './redis-spans.js';
 export * from './resource.js';
 export * from './rpc.js';
 export * from './span-record.js';

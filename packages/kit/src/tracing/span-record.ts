@@ -66,7 +66,8 @@ export function fromReadableSpan(s: ReadableSpan): SpanRecord {
     parentSpanId: s.parentSpanContext?.spanId ?? '',
     name: s.name,
     kind: s.kind,
-    service: String(res['service.name'] ?? ''),
+    // A co-hosted process names each span's own service (tracing/service-attribution.ts).
+    service: String(s.attributes['berth.service'] ?? res['service.name'] ?? ''),
     instance: String(res['service.instance.id'] ?? ''),
     scope: s.instrumentationScope.name,
     startUs: hrToUs(s.startTime),

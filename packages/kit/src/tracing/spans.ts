@@ -1,6 +1,7 @@
 import { toBerthError } from '@berth/api/errors';
-import { type Attributes, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { type Attributes, context, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { redactUrl } from '../redact.js';
+import { inTraceOf } from './traceparent.js';
 
 const tracer = trace.getTracer('berth');
 
@@ -79,4 +80,23 @@ export { SpanKind } from '@opentelemetry/api';
 /** Adds berth's attributes (image ref, container id, ...) to the active span, if any. */
 export function annotateSpan(attributes: Attributes): void {
   trace.getActiveSpan()?.setAttributes(attributes);
+}
+
+/**
+ * Records a finished span `name` in the trace of `traceparent` (a child of that span), linked to
+ * the span active now: one moment that belongs to two traces, e.g. a process's exit announced in
+ * the trace of the stop that caused it and also shown in the trace of the run that started it.
+ */
+export function linkedSpan(name: string, attributes: Attributes, traceparent: string): void {
+  const here = trace.getSpanContext(context.active());
+  inTraceOf(traceparent, () => {
+    const span = tracer.startSpan(name, { attributes, ...(here ? { links: [{ context: here }] } : {}) });
+    span.setStatus({ code: SpanStatusCode.OK });
+    span.end();
+  });
+}
+
+/** The trace id of a traceparent header value (its second field). */
+export function traceIdOfTraceparent(traceparent: string): string {
+  return traceparent.split('-')[1] ?? '';
 }

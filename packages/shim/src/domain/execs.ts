@@ -10,7 +10,7 @@ import type { ShimHost } from './host.js';
 import { applyUser } from './identity/index.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
-import { killMonitor, procKey, runtimeFailure, startTrace } from './util.js';
+import { killMonitor, markKillTrace, procKey, runtimeFailure, startTrace } from './util.js';
 
 /** The rootfs directory of a task, as its bundle's config.json names it. */
 async function taskRootfs(config: string, id: string): Promise<string> {
@@ -217,6 +217,7 @@ export class ExecProcesses {
     if (rec.pid <= 0) {
       throw new BerthError(Code.FAILED_PRECONDITION, `exec "${ref.execId}" has not been started`);
     }
+    await markKillTrace(this.host.store, ref);
     try {
       process.kill(rec.pid, signal);
       return { delivered: true };

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit } from '@berth/api';
-import { inTraceOf, withSpan } from '@berth/kit/tracing';
+import { inTraceOf, linkedSpan, traceIdOfTraceparent, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { DirWatcher, readIntFile } from '../runtime/monitor.js';
 import { exists, mtimeOf } from './files.js';
@@ -134,8 +134,18 @@ export class ExitRecorder {
     };
     if (execId) e.execId = execId;
     if (rec.reason) e.reason = rec.reason;
-    // The exit belongs to the trace of the request that started the process (`berth run` waits
-    // for it there): announced in a span of that trace, the event carries its context.
+    // The exit belongs to the trace of what caused it: the latest kill request (`berth stop`
+    // waits for it there), else the request that started the process (`berth run` waits for it
+    // there). Announced in a span of that trace, the event carries its context; when a kill
+    // caused it, the start's trace shows the exit too, in a span linked to the announcement.
+    const cause = rec.killTraceparent ?? rec.traceparent;
+    const alsoIn =
+      rec.killTraceparent &&
+      rec.traceparent &&
+      traceIdOfTraceparent(rec.killTraceparent) !== traceIdOfTraceparent(rec.traceparent)
+        ? rec.traceparent
+        : undefined;
+    const name = execId ? 'exec exit' : 'task exit';
     const attrs = {
       'berth.namespace': ns,
       'berth.container.id': id,
@@ -143,8 +153,9 @@ export class ExitRecorder {
       'process.exit.code': e.exitCode,
       ...(e.reason ? { 'berth.exit.reason': e.reason } : {}),
     };
-    await inTraceOf(rec.traceparent, () =>
-      withSpan(execId ? 'exec exit' : 'task exit', attrs, async () => {
+    await inTraceOf(cause, () =>
+      withSpan(name, attrs, async () => {
+        if (alsoIn) linkedSpan(name, attrs, alsoIn);
         this.publish(EXIT_TOPIC, ns, e);
         await this.host.store.markPublished(ns, id, execId);
         shimMetrics().exit(execId ? 'exec' : 'task', e.exitCode, e.reason);

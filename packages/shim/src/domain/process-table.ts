@@ -14,7 +14,7 @@ import type { ShimHost } from './host.js';
 import { checkName, taskPaths } from './paths.js';
 import { transition } from './process-state.js';
 import { createTask, MONITOR_GONE_WAIT_MS, removeBundle } from './task-bundle.js';
-import { normalizeSignal, procKey, startTrace, until } from './util.js';
+import { markKillTrace, normalizeSignal, procKey, startTrace, until } from './util.js';
 
 const isExec = (ref: ShimTaskRef): ref is ExecRef => Boolean(ref.execId);
 
@@ -80,6 +80,7 @@ export class ProcessTable {
     if (isExec(req)) return this.execs.kill(req, signal);
     const rec = await this.host.mustAllow(req, 'kill');
     if (rec.status === 'stopped') return { delivered: false };
+    await markKillTrace(this.host.store, { namespace: req.namespace, id: req.id });
     try {
       await this.host.runc(req.namespace).kill(req.id, signal, req.all);
     } catch (err) {

@@ -1,5 +1,5 @@
 import type { TaskStatus } from '@berth/api';
-import { keys, type Redis } from '@berth/kit';
+import { keys, type Redis, redisScript } from '@berth/kit';
 
 /** What the agent persists about one monitored process (a task's init or an exec). */
 export interface ProcRecord {
@@ -25,6 +25,11 @@ export interface ProcRecord {
   exitPublished?: boolean;
   /** W3C traceparent of the request that started the process: its exit joins that trace. */
   traceparent?: string;
+  /**
+   * W3C traceparent of the latest kill request while the process ran: the exit it causes is
+   * announced in that trace (`berth stop` shows the exit it waited for).
+   */
+  killTraceparent?: string;
 }
 
 function toHash(r: ProcRecord): Record<string, string> {
@@ -47,6 +52,7 @@ function toHash(r: ProcRecord): Record<string, string> {
   if (r.exitedAt) h.exitedAt = r.exitedAt;
   if (r.reason) h.reason = r.reason;
   if (r.traceparent) h.traceparent = r.traceparent;
+  if (r.killTraceparent) h.killTraceparent = r.killTraceparent;
   return h;
 }
 
@@ -72,23 +78,46 @@ function fromHash(h: Record<string, string>): ProcRecord | undefined {
   if (h.reason) r.reason = h.reason;
   if (h.exitPublished === '1') r.exitPublished = true;
   if (h.traceparent) r.traceparent = h.traceparent;
+  if (h.killTraceparent) r.killTraceparent = h.killTraceparent;
   return r;
 }
 
 // Records an exit once: a second report (inotify plus a recovery scan) changes nothing.
-const RECORD_EXIT = `
+const RECORD_EXIT = redisScript(
+  'shim record-exit',
+  `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'status') == 'stopped' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'stopped', 'exitCode', ARGV[1], 'exitedAt', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
-return 1`;
+return 1`,
+);
 
 // Moves a record from one status to another only if it is still in the expected one.
-const TRANSITION = `
+const TRANSITION = redisScript(
+  'shim transition',
+  `
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1`;
+return 1`,
+);
+
+const MARK_PUBLISHED = redisScript(
+  'shim mark-published',
+  `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'exitPublished', '1') end return 0`,
+);
+
+// Remembers the trace of a kill, only on a record of a process that has not exited yet (never a
+// stub of a deleted record, never rewriting the cause of an exit already recorded).
+const MARK_KILL = redisScript(
+  'shim mark-kill',
+  `
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st or st == 'stopped' then return 0 end
+redis.call('HSET', KEYS[1], 'killTraceparent', ARGV[1])
+return 1`,
+);
 
 /** The shim's Redis records (keys.shimTask/shimTasks/shimExec/shimExecs of one node). */
 export class ShimStore {
@@ -164,11 +193,12 @@ export class ShimStore {
   async markPublished(ns: string, id: string, execId?: string): Promise<void> {
     const k = this.key(ns, id, execId);
     // HSET on a deleted record would resurrect a stub: only mark what still exists.
-    await this.redis.eval(
-      `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'exitPublished', '1') end return 0`,
-      1,
-      k,
-    );
+    await this.redis.eval(MARK_PUBLISHED, 1, k);
+  }
+
+  /** Records the trace of a kill sent to a live process: its exit is announced there. */
+  async markKill(ns: string, id: string, execId: string | undefined, traceparent: string): Promise<void> {
+    await this.redis.eval(MARK_KILL, 1, this.key(ns, id, execId), traceparent);
   }
 
   /** Moves from one status to another (with extra fields) if still in `from`; true if it moved. */

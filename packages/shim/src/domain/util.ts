@@ -67,3 +67,16 @@ export function startTrace(): { traceparent?: string } {
   const tp = traceparentOf();
   return tp ? { traceparent: tp } : {};
 }
+
+/**
+ * Remembers the trace of the kill request being served on a live process's record, so the exit
+ * it causes is announced in that trace (see ExitRecorder.announce). Sent before the signal: the
+ * exit may be recorded before the kill returns.
+ */
+export async function markKillTrace(
+  store: { markKill(ns: string, id: string, execId: string | undefined, tp: string): Promise<void> },
+  ref: { namespace: string; id: string; execId?: string | undefined },
+): Promise<void> {
+  const tp = traceparentOf();
+  if (tp) await store.markKill(ref.namespace, ref.id, ref.execId, tp);
+}

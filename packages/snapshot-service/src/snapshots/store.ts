@@ -1,5 +1,5 @@
 import { BerthError, Code, type SnapshotInfo, type SnapshotKind } from '@berth/api';
-import { type Fence, fencedError, keys, type Redis } from '@berth/kit';
+import { type Fence, fencedError, keys, type Redis, redisScript } from '@berth/kit';
 
 /** A snapshot's metadata as kept in Redis (hash keys.snapshot(node, name)). */
 export interface SnapshotRecord {
@@ -31,12 +31,17 @@ export function infoOf(r: SnapshotRecord): SnapshotInfo {
 
 // Every change below is one Lua script, so a snapshot, the set of all snapshots and the parent's
 // children set never disagree, whatever runs concurrently (several replicas on one node included).
-const ALLOC = `
+const ALLOC = redisScript(
+  'snapshot alloc',
+  `
 local id = redis.call('incr', KEYS[1])
 redis.call('zadd', KEYS[2], ARGV[1], id)
-return id`;
+return id`,
+);
 
-const CREATE = `
+const CREATE = redisScript(
+  'snapshot create',
+  `
 if redis.call('exists', KEYS[1]) == 1 then return redis.error_reply('ALREADY_EXISTS') end
 if ARGV[4] ~= '' then
   local k = redis.call('hget', KEYS[3], 'kind')
@@ -48,11 +53,14 @@ redis.call('hset', KEYS[1], 'name', ARGV[1], 'id', ARGV[2], 'kind', ARGV[3], 'pa
   'labels', ARGV[5], 'createdAt', ARGV[6], 'updatedAt', ARGV[6])
 redis.call('sadd', KEYS[2], ARGV[1])
 redis.call('zrem', KEYS[5], ARGV[2])
-return 'OK'`;
+return 'OK'`,
+);
 
 // KEYS[4]/ARGV[8], when given, are a lock and its holder's token (an unpack's chainID lock): the
 // commit happens only while that lock is still held, checked in this same script.
-const COMMIT = `
+const COMMIT = redisScript(
+  'snapshot commit',
+  `
 if #KEYS >= 4 and redis.call('get', KEYS[4]) ~= ARGV[8] then return redis.error_reply('FENCED') end
 local kind = redis.call('hget', KEYS[1], 'kind')
 if not kind then return redis.error_reply('NOT_FOUND') end
@@ -69,23 +77,32 @@ if f[2] ~= '' then
   redis.call('srem', ck, ARGV[1])
   redis.call('sadd', ck, ARGV[2])
 end
-return f[1]`;
+return f[1]`,
+);
 
-const REMOVE = `
+const REMOVE = redisScript(
+  'snapshot remove',
+  `
 local f = redis.call('hmget', KEYS[1], 'id', 'parent')
 if not f[1] then return redis.error_reply('NOT_FOUND') end
 if redis.call('scard', KEYS[2]) > 0 then return redis.error_reply('HAS_CHILDREN') end
 redis.call('del', KEYS[1], KEYS[2])
 redis.call('srem', KEYS[3], ARGV[1])
 if f[2] ~= '' then redis.call('srem', ARGV[2] .. f[2], ARGV[1]) end
-return f[1]`;
+return f[1]`,
+);
 
-const UPDATE = `
+const UPDATE = redisScript(
+  'snapshot update',
+  `
 if redis.call('exists', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
 redis.call('hset', KEYS[1], 'labels', ARGV[1], 'updatedAt', ARGV[2])
-return 'OK'`;
+return 'OK'`,
+);
 
-const STATE = `
+const STATE = redisScript(
+  'snapshot state',
+  `
 local names = redis.call('smembers', KEYS[1])
 local ids = {}
 for i, n in ipairs(names) do
@@ -94,7 +111,8 @@ for i, n in ipairs(names) do
 end
 local pending = redis.call('zrange', KEYS[2], 0, -1, 'WITHSCORES')
 local seq = redis.call('get', KEYS[3]) or '0'
-return {ids, pending, seq}`;
+return {ids, pending, seq}`,
+);
 
 function replyCode(err: unknown): string | undefined {
   // Redis prefixes a script's error_reply with "ERR ".

@@ -8,14 +8,19 @@ import {
   type Task,
   type TaskExit,
 } from '@berth/api';
-import { keys, type Redis } from '@berth/kit';
+import { keys, type Redis, redisScript } from '@berth/kit';
 
 // Deletes a name reservation only when it still points at the container being released.
-const RELEASE_NAME = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+const RELEASE_NAME = redisScript(
+  'delete-if-equal',
+  `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`,
+);
 
 // An exit is recorded once, and only for the process it belongs to: a late exit of a previous
 // run (different pid) must not stop the task of a restarted container.
-const RECORD_EXIT = `
+const RECORD_EXIT = redisScript(
+  'task record-exit',
+  `
 if redis.call('exists', KEYS[1]) == 0 then return 0 end
 local st = redis.call('hget', KEYS[1], 'status')
 if st == 'stopped' then return 0 end
@@ -23,14 +28,18 @@ local pid = tonumber(redis.call('hget', KEYS[1], 'pid') or '0')
 local epid = tonumber(ARGV[1])
 if pid ~= 0 and epid ~= 0 and pid ~= epid then return 0 end
 redis.call('hset', KEYS[1], 'status', 'stopped', 'exitCode', ARGV[2], 'exitedAt', ARGV[3], 'reason', ARGV[4])
-return 1`;
+return 1`,
+);
 
 // running/paused transitions never resurrect a stopped task (its exit may have landed first).
-const SET_STATUS = `
+const SET_STATUS = redisScript(
+  'task set-status',
+  `
 if redis.call('exists', KEYS[1]) == 0 then return 0 end
 if redis.call('hget', KEYS[1], 'status') == 'stopped' then return 0 end
 for i = 1, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1`;
+return 1`,
+);
 
 /** Where a container stands in a listing: by creation time, then id. */
 export interface ListPosition {
@@ -45,9 +54,12 @@ export function comparePositions(a: ListPosition, b: ListPosition): number {
 }
 
 // Marks a container as being removed, only while its record exists (never a partial hash).
-const MARK_REMOVING = `if redis.call('exists', KEYS[1]) == 0 then return 0 end
+const MARK_REMOVING = redisScript(
+  'task mark-removing',
+  `if redis.call('exists', KEYS[1]) == 0 then return 0 end
 redis.call('hset', KEYS[1], 'removing', ARGV[1])
-return 1`;
+return 1`,
+);
 
 /** A creation in progress: enough to undo it if its replica dies before finishing. */
 export interface CreateIntent {
