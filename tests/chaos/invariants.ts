@@ -51,12 +51,13 @@ async function inspectAll(s: ContainerStack, names: string[]): Promise<Inspected
   return JSON.parse(r.stdout) as Inspected[];
 }
 
-/** runc's containers under the stack's state root: id -> status, over every namespace. */
-export function runcList(stateRoot: string): Map<string, string> {
+/** runc's containers under the stack's state root: id -> status, over every namespace or just `only`. */
+export function runcList(stateRoot: string, only?: string): Map<string, string> {
   const out = new Map<string, string>();
   const base = join(stateRoot, 'runc');
   if (!existsSync(base)) return out;
   for (const ns of readdirSync(base)) {
+    if (only !== undefined && ns !== only) continue;
     const raw = execFileSync('runc', ['--root', join(base, ns), 'list', '-f', 'json']).toString();
     for (const c of (JSON.parse(raw || '[]') ?? []) as { id: string; status: string }[])
       out.set(c.id, c.status);
@@ -179,7 +180,8 @@ export async function checkLive(
 /** `berth ps -a` against runc's list: the same running set, and no runc container berth does not know. */
 async function psEqualsRunc(s: ContainerStack): Promise<Check> {
   const all = await inspectAll(s, await psNames(s));
-  const runc = runcList(s.stateRoot);
+  // `berth ps` shows the default namespace; CRI's (k8s.io) are checked by pod-invariants.ts.
+  const runc = runcList(s.stateRoot, 'default');
   const berthIds = new Set(all.map((i) => i.container.id));
   const berthRunning = new Set(all.filter((i) => i.task?.status === 'running').map((i) => i.container.id));
   const bad: string[] = [];
