@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { type ContainerStack, until } from '../e2e/containers-stack.js';
 import type { WorkloadRecord } from './workload.js';
 
+/** What the invariants need of a stack: its CLI and its directories (a test stack or `berth up`). */
+export type ChaosTarget = Pick<ContainerStack, 'berth' | 'root' | 'stateRoot' | 'runRoot' | 'cni'>;
+
 /** One invariant's verdict, with a figure or the first violations. */
 export interface Check {
   name: string;
@@ -33,7 +36,7 @@ const verdict = (name: string, bad: string[], figure: string): Check => ({
 });
 
 /** Names in `berth ps -a` (last column). */
-async function psNames(s: ContainerStack): Promise<string[]> {
+async function psNames(s: ChaosTarget): Promise<string[]> {
   const r = await s.berth(['ps', '-a']);
   if (r.code !== 0) throw new Error(`berth ps -a failed: ${r.stderr}`);
   return r.stdout
@@ -44,7 +47,7 @@ async function psNames(s: ContainerStack): Promise<string[]> {
     .filter(Boolean);
 }
 
-async function inspectAll(s: ContainerStack, names: string[]): Promise<Inspected[]> {
+async function inspectAll(s: ChaosTarget, names: string[]): Promise<Inspected[]> {
   if (names.length === 0) return [];
   const r = await s.berth(['inspect', ...names]);
   if (r.code !== 0) throw new Error(`berth inspect failed: ${r.stderr}`);
@@ -70,7 +73,7 @@ export function runcList(stateRoot: string, only?: string): Map<string, string> 
  * Waits (bounded) for every acknowledged batch container to be recorded as exited first.
  */
 export async function checkLive(
-  s: ContainerStack,
+  s: ChaosTarget,
   rec: WorkloadRecord,
   exits: Map<string, number[]>,
 ): Promise<Check[]> {
@@ -178,7 +181,7 @@ export async function checkLive(
 }
 
 /** `berth ps -a` against runc's list: the same running set, and no runc container berth does not know. */
-async function psEqualsRunc(s: ContainerStack): Promise<Check> {
+async function psEqualsRunc(s: ChaosTarget): Promise<Check> {
   const all = await inspectAll(s, await psNames(s));
   // `berth ps` shows the default namespace; CRI's (k8s.io) are checked by pod-invariants.ts.
   const runc = runcList(s.stateRoot, 'default');
@@ -213,7 +216,7 @@ const dirs = (dir: string) =>
  * Removes every container, then checks that nothing is left behind. `ids` are the container ids
  * seen during the run: cgroups are looked up by id, since /berth/<ns> is shared by other stacks.
  */
-export async function checkClean(s: ContainerStack, ids: Set<string>): Promise<Check[]> {
+export async function checkClean(s: ChaosTarget, ids: Set<string>): Promise<Check[]> {
   const left = await psNames(s);
   if (left.length) {
     const r = await s.berth(['rm', '-f', ...left]);

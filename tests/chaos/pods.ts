@@ -34,7 +34,9 @@ export function criRuntime(socket: string): Cri {
       new Promise<T>((resolve, reject) => {
         const fn = (c as unknown as Record<string, UnaryFn>)[method];
         if (!fn) throw new Error(`no CRI method ${method}`);
-        fn.call(c, req, { deadline: new Date(Date.now() + timeoutMs) }, (e, v) =>
+        // waitForReady: while the gateway is down a call waits for its socket (as long as its
+        // deadline) instead of failing at once, so the worker does not spin.
+        fn.call(c, req, { deadline: new Date(Date.now() + timeoutMs), waitForReady: true }, (e, v) =>
           e ? reject(e) : resolve(v as T),
         );
       }),

@@ -55,7 +55,7 @@ export function batchScript(lines: number, code: number): string {
 
 /** One random operation of the workload. */
 async function step(
-  s: ContainerStack,
+  s: Pick<ContainerStack, 'berth'>,
   rec: WorkloadRecord,
   o: { image: string; pullRef: string; rand: () => number; t0: number },
   seq: () => number,
@@ -63,7 +63,11 @@ async function step(
   const { image, pullRef, rand, t0 } = o;
   const r = rand();
   const berth = (...args: string[]) => s.berth(args, { timeoutMs: 120_000 });
-  if (r < 0.35) {
+  // Without a registry (pullRef '') a pull's turn runs a batch container instead.
+  if (
+    r < 0.35 ||
+    (!pullRef && r >= 0.5 && !(r < 0.75 && rec.longs.size > 0) && !(r < 0.85 && rec.longs.size > 1))
+  ) {
     const name = `b-${seq()}`;
     const lines = 20 + Math.floor(rand() * 300);
     // 10-99: never confused with the CLI's own error codes (1, 125-127).
@@ -126,7 +130,7 @@ function execWrong(rec: WorkloadRecord, name: string, code: number, out: { code:
  * finish before drawing the next. Resolves when every worker has finished its last operation.
  */
 export async function runWorkload(
-  s: ContainerStack,
+  s: Pick<ContainerStack, 'berth'>,
   opts: { image: string; pullRef: string; rand: () => number; endAt: number; t0: number; workers?: number },
 ): Promise<WorkloadRecord> {
   const rec = newRecord();
