@@ -20,8 +20,10 @@ import { runWorkload } from './workload.js';
 // supervisor watches it, and starts the supervisor again with `berth up`, as an operator or
 // systemd would. Services, containers and pods must carry on; the chaos invariants must hold,
 // and no process of an earlier supervisor's stack may be left beside the new one's.
-// CHAOS_SUPERVISOR_SECONDS sets the length (25 s in the default e2e run), CHAOS_SEED the seed.
-const SECONDS = Number(process.env.CHAOS_SUPERVISOR_SECONDS ?? 25);
+// CHAOS_SUPERVISOR_SECONDS sets the length (15 s in the default e2e run, 180 s in the long form,
+// `pnpm --filter @berth/tests run chaos`), CHAOS_SEED the seed.
+const LONG = Number(process.env.CHAOS_SECONDS ?? 0) > 120;
+const SECONDS = Number(process.env.CHAOS_SUPERVISOR_SECONDS ?? (LONG ? 180 : 15));
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const IMAGE = 'berth.test/busybox:latest';
 const CRI_IMAGE = 'berth.test/busybox:cri';
