@@ -82,6 +82,7 @@ function report(
     `chaos: seed ${SEED} (CHAOS_SEED=${SEED} replays the choices), ${SECONDS} s of faults, ${Math.round(ms / 1000)} s in all`,
     `faults: ${faults.length} (${[...kinds].map(([k, n]) => `${k} x${n}`).join(', ')}); slowest recovery ${worst} ms`,
     ...(FILL ? [] : ['not exercised: disk fill (CHAOS_DISK_FILL=1 or the long form)']),
+    `CRI errors (first of each): ${JSON.stringify(pods.errors)}`,
     `operations: ${Object.entries({ ...rec.ops, ...pods.ops })
       .map(([op, c]) => `${op} ${c.ok} ok/${c.failed} failed`)
       .join(', ')}`,

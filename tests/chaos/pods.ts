@@ -19,6 +19,7 @@ export interface Cri {
 
 type UnaryFn = (
   r: unknown,
+  md: grpc.Metadata,
   o: grpc.CallOptions,
   cb: (e: grpc.ServiceError | null, v: unknown) => void,
 ) => void;
@@ -34,9 +35,10 @@ export function criRuntime(socket: string): Cri {
       new Promise<T>((resolve, reject) => {
         const fn = (c as unknown as Record<string, UnaryFn>)[method];
         if (!fn) throw new Error(`no CRI method ${method}`);
-        // waitForReady: while the gateway is down a call waits for its socket (as long as its
-        // deadline) instead of failing at once, so the worker does not spin.
-        fn.call(c, req, { deadline: new Date(Date.now() + timeoutMs), waitForReady: true }, (e, v) =>
+        // waitForReady (a metadata option in grpc-js): while the gateway is down a call waits
+        // for its socket, as long as its deadline, instead of failing at once and spinning.
+        const md = new grpc.Metadata({ waitForReady: true });
+        fn.call(c, req, md, { deadline: new Date(Date.now() + timeoutMs) }, (e, v) =>
           e ? reject(e) : resolve(v as T),
         );
       }),
@@ -70,6 +72,8 @@ export interface PodRun {
 export interface PodRecord {
   pods: PodRun[];
   ops: Record<string, { ok: number; failed: number }>;
+  /** The first error each method answered (for the report). */
+  errors: Record<string, string>;
   /** Directory of the pods' log directories. */
   logRoot: string;
 }
@@ -95,8 +99,9 @@ async function tryCall<T>(rec: PodRecord, cri: Cri, method: string, req: unknown
     const r = await cri.call<T>(method, req, SLOW_MS);
     c.ok++;
     return r;
-  } catch {
+  } catch (err) {
     c.failed++;
+    rec.errors[method] ??= (err as Error).message;
     return undefined;
   }
 }
@@ -155,7 +160,7 @@ export async function runPodWorker(
   cri: Cri,
   o: { image: string; logRoot: string; rand: () => number; endAt: number; t0: number },
 ): Promise<PodRecord> {
-  const rec: PodRecord = { pods: [], ops: {}, logRoot: o.logRoot };
+  const rec: PodRecord = { pods: [], ops: {}, errors: {}, logRoot: o.logRoot };
   let n = 0;
   while (Date.now() < o.endAt) {
     const done = rec.pods.filter((p) => p.started && !p.stopped);

@@ -172,6 +172,7 @@ it(
           (r) =>
             `supervisor SIGKILL at ${r.atMs} ms${r.alsoKilled ? ` (and ${r.alsoKilled})` : ''}: status ok after ${r.recoveryMs} ms, ${r.kept}/${r.expected} processes kept`,
         ),
+        `CRI errors (first of each): ${JSON.stringify(pods.errors)}`,
         `operations: ${Object.entries({ ...rec.ops, ...pods.ops })
           .map(([op, c]) => `${op} ${c.ok} ok/${c.failed} failed`)
           .join(', ')}`,
