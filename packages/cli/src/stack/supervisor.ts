@@ -84,6 +84,16 @@ export class Supervisor {
         await waitEmbeddedReady(e, proc);
         this.log(`${e.kind} listening on 127.0.0.1:${e.port}`, { child: proc.pid, data: e.dataDir });
       }
+      // Services the plan no longer runs as they ran (co-hosted now, or fewer replicas) go before
+      // any new one starts: never two shims, or two of anything, on one node.
+      const planned = new Set(
+        this.plan.cohosted ? ['cohosted#1'] : this.plan.services.map((s) => `${s.service}#${s.replica}`),
+      );
+      const unplanned = [...orphans.values()].filter(
+        (o) => o.kind === 'service' && !planned.has(childKey(o)),
+      );
+      for (const o of unplanned) orphans.delete(childKey(o));
+      for (const line of await stopOrphans(unplanned, this.plan.stopGraceMs)) this.log(line);
       if (this.plan.cohosted) await this.startCohosted(this.plan.cohosted, orphans);
       for (const s of this.plan.cohosted ? [] : this.plan.services) {
         this.checkNotStopping();
