@@ -97,6 +97,8 @@ it(
   `holds every invariant through ${SECONDS} s of faults`,
   async () => {
     const started = Date.now();
+    // First, so that a run that fails before its report can still be replayed.
+    console.log(`chaos: seed ${SEED} (CHAOS_SEED=${SEED})`);
     const exits = new Map<string, number[]>();
     const sub = s.nc.subscribe(eventSubject('tasks.exit'), {
       callback: (_err, msg) => {
@@ -107,15 +109,13 @@ it(
     });
     const t0 = Date.now();
     const endAt = t0 + SECONDS * 1000;
-    const lines: string[] = [];
     const logRoot = join(s.root, 'pod-logs');
     await mkdir(logRoot, { recursive: true });
     const [faults, rec, pods] = await Promise.all([
-      runDriver(s, { rand: seededRandom(SEED), endAt, t0, kinds: KINDS, log: (l) => lines.push(l) }),
+      runDriver(s, { rand: seededRandom(SEED), endAt, t0, kinds: KINDS, log: (l) => console.log(l) }),
       runWorkload(s, { image, pullRef, rand: seededRandom(SEED + 1), endAt, t0 }),
       runPodWorker(cri, { image: CRI_IMAGE, logRoot, rand: seededRandom(SEED + 2), endAt, t0 }),
     ]);
-    console.log(lines.join('\n'));
     // Recovery: every service answers again (the driver already brought each victim back).
     await waitAllAnswer(s);
     const checks = await checkLive(s, rec, exits);

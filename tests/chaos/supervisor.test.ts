@@ -123,6 +123,7 @@ function leftBehind(): Check {
 it(
   `holds every invariant through ${SECONDS} s of supervisor kills`,
   async () => {
+    console.log(`chaos (supervisor): seed ${SEED} (CHAOS_SEED=${SEED})`);
     const exits = new Map<string, number[]>();
     const sub = nc.subscribe(eventSubject('tasks.exit'), {
       callback: (_err, msg) => {

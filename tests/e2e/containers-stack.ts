@@ -124,7 +124,8 @@ export async function startContainerStack(
     BERTH_NODE_ID: node,
     BERTH_STATE_ROOT: stateRoot,
     BERTH_RUN_ROOT: runRoot,
-    BERTH_LOG_LEVEL: 'warn',
+    // STACK_LOG_LEVEL=info shows what the services do (a failing chaos run, say).
+    BERTH_LOG_LEVEL: process.env.STACK_LOG_LEVEL ?? 'warn',
     BERTH_SHUTDOWN_GRACE_MS: '3000',
   });
   // Containers run on the bridge network by default: the shim gets a CNI network of its own.
@@ -148,10 +149,16 @@ export async function startContainerStack(
     p.stdout?.on('data', keep);
     p.stderr?.on('data', keep);
     const svc = TOKENS[name];
-    await until(`${name} to answer info\n${outputs.get(name) ?? ''}`, async () => {
+    const from = (outputs.get(name) ?? '').length;
+    await until(`${name} to answer info`, async () => {
       if (p.exitCode !== null) throw new Error(`${name} exited ${p.exitCode}: ${outputs.get(name) ?? ''}`);
       const info = await call(nc, svc, 'info', {}, { node, timeoutMs: 500 });
       return info.pid === p.pid;
+    }).catch((err: Error) => {
+      // What this process printed (warnings and errors), to say why it did not answer.
+      throw new Error(
+        `${err.message}\n${name} (pid ${p.pid}) printed: ${(outputs.get(name) ?? '').slice(from)}`,
+      );
     });
     return p;
   }
