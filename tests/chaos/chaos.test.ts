@@ -36,9 +36,12 @@ const CRI_IMAGE = 'berth.test/busybox:cri';
 let cri: Cri;
 
 beforeAll(async () => {
-  // A short reconcile interval: exits whose event a fault swallowed are found within a second.
   s = await startContainerStack({
-    config: { services: { 'task-service': { reconcileIntervalMs: 1000 } } },
+    // Short intervals: exits whose event a fault swallowed, and pod networks whose teardown a
+    // fault failed, are found again within a second.
+    config: {
+      services: { 'task-service': { reconcileIntervalMs: 1000 }, 'cri-gateway': { networkCollectMs: 1000 } },
+    },
     cri: true,
     ...(FILL ? { stateTmpfsMb: 1024 } : {}),
   });

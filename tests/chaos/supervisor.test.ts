@@ -34,7 +34,11 @@ let cri: Cri;
 let target: ChaosTarget;
 
 beforeAll(async () => {
-  stack = await startStack({ config: { services: { 'task-service': { reconcileIntervalMs: 1000 } } } });
+  stack = await startStack({
+    config: {
+      services: { 'task-service': { reconcileIntervalMs: 1000 }, 'cri-gateway': { networkCollectMs: 1000 } },
+    },
+  });
   nc = await connectNats({ url: stack.natsUrl, name: 'chaos-supervisor' });
   const tar = await busyboxLayoutTar(stack.root);
   for (const [name, namespace] of [
