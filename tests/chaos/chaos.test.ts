@@ -8,7 +8,7 @@ import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { busyboxLayoutTar, type ContainerStack, startContainerStack } from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
-import { type Check, checkClean, checkLive, runcList } from './invariants.js';
+import { type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
 import { checkPods, removeAllPods } from './pod-invariants.js';
 import { type Cri, criRuntime, type PodRecord, runPodWorker } from './pods.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
@@ -122,7 +122,14 @@ it(
     // Recovery: every service answers again (the driver already brought each victim back).
     await waitAllAnswer(s);
     const checks = await checkLive(s, rec, exits);
-    checks.push(...(await checkPods(cri, pods, () => runcList(s.stateRoot, 'k8s.io'))));
+    checks.push(
+      ...(await checkPods(
+        cri,
+        pods,
+        () => runcList(s.stateRoot, 'k8s.io'),
+        (id) => taskOf(s, 'k8s.io', id),
+      )),
+    );
     checks.push(await removeAllPods(cri, rec.ids));
     checks.push(...(await checkClean(s, rec.ids)));
     sub.unsubscribe();

@@ -180,6 +180,14 @@ export async function checkLive(
   return checks;
 }
 
+/** The task of a container as `berth inspect` shows it (status, exit code, reason), in a namespace. */
+export async function taskOf(s: ChaosTarget, ns: string, id: string): Promise<string> {
+  const r = await s.berth(['-n', ns, 'inspect', id]);
+  if (r.code !== 0) return `inspect failed: ${r.stderr.trim()}`;
+  const t = (JSON.parse(r.stdout) as Inspected[])[0]?.task;
+  return t ? `${t.status} ${t.exitCode ?? ''} ${t.reason ?? ''}`.trim() : 'none';
+}
+
 /** `berth ps -a` against runc's list: the same running set, and no runc container berth does not know. */
 async function psEqualsRunc(s: ChaosTarget): Promise<Check> {
   const all = await inspectAll(s, await psNames(s));

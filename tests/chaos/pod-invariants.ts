@@ -65,7 +65,13 @@ function logLines(file: string): string[] {
  * Checks the pods on the live stack. `runc` is runc's list (id -> status) over every namespace:
  * the pause container of a pod runs under the pod's id.
  */
-export async function checkPods(cri: Cri, rec: PodRecord, runc: () => Map<string, string>): Promise<Check[]> {
+export async function checkPods(
+  cri: Cri,
+  rec: PodRecord,
+  runc: () => Map<string, string>,
+  /** berth's own word on a pod's pause task (status, exit code, reason), to say how a pod broke. */
+  taskOf?: (id: string) => Promise<string>,
+): Promise<Check[]> {
   const checks: Check[] = [];
   const pods = await listPods(cri);
   const byId = new Map(pods.map((p) => [p.id, p]));
@@ -92,10 +98,15 @@ export async function checkPods(cri: Cri, rec: PodRecord, runc: () => Map<string
 
   const acked = rec.pods.filter((p) => p.podId && !p.stopped);
   const lost = acked.filter((p) => byId.get(p.podId)?.state !== 'SANDBOX_READY');
+  const how = new Map<string, string>();
+  for (const p of lost) how.set(p.podId, taskOf ? await taskOf(p.podId).catch((e: Error) => e.message) : '');
   checks.push(
     verdict(
       'every acknowledged pod present and ready',
-      lost.map((p) => `${p.name} (run at ${p.atMs} ms): ${byId.get(p.podId)?.state ?? 'gone'}`),
+      lost.map(
+        (p) =>
+          `${p.name} ${p.podId.slice(0, 12)} (run at ${p.atMs} ms): ${byId.get(p.podId)?.state ?? 'gone'}, runc ${procs.get(p.podId) ?? 'absent'}${how.get(p.podId) ? `, task ${how.get(p.podId)}` : ''}`,
+      ),
       `${acked.length - lost.length}/${acked.length} ready`,
     ),
   );

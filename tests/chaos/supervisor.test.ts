@@ -10,7 +10,7 @@ import { busyboxLayoutTar } from '../e2e/containers-stack.js';
 import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
-import { type ChaosTarget, type Check, checkClean, checkLive, runcList } from './invariants.js';
+import { type ChaosTarget, type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
 import { checkPods, removeAllPods } from './pod-invariants.js';
 import { type Cri, criRuntime, runPodWorker } from './pods.js';
 import { runWorkload } from './workload.js';
@@ -166,7 +166,14 @@ it(
       leftBehind(),
       ...(await checkLive(target, rec, exits)),
     ];
-    checks.push(...(await checkPods(cri, pods, () => runcList(stack.stateRoot, 'k8s.io'))));
+    checks.push(
+      ...(await checkPods(
+        cri,
+        pods,
+        () => runcList(stack.stateRoot, 'k8s.io'),
+        (id) => taskOf(target, 'k8s.io', id),
+      )),
+    );
     checks.push(await removeAllPods(cri, rec.ids));
     checks.push(...(await checkClean(target, rec.ids)));
     sub.unsubscribe();
