@@ -1,15 +1,22 @@
 import { execFileSync } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ImageApi } from '@berth/api';
 import { eventSubject } from '@berth/api/subjects';
+import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { busyboxLayoutTar, type ContainerStack, startContainerStack } from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
-import { type Check, checkClean, checkLive } from './invariants.js';
+import { type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
+import { checkPods, removeAllPods } from './pod-invariants.js';
+import { type Cri, criRuntime, type PodRecord, runPodWorker } from './pods.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
 
-// The chaos suite: a mixed workload (workload.ts) while the driver (driver.ts) kills and pauses
-// services, kills nats-server and redis-server and fills the disk; then the invariants
-// (invariants.ts), printed one per line as HELD / BROKEN / NOT CHECKED with their figures.
+// The chaos suite: a mixed workload (workload.ts through the CLI, pods.ts through the CRI socket)
+// while the driver (driver.ts) kills and pauses services (the CRI gateway too), kills nats-server
+// and redis-server and fills the disk; then the invariants (invariants.ts, pod-invariants.ts),
+// printed one per line as HELD / BROKEN / NOT CHECKED with their figures.
 // CHAOS_SECONDS sets the length (45 s: the short form in the default e2e run; `pnpm --filter
 // @berth/tests run chaos` runs 600 s), CHAOS_SEED replays a run's choices (the timing of the
 // workload against the faults still varies), CHAOS_DISK_FILL=1/0 forces disk fill on or off.
@@ -24,17 +31,32 @@ let s: ContainerStack;
 let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
 let image = 'berth.test/busybox:latest';
 let pullRef = '';
+// The CRI's images live in its own namespace (k8s.io).
+const CRI_IMAGE = 'berth.test/busybox:cri';
+let cri: Cri;
 
 beforeAll(async () => {
-  // A short reconcile interval: exits whose event a fault swallowed are found within a second.
   s = await startContainerStack({
-    config: { services: { 'task-service': { reconcileIntervalMs: 1000 } } },
+    // Short intervals: exits whose event a fault swallowed, and pod networks whose teardown a
+    // fault failed, are found again within a second.
+    config: {
+      services: { 'task-service': { reconcileIntervalMs: 1000 }, 'cri-gateway': { networkCollectMs: 1000 } },
+    },
+    cri: true,
     ...(FILL ? { stateTmpfsMb: 1024 } : {}),
   });
   image = (await s.importBusybox(image)).name;
+  const tar = await busyboxLayoutTar(s.root);
+  await call(
+    s.nc,
+    ImageApi,
+    'import',
+    { path: tar, name: CRI_IMAGE },
+    { node: s.node, namespace: 'k8s.io', timeoutMs: 120_000 },
+  );
+  cri = criRuntime(s.criSocket as string);
   registry = await startRegistry();
   pullRef = `${registry.host}/chaos/busybox:pull`;
-  const tar = await busyboxLayoutTar(s.root);
   execFileSync('skopeo', [
     'copy',
     '--quiet',
@@ -44,19 +66,27 @@ beforeAll(async () => {
   ]);
 }, 180_000);
 afterAll(async () => {
+  cri?.close();
   await s?.stop();
   await registry?.stop();
 }, 120_000);
 
-function report(faults: FaultRecord[], rec: WorkloadRecord, checks: Check[], ms: number): string {
+function report(
+  faults: FaultRecord[],
+  rec: WorkloadRecord,
+  pods: PodRecord,
+  checks: Check[],
+  ms: number,
+): string {
   const kinds = new Map<string, number>();
   for (const f of faults) kinds.set(`${f.kind} ${f.target}`, (kinds.get(`${f.kind} ${f.target}`) ?? 0) + 1);
   const worst = faults.reduce((a, f) => Math.max(a, f.recoveryMs), 0);
   return [
     `chaos: seed ${SEED} (CHAOS_SEED=${SEED} replays the choices), ${SECONDS} s of faults, ${Math.round(ms / 1000)} s in all`,
     `faults: ${faults.length} (${[...kinds].map(([k, n]) => `${k} x${n}`).join(', ')}); slowest recovery ${worst} ms`,
-    `not exercised: ${FILL ? '' : 'disk fill (CHAOS_DISK_FILL=1 or the long form); '}pods (the workload has no CRI part yet)`,
-    `operations: ${Object.entries(rec.ops)
+    ...(FILL ? [] : ['not exercised: disk fill (CHAOS_DISK_FILL=1 or the long form)']),
+    `CRI errors (first of each): ${JSON.stringify(pods.errors)}`,
+    `operations: ${Object.entries({ ...rec.ops, ...pods.ops })
       .map(([op, c]) => `${op} ${c.ok} ok/${c.failed} failed`)
       .join(', ')}`,
     ...checks.map(
@@ -70,6 +100,8 @@ it(
   `holds every invariant through ${SECONDS} s of faults`,
   async () => {
     const started = Date.now();
+    // First, so that a run that fails before its report can still be replayed.
+    console.log(`chaos: seed ${SEED} (CHAOS_SEED=${SEED})`);
     const exits = new Map<string, number[]>();
     const sub = s.nc.subscribe(eventSubject('tasks.exit'), {
       callback: (_err, msg) => {
@@ -80,18 +112,28 @@ it(
     });
     const t0 = Date.now();
     const endAt = t0 + SECONDS * 1000;
-    const lines: string[] = [];
-    const [faults, rec] = await Promise.all([
-      runDriver(s, { rand: seededRandom(SEED), endAt, t0, kinds: KINDS, log: (l) => lines.push(l) }),
+    const logRoot = join(s.root, 'pod-logs');
+    await mkdir(logRoot, { recursive: true });
+    const [faults, rec, pods] = await Promise.all([
+      runDriver(s, { rand: seededRandom(SEED), endAt, t0, kinds: KINDS, log: (l) => console.log(l) }),
       runWorkload(s, { image, pullRef, rand: seededRandom(SEED + 1), endAt, t0 }),
+      runPodWorker(cri, { image: CRI_IMAGE, logRoot, rand: seededRandom(SEED + 2), endAt, t0 }),
     ]);
-    console.log(lines.join('\n'));
     // Recovery: every service answers again (the driver already brought each victim back).
     await waitAllAnswer(s);
     const checks = await checkLive(s, rec, exits);
+    checks.push(
+      ...(await checkPods(
+        cri,
+        pods,
+        () => runcList(s.stateRoot, 'k8s.io'),
+        (id) => taskOf(s, 'k8s.io', id),
+      )),
+    );
+    checks.push(await removeAllPods(cri, rec.ids));
     checks.push(...(await checkClean(s, rec.ids)));
     sub.unsubscribe();
-    const text = report(faults, rec, checks, Date.now() - started);
+    const text = report(faults, rec, pods, checks, Date.now() - started);
     console.log(text);
     expect(faults.length).toBeGreaterThan(0);
     expect(checks.filter((c) => c.held === false).map((c) => `${c.name}: ${c.detail}`)).toEqual([]);

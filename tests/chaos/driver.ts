@@ -9,9 +9,8 @@ import { once } from 'node:events';
 import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
-import { ImageApi, type ServiceDef, ShimApi, SnapshotApi, TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
-import { type ContainerStack, SERVICES, type ServiceName, until } from '../e2e/containers-stack.js';
+import { type ContainerStack, SERVICE_APIS, until } from '../e2e/containers-stack.js';
 
 /** A random stream in [0, 1) from a 32-bit seed (mulberry32): the same seed replays the same run. */
 export function seededRandom(seed: number): () => number {
@@ -62,19 +61,13 @@ export interface FaultRecord {
   recoveryMs: number;
 }
 
-const APIS: Record<ServiceName, ServiceDef> = {
-  'image-service': ImageApi,
-  'snapshot-service': SnapshotApi,
-  shim: ShimApi,
-  'task-service': TaskApi,
-};
-
 /** Waits until every service of the stack answers `info` (the recovery condition). */
 export async function waitAllAnswer(s: ContainerStack, timeoutMs = 60_000): Promise<void> {
-  for (const name of SERVICES) {
+  for (const name of s.services) {
     await until(
       `${name} to answer info`,
-      async () => (await call(s.nc, APIS[name], 'info', {}, { node: s.node, timeoutMs: 1000 })).pid > 0,
+      async () =>
+        (await call(s.nc, SERVICE_APIS[name], 'info', {}, { node: s.node, timeoutMs: 1000 })).pid > 0,
       timeoutMs,
     );
   }
@@ -104,7 +97,7 @@ async function inject(
   let target: string;
   switch (kind) {
     case FaultKind.killService: {
-      const name = pick(rand, SERVICES);
+      const name = pick(rand, s.services);
       target = name;
       await s.kill(name, 'SIGKILL');
       // What the supervisor of `berth up` does: start it again; start() waits for its info.
@@ -122,7 +115,7 @@ async function inject(
       await s.redis.restart();
       break;
     case FaultKind.pauseService: {
-      const name = pick(rand, SERVICES);
+      const name = pick(rand, s.services);
       const proc = s.procs.get(name);
       if (!proc) throw new Error(`no process for ${name}`);
       target = name;

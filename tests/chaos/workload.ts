@@ -53,17 +53,31 @@ export function batchScript(lines: number, code: number): string {
   return `i=1; while [ $i -le ${lines} ]; do echo line-$i; i=$((i+1)); done; exit ${code}`;
 }
 
+/**
+ * Which operation a draw in [0, 1) means: 35 % batch run, 15 % long run, 25 % exec, 10 % stop and
+ * rm, 15 % pull and rmi. What cannot be done (an exec with no long container, a pull without a
+ * registry) falls through to the next share.
+ */
+function opOf(r: number, rec: WorkloadRecord, canPull: boolean): 'batch' | 'long' | 'exec' | 'stop' | 'pull' {
+  if (r < 0.35) return 'batch';
+  if (r < 0.5) return 'long';
+  if (r < 0.75 && rec.longs.size > 0) return 'exec';
+  if (r < 0.85 && rec.longs.size > 1) return 'stop';
+  return canPull ? 'pull' : 'batch';
+}
+
 /** One random operation of the workload. */
 async function step(
-  s: ContainerStack,
+  s: Pick<ContainerStack, 'berth'>,
   rec: WorkloadRecord,
   o: { image: string; pullRef: string; rand: () => number; t0: number },
   seq: () => number,
 ) {
   const { image, pullRef, rand, t0 } = o;
-  const r = rand();
+  // Without a registry (pullRef '') a pull's turn runs a batch container instead.
+  const op = opOf(rand(), rec, pullRef !== '');
   const berth = (...args: string[]) => s.berth(args, { timeoutMs: 120_000 });
-  if (r < 0.35) {
+  if (op === 'batch') {
     const name = `b-${seq()}`;
     const lines = 20 + Math.floor(rand() * 300);
     // 10-99: never confused with the CLI's own error codes (1, 125-127).
@@ -80,7 +94,7 @@ async function step(
     });
     if (out.code === 0) rec.ids.add(out.stdout.trim());
     count(rec, 'run-batch', out.code === 0);
-  } else if (r < 0.5) {
+  } else if (op === 'long') {
     const name = `l-${seq()}`;
     const out = await berth('run', '-d', '--name', name, image, 'sleep', '600');
     if (out.code === 0) {
@@ -88,7 +102,7 @@ async function step(
       rec.ids.add(out.stdout.trim());
     }
     count(rec, 'run-long', out.code === 0);
-  } else if (r < 0.75 && rec.longs.size > 0) {
+  } else if (op === 'exec') {
     const name = pick(rand, [...rec.longs.keys()]);
     const code = 10 + Math.floor(rand() * 90);
     const out = await berth('exec', name, 'sh', '-c', `echo exec-${code}; exit ${code}`);
@@ -96,7 +110,7 @@ async function step(
     // A CLI that failed says so on stderr; a wrong answer without an error is a violation.
     if (!right && out.stderr.trim() === '') execWrong(rec, name, code, out);
     count(rec, 'exec', right);
-  } else if (r < 0.85 && rec.longs.size > 1) {
+  } else if (op === 'stop') {
     const name = pick(rand, [...rec.longs.keys()]);
     // Claimed while it is stopped and removed: the other worker does not pick it meanwhile.
     const id = rec.longs.get(name) ?? '';
@@ -126,7 +140,7 @@ function execWrong(rec: WorkloadRecord, name: string, code: number, out: { code:
  * finish before drawing the next. Resolves when every worker has finished its last operation.
  */
 export async function runWorkload(
-  s: ContainerStack,
+  s: Pick<ContainerStack, 'berth'>,
   opts: { image: string; pullRef: string; rand: () => number; endAt: number; t0: number; workers?: number },
 ): Promise<WorkloadRecord> {
   const rec = newRecord();

@@ -230,6 +230,38 @@ describe('berth up --cohosted', () => {
     expect(ps.stdout).toContain(registry.host);
   }, 60_000);
 
+  it('a berth up after the supervisor died adopts the process and the embedded servers; one without --cohosted replaces them', async () => {
+    const before = stack.state();
+    if (!before) throw new Error('no state file');
+    const pids = (st: typeof before) => st.children.map((c) => `${c.name}:${c.pid}`).sort();
+    process.kill(before.pid, 'SIGKILL');
+    await waitFor('the supervisor to be gone', () => !alive(before.pid));
+    const up = await stack.berth('up', '--cohosted');
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stderr).toContain('takes over what it left running');
+    const after = stack.state();
+    expect(after?.pid).not.toBe(before.pid);
+    expect(pids(after as typeof before)).toEqual(pids(before));
+    expect((await stack.status()).json.ok).toBe(true);
+
+    // The same stack as separate processes: the co-hosted one is stopped before they start.
+    const cohosted = cohostedChild().pid as number;
+    process.kill((after as typeof before).pid, 'SIGKILL');
+    await waitFor('the supervisor to be gone', () => !alive((after as typeof before).pid));
+    const separate = await stack.berth('up');
+    expect(separate.code, separate.stderr).toBe(0);
+    expect(alive(cohosted)).toBe(false);
+    const names = stack
+      .state()
+      ?.children.filter((c) => c.kind === 'service')
+      .map((c) => c.name);
+    expect(names?.sort()).toEqual([...SERVICES].sort());
+    // Back to co-hosted for the tests below.
+    expect((await stack.berth('down')).code).toBe(0);
+    const again = await stack.berth('up', '--cohosted');
+    expect(again.code, again.stderr).toBe(0);
+  }, 120_000);
+
   it('refuses replicas, which need separate processes', async () => {
     const r = await runBerth(['up', '--cohosted', '--replicas', 'image-service=2'], { env: stack.env });
     // The plan is checked before anything else, so the running stack is untouched.

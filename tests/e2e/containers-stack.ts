@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import {
   BerthError,
   Code,
+  CriApi,
   ImageApi,
   type ImageRecord,
   type ServiceDef,
@@ -32,14 +33,18 @@ import { connect, type NatsConnection } from 'nats';
 import { REPO_ROOT, type RunResult, runBerth } from '../harness/berth.js';
 
 export const SERVICES = ['image-service', 'snapshot-service', 'shim', 'task-service'] as const;
-export type ServiceName = (typeof SERVICES)[number];
+/** A service the stack can run: the four above, and the CRI gateway when asked for (`cri`). */
+export type ServiceName = (typeof SERVICES)[number] | 'cri-gateway';
 
-const TOKENS: Record<ServiceName, ServiceDef> = {
+/** The contract of each service (its `info` tells that a process answers). */
+export const SERVICE_APIS: Record<ServiceName, ServiceDef> = {
   'image-service': ImageApi,
   'snapshot-service': SnapshotApi,
   shim: ShimApi,
   'task-service': TaskApi,
+  'cri-gateway': CriApi,
 };
+const TOKENS = SERVICE_APIS;
 
 /** A running set of services in one isolated installation. */
 export interface ContainerStack {
@@ -54,6 +59,10 @@ export interface ContainerStack {
   /** The stack's private CNI network (conf dir, bridge, subnet, leases): never the host's. */
   cni: TestCniNetwork;
   procs: Map<ServiceName, ChildProcess>;
+  /** The services this stack runs (SERVICES, plus the CRI gateway with `cri`). */
+  services: readonly ServiceName[];
+  /** The CRI gateway's socket (<runRoot>/cri.sock), when the stack runs it. */
+  criSocket?: string;
   /** Output of each service so far (for failure messages). */
   output(name: ServiceName): string;
   start(name: ServiceName): Promise<void>;
@@ -86,10 +95,12 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
-/** Starts NATS, Redis and the four services; `only` limits which services start. */
+/** Starts NATS, Redis and the four services (and the CRI gateway with `cri`); `only` limits which start. */
 export async function startContainerStack(
   opts: {
     only?: ServiceName[];
+    /** Also run the CRI gateway (after the four services), on <runRoot>/cri.sock. */
+    cri?: boolean;
     config?: Record<string, unknown>;
     /** Put the state root on a tmpfs of this many MiB (a disk a test may fill; unmounted by stop()). */
     stateTmpfsMb?: number;
@@ -113,7 +124,8 @@ export async function startContainerStack(
     BERTH_NODE_ID: node,
     BERTH_STATE_ROOT: stateRoot,
     BERTH_RUN_ROOT: runRoot,
-    BERTH_LOG_LEVEL: 'warn',
+    // STACK_LOG_LEVEL=info shows what the services do (a failing chaos run, say).
+    BERTH_LOG_LEVEL: process.env.STACK_LOG_LEVEL ?? 'warn',
     BERTH_SHUTDOWN_GRACE_MS: '3000',
   });
   // Containers run on the bridge network by default: the shim gets a CNI network of its own.
@@ -137,10 +149,16 @@ export async function startContainerStack(
     p.stdout?.on('data', keep);
     p.stderr?.on('data', keep);
     const svc = TOKENS[name];
-    await until(`${name} to answer info\n${outputs.get(name) ?? ''}`, async () => {
+    const from = (outputs.get(name) ?? '').length;
+    await until(`${name} to answer info`, async () => {
       if (p.exitCode !== null) throw new Error(`${name} exited ${p.exitCode}: ${outputs.get(name) ?? ''}`);
       const info = await call(nc, svc, 'info', {}, { node, timeoutMs: 500 });
       return info.pid === p.pid;
+    }).catch((err: Error) => {
+      // What this process printed (warnings and errors), to say why it did not answer.
+      throw new Error(
+        `${err.message}\n${name} (pid ${p.pid}) printed: ${(outputs.get(name) ?? '').slice(from)}`,
+      );
     });
     return p;
   }
@@ -156,6 +174,8 @@ export async function startContainerStack(
     env,
     cni,
     procs,
+    services: opts.only ?? [...SERVICES, ...(opts.cri ? (['cri-gateway'] as const) : [])],
+    ...(opts.cri ? { criSocket: join(runRoot, 'cri.sock') } : {}),
     output: (name) => outputs.get(name) ?? '',
     async start(name) {
       procs.set(name, await launch(name));
@@ -203,7 +223,8 @@ export async function startContainerStack(
           .catch(() => undefined);
       }
       for (const p of extras) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
-      for (const n of [...SERVICES].reverse()) await stack.kill(n, 'SIGTERM').catch(() => undefined);
+      const order: ServiceName[] = [...SERVICES, 'cri-gateway'];
+      for (const n of order.reverse()) await stack.kill(n, 'SIGTERM').catch(() => undefined);
       sweepRunc(stateRoot);
       unmountUnder(root);
       await cni.close();
@@ -213,7 +234,7 @@ export async function startContainerStack(
     },
   };
   try {
-    for (const s of opts.only ?? SERVICES) await stack.start(s);
+    for (const s of stack.services) await stack.start(s);
   } catch (err) {
     await stack.stop();
     throw err;

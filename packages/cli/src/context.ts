@@ -57,6 +57,12 @@ export interface ChildState {
   lastExit?: string;
   /** For the co-hosted process (name `cohosted`): the services it runs. */
   services?: string[];
+  /**
+   * Digest of what the process was started with (command, arguments, berth's environment): a
+   * supervisor started after this one died adopts the process only when its own plan gives the
+   * same digest.
+   */
+  specHash?: string;
 }
 
 /**

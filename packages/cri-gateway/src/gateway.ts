@@ -60,6 +60,11 @@ export async function startGateway(opts: {
   streaming?: { host?: string; port?: number; advertiseHost?: string };
   log: Logger;
   probeTimeoutMs?: number;
+  /**
+   * How often pod networks no pod owns are torn down (default 60 s; 0: only at start). A teardown
+   * that failed while a service or NATS was down (RunPodSandbox undoing itself) is retried so.
+   */
+  networkCollectMs?: number;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
   // One subscription to every event, shared by the views and each GetContainerEvents stream: an
@@ -157,14 +162,28 @@ export async function startGateway(opts: {
   }
   let open = true;
   log.info({ streaming: streaming.baseUrl }, 'CRI gRPC server listening');
-  // Pod networks a previous gateway left without a pod; the task-service may not answer yet at
-  // boot, then the next start collects them. The shim's records are the list (network-list).
-  pods.collectNetworks().then(
-    (freed) => {
-      if (freed.length) log.info({ freed }, 'tore down pod networks no pod owns');
-    },
-    (err: unknown) => log.warn({ err }, 'could not collect orphaned pod networks'),
-  );
+  // Pod networks no pod owns: left by a previous gateway, or by a RunPodSandbox whose undoing
+  // failed while a service or NATS was down. Collected at start (the task-service may not answer
+  // yet) and then every networkCollectMs. The shim's records are the list (network-list).
+  let collecting = false;
+  const collect = () => {
+    if (collecting) return;
+    collecting = true;
+    pods
+      .collectNetworks()
+      .then(
+        (freed) => {
+          if (freed.length) log.info({ freed }, 'tore down pod networks no pod owns');
+        },
+        (err: unknown) => log.warn({ err }, 'could not collect orphaned pod networks'),
+      )
+      .finally(() => {
+        collecting = false;
+      });
+  };
+  collect();
+  const collectMs = opts.networkCollectMs ?? 60_000;
+  const collector = collectMs > 0 ? setInterval(collect, collectMs).unref() : undefined;
   return {
     socket: opts.socket,
     streamingUrl: streaming.baseUrl,
@@ -172,6 +191,7 @@ export async function startGateway(opts: {
     async close(graceMs: number) {
       if (!open) return;
       open = false;
+      clearInterval(collector);
       await Promise.all([listener.close(graceMs), streaming.close()]);
       view.close();
       images.close();

@@ -203,6 +203,26 @@ describe('CRI pod network leftovers', () => {
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
     expect((await shim.list()).pods).toEqual([]);
   });
+
+  it('a running gateway collects them again and again, not only when it starts', async () => {
+    await s.restartGateway({ networkCollectMs: 100 });
+    try {
+      const pod = await runPod('keeper');
+      const network = new CniPodNetwork(natsShimNetworkPort(s.nc, s.node));
+      // As a RunPodSandbox whose undoing failed while NATS was down leaves it, after the start.
+      const orphan = 'cri-fedcba9876543210';
+      await network.setup(orphan, { portMappings: [] });
+      await until('the orphan network to be torn down', async () => !(await network.list()).includes(orphan));
+      expect((await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod })).status.state).toBe(
+        'SANDBOX_READY',
+      );
+      await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+      await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+      expect(await network.list()).toEqual([]);
+    } finally {
+      await s.restartGateway();
+    }
+  });
 });
 
 describe('CRI bad input', () => {

@@ -51,6 +51,13 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Cr
         .strict(),
       {},
     ),
+    networkCollectMs: serviceSetting(
+      ctx.config,
+      Service.cri,
+      'networkCollectMs',
+      z.number().int().min(0),
+      60_000,
+    ),
     log: ctx.log,
   });
   return {

@@ -1,4 +1,4 @@
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCriLine } from './cri-log.js';
@@ -34,14 +34,18 @@ async function gated(code: number) {
   return { id, st, release };
 }
 
+/** conmon's exit file of a task (in its persist dir on the run root). */
+const exitFile = (id: string, execId?: string) =>
+  join(w.runRoot, 'monitors', 'persist', ns, id, ...(execId ? ['execs', execId] : []), 'exit');
+
 /** Waits until conmon's exit file for a task exists: the exit really happened. */
-async function exitFileOf(bundle: string): Promise<void> {
+async function exitFileOf(file: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (await stat(join(bundle, 'exit')).catch(() => undefined)) return;
+    if (await stat(file).catch(() => undefined)) return;
     await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error(`no exit file in ${bundle}`);
+  throw new Error(`no exit file ${file}`);
 }
 
 function alive(pid: number): boolean {
@@ -81,8 +85,8 @@ describe('the agent dies and comes back', () => {
     const logBefore = (await readFile(stay.st.logPath!, 'utf8')).length;
     await leave.release();
     await writeFile(join(w.rootfs, 'tmp', `go-ex-${execTask.id}`), '');
-    await exitFileOf(leave.st.bundle!);
-    await exitFileOf(join(execTask.st.bundle!, 'execs', 'ex'));
+    await exitFileOf(exitFile(leave.id));
+    await exitFileOf(exitFile(execTask.id, 'ex'));
     // conmon kept writing the log while no agent ran.
     await waitForLog(
       stay.st.logPath!,
@@ -93,7 +97,7 @@ describe('the agent dies and comes back', () => {
     await w.startAgent();
     const exit = await w.nextExit((e) => e.id === leave.id);
     expect(exit).toMatchObject({ exitCode: 9, namespace: ns });
-    const fileTime = (await stat(join(leave.st.bundle!, 'exit'))).mtime.toISOString();
+    const fileTime = (await stat(exitFile(leave.id))).mtime.toISOString();
     expect(exit.exitedAt).toBe(fileTime);
     expect(await w.client.wait({ namespace: ns, id: leave.id })).toMatchObject({ exitCode: 9 });
     expect(await w.nextExit((e) => e.id === execTask.id && e.execId === 'ex')).toMatchObject({ exitCode: 4 });
@@ -126,7 +130,7 @@ describe('the agent dies and comes back', () => {
     const t = await gated(3);
     await t.release();
     await w.killAgent();
-    await exitFileOf(t.st.bundle!);
+    await exitFileOf(exitFile(t.id));
     await w.startAgent();
     expect(await w.client.wait({ namespace: ns, id: t.id })).toMatchObject({ exitCode: 3 });
     expect(await w.nextExit((e) => e.id === t.id)).toMatchObject({ exitCode: 3 });
@@ -138,7 +142,7 @@ describe('the agent dies and comes back', () => {
     const done = await gated(2);
     await w.killAgent();
     await done.release();
-    await exitFileOf(done.st.bundle!);
+    await exitFileOf(exitFile(done.id));
     await w.redisFlush();
     await w.startAgent();
     expect(await w.client.state({ namespace: ns, id: t.id })).toMatchObject({
@@ -164,6 +168,24 @@ describe('the agent dies and comes back', () => {
     await other.release();
     expect(await w.client.wait({ namespace: ns, id: other.id })).toMatchObject({ exitCode: 0 });
     for (const x of [t, other]) await w.client.delete({ namespace: ns, id: x.id });
+  });
+
+  it('an exit file where an older agent had conmon write it (the bundle) is read; persist dirs of no task are removed at start', async () => {
+    const t = await gated(42);
+    await w.killAgent();
+    // The monitor goes without writing an exit file, as if it wrote only where an older agent
+    // pointed it: its bundle.
+    process.kill(t.st.monitorPid!, 'SIGKILL');
+    await t.release();
+    while (alive(t.st.pid)) await new Promise((r) => setTimeout(r, 20));
+    await writeFile(join(t.st.bundle!, 'exit'), '42');
+    const orphan = join(w.runRoot, 'monitors', 'persist', ns, newId());
+    await mkdir(orphan, { recursive: true });
+    await w.startAgent();
+    expect(await w.client.wait({ namespace: ns, id: t.id })).toMatchObject({ exitCode: 42 });
+    expect(await stat(orphan).catch(() => 'gone')).toBe('gone');
+    await w.client.delete({ namespace: ns, id: t.id });
+    expect(await stat(join(w.runRoot, 'monitors', 'persist', ns, t.id)).catch(() => 'gone')).toBe('gone');
   });
 
   it('a monitor killed while the agent runs: the task turns unknown, then exit 255 MonitorLost once runc sees it stopped', async () => {

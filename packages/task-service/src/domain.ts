@@ -32,7 +32,8 @@ export interface ExitTracking {
 
 /**
  * Subscribes to `tasks.exit` (every replica hears every exit: waiters live in each) and then
- * reconciles with the shims, so exits announced while no task-service ran are recorded too.
+ * starts reconciling with the shims (without waiting for it), so exits announced while no
+ * task-service ran are recorded too.
  * Reconciles again after every NATS reconnect (events published meanwhile are lost: core NATS is
  * at-most-once) and every `intervalMs`, so `ps`, which reads only the store, never shows a dead
  * container as up for longer than that.
@@ -52,8 +53,6 @@ export async function startExitTracking(
     d.tasks.onExit(parsed.data).catch((err: unknown) => log.error({ err }, 'recording an exit failed'));
   });
   await nc.flush();
-  const r = await d.tasks.reconcile();
-  log.info(r, 'reconciled tasks with their shims');
 
   let running = false;
   const again = (why: string) => {
@@ -62,13 +61,18 @@ export async function startExitTracking(
     d.tasks
       .reconcile()
       .then((res) => {
-        if (res.exited > 0) log.info({ ...res, why }, 'reconcile recorded missed exits');
+        if (why === 'start') log.info(res, 'reconciled tasks with their shims');
+        else if (res.exited > 0) log.info({ ...res, why }, 'reconcile recorded missed exits');
       })
       .catch((err: unknown) => log.warn({ err: (err as Error).message, why }, 'reconcile failed'))
       .finally(() => {
         running = false;
       });
   };
+  // The first pass runs beside the service, not before it: finishing what a replica killed
+  // mid-operation left (a removal, say) waits for that container's lock, up to its TTL (30 s), and
+  // the service must answer meanwhile (the chaos suite saw it silent for 30 s after a restart).
+  again('start');
   const timer = setInterval(() => again('interval'), opts.intervalMs ?? 30_000);
   timer.unref();
   void (async () => {

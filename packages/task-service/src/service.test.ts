@@ -8,10 +8,12 @@ import {
   client as clientOf,
   connectRedis,
   createLogger,
+  keys,
   publishEvent,
   type Redis,
   type ServedService,
   serve,
+  tryLock,
 } from '@berth/kit';
 import { startNats, startRedis, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
@@ -223,5 +225,29 @@ describe('task-service endpoints', () => {
       code: 'UNAVAILABLE',
     });
     expect((await client['get-container']({ id: 'exiting' })).status).toBe('stopped');
+  });
+});
+
+describe('a replica starting after one that was killed mid-operation', () => {
+  it("answers at once while finishing the dead one's removal waits for that container's lock", async () => {
+    const c = fakeContainer('half-removed');
+    await domain.store.reserveName('test', c.name, c.id);
+    await domain.store.put(c);
+    await domain.store.markRemoving('test', c.id);
+    // The killed replica's lock: it stays until its TTL runs out (30 s).
+    const held = await tryLock(redis, keys.containerLock('test', c.id), 30_000);
+    expect(held).toBeTruthy();
+    const second = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
+    const started = Date.now();
+    const tracking = await startExitTracking(second, nc, log);
+    try {
+      // Before, startup waited for the whole first reconcile, and so for the lock: 30 s of silence.
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(await domain.store.removing('test')).toContain(c.id);
+    } finally {
+      tracking.stop();
+      await held?.release();
+      await domain.store.unmarkRemoving('test', c.id);
+    }
   });
 });

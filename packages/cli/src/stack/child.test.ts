@@ -110,3 +110,63 @@ describe('Supervised', () => {
     expect(c.state().status).toBe('stopped');
   });
 });
+
+describe('Supervised.adopt', () => {
+  it('takes over a process a dead supervisor started from the same spec, and restarts it once it is gone', async () => {
+    const s = spec('adoptee', 'setInterval(() => {}, 1000)');
+    // The process as the dead supervisor left it: running, recorded in its state file.
+    const first = new Supervised(s, () => undefined);
+    const proc = first.start();
+    const left = first.state();
+    let changes = 0;
+    const next = new Supervised(s, () => changes++, { initialMs: 10, maxMs: 10, resetAfterMs: 60_000 });
+    expect(next.adopt(left)).toBe(true);
+    expect(next.state()).toMatchObject({ pid: proc.pid, status: 'running', specHash: left.specHash });
+    expect(readFileSync(join(dir, 'adoptee.log'), 'utf8')).toContain(`adopted adoptee (pid ${proc.pid})`);
+    proc.kill('SIGKILL');
+    await until('a new process in its place', () => {
+      const st = next.state();
+      return st.status === 'running' && st.pid !== null && st.pid !== proc.pid;
+    });
+    expect(next.state()).toMatchObject({ restarts: 1, lastExit: 'exited while adopted (status unknown)' });
+    const pid = next.state().pid as number;
+    expect(await next.stop(2000)).toBe('stopped');
+    expect(exited(pid)).toBe(true);
+    expect(changes).toBeGreaterThan(0);
+    await first.stop(100);
+  });
+
+  it('refuses a process started from another spec, or no longer running its program', async () => {
+    const s = spec('other', 'setInterval(() => {}, 1000)');
+    const first = new Supervised(s, () => undefined);
+    first.start();
+    const left = first.state();
+    const changed = new Supervised({ ...s, args: [...s.args, '--changed'] }, () => undefined);
+    expect(changed.adopt(left)).toBe(false);
+    expect(changed.state().pid).toBeNull();
+    // The same spec (the marker is not part of it), but the pid does not run that program.
+    const wrongMarker = new Supervised({ ...s, marker: 'no-such-program' }, () => undefined);
+    expect(wrongMarker.state().specHash).toBe(left.specHash);
+    expect(wrongMarker.adopt(left)).toBe(false);
+    await first.stop(2000);
+    expect(new Supervised(s, () => undefined).adopt(left)).toBe(false);
+  });
+
+  it('stops an adopted process by pid, with SIGKILL after the grace when SIGTERM is ignored', async () => {
+    const s = spec(
+      'stubborn-adoptee',
+      "process.on('SIGTERM', () => {}); console.log('handler-set'); setInterval(() => {}, 1000)",
+    );
+    const first = new Supervised(s, () => undefined);
+    const proc = first.start();
+    const left = first.state();
+    const next = new Supervised(s, () => undefined);
+    await until('the SIGTERM handler to be set', () =>
+      readFileSync(join(dir, 'stubborn-adoptee.log'), 'utf8').includes('handler-set'),
+    );
+    expect(next.adopt(left)).toBe(true);
+    expect(await next.stop(200)).toBe('killed');
+    expect(exited(proc.pid as number)).toBe(true);
+    expect(next.state()).toMatchObject({ pid: null, status: 'stopped' });
+  });
+});

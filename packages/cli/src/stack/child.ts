@@ -1,8 +1,28 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { closeSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ChildState, ChildStatus } from '../context.js';
+import { isSameProcess, exited as pidExited, terminatePid } from './proc.js';
+
+/** How often an adopted process (not our child: no 'exit' event) is checked for being gone. */
+export const ADOPTED_POLL_MS = 250;
+
+/**
+ * Digest of what a child is started with: command, arguments and the environment variables that
+ * are berth's (BERTH_*, and the Node and malloc settings the supervisor adds), never the rest of
+ * the caller's environment, which differs from one shell to the next.
+ */
+export function specHash(spec: ChildSpec): string {
+  const env = Object.entries(spec.env)
+    .filter(([k]) => k.startsWith('BERTH_') || k === 'NODE_OPTIONS' || k === 'MALLOC_ARENA_MAX')
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash('sha256')
+    .update(JSON.stringify([spec.name, spec.replica, spec.command, spec.args, env]))
+    .digest('hex')
+    .slice(0, 32);
+}
 
 /** How a crashed process is restarted: exponential backoff, reset once it stayed up a while. */
 export interface BackoffPolicy {
@@ -45,6 +65,10 @@ export class Supervised {
   private delayMs: number;
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
+  /** A process a dead supervisor started, taken over: watched by polling, signalled by pid. */
+  private adopted: number | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  private readonly hash: string;
 
   constructor(
     readonly spec: ChildSpec,
@@ -52,15 +76,48 @@ export class Supervised {
     private readonly policy: BackoffPolicy = DEFAULT_BACKOFF,
   ) {
     this.delayMs = policy.initialMs;
+    this.hash = specHash(spec);
   }
 
   get pid(): number | undefined {
-    return this.proc?.pid;
+    return this.adopted ?? this.proc?.pid;
   }
 
-  /** Whether the process has exited at least once and is not running now. */
+  /** Whether the process runs now (started here, or adopted and not yet gone). */
   get running(): boolean {
+    if (this.adopted !== undefined) return true;
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /**
+   * Takes over a process that a supervisor which died started from the same spec (`from` is its
+   * entry in that supervisor's state file): it keeps running, is watched by polling /proc, and
+   * is restarted as usual once it is gone. Returns false (nothing taken) when the pid no longer
+   * runs that program or was started from another spec.
+   */
+  adopt(from: ChildState): boolean {
+    const pid = from.pid;
+    if (pid === null || from.specHash !== this.hash) return false;
+    if (pidExited(pid) || !isSameProcess(pid, this.spec.marker)) return false;
+    this.adopted = pid;
+    this.proc = undefined;
+    this.status = 'running';
+    this.restarts = from.restarts;
+    this.startedAt = from.startedAt ? Date.parse(from.startedAt) : Date.now();
+    if (from.lastExit) this.lastExit = from.lastExit;
+    this.poll = setInterval(() => {
+      if (!pidExited(pid) && isSameProcess(pid, this.spec.marker)) return;
+      clearInterval(this.poll);
+      this.poll = undefined;
+      this.adopted = undefined;
+      // Only its parent, the dead supervisor, could have learnt how it ended.
+      this.exited(undefined, 'exited while adopted (status unknown)');
+    }, ADOPTED_POLL_MS);
+    this.appendNote({
+      msg: `berth supervisor: adopted ${this.spec.name} (pid ${pid}) from a supervisor that died`,
+    });
+    this.onChange();
+    return true;
   }
 
   /** Snapshot for the state file and `berth status`. */
@@ -69,12 +126,13 @@ export class Supervised {
       name: this.spec.name,
       kind: this.spec.kind,
       replica: this.spec.replica,
-      pid: this.running ? (this.proc?.pid ?? null) : null,
+      pid: this.running ? (this.pid ?? null) : null,
       status: this.status,
       restarts: this.restarts,
       startedAt: this.startedAt ? new Date(this.startedAt).toISOString() : null,
       logFile: this.spec.logFile,
       marker: this.spec.marker,
+      specHash: this.hash,
       ...(this.spec.services ? { services: [...this.spec.services] } : {}),
       ...(this.lastExit ? { lastExit: this.lastExit } : {}),
     };
@@ -111,7 +169,7 @@ export class Supervised {
     return proc;
   }
 
-  private exited(proc: ChildProcess, why: string): void {
+  private exited(proc: ChildProcess | undefined, why: string): void {
     if (proc !== this.proc) return;
     this.lastExit = why;
     const ranMs = Date.now() - (this.startedAt ?? Date.now());
@@ -158,6 +216,20 @@ export class Supervised {
       this.timer = undefined;
       this.status = 'stopped';
       this.onChange();
+    }
+    const adopted = this.adopted;
+    if (adopted !== undefined) {
+      clearInterval(this.poll);
+      this.poll = undefined;
+      this.status = 'stopping';
+      this.onChange();
+      // Not our child: signalled by pid (never its group: a shim's containers survive) and polled.
+      const how = await terminatePid(adopted, graceMs);
+      this.adopted = undefined;
+      this.lastExit = how === 'killed' ? 'killed by SIGKILL' : 'stopped (adopted)';
+      this.status = 'stopped';
+      this.onChange();
+      return how === 'killed' ? 'killed' : 'stopped';
     }
     const proc = this.proc;
     if (!proc || !this.running) {

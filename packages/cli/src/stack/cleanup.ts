@@ -12,7 +12,8 @@ export function isSupervisorProcess(pid: number): boolean {
   );
 }
 
-function stopRank(c: ChildState): number {
+/** Where a process comes in `berth down`'s order: service groups first, embedded servers last. */
+export function stopRank(c: ChildState): number {
   if (c.kind === 'embedded') return STOP_ORDER.length;
   const i = STOP_ORDER.findIndex((g) => (g as readonly string[]).includes(c.name));
   return i < 0 ? STOP_ORDER.length - 1 : i;

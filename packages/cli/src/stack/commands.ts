@@ -39,12 +39,15 @@ async function liveState(config: Config): Promise<SupervisorState | undefined> {
 
 /**
  * A state file whose supervisor is gone: stop what it left running (after checking each pid still
- * runs that program) and remove the file, so the next `up` starts clean.
+ * runs that program) and remove the file, so the next `up` starts clean. With `adopt` (`berth up`)
+ * a supervisor that is gone leaves its processes to the new one, which adopts them (the stack
+ * carries on; supervisor.ts); only one that is still there but does not answer is stopped first.
  */
-async function cleanStale(ctx: CliContext): Promise<'none' | 'live' | 'cleaned'> {
+async function cleanStale(ctx: CliContext, adopt = false): Promise<'none' | 'live' | 'cleaned' | 'adopt'> {
   const stale = readSupervisorState(ctx.config);
   if (!stale) return 'none';
   const layout = hostLayout(ctx.config);
+  if (adopt && (exited(stale.pid) || !isSupervisorProcess(stale.pid))) return 'adopt';
   if (!exited(stale.pid) && isSupervisorProcess(stale.pid)) {
     // Alive: it may have bound its socket just after we asked (a concurrent `berth up`), so ask
     // again for a while before deciding it is stuck.
@@ -145,9 +148,13 @@ export async function up(args: { values: Record<string, unknown> }, ctx: CliCont
     );
     return 0;
   }
-  if ((await cleanStale(ctx)) === 'live') {
+  const stale = await cleanStale(ctx, true);
+  if (stale === 'live') {
     ctx.out.write("berth is already up; 'berth status' shows it\n");
     return 0;
+  }
+  if (stale === 'adopt') {
+    ctx.err.write('berth: the previous supervisor died; the new one takes over what it left running\n');
   }
   const problems = checkPrerequisites(plan);
   if (problems.length > 0) {
@@ -303,7 +310,7 @@ export async function status(args: { values: Record<string, unknown> }, ctx: Cli
     if (stale) {
       st.missing.unshift(
         `the supervisor (pid ${stale.pid}) is not running, so nothing restarts crashed services: ` +
-          "run 'berth down' then 'berth up'",
+          "run 'berth up' (a new supervisor takes over what still runs)",
       );
       st.ok = false;
     }

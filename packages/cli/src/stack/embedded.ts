@@ -186,6 +186,13 @@ async function redisListening(port: number, pid: number, password?: string): Pro
   }
 }
 
+/** True when the embedded server with this pid (adopted from a supervisor that died) accepts clients. */
+export async function embeddedAnswers(plan: EmbeddedPlan, pid: number): Promise<boolean> {
+  return plan.kind === 'nats-server'
+    ? natsListening(plan.dataDir, pid)
+    : await redisListening(plan.port, pid, plan.auth?.password);
+}
+
 /**
  * Waits until this very server process (matched by pid, not just "something on the port")
  * accepts connections. Fails with the tail of its log if it exits or the bound passes.

@@ -2,10 +2,11 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { BerthError, Code, type Service } from '@berth/api';
 import { hostLayout } from '@berth/kit/layout';
-import type { SupervisorState } from '../context.js';
+import type { ChildState, SupervisorState } from '../context.js';
+import { childKey, orphansOf, stopOrphans } from './adopt.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
 import { type ControlReply, controlRequest, listenControl, removeStaleSocket } from './control.js';
-import { assertPortFree, embeddedSpec, waitEmbeddedReady } from './embedded.js';
+import { assertPortFree, embeddedAnswers, embeddedSpec, waitEmbeddedReady } from './embedded.js';
 import { COHOSTED_LOGINS_ENV, type CohostedPlan, STOP_ORDER, type StackPlan } from './plan.js';
 
 /** Where the supervisor reports what it does: JSON lines when detached, short lines in a terminal. */
@@ -51,28 +52,49 @@ export class Supervisor {
 
   /**
    * Starts everything and returns once the embedded servers listen and every service process is
-   * spawned (services announce themselves on NATS; `berth up` waits for that). On failure it stops
-   * what it started and throws.
+   * spawned (services announce themselves on NATS; `berth up` waits for that). What a supervisor
+   * that died left running from the same plan is adopted instead of started again (containers,
+   * services and the embedded servers carry on; see adopt.ts), what it left that this plan has no
+   * place for is stopped. On failure it stops what it started and throws.
    */
   async start(): Promise<void> {
     mkdirSync(this.plan.runRoot, { recursive: true, mode: 0o755 });
     mkdirSync(this.layout.serviceLogs, { recursive: true, mode: 0o750 });
     await this.takeSocket();
+    // Read before this supervisor's first save() overwrites the dead one's state file.
+    const orphans = orphansOf(this.layout.run.supervisor);
     try {
       for (const e of this.plan.embedded) {
         this.checkNotStopping();
-        await assertPortFree(e);
         const child = new Supervised(
           embeddedSpec(e, this.plan.nodeId, this.embeddedEnv()),
           () => this.save(),
           this.backoff,
         );
         this.embedded.push(child);
+        const old = await this.takeOrphan(orphans, child);
+        if (old && (await embeddedAnswers(e, old))) {
+          this.log(`${e.kind} adopted on 127.0.0.1:${e.port}`, { child: old });
+          continue;
+        }
+        // Adopted but not answering: replaced, as a server that died would be.
+        if (old) await child.stop(this.plan.stopGraceMs);
+        await assertPortFree(e);
         const proc = child.start();
         await waitEmbeddedReady(e, proc);
         this.log(`${e.kind} listening on 127.0.0.1:${e.port}`, { child: proc.pid, data: e.dataDir });
       }
-      if (this.plan.cohosted) this.startCohosted(this.plan.cohosted);
+      // Services the plan no longer runs as they ran (co-hosted now, or fewer replicas) go before
+      // any new one starts: never two shims, or two of anything, on one node.
+      const planned = new Set(
+        this.plan.cohosted ? ['cohosted#1'] : this.plan.services.map((s) => `${s.service}#${s.replica}`),
+      );
+      const unplanned = [...orphans.values()].filter(
+        (o) => o.kind === 'service' && !planned.has(childKey(o)),
+      );
+      for (const o of unplanned) orphans.delete(childKey(o));
+      for (const line of await stopOrphans(unplanned, this.plan.stopGraceMs)) this.log(line);
+      if (this.plan.cohosted) await this.startCohosted(this.plan.cohosted, orphans);
       for (const s of this.plan.cohosted ? [] : this.plan.services) {
         this.checkNotStopping();
         const env = this.serviceEnv(s.service);
@@ -88,9 +110,15 @@ export class Supervisor {
         };
         const child = new Supervised(spec, () => this.onChildChange(child), this.backoff);
         this.services.push(child);
+        const old = await this.takeOrphan(orphans, child);
+        if (old) {
+          this.log(`adopted ${s.service}#${s.replica}`, { child: old, log: s.logFile });
+          continue;
+        }
         const proc = child.start();
         this.log(`started ${s.service}#${s.replica}`, { child: proc.pid, log: s.logFile });
       }
+      for (const line of await stopOrphans(orphans.values(), this.plan.stopGraceMs)) this.log(line);
       this.save();
     } catch (err) {
       this.log('start-up failed; stopping what was started', { err: (err as Error).message });
@@ -100,7 +128,7 @@ export class Supervisor {
   }
 
   /** Spawns the one process that runs every service of the plan; it is restarted as a whole. */
-  private startCohosted(co: CohostedPlan): void {
+  private async startCohosted(co: CohostedPlan, orphans: Map<string, ChildState>): Promise<void> {
     this.checkNotStopping();
     const names = this.plan.services.map((s) => s.service);
     const spec: ChildSpec = {
@@ -116,8 +144,28 @@ export class Supervisor {
     };
     const child = new Supervised(spec, () => this.onChildChange(child), this.backoff);
     this.services.push(child);
+    const old = await this.takeOrphan(orphans, child);
+    if (old) {
+      this.log(`adopted ${names.join(', ')} co-hosted in one process`, { child: old, log: co.logFile });
+      return;
+    }
     const proc = child.start();
     this.log(`started ${names.join(', ')} co-hosted in one process`, { child: proc.pid, log: co.logFile });
+  }
+
+  /**
+   * Adopts the orphan of the same name and replica when it was started from the same spec and
+   * still runs; returns its pid. One started from another spec (the plan or berth changed) is
+   * stopped, so the caller starts a new one in its place.
+   */
+  private async takeOrphan(orphans: Map<string, ChildState>, child: Supervised): Promise<number | undefined> {
+    const key = childKey(child.spec);
+    const old = orphans.get(key);
+    if (!old) return undefined;
+    orphans.delete(key);
+    if (child.adopt(old)) return old.pid ?? undefined;
+    for (const line of await stopOrphans([old], this.plan.stopGraceMs)) this.log(`${line}: its spec changed`);
+    return undefined;
   }
 
   /**

@@ -38,8 +38,11 @@ export interface RuntimeStack {
   output(): string;
   /** SIGKILLs one service process, as a crash would, and starts it again (resolves once it answers). */
   killAndRestart(name: (typeof SERVICES)[number][0]): Promise<void>;
-  /** Closes the in-process gateway and starts a new one on the same socket, with a new client. */
-  restartGateway(): Promise<void>;
+  /**
+   * Closes the in-process gateway and starts a new one on the same socket, with a new client;
+   * `networkCollectMs` turns its periodic collection of orphan pod networks on (off by default).
+   */
+  restartGateway(o?: { networkCollectMs?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -136,8 +139,11 @@ export async function startRuntimeStack(opts: {
     await Promise.all([nats.stop(), redis.stop()]);
     execFileSync('rm', ['-rf', root]);
   };
-  const openGateway = async () => {
+  // The periodic collection of pod networks is off unless a test turns it on (restartGateway):
+  // tests that make an orphan network on purpose must find it still there.
+  const openGateway = async (networkCollectMs = 0) => {
     gateway = await startGateway({
+      networkCollectMs,
       nc: gatewayNc,
       node,
       socket: join(runRoot, 'cri.sock'),
@@ -179,10 +185,10 @@ export async function startRuntimeStack(opts: {
       procs.splice(i, 1);
       await launch(name, service);
     },
-    async restartGateway() {
+    async restartGateway(o = {}) {
       client?.close();
       await gateway?.close(1000);
-      await openGateway();
+      await openGateway(o.networkCollectMs);
       stack.gateway = gateway as Gateway;
       stack.client = client as CriClient;
     },

@@ -74,6 +74,8 @@ export class ExecProcesses {
     try {
       await rm(ep.dir, { recursive: true, force: true });
       await mkdir(ep.dir, { recursive: true });
+      await rm(ep.persistDir, { recursive: true, force: true });
+      await mkdir(ep.persistDir, { recursive: true });
       // runc refuses a process without cwd; "/" is what a user means by leaving it out.
       const proc: Record<string, unknown> = { cwd: '/', ...req.process, terminal: req.terminal };
       if (req.user !== undefined) {
@@ -90,7 +92,7 @@ export class ExecProcesses {
         pidFile: ep.pidFile,
         conmonPidFile: ep.conmonPidFile,
         logPath: ep.log,
-        persistDir: ep.dir,
+        persistDir: ep.persistDir,
         socketDir: tp.socketDir,
         terminal: req.terminal,
         stdin: req.stdin,
@@ -127,6 +129,7 @@ export class ExecProcesses {
     } catch (err) {
       await removeAttachLink(tp.socketDir, ep.cuuid);
       await rm(ep.dir, { recursive: true, force: true });
+      await rm(ep.persistDir, { recursive: true, force: true });
       await this.host.store.releaseExec(ns, id, execId);
       throw err;
     }
@@ -204,6 +207,7 @@ export class ExecProcesses {
     const ep = execPaths(this.host.layout, ns, id, execId);
     await removeAttachLink(taskPaths(this.host.layout, ns, id).socketDir, ep.cuuid);
     await rm(ep.dir, { recursive: true, force: true });
+    await rm(ep.persistDir, { recursive: true, force: true });
     await this.host.store.releaseExec(ns, id, execId);
   }
 

@@ -46,11 +46,13 @@ export class ExitRecorder {
     await inTraceOf(undefined, () => w.start());
   }
 
-  /** Watches an exec's directory for conmon's `exit` file. */
+  /** Watches an exec's persist directory for conmon's `exit` file. */
   async watchExec(ns: string, id: string, execId: string): Promise<void> {
     const key = procKey(ns, id, execId);
     if (this.execWatchers.has(key) || this.closed) return;
-    const w = new DirWatcher(execPaths(this.host.layout, ns, id, execId).dir, (name) => {
+    // Its persist dir, where conmon writes `exit` (an exec of an older shim writes it to its exec
+    // dir, which the sweep reads).
+    const w = new DirWatcher(execPaths(this.host.layout, ns, id, execId).persistDir, (name) => {
       if (name !== 'exit') return;
       void this.handleExit(ns, id, execId).catch((err: unknown) =>
         this.host.log.error({ err, ns, id, execId }, 'handling an exec exit failed'),
@@ -78,12 +80,17 @@ export class ExitRecorder {
       const rec = await this.host.store.get(ns, id, execId);
       if (!rec) return;
       if (allows(execId ? 'exec' : 'task', rec.status, 'exit')) {
-        const file = execId
-          ? execPaths(this.host.layout, ns, id, execId).exitFile
-          : taskPaths(this.host.layout, ns, id).exitFile;
-        const code = await readIntFile(file);
+        const tp = taskPaths(this.host.layout, ns, id);
+        const paths = execId ? execPaths(this.host.layout, ns, id, execId) : tp;
+        // A process started by an older shim has its exit file in its bundle or exec dir.
+        let file = paths.exitFile;
+        let code = await readIntFile(file);
+        if (code === undefined) {
+          file = paths.legacyExitFile;
+          code = await readIntFile(file);
+        }
         if (code === undefined) return;
-        const oom = !execId && (await exists(taskPaths(this.host.layout, ns, id).oomFile));
+        const oom = !execId && ((await exists(tp.oomFile)) || (await exists(tp.legacyOomFile)));
         const exitedAt = (await mtimeOf(file)) ?? new Date().toISOString();
         await this.host.store.recordExit(ns, id, execId, {
           exitCode: code,

@@ -27,6 +27,8 @@ export function namespacePaths(layout: HostLayout, ns: string) {
     runcRoot: join(layout.runc, ns),
     /** Watched with inotify: one file per exited task, named by id. */
     exitDir: join(layout.run.monitors, 'exits', ns),
+    /** conmon's persist dirs of the namespace's tasks: persist/<ns>/<id>/{exit,oom,execs/<execId>/exit}. */
+    persistRoot: join(layout.run.monitors, 'persist', ns),
   };
 }
 
@@ -35,6 +37,9 @@ export function taskPaths(layout: HostLayout, ns: string, id: string) {
   const bundle = join(layout.tasks, ns, id);
   const socketDir = join(layout.run.monitors, 's');
   const uuid = cuuid(ns, id);
+  // conmon writes `exit` to the persist dir first and gives up if that fails: on the run root
+  // (a tmpfs), never on the state root's disk, whose filling up would lose the exit code.
+  const persistDir = join(namespacePaths(layout, ns).persistRoot, id);
   return {
     bundle,
     rootfs: join(bundle, 'rootfs'),
@@ -43,9 +48,13 @@ export function taskPaths(layout: HostLayout, ns: string, id: string) {
     meta: join(bundle, 'task.json'),
     pidFile: join(bundle, 'pid'),
     conmonPidFile: join(bundle, 'conmon.pid'),
-    /** conmon's persist dir is the bundle: `exit` and `oom` land there. */
-    exitFile: join(bundle, 'exit'),
-    oomFile: join(bundle, 'oom'),
+    /** conmon's persist dir: `exit` and `oom` land there (removed with the task). */
+    persistDir,
+    exitFile: join(persistDir, 'exit'),
+    oomFile: join(persistDir, 'oom'),
+    /** Where a shim before the persist dir moved to the run root had conmon write them. */
+    legacyExitFile: join(bundle, 'exit'),
+    legacyOomFile: join(bundle, 'oom'),
     ctl: join(bundle, 'ctl'),
     execs: join(bundle, 'execs'),
     exitDir: namespacePaths(layout, ns).exitDir,
@@ -63,12 +72,16 @@ export function execPaths(layout: HostLayout, ns: string, id: string, execId: st
   const t = taskPaths(layout, ns, id);
   const dir = join(t.execs, execId);
   const uuid = cuuid(ns, id, execId);
+  const persistDir = join(t.persistDir, 'execs', execId);
   return {
     dir,
+    /** conmon's persist dir (on the run root, as the task's). */
+    persistDir,
     spec: join(dir, 'process.json'),
     pidFile: join(dir, 'pid'),
     conmonPidFile: join(dir, 'conmon.pid'),
-    exitFile: join(dir, 'exit'),
+    exitFile: join(persistDir, 'exit'),
+    legacyExitFile: join(dir, 'exit'),
     ctl: join(dir, 'ctl'),
     log: join(dir, 'log'),
     cuuid: uuid,

@@ -1,8 +1,9 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorAlive } from '../runtime/monitor.js';
 import { sweepAttachLinks } from './attach-links.js';
 import type { ExitRecorder } from './exit-recorder.js';
+import { exists } from './files.js';
 import type { ShimHost } from './host.js';
 import { taskPaths } from './paths.js';
 import { allows } from './process-state.js';
@@ -73,8 +74,23 @@ export class Reconciler {
     // Links of tasks and execs removed while no agent ran (or by one that died half-way).
     const links = await sweepAttachLinks(join(this.host.layout.run.monitors, 's'));
     if (links.length > 0) this.host.log.info({ links: links.length }, 'removed dangling attach links');
-    cleaned += links.length;
+    cleaned += links.length + (await this.sweepPersistDirs());
     return { tasks, exited, cleaned };
+  }
+
+  /** Removes conmon persist dirs whose task has no bundle any more (removed by an agent that died). */
+  private async sweepPersistDirs(): Promise<number> {
+    let n = 0;
+    const root = join(this.host.layout.run.monitors, 'persist');
+    for (const ns of await readdir(root).catch(() => [] as string[])) {
+      for (const id of await readdir(join(root, ns)).catch(() => [] as string[])) {
+        const p = taskPaths(this.host.layout, ns, id);
+        if (await exists(p.bundle)) continue;
+        await rm(p.persistDir, { recursive: true, force: true });
+        n++;
+      }
+    }
+    return n;
   }
 
   /**

@@ -94,6 +94,8 @@ export async function createTask(
         await mkdir(p.socketDir, { recursive: true });
         await exits.watchNamespace(ns);
         await rm(join(p.exitDir, id), { force: true });
+        await rm(p.persistDir, { recursive: true, force: true });
+        await mkdir(p.persistDir, { recursive: true });
       });
       const t3 = performance.now();
       const monitor = {
@@ -106,7 +108,7 @@ export async function createTask(
         pidFile: p.pidFile,
         conmonPidFile: p.conmonPidFile,
         logPath,
-        persistDir: p.bundle,
+        persistDir: p.persistDir,
         exitDir: p.exitDir,
         socketDir: p.socketDir,
         terminal: req.terminal,
@@ -207,4 +209,5 @@ export async function removeBundle(host: ShimHost, ns: string, id: string): Prom
   await removeAttachLink(p.socketDir, p.cuuid);
   await rm(p.bundle, { recursive: true, force: true });
   await rm(join(p.exitDir, id), { force: true });
+  await rm(p.persistDir, { recursive: true, force: true });
 }

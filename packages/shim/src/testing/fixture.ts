@@ -108,7 +108,12 @@ export interface ShimWorld {
 
 /** Starts NATS, Redis and a shim agent (dist/main.js) with a private state root. */
 export async function startWorld(
-  o: { sweepMs?: number; shim?: Record<string, unknown> } = {},
+  o: {
+    sweepMs?: number;
+    shim?: Record<string, unknown>;
+    /** Puts the state root on a tmpfs of this many MiB (a disk a test may fill; unmounted by close()). */
+    stateTmpfsMb?: number;
+  } = {},
 ): Promise<ShimWorld> {
   const nats = await startNats({ jetstream: false });
   const redis = await startRedis();
@@ -116,6 +121,10 @@ export async function startWorld(
   const stateRoot = join(base, 'state');
   const runRoot = join(base, 'run');
   const node = `shimtest-${Math.random().toString(36).slice(2, 10)}`;
+  if (o.stateTmpfsMb) {
+    await mkdir(stateRoot, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${o.stateTmpfsMb}m,mode=0755`, 'tmpfs', stateRoot]);
+  }
   // The shim mounts only snapshots: the shared busybox tree is snapshot 1's fs directory.
   const rootfs = await makeRootfs(join(stateRoot, 'snapshots', '1', 'fs'));
   await writeFile(
@@ -250,6 +259,7 @@ export async function startWorld(
         }
       } finally {
         await removeTestCgroups(node);
+        if (o.stateTmpfsMb) execFileSync('umount', ['-l', stateRoot]);
         await nc.close();
         await nats.stop();
         await redis.stop();
