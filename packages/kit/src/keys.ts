@@ -68,6 +68,12 @@ export const keys = {
    * name, node and network), so a reconcile can undo what a replica that died mid-create left.
    */
   containersCreating: (ns: string) => nsKey(ns, 'containers-creating'),
+  /**
+   * Hash: containers removed in the background whose node resources (task, files, network,
+   * snapshot) are still being freed (id -> the Container JSON), so a reconcile finishes what a
+   * replica that died mid-way left.
+   */
+  containersCollecting: (ns: string) => nsKey(ns, 'containers-collecting'),
   /** Lock: serializes changes to one container and its task across task-service replicas. */
   containerLock: (ns: string, id: string) => nsKey(ns, 'lock', 'container', id),
 
@@ -132,6 +138,7 @@ export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[]
   containers: ['task-service'],
   containerName: ['task-service'],
   containersCreating: ['task-service'],
+  containersCollecting: ['task-service'],
   task: ['task-service'],
   containerLock: ['task-service'],
   shimTask: ['shim'],

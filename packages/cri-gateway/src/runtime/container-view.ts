@@ -5,11 +5,13 @@ import { CriLabel } from './meta.js';
 import { Mirror } from './mirror.js';
 import type { TaskPort } from './ports.js';
 
-/** Topics after which a container's record may have changed (tasks.exit is applied from the event). */
+/**
+ * Topics after which a container's record may have changed (tasks.exit is applied from the event,
+ * containers.delete drops it).
+ */
 const REFRESH_TOPICS: ReadonlySet<string> = new Set([
   TaskTopic.containerCreate,
   TaskTopic.containerUpdate,
-  TaskTopic.containerDelete,
   TaskTopic.taskCreate,
   TaskTopic.taskStart,
   TaskTopic.taskDelete,
@@ -68,6 +70,9 @@ export class ContainerView implements TaskPort {
       if (typeof ev.id !== 'string' || ev.execId) return;
       if (e.topic === TaskTopic.taskExit)
         this.mirror.patch(ev.id, (cur) => withExit(cur, e.event as ExitEvent));
+      else if (e.topic === TaskTopic.containerDelete) this.mirror.forget(ev.id);
+      // A task delete of a container already gone (removed with its task) has nothing to read.
+      else if (e.topic === TaskTopic.taskDelete && !this.mirror.knows(ev.id)) return;
       else if (REFRESH_TOPICS.has(e.topic)) void this.mirror.refresh(ev.id);
     });
     await this.mirror.start(RESYNC_MS);
@@ -124,8 +129,17 @@ export class ContainerView implements TaskPort {
   updateContainer: TaskPort['updateContainer'] = (req) =>
     this.write(req.id, () => this.inner.updateContainer(req));
   updateTask: TaskPort['updateTask'] = (id, r) => this.write(id, () => this.inner.updateTask(id, r));
-  deleteContainer: TaskPort['deleteContainer'] = (id, force) =>
-    this.write(id, () => this.inner.deleteContainer(id, force));
+  deleteContainer: TaskPort['deleteContainer'] = async (id, force, background) => {
+    const [full, ...more] = this.mirror.keysFrom(id);
+    try {
+      await this.inner.deleteContainer(id, force, background);
+    } catch (err) {
+      if (this.mirror.loaded && full && more.length === 0) void this.mirror.refresh(full);
+      throw err;
+    }
+    // Its record is gone once the call returns: nothing to read again.
+    if (full && more.length === 0) this.mirror.forget(full);
+  };
   createTask: TaskPort['createTask'] = (id) => this.write(id, () => this.inner.createTask(id));
   start: TaskPort['start'] = (id, execId) =>
     execId ? this.inner.start(id, execId) : this.write(id, () => this.inner.start(id));

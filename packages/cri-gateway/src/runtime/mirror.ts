@@ -55,6 +55,12 @@ export class Mirror<T> {
     return done;
   }
 
+  /** Drops a key known to be gone; refreshes of it still in flight never land. */
+  forget(key: string): void {
+    this.gen.set(key, ++this.counter);
+    this.byKey.delete(key);
+  }
+
   /** Sets a record from what an event says, ahead of the service's own record. */
   patch(key: string, update: (cur: T) => T | undefined): void {
     const cur = this.byKey.get(key);
