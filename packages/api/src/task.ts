@@ -334,6 +334,8 @@ export const ProcessState = Task.pick({
   logPath: true,
   attachPath: true,
   ctlPath: true,
+  // Set by a task's `start`: what the task record now holds, so a caller keeping a copy needs no re-read.
+  startedAt: true,
 }).extend({ execId: z.string().optional(), status: z.string() });
 export type ProcessState = z.infer<typeof ProcessState>;
 

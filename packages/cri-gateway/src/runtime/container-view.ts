@@ -1,4 +1,4 @@
-import { Code, type ContainerInfo, exitReason, TaskTopic, toBerthError } from '@berth/api';
+import { Code, type ContainerInfo, exitReason, type ProcessState, TaskTopic, toBerthError } from '@berth/api';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { EventSource } from './events.js';
 import { CriLabel } from './meta.js';
@@ -89,6 +89,34 @@ export class ContainerView implements TaskPort {
     return this.mirror.resync();
   }
 
+  /**
+   * Runs a write whose reply says what the record now is: the kept record is set from it (`next`
+   * of the kept one; undefined when it cannot tell) with no re-read, else refreshed as by write().
+   */
+  private async apply<R>(
+    id: string,
+    work: () => Promise<R>,
+    next: (reply: R) => (cur: ContainerInfo | undefined) => ContainerInfo | undefined,
+  ): Promise<R> {
+    let reply: R;
+    try {
+      reply = await work();
+    } catch (err) {
+      this.refreshAfterWrite(id);
+      throw err;
+    }
+    const [full, ...more] = this.mirror.keysFrom(id);
+    // A refresh in flight was read before this write: the kept record must not wait for it.
+    if (!this.mirror.loaded || !full || more.length > 0 || !this.mirror.replace(full, next(reply)))
+      this.refreshAfterWrite(id);
+    return reply;
+  }
+
+  private refreshAfterWrite(id: string): void {
+    const [full, ...more] = this.mirror.keysFrom(id);
+    if (this.mirror.loaded && full && more.length === 0) void this.mirror.refresh(full);
+  }
+
   /** Runs a write, then refreshes what it changed (reads of it wait for that). */
   private async write<T>(id: string, work: () => Promise<T>): Promise<T> {
     try {
@@ -123,11 +151,16 @@ export class ContainerView implements TaskPort {
 
   createContainer: TaskPort['createContainer'] = async (req) => {
     const c = await this.inner.createContainer(req);
-    if (this.mirror.loaded) void this.mirror.refresh(c.id);
+    if (this.mirror.loaded && c.node === this.node)
+      this.mirror.replace(c.id, () => ({ container: c, status: 'created' }));
     return c;
   };
   updateContainer: TaskPort['updateContainer'] = (req) =>
-    this.write(req.id, () => this.inner.updateContainer(req));
+    this.apply(
+      req.id,
+      () => this.inner.updateContainer(req),
+      (c) => (cur) => cur && { ...cur, container: c },
+    );
   updateTask: TaskPort['updateTask'] = (id, r) => this.write(id, () => this.inner.updateTask(id, r));
   deleteContainer: TaskPort['deleteContainer'] = async (id, force, background) => {
     const [full, ...more] = this.mirror.keysFrom(id);
@@ -140,12 +173,27 @@ export class ContainerView implements TaskPort {
     // Its record is gone once the call returns: nothing to read again.
     if (full && more.length === 0) this.mirror.forget(full);
   };
-  createTask: TaskPort['createTask'] = (id) => this.write(id, () => this.inner.createTask(id));
+  createTask: TaskPort['createTask'] = (id) =>
+    this.apply(
+      id,
+      () => this.inner.createTask(id),
+      (t) => (cur) => cur && { ...cur, task: t, status: t.status },
+    );
   start: TaskPort['start'] = (id, execId) =>
-    execId ? this.inner.start(id, execId) : this.write(id, () => this.inner.start(id));
+    execId ? this.inner.start(id, execId) : this.apply(id, () => this.inner.start(id), withStart);
   kill: TaskPort['kill'] = (req) => this.inner.kill(req);
   wait: TaskPort['wait'] = (id, o) =>
-    o.execId ? this.inner.wait(id, o) : this.write(id, () => this.inner.wait(id, o));
+    o.execId
+      ? this.inner.wait(id, o)
+      : this.apply(
+          id,
+          () => this.inner.wait(id, o),
+          // The exit event may have been applied already: the kept record then is right as it is.
+          (e) => (cur) =>
+            cur &&
+            (withExit(cur, { ...e, pid: cur.task?.pid ?? 0 }) ??
+              (cur.task?.status === 'stopped' ? cur : undefined)),
+        );
   deleteTask: TaskPort['deleteTask'] = (id, execId) =>
     execId ? this.inner.deleteTask(id, execId) : this.write(id, () => this.inner.deleteTask(id));
   exec: TaskPort['exec'] = (req) => this.inner.exec(req);
@@ -167,6 +215,15 @@ function withExit(cur: ContainerInfo, e: ExitEvent): ContainerInfo | undefined {
     reason: exitReason(e.exitCode, e.reason),
   };
   return { ...cur, task, status: 'stopped' };
+}
+
+/** The container whose task `start` (no exec) just started, as the task-service now records it. */
+function withStart(st: ProcessState) {
+  return (cur: ContainerInfo | undefined): ContainerInfo | undefined => {
+    if (!cur?.task || !st.startedAt || st.status !== 'running') return undefined;
+    const task = { ...cur.task, status: 'running' as const, pid: st.pid, startedAt: st.startedAt };
+    return { ...cur, task, status: 'running' };
+  };
 }
 
 /**

@@ -196,12 +196,10 @@ export class TaskManager {
     if (execId) {
       this.deps.publish(TaskTopic.taskExecStarted, ns, { id: c.id, execId, pid: st.pid });
     } else {
-      await this.store.setTaskFields(ns, c.id, {
-        status: 'running',
-        pid: st.pid,
-        startedAt: new Date().toISOString(),
-      });
+      const startedAt = new Date().toISOString();
+      await this.store.setTaskFields(ns, c.id, { status: 'running', pid: st.pid, startedAt });
       this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
+      return { ...toProcessState(st), startedAt };
     }
     return toProcessState(st);
   }
