@@ -31,6 +31,12 @@ export const keys = {
   blobLock: (node: string, digest: string) => nodeKey(node, 'lock', 'blob', digest),
   /** Lock: garbage collection of a node's content and snapshots (shared: image- and snapshot-service). */
   gcLock: (node: string) => nodeKey(node, 'lock', 'gc'),
+  /**
+   * Hash: namespaces whose garbage collection a removal left to run after its reply (namespace ->
+   * a counter bumped by each such removal); an entry goes once a collection that began after its
+   * last bump has finished, so one a crash interrupted runs when the image-service starts again.
+   */
+  gcPending: (node: string) => nodeKey(node, 'gc-pending'),
   /** Sorted set of lease ids scored by expiry (epoch ms): a lease's blobs are GC roots until then. */
   leases: (node: string) => nodeKey(node, 'leases'),
   /** Set of blob digests one lease protects (a pull or import whose image record is not written yet). */
@@ -124,6 +130,7 @@ export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[]
   contents: ['image-service'],
   blobLock: ['image-service'],
   gcLock: ['image-service', 'snapshot-service'],
+  gcPending: ['image-service'],
   leases: ['image-service'],
   lease: ['image-service'],
   leaseInfo: ['image-service'],
