@@ -140,7 +140,12 @@ describe('ContainerView', () => {
     await new Promise((r) => setImmediate(r)); // the held read has been dropped now
     expect((await view.getContainer('c3')).task?.startedAt).toBe('s1');
     t.holdReads(undefined);
-    // A removal drops it; its event asks nothing either.
+    // A task delete is applied from its event: the container is created again, with no task.
+    ev.fire(TaskTopic.taskDelete, { id: 'a1' });
+    const a1 = await view.getContainer('a1');
+    expect(a1.status).toBe('created');
+    expect(a1.task).toBeUndefined();
+    // A removal drops it; its events ask nothing either.
     await view.deleteContainer('c3', true, true);
     ev.fire(TaskTopic.taskDelete, { id: 'c3' });
     ev.fire(TaskTopic.containerDelete, { id: 'c3' });

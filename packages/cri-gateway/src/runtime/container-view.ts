@@ -6,15 +6,14 @@ import { Mirror } from './mirror.js';
 import type { TaskPort } from './ports.js';
 
 /**
- * Topics after which a container's record may have changed (tasks.exit is applied from the event,
- * containers.delete drops it).
+ * Topics after which a container's record may have changed (tasks.exit and tasks.delete are
+ * applied from the event, containers.delete drops it).
  */
 const REFRESH_TOPICS: ReadonlySet<string> = new Set([
   TaskTopic.containerCreate,
   TaskTopic.containerUpdate,
   TaskTopic.taskCreate,
   TaskTopic.taskStart,
-  TaskTopic.taskDelete,
   TaskTopic.taskPaused,
   TaskTopic.taskResumed,
 ]);
@@ -71,8 +70,8 @@ export class ContainerView implements TaskPort {
       if (e.topic === TaskTopic.taskExit)
         this.mirror.patch(ev.id, (cur) => withExit(cur, e.event as ExitEvent));
       else if (e.topic === TaskTopic.containerDelete) this.mirror.forget(ev.id);
-      // A task delete of a container already gone (removed with its task) has nothing to read.
-      else if (e.topic === TaskTopic.taskDelete && !this.mirror.knows(ev.id)) return;
+      // The task-service announces a task delete once its record is gone: nothing to read again.
+      else if (e.topic === TaskTopic.taskDelete) this.mirror.replace(ev.id, withoutTask);
       else if (REFRESH_TOPICS.has(e.topic)) void this.mirror.refresh(ev.id);
     });
     await this.mirror.start(RESYNC_MS);
@@ -215,6 +214,13 @@ function withExit(cur: ContainerInfo, e: ExitEvent): ContainerInfo | undefined {
     reason: exitReason(e.exitCode, e.reason),
   };
   return { ...cur, task, status: 'stopped' };
+}
+
+/** The container once its task's record is deleted: created, as the task-service lists it. */
+function withoutTask(cur: ContainerInfo | undefined): ContainerInfo | undefined {
+  if (!cur?.task) return undefined;
+  const { task: _task, ...rest } = cur;
+  return { ...rest, status: 'created' };
 }
 
 /** The container whose task `start` (no exec) just started, as the task-service now records it. */
