@@ -25,11 +25,12 @@ export const RESYNC_MS = 30_000;
  * The CRI containers and pods of this node as the task-service records them, kept in the
  * gateway's memory so the kubelet's constant status and list calls (PLEG relists every second)
  * answer without a NATS round trip, as containerd's CRI answers from its own store. It is a
- * TaskPort in front of the task-service's: reads come from memory; every write goes through and
- * marks the container for a refresh that any later read of it waits for, so a caller always sees
- * its own writes. Other changes arrive as events (each refreshes the container it names), an exit
- * straight from its event (the task-service records it a moment later), and a resync reads
- * everything again every RESYNC_MS and after a NATS reconnect.
+ * TaskPort in front of the task-service's: reads come from memory; every write goes through, and
+ * the record is set from the write's reply where that says what it now is (create, create task,
+ * start, update, wait; a removal drops it), else marked for a refresh that any later read of it
+ * waits for, so a caller always sees its own writes. Other changes arrive as events (each
+ * refreshes the container it names), an exit and a task delete straight from their events, and a
+ * resync reads everything again every RESYNC_MS and after a NATS reconnect.
  */
 export class ContainerView implements TaskPort {
   private readonly mirror: Mirror<ContainerInfo>;

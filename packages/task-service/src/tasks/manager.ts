@@ -367,7 +367,7 @@ export class TaskManager {
       );
       await this.wait(ns, first.id, undefined, FORCE_KILL_WAIT_MS);
     }
-    if (background) return this.removeInBackground(ns, first.id);
+    if (background) return this.removeInBackground(ns, first.id, t);
     if (t)
       await this.delete(ns, first.id).catch((err: unknown) => {
         if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
@@ -391,13 +391,13 @@ export class TaskManager {
    * containerd's CRI leaves snapshot removal to its garbage collector, the caller waits for no
    * runc, unmount or snapshot work. A collection that fails is finished by the reconcile.
    */
-  private async removeInBackground(ns: string, id: string): Promise<void> {
+  private async removeInBackground(ns: string, id: string, seen: Task | undefined): Promise<void> {
     const removed = await this.containers.lock(ns, id, async () => {
       const c = await this.store.get(ns, id);
       if (!c) return undefined;
       const t = await this.store.getTask(ns, id);
-      if (t && t.status !== 'stopped' && t.status !== 'created') {
-        // A start that won the race keeps its container: this removal is dropped, not retried.
+      if ((t && t.status !== 'stopped' && t.status !== 'created') || t?.createdAt !== seen?.createdAt) {
+        // A create or start that won the race keeps its container: this removal is dropped, not retried.
         await this.store.unmarkRemoving(ns, id);
         throw errors.precondition(`container "${c.name}" got a new task while being removed`);
       }
