@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
-  BerthError,
-  Code,
   type Container,
   type ContainerInfo,
   type CreateContainerRequest,
