@@ -162,6 +162,11 @@ export const RemoveImageRequest = z.object({
   force: z.boolean().optional(),
   /** Run garbage collection right after (default true). */
   gc: z.boolean().optional(),
+  /**
+   * Run garbage collection after the reply instead (the reply then has no `gc`): noted in Redis
+   * first, and run again at the image-service's next start if a crash interrupted it.
+   */
+  gcLater: z.boolean().optional(),
 });
 export type RemoveImageRequest = z.infer<typeof RemoveImageRequest>;
 

@@ -279,7 +279,15 @@ export const UpdateContainerRequest = ContainerRef.extend({
 export type UpdateContainerRequest = z.infer<typeof UpdateContainerRequest>;
 
 /** Request of `delete-container`: with force a live task is killed and deleted first. */
-export const DeleteContainerRequest = ContainerRef.extend({ force: z.boolean().optional() });
+export const DeleteContainerRequest = ContainerRef.extend({
+  force: z.boolean().optional(),
+  /**
+   * Reply once the record is gone, and free what the container holds on its node (its stopped
+   * task, files, network, snapshot) after, as containerd's CRI leaves that to its garbage
+   * collector; a freeing that a crash interrupted is finished by the task-service's reconcile.
+   */
+  background: z.boolean().optional(),
+});
 export type DeleteContainerRequest = z.infer<typeof DeleteContainerRequest>;
 
 /** Request of task operations that take a process: the task (execId absent) or one exec. */
@@ -327,6 +335,8 @@ export const ProcessState = Task.pick({
   logPath: true,
   attachPath: true,
   ctlPath: true,
+  // Set by a task's `start`: what the task record now holds, so a caller keeping a copy needs no re-read.
+  startedAt: true,
 }).extend({ execId: z.string().optional(), status: z.string() });
 export type ProcessState = z.infer<typeof ProcessState>;
 

@@ -149,4 +149,35 @@ describe('rmi and gc', () => {
     expect((await svc.gc('lease')).removedBlobs).toBe(1);
     expect(await env.blobFiles()).toEqual([]);
   });
+
+  it('collects after the reply with gcLater, keeping a note in Redis until a collection of it finishes', async () => {
+    const ref = `${env.registry.host}/gc/a:v1`;
+    const pending = () => env.redis.hget(keys.gcPending(env.node), 'later');
+    // The snapshot-service is down (the harness's ports): the content goes, the note stays.
+    const down = env.service();
+    await down.pull({ ref, unpack: false }, 'later');
+    const r = await down.remove('later', { name: ref, gcLater: true });
+    expect(r).toEqual({ removed: [ref] });
+    expect(await pending()).not.toBeNull();
+    await down.gcLater.idle('later');
+    expect(await env.blobFiles()).toEqual([]);
+    expect(await pending()).not.toBeNull();
+    // A service started later (the one that crashed never finished) runs it, and the note goes.
+    let snapshotGcs = 0;
+    const up = env.service({
+      ports: {
+        snapshotGc: async () => {
+          snapshotGcs++;
+        },
+      },
+    });
+    await up.gcLater.resume();
+    await up.gcLater.idle('later');
+    expect(snapshotGcs).toBe(1);
+    expect(await pending()).toBeNull();
+    // Nothing noted: nothing to run.
+    await up.gcLater.resume();
+    await up.gcLater.idle('later');
+    expect(snapshotGcs).toBe(1);
+  });
 });

@@ -4,8 +4,13 @@ import { contentChecks, createHandlers, createImageService } from './service.js'
 
 /** Sets the image-service up on connections already made: its process main and a co-hosted one call it. */
 export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof ImageApi>> {
+  const svc = createImageService(ctx);
+  // Collections removals left for after their reply and a crash interrupted run now.
+  void svc.gcLater
+    .resume()
+    .catch((err: unknown) => ctx.log.warn({ err }, 'resuming garbage collection failed'));
   return {
-    handlers: createHandlers(createImageService(ctx)),
+    handlers: createHandlers(svc),
     checks: () => contentChecks(ctx),
   };
 }

@@ -31,6 +31,12 @@ export const keys = {
   blobLock: (node: string, digest: string) => nodeKey(node, 'lock', 'blob', digest),
   /** Lock: garbage collection of a node's content and snapshots (shared: image- and snapshot-service). */
   gcLock: (node: string) => nodeKey(node, 'lock', 'gc'),
+  /**
+   * Hash: namespaces whose garbage collection a removal left to run after its reply (namespace ->
+   * a counter bumped by each such removal); an entry goes once a collection that began after its
+   * last bump has finished, so one a crash interrupted runs when the image-service starts again.
+   */
+  gcPending: (node: string) => nodeKey(node, 'gc-pending'),
   /** Sorted set of lease ids scored by expiry (epoch ms): a lease's blobs are GC roots until then. */
   leases: (node: string) => nodeKey(node, 'leases'),
   /** Set of blob digests one lease protects (a pull or import whose image record is not written yet). */
@@ -68,6 +74,12 @@ export const keys = {
    * name, node and network), so a reconcile can undo what a replica that died mid-create left.
    */
   containersCreating: (ns: string) => nsKey(ns, 'containers-creating'),
+  /**
+   * Hash: containers removed in the background whose node resources (task, files, network,
+   * snapshot) are still being freed (id -> the Container JSON), so a reconcile finishes what a
+   * replica that died mid-way left.
+   */
+  containersCollecting: (ns: string) => nsKey(ns, 'containers-collecting'),
   /** Lock: serializes changes to one container and its task across task-service replicas. */
   containerLock: (ns: string, id: string) => nsKey(ns, 'lock', 'container', id),
 
@@ -118,6 +130,7 @@ export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[]
   contents: ['image-service'],
   blobLock: ['image-service'],
   gcLock: ['image-service', 'snapshot-service'],
+  gcPending: ['image-service'],
   leases: ['image-service'],
   lease: ['image-service'],
   leaseInfo: ['image-service'],
@@ -132,6 +145,7 @@ export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[]
   containers: ['task-service'],
   containerName: ['task-service'],
   containersCreating: ['task-service'],
+  containersCollecting: ['task-service'],
   task: ['task-service'],
   containerLock: ['task-service'],
   shimTask: ['shim'],

@@ -63,7 +63,8 @@ export async function pullImage(d: ImageOpsDeps, spec: string, auth?: CriAuthCon
 /**
  * Removes an image with every name resolving to the same id (the CRI's rule). Idempotent: an
  * absent image, or a name another caller removed meanwhile, is not an error. Garbage collection
- * runs once, after the last name.
+ * runs once, after the last name, and after the reply (as containerd's CRI leaves content removal
+ * to its collector): the image-service notes it in Redis first, so a crash cannot lose it.
  */
 export async function removeImage(d: ImageOpsDeps, spec: string): Promise<void> {
   const rec = await resolveImage(d.images, spec);
@@ -71,7 +72,7 @@ export async function removeImage(d: ImageOpsDeps, spec: string): Promise<void> 
   const names = (await namesOf(d.images, rec.configDigest)).map((r) => r.name);
   for (const [i, name] of names.entries()) {
     try {
-      await d.images.remove({ name, gc: i === names.length - 1 });
+      await d.images.remove({ name, ...(i === names.length - 1 ? { gcLater: true } : { gc: false }) });
     } catch (err) {
       if (toBerthError(err).code !== Code.NOT_FOUND) throw naming(err, spec, 'remove image');
     }

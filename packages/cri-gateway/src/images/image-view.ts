@@ -65,7 +65,7 @@ export class ImageView implements ImagePort {
     if (this.mirror.loaded) {
       const id = IMAGE_ID.exec(name);
       const hit = id
-        ? (await this.newestFirst()).find((r) => r.configDigest === `sha256:${id[1]}`)
+        ? newestOf(await this.mirror.values(), `sha256:${id[1]}`)
         : await this.mirror.get(normalizeRef(name));
       if (hit) return hit;
     }
@@ -78,16 +78,23 @@ export class ImageView implements ImagePort {
 
   async pull(req: Parameters<ImagePort['pull']>[0]): ReturnType<ImagePort['pull']> {
     const reply = await this.inner.pull(req);
-    if (this.mirror.loaded) void this.mirror.refresh(reply.image.name);
+    // The reply holds the image's record as stored: kept as it is, with no re-read.
+    if (this.mirror.loaded) this.mirror.replace(reply.image.name, () => reply.image);
     return reply;
   }
 
   async remove(req: Parameters<ImagePort['remove']>[0]): ReturnType<ImagePort['remove']> {
+    let reply: Awaited<ReturnType<ImagePort['remove']>>;
     try {
-      return await this.inner.remove(req);
-    } finally {
+      reply = await this.inner.remove(req);
+    } catch (err) {
       if (this.mirror.loaded) void this.mirror.refresh(req.name);
+      throw err;
     }
+    // Gone once the call returns: nothing to read again (a name kept under another key is re-read).
+    if (this.mirror.knows(req.name)) this.mirror.forget(req.name);
+    else if (this.mirror.loaded) void this.mirror.refresh(req.name);
+    return reply;
   }
 
   usage(): ReturnType<ImagePort['usage']> {
@@ -98,4 +105,19 @@ export class ImageView implements ImagePort {
   private async newestFirst(): Promise<ImageRecord[]> {
     return (await this.mirror.values()).sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
   }
+}
+
+/** The newest record (as the image-service orders them) of the image with this id, in one pass. */
+function newestOf(records: ImageRecord[], configDigest: string): ImageRecord | undefined {
+  let best: ImageRecord | undefined;
+  let bestAt = Number.NEGATIVE_INFINITY;
+  for (const r of records) {
+    if (r.configDigest !== configDigest) continue;
+    const at = Date.parse(r.updatedAt);
+    if (best === undefined || at > bestAt) {
+      best = r;
+      bestAt = at;
+    }
+  }
+  return best;
 }

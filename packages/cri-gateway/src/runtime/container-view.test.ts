@@ -45,7 +45,7 @@ function fakeTasks() {
     start: async (id: string) => {
       const r = records.get(id) as ContainerInfo;
       records.set(id, info(id, { status: 'running', pid: 10 }));
-      return { id: r.container.id, status: 'running', pid: 10 };
+      return { id: r.container.id, status: 'running', pid: 10, startedAt: 's1' };
     },
     deleteContainer: async (id: string) => {
       records.delete(id);
@@ -108,6 +108,49 @@ describe('ContainerView', () => {
       (await view.listContainers({ [CriLabel.kind]: CriKind.container })).map((i) => i.container.id),
     ).toEqual(['a1']);
     await expect(view.getContainer('c3')).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    view.close();
+  });
+
+  it("takes a write's reply as the record: no re-read, and no wait for its event's refresh", async () => {
+    const { t, ev, view } = await started();
+    const running = info('c3', { status: 'running' });
+    t.records.set('c3', {
+      ...running,
+      status: 'created',
+      task: { ...running.task, status: 'created' },
+    } as ContainerInfo);
+    ev.fire(TaskTopic.taskCreate, { id: 'c3' });
+    expect((await view.getContainer('c3')).status).toBe('created');
+    let release!: () => void;
+    t.holdReads(
+      new Promise<void>((r) => {
+        release = r;
+      }),
+    );
+    // The start's own event reaches the gateway before its reply: its refresh is held.
+    ev.fire(TaskTopic.taskStart, { id: 'c3' });
+    await view.start('c3');
+    const reads = t.reads.get;
+    expect(await view.getContainer('c3')).toMatchObject({
+      status: 'running',
+      task: { status: 'running', pid: 10, startedAt: 's1' },
+    });
+    expect(t.reads.get).toBe(reads);
+    release();
+    await new Promise((r) => setImmediate(r)); // the held read has been dropped now
+    expect((await view.getContainer('c3')).task?.startedAt).toBe('s1');
+    t.holdReads(undefined);
+    // A task delete is applied from its event: the container is created again, with no task.
+    ev.fire(TaskTopic.taskDelete, { id: 'a1' });
+    const a1 = await view.getContainer('a1');
+    expect(a1.status).toBe('created');
+    expect(a1.task).toBeUndefined();
+    // A removal drops it; its events ask nothing either.
+    await view.deleteContainer('c3', true, true);
+    ev.fire(TaskTopic.taskDelete, { id: 'c3' });
+    ev.fire(TaskTopic.containerDelete, { id: 'c3' });
+    expect(t.reads.get).toBe(reads);
+    expect((await view.listContainers({ [CriLabel.kind]: '' })).map((i) => i.container.id)).toEqual(['a1']);
     view.close();
   });
 

@@ -1,18 +1,19 @@
-import { Code, type ContainerInfo, exitReason, TaskTopic, toBerthError } from '@berth/api';
+import { Code, type ContainerInfo, exitReason, type ProcessState, TaskTopic, toBerthError } from '@berth/api';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { EventSource } from './events.js';
 import { CriLabel } from './meta.js';
 import { Mirror } from './mirror.js';
 import type { TaskPort } from './ports.js';
 
-/** Topics after which a container's record may have changed (tasks.exit is applied from the event). */
+/**
+ * Topics after which a container's record may have changed (tasks.exit and tasks.delete are
+ * applied from the event, containers.delete drops it).
+ */
 const REFRESH_TOPICS: ReadonlySet<string> = new Set([
   TaskTopic.containerCreate,
   TaskTopic.containerUpdate,
-  TaskTopic.containerDelete,
   TaskTopic.taskCreate,
   TaskTopic.taskStart,
-  TaskTopic.taskDelete,
   TaskTopic.taskPaused,
   TaskTopic.taskResumed,
 ]);
@@ -24,11 +25,12 @@ export const RESYNC_MS = 30_000;
  * The CRI containers and pods of this node as the task-service records them, kept in the
  * gateway's memory so the kubelet's constant status and list calls (PLEG relists every second)
  * answer without a NATS round trip, as containerd's CRI answers from its own store. It is a
- * TaskPort in front of the task-service's: reads come from memory; every write goes through and
- * marks the container for a refresh that any later read of it waits for, so a caller always sees
- * its own writes. Other changes arrive as events (each refreshes the container it names), an exit
- * straight from its event (the task-service records it a moment later), and a resync reads
- * everything again every RESYNC_MS and after a NATS reconnect.
+ * TaskPort in front of the task-service's: reads come from memory; every write goes through, and
+ * the record is set from the write's reply where that says what it now is (create, create task,
+ * start, update, wait; a removal drops it), else marked for a refresh that any later read of it
+ * waits for, so a caller always sees its own writes. Other changes arrive as events (each
+ * refreshes the container it names), an exit and a task delete straight from their events, and a
+ * resync reads everything again every RESYNC_MS and after a NATS reconnect.
  */
 export class ContainerView implements TaskPort {
   private readonly mirror: Mirror<ContainerInfo>;
@@ -68,6 +70,9 @@ export class ContainerView implements TaskPort {
       if (typeof ev.id !== 'string' || ev.execId) return;
       if (e.topic === TaskTopic.taskExit)
         this.mirror.patch(ev.id, (cur) => withExit(cur, e.event as ExitEvent));
+      else if (e.topic === TaskTopic.containerDelete) this.mirror.forget(ev.id);
+      // The task-service announces a task delete once its record is gone: nothing to read again.
+      else if (e.topic === TaskTopic.taskDelete) this.mirror.replace(ev.id, withoutTask);
       else if (REFRESH_TOPICS.has(e.topic)) void this.mirror.refresh(ev.id);
     });
     await this.mirror.start(RESYNC_MS);
@@ -82,6 +87,34 @@ export class ContainerView implements TaskPort {
   /** Reads every CRI container of this node again (after a reconnect, or now and then). */
   resync(): Promise<void> {
     return this.mirror.resync();
+  }
+
+  /**
+   * Runs a write whose reply says what the record now is: the kept record is set from it (`next`
+   * of the kept one; undefined when it cannot tell) with no re-read, else refreshed as by write().
+   */
+  private async apply<R>(
+    id: string,
+    work: () => Promise<R>,
+    next: (reply: R) => (cur: ContainerInfo | undefined) => ContainerInfo | undefined,
+  ): Promise<R> {
+    let reply: R;
+    try {
+      reply = await work();
+    } catch (err) {
+      this.refreshAfterWrite(id);
+      throw err;
+    }
+    const [full, ...more] = this.mirror.keysFrom(id);
+    // A refresh in flight was read before this write: the kept record must not wait for it.
+    if (!this.mirror.loaded || !full || more.length > 0 || !this.mirror.replace(full, next(reply)))
+      this.refreshAfterWrite(id);
+    return reply;
+  }
+
+  private refreshAfterWrite(id: string): void {
+    const [full, ...more] = this.mirror.keysFrom(id);
+    if (this.mirror.loaded && full && more.length === 0) void this.mirror.refresh(full);
   }
 
   /** Runs a write, then refreshes what it changed (reads of it wait for that). */
@@ -118,20 +151,49 @@ export class ContainerView implements TaskPort {
 
   createContainer: TaskPort['createContainer'] = async (req) => {
     const c = await this.inner.createContainer(req);
-    if (this.mirror.loaded) void this.mirror.refresh(c.id);
+    if (this.mirror.loaded && c.node === this.node)
+      this.mirror.replace(c.id, () => ({ container: c, status: 'created' }));
     return c;
   };
   updateContainer: TaskPort['updateContainer'] = (req) =>
-    this.write(req.id, () => this.inner.updateContainer(req));
+    this.apply(
+      req.id,
+      () => this.inner.updateContainer(req),
+      (c) => (cur) => cur && { ...cur, container: c },
+    );
   updateTask: TaskPort['updateTask'] = (id, r) => this.write(id, () => this.inner.updateTask(id, r));
-  deleteContainer: TaskPort['deleteContainer'] = (id, force) =>
-    this.write(id, () => this.inner.deleteContainer(id, force));
-  createTask: TaskPort['createTask'] = (id) => this.write(id, () => this.inner.createTask(id));
+  deleteContainer: TaskPort['deleteContainer'] = async (id, force, background) => {
+    const [full, ...more] = this.mirror.keysFrom(id);
+    try {
+      await this.inner.deleteContainer(id, force, background);
+    } catch (err) {
+      if (this.mirror.loaded && full && more.length === 0) void this.mirror.refresh(full);
+      throw err;
+    }
+    // Its record is gone once the call returns: nothing to read again.
+    if (full && more.length === 0) this.mirror.forget(full);
+  };
+  createTask: TaskPort['createTask'] = (id) =>
+    this.apply(
+      id,
+      () => this.inner.createTask(id),
+      (t) => (cur) => cur && { ...cur, task: t, status: t.status },
+    );
   start: TaskPort['start'] = (id, execId) =>
-    execId ? this.inner.start(id, execId) : this.write(id, () => this.inner.start(id));
+    execId ? this.inner.start(id, execId) : this.apply(id, () => this.inner.start(id), withStart);
   kill: TaskPort['kill'] = (req) => this.inner.kill(req);
   wait: TaskPort['wait'] = (id, o) =>
-    o.execId ? this.inner.wait(id, o) : this.write(id, () => this.inner.wait(id, o));
+    o.execId
+      ? this.inner.wait(id, o)
+      : this.apply(
+          id,
+          () => this.inner.wait(id, o),
+          // The exit event may have been applied already: the kept record then is right as it is.
+          (e) => (cur) =>
+            cur &&
+            (withExit(cur, { ...e, pid: cur.task?.pid ?? 0 }) ??
+              (cur.task?.status === 'stopped' ? cur : undefined)),
+        );
   deleteTask: TaskPort['deleteTask'] = (id, execId) =>
     execId ? this.inner.deleteTask(id, execId) : this.write(id, () => this.inner.deleteTask(id));
   exec: TaskPort['exec'] = (req) => this.inner.exec(req);
@@ -153,6 +215,22 @@ function withExit(cur: ContainerInfo, e: ExitEvent): ContainerInfo | undefined {
     reason: exitReason(e.exitCode, e.reason),
   };
   return { ...cur, task, status: 'stopped' };
+}
+
+/** The container once its task's record is deleted: created, as the task-service lists it. */
+function withoutTask(cur: ContainerInfo | undefined): ContainerInfo | undefined {
+  if (!cur?.task) return undefined;
+  const { task: _task, ...rest } = cur;
+  return { ...rest, status: 'created' };
+}
+
+/** The container whose task `start` (no exec) just started, as the task-service now records it. */
+function withStart(st: ProcessState) {
+  return (cur: ContainerInfo | undefined): ContainerInfo | undefined => {
+    if (!cur?.task || !st.startedAt || st.status !== 'running') return undefined;
+    const task = { ...cur.task, status: 'running' as const, pid: st.pid, startedAt: st.startedAt };
+    return { ...cur, task, status: 'running' };
+  };
 }
 
 /**

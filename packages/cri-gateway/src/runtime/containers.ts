@@ -140,7 +140,11 @@ export class ContainerRuntime {
     });
   }
 
-  /** RemoveContainer: kills and removes it; an absent container is success. */
+  /**
+   * RemoveContainer: kills and removes it; an absent container is success. The record goes in the
+   * call; its stopped task, files and snapshot are freed by the task-service after (as containerd
+   * leaves them to its exit handler and garbage collector).
+   */
   async remove(id: string): Promise<void> {
     let info: ContainerInfo;
     try {
@@ -149,7 +153,7 @@ export class ContainerRuntime {
       if (toBerthError(err).code === Code.NOT_FOUND) return;
       throw err;
     }
-    await ignoreGone(this.d.tasks.deleteContainer(info.container.id, true));
+    await ignoreGone(this.d.tasks.deleteContainer(info.container.id, true, true));
   }
 
   /** ContainerStatus. */

@@ -55,6 +55,29 @@ export class Mirror<T> {
     return done;
   }
 
+  /**
+   * Sets a record from what a write replied (the service's record as it now is). Refreshes of it
+   * still in flight (an event of that write reached us before its reply) never land, and reads
+   * no longer wait for them: they were asked no later than the reply was made. `update` gets the
+   * kept record (undefined: none) and returns the new one, or undefined to change nothing;
+   * returns whether it changed.
+   */
+  replace(key: string, update: (cur: T | undefined) => T | undefined): boolean {
+    const next = update(this.byKey.get(key));
+    if (next === undefined) return false;
+    this.gen.set(key, ++this.counter);
+    this.byKey.set(key, next);
+    this.pending.delete(key);
+    return true;
+  }
+
+  /** Drops a key known to be gone; refreshes of it still in flight never land. */
+  forget(key: string): void {
+    this.gen.set(key, ++this.counter);
+    this.byKey.delete(key);
+    this.pending.delete(key);
+  }
+
   /** Sets a record from what an event says, ahead of the service's own record. */
   patch(key: string, update: (cur: T) => T | undefined): void {
     const cur = this.byKey.get(key);

@@ -28,8 +28,8 @@ export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
     updateTask: async (id, resources) => {
       await tasks.update({ id, resources });
     },
-    deleteContainer: async (id, force) => {
-      await tasks['delete-container']({ id, force });
+    deleteContainer: async (id, force, background) => {
+      await tasks['delete-container']({ id, force, ...(background ? { background } : {}) });
     },
     createTask: (id) => tasks.create({ id }),
     start: (id, execId) => tasks.start({ id, ...(execId ? { execId } : {}) }),

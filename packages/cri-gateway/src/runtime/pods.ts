@@ -200,10 +200,15 @@ export class PodRuntime {
       throw err;
     }
     const sid = sb.info.container.id;
-    for (const c of await this.containersOf(sid))
-      await ignoreGone(this.d.tasks.deleteContainer(c.container.id, true));
-    await ignoreGone(this.d.tasks.deleteContainer(sid, true));
-    if (sb.meta.netKey) await this.d.network.teardown(sb.meta.netKey);
+    // The records go in the call, the node resources after (see ContainerRuntime.remove); the
+    // containers, the pause container and the network (already down after StopPodSandbox) are
+    // independent, so all go at once.
+    const containers = await this.containersOf(sid);
+    await Promise.all([
+      ...containers.map((c) => ignoreGone(this.d.tasks.deleteContainer(c.container.id, true, true))),
+      ignoreGone(this.d.tasks.deleteContainer(sid, true, true)),
+      sb.meta.netKey ? this.d.network.teardown(sb.meta.netKey) : undefined,
+    ]);
   }
 
   /** PodSandboxStatus: the CRI status of the pod, and its containers' (for the evented PLEG). */

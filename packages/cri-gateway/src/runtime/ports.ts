@@ -27,8 +27,11 @@ export interface TaskPort {
   updateContainer(req: UpdateContainerRequest): Promise<Container>;
   /** New limits on a live task (and in its container's spec). */
   updateTask(id: string, resources: Resources): Promise<void>;
-  /** Removes a container; force kills and deletes a live task first. */
-  deleteContainer(id: string, force: boolean): Promise<void>;
+  /**
+   * Removes a container; force kills and deletes a live task first. With `background` the call
+   * returns once the record is gone and the task-service frees its node resources after.
+   */
+  deleteContainer(id: string, force: boolean, background?: boolean): Promise<void>;
   createTask(id: string): Promise<Task>;
   start(id: string, execId?: string): Promise<ProcessState>;
   kill(req: KillRequest): Promise<void>;

@@ -37,6 +37,7 @@ import { RegistryClient } from '../registry/client.js';
 import { hostsFromDirs } from '../registry/hosts-toml.js';
 import { formatReference, parseReference, tryNormalize } from '../registry/reference.js';
 import type { ImageSettings } from '../settings.js';
+import { GcLater } from './gc-later.js';
 import { parseManifest } from './manifest.js';
 import { ImageStore } from './store.js';
 
@@ -77,6 +78,8 @@ export class ImageService {
   readonly content: ContentStore;
   readonly images: ImageStore;
   readonly tokens = new TokenCache();
+  /** Collections a removal with `gcLater` left to run after its reply. */
+  readonly gcLater: GcLater;
 
   constructor(readonly o: ImageServiceOptions) {
     this.content = new ContentStore({
@@ -89,6 +92,16 @@ export class ImageService {
       log: o.log,
     });
     this.images = new ImageStore(o.redis, o.node, (topic, ns, e) => o.ports.publish(topic, ns, e));
+    this.gcLater = new GcLater({
+      redis: o.redis,
+      node: o.node,
+      log: o.log,
+      collect: async (ns) => {
+        // A snapshot collection that was skipped (its service down) keeps the note for a retry.
+        const r = await this.gc(ns);
+        if (r.snapshots !== 'done') throw new BerthError(Code.UNAVAILABLE, `snapshot gc ${r.snapshots}`);
+      },
+    });
   }
 
   /** A registry client that uses `auth` for the request's registry, else the docker config. */
@@ -275,7 +288,8 @@ export class ImageService {
     }
     for (const n of names) await this.images.delete(ns, n);
     const reply: RemoveImageReply = { removed: names };
-    if (req.gc !== false) reply.gc = await this.gc(ns);
+    if (req.gcLater) await this.gcLater.request(ns);
+    else if (req.gc !== false) reply.gc = await this.gc(ns);
     return reply;
   }
 

@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
-  BerthError,
-  Code,
   type Container,
   type ContainerInfo,
   type CreateContainerRequest,
@@ -19,6 +17,7 @@ import { keys, type Page, type Redis, tryLock, withLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
+import { collect, collectAll, freeOnNode, releaseNetwork } from './collect.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -37,16 +36,9 @@ const FILE_MOUNTS = {
   hostname: `${SHIM_FILE_SOURCE}${ShimFileName.hostname}`,
 };
 
-/** Swallows the errors that mean "already gone" during cleanup. */
-export async function ignoreGone(p: Promise<unknown>): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError && (err.code === Code.NOT_FOUND || err.code === Code.FAILED_PRECONDITION))
-      return;
-    throw err;
-  }
-}
+import { ignoreGone } from './collect.js';
+
+export { ignoreGone };
 
 const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
 
@@ -279,36 +271,24 @@ export class ContainerManager {
     // The reverse of how it was made (snapshot, network, record; then its task's files): a step
     // that fails (its shim is down) leaves the container whole, never a record whose snapshot is
     // gone, and the record (marked removing) stays for the reconcile to finish the removal.
-    await dropUnrecordedTask(this.deps, c);
-    await this.deps.shim(c.node, c.namespace)['remove-files']({ namespace: c.namespace, id: c.id });
-    if (c.config.network === 'bridge') await releaseNetwork(this.deps, c.node, c.namespace, c.id);
-    await ignoreGone(this.deps.snapshots(c.node).remove({ key: c.snapshotKey }));
+    await freeOnNode(this.deps, c);
     await this.store.delete(c);
     this.deps.publish(TaskTopic.containerDelete, c.namespace, { id: c.id, name: c.name });
   }
-}
 
-/**
- * Kills and deletes a task the container's shim has but the task-service never recorded (a create
- * whose reply was lost when a service died): the shim refuses remove-files while it has one. Called
- * once the recorded task is gone, so any task left there is such a one.
- */
-async function dropUnrecordedTask(deps: Deps, c: Container): Promise<void> {
-  const shim = deps.shim(c.node, c.namespace);
-  const ref = { namespace: c.namespace, id: c.id };
-  let status: string;
-  try {
-    status = (await shim.state(ref)).status;
-  } catch (err) {
-    if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
-    throw err;
+  /** Frees what a container removed for collection held (see collect.ts); false when another replica is. */
+  collect(c: Container): Promise<boolean> {
+    return collect(this.collectDeps(), c);
   }
-  // A created (or stopped) task is deleted as it is; a started one is killed first, and while it
-  // is still exiting delete refuses: remove-files then fails, and the reconcile retries.
-  if (status === 'running' || status === 'paused') {
-    await ignoreGone(shim.kill({ ...ref, signal: 'SIGKILL', all: true }));
+
+  /** Finishes the collections a replica left undone; returns how many it finished. */
+  reconcileCollections(ns: string, onError: (err: unknown, c: Container) => void): Promise<number> {
+    return collectAll(this.collectDeps(), ns, onError);
   }
-  await ignoreGone(shim.delete(ref));
+
+  private collectDeps() {
+    return { store: this.store, redis: this.redis, deps: this.deps, lockTtlMs: LOCK.ttlMs };
+  }
 }
 
 /** The key of a container's rootfs snapshot. */
@@ -321,13 +301,4 @@ function defaultName(image: string, id: string): string {
   const base = image.split('@')[0]?.split('/').pop()?.split(':')[0] ?? 'container';
   const clean = base.replace(/[^a-zA-Z0-9_.-]/g, '').replace(/^[^a-zA-Z0-9]+/, '');
   return `${clean || 'container'}-${id.slice(0, 5)}`;
-}
-
-/**
- * Tears down a bridge container's network on its node (CNI DEL, the lease released, the namespace
- * unpinned). Idempotent: a container whose network is already gone (a crash, a reboot the shim
- * recovered from) succeeds.
- */
-async function releaseNetwork(deps: Deps, node: string, ns: string, id: string): Promise<void> {
-  await deps.shim(node, ns)['network-teardown']({ podId: id, force: false });
 }

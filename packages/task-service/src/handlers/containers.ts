@@ -18,7 +18,7 @@ export function containerHandlers(
     },
     'update-container': (req, ctx) => d.containers.update(ctx.namespace, req),
     'delete-container': async (req, ctx) => {
-      await d.tasks.removeContainer(ctx.namespace, req.id, req.force ?? false);
+      await d.tasks.removeContainer(ctx.namespace, req.id, req.force ?? false, req.background ?? false);
       return {};
     },
   };

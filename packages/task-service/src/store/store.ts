@@ -202,6 +202,32 @@ export class ContainerStore {
       .exec();
   }
 
+  /**
+   * Removes a container's record, task and name and, in the same transaction, keeps the record as
+   * one whose node resources are still to be freed (see ContainerManager.collect): from here on it
+   * is gone for every reader, and nothing it held on its node can be forgotten.
+   */
+  async deleteForCollection(c: Container): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(keys.containersCollecting(c.namespace), c.id, JSON.stringify(c))
+      .del(keys.container(c.namespace, c.id), keys.task(c.namespace, c.id))
+      .srem(keys.containers(c.namespace), c.id)
+      .eval(RELEASE_NAME, 1, keys.containerName(c.namespace, c.name), c.id)
+      .exec();
+  }
+
+  /** Containers of a namespace removed whose node resources are not yet all freed. */
+  async collecting(ns: string): Promise<Container[]> {
+    const all = await this.redis.hvals(keys.containersCollecting(ns));
+    return all.map((v) => JSON.parse(v) as Container);
+  }
+
+  /** Everything the removed container held is freed: forget it. */
+  async endCollect(ns: string, id: string): Promise<void> {
+    await this.redis.hdel(keys.containersCollecting(ns), id);
+  }
+
   /** Records that the creation of a container began (see ContainerManager.create). */
   async beginCreate(ns: string, i: CreateIntent): Promise<void> {
     await this.redis.hset(keys.containersCreating(ns), i.id, JSON.stringify(i));
@@ -243,12 +269,13 @@ export class ContainerStore {
     return ids.filter((_, i) => res[i]?.[1] === 1);
   }
 
-  /** Namespaces that have (or had) containers, or creations under way. */
+  /** Namespaces that have (or had) containers, or creations or collections under way. */
   async namespaces(): Promise<string[]> {
     return [
       ...new Set([
         ...(await this.scanNamespaces(keys.containers('*'))),
         ...(await this.scanNamespaces(keys.containersCreating('*'))),
+        ...(await this.scanNamespaces(keys.containersCollecting('*'))),
       ]),
     ];
   }

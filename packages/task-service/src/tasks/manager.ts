@@ -196,12 +196,10 @@ export class TaskManager {
     if (execId) {
       this.deps.publish(TaskTopic.taskExecStarted, ns, { id: c.id, execId, pid: st.pid });
     } else {
-      await this.store.setTaskFields(ns, c.id, {
-        status: 'running',
-        pid: st.pid,
-        startedAt: new Date().toISOString(),
-      });
+      const startedAt = new Date().toISOString();
+      await this.store.setTaskFields(ns, c.id, { status: 'running', pid: st.pid, startedAt });
       this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
+      return { ...toProcessState(st), startedAt };
     }
     return toProcessState(st);
   }
@@ -344,27 +342,32 @@ export class TaskManager {
     });
   }
 
-  /** Removes a container; with force a live task is killed (SIGKILL) and deleted first. */
-  async removeContainer(ns: string, ref: string, force: boolean): Promise<void> {
+  /**
+   * Removes a container; with force a live task is killed (SIGKILL) and deleted first. With
+   * `background`, the record goes as soon as no task runs and what it held on its node (its
+   * stopped task, files, network, snapshot) is freed after the reply (see removeInBackground).
+   */
+  async removeContainer(ns: string, ref: string, force: boolean, background = false): Promise<void> {
     const first = await this.store.resolve(ns, ref);
     let t = await this.store.getTask(ns, first.id);
     if (t && t.status !== 'stopped' && t.status !== 'created') t = await this.heal(first, t);
-    if (t && t.status !== 'stopped' && t.status !== 'created') {
-      if (!force) {
-        throw errors.precondition(
-          `container "${first.name}" is ${t.status}: stop it first or force the removal`,
-        );
-      }
+    const live = t !== undefined && t.status !== 'stopped' && t.status !== 'created';
+    if (live && !force) {
+      throw errors.precondition(
+        `container "${first.name}" is ${t?.status}: stop it first or force the removal`,
+      );
     }
     // From here the container is on its way out: no new task, and if a step below fails (a shim
-    // or snapshot-service down) the reconcile finishes the removal.
-    await this.store.markRemoving(ns, first.id);
-    if (t && t.status !== 'stopped' && t.status !== 'created') {
+    // or snapshot-service down) the reconcile finishes the removal. A removal in the background
+    // of a container with no live task needs no mark: its record goes in one transaction.
+    if (!background || live) await this.store.markRemoving(ns, first.id);
+    if (live) {
       await ignoreGone(
         this.deps.shim(first.node, ns).kill({ namespace: ns, id: first.id, signal: 'SIGKILL', all: true }),
       );
       await this.wait(ns, first.id, undefined, FORCE_KILL_WAIT_MS);
     }
+    if (background) return this.removeInBackground(ns, first.id, t);
     if (t)
       await this.delete(ns, first.id).catch((err: unknown) => {
         if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
@@ -380,6 +383,48 @@ export class TaskManager {
       }
       await this.containers.remove(c);
     });
+  }
+
+  /**
+   * The record of a container whose task is stopped, never started or absent goes at once (with
+   * its task's, announced as a task delete would), and its node resources are freed after: as
+   * containerd's CRI leaves snapshot removal to its garbage collector, the caller waits for no
+   * runc, unmount or snapshot work. A collection that fails is finished by the reconcile.
+   */
+  private async removeInBackground(ns: string, id: string, seen: Task | undefined): Promise<void> {
+    const removed = await this.containers.lock(ns, id, async () => {
+      const c = await this.store.get(ns, id);
+      if (!c) return undefined;
+      const t = await this.store.getTask(ns, id);
+      if ((t && t.status !== 'stopped' && t.status !== 'created') || t?.createdAt !== seen?.createdAt) {
+        // A create or start that won the race keeps its container: this removal is dropped, not retried.
+        await this.store.unmarkRemoving(ns, id);
+        throw errors.precondition(`container "${c.name}" got a new task while being removed`);
+      }
+      // The record goes with a note of what is left to free, in one transaction: gone for every
+      // reader at once, and a replica that dies before freeing leaves it to the reconcile.
+      await this.store.deleteForCollection(c);
+      if (t) {
+        this.deps.publish(TaskTopic.taskDelete, ns, {
+          id,
+          pid: t.pid,
+          exitCode: t.exitCode ?? 255,
+          exitedAt: t.exitedAt ?? new Date().toISOString(),
+          ...(t.reason ? { reason: t.reason } : {}),
+        });
+      }
+      this.deps.publish(TaskTopic.containerDelete, ns, { id, name: c.name });
+      return c;
+    });
+    if (!removed) return;
+    void this.containers
+      .collect(removed)
+      .catch((err: unknown) =>
+        this.log.warn(
+          { err: (err as Error).message, ns, id },
+          'freeing a removed container failed; the reconcile retries',
+        ),
+      );
   }
 
   /** Adds an exec process to a running task (start it with start + execId). */

@@ -13,6 +13,8 @@ export interface ReconcileResult {
   undone: number;
   /** Removals that had stopped half-way, finished. */
   removed: number;
+  /** Containers removed in the background whose node resources were freed now. */
+  collected: number;
 }
 
 /** What the reconcile needs of the task manager: its store and the steps it shares with requests. */
@@ -30,13 +32,14 @@ export interface ReconcileDeps {
 
 /**
  * Reconciles the store of every namespace with the nodes. Half-made containers first: creations
- * whose replica died are undone once their lock is free, and removals that stopped half-way (a
- * shim or snapshot-service was down) are finished. Then every live task is checked with its shim,
+ * whose replica died are undone once their lock is free, removals that stopped half-way (a
+ * shim or snapshot-service was down) are finished, and what containers removed in the background
+ * held on their nodes is freed where that had not finished. Then every live task is checked with its shim,
  * so exits that happened while no task-service was listening get recorded. A node that cannot be
  * reached is skipped (and logged): the next reconcile, or a later state(), gets it.
  */
 export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
-  const r: ReconcileResult = { checked: 0, exited: 0, undone: 0, removed: 0 };
+  const r: ReconcileResult = { checked: 0, exited: 0, undone: 0, removed: 0, collected: 0 };
   for (const ns of await d.store.namespaces()) {
     try {
       r.undone += await d.containers.reconcileCreations(ns);
@@ -51,6 +54,12 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         d.log.warn({ err: (err as Error).message, ns, id }, 'reconcile: finishing a removal failed');
       }
     }
+    r.collected += await d.containers.reconcileCollections(ns, (err, c) =>
+      d.log.warn(
+        { err: (err as Error).message, ns, id: c.id },
+        'reconcile: freeing a removed container failed',
+      ),
+    );
     for (const i of await d.store.list(ns)) {
       if (i.task?.status === 'stopped') await d.autoRemove(ns, i.container.id);
       if (!i.task || i.task.status === 'stopped') continue;

@@ -1,0 +1,106 @@
+import { BerthError, Code, type Container } from '@berth/api';
+import { keys, type Redis, tryLock } from '@berth/kit';
+import type { Deps } from '../deps.js';
+import type { ContainerStore } from '../store/store.js';
+
+/** Swallows the errors that mean "already gone" during cleanup. */
+export async function ignoreGone(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof BerthError && (err.code === Code.NOT_FOUND || err.code === Code.FAILED_PRECONDITION))
+      return;
+    throw err;
+  }
+}
+
+/**
+ * Tears down a bridge container's network on its node (CNI DEL, the lease released, the namespace
+ * unpinned). Idempotent: a container whose network is already gone (a crash, a reboot the shim
+ * recovered from) succeeds.
+ */
+export async function releaseNetwork(deps: Deps, node: string, ns: string, id: string): Promise<void> {
+  await deps.shim(node, ns)['network-teardown']({ podId: id, force: false });
+}
+
+/**
+ * Frees everything a container holds on its node, the reverse of how it was made: its task there
+ * (recorded or not), its generated files and kept log, its network, its rootfs snapshot. Each
+ * step is idempotent; the first that fails (its shim or snapshot-service is down) stops here with
+ * what comes after it still in place, so running it again finishes the job.
+ */
+export async function freeOnNode(deps: Deps, c: Container): Promise<void> {
+  await dropShimTask(deps, c);
+  await deps.shim(c.node, c.namespace)['remove-files']({ namespace: c.namespace, id: c.id });
+  if (c.config.network === 'bridge') await releaseNetwork(deps, c.node, c.namespace, c.id);
+  await ignoreGone(deps.snapshots(c.node).remove({ key: c.snapshotKey }));
+}
+
+/**
+ * Kills and deletes any task the container's shim still has: a stopped one the task-service did
+ * not delete (a removal in the background leaves that to collect), or one it never recorded (a
+ * create whose reply was lost when a service died). The shim refuses remove-files while it has one.
+ */
+async function dropShimTask(deps: Deps, c: Container): Promise<void> {
+  const shim = deps.shim(c.node, c.namespace);
+  const ref = { namespace: c.namespace, id: c.id };
+  let status: string;
+  try {
+    status = (await shim.state(ref)).status;
+  } catch (err) {
+    if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
+    throw err;
+  }
+  // A created (or stopped) task is deleted as it is; a started one is killed first, and while it
+  // is still exiting delete refuses: remove-files then fails, and the reconcile retries.
+  if (status === 'running' || status === 'paused') {
+    await ignoreGone(shim.kill({ ...ref, signal: 'SIGKILL', all: true }));
+  }
+  await ignoreGone(shim.delete(ref));
+}
+
+/** What collecting needs: the store, Redis for the container lock, the node clients. */
+export interface CollectDeps {
+  store: ContainerStore;
+  redis: Redis;
+  deps: Deps;
+  lockTtlMs: number;
+}
+
+/**
+ * Frees what a container removed in the background held on its node (freeOnNode), then forgets
+ * it. False, doing nothing, while another replica holds the container's lock (it is collecting the
+ * same container); a step that throws leaves it kept for the next reconcile.
+ */
+export async function collect(d: CollectDeps, c: Container): Promise<boolean> {
+  const lock = await tryLock(d.redis, keys.containerLock(c.namespace, c.id), d.lockTtlMs);
+  if (!lock) return false;
+  try {
+    await freeOnNode(d.deps, c);
+    await d.store.endCollect(c.namespace, c.id);
+    return true;
+  } finally {
+    await lock.release().catch(() => undefined);
+  }
+}
+
+/**
+ * Collects every container of a namespace removed in the background and not yet freed (a replica
+ * died, or a node was unreachable). Returns how many were finished; failures go to `onError` and
+ * stay for the next reconcile.
+ */
+export async function collectAll(
+  d: CollectDeps,
+  ns: string,
+  onError: (err: unknown, c: Container) => void,
+): Promise<number> {
+  let done = 0;
+  for (const c of await d.store.collecting(ns)) {
+    try {
+      if (await collect(d, c)) done++;
+    } catch (err) {
+      onError(err, c);
+    }
+  }
+  return done;
+}
