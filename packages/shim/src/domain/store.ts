@@ -25,6 +25,11 @@ export interface ProcRecord {
   exitPublished?: boolean;
   /** W3C traceparent of the request that started the process: its exit joins that trace. */
   traceparent?: string;
+  /**
+   * The task's init is PID 1 of a PID namespace of its own, so SIGKILL to it takes every process of
+   * the container with it (the kernel kills the namespace). Absent: unknown (older records).
+   */
+  ownPidNs?: boolean;
 }
 
 function toHash(r: ProcRecord): Record<string, string> {
@@ -47,6 +52,7 @@ function toHash(r: ProcRecord): Record<string, string> {
   if (r.exitedAt) h.exitedAt = r.exitedAt;
   if (r.reason) h.reason = r.reason;
   if (r.traceparent) h.traceparent = r.traceparent;
+  if (r.ownPidNs) h.ownPidNs = '1';
   return h;
 }
 
@@ -72,6 +78,7 @@ function fromHash(h: Record<string, string>): ProcRecord | undefined {
   if (h.reason) r.reason = h.reason;
   if (h.exitPublished === '1') r.exitPublished = true;
   if (h.traceparent) r.traceparent = h.traceparent;
+  if (h.ownPidNs === '1') r.ownPidNs = true;
   return r;
 }
 
