@@ -97,6 +97,7 @@ export const busRoles: { readonly [P in Principal]: BusRole } = {
       grant(ShimApi, [
         'info',
         'reopen-log',
+        'network-netns',
         'network-setup',
         'network-teardown',
         'network-list',

@@ -307,6 +307,10 @@ export const ShimNetworkSetupRequest = ShimPodRef.extend({
 });
 export type ShimNetworkSetupRequest = z.infer<typeof ShimNetworkSetupRequest>;
 
+/** network-netns: a pod's pinned network namespace, made before its CNI ADD (network-setup attaches it). */
+export const ShimPodNetns = z.object({ podId: z.string(), netnsPath: z.string() });
+export type ShimPodNetns = z.infer<typeof ShimPodNetns>;
+
 /** network-teardown: detach; `force` removes the record even when a plugin's DEL keeps failing. */
 export const ShimNetworkTeardownRequest = ShimPodRef.extend({ force: z.boolean().default(false) });
 export type ShimNetworkTeardownRequest = z.infer<typeof ShimNetworkTeardownRequest>;
@@ -488,6 +492,12 @@ export const ShimApi = defineService({
       output: Empty,
       timeoutMs: 10_000,
       description: "remove a container's generated files and kept log (containers/<ns>/<id>/)",
+    }),
+    'network-netns': op({
+      input: ShimPodRef,
+      output: ShimPodNetns,
+      timeoutMs: 30_000,
+      description: 'pinned netns of a pod, not attached yet (network-setup attaches it); idempotent',
     }),
     'network-setup': op({
       input: ShimNetworkSetupRequest,

@@ -30,7 +30,15 @@ describe('permissions derived from the contracts', () => {
     const p = natsPermissions(Principal.cri, NODE);
     const shim = p.publish.filter((s) => s.includes('.shim.'));
     expect(shim.sort()).toEqual(
-      ['info', 'reopen-log', 'network-setup', 'network-teardown', 'network-list', 'network-pod-cidr']
+      [
+        'info',
+        'reopen-log',
+        'network-netns',
+        'network-setup',
+        'network-teardown',
+        'network-list',
+        'network-pod-cidr',
+      ]
         .map((op) => subjectOf(ShimApi, op, NODE))
         .sort(),
     );

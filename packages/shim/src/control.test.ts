@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -186,6 +187,8 @@ describe('control of a live task', () => {
     const rotated = `${st.logPath}.1`;
     await rename(st.logPath!, rotated);
     await w.client['reopen-log']({ namespace: ns, id });
+    // The new file is there once the call answered (critest reads it at once).
+    expect(existsSync(st.logPath!)).toBe(true);
     const deadline = Date.now() + 10_000;
     let fresh = '';
     while (!/tick-\d+/.test(fresh)) {

@@ -18,11 +18,18 @@ export function isCriNetKey(podId: string): boolean {
   return CRI_KEY.test(podId);
 }
 
+function checkKey(podKey: string): void {
+  if (!isCriNetKey(podKey)) {
+    throw new BerthError(Code.INVALID_ARGUMENT, `invalid CRI pod network key "${podKey}"`);
+  }
+}
+
 /**
  * What CniPodNetwork asks the node's shim (ShimApi network-* ops); the gateway passes one over
  * NATS, addressed to its own node.
  */
 export interface ShimNetworkPort {
+  netns(podId: string): Promise<string>;
   setup(podId: string, portMappings: ShimPortMapping[]): Promise<ShimPodNetwork>;
   teardown(podId: string): Promise<void>;
   list(): Promise<ShimNetworkListReply>;
@@ -64,10 +71,13 @@ export function readinessOf(reply: ShimNetworkListReply): NetworkReadiness {
 export class CniPodNetwork implements PodNetwork {
   constructor(private readonly shim: ShimNetworkPort) {}
 
+  async prepare(podKey: string): Promise<string> {
+    checkKey(podKey);
+    return this.shim.netns(podKey);
+  }
+
   async setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult> {
-    if (!isCriNetKey(podKey)) {
-      throw new BerthError(Code.INVALID_ARGUMENT, `invalid CRI pod network key "${podKey}"`);
-    }
+    checkKey(podKey);
     const net = await this.shim.setup(podKey, toShimPortMappings(opts.portMappings));
     // IPv4 first, as the kubelet takes the first address as the pod's primary IP.
     const ips = [...net.ips].sort((a, b) => a.version - b.version).map((i) => i.address.split('/')[0] ?? '');

@@ -20,6 +20,8 @@ export class Mirror<T> {
   /** Per key, the number of its latest refresh or patch: older refreshes never land over it. */
   private readonly gen = new Map<string, number>();
   private readonly pending = new Map<string, Promise<void>>();
+  /** Per key, the refresh whose read has not started yet (later calls share it). */
+  private readonly queued = new Map<string, Promise<void>>();
   private counter = 0;
   private timer: NodeJS.Timeout | undefined;
   loaded = false;
@@ -29,30 +31,45 @@ export class Mirror<T> {
     private readonly onError: (err: unknown) => void,
   ) {}
 
-  /** Reads one key again; reads of it wait for this. */
+  /**
+   * Reads one key again; reads of it wait for this. The read starts on the next turn of the event
+   * loop, and calls for the same key until then share it: an event naming a container and the
+   * reply to the write that caused it usually arrive together, and one read started after both
+   * shows what each of them needs.
+   */
   refresh(key: string): Promise<void> {
-    const g = ++this.counter;
-    this.gen.set(key, g);
-    const done = this.source
-      .fetch(key)
-      .then(
-        (fresh) => {
-          if (this.gen.get(key) !== g) return;
-          const cur = this.byKey.get(key);
-          if (fresh === undefined) this.byKey.delete(key);
-          else this.byKey.set(key, cur && this.source.merge ? this.source.merge(cur, fresh) : fresh);
-        },
-        (err: unknown) => {
-          // Unknown now: the caller reads the service itself until a refresh lands.
-          if (this.gen.get(key) === g) this.byKey.delete(key);
-          this.onError(err);
-        },
-      )
+    const queued = this.queued.get(key);
+    if (queued) return queued;
+    const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => {
+        this.queued.delete(key);
+        return this.read(key);
+      })
       .finally(() => {
         if (this.pending.get(key) === done) this.pending.delete(key);
       });
+    this.queued.set(key, done);
     this.pending.set(key, done);
     return done;
+  }
+
+  /** One read of a key; it lands unless a newer refresh started meanwhile. */
+  private read(key: string): Promise<void> {
+    const g = ++this.counter;
+    this.gen.set(key, g);
+    return this.source.fetch(key).then(
+      (fresh) => {
+        if (this.gen.get(key) !== g) return;
+        const cur = this.byKey.get(key);
+        if (fresh === undefined) this.byKey.delete(key);
+        else this.byKey.set(key, cur && this.source.merge ? this.source.merge(cur, fresh) : fresh);
+      },
+      (err: unknown) => {
+        // Unknown now: the caller reads the service itself until a refresh lands.
+        if (this.gen.get(key) === g) this.byKey.delete(key);
+        this.onError(err);
+      },
+    );
   }
 
   /**

@@ -65,6 +65,7 @@ export function natsShimPort(nc: NatsConnection, node: string): ShimPort {
 export function natsShimNetworkPort(nc: NatsConnection, node: string): ShimNetworkPort {
   const shim = client(nc, ShimApi, { node, namespace: CRI_NAMESPACE });
   return {
+    netns: async (podId) => (await shim['network-netns']({ podId })).netnsPath,
     setup: (podId, portMappings) => shim['network-setup']({ podId, portMappings }),
     teardown: async (podId) => {
       await shim['network-teardown']({ podId, force: false });

@@ -44,6 +44,9 @@ export class PodRuntime {
   /** Networks set up by a RunPodSandbox still in progress: no pod names them yet. */
   private readonly settingUp = new Set<string>();
 
+  /** Pods whose RunPodSandbox is still under way: listed only once it answered, as containerd's. */
+  private readonly starting = new Set<string>();
+
   /** The node's pod CIDRs as the kubelet last sent them (UpdateRuntimeConfig); kept for status. */
   private cidrs: string[] = [];
 
@@ -74,6 +77,10 @@ export class PodRuntime {
   async collectNetworks(): Promise<string[]> {
     const keys = await this.d.network.list();
     if (keys.length === 0) return [];
+    // A pod being set up now is skipped even when its RunPodSandbox ends (and drops it from
+    // settingUp) while the containers are listed: it started before the list of networks, so it is
+    // in this copy; one that ended before the list of containers is owned in it.
+    const busy = new Set(this.settingUp);
     const owned = new Set<string>();
     for (const i of await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox })) {
       const k = metaOf<SandboxMeta>(i.container).netKey;
@@ -81,7 +88,7 @@ export class PodRuntime {
     }
     const freed: string[] = [];
     for (const k of keys) {
-      if (owned.has(k) || this.settingUp.has(k)) continue;
+      if (owned.has(k) || busy.has(k) || this.settingUp.has(k)) continue;
       await this.d.network.teardown(k);
       freed.push(k);
     }
@@ -131,7 +138,9 @@ export class PodRuntime {
     netKey: string | undefined,
   ): Promise<string> {
     const host = netKey === undefined;
-    const net = netKey ? await this.d.network.setup(netKey, { portMappings: pod.portMappings }) : undefined;
+    // Only the namespace has to exist before the pause container is made in it (runc joins it by
+    // path): CNI ADD runs while the container and its task are made, as the longest steps.
+    const netnsPath = netKey ? await this.d.network.prepare(netKey) : undefined;
     const meta: SandboxMeta = {
       metadata: pod.metadata,
       labels: pod.labels,
@@ -142,22 +151,58 @@ export class PodRuntime {
       runtimeHandler,
       cgroupParent: pod.cgroupParent,
       namespaceOptions: pod.namespaceOptions,
-      ...(netKey && net ? { netKey, netnsPath: net.netnsPath, ips: net.ips } : {}),
+      ...(netKey && netnsPath ? { netKey, netnsPath } : {}),
       createdAt: nowNs(),
     };
-    const teardown = async () => {
-      if (netKey) await this.d.network.teardown(netKey).catch((e: unknown) => this.warn(e, netKey));
-    };
-    let id: string;
+    const attach = netKey ? this.d.network.setup(netKey, { portMappings: pod.portMappings }) : undefined;
+    let id: string | undefined;
     try {
-      const req = sandboxRequest(pod, {
-        image,
-        meta,
-        ...(net ? { netnsPath: net.netnsPath } : {}),
-      });
-      id = (await this.d.tasks.createContainer(req)).id;
+      const made = (async () => {
+        id = await this.createPause(pod, image, meta, netnsPath);
+        this.starting.add(id);
+        await this.d.tasks.createTask(id);
+        return id;
+      })();
+      // Both settle before anything is undone: a half-made side is never left running.
+      const [net, task] = await Promise.allSettled([attach, made]);
+      if (task.status === 'rejected') throw task.reason;
+      if (net.status === 'rejected') throw net.reason;
+      const ips = net.value?.ips;
+      const steps = await Promise.allSettled([
+        this.d.tasks.start(task.value),
+        // The addresses are known only now: the record made with the container gets them.
+        ips
+          ? this.d.tasks.updateContainer({
+              id: task.value,
+              labels: { [CriLabel.meta]: JSON.stringify({ ...meta, ips }) },
+            })
+          : undefined,
+      ]);
+      for (const r of steps) if (r.status === 'rejected') throw r.reason;
+      return task.value;
     } catch (err) {
-      await teardown();
+      if (id) await this.d.tasks.deleteContainer(id, true).catch((e: unknown) => this.warn(e, id ?? ''));
+      if (netKey) {
+        await attach?.catch(() => undefined);
+        await this.d.network.teardown(netKey).catch((e: unknown) => this.warn(e, netKey));
+      }
+      throw err;
+    } finally {
+      if (id) this.starting.delete(id);
+    }
+  }
+
+  /** The pause container's record (its task is made next); ALREADY_EXISTS names the pod. */
+  private async createPause(
+    pod: PodConfig,
+    image: string,
+    meta: SandboxMeta,
+    netnsPath: string | undefined,
+  ): Promise<string> {
+    try {
+      const req = sandboxRequest(pod, { image, meta, ...(netnsPath ? { netnsPath } : {}) });
+      return (await this.d.tasks.createContainer(req)).id;
+    } catch (err) {
       const e = toBerthError(err);
       if (e.code === Code.ALREADY_EXISTS) {
         const m = pod.metadata;
@@ -168,26 +213,25 @@ export class PodRuntime {
       }
       throw e;
     }
-    try {
-      await this.d.tasks.createTask(id);
-      await this.d.tasks.start(id);
-    } catch (err) {
-      await this.d.tasks.deleteContainer(id, true).catch((e: unknown) => this.warn(e, id));
-      await teardown();
-      throw err;
-    }
-    return id;
   }
 
-  /** StopPodSandbox: kills every container of the pod and its pause process, frees its network. */
+  /**
+   * StopPodSandbox: kills every container of the pod and its pause process, and frees its network
+   * at the same time (the namespace lives on in its bind mount until then, as the pause's does).
+   */
   async stop(id: string): Promise<void> {
     const sb = await this.get(id);
     const sid = sb.info.container.id;
-    for (const c of await this.containersOf(sid)) {
-      await stopTask(this.d.tasks, c.container.id, { timeoutMs: 0, signal: 'SIGKILL' });
-    }
-    await stopTask(this.d.tasks, sid, { timeoutMs: 0, signal: 'SIGKILL' });
-    if (sb.meta.netKey) await this.d.network.teardown(sb.meta.netKey);
+    const kill = async () => {
+      const containers = await this.containersOf(sid);
+      await Promise.all(
+        containers.map((c) => stopTask(this.d.tasks, c.container.id, { timeoutMs: 0, signal: 'SIGKILL' })),
+      );
+      await stopTask(this.d.tasks, sid, { timeoutMs: 0, signal: 'SIGKILL' });
+    };
+    const netKey = sb.meta.netKey;
+    const steps = await Promise.allSettled([kill(), netKey ? this.d.network.teardown(netKey) : undefined]);
+    for (const r of steps) if (r.status === 'rejected') throw r.reason;
   }
 
   /** RemovePodSandbox: removes the pod's containers and the pod; an absent pod is success. */
@@ -228,6 +272,7 @@ export class PodRuntime {
     const selector = stringMap(filter?.label_selector, 'filter.label_selector');
     return all
       .filter((i) => {
+        if (this.starting.has(i.container.id)) return false;
         if (filter?.id && !i.container.id.startsWith(filter.id)) return false;
         if (filter?.state && podState(i) !== filter.state.state) return false;
         const labels = metaOf<SandboxMeta>(i.container).labels;

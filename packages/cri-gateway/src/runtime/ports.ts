@@ -83,9 +83,18 @@ export interface NetworkReadiness {
  * stop and remove call it again.
  */
 export interface PodNetwork {
+  /**
+   * Makes the pod's network namespace, not attached yet, and answers its path: the pod's pause
+   * container can be made in it while setup() attaches it.
+   */
+  prepare(podKey: string): Promise<string>;
+  /** Attaches the pod (making its namespace first unless prepare() did). */
   setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult>;
   teardown(podKey: string): Promise<void>;
-  /** The keys of the CRI pod networks set up on this node (to find those no pod owns any more). */
+  /**
+   * The keys of the CRI pod networks on this node, set up or with a namespace only (to find those
+   * no pod owns any more).
+   */
   list(): Promise<string[]>;
   /** Gives the node's default pod network the kubelet's pod CIDRs, where it is berth's to change. */
   usePodCidrs(cidrs: string[]): Promise<PodCidrOutcome>;

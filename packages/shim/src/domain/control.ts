@@ -98,9 +98,14 @@ export class TaskControl {
     await this.writeCtl(rec, `${CTL_RESIZE} ${req.rows} ${req.cols}\n`);
   }
 
-  /** Asks conmon to reopen the log file (after it was rotated away). */
+  /**
+   * Asks conmon to reopen the log file (after it was rotated away). conmon does it after this
+   * answers; the file is made here first (conmon then renames its own over it), so a caller finds
+   * the new log at its path once the call returned, as containerd's synchronous reopen leaves it.
+   */
   async reopenLog(ref: ShimTaskRef): Promise<void> {
     const rec = await this.host.mustAllow(ref, 'reopen-log');
+    if (rec.logPath) await (await open(rec.logPath, 'a', 0o640)).close();
     await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
   }
 

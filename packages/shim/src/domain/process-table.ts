@@ -81,8 +81,11 @@ export class ProcessTable {
     const rec = await this.host.mustAllow(req, 'kill');
     if (rec.status === 'stopped') return { delivered: false };
     await markKillTrace(this.host.store, { namespace: req.namespace, id: req.id });
+    // runc kill --all freezes the cgroup to signal each process: SIGKILL to the init of a PID
+    // namespace of its own reaches them all anyway (the kernel kills the namespace), without it.
+    const all = req.all && !(rec.ownPidNs && signal === 'SIGKILL');
     try {
-      await this.host.runc(req.namespace).kill(req.id, signal, req.all);
+      await this.host.runc(req.namespace).kill(req.id, signal, all);
     } catch (err) {
       if (err instanceof BerthError && err.code === Code.NOT_FOUND) return { delivered: false };
       throw err;

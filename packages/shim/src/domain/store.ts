@@ -30,6 +30,11 @@ export interface ProcRecord {
    * announced in that trace (`berth stop` shows the exit it waited for).
    */
   killTraceparent?: string;
+  /**
+   * The task's init is PID 1 of a PID namespace of its own, so SIGKILL to it takes every process of
+   * the container with it (the kernel kills the namespace). Absent: unknown (older records).
+   */
+  ownPidNs?: boolean;
 }
 
 function toHash(r: ProcRecord): Record<string, string> {
@@ -53,6 +58,7 @@ function toHash(r: ProcRecord): Record<string, string> {
   if (r.reason) h.reason = r.reason;
   if (r.traceparent) h.traceparent = r.traceparent;
   if (r.killTraceparent) h.killTraceparent = r.killTraceparent;
+  if (r.ownPidNs) h.ownPidNs = '1';
   return h;
 }
 
@@ -79,6 +85,7 @@ function fromHash(h: Record<string, string>): ProcRecord | undefined {
   if (h.exitPublished === '1') r.exitPublished = true;
   if (h.traceparent) r.traceparent = h.traceparent;
   if (h.killTraceparent) r.killTraceparent = h.killTraceparent;
+  if (h.ownPidNs === '1') r.ownPidNs = true;
   return r;
 }
 

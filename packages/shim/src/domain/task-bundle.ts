@@ -158,6 +158,7 @@ export async function createTask(
         createdAt: new Date().toISOString(),
       };
       if (req.stdin && req.stdinOnce === false) rec.stdinKeep = true;
+      if (ownPidNamespace(spec)) rec.ownPidNs = true;
       if (created.traceparent) rec.traceparent = created.traceparent;
       await writeAtomic(p.meta, JSON.stringify(rec));
       await host.store.put(rec);
@@ -210,4 +211,10 @@ export async function removeBundle(host: ShimHost, ns: string, id: string): Prom
   await rm(p.bundle, { recursive: true, force: true });
   await rm(join(p.exitDir, id), { force: true });
   await rm(p.persistDir, { recursive: true, force: true });
+}
+
+/** True when the spec gives the container a new PID namespace (a pid entry without a path). */
+export function ownPidNamespace(spec: Record<string, unknown>): boolean {
+  const linux = spec.linux as { namespaces?: { type?: string; path?: string }[] } | undefined;
+  return (linux?.namespaces ?? []).some((n) => n.type === 'pid' && !n.path);
 }

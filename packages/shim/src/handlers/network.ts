@@ -2,14 +2,20 @@ import { BerthError, Code, type ShimApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { NetworkManager } from '../network/manager.js';
 
-/** Handlers of pod networking on this node: setup, teardown, status, list (CNI, see network/). */
+/** Handlers of pod networking on this node: netns, setup, teardown, status, list (CNI, see network/). */
 export function networkHandlers(
   network: NetworkManager,
 ): Pick<
   Handlers<typeof ShimApi>,
-  'network-setup' | 'network-teardown' | 'network-status' | 'network-list' | 'network-pod-cidr'
+  | 'network-netns'
+  | 'network-setup'
+  | 'network-teardown'
+  | 'network-status'
+  | 'network-list'
+  | 'network-pod-cidr'
 > {
   return {
+    'network-netns': async (req) => ({ podId: req.podId, netnsPath: await network.prepare(req.podId) }),
     'network-setup': (req) => network.setup(req.podId, { portMappings: req.portMappings }),
     'network-teardown': (req) => network.teardown(req.podId, { force: req.force }),
     'network-status': async (req) => {

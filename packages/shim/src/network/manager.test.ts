@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,18 +29,22 @@ const pods: string[] = [];
 
 beforeAll(async () => {
   w = await netWorld('mgr');
-  m = new NetworkManager({
-    layout: w.layout,
-    confDir: w.confDir,
-    defaults: { bridge: w.bridge, subnet: SUBNET, dataDir: w.dataDir, name: `t${w.bridge}` },
-    pluginTimeoutMs: 20_000,
-  });
+  m = new NetworkManager(options());
 });
 afterAll(async () => {
   for (const s of servers) s.kill('SIGKILL');
   for (const id of pods) await m?.teardown(id).catch(() => undefined);
   await w?.close();
 });
+
+function options(): ConstructorParameters<typeof NetworkManager>[0] {
+  return {
+    layout: w.layout,
+    confDir: w.confDir,
+    defaults: { bridge: w.bridge, subnet: SUBNET, dataDir: w.dataDir, name: `t${w.bridge}` },
+    pluginTimeoutMs: 20_000,
+  };
+}
 
 async function pod(tag: string, opts?: Parameters<NetworkManager['setup']>[1]) {
   const id = podId(tag);
@@ -99,6 +103,40 @@ describe('pods on the default bridge', () => {
     expect(await filesOf(m.paths.stateDir)).not.toContain(`${p.podId}.json`);
     expect(await m.status(p.podId)).toBeUndefined();
     await m.teardown(p.podId);
+  });
+
+  it('prepare pins the namespace alone, kept by recovery; setup attaches that same namespace', async () => {
+    const id = podId('prep');
+    pods.push(id);
+    const path = await m.prepare(id);
+    expect(path).toBe(m.netnsPath(id));
+    expect(await m.prepare(id)).toBe(path);
+    // The inode of a pinned namespace file is the namespace's own: it tells two namespaces apart.
+    const ns = (await stat(path)).ino;
+    expect(await m.status(id)).toBeUndefined();
+    expect((await m.list()).find((p) => p.podId === id)?.ips).toEqual([]);
+    const report = await new NetworkManager(options()).recover();
+    expect(report.kept).toContain(id);
+    expect(report.released).not.toContain(id);
+    const p = await m.setup(id);
+    expect((await stat(path)).ino).toBe(ns);
+    expect(p.ips).toHaveLength(1);
+    const ip = p.ips[0]?.address.split('/')[0] ?? '';
+    expect(await filesOf(join(w.dataDir, `t${w.bridge}`))).toContain(ip);
+    await m.teardown(id);
+    expect(await filesOf(join(w.dataDir, `t${w.bridge}`))).not.toContain(ip);
+    expect(await present(path)).toBe(false);
+  });
+
+  it('teardown of a pod with a namespace only removes it and its record', async () => {
+    const id = podId('prep2');
+    pods.push(id);
+    const path = await m.prepare(id);
+    expect(await filesOf(m.paths.stateDir)).toContain(`${id}.json`);
+    await m.teardown(id);
+    expect(await present(path)).toBe(false);
+    expect(await filesOf(m.paths.stateDir)).not.toContain(`${id}.json`);
+    expect((await m.list()).map((p) => p.podId)).not.toContain(id);
   });
 
   it('teardown of a pod whose namespace is already gone still releases its address', async () => {

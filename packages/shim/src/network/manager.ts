@@ -114,39 +114,47 @@ export class NetworkManager {
   }
 
   /**
-   * Gives a pod its network namespace and attaches it (loopback up, then the network's chain with
-   * its port mappings). Idempotent: a pod already set up gets its recorded network back, with the
-   * port mappings it was set up with (tear it down to change them). On any
-   * failure everything made so far is deleted again before the error is thrown.
+   * Gives a pod its pinned network namespace without attaching it, so the pod's containers can be
+   * made in it while setup() runs the CNI chain (as containerd makes the namespace first). The
+   * network is chosen and its plugins found here, before anything exists; the record (phase
+   * `netns`) is on disk before the namespace is made. Idempotent: a pod with a namespace (in any
+   * phase) gets its path back. On failure nothing is left.
+   */
+  async prepare(podId: string): Promise<string> {
+    checkPodId(podId);
+    return this.serial(podId, async () => {
+      const existing = await this.records.get(podId);
+      if (existing && existing.phase !== 'adding' && (await isNetnsMounted(existing.netnsPath)))
+        return existing.netnsPath;
+      if (existing) await this.release(existing);
+      return (await this.makeNetns(podId, [])).netnsPath;
+    });
+  }
+
+  /**
+   * Gives a pod its network namespace (unless prepare() made it) and attaches it (loopback up,
+   * then the network's chain with its port mappings). Idempotent: a pod already set up gets its
+   * recorded network back, with the port mappings it was set up with (tear it down to change
+   * them). On any failure everything made so far is deleted again before the error is thrown.
    */
   async setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
     checkPodId(podId);
     const portMappings = checkPortMappings(options.portMappings ?? []);
     return this.serial(podId, async () => {
       const existing = await this.records.get(podId);
-      if (existing?.phase === 'ready' && (await isNetnsMounted(existing.netnsPath))) return view(existing);
-      if (existing) await this.release(existing);
-      const net = await this.network();
-      // A missing plugin is found before anything exists, so there is nothing to undo.
-      for (const plugin of [{ type: 'loopback' }, ...net.conf.plugins])
-        await findPlugin(plugin.type, this.pluginDirs);
-      const rec: PodNetworkRecord = {
-        version: 1,
-        podId,
-        phase: 'adding',
-        netnsPath: this.netnsPath(podId),
-        ifname: 'eth0',
-        network: { file: net.file, conf: net.conf },
-        portMappings,
-        createdAt: new Date().toISOString(),
-      };
-      // The intent is on disk before anything exists, so a crash from here on is found by recover().
-      await this.records.put(rec);
+      const mounted = existing ? await isNetnsMounted(existing.netnsPath) : false;
+      if (existing?.phase === 'ready' && mounted) return view(existing);
+      let rec: PodNetworkRecord;
+      if (existing?.phase === 'netns' && mounted) rec = { ...existing, phase: 'adding', portMappings };
+      else {
+        if (existing) await this.release(existing);
+        rec = { ...(await this.makeNetns(podId, portMappings)), phase: 'adding' };
+      }
       try {
-        await mkdir(this.paths.netnsDir, { recursive: true, mode: 0o755 });
-        await createNetns(rec.netnsPath);
-        await addChain(loopbackList(net.conf.cniVersion), this.attachment(rec), this.chainOpts());
-        const result = await addChain(net.conf, this.attachment(rec), this.chainOpts());
+        // From here a crash leaves phase adding: recover() runs the chain's DEL.
+        await this.records.put(rec);
+        await addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts());
+        const result = await addChain(rec.network.conf, this.attachment(rec), this.chainOpts());
         const ready: PodNetworkRecord = { ...rec, phase: 'ready', ...(result ? { result } : {}) };
         await this.records.put(ready);
         return view(ready);
@@ -159,6 +167,34 @@ export class NetworkManager {
         throw err;
       }
     });
+  }
+
+  /** Records a pod (phase netns) and pins its namespace; on failure removes both. */
+  private async makeNetns(podId: string, portMappings: PortMapping[]): Promise<PodNetworkRecord> {
+    const net = await this.network();
+    // A missing plugin is found before anything exists, so there is nothing to undo.
+    for (const plugin of [{ type: 'loopback' }, ...net.conf.plugins])
+      await findPlugin(plugin.type, this.pluginDirs);
+    const rec: PodNetworkRecord = {
+      version: 1,
+      podId,
+      phase: 'netns',
+      netnsPath: this.netnsPath(podId),
+      ifname: 'eth0',
+      network: { file: net.file, conf: net.conf },
+      portMappings,
+      createdAt: new Date().toISOString(),
+    };
+    // The intent is on disk before anything exists, so a crash from here on is found by recover().
+    await this.records.put(rec);
+    try {
+      await mkdir(this.paths.netnsDir, { recursive: true, mode: 0o755 });
+      await createNetns(rec.netnsPath);
+      return rec;
+    } catch (err) {
+      await this.release(rec).catch(() => undefined);
+      throw err;
+    }
   }
 
   /**
@@ -202,12 +238,15 @@ export class NetworkManager {
     return rec?.phase === 'ready' ? view(rec) : undefined;
   }
 
-  /** Every pod set up on this node. */
+  /**
+   * Every pod set up on this node, and every pod with a namespace not attached yet (no addresses):
+   * a runtime that died between prepare() and setup() finds those to tear down too.
+   */
   async list(): Promise<PodNetwork[]> {
     const out: PodNetwork[] = [];
     for (const id of await this.records.ids()) {
       const rec = await this.records.get(id).catch(() => undefined);
-      if (rec?.phase === 'ready') out.push(view(rec));
+      if (rec?.phase === 'ready' || rec?.phase === 'netns') out.push(view(rec));
     }
     return out;
   }
@@ -224,9 +263,9 @@ export class NetworkManager {
   }
 
   /**
-   * Cleans what a crash or reboot left, once at start: every pod recorded mid-ADD and every ready
-   * pod whose namespace is gone (a reboot) is deleted (its leases released); namespace files
-   * without a record are removed. Pods that are whole are kept.
+   * Cleans what a crash or reboot left, once at start: every pod recorded mid-ADD and every pod
+   * whose namespace is gone (a reboot) is deleted (its leases released); namespace files without a
+   * record are removed. Pods that are whole, or have a namespace awaiting its ADD, are kept.
    */
   async recover(): Promise<RecoveryReport> {
     const report: RecoveryReport = { released: [], kept: [], failed: [] };
@@ -236,7 +275,8 @@ export class NetworkManager {
       await this.serial(podId, async () => {
         const rec = await this.records.get(podId);
         if (!rec) return;
-        if (rec.phase === 'ready' && (await isNetnsMounted(rec.netnsPath))) {
+        // A namespace made ahead of its ADD is kept too: its runtime may be making the pod in it.
+        if (rec.phase !== 'adding' && (await isNetnsMounted(rec.netnsPath))) {
           report.kept.push(podId);
           return;
         }
@@ -251,14 +291,19 @@ export class NetworkManager {
     return report;
   }
 
-  /** DEL of the recorded chain, then the namespace, then the record (loopback needs no DEL: it dies with the namespace). */
+  /**
+   * DEL of the recorded chain (none for a pod no plugin ran for), then the namespace, then the
+   * record (loopback needs no DEL: it dies with the namespace).
+   */
   private async release(rec: PodNetworkRecord): Promise<void> {
-    const mounted = await isNetnsMounted(rec.netnsPath);
-    const att = { ...this.attachment(rec), netns: mounted ? rec.netnsPath : '' };
-    await delChain(rec.network.conf, att, this.chainOpts(), rec.result);
-    // The bridge plugin finds a pod's masquerade rules through its interface: with the namespace or
-    // the interface gone it leaves them. Removing them by name is a no-op when it did its job.
-    if (masquerades(rec.network.conf)) await removeMasquerade(rec.network.conf.name, rec.podId);
+    if (rec.phase !== 'netns') {
+      const mounted = await isNetnsMounted(rec.netnsPath);
+      const att = { ...this.attachment(rec), netns: mounted ? rec.netnsPath : '' };
+      await delChain(rec.network.conf, att, this.chainOpts(), rec.result);
+      // The bridge plugin finds a pod's masquerade rules through its interface: with the namespace
+      // or the interface gone it leaves them, and they are removed by name here.
+      if (masquerades(rec.network.conf)) await removeMasquerade(rec.network.conf.name, rec.podId);
+    }
     await removeNetns(rec.netnsPath);
     await this.records.delete(rec.podId);
   }

@@ -30,13 +30,14 @@ export function networkPaths(layout: Pick<HostLayout, 'stateRoot' | 'runRoot'>) 
 }
 
 /**
- * What is recorded for one pod: written as `adding` before the first plugin runs (so a crash
- * mid-ADD leaves a record recovery can DEL), then `ready` with the CNI result.
+ * What is recorded for one pod: written as `netns` before its namespace is made (when the pod's
+ * namespace is made ahead of its ADD: nothing to DEL yet), as `adding` before the first plugin runs
+ * (so a crash mid-ADD leaves a record recovery can DEL), then `ready` with the CNI result.
  */
 export const PodNetworkRecord = z.object({
   version: z.literal(1),
   podId: z.string(),
-  phase: z.enum(['adding', 'ready']),
+  phase: z.enum(['netns', 'adding', 'ready']),
   netnsPath: z.string(),
   ifname: z.string(),
   /** The list ADD ran, kept so DEL runs the same chain even if the conf dir changed since. */

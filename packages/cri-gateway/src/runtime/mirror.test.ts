@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { Mirror } from './mirror.js';
+
+/** A source whose records the test sets, counting the reads of each key. */
+function source(initial: Record<string, number>) {
+  const records = new Map(Object.entries(initial));
+  const reads: string[] = [];
+  return {
+    records,
+    reads,
+    src: {
+      fetch: async (key: string) => {
+        reads.push(key);
+        return records.get(key);
+      },
+      list: async (): Promise<[string, number][]> => [...records.entries()],
+    },
+  };
+}
+
+describe('Mirror refreshes', () => {
+  it('shares one read between refreshes of a key asked in the same turn, started after all of them', async () => {
+    const s = source({ a: 1 });
+    const m = new Mirror<number>(s.src, (e) => {
+      throw e;
+    });
+    await m.start(60_000);
+    s.reads.length = 0;
+    // An event and a write's reply naming the same key, handled in one turn of the event loop.
+    const first = m.refresh('a');
+    s.records.set('a', 2);
+    const second = m.refresh('a');
+    expect(second).toBe(first);
+    // A read waits for the refresh, which shows the change made after the first call.
+    expect(await m.get('a')).toBe(2);
+    expect(s.reads).toEqual(['a']);
+    m.stop();
+  });
+
+  it('reads again for a refresh asked once the earlier read started', async () => {
+    const s = source({ a: 1, b: 5 });
+    const m = new Mirror<number>(s.src, (e) => {
+      throw e;
+    });
+    await m.start(60_000);
+    s.reads.length = 0;
+    const first = m.refresh('a');
+    // The next turn: the first refresh's read has started.
+    await new Promise((r) => setImmediate(r));
+    s.records.set('a', 3);
+    const second = m.refresh('a');
+    expect(second).not.toBe(first);
+    void m.refresh('b');
+    expect(await m.get('a')).toBe(3);
+    expect(await m.get('b')).toBe(5);
+    expect(s.reads.sort()).toEqual(['a', 'a', 'b']);
+    m.stop();
+  });
+});
