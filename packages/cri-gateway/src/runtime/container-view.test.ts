@@ -129,6 +129,8 @@ describe('ContainerView', () => {
     );
     // The start's own event reaches the gateway before its reply: its refresh is held.
     ev.fire(TaskTopic.taskStart, { id: 'c3' });
+    // Refreshes start their read on the next turn (calls until then share it): let it begin.
+    await new Promise((r) => setImmediate(r));
     await view.start('c3');
     const reads = t.reads.get;
     expect(await view.getContainer('c3')).toMatchObject({
