@@ -1,9 +1,10 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestCniNetwork } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsShimNetworkPort } from './runtime/nats-ports.js';
+import { installGateNetwork } from './testdata/gate-cni.js';
 import { type Json, podConfig, rpc, runPod, startPodStack, until } from './testdata/pod-fixtures.js';
 import type { RuntimeStack } from './testdata/runtime-stack.js';
 
@@ -18,42 +19,20 @@ let hold: string;
 let marker: string;
 let gatePid: number | undefined;
 
-/** Writes the gate plugin and a conflist (bridge + gate) into the stack's private CNI conf dir. */
-async function gateNetwork(root: string, cni: TestCniNetwork): Promise<Record<string, unknown>> {
-  const plugins = join(root, 'cni-plugins');
-  await mkdir(plugins, { recursive: true });
+/** The gate: blocks in ADD for good (telling its pid) while the hold file exists. */
+function gateNetwork(root: string, cni: TestCniNetwork): Promise<Record<string, unknown>> {
   hold = join(root, 'gate-hold');
   marker = join(root, 'gate-started');
-  const gate = `#!${process.execPath}
-const fs = require('node:fs');
-let input = '';
-process.stdin.on('data', (d) => { input += d; }).on('end', () => {
-  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
-  const conf = JSON.parse(input);
-  if (fs.existsSync(${JSON.stringify(hold)})) {
+  return installGateNetwork(
+    root,
+    cni,
+    `  if (fs.existsSync(${JSON.stringify(hold)})) {
     fs.writeFileSync(${JSON.stringify(marker)}, String(process.pid));
     setInterval(() => {}, 1 << 30);
     return;
   }
-  process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));
-});
-`;
-  await writeFile(join(plugins, 'gate'), gate);
-  await chmod(join(plugins, 'gate'), 0o755);
-  const ipam = { type: 'host-local', dataDir: cni.settings.cniDataDir, ranges: [[{ subnet: cni.subnet }]] };
-  await mkdir(cni.settings.cniConfDir, { recursive: true });
-  await writeFile(
-    join(cni.settings.cniConfDir, '10-berth.conflist'),
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'berth',
-      plugins: [
-        { type: 'bridge', bridge: cni.bridge, isGateway: true, ipMasq: true, ipam },
-        { type: 'gate' },
-      ],
-    }),
+  process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));`,
   );
-  return { cniPluginDirs: [plugins, '/usr/lib/cni'] };
 }
 
 beforeAll(async () => {

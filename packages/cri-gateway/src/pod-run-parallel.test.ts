@@ -1,9 +1,10 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestCniNetwork } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsShimNetworkPort } from './runtime/nats-ports.js';
+import { installGateNetwork } from './testdata/gate-cni.js';
 import {
   berthContainers,
   grpcError,
@@ -28,20 +29,15 @@ let hold: string;
 let fail: string;
 let marker: string;
 
-/** Writes the gate plugin and a conflist (bridge + gate) into the stack's private CNI conf dir. */
-async function gateNetwork(root: string, cni: TestCniNetwork): Promise<Record<string, unknown>> {
-  const plugins = join(root, 'cni-plugins');
-  await mkdir(plugins, { recursive: true });
+/** The gate: blocks in ADD while the hold file exists, then fails if the fail file exists. */
+function gateNetwork(root: string, cni: TestCniNetwork): Promise<Record<string, unknown>> {
   hold = join(root, 'gate-hold');
   fail = join(root, 'gate-fail');
   marker = join(root, 'gate-started');
-  const gate = `#!${process.execPath}
-const fs = require('node:fs');
-let input = '';
-process.stdin.on('data', (d) => { input += d; }).on('end', () => {
-  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
-  const conf = JSON.parse(input);
-  fs.writeFileSync(${JSON.stringify(marker)}, String(process.pid));
+  return installGateNetwork(
+    root,
+    cni,
+    `  fs.writeFileSync(${JSON.stringify(marker)}, String(process.pid));
   const go = () => {
     if (fs.existsSync(${JSON.stringify(hold)})) return setTimeout(go, 20);
     if (fs.existsSync(${JSON.stringify(fail)})) {
@@ -50,25 +46,8 @@ process.stdin.on('data', (d) => { input += d; }).on('end', () => {
     }
     process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));
   };
-  go();
-});
-`;
-  await writeFile(join(plugins, 'gate'), gate);
-  await chmod(join(plugins, 'gate'), 0o755);
-  const ipam = { type: 'host-local', dataDir: cni.settings.cniDataDir, ranges: [[{ subnet: cni.subnet }]] };
-  await mkdir(cni.settings.cniConfDir, { recursive: true });
-  await writeFile(
-    join(cni.settings.cniConfDir, '10-berth.conflist'),
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'berth',
-      plugins: [
-        { type: 'bridge', bridge: cni.bridge, isGateway: true, ipMasq: true, ipam },
-        { type: 'gate' },
-      ],
-    }),
+  go();`,
   );
-  return { cniPluginDirs: [plugins, '/usr/lib/cni'] };
 }
 
 beforeAll(async () => {

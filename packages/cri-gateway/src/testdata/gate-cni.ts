@@ -1,0 +1,44 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TestCniNetwork } from '@berth/testing';
+
+/**
+ * Installs a test CNI chain into a stack's private CNI conf dir: the stack's own bridge network
+ * followed by a "gate" plugin, a Node script whose ADD runs `addBody` (with `fs`, the parsed
+ * `conf` and its `prevResult` in scope; it must write a result or exit) and whose other commands
+ * succeed at once. Tests hold a pod in the middle of its CNI ADD with it, after the bridge leased
+ * an address. Returns the shim settings that put the gate's folder before Debian's plugins.
+ */
+export async function installGateNetwork(
+  root: string,
+  cni: TestCniNetwork,
+  addBody: string,
+): Promise<Record<string, unknown>> {
+  const plugins = join(root, 'cni-plugins');
+  await mkdir(plugins, { recursive: true });
+  const gate = `#!${process.execPath}
+const fs = require('node:fs');
+let input = '';
+process.stdin.on('data', (d) => { input += d; }).on('end', () => {
+  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
+  const conf = JSON.parse(input);
+${addBody}
+});
+`;
+  await writeFile(join(plugins, 'gate'), gate);
+  await chmod(join(plugins, 'gate'), 0o755);
+  const ipam = { type: 'host-local', dataDir: cni.settings.cniDataDir, ranges: [[{ subnet: cni.subnet }]] };
+  await mkdir(cni.settings.cniConfDir, { recursive: true });
+  await writeFile(
+    join(cni.settings.cniConfDir, '10-berth.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'berth',
+      plugins: [
+        { type: 'bridge', bridge: cni.bridge, isGateway: true, ipMasq: true, ipam },
+        { type: 'gate' },
+      ],
+    }),
+  );
+  return { cniPluginDirs: [plugins, '/usr/lib/cni'] };
+}
