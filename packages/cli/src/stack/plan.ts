@@ -42,12 +42,14 @@ export const MAX_REPLICAS = 16;
 
 /**
  * V8 flags every process `berth up` starts runs with, unless `services.<name>.v8Flags` says
- * otherwise (`services.cohosted.v8Flags` for the co-hosted process). None by default: a 1 MB
- * semi-space (`--max-semi-space-size=1`) saved ~8 MB per process right after start-up but made
- * no difference after a workload and 60 s idle, when V8's memory reducer has shrunk the young
- * generation anyway (docs/benchmarks.md, footprint); an operator may still set it, or a heap bound.
+ * otherwise (`services.cohosted.v8Flags` for the co-hosted process). `--optimize-for-size`: V8's
+ * memory reducer does not run in an idle Node process, so the garbage of the last burst stays
+ * resident for as long as the service idles; this flag makes V8 collect sooner (smaller heap
+ * growth steps, a 1 MB semi-space). 9-11 MB less PSS for the separate stack after the workload, in
+ * two side-by-side runs (docs/benchmarks.md, footprint round 2); a bare 1 MB semi-space alone
+ * bought nothing measurable (round 1).
  */
-export const SERVICE_V8_FLAGS: readonly string[] = [];
+export const SERVICE_V8_FLAGS: readonly string[] = ['--optimize-for-size'];
 
 const V8Flags = z.array(z.string().regex(/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/, 'must be a --v8-flag[=value]'));
 
