@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ChildState, SupervisorState } from '../context.js';
 import { isSupervisorProcess, stopRank } from './cleanup.js';
-import { STOP_ORDER } from './plan.js';
+import { STOP_ORDER } from './stack-plan.js';
 import { exited, isSameProcess, terminatePid } from './proc.js';
 
 /** Key of a supervised process: its name and replica (`shim#1`). */

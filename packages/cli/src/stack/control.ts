@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { BerthError, Code } from '@berth/api';
+import { BerthError, Code } from '@berth/api/errors';
 import type { SupervisorState } from '../context.js';
 
 /**

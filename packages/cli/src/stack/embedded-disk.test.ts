@@ -12,6 +12,7 @@ import { freePort } from '@berth/testing';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedSpec, waitEmbeddedReady } from './embedded.js';
+import { embeddedConfigText } from './embedded-config.js';
 import type { EmbeddedPlan } from './plan.js';
 
 let dir: string;
@@ -46,6 +47,7 @@ beforeAll(async () => {
     dataDir,
     logFile: join(dir, 'redis.log'),
     auth: { password: 'test-password' },
+    config: embeddedConfigText({ kind: 'redis-server' }, { password: 'test-password' }),
   };
   const spec = embeddedSpec(plan, 'disk-test', process.env);
   proc = spawn(spec.command, spec.args, { stdio: 'ignore' });

@@ -2,31 +2,30 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, Code, type Principal, Service } from '@berth/api';
-import { type AclSecrets, principalLogins, withLogin } from '@berth/kit/acl-config';
+import { principalLogins, withLogin } from '@berth/kit/acl-config';
 import { type Config, DEFAULT_CONFIG_FILE, serviceSetting } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
 import { z } from 'zod';
 import { embeddedCredentials } from './credentials.js';
+import { embeddedConfigText } from './embedded-config.js';
+import {
+  type EmbeddedPlan,
+  type PrincipalUrls,
+  type ServicePlan,
+  STACK_SERVICES,
+  type StackPlan,
+} from './stack-plan.js';
 
-/** The services `berth up` runs, in start order (the shim first: it owns the host's containers). */
-export const STACK_SERVICES = [
-  Service.shim,
-  Service.snapshot,
-  Service.image,
-  Service.task,
-  Service.cri,
-] as const satisfies readonly Service[];
-
-/**
- * Groups stopped one after the other by `berth down`: callers before callees, the shim last so
- * nothing asks it for work while it drains. Each group is stopped fully before the next.
- */
-export const STOP_ORDER: readonly (readonly Service[])[] = [
-  [Service.cri],
-  [Service.task],
-  [Service.image, Service.snapshot],
-  [Service.shim],
-];
+export {
+  COHOSTED_LOGINS_ENV,
+  type CohostedPlan,
+  type EmbeddedPlan,
+  type PrincipalUrls,
+  type ServicePlan,
+  STACK_SERVICES,
+  STOP_ORDER,
+  type StackPlan,
+} from './stack-plan.js';
 
 /**
  * Services that may run as several replicas on one host. The shim is one per host (it owns the
@@ -41,94 +40,22 @@ export const SCALABLE: ReadonlySet<Service> = new Set<Service>([
 /** Most replicas of one service `berth up` accepts; more would only contend for two cores. */
 export const MAX_REPLICAS = 16;
 
-/** One supervised service process of the plan. */
-export interface ServicePlan {
-  service: Service;
-  /** 1-based replica number. */
-  replica: number;
-  /** The service's compiled entry point. */
-  main: string;
-  /** V8 flags the service's node runs with (before `main`); see SERVICE_V8_FLAGS. */
-  v8Flags: string[];
-  logFile: string;
-}
-
 /**
  * V8 flags every process `berth up` starts runs with, unless `services.<name>.v8Flags` says
- * otherwise (`services.cohosted.v8Flags` for the co-hosted process). None by default: a 1 MB
- * semi-space (`--max-semi-space-size=1`) saved ~8 MB per process right after start-up but made
- * no difference after a workload and 60 s idle, when V8's memory reducer has shrunk the young
- * generation anyway (docs/benchmarks.md, footprint); an operator may still set it, or a heap bound.
+ * otherwise (`services.cohosted.v8Flags` for the co-hosted process). `--optimize-for-size`: V8's
+ * memory reducer does not run in an idle Node process, so the garbage of the last burst stays
+ * resident for as long as the service idles; this flag makes V8 collect sooner (smaller heap
+ * growth steps, a 1 MB semi-space). 9-11 MB less PSS for the separate stack after the workload, in
+ * two side-by-side runs (docs/benchmarks.md, footprint round 2); a bare 1 MB semi-space alone
+ * bought nothing measurable (round 1).
  */
-export const SERVICE_V8_FLAGS: readonly string[] = [];
+export const SERVICE_V8_FLAGS: readonly string[] = ['--optimize-for-size'];
 
 const V8Flags = z.array(z.string().regex(/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/, 'must be a --v8-flag[=value]'));
 
 /** The V8 flags of one process of the stack: its `v8Flags` setting, else SERVICE_V8_FLAGS. */
 export function v8FlagsOf(config: Config, name: string): string[] {
   return serviceSetting(config, name, 'v8Flags', V8Flags, [...SERVICE_V8_FLAGS]);
-}
-
-/** An embedded server the supervisor starts because no URL was configured. */
-export interface EmbeddedPlan {
-  kind: 'nats-server' | 'redis-server';
-  port: number;
-  dataDir: string;
-  logFile: string;
-  /**
-   * What a client must present: a user and password for NATS, a password (`requirepass`) for
-   * Redis. From the credentials file; absent only in plans made before credentials existed.
-   */
-  auth?: { user?: string; password: string };
-  /**
-   * nats-server only: its HTTP monitoring port (/varz, /connz, ...) on 127.0.0.1; -1 picks a free
-   * one (written to the ports file, shown by `berth status`), 0 turns monitoring off.
-   */
-  monitorPort?: number;
-  /**
-   * Also one user per principal (service or CLI), with the permissions of its role, whose
-   * passwords derive from these secrets (kit/acl-config.ts). Absent in plans made before them.
-   */
-  users?: { node: string; secrets: AclSecrets };
-}
-
-/** The URLs one principal logs in with; set when an embedded server knows per-principal users. */
-export interface PrincipalUrls {
-  natsUrl: string;
-  /** Absent for the CLI, which never uses Redis. */
-  redisUrl?: string;
-}
-
-/**
- * The one process that runs every service when the stack is co-hosted (`berth up --cohosted`):
- * its entry point and its own log (each service still logs to its services/<name>.log).
- */
-export interface CohostedPlan {
-  main: string;
-  v8Flags: string[];
-  logFile: string;
-}
-
-/** Environment variable carrying each co-hosted service's own URLs (JSON), set by the supervisor. */
-export const COHOSTED_LOGINS_ENV = 'BERTH_COHOSTED_LOGINS';
-
-/** Everything the supervisor needs to run a stack; computed once by `berth up`. */
-export interface StackPlan {
-  nodeId: string;
-  stateRoot: string;
-  runRoot: string;
-  /** The administrator's URLs (the supervisor's and the operator's, never a service's). */
-  natsUrl: string;
-  redisUrl: string;
-  /** Each service's and the CLI's own URLs, where they differ from the administrator's. */
-  logins?: Partial<Record<Principal, PrincipalUrls>>;
-  embedded: EmbeddedPlan[];
-  /** Every service replica; when `cohosted` is set, these run inside that one process. */
-  services: ServicePlan[];
-  /** Set when every service runs in one process instead of one process each. */
-  cohosted?: CohostedPlan;
-  /** How long a stopped process gets between SIGTERM and SIGKILL. */
-  stopGraceMs: number;
 }
 
 /** Root of the berth checkout the CLI runs from (packages/cli/dist/stack -> repo root). */
@@ -362,6 +289,7 @@ export function makePlan(
       logFile: join(layout.serviceLogs, 'nats-server.log'),
       auth: { user, password },
       users,
+      config: embeddedConfigText({ kind: 'nats-server', users }, { user, password }),
     });
     embeddedNats = `nats://127.0.0.1:${ports.natsPort}`;
     natsUrl = withLogin(embeddedNats, user, password);
@@ -374,6 +302,7 @@ export function makePlan(
       logFile: join(layout.serviceLogs, 'redis-server.log'),
       auth: { password: creds.redis.password },
       users,
+      config: embeddedConfigText({ kind: 'redis-server', users }, { password: creds.redis.password }),
     });
     embeddedRedis = `redis://127.0.0.1:${ports.redisPort}`;
     redisUrl = `redis://:${creds.redis.password}@127.0.0.1:${ports.redisPort}`;

@@ -4,8 +4,8 @@
  * drops the channel and runs until `berth down` (control socket) or SIGTERM/SIGINT.
  * Its stdout/stderr are <stateRoot>/services/supervisor.log.
  */
-import { toBerthError } from '@berth/api';
-import type { StackPlan } from './plan.js';
+import { toBerthError } from '@berth/api/errors';
+import type { StackPlan } from './stack-plan.js';
 import { SUPERVISOR_ENV, Supervisor } from './supervisor.js';
 
 /** Messages the supervisor sends its parent over IPC, once. */

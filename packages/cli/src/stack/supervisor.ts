@@ -1,13 +1,14 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { BerthError, Code, type Service } from '@berth/api';
+import { BerthError, Code } from '@berth/api/errors';
+import type { Service } from '@berth/api/subjects';
 import { hostLayout } from '@berth/kit/layout';
 import type { ChildState, SupervisorState } from '../context.js';
 import { childKey, orphansOf, stopOrphans } from './adopt.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
 import { type ControlReply, controlRequest, listenControl, removeStaleSocket } from './control.js';
 import { assertPortFree, embeddedAnswers, embeddedSpec, waitEmbeddedReady } from './embedded.js';
-import { COHOSTED_LOGINS_ENV, type CohostedPlan, STOP_ORDER, type StackPlan } from './plan.js';
+import { COHOSTED_LOGINS_ENV, type CohostedPlan, STOP_ORDER, type StackPlan } from './stack-plan.js';
 
 /** Where the supervisor reports what it does: JSON lines when detached, short lines in a terminal. */
 export type SupervisorLog = (msg: string, fields?: Record<string, unknown>) => void;

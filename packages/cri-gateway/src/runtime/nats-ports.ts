@@ -8,7 +8,7 @@ import {
   type UpdateContainerRequest,
 } from '@berth/api';
 import { call, client, collectAll } from '@berth/kit';
-import { readCriStreams } from '@berth/shim';
+import { readCriStreams } from '@berth/shim/cri-log';
 import type { NatsConnection } from 'nats';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { ShimNetworkPort } from './cni-network.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import { BerthError, Code } from '@berth/api';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { ResolvedHost } from './hosts-toml.js';
 
 export type { Dispatcher };
@@ -38,14 +38,17 @@ export async function dispatcherFor(host: ResolvedHost, base: string): Promise<D
     .digest('hex');
   let agent = agents.get(key);
   if (!agent) {
+    // Loaded on the first endpoint with TLS settings: the undici package is ~2 MB of heap that a
+    // service pulling from registries without them would keep for nothing.
+    const { Agent } = await import('undici');
     // The files add to the system's CAs (as containerd appends them to the system pool); Node's
-    // ca option alone would replace them.
-    agent = new Agent({
-      connect: {
-        rejectUnauthorized: tls.skipVerify !== true,
-        ...(ca.length ? { ca: [...rootCertificates, ...ca] } : {}),
-      },
-    });
+    // ca option alone would replace them. Looked up again after the await: a concurrent pull may
+    // have made this endpoint's pool meanwhile.
+    const connect = {
+      rejectUnauthorized: tls.skipVerify !== true,
+      ...(ca.length ? { ca: [...rootCertificates, ...ca] } : {}),
+    };
+    agent = agents.get(key) ?? new Agent({ connect });
     agents.set(key, agent);
   }
   return agent;
