@@ -74,6 +74,9 @@ export class PodRuntime {
   async collectNetworks(): Promise<string[]> {
     const keys = await this.d.network.list();
     if (keys.length === 0) return [];
+    // Taken as soon as the list is in: a RunPodSandbox under way now may finish (and leave
+    // settingUp) before the pods below are read, and its pod may not be among them.
+    const busy = new Set(this.settingUp);
     const owned = new Set<string>();
     for (const i of await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox })) {
       const k = metaOf<SandboxMeta>(i.container).netKey;
@@ -81,7 +84,7 @@ export class PodRuntime {
     }
     const freed: string[] = [];
     for (const k of keys) {
-      if (owned.has(k) || this.settingUp.has(k)) continue;
+      if (owned.has(k) || busy.has(k) || this.settingUp.has(k)) continue;
       await this.d.network.teardown(k);
       freed.push(k);
     }
