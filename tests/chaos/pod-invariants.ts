@@ -96,18 +96,26 @@ export async function checkPods(
     ),
   );
 
-  const acked = rec.pods.filter((p) => p.podId && !p.stopped);
+  // A pod that was sent StopPodSandbox may be stopped in part even when the stop failed (see
+  // PodRun.stopSent), but a stop removes nothing: until one succeeds it must still be listed
+  // (whole, as above). A failed RemovePodSandbox may have removed the pod in part, so not after.
+  const acked = rec.pods.filter((p) => p.podId && !p.stopSent);
   const lost = acked.filter((p) => byId.get(p.podId)?.state !== 'SANDBOX_READY');
+  const stopping = rec.pods.filter((p) => p.stopSent && !p.stopped);
+  const vanished = stopping.filter((p) => !byId.has(p.podId));
   const how = new Map<string, string>();
   for (const p of lost) how.set(p.podId, taskOf ? await taskOf(p.podId).catch((e: Error) => e.message) : '');
   checks.push(
     verdict(
       'every acknowledged pod present and ready',
-      lost.map(
-        (p) =>
-          `${p.name} ${p.podId.slice(0, 12)} (run at ${p.atMs} ms): ${byId.get(p.podId)?.state ?? 'gone'}, runc ${procs.get(p.podId) ?? 'absent'}${how.get(p.podId) ? `, task ${how.get(p.podId)}` : ''}`,
-      ),
-      `${acked.length - lost.length}/${acked.length} ready`,
+      [
+        ...vanished.map((p) => `${p.name} ${p.podId.slice(0, 12)}: gone, though never removed`),
+        ...lost.map(
+          (p) =>
+            `${p.name} ${p.podId.slice(0, 12)} (run at ${p.atMs} ms): ${byId.get(p.podId)?.state ?? 'gone'}, runc ${procs.get(p.podId) ?? 'absent'}${how.get(p.podId) ? `, task ${how.get(p.podId)}` : ''}`,
+        ),
+      ],
+      `${acked.length - lost.length}/${acked.length} ready, ${stopping.length - vanished.length}/${stopping.length} whose stop failed still listed`,
     ),
   );
   const removed = rec.pods.filter((p) => p.removed);
@@ -119,8 +127,8 @@ export async function checkPods(
     ),
   );
 
-  // Exit codes and logs of the started containers of pods never stopped.
-  const started = rec.pods.filter((p) => p.started && !p.stopped);
+  // Exit codes and logs of the started containers of pods never sent a stop (a stop kills them).
+  const started = rec.pods.filter((p) => p.started && !p.stopSent);
   const status = new Map<string, CtrStatus>();
   const settled = await until(
     'every started CRI container to exit',

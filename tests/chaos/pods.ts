@@ -62,6 +62,13 @@ export interface PodRun {
   started: boolean;
   lines: number;
   code: number;
+  /**
+   * StopPodSandbox was sent. From then on the pod may be stopped in part even when the call
+   * failed: a stop kills the containers and the pause process before it tears the network down
+   * (containerd's order too), and the kubelet retries a failed stop rather than expecting the pod
+   * to be ready again. Such a pod is held to wholeness only, its container to no exit code.
+   */
+  stopSent: boolean;
   /** StopPodSandbox succeeded: the pod is no longer ready (and its container may have been killed). */
   stopped: boolean;
   /** StopPodSandbox and RemovePodSandbox both succeeded: the pod must be gone. */
@@ -119,6 +126,7 @@ async function runOne(cri: Cri, rec: PodRecord, image: string, rand: () => numbe
     started: false,
     lines,
     code,
+    stopSent: false,
     stopped: false,
     removed: false,
   };
@@ -145,16 +153,23 @@ async function runOne(cri: Cri, rec: PodRecord, image: string, rand: () => numbe
   run.started = (await tryCall(rec, cri, 'StartContainer', { container_id: run.ctrId })) !== undefined;
 }
 
-/** Stops and removes one pod the worker ran (the kubelet's order: stop, then remove). */
+/**
+ * Stops and removes one pod the worker ran (the kubelet's order: stop, then remove). A step that
+ * fails is retried on a later turn (see runPodWorker), as the kubelet retries it.
+ */
 async function removeOne(cri: Cri, rec: PodRecord, run: PodRun) {
-  if (!(await tryCall(rec, cri, 'StopPodSandbox', { pod_sandbox_id: run.podId }))) return;
-  run.stopped = true;
+  if (!run.stopped) {
+    run.stopSent = true;
+    if (!(await tryCall(rec, cri, 'StopPodSandbox', { pod_sandbox_id: run.podId }))) return;
+    run.stopped = true;
+  }
   run.removed = (await tryCall(rec, cri, 'RemovePodSandbox', { pod_sandbox_id: run.podId })) !== undefined;
 }
 
 /**
  * Runs pods until `endAt`: two in three steps run a new pod, one in three stops and removes a pod
- * whose container was started (leaving at least two for the invariants).
+ * whose container was started (leaving at least two for the invariants), or first retries the
+ * stop or removal of one that failed.
  */
 export async function runPodWorker(
   cri: Cri,
@@ -163,8 +178,10 @@ export async function runPodWorker(
   const rec: PodRecord = { pods: [], ops: {}, errors: {}, logRoot: o.logRoot };
   let n = 0;
   while (Date.now() < o.endAt) {
-    const done = rec.pods.filter((p) => p.started && !p.stopped);
-    if (o.rand() < 0.34 && done.length > 2) await removeOne(cri, rec, pick(o.rand, done));
+    const done = rec.pods.filter((p) => p.started && !p.stopSent);
+    const failed = rec.pods.find((p) => p.stopSent && !p.removed);
+    if (o.rand() < 0.34 && (failed || done.length > 2))
+      await removeOne(cri, rec, failed ?? pick(o.rand, done));
     else await runOne(cri, rec, o.image, o.rand, o.t0, ++n);
   }
   return rec;

@@ -65,7 +65,7 @@ export class ImageView implements ImagePort {
     if (this.mirror.loaded) {
       const id = IMAGE_ID.exec(name);
       const hit = id
-        ? newestOf(await this.mirror.values(), `sha256:${id[1]}`)
+        ? await this.mirror.values().then((all) => all && newestOf(all, `sha256:${id[1]}`))
         : await this.mirror.get(normalizeRef(name));
       if (hit) return hit;
     }
@@ -73,7 +73,8 @@ export class ImageView implements ImagePort {
   }
 
   async list(): Promise<ImageRecord[]> {
-    return this.mirror.loaded ? this.newestFirst() : this.inner.list();
+    const kept = this.mirror.loaded ? await this.newestFirst() : undefined;
+    return kept ?? this.inner.list();
   }
 
   async pull(req: Parameters<ImagePort['pull']>[0]): ReturnType<ImagePort['pull']> {
@@ -101,9 +102,9 @@ export class ImageView implements ImagePort {
     return this.inner.usage();
   }
 
-  /** The kept records newest first, as the image-service lists them. */
-  private async newestFirst(): Promise<ImageRecord[]> {
-    return (await this.mirror.values()).sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
+  /** The kept records newest first, as the image-service lists them; undefined when one is unknown. */
+  private async newestFirst(): Promise<ImageRecord[] | undefined> {
+    return (await this.mirror.values())?.sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
   }
 }
 

@@ -30,17 +30,22 @@ function fakeTasks() {
   const records = new Map<string, ContainerInfo>();
   const reads = { get: 0, list: 0 };
   let hold: Promise<void> | undefined;
+  let down = false;
+  const unavailable = () => new BerthError(Code.UNAVAILABLE, 'task-service is unavailable');
   const port = {
     getContainer: async (id: string) => {
       reads.get++;
       const r = records.get(id);
       await hold;
+      if (down) throw unavailable();
       if (!r) throw new BerthError(Code.NOT_FOUND, `container "${id}" not found`);
       return r;
     },
     listContainers: async () => {
       reads.list++;
-      return [...records.values()];
+      if (down) throw unavailable();
+      // As the gateway's port lists: this node's containers only.
+      return [...records.values()].filter((i) => i.container.node === NODE);
     },
     start: async (id: string) => {
       const r = records.get(id) as ContainerInfo;
@@ -57,6 +62,10 @@ function fakeTasks() {
     port,
     holdReads(p: Promise<void> | undefined) {
       hold = p;
+    },
+    /** Makes every read fail as a stopped or unreachable task-service's would. */
+    setDown(d: boolean) {
+      down = d;
     },
   };
 }
@@ -203,6 +212,26 @@ describe('ContainerView', () => {
     release();
     await new Promise((r) => setImmediate(r)); // the held read has landed (or been dropped) now
     expect((await view.getContainer('a1')).status).toBe('paused');
+    view.close();
+  });
+
+  it('never lists without a container whose refresh failed: it asks the task-service until a resync lands it', async () => {
+    const { t, ev, view } = await started();
+    const ids = async () => (await view.listContainers({ [CriLabel.kind]: '' })).map((i) => i.container.id);
+    // The task-service stops answering (SIGSTOPped, say) while a1 is being refreshed.
+    t.setDown(true);
+    ev.fire(TaskTopic.taskStart, { id: 'a1' });
+    // Unknown is not gone: no answer rather than a list without it (a pod missing from it
+    // would have its network torn down by the gateway's collection).
+    await expect(ids()).rejects.toMatchObject({ code: Code.UNAVAILABLE });
+    t.setDown(false);
+    expect(await ids()).toEqual(['a1']);
+    // That list started a resync: once it has landed, lists answer from memory again.
+    const listed = () => t.reads.list;
+    const before = listed();
+    await view.resync();
+    expect(await ids()).toEqual(['a1']);
+    expect(listed()).toBe(before + 1);
     view.close();
   });
 

@@ -140,8 +140,12 @@ export class ContainerView implements TaskPort {
 
   async listContainers(labels: Record<string, string>): Promise<ContainerInfo[]> {
     if (!this.mirror.loaded || labels[CriLabel.kind] === undefined) return this.inner.listContainers(labels);
+    // A container whose refresh failed is missing from memory: a list without it would say it is
+    // gone (the gateway's network collection would then tear its pod's network down).
+    const all = await this.mirror.values();
+    if (!all) return this.inner.listContainers(labels);
     const want = Object.entries(labels);
-    return (await this.mirror.values()).filter((i) =>
+    return all.filter((i) =>
       want.every(([k, v]) => {
         const have = i.container.labels[k];
         return have !== undefined && (v === '' || have === v);

@@ -22,6 +22,13 @@ export class Mirror<T> {
   private readonly pending = new Map<string, Promise<void>>();
   /** Per key, the refresh whose read has not started yet (later calls share it). */
   private readonly queued = new Map<string, Promise<void>>();
+  /**
+   * Keys whose last refresh failed: their record is unknown (not gone), so a read of all must
+   * not answer from memory, where they are missing, until a refresh or a resync lands them.
+   */
+  private readonly unknown = new Set<string>();
+  /** A resync started because a record was unknown is under way (one at a time). */
+  private healing = false;
   private counter = 0;
   private timer: NodeJS.Timeout | undefined;
   loaded = false;
@@ -60,13 +67,17 @@ export class Mirror<T> {
     return this.source.fetch(key).then(
       (fresh) => {
         if (this.gen.get(key) !== g) return;
+        this.unknown.delete(key);
         const cur = this.byKey.get(key);
         if (fresh === undefined) this.byKey.delete(key);
         else this.byKey.set(key, cur && this.source.merge ? this.source.merge(cur, fresh) : fresh);
       },
       (err: unknown) => {
         // Unknown now: the caller reads the service itself until a refresh lands.
-        if (this.gen.get(key) === g) this.byKey.delete(key);
+        if (this.gen.get(key) === g) {
+          this.byKey.delete(key);
+          this.unknown.add(key);
+        }
         this.onError(err);
       },
     );
@@ -85,6 +96,7 @@ export class Mirror<T> {
     this.gen.set(key, ++this.counter);
     this.byKey.set(key, next);
     this.pending.delete(key);
+    this.unknown.delete(key);
     return true;
   }
 
@@ -93,6 +105,7 @@ export class Mirror<T> {
     this.gen.set(key, ++this.counter);
     this.byKey.delete(key);
     this.pending.delete(key);
+    this.unknown.delete(key);
   }
 
   /** Sets a record from what an event says, ahead of the service's own record. */
@@ -116,6 +129,10 @@ export class Mirror<T> {
     for (const key of [...this.byKey.keys()]) {
       if (!seen.has(key) && (this.gen.get(key) ?? 0) <= before) this.byKey.delete(key);
     }
+    // The list answered for every key not touched since it was asked: known again (or gone).
+    for (const key of [...this.unknown]) {
+      if ((this.gen.get(key) ?? 0) === (started.get(key) ?? 0)) this.unknown.delete(key);
+    }
     this.loaded = true;
   }
 
@@ -125,10 +142,23 @@ export class Mirror<T> {
     return this.byKey.get(key);
   }
 
-  /** Every record, once the refreshes in flight landed. */
-  async values(): Promise<T[]> {
+  /**
+   * Every record, once the refreshes in flight landed; undefined when a refresh failed and left
+   * a record unknown: the caller asks the service itself, and a resync is started to make the
+   * mirror whole again (rather than wait for the periodic one).
+   */
+  async values(): Promise<T[] | undefined> {
     await Promise.all(this.pending.values());
-    return [...this.byKey.values()];
+    if (this.unknown.size === 0) return [...this.byKey.values()];
+    if (!this.healing) {
+      this.healing = true;
+      this.resync()
+        .catch(this.onError)
+        .finally(() => {
+          this.healing = false;
+        });
+    }
+    return undefined;
   }
 
   /** The keys (kept or being refreshed) that start with `prefix`: itself alone when it is one. */
@@ -154,6 +184,7 @@ export class Mirror<T> {
   stop(): void {
     clearInterval(this.timer);
     this.byKey.clear();
+    this.unknown.clear();
     this.loaded = false;
   }
 }

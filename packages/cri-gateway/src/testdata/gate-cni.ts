@@ -5,14 +5,16 @@ import type { TestCniNetwork } from '@berth/testing';
 /**
  * Installs a test CNI chain into a stack's private CNI conf dir: the stack's own bridge network
  * followed by a "gate" plugin, a Node script whose ADD runs `addBody` (with `fs`, the parsed
- * `conf` and its `prevResult` in scope; it must write a result or exit) and whose other commands
- * succeed at once. Tests hold a pod in the middle of its CNI ADD with it, after the bridge leased
- * an address. Returns the shim settings that put the gate's folder before Debian's plugins.
+ * `conf` and its `prevResult` in scope; it must write a result or exit), whose DEL runs `delBody`
+ * when one is given, and whose other commands succeed at once. Tests hold a pod in the middle of
+ * its CNI ADD with it (after the bridge leased an address), or fail its DEL. Returns the shim
+ * settings that put the gate's folder before Debian's plugins.
  */
 export async function installGateNetwork(
   root: string,
   cni: TestCniNetwork,
   addBody: string,
+  delBody = '',
 ): Promise<Record<string, unknown>> {
   const plugins = join(root, 'cni-plugins');
   await mkdir(plugins, { recursive: true });
@@ -20,8 +22,11 @@ export async function installGateNetwork(
 const fs = require('node:fs');
 let input = '';
 process.stdin.on('data', (d) => { input += d; }).on('end', () => {
-  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
   const conf = JSON.parse(input);
+  if (process.env.CNI_COMMAND === 'DEL') {
+${delBody}
+  }
+  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
 ${addBody}
 });
 `;
