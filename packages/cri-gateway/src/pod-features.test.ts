@@ -27,7 +27,7 @@ import {
   startPodStack,
   until,
 } from './testdata/pod-fixtures.js';
-import type { RuntimeStack } from './testdata/runtime-stack.js';
+import { type RuntimeStack, runcIds } from './testdata/runtime-stack.js';
 
 // CRI pods and containers end to end (as pods.test.ts): namespaces, security settings, updates,
 // log reopening, stats, events, streamed lists, and a second gRPC implementation (Python grpcio).
@@ -117,7 +117,15 @@ describe('CRI container settings, updates, log reopening and stats', () => {
   });
 
   afterAll(async () => {
-    if (pod) await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+    if (pod) {
+      const { containers } = await rpc<{ containers: { id: string }[] }>('ListContainers', {
+        filter: { pod_sandbox_id: pod },
+      });
+      await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+      // The records go in the call; the task-service deletes the tasks (and runc their cgroups) after.
+      const ids = [pod, ...containers.map((c) => c.id)];
+      await until('the pod tasks to be deleted', () => !runcIds(s.stateRoot).some((id) => ids.includes(id)));
+    }
     // runc removes each container's cgroup; the parent is the kubelet's to remove, so the test's.
     for (const d of [
       join('/sys/fs/cgroup', parent),

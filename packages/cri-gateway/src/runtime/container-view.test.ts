@@ -196,6 +196,41 @@ describe('ContainerView', () => {
     view.close();
   });
 
+  it("keeps an exit whose event came before the start's reply (a process that exits at once)", async () => {
+    const { t, ev, view } = await started();
+    const running = info('e5', { status: 'running' });
+    t.records.set('e5', {
+      ...running,
+      status: 'created',
+      task: { ...running.task, status: 'created' },
+    } as ContainerInfo);
+    ev.fire(TaskTopic.taskCreate, { id: 'e5' });
+    expect((await view.getContainer('e5')).task?.status).toBe('created');
+    let exited!: () => void;
+    const inner = t.port.start;
+    t.port.start = async (id: string) => {
+      const reply = await inner(id);
+      exited = () =>
+        ev.fire(TaskTopic.taskExit, {
+          id: 'e5',
+          pid: 10,
+          exitCode: 0,
+          exitedAt: 'x',
+          node: NODE,
+          namespace: CRI_NAMESPACE,
+        });
+      exited();
+      return reply;
+    };
+    await view.start('e5');
+    expect(exited).toBeDefined();
+    expect(await view.getContainer('e5')).toMatchObject({
+      status: 'stopped',
+      task: { status: 'stopped', exitCode: 0, reason: 'Completed' },
+    });
+    view.close();
+  });
+
   it('never lets an older refresh land over a newer one', async () => {
     const { t, ev, view } = await started();
     let release!: () => void;

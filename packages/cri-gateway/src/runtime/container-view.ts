@@ -228,10 +228,15 @@ function withoutTask(cur: ContainerInfo | undefined): ContainerInfo | undefined 
   return { ...rest, status: 'created' };
 }
 
-/** The container whose task `start` (no exec) just started, as the task-service now records it. */
+/**
+ * The container whose task `start` (no exec) just started, as the task-service now records it;
+ * unchanged when the view already applied that process's exit (a process that exits at once has
+ * its `tasks.exit` event arrive before the start's reply).
+ */
 function withStart(st: ProcessState) {
   return (cur: ContainerInfo | undefined): ContainerInfo | undefined => {
     if (!cur?.task || !st.startedAt || st.status !== 'running') return undefined;
+    if (cur.task.status === 'stopped' && cur.task.pid === st.pid) return undefined;
     const task = { ...cur.task, status: 'running' as const, pid: st.pid, startedAt: st.startedAt };
     return { ...cur, task, status: 'running' };
   };
