@@ -8,7 +8,9 @@
  * (p50/p95/p99 latency), then M calls with C in flight (calls/s), and the server process's CPU
  * time per call over both (the figure that least depends on what else the machine runs). Real nats-server from
  * @berth/testing (the gateway needs one; Version does not use it).
- * Run: pnpm --filter @berth/bench run cri-rpc   Env: BENCH_N (3000), BENCH_M (20000), BENCH_C (16).
+ * Run: pnpm --filter @berth/bench run cri-rpc   Env: BENCH_N (3000), BENCH_M (20000), BENCH_C (16),
+ * BENCH_VARIANTS (before,after,... in order), BENCH_SERVER_ARGS (node flags for the servers, e.g.
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof").
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -24,6 +26,11 @@ const N = Number(process.env.BENCH_N ?? 3000);
 const M = Number(process.env.BENCH_M ?? 20_000);
 const C = Number(process.env.BENCH_C ?? 16);
 const WARMUP = 500;
+// Extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+const SERVER_ARGS = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
+const VARIANTS = (process.env.BENCH_VARIANTS ?? 'before,after,before,after,before,after').split(
+  ',',
+) as Variant[];
 
 type Variant = 'before' | 'after';
 
@@ -59,13 +66,14 @@ async function serve(variant: Variant, socket: string, natsUrl: string): Promise
     const u = process.cpuUsage();
     process.stdout.write(`cpu ${u.user + u.system}\n`);
   });
+  process.once('SIGTERM', () => process.exit(0));
   process.stdout.write('ready\n');
 }
 
 function startServer(variant: Variant, socket: string, natsUrl: string): Promise<ChildProcess> {
   const p = spawn(
     process.execPath,
-    [...process.execArgv, import.meta.filename, 'serve', variant, socket, natsUrl],
+    [...process.execArgv, ...SERVER_ARGS, import.meta.filename, 'serve', variant, socket, natsUrl],
     {
       stdio: ['pipe', 'pipe', 'inherit'],
     },
@@ -136,7 +144,11 @@ async function measure(variant: Variant, dir: string, natsUrl: string): Promise<
     ].join('  ');
   } finally {
     c.close();
-    server.kill('SIGKILL');
+    // SIGTERM ends the server through process.exit, so a --cpu-prof profile gets written.
+    await new Promise((resolve) => {
+      server.once('exit', resolve);
+      server.kill('SIGTERM');
+    });
   }
 }
 
@@ -145,7 +157,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-cri-'));
   try {
     console.log(`CRI unary Version over a unix socket: N=${N} sequential, M=${M} with C=${C} in flight`);
-    for (const variant of ['before', 'after', 'before', 'after', 'before', 'after'] as const) {
+    for (const variant of VARIANTS) {
       console.log(await measure(variant, dir, nats.url));
     }
   } finally {
