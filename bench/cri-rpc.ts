@@ -10,14 +10,15 @@
  * @berth/testing (the gateway needs one; Version does not use it).
  * Run: pnpm --filter @berth/bench run cri-rpc   Env: BENCH_N (3000), BENCH_M (20000), BENCH_C (16),
  * BENCH_VARIANTS (before,after,... in order), BENCH_SERVER_ARGS (node flags for the servers, e.g.
- * "--cpu-prof --cpu-prof-dir=/tmp/prof").
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_TELEMETRY=1 (the "after" server records a span per call
+ * into a trace store, as the gateway does).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCriServer, implemented, loadCriDefinition, startGateway } from '@berth/cri-gateway';
-import { connectNats, createLogger } from '@berth/kit';
+import { connectNats, createLogger, startTelemetry } from '@berth/kit';
 import { startNats } from '@berth/testing';
 import * as grpc from '@grpc/grpc-js';
 import { pct } from './measure.js';
@@ -50,6 +51,15 @@ async function serve(variant: Variant, socket: string, natsUrl: string): Promise
   } else {
     const nc = await connectNats({ url: natsUrl, name: 'bench-cri' });
     const runRoot = join(socket, '..');
+    // As the gateway runs: a span per call, kept in a trace store.
+    if (process.env.BENCH_TELEMETRY === '1') {
+      startTelemetry({
+        service: 'cri-gateway',
+        version: '0.0.0',
+        node: 'bench',
+        storeDir: join(runRoot, 'traces'),
+      });
+    }
     await startGateway({
       nc,
       node: 'bench',
