@@ -8,14 +8,17 @@
  * (p50/p95/p99 latency), then M calls with C in flight (calls/s), and the server process's CPU
  * time per call over both (the figure that least depends on what else the machine runs). Real nats-server from
  * @berth/testing (the gateway needs one; Version does not use it).
- * Run: pnpm --filter @berth/bench run cri-rpc   Env: BENCH_N (3000), BENCH_M (20000), BENCH_C (16).
+ * Run: pnpm --filter @berth/bench run cri-rpc   Env: BENCH_N (3000), BENCH_M (20000), BENCH_C (16),
+ * BENCH_VARIANTS (before,after,... in order), BENCH_SERVER_ARGS (node flags for the servers, e.g.
+ * "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_TELEMETRY=1 (the "after" server records a span per call
+ * into a trace store, as the gateway does).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCriServer, implemented, loadCriDefinition, startGateway } from '@berth/cri-gateway';
-import { connectNats, createLogger } from '@berth/kit';
+import { connectNats, createLogger, startTelemetry } from '@berth/kit';
 import { startNats } from '@berth/testing';
 import * as grpc from '@grpc/grpc-js';
 import { pct } from './measure.js';
@@ -24,6 +27,11 @@ const N = Number(process.env.BENCH_N ?? 3000);
 const M = Number(process.env.BENCH_M ?? 20_000);
 const C = Number(process.env.BENCH_C ?? 16);
 const WARMUP = 500;
+// Extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+const SERVER_ARGS = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
+const VARIANTS = (process.env.BENCH_VARIANTS ?? 'before,after,before,after,before,after').split(
+  ',',
+) as Variant[];
 
 type Variant = 'before' | 'after';
 
@@ -43,6 +51,15 @@ async function serve(variant: Variant, socket: string, natsUrl: string): Promise
   } else {
     const nc = await connectNats({ url: natsUrl, name: 'bench-cri' });
     const runRoot = join(socket, '..');
+    // As the gateway runs: a span per call, kept in a trace store.
+    if (process.env.BENCH_TELEMETRY === '1') {
+      startTelemetry({
+        service: 'cri-gateway',
+        version: '0.0.0',
+        node: 'bench',
+        storeDir: join(runRoot, 'traces'),
+      });
+    }
     await startGateway({
       nc,
       node: 'bench',
@@ -59,13 +76,14 @@ async function serve(variant: Variant, socket: string, natsUrl: string): Promise
     const u = process.cpuUsage();
     process.stdout.write(`cpu ${u.user + u.system}\n`);
   });
+  process.once('SIGTERM', () => process.exit(0));
   process.stdout.write('ready\n');
 }
 
 function startServer(variant: Variant, socket: string, natsUrl: string): Promise<ChildProcess> {
   const p = spawn(
     process.execPath,
-    [...process.execArgv, import.meta.filename, 'serve', variant, socket, natsUrl],
+    [...process.execArgv, ...SERVER_ARGS, import.meta.filename, 'serve', variant, socket, natsUrl],
     {
       stdio: ['pipe', 'pipe', 'inherit'],
     },
@@ -136,7 +154,11 @@ async function measure(variant: Variant, dir: string, natsUrl: string): Promise<
     ].join('  ');
   } finally {
     c.close();
-    server.kill('SIGKILL');
+    // SIGTERM ends the server through process.exit, so a --cpu-prof profile gets written.
+    await new Promise((resolve) => {
+      server.once('exit', resolve);
+      server.kill('SIGTERM');
+    });
   }
 }
 
@@ -145,7 +167,7 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-cri-'));
   try {
     console.log(`CRI unary Version over a unix socket: N=${N} sequential, M=${M} with C=${C} in flight`);
-    for (const variant of ['before', 'after', 'before', 'after', 'before', 'after'] as const) {
+    for (const variant of VARIANTS) {
       console.log(await measure(variant, dir, nats.url));
     }
   } finally {

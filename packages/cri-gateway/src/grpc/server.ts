@@ -35,22 +35,27 @@ function rpcAttributes(rpc: string, request: unknown): Record<string, string> {
   return a;
 }
 
-/** The access log line of one CRI call, with its trace id (kubelet's logs name no trace). */
+/**
+ * The access log line of one CRI call, with its trace id (kubelet's logs name no trace). The line
+ * is built only when its level is on: kubelet polls the read RPCs, whose lines go to debug.
+ */
 function accessLog(
   deps: HandlerDeps,
   rpc: string,
+  polled: boolean,
   span: { spanContext(): { traceId: string } },
   outcome: string,
   started: number,
 ): void {
+  const level = polled && outcome === 'OK' ? 'debug' : 'info';
+  if (!deps.log.isLevelEnabled(level)) return;
   const line = {
     rpc,
     outcome,
     ms: Math.round((performance.now() - started) * 10) / 10,
     trace_id: span.spanContext().traceId,
   };
-  if (POLLED.test(rpc) && outcome === 'OK') deps.log.debug(line, 'CRI request');
-  else deps.log.info(line, 'CRI request');
+  deps.log[level](line, 'CRI request');
 }
 
 // Reads W3C trace context from gRPC metadata, so a caller's trace continues into berth.
@@ -111,6 +116,7 @@ function unary(
   handler: UnaryHandler,
   deps: HandlerDeps,
 ): grpc.handleUnaryCall<unknown, unknown> {
+  const polled = POLLED.test(rpc);
   return (call, callback) => {
     const finish = beginCriCall(rpc);
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
@@ -127,7 +133,7 @@ function unary(
           span.setStatus({ code: SpanStatusCode.OK });
           span.end();
           finish();
-          accessLog(deps, rpc, span, 'OK', started);
+          accessLog(deps, rpc, polled, span, 'OK', started);
           callback(null, reply);
         },
         (raw: unknown) => {
@@ -138,7 +144,7 @@ function unary(
           span.recordException({ name: err.code, message: err.message });
           span.end();
           finish(err);
-          accessLog(deps, rpc, span, err.code, started);
+          accessLog(deps, rpc, polled, span, err.code, started);
           callback(toGrpcStatus(err));
         },
       );
@@ -154,6 +160,7 @@ function serverStream(
   handler: StreamHandler,
   deps: HandlerDeps,
 ): grpc.handleServerStreamingCall<unknown, unknown> {
+  const polled = POLLED.test(rpc);
   return (call) => {
     const finish = beginCriCall(rpc);
     const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
@@ -176,7 +183,7 @@ function serverStream(
         span.setStatus({ code: SpanStatusCode.OK });
         span.end();
         finish();
-        accessLog(deps, rpc, span, 'OK', started);
+        accessLog(deps, rpc, polled, span, 'OK', started);
         call.end();
       },
       (raw: unknown) => {
@@ -187,7 +194,7 @@ function serverStream(
         span.recordException({ name: err.code, message: err.message });
         span.end();
         finish(err);
-        accessLog(deps, rpc, span, err.code, started);
+        accessLog(deps, rpc, polled, span, err.code, started);
         call.emit('error', toGrpcStatus(err));
       },
     );
