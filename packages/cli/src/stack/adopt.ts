@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { ChildState, SupervisorState } from '../context.js';
 import { isSupervisorProcess, stopRank } from './cleanup.js';
-import { STOP_ORDER } from './stack-plan.js';
 import { exited, isSameProcess, terminatePid } from './proc.js';
+import { STOP_ORDER } from './stack-plan.js';
 
 /** Key of a supervised process: its name and replica (`shim#1`). */
 export const childKey = (c: { name: string; replica: number }) => `${c.name}#${c.replica}`;

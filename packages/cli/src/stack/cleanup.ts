@@ -2,8 +2,8 @@ import { rmSync } from 'node:fs';
 import type { HostLayout } from '@berth/kit/layout';
 import type { ChildState, SupervisorState } from '../context.js';
 import { removeStaleSocket } from './control.js';
-import { STOP_ORDER } from './stack-plan.js';
 import { isSameProcess, terminatePid } from './proc.js';
+import { STOP_ORDER } from './stack-plan.js';
 
 /** The supervisor runs as `node .../supervisor-main.js` (detached) or `berth up --foreground`. */
 export function isSupervisorProcess(pid: number): boolean {
