@@ -2,6 +2,7 @@ import { BerthError, Code } from '@berth/api/errors';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { redactUrl } from './redact.js';
+import { waitForReplicas } from './redis-wait.js';
 import { describeTlsFailure, type RedisSentinel, readTlsFiles, type TlsFiles } from './tls.js';
 
 export { Redis } from 'ioredis';
@@ -72,7 +73,8 @@ function optionsOf(url: string, t: RedisTransport): RedisOptions {
  * (`redis://:password@host`, or `redis://user:password@host` for an ACL user) is sent with AUTH on
  * every (re)connect; nothing logged here contains the URL. Under Sentinel, a write refused with
  * READONLY (the server was demoted by a failover) reconnects, which asks the sentinels again, and
- * is resent.
+ * is resent. With `transport.sentinel.replicaAcks`, each write succeeds only once that many
+ * replicas have it (see waitForReplicas).
  * Call `connect()` (or use openRedis, which names what went wrong).
  */
 export function connectRedis(url: string, log?: Logger, transport: RedisTransport = {}): Redis {
@@ -94,6 +96,8 @@ export function connectRedis(url: string, log?: Logger, transport: RedisTranspor
     own.path !== undefined || own.sentinels !== undefined
       ? new Redis({ ...own, ...common })
       : new Redis(url, { ...own, ...common });
+  // Only when asked: WAIT after every write costs a replication round trip per write.
+  if (transport.sentinel?.replicaAcks) waitForReplicas(client, transport.sentinel.replicaAcks);
   if (log) {
     client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis error'));
     client.on('reconnecting', () => log.info('redis reconnecting'));

@@ -36,6 +36,17 @@ export const RedisSentinel = z
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
     tls: z.boolean().optional(),
+    /**
+     * Make every write wait for this many replicas (Redis WAIT) before it succeeds, so an
+     * acknowledged write survives a failover; unset sends no WAIT.
+     */
+    replicaAcks: z
+      .object({
+        replicas: z.number().int().min(1, 'replicaAcks.replicas must be at least 1').max(16),
+        timeoutMs: z.number().int().min(1, 'replicaAcks.timeoutMs must be at least 1').max(60_000),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type RedisSentinel = z.infer<typeof RedisSentinel>;
