@@ -15,6 +15,7 @@ let set: RedisSentinelSet;
 let acked: Redis;
 let plain: Redis;
 let watcher: Redis;
+let monitor: Redis | undefined;
 const seen: string[][] = [];
 
 beforeAll(async () => {
@@ -26,7 +27,7 @@ beforeAll(async () => {
   plain = connectRedis(`redis://${set.name}`, undefined, { sentinel });
   watcher = new Redis({ host: '127.0.0.1', port: set.primary.port, lazyConnect: true });
   await Promise.all([acked.connect(), plain.connect(), watcher.connect()]);
-  const monitor = await watcher.monitor();
+  monitor = await watcher.monitor();
   monitor.on('monitor', (_time: string, args: unknown[]) => seen.push(args.map(String)));
 });
 
@@ -34,6 +35,8 @@ afterAll(async () => {
   acked?.disconnect();
   plain?.disconnect();
   watcher?.disconnect();
+  // MONITOR runs on a connection of its own.
+  monitor?.disconnect();
   await set?.stop();
 });
 
@@ -71,6 +74,7 @@ describe('redisSentinel.replicaAcks', () => {
         [null, 'v1'],
         [null, 'x'],
       ]);
+      expect(await acked.pipeline().exec()).toEqual([]);
     });
     expect(waits).toEqual([
       ['wait', '1', String(TIMEOUT_MS)],

@@ -134,12 +134,13 @@ export function waitForReplicas(redis: Redis, acks: ReplicaAcks): void {
       const last = batch.at(-1);
       if (!last) {
         if (p.length === 0) return result;
-        // ioredis sends a pipeline later only to load custom scripts first (defineCommand).
+        // ioredis sends a pipeline's commands within exec() outside cluster mode; should a
+        // version send them later, failing beats answering a write no WAIT confirmed.
         result.catch(() => {});
         return Promise.reject(
           new BerthError(
             Code.UNIMPLEMENTED,
-            'redisSentinel.replicaAcks: a pipeline sent asynchronously (custom defineCommand scripts) cannot be confirmed by WAIT',
+            'redisSentinel.replicaAcks: a pipeline whose commands ioredis sends after exec() returns cannot be confirmed by WAIT',
           ),
         );
       }
