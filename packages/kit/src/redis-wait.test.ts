@@ -26,8 +26,11 @@ beforeAll(async () => {
   });
   plain = connectRedis(`redis://${set.name}`, undefined, { sentinel });
   watcher = new Redis({ host: '127.0.0.1', port: set.primary.port, lazyConnect: true });
+  // The last test kills the primary: reconnection errors are expected, not worth a log line.
+  for (const c of [acked, plain, watcher]) c.on('error', () => {});
   await Promise.all([acked.connect(), plain.connect(), watcher.connect()]);
   monitor = await watcher.monitor();
+  monitor.on('error', () => {});
   monitor.on('monitor', (_time: string, args: unknown[]) => seen.push(args.map(String)));
 });
 
@@ -117,6 +120,26 @@ describe('redisSentinel.replicaAcks', () => {
       await plain.multi().set(k, 'w').del(h).exec();
     });
     expect(waits).toEqual([]);
+  });
+
+  // Last: it kills the primary of the set the tests share.
+  it('keeps an acknowledged write through a failover, and fails a write no replica can confirm', async () => {
+    const k = key('survives');
+    expect(await acked.set(k, 'acked')).toBe('OK');
+    const old = set.primary.port;
+    await set.primary.kill();
+    // Sent while the primary is gone: it waits for the promotion, then has no replica to confirm it.
+    const inFlight = acked.set(key('in-flight'), 'x').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(await set.waitFailover(old)).toBe(set.replica.port);
+    const err = await inFlight;
+    expect(err).toBeInstanceOf(BerthError);
+    expect((err as BerthError).code).toBe(Code.UNAVAILABLE);
+    expect((err as BerthError).message).toMatch(/0 acknowledged/);
+    // The write acknowledged before the kill is on the promoted replica.
+    expect(await acked.get(k)).toBe('acked');
   });
 
   it('is validated with the rest of the config', () => {
