@@ -31,9 +31,13 @@ async function settle<T>(p: Promise<T>): Promise<{ ok: T } | { err: BerthError }
   }
 }
 
-/** Polls a condition, bounded by 20 s. */
+/**
+ * Polls `probe` until it is true, bounded by 20 s. A probe whose connection fails counts as not yet: a failover
+ * reconfigures the servers, and Sentinel then kills their normal clients (`CLIENT KILL TYPE
+ * normal`), a probe in its TLS handshake included.
+ */
 async function until(probe: () => Promise<boolean>) {
-  for (const deadline = Date.now() + 20_000; !(await probe()); ) {
+  for (const deadline = Date.now() + 20_000; !(await probe().catch(() => false)); ) {
     if (Date.now() > deadline) throw new Error(`condition not met within 20 s: ${probe}`);
     await new Promise((r) => setTimeout(r, 50));
   }
