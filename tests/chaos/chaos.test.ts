@@ -1,12 +1,14 @@
-import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ImageApi } from '@berth/api';
 import { eventSubject } from '@berth/api/subjects';
-import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { busyboxLayoutTar, type ContainerStack, startContainerStack } from '../e2e/containers-stack.js';
+import {
+  type ContainerStack,
+  importBusyboxTo,
+  pushBusybox,
+  startContainerStack,
+} from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
 import { type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
 import { checkPods, removeAllPods } from './pod-invariants.js';
@@ -46,24 +48,11 @@ beforeAll(async () => {
     ...(FILL ? { stateTmpfsMb: 1024 } : {}),
   });
   image = (await s.importBusybox(image)).name;
-  const tar = await busyboxLayoutTar(s.root);
-  await call(
-    s.nc,
-    ImageApi,
-    'import',
-    { path: tar, name: CRI_IMAGE },
-    { node: s.node, namespace: 'k8s.io', timeoutMs: 120_000 },
-  );
+  await importBusyboxTo(s.nc, { dir: s.root, node: s.node, namespace: 'k8s.io', name: CRI_IMAGE });
   cri = criRuntime(s.criSocket as string);
   registry = await startRegistry();
   pullRef = `${registry.host}/chaos/busybox:pull`;
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${pullRef}`,
-  ]);
+  await pushBusybox(s.root, pullRef);
 }, 180_000);
 afterAll(async () => {
   cri?.close();

@@ -1,12 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
-import { ImageApi } from '@berth/api';
 import { eventSubject } from '@berth/api/subjects';
-import { call, connectNats } from '@berth/kit';
+import { connectNats } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { busyboxLayoutTar } from '../e2e/containers-stack.js';
+import { importBusyboxTo } from '../e2e/containers-stack.js';
 import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
@@ -40,18 +39,11 @@ beforeAll(async () => {
     },
   });
   nc = await connectNats({ url: stack.natsUrl, name: 'chaos-supervisor' });
-  const tar = await busyboxLayoutTar(stack.root);
   for (const [name, namespace] of [
     [IMAGE, 'default'],
     [CRI_IMAGE, 'k8s.io'],
   ] as const)
-    await call(
-      nc,
-      ImageApi,
-      'import',
-      { path: tar, name },
-      { node: stack.nodeId, namespace, timeoutMs: 120_000 },
-    );
+    await importBusyboxTo(nc, { dir: stack.root, node: stack.nodeId, namespace, name });
   cri = criRuntime(join(stack.runRoot, 'cri.sock'));
   target = {
     root: stack.root,

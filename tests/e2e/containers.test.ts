@@ -8,7 +8,7 @@ import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, runBerth } from '../harness/berth.js';
-import { busyboxLayoutTar, type ContainerStack, startContainerStack, until } from './containers-stack.js';
+import { type ContainerStack, pushBusybox, startContainerStack, until } from './containers-stack.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
 // processes, real runc/conmon, and a busybox image imported from an OCI layout.
@@ -435,14 +435,7 @@ describe('berth run pulls', () => {
     const registry = await startRegistry();
     try {
       const ref = `${registry.host}/pulled/busybox:1`;
-      const tar = await busyboxLayoutTar(s.root);
-      execFileSync('skopeo', [
-        'copy',
-        '--quiet',
-        '--dest-tls-verify=false',
-        `oci-archive:${tar}`,
-        `docker://${ref}`,
-      ]);
+      await pushBusybox(s.root, ref);
       const r = await run('run', '--rm', ref, 'echo', 'pulled and ran');
       expect(r.stdout).toBe('pulled and ran\n');
       expect(r.stderr).toContain(`Unable to find image '${ref}' locally`);

@@ -3,12 +3,12 @@
  * registry holding the test busybox image (pushed with skopeo, so examples really pull it), and a
  * runner for the programs in examples/.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startRegistry, type TestServer } from '@berth/testing';
 import { REPO_ROOT } from '../harness/berth.js';
 import { type Stack, startStack } from '../harness/stack.js';
-import { busyboxLayoutTar } from './containers-stack.js';
+import { pushBusybox } from './containers-stack.js';
 
 /** Where the examples live in the repository. */
 export const EXAMPLES = join(REPO_ROOT, 'examples');
@@ -30,15 +30,8 @@ export async function startSdkStack(): Promise<SdkStack> {
   let registry: (TestServer & { host: string }) | undefined;
   try {
     registry = await startRegistry();
-    const tar = await busyboxLayoutTar(stack.root);
     const image = `${registry.host}/sdk/busybox:1`;
-    execFileSync('skopeo', [
-      'copy',
-      '--quiet',
-      '--dest-tls-verify=false',
-      `oci-archive:${tar}`,
-      `docker://${image}`,
-    ]);
+    await pushBusybox(stack.root, image);
     const env: NodeJS.ProcessEnv = {
       ...stack.env,
       BERTH_NATS_URL: stack.natsUrl,

@@ -74,15 +74,20 @@ export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?
 
 /**
  * Runs `berth <args>` with the given environment and waits for it to exit (bounded). The CLI
- * runs under the same node binary as the tests, so PATH may be changed freely.
+ * runs under the same node binary as the tests, so PATH may be changed freely. `wrapper` is a
+ * command the CLI runs under (e.g. `setpriv --bounding-set -net_raw`), given the CLI's argv.
  */
 export function runBerth(
   args: string[],
-  opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string },
+  opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; wrapper?: string[] },
 ): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 90_000;
+  const [cmd, ...argv] = [...(opts.wrapper ?? []), process.execPath, BERTH_BIN, ...args] as [
+    string,
+    ...string[],
+  ];
   return new Promise((resolvePromise, reject) => {
-    const proc = spawn(process.execPath, [BERTH_BIN, ...args], {
+    const proc = spawn(cmd, argv, {
       env: opts.env,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
