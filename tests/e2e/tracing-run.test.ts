@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { topLevelKeys } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth } from '../harness/berth.js';
 import {
@@ -51,23 +52,6 @@ function unanswered(spans: { spanId: string; parentSpanId: string; name: string;
       (s.kind === 2 && /^[a-z-]+\/[a-z-]+$/.test(s.name) && !children.get(s.spanId)?.includes(1)) ||
       (s.kind === 3 && !children.get(s.spanId)?.includes(4)),
   );
-}
-
-/** Keys of a JSON object line in order, duplicates kept (JSON.parse would hide them). */
-function topLevelKeys(line: string): string[] {
-  const keys: string[] = [];
-  let depth = 0;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (line[j] !== '"') j += line[j] === '\\' ? 2 : 1;
-      if (depth === 1 && line[j + 1] === ':') keys.push(line.slice(i + 1, j));
-      i = j;
-    } else if (c === '{' || c === '[') depth++;
-    else if (c === '}' || c === ']') depth--;
-  }
-  return keys;
 }
 
 const describeAll = (spans: ReceivedSpan[]) =>
