@@ -5,12 +5,12 @@
  * `isolatedEnv`, so tests never touch /var/lib/berth, /run/berth or /etc/berth, and several test
  * runs can share the machine. `runBerth` runs one command and returns exit code and output.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type TestCniNetwork, tempDir, testCniNetwork } from '@berth/testing';
+import { startCommand } from './command.js';
 
 /** Root of the repository (tests/harness -> ..). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -77,7 +77,7 @@ export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?
  * runs under the same node binary as the tests, so PATH may be changed freely. `wrapper` is a
  * command the CLI runs under (e.g. `setpriv --bounding-set -net_raw`), given the CLI's argv.
  */
-export function runBerth(
+export async function runBerth(
   args: string[],
   opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; wrapper?: string[] },
 ): Promise<RunResult> {
@@ -86,36 +86,17 @@ export function runBerth(
     string,
     ...string[],
   ];
-  return new Promise((resolvePromise, reject) => {
-    const proc = spawn(cmd, argv, {
-      env: opts.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    // A command may exit before it read all its input (run -i of a process that reads none):
-    // the pipe's EPIPE is no failure of the test, whose exit code and output tell what happened.
-    proc.stdin.on('error', () => undefined);
-    proc.stdin.end(opts.input ?? '');
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`berth ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    proc.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolvePromise({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
-  });
+  const run = await startCommand(cmd, argv, {
+    env: opts.env,
+    timeoutMs,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+  }).done;
+  if (run.timedOut) {
+    throw new Error(
+      `berth ${args.join(' ')} did not exit within ${timeoutMs} ms\n${run.stdout}\n${run.stderr}`,
+    );
+  }
+  return { code: run.code ?? (run.signal ? 128 : 1), stdout: run.stdout, stderr: run.stderr };
 }
 
 /** Finds an executable on PATH, like `command -v`; undefined when absent. */
