@@ -10,8 +10,8 @@ import {
   startContainerStack,
 } from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
-import { type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
-import { checkPods, removeAllPods } from './pod-invariants.js';
+import { type Check, checkLive } from './invariants.js';
+import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, type PodRecord, runPodWorker } from './pods.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
 
@@ -111,16 +111,7 @@ it(
     // Recovery: every service answers again (the driver already brought each victim back).
     await waitAllAnswer(s);
     const checks = await checkLive(s, rec, exits);
-    checks.push(
-      ...(await checkPods(
-        cri,
-        pods,
-        () => runcList(s.stateRoot, 'k8s.io'),
-        (id) => taskOf(s, 'k8s.io', id),
-      )),
-    );
-    checks.push(await removeAllPods(cri, rec.ids));
-    checks.push(...(await checkClean(s, rec.ids)));
+    checks.push(...(await checkPodsThenClean(cri, pods, s, rec.ids)));
     sub.unsubscribe();
     const text = report(faults, rec, pods, checks, Date.now() - started);
     console.log(text);

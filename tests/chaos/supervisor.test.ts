@@ -9,8 +9,8 @@ import { importBusyboxTo } from '../e2e/containers-stack.js';
 import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
-import { type ChaosTarget, type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
-import { checkPods, removeAllPods } from './pod-invariants.js';
+import { type ChaosTarget, type Check, checkLive } from './invariants.js';
+import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, runPodWorker } from './pods.js';
 import { runWorkload } from './workload.js';
 
@@ -158,16 +158,7 @@ it(
       leftBehind(),
       ...(await checkLive(target, rec, exits)),
     ];
-    checks.push(
-      ...(await checkPods(
-        cri,
-        pods,
-        () => runcList(stack.stateRoot, 'k8s.io'),
-        (id) => taskOf(target, 'k8s.io', id),
-      )),
-    );
-    checks.push(await removeAllPods(cri, rec.ids));
-    checks.push(...(await checkClean(target, rec.ids)));
+    checks.push(...(await checkPodsThenClean(cri, pods, target, rec.ids)));
     sub.unsubscribe();
     console.log(
       [
