@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { eventSubject } from '@berth/api/subjects';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
@@ -10,7 +9,7 @@ import {
   startContainerStack,
 } from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
-import { type Check, checkLive } from './invariants.js';
+import { type Check, checkLive, recordExits } from './invariants.js';
 import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, type PodRecord, runPodWorker } from './pods.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
@@ -91,14 +90,7 @@ it(
     const started = Date.now();
     // First, so that a run that fails before its report can still be replayed.
     console.log(`chaos: seed ${SEED} (CHAOS_SEED=${SEED})`);
-    const exits = new Map<string, number[]>();
-    const sub = s.nc.subscribe(eventSubject('tasks.exit'), {
-      callback: (_err, msg) => {
-        const e = (msg.json() as { event?: { id?: string; execId?: string; exitCode?: number } }).event;
-        if (!e?.id || e.execId) return;
-        exits.set(e.id, [...(exits.get(e.id) ?? []), e.exitCode ?? -1]);
-      },
-    });
+    const { exits, stop: stopRecording } = recordExits(s.nc);
     const t0 = Date.now();
     const endAt = t0 + SECONDS * 1000;
     const logRoot = join(s.root, 'pod-logs');
@@ -112,7 +104,7 @@ it(
     await waitAllAnswer(s);
     const checks = await checkLive(s, rec, exits);
     checks.push(...(await checkPodsThenClean(cri, pods, s, rec.ids)));
-    sub.unsubscribe();
+    stopRecording();
     const text = report(faults, rec, pods, checks, Date.now() - started);
     console.log(text);
     expect(faults.length).toBeGreaterThan(0);

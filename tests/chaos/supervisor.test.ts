@@ -1,7 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
-import { eventSubject } from '@berth/api/subjects';
 import { connectNats } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -9,7 +8,7 @@ import { importBusyboxTo } from '../e2e/containers-stack.js';
 import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
-import { type ChaosTarget, type Check, checkLive } from './invariants.js';
+import { type ChaosTarget, type Check, checkLive, recordExits } from './invariants.js';
 import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, runPodWorker } from './pods.js';
 import { runWorkload } from './workload.js';
@@ -120,14 +119,7 @@ it(
   `holds every invariant through ${SECONDS} s of supervisor kills`,
   async () => {
     console.log(`chaos (supervisor): seed ${SEED} (CHAOS_SEED=${SEED})`);
-    const exits = new Map<string, number[]>();
-    const sub = nc.subscribe(eventSubject('tasks.exit'), {
-      callback: (_err, msg) => {
-        const e = (msg.json() as { event?: { id?: string; execId?: string; exitCode?: number } }).event;
-        if (!e?.id || e.execId) return;
-        exits.set(e.id, [...(exits.get(e.id) ?? []), e.exitCode ?? -1]);
-      },
-    });
+    const { exits, stop: stopRecording } = recordExits(nc);
     const t0 = Date.now();
     const endAt = t0 + SECONDS * 1000;
     const rand = seededRandom(SEED);
@@ -159,7 +151,7 @@ it(
       ...(await checkLive(target, rec, exits)),
     ];
     checks.push(...(await checkPodsThenClean(cri, pods, target, rec.ids)));
-    sub.unsubscribe();
+    stopRecording();
     console.log(
       [
         `chaos (supervisor): seed ${SEED}, ${SECONDS} s, ${restarts.length} supervisor kills`,
