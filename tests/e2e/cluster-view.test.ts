@@ -3,6 +3,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, type RunResult, runBerth } from '../harness/berth.js';
+import { runOnTerminal } from '../harness/command.js';
 import { type Stack, waitFor } from '../harness/stack.js';
 import { startUpFixture, type UpFixture } from './up-fixture.js';
 
@@ -109,23 +110,7 @@ describe("node a's CLI and a container on node b", () => {
       0,
     );
     const cmd = `stty rows 25 cols 90; ${hideB} ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: a.env });
-      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
-      let out = '';
-      let typed = false;
-      p.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (!typed && out.includes('25 90')) {
-          typed = true;
-          p.stdin.write('hi\r');
-        }
-      });
-      p.on('exit', (code) => {
-        clearTimeout(bound);
-        resolve({ code, out });
-      });
-    });
+    const r = await runOnTerminal(cmd, { env: a.env, prompt: '25 90', input: 'hi\r' });
     expect(r.out).toMatch(/\/dev\/pts\/\d+/);
     expect(r.out).toContain('25 90');
     expect(r.out).toContain('got:hi');

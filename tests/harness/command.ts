@@ -69,3 +69,42 @@ export function startCommand(command: string, args: string[], opts: CommandOptio
   });
   return { stdout: () => stdout, stderr: () => stderr, kill: (s) => proc.kill(s ?? 'SIGTERM'), done };
 }
+
+/** What runOnTerminal does once the command shows a prompt. */
+export interface TerminalOptions {
+  env: NodeJS.ProcessEnv;
+  /** Output that means the command waits for input... */
+  prompt: string;
+  /** ...and what is then typed (end it with `\r`, the terminal's Enter). */
+  input: string;
+  /** script(1) is SIGKILLed after this long (default 60 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * Runs a shell command on a pseudo-terminal of its own (script(1)), types `input` once its output
+ * first contains `prompt`, and resolves with everything the terminal showed and script's exit
+ * code, which `-e` makes the command's.
+ */
+export function runOnTerminal(
+  shellCmd: string,
+  opts: TerminalOptions,
+): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('script', ['-qec', shellCmd, '/dev/null'], { env: opts.env });
+    const bound = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    let out = '';
+    let typed = false;
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (!typed && out.includes(opts.prompt)) {
+        typed = true;
+        p.stdin.write(opts.input);
+      }
+    });
+    p.on('exit', (code) => {
+      clearTimeout(bound);
+      resolve({ code, out });
+    });
+  });
+}
