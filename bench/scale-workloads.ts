@@ -8,7 +8,6 @@
  *  - pod: CRI RunPodSandbox (pause container, pod network through CNI), StopPodSandbox and
  *    RemovePodSandbox on the gateway's socket with @grpc/grpc-js, as the kubelet calls them.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type ExitStatus, ImageApi, TaskApi, type TaskExit } from '@berth/api';
 import { loadCriDefinition } from '@berth/cri-gateway';
@@ -17,7 +16,7 @@ import { tarBuffer } from '@berth/tar';
 import * as grpc from '@grpc/grpc-js';
 import type { NatsConnection } from 'nats';
 import { makeImage, makeLayer, uploadImage } from '../packages/image-service/dist/testing/index.js';
-import { busyboxLayoutTar } from '../tests/e2e/containers-stack.js';
+import { pushBusybox } from '../tests/e2e/containers-stack.js';
 
 /** What a workload needs of the stack. */
 export interface WorkloadEnv {
@@ -88,14 +87,7 @@ async function pullWorkload(
 /** busybox pushed to the registry and pulled once; then one container lifecycle per op. */
 async function runWorkload(env: WorkloadEnv): Promise<Workload> {
   const ref = `${env.registryHost}/scale/busybox:latest`;
-  const tar = await busyboxLayoutTar(env.scratch);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${ref}`,
-  ]);
+  await pushBusybox(env.scratch, ref);
   await call(env.nc, ImageApi, 'pull', { ref }, { node: env.node, namespace: 'default', timeoutMs: 120_000 });
   const tasks = clientOf(env.nc, TaskApi, { namespace: 'default' });
   const waiters = new Map<string, (e: ExitStatus) => void>();

@@ -1,15 +1,16 @@
-import { execFileSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ImageApi } from '@berth/api';
-import { eventSubject } from '@berth/api/subjects';
-import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { busyboxLayoutTar, type ContainerStack, startContainerStack } from '../e2e/containers-stack.js';
+import {
+  type ContainerStack,
+  importBusyboxTo,
+  pushBusybox,
+  startContainerStack,
+} from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
-import { type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
-import { checkPods, removeAllPods } from './pod-invariants.js';
+import { type Check, checkLive, recordExits } from './invariants.js';
+import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, type PodRecord, runPodWorker } from './pods.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
 
@@ -46,24 +47,11 @@ beforeAll(async () => {
     ...(FILL ? { stateTmpfsMb: 1024 } : {}),
   });
   image = (await s.importBusybox(image)).name;
-  const tar = await busyboxLayoutTar(s.root);
-  await call(
-    s.nc,
-    ImageApi,
-    'import',
-    { path: tar, name: CRI_IMAGE },
-    { node: s.node, namespace: 'k8s.io', timeoutMs: 120_000 },
-  );
+  await importBusyboxTo(s.nc, { dir: s.root, node: s.node, namespace: 'k8s.io', name: CRI_IMAGE });
   cri = criRuntime(s.criSocket as string);
   registry = await startRegistry();
   pullRef = `${registry.host}/chaos/busybox:pull`;
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${pullRef}`,
-  ]);
+  await pushBusybox(s.root, pullRef);
 }, 180_000);
 afterAll(async () => {
   cri?.close();
@@ -102,14 +90,7 @@ it(
     const started = Date.now();
     // First, so that a run that fails before its report can still be replayed.
     console.log(`chaos: seed ${SEED} (CHAOS_SEED=${SEED})`);
-    const exits = new Map<string, number[]>();
-    const sub = s.nc.subscribe(eventSubject('tasks.exit'), {
-      callback: (_err, msg) => {
-        const e = (msg.json() as { event?: { id?: string; execId?: string; exitCode?: number } }).event;
-        if (!e?.id || e.execId) return;
-        exits.set(e.id, [...(exits.get(e.id) ?? []), e.exitCode ?? -1]);
-      },
-    });
+    const { exits, stop: stopRecording } = recordExits(s.nc);
     const t0 = Date.now();
     const endAt = t0 + SECONDS * 1000;
     const logRoot = join(s.root, 'pod-logs');
@@ -122,17 +103,8 @@ it(
     // Recovery: every service answers again (the driver already brought each victim back).
     await waitAllAnswer(s);
     const checks = await checkLive(s, rec, exits);
-    checks.push(
-      ...(await checkPods(
-        cri,
-        pods,
-        () => runcList(s.stateRoot, 'k8s.io'),
-        (id) => taskOf(s, 'k8s.io', id),
-      )),
-    );
-    checks.push(await removeAllPods(cri, rec.ids));
-    checks.push(...(await checkClean(s, rec.ids)));
-    sub.unsubscribe();
+    checks.push(...(await checkPodsThenClean(cri, pods, s, rec.ids)));
+    stopRecording();
     const text = report(faults, rec, pods, checks, Date.now() - started);
     console.log(text);
     expect(faults.length).toBeGreaterThan(0);

@@ -7,6 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { eventSubject } from '@berth/api/subjects';
+import type { NatsConnection } from 'nats';
 import { type ContainerStack, until } from '../e2e/containers-stack.js';
 import type { WorkloadRecord } from './workload.js';
 
@@ -66,6 +68,26 @@ export function runcList(stateRoot: string, only?: string): Map<string, string> 
       out.set(c.id, c.status);
   }
   return out;
+}
+
+/** The exit codes the tasks.exit events announce per container (main tasks), as checkLive reads them. */
+export interface ExitRecorder {
+  exits: Map<string, number[]>;
+  /** Stops recording. */
+  stop(): void;
+}
+
+/** Records every container exit announced on NATS from now on (an exec's exit is left out). */
+export function recordExits(nc: NatsConnection): ExitRecorder {
+  const exits = new Map<string, number[]>();
+  const sub = nc.subscribe(eventSubject('tasks.exit'), {
+    callback: (_err, msg) => {
+      const e = (msg.json() as { event?: { id?: string; execId?: string; exitCode?: number } }).event;
+      if (!e?.id || e.execId) return;
+      exits.set(e.id, [...(exits.get(e.id) ?? []), e.exitCode ?? -1]);
+    },
+  });
+  return { exits, stop: () => sub.unsubscribe() };
 }
 
 /**

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { until } from '../e2e/containers-stack.js';
-import type { Check } from './invariants.js';
+import { type ChaosTarget, type Check, checkClean, runcList, taskOf } from './invariants.js';
 import { type Cri, grpcCode, type PodRecord } from './pods.js';
 
 const NOT_FOUND = 5;
@@ -199,4 +199,26 @@ export async function removeAllPods(cri: Cri, ids: Set<string>): Promise<Check> 
     bad,
     `${pods.length} pods, ${ctrs.length} containers removed`,
   );
+}
+
+/**
+ * The end of a chaos run on a node with pods: the pod checks (runc's view of namespace k8s.io
+ * against the CRI's), every pod removed through the CRI, then the node checked clean of the
+ * workload's containers and the pods (checkClean).
+ */
+export async function checkPodsThenClean(
+  cri: Cri,
+  pods: PodRecord,
+  s: ChaosTarget,
+  ids: Set<string>,
+): Promise<Check[]> {
+  const checks = await checkPods(
+    cri,
+    pods,
+    () => runcList(s.stateRoot, 'k8s.io'),
+    (id) => taskOf(s, 'k8s.io', id),
+  );
+  checks.push(await removeAllPods(cri, ids));
+  checks.push(...(await checkClean(s, ids)));
+  return checks;
 }

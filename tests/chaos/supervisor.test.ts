@@ -1,17 +1,15 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
-import { ImageApi } from '@berth/api';
-import { eventSubject } from '@berth/api/subjects';
-import { call, connectNats } from '@berth/kit';
+import { connectNats } from '@berth/kit';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { busyboxLayoutTar } from '../e2e/containers-stack.js';
+import { importBusyboxTo } from '../e2e/containers-stack.js';
 import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
-import { type ChaosTarget, type Check, checkClean, checkLive, runcList, taskOf } from './invariants.js';
-import { checkPods, removeAllPods } from './pod-invariants.js';
+import { type ChaosTarget, type Check, checkLive, recordExits } from './invariants.js';
+import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, runPodWorker } from './pods.js';
 import { runWorkload } from './workload.js';
 
@@ -40,18 +38,11 @@ beforeAll(async () => {
     },
   });
   nc = await connectNats({ url: stack.natsUrl, name: 'chaos-supervisor' });
-  const tar = await busyboxLayoutTar(stack.root);
   for (const [name, namespace] of [
     [IMAGE, 'default'],
     [CRI_IMAGE, 'k8s.io'],
   ] as const)
-    await call(
-      nc,
-      ImageApi,
-      'import',
-      { path: tar, name },
-      { node: stack.nodeId, namespace, timeoutMs: 120_000 },
-    );
+    await importBusyboxTo(nc, { dir: stack.root, node: stack.nodeId, namespace, name });
   cri = criRuntime(join(stack.runRoot, 'cri.sock'));
   target = {
     root: stack.root,
@@ -128,14 +119,7 @@ it(
   `holds every invariant through ${SECONDS} s of supervisor kills`,
   async () => {
     console.log(`chaos (supervisor): seed ${SEED} (CHAOS_SEED=${SEED})`);
-    const exits = new Map<string, number[]>();
-    const sub = nc.subscribe(eventSubject('tasks.exit'), {
-      callback: (_err, msg) => {
-        const e = (msg.json() as { event?: { id?: string; execId?: string; exitCode?: number } }).event;
-        if (!e?.id || e.execId) return;
-        exits.set(e.id, [...(exits.get(e.id) ?? []), e.exitCode ?? -1]);
-      },
-    });
+    const { exits, stop: stopRecording } = recordExits(nc);
     const t0 = Date.now();
     const endAt = t0 + SECONDS * 1000;
     const rand = seededRandom(SEED);
@@ -166,17 +150,8 @@ it(
       leftBehind(),
       ...(await checkLive(target, rec, exits)),
     ];
-    checks.push(
-      ...(await checkPods(
-        cri,
-        pods,
-        () => runcList(stack.stateRoot, 'k8s.io'),
-        (id) => taskOf(target, 'k8s.io', id),
-      )),
-    );
-    checks.push(await removeAllPods(cri, rec.ids));
-    checks.push(...(await checkClean(target, rec.ids)));
-    sub.unsubscribe();
+    checks.push(...(await checkPodsThenClean(cri, pods, target, rec.ids)));
+    stopRecording();
     console.log(
       [
         `chaos (supervisor): seed ${SEED}, ${SECONDS} s, ${restarts.length} supervisor kills`,

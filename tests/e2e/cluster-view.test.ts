@@ -1,41 +1,27 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, type RunResult } from '../harness/berth.js';
-import { type Stack, startStack, waitFor } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import { BERTH_BIN, type RunResult, runBerth } from '../harness/berth.js';
+import { runOnTerminal } from '../harness/command.js';
+import { type Stack, waitFor } from '../harness/stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // One view of a cluster: two nodes share one NATS and one Redis, and node a's CLI works with a
 // container on node b as with its own. Both nodes run on this machine, so a's CLI runs in a
 // mount namespace where b's whole installation (state root: CRI logs; run root: the monitors'
 // attach sockets) is hidden under an empty tmpfs: whatever it shows of b's containers came over
 // NATS from b's shim, not from b's files on a shared disk.
-let nats: TestServer;
-let redis: TestServer;
-let registry: TestServer & { host: string };
+let f: UpFixture;
 let a: Stack;
 let b: Stack;
 let image: string;
-/** Runs its arguments with b's installation hidden (see above). */
 let hideB: string;
 
 beforeAll(async () => {
-  [nats, redis, registry] = await Promise.all([startNats(), startRedis(), startRegistry()]);
-  [a, b] = await Promise.all([
-    startStack({ natsUrl: nats.url, redisUrl: redis.url }),
-    startStack({ natsUrl: nats.url, redisUrl: redis.url }),
-  ]);
-  image = `${registry.host}/busybox:latest`;
-  const tar = await busyboxLayoutTar(a.root);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${image}`,
-  ]);
+  f = await startUpFixture({ nodes: [{}, {}], shared: true, parallel: true });
+  [a, b] = f.stacks as [Stack, Stack];
+  image = f.image;
   hideB = join(a.root, 'hide-b');
   writeFileSync(
     hideB,
@@ -45,41 +31,11 @@ beforeAll(async () => {
   await Promise.all([a.waitForStatus((s) => s.ok), b.waitForStatus((s) => s.ok)]);
 }, 180_000);
 
-afterAll(async () => {
-  for (const st of [a, b]) {
-    if (!st) continue;
-    const ids = (await st.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length) await st.berth('rm', '-f', ...ids);
-  }
-  for (const st of [a, b]) {
-    if (!st) continue;
-    sweepRunc(st.stateRoot);
-    unmountUnder(st.root);
-    await st.stop();
-  }
-  await Promise.all([registry?.stop(), nats?.stop(), redis?.stop()]);
-}, 60_000);
+afterAll(() => f?.stop(), 60_000);
 
 /** `berth ARGS` on node a, with b's files out of sight; `input` is its stdin. */
 function onA(args: string[], input = ''): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(hideB, [process.execPath, BERTH_BIN, ...args], { env: a.env });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    p.stdin.end(input);
-    const bound = setTimeout(() => p.kill('SIGKILL'), 90_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(bound);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-  });
+  return runBerth(args, { env: a.env, input, wrapper: [hideB] });
 }
 
 const LINES = 20_000;
@@ -154,23 +110,7 @@ describe("node a's CLI and a container on node b", () => {
       0,
     );
     const cmd = `stty rows 25 cols 90; ${hideB} ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: a.env });
-      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
-      let out = '';
-      let typed = false;
-      p.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (!typed && out.includes('25 90')) {
-          typed = true;
-          p.stdin.write('hi\r');
-        }
-      });
-      p.on('exit', (code) => {
-        clearTimeout(bound);
-        resolve({ code, out });
-      });
-    });
+    const r = await runOnTerminal(cmd, { env: a.env, prompt: '25 90', input: 'hi\r' });
     expect(r.out).toMatch(/\/dev\/pts\/\d+/);
     expect(r.out).toContain('25 90');
     expect(r.out).toContain('got:hi');

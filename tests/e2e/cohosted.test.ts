@@ -6,49 +6,31 @@
 // Left out in this mode (covered by the separate-process suite only): CRI pods and networking
 // (cri-*.test.ts, network.test.ts), seccomp, recovery of half-made containers, the SDK, tracing
 // and the ACL matrix (stack-acl.test.ts), replicas (refused in co-hosted mode, tested below).
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCriDefinition } from '@berth/cri-gateway';
 import { hostLayout } from '@berth/kit';
 import { parsePrometheusText } from '@berth/kit/metrics-text';
-import { startRegistry, type TestServer } from '@berth/testing';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth } from '../harness/berth.js';
-import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import { alive, type Stack, waitFor } from '../harness/stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 const SERVICES = ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway'];
 
+let f: UpFixture;
 let stack: Stack;
-let registry: TestServer & { host: string };
 let image: string;
 
 beforeAll(async () => {
-  stack = await startStack({ upArgs: ['--cohosted'] });
-  registry = await startRegistry();
-  image = `${registry.host}/busybox:latest`;
-  const tar = await busyboxLayoutTar(stack.root);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${image}`,
-  ]);
+  f = await startUpFixture({ nodes: [{ upArgs: ['--cohosted'] }] });
+  [stack] = f.stacks as [Stack];
+  image = f.image;
 }, 120_000);
 
-afterAll(async () => {
-  if (stack) {
-    const ids = (await stack.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length) await stack.berth('rm', '-f', ...ids);
-    sweepRunc(stack.stateRoot);
-    unmountUnder(stack.root);
-    await stack.stop();
-  }
-  await registry?.stop();
-}, 60_000);
+afterAll(() => f?.stop(), 60_000);
 
 /** The one co-hosted process of the stack, from the supervisor's state file. */
 function cohostedChild() {
@@ -153,7 +135,7 @@ describe('berth up --cohosted', () => {
           e ? reject(e) : resolve(o),
         ),
       );
-      expect(out).toContain(registry.host);
+      expect(out).toContain(f.registry.host);
     }
   });
 
@@ -227,7 +209,7 @@ describe('berth up --cohosted', () => {
     );
     expect(st.ok).toBe(true);
     const ps = await stack.berth('images');
-    expect(ps.stdout).toContain(registry.host);
+    expect(ps.stdout).toContain(f.registry.host);
   }, 60_000);
 
   it('a berth up after the supervisor died adopts the process and the embedded servers; one without --cohosted replaces them', async () => {

@@ -194,26 +194,15 @@ export async function startContainerStack(
     },
     berth: (args, o = {}) => runBerth(args, { env, ...o }),
     async importBusybox(name = 'berth.test/busybox:latest') {
-      const tar = await busyboxLayoutTar(root);
-      const opts = { node, timeoutMs: 120_000 };
       try {
-        const reply = await call(nc, ImageApi, 'import', { path: tar, name }, opts);
-        const img = reply.images[0];
-        if (!img) throw new Error('import returned no image');
-        return img;
+        return await importBusyboxTo(nc, { dir: root, node, namespace: 'default', name });
       } catch (err) {
         if (!(err instanceof BerthError) || err.code !== Code.UNIMPLEMENTED) throw err;
       }
       registry ??= await startRegistry();
       const ref = `${registry.host}/${name.split('/').pop()}`;
-      execFileSync('skopeo', [
-        'copy',
-        '--quiet',
-        '--dest-tls-verify=false',
-        `oci-archive:${tar}`,
-        `docker://${ref}`,
-      ]);
-      return (await call(nc, ImageApi, 'pull', { ref }, opts)).image;
+      await pushBusybox(root, ref);
+      return (await call(nc, ImageApi, 'pull', { ref }, { node, timeoutMs: 120_000 })).image;
     },
     async stop() {
       // Containers outlive the services by design: remove them first, then sweep runc's leftovers.
@@ -283,6 +272,42 @@ export function unmountUnder(dir: string): void {
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Where importBusyboxTo puts the busybox image; `dir` is where its tar is built (or was). */
+export interface BusyboxImport {
+  dir: string;
+  node: string;
+  namespace: string;
+  name: string;
+}
+
+/** Imports the busybox image with image-service `import` into a namespace of a node; returns it. */
+export async function importBusyboxTo(nc: NatsConnection, to: BusyboxImport): Promise<ImageRecord> {
+  const tar = await busyboxLayoutTar(to.dir);
+  const reply = await call(
+    nc,
+    ImageApi,
+    'import',
+    { path: tar, name: to.name },
+    { node: to.node, namespace: to.namespace, timeoutMs: 120_000 },
+  );
+  const img = reply.images[0];
+  if (!img) throw new Error(`import of ${to.name} returned no image`);
+  return img;
+}
+
+/** Builds the busybox image in `dir` and copies it into a registry as `ref`; returns the tar. */
+export async function pushBusybox(dir: string, ref: string): Promise<string> {
+  const tar = await busyboxLayoutTar(dir);
+  execFileSync('skopeo', [
+    'copy',
+    '--quiet',
+    '--dest-tls-verify=false',
+    `oci-archive:${tar}`,
+    `docker://${ref}`,
+  ]);
+  return tar;
+}
 
 /**
  * Builds an OCI image-layout tar holding a one-layer busybox image: /bin/busybox with applet

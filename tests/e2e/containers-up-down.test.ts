@@ -1,43 +1,24 @@
-import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth } from '../harness/berth.js';
-import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import { alive, type Stack, waitFor } from '../harness/stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // The whole stack restarted: `berth down` leaves containers running; while everything is down one
 // of them exits; `berth up` again finds the running one and reports the other's exit code.
+let f: UpFixture;
 let stack: Stack;
-let registry: TestServer & { host: string };
 let image: string;
 
 beforeAll(async () => {
-  stack = await startStack();
-  registry = await startRegistry();
-  image = `${registry.host}/busybox:latest`;
-  const tar = await busyboxLayoutTar(stack.root);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${image}`,
-  ]);
+  f = await startUpFixture({ nodes: [{}] });
+  [stack] = f.stacks as [Stack];
+  image = f.image;
   const pull = await stack.berth('pull', image);
   expect(pull.code, pull.stderr).toBe(0);
 }, 120_000);
-afterAll(async () => {
-  if (stack) {
-    const ids = (await stack.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length) await stack.berth('rm', '-f', ...ids);
-    sweepRunc(stack.stateRoot);
-    unmountUnder(stack.root);
-    await stack.stop();
-  }
-  await registry?.stop();
-}, 60_000);
+afterAll(() => f?.stop(), 60_000);
 
 async function inspect(ref: string) {
   const r = await stack.berth('inspect', ref);

@@ -8,7 +8,8 @@ import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, runBerth } from '../harness/berth.js';
-import { busyboxLayoutTar, type ContainerStack, startContainerStack, until } from './containers-stack.js';
+import { runOnTerminal } from '../harness/command.js';
+import { type ContainerStack, pushBusybox, startContainerStack, until } from './containers-stack.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
 // processes, real runc/conmon, and a busybox image imported from an OCI layout.
@@ -435,14 +436,7 @@ describe('berth run pulls', () => {
     const registry = await startRegistry();
     try {
       const ref = `${registry.host}/pulled/busybox:1`;
-      const tar = await busyboxLayoutTar(s.root);
-      execFileSync('skopeo', [
-        'copy',
-        '--quiet',
-        '--dest-tls-verify=false',
-        `oci-archive:${tar}`,
-        `docker://${ref}`,
-      ]);
+      await pushBusybox(s.root, ref);
       const r = await run('run', '--rm', ref, 'echo', 'pulled and ran');
       expect(r.stdout).toBe('pulled and ran\n');
       expect(r.stderr).toContain(`Unable to find image '${ref}' locally`);
@@ -592,23 +586,7 @@ describe('interactive', () => {
   it('run -it on a real terminal: the terminal size, then input', async () => {
     // script(1) gives the CLI a pseudo-terminal of 30x100; the container must see that size.
     const cmd = `stty rows 30 cols 100; ${process.execPath} ${BERTH_BIN} run -it --rm ${IMAGE} sh -c 'stty size; read x; echo got:$x'`;
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: s.env });
-      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
-      let out = '';
-      let typed = false;
-      p.stdout.on('data', (b: Buffer) => {
-        out += b.toString();
-        if (!typed && out.includes('30 100')) {
-          typed = true;
-          p.stdin.write('hello\r');
-        }
-      });
-      p.on('exit', (code) => {
-        clearTimeout(bound);
-        resolve({ code, out });
-      });
-    });
+    const r = await runOnTerminal(cmd, { env: s.env, prompt: '30 100', input: 'hello\r' });
     expect(r.out).toContain('30 100');
     expect(r.out).toContain('got:hello');
     expect(r.code).toBe(0);
@@ -652,23 +630,7 @@ describe('interactive', () => {
   it('exec -it on a real terminal: a tty of the terminal size, input, the exit code', async () => {
     expect((await run('run', '-d', '--name', 'ttyx', IMAGE, 'sleep', '300')).code).toBe(0);
     const cmd = `stty rows 25 cols 90; ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: s.env });
-      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
-      let out = '';
-      let typed = false;
-      p.stdout.on('data', (b: Buffer) => {
-        out += b.toString();
-        if (!typed && out.includes('25 90')) {
-          typed = true;
-          p.stdin.write('hi\r');
-        }
-      });
-      p.on('exit', (code) => {
-        clearTimeout(bound);
-        resolve({ code, out });
-      });
-    });
+    const r = await runOnTerminal(cmd, { env: s.env, prompt: '25 90', input: 'hi\r' });
     expect(r.out).toMatch(/\/dev\/pts\/\d+/);
     expect(r.out).toContain('25 90');
     expect(r.out).toContain('got:hi');

@@ -1,49 +1,35 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { ImageApi } from '@berth/api';
 import { loadCriDefinition } from '@berth/cri-gateway';
 import { call, connectNats } from '@berth/kit';
 import { catalogEntryOf, METRIC_CATALOG } from '@berth/kit/metrics-catalog';
 import { parsePrometheusText, type Sample } from '@berth/kit/metrics-text';
-import { startRegistry, type TestServer } from '@berth/testing';
 import * as grpc from '@grpc/grpc-js';
 import type { NatsConnection, ServiceStats } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN } from '../harness/berth.js';
-import { type Stack, startStack } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import type { Stack } from '../harness/stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // Every service of a real `berth up` stack scraped over its Prometheus endpoint before and after
 // real work (pulls, a failed pull, containers that exit 0 and 3, CRI calls, one refused): the
 // counters move, errors included, and each service exports exactly what the catalog says.
+let f: UpFixture;
 let stack: Stack;
-let registry: TestServer & { host: string };
 let image: string;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  stack = await startStack();
-  registry = await startRegistry();
-  image = `${registry.host}/busybox:latest`;
-  const tar = await busyboxLayoutTar(stack.root);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${image}`,
-  ]);
+  f = await startUpFixture({ nodes: [{}] });
+  [stack] = f.stacks as [Stack];
+  image = f.image;
   nc = await connectNats({ url: stack.natsUrl, name: 'metrics-e2e' });
 }, 120_000);
 
 afterAll(async () => {
   await nc?.close();
-  if (stack) {
-    sweepRunc(stack.stateRoot);
-    unmountUnder(stack.root);
-    await stack.stop();
-  }
-  await registry?.stop();
+  await f?.stop();
 }, 60_000);
 
 /** Each service's metrics URL, from `berth status --json`. */
@@ -107,7 +93,7 @@ describe('metrics of a running stack', () => {
     expect(pull.code, pull.stderr).toBe(0);
     const again = await stack.berth('pull', image);
     expect(again.code, again.stderr).toBe(0);
-    const missing = await stack.berth('pull', `${registry.host}/no-such-image:1`);
+    const missing = await stack.berth('pull', `${f.registry.host}/no-such-image:1`);
     expect(missing.code).not.toBe(0);
     const ok = await stack.berth('run', '--rm', image, 'true');
     expect(ok.code, ok.stderr).toBe(0);

@@ -1,19 +1,14 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, isolatedEnv, type RunResult } from '../harness/berth.js';
-import { alive, makeStack, type Stack, startStack, waitFor } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import { alive, type Stack, waitFor } from '../harness/stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // Facts of a node (the users in a container's rootfs, the capabilities its kernel lets runc
 // grant) are resolved by that node's shim, not by the task-service replica that took the request.
 // Two nodes share one NATS and one Redis; node b runs with CAP_NET_RAW dropped from its
 // bounding set (as a hardened machine would) and, for these tests, no task-service: every
 // container on b is made by a's replica, whose own bounding set is full.
-let nats: TestServer;
-let redis: TestServer;
-let registry: TestServer & { host: string };
+let f: UpFixture;
 let a: Stack;
 let b: Stack;
 let image: string;
@@ -21,33 +16,6 @@ let image: string;
 /** containerd's default capability set, by kernel bit (what a full node grants by default). */
 const DEFAULT_BITS = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
 const CAP_NET_RAW = 13;
-
-/** `berth up` for a node whose whole process tree lacks CAP_NET_RAW in its bounding set. */
-async function startStackWithoutNetRaw(env: NodeJS.ProcessEnv): Promise<Stack> {
-  const iso = await isolatedEnv({ env });
-  const up = await new Promise<RunResult>((resolve, reject) => {
-    const p = spawn('setpriv', ['--bounding-set', '-net_raw', process.execPath, BERTH_BIN, 'up'], {
-      env: iso.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-  const stack = makeStack(iso, up);
-  if (up.code !== 0) {
-    await stack.stop();
-    throw new Error(`berth up (without CAP_NET_RAW) failed:\n${up.stdout}\n${up.stderr}`);
-  }
-  return stack;
-}
 
 /** The CapBnd mask of a process, as a number (the first 32 capabilities suffice here). */
 const capBnd = (status: string) => {
@@ -57,20 +25,13 @@ const capBnd = (status: string) => {
 };
 
 beforeAll(async () => {
-  [nats, redis, registry] = await Promise.all([startNats(), startRedis(), startRegistry()]);
-  const env = { BERTH_NATS_URL: nats.url, BERTH_REDIS_URL: redis.url };
-  a = await startStack({ natsUrl: nats.url, redisUrl: redis.url });
-  b = await startStackWithoutNetRaw(env);
-  image = `${registry.host}/busybox:latest`;
-  const { execFileSync } = await import('node:child_process');
-  const tar = await busyboxLayoutTar(a.root);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${image}`,
-  ]);
+  // b: `berth up` under setpriv, so its whole process tree lacks CAP_NET_RAW in its bounding set.
+  f = await startUpFixture({
+    nodes: [{}, { upWrapper: ['setpriv', '--bounding-set', '-net_raw'] }],
+    shared: true,
+  });
+  [a, b] = f.stacks as [Stack, Stack];
+  image = f.image;
 
   // Leave a's task-service the only replica: kill b's supervisor (so nothing restarts it), then
   // b's task-service. b's shim, image and snapshot services keep running.
@@ -90,20 +51,7 @@ beforeAll(async () => {
   if (pull.code !== 0) throw new Error(`pull on b failed: ${pull.stderr}`);
 }, 180_000);
 
-afterAll(async () => {
-  for (const st of [a, b]) {
-    if (!st) continue;
-    const ids = (await st.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length) await st.berth('rm', '-f', ...ids);
-  }
-  for (const st of [a, b]) {
-    if (!st) continue;
-    sweepRunc(st.stateRoot);
-    unmountUnder(st.root);
-    await st.stop();
-  }
-  await Promise.all([registry?.stop(), nats?.stop(), redis?.stop()]);
-}, 60_000);
+afterAll(() => f?.stop(), 60_000);
 
 describe("facts of a container's node are resolved on that node", () => {
   it("runs on b as a user named in b's image, with b's default capabilities", async () => {

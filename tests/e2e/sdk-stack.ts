@@ -3,12 +3,12 @@
  * registry holding the test busybox image (pushed with skopeo, so examples really pull it), and a
  * runner for the programs in examples/.
  */
-import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { startRegistry, type TestServer } from '@berth/testing';
 import { REPO_ROOT } from '../harness/berth.js';
+import { type CommandOptions, type RunningCommand, startCommand } from '../harness/command.js';
 import { type Stack, startStack } from '../harness/stack.js';
-import { busyboxLayoutTar } from './containers-stack.js';
+import { pushBusybox } from './containers-stack.js';
 
 /** Where the examples live in the repository. */
 export const EXAMPLES = join(REPO_ROOT, 'examples');
@@ -30,15 +30,8 @@ export async function startSdkStack(): Promise<SdkStack> {
   let registry: (TestServer & { host: string }) | undefined;
   try {
     registry = await startRegistry();
-    const tar = await busyboxLayoutTar(stack.root);
     const image = `${registry.host}/sdk/busybox:1`;
-    execFileSync('skopeo', [
-      'copy',
-      '--quiet',
-      '--dest-tls-verify=false',
-      `oci-archive:${tar}`,
-      `docker://${image}`,
-    ]);
+    await pushBusybox(stack.root, image);
     const env: NodeJS.ProcessEnv = {
       ...stack.env,
       BERTH_NATS_URL: stack.natsUrl,
@@ -62,53 +55,7 @@ export async function startSdkStack(): Promise<SdkStack> {
   }
 }
 
-/** Output of one program run. */
-export interface ProgramRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** A program still running: its output so far, and its end. */
-export interface RunningProgram {
-  stdout(): string;
-  stderr(): string;
-  kill(signal?: NodeJS.Signals): void;
-  done: Promise<ProgramRun>;
-}
-
-/** Options of a program run. */
-export interface ProgramOptions {
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-  input?: string;
-  timeoutMs?: number;
-}
-
-/** Starts `node <script> ...args` in `cwd`, with `input` on its stdin; bounded by `timeoutMs`. */
-export function startProgram(script: string, args: string[], opts: ProgramOptions): RunningProgram {
+/** Starts `node <script> ...args` in `opts.cwd`, with `opts.input` on its stdin; bounded by `timeoutMs`. */
+export function startProgram(script: string, args: string[], opts: CommandOptions): RunningCommand {
   return startCommand(process.execPath, [script, ...args], opts);
-}
-
-/** Starts any command as startProgram starts a node script. */
-export function startCommand(command: string, args: string[], opts: ProgramOptions): RunningProgram {
-  const proc = spawn(command, args, { env: opts.env, cwd: opts.cwd });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.setEncoding('utf8').on('data', (d: string) => {
-    stdout += d;
-  });
-  proc.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-  });
-  proc.stdin.end(opts.input ?? '');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 90_000);
-  const done = new Promise<ProgramRun>((resolve, reject) => {
-    proc.on('error', reject);
-    proc.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-  return { stdout: () => stdout, stderr: () => stderr, kill: (s) => proc.kill(s ?? 'SIGTERM'), done };
 }

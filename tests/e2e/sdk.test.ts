@@ -2,9 +2,10 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { type Berth, BerthError, Code, connect, type PullProgress, type TaskExit } from '@berth/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCommand } from '../harness/command.js';
 import { startJwtNats } from '../harness/nats-jwt.js';
 import { waitFor } from '../harness/stack.js';
-import { EXAMPLES, type SdkStack, startCommand, startProgram, startSdkStack } from './sdk-stack.js';
+import { EXAMPLES, type SdkStack, startProgram, startSdkStack } from './sdk-stack.js';
 
 // The SDK's own calls, then the programs in examples/ use only @berth/client; here each runs against a real stack (`berth
 // up`, real runc/conmon) and a local registry, and its output is checked.

@@ -1,50 +1,24 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import { alive, type Stack, waitFor } from '../harness/stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // Two nodes (two `berth up`, each with its own node id and state root) share one NATS and one
 // Redis: host-local services keep to their node (subjects and keys carry the node id), the
 // scalable ones serve both, and a container runs on the node that asked for it. Each node has its
 // own state root, as separate machines would: a container's files must be where it runs.
-let nats: TestServer;
-let redis: TestServer;
-let registry: TestServer & { host: string };
+let f: UpFixture;
 let a: Stack;
 let b: Stack;
 let image: string;
 
 beforeAll(async () => {
-  [nats, redis, registry] = await Promise.all([startNats(), startRedis(), startRegistry()]);
-  a = await startStack({ natsUrl: nats.url, redisUrl: redis.url });
-  b = await startStack({ natsUrl: nats.url, redisUrl: redis.url });
-  image = `${registry.host}/busybox:latest`;
-  const tar = await busyboxLayoutTar(a.root);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${image}`,
-  ]);
+  f = await startUpFixture({ nodes: [{}, {}], shared: true });
+  [a, b] = f.stacks as [Stack, Stack];
+  image = f.image;
 }, 120_000);
-afterAll(async () => {
-  for (const st of [a, b]) {
-    if (!st) continue;
-    const ids = (await st.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length) await st.berth('rm', '-f', ...ids);
-  }
-  for (const st of [a, b]) {
-    if (!st) continue;
-    sweepRunc(st.stateRoot);
-    unmountUnder(st.root);
-    await st.stop();
-  }
-  await Promise.all([registry?.stop(), nats?.stop(), redis?.stop()]);
-}, 60_000);
+afterAll(() => f?.stop(), 60_000);
 
 describe('two nodes on one NATS and one Redis', () => {
   it('berth status on either node sees every service of both, healthy', async () => {

@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { startRegistry, type TestServer } from '@berth/testing';
+import { topLevelKeys } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBerth } from '../harness/berth.js';
 import {
@@ -13,8 +12,8 @@ import {
   type ReceivedSpan,
   startOtlpReceiver,
 } from '../harness/otlp.js';
-import { type Stack, startStack, waitFor } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import { type Stack, waitFor } from '../harness/stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // Issue 10's promise for one `berth run`: one trace whose root is the CLI's command span, with the
 // server spans of every service it crossed, the shim's work down to each runc invocation (exit
@@ -22,38 +21,15 @@ import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js
 // exit announced in the same trace and linked by its consumers; no span whose parent is missing.
 // Then the same without any collector, read back with `berth trace`.
 
-let registry: TestServer & { host: string };
+let f: UpFixture;
 let image: string;
-const stacks: Stack[] = [];
 
 beforeAll(async () => {
-  registry = await startRegistry();
-  image = `${registry.host}/busybox:latest`;
-  const dir = mkdtempSync(join(tmpdir(), 'berth-trace-img-'));
-  try {
-    const tar = await busyboxLayoutTar(dir);
-    execFileSync('skopeo', [
-      'copy',
-      '--quiet',
-      '--dest-tls-verify=false',
-      `oci-archive:${tar}`,
-      `docker://${image}`,
-    ]);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  f = await startUpFixture();
+  image = f.image;
 }, 120_000);
 
-afterAll(async () => {
-  for (const s of stacks) {
-    const ids = (await s.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length) await s.berth('rm', '-f', ...ids);
-    sweepRunc(s.stateRoot);
-    unmountUnder(s.root);
-    await s.stop();
-  }
-  await registry?.stop();
-}, 90_000);
+afterAll(() => f?.stop(), 90_000);
 
 const traceIdOf = (stderr: string) => /trace id ([0-9a-f]{32})/.exec(stderr)?.[1] ?? '';
 
@@ -76,23 +52,6 @@ function unanswered(spans: { spanId: string; parentSpanId: string; name: string;
       (s.kind === 2 && /^[a-z-]+\/[a-z-]+$/.test(s.name) && !children.get(s.spanId)?.includes(1)) ||
       (s.kind === 3 && !children.get(s.spanId)?.includes(4)),
   );
-}
-
-/** Keys of a JSON object line in order, duplicates kept (JSON.parse would hide them). */
-function topLevelKeys(line: string): string[] {
-  const keys: string[] = [];
-  let depth = 0;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (line[j] !== '"') j += line[j] === '\\' ? 2 : 1;
-      if (depth === 1 && line[j + 1] === ':') keys.push(line.slice(i + 1, j));
-      i = j;
-    } else if (c === '{' || c === '[') depth++;
-    else if (c === '}' || c === ']') depth--;
-  }
-  return keys;
 }
 
 const describeAll = (spans: ReceivedSpan[]) =>
@@ -120,15 +79,7 @@ describe('with a collector', () => {
   let otlp: OtlpReceiver;
   beforeAll(async () => {
     otlp = await startOtlpReceiver();
-    stack = await startStack({
-      env: {
-        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
-        OTEL_BSP_SCHEDULE_DELAY: '200',
-        // A command gives the collector a few ms at exit; this shared test machine may need more.
-        BERTH_OTLP_EXIT_MS: '5000',
-      },
-    });
-    stacks.push(stack);
+    stack = await f.addStack({ env: otlp.env() });
   }, 120_000);
   afterAll(async () => {
     await otlp?.stop();
@@ -216,7 +167,7 @@ describe('with a collector', () => {
     );
     expect(gets.length).toBeGreaterThan(1);
     for (const g of gets) {
-      expect(String(g.attributes['url.full'])).toMatch(new RegExp(`^http://${registry.host}/v2/`));
+      expect(String(g.attributes['url.full'])).toMatch(new RegExp(`^http://${f.registry.host}/v2/`));
       expect(g.attributes['http.response.status_code']).toBe(200);
     }
     expect(gets.some((g) => Number(g.attributes['http.response.body.size']) > 0)).toBe(true);
@@ -336,8 +287,7 @@ async function storedTrace(
 describe('without a collector', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack();
-    stacks.push(stack);
+    stack = await f.addStack();
   }, 120_000);
 
   it('berth run is kept in the span store and berth trace --last draws it down to runc', async () => {

@@ -1,6 +1,4 @@
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   OtlpKind,
@@ -10,49 +8,26 @@ import {
   startOtlpReceiver,
 } from '../harness/otlp.js';
 import { type Stack, startStack } from '../harness/stack.js';
-import { busyboxLayoutTar, sweepRunc, unmountUnder } from './containers-stack.js';
+import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // The observability promise: with OTEL_EXPORTER_OTLP_ENDPOINT set, every service exports spans over
 // OTLP/HTTP, trace context crosses NATS in W3C traceparent headers so a request that spans
 // services is one trace, refusals carry their berth error code, and log lines written while
 // serving a request carry its trace and span ids.
+let f: UpFixture;
 let stack: Stack;
 let otlp: OtlpReceiver;
-let registry: TestServer & { host: string };
 let image: string;
 
 beforeAll(async () => {
   otlp = await startOtlpReceiver();
-  stack = await startStack({
-    env: {
-      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint,
-      // The batch processor's default delay is 5 s; spans should reach the receiver promptly.
-      OTEL_BSP_SCHEDULE_DELAY: '200',
-      // A CLI command gives the collector a few ms at exit; this loaded test machine may need more.
-      BERTH_OTLP_EXIT_MS: '5000',
-    },
-  });
-  registry = await startRegistry();
-  image = `${registry.host}/busybox:latest`;
-  const tar = await busyboxLayoutTar(stack.root);
-  execFileSync('skopeo', [
-    'copy',
-    '--quiet',
-    '--dest-tls-verify=false',
-    `oci-archive:${tar}`,
-    `docker://${image}`,
-  ]);
+  f = await startUpFixture({ nodes: [{ env: otlp.env() }] });
+  [stack] = f.stacks as [Stack];
+  image = f.image;
 }, 120_000);
 
 afterAll(async () => {
-  if (stack) {
-    const ids = (await stack.berth('ps', '-aq')).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length) await stack.berth('rm', '-f', ...ids);
-    sweepRunc(stack.stateRoot);
-    unmountUnder(stack.root);
-    await stack.stop();
-  }
-  await registry?.stop();
+  await f?.stop();
   await otlp?.stop();
 }, 60_000);
 
@@ -133,7 +108,7 @@ describe('tracing across services', () => {
   });
 
   it('a refused pull is an error span carrying the berth error code', async () => {
-    const missing = `${registry.host}/busybox:no-such-tag`;
+    const missing = `${f.registry.host}/busybox:no-such-tag`;
     const pull = await stack.berth('pull', missing);
     expect(pull.code).not.toBe(0);
     expect(pull.stderr).toContain('no-such-tag');
@@ -195,13 +170,7 @@ describe('export on shutdown', () => {
   it('spans still in the batch are flushed when the services stop', async () => {
     // A delay far beyond the test: nothing is exported on the timer, only by the flush on SIGTERM.
     const late = await startOtlpReceiver();
-    const quiet = await startStack({
-      env: {
-        OTEL_EXPORTER_OTLP_ENDPOINT: late.endpoint,
-        OTEL_BSP_SCHEDULE_DELAY: '600000',
-        BERTH_OTLP_EXIT_MS: '5000',
-      },
-    });
+    const quiet = await startStack({ env: late.env(600_000) });
     try {
       const images = await quiet.berth('images');
       expect(images.code, images.stderr).toBe(0);

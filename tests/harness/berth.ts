@@ -5,12 +5,12 @@
  * `isolatedEnv`, so tests never touch /var/lib/berth, /run/berth or /etc/berth, and several test
  * runs can share the machine. `runBerth` runs one command and returns exit code and output.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type TestCniNetwork, tempDir, testCniNetwork } from '@berth/testing';
+import { startCommand } from './command.js';
 
 /** Root of the repository (tests/harness -> ..). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -74,40 +74,29 @@ export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?
 
 /**
  * Runs `berth <args>` with the given environment and waits for it to exit (bounded). The CLI
- * runs under the same node binary as the tests, so PATH may be changed freely.
+ * runs under the same node binary as the tests, so PATH may be changed freely. `wrapper` is a
+ * command the CLI runs under (e.g. `setpriv --bounding-set -net_raw`), given the CLI's argv.
  */
-export function runBerth(
+export async function runBerth(
   args: string[],
-  opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string },
+  opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; wrapper?: string[] },
 ): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 90_000;
-  return new Promise((resolvePromise, reject) => {
-    const proc = spawn(process.execPath, [BERTH_BIN, ...args], {
-      env: opts.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    proc.stdin.end(opts.input ?? '');
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`berth ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stdout}\n${stderr}`));
-    }, timeoutMs);
-    proc.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolvePromise({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
-  });
+  const [cmd, ...argv] = [...(opts.wrapper ?? []), process.execPath, BERTH_BIN, ...args] as [
+    string,
+    ...string[],
+  ];
+  const run = await startCommand(cmd, argv, {
+    env: opts.env,
+    timeoutMs,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+  }).done;
+  if (run.timedOut) {
+    throw new Error(
+      `berth ${args.join(' ')} did not exit within ${timeoutMs} ms\n${run.stdout}\n${run.stderr}`,
+    );
+  }
+  return { code: run.code ?? (run.signal ? 128 : 1), stdout: run.stdout, stderr: run.stderr };
 }
 
 /** Finds an executable on PATH, like `command -v`; undefined when absent. */

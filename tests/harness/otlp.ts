@@ -54,6 +54,12 @@ export interface ReceivedSpan {
 export interface OtlpReceiver {
   /** Base URL for OTEL_EXPORTER_OTLP_ENDPOINT (the exporter appends /v1/traces). */
   readonly endpoint: string;
+  /**
+   * The environment that makes a stack and its CLI export here: spans are sent every
+   * `scheduleDelayMs` (the batch processor's default, 5 s, is slow for a test), and a CLI command
+   * waits up to 5 s at exit for its export (a loaded test machine may need more than the default).
+   */
+  env(scheduleDelayMs?: number): NodeJS.ProcessEnv;
   /** Every span received so far, in arrival order. */
   spans(): ReceivedSpan[];
   /** Waits (bounded) until a span matching `pred` arrived and returns the first such span. */
@@ -176,6 +182,11 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,
+    env: (scheduleDelayMs = 200) => ({
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+      OTEL_BSP_SCHEDULE_DELAY: String(scheduleDelayMs),
+      BERTH_OTLP_EXIT_MS: '5000',
+    }),
     spans: () => [...received],
     errors: () => [...errors],
     async waitForSpan(pred, timeoutMs = 20_000) {

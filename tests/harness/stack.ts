@@ -83,6 +83,8 @@ export interface StackOptions {
   env?: NodeJS.ProcessEnv;
   /** Extra arguments for `berth up`. */
   upArgs?: string[];
+  /** A command `berth up` runs under, and so the whole stack (e.g. `setpriv ...`): runBerth's wrapper. */
+  upWrapper?: string[];
 }
 
 /** A running stack; see the module comment. */
@@ -175,7 +177,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       },
     });
     const replicas = Object.entries(opts.replicas ?? {}).flatMap(([s, n]) => ['--replicas', `${s}=${n}`]);
-    const upResult = await runBerth(['up', ...replicas, ...(opts.upArgs ?? [])], { env: iso.env });
+    const upResult = await runBerth(['up', ...replicas, ...(opts.upArgs ?? [])], {
+      env: iso.env,
+      ...(opts.upWrapper ? { wrapper: opts.upWrapper } : {}),
+    });
     const stack = makeStack(iso, upResult);
     if (upResult.code === 0) return stack;
     await stack.stop();

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { BerthError, Code, defineService, op, Scope, Service } from '@berth/api';
-import { startNats } from '@berth/testing';
+import { startNats, topLevelKeys } from '@berth/testing';
 import { diag } from '@opentelemetry/api';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,23 +72,6 @@ afterAll(async () => {
   await nc?.close();
   await nats?.stop();
 });
-
-/** Keys of a JSON object line in order, duplicates kept (JSON.parse would hide them). */
-function topLevelKeys(line: string): string[] {
-  const keys: string[] = [];
-  let depth = 0;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (line[j] !== '"') j += line[j] === '\\' ? 2 : 1;
-      if (depth === 1 && line[j + 1] === ':') keys.push(line.slice(i + 1, j));
-      i = j;
-    } else if (c === '{' || c === '[') depth++;
-    else if (c === '}' || c === ']') depth--;
-  }
-  return keys;
-}
 
 describe('access log', () => {
   it('one line per request at info with outcome, duration and trace id; refusals at info; no duplicate keys', async () => {

@@ -1,23 +1,12 @@
 import { BerthError, Code } from '@berth/api/errors';
 import { exists, hasFlag } from '@ioredis/commands';
 import { Command, type Redis } from 'ioredis';
+import { type SentCommand as Cmd, onSendCommand, type SendBelow } from './redis-send-hook.js';
 
 /** How many replicas must acknowledge each write, and how long a write waits for them. */
 export interface ReplicaAcks {
   replicas: number;
   timeoutMs: number;
-}
-
-/** What the hook reads of an ioredis Command. */
-interface Cmd {
-  name: string;
-  promise: Promise<unknown>;
-  toWritable(socket: object): string | Buffer;
-}
-
-/** The pipeline stream ioredis passes along each command of one `exec()`. */
-interface PipelineStream {
-  isPipeline?: boolean;
 }
 
 // Scripts and functions are not flagged `write` in the command table, but berth's scripts write.
@@ -38,8 +27,6 @@ function isWrite(name: string): boolean {
  * A write error is passed on unchanged. Reads are sent as they were, with no WAIT.
  */
 export function waitForReplicas(redis: Redis, acks: ReplicaAcks): void {
-  type SendCommand = Redis['sendCommand'];
-  const send: SendCommand = redis.sendCommand.bind(redis);
   // The socket and order in which a tracked command was last written: a WAIT only covers the
   // writes sent before it on its own connection (ioredis resends commands after a reconnect).
   let seq = 0;
@@ -51,13 +38,11 @@ export function waitForReplicas(redis: Redis, acks: ReplicaAcks): void {
       return toWritable.call(this, socket);
     };
   };
-  const seen = new WeakSet<object>();
   let collecting: Cmd[] | undefined;
 
   /** Sends WAIT now (so it follows the write on the connection) and checks its answer. */
   const ackAfter = (write: Cmd, what: string): Promise<void> => {
     const wait = new Command('wait', [acks.replicas, acks.timeoutMs]) as unknown as Cmd;
-    seen.add(wait);
     track(wait);
     const unconfirmed = (why: string) =>
       new BerthError(
@@ -66,7 +51,7 @@ export function waitForReplicas(redis: Redis, acks: ReplicaAcks): void {
           `(redisSentinel.replicaAcks): ${why}; the write may exist on the primary but could be ` +
           'lost in a failover, retry the operation',
       );
-    return (send(wait as unknown as Command) as Promise<unknown>).then(
+    return send(wait).then(
       (n) => {
         const w = written.get(write);
         const a = written.get(wait);
@@ -91,25 +76,20 @@ export function waitForReplicas(redis: Redis, acks: ReplicaAcks): void {
     });
   };
 
-  // ioredis has no hook around a command; every command, in a pipeline or not, passes here.
-  redis.sendCommand = ((command: Parameters<SendCommand>[0], stream?: Parameters<SendCommand>[1]) => {
-    const c = command as unknown as Cmd;
-    const pipelined = (stream as PipelineStream | undefined)?.isPipeline === true;
+  // WAIT goes through only the stages added before this one (none: connectRedis adds it first),
+  // so the metrics and spans of the client never see it.
+  const send: SendBelow = onSendCommand(redis, ({ command: c, pipelined, resent }, next) => {
     if (pipelined) collecting?.push(c);
     // A command ioredis resends after a reconnect was tracked (and WAITed for) when first sent.
-    if (seen.has(c) || pipelined) {
-      if (pipelined && !seen.has(c)) {
-        seen.add(c);
-        track(c);
-      }
-      return send(command, stream);
+    if (resent) return next();
+    if (pipelined || !isWrite(c.name)) {
+      if (pipelined) track(c);
+      return next();
     }
-    seen.add(c);
-    if (!isWrite(c.name)) return send(command, stream);
     track(c);
-    const result = send(command, stream) as Promise<unknown>;
+    const result = next() as Promise<unknown>;
     return gated(result, ackAfter(c, c.name.toUpperCase()));
-  }) as SendCommand;
+  });
 
   /** Gates a pipeline's exec() on a WAIT sent right behind its commands. */
   const gatePipeline = <P extends { exec: (...a: never[]) => Promise<unknown>; length: number }>(p: P): P => {

@@ -1,5 +1,6 @@
 export * from './cluster.js';
 export * from './cni.js';
+export * from './json-keys.js';
 export * from './pki.js';
 export * from './relay.js';
 export * from './resp.js';

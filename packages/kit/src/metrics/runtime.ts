@@ -2,6 +2,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { metrics } from '@opentelemetry/api';
 import type { NatsConnection } from 'nats';
 import type { Redis } from '../redis.js';
+import { onSendCommand } from '../redis-send-hook.js';
 import { LATENCY_BUCKETS_S } from './requests.js';
 
 /** Sampling period of the event-loop delay monitor: coarse, so an idle service stays idle. */
@@ -84,19 +85,16 @@ export function instrumentRedis(redis: Redis, service?: string): void {
     unit: 's',
     advice: { explicitBucketBoundaries: [0.0001, 0.00025, 0.0005, ...LATENCY_BUCKETS_S.slice(0, 10)] },
   });
-  type SendCommand = Redis['sendCommand'];
-  const send: SendCommand = redis.sendCommand.bind(redis);
-  // ioredis has no hook around a command; every command, in a pipeline or not, passes here.
-  redis.sendCommand = ((command: Parameters<SendCommand>[0], stream?: Parameters<SendCommand>[1]) => {
+  // Every send is timed, a resend after a reconnect included.
+  onSendCommand(redis, ({ command }, next) => {
     const start = performance.now();
-    const out = send(command, stream);
-    const name = (command as { name?: string }).name ?? 'unknown';
+    const out = next();
     const done = (outcome: string) =>
-      duration.record((performance.now() - start) / 1000, { command: name, outcome });
-    (command as { promise?: Promise<unknown> }).promise?.then(
+      duration.record((performance.now() - start) / 1000, { command: command.name ?? 'unknown', outcome });
+    command.promise?.then(
       () => done('ok'),
       () => done('error'),
     );
     return out;
-  }) as SendCommand;
+  });
 }

@@ -10,6 +10,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
+import { type SentCommand as Cmd, onSendCommand } from '../redis-send-hook.js';
 
 const tracer = trace.getTracer('berth.redis');
 
@@ -31,19 +32,6 @@ export function scriptNameOf(lua: string): string {
   const named = scriptNames.get(lua);
   if (named) return named;
   return `sha1:${createHash('sha1').update(lua).digest('hex').slice(0, 12)}`;
-}
-
-/** What the hook reads of an ioredis Command (its class is not exported as a type we can use). */
-interface Cmd {
-  name: string;
-  args: unknown[];
-  promise: Promise<unknown>;
-  getKeys(): (string | Buffer)[];
-}
-
-/** The pipeline stream ioredis passes along each command of one `exec()`. */
-interface PipelineStream {
-  isPipeline?: boolean;
 }
 
 const MAX_TEXT = 1024;
@@ -133,54 +121,45 @@ export function traceRedis(redis: Redis): void {
     'db.namespace': String(o.db ?? 0),
     ...server,
   };
-  // ioredis resends what waited in its offline queue through sendCommand: one span per command.
-  const seen = new WeakSet<object>();
   const batches = new WeakMap<object, Batch>();
-  type SendCommand = Redis['sendCommand'];
-  const send: SendCommand = redis.sendCommand.bind(redis);
-  // ioredis has no hook around a command; every command, in a pipeline or not, passes here.
-  redis.sendCommand = ((command: Parameters<SendCommand>[0], stream?: Parameters<SendCommand>[1]) => {
-    const c = command as unknown as Cmd;
-    const p = stream as PipelineStream | undefined;
-    if (!seen.has(c)) {
-      seen.add(c);
-      const parent = parentContext();
-      if (parent && p?.isPipeline) {
-        let b = batches.get(p);
-        if (!b) {
-          const batch: Batch = {
-            span: tracer.startSpan('BATCH', { kind: SpanKind.CLIENT, attributes: base }, parent),
-            commands: [],
-          };
-          b = batch;
-          batches.set(p, batch);
-          // ioredis sends a pipeline's commands in one synchronous loop: all are known after it.
-          queueMicrotask(() => describeBatch(batch));
-        }
-        b.commands.push(c);
-      } else if (parent && (c.name === 'eval' || c.name === 'evalsha')) {
-        const script = scriptOf(c);
-        const word = c.name.toUpperCase();
-        const span = tracer.startSpan(
-          `${word} ${script}`,
-          {
-            kind: SpanKind.CLIENT,
-            attributes: {
-              ...base,
-              'db.operation': word,
-              'db.operation.name': word,
-              'db.stored_procedure.name': script,
-              'db.query.summary': `${word} ${script}`,
-              'db.query.text': cap(commandText(c)),
-            },
-          },
-          parent,
-        );
-        endWhenSettled(span, [c.promise]);
+  // A command ioredis resends after a reconnect already has its span.
+  onSendCommand(redis, ({ command: c, stream, pipelined, resent }, next) => {
+    const parent = resent ? undefined : parentContext();
+    if (parent && pipelined && stream) {
+      let b = batches.get(stream);
+      if (!b) {
+        const batch: Batch = {
+          span: tracer.startSpan('BATCH', { kind: SpanKind.CLIENT, attributes: base }, parent),
+          commands: [],
+        };
+        b = batch;
+        batches.set(stream, batch);
+        // ioredis sends a pipeline's commands in one synchronous loop: all are known after it.
+        queueMicrotask(() => describeBatch(batch));
       }
+      b.commands.push(c);
+    } else if (parent && (c.name === 'eval' || c.name === 'evalsha')) {
+      const script = scriptOf(c);
+      const word = c.name.toUpperCase();
+      const span = tracer.startSpan(
+        `${word} ${script}`,
+        {
+          kind: SpanKind.CLIENT,
+          attributes: {
+            ...base,
+            'db.operation': word,
+            'db.operation.name': word,
+            'db.stored_procedure.name': script,
+            'db.query.summary': `${word} ${script}`,
+            'db.query.text': cap(commandText(c)),
+          },
+        },
+        parent,
+      );
+      endWhenSettled(span, [c.promise]);
     }
-    return send(command, stream);
-  }) as SendCommand;
+    return next();
+  });
 }
 
 /** Names a pipeline's span after its commands and ends it when every reply is in. */
