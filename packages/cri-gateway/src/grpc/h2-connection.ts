@@ -2,7 +2,6 @@ import type { Socket } from 'node:net';
 import {
   DEFAULT_MAX_FRAME,
   Flag,
-  FRAME_HEADER,
   type Frame,
   FrameReader,
   FrameType,
@@ -12,14 +11,16 @@ import {
   H2ConnectionError,
   H2Error,
   MAX_WINDOW,
+  need,
   rstStreamFrame,
   settingsFrame,
   windowUpdateFrame,
-  writeFrameHeader,
 } from './h2-frames.js';
+import { type HeaderBlock, HeaderBlockReader } from './h2-header-block.js';
 import { applyPeerSettings, RECV_WINDOW, SERVER_SETTINGS, type ServerLimits } from './h2-settings.js';
 import { H2Stream, type StreamOwner } from './h2-stream.js';
-import { type HeaderField, HpackDecoder } from './hpack.js';
+import { H2Writer } from './h2-writer.js';
+import type { HeaderField } from './hpack.js';
 
 /** What the connection hands a new request to: its stream and decoded header fields. */
 export type RequestListener = (stream: H2Stream, headers: HeaderField[]) => void;
@@ -32,16 +33,12 @@ export type RequestListener = (stream: H2Stream, headers: HeaderField[]) => void
  */
 export class H2Connection implements StreamOwner {
   readonly streams = new Map<number, H2Stream>();
-  peerMaxFrame = DEFAULT_MAX_FRAME;
   private readonly reader: FrameReader;
-  private readonly decoder: HpackDecoder;
+  private readonly blocks: HeaderBlockReader;
   private peerInitialWindow = 65_535;
-  private sendWindow = 65_535;
   private recvWindow = RECV_WINDOW.connection;
   private lastStream = 0;
-  private block: { stream: number; flags: number; parts: Buffer[]; size: number } | undefined;
-  private readonly sending = new Set<H2Stream>();
-  private flushQueued = false;
+  private readonly writer: H2Writer;
   private goingAway = false;
   private ended = false;
 
@@ -54,10 +51,17 @@ export class H2Connection implements StreamOwner {
     },
   ) {
     this.reader = new FrameReader(DEFAULT_MAX_FRAME);
-    this.decoder = new HpackDecoder({
-      maxTableSize: 4096,
-      maxListSize: opts.limits.maxHeaderListSize,
+    this.writer = new H2Writer(socket, {
+      ended: (s) => {
+        this.forget(s);
+        s.close();
+      },
+      flushed: () => {
+        for (const s of this.streams.values()) s.wake();
+        if (this.goingAway && this.idle) this.end();
+      },
     });
+    this.blocks = new HeaderBlockReader(opts.limits.maxHeaderListSize);
     socket.setNoDelay?.(true);
     // The server's preface: its SETTINGS, then a connection window large enough for one 16 MiB
     // message, so a big request is not throttled to 64 KiB per round trip.
@@ -68,7 +72,7 @@ export class H2Connection implements StreamOwner {
       ]),
     );
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('drain', () => this.flush());
+    socket.on('drain', () => this.writer.flush());
     socket.on('error', () => socket.destroy());
     // A client that half-closes its socket still gets the replies of streams in flight.
     socket.on('end', () => {
@@ -111,10 +115,11 @@ export class H2Connection implements StreamOwner {
   }
 
   scheduleFlush(s: H2Stream): void {
-    this.sending.add(s);
-    if (this.flushQueued) return;
-    this.flushQueued = true;
-    queueMicrotask(() => this.flush());
+    this.writer.schedule(s);
+  }
+
+  get peerMaxFrame(): number {
+    return this.writer.peerMaxFrame;
   }
 
   resetStream(stream: H2Stream, code: H2Error): void {
@@ -141,25 +146,20 @@ export class H2Connection implements StreamOwner {
   }
 
   private onFrame(f: Frame): void {
-    if (this.block && (f.type !== FrameType.CONTINUATION || f.stream !== this.block.stream)) {
-      throw new H2ConnectionError(
-        H2Error.PROTOCOL_ERROR,
-        `header block of stream ${this.block.stream} interrupted`,
-      );
-    }
+    this.blocks.check(f);
     switch (f.type) {
       case FrameType.DATA:
         this.onData(f);
         return;
       case FrameType.HEADERS:
-        this.onHeaders(f);
+        this.onBlock(this.blocks.headers(f));
         return;
       case FrameType.CONTINUATION:
-        this.onContinuation(f);
+        this.onBlock(this.blocks.continuation(f));
         return;
       case FrameType.PRIORITY:
         // Priority is advisory and deprecated (RFC 9113 section 5.3.2): checked, then ignored.
-        if (f.stream === 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        need(f.stream !== 0, H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
         if (f.payload.length !== 5) this.streamError(f.stream, H2Error.FRAME_SIZE_ERROR);
         return;
       case FrameType.RST_STREAM:
@@ -169,13 +169,12 @@ export class H2Connection implements StreamOwner {
         this.onSettings(f);
         return;
       case FrameType.PING:
-        if (f.stream !== 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'PING on a stream');
-        if (f.payload.length !== 8)
-          throw new H2ConnectionError(H2Error.FRAME_SIZE_ERROR, 'PING is not 8 octets');
+        need(f.stream === 0, H2Error.PROTOCOL_ERROR, 'PING on a stream');
+        need(f.payload.length === 8, H2Error.FRAME_SIZE_ERROR, 'PING is not 8 octets');
         if (!(f.flags & Flag.ACK)) this.socket.write(pingAck(f.payload));
         return;
       case FrameType.GOAWAY:
-        if (f.stream !== 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
+        need(f.stream === 0, H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
         // The client opens no more streams; the ones open still get their replies.
         this.goingAway = true;
         return;
@@ -191,19 +190,17 @@ export class H2Connection implements StreamOwner {
   }
 
   private onData(f: Frame): void {
-    if (f.stream === 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
+    need(f.stream !== 0, H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     // The whole frame, padding included, counts against the windows (RFC 9113 section 6.9.1).
     this.recvWindow -= f.payload.length;
-    if (this.recvWindow < 0)
-      throw new H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window overrun');
+    need(this.recvWindow >= 0, H2Error.FLOW_CONTROL_ERROR, 'connection window overrun');
     if (this.recvWindow < RECV_WINDOW.connection / 2) {
       this.socket.write(windowUpdateFrame(0, RECV_WINDOW.connection - this.recvWindow));
       this.recvWindow = RECV_WINDOW.connection;
     }
     const s = this.streams.get(f.stream);
     if (!s) {
-      if (f.stream > this.lastStream)
-        throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
+      need(f.stream <= this.lastStream, H2Error.PROTOCOL_ERROR, 'DATA on an idle stream');
       // A stream we answered or reset: the client may not know yet (RFC 9113 section 5.1,
       // "closed"), so its frames are dropped, their octets counted on the connection above.
       return;
@@ -228,40 +225,12 @@ export class H2Connection implements StreamOwner {
     if (end) this.remoteEnd(s);
   }
 
-  private onHeaders(f: Frame): void {
-    if (f.stream === 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    const fragment = framePayload(f);
-    if (fragment.length > this.opts.limits.maxHeaderListSize) {
-      throw new H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    }
-    this.block = { stream: f.stream, flags: f.flags, parts: [fragment], size: fragment.length };
-    if (f.flags & Flag.END_HEADERS) this.endBlock();
-  }
-
-  private onContinuation(f: Frame): void {
-    if (!this.block) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
-    this.block.parts.push(f.payload);
-    this.block.size += f.payload.length;
-    if (this.block.size > this.opts.limits.maxHeaderListSize) {
-      throw new H2ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'header block too large');
-    }
-    if (f.flags & Flag.END_HEADERS) this.endBlock();
-  }
-
-  /** A complete header block: decoded always (the HPACK table must stay in step), then used. */
-  private endBlock(): void {
-    const b = this.block;
+  /** A complete header block: a new request, or trailers ending one (RFC 9113 section 8.1). */
+  private onBlock(b: HeaderBlock | undefined): void {
     if (!b) return;
-    this.block = undefined;
-    let fields: HeaderField[];
-    try {
-      fields = this.decoder.decode(b.parts.length === 1 ? (b.parts[0] as Buffer) : Buffer.concat(b.parts));
-    } catch (err) {
-      // The client's HPACK table is now unknown: the connection cannot continue (section 4.3).
-      throw new H2ConnectionError(H2Error.COMPRESSION_ERROR, (err as Error).message);
-    }
+    const end = b.endStream;
+    const fields = b.fields;
     const existing = this.streams.get(b.stream);
-    const end = (b.flags & Flag.END_STREAM) !== 0;
     if (existing) {
       // Trailers from the client: they must end the stream (RFC 9113 section 8.1).
       if (existing.remoteEnded) {
@@ -296,11 +265,9 @@ export class H2Connection implements StreamOwner {
   }
 
   private onReset(f: Frame): void {
-    if (f.stream === 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
-    if (f.payload.length !== 4)
-      throw new H2ConnectionError(H2Error.FRAME_SIZE_ERROR, 'RST_STREAM is not 4 octets');
-    if (f.stream > this.lastStream)
-      throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+    need(f.stream !== 0, H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+    need(f.payload.length === 4, H2Error.FRAME_SIZE_ERROR, 'RST_STREAM is not 4 octets');
+    need(f.stream <= this.lastStream, H2Error.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
     const s = this.streams.get(f.stream);
     if (!s) return;
     this.forget(s);
@@ -308,15 +275,14 @@ export class H2Connection implements StreamOwner {
   }
 
   private onSettings(f: Frame): void {
-    if (f.stream !== 0) throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    need(f.stream === 0, H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (f.flags & Flag.ACK) {
-      if (f.payload.length !== 0)
-        throw new H2ConnectionError(H2Error.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      need(f.payload.length === 0, H2Error.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
       return;
     }
     const next = applyPeerSettings(f.payload, {
       initialWindow: this.peerInitialWindow,
-      maxFrame: this.peerMaxFrame,
+      maxFrame: this.writer.peerMaxFrame,
     });
     // A new initial window moves every open stream's window by the difference (section 6.9.2).
     const delta = next.initialWindow - this.peerInitialWindow;
@@ -325,22 +291,23 @@ export class H2Connection implements StreamOwner {
       if (s.sendWindow > MAX_WINDOW) this.streamError(s.id, H2Error.FLOW_CONTROL_ERROR, s);
     }
     this.peerInitialWindow = next.initialWindow;
-    this.peerMaxFrame = next.maxFrame;
+    this.writer.peerMaxFrame = next.maxFrame;
     // The peer's HEADER_TABLE_SIZE needs nothing: our encoder never adds to its dynamic table.
     this.socket.write(SETTINGS_ACK);
-    if (delta > 0) this.flush();
+    if (delta > 0) this.writer.flush();
   }
 
   private onWindowUpdate(f: Frame): void {
-    if (f.payload.length !== 4)
-      throw new H2ConnectionError(H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE is not 4 octets');
+    need(f.payload.length === 4, H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE is not 4 octets');
     const inc = f.payload.readUInt32BE(0) & MAX_WINDOW;
     if (f.stream === 0) {
-      if (inc === 0)
-        throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');
-      this.sendWindow += inc;
-      if (this.sendWindow > MAX_WINDOW)
-        throw new H2ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
+      need(inc !== 0, H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');
+      this.writer.sendWindow += inc;
+      need(
+        this.writer.sendWindow <= MAX_WINDOW,
+        H2Error.FLOW_CONTROL_ERROR,
+        'connection window above 2^31-1',
+      );
     } else {
       const s = this.streams.get(f.stream);
       if (!s) return;
@@ -354,7 +321,7 @@ export class H2Connection implements StreamOwner {
         return;
       }
     }
-    this.flush();
+    this.writer.flush();
   }
 
   private remoteEnd(s: H2Stream): void {
@@ -369,54 +336,6 @@ export class H2Connection implements StreamOwner {
     else this.socket.write(rstStreamFrame(id, code));
   }
 
-  /**
-   * Writes what the streams have queued, as far as the windows allow, in one socket write: a
-   * unary reply's HEADERS, DATA and trailers leave together.
-   */
-  private flush(): void {
-    this.flushQueued = false;
-    if (this.socket.destroyed) return;
-    const out: Buffer[] = [];
-    for (const s of this.sending) {
-      if (!s.closed) this.drain(s, out);
-      if (s.closed || s.queue.length === 0) this.sending.delete(s);
-    }
-    if (out.length === 1) this.socket.write(out[0] as Buffer);
-    else if (out.length > 1) this.socket.write(Buffer.concat(out));
-    for (const s of this.streams.values()) s.wake();
-    if (this.goingAway && this.idle) this.end();
-  }
-
-  private drain(s: H2Stream, out: Buffer[]): void {
-    while (s.queue.length > 0) {
-      const item = s.queue[0];
-      if (!item) break;
-      if (item.kind === 'headers') {
-        out.push(item.frames);
-        s.queue.shift();
-        if (item.end) this.forgetWhenDone(s, out);
-        continue;
-      }
-      const left = item.data.length - item.offset;
-      const n = Math.min(left, this.sendWindow, s.sendWindow, this.peerMaxFrame);
-      if (n <= 0) return;
-      const head = Buffer.allocUnsafe(FRAME_HEADER);
-      writeFrameHeader(head, 0, { length: n, type: FrameType.DATA, flags: 0, stream: s.id });
-      out.push(head, item.data.subarray(item.offset, item.offset + n));
-      item.offset += n;
-      this.sendWindow -= n;
-      s.sendWindow -= n;
-      if (item.offset === item.data.length) s.queue.shift();
-    }
-  }
-
-  /** Our END_STREAM is out: the stream is done, or the client is still sending (RST NO_ERROR). */
-  private forgetWhenDone(s: H2Stream, out: Buffer[]): void {
-    this.forget(s);
-    if (!s.remoteEnded) out.push(rstStreamFrame(s.id, H2Error.NO_ERROR));
-    s.close();
-  }
-
   private maybeClose(s: H2Stream): void {
     if (s.localEnded && s.queue.length === 0 && !s.closed) {
       this.forget(s);
@@ -426,7 +345,7 @@ export class H2Connection implements StreamOwner {
 
   private forget(s: H2Stream): void {
     this.streams.delete(s.id);
-    this.sending.delete(s);
+    this.writer.drop(s);
     if (this.goingAway && this.idle) queueMicrotask(() => this.end());
   }
 

@@ -235,3 +235,8 @@ export function framePayload(f: Frame): Buffer {
   }
   return f.payload.subarray(start, end);
 }
+
+/** Throws the connection error `code` unless `ok`: the checks RFC 9113 asks of each frame. */
+export function need(ok: boolean, code: H2Error, message: string): void {
+  if (!ok) throw new H2ConnectionError(code, message);
+}
