@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BerthError, Code } from '@berth/api';
 import { createLogger } from '@berth/kit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { StreamHandler, UnaryHandler } from '../handlers/index.js';
@@ -63,6 +64,10 @@ const handlers: Record<string, UnaryHandler> = {
   // Waits until the test releases it: a call still in flight.
   'RuntimeService/ContainerStatus': () => hold.then(() => ({ status: { id: 'c1' } })),
   'ImageService/ListImages': async () => ({ images: [{ id: 'x'.repeat(17 * 1024 * 1024) }] }),
+  // Throws before returning a promise.
+  'RuntimeService/RuntimeConfig': () => {
+    throw new BerthError(Code.NOT_FOUND, 'runtime config "x" not found');
+  },
 };
 const streams: Record<string, StreamHandler> = {
   'RuntimeService/GetContainerEvents': async function* (_req, _deps, signal) {
@@ -148,6 +153,17 @@ describe("berth's gRPC server", () => {
     conn.close();
   });
 
+  it('maps a handler error to its gRPC status, and one thrown before a promise too', async () => {
+    await start();
+    const conn = await RawH2Connection.open(socket);
+    const path = '/runtime.v1.RuntimeService/RuntimeConfig';
+    const r = await request(conn, 1, path, body(path, {}));
+    expect(status(r)).toBe('5');
+    expect(message(r)).toBe('runtime config "x" not found');
+    expect(status(await request(conn, 3, VERSION, body(VERSION, {})))).toBe('0');
+    conn.close();
+  });
+
   it('sends no more DATA than the stream window allows, and the rest after WINDOW_UPDATE', async () => {
     await start();
     const conn = await RawH2Connection.open(socket);
@@ -164,6 +180,18 @@ describe("berth's gRPC server", () => {
     const r = await done;
     expect(status(r)).toBe('0');
     expect(runtime.Version?.responseDeserialize(r.data.subarray(5))).toMatchObject({ runtime_name: 'berth' });
+    conn.close();
+  });
+
+  it('starts its next header block with a table size update after the client sets HEADER_TABLE_SIZE', async () => {
+    await start();
+    const conn = await RawH2Connection.open(socket);
+    conn.write(settingsFrame([[Setting.HEADER_TABLE_SIZE, 0]]));
+    expect(status(await request(conn, 1, VERSION, body(VERSION, {})))).toBe('0');
+    expect(status(await request(conn, 3, VERSION, body(VERSION, {})))).toBe('0');
+    const blocks = conn.frames.filter((f) => f.type === FrameType.HEADERS);
+    // RFC 7541 section 4.2: once, at the start of the first block after the change.
+    expect(blocks.map((f) => f.payload[0] === 0x20)).toEqual([true, false, false, false]);
     conn.close();
   });
 

@@ -144,8 +144,9 @@ export class GrpcCall {
   }
 
   private runUnary(handler: UnaryHandler, request: unknown, obs: ObservedCall): void {
+    // async: a handler that throws before returning its promise fails the call, not the connection.
     context
-      .with(obs.context, () => handler(request, this.deps))
+      .with(obs.context, async () => handler(request, this.deps))
       .then(
         (reply) => {
           if (this.settled) return;

@@ -1,5 +1,4 @@
 import { type BerthError, grpcStatusOf } from '@berth/api';
-import { headerFrames } from './h2-frames.js';
 import type { H2Stream } from './h2-stream.js';
 import { encodeHeaderBlock, type HeaderField } from './hpack.js';
 
@@ -32,12 +31,12 @@ export function grpcFrame(body: Buffer): Buffer {
 
 /** Queues the response headers on `stream`. */
 export function sendResponseHeaders(stream: H2Stream): void {
-  stream.sendHeaders((max) => headerFrames(stream.id, RESPONSE_HEADERS, false, max), false);
+  stream.sendHeaders(RESPONSE_HEADERS, false);
 }
 
 /** Queues the trailers ending a call OK. */
 export function sendOkTrailers(stream: H2Stream): void {
-  stream.sendHeaders((max) => headerFrames(stream.id, OK_TRAILERS, true, max), true);
+  stream.sendHeaders(OK_TRAILERS, true);
 }
 
 /**
@@ -50,7 +49,7 @@ export function sendErrorStatus(stream: H2Stream, err: BerthError, headersSent: 
     field('grpc-message', percentEncode(err.message)),
   ];
   const block = encodeHeaderBlock(headersSent ? status : [STATUS_200, CONTENT_TYPE, ...status]);
-  stream.sendHeaders((max) => headerFrames(stream.id, block, true, max), true);
+  stream.sendHeaders(block, true);
 }
 
 /**
@@ -69,7 +68,7 @@ export function sendHttpError(
     field('grpc-status', String(grpcStatus)),
     field('grpc-message', percentEncode(message)),
   ]);
-  stream.sendHeaders((max) => headerFrames(stream.id, block, true, max), true);
+  stream.sendHeaders(block, true);
 }
 
 // Octets grpc-message may carry as they are (PROTOCOL-HTTP2.md: printable ASCII except '%').

@@ -118,10 +118,6 @@ export class H2Connection implements StreamOwner {
     this.writer.schedule(s);
   }
 
-  get peerMaxFrame(): number {
-    return this.writer.peerMaxFrame;
-  }
-
   resetStream(stream: H2Stream, code: H2Error): void {
     this.forget(stream);
     stream.close(code === H2Error.NO_ERROR ? undefined : 'the server reset the stream');
@@ -292,6 +288,7 @@ export class H2Connection implements StreamOwner {
     }
     this.peerInitialWindow = next.initialWindow;
     this.writer.peerMaxFrame = next.maxFrame;
+    if (next.tableSize) this.writer.tableSizeChanged = true;
     // The peer's HEADER_TABLE_SIZE needs nothing: our encoder never adds to its dynamic table.
     this.socket.write(SETTINGS_ACK);
     if (delta > 0) this.writer.flush();

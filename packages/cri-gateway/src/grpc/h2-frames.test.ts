@@ -119,7 +119,11 @@ describe('applyPeerSettings', () => {
 
   it('takes the initial window and frame size, ignoring unknown settings', () => {
     const payload = Buffer.concat([setting(4, 1000), setting(5, 32_768), setting(0x99, 1), setting(1, 0)]);
-    expect(applyPeerSettings(payload, base)).toEqual({ initialWindow: 1000, maxFrame: 32_768 });
+    expect(applyPeerSettings(payload, base)).toEqual({
+      initialWindow: 1000,
+      maxFrame: 32_768,
+      tableSize: true,
+    });
   });
 
   it('refuses values RFC 9113 section 6.5.2 forbids', () => {

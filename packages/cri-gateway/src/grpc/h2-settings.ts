@@ -35,6 +35,8 @@ export interface PeerSettings {
   initialWindow: number;
   /** SETTINGS_MAX_FRAME_SIZE: the largest frame payload the client accepts. */
   maxFrame: number;
+  /** The SETTINGS carried SETTINGS_HEADER_TABLE_SIZE. */
+  tableSize?: boolean;
 }
 
 /**
@@ -62,6 +64,8 @@ export function applyPeerSettings(payload: Buffer, current: PeerSettings): PeerS
         throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value} out of range`);
       }
       next.maxFrame = value;
+    } else if (id === Setting.HEADER_TABLE_SIZE) {
+      next.tableSize = true;
     } else if (id === Setting.ENABLE_PUSH && value > 1) {
       throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, `SETTINGS_ENABLE_PUSH ${value} is not 0 or 1`);
     }

@@ -1,8 +1,8 @@
 import type { H2Error } from './h2-frames.js';
 
-/** One thing a stream has to send, in order: a header block (already framed) or DATA octets. */
+/** One thing a stream has to send, in order: an encoded header block or DATA octets. */
 export type Outgoing =
-  | { kind: 'headers'; frames: Buffer; end: boolean }
+  | { kind: 'headers'; block: Buffer; end: boolean }
   | { kind: 'data'; data: Buffer; offset: number };
 
 /** What a stream needs from its connection: a flush soon, and a way to reset itself. */
@@ -11,8 +11,6 @@ export interface StreamOwner {
   scheduleFlush(stream: H2Stream): void;
   /** Ends the stream with RST_STREAM `code`. */
   resetStream(stream: H2Stream, code: H2Error): void;
-  /** The peer's SETTINGS_MAX_FRAME_SIZE, to split header blocks. */
-  readonly peerMaxFrame: number;
   /** Whether the socket is over its buffer limit (the call should wait for `writable`). */
   readonly congested: boolean;
 }
@@ -56,10 +54,10 @@ export class H2Stream {
     this.recvWindow = windows.recv;
   }
 
-  /** Queues a header block (response headers, or trailers when `end`). */
-  sendHeaders(frames: (maxFrame: number) => Buffer, end: boolean): void {
+  /** Queues an encoded header block (response headers, or trailers when `end`). */
+  sendHeaders(block: Buffer, end: boolean): void {
     if (this.localEnded || this.closed) return;
-    this.queue.push({ kind: 'headers', frames: frames(this.owner.peerMaxFrame), end });
+    this.queue.push({ kind: 'headers', block, end });
     if (end) this.localEnded = true;
     this.owner.scheduleFlush(this);
   }

@@ -4,6 +4,7 @@ import {
   FRAME_HEADER,
   FrameType,
   H2Error,
+  headerFrames,
   rstStreamFrame,
   writeFrameHeader,
 } from './h2-frames.js';
@@ -19,6 +20,11 @@ export class H2Writer {
   sendWindow = 65_535;
   /** The peer's SETTINGS_MAX_FRAME_SIZE. */
   peerMaxFrame = DEFAULT_MAX_FRAME;
+  /**
+   * The peer changed SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a dynamic
+   * table size update (RFC 7541 section 4.2). It sets 0: this encoder never uses the table.
+   */
+  tableSizeChanged = false;
   private readonly sending = new Set<H2Stream>();
   private flushQueued = false;
 
@@ -67,7 +73,10 @@ export class H2Writer {
       const item = s.queue[0];
       if (!item) break;
       if (item.kind === 'headers') {
-        out.push(item.frames);
+        // Framed now, not when queued: with the peer's frame size and table size as of this write.
+        const block = this.tableSizeChanged ? Buffer.concat([TABLE_SIZE_ZERO, item.block]) : item.block;
+        this.tableSizeChanged = false;
+        out.push(headerFrames(s.id, block, item.end, this.peerMaxFrame));
         s.queue.shift();
         if (item.end) {
           // A client still sending is told to stop: the reply is complete (RFC 9113 section 8.1).
@@ -88,3 +97,6 @@ export class H2Writer {
     }
   }
 }
+
+/** An HPACK dynamic table size update to 0 (RFC 7541 section 6.3). */
+const TABLE_SIZE_ZERO = Buffer.of(0x20);
