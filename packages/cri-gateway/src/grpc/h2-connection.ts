@@ -41,6 +41,7 @@ export class H2Connection implements StreamOwner {
   private readonly writer: H2Writer;
   private goingAway = false;
   private ended = false;
+  private failed = false;
 
   constructor(
     private readonly socket: Socket,
@@ -125,6 +126,8 @@ export class H2Connection implements StreamOwner {
   }
 
   private receive(chunk: Buffer): void {
+    // After a connection error nothing the client sends is read: its state is not trusted.
+    if (this.failed) return;
     try {
       for (const f of this.reader.push(chunk)) this.onFrame(f);
     } catch (err) {
@@ -135,6 +138,7 @@ export class H2Connection implements StreamOwner {
 
   /** A connection error: GOAWAY with the code, then close (RFC 9113 section 5.4.1). */
   private fail(err: H2ConnectionError): void {
+    this.failed = true;
     this.opts.onProtocolError?.(err);
     if (this.socket.destroyed) return;
     this.closeAll(`connection error: ${err.message}`);
