@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import {
+  checkFrame,
   DEFAULT_MAX_FRAME,
   Flag,
   type Frame,
@@ -147,6 +148,7 @@ export class H2Connection implements StreamOwner {
 
   private onFrame(f: Frame): void {
     this.blocks.check(f);
+    checkFrame(f);
     switch (f.type) {
       case FrameType.DATA:
         this.onData(f);
@@ -159,7 +161,6 @@ export class H2Connection implements StreamOwner {
         return;
       case FrameType.PRIORITY:
         // Priority is advisory and deprecated (RFC 9113 section 5.3.2): checked, then ignored.
-        need(f.stream !== 0, H2Error.PROTOCOL_ERROR, 'PRIORITY on stream 0');
         if (f.payload.length !== 5) this.streamError(f.stream, H2Error.FRAME_SIZE_ERROR);
         return;
       case FrameType.RST_STREAM:
@@ -169,20 +170,15 @@ export class H2Connection implements StreamOwner {
         this.onSettings(f);
         return;
       case FrameType.PING:
-        need(f.stream === 0, H2Error.PROTOCOL_ERROR, 'PING on a stream');
-        need(f.payload.length === 8, H2Error.FRAME_SIZE_ERROR, 'PING is not 8 octets');
         if (!(f.flags & Flag.ACK)) this.socket.write(pingAck(f.payload));
         return;
       case FrameType.GOAWAY:
-        need(f.stream === 0, H2Error.PROTOCOL_ERROR, 'GOAWAY on a stream');
         // The client opens no more streams; the ones open still get their replies.
         this.goingAway = true;
         return;
       case FrameType.WINDOW_UPDATE:
         this.onWindowUpdate(f);
         return;
-      case FrameType.PUSH_PROMISE:
-        throw new H2ConnectionError(H2Error.PROTOCOL_ERROR, 'a client sent PUSH_PROMISE');
       default:
         // Unknown frame types are ignored (RFC 9113 section 4.1).
         return;
@@ -190,7 +186,6 @@ export class H2Connection implements StreamOwner {
   }
 
   private onData(f: Frame): void {
-    need(f.stream !== 0, H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
     // The whole frame, padding included, counts against the windows (RFC 9113 section 6.9.1).
     this.recvWindow -= f.payload.length;
     need(this.recvWindow >= 0, H2Error.FLOW_CONTROL_ERROR, 'connection window overrun');
@@ -265,8 +260,6 @@ export class H2Connection implements StreamOwner {
   }
 
   private onReset(f: Frame): void {
-    need(f.stream !== 0, H2Error.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
-    need(f.payload.length === 4, H2Error.FRAME_SIZE_ERROR, 'RST_STREAM is not 4 octets');
     need(f.stream <= this.lastStream, H2Error.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
     const s = this.streams.get(f.stream);
     if (!s) return;
@@ -275,11 +268,7 @@ export class H2Connection implements StreamOwner {
   }
 
   private onSettings(f: Frame): void {
-    need(f.stream === 0, H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
-    if (f.flags & Flag.ACK) {
-      need(f.payload.length === 0, H2Error.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
-      return;
-    }
+    if (f.flags & Flag.ACK) return;
     const next = applyPeerSettings(f.payload, {
       initialWindow: this.peerInitialWindow,
       maxFrame: this.writer.peerMaxFrame,
@@ -293,13 +282,11 @@ export class H2Connection implements StreamOwner {
     this.peerInitialWindow = next.initialWindow;
     this.writer.peerMaxFrame = next.maxFrame;
     if (next.tableSize) this.writer.tableSizeChanged = true;
-    // The peer's HEADER_TABLE_SIZE needs nothing: our encoder never adds to its dynamic table.
     this.socket.write(SETTINGS_ACK);
     if (delta > 0) this.writer.flush();
   }
 
   private onWindowUpdate(f: Frame): void {
-    need(f.payload.length === 4, H2Error.FRAME_SIZE_ERROR, 'WINDOW_UPDATE is not 4 octets');
     const inc = f.payload.readUInt32BE(0) & MAX_WINDOW;
     if (f.stream === 0) {
       need(inc !== 0, H2Error.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');

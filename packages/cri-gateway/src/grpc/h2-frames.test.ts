@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  checkFrame,
   Flag,
   FrameReader,
   FrameType,
@@ -84,6 +85,51 @@ describe('frames the server sends', () => {
     expect(f?.payload.readUInt32BE(0)).toBe(7);
     expect(f?.payload.readUInt32BE(4)).toBe(H2Error.PROTOCOL_ERROR);
     expect(f?.payload.subarray(8).toString()).toBe('bad');
+  });
+});
+
+describe('checkFrame', () => {
+  const f = (type: number, stream: number, length: number, flags = 0) => ({
+    type,
+    flags,
+    stream,
+    payload: Buffer.alloc(length),
+  });
+
+  it('refuses frames on the wrong stream, of the wrong length, and PUSH_PROMISE', () => {
+    for (const [frameOf, code] of [
+      [f(FrameType.DATA, 0, 1), H2Error.PROTOCOL_ERROR],
+      [f(FrameType.RST_STREAM, 0, 4), H2Error.PROTOCOL_ERROR],
+      [f(FrameType.CONTINUATION, 0, 1), H2Error.PROTOCOL_ERROR],
+      [f(FrameType.PING, 1, 8), H2Error.PROTOCOL_ERROR],
+      [f(FrameType.SETTINGS, 3, 0), H2Error.PROTOCOL_ERROR],
+      [f(FrameType.GOAWAY, 1, 8), H2Error.PROTOCOL_ERROR],
+      [f(FrameType.PING, 0, 7), H2Error.FRAME_SIZE_ERROR],
+      [f(FrameType.RST_STREAM, 1, 5), H2Error.FRAME_SIZE_ERROR],
+      [f(FrameType.WINDOW_UPDATE, 0, 3), H2Error.FRAME_SIZE_ERROR],
+      [f(FrameType.SETTINGS, 0, 6, Flag.ACK), H2Error.FRAME_SIZE_ERROR],
+      [f(FrameType.SETTINGS, 0, 7), H2Error.FRAME_SIZE_ERROR],
+      [f(FrameType.PUSH_PROMISE, 1, 4), H2Error.PROTOCOL_ERROR],
+    ] as const) {
+      expect(
+        codeOf(() => checkFrame(frameOf)),
+        `type ${frameOf.type}`,
+      ).toBe(code);
+    }
+  });
+
+  it('accepts well-formed frames, and unknown types anywhere', () => {
+    for (const ok of [
+      f(FrameType.DATA, 1, 0),
+      f(FrameType.PING, 0, 8, Flag.ACK),
+      f(FrameType.SETTINGS, 0, 12),
+      f(FrameType.WINDOW_UPDATE, 0, 4),
+      f(FrameType.WINDOW_UPDATE, 5, 4),
+      f(0xfa, 0, 3),
+      f(0xfa, 7, 3),
+    ]) {
+      expect(codeOf(() => checkFrame(ok))).toBeUndefined();
+    }
   });
 });
 

@@ -240,3 +240,47 @@ export function framePayload(f: Frame): Buffer {
 export function need(ok: boolean, code: H2Error, message: string): void {
   if (!ok) throw new H2ConnectionError(code, message);
 }
+
+// Frames that belong to a stream, and frames that belong to the connection (stream 0).
+const ON_STREAM = new Set<number>([
+  FrameType.DATA,
+  FrameType.HEADERS,
+  FrameType.PRIORITY,
+  FrameType.RST_STREAM,
+  FrameType.CONTINUATION,
+]);
+const ON_CONNECTION = new Set<number>([FrameType.SETTINGS, FrameType.PING, FrameType.GOAWAY]);
+const FIXED_LENGTH: Partial<Record<number, number>> = {
+  [FrameType.RST_STREAM]: 4,
+  [FrameType.PING]: 8,
+  [FrameType.WINDOW_UPDATE]: 4,
+};
+
+/**
+ * Checks what RFC 9113 section 6 asks of a client's frame whatever the connection's state: the
+ * stream it may be on, its fixed length, and no PUSH_PROMISE from a client. Throws the
+ * connection error. (A PRIORITY of the wrong length is only a stream error: left to the caller.)
+ */
+export function checkFrame(f: Frame): void {
+  need(!ON_STREAM.has(f.type) || f.stream !== 0, H2Error.PROTOCOL_ERROR, `frame type ${f.type} on stream 0`);
+  need(
+    !ON_CONNECTION.has(f.type) || f.stream === 0,
+    H2Error.PROTOCOL_ERROR,
+    `frame type ${f.type} on a stream`,
+  );
+  const length = FIXED_LENGTH[f.type];
+  need(
+    length === undefined || f.payload.length === length,
+    H2Error.FRAME_SIZE_ERROR,
+    `frame type ${f.type} is not ${length} octets`,
+  );
+  need(f.type !== FrameType.PUSH_PROMISE, H2Error.PROTOCOL_ERROR, 'a client sent PUSH_PROMISE');
+  if (f.type === FrameType.SETTINGS) {
+    const ack = (f.flags & Flag.ACK) !== 0;
+    need(
+      ack ? f.payload.length === 0 : f.payload.length % 6 === 0,
+      H2Error.FRAME_SIZE_ERROR,
+      'SETTINGS of a bad length',
+    );
+  }
+}
