@@ -1,15 +1,16 @@
 /**
- * CRI socket benchmark: what the authority front (packages/cri-gateway/src/grpc/authority-front.ts)
- * costs. Prints figures; asserts nothing.
+ * CRI socket benchmark: what a do-nothing CRI call costs the gateway's gRPC server. Prints
+ * figures; asserts nothing.
  *  before: the CRI gRPC server bound by grpc-js itself on a unix socket (no front; Go clients fail)
- *  after:  the gateway as berth runs it (startGateway: every connection through the front)
+ *  front:  the gateway on grpc-js (grpcServer "grpc-js": every connection through the authority front)
+ *  after:  the gateway as berth runs it (startGateway, grpcServer "berth": berth's own HTTP/2 server)
  * Each server runs in its own process, as the gateway does; this process is the client (grpc-js,
  * :authority localhost, so "before" can answer it). For each: N sequential unary Version calls
  * (p50/p95/p99 latency), then M calls with C in flight (calls/s), and the server process's CPU
  * time per call over both (the figure that least depends on what else the machine runs). Real nats-server from
  * @berth/testing (the gateway needs one; Version does not use it).
  * Run: pnpm --filter @berth/bench run cri-rpc   Env: BENCH_N (3000), BENCH_M (20000), BENCH_C (16),
- * BENCH_VARIANTS (before,after,... in order), BENCH_SERVER_ARGS (node flags for the servers, e.g.
+ * BENCH_VARIANTS (before,front,after,... in order), BENCH_SERVER_ARGS (node flags for the servers, e.g.
  * "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_TELEMETRY=1 (the "after" server records a span per call
  * into a trace store, as the gateway does).
  */
@@ -29,11 +30,11 @@ const C = Number(process.env.BENCH_C ?? 16);
 const WARMUP = 500;
 // Extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
 const SERVER_ARGS = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
-const VARIANTS = (process.env.BENCH_VARIANTS ?? 'before,after,before,after,before,after').split(
+const VARIANTS = (process.env.BENCH_VARIANTS ?? 'front,after,front,after,front,after').split(
   ',',
 ) as Variant[];
 
-type Variant = 'before' | 'after';
+type Variant = 'before' | 'front' | 'after';
 
 const ms = (n: number) => `${n.toFixed(3)} ms`;
 
@@ -68,6 +69,7 @@ async function serve(variant: Variant, socket: string, natsUrl: string): Promise
       snapshotsDir: join(runRoot, 'snap'),
       containersDir: join(runRoot, 'containers'),
       log,
+      grpcServer: variant === 'front' ? 'grpc-js' : 'berth',
     });
   }
   // The parent asks for this process's CPU time around each phase: robust on a busy machine.

@@ -12,7 +12,8 @@
  * Run: CRITEST=/path/to/critest pnpm --filter @berth/bench run cri
  * Env: CRITEST (required: cri-tools v1.26 critest), PARAMS (critest's benchmarking params file;
  * default 100 pods, 100 containers, 50 images, one at a time), REGISTRY (default 127.0.0.1:5000),
- * BENCH_N (replaces the three counts, for a quick run), BENCH_FIRST=containerd (run containerd first).
+ * BENCH_N (replaces the three counts, for a quick run), BENCH_FIRST=containerd (run containerd first),
+ * BENCH_GRPC_SERVER (the gateway's services.cri-gateway.grpcServer: berth, the default, or grpc-js).
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -90,7 +91,10 @@ async function runBerth(): Promise<CritestRun> {
     config: {
       services: {
         'image-service': { mirrors },
-        'cri-gateway': { sandboxImage: SANDBOX_IMAGE },
+        'cri-gateway': {
+          sandboxImage: SANDBOX_IMAGE,
+          ...(process.env.BENCH_GRPC_SERVER ? { grpcServer: process.env.BENCH_GRPC_SERVER } : {}),
+        },
         shim: { cniConfDir: berthNet.confDir, cniInstallDefault: false },
       },
     },

@@ -2,6 +2,7 @@ import { type Service, serviceDefs } from '@berth/api';
 import { call, type Logger, subscribeEvents } from '@berth/kit';
 import { attach, resizeTerminal } from '@berth/shim/attach';
 import type { NatsConnection } from 'nats';
+import { createBerthCriServer } from './grpc/berth-server.js';
 import { listenUnix } from './grpc/listen.js';
 import { createCriServer } from './grpc/server.js';
 import { implemented, implementedStreams } from './handlers/index.js';
@@ -25,6 +26,10 @@ import { createStreamingServer } from './streaming/index.js';
 
 /** How long Status waits for a service's `info`: well inside the kubelet's own deadline. */
 export const PROBE_TIMEOUT_MS = 2000;
+
+/** The gRPC servers the gateway can serve the CRI with (`services.cri-gateway.grpcServer`). */
+export const GrpcServerKind = { berth: 'berth', grpcJs: 'grpc-js' } as const;
+export type GrpcServerKind = (typeof GrpcServerKind)[keyof typeof GrpcServerKind];
 
 /** A running CRI gateway: its socket and how to stop it. */
 export interface Gateway {
@@ -65,6 +70,11 @@ export async function startGateway(opts: {
    * that failed while a service or NATS was down (RunPodSandbox undoing itself) is retried so.
    */
   networkCollectMs?: number;
+  /**
+   * Which gRPC server carries the CRI: "berth" (default), berth's own HTTP/2 on the socket, or
+   * "grpc-js", @grpc/grpc-js behind the authority front (the server berth ran before).
+   */
+  grpcServer?: GrpcServerKind;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
   // One subscription to every event, shared by the views and each GetContainerEvents stream: an
@@ -131,28 +141,36 @@ export async function startGateway(opts: {
     }),
     ...opts.streaming,
   });
-  const server = createCriServer({
-    deps: {
-      probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
-      log,
-      images,
-      pinned: new Set([normalizeRef(runtime.sandboxImage.name)]),
-      pods,
-      containers,
-      stats,
-      streams: new StreamUrls(streaming, containers, pods),
-      events,
-      snapshots,
-      snapshotsDir: opts.snapshotsDir,
-    },
-    handlers: implemented,
-    streams: implementedStreams,
-  });
+  const deps = {
+    probe: natsProbe(opts.nc, opts.node, opts.probeTimeoutMs),
+    log,
+    images,
+    pinned: new Set([normalizeRef(runtime.sandboxImage.name)]),
+    pods,
+    containers,
+    stats,
+    streams: new StreamUrls(streaming, containers, pods),
+    events,
+    snapshots,
+    snapshotsDir: opts.snapshotsDir,
+  };
   let listener: Awaited<ReturnType<typeof listenUnix>>;
   try {
-    listener = await listenUnix(server, opts.socket, opts.runRoot, {
-      onProtocolError: (err) => log.warn({ err }, 'CRI client connection closed: undecodable HTTP/2 headers'),
-    });
+    if ((opts.grpcServer ?? 'berth') === 'berth') {
+      const server = createBerthCriServer({
+        deps,
+        handlers: implemented,
+        streams: implementedStreams,
+        onProtocolError: (err) => log.warn({ err }, 'CRI client connection closed: HTTP/2 protocol error'),
+      });
+      listener = await listenUnix(server, opts.socket, opts.runRoot);
+    } else {
+      const server = createCriServer({ deps, handlers: implemented, streams: implementedStreams });
+      listener = await listenUnix(server, opts.socket, opts.runRoot, {
+        onProtocolError: (err) =>
+          log.warn({ err }, 'CRI client connection closed: undecodable HTTP/2 headers'),
+      });
+    }
   } catch (err) {
     await streaming.close();
     view.close();

@@ -41,6 +41,8 @@ let root: string;
 let socket: string;
 let gateway: Gateway;
 let plainSocket: string;
+let frontSocket: string;
+let frontGateway: Gateway;
 let plain: grpc.Server;
 
 beforeAll(async () => {
@@ -58,6 +60,18 @@ beforeAll(async () => {
     containersDir: join(root, 'containers'),
     log,
   });
+  // The gateway on grpc-js behind the authority front (services.cri-gateway.grpcServer "grpc-js").
+  frontSocket = join(runRoot, 'front.sock');
+  frontGateway = await startGateway({
+    nc,
+    node: 'wire',
+    socket: frontSocket,
+    runRoot,
+    snapshotsDir: join(root, 'snap'),
+    containersDir: join(root, 'containers'),
+    log,
+    grpcServer: 'grpc-js',
+  });
   plainSocket = join(root, 'plain.sock');
   // Version needs no dependency; the access log needs a logger.
   plain = createCriServer({ deps: { log } as never, handlers: implemented });
@@ -70,6 +84,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gateway?.close(500);
+  await frontGateway?.close(500);
   plain?.forceShutdown();
   await nc?.close();
   await nats?.stop();
@@ -114,6 +129,14 @@ describe('a Go gRPC client on the CRI socket', () => {
     }
   });
 
+  it('is answered by the grpc-js server through the authority front too', async () => {
+    for (const authority of [frontSocket, 'localhost', undefined]) {
+      const conn = await RawH2Connection.open(frontSocket);
+      expectBerth(await sendVersion(conn, new GoLikeEncoder(), 1, authority));
+      conn.close();
+    }
+  });
+
   it('keeps the HPACK tables in step over many calls on one connection', async () => {
     const conn = await RawH2Connection.open(socket);
     const enc = new GoLikeEncoder();
@@ -146,7 +169,7 @@ describe('a Go gRPC client on the CRI socket', () => {
 
   it('carries a large message across many frames and flow-control windows unchanged', async () => {
     // A 3 MiB request (unknown to Version, which ignores it) outgrows the 64 KiB initial window,
-    // so the server must grant WINDOW_UPDATEs through the front for the call to finish.
+    // so the server must grant WINDOW_UPDATEs for the call to finish.
     const client = criClient(socket);
     try {
       const reply = await client.unary<{ runtime_name: string }>(client.runtime, 'Version', {

@@ -1,4 +1,5 @@
-export { type Gateway, natsProbe, PROBE_TIMEOUT_MS, startGateway } from './gateway.js';
+export { type Gateway, GrpcServerKind, natsProbe, PROBE_TIMEOUT_MS, startGateway } from './gateway.js';
+export { type BerthCriServer, createBerthCriServer } from './grpc/berth-server.js';
 export { listenUnix, type UnixListener } from './grpc/listen.js';
 export { createCriServer } from './grpc/server.js';
 export { implemented, implementedStreams } from './handlers/index.js';

@@ -146,6 +146,33 @@ describe('cri-gateway process', () => {
     expect(code).toBe(1);
     expect(err).toContain('invalid config "services.cri-gateway.socket": must be an absolute path');
   });
+  it('fails start-up (exit 1) naming the setting when grpcServer names no server', async () => {
+    const config = join(dir, 'bad-grpc.json');
+    await writeFile(
+      config,
+      JSON.stringify({ services: { 'cri-gateway': { socket: join(dir, 'y.sock'), grpcServer: 'nghttp2' } } }),
+    );
+    const p = spawn(process.execPath, [MAIN], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        BERTH_CONFIG: config,
+        BERTH_NATS_URL: nats.url,
+        BERTH_REDIS_URL: redis.url,
+        BERTH_NODE_ID: node,
+        BERTH_STATE_ROOT: join(dir, 'state'),
+        BERTH_RUN_ROOT: join(dir, 'run'),
+      },
+    });
+    let err = '';
+    p.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    const [code] = await once(p, 'exit');
+    expect(code).toBe(1);
+    expect(err).toContain('invalid config "services.cri-gateway.grpcServer"');
+  });
+
   it('fails start-up (exit 1) naming the setting when the streaming port is out of range', async () => {
     const config = join(dir, 'bad-streaming.json');
     await writeFile(

@@ -1,7 +1,7 @@
 import { BERTH_VERSION, CriApi, Service } from '@berth/api';
 import { type ServiceContext, type ServiceEntry, type ServiceSetup, serviceSetting } from '@berth/kit';
 import { z } from 'zod';
-import { startGateway } from './gateway.js';
+import { GrpcServerKind, startGateway } from './gateway.js';
 import { DEFAULT_PAUSE_BINARY, DEFAULT_SANDBOX_IMAGE } from './runtime/pause-image.js';
 import { createHandlers } from './service.js';
 
@@ -57,6 +57,13 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Cr
       'networkCollectMs',
       z.number().int().min(0),
       60_000,
+    ),
+    grpcServer: serviceSetting(
+      ctx.config,
+      Service.cri,
+      'grpcServer',
+      z.enum([GrpcServerKind.berth, GrpcServerKind.grpcJs]),
+      GrpcServerKind.berth,
     ),
     log: ctx.log,
   });

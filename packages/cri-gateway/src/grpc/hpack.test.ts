@@ -129,6 +129,25 @@ describe('encodeHeaderBlock', () => {
     // An exact static match is one octet.
     expect(encodeHeaderBlock([fields[0] as HeaderField])).toEqual(Buffer.of(0x83));
   });
+
+  it('encodes the examples of RFC 7541 Appendix C.2.2-C.2.4 octet for octet', () => {
+    const f = (name: string, value: string, sensitive = false) => ({ name, value, sensitive });
+    // C.2.2 literal without indexing (indexed name), C.2.3 never indexed (new name), C.2.4 indexed.
+    expect(encodeHeaderBlock([f(':path', '/sample/path')])).toEqual(
+      hex('040c 2f73 616d 706c 652f 7061 7468'),
+    );
+    expect(encodeHeaderBlock([f('password', 'secret', true)])).toEqual(
+      hex('1008 7061 7373 776f 7264 0673 6563 7265 74'),
+    );
+    expect(encodeHeaderBlock([f(':method', 'GET')])).toEqual(hex('82'));
+    // The constant response headers of berth's gRPC server, decoded back.
+    const response = [
+      f(':status', '200'),
+      f('content-type', 'application/grpc+proto'),
+      f('grpc-status', '0'),
+    ];
+    expect(decoder().decode(encodeHeaderBlock(response))).toEqual(response);
+  });
 });
 
 /** An HPACK string length with the 7-bit prefix, raw (not Huffman). */

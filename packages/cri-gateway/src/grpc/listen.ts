@@ -1,10 +1,11 @@
 import { unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import type { BerthCriServer } from './berth-server.js';
 import { FrontSocket } from './front-socket.js';
 import { prepareSocketPath, secureSocket } from './socket.js';
 
-/** A gRPC server serving a unix socket through the authority front. */
+/** A CRI gRPC server serving a unix socket. */
 export interface UnixListener {
   readonly socket: string;
   /**
@@ -16,17 +17,32 @@ export interface UnixListener {
 
 /**
  * Serves a gRPC server on a unix socket: prepares the directory, binds with a umask that keeps
- * the socket private from its first instant, then sets mode 0600 and root ownership. Each
- * connection reaches grpc-js through a FrontSocket, so Go clients that send the socket's path as
- * :authority are served rather than reset (see authority-front.ts).
+ * the socket private from its first instant, then sets mode 0600 and root ownership. berth's own
+ * server (berth-server.ts) takes each connection as it is; grpc-js gets it through a FrontSocket,
+ * so Go clients that send the socket's path as :authority are served rather than reset by
+ * nghttp2 (see authority-front.ts).
  */
 export async function listenUnix(
-  server: grpc.Server,
+  server: grpc.Server | BerthCriServer,
   socket: string,
   runRoot: string,
   opts: { onProtocolError?: (err: Error) => void } = {},
 ): Promise<UnixListener> {
   await prepareSocketPath(socket, runRoot);
+  if (!(server instanceof grpc.Server)) {
+    const net = createServer({ allowHalfOpen: true }, (conn) => server.accept(conn));
+    await listen(net, socket);
+    await secureSocket(socket);
+    return {
+      socket,
+      async close(graceMs) {
+        const stopped = new Promise<void>((resolve) => net.close(() => resolve()));
+        await server.close(graceMs);
+        await stopped;
+        await unlink(socket).catch(() => undefined);
+      },
+    };
+  }
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const clients = new Set<Socket>();
   const net = createServer({ allowHalfOpen: true }, (conn) => {

@@ -1,62 +1,11 @@
 import { BerthError, Code, grpcStatusOf, toBerthError } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
-import {
-  context,
-  propagation,
-  SpanKind,
-  SpanStatusCode,
-  type TextMapGetter,
-  trace,
-} from '@opentelemetry/api';
+import { context, type TextMapGetter } from '@opentelemetry/api';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
 import { CriService, criServiceDefinition } from '../proto.js';
+import { MAX_MESSAGE_BYTES } from './grpc-wire.js';
 import { beginCriCall } from './metrics.js';
-
-/** Largest message either way, as containerd's CRI (16 MiB); grpc-js defaults to 4 MiB. */
-const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
-
-const tracer = trace.getTracer('berth.cri-gateway');
-
-// RPCs kubelet polls every few seconds: their access lines go to debug so info stays readable.
-const POLLED = /^(RuntimeService|ImageService)\/(List\w*|\w*Status|Version|ImageFsInfo|\w*Stats)$/;
-
-/** The span attributes of one CRI call: RPC conventions plus the pod and container it names. */
-function rpcAttributes(rpc: string, request: unknown): Record<string, string> {
-  const a: Record<string, string> = {
-    'rpc.system': 'grpc',
-    'rpc.service': `runtime.v1.${rpc.slice(0, rpc.indexOf('/'))}`,
-    'rpc.method': rpc,
-  };
-  const r = (request ?? {}) as Record<string, unknown>;
-  const pod = r.podSandboxId ?? r.pod_sandbox_id;
-  const ctr = r.containerId ?? r.container_id;
-  if (typeof pod === 'string' && pod) a['berth.pod.id'] = pod;
-  if (typeof ctr === 'string' && ctr) a['berth.container.id'] = ctr;
-  return a;
-}
-
-/**
- * The access log line of one CRI call, with its trace id (kubelet's logs name no trace). The line
- * is built only when its level is on: kubelet polls the read RPCs, whose lines go to debug.
- */
-function accessLog(
-  deps: HandlerDeps,
-  rpc: string,
-  polled: boolean,
-  span: { spanContext(): { traceId: string } },
-  outcome: string,
-  started: number,
-): void {
-  const level = polled && outcome === 'OK' ? 'debug' : 'info';
-  if (!deps.log.isLevelEnabled(level)) return;
-  const line = {
-    rpc,
-    outcome,
-    ms: Math.round((performance.now() - started) * 10) / 10,
-    trace_id: span.spanContext().traceId,
-  };
-  deps.log[level](line, 'CRI request');
-}
+import { observeCall } from './observe.js';
 
 // Reads W3C trace context from gRPC metadata, so a caller's trace continues into berth.
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
@@ -116,37 +65,22 @@ function unary(
   handler: UnaryHandler,
   deps: HandlerDeps,
 ): grpc.handleUnaryCall<unknown, unknown> {
-  const polled = POLLED.test(rpc);
   return (call, callback) => {
-    const finish = beginCriCall(rpc);
-    const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
-    const span = tracer.startSpan(
-      `cri/${rpc}`,
-      { kind: SpanKind.SERVER, attributes: rpcAttributes(rpc, call.request) },
-      parent,
-    );
-    const started = performance.now();
+    const obs = observeCall({
+      rpc,
+      request: call.request,
+      carrier: call.metadata,
+      getter: metadataGetter,
+      deps,
+    });
     context
-      .with(trace.setSpan(parent, span), () => handler(call.request, deps))
+      .with(obs.context, () => handler(call.request, deps))
       .then(
         (reply) => {
-          span.setStatus({ code: SpanStatusCode.OK });
-          span.end();
-          finish();
-          accessLog(deps, rpc, polled, span, 'OK', started);
+          obs.end();
           callback(null, reply);
         },
-        (raw: unknown) => {
-          const err = toBerthError(raw);
-          if (err.code === Code.INTERNAL) deps.log.error({ err: raw, rpc }, 'CRI request failed');
-          span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
-          span.setAttribute('berth.error_code', err.code);
-          span.recordException({ name: err.code, message: err.message });
-          span.end();
-          finish(err);
-          accessLog(deps, rpc, polled, span, err.code, started);
-          callback(toGrpcStatus(err));
-        },
+        (raw: unknown) => callback(toGrpcStatus(obs.end(raw))),
       );
   };
 }
@@ -160,16 +94,14 @@ function serverStream(
   handler: StreamHandler,
   deps: HandlerDeps,
 ): grpc.handleServerStreamingCall<unknown, unknown> {
-  const polled = POLLED.test(rpc);
   return (call) => {
-    const finish = beginCriCall(rpc);
-    const parent = propagation.extract(context.active(), call.metadata, metadataGetter);
-    const span = tracer.startSpan(
-      `cri/${rpc}`,
-      { kind: SpanKind.SERVER, attributes: rpcAttributes(rpc, call.request) },
-      parent,
-    );
-    const started = performance.now();
+    const obs = observeCall({
+      rpc,
+      request: call.request,
+      carrier: call.metadata,
+      getter: metadataGetter,
+      deps,
+    });
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
     const run = async () => {
@@ -178,25 +110,12 @@ function serverStream(
         if (!call.write(message)) await new Promise((r) => call.once('drain', r));
       }
     };
-    context.with(trace.setSpan(parent, span), run).then(
+    context.with(obs.context, run).then(
       () => {
-        span.setStatus({ code: SpanStatusCode.OK });
-        span.end();
-        finish();
-        accessLog(deps, rpc, polled, span, 'OK', started);
+        obs.end();
         call.end();
       },
-      (raw: unknown) => {
-        const err = toBerthError(raw);
-        if (err.code === Code.INTERNAL) deps.log.error({ err: raw, rpc }, 'CRI request failed');
-        span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
-        span.setAttribute('berth.error_code', err.code);
-        span.recordException({ name: err.code, message: err.message });
-        span.end();
-        finish(err);
-        accessLog(deps, rpc, polled, span, err.code, started);
-        call.emit('error', toGrpcStatus(err));
-      },
+      (raw: unknown) => call.emit('error', toGrpcStatus(obs.end(raw))),
     );
   };
 }

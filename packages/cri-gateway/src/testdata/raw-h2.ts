@@ -117,8 +117,19 @@ export interface StreamResult {
   rstCode: number | undefined;
 }
 
+/** A frame as the test client received it. */
+export interface ReceivedFrame {
+  type: number;
+  flags: number;
+  id: number;
+  payload: Buffer;
+}
+
 /** One HTTP/2 connection to a unix socket, reading every frame the server sends. */
 export class RawH2Connection {
+  /** Every frame received, in order (payloads copied). */
+  readonly frames: ReceivedFrame[] = [];
+  private frameWaiters: { match: (f: ReceivedFrame) => boolean; resolve: (f: ReceivedFrame) => void }[] = [];
   private readonly decoder = new HpackDecoder({ maxTableSize: 4096, maxListSize: 65_536 });
   private readonly results = new Map<number, StreamResult & { done: () => void; ended: Promise<void> }>();
   private buf = Buffer.alloc(0);
@@ -161,6 +172,13 @@ export class RawH2Connection {
     this.socket.destroy();
   }
 
+  /** Resolves with the first frame received (already, or later) that `match` accepts. */
+  waitFrame(match: (f: ReceivedFrame) => boolean): Promise<ReceivedFrame> {
+    const seen = this.frames.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.frameWaiters.push({ match, resolve }));
+  }
+
   private stream(id: number) {
     let r = this.results.get(id);
     if (!r) {
@@ -189,6 +207,13 @@ export class RawH2Connection {
   }
 
   private onFrame(type: number, flags: number, id: number, payload: Buffer): void {
+    const f = { type, flags, id, payload: Buffer.from(payload) };
+    this.frames.push(f);
+    this.frameWaiters = this.frameWaiters.filter((w) => {
+      if (!w.match(f)) return true;
+      w.resolve(f);
+      return false;
+    });
     if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
       this.socket.write(frame(FrameType.SETTINGS, Flag.ACK, 0, Buffer.alloc(0)));
     } else if (type === FrameType.PING && !(flags & Flag.ACK)) {

@@ -1,0 +1,102 @@
+import type { Socket } from 'node:net';
+import {
+  DEFAULT_MAX_FRAME,
+  FRAME_HEADER,
+  FrameType,
+  H2Error,
+  headerFrames,
+  rstStreamFrame,
+  writeFrameHeader,
+} from './h2-frames.js';
+import type { H2Stream } from './h2-stream.js';
+
+/**
+ * The sending half of an HTTP/2 connection: writes what streams have queued, within the peer's
+ * connection and stream windows (RFC 9113 section 6.9), and holds back the rest until a
+ * WINDOW_UPDATE or a larger SETTINGS_INITIAL_WINDOW_SIZE makes room.
+ */
+export class H2Writer {
+  /** Octets the peer lets us send on the connection (65,535 until it grants more). */
+  sendWindow = 65_535;
+  /** The peer's SETTINGS_MAX_FRAME_SIZE. */
+  peerMaxFrame = DEFAULT_MAX_FRAME;
+  /**
+   * The peer changed SETTINGS_HEADER_TABLE_SIZE: the next header block starts with a dynamic
+   * table size update (RFC 7541 section 4.2). It sets 0: this encoder never uses the table.
+   */
+  tableSizeChanged = false;
+  private readonly sending = new Set<H2Stream>();
+  private flushQueued = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly hooks: {
+      /** A stream's END_STREAM has been written: the connection forgets it. */
+      ended(stream: H2Stream): void;
+      /** After each flush: wake writers, close an idle connection that is going away. */
+      flushed(): void;
+    },
+  ) {}
+
+  /** Marks `stream` as having output, and flushes at the end of this tick. */
+  schedule(stream: H2Stream): void {
+    this.sending.add(stream);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  /** Forgets a stream that closed with output still queued. */
+  drop(stream: H2Stream): void {
+    this.sending.delete(stream);
+  }
+
+  /**
+   * Writes what the streams have queued, as far as the windows allow, in one socket write: a
+   * unary reply's HEADERS, DATA and trailers leave together (one syscall, one client wake-up).
+   */
+  flush(): void {
+    this.flushQueued = false;
+    if (this.socket.destroyed) return;
+    const out: Buffer[] = [];
+    for (const s of this.sending) {
+      if (!s.closed) this.drain(s, out);
+      if (s.closed || s.queue.length === 0) this.sending.delete(s);
+    }
+    if (out.length === 1) this.socket.write(out[0] as Buffer);
+    else if (out.length > 1) this.socket.write(Buffer.concat(out));
+    this.hooks.flushed();
+  }
+
+  private drain(s: H2Stream, out: Buffer[]): void {
+    while (s.queue.length > 0) {
+      const item = s.queue[0];
+      if (!item) break;
+      if (item.kind === 'headers') {
+        // Framed now, not when queued: with the peer's frame size and table size as of this write.
+        const block = this.tableSizeChanged ? Buffer.concat([TABLE_SIZE_ZERO, item.block]) : item.block;
+        this.tableSizeChanged = false;
+        out.push(headerFrames(s.id, block, item.end, this.peerMaxFrame));
+        s.queue.shift();
+        if (item.end) {
+          // A client still sending is told to stop: the reply is complete (RFC 9113 section 8.1).
+          if (!s.remoteEnded) out.push(rstStreamFrame(s.id, H2Error.NO_ERROR));
+          this.hooks.ended(s);
+        }
+        continue;
+      }
+      const n = Math.min(item.data.length - item.offset, this.sendWindow, s.sendWindow, this.peerMaxFrame);
+      if (n <= 0) return;
+      const head = Buffer.allocUnsafe(FRAME_HEADER);
+      writeFrameHeader(head, 0, { length: n, type: FrameType.DATA, flags: 0, stream: s.id });
+      out.push(head, item.data.subarray(item.offset, item.offset + n));
+      item.offset += n;
+      this.sendWindow -= n;
+      s.sendWindow -= n;
+      if (item.offset === item.data.length) s.queue.shift();
+    }
+  }
+}
+
+/** An HPACK dynamic table size update to 0 (RFC 7541 section 6.3). */
+const TABLE_SIZE_ZERO = Buffer.of(0x20);
