@@ -165,6 +165,40 @@ describe('ContainerView', () => {
     view.close();
   });
 
+  it("reads nothing for a write's own event arriving after its reply, and reads again for any other", async () => {
+    const { t, ev, view } = await started();
+    const running = info('c3', { status: 'running' });
+    t.records.set('c3', {
+      ...running,
+      status: 'created',
+      task: { ...running.task, status: 'created' },
+    } as ContainerInfo);
+    expect((await view.getContainer('c3')).status).toBe('created');
+    await view.start('c3');
+    // The refresh the first read of c3 asked for reads on the next turn: let it.
+    await new Promise((r) => setImmediate(r));
+    const reads = t.reads.get;
+    // The events of the create and the start (pid 10), after their replies set the record.
+    ev.fire(TaskTopic.containerCreate, { id: 'c3' });
+    ev.fire(TaskTopic.taskCreate, { id: 'c3', pid: 10 });
+    ev.fire(TaskTopic.taskStart, { id: 'c3', pid: 10 });
+    expect((await view.getContainer('c3')).status).toBe('running');
+    expect(t.reads.get).toBe(reads);
+    // A start of another process (a pid the record does not show), an update: read again.
+    ev.fire(TaskTopic.taskStart, { id: 'c3', pid: 11 });
+    await view.getContainer('c3');
+    expect(t.reads.get).toBe(reads + 1);
+    ev.fire(TaskTopic.containerUpdate, { id: 'c3' });
+    await view.getContainer('c3');
+    expect(t.reads.get).toBe(reads + 2);
+    // A container the view has no record of is read whatever the event.
+    t.records.set('d4', info('d4'));
+    ev.fire(TaskTopic.containerCreate, { id: 'd4' });
+    expect((await view.getContainer('d4')).status).toBe('created');
+    expect(t.reads.get).toBe(reads + 3);
+    view.close();
+  });
+
   it('takes an exit from its event and keeps it over a refresh that read the record before it was recorded', async () => {
     const { t, ev, view } = await started();
     ev.fire(TaskTopic.taskExit, {

@@ -73,7 +73,10 @@ export class ContainerView implements TaskPort {
       else if (e.topic === TaskTopic.containerDelete) this.mirror.forget(ev.id);
       // The task-service announces a task delete once its record is gone: nothing to read again.
       else if (e.topic === TaskTopic.taskDelete) this.mirror.replace(ev.id, withoutTask);
-      else if (REFRESH_TOPICS.has(e.topic)) void this.mirror.refresh(ev.id);
+      // The record a write's reply set usually shows the write's own event already: a read
+      // then need not wait for a refresh that would bring nothing new.
+      else if (REFRESH_TOPICS.has(e.topic) && !shows(this.mirror.peek(ev.id), e.topic, e.event))
+        void this.mirror.refresh(ev.id);
     });
     await this.mirror.start(RESYNC_MS);
   }
@@ -202,6 +205,23 @@ export class ContainerView implements TaskPort {
     execId ? this.inner.deleteTask(id, execId) : this.write(id, () => this.inner.deleteTask(id));
   exec: TaskPort['exec'] = (req) => this.inner.exec(req);
   stats: TaskPort['stats'] = (id) => this.inner.stats(id);
+}
+
+/**
+ * True when the kept record already shows what an event announces, so refreshing it would read
+ * nothing new: the container exists (its create), or its task is the one with the event's pid
+ * (task create), started (task start). Other topics say too little to tell, and are read again.
+ */
+function shows(cur: ContainerInfo | undefined, topic: string, event: unknown): boolean {
+  if (!cur) return false;
+  if (topic === TaskTopic.containerCreate) return true;
+  const pid = (event as { pid?: unknown }).pid;
+  if (!cur.task || typeof pid !== 'number' || cur.task.pid !== pid) return false;
+  if (topic === TaskTopic.taskCreate) return true;
+  const status = cur.task.status;
+  return (
+    topic === TaskTopic.taskStart && (status === 'running' || status === 'paused' || status === 'stopped')
+  );
 }
 
 /**

@@ -136,6 +136,11 @@ export class Mirror<T> {
     this.loaded = true;
   }
 
+  /** The record of `key` kept now (a refresh in flight not waited for); undefined: none. */
+  peek(key: string): T | undefined {
+    return this.byKey.get(key);
+  }
+
   /** The record of `key` once its refresh (if any) landed; undefined when the mirror has none. */
   async get(key: string): Promise<T | undefined> {
     await this.pending.get(key);
