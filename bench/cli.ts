@@ -77,7 +77,7 @@ const row = (name: string, xs: Sample[]) => {
   const wall = xs.map((x) => x.wall);
   const cpu = xs.map((x) => x.cpu);
   process.stdout.write(
-    `${name.padEnd(26)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
+    `${name.padEnd(34)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
   );
   return wall;
 };
