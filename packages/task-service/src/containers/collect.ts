@@ -37,10 +37,11 @@ export async function releaseNetworkMeanwhile(
   lock: (fn: () => Promise<boolean>) => Promise<boolean>,
   c: Container,
   seen: Task,
-): Promise<Promise<void> | undefined> {
+): Promise<{ released: Promise<void> } | undefined> {
   if (c.config.network !== 'bridge') return undefined;
   const same = await lock(async () => (await store.getTask(c.namespace, c.id))?.createdAt === seen.createdAt);
-  return same ? releaseNetwork(deps, c.node, c.namespace, c.id) : undefined;
+  // Wrapped: an async function returning the promise itself would wait for the teardown.
+  return same ? { released: releaseNetwork(deps, c.node, c.namespace, c.id) } : undefined;
 }
 
 /**

@@ -385,7 +385,7 @@ export class TaskManager {
           if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
           throw err;
         }),
-      network,
+      network?.released,
     ]);
     if (deleted.status === 'rejected') throw deleted.reason;
     if (released.status === 'rejected') throw released.reason;
