@@ -2,7 +2,9 @@
  * CLI start-up benchmark (issue 11): wall time of short `berth` commands against a private stack,
  * beside `ctr` of a private containerd when it is installed, and `berth run --rm IMAGE true`
  * beside `ctr run --rm`. Prints figures; asserts nothing.
- * Env: BENCH_N runs per command (default 30), BENCH_RUN_N runs of `run --rm` (default BENCH_N).
+ * Env: BENCH_N runs per command (default 30), BENCH_RUN_N runs of `run --rm` (default BENCH_N),
+ * BENCH_BEFORE another build's bin/berth.js (e.g. main's bin and dist/bundle copied out): each berth
+ * command is then timed alternately with it, against the same stack, and printed as a second row.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -21,19 +23,21 @@ interface Sample {
   cpu: number;
 }
 
+/** One command line: the program and its arguments (per run, for names that must differ). */
+interface Variant {
+  cmd: string;
+  args: string[] | ((i: number) => string[]);
+}
+
 /**
- * N runs of a command after one warm-up run; fails on a non-zero exit. CPU time comes from
- * /usr/bin/time when it is there: on a loaded host it moves far less than the wall time.
+ * N runs of each variant after one warm-up run each, the variants alternating run by run so a
+ * change of load hits all alike; fails on a non-zero exit. CPU time comes from /usr/bin/time when
+ * it is there: on a loaded host it moves far less than the wall time.
  */
-function time(
-  cmd: string,
-  args: string[] | ((i: number) => string[]),
-  env: NodeJS.ProcessEnv,
-  n = N,
-): Sample[] {
+function timeAll(variants: Variant[], env: NodeJS.ProcessEnv, n = N): Sample[][] {
   const timed = existsSync('/usr/bin/time');
   let runs = 0;
-  const once = (): Sample => {
+  const once = ({ cmd, args }: Variant): Sample => {
     const argv = typeof args === 'function' ? args(runs++) : args;
     const a = performance.now();
     const r = timed
@@ -47,16 +51,33 @@ function time(
     const m = /@cpu ([\d.]+) ([\d.]+)/.exec(r.stderr.toString());
     return { wall, cpu: m ? (Number(m[1]) + Number(m[2])) * 1000 : Number.NaN };
   };
-  once();
-  return Array.from({ length: n }, once);
+  for (const v of variants) once(v);
+  const out = variants.map(() => [] as Sample[]);
+  for (let i = 0; i < n; i++) {
+    for (const [j, v] of variants.entries()) out[j]?.push(once(v));
+  }
+  return out;
 }
+
+/** N runs of one command after a warm-up run (see timeAll). */
+function time(
+  cmd: string,
+  args: string[] | ((i: number) => string[]),
+  env: NodeJS.ProcessEnv,
+  n = N,
+): Sample[] {
+  return timeAll([{ cmd, args }], env, n)[0] ?? [];
+}
+
+/** Another build of the CLI to time alternately with this one (BENCH_BEFORE). */
+const BEFORE = process.env.BENCH_BEFORE;
 
 const f = (n: number) => n.toFixed(1).padStart(7);
 const row = (name: string, xs: Sample[]) => {
   const wall = xs.map((x) => x.wall);
   const cpu = xs.map((x) => x.cpu);
   process.stdout.write(
-    `${name.padEnd(26)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
+    `${name.padEnd(34)} wall median ${f(pct(wall, 50))} ms  p90 ${f(pct(wall, 90))} ms   cpu median ${f(pct(cpu, 50))} ms\n`,
   );
   return wall;
 };
@@ -70,20 +91,28 @@ try {
     `node ${process.version}, ${N} runs each, load average ${execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ')}\n`,
   );
   row('node -e 0', time(process.execPath, ['-e', '0'], s.env));
-  const berth = (...args: string[]) => time(process.execPath, [BERTH_BIN, ...args], s.env);
-  row('berth --version', berth('--version'));
-  row('berth --help', berth('--help'));
-  const ps = row('berth ps -a', berth('ps', '-a'));
-  const images = row('berth images', berth('images'));
-  const run = row(
-    'berth run --rm true',
-    time(process.execPath, [BERTH_BIN, 'run', '--rm', image, 'true'], s.env, RUN_N),
-  );
+  // This build's row (returned), and BENCH_BEFORE's timed alternately with it.
+  const berth = (name: string, args: string[], n = N) => {
+    const bins = [BERTH_BIN, ...(BEFORE ? [BEFORE] : [])];
+    const [after = [], before] = timeAll(
+      bins.map((bin) => ({ cmd: process.execPath, args: [bin, ...args] })),
+      s.env,
+      n,
+    );
+    if (before) row(`${name} (before)`, before);
+    return row(name, after);
+  };
+  berth('berth --version', ['--version']);
+  berth('berth --help', ['--help']);
+  const ps = berth('berth ps -a', ['ps', '-a']);
+  const images = berth('berth images', ['images']);
+  const run = berth('berth run --rm true', ['run', '--rm', image, 'true'], RUN_N);
   // ctr run gives the container a network namespace without interfaces; berth's default is the
   // bridge network (CNI add and del per run). --network none is the same work as ctr's.
-  const runNoNet = row(
+  const runNoNet = berth(
     'berth run --rm --net none',
-    time(process.execPath, [BERTH_BIN, 'run', '--rm', '--network', 'none', image, 'true'], s.env, RUN_N),
+    ['run', '--rm', '--network', 'none', image, 'true'],
+    RUN_N,
   );
 
   if (containerdInstalled()) {

@@ -13,11 +13,15 @@ import { build } from 'esbuild';
 const here = dirname(fileURLToPath(import.meta.url));
 const packages = dirname(here);
 const out = join(here, 'dist', 'bundle');
+/** The bundle's function making a file URL from a path relative to the bundle's directory. */
+const BUNDLE_URL = '__berthFileUrl';
 
 /**
  * The workspace's own modules find files beside them through import.meta.url (the shim's addon,
  * the OpenTelemetry SDK required from the kit, the supervisor and the services' entry points): in
- * the bundle each keeps the URL of the file it was built from.
+ * the bundle each gets the URL of the file it was built from, made at run time from the bundle's
+ * own directory and the file's path relative to it. An absolute path of the building checkout
+ * would point a bundle restored from turbo's cache into another worktree (or a deleted one).
  */
 const keepOwnUrls = {
   name: 'keep-own-import-meta-url',
@@ -27,7 +31,10 @@ const keepOwnUrls = {
       const text = await readFile(args.path, 'utf8');
       if (!text.includes('import.meta.url')) return undefined;
       return {
-        contents: text.replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href)),
+        contents: text.replaceAll(
+          'import.meta.url',
+          `${BUNDLE_URL}(${JSON.stringify(relative(out, args.path))})`,
+        ),
         loader: 'js',
         resolveDir: dirname(args.path),
       };
@@ -54,12 +61,17 @@ const oneOtelApi = {
       throw new Error(
         `bundle.mjs: the kit and the OpenTelemetry SDK resolve two different @opentelemetry/api`,
       );
-    b.onResolve({ filter: /^@opentelemetry\/api$/ }, () => ({ path: file, namespace: 'otel-api' }));
+    // The virtual module's name is relative: esbuild writes it into the bundle.
+    b.onResolve({ filter: /^@opentelemetry\/api$/ }, () => ({
+      path: relative(here, file),
+      namespace: 'otel-api',
+    }));
     b.onLoad({ filter: /.*/, namespace: 'otel-api' }, () => ({
       contents: [
         `const api = require(${JSON.stringify(file)});`,
         `const Module = require('node:module');`,
-        `const file = ${JSON.stringify(file)};`,
+        // Where the SDK's require finds the API in the checkout the bundle runs from.
+        `const file = require('node:path').resolve(__dirname, ${JSON.stringify(relative(out, file))});`,
         'if (!Module._cache[file]) {',
         '  const m = new Module(file);',
         '  m.filename = file;',
@@ -93,7 +105,10 @@ const lazyContracts = {
       const file = join(dist, m[1]);
       for (const name of Object.keys(await import(pathToFileURL(file).href))) names[name] = file;
     }
-    b.onResolve({ filter: /^@berth\/api$/ }, () => ({ path: index, namespace: 'lazy-contracts' }));
+    b.onResolve({ filter: /^@berth\/api$/ }, () => ({
+      path: relative(here, index),
+      namespace: 'lazy-contracts',
+    }));
     // The getters sit on the exports' prototype, not on the exports: each module importing the
     // index gets esbuild's ES module view of it (`__toESM`), a new object with the same prototype
     // and a copy of every own property; ~190 copied getters per importer cost `berth ps` ~4 ms.
@@ -132,6 +147,10 @@ const result = await build({
   // exporter's node:http, loaded only when an endpoint is set).
   supported: { 'dynamic-import': false },
   plugins: [oneOtelApi, lazyContracts, keepOwnUrls],
+  // "use strict" first: a banner before esbuild's own directive would turn that into a plain string.
+  banner: {
+    js: `"use strict";\nvar ${BUNDLE_URL} = (rel) => require('node:url').pathToFileURL(require('node:path').resolve(__dirname, rel)).href;`,
+  },
   charset: 'ascii',
   logLevel: 'warning',
   metafile: true,

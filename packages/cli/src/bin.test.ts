@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BERTH_VERSION } from '@berth/api/version';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +33,15 @@ describe('bin/berth.js', () => {
     expect(inputs.length).toBeGreaterThan(10);
     // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
     expect(inputs.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual([]);
+  });
+
+  it("names no absolute path of the checkout that built it (turbo's cache restores it elsewhere)", () => {
+    const text = readFileSync(join(pkg, 'dist', 'bundle', 'berth.cjs'), 'latin1');
+    const checkout = resolve(pkg, '..', '..');
+    expect(text.includes(`${checkout}/`), `the bundle holds ${checkout}/`).toBe(false);
+    // Nor a path into any other checkout's packages or node_modules (a bundle built elsewhere).
+    const absolute = /["'`](?:file:\/\/)?\/[^"'`\n]*\/(?:packages|node_modules)\/[^"'`\n]*/g;
+    expect(text.match(absolute) ?? []).toEqual([]);
   });
 
   it('runs a command that exports traces (a dynamic import inside the bundle), cached or not', () => {

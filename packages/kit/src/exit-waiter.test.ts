@@ -93,6 +93,17 @@ describe('exitWaiter', () => {
     expect((err as BerthError).code).toBe(Code.NOT_FOUND);
   });
 
+  it('with check({ now: false }) asks first after recheckMs, and still finds a lost exit', async () => {
+    states.set('quiet', running('quiet'));
+    const w = await exitWaiter(nc, { namespace: 'default', id: 'quiet', checkNow: false, recheckMs: 50 });
+    w.check({ now: false });
+    await nc.flush();
+    expect(asked).not.toContain('quiet');
+    states.set('quiet', stopped('quiet', 4));
+    await expect(w.exited).resolves.toMatchObject({ exitCode: 4 });
+    expect(asked).toContain('quiet');
+  });
+
   it('fails with DEADLINE_EXCEEDED and CANCELLED naming the process', async () => {
     states.set('slow', running('slow'));
     const t = await exitWaiter(nc, { namespace: 'default', id: 'slow', execId: 'e1', timeoutMs: 50 });

@@ -31,8 +31,13 @@ export interface ExitWaitOptions {
 /** A wait that is already listening: `exited` resolves with the process's exit. */
 export interface ExitWaiter {
   readonly exited: Promise<ExitStatus>;
-  /** Asks the recorded state now, and from now on every `recheckMs`. */
-  check(): void;
+  /**
+   * Asks the recorded state now, and from now on every `recheckMs`. With `now: false` the first
+   * ask waits a `recheckMs`: for a waiter listening since before the process existed (its exit
+   * event cannot have gone by before it subscribed), asking at once only costs the services a
+   * state call while the process starts; a lost event is still caught by the next ask.
+   */
+  check(opts?: { now?: boolean }): void;
   /** Stops listening; `exited` stays pending if it had not settled. */
   close(): void;
 }
@@ -82,9 +87,9 @@ export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promis
       });
   };
   let timer: NodeJS.Timeout | undefined;
-  const check = () => {
+  const check = (opts?: { now?: boolean }) => {
     timer ??= setInterval(ask, o.recheckMs ?? DEFAULT_RECHECK_MS);
-    ask();
+    if (opts?.now !== false) ask();
   };
   const deadline =
     o.timeoutMs !== undefined

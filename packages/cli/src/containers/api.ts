@@ -36,7 +36,7 @@ export async function ensureImage(
 }
 
 /** The CRI log file of a container: its task's, its configured one, or the node's default. */
-export function logPathOf(ctx: CliContext, info: ContainerInfo): string {
+export function logPathOf(ctx: CliContext, info: Pick<ContainerInfo, 'container' | 'task'>): string {
   return (
     info.task?.logPath ??
     info.container.io.logPath ??

@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { AUTO_REMOVE_LABEL, BerthError, Code, type ExitStatus, errors } from '@berth/api';
+import {
+  AUTO_REMOVE_LABEL,
+  BerthError,
+  Code,
+  type Container,
+  type ExitStatus,
+  errors,
+  type Task,
+} from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { nodeError, nodeFlag } from '../nodes.js';
@@ -73,17 +81,19 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   if (detach && v.rm) req.labels = { ...req.labels, [AUTO_REMOVE_LABEL]: 'true' };
   await ensureImage(ctx, req.image, node);
   const client = await tasks(ctx);
-  let id: string;
+  let container: Container;
   try {
-    id = (await client['create-container'](req)).id;
+    container = await client['create-container'](req);
   } catch (err) {
     return commandNotFound(nodeError(node, err), ctx);
   }
+  const id = container.id;
   const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
   const watcher = detach ? undefined : await exitWatcher(ctx, id);
   let io: InteractiveSession | undefined;
+  let task: Task;
   try {
-    const task = await client.create({ id });
+    task = await client.create({ id });
     // Attach before start: the monitor does not replay what the process wrote before.
     if (watcher && (req.tty || req.stdin)) {
       io = await session(ctx, proc, task, {
@@ -108,12 +118,12 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const unproxy = proxySignals((signal) => void client.kill({ id, signal }).catch(() => undefined));
   let exit: ExitStatus;
   try {
-    watcher.check();
+    // Listening since before create: the exit event cannot have gone by, so the first state
+    // check (for a lost event) waits its interval instead of loading the services at start.
+    watcher.check({ now: false });
     if (io) await io.done;
-    else {
-      const info = await client['get-container']({ id });
-      await followOutput(ctx, proc, logPathOf(ctx, info), watcher.exited);
-    }
+    // The log path from the replies of create-container and create (what get-container returns).
+    else await followOutput(ctx, proc, logPathOf(ctx, { container, task }), watcher.exited);
     exit = await watcher.exited;
   } finally {
     unproxy();

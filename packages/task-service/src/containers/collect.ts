@@ -1,4 +1,4 @@
-import { BerthError, Code, type Container } from '@berth/api';
+import { BerthError, Code, type Container, type Task } from '@berth/api';
 import { keys, type Redis, tryLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import type { ContainerStore } from '../store/store.js';
@@ -21,6 +21,27 @@ export async function ignoreGone(p: Promise<unknown>): Promise<void> {
  */
 export async function releaseNetwork(deps: Deps, node: string, ns: string, id: string): Promise<void> {
   await deps.shim(node, ns)['network-teardown']({ podId: id, force: false });
+}
+
+/**
+ * Starts tearing down the bridge network of a container being removed, to run while its task is
+ * deleted (runc delete, unmount, bundle removal) instead of after it: both are a few processes
+ * each (~100-200 ms of `berth run --rm`). Only once no new task can appear: creates check the
+ * removing mark (set by the caller) under the container's lock, so the lock is taken once, which
+ * waits out a create already past that check, and the task must still be the one the removal saw.
+ * Undefined when nothing was started; freeOnNode's teardown later finds the network gone.
+ */
+export async function releaseNetworkMeanwhile(
+  deps: Deps,
+  store: ContainerStore,
+  lock: (fn: () => Promise<boolean>) => Promise<boolean>,
+  c: Container,
+  seen: Task,
+): Promise<{ released: Promise<void> } | undefined> {
+  if (c.config.network !== 'bridge') return undefined;
+  const same = await lock(async () => (await store.getTask(c.namespace, c.id))?.createdAt === seen.createdAt);
+  // Wrapped: an async function returning the promise itself would wait for the teardown.
+  return same ? { released: releaseNetwork(deps, c.node, c.namespace, c.id) } : undefined;
 }
 
 /**

@@ -21,6 +21,7 @@ import {
   TaskTopic,
 } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
+import { releaseNetworkMeanwhile } from '../containers/collect.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
@@ -368,11 +369,26 @@ export class TaskManager {
       await this.wait(ns, first.id, undefined, FORCE_KILL_WAIT_MS);
     }
     if (background) return this.removeInBackground(ns, first.id, t);
-    if (t)
-      await this.delete(ns, first.id).catch((err: unknown) => {
-        if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
-        throw err;
-      });
+    const network =
+      t &&
+      (await releaseNetworkMeanwhile(
+        this.deps,
+        this.store,
+        (fn) => this.containers.lock(ns, first.id, fn),
+        first,
+        t,
+      ));
+    // Both settle before either's failure is thrown: nothing of this removal goes on behind it.
+    const [deleted, released] = await Promise.allSettled([
+      t &&
+        this.delete(ns, first.id).catch((err: unknown) => {
+          if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
+          throw err;
+        }),
+      network?.released,
+    ]);
+    if (deleted.status === 'rejected') throw deleted.reason;
+    if (released.status === 'rejected') throw released.reason;
     await this.containers.lock(ns, first.id, async () => {
       const c = await this.store.get(ns, first.id);
       if (!c) return;

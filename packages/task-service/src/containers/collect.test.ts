@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import type { Container, Task } from '@berth/api';
+import { connectRedis, keys, type Redis, withLock } from '@berth/kit';
+import { startRedis, type TestServer } from '@berth/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Deps } from '../deps.js';
+import { ContainerStore } from '../store/store.js';
+import { releaseNetworkMeanwhile } from './collect.js';
+
+// releaseNetworkMeanwhile against a real Redis (the store and the container lock); the node's shim
+// is a recorder of network-teardown calls: what is checked is whether the removal may tear the
+// network down yet, not the CNI DEL itself (tests/e2e/network.test.ts runs that on real plugins).
+
+let server: TestServer;
+let redis: Redis;
+let store: ContainerStore;
+const teardowns: string[] = [];
+const deps = {
+  shim: () => ({
+    'network-teardown': async (req: { podId: string }) => {
+      teardowns.push(req.podId);
+      return { errors: [] };
+    },
+  }),
+} as unknown as Deps;
+const LOCK = { ttlMs: 30_000, waitMs: 10_000, what: 'test container' };
+const lockOf = (c: Container) => (fn: () => Promise<boolean>) =>
+  withLock(redis, keys.containerLock(c.namespace, c.id), LOCK, fn);
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = connectRedis(server.url);
+  await redis.connect();
+  store = new ContainerStore(redis);
+});
+afterAll(async () => {
+  await redis?.quit();
+  await server?.stop();
+});
+
+function container(network: 'bridge' | 'none'): Container {
+  const id = randomBytes(32).toString('hex');
+  const now = new Date().toISOString();
+  return {
+    id,
+    namespace: 'ns',
+    name: `c-${id.slice(0, 6)}`,
+    image: { name: 'busybox', digest: `sha256:${'0'.repeat(64)}` },
+    node: 'n1',
+    spec: {},
+    snapshotKey: `containers/ns/${id}`,
+    labels: {},
+    runtime: { name: 'io.berth.runc' },
+    io: { terminal: false, stdin: false },
+    stopSignal: 'SIGTERM',
+    config: { image: 'busybox', network },
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+function task(c: Container, createdAt: string): Task {
+  return { id: c.id, namespace: c.namespace, node: c.node, status: 'stopped', pid: 1, createdAt };
+}
+
+describe('releaseNetworkMeanwhile', () => {
+  it('starts the teardown of a bridge container whose task is still the one the removal saw', async () => {
+    const c = container('bridge');
+    const seen = task(c, '2026-12-02T00:00:00.000Z');
+    await store.putTask(seen);
+    const started = await releaseNetworkMeanwhile(deps, store, lockOf(c), c, seen);
+    expect(started).toBeDefined();
+    await started?.released;
+    expect(teardowns).toContain(c.id);
+  });
+
+  it('starts nothing for a container without the bridge network', async () => {
+    const c = container('none');
+    const seen = task(c, '2026-12-02T00:00:00.000Z');
+    await store.putTask(seen);
+    expect(await releaseNetworkMeanwhile(deps, store, lockOf(c), c, seen)).toBeUndefined();
+    expect(teardowns).not.toContain(c.id);
+  });
+
+  it('waits out a create holding the lock, and keeps the network of the task it made', async () => {
+    const c = container('bridge');
+    const seen = task(c, '2026-12-02T00:00:00.000Z');
+    await store.putTask(seen);
+    let entered!: () => void;
+    const inLock = new Promise<void>((r) => {
+      entered = r;
+    });
+    let finish!: () => void;
+    const held = withLock(redis, keys.containerLock(c.namespace, c.id), LOCK, async () => {
+      entered();
+      await new Promise<void>((r) => {
+        finish = r;
+      });
+      // The create that won the race: a new task replaces the stopped one.
+      await store.putTask(task(c, '2026-12-02T00:00:01.000Z'));
+    });
+    await inLock;
+    const pending = releaseNetworkMeanwhile(deps, store, lockOf(c), c, seen);
+    finish();
+    await held;
+    expect(await pending).toBeUndefined();
+    expect(teardowns).not.toContain(c.id);
+  });
+});
