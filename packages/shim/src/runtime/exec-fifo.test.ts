@@ -71,6 +71,15 @@ describe('startThroughFifo (runc start without runc)', () => {
     await exited(p);
   });
 
+  it('gives up DEADLINE_EXCEEDED on a live init that never writes (a fifo left behind)', async () => {
+    const { id } = await fifoDir();
+    const p = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const err = await startThroughFifo(root, id, p.pid as number, 300).catch((e: unknown) => e);
+    expect((err as BerthError).code).toBe(Code.DEADLINE_EXCEEDED);
+    p.kill('SIGKILL');
+    await exited(p);
+  });
+
   it('answers no-fifo when the file is not there (the caller then runs runc start)', async () => {
     expect(await startThroughFifo(root, 'absent', process.pid)).toBe('no-fifo');
   });

@@ -10,6 +10,12 @@ export const EXEC_FIFO = 'exec.fifo';
 /** How often the wait checks that the init still lives (runc start checks every 100 ms too). */
 const LIVENESS_MS = 100;
 
+/**
+ * Longest wait for the init's byte. A live init that never writes (its fifo left behind by a start
+ * that died between reading and removing it) would be waited on for ever, as by `runc start`.
+ */
+const START_TIMEOUT_MS = 30_000;
+
 /** What a start through the fifo found. */
 export type FifoStart = 'started' | 'no-fifo';
 
@@ -21,7 +27,12 @@ export type FifoStart = 'started' | 'no-fifo';
  * file is not there (another runtime, or no longer created): the caller runs `runc start`, whose
  * answer names the reason. The caller holds the task's lock, so no second start races this one.
  */
-export async function startThroughFifo(runcRoot: string, id: string, initPid: number): Promise<FifoStart> {
+export async function startThroughFifo(
+  runcRoot: string,
+  id: string,
+  initPid: number,
+  timeoutMs = START_TIMEOUT_MS,
+): Promise<FifoStart> {
   const path = join(runcRoot, id, EXEC_FIFO);
   let fd: number;
   try {
@@ -46,12 +57,24 @@ export async function startThroughFifo(runcRoot: string, id: string, initPid: nu
           // It may have started, run and exited between two checks: its byte is then either read
           // already or still in the fifo (a read never waits here: the fd is non-blocking).
           clearInterval(alive);
+          clearTimeout(deadline);
           if (got > 0 || pendingByte(fd)) resolve();
           else reject(new BerthError(Code.FAILED_PRECONDITION, `task "${id}": its process is already dead`));
         });
       }, LIVENESS_MS);
+      const deadline = setTimeout(
+        () =>
+          fail(
+            new BerthError(
+              Code.DEADLINE_EXCEEDED,
+              `task "${id}": its init did not answer on ${EXEC_FIFO} within ${timeoutMs} ms`,
+            ),
+          ),
+        timeoutMs,
+      );
       const fail = (err: Error) => {
         clearInterval(alive);
+        clearTimeout(deadline);
         reject(err);
       };
       fifo.on('data', (b: Buffer) => {
@@ -60,6 +83,7 @@ export async function startThroughFifo(runcRoot: string, id: string, initPid: nu
       fifo.on('error', fail);
       fifo.on('end', () => {
         clearInterval(alive);
+        clearTimeout(deadline);
         if (got > 0) resolve();
         else
           reject(
