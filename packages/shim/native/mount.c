@@ -1,11 +1,18 @@
-// A minimal N-API addon: mount(2) for the rootfs overlay of each task, which otherwise costs a
-// mount(8) process per container. The call runs on libuv's thread pool (a mount can wait on the
-// filesystem) and settles a promise: undefined, or an Error whose code is the errno name.
+// A minimal N-API addon for the mounts the shim makes per container or pod, which otherwise cost a
+// process each: mount(2) of a task's rootfs overlay (instead of mount(8)), and a pinned network
+// namespace (instead of unshare(1)). Each call runs on libuv's thread pool and settles a promise:
+// undefined, or an Error whose code is the errno name.
+#define _GNU_SOURCE
 #include <errno.h>
 #include <node_api.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef struct {
   char *args[4]; // source, target, fstype, data
@@ -35,6 +42,32 @@ static void execute(napi_env env, void *data) {
   (void)env;
   mount_job *job = data;
   job->err = mount(job->args[0], job->args[1], job->args[2], job->flags, job->args[3]) == 0 ? 0 : errno;
+}
+
+// A thread of its own enters the new namespace and ends with it: the pool's threads never leave
+// the process's namespace (unshare moves only the calling thread, as Go's LockOSThread is used).
+static void *netns_thread(void *data) {
+  mount_job *job = data;
+  if (unshare(CLONE_NEWNET) != 0) {
+    job->err = errno;
+    return NULL;
+  }
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/task/%ld/ns/net", (long)syscall(SYS_gettid));
+  job->err = mount(self, job->args[1], NULL, MS_BIND, NULL) == 0 ? 0 : errno;
+  return NULL;
+}
+
+static void netns_execute(napi_env env, void *data) {
+  (void)env;
+  mount_job *job = data;
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, netns_thread, job);
+  if (rc != 0) {
+    job->err = rc;
+    return;
+  }
+  pthread_join(t, NULL);
 }
 
 static const char *errno_name(int err) {
@@ -68,6 +101,15 @@ static void complete(napi_env env, napi_status status, void *data) {
   job_free(job);
 }
 
+static napi_value queue(napi_env env, mount_job *job, napi_async_execute_callback run) {
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "berth-mount", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, run, complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
 // mount(source, target, fstype, flags, data): Promise<void>
 static napi_value Mount(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -97,18 +139,37 @@ static napi_value Mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   job->flags = (unsigned long)flags;
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "berth-mount", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue(env, job, execute);
+}
+
+// pinNetns(path): Promise<void> -- a new network namespace bind-mounted onto the existing file path.
+static napi_value PinNetns(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    napi_throw_type_error(env, NULL, "pinNetns(path) needs a path");
+    return NULL;
+  }
+  mount_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, "ENOMEM", "pinNetns: out of memory");
+    return NULL;
+  }
+  job->args[1] = string_arg(env, argv[0]);
+  if (!job->args[1]) {
+    job_free(job);
+    napi_throw_type_error(env, NULL, "pinNetns: the path must be a string");
+    return NULL;
+  }
+  return queue(env, job, netns_execute);
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "mount", NAPI_AUTO_LENGTH, Mount, NULL, &fn);
   napi_set_named_property(env, exports, "mount", fn);
+  napi_create_function(env, "pinNetns", NAPI_AUTO_LENGTH, PinNetns, NULL, &fn);
+  napi_set_named_property(env, exports, "pinNetns", fn);
   return exports;
 }
 

@@ -3,9 +3,10 @@ import { createRequire } from 'node:module';
 import { BerthError, Code, type Mount } from '@berth/api';
 import { lastLine, runCommand } from './command.js';
 
-/** build/mount.node: mount(2) on libuv's thread pool (native/mount.c). */
+/** build/mount.node: mount(2), and pinned network namespaces, on libuv's thread pool (native/mount.c). */
 interface MountAddon {
   mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
+  pinNetns(path: string): Promise<void>;
 }
 
 /** MS_RDONLY of <sys/mount.h>. */
@@ -23,6 +24,18 @@ function mountAddon(): MountAddon | null {
     }
   }
   return addon;
+}
+
+/**
+ * Makes a new network namespace and bind-mounts it onto the existing file `path`, in a thread of
+ * the addon's own (no unshare(1) process); false when the addon is not built (nothing was done).
+ * Rejects with the errno's name as the error's code.
+ */
+export async function pinNetnsNative(path: string): Promise<boolean> {
+  const native = mountAddon();
+  if (!native) return false;
+  await native.pinNetns(path);
+  return true;
 }
 
 /** True when overlays are mounted by mount(2) through the addon (it is built and loads). */
