@@ -680,6 +680,24 @@ describe('task operations over NATS', () => {
     expect((await run('logs', 'reader')).stdout).toBe('eof\n');
     expect((await run('rm', 'reader')).code).toBe(0);
   });
+
+  it('create with start makes and starts the task in one call, recorded running', async () => {
+    const c = await run('create', '--name', 'one-call', IMAGE, 'sleep', '60');
+    expect(c.code, c.stderr).toBe(0);
+    const id = c.stdout.trim();
+    const t = await call(s.nc, TaskApi, 'create', { id, start: true });
+    expect(t).toMatchObject({ id, status: 'running' });
+    expect(t.pid).toBeGreaterThan(0);
+    expect(Date.parse(t.startedAt ?? '')).toBeGreaterThan(0);
+    expect(await call(s.nc, TaskApi, 'state', { id })).toMatchObject({ status: 'running', pid: t.pid });
+    // runc sees it running too (its exec fifo read and removed by the shim).
+    const top = await run('top', 'one-call');
+    expect(top.stdout).toContain('sleep 60');
+    await expect(call(s.nc, TaskApi, 'create', { id, start: true })).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+    });
+    expect((await run('rm', '-f', 'one-call')).code).toBe(0);
+  });
 });
 
 describe('output through pipes', () => {

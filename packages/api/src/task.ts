@@ -291,6 +291,13 @@ export const DeleteContainerRequest = ContainerRef.extend({
 export type DeleteContainerRequest = z.infer<typeof DeleteContainerRequest>;
 
 /** Request of task operations that take a process: the task (execId absent) or one exec. */
+/**
+ * Request of `create`: the container's task; with `start` it is started in the same call (what a
+ * create followed by a start does, one round trip less), and a start that fails leaves no task.
+ */
+export const CreateTaskRequest = ContainerRef.extend({ start: z.boolean().optional() });
+export type CreateTaskRequest = z.infer<typeof CreateTaskRequest>;
+
 export const TaskProcessRef = ContainerRef.extend({ execId: z.string().min(1).optional() });
 export type TaskProcessRef = z.infer<typeof TaskProcessRef>;
 
@@ -380,10 +387,10 @@ export const TaskApi = defineService({
       description: 'remove a container and its snapshot (force: kill its task first)',
     }),
     create: op({
-      input: ContainerRef,
+      input: CreateTaskRequest,
       output: Task,
       timeoutMs: 60_000,
-      description: "create a container's task on its node",
+      description: "create a container's task on its node (and start it, with start)",
     }),
     start: op({
       input: TaskProcessRef,

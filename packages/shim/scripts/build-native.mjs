@@ -1,13 +1,12 @@
-// Builds native/seqpacket.c into build/seqpacket.node with the host C compiler against the
-// headers of the Node that runs this script (N-API is ABI-stable: any Node >= 8 loads it).
+// Builds each native/<name>.c (seqpacket: conmon's attach socket; mount: mount(2) for rootfs
+// overlays) into build/<name>.node with the host C compiler against the headers of the Node that
+// runs this script (N-API is ABI-stable: any Node >= 8 loads it).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
-const src = join(pkg, 'native', 'seqpacket.c');
-const out = join(pkg, 'build', 'seqpacket.node');
 const candidates = [
   process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, 'include', 'node'),
   join(dirname(dirname(process.execPath)), 'include', 'node'),
@@ -18,24 +17,28 @@ if (!include) {
   console.error(`build-native: node_api.h not found (looked in ${candidates.join(', ')})`);
   process.exit(1);
 }
-if (existsSync(out) && statSync(out).mtimeMs > statSync(src).mtimeMs) process.exit(0);
-mkdirSync(dirname(out), { recursive: true });
 const cc = process.env.CC || 'cc';
-execFileSync(
-  cc,
-  [
-    '-O2',
-    '-Wall',
-    '-Werror',
-    '-fPIC',
-    '-shared',
-    '-DNODE_GYP_MODULE_NAME=seqpacket',
-    '-I',
-    include,
-    '-o',
-    out,
-    src,
-  ],
-  { stdio: 'inherit' },
-);
-console.log(`build-native: ${out}`);
+for (const name of ['seqpacket', 'mount']) {
+  const src = join(pkg, 'native', `${name}.c`);
+  const out = join(pkg, 'build', `${name}.node`);
+  if (existsSync(out) && statSync(out).mtimeMs > statSync(src).mtimeMs) continue;
+  mkdirSync(dirname(out), { recursive: true });
+  execFileSync(
+    cc,
+    [
+      '-O2',
+      '-Wall',
+      '-Werror',
+      '-fPIC',
+      '-shared',
+      `-DNODE_GYP_MODULE_NAME=${name}`,
+      '-I',
+      include,
+      '-o',
+      out,
+      src,
+    ],
+    { stdio: 'inherit' },
+  );
+  console.log(`build-native: ${out}`);
+}

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -245,6 +246,32 @@ describe('task lifecycle on real runc under conmon', () => {
       stdin: false,
     });
     expect(ok.status).toBe('created');
+    await w.client.delete({ namespace: ns, id });
+  });
+});
+
+describe('start through runc exec fifo', () => {
+  it('leaves runc seeing the task running, with its exec fifo gone', async () => {
+    const { id } = await run(['sleep', '30']);
+    const fifo = join(w.stateRoot, 'runc', ns, id, 'exec.fifo');
+    expect((await stat(fifo)).isFIFO()).toBe(true);
+    await w.client.start({ namespace: ns, id });
+    expect(await codeOf(stat(fifo))).toBe('ENOENT');
+    const runcState = JSON.parse(
+      execFileSync('runc', ['--root', join(w.stateRoot, 'runc', ns), 'state', id], { encoding: 'utf8' }),
+    ) as { status: string };
+    expect(runcState.status).toBe('running');
+    await w.client.kill({ namespace: ns, id, signal: 'SIGKILL' });
+    expect((await w.client.wait({ namespace: ns, id }, { timeoutMs: 20_000 })).exitCode).toBe(137);
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('refuses to start a created task whose init was killed, without hanging', async () => {
+    const { id, created } = await run(['sleep', '30']);
+    process.kill(created.pid, 'SIGKILL');
+    expect(['FAILED_PRECONDITION', 'NOT_FOUND']).toContain(
+      await codeOf(w.client.start({ namespace: ns, id })),
+    );
     await w.client.delete({ namespace: ns, id });
   });
 });

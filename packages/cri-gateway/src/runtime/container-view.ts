@@ -180,10 +180,10 @@ export class ContainerView implements TaskPort {
     // Its record is gone once the call returns: nothing to read again.
     if (full && more.length === 0) this.mirror.forget(full);
   };
-  createTask: TaskPort['createTask'] = (id) =>
+  createTask: TaskPort['createTask'] = (id, opts) =>
     this.apply(
       id,
-      () => this.inner.createTask(id),
+      () => this.inner.createTask(id, opts),
       (t) => (cur) => cur && { ...cur, task: t, status: t.status },
     );
   start: TaskPort['start'] = (id, execId) =>

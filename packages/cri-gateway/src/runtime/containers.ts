@@ -115,14 +115,20 @@ export class ContainerRuntime {
     }
   }
 
-  /** StartContainer: creates and starts its task; a failed start leaves no task behind. */
+  /**
+   * StartContainer: creates and starts its task (one task-service call when it has none yet); a
+   * failed start leaves no task behind.
+   */
   async start(id: string): Promise<void> {
     const info = await this.get(id);
     const cid = info.container.id;
     if (info.status !== 'created') {
       throw new BerthError(Code.FAILED_PRECONDITION, `container ${cid} is ${info.status}, not created`);
     }
-    if (!info.task) await this.d.tasks.createTask(cid);
+    if (!info.task) {
+      await this.d.tasks.createTask(cid, { start: true });
+      return;
+    }
     try {
       await this.d.tasks.start(cid);
     } catch (err) {

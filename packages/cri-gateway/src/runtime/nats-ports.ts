@@ -31,7 +31,7 @@ export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
     deleteContainer: async (id, force, background) => {
       await tasks['delete-container']({ id, force, ...(background ? { background } : {}) });
     },
-    createTask: (id) => tasks.create({ id }),
+    createTask: (id, opts) => tasks.create({ id, ...(opts?.start ? { start: true } : {}) }),
     start: (id, execId) => tasks.start({ id, ...(execId ? { execId } : {}) }),
     kill: async (req: KillRequest) => {
       await tasks.kill(req);

@@ -48,7 +48,11 @@ function fakes() {
       records.set(id, { container, status: 'created' } as ContainerInfo);
       return container;
     },
-    createTask: async () => undefined,
+    createTask: async (id: string, opts?: { start?: boolean }) => {
+      const r = records.get(id) as ContainerInfo;
+      if (opts?.start) records.set(id, { ...r, status: 'running' });
+      return { id, status: opts?.start ? 'running' : 'created', pid: 10 };
+    },
     updateContainer: async (req: { id: string; labels: Record<string, string> }) => {
       const r = records.get(req.id) as ContainerInfo;
       const container = { ...r.container, labels: { ...r.container.labels, ...req.labels } };

@@ -160,25 +160,23 @@ export class PodRuntime {
       const made = (async () => {
         id = await this.createPause(pod, image, meta, netnsPath);
         this.starting.add(id);
-        await this.d.tasks.createTask(id);
+        // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
+        // done (nothing else runs in the pod before RunPodSandbox answers).
+        await this.d.tasks.createTask(id, { start: true });
         return id;
       })();
-      // Both settle before anything is undone: a half-made side is never left running.
+      // Both settle before anything is undone: a failed side is never left behind by the other.
       const [net, task] = await Promise.allSettled([attach, made]);
       if (task.status === 'rejected') throw task.reason;
       if (net.status === 'rejected') throw net.reason;
       const ips = net.value?.ips;
-      const steps = await Promise.allSettled([
-        this.d.tasks.start(task.value),
-        // The addresses are known only now: the record made with the container gets them.
-        ips
-          ? this.d.tasks.updateContainer({
-              id: task.value,
-              labels: { [CriLabel.meta]: JSON.stringify({ ...meta, ips }) },
-            })
-          : undefined,
-      ]);
-      for (const r of steps) if (r.status === 'rejected') throw r.reason;
+      // The addresses are known only now: the record made with the container gets them.
+      if (ips) {
+        await this.d.tasks.updateContainer({
+          id: task.value,
+          labels: { [CriLabel.meta]: JSON.stringify({ ...meta, ips }) },
+        });
+      }
       return task.value;
     } catch (err) {
       if (id) await this.d.tasks.deleteContainer(id, true).catch((e: unknown) => this.warn(e, id ?? ''));

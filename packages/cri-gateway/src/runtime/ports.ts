@@ -32,7 +32,8 @@ export interface TaskPort {
    * returns once the record is gone and the task-service frees its node resources after.
    */
   deleteContainer(id: string, force: boolean, background?: boolean): Promise<void>;
-  createTask(id: string): Promise<Task>;
+  /** Creates the container's task; with `start` starts it in the same call (no task left if that fails). */
+  createTask(id: string, opts?: { start?: boolean }): Promise<Task>;
   start(id: string, execId?: string): Promise<ProcessState>;
   kill(req: KillRequest): Promise<void>;
   /** Resolves on exit, or fails DEADLINE_EXCEEDED after timeoutMs. */

@@ -53,7 +53,7 @@ export class ShimAgent {
     return this.processes.create(req);
   }
 
-  /** start: `runc start` of a created task, or lets a created exec run. */
+  /** start: runc's start of a created task, or lets a created exec run. */
   start(ref: ShimTaskRef): Promise<ShimState> {
     return this.processes.start(ref);
   }

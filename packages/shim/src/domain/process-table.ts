@@ -44,12 +44,12 @@ export class ProcessTable {
     return this.execs.create(req);
   }
 
-  /** `runc start` of a created task, or lets a created exec run. */
+  /** Starts a created task (runc's start, see Runc.startCreated), or lets a created exec run. */
   async start(ref: ShimTaskRef): Promise<ShimState> {
     if (isExec(ref)) return this.execs.start(ref);
     return this.host.serial(procKey(ref.namespace, ref.id), async () => {
       const rec = await this.host.mustAllow(ref, 'start');
-      await this.host.runc(ref.namespace).start(ref.id);
+      await this.host.runc(ref.namespace).startCreated(ref.id, rec.pid);
       await this.host.move(rec, 'start', { startedAt: new Date().toISOString(), ...startTrace() });
       return this.host.toState(await this.host.mustGet(ref));
     });

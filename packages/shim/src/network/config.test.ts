@@ -1,7 +1,9 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nativeOverlayMounts } from '../runtime/mounts.js';
 import { confFiles, defaultNetwork, loadConfFile } from './cni-config.js';
 import {
   DEFAULT_CONFLIST,
@@ -115,5 +117,29 @@ describe('pinned network namespaces', () => {
     expect(await isNetnsMounted(path)).toBe(false);
     await expect(stat(path)).rejects.toThrow('ENOENT');
     await removeNetns(path);
+  });
+
+  it('are made in a thread of the addon: a new namespace with only lo, no thread of this process moved', async () => {
+    expect(nativeOverlayMounts()).toBe(true);
+    const path = join(dir, 'ns-native');
+    await createNetns(path);
+    const own = await readlink('/proc/self/ns/net');
+    const pinned = execFileSync('nsenter', [`--net=${path}`, 'readlink', '/proc/self/ns/net'], {
+      encoding: 'utf8',
+    }).trim();
+    expect(pinned).toMatch(/^net:\[\d+\]$/);
+    expect(pinned).not.toBe(own);
+    const links = execFileSync('nsenter', [`--net=${path}`, 'ip', '-o', 'link'], { encoding: 'utf8' });
+    expect(
+      links
+        .trim()
+        .split('\n')
+        .map((l) => l.split(':')[1]?.trim()),
+    ).toEqual(['lo']);
+    for (const tid of await readdir('/proc/self/task')) {
+      expect(await readlink(`/proc/self/task/${tid}/ns/net`)).toBe(own);
+    }
+    await removeNetns(path);
+    expect(await isNetnsMounted(path)).toBe(false);
   });
 });

@@ -1,13 +1,84 @@
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { BerthError, Code, type Mount } from '@berth/api';
 import { lastLine, runCommand } from './command.js';
 
+/** build/mount.node: mount(2), and pinned network namespaces, on libuv's thread pool (native/mount.c). */
+interface MountAddon {
+  mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
+  pinNetns(path: string): Promise<void>;
+}
+
+/** MS_RDONLY of <sys/mount.h>. */
+const MS_RDONLY = 1;
+
+let addon: MountAddon | null | undefined;
+
+/** The mount addon, or null when it is not built (mount(8) then does every mount). */
+function mountAddon(): MountAddon | null {
+  if (addon === undefined) {
+    try {
+      addon = createRequire(import.meta.url)('../../build/mount.node') as MountAddon;
+    } catch {
+      addon = null;
+    }
+  }
+  return addon;
+}
+
 /**
- * Mounts a rootfs description (containerd-style Mount[]) on target, in order. A `bind` mount is
- * passed to mount(8) as options only (`-o rbind,ro`), every other type with `-t`.
+ * Makes a new network namespace and bind-mounts it onto the existing file `path`, in a thread of
+ * the addon's own (no unshare(1) process); false when the addon is not built (nothing was done).
+ * Rejects with the errno's name as the error's code.
+ */
+export async function pinNetnsNative(path: string): Promise<boolean> {
+  const native = mountAddon();
+  if (!native) return false;
+  await native.pinNetns(path);
+  return true;
+}
+
+/** True when overlays are mounted by mount(2) through the addon (it is built and loads). */
+export function nativeOverlayMounts(): boolean {
+  return mountAddon() !== null;
+}
+
+/**
+ * The mount(2) arguments of an overlay whose options are all the filesystem's own (`key=value`)
+ * plus at most `ro`; undefined for anything else, which mount(8) parses as it always has.
+ */
+export function overlaySyscall(m: Mount): { flags: number; data: string } | undefined {
+  if (m.type !== 'overlay') return undefined;
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of m.options) {
+    if (o === '') continue;
+    if (o === 'ro') flags |= MS_RDONLY;
+    else if (o.includes('=')) data.push(o);
+    else return undefined;
+  }
+  return { flags, data: data.join(',') };
+}
+
+/**
+ * Mounts a rootfs description (containerd-style Mount[]) on target, in order. An overlay with only
+ * its own options is one mount(2) call through the addon (a snapshot's usual mount: no process
+ * per container); anything else goes to mount(8): a `bind` mount as options only (`-o rbind,ro`),
+ * every other type with `-t`.
  */
 export async function mountAll(mounts: Mount[], target: string): Promise<void> {
   for (const m of mounts) {
+    const direct = overlaySyscall(m);
+    const native = direct && mountAddon();
+    if (direct && native) {
+      await native.mount(m.source, target, m.type, direct.flags, direct.data).catch((err: Error) => {
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `mounting the rootfs (${m.type} ${m.source}) on ${target} failed: ${err.message}`,
+        );
+      });
+      continue;
+    }
     const opts = m.options.filter((o) => o.length > 0);
     const args: string[] = [];
     if (m.type === 'bind' || m.type === 'rbind') {

@@ -2,6 +2,7 @@ import { BerthError, Code } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { type CommandResult, lastLine, runCommand } from './command.js';
+import { startThroughFifo } from './exec-fifo.js';
 
 /** runc's `state` output (the fields berth reads). */
 export interface RuncState {
@@ -67,6 +68,24 @@ export class Runc {
 
   start(id: string): Promise<string> {
     return this.run(['start', id], id, 'start');
+  }
+
+  /**
+   * Starts a created container whose init has this pid: through runc's exec fifo when it is there
+   * (what `runc start` does, without spawning runc: see startThroughFifo), else with `runc start`.
+   */
+  startCreated(id: string, initPid: number): Promise<void> {
+    const attrs = { 'berth.container.id': id, 'process.pid': initPid };
+    return withSpan('runc start (exec fifo)', attrs, async (span) => {
+      const started = performance.now();
+      const how = await startThroughFifo(this.root, id, initPid).catch((err: unknown) => {
+        shimMetrics().runc('start', (performance.now() - started) / 1000, 'error');
+        throw err;
+      });
+      span.setAttribute('berth.start.through', how);
+      if (how === 'no-fifo') await this.start(id);
+      else shimMetrics().runc('start', (performance.now() - started) / 1000, 'ok');
+    });
   }
 
   async state(id: string): Promise<RuncState | undefined> {

@@ -83,11 +83,14 @@ export class Snapshotter {
 
   /** Creates an active or view snapshot: directory first (under a temp name), then metadata. */
   async create(kind: SnapshotKind, req: PrepareRequest): Promise<Created> {
-    if (await this.store.get(req.key))
-      throw new BerthError(Code.ALREADY_EXISTS, `snapshot "${req.key}" already exists`);
+    // Both records in one round trip's time (the checks keep their order).
+    const [existing, parent] = await Promise.all([
+      this.store.get(req.key),
+      req.parent ? this.store.get(req.parent) : undefined,
+    ]);
+    if (existing) throw new BerthError(Code.ALREADY_EXISTS, `snapshot "${req.key}" already exists`);
     let parents: SnapshotRecord[] = [];
     if (req.parent) {
-      const parent = await this.store.get(req.parent);
       if (!parent) throw new BerthError(Code.NOT_FOUND, `parent snapshot "${req.parent}" not found`);
       if (parent.kind !== SnapshotKind.committed) {
         throw new BerthError(Code.FAILED_PRECONDITION, `parent snapshot "${req.parent}" is not committed`);
@@ -102,13 +105,14 @@ export class Snapshotter {
       // child's ENOENT, which would hide a full disk.
       await mkdir(this.root, { recursive: true, mode: 0o755 });
       await mkdir(tmp, { mode: 0o755 });
-      await mkdir(join(tmp, 'fs'), { mode: 0o755 });
-      if (kind === SnapshotKind.active) await mkdir(join(tmp, 'work'), { mode: 0o700 });
-      if (parents[0]) {
-        // The upper's root takes the owner of the parent's root, as containerd does.
-        const st = await stat(this.fsDir(parents[0].id));
-        await chown(join(tmp, 'fs'), st.uid, st.gid);
-      }
+      const top = parents[0];
+      const [, , st] = await Promise.all([
+        mkdir(join(tmp, 'fs'), { mode: 0o755 }),
+        kind === SnapshotKind.active ? mkdir(join(tmp, 'work'), { mode: 0o700 }) : undefined,
+        top ? stat(this.fsDir(top.id)) : undefined,
+      ]);
+      // The upper's root takes the owner of the parent's root, as containerd does.
+      if (st) await chown(join(tmp, 'fs'), st.uid, st.gid);
       await rename(tmp, dir);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true }).catch(() => undefined);

@@ -11,7 +11,7 @@ type TaskHandlers = Omit<
 export function taskHandlers(d: Domain): TaskHandlers {
   const t = d.tasks;
   return {
-    create: (req, ctx) => t.create(ctx.namespace, req.id),
+    create: (req, ctx) => t.create(ctx.namespace, req.id, { start: req.start ?? false }),
     start: (req, ctx) => t.start(ctx.namespace, req.id, req.execId),
     kill: async (req, ctx) => {
       await t.kill(ctx.namespace, req);

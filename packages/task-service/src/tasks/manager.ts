@@ -118,8 +118,30 @@ export class TaskManager {
     }
   }
 
-  /** Creates the task of a container (runc create via the shim); a stopped previous run is cleared. */
-  async create(ns: string, ref: string): Promise<Task> {
+  /**
+   * Creates the task of a container (runc create via the shim); a stopped previous run is cleared.
+   * With `start` the task is started too, as a start() right after would (recorded created first,
+   * then running); a start that fails deletes the task again and throws its error.
+   */
+  async create(ns: string, ref: string, opts: { start?: boolean } = {}): Promise<Task> {
+    const { c, t } = await this.createLocked(ns, ref);
+    if (!opts.start) return t;
+    try {
+      const st = await this.startTask(c, t);
+      return { ...t, status: 'running', pid: st.pid, ...(st.startedAt ? { startedAt: st.startedAt } : {}) };
+    } catch (err) {
+      await this.delete(ns, c.id).catch((e: unknown) =>
+        this.log.warn(
+          { err: (e as Error).message, ns, id: c.id },
+          'deleting a task whose start failed failed',
+        ),
+      );
+      throw err;
+    }
+  }
+
+  /** create() under the container's lock: the container as it was then and its new task. */
+  private async createLocked(ns: string, ref: string): Promise<{ c: Container; t: Task }> {
     const first = await this.store.resolve(ns, ref);
     return this.containers.lock(ns, first.id, async () => {
       const c = await this.store.resolve(ns, first.id);
@@ -165,7 +187,7 @@ export class TaskManager {
       if (st.ctlPath) t.ctlPath = st.ctlPath;
       await this.store.putTask(t);
       this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
-      return t;
+      return { c, t };
     });
   }
 
@@ -188,21 +210,23 @@ export class TaskManager {
     const t = await this.store.getTask(ns, c.id);
     if (!t) throw errors.notFound(`container "${c.name}" has no task: create it first`);
     if (execId && t.status !== 'running') throw errors.precondition(`container "${c.name}" is not running`);
-    if (!execId && t.status !== 'created') {
+    if (!execId) return this.startTask(c, t);
+    const st = await this.deps.shim(c.node, ns).start({ namespace: ns, id: c.id, execId });
+    this.deps.publish(TaskTopic.taskExecStarted, ns, { id: c.id, execId, pid: st.pid });
+    return toProcessState(st);
+  }
+
+  /** Starts a created task (its init) on its shim and records it running. */
+  private async startTask(c: Container, t: Task): Promise<ProcessState> {
+    if (t.status !== 'created') {
       throw errors.precondition(`task of container "${c.name}" is ${t.status}, not created`);
     }
-    const st = await this.deps
-      .shim(c.node, ns)
-      .start({ namespace: ns, id: c.id, ...(execId ? { execId } : {}) });
-    if (execId) {
-      this.deps.publish(TaskTopic.taskExecStarted, ns, { id: c.id, execId, pid: st.pid });
-    } else {
-      const startedAt = new Date().toISOString();
-      await this.store.setTaskFields(ns, c.id, { status: 'running', pid: st.pid, startedAt });
-      this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
-      return { ...toProcessState(st), startedAt };
-    }
-    return toProcessState(st);
+    const ns = c.namespace;
+    const st = await this.deps.shim(c.node, ns).start({ namespace: ns, id: c.id });
+    const startedAt = new Date().toISOString();
+    await this.store.setTaskFields(ns, c.id, { status: 'running', pid: st.pid, startedAt });
+    this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
+    return { ...toProcessState(st), startedAt };
   }
 
   /** Sends a signal; FAILED_PRECONDITION when the process is not running. */

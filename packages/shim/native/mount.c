@@ -1,0 +1,176 @@
+// A minimal N-API addon for the mounts the shim makes per container or pod, which otherwise cost a
+// process each: mount(2) of a task's rootfs overlay (instead of mount(8)), and a pinned network
+// namespace (instead of unshare(1)). Each call runs on libuv's thread pool and settles a promise:
+// undefined, or an Error whose code is the errno name.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+typedef struct {
+  char *args[4]; // source, target, fstype, data
+  unsigned long flags;
+  int err;
+  napi_deferred deferred;
+  napi_async_work work;
+} mount_job;
+
+static char *string_arg(napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (s && napi_get_value_string_utf8(env, v, s, len + 1, &len) != napi_ok) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static void job_free(mount_job *job) {
+  for (int i = 0; i < 4; i++) free(job->args[i]);
+  free(job);
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  mount_job *job = data;
+  job->err = mount(job->args[0], job->args[1], job->args[2], job->flags, job->args[3]) == 0 ? 0 : errno;
+}
+
+// A thread of its own enters the new namespace and ends with it: the pool's threads never leave
+// the process's namespace (unshare moves only the calling thread, as Go's LockOSThread is used).
+static void *netns_thread(void *data) {
+  mount_job *job = data;
+  if (unshare(CLONE_NEWNET) != 0) {
+    job->err = errno;
+    return NULL;
+  }
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/task/%ld/ns/net", (long)syscall(SYS_gettid));
+  job->err = mount(self, job->args[1], NULL, MS_BIND, NULL) == 0 ? 0 : errno;
+  return NULL;
+}
+
+static void netns_execute(napi_env env, void *data) {
+  (void)env;
+  mount_job *job = data;
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, netns_thread, job);
+  if (rc != 0) {
+    job->err = rc;
+    return;
+  }
+  pthread_join(t, NULL);
+}
+
+static const char *errno_name(int err) {
+  switch (err) {
+    case ENOENT: return "ENOENT";
+    case EINVAL: return "EINVAL";
+    case EPERM: return "EPERM";
+    case EBUSY: return "EBUSY";
+    case ENOTDIR: return "ENOTDIR";
+    case ENODEV: return "ENODEV";
+    case EACCES: return "EACCES";
+    default: return "EIO";
+  }
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  mount_job *job = data;
+  napi_value result;
+  if (status == napi_ok && job->err == 0) {
+    napi_get_undefined(env, &result);
+    napi_resolve_deferred(env, job->deferred, result);
+  } else {
+    napi_value code, msg;
+    int err = status == napi_ok ? job->err : ECANCELED;
+    napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, code, msg, &result);
+    napi_reject_deferred(env, job->deferred, result);
+  }
+  napi_delete_async_work(env, job->work);
+  job_free(job);
+}
+
+static napi_value queue(napi_env env, mount_job *job, napi_async_execute_callback run) {
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "berth-mount", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, run, complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
+// mount(source, target, fstype, flags, data): Promise<void>
+static napi_value Mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data) needs 5 arguments");
+    return NULL;
+  }
+  mount_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, "ENOMEM", "mount: out of memory");
+    return NULL;
+  }
+  int idx[4] = {0, 1, 2, 4};
+  for (int i = 0; i < 4; i++) {
+    job->args[i] = string_arg(env, argv[idx[i]]);
+    if (!job->args[i]) {
+      job_free(job);
+      napi_throw_type_error(env, NULL, "mount: source, target, fstype and data must be strings");
+      return NULL;
+    }
+  }
+  double flags = 0;
+  if (napi_get_value_double(env, argv[3], &flags) != napi_ok) {
+    job_free(job);
+    napi_throw_type_error(env, NULL, "mount: flags must be a number");
+    return NULL;
+  }
+  job->flags = (unsigned long)flags;
+  return queue(env, job, execute);
+}
+
+// pinNetns(path): Promise<void> -- a new network namespace bind-mounted onto the existing file path.
+static napi_value PinNetns(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    napi_throw_type_error(env, NULL, "pinNetns(path) needs a path");
+    return NULL;
+  }
+  mount_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, "ENOMEM", "pinNetns: out of memory");
+    return NULL;
+  }
+  job->args[1] = string_arg(env, argv[0]);
+  if (!job->args[1]) {
+    job_free(job);
+    napi_throw_type_error(env, NULL, "pinNetns: the path must be a string");
+    return NULL;
+  }
+  return queue(env, job, netns_execute);
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_value fn;
+  napi_create_function(env, "mount", NAPI_AUTO_LENGTH, Mount, NULL, &fn);
+  napi_set_named_property(env, exports, "mount", fn);
+  napi_create_function(env, "pinNetns", NAPI_AUTO_LENGTH, PinNetns, NULL, &fn);
+  napi_set_named_property(env, exports, "pinNetns", fn);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
