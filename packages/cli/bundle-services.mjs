@@ -31,24 +31,26 @@ const fromOut = (file) => {
   return rel.startsWith('.') ? rel : `./${rel}`;
 };
 
-const kitTelemetry = join(packages, 'kit', 'dist', 'telemetry.js');
-
 /**
- * The OpenTelemetry SDK packages every service loads when it starts its telemetry (the kit requires
- * them at run time, so that the CLI never loads them): 95 CommonJS files, 1.5 MB of heap and a
- * few hundred ms of every service's start-up to resolve, read and compile one by one. In the bundle
- * they are bundled (still run on first use). The exporters, loaded only when an OTLP endpoint is
- * set, stay run-time loads; both share the one OpenTelemetry API Node loads (runtimeModules).
+ * The OpenTelemetry SDK packages every service loads when it starts its telemetry and its metrics
+ * (the kit requires them at run time, so that the CLI never loads them): ~200 CommonJS files,
+ * 2-3 MB of heap and a few hundred ms of every service's start-up to resolve, read and compile one
+ * by one. In the bundle they are bundled (still run on first use). The OTLP exporters, loaded only
+ * when an endpoint is set, stay run-time loads; all share the one OpenTelemetry API Node loads
+ * (runtimeModules).
  */
-const SDK = ['@opentelemetry/sdk-trace-base', '@opentelemetry/sdk-trace-node', '@opentelemetry/resources'];
+const SDK = new Map([
+  [join(packages, 'kit', 'dist', 'telemetry.js'), ['sdk-trace-base', 'sdk-trace-node', 'resources']],
+  [join(packages, 'kit', 'dist', 'metrics', 'provider.js'), ['sdk-metrics', 'resources']],
+]);
 
-/** The kit's telemetry with its run-time loads of the SDK made requires esbuild bundles. */
-function bundleSdk(text) {
+/** A kit module with its run-time loads of the SDK made requires that esbuild bundles. */
+function bundleSdk(file, text) {
   let out = text;
-  for (const name of SDK) {
-    const call = `load('${name}')`;
-    if (!out.includes(call)) throw new Error(`bundle-services.mjs: ${kitTelemetry} no longer has ${call}`);
-    out = out.replaceAll(call, `require('${name}')`);
+  for (const name of SDK.get(file) ?? []) {
+    const call = `load('@opentelemetry/${name}')`;
+    if (!out.includes(call)) throw new Error(`bundle-services.mjs: ${file} no longer has ${call}`);
+    out = out.replaceAll(call, `require('@opentelemetry/${name}')`);
   }
   return out;
 }
@@ -66,7 +68,7 @@ const ownUrls = {
       if (!args.path.startsWith(`${packages}/`) || args.path.includes('/node_modules/')) return undefined;
       let text = await readFile(args.path, 'utf8');
       if (!text.includes('import.meta.url')) return undefined;
-      if (args.path === kitTelemetry) text = bundleSdk(text);
+      text = bundleSdk(args.path, text);
       const url = `new URL(${JSON.stringify(fromOut(args.path))}, import.meta.url).href`;
       return {
         contents: text.replaceAll('import.meta.url', url),
