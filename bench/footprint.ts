@@ -11,8 +11,10 @@
  * FOOTPRINT_V8_FLAGS (space-separated V8 flags for every process of the stack, as its
  * services.<name>.v8Flags, e.g. "--max-semi-space-size=1"), FOOTPRINT_BUNDLES (0: every process
  * runs from dist/ modules instead of its bundle, as BERTH_SERVICE_BUNDLES=0). The stack's processes get
- * MALLOC_ARENA_MAX=2 from the supervisor unless the environment sets it: MALLOC_ARENA_MAX=16
- * (glibc's default on 2 cores) measures without that cut.
+ * MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072 from the supervisor unless the environment
+ * sets them: MALLOC_ARENA_MAX=16 (glibc's default on 2 cores) measures without the first cut;
+ * glibc's dynamic threshold cannot be asked for by a value, so the second is measured with a build
+ * without it.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
