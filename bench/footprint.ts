@@ -9,11 +9,15 @@
  * FOOTPRINT_IDLE_S (60), FOOTPRINT_MODES (separate,cohosted), FOOTPRINT_CONTAINERD (1; 0 skips it),
  * FOOTPRINT_NODE_OPTIONS (extra NODE_OPTIONS for the stack's processes, for experiments),
  * FOOTPRINT_V8_FLAGS (space-separated V8 flags for every process of the stack, as its
- * services.<name>.v8Flags, e.g. "--max-semi-space-size=1"). The stack's processes get
- * MALLOC_ARENA_MAX=2 from the supervisor unless the environment sets it: MALLOC_ARENA_MAX=16
- * (glibc's default on 2 cores) measures without that cut.
+ * services.<name>.v8Flags, e.g. "--max-semi-space-size=1"), FOOTPRINT_BUNDLES (0: every process
+ * runs from dist/ modules instead of its bundle, as BERTH_SERVICE_BUNDLES=0). The stack's processes get
+ * MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072 from the supervisor unless the environment
+ * sets them: MALLOC_ARENA_MAX=16 (glibc's default on 2 cores) measures without the first cut;
+ * glibc's dynamic threshold cannot be asked for by a value, so the second is measured with a build
+ * without it.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -85,6 +89,7 @@ try {
         BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
         BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
         ...(process.env.FOOTPRINT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FOOTPRINT_NODE_OPTIONS } : {}),
+        ...(process.env.FOOTPRINT_BUNDLES ? { BERTH_SERVICE_BUNDLES: process.env.FOOTPRINT_BUNDLES } : {}),
       },
     });
     const t0 = performance.now();
@@ -94,6 +99,13 @@ try {
     try {
       if (up.code !== 0) throw new Error(`berth up (${mode}) failed:\n${up.stderr}`);
       say(`\n[${mode}] berth up until every service answered: ${starts[mode]?.toFixed(0)} ms`);
+      const ran = readStackState(iso.runRoot)?.children.map(
+        (c) => c.pid && readFileSync(`/proc/${c.pid}/cmdline`, 'utf8'),
+      );
+      const bundled = (ran ?? []).filter(
+        (c) => typeof c === 'string' && c.includes('/dist/services/'),
+      ).length;
+      say(`[${mode}] processes running a bundle (dist/services): ${bundled}`);
       for (const ref of refs.slice(0, PULLS)) {
         const r = await stack.berth('pull', ref);
         if (r.code !== 0) throw new Error(`berth pull ${ref}: ${r.stderr}`);

@@ -93,8 +93,9 @@ describe('berth up --cohosted', () => {
       expect(new URL(logins[name]?.redisUrl ?? '').username, name).toBe(`${name}.${stack.nodeId}`);
     }
     expect(env.some((kv) => kv.startsWith('BERTH_NATS_URL='))).toBe(false);
-    // Fewer glibc arenas: freed memory of Node's threads does not stay resident.
+    // Fewer glibc arenas and a fixed mmap threshold: freed memory does not stay resident.
     expect(env).toContain('MALLOC_ARENA_MAX=2');
+    expect(env).toContain('MALLOC_MMAP_THRESHOLD_=131072');
   });
 
   it('pulls, runs, execs, stops and removes containers', async () => {

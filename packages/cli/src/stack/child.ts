@@ -5,6 +5,7 @@ import { closeSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 
 import { dirname } from 'node:path';
 import type { ChildState, ChildStatus } from '../context.js';
 import { isSameProcess, exited as pidExited, terminatePid } from './proc.js';
+import { MALLOC_ENV } from './stack-plan.js';
 
 /** How often an adopted process (not our child: no 'exit' event) is checked for being gone. */
 export const ADOPTED_POLL_MS = 250;
@@ -16,7 +17,7 @@ export const ADOPTED_POLL_MS = 250;
  */
 export function specHash(spec: ChildSpec): string {
   const env = Object.entries(spec.env)
-    .filter(([k]) => k.startsWith('BERTH_') || k === 'NODE_OPTIONS' || k === 'MALLOC_ARENA_MAX')
+    .filter(([k]) => k.startsWith('BERTH_') || k === 'NODE_OPTIONS' || k in MALLOC_ENV)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return createHash('sha256')
     .update(JSON.stringify([spec.name, spec.replica, spec.command, spec.args, env]))

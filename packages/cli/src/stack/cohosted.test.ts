@@ -5,8 +5,9 @@ import { Code } from '@berth/api';
 import { loadConfig } from '@berth/kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SupervisorState } from '../context.js';
+import { bundleIsFresh } from './bundles.js';
 import { COHOSTED } from './cohosted-services.js';
-import { cohostedSetting, makePlan, SERVICE_V8_FLAGS, STACK_SERVICES } from './plan.js';
+import { cohostedSetting, makePlan, repoRoot, SERVICE_V8_FLAGS, STACK_SERVICES } from './plan.js';
 import { expectedFromState } from './ready.js';
 
 const dirs: string[] = [];
@@ -41,7 +42,17 @@ describe('co-hosted plan', () => {
     const env = configEnv({});
     expect(makePlan(loadConfig(env), {}, env).cohosted).toBeUndefined();
     const plan = makePlan(loadConfig(env), {}, env, { cohosted: true });
-    expect(plan.cohosted?.main).toMatch(/packages\/cli\/dist\/stack\/cohosted-main\.js$/);
+    // Its bundle when the build made one and it is fresh (bundles.test.ts), else the module.
+    const bundled = bundleIsFresh(join(repoRoot(), 'packages', 'cli', 'dist', 'services'), 'cohosted');
+    expect(plan.cohosted?.main).toMatch(
+      bundled
+        ? /packages\/cli\/dist\/services\/cohosted\.mjs$/
+        : /packages\/cli\/dist\/stack\/cohosted-main\.js$/,
+    );
+    const unbundled = { ...env, BERTH_SERVICE_BUNDLES: '0' };
+    expect(makePlan(loadConfig(unbundled), {}, unbundled, { cohosted: true }).cohosted?.main).toMatch(
+      /packages\/cli\/dist\/stack\/cohosted-main\.js$/,
+    );
     expect(plan.cohosted?.logFile).toBe(join(env.BERTH_STATE_ROOT as string, 'services', 'cohosted.log'));
     // One process stops its five services one after the other, each with the full grace.
     expect(plan.stopGraceMs).toBe(5 * 10_000 + 5000);

@@ -43,10 +43,17 @@ export interface StackStatus {
 
 const discoveryOpts = { strategy: RequestStrategy.JitterTimer, maxWait: 2000, jitter: 250 };
 
-async function gather<T>(it: Promise<AsyncIterable<T>>): Promise<T[]> {
+/**
+ * Every reply of one discovery request, until the replies stop coming (the jitter timer), or until
+ * `enough` says the caller has what it needs.
+ */
+async function gather<T>(it: Promise<AsyncIterable<T>>, enough?: (items: T[]) => boolean): Promise<T[]> {
   const out: T[] = [];
   try {
-    for await (const v of await it) out.push(v);
+    for await (const v of await it) {
+      out.push(v);
+      if (enough?.(out)) break;
+    }
   } catch {
     // No responders at all ends the iterator with an error: that is an empty answer.
   }
@@ -83,12 +90,28 @@ async function sampleInfo(
  */
 export async function collectStatus(
   nc: NatsConnection,
-  opts: { nodeId: string; expected: Partial<Record<Service, number>> },
+  opts: {
+    nodeId: string;
+    expected: Partial<Record<Service, number>>;
+    /**
+     * Stop listening for discovery replies once every expected replica of this node has answered,
+     * instead of waiting for the replies to stop (250 ms after the last): `berth up`'s readiness
+     * rounds, which look at this node only. Replicas of other nodes answering later are left out.
+     */
+    untilExpected?: boolean;
+  },
 ): Promise<StackStatus> {
   const client = nc.services.client(discoveryOpts);
+  const enough = opts.untilExpected
+    ? (items: { name: string; metadata?: Record<string, string> }[]) =>
+        Object.entries(opts.expected).every(
+          ([service, n]) =>
+            items.filter((i) => i.name === service && i.metadata?.node === opts.nodeId).length >= (n ?? 0),
+        )
+    : undefined;
   const [infos, stats] = await Promise.all([
-    gather<ServiceInfo>(client.info()),
-    gather<ServiceStats>(client.stats()),
+    gather<ServiceInfo>(client.info(), enough),
+    gather<ServiceStats>(client.stats(), enough),
   ]);
   const startedById = new Map(stats.map((s) => [s.id, s.started]));
   const instances: InstanceStatus[] = [];

@@ -6,6 +6,7 @@ import { principalLogins, withLogin } from '@berth/kit/acl-config';
 import { type Config, DEFAULT_CONFIG_FILE, serviceSetting } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
 import { z } from 'zod';
+import { entryPoint } from './bundles.js';
 import { embeddedCredentials } from './credentials.js';
 import { embeddedConfigText } from './embedded-config.js';
 import {
@@ -63,14 +64,23 @@ export function repoRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
 }
 
-/** The compiled entry point of the co-hosted process (all services in one) in this checkout. */
-export function cohostedMain(): string {
-  return join(repoRoot(), 'packages', 'cli', 'dist', 'stack', 'cohosted-main.js');
+/** Where bundle-services.mjs puts the bundles of the stack's processes in this checkout. */
+function bundlesDir(): string {
+  return join(repoRoot(), 'packages', 'cli', 'dist', 'services');
 }
 
-/** The compiled entry point of a service in this checkout. */
-export function serviceMain(service: Service): string {
-  return join(repoRoot(), 'packages', service, 'dist', 'main.js');
+/**
+ * The entry point of the co-hosted process (all services in one) in this checkout: its bundle
+ * when fresh (bundles.ts), else the compiled module.
+ */
+export function cohostedMain(env: NodeJS.ProcessEnv = process.env): string {
+  const compiled = join(repoRoot(), 'packages', 'cli', 'dist', 'stack', 'cohosted-main.js');
+  return entryPoint(bundlesDir(), 'cohosted', compiled, env);
+}
+
+/** The entry point of a service in this checkout: its bundle when fresh, else its dist/main.js. */
+export function serviceMain(service: Service, env: NodeJS.ProcessEnv = process.env): string {
+  return entryPoint(bundlesDir(), service, join(repoRoot(), 'packages', service, 'dist', 'main.js'), env);
 }
 
 /** Log file of one service replica: services/<name>.log, or <name>-<n>.log when it has replicas. */
@@ -240,7 +250,7 @@ export function makePlan(
       services.push({
         service,
         replica,
-        main: serviceMain(service),
+        main: serviceMain(service, env),
         v8Flags: v8FlagsOf(config, service),
         logFile: serviceLogFile(layout.serviceLogs, service, replica, n),
       });
@@ -330,7 +340,7 @@ export function makePlan(
     ...(cohosted
       ? {
           cohosted: {
-            main: cohostedMain(),
+            main: cohostedMain(env),
             v8Flags: v8FlagsOf(config, 'cohosted'),
             logFile: join(layout.serviceLogs, 'cohosted.log'),
           },

@@ -61,7 +61,11 @@ export async function waitStackReady(opts: {
       if (!state)
         throw new BerthError(Code.UNAVAILABLE, 'the supervisor stopped while the stack was starting');
       lastState = state;
-      const status = await collectStatus(nc, { nodeId: state.nodeId, expected: expectedFromState(state) });
+      const status = await collectStatus(nc, {
+        nodeId: state.nodeId,
+        expected: expectedFromState(state),
+        untilExpected: true,
+      });
       // Keyed by service too: a co-hosted process answers for every service with one pid.
       const found = new Map<string, InstanceStatus>(
         status.services.flatMap((s) => s.instances.map((i) => [`${i.service}/${i.pid}`, i] as const)),

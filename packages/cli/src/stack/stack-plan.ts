@@ -107,3 +107,16 @@ export interface StackPlan {
   /** How long a stopped process gets between SIGTERM and SIGKILL. */
   stopGraceMs: number;
 }
+
+/**
+ * glibc malloc settings of every Node process `berth up` starts, unless its environment sets
+ * them. Two arenas instead of up to eight per core: Node's threads (libuv's pool, V8's workers)
+ * each took an arena of their own, whose freed memory stays resident in an idle daemon; 8-25 MB
+ * less PSS for the stack after a workload (docs/benchmarks.md, footprint). A fixed mmap threshold
+ * (glibc's initial 128 KiB): by default glibc raises it to the size of each large block freed
+ * (Buffers of a pull, up to 32 MiB), after which such blocks come from the heap and stay resident
+ * once freed; fixed, a block of 128 KiB or more is its own mapping, returned when freed. 12-16 MB
+ * less PSS for the separate stack after the workload (footprint round 3). No change in what a
+ * process does; a large allocation costs an mmap and a munmap.
+ */
+export const MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' };

@@ -8,18 +8,18 @@ import { childKey, orphansOf, stopOrphans } from './adopt.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
 import { type ControlReply, controlRequest, listenControl, removeStaleSocket } from './control.js';
 import { assertPortFree, embeddedAnswers, embeddedSpec, waitEmbeddedReady } from './embedded.js';
-import { COHOSTED_LOGINS_ENV, type CohostedPlan, STOP_ORDER, type StackPlan } from './stack-plan.js';
+import {
+  COHOSTED_LOGINS_ENV,
+  type CohostedPlan,
+  MALLOC_ENV,
+  STOP_ORDER,
+  type StackPlan,
+} from './stack-plan.js';
+
+export { MALLOC_ENV } from './stack-plan.js';
 
 /** Where the supervisor reports what it does: JSON lines when detached, short lines in a terminal. */
 export type SupervisorLog = (msg: string, fields?: Record<string, unknown>) => void;
-
-/**
- * glibc malloc settings of every Node process `berth up` starts, unless its environment sets
- * them. Two arenas instead of up to eight per core: Node's threads (libuv's pool, V8's workers)
- * each took an arena of their own, whose freed memory stays resident in an idle daemon; 8-25 MB
- * less PSS for the stack after a workload (docs/benchmarks.md, footprint), no change in what it does.
- */
-export const MALLOC_ENV: NodeJS.ProcessEnv = { MALLOC_ARENA_MAX: '2' };
 
 /** Env variables only the supervisor reads; never passed on to services. */
 export const SUPERVISOR_ENV = { plan: 'BERTH_SUPERVISOR_PLAN' } as const;
