@@ -270,3 +270,31 @@ describe('a network whose range has one address', () => {
     await one.teardown(second);
   });
 });
+
+describe('the default network moved to a pod CIDR', () => {
+  it('deletes the old subnet rule and masquerades the new subnet from the next pod', async () => {
+    const [from, to] = ['10.231.5.0/24', '10.231.6.0/24'];
+    const name = `c${w.bridge}`;
+    const bridge = `${w.bridge}c`;
+    const defaults = { name, bridge, subnet: from, dataDir: w.dataDir };
+    const confDir = join(w.dir, 'cidr');
+    // Records of its own: the pod CIDR can move only with no pod of this manager attached.
+    const layout = { stateRoot: join(w.dir, 'cidr-state'), runRoot: join(w.dir, 'run') };
+    const cm = new NetworkManager({ layout, confDir, defaults, pluginTimeoutMs: 20_000 });
+    try {
+      const p = await cm.setup(podId('cidr1'));
+      expect(await subnetRules(from)).toHaveLength(1);
+      await cm.teardown(p.podId);
+      await expect(cm.setPodCidr([to])).resolves.toMatchObject({ applied: true, subnet: to });
+      expect(await subnetRules(from)).toEqual([]);
+      const q = await cm.setup(podId('cidr2'));
+      expect(q.ips[0]?.address).toMatch(/^10\.231\.6\./);
+      expect(await subnetRules(to)).toHaveLength(1);
+      await cm.teardown(q.podId);
+    } finally {
+      for (const subnet of [from, to])
+        await removeSubnetRule({ network: name, subnet, iptables: 'iptables' });
+      await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+    }
+  });
+});
