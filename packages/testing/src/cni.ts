@@ -14,7 +14,10 @@ export interface TestCniNetwork {
   subnet: string;
   /** The host-local lease directory of the default network (`<dataDir>/<network name>`). */
   leaseDir: string;
-  /** Removes the bridge (the bridge plugin never deletes it); files go with the test's root. */
+  /**
+   * Removes the bridge (the bridge plugin never deletes it) and the one masquerade rule the shim
+   * keeps for the network's subnet; files go with the test's root.
+   */
   close(): Promise<void>;
 }
 
@@ -70,6 +73,10 @@ export function testCniNetwork(root: string, network = 'berth'): TestCniNetwork 
     leaseDir: join(dataDir, network),
     close: async () => {
       await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+      const rule = ['POSTROUTING', '-s', subnet, '!', '-d', subnet, '-m', 'comment'];
+      rule.push('--comment', `berth network ${network}`, '-j', 'MASQUERADE');
+      // Absent (no pod was ever set up) is fine: -D then fails and there is nothing to do.
+      await exec('iptables', ['-w', '-t', 'nat', '-D', ...rule]).catch(() => undefined);
     },
   };
 }

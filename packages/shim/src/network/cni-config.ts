@@ -127,7 +127,7 @@ export async function listNetworks(confDir: string): Promise<NetworkInfo[]> {
 }
 
 /** The subnets a plugin's IPAM section hands out from (host-local `ranges` or legacy `subnet`). */
-function subnetsOf(plugin: CniPluginConf): string[] {
+export function subnetsOf(plugin: CniPluginConf): string[] {
   const ipam = plugin.ipam as { subnet?: unknown; ranges?: unknown } | undefined;
   if (!ipam || typeof ipam !== 'object') return [];
   const out: string[] = [];

@@ -15,27 +15,49 @@ import {
   present,
   serveIn,
 } from '../testing/network.js';
-import { DEFAULT_CONFLIST } from './default-config.js';
+import { DEFAULT_CONFLIST, legacyDefaultConfList } from './default-config.js';
 import { NetworkManager } from './manager.js';
 import { removeNetns } from './netns.js';
+import { removeSubnetRule } from './subnet-masq.js';
 
 const exec = promisify(execFile);
 // A subnet of its own for this file, far from 10.88/16 and from the recovery test's.
 const SUBNET = '10.231.1.0/24';
+// The default conflist of an older berth (the bridge masquerading per pod), on a subnet of its own.
+const LEGACY_SUBNET = '10.231.4.0/24';
 let w: NetWorld;
 let m: NetworkManager;
+let legacy: NetworkManager;
 const servers: ChildProcess[] = [];
 const pods: string[] = [];
 
 beforeAll(async () => {
   w = await netWorld('mgr');
   m = new NetworkManager(options());
+  const confDir = join(w.dir, 'legacy');
+  await mkdir(confDir);
+  const list = legacyDefaultConfList({
+    name: `l${w.bridge}`,
+    // A bridge of its own: a gateway address of another subnet on the same bridge fails the ADD.
+    bridge: `${w.bridge}l`,
+    subnet: LEGACY_SUBNET,
+    dataDir: w.dataDir,
+  });
+  await writeFile(join(confDir, DEFAULT_CONFLIST), JSON.stringify(list));
+  legacy = new NetworkManager({ layout: w.layout, confDir, pluginTimeoutMs: 20_000 });
 });
 afterAll(async () => {
   for (const s of servers) s.kill('SIGKILL');
   for (const id of pods) await m?.teardown(id).catch(() => undefined);
+  await removeSubnetRule({ network: `t${w.bridge}`, subnet: SUBNET, iptables: 'iptables' });
+  await exec('ip', ['link', 'del', `${w.bridge}l`]).catch(() => undefined);
   await w?.close();
 });
+
+/** The nat rules that masquerade `subnet` (berth's one per network, or any other). */
+async function subnetRules(subnet: string): Promise<string[]> {
+  return (await iptablesLines()).filter((l) => l.includes(`-s ${subnet} `) && l.includes('MASQUERADE'));
+}
 
 function options(): ConstructorParameters<typeof NetworkManager>[0] {
   return {
@@ -59,6 +81,8 @@ describe('pods on the default bridge', () => {
     const conf = JSON.parse(await readFile(join(w.confDir, DEFAULT_CONFLIST), 'utf8'));
     expect(conf.plugins.map((p: { type: string }) => p.type)).toEqual(['bridge', 'portmap']);
     expect(conf.plugins[0].bridge).toBe(w.bridge);
+    expect(conf.plugins[0].ipMasq).toBe(false);
+    expect(conf.berth).toEqual({ masquerade: 'subnet' });
     expect(a.ips[0]?.address).toMatch(/^10\.231\.1\.\d+\/24$/);
     expect(a.gateway).toBe('10.231.1.1');
     expect(a.interface).toBe('eth0');
@@ -82,9 +106,9 @@ describe('pods on the default bridge', () => {
     expect(await fetchHost(p.gateway ?? '', hostPort)).toBe('published');
     const before = await iptablesLines();
     const chains = chainsOf(before, p.podId);
-    // ipMasq's per-pod chain and portmap's DNAT chain.
-    expect(chains.some((c) => c.startsWith('CNI-DN-'))).toBe(true);
-    expect(chains.length).toBeGreaterThanOrEqual(2);
+    // portmap's DNAT chain only: berth masquerades the network with one rule, not a chain per pod.
+    expect(chains.filter((c) => !c.startsWith('CNI-DN-'))).toEqual([]);
+    expect(chains).toHaveLength(1);
     await m.teardown(p.podId);
     const after = (await iptablesLines()).join('\n');
     expect(after).not.toContain(p.podId);
@@ -139,36 +163,56 @@ describe('pods on the default bridge', () => {
     expect((await m.list()).map((p) => p.podId)).not.toContain(id);
   });
 
-  it('teardown of a pod whose namespace is already gone still releases its address', async () => {
-    const p = await pod('gone');
+  it('teardown of a pod whose namespace is already gone still releases its address (older default: per-pod chains)', async () => {
+    const p = await legacy.setup(podId('gone'));
+    pods.push(p.podId);
     const ip = p.ips[0]?.address.split('/')[0] ?? '';
     const chains = chainsOf(await iptablesLines(), p.podId);
     expect(chains.length).toBeGreaterThan(0);
     await removeNetns(p.netnsPath);
-    await m.teardown(p.podId);
+    await legacy.teardown(p.podId);
     // The bridge plugin cannot find these without the namespace; berth removes them itself.
     const after = (await iptablesLines()).join('\n');
     expect(after).not.toContain(p.podId);
     for (const c of chains) expect(after).not.toContain(c);
-    expect(await filesOf(join(w.dataDir, `t${w.bridge}`))).not.toContain(ip);
-    expect(await m.status(p.podId)).toBeUndefined();
+    expect(await filesOf(join(w.dataDir, `l${w.bridge}`))).not.toContain(ip);
+    expect(await legacy.status(p.podId)).toBeUndefined();
+    // berth adds no rule of its own for a list without its mark.
+    expect(await subnetRules(LEGACY_SUBNET)).toEqual([]);
   });
 
-  it('CHECK passes on a whole pod and names the plugin once its interface is gone', async () => {
-    const p = await pod('chk');
-    await m.check(p.podId);
+  it('CHECK passes on a whole pod and names the plugin once its interface is gone (older default)', async () => {
+    const p = await legacy.setup(podId('chk'));
+    pods.push(p.podId);
+    await legacy.check(p.podId);
     await exec('nsenter', [`--net=${p.netnsPath}`, 'ip', 'link', 'del', 'eth0']);
-    await expect(m.check(p.podId)).rejects.toThrow(
-      /^CNI plugin "bridge" CHECK \(network "t[^"]+", container "chk-[0-9a-f]+"\)/,
+    await expect(legacy.check(p.podId)).rejects.toThrow(
+      /^CNI plugin "bridge" CHECK \(network "l[^"]+", container "chk-[0-9a-f]+"\)/,
     );
     // With its interface gone the bridge plugin cannot find the pod's masquerade rules: berth does.
     const chains = chainsOf(await iptablesLines(), p.podId);
     expect(chains.length).toBeGreaterThan(0);
-    await m.teardown(p.podId);
+    await legacy.teardown(p.podId);
     const after = (await iptablesLines()).join('\n');
     expect(after).not.toContain(p.podId);
     for (const c of chains) expect(after).not.toContain(c);
-    await expect(m.check(p.podId)).rejects.toThrow(`pod "${p.podId}" has no network set up`);
+    await expect(legacy.check(p.podId)).rejects.toThrow(`pod "${p.podId}" has no network set up`);
+  });
+
+  it('masquerades the default network with one rule, there once across pods and a restart, kept at teardown', async () => {
+    const rule = `-A POSTROUTING -s ${SUBNET} ! -d ${SUBNET} -m comment --comment "berth network t${w.bridge}" -j MASQUERADE`;
+    const a = await pod('mq1');
+    const b = await pod('mq2');
+    expect(await subnetRules(SUBNET)).toEqual([rule]);
+    for (const p of [a, b]) expect(chainsOf(await iptablesLines(), p.podId)).toEqual([]);
+    // A restarted shim checks again and finds it.
+    const again = new NetworkManager(options());
+    const c = await again.setup(podId('mq3'));
+    pods.push(c.podId);
+    expect(await subnetRules(SUBNET)).toEqual([rule]);
+    for (const p of [a, b]) await m.teardown(p.podId);
+    await again.teardown(c.podId);
+    expect(await subnetRules(SUBNET)).toEqual([rule]);
   });
 
   it('pods set up at the same time get distinct addresses; one pod set up twice at once gets one', async () => {
@@ -224,5 +268,33 @@ describe('a network whose range has one address', () => {
     const again = await one.setup(second);
     expect(again.ips[0]?.address).toBe('10.231.9.5/29');
     await one.teardown(second);
+  });
+});
+
+describe('the default network moved to a pod CIDR', () => {
+  it('deletes the old subnet rule and masquerades the new subnet from the next pod', async () => {
+    const [from, to] = ['10.231.5.0/24', '10.231.6.0/24'];
+    const name = `c${w.bridge}`;
+    const bridge = `${w.bridge}c`;
+    const defaults = { name, bridge, subnet: from, dataDir: w.dataDir };
+    const confDir = join(w.dir, 'cidr');
+    // Records of its own: the pod CIDR can move only with no pod of this manager attached.
+    const layout = { stateRoot: join(w.dir, 'cidr-state'), runRoot: join(w.dir, 'run') };
+    const cm = new NetworkManager({ layout, confDir, defaults, pluginTimeoutMs: 20_000 });
+    try {
+      const p = await cm.setup(podId('cidr1'));
+      expect(await subnetRules(from)).toHaveLength(1);
+      await cm.teardown(p.podId);
+      await expect(cm.setPodCidr([to])).resolves.toMatchObject({ applied: true, subnet: to });
+      expect(await subnetRules(from)).toEqual([]);
+      const q = await cm.setup(podId('cidr2'));
+      expect(q.ips[0]?.address).toMatch(/^10\.231\.6\./);
+      expect(await subnetRules(to)).toHaveLength(1);
+      await cm.teardown(q.podId);
+    } finally {
+      for (const subnet of [from, to])
+        await removeSubnetRule({ network: name, subnet, iptables: 'iptables' });
+      await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+    }
   });
 });

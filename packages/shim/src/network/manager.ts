@@ -16,6 +16,7 @@ import { masquerades, removeMasquerade } from './masq.js';
 import { createNetns, isNetnsMounted, removeNetns } from './netns.js';
 import { applyPodCidr, type PodCidrOutcome } from './pod-cidr.js';
 import { checkPodId, networkPaths, type PodNetworkRecord, PodRecords } from './state.js';
+import { berthMasqRules, removeSubnetRule, SubnetMasquerade } from './subnet-masq.js';
 
 /** Where CNI lives on the host and how the default network looks (services.shim.cni* keys). */
 export interface NetworkOptions {
@@ -67,6 +68,8 @@ export class NetworkManager {
   private readonly timeoutMs: number;
   /** One operation per pod at a time: setup and teardown of the same pod must not interleave. */
   private readonly busy = new Map<string, Promise<unknown>>();
+  /** The one masquerade rule per subnet of berth's default network, ensured once per process. */
+  private readonly masq = new SubnetMasquerade();
 
   constructor(private readonly opts: NetworkOptions) {
     this.confDir = opts.confDir ?? '/etc/cni/net.d';
@@ -110,7 +113,18 @@ export class NetworkManager {
       };
     }
     const attached = (await this.records.ids()).length;
-    return applyPodCidr(this.confDir, this.opts.defaults ?? {}, cidrs, attached);
+    const before = await defaultNetwork(this.confDir).catch(() => undefined);
+    const outcome = await applyPodCidr(this.confDir, this.opts.defaults ?? {}, cidrs, attached);
+    if (outcome.applied) {
+      // A moved network leaves its old subnet's rule: nothing is attached there any more.
+      const after = await this.network();
+      const kept = new Set(berthMasqRules(after.conf).map((r) => `${r.iptables} ${r.subnet}`));
+      for (const rule of before ? berthMasqRules(before.conf) : []) {
+        if (!kept.has(`${rule.iptables} ${rule.subnet}`)) await removeSubnetRule(rule);
+      }
+      this.masq.forget();
+    }
+    return outcome;
   }
 
   /**
@@ -153,6 +167,8 @@ export class NetworkManager {
       try {
         // From here a crash leaves phase adding: recover() runs the chain's DEL.
         await this.records.put(rec);
+        // berth's default network masquerades with one rule per subnet, there before any pod's ADD.
+        await this.masq.ensure(rec.network.conf);
         await addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts());
         const result = await addChain(rec.network.conf, this.attachment(rec), this.chainOpts());
         const ready: PodNetworkRecord = { ...rec, phase: 'ready', ...(result ? { result } : {}) };

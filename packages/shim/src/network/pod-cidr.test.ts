@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFLIST, defaultConfList } from './default-config.js';
+import { DEFAULT_CONFLIST, defaultConfList, legacyDefaultConfList } from './default-config.js';
 import { applyPodCidr } from './pod-cidr.js';
+import { berthMasqRules } from './subnet-masq.js';
 
 // The kubelet's pod CIDR against the conf dirs a node can have: empty, berth's default, berth's
 // default edited by hand, and an administrator's own. The bridge named here never exists.
@@ -40,6 +41,28 @@ describe('applyPodCidr', () => {
     expect(r).toMatchObject({ applied: true, subnet: '10.245.0.0/16' });
     expect(await subnetOf(DEFAULT_CONFLIST)).toBe('10.245.0.0/16');
     expect(await readdir(dir)).toEqual([DEFAULT_CONFLIST]);
+  });
+
+  it("moves an older berth's default (bridge masquerading per pod) into today's form, berth's mark included", async () => {
+    const old = legacyDefaultConfList({ ...opts, subnet: '10.9.0.0/16' });
+    expect(berthMasqRules(old)).toEqual([]);
+    await writeFile(join(dir, DEFAULT_CONFLIST), JSON.stringify(old));
+    await expect(applyPodCidr(dir, opts, ['10.244.1.0/24'], 0)).resolves.toMatchObject({ applied: true });
+    const now = JSON.parse(await readFile(join(dir, DEFAULT_CONFLIST), 'utf8'));
+    expect(now).toEqual(JSON.parse(JSON.stringify(defaultConfList({ ...opts, subnet: '10.244.1.0/24' }))));
+    expect(berthMasqRules(now)).toEqual([
+      { network: 'berth', subnet: '10.244.1.0/24', iptables: 'iptables' },
+    ]);
+  });
+
+  it('masquerades each subnet of a marked list with the iptables of its family', () => {
+    const list = defaultConfList({ ...opts, subnet: '10.9.0.0/16' });
+    const bridge = list.plugins[0] as unknown as { ipam: { ranges: { subnet: string }[][] } };
+    bridge.ipam.ranges.push([{ subnet: 'fd00:9::/64' }]);
+    expect(berthMasqRules(list)).toEqual([
+      { network: 'berth', subnet: '10.9.0.0/16', iptables: 'iptables' },
+      { network: 'berth', subnet: 'fd00:9::/64', iptables: 'ip6tables' },
+    ]);
   });
 
   it("never touches an administrator's configuration, nor berth's default once edited", async () => {

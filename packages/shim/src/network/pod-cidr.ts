@@ -11,6 +11,7 @@ import {
   type DefaultNetworkOptions,
   defaultConfList,
   ensureDefaultNetwork,
+  legacyDefaultConfList,
   parseCidr4,
 } from './default-config.js';
 
@@ -34,13 +35,11 @@ async function ownSubnet(path: string, opts: DefaultNetworkOptions): Promise<str
   const bridge = (conf as { plugins?: { ipam?: { ranges?: { subnet?: unknown }[][] } }[] }).plugins?.[0];
   const subnet = bridge?.ipam?.ranges?.[0]?.[0]?.subnet;
   if (typeof subnet !== 'string') return undefined;
-  const mine = defaultConfList({
-    ...opts,
-    name: opts.name ?? 'berth',
-    bridge: opts.bridge ?? 'berth0',
-    subnet,
-  });
-  return isDeepStrictEqual(conf, JSON.parse(JSON.stringify(mine))) ? subnet : undefined;
+  const shape = { ...opts, name: opts.name ?? 'berth', bridge: opts.bridge ?? 'berth0', subnet };
+  // An older berth's default (bridge masquerading per container) is berth's too: it takes the
+  // pod CIDR, rewritten in today's form.
+  const mine = [defaultConfList(shape), legacyDefaultConfList(shape)];
+  return mine.some((m) => isDeepStrictEqual(conf, JSON.parse(JSON.stringify(m)))) ? subnet : undefined;
 }
 
 /**
