@@ -1,13 +1,16 @@
 /**
  * The pod networks of the CRI benchmark: one CNI conflist per runtime in a private conf dir, the
- * same plugin chain for both (bridge with gateway and masquerade, host-local, portmap, as berth's
- * default network), each on its own bridge and a /16 the host does not route, with private
- * host-local leases. Removes the bridges it made when done.
+ * same plugin chain for both (bridge with gateway, host-local, portmap), each on its own bridge
+ * and a /16 the host does not route, with private host-local leases. Each runtime masquerades as
+ * its default network does: containerd's through the bridge plugin (a chain per pod), berth's
+ * with one rule for the subnet that its shim keeps (berth's mark in the conflist). Removes the
+ * bridges and the subnet rule it made when done.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BERTH_MARK, berthMark, berthMasqRules, type CniConfList, removeSubnetRule } from '@berth/shim';
 
 /** One private pod network. */
 export interface BenchNetwork {
@@ -17,6 +20,8 @@ export interface BenchNetwork {
   subnet: string;
   /** host-local's lease store. */
   dataDir: string;
+  /** The conflist written. */
+  conf: CniConfList;
 }
 
 /** IPv4 destinations (network, prefix) the host routes now, default routes left out. */
@@ -61,33 +66,31 @@ export async function makeNetwork(
   name: string,
   bridge: string,
   subnet: string,
+  masquerade: 'per-pod' | 'berth-subnet',
 ): Promise<BenchNetwork> {
-  const net: BenchNetwork = {
-    confDir: join(dir, 'net.d'),
-    bridge,
-    subnet,
-    dataDir: join(dir, 'cni-leases'),
-  };
+  const dataDir = join(dir, 'cni-leases');
   const conf = {
     cniVersion: '1.0.0',
     name,
+    ...(masquerade === 'berth-subnet' ? { [BERTH_MARK]: { ...berthMark } } : {}),
     plugins: [
       {
         type: 'bridge',
         bridge,
         isGateway: true,
-        ipMasq: true,
+        ipMasq: masquerade === 'per-pod',
         hairpinMode: true,
         ipam: {
           type: 'host-local',
           ranges: [[{ subnet }]],
           routes: [{ dst: '0.0.0.0/0' }],
-          dataDir: net.dataDir,
+          dataDir,
         },
       },
       { type: 'portmap', capabilities: { portMappings: true } },
     ],
-  };
+  } as CniConfList;
+  const net: BenchNetwork = { confDir: join(dir, 'net.d'), bridge, subnet, dataDir, conf };
   await mkdir(net.confDir, { recursive: true });
   await writeFile(join(net.confDir, `10-${name}.conflist`), `${JSON.stringify(conf, null, 2)}\n`);
   return net;
@@ -98,7 +101,11 @@ export function linkExists(name: string): boolean {
   return spawnSync('ip', ['link', 'show', 'dev', name], { stdio: 'ignore' }).status === 0;
 }
 
-/** Deletes the bridge of a network (the bridge plugin leaves it behind when the last pod goes). */
-export function removeBridge(net: BenchNetwork): void {
+/**
+ * Deletes the bridge of a network (the bridge plugin leaves it behind when the last pod goes) and
+ * the subnet rule berth's shim keeps for it (none for a network masqueraded per pod).
+ */
+export async function removeNetwork(net: BenchNetwork): Promise<void> {
   if (linkExists(net.bridge)) spawnSync('ip', ['link', 'del', 'dev', net.bridge], { stdio: 'ignore' });
+  for (const rule of berthMasqRules(net.conf)) await removeSubnetRule(rule);
 }

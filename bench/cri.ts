@@ -31,7 +31,7 @@ import {
   runCritest,
   sweepPods,
 } from './cri-critest.js';
-import { freeSubnets, linkExists, makeNetwork, removeBridge } from './cri-net.js';
+import { freeSubnets, linkExists, makeNetwork, removeNetwork } from './cri-net.js';
 
 const CRITEST = process.env.CRITEST;
 const REGISTRY = process.env.REGISTRY ?? '127.0.0.1:5000';
@@ -63,8 +63,20 @@ const root = await mkdtemp(join(tmpdir(), 'berth-cri-bench-'));
 const params = await paramsFile(root, process.env.PARAMS, process.env.BENCH_N);
 const counts = [...readFileSync(params, 'utf8').matchAll(/^(pods|containers|images)Number:\s*(\d+)/gm)];
 const [berthSubnet, ctdSubnet] = freeSubnets(2) as [string, string];
-const berthNet = await makeNetwork(join(root, 'berth'), 'bench-berth', BRIDGES.berth, berthSubnet);
-const ctdNet = await makeNetwork(join(root, 'containerd'), 'bench-ctd', BRIDGES.containerd, ctdSubnet);
+const berthNet = await makeNetwork(
+  join(root, 'berth'),
+  'bench-berth',
+  BRIDGES.berth,
+  berthSubnet,
+  'berth-subnet',
+);
+const ctdNet = await makeNetwork(
+  join(root, 'containerd'),
+  'bench-ctd',
+  BRIDGES.containerd,
+  ctdSubnet,
+  'per-pod',
+);
 const load = () =>
   loadavg()
     .map((l) => l.toFixed(2))
@@ -132,8 +144,8 @@ try {
     ctd = await runContainerd();
   }
 } finally {
-  removeBridge(berthNet);
-  removeBridge(ctdNet);
+  await removeNetwork(berthNet);
+  await removeNetwork(ctdNet);
   if (berth?.exitCode === 0 && ctd?.exitCode === 0) await rm(root, { recursive: true, force: true });
   else log(`logs and results kept in ${root}`);
 }

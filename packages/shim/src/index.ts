@@ -26,6 +26,8 @@ export {
 export type { AttachmentInfo, PodIp, PortMapping } from './network/cni.js';
 export { type CniConfList, listNetworks, type NetworkInfo } from './network/cni-config.js';
 export {
+  BERTH_MARK,
+  berthMark,
   DEFAULT_CONFLIST,
   type DefaultNetworkOptions,
   ensureDefaultNetwork,
@@ -40,5 +42,6 @@ export {
 export { createNetns, isNetnsMounted, removeNetns } from './network/netns.js';
 export { networkSettings } from './network/settings.js';
 export { networkPaths } from './network/state.js';
+export { berthMasqRules, removeSubnetRule } from './network/subnet-masq.js';
 export { cgroupVersion, statsOfPid } from './runtime/cgroups.js';
 export { createHandlers } from './service.js';
