@@ -46,6 +46,18 @@ export async function pinNetnsNative(path: string): Promise<boolean> {
   return true;
 }
 
+/**
+ * Unmounts the topmost mount at `path` with umount2(2) through the addon (no umount(8) process);
+ * false when the addon is not built (nothing was done). Rejects with the errno's name as the
+ * error's code.
+ */
+export async function umountNative(path: string): Promise<boolean> {
+  const native = mountAddon();
+  if (!native) return false;
+  await native.umount2(path, UMOUNT_NOFOLLOW);
+  return true;
+}
+
 /** True when overlays are mounted by mount(2) through the addon (it is built and loads). */
 export function nativeOverlayMounts(): boolean {
   return mountAddon() !== null;
