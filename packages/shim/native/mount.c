@@ -1,6 +1,6 @@
 // A minimal N-API addon for the mounts the shim makes per container or pod, which otherwise cost a
-// process each: mount(2) of a task's rootfs overlay (instead of mount(8)), and a pinned network
-// namespace (instead of unshare(1)). Each call runs on libuv's thread pool and settles a promise:
+// process each: mount(2) of a task's rootfs overlay (instead of mount(8)), umount2(2) of what is
+// mounted there (instead of umount(8)), and a pinned network namespace (instead of unshare(1)). Each call runs on libuv's thread pool and settles a promise:
 // undefined, or an Error whose code is the errno name.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +42,12 @@ static void execute(napi_env env, void *data) {
   (void)env;
   mount_job *job = data;
   job->err = mount(job->args[0], job->args[1], job->args[2], job->flags, job->args[3]) == 0 ? 0 : errno;
+}
+
+static void umount_execute(napi_env env, void *data) {
+  (void)env;
+  mount_job *job = data;
+  job->err = umount2(job->args[1], (int)job->flags) == 0 ? 0 : errno;
 }
 
 // A thread of its own enters the new namespace and ends with it: the pool's threads never leave
@@ -142,6 +148,30 @@ static napi_value Mount(napi_env env, napi_callback_info info) {
   return queue(env, job, execute);
 }
 
+// umount2(target, flags): Promise<void> -- the topmost mount at target (flags: MNT_DETACH, UMOUNT_NOFOLLOW...).
+static napi_value Umount2(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, NULL, "umount2(target, flags) needs 2 arguments");
+    return NULL;
+  }
+  mount_job *job = calloc(1, sizeof *job);
+  if (!job) {
+    napi_throw_error(env, "ENOMEM", "umount2: out of memory");
+    return NULL;
+  }
+  job->args[1] = string_arg(env, argv[0]);
+  double flags = 0;
+  if (!job->args[1] || napi_get_value_double(env, argv[1], &flags) != napi_ok) {
+    job_free(job);
+    napi_throw_type_error(env, NULL, "umount2: target must be a string and flags a number");
+    return NULL;
+  }
+  job->flags = (unsigned long)flags;
+  return queue(env, job, umount_execute);
+}
+
 // pinNetns(path): Promise<void> -- a new network namespace bind-mounted onto the existing file path.
 static napi_value PinNetns(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -168,6 +198,8 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "mount", NAPI_AUTO_LENGTH, Mount, NULL, &fn);
   napi_set_named_property(env, exports, "mount", fn);
+  napi_create_function(env, "umount2", NAPI_AUTO_LENGTH, Umount2, NULL, &fn);
+  napi_set_named_property(env, exports, "umount2", fn);
   napi_create_function(env, "pinNetns", NAPI_AUTO_LENGTH, PinNetns, NULL, &fn);
   napi_set_named_property(env, exports, "pinNetns", fn);
   return exports;

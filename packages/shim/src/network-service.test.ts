@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, Code } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeSubnetRule } from './network/subnet-masq.js';
 import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
 import { fetchHost, podId, serveIn, until } from './testing/network.js';
 
@@ -34,6 +35,9 @@ afterAll(async () => {
     await w.client['network-teardown']({ podId: p.podId, force: true }).catch(() => undefined);
   }
   await w?.close();
+  // The network's masquerade rule outlives its pods by design: this test's must not outlive it
+  // (network/manager.test.ts checks the same subnet carries no rule for a list without berth's mark).
+  await removeSubnetRule({ network: bridge, subnet: '10.231.4.0/24', iptables: 'iptables' });
   await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
   await exec('rm', ['-rf', join(confDir, '..')]).catch(() => undefined);
 });

@@ -129,11 +129,11 @@ export class ProcessTable {
         rec = await this.host.mustGet(ref);
       }
       for (const execId of await this.host.store.execIds(ns, id)) await this.execs.drop(ns, id, execId);
-      await removeBundle(this.host, ns, id);
+      const ms = await removeBundle(this.host, ns, id);
       if (rec.logPath === taskPaths(this.host.layout, ns, id).defaultLog)
         await rm(rec.logPath, { force: true });
       await this.host.store.removeTask(ns, id);
-      this.host.log.info({ ns, id }, 'task deleted');
+      this.host.log.info({ ns, id, ms }, 'task deleted');
       return this.host.toState(rec);
     });
   }

@@ -189,28 +189,54 @@ export async function createTask(
   }
 }
 
+/** Where a removeBundle spent its time, ms: runc delete (with the monitor's exit), unmount, files. */
+export interface BundleRemoval {
+  runc: number;
+  unmount: number;
+  files: number;
+}
+
 /**
  * Removes everything a task left on disk: runc's state (killing what still runs), the rootfs
  * mounts, the bundle and the exit file. Unmounting comes first so a removal can never reach
  * into a snapshot through a live mount. A task without a bundle is left as it is.
  */
-export async function removeBundle(host: ShimHost, ns: string, id: string): Promise<void> {
+export async function removeBundle(host: ShimHost, ns: string, id: string): Promise<BundleRemoval> {
   const p = taskPaths(host.layout, ns, id);
-  if (!(await exists(p.bundle))) return;
-  await host.runc(ns).delete(id, true);
+  const took: BundleRemoval = { runc: 0, unmount: 0, files: 0 };
+  if (!(await exists(p.bundle))) return took;
+  const t0 = performance.now();
+  // The monitor's end is awaited beside runc's delete (it does not depend on it: a stopped task's
+  // conmon is on its way out, a live one's follows runc's kill), and before the bundle it writes in goes.
   const conmonPid = await readIntFile(p.conmonPidFile);
-  if (conmonPid && (await monitorAlive(conmonPid))) {
-    await until(async () => !(await monitorAlive(conmonPid)), MONITOR_GONE_WAIT_MS);
-  }
-  await unmountAll(p.rootfs);
-  // The attach links of the task and of its execs point into the bundle: they go with it.
-  for (const execId of await readdir(p.execs).catch(() => [] as string[])) {
-    await removeAttachLink(p.socketDir, execPaths(host.layout, ns, id, execId).cuuid);
-  }
-  await removeAttachLink(p.socketDir, p.cuuid);
-  await rm(p.bundle, { recursive: true, force: true });
-  await rm(join(p.exitDir, id), { force: true });
-  await rm(p.persistDir, { recursive: true, force: true });
+  await Promise.all([
+    host.runc(ns).delete(id, true),
+    conmonPid &&
+      monitorAlive(conmonPid).then(
+        (alive) => alive && until(async () => !(await monitorAlive(conmonPid)), MONITOR_GONE_WAIT_MS),
+      ),
+  ]);
+  const t1 = performance.now();
+  await withSpan('rootfs unmount', { 'berth.container.id': id, 'berth.rootfs.target': p.rootfs }, () =>
+    unmountAll(p.rootfs),
+  );
+  const t2 = performance.now();
+  await withSpan('bundle remove', { 'berth.container.id': id, 'berth.bundle': p.bundle }, async () => {
+    // The attach links of the task and of its execs point into the bundle: they go with it.
+    const execIds = await readdir(p.execs).catch(() => [] as string[]);
+    await Promise.all([
+      ...execIds.map((execId) => removeAttachLink(p.socketDir, execPaths(host.layout, ns, id, execId).cuuid)),
+      removeAttachLink(p.socketDir, p.cuuid),
+      rm(join(p.exitDir, id), { force: true }),
+      rm(p.persistDir, { recursive: true, force: true }),
+    ]);
+    await rm(p.bundle, { recursive: true, force: true });
+  });
+  const t3 = performance.now();
+  took.runc = Math.round(t1 - t0);
+  took.unmount = Math.round(t2 - t1);
+  took.files = Math.round(t3 - t2);
+  return took;
 }
 
 /** True when the spec gives the container a new PID namespace (a pid entry without a path). */

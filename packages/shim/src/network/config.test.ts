@@ -119,6 +119,17 @@ describe('pinned network namespaces', () => {
     await removeNetns(path);
   });
 
+  it('are unmounted through the addon, twice-mounted ones included, without umount(8)', async () => {
+    const path = join(dir, 'ns-twice');
+    await createNetns(path);
+    // A second namespace mounted over the first, as two racing creates would leave it.
+    execFileSync('mount', ['--bind', '/proc/self/ns/net', path]);
+    const tools = { unshare: '/usr/bin/unshare', umount: join(dir, 'no-such-umount') };
+    await removeNetns(path, tools);
+    expect(await isNetnsMounted(path)).toBe(false);
+    await expect(stat(path)).rejects.toThrow('ENOENT');
+  });
+
   it('are made in a thread of the addon: a new namespace with only lo, no thread of this process moved', async () => {
     expect(nativeOverlayMounts()).toBe(true);
     const path = join(dir, 'ns-native');

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile } from 'node:child_process';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -177,8 +177,11 @@ describe('pods on the default bridge', () => {
     for (const c of chains) expect(after).not.toContain(c);
     expect(await filesOf(join(w.dataDir, `l${w.bridge}`))).not.toContain(ip);
     expect(await legacy.status(p.podId)).toBeUndefined();
-    // berth adds no rule of its own for a list without its mark.
-    expect(await subnetRules(LEGACY_SUBNET)).toEqual([]);
+    // berth adds no rule of its own for a list without its mark (rules of other networks on the
+    // same subnet, another test's on this shared host, are not this network's).
+    expect(
+      (await subnetRules(LEGACY_SUBNET)).filter((l) => l.includes(`"berth network l${w.bridge}"`)),
+    ).toEqual([]);
   });
 
   it('CHECK passes on a whole pod and names the plugin once its interface is gone (older default)', async () => {
@@ -225,6 +228,48 @@ describe('pods on the default bridge', () => {
     const leases = await filesOf(join(w.dataDir, `t${w.bridge}`));
     expect(leases.filter((f) => f === x.ips[0]?.address.split('/')[0])).toHaveLength(1);
     for (const p of [...many, x]) await m.teardown(p.podId);
+  });
+
+  it("runs portmap only for a pod that publishes a port on berth's network, and DEL runs what ADD ran", async () => {
+    // A plugin dir whose portmap notes each call and runs the real one.
+    const dir = join(w.dir, 'wrapped-plugins');
+    const calls = join(w.dir, 'portmap-calls');
+    await mkdir(dir, { recursive: true });
+    for (const name of await readdir('/usr/lib/cni'))
+      if (name !== 'portmap')
+        await symlink(join('/usr/lib/cni', name), join(dir, name)).catch(() => undefined);
+    await writeFile(
+      join(dir, 'portmap'),
+      `#!/bin/sh\necho "$CNI_COMMAND $CNI_CONTAINERID" >> ${calls}\nexec /usr/lib/cni/portmap "$@"\n`,
+      { mode: 0o755 },
+    );
+    const ran = async () => (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+    const wm = new NetworkManager({ ...options(), pluginDirs: [dir] });
+    const record = async (id: string) =>
+      JSON.parse(await readFile(join(wm.paths.stateDir, `${id}.json`), 'utf8')) as {
+        network: { conf: { plugins: { type: string }[] } };
+      };
+    const plain = await wm.setup(podId('nopm'));
+    pods.push(plain.podId);
+    expect((await record(plain.podId)).network.conf.plugins.map((p) => p.type)).toEqual(['bridge']);
+    expect(plain.ips[0]?.address).toMatch(/^10\.231\.1\./);
+    const hostPort = 20000 + Math.floor(Math.random() * 20000);
+    const mapped = await wm.setup(podId('withpm'), {
+      portMappings: [{ hostPort, containerPort: 8080, protocol: 'tcp' }],
+    });
+    pods.push(mapped.podId);
+    expect((await record(mapped.podId)).network.conf.plugins.map((p) => p.type)).toEqual([
+      'bridge',
+      'portmap',
+    ]);
+    await wm.teardown(plain.podId);
+    await wm.teardown(mapped.podId);
+    expect(await ran()).toEqual([`ADD ${mapped.podId}`, `DEL ${mapped.podId}`]);
+    // A list berth did not write (here its older default, without the mark) runs whole.
+    const lm = new NetworkManager({ layout: w.layout, confDir: join(w.dir, 'legacy'), pluginDirs: [dir] });
+    const other = await lm.setup(podId('legacypm'));
+    await lm.teardown(other.podId);
+    expect((await ran()).slice(2)).toEqual([`ADD ${other.podId}`, `DEL ${other.podId}`]);
   });
 
   it('lists the networks of the conf dir', async () => {

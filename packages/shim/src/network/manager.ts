@@ -14,6 +14,7 @@ import { findPlugin } from './cni-exec.js';
 import { type DefaultNetworkOptions, ensureDefaultNetwork } from './default-config.js';
 import { masquerades, removeMasquerade } from './masq.js';
 import { createNetns, isNetnsMounted, removeNetns } from './netns.js';
+import { podChain } from './pod-chain.js';
 import { applyPodCidr, type PodCidrOutcome } from './pod-cidr.js';
 import { checkPodId, networkPaths, type PodNetworkRecord, PodRecords } from './state.js';
 import { berthMasqRules, removeSubnetRule, SubnetMasquerade } from './subnet-masq.js';
@@ -164,6 +165,8 @@ export class NetworkManager {
         if (existing) await this.release(existing);
         rec = { ...(await this.makeNetns(podId, portMappings)), phase: 'adding' };
       }
+      // The chain this pod's ADD runs is recorded before it runs: DEL and CHECK run the same one.
+      rec = { ...rec, network: { ...rec.network, conf: podChain(rec.network.conf, portMappings) } };
       try {
         // From here a crash leaves phase adding: recover() runs the chain's DEL.
         await this.records.put(rec);

@@ -1,7 +1,7 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { BerthError, Code } from '@berth/api';
 import { lastLine, runCommand } from '../runtime/command.js';
-import { pinNetnsNative } from '../runtime/mounts.js';
+import { pinNetnsNative, umountNative } from '../runtime/mounts.js';
 
 /**
  * Pinned network namespaces: a new namespace's `/proc/<pid>/ns/net` bind-mounted onto a file, so
@@ -69,12 +69,18 @@ export async function createNetns(path: string, tools: NetnsTools = TOOLS): Prom
 export async function removeNetns(path: string, tools: NetnsTools = TOOLS): Promise<void> {
   // A namespace may be mounted twice when two creates raced; unmount until none is left.
   for (let i = 0; i < 8 && (await isNetnsMounted(path)); i++) {
-    const r = await runCommand(tools.umount, [path]);
-    if (r.code !== 0 && (await isNetnsMounted(path))) {
-      throw new BerthError(
-        Code.INTERNAL,
-        `cannot unmount network namespace "${path}": ${lastLine(r.stderr) || `umount exited ${r.code}`}`,
-      );
+    // In-process through the addon when it is built (one process less per pod), else umount(8).
+    let failure: string | undefined;
+    try {
+      if (!(await umountNative(path))) {
+        const r = await runCommand(tools.umount, [path]);
+        if (r.code !== 0) failure = lastLine(r.stderr) || `umount exited ${r.code}`;
+      }
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    if (failure !== undefined && (await isNetnsMounted(path))) {
+      throw new BerthError(Code.INTERNAL, `cannot unmount network namespace "${path}": ${failure}`);
     }
   }
   await rm(path, { force: true });

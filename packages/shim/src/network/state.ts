@@ -40,7 +40,10 @@ export const PodNetworkRecord = z.object({
   phase: z.enum(['netns', 'adding', 'ready']),
   netnsPath: z.string(),
   ifname: z.string(),
-  /** The list ADD ran, kept so DEL runs the same chain even if the conf dir changed since. */
+  /**
+   * The list ADD ran (the network's, less a portmap plugin skipped for a pod without port
+   * mappings: see podChain), kept so DEL and CHECK run the same chain even if the conf dir changed since.
+   */
   network: z.object({ file: z.string(), conf: CniConfList }),
   portMappings: z.array(
     z.object({

@@ -1,9 +1,17 @@
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isMountPoint, mountAll, nativeOverlayMounts, overlaySyscall, unmountAll } from './mounts.js';
+import {
+  isMountPoint,
+  mountAll,
+  mountsUnder,
+  nativeOverlayMounts,
+  overlaySyscall,
+  unmountAll,
+} from './mounts.js';
 
 let dir: string;
 
@@ -71,5 +79,53 @@ describe('mountAll of an overlay through the addon', () => {
       /mounting the rootfs \(overlay overlay\) on .*target2 failed: /,
     );
     expect(await isMountPoint(target)).toBe(false);
+  });
+});
+
+describe('unmountAll through the addon', () => {
+  const mount = (...args: string[]) => execFileSync('mount', args);
+
+  it('unmounts a mount and its submounts, deepest first, stacked ones included', async () => {
+    expect(nativeOverlayMounts()).toBe(true);
+    const target = join(dir, 'nested');
+    await mkdir(target, { recursive: true });
+    mount('-t', 'tmpfs', 'tmpfs', target);
+    await mkdir(join(target, 'a', 'b'), { recursive: true });
+    mount('-t', 'tmpfs', 'tmpfs', join(target, 'a'));
+    await mkdir(join(target, 'a', 'b'), { recursive: true });
+    mount('-t', 'tmpfs', 'tmpfs', join(target, 'a', 'b'));
+    // Two mounts stacked on one point: the upper one must go first.
+    mount('-t', 'tmpfs', 'tmpfs', join(target, 'a', 'b'));
+    expect(await mountsUnder(target)).toEqual([
+      join(target, 'a', 'b'),
+      join(target, 'a', 'b'),
+      join(target, 'a'),
+      target,
+    ]);
+    await unmountAll(`${target}/`);
+    expect(await mountsUnder(target)).toEqual([]);
+    expect(await isMountPoint(target)).toBe(false);
+  });
+
+  it('unmounts what is under a path that is not itself a mount point, and leaves neighbours', async () => {
+    const base = join(dir, 'plain');
+    const neighbour = join(dir, 'plain-neighbour');
+    await mkdir(join(base, 'sub'), { recursive: true });
+    await mkdir(neighbour, { recursive: true });
+    mount('-t', 'tmpfs', 'tmpfs', join(base, 'sub'));
+    mount('-t', 'tmpfs', 'tmpfs', neighbour);
+    try {
+      await unmountAll(base);
+      expect(await mountsUnder(base)).toEqual([]);
+      // A sibling whose name starts with the path's is not under it.
+      expect(await isMountPoint(neighbour)).toBe(true);
+    } finally {
+      await unmountAll(neighbour);
+    }
+  });
+
+  it('is a no-op when nothing is mounted, the path absent included', async () => {
+    await unmountAll(join(dir, 'never-mounted'));
+    expect(await mountsUnder(join(dir, 'never-mounted'))).toEqual([]);
   });
 });

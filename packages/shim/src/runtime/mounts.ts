@@ -3,14 +3,22 @@ import { createRequire } from 'node:module';
 import { BerthError, Code, type Mount } from '@berth/api';
 import { lastLine, runCommand } from './command.js';
 
-/** build/mount.node: mount(2), and pinned network namespaces, on libuv's thread pool (native/mount.c). */
+/**
+ * build/mount.node: mount(2), umount2(2) and pinned network namespaces, on libuv's thread pool
+ * (native/mount.c). Rejections carry the errno's name as `code`.
+ */
 interface MountAddon {
   mount(source: string, target: string, fstype: string, flags: number, data: string): Promise<void>;
+  umount2(target: string, flags: number): Promise<void>;
   pinNetns(path: string): Promise<void>;
 }
 
 /** MS_RDONLY of <sys/mount.h>. */
 const MS_RDONLY = 1;
+/** UMOUNT_NOFOLLOW of <sys/mount.h>: a symlink put where a mount point was is not followed. */
+const UMOUNT_NOFOLLOW = 8;
+/** Rounds of unmounting before giving up on mounts that keep coming back (propagation, a racer). */
+const UNMOUNT_ROUNDS = 8;
 
 let addon: MountAddon | null | undefined;
 
@@ -35,6 +43,18 @@ export async function pinNetnsNative(path: string): Promise<boolean> {
   const native = mountAddon();
   if (!native) return false;
   await native.pinNetns(path);
+  return true;
+}
+
+/**
+ * Unmounts the topmost mount at `path` with umount2(2) through the addon (no umount(8) process);
+ * false when the addon is not built (nothing was done). Rejects with the errno's name as the
+ * error's code.
+ */
+export async function umountNative(path: string): Promise<boolean> {
+  const native = mountAddon();
+  if (!native) return false;
+  await native.umount2(path, UMOUNT_NOFOLLOW);
   return true;
 }
 
@@ -100,24 +120,64 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
 
 /** True when something is mounted exactly at path (per /proc/self/mountinfo). */
 export async function isMountPoint(path: string): Promise<boolean> {
+  return (await mountsUnder(path, { exact: true })).length > 0;
+}
+
+/**
+ * Mount points at and under path (per /proc/self/mountinfo), in the order they can be unmounted:
+ * deepest first, and of mounts stacked on one point the later (upper) first. With `exact`, only
+ * those at path itself.
+ */
+export async function mountsUnder(path: string, opts: { exact?: boolean } = {}): Promise<string[]> {
+  const root = path.length > 1 ? path.replace(/\/+$/, '') : path;
   const info = await readFile('/proc/self/mountinfo', 'utf8');
-  for (const line of info.split('\n')) {
-    const mp = line.split(' ')[4];
-    if (mp !== undefined && unescapeMount(mp) === path) return true;
+  const found: { mp: string; depth: number; order: number }[] = [];
+  for (const [order, line] of info.split('\n').entries()) {
+    const field = line.split(' ')[4];
+    if (field === undefined) continue;
+    const mp = unescapeMount(field);
+    if (mp === root || (!opts.exact && mp.startsWith(root === '/' ? '/' : `${root}/`))) {
+      found.push({ mp, depth: mp.split('/').length, order });
+    }
   }
-  return false;
+  return found.sort((a, b) => b.depth - a.depth || b.order - a.order).map((f) => f.mp);
 }
 
 function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
 }
 
-/** Unmounts everything at and under path (recursively); nothing mounted is fine. */
+/**
+ * Unmounts everything at and under path, submounts first, as `umount -R` does; nothing mounted is
+ * fine. Through the addon each mount point is one umount2(2) call (no umount(8) process per
+ * task); without it umount(8) does the work.
+ */
 export async function unmountAll(path: string): Promise<void> {
-  while (await isMountPoint(path)) {
-    const r = await runCommand('umount', ['-R', path]);
-    if (r.code !== 0) {
-      throw new BerthError(Code.INTERNAL, `unmounting ${path} failed: ${lastLine(r.stderr)}`);
+  const native = mountAddon();
+  if (!native) {
+    while (await isMountPoint(path)) {
+      const r = await runCommand('umount', ['-R', path]);
+      if (r.code !== 0) {
+        throw new BerthError(Code.INTERNAL, `unmounting ${path} failed: ${lastLine(r.stderr)}`);
+      }
+    }
+    return;
+  }
+  for (let round = 0; ; round++) {
+    const points = await mountsUnder(path);
+    if (points.length === 0) return;
+    if (round === UNMOUNT_ROUNDS) {
+      throw new BerthError(
+        Code.INTERNAL,
+        `unmounting ${path} failed: ${points.length} mounts still there after ${round} rounds (${points[0]})`,
+      );
+    }
+    for (const mp of points) {
+      await native.umount2(mp, UMOUNT_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+        // Gone meanwhile (unmounted with its parent, or by someone else): what was wanted.
+        if (err.code === 'EINVAL' || err.code === 'ENOENT') return;
+        throw new BerthError(Code.INTERNAL, `unmounting ${mp} (under ${path}) failed: ${err.message}`);
+      });
     }
   }
 }
