@@ -33,7 +33,7 @@ function wire(
 function ctr(id: string, task?: { status: 'running' | 'stopped'; exitCode?: number }): ContainerInfo {
   const meta = {
     metadata: { name: 'app', attempt: 0 },
-    labels: { l: 'v' },
+    labels: { l: 'v', über: 'naïve → ✓' },
     annotations: {},
     image: 'busybox',
     imageRef: 'sha256:abc',
