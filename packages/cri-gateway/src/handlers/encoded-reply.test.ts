@@ -4,7 +4,7 @@ import { CriService, criServiceDefinition } from '../proto.js';
 import { toContainerStatus, toPodSandboxStatus } from '../runtime/cri-status.js';
 import { CriKind, CriLabel } from '../runtime/meta.js';
 import { containerStatus } from './container-status.js';
-import { encodingOf, ReplyMemo } from './encoded-reply.js';
+import { encodingOf, ReplyMemo, varintField } from './encoded-reply.js';
 import { imageStatus } from './image-status.js';
 import { listImages } from './list-images.js';
 import { podSandboxStatus } from './pod-sandbox-status.js';
@@ -92,6 +92,18 @@ describe('ReplyMemo', () => {
     expect(memo.get(k1, '', [{}], () => ({ n: ++made })).n).toBe(3);
     expect(memo.get({}, '', [part], () => ({ n: ++made })).n).toBe(4);
     expect(memo.get(k1, '', [part, part], () => ({ n: ++made })).n).toBe(5);
+  });
+});
+
+describe('varintField', () => {
+  it('encodes an int64 as protobufjs decodes it, up to 2^63-1', () => {
+    const method = runtime.PodSandboxStatus as unknown as {
+      responseDeserialize(b: Buffer): { timestamp: string };
+    };
+    for (const n of [0n, 1n, 127n, 128n, 1_764_637_200_123_000_000n, 2n ** 63n - 1n]) {
+      expect(method.responseDeserialize(varintField(4, n)).timestamp).toBe(n.toString());
+    }
+    expect(() => varintField(4, -1n)).toThrow(RangeError);
   });
 });
 

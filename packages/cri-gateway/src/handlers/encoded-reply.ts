@@ -43,6 +43,22 @@ export function verboseInfo(verbose: boolean, record: unknown): Record<string, s
   return verbose ? { info: JSON.stringify(record) } : {};
 }
 
+/**
+ * The wire form of one non-negative int64 (or uint64) field: its tag, then the value as a varint.
+ * Cheaper than a proto-loader encode of a message holding only it (PodSandboxStatus's timestamp).
+ */
+export function varintField(field: number, value: bigint): Buffer {
+  if (value < 0n) throw new RangeError(`field ${field}: ${value} is negative`);
+  const bytes = [field << 3];
+  let x = value;
+  while (x >= 0x80n) {
+    bytes.push(Number(x & 0x7fn) | 0x80);
+    x >>= 7n;
+  }
+  bytes.push(Number(x));
+  return Buffer.from(bytes);
+}
+
 interface Entry<R> {
   variant: string;
   parts: readonly unknown[];

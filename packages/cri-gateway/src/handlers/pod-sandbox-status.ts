@@ -1,7 +1,6 @@
 import type { ContainerInfo } from '@berth/api';
 import { CriService } from '../proto.js';
-import { nowNs } from '../runtime/meta.js';
-import { ReplyMemo, responseEncoder, verboseInfo, withEncoding } from './encoded-reply.js';
+import { ReplyMemo, responseEncoder, varintField, verboseInfo, withEncoding } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
 
 type Reply = {
@@ -11,6 +10,8 @@ type Reply = {
   timestamp?: string;
 };
 
+// PodSandboxStatusResponse.timestamp (int64 = 4).
+const TIMESTAMP_FIELD = 4;
 const encode = responseEncoder(CriService.runtime, 'PodSandboxStatus');
 // Per pause container record: the reply without its timestamp, for the same container statuses.
 const replies = new ReplyMemo<ContainerInfo, Reply>(encode);
@@ -27,7 +28,10 @@ export async function podSandboxStatus(
     info: verboseInfo(verbose, info),
     containers_statuses: containers,
   }));
-  const timestamp = nowNs();
+  const ns = BigInt(Date.now()) * 1_000_000n;
   // Encoded messages concatenate as one with the fields of both: the kept part, then the time.
-  return withEncoding({ ...kept, timestamp }, Buffer.concat([encode(kept), encode({ timestamp } as Reply)]));
+  return withEncoding(
+    { ...kept, timestamp: ns.toString() },
+    Buffer.concat([encode(kept), varintField(TIMESTAMP_FIELD, ns)]),
+  );
 }
