@@ -1,5 +1,5 @@
 import type { ImageRecord } from '@berth/api';
-import type { CriImage, CriImageSpec } from '../images/cri-image.js';
+import { type CriImage, type CriImageSpec, toCriImages } from '../images/cri-image.js';
 import { imageStatus as status } from '../images/image-ops.js';
 import { CriService } from '../proto.js';
 import { ReplyMemo, responseEncoder, verboseInfo } from './encoded-reply.js';
@@ -28,7 +28,8 @@ export async function imageStatus(
   if (!found) return { image: null, info: {} };
   const verbose = request.verbose === true;
   return replies.get(found.record, verbose ? 'verbose' : '', [deps.pinned, ...found.names], () => ({
-    image: found.image,
+    // One id, so one image (an empty fold cannot happen: names holds the record at least).
+    image: toCriImages(found.names, deps.pinned)[0] ?? null,
     info: verboseInfo(verbose, found.record),
   }));
 }

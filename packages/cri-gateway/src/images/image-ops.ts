@@ -29,19 +29,17 @@ export async function listRecords(d: ImageOpsDeps, filterSpec?: string): Promise
 }
 
 /**
- * The image a spec names with all its names, or undefined when it is not on this node; `names`
- * are the records it was built from.
+ * The image a spec names: its record and every record (name) of the same id, or undefined when it
+ * is not on this node; `toCriImages(names, pinned)` folds them into its CRI image.
  */
 export async function imageStatus(
   d: ImageOpsDeps,
   spec: string,
-): Promise<{ image: CriImage; record: ImageRecord; names: ImageRecord[] } | undefined> {
+): Promise<{ record: ImageRecord; names: ImageRecord[] } | undefined> {
   const rec = await resolveImage(d.images, spec);
   if (!rec) return undefined;
   const all = await namesOf(d.images, rec.configDigest);
-  const names = all.length > 0 ? all : [rec];
-  const [image] = toCriImages(names, d.pinned);
-  return image ? { image, record: rec, names } : undefined;
+  return { record: rec, names: all.length > 0 ? all : [rec] };
 }
 
 /**
