@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { BerthError, Code, grpcStatusOf } from '@berth/api';
+import { encodingOf } from '../handlers/encoded-reply.js';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
 import { CriService, criServiceDefinition } from '../proto.js';
 import { GrpcCall, type Route } from './grpc-call.js';
@@ -39,7 +40,8 @@ export function criRoutes(opts: {
         rpc,
         // proto-loader's own codecs: handlers see exactly the messages grpc-js gave them.
         deserialize: (body) => method.requestDeserialize(body),
-        serialize: (message) => method.responseSerialize(message),
+        // A reply whose bytes the handler kept (handlers/encoded-reply.ts) is written as they are.
+        serialize: (message) => encodingOf(message) ?? method.responseSerialize(message),
       };
       const unary = opts.handlers[rpc];
       const stream = opts.streams?.[rpc];

@@ -1,6 +1,7 @@
 import { BerthError, Code, grpcStatusOf, toBerthError } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
 import { context, type TextMapGetter } from '@opentelemetry/api';
+import { encodingOf } from '../handlers/encoded-reply.js';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
 import { CriService, criServiceDefinition } from '../proto.js';
 import { MAX_MESSAGE_BYTES } from './grpc-wire.js';
@@ -55,7 +56,7 @@ export function createCriServer(opts: {
         impl[name] = unimplemented(rpc, method);
       }
     }
-    server.addService(def, impl);
+    server.addService(withKeptEncodings(def), impl);
   }
   return server;
 }
@@ -133,4 +134,14 @@ function unimplemented(rpc: string, method: grpc.MethodDefinition<unknown, unkno
     };
   }
   return (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(status());
+}
+
+/** The service with each reply serializer writing the bytes a handler kept with its reply. */
+function withKeptEncodings(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(def)) {
+    const encode = method.responseSerialize;
+    out[name] = { ...method, responseSerialize: (m: unknown) => encodingOf(m) ?? encode(m) };
+  }
+  return out;
 }

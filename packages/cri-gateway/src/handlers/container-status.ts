@@ -1,10 +1,22 @@
+import type { ContainerInfo } from '@berth/api';
+import { CriService } from '../proto.js';
+import { ReplyMemo, responseEncoder, verboseInfo } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
+
+type Reply = { status: unknown; info: Record<string, string> };
+
+// Per container record: the reply (and its bytes) with and without the verbose info.
+const replies = new ReplyMemo<ContainerInfo, Reply>(responseEncoder(CriService.runtime, 'ContainerStatus'));
 
 /** RuntimeService/ContainerStatus; with verbose, `info.info` is berth's container and task as JSON. */
 export async function containerStatus(
   request: { container_id?: string; verbose?: boolean },
   deps: HandlerDeps,
-) {
+): Promise<Reply> {
   const { status, info } = await deps.containers.status(request.container_id ?? '');
-  return { status, info: request.verbose ? { info: JSON.stringify(info) } : {} };
+  const verbose = request.verbose === true;
+  return replies.get(info, verbose ? 'verbose' : '', [status], () => ({
+    status,
+    info: verboseInfo(verbose, info),
+  }));
 }

@@ -1,5 +1,8 @@
-import type { CriImage, CriImageSpec } from '../images/cri-image.js';
+import type { ImageRecord } from '@berth/api';
+import { type CriImage, type CriImageSpec, toCriImages } from '../images/cri-image.js';
 import { imageStatus as status } from '../images/image-ops.js';
+import { CriService } from '../proto.js';
+import { ReplyMemo, responseEncoder, verboseInfo } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
 
 /** CRI ImageStatusResponse, as on the wire. */
@@ -7,6 +10,11 @@ export interface ImageStatusResponse {
   image: CriImage | null;
   info: Record<string, string>;
 }
+
+// Per image record: the reply (and its bytes) for the same names and pinned set.
+const replies = new ReplyMemo<ImageRecord, ImageStatusResponse>(
+  responseEncoder(CriService.image, 'ImageStatus'),
+);
 
 /**
  * ImageService/ImageStatus: the image, or `image` unset when it is not on the node (not an
@@ -18,8 +26,10 @@ export async function imageStatus(
 ): Promise<ImageStatusResponse> {
   const found = await status(deps, request.image?.image ?? '');
   if (!found) return { image: null, info: {} };
-  return {
-    image: found.image,
-    info: request.verbose ? { info: JSON.stringify(found.record) } : {},
-  };
+  const verbose = request.verbose === true;
+  return replies.get(found.record, verbose ? 'verbose' : '', [deps.pinned, ...found.names], () => ({
+    // One id, so one image (an empty fold cannot happen: names holds the record at least).
+    image: toCriImages(found.names, deps.pinned)[0] ?? null,
+    info: verboseInfo(verbose, found.record),
+  }));
 }

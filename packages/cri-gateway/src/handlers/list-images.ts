@@ -1,5 +1,8 @@
 import type { CriImage, CriImageSpec } from '../images/cri-image.js';
-import { listImages as list } from '../images/image-ops.js';
+import { toCriImages } from '../images/cri-image.js';
+import { listImages as list, listRecords } from '../images/image-ops.js';
+import { CriService } from '../proto.js';
+import { ReplyMemo, responseEncoder } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
 
 /** CRI ListImagesRequest / StreamImagesRequest, as on the wire. */
@@ -7,12 +10,21 @@ export interface ListImagesRequest {
   filter?: { image?: CriImageSpec | null } | null;
 }
 
+// Per image port and filter: the reply (and its bytes) for the same records and pinned set.
+const replies = new ReplyMemo<object, { images: CriImage[] }>(
+  responseEncoder(CriService.image, 'ListImages'),
+);
+
 /** ImageService/ListImages: the node's images in the CRI namespace, one per id. */
 export async function listImages(
   request: ListImagesRequest,
   deps: HandlerDeps,
 ): Promise<{ images: CriImage[] }> {
-  return { images: await list(deps, request.filter?.image?.image || undefined) };
+  const filter = request.filter?.image?.image || undefined;
+  const records = await listRecords(deps, filter);
+  return replies.get(deps.images, filter ?? '', [deps.pinned, ...records], () => ({
+    images: toCriImages(records, deps.pinned),
+  }));
 }
 
 /** How many images one StreamImages message carries. */

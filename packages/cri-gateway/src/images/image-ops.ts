@@ -16,23 +16,30 @@ export interface ImageOpsDeps {
 
 /** Lists images, one per id; a filter with an image spec narrows it to that image (or none). */
 export async function listImages(d: ImageOpsDeps, filterSpec?: string): Promise<CriImage[]> {
-  if (filterSpec) {
-    const rec = await resolveImage(d.images, filterSpec);
-    return rec ? toCriImages(await namesOf(d.images, rec.configDigest), d.pinned) : [];
-  }
-  return toCriImages(await d.images.list(), d.pinned);
+  return toCriImages(await listRecords(d, filterSpec), d.pinned);
 }
 
-/** The image a spec names with all its names, or undefined when it is not on this node. */
+/** The image records ListImages folds into CRI images (see listImages). */
+export async function listRecords(d: ImageOpsDeps, filterSpec?: string): Promise<ImageRecord[]> {
+  if (filterSpec) {
+    const rec = await resolveImage(d.images, filterSpec);
+    return rec ? namesOf(d.images, rec.configDigest) : [];
+  }
+  return d.images.list();
+}
+
+/**
+ * The image a spec names: its record and every record (name) of the same id, or undefined when it
+ * is not on this node; `toCriImages(names, pinned)` folds them into its CRI image.
+ */
 export async function imageStatus(
   d: ImageOpsDeps,
   spec: string,
-): Promise<{ image: CriImage; record: ImageRecord } | undefined> {
+): Promise<{ record: ImageRecord; names: ImageRecord[] } | undefined> {
   const rec = await resolveImage(d.images, spec);
   if (!rec) return undefined;
-  const names = await namesOf(d.images, rec.configDigest);
-  const [image] = toCriImages(names.length > 0 ? names : [rec], d.pinned);
-  return image ? { image, record: rec } : undefined;
+  const all = await namesOf(d.images, rec.configDigest);
+  return { record: rec, names: all.length > 0 ? all : [rec] };
 }
 
 /**

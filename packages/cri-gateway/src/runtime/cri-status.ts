@@ -51,8 +51,21 @@ export function toPodSandbox(info: ContainerInfo) {
   };
 }
 
-/** CRI PodSandboxStatus of a pause container. */
+// Records are replaced, never changed in place (mirror.ts): a status built from one is kept with
+// it, so a repeated read neither parses the meta label nor builds the object again.
+const podStatuses = new WeakMap<ContainerInfo, ReturnType<typeof buildPodSandboxStatus>>();
+const containerStatuses = new WeakMap<ContainerInfo, ReturnType<typeof buildContainerStatus>>();
+
+/** CRI PodSandboxStatus of a pause container (the same object for the same record). */
 export function toPodSandboxStatus(info: ContainerInfo) {
+  const kept = podStatuses.get(info);
+  if (kept) return kept;
+  const s = buildPodSandboxStatus(info);
+  podStatuses.set(info, s);
+  return s;
+}
+
+function buildPodSandboxStatus(info: ContainerInfo) {
   const m = metaOf<SandboxMeta>(info.container);
   const { network, pid, ipc, target_id } = m.namespaceOptions;
   return {
@@ -79,8 +92,16 @@ export function toCriContainer(info: ContainerInfo) {
   };
 }
 
-/** CRI ContainerStatus of an application container. */
+/** CRI ContainerStatus of an application container (the same object for the same record). */
 export function toContainerStatus(info: ContainerInfo) {
+  const kept = containerStatuses.get(info);
+  if (kept) return kept;
+  const s = buildContainerStatus(info);
+  containerStatuses.set(info, s);
+  return s;
+}
+
+function buildContainerStatus(info: ContainerInfo) {
   const m = metaOf<ContainerMeta>(info.container);
   const t = info.task;
   const state = containerState(info);
