@@ -10,7 +10,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@berth/testing';
 import { isolatedEnv, runBerth } from '../tests/harness/berth.js';
-import { makeStack } from '../tests/harness/stack.js';
+import { makeStack, readStackState } from '../tests/harness/stack.js';
 
 const RUNS = Number(process.env.UP_RUNS ?? 3);
 const MODES = (process.env.UP_MODES ?? 'separate,cohosted').split(',').filter(Boolean);
@@ -18,6 +18,17 @@ const load = () =>
   loadavg()
     .map((l) => l.toFixed(1))
     .join(' ');
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc (clock ticks of 10 ms). */
+function cpuMs(pid: number): number | undefined {
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(rest[11]) + Number(rest[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Every JSON log line under `dir` (recursively) with a numeric `time`, per file. */
 function logLines(dir: string): Map<string, { time: number; msg?: string }[]> {
@@ -57,6 +68,11 @@ for (const mode of MODES) {
     try {
       if (up.code !== 0) throw new Error(`berth up (${mode}) failed:\n${up.stderr}`);
       console.log(`\n[${mode} #${run}] berth up ${took} ms; load ${before} -> ${load()}`);
+      const st = readStackState(iso.runRoot);
+      const cpu = [{ name: 'supervisor', pid: st?.pid ?? null }, ...(st?.children ?? [])]
+        .filter((c) => c.pid !== null)
+        .map((c) => `${c.name} ${cpuMs(c.pid as number) ?? '?'}`);
+      console.log(`  CPU ms used so far: ${cpu.join(', ')}`);
       for (const root of [iso.stateRoot, iso.runRoot]) {
         for (const [file, lines] of logLines(root)) {
           const first = lines[0] as { time: number };
