@@ -15,7 +15,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const packages = dirname(here);
 const out = join(here, 'dist', 'services');
 
-/** What a bundle is made from: each service's dist/main.js, and the co-hosted process's entry. */
+/**
+ * What a bundle is made from: each service's dist/main.js, the co-hosted process's entry and the
+ * supervisor's.
+ */
 const ENTRIES = {
   shim: join(packages, 'shim', 'dist', 'main.js'),
   'snapshot-service': join(packages, 'snapshot-service', 'dist', 'main.js'),
@@ -23,6 +26,9 @@ const ENTRIES = {
   'task-service': join(packages, 'task-service', 'dist', 'main.js'),
   'cri-gateway': join(packages, 'cri-gateway', 'dist', 'main.js'),
   cohosted: join(here, 'dist', 'stack', 'cohosted-main.js'),
+  // The supervisor `berth up` forks: its ~100 modules took 110-140 ms of CPU to load before it
+  // could start nats-server (src/stack/plan.ts supervisorMain).
+  'supervisor-main': join(here, 'dist', 'stack', 'supervisor-main.js'),
 };
 
 /** A path from the bundle's directory to `file`, as an import specifier or URL relative to it. */

@@ -197,7 +197,8 @@ export function makeStack(iso: IsolatedEnv, upResult: RunResult): Stack {
   const remember = (st: StackState | undefined) => {
     if (!st) return st;
     pids.add(st.pid);
-    markers.set(st.pid, 'supervisor-main.js');
+    // supervisor-main.js, or its bundle supervisor-main.mjs.
+    markers.set(st.pid, 'supervisor-main');
     for (const c of st.children) {
       if (c.pid !== null) {
         pids.add(c.pid);

@@ -4,11 +4,12 @@ export { listenUnix, type UnixListener } from './grpc/listen.js';
 export { createCriServer } from './grpc/server.js';
 export { implemented, implementedStreams } from './handlers/index.js';
 export {
+  CRI_DESCRIPTOR_PATH,
   CRI_LOADER_OPTIONS,
   CRI_PROTO_PATH,
   CriService,
   criServiceDefinition,
-  loadCriDefinition,
 } from './proto.js';
+export { loadCriDefinition } from './proto-package.js';
 export { runtimeVersion } from './runtime/version.js';
 export { createHandlers } from './service.js';

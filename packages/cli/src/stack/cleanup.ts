@@ -5,10 +5,16 @@ import { removeStaleSocket } from './control.js';
 import { isSameProcess, terminatePid } from './proc.js';
 import { STOP_ORDER } from './stack-plan.js';
 
-/** The supervisor runs as `node .../supervisor-main.js` (detached) or `berth up --foreground`. */
+/**
+ * The supervisor runs as `node .../supervisor-main.js` or its bundle `.../supervisor-main.mjs`
+ * (detached), or as `berth up --foreground`.
+ */
 export function isSupervisorProcess(pid: number): boolean {
   return (
-    isSameProcess(pid, 'supervisor-main.js') || isSameProcess(pid, 'berth.js') || isSameProcess(pid, 'berth')
+    isSameProcess(pid, 'supervisor-main.js') ||
+    isSameProcess(pid, 'supervisor-main.mjs') ||
+    isSameProcess(pid, 'berth.js') ||
+    isSameProcess(pid, 'berth')
   );
 }
 

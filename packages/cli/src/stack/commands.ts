@@ -4,7 +4,6 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { BerthError, Code, type Service } from '@berth/api';
 import type { Config } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
@@ -15,7 +14,14 @@ import { type ControlReply, controlRequest } from './control.js';
 import { collectStatus, renderStatus, type StackStatus } from './discovery.js';
 import { logTail, natsMonitorUrl } from './embedded.js';
 import { follow, LOGGED, serviceLogPath, tailLines } from './logs.js';
-import { makePlan, parseReplicas, SERVICE_V8_FLAGS, STACK_SERVICES, type StackPlan } from './plan.js';
+import {
+  makePlan,
+  parseReplicas,
+  SERVICE_V8_FLAGS,
+  STACK_SERVICES,
+  type StackPlan,
+  supervisorMain,
+} from './plan.js';
 import { checkPrerequisites } from './prereqs.js';
 import { exited, terminatePid } from './proc.js';
 import { expectedFromState, waitStackReady } from './ready.js';
@@ -99,7 +105,7 @@ function restartsByPid(state: SupervisorState | undefined): Map<number, number> 
 
 /** Forks the supervisor in its own session and waits for its hello over IPC. */
 async function forkSupervisor(plan: StackPlan): Promise<number> {
-  const main = fileURLToPath(new URL('./supervisor-main.js', import.meta.url));
+  const main = supervisorMain();
   const logs = hostLayout(plan).serviceLogs;
   mkdirSync(logs, { recursive: true, mode: 0o750 });
   const logFile = join(logs, 'supervisor.log');

@@ -1,10 +1,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Code } from '@berth/api';
 import { loadConfig } from '@berth/kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { embeddedPorts, makePlan, parseReplicas } from './plan.js';
+import { embeddedPorts, makePlan, parseReplicas, supervisorMain } from './plan.js';
 
 const dirs: string[] = [];
 function configEnv(file: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -170,5 +170,15 @@ describe('makePlan', () => {
     expect(() => makePlan(loadConfig(env), {}, env)).toThrow(
       'config "services.shim.replicas": "shim" runs once per host and cannot have replicas',
     );
+  });
+});
+
+describe('supervisorMain', () => {
+  it('is the compiled supervisor-main.js with bundles off, else a file named supervisor-main', () => {
+    expect(supervisorMain({ BERTH_SERVICE_BUNDLES: '0' })).toMatch(
+      /\/packages\/cli\/dist\/stack\/supervisor-main\.js$/,
+    );
+    // Bundle or compiled module, depending on the build: either is what cleanup.ts recognises.
+    expect(basename(supervisorMain({}))).toMatch(/^supervisor-main\.m?js$/);
   });
 });

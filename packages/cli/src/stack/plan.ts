@@ -78,6 +78,15 @@ export function cohostedMain(env: NodeJS.ProcessEnv = process.env): string {
   return entryPoint(bundlesDir(), 'cohosted', compiled, env);
 }
 
+/**
+ * The entry point of the supervisor `berth up` forks in this checkout: its bundle when fresh
+ * (bundles.ts), else the compiled module. Either file is named supervisor-main (cleanup.ts).
+ */
+export function supervisorMain(env: NodeJS.ProcessEnv = process.env): string {
+  const compiled = join(repoRoot(), 'packages', 'cli', 'dist', 'stack', 'supervisor-main.js');
+  return entryPoint(bundlesDir(), 'supervisor-main', compiled, env);
+}
+
 /** The entry point of a service in this checkout: its bundle when fresh, else its dist/main.js. */
 export function serviceMain(service: Service, env: NodeJS.ProcessEnv = process.env): string {
   return entryPoint(bundlesDir(), service, join(repoRoot(), 'packages', service, 'dist', 'main.js'), env);

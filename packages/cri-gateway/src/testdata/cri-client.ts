@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { loadCriDefinition } from '../proto.js';
+import { loadCriDefinition } from '../proto-package.js';
 
 /** A CRI gRPC client (RuntimeService and ImageService) over a unix socket, as crictl would use. */
 export interface CriClient {
