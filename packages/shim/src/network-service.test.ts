@@ -10,6 +10,7 @@ import { fetchHost, podId, serveIn, until } from './testing/network.js';
 
 const exec = promisify(execFile);
 const bridge = `bs${randomBytes(4).toString('hex')}`;
+const SUBNET = '10.231.4.0/24';
 let w: ShimWorld;
 let confDir: string;
 let dataDir: string;
@@ -22,7 +23,7 @@ beforeAll(async () => {
     shim: {
       cniConfDir: confDir,
       cniBridge: bridge,
-      cniSubnet: '10.231.4.0/24',
+      cniSubnet: SUBNET,
       cniDataDir: dataDir,
       cniNetwork: bridge,
     },
@@ -35,6 +36,10 @@ afterAll(async () => {
   }
   await w?.close();
   await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+  // The default network's one masquerade rule outlives its pods by design: this network's goes here.
+  const comment = `berth network ${bridge}`;
+  const rule = ['-s', SUBNET, '!', '-d', SUBNET, '-m', 'comment', '--comment', comment, '-j', 'MASQUERADE'];
+  await exec('iptables', ['-w', '-t', 'nat', '-D', 'POSTROUTING', ...rule]).catch(() => undefined);
   await exec('rm', ['-rf', join(confDir, '..')]).catch(() => undefined);
 });
 
