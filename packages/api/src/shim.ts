@@ -116,6 +116,12 @@ export const ShimCreateRequest = TaskRef.extend({
    * (bounding, effective, permitted), before seccomp. Absent: the spec's own, as given.
    */
   capabilities: ShimCapabilities.optional(),
+  /**
+   * A pod network of this node (its id at the network ops) whose pinned namespace the spec's
+   * network namespace must be: pinned first, as `network-netns` would, unless a `network-setup`
+   * under way or before has; a spec naming another path is refused (INVALID_ARGUMENT).
+   */
+  netnsPod: z.string().min(1).max(128).optional(),
 });
 export type ShimCreateRequest = z.infer<typeof ShimCreateRequest>;
 

@@ -6,6 +6,7 @@ import * as z from './lazy-zod.js';
 import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
 import { Hostname, isSignal, ShimPidsReply, ShimStats, Signal, TaskStatus } from './shim.js';
+import { Mount } from './snapshot.js';
 import { Service } from './subjects.js';
 
 /** Container ids: 64 lowercase hex characters, as containerd/docker. Unique prefixes are accepted. */
@@ -178,6 +179,13 @@ export const Container = z.object({
   spec: z.record(z.string(), z.unknown()),
   /** The active snapshot holding the rootfs, on the node's snapshot-service. */
   snapshotKey: z.string(),
+  /**
+   * The mounts `prepare` returned for that snapshot, kept so task create needs no `mounts` call.
+   * They stay right while the record exists: an active snapshot's mounts are its own directory
+   * and its parents', fixed when it is made, and only the container's removal removes it.
+   * Records made before this field ask the snapshot-service.
+   */
+  rootfs: z.array(Mount).optional(),
   labels: z.record(z.string(), z.string()),
   runtime: z.object({ name: z.string() }),
   io: z.object({ terminal: z.boolean(), stdin: z.boolean(), logPath: z.string().optional() }),
@@ -295,7 +303,15 @@ export type DeleteContainerRequest = z.infer<typeof DeleteContainerRequest>;
  * Request of `create`: the container's task; with `start` it is started in the same call (what a
  * create followed by a start does, one round trip less), and a start that fails leaves no task.
  */
-export const CreateTaskRequest = ContainerRef.extend({ start: z.boolean().optional() });
+export const CreateTaskRequest = ContainerRef.extend({
+  start: z.boolean().optional(),
+  /**
+   * A pod network of the container's node (its id at the shim's network ops) whose namespace the
+   * spec joins: the shim pins it first when no one has yet (RunPodSandbox's pause container, made
+   * while `network-setup` runs, without a `network-netns` call before). See ShimCreateRequest.
+   */
+  netnsPod: z.string().min(1).max(128).optional(),
+});
 export type CreateTaskRequest = z.infer<typeof CreateTaskRequest>;
 
 export const TaskProcessRef = ContainerRef.extend({ execId: z.string().min(1).optional() });

@@ -1,5 +1,5 @@
 import { type Service, serviceDefs } from '@berth/api';
-import { call, type Logger, subscribeEvents } from '@berth/kit';
+import { call, type Logger, podNetnsDir, subscribeEvents } from '@berth/kit';
 import { attach, resizeTerminal } from '@berth/shim/attach';
 import type { NatsConnection } from 'nats';
 import { createBerthCriServer } from './grpc/berth-server.js';
@@ -112,7 +112,8 @@ export async function startGateway(opts: {
     tasks: view,
     shim: natsShimPort(opts.nc, opts.node),
     images,
-    network: opts.network ?? new CniPodNetwork(natsShimNetworkPort(opts.nc, opts.node)),
+    network:
+      opts.network ?? new CniPodNetwork(natsShimNetworkPort(opts.nc, opts.node), podNetnsDir(opts.runRoot)),
     sandboxImage: new SandboxImage(
       images,
       natsImageImporter(opts.nc, opts.node),

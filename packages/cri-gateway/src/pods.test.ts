@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTAINER_RECORD_MAX_BYTES } from '@berth/api';
-import { createLogger } from '@berth/kit';
+import { createLogger, podNetnsDir } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CniPodNetwork } from './runtime/cni-network.js';
 import { natsShimNetworkPort, natsTaskPort } from './runtime/nats-ports.js';
@@ -180,7 +180,7 @@ describe('CRI pod network leftovers', () => {
   it("tears down the CRI pod networks no pod owns, from the shim's records, and keeps the others", async () => {
     const pod = await runPod('owner');
     const shim = natsShimNetworkPort(s.nc, s.node);
-    const network = new CniPodNetwork(shim);
+    const network = new CniPodNetwork(shim, podNetnsDir(s.runRoot));
     const orphan = 'cri-0123456789abcdef';
     // A `berth run` container's network on the same shim: not the gateway's to collect.
     const other = '0123456789abcdef'.repeat(4);
@@ -209,7 +209,7 @@ describe('CRI pod network leftovers', () => {
     await s.restartGateway({ networkCollectMs: 100 });
     try {
       const pod = await runPod('keeper');
-      const network = new CniPodNetwork(natsShimNetworkPort(s.nc, s.node));
+      const network = new CniPodNetwork(natsShimNetworkPort(s.nc, s.node), podNetnsDir(s.runRoot));
       // As a RunPodSandbox whose undoing failed while NATS was down leaves it, after the start.
       const orphan = 'cri-fedcba9876543210';
       await network.setup(orphan, { portMappings: [] });

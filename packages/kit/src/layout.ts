@@ -58,7 +58,18 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
        * address of its metrics endpoint; infra/prometheus.yml reads them.
        */
       metricsTargets: join(r, 'metrics'),
+      /** Pinned pod network namespaces, one file per pod, made by the node's shim (podNetnsDir). */
+      netns: podNetnsDir(r),
     },
   } as const;
+}
+
+/**
+ * The directory of pinned pod network namespaces under a run root (layout.run.netns): the shim
+ * pins them there, and the CRI gateway names a pod's in the pause container's spec before the shim
+ * has pinned it.
+ */
+export function podNetnsDir(runRoot: string): string {
+  return join(runRoot, 'netns');
 }
 export type HostLayout = ReturnType<typeof hostLayout>;

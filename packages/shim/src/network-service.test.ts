@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, Code } from '@berth/api';
@@ -11,6 +11,7 @@ import { fetchHost, podId, serveIn, until } from './testing/network.js';
 
 const exec = promisify(execFile);
 const bridge = `bs${randomBytes(4).toString('hex')}`;
+const SUBNET = '10.231.4.0/24';
 let w: ShimWorld;
 let confDir: string;
 let dataDir: string;
@@ -23,7 +24,7 @@ beforeAll(async () => {
     shim: {
       cniConfDir: confDir,
       cniBridge: bridge,
-      cniSubnet: '10.231.4.0/24',
+      cniSubnet: SUBNET,
       cniDataDir: dataDir,
       cniNetwork: bridge,
     },
@@ -37,7 +38,7 @@ afterAll(async () => {
   await w?.close();
   // The network's masquerade rule outlives its pods by design: this test's must not outlive it
   // (network/manager.test.ts checks the same subnet carries no rule for a list without berth's mark).
-  await removeSubnetRule({ network: bridge, subnet: '10.231.4.0/24', iptables: 'iptables' });
+  await removeSubnetRule({ network: bridge, subnet: SUBNET, iptables: 'iptables' });
   await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
   await exec('rm', ['-rf', join(confDir, '..')]).catch(() => undefined);
 });
@@ -129,6 +130,119 @@ describe('shim network operations over NATS', () => {
       await w.client.delete({ namespace: 'net', id: taskId });
     }
     expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+  });
+
+  /** The interface names in a namespace, over netlink (sysfs would show the mount namespace's). */
+  async function links(netnsPath: string): Promise<string[]> {
+    const { stdout } = await exec('nsenter', [`--net=${netnsPath}`, 'ip', '-o', 'link', 'show']);
+    return stdout
+      .split('\n')
+      .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .sort();
+  }
+
+  /** True when the process runs in the namespace pinned at `netnsPath` (same nsfs inode). */
+  async function inNetns(pid: number, netnsPath: string): Promise<boolean> {
+    const link = await readlink(`/proc/${pid}/ns/net`);
+    return link === `net:[${(await stat(netnsPath)).ino}]`;
+  }
+
+  /** A spec of `args` whose network namespace is `netnsPath` (the pod's, as the gateway names it). */
+  async function podSpec(args: string[], taskId: string, netnsPath: string) {
+    const spec = (await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${taskId}` })) as {
+      linux: { namespaces: { type: string; path?: string }[] };
+    };
+    spec.linux.namespaces = spec.linux.namespaces.map((n) =>
+      n.type === 'network' ? { type: 'network', path: netnsPath } : n,
+    );
+    return spec;
+  }
+
+  it('a create naming its pod (netnsPod) pins the namespace itself; a crash, then setup attaches that one', async () => {
+    const id = podId('pin');
+    const netnsPath = join(w.runRoot, 'netns', id);
+    const taskId = newId();
+    const spec = await podSpec(['sleep', '300'], taskId, netnsPath);
+    await w.client.create({
+      namespace: 'net',
+      id: taskId,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+      netnsPod: id,
+    });
+    try {
+      // Pinned, recorded, not attached yet: what network-netns leaves.
+      const pods = (await w.client['network-list']({})).pods.map((p) => p.podId);
+      expect(pods).toContain(id);
+      expect(await links(netnsPath)).toEqual(['lo']);
+      // The agent dies between the pause's create and the pod's ADD; its successor attaches the
+      // namespace the task already runs in.
+      await w.killAgent();
+      await w.startAgent();
+      const net = await w.client['network-setup']({ podId: id, portMappings: [] });
+      expect(net.netnsPath).toBe(netnsPath);
+      const st = await w.client.start({ namespace: 'net', id: taskId });
+      expect(await inNetns(st.pid, netnsPath)).toBe(true);
+      expect(await links(netnsPath)).toEqual(['eth0', 'lo']);
+    } finally {
+      await w.client.kill({ namespace: 'net', id: taskId, signal: 9, all: true }).catch(() => undefined);
+      await w.client.wait({ namespace: 'net', id: taskId }, { timeoutMs: 20_000 }).catch(() => undefined);
+      await w.client.delete({ namespace: 'net', id: taskId });
+    }
+    expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+  });
+
+  it('a create naming its pod while its setup runs joins the namespace setup pinned, one per pod', async () => {
+    const id = podId('both');
+    const netnsPath = join(w.runRoot, 'netns', id);
+    const taskId = newId();
+    const spec = await podSpec(['sleep', '300'], taskId, netnsPath);
+    const [net, created] = await Promise.all([
+      w.client['network-setup']({ podId: id, portMappings: [] }),
+      w.client.create({
+        namespace: 'net',
+        id: taskId,
+        spec,
+        rootfs: bindRootfs(w.rootfs),
+        terminal: false,
+        stdin: false,
+        netnsPod: id,
+      }),
+    ]);
+    try {
+      expect(net.netnsPath).toBe(netnsPath);
+      expect(await inNetns(created.pid, netnsPath)).toBe(true);
+      expect(await links(netnsPath)).toEqual(['eth0', 'lo']);
+      expect((await w.client['network-list']({})).pods.filter((p) => p.podId === id)).toHaveLength(1);
+    } finally {
+      await w.client.kill({ namespace: 'net', id: taskId, signal: 9, all: true }).catch(() => undefined);
+      await w.client.wait({ namespace: 'net', id: taskId }, { timeoutMs: 20_000 }).catch(() => undefined);
+      await w.client.delete({ namespace: 'net', id: taskId });
+    }
+    expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+  });
+
+  it('a create whose spec joins another namespace than its netnsPod is refused, nothing pinned', async () => {
+    const id = podId('other');
+    const taskId = newId();
+    const spec = await podSpec(['sleep', '300'], taskId, '/run/netns/elsewhere');
+    const err = await w.client
+      .create({
+        namespace: 'net',
+        id: taskId,
+        spec,
+        rootfs: bindRootfs(w.rootfs),
+        terminal: false,
+        stdin: false,
+        netnsPod: id,
+      })
+      .catch((e: BerthError) => e);
+    expect((err as BerthError).code).toBe(Code.INVALID_ARGUMENT);
+    expect((err as BerthError).message).toContain(join(w.runRoot, 'netns', id));
+    expect((await w.client['network-list']({})).pods.map((p) => p.podId)).not.toContain(id);
   });
 
   it('rejects a bad pod id with INVALID_ARGUMENT naming the field', async () => {

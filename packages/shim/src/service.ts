@@ -27,7 +27,7 @@ export function createHandlers(
   };
   return {
     ...(streams ? streams.handlers() : { logs: noStreams, attach: noStreams }),
-    ...lifecycleHandlers(agent),
+    ...lifecycleHandlers(agent, network),
     ...execHandlers(agent, control),
     ...controlHandlers(control),
     ...networkHandlers(network),

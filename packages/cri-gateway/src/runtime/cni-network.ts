@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import {
   BerthError,
   Code,
@@ -69,11 +70,15 @@ export function readinessOf(reply: ShimNetworkListReply): NetworkReadiness {
  * CNI plugins (one owner of netns state and leases); this class only maps CRI to the shim's ops.
  */
 export class CniPodNetwork implements PodNetwork {
-  constructor(private readonly shim: ShimNetworkPort) {}
+  /** `netnsDir`: where the node's shim pins pods' namespaces (layout.run.netns). */
+  constructor(
+    private readonly shim: ShimNetworkPort,
+    private readonly netnsDir: string,
+  ) {}
 
-  async prepare(podKey: string): Promise<string> {
+  netnsPath(podKey: string): string {
     checkKey(podKey);
-    return this.shim.netns(podKey);
+    return join(this.netnsDir, podKey);
   }
 
   async setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult> {

@@ -31,7 +31,12 @@ export function natsTaskPort(nc: NatsConnection, node: string): TaskPort {
     deleteContainer: async (id, force, background) => {
       await tasks['delete-container']({ id, force, ...(background ? { background } : {}) });
     },
-    createTask: (id, opts) => tasks.create({ id, ...(opts?.start ? { start: true } : {}) }),
+    createTask: (id, opts) =>
+      tasks.create({
+        id,
+        ...(opts?.start ? { start: true } : {}),
+        ...(opts?.netnsPod ? { netnsPod: opts.netnsPod } : {}),
+      }),
     start: (id, execId) => tasks.start({ id, ...(execId ? { execId } : {}) }),
     kill: async (req: KillRequest) => {
       await tasks.kill(req);

@@ -25,10 +25,7 @@ function fakes() {
   const steps = { setUp: gate(), listed: gate() };
   const holds = { create: gate(), listReply: gate() };
   const network = {
-    prepare: async (k: string) => {
-      keys.add(k);
-      return `/run/netns/${k}`;
-    },
+    netnsPath: (k: string) => `/run/netns/${k}`,
     setup: async (k: string) => {
       keys.add(k);
       steps.setUp.open();
@@ -48,7 +45,9 @@ function fakes() {
       records.set(id, { container, status: 'created' } as ContainerInfo);
       return container;
     },
-    createTask: async (id: string, opts?: { start?: boolean }) => {
+    createTask: async (id: string, opts?: { start?: boolean; netnsPod?: string }) => {
+      // The shim pins the pod's namespace at the pause's task create when setup has not yet.
+      if (opts?.netnsPod) keys.add(opts.netnsPod);
       const r = records.get(id) as ContainerInfo;
       if (opts?.start) records.set(id, { ...r, status: 'running' });
       return { id, status: opts?.start ? 'running' : 'created', pid: 10 };

@@ -138,9 +138,10 @@ export class PodRuntime {
     netKey: string | undefined,
   ): Promise<string> {
     const host = netKey === undefined;
-    // Only the namespace has to exist before the pause container is made in it (runc joins it by
-    // path): CNI ADD runs while the container and its task are made, as the longest steps.
-    const netnsPath = netKey ? await this.d.network.prepare(netKey) : undefined;
+    // The namespace has to exist before the pause's runc create joins it by path: the shim pins it
+    // at whichever comes first, CNI ADD (network-setup) or that task create (netnsPod), so neither
+    // waits for a call of its own; ADD runs while the container and its task are made.
+    const netnsPath = netKey ? this.d.network.netnsPath(netKey) : undefined;
     const meta: SandboxMeta = {
       metadata: pod.metadata,
       labels: pod.labels,
@@ -162,7 +163,7 @@ export class PodRuntime {
         this.starting.add(id);
         // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
         // done (nothing else runs in the pod before RunPodSandbox answers).
-        await this.d.tasks.createTask(id, { start: true });
+        await this.d.tasks.createTask(id, { start: true, ...(netKey ? { netnsPod: netKey } : {}) });
         return id;
       })();
       // Both settle before anything is undone: a failed side is never left behind by the other.

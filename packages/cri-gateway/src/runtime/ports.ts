@@ -32,8 +32,11 @@ export interface TaskPort {
    * returns once the record is gone and the task-service frees its node resources after.
    */
   deleteContainer(id: string, force: boolean, background?: boolean): Promise<void>;
-  /** Creates the container's task; with `start` starts it in the same call (no task left if that fails). */
-  createTask(id: string, opts?: { start?: boolean }): Promise<Task>;
+  /**
+   * Creates the container's task; with `start` starts it in the same call (no task left if that
+   * fails); with `netnsPod` the node's shim pins that pod network's namespace first, unless it is.
+   */
+  createTask(id: string, opts?: { start?: boolean; netnsPod?: string }): Promise<Task>;
   start(id: string, execId?: string): Promise<ProcessState>;
   kill(req: KillRequest): Promise<void>;
   /** Resolves on exit, or fails DEADLINE_EXCEEDED after timeoutMs. */
@@ -85,11 +88,11 @@ export interface NetworkReadiness {
  */
 export interface PodNetwork {
   /**
-   * Makes the pod's network namespace, not attached yet, and answers its path: the pod's pause
-   * container can be made in it while setup() attaches it.
+   * The path of the pod's network namespace, pinned by the node's shim at whichever comes first:
+   * setup(), or the pause container's task create naming the pod (TaskPort createTask `netnsPod`).
    */
-  prepare(podKey: string): Promise<string>;
-  /** Attaches the pod (making its namespace first unless prepare() did). */
+  netnsPath(podKey: string): string;
+  /** Attaches the pod (making its namespace first unless the pause's task create did). */
   setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult>;
   teardown(podKey: string): Promise<void>;
   /**

@@ -130,6 +130,18 @@ describe('pinned network namespaces', () => {
     await expect(stat(path)).rejects.toThrow('ENOENT');
   });
 
+  it('isNetnsMounted: true for a pinned namespace only, not its empty file or a missing path', async () => {
+    const path = join(dir, 'ns-check');
+    await writeFile(path, '');
+    expect(await isNetnsMounted(path)).toBe(false);
+    expect(await isNetnsMounted(join(dir, 'ns-missing'))).toBe(false);
+    expect(await isNetnsMounted(join(path, 'below-a-file'))).toBe(false);
+    await createNetns(path);
+    expect(await isNetnsMounted(path)).toBe(true);
+    await removeNetns(path);
+    expect(await isNetnsMounted(path)).toBe(false);
+  });
+
   it('are made in a thread of the addon: a new namespace with only lo, no thread of this process moved', async () => {
     expect(nativeOverlayMounts()).toBe(true);
     const path = join(dir, 'ns-native');

@@ -69,6 +69,8 @@ export class NetworkManager {
   private readonly timeoutMs: number;
   /** One operation per pod at a time: setup and teardown of the same pod must not interleave. */
   private readonly busy = new Map<string, Promise<unknown>>();
+  /** Setups under way, each settling true once its pod's namespace is pinned (false if it never was). */
+  private readonly pinning = new Map<string, Promise<boolean>>();
   /** The one masquerade rule per subnet of berth's default network, ensured once per process. */
   private readonly masq = new SubnetMasquerade();
 
@@ -155,37 +157,75 @@ export class NetworkManager {
   async setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
     checkPodId(podId);
     const portMappings = checkPortMappings(options.portMappings ?? []);
-    return this.serial(podId, async () => {
-      const existing = await this.records.get(podId);
-      const mounted = existing ? await isNetnsMounted(existing.netnsPath) : false;
-      if (existing?.phase === 'ready' && mounted) return view(existing);
-      let rec: PodNetworkRecord;
-      if (existing?.phase === 'netns' && mounted) rec = { ...existing, phase: 'adding', portMappings };
-      else {
-        if (existing) await this.release(existing);
-        rec = { ...(await this.makeNetns(podId, portMappings)), phase: 'adding' };
-      }
-      // The chain this pod's ADD runs is recorded before it runs: DEL and CHECK run the same one.
-      rec = { ...rec, network: { ...rec.network, conf: podChain(rec.network.conf, portMappings) } };
-      try {
-        // From here a crash leaves phase adding: recover() runs the chain's DEL.
-        await this.records.put(rec);
-        // berth's default network masquerades with one rule per subnet, there before any pod's ADD.
-        await this.masq.ensure(rec.network.conf);
-        await addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts());
-        const result = await addChain(rec.network.conf, this.attachment(rec), this.chainOpts());
-        const ready: PodNetworkRecord = { ...rec, phase: 'ready', ...(result ? { result } : {}) };
-        await this.records.put(ready);
-        return view(ready);
-      } catch (err) {
-        await this.release(rec).catch((cleanup: Error) => {
-          // The record and namespace stay (phase adding): teardown or recover() retries the DEL.
-          (err as Error).message +=
-            `; its cleanup (CNI DEL) failed too, so pod "${podId}" stays recorded for teardown or recovery: ${cleanup.message}`;
-        });
-        throw err;
-      }
+    // Announced before the turn in serial(): a task create naming this pod waits for the namespace
+    // only (ensureNetns), not for the whole chain's ADD queued with it.
+    let pinned: (ok: boolean) => void = () => undefined;
+    const pin = new Promise<boolean>((resolve) => {
+      pinned = resolve;
     });
+    this.pinning.set(podId, pin);
+    try {
+      return await this.serial(podId, () => this.setupSerial(podId, portMappings, pinned));
+    } finally {
+      pinned(false);
+      if (this.pinning.get(podId) === pin) this.pinning.delete(podId);
+    }
+  }
+
+  /**
+   * Gives a task create the pod's pinned namespace: the one a setup() under way pins (waited for,
+   * not its ADD), one already there, or else one pinned now as prepare() does (the record first).
+   * A pod whose setup failed before its namespace existed gets one pinned here; the caller's own
+   * failure then tears it down as it tears the pod's network down.
+   */
+  async ensureNetns(podId: string): Promise<string> {
+    checkPodId(podId);
+    const path = this.netnsPath(podId);
+    const pin = this.pinning.get(podId);
+    if (pin && (await pin)) return path;
+    const rec = await this.records.get(podId);
+    if (rec && rec.phase !== 'adding' && (await isNetnsMounted(rec.netnsPath))) return rec.netnsPath;
+    return this.prepare(podId);
+  }
+
+  private async setupSerial(
+    podId: string,
+    portMappings: PortMapping[],
+    pinned: (ok: boolean) => void,
+  ): Promise<PodNetwork> {
+    const existing = await this.records.get(podId);
+    const mounted = existing ? await isNetnsMounted(existing.netnsPath) : false;
+    if (existing?.phase === 'ready' && mounted) {
+      pinned(true);
+      return view(existing);
+    }
+    let rec: PodNetworkRecord;
+    if (existing?.phase === 'netns' && mounted) rec = { ...existing, phase: 'adding', portMappings };
+    else {
+      if (existing) await this.release(existing);
+      rec = { ...(await this.makeNetns(podId, portMappings)), phase: 'adding' };
+    }
+    pinned(true);
+    // The chain this pod's ADD runs is recorded before it runs: DEL and CHECK run the same one.
+    rec = { ...rec, network: { ...rec.network, conf: podChain(rec.network.conf, portMappings) } };
+    try {
+      // From here a crash leaves phase adding: recover() runs the chain's DEL.
+      await this.records.put(rec);
+      // berth's default network masquerades with one rule per subnet, there before any pod's ADD.
+      await this.masq.ensure(rec.network.conf);
+      await addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts());
+      const result = await addChain(rec.network.conf, this.attachment(rec), this.chainOpts());
+      const ready: PodNetworkRecord = { ...rec, phase: 'ready', ...(result ? { result } : {}) };
+      await this.records.put(ready);
+      return view(ready);
+    } catch (err) {
+      await this.release(rec).catch((cleanup: Error) => {
+        // The record and namespace stay (phase adding): teardown or recover() retries the DEL.
+        (err as Error).message +=
+          `; its cleanup (CNI DEL) failed too, so pod "${podId}" stays recorded for teardown or recovery: ${cleanup.message}`;
+      });
+      throw err;
+    }
   }
 
   /** Records a pod (phase netns) and pins its namespace; on failure removes both. */

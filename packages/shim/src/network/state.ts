@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
-import type { HostLayout } from '@berth/kit';
+import { type HostLayout, podNetnsDir } from '@berth/kit';
 import { z } from 'zod';
 import { writeAtomic } from '../domain/files.js';
 import { CniConfList } from './cni-config.js';
@@ -23,7 +23,7 @@ export function checkPodId(id: string): void {
 export function networkPaths(layout: Pick<HostLayout, 'stateRoot' | 'runRoot'>) {
   return {
     /** Pinned network namespaces, one file per pod (tmpfs: gone with the namespaces on reboot). */
-    netnsDir: join(layout.runRoot, 'netns'),
+    netnsDir: podNetnsDir(layout.runRoot),
     /** One JSON record per pod; on the state root so a reboot still knows which leases to release. */
     stateDir: join(layout.stateRoot, 'network', 'pods'),
   };

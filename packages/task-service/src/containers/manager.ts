@@ -112,7 +112,7 @@ export class ContainerManager {
       }
       // Users, capabilities and the command's presence are facts of the node's rootfs and kernel:
       // its shim resolves them at task create (see spec/node-facts.ts), never this replica.
-      await this.deps.snapshots(node).prepare({
+      const { mounts: rootfs } = await this.deps.snapshots(node).prepare({
         key: snapshotKey,
         parent: image.chainId,
         labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
@@ -149,6 +149,7 @@ export class ContainerManager {
         node,
         spec: gen.spec,
         snapshotKey,
+        rootfs,
         labels: req.labels ?? {},
         runtime: { name: RUNTIME_NAME },
         io: {

@@ -11,7 +11,11 @@ type TaskHandlers = Omit<
 export function taskHandlers(d: Domain): TaskHandlers {
   const t = d.tasks;
   return {
-    create: (req, ctx) => t.create(ctx.namespace, req.id, { start: req.start ?? false }),
+    create: (req, ctx) =>
+      t.create(ctx.namespace, req.id, {
+        start: req.start ?? false,
+        ...(req.netnsPod ? { netnsPod: req.netnsPod } : {}),
+      }),
     start: (req, ctx) => t.start(ctx.namespace, req.id, req.execId),
     kill: async (req, ctx) => {
       await t.kill(ctx.namespace, req);

@@ -123,8 +123,8 @@ export class TaskManager {
    * With `start` the task is started too, as a start() right after would (recorded created first,
    * then running); a start that fails deletes the task again and throws its error.
    */
-  async create(ns: string, ref: string, opts: { start?: boolean } = {}): Promise<Task> {
-    const { c, t } = await this.createLocked(ns, ref);
+  async create(ns: string, ref: string, opts: { start?: boolean; netnsPod?: string } = {}): Promise<Task> {
+    const { c, t } = await this.createLocked(ns, ref, opts.netnsPod);
     if (!opts.start) return t;
     try {
       const st = await this.startTask(c, t);
@@ -141,7 +141,7 @@ export class TaskManager {
   }
 
   /** create() under the container's lock: the container as it was then and its new task. */
-  private async createLocked(ns: string, ref: string): Promise<{ c: Container; t: Task }> {
+  private async createLocked(ns: string, ref: string, netnsPod?: string): Promise<{ c: Container; t: Task }> {
     const first = await this.store.resolve(ns, ref);
     return this.containers.lock(ns, first.id, async () => {
       const c = await this.store.resolve(ns, first.id);
@@ -158,7 +158,8 @@ export class TaskManager {
         await ignoreGone(this.deps.shim(c.node, ns).delete({ namespace: ns, id: c.id }));
         await this.store.deleteTask(ns, c.id);
       }
-      const { mounts: rootfs } = await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey });
+      // The mounts prepare gave at create (one hop fewer); older records ask the snapshot-service.
+      const rootfs = c.rootfs ?? (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
       const st = await this.deps.shim(c.node, ns).create({
         namespace: ns,
         id: c.id,
@@ -172,6 +173,7 @@ export class TaskManager {
         capabilities: capabilitiesOf(c.config),
         // Containers stored before users were left to the node have theirs resolved in the spec.
         ...(c.config.user !== undefined ? { user: c.config.user } : {}),
+        ...(netnsPod ? { netnsPod } : {}),
       });
       if (st.resolved) await this.recordResolved(c, st.resolved);
       const t: Task = {
