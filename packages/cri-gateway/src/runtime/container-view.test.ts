@@ -19,6 +19,7 @@ function info(id: string, o: { node?: string; status?: ContainerInfo['status']; 
     namespace: CRI_NAMESPACE,
     node: o.node ?? NODE,
     labels: { [CriLabel.kind]: CriKind.container },
+    updatedAt: '2026-12-02T01:00:00.000Z',
   } as unknown as ContainerInfo['container'];
   if (status === 'created') return { container: c, status } as ContainerInfo;
   const task = { id, namespace: CRI_NAMESPACE, node: NODE, status, pid: o.pid ?? 10, createdAt: 't0' };
@@ -191,11 +192,19 @@ describe('ContainerView', () => {
     ev.fire(TaskTopic.containerUpdate, { id: 'c3' });
     await view.getContainer('c3');
     expect(t.reads.get).toBe(reads + 2);
+    // An update whose record the view holds (its updatedAt): nothing to read; another one: read.
+    const kept = await view.getContainer('c3');
+    ev.fire(TaskTopic.containerUpdate, { id: 'c3', updatedAt: kept.container.updatedAt });
+    await view.getContainer('c3');
+    expect(t.reads.get).toBe(reads + 2);
+    ev.fire(TaskTopic.containerUpdate, { id: 'c3', updatedAt: '2026-12-02T02:00:00.001Z' });
+    await view.getContainer('c3');
+    expect(t.reads.get).toBe(reads + 3);
     // A container the view has no record of is read whatever the event.
     t.records.set('d4', info('d4'));
     ev.fire(TaskTopic.containerCreate, { id: 'd4' });
     expect((await view.getContainer('d4')).status).toBe('created');
-    expect(t.reads.get).toBe(reads + 3);
+    expect(t.reads.get).toBe(reads + 4);
     view.close();
   });
 

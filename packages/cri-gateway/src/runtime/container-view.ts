@@ -209,12 +209,17 @@ export class ContainerView implements TaskPort {
 
 /**
  * True when the kept record already shows what an event announces, so refreshing it would read
- * nothing new: the container exists (its create), or its task is the one with the event's pid
- * (task create), started (task start). Other topics say too little to tell, and are read again.
+ * nothing new: the container exists (its create), is the record the update made (the event's
+ * updatedAt), or its task is the one with the event's pid (task create), started (task start).
+ * Other topics say too little to tell, and are read again.
  */
 function shows(cur: ContainerInfo | undefined, topic: string, event: unknown): boolean {
   if (!cur) return false;
   if (topic === TaskTopic.containerCreate) return true;
+  if (topic === TaskTopic.containerUpdate) {
+    const at = (event as { updatedAt?: unknown }).updatedAt;
+    return typeof at === 'string' && cur.container.updatedAt === at;
+  }
   const pid = (event as { pid?: unknown }).pid;
   if (!cur.task || typeof pid !== 'number' || cur.task.pid !== pid) return false;
   if (topic === TaskTopic.taskCreate) return true;

@@ -259,7 +259,13 @@ export class ContainerManager {
       };
       checkRecordSize('the updated container record', next);
       await this.store.put(next);
-      this.deps.publish(TaskTopic.containerUpdate, ns, { id: c.id, name: c.name, labels });
+      // updatedAt tells a reader holding this very record (a view set from the reply) it has it.
+      this.deps.publish(TaskTopic.containerUpdate, ns, {
+        id: c.id,
+        name: c.name,
+        labels,
+        updatedAt: next.updatedAt,
+      });
       return next;
     });
   }
