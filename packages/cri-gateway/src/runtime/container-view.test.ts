@@ -56,6 +56,13 @@ function fakeTasks() {
     deleteContainer: async (id: string) => {
       records.delete(id);
     },
+    // A create with start, as StartContainer and RunPodSandbox make it (pid 10).
+    createTask: async (id: string) => {
+      const task = { id, namespace: CRI_NAMESPACE, node: NODE, status: 'running', pid: 10, createdAt: 't1' };
+      const r = records.get(id) as ContainerInfo;
+      records.set(id, { ...r, task, status: 'running' } as ContainerInfo);
+      return task;
+    },
   } as unknown as TaskPort;
   return {
     records,
@@ -205,6 +212,40 @@ describe('ContainerView', () => {
     ev.fire(TaskTopic.containerCreate, { id: 'd4' });
     expect((await view.getContainer('d4')).status).toBe('created');
     expect(t.reads.get).toBe(reads + 4);
+    view.close();
+  });
+
+  it('keeps an exit announced before the view held its task (a create with start of a process that exits at once)', async () => {
+    const { t, ev, view } = await started();
+    t.records.set('c3', info('c3'));
+    expect((await view.getContainer('c3')).task).toBeUndefined();
+    // The create's events and the exit reach the gateway before the create's reply.
+    ev.fire(TaskTopic.taskCreate, { id: 'c3', pid: 10 });
+    ev.fire(TaskTopic.taskStart, { id: 'c3', pid: 10 });
+    ev.fire(TaskTopic.taskExit, { id: 'c3', pid: 10, exitCode: 3, exitedAt: 'x1' });
+    await view.createTask('c3', { start: true });
+    expect(await view.getContainer('c3')).toMatchObject({
+      status: 'stopped',
+      task: { status: 'stopped', pid: 10, exitCode: 3, exitedAt: 'x1' },
+    });
+    // Applied once: a later task with that pid is not ended by it.
+    await view.createTask('c3', { start: true });
+    expect((await view.getContainer('c3')).status).toBe('stopped');
+    view.close();
+  });
+
+  it('keeps an exit applied before the reply of the create that started its task', async () => {
+    const { t, ev, view } = await started();
+    const running = info('c3', { status: 'running' });
+    t.records.set('c3', {
+      ...running,
+      status: 'created',
+      task: { ...running.task, status: 'created' },
+    } as ContainerInfo);
+    expect((await view.getContainer('c3')).task?.status).toBe('created');
+    ev.fire(TaskTopic.taskExit, { id: 'c3', pid: 10, exitCode: 0, exitedAt: 'x2' });
+    await view.createTask('c3', { start: true });
+    expect(await view.getContainer('c3')).toMatchObject({ status: 'stopped', task: { exitCode: 0 } });
     view.close();
   });
 

@@ -35,6 +35,8 @@ export const RESYNC_MS = 30_000;
 export class ContainerView implements TaskPort {
   private readonly mirror: Mirror<ContainerInfo>;
   private unsubscribe: (() => void) | undefined;
+  /** Exits announced before the view held the task they end, by container id. */
+  private readonly earlyExits = new Map<string, ExitEvent>();
 
   constructor(
     private readonly inner: TaskPort,
@@ -46,7 +48,8 @@ export class ContainerView implements TaskPort {
         fetch: async (id) => {
           try {
             const info = await inner.getContainer(id);
-            return info.container.id === id && info.container.node === node ? info : undefined;
+            if (info.container.id !== id || info.container.node !== node) return undefined;
+            return this.withEarlyExit(id, info);
           } catch (err) {
             if (toBerthError(err).code === Code.NOT_FOUND) return undefined;
             throw err;
@@ -68,11 +71,21 @@ export class ContainerView implements TaskPort {
       if (e.namespace !== CRI_NAMESPACE) return;
       const ev = (e.event ?? {}) as { id?: unknown; execId?: unknown };
       if (typeof ev.id !== 'string' || ev.execId) return;
-      if (e.topic === TaskTopic.taskExit)
-        this.mirror.patch(ev.id, (cur) => withExit(cur, e.event as ExitEvent));
-      else if (e.topic === TaskTopic.containerDelete) this.mirror.forget(ev.id);
+      if (e.topic === TaskTopic.taskExit) {
+        const exit = e.event as ExitEvent;
+        // A process that exits at once can announce it before the view holds its task (the
+        // create's reply is still on its way): kept until a record with that task is set.
+        if (!this.mirror.patch(ev.id, (cur) => withExit(cur, exit)) && this.mirror.knows(ev.id))
+          this.earlyExits.set(ev.id, exit);
+      } else if (e.topic === TaskTopic.containerDelete) {
+        this.earlyExits.delete(ev.id);
+        this.mirror.forget(ev.id);
+      }
       // The task-service announces a task delete once its record is gone: nothing to read again.
-      else if (e.topic === TaskTopic.taskDelete) this.mirror.replace(ev.id, withoutTask);
+      else if (e.topic === TaskTopic.taskDelete) {
+        this.earlyExits.delete(ev.id);
+        this.mirror.replace(ev.id, withoutTask);
+      }
       // The record a write's reply set usually shows the write's own event already: a read
       // then need not wait for a refresh that would bring nothing new.
       else if (REFRESH_TOPICS.has(e.topic) && !shows(this.mirror.peek(ev.id), e.topic, e.event))
@@ -109,10 +122,23 @@ export class ContainerView implements TaskPort {
       throw err;
     }
     const [full, ...more] = this.mirror.keysFrom(id);
+    const update = next(reply);
+    const withEarly = (cur: ContainerInfo | undefined) => {
+      const rec = update(cur);
+      return rec && full ? this.withEarlyExit(full, rec) : rec;
+    };
     // A refresh in flight was read before this write: the kept record must not wait for it.
-    if (!this.mirror.loaded || !full || more.length > 0 || !this.mirror.replace(full, next(reply)))
+    if (!this.mirror.loaded || !full || more.length > 0 || !this.mirror.replace(full, withEarly))
       this.refreshAfterWrite(id);
     return reply;
+  }
+
+  /** The record with an exit announced before it held the task that exit ends (then forgotten). */
+  private withEarlyExit(id: string, rec: ContainerInfo): ContainerInfo {
+    const exit = this.earlyExits.get(id);
+    if (!exit || rec.task?.pid !== exit.pid) return rec;
+    this.earlyExits.delete(id);
+    return withExit(rec, exit) ?? rec;
   }
 
   private refreshAfterWrite(id: string): void {
@@ -184,7 +210,11 @@ export class ContainerView implements TaskPort {
     this.apply(
       id,
       () => this.inner.createTask(id, opts),
-      (t) => (cur) => cur && { ...cur, task: t, status: t.status },
+      (t) => (cur) => {
+        // The exit of a task started with its create may have been applied already: keep it.
+        if (!cur || (cur.task?.status === 'stopped' && cur.task.pid === t.pid)) return undefined;
+        return { ...cur, task: t, status: t.status };
+      },
     );
   start: TaskPort['start'] = (id, execId) =>
     execId ? this.inner.start(id, execId) : this.apply(id, () => this.inner.start(id), withStart);

@@ -108,12 +108,14 @@ export class Mirror<T> {
     this.unknown.delete(key);
   }
 
-  /** Sets a record from what an event says, ahead of the service's own record. */
-  patch(key: string, update: (cur: T) => T | undefined): void {
+  /** Sets a record from what an event says, ahead of the service's own record; true if it did. */
+  patch(key: string, update: (cur: T) => T | undefined): boolean {
     const cur = this.byKey.get(key);
-    if (cur === undefined) return;
+    if (cur === undefined) return false;
     const next = update(cur);
-    if (next !== undefined) this.byKey.set(key, next);
+    if (next === undefined) return false;
+    this.byKey.set(key, next);
+    return true;
   }
 
   /** Reads everything again; keys touched meanwhile keep their newer state. */

@@ -248,12 +248,15 @@ function sweep(stateRoot: string, root: string): void {
   }
 }
 
-/** runc's containers in the CRI namespace under a state root (ids). */
+/**
+ * runc's containers in the CRI namespace under a state root (ids): the directories holding a
+ * state.json, as runc keeps them. Read directly rather than with `runc list`, which fails when a
+ * container's directory goes between its readdir and its stat, as a background removal does.
+ */
 export function runcIds(stateRoot: string): string[] {
   const dir = join(stateRoot, 'runc', CRI_NAMESPACE);
   if (!existsSync(dir)) return [];
-  const list = JSON.parse(execFileSync('runc', ['--root', dir, 'list', '-f', 'json']).toString() || 'null') as
-    | { id: string }[]
-    | null;
-  return (list ?? []).map((c) => c.id);
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && existsSync(join(dir, e.name, 'state.json')))
+    .map((e) => e.name);
 }
