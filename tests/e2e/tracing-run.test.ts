@@ -152,13 +152,17 @@ describe('with a collector', () => {
 
     // The shim's work: rootfs, bundle, conmon, and every runc invocation with its exit status.
     for (const name of ['rootfs mount', 'bundle write', 'conmon start']) one('shim', name);
-    for (const name of ['runc create', 'runc start', 'runc delete']) {
+    for (const name of ['runc create', 'runc delete']) {
       const r = one('shim', name);
       expect(r.attributes['process.exit.code'], name).toBe(0);
       expect(String(r.attributes['process.command_args']), name).toContain(name.split(' ')[1]);
       expect(r.status.code, name).toBe(OtlpStatus.ok);
     }
-    expect(one('shim', 'runc start').parentSpanId).toBe(shimStart.spanId);
+    // The start does what `runc start` does through runc's exec fifo, without spawning runc.
+    const start = one('shim', 'runc start (exec fifo)');
+    expect(start.attributes['berth.start.through']).toBe('started');
+    expect(start.status.code).toBe(OtlpStatus.ok);
+    expect(start.parentSpanId).toBe(shimStart.spanId);
     expect(spans.some((s) => s.service === 'shim' && /^cni bridge ADD$/.test(s.name))).toBe(true);
 
     // The pull it needed: registry requests (no credentials in the URL), verification, commit, layers.
