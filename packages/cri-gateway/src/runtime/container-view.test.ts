@@ -26,6 +26,12 @@ function info(id: string, o: { node?: string; status?: ContainerInfo['status']; 
   return { container: c, task, status } as ContainerInfo;
 }
 
+/** A container whose task is created, not started yet (pid 10). */
+function createdTask(id: string): ContainerInfo {
+  const running = info(id, { status: 'running' });
+  return { ...running, status: 'created', task: { ...running.task, status: 'created' } } as ContainerInfo;
+}
+
 /** A task-service of records in a map; counts the reads that reach it. */
 function fakeTasks() {
   const records = new Map<string, ContainerInfo>();
@@ -130,12 +136,7 @@ describe('ContainerView', () => {
 
   it("takes a write's reply as the record: no re-read, and no wait for its event's refresh", async () => {
     const { t, ev, view } = await started();
-    const running = info('c3', { status: 'running' });
-    t.records.set('c3', {
-      ...running,
-      status: 'created',
-      task: { ...running.task, status: 'created' },
-    } as ContainerInfo);
+    t.records.set('c3', createdTask('c3'));
     ev.fire(TaskTopic.taskCreate, { id: 'c3' });
     expect((await view.getContainer('c3')).status).toBe('created');
     let release!: () => void;
@@ -175,12 +176,7 @@ describe('ContainerView', () => {
 
   it("reads nothing for a write's own event arriving after its reply, and reads again for any other", async () => {
     const { t, ev, view } = await started();
-    const running = info('c3', { status: 'running' });
-    t.records.set('c3', {
-      ...running,
-      status: 'created',
-      task: { ...running.task, status: 'created' },
-    } as ContainerInfo);
+    t.records.set('c3', createdTask('c3'));
     expect((await view.getContainer('c3')).status).toBe('created');
     await view.start('c3');
     // The refresh the first read of c3 asked for reads on the next turn: let it.
@@ -236,12 +232,7 @@ describe('ContainerView', () => {
 
   it('keeps an exit applied before the reply of the create that started its task', async () => {
     const { t, ev, view } = await started();
-    const running = info('c3', { status: 'running' });
-    t.records.set('c3', {
-      ...running,
-      status: 'created',
-      task: { ...running.task, status: 'created' },
-    } as ContainerInfo);
+    t.records.set('c3', createdTask('c3'));
     expect((await view.getContainer('c3')).task?.status).toBe('created');
     ev.fire(TaskTopic.taskExit, { id: 'c3', pid: 10, exitCode: 0, exitedAt: 'x2' });
     await view.createTask('c3', { start: true });
@@ -282,12 +273,7 @@ describe('ContainerView', () => {
 
   it("keeps an exit whose event came before the start's reply (a process that exits at once)", async () => {
     const { t, ev, view } = await started();
-    const running = info('e5', { status: 'running' });
-    t.records.set('e5', {
-      ...running,
-      status: 'created',
-      task: { ...running.task, status: 'created' },
-    } as ContainerInfo);
+    t.records.set('e5', createdTask('e5'));
     ev.fire(TaskTopic.taskCreate, { id: 'e5' });
     expect((await view.getContainer('e5')).task?.status).toBe('created');
     let exited!: () => void;
