@@ -103,7 +103,7 @@ it(
     // Recovery: every service answers again (the driver already brought each victim back).
     await waitAllAnswer(s);
     const checks = await checkLive(s, rec, exits);
-    checks.push(...(await checkPodsThenClean(cri, pods, s, rec.ids)));
+    checks.push(...(await checkPodsThenClean(cri, pods, { ...s, redisUrl: s.redis.url }, rec.ids)));
     stopRecording();
     const text = report(faults, rec, pods, checks, Date.now() - started);
     console.log(text);

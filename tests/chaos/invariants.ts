@@ -8,12 +8,16 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventSubject } from '@berth/api/subjects';
+import { keys } from '@berth/kit';
+import { Redis } from 'ioredis';
 import type { NatsConnection } from 'nats';
 import { type ContainerStack, until } from '../e2e/containers-stack.js';
 import type { WorkloadRecord } from './workload.js';
 
 /** What the invariants need of a stack: its CLI and its directories (a test stack or `berth up`). */
 export type ChaosTarget = Pick<ContainerStack, 'berth' | 'root' | 'stateRoot' | 'runRoot' | 'cni'>;
+/** A node checked clean at the end: its Redis tells what the task-service has left to finish. */
+export type CleanTarget = ChaosTarget & { redisUrl: string };
 
 /** One invariant's verdict, with a figure or the first violations. */
 export interface Check {
@@ -242,15 +246,52 @@ const dirs = (dir: string) =>
         .map((d) => d.name)
     : [];
 
+/** The container lock's ttl (task-service containers/manager.ts) and two reconcile passes. */
+const UNFINISHED_WAIT_MS = 30_000 + 2 * 1000 + 3000;
+
+/**
+ * What the task-service has begun and not finished, from its Redis: creation intents (undone by
+ * the reconcile once their lock is free) and removed containers whose node resources are still to
+ * be freed, as `creating <ns>/<id>` and `collecting <ns>/<id>`.
+ */
+async function unfinished(redis: Redis): Promise<string[]> {
+  const out: string[] = [];
+  for (const [what, key] of [
+    ['creating', keys.containersCreating],
+    ['collecting', keys.containersCollecting],
+  ] as const) {
+    for (const ns of ['default', 'k8s.io'])
+      for (const id of await redis.hkeys(key(ns))) out.push(`${what} ${ns}/${id}`);
+  }
+  return out;
+}
+
 /**
  * Removes every container, then checks that nothing is left behind. `ids` are the container ids
  * seen during the run: cgroups are looked up by id, since /berth/<ns> is shared by other stacks.
  */
-export async function checkClean(s: ChaosTarget, ids: Set<string>): Promise<Check[]> {
+export async function checkClean(s: CleanTarget, ids: Set<string>): Promise<Check[]> {
   const left = await psNames(s);
   if (left.length) {
     const r = await s.berth(['rm', '-f', ...left]);
     if (r.code !== 0) throw new Error(`berth rm -f failed: ${r.stderr}`);
+  }
+  // A creation whose task-service was killed is undone by the reconcile once the dead replica's
+  // container lock expires (its ttl, 30 s), and a background removal is collected on the next
+  // pass: what those still hold (a bridge network, a snapshot) is no orphan until they had their turn.
+  const redis = new Redis(s.redisUrl, { maxRetriesPerRequest: 1 });
+  let pending: string[];
+  try {
+    pending = await until(
+      'unfinished creations and collections to end',
+      async () => (await unfinished(redis)).length === 0,
+      UNFINISHED_WAIT_MS,
+    ).then(
+      () => [],
+      () => unfinished(redis),
+    );
+  } finally {
+    redis.disconnect();
   }
   // Pod networks whose teardown a fault failed are collected by the gateway's next pass (every
   // second in the chaos stacks): the leftover checks judge once that had its chance.
@@ -261,6 +302,9 @@ export async function checkClean(s: ChaosTarget, ids: Set<string>): Promise<Chec
     15_000,
   ).catch(() => false);
   const checks: Check[] = [];
+  checks.push(
+    verdict('no creation or removal left unfinished', pending, 'creation intents and collections in Redis'),
+  );
   checks.push(verdict('ps -a empty after rm -f', await psNames(s), `${left.length} removed`));
   checks.push(verdict('no runc container left', [...runcList(s.stateRoot).keys()], 'runc list'));
   const mounts = readFileSync('/proc/self/mounts', 'utf8')

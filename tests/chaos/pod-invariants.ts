@@ -8,7 +8,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { until } from '../e2e/containers-stack.js';
-import { type ChaosTarget, type Check, checkClean, runcList, taskOf } from './invariants.js';
+import {
+  type ChaosTarget,
+  type Check,
+  type CleanTarget,
+  checkClean,
+  runcList,
+  taskOf,
+} from './invariants.js';
 import { type Cri, grpcCode, type PodRecord } from './pods.js';
 
 const NOT_FOUND = 5;
@@ -209,7 +216,7 @@ export async function removeAllPods(cri: Cri, ids: Set<string>): Promise<Check> 
 export async function checkPodsThenClean(
   cri: Cri,
   pods: PodRecord,
-  s: ChaosTarget,
+  s: CleanTarget,
   ids: Set<string>,
 ): Promise<Check[]> {
   const checks = await checkPods(

@@ -8,7 +8,7 @@ import { importBusyboxTo } from '../e2e/containers-stack.js';
 import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
-import { type ChaosTarget, type Check, checkLive, recordExits } from './invariants.js';
+import { type Check, type CleanTarget, checkLive, recordExits } from './invariants.js';
 import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, runPodWorker } from './pods.js';
 import { runWorkload } from './workload.js';
@@ -29,7 +29,7 @@ const CRI_IMAGE = 'berth.test/busybox:cri';
 let stack: Stack;
 let nc: NatsConnection;
 let cri: Cri;
-let target: ChaosTarget;
+let target: CleanTarget;
 
 beforeAll(async () => {
   stack = await startStack({
@@ -49,6 +49,7 @@ beforeAll(async () => {
     stateRoot: stack.stateRoot,
     runRoot: stack.runRoot,
     cni: stack.cni,
+    redisUrl: stack.redisUrl,
     berth: (args, o = {}) => runBerth(args, { env: stack.env, ...o }),
   };
 }, 180_000);
