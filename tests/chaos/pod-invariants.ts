@@ -19,6 +19,8 @@ import {
 import { type Cri, grpcCode, type PodRecord } from './pods.js';
 
 const NOT_FOUND = 5;
+/** A few of the gateway's collection passes (networkCollectMs 1000 in the chaos stacks). */
+const COLLECT_WAIT_MS = 5000;
 
 interface PodStatus {
   id: string;
@@ -80,17 +82,26 @@ export async function checkPods(
   taskOf?: (id: string) => Promise<string>,
 ): Promise<Check[]> {
   const checks: Check[] = [];
-  const pods = await listPods(cri);
+  let pods: PodStatus[] = [];
+  let procs = new Map<string, string>();
+  let broken: string[] = [];
+  const judge = async () => {
+    pods = await listPods(cri);
+    procs = runc();
+    broken = [];
+    for (const p of pods) {
+      const pause = procs.get(p.id);
+      if (p.state === 'SANDBOX_READY' && (pause !== 'running' || !p.network?.ip))
+        broken.push(`${p.metadata.name} ready, pause ${pause ?? 'absent'}, ip "${p.network?.ip ?? ''}"`);
+      if (p.state !== 'SANDBOX_READY' && pause === 'running')
+        broken.push(`${p.metadata.name} ${p.state} but its pause container runs`);
+    }
+    return broken.length === 0;
+  };
+  // A RunPodSandbox that failed half-way, its undo failing too (a service down), is finished by
+  // the gateway's collection pass (every second in the chaos stacks): judged once that had its turns.
+  await until('every listed pod to be whole', judge, COLLECT_WAIT_MS).catch(() => false);
   const byId = new Map(pods.map((p) => [p.id, p]));
-  const procs = runc();
-  const broken: string[] = [];
-  for (const p of pods) {
-    const pause = procs.get(p.id);
-    if (p.state === 'SANDBOX_READY' && (pause !== 'running' || !p.network?.ip))
-      broken.push(`${p.metadata.name} ready, pause ${pause ?? 'absent'}, ip "${p.network?.ip ?? ''}"`);
-    if (p.state !== 'SANDBOX_READY' && pause === 'running')
-      broken.push(`${p.metadata.name} ${p.state} but its pause container runs`);
-  }
   // A pod whose RunPodSandbox failed may be listed (kubelet would remove it): then it is held
   // to the same wholeness as the others.
   const unacked = new Set(rec.pods.filter((p) => !p.podId).map((p) => p.name));

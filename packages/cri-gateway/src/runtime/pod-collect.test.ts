@@ -1,4 +1,4 @@
-import type { ContainerInfo, CreateContainerRequest } from '@berth/api';
+import { BerthError, Code, type ContainerInfo, type CreateContainerRequest } from '@berth/api';
 import type { Logger } from '@berth/kit';
 import { describe, expect, it } from 'vitest';
 import type { SandboxImage } from './pause-image.js';
@@ -24,6 +24,8 @@ function fakes() {
   const torn: string[] = [];
   const steps = { setUp: gate(), listed: gate() };
   const holds = { create: gate(), listReply: gate() };
+  // Failures to inject: the RunPodSandbox's last step, and the task-service for its undo.
+  const fail = { update: false, delete: false };
   const network = {
     netnsPath: (k: string) => `/run/netns/${k}`,
     setup: async (k: string) => {
@@ -53,10 +55,15 @@ function fakes() {
       return { id, status: opts?.start ? 'running' : 'created', pid: 10 };
     },
     updateContainer: async (req: { id: string; labels: Record<string, string> }) => {
+      if (fail.update) throw new BerthError(Code.UNAVAILABLE, 'task-service is unavailable');
       const r = records.get(req.id) as ContainerInfo;
       const container = { ...r.container, labels: { ...r.container.labels, ...req.labels } };
       records.set(req.id, { ...r, container });
       return container;
+    },
+    deleteContainer: async (id: string) => {
+      if (fail.delete) throw new BerthError(Code.UNAVAILABLE, 'task-service is unavailable');
+      if (!records.delete(id)) throw new BerthError(Code.NOT_FOUND, `container ${id} not found`);
     },
     start: async (id: string) => {
       const r = records.get(id) as ContainerInfo;
@@ -76,9 +83,9 @@ function fakes() {
     network,
     sandboxImage: { ensure: async () => ({ name: 'pause:1' }) } as unknown as SandboxImage,
     containersDir: '/nonexistent',
-    log: { warn: () => undefined } as unknown as Logger,
+    log: { warn: () => undefined, info: () => undefined } as unknown as Logger,
   });
-  return { pods, keys, torn, steps, holds };
+  return { pods, keys, torn, steps, holds, fail, records };
 }
 
 const config = {
@@ -104,4 +111,56 @@ describe('PodRuntime.collectNetworks', () => {
     expect(await f.pods.collectNetworks()).toEqual(['cri-orphan']);
     expect(id).toBe('pod0');
   });
+
+  it('removes a pod whose RunPodSandbox failed and could not be undone', async () => {
+    const f = fakes();
+    f.holds.create.open();
+    f.holds.listReply.open();
+    // The pause runs, then recording its addresses fails, and so does the undo's removal of the
+    // pod (its network teardown goes through): RunPodSandbox answered an error, yet the pod is
+    // listed, running, with no network.
+    f.fail.update = true;
+    f.fail.delete = true;
+    await expect(f.pods.run(config, '')).rejects.toThrow(/unavailable/);
+    expect([...f.records.keys()]).toEqual(['pod0']);
+    expect(f.keys.size).toBe(0);
+    // While the task-service is still down the pod stays, for the next pass.
+    expect(await f.pods.collectNetworks()).toEqual([]);
+    expect(f.records.has('pod0')).toBe(true);
+    f.fail.delete = false;
+    expect(await f.pods.collectNetworks()).toEqual([]);
+    expect(f.records.size).toBe(0);
+  });
+
+  it('keeps a finished pod and the pod of a RunPodSandbox still setting up', async () => {
+    const f = fakes();
+    f.holds.listReply.open();
+    f.holds.create.open();
+    const done = await f.pods.run(config, '');
+    // A second pod stays in its setup: its container is made, its network is up, no addresses yet.
+    const gateUpdate = gate();
+    const tasks = (
+      f.pods as unknown as { d: { tasks: { updateContainer: (r: unknown) => Promise<unknown> } } }
+    ).d.tasks;
+    const update = tasks.updateContainer;
+    tasks.updateContainer = async (r) => {
+      await gateUpdate.opened;
+      return update(r);
+    };
+    const second = f.pods.run({ ...config, metadata: { ...config.metadata, name: 'db', uid: 'u2' } }, '');
+    await until(() => f.records.size === 2);
+    expect(await f.pods.collectNetworks()).toEqual([]);
+    expect(f.records.size).toBe(2);
+    gateUpdate.open();
+    await second;
+    expect(await f.pods.collectNetworks()).toEqual([]);
+    expect(f.records.has(done)).toBe(true);
+    expect(f.torn).toEqual([]);
+  });
 });
+
+/** Waits for a condition the fakes reach within a few turns of the event loop. */
+async function until(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setImmediate(r));
+  if (!ok()) throw new Error('condition not reached');
+}

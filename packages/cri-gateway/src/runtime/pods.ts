@@ -72,19 +72,38 @@ export class PodRuntime {
   /**
    * Tears down the pod networks no pod owns: left by a gateway that died between setting one up
    * and creating its pause container, or between removing a pod and tearing its network down.
-   * Returns the keys it freed.
+   * First removes the pods whose RunPodSandbox failed and could not be undone (a service or NATS
+   * was down for the undo, or a gateway died mid-way): a pod with a network key and no addresses
+   * recorded that no RunPodSandbox of this gateway is setting up; its network then goes with the
+   * unowned ones. Returns the keys it freed.
    */
   async collectNetworks(): Promise<string[]> {
     const keys = await this.d.network.list();
-    if (keys.length === 0) return [];
     // A pod being set up now is skipped even when its RunPodSandbox ends (and drops it from
     // settingUp) while the containers are listed: it started before the list of networks, so it is
-    // in this copy; one that ended before the list of containers is owned in it.
+    // in this copy; one that ended before the list of containers is owned in it, addresses and all.
     const busy = new Set(this.settingUp);
     const owned = new Set<string>();
     for (const i of await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox })) {
-      const k = metaOf<SandboxMeta>(i.container).netKey;
-      if (k) owned.add(k);
+      const m = metaOf<SandboxMeta>(i.container);
+      const k = m.netKey;
+      if (!k) continue;
+      if (m.ips === undefined && !busy.has(k) && !this.settingUp.has(k)) {
+        // Never answered OK (the addresses are recorded before it answers): finish its undo. A
+        // removal that fails keeps the pod and its network for the next pass.
+        const gone = await ignoreGone(this.d.tasks.deleteContainer(i.container.id, true)).then(
+          () => true,
+          (err: unknown) => {
+            this.warn(err, i.container.id);
+            return false;
+          },
+        );
+        if (gone) {
+          this.d.log.info({ id: i.container.id, netKey: k }, 'removed a pod whose RunPodSandbox failed');
+          continue;
+        }
+      }
+      owned.add(k);
     }
     const freed: string[] = [];
     for (const k of keys) {
