@@ -124,81 +124,47 @@ describe('cri-gateway process', () => {
   });
 
   it('fails start-up (exit 1) naming the setting when the socket path is not absolute', async () => {
-    const config = join(dir, 'bad.json');
-    await writeFile(config, JSON.stringify({ services: { 'cri-gateway': { socket: 'cri.sock' } } }));
-    const p = spawn(process.execPath, [MAIN], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH,
-        BERTH_CONFIG: config,
-        BERTH_NATS_URL: nats.url,
-        BERTH_REDIS_URL: redis.url,
-        BERTH_NODE_ID: node,
-        BERTH_STATE_ROOT: join(dir, 'state'),
-        BERTH_RUN_ROOT: join(dir, 'run'),
-      },
-    });
-    let err = '';
-    p.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-    });
-    const [code] = await once(p, 'exit');
-    expect(code).toBe(1);
+    const err = await failedStart('bad.json', { socket: 'cri.sock' });
     expect(err).toContain('invalid config "services.cri-gateway.socket": must be an absolute path');
   });
   it('fails start-up (exit 1) naming the setting when grpcServer names no server', async () => {
-    const config = join(dir, 'bad-grpc.json');
-    await writeFile(
-      config,
-      JSON.stringify({ services: { 'cri-gateway': { socket: join(dir, 'y.sock'), grpcServer: 'nghttp2' } } }),
-    );
-    const p = spawn(process.execPath, [MAIN], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH,
-        BERTH_CONFIG: config,
-        BERTH_NATS_URL: nats.url,
-        BERTH_REDIS_URL: redis.url,
-        BERTH_NODE_ID: node,
-        BERTH_STATE_ROOT: join(dir, 'state'),
-        BERTH_RUN_ROOT: join(dir, 'run'),
-      },
-    });
-    let err = '';
-    p.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-    });
-    const [code] = await once(p, 'exit');
-    expect(code).toBe(1);
+    const err = await failedStart('bad-grpc.json', { socket: join(dir, 'y.sock'), grpcServer: 'nghttp2' });
     expect(err).toContain('invalid config "services.cri-gateway.grpcServer"');
   });
 
   it('fails start-up (exit 1) naming the setting when the streaming port is out of range', async () => {
-    const config = join(dir, 'bad-streaming.json');
-    await writeFile(
-      config,
-      JSON.stringify({
-        services: { 'cri-gateway': { socket: join(dir, 'x.sock'), streaming: { port: 70_000 } } },
-      }),
-    );
-    const p = spawn(process.execPath, [MAIN], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH,
-        BERTH_CONFIG: config,
-        BERTH_NATS_URL: nats.url,
-        BERTH_REDIS_URL: redis.url,
-        BERTH_NODE_ID: node,
-        BERTH_STATE_ROOT: join(dir, 'state'),
-        BERTH_RUN_ROOT: join(dir, 'run'),
-      },
+    const err = await failedStart('bad-streaming.json', {
+      socket: join(dir, 'x.sock'),
+      streaming: { port: 70_000 },
     });
-    let err = '';
-    p.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-    });
-    const [code] = await once(p, 'exit');
-    expect(code).toBe(1);
     expect(err).toContain('invalid config "services.cri-gateway.streaming"');
   });
 });
+
+/**
+ * Starts the gateway with `settings` as its config section (written to `file` in the test's
+ * folder), expects it to exit 1 at start-up, and returns its stderr.
+ */
+async function failedStart(file: string, settings: Record<string, unknown>): Promise<string> {
+  const config = join(dir, file);
+  await writeFile(config, JSON.stringify({ services: { 'cri-gateway': settings } }));
+  const p = spawn(process.execPath, [MAIN], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      BERTH_CONFIG: config,
+      BERTH_NATS_URL: nats.url,
+      BERTH_REDIS_URL: redis.url,
+      BERTH_NODE_ID: node,
+      BERTH_STATE_ROOT: join(dir, 'state'),
+      BERTH_RUN_ROOT: join(dir, 'run'),
+    },
+  });
+  let err = '';
+  p.stderr.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  const [code] = await once(p, 'exit');
+  expect(code, err).toBe(1);
+  return err;
+}
