@@ -182,7 +182,7 @@ export async function checkLive(
     if (r.code !== 0 || r.stdout.trimEnd() !== want) {
       const got = r.stdout.trimEnd().split('\n').filter(Boolean).length;
       logBad.push(
-        `${b.name}: ${got}/${b.lines} lines${r.code !== 0 ? ` (logs exit ${r.code}: ${r.stderr.trim()})` : ''}`,
+        `${b.name} (run at ${b.atMs} ms): ${got}/${b.lines} lines${r.code !== 0 ? ` (logs exit ${r.code}: ${r.stderr.trim()})` : ''}`,
       );
     }
   }
