@@ -51,8 +51,8 @@ function manualEvents() {
   };
   return {
     source,
-    fire: (topic: string, name: string) =>
-      handler({ topic, namespace: CRI_NAMESPACE, timestamp: '', event: { name } }),
+    fire: (topic: string, name: string, updatedAt?: string) =>
+      handler({ topic, namespace: CRI_NAMESPACE, timestamp: '', event: { name, updatedAt } }),
   };
 }
 
@@ -89,6 +89,25 @@ describe('ImageView', () => {
     t.records.delete('registry.test/b:1');
     ev.fire(ImageTopic.imageDelete, 'registry.test/b:1');
     expect(await view.list()).toEqual([]);
+    view.close();
+  });
+
+  it("reads nothing again for a pull's own update event, and reads a later write's", async () => {
+    const t = fakeImages();
+    const ev = manualEvents();
+    const view = new ImageView(t.port);
+    await view.follow(ev.source, 60_000);
+    const pulled = (await view.pull({ ref: 'registry.test/a:1' } as never)).image;
+    const before = t.reads.get;
+    // The event of the write whose record the reply brought, after the reply.
+    ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', pulled.updatedAt);
+    expect(await view.get('registry.test/a:1')).toBe(pulled);
+    expect(t.reads.get).toBe(before);
+    // Another write of the name (a tag, a pull elsewhere): read again, and shown.
+    t.records.set('registry.test/a:1', rec('registry.test/a:1', '2026-12-02T00:00:00Z'));
+    ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', '2026-12-02T00:00:00Z');
+    expect((await view.get('registry.test/a:1')).updatedAt).toBe('2026-12-02T00:00:00Z');
+    expect(t.reads.get).toBe(before + 1);
     view.close();
   });
 });

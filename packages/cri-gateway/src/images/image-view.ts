@@ -44,8 +44,12 @@ export class ImageView implements ImagePort {
     this.unsubscribe = events((e) => {
       if (e.namespace !== CRI_NAMESPACE) return;
       if (e.topic !== ImageTopic.imageUpdate && e.topic !== ImageTopic.imageDelete) return;
-      const name = (e.event as Partial<ImageEvent> | undefined)?.name;
-      if (typeof name === 'string') void this.mirror.refresh(name);
+      const event = e.event as Partial<ImageEvent> | undefined;
+      const name = event?.name;
+      if (typeof name !== 'string') return;
+      // A pull's reply (kept as the record) usually comes with or before its own two events.
+      if (e.topic === ImageTopic.imageUpdate && showsUpdate(this.mirror.peek(name), event?.updatedAt)) return;
+      void this.mirror.refresh(name);
     });
     await this.mirror.start(resyncMs);
   }
@@ -106,6 +110,11 @@ export class ImageView implements ImagePort {
   private async newestFirst(): Promise<ImageRecord[] | undefined> {
     return (await this.mirror.values())?.sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
   }
+}
+
+/** True when the kept record is the one an update event announces (the write's own updatedAt). */
+function showsUpdate(cur: ImageRecord | undefined, updatedAt: unknown): boolean {
+  return cur !== undefined && typeof updatedAt === 'string' && cur.updatedAt === updatedAt;
 }
 
 /** The newest record (as the image-service orders them) of the image with this id, in one pass. */
