@@ -58,6 +58,28 @@ describe('Mirror refreshes', () => {
   });
 });
 
+describe('Mirror writes', () => {
+  it('drops a refresh not started yet when a write sets the record (its event came before its reply)', async () => {
+    const s = source({ a: 1 });
+    const m = new Mirror<number>(s.src, (e) => {
+      throw e;
+    });
+    await m.start(60_000);
+    s.reads.length = 0;
+    // The event, then the reply in the same turn: the reply's record is the write's own.
+    const refreshed = m.refresh('a');
+    m.replace('a', () => 2);
+    await refreshed;
+    expect(s.reads).toEqual([]);
+    expect(await m.get('a')).toBe(2);
+    // A refresh asked after the write reads again.
+    s.records.set('a', 3);
+    await m.refresh('a');
+    expect(await m.get('a')).toBe(3);
+    m.stop();
+  });
+});
+
 describe('Mirror first load', () => {
   it('tries a failed first load again soon, not only at the periodic resync', async () => {
     const s = source({ a: 1 });

@@ -52,6 +52,8 @@ export class Mirror<T> {
     if (queued) return queued;
     const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => {
+        // A write's reply or a removal set the record meanwhile: nothing older to read.
+        if (this.queued.get(key) !== done) return;
         this.queued.delete(key);
         return this.read(key);
       })
@@ -88,8 +90,8 @@ export class Mirror<T> {
 
   /**
    * Sets a record from what a write replied (the service's record as it now is). Refreshes of it
-   * still in flight (an event of that write reached us before its reply) never land, and reads
-   * no longer wait for them: they were asked no later than the reply was made. `update` gets the
+   * still in flight or not started yet (an event of that write reached us before its reply) never
+   * land or never read, and reads no longer wait for them: they were asked no later than the reply was made. `update` gets the
    * kept record (undefined: none) and returns the new one, or undefined to change nothing;
    * returns whether it changed.
    */
@@ -99,6 +101,7 @@ export class Mirror<T> {
     this.gen.set(key, ++this.counter);
     this.byKey.set(key, next);
     this.pending.delete(key);
+    this.queued.delete(key);
     this.unknown.delete(key);
     return true;
   }
@@ -108,6 +111,7 @@ export class Mirror<T> {
     this.gen.set(key, ++this.counter);
     this.byKey.delete(key);
     this.pending.delete(key);
+    this.queued.delete(key);
     this.unknown.delete(key);
   }
 
