@@ -123,6 +123,8 @@ export type ImageTopic = (typeof ImageTopic)[keyof typeof ImageTopic];
 /** The payload of an ImageTopic event. */
 export interface ImageEvent {
   name: string;
+  /** images.update: the written record's updatedAt (a cache holding that record or a newer one has nothing to read). */
+  updatedAt?: string;
 }
 
 export const PullProgress = z.object({

@@ -150,6 +150,32 @@ describe('rmi and gc', () => {
     expect(await env.blobFiles()).toEqual([]);
   });
 
+  it('holds a gcLater collection back until removals go quiet: a pull right after finds the blobs', async () => {
+    const ref = `${env.registry.host}/gc/b:v1`;
+    let snapshotGcs = 0;
+    const svc = env.service({
+      settings: { gcDelayMs: 1_500 },
+      ports: {
+        snapshotGc: async () => {
+          snapshotGcs++;
+        },
+      },
+    });
+    const first = await svc.pull({ ref, unpack: false }, 'quiet');
+    expect(first.fetchedBytes).toBeGreaterThan(0);
+    await svc.remove('quiet', { name: ref, gcLater: true });
+    // The removal's pull again (critest's image loop, a kubelet re-pulling): nothing to fetch.
+    const again = await svc.pull({ ref, unpack: false }, 'quiet');
+    expect(again.fetchedBytes).toBe(0);
+    await svc.remove('quiet', { name: ref, gcLater: true });
+    for (const d of b.blobs.keys()) expect(await env.blobFiles()).toContain(hex(d));
+    // Both removals fold into one collection once quiet; then the blobs and the note are gone.
+    await svc.gcLater.idle('quiet');
+    expect(snapshotGcs).toBe(1);
+    for (const d of b.blobs.keys()) expect(await env.blobFiles()).not.toContain(hex(d));
+    expect(await env.redis.hget(keys.gcPending(env.node), 'quiet')).toBeNull();
+  });
+
   it('collects after the reply with gcLater, keeping a note in Redis until a collection of it finishes', async () => {
     const ref = `${env.registry.host}/gc/a:v1`;
     const pending = () => env.redis.hget(keys.gcPending(env.node), 'later');

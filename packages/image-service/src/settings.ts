@@ -40,6 +40,11 @@ export interface ImageSettings {
   unpackTimeoutMs: number;
   /** How long a pull's lease keeps its blobs from GC if the service dies (renewed while pulling). */
   leaseTtlMs: number;
+  /**
+   * How long the collection a removal with `gcLater` asks for waits for the removals to go quiet
+   * (each new one restarts the wait, up to 10 times this after the first); 0 runs it at once.
+   */
+  gcDelayMs: number;
 }
 
 const S = 'image-service';
@@ -78,5 +83,6 @@ export function loadImageSettings(config: Config): ImageSettings {
     ]),
     unpackTimeoutMs: serviceSetting(config, S, 'unpackTimeoutMs', z.number().int().positive(), 1_800_000),
     leaseTtlMs: serviceSetting(config, S, 'leaseTtlMs', z.number().int().min(1000), 600_000),
+    gcDelayMs: serviceSetting(config, S, 'gcDelayMs', z.number().int().min(0).max(600_000), 1_000),
   };
 }

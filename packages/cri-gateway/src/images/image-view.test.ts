@@ -1,5 +1,5 @@
 import { BerthError, Code, type ImageRecord, ImageTopic } from '@berth/api';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { EventSource } from '../runtime/events.js';
 import { ImageView } from './image-view.js';
 import { CRI_NAMESPACE, type ImagePort } from './ports.js';
@@ -51,8 +51,8 @@ function manualEvents() {
   };
   return {
     source,
-    fire: (topic: string, name: string) =>
-      handler({ topic, namespace: CRI_NAMESPACE, timestamp: '', event: { name } }),
+    fire: (topic: string, name: string, updatedAt?: string) =>
+      handler({ topic, namespace: CRI_NAMESPACE, timestamp: '', event: { name, updatedAt } }),
   };
 }
 
@@ -89,6 +89,60 @@ describe('ImageView', () => {
     t.records.delete('registry.test/b:1');
     ev.fire(ImageTopic.imageDelete, 'registry.test/b:1');
     expect(await view.list()).toEqual([]);
+    view.close();
+  });
+
+  it("reads nothing again for a pull's own update event, and reads a later write's", async () => {
+    const t = fakeImages();
+    const ev = manualEvents();
+    const view = new ImageView(t.port);
+    await view.follow(ev.source, 60_000);
+    const pulled = (await view.pull({ ref: 'registry.test/a:1' } as never)).image;
+    const before = t.reads.get;
+    // The event of the write whose record the reply brought, after the reply.
+    ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', pulled.updatedAt);
+    expect(await view.get('registry.test/a:1')).toBe(pulled);
+    expect(t.reads.get).toBe(before);
+    // Another write of the name (a tag, a pull elsewhere): read again, and shown.
+    t.records.set('registry.test/a:1', rec('registry.test/a:1', '2026-12-02T00:00:00Z'));
+    ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', '2026-12-02T00:00:00Z');
+    expect((await view.get('registry.test/a:1')).updatedAt).toBe('2026-12-02T00:00:00Z');
+    expect(t.reads.get).toBe(before + 1);
+    view.close();
+  });
+
+  it('reads nothing for the events of a pull in flight through it, and reads after a failed one', async () => {
+    const t = fakeImages();
+    const ev = manualEvents();
+    const view = new ImageView(t.port);
+    await view.follow(ev.source, 60_000);
+    const name = 'registry.test/a:1';
+    let finish: () => void = () => undefined;
+    const inner = t.port.pull;
+    t.port.pull = async (req) => {
+      // The image-service writes the record (its first event) before the unpack ends the pull.
+      t.records.set(name, rec(name, '2026-12-02T00:00:00Z'));
+      ev.fire(ImageTopic.imageUpdate, name, '2026-12-02T00:00:00Z');
+      await new Promise<void>((resolve) => {
+        finish = resolve;
+      });
+      return inner(req);
+    };
+    const before = t.reads.get;
+    const pulled = view.pull({ ref: name } as never);
+    await vi.waitFor(() => expect(t.records.has(name)).toBe(true));
+    finish();
+    expect((await pulled).image.name).toBe(name);
+    expect(t.reads.get).toBe(before);
+    // A failed pull: what it may have written is read again.
+    t.port.pull = async () => {
+      t.records.set(name, rec(name, '2026-12-03T00:00:00Z'));
+      ev.fire(ImageTopic.imageUpdate, name, '2026-12-03T00:00:00Z');
+      throw new BerthError(Code.INTERNAL, 'unpack failed');
+    };
+    await expect(view.pull({ ref: name } as never)).rejects.toThrow('unpack failed');
+    expect((await view.get(name)).updatedAt).toBe('2026-12-03T00:00:00Z');
+    expect(t.reads.get).toBe(before + 1);
     view.close();
   });
 });

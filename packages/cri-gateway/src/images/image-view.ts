@@ -17,6 +17,8 @@ const IMAGE_ID = /^(?:sha256:)?([a-f0-9]{64})$/;
 export class ImageView implements ImagePort {
   private readonly mirror: Mirror<ImageRecord>;
   private unsubscribe: (() => void) | undefined;
+  /** Names with a pull through this view in flight, with how many: their reply sets the record. */
+  private readonly pulling = new Map<string, number>();
 
   constructor(
     private readonly inner: ImagePort,
@@ -44,8 +46,17 @@ export class ImageView implements ImagePort {
     this.unsubscribe = events((e) => {
       if (e.namespace !== CRI_NAMESPACE) return;
       if (e.topic !== ImageTopic.imageUpdate && e.topic !== ImageTopic.imageDelete) return;
-      const name = (e.event as Partial<ImageEvent> | undefined)?.name;
-      if (typeof name === 'string') void this.mirror.refresh(name);
+      const event = e.event as Partial<ImageEvent> | undefined;
+      const name = event?.name;
+      if (typeof name !== 'string') return;
+      if (e.topic === ImageTopic.imageUpdate) {
+        // A pull through this view writes the record twice (before and after the unpack); its
+        // reply brings the last one: reading the first while the pull runs would be thrown away.
+        if (this.pulling.has(name)) return;
+        // The reply (kept as the record) usually comes with or before the pull's own last event.
+        if (showsUpdate(this.mirror.peek(name), event?.updatedAt)) return;
+      }
+      void this.mirror.refresh(name);
     });
     await this.mirror.start(resyncMs);
   }
@@ -78,9 +89,26 @@ export class ImageView implements ImagePort {
   }
 
   async pull(req: Parameters<ImagePort['pull']>[0]): ReturnType<ImagePort['pull']> {
-    const reply = await this.inner.pull(req);
-    // The reply holds the image's record as stored: kept as it is, with no re-read.
-    if (this.mirror.loaded) this.mirror.replace(reply.image.name, () => reply.image);
+    const name = normalizeRef(req.ref);
+    this.pulling.set(name, (this.pulling.get(name) ?? 0) + 1);
+    let reply: Awaited<ReturnType<ImagePort['pull']>>;
+    try {
+      reply = await this.inner.pull(req);
+    } catch (err) {
+      // What the failed pull wrote (if anything) came in events this view let pass: read it.
+      if (this.mirror.loaded) void this.mirror.refresh(name);
+      throw err;
+    } finally {
+      const left = (this.pulling.get(name) ?? 1) - 1;
+      if (left > 0) this.pulling.set(name, left);
+      else this.pulling.delete(name);
+    }
+    if (this.mirror.loaded) {
+      // The reply holds the image's record as stored: kept as it is, with no re-read.
+      this.mirror.replace(reply.image.name, () => reply.image);
+      // A name the pull did not write after all: its events were let pass unread.
+      if (name !== reply.image.name) void this.mirror.refresh(name);
+    }
     return reply;
   }
 
@@ -106,6 +134,11 @@ export class ImageView implements ImagePort {
   private async newestFirst(): Promise<ImageRecord[] | undefined> {
     return (await this.mirror.values())?.sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
   }
+}
+
+/** True when the kept record is the one an update event announces (the write's own updatedAt). */
+function showsUpdate(cur: ImageRecord | undefined, updatedAt: unknown): boolean {
+  return cur !== undefined && typeof updatedAt === 'string' && cur.updatedAt === updatedAt;
 }
 
 /** The newest record (as the image-service orders them) of the image with this id, in one pass. */

@@ -211,6 +211,37 @@ describe('ContainerView', () => {
     view.close();
   });
 
+  it('reads nothing for the task events of a create with start in flight through it', async () => {
+    const { t, ev, view } = await started();
+    t.records.set('d4', info('d4', { status: 'created' }));
+    ev.fire(TaskTopic.containerCreate, { id: 'd4' });
+    await view.getContainer('d4');
+    const inner = t.port.createTask;
+    let go!: () => void;
+    const gate = new Promise<void>((r) => {
+      go = r;
+    });
+    t.port.createTask = async (id, o) => {
+      // The task-service announces the create and the start before its reply leaves.
+      ev.fire(TaskTopic.taskCreate, { id, pid: 10 });
+      ev.fire(TaskTopic.taskStart, { id, pid: 10 });
+      await gate;
+      return inner(id, o);
+    };
+    const reads = t.reads.get;
+    const created = view.createTask('d4', { start: true } as never);
+    await new Promise((r) => setImmediate(r));
+    go();
+    await created;
+    expect(await view.getContainer('d4')).toMatchObject({ status: 'running', task: { pid: 10 } });
+    expect(t.reads.get).toBe(reads);
+    // The same events with no write in flight are read.
+    ev.fire(TaskTopic.taskStart, { id: 'a1', pid: 99 });
+    await view.getContainer('a1');
+    expect(t.reads.get).toBe(reads + 1);
+    view.close();
+  });
+
   it('keeps an exit announced before the view held its task (a create with start of a process that exits at once)', async () => {
     const { t, ev, view } = await started();
     t.records.set('c3', info('c3'));

@@ -37,6 +37,8 @@ export class ContainerView implements TaskPort {
   private unsubscribe: (() => void) | undefined;
   /** Exits announced before the view held the task they end, by container id. */
   private readonly earlyExits = new Map<string, ExitEvent>();
+  /** Task creates and starts in flight through this view, by container id (with how many). */
+  private readonly taskWrites = new Map<string, number>();
 
   constructor(
     private readonly inner: TaskPort,
@@ -65,6 +67,27 @@ export class ContainerView implements TaskPort {
     );
   }
 
+  /**
+   * True for a task create or start event of a container whose create (with start) or start is
+   * in flight through this view: the write's reply sets the task it announces (or the write
+   * refreshes the record when it fails), so reading it now would only be thrown away.
+   */
+  private announcedByTaskWrite(id: string, topic: string): boolean {
+    return (topic === TaskTopic.taskCreate || topic === TaskTopic.taskStart) && this.taskWrites.has(id);
+  }
+
+  /** Runs a task create or start of `id`, noting it in flight (see announcedByTaskWrite). */
+  private async taskWrite<R>(id: string, work: () => Promise<R>): Promise<R> {
+    this.taskWrites.set(id, (this.taskWrites.get(id) ?? 0) + 1);
+    try {
+      return await work();
+    } finally {
+      const left = (this.taskWrites.get(id) ?? 1) - 1;
+      if (left > 0) this.taskWrites.set(id, left);
+      else this.taskWrites.delete(id);
+    }
+  }
+
   /** Starts following events, then loads every CRI container of the node and resyncs periodically. */
   async follow(events: EventSource): Promise<void> {
     this.unsubscribe = events((e) => {
@@ -88,7 +111,11 @@ export class ContainerView implements TaskPort {
       }
       // The record a write's reply set usually shows the write's own event already: a read
       // then need not wait for a refresh that would bring nothing new.
-      else if (REFRESH_TOPICS.has(e.topic) && !shows(this.mirror.peek(ev.id), e.topic, e.event))
+      else if (
+        REFRESH_TOPICS.has(e.topic) &&
+        !this.announcedByTaskWrite(ev.id, e.topic) &&
+        !shows(this.mirror.peek(ev.id), e.topic, e.event)
+      )
         void this.mirror.refresh(ev.id);
     });
     await this.mirror.start(RESYNC_MS);
@@ -209,7 +236,7 @@ export class ContainerView implements TaskPort {
   createTask: TaskPort['createTask'] = (id, opts) =>
     this.apply(
       id,
-      () => this.inner.createTask(id, opts),
+      () => this.taskWrite(id, () => this.inner.createTask(id, opts)),
       (t) => (cur) => {
         // The exit of a task started with its create may have been applied already: keep it.
         if (!cur || (cur.task?.status === 'stopped' && cur.task.pid === t.pid)) return undefined;
@@ -217,7 +244,9 @@ export class ContainerView implements TaskPort {
       },
     );
   start: TaskPort['start'] = (id, execId) =>
-    execId ? this.inner.start(id, execId) : this.apply(id, () => this.inner.start(id), withStart);
+    execId
+      ? this.inner.start(id, execId)
+      : this.apply(id, () => this.taskWrite(id, () => this.inner.start(id)), withStart);
   kill: TaskPort['kill'] = (req) => this.inner.kill(req);
   wait: TaskPort['wait'] = (id, o) =>
     o.execId

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Mirror } from './mirror.js';
 
 /** A source whose records the test sets, counting the reads of each key. */
@@ -54,6 +54,47 @@ describe('Mirror refreshes', () => {
     expect(await m.get('a')).toBe(3);
     expect(await m.get('b')).toBe(5);
     expect(s.reads.sort()).toEqual(['a', 'a', 'b']);
+    m.stop();
+  });
+});
+
+describe('Mirror writes', () => {
+  it('drops a refresh not started yet when a write sets the record (its event came before its reply)', async () => {
+    const s = source({ a: 1 });
+    const m = new Mirror<number>(s.src, (e) => {
+      throw e;
+    });
+    await m.start(60_000);
+    s.reads.length = 0;
+    // The event, then the reply in the same turn: the reply's record is the write's own.
+    const refreshed = m.refresh('a');
+    m.replace('a', () => 2);
+    await refreshed;
+    expect(s.reads).toEqual([]);
+    expect(await m.get('a')).toBe(2);
+    // A refresh asked after the write reads again.
+    s.records.set('a', 3);
+    await m.refresh('a');
+    expect(await m.get('a')).toBe(3);
+    m.stop();
+  });
+});
+
+describe('Mirror first load', () => {
+  it('tries a failed first load again soon, not only at the periodic resync', async () => {
+    const s = source({ a: 1 });
+    let down = 2;
+    const list = s.src.list;
+    s.src.list = async () => {
+      // The service does not answer yet (the gateway started first): twice.
+      if (down-- > 0) throw new Error('no responder for "list"');
+      return list();
+    };
+    const m = new Mirror<number>(s.src, () => undefined);
+    await expect(m.start(3_600_000)).rejects.toThrow('no responder');
+    expect(m.loaded).toBe(false);
+    await vi.waitFor(() => expect(m.loaded).toBe(true), { timeout: 5_000, interval: 20 });
+    expect(m.peek('a')).toBe(1);
     m.stop();
   });
 });

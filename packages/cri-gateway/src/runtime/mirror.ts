@@ -31,6 +31,9 @@ export class Mirror<T> {
   private healing = false;
   private counter = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The next try of a first load that failed. */
+  private retry: NodeJS.Timeout | undefined;
+  private stopped = false;
   loaded = false;
 
   constructor(
@@ -49,6 +52,8 @@ export class Mirror<T> {
     if (queued) return queued;
     const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => {
+        // A write's reply or a removal set the record meanwhile: nothing older to read.
+        if (this.queued.get(key) !== done) return;
         this.queued.delete(key);
         return this.read(key);
       })
@@ -85,8 +90,8 @@ export class Mirror<T> {
 
   /**
    * Sets a record from what a write replied (the service's record as it now is). Refreshes of it
-   * still in flight (an event of that write reached us before its reply) never land, and reads
-   * no longer wait for them: they were asked no later than the reply was made. `update` gets the
+   * still in flight or not started yet (an event of that write reached us before its reply) never
+   * land or never read, and reads no longer wait for them: they were asked no later than the reply was made. `update` gets the
    * kept record (undefined: none) and returns the new one, or undefined to change nothing;
    * returns whether it changed.
    */
@@ -96,6 +101,7 @@ export class Mirror<T> {
     this.gen.set(key, ++this.counter);
     this.byKey.set(key, next);
     this.pending.delete(key);
+    this.queued.delete(key);
     this.unknown.delete(key);
     return true;
   }
@@ -105,6 +111,7 @@ export class Mirror<T> {
     this.gen.set(key, ++this.counter);
     this.byKey.delete(key);
     this.pending.delete(key);
+    this.queued.delete(key);
     this.unknown.delete(key);
   }
 
@@ -180,16 +187,39 @@ export class Mirror<T> {
     return this.byKey.has(key) || this.pending.has(key);
   }
 
-  /** Loads everything now, and again every `everyMs` (errors go to onError). */
+  /**
+   * Loads everything now, and again every `everyMs` (errors go to onError). When the first load
+   * fails (at boot the service may not answer yet) it rejects, and the load is tried again soon
+   * (100 ms, doubling up to `everyMs`) until one succeeds: until then every read goes to the
+   * service, a round trip each, which the periodic resync alone would leave for `everyMs`.
+   */
   async start(everyMs: number): Promise<void> {
+    this.stopped = false;
     this.timer = setInterval(() => void this.resync().catch(this.onError), everyMs);
     this.timer.unref();
-    await this.resync();
+    try {
+      await this.resync();
+    } catch (err) {
+      this.loadSoon(100, everyMs);
+      throw err;
+    }
+  }
+
+  /** Tries the first load again after `delayMs`, backing off, until it succeeds or stop(). */
+  private loadSoon(delayMs: number, maxMs: number): void {
+    this.retry = setTimeout(() => {
+      if (this.loaded || this.stopped) return;
+      // Failures here are the first one's again (already reported): only the next try follows.
+      this.resync().catch(() => this.loadSoon(Math.min(delayMs * 2, maxMs), maxMs));
+    }, delayMs);
+    this.retry.unref();
   }
 
   /** Stops resyncing and forgets everything; `loaded` is false again. */
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.retry);
     this.byKey.clear();
     this.unknown.clear();
     this.loaded = false;

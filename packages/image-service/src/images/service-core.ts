@@ -96,6 +96,7 @@ export class ImageService {
       redis: o.redis,
       node: o.node,
       log: o.log,
+      delayMs: o.settings.gcDelayMs,
       collect: async (ns) => {
         // A snapshot collection that was skipped (its service down) keeps the note for a retry.
         const r = await this.gc(ns);

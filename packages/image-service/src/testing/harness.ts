@@ -51,6 +51,7 @@ export const testSettings: ImageSettings = {
   hostsDirs: [],
   unpackTimeoutMs: 10_000,
   leaseTtlMs: 60_000,
+  gcDelayMs: 0,
 };
 
 export async function startImageEnv(o: { htpasswd?: string } = {}): Promise<ImageEnv> {
