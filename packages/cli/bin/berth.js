@@ -40,15 +40,18 @@ function freshBundle(argv) {
     const { inputs, commands } = JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8'));
     const word = commandWord(argv);
     const own = word === undefined ? undefined : commands[word];
-    let bundle = own === undefined ? undefined : `${dir}${own}.cjs`;
-    let built = bundle && mtime(bundle);
-    if (built === undefined) {
-      bundle = `${dir}berth.cjs`;
-      built = mtime(bundle);
-      if (built === undefined) return undefined;
+    let name = own ?? 'berth';
+    let built = mtime(`${dir}${name}.cjs`);
+    if (built === undefined && name !== 'berth') {
+      name = 'berth';
+      built = mtime(`${dir}${name}.cjs`);
     }
-    if (!inputs.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS))
+    if (built === undefined) return undefined;
+    // The files this bundle was made of (each bundle's own list).
+    const files = inputs[name];
+    if (!files.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS))
       return undefined;
+    const bundle = `${dir}${name}.cjs`;
     // One cache per command word; a word that cannot be a file name shares `_`.
     const key = /^-{0,2}[a-z][a-z0-9-]{0,30}$/.test(word ?? '') ? word : '_';
     return { bundle, key };

@@ -21,7 +21,8 @@ beforeAll(() => {
   rmSync(join(root, 'dist', 'bundle', 'cache'), { recursive: true, force: true });
   // The copy's inputs live in the real package: point the freshness list at nothing.
   const meta = JSON.parse(readFileSync(join(pkg, 'dist', 'bundle', 'inputs.json'), 'utf8')) as object;
-  writeFileSync(join(root, 'dist', 'bundle', 'inputs.json'), JSON.stringify({ ...meta, inputs: [] }));
+  const none = Object.fromEntries(['berth', ...Object.values(commandBundles())].map((name) => [name, []]));
+  writeFileSync(join(root, 'dist', 'bundle', 'inputs.json'), JSON.stringify({ ...meta, inputs: none }));
   bin = join(root, 'bin', 'berth.js');
   cache = join(root, 'dist', 'bundle', 'cache');
 });
@@ -44,10 +45,17 @@ const wholeBundle = (dir: string) =>
 describe('bin/berth.js', () => {
   it("runs the bundle after a build: every file the bundle's inputs.json names exists", () => {
     const dir = join(pkg, 'dist', 'bundle');
-    const { inputs } = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as { inputs: string[] };
-    expect(inputs.length).toBeGreaterThan(10);
-    // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
-    expect(inputs.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual([]);
+    const { inputs } = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as {
+      inputs: Record<string, string[]>;
+    };
+    expect(Object.keys(inputs).sort()).toEqual(['berth', ...new Set(Object.values(commandBundles()))].sort());
+    for (const [name, files] of Object.entries(inputs)) {
+      expect(files.length, name).toBeGreaterThan(10);
+      // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
+      expect(files.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual(
+        [],
+      );
+    }
   });
 
   it("names no absolute path of the checkout that built it (turbo's cache restores it elsewhere)", () => {
