@@ -200,6 +200,8 @@ const lazyNatsBuiltins = {
  * tables) may load in it, and every other import() of a table becomes a module that throws (no
  * such command runs there: bin/berth.js picks the bundle by the command word, as main does).
  * `keep: null` cuts every dynamic import: help, version and usage errors load nothing lazily.
+ * A command added under one of these words (`images prune`) whose run loads another table import
+ * must add it to `keep`; bin.test.ts runs `ps` and `images` from their bundles.
  */
 const COMMAND_BUNDLES = {
   help: { words: ['', '--help', '-h', 'help', '--version', 'version'], keep: null },
