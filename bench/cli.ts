@@ -91,6 +91,15 @@ try {
     `node ${process.version}, ${N} runs each, load average ${execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ')}\n`,
   );
   row('node -e 0', time(process.execPath, ['-e', '0'], s.env));
+  // Node 20 reads and parses the certificates NODE_EXTRA_CA_CERTS names before any JavaScript
+  // runs (~60 ms here for a 140-certificate bundle): every berth row pays it when it is set.
+  if (s.env.NODE_EXTRA_CA_CERTS) {
+    const { NODE_EXTRA_CA_CERTS: _, ...bare } = s.env;
+    row('node -e 0 (no NODE_EXTRA_CA_CERTS)', time(process.execPath, ['-e', '0'], bare));
+    process.stdout.write(
+      'NODE_EXTRA_CA_CERTS is set: the rows below pay for it (unset it to time without)\n',
+    );
+  }
   // This build's row (returned), and BENCH_BEFORE's timed alternately with it.
   const berth = (name: string, args: string[], n = N) => {
     const bins = [BERTH_BIN, ...(BEFORE ? [BEFORE] : [])];

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
+import { COMMAND_BUNDLES, cutImports, lazyNatsBuiltins } from './bundle-narrow.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const packages = dirname(here);
@@ -132,48 +133,56 @@ const lazyContracts = {
   },
 };
 
+/** Builds one CommonJS bundle of dist/main.js as dist/bundle/<name>.cjs, ASCII only. */
+async function bundle(name, extraPlugins) {
+  const result = await build({
+    entryPoints: [join(here, 'dist', 'main.js')],
+    outfile: join(out, `${name}.cjs`),
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    // bin/berth.js runs the bundle as a vm.Script (for its code cache), where import() has no
+    // loader ("A dynamic import callback was not specified"): every import() becomes a require()
+    // (the OTLP exporter's node:http, loaded only when an endpoint is set).
+    supported: { 'dynamic-import': false },
+    plugins: [...extraPlugins, oneOtelApi, lazyContracts, lazyNatsBuiltins, keepOwnUrls],
+    // "use strict" first: a banner before esbuild's own directive would turn that into a plain string.
+    banner: {
+      js: `"use strict";\nvar ${BUNDLE_URL} = (rel) => require('node:url').pathToFileURL(require('node:path').resolve(__dirname, rel)).href;`,
+    },
+    charset: 'ascii',
+    logLevel: 'warning',
+    metafile: true,
+    absWorkingDir: here,
+  });
+  // bin/berth.js reads the bundle as latin1, the fastest exact decoding of ASCII (a UTF-8 read of
+  // a file with one non-ASCII character makes V8 hold it as 4 MB of UTF-16). esbuild escapes
+  // non-ASCII in strings and regular expressions; what is left is in comments, replaced here.
+  const file = join(out, `${name}.cjs`);
+  const text = await readFile(file, 'utf8');
+  const ascii = text
+    .split('\n')
+    .map((line, i) => {
+      if (/^[ -~\t\r]*$/.test(line)) return line;
+      if (!/^\s*(\/\/|\*|\/\*)/.test(line))
+        throw new Error(
+          `bundle.mjs: ${name}.cjs:${i + 1} has a non-ASCII or control character outside a comment`,
+        );
+      return line.replace(/[^\t\r -~]/g, '?');
+    })
+    .join('\n');
+  if (ascii !== text) await writeFile(file, ascii);
+  return result;
+}
+
 // An earlier build's files (the ES module chunks of the previous layout, a code cache of another
 // bundle) must not stay beside the new one.
 await rm(out, { recursive: true, force: true });
-const result = await build({
-  entryPoints: [join(here, 'dist', 'main.js')],
-  outfile: join(out, 'berth.cjs'),
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  // bin/berth.js runs the bundle as a vm.Script (for its code cache), where import() has no loader
-  // ("A dynamic import callback was not specified"): every import() becomes a require() (the OTLP
-  // exporter's node:http, loaded only when an endpoint is set).
-  supported: { 'dynamic-import': false },
-  plugins: [oneOtelApi, lazyContracts, keepOwnUrls],
-  // "use strict" first: a banner before esbuild's own directive would turn that into a plain string.
-  banner: {
-    js: `"use strict";\nvar ${BUNDLE_URL} = (rel) => require('node:url').pathToFileURL(require('node:path').resolve(__dirname, rel)).href;`,
-  },
-  charset: 'ascii',
-  logLevel: 'warning',
-  metafile: true,
-  absWorkingDir: here,
-});
-
-// bin/berth.js reads the bundle as latin1, the fastest exact decoding of ASCII (a UTF-8 read of a
-// file with one non-ASCII character makes V8 hold it as 4 MB of UTF-16). esbuild escapes non-ASCII
-// in strings and regular expressions; what is left is in comments, replaced here.
-const file = join(out, 'berth.cjs');
-const text = await readFile(file, 'utf8');
-const ascii = text
-  .split('\n')
-  .map((line, i) => {
-    if (/^[ -~\t\r]*$/.test(line)) return line;
-    if (!/^\s*(\/\/|\*|\/\*)/.test(line))
-      throw new Error(
-        `bundle.mjs: berth.cjs:${i + 1} has a non-ASCII or control character outside a comment`,
-      );
-    return line.replace(/[^\t\r -~]/g, '?');
-  })
-  .join('\n');
-if (ascii !== text) await writeFile(file, ascii);
+const result = await bundle('berth', []);
+const results = { berth: result };
+for (const [name, { keep }] of Object.entries(COMMAND_BUNDLES))
+  results[name] = await bundle(name, [cutImports(name, keep)]);
 
 // `berth --help`, `--version` and a usage error must not pay for zod, NATS or the contracts: a
 // command table importing them at the top (instead of in its `run`) fails the build, not the
@@ -194,12 +203,19 @@ while (todo.length > 0) {
     if (i.kind === 'import-statement' && !i.external) todo.push(i.path);
 }
 
-// The workspace files the bundle was made of, relative to dist/bundle: bin/berth.js runs dist/main.js
-// instead when one of them is newer than the bundle (a package rebuilt with tsc alone).
-const own = Object.keys(inputs)
-  // Virtual modules (`lazy-contracts:...`, `otel-api:...`) are no files; what they load is listed.
-  .filter((p) => !/^[\w-]+:/.test(p))
-  .map((p) => join(here, p))
-  .filter((p) => p.startsWith(`${packages}/`) && !p.includes('/node_modules/'))
-  .map((p) => relative(out, p));
-await writeFile(join(out, 'inputs.json'), `${JSON.stringify(own)}\n`);
+// The workspace files each bundle was made of, relative to dist/bundle: bin/berth.js runs
+// dist/main.js instead when one of them is newer than the bundle (a package rebuilt with tsc
+// alone). Per bundle, so `--version` checks its 15 files, not the whole CLI's ~120 (2 ms).
+const own = (r) =>
+  Object.keys(r.metafile.inputs)
+    // Virtual modules (`lazy-contracts:...`, `otel-api:...`) are no files; what they load is listed.
+    .filter((p) => !/^[\w-]+:/.test(p))
+    .map((p) => join(here, p))
+    .filter((p) => p.startsWith(`${packages}/`) && !p.includes('/node_modules/'))
+    .map((p) => relative(out, p));
+const inputsOf = Object.fromEntries(Object.entries(results).map(([name, r]) => [name, own(r)]));
+// And which bundle runs which command word (bin/berth.js runs berth.cjs for every other word).
+const commands = Object.fromEntries(
+  Object.entries(COMMAND_BUNDLES).flatMap(([name, { words }]) => words.map((w) => [w, name])),
+);
+await writeFile(join(out, 'inputs.json'), `${JSON.stringify({ inputs: inputsOf, commands })}\n`);

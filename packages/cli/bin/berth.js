@@ -8,34 +8,56 @@ const vm = require('node:vm');
 // The bundle (dist/bundle/berth.cjs, built by `pnpm build` after tsc) starts several times faster
 // than the hundreds of modules of dist/. It runs unless one of the files it was made of is newer
 // (a package rebuilt with tsc alone): then the modules of dist/ run, so a stale bundle never does.
+// A few commands have a bundle of their own (inputs.json's `commands`: `ps.cjs`, `help.cjs` for
+// `--help` and `--version`), holding only what they can run.
 const dir = join(__dirname, '..', 'dist', 'bundle', '/');
-const bundle = `${dir}berth.cjs`;
 const mtime = (path) => statSync(path, { throwIfNoEntry: false })?.mtimeMs;
 // A build restored from turbo's cache writes the bundle and its inputs within the same moment, in
 // any order; a package rebuilt by hand afterwards is seconds newer.
 const SAME_BUILD_MS = 1000;
 
-function bundleIsFresh() {
-  try {
-    const built = mtime(bundle);
-    if (built === undefined) return false;
-    const inputs = JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8'));
-    return inputs.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS);
-  } catch {
-    return false;
+/**
+ * The command word of a run (`ps`, `--help`), past the global options as main's
+ * splitGlobalOptions takes them (`-n NAME`, `--namespace=NAME`, `-nNAME`, `--trace`); '' when
+ * there is none, undefined when a global option lacks its value.
+ */
+function commandWord(argv) {
+  let i = 0;
+  for (;;) {
+    const a = argv[i];
+    if (a === '--trace') i++;
+    else if (a === '-n' || a === '--namespace') {
+      if (argv[i + 1] === undefined) return undefined;
+      i += 2;
+    } else if (a !== undefined && /^(-n.|--namespace=)/.test(a)) i++;
+    else return a ?? '';
   }
 }
 
-/** The command a run is for (`ps`, `--help`), past the global `-n NAME`; `_` when there is none. */
-function cacheKey(argv) {
-  let i = 0;
-  for (;;) {
-    if (argv[i] === '-n' || argv[i] === '--namespace') i += 2;
-    else if (/^(-n.|--namespace=)/.test(argv[i] ?? '')) i++;
-    else break;
+/** The bundle to run for these arguments and its code cache's name, or undefined when stale. */
+function freshBundle(argv) {
+  try {
+    const { inputs, commands } = JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8'));
+    const word = commandWord(argv);
+    const own = word === undefined ? undefined : commands[word];
+    let name = own ?? 'berth';
+    let built = mtime(`${dir}${name}.cjs`);
+    if (built === undefined && name !== 'berth') {
+      name = 'berth';
+      built = mtime(`${dir}${name}.cjs`);
+    }
+    if (built === undefined) return undefined;
+    // The files this bundle was made of (each bundle's own list).
+    const files = inputs[name];
+    if (!files.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS))
+      return undefined;
+    const bundle = `${dir}${name}.cjs`;
+    // One cache per command word; a word that cannot be a file name shares `_`.
+    const key = /^-{0,2}[a-z][a-z0-9-]{0,30}$/.test(word ?? '') ? word : '_';
+    return { bundle, key };
+  } catch {
+    return undefined;
   }
-  const word = argv[i] ?? '';
-  return /^-{0,2}[a-z][a-z0-9-]{0,30}$/.test(word) ? word : '_';
 }
 
 /**
@@ -45,10 +67,9 @@ function cacheKey(argv) {
  * to load than it saves. V8 rejects a cache made for another source, Node or flags; it is then
  * made anew at exit. A cache that cannot be written (a read-only install) only costs speed.
  */
-function runBundle() {
+function runBundle({ bundle, key }) {
   // The bundle is ASCII (bundle.mjs makes sure): latin1 is the cheapest exact decoding.
   const source = readFileSync(bundle, 'latin1');
-  const key = cacheKey(process.argv.slice(2));
   const cacheFile = `${dir}cache/${key}.bin`;
   let cachedData;
   try {
@@ -74,5 +95,6 @@ function runBundle() {
   script.runInThisContext()(mod.exports, Module.createRequire(bundle), mod, bundle, dir);
 }
 
-if (bundleIsFresh()) runBundle();
+const fresh = freshBundle(process.argv.slice(2));
+if (fresh) runBundle(fresh);
 else import('../dist/main.js');

@@ -20,28 +20,73 @@ beforeAll(() => {
   cpSync(join(pkg, 'dist', 'bundle'), join(root, 'dist', 'bundle'), { recursive: true });
   rmSync(join(root, 'dist', 'bundle', 'cache'), { recursive: true, force: true });
   // The copy's inputs live in the real package: point the freshness list at nothing.
-  writeFileSync(join(root, 'dist', 'bundle', 'inputs.json'), '[]\n');
+  const meta = JSON.parse(readFileSync(join(pkg, 'dist', 'bundle', 'inputs.json'), 'utf8')) as object;
+  const none = Object.fromEntries(['berth', ...Object.values(commandBundles())].map((name) => [name, []]));
+  writeFileSync(join(root, 'dist', 'bundle', 'inputs.json'), JSON.stringify({ ...meta, inputs: none }));
   bin = join(root, 'bin', 'berth.js');
   cache = join(root, 'dist', 'bundle', 'cache');
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
+/** inputs.json's map of command words to the bundles of their own (the rest run berth.cjs). */
+const commandBundles = (): Record<string, string> =>
+  (
+    JSON.parse(readFileSync(join(pkg, 'dist', 'bundle', 'inputs.json'), 'utf8')) as {
+      commands: Record<string, string>;
+    }
+  ).commands;
+
+/** A script running berth.cjs (the whole CLI) without a code cache, as bin/berth.js would. */
+const wholeBundle = (dir: string) =>
+  `const M = require('node:module'); const f = ${JSON.stringify(join(dir, 'berth.cjs'))};` +
+  `process.argv.splice(1, 0, f); const m = new M(f); m.filename = f; m.paths = M._nodeModulePaths(${JSON.stringify(dir)});` +
+  `m._compile(require('node:fs').readFileSync(f, 'latin1'), f);`;
+
 describe('bin/berth.js', () => {
   it("runs the bundle after a build: every file the bundle's inputs.json names exists", () => {
     const dir = join(pkg, 'dist', 'bundle');
-    const inputs = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as string[];
-    expect(inputs.length).toBeGreaterThan(10);
-    // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
-    expect(inputs.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual([]);
+    const { inputs } = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as {
+      inputs: Record<string, string[]>;
+    };
+    expect(Object.keys(inputs).sort()).toEqual(['berth', ...new Set(Object.values(commandBundles()))].sort());
+    for (const [name, files] of Object.entries(inputs)) {
+      expect(files.length, name).toBeGreaterThan(10);
+      // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
+      expect(files.filter((p) => statSync(join(dir, p), { throwIfNoEntry: false }) === undefined)).toEqual(
+        [],
+      );
+    }
   });
 
   it("names no absolute path of the checkout that built it (turbo's cache restores it elsewhere)", () => {
-    const text = readFileSync(join(pkg, 'dist', 'bundle', 'berth.cjs'), 'latin1');
-    const checkout = resolve(pkg, '..', '..');
-    expect(text.includes(`${checkout}/`), `the bundle holds ${checkout}/`).toBe(false);
-    // Nor a path into any other checkout's packages or node_modules (a bundle built elsewhere).
-    const absolute = /["'`](?:file:\/\/)?\/[^"'`\n]*\/(?:packages|node_modules)\/[^"'`\n]*/g;
-    expect(text.match(absolute) ?? []).toEqual([]);
+    for (const name of ['berth', ...new Set(Object.values(commandBundles()))]) {
+      const text = readFileSync(join(pkg, 'dist', 'bundle', `${name}.cjs`), 'latin1');
+      const checkout = resolve(pkg, '..', '..');
+      expect(text.includes(`${checkout}/`), `${name}.cjs holds ${checkout}/`).toBe(false);
+      // Nor a path into any other checkout's packages or node_modules (a bundle built elsewhere).
+      const absolute = /["'`](?:file:\/\/)?\/[^"'`\n]*\/(?:packages|node_modules)\/[^"'`\n]*/g;
+      expect(text.match(absolute) ?? [], name).toEqual([]);
+    }
+  });
+
+  it('runs help and version from the small bundle, printing what the whole CLI prints', () => {
+    expect(commandBundles()).toMatchObject({ '': 'help', '--help': 'help', '--version': 'help', ps: 'ps' });
+    // The whole bundle, as an unknown command word makes bin/berth.js run it.
+    const whole = (...args: string[]) => {
+      const dir = join(root, 'dist', 'bundle');
+      const env = { ...process.env, BERTH_NAMESPACE: '' };
+      return execFileSync(process.execPath, ['-e', wholeBundle(dir), '--', ...args], {
+        encoding: 'utf8',
+        env,
+      });
+    };
+    for (const args of [[], ['--help'], ['-n', 'x', '--trace', 'help'], ['--version'], ['version']])
+      expect(berth(...args), args.join(' ')).toBe(whole(...args));
+    expect(statSync(join(cache, '--help.bin')).size).toBeGreaterThan(1000);
+    // `berth --help` lists the commands in the order localeCompare gives (what it used before).
+    const names = [...berth('--help').matchAll(/^ {2}([a-z][a-z -]*?) {2,}/gm)].map((m) => m[1] as string);
+    expect(names.length).toBeGreaterThan(40);
+    expect(names).toEqual(names.slice().sort((a, b) => a.localeCompare(b)));
   });
 
   it('runs a command that exports traces (a dynamic import inside the bundle), cached or not', () => {
@@ -51,15 +96,17 @@ describe('bin/berth.js', () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
       BERTH_NATS_URL: 'nats://127.0.0.1:9',
     };
-    for (const round of ['uncached', 'cached']) {
-      let stderr = '';
-      try {
-        execFileSync(process.execPath, [bin, 'images'], { encoding: 'utf8', env, stdio: 'pipe' });
-      } catch (err) {
-        stderr = String((err as { stderr?: string }).stderr);
+    // `images` and `ps` run from bundles of their own (commandBundles): each holds its command.
+    for (const command of ['images', 'ps'])
+      for (const round of ['uncached', 'cached']) {
+        let stderr = '';
+        try {
+          execFileSync(process.execPath, [bin, command], { encoding: 'utf8', env, stdio: 'pipe' });
+        } catch (err) {
+          stderr = String((err as { stderr?: string }).stderr);
+        }
+        expect(stderr, `${command} ${round}`).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
       }
-      expect(stderr, round).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
-    }
   });
 
   it('runs the bundle and keeps one code cache per command, made on the first run', () => {

@@ -22,9 +22,11 @@ const commands: Command[] = [
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length), 8);
+  // Code-unit order, not localeCompare: the first localeCompare loads ICU's collator (~15 ms of
+  // a 100 ms budget), and for names of lowercase letters, digits, '-' and spaces both orders agree.
   const lines = commands
     .slice()
-    .sort((a, b) => a.name.localeCompare(b.name))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
   return `Usage: berth [-n NAMESPACE] [--trace] COMMAND [OPTIONS]\n\nberth ${BERTH_VERSION}: a container manager for a node.\n\nGlobal options:\n  -n, --namespace NAME  work in namespace NAME (default: $BERTH_NAMESPACE, else "default")\n  --trace               print the command's trace id on stderr (or BERTH_TRACE=1)\n\nCommands:\n${lines.join('\n')}\n\nRun 'berth COMMAND --help' for more on a command.\n`;
 }

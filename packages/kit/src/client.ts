@@ -69,13 +69,23 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   try {
     const data = json.encode(payload ?? {});
     // A long call is watched by heartbeats: a callee that dies is noticed in seconds (heartbeat.ts).
-    const reply = isLongOp(def)
-      ? await watchedRequest(nc, subject, data, {
+    const pending = isLongOp(def)
+      ? watchedRequest(nc, subject, data, {
           timeoutMs,
           headers: h,
           lost: lostCallee(name, op, opts.node),
         })
-      : await nc.request(subject, data, { timeout: timeoutMs, headers: h });
+      : nc.request(subject, data, { timeout: timeoutMs, headers: h });
+    // The contracts build a schema on first use (lazy-zod.ts): the reply's is built while the
+    // callee works rather than after its answer (a container list's ~300 schemas take a short CLI
+    // command ~5 ms). nats.js sends the request from a microtask queued before this one. A schema
+    // that fails to build fails the parse below as well, which reports it.
+    queueMicrotask(() => {
+      try {
+        void def.output._zod;
+      } catch {}
+    });
+    const reply = await pending;
     const errCode = reply.headers?.get('Nats-Service-Error-Code');
     if (errCode) {
       let wire: unknown;
