@@ -92,10 +92,12 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const watcher = detach ? undefined : await exitWatcher(ctx, id);
   let io: InteractiveSession | undefined;
   let task: Task;
+  // Attach before start: the monitor does not replay what the process wrote before. Without a
+  // session the task is started with its create, one round trip (and task-service read) fewer.
+  const attach = watcher !== undefined && (req.tty === true || req.stdin === true);
   try {
-    task = await client.create({ id });
-    // Attach before start: the monitor does not replay what the process wrote before.
-    if (watcher && (req.tty || req.stdin)) {
+    task = await client.create({ id, ...(attach ? {} : { start: true }) });
+    if (attach) {
       io = await session(ctx, proc, task, {
         tty: req.tty ?? false,
         stdin: req.stdin ?? false,
@@ -104,8 +106,8 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
       // A failed session surfaces where it is awaited; until then it must not count as unhandled.
       io.done.catch(() => undefined);
       await io.ready;
+      await client.start({ id });
     }
-    await client.start({ id });
   } catch (err) {
     watcher?.close();
     await client['delete-container']({ id, force: true }).catch(() => undefined);
@@ -129,7 +131,11 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
     unproxy();
     watcher.close();
   }
-  if (v.rm) await whileUnavailable(() => client['delete-container']({ id, force: true }));
+  // The record goes before the reply; the stopped task, files, network and snapshot are freed by
+  // the task-service after it (a durable collection record: a crash leaves it to the reconcile),
+  // as containerd's CRI leaves snapshot removal to its collector. The CLI does not wait for runc
+  // delete, unmount and CNI DEL (~100 ms); a failed run above still removes in the foreground.
+  if (v.rm) await whileUnavailable(() => client['delete-container']({ id, force: true, background: true }));
   return exit.exitCode;
 }
 
