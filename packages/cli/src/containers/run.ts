@@ -4,14 +4,16 @@ import {
   BerthError,
   Code,
   type Container,
+  type CreateContainerRequest,
   type ExitStatus,
   errors,
   type Task,
 } from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
+import { image } from '../images/api.js';
 import { nodeError, nodeFlag } from '../nodes.js';
-import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
+import { ensureImage, exitWatcher, logPathOf, pullMissing, type TaskClient, tasks } from './api.js';
 import { followLog, printSink } from './cri-log.js';
 import { type InteractiveSession, interactive } from './interactive.js';
 import { toCreateRequest } from './options.js';
@@ -79,13 +81,20 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const req = toCreateRequest(args, node);
   // Detached, nobody waits here to remove it: the task-service does once the task exits.
   if (detach && v.rm) req.labels = { ...req.labels, [AUTO_REMOVE_LABEL]: 'true' };
-  await ensureImage(ctx, req.image, node);
   const client = await tasks(ctx);
-  let container: Container;
+  let container: Container | undefined;
   try {
-    container = await client['create-container'](req);
+    container = await createIfImagePresent(ctx, client, req, node);
   } catch (err) {
     return commandNotFound(nodeError(node, err), ctx);
+  }
+  if (!container) {
+    await pullMissing(ctx, req.image, node);
+    try {
+      container = await client['create-container'](req);
+    } catch (err) {
+      return commandNotFound(nodeError(node, err), ctx);
+    }
   }
   const id = container.id;
   const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
@@ -137,6 +146,30 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   // delete, unmount and CNI DEL (~100 ms); a failed run above still removes in the foreground.
   if (v.rm) await whileUnavailable(() => client['delete-container']({ id, force: true, background: true }));
   return exit.exitCode;
+}
+
+/**
+ * create-container with the node's image check beside it instead of before it (one round trip
+ * less when the image is there, as it mostly is). Undefined when the node lacks the image: the
+ * create, made without it, failed and undid itself, and the caller pulls it (as `docker run`).
+ */
+async function createIfImagePresent(
+  ctx: CliContext,
+  client: TaskClient,
+  req: CreateContainerRequest,
+  node: string,
+): Promise<Container | undefined> {
+  const creating = client['create-container'](req);
+  // Settled below on every path; until then its failure must not count as unhandled.
+  creating.catch(() => undefined);
+  // Any answer but NOT_FOUND leaves the verdict to the create (which reads the same record).
+  const missing = await image(ctx, 'get', { name: req.image }, node).then(
+    () => false,
+    (err: unknown) => err instanceof BerthError && err.code === Code.NOT_FOUND,
+  );
+  if (!missing) return creating;
+  // A create that found it all the same (pulled meanwhile by another client) stands.
+  return creating.catch(() => undefined);
 }
 
 /**
