@@ -142,9 +142,20 @@ try {
         'ctr run --rm true',
         time('ctr', (i) => ['-a', ctd.sock, 'run', '--rm', image, `bench-run-${i}`, 'true'], s.env, RUN_N),
       );
+      // ctr run applies no seccomp filter unless asked; berth's default profile (the same one
+      // containerd's --seccomp applies) is part of every `runc create` of berth's.
+      const crunSeccomp = row(
+        'ctr run --rm --seccomp true',
+        time(
+          'ctr',
+          (i) => ['-a', ctd.sock, 'run', '--rm', '--seccomp', image, `bench-sec-${i}`, 'true'],
+          s.env,
+          RUN_N,
+        ),
+      );
       const ratio = (a: number[], b: number[]) => (pct(a, 50) / pct(b, 50)).toFixed(2);
       process.stdout.write(
-        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x, berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x)\n`,
+        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x, berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x; against ctr run --rm --seccomp ${ratio(run, crunSeccomp)}x, --network none ${ratio(runNoNet, crunSeccomp)}x)\n`,
       );
     } finally {
       await ctd.stop();

@@ -1,6 +1,14 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUTO_REMOVE_LABEL, ShimApi, type ShimState, TaskApi } from '@berth/api';
+import {
+  AUTO_REMOVE_LABEL,
+  BerthError,
+  Code,
+  ShimApi,
+  type ShimState,
+  SnapshotApi,
+  TaskApi,
+} from '@berth/api';
 import { call, keys } from '@berth/kit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -221,5 +229,44 @@ describe('two task-service replicas', () => {
     await writeFile(join(ctl, 'go'), '');
     expect((await Promise.all(runs)).map((r) => r.code)).toEqual([1, 2, 3, 4]);
     expect((await run('ps', '-aq')).stdout).toBe('');
+  });
+});
+
+describe('a graceful stop of the task-service', () => {
+  it('finishes freeing a container it removed in the background before it exits', async () => {
+    const r = await run('run', '--name', 'bg-free', IMAGE, 'true');
+    expect(r.code, r.stderr).toBe(0);
+    const id = (await inspect('bg-free')).container.id as string;
+    const key = `containers/default/${id}`;
+    const snapshot = () =>
+      call(s.nc, SnapshotApi, 'stat', { key }, { node: s.node, timeoutMs: 5000 }).then(
+        () => 'present',
+        (err: unknown) => (err instanceof BerthError ? err.code : 'failed'),
+      );
+    expect(await snapshot()).toBe('present');
+    const shim = s.procs.get('shim');
+    const tasks = s.procs.get('task-service');
+    // Stopped, the shim holds the collection's first request unanswered until it is let go.
+    shim?.kill('SIGSTOP');
+    try {
+      await call(s.nc, TaskApi, 'delete-container', { id, background: true }, { namespace: 'default' });
+      const exited = new Promise((resolve) => tasks?.once('exit', resolve));
+      tasks?.kill('SIGTERM');
+      // Once it no longer answers it is past its requests, in its close, the collection still held up.
+      await until('the task-service to stop answering', () =>
+        call(s.nc, TaskApi, 'info', {}, { timeoutMs: 300 }).then(
+          () => false,
+          () => true,
+        ),
+      );
+      shim?.kill('SIGCONT');
+      await exited;
+    } finally {
+      shim?.kill('SIGCONT');
+    }
+    // No task-service has run since: the stopping one freed it.
+    expect(await snapshot()).toBe(Code.NOT_FOUND);
+    await s.start('task-service');
+    expect((await run('inspect', 'bg-free')).code).toBe(1);
   });
 });

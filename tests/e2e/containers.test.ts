@@ -40,6 +40,12 @@ describe('berth run', () => {
     expect(r.stderr).toContain('oops\n');
     expect(r.code).toBe(3);
     expect((await run('ps', '-aq')).stdout).toBe('');
+    // The record went before the CLI's exit; what the container held on the node (task bundle,
+    // rootfs mount, snapshot) is freed right after by the task-service.
+    await until('the removed container to be freed', async () => (await containerSnapshots()).length === 0);
+    const tasksDir = join(s.stateRoot, 'tasks', 'default');
+    await until('its task bundle to be gone', () => readdirSync(tasksDir).length === 0);
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(tasksDir);
   });
 
   it('applies env, user, workdir, hostname, bind mounts and a read-only rootfs', async () => {

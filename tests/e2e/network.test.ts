@@ -1,6 +1,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { ShimApi, TaskApi } from '@berth/api';
+import { call } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
@@ -64,8 +66,8 @@ describe('berth run networking', () => {
     const out = await ok('run', '--rm', IMAGE, 'ip', '-4', '-o', 'addr', 'show', 'eth0');
     const ip = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? '';
     expect(inSubnet(ip, s.cni.subnet), `${out} in ${s.cni.subnet}`).toBe(true);
-    // --rm removed the container, and with it its lease.
-    expect(leases()).not.toContain(ip);
+    // --rm removed the container, and right after (in the task-service's background) its lease.
+    await until('its lease to be released', () => !leases().includes(ip));
   });
 
   it('publishes -p 127.0.0.1:HOSTPORT:80 on the host', async () => {
@@ -95,6 +97,8 @@ describe('berth run networking', () => {
         .split('\n')
         .map((l) => l.split(':')[1]?.trim()),
     ).toEqual(['lo']);
+    // Only web's lease: the wget run's is released in the background of its --rm.
+    await until('earlier --rm runs to be freed', () => leases().length === 1);
     const before = leases().length;
     const host = await ok(
       'run',
@@ -123,5 +127,22 @@ describe('berth run networking', () => {
     const netns = join(s.runRoot, 'netns');
     expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
     expect(leases()).toEqual([]);
+  });
+
+  it('a create whose image is missing leaves no network: the setup beside its snapshot is undone', async () => {
+    const create = call(
+      s.nc,
+      TaskApi,
+      'create-container',
+      { image: 'berth.test/no-such-image:latest', network: 'bridge', name: 'no-image' },
+      { namespace: 'default', timeoutMs: 30_000 },
+    );
+    await expect(create).rejects.toThrow(/no-such-image/);
+    const pods = await call(s.nc, ShimApi, 'network-list', {}, { node: s.node, timeoutMs: 5_000 });
+    expect(pods.pods).toEqual([]);
+    const netns = join(s.runRoot, 'netns');
+    expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
+    expect(leases()).toEqual([]);
+    expect(await ok('ps', '-aq')).toBe('');
   });
 });

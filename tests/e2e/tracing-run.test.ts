@@ -127,10 +127,15 @@ describe('with a collector', () => {
       ).toBe(true);
     }
     // Each call of the CLI is its client span, parent of the callee's server span.
-    const cliStart = one('berth', 'task-service/start', OtlpKind.client);
-    expect(cliStart.parentSpanId).toBe(roots[0]?.spanId);
-    expect(one('task-service', 'task-service/start', OtlpKind.server).parentSpanId).toBe(cliStart.spanId);
+    // With no session to attach first, the CLI creates and starts the task in one call.
+    const cliCreate = one('berth', 'task-service/create', OtlpKind.client);
+    expect(cliCreate.parentSpanId).toBe(roots[0]?.spanId);
+    const taskCreate = one('task-service', 'task-service/create', OtlpKind.server);
+    expect(taskCreate.parentSpanId).toBe(cliCreate.spanId);
+    expect(spans.some((s) => s.service === 'berth' && s.name === 'task-service/start')).toBe(false);
     const shimStart = one('shim', 'shim/start', OtlpKind.server);
+    const shimStartCall = spans.find((s) => s.spanId === shimStart.parentSpanId);
+    expect(shimStartCall?.parentSpanId).toBe(taskCreate.spanId);
     expect(shimStart.attributes).toMatchObject({
       'rpc.system': 'nats',
       'rpc.method': 'start',
@@ -140,9 +145,7 @@ describe('with a collector', () => {
     // berth's own attributes: what each request worked on.
     const containerId = String(shimStart.attributes['berth.container.id']);
     expect(containerId).toMatch(/^[0-9a-f]{64}$/);
-    expect(one('task-service', 'task-service/start', OtlpKind.server).attributes['berth.container.id']).toBe(
-      containerId,
-    );
+    expect(taskCreate.attributes['berth.container.id']).toBe(containerId);
     expect(one('image-service', 'image-service/pull', OtlpKind.server).attributes['berth.image.ref']).toBe(
       image,
     );

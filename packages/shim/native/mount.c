@@ -1,16 +1,20 @@
 // A minimal N-API addon for the mounts the shim makes per container or pod, which otherwise cost a
 // process each: mount(2) of a task's rootfs overlay (instead of mount(8)), umount2(2) of what is
-// mounted there (instead of umount(8)), and a pinned network namespace (instead of unshare(1)). Each call runs on libuv's thread pool and settles a promise:
-// undefined, or an Error whose code is the errno name.
+// mounted there (instead of umount(8)), and a pinned network namespace with its loopback up
+// (instead of unshare(1) and the CNI loopback plugin). Each call runs on libuv's thread pool and
+// settles a promise: undefined, or an Error whose code is the errno name.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <net/if.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -50,14 +54,35 @@ static void umount_execute(napi_env env, void *data) {
   job->err = umount2(job->args[1], (int)job->flags) == 0 ? 0 : errno;
 }
 
+// Sets IFF_UP on `lo` of the calling thread's network namespace, as the CNI loopback plugin's ADD
+// does (the kernel then gives it 127.0.0.1/8 and ::1): 0, or the errno.
+static int loopback_up(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  int err = 0;
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) err = errno;
+  if (!err) {
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) err = errno;
+  }
+  close(fd);
+  return err;
+}
+
 // A thread of its own enters the new namespace and ends with it: the pool's threads never leave
 // the process's namespace (unshare moves only the calling thread, as Go's LockOSThread is used).
+// lo comes up before the pin: a failure leaves no namespace behind (none was mounted).
 static void *netns_thread(void *data) {
   mount_job *job = data;
   if (unshare(CLONE_NEWNET) != 0) {
     job->err = errno;
     return NULL;
   }
+  job->err = loopback_up();
+  if (job->err) return NULL;
   char self[64];
   snprintf(self, sizeof self, "/proc/self/task/%ld/ns/net", (long)syscall(SYS_gettid));
   job->err = mount(self, job->args[1], NULL, MS_BIND, NULL) == 0 ? 0 : errno;

@@ -25,8 +25,16 @@ export async function createService(
     30_000,
   );
   const tracking = await startExitTracking(domain, ctx.nc, ctx.log, { intervalMs });
-  return { domain, handlers: createHandlers(domain), close: async () => tracking.stop() };
+  const close = async () => {
+    tracking.stop();
+    // Within the 5 s the process has past its grace (run.ts's hard stop) before it is killed.
+    await domain.tasks.settle(SETTLE_ON_CLOSE_MS);
+  };
+  return { domain, handlers: createHandlers(domain), close };
 }
+
+/** How long a stopping task-service waits for the collections it began (see TaskManager.settle). */
+const SETTLE_ON_CLOSE_MS = 3_000;
 
 /** The handlers of the task-service's operations (TaskApi, subjects berth.task.v1.<op>). */
 export function createHandlers(domain: Domain): Handlers<typeof TaskApi> {

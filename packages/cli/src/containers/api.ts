@@ -30,6 +30,15 @@ export async function ensureImage(
   } catch (err) {
     if (!(err instanceof BerthError) || err.code !== Code.NOT_FOUND) throw err;
   }
+  return pullMissing(ctx, ref, node);
+}
+
+/** Pulls an image the node was found not to have, saying so first (as `docker run`). */
+export async function pullMissing(
+  ctx: CliContext,
+  ref: string,
+  node: string = ctx.config.nodeId,
+): Promise<ImageRecord> {
   const where = node === ctx.config.nodeId ? 'locally' : `on node "${node}"`;
   ctx.err.write(`Unable to find image '${ref}' ${where}, pulling\n`);
   return (await image(ctx, 'pull', { ref }, node)).image;

@@ -4,14 +4,16 @@ import {
   BerthError,
   Code,
   type Container,
+  type CreateContainerRequest,
   type ExitStatus,
   errors,
   type Task,
 } from '@berth/api';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
+import { image } from '../images/api.js';
 import { nodeError, nodeFlag } from '../nodes.js';
-import { ensureImage, exitWatcher, logPathOf, tasks } from './api.js';
+import { ensureImage, exitWatcher, logPathOf, pullMissing, type TaskClient, tasks } from './api.js';
 import { followLog, printSink } from './cri-log.js';
 import { type InteractiveSession, interactive } from './interactive.js';
 import { toCreateRequest } from './options.js';
@@ -79,23 +81,32 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const req = toCreateRequest(args, node);
   // Detached, nobody waits here to remove it: the task-service does once the task exits.
   if (detach && v.rm) req.labels = { ...req.labels, [AUTO_REMOVE_LABEL]: 'true' };
-  await ensureImage(ctx, req.image, node);
   const client = await tasks(ctx);
-  let container: Container;
+  let container: Container | undefined;
   try {
-    container = await client['create-container'](req);
+    container = await createIfImagePresent(ctx, client, req, node);
   } catch (err) {
     return commandNotFound(nodeError(node, err), ctx);
+  }
+  if (!container) {
+    await pullMissing(ctx, req.image, node);
+    try {
+      container = await client['create-container'](req);
+    } catch (err) {
+      return commandNotFound(nodeError(node, err), ctx);
+    }
   }
   const id = container.id;
   const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
   const watcher = detach ? undefined : await exitWatcher(ctx, id);
   let io: InteractiveSession | undefined;
   let task: Task;
+  // Attach before start: the monitor does not replay what the process wrote before. Without a
+  // session the task is started with its create, one round trip (and task-service read) fewer.
+  const attach = watcher !== undefined && (req.tty === true || req.stdin === true);
   try {
-    task = await client.create({ id });
-    // Attach before start: the monitor does not replay what the process wrote before.
-    if (watcher && (req.tty || req.stdin)) {
+    task = await client.create({ id, ...(attach ? {} : { start: true }) });
+    if (attach) {
       io = await session(ctx, proc, task, {
         tty: req.tty ?? false,
         stdin: req.stdin ?? false,
@@ -104,8 +115,8 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
       // A failed session surfaces where it is awaited; until then it must not count as unhandled.
       io.done.catch(() => undefined);
       await io.ready;
+      await client.start({ id });
     }
-    await client.start({ id });
   } catch (err) {
     watcher?.close();
     await client['delete-container']({ id, force: true }).catch(() => undefined);
@@ -129,8 +140,36 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
     unproxy();
     watcher.close();
   }
-  if (v.rm) await whileUnavailable(() => client['delete-container']({ id, force: true }));
+  // The record goes before the reply; the stopped task, files, network and snapshot are freed by
+  // the task-service after it (a durable collection record: a crash leaves it to the reconcile),
+  // as containerd's CRI leaves snapshot removal to its collector. The CLI does not wait for runc
+  // delete, unmount and CNI DEL (~100 ms); a failed run above still removes in the foreground.
+  if (v.rm) await whileUnavailable(() => client['delete-container']({ id, force: true, background: true }));
   return exit.exitCode;
+}
+
+/**
+ * create-container with the node's image check beside it instead of before it (one round trip
+ * less when the image is there, as it mostly is). Undefined when the node lacks the image: the
+ * create, made without it, failed and undid itself, and the caller pulls it (as `docker run`).
+ */
+async function createIfImagePresent(
+  ctx: CliContext,
+  client: TaskClient,
+  req: CreateContainerRequest,
+  node: string,
+): Promise<Container | undefined> {
+  const creating = client['create-container'](req);
+  // Settled below on every path; until then its failure must not count as unhandled.
+  creating.catch(() => undefined);
+  // Any answer but NOT_FOUND leaves the verdict to the create (which reads the same record).
+  const missing = await image(ctx, 'get', { name: req.image }, node).then(
+    () => false,
+    (err: unknown) => err instanceof BerthError && err.code === Code.NOT_FOUND,
+  );
+  if (!missing) return creating;
+  // A create that found it all the same (pulled meanwhile by another client) stands.
+  return creating.catch(() => undefined);
 }
 
 /**

@@ -153,6 +153,8 @@ describe('pinned network namespaces', () => {
     expect(pinned).toMatch(/^net:\[\d+\]$/);
     expect(pinned).not.toBe(own);
     const links = execFileSync('nsenter', [`--net=${path}`, 'ip', '-o', 'link'], { encoding: 'utf8' });
+    // Up already (the addon does what the CNI loopback plugin's ADD would).
+    expect(links).toMatch(/^1: lo: <LOOPBACK,UP,LOWER_UP>/);
     expect(
       links
         .trim()

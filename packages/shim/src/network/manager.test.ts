@@ -272,6 +272,48 @@ describe('pods on the default bridge', () => {
     expect((await ran()).slice(2)).toEqual([`ADD ${other.podId}`, `DEL ${other.podId}`]);
   });
 
+  it("brings lo up in the addon's thread, and runs the loopback plugin only for a namespace it did not make", async () => {
+    // A plugin dir whose loopback notes each call and runs the real one.
+    const dir = join(w.dir, 'wrapped-loopback');
+    const calls = join(w.dir, 'loopback-calls');
+    await mkdir(dir, { recursive: true });
+    for (const name of await readdir('/usr/lib/cni'))
+      if (name !== 'loopback')
+        await symlink(join('/usr/lib/cni', name), join(dir, name)).catch(() => undefined);
+    await writeFile(
+      join(dir, 'loopback'),
+      `#!/bin/sh\necho "$CNI_COMMAND $CNI_CONTAINERID" >> ${calls}\nexec /usr/lib/cni/loopback "$@"\n`,
+      { mode: 0o755 },
+    );
+    const ran = async () => (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+    const wm = new NetworkManager({ ...options(), pluginDirs: [dir] });
+    const recordFile = (id: string) => join(wm.paths.stateDir, `${id}.json`);
+    const loFlags = async (netns: string) =>
+      (await exec('nsenter', [`--net=${netns}`, 'ip', '-o', 'link', 'show', 'lo'])).stdout;
+    // Made and set up in one go, and made ahead (prepare, as a CRI pod's) then set up.
+    const made = await wm.setup(podId('lo-setup'));
+    pods.push(made.podId);
+    const ahead = podId('lo-ahead');
+    pods.push(ahead);
+    await wm.prepare(ahead);
+    expect(JSON.parse(await readFile(recordFile(ahead), 'utf8')).loopbackUp).toBe(true);
+    const aheadNet = await wm.setup(ahead);
+    for (const n of [made, aheadNet]) expect(await loFlags(n.netnsPath)).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+    expect(await ran()).toEqual([]);
+    // A namespace an older shim recorded (no loopbackUp), its lo down: the plugin brings it up.
+    const old = podId('lo-old');
+    pods.push(old);
+    const path = await wm.prepare(old);
+    const { loopbackUp: _up, ...rec } = JSON.parse(await readFile(recordFile(old), 'utf8'));
+    await writeFile(recordFile(old), JSON.stringify(rec));
+    await exec('nsenter', [`--net=${path}`, 'ip', 'link', 'set', 'lo', 'down']);
+    expect(await loFlags(path)).not.toMatch(/[<,]UP[,>]/);
+    await wm.setup(old);
+    expect(await ran()).toEqual([`ADD ${old}`]);
+    expect(await loFlags(path)).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+    for (const id of [made.podId, ahead, old]) await wm.teardown(id);
+  });
+
   it('lists the networks of the conf dir', async () => {
     expect(await m.listNetworks()).toEqual([
       {

@@ -13,7 +13,7 @@ import {
 import { findPlugin } from './cni-exec.js';
 import { type DefaultNetworkOptions, ensureDefaultNetwork } from './default-config.js';
 import { masquerades, removeMasquerade } from './masq.js';
-import { createNetns, isNetnsMounted, removeNetns } from './netns.js';
+import { createPodNetns, isNetnsMounted, removeNetns } from './netns.js';
 import { podChain } from './pod-chain.js';
 import { applyPodCidr, type PodCidrOutcome } from './pod-cidr.js';
 import { checkPodId, networkPaths, type PodNetworkRecord, PodRecords } from './state.js';
@@ -144,7 +144,10 @@ export class NetworkManager {
       if (existing && existing.phase !== 'adding' && (await isNetnsMounted(existing.netnsPath)))
         return existing.netnsPath;
       if (existing) await this.release(existing);
-      return (await this.makeNetns(podId, [])).netnsPath;
+      const rec = await this.makeNetns(podId, []);
+      // Kept on disk: the setup that follows, maybe by a restarted shim, skips the loopback ADD.
+      if (rec.loopbackUp) await this.records.put(rec);
+      return rec.netnsPath;
     });
   }
 
@@ -213,7 +216,9 @@ export class NetworkManager {
       await this.records.put(rec);
       // berth's default network masquerades with one rule per subnet, there before any pod's ADD.
       await this.masq.ensure(rec.network.conf);
-      await addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts());
+      if (!rec.loopbackUp) {
+        await addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts());
+      }
       const result = await addChain(rec.network.conf, this.attachment(rec), this.chainOpts());
       const ready: PodNetworkRecord = { ...rec, phase: 'ready', ...(result ? { result } : {}) };
       await this.records.put(ready);
@@ -228,7 +233,10 @@ export class NetworkManager {
     }
   }
 
-  /** Records a pod (phase netns) and pins its namespace; on failure removes both. */
+  /**
+   * Records a pod (phase netns) and pins its namespace; on failure removes both. The record it
+   * returns says whether lo is up already (put by the caller: setup writes its next phase anyway).
+   */
   private async makeNetns(podId: string, portMappings: PortMapping[]): Promise<PodNetworkRecord> {
     const net = await this.network();
     // A missing plugin is found before anything exists, so there is nothing to undo.
@@ -248,8 +256,8 @@ export class NetworkManager {
     await this.records.put(rec);
     try {
       await mkdir(this.paths.netnsDir, { recursive: true, mode: 0o755 });
-      await createNetns(rec.netnsPath);
-      return rec;
+      const { loopbackUp } = await createPodNetns(rec.netnsPath);
+      return loopbackUp ? { ...rec, loopbackUp } : rec;
     } catch (err) {
       await this.release(rec).catch(() => undefined);
       throw err;

@@ -41,11 +41,24 @@ export async function isNetnsMounted(path: string): Promise<boolean> {
  * on failure the file is removed again so nothing half-made stays.
  */
 export async function createNetns(path: string, tools: NetnsTools = TOOLS): Promise<string> {
-  if (await isNetnsMounted(path)) return path;
+  await createPodNetns(path, tools);
+  return path;
+}
+
+/**
+ * createNetns, telling whether the namespace's `lo` is up already: true when the addon made it
+ * (it sets lo up in the same thread), so a pod's setup can skip the CNI loopback plugin; false
+ * for one made by unshare(1) or found already mounted (its lo is as someone left it).
+ */
+export async function createPodNetns(
+  path: string,
+  tools: NetnsTools = TOOLS,
+): Promise<{ loopbackUp: boolean }> {
+  if (await isNetnsMounted(path)) return { loopbackUp: false };
   await writeFile(path, '', { mode: 0o444, flag: 'w' });
   // In-process through the addon when it is built (one process less per pod), else unshare(1).
   try {
-    if (await pinNetnsNative(path)) return path;
+    if (await pinNetnsNative(path)) return { loopbackUp: true };
   } catch (err) {
     await rm(path, { force: true });
     throw new BerthError(
@@ -61,7 +74,7 @@ export async function createNetns(path: string, tools: NetnsTools = TOOLS): Prom
       `cannot create network namespace "${path}": ${lastLine(r.stderr) || `unshare exited ${r.code}`}`,
     );
   }
-  return path;
+  return { loopbackUp: false };
 }
 
 /**

@@ -54,6 +54,11 @@ export const PodNetworkRecord = z.object({
     }),
   ),
   result: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * The namespace's `lo` was brought up when it was made (the addon's): the CNI loopback plugin's
+   * ADD is skipped. Absent (unshare(1), an older shim's record): the plugin runs.
+   */
+  loopbackUp: z.boolean().optional(),
   createdAt: z.string(),
 });
 export type PodNetworkRecord = z.infer<typeof PodNetworkRecord>;

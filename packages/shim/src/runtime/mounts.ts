@@ -35,9 +35,9 @@ function mountAddon(): MountAddon | null {
 }
 
 /**
- * Makes a new network namespace and bind-mounts it onto the existing file `path`, in a thread of
- * the addon's own (no unshare(1) process); false when the addon is not built (nothing was done).
- * Rejects with the errno's name as the error's code.
+ * Makes a new network namespace, brings its `lo` up and bind-mounts it onto the existing file
+ * `path`, in a thread of the addon's own (no unshare(1) process, no CNI loopback plugin); false
+ * when the addon is not built (nothing was done). Rejects with the errno's name as the error's code.
  */
 export async function pinNetnsNative(path: string): Promise<boolean> {
   const native = mountAddon();

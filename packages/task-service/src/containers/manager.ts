@@ -5,7 +5,9 @@ import {
   type ContainerInfo,
   type CreateContainerRequest,
   errors,
+  type ImageRecord,
   type ListContainersRequest,
+  type Mount,
   NODE_ID_PATTERN,
   RUNTIME_NAME,
   SHIM_FILE_SOURCE,
@@ -100,34 +102,37 @@ export class ContainerManager {
     let prepared = false;
     let networked = false;
     try {
-      const image = await this.deps.images(node, ns).get({ name: req.image });
-      if (!image.chainId) {
-        throw errors.precondition(`image "${req.image}" is not unpacked on node "${node}"`);
-      }
-      const local = node === this.env.node;
-      for (const m of req.mounts ?? []) {
-        if (local && !existsSync(m.source)) {
-          throw errors.invalid(`bind mount source "${m.source}" does not exist`);
+      // Checked before anything is made (a bind mount source on another node is its shim's to see).
+      if (node === this.env.node) {
+        for (const m of req.mounts ?? []) {
+          if (!existsSync(m.source)) throw errors.invalid(`bind mount source "${m.source}" does not exist`);
         }
       }
-      // Users, capabilities and the command's presence are facts of the node's rootfs and kernel:
-      // its shim resolves them at task create (see spec/node-facts.ts), never this replica.
-      const { mounts: rootfs } = await this.deps.snapshots(node).prepare({
-        key: snapshotKey,
-        parent: image.chainId,
-        labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
-      });
-      prepared = true;
+      // A bridge container's network (a pinned namespace, then the CNI chain's ADD on its node's
+      // shim: the longest step here) needs nothing of the image or its snapshot: it runs beside
+      // them. Both settle before a failure is thrown, so the undo below sees all that was made.
+      networked = req.network === 'bridge';
+      const [made, net] = await Promise.allSettled([
+        this.prepareRootfs(ns, req, { id, node, snapshotKey }).then((r) => {
+          prepared = true;
+          return r;
+        }),
+        networked
+          ? this.deps.shim(node, ns)['network-setup']({ podId: id, portMappings: req.ports ?? [] })
+          : undefined,
+      ]);
+      if (made.status === 'rejected') throw made.reason;
+      if (net.status === 'rejected') throw net.reason;
+      const { image, rootfs } = made.value;
       // A bridge container is a one-container pod: its node's shim pins the namespace and runs
       // CNI (the shim owns every namespace and lease), and the spec joins that namespace.
       let network: Container['network'];
-      if (req.network === 'bridge') {
-        networked = true;
-        const net = await this.deps
-          .shim(node, ns)
-          ['network-setup']({ podId: id, portMappings: req.ports ?? [] });
-        const ips = [...net.ips].sort((a, b) => a.version - b.version);
-        network = { netnsPath: net.netnsPath, ips: ips.map((i) => i.address.split('/')[0] ?? i.address) };
+      if (net.value) {
+        const ips = [...net.value.ips].sort((a, b) => a.version - b.version);
+        network = {
+          netnsPath: net.value.netnsPath,
+          ips: ips.map((i) => i.address.split('/')[0] ?? i.address),
+        };
       }
       const gen = generateSpec(
         {
@@ -184,6 +189,26 @@ export class ContainerManager {
       await this.undoCreate(ns, { ...intent, bridge: networked }, prepared).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** The image on the container's node (unpacked) and the rootfs snapshot prepared from it. */
+  private async prepareRootfs(
+    ns: string,
+    req: CreateContainerRequest,
+    { id, node, snapshotKey }: { id: string; node: string; snapshotKey: string },
+  ): Promise<{ image: ImageRecord; rootfs: Mount[] }> {
+    const image = await this.deps.images(node, ns).get({ name: req.image });
+    if (!image.chainId) {
+      throw errors.precondition(`image "${req.image}" is not unpacked on node "${node}"`);
+    }
+    // Users, capabilities and the command's presence are facts of the node's rootfs and kernel:
+    // its shim resolves them at task create (see spec/node-facts.ts), never this replica.
+    const { mounts: rootfs } = await this.deps.snapshots(node).prepare({
+      key: snapshotKey,
+      parent: image.chainId,
+      labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
+    });
+    return { image, rootfs };
   }
 
   /**

@@ -74,6 +74,8 @@ function taskState(t: Task): ProcessState {
  */
 export class TaskManager {
   readonly waiters = new ExitWaiters();
+  /** Collections this replica began after replying to a background removal (see settle()). */
+  private readonly collecting = new Set<Promise<void>>();
 
   constructor(
     private readonly store: ContainerStore,
@@ -459,14 +461,33 @@ export class TaskManager {
       return c;
     });
     if (!removed) return;
-    void this.containers
+    const freeing: Promise<void> = this.containers
       .collect(removed)
-      .catch((err: unknown) =>
-        this.log.warn(
-          { err: (err as Error).message, ns, id },
-          'freeing a removed container failed; the reconcile retries',
-        ),
-      );
+      .then(
+        () => undefined,
+        (err: unknown) =>
+          this.log.warn(
+            { err: (err as Error).message, ns, id },
+            'freeing a removed container failed; the reconcile retries',
+          ),
+      )
+      .finally(() => this.collecting.delete(freeing));
+    this.collecting.add(freeing);
+  }
+
+  /**
+   * Waits, at most `timeoutMs`, for the collections this replica began after its replies, so a
+   * graceful stop right after `berth run --rm` still frees what the container held; one cut
+   * short stays recorded and the next replica's reconcile finishes it.
+   */
+  async settle(timeoutMs: number): Promise<void> {
+    if (this.collecting.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([Promise.allSettled([...this.collecting]), bound]);
+    clearTimeout(timer);
   }
 
   /** Adds an exec process to a running task (start it with start + execId). */
