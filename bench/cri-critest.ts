@@ -129,6 +129,8 @@ export interface CritestRun {
   medians: Map<string, number>;
   /** Samples per operation. */
   samples: Map<string, number>;
+  /** Every sample per operation, in ms (to pool the samples of several runs). */
+  values: Map<string, number[]>;
   exitCode: number;
   log: string;
 }
@@ -168,9 +170,10 @@ export async function runCritest(
 }
 
 /** The median of each operation over the result files present in `dir`. */
-export function readResults(dir: string): Pick<CritestRun, 'medians' | 'samples'> {
+export function readResults(dir: string): Pick<CritestRun, 'medians' | 'samples' | 'values'> {
   const medians = new Map<string, number>();
   const samples = new Map<string, number>();
+  const values = new Map<string, number[]>();
   for (const f of RESULT_FILES) {
     if (!existsSync(join(dir, f))) continue;
     const set = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
@@ -182,12 +185,14 @@ export function readResults(dir: string): Pick<CritestRun, 'medians' | 'samples'
       if (xs.length === 0) return;
       medians.set(op, median(xs));
       samples.set(op, xs.length);
+      values.set(op, xs);
     });
   }
-  return { medians, samples };
+  return { medians, samples, values };
 }
 
-function median(xs: number[]): number {
+/** The median of some numbers (of an odd count the middle one, else the mean of the two). */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;

@@ -13,7 +13,10 @@
  * Env: CRITEST (required: cri-tools v1.26 critest), PARAMS (critest's benchmarking params file;
  * default 100 pods, 100 containers, 50 images, one at a time), REGISTRY (default 127.0.0.1:5000),
  * BENCH_N (replaces the three counts, for a quick run), BENCH_FIRST=containerd (run containerd first),
- * BENCH_GRPC_SERVER (the gateway's services.cri-gateway.grpcServer: berth, the default, or grpc-js).
+ * BENCH_GRPC_SERVER (the gateway's services.cri-gateway.grpcServer: berth, the default, or grpc-js),
+ * BENCH_ROUNDS (default 1: one run each; K > 1 keeps both runtimes up and alternates K critest
+ * runs of each, the first runtime changing every round, and pools every run's samples: the
+ * load of a shared machine then weighs on both alike).
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,6 +28,7 @@ import { containerdInstalled, startContainerd } from './containerd.js';
 import {
   BENCH_IMAGES,
   type CritestRun,
+  median,
   OPERATIONS,
   paramsFile,
   prePull,
@@ -132,11 +136,82 @@ async function runContainerd(): Promise<CritestRun> {
   }
 }
 
+/** Both runtimes up at once, critest runs alternating between them for `rounds` rounds. */
+async function runRounds(rounds: number): Promise<[berth: CritestRun, ctd: CritestRun]> {
+  const stack = await startStack({
+    config: {
+      services: {
+        'image-service': { mirrors },
+        'cri-gateway': { sandboxImage: SANDBOX_IMAGE },
+        shim: { cniConfDir: berthNet.confDir, cniInstallDefault: false },
+      },
+    },
+  });
+  const containerd = await startContainerd(join(root, 'containerd'), {
+    mirrors,
+    cniConfDir: ctdNet.confDir,
+    sandboxImage: SANDBOX_IMAGE,
+  }).catch(async (err: unknown) => {
+    await stack.stop();
+    throw err;
+  });
+  const sockets = { berth: hostLayout(stack).run.criSocket, containerd: containerd.sock };
+  const runs: Record<keyof typeof sockets, CritestRun[]> = { berth: [], containerd: [] };
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const order =
+        (r % 2 === 0) === (process.env.BENCH_FIRST === 'containerd')
+          ? (['containerd', 'berth'] as const)
+          : (['berth', 'containerd'] as const);
+      for (const name of order) {
+        // Again every round: a run's image benchmark may have removed one.
+        await prePull(sockets[name], [SANDBOX_IMAGE, ...BENCH_IMAGES]);
+        log(`round ${r + 1}: ${name} critest running (load ${load()})`);
+        const run = await runCritest(
+          CRITEST as string,
+          sockets[name],
+          params,
+          join(root, name, `critest-${r + 1}`),
+        );
+        loads.push(`after ${name} ${r + 1} ${load()}`);
+        const left = await sweepPods(sockets[name]);
+        log(
+          `round ${r + 1}: ${name} critest exited ${run.exitCode}${run.exitCode ? ` (log ${run.log})` : ''}${left ? `, ${left} pods swept` : ''}`,
+        );
+        runs[name].push(run);
+      }
+    }
+  } finally {
+    await containerd.stop();
+    await stack.stop();
+  }
+  return [pooled(runs.berth), pooled(runs.containerd)];
+}
+
+/** One run of several: every sample pooled, its medians over all of them; exit code the worst. */
+function pooled(runs: CritestRun[]): CritestRun {
+  const values = new Map<string, number[]>();
+  for (const run of runs)
+    for (const [op, xs] of run.values) values.set(op, [...(values.get(op) ?? []), ...xs]);
+  return {
+    values,
+    medians: new Map([...values].map(([op, xs]) => [op, median(xs)])),
+    samples: new Map([...values].map(([op, xs]) => [op, xs.length])),
+    exitCode: Math.max(0, ...runs.map((r) => r.exitCode)),
+    log: runs.map((r) => r.log).join(', '),
+  };
+}
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1)
+  throw new Error(`BENCH_ROUNDS "${process.env.BENCH_ROUNDS}" must be a positive integer`);
+
 let berth: CritestRun | undefined;
 let ctd: CritestRun | undefined;
 try {
   // Which goes first is a choice: on a shared machine the load moves between the two halves.
-  if (process.env.BENCH_FIRST === 'containerd') {
+  if (ROUNDS > 1) [berth, ctd] = await runRounds(ROUNDS);
+  else if (process.env.BENCH_FIRST === 'containerd') {
     ctd = await runContainerd();
     berth = await runBerth();
   } else {
@@ -152,7 +227,7 @@ try {
 
 const f = (n: number | undefined, w = 11) => (n === undefined ? '-' : n.toFixed(2)).padStart(w);
 log(
-  `\nCRI medians in ms: critest -benchmark, ${counts.map((m) => `${m[2]} ${m[1]}`).join(', ')}, one at a time`,
+  `\nCRI medians in ms: critest -benchmark, ${counts.map((m) => `${m[2]} ${m[1]}`).join(', ')}, one at a time${ROUNDS > 1 ? `, ${ROUNDS} alternating rounds pooled` : ''}`,
 );
 log(`load average: ${loads.join(', ')}`);
 log(

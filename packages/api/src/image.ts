@@ -125,6 +125,11 @@ export interface ImageEvent {
   name: string;
   /** images.update: the written record's updatedAt (a cache holding that record or a newer one has nothing to read). */
   updatedAt?: string;
+  /**
+   * images.update: the written record's chainId ('' when it has none). An unpack writes the same
+   * record again with its chainId and may keep its updatedAt (to the millisecond): both tell it.
+   */
+  chainId?: string;
 }
 
 export const PullProgress = z.object({

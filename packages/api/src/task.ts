@@ -2,6 +2,7 @@
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 
 import { defineService, Empty, op, Scope } from './contract.js';
+import { ImageRecord } from './image.js';
 import * as z from './lazy-zod.js';
 import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
@@ -165,6 +166,12 @@ export const CreateContainerRequest = z.object({
   privileged: z.boolean().optional(),
   /** The seccomp filter; default berth's default profile (ignored when privileged: none). */
   seccomp: SeccompRequest.optional(),
+  /**
+   * The node's record of `image` as the caller already holds it from the node's image-service
+   * (the CRI gateway's image view): used instead of asking that image-service again. Its name
+   * must be `image`; it is not kept in the container's record.
+   */
+  imageRecord: ImageRecord.optional(),
 });
 export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
 

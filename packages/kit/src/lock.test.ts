@@ -97,6 +97,42 @@ describe('withLock', () => {
   });
 });
 
+describe('commitAndRelease', () => {
+  it("runs the holder's last write and the release in one transaction", async () => {
+    const lockKey = key('commit');
+    const rec = `${lockKey}:record`;
+    const replies = await withLock(
+      one,
+      lockKey,
+      { ttlMs: 5000, waitMs: 1000, what: 'commit' },
+      async (lock) => {
+        const res = await lock.commitAndRelease?.(one.multi().set(rec, 'v').get(rec));
+        // Released with the write: another holder gets it before this callback returns.
+        const next = await tryLock(two, lockKey, 5000);
+        expect(next).toBeDefined();
+        return { res, next, first: lock.first };
+      },
+    );
+    expect(replies.res).toEqual([
+      [null, 'OK'],
+      [null, 'v'],
+    ]);
+    // withLock's own release left the next holder's lock alone; its lock was taken at once.
+    expect(await one.get(lockKey)).toBe(replies.next?.token);
+    expect(replies.first).toBe(true);
+    // Taken after a wait for the holder: not by the first attempt.
+    const waited = withLock(
+      two,
+      lockKey,
+      { ttlMs: 5000, waitMs: 5000, what: 'commit' },
+      async (l) => l.first,
+    );
+    // Its first attempt was sent on `two` before this release (same connection, in order).
+    await replies.next?.release();
+    expect(await waited).toBe(false);
+  });
+});
+
 describe('lock loss', () => {
   it('signals the holder when a renewal finds its lock taken', async () => {
     const lockKey = key('lost');

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BerthError, Code } from '@berth/api';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { keys } from './keys.js';
 import { redisScript } from './tracing/redis-spans.js';
 
@@ -21,6 +21,18 @@ export interface Lock {
    * fence (fenceCheckLua).
    */
   lost?: AbortSignal;
+  /**
+   * Set by withLock: execs the holder's last write (a MULTI) with the release as its last
+   * command, so the write and the release are one round trip (withLock then has nothing left to
+   * release). Resolves to the transaction's replies without the release's.
+   */
+  commitAndRelease?(tx: ChainableCommander): Promise<[Error | null, unknown][]>;
+  /**
+   * Set by withLock: true when its first attempt took the lock. Redis runs a connection's
+   * commands in order, so a command the caller sent on the same connection right after calling
+   * withLock then ran while this lock was held (one round trip for the lock and a first read).
+   */
+  first?: boolean;
 }
 
 /** What a fenced write needs of a lock: its key and the holder's token. */
@@ -101,6 +113,7 @@ export async function withLock<T>(
   let delay = 16;
   let sentAt = Date.now();
   let lock = await tryLock(redis, key, opts.ttlMs);
+  const first = lock !== undefined;
   while (!lock) {
     if (Date.now() > deadline) {
       throw new BerthError(
@@ -114,7 +127,19 @@ export async function withLock<T>(
     lock = await tryLock(redis, key, opts.ttlMs);
   }
   const lost = new AbortController();
-  const held: Lock = { ...lock, lost: lost.signal };
+  let released = false;
+  const held: Lock = {
+    ...lock,
+    lost: lost.signal,
+    first,
+    commitAndRelease: async (tx) => {
+      clearInterval(timer);
+      const res = (await tx.eval(RELEASE, 1, key, held.token).exec()) ?? [];
+      // A release that failed (Redis away mid-reply) is tried again by withLock.
+      released = res.length > 0 && res[res.length - 1]?.[0] === null;
+      return res.slice(0, -1) as [Error | null, unknown][];
+    },
+  };
   const lose = (why: string) => {
     if (!lost.signal.aborted)
       lost.abort(new BerthError(Code.ABORTED, `lost the lock on ${opts.what}: ${why}`));
@@ -155,6 +180,6 @@ export async function withLock<T>(
   } finally {
     clearInterval(timer);
     clearTimeout(expiry);
-    await held.release().catch(() => undefined);
+    if (!released) await held.release().catch(() => undefined);
   }
 }

@@ -134,6 +134,11 @@ describe('task-service endpoints', () => {
     await expect(
       client['create-container']({ image: 'x', name: 'ports', network: 'bridge', ports }),
     ).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    // Its network was asked for beside the image (no shim answers either): the undo could not
+    // release it, so the intent stays for the reconcile. Forgotten here: no node exists.
+    const left = (await domain.store.creating('test')).filter((i) => i.name === 'ports');
+    expect(left).toMatchObject([{ name: 'ports', bridge: true }]);
+    for (const i of left) await domain.store.endCreate('test', i.id);
   });
 
   it('lists the containers of a node whose image name or digest is given', async () => {
@@ -166,6 +171,8 @@ describe('task-service endpoints', () => {
       code: 'ALREADY_EXISTS',
       message: expect.stringContaining('container name "taken" is already in use'),
     });
+    // The refused creation recorded nothing to undo.
+    expect(await domain.store.creating('test')).toEqual([]);
   });
 
   it('releases the name when the image-service cannot be reached', async () => {
@@ -174,6 +181,59 @@ describe('task-service endpoints', () => {
         code: 'UNAVAILABLE',
       });
     }
+  });
+
+  it("takes the caller's image record instead of asking the image-service, and refuses one of another image", async () => {
+    const d = `sha256:${'3'.repeat(64)}`;
+    const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d, size: 1 };
+    const imageRecord = {
+      name: 'docker.io/library/busybox:latest',
+      target: desc,
+      manifest: desc,
+      configDigest: d,
+      config: { rootfs: { type: 'layers' as const, diff_ids: [d] }, config: { Cmd: ['sh'] } },
+      chainId: d,
+      size: 1,
+      labels: {},
+      createdAt: 't0',
+      updatedAt: 't0',
+    };
+    await expect(
+      client['create-container']({ image: 'busybox', name: 'mismatch', imageRecord }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: 'imageRecord is the record of "docker.io/library/busybox:latest", not of image "busybox"',
+    });
+    // No image-service runs here: the create gets past the image to the (absent) snapshot-service.
+    const err = await client['create-container']({
+      image: imageRecord.name,
+      name: 'given',
+      imageRecord,
+    }).catch((e: unknown) => e as Error);
+    expect(err).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/snapshot/) });
+    // Undone: no name kept, no creation left to finish.
+    expect(await domain.store.creating('test')).toEqual([]);
+    await expect(client['create-container']({ image: 'busybox', name: 'given' })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: expect.stringMatching(/image/),
+    });
+  });
+
+  it('reads under the lock: with it at once, or again once a holder let it go', async () => {
+    const c = fakeContainer('locked-read');
+    await domain.store.put(c);
+    const read = () => domain.store.get('test', c.id);
+    // Taken at once: the read sent with the acquire is the one used.
+    expect(
+      await domain.containers.lockAndRead('test', c.id, read, async (r, l) => [r?.name, l.first]),
+    ).toEqual(['locked-read', true]);
+    // Held by another writer that changes the record before letting go: read again after.
+    const holding = domain.containers.lock('test', c.id, async () => {
+      const waiting = domain.containers.lockAndRead('test', c.id, read, async (r, l) => [r?.name, l.first]);
+      await domain.store.put({ ...c, name: 'renamed' });
+      return { waiting };
+    });
+    expect(await (await holding).waiting).toEqual(['renamed', false]);
   });
 
   it('refuses exec and kill when the container has no running task', async () => {

@@ -51,8 +51,8 @@ function manualEvents() {
   };
   return {
     source,
-    fire: (topic: string, name: string, updatedAt?: string) =>
-      handler({ topic, namespace: CRI_NAMESPACE, timestamp: '', event: { name, updatedAt } }),
+    fire: (topic: string, name: string, updatedAt?: string, chainId = '') =>
+      handler({ topic, namespace: CRI_NAMESPACE, timestamp: '', event: { name, updatedAt, chainId } }),
   };
 }
 
@@ -100,14 +100,20 @@ describe('ImageView', () => {
     const pulled = (await view.pull({ ref: 'registry.test/a:1' } as never)).image;
     const before = t.reads.get;
     // The event of the write whose record the reply brought, after the reply.
-    ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', pulled.updatedAt);
+    ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', pulled.updatedAt, pulled.chainId ?? '');
     expect(await view.get('registry.test/a:1')).toBe(pulled);
     expect(t.reads.get).toBe(before);
+    // An unpack (berth image unpack, an import's) writes it again with a chainId and the same
+    // updatedAt: read again, and shown.
+    t.records.set('registry.test/a:1', { ...pulled, chainId: `sha256:${'c'.repeat(64)}` });
+    ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', pulled.updatedAt, `sha256:${'c'.repeat(64)}`);
+    expect((await view.get('registry.test/a:1')).chainId).toBe(`sha256:${'c'.repeat(64)}`);
+    expect(t.reads.get).toBe(before + 1);
     // Another write of the name (a tag, a pull elsewhere): read again, and shown.
     t.records.set('registry.test/a:1', rec('registry.test/a:1', '2026-12-02T00:00:00Z'));
     ev.fire(ImageTopic.imageUpdate, 'registry.test/a:1', '2026-12-02T00:00:00Z');
     expect((await view.get('registry.test/a:1')).updatedAt).toBe('2026-12-02T00:00:00Z');
-    expect(t.reads.get).toBe(before + 1);
+    expect(t.reads.get).toBe(before + 2);
     view.close();
   });
 

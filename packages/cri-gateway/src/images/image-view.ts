@@ -54,7 +54,7 @@ export class ImageView implements ImagePort {
         // reply brings the last one: reading the first while the pull runs would be thrown away.
         if (this.pulling.has(name)) return;
         // The reply (kept as the record) usually comes with or before the pull's own last event.
-        if (showsUpdate(this.mirror.peek(name), event?.updatedAt)) return;
+        if (showsUpdate(this.mirror.peek(name), event)) return;
       }
       void this.mirror.refresh(name);
     });
@@ -136,9 +136,18 @@ export class ImageView implements ImagePort {
   }
 }
 
-/** True when the kept record is the one an update event announces (the write's own updatedAt). */
-function showsUpdate(cur: ImageRecord | undefined, updatedAt: unknown): boolean {
-  return cur !== undefined && typeof updatedAt === 'string' && cur.updatedAt === updatedAt;
+/**
+ * True when the kept record is the one an update event announces: the write's own updatedAt and
+ * chainId (an unpack writes the record again with its chainId, maybe within the same millisecond).
+ */
+function showsUpdate(cur: ImageRecord | undefined, event: Partial<ImageEvent> | undefined): boolean {
+  return (
+    cur !== undefined &&
+    typeof event?.updatedAt === 'string' &&
+    typeof event.chainId === 'string' &&
+    cur.updatedAt === event.updatedAt &&
+    (cur.chainId ?? '') === event.chainId
+  );
 }
 
 /** The newest record (as the image-service orders them) of the image with this id, in one pass. */

@@ -379,4 +379,67 @@ describe('ContainerView', () => {
     expect((await view.listContainers({ [CriLabel.kind]: '' })).map((i) => i.container.id)).toEqual(['e5']);
     view.close();
   });
+
+  it('reads nothing for the events of a write in flight that its reply shows, and reads again for one it does not', async () => {
+    const { t, ev, view } = await started();
+    t.records.set('c3', info('c3'));
+    await view.getContainer('c3');
+    // The second read waits for the refresh the first (of a container not kept yet) started.
+    expect((await view.getContainer('c3')).task).toBeUndefined();
+    const reads = t.reads.get;
+    // A create with start announces its task's create and start before it replies.
+    const createTask = t.port.createTask;
+    t.port.createTask = async (id, opts) => {
+      ev.fire(TaskTopic.taskCreate, { id, pid: 10 });
+      ev.fire(TaskTopic.taskStart, { id, pid: 10 });
+      await new Promise((r) => setImmediate(r));
+      return createTask(id, opts);
+    };
+    await view.createTask('c3', { start: true });
+    expect(await view.getContainer('c3')).toMatchObject({ status: 'running', task: { pid: 10 } });
+    expect(t.reads.get).toBe(reads);
+    // An event the reply does not show (another process, pid 11) is read again once it lands.
+    t.records.set('c3', info('c3'));
+    ev.fire(TaskTopic.taskDelete, { id: 'c3' });
+    expect((await view.getContainer('c3')).task).toBeUndefined();
+    const before = t.reads.get;
+    t.port.createTask = async (id, opts) => {
+      ev.fire(TaskTopic.taskStart, { id, pid: 11 });
+      await new Promise((r) => setImmediate(r));
+      return createTask(id, opts);
+    };
+    await view.createTask('c3', { start: true });
+    await view.getContainer('c3');
+    expect(t.reads.get).toBeGreaterThan(before);
+    view.close();
+  });
+
+  it("reads nothing for a create's own event that arrives before its reply, and reads one whose reply was lost", async () => {
+    const { t, ev, view } = await started();
+    const reads = t.reads.get;
+    const port = t.port as unknown as { createContainer: TaskPort['createContainer'] };
+    port.createContainer = async (req) => {
+      const c = info('f6').container;
+      t.records.set('f6', { container: c, status: 'created' });
+      ev.fire(TaskTopic.containerCreate, { id: 'f6', name: req.name });
+      await new Promise((r) => setImmediate(r));
+      return c;
+    };
+    const req = { name: 'k8s-ctr-f6', image: 'busybox' } as Parameters<TaskPort['createContainer']>[0];
+    expect((await view.createContainer(req)).id).toBe('f6');
+    expect((await view.getContainer('f6')).status).toBe('created');
+    expect(t.reads.get).toBe(reads);
+    // The container was made, but its reply never came: the id its event named is read.
+    port.createContainer = async (r) => {
+      t.records.set('g7', { container: info('g7').container, status: 'created' });
+      ev.fire(TaskTopic.containerCreate, { id: 'g7', name: r.name });
+      throw new BerthError(Code.DEADLINE_EXCEEDED, 'task-service create-container timed out');
+    };
+    await expect(view.createContainer({ ...req, name: 'k8s-ctr-g7' })).rejects.toMatchObject({
+      code: Code.DEADLINE_EXCEEDED,
+    });
+    expect((await view.getContainer('g7')).status).toBe('created');
+    expect(t.reads.get).toBe(reads + 1);
+    view.close();
+  });
 });

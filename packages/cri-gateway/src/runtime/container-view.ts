@@ -1,4 +1,12 @@
-import { Code, type ContainerInfo, exitReason, type ProcessState, TaskTopic, toBerthError } from '@berth/api';
+import {
+  Code,
+  type Container,
+  type ContainerInfo,
+  exitReason,
+  type ProcessState,
+  TaskTopic,
+  toBerthError,
+} from '@berth/api';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { EventSource } from './events.js';
 import { CriLabel } from './meta.js';
@@ -37,8 +45,13 @@ export class ContainerView implements TaskPort {
   private unsubscribe: (() => void) | undefined;
   /** Exits announced before the view held the task they end, by container id. */
   private readonly earlyExits = new Map<string, ExitEvent>();
-  /** Task creates and starts in flight through this view, by container id (with how many). */
-  private readonly taskWrites = new Map<string, number>();
+  /**
+   * Per container with a write in flight (apply), the events that named it meanwhile: its reply,
+   * made after them, usually shows them, so they are checked against it instead of read again.
+   */
+  private readonly writing = new Map<string, { depth: number; events: Announced[] }>();
+  /** Per name of a container being created, the id its `containers.create` event announced. */
+  private readonly creating = new Map<string, string | undefined>();
 
   constructor(
     private readonly inner: TaskPort,
@@ -67,27 +80,6 @@ export class ContainerView implements TaskPort {
     );
   }
 
-  /**
-   * True for a task create or start event of a container whose create (with start) or start is
-   * in flight through this view: the write's reply sets the task it announces (or the write
-   * refreshes the record when it fails), so reading it now would only be thrown away.
-   */
-  private announcedByTaskWrite(id: string, topic: string): boolean {
-    return (topic === TaskTopic.taskCreate || topic === TaskTopic.taskStart) && this.taskWrites.has(id);
-  }
-
-  /** Runs a task create or start of `id`, noting it in flight (see announcedByTaskWrite). */
-  private async taskWrite<R>(id: string, work: () => Promise<R>): Promise<R> {
-    this.taskWrites.set(id, (this.taskWrites.get(id) ?? 0) + 1);
-    try {
-      return await work();
-    } finally {
-      const left = (this.taskWrites.get(id) ?? 1) - 1;
-      if (left > 0) this.taskWrites.set(id, left);
-      else this.taskWrites.delete(id);
-    }
-  }
-
   /** Starts following events, then loads every CRI container of the node and resyncs periodically. */
   async follow(events: EventSource): Promise<void> {
     this.unsubscribe = events((e) => {
@@ -111,14 +103,26 @@ export class ContainerView implements TaskPort {
       }
       // The record a write's reply set usually shows the write's own event already: a read
       // then need not wait for a refresh that would bring nothing new.
-      else if (
-        REFRESH_TOPICS.has(e.topic) &&
-        !this.announcedByTaskWrite(ev.id, e.topic) &&
-        !shows(this.mirror.peek(ev.id), e.topic, e.event)
-      )
-        void this.mirror.refresh(ev.id);
+      else if (REFRESH_TOPICS.has(e.topic)) this.announced(ev.id, e.topic, e.event);
     });
     await this.mirror.start(RESYNC_MS);
+  }
+
+  /**
+   * An event after which the record may have changed: read again unless the kept record shows
+   * it, or a write of it (or its create) is on its way whose reply will be checked against it.
+   */
+  private announced(id: string, topic: string, event: unknown): void {
+    if (topic === TaskTopic.containerCreate) {
+      const name = (event as { name?: unknown }).name;
+      if (typeof name === 'string' && this.creating.has(name) && !this.mirror.knows(id)) {
+        this.creating.set(name, id);
+        return;
+      }
+    }
+    const w = this.writing.get(id);
+    if (w) w.events.push({ topic, event });
+    else if (!shows(this.mirror.peek(id), topic, event)) void this.mirror.refresh(id);
   }
 
   /** Stops following events; reads go to the task-service from then on. */
@@ -141,12 +145,22 @@ export class ContainerView implements TaskPort {
     work: () => Promise<R>,
     next: (reply: R) => (cur: ContainerInfo | undefined) => ContainerInfo | undefined,
   ): Promise<R> {
+    const w = this.writing.get(id) ?? { depth: 0, events: [] };
+    this.writing.set(id, { depth: w.depth + 1, events: w.events });
     let reply: R;
+    let events: Announced[] = [];
     try {
       reply = await work();
     } catch (err) {
       this.refreshAfterWrite(id);
       throw err;
+    } finally {
+      const now = this.writing.get(id);
+      if (now && now.depth > 1) this.writing.set(id, { depth: now.depth - 1, events: now.events });
+      else {
+        this.writing.delete(id);
+        events = now?.events ?? [];
+      }
     }
     const [full, ...more] = this.mirror.keysFrom(id);
     const update = next(reply);
@@ -157,6 +171,8 @@ export class ContainerView implements TaskPort {
     // A refresh in flight was read before this write: the kept record must not wait for it.
     if (!this.mirror.loaded || !full || more.length > 0 || !this.mirror.replace(full, withEarly))
       this.refreshAfterWrite(id);
+    // Events that arrived during the write and its reply does not show are read again.
+    else if (events.some((e) => !shows(this.mirror.peek(full), e.topic, e.event))) this.refreshAfterWrite(id);
     return reply;
   }
 
@@ -210,7 +226,21 @@ export class ContainerView implements TaskPort {
   }
 
   createContainer: TaskPort['createContainer'] = async (req) => {
-    const c = await this.inner.createContainer(req);
+    // Its `containers.create` event comes before the reply, which then says all it would read.
+    const name = req.name;
+    const mine = name !== undefined && !this.creating.has(name);
+    if (mine) this.creating.set(name, undefined);
+    let c: Container;
+    try {
+      c = await this.inner.createContainer(req);
+    } catch (err) {
+      // A create that failed after its event (a lost reply) is read as any announced one.
+      const id = mine ? this.creating.get(name) : undefined;
+      if (id !== undefined && this.mirror.loaded) void this.mirror.refresh(id);
+      throw err;
+    } finally {
+      if (mine) this.creating.delete(name);
+    }
     if (this.mirror.loaded && c.node === this.node)
       this.mirror.replace(c.id, () => ({ container: c, status: 'created' }));
     return c;
@@ -236,7 +266,7 @@ export class ContainerView implements TaskPort {
   createTask: TaskPort['createTask'] = (id, opts) =>
     this.apply(
       id,
-      () => this.taskWrite(id, () => this.inner.createTask(id, opts)),
+      () => this.inner.createTask(id, opts),
       (t) => (cur) => {
         // The exit of a task started with its create may have been applied already: keep it.
         if (!cur || (cur.task?.status === 'stopped' && cur.task.pid === t.pid)) return undefined;
@@ -244,9 +274,7 @@ export class ContainerView implements TaskPort {
       },
     );
   start: TaskPort['start'] = (id, execId) =>
-    execId
-      ? this.inner.start(id, execId)
-      : this.apply(id, () => this.taskWrite(id, () => this.inner.start(id)), withStart);
+    execId ? this.inner.start(id, execId) : this.apply(id, () => this.inner.start(id), withStart);
   kill: TaskPort['kill'] = (req) => this.inner.kill(req);
   wait: TaskPort['wait'] = (id, o) =>
     o.execId
@@ -335,6 +363,12 @@ function keepExit(cur: ContainerInfo, fresh: ContainerInfo): ContainerInfo {
     if (fresh.task.pid === cur.task.pid && fresh.task.createdAt === cur.task.createdAt) return cur;
   }
   return fresh;
+}
+
+/** An event that named a container during a write of it. */
+interface Announced {
+  topic: string;
+  event: unknown;
 }
 
 /** The fields of a `tasks.exit` event the view applies. */

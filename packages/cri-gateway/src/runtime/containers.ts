@@ -104,7 +104,8 @@ export class ContainerRuntime {
       meta,
     });
     try {
-      return (await this.d.tasks.createContainer(req)).id;
+      // The record the gateway's image view gave: the task-service need not ask the image-service.
+      return (await this.d.tasks.createContainer({ ...req, imageRecord: image })).id;
     } catch (err) {
       const e = toBerthError(err);
       if (e.code !== Code.ALREADY_EXISTS) throw e;

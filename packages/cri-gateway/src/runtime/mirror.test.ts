@@ -56,6 +56,32 @@ describe('Mirror refreshes', () => {
     expect(s.reads.sort()).toEqual(['a', 'a', 'b']);
     m.stop();
   });
+
+  it('reads nothing for a refresh whose key a write set, or a removal dropped, before its read began', async () => {
+    const s = source({ a: 1, b: 5 });
+    const m = new Mirror<number>(s.src, (e) => {
+      throw e;
+    });
+    await m.start(60_000);
+    s.reads.length = 0;
+    // An event, then in the same turn the reply of the write that caused it.
+    void m.refresh('a');
+    s.records.set('a', 2);
+    expect(m.replace('a', () => 2)).toBe(true);
+    void m.refresh('b');
+    s.records.delete('b');
+    m.forget('b');
+    await new Promise((r) => setImmediate(r));
+    expect(await m.get('a')).toBe(2);
+    expect(await m.get('b')).toBeUndefined();
+    expect(s.reads).toEqual([]);
+    // A later refresh reads again.
+    s.records.set('a', 7);
+    await m.refresh('a');
+    expect(await m.get('a')).toBe(7);
+    expect(s.reads).toEqual(['a']);
+    m.stop();
+  });
 });
 
 describe('Mirror writes', () => {

@@ -52,7 +52,7 @@ export class Mirror<T> {
     if (queued) return queued;
     const done: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => {
-        // A write's reply or a removal set the record meanwhile: nothing older to read.
+        // A write's reply (replace) or a removal (forget) landed meanwhile: nothing to read.
         if (this.queued.get(key) !== done) return;
         this.queued.delete(key);
         return this.read(key);
@@ -90,10 +90,10 @@ export class Mirror<T> {
 
   /**
    * Sets a record from what a write replied (the service's record as it now is). Refreshes of it
-   * still in flight or not started yet (an event of that write reached us before its reply) never
-   * land or never read, and reads no longer wait for them: they were asked no later than the reply was made. `update` gets the
-   * kept record (undefined: none) and returns the new one, or undefined to change nothing;
-   * returns whether it changed.
+   * still in flight (an event of that write reached us before its reply) never land, and reads
+   * no longer wait for them: they were asked no later than the reply was made (one whose read
+   * has not started is not read at all). `update` gets the kept record (undefined: none) and
+   * returns the new one, or undefined to change nothing; returns whether it changed.
    */
   replace(key: string, update: (cur: T | undefined) => T | undefined): boolean {
     const next = update(this.byKey.get(key));

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
+import { BerthError, Code, type ContainerInfo, type ImageRecord, toBerthError } from '@berth/api';
 import type { Logger } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import { CRI_NET_PREFIX } from './cni-network.js';
@@ -144,7 +144,7 @@ export class PodRuntime {
     const netKey = host ? undefined : `${CRI_NET_PREFIX}${randomBytes(8).toString('hex')}`;
     if (netKey) this.settingUp.add(netKey);
     try {
-      return await this.runIn(pod, runtimeHandler, image.name, netKey);
+      return await this.runIn(pod, runtimeHandler, image, netKey);
     } finally {
       if (netKey) this.settingUp.delete(netKey);
     }
@@ -153,7 +153,7 @@ export class PodRuntime {
   private async runIn(
     pod: PodConfig,
     runtimeHandler: string,
-    image: string,
+    image: ImageRecord,
     netKey: string | undefined,
   ): Promise<string> {
     const host = netKey === undefined;
@@ -213,13 +213,14 @@ export class PodRuntime {
   /** The pause container's record (its task is made next); ALREADY_EXISTS names the pod. */
   private async createPause(
     pod: PodConfig,
-    image: string,
+    image: ImageRecord,
     meta: SandboxMeta,
     netnsPath: string | undefined,
   ): Promise<string> {
     try {
-      const req = sandboxRequest(pod, { image, meta, ...(netnsPath ? { netnsPath } : {}) });
-      return (await this.d.tasks.createContainer(req)).id;
+      const req = sandboxRequest(pod, { image: image.name, meta, ...(netnsPath ? { netnsPath } : {}) });
+      // The record ensure() read: the task-service need not ask the image-service again.
+      return (await this.d.tasks.createContainer({ ...req, imageRecord: image })).id;
     } catch (err) {
       const e = toBerthError(err);
       if (e.code === Code.ALREADY_EXISTS) {

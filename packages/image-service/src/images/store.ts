@@ -42,7 +42,11 @@ export class ImageStore {
       .hset(keys.image(this.node, ns, rec.name), { record, target: rec.target.digest })
       .zadd(keys.images(this.node, ns), Date.parse(rec.updatedAt) || Date.now(), rec.name)
       .exec();
-    this.announce(ImageTopic.imageUpdate, ns, { name: rec.name, updatedAt: rec.updatedAt });
+    this.announce(ImageTopic.imageUpdate, ns, {
+      name: rec.name,
+      updatedAt: rec.updatedAt,
+      chainId: rec.chainId ?? '',
+    });
   }
 
   /** The record stored under an exact normalized name. */

@@ -216,10 +216,18 @@ export class NetworkManager {
       await this.records.put(rec);
       // berth's default network masquerades with one rule per subnet, there before any pod's ADD.
       await this.masq.ensure(rec.network.conf);
-      if (!rec.loopbackUp) {
-        await addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts());
-      }
-      const result = await addChain(rec.network.conf, this.attachment(rec), this.chainOpts());
+      // loopback only brings up `lo` in the namespace (done already when the addon made it), the
+      // chain makes eth0: independent, so they run at once (as containerd's go-cni attaches its
+      // networks); both settle before a failure is undone, so the DEL below never races an ADD.
+      const [lo, chain] = await Promise.allSettled([
+        rec.loopbackUp
+          ? undefined
+          : addChain(loopbackList(rec.network.conf.cniVersion), this.attachment(rec), this.chainOpts()),
+        addChain(rec.network.conf, this.attachment(rec), this.chainOpts()),
+      ]);
+      if (lo.status === 'rejected') throw lo.reason;
+      if (chain.status === 'rejected') throw chain.reason;
+      const result = chain.value;
       const ready: PodNetworkRecord = { ...rec, phase: 'ready', ...(result ? { result } : {}) };
       await this.records.put(ready);
       return view(ready);

@@ -97,13 +97,19 @@ export class Snapshotter {
       }
       parents = [parent, ...(await this.parents(parent))];
     }
-    const id = await this.store.allocate();
+    // The root is made while the id is allocated (it needs none): one wait instead of two.
+    const [allocated, root] = await Promise.allSettled([
+      this.store.allocate(),
+      mkdir(this.root, { recursive: true, mode: 0o755 }),
+    ]);
+    if (allocated.status === 'rejected') throw allocated.reason;
+    const id = allocated.value;
     const tmp = join(this.root, `new-${id}-${randomUUID().slice(0, 8)}`);
     const dir = join(this.root, id);
     try {
       // One level at a time: a recursive mkdir that cannot create a parent (ENOSPC) reports the
       // child's ENOENT, which would hide a full disk.
-      await mkdir(this.root, { recursive: true, mode: 0o755 });
+      if (root.status === 'rejected') throw root.reason;
       await mkdir(tmp, { mode: 0o755 });
       const top = parents[0];
       const [, , st] = await Promise.all([
@@ -127,15 +133,16 @@ export class Snapshotter {
         },
       );
     }
+    let record: SnapshotRecord;
     try {
       const rec = { name: req.key, id, kind, labels: req.labels ?? {} } as const;
-      await this.store.create(req.parent ? { ...rec, parent: req.parent } : rec);
+      // The record as stored comes back with the write: no read after it.
+      record = await this.store.create(req.parent ? { ...rec, parent: req.parent } : rec);
     } catch (err) {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       await this.store.release(id).catch(() => undefined);
       throw err;
     }
-    const record = await this.store.must(req.key);
     const parentFs = parents.map((p) => this.fsDir(p.id));
     return {
       record,

@@ -53,7 +53,7 @@ redis.call('hset', KEYS[1], 'name', ARGV[1], 'id', ARGV[2], 'kind', ARGV[3], 'pa
   'labels', ARGV[5], 'createdAt', ARGV[6], 'updatedAt', ARGV[6])
 redis.call('sadd', KEYS[2], ARGV[1])
 redis.call('zrem', KEYS[5], ARGV[2])
-return 'OK'`,
+return redis.call('hgetall', KEYS[1])`,
 );
 
 // KEYS[4]/ARGV[8], when given, are a lock and its holder's token (an unpack's chainID lock): the
@@ -156,11 +156,12 @@ export class SnapshotStore {
     kind: SnapshotKind;
     parent?: string;
     labels: Record<string, string>;
-  }): Promise<void> {
+  }): Promise<SnapshotRecord> {
     const now = new Date().toISOString();
     const parent = r.parent ?? '';
+    let stored: unknown;
     try {
-      await this.redis.eval(
+      stored = await this.redis.eval(
         CREATE,
         5,
         keys.snapshot(this.node, r.name),
@@ -186,6 +187,13 @@ export class SnapshotStore {
       }
       throw err;
     }
+    // The script answers the record it wrote (HGETALL's field, value list).
+    const flat = stored as string[];
+    const h: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i] as string] = flat[i + 1] as string;
+    const rec = parseRecord(h);
+    if (!rec) throw new BerthError(Code.INTERNAL, `snapshot "${r.name}": its record was not stored`);
+    return rec;
   }
 
   async get(name: string): Promise<SnapshotRecord | undefined> {

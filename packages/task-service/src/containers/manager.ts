@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
+  CONTAINER_ID_PATTERN,
   type Container,
   type ContainerInfo,
   type CreateContainerRequest,
@@ -15,7 +16,7 @@ import {
   TaskTopic,
   type UpdateContainerRequest,
 } from '@berth/api';
-import { keys, type Page, type Redis, tryLock, withLock } from '@berth/kit';
+import { keys, type Lock, type Page, type Redis, tryLock, withLock } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
@@ -57,12 +58,36 @@ export class ContainerManager {
   ) {}
 
   /** Serializes changes to one container across replicas. */
-  lock<T>(ns: string, id: string, fn: () => Promise<T>): Promise<T> {
+  lock<T>(ns: string, id: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
     return withLock(this.redis, keys.containerLock(ns, id), { ...LOCK, what: `container ${id}` }, fn);
   }
 
+  /**
+   * lock() whose first read goes out right behind the lock's acquire, one round trip for both:
+   * Redis runs a connection's commands in order, so when the first attempt took the lock
+   * (Lock.first) that read ran under it; after a wait for the lock, `read` runs again.
+   */
+  lockAndRead<R, T>(
+    ns: string,
+    id: string,
+    read: () => Promise<R>,
+    fn: (r: R, lock: Lock) => Promise<T>,
+  ): Promise<T> {
+    const done = this.lock(ns, id, async (lock) => fn(lock.first ? await early : await read(), lock));
+    const early = read();
+    // Awaited under the lock when it counts; a failure then is thrown there.
+    early.catch(() => undefined);
+    return done;
+  }
+
   /** Creates a container; on any failure nothing is left behind (name, snapshot, files). */
-  async create(ns: string, req: CreateContainerRequest): Promise<Container> {
+  async create(ns: string, input: CreateContainerRequest): Promise<Container> {
+    // The image record a caller passes is a read of the node's image-service it already made:
+    // it is used, never stored (the container keeps the image's name, digest and chain).
+    const { imageRecord, ...req } = input;
+    if (imageRecord && imageRecord.name !== req.image) {
+      throw errors.invalid(`imageRecord is the record of "${imageRecord.name}", not of image "${req.image}"`);
+    }
     const node = req.node ?? this.env.node;
     if (!NODE_ID_PATTERN.test(node)) throw errors.invalid(`invalid node id "${node}"`);
     if (req.ports?.length && req.network !== 'bridge') {
@@ -72,17 +97,6 @@ export class ContainerManager {
     checkRecordSize('the container config', req);
     const id = randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
-    // Under the container's lock, held until the record is stored or the creation undone: the
-    // reconcile takes the same lock before it undoes a creation, so it only ever undoes one whose
-    // replica died (its lock expired), never one still under way.
-    return this.lock(ns, id, () => this.createLocked(ns, req, { id, name, node }));
-  }
-
-  private async createLocked(
-    ns: string,
-    req: CreateContainerRequest,
-    { id, name, node }: { id: string; name: string; node: string },
-  ): Promise<Container> {
     const intent: CreateIntent = {
       id,
       name,
@@ -90,14 +104,48 @@ export class ContainerManager {
       bridge: req.network === 'bridge',
       startedAt: new Date().toISOString(),
     };
-    // Recorded before anything is made, so whatever a crash leaves behind can be found and undone.
-    await this.store.beginCreate(ns, intent);
-    try {
-      await this.store.reserveName(ns, name, id);
-    } catch (err) {
-      await this.store.endCreate(ns, id);
+    // Under the container's lock, held until the record is stored or the creation undone: the
+    // reconcile takes the same lock before it undoes a creation, so it only ever undoes one whose
+    // replica died (its lock expired), never one still under way. The intent (with the name) is
+    // recorded before anything is made, so whatever a crash leaves behind can be found and undone.
+    // Both go out at once, one round trip: the lock's command is sent first on the same Redis
+    // connection (ioredis keeps a connection's order), so Redis holds the lock of this new id
+    // before any reconcile can see its intent.
+    let entered = false;
+    const made = this.lock(ns, id, (lock) => {
+      entered = true;
+      return this.createLocked(ns, req, { intent, lock, imageRecord, begun });
+    });
+    const begun = this.store.beginCreateNamed(ns, intent);
+    // Awaited by createLocked once the lock is held; a refusal is thrown there.
+    begun.catch(() => undefined);
+    return made.catch(async (err: unknown) => {
+      // The lock was never taken (Redis failed the call): an intent recorded anyway is undone.
+      if (
+        !entered &&
+        (await begun.then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        await this.undoCreate(ns, intent, false).catch(() => undefined);
+      }
       throw err;
-    }
+    });
+  }
+
+  private async createLocked(
+    ns: string,
+    req: CreateContainerRequest,
+    {
+      intent,
+      lock,
+      imageRecord,
+      begun,
+    }: { intent: CreateIntent; lock: Lock; imageRecord?: ImageRecord | undefined; begun: Promise<void> },
+  ): Promise<Container> {
+    const { id, name, node } = intent;
+    await begun;
     const snapshotKey = snapshotKeyOf(ns, id);
     let prepared = false;
     let networked = false;
@@ -113,7 +161,7 @@ export class ContainerManager {
       // them. Both settle before a failure is thrown, so the undo below sees all that was made.
       networked = req.network === 'bridge';
       const [made, net] = await Promise.allSettled([
-        this.prepareRootfs(ns, req, { id, node, snapshotKey }).then((r) => {
+        this.prepareRootfs(ns, req, { id, node, snapshotKey, imageRecord }).then((r) => {
           prepared = true;
           return r;
         }),
@@ -173,8 +221,8 @@ export class ContainerManager {
       };
       // The spec adds the image's settings to the request's: the whole record must fit a reply.
       checkRecordSize('the container record', c);
-      await this.store.put(c);
-      await this.store.endCreate(ns, id);
+      // Stored, intent forgotten and lock released in one round trip.
+      await this.store.commitCreate(c, lock);
       this.deps.publish(TaskTopic.containerCreate, ns, {
         id,
         name,
@@ -195,9 +243,15 @@ export class ContainerManager {
   private async prepareRootfs(
     ns: string,
     req: CreateContainerRequest,
-    { id, node, snapshotKey }: { id: string; node: string; snapshotKey: string },
+    {
+      id,
+      node,
+      snapshotKey,
+      imageRecord,
+    }: { id: string; node: string; snapshotKey: string; imageRecord?: ImageRecord | undefined },
   ): Promise<{ image: ImageRecord; rootfs: Mount[] }> {
-    const image = await this.deps.images(node, ns).get({ name: req.image });
+    // The record a caller passed (the CRI gateway's image view) saves the image-service a call.
+    const image = imageRecord ?? (await this.deps.images(node, ns).get({ name: req.image }));
     if (!image.chainId) {
       throw errors.precondition(`image "${req.image}" is not unpacked on node "${node}"`);
     }
@@ -262,37 +316,45 @@ export class ContainerManager {
 
   /** Merges labels and replaces resources in the stored spec. */
   async update(ns: string, req: UpdateContainerRequest): Promise<Container> {
-    const first = await this.store.resolve(ns, req.id);
-    return this.lock(ns, first.id, async () => {
-      const c = await this.store.resolve(ns, first.id);
-      const labels = { ...c.labels };
-      for (const [k, v] of Object.entries(req.labels ?? {})) {
-        if (v === '') delete labels[k];
-        else labels[k] = v;
-      }
-      const resources = { ...c.config.resources, ...req.resources };
-      const linux = {
-        ...(c.spec.linux as Record<string, unknown>),
-        resources: linuxResources(resources, c.config.privileged ?? false),
-      };
-      const next: Container = {
-        ...c,
-        labels,
-        spec: { ...c.spec, linux },
-        config: { ...c.config, resources },
-        updatedAt: new Date().toISOString(),
-      };
-      checkRecordSize('the updated container record', next);
-      await this.store.put(next);
-      // updatedAt tells a reader holding this very record (a view set from the reply) it has it.
-      this.deps.publish(TaskTopic.containerUpdate, ns, {
-        id: c.id,
-        name: c.name,
-        labels,
-        updatedAt: next.updatedAt,
-      });
-      return next;
-    });
+    const full = CONTAINER_ID_PATTERN.test(req.id);
+    const id = full ? req.id : (await this.store.resolve(ns, req.id)).id;
+    return this.lockAndRead(
+      ns,
+      id,
+      () => this.store.get(ns, id),
+      async (got, lock) => {
+        if (!got) throw errors.notFound(`container "${req.id}" not found`);
+        const c = got;
+        const labels = { ...c.labels };
+        for (const [k, v] of Object.entries(req.labels ?? {})) {
+          if (v === '') delete labels[k];
+          else labels[k] = v;
+        }
+        const resources = { ...c.config.resources, ...req.resources };
+        const linux = {
+          ...(c.spec.linux as Record<string, unknown>),
+          resources: linuxResources(resources, c.config.privileged ?? false),
+        };
+        const next: Container = {
+          ...c,
+          labels,
+          spec: { ...c.spec, linux },
+          config: { ...c.config, resources },
+          updatedAt: new Date().toISOString(),
+        };
+        checkRecordSize('the updated container record', next);
+        // Stored and the lock released in one round trip.
+        await this.store.putAndRelease(next, lock);
+        // updatedAt tells a reader holding this very record (a view set from the reply) it has it.
+        this.deps.publish(TaskTopic.containerUpdate, ns, {
+          id: c.id,
+          name: c.name,
+          labels,
+          updatedAt: next.updatedAt,
+        });
+        return next;
+      },
+    );
   }
 
   /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Container } from '@berth/api';
-import { connectRedis, type Redis } from '@berth/kit';
+import { connectRedis, keys, type Redis, withLock } from '@berth/kit';
 import { startRedis, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerStore } from './store.js';
@@ -72,6 +72,72 @@ describe('ContainerStore', () => {
     await expect(store.resolve('ns2', 'alpha')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await store.reserveName('ns2', 'alpha', 'new'); // the name is free again
     expect(await store.namespaces()).toEqual(expect.arrayContaining(['ns2']));
+  });
+
+  it('begins a creation with its name in one step, and commits it with the lock released', async () => {
+    const c = container('ns5', 'web5');
+    const intent = { id: c.id, name: c.name, node: 'n1', bridge: false, startedAt: c.createdAt };
+    const lockKey = keys.containerLock('ns5', c.id);
+    await withLock(redis, lockKey, { ttlMs: 5000, waitMs: 1000, what: 'c' }, async (lock) => {
+      await store.beginCreateNamed('ns5', intent);
+      // Another creation of that name records nothing.
+      const other = { ...intent, id: 'f'.repeat(64) };
+      await expect(store.beginCreateNamed('ns5', other)).rejects.toMatchObject({
+        code: 'ALREADY_EXISTS',
+        message: `container name "web5" is already in use by container ${c.id.slice(0, 12)}`,
+      });
+      expect((await store.creating('ns5')).map((i) => i.id)).toEqual([c.id]);
+      await store.commitCreate(c, lock);
+      // Stored, intent gone and the lock free before the holder returns.
+      expect(await redis.exists(lockKey)).toBe(0);
+    });
+    expect(await store.creating('ns5')).toEqual([]);
+    expect((await store.current('ns5', c.id)).c?.name).toBe('web5');
+    // A task committed with the container as its create resolved it.
+    const t = { id: c.id, namespace: 'ns5', node: 'n1', status: 'created' as const, pid: 7, createdAt: 't1' };
+    await withLock(redis, lockKey, { ttlMs: 5000, waitMs: 1000, what: 'c' }, (lock) =>
+      store.commitTask(t, lock, { ...c, spec: { resolved: true } }),
+    );
+    const now = await store.current('ns5', c.id);
+    expect(now).toMatchObject({
+      removing: false,
+      task: { pid: 7, status: 'created' },
+      c: { spec: { resolved: true } },
+    });
+    await store.markRemoving('ns5', c.id);
+    expect((await store.current('ns5', c.id)).removing).toBe(true);
+    expect(await store.current('ns5', 'e'.repeat(64))).toEqual({
+      c: undefined,
+      removing: false,
+      task: undefined,
+    });
+  });
+
+  it('removes a container with no live task in one step, only while nobody holds its lock', async () => {
+    const c = container('ns6', 'done6');
+    await store.reserveName('ns6', c.name, c.id);
+    await store.put(c);
+    const t = { id: c.id, namespace: 'ns6', node: 'n1', status: 'running' as const, pid: 9, createdAt: 't1' };
+    await store.putTask(t);
+    // A live task: left to the caller (which heals, kills or refuses).
+    expect(await store.removeIfDone('ns6', c.id)).toBeUndefined();
+    await store.recordExit({ namespace: 'ns6', id: c.id, pid: 9, exitCode: 0, exitedAt: 'x1' });
+    // Locked by another writer: nothing done.
+    const lockKey = keys.containerLock('ns6', c.id);
+    await withLock(redis, lockKey, { ttlMs: 5000, waitMs: 1000, what: 'c' }, async () => {
+      expect(await store.removeIfDone('ns6', c.id)).toBeUndefined();
+      expect((await store.current('ns6', c.id)).c).toBeDefined();
+    });
+    const done = await store.removeIfDone('ns6', c.id);
+    expect(done).toMatchObject({
+      c: { id: c.id, name: 'done6' },
+      task: { pid: 9, status: 'stopped', exitCode: 0 },
+    });
+    // Gone for every reader, kept for collection, its name free.
+    expect(await store.current('ns6', c.id)).toEqual({ c: undefined, removing: false, task: undefined });
+    expect((await store.collecting('ns6')).map((x) => x.id)).toEqual([c.id]);
+    await store.reserveName('ns6', 'done6', 'other');
+    expect(await store.removeIfDone('ns6', c.id)).toBeUndefined();
   });
 
   it('records an exit once, and never for another run of the container', async () => {

@@ -8,38 +8,16 @@ import {
   type Task,
   type TaskExit,
 } from '@berth/api';
-import { keys, type Redis, redisScript } from '@berth/kit';
-
-// Deletes a name reservation only when it still points at the container being released.
-const RELEASE_NAME = redisScript(
-  'delete-if-equal',
-  `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`,
-);
-
-// An exit is recorded once, and only for the process it belongs to: a late exit of a previous
-// run (different pid) must not stop the task of a restarted container.
-const RECORD_EXIT = redisScript(
-  'task record-exit',
-  `
-if redis.call('exists', KEYS[1]) == 0 then return 0 end
-local st = redis.call('hget', KEYS[1], 'status')
-if st == 'stopped' then return 0 end
-local pid = tonumber(redis.call('hget', KEYS[1], 'pid') or '0')
-local epid = tonumber(ARGV[1])
-if pid ~= 0 and epid ~= 0 and pid ~= epid then return 0 end
-redis.call('hset', KEYS[1], 'status', 'stopped', 'exitCode', ARGV[2], 'exitedAt', ARGV[3], 'reason', ARGV[4])
-return 1`,
-);
-
-// running/paused transitions never resurrect a stopped task (its exit may have landed first).
-const SET_STATUS = redisScript(
-  'task set-status',
-  `
-if redis.call('exists', KEYS[1]) == 0 then return 0 end
-if redis.call('hget', KEYS[1], 'status') == 'stopped' then return 0 end
-for i = 1, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1`,
-);
+import { keys, type Lock, type Redis } from '@berth/kit';
+import type { ChainableCommander } from 'ioredis';
+import {
+  BEGIN_CREATE,
+  MARK_REMOVING,
+  RECORD_EXIT,
+  RELEASE_NAME,
+  REMOVE_DONE,
+  SET_STATUS,
+} from './scripts.js';
 
 /** Where a container stands in a listing: by creation time, then id. */
 export interface ListPosition {
@@ -52,14 +30,6 @@ export function comparePositions(a: ListPosition, b: ListPosition): number {
   if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? -1 : 1;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
-
-// Marks a container as being removed, only while its record exists (never a partial hash).
-const MARK_REMOVING = redisScript(
-  'task mark-removing',
-  `if redis.call('exists', KEYS[1]) == 0 then return 0 end
-redis.call('hset', KEYS[1], 'removing', ARGV[1])
-return 1`,
-);
 
 /** A creation in progress: enough to undo it if its replica dies before finishing. */
 export interface CreateIntent {
@@ -89,6 +59,36 @@ export class ContainerStore {
     }
   }
 
+  /**
+   * Records that the creation of a container began and reserves its name, in one step;
+   * ALREADY_EXISTS (and neither recorded) when another container holds the name.
+   */
+  async beginCreateNamed(ns: string, i: CreateIntent): Promise<void> {
+    const r = await this.redis.eval(
+      BEGIN_CREATE,
+      2,
+      keys.containerName(ns, i.name),
+      keys.containersCreating(ns),
+      i.id,
+      JSON.stringify(i),
+    );
+    if (r !== 1) {
+      throw errors.exists(
+        `container name "${i.name}" is already in use by container ${String(r).slice(0, 12)}`,
+      );
+    }
+  }
+
+  /**
+   * The new record stored and its creation's intent forgotten, in one transaction, with the
+   * container's lock released in it (see Lock.commitAndRelease).
+   */
+  async commitCreate(c: Container, lock: Lock): Promise<void> {
+    const tx = this.putIn(this.redis.multi(), c).hdel(keys.containersCreating(c.namespace), c.id);
+    if (lock.commitAndRelease) await lock.commitAndRelease(tx);
+    else await tx.exec();
+  }
+
   /** Releases a name if it still points at `id`. */
   async releaseName(ns: string, name: string, id: string): Promise<void> {
     await this.redis.eval(RELEASE_NAME, 1, keys.containerName(ns, name), id);
@@ -96,15 +96,25 @@ export class ContainerStore {
 
   /** Stores (creates or replaces) a container record. */
   async put(c: Container): Promise<void> {
-    await this.redis
-      .multi()
+    await this.putIn(this.redis.multi(), c).exec();
+  }
+
+  /** put() with the container's lock released in the same transaction (see Lock.commitAndRelease). */
+  async putAndRelease(c: Container, lock: Lock): Promise<void> {
+    const tx = this.putIn(this.redis.multi(), c);
+    if (lock.commitAndRelease) await lock.commitAndRelease(tx);
+    else await tx.exec();
+  }
+
+  /** Adds the writes of put() to a transaction. */
+  putIn(tx: ChainableCommander, c: Container): ChainableCommander {
+    return tx
       .hset(keys.container(c.namespace, c.id), {
         data: JSON.stringify(c),
         name: c.name,
         createdAt: c.createdAt,
       })
-      .sadd(keys.containers(c.namespace), c.id)
-      .exec();
+      .sadd(keys.containers(c.namespace), c.id);
   }
 
   /** The container with this exact id, or undefined. */
@@ -207,14 +217,39 @@ export class ContainerStore {
    * one whose node resources are still to be freed (see ContainerManager.collect): from here on it
    * is gone for every reader, and nothing it held on its node can be forgotten.
    */
-  async deleteForCollection(c: Container): Promise<void> {
-    await this.redis
+  async deleteForCollection(c: Container, lock?: Lock): Promise<void> {
+    const tx = this.redis
       .multi()
       .hset(keys.containersCollecting(c.namespace), c.id, JSON.stringify(c))
       .del(keys.container(c.namespace, c.id), keys.task(c.namespace, c.id))
       .srem(keys.containers(c.namespace), c.id)
-      .eval(RELEASE_NAME, 1, keys.containerName(c.namespace, c.name), c.id)
-      .exec();
+      .eval(RELEASE_NAME, 1, keys.containerName(c.namespace, c.name), c.id);
+    // With the container's lock: released in the same transaction (see Lock.commitAndRelease).
+    if (lock?.commitAndRelease) await lock.commitAndRelease(tx);
+    else await tx.exec();
+  }
+
+  /**
+   * deleteForCollection() of a container with no live task, checked and done in one step while
+   * nobody holds its lock (see REMOVE_DONE): the record and task it removed, or undefined when
+   * it did nothing (locked, gone, or a live task), for the caller's locked path to decide.
+   */
+  async removeIfDone(ns: string, id: string): Promise<{ c: Container; task: Task | undefined } | undefined> {
+    const r = (await this.redis.eval(
+      REMOVE_DONE,
+      5,
+      keys.containerLock(ns, id),
+      keys.container(ns, id),
+      keys.task(ns, id),
+      keys.containers(ns),
+      keys.containersCollecting(ns),
+      id,
+      keys.containerName(ns, ''),
+    )) as string[];
+    if (r[0] !== 'removed') return undefined;
+    const fields: Record<string, string> = {};
+    for (let i = 2; i + 1 < r.length; i += 2) fields[r[i] as string] = r[i + 1] as string;
+    return { c: JSON.parse(r[1] as string) as Container, task: decodeTask(fields) };
   }
 
   /** Containers of a namespace removed whose node resources are not yet all freed. */
@@ -226,11 +261,6 @@ export class ContainerStore {
   /** Everything the removed container held is freed: forget it. */
   async endCollect(ns: string, id: string): Promise<void> {
     await this.redis.hdel(keys.containersCollecting(ns), id);
-  }
-
-  /** Records that the creation of a container began (see ContainerManager.create). */
-  async beginCreate(ns: string, i: CreateIntent): Promise<void> {
-    await this.redis.hset(keys.containersCreating(ns), i.id, JSON.stringify(i));
   }
 
   /** The creation finished (the record is stored) or was undone. */
@@ -295,10 +325,48 @@ export class ContainerStore {
 
   /** Writes a fresh task record (replacing a previous run's). */
   async putTask(t: Task): Promise<void> {
+    await this.putTaskIn(this.redis.multi(), t).exec();
+  }
+
+  /** Adds the writes of putTask() to a transaction. */
+  private putTaskIn(tx: ChainableCommander, t: Task): ChainableCommander {
     const k = keys.task(t.namespace, t.id);
     const fields: Record<string, string> = {};
     for (const [f, v] of Object.entries(t)) if (v !== undefined) fields[f] = String(v);
-    await this.redis.multi().del(k).hset(k, fields).exec();
+    return tx.del(k).hset(k, fields);
+  }
+
+  /**
+   * A new task's record (and its container's, when the create changed it) stored in one
+   * transaction, with the container's lock released in it (see Lock.commitAndRelease).
+   */
+  async commitTask(t: Task, lock: Lock, container?: Container): Promise<void> {
+    const tx = this.putTaskIn(container ? this.putIn(this.redis.multi(), container) : this.redis.multi(), t);
+    if (lock.commitAndRelease) await lock.commitAndRelease(tx);
+    else await tx.exec();
+  }
+
+  /**
+   * A container as a write under its lock checks it, read in one round trip: its record
+   * (undefined when gone), whether its removal began, and its task.
+   */
+  async current(
+    ns: string,
+    id: string,
+  ): Promise<{ c: Container | undefined; removing: boolean; task: Task | undefined }> {
+    const res =
+      (await this.redis
+        .pipeline()
+        .hmget(keys.container(ns, id), 'data', 'removing')
+        .hgetall(keys.task(ns, id))
+        .exec()) ?? [];
+    for (const [err] of res) if (err) throw err;
+    const [data, removing] = (res[0]?.[1] as (string | null)[] | undefined) ?? [];
+    return {
+      c: data ? (JSON.parse(data) as Container) : undefined,
+      removing: removing !== null && removing !== undefined,
+      task: decodeTask(res[1]?.[1] as Record<string, string> | undefined),
+    };
   }
 
   async getTask(ns: string, id: string): Promise<Task | undefined> {

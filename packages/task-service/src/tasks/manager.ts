@@ -1,6 +1,7 @@
 import {
   AUTO_REMOVE_LABEL,
   BerthError,
+  CONTAINER_ID_PATTERN,
   Code,
   type Container,
   type ExecRequest,
@@ -144,15 +145,16 @@ export class TaskManager {
 
   /** create() under the container's lock: the container as it was then and its new task. */
   private async createLocked(ns: string, ref: string, netnsPod?: string): Promise<{ c: Container; t: Task }> {
-    const first = await this.store.resolve(ns, ref);
-    return this.containers.lock(ns, first.id, async () => {
-      const c = await this.store.resolve(ns, first.id);
-      if (await this.store.isRemoving(ns, c.id)) {
+    const id = CONTAINER_ID_PATTERN.test(ref) ? ref : (await this.store.resolve(ns, ref)).id;
+    // The record, the removal mark and the task, read with the lock's acquire: one round trip.
+    const read = () => this.store.current(ns, id);
+    return this.containers.lockAndRead(ns, id, read, async ({ c, removing, task: prev }, lock) => {
+      if (!c) throw errors.notFound(`container "${id}" not found`);
+      if (removing) {
         throw errors.precondition(
           `container "${c.name}" is being removed (an earlier removal did not finish; it is retried): remove it with 'berth rm -f'`,
         );
       }
-      const prev = await this.store.getTask(ns, c.id);
       if (prev && prev.status !== 'stopped') {
         throw errors.exists(`container "${c.name}" already has a ${prev.status} task`);
       }
@@ -177,7 +179,6 @@ export class TaskManager {
         ...(c.config.user !== undefined ? { user: c.config.user } : {}),
         ...(netnsPod ? { netnsPod } : {}),
       });
-      if (st.resolved) await this.recordResolved(c, st.resolved);
       const t: Task = {
         id: c.id,
         namespace: ns,
@@ -189,23 +190,11 @@ export class TaskManager {
       if (st.logPath) t.logPath = st.logPath;
       if (st.attachPath) t.attachPath = st.attachPath;
       if (st.ctlPath) t.ctlPath = st.ctlPath;
-      await this.store.putTask(t);
+      // The task, the container as resolved and the lock's release in one round trip.
+      await this.store.commitTask(t, lock, st.resolved ? withResolved(c, st.resolved) : undefined);
       this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
       return { c, t };
     });
-  }
-
-  /**
-   * Keeps the node's answer in the stored spec (inspect, CRI status): the user's ids and the
-   * capability set its shim resolved for this run. Called under the container's lock.
-   */
-  private async recordResolved(c: Container, r: ShimResolvedProcess): Promise<void> {
-    const process: Record<string, unknown> = { ...(c.spec.process as Record<string, unknown>), user: r.user };
-    if (r.capabilities) {
-      const caps = r.capabilities;
-      process.capabilities = { bounding: caps, effective: caps, permitted: caps };
-    }
-    await this.store.put({ ...c, spec: { ...c.spec, process } });
   }
 
   /** Starts the task, or one of its exec processes. */
@@ -377,8 +366,15 @@ export class TaskManager {
    * stopped task, files, network, snapshot) is freed after the reply (see removeInBackground).
    */
   async removeContainer(ns: string, ref: string, force: boolean, background = false): Promise<void> {
-    const first = await this.store.resolve(ns, ref);
-    let t = await this.store.getTask(ns, first.id);
+    // The CRI's usual case, a full id whose task is done and whose lock is free: one round trip.
+    if (background && CONTAINER_ID_PATTERN.test(ref)) {
+      const done = await this.store.removeIfDone(ns, ref);
+      if (done) return this.removed(done.c, done.task);
+    }
+    // A full id (as the CRI sends) is read with its task in one round trip.
+    const byId = CONTAINER_ID_PATTERN.test(ref) ? await this.store.current(ns, ref) : undefined;
+    const first = byId?.c ?? (await this.store.resolve(ns, ref));
+    let t = byId?.c ? byId.task : await this.store.getTask(ns, first.id);
     if (t && t.status !== 'stopped' && t.status !== 'created') t = await this.heal(first, t);
     const live = t !== undefined && t.status !== 'stopped' && t.status !== 'created';
     if (live && !force) {
@@ -436,10 +432,9 @@ export class TaskManager {
    * runc, unmount or snapshot work. A collection that fails is finished by the reconcile.
    */
   private async removeInBackground(ns: string, id: string, seen: Task | undefined): Promise<void> {
-    const removed = await this.containers.lock(ns, id, async () => {
-      const c = await this.store.get(ns, id);
+    const removed = await this.containers.lock(ns, id, async (lock) => {
+      const { c, task: t } = await this.store.current(ns, id);
       if (!c) return undefined;
-      const t = await this.store.getTask(ns, id);
       if ((t && t.status !== 'stopped' && t.status !== 'created') || t?.createdAt !== seen?.createdAt) {
         // A create or start that won the race keeps its container: this removal is dropped, not retried.
         await this.store.unmarkRemoving(ns, id);
@@ -447,32 +442,10 @@ export class TaskManager {
       }
       // The record goes with a note of what is left to free, in one transaction: gone for every
       // reader at once, and a replica that dies before freeing leaves it to the reconcile.
-      await this.store.deleteForCollection(c);
-      if (t) {
-        this.deps.publish(TaskTopic.taskDelete, ns, {
-          id,
-          pid: t.pid,
-          exitCode: t.exitCode ?? 255,
-          exitedAt: t.exitedAt ?? new Date().toISOString(),
-          ...(t.reason ? { reason: t.reason } : {}),
-        });
-      }
-      this.deps.publish(TaskTopic.containerDelete, ns, { id, name: c.name });
-      return c;
+      await this.store.deleteForCollection(c, lock);
+      return { c, t };
     });
-    if (!removed) return;
-    const freeing: Promise<void> = this.containers
-      .collect(removed)
-      .then(
-        () => undefined,
-        (err: unknown) =>
-          this.log.warn(
-            { err: (err as Error).message, ns, id },
-            'freeing a removed container failed; the reconcile retries',
-          ),
-      )
-      .finally(() => this.collecting.delete(freeing));
-    this.collecting.add(freeing);
+    if (removed) this.removed(removed.c, removed.t);
   }
 
   /**
@@ -488,6 +461,37 @@ export class TaskManager {
     });
     await Promise.race([Promise.allSettled([...this.collecting]), bound]);
     clearTimeout(timer);
+  }
+
+  /**
+   * After a container's record went for collection: its task's delete (when it had one) and its
+   * own are announced, and what it held on its node is freed in the background (settle() waits
+   * for it at a graceful stop).
+   */
+  private removed(c: Container, t: Task | undefined): void {
+    const { namespace: ns, id } = c;
+    if (t) {
+      this.deps.publish(TaskTopic.taskDelete, ns, {
+        id,
+        pid: t.pid,
+        exitCode: t.exitCode ?? 255,
+        exitedAt: t.exitedAt ?? new Date().toISOString(),
+        ...(t.reason ? { reason: t.reason } : {}),
+      });
+    }
+    this.deps.publish(TaskTopic.containerDelete, ns, { id, name: c.name });
+    const freeing: Promise<void> = this.containers
+      .collect(c)
+      .then(
+        () => undefined,
+        (err: unknown) =>
+          this.log.warn(
+            { err: (err as Error).message, ns, id },
+            'freeing a removed container failed; the reconcile retries',
+          ),
+      )
+      .finally(() => this.collecting.delete(freeing));
+    this.collecting.add(freeing);
   }
 
   /** Adds an exec process to a running task (start it with start + execId). */
@@ -600,4 +604,17 @@ function shimFiles(c: Container): ShimContainerFiles {
     ...(typeof hostname === 'string' && hostname !== '' ? { hostname } : {}),
     ...(dns?.servers.length ? { resolvConf: resolvConf(dns) } : {}),
   };
+}
+
+/**
+ * The container with the node's answer in its stored spec (inspect, CRI status): the user's ids
+ * and the capability set its shim resolved for this run.
+ */
+function withResolved(c: Container, r: ShimResolvedProcess): Container {
+  const process: Record<string, unknown> = { ...(c.spec.process as Record<string, unknown>), user: r.user };
+  if (r.capabilities) {
+    const caps = r.capabilities;
+    process.capabilities = { bounding: caps, effective: caps, permitted: caps };
+  }
+  return { ...c, spec: { ...c.spec, process } };
 }

@@ -1,0 +1,88 @@
+import { redisScript } from '@berth/kit';
+
+// The Lua scripts of the container store (store.ts): each one change made atomically in Redis.
+
+/**
+ * Deletes a name reservation only when it still points at the container being released.
+ */
+export const RELEASE_NAME = redisScript(
+  'delete-if-equal',
+  `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`,
+);
+
+/**
+ * An exit is recorded once, and only for the process it belongs to: a late exit of a previous
+ * run (different pid) must not stop the task of a restarted container.
+ */
+export const RECORD_EXIT = redisScript(
+  'task record-exit',
+  `
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+local st = redis.call('hget', KEYS[1], 'status')
+if st == 'stopped' then return 0 end
+local pid = tonumber(redis.call('hget', KEYS[1], 'pid') or '0')
+local epid = tonumber(ARGV[1])
+if pid ~= 0 and epid ~= 0 and pid ~= epid then return 0 end
+redis.call('hset', KEYS[1], 'status', 'stopped', 'exitCode', ARGV[2], 'exitedAt', ARGV[3], 'reason', ARGV[4])
+return 1`,
+);
+
+/**
+ * running/paused transitions never resurrect a stopped task (its exit may have landed first).
+ */
+export const SET_STATUS = redisScript(
+  'task set-status',
+  `
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+if redis.call('hget', KEYS[1], 'status') == 'stopped' then return 0 end
+for i = 1, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1`,
+);
+
+/**
+ * Marks a container as being removed, only while its record exists (never a partial hash).
+ */
+export const MARK_REMOVING = redisScript(
+  'task mark-removing',
+  `if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], 'removing', ARGV[1])
+return 1`,
+);
+
+/**
+ * A creation begins: its name reserved and its intent recorded in one step (ALREADY_EXISTS
+ * leaves neither). Returns 1, or the id of the container holding the name.
+ */
+export const BEGIN_CREATE = redisScript(
+  'container begin-create',
+  `
+if not redis.call('set', KEYS[1], ARGV[1], 'NX') then return redis.call('get', KEYS[1]) or '?' end
+redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
+return 1`,
+);
+
+/**
+ * The background removal of a container whose task is stopped, never started or absent, when
+ * nobody holds its lock: as lock, read, deleteForCollection and release would, in one step. The
+ * name's key is the prefix ARGV[2] and the record's name (one Redis, never a cluster). Returns
+ * {'removed', record JSON, task fields...}, or {'busy'} (locked), {'gone'}, {'live'}.
+ */
+export const REMOVE_DONE = redisScript(
+  'container remove-done',
+  `
+if redis.call('exists', KEYS[1]) == 1 then return {'busy'} end
+local data = redis.call('hget', KEYS[2], 'data')
+if not data then return {'gone'} end
+local st = redis.call('hget', KEYS[3], 'status')
+if st and st ~= 'stopped' and st ~= 'created' then return {'live'} end
+local task = redis.call('hgetall', KEYS[3])
+local name = redis.call('hget', KEYS[2], 'name')
+redis.call('hset', KEYS[5], ARGV[1], data)
+redis.call('del', KEYS[2], KEYS[3])
+redis.call('srem', KEYS[4], ARGV[1])
+if name then
+  local nk = ARGV[2] .. name
+  if redis.call('get', nk) == ARGV[1] then redis.call('del', nk) end
+end
+return {'removed', data, unpack(task)}`,
+);
