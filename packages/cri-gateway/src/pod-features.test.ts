@@ -61,6 +61,9 @@ describe('CRI namespaces of pods and containers', () => {
     await rpc('StartContainer', { container_id: c });
     const cmdline = Buffer.from((await exec(c, ['cat', '/proc/1/cmdline'])).stdout).toString();
     expect(cmdline.split('\0').filter(Boolean)).toEqual(['/pause', '-P']);
+    // The pod's security context sets no seccomp: the pause runs unfiltered, as containerd's does.
+    const status = Buffer.from((await exec(c, ['cat', '/proc/1/status'])).stdout).toString();
+    expect(status).toMatch(/^Seccomp:\t0$/m);
     const other = await createCtr(pod, 'shared', 'b', {
       linux: { security_context: { namespace_options: ctrNs } },
     });

@@ -6,8 +6,6 @@ import {
   type CreateContainerRequest,
   type Resources,
   type SeccompRequest,
-  seccompFromCri,
-  seccompFromCriPath,
 } from '@berth/api';
 import { checkAppArmor } from './apparmor.js';
 import {
@@ -19,7 +17,7 @@ import {
   NsMode,
   type SandboxMeta,
 } from './meta.js';
-import { cgroupsPathOf } from './sandbox-spec.js';
+import { cgroupsPathOf, seccompOf } from './sandbox-spec.js';
 import {
   absPath,
   int,
@@ -298,20 +296,4 @@ export function containerRequest(
     ...(c.privileged ? { privileged: true } : {}),
     seccomp: c.seccomp,
   };
-}
-
-/**
- * The seccomp request of a container's security context, as containerd reads it: the
- * SecurityProfile when set (its zero value is RuntimeDefault), else the deprecated
- * seccomp_profile_path ("" and "unconfined" mean none). A Localhost profile is read on the node.
- */
-function seccompOf(sc: Record<string, unknown>, field: string): SeccompRequest {
-  const p = message(sc.seccomp, `${field}.seccomp`);
-  if (p) {
-    return seccompFromCri({
-      profileType: typeof p.profile_type === 'string' ? p.profile_type : 'RuntimeDefault',
-      localhostRef: typeof p.localhost_ref === 'string' ? p.localhost_ref : '',
-    });
-  }
-  return seccompFromCriPath(typeof sc.seccomp_profile_path === 'string' ? sc.seccomp_profile_path : '');
 }

@@ -1,4 +1,10 @@
-import { type CreateContainerRequest, Hostname } from '@berth/api';
+import {
+  type CreateContainerRequest,
+  Hostname,
+  type SeccompRequest,
+  seccompFromCri,
+  seccompFromCriPath,
+} from '@berth/api';
 import { CriKind, CriLabel, type NamespaceOptions, NsMode, type SandboxMeta, sandboxName } from './meta.js';
 import type { PortMapping } from './ports.js';
 import {
@@ -25,6 +31,11 @@ export interface PodConfig {
   cgroupParent: string;
   sysctls: Record<string, string>;
   namespaceOptions: NamespaceOptions;
+  /**
+   * The pause container's seccomp filter, from the pod's security context as containerd reads it
+   * (unset: none; a privileged pod: none).
+   */
+  seccomp: SeccompRequest;
 }
 
 const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
@@ -98,6 +109,7 @@ export function parsePodConfig(raw: unknown): PodConfig {
     cgroupParent: absPath(linux.cgroup_parent, 'config.linux.cgroup_parent'),
     sysctls,
     namespaceOptions: namespaces,
+    seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, 'config.linux.security_context'),
   };
 }
 
@@ -132,6 +144,25 @@ export function sandboxRequest(
     ...(dns ? { dns } : {}),
     ...(Object.keys(pod.sysctls).length ? { sysctls: pod.sysctls } : {}),
     ...(cgroupsPath ? { cgroupsPath } : {}),
+    // Without it the task-service would give the pause berth's default filter: the pod's is
+    // containerd's choice for its sandbox container too.
+    seccomp: pod.seccomp,
     labels: { [CriLabel.kind]: CriKind.sandbox, [CriLabel.meta]: JSON.stringify(opts.meta) },
   };
+}
+
+/**
+ * The seccomp request of a pod's or container's security context, as containerd reads it: the
+ * SecurityProfile when set (its zero value is RuntimeDefault), else the deprecated
+ * seccomp_profile_path ("" and "unconfined" mean none). A Localhost profile is read on the node.
+ */
+export function seccompOf(sc: Record<string, unknown>, field: string): SeccompRequest {
+  const p = message(sc.seccomp, `${field}.seccomp`);
+  if (p) {
+    return seccompFromCri({
+      profileType: typeof p.profile_type === 'string' ? p.profile_type : 'RuntimeDefault',
+      localhostRef: typeof p.localhost_ref === 'string' ? p.localhost_ref : '',
+    });
+  }
+  return seccompFromCriPath(typeof sc.seccomp_profile_path === 'string' ? sc.seccomp_profile_path : '');
 }

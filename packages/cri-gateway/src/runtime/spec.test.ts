@@ -62,6 +62,32 @@ describe('PodSandboxConfig to a pause container', () => {
     expect(JSON.parse(req.labels?.[CriLabel.meta] ?? '')).toEqual(m);
   });
 
+  it("gives the pause container the pod's seccomp filter, none when unset or privileged (as containerd)", () => {
+    const seccompOf = (security_context: Record<string, unknown>) =>
+      sandboxRequest(parsePodConfig({ metadata: md, linux: { security_context } }), {
+        image: 'pause',
+        meta: meta(),
+      }).seccomp;
+    expect(seccompOf({})).toEqual({ mode: 'unconfined' });
+    expect(seccompOf({ seccomp: { profile_type: 'RuntimeDefault' } })).toEqual({ mode: 'default' });
+    expect(seccompOf({ seccomp_profile_path: 'runtime/default' })).toEqual({ mode: 'default' });
+    expect(seccompOf({ seccomp: { profile_type: 'Localhost', localhost_ref: '/p.json' } })).toEqual({
+      mode: 'localhost',
+      path: '/p.json',
+    });
+    expect(seccompOf({ privileged: true, seccomp: { profile_type: 'RuntimeDefault' } })).toEqual({
+      mode: 'unconfined',
+    });
+    expect(
+      codeOf(() =>
+        parsePodConfig({
+          metadata: md,
+          linux: { security_context: { seccomp: { profile_type: 'Localhost', localhost_ref: 'rel' } } },
+        }),
+      ).message,
+    ).toContain('must be an absolute path');
+  });
+
   it('names a pod by its metadata: same metadata same name, another attempt another name', () => {
     expect(sandboxName(md)).toBe(sandboxName({ ...md }));
     expect(sandboxName(md)).not.toBe(sandboxName({ ...md, attempt: 1 }));
