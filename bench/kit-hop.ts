@@ -85,7 +85,9 @@ async function main(): Promise<void> {
   });
   let child: ChildProcess | undefined;
   try {
-    child = fork(import.meta.filename, ['serve', nats.url, join(dir, 's')], { execArgv: process.execArgv });
+    child = fork(import.meta.filename, ['serve', nats.url, join(dir, 's')], {
+      execArgv: [...process.execArgv, ...(process.env.HOP_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HOP_PROF}`] : [])],
+    });
     await new Promise<void>((resolve, reject) => {
       child?.once('message', () => resolve());
       child?.once('exit', (c) => reject(new Error(`server exited ${c}`)));
