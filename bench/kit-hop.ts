@@ -10,7 +10,8 @@
  *      the request (server) and of the reply (client), span start/end, headers, and a raw NATS
  *      request/reply of the same bytes with no kit at all.
  * Run: pnpm --filter @berth/bench run kit-hop   Env: BENCH_N (2000 calls per op), HOP_TELEMETRY=0
- * (no tracer provider on either side: spans are no-ops).
+ * (no tracer provider on either side: spans are no-ops), HOP_LOG (the server's log level, default info:
+ * an access-log line per request, as a stack's services write).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -42,7 +43,13 @@ else await main();
 async function server(url: string, dir: string): Promise<void> {
   const telemetry = tele('task-service', dir);
   const nc = await connectNats({ url, name: 'hop-server' });
-  const log = createLogger({ service: 'task-service', node: 'bench', level: 'warn' });
+  const log = createLogger({
+    service: 'task-service',
+    node: 'bench',
+    // As a stack's service logs: a line per request at info, appended synchronously to its file.
+    level: process.env.HOP_LOG ?? 'info',
+    file: join(dir, 'task-service.log'),
+  });
   const record = hopRecord();
   const recBytes = JSONCodec<unknown>().encode(record);
   // The floor: the same bytes answered by a bare subscription, no kit on either side.
@@ -86,7 +93,10 @@ async function main(): Promise<void> {
   let child: ChildProcess | undefined;
   try {
     child = fork(import.meta.filename, ['serve', nats.url, join(dir, 's')], {
-      execArgv: [...process.execArgv, ...(process.env.HOP_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HOP_PROF}`] : [])],
+      execArgv: [
+        ...process.execArgv,
+        ...(process.env.HOP_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HOP_PROF}`] : []),
+      ],
     });
     await new Promise<void>((resolve, reject) => {
       child?.once('message', () => resolve());
