@@ -2,7 +2,7 @@
  * The span trees of CRI writes: a private stack from this checkout (registry mirrors as in
  * cri.ts), then crictl runs a pod and creates, starts, stops and removes containers in it, and
  * `berth trace --op` prints the last call of each RPC as a waterfall. Prints; asserts nothing.
- * Run: CRICTL=/path/to/crictl pnpm --filter @berth/bench exec tsx cri-trace.ts
+ * Run: CRICTL=/path/to/crictl pnpm --filter @berth/bench run cri-trace
  * Env: CRICTL (required), REGISTRY (default 127.0.0.1:5000), BENCH_N (containers, default 5),
  * TRACE_OPS (default CreateContainer,StartContainer).
  */
