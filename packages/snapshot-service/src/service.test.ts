@@ -108,6 +108,9 @@ describe('snapshotter over NATS', () => {
     expect(await code(c.prepare({ key: 'y', parent: 'nope' }))).toBe('NOT_FOUND');
     expect(await code(c.prepare({ key: 'y', parent: 'v2' }))).toBe('FAILED_PRECONDITION');
     expect(await code(c.prepare({ key: '' } as never))).toBe('INVALID_ARGUMENT');
+    // The id each refused prepare allocated beside its reads was given back: none is left pending.
+    expect(await env.redis.zcard(keys.snapshotPending(env.node))).toBe(0);
+    expect(readdirSync(env.layout.snapshots).filter((n) => n.startsWith('new-'))).toEqual([]);
 
     const all = await c.list({});
     expect(all.snapshots.map((s) => s.name)).toEqual(['base', 'second', 'v1', 'v2']);

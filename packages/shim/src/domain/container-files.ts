@@ -90,7 +90,8 @@ export async function writeContainerFiles(
   }
   await mkdir(dir, { recursive: true, mode: 0o711 });
   // Readable by the container's user (it may not be root); nothing secret in them.
-  for (const [name, text] of Object.entries(content)) await writeAtomic(join(dir, name), text, 0o644);
+  // Three files, each its own temp name and rename: written at once rather than one after another.
+  await Promise.all(Object.entries(content).map(([name, text]) => writeAtomic(join(dir, name), text, 0o644)));
   spec.hostname = hostname;
   return dir;
 }

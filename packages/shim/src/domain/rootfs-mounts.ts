@@ -1,4 +1,4 @@
-import { lstat } from 'node:fs/promises';
+import { lstatSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, Code, type Mount } from '@berth/api';
 
@@ -96,7 +96,9 @@ async function checkDir(
   }
   const id = m[1] as string;
   for (const p of [join(root, id), path]) {
-    const st = await lstat(p).catch(() => undefined);
+    // Inline: a stat takes microseconds in the kernel, a thread-pool trip for each of a create's
+    // six to ten of them cost 0.2-0.4 ms apiece on a loaded node, one after the other.
+    const st = lstatOrUndefined(p);
     if (!st?.isDirectory()) {
       throw bad(
         field,
@@ -105,4 +107,13 @@ async function checkDir(
     }
   }
   return id;
+}
+
+/** The lstat of `path`, or undefined when it cannot be had (missing, a file on the way, no access). */
+function lstatOrUndefined(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
 }

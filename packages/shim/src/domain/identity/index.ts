@@ -39,8 +39,16 @@ export async function applyUser(
   user: string,
   ctx: UserContext,
 ): Promise<ShimResolvedProcess['user']> {
-  const passwd = parsePasswd((await readRootfsFile(ctx.rootfs, '/etc/passwd')) ?? '');
-  const group = parseGroup((await readRootfsFile(ctx.rootfs, '/etc/group')) ?? '');
+  // Both files are read at once: each read walks the rootfs safely, several calls in a row.
+  // A failure is reported as a read in order would: passwd's first.
+  const [passwdRead, groupRead] = await Promise.allSettled([
+    readRootfsFile(ctx.rootfs, '/etc/passwd'),
+    readRootfsFile(ctx.rootfs, '/etc/group'),
+  ]);
+  if (passwdRead.status === 'rejected') throw passwdRead.reason;
+  if (groupRead.status === 'rejected') throw groupRead.reason;
+  const passwd = parsePasswd(passwdRead.value ?? '');
+  const group = parseGroup(groupRead.value ?? '');
   const u = resolveUser(user, passwd, group, `the image of container "${ctx.task}"`);
   const given = (proc.user as { additionalGids?: unknown } | undefined)?.additionalGids;
   const extra = Array.isArray(given) ? given.filter((g): g is number => typeof g === 'number') : [];
