@@ -43,7 +43,10 @@ export function recordCall(m: CallMarks, written: bigint): void {
     cpuNow() - m.cpu,
   ];
   let rows = samples.get(m.rpc);
-  if (!rows) samples.set(m.rpc, (rows = []));
+  if (!rows) {
+    rows = [];
+    samples.set(m.rpc, rows);
+  }
   rows.push(row);
 }
 
