@@ -44,9 +44,11 @@ export class H2Connection implements StreamOwner {
   private goingAway = false;
   private ended = false;
   private failed = false;
+  // BERTH_CRI_TIMING only (grpc/call-timing.ts): the last 'data' callback, the process's CPU
+  // time then, and the last reply's socket write (how long the connection was idle).
   private recvAt = 0n;
   private recvCpu = 0;
-  lastWriteAt = 0n;
+  private lastWriteAt = 0n;
 
   constructor(
     private readonly socket: Socket,
@@ -127,6 +129,7 @@ export class H2Connection implements StreamOwner {
     this.writer.schedule(s);
   }
 
+  /** Writes what every stream has queued now (a unary reply, before its call's bookkeeping). */
   flushNow(): void {
     this.writer.flush();
   }
