@@ -55,7 +55,8 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
 }
 
-function dump(): void {
+/** Writes the percentiles and rows per RPC to the BERTH_CRI_TIMING file now (done at exit too). */
+export function writeTimings(): void {
   if (!FILE) return;
   const out: Record<string, unknown> = {};
   const names = ['recv->decoded', 'decoded->replied', 'replied->written', 'recv->written', 'idle', 'cpu'];
@@ -72,6 +73,14 @@ function dump(): void {
 }
 
 if (timingOn) {
-  process.on('exit', dump);
-  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.prependListener(sig, dump);
+  // At exit a file that cannot be written is reported, not thrown: the process is ending anyway.
+  const atExit = () => {
+    try {
+      writeTimings();
+    } catch (err) {
+      process.stderr.write(`BERTH_CRI_TIMING: ${(err as Error).message}\n`);
+    }
+  };
+  // The gateway exits through its own SIGTERM handling (process.exit), which runs this.
+  process.on('exit', atExit);
 }
