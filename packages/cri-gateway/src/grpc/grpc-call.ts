@@ -1,6 +1,7 @@
 import { BerthError, Code } from '@berth/api';
 import { context, type TextMapGetter } from '@opentelemetry/api';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
+import { timingOn } from './call-timing.js';
 import {
   grpcFrame,
   MAX_MESSAGE_BYTES,
@@ -130,6 +131,10 @@ export class GrpcCall {
       return;
     }
     this.chunks.length = 0;
+    if (timingOn && this.stream.marks) {
+      this.stream.marks.decoded = process.hrtime.bigint();
+      this.stream.marks.rpc = this.route.rpc;
+    }
     this.obs = observeCall({
       rpc: this.route.rpc,
       request,
@@ -150,6 +155,7 @@ export class GrpcCall {
       .then(
         (reply) => {
           if (this.settled) return;
+          if (timingOn && this.stream.marks) this.stream.marks.replied = process.hrtime.bigint();
           let body: Buffer;
           try {
             body = this.route.serialize(reply);
@@ -164,11 +170,13 @@ export class GrpcCall {
           }
           if (body.length > MAX_MESSAGE_BYTES) return this.fail(this.tooLarge(body.length));
           this.settle();
-          obs.end();
-          // Queued in one tick: the connection writes headers, message and trailers together.
+          // Headers, message and trailers leave in one socket write, before the call's span,
+          // metrics and access line are ended: the client does not wait for the bookkeeping.
           sendResponseHeaders(this.stream);
           this.stream.sendData(grpcFrame(body));
           sendOkTrailers(this.stream);
+          this.stream.flush();
+          obs.end();
         },
         (raw: unknown) => {
           if (!this.settled) this.fail(raw);

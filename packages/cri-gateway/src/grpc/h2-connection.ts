@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { cpuNow, timingOn } from './call-timing.js';
 import {
   checkFrame,
   DEFAULT_MAX_FRAME,
@@ -43,6 +44,11 @@ export class H2Connection implements StreamOwner {
   private goingAway = false;
   private ended = false;
   private failed = false;
+  // BERTH_CRI_TIMING only (grpc/call-timing.ts): the last 'data' callback, the process's CPU
+  // time then, and the last reply's socket write (how long the connection was idle).
+  private recvAt = 0n;
+  private recvCpu = 0;
+  private lastWriteAt = 0n;
 
   constructor(
     private readonly socket: Socket,
@@ -54,6 +60,9 @@ export class H2Connection implements StreamOwner {
   ) {
     this.reader = new FrameReader(DEFAULT_MAX_FRAME);
     this.writer = new H2Writer(socket, {
+      written: (t) => {
+        this.lastWriteAt = t;
+      },
       ended: (s) => {
         this.forget(s);
         s.close();
@@ -120,6 +129,11 @@ export class H2Connection implements StreamOwner {
     this.writer.schedule(s);
   }
 
+  /** Writes what every stream has queued now (a unary reply, before its call's bookkeeping). */
+  flushNow(): void {
+    this.writer.flush();
+  }
+
   resetStream(stream: H2Stream, code: H2Error): void {
     this.forget(stream);
     stream.close(code === H2Error.NO_ERROR ? undefined : 'the server reset the stream');
@@ -129,6 +143,10 @@ export class H2Connection implements StreamOwner {
   private receive(chunk: Buffer): void {
     // After a connection error nothing the client sends is read: its state is not trusted.
     if (this.failed) return;
+    if (timingOn) {
+      this.recvAt = process.hrtime.bigint();
+      this.recvCpu = cpuNow();
+    }
     try {
       for (const f of this.reader.push(chunk)) this.onFrame(f);
     } catch (err) {
@@ -314,6 +332,12 @@ export class H2Connection implements StreamOwner {
 
   private remoteEnd(s: H2Stream): void {
     s.remoteEnded = true;
+    if (timingOn)
+      s.marks = {
+        recv: this.recvAt,
+        cpu: this.recvCpu,
+        idle: this.lastWriteAt ? this.recvAt - this.lastWriteAt : 0n,
+      };
     s.events?.onEnd();
     this.maybeClose(s);
   }

@@ -1,3 +1,4 @@
+import type { CallMarks } from './call-timing.js';
 import type { H2Error } from './h2-frames.js';
 
 /** One thing a stream has to send, in order: an encoded header block or DATA octets. */
@@ -9,6 +10,8 @@ export type Outgoing =
 export interface StreamOwner {
   /** Sends queued frames at the end of this tick (so a whole reply goes in one write). */
   scheduleFlush(stream: H2Stream): void;
+  /** Writes what every stream has queued now, rather than at the end of this tick. */
+  flushNow(): void;
   /** Ends the stream with RST_STREAM `code`. */
   resetStream(stream: H2Stream, code: H2Error): void;
   /** Whether the socket is over its buffer limit (the call should wait for `writable`). */
@@ -43,6 +46,8 @@ export class H2Stream {
   closed = false;
   readonly queue: Outgoing[] = [];
   events: StreamEvents | undefined;
+  /** Timing marks (BERTH_CRI_TIMING only). */
+  marks: CallMarks | undefined;
   private waiters: (() => void)[] = [];
 
   constructor(
@@ -67,6 +72,14 @@ export class H2Stream {
     if (this.localEnded || this.closed || data.length === 0) return;
     this.queue.push({ kind: 'data', data, offset: 0 });
     this.owner.scheduleFlush(this);
+  }
+
+  /**
+   * Hands what is queued to the socket now: a call's complete reply leaves before the bookkeeping
+   * that follows it (span, metrics, access log), which the client then does not wait for.
+   */
+  flush(): void {
+    if (this.queue.length > 0) this.owner.flushNow();
   }
 
   /** Resets the stream (RST_STREAM), dropping what was queued. */

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { recordCall, timingOn } from './call-timing.js';
 import {
   DEFAULT_MAX_FRAME,
   FRAME_HEADER,
@@ -35,6 +36,8 @@ export class H2Writer {
       ended(stream: H2Stream): void;
       /** After each flush: wake writers, close an idle connection that is going away. */
       flushed(): void;
+      /** A reply was written (timing only). */
+      written?(at: bigint): void;
     },
   ) {}
 
@@ -58,6 +61,7 @@ export class H2Writer {
   flush(): void {
     this.flushQueued = false;
     if (this.socket.destroyed) return;
+    const done = timingOn ? [...this.sending].filter((s) => s.marks && s.localEnded) : [];
     const out: Buffer[] = [];
     for (const s of this.sending) {
       if (!s.closed) this.drain(s, out);
@@ -65,6 +69,11 @@ export class H2Writer {
     }
     if (out.length === 1) this.socket.write(out[0] as Buffer);
     else if (out.length > 1) this.socket.write(Buffer.concat(out));
+    if (timingOn && out.length > 0) {
+      const t = process.hrtime.bigint();
+      this.hooks.written?.(t);
+      for (const s of done) if (s.marks) recordCall(s.marks, t);
+    }
     this.hooks.flushed();
   }
 

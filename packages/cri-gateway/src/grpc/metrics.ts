@@ -1,12 +1,16 @@
 import type { BerthError } from '@berth/api';
 import { LATENCY_BUCKETS_S, outcomeOf, serviceMeter } from '@berth/kit';
-import type { Counter, Histogram, UpDownCounter } from '@opentelemetry/api';
+import type { Counter, Histogram } from '@opentelemetry/api';
 
 interface CriInstruments {
   count: Counter;
   duration: Histogram;
-  inFlight: UpDownCounter;
 }
+
+// Calls being handled now, per RPC: counted here and observed when metrics are collected, so a
+// call's arrival costs a map update instead of an instrument record (attributes hashed, storage
+// looked up) on its request path.
+const inFlight = new Map<string, number>();
 
 let made: CriInstruments | undefined;
 
@@ -23,11 +27,13 @@ function instruments(): CriInstruments {
       unit: 's',
       advice: { explicitBucketBoundaries: [...LATENCY_BUCKETS_S] },
     }),
-    inFlight: m.createUpDownCounter('berth.cri.requests.in_flight', {
-      description: 'CRI calls being handled now',
-      unit: '{request}',
-    }),
   };
+  m.createObservableUpDownCounter('berth.cri.requests.in_flight', {
+    description: 'CRI calls being handled now',
+    unit: '{request}',
+  }).addCallback((result) => {
+    for (const [rpc, n] of inFlight) result.observe(n, { rpc });
+  });
   return made;
 }
 
@@ -39,12 +45,12 @@ function instruments(): CriInstruments {
 export function beginCriCall(rpc: string): (err?: BerthError) => void {
   const i = instruments();
   const start = performance.now();
-  i.inFlight.add(1, { rpc });
+  inFlight.set(rpc, (inFlight.get(rpc) ?? 0) + 1);
   let done = false;
   return (err) => {
     if (done) return;
     done = true;
-    i.inFlight.add(-1, { rpc });
+    inFlight.set(rpc, (inFlight.get(rpc) ?? 1) - 1);
     const attrs = { rpc, outcome: outcomeOf(err) };
     i.count.add(1, attrs);
     i.duration.record((performance.now() - start) / 1000, attrs);

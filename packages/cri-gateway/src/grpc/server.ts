@@ -78,8 +78,9 @@ function unary(
       .with(obs.context, () => handler(call.request, deps))
       .then(
         (reply) => {
-          obs.end();
+          // The reply goes first: the client does not wait for the span, metrics and access line.
           callback(null, reply);
+          obs.end();
         },
         (raw: unknown) => callback(toGrpcStatus(obs.end(raw))),
       );

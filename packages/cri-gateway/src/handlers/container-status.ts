@@ -8,6 +8,9 @@ type Reply = { status: unknown; info: Record<string, string> };
 // Per container record: the reply (and its bytes) with and without the verbose info.
 const replies = new ReplyMemo<ContainerInfo, Reply>(responseEncoder(CriService.runtime, 'ContainerStatus'));
 
+// The variant the last read asked for: what a write prepares (critest reads verbose, the kubelet not).
+let lastVerbose = false;
+
 /** RuntimeService/ContainerStatus; with verbose, `info.info` is berth's container and task as JSON. */
 export async function containerStatus(
   request: { container_id?: string; verbose?: boolean },
@@ -15,8 +18,17 @@ export async function containerStatus(
 ): Promise<Reply> {
   const { status, info } = await deps.containers.status(request.container_id ?? '');
   const verbose = request.verbose === true;
+  lastVerbose = verbose;
   return replies.get(info, verbose ? 'verbose' : '', [status], () => ({
     status,
     info: verboseInfo(verbose, info),
   }));
+}
+
+/**
+ * Builds and keeps the ContainerStatus reply of container `id` as it is now, in the variant the
+ * last read asked for, so the read that follows a write finds it (handlers/after-reply.ts).
+ */
+export function prepareContainerStatus(id: string, deps: HandlerDeps): Promise<unknown> {
+  return containerStatus({ container_id: id, verbose: lastVerbose }, deps);
 }

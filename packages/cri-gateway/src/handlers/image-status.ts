@@ -16,6 +16,9 @@ const replies = new ReplyMemo<ImageRecord, ImageStatusResponse>(
   responseEncoder(CriService.image, 'ImageStatus'),
 );
 
+// The variant the last read asked for: what a pull prepares.
+let lastVerbose = false;
+
 /**
  * ImageService/ImageStatus: the image, or `image` unset when it is not on the node (not an
  * error, the kubelet then pulls). With verbose, `info.info` holds berth's image record as JSON.
@@ -27,9 +30,18 @@ export async function imageStatus(
   const found = await status(deps, request.image?.image ?? '');
   if (!found) return { image: null, info: {} };
   const verbose = request.verbose === true;
+  lastVerbose = verbose;
   return replies.get(found.record, verbose ? 'verbose' : '', [deps.pinned, ...found.names], () => ({
     // One id, so one image (an empty fold cannot happen: names holds the record at least).
     image: toCriImages(found.names, deps.pinned)[0] ?? null,
     info: verboseInfo(verbose, found.record),
   }));
+}
+
+/**
+ * Builds and keeps the ImageStatus reply of image `spec` as it is now, in the variant the last
+ * read asked for, so the read that follows its pull finds it (handlers/after-reply.ts).
+ */
+export function prepareImageStatus(spec: string, deps: HandlerDeps): Promise<unknown> {
+  return imageStatus({ image: { image: spec, annotations: {} }, verbose: lastVerbose }, deps);
 }

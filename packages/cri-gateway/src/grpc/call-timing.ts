@@ -1,0 +1,86 @@
+import { writeFileSync } from 'node:fs';
+
+// Opt-in per-RPC timing of berth's CRI server (BERTH_CRI_TIMING=<file>): where a call's time goes
+// between its request's bytes reaching JavaScript and its reply's socket write. Off, every mark is
+// one branch on a constant; on, the phases of each call are kept and written as JSON at exit.
+
+const FILE = process.env.BERTH_CRI_TIMING;
+
+/** Whether timing is on for this process. */
+export const timingOn = FILE !== undefined && FILE !== '';
+
+/** The marks of one call, in ns from process.hrtime.bigint(). */
+export interface CallMarks {
+  /** The 'data' callback that carried the request's last frame began. */
+  recv: bigint;
+  /** How long the connection had been idle (its last reply's write to this recv), ns. */
+  idle: bigint;
+  /** Process CPU time (user + system, us) at recv. */
+  cpu: number;
+  decoded?: bigint;
+  replied?: bigint;
+  rpc?: string;
+}
+
+const samples = new Map<string, number[][]>();
+
+/** The process's CPU time so far, us. */
+export function cpuNow(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+/** Records a finished call: written is the reply's socket write. */
+export function recordCall(m: CallMarks, written: bigint): void {
+  if (!m.rpc || m.decoded === undefined || m.replied === undefined) return;
+  const us = (a: bigint, b: bigint) => Number(b - a) / 1000;
+  const row = [
+    us(m.recv, m.decoded),
+    us(m.decoded, m.replied),
+    us(m.replied, written),
+    us(m.recv, written),
+    Number(m.idle) / 1000,
+    cpuNow() - m.cpu,
+  ];
+  let rows = samples.get(m.rpc);
+  if (!rows) {
+    rows = [];
+    samples.set(m.rpc, rows);
+  }
+  rows.push(row);
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
+}
+
+/** Writes the percentiles and rows per RPC to the BERTH_CRI_TIMING file now (done at exit too). */
+export function writeTimings(): void {
+  if (!FILE) return;
+  const out: Record<string, unknown> = {};
+  const names = ['recv->decoded', 'decoded->replied', 'replied->written', 'recv->written', 'idle', 'cpu'];
+  for (const [rpc, rows] of samples) {
+    const r: Record<string, unknown> = { n: rows.length };
+    names.forEach((n, i) => {
+      const col = rows.map((row) => row[i] as number);
+      r[n] = { p50: pct(col, 50), p90: pct(col, 90), p99: pct(col, 99) };
+    });
+    r.rows = rows;
+    out[rpc] = r;
+  }
+  writeFileSync(FILE, JSON.stringify(out));
+}
+
+if (timingOn) {
+  // At exit a file that cannot be written is reported, not thrown: the process is ending anyway.
+  const atExit = () => {
+    try {
+      writeTimings();
+    } catch (err) {
+      process.stderr.write(`BERTH_CRI_TIMING: ${(err as Error).message}\n`);
+    }
+  };
+  // The gateway exits through its own SIGTERM handling (process.exit), which runs this.
+  process.on('exit', atExit);
+}

@@ -1,0 +1,130 @@
+import type { ContainerInfo, ImageRecord } from '@berth/api';
+import { describe, expect, it } from 'vitest';
+import { toContainerStatus } from '../runtime/cri-status.js';
+import { CriKind, CriLabel } from '../runtime/meta.js';
+import { containerStatus, prepareContainerStatus } from './container-status.js';
+import { createContainer } from './create-container.js';
+import { encodingOf } from './encoded-reply.js';
+import { imageStatus } from './image-status.js';
+import { pullImage } from './pull-image.js';
+import { startContainer } from './start-container.js';
+import { stopContainer } from './stop-container.js';
+import type { HandlerDeps } from './types.js';
+
+// A write prepares the reply of the read that follows it, after its own reply, in the variant
+// the last read asked for; the read then answers the kept reply and its bytes.
+
+const log = { debug: () => undefined, info: () => undefined };
+const afterTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function ctr(id: string, status: 'created' | 'running' | 'stopped'): ContainerInfo {
+  const meta = {
+    metadata: { name: 'app', attempt: 0 },
+    labels: {},
+    annotations: {},
+    image: 'busybox',
+    imageRef: 'sha256:abc',
+    logPath: '/logs/app.log',
+    mounts: [],
+    namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', target_id: '' },
+    createdAt: '1000',
+  };
+  const container = {
+    id,
+    labels: { [CriLabel.kind]: CriKind.container, [CriLabel.meta]: JSON.stringify(meta) },
+    config: {},
+    spec: {},
+  } as unknown as ContainerInfo['container'];
+  if (status === 'created') return { container, status } as ContainerInfo;
+  const task = {
+    id,
+    status,
+    pid: 7,
+    startedAt: '2026-12-02T01:00:00.000Z',
+    ...(status === 'stopped' ? { exitCode: 0, exitedAt: '2026-12-02T01:00:01.000Z' } : {}),
+  };
+  return { container, task, status } as unknown as ContainerInfo;
+}
+
+describe('replies prepared after a write', () => {
+  it('create, start and stop prepare the container status the next read answers', async () => {
+    let info = ctr('c1', 'created');
+    const reads: string[] = [];
+    const deps = {
+      log,
+      containers: {
+        create: async () => 'c1',
+        start: async () => {
+          info = ctr('c1', 'running');
+        },
+        stop: async () => {
+          info = ctr('c1', 'stopped');
+        },
+        status: async (id: string) => {
+          reads.push(id);
+          return { status: toContainerStatus(info), info };
+        },
+      },
+    } as unknown as HandlerDeps;
+    // The last read was verbose: that is the variant prepared.
+    await containerStatus({ container_id: 'c0', verbose: true }, deps);
+    reads.length = 0;
+
+    for (const [write, state] of [
+      [() => createContainer({ pod_sandbox_id: 'p' }, deps), 'CONTAINER_CREATED'],
+      [() => startContainer({ container_id: 'c1' }, deps), 'CONTAINER_RUNNING'],
+      [() => stopContainer({ container_id: 'c1', timeout: 0 }, deps), 'CONTAINER_EXITED'],
+    ] as const) {
+      await write();
+      // Nothing is built before the write's reply has gone (the same turn).
+      expect(reads).toEqual([]);
+      await afterTurn();
+      expect(reads).toEqual(['c1']);
+      reads.length = 0;
+      const prepared = await prepareContainerStatus('c1', deps);
+      const read = await containerStatus({ container_id: 'c1', verbose: true }, deps);
+      expect(read).toBe(prepared);
+      expect(encodingOf(read)).toBeDefined();
+      expect((read as { status: { state: string } }).status.state).toBe(state);
+      expect(JSON.parse(read.info.info ?? '').status).toBe(info.status);
+      reads.length = 0;
+    }
+  });
+
+  it('a pull prepares the image status of the name it pulled; a failure is dropped', async () => {
+    const rec = {
+      name: 'docker.io/library/busybox:1',
+      configDigest: 'sha256:c1',
+      target: { digest: 'sha256:m1' },
+      size: 10,
+      config: {},
+      updatedAt: '2026-12-02T01:00:00.000Z',
+    } as unknown as ImageRecord;
+    const gets: string[] = [];
+    let fail = false;
+    const deps = {
+      log,
+      images: {
+        pull: async () => ({ image: rec, unpack: 'done' }),
+        get: async (ref: string) => {
+          gets.push(ref);
+          if (fail) throw new Error('image-service gone');
+          return rec;
+        },
+        list: async () => [rec],
+      },
+    } as unknown as HandlerDeps;
+    await pullImage({ image: { image: 'busybox:1', annotations: {} } }, deps);
+    gets.length = 0;
+    await afterTurn();
+    expect(gets.length).toBeGreaterThan(0);
+    const kept = await imageStatus({ image: { image: 'busybox:1', annotations: {} } }, deps);
+    expect(encodingOf(kept)).toBeDefined();
+    expect(kept.image?.repo_tags).toEqual(['docker.io/library/busybox:1']);
+
+    fail = true;
+    await pullImage({ image: { image: 'busybox:1', annotations: {} } }, deps).catch(() => undefined);
+    await afterTurn();
+    await afterTurn();
+  });
+});
