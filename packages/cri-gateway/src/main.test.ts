@@ -58,15 +58,7 @@ describe('cri-gateway process', () => {
     await writeFile(config, JSON.stringify({ services: { 'cri-gateway': { socket, streaming } } }));
     proc = spawn(process.execPath, [MAIN], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH,
-        BERTH_CONFIG: config,
-        BERTH_NATS_URL: nats.url,
-        BERTH_REDIS_URL: redis.url,
-        BERTH_NODE_ID: node,
-        BERTH_STATE_ROOT: join(dir, 'state'),
-        BERTH_RUN_ROOT: join(dir, 'run'),
-      },
+      env: gatewayEnv(config),
     });
     const ready = new Promise<void>((resolve, reject) => {
       const onData = (b: Buffer) => {
@@ -150,15 +142,7 @@ async function failedStart(file: string, settings: Record<string, unknown>): Pro
   await writeFile(config, JSON.stringify({ services: { 'cri-gateway': settings } }));
   const p = spawn(process.execPath, [MAIN], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env.PATH,
-      BERTH_CONFIG: config,
-      BERTH_NATS_URL: nats.url,
-      BERTH_REDIS_URL: redis.url,
-      BERTH_NODE_ID: node,
-      BERTH_STATE_ROOT: join(dir, 'state'),
-      BERTH_RUN_ROOT: join(dir, 'run'),
-    },
+    env: gatewayEnv(config),
   });
   let err = '';
   p.stderr.on('data', (b: Buffer) => {
@@ -167,4 +151,17 @@ async function failedStart(file: string, settings: Record<string, unknown>): Pro
   const [code] = await once(p, 'exit');
   expect(code, err).toBe(1);
   return err;
+}
+
+/** The environment a gateway process of these tests runs with: its config file, the test's servers. */
+function gatewayEnv(config: string): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    BERTH_CONFIG: config,
+    BERTH_NATS_URL: nats.url,
+    BERTH_REDIS_URL: redis.url,
+    BERTH_NODE_ID: node,
+    BERTH_STATE_ROOT: join(dir, 'state'),
+    BERTH_RUN_ROOT: join(dir, 'run'),
+  };
 }

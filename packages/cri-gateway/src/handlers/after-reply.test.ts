@@ -1,7 +1,7 @@
 import type { ContainerInfo, ImageRecord } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { toContainerStatus } from '../runtime/cri-status.js';
-import { CriKind, CriLabel } from '../runtime/meta.js';
+import { criContainerInfo } from '../testdata/cri-records.js';
 import { containerStatus, prepareContainerStatus } from './container-status.js';
 import { createContainer } from './create-container.js';
 import { encodingOf } from './encoded-reply.js';
@@ -18,32 +18,7 @@ const log = { debug: () => undefined, info: () => undefined };
 const afterTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function ctr(id: string, status: 'created' | 'running' | 'stopped'): ContainerInfo {
-  const meta = {
-    metadata: { name: 'app', attempt: 0 },
-    labels: {},
-    annotations: {},
-    image: 'busybox',
-    imageRef: 'sha256:abc',
-    logPath: '/logs/app.log',
-    mounts: [],
-    namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', target_id: '' },
-    createdAt: '1000',
-  };
-  const container = {
-    id,
-    labels: { [CriLabel.kind]: CriKind.container, [CriLabel.meta]: JSON.stringify(meta) },
-    config: {},
-    spec: {},
-  } as unknown as ContainerInfo['container'];
-  if (status === 'created') return { container, status } as ContainerInfo;
-  const task = {
-    id,
-    status,
-    pid: 7,
-    startedAt: '2026-12-02T01:00:00.000Z',
-    ...(status === 'stopped' ? { exitCode: 0, exitedAt: '2026-12-02T01:00:01.000Z' } : {}),
-  };
-  return { container, task, status } as unknown as ContainerInfo;
+  return criContainerInfo(id, status === 'created' ? undefined : { status });
 }
 
 describe('replies prepared after a write', () => {

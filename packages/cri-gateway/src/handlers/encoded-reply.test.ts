@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CriService, criServiceDefinition } from '../proto.js';
 import { toContainerStatus, toPodSandboxStatus } from '../runtime/cri-status.js';
 import { CriKind, CriLabel } from '../runtime/meta.js';
+import { criContainerInfo } from '../testdata/cri-records.js';
 import { containerStatus } from './container-status.js';
 import { encodingOf, ReplyMemo, varintField } from './encoded-reply.js';
 import { imageStatus } from './image-status.js';
@@ -31,34 +32,7 @@ function wire(
 }
 
 function ctr(id: string, task?: { status: 'running' | 'stopped'; exitCode?: number }): ContainerInfo {
-  const meta = {
-    metadata: { name: 'app', attempt: 0 },
-    labels: { l: 'v', über: 'naïve → ✓' },
-    annotations: {},
-    image: 'busybox',
-    imageRef: 'sha256:abc',
-    logPath: '/logs/app.log',
-    mounts: [],
-    namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', target_id: '' },
-    createdAt: '1000',
-  };
-  const container = {
-    id,
-    labels: { [CriLabel.kind]: CriKind.container, [CriLabel.meta]: JSON.stringify(meta) },
-    config: {},
-    spec: {},
-  } as unknown as ContainerInfo['container'];
-  if (!task) return { container, status: 'created' } as ContainerInfo;
-  const t = {
-    id,
-    status: task.status,
-    pid: 7,
-    startedAt: '2026-12-02T01:00:00.000Z',
-    ...(task.status === 'stopped'
-      ? { exitCode: task.exitCode ?? 0, exitedAt: '2026-12-02T01:00:01.000Z' }
-      : {}),
-  };
-  return { container, task: t, status: task.status } as unknown as ContainerInfo;
+  return criContainerInfo(id, task, { l: 'v', über: 'naïve → ✓' });
 }
 
 function pod(id: string, status: 'running' | 'stopped'): ContainerInfo {
