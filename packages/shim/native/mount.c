@@ -141,81 +141,70 @@ static napi_value queue(napi_env env, mount_job *job, napi_async_execute_callbac
   return promise;
 }
 
-// mount(source, target, fstype, flags, data): Promise<void>
-static napi_value Mount(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
-    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data) needs 5 arguments");
+// Reads a call's `want` arguments into argv and allocates its job; on failure throws (naming the
+// call's `usage`) and returns NULL.
+static mount_job *new_job(napi_env env, napi_callback_info info, size_t want, napi_value *argv,
+                          const char *usage) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   mount_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, "ENOMEM", "mount: out of memory");
+  if (!job) napi_throw_error(env, "ENOMEM", "berth mount addon: out of memory");
+  return job;
+}
+
+// Takes argument v as the job's string i, and flags_v (unless NULL) as its flags; on failure frees
+// the job, throws `what` and returns 0.
+static int take_args(napi_env env, mount_job *job, const int *slots, const napi_value *values, int n,
+                     napi_value flags_v, const char *what) {
+  for (int i = 0; i < n; i++) {
+    job->args[slots[i]] = string_arg(env, values[i]);
+    if (!job->args[slots[i]]) goto bad;
+  }
+  if (flags_v) {
+    double flags = 0;
+    if (napi_get_value_double(env, flags_v, &flags) != napi_ok) goto bad;
+    job->flags = (unsigned long)flags;
+  }
+  return 1;
+bad:
+  job_free(job);
+  napi_throw_type_error(env, NULL, what);
+  return 0;
+}
+
+// mount(source, target, fstype, flags, data): Promise<void>
+static napi_value Mount(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  mount_job *job = new_job(env, info, 5, argv, "mount(source, target, fstype, flags, data) needs 5 arguments");
+  if (!job) return NULL;
+  const int slots[4] = {0, 1, 2, 3};
+  const napi_value strings[4] = {argv[0], argv[1], argv[2], argv[4]};
+  if (!take_args(env, job, slots, strings, 4, argv[3], "mount: source, target, fstype and data must be strings and flags a number"))
     return NULL;
-  }
-  int idx[4] = {0, 1, 2, 4};
-  for (int i = 0; i < 4; i++) {
-    job->args[i] = string_arg(env, argv[idx[i]]);
-    if (!job->args[i]) {
-      job_free(job);
-      napi_throw_type_error(env, NULL, "mount: source, target, fstype and data must be strings");
-      return NULL;
-    }
-  }
-  double flags = 0;
-  if (napi_get_value_double(env, argv[3], &flags) != napi_ok) {
-    job_free(job);
-    napi_throw_type_error(env, NULL, "mount: flags must be a number");
-    return NULL;
-  }
-  job->flags = (unsigned long)flags;
   return queue(env, job, execute);
 }
 
 // umount2(target, flags): Promise<void> -- the topmost mount at target (flags: MNT_DETACH, UMOUNT_NOFOLLOW...).
 static napi_value Umount2(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
-    napi_throw_type_error(env, NULL, "umount2(target, flags) needs 2 arguments");
+  mount_job *job = new_job(env, info, 2, argv, "umount2(target, flags) needs 2 arguments");
+  if (!job) return NULL;
+  const int slots[1] = {1};
+  if (!take_args(env, job, slots, argv, 1, argv[1], "umount2: target must be a string and flags a number"))
     return NULL;
-  }
-  mount_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, "ENOMEM", "umount2: out of memory");
-    return NULL;
-  }
-  job->args[1] = string_arg(env, argv[0]);
-  double flags = 0;
-  if (!job->args[1] || napi_get_value_double(env, argv[1], &flags) != napi_ok) {
-    job_free(job);
-    napi_throw_type_error(env, NULL, "umount2: target must be a string and flags a number");
-    return NULL;
-  }
-  job->flags = (unsigned long)flags;
   return queue(env, job, umount_execute);
 }
 
-// pinNetns(path): Promise<void> -- a new network namespace bind-mounted onto the existing file path.
+// pinNetns(path): Promise<void> -- a new network namespace, lo up, bind-mounted onto the existing file path.
 static napi_value PinNetns(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
-    napi_throw_type_error(env, NULL, "pinNetns(path) needs a path");
-    return NULL;
-  }
-  mount_job *job = calloc(1, sizeof *job);
-  if (!job) {
-    napi_throw_error(env, "ENOMEM", "pinNetns: out of memory");
-    return NULL;
-  }
-  job->args[1] = string_arg(env, argv[0]);
-  if (!job->args[1]) {
-    job_free(job);
-    napi_throw_type_error(env, NULL, "pinNetns: the path must be a string");
-    return NULL;
-  }
+  mount_job *job = new_job(env, info, 1, argv, "pinNetns(path) needs a path");
+  if (!job) return NULL;
+  const int slots[1] = {1};
+  if (!take_args(env, job, slots, argv, 1, NULL, "pinNetns: the path must be a string")) return NULL;
   return queue(env, job, netns_execute);
 }
 
