@@ -54,6 +54,57 @@ async function listening(netns: string, port: number): Promise<boolean> {
 }
 
 describe('shim network operations over NATS', () => {
+  /** The interface names in a namespace, over netlink (sysfs would show the mount namespace's). */
+  async function links(netnsPath: string): Promise<string[]> {
+    const { stdout } = await exec('nsenter', [`--net=${netnsPath}`, 'ip', '-o', 'link', 'show']);
+    return stdout
+      .split('\n')
+      .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
+      .filter((n): n is string => n !== undefined)
+      .sort();
+  }
+
+  /** True when the process runs in the namespace pinned at `netnsPath` (same nsfs inode). */
+  async function inNetns(pid: number, netnsPath: string): Promise<boolean> {
+    const link = await readlink(`/proc/${pid}/ns/net`);
+    return link === `net:[${(await stat(netnsPath)).ino}]`;
+  }
+
+  /** A spec of `args` whose network namespace is `netnsPath` (the pod's, as the gateway names it). */
+  async function podSpec(args: string[], taskId: string, netnsPath: string) {
+    const spec = (await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${taskId}` })) as {
+      linux: { namespaces: { type: string; path?: string }[] };
+    };
+    spec.linux.namespaces = spec.linux.namespaces.map((n) =>
+      n.type === 'network' ? { type: 'network', path: netnsPath } : n,
+    );
+    return spec;
+  }
+
+  /** Creates task `taskId` of `spec` on the test rootfs in namespace "net", naming `netnsPod` if given. */
+  function createTask(taskId: string, spec: Record<string, unknown>, netnsPod?: string) {
+    return w.client.create({
+      namespace: 'net',
+      id: taskId,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+      ...(netnsPod ? { netnsPod } : {}),
+    });
+  }
+
+  /**
+   * Kills (SIGKILL, all), waits for and deletes a task; `waitMayFail` lets the wait fail (a test
+   * that failed before the task ran), else the wait's failure is the test's.
+   */
+  async function dropTask(taskId: string, waitMayFail: boolean): Promise<void> {
+    await w.client.kill({ namespace: 'net', id: taskId, signal: 9, all: true }).catch(() => undefined);
+    const waited = w.client.wait({ namespace: 'net', id: taskId }, { timeoutMs: 20_000 });
+    await (waitMayFail ? waited.catch(() => undefined) : waited);
+    await w.client.delete({ namespace: 'net', id: taskId });
+  }
+
   it('lists the default network, sets a pod up with a published port, keeps it across an agent crash, tears it down', async () => {
     const list = await w.client['network-list']({});
     expect(list.networks).toEqual([
@@ -101,78 +152,30 @@ describe('shim network operations over NATS', () => {
       portMappings: [{ hostPort, containerPort: 9000, protocol: 'tcp' }],
     });
     const taskId = newId();
-    const spec = (await makeSpec(
-      ['sh', '-c', 'cat /sys/class/net/eth0/address; exec nc -ll -p 9000 -e echo from-container'],
-      {
-        cgroupsPath: `/berth-test/${w.node}/${taskId}`,
-      },
-    )) as { linux: { namespaces: { type: string; path?: string }[] } };
     // Join the pod's namespace instead of a new, empty one: the task-service's `network: <path>`.
-    spec.linux.namespaces = spec.linux.namespaces.map((n) =>
-      n.type === 'network' ? { type: 'network', path: net.netnsPath } : n,
+    const spec = await podSpec(
+      ['sh', '-c', 'cat /sys/class/net/eth0/address; exec nc -ll -p 9000 -e echo from-container'],
+      taskId,
+      net.netnsPath,
     );
-    await w.client.create({
-      namespace: 'net',
-      id: taskId,
-      spec,
-      rootfs: bindRootfs(w.rootfs),
-      terminal: false,
-      stdin: false,
-    });
+    await createTask(taskId, spec);
     try {
       const st = await w.client.start({ namespace: 'net', id: taskId });
       await waitForLog(st.logPath as string, net.mac as string);
       await until('nc to listen in the pod', () => listening(net.netnsPath, 9000));
       expect(await fetchHost('127.0.0.1', hostPort)).toBe('from-container\n');
     } finally {
-      await w.client.kill({ namespace: 'net', id: taskId, signal: 9, all: true }).catch(() => undefined);
-      await w.client.wait({ namespace: 'net', id: taskId }, { timeoutMs: 20_000 });
-      await w.client.delete({ namespace: 'net', id: taskId });
+      await dropTask(taskId, false);
     }
     expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
   });
-
-  /** The interface names in a namespace, over netlink (sysfs would show the mount namespace's). */
-  async function links(netnsPath: string): Promise<string[]> {
-    const { stdout } = await exec('nsenter', [`--net=${netnsPath}`, 'ip', '-o', 'link', 'show']);
-    return stdout
-      .split('\n')
-      .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
-      .filter((n): n is string => n !== undefined)
-      .sort();
-  }
-
-  /** True when the process runs in the namespace pinned at `netnsPath` (same nsfs inode). */
-  async function inNetns(pid: number, netnsPath: string): Promise<boolean> {
-    const link = await readlink(`/proc/${pid}/ns/net`);
-    return link === `net:[${(await stat(netnsPath)).ino}]`;
-  }
-
-  /** A spec of `args` whose network namespace is `netnsPath` (the pod's, as the gateway names it). */
-  async function podSpec(args: string[], taskId: string, netnsPath: string) {
-    const spec = (await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${taskId}` })) as {
-      linux: { namespaces: { type: string; path?: string }[] };
-    };
-    spec.linux.namespaces = spec.linux.namespaces.map((n) =>
-      n.type === 'network' ? { type: 'network', path: netnsPath } : n,
-    );
-    return spec;
-  }
 
   it('a create naming its pod (netnsPod) pins the namespace itself; a crash, then setup attaches that one', async () => {
     const id = podId('pin');
     const netnsPath = join(w.runRoot, 'netns', id);
     const taskId = newId();
     const spec = await podSpec(['sleep', '300'], taskId, netnsPath);
-    await w.client.create({
-      namespace: 'net',
-      id: taskId,
-      spec,
-      rootfs: bindRootfs(w.rootfs),
-      terminal: false,
-      stdin: false,
-      netnsPod: id,
-    });
+    await createTask(taskId, spec, id);
     try {
       // Pinned, recorded, not attached yet: what network-netns leaves.
       const pods = (await w.client['network-list']({})).pods.map((p) => p.podId);
@@ -188,9 +191,7 @@ describe('shim network operations over NATS', () => {
       expect(await inNetns(st.pid, netnsPath)).toBe(true);
       expect(await links(netnsPath)).toEqual(['eth0', 'lo']);
     } finally {
-      await w.client.kill({ namespace: 'net', id: taskId, signal: 9, all: true }).catch(() => undefined);
-      await w.client.wait({ namespace: 'net', id: taskId }, { timeoutMs: 20_000 }).catch(() => undefined);
-      await w.client.delete({ namespace: 'net', id: taskId });
+      await dropTask(taskId, true);
     }
     expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
   });
@@ -202,15 +203,7 @@ describe('shim network operations over NATS', () => {
     const spec = await podSpec(['sleep', '300'], taskId, netnsPath);
     const [net, created] = await Promise.all([
       w.client['network-setup']({ podId: id, portMappings: [] }),
-      w.client.create({
-        namespace: 'net',
-        id: taskId,
-        spec,
-        rootfs: bindRootfs(w.rootfs),
-        terminal: false,
-        stdin: false,
-        netnsPod: id,
-      }),
+      createTask(taskId, spec, id),
     ]);
     try {
       expect(net.netnsPath).toBe(netnsPath);
@@ -218,9 +211,7 @@ describe('shim network operations over NATS', () => {
       expect(await links(netnsPath)).toEqual(['eth0', 'lo']);
       expect((await w.client['network-list']({})).pods.filter((p) => p.podId === id)).toHaveLength(1);
     } finally {
-      await w.client.kill({ namespace: 'net', id: taskId, signal: 9, all: true }).catch(() => undefined);
-      await w.client.wait({ namespace: 'net', id: taskId }, { timeoutMs: 20_000 }).catch(() => undefined);
-      await w.client.delete({ namespace: 'net', id: taskId });
+      await dropTask(taskId, true);
     }
     expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
   });
@@ -229,17 +220,7 @@ describe('shim network operations over NATS', () => {
     const id = podId('other');
     const taskId = newId();
     const spec = await podSpec(['sleep', '300'], taskId, '/run/netns/elsewhere');
-    const err = await w.client
-      .create({
-        namespace: 'net',
-        id: taskId,
-        spec,
-        rootfs: bindRootfs(w.rootfs),
-        terminal: false,
-        stdin: false,
-        netnsPod: id,
-      })
-      .catch((e: BerthError) => e);
+    const err = await createTask(taskId, spec, id).catch((e: BerthError) => e);
     expect((err as BerthError).code).toBe(Code.INVALID_ARGUMENT);
     expect((err as BerthError).message).toContain(join(w.runRoot, 'netns', id));
     expect((await w.client['network-list']({})).pods.map((p) => p.podId)).not.toContain(id);
