@@ -102,7 +102,10 @@ it(
     ]);
     // Recovery: every service answers again (the driver already brought each victim back).
     await waitAllAnswer(s);
-    const checks = await checkLive(s, rec, exits);
+    const fills = faults
+      .filter((f) => f.kind === FaultKind.fillDisk)
+      .map((f) => ({ atMs: f.atMs, endMs: f.atMs + f.recoveryMs }));
+    const checks = await checkLive(s, rec, exits, fills);
     checks.push(...(await checkPodsThenClean(cri, pods, { ...s, redisUrl: s.redis.url }, rec.ids)));
     stopRecording();
     const text = report(faults, rec, pods, checks, Date.now() - started);

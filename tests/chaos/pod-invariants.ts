@@ -8,14 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { until } from '../e2e/containers-stack.js';
-import {
-  type ChaosTarget,
-  type Check,
-  type CleanTarget,
-  checkClean,
-  runcList,
-  taskOf,
-} from './invariants.js';
+import { type Check, type CleanTarget, checkClean, runcList, taskOf } from './invariants.js';
 import { type Cri, grpcCode, type PodRecord } from './pods.js';
 
 const NOT_FOUND = 5;

@@ -19,6 +19,8 @@ export interface Batch {
   acked: boolean;
   /** When `run -d` was sent, ms after the chaos began (to match a violation with the faults). */
   atMs: number;
+  /** When `run -d` answered, ms after the chaos began: the container ran from about then. */
+  answeredMs: number;
 }
 
 /** What the workload did and saw. */
@@ -86,6 +88,7 @@ async function step(
     const out = await berth('run', '-d', '--name', name, image, 'sh', '-c', batchScript(lines, code));
     rec.batches.push({
       atMs,
+      answeredMs: Date.now() - t0,
       name,
       lines,
       code,
