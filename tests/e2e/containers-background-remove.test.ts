@@ -14,8 +14,11 @@ let s: ContainerStack;
 let redis: Redis;
 
 beforeAll(async () => {
-  // A short reconcile interval, so the tests wait on the reconcile rather than 30 s.
-  s = await startContainerStack({ config: { services: { 'task-service': { reconcileIntervalMs: 300 } } } });
+  // A short reconcile interval and container lock ttl (the default 30 s each), so the tests wait
+  // on the reconcile and on a dead replica's lock for seconds rather than half a minute.
+  s = await startContainerStack({
+    config: { services: { 'task-service': { reconcileIntervalMs: 300, containerLockTtlMs: 5000 } } },
+  });
   IMAGE = (await s.importBusybox(IMAGE)).name;
   redis = new Redis(s.redis.url);
 }, 120_000);

@@ -13,8 +13,11 @@ let IMAGE = 'berth.test/busybox:latest';
 let s: ContainerStack;
 
 beforeAll(async () => {
-  // A short reconcile interval, so the tests wait on the reconcile rather than 30 s.
-  s = await startContainerStack({ config: { services: { 'task-service': { reconcileIntervalMs: 300 } } } });
+  // A short reconcile interval and container lock ttl (the default 30 s each), so the tests wait
+  // on the reconcile and on a dead replica's lock for seconds rather than half a minute.
+  s = await startContainerStack({
+    config: { services: { 'task-service': { reconcileIntervalMs: 300, containerLockTtlMs: 5000 } } },
+  });
   IMAGE = (await s.importBusybox(IMAGE)).name;
 }, 120_000);
 afterAll(async () => s?.stop(), 60_000);
@@ -124,7 +127,7 @@ describe('a task-service killed in the middle of a create', () => {
         ),
       );
       await s.start('task-service');
-      // The dead replica's lock on the container expires (30 s), then the reconcile undoes it all.
+      // The dead replica's lock on the container expires (5 s here), then the reconcile undoes it all.
       await until(
         'the name to be free again',
         async () => (await redis.get(keys.containerName('default', 'half'))) === null,

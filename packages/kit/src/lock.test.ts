@@ -2,7 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { BerthError, Code } from '@berth/api';
 import { startRedis, startTcpRelay } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fence, fenceCheckLua, fencedError, isFenced, type Lock, tryLock, withLock } from './lock.js';
+import {
+  type Fence,
+  fenceCheckLua,
+  fencedError,
+  isFenced,
+  type Lock,
+  tryLock,
+  withLock,
+  withLockIfFree,
+} from './lock.js';
 import { connectRedis, type Redis } from './redis.js';
 
 // Redis locks shared by two independent clients (as two replicas would hold them).
@@ -93,6 +102,35 @@ describe('withLock', () => {
       expect(await two.get(lockKey)).toBe(lock.token);
       expect(await tryLock(two, lockKey, 1000)).toBeUndefined();
     });
+    expect(await one.exists(lockKey)).toBe(0);
+  });
+});
+
+describe('withLockIfFree', () => {
+  it('runs nothing and answers undefined while another holds the lock', async () => {
+    const lockKey = key('if-free-held');
+    const other = await tryLock(two, lockKey, 5000);
+    let ran = false;
+    const r = await withLockIfFree(one, lockKey, { ttlMs: 5000, what: 'held' }, async () => {
+      ran = true;
+    });
+    expect(r).toBeUndefined();
+    expect(ran).toBe(false);
+    expect(await one.get(lockKey)).toBe(other?.token);
+    await other?.release();
+  });
+
+  it('holds a free lock past its ttl while fn works, then releases it', async () => {
+    const lockKey = key('if-free');
+    const r = await withLockIfFree(one, lockKey, { ttlMs: 300, what: 'if-free' }, async (lock) => {
+      // Over two ttl periods of work: only renewal keeps the key.
+      await new Promise((res) => setTimeout(res, 800));
+      expect(await tryLock(two, lockKey, 1000)).toBeUndefined();
+      expect(lock.first).toBe(true);
+      expect(lock.lost?.aborted).toBe(false);
+      return lock.token;
+    });
+    expect(r?.value).toMatch(/^\d+:/);
     expect(await one.exists(lockKey)).toBe(0);
   });
 });

@@ -126,6 +126,35 @@ export async function withLock<T>(
     sentAt = Date.now();
     lock = await tryLock(redis, key, opts.ttlMs);
   }
+  return hold(lock, { ...opts, first, sentAt }, fn);
+}
+
+/**
+ * Takes a lock only if it is free, holding it (renewed, with `lost`, as withLock) while `fn` runs.
+ * Returns `{ value }` with fn's result, or undefined without running fn when another holds it.
+ * For passes that skip what someone else is working on (a reconcile), which must still keep the
+ * lock for as long as their work takes, however short its ttl.
+ */
+export async function withLockIfFree<T>(
+  redis: Redis,
+  key: string,
+  opts: { ttlMs: number; what: string },
+  fn: (lock: Lock) => Promise<T>,
+): Promise<{ value: T } | undefined> {
+  const sentAt = Date.now();
+  const lock = await tryLock(redis, key, opts.ttlMs);
+  if (!lock) return undefined;
+  return { value: await hold(lock, { ...opts, first: true, sentAt }, fn) };
+}
+
+/** Runs fn under a taken lock: renewed every ttl/3, `lost` aborted as Lock.lost says, released after. */
+async function hold<T>(
+  lock: Lock,
+  opts: { ttlMs: number; what: string; first: boolean; sentAt: number },
+  fn: (lock: Lock) => Promise<T>,
+): Promise<T> {
+  const { key } = lock;
+  const { first, sentAt } = opts;
   const lost = new AbortController();
   let released = false;
   const held: Lock = {
@@ -135,7 +164,7 @@ export async function withLock<T>(
     commitAndRelease: async (tx) => {
       clearInterval(timer);
       const res = (await tx.eval(RELEASE, 1, key, held.token).exec()) ?? [];
-      // A release that failed (Redis away mid-reply) is tried again by withLock.
+      // A release that failed (Redis away mid-reply) is tried again when fn returns.
       released = res.length > 0 && res[res.length - 1]?.[0] === null;
       return res.slice(0, -1) as [Error | null, unknown][];
     },

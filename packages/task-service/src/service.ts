@@ -10,10 +10,19 @@ import { taskHandlers } from './handlers/tasks.js';
 export async function createService(
   ctx: ServiceContext,
 ): Promise<{ domain: Domain; handlers: Handlers<typeof TaskApi>; close: () => Promise<void> }> {
+  // A container lock's ttl: how long the reconcile waits before it undoes or finishes what a dead
+  // replica left (every holder renews its lock every ttl/3 while it works).
+  const lockTtlMs = serviceSetting(
+    ctx.config,
+    Service.task,
+    'containerLockTtlMs',
+    z.number().int().min(1000),
+    30_000,
+  );
   const domain = createDomain({
     redis: ctx.redis,
     deps: natsDeps(ctx.nc),
-    env: { node: ctx.node },
+    env: { node: ctx.node, lockTtlMs },
     log: ctx.log,
   });
   // How often every live task is checked with its shim, for exits whose event was lost.

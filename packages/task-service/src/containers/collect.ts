@@ -1,5 +1,5 @@
 import { BerthError, Code, type Container, type Task } from '@berth/api';
-import { keys, type Redis, tryLock } from '@berth/kit';
+import { keys, type Redis, withLockIfFree } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import type { ContainerStore } from '../store/store.js';
 
@@ -94,15 +94,12 @@ export interface CollectDeps {
  * same container); a step that throws leaves it kept for the next reconcile.
  */
 export async function collect(d: CollectDeps, c: Container): Promise<boolean> {
-  const lock = await tryLock(d.redis, keys.containerLock(c.namespace, c.id), d.lockTtlMs);
-  if (!lock) return false;
-  try {
+  const opts = { ttlMs: d.lockTtlMs, what: `container ${c.id}` };
+  const done = await withLockIfFree(d.redis, keys.containerLock(c.namespace, c.id), opts, async () => {
     await freeOnNode(d.deps, c);
     await d.store.endCollect(c.namespace, c.id);
-    return true;
-  } finally {
-    await lock.release().catch(() => undefined);
-  }
+  });
+  return done !== undefined;
 }
 
 /**

@@ -16,7 +16,7 @@ import {
   TaskTopic,
   type UpdateContainerRequest,
 } from '@berth/api';
-import { keys, type Lock, type Page, type Redis, tryLock, withLock } from '@berth/kit';
+import { keys, type Lock, type Page, type Redis, withLock, withLockIfFree } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
@@ -30,6 +30,11 @@ import { listPage } from './listing.js';
  */
 export interface ManagerEnv {
   node: string;
+  /**
+   * The ttl of a container's lock (default 30 s): how long a creation or removal whose replica
+   * died blocks the reconcile from undoing or finishing it. Holders renew it every ttl/3.
+   */
+  lockTtlMs?: number;
 }
 
 /** Spec mount sources of the container's /etc files: its node's shim writes them and fills these in. */
@@ -43,6 +48,7 @@ import { ignoreGone } from './collect.js';
 
 export { ignoreGone };
 
+/** A container lock's default ttl, and how long a caller waits for a lock another holds. */
 const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
 
 /**
@@ -59,7 +65,12 @@ export class ContainerManager {
 
   /** Serializes changes to one container across replicas. */
   lock<T>(ns: string, id: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
-    return withLock(this.redis, keys.containerLock(ns, id), { ...LOCK, what: `container ${id}` }, fn);
+    const opts = { ttlMs: this.lockTtlMs, waitMs: LOCK.waitMs, what: `container ${id}` };
+    return withLock(this.redis, keys.containerLock(ns, id), opts, fn);
+  }
+
+  private get lockTtlMs(): number {
+    return this.env.lockTtlMs ?? LOCK.ttlMs;
   }
 
   /**
@@ -288,18 +299,15 @@ export class ContainerManager {
         await this.store.endCreate(ns, i.id);
         continue;
       }
-      const lock = await tryLock(this.redis, keys.containerLock(ns, i.id), LOCK.ttlMs);
-      if (!lock) continue;
-      try {
+      const opts = { ttlMs: this.lockTtlMs, what: `container ${i.id}` };
+      await withLockIfFree(this.redis, keys.containerLock(ns, i.id), opts, async () => {
         // Checked again under the lock: the creator may have stored it just before it let go.
         if (await this.store.get(ns, i.id)) await this.store.endCreate(ns, i.id);
         else {
           await this.undoCreate(ns, i);
           undone++;
         }
-      } finally {
-        await lock.release().catch(() => undefined);
-      }
+      });
     }
     return undone;
   }
@@ -381,7 +389,7 @@ export class ContainerManager {
   }
 
   private collectDeps() {
-    return { store: this.store, redis: this.redis, deps: this.deps, lockTtlMs: LOCK.ttlMs };
+    return { store: this.store, redis: this.redis, deps: this.deps, lockTtlMs: this.lockTtlMs };
   }
 }
 
