@@ -9,13 +9,12 @@
  * file's (trustExtraCaCerts), read when the first such context is made.
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 
 /** The variable berth's launcher moves NODE_EXTRA_CA_CERTS to (no one else should set it). */
 export const MOVED_EXTRA_CA_ENV = 'BERTH_EXTRA_CA_CERTS';
 
 let movedFile: string | undefined;
-let trusting = false;
+let trusting: Promise<void> | undefined;
 
 /**
  * Puts NODE_EXTRA_CA_CERTS back into `env` (the process's own environment, so every child gets
@@ -42,24 +41,26 @@ export function movedExtraCaFile(): string | undefined {
  * upgrade to TLS, https requests, fetch, a natsTls without `ca`) trust Node's root certificates
  * and those of the moved NODE_EXTRA_CA_CERTS file, as Node's default store would have with the
  * variable set. A context given its own `ca` trusts only that, as with the variable. Does nothing
- * (and loads nothing) unless restoreExtraCaCerts found a moved file; call it before anything
+ * (and loads nothing) unless restoreExtraCaCerts found a moved file; await it before anything
  * that may connect over TLS. Loads node:tls (~1 ms) only then.
  */
-export function trustExtraCaCerts(): void {
-  if (movedFile === undefined || trusting) return;
-  trusting = true;
+export function trustExtraCaCerts(): Promise<void> {
   const file = movedFile;
-  // The CommonJS exports (an ES module namespace cannot be assigned to): Node's own modules read
-  // createSecureContext from that object at each call.
-  const tls = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
-  const createSecureContext = tls.createSecureContext;
-  let ca: string[] | undefined;
-  // tls.connect, https and fetch all build their contexts through it, so one wrapper covers them.
-  tls.createSecureContext = (options) => {
-    if (options?.ca) return createSecureContext(options);
-    ca ??= [...tls.rootCertificates, ...extraCertificates(file)];
-    return createSecureContext({ ...options, ca });
-  };
+  if (file === undefined) return Promise.resolve();
+  // The module's default export is its CommonJS exports object, which Node's own modules read
+  // createSecureContext from at each call (an ES module namespace cannot be assigned to).
+  trusting ??= import('node:tls').then((ns) => {
+    const tls = (ns as unknown as { default: typeof import('node:tls') }).default;
+    const createSecureContext = tls.createSecureContext;
+    let ca: string[] | undefined;
+    // tls.connect, https and fetch all build their contexts through it: one wrapper covers them.
+    tls.createSecureContext = (options) => {
+      if (options?.ca) return createSecureContext(options);
+      ca ??= [...tls.rootCertificates, ...extraCertificates(file)];
+      return createSecureContext({ ...options, ca });
+    };
+  });
+  return trusting;
 }
 
 /**

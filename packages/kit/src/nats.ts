@@ -113,7 +113,7 @@ export async function connectNats(opts: {
     ...opts.extra,
   };
   // A CLI started by berth's launcher without NODE_EXTRA_CA_CERTS trusts its CAs from here on.
-  trustExtraCaCerts();
+  await trustExtraCaCerts();
   const nc = await firstConnect(options, opts.tls);
   if (options.inboxPrefix) inboxPrefixes.set(nc, options.inboxPrefix);
   if (opts.log) {

@@ -22,7 +22,7 @@ export async function postOtlp(
     return { ok: false, error: `invalid OTLP endpoint ${JSON.stringify(url)}` };
   }
   // A CLI started by berth's launcher without NODE_EXTRA_CA_CERTS still trusts its CAs.
-  if (u.protocol === 'https:') trustExtraCaCerts();
+  if (u.protocol === 'https:') await trustExtraCaCerts();
   const mod = u.protocol === 'https:' ? await import('node:https') : await import('node:http');
   const h: OutgoingHttpHeaders = {
     ...headers,
