@@ -2,15 +2,18 @@
  * CLI start-up benchmark (issue 11): wall time of short `berth` commands against a private stack,
  * beside `ctr` of a private containerd when it is installed, and `berth run --rm IMAGE true`
  * beside `ctr run --rm`. Prints figures; asserts nothing.
+ * `berth` is run as users run it: the launcher (packages/cli/bin/berth) through a symbolic link,
+ * as scripts/setup.sh installs /usr/local/bin/berth, with this node first on PATH.
  * Env: BENCH_N runs per command (default 30), BENCH_RUN_N runs of `run --rm` (default BENCH_N),
- * BENCH_BEFORE another build's bin/berth.js (e.g. main's bin and dist/bundle copied out): each berth
- * command is then timed alternately with it, against the same stack, and printed as a second row.
+ * BENCH_BEFORE another build's command (e.g. main's bin and dist/bundle copied out; a `.js` file is
+ * run with node): each berth command is then timed alternately with it, against the same stack,
+ * and printed as a second row.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, symlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { startContainerStack } from '../tests/e2e/containers-stack.js';
-import { BERTH_BIN } from '../tests/harness/berth.js';
+import { BERTH_BIN, BERTH_LAUNCHER } from '../tests/harness/berth.js';
 import { containerdInstalled, startContainerd } from './containerd.js';
 import { pct } from './measure.js';
 
@@ -82,30 +85,43 @@ const row = (name: string, xs: Sample[]) => {
   return wall;
 };
 
+const loadavg = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ');
+
 const s = await startContainerStack();
 try {
+  // The command as users have it: a link on PATH to the launcher, which runs `node` from PATH.
+  const berthCmd = join(s.root, 'berth');
+  symlinkSync(BERTH_LAUNCHER, berthCmd);
+  const env: NodeJS.ProcessEnv = { ...s.env, PATH: `${dirname(process.execPath)}:${s.env.PATH ?? ''}` };
+  const cli = (bin: string, args: string[]): Variant =>
+    bin.endsWith('.js') ? { cmd: process.execPath, args: [bin, ...args] } : { cmd: bin, args };
   const image = (await s.importBusybox('berth.bench/busybox:latest')).name;
   // Something to list: three created containers.
   for (let i = 0; i < 3; i++) await s.berth(['create', '--name', `bench-${i}`, image, 'true']);
-  process.stdout.write(
-    `node ${process.version}, ${N} runs each, load average ${execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ')}\n`,
-  );
-  row('node -e 0', time(process.execPath, ['-e', '0'], s.env));
+  process.stdout.write(`node ${process.version}, ${N} runs each, load average ${loadavg()}\n`);
+  row('node -e 0', time(process.execPath, ['-e', '0'], env));
   // Node 20 reads and parses the certificates NODE_EXTRA_CA_CERTS names before any JavaScript
-  // runs (~60 ms here for a 140-certificate bundle): every berth row pays it when it is set.
-  if (s.env.NODE_EXTRA_CA_CERTS) {
-    const { NODE_EXTRA_CA_CERTS: _, ...bare } = s.env;
+  // runs (~60 ms here for a 140-certificate bundle). The launcher starts node without it.
+  const { NODE_EXTRA_CA_CERTS: extraCa, ...bare } = env;
+  if (extraCa) {
     row('node -e 0 (no NODE_EXTRA_CA_CERTS)', time(process.execPath, ['-e', '0'], bare));
     process.stdout.write(
-      'NODE_EXTRA_CA_CERTS is set: the rows below pay for it (unset it to time without)\n',
+      `NODE_EXTRA_CA_CERTS is set: the launcher moves it away${BEFORE?.endsWith('.js') ? ', node on BENCH_BEFORE pays for it' : ''}\n`,
     );
   }
+  // The launcher's own cost: it against node on berth.js started without the variable.
+  const [viaLauncher = [], direct = []] = timeAll(
+    [cli(berthCmd, ['--version']), cli(BERTH_BIN, ['--version'])],
+    bare,
+  );
+  row('berth --version (launcher)', viaLauncher);
+  row('node berth.js --version (no var)', direct);
   // This build's row (returned), and BENCH_BEFORE's timed alternately with it.
   const berth = (name: string, args: string[], n = N) => {
-    const bins = [BERTH_BIN, ...(BEFORE ? [BEFORE] : [])];
+    const bins = [berthCmd, ...(BEFORE ? [BEFORE] : [])];
     const [after = [], before] = timeAll(
-      bins.map((bin) => ({ cmd: process.execPath, args: [bin, ...args] })),
-      s.env,
+      bins.map((bin) => cli(bin, args)),
+      env,
       n,
     );
     if (before) row(`${name} (before)`, before);
@@ -136,11 +152,11 @@ try {
       );
       for (let i = 0; i < 3; i++)
         execFileSync('ctr', ['-a', ctd.sock, 'containers', 'create', image, `bench-${i}`, 'true']);
-      const cps = row('ctr containers ls', time('ctr', ['-a', ctd.sock, 'containers', 'ls'], s.env));
-      const cimg = row('ctr images ls', time('ctr', ['-a', ctd.sock, 'images', 'ls'], s.env));
+      const cps = row('ctr containers ls', time('ctr', ['-a', ctd.sock, 'containers', 'ls'], env));
+      const cimg = row('ctr images ls', time('ctr', ['-a', ctd.sock, 'images', 'ls'], env));
       const crun = row(
         'ctr run --rm true',
-        time('ctr', (i) => ['-a', ctd.sock, 'run', '--rm', image, `bench-run-${i}`, 'true'], s.env, RUN_N),
+        time('ctr', (i) => ['-a', ctd.sock, 'run', '--rm', image, `bench-run-${i}`, 'true'], env, RUN_N),
       );
       // ctr run applies no seccomp filter unless asked; berth's default profile (the same one
       // containerd's --seccomp applies) is part of every `runc create` of berth's.
@@ -149,7 +165,7 @@ try {
         time(
           'ctr',
           (i) => ['-a', ctd.sock, 'run', '--rm', '--seccomp', image, `bench-sec-${i}`, 'true'],
-          s.env,
+          env,
           RUN_N,
         ),
       );
@@ -163,6 +179,7 @@ try {
   } else {
     process.stdout.write('containerd is not installed: no ctr comparison in this run\n');
   }
+  process.stdout.write(`load average at the end ${loadavg()}\n`);
 } finally {
   await s.berth(['rm', '-f', 'bench-0', 'bench-1', 'bench-2']);
   await s.stop();

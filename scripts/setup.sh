@@ -7,7 +7,7 @@
 #     native addons build with (gcc g++ make python3 libc6-dev) (only the missing ones)
 #   - pnpm 12.4.2 (via npm, only if missing or another version)
 #   - the workspace's dependencies (pnpm install --frozen-lockfile) and a build (turbo)
-#   - `berth` on PATH: /usr/local/bin/berth -> packages/cli/bin/berth.js
+#   - `berth` on PATH: /usr/local/bin/berth -> packages/cli/bin/berth (a sh launcher of bin/berth.js)
 # Idempotent: a second run changes nothing. Needs root (apt-get, /usr/local/bin) and Node.js 20+.
 set -euo pipefail
 
@@ -73,8 +73,10 @@ say "building (turbo run build)"
 pnpm exec turbo run build --output-logs=errors-only
 
 # --- berth on PATH ------------------------------------------------------------------------------
-target="$ROOT/packages/cli/bin/berth.js"
-chmod +x "$target"
+# The sh launcher, not berth.js itself: it starts node without NODE_EXTRA_CA_CERTS, whose
+# certificates Node 20 would parse before any JavaScript runs (see the script).
+target="$ROOT/packages/cli/bin/berth"
+chmod +x "$target" "$ROOT/packages/cli/bin/berth.js"
 if [ "$(readlink /usr/local/bin/berth 2>/dev/null || true)" != "$target" ]; then
   say "linking /usr/local/bin/berth -> $target"
   ln -sfn "$target" /usr/local/bin/berth

@@ -15,7 +15,11 @@ const here = dirname(fileURLToPath(import.meta.url));
  * getRandomValues (~3 ms to load) where node:crypto, loaded anyway, fills it as randomly. Here
  * `tls` and `dns` load on first use, the checks are dropped, and randomFillSync fills the prefix.
  * A socket this transport did not make with tls.connect is no TLSSocket, so `instanceof` is
- * false until `tls` is loaded. The build fails when nats.js changes these lines.
+ * false until `tls` is loaded. Likewise nkeys.js (with tweetnacl, whose tables take ~4 ms to build
+ * at load) is loaded when an nkey or a creds file first signs a challenge, and the object store's
+ * SHA-256 (~2.5 ms) when it first hashes: `berth ps` uses neither. And its parser, which stepped
+ * through a message's payload byte by byte in a loop not yet optimised (~1 ms for the 10 KB of a
+ * `ps` reply), jumps to the payload's end. The build fails when nats.js changes these lines.
  */
 export const lazyNatsBuiltins = {
   name: 'lazy-nats-builtins',
@@ -35,6 +39,24 @@ export const lazyNatsBuiltins = {
         ['if (typeof globalThis.ReadableStream === "undefined") {', 'if (false) {'],
         ['if (typeof globalThis.crypto === "undefined") {', 'if (false) {'],
       ],
+      'lib/nats-base-client/nkeys.js': [
+        [
+          'exports.nkeys = require("nkeys.js");',
+          'Object.defineProperty(exports, "nkeys", { enumerable: true, get: () => require("nkeys.js") });',
+        ],
+      ],
+      'lib/jetstream/objectstore.js': [
+        [
+          'const js_sha256_1 = require("../nats-base-client/js-sha256");',
+          'const js_sha256_1 = { get sha256() { return require("../nats-base-client/js-sha256").sha256; } };',
+        ],
+      ],
+      'lib/nats-base-client/parser.js': [
+        [
+          '                        this.state = State.MSG_END;\n                    }\n                    break;\n                case State.MSG_END:',
+          '                        this.state = State.MSG_END;\n                    }\n                    else {\n                        i = Math.min(this.as + this.ma.size, buf.length) - 1;\n                    }\n                    break;\n                case State.MSG_END:',
+        ],
+      ],
       'lib/nats-base-client/nuid.js': [
         [
           'if ((_a = globalThis === null || globalThis === void 0 ? void 0 : globalThis.crypto) === null || _a === void 0 ? void 0 : _a.getRandomValues) {\n        globalThis.crypto.getRandomValues(a);',
@@ -43,7 +65,10 @@ export const lazyNatsBuiltins = {
       ],
     };
     b.onLoad(
-      { filter: /\/node_modules\/nats\/lib\/(src\/node_transport|src\/mod|nats-base-client\/nuid)\.js$/ },
+      {
+        filter:
+          /\/node_modules\/nats\/lib\/(src\/node_transport|src\/mod|nats-base-client\/(nuid|nkeys|parser)|jetstream\/objectstore)\.js$/,
+      },
       async (args) => {
         let text = await readFile(args.path, 'utf8');
         const rel = args.path.slice(
@@ -54,6 +79,8 @@ export const lazyNatsBuiltins = {
             throw new Error(`bundle.mjs: nats ${rel} no longer has exactly one ${JSON.stringify(from)}`);
           text = text.replace(from, to);
         }
+        if (rel.endsWith('objectstore.js') && /\bjs_sha256_1\.(?!sha256\b)\w+/.test(text))
+          throw new Error(`bundle.mjs: nats ${rel} uses more of js-sha256 than lazyNatsBuiltins covers`);
         if (
           rel.endsWith('node_transport.js') &&
           /\b(tls_1|dns)\.(?!connect\b|TLSSocket\b|resolve4\b|resolve6\b)\w+/.test(text)

@@ -18,6 +18,12 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
 /** The built CLI's entry point; run with `node` (process.execPath). */
 export const BERTH_BIN = join(REPO_ROOT, 'packages', 'cli', 'bin', 'berth.js');
 
+/**
+ * The `berth` command users run (scripts/setup.sh links it onto PATH): a sh launcher that starts
+ * `node` from PATH on BERTH_BIN without NODE_EXTRA_CA_CERTS (see the script).
+ */
+export const BERTH_LAUNCHER = join(REPO_ROOT, 'packages', 'cli', 'bin', 'berth');
+
 /** Result of one CLI run. */
 export interface RunResult {
   code: number;
@@ -76,18 +82,27 @@ export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?
  * Runs `berth <args>` with the given environment and waits for it to exit (bounded). The CLI
  * runs under the same node binary as the tests, so PATH may be changed freely. `wrapper` is a
  * command the CLI runs under (e.g. `setpriv --bounding-set -net_raw`), given the CLI's argv.
+ * With `launcher` it runs BERTH_LAUNCHER as a user's shell does, with the tests' node first on
+ * its PATH.
  */
 export async function runBerth(
   args: string[],
-  opts: { env: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; wrapper?: string[] },
+  opts: {
+    env: NodeJS.ProcessEnv;
+    timeoutMs?: number;
+    input?: string;
+    wrapper?: string[];
+    launcher?: boolean;
+  },
 ): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 90_000;
-  const [cmd, ...argv] = [...(opts.wrapper ?? []), process.execPath, BERTH_BIN, ...args] as [
-    string,
-    ...string[],
-  ];
+  const cli = opts.launcher ? [BERTH_LAUNCHER] : [process.execPath, BERTH_BIN];
+  const [cmd, ...argv] = [...(opts.wrapper ?? []), ...cli, ...args] as [string, ...string[]];
+  const env = opts.launcher
+    ? { ...opts.env, PATH: `${dirname(process.execPath)}:${opts.env.PATH ?? ''}` }
+    : opts.env;
   const run = await startCommand(cmd, argv, {
-    env: opts.env,
+    env,
     timeoutMs,
     ...(opts.input !== undefined ? { input: opts.input } : {}),
   }).done;

@@ -85,6 +85,8 @@ export interface StackOptions {
   upArgs?: string[];
   /** A command `berth up` runs under, and so the whole stack (e.g. `setpriv ...`): runBerth's wrapper. */
   upWrapper?: string[];
+  /** Run `berth up` through the `berth` launcher users run (runBerth's `launcher`). */
+  upLauncher?: boolean;
 }
 
 /** A running stack; see the module comment. */
@@ -180,6 +182,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const upResult = await runBerth(['up', ...replicas, ...(opts.upArgs ?? [])], {
       env: iso.env,
       ...(opts.upWrapper ? { wrapper: opts.upWrapper } : {}),
+      ...(opts.upLauncher ? { launcher: true } : {}),
     });
     const stack = makeStack(iso, upResult);
     if (upResult.code === 0) return stack;

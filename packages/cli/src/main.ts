@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { BerthError, Code, exitCodeOf, toBerthError } from '@berth/api/errors';
 import { BERTH_VERSION } from '@berth/api/version';
+import { restoreExtraCaCerts } from '@berth/kit/extra-ca';
 import type { Command } from './command.js';
 import { containersCommands } from './commands/containers.js';
 import { imagesCommands } from './commands/images.js';
@@ -140,6 +141,10 @@ function splitAtFirstPositional(cmd: Command, rest: string[]): string[] {
   return head[head.length - 1] === '--' ? head.slice(0, -1) : head;
 }
 
+// bin/berth (the launcher) starts Node without NODE_EXTRA_CA_CERTS (~60 ms of certificate parsing
+// most commands never use): put it back for every process berth starts, and remember the file for
+// the TLS connections this one makes (the kit's NATS and OTLP clients call trustExtraCaCerts).
+restoreExtraCaCerts();
 exitQuietlyOnBrokenPipe();
 main(process.argv.slice(2)).then(
   (code) => exitWhenDrained(code),

@@ -10,6 +10,7 @@ import {
   NatsError,
 } from 'nats';
 import type { Logger } from 'pino';
+import { trustExtraCaCerts } from './extra-ca.js';
 import { describeTlsFailure, readTlsFiles, type TlsFiles } from './tls.js';
 
 /** What connectNats takes out of a NATS URL list: bare server addresses and the credentials. */
@@ -111,6 +112,8 @@ export async function connectNats(opts: {
     ...(opts.tls ? { tls: natsTls(opts.tls) } : {}),
     ...opts.extra,
   };
+  // A CLI started by berth's launcher without NODE_EXTRA_CA_CERTS trusts its CAs from here on.
+  await trustExtraCaCerts();
   const nc = await firstConnect(options, opts.tls);
   if (options.inboxPrefix) inboxPrefixes.set(nc, options.inboxPrefix);
   if (opts.log) {

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { trustExtraCaCerts } from '../extra-ca.js';
 
 /** How a bounded export ended. */
 export type PostOutcome = { ok: true } | { ok: false; error: string };
@@ -20,6 +21,8 @@ export async function postOtlp(
   } catch {
     return { ok: false, error: `invalid OTLP endpoint ${JSON.stringify(url)}` };
   }
+  // A CLI started by berth's launcher without NODE_EXTRA_CA_CERTS still trusts its CAs.
+  if (u.protocol === 'https:') await trustExtraCaCerts();
   const mod = u.protocol === 'https:' ? await import('node:https') : await import('node:http');
   const h: OutgoingHttpHeaders = {
     ...headers,

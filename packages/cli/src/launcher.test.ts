@@ -1,0 +1,93 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BERTH_VERSION } from '@berth/api/version';
+import { restoreExtraCaCerts } from '@berth/kit/extra-ca';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// bin/berth, the sh launcher users run (scripts/setup.sh links /usr/local/bin/berth to it), with
+// a `node` first on PATH that prints what it was started with instead of running berth.js.
+const launcher = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'berth');
+let root: string;
+let fakeBin: string;
+let caFile: string;
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'berth-launcher-'));
+  fakeBin = join(root, 'fake');
+  mkdirSync(fakeBin);
+  writeFileSync(
+    join(fakeBin, 'node'),
+    '#!/bin/sh\nprintf "arg=%s\\n" "$@"\nenv | grep _EXTRA_CA_CERTS= | sort\n',
+  );
+  chmodSync(join(fakeBin, 'node'), 0o755);
+  caFile = join(root, 'ca.pem');
+  writeFileSync(caFile, '');
+  // As setup.sh installs it: a link on PATH, in another directory.
+  mkdirSync(join(root, 'path'));
+  symlinkSync(launcher, join(root, 'path', 'berth'));
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** What the fake node got from the launcher run with `env` (on top of PATH), as lines. */
+function started(env: NodeJS.ProcessEnv, args: string[] = ['ps', '-a']): string[] {
+  const { NODE_EXTRA_CA_CERTS: _n, BERTH_EXTRA_CA_CERTS: _b, NODE_OPTIONS: _o, ...base } = process.env;
+  return execFileSync(join(root, 'path', 'berth'), args, {
+    encoding: 'utf8',
+    env: { ...base, PATH: `${fakeBin}:${process.env.PATH ?? ''}`, ...env },
+  })
+    .trimEnd()
+    .split('\n');
+}
+
+/** The *_EXTRA_CA_CERTS variables the fake node got. */
+const vars = (env: NodeJS.ProcessEnv) => started(env).filter((l) => !l.startsWith('arg='));
+
+describe('bin/berth (the launcher)', () => {
+  it('starts node on berth.js beside its link target, passing every argument as it was', () => {
+    expect(started({}, ['run', 'a b', '', '--x=$HOME'])).toEqual([
+      `arg=${join(dirname(launcher), 'berth.js')}`,
+      'arg=run',
+      'arg=a b',
+      'arg=',
+      'arg=--x=$HOME',
+    ]);
+  });
+
+  it('moves NODE_EXTRA_CA_CERTS naming a readable file to BERTH_EXTRA_CA_CERTS', () => {
+    expect(vars({ NODE_EXTRA_CA_CERTS: caFile })).toEqual([`BERTH_EXTRA_CA_CERTS=${caFile}`]);
+  });
+
+  it('leaves it to node when node would not load it, or would not use its bundled roots', () => {
+    const missing = join(root, 'missing.pem');
+    expect(vars({ NODE_EXTRA_CA_CERTS: missing })).toEqual([`NODE_EXTRA_CA_CERTS=${missing}`]);
+    expect(vars({ NODE_EXTRA_CA_CERTS: root })).toEqual([`NODE_EXTRA_CA_CERTS=${root}`]);
+    expect(vars({ NODE_EXTRA_CA_CERTS: caFile, NODE_OPTIONS: '--use-openssl-ca' })).toEqual([
+      `NODE_EXTRA_CA_CERTS=${caFile}`,
+    ]);
+    // A BERTH_EXTRA_CA_CERTS the launcher did not set never reaches berth.
+    expect(vars({ BERTH_EXTRA_CA_CERTS: caFile })).toEqual([]);
+  });
+
+  it('runs the real CLI', () => {
+    const out = execFileSync(launcher, ['--version'], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` },
+    });
+    expect(out).toBe(`berth ${BERTH_VERSION}\n`);
+  });
+});
+
+describe('restoreExtraCaCerts', () => {
+  it('puts the moved variable back for the processes berth starts', () => {
+    const env: NodeJS.ProcessEnv = { BERTH_EXTRA_CA_CERTS: caFile };
+    restoreExtraCaCerts(env);
+    expect(env).toEqual({ NODE_EXTRA_CA_CERTS: caFile });
+    // Set by node's own start (berth.js run directly): that one stays.
+    const direct: NodeJS.ProcessEnv = { BERTH_EXTRA_CA_CERTS: caFile, NODE_EXTRA_CA_CERTS: '/other.pem' };
+    restoreExtraCaCerts(direct);
+    expect(direct).toEqual({ NODE_EXTRA_CA_CERTS: '/other.pem' });
+  });
+});
