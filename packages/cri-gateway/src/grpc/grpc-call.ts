@@ -2,6 +2,7 @@ import { BerthError, Code } from '@berth/api';
 import { context, type TextMapGetter } from '@opentelemetry/api';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
 import { timingOn } from './call-timing.js';
+import { callDeadlines, type Deadline } from './deadlines.js';
 import {
   grpcFrame,
   MAX_MESSAGE_BYTES,
@@ -32,7 +33,7 @@ const headerGetter: TextMapGetter<readonly HeaderField[]> = {
   keys: (fields) => fields.map((f) => f.name),
 };
 
-// setTimeout's largest delay; a longer grpc-timeout is as good as none.
+// setTimeout's largest delay; a longer grpc-timeout is as good as none (deadlines.ts).
 const MAX_TIMER_MS = 0x7fff_ffff;
 
 /**
@@ -47,7 +48,7 @@ export class GrpcCall {
   private expected = -1;
   private settled = false;
   private headersSent = false;
-  private timer: NodeJS.Timeout | undefined;
+  private deadline: Deadline | undefined;
   private readonly abort = new AbortController();
   private obs: ObservedCall | undefined;
 
@@ -64,7 +65,7 @@ export class GrpcCall {
         this.fail(new BerthError(Code.INTERNAL, `malformed grpc-timeout "${head.timeout}"`));
         return;
       }
-      if (ms <= MAX_TIMER_MS) this.timer = setTimeout(() => this.expire(head.timeout ?? ''), ms);
+      if (ms <= MAX_TIMER_MS) this.deadline = callDeadlines.add(ms, () => this.expire(head.timeout ?? ''));
     }
     stream.events = {
       onData: (chunk) => this.onData(chunk),
@@ -253,6 +254,6 @@ export class GrpcCall {
 
   private settle(): void {
     this.settled = true;
-    clearTimeout(this.timer);
+    callDeadlines.clear(this.deadline);
   }
 }
