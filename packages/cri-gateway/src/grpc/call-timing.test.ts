@@ -27,12 +27,18 @@ describe('call timing', () => {
     );
     // A call that never reached its handler (no rpc) is not counted.
     t.recordCall({ recv: us(0), idle: 0n, cpu: t.cpuNow() }, us(10));
+    t.recordTail('R/A', process.hrtime.bigint());
+    t.recordTail('R/B', process.hrtime.bigint() - 5_000n);
     t.writeTimings();
     const out = JSON.parse(readFileSync(file, 'utf8')) as Record<
       string,
       { n: number; rows: number[][] } & Record<string, { p50: number }>
     >;
-    expect(Object.keys(out)).toEqual(['R/A']);
+    expect(Object.keys(out)).toEqual(['R/A', 'R/B']);
+    // The bookkeeping after the write: its own count and percentiles (R/B had no phases).
+    expect(out['R/A']?.tail).toMatchObject({ n: 1 });
+    expect(out['R/B']?.tail?.p50).toBeGreaterThanOrEqual(5);
+    expect(out['R/B']?.n).toBe(0);
     expect(out['R/A']?.n).toBe(2);
     expect(out['R/A']?.rows.map((r) => r.slice(0, 5))).toEqual([
       [10, 30, 10, 50, 50],

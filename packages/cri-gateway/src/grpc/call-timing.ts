@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 
 // Opt-in per-RPC timing of berth's CRI server (BERTH_CRI_TIMING=<file>): where a call's time goes
-// between its request's bytes reaching JavaScript and its reply's socket write. Off, every mark is
+// between its request's bytes reaching JavaScript and its reply's socket write, and the call's
+// bookkeeping after that write (its tail: a read that follows waits behind it). Off, every mark is
 // one branch on a constant; on, the phases of each call are kept and written as JSON at exit.
 
 const FILE = process.env.BERTH_CRI_TIMING;
@@ -23,6 +24,8 @@ export interface CallMarks {
 }
 
 const samples = new Map<string, number[][]>();
+/** Per RPC, the bookkeeping after each reply's write (span, metrics, access line), us. */
+const tails = new Map<string, number[]>();
 
 /** The process's CPU time so far, us. */
 export function cpuNow(): number {
@@ -50,6 +53,17 @@ export function recordCall(m: CallMarks, written: bigint): void {
   rows.push(row);
 }
 
+/** Records how long a call's bookkeeping after its reply's write took (`from` to now). */
+export function recordTail(rpc: string, from: bigint): void {
+  const us = Number(process.hrtime.bigint() - from) / 1000;
+  let xs = tails.get(rpc);
+  if (!xs) {
+    xs = [];
+    tails.set(rpc, xs);
+  }
+  xs.push(us);
+}
+
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
@@ -67,6 +81,11 @@ export function writeTimings(): void {
       r[n] = { p50: pct(col, 50), p90: pct(col, 90), p99: pct(col, 99) };
     });
     r.rows = rows;
+    out[rpc] = r;
+  }
+  for (const [rpc, xs] of tails) {
+    const r = (out[rpc] ?? { n: 0 }) as Record<string, unknown>;
+    r.tail = { n: xs.length, p50: pct(xs, 50), p90: pct(xs, 90), p99: pct(xs, 99) };
     out[rpc] = r;
   }
   writeFileSync(FILE, JSON.stringify(out));

@@ -1,7 +1,7 @@
 import { BerthError, Code } from '@berth/api';
 import { context, type TextMapGetter } from '@opentelemetry/api';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
-import { timingOn } from './call-timing.js';
+import { recordTail, timingOn } from './call-timing.js';
 import { callDeadlines, type Deadline } from './deadlines.js';
 import {
   grpcFrame,
@@ -177,7 +177,11 @@ export class GrpcCall {
           this.stream.sendData(grpcFrame(body));
           sendOkTrailers(this.stream);
           this.stream.flush();
-          obs.end();
+          if (timingOn) {
+            const t = process.hrtime.bigint();
+            obs.end();
+            recordTail(this.route.rpc, t);
+          } else obs.end();
         },
         (raw: unknown) => {
           if (!this.settled) this.fail(raw);
