@@ -1,6 +1,5 @@
 import { BerthError, Code } from '@berth/api';
 import { context, type TextMapGetter } from '@opentelemetry/api';
-import { READ_FOLLOWS, TAIL_DELAY_MS } from '../handlers/after-reply.js';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
 import { recordTail, timingOn } from './call-timing.js';
 import { callDeadlines, type Deadline } from './deadlines.js';
@@ -178,27 +177,16 @@ export class GrpcCall {
           this.stream.sendData(grpcFrame(body));
           sendOkTrailers(this.stream);
           this.stream.flush();
-          if (READ_FOLLOWS.has(this.route.rpc)) {
-            // The read that follows this write comes first (handlers/after-reply.ts).
-            const at = performance.now();
-            setTimeout(() => this.endOk(obs, at), TAIL_DELAY_MS);
-          } else this.endOk(obs);
+          if (timingOn) {
+            const t = process.hrtime.bigint();
+            obs.end();
+            recordTail(this.route.rpc, t);
+          } else obs.end();
         },
         (raw: unknown) => {
           if (!this.settled) this.fail(raw);
         },
       );
-  }
-
-  /** Ends a call answered OK: span, metrics, access line (its tail, timed with BERTH_CRI_TIMING). */
-  private endOk(obs: ObservedCall, at?: number): void {
-    if (!timingOn) {
-      obs.end(undefined, at);
-      return;
-    }
-    const t = process.hrtime.bigint();
-    obs.end(undefined, at);
-    recordTail(this.route.rpc, t);
   }
 
   private runStream(handler: StreamHandler, request: unknown, obs: ObservedCall): void {

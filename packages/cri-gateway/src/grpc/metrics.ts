@@ -39,21 +39,20 @@ function instruments(): CriInstruments {
 
 /**
  * Marks a CRI call of `rpc` ("RuntimeService/RunPodSandbox") as arrived; call the returned
- * function once when it is answered, with the error it failed with (and, when called later than
- * the answer, the answer's performance.now()). Prometheus names:
+ * function once when it is answered, with the error it failed with. Prometheus names:
  * `berth_cri_requests_total`, `berth_cri_request_duration_seconds`, `berth_cri_requests_in_flight`.
  */
-export function beginCriCall(rpc: string): (err?: BerthError, at?: number) => void {
+export function beginCriCall(rpc: string): (err?: BerthError) => void {
   const i = instruments();
   const start = performance.now();
   inFlight.set(rpc, (inFlight.get(rpc) ?? 0) + 1);
   let done = false;
-  return (err, at) => {
+  return (err) => {
     if (done) return;
     done = true;
     inFlight.set(rpc, (inFlight.get(rpc) ?? 1) - 1);
     const attrs = { rpc, outcome: outcomeOf(err) };
     i.count.add(1, attrs);
-    i.duration.record(((at ?? performance.now()) - start) / 1000, attrs);
+    i.duration.record((performance.now() - start) / 1000, attrs);
   };
 }

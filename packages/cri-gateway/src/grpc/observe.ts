@@ -49,9 +49,8 @@ export interface ObservedCall {
   /**
    * Ends the call's span, metrics and access line: OK without an argument, else with the error
    * (anything thrown), which is returned as a BerthError for the wire. Only the first end counts.
-   * `at` (performance.now()) is when the call was answered, for an end called later than that.
    */
-  end(raw?: unknown, at?: number): BerthError | undefined;
+  end(raw?: unknown): BerthError | undefined;
 }
 
 /**
@@ -81,14 +80,14 @@ export function observeCall<C>(opts: {
   let ended = false;
   return {
     context: trace.setSpan(parent, span),
-    end(raw?: unknown, at?: number) {
+    end(raw?: unknown) {
       if (ended) return undefined;
       ended = true;
-      const now = at ?? performance.now();
+      const now = performance.now();
       if (raw === undefined) {
         span.setStatus({ code: SpanStatusCode.OK });
         span.end(now);
-        finish(undefined, now);
+        finish();
         accessLog(deps, rpc, span, 'OK', started, now);
         return undefined;
       }
@@ -98,7 +97,7 @@ export function observeCall<C>(opts: {
       span.setAttribute('berth.error_code', err.code);
       span.recordException({ name: err.code, message: err.message }, now);
       span.end(now);
-      finish(err, now);
+      finish(err);
       accessLog(deps, rpc, span, err.code, started, now);
       return err;
     },

@@ -12,21 +12,6 @@ import type { HandlerDeps } from './types.js';
 // critest's and the kubelet's sequence) prepares after its reply.
 
 /**
- * The writes a read follows at once (critest's and the kubelet's sequences), which prepare that
- * read before their reply: their bookkeeping after the reply (span end, metrics, the access line's
- * synchronous write: 0.15-0.2 ms at load 5) waits TAIL_DELAY_MS, so the read is not queued
- * behind it (grpc/grpc-call.ts). Span, metrics and access line keep the reply's time.
- */
-export const READ_FOLLOWS: ReadonlySet<string> = new Set([
-  'RuntimeService/StartContainer',
-  'RuntimeService/StopContainer',
-  'ImageService/PullImage',
-]);
-
-/** How long the bookkeeping of a READ_FOLLOWS write waits after its reply, ms. */
-export const TAIL_DELAY_MS = 2;
-
-/**
  * Runs `prepare` (a read handler called for its kept reply) after the current write's reply is
  * written: setImmediate runs after this turn's microtasks, where the reply's socket write is.
  * A failure is no one's error (the record may be gone already): logged at debug, dropped.
