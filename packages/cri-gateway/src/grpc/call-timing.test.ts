@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 
 // BERTH_CRI_TIMING: the phases of each call, by RPC, written as JSON (percentiles and rows).
 
@@ -45,5 +45,24 @@ describe('call timing', () => {
       [30, 30, 40, 100, 7],
     ]);
     expect(out['R/A']?.['recv->written']?.p50).toBe(100);
+    expect(out['R/A']?.rows[0]).toHaveLength(7);
+  });
+
+  it('counts the garbage collection within a call and the idle gap before it', async () => {
+    process.env.BERTH_CRI_TIMING = file;
+    const t = await import('./call-timing.js');
+    const recv = process.hrtime.bigint();
+    // Enough short-lived garbage for several young-generation collections.
+    let keep = 0;
+    for (let i = 0; i < 200_000; i++) keep += new Array(64).fill(i).length;
+    const written = process.hrtime.bigint();
+    expect(keep).toBe(200_000 * 64);
+    t.recordCall({ recv, idle: 0n, cpu: t.cpuNow(), decoded: recv, replied: recv, rpc: 'R/GC' }, written);
+    // GC entries reach the observer asynchronously: wait until this call's have.
+    await vi.waitFor(() => {
+      t.writeTimings();
+      const out = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { rows: number[][] }>;
+      expect(out['R/GC']?.rows[0]?.[6]).toBeGreaterThan(0);
+    });
   });
 });

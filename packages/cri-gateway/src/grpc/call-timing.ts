@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
 
 // Opt-in per-RPC timing of berth's CRI server (BERTH_CRI_TIMING=<file>): where a call's time goes
 // between its request's bytes reaching JavaScript and its reply's socket write, and the call's
@@ -24,6 +25,10 @@ export interface CallMarks {
 }
 
 const samples = new Map<string, number[][]>();
+/** Per RPC, parallel to samples: [start of the idle gap before recv, written], ns. */
+const spans = new Map<string, [number, number][]>();
+/** Garbage collections seen while timing: [start, end], ns on process.hrtime's clock. */
+const gcs: [number, number][] = [];
 /** Per RPC, the bookkeeping after each reply's write (span, metrics, access line), us. */
 const tails = new Map<string, number[]>();
 
@@ -46,11 +51,22 @@ export function recordCall(m: CallMarks, written: bigint): void {
     cpuNow() - m.cpu,
   ];
   let rows = samples.get(m.rpc);
-  if (!rows) {
+  let at = spans.get(m.rpc);
+  if (!rows || !at) {
     rows = [];
+    at = [];
     samples.set(m.rpc, rows);
+    spans.set(m.rpc, at);
   }
   rows.push(row);
+  at.push([Number(m.recv - m.idle), Number(written)]);
+}
+
+/** us of garbage collection within [from, to] (ns). */
+function gcWithin(from: number, to: number): number {
+  let ns = 0;
+  for (const [a, b] of gcs) if (b > from && a < to) ns += Math.min(b, to) - Math.max(a, from);
+  return ns / 1000;
 }
 
 /** Records how long a call's bookkeeping after its reply's write took (`from` to now). */
@@ -73,8 +89,23 @@ function pct(xs: number[], p: number): number {
 export function writeTimings(): void {
   if (!FILE) return;
   const out: Record<string, unknown> = {};
-  const names = ['recv->decoded', 'decoded->replied', 'replied->written', 'recv->written', 'idle', 'cpu'];
+  const names = [
+    'recv->decoded',
+    'decoded->replied',
+    'replied->written',
+    'recv->written',
+    'idle',
+    'cpu',
+    'gc',
+  ];
   for (const [rpc, rows] of samples) {
+    // The GC time within the idle gap before the request and the call itself (us): a collection
+    // there delays the reply as much as the call's own work does.
+    const at = spans.get(rpc) ?? [];
+    rows.forEach((row, i) => {
+      const [from, to] = at[i] ?? [0, 0];
+      row[6] = gcWithin(from, to);
+    });
     const r: Record<string, unknown> = { n: rows.length };
     names.forEach((n, i) => {
       const col = rows.map((row) => row[i] as number);
@@ -92,6 +123,14 @@ export function writeTimings(): void {
 }
 
 if (timingOn) {
+  // GC entries carry performance.now() times: moved onto hrtime's clock by their offset now.
+  const offset = Number(process.hrtime.bigint()) - performance.now() * 1e6;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const start = offset + e.startTime * 1e6;
+      gcs.push([start, start + e.duration * 1e6]);
+    }
+  }).observe({ entryTypes: ['gc'] });
   // At exit a file that cannot be written is reported, not thrown: the process is ending anyway.
   const atExit = () => {
     try {
