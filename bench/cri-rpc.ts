@@ -12,7 +12,8 @@
  * Run: pnpm --filter @berth/bench run cri-rpc   Env: BENCH_N (3000), BENCH_M (20000), BENCH_C (16),
  * BENCH_VARIANTS (before,front,after,... in order), BENCH_SERVER_ARGS (node flags for the servers, e.g.
  * "--cpu-prof --cpu-prof-dir=/tmp/prof"), BENCH_TELEMETRY=1 (the "after" server records a span per call
- * into a trace store, as the gateway does).
+ * into a trace store, as the gateway does), BENCH_DEADLINE_S (each call carries a deadline of that many
+ * seconds, a grpc-timeout header, as Go clients such as critest and the kubelet send one).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -28,6 +29,7 @@ const N = Number(process.env.BENCH_N ?? 3000);
 const M = Number(process.env.BENCH_M ?? 20_000);
 const C = Number(process.env.BENCH_C ?? 16);
 const WARMUP = 500;
+const DEADLINE_S = Number(process.env.BENCH_DEADLINE_S ?? 0);
 // Extra node flags for the server processes, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
 const SERVER_ARGS = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
 const VARIANTS = (process.env.BENCH_VARIANTS ?? 'front,after,front,after,front,after').split(
@@ -107,7 +109,7 @@ function serverCpu(p: ChildProcess): Promise<number> {
   });
 }
 
-type VersionFn = (req: unknown, cb: (err: grpc.ServiceError | null) => void) => void;
+type VersionFn = (req: unknown, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => void;
 
 function client(socket: string): { version: () => Promise<void>; close: () => void } {
   const pkg = grpc.loadPackageDefinition(loadCriDefinition());
@@ -117,7 +119,11 @@ function client(socket: string): { version: () => Promise<void>; close: () => vo
   const fn = (c as unknown as { Version: VersionFn }).Version.bind(c);
   return {
     version: () =>
-      new Promise((resolve, reject) => fn({ version: '0.1.0' }, (err) => (err ? reject(err) : resolve()))),
+      new Promise((resolve, reject) =>
+        fn({ version: '0.1.0' }, DEADLINE_S > 0 ? { deadline: Date.now() + DEADLINE_S * 1000 } : {}, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      ),
     close: () => c.close(),
   };
 }

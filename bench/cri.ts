@@ -16,7 +16,9 @@
  * BENCH_GRPC_SERVER (the gateway's services.cri-gateway.grpcServer: berth, the default, or grpc-js),
  * BENCH_ROUNDS (default 1: one run each; K > 1 keeps both runtimes up and alternates K critest
  * runs of each, the first runtime changing every round, and pools every run's samples: the
- * load of a shared machine then weighs on both alike).
+ * load of a shared machine then weighs on both alike), BENCH_CRI_TIMING=<file> (the gateway's
+ * per-call phases, BERTH_CRI_TIMING of packages/cri-gateway/src/grpc/call-timing.ts, written there
+ * when the stack stops).
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -87,6 +89,11 @@ const load = () =>
     .join(' ');
 const loads: string[] = [`start ${load()}`];
 const log = (s: string) => process.stdout.write(`${s}\n`);
+// Not BERTH_CRI_TIMING itself: this process loads the gateway's package too and would write its
+// own (empty) timings over the gateway's at exit.
+const stackEnv = process.env.BENCH_CRI_TIMING
+  ? { env: { BERTH_CRI_TIMING: process.env.BENCH_CRI_TIMING } }
+  : {};
 
 /** Pre-pulls, runs critest, sweeps what a failed sample left; logs the outcome. */
 async function bench(name: string, socket: string): Promise<CritestRun> {
@@ -104,6 +111,7 @@ async function bench(name: string, socket: string): Promise<CritestRun> {
 /** The berth side: a private stack from this checkout, measured, then stopped. */
 async function runBerth(): Promise<CritestRun> {
   const stack = await startStack({
+    ...stackEnv,
     config: {
       services: {
         'image-service': { mirrors },
@@ -139,6 +147,7 @@ async function runContainerd(): Promise<CritestRun> {
 /** Both runtimes up at once, critest runs alternating between them for `rounds` rounds. */
 async function runRounds(rounds: number): Promise<[berth: CritestRun, ctd: CritestRun]> {
   const stack = await startStack({
+    ...stackEnv,
     config: {
       services: {
         'image-service': { mirrors },

@@ -1,7 +1,8 @@
 import { BerthError, Code } from '@berth/api';
 import { context, type TextMapGetter } from '@opentelemetry/api';
 import type { HandlerDeps, StreamHandler, UnaryHandler } from '../handlers/index.js';
-import { timingOn } from './call-timing.js';
+import { recordTail, timingOn } from './call-timing.js';
+import { callDeadlines, type Deadline } from './deadlines.js';
 import {
   grpcFrame,
   MAX_MESSAGE_BYTES,
@@ -32,7 +33,7 @@ const headerGetter: TextMapGetter<readonly HeaderField[]> = {
   keys: (fields) => fields.map((f) => f.name),
 };
 
-// setTimeout's largest delay; a longer grpc-timeout is as good as none.
+// setTimeout's largest delay; a longer grpc-timeout is as good as none (deadlines.ts).
 const MAX_TIMER_MS = 0x7fff_ffff;
 
 /**
@@ -47,7 +48,7 @@ export class GrpcCall {
   private expected = -1;
   private settled = false;
   private headersSent = false;
-  private timer: NodeJS.Timeout | undefined;
+  private deadline: Deadline | undefined;
   private readonly abort = new AbortController();
   private obs: ObservedCall | undefined;
 
@@ -64,7 +65,7 @@ export class GrpcCall {
         this.fail(new BerthError(Code.INTERNAL, `malformed grpc-timeout "${head.timeout}"`));
         return;
       }
-      if (ms <= MAX_TIMER_MS) this.timer = setTimeout(() => this.expire(head.timeout ?? ''), ms);
+      if (ms <= MAX_TIMER_MS) this.deadline = callDeadlines.add(ms, () => this.expire(head.timeout ?? ''));
     }
     stream.events = {
       onData: (chunk) => this.onData(chunk),
@@ -176,7 +177,11 @@ export class GrpcCall {
           this.stream.sendData(grpcFrame(body));
           sendOkTrailers(this.stream);
           this.stream.flush();
-          obs.end();
+          if (timingOn) {
+            const t = process.hrtime.bigint();
+            obs.end();
+            recordTail(this.route.rpc, t);
+          } else obs.end();
         },
         (raw: unknown) => {
           if (!this.settled) this.fail(raw);
@@ -253,6 +258,6 @@ export class GrpcCall {
 
   private settle(): void {
     this.settled = true;
-    clearTimeout(this.timer);
+    callDeadlines.clear(this.deadline);
   }
 }

@@ -10,6 +10,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import type { HandlerDeps } from '../handlers/index.js';
+import { LazySpan } from './lazy-span.js';
 import { beginCriCall } from './metrics.js';
 
 // What every CRI call records, whichever gRPC server carries it (server.ts on grpc-js, or
@@ -66,33 +67,38 @@ export function observeCall<C>(opts: {
   const { rpc, deps } = opts;
   const finish = beginCriCall(rpc);
   const parent = propagation.extract(context.active(), opts.carrier, opts.getter);
-  const span = tracer.startSpan(
-    `cri/${rpc}`,
-    { kind: SpanKind.SERVER, attributes: rpcAttributes(rpc, opts.request) },
-    parent,
-  );
+  // performance.now() values: the SDK takes them as times on its own clock (start and end alike).
   const started = performance.now();
+  // Started on first use (lazy-span.ts): a read answered from memory starts it after its reply.
+  const span = new LazySpan(() =>
+    tracer.startSpan(
+      `cri/${rpc}`,
+      { kind: SpanKind.SERVER, attributes: rpcAttributes(rpc, opts.request), startTime: started },
+      parent,
+    ),
+  );
   let ended = false;
   return {
     context: trace.setSpan(parent, span),
     end(raw?: unknown) {
       if (ended) return undefined;
       ended = true;
+      const now = performance.now();
       if (raw === undefined) {
         span.setStatus({ code: SpanStatusCode.OK });
-        span.end();
+        span.end(now);
         finish();
-        accessLog(deps, rpc, span, 'OK', started);
+        accessLog(deps, rpc, span, 'OK', started, now);
         return undefined;
       }
       const err = toBerthError(raw);
       if (err.code === Code.INTERNAL) deps.log.error({ err: raw, rpc }, 'CRI request failed');
       span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
       span.setAttribute('berth.error_code', err.code);
-      span.recordException({ name: err.code, message: err.message });
-      span.end();
+      span.recordException({ name: err.code, message: err.message }, now);
+      span.end(now);
       finish(err);
-      accessLog(deps, rpc, span, err.code, started);
+      accessLog(deps, rpc, span, err.code, started, now);
       return err;
     },
   };
@@ -102,13 +108,20 @@ export function observeCall<C>(opts: {
  * The access log line of one CRI call, with its trace id (kubelet's logs name no trace). The line
  * is built only when its level is on: kubelet polls the read RPCs, whose lines go to debug.
  */
-function accessLog(deps: HandlerDeps, rpc: string, span: Span, outcome: string, started: number): void {
+function accessLog(
+  deps: HandlerDeps,
+  rpc: string,
+  span: Span,
+  outcome: string,
+  started: number,
+  ended: number,
+): void {
   const level = outcome === 'OK' && isPolled(rpc) ? 'debug' : 'info';
   if (!deps.log.isLevelEnabled(level)) return;
   const line = {
     rpc,
     outcome,
-    ms: Math.round((performance.now() - started) * 10) / 10,
+    ms: Math.round((ended - started) * 10) / 10,
     trace_id: span.spanContext().traceId,
   };
   deps.log[level](line, 'CRI request');

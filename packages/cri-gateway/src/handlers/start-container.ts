@@ -1,11 +1,11 @@
-import { afterReply } from './after-reply.js';
+import { beforeReply } from './after-reply.js';
 import { prepareContainerStatus } from './container-status.js';
 import type { HandlerDeps } from './types.js';
 
-/** RuntimeService/StartContainer; the container's next status reply is prepared after this one. */
+/** RuntimeService/StartContainer; the container's next status reply is prepared before this one. */
 export async function startContainer(request: { container_id?: string }, deps: HandlerDeps): Promise<object> {
   const id = request.container_id ?? '';
   await deps.containers.start(id);
-  afterReply(deps, 'ContainerStatus', () => prepareContainerStatus(id, deps));
+  await beforeReply(deps, 'ContainerStatus', () => prepareContainerStatus(id, deps));
   return {};
 }

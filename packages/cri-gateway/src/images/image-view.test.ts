@@ -151,4 +151,34 @@ describe('ImageView', () => {
     expect(t.reads.get).toBe(before + 1);
     view.close();
   });
+
+  it('lists newest first, the same list until an image changes, and a full id names the newest', async () => {
+    const t = fakeImages();
+    t.records.set('registry.test/old:1', rec('registry.test/old:1', '2026-12-01T00:00:00Z'));
+    t.records.set('registry.test/new:1', rec('registry.test/new:1', '2026-12-03T00:00:00Z'));
+    t.records.set('registry.test/mid:1', rec('registry.test/mid:1', '2026-12-02T00:00:00Z'));
+    const ev = manualEvents();
+    const view = new ImageView(t.port);
+    await view.follow(ev.source, 60_000);
+    const first = await view.list();
+    expect(first.map((r) => r.name)).toEqual([
+      'registry.test/new:1',
+      'registry.test/mid:1',
+      'registry.test/old:1',
+    ]);
+    // Sorted once: the next read gets the same list.
+    expect(await view.list()).toBe(first);
+    expect((await view.get(ID)).name).toBe('registry.test/new:1');
+    // A pull (newest of all now) and a removal show in the next list.
+    await view.pull({ ref: 'registry.test/pulled:1' } as never);
+    await view.remove({ name: 'registry.test/new:1' });
+    const after = await view.list();
+    expect(after).not.toBe(first);
+    expect(after.map((r) => r.name)).toEqual([
+      'registry.test/mid:1',
+      'registry.test/old:1',
+      'registry.test/pulled:1',
+    ]);
+    view.close();
+  });
 });

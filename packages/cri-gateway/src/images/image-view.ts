@@ -76,7 +76,9 @@ export class ImageView implements ImagePort {
     if (this.mirror.loaded) {
       const id = IMAGE_ID.exec(name);
       const hit = id
-        ? await this.mirror.values().then((all) => all && newestOf(all, `sha256:${id[1]}`))
+        ? await this.mirror
+            .derive(newestFirst)
+            .then((all) => all?.find((r) => r.configDigest === `sha256:${id[1]}`))
         : await this.mirror.get(normalizeRef(name));
       if (hit) return hit;
     }
@@ -84,7 +86,8 @@ export class ImageView implements ImagePort {
   }
 
   async list(): Promise<ImageRecord[]> {
-    const kept = this.mirror.loaded ? await this.newestFirst() : undefined;
+    // Sorted once per change of the records, not per call: shared, so callers must not change it.
+    const kept = this.mirror.loaded ? await this.mirror.derive(newestFirst) : undefined;
     return kept ?? this.inner.list();
   }
 
@@ -129,11 +132,6 @@ export class ImageView implements ImagePort {
   usage(): ReturnType<ImagePort['usage']> {
     return this.inner.usage();
   }
-
-  /** The kept records newest first, as the image-service lists them; undefined when one is unknown. */
-  private async newestFirst(): Promise<ImageRecord[] | undefined> {
-    return (await this.mirror.values())?.sort((a, b) => Date.parse(b.updatedAt) - Date.parse(a.updatedAt));
-  }
 }
 
 /**
@@ -150,17 +148,12 @@ function showsUpdate(cur: ImageRecord | undefined, event: Partial<ImageEvent> | 
   );
 }
 
-/** The newest record (as the image-service orders them) of the image with this id, in one pass. */
-function newestOf(records: ImageRecord[], configDigest: string): ImageRecord | undefined {
-  let best: ImageRecord | undefined;
-  let bestAt = Number.NEGATIVE_INFINITY;
-  for (const r of records) {
-    if (r.configDigest !== configDigest) continue;
-    const at = Date.parse(r.updatedAt);
-    if (best === undefined || at > bestAt) {
-      best = r;
-      bestAt = at;
-    }
-  }
-  return best;
+/**
+ * The records newest first, as the image-service lists them (Array.sort is stable: records of the
+ * same time keep the view's order); each time is parsed once, not once per comparison.
+ */
+function newestFirst(records: ImageRecord[]): ImageRecord[] {
+  const at = new Map<ImageRecord, number>();
+  for (const r of records) at.set(r, Date.parse(r.updatedAt));
+  return records.sort((a, b) => (at.get(b) ?? 0) - (at.get(a) ?? 0));
 }

@@ -124,3 +124,37 @@ describe('Mirror first load', () => {
     m.stop();
   });
 });
+
+describe('Mirror.derive', () => {
+  it('keeps what it made until a record is set or dropped, and waits for a refresh in flight', async () => {
+    const s = source({ a: 1, b: 2 });
+    const m = new Mirror<number>(s.src, (e) => {
+      throw e;
+    });
+    await m.start(60_000);
+    let made = 0;
+    const sorted = (all: number[]) => {
+      made++;
+      return [...all].sort((x, y) => y - x);
+    };
+    const first = await m.derive(sorted);
+    expect(first).toEqual([2, 1]);
+    // Nothing changed: the same array, not made again.
+    expect(await m.derive(sorted)).toBe(first);
+    expect(made).toBe(1);
+    // A write's reply sets a record: made again from it.
+    m.replace('c', () => 3);
+    expect(await m.derive(sorted)).toEqual([3, 2, 1]);
+    // A refresh in flight is waited for, and what it read is in the result.
+    s.records.set('a', 5);
+    void m.refresh('a');
+    expect(await m.derive(sorted)).toEqual([5, 3, 2]);
+    m.forget('b');
+    expect(await m.derive(sorted)).toEqual([5, 3]);
+    // A patch from an event changes a record too.
+    m.patch('c', () => 4);
+    expect(await m.derive(sorted)).toEqual([5, 4]);
+    expect(made).toBe(5);
+    m.stop();
+  });
+});

@@ -30,6 +30,10 @@ export class Mirror<T> {
   /** A resync started because a record was unknown is under way (one at a time). */
   private healing = false;
   private counter = 0;
+  /** Bumped whenever a kept record is set or dropped: what derive() made is good while it holds. */
+  private version = 0;
+  /** Per derive() function, what it made and the version it made it from. */
+  private readonly derived = new Map<(all: T[]) => unknown, { version: number; value: unknown }>();
   private timer: NodeJS.Timeout | undefined;
   /** The next try of a first load that failed. */
   private retry: NodeJS.Timeout | undefined;
@@ -74,12 +78,14 @@ export class Mirror<T> {
         if (this.gen.get(key) !== g) return;
         this.unknown.delete(key);
         const cur = this.byKey.get(key);
+        this.version++;
         if (fresh === undefined) this.byKey.delete(key);
         else this.byKey.set(key, cur && this.source.merge ? this.source.merge(cur, fresh) : fresh);
       },
       (err: unknown) => {
         // Unknown now: the caller reads the service itself until a refresh lands.
         if (this.gen.get(key) === g) {
+          this.version++;
           this.byKey.delete(key);
           this.unknown.add(key);
         }
@@ -99,6 +105,7 @@ export class Mirror<T> {
     const next = update(this.byKey.get(key));
     if (next === undefined) return false;
     this.gen.set(key, ++this.counter);
+    this.version++;
     this.byKey.set(key, next);
     this.pending.delete(key);
     this.queued.delete(key);
@@ -109,6 +116,7 @@ export class Mirror<T> {
   /** Drops a key known to be gone; refreshes of it still in flight never land. */
   forget(key: string): void {
     this.gen.set(key, ++this.counter);
+    this.version++;
     this.byKey.delete(key);
     this.pending.delete(key);
     this.queued.delete(key);
@@ -121,6 +129,7 @@ export class Mirror<T> {
     if (cur === undefined) return false;
     const next = update(cur);
     if (next === undefined) return false;
+    this.version++;
     this.byKey.set(key, next);
     return true;
   }
@@ -130,6 +139,7 @@ export class Mirror<T> {
     const before = this.counter;
     const started = new Map(this.gen);
     const all = await this.source.list();
+    this.version++;
     const seen = new Set<string>();
     for (const [key, v] of all) {
       seen.add(key);
@@ -162,8 +172,33 @@ export class Mirror<T> {
    * mirror whole again (rather than wait for the periodic one).
    */
   async values(): Promise<T[] | undefined> {
-    await Promise.all(this.pending.values());
-    if (this.unknown.size === 0) return [...this.byKey.values()];
+    return (await this.settled()) ? [...this.byKey.values()] : undefined;
+  }
+
+  /**
+   * What `make` returns for every record (as values() has them), made again only when a record
+   * was set or dropped since its last call (or a refresh was in flight): ListImages and
+   * ImageStatus read the same sorted list many times between two changes. Undefined as values().
+   * `make` is the cache's key (pass the same function each time); its result is shared by every
+   * caller, who must not change it.
+   */
+  async derive<R>(make: (all: T[]) => R): Promise<R | undefined> {
+    const hit = this.derived.get(make);
+    if (hit?.version === this.version && this.pending.size === 0 && this.unknown.size === 0) {
+      return hit.value as R;
+    }
+    if (!(await this.settled())) return undefined;
+    const again = this.derived.get(make);
+    if (again?.version === this.version) return again.value as R;
+    const value = make([...this.byKey.values()]);
+    this.derived.set(make, { version: this.version, value });
+    return value;
+  }
+
+  /** Waits for the refreshes in flight; false when a record is unknown (a resync is started). */
+  private async settled(): Promise<boolean> {
+    if (this.pending.size > 0) await Promise.all(this.pending.values());
+    if (this.unknown.size === 0) return true;
     if (!this.healing) {
       this.healing = true;
       this.resync()
@@ -172,7 +207,7 @@ export class Mirror<T> {
           this.healing = false;
         });
     }
-    return undefined;
+    return false;
   }
 
   /** The keys (kept or being refreshed) that start with `prefix`: itself alone when it is one. */
@@ -220,7 +255,9 @@ export class Mirror<T> {
     this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.retry);
+    this.version++;
     this.byKey.clear();
+    this.derived.clear();
     this.unknown.clear();
     this.loaded = false;
   }
