@@ -2,6 +2,7 @@ import type { ContainerInfo, ImageRecord } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { toContainerStatus } from '../runtime/cri-status.js';
 import { criContainerInfo } from '../testdata/cri-records.js';
+import { beforeReply } from './after-reply.js';
 import { containerStatus, prepareContainerStatus } from './container-status.js';
 import { createContainer } from './create-container.js';
 import { encodingOf } from './encoded-reply.js';
@@ -103,5 +104,20 @@ describe('replies prepared after a write', () => {
     expect((await pullImage({ image: { image: 'busybox:1', annotations: {} } }, deps)).image_ref).toBe(
       'sha256:c1',
     );
+  });
+
+  it('a write answers without its prepared read when that read does not settle (a NATS read held up)', async () => {
+    let settle: () => void = () => undefined;
+    let done = false;
+    const held = new Promise<void>((resolve) => {
+      settle = resolve;
+    }).then(() => {
+      done = true;
+    });
+    // Resolves although the prepare never settles by itself (the test's timeout is the failure).
+    await beforeReply({ log } as unknown as HandlerDeps, 'ContainerStatus', () => held);
+    expect(done).toBe(false);
+    settle();
+    await held;
   });
 });

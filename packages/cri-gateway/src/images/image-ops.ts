@@ -27,7 +27,7 @@ export async function listImages(d: ImageOpsDeps, filterSpec?: string): Promise<
 }
 
 /** The image records ListImages folds into CRI images (see listImages). */
-export async function listRecords(d: ImageOpsDeps, filterSpec?: string): Promise<ImageRecord[]> {
+export async function listRecords(d: ImageOpsDeps, filterSpec?: string): Promise<readonly ImageRecord[]> {
   if (filterSpec) {
     const rec = await resolveImage(d.images, filterSpec);
     return rec ? namesOf(d.images, rec.configDigest) : [];

@@ -85,7 +85,7 @@ export class ImageView implements ImagePort {
     return this.inner.get(name);
   }
 
-  async list(): Promise<ImageRecord[]> {
+  async list(): Promise<readonly ImageRecord[]> {
     // Sorted once per change of the records, not per call: shared, so callers must not change it.
     const kept = this.mirror.loaded ? await this.mirror.derive(newestFirst) : undefined;
     return kept ?? this.inner.list();

@@ -18,7 +18,8 @@ export const CRI_NAMESPACE = 'k8s.io';
  */
 export interface ImagePort {
   pull(req: PullImageRequest): Promise<PullReply>;
-  list(): Promise<ImageRecord[]>;
+  /** Every image, newest first; the array may be shared (a view's kept list): never changed. */
+  list(): Promise<readonly ImageRecord[]>;
   /** One record by name or id; fails NOT_FOUND when absent. */
   get(name: string): Promise<ImageRecord>;
   remove(req: RemoveImageRequest): Promise<RemoveImageReply>;
