@@ -122,9 +122,9 @@ describe('withLockIfFree', () => {
 
   it('holds a free lock past its ttl while fn works, then releases it', async () => {
     const lockKey = key('if-free');
-    const r = await withLockIfFree(one, lockKey, { ttlMs: 300, what: 'if-free' }, async (lock) => {
+    const r = await withLockIfFree(one, lockKey, { ttlMs: 1000, what: 'if-free' }, async (lock) => {
       // Over two ttl periods of work: only renewal keeps the key.
-      await new Promise((res) => setTimeout(res, 800));
+      await new Promise((res) => setTimeout(res, 2500));
       expect(await tryLock(two, lockKey, 1000)).toBeUndefined();
       expect(lock.first).toBe(true);
       expect(lock.lost?.aborted).toBe(false);

@@ -95,8 +95,10 @@ export interface CollectDeps {
  */
 export async function collect(d: CollectDeps, c: Container): Promise<boolean> {
   const opts = { ttlMs: d.lockTtlMs, what: `container ${c.id}` };
-  const done = await withLockIfFree(d.redis, keys.containerLock(c.namespace, c.id), opts, async () => {
+  const done = await withLockIfFree(d.redis, keys.containerLock(c.namespace, c.id), opts, async (lock) => {
     await freeOnNode(d.deps, c);
+    // Lost mid-way (Redis away past the ttl): another may be freeing it; the reconcile ends it.
+    lock.lost?.throwIfAborted();
     await d.store.endCollect(c.namespace, c.id);
   });
   return done !== undefined;

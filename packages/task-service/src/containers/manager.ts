@@ -300,10 +300,12 @@ export class ContainerManager {
         continue;
       }
       const opts = { ttlMs: this.lockTtlMs, what: `container ${i.id}` };
-      await withLockIfFree(this.redis, keys.containerLock(ns, i.id), opts, async () => {
+      await withLockIfFree(this.redis, keys.containerLock(ns, i.id), opts, async (lock) => {
         // Checked again under the lock: the creator may have stored it just before it let go.
         if (await this.store.get(ns, i.id)) await this.store.endCreate(ns, i.id);
         else {
+          // A lock lost before the undo (Redis away past the ttl) leaves it to the next pass.
+          lock.lost?.throwIfAborted();
           await this.undoCreate(ns, i);
           undone++;
         }
