@@ -232,6 +232,13 @@ export const Task = z.object({
 });
 export type Task = z.infer<typeof Task>;
 
+/**
+ * Reply of `run-container`: the container made and its task, started (what `create-container`
+ * and a `create` with `start` return).
+ */
+export const RunContainerReply = z.object({ container: Container, task: Task });
+export type RunContainerReply = z.infer<typeof RunContainerReply>;
+
 /** Container status as `ps` shows it: its task's, or `created` when it has none. */
 export const ContainerStatus = {
   created: 'created',
@@ -384,6 +391,13 @@ export const TaskApi = defineService({
       output: Container,
       timeoutMs: 60_000,
       description: 'create a container: resolve the image, prepare its rootfs, generate its OCI spec',
+    }),
+    'run-container': op({
+      input: CreateContainerRequest,
+      output: RunContainerReply,
+      timeoutMs: 60_000,
+      description:
+        'create-container, then its task created and started, in one call (berth run without a session); a failure removes the container again',
     }),
     'get-container': op({
       input: ContainerRef,
