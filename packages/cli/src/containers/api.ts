@@ -55,7 +55,13 @@ export async function pullMissing(
 }
 
 /** The CRI log file of a container: its task's, its configured one, or the node's default. */
-export function logPathOf(ctx: CliContext, info: Pick<ContainerInfo, 'container' | 'task'>): string {
+export function logPathOf(
+  ctx: CliContext,
+  info: {
+    container: Pick<ContainerInfo['container'], 'id' | 'namespace' | 'io'>;
+    task?: Pick<NonNullable<ContainerInfo['task']>, 'logPath'> | undefined;
+  },
+): string {
   return (
     info.task?.logPath ??
     info.container.io.logPath ??

@@ -153,9 +153,10 @@ export class TaskManager {
    * create or start: the caller finds nothing left.
    */
   async run(ns: string, req: CreateContainerRequest): Promise<RunContainerReply> {
-    const container = await this.containers.create(ns, req);
+    const c = await this.containers.create(ns, req);
+    const container = { id: c.id, namespace: c.namespace, name: c.name, node: c.node, io: c.io };
     try {
-      return { container, task: await this.create(ns, container.id, { start: true }) };
+      return { container, task: await this.create(ns, c.id, { start: true }) };
     } catch (err) {
       await this.removeContainer(ns, container.id, true).catch((e: unknown) =>
         this.log.warn(
