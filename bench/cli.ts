@@ -8,6 +8,8 @@
  * BENCH_BEFORE another build's command (e.g. main's bin and dist/bundle copied out; a `.js` file is
  * run with node): each berth command is then timed alternately with it, against the same stack,
  * and printed as a second row.
+ * BENCH_ONLY=run times only `node -e 0` and the `run --rm` rows of both sides (and skips the
+ * listings and their ratios).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, symlinkSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 30);
 const RUN_N = Number(process.env.BENCH_RUN_N ?? N);
+const ONLY_RUN = process.env.BENCH_ONLY === 'run';
 
 /** One run's wall and CPU (user + system) time in ms. */
 interface Sample {
@@ -127,10 +130,13 @@ try {
     if (before) row(`${name} (before)`, before);
     return row(name, after);
   };
-  berth('berth --version', ['--version']);
-  berth('berth --help', ['--help']);
-  const ps = berth('berth ps -a', ['ps', '-a']);
-  const images = berth('berth images', ['images']);
+  const listings = !ONLY_RUN;
+  if (listings) {
+    berth('berth --version', ['--version']);
+    berth('berth --help', ['--help']);
+  }
+  const ps = listings ? berth('berth ps -a', ['ps', '-a']) : [];
+  const images = listings ? berth('berth images', ['images']) : [];
   const run = berth('berth run --rm true', ['run', '--rm', image, 'true'], RUN_N);
   // ctr run gives the container a network namespace without interfaces; berth's default is the
   // bridge network (CNI add and del per run). --network none is the same work as ctr's.
@@ -152,8 +158,10 @@ try {
       );
       for (let i = 0; i < 3; i++)
         execFileSync('ctr', ['-a', ctd.sock, 'containers', 'create', image, `bench-${i}`, 'true']);
-      const cps = row('ctr containers ls', time('ctr', ['-a', ctd.sock, 'containers', 'ls'], env));
-      const cimg = row('ctr images ls', time('ctr', ['-a', ctd.sock, 'images', 'ls'], env));
+      const cps = listings
+        ? row('ctr containers ls', time('ctr', ['-a', ctd.sock, 'containers', 'ls'], env))
+        : [];
+      const cimg = listings ? row('ctr images ls', time('ctr', ['-a', ctd.sock, 'images', 'ls'], env)) : [];
       const crun = row(
         'ctr run --rm true',
         time('ctr', (i) => ['-a', ctd.sock, 'run', '--rm', image, `bench-run-${i}`, 'true'], env, RUN_N),
@@ -170,8 +178,12 @@ try {
         ),
       );
       const ratio = (a: number[], b: number[]) => (pct(a, 50) / pct(b, 50)).toFixed(2);
+      if (listings)
+        process.stdout.write(
+          `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x\n`,
+        );
       process.stdout.write(
-        `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x, berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x; against ctr run --rm --seccomp ${ratio(run, crunSeccomp)}x, --network none ${ratio(runNoNet, crunSeccomp)}x)\n`,
+        `ratio (median): berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x; against ctr run --rm --seccomp ${ratio(run, crunSeccomp)}x, --network none ${ratio(runNoNet, crunSeccomp)}x)\n`,
       );
     } finally {
       await ctd.stop();

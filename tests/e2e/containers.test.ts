@@ -704,6 +704,31 @@ describe('task operations over NATS', () => {
     });
     expect((await run('rm', '-f', 'one-call')).code).toBe(0);
   });
+
+  it('run-container makes the container and starts its task in one call; a failed start leaves nothing', async () => {
+    const r = await call(s.nc, TaskApi, 'run-container', {
+      image: IMAGE,
+      name: 'one-run',
+      cmd: ['sleep', '60'],
+    });
+    expect(r.container.name).toBe('one-run');
+    expect(r.task).toMatchObject({ id: r.container.id, status: 'running' });
+    expect(r.task.logPath).toBeTruthy();
+    expect(await call(s.nc, TaskApi, 'state', { id: r.container.id })).toMatchObject({
+      status: 'running',
+      pid: r.task.pid,
+    });
+    expect((await run('rm', '-f', 'one-run')).code).toBe(0);
+    const snapshots = (await containerSnapshots()).length;
+    await expect(
+      call(s.nc, TaskApi, 'run-container', { image: IMAGE, name: 'bad-run', cmd: ['no-such-binary'] }),
+    ).rejects.toThrow(/no-such-binary/);
+    // Removed in the foreground before the error came back: no record, no snapshot, the name free.
+    expect((await run('ps', '-a')).stdout).not.toContain('bad-run');
+    expect((await containerSnapshots()).length).toBe(snapshots);
+    expect((await run('create', '--name', 'bad-run', IMAGE, 'true')).code).toBe(0);
+    expect((await run('rm', 'bad-run')).code).toBe(0);
+  });
 });
 
 describe('output through pipes', () => {

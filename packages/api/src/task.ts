@@ -175,6 +175,14 @@ export const CreateContainerRequest = z.object({
 });
 export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
 
+/** A container's stdio: a terminal or pipes, stdin kept open, and its CRI log when configured. */
+export const ContainerIo = z.object({
+  terminal: z.boolean(),
+  stdin: z.boolean(),
+  logPath: z.string().optional(),
+});
+export type ContainerIo = z.infer<typeof ContainerIo>;
+
 /** A container: metadata only (as containerd's containers service); the process is its task. */
 export const Container = z.object({
   id: z.string().regex(CONTAINER_ID_PATTERN),
@@ -195,7 +203,7 @@ export const Container = z.object({
   rootfs: z.array(Mount).optional(),
   labels: z.record(z.string(), z.string()),
   runtime: z.object({ name: z.string() }),
-  io: z.object({ terminal: z.boolean(), stdin: z.boolean(), logPath: z.string().optional() }),
+  io: ContainerIo,
   stopSignal: z.string(),
   /** The request the container was made from (for inspect). */
   config: CreateContainerRequest,
@@ -231,6 +239,23 @@ export const Task = z.object({
   startedAt: z.string().optional(),
 });
 export type Task = z.infer<typeof Task>;
+
+/**
+ * Reply of `run-container`: the container made, as far as a caller following its output needs
+ * it (`get-container` has the whole record), and its task, started. Small on purpose: a CLI
+ * builds and checks this reply's schema while the container starts, on the same cores.
+ */
+export const RunContainerReply = z.object({
+  container: z.object({
+    id: z.string().regex(CONTAINER_ID_PATTERN),
+    namespace: z.string(),
+    name: z.string(),
+    node: z.string(),
+    io: ContainerIo,
+  }),
+  task: Task,
+});
+export type RunContainerReply = z.infer<typeof RunContainerReply>;
 
 /** Container status as `ps` shows it: its task's, or `created` when it has none. */
 export const ContainerStatus = {
@@ -384,6 +409,13 @@ export const TaskApi = defineService({
       output: Container,
       timeoutMs: 60_000,
       description: 'create a container: resolve the image, prepare its rootfs, generate its OCI spec',
+    }),
+    'run-container': op({
+      input: CreateContainerRequest,
+      output: RunContainerReply,
+      timeoutMs: 60_000,
+      description:
+        'create-container, then its task created and started, in one call (berth run without a session); a failure removes the container again',
     }),
     'get-container': op({
       input: ContainerRef,

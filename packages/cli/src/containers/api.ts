@@ -1,6 +1,16 @@
 import { join } from 'node:path';
-import { BerthError, Code, type ContainerInfo, type ImageRecord, TaskApi } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  type ContainerInfo,
+  type ExitStatus,
+  type ImageRecord,
+  TaskApi,
+  type TaskExit,
+  TaskTopic,
+} from '@berth/api';
 import { type Client, client } from '@berth/kit/client';
+import { subscribeEvents } from '@berth/kit/events';
 import { type ExitWaiter, exitWaiter } from '@berth/kit/exit-waiter';
 import { hostLayout } from '@berth/kit/layout';
 import { type CliContext, namespaceOf } from '../context.js';
@@ -45,7 +55,13 @@ export async function pullMissing(
 }
 
 /** The CRI log file of a container: its task's, its configured one, or the node's default. */
-export function logPathOf(ctx: CliContext, info: Pick<ContainerInfo, 'container' | 'task'>): string {
+export function logPathOf(
+  ctx: CliContext,
+  info: {
+    container: Pick<ContainerInfo['container'], 'id' | 'namespace' | 'io'>;
+    task?: Pick<NonNullable<ContainerInfo['task']>, 'logPath'> | undefined;
+  },
+): string {
   return (
     info.task?.logPath ??
     info.container.io.logPath ??
@@ -65,4 +81,47 @@ export async function exitWatcher(
   namespace: string = namespaceOf(),
 ): Promise<ExitWaiter> {
   return exitWaiter(await ctx.nats(), { namespace, id, ...(execId ? { execId } : {}), checkNow: false });
+}
+
+/** Exits of a namespace's tasks seen before the caller knows which container it waits for. */
+export interface EarlyExits {
+  /** The exit of container `id`'s task: one already seen, or the next one while listening. */
+  of(id: string): Promise<ExitStatus>;
+  close(): void;
+}
+
+/** Containers whose exits an EarlyExits keeps at most (the oldest go first). */
+const EARLY_EXITS_KEPT = 1024;
+
+/**
+ * Listens to the namespace's task exits before a call that makes and starts a container whose id
+ * only its reply tells (`run-container`): the container's exit can come before that reply, and
+ * the exit waiter made once the id is known subscribes after it. No flush is needed: NATS handles
+ * a connection's subscription before the request sent after it, and the exit cannot be published
+ * before the request arrived. Keep it until the id's own waiter listens, then close it.
+ */
+export async function earlyExits(ctx: CliContext, namespace: string = namespaceOf()): Promise<EarlyExits> {
+  const seen = new Map<string, ExitStatus>();
+  const waiting = new Map<string, (e: ExitStatus) => void>();
+  const sub = subscribeEvents(await ctx.nats(), TaskTopic.taskExit, (env) => {
+    const e = env.event as TaskExit;
+    if (e.namespace !== namespace || e.execId) return;
+    const exit: ExitStatus = {
+      exitCode: e.exitCode,
+      exitedAt: e.exitedAt,
+      ...(e.reason ? { reason: e.reason } : {}),
+    };
+    const wake = waiting.get(e.id);
+    if (wake) return wake(exit);
+    if (seen.has(e.id)) return;
+    if (seen.size >= EARLY_EXITS_KEPT) seen.delete(seen.keys().next().value as string);
+    seen.set(e.id, exit);
+  });
+  return {
+    of: (id) => {
+      const exit = seen.get(id);
+      return exit ? Promise.resolve(exit) : new Promise((resolve) => waiting.set(id, resolve));
+    },
+    close: () => sub.unsubscribe(),
+  };
 }

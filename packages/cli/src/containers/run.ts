@@ -1,23 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import {
   AUTO_REMOVE_LABEL,
-  BerthError,
-  Code,
-  type Container,
   type CreateContainerRequest,
   type ExitStatus,
   errors,
-  type Task,
+  type RunContainerReply,
 } from '@berth/api';
+import type { ExitWaiter } from '@berth/kit/exit-waiter';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
-import { image } from '../images/api.js';
 import { nodeError, nodeFlag } from '../nodes.js';
-import { ensureImage, exitWatcher, logPathOf, pullMissing, type TaskClient, tasks } from './api.js';
+import { earlyExits, ensureImage, exitWatcher, logPathOf, type TaskClient, tasks } from './api.js';
 import { followLog, printSink } from './cri-log.js';
 import { type InteractiveSession, interactive } from './interactive.js';
 import { toCreateRequest } from './options.js';
 import { onOtherNode, type RemoteProcess, remoteInteractive, remoteLog } from './remote.js';
+import { commandNotFound, createPulling, EXIT_NOT_FOUND, whileUnavailable } from './run-calls.js';
 
 /**
  * This terminal to a process: through its monitor's socket when it runs on this node, else
@@ -43,9 +41,6 @@ async function followOutput(
   if (onOtherNode(ctx, p.node)) await remoteLog(ctx, p, { follow: true }, sink);
   else if (logPath) await followLog(logPath, 0, sink, exited);
 }
-
-/** docker's exit status when the container's command cannot be found. */
-const EXIT_NOT_FOUND = 127;
 
 /** Forwards SIGINT/SIGTERM to the container while the CLI waits on it (docker's sig-proxy). */
 function proxySignals(send: (sig: NodeJS.Signals) => void): () => void {
@@ -82,121 +77,106 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   // Detached, nobody waits here to remove it: the task-service does once the task exits.
   if (detach && v.rm) req.labels = { ...req.labels, [AUTO_REMOVE_LABEL]: 'true' };
   const client = await tasks(ctx);
-  let container: Container | undefined;
+  if (!detach && (req.tty === true || req.stdin === true))
+    return runAttached(ctx, client, req, node, v.rm === true);
+  // Without a session one call makes the container and its task and starts it: the task-service
+  // goes from the container's record to the task's create at once, and the CLI makes one round
+  // trip instead of two. Its exit can come before the reply that names it: listen first.
+  const early = detach ? undefined : await earlyExits(ctx);
+  let made: RunContainerReply | undefined;
   try {
-    container = await createIfImagePresent(ctx, client, req, node);
-  } catch (err) {
-    return commandNotFound(nodeError(node, err), ctx);
+    made = await createPulling(ctx, req, node, () => client['run-container'](req));
+  } finally {
+    if (!made) early?.close();
   }
-  if (!container) {
-    await pullMissing(ctx, req.image, node);
-    try {
-      container = await client['create-container'](req);
-    } catch (err) {
-      return commandNotFound(nodeError(node, err), ctx);
-    }
-  }
+  if (!made) return EXIT_NOT_FOUND;
+  const { container, task } = made;
   const id = container.id;
-  const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
-  const watcher = detach ? undefined : await exitWatcher(ctx, id);
-  let io: InteractiveSession | undefined;
-  let task: Task;
-  // Attach before start: the monitor does not replay what the process wrote before. Without a
-  // session the task is started with its create, one round trip (and task-service read) fewer.
-  const attach = watcher !== undefined && (req.tty === true || req.stdin === true);
-  try {
-    task = await client.create({ id, ...(attach ? {} : { start: true }) });
-    if (attach) {
-      io = await session(ctx, proc, task, {
-        tty: req.tty ?? false,
-        stdin: req.stdin ?? false,
-        closeStdinAtEof: true,
-      });
-      // A failed session surfaces where it is awaited; until then it must not count as unhandled.
-      io.done.catch(() => undefined);
-      await io.ready;
-      await client.start({ id });
-    }
-  } catch (err) {
-    watcher?.close();
-    await client['delete-container']({ id, force: true }).catch(() => undefined);
-    return commandNotFound(nodeError(node, err), ctx);
-  }
-  if (!watcher) {
+  if (!early) {
     ctx.out.write(`${id}\n`);
     return 0;
   }
-  const unproxy = proxySignals((signal) => void client.kill({ id, signal }).catch(() => undefined));
-  let exit: ExitStatus;
+  let watcher: ExitWaiter;
+  let exited: Promise<ExitStatus>;
   try {
-    // Listening since before create: the exit event cannot have gone by, so the first state
-    // check (for a lost event) waits its interval instead of loading the services at start.
-    watcher.check({ now: false });
-    if (io) await io.done;
-    // The log path from the replies of create-container and create (what get-container returns).
-    else await followOutput(ctx, proc, logPathOf(ctx, { container, task }), watcher.exited);
-    exit = await watcher.exited;
+    watcher = await exitWatcher(ctx, id);
+    // Asked before the early listener goes: an exit it saw, or one until the waiter listens.
+    exited = Promise.race([watcher.exited, early.of(id)]);
   } finally {
-    unproxy();
-    watcher.close();
+    early.close();
   }
-  // The record goes before the reply; the stopped task, files, network and snapshot are freed by
-  // the task-service after it (a durable collection record: a crash leaves it to the reconcile),
-  // as containerd's CRI leaves snapshot removal to its collector. The CLI does not wait for runc
-  // delete, unmount and CNI DEL (~100 ms); a failed run above still removes in the foreground.
-  if (v.rm) await whileUnavailable(() => client['delete-container']({ id, force: true, background: true }));
-  return exit.exitCode;
+  const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
+  return finishRun(client, { proc, rm: v.rm === true, watcher, exited }, () =>
+    // The log path from the reply (create-container's container and create's task).
+    followOutput(ctx, proc, logPathOf(ctx, { container, task }), exited),
+  );
 }
 
 /**
- * create-container with the node's image check beside it instead of before it (one round trip
- * less when the image is there, as it mostly is). Undefined when the node lacks the image: the
- * create, made without it, failed and undid itself, and the caller pulls it (as `docker run`).
+ * `berth run -t`/`-i`: the session attaches between the task's create and its start (the monitor
+ * does not replay what the process wrote before), so create-container, create and start are
+ * three calls, with the exit waiter listening since before the task exists.
  */
-async function createIfImagePresent(
+async function runAttached(
   ctx: CliContext,
   client: TaskClient,
   req: CreateContainerRequest,
   node: string,
-): Promise<Container | undefined> {
-  const creating = client['create-container'](req);
-  // Settled below on every path; until then its failure must not count as unhandled.
-  creating.catch(() => undefined);
-  // Any answer but NOT_FOUND leaves the verdict to the create (which reads the same record).
-  const missing = await image(ctx, 'get', { name: req.image }, node).then(
-    () => false,
-    (err: unknown) => err instanceof BerthError && err.code === Code.NOT_FOUND,
-  );
-  if (!missing) return creating;
-  // A create that found it all the same (pulled meanwhile by another client) stands.
-  return creating.catch(() => undefined);
+  rm: boolean,
+): Promise<number> {
+  const container = await createPulling(ctx, req, node, () => client['create-container'](req));
+  if (!container) return EXIT_NOT_FOUND;
+  const id = container.id;
+  const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
+  const watcher = await exitWatcher(ctx, id);
+  let io: InteractiveSession;
+  try {
+    const task = await client.create({ id });
+    io = await session(ctx, proc, task, {
+      tty: req.tty ?? false,
+      stdin: req.stdin ?? false,
+      closeStdinAtEof: true,
+    });
+    // A failed session surfaces where it is awaited; until then it must not count as unhandled.
+    io.done.catch(() => undefined);
+    await io.ready;
+    await client.start({ id });
+  } catch (err) {
+    watcher.close();
+    await client['delete-container']({ id, force: true }).catch(() => undefined);
+    return commandNotFound(nodeError(node, err), ctx);
+  }
+  return finishRun(client, { proc, rm, watcher, exited: watcher.exited }, () => io.done);
 }
 
 /**
- * Retries while the task-service is unavailable (restarting under its supervisor), up to 30 s:
- * the container already exited, and `--rm` should not be lost to a restart.
+ * Waits for a started container's exit while `follow` shows its output, forwarding signals to
+ * it; with `rm` removes it. The record goes before the reply; the stopped task, files, network
+ * and snapshot are freed by the task-service after it (a durable collection record: a crash
+ * leaves it to the reconcile), as containerd's CRI leaves snapshot removal to its collector. The
+ * CLI does not wait for runc delete, unmount and CNI DEL (~100 ms); a failed run still removes in
+ * the foreground (the task-service's run-container, or runAttached).
  */
-async function whileUnavailable<T>(fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  let delay = 50;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!(err instanceof BerthError) || err.code !== Code.UNAVAILABLE || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 1000);
-    }
+async function finishRun(
+  client: TaskClient,
+  o: { proc: RemoteProcess; rm: boolean; watcher: ExitWaiter; exited: Promise<ExitStatus> },
+  follow: () => Promise<unknown>,
+): Promise<number> {
+  const id = o.proc.id;
+  const unproxy = proxySignals((signal) => void client.kill({ id, signal }).catch(() => undefined));
+  let exit: ExitStatus;
+  try {
+    // Listening since before the task existed: the exit event cannot have gone by, so the first
+    // state check (for a lost event) waits its interval instead of loading the services at start.
+    o.watcher.check({ now: false });
+    await follow();
+    exit = await o.exited;
+  } finally {
+    unproxy();
+    o.watcher.close();
   }
-}
-
-/** docker run's 127 for a command missing in the image; other errors propagate. */
-function commandNotFound(err: unknown, ctx: CliContext): number {
-  if (err instanceof BerthError && /executable file not found|no such file or directory/i.test(err.message)) {
-    ctx.err.write(`berth: ${err.message}\n`);
-    return EXIT_NOT_FOUND;
-  }
-  throw err;
+  if (o.rm) await whileUnavailable(() => client['delete-container']({ id, force: true, background: true }));
+  return exit.exitCode;
 }
 
 /** `berth exec`: runs a process in a running container and returns its exit code. */

@@ -7,10 +7,16 @@ export function containerHandlers(
   d: Domain,
 ): Pick<
   Handlers<typeof TaskApi>,
-  'create-container' | 'get-container' | 'list-containers' | 'update-container' | 'delete-container'
+  | 'create-container'
+  | 'run-container'
+  | 'get-container'
+  | 'list-containers'
+  | 'update-container'
+  | 'delete-container'
 > {
   return {
     'create-container': (req, ctx) => d.containers.create(ctx.namespace, req),
+    'run-container': (req, ctx) => d.tasks.run(ctx.namespace, req),
     'get-container': (req, ctx) => d.containers.get(ctx.namespace, req.id),
     'list-containers': async (req, ctx) => {
       const page = await d.containers.list(ctx.namespace, req);

@@ -4,7 +4,12 @@ import type { Domain } from '../domain.js';
 
 type TaskHandlers = Omit<
   Handlers<typeof TaskApi>,
-  'create-container' | 'get-container' | 'list-containers' | 'update-container' | 'delete-container'
+  | 'create-container'
+  | 'run-container'
+  | 'get-container'
+  | 'list-containers'
+  | 'update-container'
+  | 'delete-container'
 >;
 
 /** Handlers of the tasks half: each goes to the shim of the container's node. */
