@@ -104,7 +104,7 @@ it(
     await waitAllAnswer(s);
     const fills = faults
       .filter((f) => f.kind === FaultKind.fillDisk)
-      .map((f) => ({ atMs: f.atMs, endMs: f.atMs + f.recoveryMs }));
+      .map((f) => ({ atMs: f.atMs, endMs: f.clearedMs ?? f.atMs + f.recoveryMs }));
     const checks = await checkLive(s, rec, exits, fills);
     checks.push(...(await checkPodsThenClean(cri, pods, { ...s, redisUrl: s.redis.url }, rec.ids)));
     stopRecording();

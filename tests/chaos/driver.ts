@@ -59,6 +59,8 @@ export interface FaultRecord {
   atMs: number;
   /** From the fault to every service answering `info` again. */
   recoveryMs: number;
+  /** A disk fill: when its files were removed (ms after t0), the end of the disk being full. */
+  clearedMs?: number;
 }
 
 /** Waits until every service of the stack answers `info` (the recovery condition). */
@@ -95,6 +97,7 @@ async function inject(
 ): Promise<FaultRecord> {
   const atMs = Date.now() - t0;
   let target: string;
+  let clearedMs: number | undefined;
   switch (kind) {
     case FaultKind.killService: {
       const name = pick(rand, s.services);
@@ -139,11 +142,12 @@ async function inject(
       await pause(1000 + Math.floor(rand() * 3000));
       await rm(fill, { force: true });
       await rm(`${fill}-rest`, { force: true });
+      clearedMs = Date.now() - t0;
       break;
     }
   }
   await waitAllAnswer(s);
-  return { kind, target, atMs, recoveryMs: Date.now() - t0 - atMs };
+  return { kind, target, atMs, recoveryMs: Date.now() - t0 - atMs, ...(clearedMs ? { clearedMs } : {}) };
 }
 
 /**
