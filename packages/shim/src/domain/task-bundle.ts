@@ -4,12 +4,12 @@ import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth
 import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
-import { monitorAlive, readIntFile } from '../runtime/monitor.js';
+import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { removeAttachLink } from './attach-links.js';
 import { containerFilesDir, writeContainerFiles } from './container-files.js';
 import type { ExitRecorder } from './exit-recorder.js';
-import { exists, writeAtomic } from './files.js';
+import { exists, writeAtomic, writeAtomicNow } from './files.js';
 import type { ShimHost } from './host.js';
 import { applyCapabilities, applyUser } from './identity/index.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
@@ -159,7 +159,7 @@ export async function createTask(
         id,
         status: 'created',
         pid,
-        monitorPid: (await readIntFile(p.conmonPidFile)) ?? 0,
+        monitorPid: readIntFileNow(p.conmonPidFile) ?? 0,
         dir: p.bundle,
         logPath,
         terminal: req.terminal,
@@ -169,7 +169,7 @@ export async function createTask(
       if (req.stdin && req.stdinOnce === false) rec.stdinKeep = true;
       if (ownPidNamespace(spec)) rec.ownPidNs = true;
       if (created.traceparent) rec.traceparent = created.traceparent;
-      await writeAtomic(p.meta, JSON.stringify(rec));
+      writeAtomicNow(p.meta, JSON.stringify(rec));
       await host.store.put(rec);
       recorded = true;
       const t4 = performance.now();
