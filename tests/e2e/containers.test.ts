@@ -729,6 +729,21 @@ describe('task operations over NATS', () => {
     expect((await run('create', '--name', 'bad-run', IMAGE, 'true')).code).toBe(0);
     expect((await run('rm', 'bad-run')).code).toBe(0);
   });
+
+  it('create with start records the exit of a process that ends at once, without a state call', async () => {
+    const c = await run('create', '--name', 'gone-at-once', IMAGE, 'sh', '-c', 'exit 7');
+    expect(c.code, c.stderr).toBe(0);
+    const id = c.stdout.trim();
+    const t = await call(s.nc, TaskApi, 'create', { id, start: true });
+    expect(t).toMatchObject({ id, status: 'running' });
+    // get-container reads the store only (state would ask the shim and heal a missed exit): the
+    // exit is recorded from its event, or by the create when the event came before the record.
+    await until('the exit to be recorded', async () => {
+      const info = await call(s.nc, TaskApi, 'get-container', { id }, { timeoutMs: 5_000 });
+      return info.task?.status === 'stopped' && info.task.exitCode === 7;
+    });
+    expect((await run('rm', 'gone-at-once')).code).toBe(0);
+  });
 });
 
 describe('output through pipes', () => {

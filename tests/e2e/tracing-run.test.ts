@@ -133,24 +133,26 @@ describe('with a collector', () => {
     const taskCreate = one('task-service', 'task-service/create', OtlpKind.server);
     expect(taskCreate.parentSpanId).toBe(cliCreate.spanId);
     expect(spans.some((s) => s.service === 'berth' && s.name === 'task-service/start')).toBe(false);
-    const shimStart = one('shim', 'shim/start', OtlpKind.server);
-    const shimStartCall = spans.find((s) => s.spanId === shimStart.parentSpanId);
-    expect(shimStartCall?.parentSpanId).toBe(taskCreate.spanId);
-    expect(shimStart.attributes).toMatchObject({
+    // ... and the shim starts it in its create: one shim request, no `start`.
+    expect(spans.some((s) => s.name === 'shim/start')).toBe(false);
+    const shimCreate = one('shim', 'shim/create', OtlpKind.server);
+    const shimCreateCall = spans.find((s) => s.spanId === shimCreate.parentSpanId);
+    expect(shimCreateCall?.parentSpanId).toBe(taskCreate.spanId);
+    expect(shimCreate.attributes).toMatchObject({
       'rpc.system': 'nats',
-      'rpc.method': 'start',
+      'rpc.method': 'create',
       'messaging.system': 'nats',
       'berth.namespace': 'default',
     });
     // berth's own attributes: what each request worked on.
-    const containerId = String(shimStart.attributes['berth.container.id']);
+    const containerId = String(shimCreate.attributes['berth.container.id']);
     expect(containerId).toMatch(/^[0-9a-f]{64}$/);
     expect(taskCreate.attributes['berth.container.id']).toBe(containerId);
     expect(one('image-service', 'image-service/pull', OtlpKind.server).attributes['berth.image.ref']).toBe(
       image,
     );
-    expect(String(shimStart.attributes['messaging.destination.name'])).toBe(
-      `berth.${stack.nodeId}.shim.v1.start`,
+    expect(String(shimCreate.attributes['messaging.destination.name'])).toBe(
+      `berth.${stack.nodeId}.shim.v1.create`,
     );
 
     // The shim's work: rootfs, bundle, conmon, and every runc invocation with its exit status.
@@ -165,7 +167,7 @@ describe('with a collector', () => {
     const start = one('shim', 'runc start (exec fifo)');
     expect(start.attributes['berth.start.through']).toBe('started');
     expect(start.status.code).toBe(OtlpStatus.ok);
-    expect(start.parentSpanId).toBe(shimStart.spanId);
+    expect(start.parentSpanId).toBe(shimCreate.spanId);
     expect(spans.some((s) => s.service === 'shim' && /^cni bridge ADD$/.test(s.name))).toBe(true);
 
     // The pull it needed: registry requests (no credentials in the URL), verification, commit, layers.
@@ -188,9 +190,9 @@ describe('with a collector', () => {
     // The exit: announced in this trace, in a span of its own, and linked by its consumers.
     const exit = one('shim', 'task exit');
     expect(exit.attributes['process.exit.code']).toBe(0);
-    // Under the request that started the process (or created it, when the exit beat start's record).
+    // Under the request that created and started the process.
     const exitParent = spans.find((s) => s.spanId === exit.parentSpanId);
-    expect(['shim/start', 'shim/create']).toContain(exitParent?.name);
+    expect(exitParent?.name).toBe('shim/create');
     expect(exitParent?.attributes['berth.container.id']).toBe(containerId);
     const producer = spans.find((s) => s.kind === OtlpKind.producer && s.parentSpanId === exit.spanId);
     expect(producer?.name).toBe('publish berth.events.tasks.exit');
@@ -323,7 +325,7 @@ describe('without a collector', () => {
     // keys but never the values (the shim's start stores this very traceparent: not shown).
     const db = spans.filter((s) => s.attributes['db.system'] === 'redis');
     const parentName = (s: StoredSpan) => spans.find((p) => p.spanId === s.parentSpanId)?.name;
-    const transition = db.find((s) => s.name === 'EVAL shim transition' && parentName(s) === 'shim/start');
+    const transition = db.find((s) => s.name === 'EVAL shim transition' && parentName(s) === 'shim/create');
     expect(transition, db.map((s) => `${s.name} <- ${parentName(s)}`).join('\n')).toBeDefined();
     expect(transition).toMatchObject({
       kind: 2,
@@ -364,7 +366,9 @@ describe('without a collector', () => {
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>)
       .filter((l) => l.msg === 'request' && l.trace_id === traceId);
-    expect(access.map((l) => l.op)).toEqual(expect.arrayContaining(['create', 'start', 'delete']));
+    // The task is created and started by one `create`: no `start` request.
+    expect(access.map((l) => l.op)).toEqual(expect.arrayContaining(['create', 'delete']));
+    expect(access.map((l) => l.op)).not.toContain('start');
     for (const a of access) {
       expect(a).toMatchObject({ level: 30, service: 'shim' });
       // The removal asks the shim whether it still holds a task the task-service never recorded:

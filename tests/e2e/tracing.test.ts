@@ -137,16 +137,21 @@ describe('tracing across services', () => {
     const run = await stack.berth('run', '--rm', image, 'true');
     expect(run.code, run.stderr).toBe(0);
 
-    // The shim's server span for `start` is a child of the task-service's client span for it,
-    // made while serving the CLI's request.
-    const shimServer = await otlp.waitForSpan(
-      (s) => s.service === 'shim' && s.kind === OtlpKind.server && s.name === 'shim/start',
-    );
+    // The shim's server span for `create` (which starts the task too: no session to attach) is a
+    // child of the task-service's client span for it, made while serving the CLI's request.
+    const start = await otlp.waitForSpan((s) => s.service === 'shim' && s.name === 'runc start (exec fifo)');
+    const shimServer = await parentOf(start);
+    expect(shimServer, describeSpan(shimServer)).toMatchObject({
+      service: 'shim',
+      kind: OtlpKind.server,
+      name: 'shim/create',
+      traceId: start.traceId,
+    });
     const client = await parentOf(shimServer);
     expect(client, describeSpan(client)).toMatchObject({
       service: 'task-service',
       kind: OtlpKind.client,
-      name: 'shim/start',
+      name: 'shim/create',
       traceId: shimServer.traceId,
     });
     const taskServer = await parentOf(client);

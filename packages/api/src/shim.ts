@@ -122,6 +122,13 @@ export const ShimCreateRequest = TaskRef.extend({
    * under way or before has; a spec naming another path is refused (INVALID_ARGUMENT).
    */
   netnsPod: z.string().min(1).max(128).optional(),
+  /**
+   * Start the task in this call once it is created, as a `start` right after would (recorded
+   * `created`, then `running`): the reply is the started task. A start that fails removes the
+   * task again (as a failed create) and the call fails with the start's error. A shim without
+   * this field replies `created`, and the caller starts it.
+   */
+  start: z.boolean().optional(),
 });
 export type ShimCreateRequest = z.infer<typeof ShimCreateRequest>;
 
@@ -388,7 +395,7 @@ export const ShimApi = defineService({
       input: ShimCreateRequest,
       output: ShimState,
       timeoutMs: 60_000,
-      description: 'write the bundle, mount the rootfs, runc create under conmon',
+      description: 'write the bundle, mount the rootfs, runc create under conmon (and start it, with start)',
     }),
     start: op({
       input: ShimTaskRef,

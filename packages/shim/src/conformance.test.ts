@@ -101,6 +101,33 @@ describe.each(impls)('shim conformance: %s', (_label, make, rootfsOf) => {
     expect(await c.delete({ namespace: ns, id })).toMatchObject({ status: 'stopped', exitCode: 3 });
   });
 
+  it('creates and starts a task in one call with start; a process that exits at once is waited for', async () => {
+    const c = make();
+    const id = newId();
+    const spec = await makeSpec(['sh', '-c', 'sleep 0.3; exit 4'], { cgroupsPath: `/berth-test/conf/${id}` });
+    const st = await c.create({ namespace: ns, id, spec, rootfs: bindRootfs(rootfsOf()), start: true });
+    expect(st).toMatchObject({ id, status: 'running' });
+    expect(st.pid).toBeGreaterThan(0);
+    expect(Date.parse(st.startedAt ?? '')).toBeGreaterThan(0);
+    expect(await codeOf(c.start({ namespace: ns, id }))).toBe('FAILED_PRECONDITION');
+    expect(await c.wait({ namespace: ns, id })).toMatchObject({ exitCode: 4 });
+    await c.delete({ namespace: ns, id });
+
+    const quick = newId();
+    const exits = await makeSpec(['sh', '-c', 'exit 6'], { cgroupsPath: `/berth-test/conf/${quick}` });
+    const q = await c.create({
+      namespace: ns,
+      id: quick,
+      spec: exits,
+      rootfs: bindRootfs(rootfsOf()),
+      start: true,
+    });
+    // Started, and perhaps already recorded as exited by the time the reply is built.
+    expect(['running', 'stopped']).toContain(q.status);
+    expect(await c.wait({ namespace: ns, id: quick })).toMatchObject({ exitCode: 6 });
+    expect(await c.delete({ namespace: ns, id: quick })).toMatchObject({ status: 'stopped', exitCode: 6 });
+  });
+
   it('answers the same error codes', async () => {
     const c = make();
     expect(await codeOf(c.state({ namespace: ns, id: 'nope' }))).toBe('NOT_FOUND');

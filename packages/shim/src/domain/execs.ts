@@ -2,7 +2,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
 import { withSpan } from '@berth/kit/tracing';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
-import { monitorAlive, readIntFile } from '../runtime/monitor.js';
+import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
 import { removeAttachLink } from './attach-links.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { writeAtomic } from './files.js';
@@ -115,7 +115,7 @@ export class ExecProcesses {
         execId,
         status: 'created',
         pid: 0,
-        monitorPid: (await readIntFile(ep.conmonPidFile)) ?? 0,
+        monitorPid: readIntFileNow(ep.conmonPidFile) ?? 0,
         dir: ep.dir,
         logPath: ep.log,
         terminal: req.terminal,

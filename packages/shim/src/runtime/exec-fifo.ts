@@ -1,5 +1,5 @@
-import { constants, open, readSync } from 'node:fs';
-import { readFile, unlink } from 'node:fs/promises';
+import { constants, openSync, readSync, unlinkSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
@@ -37,10 +37,9 @@ export async function startThroughFifo(
   let fd: number;
   try {
     // Non-blocking: a reader's open of a fifo returns at once, and the init's pending open for
-    // writing completes as soon as there is a reader.
-    fd = await new Promise<number>((resolve, reject) =>
-      open(path, constants.O_RDONLY | constants.O_NONBLOCK, (err, fd) => (err ? reject(err) : resolve(fd))),
-    );
+    // writing completes as soon as there is a reader. Inline: a thread-pool trip would only add
+    // a wait behind the pool's other work on the path of every start.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'no-fifo';
     throw err;
@@ -98,7 +97,7 @@ export async function startThroughFifo(
     // The socket owns the descriptor now: destroying it closes it.
     fifo.destroy();
   }
-  await unlink(path);
+  unlinkSync(path);
   return 'started';
 }
 

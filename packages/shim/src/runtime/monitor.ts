@@ -1,4 +1,4 @@
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 
 /**
@@ -24,6 +24,21 @@ export async function monitorAlive(pid: number): Promise<boolean> {
 export async function readIntFile(path: string): Promise<number | undefined> {
   try {
     const t = (await readFile(path, 'utf8')).trim();
+    if (!/^-?\d+$/.test(t)) return undefined;
+    return Number(t);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * readIntFile done inline: a few µs for a pid file conmon has just written (page cache), where
+ * readFile's four thread-pool trips wait behind whatever else the pool runs (tens of ms under
+ * load, on the path of every task create).
+ */
+export function readIntFileNow(path: string): number | undefined {
+  try {
+    const t = readFileSync(path, 'utf8').trim();
     if (!/^-?\d+$/.test(t)) return undefined;
     return Number(t);
   } catch {

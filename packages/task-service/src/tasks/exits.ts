@@ -1,6 +1,6 @@
 import type { ExitStatus, TaskExit } from '@berth/api';
 
-type Waiter = (e: ExitStatus) => void;
+type Waiter = (e: TaskExit) => void;
 
 /**
  * In-memory waiters for process exits, fed by the `tasks.exit` subscription. A wait registers here
@@ -15,22 +15,34 @@ export class ExitWaiters {
 
   /** Registers a waiter; returns its promise and a cancel function. */
   register(key: string): { exited: Promise<ExitStatus>; cancel: () => void } {
-    let fn!: Waiter;
-    const exited = new Promise<ExitStatus>((resolve) => {
-      fn = resolve;
+    let resolve!: (s: ExitStatus) => void;
+    const exited = new Promise<ExitStatus>((r) => {
+      resolve = r;
     });
+    const cancel = this.watch(key, (e) => {
+      const status: ExitStatus = { exitCode: e.exitCode, exitedAt: e.exitedAt };
+      if (e.reason) status.reason = e.reason;
+      resolve(status);
+    });
+    return { exited, cancel };
+  }
+
+  /**
+   * Calls fn, synchronously, with the next exit of the process (the whole event: its pid tells
+   * one run from another); returns the function that cancels the watch.
+   */
+  watch(key: string, fn: (e: TaskExit) => void): () => void {
     let set = this.waiters.get(key);
     if (!set) {
       set = new Set();
       this.waiters.set(key, set);
     }
     set.add(fn);
-    const cancel = () => {
+    return () => {
       const s = this.waiters.get(key);
       s?.delete(fn);
       if (s?.size === 0) this.waiters.delete(key);
     };
-    return { exited, cancel };
   }
 
   /** Wakes every waiter of the process that exited. */
@@ -39,9 +51,7 @@ export class ExitWaiters {
     const set = this.waiters.get(key);
     if (!set) return;
     this.waiters.delete(key);
-    const status: ExitStatus = { exitCode: e.exitCode, exitedAt: e.exitedAt };
-    if (e.reason) status.reason = e.reason;
-    for (const w of set) w(status);
+    for (const w of set) w(e);
   }
 
   size(): number {

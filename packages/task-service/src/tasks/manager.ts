@@ -129,8 +129,9 @@ export class TaskManager {
    * then running); a start that fails deletes the task again and throws its error.
    */
   async create(ns: string, ref: string, opts: { start?: boolean; netnsPod?: string } = {}): Promise<Task> {
-    const { c, t } = await this.createLocked(ns, ref, opts.netnsPod);
-    if (!opts.start) return t;
+    const { c, t } = await this.createLocked(ns, ref, opts.netnsPod, opts.start === true);
+    // The shim started it in its create (a shim that cannot replies `created`: started here).
+    if (!opts.start || t.status !== 'created') return t;
     try {
       const st = await this.startTask(c, t);
       return { ...t, status: 'running', pid: st.pid, ...(st.startedAt ? { startedAt: st.startedAt } : {}) };
@@ -168,8 +169,18 @@ export class TaskManager {
     }
   }
 
-  /** create() under the container's lock: the container as it was then and its new task. */
-  private async createLocked(ns: string, ref: string, netnsPod?: string): Promise<{ c: Container; t: Task }> {
+  /**
+   * create() under the container's lock: the container as it was then and its new task. With
+   * `start` the shim is asked to start the task in the same call; a task it started is recorded
+   * `running` at once (both events published), and an exit announced before that record existed
+   * is recorded once it does (see recordEarlyExit).
+   */
+  private async createLocked(
+    ns: string,
+    ref: string,
+    netnsPod: string | undefined,
+    start: boolean,
+  ): Promise<{ c: Container; t: Task }> {
     const id = CONTAINER_ID_PATTERN.test(ref) ? ref : (await this.store.resolve(ns, ref)).id;
     // The record, the removal mark and the task, read with the lock's acquire: one round trip.
     const read = () => this.store.current(ns, id);
@@ -189,37 +200,76 @@ export class TaskManager {
       }
       // The mounts prepare gave at create (one hop fewer); older records ask the snapshot-service.
       const rootfs = c.rootfs ?? (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
-      const st = await this.deps.shim(c.node, ns).create({
-        namespace: ns,
-        id: c.id,
-        spec: nodeInput(c),
-        rootfs,
-        terminal: c.io.terminal,
-        stdin: c.io.stdin,
-        ...(c.io.logPath ? { logPath: c.io.logPath } : {}),
-        ...(usesShimFiles(c) ? { files: shimFiles(c) } : {}),
-        seccomp: seccompOf(c.config),
-        capabilities: capabilitiesOf(c.config),
-        // Containers stored before users were left to the node have theirs resolved in the spec.
-        ...(c.config.user !== undefined ? { user: c.config.user } : {}),
-        ...(netnsPod ? { netnsPod } : {}),
-      });
-      const t: Task = {
-        id: c.id,
-        namespace: ns,
-        node: c.node,
-        status: 'created',
-        pid: st.pid,
-        createdAt: new Date().toISOString(),
-      };
-      if (st.logPath) t.logPath = st.logPath;
-      if (st.attachPath) t.attachPath = st.attachPath;
-      if (st.ctlPath) t.ctlPath = st.ctlPath;
-      // The task, the container as resolved and the lock's release in one round trip.
-      await this.store.commitTask(t, lock, st.resolved ? withResolved(c, st.resolved) : undefined);
-      this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
-      return { c, t };
+      // A process started by the shim may exit before its task is recorded here, and onExit finds
+      // no task to record it on then: the exit is caught here and recorded after the commit.
+      const early: TaskExit[] = [];
+      const unwatch = start ? this.waiters.watch(ExitWaiters.key(ns, c.id), (e) => early.push(e)) : undefined;
+      try {
+        const st = await this.deps.shim(c.node, ns).create({
+          namespace: ns,
+          id: c.id,
+          spec: nodeInput(c),
+          rootfs,
+          terminal: c.io.terminal,
+          stdin: c.io.stdin,
+          ...(c.io.logPath ? { logPath: c.io.logPath } : {}),
+          ...(usesShimFiles(c) ? { files: shimFiles(c) } : {}),
+          seccomp: seccompOf(c.config),
+          capabilities: capabilitiesOf(c.config),
+          // Containers stored before users were left to the node have theirs resolved in the spec.
+          ...(c.config.user !== undefined ? { user: c.config.user } : {}),
+          ...(netnsPod ? { netnsPod } : {}),
+          ...(start ? { start } : {}),
+        });
+        // `stopped` too: it started, and its exit is recorded below or by its event.
+        const started = st.status === 'running' || st.status === 'stopped';
+        const t: Task = {
+          id: c.id,
+          namespace: ns,
+          node: c.node,
+          status: started ? 'running' : 'created',
+          pid: st.pid,
+          createdAt: new Date().toISOString(),
+        };
+        if (started) t.startedAt = st.startedAt ?? t.createdAt;
+        if (st.logPath) t.logPath = st.logPath;
+        if (st.attachPath) t.attachPath = st.attachPath;
+        if (st.ctlPath) t.ctlPath = st.ctlPath;
+        // The task, the container as resolved and the lock's release in one round trip.
+        await this.store.commitTask(t, lock, st.resolved ? withResolved(c, st.resolved) : undefined);
+        this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
+        if (started) {
+          this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
+          await this.recordEarlyExit(c, st, early);
+        }
+        return { c, t };
+      } finally {
+        unwatch?.();
+      }
     });
+  }
+
+  /**
+   * Records the exit of a task the shim started in its create when it came before the task's
+   * record (its event then found nothing to record on), or came back in the create's reply.
+   * An exit of an earlier run (another pid) is not this task's.
+   */
+  private async recordEarlyExit(c: Container, st: ShimState, early: TaskExit[]): Promise<void> {
+    const seen = early.find((e) => e.pid === st.pid || e.pid === 0);
+    const exit: TaskExit | undefined =
+      seen ??
+      (st.status === 'stopped' && st.exitCode !== undefined
+        ? {
+            namespace: c.namespace,
+            id: c.id,
+            pid: st.pid,
+            exitCode: st.exitCode,
+            exitedAt: st.exitedAt ?? new Date().toISOString(),
+            node: c.node,
+            ...(st.reason ? { reason: st.reason } : {}),
+          }
+        : undefined);
+    if (exit) await this.onExit(exit);
   }
 
   /** Starts the task, or one of its exec processes. */
