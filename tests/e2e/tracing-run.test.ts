@@ -126,18 +126,23 @@ describe('with a collector', () => {
         svc,
       ).toBe(true);
     }
-    // Each call of the CLI is its client span, parent of the callee's server span.
-    // With no session to attach first, the CLI creates and starts the task in one call.
-    const cliCreate = one('berth', 'task-service/create', OtlpKind.client);
-    expect(cliCreate.parentSpanId).toBe(roots[0]?.spanId);
-    const taskCreate = one('task-service', 'task-service/create', OtlpKind.server);
-    expect(taskCreate.parentSpanId).toBe(cliCreate.spanId);
-    expect(spans.some((s) => s.service === 'berth' && s.name === 'task-service/start')).toBe(false);
-    // ... and the shim starts it in its create: one shim request, no `start`.
+    // Each call of the CLI is its client span, parent of the callee's server span. With no
+    // session to attach first, the CLI makes the container and starts its task in one call
+    // (run-container; a first one failed NOT_FOUND before the pull), and the shim starts the task
+    // in its create: one shim request, no `start`.
     expect(spans.some((s) => s.name === 'shim/start')).toBe(false);
+    expect(spans.some((s) => s.service === 'berth' && /^task-service\/(create|start)$/.test(s.name))).toBe(
+      false,
+    );
     const shimCreate = one('shim', 'shim/create', OtlpKind.server);
     const shimCreateCall = spans.find((s) => s.spanId === shimCreate.parentSpanId);
-    expect(shimCreateCall?.parentSpanId).toBe(taskCreate.spanId);
+    const taskCreate = spans.find((s) => s.spanId === shimCreateCall?.parentSpanId);
+    expect(taskCreate).toMatchObject({ service: 'task-service', name: 'task-service/run-container' });
+    expect(taskCreate?.kind).toBe(OtlpKind.server);
+    const cliCreate = spans.find((s) => s.spanId === taskCreate?.parentSpanId);
+    expect(cliCreate).toMatchObject({ service: 'berth', name: 'task-service/run-container' });
+    expect(cliCreate?.kind).toBe(OtlpKind.client);
+    expect(cliCreate?.parentSpanId).toBe(roots[0]?.spanId);
     expect(shimCreate.attributes).toMatchObject({
       'rpc.system': 'nats',
       'rpc.method': 'create',
@@ -147,7 +152,8 @@ describe('with a collector', () => {
     // berth's own attributes: what each request worked on.
     const containerId = String(shimCreate.attributes['berth.container.id']);
     expect(containerId).toMatch(/^[0-9a-f]{64}$/);
-    expect(taskCreate.attributes['berth.container.id']).toBe(containerId);
+    // run-container names no container (it makes one): its span carries the image it runs.
+    expect(taskCreate?.attributes['berth.image.ref']).toBe(image);
     expect(one('image-service', 'image-service/pull', OtlpKind.server).attributes['berth.image.ref']).toBe(
       image,
     );
