@@ -1,5 +1,6 @@
 import { BerthError, Code } from '@berth/api';
 import { attach, resizeTerminal } from '@berth/shim/attach';
+import { terminalSizer } from './terminal-size.js';
 
 /** What an interactive session needs of a process: its monitor's attach socket and control fifo. */
 export interface Attachable {
@@ -38,7 +39,7 @@ export function interactive(
   let ready: Promise<void> = Promise.resolve();
   if (o.tty && p.ctlPath && output.isTTY) {
     const ctl = p.ctlPath;
-    const resize = () => resizeTerminal(ctl, output.rows || 24, output.columns || 80).catch(() => undefined);
+    const resize = terminalSizer(output, (rows, cols) => resizeTerminal(ctl, rows, cols));
     ready = resize();
     const onWinch = () => void resize();
     process.on('SIGWINCH', onWinch);

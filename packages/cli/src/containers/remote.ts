@@ -13,6 +13,7 @@ import { type CliContext, namespaceOf } from '../context.js';
 import { onOtherNode as isOther, nodeError } from '../nodes.js';
 import type { LogSink } from './cri-log.js';
 import type { InteractiveSession } from './interactive.js';
+import { terminalSizer } from './terminal-size.js';
 
 /** True when `node` is not this CLI's node: the container's files are not on this disk. */
 export function onOtherNode(ctx: CliContext, node: string): boolean {
@@ -114,23 +115,15 @@ export async function remoteInteractive(
   if (o.tty && output.isTTY) {
     const nc = await ctx.nats();
     const namespace = namespaceOf();
-    const resize = () =>
+    const resize = terminalSizer(output, (rows, cols) =>
       call(
         nc,
         ShimApi,
         'resize',
-        {
-          namespace,
-          id: p.id,
-          ...(p.execId ? { execId: p.execId } : {}),
-          rows: Math.min(1000, output.rows || 24),
-          cols: Math.min(1000, output.columns || 80),
-        },
+        { namespace, id: p.id, ...(p.execId ? { execId: p.execId } : {}), rows, cols },
         { node: p.node, namespace },
-      ).then(
-        () => undefined,
-        () => undefined,
-      );
+      ),
+    );
     ready = resize();
     const onWinch = () => void resize();
     process.on('SIGWINCH', onWinch);
