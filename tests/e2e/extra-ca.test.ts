@@ -2,18 +2,20 @@
 // Node 20 would parse before any JavaScript runs. A user who needs those CAs must see no
 // difference: the CLI's own TLS connections trust them (a NATS server whose CA is given only
 // through the variable), and every process `berth up` starts gets the variable back.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ImageApi } from '@berth/api';
-import { call, connectNats } from '@berth/kit';
+import { connectNats } from '@berth/kit';
 import { makeTestPki, startNats, startRedis, type TestPki, type TestServer } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type IsolatedEnv, isolatedEnv, REPO_ROOT, runBerth } from '../harness/index.js';
+import {
+  type IsolatedEnv,
+  isolatedEnv,
+  type RunningImageService,
+  runBerth,
+  startImageService,
+} from '../harness/index.js';
 import { type Stack, startStack } from '../harness/stack.js';
-import { until } from './containers-stack.js';
 
 let pki: TestPki;
 
@@ -38,9 +40,8 @@ describe('berth through its launcher, on a TLS NATS whose CA only NODE_EXTRA_CA_
   let nats: TestServer;
   let redis: TestServer;
   let inst: IsolatedEnv;
-  let svc: ChildProcess;
+  let svc: RunningImageService;
   let nc: NatsConnection;
-  let out = '';
   /** A config file whose CLI asks for TLS (natsTls without a CA of its own). */
   let tlsConfig: string;
 
@@ -52,29 +53,12 @@ describe('berth through its launcher, on a TLS NATS whose CA only NODE_EXTRA_CA_
     tlsConfig = join(inst.root, 'config-tls.json');
     const config = JSON.parse(readFileSync(inst.configFile, 'utf8')) as Record<string, unknown>;
     writeFileSync(tlsConfig, JSON.stringify({ ...config, natsTls: {} }));
-    // The service is a plain node process: Node itself loads the variable.
-    svc = spawn(process.execPath, [join(REPO_ROOT, 'packages', 'image-service', 'dist', 'main.js')], {
-      env: { ...process.env, ...inst.env, NODE_EXTRA_CA_CERTS: pki.ca },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    svc.stdout?.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    svc.stderr?.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
     nc = await connectNats({ url: nats.url, name: 'e2e-extra-ca', tls: { ca: pki.ca } });
-    await until('the image-service to answer info', async () => {
-      if (svc.exitCode !== null) throw new Error(`image-service exited ${svc.exitCode}:\n${out}`);
-      return (await call(nc, ImageApi, 'info', {}, { node: inst.nodeId, timeoutMs: 1000 })).pid === svc.pid;
-    });
+    // The service is a plain node process: Node itself loads the variable.
+    svc = await startImageService(inst, nc, { NODE_EXTRA_CA_CERTS: pki.ca });
   });
   afterAll(async () => {
-    if (svc && svc.exitCode === null && svc.signalCode === null) {
-      const exited = once(svc, 'exit');
-      svc.kill('SIGTERM');
-      await exited;
-    }
+    await svc?.stop();
     await nc?.close();
     await Promise.all([nats?.stop(), redis?.stop()]);
   });

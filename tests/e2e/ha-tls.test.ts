@@ -2,12 +2,8 @@
 // `berth` talk TLS to a three-server NATS cluster and to Redis under Sentinel (TLS too), with a
 // CA made for this run. The NATS server the image-service uses is SIGKILLed, then the Redis
 // primary; the image pulled before both is still listed, and pulls go on.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { join } from 'node:path';
-import { ImageApi } from '@berth/api';
 import { busyboxTar, makeImage, makeLayer, uploadImage } from '@berth/image-service/testing';
-import { call, connectNats, keys } from '@berth/kit';
+import { connectNats, keys } from '@berth/kit';
 import {
   makeTestPki,
   type NatsCluster,
@@ -20,7 +16,13 @@ import {
 } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type IsolatedEnv, isolatedEnv, REPO_ROOT, runBerth } from '../harness/index.js';
+import {
+  type IsolatedEnv,
+  isolatedEnv,
+  type RunningImageService,
+  runBerth,
+  startImageService,
+} from '../harness/index.js';
 import { until } from './containers-stack.js';
 
 const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
@@ -31,8 +33,7 @@ let set: RedisSentinelSet;
 let registry: TestServer & { host: string };
 let inst: IsolatedEnv;
 let nc: NatsConnection;
-let svc: ChildProcess;
-let out = '';
+let svc: RunningImageService;
 
 const berth = (...args: string[]) => runBerth(args, { env: inst.env });
 
@@ -61,27 +62,10 @@ beforeAll(async () => {
     env: { BERTH_LOG_LEVEL: 'info' },
   });
   nc = await connectNats({ url: cluster.url, name: 'e2e-ha', tls: client });
-  svc = spawn(process.execPath, [join(REPO_ROOT, 'packages', 'image-service', 'dist', 'main.js')], {
-    env: { ...process.env, ...inst.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  svc.stdout?.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  svc.stderr?.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  await until('the image-service to answer info', async () => {
-    if (svc.exitCode !== null) throw new Error(`image-service exited ${svc.exitCode}:\n${out}`);
-    return (await call(nc, ImageApi, 'info', {}, { node: inst.nodeId, timeoutMs: 1000 })).pid === svc.pid;
-  });
+  svc = await startImageService(inst, nc);
 });
 afterAll(async () => {
-  if (svc && svc.exitCode === null && svc.signalCode === null) {
-    const exited = once(svc, 'exit');
-    svc.kill('SIGTERM');
-    await exited;
-  }
+  await svc?.stop();
   await nc?.close();
   await Promise.all([cluster?.stop(), set?.stop(), registry?.stop()]);
   await pki?.remove();

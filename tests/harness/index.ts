@@ -6,10 +6,12 @@
  * - `startStack()` (stack.ts): `berth up` in such an installation with free embedded ports (or
  *   external servers), returning a handle with `berth()`, `status()`, `state()`, `waitForStatus()`
  *   and `stop()`; plus `waitFor()`, `alive()` and `readStackState()`;
+ * - `startImageService()` (image-service.ts): the image-service as its own process, answering;
  * - `startOtlpReceiver()` (otlp.ts): an OTLP/HTTP trace receiver collecting the spans services export.
  * Servers for tests themselves (nats-server, redis-server, docker-registry) come from @berth/testing.
  */
 export * from './berth.js';
 export * from './command.js';
+export * from './image-service.js';
 export * from './otlp.js';
 export * from './stack.js';

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BERTH_VERSION } from '@berth/api/version';
-import { restoreExtraCaCerts } from '@berth/kit/extra-ca';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // bin/berth, the sh launcher users run (scripts/setup.sh links /usr/local/bin/berth to it), with
@@ -60,15 +59,50 @@ describe('bin/berth (the launcher)', () => {
     expect(vars({ NODE_EXTRA_CA_CERTS: caFile })).toEqual([`BERTH_EXTRA_CA_CERTS=${caFile}`]);
   });
 
-  it('leaves it to node when node would not load it, or would not use its bundled roots', () => {
+  it('moves it whatever the path holds: spaces, a symbolic link (kept as given)', () => {
+    const spaced = join(root, 'dir with spaces', 'my ca.pem');
+    mkdirSync(dirname(spaced));
+    writeFileSync(spaced, '');
+    expect(vars({ NODE_EXTRA_CA_CERTS: spaced })).toEqual([`BERTH_EXTRA_CA_CERTS=${spaced}`]);
+    const link = join(root, 'ca-link.pem');
+    symlinkSync(spaced, link);
+    expect(vars({ NODE_EXTRA_CA_CERTS: link })).toEqual([`BERTH_EXTRA_CA_CERTS=${link}`]);
+    // OpenSSL's store: the CLI adds the file to it as Node would.
+    expect(vars({ NODE_EXTRA_CA_CERTS: link, NODE_OPTIONS: '--use-openssl-ca' })).toEqual([
+      `BERTH_EXTRA_CA_CERTS=${link}`,
+    ]);
+  });
+
+  it('leaves it to node when node would not load it', () => {
     const missing = join(root, 'missing.pem');
     expect(vars({ NODE_EXTRA_CA_CERTS: missing })).toEqual([`NODE_EXTRA_CA_CERTS=${missing}`]);
     expect(vars({ NODE_EXTRA_CA_CERTS: root })).toEqual([`NODE_EXTRA_CA_CERTS=${root}`]);
-    expect(vars({ NODE_EXTRA_CA_CERTS: caFile, NODE_OPTIONS: '--use-openssl-ca' })).toEqual([
-      `NODE_EXTRA_CA_CERTS=${caFile}`,
-    ]);
+    const dangling = join(root, 'dangling.pem');
+    symlinkSync(missing, dangling);
+    expect(vars({ NODE_EXTRA_CA_CERTS: dangling })).toEqual([`NODE_EXTRA_CA_CERTS=${dangling}`]);
     // A BERTH_EXTRA_CA_CERTS the launcher did not set never reaches berth.
     expect(vars({ BERTH_EXTRA_CA_CERTS: caFile })).toEqual([]);
+  });
+
+  it('leaves it to node when NODE_OPTIONS preloads code, which runs before berth restores it', () => {
+    for (const opts of [
+      '--require /opt/apm/start.js',
+      '--require=/opt/apm/start.js',
+      '-r /opt/apm/start.js',
+      '--max-old-space-size=100 -r apm',
+      '--import=@opentelemetry/auto',
+      '--import apm.mjs --no-warnings',
+      '--experimental-loader ./hooks.mjs',
+      '--loader=./hooks.mjs',
+    ]) {
+      expect(vars({ NODE_EXTRA_CA_CERTS: caFile, NODE_OPTIONS: opts }), opts).toEqual([
+        `NODE_EXTRA_CA_CERTS=${caFile}`,
+      ]);
+    }
+    // Options that load no code do not keep it.
+    expect(
+      vars({ NODE_EXTRA_CA_CERTS: caFile, NODE_OPTIONS: '--max-old-space-size=100 --no-warnings' }),
+    ).toEqual([`BERTH_EXTRA_CA_CERTS=${caFile}`]);
   });
 
   it('runs the real CLI', () => {
@@ -77,17 +111,5 @@ describe('bin/berth (the launcher)', () => {
       env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` },
     });
     expect(out).toBe(`berth ${BERTH_VERSION}\n`);
-  });
-});
-
-describe('restoreExtraCaCerts', () => {
-  it('puts the moved variable back for the processes berth starts', () => {
-    const env: NodeJS.ProcessEnv = { BERTH_EXTRA_CA_CERTS: caFile };
-    restoreExtraCaCerts(env);
-    expect(env).toEqual({ NODE_EXTRA_CA_CERTS: caFile });
-    // Set by node's own start (berth.js run directly): that one stays.
-    const direct: NodeJS.ProcessEnv = { BERTH_EXTRA_CA_CERTS: caFile, NODE_EXTRA_CA_CERTS: '/other.pem' };
-    restoreExtraCaCerts(direct);
-    expect(direct).toEqual({ NODE_EXTRA_CA_CERTS: '/other.pem' });
   });
 });

@@ -5,13 +5,44 @@
  * JavaScript runs (~60 ms of every `berth` command on a host that sets it), and most commands
  * make no TLS connection. This module gives the process back what Node would have done with the
  * variable: its children get NODE_EXTRA_CA_CERTS in their environment (restoreExtraCaCerts), and
- * every TLS context it builds without a CA of its own trusts Node's root certificates plus the
- * file's (trustExtraCaCerts), read when the first such context is made.
+ * every TLS context it builds without a CA of its own trusts Node's CA store plus the file's
+ * certificates (trustExtraCaCerts), read when the first such context is made.
  */
 import { readFileSync } from 'node:fs';
+import type { SecureContext, SecureContextOptions } from 'node:tls';
 
 /** The variable berth's launcher moves NODE_EXTRA_CA_CERTS to (no one else should set it). */
 export const MOVED_EXTRA_CA_ENV = 'BERTH_EXTRA_CA_CERTS';
+
+/**
+ * The options Node 20's tls.createSecureContext reads (lib/_tls_common.js and
+ * internal/tls/secure-context.js): any other key (host, servername, socket...) belongs to the
+ * connection, so a context built without these is the same for every call.
+ */
+const CONTEXT_KEYS = [
+  'allowPartialTrustChain',
+  'ca',
+  'cert',
+  'ciphers',
+  'clientCertEngine',
+  'crl',
+  'dhparam',
+  'ecdhCurve',
+  'honorCipherOrder',
+  'key',
+  'maxVersion',
+  'minVersion',
+  'passphrase',
+  'pfx',
+  'privateKeyEngine',
+  'privateKeyIdentifier',
+  'secureOptions',
+  'secureProtocol',
+  'sessionIdContext',
+  'sessionTimeout',
+  'sigalgs',
+  'ticketKeys',
+] as const;
 
 let movedFile: string | undefined;
 let trusting: Promise<void> | undefined;
@@ -31,15 +62,10 @@ export function restoreExtraCaCerts(env: NodeJS.ProcessEnv = process.env): void 
   movedFile = file;
 }
 
-/** The file whose certificates Node did not load because the launcher moved it, if any. */
-export function movedExtraCaFile(): string | undefined {
-  return movedFile;
-}
-
 /**
  * Makes every TLS context this process builds from now on without a `ca` of its own (nats.js's
- * upgrade to TLS, https requests, fetch, a natsTls without `ca`) trust Node's root certificates
- * and those of the moved NODE_EXTRA_CA_CERTS file, as Node's default store would have with the
+ * upgrade to TLS, https requests, fetch, a natsTls without `ca`) trust Node's CA store and the
+ * certificates of the moved NODE_EXTRA_CA_CERTS file, as Node's default store would have with the
  * variable set. A context given its own `ca` trusts only that, as with the variable. Does nothing
  * (and loads nothing) unless restoreExtraCaCerts found a moved file; await it before anything
  * that may connect over TLS. Loads node:tls (~1 ms) only then.
@@ -52,26 +78,58 @@ export function trustExtraCaCerts(): Promise<void> {
   trusting ??= import('node:tls').then((ns) => {
     const tls = (ns as unknown as { default: typeof import('node:tls') }).default;
     const createSecureContext = tls.createSecureContext;
-    let ca: string[] | undefined;
+    let pem: string | undefined;
+    // Node's own store (bundled roots, or OpenSSL's with --use-openssl-ca) plus the file, as
+    // Node adds a `ca` option's certificates: addCACert copies the store the context was given
+    // (its X509 objects, parsed once per process) and parses only the file's PEM text.
+    const withFile = (ctx: SecureContext): SecureContext => {
+      pem ??= extraCertificates(file);
+      if (pem !== '') ctx.context.addCACert(pem);
+      return ctx;
+    };
+    // One context for every call that defines none of its own, built at the first: Node builds a
+    // fresh one per call (~0.2 ms), but with the file added each would parse its certificates
+    // again (~30 ms for /etc/ssl/certs' 144). The tls.DEFAULT_* values it was built from are its
+    // key, as a program may change them.
+    let shared: { defaults: string; ctx: SecureContext } | undefined;
     // tls.connect, https and fetch all build their contexts through it: one wrapper covers them.
-    tls.createSecureContext = (options) => {
-      if (options?.ca) return createSecureContext(options);
-      ca ??= [...tls.rootCertificates, ...extraCertificates(file)];
-      return createSecureContext({ ...options, ca });
+    tls.createSecureContext = (options?: SecureContextOptions) => {
+      if (options?.ca || !definesNone(options)) {
+        const ctx = createSecureContext(options);
+        return options?.ca ? ctx : withFile(ctx);
+      }
+      const defaults = [
+        tls.DEFAULT_MIN_VERSION,
+        tls.DEFAULT_MAX_VERSION,
+        tls.DEFAULT_CIPHERS,
+        tls.DEFAULT_ECDH_CURVE,
+      ];
+      const key = defaults.join('\n');
+      if (shared?.defaults !== key) shared = { defaults: key, ctx: withFile(createSecureContext(options)) };
+      return shared.ctx;
     };
   });
   return trusting;
 }
 
+/** Whether createSecureContext's options leave the context as the defaults make it. */
+function definesNone(options: unknown): boolean {
+  if (options === undefined || options === null) return true;
+  // Not an object: Node's createSecureContext throws, and must still be the one to.
+  if (typeof options !== 'object') return false;
+  const o = options as Record<string, unknown>;
+  return CONTEXT_KEYS.every((k) => o[k] === undefined);
+}
+
 /**
- * The file's contents as one PEM text (OpenSSL takes every certificate in it, as Node does when it
- * loads the variable), or none when it cannot be read: Node then warns and trusts its roots.
+ * The file's contents as one PEM text (addCACert takes every certificate in it, as Node does when
+ * it loads the variable), or '' when it cannot be read: Node then warns and trusts its store.
  */
-function extraCertificates(file: string): string[] {
+function extraCertificates(file: string): string {
   try {
-    return [readFileSync(file, 'latin1')];
+    return readFileSync(file, 'latin1');
   } catch (err) {
     process.emitWarning(`Ignoring extra certs from \`${file}\`, load failed: ${(err as Error).message}`);
-    return [];
+    return '';
   }
 }
