@@ -1,9 +1,12 @@
-// A minimal N-API addon that runs a short-lived helper process (a CNI plugin) to its end without
-// the event loop's help: a thread of its own posix_spawn()s it (glibc's vfork-style clone, no copy
-// of the shim's page tables), feeds its stdin, collects stdout and stderr, enforces the deadline
-// and reaps it, then settles a promise on the loop. Node's spawn() forks on the loop's thread and
-// blocks it until the child has exec'd: 5-40 ms on a loaded machine, during which the shim
-// answers nothing else (the pause's task create waits behind a pod's CNI ADD).
+// A minimal N-API addon that starts the shim's helper processes without blocking the event loop.
+// Node's spawn() forks on the loop's thread and blocks it until the child has exec'd: 5-40 ms on a
+// loaded machine, during which the shim answers nothing else (a pod's task create waits behind its
+// CNI ADD, and the reverse). Here a thread of its own posix_spawn()s the child (glibc's vfork-style
+// clone, no copy of the shim's page tables) and settles a promise on the loop:
+// - run(): a short-lived process (a CNI plugin) run to its end: stdin fed, stdout and stderr
+//   collected, the deadline enforced, the child reaped.
+// - start(): a monitor (conmon) started with socketpairs as its fds 2.. (the caller reads them);
+//   its first process, which exits once it has forked the daemon, is reaped by the thread.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -12,11 +15,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#define MAX_FDS 4
 
 typedef struct {
   char *data;
@@ -34,6 +40,11 @@ typedef struct {
   int status;
   int timed_out;
   buf_t out, err;
+  // start() only: the working directory, how many socketpairs, and what it started.
+  char *cwd;
+  int nfds;
+  int fds[MAX_FDS];
+  pid_t pid;
   napi_deferred deferred;
   napi_threadsafe_function tsfn;
 } run_job;
@@ -49,6 +60,7 @@ static void job_free(run_job *job) {
   free_list(job->argv);
   free_list(job->envp);
   free(job->input);
+  free(job->cwd);
   free(job->out.data);
   free(job->err.data);
   free(job);
@@ -233,6 +245,54 @@ static void *run_thread(void *data) {
   return NULL;
 }
 
+// Starts the monitor with /dev/null as stdin and stdout and one socketpair per fd from 2 on, in
+// its working directory and a session of its own; hands the parent's ends over, then reaps it.
+static void *start_thread(void *data) {
+  run_job *job = data;
+  int pairs[MAX_FDS][2];
+  pid_t pid = 0;
+  for (int i = 0; i < job->nfds; i++) pairs[i][0] = pairs[i][1] = -1;
+  for (int i = 0; i < job->nfds && !job->spawn_err; i++) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[i]) != 0) job->spawn_err = errno;
+  }
+  if (!job->spawn_err) {
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    for (int i = 0; i < job->nfds; i++) posix_spawn_file_actions_adddup2(&fa, pairs[i][1], 2 + i);
+    if (job->cwd) posix_spawn_file_actions_addchdir_np(&fa, job->cwd);
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawn(&pid, job->file, &fa, &at, job->argv, job->envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    if (rc != 0) {
+      job->spawn_err = rc;
+      pid = 0;
+    }
+  }
+  for (int i = 0; i < job->nfds; i++) {
+    close_fd(&pairs[i][1]);
+    if (job->spawn_err) close_fd(&pairs[i][0]);
+    job->fds[i] = pairs[i][0];
+  }
+  job->pid = pid;
+  // settle() frees the job, maybe before the call below returns: nothing of it is read after.
+  napi_threadsafe_function tsfn = job->tsfn;
+  napi_call_threadsafe_function(tsfn, job, napi_tsfn_blocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  return NULL;
+}
+
 static void set_prop(napi_env env, napi_value obj, const char *key, napi_value v) {
   napi_set_named_property(env, obj, key, v);
 }
@@ -252,6 +312,18 @@ static void settle(napi_env env, napi_value js_cb, void *context, void *data) {
       napi_create_string_utf8(env, strerror(job->spawn_err), NAPI_AUTO_LENGTH, &msg);
       napi_create_error(env, code, msg, &result);
       napi_reject_deferred(env, job->deferred, result);
+    } else if (job->nfds > 0) {
+      napi_value v, fds;
+      napi_create_object(env, &result);
+      napi_create_int32(env, job->pid, &v);
+      set_prop(env, result, "pid", v);
+      napi_create_array_with_length(env, (size_t)job->nfds, &fds);
+      for (int i = 0; i < job->nfds; i++) {
+        napi_create_int32(env, job->fds[i], &v);
+        napi_set_element(env, fds, (uint32_t)i, v);
+      }
+      set_prop(env, result, "fds", fds);
+      napi_resolve_deferred(env, job->deferred, result);
     } else {
       napi_value v;
       napi_create_object(env, &result);
@@ -272,29 +344,25 @@ static void settle(napi_env env, napi_value js_cb, void *context, void *data) {
   job_free(job);
 }
 
-// run(file, argv, envp, input, timeoutMs): Promise<{code, signal, stdout, stderr, timedOut}>.
-static napi_value Run(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], promise, name;
-  const char *usage = "run(file: string, argv: string[], env: string[], input: string, timeoutMs: number)";
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
-    napi_throw_type_error(env, NULL, usage);
-    return NULL;
-  }
+// Reads file, argv and envp (arguments 0-2) into a new job; NULL after throwing `usage`.
+static run_job *new_job(napi_env env, napi_value *argv, const char *usage) {
   run_job *job = calloc(1, sizeof *job);
   if (!job) {
     napi_throw_error(env, "ENOMEM", "berth spawn addon: out of memory");
     return NULL;
   }
-  int64_t timeout = 0;
   if (!(job->file = string_arg(env, argv[0], NULL)) || !(job->argv = list_arg(env, argv[1])) ||
-      !(job->envp = list_arg(env, argv[2])) || !(job->input = string_arg(env, argv[3], &job->input_len)) ||
-      napi_get_value_int64(env, argv[4], &timeout) != napi_ok || timeout <= 0) {
+      !(job->envp = list_arg(env, argv[2]))) {
     job_free(job);
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  job->timeout_ms = (long)timeout;
+  return job;
+}
+
+// Starts the job's thread; returns its promise, or NULL after throwing.
+static napi_value launch(napi_env env, run_job *job, void *(*thread)(void *)) {
+  napi_value promise, name;
   napi_create_promise(env, &job->deferred, &promise);
   napi_create_string_utf8(env, "berth-spawn", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, settle, &job->tsfn) !=
@@ -307,7 +375,7 @@ static napi_value Run(napi_env env, napi_callback_info info) {
   pthread_t t;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int rc = pthread_create(&t, &attr, run_thread, job);
+  int rc = pthread_create(&t, &attr, thread, job);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
     napi_release_threadsafe_function(job->tsfn, napi_tsfn_abort);
@@ -318,10 +386,56 @@ static napi_value Run(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+// run(file, argv, envp, input, timeoutMs): Promise<{code, signal, stdout, stderr, timedOut}>.
+static napi_value Run(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  const char *usage = "run(file: string, argv: string[], env: string[], input: string, timeoutMs: number)";
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  run_job *job = new_job(env, argv, usage);
+  if (!job) return NULL;
+  int64_t timeout = 0;
+  if (!(job->input = string_arg(env, argv[3], &job->input_len)) ||
+      napi_get_value_int64(env, argv[4], &timeout) != napi_ok || timeout <= 0) {
+    job_free(job);
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  job->timeout_ms = (long)timeout;
+  return launch(env, job, run_thread);
+}
+
+// start(file, argv, envp, cwd, nfds): Promise<{pid, fds}>, fds[i] the parent's end of fd 2 + i.
+static napi_value Start(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  const char *usage = "start(file: string, argv: string[], env: string[], cwd: string, nfds: 1-4)";
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  run_job *job = new_job(env, argv, usage);
+  if (!job) return NULL;
+  int32_t nfds = 0;
+  if (!(job->cwd = string_arg(env, argv[3], NULL)) || napi_get_value_int32(env, argv[4], &nfds) != napi_ok ||
+      nfds < 1 || nfds > MAX_FDS) {
+    job_free(job);
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  job->nfds = nfds;
+  return launch(env, job, start_thread);
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "run", NAPI_AUTO_LENGTH, Run, NULL, &fn);
   napi_set_named_property(env, exports, "run", fn);
+  napi_create_function(env, "start", NAPI_AUTO_LENGTH, Start, NULL, &fn);
+  napi_set_named_property(env, exports, "start", fn);
   return exports;
 }
 

@@ -21,6 +21,13 @@ interface SpawnAddon {
     input: string,
     timeoutMs: number,
   ): Promise<Omit<NativeRunResult, 'signal'> & { signal: number }>;
+  start(file: string, argv: string[], env: string[], cwd: string, nfds: number): Promise<NativeStarted>;
+}
+
+/** A process the addon started: its pid and the parent's ends of its fds 2, 3, ... */
+export interface NativeStarted {
+  pid: number;
+  fds: number[];
 }
 
 let addon: SpawnAddon | null | undefined;
@@ -55,8 +62,28 @@ export function runNative(
 ): Promise<NativeRunResult> | undefined {
   const native = spawnAddon();
   if (!native) return undefined;
-  const envp = Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
   return native
-    .run(file, [file], envp, input, Math.max(1, Math.round(timeoutMs)))
+    .run(file, [file], envList(env), input, Math.max(1, Math.round(timeoutMs)))
     .then((r) => ({ ...r, signal: r.signal ? (SIGNAL_NAMES.get(r.signal) ?? null) : null }));
+}
+
+/**
+ * Starts `file` with `args` in a thread of the addon's own, in `cwd` and a session of its own,
+ * stdin and stdout on /dev/null and one socketpair per fd from 2 on (`nfds` of them): resolves
+ * with the pid and the shim's ends (the caller owns them), and the thread reaps the process once
+ * it exits (a daemon's first process, which exits once it has forked). Undefined when the addon
+ * is not built. Rejects like spawn's 'error' event (code ENOENT, EACCES).
+ */
+export function startNative(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  nfds: number,
+): Promise<NativeStarted> | undefined {
+  return spawnAddon()?.start(file, [file, ...args], envList(env), cwd, nfds);
+}
+
+function envList(env: NodeJS.ProcessEnv): string[] {
+  return Object.entries(env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
 }
