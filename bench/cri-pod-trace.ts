@@ -119,7 +119,9 @@ try {
   }
   process.stdout.write(`${N} pods, load ${before} -> ${load()}\n`);
   // Each service's CPU over the N pods (warm-up included): where the work, not the wait, is.
-  const perPod = procs.map((c, i) => `${c.name} ${((cpuMs(c.pid ?? 0) - (cpu0[i] ?? 0)) / (N + 1)).toFixed(1)}`);
+  const perPod = procs.map(
+    (c, i) => `${c.name} ${((cpuMs(c.pid ?? 0) - (cpu0[i] ?? 0)) / (N + 1)).toFixed(1)}`,
+  );
   process.stdout.write(`CPU ms per pod (run, stop, remove): ${perPod.join(', ')}\n`);
   // The span store is written in batches: wait for the last call's spans.
   const want = (spans: SpanRecord[], op: string) =>
