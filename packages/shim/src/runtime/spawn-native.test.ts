@@ -49,10 +49,7 @@ async function until(cond: () => boolean): Promise<boolean> {
 
 describe('runNative (a helper run to its end off the event loop)', () => {
   it('feeds stdin, returns stdout, stderr and the exit status, with exactly the given environment', async () => {
-    const file = await script(
-      'echo.sh',
-      'cat; echo "to stderr $ONLY" >&2; echo "home=$HOME"; exit 3',
-    );
+    const file = await script('echo.sh', 'cat; echo "to stderr $ONLY" >&2; echo "home=$HOME"; exit 3');
     const r = await run(file, { ONLY: 'this' }, '{"cniVersion":"1.0.0"}\n');
     expect(r).toEqual({
       code: 3,
