@@ -123,6 +123,7 @@ export async function startGateway(opts: {
     ),
     containersDir: opts.containersDir,
     log,
+    events,
   };
   const pods = new PodRuntime(runtime);
   const containers = new ContainerRuntime(runtime, pods);

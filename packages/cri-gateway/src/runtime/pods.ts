@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { BerthError, Code, type ContainerInfo, type ImageRecord, toBerthError } from '@berth/api';
+import { BerthError, Code, type ContainerInfo, type ImageRecord, TaskTopic, toBerthError } from '@berth/api';
 import type { Logger } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import { CRI_NET_PREFIX } from './cni-network.js';
@@ -21,7 +21,17 @@ export interface RuntimeDeps {
   /** The node's containers directory (layout.containers): the shim writes /etc files there. */
   containersDir: string;
   log: Logger;
+  /**
+   * berth's events, when the caller follows them: RunPodSandbox records the pod's addresses as
+   * soon as the pause's task is recorded (`tasks.create`) instead of after its start too.
+   */
+  events?: EventFeed;
 }
+
+/** Subscribes to berth's events (the gateway's one subscription); returns how to unsubscribe. */
+export type EventFeed = (
+  onEvent: (e: { topic: string; namespace: string; event: unknown }) => void,
+) => () => void;
 
 /** CRI ListPodSandbox filter, as on the wire. */
 export interface PodFilter {
@@ -176,27 +186,53 @@ export class PodRuntime {
     };
     const attach = netKey ? this.d.network.setup(netKey, { portMappings: pod.portMappings }) : undefined;
     let id: string | undefined;
+    // The task-service holds the pause's lock until its task is recorded, then starts it in the
+    // same call: its `tasks.create` event says the lock is free, so the addresses are recorded
+    // while the start runs. Events are at-most-once: the call's own reply is the fallback.
+    let taskRecorded: () => void = () => undefined;
+    const recorded = new Promise<void>((resolve) => {
+      taskRecorded = resolve;
+    });
+    const unsubscribe = this.d.events?.((e) => {
+      const ev = e.event as { id?: unknown } | undefined;
+      if (e.topic === TaskTopic.taskCreate && e.namespace === CRI_NAMESPACE && id && ev?.id === id)
+        taskRecorded();
+    });
     try {
-      const made = (async () => {
-        id = await this.createPause(pod, image, meta, netnsPath);
-        this.starting.add(id);
-        // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
-        // done (nothing else runs in the pod before RunPodSandbox answers).
-        await this.d.tasks.createTask(id, { start: true, ...(netKey ? { netnsPod: netKey } : {}) });
-        return id;
-      })();
-      // Both settle before anything is undone: a failed side is never left behind by the other.
-      const [net, task] = await Promise.allSettled([attach, made]);
+      const created = this.createPause(pod, image, meta, netnsPath).then((made) => {
+        id = made;
+        this.starting.add(made);
+        return made;
+      });
+      // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
+      // done (nothing else runs in the pod before RunPodSandbox answers).
+      const made = created.then(async (pause) => {
+        await this.d.tasks.createTask(pause, { start: true, ...(netKey ? { netnsPod: netKey } : {}) });
+        return pause;
+      });
+      // The addresses are known only once ADD is done: the record made with the container gets them.
+      const addressed = attach
+        ? Promise.all([attach, created]).then(async ([net, pause]) => {
+            const go = await Promise.race([
+              recorded.then(() => true),
+              made.then(
+                () => true,
+                () => false,
+              ),
+            ]);
+            if (go) {
+              await this.d.tasks.updateContainer({
+                id: pause,
+                labels: { [CriLabel.meta]: JSON.stringify({ ...meta, ips: net.ips }) },
+              });
+            }
+          })
+        : undefined;
+      // All settle before anything is undone: a failed side is never left behind by the others.
+      const [net, task, addr] = await Promise.allSettled([attach, made, addressed]);
       if (task.status === 'rejected') throw task.reason;
       if (net.status === 'rejected') throw net.reason;
-      const ips = net.value?.ips;
-      // The addresses are known only now: the record made with the container gets them.
-      if (ips) {
-        await this.d.tasks.updateContainer({
-          id: task.value,
-          labels: { [CriLabel.meta]: JSON.stringify({ ...meta, ips }) },
-        });
-      }
+      if (addr.status === 'rejected') throw addr.reason;
       return task.value;
     } catch (err) {
       if (id) await this.d.tasks.deleteContainer(id, true).catch((e: unknown) => this.warn(e, id ?? ''));
@@ -206,6 +242,7 @@ export class PodRuntime {
       }
       throw err;
     } finally {
+      unsubscribe?.();
       if (id) this.starting.delete(id);
     }
   }

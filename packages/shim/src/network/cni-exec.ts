@@ -3,6 +3,7 @@ import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
 import { withSpan } from '@berth/kit/tracing';
+import { runNative } from '../runtime/spawn-native.js';
 
 /** The CNI operations a runtime asks a plugin for. */
 export const CniCommand = { ADD: 'ADD', DEL: 'DEL', CHECK: 'CHECK' } as const;
@@ -138,8 +139,16 @@ interface RunResult {
   timedOut: boolean;
 }
 
-/** Spawns in its own process group so a hung plugin and whatever it started die together. */
+/**
+ * Runs a plugin in its own process group so a hung plugin and whatever it started die together:
+ * by the spawn addon when it is built (the fork and exec happen off the event loop, which then
+ * goes on serving the pod's task create while CNI ADD starts), else by Node's spawn().
+ */
 function run(bin: string, env: NodeJS.ProcessEnv, input: string, timeoutMs: number): Promise<RunResult> {
+  return runNative(bin, env, input, timeoutMs) ?? spawnRun(bin, env, input, timeoutMs);
+}
+
+function spawnRun(bin: string, env: NodeJS.ProcessEnv, input: string, timeoutMs: number): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];

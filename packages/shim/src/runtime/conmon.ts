@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import { Socket } from 'node:net';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { BerthError, Code } from '@berth/api';
+import { startNative } from './spawn-native.js';
 
 /** One message conmon writes on its sync or attach pipe (API version 1): `{"data": n, "message": s}`. */
 export interface ConmonMessage {
@@ -131,7 +133,8 @@ export interface ConmonOptions {
 
 /** A conmon just spawned: its pipes, while the agent still holds them. */
 export interface SpawnedMonitor {
-  child: ChildProcess;
+  /** Node's handle of the process; absent when the spawn addon started it. */
+  child?: ChildProcess;
   sync: MessageReader;
   /** Exec mode only: conmon reports here once its attach socket listens. */
   attach?: MessageReader;
@@ -190,6 +193,12 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     _OCI_SYNCPIPE: '3',
   };
+  // A task's monitor by the spawn addon (no fork on the event loop); an exec's, which also needs
+  // a pipe written to, as before.
+  if (!o.execSpec) {
+    const started = startNative(o.conmon, args, env, o.dir, 2);
+    if (started) return nativeMonitor(o.conmon, started);
+  }
   const stdio: ('ignore' | 'pipe')[] = ['ignore', 'ignore', 'pipe', 'pipe'];
   if (o.execSpec) {
     env._OCI_STARTPIPE = '4';
@@ -219,4 +228,37 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
     out.start.write('0');
   }
   return out;
+}
+
+/**
+ * The monitor the spawn addon is starting (fd 2 its stderr, fd 3 its sync pipe): the sync reader
+ * exists at once and gets the socket's bytes once the start settles; a failed start ends it with
+ * the error, as a spawn 'error' does.
+ */
+function nativeMonitor(conmon: string, started: Promise<{ fds: number[] }>): SpawnedMonitor {
+  let err = '';
+  const stderr = () => err;
+  const syncIn = new PassThrough();
+  const sync = new MessageReader(syncIn, 'sync', stderr);
+  started.then(
+    ({ fds: [errFd, syncFd] }) => {
+      const errs = new Socket({ fd: errFd as number, readable: true, writable: false });
+      errs.setEncoding('utf8');
+      errs.on('data', (s: string) => {
+        if (err.length < 16_384) err += s;
+      });
+      errs.on('error', () => undefined);
+      const pipe = new Socket({ fd: syncFd as number, readable: true, writable: false });
+      pipe.on('error', () => syncIn.end());
+      pipe.pipe(syncIn);
+      // The reader's close() destroys its stream: the socket (and its fd) go with it.
+      syncIn.on('close', () => pipe.destroy());
+      if (syncIn.destroyed) pipe.destroy();
+    },
+    (e: Error) => {
+      err += `spawn ${conmon}: ${e.message}`;
+      syncIn.end();
+    },
+  );
+  return { sync, stderr };
 }

@@ -1,0 +1,156 @@
+/**
+ * Where RunPodSandbox, StopPodSandbox and RemovePodSandbox spend their time, over many calls: a
+ * private stack from this checkout (registry mirrors and a private CNI conf dir, as cri-trace.ts),
+ * crictl runs, stops and removes BENCH_N pods one after the other, then the span store's traces
+ * of each RPC are pooled: per span (service, name and its occurrence in the trace) the median
+ * start from the call's own start and the median duration. One trace is a sample of one; the
+ * medians of twenty say which step is on the critical path. Prints; asserts nothing.
+ * Run: CRICTL=/path/to/crictl pnpm --filter @berth/bench run cri-pod-trace
+ * Env: CRICTL (required), REGISTRY (default 127.0.0.1:5000), BENCH_N (pods, default 20),
+ * BENCH_SPANS (a file: every span read is written there as JSON).
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hostLayout } from '@berth/kit';
+import { readSpans, type SpanRecord } from '@berth/kit/tracing';
+import { startStack } from '../tests/harness/stack.js';
+import { freeSubnets, makeNetwork, removeNetwork } from './cri-net.js';
+
+const CRICTL = process.env.CRICTL;
+if (!CRICTL) {
+  process.stderr.write('set CRICTL to a crictl binary (cri-tools v1.26.1)\n');
+  process.exit(2);
+}
+const REGISTRY = process.env.REGISTRY ?? '127.0.0.1:5000';
+const N = Number(process.env.BENCH_N ?? 20);
+const OPS = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox'];
+const mirrors = Object.fromEntries(
+  ['registry.k8s.io', 'gcr.io', 'public.ecr.aws', 'docker.io'].map((h) => [h, [`http://${REGISTRY}`]]),
+);
+
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
+};
+
+/** Per span key (service, name, n-th of that name in its trace): starts and durations in ms. */
+function pool(traces: SpanRecord[][]): Map<string, { starts: number[]; durs: number[] }> {
+  const out = new Map<string, { starts: number[]; durs: number[] }>();
+  for (const spans of traces) {
+    const root = spans.find((s) => !s.parentSpanId) ?? spans[0];
+    if (!root) continue;
+    const seen = new Map<string, number>();
+    for (const s of [...spans].sort((a, b) => a.startUs - b.startUs)) {
+      const base = `${s.service.padEnd(16)} ${s.name}`;
+      const n = (seen.get(base) ?? 0) + 1;
+      seen.set(base, n);
+      const key = n > 1 ? `${base} #${n}` : base;
+      const e = out.get(key) ?? { starts: [], durs: [] };
+      e.starts.push((s.startUs - root.startUs) / 1000);
+      e.durs.push((s.endUs - s.startUs) / 1000);
+      out.set(key, e);
+    }
+  }
+  return out;
+}
+
+/** CPU time (user + system, ms) of a process and its reaped children, or 0 once it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    // utime, stime, cutime, cstime are fields 14-17 (11-14 after the name), in clock ticks.
+    return [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i] ?? 0), 0) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+const root = await mkdtemp(join(tmpdir(), 'berth-cri-pod-trace-'));
+const [subnet] = freeSubnets(1) as [string];
+const net = await makeNetwork(join(root, 'net'), 'podtrace-net', 'bcri-ptrace0', subnet, 'berth-subnet');
+const stack = await startStack({
+  config: {
+    services: {
+      'image-service': { mirrors },
+      'cri-gateway': { sandboxImage: 'registry.k8s.io/pause:3.6' },
+      shim: { cniConfDir: net.confDir, cniInstallDefault: false },
+    },
+  },
+});
+try {
+  const socket = `unix://${hostLayout(stack).run.criSocket}`;
+  const crictl = (...args: string[]): string => {
+    const r = spawnSync(
+      CRICTL,
+      ['--timeout', '60s', '--runtime-endpoint', socket, '--image-endpoint', socket, ...args],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  crictl('pull', 'registry.k8s.io/pause:3.6');
+  const before = load();
+  const procs = (stack.state()?.children ?? []).filter((c) => c.pid !== null);
+  const cpu0 = procs.map((c) => cpuMs(c.pid ?? 0));
+  // One pod first, not counted: the first call loads code and the sandbox image's record.
+  for (let i = -1; i < N; i++) {
+    const pod = join(root, `pod-${i}.json`);
+    await writeFile(
+      pod,
+      JSON.stringify({
+        metadata: { name: `trace-pod-${i}`, namespace: 'trace', uid: `trace-uid-${i}`, attempt: 0 },
+        log_directory: join(root, 'logs'),
+      }),
+    );
+    const t0 = Date.now();
+    const id = crictl('runp', pod);
+    crictl('stopp', id);
+    crictl('rmp', id);
+    if (i === -1) process.stdout.write(`warm-up pod ${Date.now() - t0} ms\n`);
+  }
+  process.stdout.write(`${N} pods, load ${before} -> ${load()}\n`);
+  // Each service's CPU over the N pods (warm-up included): where the work, not the wait, is.
+  const perPod = procs.map(
+    (c, i) => `${c.name} ${((cpuMs(c.pid ?? 0) - (cpu0[i] ?? 0)) / (N + 1)).toFixed(1)}`,
+  );
+  process.stdout.write(`CPU ms per pod (run, stop, remove): ${perPod.join(', ')}\n`);
+  // The span store is written in batches: wait for the last call's spans.
+  const want = (spans: SpanRecord[], op: string) =>
+    spans.filter((s) => !s.parentSpanId && s.name.endsWith(`/${op}`)).length;
+  let spans: SpanRecord[] = [];
+  for (let tries = 0; tries < 100; tries++) {
+    spans = await readSpans(hostLayout(stack).traces);
+    if (OPS.every((op) => want(spans, op) >= N + 1)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (process.env.BENCH_SPANS) await writeFile(process.env.BENCH_SPANS, JSON.stringify(spans));
+  const byTrace = new Map<string, SpanRecord[]>();
+  for (const s of spans) byTrace.set(s.traceId, [...(byTrace.get(s.traceId) ?? []), s]);
+  for (const op of OPS) {
+    const traces = [...byTrace.values()]
+      .filter((t) => t.some((s) => !s.parentSpanId && s.name.endsWith(`/${op}`)))
+      .sort((a, b) => Math.min(...a.map((s) => s.startUs)) - Math.min(...b.map((s) => s.startUs)))
+      .slice(1); // the warm-up pod's
+    const rows = [...pool(traces).entries()].sort((a, b) => median(a[1].starts) - median(b[1].starts));
+    process.stdout.write(`\n== ${op}: ${traces.length} traces, medians in ms (start, duration)\n`);
+    for (const [key, e] of rows) {
+      const n = e.durs.length < traces.length ? ` (in ${e.durs.length})` : '';
+      process.stdout.write(
+        `${median(e.starts).toFixed(1).padStart(8)} ${median(e.durs).toFixed(2).padStart(9)}  ${key}${n}\n`,
+      );
+    }
+  }
+} finally {
+  await stack.stop();
+  await removeNetwork(net);
+  await rm(root, { recursive: true, force: true });
+}
