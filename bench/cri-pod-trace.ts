@@ -9,27 +9,16 @@
  * Env: CRICTL (required), REGISTRY (default 127.0.0.1:5000), BENCH_N (pods, default 20),
  * BENCH_SPANS (a file: every span read is written there as JSON).
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { readSpans, type SpanRecord } from '@berth/kit/tracing';
-import { startStack } from '../tests/harness/stack.js';
-import { freeSubnets, makeNetwork, removeNetwork } from './cri-net.js';
+import { startTraceStack } from './cri-trace-stack.js';
 
-const CRICTL = process.env.CRICTL;
-if (!CRICTL) {
-  process.stderr.write('set CRICTL to a crictl binary (cri-tools v1.26.1)\n');
-  process.exit(2);
-}
-const REGISTRY = process.env.REGISTRY ?? '127.0.0.1:5000';
 const N = Number(process.env.BENCH_N ?? 20);
 const OPS = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox'];
-const mirrors = Object.fromEntries(
-  ['registry.k8s.io', 'gcr.io', 'public.ecr.aws', 'docker.io'].map((h) => [h, [`http://${REGISTRY}`]]),
-);
 
 const load = () =>
   loadavg()
@@ -74,30 +63,8 @@ function cpuMs(pid: number): number {
   }
 }
 
-const root = await mkdtemp(join(tmpdir(), 'berth-cri-pod-trace-'));
-const [subnet] = freeSubnets(1) as [string];
-const net = await makeNetwork(join(root, 'net'), 'podtrace-net', 'bcri-ptrace0', subnet, 'berth-subnet');
-const stack = await startStack({
-  config: {
-    services: {
-      'image-service': { mirrors },
-      'cri-gateway': { sandboxImage: 'registry.k8s.io/pause:3.6' },
-      shim: { cniConfDir: net.confDir, cniInstallDefault: false },
-    },
-  },
-});
+const { root, stack, crictl, stop } = await startTraceStack('cri-pod-trace', 'bcri-ptrace0');
 try {
-  const socket = `unix://${hostLayout(stack).run.criSocket}`;
-  const crictl = (...args: string[]): string => {
-    const r = spawnSync(
-      CRICTL,
-      ['--timeout', '60s', '--runtime-endpoint', socket, '--image-endpoint', socket, ...args],
-      { encoding: 'utf8' },
-    );
-    if (r.status !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
-  crictl('pull', 'registry.k8s.io/pause:3.6');
   const before = load();
   const procs = (stack.state()?.children ?? []).filter((c) => c.pid !== null);
   const cpu0 = procs.map((c) => cpuMs(c.pid ?? 0));
@@ -150,7 +117,5 @@ try {
     }
   }
 } finally {
-  await stack.stop();
-  await removeNetwork(net);
-  await rm(root, { recursive: true, force: true });
+  await stop();
 }

@@ -6,54 +6,17 @@
  * Env: CRICTL (required), REGISTRY (default 127.0.0.1:5000), BENCH_N (containers, default 5),
  * TRACE_OPS (default CreateContainer,StartContainer).
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { hostLayout } from '@berth/kit';
-import { startStack } from '../tests/harness/stack.js';
-import { freeSubnets, makeNetwork, removeNetwork } from './cri-net.js';
+import { startTraceStack } from './cri-trace-stack.js';
 
-const CRICTL = process.env.CRICTL;
-if (!CRICTL) {
-  process.stderr.write('set CRICTL to a crictl binary (cri-tools v1.26.1)\n');
-  process.exit(2);
-}
-const REGISTRY = process.env.REGISTRY ?? '127.0.0.1:5000';
 const N = Number(process.env.BENCH_N ?? 5);
 const OPS = (process.env.TRACE_OPS ?? 'CreateContainer,StartContainer').split(',');
 const IMAGE = 'registry.k8s.io/e2e-test-images/busybox:1.29-2';
-const mirrors = Object.fromEntries(
-  ['registry.k8s.io', 'gcr.io', 'public.ecr.aws', 'docker.io'].map((h) => [h, [`http://${REGISTRY}`]]),
-);
-
-const root = await mkdtemp(join(tmpdir(), 'berth-cri-trace-'));
-const [subnet] = freeSubnets(1) as [string];
-const net = await makeNetwork(join(root, 'net'), 'trace-net', 'bcri-trace0', subnet, 'berth-subnet');
-const stack = await startStack({
-  config: {
-    services: {
-      'image-service': { mirrors },
-      'cri-gateway': { sandboxImage: 'registry.k8s.io/pause:3.6' },
-      shim: { cniConfDir: net.confDir, cniInstallDefault: false },
-    },
-  },
-});
+const { root, stack, crictl, stop } = await startTraceStack('cri-trace', 'bcri-trace0');
 try {
-  const socket = `unix://${hostLayout(stack).run.criSocket}`;
-  const crictl = (...args: string[]): string => {
-    const r = spawnSync(
-      CRICTL,
-      ['--timeout', '60s', '--runtime-endpoint', socket, '--image-endpoint', socket, ...args],
-      {
-        encoding: 'utf8',
-      },
-    );
-    if (r.status !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
   crictl('pull', IMAGE);
-  crictl('pull', 'registry.k8s.io/pause:3.6');
   const pod = join(root, 'pod.json');
   await writeFile(
     pod,
@@ -91,7 +54,5 @@ try {
   crictl('stopp', podId);
   crictl('rmp', podId);
 } finally {
-  await stack.stop();
-  await removeNetwork(net);
-  await rm(root, { recursive: true, force: true });
+  await stop();
 }

@@ -256,19 +256,7 @@ export class TaskManager {
    */
   private async recordEarlyExit(c: Container, st: ShimState, early: TaskExit[]): Promise<void> {
     const seen = early.find((e) => e.pid === st.pid || e.pid === 0);
-    const exit: TaskExit | undefined =
-      seen ??
-      (st.status === 'stopped' && st.exitCode !== undefined
-        ? {
-            namespace: c.namespace,
-            id: c.id,
-            pid: st.pid,
-            exitCode: st.exitCode,
-            exitedAt: st.exitedAt ?? new Date().toISOString(),
-            node: c.node,
-            ...(st.reason ? { reason: st.reason } : {}),
-          }
-        : undefined);
+    const exit = seen ?? exitOf(c, st);
     if (exit) await this.onExit(exit);
   }
 
@@ -346,16 +334,8 @@ export class TaskManager {
         };
       } else throw err;
     }
-    if (st.status === 'stopped' && st.exitCode !== undefined) {
-      const exit: TaskExit = {
-        namespace: c.namespace,
-        id: c.id,
-        pid: st.pid,
-        exitCode: st.exitCode,
-        exitedAt: st.exitedAt ?? new Date().toISOString(),
-        node: c.node,
-        ...(st.reason ? { reason: st.reason } : {}),
-      };
+    const exit = exitOf(c, st);
+    if (exit) {
       await this.onExit(exit);
     } else if (st.status !== t.status && (st.status === 'running' || st.status === 'paused')) {
       await this.store.setTaskFields(c.namespace, c.id, { status: st.status });
@@ -692,4 +672,18 @@ function withResolved(c: Container, r: ShimResolvedProcess): Container {
     process.capabilities = { bounding: caps, effective: caps, permitted: caps };
   }
   return { ...c, spec: { ...c.spec, process } };
+}
+
+/** The exit a shim's state reports for a container's task, or undefined while it has none. */
+function exitOf(c: Container, st: ShimState): TaskExit | undefined {
+  if (st.status !== 'stopped' || st.exitCode === undefined) return undefined;
+  return {
+    namespace: c.namespace,
+    id: c.id,
+    pid: st.pid,
+    exitCode: st.exitCode,
+    exitedAt: st.exitedAt ?? new Date().toISOString(),
+    node: c.node,
+    ...(st.reason ? { reason: st.reason } : {}),
+  };
 }
