@@ -2,18 +2,17 @@ import type { TaskApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { Domain } from '../domain.js';
 
-/** Handlers of the containers half: metadata, snapshot and spec. */
-export function containerHandlers(
-  d: Domain,
-): Pick<
-  Handlers<typeof TaskApi>,
+/** The TaskApi operations of the containers half; taskHandlers serves every other one. */
+export type ContainerOp =
   | 'create-container'
   | 'run-container'
   | 'get-container'
   | 'list-containers'
   | 'update-container'
-  | 'delete-container'
-> {
+  | 'delete-container';
+
+/** Handlers of the containers half: metadata, snapshot and spec. */
+export function containerHandlers(d: Domain): Pick<Handlers<typeof TaskApi>, ContainerOp> {
   return {
     'create-container': (req, ctx) => d.containers.create(ctx.namespace, req),
     'run-container': (req, ctx) => d.tasks.run(ctx.namespace, req),

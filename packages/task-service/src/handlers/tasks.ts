@@ -1,16 +1,9 @@
 import { TaskApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { Domain } from '../domain.js';
+import type { ContainerOp } from './containers.js';
 
-type TaskHandlers = Omit<
-  Handlers<typeof TaskApi>,
-  | 'create-container'
-  | 'run-container'
-  | 'get-container'
-  | 'list-containers'
-  | 'update-container'
-  | 'delete-container'
->;
+type TaskHandlers = Omit<Handlers<typeof TaskApi>, ContainerOp>;
 
 /** Handlers of the tasks half: each goes to the shim of the container's node. */
 export function taskHandlers(d: Domain): TaskHandlers {
