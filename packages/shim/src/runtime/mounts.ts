@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { BerthError, Code, type Mount } from '@berth/api';
 import { lastLine, runCommand } from './command.js';
+import { optionalAddon } from './native-addon.js';
 
 /**
  * build/mount.node: mount(2), umount2(2) and pinned network namespaces, on libuv's thread pool
@@ -20,19 +20,8 @@ const UMOUNT_NOFOLLOW = 8;
 /** Rounds of unmounting before giving up on mounts that keep coming back (propagation, a racer). */
 const UNMOUNT_ROUNDS = 8;
 
-let addon: MountAddon | null | undefined;
-
 /** The mount addon, or null when it is not built (mount(8) then does every mount). */
-function mountAddon(): MountAddon | null {
-  if (addon === undefined) {
-    try {
-      addon = createRequire(import.meta.url)('../../build/mount.node') as MountAddon;
-    } catch {
-      addon = null;
-    }
-  }
-  return addon;
-}
+const mountAddon = optionalAddon<MountAddon>('mount');
 
 /**
  * Makes a new network namespace, brings its `lo` up and bind-mounts it onto the existing file

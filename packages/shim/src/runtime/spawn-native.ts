@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
+import { optionalAddon } from './native-addon.js';
 
 /** How a helper process run to its end by the addon ended, and what it wrote. */
 export interface NativeRunResult {
@@ -30,18 +30,8 @@ export interface NativeStarted {
   fds: number[];
 }
 
-let addon: SpawnAddon | null | undefined;
-
-function spawnAddon(): SpawnAddon | null {
-  if (addon === undefined) {
-    try {
-      addon = createRequire(import.meta.url)('../../build/spawn.node') as SpawnAddon;
-    } catch {
-      addon = null;
-    }
-  }
-  return addon;
-}
+/** The spawn addon, or null when it is not built (callers spawn with Node's spawn()). */
+const spawnAddon = optionalAddon<SpawnAddon>('spawn');
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
