@@ -220,7 +220,7 @@ export class PodRuntime {
                 () => false,
               ),
             ]);
-            if (go) {
+            if (go && net.ips) {
               await this.d.tasks.updateContainer({
                 id: pause,
                 labels: { [CriLabel.meta]: JSON.stringify({ ...meta, ips: net.ips }) },
