@@ -2,12 +2,13 @@ import { BerthError, Code, type ContainerInfo, type CreateContainerRequest } fro
 import type { Logger } from '@berth/kit';
 import { describe, expect, it } from 'vitest';
 import type { SandboxImage } from './pause-image.js';
-import { PodRuntime } from './pods.js';
+import { type EventFeed, PodRuntime } from './pods.js';
 import type { PodNetwork, TaskPort } from './ports.js';
 
-// The collection of pod networks no pod owns, against a task-service and a network held in
-// memory whose answers the test releases by hand: the interleavings a slow or paused service
-// makes, played in a fixed order.
+// PodRuntime against a task-service, a network and an event feed held in memory whose answers
+// the test releases by hand: the interleavings a slow or paused service (or a lost event) makes,
+// played in a fixed order. The collection of pod networks no pod owns, and when RunPodSandbox
+// records the pod's addresses.
 
 /** A promise and the function that resolves it. */
 function gate() {
@@ -18,12 +19,25 @@ function gate() {
   return { open, opened };
 }
 
-function fakes() {
+/**
+ * The fakes. `events`: whether the runtime follows berth's events, and whether the pause task's
+ * `tasks.create` reaches it (events are at-most-once: 'lost' drops it).
+ */
+function fakes(events: 'none' | 'delivered' | 'lost' = 'none') {
   const records = new Map<string, ContainerInfo>();
   const keys = new Set<string>();
   const torn: string[] = [];
   const steps = { setUp: gate(), listed: gate() };
-  const holds = { create: gate(), listReply: gate() };
+  const holds = { create: gate(), listReply: gate(), start: gate() };
+  // Only the tests of the addresses hold the pause's start (after its task is recorded).
+  holds.start.open();
+  const listeners = new Set<Parameters<EventFeed>[0]>();
+  const feed: EventFeed = (onEvent) => {
+    listeners.add(onEvent);
+    return () => listeners.delete(onEvent);
+  };
+  // What each record's labels were when its task's start returned.
+  const labelsAtStart = new Map<string, Record<string, string>>();
   // Failures to inject: the RunPodSandbox's last step, and the task-service for its undo.
   const fail = { update: false, delete: false };
   const network = {
@@ -50,7 +64,13 @@ function fakes() {
     createTask: async (id: string, opts?: { start?: boolean; netnsPod?: string }) => {
       // The shim pins the pod's namespace at the pause's task create when setup has not yet.
       if (opts?.netnsPod) keys.add(opts.netnsPod);
+      // Recorded, then (with start) started in the same call, as the task-service does.
+      if (events === 'delivered') {
+        for (const l of listeners) l({ topic: 'tasks.create', namespace: 'k8s.io', event: { id } });
+      }
+      await holds.start.opened;
       const r = records.get(id) as ContainerInfo;
+      labelsAtStart.set(id, { ...r.container.labels });
       if (opts?.start) records.set(id, { ...r, status: 'running' });
       return { id, status: opts?.start ? 'running' : 'created', pid: 10 };
     },
@@ -84,8 +104,9 @@ function fakes() {
     sandboxImage: { ensure: async () => ({ name: 'pause:1' }) } as unknown as SandboxImage,
     containersDir: '/nonexistent',
     log: { warn: () => undefined, info: () => undefined } as unknown as Logger,
+    ...(events === 'none' ? {} : { events: feed }),
   });
-  return { pods, keys, torn, steps, holds, fail, records };
+  return { pods, keys, torn, steps, holds, fail, records, labelsAtStart };
 }
 
 const config = {
@@ -157,6 +178,43 @@ describe('PodRuntime.collectNetworks', () => {
     expect(f.records.has(done)).toBe(true);
     expect(f.torn).toEqual([]);
   });
+});
+
+describe("PodRuntime.run records the pod's addresses", () => {
+  const ipsOf = (labels: Record<string, string> | undefined) =>
+    labels?.['io.berth.cri.meta']
+      ? (JSON.parse(labels['io.berth.cri.meta']) as { ips?: string[] }).ips
+      : undefined;
+
+  it('while the pause starts when its tasks.create event arrives', async () => {
+    const f = fakes('delivered');
+    f.holds.create.open();
+    f.holds.start = gate(); // the start is held after the task is recorded and its event sent
+    const run = f.pods.run(config, '');
+    await until(() => ipsOf(f.records.get('pod0')?.container.labels) !== undefined);
+    expect(f.labelsAtStart.has('pod0')).toBe(false); // recorded before the start returned
+    f.holds.start.open();
+    const id = await run;
+    expect(ipsOf(f.records.get(id)?.container.labels)).toEqual(['10.0.0.2']);
+  });
+
+  for (const events of ['lost', 'none'] as const) {
+    it(`after the pause's start when its tasks.create event is ${events === 'lost' ? 'lost' : 'not followed'}`, async () => {
+      const f = fakes(events);
+      f.holds.create.open();
+      f.holds.start = gate();
+      const run = f.pods.run(config, '');
+      await until(() => f.records.has('pod0'));
+      // Without the event nothing says the task is recorded: no update races the task-service.
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      expect(ipsOf(f.records.get('pod0')?.container.labels)).toBeUndefined();
+      f.holds.start.open();
+      const id = await run;
+      // The call's own reply is the fallback: RunPodSandbox answered with the addresses recorded.
+      expect(ipsOf(f.labelsAtStart.get(id))).toBeUndefined();
+      expect(ipsOf(f.records.get(id)?.container.labels)).toEqual(['10.0.0.2']);
+    });
+  }
 });
 
 /** Waits for a condition the fakes reach within a few turns of the event loop. */
