@@ -54,9 +54,18 @@ afterAll(async () => {
   await w?.close();
 });
 
-/** The nat rules that masquerade `subnet` (berth's one per network, or any other). */
-async function subnetRules(subnet: string): Promise<string[]> {
-  return (await iptablesLines()).filter((l) => l.includes(`-s ${subnet} `) && l.includes('MASQUERADE'));
+/**
+ * The nat rules that masquerade `subnet`: berth's one for `network`, or any rule not berth's.
+ * Another berth network's rule on the same subnet (a crashed earlier run's, whose bridge had
+ * another name) is not this test's.
+ */
+async function subnetRules(subnet: string, network: string): Promise<string[]> {
+  return (await iptablesLines()).filter(
+    (l) =>
+      l.includes(`-s ${subnet} `) &&
+      l.includes('MASQUERADE') &&
+      (!l.includes('"berth network ') || l.includes(`"berth network ${network}"`)),
+  );
 }
 
 function options(): ConstructorParameters<typeof NetworkManager>[0] {
@@ -180,7 +189,9 @@ describe('pods on the default bridge', () => {
     // berth adds no rule of its own for a list without its mark (rules of other networks on the
     // same subnet, another test's on this shared host, are not this network's).
     expect(
-      (await subnetRules(LEGACY_SUBNET)).filter((l) => l.includes(`"berth network l${w.bridge}"`)),
+      (await subnetRules(LEGACY_SUBNET, `l${w.bridge}`)).filter((l) =>
+        l.includes(`"berth network l${w.bridge}"`),
+      ),
     ).toEqual([]);
   });
 
@@ -206,16 +217,16 @@ describe('pods on the default bridge', () => {
     const rule = `-A POSTROUTING -s ${SUBNET} ! -d ${SUBNET} -m comment --comment "berth network t${w.bridge}" -j MASQUERADE`;
     const a = await pod('mq1');
     const b = await pod('mq2');
-    expect(await subnetRules(SUBNET)).toEqual([rule]);
+    expect(await subnetRules(SUBNET, `t${w.bridge}`)).toEqual([rule]);
     for (const p of [a, b]) expect(chainsOf(await iptablesLines(), p.podId)).toEqual([]);
     // A restarted shim checks again and finds it.
     const again = new NetworkManager(options());
     const c = await again.setup(podId('mq3'));
     pods.push(c.podId);
-    expect(await subnetRules(SUBNET)).toEqual([rule]);
+    expect(await subnetRules(SUBNET, `t${w.bridge}`)).toEqual([rule]);
     for (const p of [a, b]) await m.teardown(p.podId);
     await again.teardown(c.podId);
-    expect(await subnetRules(SUBNET)).toEqual([rule]);
+    expect(await subnetRules(SUBNET, `t${w.bridge}`)).toEqual([rule]);
   });
 
   it('pods set up at the same time get distinct addresses; one pod set up twice at once gets one', async () => {
@@ -370,13 +381,13 @@ describe('the default network moved to a pod CIDR', () => {
     const cm = new NetworkManager({ layout, confDir, defaults, pluginTimeoutMs: 20_000 });
     try {
       const p = await cm.setup(podId('cidr1'));
-      expect(await subnetRules(from)).toHaveLength(1);
+      expect(await subnetRules(from, name)).toHaveLength(1);
       await cm.teardown(p.podId);
       await expect(cm.setPodCidr([to])).resolves.toMatchObject({ applied: true, subnet: to });
-      expect(await subnetRules(from)).toEqual([]);
+      expect(await subnetRules(from, name)).toEqual([]);
       const q = await cm.setup(podId('cidr2'));
       expect(q.ips[0]?.address).toMatch(/^10\.231\.6\./);
-      expect(await subnetRules(to)).toHaveLength(1);
+      expect(await subnetRules(to, name)).toHaveLength(1);
       await cm.teardown(q.podId);
     } finally {
       for (const subnet of [from, to])
