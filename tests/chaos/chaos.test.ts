@@ -9,7 +9,7 @@ import {
   startContainerStack,
 } from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
-import { type Check, checkLive, recordExits } from './invariants.js';
+import { type Check, checkLive, outcomeLines, recordExits } from './invariants.js';
 import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, type PodRecord, runPodWorker } from './pods.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
@@ -73,14 +73,7 @@ function report(
     `chaos: seed ${SEED} (CHAOS_SEED=${SEED} replays the choices), ${SECONDS} s of faults, ${Math.round(ms / 1000)} s in all`,
     `faults: ${faults.length} (${[...kinds].map(([k, n]) => `${k} x${n}`).join(', ')}); slowest recovery ${worst} ms`,
     ...(FILL ? [] : ['not exercised: disk fill (CHAOS_DISK_FILL=1 or the long form)']),
-    `CRI errors (first of each): ${JSON.stringify(pods.errors)}`,
-    `operations: ${Object.entries({ ...rec.ops, ...pods.ops })
-      .map(([op, c]) => `${op} ${c.ok} ok/${c.failed} failed`)
-      .join(', ')}`,
-    ...checks.map(
-      (c) =>
-        `${c.held === true ? 'HELD   ' : c.held === false ? 'BROKEN ' : 'NOT CHECKED '} ${c.name}: ${c.detail}`,
-    ),
+    ...outcomeLines(rec, pods, checks),
   ].join('\n');
 }
 

@@ -35,11 +35,33 @@ interface Inspected {
 
 const show = (list: string[]) =>
   list.length ? `: ${list.slice(0, 5).join('; ')}${list.length > 5 ? ' ...' : ''}` : '';
-const verdict = (name: string, bad: string[], figure: string): Check => ({
+/** A check named `name` that held when nothing is `bad`; its detail is `figure` and the first few bad. */
+export const verdict = (name: string, bad: string[], figure: string): Check => ({
   name,
   held: bad.length === 0,
   detail: `${figure}${show(bad)}`,
 });
+
+/** Operations counted per name, ok and failed (the workload's and the pods'). */
+type OpCounts = Record<string, { ok: number; failed: number }>;
+
+/** The report's last lines: the CRI's first errors, the operations' counts, each check's outcome. */
+export function outcomeLines(
+  workload: { ops: OpCounts },
+  pods: { ops: OpCounts; errors: Record<string, string> },
+  checks: Check[],
+): string[] {
+  return [
+    `CRI errors (first of each): ${JSON.stringify(pods.errors)}`,
+    `operations: ${Object.entries({ ...workload.ops, ...pods.ops })
+      .map(([op, c]) => `${op} ${c.ok} ok/${c.failed} failed`)
+      .join(', ')}`,
+    ...checks.map(
+      (c) =>
+        `${c.held === true ? 'HELD   ' : c.held === false ? 'BROKEN ' : 'NOT CHECKED '} ${c.name}: ${c.detail}`,
+    ),
+  ];
+}
 
 /** Names in `berth ps -a` (last column). */
 async function psNames(s: ChaosTarget): Promise<string[]> {

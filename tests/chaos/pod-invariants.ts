@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { until } from '../e2e/containers-stack.js';
-import { type Check, type CleanTarget, checkClean, runcList, taskOf } from './invariants.js';
+import { type Check, type CleanTarget, checkClean, runcList, taskOf, verdict } from './invariants.js';
 import { type Cri, grpcCode, type PodRecord } from './pods.js';
 
 const NOT_FOUND = 5;
@@ -28,14 +28,6 @@ interface CtrStatus {
   reason?: string;
   log_path?: string;
 }
-
-const show = (list: string[]) =>
-  list.length ? `: ${list.slice(0, 5).join('; ')}${list.length > 5 ? ' ...' : ''}` : '';
-const verdict = (name: string, bad: string[], figure: string): Check => ({
-  name,
-  held: bad.length === 0,
-  detail: `${figure}${show(bad)}`,
-});
 
 async function listPods(cri: Cri): Promise<PodStatus[]> {
   const ids = (await cri.call<{ items: { id: string }[] }>('ListPodSandbox', {})).items.map((p) => p.id);

@@ -8,7 +8,7 @@ import { importBusyboxTo } from '../e2e/containers-stack.js';
 import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
-import { type Check, type CleanTarget, checkLive, recordExits } from './invariants.js';
+import { type Check, type CleanTarget, checkLive, outcomeLines, recordExits } from './invariants.js';
 import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, runPodWorker } from './pods.js';
 import { runWorkload } from './workload.js';
@@ -160,14 +160,7 @@ it(
           (r) =>
             `supervisor SIGKILL at ${r.atMs} ms${r.alsoKilled ? ` (and ${r.alsoKilled})` : ''}: status ok after ${r.recoveryMs} ms, ${r.kept}/${r.expected} processes kept`,
         ),
-        `CRI errors (first of each): ${JSON.stringify(pods.errors)}`,
-        `operations: ${Object.entries({ ...rec.ops, ...pods.ops })
-          .map(([op, c]) => `${op} ${c.ok} ok/${c.failed} failed`)
-          .join(', ')}`,
-        ...checks.map(
-          (c) =>
-            `${c.held === true ? 'HELD   ' : c.held === false ? 'BROKEN ' : 'NOT CHECKED '} ${c.name}: ${c.detail}`,
-        ),
+        ...outcomeLines(rec, pods, checks),
       ].join('\n'),
     );
     expect(restarts.length).toBeGreaterThan(0);
