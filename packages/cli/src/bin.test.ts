@@ -123,6 +123,31 @@ describe('bin/berth.js', () => {
       }
   });
 
+  it('makes no code at run time: zod is jitless before the config schemas are built', () => {
+    // zod compiles a parser per object schema with `new Function` (outside the code cache) unless
+    // jitless is set before the schema is made; the kit makes its config schemas at import.
+    const preload = join(root, 'count-functions.cjs');
+    writeFileSync(
+      preload,
+      `let n = 0; const F = globalThis.Function;
+globalThis.Function = new Proxy(F, { construct: (t, a, nt) => (n++, Reflect.construct(t, a, nt)), apply: (t, th, a) => (n++, Reflect.apply(t, th, a)) });
+process.on('exit', () => process.stderr.write('new Function: ' + n + '\\n'));`,
+    );
+    let stderr = '';
+    try {
+      execFileSync(process.execPath, ['-r', preload, bin, 'ps'], {
+        encoding: 'utf8',
+        env: { ...process.env, BERTH_NATS_URL: 'nats://127.0.0.1:9' },
+        stdio: 'pipe',
+      });
+    } catch (err) {
+      stderr = String((err as { stderr?: string }).stderr);
+    }
+    // The config was read and parsed: the run got as far as connecting.
+    expect(stderr).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
+    expect(stderr).toContain('new Function: 0\n');
+  });
+
   it('runs the bundle and keeps one code cache per command, made on the first run', () => {
     expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
     const first = statSync(join(cache, '--version.bin'));
