@@ -184,6 +184,26 @@ const results = { berth: result };
 for (const [name, { keep }] of Object.entries(COMMAND_BUNDLES))
   results[name] = await bundle(name, [cutImports(name, keep)]);
 
+// zod's `z` (`import { z } from 'zod'`) is one object holding all of zod, which a bundle must then
+// keep whole: its 40 locales and JSON Schema converters, 600 KB that every command read and
+// instantiated (`berth images` ~5 ms CPU). The workspace imports zod as a namespace
+// (`import * as z from 'zod'`), whose unused exports esbuild drops; the build fails when a `{ z }`
+// import brings them back.
+for (const [name, r] of Object.entries(results)) {
+  // Files esbuild read but dropped whole are inputs too: only those that put code into the output.
+  const whole = Object.values(r.metafile.outputs)
+    .flatMap((o) => Object.entries(o.inputs))
+    .find(
+      ([p, { bytesInOutput }]) =>
+        bytesInOutput > 0 &&
+        /\/zod\/v4\/(locales\/(?!en\.js|index\.js)|classic\/from-json-schema\.js)/.test(p),
+    )?.[0];
+  if (whole)
+    throw new Error(
+      `bundle.mjs: ${name}.cjs holds ${whole}: some module imports zod's \`z\` object (use \`import * as z from 'zod'\`)`,
+    );
+}
+
 // `berth --help`, `--version` and a usage error must not pay for zod, NATS or the contracts: a
 // command table importing them at the top (instead of in its `run`) fails the build, not the
 // benchmark. What main.js imports statically runs on every start; dynamic imports run on demand.

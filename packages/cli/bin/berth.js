@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 // CommonJS (bin/package.json): an ES module entry point costs every command ~7 ms more to start.
-const { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
+const {
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} = require('node:fs');
 // The loader's Module class, as require('node:module') exports it, without loading that module
 // (it loads the ES module loader and source maps with it: 0.4-2 ms of `berth --version`).
 const Module = module.constructor;
@@ -63,29 +72,56 @@ function freshBundle(argv) {
 }
 
 /**
+ * The code cache in `file`, or undefined when there is none or it cannot be trusted. V8 runs the
+ * bytecode in a cache it accepts without looking at the source again, so a cache must be no easier
+ * to change than the bundle itself: it is used only when its owner is this user, the bundle's
+ * owner or root, and neither its group nor others may write it (a cache written under umask 002,
+ * or a file another user put there, is skipped: the command compiles, and writes no cache over
+ * it).
+ */
+function trustedCache(file, bundleUid) {
+  let fd;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return { data: undefined, replace: true };
+  }
+  try {
+    const st = fstatSync(fd);
+    const owner = st.uid === 0 || st.uid === bundleUid || st.uid === process.geteuid?.();
+    if (!st.isFile() || !owner || (st.mode & 0o022) !== 0) return { data: undefined, replace: false };
+    return { data: readFileSync(fd), replace: false };
+  } catch {
+    return { data: undefined, replace: false };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Runs the bundle with V8's code cache (Node 20 has no module compile cache of its own): compiling
- * its 2 MB is a third of a short command's CPU time. One cache per command (`ps`, `images`...),
+ * its 1 MB is a third of a short command's CPU time. One cache per command (`ps`, `images`...),
  * each holding the functions that command ran: a cache of all of them would cost `--version` more
  * to load than it saves. V8 rejects a cache made for another source, Node or flags; it is then
- * made anew at exit. A cache that cannot be written (a read-only install) only costs speed.
+ * made anew at exit. It is made by a run that succeeded (exit code 0) only: a `berth ps` that
+ * found no NATS runs none of the listing, and a cache made by it would leave the listing to be
+ * compiled on every later run. A cache that cannot be written (a read-only install) only costs
+ * speed. Its directory and files are written readable by all and writable by this user only.
  */
 function runBundle({ bundle, key }) {
   // The bundle is ASCII (bundle.mjs makes sure): latin1 is the cheapest exact decoding.
   const source = readFileSync(bundle, 'latin1');
   const cacheFile = `${dir}cache/${key}.bin`;
-  let cachedData;
-  try {
-    cachedData = readFileSync(cacheFile);
-  } catch {
-    cachedData = undefined;
-  }
+  const cache = trustedCache(cacheFile, statSync(bundle).uid);
+  const cachedData = cache.data;
   const script = new vm.Script(Module.wrap(source), { filename: bundle, cachedData });
-  if (cachedData === undefined || script.cachedDataRejected === true) {
-    process.once('exit', () => {
+  if (cachedData === undefined ? cache.replace : script.cachedDataRejected === true) {
+    process.once('exit', (code) => {
+      if (code !== 0) return;
       try {
-        mkdirSync(`${dir}cache`, { recursive: true });
+        mkdirSync(`${dir}cache`, { recursive: true, mode: 0o755 });
         const tmp = `${cacheFile}.${process.pid}.tmp`;
-        writeFileSync(tmp, script.createCachedData());
+        writeFileSync(tmp, script.createCachedData(), { mode: 0o644 });
         renameSync(tmp, cacheFile);
       } catch {
         // Read-only or full: the next run compiles again.

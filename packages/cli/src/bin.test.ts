@@ -1,5 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,6 +110,8 @@ describe('bin/berth.js', () => {
     // `images` and `ps` run from bundles of their own (commandBundles): each holds its command.
     for (const command of ['images', 'ps'])
       for (const round of ['uncached', 'cached']) {
+        // A failed run makes no cache; `COMMAND --help` (exit code 0) makes the command's.
+        if (round === 'cached') berth(command, '--help');
         let stderr = '';
         try {
           execFileSync(process.execPath, [bin, command], { encoding: 'utf8', env, stdio: 'pipe' });
@@ -106,7 +119,33 @@ describe('bin/berth.js', () => {
           stderr = String((err as { stderr?: string }).stderr);
         }
         expect(stderr, `${command} ${round}`).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
+        expect(existsSync(join(cache, `${command}.bin`)), `${command} ${round}`).toBe(round === 'cached');
       }
+  });
+
+  it('makes no code at run time: zod is jitless before the config schemas are built', () => {
+    // zod compiles a parser per object schema with `new Function` (outside the code cache) unless
+    // jitless is set before the schema is made; the kit makes its config schemas at import.
+    const preload = join(root, 'count-functions.cjs');
+    writeFileSync(
+      preload,
+      `let n = 0; const F = globalThis.Function;
+globalThis.Function = new Proxy(F, { construct: (t, a, nt) => (n++, Reflect.construct(t, a, nt)), apply: (t, th, a) => (n++, Reflect.apply(t, th, a)) });
+process.on('exit', () => process.stderr.write('new Function: ' + n + '\\n'));`,
+    );
+    let stderr = '';
+    try {
+      execFileSync(process.execPath, ['-r', preload, bin, 'ps'], {
+        encoding: 'utf8',
+        env: { ...process.env, BERTH_NATS_URL: 'nats://127.0.0.1:9' },
+        stdio: 'pipe',
+      });
+    } catch (err) {
+      stderr = String((err as { stderr?: string }).stderr);
+    }
+    // The config was read and parsed: the run got as far as connecting.
+    expect(stderr).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
+    expect(stderr).toContain('new Function: 0\n');
   });
 
   it('runs the bundle and keeps one code cache per command, made on the first run', () => {
@@ -119,6 +158,32 @@ describe('bin/berth.js', () => {
     expect(statSync(join(cache, '--version.bin')).mtimeMs).toBe(0);
     expect(berth('-n', 'other', '--help')).toContain('Usage: berth [-n NAMESPACE] [--trace] COMMAND');
     expect(statSync(join(cache, '--help.bin')).size).toBeGreaterThan(1000);
+  });
+
+  it('writes its caches readable by all, writable by their owner only, whatever the umask', () => {
+    rmSync(cache, { recursive: true, force: true });
+    execFileSync('sh', ['-c', 'umask 000 && exec "$0" "$1" --version', process.execPath, bin]);
+    expect(statSync(cache).mode & 0o777).toBe(0o755);
+    expect(statSync(join(cache, '--version.bin')).mode & 0o777).toBe(0o644);
+  });
+
+  it('uses no cache that others can write, and writes none over it', () => {
+    // Bytes V8 would reject: a cache that was read would be replaced at exit (see below).
+    const file = join(cache, '--version.bin');
+    writeFileSync(file, Buffer.alloc(4096, 7));
+    chmodSync(file, 0o664);
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    expect(readFileSync(file).equals(Buffer.alloc(4096, 7))).toBe(true);
+    rmSync(file);
+  });
+
+  it.skipIf(process.geteuid?.() !== 0)("uses no cache of another user's (run as root)", () => {
+    const file = join(cache, '--version.bin');
+    writeFileSync(file, Buffer.alloc(4096, 7), { mode: 0o644 });
+    chownSync(file, 65534, 65534);
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    expect(readFileSync(file).equals(Buffer.alloc(4096, 7))).toBe(true);
+    rmSync(file);
   });
 
   it('replaces a cache V8 rejects (another Node, a damaged file) and still answers', () => {

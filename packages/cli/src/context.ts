@@ -1,3 +1,5 @@
+// First: the kit's config schemas below are built when imported (see zod-jitless.ts).
+import './zod-jitless.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api/errors';
 import { DEFAULT_NAMESPACE } from '@berth/api/subjects';
@@ -14,7 +16,6 @@ import { connectNats } from '@berth/kit/nats';
 import { redactUrl } from '@berth/kit/redact';
 import type { TlsFiles } from '@berth/kit/tls';
 import type { NatsConnection } from 'nats';
-import { config as zodConfig } from 'zod';
 
 /** What every command can use: config, and a NATS connection made on first use. */
 /** The namespace the CLI works in (-n/--namespace, which sets BERTH_NAMESPACE, else "default"). */
@@ -106,9 +107,6 @@ export function cliNatsTls(config: Config): { tls?: TlsFiles } {
 
 /** Builds the CLI context from config and environment. */
 export function createContext(): CliContext {
-  // A command parses a handful of replies: zod's per-schema code generation (new Function, then
-  // V8 compiling it) costs more than it saves in a process this short. Services keep it.
-  zodConfig({ jitless: true });
   const config = loadConfig();
   // The supervisor's state file only matters for a URL the config does not give.
   const own = ownUrl(config, 'cli', 'natsUrl');

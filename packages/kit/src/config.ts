@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BerthError, Code } from '@berth/api/errors';
 import { NODE_ID_PATTERN } from '@berth/api/subjects';
-import { z } from 'zod';
+import * as z from 'zod';
 import { RedisSentinel, TlsFiles } from './tls.js';
 
 /** Where NATS is when nothing says otherwise. */

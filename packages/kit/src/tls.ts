@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api/errors';
-import { z } from 'zod';
+import * as z from 'zod';
 
 const absolute = (what: string) => z.string().startsWith('/', `${what} must be an absolute path`);
 

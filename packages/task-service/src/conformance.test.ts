@@ -251,5 +251,52 @@ describe.each(impls)('task-service conformance: %s', (label, make) => {
     expect(listed.find((i) => i.container.name === 'small')?.omitted).toBeUndefined();
     expect((await c['get-container']({ id: 'legacy' })).omitted).toEqual(['spec', 'config']);
     expect((await c['get-container']({ id: 'small' })).container.spec).toEqual(small.spec);
+    // A summary of a record without its spec has no command.
+    const summaries = await collectAll(c['list-container-summaries'], {}, 'containers');
+    expect(summaries.find((i) => i.container.name === 'legacy')?.container.command).toEqual([]);
+    expect(summaries.find((i) => i.container.name === 'small')?.container.command).toEqual(['true']);
+  });
+
+  it('lists summaries: the listing columns of each record, filtered and paged as list-containers', async () => {
+    const sns = `${ns}-summaries`;
+    const c = make(sns);
+    const made: Container[] = [];
+    for (let n = 0; n < 5; n++) {
+      const at = new Date(Date.UTC(2026, 0, 2, 0, 0, n)).toISOString();
+      const x = stored(sns, `s${n}`, n % 2 === 0 ? { even: 'yes' } : {}, at);
+      x.spec = { process: { args: ['sh', '-c', `echo ${n}`], env: [], cwd: '/' } };
+      await domain.store.reserveName(sns, x.name, x.id);
+      await domain.store.put(x);
+      made.push(x);
+    }
+    const first = await c['list-container-summaries']({ limit: 2 });
+    expect(first.nextCursor).toBeTypeOf('string');
+    const s4 = made[4] as Container;
+    expect(first.containers[0]).toEqual({
+      container: {
+        id: s4.id,
+        namespace: sns,
+        name: 's4',
+        image: s4.image,
+        node,
+        command: ['sh', '-c', 'echo 4'],
+        labels: { even: 'yes' },
+        createdAt: s4.createdAt,
+      },
+      status: 'created',
+    });
+    const names = (req: ListContainersRequest) =>
+      collectAll(c['list-container-summaries'], req, 'containers').then((l) =>
+        l.map((i) => i.container.name),
+      );
+    const whole = (req: ListContainersRequest) =>
+      collectAll(c['list-containers'], req, 'containers').then((l) => l.map((i) => i.container.name));
+    expect(await names({ limit: 2 })).toEqual(['s4', 's3', 's2', 's1', 's0']);
+    for (const req of [
+      { labels: { even: 'yes' }, limit: 1 },
+      { name: 's3' },
+      { status: ['running' as const] },
+    ])
+      expect(await names(req)).toEqual(await whole(req));
   });
 });

@@ -1,5 +1,8 @@
 import type { ContainerInfo } from '@berth/api';
 
+/** What the STATUS column reads: a listing's summary or a whole record. */
+type StatusOf = Pick<ContainerInfo, 'status' | 'task'>;
+
 /** "3 seconds", "2 minutes", "5 hours": docker's human durations. */
 export function humanDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -14,7 +17,7 @@ export function humanDuration(ms: number): string {
 }
 
 /** The STATUS column of `ps`: Created, Up 3 seconds, Exited (0) 2 minutes ago, Paused. */
-export function statusText(i: ContainerInfo, now = Date.now()): string {
+export function statusText(i: StatusOf, now = Date.now()): string {
   const t = i.task;
   switch (i.status) {
     case 'running':
@@ -49,9 +52,9 @@ export function table(rows: string[][]): string {
     .concat(rows.length ? '\n' : '');
 }
 
-/** The COMMAND column: the args, quoted and cut to 20 characters as docker does. */
-export function commandText(i: ContainerInfo): string {
-  const args = ((i.container.spec.process as { args?: string[] } | undefined)?.args ?? []).join(' ');
+/** The COMMAND column: the process's args, quoted and cut to 20 characters as docker does. */
+export function commandText(command: readonly string[]): string {
+  const args = command.join(' ');
   const cut = args.length > 20 ? `${args.slice(0, 19)}…` : args;
   return `"${cut}"`;
 }

@@ -13,7 +13,7 @@ import {
 } from '@berth/kit/acl-config';
 import { DEFAULT_NATS_URL, DEFAULT_REDIS_URL } from '@berth/kit/config';
 import { derivePassword } from '@berth/kit/permissions';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { CommandArgs } from '../command.js';
 import type { CliContext } from '../context.js';
 import { createOnce } from './credentials.js';

@@ -8,7 +8,7 @@ import { BERTH_VERSION, BerthError, Code } from '@berth/api';
 import { runCohosted } from '@berth/kit/cohost';
 import { loadConfig } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
-import { z } from 'zod';
+import * as z from 'zod';
 import { rotateIfLarge } from './child.js';
 import { COHOSTED } from './cohosted-services.js';
 import { COHOSTED_LOGINS_ENV, serviceLogFile } from './plan.js';

@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { dirname } from 'node:path';
 import { BerthError, Code } from '@berth/api';
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * The secrets of the embedded servers `berth up` runs: the NATS user's password and Redis's

@@ -5,7 +5,7 @@ import { BerthError, Code, type Principal, Service } from '@berth/api';
 import { principalLogins, withLogin } from '@berth/kit/acl-config';
 import { type Config, DEFAULT_CONFIG_FILE, serviceSetting } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
-import { z } from 'zod';
+import * as z from 'zod';
 import { entryPoint } from './bundles.js';
 import { embeddedCredentials } from './credentials.js';
 import { embeddedConfigText } from './embedded-config.js';

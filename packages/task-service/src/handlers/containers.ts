@@ -1,5 +1,6 @@
 import type { TaskApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
+import { summarize } from '../containers/listing.js';
 import type { Domain } from '../domain.js';
 
 /** The TaskApi operations of the containers half; taskHandlers serves every other one. */
@@ -8,6 +9,7 @@ export type ContainerOp =
   | 'run-container'
   | 'get-container'
   | 'list-containers'
+  | 'list-container-summaries'
   | 'update-container'
   | 'delete-container';
 
@@ -20,6 +22,13 @@ export function containerHandlers(d: Domain): Pick<Handlers<typeof TaskApi>, Con
     'list-containers': async (req, ctx) => {
       const page = await d.containers.list(ctx.namespace, req);
       return { containers: page.items, ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
+    },
+    'list-container-summaries': async (req, ctx) => {
+      const page = await d.containers.list(ctx.namespace, req);
+      return {
+        containers: page.items.map(summarize),
+        ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}),
+      };
     },
     'update-container': (req, ctx) => d.containers.update(ctx.namespace, req),
     'delete-container': async (req, ctx) => {
