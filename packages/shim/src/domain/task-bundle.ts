@@ -24,6 +24,15 @@ import { procKey, runtimeFailure, startTrace, until } from './util.js';
 /** How long a task's monitor gets to exit once runc no longer runs its container, ms. */
 export const MONITOR_GONE_WAIT_MS = 5_000;
 
+/** What a caller of createTask adds to the request. */
+export interface CreateOptions {
+  /**
+   * With `start`: awaited once the task is created and recorded, before it starts; a rejection
+   * fails the create and removes the task (a pod network's ADD run beside `runc create`).
+   */
+  beforeStart?: () => Promise<void>;
+}
+
 /**
  * Creates a task: writes the bundle (config.json, rootfs mounted from the given mounts), starts
  * conmon, which runs `runc create`, and records the task, `created`, once runc reported the init
@@ -34,6 +43,7 @@ export async function createTask(
   host: ShimHost,
   exits: ExitRecorder,
   req: ShimCreateRequest,
+  opts: CreateOptions = {},
 ): Promise<ShimState> {
   const { namespace: ns, id } = req;
   checkName('namespace', ns);
@@ -178,6 +188,7 @@ export async function createTask(
       recorded = true;
       const t4 = performance.now();
       // Started here, the task skips a second request and its wait for this agent's turn.
+      if (req.start) await opts.beforeStart?.();
       const started = req.start ? await startCreatedTask(host, rec) : rec;
       const ms = (a: number, b: number) => Math.round(b - a);
       const t5 = performance.now();
