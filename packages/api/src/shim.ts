@@ -79,6 +79,16 @@ export const ShimContainerFiles = z.object({
 });
 export type ShimContainerFiles = z.infer<typeof ShimContainerFiles>;
 
+/** A port published from the host into a pod (CNI portmap `portMappings`). */
+export const ShimPortMapping = z.object({
+  hostPort: z.number().int().min(1).max(65535),
+  containerPort: z.number().int().min(1).max(65535),
+  protocol: z.enum(['tcp', 'udp', 'sctp']).default('tcp'),
+  /** Host address to bind; absent for every address. */
+  hostIP: z.string().optional(),
+});
+export type ShimPortMapping = z.infer<typeof ShimPortMapping>;
+
 /** Request of `create`: write the bundle, mount the rootfs, start the monitor and `runc create`. */
 export const ShimCreateRequest = TaskRef.extend({
   /** The full OCI runtime spec (config.json); root.path is set by the shim to the bundle's rootfs. */
@@ -129,6 +139,15 @@ export const ShimCreateRequest = TaskRef.extend({
    * this field replies `created`, and the caller starts it.
    */
   start: z.boolean().optional(),
+  /**
+   * Instead of `start`, with `netnsPod`: attach that pod (its CNI ADD, as `network-setup` with
+   * these port mappings) while the task is made, and start the task once both are done; the
+   * reply's `network` has the pod's addresses. The ADD runs beside `runc create` instead of
+   * before it. An ADD that fails fails the create (the task is removed; the pod's namespace stays
+   * for the caller's teardown). A shim without this field leaves the task `created` and the pod
+   * unattached (no `network` in the reply): the caller attaches it and starts the task.
+   */
+  startAttached: z.object({ portMappings: z.array(ShimPortMapping).default([]) }).optional(),
 });
 export type ShimCreateRequest = z.infer<typeof ShimCreateRequest>;
 
@@ -140,6 +159,14 @@ export const ShimKillRequest = ShimTaskRef.extend({
   all: z.boolean().default(false),
 });
 export type ShimKillRequest = z.infer<typeof ShimKillRequest>;
+
+/** One address of a pod in its network namespace. */
+export const ShimPodAddress = z.object({
+  address: z.string(),
+  version: z.union([z.literal(4), z.literal(6)]),
+  gateway: z.string().optional(),
+});
+export type ShimPodAddress = z.infer<typeof ShimPodAddress>;
 
 /** State of a task or exec process. exitCode/exitedAt are set once it stopped. */
 export const ShimState = z.object({
@@ -170,6 +197,8 @@ export const ShimState = z.object({
   startedAt: z.string().optional(),
   /** In a create reply: what this node resolved for the process (user, capabilities). */
   resolved: ShimResolvedProcess.optional(),
+  /** In the reply of a create with `startAttached`: the pod's addresses once attached. */
+  network: z.object({ ips: z.array(ShimPodAddress) }).optional(),
 });
 export type ShimState = z.infer<typeof ShimState>;
 
@@ -304,16 +333,6 @@ export const ShimPodRef = z.object({
 });
 export type ShimPodRef = z.infer<typeof ShimPodRef>;
 
-/** A port published from the host into a pod (CNI portmap `portMappings`). */
-export const ShimPortMapping = z.object({
-  hostPort: z.number().int().min(1).max(65535),
-  containerPort: z.number().int().min(1).max(65535),
-  protocol: z.enum(['tcp', 'udp', 'sctp']).default('tcp'),
-  /** Host address to bind; absent for every address. */
-  hostIP: z.string().optional(),
-});
-export type ShimPortMapping = z.infer<typeof ShimPortMapping>;
-
 /** network-setup: give a pod its network namespace on this node and attach it to the CNI network. */
 export const ShimNetworkSetupRequest = ShimPodRef.extend({
   portMappings: z.array(ShimPortMapping).default([]),
@@ -338,13 +357,7 @@ export const ShimPodNetwork = z.object({
   netnsPath: z.string(),
   network: z.string(),
   confFile: z.string(),
-  ips: z.array(
-    z.object({
-      address: z.string(),
-      version: z.union([z.literal(4), z.literal(6)]),
-      gateway: z.string().optional(),
-    }),
-  ),
+  ips: z.array(ShimPodAddress),
   gateway: z.string().optional(),
   interface: z.string(),
   mac: z.string().optional(),

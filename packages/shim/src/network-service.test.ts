@@ -1,12 +1,21 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir, readlink, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, Code } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeSubnetRule } from './network/subnet-masq.js';
-import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
+import {
+  bindRootfs,
+  codeOf,
+  makeSpec,
+  newId,
+  type ShimWorld,
+  startWorld,
+  waitForLog,
+} from './testing/fixture.js';
 import { fetchHost, podId, serveIn, until } from './testing/network.js';
 
 const exec = promisify(execFile);
@@ -16,10 +25,23 @@ let w: ShimWorld;
 let confDir: string;
 let dataDir: string;
 
+/** The plugin dirs the shim searches by default. */
+const PLUGIN_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
+
 beforeAll(async () => {
   const base = join('/tmp', `berth-netsvc-${randomBytes(4).toString('hex')}`);
   confDir = join(base, 'net.d');
   dataDir = join(base, 'ipam');
+  // A bridge plugin whose ADD of a pod named slow-* takes 1 s more than runc create: a task
+  // started before its pod's ADD is done would see no address.
+  const plugins = join(base, 'plugins');
+  const real = PLUGIN_DIRS.map((d) => join(d, 'bridge')).find((f) => existsSync(f)) ?? 'bridge';
+  await mkdir(plugins, { recursive: true });
+  await writeFile(
+    join(plugins, 'bridge'),
+    `#!/bin/sh\ncase "$CNI_COMMAND:$CNI_CONTAINERID" in ADD:slow-*) sleep 1 ;; esac\nexec ${real}\n`,
+    { mode: 0o755 },
+  );
   w = await startWorld({
     shim: {
       cniConfDir: confDir,
@@ -27,6 +49,7 @@ beforeAll(async () => {
       cniSubnet: SUBNET,
       cniDataDir: dataDir,
       cniNetwork: bridge,
+      cniPluginDirs: [plugins, ...PLUGIN_DIRS],
     },
   });
 });
@@ -214,6 +237,60 @@ describe('shim network operations over NATS', () => {
       await dropTask(taskId, true);
     }
     expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+  });
+
+  it('a create with startAttached starts its task once the pod is attached: the process sees its address at once', async () => {
+    const id = podId('slow');
+    const netnsPath = join(w.runRoot, 'netns', id);
+    const taskId = newId();
+    // What the process sees the moment it runs: an ADD still under way would leave only lo.
+    const spec = await podSpec(['sh', '-c', 'ip -o -4 addr show eth0 | wc -l; sleep 300'], taskId, netnsPath);
+    const st = await w.client.create({
+      namespace: 'net',
+      id: taskId,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+      netnsPod: id,
+      startAttached: { portMappings: [] },
+    });
+    try {
+      expect(st.status).toBe('running');
+      expect(await inNetns(st.pid, netnsPath)).toBe(true);
+      const net = (await w.client['network-list']({})).pods.find((p) => p.podId === id);
+      expect(net?.ips.map((i) => i.address)).toEqual(st.network?.ips.map((i) => i.address));
+      expect(st.network?.ips[0]?.address).toMatch(/^10\.231\.4\.\d+\/24$/);
+      await waitForLog(st.logPath ?? '', '1');
+    } finally {
+      await dropTask(taskId, true);
+    }
+    expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+  });
+
+  it('a create with startAttached whose task cannot be made fails with the pod attached and no task left', async () => {
+    const id = podId('attfail');
+    const netnsPath = join(w.runRoot, 'netns', id);
+    const taskId = newId();
+    const spec = await podSpec(['/no/such/command'], taskId, netnsPath);
+    const err = await w.client
+      .create({
+        namespace: 'net',
+        id: taskId,
+        spec,
+        rootfs: bindRootfs(w.rootfs),
+        terminal: false,
+        stdin: false,
+        netnsPod: id,
+        startAttached: { portMappings: [] },
+      })
+      .catch((e: BerthError) => e);
+    expect(err).toBeInstanceOf(BerthError);
+    expect(await codeOf(w.client.state({ namespace: 'net', id: taskId }))).toBe(Code.NOT_FOUND);
+    // The ADD had settled before the reply: its pod is whole, and a teardown releases it.
+    expect(await links(netnsPath)).toEqual(['eth0', 'lo']);
+    expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+    expect((await w.client['network-list']({})).pods.map((p) => p.podId)).not.toContain(id);
   });
 
   it('a create whose spec joins another namespace than its netnsPod is refused, nothing pinned', async () => {

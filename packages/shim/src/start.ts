@@ -14,6 +14,7 @@ import { ShimStreams } from './handlers/streams.js';
 import { observeContainers } from './metrics.js';
 import { NetworkManager } from './network/manager.js';
 import { networkSettings } from './network/settings.js';
+import { conmonSkipsLogSync } from './runtime/conmon.js';
 import { createHandlers } from './service.js';
 
 /** Sets the shim agent up on connections already made: its process main and a co-hosted one call it. */
@@ -33,6 +34,8 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Sh
   );
   if (other)
     ctx.log.warn({ other_pid: other.pid }, 'another shim agent already answers for this node: run only one');
+  // Asked now, so the first task's create does not wait for `conmon --help`.
+  void conmonSkipsLogSync(agent.conmon);
   const found = await agent.recover();
   ctx.log.info(found, 'recovered tasks');
   // Pod networks: release what a crash mid-ADD or a reboot left before serving new setups.

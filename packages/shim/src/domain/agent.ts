@@ -12,6 +12,7 @@ import { ExitRecorder } from './exit-recorder.js';
 import { type AgentOptions, ShimHost } from './host.js';
 import { ProcessTable } from './process-table.js';
 import { Reconciler } from './reconcile.js';
+import type { CreateOptions } from './task-bundle.js';
 
 export { EXIT_TOPIC } from './exit-recorder.js';
 export type { AgentOptions } from './host.js';
@@ -49,8 +50,8 @@ export class ShimAgent {
   }
 
   /** create: bundle, monitor, `runc create` and the record of a new task (see createTask). */
-  create(req: ShimCreateRequest): Promise<ShimState> {
-    return this.processes.create(req);
+  create(req: ShimCreateRequest, opts?: CreateOptions): Promise<ShimState> {
+    return this.processes.create(req, opts);
   }
 
   /** start: runc's start of a created task, or lets a created exec run. */

@@ -77,29 +77,38 @@ export class ExitRecorder {
    */
   handleExit(ns: string, id: string, execId?: string): Promise<void> {
     return this.host.serial(`exit:${procKey(ns, id, execId)}`, async () => {
-      const rec = await this.host.store.get(ns, id, execId);
+      const tp = taskPaths(this.host.layout, ns, id);
+      const paths = execId ? execPaths(this.host.layout, ns, id, execId) : tp;
+      // Every exit waits on these steps (a `run --rm` on all of them): the record and the exit
+      // file are read at once, then the OOM marks and the file's time, each a thread-pool trip.
+      const [rec, exitCode] = await Promise.all([
+        this.host.store.get(ns, id, execId),
+        readIntFile(paths.exitFile),
+      ]);
       if (!rec) return;
+      let recorded: ProcRecord | undefined;
       if (allows(execId ? 'exec' : 'task', rec.status, 'exit')) {
-        const tp = taskPaths(this.host.layout, ns, id);
-        const paths = execId ? execPaths(this.host.layout, ns, id, execId) : tp;
         // A process started by an older shim has its exit file in its bundle or exec dir.
         let file = paths.exitFile;
-        let code = await readIntFile(file);
+        let code = exitCode;
         if (code === undefined) {
           file = paths.legacyExitFile;
           code = await readIntFile(file);
         }
         if (code === undefined) return;
-        const oom = !execId && ((await exists(tp.oomFile)) || (await exists(tp.legacyOomFile)));
-        const exitedAt = (await mtimeOf(file)) ?? new Date().toISOString();
-        await this.host.store.recordExit(ns, id, execId, {
+        const [oom, oldOom, mtime] = await Promise.all([
+          !execId && exists(tp.oomFile),
+          !execId && exists(tp.legacyOomFile),
+          mtimeOf(file),
+        ]);
+        recorded = await this.host.store.recordExit(ns, id, execId, {
           exitCode: code,
-          exitedAt,
-          ...(oom ? { reason: 'OOMKilled' } : {}),
+          exitedAt: mtime ?? new Date().toISOString(),
+          ...(oom || oldOom ? { reason: 'OOMKilled' } : {}),
         });
         if (execId) this.unwatchExec(ns, id, execId);
       }
-      await this.announce(ns, id, execId);
+      await this.announce(ns, id, execId, recorded);
     });
   }
 
@@ -109,15 +118,16 @@ export class ExitRecorder {
    * its first exit.
    */
   async recordExit(rec: ProcRecord, e: { exitCode: number; reason: string }): Promise<void> {
+    let recorded: ProcRecord | undefined;
     if (allows(rec.execId ? 'exec' : 'task', rec.status, 'exit')) {
-      await this.host.store.recordExit(rec.namespace, rec.id, rec.execId, {
+      recorded = await this.host.store.recordExit(rec.namespace, rec.id, rec.execId, {
         exitCode: e.exitCode,
         exitedAt: new Date().toISOString(),
         reason: e.reason,
       });
     }
     if (rec.execId) this.unwatchExec(rec.namespace, rec.id, rec.execId);
-    await this.announce(rec.namespace, rec.id, rec.execId);
+    await this.announce(rec.namespace, rec.id, rec.execId, recorded);
   }
 
   /** Records an exit the monitor could not write (exit 255 with the reason). */
@@ -125,9 +135,12 @@ export class ExitRecorder {
     return this.recordExit(rec, { exitCode: 255, reason });
   }
 
-  /** Wakes local waiters and publishes `tasks.exit` for a persisted, not yet announced exit. */
-  async announce(ns: string, id: string, execId?: string): Promise<void> {
-    const rec = await this.host.store.get(ns, id, execId);
+  /**
+   * Wakes local waiters and publishes `tasks.exit` for a persisted, not yet announced exit:
+   * `recorded` is the record as the exit's recording left it, else it is read.
+   */
+  async announce(ns: string, id: string, execId?: string, recorded?: ProcRecord): Promise<void> {
+    const rec = recorded ?? (await this.host.store.get(ns, id, execId));
     if (rec?.status !== 'stopped' || rec.exitCode === undefined) return;
     this.exited.emit(procKey(ns, id, execId));
     if (rec.exitPublished) return;

@@ -13,7 +13,7 @@ import type { ExitRecorder } from './exit-recorder.js';
 import type { ShimHost } from './host.js';
 import { checkName, taskPaths } from './paths.js';
 import { transition } from './process-state.js';
-import { createTask, MONITOR_GONE_WAIT_MS, removeBundle } from './task-bundle.js';
+import { type CreateOptions, createTask, MONITOR_GONE_WAIT_MS, removeBundle } from './task-bundle.js';
 import { markKillTrace, normalizeSignal, procKey, startTrace, until } from './util.js';
 
 const isExec = (ref: ShimTaskRef): ref is ExecRef => Boolean(ref.execId);
@@ -35,8 +35,8 @@ export class ProcessTable {
   }
 
   /** Creates a task (see createTask): bundle, monitor, `runc create`, record. */
-  create(req: ShimCreateRequest): Promise<ShimState> {
-    return createTask(this.host, this.exits, req);
+  create(req: ShimCreateRequest, opts?: CreateOptions): Promise<ShimState> {
+    return createTask(this.host, this.exits, req, opts);
   }
 
   /** Prepares an exec process in a running task; `start` with its execId runs it. */

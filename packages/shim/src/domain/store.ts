@@ -89,7 +89,8 @@ function fromHash(h: Record<string, string>): ProcRecord | undefined {
   return r;
 }
 
-// Records an exit once: a second report (inotify plus a recovery scan) changes nothing.
+// Records an exit once: a second report (inotify plus a recovery scan) changes nothing. Returns
+// the record as it now is when this call stopped it, so its announcement needs no second read.
 const RECORD_EXIT = redisScript(
   'shim record-exit',
   `
@@ -97,7 +98,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'status') == 'stopped' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'stopped', 'exitCode', ARGV[1], 'exitedAt', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
-return 1`,
+return redis.call('HGETALL', KEYS[1])`,
 );
 
 // Moves a record from one status to another only if it is still in the expected one.
@@ -180,21 +181,28 @@ export class ShimStore {
     return this.redis.smembers(keys.shimExecs(this.node, ns, id));
   }
 
-  /** Persists an exit; 1 when it was recorded now, 0 when it already was, -1 when no record. */
+  /**
+   * Persists an exit: the record as it now is when it was recorded now, undefined when it already
+   * was (or there is no record).
+   */
   async recordExit(
     ns: string,
     id: string,
     execId: string | undefined,
     e: { exitCode: number; exitedAt: string; reason?: string },
-  ): Promise<number> {
-    return (await this.redis.eval(
+  ): Promise<ProcRecord | undefined> {
+    const r = (await this.redis.eval(
       RECORD_EXIT,
       1,
       this.key(ns, id, execId),
       String(e.exitCode),
       e.exitedAt,
       e.reason ?? '',
-    )) as number;
+    )) as number | string[];
+    if (!Array.isArray(r)) return undefined;
+    const h: Record<string, string> = {};
+    for (let i = 0; i + 1 < r.length; i += 2) h[r[i] as string] = r[i + 1] as string;
+    return fromHash(h);
   }
 
   async markPublished(ns: string, id: string, execId?: string): Promise<void> {

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
-import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
+import { conmonArgs, conmonSkipsLogSync, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { removeAttachLink } from './attach-links.js';
@@ -24,6 +24,15 @@ import { procKey, runtimeFailure, startTrace, until } from './util.js';
 /** How long a task's monitor gets to exit once runc no longer runs its container, ms. */
 export const MONITOR_GONE_WAIT_MS = 5_000;
 
+/** What a caller of createTask adds to the request. */
+export interface CreateOptions {
+  /**
+   * With `start`: awaited once the task is created and recorded, before it starts; a rejection
+   * fails the create and removes the task (a pod network's ADD run beside `runc create`).
+   */
+  beforeStart?: () => Promise<void>;
+}
+
 /**
  * Creates a task: writes the bundle (config.json, rootfs mounted from the given mounts), starts
  * conmon, which runs `runc create`, and records the task, `created`, once runc reported the init
@@ -34,6 +43,7 @@ export async function createTask(
   host: ShimHost,
   exits: ExitRecorder,
   req: ShimCreateRequest,
+  opts: CreateOptions = {},
 ): Promise<ShimState> {
   const { namespace: ns, id } = req;
   checkName('namespace', ns);
@@ -126,6 +136,7 @@ export async function createTask(
         terminal: req.terminal,
         stdin: req.stdin,
         leaveStdinOpen: req.stdinOnce === false,
+        noSyncLog: await conmonSkipsLogSync(host.conmon),
       };
       const conmonAttrs = {
         'berth.container.id': id,
@@ -177,6 +188,7 @@ export async function createTask(
       recorded = true;
       const t4 = performance.now();
       // Started here, the task skips a second request and its wait for this agent's turn.
+      if (req.start) await opts.beforeStart?.();
       const started = req.start ? await startCreatedTask(host, rec) : rec;
       const ms = (a: number, b: number) => Math.round(b - a);
       const t5 = performance.now();

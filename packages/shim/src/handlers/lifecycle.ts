@@ -1,4 +1,12 @@
-import { BerthError, Code, type ShimApi, type ShimCreateRequest } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  type ShimApi,
+  type ShimCreateRequest,
+  type ShimPodNetwork,
+  type ShimPortMapping,
+  type ShimState,
+} from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { ShimAgent } from '../domain/agent.js';
 import type { NetworkManager } from '../network/manager.js';
@@ -12,6 +20,15 @@ async function pinPodNetns(
   req: ShimCreateRequest,
 ) {
   if (!req.netnsPod) return;
+  checkPodNetns(network, { ...req, netnsPod: req.netnsPod });
+  await network.ensureNetns(req.netnsPod);
+}
+
+/** INVALID_ARGUMENT unless the spec's network namespace is the pinned one of pod `netnsPod`. */
+function checkPodNetns(
+  network: Pick<NetworkManager, 'netnsPath'>,
+  req: ShimCreateRequest & { netnsPod: string },
+): void {
   const want = network.netnsPath(req.netnsPod);
   const linux = req.spec.linux as { namespaces?: { type?: unknown; path?: unknown }[] } | undefined;
   const ns = linux?.namespaces?.find((n) => n.type === 'network');
@@ -21,19 +38,65 @@ async function pinPodNetns(
       `netnsPod "${req.netnsPod}": the spec's network namespace must be "${want}", not ${JSON.stringify(ns?.path ?? null)}`,
     );
   }
-  await network.ensureNetns(req.netnsPod);
 }
+
+/**
+ * A create with `startAttached`: the pod's setup (pin, then CNI ADD) begins first, the task is
+ * made in the namespace as soon as it is pinned, and started once the ADD is done, so the ADD
+ * runs beside `runc create` instead of before it. The setup has settled before this returns,
+ * whatever the outcome: nothing of it goes on behind the reply.
+ */
+async function createAttached(
+  agent: ShimAgent,
+  network: LifecycleNetwork,
+  req: ShimCreateRequest & { netnsPod: string },
+  portMappings: ShimPortMapping[],
+): Promise<ShimState> {
+  checkPodNetns(network, req);
+  const attaching = network.setup(req.netnsPod, { portMappings });
+  // Awaited in beforeStart, or at the end when the create failed first.
+  attaching.catch(() => undefined);
+  let attached: ShimPodNetwork | undefined;
+  try {
+    await network.ensureNetns(req.netnsPod);
+    const st = await agent.create(
+      { ...req, start: true },
+      {
+        beforeStart: async () => {
+          attached = await attaching;
+        },
+      },
+    );
+    return attached ? { ...st, network: { ips: attached.ips } } : st;
+  } finally {
+    await attaching.catch(() => undefined);
+  }
+}
+
+/** What the lifecycle handlers use of the node's pod networks. */
+type LifecycleNetwork = Pick<NetworkManager, 'ensureNetns' | 'netnsPath' | 'setup'>;
 
 /** Handlers of a task's lifecycle: create, start, state, kill, wait, delete, list, remove-files. */
 export function lifecycleHandlers(
   agent: ShimAgent,
-  network: Pick<NetworkManager, 'ensureNetns' | 'netnsPath'>,
+  network: LifecycleNetwork,
 ): Pick<
   Handlers<typeof ShimApi>,
   'create' | 'start' | 'state' | 'kill' | 'wait' | 'delete' | 'remove-files' | 'list'
 > {
   return {
     create: async (req) => {
+      if (req.startAttached) {
+        if (!req.netnsPod) {
+          throw new BerthError(Code.INVALID_ARGUMENT, `task "${req.id}": startAttached needs netnsPod`);
+        }
+        return createAttached(
+          agent,
+          network,
+          { ...req, netnsPod: req.netnsPod },
+          req.startAttached.portMappings,
+        );
+      }
       await pinPodNetns(network, req);
       return agent.create(req);
     },

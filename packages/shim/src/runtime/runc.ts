@@ -1,8 +1,15 @@
 import { BerthError, Code } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
-import { type CommandResult, lastLine, runCommand } from './command.js';
+import { type CommandResult, lastLine, runCommandOffLoop } from './command.js';
 import { startThroughFifo } from './exec-fifo.js';
+
+/**
+ * How long one runc command may run before its process group is killed: far past any command's
+ * normal time (a `delete --force` of a live container polls in 100 ms steps), only a bound on one
+ * that hangs (Node's spawn, before the spawn addon ran runc, had none).
+ */
+const RUNC_DEADLINE_MS = 5 * 60_000;
 
 /** runc's `state` output (the fields berth reads). */
 export interface RuncState {
@@ -53,7 +60,7 @@ export class Runc {
     };
     return withSpan(`runc ${what}`, attrs, async (span) => {
       const started = performance.now();
-      const r = await runCommand(this.binary, argv, input);
+      const r = await runCommandOffLoop(this.binary, argv, RUNC_DEADLINE_MS, input);
       shimMetrics().runc(what, (performance.now() - started) / 1000, r.code === 0 ? 'ok' : 'error');
       span.setAttribute('process.exit.code', r.code);
       if (r.signal) span.setAttribute('berth.process.signal', r.signal);

@@ -38,22 +38,23 @@ const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
 );
 
 /**
- * Runs `file` to its end in a thread of the addon's own (posix_spawn, stdin written, stdout and
- * stderr collected, reaped), in a session of its own whose process group is SIGKILLed after
- * `timeoutMs`: the event loop is never blocked by the fork and exec that Node's spawn() does on
- * it. Undefined when the addon is not built (the caller spawns as before). Rejects like spawn's
- * 'error' event (code ENOENT, EACCES) when the file cannot be executed.
+ * Runs `file` with `args` to its end in a thread of the addon's own (posix_spawn, stdin written,
+ * stdout and stderr collected, reaped), in a session of its own whose process group is SIGKILLed
+ * after `timeoutMs`: the event loop is never blocked by the fork and exec that Node's spawn()
+ * does on it. Undefined when the addon is not built (the caller spawns as before). Rejects like
+ * spawn's 'error' event (code ENOENT, EACCES) when the file cannot be executed.
  */
 export function runNative(
   file: string,
   env: NodeJS.ProcessEnv,
   input: string,
   timeoutMs: number,
+  args: string[] = [],
 ): Promise<NativeRunResult> | undefined {
   const native = spawnAddon();
   if (!native) return undefined;
   return native
-    .run(file, [file], envList(env), input, Math.max(1, Math.round(timeoutMs)))
+    .run(file, [file, ...args], envList(env), input, Math.max(1, Math.round(timeoutMs)))
     .then((r) => ({ ...r, signal: r.signal ? (SIGNAL_NAMES.get(r.signal) ?? null) : null }));
 }
 

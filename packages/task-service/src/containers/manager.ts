@@ -91,8 +91,17 @@ export class ContainerManager {
     return done;
   }
 
-  /** Creates a container; on any failure nothing is left behind (name, snapshot, files). */
-  async create(ns: string, input: CreateContainerRequest): Promise<Container> {
+  /**
+   * Creates a container; on any failure nothing is left behind (name, snapshot, files). With
+   * `attachAtStart`, a bridge container's namespace is only pinned here (`network-netns`) and
+   * its record has no addresses yet: its first task's create attaches it (CNI ADD) beside `runc
+   * create` (see TaskManager.createLocked), as `berth run` does.
+   */
+  async create(
+    ns: string,
+    input: CreateContainerRequest,
+    opts: { attachAtStart?: boolean } = {},
+  ): Promise<Container> {
     // The image record a caller passes is a read of the node's image-service it already made:
     // it is used, never stored (the container keeps the image's name, digest and chain).
     const { imageRecord, ...req } = input;
@@ -125,7 +134,13 @@ export class ContainerManager {
     let entered = false;
     const made = this.lock(ns, id, (lock) => {
       entered = true;
-      return this.createLocked(ns, req, { intent, lock, imageRecord, begun });
+      return this.createLocked(ns, req, {
+        intent,
+        lock,
+        imageRecord,
+        begun,
+        attachAtStart: opts.attachAtStart === true,
+      });
     });
     const begun = this.store.beginCreateNamed(ns, intent);
     // Awaited by createLocked once the lock is held; a refusal is thrown there.
@@ -153,7 +168,14 @@ export class ContainerManager {
       lock,
       imageRecord,
       begun,
-    }: { intent: CreateIntent; lock: Lock; imageRecord?: ImageRecord | undefined; begun: Promise<void> },
+      attachAtStart,
+    }: {
+      intent: CreateIntent;
+      lock: Lock;
+      imageRecord?: ImageRecord | undefined;
+      begun: Promise<void>;
+      attachAtStart: boolean;
+    },
   ): Promise<Container> {
     const { id, name, node } = intent;
     await begun;
@@ -171,13 +193,16 @@ export class ContainerManager {
       // shim: the longest step here) needs nothing of the image or its snapshot: it runs beside
       // them. Both settle before a failure is thrown, so the undo below sees all that was made.
       networked = req.network === 'bridge';
+      const shim = this.deps.shim(node, ns);
       const [made, net] = await Promise.allSettled([
         this.prepareRootfs(ns, req, { id, node, snapshotKey, imageRecord }).then((r) => {
           prepared = true;
           return r;
         }),
         networked
-          ? this.deps.shim(node, ns)['network-setup']({ podId: id, portMappings: req.ports ?? [] })
+          ? attachAtStart
+            ? shim['network-netns']({ podId: id }).then((n) => ({ netnsPath: n.netnsPath, ips: [] }))
+            : shim['network-setup']({ podId: id, portMappings: req.ports ?? [] })
           : undefined,
       ]);
       if (made.status === 'rejected') throw made.reason;
@@ -186,13 +211,7 @@ export class ContainerManager {
       // A bridge container is a one-container pod: its node's shim pins the namespace and runs
       // CNI (the shim owns every namespace and lease), and the spec joins that namespace.
       let network: Container['network'];
-      if (net.value) {
-        const ips = [...net.value.ips].sort((a, b) => a.version - b.version);
-        network = {
-          netnsPath: net.value.netnsPath,
-          ips: ips.map((i) => i.address.split('/')[0] ?? i.address),
-        };
-      }
+      if (net.value) network = { netnsPath: net.value.netnsPath, ips: addressesOf(net.value.ips) };
       const gen = generateSpec(
         {
           id,
@@ -393,6 +412,11 @@ export class ContainerManager {
   private collectDeps() {
     return { store: this.store, redis: this.redis, deps: this.deps, lockTtlMs: this.lockTtlMs };
   }
+}
+
+/** A pod's addresses as a container record keeps them: IPv4 first, without prefix lengths. */
+export function addressesOf(ips: readonly { address: string; version: number }[]): string[] {
+  return [...ips].sort((a, b) => a.version - b.version).map((i) => i.address.split('/')[0] ?? i.address);
 }
 
 /** The key of a container's rootfs snapshot. */

@@ -26,7 +26,7 @@ import {
 import type { ServiceContext } from '@berth/kit';
 import { releaseNetworkMeanwhile } from '../containers/collect.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { ignoreGone } from '../containers/manager.js';
+import { addressesOf, ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
 import {
   capabilitiesOf,
@@ -154,7 +154,8 @@ export class TaskManager {
    * create or start: the caller finds nothing left.
    */
   async run(ns: string, req: CreateContainerRequest): Promise<RunContainerReply> {
-    const c = await this.containers.create(ns, req);
+    // A bridge container's CNI ADD runs in the task's create, beside `runc create`.
+    const c = await this.containers.create(ns, req, { attachAtStart: true });
     const container = { id: c.id, namespace: c.namespace, name: c.name, node: c.node, io: c.io };
     try {
       return { container, task: await this.create(ns, c.id, { start: true }) };
@@ -200,12 +201,21 @@ export class TaskManager {
       }
       // The mounts prepare gave at create (one hop fewer); older records ask the snapshot-service.
       const rootfs = c.rootfs ?? (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
+      // A bridge container made by `run` (see ContainerManager.create's attachAtStart), or one a
+      // crash left before its first task attached it, is attached now: a task started here by its
+      // shim beside `runc create`, else by `network-setup` before the create.
+      const attach = unattached(c) ? { portMappings: c.config.ports ?? [] } : undefined;
+      const shim = this.deps.shim(c.node, ns);
+      let ips =
+        attach && !start
+          ? addressesOf((await shim['network-setup']({ podId: c.id, ...attach })).ips)
+          : undefined;
       // A process started by the shim may exit before its task is recorded here, and onExit finds
       // no task to record it on then: the exit is caught here and recorded after the commit.
       const early: TaskExit[] = [];
       const unwatch = start ? this.waiters.watch(ExitWaiters.key(ns, c.id), (e) => early.push(e)) : undefined;
       try {
-        const st = await this.deps.shim(c.node, ns).create({
+        const st = await shim.create({
           namespace: ns,
           id: c.id,
           spec: nodeInput(c),
@@ -218,9 +228,13 @@ export class TaskManager {
           capabilities: capabilitiesOf(c.config),
           // Containers stored before users were left to the node have theirs resolved in the spec.
           ...(c.config.user !== undefined ? { user: c.config.user } : {}),
-          ...(netnsPod ? { netnsPod } : {}),
-          ...(start ? { start } : {}),
+          ...(attach && start ? { netnsPod: c.id, startAttached: attach } : netnsPod ? { netnsPod } : {}),
+          ...(start && !attach ? { start } : {}),
         });
+        if (attach && start) {
+          // A shim that did not know startAttached left the task created and the pod unattached.
+          ips = addressesOf((st.network ?? (await shim['network-setup']({ podId: c.id, ...attach }))).ips);
+        }
         // `stopped` too: it started, and its exit is recorded below or by its event.
         const started = st.status === 'running' || st.status === 'stopped';
         const t: Task = {
@@ -235,8 +249,10 @@ export class TaskManager {
         if (st.logPath) t.logPath = st.logPath;
         if (st.attachPath) t.attachPath = st.attachPath;
         if (st.ctlPath) t.ctlPath = st.ctlPath;
-        // The task, the container as resolved and the lock's release in one round trip.
-        await this.store.commitTask(t, lock, st.resolved ? withResolved(c, st.resolved) : undefined);
+        // The task, the container as resolved (and attached) and the lock's release in one round trip.
+        let updated = st.resolved ? withResolved(c, st.resolved) : undefined;
+        if (ips && c.network) updated = { ...(updated ?? c), network: { ...c.network, ips } };
+        await this.store.commitTask(t, lock, updated);
         this.deps.publish(TaskTopic.taskCreate, ns, { id: c.id, pid: st.pid, node: c.node });
         if (started) {
           this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
@@ -642,6 +658,14 @@ function nodeInput(c: Container): Record<string, unknown> {
   if (c.config.user === undefined) return c.spec;
   const user = provisionalUser(c.config.user, c.config.additionalGids);
   return { ...c.spec, process: { ...(c.spec.process as Record<string, unknown>), user } };
+}
+
+/**
+ * True for a bridge container whose network has no addresses on record: pinned but not attached
+ * yet (made by `run`, attached by its first task's create), or one whose network gave none.
+ */
+function unattached(c: Container): boolean {
+  return c.config.network === 'bridge' && c.network !== undefined && c.network.ips.length === 0;
 }
 
 /** True when the container's spec names files its node's shim writes (containers made since). */
