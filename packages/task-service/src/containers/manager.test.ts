@@ -242,24 +242,34 @@ describe('ContainerManager.reconcileSnapshots', () => {
     expect(snaps.held.has(locked)).toBe(false);
   });
 
-  it('sweeps at most once in a while, and reports a node it cannot list', async () => {
+  it('sweeps one period after it starts and at most once a period, and reports a node it cannot list', async () => {
+    const period = 300;
+    const m = new ContainerManager(store, redis, deps(), {
+      node,
+      lockTtlMs: LOCK_TTL_MS,
+      snapshotSweepMs: period,
+    });
     const orphan = snaps.orphan('ns1', id(), LOCK_TTL_MS + 1_000);
     const errors: string[] = [];
     const onError = (_err: unknown, n: string) => errors.push(n);
-    expect(await manager.sweepSnapshots(['other-node'], onError)).toBe(1);
+    // Not yet: a replica's first reconcile lists nothing.
+    expect(await m.sweepSnapshots(['other-node'], onError)).toBe(0);
+    expect(snaps.lists).toBe(0);
+    await new Promise((r) => setTimeout(r, period + 50));
+    expect(await m.sweepSnapshots(['other-node'], onError)).toBe(1);
     expect(snaps.held.has(orphan)).toBe(false);
     // Both nodes were listed (the stand-in answers for any node).
     expect(snaps.lists).toBe(2);
     snaps.orphan('ns1', id(), LOCK_TTL_MS + 1_000);
-    expect(await manager.sweepSnapshots(['other-node'], onError)).toBe(0);
+    expect(await m.sweepSnapshots(['other-node'], onError)).toBe(0);
     expect(snaps.lists).toBe(2);
     expect(errors).toEqual([]);
 
-    const failing = new ContainerManager(store, redis, deps(), { node, lockTtlMs: LOCK_TTL_MS });
+    await new Promise((r) => setTimeout(r, period + 50));
     snaps.list = async () => {
       throw new BerthError(Code.UNAVAILABLE, 'no snapshot-service');
     };
-    expect(await failing.sweepSnapshots([], onError)).toBe(0);
+    expect(await m.sweepSnapshots([], onError)).toBe(0);
     expect(errors).toEqual([node]);
   });
 });

@@ -36,6 +36,11 @@ export interface ManagerEnv {
    * died blocks the reconcile from undoing or finishing it. Holders renew it every ttl/3.
    */
   lockTtlMs?: number;
+  /**
+   * How often at most the reconcile sweeps the nodes' container snapshots (default 5 min; see
+   * sweepSnapshots). The first sweep comes one period after the manager starts.
+   */
+  snapshotSweepMs?: number;
 }
 
 /** Spec mount sources of the container's /etc files: its node's shim writes them and fills these in. */
@@ -55,7 +60,7 @@ export { ignoreGone };
  */
 export const SnapshotLabel = { container: 'io.berth.container', namespace: 'io.berth.namespace' } as const;
 
-/** How often at most the reconcile sweeps the nodes' container snapshots (see sweepSnapshots). */
+/** How often at most the reconcile sweeps the nodes' container snapshots, by default. */
 const SNAPSHOT_SWEEP_MS = 5 * 60_000;
 
 /** A container lock's default ttl, and how long a caller waits for a lock another holds. */
@@ -66,8 +71,12 @@ const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
  * resolves the image on the node, prepares the rootfs snapshot, generates the spec and stores it.
  */
 export class ContainerManager {
-  /** When sweepSnapshots() last ran (ms), if it has. */
-  private sweptAt: number | undefined;
+  /**
+   * When sweepSnapshots() last ran (ms); at first, when the manager was made: the reconcile at a
+   * replica's start would find only young snapshots, and its node's snapshot-service may not
+   * answer yet.
+   */
+  private sweptAt = Date.now();
 
   constructor(
     private readonly store: ContainerStore,
@@ -343,7 +352,7 @@ export class ContainerManager {
 
   /**
    * reconcileSnapshots() of this replica's node and of `nodes` (those containers are on), at most
-   * once every SNAPSHOT_SWEEP_MS: a snapshot left without an intent needs a crash, and a list of a
+   * once every snapshotSweepMs: a snapshot left without an intent needs a crash, and a list of a
    * node's snapshots is not free. A node that fails is reported to `onError` and skipped. Returns
    * how many snapshots were removed.
    */
@@ -352,7 +361,7 @@ export class ContainerManager {
     onError: (err: unknown, node: string) => void,
   ): Promise<number> {
     const now = Date.now();
-    if (this.sweptAt !== undefined && now - this.sweptAt < SNAPSHOT_SWEEP_MS) return 0;
+    if (now - this.sweptAt < (this.env.snapshotSweepMs ?? SNAPSHOT_SWEEP_MS)) return 0;
     this.sweptAt = now;
     let removed = 0;
     for (const node of new Set([this.env.node, ...nodes])) {
