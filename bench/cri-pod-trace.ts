@@ -9,13 +9,13 @@
  * Env: CRICTL (required), REGISTRY (default 127.0.0.1:5000), BENCH_N (pods, default 20),
  * BENCH_SPANS (a file: every span read is written there as JSON).
  */
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { readSpans, type SpanRecord } from '@berth/kit/tracing';
 import { startTraceStack } from './cri-trace-stack.js';
+import { cpuMs, poolTable, tracesOf } from './span-pool.js';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const OPS = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox'];
@@ -24,44 +24,6 @@ const load = () =>
   loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-};
-
-/** Per span key (service, name, n-th of that name in its trace): starts and durations in ms. */
-function pool(traces: SpanRecord[][]): Map<string, { starts: number[]; durs: number[] }> {
-  const out = new Map<string, { starts: number[]; durs: number[] }>();
-  for (const spans of traces) {
-    const root = spans.find((s) => !s.parentSpanId) ?? spans[0];
-    if (!root) continue;
-    const seen = new Map<string, number>();
-    for (const s of [...spans].sort((a, b) => a.startUs - b.startUs)) {
-      const base = `${s.service.padEnd(16)} ${s.name}`;
-      const n = (seen.get(base) ?? 0) + 1;
-      seen.set(base, n);
-      const key = n > 1 ? `${base} #${n}` : base;
-      const e = out.get(key) ?? { starts: [], durs: [] };
-      e.starts.push((s.startUs - root.startUs) / 1000);
-      e.durs.push((s.endUs - s.startUs) / 1000);
-      out.set(key, e);
-    }
-  }
-  return out;
-}
-
-/** CPU time (user + system, ms) of a process and its reaped children, or 0 once it is gone. */
-function cpuMs(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    // utime, stime, cutime, cstime are fields 14-17 (11-14 after the name), in clock ticks.
-    return [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i] ?? 0), 0) * 10;
-  } catch {
-    return 0;
-  }
-}
 
 const { root, stack, crictl, stop } = await startTraceStack('cri-pod-trace', 'bcri-ptrace0');
 try {
@@ -100,21 +62,10 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   if (process.env.BENCH_SPANS) await writeFile(process.env.BENCH_SPANS, JSON.stringify(spans));
-  const byTrace = new Map<string, SpanRecord[]>();
-  for (const s of spans) byTrace.set(s.traceId, [...(byTrace.get(s.traceId) ?? []), s]);
   for (const op of OPS) {
-    const traces = [...byTrace.values()]
-      .filter((t) => t.some((s) => !s.parentSpanId && s.name.endsWith(`/${op}`)))
-      .sort((a, b) => Math.min(...a.map((s) => s.startUs)) - Math.min(...b.map((s) => s.startUs)))
-      .slice(1); // the warm-up pod's
-    const rows = [...pool(traces).entries()].sort((a, b) => median(a[1].starts) - median(b[1].starts));
+    const traces = tracesOf(spans, op).slice(1); // the warm-up pod's
     process.stdout.write(`\n== ${op}: ${traces.length} traces, medians in ms (start, duration)\n`);
-    for (const [key, e] of rows) {
-      const n = e.durs.length < traces.length ? ` (in ${e.durs.length})` : '';
-      process.stdout.write(
-        `${median(e.starts).toFixed(1).padStart(8)} ${median(e.durs).toFixed(2).padStart(9)}  ${key}${n}\n`,
-      );
-    }
+    process.stdout.write(poolTable(traces));
   }
 } finally {
   await stop();

@@ -33,9 +33,14 @@ export function crictlBinary(): string {
 
 /**
  * Starts a trace stack named `name` (its temporary root and CNI network) on bridge `bridge`,
- * mirroring every public registry to env REGISTRY (default 127.0.0.1:5000).
+ * mirroring every public registry to env REGISTRY (default 127.0.0.1:5000); `env` is added to its
+ * services' environment.
  */
-export async function startTraceStack(name: string, bridge: string): Promise<TraceStack> {
+export async function startTraceStack(
+  name: string,
+  bridge: string,
+  env?: NodeJS.ProcessEnv,
+): Promise<TraceStack> {
   const bin = crictlBinary();
   const registry = process.env.REGISTRY ?? '127.0.0.1:5000';
   const mirrors = Object.fromEntries(
@@ -45,6 +50,7 @@ export async function startTraceStack(name: string, bridge: string): Promise<Tra
   const [subnet] = freeSubnets(1) as [string];
   const net = await makeNetwork(join(root, 'net'), `${name}-net`, bridge, subnet, 'berth-subnet');
   const stack = await startStack({
+    ...(env ? { env } : {}),
     config: {
       services: {
         'image-service': { mirrors },

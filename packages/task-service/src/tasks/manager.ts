@@ -551,8 +551,10 @@ export class TaskManager {
       });
     }
     this.deps.publish(TaskTopic.containerDelete, ns, { id, name: c.name });
-    const freeing: Promise<void> = this.containers
-      .collect(c)
+    // Begun once the reply is out (setImmediate runs after this turn's I/O): its first steps (a
+    // lock, a shim request) are not the caller's to wait for.
+    const freeing: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.containers.collect(c))
       .then(
         () => undefined,
         (err: unknown) =>
