@@ -225,10 +225,10 @@ export class ContainerManager {
       // the prepare, once the intent that covers it is recorded. Both settle before a failure is
       // thrown, so the undo below sees all that was made.
       networked = req.network === 'bridge';
-      const shim = this.deps.shim(node, ns);
+      const shim = networked ? this.deps.shim(node, ns) : undefined;
       const [made, net] = await Promise.allSettled([
         rootfs,
-        networked
+        shim
           ? attachAtStart
             ? shim['network-netns']({ podId: id }).then((n) => ({ netnsPath: n.netnsPath, ips: [] }))
             : shim['network-setup']({ podId: id, portMappings: req.ports ?? [] })
