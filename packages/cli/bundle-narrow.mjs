@@ -102,6 +102,7 @@ export const COMMAND_BUNDLES = {
   help: { words: ['', '--help', '-h', 'help', '--version', 'version'], keep: null },
   ps: { words: ['ps'], keep: ['dist/containers/commands.js'] },
   images: { words: ['images'], keep: ['dist/images/commands.js'] },
+  run: { words: ['run'], keep: ['dist/containers/run.js'] },
 };
 const TABLES = /^dist\/(commands\/[\w-]+|trace\/commands|snapshots\/commands)\.js$/;
 

@@ -107,20 +107,29 @@ describe('bin/berth.js', () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
       BERTH_NATS_URL: 'nats://127.0.0.1:9',
     };
-    // `images` and `ps` run from bundles of their own (commandBundles): each holds its command.
-    for (const command of ['images', 'ps'])
+    // `images`, `ps` and `run` run from bundles of their own (commandBundles): each holds its
+    // command (run's connects to NATS before loading it: the refusal is still the one reported).
+    for (const [command, ...args] of [['images'], ['ps'], ['run', 'busybox', 'true']] as const)
       for (const round of ['uncached', 'cached']) {
         // A failed run makes no cache; `COMMAND --help` (exit code 0) makes the command's.
         if (round === 'cached') berth(command, '--help');
         let stderr = '';
         try {
-          execFileSync(process.execPath, [bin, command], { encoding: 'utf8', env, stdio: 'pipe' });
+          execFileSync(process.execPath, [bin, command, ...args], { encoding: 'utf8', env, stdio: 'pipe' });
         } catch (err) {
           stderr = String((err as { stderr?: string }).stderr);
         }
         expect(stderr, `${command} ${round}`).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
         expect(existsSync(join(cache, `${command}.bin`)), `${command} ${round}`).toBe(round === 'cached');
       }
+    // A usage error is still reported as one, whatever run's early connect met.
+    let usage = '';
+    try {
+      execFileSync(process.execPath, [bin, 'run'], { encoding: 'utf8', env, stdio: 'pipe' });
+    } catch (err) {
+      usage = String((err as { stderr?: string }).stderr);
+    }
+    expect(usage).toBe('berth: an image is required: berth run [OPTIONS] IMAGE [COMMAND] [ARG...]\n');
   });
 
   it('makes no code at run time: zod is jitless before the config schemas are built', () => {

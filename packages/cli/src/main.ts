@@ -101,9 +101,9 @@ async function main(args: string[]): Promise<number> {
       cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx),
     );
   } finally {
-    await ctx.close();
-    // The spans go to the span store and (bounded to a few ms) to a collector.
-    await telemetry.finish();
+    // The root span has ended: the spans go to the span store (and, bounded to a few ms, to a
+    // collector) while NATS drains, which waits for the server's answer to its flush.
+    await Promise.all([ctx.close(), telemetry.finish()]);
     if (showTrace) process.stderr.write(`berth: trace id ${telemetry.traceId()}\n`);
   }
 }

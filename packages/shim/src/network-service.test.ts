@@ -104,8 +104,16 @@ describe('shim network operations over NATS', () => {
     return spec;
   }
 
-  /** Creates task `taskId` of `spec` on the test rootfs in namespace "net", naming `netnsPod` if given. */
-  function createTask(taskId: string, spec: Record<string, unknown>, netnsPod?: string) {
+  /**
+   * Creates task `taskId` of `spec` on the test rootfs in namespace "net", naming `netnsPod` if
+   * given; with `startAttached`, started once that pod is attached (no published ports).
+   */
+  function createTask(
+    taskId: string,
+    spec: Record<string, unknown>,
+    netnsPod?: string,
+    o: { startAttached?: boolean } = {},
+  ) {
     return w.client.create({
       namespace: 'net',
       id: taskId,
@@ -114,7 +122,16 @@ describe('shim network operations over NATS', () => {
       terminal: false,
       stdin: false,
       ...(netnsPod ? { netnsPod } : {}),
+      ...(o.startAttached ? { startAttached: { portMappings: [] } } : {}),
     });
+  }
+
+  /** A new pod id (`prefix`-...), where its namespace is pinned, a task id and a spec of `args` in it. */
+  async function podTask(prefix: string, args: string[]) {
+    const id = podId(prefix);
+    const netnsPath = join(w.runRoot, 'netns', id);
+    const taskId = newId();
+    return { id, netnsPath, taskId, spec: await podSpec(args, taskId, netnsPath) };
   }
 
   /**
@@ -194,10 +211,7 @@ describe('shim network operations over NATS', () => {
   });
 
   it('a create naming its pod (netnsPod) pins the namespace itself; a crash, then setup attaches that one', async () => {
-    const id = podId('pin');
-    const netnsPath = join(w.runRoot, 'netns', id);
-    const taskId = newId();
-    const spec = await podSpec(['sleep', '300'], taskId, netnsPath);
+    const { id, netnsPath, taskId, spec } = await podTask('pin', ['sleep', '300']);
     await createTask(taskId, spec, id);
     try {
       // Pinned, recorded, not attached yet: what network-netns leaves.
@@ -220,10 +234,7 @@ describe('shim network operations over NATS', () => {
   });
 
   it('a create naming its pod while its setup runs joins the namespace setup pinned, one per pod', async () => {
-    const id = podId('both');
-    const netnsPath = join(w.runRoot, 'netns', id);
-    const taskId = newId();
-    const spec = await podSpec(['sleep', '300'], taskId, netnsPath);
+    const { id, netnsPath, taskId, spec } = await podTask('both', ['sleep', '300']);
     const [net, created] = await Promise.all([
       w.client['network-setup']({ podId: id, portMappings: [] }),
       createTask(taskId, spec, id),
@@ -240,21 +251,13 @@ describe('shim network operations over NATS', () => {
   });
 
   it('a create with startAttached starts its task once the pod is attached: the process sees its address at once', async () => {
-    const id = podId('slow');
-    const netnsPath = join(w.runRoot, 'netns', id);
-    const taskId = newId();
     // What the process sees the moment it runs: an ADD still under way would leave only lo.
-    const spec = await podSpec(['sh', '-c', 'ip -o -4 addr show eth0 | wc -l; sleep 300'], taskId, netnsPath);
-    const st = await w.client.create({
-      namespace: 'net',
-      id: taskId,
-      spec,
-      rootfs: bindRootfs(w.rootfs),
-      terminal: false,
-      stdin: false,
-      netnsPod: id,
-      startAttached: { portMappings: [] },
-    });
+    const { id, netnsPath, taskId, spec } = await podTask('slow', [
+      'sh',
+      '-c',
+      'ip -o -4 addr show eth0 | wc -l; sleep 300',
+    ]);
+    const st = await createTask(taskId, spec, id, { startAttached: true });
     try {
       expect(st.status).toBe('running');
       expect(await inNetns(st.pid, netnsPath)).toBe(true);
@@ -269,22 +272,8 @@ describe('shim network operations over NATS', () => {
   });
 
   it('a create with startAttached whose task cannot be made fails with the pod attached and no task left', async () => {
-    const id = podId('attfail');
-    const netnsPath = join(w.runRoot, 'netns', id);
-    const taskId = newId();
-    const spec = await podSpec(['/no/such/command'], taskId, netnsPath);
-    const err = await w.client
-      .create({
-        namespace: 'net',
-        id: taskId,
-        spec,
-        rootfs: bindRootfs(w.rootfs),
-        terminal: false,
-        stdin: false,
-        netnsPod: id,
-        startAttached: { portMappings: [] },
-      })
-      .catch((e: BerthError) => e);
+    const { id, netnsPath, taskId, spec } = await podTask('attfail', ['/no/such/command']);
+    const err = await createTask(taskId, spec, id, { startAttached: true }).catch((e: BerthError) => e);
     expect(err).toBeInstanceOf(BerthError);
     expect(await codeOf(w.client.state({ namespace: 'net', id: taskId }))).toBe(Code.NOT_FOUND);
     // The ADD had settled before the reply: its pod is whole, and a teardown releases it.

@@ -49,7 +49,13 @@ export const containersCommands: Command[] = [
     usage: '[OPTIONS] IMAGE [COMMAND] [ARG...]',
     options: { ...createOptions, rm: { type: 'boolean' }, detach: { type: 'boolean', short: 'd' } },
     stopAtFirstPositional: true,
-    run: async (args, ctx) => (await runner()).runContainer(args, ctx),
+    run: async (args, ctx) => {
+      // NATS's handshake (a connect, the server's INFO, CONNECT and PING answered) runs while run's
+      // modules load and its request is built; runContainer awaits the same connection. A failed
+      // connect surfaces there (or not at all, for a usage error found first).
+      ctx.nats().catch(() => undefined);
+      return (await runner()).runContainer(args, ctx);
+    },
   },
   {
     name: 'create',

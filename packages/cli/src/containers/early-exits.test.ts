@@ -35,6 +35,9 @@ const exit = (id: string, exitCode: number, more: Partial<TaskExit> = {}): TaskE
 describe('earlyExits (berth run before its reply names the container)', () => {
   it('keeps an exit that came before the id was asked for, and takes one that comes after', async () => {
     const early = await earlyExits(ctx, 'default');
+    // The exits come from another connection (the CLI's request, after its SUB on the same
+    // connection, is what orders them in a run): the SUB must have reached the server first.
+    await listener.flush();
     try {
       // Other namespaces and exec processes are not the task's exit.
       publishEvent(shim, TaskTopic.taskExit, 'other', exit('a', 9, { namespace: 'other' }));
@@ -59,6 +62,7 @@ describe('earlyExits (berth run before its reply names the container)', () => {
     const open = await earlyExits(ctx, 'default');
     const closed = await earlyExits(ctx, 'default');
     closed.close();
+    await listener.flush();
     try {
       publishEvent(shim, TaskTopic.taskExit, 'default', exit('c', 1));
       await shim.flush();
