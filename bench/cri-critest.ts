@@ -135,12 +135,17 @@ export interface CritestRun {
   log: string;
 }
 
-/** Runs `critest -benchmark` against `socket`, writing into `outDir`; resolves when it exits. */
+/**
+ * Runs `critest -benchmark` against `socket`, writing into `outDir`; resolves when it exits.
+ * `skip` (a ginkgo regexp on the specs' names, e.g. "Container|Pod") leaves those out: critest's
+ * benchmark mode sets ginkgo's focus itself.
+ */
 export async function runCritest(
   critest: string,
   socket: string,
   params: string,
   outDir: string,
+  skip?: string,
 ): Promise<CritestRun> {
   await mkdir(outDir, { recursive: true });
   const log = join(outDir, 'critest.log');
@@ -158,6 +163,7 @@ export async function runCritest(
       params,
       '-benchmarking-output-dir',
       outDir,
+      ...(skip ? [`--ginkgo.skip=${skip}`] : []),
     ],
     { cwd: outDir, stdio: ['ignore', fd, fd] },
   );

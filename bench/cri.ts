@@ -18,7 +18,8 @@
  * runs of each, the first runtime changing every round, and pools every run's samples: the
  * load of a shared machine then weighs on both alike), BENCH_CRI_TIMING=<file> (the gateway's
  * per-call phases, BERTH_CRI_TIMING of packages/cri-gateway/src/grpc/call-timing.ts, written there
- * when the stack stops).
+ * when the stack stops), BENCH_SKIP (critest's --ginkgo.skip: leaves out the benchmarks whose
+ * names match, e.g. "Container|Pod" runs only the image lifecycle and ListImages).
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -42,6 +43,7 @@ import { freeSubnets, linkExists, makeNetwork, removeNetwork } from './cri-net.j
 const CRITEST = process.env.CRITEST;
 const REGISTRY = process.env.REGISTRY ?? '127.0.0.1:5000';
 const SANDBOX_IMAGE = 'registry.k8s.io/pause:3.6';
+const SKIP = process.env.BENCH_SKIP || undefined;
 const BRIDGES = { berth: 'bcri-berth0', containerd: 'bcri-ctd0' } as const;
 
 if (!CRITEST) {
@@ -99,7 +101,7 @@ const stackEnv = process.env.BENCH_CRI_TIMING
 async function bench(name: string, socket: string): Promise<CritestRun> {
   await prePull(socket, [SANDBOX_IMAGE, ...BENCH_IMAGES]);
   log(`${name}: critest running (load ${load()})`);
-  const run = await runCritest(CRITEST as string, socket, params, join(root, name, 'critest'));
+  const run = await runCritest(CRITEST as string, socket, params, join(root, name, 'critest'), SKIP);
   loads.push(`after ${name} ${load()}`);
   const left = await sweepPods(socket);
   log(
@@ -181,6 +183,7 @@ async function runRounds(rounds: number): Promise<[berth: CritestRun, ctd: Crite
           sockets[name],
           params,
           join(root, name, `critest-${r + 1}`),
+          SKIP,
         );
         loads.push(`after ${name} ${r + 1} ${load()}`);
         const left = await sweepPods(sockets[name]);

@@ -64,6 +64,8 @@ const handlers: Record<string, UnaryHandler> = {
   // Waits until the test releases it: a call still in flight.
   'RuntimeService/ContainerStatus': () => hold.then(() => ({ status: { id: 'c1' } })),
   'ImageService/ListImages': async () => ({ images: [{ id: 'x'.repeat(17 * 1024 * 1024) }] }),
+  // Answers at once, not in a promise (a reply kept in memory).
+  'RuntimeService/ListPodSandbox': () => ({ items: [{ id: 'p1' }] }),
   // Throws before returning a promise.
   'RuntimeService/RuntimeConfig': () => {
     throw new BerthError(Code.NOT_FOUND, 'runtime config "x" not found');
@@ -149,6 +151,61 @@ describe("berth's gRPC server", () => {
     expect(status(r)).toBe('0');
     expect(r.headers[':status']).toBe('200');
     expect(runtime.Version?.responseDeserialize(r.data.subarray(5))).toMatchObject({ runtime_name: 'berth' });
+    expect(writes.length - before).toBe(1);
+    conn.close();
+  });
+
+  it('answers a handler that replies at once (not in a promise) in one write', async () => {
+    await start();
+    const conn = await RawH2Connection.open(socket);
+    await conn.waitFrame((f) => f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 1);
+    const before = writes.length;
+    const path = '/runtime.v1.RuntimeService/ListPodSandbox';
+    const r = await request(conn, 1, path, body(path, {}));
+    expect(status(r)).toBe('0');
+    expect(runtime.ListPodSandbox?.responseDeserialize(r.data.subarray(5))).toMatchObject({
+      items: [{ id: 'p1' }],
+    });
+    expect(writes.length - before).toBe(1);
+    expect(status(await request(conn, 3, VERSION, body(VERSION, {})))).toBe('0');
+    conn.close();
+  });
+
+  it("acks a Go client's BDP PING in the write of its next request's reply, and alone when none comes", async () => {
+    await start();
+    const conn = await RawH2Connection.open(socket);
+    await conn.waitFrame((f) => f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 1);
+    const acks = () => conn.frames.filter((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) === 1);
+    const ping = (n: number) => frame(FrameType.PING, 0, 0, Buffer.alloc(8, n));
+    const call = (id: number) =>
+      Buffer.concat([
+        frame(
+          FrameType.HEADERS,
+          Flag.END_HEADERS,
+          id,
+          new GoLikeEncoder().encode(goHeaders(VERSION, socket)),
+        ),
+        frame(FrameType.DATA, Flag.END_STREAM, id, body(VERSION, { version: '0.1.0' })),
+      ]);
+    let before = writes.length;
+    // What grpc-go sends after a reply's DATA (a WINDOW_UPDATE and its BDP PING), then its next
+    // call: in one read of the server's, or in two.
+    conn.write(Buffer.concat([windowUpdateFrame(0, 30), ping(1), call(1)]));
+    expect(status(await conn.result(1))).toBe('0');
+    expect(acks().map((f) => f.payload[0])).toEqual([1]);
+    expect(writes.length - before).toBe(1);
+    before = writes.length;
+    conn.write(Buffer.concat([windowUpdateFrame(0, 30), ping(2)]));
+    conn.write(call(3));
+    expect(status(await conn.result(3))).toBe('0');
+    expect(acks().map((f) => f.payload[0])).toEqual([1, 2]);
+    expect(writes.length - before).toBe(1);
+    // A PING with nothing after it is answered on its own.
+    before = writes.length;
+    conn.write(ping(3));
+    await conn.waitFrame(
+      (f) => f.type === FrameType.PING && (f.flags & Flag.ACK) === 1 && f.payload[0] === 3,
+    );
     expect(writes.length - before).toBe(1);
     conn.close();
   });

@@ -150,43 +150,59 @@ export class GrpcCall {
   }
 
   private runUnary(handler: UnaryHandler, request: unknown, obs: ObservedCall): void {
-    // async: a handler that throws before returning its promise fails the call, not the connection.
-    context
-      .with(obs.context, async () => handler(request, this.deps))
-      .then(
-        (reply) => {
-          if (this.settled) return;
-          if (timingOn && this.stream.marks) this.stream.marks.replied = process.hrtime.bigint();
-          let body: Buffer;
-          try {
-            body = this.route.serialize(reply);
-          } catch (err) {
-            this.fail(
-              new BerthError(
-                Code.INTERNAL,
-                `CRI ${this.route.rpc} reply could not be encoded: ${(err as Error).message}`,
-              ),
-            );
-            return;
-          }
-          if (body.length > MAX_MESSAGE_BYTES) return this.fail(this.tooLarge(body.length));
-          this.settle();
-          // Headers, message and trailers leave in one socket write, before the call's span,
-          // metrics and access line are ended: the client does not wait for the bookkeeping.
-          sendResponseHeaders(this.stream);
-          this.stream.sendData(grpcFrame(body));
-          sendOkTrailers(this.stream);
-          this.stream.flush();
-          if (timingOn) {
-            const t = process.hrtime.bigint();
-            obs.end();
-            recordTail(this.route.rpc, t);
-          } else obs.end();
-        },
-        (raw: unknown) => {
-          if (!this.settled) this.fail(raw);
-        },
+    let result: unknown;
+    try {
+      result = context.with(obs.context, handler, undefined, request, this.deps);
+    } catch (err) {
+      // Thrown before any promise: the call fails, not the connection.
+      this.fail(err);
+      return;
+    }
+    // A reply the handler had in memory is written now, in this turn, with no microtask between.
+    if (!isThenable(result)) {
+      this.answer(result, obs);
+      return;
+    }
+    result.then(
+      (reply) => this.answer(reply, obs),
+      (raw: unknown) => {
+        if (!this.settled) this.fail(raw);
+      },
+    );
+  }
+
+  /** Writes a unary call's reply (headers, message, trailers), then ends its bookkeeping. */
+  private answer(reply: unknown, obs: ObservedCall): void {
+    if (this.settled) return;
+    if (timingOn && this.stream.marks) this.stream.marks.replied = process.hrtime.bigint();
+    let body: Buffer;
+    try {
+      body = this.route.serialize(reply);
+    } catch (err) {
+      this.fail(
+        new BerthError(
+          Code.INTERNAL,
+          `CRI ${this.route.rpc} reply could not be encoded: ${(err as Error).message}`,
+        ),
       );
+      return;
+    }
+    if (body.length > MAX_MESSAGE_BYTES) {
+      this.fail(this.tooLarge(body.length));
+      return;
+    }
+    this.settle();
+    // Headers, message and trailers leave in one socket write, before the call's span,
+    // metrics and access line are ended: the client does not wait for the bookkeeping.
+    sendResponseHeaders(this.stream);
+    this.stream.sendData(grpcFrame(body));
+    sendOkTrailers(this.stream);
+    this.stream.flush();
+    if (timingOn) {
+      const t = process.hrtime.bigint();
+      obs.end();
+      recordTail(this.route.rpc, t);
+    } else obs.end();
   }
 
   private runStream(handler: StreamHandler, request: unknown, obs: ObservedCall): void {
@@ -260,4 +276,8 @@ export class GrpcCall {
     this.settled = true;
     callDeadlines.clear(this.deadline);
   }
+}
+
+function isThenable(x: unknown): x is PromiseLike<unknown> {
+  return typeof (x as PromiseLike<unknown> | null)?.then === 'function';
 }

@@ -188,7 +188,7 @@ export class H2Connection implements StreamOwner {
         this.onSettings(f);
         return;
       case FrameType.PING:
-        if (!(f.flags & Flag.ACK)) this.socket.write(pingAck(f.payload));
+        if (!(f.flags & Flag.ACK)) this.writer.pingAck(pingAck(f.payload));
         return;
       case FrameType.GOAWAY:
         // The client opens no more streams; the ones open still get their replies.
@@ -208,7 +208,7 @@ export class H2Connection implements StreamOwner {
     this.recvWindow -= f.payload.length;
     need(this.recvWindow >= 0, H2Error.FLOW_CONTROL_ERROR, 'connection window overrun');
     if (this.recvWindow < RECV_WINDOW.connection / 2) {
-      this.socket.write(windowUpdateFrame(0, RECV_WINDOW.connection - this.recvWindow));
+      this.writer.control(windowUpdateFrame(0, RECV_WINDOW.connection - this.recvWindow));
       this.recvWindow = RECV_WINDOW.connection;
     }
     const s = this.streams.get(f.stream);
@@ -231,7 +231,7 @@ export class H2Connection implements StreamOwner {
     const end = (f.flags & Flag.END_STREAM) !== 0;
     // Replenish as we consume: the request is buffered whole (its size is checked by the call).
     if (!end && s.recvWindow < RECV_WINDOW.stream / 2) {
-      this.socket.write(windowUpdateFrame(s.id, RECV_WINDOW.stream - s.recvWindow));
+      this.writer.control(windowUpdateFrame(s.id, RECV_WINDOW.stream - s.recvWindow));
       s.recvWindow = RECV_WINDOW.stream;
     }
     if (data.length > 0) s.events?.onData(data);
@@ -300,7 +300,7 @@ export class H2Connection implements StreamOwner {
     this.peerInitialWindow = next.initialWindow;
     this.writer.peerMaxFrame = next.maxFrame;
     if (next.tableSize) this.writer.tableSizeChanged = true;
-    this.socket.write(SETTINGS_ACK);
+    this.writer.control(SETTINGS_ACK);
     if (delta > 0) this.writer.flush();
   }
 

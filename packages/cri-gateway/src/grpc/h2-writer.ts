@@ -28,6 +28,10 @@ export class H2Writer {
   tableSizeChanged = false;
   private readonly sending = new Set<H2Stream>();
   private flushQueued = false;
+  /** Connection frames (PING and SETTINGS acks, WINDOW_UPDATEs) waiting for the next write. */
+  private readonly controls: Buffer[] = [];
+  private controlFlush: NodeJS.Immediate | undefined;
+  private pingFlush: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -49,6 +53,39 @@ export class H2Writer {
     queueMicrotask(() => this.flush());
   }
 
+  /**
+   * Queues a connection-level frame the peer expects but nothing waits on (a PING or SETTINGS
+   * ack, a WINDOW_UPDATE). It leaves with the next write of this turn of the event loop, or on its
+   * own at the turn's end (setImmediate): a Go client's BDP PING, which comes in the same read as
+   * its next request, is acked in the reply's write instead of a write and a client wake-up of its
+   * own. Later in the turn, never later than that, so the client's ping and window accounting
+   * stay as timely as a write from the read itself.
+   */
+  control(frame: Buffer): void {
+    this.controls.push(frame);
+    this.controlFlush ??= setImmediate(() => {
+      this.controlFlush = undefined;
+      if (this.controls.length > 0) this.flush();
+    });
+  }
+
+  /**
+   * Queues a PING ack: it leaves with the next write, or on its own PING_ACK_WAIT_MS later. A Go
+   * client sends its BDP PING right after it read a reply, and its next request a few hundred µs
+   * later: acked in that request's reply, the PING costs neither side a write and a wake-up of its
+   * own. Go clients time the PING only to size their flow-control windows (an idle connection's
+   * sample is small and does not grow them); during a transfer, writes are frequent and acks prompt.
+   */
+  pingAck(frame: Buffer): void {
+    this.controls.push(frame);
+    if (this.controlFlush || this.pingFlush) return;
+    this.pingFlush = setTimeout(() => {
+      this.pingFlush = undefined;
+      if (this.controls.length > 0) this.flush();
+    }, PING_ACK_WAIT_MS);
+    this.pingFlush.unref();
+  }
+
   /** Forgets a stream that closed with output still queued. */
   drop(stream: H2Stream): void {
     this.sending.delete(stream);
@@ -60,16 +97,22 @@ export class H2Writer {
    */
   flush(): void {
     this.flushQueued = false;
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.socket.writableEnded) return;
     const done = timingOn ? [...this.sending].filter((s) => s.marks && s.localEnded) : [];
-    const out: Buffer[] = [];
+    // Control frames first: they were due before anything a stream queues now.
+    const out: Buffer[] = this.controls.length > 0 ? this.controls.splice(0) : [];
+    const controls = out.length;
+    if (controls > 0 && this.pingFlush) {
+      clearTimeout(this.pingFlush);
+      this.pingFlush = undefined;
+    }
     for (const s of this.sending) {
       if (!s.closed) this.drain(s, out);
       if (s.closed || s.queue.length === 0) this.sending.delete(s);
     }
     if (out.length === 1) this.socket.write(out[0] as Buffer);
     else if (out.length > 1) this.socket.write(Buffer.concat(out));
-    if (timingOn && out.length > 0) {
+    if (timingOn && out.length > controls) {
       const t = process.hrtime.bigint();
       this.hooks.written?.(t);
       for (const s of done) if (s.marks) recordCall(s.marks, t);
@@ -106,6 +149,9 @@ export class H2Writer {
     }
   }
 }
+
+/** How long a PING ack waits for a write to go with (H2Writer.pingAck). */
+export const PING_ACK_WAIT_MS = 5;
 
 /** An HPACK dynamic table size update to 0 (RFC 7541 section 6.3). */
 const TABLE_SIZE_ZERO = Buffer.of(0x20);

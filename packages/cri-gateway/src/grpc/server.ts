@@ -75,7 +75,7 @@ function unary(
       deps,
     });
     context
-      .with(obs.context, () => handler(call.request, deps))
+      .with(obs.context, async () => handler(call.request, deps))
       .then(
         (reply) => {
           // The reply goes first: the client does not wait for the span, metrics and access line.

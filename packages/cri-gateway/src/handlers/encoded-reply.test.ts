@@ -167,4 +167,39 @@ describe('status replies kept with their bytes', () => {
     const l2 = wire(image.ListImages as never, await listImages({}, deps));
     expect((l2.images as { repo_tags: string[] }[])[0]?.repo_tags).toHaveLength(2);
   });
+
+  it('ImageStatus and ListImages answer at once from a port that holds the images, as their promises would', async () => {
+    const rec = {
+      name: 'docker.io/library/busybox:1',
+      configDigest: 'sha256:c1',
+      target: { digest: 'sha256:m1' },
+      size: 10,
+      config: {},
+      updatedAt: '2026-12-02T01:00:00.000Z',
+    } as unknown as ImageRecord;
+    let held = true;
+    const images = {
+      get: async () => rec,
+      list: async () => [rec],
+      getNow: () => (held ? rec : undefined),
+      listNow: () => (held ? [rec] : undefined),
+    };
+    const deps = { images } as unknown as HandlerDeps;
+    const spec = { image: 'busybox:1', annotations: {} };
+    const now = imageStatus({ image: spec }, deps);
+    expect(now).not.toBeInstanceOf(Promise);
+    wire(image.ImageStatus as never, now as object);
+    const list = listImages({}, deps);
+    const filtered = listImages({ filter: { image: spec } }, deps);
+    expect(list).not.toBeInstanceOf(Promise);
+    expect(filtered).not.toBeInstanceOf(Promise);
+    expect((wire(image.ListImages as never, list as object).images as unknown[]).length).toBe(1);
+    // What they cannot tell at once (a refresh in flight) comes in a promise: the same kept reply.
+    held = false;
+    const later = imageStatus({ image: spec }, deps);
+    expect(later).toBeInstanceOf(Promise);
+    expect(await later).toBe(now);
+    expect(await listImages({}, deps)).toBe(list);
+    expect(await listImages({ filter: { image: spec } }, deps)).toBe(filtered);
+  });
 });

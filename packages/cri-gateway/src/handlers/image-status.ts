@@ -1,6 +1,6 @@
 import type { ImageRecord } from '@berth/api';
 import { type CriImage, type CriImageSpec, toCriImages } from '../images/cri-image.js';
-import { imageStatus as status } from '../images/image-ops.js';
+import { imageStatus as status, imageStatusNow as statusNow } from '../images/image-ops.js';
 import { CriService } from '../proto.js';
 import { ReplyMemo, responseEncoder, verboseInfo } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
@@ -22,13 +22,32 @@ let lastVerbose = false;
 /**
  * ImageService/ImageStatus: the image, or `image` unset when it is not on the node (not an
  * error, the kubelet then pulls). With verbose, `info.info` holds berth's image record as JSON.
+ * Answers at once, not in a promise, when the image view holds the image and nothing is being
+ * refreshed (critest and the kubelet read an image right after its pull): no turns through the
+ * microtask queue between the request and its reply.
  */
-export async function imageStatus(
+export function imageStatus(
+  request: { image?: CriImageSpec | null; verbose?: boolean },
+  deps: HandlerDeps,
+): ImageStatusResponse | Promise<ImageStatusResponse> {
+  const found = statusNow(deps, request.image?.image ?? '');
+  return found ? reply(found, request, deps) : imageStatusLater(request, deps);
+}
+
+async function imageStatusLater(
   request: { image?: CriImageSpec | null; verbose?: boolean },
   deps: HandlerDeps,
 ): Promise<ImageStatusResponse> {
   const found = await status(deps, request.image?.image ?? '');
-  if (!found) return { image: null, info: {} };
+  return found ? reply(found, request, deps) : { image: null, info: {} };
+}
+
+/** The (kept) reply for an image found. */
+function reply(
+  found: { record: ImageRecord; names: ImageRecord[] },
+  request: { verbose?: boolean },
+  deps: HandlerDeps,
+): ImageStatusResponse {
   const verbose = request.verbose === true;
   lastVerbose = verbose;
   return replies.get(found.record, verbose ? 'verbose' : '', [deps.pinned, ...found.names], () => ({
@@ -42,6 +61,6 @@ export async function imageStatus(
  * Builds and keeps the ImageStatus reply of image `spec` as it is now, in the variant the last
  * read asked for, so the read that follows its pull finds it (handlers/after-reply.ts).
  */
-export function prepareImageStatus(spec: string, deps: HandlerDeps): Promise<unknown> {
+export async function prepareImageStatus(spec: string, deps: HandlerDeps): Promise<unknown> {
   return imageStatus({ image: { image: spec, annotations: {} }, verbose: lastVerbose }, deps);
 }

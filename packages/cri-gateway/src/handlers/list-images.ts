@@ -1,6 +1,7 @@
+import type { ImageRecord } from '@berth/api';
 import type { CriImage, CriImageSpec } from '../images/cri-image.js';
 import { toCriImages } from '../images/cri-image.js';
-import { listImages as list, listRecords } from '../images/image-ops.js';
+import { listImages as list, listRecords, listRecordsNow } from '../images/image-ops.js';
 import { CriService } from '../proto.js';
 import { ReplyMemo, responseEncoder } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
@@ -15,13 +16,32 @@ const replies = new ReplyMemo<object, { images: CriImage[] }>(
   responseEncoder(CriService.image, 'ListImages'),
 );
 
-/** ImageService/ListImages: the node's images in the CRI namespace, one per id. */
-export async function listImages(
+/**
+ * ImageService/ListImages: the node's images in the CRI namespace, one per id. Answers at once,
+ * not in a promise, when the image view holds them and nothing is being refreshed.
+ */
+export function listImages(
   request: ListImagesRequest,
   deps: HandlerDeps,
-): Promise<{ images: CriImage[] }> {
+): { images: CriImage[] } | Promise<{ images: CriImage[] }> {
   const filter = request.filter?.image?.image || undefined;
-  const records = await listRecords(deps, filter);
+  const now = listRecordsNow(deps, filter);
+  return now ? reply(now, filter, deps) : listImagesLater(filter, deps);
+}
+
+async function listImagesLater(
+  filter: string | undefined,
+  deps: HandlerDeps,
+): Promise<{ images: CriImage[] }> {
+  return reply(await listRecords(deps, filter), filter, deps);
+}
+
+/** The (kept) reply for these records. */
+function reply(
+  records: readonly ImageRecord[],
+  filter: string | undefined,
+  deps: HandlerDeps,
+): { images: CriImage[] } {
   return replies.get(deps.images, filter ?? '', [deps.pinned, ...records], () => ({
     images: toCriImages(records, deps.pinned),
   }));

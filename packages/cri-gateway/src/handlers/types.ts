@@ -20,9 +20,13 @@ export interface HandlerDeps extends ImageOpsDeps {
   events: EventSource;
 }
 
-/** A unary CRI handler: a request message in, a response message out (proto field names). */
+/**
+ * A unary CRI handler: a request message in, a response message out (proto field names), in a
+ * promise, or at once when the handler has it in memory (a kept reply): the servers write that
+ * without a turn through the microtask queue.
+ */
 // biome-ignore lint/suspicious/noExplicitAny: messages are plain objects shaped by the proto
-export type UnaryHandler = (request: any, deps: HandlerDeps) => Promise<unknown>;
+export type UnaryHandler = (request: any, deps: HandlerDeps) => unknown;
 
 /**
  * A server-streaming CRI handler: yields the response messages; returning ends the stream OK.

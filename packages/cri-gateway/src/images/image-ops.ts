@@ -36,6 +36,15 @@ export async function listRecords(d: ImageOpsDeps, filterSpec?: string): Promise
 }
 
 /**
+ * listRecords() when the images port holds the answer in memory and nothing it holds is being
+ * refreshed; undefined when only listRecords can tell (a filter naming an image it does not hold).
+ */
+export function listRecordsNow(d: ImageOpsDeps, filterSpec?: string): readonly ImageRecord[] | undefined {
+  if (!filterSpec) return d.images.listNow?.();
+  return imageStatusNow(d, filterSpec)?.names;
+}
+
+/**
  * The image a spec names: its record and every record (name) of the same id, or undefined when it
  * is not on this node; `toCriImages(names, pinned)` folds them into its CRI image.
  */
@@ -47,6 +56,23 @@ export async function imageStatus(
   if (!rec) return undefined;
   const all = await namesOf(d.images, rec.configDigest);
   return { record: rec, names: all.length > 0 ? all : [rec] };
+}
+
+/**
+ * imageStatus() when the images port holds the answer in memory and nothing it holds is being
+ * refreshed (the same records imageStatus would read); undefined when only imageStatus can tell,
+ * an absent image included (it may be named in a way only the image-service resolves).
+ */
+export function imageStatusNow(
+  d: ImageOpsDeps,
+  spec: string,
+): { record: ImageRecord; names: ImageRecord[] } | undefined {
+  if (spec === '') return undefined;
+  const rec = d.images.getNow?.(spec);
+  const all = rec && d.images.listNow?.();
+  if (!rec || !all) return undefined;
+  const names = all.filter((r) => r.configDigest === rec.configDigest);
+  return { record: rec, names: names.length > 0 ? names : [rec] };
 }
 
 /**

@@ -73,6 +73,36 @@ describe('ImageView', () => {
     view.close();
   });
 
+  it('answers getNow and listNow from memory only, with what get and list would answer', async () => {
+    const t = fakeImages();
+    const ev = manualEvents();
+    const view = new ImageView(t.port);
+    // Not loaded yet: only the service can tell.
+    expect(view.getNow('busybox')).toBeUndefined();
+    expect(view.listNow()).toBeUndefined();
+    t.records.set('docker.io/library/busybox:latest', rec('docker.io/library/busybox:latest'));
+    await view.follow(ev.source, 60_000);
+    const reads = { ...t.reads };
+    expect(view.getNow('busybox')).toBe(await view.get('busybox'));
+    expect(view.getNow(ID)).toBe(await view.get(ID));
+    expect(view.listNow()).toBe(await view.list());
+    // A name it does not hold, or an id prefix: get() asks the service, getNow cannot tell.
+    expect(view.getNow('nothere:1')).toBeUndefined();
+    expect(view.getNow('sha256:aaaa')).toBeUndefined();
+    expect(t.reads).toEqual(reads);
+    // An event names the image: until its read lands, the kept record may be stale.
+    t.records.set(
+      'docker.io/library/busybox:latest',
+      rec('docker.io/library/busybox:latest', '2026-12-03T00:00:00Z'),
+    );
+    ev.fire(ImageTopic.imageUpdate, 'docker.io/library/busybox:latest', '2026-12-03T00:00:00Z');
+    expect(view.getNow('busybox')).toBeUndefined();
+    expect(view.listNow()).toBeUndefined();
+    expect((await view.get('busybox')).updatedAt).toBe('2026-12-03T00:00:00Z');
+    expect(view.getNow('busybox')?.updatedAt).toBe('2026-12-03T00:00:00Z');
+    view.close();
+  });
+
   it('shows a pull and a removal to the next read, and follows image events', async () => {
     const t = fakeImages();
     const ev = manualEvents();

@@ -85,6 +85,22 @@ export class ImageView implements ImagePort {
     return this.inner.get(name);
   }
 
+  /**
+   * The record a name or full image id names, when the view holds it and no refresh of it is in
+   * flight; undefined when only get() can tell (not loaded, not kept, being refreshed, absent).
+   */
+  getNow(name: string): ImageRecord | undefined {
+    if (!this.mirror.loaded) return undefined;
+    const id = IMAGE_ID.exec(name);
+    if (id) return this.listNow()?.find((r) => r.configDigest === `sha256:${id[1]}`);
+    return this.mirror.getNow(normalizeRef(name))?.value;
+  }
+
+  /** list() when it can answer without waiting for a refresh; undefined otherwise. */
+  listNow(): readonly ImageRecord[] | undefined {
+    return this.mirror.loaded ? this.mirror.deriveNow(newestFirst) : undefined;
+  }
+
   async list(): Promise<readonly ImageRecord[]> {
     // Sorted once per change of the records, not per call: shared, so callers must not change it.
     const kept = this.mirror.loaded ? await this.mirror.derive(newestFirst) : undefined;

@@ -24,6 +24,10 @@ export interface ImagePort {
   get(name: string): Promise<ImageRecord>;
   remove(req: RemoveImageRequest): Promise<RemoveImageReply>;
   usage(): Promise<ContentUsageReply>;
+  /** get() answered from memory without waiting, when the port can (undefined: call get()). */
+  getNow?(name: string): ImageRecord | undefined;
+  /** list() answered from memory without waiting, when the port can (undefined: call list()). */
+  listNow?(): readonly ImageRecord[] | undefined;
 }
 
 /** What ImageFsInfo needs from this node's snapshot-service. */

@@ -157,4 +157,28 @@ describe('Mirror.derive', () => {
     expect(made).toBe(5);
     m.stop();
   });
+
+  it('answers getNow and deriveNow only when nothing it would wait for is in flight', async () => {
+    const s = source({ a: 1, b: 2 });
+    const m = new Mirror<number>(s.src, (e) => {
+      throw e;
+    });
+    await m.start(60_000);
+    const sorted = (all: number[]) => [...all].sort((x, y) => y - x);
+    expect(m.getNow('a')).toEqual({ value: 1 });
+    expect(m.getNow('z')).toEqual({ value: undefined });
+    expect(m.deriveNow(sorted)).toEqual([2, 1]);
+    // The same value derive() keeps, made once.
+    expect(await m.derive(sorted)).toBe(m.deriveNow(sorted));
+    s.records.set('a', 5);
+    const refreshed = m.refresh('a');
+    // A refresh of a in flight: what get/derive would wait for cannot be told now.
+    expect(m.getNow('a')).toBeUndefined();
+    expect(m.deriveNow(sorted)).toBeUndefined();
+    expect(m.getNow('b')).toEqual({ value: 2 });
+    await refreshed;
+    expect(m.getNow('a')).toEqual({ value: 5 });
+    expect(m.deriveNow(sorted)).toEqual([5, 2]);
+    m.stop();
+  });
 });

@@ -176,6 +176,28 @@ export class Mirror<T> {
   }
 
   /**
+   * The record of `key` when it can be told without waiting: `{ value }` (value undefined: none)
+   * when no refresh of it is in flight and it is not unknown; undefined otherwise (use get()).
+   */
+  getNow(key: string): { value: T | undefined } | undefined {
+    if (this.pending.has(key) || this.unknown.has(key)) return undefined;
+    return { value: this.byKey.get(key) };
+  }
+
+  /**
+   * derive()'s value when it can be had without waiting (no refresh in flight, no record
+   * unknown): made now if a record changed since; undefined otherwise (use derive()).
+   */
+  deriveNow<R>(make: (all: T[]) => R): R | undefined {
+    if (this.pending.size > 0 || this.unknown.size > 0) return undefined;
+    const hit = this.derived.get(make);
+    if (hit?.version === this.version) return hit.value as R;
+    const value = make([...this.byKey.values()]);
+    this.derived.set(make, { version: this.version, value });
+    return value;
+  }
+
+  /**
    * What `make` returns for every record (as values() has them), made again only when a record
    * was set or dropped since its last call (or a refresh was in flight): ListImages and
    * ImageStatus read the same sorted list many times between two changes. Undefined as values().
