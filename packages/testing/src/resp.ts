@@ -75,6 +75,13 @@ export function redisCommand(port: number, args: string[], tls?: RespTls): Promi
       clearTimeout(timer);
       reject(err);
     });
+    // A server may close the connection without a reply and without an error (Sentinel's
+    // `CLIENT KILL TYPE normal` in a failover): the timer's destroy is then a no-op on a socket
+    // already closed, so the close itself must settle the call (after a reply it changes nothing).
+    socket.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`127.0.0.1:${port} closed the connection before replying to ${args[0]}`));
+    });
   });
 }
 
