@@ -126,7 +126,12 @@ describe('CRI Exec', () => {
 
   it('gives a TTY the size the client sends', async () => {
     const f = { stdin: true, stdout: true, tty: true };
-    const c = await openCommand(await execUrl(ctr, ['stty', 'size'], f), f);
+    // The command starts once the streams are up and the size follows on its own stream, so it
+    // may run before or after the size is set (as under containerd): it prints the size once the
+    // TTY has one, at once or on the SIGWINCH the size's arrival sends it.
+    const waitForSize =
+      'trap \'stty size; exit\' WINCH; if [ -n "$(stty size 2>/dev/null)" ]; then stty size; exit; fi; while :; do sleep 0.05; done';
+    const c = await openCommand(await execUrl(ctr, ['sh', '-c', waitForSize], f), f);
     await c.resize?.write('{"Width":123,"Height":45}\n');
     expect((await c.stdout?.done)?.toString()).toContain('45 123');
     expect(await statusOf(c.error)).toEqual({ metadata: {}, status: 'Success' });
