@@ -6,7 +6,9 @@
  *  (b) 4 such images pulled at once with 1 replica, then (c) with 2 replicas sharing the store
  *  (d) with containerd installed: a private containerd fetching the same image from the same
  *      registry (`ctr content fetch`, no unpack: the same work) and `ctr images pull` (with unpack)
- * Run: pnpm --filter @berth/bench run pull   Env: BENCH_RUNS (3), BENCH_LAYER_MB (52), BENCH_LAYERS (4).
+ * Run: pnpm --filter @berth/bench run pull   Env: BENCH_RUNS (3), BENCH_LAYER_MB (52), BENCH_LAYERS (4),
+ * BENCH_V8_FLAGS (space-separated V8 flags for the image-service processes; none by default, while
+ * `berth up` gives them the stack's, e.g. "--optimize-for-size --liftoff-only").
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,6 +34,7 @@ import { startContainerd } from './containerd.js';
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const LAYER_MB = Number(process.env.BENCH_LAYER_MB ?? 52);
 const LAYERS = Number(process.env.BENCH_LAYERS ?? 4);
+const V8_FLAGS = (process.env.BENCH_V8_FLAGS ?? '').split(' ').filter(Boolean);
 const MB = 1e6;
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -71,7 +74,7 @@ async function main(): Promise<void> {
     say(
       `berth pull benchmark: node ${process.version}, ${execFileSync('nproc').toString().trim()} cores, load average ${loadavg()
         .map((x) => x.toFixed(1))
-        .join(' ')}, registry docker-registry on 127.0.0.1`,
+        .join(' ')}, registry docker-registry on 127.0.0.1, V8 flags: ${V8_FLAGS.join(' ') || 'none'}`,
     );
     // Only sizes are kept: the 1 GB of generated layers is dropped once uploaded.
     const sizes: number[] = [];
@@ -104,10 +107,17 @@ async function main(): Promise<void> {
             stateRoot,
             configDir: work,
             name: `${node}-${r}`,
+            v8Flags: V8_FLAGS,
           }),
         );
       }
       return { node, stateRoot };
+    };
+    // The replicas stop first: a service still writes under its state root after it replied (its
+    // spans go to <stateRoot>/traces), and a recursive rm racing those writes fails with ENOTEMPTY.
+    const dropStore = async (stateRoot: string) => {
+      for (const p of procs.splice(0)) await p.kill();
+      await rm(stateRoot, { recursive: true, force: true });
     };
     const pull = (node: string, i: number) =>
       call(
@@ -132,7 +142,7 @@ async function main(): Promise<void> {
       single.push((performance.now() - t0) / 1000);
       if (rep.fetchedBytes !== layerBytes[0])
         throw new Error(`pull fetched ${rep.fetchedBytes} bytes, expected ${layerBytes[0]}`);
-      await rm(stateRoot, { recursive: true, force: true });
+      await dropStore(stateRoot);
       if (!haveCtd) continue;
       for (const [list, args] of [
         [fetches, ['content', 'fetch', '--plain-http', ref0]],
@@ -164,7 +174,7 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         await Promise.all([1, 2, 3, 4].map((i) => pull(node, i)));
         times.push((performance.now() - t0) / 1000);
-        await rm(stateRoot, { recursive: true, force: true });
+        await dropStore(stateRoot);
       }
       return times;
     };

@@ -48,9 +48,15 @@ export const MAX_REPLICAS = 16;
  * resident for as long as the service idles; this flag makes V8 collect sooner (smaller heap
  * growth steps, a 1 MB semi-space). 9-11 MB less PSS for the separate stack after the workload, in
  * two side-by-side runs (docs/benchmarks.md, footprint round 2); a bare 1 MB semi-space alone
- * bought nothing measurable (round 1).
+ * bought nothing measurable (round 1). `--liftoff-only`: fetch() parses HTTP with undici's llhttp,
+ * a WebAssembly module whose parser function V8 recompiles with TurboFan once it is hot (a pull
+ * burst): 24 MB of compiler zone memory at peak (32 MB in all) and 0.3 s of CPU, malloc'd from
+ * glibc's main heap by a V8 worker thread. Freed, it mostly stays resident (whatever was
+ * allocated above it pins the heap), which is why the image-service was 34-59 MB after the same
+ * workload (docs/benchmarks.md, footprint, branch h/img-heap). Liftoff, V8's baseline wasm
+ * compiler, handles the whole module; the parser's speed does not show in a pull.
  */
-export const SERVICE_V8_FLAGS: readonly string[] = ['--optimize-for-size'];
+export const SERVICE_V8_FLAGS: readonly string[] = ['--optimize-for-size', '--liftoff-only'];
 
 const V8Flags = z.array(z.string().regex(/^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/, 'must be a --v8-flag[=value]'));
 

@@ -27,12 +27,14 @@ export async function startImageService(o: {
   settings?: Record<string, unknown>;
   configDir: string;
   name?: string;
+  /** V8 flags for the process (`berth up` gives its services the stack's, SERVICE_V8_FLAGS). */
+  v8Flags?: string[];
 }): Promise<ServiceProcess> {
   const nc = o.nc;
   const cfg = join(o.configDir, `config-${o.name ?? 'svc'}-${Math.random().toString(36).slice(2)}.json`);
   await writeFile(cfg, JSON.stringify({ services: { 'image-service': o.settings ?? {} } }));
   const main = MAIN.includes('/src/') ? MAIN.replace('/src/', '/dist/') : MAIN;
-  const proc = spawn(process.execPath, [main], {
+  const proc = spawn(process.execPath, [...(o.v8Flags ?? []), main], {
     env: {
       ...process.env,
       BERTH_CONFIG: cfg,
