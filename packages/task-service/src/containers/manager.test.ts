@@ -85,7 +85,7 @@ function image(): ImageRecord {
     target: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d('a'), size: 1 },
     manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d('a'), size: 1 },
     configDigest: d('b'),
-    config: { config: { Cmd: ['sh'] } },
+    config: { rootfs: { type: 'layers', diff_ids: [d('d')] }, config: { Cmd: ['sh'] } },
     chainId: d('c'),
     size: 1,
     labels: {},
