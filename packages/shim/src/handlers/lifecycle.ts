@@ -6,6 +6,7 @@ import {
   type ShimPodNetwork,
   type ShimPortMapping,
   type ShimState,
+  toBerthError,
 } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { ShimAgent } from '../domain/agent.js';
@@ -44,7 +45,9 @@ function checkPodNetns(
  * A create with `startAttached`: the pod's setup (pin, then CNI ADD) begins first, the task is
  * made in the namespace as soon as it is pinned, and started once the ADD is done, so the ADD
  * runs beside `runc create` instead of before it. The setup has settled before this returns,
- * whatever the outcome: nothing of it goes on behind the reply.
+ * whatever the outcome: nothing of it goes on behind the reply. An ADD that fails is undone by
+ * its DEL only: the namespace, which `runc create` may be joining at that moment, stays for the
+ * caller's teardown. The ADD's error is the one reported, the task's own (if it failed too) its cause.
  */
 async function createAttached(
   agent: ShimAgent,
@@ -53,8 +56,8 @@ async function createAttached(
   portMappings: ShimPortMapping[],
 ): Promise<ShimState> {
   checkPodNetns(network, req);
-  const attaching = network.setup(req.netnsPod, { portMappings });
-  // Awaited in beforeStart, or at the end when the create failed first.
+  const attaching = network.setup(req.netnsPod, { portMappings, keepNetns: true });
+  // Awaited in beforeStart, or below when the create failed first.
   attaching.catch(() => undefined);
   let attached: ShimPodNetwork | undefined;
   try {
@@ -68,8 +71,14 @@ async function createAttached(
       },
     );
     return attached ? { ...st, network: { ips: attached.ips } } : st;
-  } finally {
-    await attaching.catch(() => undefined);
+  } catch (err) {
+    const addFailure = await attaching.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (addFailure === undefined || addFailure === err) throw err;
+    const add = toBerthError(addFailure);
+    throw new BerthError(add.code, add.message, { cause: err });
   }
 }
 

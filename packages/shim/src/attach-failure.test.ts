@@ -1,0 +1,157 @@
+// A create with startAttached whose pod's CNI ADD fails, over NATS against the agent process.
+// runc goes through a wrapper that holds the `runc create` of a pod named late-* until that pod's
+// failed ADD has been undone (its DEL ran and its record left phase adding): the order in which
+// an ADD failing at once meets a runc create still under way, made certain instead of likely.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { BerthError, Code } from '@berth/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeSubnetRule } from './network/subnet-masq.js';
+import { bindRootfs, codeOf, makeSpec, type ShimWorld, startWorld } from './testing/fixture.js';
+import { podId } from './testing/network.js';
+
+const exec = promisify(execFile);
+const bridge = `bs${randomBytes(4).toString('hex')}`;
+const SUBNET = '10.231.9.0/24';
+const PLUGIN_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
+const INJECTED = 'TEST-INJECTED-ADD-FAILURE';
+let w: ShimWorld;
+let base: string;
+let dataDir: string;
+
+beforeAll(async () => {
+  base = join('/tmp', `berth-attfail-${randomBytes(4).toString('hex')}`);
+  dataDir = join(base, 'ipam');
+  const plugins = join(base, 'plugins');
+  const marks = join(base, 'marks');
+  const stateRoot = join(base, 'state-of-world');
+  await mkdir(plugins, { recursive: true });
+  await mkdir(marks, { recursive: true });
+  const real = PLUGIN_DIRS.map((d) => join(d, 'bridge')).find((f) => existsSync(f)) ?? 'bridge';
+  // The bridge ADD of a late-* pod really attaches (a lease, a veth), then reports a failure;
+  // its DEL runs the real one and leaves a mark.
+  await writeFile(
+    join(plugins, 'bridge'),
+    `#!/bin/sh
+case "$CNI_COMMAND:$CNI_CONTAINERID" in
+ADD:late-*) ${real} >/dev/null; echo '{"cniVersion":"1.0.0","code":100,"msg":"${INJECTED}"}'; exit 1 ;;
+DEL:late-*) ${real}; rc=$?; touch "${marks}/del-$CNI_CONTAINERID"; exit $rc ;;
+esac
+exec ${real}
+`,
+    { mode: 0o755 },
+  );
+  // Task ids are the pod ids here. The record's path is read from the world's state root
+  // (written below once the world exists), at most 10 s of waiting.
+  await writeFile(
+    join(base, 'runc'),
+    `#!/bin/sh
+for id; do :; done
+case " $* :$id" in
+*" create "*:late-*)
+  root=$(cat "${stateRoot}")
+  i=0
+  while [ ! -e "${marks}/del-$id" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+  while grep -q '"phase":"adding"' "$root/network/pods/$id.json" 2>/dev/null && [ $i -lt 200 ]; do
+    sleep 0.05; i=$((i + 1))
+  done ;;
+esac
+exec /usr/sbin/runc "$@"
+`,
+    { mode: 0o755 },
+  );
+  w = await startWorld({
+    shim: {
+      runc: join(base, 'runc'),
+      cniConfDir: join(base, 'net.d'),
+      cniBridge: bridge,
+      cniSubnet: SUBNET,
+      cniDataDir: dataDir,
+      cniNetwork: bridge,
+      cniPluginDirs: [plugins, ...PLUGIN_DIRS],
+    },
+  });
+  await writeFile(stateRoot, w.stateRoot);
+});
+afterAll(async () => {
+  for (const p of (await w?.client['network-list']({}).catch(() => undefined))?.pods ?? []) {
+    await w.client['network-teardown']({ podId: p.podId, force: true }).catch(() => undefined);
+  }
+  await w?.close();
+  await removeSubnetRule({ network: bridge, subnet: SUBNET, iptables: 'iptables' });
+  await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+  await exec('rm', ['-rf', base]).catch(() => undefined);
+});
+
+/** The host-local leases held for a pod (files of the network's data dir naming it). */
+async function leasesOf(id: string): Promise<string[]> {
+  const dir = join(dataDir, bridge);
+  const held: string[] = [];
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    if ((await readFile(join(dir, f), 'utf8').catch(() => '')).startsWith(id)) held.push(f);
+  }
+  return held;
+}
+
+/** A startAttached create of task `id` in pod `id` running `args`; the error it fails with. */
+async function createAttached(id: string, args: string[]): Promise<BerthError> {
+  const netnsPath = join(w.runRoot, 'netns', id);
+  const spec = (await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}` })) as {
+    linux: { namespaces: { type: string; path?: string }[] };
+  };
+  spec.linux.namespaces = spec.linux.namespaces.map((n) =>
+    n.type === 'network' ? { type: 'network', path: netnsPath } : n,
+  );
+  const err = await w.client
+    .create({
+      namespace: 'net',
+      id,
+      spec,
+      rootfs: bindRootfs(w.rootfs),
+      terminal: false,
+      stdin: false,
+      netnsPod: id,
+      startAttached: { portMappings: [] },
+    })
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  expect(err).toBeInstanceOf(BerthError);
+  return err as BerthError;
+}
+
+/** What must be left once the caller tore the pod down: no task, no pod, no namespace, no lease. */
+async function expectNothingLeft(id: string) {
+  expect(await w.client['network-teardown']({ podId: id, force: false })).toEqual({ errors: [] });
+  expect(await codeOf(w.client.state({ namespace: 'net', id }))).toBe(Code.NOT_FOUND);
+  expect((await w.client['network-list']({})).pods.map((p) => p.podId)).not.toContain(id);
+  expect(await readdir(join(w.runRoot, 'netns')).catch(() => [])).not.toContain(id);
+  expect(await leasesOf(id)).toEqual([]);
+}
+
+describe('a create with startAttached whose ADD fails', () => {
+  it("fails with the ADD's error, the namespace kept unattached for the caller's teardown", async () => {
+    const id = podId('late');
+    const err = await createAttached(id, ['sleep', '300']);
+    expect(err.message).toContain(INJECTED);
+    expect(await codeOf(w.client.state({ namespace: 'net', id }))).toBe(Code.NOT_FOUND);
+    // DEL undid the ADD (no lease, no address) and the namespace is still pinned for the teardown.
+    expect(await leasesOf(id)).toEqual([]);
+    const pod = (await w.client['network-list']({})).pods.find((p) => p.podId === id);
+    expect(pod?.ips).toEqual([]);
+    expect(await readdir(join(w.runRoot, 'netns'))).toContain(id);
+    await expectNothingLeft(id);
+  });
+
+  it("reports the ADD's error when the task's create failed too", async () => {
+    const id = podId('late');
+    const err = await createAttached(id, ['/no/such/command']);
+    expect(err.message).toContain(INJECTED);
+    await expectNothingLeft(id);
+  });
+});
