@@ -45,7 +45,8 @@ function checkPodNetns(
  * A create with `startAttached`: the pod's setup (pin, then CNI ADD) begins first, the task is
  * made in the namespace as soon as it is pinned, and started once the ADD is done, so the ADD
  * runs beside `runc create` instead of before it. The setup has settled before this returns,
- * whatever the outcome: nothing of it goes on behind the reply. An ADD that fails is undone by
+ * whatever the outcome (but past the start's deadline: an ADD still under way then goes on, and
+ * the caller's teardown, queued behind it, undoes it). An ADD that fails is undone by
  * its DEL only: the namespace, which `runc create` may be joining at that moment, stays for the
  * caller's teardown. The ADD's error is the one reported, the task's own (if it failed too) its cause.
  */
@@ -55,10 +56,19 @@ async function createAttached(
   req: ShimCreateRequest & { netnsPod: string },
   portMappings: ShimPortMapping[],
 ): Promise<ShimState> {
+  const startBy = performance.now() + agent.host.startWithinMs;
   checkPodNetns(network, req);
   const attaching = network.setup(req.netnsPod, { portMappings, keepNetns: true });
   // Awaited in beforeStart, or below when the create failed first.
-  attaching.catch(() => undefined);
+  let settled = false;
+  attaching.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   let attached: ShimPodNetwork | undefined;
   try {
     await network.ensureNetns(req.netnsPod);
@@ -68,10 +78,12 @@ async function createAttached(
         beforeStart: async () => {
           attached = await attaching;
         },
+        startBy,
       },
     );
     return attached ? { ...st, network: { ips: attached.ips } } : st;
   } catch (err) {
+    if (!settled && performance.now() >= startBy) throw err;
     const addFailure = await attaching.then(
       () => undefined,
       (e: unknown) => e,
@@ -106,8 +118,9 @@ export function lifecycleHandlers(
           req.startAttached.portMappings,
         );
       }
+      const startBy = performance.now() + agent.host.startWithinMs;
       await pinPodNetns(network, req);
-      return agent.create(req);
+      return agent.create(req, { startBy });
     },
     start: (req) => agent.start(req),
     state: (req) => agent.state(req),
