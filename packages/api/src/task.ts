@@ -335,6 +335,29 @@ export const ContainerSummary = z.object({
 });
 export type ContainerSummary = z.infer<typeof ContainerSummary>;
 
+/**
+ * A container as `list-container-summaries` returns it: the listing's columns of its record (a
+ * client of a task-service without that operation summarizes `list-containers`'s records so).
+ */
+export function summarizeContainer(i: ContainerInfo): ContainerSummary {
+  const { container: c } = i;
+  const args = (c.spec.process as { args?: unknown } | undefined)?.args;
+  return {
+    container: {
+      id: c.id,
+      namespace: c.namespace,
+      name: c.name,
+      image: { name: c.image.name, digest: c.image.digest },
+      node: c.node,
+      command: Array.isArray(args) ? args.filter((a): a is string => typeof a === 'string') : [],
+      labels: c.labels,
+      createdAt: c.createdAt,
+    },
+    ...(i.task ? { task: i.task } : {}),
+    status: i.status,
+  };
+}
+
 /** Reply of `list-container-summaries`: one page, as list-containers pages. */
 export const ListContainerSummariesReply = PageReply.extend({ containers: z.array(ContainerSummary) });
 export type ListContainerSummariesReply = z.infer<typeof ListContainerSummariesReply>;

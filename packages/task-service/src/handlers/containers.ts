@@ -1,6 +1,5 @@
-import type { TaskApi } from '@berth/api';
+import { summarizeContainer, type TaskApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
-import { summarize } from '../containers/listing.js';
 import type { Domain } from '../domain.js';
 
 /** The TaskApi operations of the containers half; taskHandlers serves every other one. */
@@ -26,7 +25,7 @@ export function containerHandlers(d: Domain): Pick<Handlers<typeof TaskApi>, Con
     'list-container-summaries': async (req, ctx) => {
       const page = await d.containers.list(ctx.namespace, req);
       return {
-        containers: page.items.map(summarize),
+        containers: page.items.map(summarizeContainer),
         ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}),
       };
     },
