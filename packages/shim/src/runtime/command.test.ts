@@ -38,7 +38,9 @@ describe('runCommandOffLoop (runc by the spawn addon)', () => {
     const r = await runCommandOffLoop(file, [], 200);
     expect(r.code).toBe(-1);
     expect(r.signal).toBe('SIGKILL');
-    expect(r.stderr).toBe(`started\n\n${file} did not end within 200 ms: killed\n`);
+    expect(r.timedOut).toBe(true);
+    // What the script wrote before the kill depends on how soon it ran: only the note is certain.
+    expect(r.stderr).toContain(`${file} did not end within 200 ms: killed\n`);
   });
 
   it('a bare name is run by Node (PATH is searched), a missing file rejects with ENOENT', async () => {
