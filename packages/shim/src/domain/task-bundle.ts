@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
-import { conmonArgs, conmonSkipsLogSync, spawnConmon } from '../runtime/conmon.js';
+import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { removeAttachLink } from './attach-links.js';
@@ -143,7 +143,7 @@ export async function createTask(
         terminal: req.terminal,
         stdin: req.stdin,
         leaveStdinOpen: req.stdinOnce === false,
-        noSyncLog: await conmonSkipsLogSync(host.conmon),
+        noSyncLog: await host.skipLogSync(),
       };
       const conmonAttrs = {
         'berth.container.id': id,
