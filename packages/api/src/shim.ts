@@ -170,6 +170,17 @@ export const ShimPodAddress = z.object({
 });
 export type ShimPodAddress = z.infer<typeof ShimPodAddress>;
 
+/**
+ * A pod's addresses without their prefix lengths, IPv4 first (the kubelet takes the first as the
+ * pod's primary IP; a container record keeps them in the same order).
+ */
+export function podAddresses(ips: readonly Pick<ShimPodAddress, 'address' | 'version'>[]): string[] {
+  return [...ips]
+    .sort((a, b) => a.version - b.version)
+    .map((i) => i.address.split('/')[0] ?? '')
+    .filter((a) => a !== '');
+}
+
 /** State of a task or exec process. exitCode/exitedAt are set once it stopped. */
 export const ShimState = z.object({
   namespace: z.string(),

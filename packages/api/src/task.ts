@@ -267,11 +267,20 @@ export const ContainerStatus = {
 } as const;
 export type ContainerStatus = (typeof ContainerStatus)[keyof typeof ContainerStatus];
 
+/** A ContainerStatus in a schema: one list for every field holding one. */
+const containerStatus = z.enum([
+  ContainerStatus.created,
+  ContainerStatus.running,
+  ContainerStatus.paused,
+  ContainerStatus.stopped,
+  ContainerStatus.unknown,
+]);
+
 /** A container with its task, as get/list return it. */
 export const ContainerInfo = z.object({
   container: Container,
   task: Task.optional(),
-  status: z.enum(['created', 'running', 'paused', 'stopped', 'unknown']),
+  status: containerStatus,
   /**
    * Parts of the record left out of this reply (`spec` then `{}`, `config` then only its image):
    * set only for a record larger than CONTAINER_RECORD_MAX_BYTES, made before create enforced
@@ -298,7 +307,7 @@ export const AUTO_REMOVE_LABEL = 'berth.auto-remove';
 export const ListContainersRequest = PageRequest.extend({
   /** label=value must match exactly; a label with value "" only has to exist. */
   labels: z.record(z.string(), z.string()).optional(),
-  status: z.array(z.enum(['created', 'running', 'paused', 'stopped', 'unknown'])).optional(),
+  status: z.array(containerStatus).optional(),
   name: z.string().optional(),
   /** Only containers placed on this node. */
   node: z.string().optional(),
@@ -331,7 +340,7 @@ export const ContainerSummary = z.object({
     createdAt: z.string(),
   }),
   task: Task.optional(),
-  status: z.enum(['created', 'running', 'paused', 'stopped', 'unknown']),
+  status: containerStatus,
 });
 export type ContainerSummary = z.infer<typeof ContainerSummary>;
 
