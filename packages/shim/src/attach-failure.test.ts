@@ -122,11 +122,12 @@ afterAll(async () => {
       await c?.['network-teardown']({ podId: p.podId, force: true }).catch(() => undefined);
     }
   }
+  // A task a failed test left running: killed, its exit awaited, then deleted (mounts and all).
   for (const t of (await local?.list({}).catch(() => undefined))?.tasks ?? []) {
-    await local
-      .kill({ namespace: t.namespace, id: t.id, signal: 'SIGKILL', all: true })
-      .catch(() => undefined);
-    await local.delete({ namespace: t.namespace, id: t.id }).catch(() => undefined);
+    const ref = { namespace: t.namespace, id: t.id };
+    await local.kill({ ...ref, signal: 'SIGKILL', all: true }).catch(() => undefined);
+    if (t.status !== 'created') await local.wait(ref, { timeoutMs: 10_000 }).catch(() => undefined);
+    await local.delete(ref).catch(() => undefined);
   }
   await agent?.close();
   await redis?.quit();
