@@ -4,7 +4,7 @@
 // cache (vm.Script cachedData), which Node 20's ES module loader cannot use. Modules a command
 // imports lazily (`await import(...)`) stay lazy: esbuild runs their top level on first import.
 // bin/berth.js runs the bundle when it is not older than the files it was made of.
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -239,3 +239,6 @@ const commands = Object.fromEntries(
   Object.entries(COMMAND_BUNDLES).flatMap(([name, { words }]) => words.map((w) => [w, name])),
 );
 await writeFile(join(out, 'inputs.json'), `${JSON.stringify({ inputs: inputsOf, commands })}\n`);
+// Made anew above under the builder's umask: bin/berth.js trusts the bundle and the code caches
+// in this directory, so only its owner may write it, whatever that umask was.
+await chmod(out, 0o755);

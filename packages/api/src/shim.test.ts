@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Hostname, isSignal, Namespace, ShimNetworkSetupRequest } from './shim.js';
+import { Hostname, isSignal, Namespace, podAddresses, ShimNetworkSetupRequest } from './shim.js';
 import { CreateContainerRequest } from './task.js';
 
 describe('Hostname', () => {
@@ -84,5 +84,17 @@ describe('values that land in files or reach the kernel', () => {
     for (const n of ['', '../../tmp', 'a/b', '.a', 'a..b', 'a\nb', 'x'.repeat(77)]) {
       expect(Namespace.safeParse(n).success, JSON.stringify(n)).toBe(false);
     }
+  });
+});
+
+describe('podAddresses', () => {
+  it('gives the addresses without prefix lengths, IPv4 first', () => {
+    expect(
+      podAddresses([
+        { address: 'fd00::5/64', version: 6 },
+        { address: '10.88.0.5/16', version: 4 },
+      ]),
+    ).toEqual(['10.88.0.5', 'fd00::5']);
+    expect(podAddresses([])).toEqual([]);
   });
 });

@@ -135,16 +135,18 @@ export const ShimCreateRequest = TaskRef.extend({
   /**
    * Start the task in this call once it is created, as a `start` right after would (recorded
    * `created`, then `running`): the reply is the started task. A start that fails removes the
-   * task again (as a failed create) and the call fails with the start's error. A shim without
-   * this field replies `created`, and the caller starts it.
+   * task again (as a failed create) and the call fails with the start's error. A task not ready
+   * to start 5 s before this operation's timeout is never started: the call fails
+   * DEADLINE_EXCEEDED and the task is removed. A shim without this field replies `created`, and
+   * the caller starts it.
    */
   start: z.boolean().optional(),
   /**
    * Instead of `start`, with `netnsPod`: attach that pod (its CNI ADD, as `network-setup` with
    * these port mappings) while the task is made, and start the task once both are done; the
    * reply's `network` has the pod's addresses. The ADD runs beside `runc create` instead of
-   * before it. An ADD that fails fails the create (the task is removed; the pod's namespace stays
-   * for the caller's teardown). A shim without this field leaves the task `created` and the pod
+   * before it. An ADD that fails fails the create with its error (the task is removed; the pod's
+   * namespace stays for the caller's teardown), and so does one not done by `start`'s deadline. A shim without this field leaves the task `created` and the pod
    * unattached (no `network` in the reply): the caller attaches it and starts the task.
    */
   startAttached: z.object({ portMappings: z.array(ShimPortMapping).default([]) }).optional(),
@@ -167,6 +169,17 @@ export const ShimPodAddress = z.object({
   gateway: z.string().optional(),
 });
 export type ShimPodAddress = z.infer<typeof ShimPodAddress>;
+
+/**
+ * A pod's addresses without their prefix lengths, IPv4 first (the kubelet takes the first as the
+ * pod's primary IP; a container record keeps them in the same order).
+ */
+export function podAddresses(ips: readonly Pick<ShimPodAddress, 'address' | 'version'>[]): string[] {
+  return [...ips]
+    .sort((a, b) => a.version - b.version)
+    .map((i) => i.address.split('/')[0] ?? '')
+    .filter((a) => a !== '');
+}
 
 /** State of a task or exec process. exitCode/exitedAt are set once it stopped. */
 export const ShimState = z.object({

@@ -267,11 +267,20 @@ export const ContainerStatus = {
 } as const;
 export type ContainerStatus = (typeof ContainerStatus)[keyof typeof ContainerStatus];
 
+/** A ContainerStatus in a schema: one list for every field holding one. */
+const containerStatus = z.enum([
+  ContainerStatus.created,
+  ContainerStatus.running,
+  ContainerStatus.paused,
+  ContainerStatus.stopped,
+  ContainerStatus.unknown,
+]);
+
 /** A container with its task, as get/list return it. */
 export const ContainerInfo = z.object({
   container: Container,
   task: Task.optional(),
-  status: z.enum(['created', 'running', 'paused', 'stopped', 'unknown']),
+  status: containerStatus,
   /**
    * Parts of the record left out of this reply (`spec` then `{}`, `config` then only its image):
    * set only for a record larger than CONTAINER_RECORD_MAX_BYTES, made before create enforced
@@ -298,7 +307,7 @@ export const AUTO_REMOVE_LABEL = 'berth.auto-remove';
 export const ListContainersRequest = PageRequest.extend({
   /** label=value must match exactly; a label with value "" only has to exist. */
   labels: z.record(z.string(), z.string()).optional(),
-  status: z.array(z.enum(['created', 'running', 'paused', 'stopped', 'unknown'])).optional(),
+  status: z.array(containerStatus).optional(),
   name: z.string().optional(),
   /** Only containers placed on this node. */
   node: z.string().optional(),
@@ -331,9 +340,32 @@ export const ContainerSummary = z.object({
     createdAt: z.string(),
   }),
   task: Task.optional(),
-  status: z.enum(['created', 'running', 'paused', 'stopped', 'unknown']),
+  status: containerStatus,
 });
 export type ContainerSummary = z.infer<typeof ContainerSummary>;
+
+/**
+ * A container as `list-container-summaries` returns it: the listing's columns of its record (a
+ * client of a task-service without that operation summarizes `list-containers`'s records so).
+ */
+export function summarizeContainer(i: ContainerInfo): ContainerSummary {
+  const { container: c } = i;
+  const args = (c.spec.process as { args?: unknown } | undefined)?.args;
+  return {
+    container: {
+      id: c.id,
+      namespace: c.namespace,
+      name: c.name,
+      image: { name: c.image.name, digest: c.image.digest },
+      node: c.node,
+      command: Array.isArray(args) ? args.filter((a): a is string => typeof a === 'string') : [],
+      labels: c.labels,
+      createdAt: c.createdAt,
+    },
+    ...(i.task ? { task: i.task } : {}),
+    status: i.status,
+  };
+}
 
 /** Reply of `list-container-summaries`: one page, as list-containers pages. */
 export const ListContainerSummariesReply = PageReply.extend({ containers: z.array(ContainerSummary) });

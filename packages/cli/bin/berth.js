@@ -2,6 +2,7 @@
 // CommonJS (bin/package.json): an ES module entry point costs every command ~7 ms more to start.
 const {
   closeSync,
+  constants,
   fstatSync,
   mkdirSync,
   openSync,
@@ -28,28 +29,32 @@ const mtime = (path) => statSync(path, { throwIfNoEntry: false })?.mtimeMs;
 const SAME_BUILD_MS = 1000;
 
 /**
- * The command word of a run (`ps`, `--help`), past the global options as main's
- * splitGlobalOptions takes them (`-n NAME`, `--namespace=NAME`, `-nNAME`, `--trace`); '' when
- * there is none, undefined when a global option lacks its value.
+ * Where the command word of a run (`ps`, `--help`) is, past the global options as main's
+ * splitGlobalOptions takes them (`-n NAME`, `--namespace=NAME`, `-nNAME`, `--trace`): its index
+ * (argv.length when there is none), or -1 when a global option lacks its value.
  */
-function commandWord(argv) {
+function commandAt(argv) {
   let i = 0;
   for (;;) {
     const a = argv[i];
     if (a === '--trace') i++;
     else if (a === '-n' || a === '--namespace') {
-      if (argv[i + 1] === undefined) return undefined;
+      if (argv[i + 1] === undefined) return -1;
       i += 2;
     } else if (a !== undefined && /^(-n.|--namespace=)/.test(a)) i++;
-    else return a ?? '';
+    else return i;
   }
 }
 
-/** The bundle to run for these arguments and its code cache's name, or undefined when stale. */
+/**
+ * The bundle to run for these arguments, its code cache's name, and whether this run may write
+ * that cache; undefined when the bundle is stale.
+ */
 function freshBundle(argv) {
   try {
     const { inputs, commands } = JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8'));
-    const word = commandWord(argv);
+    const at = commandAt(argv);
+    const word = at < 0 ? undefined : (argv[at] ?? '');
     const own = word === undefined ? undefined : commands[word];
     let name = own ?? 'berth';
     let built = mtime(`${dir}${name}.cjs`);
@@ -65,7 +70,10 @@ function freshBundle(argv) {
     const bundle = `${dir}${name}.cjs`;
     // One cache per command word; a word that cannot be a file name shares `_`.
     const key = /^-{0,2}[a-z][a-z0-9-]{0,30}$/.test(word ?? '') ? word : '_';
-    return { bundle, key };
+    // `ps --help` succeeds having run only the usage text: a cache it made would hold none of the
+    // listing, and V8, which accepts it, would never have it replaced.
+    const rest = at < 0 ? [] : argv.slice(at + 1);
+    return { bundle, key, writes: !rest.includes('--help') && !rest.includes('-h') };
   } catch {
     return undefined;
   }
@@ -77,12 +85,14 @@ function freshBundle(argv) {
  * to change than the bundle itself: it is used only when its owner is this user, the bundle's
  * owner or root, and neither its group nor others may write it (a cache written under umask 002,
  * or a file another user put there, is skipped: the command compiles, and writes no cache over
- * it).
+ * it). It is opened without following a symlink and without blocking (a fifo put there). The
+ * checks are of the file: trust also rests on its directories, as the bundle's own does
+ * (dist/bundle, recreated 0755 by every build, and its cache/, made 0755 by the first run).
  */
 function trustedCache(file, bundleUid) {
   let fd;
   try {
-    fd = openSync(file, 'r');
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch {
     return { data: undefined, replace: true };
   }
@@ -103,19 +113,19 @@ function trustedCache(file, bundleUid) {
  * its 1 MB is a third of a short command's CPU time. One cache per command (`ps`, `images`...),
  * each holding the functions that command ran: a cache of all of them would cost `--version` more
  * to load than it saves. V8 rejects a cache made for another source, Node or flags; it is then
- * made anew at exit. It is made by a run that succeeded (exit code 0) only: a `berth ps` that
- * found no NATS runs none of the listing, and a cache made by it would leave the listing to be
- * compiled on every later run. A cache that cannot be written (a read-only install) only costs
+ * made anew at exit. It is made by a run that succeeded (exit code 0) only, and not asked for a command's
+ * help: a `berth ps` that found no NATS runs none of the listing, and a cache made by it would
+ * leave the listing to be compiled on every later run. A cache that cannot be written (a read-only install) only costs
  * speed. Its directory and files are written readable by all and writable by this user only.
  */
-function runBundle({ bundle, key }) {
+function runBundle({ bundle, key, writes }) {
   // The bundle is ASCII (bundle.mjs makes sure): latin1 is the cheapest exact decoding.
   const source = readFileSync(bundle, 'latin1');
   const cacheFile = `${dir}cache/${key}.bin`;
   const cache = trustedCache(cacheFile, statSync(bundle).uid);
   const cachedData = cache.data;
   const script = new vm.Script(Module.wrap(source), { filename: bundle, cachedData });
-  if (cachedData === undefined ? cache.replace : script.cachedDataRejected === true) {
+  if (writes && (cachedData === undefined ? cache.replace : script.cachedDataRejected === true)) {
     process.once('exit', (code) => {
       if (code !== 0) return;
       try {

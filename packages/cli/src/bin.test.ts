@@ -1,20 +1,26 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
   cpSync,
   existsSync,
+  lstatSync,
   mkdtempSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ImageApi, subjectOf, TaskApi } from '@berth/api';
 import { BERTH_VERSION } from '@berth/api/version';
+import { startNats } from '@berth/testing';
+import { connect, JSONCodec, type Msg } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 // bin/berth.js as a user runs it, on a copy of the built package (bin and dist/bundle), so the
@@ -24,6 +30,10 @@ let root: string;
 let bin: string;
 let cache: string;
 const berth = (...args: string[]) => execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+/** A run that lets this process answer its requests meanwhile (execFileSync would block it). */
+const run = (args: string[], env: NodeJS.ProcessEnv) =>
+  promisify(execFile)(process.execPath, [bin, ...args], { encoding: 'utf8', env });
+const json = JSONCodec<unknown>();
 
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'berth-bin-'));
@@ -100,28 +110,61 @@ describe('bin/berth.js', () => {
     expect(names).toEqual(names.slice().sort((a, b) => a.localeCompare(b)));
   });
 
-  it('runs a command that exports traces (a dynamic import inside the bundle), cached or not', () => {
+  it('runs a command that exports traces (a dynamic import inside the bundle), cached or not', async () => {
     // The bundle runs as a vm.Script, where an import() has no loader: none may be left in it.
     const env = {
       ...process.env,
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
       BERTH_NATS_URL: 'nats://127.0.0.1:9',
     };
-    // `images`, `ps` and `run` run from bundles of their own (commandBundles): each holds its
-    // command (run's connects to NATS before loading it: the refusal is still the one reported).
-    for (const [command, ...args] of [['images'], ['ps'], ['run', 'busybox', 'true']] as const)
-      for (const round of ['uncached', 'cached']) {
-        // A failed run makes no cache; `COMMAND --help` (exit code 0) makes the command's.
-        if (round === 'cached') berth(command, '--help');
-        let stderr = '';
-        try {
-          execFileSync(process.execPath, [bin, command, ...args], { encoding: 'utf8', env, stdio: 'pipe' });
-        } catch (err) {
-          stderr = String((err as { stderr?: string }).stderr);
+    // A NATS whose task-service and image-service list nothing: there `ps` and `images` succeed.
+    const nats = await startNats({ jetstream: false });
+    const nc = await connect({ servers: nats.url });
+    const node = 'bintest';
+    const empty = (reply: object) => ({ callback: (_e: unknown, m: Msg) => m.respond(json.encode(reply)) });
+    nc.subscribe(subjectOf(TaskApi, 'list-container-summaries'), empty({ containers: [] }));
+    nc.subscribe(subjectOf(ImageApi, 'list', node), empty({ images: [] }));
+    await nc.flush();
+    const listing = { ...process.env, BERTH_NATS_URL: nats.url, BERTH_NODE_ID: node };
+    try {
+      // `images` and `ps` run from bundles of their own (commandBundles): each holds its command.
+      for (const command of ['images', 'ps'])
+        for (const round of ['uncached', 'cached']) {
+          if (round === 'cached') {
+            // `COMMAND --help` succeeds having run only its usage: it makes no cache. A listing
+            // that succeeded makes the command's; a failed run none.
+            berth(command, '--help');
+            expect(existsSync(join(cache, `${command}.bin`)), `${command} --help`).toBe(false);
+            await run([command], listing);
+            expect(existsSync(join(cache, `${command}.bin`)), `${command} listed`).toBe(true);
+          }
+          let stderr = '';
+          try {
+            execFileSync(process.execPath, [bin, command], { encoding: 'utf8', env, stdio: 'pipe' });
+          } catch (err) {
+            stderr = String((err as { stderr?: string }).stderr);
+          }
+          expect(stderr, `${command} ${round}`).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
+          expect(existsSync(join(cache, `${command}.bin`)), `${command} ${round}`).toBe(round === 'cached');
         }
-        expect(stderr, `${command} ${round}`).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
-        expect(existsSync(join(cache, `${command}.bin`)), `${command} ${round}`).toBe(round === 'cached');
-      }
+    } finally {
+      await nc.close();
+      await nats.stop();
+    }
+    // `run` runs from a bundle of its own too, which connects to NATS before loading the command:
+    // the refusal is still the one reported, and the failed run makes no cache.
+    let refused = '';
+    try {
+      execFileSync(process.execPath, [bin, 'run', 'busybox', 'true'], {
+        encoding: 'utf8',
+        env,
+        stdio: 'pipe',
+      });
+    } catch (err) {
+      refused = String((err as { stderr?: string }).stderr);
+    }
+    expect(refused).toMatch(/cannot reach NATS at nats:\/\/127\.0\.0\.1:9/);
+    expect(existsSync(join(cache, 'run.bin'))).toBe(false);
     // A usage error is still reported as one, whatever run's early connect met.
     let usage = '';
     try {
@@ -192,6 +235,23 @@ process.on('exit', () => process.stderr.write('new Function: ' + n + '\\n'));`,
     chownSync(file, 65534, 65534);
     expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
     expect(readFileSync(file).equals(Buffer.alloc(4096, 7))).toBe(true);
+    rmSync(file);
+  });
+
+  it('follows no symlink to a cache and does not block on a fifo put in its place', () => {
+    const file = join(cache, '--version.bin');
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    // A link to a cache V8 would accept: not read (the run writes a cache of its own in its place).
+    const elsewhere = join(root, 'elsewhere.bin');
+    cpSync(file, elsewhere);
+    rmSync(file);
+    symlinkSync(elsewhere, file);
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    expect(lstatSync(file).isSymbolicLink()).toBe(false);
+    rmSync(file);
+    execFileSync('mkfifo', [file]);
+    expect(berth('--version')).toBe(`berth ${BERTH_VERSION}\n`);
+    expect(lstatSync(file).isFIFO()).toBe(true);
     rmSync(file);
   });
 

@@ -193,6 +193,19 @@ function mapTransportError(
   );
 }
 
+/**
+ * True when a call failed because nothing serves its subject (NATS "no responders"): the callee
+ * is down, or it is an older build without that operation. Not for a timeout or a refusal.
+ */
+export function noResponders(err: unknown): boolean {
+  return (
+    err instanceof BerthError &&
+    err.code === Code.UNAVAILABLE &&
+    err.cause instanceof NatsError &&
+    err.cause.code === ErrorCode.NoResponders
+  );
+}
+
 /** A typed client of one service: a method per operation, input and reply typed by the definition. */
 export type Client<S extends ServiceDef> = {
   [K in OpName<S>]: (input: InputOf<S, K>, opts?: CallOptions) => Promise<OutputOf<S, K>>;

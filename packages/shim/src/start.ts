@@ -14,7 +14,6 @@ import { ShimStreams } from './handlers/streams.js';
 import { observeContainers } from './metrics.js';
 import { NetworkManager } from './network/manager.js';
 import { networkSettings } from './network/settings.js';
-import { conmonSkipsLogSync } from './runtime/conmon.js';
 import { createHandlers } from './service.js';
 
 /** Sets the shim agent up on connections already made: its process main and a co-hosted one call it. */
@@ -27,6 +26,7 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Sh
     publish: (topic, ns, event) => publishEvent(ctx.nc, topic, ns, event),
     conmon: serviceSetting(ctx.config, 'shim', 'conmon', z.string().startsWith('/'), '/usr/bin/conmon'),
     runc: serviceSetting(ctx.config, 'shim', 'runc', z.string().startsWith('/'), '/usr/sbin/runc'),
+    logSync: serviceSetting(ctx.config, 'shim', 'logSync', z.boolean(), false),
   });
   // One agent per node: a second one would race the first on creates and exit files.
   const other = await call(ctx.nc, ShimApi, 'info', {}, { node: ctx.node, timeoutMs: 500 }).catch(
@@ -35,7 +35,7 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Sh
   if (other)
     ctx.log.warn({ other_pid: other.pid }, 'another shim agent already answers for this node: run only one');
   // Asked now, so the first task's create does not wait for `conmon --help`.
-  void conmonSkipsLogSync(agent.conmon);
+  void agent.host.skipLogSync();
   const found = await agent.recover();
   ctx.log.info(found, 'recovered tasks');
   // Pod networks: release what a crash mid-ADD or a reboot left before serving new setups.

@@ -4,17 +4,19 @@ import {
   BerthError,
   Code,
   type ContainerStatus,
+  type ContainerSummary,
   errors,
   type ListContainersRequest,
+  summarizeContainer,
   TaskApi,
 } from '@berth/api';
-import { client as clientOf } from '@berth/kit/client';
+import { client as clientOf, noResponders } from '@berth/kit/client';
 import { subscribeEvents } from '@berth/kit/events';
 import { collectAll } from '@berth/kit/paging';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
 import { nodeError, nodeFlag, onOtherNode } from '../nodes.js';
-import { exitWatcher, logPathOf, namespaceOf, tasks } from './api.js';
+import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
 
@@ -54,9 +56,7 @@ export async function psCommand(
   const client = await tasks(ctx);
   const req = psFilters(all, filters);
   if ('node' in nodes) req.node = nodeFlag(ctx.config.nodeId, nodes.node);
-  // Page after page: one reply holds a bounded page, never every container of the namespace.
-  // Summaries: a listing's reply schema is built by every `ps`, and whole records' cost ~5 ms.
-  const containers = await collectAll(client['list-container-summaries'], req, 'containers');
+  const containers = await listSummaries(client, req);
   if (quiet) {
     for (const i of containers) ctx.out.write(`${i.container.id.slice(0, 12)}\n`);
     return 0;
@@ -76,6 +76,29 @@ export async function psCommand(
   }
   ctx.out.write(table(rows));
   return 0;
+}
+
+/**
+ * The containers a list request matches, summarized, page after page (one reply holds a bounded
+ * page, never every container of the namespace). Summaries: a listing's reply schema is built by
+ * every `ps`, and whole records' cost ~5 ms. A task-service older than this CLI has no
+ * `list-container-summaries` (no responder for it): its whole records are summarized here.
+ */
+export async function listSummaries(
+  client: TaskClient,
+  req: ListContainersRequest,
+): Promise<ContainerSummary[]> {
+  try {
+    return await collectAll(client['list-container-summaries'], req, 'containers');
+  } catch (err) {
+    if (!noResponders(err)) throw err;
+    try {
+      return (await collectAll(client['list-containers'], req, 'containers')).map(summarizeContainer);
+    } catch (older) {
+      // Nothing answers either: the task-service is down, which the first error says.
+      throw noResponders(older) ? err : older;
+    }
+  }
 }
 
 const STATUS_ALIASES: Record<string, ContainerStatus> = {

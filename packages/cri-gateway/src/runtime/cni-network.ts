@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import {
   BerthError,
   Code,
+  podAddresses,
   type ShimNetworkListReply,
   type ShimPodCidrReply,
   type ShimPodNetwork,
@@ -84,9 +85,7 @@ export class CniPodNetwork implements PodNetwork {
   async setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult> {
     checkKey(podKey);
     const net = await this.shim.setup(podKey, toShimPortMappings(opts.portMappings));
-    // IPv4 first, as the kubelet takes the first address as the pod's primary IP.
-    const ips = [...net.ips].sort((a, b) => a.version - b.version).map((i) => i.address.split('/')[0] ?? '');
-    return { netnsPath: net.netnsPath, ips: ips.filter((i) => i !== '') };
+    return { netnsPath: net.netnsPath, ips: podAddresses(net.ips) };
   }
 
   async teardown(podKey: string): Promise<void> {

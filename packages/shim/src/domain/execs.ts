@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
 import { withSpan } from '@berth/kit/tracing';
-import { conmonSkipsLogSync, type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
+import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
 import { removeAttachLink } from './attach-links.js';
 import type { ExitRecorder } from './exit-recorder.js';
@@ -97,7 +97,7 @@ export class ExecProcesses {
         terminal: req.terminal,
         stdin: req.stdin,
         execSpec: ep.spec,
-        noSyncLog: await conmonSkipsLogSync(this.host.conmon),
+        noSyncLog: await this.host.skipLogSync(),
       });
       const key = procKey(ns, id, execId);
       try {

@@ -1,5 +1,6 @@
-import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
+import { BerthError, Code, ShimApi, type ShimState, type ShimTaskRef } from '@berth/api';
 import type { HostLayout, Redis, ServiceContext } from '@berth/kit';
+import { conmonSkipsLogSync } from '../runtime/conmon.js';
 import { Runc } from '../runtime/runc.js';
 import { execPaths, namespacePaths, taskPaths } from './paths.js';
 import { type ProcessEvent, transition } from './process-state.js';
@@ -20,7 +21,23 @@ export interface AgentOptions {
   runc?: string;
   /** Bound on waiting for conmon's first answer (runc create), ms. */
   createTimeoutMs?: number;
+  /**
+   * How long after its request came a create with start (or startAttached) may still start its
+   * task, ms; past it the create fails DEADLINE_EXCEEDED and the task is removed, never started:
+   * its caller has given up by then. Default: the create operation's timeout less 5 s.
+   */
+  startWithinMs?: number;
+  /**
+   * Let conmon fsync a container's log once its process exited (services.shim.logSync): the
+   * log's tail then survives a host crash (power loss, kernel panic) right after the exit, for
+   * post-mortems, at the price of a journal commit on every exit. Default false: conmon gets
+   * `--no-sync-log` when it has it, and the tail is as durable as the page cache.
+   */
+  logSync?: boolean;
 }
+
+/** What a create's start keeps free of the caller's timeout: its start, removal and reply. */
+const START_MARGIN_MS = 5_000;
 
 /**
  * What every part of the shim's domain shares: the node's records, its paths and helper binaries,
@@ -35,6 +52,8 @@ export class ShimHost {
   readonly conmon: string;
   readonly runcBinary: string;
   readonly createTimeoutMs: number;
+  readonly startWithinMs: number;
+  readonly logSync: boolean;
   private readonly serials = new Map<string, Promise<unknown>>();
   private readonly runcs = new Map<string, Runc>();
 
@@ -46,6 +65,13 @@ export class ShimHost {
     this.conmon = o.conmon ?? '/usr/bin/conmon';
     this.runcBinary = o.runc ?? '/usr/sbin/runc';
     this.createTimeoutMs = o.createTimeoutMs ?? 60_000;
+    this.startWithinMs = o.startWithinMs ?? ShimApi.ops.create.timeoutMs - START_MARGIN_MS;
+    this.logSync = o.logSync ?? false;
+  }
+
+  /** Whether conmon gets `--no-sync-log`: unless logSync is set, when this conmon has it. */
+  async skipLogSync(): Promise<boolean> {
+    return !this.logSync && (await conmonSkipsLogSync(this.conmon));
   }
 
   /** The runc driver of one namespace (each namespace has its own runc state root). */

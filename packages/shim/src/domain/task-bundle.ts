@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
-import { conmonArgs, conmonSkipsLogSync, spawnConmon } from '../runtime/conmon.js';
+import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { removeAttachLink } from './attach-links.js';
@@ -31,6 +31,12 @@ export interface CreateOptions {
    * fails the create and removes the task (a pod network's ADD run beside `runc create`).
    */
   beforeStart?: () => Promise<void>;
+  /**
+   * With `start`: the time (performance.now()) past which the task is not started: the create
+   * fails DEADLINE_EXCEEDED and removes it, beforeStart no longer awaited. Default: the host's
+   * startWithinMs from this call.
+   */
+  startBy?: number;
 }
 
 /**
@@ -45,6 +51,7 @@ export async function createTask(
   req: ShimCreateRequest,
   opts: CreateOptions = {},
 ): Promise<ShimState> {
+  const startBy = opts.startBy ?? performance.now() + host.startWithinMs;
   const { namespace: ns, id } = req;
   checkName('namespace', ns);
   checkName('task id', id);
@@ -136,7 +143,7 @@ export async function createTask(
         terminal: req.terminal,
         stdin: req.stdin,
         leaveStdinOpen: req.stdinOnce === false,
-        noSyncLog: await conmonSkipsLogSync(host.conmon),
+        noSyncLog: await host.skipLogSync(),
       };
       const conmonAttrs = {
         'berth.container.id': id,
@@ -188,7 +195,7 @@ export async function createTask(
       recorded = true;
       const t4 = performance.now();
       // Started here, the task skips a second request and its wait for this agent's turn.
-      if (req.start) await opts.beforeStart?.();
+      if (req.start) await beforeStart(host, id, startBy, opts.beforeStart);
       const started = req.start ? await startCreatedTask(host, rec) : rec;
       const ms = (a: number, b: number) => Math.round(b - a);
       const t5 = performance.now();
@@ -221,6 +228,37 @@ export async function createTask(
     if (recorded) await host.store.removeTask(ns, id);
     else await host.store.releaseTask(ns, id);
     throw err;
+  }
+}
+
+/**
+ * Awaits a create's beforeStart, at most until `startBy`: past it (before or while waiting) the
+ * caller of the create has given up, and DEADLINE_EXCEEDED keeps its task from being started.
+ */
+async function beforeStart(
+  host: ShimHost,
+  id: string,
+  startBy: number,
+  work: (() => Promise<void>) | undefined,
+): Promise<void> {
+  const late = () =>
+    new BerthError(
+      Code.DEADLINE_EXCEEDED,
+      `task "${id}" not started: its create${work ? " (and its pod network's CNI ADD)" : ''} did not finish within ${host.startWithinMs} ms, past which its caller has given up`,
+    );
+  const left = startBy - performance.now();
+  if (left <= 0) throw late();
+  if (!work) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      work(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(late()), left);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -6,6 +6,7 @@ import {
   type ShimPodNetwork,
   type ShimPortMapping,
   type ShimState,
+  toBerthError,
 } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { ShimAgent } from '../domain/agent.js';
@@ -44,7 +45,10 @@ function checkPodNetns(
  * A create with `startAttached`: the pod's setup (pin, then CNI ADD) begins first, the task is
  * made in the namespace as soon as it is pinned, and started once the ADD is done, so the ADD
  * runs beside `runc create` instead of before it. The setup has settled before this returns,
- * whatever the outcome: nothing of it goes on behind the reply.
+ * whatever the outcome (but past the start's deadline: an ADD still under way then goes on, and
+ * the caller's teardown, queued behind it, undoes it). An ADD that fails is undone by
+ * its DEL only: the namespace, which `runc create` may be joining at that moment, stays for the
+ * caller's teardown. The ADD's error is the one reported, the task's own (if it failed too) its cause.
  */
 async function createAttached(
   agent: ShimAgent,
@@ -52,10 +56,19 @@ async function createAttached(
   req: ShimCreateRequest & { netnsPod: string },
   portMappings: ShimPortMapping[],
 ): Promise<ShimState> {
+  const startBy = performance.now() + agent.host.startWithinMs;
   checkPodNetns(network, req);
-  const attaching = network.setup(req.netnsPod, { portMappings });
-  // Awaited in beforeStart, or at the end when the create failed first.
-  attaching.catch(() => undefined);
+  const attaching = network.setup(req.netnsPod, { portMappings, keepNetns: true });
+  // Awaited in beforeStart, or below when the create failed first.
+  let settled = false;
+  attaching.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   let attached: ShimPodNetwork | undefined;
   try {
     await network.ensureNetns(req.netnsPod);
@@ -65,11 +78,19 @@ async function createAttached(
         beforeStart: async () => {
           attached = await attaching;
         },
+        startBy,
       },
     );
     return attached ? { ...st, network: { ips: attached.ips } } : st;
-  } finally {
-    await attaching.catch(() => undefined);
+  } catch (err) {
+    if (!settled && performance.now() >= startBy) throw err;
+    const addFailure = await attaching.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (addFailure === undefined || addFailure === err) throw err;
+    const add = toBerthError(addFailure);
+    throw new BerthError(add.code, add.message, { cause: err });
   }
 }
 
@@ -97,8 +118,9 @@ export function lifecycleHandlers(
           req.startAttached.portMappings,
         );
       }
+      const startBy = performance.now() + agent.host.startWithinMs;
       await pinPodNetns(network, req);
-      return agent.create(req);
+      return agent.create(req, { startBy });
     },
     start: (req) => agent.start(req),
     state: (req) => agent.state(req),

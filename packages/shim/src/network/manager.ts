@@ -46,6 +46,13 @@ export interface PodNetwork extends AttachmentInfo {
 /** Options of one pod's setup. */
 export interface SetupOptions {
   portMappings?: PortMapping[];
+  /**
+   * A task is being made in the pod's namespace beside this setup (a create with startAttached):
+   * an ADD that fails is undone by its DEL only, and the namespace stays, recorded unattached
+   * (as prepare() leaves it), for the caller's teardown. Removing it would pull the path from
+   * under a `runc create` about to join it, which then fails with ENOENT instead of the ADD's error.
+   */
+  keepNetns?: boolean;
 }
 
 /** What recovery did: pods whose half-made or stale attachment was deleted, and pods kept. */
@@ -155,7 +162,8 @@ export class NetworkManager {
    * Gives a pod its network namespace (unless prepare() made it) and attaches it (loopback up,
    * then the network's chain with its port mappings). Idempotent: a pod already set up gets its
    * recorded network back, with the port mappings it was set up with (tear it down to change
-   * them). On any failure everything made so far is deleted again before the error is thrown.
+   * them). On any failure everything made so far is deleted again before the error is thrown
+   * (but the namespace, with `keepNetns`).
    */
   async setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
     checkPodId(podId);
@@ -168,7 +176,9 @@ export class NetworkManager {
     });
     this.pinning.set(podId, pin);
     try {
-      return await this.serial(podId, () => this.setupSerial(podId, portMappings, pinned));
+      return await this.serial(podId, () =>
+        this.setupSerial(podId, portMappings, pinned, options.keepNetns === true),
+      );
     } finally {
       pinned(false);
       if (this.pinning.get(podId) === pin) this.pinning.delete(podId);
@@ -195,6 +205,7 @@ export class NetworkManager {
     podId: string,
     portMappings: PortMapping[],
     pinned: (ok: boolean) => void,
+    keepNetns: boolean,
   ): Promise<PodNetwork> {
     const existing = await this.records.get(podId);
     const mounted = existing ? await isNetnsMounted(existing.netnsPath) : false;
@@ -209,6 +220,8 @@ export class NetworkManager {
       rec = { ...(await this.makeNetns(podId, portMappings)), phase: 'adding' };
     }
     pinned(true);
+    // What a failed ADD leaves with keepNetns: the namespace, unattached, with the network's own chain.
+    const unattached: PodNetworkRecord = { ...rec, phase: 'netns' };
     // The chain this pod's ADD runs is recorded before it runs: DEL and CHECK run the same one.
     rec = { ...rec, network: { ...rec.network, conf: podChain(rec.network.conf, portMappings) } };
     try {
@@ -232,7 +245,8 @@ export class NetworkManager {
       await this.records.put(ready);
       return view(ready);
     } catch (err) {
-      await this.release(rec).catch((cleanup: Error) => {
+      const undo = keepNetns ? this.detach(rec).then(() => this.records.put(unattached)) : this.release(rec);
+      await undo.catch((cleanup: Error) => {
         // The record and namespace stay (phase adding): teardown or recover() retries the DEL.
         (err as Error).message +=
           `; its cleanup (CNI DEL) failed too, so pod "${podId}" stays recorded for teardown or recovery: ${cleanup.message}`;
@@ -371,16 +385,19 @@ export class NetworkManager {
    * record (loopback needs no DEL: it dies with the namespace).
    */
   private async release(rec: PodNetworkRecord): Promise<void> {
-    if (rec.phase !== 'netns') {
-      const mounted = await isNetnsMounted(rec.netnsPath);
-      const att = { ...this.attachment(rec), netns: mounted ? rec.netnsPath : '' };
-      await delChain(rec.network.conf, att, this.chainOpts(), rec.result);
-      // The bridge plugin finds a pod's masquerade rules through its interface: with the namespace
-      // or the interface gone it leaves them, and they are removed by name here.
-      if (masquerades(rec.network.conf)) await removeMasquerade(rec.network.conf.name, rec.podId);
-    }
+    if (rec.phase !== 'netns') await this.detach(rec);
     await removeNetns(rec.netnsPath);
     await this.records.delete(rec.podId);
+  }
+
+  /** DEL of the recorded chain: the pod's addresses and interfaces go, its namespace stays. */
+  private async detach(rec: PodNetworkRecord): Promise<void> {
+    const mounted = await isNetnsMounted(rec.netnsPath);
+    const att = { ...this.attachment(rec), netns: mounted ? rec.netnsPath : '' };
+    await delChain(rec.network.conf, att, this.chainOpts(), rec.result);
+    // The bridge plugin finds a pod's masquerade rules through its interface: with the namespace
+    // or the interface gone it leaves them, and they are removed by name here.
+    if (masquerades(rec.network.conf)) await removeMasquerade(rec.network.conf.name, rec.podId);
   }
 
   private attachment(rec: PodNetworkRecord) {

@@ -7,6 +7,8 @@ export interface CommandResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  /** True when it was killed at its deadline (runCommandOffLoop). */
+  timedOut?: boolean;
 }
 
 /**
@@ -38,7 +40,7 @@ export function runCommand(cmd: string, args: string[], input?: string): Promise
  * a thread of the addon, not on the event loop, where Node's spawn() forks the whole shim (in the
  * shim's CPU profile of 40 `berth run --rm`, ~3 ms of its loop per `runc delete`). The process
  * runs in a session of its own whose group is SIGKILLed once `deadlineMs` passed (then code -1,
- * and stderr says so). Without the addon, or for a bare name, as runCommand.
+ * timedOut, and stderr says so). Without the addon, or for a bare name, as runCommand.
  */
 export async function runCommandOffLoop(
   cmd: string,
@@ -49,8 +51,8 @@ export async function runCommandOffLoop(
   const native = cmd.startsWith('/') ? runNative(cmd, process.env, input ?? '', deadlineMs, args) : undefined;
   if (!native) return runCommand(cmd, args, input);
   const { timedOut, ...r } = await native;
-  if (timedOut) r.stderr += `\n${cmd} did not end within ${deadlineMs} ms: killed\n`;
-  return r;
+  if (!timedOut) return r;
+  return { ...r, stderr: `${r.stderr}\n${cmd} did not end within ${deadlineMs} ms: killed\n`, timedOut };
 }
 
 /** The last meaningful line of a tool's error output, for messages that name what failed. */

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { BerthError, Code } from '@berth/api';
@@ -185,24 +186,30 @@ export function conmonArgs(o: ConmonOptions): string[] {
   return args;
 }
 
-const noSyncLogProbes = new Map<string, Promise<boolean>>();
+/** Per conmon path: the binary it was (device, inode, mtime) and what its `--help` said. */
+const noSyncLogProbes = new Map<string, { binary: string; probe: Promise<boolean> }>();
 
 /**
- * Whether this conmon binary takes `--no-sync-log`, read once from its `--help` (false when it
- * cannot be run). Without it conmon fsyncs the container's log after the process exited and
+ * Whether this conmon binary takes `--no-sync-log`, read from its `--help` once per binary (false
+ * when it cannot be run). Without it conmon fsyncs the container's log after the process exited and
  * before it writes the exit file: a journal commit on the path of every exit (0.2-12 ms here for
  * a new file, median 0.4, more under I/O load), which containerd's shim and docker's json-file
- * log do not pay either; the log's tail then has the page cache's durability, as theirs.
+ * log do not pay either; the log's tail then has the page cache's durability, as theirs (the
+ * shim's logSync setting keeps the fsync). The answer is kept for the file as it is: a conmon
+ * replaced or changed in place (a downgrade to one without the flag) is asked again, where a
+ * cached yes would fail every create. The stat is inline: µs, on every create.
  */
 export function conmonSkipsLogSync(conmon: string): Promise<boolean> {
-  let probe = noSyncLogProbes.get(conmon);
-  if (!probe) {
-    probe = runCommandOffLoop(conmon, ['--help'], 10_000).then(
-      (r) => /--no-sync-log\b/.test(r.stdout + r.stderr),
-      () => false,
-    );
-    noSyncLogProbes.set(conmon, probe);
-  }
+  const st = statSync(conmon, { throwIfNoEntry: false });
+  if (!st) return Promise.resolve(false);
+  const binary = `${st.dev}:${st.ino}:${st.mtimeMs}:${st.size}`;
+  const known = noSyncLogProbes.get(conmon);
+  if (known?.binary === binary) return known.probe;
+  const probe = runCommandOffLoop(conmon, ['--help'], 10_000).then(
+    (r) => /--no-sync-log\b/.test(r.stdout + r.stderr),
+    () => false,
+  );
+  noSyncLogProbes.set(conmon, { binary, probe });
   return probe;
 }
 

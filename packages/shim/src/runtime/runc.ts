@@ -48,6 +48,7 @@ export class Runc {
   constructor(
     readonly root: string,
     readonly binary = 'runc',
+    private readonly deadlineMs = RUNC_DEADLINE_MS,
   ) {}
 
   /** Runs one runc command in a span `runc <what>`: arguments (redacted), exit status, duration. */
@@ -60,13 +61,18 @@ export class Runc {
     };
     return withSpan(`runc ${what}`, attrs, async (span) => {
       const started = performance.now();
-      const r = await runCommandOffLoop(this.binary, argv, RUNC_DEADLINE_MS, input);
+      const r = await runCommandOffLoop(this.binary, argv, this.deadlineMs, input);
       shimMetrics().runc(what, (performance.now() - started) / 1000, r.code === 0 ? 'ok' : 'error');
       span.setAttribute('process.exit.code', r.code);
       if (r.signal) span.setAttribute('berth.process.signal', r.signal);
       if (r.code !== 0) {
         const msg = runcMessage(r);
-        const code = isGone(msg) ? Code.NOT_FOUND : Code.FAILED_PRECONDITION;
+        // A runc killed at the deadline hung: a timeout, not a refusal the caller could act on.
+        const code = r.timedOut
+          ? Code.DEADLINE_EXCEEDED
+          : isGone(msg)
+            ? Code.NOT_FOUND
+            : Code.FAILED_PRECONDITION;
         throw new BerthError(code, `task "${id}": runc ${what} failed: ${msg}`);
       }
       return r.stdout;

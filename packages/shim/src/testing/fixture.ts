@@ -308,7 +308,7 @@ export async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 }
 
 /** Removes the (empty) parent cgroups the tests' tasks were put under, in every hierarchy. */
-async function removeTestCgroups(node: string): Promise<void> {
+export async function removeTestCgroups(node: string): Promise<void> {
   const { rmdir } = await import('node:fs/promises');
   const { parseMountinfo } = await import('../runtime/cgroups.js');
   const m = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));

@@ -1,4 +1,4 @@
-import type { ContainerInfo, ContainerSummary, ListContainersRequest } from '@berth/api';
+import type { ContainerInfo, ListContainersRequest } from '@berth/api';
 import { decodeCursor, fillPage, type Page } from '@berth/kit';
 import { type ContainerStore, comparePositions, type ListPosition } from '../store/store.js';
 import { replyable } from './limits.js';
@@ -47,24 +47,4 @@ async function* filtered(
   f: ListContainersRequest,
 ): AsyncGenerator<ContainerInfo> {
   for await (const i of source) if (matches(i, f)) yield replyable(i);
-}
-
-/** A container as `list-container-summaries` returns it: the listing's columns of its record. */
-export function summarize(i: ContainerInfo): ContainerSummary {
-  const { container: c } = i;
-  const args = (c.spec.process as { args?: unknown } | undefined)?.args;
-  return {
-    container: {
-      id: c.id,
-      namespace: c.namespace,
-      name: c.name,
-      image: { name: c.image.name, digest: c.image.digest },
-      node: c.node,
-      command: Array.isArray(args) ? args.filter((a): a is string => typeof a === 'string') : [],
-      labels: c.labels,
-      createdAt: c.createdAt,
-    },
-    ...(i.task ? { task: i.task } : {}),
-    status: i.status,
-  };
 }

@@ -11,6 +11,7 @@ import {
   type Mount,
   NAMESPACE_PATTERN,
   NODE_ID_PATTERN,
+  podAddresses,
   RUNTIME_NAME,
   SHIM_FILE_SOURCE,
   ShimFileName,
@@ -240,7 +241,7 @@ export class ContainerManager {
       // A bridge container is a one-container pod: its node's shim pins the namespace and runs
       // CNI (the shim owns every namespace and lease), and the spec joins that namespace.
       let network: Container['network'];
-      if (net.value) network = { netnsPath: net.value.netnsPath, ips: addressesOf(net.value.ips) };
+      if (net.value) network = { netnsPath: net.value.netnsPath, ips: podAddresses(net.value.ips) };
       const gen = generateSpec(
         {
           id,
@@ -511,11 +512,6 @@ export class ContainerManager {
   private collectDeps() {
     return { store: this.store, redis: this.redis, deps: this.deps, lockTtlMs: this.lockTtlMs };
   }
-}
-
-/** A pod's addresses as a container record keeps them: IPv4 first, without prefix lengths. */
-export function addressesOf(ips: readonly { address: string; version: number }[]): string[] {
-  return [...ips].sort((a, b) => a.version - b.version).map((i) => i.address.split('/')[0] ?? i.address);
 }
 
 /** A container's image and the mounts of its prepared rootfs snapshot. */

@@ -1,6 +1,5 @@
-import type { TaskApi } from '@berth/api';
+import { type ContainerInfo, type ListContainersRequest, summarizeContainer, type TaskApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
-import { summarize } from '../containers/listing.js';
 import type { Domain } from '../domain.js';
 
 /** The TaskApi operations of the containers half; taskHandlers serves every other one. */
@@ -19,21 +18,23 @@ export function containerHandlers(d: Domain): Pick<Handlers<typeof TaskApi>, Con
     'create-container': (req, ctx) => d.containers.create(ctx.namespace, req),
     'run-container': (req, ctx) => d.tasks.run(ctx.namespace, req),
     'get-container': (req, ctx) => d.containers.get(ctx.namespace, req.id),
-    'list-containers': async (req, ctx) => {
-      const page = await d.containers.list(ctx.namespace, req);
-      return { containers: page.items, ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
-    },
-    'list-container-summaries': async (req, ctx) => {
-      const page = await d.containers.list(ctx.namespace, req);
-      return {
-        containers: page.items.map(summarize),
-        ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}),
-      };
-    },
+    'list-containers': (req, ctx) => containersPage(d, ctx.namespace, req, (i) => i),
+    'list-container-summaries': (req, ctx) => containersPage(d, ctx.namespace, req, summarizeContainer),
     'update-container': (req, ctx) => d.containers.update(ctx.namespace, req),
     'delete-container': async (req, ctx) => {
       await d.tasks.removeContainer(ctx.namespace, req.id, req.force ?? false, req.background ?? false);
       return {};
     },
   };
+}
+
+/** One page of the containers a list request matches, each as `each` makes it. */
+async function containersPage<T>(
+  d: Domain,
+  ns: string,
+  req: ListContainersRequest,
+  each: (i: ContainerInfo) => T,
+): Promise<{ containers: T[]; nextCursor?: string }> {
+  const page = await d.containers.list(ns, req);
+  return { containers: page.items.map(each), ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
 }

@@ -11,6 +11,7 @@ import {
   exitReason,
   type KillRequest,
   type ProcessState,
+  podAddresses,
   type Resources,
   type RunContainerReply,
   SHIM_FILE_SOURCE,
@@ -26,7 +27,7 @@ import {
 import type { ServiceContext } from '@berth/kit';
 import { releaseNetworkMeanwhile } from '../containers/collect.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { addressesOf, ignoreGone } from '../containers/manager.js';
+import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
 import {
   capabilitiesOf,
@@ -208,7 +209,7 @@ export class TaskManager {
       const shim = this.deps.shim(c.node, ns);
       let ips =
         attach && !start
-          ? addressesOf((await shim['network-setup']({ podId: c.id, ...attach })).ips)
+          ? podAddresses((await shim['network-setup']({ podId: c.id, ...attach })).ips)
           : undefined;
       // A process started by the shim may exit before its task is recorded here, and onExit finds
       // no task to record it on then: the exit is caught here and recorded after the commit.
@@ -233,7 +234,7 @@ export class TaskManager {
         });
         if (attach && start) {
           // A shim that did not know startAttached left the task created and the pod unattached.
-          ips = addressesOf((st.network ?? (await shim['network-setup']({ podId: c.id, ...attach }))).ips);
+          ips = podAddresses((st.network ?? (await shim['network-setup']({ podId: c.id, ...attach }))).ips);
         }
         // `stopped` too: it started, and its exit is recorded below or by its event.
         const started = st.status === 'running' || st.status === 'stopped';
