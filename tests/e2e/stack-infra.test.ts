@@ -85,7 +85,9 @@ describe('infra/', () => {
     const services = ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway'];
     for (const s of services) {
       const u = unit(join(dir, `berth-${s}.service`));
-      expect(u.Service?.ExecStart, s).toEqual([`/usr/bin/node /opt/berth/packages/${s}/dist/main.js`]);
+      expect(u.Service?.ExecStart, s).toEqual([
+        `/usr/bin/node --optimize-for-size --liftoff-only /opt/berth/packages/${s}/dist/main.js`,
+      ]);
       expect(u.Unit?.PartOf, s).toEqual(['berth.target']);
       expect(u.Install?.WantedBy, s).toEqual(['berth.target']);
     }

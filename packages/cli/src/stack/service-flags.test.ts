@@ -1,7 +1,10 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { SERVICE_V8_FLAGS } from './plan.js';
+import { repoRoot, SERVICE_V8_FLAGS } from './plan.js';
+import { MALLOC_ENV } from './stack-plan.js';
 
 const run = promisify(execFile);
 
@@ -39,5 +42,17 @@ describe('the V8 flags of the stack processes', () => {
     expect(without.TurboFan ?? 0).toBeGreaterThan(0);
     expect(stack.Liftoff ?? 0).toBeGreaterThan(0);
     expect(stack.TurboFan ?? 0).toBe(0);
+  });
+
+  it("are the systemd units' too, with the same malloc settings", () => {
+    for (const name of ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway']) {
+      const unit = readFileSync(join(repoRoot(), 'infra', 'systemd', `berth-${name}.service`), 'utf8');
+      const exec = unit.match(/^ExecStart=(.*)$/m)?.[1];
+      expect(exec, name).toBe(
+        `/usr/bin/node ${SERVICE_V8_FLAGS.join(' ')} /opt/berth/packages/${name}/dist/main.js`,
+      );
+      const env = [...unit.matchAll(/^Environment=(.*)$/gm)].flatMap((m) => (m[1] ?? '').split(' '));
+      for (const [k, v] of Object.entries(MALLOC_ENV)) expect(env, name).toContain(`${k}=${v}`);
+    }
   });
 });
