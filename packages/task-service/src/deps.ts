@@ -9,7 +9,7 @@ import type { NatsConnection } from 'nats';
  */
 export interface Deps {
   images(node: string, ns: string): Pick<Client<typeof ImageApi>, 'get'>;
-  snapshots(node: string): Pick<Client<typeof SnapshotApi>, 'prepare' | 'mounts' | 'remove' | 'list'>;
+  snapshots(node: string): Pick<Client<typeof SnapshotApi>, 'prepare' | 'mounts' | 'remove'>;
   shim(node: string, ns: string): Client<typeof ShimApi>;
   publish(topic: string, ns: string, event: unknown): void;
 }

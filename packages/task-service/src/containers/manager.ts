@@ -9,7 +9,6 @@ import {
   type ImageRecord,
   type ListContainersRequest,
   type Mount,
-  NAMESPACE_PATTERN,
   NODE_ID_PATTERN,
   podAddresses,
   RUNTIME_NAME,
@@ -37,11 +36,6 @@ export interface ManagerEnv {
    * died blocks the reconcile from undoing or finishing it. Holders renew it every ttl/3.
    */
   lockTtlMs?: number;
-  /**
-   * How often at most the reconcile sweeps the nodes' container snapshots (default 5 min; see
-   * sweepSnapshots). The first sweep comes one period after the manager starts.
-   */
-  snapshotSweepMs?: number;
 }
 
 /** Spec mount sources of the container's /etc files: its node's shim writes them and fills these in. */
@@ -55,15 +49,6 @@ import { ignoreGone } from './collect.js';
 
 export { ignoreGone };
 
-/**
- * Labels of a container's rootfs snapshot (its key is snapshotKeyOf's): they name the container,
- * so a snapshot no creation accounts for can be found (see reconcileSnapshots).
- */
-export const SnapshotLabel = { container: 'io.berth.container', namespace: 'io.berth.namespace' } as const;
-
-/** How often at most the reconcile sweeps the nodes' container snapshots, by default. */
-const SNAPSHOT_SWEEP_MS = 5 * 60_000;
-
 /** A container lock's default ttl, and how long a caller waits for a lock another holds. */
 const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
 
@@ -72,13 +57,6 @@ const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
  * resolves the image on the node, prepares the rootfs snapshot, generates the spec and stores it.
  */
 export class ContainerManager {
-  /**
-   * When sweepSnapshots() last ran (ms); at first, when the manager was made: the reconcile at a
-   * replica's start would find only young snapshots, and its node's snapshot-service may not
-   * answer yet.
-   */
-  private sweptAt = Date.now();
-
   constructor(
     private readonly store: ContainerStore,
     private readonly redis: Redis,
@@ -138,12 +116,6 @@ export class ContainerManager {
     }
     // The request is part of the record: one too large is refused before anything is made.
     checkRecordSize('the container config', req);
-    // Checked before anything is made (a bind mount source on another node is its shim's to see).
-    if (node === this.env.node) {
-      for (const m of req.mounts ?? []) {
-        if (!existsSync(m.source)) throw errors.invalid(`bind mount source "${m.source}" does not exist`);
-      }
-    }
     const id = randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
     const intent: CreateIntent = {
@@ -156,38 +128,34 @@ export class ContainerManager {
     // Under the container's lock, held until the record is stored or the creation undone: the
     // reconcile takes the same lock before it undoes a creation, so it only ever undoes one whose
     // replica died (its lock expired), never one still under way. The intent (with the name) is
-    // recorded so that whatever a crash leaves behind can be found and undone. Both go out at
-    // once, one round trip: the lock's command is sent first on the same Redis connection
-    // (ioredis keeps a connection's order), so Redis holds the lock of this new id before any
-    // reconcile can see its intent.
+    // recorded before anything is made, so whatever a crash leaves behind can be found and undone.
+    // Both go out at once, one round trip: the lock's command is sent first on the same Redis
+    // connection (ioredis keeps a connection's order), so Redis holds the lock of this new id
+    // before any reconcile can see its intent.
     let entered = false;
     const made = this.lock(ns, id, (lock) => {
       entered = true;
       return this.createLocked(ns, req, {
         intent,
         lock,
+        imageRecord,
         begun,
-        rootfs,
         attachAtStart: opts.attachAtStart === true,
       });
     });
     const begun = this.store.beginCreateNamed(ns, intent);
     // Awaited by createLocked once the lock is held; a refusal is thrown there.
     begun.catch(() => undefined);
-    // The rootfs snapshot is prepared during that round trip, not after it. Its key and labels
-    // name this container, so one whose creation left no intent (the replica died before Redis
-    // had it) is found and removed by reconcileSnapshots(); every failure below waits for the
-    // prepare to settle and removes the snapshot it made.
-    const rootfs = this.prepareRootfs(ns, req, { id, node, imageRecord });
-    rootfs.catch(() => undefined);
     return made.catch(async (err: unknown) => {
-      if (!entered) {
-        // The lock was never taken (Redis failed the call): an intent recorded anyway is undone
-        // with the snapshot; without one, the snapshot alone is removed.
-        const recorded = await settled(begun);
-        const prepared = await settled(rootfs);
-        if (recorded) await this.undoCreate(ns, intent, prepared).catch(() => undefined);
-        else if (prepared) await this.dropRootfs(ns, intent);
+      // The lock was never taken (Redis failed the call): an intent recorded anyway is undone.
+      if (
+        !entered &&
+        (await begun.then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        await this.undoCreate(ns, intent, false).catch(() => undefined);
       }
       throw err;
     });
@@ -199,37 +167,40 @@ export class ContainerManager {
     {
       intent,
       lock,
+      imageRecord,
       begun,
-      rootfs,
       attachAtStart,
     }: {
       intent: CreateIntent;
       lock: Lock;
+      imageRecord?: ImageRecord | undefined;
       begun: Promise<void>;
-      rootfs: Promise<PreparedRootfs>;
       attachAtStart: boolean;
     },
   ): Promise<Container> {
     const { id, name, node } = intent;
-    try {
-      await begun;
-    } catch (err) {
-      // No intent (the name is taken): the snapshot is all that was made.
-      if (await settled(rootfs)) await this.dropRootfs(ns, intent);
-      throw err;
-    }
+    await begun;
     const snapshotKey = snapshotKeyOf(ns, id);
+    let prepared = false;
     let networked = false;
     try {
+      // Checked before anything is made (a bind mount source on another node is its shim's to see).
+      if (node === this.env.node) {
+        for (const m of req.mounts ?? []) {
+          if (!existsSync(m.source)) throw errors.invalid(`bind mount source "${m.source}" does not exist`);
+        }
+      }
       // A bridge container's network (a pinned namespace, then the CNI chain's ADD on its node's
       // shim: the longest step here) needs nothing of the image or its snapshot: it runs beside
-      // the prepare, once the intent that covers it is recorded. Both settle before a failure is
-      // thrown, so the undo below sees all that was made.
+      // them. Both settle before a failure is thrown, so the undo below sees all that was made.
       networked = req.network === 'bridge';
-      const shim = networked ? this.deps.shim(node, ns) : undefined;
+      const shim = this.deps.shim(node, ns);
       const [made, net] = await Promise.allSettled([
-        rootfs,
-        shim
+        this.prepareRootfs(ns, req, { id, node, snapshotKey, imageRecord }).then((r) => {
+          prepared = true;
+          return r;
+        }),
+        networked
           ? attachAtStart
             ? shim['network-netns']({ podId: id }).then((n) => ({ netnsPath: n.netnsPath, ips: [] }))
             : shim['network-setup']({ podId: id, portMappings: req.ports ?? [] })
@@ -237,7 +208,7 @@ export class ContainerManager {
       ]);
       if (made.status === 'rejected') throw made.reason;
       if (net.status === 'rejected') throw net.reason;
-      const { image, rootfs: mounts } = made.value;
+      const { image, rootfs } = made.value;
       // A bridge container is a one-container pod: its node's shim pins the namespace and runs
       // CNI (the shim owns every namespace and lease), and the spec joins that namespace.
       let network: Container['network'];
@@ -262,7 +233,7 @@ export class ContainerManager {
         node,
         spec: gen.spec,
         snapshotKey,
-        rootfs: mounts,
+        rootfs,
         labels: req.labels ?? {},
         runtime: { name: RUNTIME_NAME },
         io: {
@@ -293,9 +264,7 @@ export class ContainerManager {
       return c;
     } catch (err) {
       // Undone in reverse order; a step that fails (its node's shim or snapshot-service is down)
-      // keeps the intent, and the reconcile finishes the undo once they are back. A prepare that
-      // failed made nothing (one that timed out and made it anyway is left to reconcileSnapshots).
-      const prepared = await settled(rootfs);
+      // keeps the intent, and the reconcile finishes the undo once they are back.
       await this.undoCreate(ns, { ...intent, bridge: networked }, prepared).catch(() => undefined);
       throw err;
     }
@@ -305,8 +274,13 @@ export class ContainerManager {
   private async prepareRootfs(
     ns: string,
     req: CreateContainerRequest,
-    { id, node, imageRecord }: { id: string; node: string; imageRecord?: ImageRecord | undefined },
-  ): Promise<PreparedRootfs> {
+    {
+      id,
+      node,
+      snapshotKey,
+      imageRecord,
+    }: { id: string; node: string; snapshotKey: string; imageRecord?: ImageRecord | undefined },
+  ): Promise<{ image: ImageRecord; rootfs: Mount[] }> {
     // The record a caller passed (the CRI gateway's image view) saves the image-service a call.
     const image = imageRecord ?? (await this.deps.images(node, ns).get({ name: req.image }));
     if (!image.chainId) {
@@ -315,9 +289,9 @@ export class ContainerManager {
     // Users, capabilities and the command's presence are facts of the node's rootfs and kernel:
     // its shim resolves them at task create (see spec/node-facts.ts), never this replica.
     const { mounts: rootfs } = await this.deps.snapshots(node).prepare({
-      key: snapshotKeyOf(ns, id),
+      key: snapshotKey,
       parent: image.chainId,
-      labels: { [SnapshotLabel.container]: id, [SnapshotLabel.namespace]: ns },
+      labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
     });
     return { image, rootfs };
   }
@@ -331,16 +305,6 @@ export class ContainerManager {
     if (prepared) await ignoreGone(this.deps.snapshots(i.node).remove({ key: snapshotKeyOf(ns, i.id) }));
     await this.store.releaseName(ns, i.name, i.id);
     await this.store.endCreate(ns, i.id);
-  }
-
-  /**
-   * Removes the rootfs snapshot of a creation that recorded no intent (its prepare succeeded).
-   * One that cannot be removed now (its snapshot-service is down) is left to reconcileSnapshots().
-   */
-  private async dropRootfs(ns: string, i: CreateIntent): Promise<void> {
-    await ignoreGone(this.deps.snapshots(i.node).remove({ key: snapshotKeyOf(ns, i.id) })).catch(
-      () => undefined,
-    );
   }
 
   /**
@@ -368,69 +332,6 @@ export class ContainerManager {
       });
     }
     return undone;
-  }
-
-  /**
-   * reconcileSnapshots() of this replica's node and of `nodes` (those containers are on), at most
-   * once every snapshotSweepMs: a snapshot left without an intent needs a crash, and a list of a
-   * node's snapshots is not free. A node that fails is reported to `onError` and skipped. Returns
-   * how many snapshots were removed.
-   */
-  async sweepSnapshots(
-    nodes: Iterable<string>,
-    onError: (err: unknown, node: string) => void,
-  ): Promise<number> {
-    const now = Date.now();
-    if (now - this.sweptAt < (this.env.snapshotSweepMs ?? SNAPSHOT_SWEEP_MS)) return 0;
-    this.sweptAt = now;
-    let removed = 0;
-    for (const node of new Set([this.env.node, ...nodes])) {
-      try {
-        removed += await this.reconcileSnapshots(node);
-      } catch (err) {
-        onError(err, node);
-      }
-    }
-    return removed;
-  }
-
-  /**
-   * Removes the container rootfs snapshots of `node` that nothing accounts for: no container
-   * record, creation intent or pending collection names them. A creation prepares its snapshot
-   * while its intent goes to Redis, so a replica that died in between (or a removal of a refused
-   * creation's snapshot that failed) leaves one. Spared: snapshots younger than a lock's ttl (a
-   * creation may still be under way) and those whose container's lock is held. Returns how many
-   * were removed.
-   */
-  async reconcileSnapshots(node: string): Promise<number> {
-    const snapshots = this.deps.snapshots(node);
-    const opts = { ttlMs: this.lockTtlMs, what: 'a container snapshot' };
-    let removed = 0;
-    let cursor: string | undefined;
-    do {
-      const page = await snapshots.list({
-        filters: [`labels."${SnapshotLabel.container}"`],
-        ...(cursor ? { cursor } : {}),
-      });
-      const now = Date.now();
-      for (const s of page.snapshots) {
-        const ns = s.labels[SnapshotLabel.namespace] ?? '';
-        const id = s.labels[SnapshotLabel.container] ?? '';
-        if (!NAMESPACE_PATTERN.test(ns) || !CONTAINER_ID_PATTERN.test(id)) continue;
-        if (s.name !== snapshotKeyOf(ns, id) || now - Date.parse(s.createdAt) < this.lockTtlMs) continue;
-        if (await this.store.accounts(ns, id)) continue;
-        const done = await withLockIfFree(this.redis, keys.containerLock(ns, id), opts, async (lock) => {
-          // Checked again under the lock: a creation may have recorded it meanwhile.
-          if (await this.store.accounts(ns, id)) return false;
-          lock.lost?.throwIfAborted();
-          await ignoreGone(snapshots.remove({ key: s.name }));
-          return true;
-        });
-        if (done?.value) removed++;
-      }
-      cursor = page.nextCursor;
-    } while (cursor);
-    return removed;
   }
 
   /** One container and its task, as a reply can carry it (see limits.ts `replyable`). */
@@ -512,20 +413,6 @@ export class ContainerManager {
   private collectDeps() {
     return { store: this.store, redis: this.redis, deps: this.deps, lockTtlMs: this.lockTtlMs };
   }
-}
-
-/** A container's image and the mounts of its prepared rootfs snapshot. */
-interface PreparedRootfs {
-  image: ImageRecord;
-  rootfs: Mount[];
-}
-
-/** Whether a promise fulfilled, once it has settled. */
-function settled(p: Promise<unknown>): Promise<boolean> {
-  return p.then(
-    () => true,
-    () => false,
-  );
 }
 
 /** The key of a container's rootfs snapshot. */

@@ -89,24 +89,6 @@ export class ContainerStore {
     else await tx.exec();
   }
 
-  /**
-   * True when something names the container `id`: its record, a creation's intent or a removal's
-   * pending collection (one round trip).
-   */
-  async accounts(ns: string, id: string): Promise<boolean> {
-    const r = await this.redis
-      .pipeline()
-      .exists(keys.container(ns, id))
-      .hexists(keys.containersCreating(ns), id)
-      .hexists(keys.containersCollecting(ns), id)
-      .exec();
-    if (!r) throw new Error('redis pipeline returned nothing');
-    return r.some(([err, n]) => {
-      if (err) throw err;
-      return n === 1;
-    });
-  }
-
   /** Releases a name if it still points at `id`. */
   async releaseName(ns: string, name: string, id: string): Promise<void> {
     await this.redis.eval(RELEASE_NAME, 1, keys.containerName(ns, name), id);

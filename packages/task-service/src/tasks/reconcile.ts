@@ -15,8 +15,6 @@ export interface ReconcileResult {
   removed: number;
   /** Containers removed in the background whose node resources were freed now. */
   collected: number;
-  /** Container snapshots no record, intent or collection named, removed (see reconcileSnapshots). */
-  orphanSnapshots: number;
 }
 
 /** What the reconcile needs of the task manager: its store and the steps it shares with requests. */
@@ -37,20 +35,11 @@ export interface ReconcileDeps {
  * whose replica died are undone once their lock is free, removals that stopped half-way (a
  * shim or snapshot-service was down) are finished, and what containers removed in the background
  * held on their nodes is freed where that had not finished. Then every live task is checked with its shim,
- * so exits that happened while no task-service was listening get recorded. Last, now and then,
- * container snapshots nothing accounts for are removed (ContainerManager.sweepSnapshots). A node
- * that cannot be reached is skipped (and logged): the next reconcile, or a later state(), gets it.
+ * so exits that happened while no task-service was listening get recorded. A node that cannot be
+ * reached is skipped (and logged): the next reconcile, or a later state(), gets it.
  */
 export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
-  const r: ReconcileResult = {
-    checked: 0,
-    exited: 0,
-    undone: 0,
-    removed: 0,
-    collected: 0,
-    orphanSnapshots: 0,
-  };
-  const nodes = new Set<string>();
+  const r: ReconcileResult = { checked: 0, exited: 0, undone: 0, removed: 0, collected: 0 };
   for (const ns of await d.store.namespaces()) {
     try {
       r.undone += await d.containers.reconcileCreations(ns);
@@ -72,7 +61,6 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
       ),
     );
     for (const i of await d.store.list(ns)) {
-      nodes.add(i.container.node);
       if (i.task?.status === 'stopped') await d.autoRemove(ns, i.container.id);
       if (!i.task || i.task.status === 'stopped') continue;
       r.checked++;
@@ -87,8 +75,5 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
       }
     }
   }
-  r.orphanSnapshots = await d.containers.sweepSnapshots(nodes, (err, node) =>
-    d.log.warn({ err: (err as Error).message, node }, 'reconcile: sweeping container snapshots failed'),
-  );
   return r;
 }
