@@ -13,6 +13,7 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,6 +174,28 @@ describe('bin/berth.js', () => {
       usage = String((err as { stderr?: string }).stderr);
     }
     expect(usage).toBe('berth: an image is required: berth run [OPTIONS] IMAGE [COMMAND] [ARG...]\n');
+  });
+
+  it("reports run's usage error without waiting for an early connect to a NATS that never answers", async () => {
+    // A listener that accepts and never speaks: nats.js waits for its INFO until its connect
+    // timeout (~10 s), which the CLI's close once waited out before the error could exit.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const { port } = silent.address() as AddressInfo;
+    try {
+      const env = { ...process.env, BERTH_NATS_URL: `nats://127.0.0.1:${port}` };
+      const t0 = Date.now();
+      const r = await run(['run'], env).then(
+        () => ({ stderr: '', code: 0 }),
+        (err: { stderr?: string; code?: number }) => ({ stderr: String(err.stderr), code: err.code }),
+      );
+      expect(r.stderr).toBe('berth: an image is required: berth run [OPTIONS] IMAGE [COMMAND] [ARG...]\n');
+      expect(r.code).toBe(2);
+      // Not a speed figure: a bound far below the connect timeout it used to wait out.
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      silent.close();
+    }
   });
 
   it('makes no code at run time: zod is jitless before the config schemas are built', () => {

@@ -114,6 +114,8 @@ export function createContext(): CliContext {
   const natsUrl = own ?? sup?.cliNatsUrl ?? sup?.natsUrl ?? DEFAULT_NATS_URL;
   const redisUrl = config.redisUrl ?? sup?.redisUrl ?? DEFAULT_REDIS_URL;
   let nc: Promise<NatsConnection> | undefined;
+  /** The connection once made: only a made one is drained at close. */
+  let made: NatsConnection | undefined;
   return {
     config,
     natsUrl,
@@ -126,20 +128,34 @@ export function createContext(): CliContext {
         ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
         ...cliNatsTls(config),
         extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
-      }).catch((err: unknown) => {
-        // The kit's TLS refusals already name the server and the reason.
-        if (err instanceof BerthError) throw err;
-        // nats.js says only "CONNECTION_REFUSED" or "AUTHORIZATION_VIOLATION": name where and what to do.
-        throw new BerthError(
-          Code.UNAVAILABLE,
-          `cannot reach NATS at ${redactUrl(natsUrl)} (${(err as Error).message}): is berth up? start it with 'berth up'`,
-          { cause: err },
-        );
-      });
+      }).then(
+        (c) => {
+          made = c;
+          return c;
+        },
+        (err: unknown) => {
+          // The kit's TLS refusals already name the server and the reason.
+          if (err instanceof BerthError) throw err;
+          // nats.js says only "CONNECTION_REFUSED" or "AUTHORIZATION_VIOLATION": name where and what to do.
+          throw new BerthError(
+            Code.UNAVAILABLE,
+            `cannot reach NATS at ${redactUrl(natsUrl)} (${(err as Error).message}): is berth up? start it with 'berth up'`,
+            { cause: err },
+          );
+        },
+      );
       return nc;
     },
     async close() {
-      if (nc) await (await nc.catch(() => undefined))?.drain().catch(() => undefined);
+      // A connect still under way was started early (`run`) by a command that then failed before
+      // using it (a usage error): not waited for, so a server that never answers cannot hold the
+      // error back for the connect's timeout; the process exits without it.
+      if (made) await made.drain().catch(() => undefined);
+      else
+        nc?.then(
+          (c) => c.close(),
+          () => undefined,
+        );
     },
     out: process.stdout,
     err: process.stderr,
