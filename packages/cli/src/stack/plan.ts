@@ -54,7 +54,12 @@ export const MAX_REPLICAS = 16;
  * glibc's main heap by a V8 worker thread. Freed, it mostly stays resident (whatever was
  * allocated above it pins the heap), which is why the image-service was 34-59 MB after the same
  * workload (docs/benchmarks.md, footprint, branch h/img-heap). Liftoff, V8's baseline wasm
- * compiler, handles the whole module; the parser's speed does not show in a pull.
+ * compiler, handles the whole module; the parser's speed does not show in a pull. The trade-off:
+ * V8 lists the flag as one for testing, and under it a function Liftoff cannot compile aborts the
+ * process instead of falling back to TurboFan. llhttp (the only wasm the services load) compiles
+ * whole under Liftoff on x64 and arm64; a service that loads other wasm, or a new platform, should
+ * be checked (service-flags.test.ts runs fetch() under these flags), or drop the flag through
+ * `services.<name>.v8Flags`.
  */
 export const SERVICE_V8_FLAGS: readonly string[] = ['--optimize-for-size', '--liftoff-only'];
 
