@@ -210,6 +210,30 @@ describe("berth's gRPC server", () => {
     conn.close();
   });
 
+  it('writes a queued PING ack before a RST_STREAM it writes at once, in the same write', async () => {
+    await start();
+    const conn = await RawH2Connection.open(socket);
+    await conn.waitFrame((f) => f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 1);
+    const before = writes.length;
+    // A PING (its ack waits for the next write) and a PRIORITY of the wrong size: a stream
+    // error, answered by a RST_STREAM written at once.
+    conn.write(
+      Buffer.concat([
+        frame(FrameType.PING, 0, 0, Buffer.alloc(8, 7)),
+        frame(FrameType.PRIORITY, 0, 1, Buffer.alloc(4)),
+      ]),
+    );
+    await conn.waitFrame((f) => f.type === FrameType.RST_STREAM && f.id === 1);
+    const order = conn.frames
+      .filter(
+        (f) => f.type === FrameType.RST_STREAM || (f.type === FrameType.PING && (f.flags & Flag.ACK) === 1),
+      )
+      .map((f) => f.type);
+    expect(order).toEqual([FrameType.PING, FrameType.RST_STREAM]);
+    expect(writes.length - before).toBe(1);
+    conn.close();
+  });
+
   it('maps a handler error to its gRPC status, and one thrown before a promise too', async () => {
     await start();
     const conn = await RawH2Connection.open(socket);

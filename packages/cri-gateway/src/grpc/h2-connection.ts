@@ -116,7 +116,7 @@ export class H2Connection implements StreamOwner {
   goAway(): void {
     if (this.goingAway || this.socket.destroyed) return;
     this.goingAway = true;
-    this.socket.write(goawayFrame(this.lastStream, H2Error.NO_ERROR, 'server shutting down'));
+    this.writeNow(goawayFrame(this.lastStream, H2Error.NO_ERROR, 'server shutting down'));
     if (this.idle) this.end();
   }
 
@@ -137,7 +137,7 @@ export class H2Connection implements StreamOwner {
   resetStream(stream: H2Stream, code: H2Error): void {
     this.forget(stream);
     stream.close(code === H2Error.NO_ERROR ? undefined : 'the server reset the stream');
-    if (!this.socket.destroyed) this.socket.write(rstStreamFrame(stream.id, code));
+    if (!this.socket.destroyed) this.writeNow(rstStreamFrame(stream.id, code));
   }
 
   private receive(chunk: Buffer): void {
@@ -161,7 +161,9 @@ export class H2Connection implements StreamOwner {
     this.opts.onProtocolError?.(err);
     if (this.socket.destroyed) return;
     this.closeAll(`connection error: ${err.message}`);
-    this.socket.end(goawayFrame(this.lastStream, err.code, err.message), () => this.socket.destroy());
+    this.socket.end(this.withControls(goawayFrame(this.lastStream, err.code, err.message)), () =>
+      this.socket.destroy(),
+    );
   }
 
   private onFrame(f: Frame): void {
@@ -267,9 +269,9 @@ export class H2Connection implements StreamOwner {
       throw new H2ConnectionError(H2Error.STREAM_CLOSED, `HEADERS on closed stream ${b.stream}`);
     }
     this.lastStream = b.stream;
-    if (this.goingAway) return void this.socket.write(rstStreamFrame(b.stream, H2Error.REFUSED_STREAM));
+    if (this.goingAway) return void this.writeNow(rstStreamFrame(b.stream, H2Error.REFUSED_STREAM));
     if (this.streams.size >= this.opts.limits.maxConcurrentStreams) {
-      return void this.socket.write(rstStreamFrame(b.stream, H2Error.REFUSED_STREAM));
+      return void this.writeNow(rstStreamFrame(b.stream, H2Error.REFUSED_STREAM));
     }
     const s = new H2Stream(b.stream, this, { send: this.peerInitialWindow, recv: RECV_WINDOW.stream });
     this.streams.set(b.stream, s);
@@ -345,7 +347,7 @@ export class H2Connection implements StreamOwner {
   /** A stream error (RFC 9113 section 5.4.2): RST_STREAM, and the stream's call is aborted. */
   private streamError(id: number, code: H2Error, s?: H2Stream): void {
     if (s) this.resetStream(s, code);
-    else this.socket.write(rstStreamFrame(id, code));
+    else this.writeNow(rstStreamFrame(id, code));
   }
 
   private maybeClose(s: H2Stream): void {
@@ -364,7 +366,19 @@ export class H2Connection implements StreamOwner {
   private end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (!this.socket.destroyed) this.socket.end();
+    if (this.socket.destroyed) return;
+    const controls = this.writer.takeControls();
+    this.socket.end(controls.length > 0 ? Buffer.concat(controls) : undefined);
+  }
+
+  /** Writes `frame` at once, after the connection frames the writer still holds (they were due first). */
+  private writeNow(frame: Buffer): void {
+    this.socket.write(this.withControls(frame));
+  }
+
+  private withControls(frame: Buffer): Buffer {
+    const controls = this.writer.takeControls();
+    return controls.length > 0 ? Buffer.concat([...controls, frame]) : frame;
   }
 
   private closeAll(reason: string): void {

@@ -86,6 +86,20 @@ export class H2Writer {
     this.pingFlush.unref();
   }
 
+  /**
+   * Takes the connection frames still queued, for a frame written at once (RST_STREAM, GOAWAY,
+   * the connection's end): they go out first, in that write, as they were due first. Without
+   * this, an end would drop a queued PING ack, and a stream's WINDOW_UPDATE could follow its
+   * RST_STREAM (RFC 9113 section 5.1: no frames on a closed stream).
+   */
+  takeControls(): Buffer[] {
+    if (this.pingFlush) {
+      clearTimeout(this.pingFlush);
+      this.pingFlush = undefined;
+    }
+    return this.controls.splice(0);
+  }
+
   /** Forgets a stream that closed with output still queued. */
   drop(stream: H2Stream): void {
     this.sending.delete(stream);
