@@ -368,7 +368,8 @@ export class H2Connection implements StreamOwner {
     this.ended = true;
     if (this.socket.destroyed) return;
     const controls = this.writer.takeControls();
-    this.socket.end(controls.length > 0 ? Buffer.concat(controls) : undefined);
+    if (controls.length > 0) this.socket.end(Buffer.concat(controls));
+    else this.socket.end();
   }
 
   /** Writes `frame` at once, after the connection frames the writer still holds (they were due first). */

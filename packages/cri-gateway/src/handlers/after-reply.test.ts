@@ -1,7 +1,7 @@
-import type { ContainerInfo, ImageRecord } from '@berth/api';
+import type { ContainerInfo } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { toContainerStatus } from '../runtime/cri-status.js';
-import { criContainerInfo } from '../testdata/cri-records.js';
+import { criContainerInfo, criImageRecord } from '../testdata/cri-records.js';
 import { beforeReply } from './after-reply.js';
 import { containerStatus, prepareContainerStatus } from './container-status.js';
 import { createContainer } from './create-container.js';
@@ -69,14 +69,7 @@ describe('replies prepared after a write', () => {
   });
 
   it('a pull prepares the image status of the name it pulled; a failure is dropped', async () => {
-    const rec = {
-      name: 'docker.io/library/busybox:1',
-      configDigest: 'sha256:c1',
-      target: { digest: 'sha256:m1' },
-      size: 10,
-      config: {},
-      updatedAt: '2026-12-02T01:00:00.000Z',
-    } as unknown as ImageRecord;
+    const rec = criImageRecord();
     const gets: string[] = [];
     let fail = false;
     const deps = {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CriService, criServiceDefinition } from '../proto.js';
 import { toContainerStatus, toPodSandboxStatus } from '../runtime/cri-status.js';
 import { CriKind, CriLabel } from '../runtime/meta.js';
-import { criContainerInfo } from '../testdata/cri-records.js';
+import { criContainerInfo, criImageRecord } from '../testdata/cri-records.js';
 import { containerStatus } from './container-status.js';
 import { encodingOf, ReplyMemo, varintField } from './encoded-reply.js';
 import { imageStatus } from './image-status.js';
@@ -169,14 +169,7 @@ describe('status replies kept with their bytes', () => {
   });
 
   it('ImageStatus and ListImages answer at once from a port that holds the images, as their promises would', async () => {
-    const rec = {
-      name: 'docker.io/library/busybox:1',
-      configDigest: 'sha256:c1',
-      target: { digest: 'sha256:m1' },
-      size: 10,
-      config: {},
-      updatedAt: '2026-12-02T01:00:00.000Z',
-    } as unknown as ImageRecord;
+    const rec = criImageRecord();
     let held = true;
     const images = {
       get: async () => rec,

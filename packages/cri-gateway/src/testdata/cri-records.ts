@@ -1,4 +1,4 @@
-import type { ContainerInfo } from '@berth/api';
+import type { ContainerInfo, ImageRecord } from '@berth/api';
 import { CriKind, CriLabel } from '../runtime/meta.js';
 
 /**
@@ -39,4 +39,16 @@ export function criContainerInfo(
       : {}),
   };
   return { container, task: t, status: task.status } as unknown as ContainerInfo;
+}
+
+/** An image record as the image-service gives it, for handler tests (only the fields they read). */
+export function criImageRecord(): ImageRecord {
+  return {
+    name: 'docker.io/library/busybox:1',
+    configDigest: 'sha256:c1',
+    target: { digest: 'sha256:m1' },
+    size: 10,
+    config: {},
+    updatedAt: '2026-12-02T01:00:00.000Z',
+  } as unknown as ImageRecord;
 }
