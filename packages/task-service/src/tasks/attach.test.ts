@@ -20,8 +20,11 @@ let server: TestServer;
 let redis: Redis;
 let store: ContainerStore;
 
-/** A recorder of shim calls; `knowsStartAttached` false is a shim older than that field. */
-function shim(knowsStartAttached: boolean) {
+/**
+ * A recorder of shim calls; `knowsStartAttached` false is a shim older than that field;
+ * `failSetup`: its network-setup fails (a CNI ADD that fails).
+ */
+function shim(knowsStartAttached: boolean, failSetup = false) {
   const calls: { op: string; req: Record<string, unknown> }[] = [];
   const state = (req: { id: string }, status: ShimState['status']): ShimState => ({
     namespace: ns,
@@ -42,8 +45,13 @@ function shim(knowsStartAttached: boolean) {
       calls.push({ op: 'start', req });
       return state(req, 'running');
     },
+    delete: async (req: { id: string }) => {
+      calls.push({ op: 'delete', req });
+      return state(req, 'stopped');
+    },
     'network-setup': async (req: { podId: string }) => {
       calls.push({ op: 'network-setup', req });
+      if (failSetup) throw new Error('CNI plugin "bridge" ADD failed: no IP addresses available');
       return {
         podId: req.podId,
         netnsPath: `/run/berth/netns/${req.podId}`,
@@ -137,5 +145,15 @@ describe('a task create attaching its bridge container', () => {
     expect(s.calls[1]?.req).toEqual({ podId: c.id, portMappings: PORTS });
     expect((await store.get(ns, c.id))?.network?.ips).toEqual(['10.88.0.7']);
     expect((await store.getTask(ns, c.id))?.status).toBe('running');
+  });
+
+  it('with start on a shim without startAttached whose attach fails: the created task is deleted', async () => {
+    const s = shim(false, true);
+    const c = await unattached();
+    await expect(s.tasks.create(ns, c.id, { start: true })).rejects.toThrow(/ADD failed/);
+    expect(s.ops()).toEqual(['create', 'network-setup', 'delete']);
+    expect(s.calls[2]?.req).toEqual({ namespace: ns, id: c.id });
+    expect(await store.getTask(ns, c.id)).toBeUndefined();
+    expect((await store.get(ns, c.id))?.network?.ips).toEqual([]);
   });
 });

@@ -234,7 +234,15 @@ export class TaskManager {
         });
         if (attach && start) {
           // A shim that did not know startAttached left the task created and the pod unattached.
-          ips = podAddresses((st.network ?? (await shim['network-setup']({ podId: c.id, ...attach }))).ips);
+          // Attaching it may fail: the created task is then deleted, not left for every later
+          // start to find (ALREADY_EXISTS) until the container is removed.
+          const network =
+            st.network ??
+            (await shim['network-setup']({ podId: c.id, ...attach }).catch(async (err: unknown) => {
+              await ignoreGone(shim.delete({ namespace: ns, id: c.id })).catch(() => undefined);
+              throw err;
+            }));
+          ips = podAddresses(network.ips);
         }
         // `stopped` too: it started, and its exit is recorded below or by its event.
         const started = st.status === 'running' || st.status === 'stopped';
