@@ -130,7 +130,7 @@ describe('CRI Exec', () => {
     // may run before or after the size is set (as under containerd): it prints the size once the
     // TTY has one, at once or on the SIGWINCH the size's arrival sends it.
     const waitForSize =
-      'trap \'stty size; exit\' WINCH; if [ -n "$(stty size 2>/dev/null)" ]; then stty size; exit; fi; while :; do sleep 0.05; done';
+      'trap \'stty size; exit\' WINCH; s=$(stty size 2>/dev/null); if [ -n "$s" ] && [ "$s" != "0 0" ]; then echo "$s"; exit; fi; while :; do sleep 0.05; done';
     const c = await openCommand(await execUrl(ctr, ['sh', '-c', waitForSize], f), f);
     await c.resize?.write('{"Width":123,"Height":45}\n');
     expect((await c.stdout?.done)?.toString()).toContain('45 123');
