@@ -150,6 +150,13 @@ export const ShimCreateRequest = TaskRef.extend({
    * unattached (no `network` in the reply): the caller attaches it and starts the task.
    */
   startAttached: z.object({ portMappings: z.array(ShimPortMapping).default([]) }).optional(),
+  /**
+   * With `start` or `startAttached`: the caller's own time left (ms from this request's arrival)
+   * to start the task; the shim starts it only within the shorter of this and its own deadline.
+   * A caller that is itself answering a request with a deadline (the task-service's run-container)
+   * passes what is left of it, so no task starts after the user was told the call failed.
+   */
+  startWithinMs: z.number().int().nonnegative().optional(),
 });
 export type ShimCreateRequest = z.infer<typeof ShimCreateRequest>;
 

@@ -264,4 +264,25 @@ describe('a create with start that outlasts its start deadline', () => {
     expect(await codeOf(local.state({ namespace: 'net', id }))).toBe(Code.NOT_FOUND);
     expect((await local.list({})).tasks.map((t) => t.id)).not.toContain(id);
   });
+
+  it("is not started past its caller's time left (startWithinMs), shorter than the shim's own", async () => {
+    // The world's shim has the default deadline (55 s): only the request's 500 ms stops the start.
+    const id = podId('slowrunc');
+    const err = await w.client
+      .create({
+        namespace: 'net',
+        id,
+        spec: await makeSpec(['sleep', '300'], { cgroupsPath: `/berth-test/${w.node}/${id}` }),
+        rootfs: bindRootfs(w.rootfs),
+        terminal: false,
+        stdin: false,
+        start: true,
+        startWithinMs: 500,
+      })
+      .catch((e: BerthError) => e);
+    expect((err as BerthError).code).toBe(Code.DEADLINE_EXCEEDED);
+    expect((err as BerthError).message).toContain('did not finish within 500 ms');
+    expect(await codeOf(w.client.state({ namespace: 'net', id }))).toBe(Code.NOT_FOUND);
+    expect((await w.client.list({})).tasks.map((t) => t.id)).not.toContain(id);
+  });
 });

@@ -37,6 +37,8 @@ export interface CreateOptions {
    * startWithinMs from this call.
    */
   startBy?: number;
+  /** The window startBy was set from (ms), for the error that names it; default the host's. */
+  startWithinMs?: number;
 }
 
 /**
@@ -195,7 +197,9 @@ export async function createTask(
       recorded = true;
       const t4 = performance.now();
       // Started here, the task skips a second request and its wait for this agent's turn.
-      if (req.start) await beforeStart(host, id, startBy, opts.beforeStart);
+      if (req.start) {
+        await beforeStart(id, startBy, opts.startWithinMs ?? host.startWithinMs, opts.beforeStart);
+      }
       const started = req.start ? await startCreatedTask(host, rec) : rec;
       const ms = (a: number, b: number) => Math.round(b - a);
       const t5 = performance.now();
@@ -236,15 +240,15 @@ export async function createTask(
  * caller of the create has given up, and DEADLINE_EXCEEDED keeps its task from being started.
  */
 async function beforeStart(
-  host: ShimHost,
   id: string,
   startBy: number,
+  withinMs: number,
   work: (() => Promise<void>) | undefined,
 ): Promise<void> {
   const late = () =>
     new BerthError(
       Code.DEADLINE_EXCEEDED,
-      `task "${id}" not started: its create${work ? " (and its pod network's CNI ADD)" : ''} did not finish within ${host.startWithinMs} ms, past which its caller has given up`,
+      `task "${id}" not started: its create${work ? " (and its pod network's CNI ADD)" : ''} did not finish within ${withinMs} ms, past which its caller has given up`,
     );
   const left = startBy - performance.now();
   if (left <= 0) throw late();

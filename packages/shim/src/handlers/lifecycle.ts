@@ -56,7 +56,7 @@ async function createAttached(
   req: ShimCreateRequest & { netnsPod: string },
   portMappings: ShimPortMapping[],
 ): Promise<ShimState> {
-  const startBy = performance.now() + agent.host.startWithinMs;
+  const { at: startBy, withinMs: startWithinMs } = startByOf(agent, req);
   checkPodNetns(network, req);
   const attaching = network.setup(req.netnsPod, { portMappings, keepNetns: true });
   // Awaited in beforeStart, or below when the create failed first.
@@ -79,6 +79,7 @@ async function createAttached(
           attached = await attaching;
         },
         startBy,
+        startWithinMs,
       },
     );
     return attached ? { ...st, network: { ips: attached.ips } } : st;
@@ -92,6 +93,15 @@ async function createAttached(
     const add = toBerthError(addFailure);
     throw new BerthError(add.code, add.message, { cause: err });
   }
+}
+
+/**
+ * When (performance.now()) a create's task must have started by: the shim's own deadline, or the
+ * caller's time left when it gave one and that is shorter.
+ */
+function startByOf(agent: ShimAgent, req: ShimCreateRequest): { at: number; withinMs: number } {
+  const withinMs = Math.min(agent.host.startWithinMs, req.startWithinMs ?? Number.POSITIVE_INFINITY);
+  return { at: performance.now() + withinMs, withinMs };
 }
 
 /** What the lifecycle handlers use of the node's pod networks. */
@@ -118,9 +128,9 @@ export function lifecycleHandlers(
           req.startAttached.portMappings,
         );
       }
-      const startBy = performance.now() + agent.host.startWithinMs;
+      const { at: startBy, withinMs: startWithinMs } = startByOf(agent, req);
       await pinPodNetns(network, req);
-      return agent.create(req, { startBy });
+      return agent.create(req, { startBy, startWithinMs });
     },
     start: (req) => agent.start(req),
     state: (req) => agent.state(req),

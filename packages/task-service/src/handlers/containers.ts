@@ -1,6 +1,7 @@
-import { type ContainerInfo, type ListContainersRequest, summarizeContainer, type TaskApi } from '@berth/api';
+import { type ContainerInfo, type ListContainersRequest, summarizeContainer, TaskApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { Domain } from '../domain.js';
+import { callerStartBy } from '../tasks/manager.js';
 
 /** The TaskApi operations of the containers half; taskHandlers serves every other one. */
 export type ContainerOp =
@@ -16,7 +17,8 @@ export type ContainerOp =
 export function containerHandlers(d: Domain): Pick<Handlers<typeof TaskApi>, ContainerOp> {
   return {
     'create-container': (req, ctx) => d.containers.create(ctx.namespace, req),
-    'run-container': (req, ctx) => d.tasks.run(ctx.namespace, req),
+    'run-container': (req, ctx) =>
+      d.tasks.run(ctx.namespace, req, callerStartBy(TaskApi.ops['run-container'].timeoutMs)),
     'get-container': (req, ctx) => d.containers.get(ctx.namespace, req.id),
     'list-containers': (req, ctx) => containersPage(d, ctx.namespace, req, (i) => i),
     'list-container-summaries': (req, ctx) => containersPage(d, ctx.namespace, req, summarizeContainer),

@@ -1,6 +1,7 @@
 import { TaskApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { Domain } from '../domain.js';
+import { callerStartBy } from '../tasks/manager.js';
 import type { ContainerOp } from './containers.js';
 
 type TaskHandlers = Omit<Handlers<typeof TaskApi>, ContainerOp>;
@@ -13,6 +14,7 @@ export function taskHandlers(d: Domain): TaskHandlers {
       t.create(ctx.namespace, req.id, {
         start: req.start ?? false,
         ...(req.netnsPod ? { netnsPod: req.netnsPod } : {}),
+        startBy: callerStartBy(TaskApi.ops.create.timeoutMs),
       }),
     start: (req, ctx) => t.start(ctx.namespace, req.id, req.execId),
     kill: async (req, ctx) => {

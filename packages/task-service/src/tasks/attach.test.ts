@@ -156,4 +156,18 @@ describe('a task create attaching its bridge container', () => {
     expect(await store.getTask(ns, c.id)).toBeUndefined();
     expect((await store.get(ns, c.id))?.network?.ips).toEqual([]);
   });
+
+  it("passes the shim what is left of its own caller's time to start the task, and nothing without one", async () => {
+    const s = shim(true);
+    const c = await unattached();
+    const startBy = Date.now() + 3_000;
+    await s.tasks.create(ns, c.id, { start: true, startBy });
+    const left = s.calls[0]?.req.startWithinMs as number;
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(3_000);
+    const plain = shim(true);
+    const d = await unattached();
+    await plain.tasks.create(ns, d.id, { start: true });
+    expect(plain.calls[0]?.req).not.toHaveProperty('startWithinMs');
+  });
 });

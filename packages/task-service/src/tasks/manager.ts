@@ -129,8 +129,12 @@ export class TaskManager {
    * With `start` the task is started too, as a start() right after would (recorded created first,
    * then running); a start that fails deletes the task again and throws its error.
    */
-  async create(ns: string, ref: string, opts: { start?: boolean; netnsPod?: string } = {}): Promise<Task> {
-    const { c, t } = await this.createLocked(ns, ref, opts.netnsPod, opts.start === true);
+  async create(
+    ns: string,
+    ref: string,
+    opts: { start?: boolean; netnsPod?: string; startBy?: number } = {},
+  ): Promise<Task> {
+    const { c, t } = await this.createLocked(ns, ref, opts.netnsPod, opts.start === true, opts.startBy);
     // The shim started it in its create (a shim that cannot replies `created`: started here).
     if (!opts.start || t.status !== 'created') return t;
     try {
@@ -154,12 +158,15 @@ export class TaskManager {
    * start removes the container again before the error is thrown, as the CLI did after a failed
    * create or start: the caller finds nothing left.
    */
-  async run(ns: string, req: CreateContainerRequest): Promise<RunContainerReply> {
+  async run(ns: string, req: CreateContainerRequest, startBy?: number): Promise<RunContainerReply> {
     // A bridge container's CNI ADD runs in the task's create, beside `runc create`.
     const c = await this.containers.create(ns, req, { attachAtStart: true });
     const container = { id: c.id, namespace: c.namespace, name: c.name, node: c.node, io: c.io };
     try {
-      return { container, task: await this.create(ns, c.id, { start: true }) };
+      return {
+        container,
+        task: await this.create(ns, c.id, { start: true, ...(startBy !== undefined ? { startBy } : {}) }),
+      };
     } catch (err) {
       await this.removeContainer(ns, container.id, true).catch((e: unknown) =>
         this.log.warn(
@@ -182,6 +189,7 @@ export class TaskManager {
     ref: string,
     netnsPod: string | undefined,
     start: boolean,
+    startBy?: number,
   ): Promise<{ c: Container; t: Task }> {
     const id = CONTAINER_ID_PATTERN.test(ref) ? ref : (await this.store.resolve(ns, ref)).id;
     // The record, the removal mark and the task, read with the lock's acquire: one round trip.
@@ -231,6 +239,8 @@ export class TaskManager {
           ...(c.config.user !== undefined ? { user: c.config.user } : {}),
           ...(attach && start ? { netnsPod: c.id, startAttached: attach } : netnsPod ? { netnsPod } : {}),
           ...(start && !attach ? { start } : {}),
+          // The shim starts the task only while this call's own caller still waits for it.
+          ...(start && startBy !== undefined ? { startWithinMs: Math.max(0, startBy - Date.now()) } : {}),
         });
         if (attach && start) {
           // A shim that did not know startAttached left the task created and the pod unattached.
@@ -721,4 +731,16 @@ function exitOf(c: Container, st: ShimState): TaskExit | undefined {
     node: c.node,
     ...(st.reason ? { reason: st.reason } : {}),
   };
+}
+
+/** What a create's start leaves of its caller's timeout: the start itself, the record, the reply. */
+const CALLER_MARGIN_MS = 5_000;
+
+/**
+ * When (Date.now()) a task created for a request that just arrived must have started by: the
+ * request's timeout, less the margin, from now. A task started later would run although its
+ * caller was told the call failed (it timed out waiting).
+ */
+export function callerStartBy(timeoutMs: number): number {
+  return Date.now() + timeoutMs - CALLER_MARGIN_MS;
 }
