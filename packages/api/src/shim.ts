@@ -90,6 +90,13 @@ export const ShimPortMapping = z.object({
 export type ShimPortMapping = z.infer<typeof ShimPortMapping>;
 
 /** Request of `create`: write the bundle, mount the rootfs, start the monitor and `runc create`. */
+/**
+ * What a create's start keeps free of its caller's timeout (ms): the start itself, the removal of
+ * a task not started, the record and the reply. The shim starts a task only within its create's
+ * timeout less this, and a task-service passes on its own request's timeout less this.
+ */
+export const START_MARGIN_MS = 5_000;
+
 export const ShimCreateRequest = TaskRef.extend({
   /** The full OCI runtime spec (config.json); root.path is set by the shim to the bundle's rootfs. */
   spec: z.record(z.string(), z.unknown()),

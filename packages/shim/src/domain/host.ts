@@ -1,4 +1,4 @@
-import { BerthError, Code, ShimApi, type ShimState, type ShimTaskRef } from '@berth/api';
+import { BerthError, Code, ShimApi, type ShimState, type ShimTaskRef, START_MARGIN_MS } from '@berth/api';
 import type { HostLayout, Redis, ServiceContext } from '@berth/kit';
 import { conmonSkipsLogSync } from '../runtime/conmon.js';
 import { Runc } from '../runtime/runc.js';
@@ -35,9 +35,6 @@ export interface AgentOptions {
    */
   logSync?: boolean;
 }
-
-/** What a create's start keeps free of the caller's timeout: its start, removal and reply. */
-const START_MARGIN_MS = 5_000;
 
 /**
  * What every part of the shim's domain shares: the node's records, its paths and helper binaries,

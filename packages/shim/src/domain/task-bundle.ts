@@ -32,13 +32,25 @@ export interface CreateOptions {
    */
   beforeStart?: () => Promise<void>;
   /**
-   * With `start`: the time (performance.now()) past which the task is not started: the create
-   * fails DEADLINE_EXCEEDED and removes it, beforeStart no longer awaited. Default: the host's
-   * startWithinMs from this call.
+   * With `start`: when the task must have started by: past it the create fails DEADLINE_EXCEEDED
+   * and removes it, beforeStart no longer awaited. Default: startDeadline(host) at this call.
    */
-  startBy?: number;
-  /** The window startBy was set from (ms), for the error that names it; default the host's. */
-  startWithinMs?: number;
+  deadline?: StartDeadline;
+}
+
+/** When (performance.now()) a create's task must have started by, and the window it was set from. */
+export interface StartDeadline {
+  at: number;
+  withinMs: number;
+}
+
+/**
+ * The start deadline of a create arriving now: the host's own window, or its caller's time left
+ * (`callerWithinMs`, ShimCreateRequest.startWithinMs) when that is shorter.
+ */
+export function startDeadline(host: ShimHost, callerWithinMs?: number): StartDeadline {
+  const withinMs = Math.min(host.startWithinMs, callerWithinMs ?? Number.POSITIVE_INFINITY);
+  return { at: performance.now() + withinMs, withinMs };
 }
 
 /**
@@ -53,7 +65,7 @@ export async function createTask(
   req: ShimCreateRequest,
   opts: CreateOptions = {},
 ): Promise<ShimState> {
-  const startBy = opts.startBy ?? performance.now() + host.startWithinMs;
+  const deadline = opts.deadline ?? startDeadline(host);
   const { namespace: ns, id } = req;
   checkName('namespace', ns);
   checkName('task id', id);
@@ -198,7 +210,7 @@ export async function createTask(
       const t4 = performance.now();
       // Started here, the task skips a second request and its wait for this agent's turn.
       if (req.start) {
-        await beforeStart(id, startBy, opts.startWithinMs ?? host.startWithinMs, opts.beforeStart);
+        await beforeStart(id, deadline, opts.beforeStart);
       }
       const started = req.start ? await startCreatedTask(host, rec) : rec;
       const ms = (a: number, b: number) => Math.round(b - a);
@@ -236,21 +248,20 @@ export async function createTask(
 }
 
 /**
- * Awaits a create's beforeStart, at most until `startBy`: past it (before or while waiting) the
+ * Awaits a create's beforeStart, at most until its deadline: past it (before or while waiting) the
  * caller of the create has given up, and DEADLINE_EXCEEDED keeps its task from being started.
  */
 async function beforeStart(
   id: string,
-  startBy: number,
-  withinMs: number,
+  deadline: StartDeadline,
   work: (() => Promise<void>) | undefined,
 ): Promise<void> {
   const late = () =>
     new BerthError(
       Code.DEADLINE_EXCEEDED,
-      `task "${id}" not started: its create${work ? " (and its pod network's CNI ADD)" : ''} did not finish within ${withinMs} ms, past which its caller has given up`,
+      `task "${id}" not started: its create${work ? " (and its pod network's CNI ADD)" : ''} did not finish within ${deadline.withinMs} ms, past which its caller has given up`,
     );
-  const left = startBy - performance.now();
+  const left = deadline.at - performance.now();
   if (left <= 0) throw late();
   if (!work) return;
   let timer: NodeJS.Timeout | undefined;

@@ -10,6 +10,7 @@ import {
 } from '@berth/api';
 import type { Handlers } from '@berth/kit';
 import type { ShimAgent } from '../domain/agent.js';
+import { startDeadline } from '../domain/task-bundle.js';
 import type { NetworkManager } from '../network/manager.js';
 
 /**
@@ -56,7 +57,7 @@ async function createAttached(
   req: ShimCreateRequest & { netnsPod: string },
   portMappings: ShimPortMapping[],
 ): Promise<ShimState> {
-  const { at: startBy, withinMs: startWithinMs } = startByOf(agent, req);
+  const deadline = startDeadline(agent.host, req.startWithinMs);
   checkPodNetns(network, req);
   const attaching = network.setup(req.netnsPod, { portMappings, keepNetns: true });
   // Awaited in beforeStart, or below when the create failed first.
@@ -78,13 +79,12 @@ async function createAttached(
         beforeStart: async () => {
           attached = await attaching;
         },
-        startBy,
-        startWithinMs,
+        deadline,
       },
     );
     return attached ? { ...st, network: { ips: attached.ips } } : st;
   } catch (err) {
-    if (!settled && performance.now() >= startBy) throw err;
+    if (!settled && performance.now() >= deadline.at) throw err;
     const addFailure = await attaching.then(
       () => undefined,
       (e: unknown) => e,
@@ -93,15 +93,6 @@ async function createAttached(
     const add = toBerthError(addFailure);
     throw new BerthError(add.code, add.message, { cause: err });
   }
-}
-
-/**
- * When (performance.now()) a create's task must have started by: the shim's own deadline, or the
- * caller's time left when it gave one and that is shorter.
- */
-function startByOf(agent: ShimAgent, req: ShimCreateRequest): { at: number; withinMs: number } {
-  const withinMs = Math.min(agent.host.startWithinMs, req.startWithinMs ?? Number.POSITIVE_INFINITY);
-  return { at: performance.now() + withinMs, withinMs };
 }
 
 /** What the lifecycle handlers use of the node's pod networks. */
@@ -128,9 +119,9 @@ export function lifecycleHandlers(
           req.startAttached.portMappings,
         );
       }
-      const { at: startBy, withinMs: startWithinMs } = startByOf(agent, req);
+      const deadline = startDeadline(agent.host, req.startWithinMs);
       await pinPodNetns(network, req);
-      return agent.create(req, { startBy, startWithinMs });
+      return agent.create(req, { deadline });
     },
     start: (req) => agent.start(req),
     state: (req) => agent.state(req),

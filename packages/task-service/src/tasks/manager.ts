@@ -20,6 +20,7 @@ import {
   type ShimResolvedProcess,
   type ShimState,
   type ShimStats,
+  START_MARGIN_MS,
   type Task,
   type TaskExit,
   TaskTopic,
@@ -733,14 +734,11 @@ function exitOf(c: Container, st: ShimState): TaskExit | undefined {
   };
 }
 
-/** What a create's start leaves of its caller's timeout: the start itself, the record, the reply. */
-const CALLER_MARGIN_MS = 5_000;
-
 /**
  * When (Date.now()) a task created for a request that just arrived must have started by: the
- * request's timeout, less the margin, from now. A task started later would run although its
+ * request's timeout, less START_MARGIN_MS, from now. A task started later would run although its
  * caller was told the call failed (it timed out waiting).
  */
 export function callerStartBy(timeoutMs: number): number {
-  return Date.now() + timeoutMs - CALLER_MARGIN_MS;
+  return Date.now() + timeoutMs - START_MARGIN_MS;
 }
