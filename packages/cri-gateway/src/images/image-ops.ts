@@ -2,7 +2,7 @@ import { BerthError, Code, type ImageRecord, type PullImageRequest, toBerthError
 import { type CriAuthConfig, registryAuthOf } from './auth.js';
 import { type CriImage, toCriImages } from './cri-image.js';
 import type { ImagePort, SnapshotPort } from './ports.js';
-import { namesOf, resolveImage } from './resolve.js';
+import { namesIn, namesOf, resolveImage } from './resolve.js';
 
 /** The CRI image operations over berth's image- and snapshot-services (no gRPC, no NATS). */
 export interface ImageOpsDeps {
@@ -54,8 +54,12 @@ export async function imageStatus(
 ): Promise<{ record: ImageRecord; names: ImageRecord[] } | undefined> {
   const rec = await resolveImage(d.images, spec);
   if (!rec) return undefined;
-  const all = await namesOf(d.images, rec.configDigest);
-  return { record: rec, names: all.length > 0 ? all : [rec] };
+  return imageNamed(rec, await namesOf(d.images, rec.configDigest));
+}
+
+/** An image found: its record and the names of its id (the record's alone when none is listed). */
+function imageNamed(rec: ImageRecord, names: ImageRecord[]): { record: ImageRecord; names: ImageRecord[] } {
+  return { record: rec, names: names.length > 0 ? names : [rec] };
 }
 
 /**
@@ -71,8 +75,7 @@ export function imageStatusNow(
   const rec = d.images.getNow?.(spec);
   const all = rec && d.images.listNow?.();
   if (!rec || !all) return undefined;
-  const names = all.filter((r) => r.configDigest === rec.configDigest);
-  return { record: rec, names: names.length > 0 ? names : [rec] };
+  return imageNamed(rec, namesIn(all, rec.configDigest));
 }
 
 /**

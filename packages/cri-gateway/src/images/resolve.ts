@@ -51,5 +51,10 @@ export async function resolveImage(images: ImagePort, spec: string): Promise<Ima
 
 /** Every record (name) of the image with this id, on this node in the CRI namespace. */
 export async function namesOf(images: ImagePort, id: string): Promise<ImageRecord[]> {
-  return (await images.list()).filter((r) => r.configDigest === id);
+  return namesIn(await images.list(), id);
+}
+
+/** The records of image id `id` (its config digest) among `records`. */
+export function namesIn(records: readonly ImageRecord[], id: string): ImageRecord[] {
+  return records.filter((r) => r.configDigest === id);
 }

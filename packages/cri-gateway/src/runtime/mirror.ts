@@ -190,11 +190,7 @@ export class Mirror<T> {
    */
   deriveNow<R>(make: (all: T[]) => R): R | undefined {
     if (this.pending.size > 0 || this.unknown.size > 0) return undefined;
-    const hit = this.derived.get(make);
-    if (hit?.version === this.version) return hit.value as R;
-    const value = make([...this.byKey.values()]);
-    this.derived.set(make, { version: this.version, value });
-    return value;
+    return this.made(make);
   }
 
   /**
@@ -205,13 +201,14 @@ export class Mirror<T> {
    * caller, who must not change it.
    */
   async derive<R>(make: (all: T[]) => R): Promise<R | undefined> {
+    if ((this.pending.size > 0 || this.unknown.size > 0) && !(await this.settled())) return undefined;
+    return this.made(make);
+  }
+
+  /** What `make` returns for the records as they are now: kept until a record changes. */
+  private made<R>(make: (all: T[]) => R): R {
     const hit = this.derived.get(make);
-    if (hit?.version === this.version && this.pending.size === 0 && this.unknown.size === 0) {
-      return hit.value as R;
-    }
-    if (!(await this.settled())) return undefined;
-    const again = this.derived.get(make);
-    if (again?.version === this.version) return again.value as R;
+    if (hit?.version === this.version) return hit.value as R;
     const value = make([...this.byKey.values()]);
     this.derived.set(make, { version: this.version, value });
     return value;
