@@ -153,8 +153,9 @@ export const ShimCreateRequest = TaskRef.extend({
    * these port mappings) while the task is made, and start the task once both are done; the
    * reply's `network` has the pod's addresses. The ADD runs beside `runc create` instead of
    * before it. An ADD that fails fails the create with its error (the task is removed; the pod's
-   * namespace stays for the caller's teardown), and so does one not done by `start`'s deadline. A shim without this field leaves the task `created` and the pod
-   * unattached (no `network` in the reply): the caller attaches it and starts the task.
+   * namespace stays for the caller's teardown), and so does one not done by `start`'s deadline.
+   * A shim without this field leaves the task `created` and the pod unattached (no `network` in
+   * the reply): the caller attaches it and starts the task.
    */
   startAttached: z.object({ portMappings: z.array(ShimPortMapping).default([]) }).optional(),
   /**

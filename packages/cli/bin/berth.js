@@ -113,10 +113,11 @@ function trustedCache(file, bundleUid) {
  * its 1 MB is a third of a short command's CPU time. One cache per command (`ps`, `images`...),
  * each holding the functions that command ran: a cache of all of them would cost `--version` more
  * to load than it saves. V8 rejects a cache made for another source, Node or flags; it is then
- * made anew at exit. It is made by a run that succeeded (exit code 0) only, and not asked for a command's
- * help: a `berth ps` that found no NATS runs none of the listing, and a cache made by it would
- * leave the listing to be compiled on every later run. A cache that cannot be written (a read-only install) only costs
- * speed. Its directory and files are written readable by all and writable by this user only.
+ * made anew at exit. It is made by a run that succeeded (exit code 0) only, and not by one asked
+ * for a command's help: a `berth ps` that found no NATS runs none of the listing, and a cache
+ * made by it would leave the listing to be compiled on every later run. A cache that cannot be
+ * written (a read-only install) only costs speed. Its directory and files are written readable
+ * by all and writable by this user only.
  */
 function runBundle({ bundle, key, writes }) {
   // The bundle is ASCII (bundle.mjs makes sure): latin1 is the cheapest exact decoding.
