@@ -11,13 +11,20 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, Code, ShimApi } from '@berth/api';
-import { type Client, connectRedis, createLogger, hostLayout, localClient, type Redis } from '@berth/kit';
+import { type Client, localClient } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ShimAgent } from './domain/agent.js';
 import { NetworkManager } from './network/manager.js';
 import { removeSubnetRule } from './network/subnet-masq.js';
 import { createHandlers } from './service.js';
-import { bindRootfs, codeOf, makeRootfs, makeSpec, type ShimWorld, startWorld } from './testing/fixture.js';
+import {
+  bindRootfs,
+  codeOf,
+  type LocalAgent,
+  makeSpec,
+  type ShimWorld,
+  startLocalAgent,
+  startWorld,
+} from './testing/fixture.js';
 import { podId } from './testing/network.js';
 
 const exec = promisify(execFile);
@@ -32,11 +39,9 @@ const START_WITHIN_MS = 500;
 let w: ShimWorld;
 let base: string;
 let dataDir: string;
-let redis: Redis;
-let agent: ShimAgent;
+/** The agent in this process (short start deadline), beside the world's agent process. */
+let la: LocalAgent;
 let local: Client<typeof ShimApi>;
-let localRootfs: string;
-let localRunRoot: string;
 
 beforeAll(async () => {
   base = join('/tmp', `berth-attfail-${randomBytes(4).toString('hex')}`);
@@ -93,28 +98,18 @@ exec /usr/sbin/runc "$@"
     },
   });
   await writeFile(stateRoot, w.stateRoot);
-  redis = connectRedis(w.redisUrl);
-  await redis.connect();
-  const layout = hostLayout({ stateRoot: join(base, 'local-state'), runRoot: join(base, 'local-run') });
-  localRunRoot = layout.runRoot;
-  localRootfs = await makeRootfs(join(layout.snapshots, '1', 'fs'));
-  const node = `attfail-${randomBytes(4).toString('hex')}`;
-  agent = new ShimAgent({
-    redis,
-    node,
-    layout,
-    log: createLogger({ service: 'shim', node, level: 'silent' }),
-    publish: () => undefined,
+  la = await startLocalAgent(w, `attfail-${randomBytes(4).toString('hex')}`, {
+    root: base,
     runc: join(base, 'runc'),
     startWithinMs: START_WITHIN_MS,
   });
   const network = new NetworkManager({
-    layout,
+    layout: la.layout,
     confDir: join(base, 'local-net.d'),
     pluginDirs: [plugins, ...PLUGIN_DIRS],
     defaults: { name: bridge, bridge, subnet: SUBNET, dataDir },
   });
-  local = localClient(ShimApi, createHandlers(agent, network));
+  local = localClient(ShimApi, createHandlers(la.agent, network));
 });
 afterAll(async () => {
   for (const c of [w?.client, local]) {
@@ -129,8 +124,7 @@ afterAll(async () => {
     if (t.status !== 'created') await local.wait(ref, { timeoutMs: 10_000 }).catch(() => undefined);
     await local.delete(ref).catch(() => undefined);
   }
-  await agent?.close();
-  await redis?.quit();
+  await la?.close();
   await w?.close();
   await removeSubnetRule({ network: bridge, subnet: SUBNET, iptables: 'iptables' });
   await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
@@ -210,12 +204,12 @@ describe('a create with start that outlasts its start deadline', () => {
   /** The spec of task `id` running sleep, in pod `id`'s namespace when `pod`. */
   async function spec(id: string, pod: boolean) {
     const sp = (await makeSpec(['sleep', '300'], {
-      cgroupsPath: `/berth-test/${agent.host.node}/${id}`,
+      cgroupsPath: `/berth-test/${la.agent.host.node}/${id}`,
     })) as {
       linux: { namespaces: { type: string; path?: string }[] };
     };
     if (pod) {
-      const netnsPath = join(localRunRoot, 'netns', id);
+      const netnsPath = join(la.layout.runRoot, 'netns', id);
       sp.linux.namespaces = sp.linux.namespaces.map((n) =>
         n.type === 'network' ? { type: 'network', path: netnsPath } : n,
       );
@@ -230,7 +224,7 @@ describe('a create with start that outlasts its start deadline', () => {
         namespace: 'net',
         id,
         spec: await spec(id, true),
-        rootfs: bindRootfs(localRootfs),
+        rootfs: bindRootfs(la.rootfs),
         terminal: false,
         stdin: false,
         netnsPod: id,
@@ -254,7 +248,7 @@ describe('a create with start that outlasts its start deadline', () => {
         namespace: 'net',
         id,
         spec: await spec(id, false),
-        rootfs: bindRootfs(localRootfs),
+        rootfs: bindRootfs(la.rootfs),
         terminal: false,
         stdin: false,
         start: true,

@@ -4,71 +4,45 @@
 // error codes.
 import { join } from 'node:path';
 import { ShimApi } from '@berth/api';
-import {
-  type Client,
-  collectAll,
-  connectRedis,
-  createLogger,
-  hostLayout,
-  localClient,
-  publishEvent,
-  type Redis,
-} from '@berth/kit';
+import { type Client, collectAll, localClient, publishEvent } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ShimAgent } from './domain/agent.js';
 import { NetworkManager } from './network/manager.js';
 import { createHandlers } from './service.js';
 import {
   bindRootfs,
   codeOf,
-  makeRootfs,
+  type LocalAgent,
   makeSpec,
   newId,
   type ShimWorld,
+  startLocalAgent,
   startWorld,
 } from './testing/fixture.js';
 
 const ns = 'default';
 let w: ShimWorld;
-let redis: Redis;
-let agent: ShimAgent;
+/** The agent in this process, beside the world's agent process. */
+let la: LocalAgent;
 let local: Client<typeof ShimApi>;
-/** The in-process agent's own busybox snapshot (the shim mounts only snapshots of its state root). */
-let localRootfs: string;
 const localNode = `shimconf-${Math.random().toString(36).slice(2, 10)}`;
 
 beforeAll(async () => {
   w = await startWorld();
-  redis = connectRedis(w.redisUrl);
-  await redis.connect();
-  const layout = hostLayout({
-    stateRoot: join(w.stateRoot, '..', 'local-state'),
-    runRoot: join(w.runRoot, '..', 'local-run'),
-  });
-  localRootfs = await makeRootfs(join(layout.snapshots, '1', 'fs'));
-  const log = createLogger({ service: 'shim', node: localNode, level: 'silent' });
-  agent = new ShimAgent({
-    redis,
-    node: localNode,
-    layout,
-    log,
-    publish: (t, n, e) => publishEvent(w.nc, t, n, e),
-  });
+  la = await startLocalAgent(w, localNode, { publish: (t, n, e) => publishEvent(w.nc, t, n, e) });
   const network = new NetworkManager({
-    layout,
-    confDir: join(layout.stateRoot, 'cni'),
+    layout: la.layout,
+    confDir: join(la.layout.stateRoot, 'cni'),
     installDefault: false,
   });
-  local = localClient(ShimApi, createHandlers(agent, network));
+  local = localClient(ShimApi, createHandlers(la.agent, network));
 });
 afterAll(async () => {
-  await agent?.close();
-  await redis?.quit();
+  await la?.close();
   await w?.close();
 });
 
 const impls: [string, () => Client<typeof ShimApi>, () => string][] = [
-  ['in-process', () => local, () => localRootfs],
+  ['in-process', () => local, () => la.rootfs],
   ['over NATS', () => w.client, () => w.rootfs],
 ];
 

@@ -2,18 +2,16 @@
 // asks for the log's fsync at exit. What conmon was given is read from its command line.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ShimCreateRequest, ShimState } from '@berth/api';
-import { connectRedis, createLogger, hostLayout, type Redis } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ShimAgent } from './domain/agent.js';
 import {
   bindRootfs,
-  makeRootfs,
+  type LocalAgent,
   makeSpec,
   newId,
   removeTestCgroups,
   type ShimWorld,
+  startLocalAgent,
   startWorld,
 } from './testing/fixture.js';
 
@@ -28,27 +26,17 @@ const hasFlag = (() => {
 })();
 const ns = 'logsync';
 let w: ShimWorld;
-let redis: Redis;
-let agent: ShimAgent;
-let localRootfs: string;
+/** An agent in this process beside the world's, without the setting. */
+let la: LocalAgent;
 const localNode = `logsync-${Math.random().toString(36).slice(2, 10)}`;
 
 beforeAll(async () => {
   if (!hasFlag) return;
   w = await startWorld({ shim: { logSync: true } });
-  redis = connectRedis(w.redisUrl);
-  await redis.connect();
-  const layout = hostLayout({
-    stateRoot: join(w.stateRoot, '..', 'local-state'),
-    runRoot: join(w.runRoot, '..', 'local-run'),
-  });
-  localRootfs = await makeRootfs(join(layout.snapshots, '1', 'fs'));
-  const log = createLogger({ service: 'shim', node: localNode, level: 'silent' });
-  agent = new ShimAgent({ redis, node: localNode, layout, log, publish: () => undefined });
+  la = await startLocalAgent(w, localNode);
 });
 afterAll(async () => {
-  await agent?.close();
-  await redis?.quit();
+  await la?.close();
   await removeTestCgroups(localNode);
   await w?.close();
 });
@@ -68,14 +56,14 @@ function conmonArgs(st: ShimState): string[] {
 
 describe.runIf(hasFlag && existsSync(CONMON))('services.shim.logSync', () => {
   it('unset: conmon skips the fsync of the log (--no-sync-log)', async () => {
-    const req = await request(localNode, localRootfs);
-    const st = await agent.create(req);
+    const req = await request(localNode, la.rootfs);
+    const st = await la.agent.create(req);
     try {
       expect(conmonArgs(st)).toContain('--no-sync-log');
     } finally {
-      await agent.kill({ namespace: ns, id: req.id, signal: 'SIGKILL', all: true });
-      await agent.wait({ namespace: ns, id: req.id });
-      await agent.delete({ namespace: ns, id: req.id });
+      await la.agent.kill({ namespace: ns, id: req.id, signal: 'SIGKILL', all: true });
+      await la.agent.wait({ namespace: ns, id: req.id });
+      await la.agent.delete({ namespace: ns, id: req.id });
     }
   });
 

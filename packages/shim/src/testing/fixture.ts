@@ -11,13 +11,19 @@ import {
   type Client,
   client as clientOf,
   connectNats,
+  connectRedis,
+  createLogger,
   type EventEnvelope,
+  type HostLayout,
+  hostLayout,
   Redis,
   subscribeEvents,
 } from '@berth/kit';
 import { startNats, startRedis, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { parseCriLine } from '../cri-log.js';
+import { ShimAgent } from '../domain/agent.js';
+import type { AgentOptions } from '../domain/host.js';
 
 const APPLETS = [
   'sh',
@@ -314,4 +320,51 @@ export async function removeTestCgroups(node: string): Promise<void> {
   const m = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
   const roots = [...m.v1.map((x) => x.mountPoint), ...(m.v2 ? [m.v2.mountPoint] : [])];
   for (const r of roots) await rmdir(join(r, 'berth-test', node)).catch(() => undefined);
+}
+
+/** A shim agent in this process beside a world's agent process: same Redis, its own node and root. */
+export interface LocalAgent {
+  agent: ShimAgent;
+  /** Its own Redis connection (the world's server). */
+  redis: Redis;
+  layout: HostLayout;
+  /** Its own busybox snapshot (an agent mounts only snapshots of its state root). */
+  rootfs: string;
+  /** Closes the agent, then its Redis connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a LocalAgent of node `node`, its state and run roots `local-state` and `local-run` under
+ * `root` (default: beside the world's), with `options` added to the agent's (silent log, events
+ * dropped unless `publish` is given).
+ */
+export async function startLocalAgent(
+  w: ShimWorld,
+  node: string,
+  options: Partial<Omit<AgentOptions, 'redis' | 'node' | 'layout'>> & { root?: string } = {},
+): Promise<LocalAgent> {
+  const { root = join(w.stateRoot, '..'), ...agentOptions } = options;
+  const redis = connectRedis(w.redisUrl);
+  await redis.connect();
+  const layout = hostLayout({ stateRoot: join(root, 'local-state'), runRoot: join(root, 'local-run') });
+  const rootfs = await makeRootfs(join(layout.snapshots, '1', 'fs'));
+  const agent = new ShimAgent({
+    log: createLogger({ service: 'shim', node, level: 'silent' }),
+    publish: () => undefined,
+    ...agentOptions,
+    redis,
+    node,
+    layout,
+  });
+  return {
+    agent,
+    redis,
+    layout,
+    rootfs,
+    close: async () => {
+      await agent.close();
+      await redis.quit();
+    },
+  };
 }
