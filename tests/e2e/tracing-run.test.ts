@@ -279,6 +279,30 @@ interface StoredSpan {
   service: string;
   attributes: Record<string, unknown>;
   links: { traceId: string; spanId: string }[];
+  startUs: number;
+  endUs: number;
+}
+
+/**
+ * True once the background removal of a `run --rm` container is all in the store: its snapshot
+ * removed, then the container's lock released (the removal's last step, after the snapshot's).
+ */
+function removed(spans: StoredSpan[]) {
+  const task = spans.filter((s) => s.service === 'task-service');
+  const snapshotRemoved = task.find((s) => s.name === 'snapshot-service/remove' && s.kind === 2);
+  return (
+    snapshotRemoved !== undefined &&
+    spans.some(
+      (s) => s.service === 'snapshot-service' && s.name === 'snapshot-service/remove' && s.kind === 1,
+    ) &&
+    // Start times are whole milliseconds: the release starts no earlier than the removal's start.
+    task.some(
+      (s) =>
+        s.name === 'EVAL delete-if-equal' &&
+        String(s.attributes['db.query.text']).includes(':lock:container:') &&
+        s.startUs >= snapshotRemoved.startUs,
+    )
+  );
 }
 
 /** The spans of one trace in the span store, once `complete` holds and none is an orphan. */
@@ -320,6 +344,7 @@ describe('without a collector', () => {
         got.some((s) => s.name === 'task exit') &&
         got.some((s) => s.name === 'runc delete') &&
         got.some((s) => s.name === 'layer apply') &&
+        removed(got) &&
         orphans(got).length === 0 &&
         unanswered(got).length === 0;
       return done ? got : undefined;
