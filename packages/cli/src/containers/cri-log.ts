@@ -98,6 +98,9 @@ export async function followLog(
   void done.finally(() => {
     finished = true;
   });
+  // After this turn `finished` is set if `done` had already settled (a short command's exit, heard
+  // before its output is followed): then one read gets all of it.
+  await Promise.resolve();
   for (;;) {
     const wasFinished = finished;
     offset = await readFrom(path, offset, sink, carry);

@@ -12,7 +12,7 @@ import type { CliContext } from '../context.js';
 import { nodeError, nodeFlag } from '../nodes.js';
 import { earlyExits, ensureImage, exitWatcher, logPathOf, type TaskClient, tasks } from './api.js';
 import { followLog, printSink } from './cri-log.js';
-import { type InteractiveSession, interactive } from './interactive.js';
+import type { InteractiveSession } from './interactive.js';
 import { toCreateRequest } from './options.js';
 import { onOtherNode, type RemoteProcess, remoteInteractive, remoteLog } from './remote.js';
 import { commandNotFound, createPulling, EXIT_NOT_FOUND, whileUnavailable } from './run-calls.js';
@@ -27,7 +27,11 @@ async function session(
   local: { attachPath?: string; ctlPath?: string },
   o: { tty: boolean; stdin: boolean; closeStdinAtEof: boolean },
 ): Promise<InteractiveSession> {
-  return onOtherNode(ctx, p.node) ? remoteInteractive(ctx, p, o) : interactive(local, o);
+  if (onOtherNode(ctx, p.node)) return remoteInteractive(ctx, p, o);
+  // Loaded on first use: the monitor's attach (the shim's addon, node:fs/promises, node:module)
+  // serves -t/-i, exec and attach sessions only, and loading it cost every `berth run` ~3 ms.
+  const { interactive } = await import('./interactive.js');
+  return interactive(local, o);
 }
 
 /** Prints a process's output from its CRI log until `exited`; from its node's shim when remote. */
@@ -96,15 +100,12 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
     ctx.out.write(`${id}\n`);
     return 0;
   }
-  let watcher: ExitWaiter;
-  let exited: Promise<ExitStatus>;
-  try {
-    watcher = await exitWatcher(ctx, id);
-    // Asked before the early listener goes: an exit it saw, or one until the waiter listens.
-    exited = Promise.race([watcher.exited, early.of(id)]);
-  } finally {
-    early.close();
-  }
+  // The id's own waiter (which asks the task's state should the event be lost) subscribes while
+  // the early listener still listens; an exit that listener saw, as a short command's mostly is by
+  // the reply, does not wait for the waiter's subscription and flush.
+  const watcher = exitWatcher(ctx, id);
+  const exited = Promise.race([early.of(id), watcher.then((w) => w.exited)]);
+  void watcher.finally(() => early.close()).catch(() => undefined);
   const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
   return finishRun(client, { proc, rm: v.rm === true, watcher, exited }, () =>
     // The log path from the reply (create-container's container and create's task).
@@ -146,7 +147,11 @@ async function runAttached(
     await client['delete-container']({ id, force: true }).catch(() => undefined);
     return commandNotFound(nodeError(node, err), ctx);
   }
-  return finishRun(client, { proc, rm, watcher, exited: watcher.exited }, () => io.done);
+  return finishRun(
+    client,
+    { proc, rm, watcher: Promise.resolve(watcher), exited: watcher.exited },
+    () => io.done,
+  );
 }
 
 /**
@@ -159,21 +164,28 @@ async function runAttached(
  */
 async function finishRun(
   client: TaskClient,
-  o: { proc: RemoteProcess; rm: boolean; watcher: ExitWaiter; exited: Promise<ExitStatus> },
+  o: { proc: RemoteProcess; rm: boolean; watcher: Promise<ExitWaiter>; exited: Promise<ExitStatus> },
   follow: () => Promise<unknown>,
 ): Promise<number> {
   const id = o.proc.id;
   const unproxy = proxySignals((signal) => void client.kill({ id, signal }).catch(() => undefined));
+  // Listening since before the task existed: the exit event cannot have gone by, so the first
+  // state check (for a lost event) waits its interval instead of loading the services at start.
+  // A waiter that could not subscribe fails `exited` unless the exit was heard without it.
+  const waiter = o.watcher.then(
+    (w) => {
+      w.check({ now: false });
+      return w;
+    },
+    () => undefined,
+  );
   let exit: ExitStatus;
   try {
-    // Listening since before the task existed: the exit event cannot have gone by, so the first
-    // state check (for a lost event) waits its interval instead of loading the services at start.
-    o.watcher.check({ now: false });
     await follow();
     exit = await o.exited;
   } finally {
     unproxy();
-    o.watcher.close();
+    void waiter.then((w) => w?.close());
   }
   if (o.rm) await whileUnavailable(() => client['delete-container']({ id, force: true, background: true }));
   return exit.exitCode;
