@@ -41,8 +41,9 @@ function orphans(spans: { spanId: string; parentSpanId: string }[]) {
 
 /**
  * Spans whose other half is not in the list yet: an RPC client span (`service/op`) without its
- * server span, a publish without the consumer span of the CRI gateway (which subscribes to every
- * event). The services flush on their own timers, so a trace read too early lacks these.
+ * server span, a publish of a container, task or image event without the consumer span of the
+ * CRI gateway (which subscribes to those families, not to snapshot events: cri-gateway's
+ * EVENT_PATTERNS). The services flush on their own timers, so a trace read too early lacks these.
  */
 function unanswered(spans: { spanId: string; parentSpanId: string; name: string; kind: number }[]) {
   const children = new Map<string, number[]>();
@@ -50,7 +51,9 @@ function unanswered(spans: { spanId: string; parentSpanId: string; name: string;
   return spans.filter(
     (s) =>
       (s.kind === 2 && /^[a-z-]+\/[a-z-]+$/.test(s.name) && !children.get(s.spanId)?.includes(1)) ||
-      (s.kind === 3 && !children.get(s.spanId)?.includes(4)),
+      (s.kind === 3 &&
+        /^publish berth\.events\.(containers|tasks|images)\.[^.]+$/.test(s.name) &&
+        !children.get(s.spanId)?.includes(4)),
   );
 }
 

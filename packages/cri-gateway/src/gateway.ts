@@ -78,12 +78,23 @@ export async function startGateway(opts: {
   grpcServer?: GrpcServerKind;
 }): Promise<Gateway> {
   const log = opts.log.child({ cri: opts.socket });
-  // One subscription to every event, shared by the views and each GetContainerEvents stream: an
-  // event is decoded (and its consumer span made) once, however many listen.
+  // One subscription per event family the gateway reads (containers.*, tasks.*: the container
+  // view, pods and GetContainerEvents; images.*: the image view), shared by the views and each
+  // GetContainerEvents stream: an event is decoded (and its consumer span made) once, however many
+  // listen. Not every event (`>`): each container's snapshot prepare and remove, and each pull's
+  // progress, would wake the gateway to decode and trace a message nobody reads.
   const listeners = new Set<Parameters<EventSource>[0]>();
-  const eventSub = subscribeEvents(opts.nc, '>', (env) => {
+  const deliver: Parameters<EventSource>[0] = (env) => {
     for (const l of listeners) l(env);
-  });
+  };
+  const eventSubs = [
+    subscribeEvents(opts.nc, 'containers.*', deliver),
+    subscribeEvents(opts.nc, 'tasks.*', deliver),
+    subscribeEvents(opts.nc, 'images.*', deliver),
+  ];
+  const unsubscribeEvents = () => {
+    for (const sub of eventSubs) sub.unsubscribe();
+  };
   const events: EventSource = (onEvent) => {
     listeners.add(onEvent);
     return () => listeners.delete(onEvent);
@@ -184,7 +195,7 @@ export async function startGateway(opts: {
     await streaming.close();
     view.close();
     images.close();
-    eventSub.unsubscribe();
+    unsubscribeEvents();
     throw err;
   }
   let open = true;
@@ -222,7 +233,7 @@ export async function startGateway(opts: {
       await Promise.all([listener.close(graceMs), streaming.close()]);
       view.close();
       images.close();
-      eventSub.unsubscribe();
+      unsubscribeEvents();
     },
   };
 }

@@ -3,7 +3,7 @@ import { startNats, startRedis } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { call } from './client.js';
-import { HEARTBEAT_STALL_MS } from './heartbeat.js';
+import { HEARTBEAT_STALL_MS, isHeartbeat } from './heartbeat.js';
 import { connectNats } from './nats.js';
 import { type ChildService, startTestService } from './testdata/child.js';
 import { TestApi } from './testdata/test-api.mjs';
@@ -54,7 +54,20 @@ describe('which operations are long', () => {
 describe('a long call whose callee dies', () => {
   it('fails with UNAVAILABLE naming service, operation and instance within seconds, not at its timeout', async () => {
     child = await startTestService({ natsUrl: nats.url, redisUrl: redis.url });
+    // The first heartbeat, which names the instance, comes FIRST_BEAT_MS after the call starts:
+    // the callee dies once the caller has it (a copy arrives on this subscription too).
+    const beat = new Promise<void>((resolve) => {
+      const sub = nc.subscribe('_INBOX.>', {
+        callback: (_err, m) => {
+          if (!isHeartbeat(m)) return;
+          sub.unsubscribe();
+          resolve();
+        },
+      });
+    });
+    await nc.flush();
     const { outcome: p } = await held(child, 'hold-long', 'killed', 60_000);
+    await beat;
     const killedAt = Date.now();
     child.proc.kill('SIGKILL');
     const err = await p;

@@ -2,9 +2,9 @@
 // it dies (SIGKILL, OOM, a lost connection) the caller learns nothing until its timeout, which for
 // a pull or an unpack is half an hour. So a caller of a long operation asks for heartbeats: the
 // callee sends an empty message with HEARTBEAT_HEADER on the request's reply subject every
-// interval while its handler runs, and the caller fails with UNAVAILABLE when none arrived for
-// HEARTBEAT_STALL_MS. The real reply never carries the header. Short operations keep their plain
-// request and timeout. Under NATS authorization a service user must be allowed more than one
+// interval while its handler runs (the first after FIRST_BEAT_MS), and the caller fails with
+// UNAVAILABLE when none arrived for HEARTBEAT_STALL_MS. The real reply never carries the header.
+// Short operations keep their plain request and timeout. Under NATS authorization a service user must be allowed more than one
 // message per reply subject: `allow_responses: { max: N }` with N above the beats of its longest
 // call (a day-long `wait` at one a second is 86,401), since `allow_responses: true` allows one.
 import { BerthError, Code } from '@berth/api';
@@ -29,6 +29,9 @@ export const HEARTBEAT_HEADER = 'Berth-Heartbeat';
 export const HEARTBEAT_INTERVAL_MS = 1_000;
 /** How long a caller waits without any heartbeat before it gives the callee up as lost. */
 export const HEARTBEAT_STALL_MS = 5_000;
+
+/** When a callee sends its first heartbeat, at most (see answerWithHeartbeats). */
+export const FIRST_BEAT_MS = 100;
 
 /** The bounds a callee keeps a requested interval within (a hostile caller cannot make it spin). */
 const MIN_INTERVAL_MS = 100;
@@ -68,10 +71,19 @@ export function answerWithHeartbeats<A extends Answerer>(
       onSendError(err);
     }
   };
-  const timer = setInterval(beat, interval);
+  // The first soon, not at once: a call answered within FIRST_BEAT_MS (a create or remove of a
+  // container takes a few ms) sends no beat, one message and one wake-up of its caller fewer;
+  // one that works longer tells its caller early which instance took it. A callee that dies
+  // before its first beat is named by node (or as "the instance that took it").
+  let timer: NodeJS.Timeout = setTimeout(
+    () => {
+      beat();
+      timer = setInterval(beat, interval);
+      timer.unref();
+    },
+    Math.min(FIRST_BEAT_MS, interval),
+  );
   timer.unref();
-  // One at once: the caller learns which instance took the call, even if it dies in its first second.
-  beat();
   return {
     ...answer,
     ok(data: Uint8Array) {

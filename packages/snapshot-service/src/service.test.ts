@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { BerthError, chainIds, type Mount } from '@berth/api';
 import { keys, subscribeEvents } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Snapshotter } from './snapshots/snapshotter.js';
 import { type SnapshotEnv, startSnapshotEnv } from './testing/env.js';
 import { putLayer } from './testing/oci.js';
 
@@ -159,6 +160,56 @@ describe('snapshotter over NATS', () => {
     expect(res.removed.sort()).toEqual([id, 'new-1-deadbeef', 'rm-2'].sort());
     expect(existsSync(keep.mounts[0]?.source as string)).toBe(true);
     await c.remove({ key: 'keep' });
+  });
+
+  it('cleanup takes back a stale pending id that has no directory, and keeps a young one', async () => {
+    const pending = keys.snapshotPending(env.node);
+    // As a replica that died (or stopped holding a spare id) before making the directory leaves
+    // it; ids no snapshot of this test uses.
+    await env.redis.zadd(pending, Date.now() - 2 * 60 * 60 * 1000, '900001', Date.now(), '900002');
+    expect((await env.client.cleanup({})).removed).toEqual([]);
+    expect(await env.redis.zscore(pending, '900001')).toBeNull();
+    expect(await env.redis.zscore(pending, '900002')).not.toBeNull();
+    await env.redis.zrem(pending, '900002');
+  });
+
+  it('does not use a pending id cleanup took back: the create takes another', async () => {
+    const c = env.client;
+    const dirOf = (m: Mount[]) => String(m[0]?.source).split('/').at(-2) as string;
+    await c.prepare({ key: 'taken-1' });
+    // The id the first create allocated for the next one, taken back as cleanup does a stale one.
+    const spare = await env.redis.zrange(keys.snapshotPending(env.node), 0, -1);
+    expect(spare).toHaveLength(1);
+    await env.redis.zrem(keys.snapshotPending(env.node), spare[0] as string);
+    const two = await c.prepare({ key: 'taken-2' });
+    expect(dirOf(two.mounts)).not.toBe(spare[0]);
+    expect(existsSync(join(env.layout.snapshots, spare[0] as string))).toBe(false);
+    expect((await c.stat({ key: 'taken-2' })).kind).toBe('active');
+    for (const k of ['taken-1', 'taken-2']) await c.remove({ key: k });
+  });
+
+  it('prepares on the parent as it is now when another replica removed it and made it again', async () => {
+    const c = env.client;
+    // A second replica on the node: same Redis, same directories.
+    const other = new Snapshotter(env.redis, env.node, env.layout.snapshots);
+    const lowerOf = (m: Mount[]) => m[0]?.options.find((o) => o.startsWith('lowerdir=')) ?? '';
+    const a = await c.prepare({ key: 'again-a' });
+    writeFileSync(join(a.mounts[0]?.source as string, 'f'), 'x');
+    await c.commit({ name: 'again', key: 'again-a' });
+    const first = (await c.view({ key: 'again-v', parent: 'again' })).mounts[0]?.source as string;
+    // The first prepare reads the parent; the second may use what it read.
+    await c.prepare({ key: 'again-1', parent: 'again' });
+    const two = await c.prepare({ key: 'again-2', parent: 'again' });
+    expect(lowerOf(two.mounts)).toBe(`lowerdir=${first}`);
+    for (const k of ['again-1', 'again-2', 'again-v', 'again']) await other.remove(k);
+    const made = await other.prepare({ key: 'again-a' });
+    await other.commit({ name: 'again', key: 'again-a' });
+    const second = made[0]?.source as string;
+    expect(second).not.toBe(first);
+    const three = await c.prepare({ key: 'again-3', parent: 'again' });
+    expect(lowerOf(three.mounts)).toBe(`lowerdir=${second}`);
+    for (const k of ['again-3', 'again']) await c.remove({ key: k });
+    expect(readdirSync(env.layout.snapshots).filter((n) => n.startsWith('new-'))).toEqual([]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { chownSync, mkdirSync, renameSync, statSync } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { chownSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BerthError,
@@ -16,11 +16,17 @@ import {
 import { decodeCursor, diskError, type Fence, fillPage, type Page, type Redis } from '@berth/kit';
 import { compileFilters } from './filters.js';
 import { mountsFor } from './mounts.js';
-import { infoOf, type SnapshotRecord, SnapshotStore } from './store.js';
+import { infoOf, type SnapshotRecord, SnapshotStore, StaleCreate } from './store.js';
 import { diskUsage } from './usage.js';
 
 /** A pending id whose creator has not finished within this long is treated as crashed. */
 const PENDING_STALE_MS = 60 * 60 * 1000;
+
+/** How long a spare id (allocated by one create for the next) may wait to be used. */
+const SPARE_MAX_AGE_MS = 10 * 60 * 1000;
+
+/** How many parent chains a snapshotter keeps (see Snapshotter.chains); each is a few records. */
+const CHAINS_MAX = 256;
 
 /** A snapshot that was just created, with what an unpacker needs to write into it. */
 export interface Created {
@@ -39,6 +45,14 @@ export interface Created {
  */
 export class Snapshotter {
   readonly store: SnapshotStore;
+  /**
+   * Committed parent chains (nearest first) by the parent's name, as this process last read them.
+   * A committed record never changes its id or parent, and one with children cannot be removed,
+   * so a parent with the id read then has the same chain: the create script checks that id.
+   */
+  private readonly chains = new Map<string, SnapshotRecord[]>();
+  /** A pending id allocated for the next create, and when (see takeId). */
+  private spare: { id: Promise<string>; at: number } | undefined;
 
   constructor(
     readonly redis: Redis,
@@ -82,14 +96,28 @@ export class Snapshotter {
     return (await this.create(SnapshotKind.view, req)).mounts;
   }
 
-  /** Creates an active or view snapshot: directory first (under a temp name), then metadata. */
+  /**
+   * Creates an active or view snapshot: directory first (under a temp name), then metadata. On a
+   * parent chain this process has read before (see chains) and with a spare id (see takeId), the
+   * directory is made at once and the one Redis round trip is the create script, which checks
+   * that the parent is still the record read then (its id) and the key free, and allocates the
+   * next create's spare id beside it. Otherwise the key and the parents are read first, beside
+   * the id's allocation.
+   */
   async create(kind: SnapshotKind, req: PrepareRequest): Promise<Created> {
-    // The new id is allocated beside the two records' reads (ioredis sends commands issued
-    // together in one write, so this is one round trip, not two) and the root is made meanwhile.
+    const known = req.parent ? this.chains.get(req.parent) : [];
+    if (known) {
+      try {
+        return await this.build(kind, req, await this.takeId(), known);
+      } catch (err) {
+        // The parent was removed (and maybe made again): read it afresh; any other failure the
+        // read path would meet as well.
+        if (req.parent) this.chains.delete(req.parent);
+        if (!(err instanceof StaleCreate)) throw err;
+      }
+    }
     // A request refused below gives its id back; until then the id is pending, which cleanup spares.
-    const allocating = this.store.allocate();
-    const rooted = mkdir(this.root, { recursive: true, mode: 0o755 });
-    rooted.catch(() => undefined);
+    const allocating = this.takeId();
     let parents: SnapshotRecord[] = [];
     try {
       const [existing, parent] = await Promise.all([
@@ -103,22 +131,56 @@ export class Snapshotter {
           throw new BerthError(Code.FAILED_PRECONDITION, `parent snapshot "${req.parent}" is not committed`);
         }
         parents = [parent, ...(await this.parents(parent))];
+        this.remember(req.parent, parents);
       }
     } catch (err) {
       await allocating.then((id) => this.store.release(id)).catch(() => undefined);
       throw err;
     }
-    const id = await allocating;
+    return this.build(kind, req, await allocating, parents);
+  }
+
+  /**
+   * The directory id of a new snapshot, pending: the spare a create allocated beside its script
+   * when there is one young enough, else one allocated now (a round trip). A spare older than
+   * SPARE_MAX_AGE_MS is given back, so cleanup (which takes back ids pending past
+   * PENDING_STALE_MS) never takes one from under a create.
+   */
+  private takeId(): Promise<string> {
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare && Date.now() - spare.at < SPARE_MAX_AGE_MS) return spare.id.catch(() => this.store.allocate());
+    if (spare) spare.id.then((id) => this.store.release(id)).catch(() => undefined);
+    return this.store.allocate();
+  }
+
+  /** Keeps a committed parent's chain (nearest first) for the next create on it (see create). */
+  private remember(name: string, chain: SnapshotRecord[]): void {
+    this.chains.delete(name);
+    this.chains.set(name, chain);
+    if (this.chains.size > CHAINS_MAX) {
+      const oldest = this.chains.keys().next().value;
+      if (oldest !== undefined) this.chains.delete(oldest);
+    }
+  }
+
+  /** Makes the directory of pending id `id` on `parents` (nearest first), then records it. */
+  private async build(
+    kind: SnapshotKind,
+    req: PrepareRequest,
+    id: string,
+    parents: SnapshotRecord[],
+  ): Promise<Created> {
     const tmp = join(this.root, `new-${id}-${randomUUID().slice(0, 8)}`);
     const dir = join(this.root, id);
     const top = parents[0];
     try {
       // One level at a time: a recursive mkdir that cannot create a parent (ENOSPC) reports the
       // child's ENOENT, which would hide a full disk.
-      await rooted;
       // These few calls on one new directory take microseconds each in the kernel, less than a
       // trip through libuv's thread pool and back costs (0.2-0.4 ms apiece on a loaded node,
       // bench/cri-trace.ts): made inline, they hold the event loop for less than one such trip.
+      mkdirSync(this.root, { recursive: true, mode: 0o755 });
       mkdirSync(tmp, { mode: 0o755 });
       mkdirSync(join(tmp, 'fs'), { mode: 0o755 });
       if (kind === SnapshotKind.active) mkdirSync(join(tmp, 'work'), { mode: 0o700 });
@@ -131,6 +193,10 @@ export class Snapshotter {
     } catch (err) {
       await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
       await this.store.release(id).catch(() => undefined);
+      // The parent read before (maybe by an earlier create) was removed meanwhile.
+      if (top && (err as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(this.fsDir(top.id))) {
+        throw new StaleCreate(`snapshot "${req.key}": the directory of parent "${req.parent}" is gone`);
+      }
       const full = diskError(err, { what: `snapshot "${req.key}"`, path: tmp, after: 'nothing was created' });
       if (full) throw full;
       throw new BerthError(
@@ -145,7 +211,16 @@ export class Snapshotter {
     try {
       const rec = { name: req.key, id, kind, labels: req.labels ?? {} } as const;
       // The record as stored comes back with the write: no read after it.
-      record = await this.store.create(req.parent ? { ...rec, parent: req.parent } : rec);
+      const recording = this.store.create(
+        req.parent && top ? { ...rec, parent: { name: req.parent, id: top.id } } : rec,
+      );
+      // The next create's id goes out in the same write as the script: no round trip of its own.
+      if (!this.spare) {
+        const next = this.store.allocate();
+        next.catch(() => undefined);
+        this.spare = { id: next, at: Date.now() };
+      }
+      record = await recording;
     } catch (err) {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       await this.store.release(id).catch(() => undefined);
@@ -195,6 +270,7 @@ export class Snapshotter {
   /** remove: metadata first (refused while children exist), then the directory. */
   async remove(key: string): Promise<void> {
     const id = await this.store.remove(key);
+    this.chains.delete(key);
     const dir = join(this.root, id);
     const doomed = join(this.root, `rm-${id}`);
     try {
@@ -263,7 +339,8 @@ export class Snapshotter {
   /**
    * cleanup: removes directories no snapshot references (left by a crash between creating a
    * directory and recording it, or between forgetting a snapshot and deleting it). Ids still
-   * being created, and ids allocated after the state was read, are spared.
+   * being created, and ids allocated after the state was read, are spared; a pending id stale
+   * and without a directory is taken back.
    */
   async cleanup(): Promise<string[]> {
     const state = await this.store.idState();
@@ -289,6 +366,12 @@ export class Snapshotter {
       await rm(join(this.root, n), { recursive: true, force: true });
       if (state.pending.has(id)) await this.store.release(id);
       removed.push(n);
+    }
+    // A stale pending id with nothing on disk (its creator died before making the directory, or
+    // a replica stopped holding a spare id) is taken back too.
+    const onDisk = new Set(names.map((n) => /^(?:(?:new|rm)-)?(\d+)/.exec(n)?.[1]));
+    for (const [id, started] of state.pending) {
+      if (now - started >= PENDING_STALE_MS && !onDisk.has(id)) await this.store.release(id);
     }
     return removed;
   }

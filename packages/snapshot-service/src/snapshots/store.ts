@@ -39,14 +39,19 @@ redis.call('zadd', KEYS[2], ARGV[1], id)
 return id`,
 );
 
+// The parent must still be the record the caller built its directory and mounts on (ARGV[7], its
+// directory id): one removed and made again under the same name has another id. And the new
+// snapshot's id must still be pending: one cleanup took back (its creator too slow) is not used.
 const CREATE = redisScript(
   'snapshot create',
   `
 if redis.call('exists', KEYS[1]) == 1 then return redis.error_reply('ALREADY_EXISTS') end
+if not redis.call('zscore', KEYS[5], ARGV[2]) then return redis.error_reply('ID_NOT_PENDING') end
 if ARGV[4] ~= '' then
-  local k = redis.call('hget', KEYS[3], 'kind')
-  if not k then return redis.error_reply('PARENT_NOT_FOUND') end
-  if k ~= 'committed' then return redis.error_reply('PARENT_NOT_COMMITTED') end
+  local p = redis.call('hmget', KEYS[3], 'kind', 'id')
+  if not p[1] then return redis.error_reply('PARENT_NOT_FOUND') end
+  if p[1] ~= 'committed' then return redis.error_reply('PARENT_NOT_COMMITTED') end
+  if p[2] ~= ARGV[7] then return redis.error_reply('PARENT_CHANGED') end
   redis.call('sadd', KEYS[4], ARGV[1])
 end
 redis.call('hset', KEYS[1], 'name', ARGV[1], 'id', ARGV[2], 'kind', ARGV[3], 'parent', ARGV[4],
@@ -120,6 +125,17 @@ function replyCode(err: unknown): string | undefined {
   return m?.match(/^[A-Z_]+$/) ? m : undefined;
 }
 
+/**
+ * A create refused because what it was built on changed meanwhile: its parent was made again
+ * (another directory id) or its pending id was taken back. Nothing was recorded; the caller may
+ * start over with a fresh read and id.
+ */
+export class StaleCreate extends BerthError {
+  constructor(message: string) {
+    super(Code.ABORTED, message);
+  }
+}
+
 /** Snapshot metadata of one node in Redis, every change atomic. */
 export class SnapshotStore {
   private readonly childPrefix: string;
@@ -150,15 +166,20 @@ export class SnapshotStore {
     await this.redis.zrem(keys.snapshotPending(this.node), id);
   }
 
+  /**
+   * Records a snapshot whose directory `id` (pending, from allocate) is made. With a parent, its
+   * directory id as the caller read it: a parent that is gone or has another id now fails
+   * NOT_FOUND or StaleCreate, and a pending id cleanup took back fails StaleCreate.
+   */
   async create(r: {
     name: string;
     id: string;
     kind: SnapshotKind;
-    parent?: string;
+    parent?: { name: string; id: string };
     labels: Record<string, string>;
   }): Promise<SnapshotRecord> {
     const now = new Date().toISOString();
-    const parent = r.parent ?? '';
+    const parent = r.parent?.name ?? '';
     let stored: unknown;
     try {
       stored = await this.redis.eval(
@@ -175,11 +196,16 @@ export class SnapshotStore {
         parent,
         JSON.stringify(r.labels),
         now,
+        r.parent?.id ?? '',
       );
     } catch (err) {
       switch (replyCode(err)) {
         case 'ALREADY_EXISTS':
           throw new BerthError(Code.ALREADY_EXISTS, `snapshot "${r.name}" already exists`);
+        case 'ID_NOT_PENDING':
+          throw new StaleCreate(`snapshot "${r.name}": its directory id ${r.id} is no longer pending`);
+        case 'PARENT_CHANGED':
+          throw new StaleCreate(`snapshot "${r.name}": parent "${parent}" was removed and made again`);
         case 'PARENT_NOT_FOUND':
           throw new BerthError(Code.NOT_FOUND, `parent snapshot "${parent}" not found`);
         case 'PARENT_NOT_COMMITTED':

@@ -561,20 +561,34 @@ export class TaskManager {
    */
   private removed(c: Container, t: Task | undefined): void {
     const { namespace: ns, id } = c;
-    if (t) {
-      this.deps.publish(TaskTopic.taskDelete, ns, {
-        id,
-        pid: t.pid,
-        exitCode: t.exitCode ?? 255,
-        exitedAt: t.exitedAt ?? new Date().toISOString(),
-        ...(t.reason ? { reason: t.reason } : {}),
-      });
-    }
-    this.deps.publish(TaskTopic.containerDelete, ns, { id, name: c.name });
-    // Begun once the reply is out (setImmediate runs after this turn's I/O): its first steps (a
-    // lock, a shim request) are not the caller's to wait for.
+    const announce = () => {
+      if (t) {
+        this.deps.publish(TaskTopic.taskDelete, ns, {
+          id,
+          pid: t.pid,
+          exitCode: t.exitCode ?? 255,
+          exitedAt: t.exitedAt ?? new Date().toISOString(),
+          ...(t.reason ? { reason: t.reason } : {}),
+        });
+      }
+      this.deps.publish(TaskTopic.containerDelete, ns, { id, name: c.name });
+    };
+    // Begun once the reply is out (setImmediate runs after this turn's I/O, and nats.js sends
+    // the reply from a microtask): the caller (often the one listener of these events, the CRI
+    // gateway, whose view drops the record on the reply) decodes no event before its reply, and
+    // the collection's first steps (a lock, a shim request) are not its to wait for. The record
+    // is gone from Redis already: a replica that dies before announcing loses only the events,
+    // which are at-most-once anyway (listeners resync from the store).
     const freeing: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => this.containers.collect(c))
+      .then(() => {
+        try {
+          announce();
+        } catch (err) {
+          // NATS is closing: the collection below meets it too, and the reconcile finishes it.
+          this.log.warn({ err: (err as Error).message, ns, id }, 'could not announce a removed container');
+        }
+        return this.containers.collect(c);
+      })
       .then(
         () => undefined,
         (err: unknown) =>

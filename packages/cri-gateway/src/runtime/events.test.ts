@@ -1,0 +1,44 @@
+import { readFileSync } from 'node:fs';
+import { ImageTopic, TaskTopic } from '@berth/api';
+import { describe, expect, it } from 'vitest';
+
+/** Whether a NATS subject matches a pattern (`*` one token, `>` the rest). */
+function matches(pattern: string, subject: string): boolean {
+  const p = pattern.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return s.length > i;
+    if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
+  }
+  return p.length === s.length;
+}
+
+// The patterns are literals in gateway.ts (kit's bus-roles test reads them there too, against the
+// gateway's NATS role): read them as written.
+const gateway = readFileSync(new URL('../gateway.ts', import.meta.url), 'utf8');
+const patterns = [...gateway.matchAll(/\bsubscribeEvents\(\s*[\w.]+\s*,\s*'([^']+)'/g)].map(
+  (m) => m[1] ?? '',
+);
+
+describe('the events the gateway subscribes to', () => {
+  it('are every task, container and image topic, and not the snapshot or pull-progress ones', () => {
+    expect(patterns.sort()).toEqual(['containers.*', 'images.*', 'tasks.*']);
+    for (const topic of [...Object.values(TaskTopic), ...Object.values(ImageTopic)]) {
+      expect(
+        patterns.some((p) => matches(p, topic)),
+        topic,
+      ).toBe(true);
+    }
+    for (const topic of [
+      'snapshots.prepare',
+      'snapshots.remove',
+      'images.pull.progress.p1',
+      'leases.delete',
+    ]) {
+      expect(
+        patterns.some((p) => matches(p, topic)),
+        topic,
+      ).toBe(false);
+    }
+  });
+});
