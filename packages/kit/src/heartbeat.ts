@@ -4,9 +4,10 @@
 // callee sends an empty message with HEARTBEAT_HEADER on the request's reply subject every
 // interval while its handler runs (the first after FIRST_BEAT_MS), and the caller fails with
 // UNAVAILABLE when none arrived for HEARTBEAT_STALL_MS. The real reply never carries the header.
-// Short operations keep their plain request and timeout. Under NATS authorization a service user must be allowed more than one
-// message per reply subject: `allow_responses: { max: N }` with N above the beats of its longest
-// call (a day-long `wait` at one a second is 86,401), since `allow_responses: true` allows one.
+// Short operations keep their plain request and timeout. Under NATS authorization a service user
+// must be allowed more than one message per reply subject: `allow_responses: { max: N }` with N
+// above the beats of its longest call (a day-long `wait` at one a second is 86,401), since
+// `allow_responses: true` allows one.
 import { BerthError, Code } from '@berth/api';
 import {
   Empty,
