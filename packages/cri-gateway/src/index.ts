@@ -2,6 +2,7 @@ export { type Gateway, GrpcServerKind, natsProbe, PROBE_TIMEOUT_MS, startGateway
 export { type BerthCriServer, createBerthCriServer } from './grpc/berth-server.js';
 export { listenUnix, type UnixListener } from './grpc/listen.js';
 export { createCriServer } from './grpc/server.js';
+export { withEncoding } from './handlers/encoded-reply.js';
 export { implemented, implementedStreams } from './handlers/index.js';
 export {
   CRI_DESCRIPTOR_PATH,

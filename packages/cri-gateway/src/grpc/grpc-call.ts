@@ -13,7 +13,7 @@ import {
   sendOkTrailers,
   sendResponseHeaders,
 } from './grpc-wire.js';
-import type { H2Stream } from './h2-stream.js';
+import type { H2Stream, StreamEvents } from './h2-stream.js';
 import type { HeaderField } from './hpack.js';
 import { type ObservedCall, observeCall } from './observe.js';
 
@@ -42,7 +42,7 @@ const MAX_TIMER_MS = 0x7fff_ffff;
  * answers. A deadline (grpc-timeout) or the client resetting the stream aborts the handler's
  * signal and settles the call; whatever the handler returns later is dropped.
  */
-export class GrpcCall {
+export class GrpcCall implements StreamEvents {
   private readonly chunks: Buffer[] = [];
   private size = 0;
   private expected = -1;
@@ -67,14 +67,17 @@ export class GrpcCall {
       }
       if (ms <= MAX_TIMER_MS) this.deadline = callDeadlines.add(ms, () => this.expire(head.timeout ?? ''));
     }
-    stream.events = {
-      onData: (chunk) => this.onData(chunk),
-      onEnd: () => this.onEnd(),
-      onAbort: (reason) => this.cancel(reason),
-    };
+    // The call is the stream's listener itself: no closures and object of its own per call.
+    stream.events = this;
   }
 
-  private onData(chunk: Buffer): void {
+  /** StreamEvents: the client reset the stream, or the connection went. */
+  onAbort(reason: string): void {
+    this.cancel(reason);
+  }
+
+  /** StreamEvents: DATA octets of the request. */
+  onData(chunk: Buffer): void {
     if (this.settled) return;
     this.chunks.push(chunk);
     this.size += chunk.length;
@@ -112,7 +115,8 @@ export class GrpcCall {
     }
   }
 
-  private onEnd(): void {
+  /** StreamEvents: the client ended its side; the request is complete. */
+  onEnd(): void {
     if (this.settled) return;
     if (this.expected < 0 || this.size < this.expected) {
       this.fail(new BerthError(Code.INTERNAL, `CRI ${this.route.rpc} request ended before its message did`));

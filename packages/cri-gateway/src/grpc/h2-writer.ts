@@ -31,7 +31,14 @@ export class H2Writer {
   /** Connection frames (PING and SETTINGS acks, WINDOW_UPDATEs) waiting for the next write. */
   private readonly controls: Buffer[] = [];
   private controlFlush: NodeJS.Immediate | undefined;
-  private pingFlush: NodeJS.Timeout | undefined;
+  /**
+   * The PING ack's timer: one per connection, re-armed with refresh() (a Go client PINGs after
+   * every reply, so a setTimeout and a clearTimeout per call would be garbage and timer-list work
+   * on each request's path). `pingDue` says whether it is armed; a firing that finds it disarmed
+   * (the ack left with a reply) does nothing.
+   */
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pingDue = false;
 
   constructor(
     private readonly socket: Socket,
@@ -78,12 +85,18 @@ export class H2Writer {
    */
   pingAck(frame: Buffer): void {
     this.controls.push(frame);
-    if (this.controlFlush || this.pingFlush) return;
-    this.pingFlush = setTimeout(() => {
-      this.pingFlush = undefined;
+    if (this.controlFlush || this.pingDue) return;
+    this.pingDue = true;
+    if (this.pingTimer) {
+      this.pingTimer.refresh();
+      return;
+    }
+    this.pingTimer = setTimeout(() => {
+      if (!this.pingDue) return;
+      this.pingDue = false;
       if (this.controls.length > 0) this.flush();
     }, PING_ACK_WAIT_MS);
-    this.pingFlush.unref();
+    this.pingTimer.unref();
   }
 
   /**
@@ -93,10 +106,7 @@ export class H2Writer {
    * RST_STREAM (RFC 9113 section 5.1: no frames on a closed stream).
    */
   takeControls(): Buffer[] {
-    if (this.pingFlush) {
-      clearTimeout(this.pingFlush);
-      this.pingFlush = undefined;
-    }
+    this.pingDue = false;
     return this.controls.splice(0);
   }
 
@@ -116,10 +126,7 @@ export class H2Writer {
     // Control frames first: they were due before anything a stream queues now.
     const out: Buffer[] = this.controls.length > 0 ? this.controls.splice(0) : [];
     const controls = out.length;
-    if (controls > 0 && this.pingFlush) {
-      clearTimeout(this.pingFlush);
-      this.pingFlush = undefined;
-    }
+    if (controls > 0) this.pingDue = false;
     for (const s of this.sending) {
       if (!s.closed) this.drain(s, out);
       if (s.closed || s.queue.length === 0) this.sending.delete(s);

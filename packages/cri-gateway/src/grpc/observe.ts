@@ -27,14 +27,23 @@ export function isPolled(rpc: string): boolean {
   return POLLED.test(rpc);
 }
 
+// The RPC conventions' attributes of each RPC, made once (copied into each call's span).
+const rpcBase = new Map<string, Readonly<Record<string, string>>>();
+
 /** The span attributes of one CRI call: RPC conventions plus the pod and container it names. */
 function rpcAttributes(rpc: string, request: unknown): Record<string, string> {
-  const a: Record<string, string> = {
-    'rpc.system': 'grpc',
-    'rpc.service': `runtime.v1.${rpc.slice(0, rpc.indexOf('/'))}`,
-    'rpc.method': rpc,
-  };
-  const r = (request ?? {}) as Record<string, unknown>;
+  let base = rpcBase.get(rpc);
+  if (!base) {
+    base = {
+      'rpc.system': 'grpc',
+      'rpc.service': `runtime.v1.${rpc.slice(0, rpc.indexOf('/'))}`,
+      'rpc.method': rpc,
+    };
+    rpcBase.set(rpc, base);
+  }
+  const a: Record<string, string> = { ...base };
+  if (request === null || typeof request !== 'object') return a;
+  const r = request as Record<string, unknown>;
   const pod = r.podSandboxId ?? r.pod_sandbox_id;
   const ctr = r.containerId ?? r.container_id;
   if (typeof pod === 'string' && pod) a['berth.pod.id'] = pod;
