@@ -1,5 +1,6 @@
 // Builds each native/<name>.c (seqpacket: conmon's attach socket; mount: mount(2) for rootfs
-// overlays; spawn: CNI plugins run off the event loop) into build/<name>.node with the host C
+// overlays; spawn: CNI plugins run off the event loop; sealed: the sealed copy of runc that runc
+// init needs no copy of its own from) into build/<name>.node with the host C
 // compiler against the headers of the Node that runs this script (N-API is ABI-stable: any Node
 // >= 8 loads it).
 import { execFileSync } from 'node:child_process';
@@ -19,7 +20,7 @@ if (!include) {
   process.exit(1);
 }
 const cc = process.env.CC || 'cc';
-for (const name of ['seqpacket', 'mount', 'spawn']) {
+for (const name of ['seqpacket', 'mount', 'spawn', 'sealed']) {
   const src = join(pkg, 'native', `${name}.c`);
   const out = join(pkg, 'build', `${name}.node`);
   if (existsSync(out) && statSync(out).mtimeMs > statSync(src).mtimeMs) continue;

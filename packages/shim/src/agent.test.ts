@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,14 @@ describe('task lifecycle on real runc under conmon', () => {
     expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
     expect(await codeOf(stat(del.bundle!))).toBe('ENOENT');
     expect(await codeOf(w.client.delete({ namespace: ns, id }))).toBe('NOT_FOUND');
+  });
+
+  it("runs runc create from the shim's sealed copy of runc: runc init makes no copy of its own", async () => {
+    const { id, created } = await run(['true']);
+    // runc init, waiting on its exec fifo, runs from the copy it was started from: the shim's
+    // memfd ("runc"), not a copy or bind mount of its own (a memfd "runc_cloned:...", or "/").
+    expect(await readlink(`/proc/${created.pid}/exe`)).toBe('/memfd:runc (deleted)');
+    await w.client.delete({ namespace: ns, id });
   });
 
   it('writes partial lines as P and keeps output of a process that exits at once', async () => {

@@ -291,8 +291,10 @@ export function containerRequest(
     ...(c.logPath ? { logPath: c.logPath } : {}),
     ...(c.stopSignal ? { stopSignal: c.stopSignal } : {}),
     ...(cgroupsPath ? { cgroupsPath } : {}),
-    ...(c.maskedPaths.length ? { maskedPaths: c.maskedPaths } : {}),
-    ...(c.readonlyPaths.length ? { readonlyPaths: c.readonlyPaths } : {}),
+    // Exactly the request's, none when it sends none (as containerd's CRI): the kubelet sends the
+    // defaults itself for a container with the default procMount, and [] for an unmasked one.
+    maskedPaths: c.maskedPaths,
+    readonlyPaths: c.readonlyPaths,
     ...(c.privileged ? { privileged: true } : {}),
     seccomp: c.seccomp,
   };

@@ -183,6 +183,7 @@ describe('ContainerConfig to a container in its pod', () => {
       readonlyRootfs: true,
       noNewPrivileges: true,
       maskedPaths: ['/proc/kcore'],
+      readonlyPaths: [],
       logPath: '/var/log/pods/x/app/2.log',
       cgroupsPath: `/kubepods/pod1/${containerName(sandbox.id, { name: 'app', attempt: 2 })}`,
       labels: { [CriLabel.kind]: 'container', [CriLabel.sandboxId]: sandbox.id },
@@ -218,6 +219,9 @@ describe('ContainerConfig to a container in its pod', () => {
     expect(req).toMatchObject({
       network: 'host',
       namespaces: { pid: 'private', ipc: 'host', uts: '/proc/4242/ns/uts' },
+      // None asked, none given (containerd's CRI too): the kubelet sends the defaults itself.
+      maskedPaths: [],
+      readonlyPaths: [],
     });
     expect(req.mounts?.map((m) => m.destination)).toEqual([
       '/etc/resolv.conf',

@@ -2,6 +2,7 @@ import { BerthError, Code, ShimApi, type ShimState, type ShimTaskRef, START_MARG
 import type { HostLayout, Redis, ServiceContext } from '@berth/kit';
 import { conmonSkipsLogSync } from '../runtime/conmon.js';
 import { Runc } from '../runtime/runc.js';
+import { type BinaryLease, sealedBinary } from '../runtime/sealed-binary.js';
 import { execPaths, namespacePaths, taskPaths } from './paths.js';
 import { type ProcessEvent, transition } from './process-state.js';
 import { type ProcRecord, ShimStore } from './store.js';
@@ -69,6 +70,17 @@ export class ShimHost {
   /** Whether conmon gets `--no-sync-log`: unless logSync is set, when this conmon has it. */
   async skipLogSync(): Promise<boolean> {
     return !this.logSync && (await conmonSkipsLogSync(this.conmon));
+  }
+
+  /**
+   * The runc a container's `runc create` runs (conmon's runtime): the sealed copy of runcBinary,
+   * from which runc init need not copy itself (see SealedBinary), or runcBinary when there is
+   * none. Released once runc create has ended.
+   */
+  runcForCreate(): Promise<BinaryLease> {
+    return sealedBinary(this.runcBinary, (err) =>
+      this.log.warn({ err, runc: this.runcBinary }, 'no sealed copy of runc: runc init copies itself'),
+    ).lease();
   }
 
   /** The runc driver of one namespace (each namespace has its own runc state root). */

@@ -141,54 +141,63 @@ export async function createTask(
         for (const s of steps) if (s.status === 'rejected') throw s.reason;
       });
       const t3 = performance.now();
-      const monitor = {
-        conmon: host.conmon,
-        runc: host.runcBinary,
-        runcRoot: p.runcRoot,
-        cid: id,
-        cuuid: p.cuuid,
-        dir: p.bundle,
-        pidFile: p.pidFile,
-        conmonPidFile: p.conmonPidFile,
-        logPath,
-        persistDir: p.persistDir,
-        exitDir: p.exitDir,
-        socketDir: p.socketDir,
-        terminal: req.terminal,
-        stdin: req.stdin,
-        leaveStdinOpen: req.stdinOnce === false,
-        noSyncLog: await host.skipLogSync(),
-      };
-      const conmonAttrs = {
-        'berth.container.id': id,
-        'process.command': host.conmon,
-        'process.command_args': [host.conmon, ...redactArgs(conmonArgs(monitor))],
-      };
-      // conmon runs `runc create` and reports the init pid on its sync pipe: that wait is runc's.
-      const pid = await withSpan('conmon start', conmonAttrs, () => {
-        const mon = spawnConmon(monitor);
-        const runcAttrs = {
-          'berth.container.id': id,
-          'process.command': host.runcBinary,
-          'process.command_args': [host.runcBinary, 'create', '--bundle', p.bundle, id],
-          'berth.runc.via': 'conmon',
+      const noSyncLog = await host.skipLogSync();
+      const runc = await host.runcForCreate();
+      let pid: number;
+      try {
+        const monitor = {
+          conmon: host.conmon,
+          runc: runc.path,
+          runcRoot: p.runcRoot,
+          cid: id,
+          cuuid: p.cuuid,
+          dir: p.bundle,
+          pidFile: p.pidFile,
+          conmonPidFile: p.conmonPidFile,
+          logPath,
+          persistDir: p.persistDir,
+          exitDir: p.exitDir,
+          socketDir: p.socketDir,
+          terminal: req.terminal,
+          stdin: req.stdin,
+          leaveStdinOpen: req.stdinOnce === false,
+          noSyncLog,
         };
-        return withSpan('runc create', runcAttrs, async (span) => {
-          let outcome: 'ok' | 'error' = 'error';
-          try {
-            const msg = await mon.sync.next(host.createTimeoutMs);
-            // conmon reports runc's failure as a negative number (its exit status negated).
-            span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
-            if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
-            span.setAttribute('process.pid', msg.data);
-            outcome = 'ok';
-            return msg.data;
-          } finally {
-            mon.sync.close();
-            shimMetrics().runc('create', (performance.now() - t3) / 1000, outcome);
-          }
+        const conmonAttrs = {
+          'berth.container.id': id,
+          'process.command': host.conmon,
+          'process.command_args': [host.conmon, ...redactArgs(conmonArgs(monitor))],
+          'berth.runc.sealed': runc.sealed,
+        };
+        // conmon runs `runc create` and reports the init pid on its sync pipe: that wait is runc's.
+        pid = await withSpan('conmon start', conmonAttrs, () => {
+          const mon = spawnConmon(monitor);
+          const runcAttrs = {
+            'berth.container.id': id,
+            'process.command': host.runcBinary,
+            'process.command_args': [host.runcBinary, 'create', '--bundle', p.bundle, id],
+            'berth.runc.via': 'conmon',
+          };
+          return withSpan('runc create', runcAttrs, async (span) => {
+            let outcome: 'ok' | 'error' = 'error';
+            try {
+              const msg = await mon.sync.next(host.createTimeoutMs);
+              // conmon reports runc's failure as a negative number (its exit status negated).
+              span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
+              if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
+              span.setAttribute('process.pid', msg.data);
+              outcome = 'ok';
+              return msg.data;
+            } finally {
+              mon.sync.close();
+              shimMetrics().runc('create', (performance.now() - t3) / 1000, outcome);
+            }
+          });
         });
-      });
+      } finally {
+        // conmon has executed runc by now (it reported, or the wait gave up): the path is not needed.
+        runc.release();
+      }
       const rec: ProcRecord = {
         namespace: ns,
         id,
