@@ -42,8 +42,8 @@ function orphans(spans: { spanId: string; parentSpanId: string }[]) {
 /**
  * Spans whose other half is not in the list yet: an RPC client span (`service/op`) without its
  * server span, a publish of a container, task or image event without the consumer span of the
- * CRI gateway (which subscribes to those families, not to snapshot events: cri-gateway's
- * EVENT_PATTERNS). The services flush on their own timers, so a trace read too early lacks these.
+ * CRI gateway (which subscribes to those families, not to snapshot events: its subscriptions in
+ * gateway.ts). The services flush on their own timers, so a trace read too early lacks these.
  */
 function unanswered(spans: { spanId: string; parentSpanId: string; name: string; kind: number }[]) {
   const children = new Map<string, number[]>();

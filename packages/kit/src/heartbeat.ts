@@ -63,11 +63,13 @@ export function answerWithHeartbeats<A extends Answerer>(
     : HEARTBEAT_INTERVAL_MS;
   const h = natsHeaders();
   h.set(HEARTBEAT_HEADER, from);
+  let stopped = false;
   const beat = () => {
     try {
       msg.respond(Empty, { headers: h });
     } catch (err) {
       // The connection is closing: the caller will notice the silence, which is the truth.
+      stopped = true;
       clearInterval(timer);
       onSendError(err);
     }
@@ -79,6 +81,7 @@ export function answerWithHeartbeats<A extends Answerer>(
   let timer: NodeJS.Timeout = setTimeout(
     () => {
       beat();
+      if (stopped) return;
       timer = setInterval(beat, interval);
       timer.unref();
     },

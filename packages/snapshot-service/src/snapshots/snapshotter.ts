@@ -106,16 +106,22 @@ export class Snapshotter {
    */
   async create(kind: SnapshotKind, req: PrepareRequest): Promise<Created> {
     const known = req.parent ? this.chains.get(req.parent) : [];
-    if (known) {
+    // A create refused because its parent was removed (and maybe made again) after it was read,
+    // from the cache or just now, starts over once from fresh reads: NOT_FOUND when the parent is
+    // gone, a snapshot on the new one, ABORTED when it changes under the second try too.
+    for (let attempt = 0; ; attempt++) {
       try {
-        return await this.build(kind, req, await this.takeId(), known);
+        if (attempt === 0 && known) return await this.build(kind, req, await this.takeId(), known);
+        return await this.createFromReads(kind, req);
       } catch (err) {
-        // The parent was removed (and maybe made again): read it afresh; any other failure the
-        // read path would meet as well.
         if (req.parent) this.chains.delete(req.parent);
-        if (!(err instanceof StaleCreate)) throw err;
+        if (!(err instanceof StaleCreate) || attempt > 0) throw err;
       }
     }
+  }
+
+  /** create() on the key and the parents read first, beside the id's allocation. */
+  private async createFromReads(kind: SnapshotKind, req: PrepareRequest): Promise<Created> {
     // A request refused below gives its id back; until then the id is pending, which cleanup spares.
     const allocating = this.takeId();
     let parents: SnapshotRecord[] = [];
