@@ -65,4 +65,26 @@ describe('CRI log reading', () => {
     expect(c.text()).toBe('a\nb\nc\n');
     await rm(dir, { recursive: true, force: true });
   });
+
+  it('reads what there is and ends, leaving no unhandled rejection, when `done` fails', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-log-'));
+    const f = join(dir, 'c.log');
+    await writeFile(f, `${T} stdout F only\n`);
+    const c = collect();
+    const unhandled: unknown[] = [];
+    const seen = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', seen);
+    try {
+      // The exit waiter could not listen: the caller reports that; following just ends.
+      const done = Promise.reject(new Error('the exit waiter could not subscribe'));
+      await followLog(f, 0, c.sink, done);
+      await done.catch(() => undefined);
+      await new Promise((r) => setImmediate(r));
+      expect(c.text()).toBe('only\n');
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', seen);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -95,9 +95,12 @@ export async function followLog(
 ): Promise<void> {
   const carry = { s: '' };
   let finished = false;
-  void done.finally(() => {
+  // Settled either way: a failed `done` (the exit waiter could not listen) is the caller's to
+  // report; here it only ends the following, and leaves no unhandled rejection behind.
+  const end = () => {
     finished = true;
-  });
+  };
+  done.then(end, end);
   // After this turn `finished` is set if `done` had already settled (a short command's exit, heard
   // before its output is followed): then one read gets all of it.
   await Promise.resolve();

@@ -1,5 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  readlinkSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +46,24 @@ describe('SealedBinary', () => {
     // F_SEAL_WRITE: no write through any descriptor, whoever opens it.
     expect(() => writeFileSync(lease.path, 'x', { flag: 'r+' })).toThrow(/EPERM/);
     lease.release();
+  });
+
+  it('makes a new copy when the mode of the one held was changed (the seals do not stop chmod)', async () => {
+    const bin = join(dir, 'chmodded');
+    script(bin, 'fresh');
+    const errors: Error[] = [];
+    const s = new SealedBinary(bin, (err) => errors.push(err));
+    const first = await s.lease();
+    first.release();
+    // As a root process of a container running from the copy could, through /proc/<pid>/exe.
+    chmodSync(first.path, 0);
+    const second = await s.lease();
+    expect(second.sealed).toBe(true);
+    // (The old copy is closed, so the new one may get its descriptor number.)
+    expect(statSync(second.path).mode & 0o7777).toBe(0o755);
+    expect(spawnSync(second.path, [], { encoding: 'utf8' }).stdout).toBe('fresh\n');
+    expect(errors.map((e) => e.message)).toEqual([expect.stringMatching(/mode or owner changed/)]);
+    second.release();
   });
 
   it('shares one copy between leases and closes it once idle', async () => {

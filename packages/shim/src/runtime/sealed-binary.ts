@@ -1,4 +1,4 @@
-import { closeSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, statSync } from 'node:fs';
 import { optionalAddon } from './native-addon.js';
 
 /** build/sealed.node (native/sealed.c); rejections carry the errno's name as `code`. */
@@ -64,6 +64,14 @@ export class SealedBinary {
     if (!addon || !st) return plain;
     const file = `${st.dev}:${st.ino}:${st.mtimeMs}:${st.size}`;
     let copy = this.copy;
+    // The seals stop writes, not chmod or chown: a root process of a container running from the
+    // copy (runc init, before its exec) could take its exec bit away for every later create. A
+    // copy whose mode or owner is not the one made is dropped for a new one.
+    if (copy?.fd !== undefined && !pristine(copy.fd)) {
+      this.onError(new Error(`the sealed copy of ${this.binary} had its mode or owner changed: made anew`));
+      this.retire(copy);
+      copy = undefined;
+    }
     if (copy && copy.file !== file) {
       this.retire(copy);
       copy = undefined;
@@ -128,6 +136,12 @@ export class SealedBinary {
     copy.fd = undefined;
     closeSync(fd);
   }
+}
+
+/** True while the copy behind `fd` is as made: mode 0755, owned by root (the shim). */
+function pristine(fd: number): boolean {
+  const st = fstatSync(fd);
+  return (st.mode & 0o7777) === 0o755 && st.uid === process.geteuid?.() && st.gid === process.getegid?.();
 }
 
 const shared = new Map<string, SealedBinary>();
