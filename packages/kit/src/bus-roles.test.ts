@@ -17,6 +17,7 @@ import {
   TaskApi,
   TaskTopic,
 } from '@berth/api';
+import { subjectMatches } from '@berth/testing';
 import { describe, expect, it } from 'vitest';
 
 const PACKAGES = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -47,17 +48,6 @@ function sources(dir: string): string[] {
     } else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) out.push(p);
   }
   return out;
-}
-
-/** NATS subject match: `*` is one token, `>` the rest. */
-export function subjectMatches(pattern: string, subject: string): boolean {
-  const p = pattern.split('.');
-  const s = subject.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '>') return s.length > i;
-    if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
-  }
-  return p.length === s.length;
 }
 
 /** What a role lacks for the NATS uses found in `text`, one line each. */

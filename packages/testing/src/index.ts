@@ -6,3 +6,4 @@ export * from './relay.js';
 export * from './resp.js';
 export * from './sentinel.js';
 export * from './servers.js';
+export * from './subjects.js';

@@ -1,17 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ImageTopic, TaskTopic } from '@berth/api';
+import { subjectMatches } from '@berth/testing';
 import { describe, expect, it } from 'vitest';
-
-/** Whether a NATS subject matches a pattern (`*` one token, `>` the rest). */
-function matches(pattern: string, subject: string): boolean {
-  const p = pattern.split('.');
-  const s = subject.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '>') return s.length > i;
-    if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
-  }
-  return p.length === s.length;
-}
 
 // The patterns are literals in gateway.ts (kit's bus-roles test reads them there too, against the
 // gateway's NATS role): read them as written.
@@ -25,7 +15,7 @@ describe('the events the gateway subscribes to', () => {
     expect(patterns.sort()).toEqual(['containers.*', 'images.*', 'tasks.*']);
     for (const topic of [...Object.values(TaskTopic), ...Object.values(ImageTopic)]) {
       expect(
-        patterns.some((p) => matches(p, topic)),
+        patterns.some((p) => subjectMatches(p, topic)),
         topic,
       ).toBe(true);
     }
@@ -36,7 +26,7 @@ describe('the events the gateway subscribes to', () => {
       'leases.delete',
     ]) {
       expect(
-        patterns.some((p) => matches(p, topic)),
+        patterns.some((p) => subjectMatches(p, topic)),
         topic,
       ).toBe(false);
     }
