@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { Container, Task } from '@berth/api';
+import { BerthError, Code, type Container, type Task } from '@berth/api';
 import { connectRedis, keys, type Redis, withLock } from '@berth/kit';
 import { startRedis, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Deps } from '../deps.js';
 import { ContainerStore } from '../store/store.js';
-import { releaseNetworkMeanwhile } from './collect.js';
+import { freeOnNode, releaseNetworkMeanwhile } from './collect.js';
 
 // releaseNetworkMeanwhile against a real Redis (the store and the container lock); the node's shim
 // is a recorder of network-teardown calls: what is checked is whether the removal may tear the
@@ -105,5 +105,67 @@ describe('releaseNetworkMeanwhile', () => {
     await held;
     expect(await pending).toBeUndefined();
     expect(teardowns).not.toContain(c.id);
+  });
+});
+
+// freeOnNode's order against a shim modelled on the real one's rules (process-state.ts): delete
+// refuses a task still running, remove-files refuses while a task exists, and a SIGKILLed task
+// stops a little after the kill (here 30 ms), as runc's does once its processes are reaped.
+describe('freeOnNode', () => {
+  function shimWithRunningTask() {
+    let status: 'running' | 'stopped' | 'gone' = 'running';
+    let exited!: () => void;
+    const exit = new Promise<void>((r) => {
+      exited = r;
+    });
+    const calls: string[] = [];
+    const refuse = (what: string) =>
+      new BerthError(Code.FAILED_PRECONDITION, `task is ${status}: cannot ${what}`);
+    const shim = {
+      state: async () => ({ id: 'x', status, pid: 1 }),
+      kill: async () => {
+        calls.push('kill');
+        setTimeout(() => {
+          status = 'stopped';
+          exited();
+        }, 30);
+        return {};
+      },
+      wait: async () => {
+        calls.push('wait');
+        await exit;
+        return { exitCode: 137, exitedAt: new Date().toISOString() };
+      },
+      delete: async () => {
+        calls.push('delete');
+        if (status === 'running') throw refuse('delete');
+        status = 'gone';
+        return { id: 'x', status: 'stopped', pid: 1 };
+      },
+      'remove-files': async () => {
+        calls.push('remove-files');
+        if (status !== 'gone') throw refuse('remove-files');
+        return {};
+      },
+    };
+    return { shim, calls };
+  }
+
+  it('waits for a task it killed to exit before deleting it, then removes its files and snapshot', async () => {
+    const { shim, calls } = shimWithRunningTask();
+    const removed: string[] = [];
+    const d = {
+      shim: () => shim,
+      snapshots: () => ({
+        remove: async (req: { key: string }) => {
+          removed.push(req.key);
+          return {};
+        },
+      }),
+    } as unknown as Deps;
+    const c = container('none');
+    await freeOnNode(d, c);
+    expect(calls).toEqual(['kill', 'wait', 'delete', 'remove-files']);
+    expect(removed).toEqual([c.snapshotKey]);
   });
 });

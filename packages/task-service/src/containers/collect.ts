@@ -4,12 +4,16 @@ import type { Deps } from '../deps.js';
 import type { ContainerStore } from '../store/store.js';
 
 /** Swallows the errors that mean "already gone" during cleanup. */
-export async function ignoreGone(p: Promise<unknown>): Promise<void> {
+export function ignoreGone(p: Promise<unknown>): Promise<void> {
+  return ignoring(p, Code.NOT_FOUND, Code.FAILED_PRECONDITION);
+}
+
+/** Settles when `p` does, swallowing a BerthError with one of `codes`. */
+async function ignoring(p: Promise<unknown>, ...codes: Code[]): Promise<void> {
   try {
     await p;
   } catch (err) {
-    if (err instanceof BerthError && (err.code === Code.NOT_FOUND || err.code === Code.FAILED_PRECONDITION))
-      return;
+    if (err instanceof BerthError && codes.includes(err.code)) return;
     throw err;
   }
 }
@@ -72,13 +76,18 @@ async function dropShimTask(deps: Deps, c: Container): Promise<void> {
     if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
     throw err;
   }
-  // A created (or stopped) task is deleted as it is; a started one is killed first, and while it
-  // is still exiting delete refuses: remove-files then fails, and the reconcile retries.
+  // A created (or stopped) task is deleted as it is; a started one is killed first and waited for,
+  // since delete refuses a task still exiting. One that outlives the wait fails the delete, which
+  // says so (the reconcile retries), rather than remove-files refusing a task stopped meanwhile.
   if (status === 'running' || status === 'paused') {
     await ignoreGone(shim.kill({ ...ref, signal: 'SIGKILL', all: true }));
+    await ignoring(shim.wait(ref, { timeoutMs: KILL_WAIT_MS }), Code.NOT_FOUND, Code.DEADLINE_EXCEEDED);
   }
-  await ignoreGone(shim.delete(ref));
+  await ignoring(shim.delete(ref), Code.NOT_FOUND);
 }
+
+/** Bound on how long freeing a container waits for its killed task to exit. */
+const KILL_WAIT_MS = 10_000;
 
 /** What collecting needs: the store, Redis for the container lock, the node clients. */
 export interface CollectDeps {
