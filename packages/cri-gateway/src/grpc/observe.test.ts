@@ -3,7 +3,7 @@ import { createLogger, startTelemetry } from '@berth/kit';
 import { context, SpanKind, SpanStatusCode, type TextMapGetter, trace } from '@opentelemetry/api';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import type { HandlerDeps } from '../handlers/index.js';
-import { observeCall } from './observe.js';
+import { observeCall, UNTRACED_POLL_MS } from './observe.js';
 
 // A CRI call's server span is started on first use (lazy-span.ts): a read that makes no child
 // span starts it when the call ends, after its reply; one whose handler calls further starts it
@@ -123,5 +123,57 @@ describe('a CRI call span started on first use', () => {
     // No caller's context: a root span of a trace of its own.
     expect(span?.parentSpanContext).toBeUndefined();
     expect(span?.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+  });
+});
+
+describe("a polled read's span", () => {
+  const quietRead = (carrier: Record<string, string>, log = deps) =>
+    observeCall({
+      rpc: 'RuntimeService/ContainerStatus',
+      request: { container_id: 'c3' },
+      carrier,
+      getter,
+      deps: log,
+    });
+
+  it('is not recorded when it succeeds at once outside a sampled trace of its caller', () => {
+    expect(quietRead({}).end()).toBeUndefined();
+    expect(quietRead({ traceparent: `00-${TRACE}-${CALLER}-00` }).end()).toBeUndefined();
+    expect(started).toEqual([]);
+    expect(ended).toEqual([]);
+  });
+
+  it('is recorded in a sampled trace of its caller, when it fails, and with debug logging on', () => {
+    quietRead(headers).end();
+    quietRead({}).end(new BerthError(Code.NOT_FOUND, 'container "c3" not found'));
+    const debug = {
+      log: createLogger({
+        service: 'cri-gateway',
+        node: 'test',
+        level: 'debug',
+        destination: { write: () => undefined },
+      }),
+    } as unknown as HandlerDeps;
+    quietRead({}, debug).end();
+    expect(ended.map((s) => s.status.code)).toEqual([
+      SpanStatusCode.OK,
+      SpanStatusCode.ERROR,
+      SpanStatusCode.OK,
+    ]);
+    expect(ended[0]?.spanContext().traceId).toBe(TRACE);
+  });
+
+  it('is recorded when the read is slow, and a write is recorded whatever its caller', () => {
+    const slow = quietRead({});
+    const until = performance.now() + UNTRACED_POLL_MS + 5;
+    while (performance.now() < until) {
+      // The read's handler takes longer than UNTRACED_POLL_MS.
+    }
+    slow.end();
+    observeCall({ rpc: 'RuntimeService/StopContainer', request: {}, carrier: {}, getter, deps }).end();
+    expect(ended.map((s) => s.name)).toEqual([
+      'cri/RuntimeService/ContainerStatus',
+      'cri/RuntimeService/StopContainer',
+    ]);
   });
 });

@@ -7,6 +7,7 @@ import {
   SpanKind,
   SpanStatusCode,
   type TextMapGetter,
+  TraceFlags,
   trace,
 } from '@opentelemetry/api';
 import type { HandlerDeps } from '../handlers/index.js';
@@ -26,6 +27,15 @@ const POLLED = /^(RuntimeService|ImageService)\/(List\w*|\w*Status|Version|Image
 export function isPolled(rpc: string): boolean {
   return POLLED.test(rpc);
 }
+
+/**
+ * A polled read answered within this long, successfully, outside any sampled trace of its caller
+ * and while debug logging is off, records no span: kubelet's polls (several calls a second per
+ * node, each a span of ~0.5 KB in the span store) would otherwise push every trace worth reading
+ * out of the bounded store within minutes, and the span cost the gateway a third of such a call's
+ * CPU (bench/cri-server.ts). Its metrics count it as before; a slow or failed one is traced.
+ */
+export const UNTRACED_POLL_MS = 100;
 
 // The RPC conventions' attributes of each RPC, made once (copied into each call's span).
 const rpcBase = new Map<string, Readonly<Record<string, string>>>();
@@ -74,6 +84,7 @@ export function observeCall<C>(opts: {
   deps: HandlerDeps;
 }): ObservedCall {
   const { rpc, deps } = opts;
+  const polled = isPolled(rpc);
   const finish = beginCriCall(rpc);
   const parent = propagation.extract(context.active(), opts.carrier, opts.getter);
   // performance.now() values: the SDK takes them as times on its own clock (start and end alike).
@@ -94,6 +105,10 @@ export function observeCall<C>(opts: {
       ended = true;
       const now = performance.now();
       if (raw === undefined) {
+        if (polled && !span.started && now - started < UNTRACED_POLL_MS && !traced(parent, deps)) {
+          finish();
+          return undefined;
+        }
         span.setStatus({ code: SpanStatusCode.OK });
         span.end(now);
         finish();
@@ -111,6 +126,15 @@ export function observeCall<C>(opts: {
       return err;
     },
   };
+}
+
+/**
+ * Whether a quick polled read must still be traced: its caller's span came with the sampled flag
+ * (W3C traceparent flags bit 0), or debug logging is on (its access line names the trace).
+ */
+function traced(parent: Context, deps: HandlerDeps): boolean {
+  const sc = trace.getSpanContext(parent);
+  return (sc !== undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0) || deps.log.isLevelEnabled('debug');
 }
 
 /**
