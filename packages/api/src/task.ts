@@ -159,6 +159,15 @@ export const CreateContainerRequest = z.object({
   namespaces: z
     .object({ pid: NamespaceMode.optional(), ipc: NamespaceMode.optional(), uts: NamespaceMode.optional() })
     .optional(),
+  /**
+   * The container's /dev/shm: `private` (default), a tmpfs of its own, made inside its mount
+   * namespace and gone with it; `shareable`, the same tmpfs made by its node's shim in the
+   * container's files directory (containers/<ns>/<id>/shm, see docs/layout.md) and bound in, so
+   * that other containers on the node can bind it too (a CRI pod's containers share their pause
+   * container's, as containerd's CRI does). It lasts across the container's runs and is unmounted
+   * when the container is removed. A bind mount on /dev/shm (or /dev) in `mounts` replaces either.
+   */
+  shm: z.enum(['private', 'shareable']).optional(),
   /** Replace the default masked / read-only paths (CRI passes its own; [] removes them). */
   maskedPaths: z.array(z.string()).optional(),
   readonlyPaths: z.array(z.string()).optional(),

@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import {
   BerthError,
   type BindMount,
@@ -17,7 +17,7 @@ import {
   NsMode,
   type SandboxMeta,
 } from './meta.js';
-import { cgroupsPathOf, seccompOf } from './sandbox-spec.js';
+import { cgroupsPathOf, podShm, seccompOf } from './sandbox-spec.js';
 import {
   absPath,
   int,
@@ -217,7 +217,10 @@ export interface SandboxContext {
   meta: SandboxMeta;
   /** The pause process (its /proc/<pid>/ns/* are the pod's namespaces). */
   pid: number;
-  /** The pause container's generated hosts, resolv.conf and hostname (its shim wrote them). */
+  /**
+   * The pause container's generated hosts, resolv.conf and hostname (its shim wrote them), and
+   * the pod's /dev/shm tmpfs (`shm`, its shim mounted it).
+   */
   filesDir: string;
   cgroupParent: string;
   /** The pid of the TARGET container, when the container asks pid TARGET. */
@@ -226,7 +229,8 @@ export interface SandboxContext {
 
 /**
  * The task-service request of a container in a pod: it joins the pause container's namespaces
- * as its NamespaceOption says, shares the pod's /etc files and logs to the pod's log directory.
+ * as its NamespaceOption says, shares the pod's /etc files and /dev/shm, and logs to the pod's
+ * log directory. The container's own mounts at those places win, as in containerd's CRI.
  */
 export function containerRequest(
   c: ContainerConfig,
@@ -248,7 +252,7 @@ export function containerRequest(
     }
     pid = `/proc/${sb.targetPid}/ns/pid`;
   } else pid = 'private';
-  const own = new Set(c.mounts.map((m) => m.destination.replace(/\/+$/, '')));
+  const own = new Set(c.mounts.map((m) => posix.normalize(m.destination).replace(/(.)\/+$/, '$1')));
   const shared: BindMount[] = [];
   for (const [dest, file] of [
     ['/etc/hosts', 'hosts'],
@@ -259,6 +263,8 @@ export function containerRequest(
       shared.push({ source: join(sb.filesDir, file), destination: dest, readonly: c.readonlyRootfs });
     }
   }
+  // Writable even on a read-only rootfs: it is the pod's IPC namespace's shared memory.
+  if (!own.has('/dev/shm')) shared.push({ source: podShm(sb.filesDir, podNs.ipc), destination: '/dev/shm' });
   const name = containerName(sb.id, c.metadata);
   const cgroupsPath = cgroupsPathOf(sb.cgroupParent, name);
   return {

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import {
   type CreateContainerRequest,
   Hostname,
@@ -120,7 +121,9 @@ export function cgroupsPathOf(parent: string, name: string): string | undefined 
 
 /**
  * The task-service request of a pod's pause container: its own ipc, uts (and pid unless the node's)
- * namespaces, the pod's network namespace (or the host's), the pod's host name, DNS and sysctls.
+ * namespaces, the pod's network namespace (or the host's), the pod's host name, DNS and sysctls,
+ * and the pod's /dev/shm: a tmpfs on the node its containers bind too (see podShm), or in the
+ * node's IPC namespace the node's own /dev/shm, read-only as containerd binds it.
  */
 export function sandboxRequest(
   pod: PodConfig,
@@ -141,6 +144,9 @@ export function sandboxRequest(
       ipc: pod.namespaceOptions.ipc === NsMode.NODE ? 'host' : 'private',
       uts: 'private',
     },
+    ...(pod.namespaceOptions.ipc === NsMode.NODE
+      ? { mounts: [{ source: NODE_SHM, destination: NODE_SHM, readonly: true }] }
+      : { shm: 'shareable' as const }),
     ...(dns ? { dns } : {}),
     ...(Object.keys(pod.sysctls).length ? { sysctls: pod.sysctls } : {}),
     ...(cgroupsPath ? { cgroupsPath } : {}),
@@ -149,6 +155,18 @@ export function sandboxRequest(
     seccomp: pod.seccomp,
     labels: { [CriLabel.kind]: CriKind.sandbox, [CriLabel.meta]: JSON.stringify(opts.meta) },
   };
+}
+
+/** The node's /dev/shm, the /dev/shm of a pod in the node's IPC namespace. */
+const NODE_SHM = '/dev/shm';
+
+/**
+ * The /dev/shm of a pod's containers on the node, as containerd's CRI shares it: the pause
+ * container's shareable tmpfs (`shm` in its files directory, made by its shim), or the node's own
+ * in the node's IPC namespace. POSIX shared memory one container makes there the others see.
+ */
+export function podShm(filesDir: string, ipc: NsMode): string {
+  return ipc === NsMode.NODE ? NODE_SHM : join(filesDir, 'shm');
 }
 
 /**

@@ -60,6 +60,20 @@ describe('PodSandboxConfig to a pause container', () => {
       cgroupsPath: `/kubepods/pod1/${sandboxName(md)}`,
     });
     expect(JSON.parse(req.labels?.[CriLabel.meta] ?? '')).toEqual(m);
+    // The pod's /dev/shm: a tmpfs its shim makes where the pod's containers can bind it.
+    expect(req.shm).toBe('shareable');
+    expect(req.mounts).toBeUndefined();
+  });
+
+  it("binds the node's /dev/shm, read-only, into the pause of a pod in the node's IPC namespace", () => {
+    const pod = parsePodConfig({
+      metadata: md,
+      linux: { security_context: { namespace_options: { network: 'POD', pid: 'POD', ipc: 'NODE' } } },
+    });
+    const req = sandboxRequest(pod, { image: 'pause', meta: meta() });
+    expect(req.namespaces?.ipc).toBe('host');
+    expect(req.shm).toBeUndefined();
+    expect(req.mounts).toEqual([{ source: '/dev/shm', destination: '/dev/shm', readonly: true }]);
   });
 
   it("gives the pause container the pod's seccomp filter, none when unset or privileged (as containerd)", () => {
@@ -192,7 +206,21 @@ describe('ContainerConfig to a container in its pod', () => {
       { source: '/state/containers/k8s.io/p/hosts', destination: '/etc/hosts', readonly: true },
       { source: '/state/containers/k8s.io/p/resolv.conf', destination: '/etc/resolv.conf', readonly: true },
       { source: '/state/containers/k8s.io/p/hostname', destination: '/etc/hostname', readonly: true },
+      // The pod's shared memory, writable on a read-only rootfs as containerd binds it.
+      { source: '/state/containers/k8s.io/p/shm', destination: '/dev/shm' },
       { source: '/srv/data', destination: '/data', readonly: true },
+    ]);
+    const ownShm = parseContainerConfig(
+      {
+        metadata: { name: 'a' },
+        image: { image: 'busybox' },
+        mounts: [{ container_path: '/dev/shm/', host_path: '/srv/shm' }],
+      },
+      '',
+    );
+    const own = containerRequest(ownShm, { sandbox, imageName: 'b', meta: {} as never });
+    expect(own.mounts?.filter((m) => m.destination.startsWith('/dev/shm'))).toEqual([
+      { source: '/srv/shm', destination: '/dev/shm/' },
     ]);
   });
 
@@ -223,10 +251,12 @@ describe('ContainerConfig to a container in its pod', () => {
       maskedPaths: [],
       readonlyPaths: [],
     });
-    expect(req.mounts?.map((m) => m.destination)).toEqual([
-      '/etc/resolv.conf',
-      '/etc/hostname',
-      '/etc/hosts',
+    expect(req.mounts?.map((m) => `${m.destination} ${m.source}`)).toEqual([
+      '/etc/resolv.conf /state/containers/k8s.io/p/resolv.conf',
+      '/etc/hostname /state/containers/k8s.io/p/hostname',
+      // In the node's IPC namespace, the node's shared memory (the pause binds it too).
+      '/dev/shm /dev/shm',
+      '/etc/hosts /var/lib/kubelet/hosts',
     ]);
     expect(req.logPath).toBeUndefined();
   });

@@ -1,7 +1,14 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { BerthError, Code, SHIM_FILE_SOURCE, type ShimContainerFiles, ShimFileName } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  SHIM_FILE_SOURCE,
+  SHIM_SHM_SOURCE,
+  type ShimContainerFiles,
+  ShimFileName,
+} from '@berth/api';
 import type { HostLayout } from '@berth/kit';
 import { writeAtomic } from './files.js';
 
@@ -58,7 +65,11 @@ export async function writeContainerFiles(
   opts: { ns: string; id: string; files: ShimContainerFiles | undefined },
 ): Promise<string | undefined> {
   const mounts = Array.isArray(spec.mounts) ? (spec.mounts as Obj[]) : [];
-  const marked = mounts.filter((m) => typeof m.source === 'string' && m.source.startsWith(SHIM_FILE_SOURCE));
+  // The shareable /dev/shm is no file: container-shm.ts makes it.
+  const marked = mounts.filter(
+    (m) =>
+      typeof m.source === 'string' && m.source.startsWith(SHIM_FILE_SOURCE) && m.source !== SHIM_SHM_SOURCE,
+  );
   const { files } = opts;
   if (!files) {
     if (marked.length) {

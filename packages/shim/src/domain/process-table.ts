@@ -8,6 +8,7 @@ import {
   type ShimTaskRef,
 } from '@berth/api';
 import { containerFilesDir } from './container-files.js';
+import { unmountShareableShm } from './container-shm.js';
 import { ExecProcesses, type ExecRef, type ExecRequest } from './execs.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import type { ShimHost } from './host.js';
@@ -139,8 +140,9 @@ export class ProcessTable {
   }
 
   /**
-   * Removes a container's generated files and kept log on this node, once it has no task here
-   * (the task-service calls it when the container is removed). Absent is fine.
+   * Removes a container's generated files, shareable /dev/shm (unmounted first) and kept log on
+   * this node, once it has no task here (the task-service calls it when the container is
+   * removed). Absent is fine.
    */
   async removeFiles(ref: ShimTaskRef): Promise<void> {
     const { namespace: ns, id } = ref;
@@ -149,6 +151,8 @@ export class ProcessTable {
     await this.host.serial(procKey(ns, id), async () => {
       const rec = await this.host.store.get(ns, id);
       transition({ id }, rec?.status ?? 'deleted', 'remove-files');
+      // A failed unmount fails the call (retried by the caller's reconcile) before any rm.
+      await unmountShareableShm(this.host.layout, ns, id);
       await rm(containerFilesDir(this.host.layout, ns, id), { recursive: true, force: true });
     });
   }

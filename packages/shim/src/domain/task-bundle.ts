@@ -9,6 +9,7 @@ import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js
 import { mountAll, unmountAll } from '../runtime/mounts.js';
 import { removeAttachLink } from './attach-links.js';
 import { containerFilesDir, writeContainerFiles } from './container-files.js';
+import { mountShareableShm } from './container-shm.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { writeAtomic, writeAtomicNow } from './files.js';
 import type { ShimHost } from './host.js';
@@ -103,6 +104,8 @@ export async function createTask(
       if (req.seccomp) await applySeccomp(spec, req.seccomp);
       await checkBindPropagation(spec);
       await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
+      // Kept when the create fails, as the files are: remove-files unmounts it.
+      await mountShareableShm(host.layout, spec, { ns, id });
       const t1 = performance.now();
       if (req.rootfs.length) {
         await withSpan(

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile, statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { BerthError, Code, type Mount } from '@berth/api';
 import { lastLine, runCommand } from './command.js';
 import { optionalAddon } from './native-addon.js';
@@ -15,6 +16,20 @@ interface MountAddon {
 
 /** MS_RDONLY of <sys/mount.h>. */
 const MS_RDONLY = 1;
+/** mount(2) flags of the options a tmpfs takes as words (<sys/mount.h>); `rw` is no flag. */
+const TMPFS_FLAGS: Record<string, number> = {
+  rw: 0,
+  ro: MS_RDONLY,
+  nosuid: 2,
+  nodev: 4,
+  noexec: 8,
+  noatime: 1024,
+  nodiratime: 2048,
+  relatime: 1 << 21,
+  strictatime: 1 << 24,
+};
+/** statfs(2) f_type of a tmpfs (TMPFS_MAGIC of <linux/magic.h>). */
+const TMPFS_MAGIC = 0x01021994;
 /** UMOUNT_NOFOLLOW of <sys/mount.h>: a symlink put where a mount point was is not followed. */
 const UMOUNT_NOFOLLOW = 8;
 /** Rounds of unmounting before giving up on mounts that keep coming back (propagation, a racer). */
@@ -104,6 +119,65 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
         `mounting the rootfs (${m.type} ${m.source}) on ${target} failed: ${lastLine(r.stderr)}`,
       );
     }
+  }
+}
+
+/**
+ * The mount(2) arguments of a tmpfs from a spec mount's options: flag words (nosuid, nodev,
+ * noexec, ro, ...) and the filesystem's own `key=value` (size, mode, nr_inodes, ...). Anything
+ * else is INVALID_ARGUMENT (a bind option such as `rbind` means nothing to a tmpfs).
+ */
+export function tmpfsSyscall(options: string[]): { flags: number; data: string } {
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of options) {
+    if (o === '') continue;
+    const flag = TMPFS_FLAGS[o];
+    if (flag !== undefined) flags |= flag;
+    else if (/^[a-z_]+=[^,]+$/.test(o)) data.push(o);
+    else throw new BerthError(Code.INVALID_ARGUMENT, `"${o}" is not an option of a tmpfs mount`);
+  }
+  return { flags, data: data.join(',') };
+}
+
+/**
+ * Mounts a new tmpfs on target (an existing directory) with a spec mount's options (see
+ * tmpfsSyscall): one mount(2) call through the addon, else mount(8).
+ */
+export async function mountTmpfs(source: string, target: string, options: string[]): Promise<void> {
+  const { flags, data } = tmpfsSyscall(options);
+  const failed = (why: string) =>
+    new BerthError(Code.FAILED_PRECONDITION, `mounting a tmpfs (${source}) on ${target} failed: ${why}`);
+  const native = mountAddon();
+  if (native) {
+    await native.mount(source, target, 'tmpfs', flags, data).catch((err: Error) => {
+      throw failed(err.message);
+    });
+    return;
+  }
+  const opts = options.filter((o) => o !== '');
+  const r = await runCommand('mount', [
+    '-t',
+    'tmpfs',
+    ...(opts.length ? ['-o', opts.join(',')] : []),
+    source,
+    target,
+  ]);
+  if (r.code !== 0) throw failed(lastLine(r.stderr));
+}
+
+/**
+ * True when a tmpfs is mounted at path itself: statfs(2) says tmpfs and its device is not its
+ * parent directory's (a directory inside a tmpfs shares its device). False when path is absent.
+ * Two stats instead of a read of the whole mount table.
+ */
+export async function isTmpfsMountPoint(path: string): Promise<boolean> {
+  try {
+    const [fs, own, parent] = await Promise.all([statfs(path), lstat(path), lstat(dirname(path))]);
+    return fs.type === TMPFS_MAGIC && own.isDirectory() && own.dev !== parent.dev;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
   }
 }
 

@@ -154,6 +154,68 @@ describe('generateSpec', () => {
     expect(s.mounts.find((m: Any) => m.destination === '/etc/resolv.conf').source).toBe('/s/resolv.conf');
   });
 
+  it("drops a default mount the request's own replaces, everything under /dev for its own /dev", () => {
+    const dests = (req: Partial<CreateContainerRequest>) =>
+      (gen({ cmd: ['x'], ...req }).spec as Any).mounts.map((m: Any) => `${m.destination} ${m.type}`);
+    const shm = dests({ mounts: [{ source: '/pod/shm', destination: '/dev/shm/' }] });
+    expect(shm.filter((d: string) => d.startsWith('/dev/shm'))).toEqual(['/dev/shm/ bind']);
+    expect(shm).toContain('/dev tmpfs');
+    // Cleaned as Go's filepath.Clean: `/dev/./` is /dev, and /dev/pts, shm and mqueue go with it.
+    const dev = dests({ mounts: [{ source: '/host/dev', destination: '/dev/./' }] });
+    expect(dev.filter((d: string) => d.startsWith('/dev'))).toEqual(['/dev/./ bind']);
+    expect(dev).toEqual(expect.arrayContaining(['/proc proc', '/sys sysfs', '/sys/fs/cgroup cgroup']));
+    const proc = dests({ mounts: [{ source: '/host/proc', destination: '/proc' }] });
+    expect(proc.filter((d: string) => d.startsWith('/proc'))).toEqual(['/proc bind']);
+    // A path that only starts with /dev's name is not under it.
+    const devices = dests({ mounts: [{ source: '/x', destination: '/devices' }] });
+    expect(devices).toEqual(expect.arrayContaining(['/dev tmpfs', '/dev/shm tmpfs', '/devices bind']));
+    expect(() => gen({ cmd: ['x'], mounts: [{ source: '/x', destination: '/./' }] })).toThrow(/"\/"/);
+  });
+
+  it('mounts a parent before what is under it, whatever the request order', () => {
+    const s = gen({
+      cmd: ['x'],
+      mounts: [
+        { source: '/pod/shm', destination: '/dev/shm' },
+        { source: '/a', destination: '/data/a' },
+        { source: '/etc-dir', destination: '/etc' },
+        { source: '/host/dev', destination: '/dev' },
+        { source: '/d', destination: '/data' },
+      ],
+    }).spec as Any;
+    expect(s.mounts.map((m: Any) => m.destination)).toEqual([
+      '/proc',
+      '/sys',
+      '/sys/fs/cgroup',
+      '/etc',
+      '/dev',
+      '/data',
+      '/etc/hosts',
+      '/etc/resolv.conf',
+      '/etc/hostname',
+      '/dev/shm',
+      '/data/a',
+    ]);
+  });
+
+  it('marks a shareable /dev/shm for the shim to make, a private one stays a tmpfs of its own', () => {
+    const shmOf = (req: Partial<CreateContainerRequest>) =>
+      (gen({ cmd: ['x'], ...req }).spec as Any).mounts.filter((m: Any) => m.destination === '/dev/shm');
+    const tmpfs = {
+      destination: '/dev/shm',
+      type: 'tmpfs',
+      options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'],
+    };
+    expect(shmOf({ shm: 'shareable' })).toEqual([{ ...tmpfs, source: 'berth-file:shm' }]);
+    expect(shmOf({})).toEqual([{ ...tmpfs, source: 'shm' }]);
+    expect(shmOf({ shm: 'private' })).toEqual([{ ...tmpfs, source: 'shm' }]);
+    // The request's own /dev/shm (a pod's, bound from the node) replaces either.
+    const bound = shmOf({ shm: 'shareable', mounts: [{ source: '/dev/shm', destination: '/dev/shm' }] });
+    expect(bound).toEqual([
+      { destination: '/dev/shm', type: 'bind', source: '/dev/shm', options: ['rbind', 'rprivate', 'rw'] },
+    ]);
+  });
+
   it('sets TERM for a terminal and refuses a relative working directory', () => {
     expect((gen({ cmd: ['x'], tty: true }).spec as Any).process.env).toContain('TERM=xterm');
     expect(() => gen({ cmd: ['x'], workdir: 'rel' })).toThrow(/must be an absolute path/);

@@ -1,9 +1,11 @@
+import { posix } from 'node:path';
 import {
   type CreateContainerRequest,
   capabilityName,
   errors,
   type ImageConfig,
   type Resources,
+  SHIM_SHM_SOURCE,
 } from '@berth/api';
 import { CPU_PERIOD_US, defaultMounts, MASKED_PATHS, type OciMount, READONLY_PATHS } from './defaults.js';
 import { mergeEnv } from './env.js';
@@ -80,30 +82,40 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   // Only non-negative values: lowering the score needs CAP_SYS_RESOURCE, which berth never assumes.
   if (req.oomScoreAdj !== undefined) process.oomScoreAdj = req.oomScoreAdj;
 
-  const mounts: OciMount[] = defaultMounts().map((m) =>
-    // A privileged container may write /sys (and its cgroups), as docker's --privileged.
-    req.privileged && m.type !== 'proc' ? { ...m, options: m.options.filter((o) => o !== 'ro') } : m,
-  );
+  const userDests = new Set((req.mounts ?? []).map((m) => cleanPath(m.destination)));
+  const mounts: OciMount[] = defaultMounts()
+    .filter((m) => !replaced(m.destination, userDests))
+    .map((m) =>
+      // A privileged container may write /sys (and its cgroups), as docker's --privileged.
+      req.privileged && m.type !== 'proc' ? { ...m, options: m.options.filter((o) => o !== 'ro') } : m,
+    )
+    // Made by the shim on the node, where other containers can bind it (see SHIM_SHM_SOURCE).
+    .map((m) => (req.shm === 'shareable' && m.destination === SHM ? { ...m, source: SHIM_SHM_SOURCE } : m));
   const ro = req.readonlyRootfs ?? false;
   const fileOpts = ['rbind', 'rprivate', ro ? 'ro' : 'rw'];
-  const userDests = new Set((req.mounts ?? []).map((m) => m.destination.replace(/\/+$/, '')));
+  const own: OciMount[] = [];
   for (const [destination, source] of [
     ['/etc/hosts', input.files.hosts],
     ['/etc/resolv.conf', input.files.resolvConf],
     ['/etc/hostname', input.files.hostname],
   ] as const) {
     // A caller's own file (a pod's shared hosts/resolv.conf, from the CRI gateway) wins.
-    if (!userDests.has(destination)) mounts.push({ destination, type: 'bind', source, options: fileOpts });
+    if (!userDests.has(destination)) own.push({ destination, type: 'bind', source, options: fileOpts });
   }
   for (const m of req.mounts ?? []) {
-    if (m.destination === '/') throw errors.invalid('a bind mount cannot replace the container\'s "/"');
-    mounts.push({
+    if (cleanPath(m.destination) === '/') {
+      throw errors.invalid('a bind mount cannot replace the container\'s "/"');
+    }
+    own.push({
       destination: m.destination,
       type: 'bind',
       source: m.source,
       options: ['rbind', `r${(m.propagation ?? 'private').replace(/^r/, '')}`, m.readonly ? 'ro' : 'rw'],
     });
   }
+  // Parents before what is mounted under them (a pod's /dev/shm over a request's own /dev), as
+  // containerd orders them; stable, so mounts at one depth keep the request's order.
+  mounts.push(...own.sort((a, b) => depth(a.destination) - depth(b.destination)));
   // As containerd: a propagating bind mount needs the rootfs mount to propagate too.
   const props = (req.mounts ?? []).map((m) => m.propagation);
   const rootfsPropagation = props.includes('rshared')
@@ -150,6 +162,29 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     ...(req.annotations && Object.keys(req.annotations).length ? { annotations: req.annotations } : {}),
   };
   return { spec, args, user, hostname, stopSignal: req.stopSignal || img.StopSignal || 'SIGTERM' };
+}
+
+/** Where the default shm tmpfs is mounted. */
+const SHM = '/dev/shm';
+
+/** A container path cleaned as Go's filepath.Clean does (no `.`, `..`, doubled or trailing `/`). */
+export function cleanPath(p: string): string {
+  const n = posix.normalize(p);
+  return n.length > 1 ? n.replace(/\/+$/, '') : n;
+}
+
+/** Path components of a cleaned container path ("/" has one, "/dev/shm" three), as containerd counts. */
+function depth(p: string): number {
+  return cleanPath(p).split('/').length;
+}
+
+/**
+ * True when a request's own mounts replace the default mount at `dest`: one at the same place,
+ * or one on /dev for everything under it (containerd's CRI drops those rather than stack them).
+ */
+function replaced(dest: string, own: Set<string>): boolean {
+  const d = cleanPath(dest);
+  return own.has(d) || (own.has('/dev') && d.startsWith('/dev/'));
 }
 
 /** Docker's rule: --entrypoint replaces the image's Entrypoint and drops its Cmd. */
