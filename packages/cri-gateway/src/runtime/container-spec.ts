@@ -263,8 +263,11 @@ export function containerRequest(
       shared.push({ source: join(sb.filesDir, file), destination: dest, readonly: c.readonlyRootfs });
     }
   }
-  // Writable even on a read-only rootfs: it is the pod's IPC namespace's shared memory.
-  if (!own.has('/dev/shm')) shared.push({ source: podShm(sb.filesDir, podNs.ipc), destination: '/dev/shm' });
+  // Writable even on a read-only rootfs: it is the pod's IPC namespace's shared memory. A pod made
+  // before berth shared it has none to bind (its containers keep their own, as they had).
+  if (!own.has('/dev/shm') && (sb.meta.sharedShm || podNs.ipc === NsMode.NODE)) {
+    shared.push({ source: podShm(sb.filesDir, podNs.ipc), destination: '/dev/shm' });
+  }
   const name = containerName(sb.id, c.metadata);
   const cgroupsPath = cgroupsPathOf(sb.cgroupParent, name);
   return {

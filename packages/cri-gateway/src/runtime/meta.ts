@@ -46,6 +46,11 @@ export interface SandboxMeta {
   ips?: string[];
   /** Creation time in ns since the epoch, as a decimal string (CRI int64). */
   createdAt: string;
+  /**
+   * The pause container has the pod's shareable /dev/shm (see sandbox-spec.ts podShm). Absent on a
+   * pod made before berth shared it: its containers keep a /dev/shm of their own, as they had.
+   */
+  sharedShm?: boolean;
 }
 
 /** The CRI facts of a container, stored in its meta label. */

@@ -183,6 +183,7 @@ export class PodRuntime {
       namespaceOptions: pod.namespaceOptions,
       ...(netKey && netnsPath ? { netKey, netnsPath } : {}),
       createdAt: nowNs(),
+      sharedShm: true,
     };
     const attach = netKey ? this.d.network.setup(netKey, { portMappings: pod.portMappings }) : undefined;
     let id: string | undefined;

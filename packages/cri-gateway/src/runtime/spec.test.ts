@@ -30,6 +30,7 @@ function meta(over: Partial<SandboxMeta> = {}): SandboxMeta {
     netnsPath: '/run/berth/netns/k',
     cgroupParent: '/kubepods/pod1',
     createdAt: '1',
+    sharedShm: true,
     ...over,
   };
 }
@@ -222,6 +223,14 @@ describe('ContainerConfig to a container in its pod', () => {
     expect(own.mounts?.filter((m) => m.destination.startsWith('/dev/shm'))).toEqual([
       { source: '/srv/shm', destination: '/dev/shm/' },
     ]);
+    // A pod made before berth shared /dev/shm has no tmpfs to bind: a /dev/shm of its own, as before.
+    const { sharedShm: _, ...oldMeta } = meta();
+    const old = containerRequest(cfg, {
+      sandbox: { ...sandbox, meta: oldMeta },
+      imageName: 'b',
+      meta: {} as never,
+    });
+    expect(old.mounts?.some((m) => m.destination === '/dev/shm')).toBe(false);
   });
 
   it('keeps its own pid namespace for CONTAINER, the node ones for NODE, and the kubelet /etc/hosts', () => {
