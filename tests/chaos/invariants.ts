@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { eventSubject } from '@berth/api/subjects';
 import { keys } from '@berth/kit';
 import { Redis } from 'ioredis';
@@ -282,8 +283,23 @@ export async function taskOf(s: ChaosTarget, ns: string, id: string): Promise<st
   return t ? `${t.status} ${t.exitCode ?? ''} ${t.reason ?? ''}`.trim() : 'none';
 }
 
-/** `berth ps -a` against runc's list: the same running set, and no runc container berth does not know. */
+/**
+ * `berth ps -a` against runc's list: the same running set, and no runc container berth does not
+ * know. Read until they agree, within UNFINISHED_WAIT_MS: a task whose create a killed
+ * task-service never recorded runs until that replica's container lock expires and the reconcile
+ * deletes it, and an exit no replica heard is recorded by the next reconcile pass.
+ */
 async function psEqualsRunc(s: ChaosTarget): Promise<Check> {
+  const deadline = Date.now() + UNFINISHED_WAIT_MS;
+  for (;;) {
+    const { bad, detail } = await compareWithRunc(s);
+    if (bad.length === 0 || Date.now() >= deadline)
+      return verdict('berth ps -a equal to runc list', bad, detail);
+    await sleep(500);
+  }
+}
+
+async function compareWithRunc(s: ChaosTarget): Promise<{ bad: string[]; detail: string }> {
   const all = await inspectAll(s, await psNames(s));
   // `berth ps` shows the default namespace; CRI's (k8s.io) are checked by pod-invariants.ts.
   const runc = runcList(s.stateRoot, 'default');
@@ -298,11 +314,7 @@ async function psEqualsRunc(s: ChaosTarget): Promise<Check> {
   for (const id of berthRunning)
     if (runc.get(id) !== 'running')
       bad.push(`berth runs ${id.slice(0, 12)}, runc: ${runc.get(id) ?? 'absent'}`);
-  return verdict(
-    'berth ps -a equal to runc list',
-    bad,
-    `${all.length} containers, ${berthRunning.size} running, runc ${runc.size}`,
-  );
+  return { bad, detail: `${all.length} containers, ${berthRunning.size} running, runc ${runc.size}` };
 }
 
 const entries = (dir: string) => (existsSync(dir) ? readdirSync(dir) : []);

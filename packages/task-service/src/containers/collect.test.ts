@@ -5,7 +5,7 @@ import { startRedis, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Deps } from '../deps.js';
 import { ContainerStore } from '../store/store.js';
-import { freeOnNode, releaseNetworkMeanwhile } from './collect.js';
+import { dropUnrecordedTasks, freeOnNode, releaseNetworkMeanwhile } from './collect.js';
 
 // releaseNetworkMeanwhile against a real Redis (the store and the container lock); the node's shim
 // is a recorder of network-teardown calls: what is checked is whether the removal may tear the
@@ -167,5 +167,50 @@ describe('freeOnNode', () => {
     await freeOnNode(d, c);
     expect(calls).toEqual(['kill', 'wait', 'delete', 'remove-files']);
     expect(removed).toEqual([c.snapshotKey]);
+  });
+});
+
+// dropUnrecordedTasks against a real Redis (records, tasks and locks) and a shim that lists the
+// tasks it runs and records what is done to them.
+describe('dropUnrecordedTasks', () => {
+  it('kills and deletes only a listed task whose container has none on record and a free lock', async () => {
+    const orphan = container('none');
+    const recorded = container('none');
+    const creating = container('none');
+    const execOnly = container('none');
+    for (const c of [orphan, recorded, creating, execOnly]) await store.put(c);
+    await store.putTask(task(recorded, '2026-12-02T00:00:00.000Z'));
+    const calls: string[] = [];
+    const running = (id: string, execId?: string) => ({
+      id,
+      status: 'running',
+      pid: 1,
+      ...(execId ? { execId } : {}),
+    });
+    const shim = {
+      list: async () => ({
+        tasks: [running(orphan.id), running(recorded.id), running(creating.id), running(execOnly.id, 'e1')],
+      }),
+      state: async (ref: { id: string }) => running(ref.id),
+      kill: async (ref: { id: string }) => void calls.push(`kill ${ref.id}`),
+      wait: async (ref: { id: string }) => {
+        calls.push(`wait ${ref.id}`);
+        return { exitCode: 137, exitedAt: new Date().toISOString() };
+      },
+      delete: async (ref: { id: string }) => {
+        calls.push(`delete ${ref.id}`);
+        return running(ref.id);
+      },
+    };
+    const d = { store, redis, deps: { shim: () => shim } as unknown as Deps, lockTtlMs: 30_000 };
+    const errors: unknown[] = [];
+    // `recorded` got its task after the caller's read (it is read again under the lock); a create
+    // of `creating` under way holds its lock: its task is about to be recorded.
+    const dropped = await withLock(redis, keys.containerLock(creating.namespace, creating.id), LOCK, () =>
+      dropUnrecordedTasks(d, 'ns', [orphan, recorded, creating, execOnly], (err) => errors.push(err)),
+    );
+    expect(errors).toEqual([]);
+    expect(dropped).toBe(1);
+    expect(calls).toEqual([`kill ${orphan.id}`, `wait ${orphan.id}`, `delete ${orphan.id}`]);
   });
 });

@@ -89,6 +89,62 @@ async function dropShimTask(deps: Deps, c: Container): Promise<void> {
 /** Bound on how long freeing a container waits for its killed task to exit. */
 const KILL_WAIT_MS = 10_000;
 
+/**
+ * Kills and deletes the tasks a node's shim runs for containers of `ns` that have no task on
+ * record: a task create or start whose replica died (or whose reply was lost) after the shim made
+ * the task and before the task-service recorded it. The caller was told the call failed, and the
+ * task blocks every later create of the container (the shim has one already), so it is undone, as
+ * a half-made creation is. Only once the container's lock is free (no create is under way) and,
+ * read again under it, the container is still there, not being removed (its removal frees the
+ * task) and without a task. `taskless` are the containers the caller found without one. Returns
+ * how many tasks were dropped; a node that cannot be reached is left for the next reconcile.
+ */
+export async function dropUnrecordedTasks(
+  d: CollectDeps,
+  ns: string,
+  taskless: Container[],
+  onError: (err: unknown, node: string) => void,
+): Promise<number> {
+  const byNode = new Map<string, Map<string, Container>>();
+  for (const c of taskless) {
+    let m = byNode.get(c.node);
+    if (!m) byNode.set(c.node, (m = new Map()));
+    m.set(c.id, c);
+  }
+  let dropped = 0;
+  for (const [node, containers] of byNode) {
+    try {
+      for (const id of await shimTaskIds(d.deps, node, ns)) {
+        const c = containers.get(id);
+        if (!c) continue;
+        const opts = { ttlMs: d.lockTtlMs, what: `container ${id}` };
+        const done = await withLockIfFree(d.redis, keys.containerLock(ns, id), opts, async () => {
+          const now = await d.store.current(ns, id);
+          if (!now.c || now.removing || now.task) return false;
+          await dropShimTask(d.deps, now.c);
+          return true;
+        });
+        if (done?.value) dropped++;
+      }
+    } catch (err) {
+      onError(err, node);
+    }
+  }
+  return dropped;
+}
+
+/** The ids of the tasks (not execs) a node's shim runs in a namespace, every page of them. */
+async function shimTaskIds(deps: Deps, node: string, ns: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  let cursor: string | undefined;
+  do {
+    const page = await deps.shim(node, ns).list({ namespace: ns, ...(cursor ? { cursor } : {}) });
+    for (const t of page.tasks) if (!t.execId) ids.add(t.id);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return ids;
+}
+
 /** What collecting needs: the store, Redis for the container lock, the node clients. */
 export interface CollectDeps {
   store: ContainerStore;

@@ -21,7 +21,7 @@ import { keys, type Lock, type Page, type Redis, withLock, withLockIfFree } from
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
-import { collect, collectAll, freeOnNode, releaseNetwork } from './collect.js';
+import { collect, collectAll, dropUnrecordedTasks, freeOnNode, releaseNetwork } from './collect.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -408,6 +408,15 @@ export class ContainerManager {
   /** Finishes the collections a replica left undone; returns how many it finished. */
   reconcileCollections(ns: string, onError: (err: unknown, c: Container) => void): Promise<number> {
     return collectAll(this.collectDeps(), ns, onError);
+  }
+
+  /** Drops the tasks shims run for containers of `ns` without one on record (see collect.ts). */
+  dropUnrecordedTasks(
+    ns: string,
+    taskless: Container[],
+    onError: (err: unknown, node: string) => void,
+  ): Promise<number> {
+    return dropUnrecordedTasks(this.collectDeps(), ns, taskless, onError);
   }
 
   private collectDeps() {

@@ -15,6 +15,8 @@ export interface ReconcileResult {
   removed: number;
   /** Containers removed in the background whose node resources were freed now. */
   collected: number;
+  /** Tasks a shim ran for a container without one on record, killed and deleted (see collect.ts). */
+  dropped: number;
 }
 
 /** What the reconcile needs of the task manager: its store and the steps it shares with requests. */
@@ -32,14 +34,16 @@ export interface ReconcileDeps {
 
 /**
  * Reconciles the store of every namespace with the nodes. Half-made containers first: creations
- * whose replica died are undone once their lock is free, removals that stopped half-way (a
- * shim or snapshot-service was down) are finished, and what containers removed in the background
- * held on their nodes is freed where that had not finished. Then every live task is checked with its shim,
- * so exits that happened while no task-service was listening get recorded. A node that cannot be
- * reached is skipped (and logged): the next reconcile, or a later state(), gets it.
+ * whose replica died are undone once their lock is free, removals that stopped half-way (a shim
+ * or snapshot-service was down) are finished, and what containers removed in the background held
+ * on their nodes is freed where that had not finished. Then every live task is checked with its
+ * shim, so exits that happened while no task-service was listening get recorded, and a task a
+ * shim runs for a container without one on record (its create's replica died) is killed and
+ * deleted. A node that cannot be reached is skipped (and logged): the next reconcile, or a later
+ * state(), gets it.
  */
 export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
-  const r: ReconcileResult = { checked: 0, exited: 0, undone: 0, removed: 0, collected: 0 };
+  const r: ReconcileResult = { checked: 0, exited: 0, undone: 0, removed: 0, collected: 0, dropped: 0 };
   for (const ns of await d.store.namespaces()) {
     try {
       r.undone += await d.containers.reconcileCreations(ns);
@@ -60,8 +64,10 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         'reconcile: freeing a removed container failed',
       ),
     );
+    const taskless: Container[] = [];
     for (const i of await d.store.list(ns)) {
       if (i.task?.status === 'stopped') await d.autoRemove(ns, i.container.id);
+      if (!i.task) taskless.push(i.container);
       if (!i.task || i.task.status === 'stopped') continue;
       r.checked++;
       try {
@@ -74,6 +80,10 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         );
       }
     }
+    if (taskless.length === 0) continue;
+    r.dropped += await d.containers.dropUnrecordedTasks(ns, taskless, (err, node) =>
+      d.log.warn({ err: (err as Error).message, ns, node }, 'reconcile: dropping unrecorded tasks failed'),
+    );
   }
   return r;
 }
