@@ -2,23 +2,14 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { testCniNetwork } from '@berth/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { natsShimNetworkPort } from './runtime/nats-ports.js';
-import { createCtr, exec, type Json, rpc, runPod, startPodStack, until } from './testdata/pod-fixtures.js';
-import type { RuntimeStack } from './testdata/runtime-stack.js';
+import { createCtr, exec, type Json, rpc, runPod, until, usePodStack } from './testdata/pod-fixtures.js';
 
 // CRI pods on a real CNI network through the node's shim (bridge + host-local + portmap from
 // /usr/lib/cni), on the stack's private conf dir, bridge, subnet and lease store.
 
-let s: RuntimeStack;
-
-beforeAll(async () => {
-  ({ s } = await startPodStack());
-}, 180_000);
-
-afterAll(async () => {
-  await s?.stop();
-}, 60_000);
+const stack = usePodStack();
 
 type PodStatus = { status: { state: string; network: { ip: string; additional_ips: { ip: string }[] } } };
 
@@ -78,15 +69,19 @@ describe('CRI pod network over CNI', () => {
       reason: '',
       message: '',
     });
-    const nets = (await natsShimNetworkPort(s.nc, s.node).list()).networks;
-    expect(nets[0]).toMatchObject({ default: true, subnets: [s.cni.subnet], plugins: ['bridge', 'portmap'] });
+    const nets = (await natsShimNetworkPort(stack().nc, stack().node).list()).networks;
+    expect(nets[0]).toMatchObject({
+      default: true,
+      subnets: [stack().cni.subnet],
+      plugins: ['bridge', 'portmap'],
+    });
   });
 
   it('gives a pod an address on the bridge, leased by host-local', async () => {
     a = await runPod('net-a');
     ipA = await podIp(a);
-    expect(inSubnet(ipA, s.cni.subnet), `${ipA} in ${s.cni.subnet}`).toBe(true);
-    expect(readdirSync(s.cni.leaseDir)).toContain(ipA);
+    expect(inSubnet(ipA, stack().cni.subnet), `${ipA} in ${stack().cni.subnet}`).toBe(true);
+    expect(readdirSync(stack().cni.leaseDir)).toContain(ipA);
     const st = await rpc<PodStatus>('PodSandboxStatus', { pod_sandbox_id: a });
     expect(st.status.network.additional_ips).toEqual([]);
   });
@@ -96,7 +91,7 @@ describe('CRI pod network over CNI', () => {
     b = await runPod('net-b');
     const ipB = await podIp(b);
     expect(ipB).not.toBe(ipA);
-    expect(inSubnet(ipB, s.cni.subnet)).toBe(true);
+    expect(inSubnet(ipB, stack().cni.subnet)).toBe(true);
     const client = await createCtr(b, 'net-b', 'client');
     await rpc('StartContainer', { container_id: client });
     // httpd starts listening shortly after the container starts: wait on the real answer.
@@ -126,34 +121,34 @@ describe('CRI pod network over CNI', () => {
   });
 
   it('gives a pod in the host network no CNI network', async () => {
-    const before = (await natsShimNetworkPort(s.nc, s.node).list()).pods.length;
+    const before = (await natsShimNetworkPort(stack().nc, stack().node).list()).pods.length;
     const pod = await runPod('net-host', {
       linux: { security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
     });
     expect(await podIp(pod)).toBe('');
-    expect((await natsShimNetworkPort(s.nc, s.node).list()).pods).toHaveLength(before);
+    expect((await natsShimNetworkPort(stack().nc, stack().node).list()).pods).toHaveLength(before);
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
   });
 
   it('releases the address on stop, and remove is idempotent', async () => {
     await rpc('StopPodSandbox', { pod_sandbox_id: a });
-    expect(readdirSync(s.cni.leaseDir)).not.toContain(ipA);
+    expect(readdirSync(stack().cni.leaseDir)).not.toContain(ipA);
     await rpc('StopPodSandbox', { pod_sandbox_id: a });
     await rpc('RemovePodSandbox', { pod_sandbox_id: a });
     await rpc('RemovePodSandbox', { pod_sandbox_id: b });
     await rpc('RemovePodSandbox', { pod_sandbox_id: b });
-    const leases = readdirSync(s.cni.leaseDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+    const leases = readdirSync(stack().cni.leaseDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
     expect(leases).toEqual([]);
-    expect((await natsShimNetworkPort(s.nc, s.node).list()).pods).toEqual([]);
-    const netns = join(s.runRoot, 'netns');
+    expect((await natsShimNetworkPort(stack().nc, stack().node).list()).pods).toEqual([]);
+    const netns = join(stack().runRoot, 'netns');
     expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
   });
 
   it("makes the kubelet's pod CIDR the default network's range, refuses a change under pods and a bad one", async () => {
-    const port = natsShimNetworkPort(s.nc, s.node);
+    const port = natsShimNetworkPort(stack().nc, stack().node);
     // A free /24 other than the stack's own (testCniNetwork only picks names and a subnet).
-    let cidr = s.cni.subnet;
-    while (cidr === s.cni.subnet) cidr = testCniNetwork(s.root).subnet;
+    let cidr = stack().cni.subnet;
+    while (cidr === stack().cni.subnet) cidr = testCniNetwork(stack().root).subnet;
     await rpc('UpdateRuntimeConfig', { runtime_config: { network_config: { pod_cidr: cidr } } });
     expect((await port.list()).networks[0]).toMatchObject({ default: true, subnets: [cidr] });
     const pod = await runPod('net-cidr');
@@ -161,14 +156,16 @@ describe('CRI pod network over CNI', () => {
     expect(inSubnet(ip, cidr), `${ip} in ${cidr}`).toBe(true);
     // The range of a network with pods cannot move: the kubelet is told, and may retry later.
     const busy = await rpc('UpdateRuntimeConfig', {
-      runtime_config: { network_config: { pod_cidr: s.cni.subnet } },
+      runtime_config: { network_config: { pod_cidr: stack().cni.subnet } },
     }).catch((e: { code: number; details: string }) => e);
     expect(busy).toMatchObject({ code: 9 });
     expect((busy as { details: string }).details).toMatch(/1 pod\(s\) are attached/);
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
     // Back to the stack's own subnet once no pod is attached.
-    await rpc('UpdateRuntimeConfig', { runtime_config: { network_config: { pod_cidr: s.cni.subnet } } });
-    expect((await port.list()).networks[0]).toMatchObject({ subnets: [s.cni.subnet] });
+    await rpc('UpdateRuntimeConfig', {
+      runtime_config: { network_config: { pod_cidr: stack().cni.subnet } },
+    });
+    expect((await port.list()).networks[0]).toMatchObject({ subnets: [stack().cni.subnet] });
     const err = await rpc('UpdateRuntimeConfig', {
       runtime_config: { network_config: { pod_cidr: '10.244.1.0/33' } },
     }).catch((e: { code: number; details: string }) => e);

@@ -1,24 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CRI_NAMESPACE } from './images/ports.js';
-import { createCtr, exec, rpc, runPod, startPodStack, until } from './testdata/pod-fixtures.js';
-import { type RuntimeStack, runcIds } from './testdata/runtime-stack.js';
+import { createCtr, exec, rpc, runPod, until, usePodStack } from './testdata/pod-fixtures.js';
+import { runcIds } from './testdata/runtime-stack.js';
 
 // The /dev/shm of a CRI pod on real services (as pods.test.ts): one tmpfs per pod on the node,
 // shared by its containers as their IPC namespace is, as containerd's CRI makes it; the node's own
 // in the node's IPC namespace; nothing left mounted once the pod is removed.
 
-let s: RuntimeStack;
-
-beforeAll(async () => {
-  ({ s } = await startPodStack());
-}, 180_000);
-
-afterAll(async () => {
-  await s?.stop();
-}, 60_000);
+const stack = usePodStack();
 
 /** Mount points at or under `dir` in this (the node's) mount namespace. */
 function mountsUnder(dir: string): string[] {
@@ -39,12 +31,15 @@ async function removePod(pod: string, ctrs: string[]): Promise<void> {
   await rpc('StopPodSandbox', { pod_sandbox_id: pod });
   await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
   const ids = [pod, ...ctrs];
-  await until('the pod tasks to be deleted', () => !runcIds(s.stateRoot).some((id) => ids.includes(id)));
+  await until(
+    'the pod tasks to be deleted',
+    () => !runcIds(stack().stateRoot).some((id) => ids.includes(id)),
+  );
 }
 
 describe('CRI pod /dev/shm', () => {
   it("is one tmpfs per pod that its containers share and other pods' do not see, gone with the pod", async () => {
-    const containers = join(s.stateRoot, 'containers');
+    const containers = join(stack().stateRoot, 'containers');
     const pod = await runPod('shm-a');
     const [a1, a2] = [await createCtr(pod, 'shm-a', 'one'), await createCtr(pod, 'shm-a', 'two')];
     const other = await runPod('shm-b');
@@ -70,9 +65,12 @@ describe('CRI pod /dev/shm', () => {
     expect(readFileSync(join(shmOf(pod), 'x'), 'utf8')).toBe('from-one\n');
 
     await removePod(pod, [a1, a2]);
-    await until('the pod tmpfs to be unmounted', () => mountsUnder(containers).length === 1);
+    // remove-files unmounts the tmpfs, then removes the directory: both are waited for.
+    await until(
+      'the pod tmpfs to be unmounted and its directory removed',
+      () => mountsUnder(containers).length === 1 && !existsSync(join(containers, CRI_NAMESPACE, pod)),
+    );
     expect(mountsUnder(containers)).toEqual([shmOf(other)]);
-    expect(existsSync(join(containers, CRI_NAMESPACE, pod))).toBe(false);
     // The other pod's is untouched.
     expect(await sh(b1, 'echo still > /dev/shm/z && cat /dev/shm/z')).toEqual({ code: 0, out: 'still\n' });
     await removePod(other, [b1]);
@@ -80,7 +78,7 @@ describe('CRI pod /dev/shm', () => {
   });
 
   it("is the node's /dev/shm for a pod in the node's IPC namespace, with nothing mounted for it", async () => {
-    const containers = join(s.stateRoot, 'containers');
+    const containers = join(stack().stateRoot, 'containers');
     const hostIpc = { network: 'POD', pid: 'CONTAINER', ipc: 'NODE' };
     const name = `berth-pod-shm-${randomBytes(6).toString('hex')}`;
     const sc = { linux: { security_context: { namespace_options: hostIpc } } };

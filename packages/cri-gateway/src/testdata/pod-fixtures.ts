@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { TaskApi } from '@berth/api';
 import { call, collectAll } from '@berth/kit';
 import type { ServiceError } from '@grpc/grpc-js';
+import { afterAll, beforeAll } from 'vitest';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import { type RuntimeStack, startRuntimeStack } from './runtime-stack.js';
 
@@ -26,6 +27,24 @@ export async function startPodStack(
   await mkdir(logDir, { recursive: true });
   await s.importBusybox(BUSYBOX);
   return { s, logDir };
+}
+
+/**
+ * The pod stack of one test file: started (startPodStack) before its tests and stopped after
+ * them. Returns the running stack's getter.
+ */
+export function usePodStack(): () => RuntimeStack {
+  let own: RuntimeStack | undefined;
+  beforeAll(async () => {
+    ({ s: own } = await startPodStack());
+  }, 180_000);
+  afterAll(async () => {
+    await own?.stop();
+  }, 60_000);
+  return () => {
+    if (!own) throw new Error('the pod stack did not start');
+    return own;
+  };
 }
 
 /** A proto message as a plain object. */
