@@ -214,3 +214,30 @@ describe('dropUnrecordedTasks', () => {
     expect(calls).toEqual([`kill ${orphan.id}`, `wait ${orphan.id}`, `delete ${orphan.id}`]);
   });
 });
+
+describe('dropUnrecordedTasks with a task that will not go', () => {
+  it('reports it and still drops the next one of the node', async () => {
+    const [stuck, next] = [container('none'), container('none')];
+    for (const c of [stuck, next]) await store.put(c);
+    const deleted: string[] = [];
+    const running = (id: string) => ({ id, status: 'running', pid: 1 });
+    const shim = {
+      list: async () => ({ tasks: [running(stuck.id), running(next.id)] }),
+      state: async (ref: { id: string }) => running(ref.id),
+      kill: async () => ({}),
+      wait: async () => ({ exitCode: 137, exitedAt: new Date().toISOString() }),
+      delete: async (ref: { id: string }) => {
+        // A process stuck in the kernel outlives SIGKILL: its task stays running.
+        if (ref.id === stuck.id)
+          throw new BerthError(Code.FAILED_PRECONDITION, 'task is running: cannot delete');
+        deleted.push(ref.id);
+        return running(ref.id);
+      },
+    };
+    const d = { store, redis, deps: { shim: () => shim } as unknown as Deps, lockTtlMs: 30_000 };
+    const errors: unknown[] = [];
+    expect(await dropUnrecordedTasks(d, 'ns', [stuck, next], (err) => errors.push(err))).toBe(1);
+    expect(deleted).toEqual([next.id]);
+    expect(errors.map((e) => (e as BerthError).code)).toEqual([Code.FAILED_PRECONDITION]);
+  });
+});

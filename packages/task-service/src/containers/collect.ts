@@ -113,11 +113,20 @@ export async function dropUnrecordedTasks(
   }
   let dropped = 0;
   for (const [node, containers] of byNode) {
+    let ids: Set<string>;
     try {
-      for (const id of await shimTaskIds(d.deps, node, ns)) {
-        const c = containers.get(id);
-        if (!c) continue;
-        const opts = { ttlMs: d.lockTtlMs, what: `container ${id}` };
+      ids = await shimTaskIds(d.deps, node, ns);
+    } catch (err) {
+      onError(err, node);
+      continue;
+    }
+    for (const id of ids) {
+      const c = containers.get(id);
+      if (!c) continue;
+      const opts = { ttlMs: d.lockTtlMs, what: `container ${id}` };
+      // One task that will not go (a process stuck in the kernel outlives SIGKILL) is reported
+      // and the node's others are still dropped.
+      try {
         const done = await withLockIfFree(d.redis, keys.containerLock(ns, id), opts, async () => {
           const now = await d.store.current(ns, id);
           if (!now.c || now.removing || now.task) return false;
@@ -125,9 +134,9 @@ export async function dropUnrecordedTasks(
           return true;
         });
         if (done?.value) dropped++;
+      } catch (err) {
+        onError(err, node);
       }
-    } catch (err) {
-      onError(err, node);
     }
   }
   return dropped;
