@@ -64,7 +64,8 @@ export const SHIM_FILE_SOURCE = 'berth-file:';
  * Spec mount source of a container's shareable /dev/shm (CreateContainerRequest `shm`): a `tmpfs`
  * mount with this source is made by the shim at task create, with the mount's options, in the
  * container's directory on its node (containers/<ns>/<id>/shm) unless already mounted there, and
- * becomes a bind mount of it; `remove-files` unmounts it. It needs no `files` in the request.
+ * becomes a bind mount of it; the task's exit and `remove-files` unmount it. It needs no `files`
+ * in the request.
  */
 export const SHIM_SHM_SOURCE = `${SHIM_FILE_SOURCE}shm`;
 

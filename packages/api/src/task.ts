@@ -164,8 +164,9 @@ export const CreateContainerRequest = z.object({
    * namespace and gone with it; `shareable`, the same tmpfs made by its node's shim in the
    * container's files directory (containers/<ns>/<id>/shm, see docs/layout.md) and bound in, so
    * that other containers on the node can bind it too (a CRI pod's containers share their pause
-   * container's, as containerd's CRI does). It lasts across the container's runs and is unmounted
-   * when the container is removed. A bind mount on /dev/shm (or /dev) in `mounts` replaces either.
+   * container's, as containerd's CRI does). Each task mounts a fresh one, unmounted when the task
+   * exits (containers still running keep their binds) or the container is removed. A bind mount on
+   * /dev/shm (or /dev) in `mounts` replaces either.
    */
   shm: z.enum(['private', 'shareable']).optional(),
   /** Replace the default masked / read-only paths (CRI passes its own; [] removes them). */

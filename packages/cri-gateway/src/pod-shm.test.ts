@@ -73,8 +73,12 @@ describe('CRI pod /dev/shm', () => {
     expect(mountsUnder(containers)).toEqual([shmOf(other)]);
     // The other pod's is untouched.
     expect(await sh(b1, 'echo still > /dev/shm/z && cat /dev/shm/z')).toEqual({ code: 0, out: 'still\n' });
+    // Stopped, a pod's tmpfs is unmounted (as containerd's StopPodSandbox), not kept in memory
+    // until the kubelet removes the pod.
+    await rpc('StopPodSandbox', { pod_sandbox_id: other });
+    await until("the stopped pod's tmpfs to be unmounted", () => mountsUnder(containers).length === 0);
+    expect(existsSync(join(containers, CRI_NAMESPACE, other))).toBe(true);
     await removePod(other, [b1]);
-    await until('every pod tmpfs to be unmounted', () => mountsUnder(containers).length === 0);
   });
 
   it("is the node's /dev/shm for a pod in the node's IPC namespace, with nothing mounted for it", async () => {

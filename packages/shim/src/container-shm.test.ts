@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCriStreams } from './cri-log.js';
 import { isTmpfsMountPoint, mountsUnder, tmpfsSyscall, unmountAll } from './runtime/mounts.js';
 import { bindRootfs, codeOf, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+import { until } from './testing/network.js';
 
 // A container's shareable /dev/shm (SHIM_SHM_SOURCE): a real tmpfs the shim mounts in the
 // container's files directory, another task binds, and remove-files unmounts before it removes.
@@ -44,17 +45,22 @@ async function run(id: string, spec: Record<string, unknown>) {
 }
 
 describe("a container's shareable /dev/shm", () => {
-  it('is a tmpfs on the node that another container binds, kept across runs, unmounted by remove-files', async () => {
+  it('is a tmpfs on the node that another container binds while it runs, unmounted when it exits', async () => {
     const a = newId();
-    const marked = (m: Mount) => ({ ...m, source: SHIM_SHM_SOURCE });
-    const first = await run(
-      a,
-      await specWith(a, ['sh', '-c', 'echo from-a > /dev/shm/x; grep " /dev/shm " /proc/mounts'], marked),
-    );
-    expect(first.exitCode).toBe(0);
-    // Bound in with the tmpfs's flags, and the tmpfs has the spec's size and mode (1777 is not listed).
-    expect(first.stdout).toBe('shm /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size=65536k 0 0\n');
     const dir = shmDir(a);
+    const marked = (m: Mount) => ({ ...m, source: SHIM_SHM_SOURCE });
+    const script = 'echo from-a > /dev/shm/x; grep " /dev/shm " /proc/mounts; exec sleep 60';
+    const created = await w.client.create({
+      namespace: ns,
+      id: a,
+      spec: await specWith(a, ['sh', '-c', script], marked),
+      rootfs: bindRootfs(w.rootfs),
+    });
+    await w.client.start({ namespace: ns, id: a });
+    await until(
+      'the first container to write /dev/shm/x',
+      async () => (await codeOf(stat(join(dir, 'x')))) === undefined,
+    );
     expect(await isTmpfsMountPoint(dir)).toBe(true);
     expect((await stat(dir)).mode & 0o7777).toBe(0o1777);
     expect(await readFile(join(dir, 'x'), 'utf8')).toBe('from-a\n');
@@ -67,27 +73,51 @@ describe("a container's shareable /dev/shm", () => {
       await specWith(b, ['sh', '-c', 'cat /dev/shm/x; echo from-b > /dev/shm/y'], bound),
     );
     expect(second).toMatchObject({ exitCode: 0, stdout: 'from-a\n' });
-
-    // The first container's next run finds the same tmpfs (not a second one stacked on it).
-    const again = await run(a, await specWith(a, ['cat', '/dev/shm/x', '/dev/shm/y'], marked));
-    expect(again).toMatchObject({ exitCode: 0, stdout: 'from-a\nfrom-b\n' });
+    expect(await readFile(join(dir, 'y'), 'utf8')).toBe('from-b\n');
     expect(await mountsUnder(dir)).toEqual([dir]);
 
+    // The first one stops: its tmpfs goes with it (the directory stays, with its files dir).
+    await w.client.kill({ namespace: ns, id: a, signal: 'SIGKILL' });
+    await w.client.wait({ namespace: ns, id: a }, { timeoutMs: 20_000 });
+    // Bound in with the tmpfs's flags, and the tmpfs has the spec's size and mode (1777 is not listed).
+    const out = await readCriStreams(created.logPath as string);
+    expect(out.stdout).toBe('shm /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size=65536k 0 0\n');
+    await until("the exited task's tmpfs to be unmounted", async () => (await mountsUnder(dir)).length === 0);
+    await w.client.delete({ namespace: ns, id: a });
+
+    // Its next run mounts a fresh one.
+    const again = await run(a, await specWith(a, ['ls', '-A', '/dev/shm'], marked));
+    expect(again).toMatchObject({ exitCode: 0, stdout: '' });
+    await until("the second run's tmpfs to be unmounted", async () => (await mountsUnder(dir)).length === 0);
+
     await w.client['remove-files']({ namespace: ns, id: a });
-    expect(await mountsUnder(dir)).toEqual([]);
     expect(await codeOf(stat(join(w.stateRoot, 'containers', ns, a)))).toBe('ENOENT');
     await w.client['remove-files']({ namespace: ns, id: b });
   });
 
   it('is never removed through while it cannot be unmounted: remove-files fails and keeps it', async () => {
     const a = newId();
-    const marked = (m: Mount) => ({ ...m, source: SHIM_SHM_SOURCE });
-    expect((await run(a, await specWith(a, ['sh', '-c', ': > /dev/shm/kept'], marked))).exitCode).toBe(0);
     const dir = shmDir(a);
-    // A process of the node working in it keeps the kernel from unmounting it (EBUSY).
+    const marked = (m: Mount) => ({ ...m, source: SHIM_SHM_SOURCE });
+    await w.client.create({
+      namespace: ns,
+      id: a,
+      spec: await specWith(a, ['sh', '-c', ': > /dev/shm/kept; exec sleep 60'], marked),
+      rootfs: bindRootfs(w.rootfs),
+    });
+    await w.client.start({ namespace: ns, id: a });
+    await until(
+      'the container to write /dev/shm/kept',
+      async () => (await codeOf(stat(join(dir, 'kept')))) === undefined,
+    );
+    // A process of the node working in it keeps the kernel from unmounting it (EBUSY): neither
+    // the task's exit nor remove-files can.
     let holder: ChildProcess | undefined = spawn('sleep', ['60'], { cwd: dir, stdio: 'ignore' });
     try {
       await once(holder, 'spawn');
+      await w.client.kill({ namespace: ns, id: a, signal: 'SIGKILL' });
+      await w.client.wait({ namespace: ns, id: a }, { timeoutMs: 20_000 });
+      await w.client.delete({ namespace: ns, id: a });
       expect(await codeOf(w.client['remove-files']({ namespace: ns, id: a }))).toBe('INTERNAL');
       expect(await isTmpfsMountPoint(dir)).toBe(true);
       expect((await stat(join(dir, 'kept'))).isFile()).toBe(true);

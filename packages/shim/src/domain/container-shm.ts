@@ -16,9 +16,9 @@ type Obj = Record<string, unknown>;
 /**
  * Makes the container's shareable /dev/shm (a spec mount of SHIM_SHM_SOURCE): a tmpfs with the
  * mount's options on containers/<ns>/<id>/shm, unless one is mounted there already (an earlier
- * run's: its contents outlive each task, as the container's files do), and turns the mount into a
- * bind of it. Other containers on the node bind that directory too (a CRI pod's containers).
- * Returns the directory, or undefined when the spec asks for none. remove-files unmounts it.
+ * task's whose exit could not unmount it), and turns the mount into a bind of it. Other containers
+ * on the node bind that directory too (a CRI pod's containers). Returns the directory, or
+ * undefined when the spec asks for none. The task's exit (ExitRecorder) and remove-files unmount it.
  */
 export async function mountShareableShm(
   layout: HostLayout,

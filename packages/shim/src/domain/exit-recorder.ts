@@ -3,6 +3,7 @@ import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit }
 import { inTraceOf, linkedSpan, traceIdOfTraceparent, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { DirWatcher, readIntFile } from '../runtime/monitor.js';
+import { unmountShareableShm } from './container-shm.js';
 import { exists, mtimeOf } from './files.js';
 import type { AgentOptions, ShimHost } from './host.js';
 import { execPaths, namespacePaths, taskPaths } from './paths.js';
@@ -109,7 +110,29 @@ export class ExitRecorder {
         if (execId) this.unwatchExec(ns, id, execId);
       }
       await this.announce(ns, id, execId, recorded);
+      if (recorded && !execId) this.releaseShm(ns, id);
     });
+  }
+
+  /**
+   * Unmounts the shareable /dev/shm of a container whose task exited (a CRI pod's when its pause
+   * stops), as containerd does at StopPodSandbox and docker at a container's stop: what was written
+   * there is not held in memory for as long as the stopped container is kept. Containers still
+   * running keep their binds of it; a next task of the container mounts a fresh one. Under the
+   * task's own serial key, after the announcement: a create or remove-files of the task waits for
+   * it, and one that began meanwhile (a task no longer stopped) keeps it. A failure is logged;
+   * remove-files tries again.
+   */
+  private releaseShm(ns: string, id: string): void {
+    void this.host
+      .serial(procKey(ns, id), async () => {
+        const rec = await this.host.store.get(ns, id);
+        if (rec && rec.status !== 'stopped') return;
+        await unmountShareableShm(this.host.layout, ns, id);
+      })
+      .catch((err: unknown) =>
+        this.host.log.warn({ err, ns, id }, "unmounting an exited task's shareable /dev/shm failed"),
+      );
   }
 
   /**
