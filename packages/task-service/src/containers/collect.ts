@@ -107,8 +107,8 @@ export async function dropUnrecordedTasks(
 ): Promise<number> {
   const byNode = new Map<string, Map<string, Container>>();
   for (const c of taskless) {
-    let m = byNode.get(c.node);
-    if (!m) byNode.set(c.node, (m = new Map()));
+    const m = byNode.get(c.node) ?? new Map<string, Container>();
+    byNode.set(c.node, m);
     m.set(c.id, c);
   }
   let dropped = 0;
