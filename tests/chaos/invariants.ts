@@ -160,7 +160,7 @@ export async function checkLive(
 ): Promise<Check[]> {
   const checks: Check[] = [];
   const acked = rec.batches.filter((b) => b.acked && !rec.removed.has(b.name));
-  const wanted = [...acked.map((b) => b.name), ...rec.longs.keys()];
+  const wanted = [...acked.map((b) => b.name), ...rec.longs.keys(), ...rec.stopFailed];
   const names = new Set(await psNames(s));
   const lost = wanted.filter((n) => !names.has(n));
   checks.push(

@@ -32,6 +32,11 @@ export interface WorkloadRecord {
   longs: Map<string, string>;
   /** Names removed with an acknowledged `rm`: they must be gone. */
   removed: Set<string>;
+  /**
+   * Long-running containers whose `stop` failed: they must still exist, but may be stopped (the
+   * CLI can lose NATS after its kill reached the shim, as a kill-nats fault makes it).
+   */
+  stopFailed: Set<string>;
   /** Ids of every container a `run -d` acknowledged (for the leftover checks). */
   ids: Set<string>;
   /** Execs whose CLI reported success but with the wrong exit code or output (must stay 0). */
@@ -40,7 +45,15 @@ export interface WorkloadRecord {
 
 /** Creates an empty record. */
 export function newRecord(): WorkloadRecord {
-  return { ops: {}, batches: [], longs: new Map(), removed: new Set(), ids: new Set(), execWrong: [] };
+  return {
+    ops: {},
+    batches: [],
+    longs: new Map(),
+    removed: new Set(),
+    stopFailed: new Set(),
+    ids: new Set(),
+    execWrong: [],
+  };
 }
 
 function count(rec: WorkloadRecord, op: string, ok: boolean): void {
@@ -116,15 +129,16 @@ async function step(
   } else if (op === 'stop') {
     const name = pick(rand, [...rec.longs.keys()]);
     // Claimed while it is stopped and removed: the other worker does not pick it meanwhile.
-    const id = rec.longs.get(name) ?? '';
     rec.longs.delete(name);
     const stop = await berth('stop', '-t', '1', name);
     count(rec, 'stop', stop.code === 0);
     const rm = stop.code === 0 ? await berth('rm', name) : undefined;
     if (rm) count(rec, 'rm', rm.code === 0);
     if (rm?.code === 0) rec.removed.add(name);
-    // A failed stop removes nothing; after a failed rm the container may or may not exist.
-    else if (!rm) rec.longs.set(name, id);
+    // A failed stop removes nothing, but it may have stopped the container (its kill went out
+    // before the CLI lost its answer): kept, not as a running one. After a failed rm the
+    // container may or may not exist.
+    else if (!rm) rec.stopFailed.add(name);
   } else {
     const pull = await berth('pull', pullRef);
     count(rec, 'pull', pull.code === 0);
