@@ -18,6 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "errno-error.h"
+
 typedef struct {
   char *args[4]; // source, target, fstype, data
   unsigned long flags;
@@ -121,12 +123,8 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &result);
     napi_resolve_deferred(env, job->deferred, result);
   } else {
-    napi_value code, msg;
-    int err = status == napi_ok ? job->err : ECANCELED;
-    napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &result);
-    napi_reject_deferred(env, job->deferred, result);
+    int err = job_errno(status, job->err);
+    reject_errno(env, job->deferred, err, errno_name(err));
   }
   napi_delete_async_work(env, job->work);
   job_free(job);

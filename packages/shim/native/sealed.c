@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errno-error.h"
+
 // Exactly the seals runc checks for (F_GET_SEALS must equal them): no write, grow, shrink or
 // further sealing.
 #define RUNC_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
@@ -85,12 +87,8 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_resolve_deferred(env, job->deferred, result);
   } else {
     if (job->fd >= 0) close(job->fd);
-    napi_value code, msg;
-    int err = status == napi_ok ? job->err : ECANCELED;
-    napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, code, msg, &result);
-    napi_reject_deferred(env, job->deferred, result);
+    int err = job_errno(status, job->err);
+    reject_errno(env, job->deferred, err, errno_name(err));
   }
   napi_delete_async_work(env, job->work);
   free(job->path);

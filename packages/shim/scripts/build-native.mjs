@@ -1,10 +1,10 @@
 // Builds each native/<name>.c (seqpacket: conmon's attach socket; mount: mount(2) for rootfs
 // overlays; spawn: CNI plugins run off the event loop; sealed: the sealed copy of runc that runc
-// init needs no copy of its own from) into build/<name>.node with the host C
-// compiler against the headers of the Node that runs this script (N-API is ABI-stable: any Node
-// >= 8 loads it).
+// init needs no copy of its own from), with the headers they share (native/*.h), into
+// build/<name>.node with the host C compiler against the headers of the Node that runs this
+// script (N-API is ABI-stable: any Node >= 8 loads it).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,10 +20,15 @@ if (!include) {
   process.exit(1);
 }
 const cc = process.env.CC || 'cc';
+// The headers the sources share (errno-error.h): an addon is rebuilt when one is newer too.
+const headers = readdirSync(join(pkg, 'native'))
+  .filter((f) => f.endsWith('.h'))
+  .map((f) => statSync(join(pkg, 'native', f)).mtimeMs);
 for (const name of ['seqpacket', 'mount', 'spawn', 'sealed']) {
   const src = join(pkg, 'native', `${name}.c`);
   const out = join(pkg, 'build', `${name}.node`);
-  if (existsSync(out) && statSync(out).mtimeMs > statSync(src).mtimeMs) continue;
+  const newest = Math.max(statSync(src).mtimeMs, ...headers);
+  if (existsSync(out) && statSync(out).mtimeMs > newest) continue;
   mkdirSync(dirname(out), { recursive: true });
   execFileSync(
     cc,
