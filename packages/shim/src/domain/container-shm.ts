@@ -28,7 +28,7 @@ export async function mountShareableShm(
   const mounts = Array.isArray(spec.mounts) ? (spec.mounts as Obj[]) : [];
   const marked = mounts.filter((m) => m.source === SHIM_SHM_SOURCE);
   if (marked.length === 0) return undefined;
-  const dir = join(containerFilesDir(layout, opts.ns, opts.id), SHM_DIR);
+  const dir = shmDirOf(layout, opts.ns, opts.id);
   for (const m of marked) {
     const options = Array.isArray(m.options) ? m.options.map(String) : [];
     if (m.type !== 'tmpfs') {
@@ -56,14 +56,23 @@ export async function mountShareableShm(
  * its copy). Containers that still run keep their binds of it until they exit.
  */
 export async function unmountShareableShm(layout: HostLayout, ns: string, id: string): Promise<void> {
-  const dir = join(containerFilesDir(layout, ns, id), SHM_DIR);
-  // Most containers have none: one lstat, not a read of the whole mount table.
-  const there = await lstat(dir).then(
+  if (await hasShareableShm(layout, ns, id)) await unmountAll(shmDirOf(layout, ns, id));
+}
+
+/**
+ * Whether the container has a shareable /dev/shm directory. Most have none: one lstat, not a
+ * read of the whole mount table.
+ */
+export function hasShareableShm(layout: HostLayout, ns: string, id: string): Promise<boolean> {
+  return lstat(shmDirOf(layout, ns, id)).then(
     () => true,
     (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return false;
       throw err;
     },
   );
-  if (there) await unmountAll(dir);
+}
+
+function shmDirOf(layout: HostLayout, ns: string, id: string): string {
+  return join(containerFilesDir(layout, ns, id), SHM_DIR);
 }

@@ -3,7 +3,7 @@ import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit }
 import { inTraceOf, linkedSpan, traceIdOfTraceparent, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { DirWatcher, readIntFile } from '../runtime/monitor.js';
-import { unmountShareableShm } from './container-shm.js';
+import { hasShareableShm, unmountShareableShm } from './container-shm.js';
 import { exists, mtimeOf } from './files.js';
 import type { AgentOptions, ShimHost } from './host.js';
 import { execPaths, namespacePaths, taskPaths } from './paths.js';
@@ -124,15 +124,20 @@ export class ExitRecorder {
    * remove-files tries again.
    */
   private releaseShm(ns: string, id: string): void {
-    void this.host
-      .serial(procKey(ns, id), async () => {
+    const { layout } = this.host;
+    // Looked for before the task's queue is joined: a container without one (most) puts nothing
+    // ahead of its delete there, which a `run --rm` waits for.
+    const release = async () => {
+      if (!(await hasShareableShm(layout, ns, id))) return;
+      await this.host.serial(procKey(ns, id), async () => {
         const rec = await this.host.store.get(ns, id);
         if (rec && rec.status !== 'stopped') return;
-        await unmountShareableShm(this.host.layout, ns, id);
-      })
-      .catch((err: unknown) =>
-        this.host.log.warn({ err, ns, id }, "unmounting an exited task's shareable /dev/shm failed"),
-      );
+        await unmountShareableShm(layout, ns, id);
+      });
+    };
+    void release().catch((err: unknown) =>
+      this.host.log.warn({ err, ns, id }, "unmounting an exited task's shareable /dev/shm failed"),
+    );
   }
 
   /**
