@@ -1,5 +1,5 @@
 import { BerthError, Code, type Container, type Task } from '@berth/api';
-import { keys, type Redis, withLockIfFree } from '@berth/kit';
+import { keys, type Lock, type Redis, withLockIfFree } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import type { ContainerStore } from '../store/store.js';
 
@@ -9,7 +9,7 @@ export function ignoreGone(p: Promise<unknown>): Promise<void> {
 }
 
 /** Settles when `p` does, swallowing a BerthError with one of `codes`. */
-async function ignoring(p: Promise<unknown>, ...codes: Code[]): Promise<void> {
+export async function ignoring(p: Promise<unknown>, ...codes: Code[]): Promise<void> {
   try {
     await p;
   } catch (err) {
@@ -123,11 +123,10 @@ export async function dropUnrecordedTasks(
     for (const id of ids) {
       const c = containers.get(id);
       if (!c) continue;
-      const opts = { ttlMs: d.lockTtlMs, what: `container ${id}` };
       // One task that will not go (a process stuck in the kernel outlives SIGKILL) is reported
       // and the node's others are still dropped.
       try {
-        const done = await withLockIfFree(d.redis, keys.containerLock(ns, id), opts, async () => {
+        const done = await lockIfFree(d, ns, id, async () => {
           const now = await d.store.current(ns, id);
           if (!now.c || now.removing || now.task) return false;
           await dropShimTask(d.deps, now.c);
@@ -154,6 +153,16 @@ async function shimTaskIds(deps: Deps, node: string, ns: string): Promise<Set<st
   return ids;
 }
 
+/** Runs `fn` under the container's lock unless another holds it (then undefined, see withLockIfFree). */
+function lockIfFree<T>(d: CollectDeps, ns: string, id: string, fn: (lock: Lock) => Promise<T>) {
+  return withLockIfFree(
+    d.redis,
+    keys.containerLock(ns, id),
+    { ttlMs: d.lockTtlMs, what: `container ${id}` },
+    fn,
+  );
+}
+
 /** What collecting needs: the store, Redis for the container lock, the node clients. */
 export interface CollectDeps {
   store: ContainerStore;
@@ -168,8 +177,7 @@ export interface CollectDeps {
  * same container); a step that throws leaves it kept for the next reconcile.
  */
 export async function collect(d: CollectDeps, c: Container): Promise<boolean> {
-  const opts = { ttlMs: d.lockTtlMs, what: `container ${c.id}` };
-  const done = await withLockIfFree(d.redis, keys.containerLock(c.namespace, c.id), opts, async (lock) => {
+  const done = await lockIfFree(d, c.namespace, c.id, async (lock) => {
     await freeOnNode(d.deps, c);
     // Lost mid-way (Redis away past the ttl): another may be freeing it; the reconcile ends it.
     lock.lost?.throwIfAborted();

@@ -26,7 +26,7 @@ import {
   TaskTopic,
 } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
-import { releaseNetworkMeanwhile } from '../containers/collect.js';
+import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
@@ -495,11 +495,7 @@ export class TaskManager {
       ));
     // Both settle before either's failure is thrown: nothing of this removal goes on behind it.
     const [deleted, released] = await Promise.allSettled([
-      t &&
-        this.delete(ns, first.id).catch((err: unknown) => {
-          if (err instanceof BerthError && err.code === Code.NOT_FOUND) return;
-          throw err;
-        }),
+      t && ignoring(this.delete(ns, first.id), Code.NOT_FOUND),
       network?.released,
     ]);
     if (deleted.status === 'rejected') throw deleted.reason;
