@@ -8,14 +8,18 @@
  * BENCH_BEFORE another build's command (e.g. main's bin and dist/bundle copied out; a `.js` file is
  * run with node): each berth command is then timed alternately with it, against the same stack,
  * and printed as a second row.
+ * With listings, it also times `ps -a` and `images` on a stack of `berth up`, served by its supervisor
+ * (packages/cli/src/served.ts) and run by the launcher itself (BERTH_CLI_LOCAL=1).
  * BENCH_ONLY=run times only `node -e 0` and the `run --rm` rows of both sides (and skips the
  * listings and their ratios).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { startContainerStack } from '../tests/e2e/containers-stack.js';
+import { connectNats } from '@berth/kit/nats';
+import { importBusyboxTo, startContainerStack } from '../tests/e2e/containers-stack.js';
 import { BERTH_BIN, BERTH_LAUNCHER } from '../tests/harness/berth.js';
+import { startStack } from '../tests/harness/stack.js';
 import { containerdInstalled, startContainerd } from './containerd.js';
 import { pct } from './measure.js';
 
@@ -90,6 +94,43 @@ const row = (name: string, xs: Sample[]) => {
 
 const loadavg = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ');
 
+/**
+ * `berth ps -a` and `berth images` on a stack of `berth up`, whose supervisor runs them for the
+ * launcher (packages/cli/src/served.ts), timed alternately with the launcher running them itself
+ * (BERTH_CLI_LOCAL=1); the same three containers and one image as the other rows.
+ */
+async function servedListings(berthCmd: string, image: string): Promise<{ ps: number[]; images: number[] }> {
+  const up = await startStack();
+  try {
+    const nc = await connectNats({ url: up.natsUrl, name: 'bench-cli' });
+    try {
+      await importBusyboxTo(nc, { dir: up.root, node: up.nodeId, namespace: 'default', name: image });
+    } finally {
+      await nc.close();
+    }
+    for (let i = 0; i < 3; i++) await up.berth('create', '--name', `bench-${i}`, image, 'true');
+    const env: NodeJS.ProcessEnv = { ...up.env, PATH: `${dirname(process.execPath)}:${up.env.PATH ?? ''}` };
+    const both = (args: string[]) =>
+      timeAll(
+        [
+          { cmd: berthCmd, args },
+          { cmd: 'env', args: ['BERTH_CLI_LOCAL=1', berthCmd, ...args] },
+        ],
+        env,
+      );
+    const [ps = [], psOwn = []] = both(['ps', '-a']);
+    const [images = [], imagesOwn = []] = both(['images']);
+    row('berth ps -a (up, served)', ps);
+    row('berth ps -a (up, by itself)', psOwn);
+    row('berth images (up, served)', images);
+    row('berth images (up, by itself)', imagesOwn);
+    return { ps: ps.map((x) => x.wall), images: images.map((x) => x.wall) };
+  } finally {
+    await up.berth('rm', '-f', 'bench-0', 'bench-1', 'bench-2').catch(() => undefined);
+    await up.stop();
+  }
+}
+
 const s = await startContainerStack();
 try {
   // The command as users have it: a link on PATH to the launcher, which runs `node` from PATH.
@@ -137,6 +178,7 @@ try {
   }
   const ps = listings ? berth('berth ps -a', ['ps', '-a']) : [];
   const images = listings ? berth('berth images', ['images']) : [];
+  const served = listings ? await servedListings(berthCmd, image) : undefined;
   const run = berth('berth run --rm true', ['run', '--rm', image, 'true'], RUN_N);
   // ctr run gives the container a network namespace without interfaces; berth's default is the
   // bridge network (CNI add and del per run). --network none is the same work as ctr's.
@@ -181,6 +223,10 @@ try {
       if (listings)
         process.stdout.write(
           `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x\n`,
+        );
+      if (served)
+        process.stdout.write(
+          `ratio (median), served by berth up: berth ps / ctr containers ls ${ratio(served.ps, cps)}x, berth images / ctr images ls ${ratio(served.images, cimg)}x\n`,
         );
       process.stdout.write(
         `ratio (median): berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x; against ctr run --rm --seccomp ${ratio(run, crunSeccomp)}x, --network none ${ratio(runNoNet, crunSeccomp)}x)\n`,

@@ -137,10 +137,10 @@ const lazyContracts = {
   },
 };
 
-/** Builds one CommonJS bundle of dist/main.js as dist/bundle/<name>.cjs, ASCII only. */
-async function bundle(name, extraPlugins) {
+/** Builds one CommonJS bundle of dist/<entry> (main.js) as dist/bundle/<name>.cjs, ASCII only. */
+async function bundle(name, extraPlugins, entry = 'main.js') {
   const result = await build({
-    entryPoints: [join(here, 'dist', 'main.js')],
+    entryPoints: [join(here, 'dist', entry)],
     outfile: join(out, `${name}.cjs`),
     bundle: true,
     format: 'cjs',
@@ -187,6 +187,12 @@ const result = await bundle('berth', []);
 const results = { berth: result };
 for (const [name, { keep }] of Object.entries(COMMAND_BUNDLES))
   results[name] = await bundle(name, [cutImports(name, keep)]);
+// What the `berth up` supervisor runs commands from for the launcher (src/served.ts): its listings.
+results.served = await bundle(
+  'served',
+  [cutImports('served', [...COMMAND_BUNDLES.ps.keep, ...COMMAND_BUNDLES.images.keep])],
+  'served.js',
+);
 
 // zod's `z` (`import { z } from 'zod'`) is one object holding all of zod, which a bundle must then
 // keep whole: its 40 locales and JSON Schema converters, 600 KB that every command read and

@@ -1,8 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectNats } from '@berth/kit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBerth } from '../harness/berth.js';
 import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
 
 const SERVICES = ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway'];
@@ -44,6 +45,31 @@ describe('berth up with the embedded NATS and Redis', () => {
     const text = await stack.berth('status');
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/SERVICE\s+NODE\s+INSTANCE\s+PID/);
+  });
+
+  it('serves berth ps and images from the supervisor, printing what the CLI prints when run by itself', async () => {
+    /** The root spans of `berth images` in the span store, served ones first. */
+    const imagesSpans = () => {
+      const file = join(stack.stateRoot, 'traces', 'spans.jsonl');
+      const spans = (existsSync(file) ? readFileSync(file, 'utf8') : '')
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map(
+          (l) => JSON.parse(l) as { name: string; parentSpanId: string; attributes: Record<string, unknown> },
+        )
+        .filter((s) => s.name === 'berth images' && s.parentSpanId === '');
+      const served = spans.filter((s) => s.attributes['berth.cli.served'] === true).length;
+      return { served, own: spans.length - served };
+    };
+    const before = imagesSpans();
+    const own = { ...stack.env, BERTH_CLI_LOCAL: '1' };
+    for (const args of [['images'], ['ps', '-a'], ['ps', '--bogus'], ['-n', 'other', 'images', '-q']]) {
+      const served = await stack.berth(...args);
+      expect(served, args.join(' ')).toEqual(await runBerth(args, { env: own }));
+    }
+    const after = imagesSpans();
+    expect(after.served - before.served).toBe(2);
+    expect(after.own - before.own).toBe(2);
   });
 
   it('runs the embedded servers on loopback with JetStream and AOF, data under the state root', async () => {

@@ -70,7 +70,9 @@ describe('bin/berth.js', () => {
     const { inputs } = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8')) as {
       inputs: Record<string, string[]>;
     };
-    expect(Object.keys(inputs).sort()).toEqual(['berth', ...new Set(Object.values(commandBundles()))].sort());
+    expect(Object.keys(inputs).sort()).toEqual(
+      ['berth', 'served', ...new Set(Object.values(commandBundles()))].sort(),
+    );
     for (const [name, files] of Object.entries(inputs)) {
       expect(files.length, name).toBeGreaterThan(10);
       // A name that is no file makes bin/berth.js take the bundle for stale and run dist/ instead.
@@ -81,7 +83,7 @@ describe('bin/berth.js', () => {
   });
 
   it("names no absolute path of the checkout that built it (turbo's cache restores it elsewhere)", () => {
-    for (const name of ['berth', ...new Set(Object.values(commandBundles()))]) {
+    for (const name of ['berth', 'served', ...new Set(Object.values(commandBundles()))]) {
       const text = readFileSync(join(pkg, 'dist', 'bundle', `${name}.cjs`), 'latin1');
       const checkout = resolve(pkg, '..', '..');
       expect(text.includes(`${checkout}/`), `${name}.cjs holds ${checkout}/`).toBe(false);

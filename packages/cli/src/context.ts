@@ -18,13 +18,10 @@ import type { TlsFiles } from '@berth/kit/tls';
 import type { NatsConnection } from 'nats';
 
 /** What every command can use: config, and a NATS connection made on first use. */
-/** The namespace the CLI works in (-n/--namespace, which sets BERTH_NAMESPACE, else "default"). */
-export function namespaceOf(): string {
-  return process.env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
-}
-
 export interface CliContext {
   config: Config;
+  /** The namespace the command works in (-n/--namespace, which sets BERTH_NAMESPACE, else "default"). */
+  namespace: string;
   /** Resolved URLs: configured ones, else those of a running `berth up`, else the defaults. */
   natsUrl: string;
   redisUrl: string;
@@ -105,9 +102,20 @@ export function cliNatsTls(config: Config): { tls?: TlsFiles } {
   return tls ? { tls } : {};
 }
 
+/** Where a context comes from when it is not this process's own command (served.ts). */
+export interface ContextOptions {
+  /** The environment the config, namespace and URLs are read from (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  out?: NodeJS.WriteStream;
+  err?: NodeJS.WriteStream;
+  /** A connection to the URL the context resolved, used instead of its own and not closed with it. */
+  sharedNats?: (url: string) => Promise<NatsConnection>;
+}
+
 /** Builds the CLI context from config and environment. */
-export function createContext(): CliContext {
-  const config = loadConfig();
+export function createContext(opts: ContextOptions = {}): CliContext {
+  const env = opts.env ?? process.env;
+  const config = loadConfig(env);
   // The supervisor's state file only matters for a URL the config does not give.
   const own = ownUrl(config, 'cli', 'natsUrl');
   const sup = own && config.redisUrl ? undefined : readSupervisorState(config);
@@ -116,8 +124,23 @@ export function createContext(): CliContext {
   let nc: Promise<NatsConnection> | undefined;
   /** The connection once made: only a made one is drained at close. */
   let made: NatsConnection | undefined;
+  const namespace = env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
+  const shared = opts.sharedNats;
+  if (shared) {
+    return {
+      config,
+      namespace,
+      natsUrl,
+      redisUrl,
+      nats: () => (nc ??= shared(natsUrl).catch((err: unknown) => unreachable(err, natsUrl))),
+      close: async () => undefined,
+      out: opts.out ?? process.stdout,
+      err: opts.err ?? process.stderr,
+    };
+  }
   return {
     config,
+    namespace,
     natsUrl,
     redisUrl,
     nats() {
@@ -133,16 +156,7 @@ export function createContext(): CliContext {
           made = c;
           return c;
         },
-        (err: unknown) => {
-          // The kit's TLS refusals already name the server and the reason.
-          if (err instanceof BerthError) throw err;
-          // nats.js says only "CONNECTION_REFUSED" or "AUTHORIZATION_VIOLATION": name where and what to do.
-          throw new BerthError(
-            Code.UNAVAILABLE,
-            `cannot reach NATS at ${redactUrl(natsUrl)} (${(err as Error).message}): is berth up? start it with 'berth up'`,
-            { cause: err },
-          );
-        },
+        (err: unknown) => unreachable(err, natsUrl),
       );
       return nc;
     },
@@ -157,7 +171,19 @@ export function createContext(): CliContext {
           () => undefined,
         );
     },
-    out: process.stdout,
-    err: process.stderr,
+    out: opts.out ?? process.stdout,
+    err: opts.err ?? process.stderr,
   };
+}
+
+/** A failed NATS connect as the CLI reports it. */
+function unreachable(err: unknown, natsUrl: string): never {
+  // The kit's TLS refusals already name the server and the reason.
+  if (err instanceof BerthError) throw err;
+  // nats.js says only "CONNECTION_REFUSED" or "AUTHORIZATION_VIOLATION": name where and what to do.
+  throw new BerthError(
+    Code.UNAVAILABLE,
+    `cannot reach NATS at ${redactUrl(natsUrl)} (${(err as Error).message}): is berth up? start it with 'berth up'`,
+    { cause: err },
+  );
 }

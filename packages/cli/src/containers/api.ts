@@ -13,17 +13,15 @@ import { type Client, client } from '@berth/kit/client';
 import { subscribeEvents } from '@berth/kit/events';
 import { type ExitWaiter, exitWaiter } from '@berth/kit/exit-waiter';
 import { hostLayout } from '@berth/kit/layout';
-import { type CliContext, namespaceOf } from '../context.js';
+import type { CliContext } from '../context.js';
 import { image } from '../images/api.js';
-
-export { namespaceOf };
 
 /** The task-service's typed client. */
 export type TaskClient = Client<typeof TaskApi>;
 
 /** A task-service client in the CLI's namespace. */
 export async function tasks(ctx: CliContext): Promise<TaskClient> {
-  return client(await ctx.nats(), TaskApi, { namespace: namespaceOf() });
+  return client(await ctx.nats(), TaskApi, { namespace: ctx.namespace });
 }
 
 /**
@@ -78,7 +76,7 @@ export async function exitWatcher(
   ctx: CliContext,
   id: string,
   execId?: string,
-  namespace: string = namespaceOf(),
+  namespace: string = ctx.namespace,
 ): Promise<ExitWaiter> {
   return exitWaiter(await ctx.nats(), { namespace, id, ...(execId ? { execId } : {}), checkNow: false });
 }
@@ -100,7 +98,7 @@ const EARLY_EXITS_KEPT = 1024;
  * a connection's subscription before the request sent after it, and the exit cannot be published
  * before the request arrived. Keep it until the id's own waiter listens, then close it.
  */
-export async function earlyExits(ctx: CliContext, namespace: string = namespaceOf()): Promise<EarlyExits> {
+export async function earlyExits(ctx: CliContext, namespace: string = ctx.namespace): Promise<EarlyExits> {
   const seen = new Map<string, ExitStatus>();
   const waiting = new Map<string, (e: ExitStatus) => void>();
   const sub = subscribeEvents(await ctx.nats(), TaskTopic.taskExit, (env) => {

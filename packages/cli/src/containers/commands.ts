@@ -16,7 +16,7 @@ import { collectAll } from '@berth/kit/paging';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
 import { nodeError, nodeFlag, onOtherNode } from '../nodes.js';
-import { exitWatcher, logPathOf, namespaceOf, type TaskClient, tasks } from './api.js';
+import { exitWatcher, logPathOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
 
@@ -185,7 +185,7 @@ export async function stopOne(
   ref: string,
   seconds: number,
   ctx: CliContext,
-  namespace: string = namespaceOf(),
+  namespace: string = ctx.namespace,
 ): Promise<string> {
   const client = clientOf(await ctx.nats(), TaskApi, { namespace });
   const info = await client['get-container']({ id: ref });
@@ -256,7 +256,7 @@ export async function topCommand(ref: string, ctx: CliContext): Promise<number> 
 /** `events`: prints every event until interrupted. */
 export async function eventsCommand(ctx: CliContext): Promise<number> {
   const nc = await ctx.nats();
-  const ns = namespaceOf();
+  const ns = ctx.namespace;
   const all = process.env.BERTH_EVENTS_ALL_NAMESPACES === '1';
   const sub = subscribeEvents(nc, '>', (env) => {
     if (!all && env.namespace !== ns) return;

@@ -9,7 +9,7 @@ import { BerthError, Code, ShimApi, type ShimTaskRef, StreamChannel } from '@ber
 import { call } from '@berth/kit/client';
 import { criLogLines, type NatsStream } from '@berth/kit/stream';
 import { callStream } from '@berth/kit/stream-call';
-import { type CliContext, namespaceOf } from '../context.js';
+import type { CliContext } from '../context.js';
 import { onOtherNode as isOther, nodeError } from '../nodes.js';
 import type { LogSink } from './cri-log.js';
 import type { InteractiveSession } from './interactive.js';
@@ -35,7 +35,7 @@ async function open(
   op: 'logs' | 'attach',
   extra: object,
 ): Promise<NatsStream> {
-  const ref: ShimTaskRef = { namespace: namespaceOf(), id: p.id, ...(p.execId ? { execId: p.execId } : {}) };
+  const ref: ShimTaskRef = { namespace: ctx.namespace, id: p.id, ...(p.execId ? { execId: p.execId } : {}) };
   const what = `${op === 'logs' ? 'logs of' : 'attach to'} ${p.what} on node "${p.node}"`;
   try {
     return await callStream(
@@ -114,7 +114,7 @@ export async function remoteInteractive(
   let ready: Promise<void> = Promise.resolve();
   if (o.tty && output.isTTY) {
     const nc = await ctx.nats();
-    const namespace = namespaceOf();
+    const namespace = ctx.namespace;
     const resize = terminalSizer(output, (rows, cols) =>
       call(
         nc,

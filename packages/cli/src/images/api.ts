@@ -11,7 +11,7 @@ import {
 } from '@berth/api';
 import { call } from '@berth/kit/client';
 import { type EventEnvelope, subscribeEvents } from '@berth/kit/events';
-import { type CliContext, namespaceOf } from '../context.js';
+import type { CliContext } from '../context.js';
 import { nodeError } from '../nodes.js';
 import { type ProgressVerbs, ProgressView } from './progress.js';
 
@@ -26,7 +26,7 @@ export async function image<K extends OpName<typeof ImageApi>>(
   node: string = ctx.config.nodeId,
 ): Promise<OutputOf<typeof ImageApi, K>> {
   try {
-    return await call(await ctx.nats(), ImageApi, op, payload, { node, namespace: namespaceOf() });
+    return await call(await ctx.nats(), ImageApi, op, payload, { node, namespace: ctx.namespace });
   } catch (err) {
     throw node === ctx.config.nodeId ? err : nodeError(node, err);
   }

@@ -1,7 +1,7 @@
 import { ShimApi, type ShimCniNetwork } from '@berth/api';
 import { call } from '@berth/kit/client';
 import { table } from '../containers/format.js';
-import { type CliContext, namespaceOf } from '../context.js';
+import type { CliContext } from '../context.js';
 
 /** The CNI networks of this node, as its shim reads them from its conf dir (network-list). */
 export async function listNetworks(ctx: CliContext): Promise<ShimCniNetwork[]> {
@@ -12,7 +12,7 @@ export async function listNetworks(ctx: CliContext): Promise<ShimCniNetwork[]> {
     {},
     {
       node: ctx.config.nodeId,
-      namespace: namespaceOf(),
+      namespace: ctx.namespace,
     },
   );
   return reply.networks;

@@ -12,7 +12,7 @@ import {
 } from '@berth/api';
 import { call } from '@berth/kit/client';
 import { collectAll } from '@berth/kit/paging';
-import { type CliContext, namespaceOf } from '../context.js';
+import type { CliContext } from '../context.js';
 import { image } from '../images/api.js';
 
 /** Calls one operation of this node's snapshot-service, in the CLI's namespace. */
@@ -23,7 +23,7 @@ export async function snap<K extends OpName<typeof SnapshotApi>>(
 ): Promise<OutputOf<typeof SnapshotApi, K>> {
   return call(await ctx.nats(), SnapshotApi, op, payload, {
     node: ctx.config.nodeId,
-    namespace: namespaceOf(),
+    namespace: ctx.namespace,
   });
 }
 

@@ -2,25 +2,36 @@ import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { BerthError, Code } from '@berth/api/errors';
 import type { SupervisorState } from '../context.js';
+import type { ServedLine, ServedRequest } from '../served-protocol.js';
 
 /**
  * The supervisor's control protocol: one JSON object per line on a unix socket (mode 0600).
  * A request is `{"op":"status"}` or `{"op":"down"}`; `status` gets one reply line, `down` gets
  * one `progress` line per stopped process and a final `done` line, then the supervisor exits.
  */
-export type ControlRequest = { op: 'status' } | { op: 'down' };
+export type ControlRequest = { op: 'status' } | { op: 'down' } | ControlRunRequest;
+
+/**
+ * A command the `berth` launcher asks the supervisor to run (src/served.ts): answered by
+ * ServedLine lines, then the connection is closed. `bundleMtimeMs` is the modification time of the
+ * served bundle the launcher would run itself: the supervisor serves only from the same build.
+ */
+export type ControlRunRequest = { op: 'run'; bundleMtimeMs: number } & ServedRequest;
 
 /** One line the supervisor sends back. */
 export type ControlReply =
   | { type: 'status'; state: SupervisorState }
   | { type: 'progress'; name: string; replica: number; pid: number | null; result: string }
   | { type: 'done' }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  | ServedLine;
 
 /** What the control server asks of the supervisor. */
 export interface ControlHandler {
   status(): SupervisorState;
   down(progress: (reply: ControlReply) => void): Promise<void>;
+  /** Runs a served command, or refuses it (then the launcher runs it). */
+  run?(req: ControlRunRequest, send: (line: ServedLine) => void): Promise<void>;
 }
 
 function send(sock: Socket, reply: ControlReply): void {
@@ -75,6 +86,10 @@ async function answer(sock: Socket, line: string, handler: ControlHandler): Prom
   try {
     if (req.op === 'status') {
       send(sock, { type: 'status', state: handler.status() });
+    } else if (req.op === 'run') {
+      if (handler.run && isRunRequest(req)) await handler.run(req, (line) => send(sock, line));
+      else send(sock, { type: 'refused', reason: handler.run ? 'malformed run request' : 'not served' });
+      sock.end();
     } else if (req.op === 'down') {
       await handler.down((r) => send(sock, r));
       send(sock, { type: 'done' });
@@ -85,6 +100,18 @@ async function answer(sock: Socket, line: string, handler: ControlHandler): Prom
   } catch (err) {
     send(sock, { type: 'error', message: (err as Error).message });
   }
+}
+
+/** A run request as JSON.parse gave it: arguments and environment of strings, a bundle time. */
+function isRunRequest(req: ControlRunRequest): boolean {
+  return (
+    Array.isArray(req.argv) &&
+    req.argv.every((a) => typeof a === 'string') &&
+    typeof req.env === 'object' &&
+    req.env !== null &&
+    Object.values(req.env).every((v) => typeof v === 'string') &&
+    typeof req.bundleMtimeMs === 'number'
+  );
 }
 
 /**

@@ -1,12 +1,21 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Server } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { BerthError, Code } from '@berth/api/errors';
 import type { Service } from '@berth/api/subjects';
 import { hostLayout } from '@berth/kit/layout';
 import type { ChildState, SupervisorState } from '../context.js';
+import type { CommandRunner, ServedLine, ServedModule } from '../served-protocol.js';
 import { childKey, orphansOf, stopOrphans } from './adopt.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
-import { type ControlReply, controlRequest, listenControl, removeStaleSocket } from './control.js';
+import {
+  type ControlReply,
+  type ControlRunRequest,
+  controlRequest,
+  listenControl,
+  removeStaleSocket,
+} from './control.js';
 import { assertPortFree, embeddedAnswers, embeddedSpec, waitEmbeddedReady } from './embedded.js';
 import {
   COHOSTED_LOGINS_ENV,
@@ -20,6 +29,12 @@ export { MALLOC_ENV } from './stack-plan.js';
 
 /** Where the supervisor reports what it does: JSON lines when detached, short lines in a terminal. */
 export type SupervisorLog = (msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * The CLI bundle served commands run from (src/served.ts, built by bundle.mjs beside this
+ * package's other bundles): loaded by the supervisor only when the first one comes.
+ */
+const SERVED_BUNDLE = fileURLToPath(new URL('../bundle/served.cjs', import.meta.url));
 
 /** Env variables only the supervisor reads; never passed on to services. */
 export const SUPERVISOR_ENV = { plan: 'BERTH_SUPERVISOR_PLAN' } as const;
@@ -35,6 +50,8 @@ export class Supervisor {
   private readonly embedded: Supervised[] = [];
   private readonly services: Supervised[] = [];
   private control: Server | undefined;
+  /** The served commands' runner (src/served.ts), once the first one came, with its bundle's time. */
+  private served: { mtimeMs: number; server: CommandRunner } | undefined;
   private stopping: Promise<void> | undefined;
   private readonly startedAt = new Date().toISOString();
   private resolveDone!: () => void;
@@ -238,6 +255,8 @@ export class Supervisor {
       (c) => !STOP_ORDER.some((g) => (g as readonly string[]).includes(c.spec.name)),
     );
     await Promise.all(hosts.map(stopOne));
+    // Before NATS stops under it (no served command starts once stopping is set).
+    await this.served?.server.close();
     // NATS last, so services that drain on SIGTERM still reach it.
     for (const c of [...this.embedded].reverse()) await stopOne(c);
     // Stop listening but let the connection that asked for `down` get its final line.
@@ -303,6 +322,31 @@ export class Supervisor {
   }
 
   /**
+   * Runs a command for the launcher (src/served.ts) from the served bundle, loaded on the first
+   * request: only while that file is the one the launcher would run itself, so an upgraded CLI is
+   * never answered by the code of the build this supervisor loaded.
+   */
+  private async serve(
+    socket: string,
+    req: ControlRunRequest,
+    send: (line: ServedLine) => void,
+  ): Promise<void> {
+    const mtimeMs = statSync(SERVED_BUNDLE, { throwIfNoEntry: false })?.mtimeMs;
+    if (mtimeMs === undefined || mtimeMs !== req.bundleMtimeMs || this.stopping) {
+      send({ type: 'refused', reason: 'not the same build' });
+      return;
+    }
+    if (!this.served) {
+      const mod = createRequire(import.meta.url)(SERVED_BUNDLE) as ServedModule;
+      this.served = { mtimeMs, server: new mod.CommandServer(socket) };
+    } else if (this.served.mtimeMs !== mtimeMs) {
+      send({ type: 'refused', reason: 'the supervisor loaded an older build' });
+      return;
+    }
+    await this.served.server.serve(req, send);
+  }
+
+  /**
    * Binds the control socket, which also keeps two supervisors off one run root: a socket that
    * answers means a stack is up; one that does not is left over from a dead supervisor.
    */
@@ -311,6 +355,7 @@ export class Supervisor {
     const handler = {
       status: () => this.state(),
       down: (progress: (r: ControlReply) => void) => this.down(progress),
+      run: (req: ControlRunRequest, send: (line: ServedLine) => void) => this.serve(path, req, send),
     };
     try {
       // Binding fails while another socket file exists, so two concurrent `berth up` cannot both win.

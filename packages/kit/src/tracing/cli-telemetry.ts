@@ -18,6 +18,8 @@ export interface CliTelemetryOptions {
   /** The span store directory, or undefined when the store is off. */
   storeDir?: string;
   env?: NodeJS.ProcessEnv;
+  /** Attributes of the root span besides the node and the command (`berth.cli.served`). */
+  attributes?: Record<string, string | number | boolean>;
 }
 
 /** The telemetry of one CLI command: its root span, its trace id, and the hand-over at exit. */
@@ -51,7 +53,7 @@ export function startCliTelemetry(o: CliTelemetryOptions): CliTelemetry {
     run: (name, fn) =>
       trace.getTracer('berth').startActiveSpan(name, { kind: SpanKind.INTERNAL }, async (span) => {
         traceId = span.spanContext().traceId;
-        span.setAttributes({ 'berth.node': o.node, 'process.command': 'berth' });
+        span.setAttributes({ 'berth.node': o.node, 'process.command': 'berth', ...o.attributes });
         try {
           const code = await fn();
           span.setAttribute('process.exit.code', code);
