@@ -172,14 +172,22 @@ function servedBy(argv) {
     if (built === undefined || !files) return undefined;
     if (!files.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS))
       return undefined;
-    let runRoot = env.BERTH_RUN_ROOT || undefined;
+    // Only a regular file named by an absolute path is read here (and by the supervisor): a fifo
+    // or /dev/stdin can be read once, by the run that uses it.
     const file = env.BERTH_CONFIG ?? '/etc/berth/config.json';
-    if (runRoot === undefined && statSync(file, { throwIfNoEntry: false }))
-      runRoot = JSON.parse(readFileSync(file, 'utf8')).runRoot;
+    if (!file.startsWith('/')) return undefined;
+    const config = statSync(file, { throwIfNoEntry: false });
+    if (config && !config.isFile()) return undefined;
+    let runRoot = env.BERTH_RUN_ROOT || undefined;
+    if (runRoot === undefined && config) runRoot = JSON.parse(readFileSync(file, 'utf8')).runRoot;
     runRoot ??= '/run/berth';
     if (typeof runRoot !== 'string') return undefined;
     const socket = join(runRoot, 'supervisor.sock');
-    return statSync(socket, { throwIfNoEntry: false })?.isSocket() ? { socket, mtimeMs: built } : undefined;
+    const st = statSync(socket, { throwIfNoEntry: false });
+    // The command line and its environment (URLs with passwords) go only to a socket of root or of
+    // this user, as the code caches are trusted (trustedCache).
+    const owner = st && (st.uid === 0 || st.uid === process.geteuid?.());
+    return st?.isSocket() && owner ? { socket, mtimeMs: built } : undefined;
   } catch {
     return undefined;
   }
@@ -225,10 +233,13 @@ function serve({ socket, mtimeMs }, argv, local) {
     sock.write(`${JSON.stringify({ op: 'run', argv, env, bundleMtimeMs: mtimeMs })}\n`),
   );
   sock.on('data', (chunk) => {
+    // Only the new text is searched for line ends (each line is at most 64 K characters of output).
+    let from = buf.length;
     buf += chunk;
-    for (let nl = buf.indexOf('\n'); nl >= 0 && !done; nl = buf.indexOf('\n')) {
+    for (let nl = buf.indexOf('\n', from); nl >= 0 && !done; nl = buf.indexOf('\n', from)) {
       const line = JSON.parse(buf.slice(0, nl));
       buf = buf.slice(nl + 1);
+      from = 0;
       if (line.type === 'accepted') {
         accepted = true;
         clearTimeout(timer);

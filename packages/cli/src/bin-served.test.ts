@@ -1,5 +1,14 @@
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -74,8 +83,12 @@ function berth(args: string[], extra: NodeJS.ProcessEnv = {}) {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
   Object.assign(env, { BERTH_NATS_URL: nats.url, BERTH_NODE_ID: node, BERTH_RUN_ROOT: runRoot, ...extra });
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [bin, ...args], { encoding: 'utf8', env }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [bin, ...args],
+      { encoding: 'utf8', env, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr }),
     );
   });
 }
@@ -153,9 +166,40 @@ describe('the launcher and a supervisor serving commands', () => {
         expect(r.code, args.join(' ')).toBe(0);
         expect(r.stdout).toMatch(LOCAL_LISTING);
       }
+      // A config it must not read first (a directory, a path relative to its directory): the run
+      // itself reports it.
+      for (const config of [root, 'config.json']) {
+        const r = await berth(['images'], { BERTH_CONFIG: config });
+        expect(r.code, config).toBe(2);
+        expect(r.stderr, config).toMatch(/config file/);
+      }
+      // A socket neither root's nor this user's gets no command line and no environment.
+      const socket = join(runRoot, 'supervisor.sock');
+      chownSync(socket, 65534, 65534);
+      expect((await berth(['images'])).stdout).toMatch(LOCAL_LISTING);
       expect(asked).toBe(0);
+      chownSync(socket, 0, 0);
       expect((await berth(['images'])).code).toBe(9);
       expect(asked).toBe(1);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('prints an output of many lines as it comes, in order', async () => {
+    const pieces = Array.from(
+      { length: 40 },
+      (_, i) => `${String(i).padStart(2, '0')}${'x'.repeat(64 * 1024 - 3)}\n`,
+    );
+    const server = await supervisor((_req, sock) => {
+      sock.write(line({ type: 'accepted' }));
+      for (const data of pieces) sock.write(line({ type: 'out', data }));
+      sock.end(line({ type: 'exit', code: 0 }));
+    });
+    try {
+      const r = await berth(['images']);
+      expect(r.code).toBe(0);
+      expect(r.stdout === pieces.join('')).toBe(true);
     } finally {
       server.close();
     }

@@ -49,6 +49,8 @@ export interface CommandIo {
   env: NodeJS.ProcessEnv;
   out: NodeJS.WriteStream;
   err: NodeJS.WriteStream;
+  /** The config loaded from `env` (served.ts reads it before it accepts), else it is loaded here. */
+  config?: ContextOptions['config'];
   /** A NATS connection the command shares with others (served.ts), else it makes its own. */
   sharedNats?: ContextOptions['sharedNats'];
   /** True when the `berth up` supervisor runs it for the launcher (served.ts): so its trace says. */
@@ -105,6 +107,7 @@ export async function runCommandLine(args: string[], io: CommandIo): Promise<num
     env: io.env,
     out: io.out,
     err: io.err,
+    ...(io.config ? { config: io.config } : {}),
     ...(io.sharedNats ? { sharedNats: io.sharedNats } : {}),
   });
   // Always a root span and traceparent on every call, recorded by the lite tracer (never the SDK,

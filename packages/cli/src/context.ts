@@ -106,6 +106,8 @@ export function cliNatsTls(config: Config): { tls?: TlsFiles } {
 export interface ContextOptions {
   /** The environment the config, namespace and URLs are read from (default: this process's). */
   env?: NodeJS.ProcessEnv;
+  /** The config, when the caller already loaded it from `env`. */
+  config?: Config;
   out?: NodeJS.WriteStream;
   err?: NodeJS.WriteStream;
   /** A connection to the URL the context resolved, used instead of its own and not closed with it. */
@@ -115,7 +117,7 @@ export interface ContextOptions {
 /** Builds the CLI context from config and environment. */
 export function createContext(opts: ContextOptions = {}): CliContext {
   const env = opts.env ?? process.env;
-  const config = loadConfig(env);
+  const config = opts.config ?? loadConfig(env);
   // The supervisor's state file only matters for a URL the config does not give.
   const own = ownUrl(config, 'cli', 'natsUrl');
   const sup = own && config.redisUrl ? undefined : readSupervisorState(config);

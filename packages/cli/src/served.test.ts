@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,6 +19,10 @@ let nc: NatsConnection;
 let server: CommandServer;
 /** The reply subject of every list request the fake image-service answered. */
 const replies: string[] = [];
+/** What the fake image-service lists. */
+let listing: object[] = [];
+/** Answers the fake image-service holds back while set (a slow service). */
+let held: (() => void)[] | undefined;
 
 const IMAGE = {
   name: 'docker.io/library/busybox:1',
@@ -61,14 +66,26 @@ async function serve(argv: string[], e: Record<string, string> = env()): Promise
   return lines;
 }
 
+/** Waits (bounded) until `check` holds. */
+async function until(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 beforeAll(async () => {
+  listing = [IMAGE];
   writeFileSync(join(dir, 'config.json'), '{}\n');
   nats = await startNats({ jetstream: false });
   nc = await connect({ servers: nats.url });
   nc.subscribe(subjectOf(ImageApi, 'list', node), {
     callback: (_e: unknown, m: Msg) => {
       replies.push(m.reply ?? '');
-      m.respond(json.encode({ images: [IMAGE] }));
+      const answer = () => m.respond(json.encode({ images: listing }));
+      if (held) held.push(answer);
+      else answer();
     },
   });
   await nc.flush();
@@ -92,15 +109,42 @@ describe('commands served by the supervisor', () => {
     expect(lines.some((l) => l.type === 'err')).toBe(false);
   });
 
-  it('answers one command after another over one NATS connection', async () => {
+  it('answers one command after another over one NATS connection, refusing one that comes meanwhile', async () => {
     const before = replies.length;
-    const all = await Promise.all([serve(['images']), serve(['images', '-q']), serve(['images'])]);
-    for (const lines of all) expect(lines.at(-1)).toEqual({ type: 'exit', code: 0 });
+    held = [];
+    const first = serve(['images']);
+    await until(() => replies.length > before);
+    // A second launcher is not kept waiting behind the first: it runs its command itself.
+    expect(await serve(['images', '-q'])).toEqual([{ type: 'refused', reason: 'busy' }]);
+    for (const answer of held) answer();
+    held = undefined;
+    expect((await first).at(-1)).toEqual({ type: 'exit', code: 0 });
+    for (const argv of [['images', '-q'], ['images']])
+      expect((await serve(argv)).at(-1)).toEqual({ type: 'exit', code: 0 });
     const seen = replies.slice(before);
     expect(seen).toHaveLength(3);
     // nats.js answers every request of a connection on one inbox subscription (`<inbox>.<n>`).
     const inboxes = new Set(seen.map((r) => r.slice(0, r.lastIndexOf('.'))));
     expect(inboxes.size).toBe(1);
+  });
+
+  it('sends a long output in lines of at most 64 K characters, whole characters each', async () => {
+    listing = Array.from({ length: 1500 }, (_, i) => ({
+      ...IMAGE,
+      name: `docker.io/library/b\u00fcsybox-${i}:1`,
+    }));
+    try {
+      const lines = await serve(['images']);
+      expect(lines.at(-1)).toEqual({ type: 'exit', code: 0 });
+      const outs = lines.flatMap((l) => (l.type === 'out' ? [l.data] : []));
+      expect(outs.length).toBeGreaterThan(1);
+      for (const d of outs) expect(d.length).toBeLessThanOrEqual(64 * 1024);
+      const text = outs.join('');
+      expect(text.split('\n')).toHaveLength(1502);
+      expect(text).toContain('b\u00fcsybox-1499');
+    } finally {
+      listing = [IMAGE];
+    }
   });
 
   it('sends a failure as the CLI prints it, with its exit code', async () => {
@@ -130,8 +174,15 @@ describe('commands served by the supervisor', () => {
     // Another installation's launcher (its socket is elsewhere) or a config that does not load.
     await refused(['ps'], env({ BERTH_RUN_ROOT: join(dir, 'other') }));
     await refused(['ps'], env({ BERTH_CONFIG: join(dir, 'missing.json') }));
-    // Files of a TLS or creds login are the launcher's to read.
+    // Files of a TLS or creds login are the launcher's to read, and its extra CAs are its own.
     await refused(['images'], env({ BERTH_NATS_CREDS: join(dir, 'x.creds') }));
+    await refused(['images'], env({ BERTH_EXTRA_CA_CERTS: join(dir, 'ca.pem') }));
+    await refused(['images'], env({ NODE_EXTRA_CA_CERTS: join(dir, 'ca.pem') }));
+    // A config it could read once only, or relative to the launcher's directory.
+    const fifo = join(dir, 'config.fifo');
+    execFileSync('mkfifo', [fifo]);
+    await refused(['images'], env({ BERTH_CONFIG: fifo }));
+    await refused(['images'], env({ BERTH_CONFIG: 'config.json' }));
   });
 
   it('serves the words the launcher sends it (bin/berth.js SERVED)', () => {

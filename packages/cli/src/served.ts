@@ -8,10 +8,13 @@
  * cannot do exactly as the launcher's own run would is refused, and the launcher then runs the
  * command itself.
  */
+import { statSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { Writable } from 'node:stream';
-import { loadConfig } from '@berth/kit/config';
+import { type Config, DEFAULT_CONFIG_FILE, loadConfig } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
 import { connectNats } from '@berth/kit/nats';
+import { otlpTracesUrl } from '@berth/kit/tracing';
 import type { NatsConnection } from 'nats';
 import { failureOf, runCommandLine } from './cli.js';
 import { cliNatsTls } from './context.js';
@@ -23,34 +26,50 @@ export type { ServedLine, ServedRequest } from './served-protocol.js';
 /** The command words served: listings that change nothing, so a refused or lost run can be redone. */
 export const SERVED_COMMANDS: readonly string[] = ['ps', 'images'];
 
-/** Runs served commands one at a time over one NATS connection, for the supervisor on `socket`. */
+/** The largest config file a served command reads (the launcher's own run reads any size). */
+const CONFIG_MAX_BYTES = 1024 * 1024;
+
+/** The most characters of output one line carries: a big table goes in pieces, not one line. */
+const LINE_DATA_MAX = 64 * 1024;
+
+/**
+ * Runs served commands over one NATS connection, one at a time: a command's spans go to the one
+ * span sink of the process. A request that comes while one runs is refused at once (`busy`), and
+ * its launcher runs it itself: nothing queues in the supervisor, and no launcher waits for another.
+ */
 export class CommandServer implements CommandRunner {
-  private queue: Promise<void> = Promise.resolve();
+  private busy = false;
+  private closed = false;
   private shared: { url: string; nc: Promise<NatsConnection> } | undefined;
 
   constructor(private readonly socket: string) {}
 
-  /**
-   * Serves one request, after the ones before it (a command's spans go to the one span sink of
-   * the process): `send` gets its lines, the last being `refused` or `exit`.
-   */
-  serve(req: ServedRequest, send: (line: ServedLine) => void): Promise<void> {
-    const run = this.queue.then(() => this.runOne(req, send));
-    this.queue = run.catch(() => undefined);
-    return run;
+  /** Serves one request: `send` gets its lines, the last being `refused` or `exit`. */
+  async serve(req: ServedRequest, send: (line: ServedLine) => void): Promise<void> {
+    if (this.busy) {
+      send({ type: 'refused', reason: 'busy' });
+      return;
+    }
+    this.busy = true;
+    try {
+      await this.runOne(req, send);
+    } finally {
+      this.busy = false;
+    }
   }
 
-  /** Closes the shared NATS connection. */
+  /** Closes the shared NATS connection; every later request is refused. */
   async close(): Promise<void> {
+    this.closed = true;
     const s = this.shared;
     this.shared = undefined;
     if (s) await s.nc.then((nc) => nc.close()).catch(() => undefined);
   }
 
   private async runOne(req: ServedRequest, send: (line: ServedLine) => void): Promise<void> {
-    const why = this.refusal(req);
-    if (why) {
-      send({ type: 'refused', reason: why });
+    const checked = this.check(req);
+    if (typeof checked === 'string') {
+      send({ type: 'refused', reason: checked });
       return;
     }
     send({ type: 'accepted' });
@@ -58,6 +77,7 @@ export class CommandServer implements CommandRunner {
       env: { ...req.env },
       out: lineStream('out', send),
       err: lineStream('err', send),
+      config: checked,
       sharedNats: (url: string) => this.nats(url),
       served: true,
     };
@@ -72,8 +92,13 @@ export class CommandServer implements CommandRunner {
     send({ type: 'exit', code });
   }
 
-  /** Why this request must run in the launcher instead; undefined when it is served. */
-  private refusal(req: ServedRequest): string | undefined {
+  /**
+   * The config the request's command runs with, or why the launcher must run it instead. The
+   * config file is read here once, and only a regular file of bounded size named by an absolute
+   * path: a fifo, a device or a path relative to the launcher's directory is the launcher's to read.
+   */
+  private check(req: ServedRequest): Config | string {
+    if (this.closed) return 'stopping';
     let word: string | undefined;
     let trace: boolean | undefined;
     try {
@@ -86,7 +111,11 @@ export class CommandServer implements CommandRunner {
     if (word === undefined || !SERVED_COMMANDS.includes(word)) return `"${word ?? ''}" is not served`;
     // The trace id is printed by the launcher's own run, which makes the trace.
     if (trace === true || req.env.BERTH_TRACE === '1') return 'traced';
-    let config: ReturnType<typeof loadConfig>;
+    const file = req.env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
+    if (!isAbsolute(file)) return 'config path relative to the launcher';
+    const st = statSync(file, { throwIfNoEntry: false });
+    if (st && (!st.isFile() || st.size > CONFIG_MAX_BYTES)) return 'config is no small regular file';
+    let config: Config;
     try {
       config = loadConfig(req.env);
     } catch {
@@ -96,11 +125,16 @@ export class CommandServer implements CommandRunner {
     if (hostLayout(config).run.supervisorSocket !== this.socket) return 'another run root';
     // TLS files and credentials files are read by the process that connects: the launcher's.
     if (cliNatsTls(config).tls || (config.natsUrl && config.natsCreds)) return 'NATS with TLS or creds';
-    return undefined;
+    // The launcher's extra CA certificates are trusted by its own TLS connections, not by this
+    // process's: a configured NATS (which may want TLS) or an OTLP collector are the launcher's.
+    const extraCa = req.env.BERTH_EXTRA_CA_CERTS || req.env.NODE_EXTRA_CA_CERTS;
+    if (extraCa && (config.natsUrl || otlpTracesUrl(req.env))) return 'extra CA certificates';
+    return config;
   }
 
   /** The shared connection to `url`: made on first use, made again after it closed. */
   private nats(url: string): Promise<NatsConnection> {
+    if (this.closed) return Promise.reject(new Error('the supervisor is stopping'));
     const s = this.shared;
     if (s?.url === url) {
       return s.nc.then(
@@ -130,7 +164,14 @@ function lineStream(type: 'out' | 'err', send: (line: ServedLine) => void): Node
   const w = new Writable({
     decodeStrings: false,
     write(chunk: string | Buffer, _enc, done) {
-      send({ type, data: typeof chunk === 'string' ? chunk : chunk.toString('utf8') });
+      const text = typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+      for (let at = 0; at < text.length; ) {
+        let end = Math.min(at + LINE_DATA_MAX, text.length);
+        // Never between the two halves of a surrogate pair: each piece must be valid on its own.
+        if (end < text.length && /[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end--;
+        send({ type, data: text.slice(at, end) });
+        at = end;
+      }
       done();
     },
   });

@@ -51,7 +51,7 @@ export async function listenControl(path: string, handler: ControlHandler): Prom
       buf += chunk;
       if (buf.length > 64 * 1024) sock.destroy();
       let nl = buf.indexOf('\n');
-      while (nl >= 0) {
+      while (nl >= 0 && !sock.destroyed) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         void answer(sock, line, handler);
