@@ -19,7 +19,10 @@
  * load of a shared machine then weighs on both alike), BENCH_CRI_TIMING=<file> (the gateway's
  * per-call phases, BERTH_CRI_TIMING of packages/cri-gateway/src/grpc/call-timing.ts, written there
  * when the stack stops), BENCH_SKIP (critest's --ginkgo.skip: leaves out the benchmarks whose
- * names match, e.g. "Container|Pod" runs only the image lifecycle and ListImages).
+ * names match, e.g. "Container|Pod" runs only the image lifecycle and ListImages), BENCH_GATEWAY_V8
+ * (the gateway's services.cri-gateway.v8Flags, space-separated, e.g. "--optimize-for-size
+ * --liftoff-only --cpu-prof --cpu-prof-interval=100": a CPU profile written in bench/ at its exit;
+ * the timing file's per-call `at` times line its samples up with each call).
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -119,6 +122,7 @@ async function runBerth(): Promise<CritestRun> {
         'image-service': { mirrors },
         'cri-gateway': {
           sandboxImage: SANDBOX_IMAGE,
+          ...(process.env.BENCH_GATEWAY_V8 ? { v8Flags: process.env.BENCH_GATEWAY_V8.split(' ') } : {}),
           ...(process.env.BENCH_GRPC_SERVER ? { grpcServer: process.env.BENCH_GRPC_SERVER } : {}),
         },
         shim: { cniConfDir: berthNet.confDir, cniInstallDefault: false },

@@ -96,6 +96,17 @@ export interface ServeOptions<S extends ServiceDef> {
 type AnyHandler = (input: unknown, ctx: RequestContext) => Promise<unknown>;
 
 /**
+ * Settles once what was published before it has been handed to the socket: nats.js writes its
+ * pending publishes (a reply, events) from a microtask queued by the first of them, and a microtask
+ * queued later runs after it. Code after an answer that awaits this first no longer holds up the
+ * answer's write for as long as it runs (a span's end and a synchronous access-log write:
+ * 0.1-0.3 ms per request on a 2-core machine).
+ */
+function replyWritten(): Promise<void> {
+  return new Promise((resolve) => queueMicrotask(resolve));
+}
+
+/**
  * Registers every endpoint with the NATS Service API, in a queue group named after the service, and
  * adds the `info` endpoint. Each handler is awaited, its input validated, and it always answers.
  */
@@ -268,6 +279,9 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         span.recordException({ name: err.code, message: err.message });
         answer.error(err);
       } finally {
+        // The answer leaves first: its span's end and the access line (a synchronous write to the
+        // log) wait for it, so the caller does not wait for them.
+        await replyWritten();
         span.end();
         accessLog(reqLog, op, outcome, started);
       }

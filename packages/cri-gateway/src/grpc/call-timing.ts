@@ -112,6 +112,9 @@ export function writeTimings(): void {
       r[n] = { p50: pct(col, 50), p90: pct(col, 90), p99: pct(col, 99) };
     });
     r.rows = rows;
+    // Each call's idle gap start and reply write (ns, CLOCK_MONOTONIC as perf -k CLOCK_MONOTONIC
+    // records): lines it up with a system-wide trace of the same minutes.
+    r.at = at;
     out[rpc] = r;
   }
   for (const [rpc, xs] of tails) {
