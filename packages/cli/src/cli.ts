@@ -11,7 +11,8 @@ import type { ContextOptions } from './context.js';
 import { splitGlobalOptions } from './global-options.js';
 import { traceCommands } from './trace/commands.js';
 
-const commands: Command[] = [
+/** Every command of the CLI, from the tables of each area. */
+export const commands: Command[] = [
   ...stackCommands,
   ...imagesCommands,
   ...snapshotsCommands,
