@@ -98,7 +98,10 @@ describe('a three-server NATS cluster', () => {
       expect(await inFlight.reply).toEqual({ ok: { id: inFlight.id, pid: child.proc.pid } });
 
       // A new call succeeds too, through a server that is still up.
+      // Its release, too, must wait for the handler's interest to reach the caller's server (the
+      // two may sit on different servers now): published before that, it is dropped.
       const again = await heldCall(client, child);
+      await until(() => cluster.hasInterest(callerAt, `test.release.${again.id}`));
       again.release();
       expect(await again.reply).toEqual({ ok: { id: again.id, pid: child.proc.pid } });
       const now = await call(client, TestApi, 'where', {});
