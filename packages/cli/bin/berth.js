@@ -46,13 +46,26 @@ function commandAt(argv) {
   }
 }
 
+/** dist/bundle/inputs.json (which files each bundle was made of, which word runs which), read once. */
+let inputsJson;
+const bundleInputs = () => (inputsJson ??= JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8')));
+
+/** True when none of the files bundle `name` (built at `built`) was made of is newer than it. */
+function fresh(name, built) {
+  const files = bundleInputs().inputs[name];
+  return (
+    files !== undefined &&
+    files.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS)
+  );
+}
+
 /**
  * The bundle to run for these arguments, its code cache's name, and whether this run may write
  * that cache; undefined when the bundle is stale.
  */
 function freshBundle(argv) {
   try {
-    const { inputs, commands } = JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8'));
+    const { commands } = bundleInputs();
     const at = commandAt(argv);
     const word = at < 0 ? undefined : (argv[at] ?? '');
     const own = word === undefined ? undefined : commands[word];
@@ -62,11 +75,7 @@ function freshBundle(argv) {
       name = 'berth';
       built = mtime(`${dir}${name}.cjs`);
     }
-    if (built === undefined) return undefined;
-    // The files this bundle was made of (each bundle's own list).
-    const files = inputs[name];
-    if (!files.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS))
-      return undefined;
+    if (built === undefined || !fresh(name, built)) return undefined;
     const bundle = `${dir}${name}.cjs`;
     // One cache per command word; a word that cannot be a file name shares `_`.
     const key = /^-{0,2}[a-z][a-z0-9-]{0,30}$/.test(word ?? '') ? word : '_';
@@ -166,12 +175,8 @@ function servedBy(argv) {
   const at = commandAt(argv);
   if (at < 0 || !SERVED.includes(argv[at]) || argv.slice(0, at).includes('--trace')) return undefined;
   try {
-    const { inputs } = JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8'));
     const built = mtime(`${dir}served.cjs`);
-    const files = inputs.served;
-    if (built === undefined || !files) return undefined;
-    if (!files.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS))
-      return undefined;
+    if (built === undefined || !fresh('served', built)) return undefined;
     // Only a regular file named by an absolute path is read here (and by the supervisor): a fifo
     // or /dev/stdin can be read once, by the run that uses it.
     const file = env.BERTH_CONFIG ?? '/etc/berth/config.json';
@@ -261,8 +266,8 @@ function serve({ socket, mtimeMs }, argv, local) {
 
 const argv = process.argv.slice(2);
 const runLocally = () => {
-  const fresh = freshBundle(argv);
-  if (fresh) runBundle(fresh);
+  const bundle = freshBundle(argv);
+  if (bundle) runBundle(bundle);
   else import('../dist/main.js');
 };
 const server = servedBy(argv);

@@ -126,43 +126,33 @@ export function createContext(opts: ContextOptions = {}): CliContext {
   let nc: Promise<NatsConnection> | undefined;
   /** The connection once made: only a made one is drained at close. */
   let made: NatsConnection | undefined;
-  const namespace = env.BERTH_NAMESPACE || DEFAULT_NAMESPACE;
   const shared = opts.sharedNats;
-  if (shared) {
-    return {
-      config,
-      namespace,
-      natsUrl,
-      redisUrl,
-      nats: () => (nc ??= shared(natsUrl).catch((err: unknown) => unreachable(err, natsUrl))),
-      close: async () => undefined,
-      out: opts.out ?? process.stdout,
-      err: opts.err ?? process.stderr,
-    };
-  }
+  /** This context's own connection (drained at close), or the shared one (left open). */
+  const connect = (): Promise<NatsConnection> =>
+    shared
+      ? shared(natsUrl)
+      : connectNats({
+          url: natsUrl,
+          name: 'berth-cli',
+          // A creds file belongs to a configured NATS; an embedded one takes its credentials from the URL.
+          ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
+          ...cliNatsTls(config),
+          extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
+        }).then((c) => {
+          made = c;
+          return c;
+        });
   return {
     config,
-    namespace,
+    namespace: env.BERTH_NAMESPACE || DEFAULT_NAMESPACE,
     natsUrl,
     redisUrl,
     nats() {
-      nc ??= connectNats({
-        url: natsUrl,
-        name: 'berth-cli',
-        // A creds file belongs to a configured NATS; an embedded one takes its credentials from the URL.
-        ...(config.natsUrl && config.natsCreds ? { creds: config.natsCreds } : {}),
-        ...cliNatsTls(config),
-        extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
-      }).then(
-        (c) => {
-          made = c;
-          return c;
-        },
-        (err: unknown) => unreachable(err, natsUrl),
-      );
+      nc ??= connect().catch((err: unknown) => unreachable(err, natsUrl));
       return nc;
     },
     async close() {
+      if (shared) return;
       // A connect still under way was started early (`run`) by a command that then failed before
       // using it (a usage error): not waited for, so a server that never answers cannot hold the
       // error back for the connect's timeout; the process exits without it.

@@ -3,7 +3,7 @@
  * every docker command: the launcher sends the command line and its environment on the
  * supervisor's control socket (mode 0600: its owner only) and prints what comes back. The supervisor
  * has the code loaded and compiled and one NATS connection open, so such a command costs the
- * launcher's Node start and a round trip instead of loading the CLI (`berth ps` ~180 -> ~80 ms on
+ * launcher's Node start and a round trip instead of loading the CLI (`berth ps -a` 195 -> 104 ms on
  * an idle node, docs/benchmarks.md). Only read-only listings are served; anything the served run
  * cannot do exactly as the launcher's own run would is refused, and the launcher then runs the
  * command itself.
