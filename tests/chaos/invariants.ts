@@ -327,7 +327,7 @@ const dirs = (dir: string) =>
     : [];
 
 /** The container lock's ttl (task-service containers/manager.ts) and two reconcile passes. */
-const UNFINISHED_WAIT_MS = 30_000 + 2 * 1000 + 3000;
+export const UNFINISHED_WAIT_MS = 30_000 + 2 * 1000 + 3000;
 
 /**
  * What the task-service has begun and not finished, from its Redis: creation intents (undone by

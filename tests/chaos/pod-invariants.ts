@@ -8,12 +8,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { until } from '../e2e/containers-stack.js';
-import { type Check, type CleanTarget, checkClean, runcList, taskOf, verdict } from './invariants.js';
+import {
+  type Check,
+  type CleanTarget,
+  checkClean,
+  runcList,
+  taskOf,
+  UNFINISHED_WAIT_MS,
+  verdict,
+} from './invariants.js';
 import { type Cri, grpcCode, type PodRecord } from './pods.js';
 
 const NOT_FOUND = 5;
-/** A few of the gateway's collection passes (networkCollectMs 1000 in the chaos stacks). */
-const COLLECT_WAIT_MS = 5000;
 
 interface PodStatus {
   id: string;
@@ -69,7 +75,8 @@ export async function checkPods(
   const checks: Check[] = [];
   let pods: PodStatus[] = [];
   let procs = new Map<string, string>();
-  let broken: string[] = [];
+  /** The pods judged broken: id and how. */
+  let broken: { id: string; how: string }[] = [];
   const judge = async () => {
     pods = await listPods(cri);
     procs = runc();
@@ -77,15 +84,27 @@ export async function checkPods(
     for (const p of pods) {
       const pause = procs.get(p.id);
       if (p.state === 'SANDBOX_READY' && (pause !== 'running' || !p.network?.ip))
-        broken.push(`${p.metadata.name} ready, pause ${pause ?? 'absent'}, ip "${p.network?.ip ?? ''}"`);
+        broken.push({
+          id: p.id,
+          how: `${p.metadata.name} ready, pause ${pause ?? 'absent'}, ip "${p.network?.ip ?? ''}"`,
+        });
       if (p.state !== 'SANDBOX_READY' && pause === 'running')
-        broken.push(`${p.metadata.name} ${p.state} but its pause container runs`);
+        broken.push({ id: p.id, how: `${p.metadata.name} ${p.state} but its pause container runs` });
     }
     return broken.length === 0;
   };
   // A RunPodSandbox that failed half-way, its undo failing too (a service down), is finished by
-  // the gateway's collection pass (every second in the chaos stacks): judged once that had its turns.
-  await until('every listed pod to be whole', judge, COLLECT_WAIT_MS).catch(() => false);
+  // the gateway's collection pass (every second in the chaos stacks). One whose task-service was
+  // killed between the shim's start of the pause and the task's record keeps its pause running
+  // under a container lock no one renews: the reconcile drops it once that lock expired. So the
+  // pods are judged once both had their turns (as the CLI's containers, see psEqualsRunc).
+  await until('every listed pod to be whole', judge, UNFINISHED_WAIT_MS).catch(() => false);
+  // berth's own word on each broken pod's pause task says how it broke.
+  const brokenHow = await Promise.all(
+    broken.map(async (b) =>
+      taskOf ? `${b.how}, task ${await taskOf(b.id).catch((e: Error) => e.message)}` : b.how,
+    ),
+  );
   const byId = new Map(pods.map((p) => [p.id, p]));
   // A pod whose RunPodSandbox failed may be listed (kubelet would remove it): then it is held
   // to the same wholeness as the others.
@@ -94,7 +113,7 @@ export async function checkPods(
   checks.push(
     verdict(
       'every listed pod whole',
-      broken,
+      brokenHow,
       `${pods.length} pods listed (${listedUnacked} of ${unacked.size} whose RunPodSandbox failed)`,
     ),
   );
