@@ -73,10 +73,12 @@ say "building (turbo run build)"
 pnpm exec turbo run build --output-logs=errors-only
 
 # --- berth on PATH ------------------------------------------------------------------------------
-# The sh launcher, not berth.js itself: it starts node without NODE_EXTRA_CA_CERTS, whose
-# certificates Node 20 would parse before any JavaScript runs (see the script).
-target="$ROOT/packages/cli/bin/berth"
-chmod +x "$target" "$ROOT/packages/cli/bin/berth.js"
+# The built client (packages/cli/native/berth.c): it sends the commands `berth up` can run to its
+# supervisor, and runs the others as the sh launcher bin/berth does (node without
+# NODE_EXTRA_CA_CERTS, whose certificates Node 20 would parse before any JavaScript runs).
+target="$ROOT/packages/cli/dist/berth"
+[ -x "$target" ] || die "the build made no $target (packages/cli's build compiles native/berth.c with cc)"
+chmod +x "$ROOT/packages/cli/bin/berth" "$ROOT/packages/cli/bin/berth.js"
 if [ "$(readlink /usr/local/bin/berth 2>/dev/null || true)" != "$target" ]; then
   say "linking /usr/local/bin/berth -> $target"
   ln -sfn "$target" /usr/local/bin/berth

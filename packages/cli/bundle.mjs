@@ -187,10 +187,17 @@ const result = await bundle('berth', []);
 const results = { berth: result };
 for (const [name, { keep }] of Object.entries(COMMAND_BUNDLES))
   results[name] = await bundle(name, [cutImports(name, keep)]);
-// What the `berth up` supervisor runs commands from for the launcher (src/served.ts): its listings.
+// What the `berth up` supervisor runs commands from for the `berth` client (src/served.ts): the
+// listings and `run`.
 results.served = await bundle(
   'served',
-  [cutImports('served', [...COMMAND_BUNDLES.ps.keep, ...COMMAND_BUNDLES.images.keep])],
+  [
+    cutImports('served', [
+      ...COMMAND_BUNDLES.ps.keep,
+      ...COMMAND_BUNDLES.images.keep,
+      ...COMMAND_BUNDLES.run.keep,
+    ]),
+  ],
   'served.js',
 );
 

@@ -1,11 +1,14 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectNats } from '@berth/kit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBerth } from '../harness/berth.js';
+import { BERTH_LAUNCHER, runBerth } from '../harness/berth.js';
 import { alive, type Stack, startStack, waitFor } from '../harness/stack.js';
+import { importBusyboxTo } from './containers-stack.js';
 
+const IMAGE = 'berth.test/busybox:served';
 const SERVICES = ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway'];
 
 describe('berth up with the embedded NATS and Redis', () => {
@@ -47,7 +50,7 @@ describe('berth up with the embedded NATS and Redis', () => {
     expect(text.stdout).toMatch(/SERVICE\s+NODE\s+INSTANCE\s+PID/);
   });
 
-  it('serves berth ps and images from the supervisor, printing what the CLI prints when run by itself', async () => {
+  it('serves berth ps, images and run from the supervisor, printing what the CLI prints when run by itself', async () => {
     /** The root spans of `berth images` in the span store, served ones first. */
     const imagesSpans = () => {
       const file = join(stack.stateRoot, 'traces', 'spans.jsonl');
@@ -63,13 +66,51 @@ describe('berth up with the embedded NATS and Redis', () => {
     };
     const before = imagesSpans();
     const own = { ...stack.env, BERTH_CLI_LOCAL: '1' };
-    for (const args of [['images'], ['ps', '-a'], ['ps', '--bogus'], ['-n', 'other', 'images', '-q']]) {
-      const served = await stack.berth(...args);
-      expect(served, args.join(' ')).toEqual(await runBerth(args, { env: own }));
+    const nc = await connectNats({ url: stack.natsUrl, name: 'e2e-stack-served' });
+    try {
+      await importBusyboxTo(nc, { dir: stack.root, node: stack.nodeId, namespace: 'default', name: IMAGE });
+    } finally {
+      await nc.close();
+    }
+    // `run` reads a bare -e NAME from the client's environment, and its files from its directory.
+    const envFile = join(stack.root, 'served.env');
+    writeFileSync(envFile, 'FROM_FILE=yes\n');
+    const script = 'echo "$FROM_CLIENT $FROM_FILE"; echo err >&2; exit 3';
+    for (const args of [
+      ['images'],
+      ['ps', '-a'],
+      ['ps', '--bogus'],
+      ['-n', 'other', 'images', '-q'],
+      ['--help'],
+      ['run', '--rm', '-e', 'FROM_CLIENT', '--env-file', 'served.env', IMAGE, 'sh', '-c', script],
+    ]) {
+      const env = { ...stack.env, FROM_CLIENT: 'client' };
+      const served = await runBerth(args, { env, launcher: true, cwd: stack.root });
+      expect(served, args.join(' ')).toEqual(
+        await runBerth(args, { env: { ...own, FROM_CLIENT: 'client' }, cwd: stack.root }),
+      );
     }
     const after = imagesSpans();
     expect(after.served - before.served).toBe(2);
     expect(after.own - before.own).toBe(2);
+    expect((await stack.berth('ps', '-aq')).stdout).toBe('');
+  });
+
+  it('forwards the signals of a served berth run to its container', async () => {
+    const script = 'trap "echo got TERM; exit 5" TERM; echo ready; sleep 30 & wait';
+    const p = spawn(BERTH_LAUNCHER, ['run', '--rm', IMAGE, 'sh', '-c', script], {
+      env: stack.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out === 'ready\n') p.kill('SIGTERM');
+    });
+    const code = await new Promise((resolve) => p.on('close', (c, sig) => resolve(c ?? sig)));
+    expect({ code, out }).toEqual({ code: 5, out: 'ready\ngot TERM\n' });
+    const spans = readFileSync(join(stack.stateRoot, 'traces', 'spans.jsonl'), 'utf8');
+    expect(spans).toMatch(/"name":"berth run"[^\n]*"berth\.cli\.served":true/);
   });
 
   it('runs the embedded servers on loopback with JetStream and AOF, data under the state root', async () => {

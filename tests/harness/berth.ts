@@ -19,10 +19,11 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
 export const BERTH_BIN = join(REPO_ROOT, 'packages', 'cli', 'bin', 'berth.js');
 
 /**
- * The `berth` command users run (scripts/setup.sh links it onto PATH): a sh launcher that starts
- * `node` from PATH on BERTH_BIN without NODE_EXTRA_CA_CERTS (see the script).
+ * The `berth` command users run (scripts/setup.sh links it onto PATH): the built client
+ * (packages/cli/native/berth.c), which has the `berth up` supervisor run the commands it serves
+ * and starts `node` from PATH on BERTH_BIN without NODE_EXTRA_CA_CERTS for the others.
  */
-export const BERTH_LAUNCHER = join(REPO_ROOT, 'packages', 'cli', 'bin', 'berth');
+export const BERTH_LAUNCHER = join(REPO_ROOT, 'packages', 'cli', 'dist', 'berth');
 
 /** Result of one CLI run. */
 export interface RunResult {
@@ -93,6 +94,8 @@ export async function runBerth(
     input?: string;
     wrapper?: string[];
     launcher?: boolean;
+    /** The directory it runs in (default: the tests'). */
+    cwd?: string;
   },
 ): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 90_000;
@@ -104,6 +107,7 @@ export async function runBerth(
   const run = await startCommand(cmd, argv, {
     env,
     timeoutMs,
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
     ...(opts.input !== undefined ? { input: opts.input } : {}),
   }).done;
   if (run.timedOut) {

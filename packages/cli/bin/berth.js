@@ -53,10 +53,7 @@ const bundleInputs = () => (inputsJson ??= JSON.parse(readFileSync(`${dir}inputs
 /** True when none of the files bundle `name` (built at `built`) was made of is newer than it. */
 function fresh(name, built) {
   const files = bundleInputs().inputs[name];
-  return (
-    files !== undefined &&
-    files.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS)
-  );
+  return files?.every((p) => (mtime(dir + p) ?? Number.POSITIVE_INFINITY) <= built + SAME_BUILD_MS) === true;
 }
 
 /**
@@ -153,123 +150,9 @@ function runBundle({ bundle, key, writes }) {
   script.runInThisContext()(mod.exports, Module.createRequire(bundle), mod, bundle, dir);
 }
 
-/**
- * Commands the `berth up` supervisor runs for this launcher (src/served.ts SERVED_COMMANDS, which
- * bin.test.ts compares): the supervisor has their code loaded and NATS connected, so the command
- * costs Node's start and one round trip on its control socket instead of loading the CLI.
- */
-const SERVED = ['ps', 'images'];
-/** How long the supervisor may take to accept or refuse before this process runs the command. */
-const SERVE_ANSWER_MS = 2000;
-
-/**
- * The supervisor's control socket and the served bundle's time, when this command line may be
- * served: a served word, not traced here (the trace id is printed by the process that makes the
- * trace), not turned off (BERTH_CLI_LOCAL=1), and the served bundle as fresh as bundles run here.
- * The socket is found as the config finds the run root: BERTH_RUN_ROOT, else the config file's
- * runRoot, else /run/berth; the supervisor checks it against the whole config before it serves.
- */
-function servedBy(argv) {
-  const env = process.env;
-  if (env.BERTH_CLI_LOCAL === '1' || env.BERTH_TRACE === '1') return undefined;
-  const at = commandAt(argv);
-  if (at < 0 || !SERVED.includes(argv[at]) || argv.slice(0, at).includes('--trace')) return undefined;
-  try {
-    const built = mtime(`${dir}served.cjs`);
-    if (built === undefined || !fresh('served', built)) return undefined;
-    // Only a regular file named by an absolute path is read here (and by the supervisor): a fifo
-    // or /dev/stdin can be read once, by the run that uses it.
-    const file = env.BERTH_CONFIG ?? '/etc/berth/config.json';
-    if (!file.startsWith('/')) return undefined;
-    const config = statSync(file, { throwIfNoEntry: false });
-    if (config && !config.isFile()) return undefined;
-    let runRoot = env.BERTH_RUN_ROOT || undefined;
-    if (runRoot === undefined && config) runRoot = JSON.parse(readFileSync(file, 'utf8')).runRoot;
-    runRoot ??= '/run/berth';
-    if (typeof runRoot !== 'string') return undefined;
-    const socket = join(runRoot, 'supervisor.sock');
-    const st = statSync(socket, { throwIfNoEntry: false });
-    // The command line and its environment (URLs with passwords) go only to a socket of root or of
-    // this user, as the code caches are trusted (trustedCache).
-    const owner = st && (st.uid === 0 || st.uid === process.geteuid?.());
-    return st?.isSocket() && owner ? { socket, mtimeMs: built } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Asks the supervisor to run the command and prints what it sends; `local` runs it here instead
- * when the supervisor cannot be reached, refuses, does not answer in time, or goes away before
- * anything was printed (a served command changes nothing, so running it again is safe).
- */
-function serve({ socket, mtimeMs }, argv, local) {
-  const net = require('node:net');
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) if (/^(BERTH|OTEL)_/.test(k)) env[k] = v;
-  const sock = net.connect(socket);
-  let accepted = false;
-  let printed = false;
-  let done = false;
-  let buf = '';
-  const fallBack = () => {
-    if (done) return;
-    done = true;
-    clearTimeout(timer);
-    sock.destroy();
-    local();
-  };
-  const timer = setTimeout(fallBack, SERVE_ANSWER_MS);
-  const finish = (code) => {
-    done = true;
-    sock.destroy();
-    process.exitCode = code;
-    // Exits once stdout and stderr took everything (a pipe's reader may be slow).
-    process.stdout.write('', () => process.stderr.write('', () => process.exit()));
-  };
-  // A reader that went away (`berth ps | head -1`): quietly, as SIGPIPE would (src/output.ts).
-  for (const s of [process.stdout, process.stderr])
-    s.on('error', (err) => {
-      if (err.code !== 'EPIPE') throw err;
-      process.exit(141);
-    });
-  sock.setEncoding('utf8');
-  sock.on('connect', () =>
-    sock.write(`${JSON.stringify({ op: 'run', argv, env, bundleMtimeMs: mtimeMs })}\n`),
-  );
-  sock.on('data', (chunk) => {
-    // Only the new text is searched for line ends (each line is at most 64 K characters of output).
-    let from = buf.length;
-    buf += chunk;
-    for (let nl = buf.indexOf('\n', from); nl >= 0 && !done; nl = buf.indexOf('\n', from)) {
-      const line = JSON.parse(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      from = 0;
-      if (line.type === 'accepted') {
-        accepted = true;
-        clearTimeout(timer);
-      } else if (line.type === 'out' || line.type === 'err') {
-        printed = true;
-        (line.type === 'out' ? process.stdout : process.stderr).write(line.data);
-      } else if (line.type === 'exit') finish(line.code);
-      else fallBack();
-    }
-  });
-  sock.on('error', () => undefined);
-  sock.on('close', () => {
-    if (done) return;
-    if (!accepted || !printed) return fallBack();
-    process.stderr.write('berth: the berth up supervisor went away before the command finished\n');
-    finish(1);
-  });
-}
-
+// The commands the `berth up` supervisor can run are sent to it by native/berth.c (dist/berth,
+// the `berth` setup.sh installs), which runs this file for the others and for what it refuses.
 const argv = process.argv.slice(2);
-const runLocally = () => {
-  const bundle = freshBundle(argv);
-  if (bundle) runBundle(bundle);
-  else import('../dist/main.js');
-};
-const server = servedBy(argv);
-if (server) serve(server, argv, runLocally);
-else runLocally();
+const bundle = freshBundle(argv);
+if (bundle) runBundle(bundle);
+else import('../dist/main.js');

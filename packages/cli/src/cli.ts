@@ -56,32 +56,42 @@ export interface CommandIo {
   sharedNats?: ContextOptions['sharedNats'];
   /** True when the `berth up` supervisor runs it for the launcher (served.ts): so its trace says. */
   served?: boolean;
+  /** The user's working directory, when not this process's (served.ts). */
+  cwd?: string;
+  /** Where the user's signals come from, when not this process's (served.ts). */
+  onSignal?: ContextOptions['onSignal'];
 }
 
-/**
- * Runs one command line (global options, command, its arguments) and returns its exit code; a
- * failure is thrown, for the caller to print (`failureOf`).
- */
-export async function runCommandLine(args: string[], io: CommandIo): Promise<number> {
+/** A command line as parsed: a text to print (help, version, a command's usage) or a command to run. */
+export type ParsedCommandLine =
+  | { kind: 'text'; text: string }
+  | {
+      kind: 'command';
+      cmd: Command;
+      values: ReturnType<typeof parseArgs>['values'];
+      positionals: string[];
+      /** -n/--namespace, when given. */
+      namespace: string | undefined;
+      trace: boolean;
+    };
+
+/** Parses a command line (global options, command, its arguments); a usage error is thrown. */
+export function parseCommandLine(args: string[]): ParsedCommandLine {
   const { globals, rest: argv } = splitGlobalOptions(args);
-  // Through the environment, which the context reads, so `berth up`'s children and any berth
-  // started from here work in the same namespace.
-  if (globals.namespace !== undefined) io.env.BERTH_NAMESPACE = globals.namespace;
-  const showTrace = globals.trace === true || io.env.BERTH_TRACE === '1';
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    io.out.write(help());
-    return 0;
+    return { kind: 'text', text: help() };
   }
   if (argv[0] === '--version' || argv[0] === 'version') {
-    io.out.write(`berth ${BERTH_VERSION}\n`);
-    return 0;
+    return { kind: 'text', text: `berth ${BERTH_VERSION}\n` };
   }
   const found = findCommand(argv);
   if (!found) throw new BerthError(Code.INVALID_ARGUMENT, `unknown command "${argv[0]}"; see 'berth --help'`);
   const { cmd, rest } = found;
   if (rest.includes('--help') && (!cmd.stopAtFirstPositional || rest[0] === '--help')) {
-    io.out.write(`Usage: berth ${cmd.name} ${cmd.usage}\n\n${cmd.summary}\n${optionHelp(cmd)}`);
-    return 0;
+    return {
+      kind: 'text',
+      text: `Usage: berth ${cmd.name} ${cmd.usage}\n\n${cmd.summary}\n${optionHelp(cmd)}`,
+    };
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -98,6 +108,31 @@ export async function runCommandLine(args: string[], io: CommandIo): Promise<num
     const tail = rest.slice(rest.length - trailing(cmd, rest).length);
     parsed.positionals.push(...tail);
   }
+  return {
+    kind: 'command',
+    cmd,
+    values: parsed.values,
+    positionals: parsed.positionals,
+    namespace: globals.namespace,
+    trace: globals.trace === true,
+  };
+}
+
+/**
+ * Runs one command line (global options, command, its arguments) and returns its exit code; a
+ * failure is thrown, for the caller to print (`failureOf`).
+ */
+export async function runCommandLine(args: string[], io: CommandIo): Promise<number> {
+  const line = parseCommandLine(args);
+  if (line.kind === 'text') {
+    io.out.write(line.text);
+    return 0;
+  }
+  const { cmd } = line;
+  // Through the environment, which the context reads, so `berth up`'s children and any berth
+  // started from here work in the same namespace.
+  if (line.namespace !== undefined) io.env.BERTH_NAMESPACE = line.namespace;
+  const showTrace = line.trace || io.env.BERTH_TRACE === '1';
   // Loaded here, not at the top: `--version`, `--help` and a usage error need neither the config
   // (zod), NATS nor the OpenTelemetry API.
   const [{ createContext }, tracing] = await Promise.all([
@@ -110,6 +145,8 @@ export async function runCommandLine(args: string[], io: CommandIo): Promise<num
     err: io.err,
     ...(io.config ? { config: io.config } : {}),
     ...(io.sharedNats ? { sharedNats: io.sharedNats } : {}),
+    ...(io.cwd ? { cwd: io.cwd } : {}),
+    ...(io.onSignal ? { onSignal: io.onSignal } : {}),
   });
   // Always a root span and traceparent on every call, recorded by the lite tracer (never the SDK,
   // which costs more to load than most commands take); `berth trace` does not record itself.
@@ -124,7 +161,7 @@ export async function runCommandLine(args: string[], io: CommandIo): Promise<num
   try {
     // The command's span is the root of the trace every service call joins.
     return await telemetry.run(`berth ${cmd.name}`, () =>
-      cmd.run({ values: parsed.values, positionals: parsed.positionals }, ctx),
+      cmd.run({ values: line.values, positionals: line.positionals }, ctx),
     );
   } finally {
     // The root span has ended: the spans go to the span store (and, bounded to a few ms, to a

@@ -30,6 +30,31 @@ export interface CliContext {
   close(): Promise<void>;
   out: NodeJS.WriteStream;
   err: NodeJS.WriteStream;
+  /** Where the user ran the command (for a served one, the launcher's environment and directory). */
+  caller: Caller;
+  /** Calls `fn` for each SIGINT, SIGTERM or SIGHUP the user's command gets; returns how to stop. */
+  onSignal(fn: (sig: NodeJS.Signals) => void): () => void;
+}
+
+/** The environment and working directory a command was run in: files and bare `-e NAME` are theirs. */
+export interface Caller {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+/** The signals a command forwards to what it runs (docker's sig-proxy). */
+export const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Signals as this process gets them. */
+function processSignals(fn: (sig: NodeJS.Signals) => void): () => void {
+  const handlers = FORWARDED_SIGNALS.map((sig) => {
+    const h = () => fn(sig);
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  };
 }
 
 /** Life-cycle states of one supervised process. */
@@ -112,6 +137,10 @@ export interface ContextOptions {
   err?: NodeJS.WriteStream;
   /** A connection to the URL the context resolved, used instead of its own and not closed with it. */
   sharedNats?: (url: string) => Promise<NatsConnection>;
+  /** The user's working directory (default: this process's). */
+  cwd?: string;
+  /** Where the user's signals come from (default: this process's). */
+  onSignal?: CliContext['onSignal'];
 }
 
 /** Builds the CLI context from config and environment. */
@@ -165,6 +194,8 @@ export function createContext(opts: ContextOptions = {}): CliContext {
     },
     out: opts.out ?? process.stdout,
     err: opts.err ?? process.stderr,
+    caller: { env, cwd: opts.cwd ?? process.cwd() },
+    onSignal: opts.onSignal ?? processSignals,
   };
 }
 

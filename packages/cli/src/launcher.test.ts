@@ -6,9 +6,16 @@ import { fileURLToPath } from 'node:url';
 import { BERTH_VERSION } from '@berth/api/version';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-// bin/berth, the sh launcher users run (scripts/setup.sh links /usr/local/bin/berth to it), with
-// a `node` first on PATH that prints what it was started with instead of running berth.js.
-const launcher = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'berth');
+// The two launchers: dist/berth (native/berth.c, which scripts/setup.sh links /usr/local/bin/berth
+// to) and bin/berth (the sh launcher package.json's `bin` names), each run through a link on PATH
+// with a `node` first on PATH that prints what it was started with instead of running berth.js.
+// No supervisor answers them (BERTH_RUN_ROOT is an empty directory): both start node.
+const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
+const launchers = [
+  { name: 'dist/berth (the built client)', file: join(pkg, 'dist', 'berth') },
+  { name: 'bin/berth (the sh launcher)', file: join(pkg, 'bin', 'berth') },
+];
+const berthJs = join(pkg, 'bin', 'berth.js');
 let root: string;
 let fakeBin: string;
 let caFile: string;
@@ -25,29 +32,37 @@ beforeAll(() => {
   caFile = join(root, 'ca.pem');
   writeFileSync(caFile, '');
   // As setup.sh installs it: a link on PATH, in another directory.
-  mkdirSync(join(root, 'path'));
-  symlinkSync(launcher, join(root, 'path', 'berth'));
+  for (const [i, l] of launchers.entries()) {
+    mkdirSync(join(root, `path${i}`));
+    symlinkSync(l.file, join(root, `path${i}`, 'berth'));
+  }
+  mkdirSync(join(root, 'run'));
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** What the fake node got from the launcher run with `env` (on top of PATH), as lines. */
-function started(env: NodeJS.ProcessEnv, args: string[] = ['ps', '-a']): string[] {
-  const { NODE_EXTRA_CA_CERTS: _n, BERTH_EXTRA_CA_CERTS: _b, NODE_OPTIONS: _o, ...base } = process.env;
-  return execFileSync(join(root, 'path', 'berth'), args, {
-    encoding: 'utf8',
-    env: { ...base, PATH: `${fakeBin}:${process.env.PATH ?? ''}`, ...env },
-  })
-    .trimEnd()
-    .split('\n');
-}
+describe.each(launchers.map((l, i) => ({ ...l, i })))('$name', ({ file, i }) => {
+  /** What the fake node got from the launcher run with `env` (on top of PATH), as lines. */
+  function started(env: NodeJS.ProcessEnv, args: string[] = ['ps', '-a']): string[] {
+    const { NODE_EXTRA_CA_CERTS: _n, BERTH_EXTRA_CA_CERTS: _b, NODE_OPTIONS: _o, ...base } = process.env;
+    return execFileSync(join(root, `path${i}`, 'berth'), args, {
+      encoding: 'utf8',
+      env: {
+        ...base,
+        PATH: `${fakeBin}:${process.env.PATH ?? ''}`,
+        BERTH_RUN_ROOT: join(root, 'run'),
+        ...env,
+      },
+    })
+      .trimEnd()
+      .split('\n');
+  }
 
-/** The *_EXTRA_CA_CERTS variables the fake node got. */
-const vars = (env: NodeJS.ProcessEnv) => started(env).filter((l) => !l.startsWith('arg='));
+  /** The *_EXTRA_CA_CERTS variables the fake node got. */
+  const vars = (env: NodeJS.ProcessEnv) => started(env).filter((l) => !l.startsWith('arg='));
 
-describe('bin/berth (the launcher)', () => {
   it('starts node on berth.js beside its link target, passing every argument as it was', () => {
     expect(started({}, ['run', 'a b', '', '--x=$HOME'])).toEqual([
-      `arg=${join(dirname(launcher), 'berth.js')}`,
+      `arg=${berthJs}`,
       'arg=run',
       'arg=a b',
       'arg=',
@@ -60,11 +75,11 @@ describe('bin/berth (the launcher)', () => {
   });
 
   it('moves it whatever the path holds: spaces, a symbolic link (kept as given)', () => {
-    const spaced = join(root, 'dir with spaces', 'my ca.pem');
+    const spaced = join(root, `dir with spaces ${i}`, 'my ca.pem');
     mkdirSync(dirname(spaced));
     writeFileSync(spaced, '');
     expect(vars({ NODE_EXTRA_CA_CERTS: spaced })).toEqual([`BERTH_EXTRA_CA_CERTS=${spaced}`]);
-    const link = join(root, 'ca-link.pem');
+    const link = join(root, `ca-link-${i}.pem`);
     symlinkSync(spaced, link);
     expect(vars({ NODE_EXTRA_CA_CERTS: link })).toEqual([`BERTH_EXTRA_CA_CERTS=${link}`]);
     // OpenSSL's store: the CLI adds the file to it as Node would.
@@ -77,7 +92,7 @@ describe('bin/berth (the launcher)', () => {
     const missing = join(root, 'missing.pem');
     expect(vars({ NODE_EXTRA_CA_CERTS: missing })).toEqual([`NODE_EXTRA_CA_CERTS=${missing}`]);
     expect(vars({ NODE_EXTRA_CA_CERTS: root })).toEqual([`NODE_EXTRA_CA_CERTS=${root}`]);
-    const dangling = join(root, 'dangling.pem');
+    const dangling = join(root, `dangling-${i}.pem`);
     symlinkSync(missing, dangling);
     expect(vars({ NODE_EXTRA_CA_CERTS: dangling })).toEqual([`NODE_EXTRA_CA_CERTS=${dangling}`]);
     // A BERTH_EXTRA_CA_CERTS the launcher did not set never reaches berth.
@@ -106,9 +121,13 @@ describe('bin/berth (the launcher)', () => {
   });
 
   it('runs the real CLI', () => {
-    const out = execFileSync(launcher, ['--version'], {
+    const out = execFileSync(file, ['--version'], {
       encoding: 'utf8',
-      env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` },
+      env: {
+        ...process.env,
+        PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
+        BERTH_RUN_ROOT: join(root, 'run'),
+      },
     });
     expect(out).toBe(`berth ${BERTH_VERSION}\n`);
   });

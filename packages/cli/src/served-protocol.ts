@@ -1,24 +1,95 @@
 /**
- * The protocol of commands the `berth up` supervisor runs for the launcher (served.ts), apart from
- * the code that runs them: the supervisor's control socket speaks it without loading that code.
+ * The protocol of commands the `berth up` supervisor runs for the `berth` command (served.ts), apart
+ * from the code that runs them: the supervisor's control socket speaks it without loading that code.
+ *
+ * The client (native/berth.c) sends one JSON line, `{"op":"run","argv":[...],"env":{...},"cwd":"/..",
+ * "bundleMtimeMs":N}`, then one `{"op":"signal","signal":"SIGINT"}` line for each signal it gets
+ * while the command runs. The supervisor answers in frames, a type byte and a 32-bit big-endian
+ * length before the payload: `A` accepted (the command runs there) or `R` refused (its reason; the
+ * client runs the command itself), then `O` stdout and `E` stderr bytes, and last `X` with the exit
+ * code in decimal. `S` says the command now takes the signals the client gets (as `berth run`
+ * forwards them to its container), `U` that it no longer does: until `S`, and after `U`, a signal
+ * ends the client as it would end the CLI run by hand. Bytes, not JSON text: the client relays
+ * output as it is, and never parses JSON.
  */
 
-/** A launcher's request: its arguments and its environment (the variables the CLI reads). */
+/** A client's request: its arguments, its whole environment and its working directory. */
 export interface ServedRequest {
   argv: string[];
   env: Record<string, string>;
+  cwd: string;
 }
 
-/**
- * What the supervisor sends back, one per line: `accepted` (the command runs there) or `refused`
- * (the launcher runs it itself), then the command's output and its exit code.
- */
+/** What the supervisor sends back, one frame each. */
 export type ServedLine =
   | { type: 'accepted' }
   | { type: 'refused'; reason: string }
-  | { type: 'out'; data: string }
-  | { type: 'err'; data: string }
-  | { type: 'exit'; code: number };
+  | { type: 'out'; data: string | Uint8Array }
+  | { type: 'err'; data: string | Uint8Array }
+  | { type: 'exit'; code: number }
+  | { type: 'signals'; taken: boolean };
+
+/** The type byte of each frame. */
+export const FRAME_TYPE = {
+  accepted: 0x41,
+  refused: 0x52,
+  out: 0x4f,
+  err: 0x45,
+  exit: 0x58,
+  signalsTaken: 0x53,
+  signalsLeft: 0x55,
+} as const;
+
+/** One frame: type byte, payload length (32-bit big-endian), payload. */
+export function encodeFrame(line: ServedLine): Buffer {
+  const payload =
+    line.type === 'accepted' || line.type === 'signals'
+      ? Buffer.alloc(0)
+      : line.type === 'refused'
+        ? Buffer.from(line.reason, 'utf8')
+        : line.type === 'exit'
+          ? Buffer.from(String(line.code), 'ascii')
+          : Buffer.from(line.data);
+  const head = Buffer.alloc(5);
+  head[0] =
+    line.type === 'signals'
+      ? line.taken
+        ? FRAME_TYPE.signalsTaken
+        : FRAME_TYPE.signalsLeft
+      : FRAME_TYPE[line.type];
+  head.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([head, payload]);
+}
+
+/** The frames in `buf` (what has arrived so far), and the bytes of an unfinished one. */
+export function decodeFrames(buf: Buffer): { lines: ServedLine[]; rest: Buffer } {
+  const lines: ServedLine[] = [];
+  let at = 0;
+  while (buf.length - at >= 5) {
+    const len = buf.readUInt32BE(at + 1);
+    if (buf.length - at - 5 < len) break;
+    const type = buf[at] as number;
+    const payload = buf.subarray(at + 5, at + 5 + len);
+    at += 5 + len;
+    if (type === FRAME_TYPE.accepted) lines.push({ type: 'accepted' });
+    else if (type === FRAME_TYPE.refused) lines.push({ type: 'refused', reason: payload.toString('utf8') });
+    else if (type === FRAME_TYPE.out) lines.push({ type: 'out', data: Buffer.from(payload) });
+    else if (type === FRAME_TYPE.err) lines.push({ type: 'err', data: Buffer.from(payload) });
+    else if (type === FRAME_TYPE.exit) lines.push({ type: 'exit', code: Number(payload.toString('ascii')) });
+    else if (type === FRAME_TYPE.signalsTaken) lines.push({ type: 'signals', taken: true });
+    else if (type === FRAME_TYPE.signalsLeft) lines.push({ type: 'signals', taken: false });
+    else throw new Error(`unknown served frame type 0x${type.toString(16)}`);
+  }
+  return { lines, rest: buf.subarray(at) };
+}
+
+/** The signals the client forwards while a served command runs. */
+export const SERVED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/** The signals a served command gets from its client: `on` returns how to stop listening. */
+export interface ServedSignals {
+  on(fn: (sig: NodeJS.Signals) => void): () => void;
+}
 
 /** What the served bundle (dist/bundle/served.cjs) exports to the supervisor. */
 export interface ServedModule {
@@ -27,6 +98,6 @@ export interface ServedModule {
 
 /** Runs served commands for a supervisor (served.ts CommandServer). */
 export interface CommandRunner {
-  serve(req: ServedRequest, send: (line: ServedLine) => void): Promise<void>;
+  serve(req: ServedRequest, send: (line: ServedLine) => void, signals: ServedSignals): Promise<void>;
   close(): Promise<void>;
 }

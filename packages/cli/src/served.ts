@@ -1,12 +1,12 @@
 /**
- * Commands the `berth up` supervisor runs for the `berth` launcher (bin/berth.js), as dockerd runs
- * every docker command: the launcher sends the command line and its environment on the
- * supervisor's control socket (mode 0600: its owner only) and prints what comes back. The supervisor
- * has the code loaded and compiled and one NATS connection open, so such a command costs the
- * launcher's Node start and a round trip instead of loading the CLI (`berth ps -a` 195 -> 104 ms on
- * an idle node, docs/benchmarks.md). Only read-only listings are served; anything the served run
- * cannot do exactly as the launcher's own run would is refused, and the launcher then runs the
- * command itself.
+ * Commands the `berth up` supervisor runs for the `berth` command (native/berth.c), as dockerd
+ * runs every docker command: the client sends the command line, its environment and directory on
+ * the supervisor's control socket (mode 0600: its owner only) and relays what comes back. The
+ * supervisor has the code loaded and compiled and one NATS connection open, so such a command
+ * costs a process start and a round trip instead of starting Node and loading the CLI
+ * (docs/benchmarks.md). Served are the listings, help and version, and `run` without a terminal
+ * or stdin; anything the served run cannot do exactly as the client's own run would is refused,
+ * and the client then runs the command itself (bin/berth.js).
  */
 import { statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
@@ -16,45 +16,47 @@ import { hostLayout } from '@berth/kit/layout';
 import { connectNats } from '@berth/kit/nats';
 import { otlpTracesUrl } from '@berth/kit/tracing';
 import type { NatsConnection } from 'nats';
-import { failureOf, runCommandLine } from './cli.js';
+import { failureOf, parseCommandLine, runCommandLine } from './cli.js';
 import { cliNatsTls } from './context.js';
-import { splitGlobalOptions } from './global-options.js';
-import type { CommandRunner, ServedLine, ServedRequest } from './served-protocol.js';
+import type { CommandRunner, ServedLine, ServedRequest, ServedSignals } from './served-protocol.js';
 
 export type { ServedLine, ServedRequest } from './served-protocol.js';
 
-/** The command words served: listings that change nothing, so a refused or lost run can be redone. */
-export const SERVED_COMMANDS: readonly string[] = ['ps', 'images'];
+/**
+ * The command words served (native/berth.c asks only for these, and `berth` alone, its help and
+ * version): the listings, and `run` unless it needs the terminal (-i, -t).
+ */
+export const SERVED_COMMANDS: readonly string[] = ['ps', 'images', 'run'];
+
+/** Served commands running at once; one more is refused, and its client runs it itself. */
+const MAX_RUNNING = 16;
 
 /** The largest config file a served command reads (the launcher's own run reads any size). */
 const CONFIG_MAX_BYTES = 1024 * 1024;
 
-/** The most characters of output one line carries: a big table goes in pieces, not one line. */
-const LINE_DATA_MAX = 64 * 1024;
-
 /**
- * Runs served commands over one NATS connection, one at a time: a command's spans go to the one
- * span sink of the process. A request that comes while one runs is refused at once (`busy`), and
- * its launcher runs it itself: nothing queues in the supervisor, and no launcher waits for another.
+ * Runs served commands over one NATS connection, several at once (each has its own span sink, see
+ * the kit's SPAN_SINK_KEY). Past MAX_RUNNING a request is refused at once (`busy`), and its client
+ * runs it itself: nothing queues in the supervisor.
  */
 export class CommandServer implements CommandRunner {
-  private busy = false;
+  private running = 0;
   private closed = false;
   private shared: { url: string; nc: Promise<NatsConnection> } | undefined;
 
   constructor(private readonly socket: string) {}
 
-  /** Serves one request: `send` gets its lines, the last being `refused` or `exit`. */
-  async serve(req: ServedRequest, send: (line: ServedLine) => void): Promise<void> {
-    if (this.busy) {
+  /** Serves one request: `send` gets its frames, the last being `refused` or `exit`. */
+  async serve(req: ServedRequest, send: (line: ServedLine) => void, signals: ServedSignals): Promise<void> {
+    if (this.running >= MAX_RUNNING) {
       send({ type: 'refused', reason: 'busy' });
       return;
     }
-    this.busy = true;
+    this.running++;
     try {
-      await this.runOne(req, send);
+      await this.runOne(req, send, signals);
     } finally {
-      this.busy = false;
+      this.running--;
     }
   }
 
@@ -66,7 +68,11 @@ export class CommandServer implements CommandRunner {
     if (s) await s.nc.then((nc) => nc.close()).catch(() => undefined);
   }
 
-  private async runOne(req: ServedRequest, send: (line: ServedLine) => void): Promise<void> {
+  private async runOne(
+    req: ServedRequest,
+    send: (line: ServedLine) => void,
+    signals: ServedSignals,
+  ): Promise<void> {
     const checked = this.check(req);
     if (typeof checked === 'string') {
       send({ type: 'refused', reason: checked });
@@ -75,11 +81,13 @@ export class CommandServer implements CommandRunner {
     send({ type: 'accepted' });
     const io = {
       env: { ...req.env },
-      out: lineStream('out', send),
-      err: lineStream('err', send),
+      out: frameStream('out', send),
+      err: frameStream('err', send),
       config: checked,
       sharedNats: (url: string) => this.nats(url),
       served: true,
+      cwd: req.cwd,
+      onSignal: (fn: (sig: NodeJS.Signals) => void) => signals.on(fn),
     };
     let code: number;
     try {
@@ -99,18 +107,21 @@ export class CommandServer implements CommandRunner {
    */
   private check(req: ServedRequest): Config | string {
     if (this.closed) return 'stopping';
-    let word: string | undefined;
-    let trace: boolean | undefined;
+    let line: ReturnType<typeof parseCommandLine>;
     try {
-      const split = splitGlobalOptions(req.argv);
-      word = split.rest[0];
-      trace = split.globals.trace;
+      line = parseCommandLine(req.argv);
     } catch {
-      return 'bad global options';
+      // A usage error is the client's to print: its own run finds it at once.
+      return 'usage error';
     }
-    if (word === undefined || !SERVED_COMMANDS.includes(word)) return `"${word ?? ''}" is not served`;
-    // The trace id is printed by the launcher's own run, which makes the trace.
-    if (trace === true || req.env.BERTH_TRACE === '1') return 'traced';
+    if (line.kind === 'command') {
+      const word = line.cmd.name;
+      if (!SERVED_COMMANDS.includes(word)) return `"${word}" is not served`;
+      // The trace id is printed by the client's own run, which makes the trace.
+      if (line.trace || req.env.BERTH_TRACE === '1') return 'traced';
+      // A terminal or stdin is the client's: only its own run can hand them to the container.
+      if (line.values.interactive === true || line.values.tty === true) return 'needs the terminal';
+    }
     const file = req.env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
     if (!isAbsolute(file)) return 'config path relative to the launcher';
     const st = statSync(file, { throwIfNoEntry: false });
@@ -121,12 +132,12 @@ export class CommandServer implements CommandRunner {
     } catch {
       return 'config does not load';
     }
-    // The launcher found this socket through its own config: another stack's CLI is not ours.
+    // The client found this socket through its own config: another stack's CLI is not ours.
     if (hostLayout(config).run.supervisorSocket !== this.socket) return 'another run root';
-    // TLS files and credentials files are read by the process that connects: the launcher's.
+    // TLS files and credentials files are read by the process that connects: the client's.
     if (cliNatsTls(config).tls || (config.natsUrl && config.natsCreds)) return 'NATS with TLS or creds';
-    // The launcher's extra CA certificates are trusted by its own TLS connections, not by this
-    // process's: a configured NATS (which may want TLS) or an OTLP collector are the launcher's.
+    // The client's extra CA certificates are trusted by its own TLS connections, not by this
+    // process's: a configured NATS (which may want TLS) or an OTLP collector are the client's.
     const extraCa = req.env.BERTH_EXTRA_CA_CERTS || req.env.NODE_EXTRA_CA_CERTS;
     if (extraCa && (config.natsUrl || otlpTracesUrl(req.env))) return 'extra CA certificates';
     return config;
@@ -159,22 +170,15 @@ export class CommandServer implements CommandRunner {
   }
 }
 
-/** A stream whose writes become `out` or `err` lines, as the command's stdout or stderr. */
-function lineStream(type: 'out' | 'err', send: (line: ServedLine) => void): NodeJS.WriteStream {
+/** A stream whose writes become `out` or `err` frames, as the command's stdout or stderr. */
+function frameStream(type: 'out' | 'err', send: (line: ServedLine) => void): NodeJS.WriteStream {
   const w = new Writable({
     decodeStrings: false,
     write(chunk: string | Buffer, _enc, done) {
-      const text = typeof chunk === 'string' ? chunk : chunk.toString('utf8');
-      for (let at = 0; at < text.length; ) {
-        let end = Math.min(at + LINE_DATA_MAX, text.length);
-        // Never between the two halves of a surrogate pair: each piece must be valid on its own.
-        if (end < text.length && /[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end--;
-        send({ type, data: text.slice(at, end) });
-        at = end;
-      }
+      if (chunk.length > 0) send({ type, data: chunk });
       done();
     },
   });
-  // Served output goes to the launcher's stdout, which the served command cannot see: as a pipe.
+  // Served output goes to the client's stdout, which the served command cannot see: as a pipe.
   return Object.assign(w, { isTTY: false }) as unknown as NodeJS.WriteStream;
 }

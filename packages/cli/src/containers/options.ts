@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { type BindMount, type CreateContainerRequest, errors, type Resources } from '@berth/api';
 import type { CommandArgs } from '../command.js';
+import type { Caller } from '../context.js';
 import { parsePublish } from './ports.js';
 import { parseSecurityOpts } from './security-opts.js';
 
@@ -43,19 +45,19 @@ export function parseVolume(v: string): BindMount {
 }
 
 /** KEY=VALUE entries; a bare KEY takes the caller's value (and is dropped when unset), as docker. */
-function envEntries(list: string[]): string[] {
+function envEntries(list: string[], env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
   for (const e of list) {
     if (e.includes('=')) out.push(e);
-    else if (process.env[e] !== undefined) out.push(`${e}=${process.env[e]}`);
+    else if (env[e] !== undefined) out.push(`${e}=${env[e]}`);
   }
   return out;
 }
 
-function readEnvFile(path: string): string[] {
+function readEnvFile(path: string, caller: Caller): string[] {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readFileSync(resolve(caller.cwd, path), 'utf8');
   } catch (err) {
     throw errors.invalid(`cannot read env file "${path}": ${(err as Error).message}`);
   }
@@ -64,6 +66,7 @@ function readEnvFile(path: string): string[] {
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l.length > 0 && !l.startsWith('#')),
+    caller.env,
   );
 }
 
@@ -81,14 +84,21 @@ const strs = (v: unknown): string[] =>
   Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)];
 
 /** Turns `create`/`run` flags and positionals (IMAGE [CMD...]) into a create request. */
-export function toCreateRequest(args: CommandArgs, node: string): CreateContainerRequest {
+export function toCreateRequest(
+  args: CommandArgs,
+  node: string,
+  caller: Caller = { env: process.env, cwd: process.cwd() },
+): CreateContainerRequest {
   const v = args.values;
   const [image, ...cmd] = args.positionals;
   if (!image) throw errors.invalid('an image is required: berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
   const req: CreateContainerRequest = { image, node };
   if (cmd.length) req.cmd = cmd;
   if (typeof v.name === 'string') req.name = v.name;
-  const env = [...strs(v['env-file']).flatMap(readEnvFile), ...envEntries(strs(v.env))];
+  const env = [
+    ...strs(v['env-file']).flatMap((f) => readEnvFile(f, caller)),
+    ...envEntries(strs(v.env), caller.env),
+  ];
   if (env.length) req.env = env;
   if (typeof v.workdir === 'string') req.workdir = v.workdir;
   if (typeof v.user === 'string') req.user = v.user;
@@ -118,7 +128,7 @@ export function toCreateRequest(args: CommandArgs, node: string): CreateContaine
   if (Object.keys(labels).length) req.labels = labels;
   if (strs(v['cap-add']).length) req.capAdd = strs(v['cap-add']);
   if (strs(v['cap-drop']).length) req.capDrop = strs(v['cap-drop']);
-  Object.assign(req, parseSecurityOpts(strs(v['security-opt'])));
+  Object.assign(req, parseSecurityOpts(strs(v['security-opt']), caller.cwd));
   if (strs(v.dns).length) req.dns = { servers: strs(v.dns), searches: [], options: [] };
   if (typeof v['stop-signal'] === 'string') req.stopSignal = v['stop-signal'];
   const namespaces: NonNullable<CreateContainerRequest['namespaces']> = {};

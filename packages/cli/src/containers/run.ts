@@ -46,22 +46,10 @@ async function followOutput(
   else if (logPath) await followLog(logPath, 0, sink, exited);
 }
 
-/** Forwards SIGINT/SIGTERM to the container while the CLI waits on it (docker's sig-proxy). */
-function proxySignals(send: (sig: NodeJS.Signals) => void): () => void {
-  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => {
-    const h = () => send(sig);
-    process.on(sig, h);
-    return [sig, h] as const;
-  });
-  return () => {
-    for (const [sig, h] of handlers) process.off(sig, h);
-  };
-}
-
 /** Creates the container (pulling its image if needed); `berth create`. */
 export async function createContainer(args: CommandArgs, ctx: CliContext): Promise<string> {
   const node = nodeFlag(ctx.config.nodeId, args.values.node);
-  const req = toCreateRequest(args, node);
+  const req = toCreateRequest(args, node, ctx.caller);
   await ensureImage(ctx, req.image, node);
   const c = await (await tasks(ctx))['create-container'](req).catch((err: unknown) => {
     throw nodeError(node, err);
@@ -77,7 +65,7 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const v = args.values;
   const detach = v.detach === true;
   const node = nodeFlag(ctx.config.nodeId, v.node);
-  const req = toCreateRequest(args, node);
+  const req = toCreateRequest(args, node, ctx.caller);
   // Detached, nobody waits here to remove it: the task-service does once the task exits.
   if (detach && v.rm) req.labels = { ...req.labels, [AUTO_REMOVE_LABEL]: 'true' };
   const client = await tasks(ctx);
@@ -107,7 +95,7 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   const exited = Promise.race([early.of(id), watcher.then((w) => w.exited)]);
   void watcher.finally(() => early.close()).catch(() => undefined);
   const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
-  return finishRun(client, { proc, rm: v.rm === true, watcher, exited }, () =>
+  return finishRun(client, { ctx, proc, rm: v.rm === true, watcher, exited }, () =>
     // The log path from the reply (create-container's container and create's task).
     followOutput(ctx, proc, logPathOf(ctx, { container, task }), exited),
   );
@@ -149,7 +137,7 @@ async function runAttached(
   }
   return finishRun(
     client,
-    { proc, rm, watcher: Promise.resolve(watcher), exited: watcher.exited },
+    { ctx, proc, rm, watcher: Promise.resolve(watcher), exited: watcher.exited },
     () => io.done,
   );
 }
@@ -164,11 +152,18 @@ async function runAttached(
  */
 async function finishRun(
   client: TaskClient,
-  o: { proc: RemoteProcess; rm: boolean; watcher: Promise<ExitWaiter>; exited: Promise<ExitStatus> },
+  o: {
+    ctx: CliContext;
+    proc: RemoteProcess;
+    rm: boolean;
+    watcher: Promise<ExitWaiter>;
+    exited: Promise<ExitStatus>;
+  },
   follow: () => Promise<unknown>,
 ): Promise<number> {
   const id = o.proc.id;
-  const unproxy = proxySignals((signal) => void client.kill({ id, signal }).catch(() => undefined));
+  // Forwards SIGINT, SIGTERM and SIGHUP to the container while the CLI waits on it (docker's sig-proxy).
+  const unproxy = o.ctx.onSignal((signal) => void client.kill({ id, signal }).catch(() => undefined));
   // Listening since before the task existed: the exit event cannot have gone by, so the first
   // state check (for a lost event) waits its interval instead of loading the services at start.
   // A waiter that could not subscribe fails `exited` unless the exit was heard without it.

@@ -16,8 +16,8 @@ function flag(o: string, value: string): boolean {
  * Reads a Docker-format seccomp profile here, on the user's machine (as docker does), so that it
  * reaches a container on any node; INVALID_ARGUMENT names the file and the problem.
  */
-function profileFile(path: string): NonNullable<CreateContainerRequest['seccomp']> {
-  const abs = resolve(path);
+function profileFile(path: string, cwd: string): NonNullable<CreateContainerRequest['seccomp']> {
+  const abs = resolve(cwd, path);
   let text: string;
   try {
     text = readFileSync(abs, 'utf8');
@@ -35,7 +35,7 @@ function profileFile(path: string): NonNullable<CreateContainerRequest['seccomp'
  * Parses docker's `--security-opt` entries berth supports: `no-new-privileges[=true|false]`
  * (also `:`), and `seccomp=unconfined|builtin|<profile.json>`. Others are INVALID_ARGUMENT.
  */
-export function parseSecurityOpts(opts: string[]): SecurityOpts {
+export function parseSecurityOpts(opts: string[], cwd: string = process.cwd()): SecurityOpts {
   const out: SecurityOpts = {};
   for (const o of opts) {
     const m = /^([a-z-]+)(?:[=:](.*))?$/s.exec(o);
@@ -48,7 +48,7 @@ export function parseSecurityOpts(opts: string[]): SecurityOpts {
         throw errors.invalid(`invalid --security-opt "${o}": seccomp needs a profile or unconfined`);
       if (value === 'unconfined') out.seccomp = { mode: 'unconfined' };
       else if (value === 'builtin') out.seccomp = { mode: 'default' };
-      else out.seccomp = profileFile(value);
+      else out.seccomp = profileFile(value, cwd);
     } else {
       throw errors.invalid(`unsupported --security-opt "${o}"`);
     }

@@ -2,7 +2,13 @@ import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { BerthError, Code } from '@berth/api/errors';
 import type { SupervisorState } from '../context.js';
-import type { ServedLine, ServedRequest } from '../served-protocol.js';
+import {
+  encodeFrame,
+  SERVED_SIGNALS,
+  type ServedLine,
+  type ServedRequest,
+  type ServedSignals,
+} from '../served-protocol.js';
 
 /**
  * The supervisor's control protocol: one JSON object per line on a unix socket (mode 0600).
@@ -12,26 +18,26 @@ import type { ServedLine, ServedRequest } from '../served-protocol.js';
 export type ControlRequest = { op: 'status' } | { op: 'down' } | ControlRunRequest;
 
 /**
- * A command the `berth` launcher asks the supervisor to run (src/served.ts): answered by
- * ServedLine lines, then the connection is closed. `bundleMtimeMs` is the modification time of the
- * served bundle the launcher would run itself: the supervisor serves only from the same build.
+ * A command the `berth` command asks the supervisor to run (src/served.ts): answered in frames
+ * (served-protocol.ts), then the connection is closed; `signal` lines sent meanwhile go to the
+ * command. `bundleMtimeNs` is the modification time (ns, decimal) of the served bundle beside the
+ * client: the supervisor serves only from the same build.
  */
-export type ControlRunRequest = { op: 'run'; bundleMtimeMs: number } & ServedRequest;
+export type ControlRunRequest = { op: 'run'; bundleMtimeNs: string } & ServedRequest;
 
 /** One line the supervisor sends back. */
 export type ControlReply =
   | { type: 'status'; state: SupervisorState }
   | { type: 'progress'; name: string; replica: number; pid: number | null; result: string }
   | { type: 'done' }
-  | { type: 'error'; message: string }
-  | ServedLine;
+  | { type: 'error'; message: string };
 
 /** What the control server asks of the supervisor. */
 export interface ControlHandler {
   status(): SupervisorState;
   down(progress: (reply: ControlReply) => void): Promise<void>;
-  /** Runs a served command, or refuses it (then the launcher runs it). */
-  run?(req: ControlRunRequest, send: (line: ServedLine) => void): Promise<void>;
+  /** Runs a served command, or refuses it (then the client runs it). */
+  run?(req: ControlRunRequest, send: (line: ServedLine) => void, signals: ServedSignals): Promise<void>;
 }
 
 function send(sock: Socket, reply: ControlReply): void {
@@ -45,16 +51,38 @@ function send(sock: Socket, reply: ControlReply): void {
 export async function listenControl(path: string, handler: ControlHandler): Promise<Server> {
   const server = createServer((sock) => {
     let buf = '';
+    // The signal listeners of the served command this connection runs, once it asked for one.
+    let running: Set<(sig: NodeJS.Signals) => void> | undefined;
     sock.setEncoding('utf8');
     sock.on('error', () => undefined);
     sock.on('data', (chunk: string) => {
       buf += chunk;
-      if (buf.length > 64 * 1024) sock.destroy();
+      // A request carries a command line and its environment: a megabyte is more than any needs.
+      if (buf.length > 1024 * 1024) sock.destroy();
       let nl = buf.indexOf('\n');
       while (nl >= 0 && !sock.destroyed) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        void answer(sock, line, handler);
+        if (running) signalLine(line, running);
+        else if (opOf(line) === 'run') {
+          const listeners = new Set<(sig: NodeJS.Signals) => void>();
+          running = listeners;
+          // The client forwards its signals only while the command takes them (served-protocol.ts).
+          const taken = (yes: boolean) => {
+            if (!sock.destroyed) sock.write(encodeFrame({ type: 'signals', taken: yes }));
+          };
+          const signals: ServedSignals = {
+            on: (fn) => {
+              const entry = (sig: NodeJS.Signals) => fn(sig);
+              listeners.add(entry);
+              if (listeners.size === 1) taken(true);
+              return () => {
+                if (listeners.delete(entry) && listeners.size === 0) taken(false);
+              };
+            },
+          };
+          void answerRun(sock, line, handler, signals);
+        } else void answer(sock, line, handler);
         nl = buf.indexOf('\n');
       }
     });
@@ -86,10 +114,6 @@ async function answer(sock: Socket, line: string, handler: ControlHandler): Prom
   try {
     if (req.op === 'status') {
       send(sock, { type: 'status', state: handler.status() });
-    } else if (req.op === 'run') {
-      if (handler.run && isRunRequest(req)) await handler.run(req, (line) => send(sock, line));
-      else send(sock, { type: 'refused', reason: handler.run ? 'malformed run request' : 'not served' });
-      sock.end();
     } else if (req.op === 'down') {
       await handler.down((r) => send(sock, r));
       send(sock, { type: 'done' });
@@ -102,15 +126,69 @@ async function answer(sock: Socket, line: string, handler: ControlHandler): Prom
   }
 }
 
-/** A run request as JSON.parse gave it: arguments and environment of strings, a bundle time. */
-function isRunRequest(req: ControlRunRequest): boolean {
+/** A served command's request: answered in frames, then the connection is closed. */
+async function answerRun(
+  sock: Socket,
+  line: string,
+  handler: ControlHandler,
+  signals: ServedSignals,
+): Promise<void> {
+  const frame = (l: ServedLine) => {
+    if (!sock.destroyed) sock.write(encodeFrame(l));
+  };
+  let req: unknown;
+  try {
+    req = JSON.parse(line);
+  } catch {
+    req = undefined;
+  }
+  try {
+    if (handler.run && isRunRequest(req)) await handler.run(req, frame, signals);
+    else frame({ type: 'refused', reason: handler.run ? 'malformed run request' : 'not served' });
+  } catch (err) {
+    // Nothing was sent yet when the supervisor failed to take it: the client runs it itself.
+    frame({ type: 'refused', reason: (err as Error).message });
+  }
+  sock.end();
+}
+
+/** The `op` of a request line, if it is a JSON object with one. */
+function opOf(line: string): unknown {
+  try {
+    return (JSON.parse(line) as { op?: unknown } | null)?.op;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A `{"op":"signal","signal":"SIGINT"}` line for the served command; anything else is ignored. */
+function signalLine(line: string, listeners: Set<(sig: NodeJS.Signals) => void>): void {
+  let sig: unknown;
+  try {
+    sig = (JSON.parse(line) as { op?: unknown; signal?: unknown }).signal;
+  } catch {
+    return;
+  }
+  if (typeof sig === 'string' && SERVED_SIGNALS.includes(sig as NodeJS.Signals))
+    for (const fn of listeners) fn(sig as NodeJS.Signals);
+}
+
+/** A run request as JSON.parse gave it: arguments and environment of strings, a directory, a time. */
+function isRunRequest(req: unknown): req is ControlRunRequest {
+  const r = req as Partial<ControlRunRequest> | null;
   return (
-    Array.isArray(req.argv) &&
-    req.argv.every((a) => typeof a === 'string') &&
-    typeof req.env === 'object' &&
-    req.env !== null &&
-    Object.values(req.env).every((v) => typeof v === 'string') &&
-    typeof req.bundleMtimeMs === 'number'
+    typeof r === 'object' &&
+    r !== null &&
+    r.op === 'run' &&
+    Array.isArray(r.argv) &&
+    r.argv.every((a) => typeof a === 'string') &&
+    typeof r.env === 'object' &&
+    r.env !== null &&
+    Object.values(r.env).every((v) => typeof v === 'string') &&
+    typeof r.cwd === 'string' &&
+    r.cwd.startsWith('/') &&
+    typeof r.bundleMtimeNs === 'string' &&
+    /^[0-9]{1,30}$/.test(r.bundleMtimeNs)
   );
 }
 

@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +6,7 @@ import { BerthError, Code } from '@berth/api/errors';
 import type { Service } from '@berth/api/subjects';
 import { hostLayout } from '@berth/kit/layout';
 import type { ChildState, SupervisorState } from '../context.js';
-import type { CommandRunner, ServedLine, ServedModule } from '../served-protocol.js';
+import type { CommandRunner, ServedLine, ServedModule, ServedSignals } from '../served-protocol.js';
 import { childKey, orphansOf, stopOrphans } from './adopt.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
 import {
@@ -36,6 +36,28 @@ export type SupervisorLog = (msg: string, fields?: Record<string, unknown>) => v
  */
 const SERVED_BUNDLE = fileURLToPath(new URL('../bundle/served.cjs', import.meta.url));
 
+/** A build restored from turbo's cache writes a bundle and its inputs within the same moment. */
+const SAME_BUILD_MS = 1000;
+
+/**
+ * True when none of the files the served bundle was made of (dist/bundle/inputs.json) is newer
+ * than it (built at `builtMs`): a package rebuilt with tsc alone runs its dist/ modules when run
+ * by hand (bin/berth.js), and must not be answered by the older bundle here.
+ */
+function servedBundleFresh(builtMs: number): boolean {
+  const dir = fileURLToPath(new URL('../bundle/', import.meta.url));
+  try {
+    const meta = JSON.parse(readFileSync(`${dir}inputs.json`, 'utf8')) as {
+      inputs: Record<string, string[]>;
+    };
+    const files = meta.inputs.served;
+    const mtime = (p: string) => statSync(dir + p, { throwIfNoEntry: false })?.mtimeMs;
+    return files?.every((p) => (mtime(p) ?? Number.POSITIVE_INFINITY) <= builtMs + SAME_BUILD_MS) === true;
+  } catch {
+    return false;
+  }
+}
+
 /** Env variables only the supervisor reads; never passed on to services. */
 export const SUPERVISOR_ENV = { plan: 'BERTH_SUPERVISOR_PLAN' } as const;
 
@@ -51,7 +73,7 @@ export class Supervisor {
   private readonly services: Supervised[] = [];
   private control: Server | undefined;
   /** The served commands' runner (src/served.ts), once the first one came, with its bundle's time. */
-  private served: { mtimeMs: number; server: CommandRunner } | undefined;
+  private served: { mtimeNs: bigint; server: CommandRunner } | undefined;
   private stopping: Promise<void> | undefined;
   private readonly startedAt = new Date().toISOString();
   private resolveDone!: () => void;
@@ -322,28 +344,34 @@ export class Supervisor {
   }
 
   /**
-   * Runs a command for the launcher (src/served.ts) from the served bundle, loaded on the first
-   * request: only while that file is the one the launcher would run itself, so an upgraded CLI is
-   * never answered by the code of the build this supervisor loaded.
+   * Runs a command for the `berth` client (src/served.ts) from the served bundle, loaded on the
+   * first request: only while that file is the one beside the client (same modification time) and
+   * as fresh as the client's own run would find it (servedBundleFresh), so an upgraded or rebuilt
+   * CLI is never answered by the code of the build this supervisor loaded.
    */
   private async serve(
     socket: string,
     req: ControlRunRequest,
     send: (line: ServedLine) => void,
+    signals: ServedSignals,
   ): Promise<void> {
-    const mtimeMs = statSync(SERVED_BUNDLE, { throwIfNoEntry: false })?.mtimeMs;
-    if (mtimeMs === undefined || mtimeMs !== req.bundleMtimeMs || this.stopping) {
+    const mtimeNs = statSync(SERVED_BUNDLE, { throwIfNoEntry: false, bigint: true })?.mtimeNs;
+    if (mtimeNs === undefined || String(mtimeNs) !== req.bundleMtimeNs || this.stopping) {
       send({ type: 'refused', reason: 'not the same build' });
+      return;
+    }
+    if (!servedBundleFresh(Number(mtimeNs / 1_000_000n))) {
+      send({ type: 'refused', reason: 'the served bundle is older than its sources' });
       return;
     }
     if (!this.served) {
       const mod = createRequire(import.meta.url)(SERVED_BUNDLE) as ServedModule;
-      this.served = { mtimeMs, server: new mod.CommandServer(socket) };
-    } else if (this.served.mtimeMs !== mtimeMs) {
+      this.served = { mtimeNs, server: new mod.CommandServer(socket) };
+    } else if (this.served.mtimeNs !== mtimeNs) {
       send({ type: 'refused', reason: 'the supervisor loaded an older build' });
       return;
     }
-    await this.served.server.serve(req, send);
+    await this.served.server.serve(req, send, signals);
   }
 
   /**
@@ -355,7 +383,8 @@ export class Supervisor {
     const handler = {
       status: () => this.state(),
       down: (progress: (r: ControlReply) => void) => this.down(progress),
-      run: (req: ControlRunRequest, send: (line: ServedLine) => void) => this.serve(path, req, send),
+      run: (req: ControlRunRequest, send: (line: ServedLine) => void, signals: ServedSignals) =>
+        this.serve(path, req, send, signals),
     };
     try {
       // Binding fails while another socket file exists, so two concurrent `berth up` cannot both win.

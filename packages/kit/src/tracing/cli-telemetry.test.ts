@@ -134,6 +134,40 @@ describe('CLI telemetry', () => {
     }
   });
 
+  it('keeps the spans of commands running at once in one process apart (the commands berth up serves)', async () => {
+    const dirs = [
+      await mkdtemp(join(tmpdir(), 'berth-cli-spans-a-')),
+      await mkdtemp(join(tmpdir(), 'berth-cli-spans-b-')),
+    ];
+    try {
+      const [a, b] = dirs.map((storeDir) =>
+        startCliTelemetry({ service: 'berth', version: '9.9.9', node: 'n1', storeDir, env: {} }),
+      ) as [ReturnType<typeof startCliTelemetry>, ReturnType<typeof startCliTelemetry>];
+      /** A command whose child span starts after the other command started. */
+      const command = (name: string, turn: Promise<unknown>) => async () => {
+        await turn;
+        trace.getTracer('berth.client').startSpan(`${name}/call`, { kind: SpanKind.CLIENT }).end();
+        return 0;
+      };
+      let go: () => void = () => undefined;
+      const started = new Promise<void>((r) => {
+        go = r;
+      });
+      const first = a.run('berth run', command('run', started));
+      const second = b.run('berth ps', command('ps', Promise.resolve()));
+      await second;
+      go();
+      await first;
+      await Promise.all([a.finish(), b.finish()]);
+      const [spansA, spansB] = await Promise.all(dirs.map((d) => readSpans(d)));
+      expect(spansA?.map((s) => s.name).sort()).toEqual(['berth run', 'run/call']);
+      expect(spansB?.map((s) => s.name).sort()).toEqual(['berth ps', 'ps/call']);
+      expect(new Set(spansA?.map((s) => s.traceId))).toEqual(new Set([a.traceId()]));
+    } finally {
+      for (const d of dirs) await rm(d, { recursive: true, force: true });
+    }
+  });
+
   it('a failing command records the error code and the exception; a silent collector costs only the bound', async () => {
     silent = true;
     const dir = await mkdtemp(join(tmpdir(), 'berth-cli-spans-'));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { exitCodeOf, toBerthError } from '@berth/api/errors';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { LiteTracerProvider, liteContextManager, type SpanSink } from './lite-tracer.js';
+import { LiteTracerProvider, liteContextManager, SPAN_SINK_KEY, type SpanSink } from './lite-tracer.js';
 import { postOtlp } from './otlp-post.js';
 import { otlpHeaders, otlpTracesUrl, resourceAttributes } from './resource.js';
 import { toOtlpJson } from './span-record.js';
@@ -51,28 +51,35 @@ export function startCliTelemetry(o: CliTelemetryOptions): CliTelemetry {
   return {
     traceId: () => traceId,
     run: (name, fn) =>
-      trace.getTracer('berth').startActiveSpan(name, { kind: SpanKind.INTERNAL }, async (span) => {
-        traceId = span.spanContext().traceId;
-        span.setAttributes({ 'berth.node': o.node, 'process.command': 'berth', ...o.attributes });
-        try {
-          const code = await fn();
-          span.setAttribute('process.exit.code', code);
-          span.setStatus(
-            code === 0
-              ? { code: SpanStatusCode.OK }
-              : { code: SpanStatusCode.ERROR, message: `exited with code ${code}` },
-          );
-          return code;
-        } catch (err) {
-          const e = toBerthError(err);
-          span.setAttributes({ 'process.exit.code': exitCodeOf[e.code], 'berth.error_code': e.code });
-          span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
-          span.recordException({ name: e.code, message: e.message });
-          throw err;
-        } finally {
-          span.end();
-        }
-      }),
+      trace
+        .getTracer('berth')
+        .startActiveSpan(
+          name,
+          { kind: SpanKind.INTERNAL },
+          context.active().setValue(SPAN_SINK_KEY, sink),
+          async (span) => {
+            traceId = span.spanContext().traceId;
+            span.setAttributes({ 'berth.node': o.node, 'process.command': 'berth', ...o.attributes });
+            try {
+              const code = await fn();
+              span.setAttribute('process.exit.code', code);
+              span.setStatus(
+                code === 0
+                  ? { code: SpanStatusCode.OK }
+                  : { code: SpanStatusCode.ERROR, message: `exited with code ${code}` },
+              );
+              return code;
+            } catch (err) {
+              const e = toBerthError(err);
+              span.setAttributes({ 'process.exit.code': exitCodeOf[e.code], 'berth.error_code': e.code });
+              span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+              span.recordException({ name: e.code, message: e.message });
+              throw err;
+            } finally {
+              span.end();
+            }
+          },
+        ),
     async finish() {
       const spans = sink.finished.splice(0);
       if (spans.length === 0) return;

@@ -4,6 +4,7 @@ import {
   type AttributeValue,
   type Context,
   type ContextManager,
+  createContextKey,
   type Exception,
   type Link,
   ROOT_CONTEXT,
@@ -41,6 +42,14 @@ export class LiteTracerProvider implements TracerProvider {
   }
 }
 
+/**
+ * The context key of a command's own sink: spans started under a context holding one (its root
+ * span's, see startCliTelemetry) end up there, so commands running at once in one process (those
+ * the `berth up` supervisor serves) keep their spans apart. Spans started outside any go to the
+ * provider's sink.
+ */
+export const SPAN_SINK_KEY = createContextKey('berth.span-sink');
+
 /** The finished spans of one command, and the process they are recorded for. */
 export interface SpanSink {
   service: string;
@@ -77,7 +86,8 @@ class LiteTracer implements Tracer {
       traceFlags: TraceFlags.SAMPLED,
     };
     if (parent?.traceState) sc.traceState = parent.traceState;
-    return new LiteSpan(this.provider, this.scope, sc, name, options, parent?.spanId ?? '');
+    const sink = (ctx.getValue(SPAN_SINK_KEY) as SpanSink | undefined) ?? this.provider.sink;
+    return new LiteSpan(sink, this.scope, sc, name, options, parent?.spanId ?? '');
   }
 
   startActiveSpan<F extends (span: Span) => unknown>(name: string, ...rest: unknown[]): ReturnType<F> {
@@ -95,14 +105,14 @@ class LiteSpan implements Span {
   private ended = false;
 
   constructor(
-    provider: LiteTracerProvider,
+    sink: SpanSink,
     scope: string,
     private readonly sc: SpanContext,
     name: string,
     options: SpanOptions,
     parentSpanId: string,
   ) {
-    this.sink = provider.sink;
+    this.sink = sink;
     this.rec = {
       traceId: sc.traceId,
       spanId: sc.spanId,
