@@ -2,14 +2,16 @@
  * CLI start-up benchmark (issue 11): wall time of short `berth` commands against a private stack,
  * beside `ctr` of a private containerd when it is installed, and `berth run --rm IMAGE true`
  * beside `ctr run --rm`. Prints figures; asserts nothing.
- * `berth` is run as users run it: the launcher (packages/cli/bin/berth) through a symbolic link,
- * as scripts/setup.sh installs /usr/local/bin/berth, with this node first on PATH.
+ * `berth` is run as users run it: the client (packages/cli/dist/berth, from native/berth.c) through
+ * a symbolic link, as scripts/setup.sh installs /usr/local/bin/berth, with this node first on PATH.
  * Env: BENCH_N runs per command (default 30), BENCH_RUN_N runs of `run --rm` (default BENCH_N),
  * BENCH_BEFORE another build's command (e.g. main's bin and dist/bundle copied out; a `.js` file is
  * run with node): each berth command is then timed alternately with it, against the same stack,
  * and printed as a second row.
- * With listings, it also times `ps -a` and `images` on a stack of `berth up`, served by its supervisor
- * (packages/cli/src/served.ts) and run by the launcher itself (BERTH_CLI_LOCAL=1).
+ * The rows without `(up, ...)` run against services started one by one, with no `berth up`
+ * supervisor to serve anything: the client runs every command on Node. The `(up, ...)` rows run on
+ * a stack of `berth up`, served by its supervisor (packages/cli/src/served.ts) and run by the
+ * client itself (BERTH_CLI_LOCAL=1), alternately.
  * BENCH_ONLY=run times only `node -e 0` and the `run --rm` rows of both sides (and skips the
  * listings and their ratios).
  */
@@ -94,12 +96,21 @@ const row = (name: string, xs: Sample[]) => {
 
 const loadavg = () => execFileSync('cat', ['/proc/loadavg']).toString().split(' ').slice(0, 3).join(' ');
 
+/** The served rows' medians' inputs (wall ms), by command. */
+interface Served {
+  help: number[];
+  ps: number[];
+  images: number[];
+  run: number[];
+  runNoNet: number[];
+}
+
 /**
- * `berth ps -a` and `berth images` on a stack of `berth up`, whose supervisor runs them for the
- * launcher (packages/cli/src/served.ts), timed alternately with the launcher running them itself
+ * The commands the `berth up` supervisor serves for the `berth` client (packages/cli/src/served.ts)
+ * on a stack of `berth up`, each timed alternately with the client running it on Node itself
  * (BERTH_CLI_LOCAL=1); the same three containers and one image as the other rows.
  */
-async function servedListings(berthCmd: string, image: string): Promise<{ ps: number[]; images: number[] }> {
+async function servedCommands(berthCmd: string, image: string, listings: boolean): Promise<Served> {
   const up = await startStack();
   try {
     const nc = await connectNats({ url: up.natsUrl, name: 'bench-cli' });
@@ -110,21 +121,28 @@ async function servedListings(berthCmd: string, image: string): Promise<{ ps: nu
     }
     for (let i = 0; i < 3; i++) await up.berth('create', '--name', `bench-${i}`, image, 'true');
     const env: NodeJS.ProcessEnv = { ...up.env, PATH: `${dirname(process.execPath)}:${up.env.PATH ?? ''}` };
-    const both = (args: string[]) =>
-      timeAll(
+    const both = (name: string, args: string[], n = N) => {
+      const [served = [], own = []] = timeAll(
         [
           { cmd: berthCmd, args },
           { cmd: 'env', args: ['BERTH_CLI_LOCAL=1', berthCmd, ...args] },
         ],
         env,
+        n,
       );
-    const [ps = [], psOwn = []] = both(['ps', '-a']);
-    const [images = [], imagesOwn = []] = both(['images']);
-    row('berth ps -a (up, served)', ps);
-    row('berth ps -a (up, by itself)', psOwn);
-    row('berth images (up, served)', images);
-    row('berth images (up, by itself)', imagesOwn);
-    return { ps: ps.map((x) => x.wall), images: images.map((x) => x.wall) };
+      row(`${name} (up, by itself)`, own);
+      return row(`${name} (up, served)`, served);
+    };
+    const help = listings ? both('berth --help', ['--help']) : [];
+    const ps = listings ? both('berth ps -a', ['ps', '-a']) : [];
+    const images = listings ? both('berth images', ['images']) : [];
+    const run = both('berth run --rm true', ['run', '--rm', image, 'true'], RUN_N);
+    const runNoNet = both(
+      'berth run --rm --net none',
+      ['run', '--rm', '--network', 'none', image, 'true'],
+      RUN_N,
+    );
+    return { help, ps, images, run, runNoNet };
   } finally {
     await up.berth('rm', '-f', 'bench-0', 'bench-1', 'bench-2').catch(() => undefined);
     await up.stop();
@@ -133,7 +151,7 @@ async function servedListings(berthCmd: string, image: string): Promise<{ ps: nu
 
 const s = await startContainerStack();
 try {
-  // The command as users have it: a link on PATH to the launcher, which runs `node` from PATH.
+  // The command as users have it: a link on PATH to the client, which runs `node` from PATH.
   const berthCmd = join(s.root, 'berth');
   symlinkSync(BERTH_LAUNCHER, berthCmd);
   const env: NodeJS.ProcessEnv = { ...s.env, PATH: `${dirname(process.execPath)}:${s.env.PATH ?? ''}` };
@@ -150,15 +168,15 @@ try {
   if (extraCa) {
     row('node -e 0 (no NODE_EXTRA_CA_CERTS)', time(process.execPath, ['-e', '0'], bare));
     process.stdout.write(
-      `NODE_EXTRA_CA_CERTS is set: the launcher moves it away${BEFORE?.endsWith('.js') ? ', node on BENCH_BEFORE pays for it' : ''}\n`,
+      `NODE_EXTRA_CA_CERTS is set: the berth client moves it away${BEFORE?.endsWith('.js') ? ', node on BENCH_BEFORE pays for it' : ''}\n`,
     );
   }
-  // The launcher's own cost: it against node on berth.js started without the variable.
+  // The client's own cost when it runs the command on Node: it against node on berth.js.
   const [viaLauncher = [], direct = []] = timeAll(
     [cli(berthCmd, ['--version']), cli(BERTH_BIN, ['--version'])],
     bare,
   );
-  row('berth --version (launcher)', viaLauncher);
+  row('berth --version (client, no up)', viaLauncher);
   row('node berth.js --version (no var)', direct);
   // This build's row (returned), and BENCH_BEFORE's timed alternately with it.
   const berth = (name: string, args: string[], n = N) => {
@@ -178,7 +196,7 @@ try {
   }
   const ps = listings ? berth('berth ps -a', ['ps', '-a']) : [];
   const images = listings ? berth('berth images', ['images']) : [];
-  const served = listings ? await servedListings(berthCmd, image) : undefined;
+  const served = await servedCommands(berthCmd, image, listings);
   const run = berth('berth run --rm true', ['run', '--rm', image, 'true'], RUN_N);
   // ctr run gives the container a network namespace without interfaces; berth's default is the
   // bridge network (CNI add and del per run). --network none is the same work as ctr's.
@@ -224,10 +242,13 @@ try {
         process.stdout.write(
           `ratio (median): berth ps / ctr containers ls ${ratio(ps, cps)}x, berth images / ctr images ls ${ratio(images, cimg)}x\n`,
         );
-      if (served)
+      if (listings)
         process.stdout.write(
           `ratio (median), served by berth up: berth ps / ctr containers ls ${ratio(served.ps, cps)}x, berth images / ctr images ls ${ratio(served.images, cimg)}x\n`,
         );
+      process.stdout.write(
+        `ratio (median), served by berth up: berth run --rm / ctr run --rm ${ratio(served.run, crun)}x (--network none: ${ratio(served.runNoNet, crun)}x; against ctr run --rm --seccomp ${ratio(served.run, crunSeccomp)}x, --network none ${ratio(served.runNoNet, crunSeccomp)}x)\n`,
+      );
       process.stdout.write(
         `ratio (median): berth run --rm / ctr run --rm ${ratio(run, crun)}x (--network none: ${ratio(runNoNet, crun)}x; against ctr run --rm --seccomp ${ratio(run, crunSeccomp)}x, --network none ${ratio(runNoNet, crunSeccomp)}x)\n`,
       );
