@@ -96,6 +96,33 @@ describe('berth up with the embedded NATS and Redis', () => {
     expect((await stack.berth('ps', '-aq')).stdout).toBe('');
   });
 
+  it('ends a served berth run whose client was killed, leaving its container running, as the CLI killed would', async () => {
+    const p = spawn(
+      BERTH_LAUNCHER,
+      ['run', '--name', 'orphaned', IMAGE, 'sh', '-c', 'echo ready; sleep 60'],
+      {
+        env: stack.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out === 'ready\n') p.kill('SIGKILL');
+    });
+    await new Promise((resolve) => p.on('close', resolve));
+    // The served command stopped following once its client was gone: its root span ended (129).
+    const spans = join(stack.stateRoot, 'traces', 'spans.jsonl');
+    await waitFor('the served run to end', () =>
+      readFileSync(spans, 'utf8')
+        .split('\n')
+        .some((l) => l.includes('"name":"berth run"') && l.includes('"process.exit.code":129')),
+    );
+    const ps = await stack.berth('ps');
+    expect(ps.stdout).toMatch(/ Up .* orphaned$/m);
+    expect((await stack.berth('rm', '-f', 'orphaned')).code).toBe(0);
+  });
+
   it('forwards the signals of a served berth run to its container', async () => {
     const script = 'trap "echo got TERM; exit 5" TERM; echo ready; sleep 30 & wait';
     const p = spawn(BERTH_LAUNCHER, ['run', '--rm', IMAGE, 'sh', '-c', script], {

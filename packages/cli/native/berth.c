@@ -353,6 +353,14 @@ static int run_root(struct buf *out) {
 
 /* ---- talking to the supervisor ---- */
 
+/* The conversation with the supervisor, shared with the signal handling below. */
+static struct {
+  int sock;
+  int accepted; /* it sent A (and this client said go) */
+  int taken;    /* the command takes signals (S, until U) */
+  int pending;  /* a signal that came before A */
+} conv = {.sock = -1};
+
 static int sigpipe_fds[2] = {-1, -1};
 
 static void on_signal(int sig) {
@@ -373,9 +381,10 @@ static void die_by(int sig) {
   _exit(128 + sig);
 }
 
-static int write_all(int fd, const char *p, size_t n) {
+/* To the supervisor: a socket it closed must not end this process by SIGPIPE. */
+static int send_all(int sock, const char *p, size_t n) {
   while (n > 0) {
-    ssize_t w = write(fd, p, n);
+    ssize_t w = send(sock, p, n, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
       return -1;
@@ -386,12 +395,45 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* To the supervisor: a socket it closed must not end this process by SIGPIPE. */
-static int send_all(int sock, const char *p, size_t n) {
+/*
+ * The signals that came: forwarded while the command takes them, kept while it was not accepted
+ * yet, else the end of this process, as of the CLI run by hand.
+ */
+static void handle_signals(void) {
+  unsigned char sig;
+  while (read(sigpipe_fds[0], &sig, 1) == 1) {
+    if (!conv.accepted) {
+      conv.pending = sig;
+      continue;
+    }
+    if (!conv.taken) die_by(sig);
+    for (int i = 0; i < NFORWARDED; i++)
+      if (forwarded[i] == sig) {
+        char line[64];
+        snprintf(line, sizeof line, "{\"op\":\"signal\",\"signal\":\"%s\"}\n", forwarded_names[i]);
+        (void)send_all(conv.sock, line, strlen(line));
+      }
+  }
+}
+
+/*
+ * Writes all of it to stdout or stderr: waiting on a descriptor left non-blocking (EAGAIN), and
+ * handling the signals that interrupt a write blocked on a slow reader meanwhile.
+ */
+static int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
-    ssize_t w = send(sock, p, n, MSG_NOSIGNAL);
+    ssize_t w = write(fd, p, n);
     if (w < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        handle_signals();
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        struct pollfd q[2] = {{.fd = fd, .events = POLLOUT}, {.fd = sigpipe_fds[0], .events = POLLIN}};
+        if (poll(q, 2, -1) < 0 && errno != EINTR) return -1;
+        if (q[1].revents & POLLIN) handle_signals();
+        continue;
+      }
       return -1;
     }
     p += w;
@@ -437,7 +479,8 @@ static int serve(int argc, char **argv, const char *pkg) {
   int plen = snprintf(addr.sun_path, sizeof addr.sun_path, "%s%s", root.p,
                       root.len && root.p[root.len - 1] == '/' ? "supervisor.sock" : "/supervisor.sock");
   free(root.p);
-  if (plen < 0 || (size_t)plen >= sizeof addr.sun_path) return LOCAL;
+  /* A run root is an absolute path (the config says so): another is the command's own run's to judge. */
+  if (plen < 0 || (size_t)plen >= sizeof addr.sun_path || addr.sun_path[0] != '/') return LOCAL;
   struct stat st;
   /* The command line and its environment go only to a socket of root or of this user. */
   if (stat(addr.sun_path, &st) != 0 || !S_ISSOCK(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()))
@@ -481,12 +524,24 @@ static int serve(int argc, char **argv, const char *pkg) {
 
   int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) return LOCAL;
-  if (connect(sock, (struct sockaddr *)&addr, sizeof addr) != 0 || send_all(sock, req.p, req.len) != 0) {
+  /* A supervisor that does not take the connection or the request (its backlog or buffer full)
+   * costs at most ANSWER_MS, as one that does not answer. */
+  struct timeval limit = {.tv_sec = ANSWER_MS / 1000, .tv_usec = (ANSWER_MS % 1000) * 1000};
+  setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  struct ucred peer;
+  socklen_t peer_len = sizeof peer;
+  int ok = connect(sock, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+           /* The listening process runs as root or as this user (the file's owner aside). */
+           getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &peer_len) == 0 &&
+           (peer.uid == 0 || peer.uid == geteuid()) && send_all(sock, req.p, req.len) == 0;
+  free(req.p);
+  if (!ok) {
     close(sock);
-    free(req.p);
     return LOCAL;
   }
-  free(req.p);
+  struct timeval none = {0};
+  setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  conv.sock = sock;
 
   /* Signals go through a pipe to the loop below, which forwards them or ends this process by them. */
   if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -497,7 +552,7 @@ static int serve(int argc, char **argv, const char *pkg) {
   sigemptyset(&sa.sa_mask);
   for (int i = 0; i < NFORWARDED; i++) sigaction(forwarded[i], &sa, 0);
 
-  int accepted = 0, printed = 0, taken = 0, pending = 0;
+  int printed = 0;
   long long deadline = now_ms() + ANSWER_MS;
   unsigned char head[5];
   size_t head_len = 0, left = 0;
@@ -507,30 +562,16 @@ static int serve(int argc, char **argv, const char *pkg) {
   char chunk[65536];
   for (;;) {
     struct pollfd p[2] = {{.fd = sock, .events = POLLIN}, {.fd = sigpipe_fds[0], .events = POLLIN}};
-    int timeout = accepted ? -1 : (int)(deadline - now_ms());
-    if (!accepted && timeout <= 0) break;
+    int timeout = conv.accepted ? -1 : (int)(deadline - now_ms());
+    /* No answer in time: this process runs the command; the supervisor, never told `go`, does not. */
+    if (!conv.accepted && timeout <= 0) break;
     int n = poll(p, 2, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (n == 0) break;
-    if (p[1].revents & POLLIN) {
-      unsigned char sig;
-      while (read(sigpipe_fds[0], &sig, 1) == 1) {
-        if (!accepted) {
-          pending = sig; /* forwarded once the command takes signals; else it ends this process */
-          continue;
-        }
-        if (!taken) die_by(sig);
-        for (int i = 0; i < NFORWARDED; i++)
-          if (forwarded[i] == sig) {
-            char line[64];
-            snprintf(line, sizeof line, "{\"op\":\"signal\",\"signal\":\"%s\"}\n", forwarded_names[i]);
-            (void)send_all(sock, line, strlen(line));
-          }
-      }
-    }
+    if (p[1].revents & POLLIN) handle_signals();
     if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     ssize_t r = read(sock, chunk, sizeof chunk);
     if (r < 0 && errno == EINTR) continue;
@@ -538,7 +579,7 @@ static int serve(int argc, char **argv, const char *pkg) {
     for (ssize_t i = 0; i < r;) {
       if (head_len < 5) {
         /* An old supervisor answers in JSON lines: not a frame this client knows. */
-        if (head_len == 0 && !accepted && chunk[i] != F_ACCEPTED && chunk[i] != F_REFUSED) goto gone;
+        if (head_len == 0 && !conv.accepted && chunk[i] != F_ACCEPTED && chunk[i] != F_REFUSED) goto gone;
         head[head_len++] = (unsigned char)chunk[i++];
         if (head_len < 5) continue;
         type = head[0];
@@ -552,6 +593,7 @@ static int serve(int argc, char **argv, const char *pkg) {
           /* A reader that went away (`berth ps | head -1`): SIGPIPE ends this process, as it would Node's. */
           if (write_all(type == F_OUT ? 1 : 2, chunk + i, take) != 0) {
             if (errno == EPIPE) die_by(SIGPIPE);
+            fprintf(stderr, "berth: cannot write the output: %s\n", strerror(errno));
             _exit(1);
           }
         }
@@ -567,19 +609,21 @@ static int serve(int argc, char **argv, const char *pkg) {
       small[small_len] = 0;
       switch (type) {
       case F_ACCEPTED:
-        accepted = 1;
+        /* The command runs once told so: had this client given up, it would not. */
+        if (send_all(sock, "{\"op\":\"go\"}\n", 12) != 0) goto gone;
+        conv.accepted = 1;
         break;
       case F_REFUSED:
         goto gone;
       case F_TAKEN:
-        taken = 1;
-        if (pending) {
-          on_signal(pending);
-          pending = 0;
+        conv.taken = 1;
+        if (conv.pending) {
+          on_signal(conv.pending);
+          conv.pending = 0;
         }
         break;
       case F_LEFT:
-        taken = 0;
+        conv.taken = 0;
         break;
       case F_EXIT:
         close(sock);
@@ -590,15 +634,15 @@ static int serve(int argc, char **argv, const char *pkg) {
       default:
         goto gone;
       }
-      if (!accepted) goto gone;
+      if (!conv.accepted) goto gone;
     }
     /* A signal that came before the command took any ends this process once it was accepted. */
-    if (accepted && pending && !taken) die_by(pending);
+    if (conv.accepted && conv.pending && !conv.taken) die_by(conv.pending);
   }
 gone:
   close(sock);
-  if (pending) die_by(pending);
-  if (!accepted || (redo && !printed)) {
+  if (conv.pending) die_by(conv.pending);
+  if (!conv.accepted || (redo && !printed)) {
     for (int i = 0; i < NFORWARDED; i++) signal(forwarded[i], SIG_DFL);
     return LOCAL;
   }
@@ -629,7 +673,8 @@ static void move_extra_ca(void) {
 int main(int argc, char **argv) {
   /* The package directory: this file is its dist/berth. */
   char self[PATH_MAX];
-  if (!realpath("/proc/self/exe", self)) {
+  /* Without /proc (a chroot), the path it was started by, when that names it. */
+  if (!realpath("/proc/self/exe", self) && !(strchr(argv[0], '/') && realpath(argv[0], self))) {
     perror("berth: cannot find its own file");
     return 1;
   }

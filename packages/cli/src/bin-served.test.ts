@@ -67,7 +67,10 @@ afterAll(async () => {
 interface Conn {
   req: Record<string, unknown>;
   sock: Socket;
+  /** The lines after the request but the client's `go`. */
   later: string[];
+  /** Whether the client said `go` (after an `A` frame). */
+  went: boolean;
   /** Resolves with the next later line. */
   next(): Promise<string>;
 }
@@ -90,7 +93,8 @@ async function supervisor(
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         if (conn) {
-          conn.later.push(line);
+          if (line === '{"op":"go"}') conn.went = true;
+          else conn.later.push(line);
           wake?.();
           continue;
         }
@@ -99,6 +103,7 @@ async function supervisor(
           req: JSON.parse(line) as Record<string, unknown>,
           sock,
           later,
+          went: false,
           next: async () => {
             while (later.length === 0) await new Promise<void>((r) => (wake = r));
             return later.shift() as string;
@@ -244,6 +249,36 @@ describe('the berth client and a supervisor serving commands', () => {
     }
   });
 
+  it('says go once accepted, and never to a supervisor that answered after it gave up', async () => {
+    const conns: Conn[] = [];
+    const server = await supervisor((c) => {
+      conns.push(c);
+      c.sock.write(frames({ type: 'accepted' }));
+      setTimeout(() => c.sock.end(frames({ type: 'exit', code: 6 })), 100);
+    });
+    try {
+      expect((await berth(['run', 'busybox', 'true'])).code).toBe(6);
+      expect(conns[0]?.went).toBe(true);
+    } finally {
+      server.close();
+    }
+    let late: Conn | undefined;
+    const slow = await supervisor((c) => {
+      late = c;
+      // After berth.c's ANSWER_MS: the client has run the command itself by then.
+      setTimeout(() => c.sock.write(frames({ type: 'accepted' })), 2500);
+    });
+    try {
+      const r = await berth(['images']);
+      expect(r.stdout).toMatch(LOCAL_LISTING);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(late?.went).toBe(false);
+      expect(late?.sock.destroyed || late?.sock.readableEnded).toBe(true);
+    } finally {
+      slow.close();
+    }
+  });
+
   it('never runs `run` again once the supervisor took it', async () => {
     let asked = 0;
     const server = await supervisor((c) => {
@@ -329,8 +364,13 @@ describe('the berth client and a supervisor serving commands', () => {
       ])
         expect((await withConfig(text)).code, text).toBe(4);
       expect(asked).toBe(3);
-      // What it cannot read as JSON.parse would is left to the command's own run.
-      for (const text of ['{"runRoot":7}', `{"runRoot":${JSON.stringify(other)}`, '{"runRoot":"\\ud800"}'])
+      // What it cannot read as JSON.parse would, or no absolute path, is left to the command's own run.
+      for (const text of [
+        '{"runRoot":7}',
+        `{"runRoot":${JSON.stringify(other)}`,
+        '{"runRoot":"\\ud800"}',
+        '{"runRoot":"run"}',
+      ])
         expect((await withConfig(text)).code, text).not.toBe(4);
       expect(asked).toBe(3);
     } finally {

@@ -60,6 +60,8 @@ export interface CommandIo {
   cwd?: string;
   /** Where the user's signals come from, when not this process's (served.ts). */
   onSignal?: ContextOptions['onSignal'];
+  /** Resolves when the user is gone (a served command's client hung up). */
+  gone?: Promise<void>;
 }
 
 /** A command line as parsed: a text to print (help, version, a command's usage) or a command to run. */
@@ -147,6 +149,7 @@ export async function runCommandLine(args: string[], io: CommandIo): Promise<num
     ...(io.sharedNats ? { sharedNats: io.sharedNats } : {}),
     ...(io.cwd ? { cwd: io.cwd } : {}),
     ...(io.onSignal ? { onSignal: io.onSignal } : {}),
+    ...(io.gone ? { gone: io.gone } : {}),
   });
   // Always a root span and traceparent on every call, recorded by the lite tracer (never the SDK,
   // which costs more to load than most commands take); `berth trace` does not record itself.

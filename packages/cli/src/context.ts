@@ -34,6 +34,11 @@ export interface CliContext {
   caller: Caller;
   /** Calls `fn` for each SIGINT, SIGTERM or SIGHUP the user's command gets; returns how to stop. */
   onSignal(fn: (sig: NodeJS.Signals) => void): () => void;
+  /**
+   * Resolves when the user is gone: the client of a served command hung up (killed, its reader
+   * gone). The command then stops as the CLI killed there would (never, for one run by hand).
+   */
+  gone: Promise<void>;
 }
 
 /** The environment and working directory a command was run in: files and bare `-e NAME` are theirs. */
@@ -44,6 +49,9 @@ export interface Caller {
 
 /** The signals a command forwards to what it runs (docker's sig-proxy). */
 export const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** A user that is never gone: the CLI's own process ends with the command. */
+const NEVER = new Promise<void>(() => undefined);
 
 /** Signals as this process gets them. */
 function processSignals(fn: (sig: NodeJS.Signals) => void): () => void {
@@ -141,6 +149,8 @@ export interface ContextOptions {
   cwd?: string;
   /** Where the user's signals come from (default: this process's). */
   onSignal?: CliContext['onSignal'];
+  /** When the user is gone (default: never). */
+  gone?: Promise<void>;
 }
 
 /** Builds the CLI context from config and environment. */
@@ -196,6 +206,7 @@ export function createContext(opts: ContextOptions = {}): CliContext {
     err: opts.err ?? process.stderr,
     caller: { env, cwd: opts.cwd ?? process.cwd() },
     onSignal: opts.onSignal ?? processSignals,
+    gone: opts.gone ?? NEVER,
   };
 }
 

@@ -3,14 +3,16 @@
  * from the code that runs them: the supervisor's control socket speaks it without loading that code.
  *
  * The client (native/berth.c) sends one JSON line, `{"op":"run","argv":[...],"env":{...},"cwd":"/..",
- * "bundleMtimeMs":N}`, then one `{"op":"signal","signal":"SIGINT"}` line for each signal it gets
- * while the command runs. The supervisor answers in frames, a type byte and a 32-bit big-endian
- * length before the payload: `A` accepted (the command runs there) or `R` refused (its reason; the
- * client runs the command itself), then `O` stdout and `E` stderr bytes, and last `X` with the exit
- * code in decimal. `S` says the command now takes the signals the client gets (as `berth run`
- * forwards them to its container), `U` that it no longer does: until `S`, and after `U`, a signal
- * ends the client as it would end the CLI run by hand. Bytes, not JSON text: the client relays
- * output as it is, and never parses JSON.
+ * "bundleMtimeNs":"N"}`. The supervisor answers in frames, a type byte and a 32-bit big-endian
+ * length before the payload: `A` accepted or `R` refused (its reason; the client runs the command
+ * itself). After `A` the client sends `{"op":"go"}`, and the command runs only then: a client that
+ * gave up waiting (and runs the command itself) hangs up instead, so no command runs twice. Then
+ * come `O` stdout and `E` stderr bytes, and last `X` with the exit code in decimal. `S` says the
+ * command now takes the signals the client gets (as `berth run` forwards them to its container),
+ * `U` that it no longer does: the client then sends a `{"op":"signal","signal":"SIGINT"}` line for
+ * each, and until `S` and after `U` a signal ends the client as it would end the CLI run by hand.
+ * A client that hangs up ends the command as the CLI killed there would (CliContext.gone). Bytes,
+ * not JSON text: the client relays output as it is, and never parses JSON.
  */
 
 /** A client's request: its arguments, its whole environment and its working directory. */
@@ -86,9 +88,16 @@ export function decodeFrames(buf: Buffer): { lines: ServedLine[]; rest: Buffer }
 /** The signals the client forwards while a served command runs. */
 export const SERVED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-/** The signals a served command gets from its client: `on` returns how to stop listening. */
-export interface ServedSignals {
-  on(fn: (sig: NodeJS.Signals) => void): () => void;
+/** The client of a served command, as its connection tells. */
+export interface ServedClient {
+  /** True once the client said `go` (it waits for this command), false when it hung up first. */
+  confirmed: Promise<boolean>;
+  /** Calls `fn` for each signal the client forwards; returns how to stop (see the S/U frames). */
+  onSignal(fn: (sig: NodeJS.Signals) => void): () => void;
+  /** Resolves when the client hung up. */
+  gone: Promise<void>;
+  /** Resolves once what was sent left for the client, or it hung up. */
+  drained(): Promise<void>;
 }
 
 /** What the served bundle (dist/bundle/served.cjs) exports to the supervisor. */
@@ -98,6 +107,7 @@ export interface ServedModule {
 
 /** Runs served commands for a supervisor (served.ts CommandServer). */
 export interface CommandRunner {
-  serve(req: ServedRequest, send: (line: ServedLine) => void, signals: ServedSignals): Promise<void>;
+  /** `send` returns false when the client is behind: wait for `client.drained()` before more. */
+  serve(req: ServedRequest, send: (line: ServedLine) => boolean, client: ServedClient): Promise<void>;
   close(): Promise<void>;
 }

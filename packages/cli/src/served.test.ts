@@ -7,6 +7,7 @@ import { startNats, type TestServer } from '@berth/testing';
 import { connect, JSONCodec, type Msg, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CommandServer, type ServedLine } from './served.js';
+import type { ServedClient } from './served-protocol.js';
 
 const json = JSONCodec<unknown>();
 const dir = mkdtempSync(join(tmpdir(), 'berth-served-'));
@@ -58,27 +59,40 @@ const env = (extra: Record<string, string> = {}): Record<string, string> => ({
   ...extra,
 });
 
-/** Signals as the control socket hands them on: `fire` sends one to the command's listeners. */
-function signalSource() {
-  const listeners = new Set<(sig: NodeJS.Signals) => void>();
+/** A client as the control socket makes it: confirmed at once, never gone, never behind. */
+function client(over: Partial<ServedClient> = {}): ServedClient {
   return {
-    signals: {
-      on: (fn: (sig: NodeJS.Signals) => void) => {
-        listeners.add(fn);
-        return () => listeners.delete(fn);
-      },
-    },
-    listening: () => listeners.size,
+    confirmed: Promise.resolve(true),
+    onSignal: () => () => undefined,
+    gone: new Promise<void>(() => undefined),
+    drained: () => Promise.resolve(),
+    ...over,
   };
 }
 
-/** Every frame the server sends for one request, with text output as strings. */
-async function serve(argv: string[], e: Record<string, string> = env(), cwd = dir): Promise<ServedLine[]> {
-  const lines: ServedLine[] = [];
-  await server.serve({ argv, env: e, cwd }, (l) => lines.push(l), signalSource().signals);
-  return lines.map((l) =>
+/** Frames as the tests read them: text output as strings. */
+const readable = (lines: ServedLine[]) =>
+  lines.map((l) =>
     l.type === 'out' || l.type === 'err' ? { ...l, data: Buffer.from(l.data).toString('utf8') } : l,
   );
+
+/** Every frame the server sends for one request. */
+async function serve(
+  argv: string[],
+  e: Record<string, string> = env(),
+  cwd = dir,
+  c: ServedClient = client(),
+): Promise<ServedLine[]> {
+  const lines: ServedLine[] = [];
+  await server.serve(
+    { argv, env: e, cwd },
+    (l) => {
+      lines.push(l);
+      return true;
+    },
+    c,
+  );
+  return readable(lines);
 }
 
 /** The text of the frames of one type. */
@@ -192,6 +206,64 @@ describe('commands served by the supervisor', () => {
     expect(text(there, 'err')).toContain(`cannot read seccomp profile "${join(other, 'nope.json')}"`);
   });
 
+  it('runs nothing for a client that hung up before it said go', async () => {
+    const before = replies.length;
+    const lines = await serve(['images'], env(), dir, client({ confirmed: Promise.resolve(false) }));
+    expect(lines).toEqual([{ type: 'accepted' }]);
+    expect(replies.length).toBe(before);
+  });
+
+  it('writes no more while the client is behind, and sends the exit after all the output', async () => {
+    listing = Array.from({ length: 1000 }, (_, i) => ({
+      ...IMAGE,
+      name: `docker.io/library/busybox-${i}:1`,
+    }));
+    try {
+      let behind = true;
+      let release: () => void = () => undefined;
+      const drained = new Promise<void>((r) => {
+        release = r;
+      });
+      const lines: ServedLine[] = [];
+      const done = server.serve(
+        { argv: ['images'], env: env(), cwd: dir },
+        (l) => {
+          lines.push(l);
+          return !behind;
+        },
+        client({ drained: () => drained }),
+      );
+      await until(() => lines.some((l) => l.type === 'out'));
+      await new Promise((r) => setTimeout(r, 50));
+      // The table went out in one write the client has not taken: the exit waits for it.
+      expect(lines.some((l) => l.type === 'exit')).toBe(false);
+      behind = false;
+      release();
+      await done;
+      expect(lines.at(-1)).toEqual({ type: 'exit', code: 0 });
+      expect(text(readable(lines), 'out').split('\n')).toHaveLength(1002);
+    } finally {
+      listing = [IMAGE];
+    }
+  });
+
+  it('keeps a connection a running command uses when another comes with another URL', async () => {
+    const before = replies.length;
+    const firstHeld: (() => void)[] = [];
+    held = firstHeld;
+    const first = serve(['images', '-q']);
+    await until(() => replies.length > before);
+    held = undefined;
+    const other = nats.url.replace('127.0.0.1', 'localhost');
+    expect((await serve(['images', '-q'], env({ BERTH_NATS_URL: other }))).at(-1)).toEqual({
+      type: 'exit',
+      code: 0,
+    });
+    // The first command's connection is still open: its answer reaches it.
+    for (const answer of firstHeld) answer();
+    expect((await first).at(-1)).toEqual({ type: 'exit', code: 0 });
+  });
+
   it('refuses what the client must run itself', async () => {
     const refused = async (argv: string[], e?: Record<string, string>) => {
       const lines = await serve(argv, e);
@@ -218,5 +290,10 @@ describe('commands served by the supervisor', () => {
     execFileSync('mkfifo', [fifo]);
     await refused(['images'], env({ BERTH_CONFIG: fifo }));
     await refused(['images'], env({ BERTH_CONFIG: 'config.json' }));
+    // Files run would read that are the supervisor's own (its stdin, fds, /proc) or block.
+    await refused(['run', '--env-file', '/dev/stdin', 'busybox', 'true']);
+    await refused(['run', '--env-file', '/proc/self/environ', 'busybox', 'true']);
+    await refused(['run', '--env-file', 'config.fifo', 'busybox', 'true']);
+    await refused(['run', '--security-opt', 'seccomp=/dev/fd/0', 'busybox', 'true']);
   });
 });

@@ -8,8 +8,8 @@
  * or stdin; anything the served run cannot do exactly as the client's own run would is refused,
  * and the client then runs the command itself (bin/berth.js).
  */
-import { statSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { realpathSync, statSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { type Config, DEFAULT_CONFIG_FILE, loadConfig } from '@berth/kit/config';
 import { hostLayout } from '@berth/kit/layout';
@@ -17,8 +17,9 @@ import { connectNats } from '@berth/kit/nats';
 import { otlpTracesUrl } from '@berth/kit/tracing';
 import type { NatsConnection } from 'nats';
 import { failureOf, parseCommandLine, runCommandLine } from './cli.js';
+import { profilePaths } from './containers/security-opts.js';
 import { cliNatsTls } from './context.js';
-import type { CommandRunner, ServedLine, ServedRequest, ServedSignals } from './served-protocol.js';
+import type { CommandRunner, ServedClient, ServedLine, ServedRequest } from './served-protocol.js';
 
 export type { ServedLine, ServedRequest } from './served-protocol.js';
 
@@ -42,36 +43,37 @@ const CONFIG_MAX_BYTES = 1024 * 1024;
 export class CommandServer implements CommandRunner {
   private running = 0;
   private closed = false;
-  private shared: { url: string; nc: Promise<NatsConnection> } | undefined;
+  /** NATS connections by URL, with the commands using each: an idle one is kept for the next. */
+  private readonly conns = new Map<string, { nc: Promise<NatsConnection>; users: number }>();
 
   constructor(private readonly socket: string) {}
 
   /** Serves one request: `send` gets its frames, the last being `refused` or `exit`. */
-  async serve(req: ServedRequest, send: (line: ServedLine) => void, signals: ServedSignals): Promise<void> {
+  async serve(req: ServedRequest, send: (line: ServedLine) => boolean, client: ServedClient): Promise<void> {
     if (this.running >= MAX_RUNNING) {
       send({ type: 'refused', reason: 'busy' });
       return;
     }
     this.running++;
     try {
-      await this.runOne(req, send, signals);
+      await this.runOne(req, send, client);
     } finally {
       this.running--;
     }
   }
 
-  /** Closes the shared NATS connection; every later request is refused. */
+  /** Closes the NATS connections; every later request is refused. */
   async close(): Promise<void> {
     this.closed = true;
-    const s = this.shared;
-    this.shared = undefined;
-    if (s) await s.nc.then((nc) => nc.close()).catch(() => undefined);
+    const all = [...this.conns.values()];
+    this.conns.clear();
+    await Promise.all(all.map((c) => c.nc.then((nc) => nc.close()).catch(() => undefined)));
   }
 
   private async runOne(
     req: ServedRequest,
-    send: (line: ServedLine) => void,
-    signals: ServedSignals,
+    send: (line: ServedLine) => boolean,
+    client: ServedClient,
   ): Promise<void> {
     const checked = this.check(req);
     if (typeof checked === 'string') {
@@ -79,15 +81,23 @@ export class CommandServer implements CommandRunner {
       return;
     }
     send({ type: 'accepted' });
+    // A client that gave up waiting runs the command itself: it must not run here too.
+    if (!(await client.confirmed)) return;
+    const used = new Set<string>();
+    const env = { ...req.env };
+    // As main.ts does for a command run by hand: the variable the client moved aside (see
+    // bin/berth) is NODE_EXTRA_CA_CERTS again for what the command reads (`run -e NAME`).
+    restoreMovedCa(env);
     const io = {
-      env: { ...req.env },
-      out: frameStream('out', send),
-      err: frameStream('err', send),
+      env,
+      out: frameStream('out', send, client),
+      err: frameStream('err', send, client),
       config: checked,
-      sharedNats: (url: string) => this.nats(url),
+      sharedNats: (url: string) => this.nats(url, used),
       served: true,
       cwd: req.cwd,
-      onSignal: (fn: (sig: NodeJS.Signals) => void) => signals.on(fn),
+      onSignal: (fn: (sig: NodeJS.Signals) => void) => client.onSignal(fn),
+      gone: client.gone,
     };
     let code: number;
     try {
@@ -96,7 +106,11 @@ export class CommandServer implements CommandRunner {
       const f = failureOf(err);
       io.err.write(f.line);
       code = f.code;
+    } finally {
+      this.release(used);
     }
+    // Everything written has gone out before the exit code.
+    await Promise.all([ended(io.out), ended(io.err)]);
     send({ type: 'exit', code });
   }
 
@@ -121,6 +135,11 @@ export class CommandServer implements CommandRunner {
       if (line.trace || req.env.BERTH_TRACE === '1') return 'traced';
       // A terminal or stdin is the client's: only its own run can hand them to the container.
       if (line.values.interactive === true || line.values.tty === true) return 'needs the terminal';
+      // Files `run` reads are read here, in the client's directory: only plain files, never one
+      // that is this process's (/dev/stdin, /dev/fd/N, /proc/self/...) or blocks (a fifo).
+      const strs = (v: unknown) => (Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)]);
+      const files = [...strs(line.values['env-file']), ...profilePaths(strs(line.values['security-opt']))];
+      if (files.some((f) => !plainFile(resolve(req.cwd, f)))) return 'reads a file that is not a plain file';
     }
     const file = req.env.BERTH_CONFIG ?? DEFAULT_CONFIG_FILE;
     if (!isAbsolute(file)) return 'config path relative to the launcher';
@@ -143,42 +162,98 @@ export class CommandServer implements CommandRunner {
     return config;
   }
 
-  /** The shared connection to `url`: made on first use, made again after it closed. */
-  private nats(url: string): Promise<NatsConnection> {
+  /**
+   * The connection to `url` for a command (`used` collects the URLs it took): made on first use,
+   * made again after it closed, shared by the commands running at once.
+   */
+  private nats(url: string, used: Set<string>): Promise<NatsConnection> {
     if (this.closed) return Promise.reject(new Error('the supervisor is stopping'));
-    const s = this.shared;
-    if (s?.url === url) {
-      return s.nc.then(
-        (nc) => (nc.isClosed() ? this.connect(url) : nc),
-        () => this.connect(url),
-      );
+    let c = this.conns.get(url);
+    if (!c) {
+      c = { nc: connect(url), users: 0 };
+      this.conns.set(url, c);
     }
-    if (s) void s.nc.then((nc) => nc.close()).catch(() => undefined);
-    return this.connect(url);
+    if (!used.has(url)) {
+      used.add(url);
+      c.users++;
+    }
+    const entry = c;
+    entry.nc = entry.nc.then(
+      (nc) => (nc.isClosed() ? connect(url) : nc),
+      () => connect(url),
+    );
+    return entry.nc;
   }
 
-  private connect(url: string): Promise<NatsConnection> {
-    // As the CLI's own: no waiting for a server that is down, no reconnecting (a closed one is
-    // replaced by the next command).
-    const nc = connectNats({
-      url,
-      name: 'berth-cli',
-      extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
-    });
-    this.shared = { url, nc };
-    return nc;
+  /** Gives back a command's connections; of the idle ones, only the one given back last stays. */
+  private release(used: Set<string>): void {
+    const last = [...used].at(-1);
+    for (const url of used) {
+      const c = this.conns.get(url);
+      if (c) c.users--;
+    }
+    for (const [url, c] of this.conns) {
+      if (c.users > 0 || url === last) continue;
+      this.conns.delete(url);
+      void c.nc.then((nc) => nc.close()).catch(() => undefined);
+    }
   }
 }
 
-/** A stream whose writes become `out` or `err` frames, as the command's stdout or stderr. */
-function frameStream(type: 'out' | 'err', send: (line: ServedLine) => void): NodeJS.WriteStream {
+/** As the CLI's own: no waiting for a server that is down, no reconnecting (a closed one is made again). */
+function connect(url: string): Promise<NatsConnection> {
+  return connectNats({
+    url,
+    name: 'berth-cli',
+    extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
+  });
+}
+
+/** BERTH_EXTRA_CA_CERTS (where the client moved NODE_EXTRA_CA_CERTS) put back, as kit's restoreExtraCaCerts. */
+function restoreMovedCa(env: Record<string, string>): void {
+  const file = env.BERTH_EXTRA_CA_CERTS;
+  if (file === undefined) return;
+  delete env.BERTH_EXTRA_CA_CERTS;
+  if (env.NODE_EXTRA_CA_CERTS === undefined && file !== '') env.NODE_EXTRA_CA_CERTS = file;
+}
+
+/** True for a missing path (the command reports it) or a regular file outside /dev and /proc. */
+function plainFile(path: string): boolean {
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+  if (real.startsWith('/dev/') || real.startsWith('/proc/')) return false;
+  return statSync(real, { throwIfNoEntry: false })?.isFile() === true;
+}
+
+/** Resolves once `s` has ended and handed on every write. */
+function ended(s: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => s.end(() => resolve()));
+}
+
+/**
+ * A stream whose writes become `out` or `err` frames, as the command's stdout or stderr. A write
+ * is done once the client took it (or is gone): a slow reader slows the command (see printSink),
+ * as a pipe slows the CLI run by hand, instead of growing the supervisor's buffers.
+ */
+function frameStream(
+  type: 'out' | 'err',
+  send: (line: ServedLine) => boolean,
+  client: ServedClient,
+): NodeJS.WriteStream {
   const w = new Writable({
     decodeStrings: false,
     write(chunk: string | Buffer, _enc, done) {
-      if (chunk.length > 0) send({ type, data: chunk });
-      done();
+      if (chunk.length === 0 || send({ type, data: chunk })) done();
+      else void client.drained().then(() => done());
     },
   });
+  // A write after the command's end (a stray one of a command that stopped following when its
+  // client hung up) is dropped, never an 'error' event that would end the supervisor.
+  w.on('error', () => undefined);
   // Served output goes to the client's stdout, which the served command cannot see: as a pipe.
   return Object.assign(w, { isTTY: false }) as unknown as NodeJS.WriteStream;
 }

@@ -19,7 +19,8 @@ export type LogLine = CriLogLine;
 
 /** Where printed log content goes. */
 export interface LogSink {
-  write(line: LogLine): void;
+  /** A promise when the sink is behind: the reader waits for it before the next line. */
+  write(line: LogLine): void | Promise<void>;
 }
 
 /** A sink printing content (optionally prefixed by its timestamp) to stdout/stderr by stream. */
@@ -32,8 +33,12 @@ export function printSink(
   return {
     write(l) {
       const prefix = timestamps && !midLine[l.stream] ? `${l.time} ` : '';
-      (l.stream === 'stdout' ? out : err).write(`${prefix}${l.content}${l.full ? '\n' : ''}`);
+      const to = l.stream === 'stdout' ? out : err;
+      const ok = to.write(`${prefix}${l.content}${l.full ? '\n' : ''}`);
       midLine = { ...midLine, [l.stream]: !l.full };
+      // A stream that buffers past its mark (a served command's, whose client reads slowly) makes
+      // the log's reader wait, as a pipe's blocking write makes the CLI run by hand wait.
+      return ok ? undefined : new Promise<void>((resolve) => to.once('drain', () => resolve()));
     },
   };
 }
@@ -53,7 +58,8 @@ async function readFrom(path: string, offset: number, sink: LogSink, carry: { s:
       carry.s = lines.pop() ?? '';
       for (const l of lines) {
         const parsed = parseCriLine(l);
-        if (parsed) sink.write(parsed);
+        const behind = parsed ? sink.write(parsed) : undefined;
+        if (behind) await behind;
       }
     }
   } finally {
@@ -70,7 +76,16 @@ export async function printLog(path: string, sink: LogSink, tail?: number): Prom
   );
   if (tail === undefined) return readFrom(path, 0, sink, { s: '' });
   const lines: LogLine[] = [];
-  const end = await readFrom(path, 0, { write: (l) => lines.push(l) }, { s: '' });
+  const end = await readFrom(
+    path,
+    0,
+    {
+      write: (l) => {
+        lines.push(l);
+      },
+    },
+    { s: '' },
+  );
   // A logical line may span several P chunks: count lines by their final F chunk.
   let start = lines.length;
   let seen = 0;
@@ -79,7 +94,10 @@ export async function printLog(path: string, sink: LogSink, tail?: number): Prom
     if (lines[start]?.full) seen++;
     while (start > 0 && lines[start - 1] && !lines[start - 1]?.full) start--;
   }
-  for (const l of lines.slice(start)) sink.write(l);
+  for (const l of lines.slice(start)) {
+    const behind = sink.write(l);
+    if (behind) await behind;
+  }
   return Math.max(end, size);
 }
 
@@ -112,6 +130,6 @@ export async function followLog(
   }
   if (carry.s) {
     const parsed = parseCriLine(carry.s);
-    if (parsed) sink.write(parsed);
+    if (parsed) await sink.write(parsed);
   }
 }

@@ -73,6 +73,8 @@ export async function remoteLog(
     follow: o.follow,
     ...(o.tail !== undefined ? { tail: o.tail } : {}),
   });
+  // A served command's client that hung up reads no more (see CliContext.gone).
+  void ctx.gone.then(() => s.close());
   let interrupted = false;
   const stop = () => {
     interrupted = true;
@@ -84,7 +86,7 @@ export async function remoteLog(
   }
   try {
     for await (const line of criLogLines(s.chunks())) {
-      sink.write(line);
+      await sink.write(line);
       // A full stdout pauses reading, and with it the shim (no credit): nothing piles up here.
       await drain(ctx.out, ctx.err);
     }

@@ -46,6 +46,9 @@ async function followOutput(
   else if (logPath) await followLog(logPath, 0, sink, exited);
 }
 
+/** The exit code of a served run whose client hung up (nobody reads it): a SIGHUP's. */
+const EXIT_GONE = 129;
+
 /** Creates the container (pulling its image if needed); `berth create`. */
 export async function createContainer(args: CommandArgs, ctx: CliContext): Promise<string> {
   const node = nodeFlag(ctx.config.nodeId, args.values.node);
@@ -75,11 +78,17 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   // goes from the container's record to the task's create at once, and the CLI makes one round
   // trip instead of two. Its exit can come before the reply that names it: listen first.
   const early = detach ? undefined : await earlyExits(ctx);
+  // A served run's client that hung up before the container was watched (Ctrl-C during a pull or
+  // the create) asked for nothing more: the container, once made, goes again.
+  let hungUp = false;
+  void ctx.gone.then(() => {
+    hungUp = true;
+  });
   let made: RunContainerReply | undefined;
   try {
     made = await createPulling(ctx, req, node, () => client['run-container'](req));
   } finally {
-    if (!made) early?.close();
+    if (!made || (hungUp && early)) early?.close();
   }
   if (!made) return EXIT_NOT_FOUND;
   const { container, task } = made;
@@ -87,6 +96,10 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   if (!early) {
     ctx.out.write(`${id}\n`);
     return 0;
+  }
+  if (hungUp) {
+    await client['delete-container']({ id, force: true, background: true }).catch(() => undefined);
+    return EXIT_GONE;
   }
   // The id's own waiter (which asks the task's state should the event be lost) subscribes while
   // the early listener still listens; an exit that listener saw, as a short command's mostly is by
@@ -96,8 +109,9 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   void watcher.finally(() => early.close()).catch(() => undefined);
   const proc: RemoteProcess = { node, id, what: `container "${id.slice(0, 12)}"` };
   return finishRun(client, { ctx, proc, rm: v.rm === true, watcher, exited }, () =>
-    // The log path from the reply (create-container's container and create's task).
-    followOutput(ctx, proc, logPathOf(ctx, { container, task }), exited),
+    // The log path from the reply (create-container's container and create's task); the following
+    // ends with the exit or with the user.
+    followOutput(ctx, proc, logPathOf(ctx, { container, task }), Promise.race([exited, ctx.gone])),
   );
 }
 
@@ -174,14 +188,23 @@ async function finishRun(
     },
     () => undefined,
   );
-  let exit: ExitStatus;
+  // Handled here even when `follow` fails first (its error is the one thrown).
+  o.exited.catch(() => undefined);
+  let exit: ExitStatus | undefined;
   try {
-    await follow();
-    exit = await o.exited;
+    const ran = (async () => {
+      await follow();
+      return o.exited;
+    })();
+    // A served run whose client hung up stops here, as the CLI killed while it waits: the
+    // container runs on, unwatched and not removed.
+    exit = await Promise.race([ran, o.ctx.gone.then(() => undefined)]);
+    if (!exit) ran.catch(() => undefined);
   } finally {
     unproxy();
     void waiter.then((w) => w?.close());
   }
+  if (!exit) return EXIT_GONE;
   if (o.rm) await whileUnavailable(() => client['delete-container']({ id, force: true, background: true }));
   return exit.exitCode;
 }

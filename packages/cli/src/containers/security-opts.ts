@@ -31,6 +31,15 @@ function profileFile(path: string, cwd: string): NonNullable<CreateContainerRequ
   return { mode: 'profile', profile, source: abs };
 }
 
+/** The seccomp profile files `--security-opt` entries name (as parseSecurityOpts reads them). */
+export function profilePaths(opts: string[]): string[] {
+  return opts.flatMap((o) => {
+    const m = /^([a-z-]+)(?:[=:](.*))?$/s.exec(o);
+    const value = m?.[2];
+    return m?.[1] === 'seccomp' && value && value !== 'unconfined' && value !== 'builtin' ? [value] : [];
+  });
+}
+
 /**
  * Parses docker's `--security-opt` entries berth supports: `no-new-privileges[=true|false]`
  * (also `:`), and `seccomp=unconfined|builtin|<profile.json>`. Others are INVALID_ARGUMENT.

@@ -5,9 +5,9 @@ import type { SupervisorState } from '../context.js';
 import {
   encodeFrame,
   SERVED_SIGNALS,
+  type ServedClient,
   type ServedLine,
   type ServedRequest,
-  type ServedSignals,
 } from '../served-protocol.js';
 
 /**
@@ -37,7 +37,7 @@ export interface ControlHandler {
   status(): SupervisorState;
   down(progress: (reply: ControlReply) => void): Promise<void>;
   /** Runs a served command, or refuses it (then the client runs it). */
-  run?(req: ControlRunRequest, send: (line: ServedLine) => void, signals: ServedSignals): Promise<void>;
+  run?(req: ControlRunRequest, send: (line: ServedLine) => boolean, client: ServedClient): Promise<void>;
 }
 
 function send(sock: Socket, reply: ControlReply): void {
@@ -51,8 +51,8 @@ function send(sock: Socket, reply: ControlReply): void {
 export async function listenControl(path: string, handler: ControlHandler): Promise<Server> {
   const server = createServer((sock) => {
     let buf = '';
-    // The signal listeners of the served command this connection runs, once it asked for one.
-    let running: Set<(sig: NodeJS.Signals) => void> | undefined;
+    // Where the lines go that the client of the served command this connection runs sends later.
+    let after: ((line: string) => void) | undefined;
     sock.setEncoding('utf8');
     sock.on('error', () => undefined);
     sock.on('data', (chunk: string) => {
@@ -63,25 +63,11 @@ export async function listenControl(path: string, handler: ControlHandler): Prom
       while (nl >= 0 && !sock.destroyed) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (running) signalLine(line, running);
+        if (after) after(line);
         else if (opOf(line) === 'run') {
-          const listeners = new Set<(sig: NodeJS.Signals) => void>();
-          running = listeners;
-          // The client forwards its signals only while the command takes them (served-protocol.ts).
-          const taken = (yes: boolean) => {
-            if (!sock.destroyed) sock.write(encodeFrame({ type: 'signals', taken: yes }));
-          };
-          const signals: ServedSignals = {
-            on: (fn) => {
-              const entry = (sig: NodeJS.Signals) => fn(sig);
-              listeners.add(entry);
-              if (listeners.size === 1) taken(true);
-              return () => {
-                if (listeners.delete(entry) && listeners.size === 0) taken(false);
-              };
-            },
-          };
-          void answerRun(sock, line, handler, signals);
+          const client = servedClient(sock);
+          after = client.line;
+          void answerRun(sock, line, handler, client);
         } else void answer(sock, line, handler);
         nl = buf.indexOf('\n');
       }
@@ -126,16 +112,65 @@ async function answer(sock: Socket, line: string, handler: ControlHandler): Prom
   }
 }
 
+/** The client of a served command on `sock`, and where its later lines go (`go`, signals). */
+function servedClient(sock: Socket): ServedClient & { line: (line: string) => void } {
+  const listeners = new Set<(sig: NodeJS.Signals) => void>();
+  let confirm: (yes: boolean) => void = () => undefined;
+  const confirmed = new Promise<boolean>((resolve) => {
+    confirm = resolve;
+  });
+  const gone = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  void gone.then(() => confirm(false));
+  // The client forwards its signals only while the command takes them (served-protocol.ts).
+  const taken = (yes: boolean) => {
+    if (!sock.destroyed) sock.write(encodeFrame({ type: 'signals', taken: yes }));
+  };
+  return {
+    confirmed,
+    gone,
+    onSignal: (fn) => {
+      const entry = (sig: NodeJS.Signals) => fn(sig);
+      listeners.add(entry);
+      if (listeners.size === 1) taken(true);
+      return () => {
+        if (listeners.delete(entry) && listeners.size === 0) taken(false);
+      };
+    },
+    drained: () =>
+      sock.destroyed || !sock.writableNeedDrain
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const done = () => {
+              sock.off('drain', done);
+              sock.off('close', done);
+              resolve();
+            };
+            sock.on('drain', done);
+            sock.on('close', done);
+          }),
+    line: (line) => {
+      let msg: { op?: unknown; signal?: unknown } | null;
+      try {
+        msg = JSON.parse(line) as { op?: unknown; signal?: unknown } | null;
+      } catch {
+        return;
+      }
+      if (msg?.op === 'go') confirm(true);
+      else if (msg?.op === 'signal' && SERVED_SIGNALS.includes(msg.signal as NodeJS.Signals))
+        for (const fn of listeners) fn(msg.signal as NodeJS.Signals);
+    },
+  };
+}
+
 /** A served command's request: answered in frames, then the connection is closed. */
 async function answerRun(
   sock: Socket,
   line: string,
   handler: ControlHandler,
-  signals: ServedSignals,
+  client: ServedClient,
 ): Promise<void> {
-  const frame = (l: ServedLine) => {
-    if (!sock.destroyed) sock.write(encodeFrame(l));
-  };
+  // False when the client is behind (the caller waits for client.drained()); true once it is gone.
+  const frame = (l: ServedLine) => (sock.destroyed ? true : sock.write(encodeFrame(l)));
   let req: unknown;
   try {
     req = JSON.parse(line);
@@ -143,7 +178,7 @@ async function answerRun(
     req = undefined;
   }
   try {
-    if (handler.run && isRunRequest(req)) await handler.run(req, frame, signals);
+    if (handler.run && isRunRequest(req)) await handler.run(req, frame, client);
     else frame({ type: 'refused', reason: handler.run ? 'malformed run request' : 'not served' });
   } catch (err) {
     // Nothing was sent yet when the supervisor failed to take it: the client runs it itself.
@@ -159,18 +194,6 @@ function opOf(line: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** A `{"op":"signal","signal":"SIGINT"}` line for the served command; anything else is ignored. */
-function signalLine(line: string, listeners: Set<(sig: NodeJS.Signals) => void>): void {
-  let sig: unknown;
-  try {
-    sig = (JSON.parse(line) as { op?: unknown; signal?: unknown }).signal;
-  } catch {
-    return;
-  }
-  if (typeof sig === 'string' && SERVED_SIGNALS.includes(sig as NodeJS.Signals))
-    for (const fn of listeners) fn(sig as NodeJS.Signals);
 }
 
 /** A run request as JSON.parse gave it: arguments and environment of strings, a directory, a time. */

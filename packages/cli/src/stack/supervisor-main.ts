@@ -32,6 +32,9 @@ if (!raw) {
 const plan = JSON.parse(raw) as StackPlan;
 const sup = new Supervisor(plan, log);
 
+// The supervisor runs CLI commands for the `berth` client (served.ts): a promise one of them left
+// unhandled is logged, not the end of the process that watches the whole stack.
+process.on('unhandledRejection', (err) => log('unhandled rejection', { err: String(err) }));
 // A detached supervisor has no terminal; a stray SIGHUP must not take the stack down.
 process.on('SIGHUP', () => log('ignoring SIGHUP'));
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {

@@ -6,7 +6,7 @@ import { BerthError, Code } from '@berth/api/errors';
 import type { Service } from '@berth/api/subjects';
 import { hostLayout } from '@berth/kit/layout';
 import type { ChildState, SupervisorState } from '../context.js';
-import type { CommandRunner, ServedLine, ServedModule, ServedSignals } from '../served-protocol.js';
+import type { CommandRunner, ServedClient, ServedLine, ServedModule } from '../served-protocol.js';
 import { childKey, orphansOf, stopOrphans } from './adopt.js';
 import { type BackoffPolicy, type ChildSpec, DEFAULT_BACKOFF, Supervised } from './child.js';
 import {
@@ -352,8 +352,8 @@ export class Supervisor {
   private async serve(
     socket: string,
     req: ControlRunRequest,
-    send: (line: ServedLine) => void,
-    signals: ServedSignals,
+    send: (line: ServedLine) => boolean,
+    client: ServedClient,
   ): Promise<void> {
     const mtimeNs = statSync(SERVED_BUNDLE, { throwIfNoEntry: false, bigint: true })?.mtimeNs;
     if (mtimeNs === undefined || String(mtimeNs) !== req.bundleMtimeNs || this.stopping) {
@@ -371,7 +371,7 @@ export class Supervisor {
       send({ type: 'refused', reason: 'the supervisor loaded an older build' });
       return;
     }
-    await this.served.server.serve(req, send, signals);
+    await this.served.server.serve(req, send, client);
   }
 
   /**
@@ -383,8 +383,8 @@ export class Supervisor {
     const handler = {
       status: () => this.state(),
       down: (progress: (r: ControlReply) => void) => this.down(progress),
-      run: (req: ControlRunRequest, send: (line: ServedLine) => void, signals: ServedSignals) =>
-        this.serve(path, req, send, signals),
+      run: (req: ControlRunRequest, send: (line: ServedLine) => boolean, client: ServedClient) =>
+        this.serve(path, req, send, client),
     };
     try {
       // Binding fails while another socket file exists, so two concurrent `berth up` cannot both win.
