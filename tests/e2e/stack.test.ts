@@ -96,21 +96,21 @@ describe('berth up with the embedded NATS and Redis', () => {
     expect((await stack.berth('ps', '-aq')).stdout).toBe('');
   });
 
-  it('ends a served berth run whose client was killed, leaving its container running, as the CLI killed would', async () => {
-    const p = spawn(
-      BERTH_LAUNCHER,
-      ['run', '--name', 'orphaned', IMAGE, 'sh', '-c', 'echo ready; sleep 60'],
-      {
-        env: stack.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+  /** `berth ARGS` through the client, sent `signal` once it printed "ready": its exit code (or signal) and output. */
+  const clientRun = (args: string[], signal: NodeJS.Signals) => {
+    const p = spawn(BERTH_LAUNCHER, args, { env: stack.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
-      if (out === 'ready\n') p.kill('SIGKILL');
+      if (out === 'ready\n') p.kill(signal);
     });
-    await new Promise((resolve) => p.on('close', resolve));
+    return new Promise<{ code: unknown; out: string }>((resolve) =>
+      p.on('close', (c, sig) => resolve({ code: c ?? sig, out })),
+    );
+  };
+
+  it('ends a served berth run whose client was killed, leaving its container running, as the CLI killed would', async () => {
+    await clientRun(['run', '--name', 'orphaned', IMAGE, 'sh', '-c', 'echo ready; sleep 60'], 'SIGKILL');
     // The served command stopped following once its client was gone: its root span ended (129).
     const spans = join(stack.stateRoot, 'traces', 'spans.jsonl');
     await waitFor('the served run to end', () =>
@@ -125,16 +125,7 @@ describe('berth up with the embedded NATS and Redis', () => {
 
   it('forwards the signals of a served berth run to its container', async () => {
     const script = 'trap "echo got TERM; exit 5" TERM; echo ready; sleep 30 & wait';
-    const p = spawn(BERTH_LAUNCHER, ['run', '--rm', IMAGE, 'sh', '-c', script], {
-      env: stack.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-      if (out === 'ready\n') p.kill('SIGTERM');
-    });
-    const code = await new Promise((resolve) => p.on('close', (c, sig) => resolve(c ?? sig)));
+    const { code, out } = await clientRun(['run', '--rm', IMAGE, 'sh', '-c', script], 'SIGTERM');
     expect({ code, out }).toEqual({ code: 5, out: 'ready\ngot TERM\n' });
     const spans = readFileSync(join(stack.stateRoot, 'traces', 'spans.jsonl'), 'utf8');
     expect(spans).toMatch(/"name":"berth run"[^\n]*"berth\.cli\.served":true/);
