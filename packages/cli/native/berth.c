@@ -358,7 +358,7 @@ static struct {
   int sock;
   int accepted; /* it sent A (and this client said go) */
   int taken;    /* the command takes signals (S, until U) */
-  int pending;  /* a signal that came before A */
+  int pending;  /* a signal that came before A: the command is then not started */
 } conv = {.sock = -1};
 
 static int sigpipe_fds[2] = {-1, -1};
@@ -423,11 +423,10 @@ static void handle_signals(void) {
 static int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
+    /* A signal that cut a write short (some bytes taken: no EINTR) is handled now, too. */
+    handle_signals();
     if (w < 0) {
-      if (errno == EINTR) {
-        handle_signals();
-        continue;
-      }
+      if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         struct pollfd q[2] = {{.fd = fd, .events = POLLOUT}, {.fd = sigpipe_fds[0], .events = POLLIN}};
         if (poll(q, 2, -1) < 0 && errno != EINTR) return -1;
@@ -522,6 +521,8 @@ static int serve(int argc, char **argv, const char *pkg) {
   json_string(&req, cwd);
   puts_(&req, "}\n");
 
+  /* Connecting, sending and the answer share the one ANSWER_MS (each call at most that long). */
+  long long deadline = now_ms() + ANSWER_MS;
   int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) return LOCAL;
   /* A supervisor that does not take the connection or the request (its backlog or buffer full)
@@ -553,7 +554,6 @@ static int serve(int argc, char **argv, const char *pkg) {
   for (int i = 0; i < NFORWARDED; i++) sigaction(forwarded[i], &sa, 0);
 
   int printed = 0;
-  long long deadline = now_ms() + ANSWER_MS;
   unsigned char head[5];
   size_t head_len = 0, left = 0;
   int type = 0;
@@ -609,6 +609,12 @@ static int serve(int argc, char **argv, const char *pkg) {
       small[small_len] = 0;
       switch (type) {
       case F_ACCEPTED:
+        /* A signal came while it waited: the CLI run by hand would have ended before doing
+         * anything, so the command is not started (never told go) and this process ends by it. */
+        if (conv.pending) {
+          close(sock);
+          die_by(conv.pending);
+        }
         /* The command runs once told so: had this client given up, it would not. */
         if (send_all(sock, "{\"op\":\"go\"}\n", 12) != 0) goto gone;
         conv.accepted = 1;
@@ -617,10 +623,6 @@ static int serve(int argc, char **argv, const char *pkg) {
         goto gone;
       case F_TAKEN:
         conv.taken = 1;
-        if (conv.pending) {
-          on_signal(conv.pending);
-          conv.pending = 0;
-        }
         break;
       case F_LEFT:
         conv.taken = 0;
@@ -636,8 +638,6 @@ static int serve(int argc, char **argv, const char *pkg) {
       }
       if (!conv.accepted) goto gone;
     }
-    /* A signal that came before the command took any ends this process once it was accepted. */
-    if (conv.accepted && conv.pending && !conv.taken) die_by(conv.pending);
   }
 gone:
   close(sock);

@@ -442,6 +442,20 @@ describe('the berth client and a supervisor serving commands', () => {
     } finally {
       server.close();
     }
+    // Before the answer: the command is never told go, and the client ends by the signal.
+    let early: Conn | undefined;
+    const slow = await supervisor((c) => {
+      early = c;
+      setTimeout(() => c.sock.write(frames({ type: 'accepted' })), 300);
+    });
+    try {
+      const r = await berth(['run', 'busybox', 'true'], {}, (p) => setTimeout(() => p.kill('SIGINT'), 100));
+      expect(r).toMatchObject({ code: null, signal: 'SIGINT' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(early?.went).toBe(false);
+    } finally {
+      slow.close();
+    }
     // Not taken (a listing, or `run` before it waits on its container): as the command run here.
     const held = await supervisor((c) =>
       c.sock.write(frames({ type: 'accepted' }, { type: 'out', data: 'up\n' })),

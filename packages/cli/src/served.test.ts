@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ImageApi, subjectOf } from '@berth/api';
 import { startNats, type TestServer } from '@berth/testing';
 import { connect, JSONCodec, type Msg, type NatsConnection } from 'nats';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CommandServer, type ServedLine } from './served.js';
 import type { ServedClient } from './served-protocol.js';
 
@@ -244,6 +244,24 @@ describe('commands served by the supervisor', () => {
       expect(text(readable(lines), 'out').split('\n')).toHaveLength(1002);
     } finally {
       listing = [IMAGE];
+    }
+  });
+
+  it('gives up on a client that neither says go nor hangs up', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const before = replies.length;
+      const pending = serve(
+        ['images'],
+        env(),
+        dir,
+        client({ confirmed: new Promise<boolean>(() => undefined) }),
+      );
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(await pending).toEqual([{ type: 'accepted' }]);
+      expect(replies.length).toBe(before);
+    } finally {
+      vi.useRealTimers();
     }
   });
 

@@ -29,6 +29,9 @@ export type { ServedLine, ServedRequest } from './served-protocol.js';
  */
 export const SERVED_COMMANDS: readonly string[] = ['ps', 'images', 'run'];
 
+/** How long a client has to say `go` after it was accepted (it says so at once). */
+const CONFIRM_MS = 10_000;
+
 /** Served commands running at once; one more is refused, and its client runs it itself. */
 const MAX_RUNNING = 16;
 
@@ -81,8 +84,17 @@ export class CommandServer implements CommandRunner {
       return;
     }
     send({ type: 'accepted' });
-    // A client that gave up waiting runs the command itself: it must not run here too.
-    if (!(await client.confirmed)) return;
+    // A client that gave up waiting runs the command itself: it must not run here too. One that
+    // neither says go nor hangs up (stopped) is given up on, not left holding a slot.
+    let timer: NodeJS.Timeout | undefined;
+    const confirmed = await Promise.race([
+      client.confirmed,
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), CONFIRM_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!confirmed) return;
     const used = new Set<string>();
     const env = { ...req.env };
     // As main.ts does for a command run by hand: the variable the client moved aside (see
@@ -187,6 +199,8 @@ export class CommandServer implements CommandRunner {
 
   /** Gives back a command's connections; of the idle ones, only the one given back last stays. */
   private release(used: Set<string>): void {
+    // A command that made no call (help, a usage error) leaves the kept connection alone.
+    if (used.size === 0) return;
     const last = [...used].at(-1);
     for (const url of used) {
       const c = this.conns.get(url);

@@ -37,19 +37,36 @@ export function printSink(
       const ok = to.write(`${prefix}${l.content}${l.full ? '\n' : ''}`);
       midLine = { ...midLine, [l.stream]: !l.full };
       // A stream that buffers past its mark (a served command's, whose client reads slowly) makes
-      // the log's reader wait, as a pipe's blocking write makes the CLI run by hand wait.
-      return ok ? undefined : new Promise<void>((resolve) => to.once('drain', () => resolve()));
+      // the log's reader wait, as a pipe's blocking write makes the CLI run by hand wait; one that
+      // ended or broke takes nothing more and is waited for no longer.
+      if (ok || !(to as Partial<NodeJS.WriteStream>).writableNeedDrain) return undefined;
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          for (const e of ['drain', 'close', 'error']) to.off(e, done);
+          resolve();
+        };
+        for (const e of ['drain', 'close', 'error']) to.once(e, done);
+      });
     },
   };
 }
 
-/** Reads a CRI log file from `offset`, handing complete lines to the sink; returns the new offset. */
-async function readFrom(path: string, offset: number, sink: LogSink, carry: { s: string }): Promise<number> {
+/**
+ * Reads a CRI log file from `offset`, handing complete lines to the sink; returns the new offset.
+ * Stops early once `stopped()` says so.
+ */
+async function readFrom(
+  path: string,
+  offset: number,
+  sink: LogSink,
+  carry: { s: string },
+  stopped: () => boolean = () => false,
+): Promise<number> {
   const fd = await openFile(path, 'r').catch(() => undefined);
   if (fd === undefined) return offset;
   try {
     const buf = Buffer.alloc(64 * 1024);
-    for (;;) {
+    while (!stopped()) {
       const bytesRead = await readAt(fd, buf, offset);
       if (bytesRead === 0) break;
       offset += bytesRead;
@@ -110,7 +127,14 @@ export async function followLog(
   offset: number,
   sink: LogSink,
   done: Promise<unknown>,
+  /** Ends the following at once, without reading what is left (a served command's client is gone). */
+  abort?: Promise<unknown>,
 ): Promise<void> {
+  let aborted = false;
+  void abort?.then(() => {
+    aborted = true;
+  });
+  const stopped = () => aborted;
   const carry = { s: '' };
   let finished = false;
   // Settled either way: a failed `done` (the exit waiter could not listen) is the caller's to
@@ -122,13 +146,13 @@ export async function followLog(
   // After this turn `finished` is set if `done` had already settled (a short command's exit, heard
   // before its output is followed): then one read gets all of it.
   await Promise.resolve();
-  for (;;) {
+  while (!aborted) {
     const wasFinished = finished;
-    offset = await readFrom(path, offset, sink, carry);
+    offset = await readFrom(path, offset, sink, carry, stopped);
     if (wasFinished) break;
-    await Promise.race([new Promise((r) => setTimeout(r, 50)), done.catch(() => undefined)]);
+    await Promise.race([new Promise((r) => setTimeout(r, 50)), done.catch(() => undefined), abort]);
   }
-  if (carry.s) {
+  if (carry.s && !aborted) {
     const parsed = parseCriLine(carry.s);
     if (parsed) await sink.write(parsed);
   }

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import {
   AUTO_REMOVE_LABEL,
+  BerthError,
+  Code,
   type CreateContainerRequest,
   type ExitStatus,
   errors,
@@ -43,7 +45,8 @@ async function followOutput(
 ): Promise<void> {
   const sink = printSink(ctx.out, ctx.err, false);
   if (onOtherNode(ctx, p.node)) await remoteLog(ctx, p, { follow: true }, sink);
-  else if (logPath) await followLog(logPath, 0, sink, exited);
+  // A served run's client that hung up reads no more: the following stops at once.
+  else if (logPath) await followLog(logPath, 0, sink, exited, ctx.gone);
 }
 
 /** The exit code of a served run whose client hung up (nobody reads it): a SIGHUP's. */
@@ -86,7 +89,12 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   });
   let made: RunContainerReply | undefined;
   try {
-    made = await createPulling(ctx, req, node, () => client['run-container'](req));
+    // Checked at each try (before the pull, after it): nothing is made for a client gone already.
+    made = await createPulling(ctx, req, node, () =>
+      hungUp
+        ? Promise.reject(new BerthError(Code.CANCELLED, 'the berth client hung up'))
+        : client['run-container'](req),
+    );
   } finally {
     if (!made || (hungUp && early)) early?.close();
   }
@@ -111,7 +119,7 @@ export async function runContainer(args: CommandArgs, ctx: CliContext): Promise<
   return finishRun(client, { ctx, proc, rm: v.rm === true, watcher, exited }, () =>
     // The log path from the reply (create-container's container and create's task); the following
     // ends with the exit or with the user.
-    followOutput(ctx, proc, logPathOf(ctx, { container, task }), Promise.race([exited, ctx.gone])),
+    followOutput(ctx, proc, logPathOf(ctx, { container, task }), exited),
   );
 }
 
