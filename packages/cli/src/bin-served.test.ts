@@ -119,6 +119,16 @@ async function supervisor(
 
 const frames = (...lines: ServedLine[]) => Buffer.concat(lines.map(encodeFrame));
 
+/** A stand-in supervisor that accepts each request only after `ms`; `conn` is the last request's. */
+async function acceptingAfter(ms: number): Promise<{ server: Server; conn: () => Conn | undefined }> {
+  let last: Conn | undefined;
+  const server = await supervisor((c) => {
+    last = c;
+    setTimeout(() => c.sock.write(frames({ type: 'accepted' })), ms);
+  });
+  return { server, conn: () => last };
+}
+
 interface Ran {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -262,18 +272,14 @@ describe('the berth client and a supervisor serving commands', () => {
     } finally {
       server.close();
     }
-    let late: Conn | undefined;
-    const slow = await supervisor((c) => {
-      late = c;
-      // After berth.c's ANSWER_MS: the client has run the command itself by then.
-      setTimeout(() => c.sock.write(frames({ type: 'accepted' })), 2500);
-    });
+    // After berth.c's ANSWER_MS: the client has run the command itself by then.
+    const { server: slow, conn: late } = await acceptingAfter(2500);
     try {
       const r = await berth(['images']);
       expect(r.stdout).toMatch(LOCAL_LISTING);
       await new Promise((resolve) => setTimeout(resolve, 700));
-      expect(late?.went).toBe(false);
-      expect(late?.sock.destroyed || late?.sock.readableEnded).toBe(true);
+      expect(late()?.went).toBe(false);
+      expect(late()?.sock.destroyed || late()?.sock.readableEnded).toBe(true);
     } finally {
       slow.close();
     }
@@ -443,16 +449,12 @@ describe('the berth client and a supervisor serving commands', () => {
       server.close();
     }
     // Before the answer: the command is never told go, and the client ends by the signal.
-    let early: Conn | undefined;
-    const slow = await supervisor((c) => {
-      early = c;
-      setTimeout(() => c.sock.write(frames({ type: 'accepted' })), 300);
-    });
+    const { server: slow, conn: early } = await acceptingAfter(300);
     try {
       const r = await berth(['run', 'busybox', 'true'], {}, (p) => setTimeout(() => p.kill('SIGINT'), 100));
       expect(r).toMatchObject({ code: null, signal: 'SIGINT' });
       await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(early?.went).toBe(false);
+      expect(early()?.went).toBe(false);
     } finally {
       slow.close();
     }

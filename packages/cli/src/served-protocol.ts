@@ -63,28 +63,6 @@ export function encodeFrame(line: ServedLine): Buffer {
   return Buffer.concat([head, payload]);
 }
 
-/** The frames in `buf` (what has arrived so far), and the bytes of an unfinished one. */
-export function decodeFrames(buf: Buffer): { lines: ServedLine[]; rest: Buffer } {
-  const lines: ServedLine[] = [];
-  let at = 0;
-  while (buf.length - at >= 5) {
-    const len = buf.readUInt32BE(at + 1);
-    if (buf.length - at - 5 < len) break;
-    const type = buf[at] as number;
-    const payload = buf.subarray(at + 5, at + 5 + len);
-    at += 5 + len;
-    if (type === FRAME_TYPE.accepted) lines.push({ type: 'accepted' });
-    else if (type === FRAME_TYPE.refused) lines.push({ type: 'refused', reason: payload.toString('utf8') });
-    else if (type === FRAME_TYPE.out) lines.push({ type: 'out', data: Buffer.from(payload) });
-    else if (type === FRAME_TYPE.err) lines.push({ type: 'err', data: Buffer.from(payload) });
-    else if (type === FRAME_TYPE.exit) lines.push({ type: 'exit', code: Number(payload.toString('ascii')) });
-    else if (type === FRAME_TYPE.signalsTaken) lines.push({ type: 'signals', taken: true });
-    else if (type === FRAME_TYPE.signalsLeft) lines.push({ type: 'signals', taken: false });
-    else throw new Error(`unknown served frame type 0x${type.toString(16)}`);
-  }
-  return { lines, rest: buf.subarray(at) };
-}
-
 /** The signals the client forwards while a served command runs. */
 export const SERVED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 

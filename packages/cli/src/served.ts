@@ -12,11 +12,13 @@ import { realpathSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { type Config, DEFAULT_CONFIG_FILE, loadConfig } from '@berth/kit/config';
+import { putBackExtraCaCerts } from '@berth/kit/extra-ca';
 import { hostLayout } from '@berth/kit/layout';
 import { connectNats } from '@berth/kit/nats';
 import { otlpTracesUrl } from '@berth/kit/tracing';
 import type { NatsConnection } from 'nats';
 import { failureOf, parseCommandLine, runCommandLine } from './cli.js';
+import { strs } from './containers/options.js';
 import { profilePaths } from './containers/security-opts.js';
 import { cliNatsTls } from './context.js';
 import type { CommandRunner, ServedClient, ServedLine, ServedRequest } from './served-protocol.js';
@@ -99,7 +101,7 @@ export class CommandServer implements CommandRunner {
     const env = { ...req.env };
     // As main.ts does for a command run by hand: the variable the client moved aside (see
     // bin/berth) is NODE_EXTRA_CA_CERTS again for what the command reads (`run -e NAME`).
-    restoreMovedCa(env);
+    putBackExtraCaCerts(env);
     const io = {
       env,
       out: frameStream('out', send, client),
@@ -149,7 +151,6 @@ export class CommandServer implements CommandRunner {
       if (line.values.interactive === true || line.values.tty === true) return 'needs the terminal';
       // Files `run` reads are read here, in the client's directory: only plain files, never one
       // that is this process's (/dev/stdin, /dev/fd/N, /proc/self/...) or blocks (a fifo).
-      const strs = (v: unknown) => (Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)]);
       const files = [...strs(line.values['env-file']), ...profilePaths(strs(line.values['security-opt']))];
       if (files.some((f) => !plainFile(resolve(req.cwd, f)))) return 'reads a file that is not a plain file';
     }
@@ -221,14 +222,6 @@ function connect(url: string): Promise<NatsConnection> {
     name: 'berth-cli',
     extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
   });
-}
-
-/** BERTH_EXTRA_CA_CERTS (where the client moved NODE_EXTRA_CA_CERTS) put back, as kit's restoreExtraCaCerts. */
-function restoreMovedCa(env: Record<string, string>): void {
-  const file = env.BERTH_EXTRA_CA_CERTS;
-  if (file === undefined) return;
-  delete env.BERTH_EXTRA_CA_CERTS;
-  if (env.NODE_EXTRA_CA_CERTS === undefined && file !== '') env.NODE_EXTRA_CA_CERTS = file;
 }
 
 /** True for a missing path (the command reports it) or a regular file outside /dev and /proc. */

@@ -54,12 +54,21 @@ let trusting: Promise<void> | undefined;
  * Call it first thing, before anything is spawned.
  */
 export function restoreExtraCaCerts(env: NodeJS.ProcessEnv = process.env): void {
+  const file = putBackExtraCaCerts(env);
+  if (file !== undefined) movedFile = file;
+}
+
+/**
+ * restoreExtraCaCerts on an environment alone (one a served command runs with, not this
+ * process's): NODE_EXTRA_CA_CERTS back, BERTH_EXTRA_CA_CERTS dropped; the file put back, if any.
+ */
+export function putBackExtraCaCerts(env: NodeJS.ProcessEnv): string | undefined {
   const file = env[MOVED_EXTRA_CA_ENV];
-  if (file === undefined) return;
+  if (file === undefined) return undefined;
   delete env[MOVED_EXTRA_CA_ENV];
-  if (env.NODE_EXTRA_CA_CERTS !== undefined || file === '') return;
+  if (env.NODE_EXTRA_CA_CERTS !== undefined || file === '') return undefined;
   env.NODE_EXTRA_CA_CERTS = file;
-  movedFile = file;
+  return file;
 }
 
 /**

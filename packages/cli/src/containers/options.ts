@@ -80,7 +80,8 @@ export function toResources(v: CommandArgs['values']): Resources {
   return r;
 }
 
-const strs = (v: unknown): string[] =>
+/** A flag's values as strings: none, one, or all of a `multiple` one. */
+export const strs = (v: unknown): string[] =>
   Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)];
 
 /** Turns `create`/`run` flags and positionals (IMAGE [CMD...]) into a create request. */

@@ -31,12 +31,17 @@ function profileFile(path: string, cwd: string): NonNullable<CreateContainerRequ
   return { mode: 'profile', profile, source: abs };
 }
 
+/** One `--security-opt` entry as key and value (`key=value` or `key:value`; no value: `key`). */
+function splitOpt(o: string): { key: string | undefined; value: string | undefined } {
+  const m = /^([a-z-]+)(?:[=:](.*))?$/s.exec(o);
+  return { key: m?.[1], value: m?.[2] };
+}
+
 /** The seccomp profile files `--security-opt` entries name (as parseSecurityOpts reads them). */
 export function profilePaths(opts: string[]): string[] {
   return opts.flatMap((o) => {
-    const m = /^([a-z-]+)(?:[=:](.*))?$/s.exec(o);
-    const value = m?.[2];
-    return m?.[1] === 'seccomp' && value && value !== 'unconfined' && value !== 'builtin' ? [value] : [];
+    const { key, value } = splitOpt(o);
+    return key === 'seccomp' && value && value !== 'unconfined' && value !== 'builtin' ? [value] : [];
   });
 }
 
@@ -47,9 +52,7 @@ export function profilePaths(opts: string[]): string[] {
 export function parseSecurityOpts(opts: string[], cwd: string = process.cwd()): SecurityOpts {
   const out: SecurityOpts = {};
   for (const o of opts) {
-    const m = /^([a-z-]+)(?:[=:](.*))?$/s.exec(o);
-    const key = m?.[1];
-    const value = m?.[2];
+    const { key, value } = splitOpt(o);
     if (key === 'no-new-privileges') {
       out.noNewPrivileges = value === undefined ? true : flag(o, value);
     } else if (key === 'seccomp') {

@@ -63,12 +63,16 @@ export async function listenControl(path: string, handler: ControlHandler): Prom
       while (nl >= 0 && !sock.destroyed) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (after) after(line);
-        else if (opOf(line) === 'run') {
-          const client = servedClient(sock);
-          after = client.line;
-          void answerRun(sock, line, handler, client);
-        } else void answer(sock, line, handler);
+        if (after) {
+          after(line);
+        } else {
+          const req = parseRequest(line);
+          if (req?.op === 'run') {
+            const client = servedClient(sock);
+            after = client.line;
+            void answerRun(sock, req, handler, client);
+          } else void answer(sock, req, handler);
+        }
         nl = buf.indexOf('\n');
       }
     });
@@ -89,14 +93,12 @@ export async function listenControl(path: string, handler: ControlHandler): Prom
   return server;
 }
 
-async function answer(sock: Socket, line: string, handler: ControlHandler): Promise<void> {
-  let req: ControlRequest;
-  try {
-    req = JSON.parse(line) as ControlRequest;
-  } catch {
+async function answer(sock: Socket, parsed: unknown, handler: ControlHandler): Promise<void> {
+  if (parsed === undefined) {
     send(sock, { type: 'error', message: 'control request is not valid JSON' });
     return;
   }
+  const req = parsed as ControlRequest;
   try {
     if (req.op === 'status') {
       send(sock, { type: 'status', state: handler.status() });
@@ -165,18 +167,12 @@ function servedClient(sock: Socket): ServedClient & { line: (line: string) => vo
 /** A served command's request: answered in frames, then the connection is closed. */
 async function answerRun(
   sock: Socket,
-  line: string,
+  req: unknown,
   handler: ControlHandler,
   client: ServedClient,
 ): Promise<void> {
   // False when the client is behind (the caller waits for client.drained()); true once it is gone.
   const frame = (l: ServedLine) => (sock.destroyed ? true : sock.write(encodeFrame(l)));
-  let req: unknown;
-  try {
-    req = JSON.parse(line);
-  } catch {
-    req = undefined;
-  }
   try {
     if (handler.run && isRunRequest(req)) await handler.run(req, frame, client);
     else frame({ type: 'refused', reason: handler.run ? 'malformed run request' : 'not served' });
@@ -187,10 +183,10 @@ async function answerRun(
   sock.end();
 }
 
-/** The `op` of a request line, if it is a JSON object with one. */
-function opOf(line: string): unknown {
+/** A request line as JSON.parse reads it; undefined when it is not JSON. */
+function parseRequest(line: string): { op?: unknown } | null | undefined {
   try {
-    return (JSON.parse(line) as { op?: unknown } | null)?.op;
+    return JSON.parse(line) as { op?: unknown } | null;
   } catch {
     return undefined;
   }
