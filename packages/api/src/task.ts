@@ -182,6 +182,16 @@ export const CreateContainerRequest = z.object({
    * must be `image`; it is not kept in the container's record.
    */
   imageRecord: ImageRecord.optional(),
+  /**
+   * Prepare the rootfs snapshot right after the reply instead of before it, for a caller whose
+   * start follows at once (the CRI gateway's CreateContainer, then StartContainer): the record is
+   * stored and answered without `rootfs`, and the snapshot is prepared under the container's lock
+   * straight after, so a start or removal (which take that lock) waits for it. A prepare that
+   * fails then leaves the record as it is: the first task create prepares the snapshot again and
+   * fails with its error. Ignored with network `bridge`, whose network is made before the reply.
+   * Not kept in the container's record.
+   */
+  prepareAfterReply: z.boolean().optional(),
 });
 export type CreateContainerRequest = z.infer<typeof CreateContainerRequest>;
 

@@ -19,7 +19,7 @@ export interface Domain {
 /** Builds the domain over a Redis client and the node-service dependencies. */
 export function createDomain(opts: { redis: Redis; deps: Deps; env: ManagerEnv; log: Logger }): Domain {
   const store = new ContainerStore(opts.redis);
-  const containers = new ContainerManager(store, opts.redis, opts.deps, opts.env);
+  const containers = new ContainerManager(store, opts.redis, opts.deps, opts.env, opts.log);
   const tasks = new TaskManager(store, containers, opts.deps, opts.log);
   return { store, containers, tasks };
 }

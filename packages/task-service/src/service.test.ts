@@ -219,6 +219,55 @@ describe('task-service endpoints', () => {
     });
   });
 
+  it('with prepareAfterReply stores and answers the record before any snapshot, in one step with its name', async () => {
+    const d = `sha256:${'4'.repeat(64)}`;
+    const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d, size: 1 };
+    const imageRecord = {
+      name: 'docker.io/library/busybox:latest',
+      target: desc,
+      manifest: desc,
+      configDigest: d,
+      config: { rootfs: { type: 'layers' as const, diff_ids: [d] }, config: { Cmd: ['sh'] } },
+      chainId: d,
+      size: 1,
+      labels: {},
+      createdAt: 't0',
+      updatedAt: 't0',
+    };
+    const req = { image: imageRecord.name, name: 'after-reply', imageRecord, prepareAfterReply: true };
+    // No snapshot-service runs here: the reply comes anyway, the prepare behind it fails.
+    const c = await client['create-container'](req);
+    expect(c).toMatchObject({
+      name: 'after-reply',
+      image: { chainId: d },
+      snapshotKey: `containers/test/${c.id}`,
+    });
+    expect(c.rootfs).toBeUndefined();
+    expect(c.config).not.toHaveProperty('prepareAfterReply');
+    expect(c.config).not.toHaveProperty('imageRecord');
+    expect(await domain.store.creating('test')).toEqual([]);
+    await domain.containers.settled('test', c.id);
+    // The failed prepare let the lock go and left the record as it was answered.
+    const free = await tryLock(redis, keys.containerLock('test', c.id), 1000);
+    expect(free).toBeDefined();
+    await free?.release();
+    expect(await domain.store.get('test', c.id)).toEqual(c);
+    // The first task create prepares it again, and says why it cannot.
+    await expect(client.create({ id: c.id })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: expect.stringMatching(/snapshot/),
+    });
+    // A second container of the same name is refused with nothing stored.
+    await expect(client['create-container'](req)).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+      message: `container name "after-reply" is already in use by container ${c.id.slice(0, 12)}`,
+    });
+    expect((await domain.store.list('test')).filter((i) => i.container.name === 'after-reply')).toHaveLength(
+      1,
+    );
+    await domain.store.delete(c);
+  });
+
   it('reads under the lock: with it at once, or again once a holder let it go', async () => {
     const c = fakeContainer('locked-read');
     await domain.store.put(c);

@@ -105,7 +105,8 @@ export class ContainerRuntime {
     });
     try {
       // The record the gateway's image view gave: the task-service need not ask the image-service.
-      return (await this.d.tasks.createContainer({ ...req, imageRecord: image })).id;
+      // The rootfs is prepared after the reply, in the gap before the kubelet's StartContainer.
+      return (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
     } catch (err) {
       const e = toBerthError(err);
       if (e.code !== Code.ALREADY_EXISTS) throw e;

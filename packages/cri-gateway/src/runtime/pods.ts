@@ -257,8 +257,9 @@ export class PodRuntime {
   ): Promise<string> {
     try {
       const req = sandboxRequest(pod, { image: image.name, meta, ...(netnsPath ? { netnsPath } : {}) });
-      // The record ensure() read: the task-service need not ask the image-service again.
-      return (await this.d.tasks.createContainer({ ...req, imageRecord: image })).id;
+      // The record ensure() read: the task-service need not ask the image-service again. Its
+      // rootfs is prepared after the reply, beside the pause task's start that follows.
+      return (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
     } catch (err) {
       const e = toBerthError(err);
       if (e.code === Code.ALREADY_EXISTS) {

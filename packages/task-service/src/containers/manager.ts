@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
   CONTAINER_ID_PATTERN,
+  Code,
   type Container,
   type ContainerInfo,
   type CreateContainerRequest,
@@ -15,9 +16,21 @@ import {
   SHIM_FILE_SOURCE,
   ShimFileName,
   TaskTopic,
+  toBerthError,
   type UpdateContainerRequest,
 } from '@berth/api';
-import { keys, type Lock, type Page, type Redis, withLock, withLockIfFree } from '@berth/kit';
+import {
+  keys,
+  type Lock,
+  type Page,
+  type Redis,
+  type ServiceContext,
+  withLock,
+  withLockIfFree,
+} from '@berth/kit';
+
+type Logger = ServiceContext['log'];
+
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
@@ -57,15 +70,27 @@ const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
  * resolves the image on the node, prepares the rootfs snapshot, generates the spec and stores it.
  */
 export class ContainerManager {
+  /** Per container (settlingKey), a creation of this replica still preparing its rootfs after its reply. */
+  private readonly settling = new Map<string, Promise<unknown>>();
+
   constructor(
     private readonly store: ContainerStore,
     private readonly redis: Redis,
     private readonly deps: Deps,
     private readonly env: ManagerEnv,
+    private readonly log?: Pick<Logger, 'warn'>,
   ) {}
 
-  /** Serializes changes to one container across replicas. */
+  /**
+   * Serializes changes to one container across replicas. A creation of this replica still
+   * holding the lock to prepare the rootfs after its reply is waited for first, so the next call
+   * (the start that follows a CRI create) takes the lock when it is let go, not after a retry's
+   * backoff.
+   */
   lock<T>(ns: string, id: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
+    // Only then deferred: otherwise the acquire goes out in this call (lockAndRead counts on it).
+    const settling = this.settling.get(settlingKey(ns, id));
+    if (settling) return settling.then(() => this.lock(ns, id, fn));
     const opts = { ttlMs: this.lockTtlMs, waitMs: LOCK.waitMs, what: `container ${id}` };
     return withLock(this.redis, keys.containerLock(ns, id), opts, fn);
   }
@@ -85,6 +110,9 @@ export class ContainerManager {
     read: () => Promise<R>,
     fn: (r: R, lock: Lock) => Promise<T>,
   ): Promise<T> {
+    // The read must follow the acquire: both wait for a creation still preparing the rootfs.
+    const settling = this.settling.get(settlingKey(ns, id));
+    if (settling) return settling.then(() => this.lockAndRead(ns, id, read, fn));
     const done = this.lock(ns, id, async (lock) => fn(lock.first ? await early : await read(), lock));
     const early = read();
     // Awaited under the lock when it counts; a failure then is thrown there.
@@ -105,7 +133,7 @@ export class ContainerManager {
   ): Promise<Container> {
     // The image record a caller passes is a read of the node's image-service it already made:
     // it is used, never stored (the container keeps the image's name, digest and chain).
-    const { imageRecord, ...req } = input;
+    const { imageRecord, prepareAfterReply, ...req } = input;
     if (imageRecord && imageRecord.name !== req.image) {
       throw errors.invalid(`imageRecord is the record of "${imageRecord.name}", not of image "${req.image}"`);
     }
@@ -132,6 +160,9 @@ export class ContainerManager {
     // Both go out at once, one round trip: the lock's command is sent first on the same Redis
     // connection (ioredis keeps a connection's order), so Redis holds the lock of this new id
     // before any reconcile can see its intent.
+    if (prepareAfterReply === true && req.network !== 'bridge') {
+      return this.createThenPrepare(ns, req, { id, name, node, imageRecord });
+    }
     let entered = false;
     const made = this.lock(ns, id, (lock) => {
       entered = true;
@@ -161,6 +192,101 @@ export class ContainerManager {
     });
   }
 
+  /**
+   * create() with the rootfs prepared after the reply (CreateContainerRequest.prepareAfterReply).
+   * Nothing is made before the record, so no intent is needed: the record and its name are stored
+   * by one script sent right behind the lock's acquire (one round trip; the lock of a new id is
+   * free, so the script runs under it), the caller is answered, and the snapshot is prepared
+   * under the lock after. Calls of this replica on the container wait for that (`settling`).
+   */
+  private createThenPrepare(
+    ns: string,
+    req: CreateContainerRequest,
+    {
+      id,
+      name,
+      node,
+      imageRecord,
+    }: { id: string; name: string; node: string; imageRecord?: ImageRecord | undefined },
+  ): Promise<Container> {
+    const prepared = this.imageOf(ns, req, node, imageRecord).then((image) => {
+      checkBindSources(node === this.env.node, req);
+      const c = this.record(ns, req, { id, name, node, image });
+      checkRecordSize('the container record', c);
+      return c;
+    });
+    return prepared.then((c) => {
+      let answer: (c: Container) => void = () => undefined;
+      const answered = new Promise<Container>((resolve) => {
+        answer = resolve;
+      });
+      let entered = false;
+      const made = this.lock(ns, id, async (lock) => {
+        entered = true;
+        // A name another container holds: thrown here, the lock let go, nothing stored.
+        await stored;
+        this.publishCreate(c);
+        answer(c);
+        await this.prepareAfterReply(c, lock);
+        return c;
+      });
+      const stored = this.store.createNamed(c);
+      stored.catch(() => undefined);
+      const key = settlingKey(ns, id);
+      this.settling.set(
+        key,
+        made.then(
+          () => this.settling.delete(key),
+          () => this.settling.delete(key),
+        ),
+      );
+      const result = made.catch(async (err: unknown) => {
+        // The lock was never taken (Redis failed the call): a record stored anyway is removed.
+        if (
+          !entered &&
+          (await stored.then(
+            () => true,
+            () => false,
+          ))
+        ) {
+          await this.store.delete(c).catch(() => undefined);
+        }
+        throw err;
+      });
+      // Nothing is thrown after the answer (prepareAfterReply throws nothing), so `result` only
+      // fails before it.
+      return Promise.race([answered, result]);
+    });
+  }
+
+  /**
+   * Resolves once a creation of this replica has prepared the container's rootfs after its reply
+   * (see CreateContainerRequest.prepareAfterReply); at once when none is under way.
+   */
+  async settled(ns: string, id: string): Promise<void> {
+    await this.settling.get(settlingKey(ns, id));
+  }
+
+  /**
+   * The mounts of a container's rootfs: those its record keeps, else its snapshot's; a record
+   * whose snapshot was never made (a prepare after the reply that failed, or a replica that died
+   * before it) has it prepared now. The caller holds the container's lock.
+   */
+  async rootfsOf(c: Container): Promise<Mount[]> {
+    if (c.rootfs) return c.rootfs;
+    try {
+      return (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
+    } catch (err) {
+      if (toBerthError(err).code !== Code.NOT_FOUND) throw err;
+    }
+    if (!c.image.chainId) {
+      throw errors.precondition(
+        `container "${c.name}" has no rootfs snapshot and its image no unpacked chain`,
+      );
+    }
+    return this.prepareSnapshot(c.namespace, c.id, c.node, c.image.chainId);
+  }
+
   private async createLocked(
     ns: string,
     req: CreateContainerRequest,
@@ -180,23 +306,17 @@ export class ContainerManager {
   ): Promise<Container> {
     const { id, name, node } = intent;
     await begun;
-    const snapshotKey = snapshotKeyOf(ns, id);
     let prepared = false;
     let networked = false;
     try {
-      // Checked before anything is made (a bind mount source on another node is its shim's to see).
-      if (node === this.env.node) {
-        for (const m of req.mounts ?? []) {
-          if (!existsSync(m.source)) throw errors.invalid(`bind mount source "${m.source}" does not exist`);
-        }
-      }
+      checkBindSources(node === this.env.node, req);
       // A bridge container's network (a pinned namespace, then the CNI chain's ADD on its node's
       // shim: the longest step here) needs nothing of the image or its snapshot: it runs beside
       // them. Both settle before a failure is thrown, so the undo below sees all that was made.
       networked = req.network === 'bridge';
       const shim = this.deps.shim(node, ns);
       const [made, net] = await Promise.allSettled([
-        this.prepareRootfs(ns, req, { id, node, snapshotKey, imageRecord }).then((r) => {
+        this.prepareRootfs(ns, req, { id, node, imageRecord }).then((r) => {
           prepared = true;
           return r;
         }),
@@ -213,54 +333,12 @@ export class ContainerManager {
       // CNI (the shim owns every namespace and lease), and the spec joins that namespace.
       let network: Container['network'];
       if (net.value) network = { netnsPath: net.value.netnsPath, ips: podAddresses(net.value.ips) };
-      const gen = generateSpec(
-        {
-          id,
-          namespace: ns,
-          request: network ? { ...req, network: network.netnsPath } : req,
-          image: image.config.config,
-          files: FILE_MOUNTS,
-        },
-        // The host name of a container in the host network is its node's: the shim there sets it.
-        '',
-      );
-      const now = new Date().toISOString();
-      const c: Container = {
-        id,
-        namespace: ns,
-        name,
-        image: { name: image.name, digest: image.target.digest, chainId: image.chainId },
-        node,
-        spec: gen.spec,
-        snapshotKey,
-        rootfs,
-        labels: req.labels ?? {},
-        runtime: { name: RUNTIME_NAME },
-        io: {
-          terminal: req.tty ?? false,
-          stdin: req.stdin ?? false,
-          // Without one, the shim keeps the log in the container's directory on its node, so the
-          // log of every run stays until the container is removed, as docker keeps it.
-          ...(req.logPath ? { logPath: req.logPath } : {}),
-        },
-        stopSignal: gen.stopSignal,
-        // The request, with what it left to defaults: the node, the user (the image's).
-        config: { ...req, node, user: gen.user },
-        ...(network ? { network } : {}),
-        createdAt: now,
-        updatedAt: now,
-      };
+      const c = this.record(ns, req, { id, name, node, image, rootfs, network });
       // The spec adds the image's settings to the request's: the whole record must fit a reply.
       checkRecordSize('the container record', c);
       // Stored, intent forgotten and lock released in one round trip.
       await this.store.commitCreate(c, lock);
-      this.deps.publish(TaskTopic.containerCreate, ns, {
-        id,
-        name,
-        image: c.image.name,
-        node,
-        runtime: RUNTIME_NAME,
-      });
+      this.publishCreate(c);
       return c;
     } catch (err) {
       // Undone in reverse order; a step that fails (its node's shim or snapshot-service is down)
@@ -270,30 +348,128 @@ export class ContainerManager {
     }
   }
 
-  /** The image on the container's node (unpacked) and the rootfs snapshot prepared from it. */
-  private async prepareRootfs(
+  /** The record of a new container: the request, the spec made of it and the image, its mounts. */
+  private record(
     ns: string,
     req: CreateContainerRequest,
     {
       id,
+      name,
       node,
-      snapshotKey,
-      imageRecord,
-    }: { id: string; node: string; snapshotKey: string; imageRecord?: ImageRecord | undefined },
+      image,
+      rootfs,
+      network,
+    }: {
+      id: string;
+      name: string;
+      node: string;
+      image: ImageRecord;
+      rootfs?: Mount[];
+      network?: Container['network'];
+    },
+  ): Container {
+    const gen = generateSpec(
+      {
+        id,
+        namespace: ns,
+        request: network ? { ...req, network: network.netnsPath } : req,
+        image: image.config.config,
+        files: FILE_MOUNTS,
+      },
+      // The host name of a container in the host network is its node's: the shim there sets it.
+      '',
+    );
+    const now = new Date().toISOString();
+    return {
+      id,
+      namespace: ns,
+      name,
+      image: { name: image.name, digest: image.target.digest, chainId: image.chainId },
+      node,
+      spec: gen.spec,
+      snapshotKey: snapshotKeyOf(ns, id),
+      ...(rootfs ? { rootfs } : {}),
+      labels: req.labels ?? {},
+      runtime: { name: RUNTIME_NAME },
+      io: {
+        terminal: req.tty ?? false,
+        stdin: req.stdin ?? false,
+        // Without one, the shim keeps the log in the container's directory on its node, so the
+        // log of every run stays until the container is removed, as docker keeps it.
+        ...(req.logPath ? { logPath: req.logPath } : {}),
+      },
+      stopSignal: gen.stopSignal,
+      // The request, with what it left to defaults: the node, the user (the image's).
+      config: { ...req, node, user: gen.user },
+      ...(network ? { network } : {}),
+      createdAt: now,
+      updatedAt: now,
+    };
+  }
+
+  private publishCreate(c: Container): void {
+    this.deps.publish(TaskTopic.containerCreate, c.namespace, {
+      id: c.id,
+      name: c.name,
+      image: c.image.name,
+      node: c.node,
+      runtime: RUNTIME_NAME,
+    });
+  }
+
+  /**
+   * The rootfs of a container just stored without it, prepared and kept in its record (released
+   * with the lock in the same round trip). Throws nothing: the record stands either way, and a
+   * task create prepares what is missing (rootfsOf).
+   */
+  private async prepareAfterReply(c: Container, lock: Lock): Promise<void> {
+    try {
+      if (!c.image.chainId) throw errors.precondition(`image "${c.image.name}" has no unpacked chain`);
+      const rootfs = await this.prepareSnapshot(c.namespace, c.id, c.node, c.image.chainId);
+      await this.store.putAndRelease({ ...c, rootfs }, lock);
+    } catch (err) {
+      this.log?.warn(
+        { err: (err as Error).message, ns: c.namespace, id: c.id },
+        'preparing the rootfs after the create reply failed: the first task create prepares it again',
+      );
+    }
+  }
+
+  /** The image on the container's node (unpacked) and the rootfs snapshot prepared from it. */
+  private async prepareRootfs(
+    ns: string,
+    req: CreateContainerRequest,
+    { id, node, imageRecord }: { id: string; node: string; imageRecord?: ImageRecord | undefined },
   ): Promise<{ image: ImageRecord; rootfs: Mount[] }> {
+    const image = await this.imageOf(ns, req, node, imageRecord);
+    return { image, rootfs: await this.prepareSnapshot(ns, id, node, image.chainId ?? '') };
+  }
+
+  /** The record of the request's image on the node, which must be unpacked. */
+  private async imageOf(
+    ns: string,
+    req: CreateContainerRequest,
+    node: string,
+    imageRecord: ImageRecord | undefined,
+  ): Promise<ImageRecord> {
     // The record a caller passed (the CRI gateway's image view) saves the image-service a call.
     const image = imageRecord ?? (await this.deps.images(node, ns).get({ name: req.image }));
     if (!image.chainId) {
       throw errors.precondition(`image "${req.image}" is not unpacked on node "${node}"`);
     }
+    return image;
+  }
+
+  /** Prepares container `id`'s rootfs snapshot on its node from the image's chain; its mounts. */
+  private async prepareSnapshot(ns: string, id: string, node: string, chainId: string): Promise<Mount[]> {
     // Users, capabilities and the command's presence are facts of the node's rootfs and kernel:
     // its shim resolves them at task create (see spec/node-facts.ts), never this replica.
-    const { mounts: rootfs } = await this.deps.snapshots(node).prepare({
-      key: snapshotKey,
-      parent: image.chainId,
+    const { mounts } = await this.deps.snapshots(node).prepare({
+      key: snapshotKeyOf(ns, id),
+      parent: chainId,
       labels: { 'io.berth.container': id, 'io.berth.namespace': ns },
     });
-    return { image, rootfs };
+    return mounts;
   }
 
   /**
@@ -422,6 +598,19 @@ export class ContainerManager {
   private collectDeps() {
     return { store: this.store, redis: this.redis, deps: this.deps, lockTtlMs: this.lockTtlMs };
   }
+}
+
+/** Refuses bind mounts whose source is missing, when the container's node is this one (else its shim checks). */
+function checkBindSources(local: boolean, req: CreateContainerRequest): void {
+  if (!local) return;
+  for (const m of req.mounts ?? []) {
+    if (!existsSync(m.source)) throw errors.invalid(`bind mount source "${m.source}" does not exist`);
+  }
+}
+
+/** The key of a container in ContainerManager's settling map. */
+function settlingKey(ns: string, id: string): string {
+  return `${ns}/${id}`;
 }
 
 /** The key of a container's rootfs snapshot. */

@@ -86,3 +86,17 @@ if name then
 end
 return {'removed', data, unpack(task)}`,
 );
+
+/**
+ * A container made with nothing before its record (its rootfs prepared after the reply): its name
+ * reserved and its record stored in one step, as put() stores one (ALREADY_EXISTS leaves
+ * neither). Returns 1, or the id of the container holding the name.
+ */
+export const CREATE_NAMED = redisScript(
+  'container create-named',
+  `
+if not redis.call('set', KEYS[1], ARGV[1], 'NX') then return redis.call('get', KEYS[1]) or '?' end
+redis.call('hset', KEYS[2], 'data', ARGV[2], 'name', ARGV[3], 'createdAt', ARGV[4])
+redis.call('sadd', KEYS[3], ARGV[1])
+return 1`,
+);

@@ -12,6 +12,7 @@ import { keys, type Lock, type Redis } from '@berth/kit';
 import type { ChainableCommander } from 'ioredis';
 import {
   BEGIN_CREATE,
+  CREATE_NAMED,
   MARK_REMOVING,
   RECORD_EXIT,
   RELEASE_NAME,
@@ -75,6 +76,29 @@ export class ContainerStore {
     if (r !== 1) {
       throw errors.exists(
         `container name "${i.name}" is already in use by container ${String(r).slice(0, 12)}`,
+      );
+    }
+  }
+
+  /**
+   * Stores the record of a new container and reserves its name, in one step; ALREADY_EXISTS (and
+   * neither stored) when another container holds the name.
+   */
+  async createNamed(c: Container): Promise<void> {
+    const r = await this.redis.eval(
+      CREATE_NAMED,
+      3,
+      keys.containerName(c.namespace, c.name),
+      keys.container(c.namespace, c.id),
+      keys.containers(c.namespace),
+      c.id,
+      JSON.stringify(c),
+      c.name,
+      c.createdAt,
+    );
+    if (r !== 1) {
+      throw errors.exists(
+        `container name "${c.name}" is already in use by container ${String(r).slice(0, 12)}`,
       );
     }
   }

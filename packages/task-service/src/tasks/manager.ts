@@ -209,8 +209,9 @@ export class TaskManager {
         await ignoreGone(this.deps.shim(c.node, ns).delete({ namespace: ns, id: c.id }));
         await this.store.deleteTask(ns, c.id);
       }
-      // The mounts prepare gave at create (one hop fewer); older records ask the snapshot-service.
-      const rootfs = c.rootfs ?? (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
+      // The mounts prepare gave at create (one hop fewer); older records ask the snapshot-service,
+      // and one whose snapshot is missing (a prepare after the create's reply that failed) has it made.
+      const rootfs = await this.containers.rootfsOf(c);
       // A bridge container made by `run` (see ContainerManager.create's attachAtStart), or one a
       // crash left before its first task attached it, is attached now: a task started here by its
       // shim beside `runc create`, else by `network-setup` before the create.
@@ -457,6 +458,8 @@ export class TaskManager {
    * stopped task, files, network, snapshot) is freed after the reply (see removeInBackground).
    */
   async removeContainer(ns: string, ref: string, force: boolean, background = false): Promise<void> {
+    // A creation of this replica still preparing the rootfs holds the lock: its end is waited for.
+    if (CONTAINER_ID_PATTERN.test(ref)) await this.containers.settled(ns, ref);
     // The CRI's usual case, a full id whose task is done and whose lock is free: one round trip.
     if (background && CONTAINER_ID_PATTERN.test(ref)) {
       const done = await this.store.removeIfDone(ns, ref);
