@@ -424,6 +424,10 @@ export class ContainerManager {
    */
   private async prepareAfterReply(c: Container, lock: Lock): Promise<void> {
     try {
+      // Begun once the reply is written (nats.js sends it from a microtask; setImmediate runs after
+      // this turn's I/O), so the two do not leave in one write and wake the caller and the
+      // snapshot-service at the same moment on a busy node (docs/benchmarks.md, 2026-12-03).
+      await new Promise((resolve) => setImmediate(resolve));
       if (!c.image.chainId) throw errors.precondition(`image "${c.image.name}" has no unpacked chain`);
       const rootfs = await this.prepareSnapshot(c.namespace, c.id, c.node, c.image.chainId);
       await this.store.putAndRelease({ ...c, rootfs }, lock);
