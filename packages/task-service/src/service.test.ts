@@ -61,6 +61,24 @@ afterAll(async () => {
   await rm(stateRoot, { recursive: true, force: true });
 });
 
+/** A busybox image record as the CRI gateway's view passes one, its digests all `hex` repeated. */
+function busyboxRecord(hex: string) {
+  const d = `sha256:${hex.repeat(64)}`;
+  const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d, size: 1 };
+  return {
+    name: 'docker.io/library/busybox:latest',
+    target: desc,
+    manifest: desc,
+    configDigest: d,
+    config: { rootfs: { type: 'layers' as const, diff_ids: [d] }, config: { Cmd: ['sh'] } },
+    chainId: d,
+    size: 1,
+    labels: {},
+    createdAt: 't0',
+    updatedAt: 't0',
+  };
+}
+
 function fakeContainer(name: string): Container {
   const id = randomBytes(32).toString('hex');
   const now = new Date().toISOString();
@@ -184,20 +202,7 @@ describe('task-service endpoints', () => {
   });
 
   it("takes the caller's image record instead of asking the image-service, and refuses one of another image", async () => {
-    const d = `sha256:${'3'.repeat(64)}`;
-    const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d, size: 1 };
-    const imageRecord = {
-      name: 'docker.io/library/busybox:latest',
-      target: desc,
-      manifest: desc,
-      configDigest: d,
-      config: { rootfs: { type: 'layers' as const, diff_ids: [d] }, config: { Cmd: ['sh'] } },
-      chainId: d,
-      size: 1,
-      labels: {},
-      createdAt: 't0',
-      updatedAt: 't0',
-    };
+    const imageRecord = busyboxRecord('3');
     await expect(
       client['create-container']({ image: 'busybox', name: 'mismatch', imageRecord }),
     ).rejects.toMatchObject({
@@ -220,20 +225,8 @@ describe('task-service endpoints', () => {
   });
 
   it('with prepareAfterReply stores and answers the record before any snapshot, in one step with its name', async () => {
-    const d = `sha256:${'4'.repeat(64)}`;
-    const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d, size: 1 };
-    const imageRecord = {
-      name: 'docker.io/library/busybox:latest',
-      target: desc,
-      manifest: desc,
-      configDigest: d,
-      config: { rootfs: { type: 'layers' as const, diff_ids: [d] }, config: { Cmd: ['sh'] } },
-      chainId: d,
-      size: 1,
-      labels: {},
-      createdAt: 't0',
-      updatedAt: 't0',
-    };
+    const imageRecord = busyboxRecord('4');
+    const d = imageRecord.chainId;
     const req = { image: imageRecord.name, name: 'after-reply', imageRecord, prepareAfterReply: true };
     // No snapshot-service runs here: the reply comes anyway, the prepare behind it fails.
     const c = await client['create-container'](req);
