@@ -58,7 +58,8 @@ export function embeddedSpec(plan: EmbeddedPlan, nodeId: string, env: NodeJS.Pro
       // One P for Go's scheduler unless the environment says otherwise: a node's traffic is a few
       // thousand small messages a second at most, and with a second P idle every delivery also
       // wakes a second thread (its goroutine handed over), ~0.1 ms more per request and reply on
-      // this machine's 2 cores (docs/benchmarks.md, "The embedded nats-server on one P").
+      // this machine's 2 cores (docs/benchmarks.md, "CreateContainer: the rootfs after the reply;
+      // the embedded nats-server on one P").
       env: { GOMAXPROCS: '1', ...env },
       command: 'nats-server',
       marker: 'nats-server',
