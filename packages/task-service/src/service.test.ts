@@ -2,12 +2,22 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BERTH_VERSION, type Container, Service, TaskApi } from '@berth/api';
+import {
+  BERTH_VERSION,
+  BerthError,
+  Code,
+  type Container,
+  type Mount,
+  Service,
+  SnapshotApi,
+  TaskApi,
+} from '@berth/api';
 import {
   type Client,
   client as clientOf,
   connectRedis,
   createLogger,
+  type Handlers,
   keys,
   publishEvent,
   type Redis,
@@ -351,5 +361,99 @@ describe('a replica starting after one that was killed mid-operation', () => {
       await held?.release();
       await domain.store.unmarkRemoving('test', c.id);
     }
+  });
+});
+
+describe('a create whose rootfs is prepared after the reply, beside a stand-in snapshot-service', () => {
+  // The snapshot-service of the test's node, served on the same NATS: prepare waits for `gate`.
+  const made = new Map<string, { parent: string | undefined }>();
+  let gate: Promise<void> = Promise.resolve();
+  let prepared: () => void = () => undefined;
+  let hideOnce = false;
+  const mountsOf = (key: string): Mount[] => [{ type: 'bind', source: `/stand-in/${key}`, options: ['rw'] }];
+  let stub: ServedService;
+
+  beforeAll(async () => {
+    const refuse = async () => {
+      throw new BerthError(Code.UNIMPLEMENTED, 'not in the stand-in snapshot-service');
+    };
+    const handlers = Object.fromEntries(
+      Object.keys(SnapshotApi.ops)
+        .filter((op) => op !== 'info')
+        .map((op) => [op, refuse]),
+    ) as unknown as Handlers<typeof SnapshotApi>;
+    handlers.prepare = async ({ key, parent }) => {
+      prepared();
+      await gate;
+      if (made.has(key)) throw new BerthError(Code.ALREADY_EXISTS, `snapshot "${key}" exists`);
+      made.set(key, { parent });
+      return { mounts: mountsOf(key) };
+    };
+    handlers.mounts = async ({ key }) => {
+      if (!made.has(key) || hideOnce) {
+        hideOnce = false;
+        throw new BerthError(Code.NOT_FOUND, `snapshot "${key}" not found`);
+      }
+      return { mounts: mountsOf(key) };
+    };
+    stub = await serve({ nc, service: SnapshotApi, version: BERTH_VERSION, node, log, handlers });
+  });
+  afterAll(async () => {
+    await stub?.stop(1000);
+  });
+
+  it('answers while the prepare waits, holds the lock till the mounts are stored, and another replica waits', async () => {
+    let open: () => void = () => undefined;
+    gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const asked = new Promise<void>((resolve) => {
+      prepared = resolve;
+    });
+    const imageRecord = busyboxRecord('5');
+    const c = await client['create-container']({
+      image: imageRecord.name,
+      name: 'latched',
+      imageRecord,
+      prepareAfterReply: true,
+    });
+    expect(c.rootfs).toBeUndefined();
+    await asked;
+    // The lock is held: the one-step background removal finds it busy and removes nothing.
+    expect(await domain.store.removeIfDone('test', c.id)).toBeUndefined();
+    // Another replica (its own manager on the same Redis) gets the lock, and reads the record,
+    // only once the mounts are in it.
+    const other = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
+    const waiting = other.containers.lock('test', c.id, () => other.store.get('test', c.id));
+    open();
+    expect((await waiting)?.rootfs).toEqual(mountsOf(c.snapshotKey));
+    expect(made.get(c.snapshotKey)).toEqual({ parent: imageRecord.chainId });
+    await domain.containers.settled('test', c.id);
+    expect((await domain.store.get('test', c.id))?.rootfs).toEqual(mountsOf(c.snapshotKey));
+    await domain.store.delete(c);
+  });
+
+  it('makes a snapshot the record lacks at task create, and takes one a late prepare made', async () => {
+    gate = Promise.resolve();
+    const c: Container = {
+      ...fakeContainer('no-rootfs'),
+      image: { name: 'x', digest: `sha256:${'6'.repeat(64)}`, chainId: `sha256:${'6'.repeat(64)}` },
+    };
+    expect(await domain.containers.rootfsOf(c)).toEqual(mountsOf(c.snapshotKey));
+    expect(made.get(c.snapshotKey)).toEqual({ parent: c.image.chainId });
+    // Made meanwhile by a prepare that outlived its caller: mounts says NOT_FOUND once, prepare
+    // then ALREADY_EXISTS, and the mounts are asked again.
+    hideOnce = true;
+    expect(await domain.containers.rootfsOf(c)).toEqual(mountsOf(c.snapshotKey));
+  });
+
+  it('stores a record and its name again for the same id, never for another', async () => {
+    const c = fakeContainer('twice');
+    await domain.store.createNamed(c);
+    await domain.store.createNamed(c);
+    const rival = { ...fakeContainer('twice') };
+    await expect(domain.store.createNamed(rival)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    expect(await domain.store.get('test', rival.id)).toBeUndefined();
+    await domain.store.delete(c);
   });
 });

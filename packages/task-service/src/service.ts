@@ -37,12 +37,18 @@ export async function createService(
   const close = async () => {
     tracking.stop();
     // Within the 5 s the process has past its grace (run.ts's hard stop) before it is killed.
-    await domain.tasks.settle(SETTLE_ON_CLOSE_MS);
+    await Promise.all([
+      domain.tasks.settle(SETTLE_ON_CLOSE_MS),
+      domain.containers.settle(SETTLE_ON_CLOSE_MS),
+    ]);
   };
   return { domain, handlers: createHandlers(domain), close };
 }
 
-/** How long a stopping task-service waits for the collections it began (see TaskManager.settle). */
+/**
+ * How long a stopping task-service waits for the collections and rootfs prepares it began (see
+ * TaskManager.settle, ContainerManager.settle).
+ */
 const SETTLE_ON_CLOSE_MS = 3_000;
 
 /** The handlers of the task-service's operations (TaskApi, subjects berth.task.v1.<op>). */

@@ -223,8 +223,16 @@ export class ContainerManager {
       let entered = false;
       const made = this.lock(ns, id, async (lock) => {
         entered = true;
-        // A name another container holds: thrown here, the lock let go, nothing stored.
-        await stored;
+        try {
+          // A name another container holds: thrown here, the lock let go, nothing stored.
+          await stored;
+        } catch (err) {
+          // Any other failure (a WAIT for replicas, a reply lost with the connection) may come
+          // after Redis applied the script: undone under the lock, since no intent names it.
+          if (toBerthError(err).code !== Code.ALREADY_EXISTS)
+            await this.store.delete(c).catch(() => undefined);
+          throw err;
+        }
         this.publishCreate(c);
         answer(c);
         await this.prepareAfterReply(c, lock);
@@ -284,7 +292,13 @@ export class ContainerManager {
         `container "${c.name}" has no rootfs snapshot and its image no unpacked chain`,
       );
     }
-    return this.prepareSnapshot(c.namespace, c.id, c.node, c.image.chainId);
+    try {
+      return await this.prepareSnapshot(c.namespace, c.id, c.node, c.image.chainId);
+    } catch (err) {
+      // A prepare that outlived its caller (a timeout, a replica gone) made it meanwhile.
+      if (toBerthError(err).code !== Code.ALREADY_EXISTS) throw err;
+      return (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
+    }
   }
 
   private async createLocked(
@@ -423,20 +437,39 @@ export class ContainerManager {
    * task create prepares what is missing (rootfsOf).
    */
   private async prepareAfterReply(c: Container, lock: Lock): Promise<void> {
+    const { namespace: ns, id } = c;
     try {
       // Begun once the reply is written (nats.js sends it from a microtask; setImmediate runs after
       // this turn's I/O), so the two do not leave in one write and wake the caller and the
       // snapshot-service at the same moment on a busy node (docs/benchmarks.md, 2026-12-03).
       await new Promise((resolve) => setImmediate(resolve));
       if (!c.image.chainId) throw errors.precondition(`image "${c.image.name}" has no unpacked chain`);
-      const rootfs = await this.prepareSnapshot(c.namespace, c.id, c.node, c.image.chainId);
-      await this.store.putAndRelease({ ...c, rootfs }, lock);
+      const rootfs = await this.prepareSnapshot(ns, id, c.node, c.image.chainId);
+      // A record that would outgrow the limit with them goes without: task create asks for them.
+      checkRecordSize('the container record with its rootfs mounts', { ...c, rootfs });
+      lock.lost?.throwIfAborted();
+      // Fenced, and only onto the record as stored: one a holder after a lost lock changed or
+      // removed is left as it is.
+      if (!(await this.store.addRootfsAndRelease(c, rootfs, lock))) {
+        this.log?.warn(
+          { ns, id },
+          'the rootfs mounts were not added: the record changed or the lock was lost',
+        );
+      }
     } catch (err) {
       this.log?.warn(
-        { err: (err as Error).message, ns: c.namespace, id: c.id },
+        { err: (err as Error).message, ns, id },
         'preparing the rootfs after the create reply failed: the first task create prepares it again',
       );
     }
+  }
+
+  /**
+   * Waits, at most `timeoutMs`, for the rootfs prepares this replica began after its replies, so
+   * a graceful stop does not leave their locks to expire under the next replica's start.
+   */
+  settle(timeoutMs: number): Promise<void> {
+    return settleWithin([...this.settling.values()], timeoutMs);
   }
 
   /** The image on the container's node (unpacked) and the rootfs snapshot prepared from it. */
@@ -610,6 +643,17 @@ function checkBindSources(local: boolean, req: CreateContainerRequest): void {
   for (const m of req.mounts ?? []) {
     if (!existsSync(m.source)) throw errors.invalid(`bind mount source "${m.source}" does not exist`);
   }
+}
+
+/** Resolves once every promise settled, or after `timeoutMs`, whichever comes first. */
+export async function settleWithin(promises: readonly Promise<unknown>[], timeoutMs: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs);
+  });
+  await Promise.race([Promise.allSettled(promises), bound]);
+  clearTimeout(timer);
 }
 
 /** The key of a container in ContainerManager's settling map. */

@@ -1,4 +1,4 @@
-import { redisScript } from '@berth/kit';
+import { fenceCheckLua, redisScript } from '@berth/kit';
 
 // The Lua scripts of the container store (store.ts): each one change made atomically in Redis.
 
@@ -90,13 +90,29 @@ return {'removed', data, unpack(task)}`,
 /**
  * A container made with nothing before its record (its rootfs prepared after the reply): its name
  * reserved and its record stored in one step, as put() stores one (ALREADY_EXISTS leaves
- * neither). Returns 1, or the id of the container holding the name.
+ * neither). Run again for the same id (ioredis resends a command whose reply a dropped connection
+ * lost) it stores the same again. Returns 1, or the id of the container holding the name.
  */
 export const CREATE_NAMED = redisScript(
   'container create-named',
   `
-if not redis.call('set', KEYS[1], ARGV[1], 'NX') then return redis.call('get', KEYS[1]) or '?' end
+if not redis.call('set', KEYS[1], ARGV[1], 'NX') then
+  local holder = redis.call('get', KEYS[1])
+  if holder ~= ARGV[1] then return holder or '?' end
+end
 redis.call('hset', KEYS[2], 'data', ARGV[2], 'name', ARGV[3], 'createdAt', ARGV[4])
 redis.call('sadd', KEYS[3], ARGV[1])
+return 1`,
+);
+
+/**
+ * The record of a container created without its rootfs mounts replaced by the same record with
+ * them, only under the creator's lock (KEYS[1] holds ARGV[1]: FENCED otherwise) and only while
+ * the record is still the one stored at create (ARGV[2]); returns 1, or 0 when it is not.
+ */
+export const ADD_ROOTFS = redisScript(
+  'container add-rootfs',
+  `${fenceCheckLua(1, 1)}if redis.call('hget', KEYS[2], 'data') ~= ARGV[2] then return 0 end
+redis.call('hset', KEYS[2], 'data', ARGV[3])
 return 1`,
 );

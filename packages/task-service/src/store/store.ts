@@ -5,12 +5,14 @@ import {
   type ContainerStatus,
   errors,
   exitReason,
+  type Mount,
   type Task,
   type TaskExit,
 } from '@berth/api';
-import { keys, type Lock, type Redis } from '@berth/kit';
+import { isFenced, keys, type Lock, type Redis } from '@berth/kit';
 import type { ChainableCommander } from 'ioredis';
 import {
+  ADD_ROOTFS,
   BEGIN_CREATE,
   CREATE_NAMED,
   MARK_REMOVING,
@@ -101,6 +103,29 @@ export class ContainerStore {
         `container name "${c.name}" is already in use by container ${String(r).slice(0, 12)}`,
       );
     }
+  }
+
+  /**
+   * Adds the rootfs mounts to a record createNamed stored (`stored`, as it stored it), with the
+   * lock released in the same round trip: false when the record changed or went meanwhile, or
+   * the lock was lost (then nothing is written).
+   */
+  async addRootfsAndRelease(stored: Container, rootfs: Mount[], lock: Lock): Promise<boolean> {
+    const tx = this.redis
+      .multi()
+      .eval(
+        ADD_ROOTFS,
+        2,
+        lock.key,
+        keys.container(stored.namespace, stored.id),
+        lock.token,
+        JSON.stringify(stored),
+        JSON.stringify({ ...stored, rootfs }),
+      );
+    const replies = lock.commitAndRelease ? await lock.commitAndRelease(tx) : ((await tx.exec()) ?? []);
+    const [err, added] = replies[0] ?? [null, 0];
+    if (err && !isFenced(err)) throw err;
+    return added === 1;
   }
 
   /**

@@ -28,7 +28,7 @@ import {
 import type { ServiceContext } from '@berth/kit';
 import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { ignoreGone } from '../containers/manager.js';
+import { ignoreGone, settleWithin } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
 import {
   capabilitiesOf,
@@ -543,14 +543,8 @@ export class TaskManager {
    * graceful stop right after `berth run --rm` still frees what the container held; one cut
    * short stays recorded and the next replica's reconcile finishes it.
    */
-  async settle(timeoutMs: number): Promise<void> {
-    if (this.collecting.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
-    });
-    await Promise.race([Promise.allSettled([...this.collecting]), bound]);
-    clearTimeout(timer);
+  settle(timeoutMs: number): Promise<void> {
+    return settleWithin([...this.collecting], timeoutMs);
   }
 
   /**
