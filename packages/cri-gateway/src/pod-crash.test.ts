@@ -50,6 +50,13 @@ afterAll(async () => {
   await s?.stop();
 }, 60_000);
 
+/** The pid the gate plugin wrote once it blocked in ADD, or undefined before it did. */
+function gatePidWritten(): number | undefined {
+  if (!existsSync(marker)) return undefined;
+  const pid = Number(readFileSync(marker, 'utf8'));
+  return Number.isInteger(pid) && pid > 1 ? pid : undefined;
+}
+
 /** The addresses host-local has leased on the stack's network. */
 const leases = () =>
   existsSync(s.cni.leaseDir) ? readdirSync(s.cni.leaseDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
@@ -62,13 +69,15 @@ describe('a shim SIGKILLed mid-RunPodSandbox', () => {
       () => 'answered OK',
       (err: Error) => err,
     );
-    await until('the gate plugin to block in ADD', () => existsSync(marker));
-    gatePid = Number(readFileSync(marker, 'utf8'));
+    // The plugin creates the file, then writes its pid: until both, the read is '' (Number('') is
+    // 0, and kill(0) would signal this test's own process group).
+    await until('the gate plugin to block in ADD', () => gatePidWritten() !== undefined);
+    gatePid = gatePidWritten();
     // Mid-chain: the bridge already leased an address for the pod.
     expect(leases()).toHaveLength(1);
     await rm(hold);
     await s.killAndRestart('shim');
-    process.kill(gatePid, 'SIGKILL');
+    if (gatePid) process.kill(gatePid, 'SIGKILL');
     gatePid = undefined;
     await until('the restarted shim to release the lease', () => leases().length === 0);
     expect((await natsShimNetworkPort(s.nc, s.node).list()).pods).toEqual([]);
