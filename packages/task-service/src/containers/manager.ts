@@ -146,6 +146,9 @@ export class ContainerManager {
     checkRecordSize('the container config', req);
     const id = randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
+    if (prepareAfterReply === true && req.network !== 'bridge') {
+      return this.createThenPrepare(ns, req, { id, name, node, imageRecord });
+    }
     const intent: CreateIntent = {
       id,
       name,
@@ -160,9 +163,6 @@ export class ContainerManager {
     // Both go out at once, one round trip: the lock's command is sent first on the same Redis
     // connection (ioredis keeps a connection's order), so Redis holds the lock of this new id
     // before any reconcile can see its intent.
-    if (prepareAfterReply === true && req.network !== 'bridge') {
-      return this.createThenPrepare(ns, req, { id, name, node, imageRecord });
-    }
     let entered = false;
     const made = this.lock(ns, id, (lock) => {
       entered = true;
@@ -199,7 +199,7 @@ export class ContainerManager {
    * free, so the script runs under it), the caller is answered, and the snapshot is prepared
    * under the lock after. Calls of this replica on the container wait for that (`settling`).
    */
-  private createThenPrepare(
+  private async createThenPrepare(
     ns: string,
     req: CreateContainerRequest,
     {
@@ -209,62 +209,57 @@ export class ContainerManager {
       imageRecord,
     }: { id: string; name: string; node: string; imageRecord?: ImageRecord | undefined },
   ): Promise<Container> {
-    const prepared = this.imageOf(ns, req, node, imageRecord).then((image) => {
-      checkBindSources(node === this.env.node, req);
-      const c = this.record(ns, req, { id, name, node, image });
-      checkRecordSize('the container record', c);
+    const image = await this.imageOf(ns, req, node, imageRecord);
+    checkBindSources(node === this.env.node, req);
+    const c = this.record(ns, req, { id, name, node, image });
+    checkRecordSize('the container record', c);
+    let answer: (c: Container) => void = () => undefined;
+    const answered = new Promise<Container>((resolve) => {
+      answer = resolve;
+    });
+    let entered = false;
+    const made = this.lock(ns, id, async (lock) => {
+      entered = true;
+      try {
+        // A name another container holds: thrown here, the lock let go, nothing stored.
+        await stored;
+      } catch (err) {
+        // Any other failure (a WAIT for replicas, a reply lost with the connection) may come
+        // after Redis applied the script: undone under the lock, since no intent names it.
+        if (toBerthError(err).code !== Code.ALREADY_EXISTS) await this.store.delete(c).catch(() => undefined);
+        throw err;
+      }
+      this.publishCreate(c);
+      answer(c);
+      await this.prepareAfterReply(c, lock);
       return c;
     });
-    return prepared.then((c) => {
-      let answer: (c: Container) => void = () => undefined;
-      const answered = new Promise<Container>((resolve) => {
-        answer = resolve;
-      });
-      let entered = false;
-      const made = this.lock(ns, id, async (lock) => {
-        entered = true;
-        try {
-          // A name another container holds: thrown here, the lock let go, nothing stored.
-          await stored;
-        } catch (err) {
-          // Any other failure (a WAIT for replicas, a reply lost with the connection) may come
-          // after Redis applied the script: undone under the lock, since no intent names it.
-          if (toBerthError(err).code !== Code.ALREADY_EXISTS)
-            await this.store.delete(c).catch(() => undefined);
-          throw err;
-        }
-        this.publishCreate(c);
-        answer(c);
-        await this.prepareAfterReply(c, lock);
-        return c;
-      });
-      const stored = this.store.createNamed(c);
-      stored.catch(() => undefined);
-      const key = settlingKey(ns, id);
-      this.settling.set(
-        key,
-        made.then(
-          () => this.settling.delete(key),
-          () => this.settling.delete(key),
-        ),
-      );
-      const result = made.catch(async (err: unknown) => {
-        // The lock was never taken (Redis failed the call): a record stored anyway is removed.
-        if (
-          !entered &&
-          (await stored.then(
-            () => true,
-            () => false,
-          ))
-        ) {
-          await this.store.delete(c).catch(() => undefined);
-        }
-        throw err;
-      });
-      // Nothing is thrown after the answer (prepareAfterReply throws nothing), so `result` only
-      // fails before it.
-      return Promise.race([answered, result]);
+    const stored = this.store.createNamed(c);
+    stored.catch(() => undefined);
+    const key = settlingKey(ns, id);
+    this.settling.set(
+      key,
+      made.then(
+        () => this.settling.delete(key),
+        () => this.settling.delete(key),
+      ),
+    );
+    const result = made.catch(async (err: unknown) => {
+      // The lock was never taken (Redis failed the call): a record stored anyway is removed.
+      if (
+        !entered &&
+        (await stored.then(
+          () => true,
+          () => false,
+        ))
+      ) {
+        await this.store.delete(c).catch(() => undefined);
+      }
+      throw err;
     });
+    // Nothing is thrown after the answer (prepareAfterReply throws nothing), so `result` only
+    // fails before it.
+    return Promise.race([answered, result]);
   }
 
   /**
@@ -282,8 +277,9 @@ export class ContainerManager {
    */
   async rootfsOf(c: Container): Promise<Mount[]> {
     if (c.rootfs) return c.rootfs;
+    const mounts = async () => (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
     try {
-      return (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
+      return await mounts();
     } catch (err) {
       if (toBerthError(err).code !== Code.NOT_FOUND) throw err;
     }
@@ -297,7 +293,7 @@ export class ContainerManager {
     } catch (err) {
       // A prepare that outlived its caller (a timeout, a replica gone) made it meanwhile.
       if (toBerthError(err).code !== Code.ALREADY_EXISTS) throw err;
-      return (await this.deps.snapshots(c.node).mounts({ key: c.snapshotKey })).mounts;
+      return mounts();
     }
   }
 

@@ -1,4 +1,5 @@
 import {
+  type BerthError,
   CONTAINER_ID_PATTERN,
   type Container,
   type ContainerInfo,
@@ -55,10 +56,7 @@ export class ContainerStore {
   async reserveName(ns: string, name: string, id: string): Promise<void> {
     const ok = await this.redis.set(keys.containerName(ns, name), id, 'NX');
     if (ok !== 'OK') {
-      const holder = await this.redis.get(keys.containerName(ns, name));
-      throw errors.exists(
-        `container name "${name}" is already in use by container ${holder?.slice(0, 12) ?? '?'}`,
-      );
+      throw nameInUse(name, await this.redis.get(keys.containerName(ns, name)));
     }
   }
 
@@ -75,11 +73,7 @@ export class ContainerStore {
       i.id,
       JSON.stringify(i),
     );
-    if (r !== 1) {
-      throw errors.exists(
-        `container name "${i.name}" is already in use by container ${String(r).slice(0, 12)}`,
-      );
-    }
+    if (r !== 1) throw nameInUse(i.name, r);
   }
 
   /**
@@ -98,11 +92,7 @@ export class ContainerStore {
       c.name,
       c.createdAt,
     );
-    if (r !== 1) {
-      throw errors.exists(
-        `container name "${c.name}" is already in use by container ${String(r).slice(0, 12)}`,
-      );
-    }
+    if (r !== 1) throw nameInUse(c.name, r);
   }
 
   /**
@@ -122,8 +112,7 @@ export class ContainerStore {
         JSON.stringify(stored),
         JSON.stringify({ ...stored, rootfs }),
       );
-    const replies = lock.commitAndRelease ? await lock.commitAndRelease(tx) : ((await tx.exec()) ?? []);
-    const [err, added] = replies[0] ?? [null, 0];
+    const [err, added] = (await execReleasing(tx, lock))[0] ?? [null, 0];
     if (err && !isFenced(err)) throw err;
     return added === 1;
   }
@@ -134,8 +123,7 @@ export class ContainerStore {
    */
   async commitCreate(c: Container, lock: Lock): Promise<void> {
     const tx = this.putIn(this.redis.multi(), c).hdel(keys.containersCreating(c.namespace), c.id);
-    if (lock.commitAndRelease) await lock.commitAndRelease(tx);
-    else await tx.exec();
+    await execReleasing(tx, lock);
   }
 
   /** Releases a name if it still points at `id`. */
@@ -151,8 +139,7 @@ export class ContainerStore {
   /** put() with the container's lock released in the same transaction (see Lock.commitAndRelease). */
   async putAndRelease(c: Container, lock: Lock): Promise<void> {
     const tx = this.putIn(this.redis.multi(), c);
-    if (lock.commitAndRelease) await lock.commitAndRelease(tx);
-    else await tx.exec();
+    await execReleasing(tx, lock);
   }
 
   /** Adds the writes of put() to a transaction. */
@@ -274,8 +261,7 @@ export class ContainerStore {
       .srem(keys.containers(c.namespace), c.id)
       .eval(RELEASE_NAME, 1, keys.containerName(c.namespace, c.name), c.id);
     // With the container's lock: released in the same transaction (see Lock.commitAndRelease).
-    if (lock?.commitAndRelease) await lock.commitAndRelease(tx);
-    else await tx.exec();
+    await execReleasing(tx, lock);
   }
 
   /**
@@ -391,8 +377,7 @@ export class ContainerStore {
    */
   async commitTask(t: Task, lock: Lock, container?: Container): Promise<void> {
     const tx = this.putTaskIn(container ? this.putIn(this.redis.multi(), container) : this.redis.multi(), t);
-    if (lock.commitAndRelease) await lock.commitAndRelease(tx);
-    else await tx.exec();
+    await execReleasing(tx, lock);
   }
 
   /**
@@ -472,4 +457,21 @@ function decodeTask(h: Record<string, string> | null | undefined): Task | undefi
 function info(container: Container, task: Task | undefined): ContainerInfo {
   const status: ContainerStatus = task ? task.status : 'created';
   return task ? { container, task, status } : { container, status };
+}
+
+/** ALREADY_EXISTS for a name `holder` (a container id, or anything else when unknown) holds. */
+function nameInUse(name: string, holder: unknown): BerthError {
+  const by = typeof holder === 'string' ? holder.slice(0, 12) : '?';
+  return errors.exists(`container name "${name}" is already in use by container ${by}`);
+}
+
+/**
+ * Execs `tx`, with the lock's release as its last command when the lock offers that
+ * (Lock.commitAndRelease: withLock then has nothing left to release); the transaction's replies.
+ */
+async function execReleasing(
+  tx: ChainableCommander,
+  lock: Lock | undefined,
+): Promise<[Error | null, unknown][]> {
+  return lock?.commitAndRelease ? lock.commitAndRelease(tx) : ((await tx.exec()) ?? []);
 }

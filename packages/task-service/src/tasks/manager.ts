@@ -458,15 +458,16 @@ export class TaskManager {
    * stopped task, files, network, snapshot) is freed after the reply (see removeInBackground).
    */
   async removeContainer(ns: string, ref: string, force: boolean, background = false): Promise<void> {
+    const full = CONTAINER_ID_PATTERN.test(ref);
     // A creation of this replica still preparing the rootfs holds the lock: its end is waited for.
-    if (CONTAINER_ID_PATTERN.test(ref)) await this.containers.settled(ns, ref);
+    if (full) await this.containers.settled(ns, ref);
     // The CRI's usual case, a full id whose task is done and whose lock is free: one round trip.
-    if (background && CONTAINER_ID_PATTERN.test(ref)) {
+    if (background && full) {
       const done = await this.store.removeIfDone(ns, ref);
       if (done) return this.removed(done.c, done.task);
     }
     // A full id (as the CRI sends) is read with its task in one round trip.
-    const byId = CONTAINER_ID_PATTERN.test(ref) ? await this.store.current(ns, ref) : undefined;
+    const byId = full ? await this.store.current(ns, ref) : undefined;
     const first = byId?.c ?? (await this.store.resolve(ns, ref));
     let t = byId?.c ? byId.task : await this.store.getTask(ns, first.id);
     if (t && t.status !== 'stopped' && t.status !== 'created') t = await this.heal(first, t);
