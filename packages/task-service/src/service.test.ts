@@ -371,7 +371,7 @@ describe('a create whose rootfs is prepared after the reply, beside a stand-in s
   let prepared: () => void = () => undefined;
   let hideOnce = false;
   const mountsOf = (key: string): Mount[] => [{ type: 'bind', source: `/stand-in/${key}`, options: ['rw'] }];
-  let stub: ServedService;
+  let standIn: ServedService;
 
   beforeAll(async () => {
     const refuse = async () => {
@@ -396,10 +396,10 @@ describe('a create whose rootfs is prepared after the reply, beside a stand-in s
       }
       return { mounts: mountsOf(key) };
     };
-    stub = await serve({ nc, service: SnapshotApi, version: BERTH_VERSION, node, log, handlers });
+    standIn = await serve({ nc, service: SnapshotApi, version: BERTH_VERSION, node, log, handlers });
   });
   afterAll(async () => {
-    await stub?.stop(1000);
+    await standIn?.stop(1000);
   });
 
   it('answers while the prepare waits, holds the lock till the mounts are stored, and another replica waits', async () => {
