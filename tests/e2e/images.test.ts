@@ -80,7 +80,7 @@ beforeAll(async () => {
     stateRoot: inst.stateRoot,
     configDir: inst.root,
     // A SIGKILLed replica's blob locks expire this fast, so the test's retry does not wait long.
-    settings: { blobLockTtlMs: 1000 },
+    settings: { blobLockTtlMs: 3000 },
   });
   // rmi asks the task-service whether a container uses the image; without it a plain rmi is refused.
   const main = join(REPO_ROOT, 'packages', 'task-service', 'dist', 'main.js');
@@ -296,7 +296,7 @@ describe('berth image commands', () => {
         node: inst.nodeId,
         stateRoot: inst.stateRoot,
         configDir: inst.root,
-        settings: { blobLockTtlMs: 1000 },
+        settings: { blobLockTtlMs: 3000 },
       });
       const again = await berth('pull', '--no-unpack', ref);
       expect(again.stderr).toBe('');

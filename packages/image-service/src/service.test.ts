@@ -48,7 +48,7 @@ async function replica(settings: Record<string, unknown> = {}) {
     node: env.node,
     stateRoot: env.stateRoot,
     configDir: env.stateRoot,
-    settings: { blobLockTtlMs: 1000, ...settings },
+    settings: { blobLockTtlMs: 3000, ...settings },
   });
   procs.push(p);
   return p;

@@ -96,9 +96,9 @@ describe('withLock', () => {
 
   it('renews the lock while the holder works past its ttl', async () => {
     const lockKey = key('renew');
-    await withLock(one, lockKey, { ttlMs: 500, waitMs: 1000, what: 'renewal' }, async (lock) => {
+    await withLock(one, lockKey, { ttlMs: 1000, waitMs: 1000, what: 'renewal' }, async (lock) => {
       // Work for over two ttl periods: without renewal the key would have expired twice over.
-      await new Promise((r) => setTimeout(r, 1200));
+      await new Promise((r) => setTimeout(r, 2200));
       expect(await two.get(lockKey)).toBe(lock.token);
       expect(await tryLock(two, lockKey, 1000)).toBeUndefined();
     });
@@ -174,7 +174,9 @@ describe('commitAndRelease', () => {
 describe('lock loss', () => {
   it('signals the holder when a renewal finds its lock taken', async () => {
     const lockKey = key('lost');
-    await withLock(one, lockKey, { ttlMs: 300, waitMs: 1000, what: 'blob sha256:feed' }, async (lock) => {
+    // A ttl that leaves the renewal (every ttl/3) room to answer on a loaded machine: the loss
+    // meant here is the renewal finding another's token, not the one of no renewal in time.
+    await withLock(one, lockKey, { ttlMs: 1500, waitMs: 1000, what: 'blob sha256:feed' }, async (lock) => {
       expect(lock.lost?.aborted).toBe(false);
       // Someone else's token replaces ours, as after an expiry during a long pause.
       await two.set(lockKey, 'someone-else', 'PX', 10_000);

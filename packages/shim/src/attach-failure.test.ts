@@ -29,7 +29,7 @@ import { podId } from './testing/network.js';
 
 const exec = promisify(execFile);
 const bridge = `bs${randomBytes(4).toString('hex')}`;
-const SUBNET = '10.231.9.0/24';
+const SUBNET = '10.199.9.0/24';
 const PLUGIN_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
 const INJECTED = 'TEST-INJECTED-ADD-FAILURE';
 /** How long the ADD of a slow-* pod and the runc create of a slowrunc-* task take, s. */

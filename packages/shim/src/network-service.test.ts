@@ -20,7 +20,7 @@ import { fetchHost, podId, serveIn, until } from './testing/network.js';
 
 const exec = promisify(execFile);
 const bridge = `bs${randomBytes(4).toString('hex')}`;
-const SUBNET = '10.231.7.0/24';
+const SUBNET = '10.199.7.0/24';
 let w: ShimWorld;
 let confDir: string;
 let dataDir: string;
@@ -165,7 +165,7 @@ describe('shim network operations over NATS', () => {
       portMappings: [{ hostPort, containerPort: 9000, protocol: 'tcp' }],
     });
     expect(net.netnsPath).toBe(join(w.runRoot, 'netns', id));
-    expect(net.ips[0]?.address).toMatch(/^10\.231\.7\.\d+\/24$/);
+    expect(net.ips[0]?.address).toMatch(/^10\.199\.7\.\d+\/24$/);
     const server = await serveIn(net.netnsPath, 9000, 'over nats');
     try {
       expect(await fetchHost('127.0.0.1', hostPort)).toBe('over nats');
@@ -264,7 +264,7 @@ describe('shim network operations over NATS', () => {
       expect(await inNetns(st.pid, netnsPath)).toBe(true);
       const net = (await w.client['network-list']({})).pods.find((p) => p.podId === id);
       expect(net?.ips.map((i) => i.address)).toEqual(st.network?.ips.map((i) => i.address));
-      expect(st.network?.ips[0]?.address).toMatch(/^10\.231\.7\.\d+\/24$/);
+      expect(st.network?.ips[0]?.address).toMatch(/^10\.199\.7\.\d+\/24$/);
       await waitForLog(st.logPath ?? '', '1');
     } finally {
       await dropTask(taskId, true);

@@ -14,7 +14,9 @@ let server: StreamingServer;
 
 beforeAll(async () => {
   backend = new ProcessBackend();
-  server = await createStreamingServer({ backend, streamCreationTimeoutMs: 300 });
+  // Long enough for a client on a loaded machine to open its streams; the test of a client that
+  // never opens them has a server of its own with a short limit.
+  server = await createStreamingServer({ backend, streamCreationTimeoutMs: 5000 });
 });
 
 afterAll(async () => {
@@ -67,13 +69,18 @@ describe('streaming failures', () => {
   });
 
   it('gives up on a SPDY client that does not open the streams it asked for', async () => {
-    const client = await SpdyTestClient.connect(server.url('exec', { ...base, cmd: ['true'] }), [
-      'v4.channel.k8s.io',
-    ]);
-    await client.open({ streamType: 'error' });
-    await client.goaway;
-    await client.closed;
-    expect(backend.execs.some((e) => e.cmd[0] === 'true')).toBe(false);
+    const impatient = await createStreamingServer({ backend, streamCreationTimeoutMs: 300 });
+    try {
+      const client = await SpdyTestClient.connect(impatient.url('exec', { ...base, cmd: ['true'] }), [
+        'v4.channel.k8s.io',
+      ]);
+      await client.open({ streamType: 'error' });
+      await client.goaway;
+      await client.closed;
+      expect(backend.execs.some((e) => e.cmd[0] === 'true')).toBe(false);
+    } finally {
+      await impatient.close();
+    }
   });
 
   it('refuses a stream of unknown type with RST_STREAM and keeps the connection', async () => {

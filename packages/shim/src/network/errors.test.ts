@@ -28,7 +28,7 @@ async function managerWith(
 }
 
 function bridgeList(name: string, plugins: object[] = []) {
-  const ipam = { type: 'host-local', dataDir: w.dataDir, ranges: [[{ subnet: '10.231.3.0/24' }]] };
+  const ipam = { type: 'host-local', dataDir: w.dataDir, ranges: [[{ subnet: '10.199.3.0/24' }]] };
   return JSON.stringify({
     cniVersion: '1.0.0',
     name,

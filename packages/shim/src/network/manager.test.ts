@@ -22,9 +22,9 @@ import { removeSubnetRule } from './subnet-masq.js';
 
 const exec = promisify(execFile);
 // A subnet of its own for this file, far from 10.88/16 and from the recovery test's.
-const SUBNET = '10.231.1.0/24';
+const SUBNET = '10.199.1.0/24';
 // The default conflist of an older berth (the bridge masquerading per pod), on a subnet of its own.
-const LEGACY_SUBNET = '10.231.4.0/24';
+const LEGACY_SUBNET = '10.199.4.0/24';
 let w: NetWorld;
 let m: NetworkManager;
 let legacy: NetworkManager;
@@ -92,8 +92,8 @@ describe('pods on the default bridge', () => {
     expect(conf.plugins[0].bridge).toBe(w.bridge);
     expect(conf.plugins[0].ipMasq).toBe(false);
     expect(conf.berth).toEqual({ masquerade: 'subnet' });
-    expect(a.ips[0]?.address).toMatch(/^10\.231\.1\.\d+\/24$/);
-    expect(a.gateway).toBe('10.231.1.1');
+    expect(a.ips[0]?.address).toMatch(/^10\.199\.1\.\d+\/24$/);
+    expect(a.gateway).toBe('10.199.1.1');
     expect(a.interface).toBe('eth0');
     expect(a.ips[0]?.address).not.toBe(b.ips[0]?.address);
     const bIp = b.ips[0]?.address.split('/')[0] ?? '';
@@ -263,7 +263,7 @@ describe('pods on the default bridge', () => {
     const plain = await wm.setup(podId('nopm'));
     pods.push(plain.podId);
     expect((await record(plain.podId)).network.conf.plugins.map((p) => p.type)).toEqual(['bridge']);
-    expect(plain.ips[0]?.address).toMatch(/^10\.231\.1\./);
+    expect(plain.ips[0]?.address).toMatch(/^10\.199\.1\./);
     const hostPort = 20000 + Math.floor(Math.random() * 20000);
     const mapped = await wm.setup(podId('withpm'), {
       portMappings: [{ hostPort, containerPort: 8080, protocol: 'tcp' }],
@@ -346,7 +346,7 @@ describe('a network whose range has one address', () => {
     const ipam = {
       type: 'host-local',
       dataDir: w.dataDir,
-      ranges: [[{ subnet: '10.231.9.0/29', rangeStart: '10.231.9.5', rangeEnd: '10.231.9.5' }]],
+      ranges: [[{ subnet: '10.199.8.0/29', rangeStart: '10.199.8.5', rangeEnd: '10.199.8.5' }]],
     };
     const list = {
       cniVersion: '1.0.0',
@@ -356,7 +356,7 @@ describe('a network whose range has one address', () => {
     await writeFile(join(confDir, '50-one.conflist'), JSON.stringify(list));
     const one = new NetworkManager({ layout: w.layout, confDir });
     const first = await one.setup(podId('one'));
-    expect(first.ips[0]?.address).toBe('10.231.9.5/29');
+    expect(first.ips[0]?.address).toBe('10.199.8.5/29');
     const second = podId('two');
     await expect(one.setup(second)).rejects.toThrow(/CNI plugin "bridge" ADD .*no IP addresses available/);
     // The failed setup left nothing behind.
@@ -364,14 +364,14 @@ describe('a network whose range has one address', () => {
     expect(await one.status(second)).toBeUndefined();
     await one.teardown(first.podId);
     const again = await one.setup(second);
-    expect(again.ips[0]?.address).toBe('10.231.9.5/29');
+    expect(again.ips[0]?.address).toBe('10.199.8.5/29');
     await one.teardown(second);
   });
 });
 
 describe('the default network moved to a pod CIDR', () => {
   it('deletes the old subnet rule and masquerades the new subnet from the next pod', async () => {
-    const [from, to] = ['10.231.5.0/24', '10.231.6.0/24'];
+    const [from, to] = ['10.199.5.0/24', '10.199.6.0/24'];
     const name = `c${w.bridge}`;
     const bridge = `${w.bridge}c`;
     const defaults = { name, bridge, subnet: from, dataDir: w.dataDir };
@@ -386,7 +386,7 @@ describe('the default network moved to a pod CIDR', () => {
       await expect(cm.setPodCidr([to])).resolves.toMatchObject({ applied: true, subnet: to });
       expect(await subnetRules(from, name)).toEqual([]);
       const q = await cm.setup(podId('cidr2'));
-      expect(q.ips[0]?.address).toMatch(/^10\.231\.6\./);
+      expect(q.ips[0]?.address).toMatch(/^10\.199\.6\./);
       expect(await subnetRules(to, name)).toHaveLength(1);
       await cm.teardown(q.podId);
     } finally {

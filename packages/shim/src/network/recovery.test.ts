@@ -18,7 +18,7 @@ import { createNetns, isNetnsMounted, removeNetns } from './netns.js';
 
 // The built module, as the shim runs it: the crashing setup runs in a process of its own.
 const DIST = new URL('../../dist/network/manager.js', import.meta.url).pathname;
-const SUBNET = '10.231.2.0/24';
+const SUBNET = '10.199.2.0/24';
 const NET = 'recov';
 let w: NetWorld;
 let opts: NetworkOptions;
@@ -90,14 +90,14 @@ describe('recovery after a crash', () => {
     expect(record.phase).toBe('adding');
     expect(await isNetnsMounted(m.netnsPath(id))).toBe(true);
     const leases = await filesOf(join(w.dataDir, NET));
-    expect(leases.filter((f) => f.startsWith('10.231.2.'))).toHaveLength(2);
+    expect(leases.filter((f) => f.startsWith('10.199.2.'))).toHaveLength(2);
     const chains = chainsOf(await iptablesLines(), id);
     expect(chains.length).toBeGreaterThan(0);
 
     const report = await m.recover();
     expect(report).toEqual({ released: [id], kept: [whole.podId], failed: [] });
     expect(await filesOf(join(w.dataDir, NET))).toContain(whole.ips[0]?.address.split('/')[0]);
-    expect((await filesOf(join(w.dataDir, NET))).filter((f) => f.startsWith('10.231.2.'))).toHaveLength(1);
+    expect((await filesOf(join(w.dataDir, NET))).filter((f) => f.startsWith('10.199.2.'))).toHaveLength(1);
     expect(await present(m.netnsPath(id))).toBe(false);
     expect(await filesOf(m.paths.stateDir)).toEqual([`${whole.podId}.json`]);
     const after = (await iptablesLines()).join('\n');
@@ -109,7 +109,7 @@ describe('recovery after a crash', () => {
     // A reboot takes the namespaces (run root) but not the records: recovery releases those pods.
     await removeNetns(whole.netnsPath);
     expect(await m.recover()).toEqual({ released: [whole.podId], kept: [], failed: [] });
-    expect((await filesOf(join(w.dataDir, NET))).filter((f) => f.startsWith('10.231.2.'))).toEqual([]);
+    expect((await filesOf(join(w.dataDir, NET))).filter((f) => f.startsWith('10.199.2.'))).toEqual([]);
     expect((await iptablesLines()).join('\n')).not.toContain(whole.podId);
     expect(await filesOf(m.paths.stateDir)).toEqual([]);
   });
