@@ -24,7 +24,10 @@ export function createDomain(opts: { redis: Redis; deps: Deps; env: ManagerEnv; 
   return { store, containers, tasks };
 }
 
-/** What startExitTracking leaves running; stop() ends the subscription and the timer. */
+/** How soon a reconcile that could not ask some shim runs again (doubling up to the interval). */
+export const RECONCILE_RETRY_MS = 500;
+
+/** What startExitTracking leaves running; stop() ends the subscription and the timers. */
 export interface ExitTracking {
   sub: Subscription;
   stop(): void;
@@ -36,13 +39,16 @@ export interface ExitTracking {
  * task-service ran are recorded too.
  * Reconciles again after every NATS reconnect (events published meanwhile are lost: core NATS is
  * at-most-once) and every `intervalMs`, so `ps`, which reads only the store, never shows a dead
- * container as up for longer than that.
+ * container as up for longer than that. A pass that could not ask some shim (or failed) is followed
+ * by another after `retryMs`, doubling up to `intervalMs`: a shim restarted beside this replica
+ * announces the exits it finds before it serves, possibly before this replica subscribed, and
+ * only answers for them once it serves. A trigger that comes during a pass runs one more after it.
  */
 export async function startExitTracking(
   d: Domain,
   nc: NatsConnection,
   log: Logger,
-  opts: { intervalMs?: number } = {},
+  opts: { intervalMs?: number; retryMs?: number } = {},
 ): Promise<ExitTracking> {
   const sub = subscribeEvents(nc, 'tasks.exit', (env) => {
     const parsed = TaskExit.safeParse(env.event);
@@ -54,26 +60,57 @@ export async function startExitTracking(
   });
   await nc.flush();
 
+  const intervalMs = opts.intervalMs ?? 30_000;
+  const firstRetryMs = opts.retryMs ?? RECONCILE_RETRY_MS;
   let running = false;
+  let stopped = false;
+  // A trigger that came while a pass ran: one more pass once it ends (it may have been too early).
+  let queued: string | undefined;
+  let retryMs = firstRetryMs;
+  let retry: NodeJS.Timeout | undefined;
+  const retrySoon = () => {
+    if (stopped || retry) return;
+    const wait = retryMs;
+    retryMs = Math.min(retryMs * 2, intervalMs);
+    retry = setTimeout(() => {
+      retry = undefined;
+      again('retry');
+    }, wait);
+    retry.unref();
+  };
   const again = (why: string) => {
-    if (running) return;
+    if (stopped) return;
+    if (running) {
+      queued ??= why;
+      return;
+    }
     running = true;
+    clearTimeout(retry);
+    retry = undefined;
     d.tasks
       .reconcile()
       .then((res) => {
         if (why === 'start') log.info(res, 'reconciled tasks with their shims');
         else if (res.exited > 0) log.info({ ...res, why }, 'reconcile recorded missed exits');
+        if (res.unreachable > 0) retrySoon();
+        else retryMs = firstRetryMs;
       })
-      .catch((err: unknown) => log.warn({ err: (err as Error).message, why }, 'reconcile failed'))
+      .catch((err: unknown) => {
+        log.warn({ err: (err as Error).message, why }, 'reconcile failed');
+        retrySoon();
+      })
       .finally(() => {
         running = false;
+        const next = queued;
+        queued = undefined;
+        if (next !== undefined) again(next);
       });
   };
   // The first pass runs beside the service, not before it: finishing what a replica killed
   // mid-operation left (a removal, say) waits for that container's lock, up to its TTL (30 s), and
   // the service must answer meanwhile (the chaos suite saw it silent for 30 s after a restart).
   again('start');
-  const timer = setInterval(() => again('interval'), opts.intervalMs ?? 30_000);
+  const timer = setInterval(() => again('interval'), intervalMs);
   timer.unref();
   void (async () => {
     for await (const st of nc.status()) if (st.type === 'reconnect') again('nats reconnect');
@@ -81,7 +118,9 @@ export async function startExitTracking(
   return {
     sub,
     stop() {
+      stopped = true;
       clearInterval(timer);
+      clearTimeout(retry);
       sub.unsubscribe();
     },
   };

@@ -9,6 +9,7 @@ import {
   type Container,
   type Mount,
   Service,
+  ShimApi,
   SnapshotApi,
   TaskApi,
 } from '@berth/api';
@@ -360,6 +361,64 @@ describe('a replica starting after one that was killed mid-operation', () => {
       tracking.stop();
       await held?.release();
       await domain.store.unmarkRemoving('test', c.id);
+    }
+  });
+});
+
+describe('a shim that serves only after a replica asked it at startup', () => {
+  it('has the exit it found while recovering recorded within seconds, not at the next interval', async () => {
+    // The restart of a shim and a task-service together: the shim announced the exit it found
+    // before this replica subscribed (the event went to no one), and this replica's startup
+    // reconcile asked it before it served. Only the shim knows the exit now.
+    const shimNode = `s-${randomBytes(3).toString('hex')}`;
+    const c = { ...fakeContainer('missed-exit'), node: shimNode };
+    await domain.store.reserveName('test', c.name, c.id);
+    await domain.store.put(c);
+    await domain.store.putTask({
+      id: c.id,
+      namespace: 'test',
+      node: shimNode,
+      status: 'running',
+      pid: 4343,
+      createdAt: c.createdAt,
+    });
+    let serving = false;
+    let asked: () => void = () => undefined;
+    const askedBefore = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    const refuse = async () => {
+      throw new BerthError(Code.UNIMPLEMENTED, 'not in the stand-in shim');
+    };
+    const handlers = Object.fromEntries(
+      Object.keys(ShimApi.ops)
+        .filter((op) => op !== 'info')
+        .map((op) => [op, refuse]),
+    ) as unknown as Handlers<typeof ShimApi>;
+    handlers.state = async ({ namespace, id }) => {
+      if (!serving) {
+        asked();
+        throw new BerthError(Code.UNAVAILABLE, 'shim is recovering its monitors');
+      }
+      const exitedAt = new Date().toISOString();
+      return { namespace, id, status: 'stopped' as const, pid: 4343, exitCode: 9, exitedAt };
+    };
+    const shim = await serve({ nc, service: ShimApi, version: BERTH_VERSION, node: shimNode, log, handlers });
+    const replica = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
+    // No interval pass within the test: only a retry can find the exit.
+    const tracking = await startExitTracking(replica, nc, log, { intervalMs: 600_000, retryMs: 200 });
+    try {
+      await askedBefore;
+      serving = true;
+      const deadline = Date.now() + 5000;
+      while ((await domain.store.getTask('test', c.id))?.status !== 'stopped' && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(await domain.store.getTask('test', c.id)).toMatchObject({ status: 'stopped', exitCode: 9 });
+    } finally {
+      tracking.stop();
+      await shim.stop(1000);
+      await domain.store.delete(c);
     }
   });
 });

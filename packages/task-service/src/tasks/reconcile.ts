@@ -17,6 +17,8 @@ export interface ReconcileResult {
   collected: number;
   /** Tasks a shim ran for a container without one on record, killed and deleted (see collect.ts). */
   dropped: number;
+  /** Live tasks whose shim could not be asked (down, or not serving yet): the next pass asks again. */
+  unreachable: number;
 }
 
 /** What the reconcile needs of the task manager: its store and the steps it shares with requests. */
@@ -39,11 +41,19 @@ export interface ReconcileDeps {
  * on their nodes is freed where that had not finished. Then every live task is checked with its
  * shim, so exits that happened while no task-service was listening get recorded, and a task a
  * shim runs for a container without one on record (its create's replica died) is killed and
- * deleted. A node that cannot be reached is skipped (and logged): the next reconcile, or a later
- * state(), gets it.
+ * deleted. A node that cannot be reached is skipped (logged, and counted in `unreachable`): the
+ * next reconcile, or a later state(), gets it.
  */
 export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
-  const r: ReconcileResult = { checked: 0, exited: 0, undone: 0, removed: 0, collected: 0, dropped: 0 };
+  const r: ReconcileResult = {
+    checked: 0,
+    exited: 0,
+    undone: 0,
+    removed: 0,
+    collected: 0,
+    dropped: 0,
+    unreachable: 0,
+  };
   for (const ns of await d.store.namespaces()) {
     try {
       r.undone += await d.containers.reconcileCreations(ns);
@@ -74,6 +84,7 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         const t = await d.heal(i.container, i.task);
         if (t.status === 'stopped') r.exited++;
       } catch (err) {
+        r.unreachable++;
         d.log.warn(
           { err: (err as Error).message, id: i.container.id, node: i.container.node },
           'reconcile: shim unreachable',
