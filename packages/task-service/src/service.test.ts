@@ -365,13 +365,24 @@ describe('a replica starting after one that was killed mid-operation', () => {
   });
 });
 
-describe('a shim that serves only after a replica asked it at startup', () => {
-  it('has the exit it found while recovering recorded within seconds, not at the next interval', async () => {
-    // The restart of a shim and a task-service together: the shim announced the exit it found
-    // before this replica subscribed (the event went to no one), and this replica's startup
-    // reconcile asked it before it served. Only the shim knows the exit now.
-    const shimNode = `s-${randomBytes(3).toString('hex')}`;
-    const c = { ...fakeContainer('missed-exit'), node: shimNode };
+describe('the reconcile, with a stand-in shim', () => {
+  /** A shim serving node `shimNode` whose `state` is `state`; every other operation is refused. */
+  function standInShim(shimNode: string, state: Handlers<typeof ShimApi>['state']): Promise<ServedService> {
+    const refuse = async () => {
+      throw new BerthError(Code.UNIMPLEMENTED, 'not in the stand-in shim');
+    };
+    const handlers = Object.fromEntries(
+      Object.keys(ShimApi.ops)
+        .filter((op) => op !== 'info')
+        .map((op) => [op, refuse]),
+    ) as unknown as Handlers<typeof ShimApi>;
+    handlers.state = state;
+    return serve({ nc, service: ShimApi, version: BERTH_VERSION, node: shimNode, log, handlers });
+  }
+
+  /** A container of node `shimNode` whose task the store thinks running. */
+  async function liveTask(name: string, shimNode: string): Promise<Container> {
+    const c = { ...fakeContainer(name), node: shimNode };
     await domain.store.reserveName('test', c.name, c.id);
     await domain.store.put(c);
     await domain.store.putTask({
@@ -382,41 +393,81 @@ describe('a shim that serves only after a replica asked it at startup', () => {
       pid: 4343,
       createdAt: c.createdAt,
     });
+    return c;
+  }
+
+  async function stoppedWithin(c: Container, ms: number) {
+    const deadline = Date.now() + ms;
+    while ((await domain.store.getTask('test', c.id))?.status !== 'stopped' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return domain.store.getTask('test', c.id);
+  }
+
+  const exited =
+    (exitCode: number) =>
+    async ({ namespace, id }: { namespace: string; id: string }) => ({
+      namespace,
+      id,
+      status: 'stopped' as const,
+      pid: 4343,
+      exitCode,
+      exitedAt: new Date().toISOString(),
+    });
+
+  it('records within seconds, not at the next interval, the exit of a shim that served only after the first pass asked it', async () => {
+    // The restart of a shim and a task-service together: the shim announced the exit it found
+    // before this replica subscribed (the event went to no one), and this replica's startup
+    // reconcile asked it before it served. Only the shim knows the exit now.
+    const shimNode = `s-${randomBytes(3).toString('hex')}`;
+    const c = await liveTask('missed-exit', shimNode);
     let serving = false;
     let asked: () => void = () => undefined;
     const askedBefore = new Promise<void>((resolve) => {
       asked = resolve;
     });
-    const refuse = async () => {
-      throw new BerthError(Code.UNIMPLEMENTED, 'not in the stand-in shim');
-    };
-    const handlers = Object.fromEntries(
-      Object.keys(ShimApi.ops)
-        .filter((op) => op !== 'info')
-        .map((op) => [op, refuse]),
-    ) as unknown as Handlers<typeof ShimApi>;
-    handlers.state = async ({ namespace, id }) => {
+    const answer = exited(9);
+    const shim = await standInShim(shimNode, async (req) => {
       if (!serving) {
         asked();
         throw new BerthError(Code.UNAVAILABLE, 'shim is recovering its monitors');
       }
-      const exitedAt = new Date().toISOString();
-      return { namespace, id, status: 'stopped' as const, pid: 4343, exitCode: 9, exitedAt };
-    };
-    const shim = await serve({ nc, service: ShimApi, version: BERTH_VERSION, node: shimNode, log, handlers });
+      return answer(req);
+    });
     const replica = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
     // No interval pass within the test: only a retry can find the exit.
     const tracking = await startExitTracking(replica, nc, log, { intervalMs: 600_000, retryMs: 200 });
     try {
       await askedBefore;
       serving = true;
-      const deadline = Date.now() + 5000;
-      while ((await domain.store.getTask('test', c.id))?.status !== 'stopped' && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      expect(await domain.store.getTask('test', c.id)).toMatchObject({ status: 'stopped', exitCode: 9 });
+      expect(await stoppedWithin(c, 5000)).toMatchObject({ status: 'stopped', exitCode: 9 });
     } finally {
       tracking.stop();
+      await shim.stop(1000);
+      await domain.store.delete(c);
+    }
+  });
+
+  it("records missed exits before finishing a removal that waits for a dead replica's lock", async () => {
+    const shimNode = `s-${randomBytes(3).toString('hex')}`;
+    const c = await liveTask('exited-meanwhile', shimNode);
+    const shim = await standInShim(shimNode, exited(7));
+    // A removal the killed replica left half-way, its lock still held (until its 30 s TTL).
+    const half = fakeContainer('half-removed-too');
+    await domain.store.reserveName('test', half.name, half.id);
+    await domain.store.put(half);
+    await domain.store.markRemoving('test', half.id);
+    const held = await tryLock(redis, keys.containerLock('test', half.id), 30_000);
+    expect(held).toBeTruthy();
+    const replica = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
+    const tracking = await startExitTracking(replica, nc, log, { intervalMs: 600_000 });
+    try {
+      expect(await stoppedWithin(c, 5000)).toMatchObject({ status: 'stopped', exitCode: 7 });
+      expect(await domain.store.removing('test')).toContain(half.id);
+    } finally {
+      tracking.stop();
+      await held?.release();
+      await domain.store.unmarkRemoving('test', half.id);
       await shim.stop(1000);
       await domain.store.delete(c);
     }

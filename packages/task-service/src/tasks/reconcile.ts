@@ -35,14 +35,16 @@ export interface ReconcileDeps {
 }
 
 /**
- * Reconciles the store of every namespace with the nodes. Half-made containers first: creations
- * whose replica died are undone once their lock is free, removals that stopped half-way (a shim
- * or snapshot-service was down) are finished, and what containers removed in the background held
- * on their nodes is freed where that had not finished. Then every live task is checked with its
- * shim, so exits that happened while no task-service was listening get recorded, and a task a
- * shim runs for a container without one on record (its create's replica died) is killed and
- * deleted. A node that cannot be reached is skipped (logged, and counted in `unreachable`): the
- * next reconcile, or a later state(), gets it.
+ * Reconciles the store of every namespace with the nodes. First every live task is checked with
+ * its shim, in every namespace, so exits that happened while no task-service was listening get
+ * recorded before anything below can wait on a lock. Then the half-made containers: creations
+ * whose replica died are undone once their lock is free, removals that stopped half-way (a shim or
+ * snapshot-service was down) are finished (each waits for its container's lock, up to the TTL of
+ * a dead holder's), what containers removed in the background held on their nodes is freed where
+ * that had not finished, stopped containers labelled for auto-removal go, and a task a shim runs
+ * for a container without one on record (its create's replica died) is killed and deleted. A node
+ * that cannot be reached is skipped (logged, and counted in `unreachable`): the next reconcile, or
+ * a later state(), gets it.
  */
 export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
   const r: ReconcileResult = {
@@ -54,7 +56,29 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
     dropped: 0,
     unreachable: 0,
   };
+  const seen: { ns: string; stopped: string[]; taskless: Container[] }[] = [];
   for (const ns of await d.store.namespaces()) {
+    const stopped: string[] = [];
+    const taskless: Container[] = [];
+    for (const i of await d.store.list(ns)) {
+      if (i.task?.status === 'stopped') stopped.push(i.container.id);
+      if (!i.task) taskless.push(i.container);
+      if (!i.task || i.task.status === 'stopped') continue;
+      r.checked++;
+      try {
+        const t = await d.heal(i.container, i.task);
+        if (t.status === 'stopped') r.exited++;
+      } catch (err) {
+        r.unreachable++;
+        d.log.warn(
+          { err: (err as Error).message, id: i.container.id, node: i.container.node },
+          'reconcile: shim unreachable',
+        );
+      }
+    }
+    seen.push({ ns, stopped, taskless });
+  }
+  for (const { ns, stopped, taskless } of seen) {
     try {
       r.undone += await d.containers.reconcileCreations(ns);
     } catch (err) {
@@ -74,23 +98,7 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         'reconcile: freeing a removed container failed',
       ),
     );
-    const taskless: Container[] = [];
-    for (const i of await d.store.list(ns)) {
-      if (i.task?.status === 'stopped') await d.autoRemove(ns, i.container.id);
-      if (!i.task) taskless.push(i.container);
-      if (!i.task || i.task.status === 'stopped') continue;
-      r.checked++;
-      try {
-        const t = await d.heal(i.container, i.task);
-        if (t.status === 'stopped') r.exited++;
-      } catch (err) {
-        r.unreachable++;
-        d.log.warn(
-          { err: (err as Error).message, id: i.container.id, node: i.container.node },
-          'reconcile: shim unreachable',
-        );
-      }
-    }
+    for (const id of stopped) await d.autoRemove(ns, id);
     if (taskless.length === 0) continue;
     r.dropped += await d.containers.dropUnrecordedTasks(ns, taskless, (err, node) =>
       d.log.warn({ err: (err as Error).message, ns, node }, 'reconcile: dropping unrecorded tasks failed'),
