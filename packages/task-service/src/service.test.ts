@@ -9,6 +9,7 @@ import {
   type Container,
   type Mount,
   Service,
+  type ServiceDef,
   ShimApi,
   SnapshotApi,
   TaskApi,
@@ -109,6 +110,18 @@ function fakeContainer(name: string): Container {
     createdAt: now,
     updatedAt: now,
   };
+}
+
+/** Handlers of `service` that refuse every operation (UNIMPLEMENTED); a test sets the ones it needs. */
+function refusingAll<S extends ServiceDef>(service: S, what: string): Handlers<S> {
+  const refuse = async () => {
+    throw new BerthError(Code.UNIMPLEMENTED, `not in ${what}`);
+  };
+  return Object.fromEntries(
+    Object.keys(service.ops)
+      .filter((op) => op !== 'info')
+      .map((op) => [op, refuse]),
+  ) as unknown as Handlers<S>;
 }
 
 describe('task-service endpoints', () => {
@@ -341,15 +354,21 @@ describe('task-service endpoints', () => {
   });
 });
 
+/** A container whose removal a killed replica left half-way, with that replica's lock still held. */
+async function halfRemoved(name: string) {
+  const c = fakeContainer(name);
+  await domain.store.reserveName('test', c.name, c.id);
+  await domain.store.put(c);
+  await domain.store.markRemoving('test', c.id);
+  // The killed replica's lock: it stays until its TTL runs out (30 s).
+  const held = await tryLock(redis, keys.containerLock('test', c.id), 30_000);
+  expect(held).toBeTruthy();
+  return { c, held };
+}
+
 describe('a replica starting after one that was killed mid-operation', () => {
   it("answers at once while finishing the dead one's removal waits for that container's lock", async () => {
-    const c = fakeContainer('half-removed');
-    await domain.store.reserveName('test', c.name, c.id);
-    await domain.store.put(c);
-    await domain.store.markRemoving('test', c.id);
-    // The killed replica's lock: it stays until its TTL runs out (30 s).
-    const held = await tryLock(redis, keys.containerLock('test', c.id), 30_000);
-    expect(held).toBeTruthy();
+    const { c, held } = await halfRemoved('half-removed');
     const second = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
     const started = Date.now();
     const tracking = await startExitTracking(second, nc, log);
@@ -368,14 +387,7 @@ describe('a replica starting after one that was killed mid-operation', () => {
 describe('the reconcile, with a stand-in shim', () => {
   /** A shim serving node `shimNode` whose `state` is `state`; every other operation is refused. */
   function standInShim(shimNode: string, state: Handlers<typeof ShimApi>['state']): Promise<ServedService> {
-    const refuse = async () => {
-      throw new BerthError(Code.UNIMPLEMENTED, 'not in the stand-in shim');
-    };
-    const handlers = Object.fromEntries(
-      Object.keys(ShimApi.ops)
-        .filter((op) => op !== 'info')
-        .map((op) => [op, refuse]),
-    ) as unknown as Handlers<typeof ShimApi>;
+    const handlers = refusingAll(ShimApi, 'the stand-in shim');
     handlers.state = state;
     return serve({ nc, service: ShimApi, version: BERTH_VERSION, node: shimNode, log, handlers });
   }
@@ -452,13 +464,7 @@ describe('the reconcile, with a stand-in shim', () => {
     const shimNode = `s-${randomBytes(3).toString('hex')}`;
     const c = await liveTask('exited-meanwhile', shimNode);
     const shim = await standInShim(shimNode, exited(7));
-    // A removal the killed replica left half-way, its lock still held (until its 30 s TTL).
-    const half = fakeContainer('half-removed-too');
-    await domain.store.reserveName('test', half.name, half.id);
-    await domain.store.put(half);
-    await domain.store.markRemoving('test', half.id);
-    const held = await tryLock(redis, keys.containerLock('test', half.id), 30_000);
-    expect(held).toBeTruthy();
+    const { c: half, held } = await halfRemoved('half-removed-too');
     const replica = createDomain({ redis, deps: natsDeps(nc), env: { node }, log });
     const tracking = await startExitTracking(replica, nc, log, { intervalMs: 600_000 });
     try {
@@ -484,14 +490,7 @@ describe('a create whose rootfs is prepared after the reply, beside a stand-in s
   let standIn: ServedService;
 
   beforeAll(async () => {
-    const refuse = async () => {
-      throw new BerthError(Code.UNIMPLEMENTED, 'not in the stand-in snapshot-service');
-    };
-    const handlers = Object.fromEntries(
-      Object.keys(SnapshotApi.ops)
-        .filter((op) => op !== 'info')
-        .map((op) => [op, refuse]),
-    ) as unknown as Handlers<typeof SnapshotApi>;
+    const handlers = refusingAll(SnapshotApi, 'the stand-in snapshot-service');
     handlers.prepare = async ({ key, parent }) => {
       prepared();
       await gate;
