@@ -15,6 +15,7 @@ export * from './redact.js';
 export * from './redis.js';
 export * from './run.js';
 export * from './service.js';
+export * from './settle.js';
 export * from './stream.js';
 export * from './stream-call.js';
 export * from './telemetry.js';

@@ -29,6 +29,7 @@ import { describeIssue, invalidInput } from './client.js';
 import { storeRefusal } from './disk.js';
 import { answerWithHeartbeats } from './heartbeat.js';
 import { RequestTracker } from './metrics/requests.js';
+import { settleWithin } from './settle.js';
 import { extractTrace } from './telemetry.js';
 import { objectAttributes, rpcAttributes } from './tracing/rpc.js';
 
@@ -303,8 +304,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
       await svc.stop().catch(() => undefined);
       if (inflight.size > 0) {
         log.info({ inflight: inflight.size }, 'waiting for in-flight requests');
-        const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref());
-        await Promise.race([Promise.allSettled([...inflight.keys()]), timer]);
+        await settleWithin([...inflight.keys()], graceMs);
         if (inflight.size > 0) {
           log.warn({ inflight: inflight.size }, 'grace period over; aborting in-flight requests');
           abort.abort();

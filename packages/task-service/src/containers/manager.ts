@@ -25,6 +25,7 @@ import {
   type Page,
   type Redis,
   type ServiceContext,
+  settleWithin,
   withLock,
   withLockIfFree,
 } from '@berth/kit';
@@ -639,17 +640,6 @@ function checkBindSources(local: boolean, req: CreateContainerRequest): void {
   for (const m of req.mounts ?? []) {
     if (!existsSync(m.source)) throw errors.invalid(`bind mount source "${m.source}" does not exist`);
   }
-}
-
-/** Resolves once every promise settled, or after `timeoutMs`, whichever comes first. */
-export async function settleWithin(promises: readonly Promise<unknown>[], timeoutMs: number): Promise<void> {
-  if (promises.length === 0) return;
-  let timer: NodeJS.Timeout | undefined;
-  const bound = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, timeoutMs);
-  });
-  await Promise.race([Promise.allSettled(promises), bound]);
-  clearTimeout(timer);
 }
 
 /** The key of a container in ContainerManager's settling map. */

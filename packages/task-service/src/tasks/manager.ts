@@ -25,10 +25,10 @@ import {
   type TaskExit,
   TaskTopic,
 } from '@berth/api';
-import type { ServiceContext } from '@berth/kit';
+import { type ServiceContext, settleWithin } from '@berth/kit';
 import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { ignoreGone, settleWithin } from '../containers/manager.js';
+import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
 import {
   capabilitiesOf,
