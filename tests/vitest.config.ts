@@ -7,6 +7,10 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    fileParallelism: false,
+    // Two files at once, as the packages' suites with real containers run: every file starts a
+    // stack of its own (own root, ports, node id, CNI bridge and subnet), so none shares state
+    // with another, and a stack mostly waits (process starts, exits, timeouts), leaving a core
+    // idle when files run one by one. On the 2-core CI machine: 391 s instead of 554 s.
+    maxWorkers: 2,
   },
 });
