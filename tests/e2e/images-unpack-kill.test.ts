@@ -83,7 +83,7 @@ describe('a snapshot-service killed mid-unpack', () => {
     expect(r.stderr).toContain('snapshot-service');
     expect(r.stderr).toContain('"unpack"');
     // Within seconds of the kill, not the unpack's timeout.
-    expect(noticedMs).toBeLessThan(10_000);
+    expect(noticedMs).toBeLessThan(20_000);
     const [rec] = JSON.parse((await stack.berth(['image', 'inspect', ref])).stdout) as { chainId?: string }[];
     expect(rec?.chainId).toBeUndefined();
 

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -38,13 +39,25 @@ function inSubnet(ip: string, subnet: string): boolean {
   const size = 2 ** (32 - Number(bits));
   return Math.floor(n(ip) / size) === Math.floor(n(base) / size);
 }
+/**
+ * A free host port below the kernel's ephemeral range (32768 and up here): portmap only adds a
+ * DNAT rule and never binds it, so a port from bind(0) could be handed to another test file's
+ * listener while the published container answers on it.
+ */
 async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const addr = srv.address();
-  await new Promise((r) => srv.close(r));
-  if (!addr || typeof addr === 'string') throw new Error('no port');
-  return addr.port;
+  for (let i = 0; i < 50; i++) {
+    const port = 20_000 + randomInt(10_000);
+    const srv = createServer();
+    const bound = await new Promise<boolean>((r) => {
+      srv.once('error', () => r(false));
+      srv.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (bound) {
+      await new Promise((r) => srv.close(r));
+      return port;
+    }
+  }
+  throw new Error('no free port in 20000-29999');
 }
 const HTTPD = 'mkdir -p /tmp/w && echo served-by-web > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w';
 

@@ -106,7 +106,8 @@ describe('berth up prerequisites', () => {
 
 describe('berth up with a NATS URL nobody answers', () => {
   it('gives up after --timeout with a line naming the URL, and berth down still cleans up', async () => {
-    const deadPort = await freePort();
+    // Port 1: nothing listens there, and no other test file's bind(0) can take it meanwhile.
+    const deadPort = 1;
     const iso = await isolatedEnv({
       env: {
         BERTH_NATS_URL: `nats://127.0.0.1:${deadPort}`,
