@@ -1,8 +1,13 @@
 // The CRI socket of a real stack driven by the real crictl (grpc-go, which sends the socket's
 // path as :authority). Opt-in: set BERTH_CRICTL to a crictl binary (cri-tools v1.26.1 is what
 // kubelet-era clients look like); skipped otherwise, since the project never ships one.
-import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+// Images first, then a pod used as by hand in a terminal (exec -it and attach on a pseudo-terminal
+// from util-linux's `script`, port-forward, logs -f, a published host port).
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomInt } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { busyboxTar, makeImage, makeLayer, uploadImage } from '@berth/image-service/testing';
 import { hostLayout } from '@berth/kit';
 import { startRegistry, type TestServer } from '@berth/testing';
@@ -20,6 +25,12 @@ interface Run {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** Input for a process: `text`, once its output matches `when` (at once without one). */
+interface Step {
+  when?: RegExp;
+  text: string;
 }
 
 describe.skipIf(!CRICTL)('crictl against a berth stack', () => {
@@ -110,3 +121,270 @@ describe.skipIf(!CRICTL)('crictl against a berth stack', () => {
     expect(r.stderr).toContain('e2e/absent');
   });
 });
+
+/** A free loopback port below the ephemeral range (as network.test.ts picks published ports). */
+async function freeLowPort(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = 20_000 + randomInt(10_000);
+    const srv = createServer();
+    const bound = await new Promise<boolean>((r) => {
+      srv.once('error', () => r(false));
+      srv.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (bound) {
+      await new Promise((r) => srv.close(r));
+      return port;
+    }
+  }
+  throw new Error('no free port in 20000-29999');
+}
+
+/**
+ * What the issue asks to work "by hand in a terminal": crictl's interactive exec and attach on
+ * a pseudo-terminal (util-linux `script` gives crictl one, as a user's terminal would), its
+ * port-forward and `logs -f`, a published host port, and the pod's way out, with the real crictl.
+ */
+describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () => {
+  let registry: TestServer & { host: string };
+  let stack: Stack;
+  let socket: string;
+  let dir: string;
+  let pod = '';
+  let web = '';
+  let shell = '';
+  let hostPort = 0;
+  const args = (...rest: string[]) => {
+    const endpoint = `unix://${socket}`;
+    return ['--timeout', '60s', '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, ...rest];
+  };
+
+  /**
+   * Runs a process to its end (bounded). Each step's text is written to its stdin, in order, once
+   * its output so far matches the step's `when` (at once without one); with `end`, stdin ends
+   * after the last step, as a pipe's would.
+   */
+  const run = (cmd: string, argv: string[], steps: Step[] = [], end = false) =>
+    new Promise<Run>((resolve) => {
+      const p = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      let next = 0;
+      const feed = () => {
+        while (next < steps.length) {
+          const step = steps[next] as Step;
+          if (step.when && !step.when.test(stdout + stderr)) return;
+          p.stdin.write(step.text);
+          next++;
+          if (next === steps.length && end) p.stdin.end();
+        }
+      };
+      p.stdout.on('data', (b: Buffer) => {
+        stdout += b.toString();
+        feed();
+      });
+      p.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+        feed();
+      });
+      feed();
+      if (steps.length === 0 && end) p.stdin.end();
+      const kill = setTimeout(() => p.kill('SIGKILL'), 30_000);
+      p.on('close', (code) => {
+        clearTimeout(kill);
+        resolve({ code: code ?? 1, stdout, stderr });
+      });
+    });
+  const crictl = (...rest: string[]) => run(CRICTL as string, args(...rest), [], true);
+  const ok = async (...rest: string[]): Promise<string> => {
+    const r = await crictl(...rest);
+    expect(r.code, `crictl ${rest.join(' ')}: ${r.stderr}`).toBe(0);
+    return r.stdout;
+  };
+  /** crictl on a pseudo-terminal of `rows` x `cols`, fed `input` over time. */
+  const inTerminal = (crictlArgs: string[], steps: Step[]) => {
+    const line = [CRICTL as string, ...args(...crictlArgs)].map((a) => `'${a}'`).join(' ');
+    return run('script', ['-qfec', `stty rows 45 cols 123; exec ${line}`, '/dev/null'], steps);
+  };
+  /** Spawns a long-running crictl and resolves once its output matches `ready`. */
+  const background = (rest: string[], ready: RegExp) =>
+    new Promise<{ out: () => string; stop: () => void }>((resolve, reject) => {
+      const p = spawn(CRICTL as string, args(...rest), { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      const give = { out: () => out, stop: () => p.kill('SIGTERM') };
+      const seen = (b: Buffer) => {
+        out += b.toString();
+        if (ready.test(out)) resolve(give);
+      };
+      p.stdout.on('data', seen);
+      p.stderr.on('data', seen);
+      p.on('close', (code) =>
+        reject(new Error(`crictl ${rest.join(' ')} ended (${code}) before ${ready}: ${out}`)),
+      );
+    });
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    await uploadImage(registry.url, 'e2e/busybox', 'v1', img);
+    stack = await startStack();
+    socket = hostLayout(stack).run.criSocket;
+    dir = join(stack.root, 'crictl');
+    mkdirSync(join(dir, 'logs'), { recursive: true });
+  });
+
+  afterAll(async () => {
+    if (pod) await crictl('stopp', pod);
+    if (pod) await crictl('rmp', pod);
+    await stack?.stop();
+    await registry?.stop();
+  });
+
+  it('runs a pod with a published port and two containers', async () => {
+    const image = `${registry.host}/e2e/busybox:v1`;
+    await ok('pull', image);
+    hostPort = await freeLowPort();
+    const podFile = join(dir, 'pod.json');
+    writeFileSync(
+      podFile,
+      JSON.stringify({
+        metadata: { name: 'by-hand', namespace: 'default', uid: 'by-hand-uid', attempt: 0 },
+        log_directory: join(dir, 'logs'),
+        linux: {},
+        port_mappings: [{ protocol: 0, container_port: 8080, host_port: hostPort, host_ip: '127.0.0.1' }],
+      }),
+    );
+    const container = (name: string, extra: object) => {
+      const file = join(dir, `${name}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          metadata: { name },
+          image: { image },
+          log_path: `${name}.log`,
+          linux: {},
+          ...extra,
+        }),
+      );
+      return file;
+    };
+    const httpd = 'mkdir -p /w && echo from-the-pod > /w/index.html && httpd -f -p 8080 -h /w &';
+    const ticks = 'i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done';
+    pod = (await ok('runp', podFile)).trim();
+    web = (
+      await ok('create', pod, container('web', { command: ['sh', '-c', `${httpd} ${ticks}`] }), podFile)
+    ).trim();
+    await ok('start', web);
+    shell = (
+      await ok('create', pod, container('shell', { command: ['sh'], stdin: true, tty: true }), podFile)
+    ).trim();
+    await ok('start', shell);
+    const ps = JSON.parse(await ok('ps', '-o', 'json')) as { containers: { id: string; state: string }[] };
+    expect(ps.containers.map((c) => [c.id, c.state]).sort()).toEqual(
+      [
+        [web, 'CONTAINER_RUNNING'],
+        [shell, 'CONTAINER_RUNNING'],
+      ].sort(),
+    );
+    const body = await until(async () => {
+      const r = await fetch(`http://127.0.0.1:${hostPort}/`).catch(() => undefined);
+      return r?.ok ? r.text() : undefined;
+    });
+    expect(body).toBe('from-the-pod\n');
+  });
+
+  it('exec -s returns the output, and names a non-zero exit; exec -i takes stdin', async () => {
+    const done = await crictl('exec', '-s', web, 'sh', '-c', 'echo out; echo err >&2');
+    expect(done.code, done.stderr).toBe(0);
+    // crictl prints the command's stdout, then its stderr, both on its own stdout.
+    expect(done.stdout).toMatch(/^out\n\nerr\n/);
+    // crictl's runtime client (kubelet's) turns a non-zero exit of ExecSync into an error.
+    const failed = await crictl('exec', '-s', web, 'sh', '-c', 'echo err >&2; exit 3');
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('exited with 3: err');
+    const piped = await run(
+      CRICTL as string,
+      args('exec', '-i', web, 'sh', '-c', 'cat; echo done'),
+      [{ text: 'through-stdin\n' }],
+      true,
+    );
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stdout).toBe('through-stdin\ndone\n');
+  });
+
+  it("exec -it gets a terminal of the caller's size and the command's exit code", async () => {
+    const r = await inTerminal(
+      ['exec', '-it', web, 'sh'],
+      [
+        // busybox sh's prompt, then the size stty reports.
+        { when: /# /, text: 'echo tty=$(tty); stty size\n' },
+        { when: /\n45 123\r?\n/, text: 'exit 7\n' },
+      ],
+    );
+    expect(r.stdout).toMatch(/tty=\/dev\/pts\/\d+/);
+    expect(r.stdout).toContain('45 123');
+    expect(r.stdout).toContain('command terminated with exit code 7');
+  });
+
+  it('attach -it reaches the tty container, and ctrl-p ctrl-q leaves it running', async () => {
+    const r = await inTerminal(
+      ['attach', '-it', shell],
+      [
+        { text: 'echo attached $((6*7))\n' },
+        // ctrl-p ctrl-q, crictl's detach keys, once the shell's answer came back.
+        { when: /attached 42/, text: '\x10\x11' },
+      ],
+    );
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toContain('attached 42');
+    const st = JSON.parse(await ok('inspect', shell)) as { status: { state: string } };
+    expect(st.status.state).toBe('CONTAINER_RUNNING');
+  });
+
+  it('port-forward reaches a port inside the pod', async () => {
+    const local = await freeLowPort();
+    const pf = await background(['port-forward', pod, `${local}:8080`], /Forwarding from 127\.0\.0\.1/);
+    try {
+      const r = await fetch(`http://127.0.0.1:${local}/`);
+      expect(await r.text()).toBe('from-the-pod\n');
+    } finally {
+      pf.stop();
+    }
+  });
+
+  it('logs -f follows new lines', async () => {
+    const f = await background(['logs', '-f', '--tail', '1', web], /(?:tick-\d+\n){3}/);
+    f.stop();
+    const ticks = [...f.out().matchAll(/tick-(\d+)/g)].map((m) => Number(m[1]));
+    // Consecutive: followed as written, none lost between the tail and the follow.
+    expect(ticks.slice(1)).toEqual(ticks.slice(1).map((_, i) => (ticks[0] as number) + 1 + i));
+  });
+
+  it('stops and removes the pod; its published port goes with it', async () => {
+    await ok('stop', '-t', '1', web, shell);
+    const st = JSON.parse(await ok('inspect', web)) as { status: { state: string } };
+    expect(st.status.state).toBe('CONTAINER_EXITED');
+    await ok('stopp', pod);
+    await ok('rmp', pod);
+    pod = '';
+    expect((JSON.parse(await ok('pods', '-o', 'json')) as { items: unknown[] }).items).toEqual([]);
+    expect((JSON.parse(await ok('ps', '-a', '-o', 'json')) as { containers: unknown[] }).containers).toEqual(
+      [],
+    );
+    // Its DNAT rule went with the pod's network: nothing answers there now.
+    const after = await fetch(`http://127.0.0.1:${hostPort}/`, { signal: AbortSignal.timeout(2000) }).then(
+      (r) => `answered ${r.status}`,
+      () => 'refused',
+    );
+    expect(after).toBe('refused');
+  });
+});
+
+/** Polls `probe` every 100 ms until it returns a value (at most 15 s). */
+async function until<T>(probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
