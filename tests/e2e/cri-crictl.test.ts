@@ -30,6 +30,8 @@ interface Run {
 /** Input for a process: `text`, once its output matches `when` (at once without one). */
 interface Step {
   when?: RegExp;
+  /** Done just before the text is written. */
+  before?: () => void;
   text: string;
 }
 
@@ -173,6 +175,7 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
         while (next < steps.length) {
           const step = steps[next] as Step;
           if (step.when && !step.when.test(stdout + stderr)) return;
+          step.before?.();
           p.stdin.write(step.text);
           next++;
           if (next === steps.length && end) p.stdin.end();
@@ -201,9 +204,18 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
     return r.stdout;
   };
   /** crictl on a pseudo-terminal of `rows` x `cols`, fed `input` over time. */
-  const inTerminal = (crictlArgs: string[], steps: Step[]) => {
+  /**
+   * crictl on a pseudo-terminal of 45 rows and 123 columns, fed `steps`. With `resizeOn`, the
+   * terminal becomes 50 x 100 once that file exists (as a user's window resize: the kernel sends
+   * crictl SIGWINCH).
+   */
+  const inTerminal = (crictlArgs: string[], steps: Step[], resizeOn?: string) => {
     const line = [CRICTL as string, ...args(...crictlArgs)].map((a) => `'${a}'`).join(' ');
-    return run('script', ['-qfec', `stty rows 45 cols 123; exec ${line}`, '/dev/null'], steps);
+    // A background list of a non-interactive shell reads /dev/null: its stty is given the tty.
+    const resize = resizeOn
+      ? `(while [ ! -e '${resizeOn}' ]; do sleep 0.05; done; stty rows 50 cols 100 < /dev/tty) & `
+      : '';
+    return run('script', ['-qfec', `stty rows 45 cols 123; ${resize}exec ${line}`, '/dev/null'], steps);
   };
   /** Spawns a long-running crictl and resolves once its output matches `ready`. */
   const background = (rest: string[], ready: RegExp) =>
@@ -310,17 +322,25 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
     expect(piped.stdout).toBe('through-stdin\ndone\n');
   });
 
-  it("exec -it gets a terminal of the caller's size and the command's exit code", async () => {
+  it("exec -it gets a terminal of the caller's size, follows its resize, and ends with the command's exit code", async () => {
+    const resized = join(dir, 'resize-now');
     const r = await inTerminal(
       ['exec', '-it', web, 'sh'],
       [
         // busybox sh's prompt, then the size stty reports.
         { when: /# /, text: 'echo tty=$(tty); stty size\n' },
-        { when: /\n45 123\r?\n/, text: 'exit 7\n' },
+        {
+          when: /\n45 123\r?\n/,
+          before: () => writeFileSync(resized, ''),
+          text: 'for i in $(seq 100); do [ "$(stty size)" = "50 100" ] && break; sleep 0.05; done; echo size-now $(stty size)\n',
+        },
+        { when: /size-now \d+ \d+/, text: 'exit 7\n' },
       ],
+      resized,
     );
     expect(r.stdout).toMatch(/tty=\/dev\/pts\/\d+/);
     expect(r.stdout).toContain('45 123');
+    expect(r.stdout).toContain('size-now 50 100');
     expect(r.stdout).toContain('command terminated with exit code 7');
   });
 
