@@ -203,7 +203,6 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
     expect(r.code, `crictl ${rest.join(' ')}: ${r.stderr}`).toBe(0);
     return r.stdout;
   };
-  /** crictl on a pseudo-terminal of `rows` x `cols`, fed `input` over time. */
   /**
    * crictl on a pseudo-terminal of 45 rows and 123 columns, fed `steps`. With `resizeOn`, the
    * terminal becomes 50 x 100 once that file exists (as a user's window resize: the kernel sends
@@ -217,15 +216,22 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
       : '';
     return run('script', ['-qfec', `stty rows 45 cols 123; ${resize}exec ${line}`, '/dev/null'], steps);
   };
-  /** Spawns a long-running crictl and resolves once its output matches `ready`. */
+  /**
+   * Spawns a long-running crictl and resolves once its output matches `ready`; one that does not
+   * within 30 s is killed and the call fails.
+   */
   const background = (rest: string[], ready: RegExp) =>
     new Promise<{ out: () => string; stop: () => void }>((resolve, reject) => {
       const p = spawn(CRICTL as string, args(...rest), { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
+      const late = setTimeout(() => p.kill('SIGKILL'), 30_000);
       const give = { out: () => out, stop: () => p.kill('SIGTERM') };
       const seen = (b: Buffer) => {
         out += b.toString();
-        if (ready.test(out)) resolve(give);
+        if (ready.test(out)) {
+          clearTimeout(late);
+          resolve(give);
+        }
       };
       p.stdout.on('data', seen);
       p.stderr.on('data', seen);
