@@ -1,10 +1,9 @@
-import { randomInt } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ShimApi, TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeLowPort } from '../harness/ports.js';
 import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
 // `berth run` on a real CNI network (bridge + host-local + portmap from /usr/lib/cni) set up by the
@@ -39,26 +38,6 @@ function inSubnet(ip: string, subnet: string): boolean {
   const size = 2 ** (32 - Number(bits));
   return Math.floor(n(ip) / size) === Math.floor(n(base) / size);
 }
-/**
- * A free host port below the kernel's ephemeral range (32768 and up here): portmap only adds a
- * DNAT rule and never binds it, so a port from bind(0) could be handed to another test file's
- * listener while the published container answers on it.
- */
-async function freePort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = 20_000 + randomInt(10_000);
-    const srv = createServer();
-    const bound = await new Promise<boolean>((r) => {
-      srv.once('error', () => r(false));
-      srv.listen(port, '127.0.0.1', () => r(true));
-    });
-    if (bound) {
-      await new Promise((r) => srv.close(r));
-      return port;
-    }
-  }
-  throw new Error('no free port in 20000-29999');
-}
 const HTTPD = 'mkdir -p /tmp/w && echo served-by-web > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w';
 
 describe('berth run networking', () => {
@@ -84,7 +63,7 @@ describe('berth run networking', () => {
   });
 
   it('publishes -p 127.0.0.1:HOSTPORT:80 on the host', async () => {
-    const port = await freePort();
+    const port = await freeLowPort();
     await ok('run', '-d', '--name', 'web', '-p', `127.0.0.1:${port}:80`, IMAGE, 'sh', '-c', HTTPD);
     webIp = await ipOf('web');
     expect(inSubnet(webIp, s.cni.subnet)).toBe(true);
