@@ -2,7 +2,9 @@
 // Node 20 would parse before any JavaScript runs. A user who needs those CAs must see no
 // difference: the CLI's own TLS connections trust them (a NATS server whose CA is given only
 // through the variable), and every process `berth up` starts gets the variable back.
+
 import { readFileSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connectNats } from '@berth/kit';
 import { makeTestPki, startNats, startRedis, type TestPki, type TestServer } from '@berth/testing';
@@ -61,6 +63,8 @@ describe('berth through its launcher, on a TLS NATS whose CA only NODE_EXTRA_CA_
     await svc?.stop();
     await nc?.close();
     await Promise.all([nats?.stop(), redis?.stop()]);
+    // No stack owns this installation (a stack's stop removes its own): plain files only.
+    if (inst) await rm(inst.root, { recursive: true, force: true });
   });
 
   const images = (env: NodeJS.ProcessEnv, launcher = true) =>

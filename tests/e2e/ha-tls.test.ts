@@ -2,6 +2,7 @@
 // `berth` talk TLS to a three-server NATS cluster and to Redis under Sentinel (TLS too), with a
 // CA made for this run. The NATS server the image-service uses is SIGKILLed, then the Redis
 // primary; the image pulled before both is still listed, and pulls go on.
+import { rm } from 'node:fs/promises';
 import { busyboxTar, makeImage, makeLayer, uploadImage } from '@berth/image-service/testing';
 import { connectNats, keys } from '@berth/kit';
 import {
@@ -69,6 +70,8 @@ afterAll(async () => {
   await nc?.close();
   await Promise.all([cluster?.stop(), set?.stop(), registry?.stop()]);
   await pki?.remove();
+  // No stack owns this installation (a stack's stop removes its own): plain files only.
+  if (inst) await rm(inst.root, { recursive: true, force: true });
 });
 
 /** The cluster member whose /connz lists a connection named `name`. */

@@ -3,7 +3,7 @@
 // task-service process answers rmi's in-use check (no snapshot-service: unpacking fails here).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TaskApi } from '@berth/api';
 import {
@@ -100,6 +100,8 @@ afterAll(async () => {
   await svc?.kill();
   await nc?.close();
   await Promise.all([nats?.stop(), redis?.stop(), registry?.stop(), secure?.stop()]);
+  // No stack owns this installation (a stack's stop removes its own): plain files only.
+  if (inst) await rm(inst.root, { recursive: true, force: true });
 });
 
 describe('berth image commands', () => {

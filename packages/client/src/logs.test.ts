@@ -1,8 +1,12 @@
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tempDir } from '@berth/testing';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { collectStreams, parseCriLine, readCriLog } from './logs.js';
+
+/** Directories made by the tests, removed at the end. */
+const made: string[] = [];
+afterAll(() => Promise.all(made.map((d) => rm(d, { recursive: true, force: true }))));
 
 const T = '2026-01-01T00:00:00.000000000Z';
 
@@ -22,6 +26,7 @@ describe('CRI logs', () => {
 
   it('reads a log into streams, joining partial chunks and capping each stream', async () => {
     const dir = await tempDir('sdk-logs');
+    made.push(dir);
     const file = join(dir, 'c.log');
     await writeFile(
       file,
@@ -46,6 +51,7 @@ describe('CRI logs', () => {
 
   it('follows a log until the process ends and reads what came before the end', async () => {
     const dir = await tempDir('sdk-logs');
+    made.push(dir);
     const file = join(dir, 'f.log');
     await writeFile(file, `${T} stdout F one\n`);
     let exit!: () => void;

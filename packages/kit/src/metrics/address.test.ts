@@ -1,17 +1,15 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config.js';
 import { parseMetricsAddress } from './targets.js';
 
-const configFile = (() => {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-metrics-config-'));
-  const f = join(dir, 'config.json');
-  writeFileSync(f, '{}\n');
-  return f;
-})();
+const configDir = mkdtempSync(join(tmpdir(), 'berth-metrics-config-'));
+const configFile = join(configDir, 'config.json');
+writeFileSync(configFile, '{}\n');
+afterAll(() => rmSync(configDir, { recursive: true, force: true }));
 
 function load(value: string) {
   return loadConfig({ BERTH_CONFIG: configFile, BERTH_METRICS_ADDRESS: value });

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startNats, startRedis, tempDir } from '@berth/testing';
@@ -36,6 +37,7 @@ afterAll(async () => {
   await svc?.stop();
   await nc?.close();
   await Promise.all([nats?.stop(), redis?.stop()]);
+  if (runRoot) await rm(runRoot, { recursive: true, force: true });
 });
 
 async function statsOf(op: string) {

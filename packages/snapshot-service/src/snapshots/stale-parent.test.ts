@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connectRedis, type Redis } from '@berth/kit';
 import { startRedis, type TestServer, tempDir } from '@berth/testing';
@@ -12,17 +13,21 @@ import { Snapshotter } from './snapshotter.js';
 
 let server: TestServer;
 let redis: Redis;
+let base: string;
 let root: string;
 
 beforeAll(async () => {
   server = await startRedis({ appendonly: false });
   redis = await connectRedis(server.url);
-  root = join(await tempDir('stale-parent'), 'snapshots');
+  base = await tempDir('stale-parent');
+  root = join(base, 'snapshots');
 });
 
 afterAll(async () => {
   redis.disconnect();
   await server.stop();
+  // Directories only: a prepare here returns its mounts, it mounts nothing.
+  await rm(base, { recursive: true, force: true });
 });
 
 async function committed(s: Snapshotter, name: string, content: string): Promise<void> {
