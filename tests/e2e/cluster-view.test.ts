@@ -110,7 +110,7 @@ describe("node a's CLI and a container on node b", () => {
       0,
     );
     const cmd = `stty rows 25 cols 90; ${hideB} ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
-    const r = await runOnTerminal(cmd, { env: a.env, prompt: '25 90', input: 'hi\r' });
+    const r = await runOnTerminal(cmd, { env: a.env, steps: [{ when: '25 90', text: 'hi\r' }] });
     expect(r.out).toMatch(/\/dev\/pts\/\d+/);
     expect(r.out).toContain('25 90');
     expect(r.out).toContain('got:hi');

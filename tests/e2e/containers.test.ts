@@ -593,7 +593,7 @@ describe('interactive', () => {
   it('run -it on a real terminal: the terminal size, then input', async () => {
     // script(1) gives the CLI a pseudo-terminal of 30x100; the container must see that size.
     const cmd = `stty rows 30 cols 100; ${process.execPath} ${BERTH_BIN} run -it --rm ${IMAGE} sh -c 'stty size; read x; echo got:$x'`;
-    const r = await runOnTerminal(cmd, { env: s.env, prompt: '30 100', input: 'hello\r' });
+    const r = await runOnTerminal(cmd, { env: s.env, steps: [{ when: '30 100', text: 'hello\r' }] });
     expect(r.out).toContain('30 100');
     expect(r.out).toContain('got:hello');
     expect(r.code).toBe(0);
@@ -637,7 +637,7 @@ describe('interactive', () => {
   it('exec -it on a real terminal: a tty of the terminal size, input, the exit code', async () => {
     expect((await run('run', '-d', '--name', 'ttyx', IMAGE, 'sleep', '300')).code).toBe(0);
     const cmd = `stty rows 25 cols 90; ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
-    const r = await runOnTerminal(cmd, { env: s.env, prompt: '25 90', input: 'hi\r' });
+    const r = await runOnTerminal(cmd, { env: s.env, steps: [{ when: '25 90', text: 'hi\r' }] });
     expect(r.out).toMatch(/\/dev\/pts\/\d+/);
     expect(r.out).toContain('25 90');
     expect(r.out).toContain('got:hi');

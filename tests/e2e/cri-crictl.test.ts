@@ -3,7 +3,6 @@
 // kubelet-era clients look like); skipped otherwise, since the project never ships one.
 // Images first, then a pod used as by hand in a terminal (exec -it and attach on a pseudo-terminal
 // from util-linux's `script`, port-forward, logs -f, a published host port).
-import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +10,13 @@ import { busyboxTar, makeImage, makeLayer, uploadImage } from '@berth/image-serv
 import { hostLayout } from '@berth/kit';
 import { startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type CommandRun,
+  type RunningCommand,
+  runOnTerminal,
+  startCommand,
+  type TerminalStep,
+} from '../harness/command.js';
 import { freeLowPort } from '../harness/ports.js';
 import { type Stack, startStack, waitFor } from '../harness/stack.js';
 
@@ -21,18 +27,30 @@ const imageId = `sha256:${createHash('sha256').update(img.config).digest('hex')}
 // A registry name that resolves nowhere: only the configured mirror can serve it.
 const MIRRORED = 'mirrored.invalid';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
+/** crictl's arguments for the CRI socket `socket`, then `rest`. */
+function crictlArgs(socket: string, rest: string[]): string[] {
+  const endpoint = `unix://${socket}`;
+  return ['--timeout', '60s', '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, ...rest];
 }
 
-/** Input for a process: `text`, once its output matches `when` (at once without one). */
-interface Step {
-  when?: RegExp;
-  /** Done just before the text is written. */
-  before?: () => void;
-  text: string;
+/** Starts crictl on `socket`; killed after 90 s, past its own --timeout 60s (then it is stuck). */
+function startCrictl(socket: string, rest: string[], input?: string): RunningCommand {
+  return startCommand(CRICTL as string, crictlArgs(socket, rest), {
+    env: process.env,
+    ...(input !== undefined ? { input } : {}),
+  });
+}
+
+/** Runs crictl on `socket` to its end, `input` on its stdin. */
+function crictlOn(socket: string, rest: string[], input?: string): Promise<CommandRun> {
+  return startCrictl(socket, rest, input).done;
+}
+
+/** crictlOn, which must succeed: its stdout. */
+async function okOn(socket: string, rest: string[]): Promise<string> {
+  const r = await crictlOn(socket, rest);
+  expect(r.code, `crictl ${rest.join(' ')}: ${r.stderr}`).toBe(0);
+  return r.stdout;
 }
 
 describe.skipIf(!CRICTL)('crictl against a berth stack', () => {
@@ -40,25 +58,8 @@ describe.skipIf(!CRICTL)('crictl against a berth stack', () => {
   let stack: Stack;
   let socket: string;
 
-  const crictl = (...args: string[]): Promise<Run> =>
-    new Promise((resolve) => {
-      const endpoint = `unix://${socket}`;
-      execFile(
-        CRICTL as string,
-        ['--timeout', '60s', '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, ...args],
-        { timeout: 90_000 },
-        (err, stdout, stderr) => {
-          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-          resolve({ code, stdout, stderr });
-        },
-      );
-    });
-
-  const ok = async (...args: string[]): Promise<string> => {
-    const r = await crictl(...args);
-    expect(r.code, `crictl ${args.join(' ')}: ${r.stderr}`).toBe(0);
-    return r.stdout;
-  };
+  const crictl = (...args: string[]) => crictlOn(socket, args);
+  const ok = (...args: string[]) => okOn(socket, args);
 
   const images = async () =>
     (JSON.parse(await ok('images', '-o', 'json')) as { images: { id: string; repoTags: string[] }[] }).images;
@@ -138,103 +139,41 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
   let web = '';
   let shell = '';
   let hostPort = 0;
-  const args = (...rest: string[]) => {
-    const endpoint = `unix://${socket}`;
-    return ['--timeout', '60s', '--runtime-endpoint', endpoint, '--image-endpoint', endpoint, ...rest];
-  };
-
+  const crictl = (...rest: string[]) => crictlOn(socket, rest);
+  const ok = (...rest: string[]) => okOn(socket, rest);
   /**
-   * Runs a process to its end (bounded). Each step's text is written to its stdin, in order, once
-   * its output so far matches the step's `when` (at once without one); with `end`, stdin ends
-   * after the last step, as a pipe's would.
-   */
-  const run = (cmd: string, argv: string[], steps: Step[] = [], end = false, env: NodeJS.ProcessEnv = {}) =>
-    new Promise<Run>((resolve) => {
-      const p = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-      let stdout = '';
-      let stderr = '';
-      let next = 0;
-      // A process that exits before taking its input (EPIPE) is judged by its output and code.
-      p.stdin.on('error', () => undefined);
-      p.on('error', (err) => resolve({ code: 127, stdout, stderr: `${stderr}${cmd}: ${err.message}` }));
-      const feed = () => {
-        while (next < steps.length) {
-          const step = steps[next] as Step;
-          if (step.when && !step.when.test(stdout + stderr)) return;
-          step.before?.();
-          p.stdin.write(step.text);
-          next++;
-          if (next === steps.length && end) p.stdin.end();
-        }
-      };
-      p.stdout.on('data', (b: Buffer) => {
-        stdout += b.toString();
-        feed();
-      });
-      p.stderr.on('data', (b: Buffer) => {
-        stderr += b.toString();
-        feed();
-      });
-      feed();
-      if (steps.length === 0 && end) p.stdin.end();
-      // Past crictl's own --timeout 60s: a crictl still running then is stuck.
-      let killed = false;
-      const kill = setTimeout(() => {
-        killed = true;
-        p.kill('SIGKILL');
-      }, 90_000);
-      p.on('close', (code) => {
-        clearTimeout(kill);
-        resolve({ code: code ?? 1, stdout, stderr: killed ? `${stderr}\n(killed after 90 s)` : stderr });
-      });
-    });
-  const crictl = (...rest: string[]) => run(CRICTL as string, args(...rest), [], true);
-  const ok = async (...rest: string[]): Promise<string> => {
-    const r = await crictl(...rest);
-    expect(r.code, `crictl ${rest.join(' ')}: ${r.stderr}`).toBe(0);
-    return r.stdout;
-  };
-  /**
-   * crictl on a pseudo-terminal of 45 rows and 123 columns, fed `steps`. With `resizeOn`, the
+   * crictl on a pseudo-terminal of 45 rows and 123 columns, typed `steps`. With `resizeOn`, the
    * terminal becomes 50 x 100 once that file exists (as a user's window resize: the kernel sends
    * crictl SIGWINCH).
    */
-  const inTerminal = (crictlArgs: string[], steps: Step[], resizeOn?: string) => {
+  const inTerminal = (rest: string[], steps: TerminalStep[], resizeOn?: string) => {
     const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
-    const line = [CRICTL as string, ...args(...crictlArgs)].map(quote).join(' ');
+    const line = [CRICTL as string, ...crictlArgs(socket, rest)].map(quote).join(' ');
     // A background list of a non-interactive shell reads /dev/null: its stty is given the tty.
     const resize = resizeOn
       ? `(while [ ! -e ${quote(resizeOn)} ]; do sleep 0.05; done; stty rows 50 cols 100 < /dev/tty) & `
       : '';
-    // script runs the command with $SHELL: the line above is sh.
-    const command = `stty rows 45 cols 123; ${resize}exec ${line}`;
-    return run('script', ['-qfec', command, '/dev/null'], steps, false, { SHELL: '/bin/sh' });
+    return runOnTerminal(`stty rows 45 cols 123; ${resize}exec ${line}`, { env: process.env, steps });
   };
-  /**
-   * Spawns a long-running crictl and resolves once its output matches `ready`; one that does not
-   * within 30 s is killed and the call fails.
-   */
-  const background = (rest: string[], ready: RegExp) =>
-    new Promise<{ out: () => string; stop: () => void }>((resolve, reject) => {
-      const p = spawn(CRICTL as string, args(...rest), { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      const late = setTimeout(() => p.kill('SIGKILL'), 30_000);
-      const give = { out: () => out, stop: () => p.kill('SIGTERM') };
-      const seen = (b: Buffer) => {
-        out += b.toString();
-        if (ready.test(out)) {
-          clearTimeout(late);
-          resolve(give);
-        }
-      };
-      p.stdout.on('data', seen);
-      p.stderr.on('data', seen);
-      p.on('error', reject);
-      p.on('close', (code) => {
-        clearTimeout(late);
-        reject(new Error(`crictl ${rest.join(' ')} ended (${code}) before ${ready}: ${out}`));
-      });
+  /** A long-running crictl, once its stdout matches `ready` (within 30 s). */
+  const started = async (rest: string[], ready: RegExp): Promise<RunningCommand> => {
+    const cmd = startCrictl(socket, rest);
+    let ended: CommandRun | undefined;
+    void cmd.done.then((r) => {
+      ended = r;
     });
+    try {
+      await waitFor(`crictl ${rest.join(' ')} to print ${ready}`, () => {
+        if (ready.test(cmd.stdout())) return true;
+        if (ended) throw new Error(`it ended (${ended.code}): ${ended.stdout}${ended.stderr}`);
+        return false;
+      });
+    } catch (err) {
+      cmd.kill('SIGKILL');
+      throw err;
+    }
+    return cmd;
+  };
 
   beforeAll(async () => {
     registry = await startRegistry();
@@ -316,11 +255,10 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
     const failed = await crictl('exec', '-s', web, 'sh', '-c', 'echo err >&2; exit 3');
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain('exited with 3: err');
-    const piped = await run(
-      CRICTL as string,
-      args('exec', '-i', web, 'sh', '-c', 'cat; echo done'),
-      [{ text: 'through-stdin\n' }],
-      true,
+    const piped = await crictlOn(
+      socket,
+      ['exec', '-i', web, 'sh', '-c', 'cat; echo done'],
+      'through-stdin\n',
     );
     expect(piped.code, piped.stderr).toBe(0);
     expect(piped.stdout).toBe('through-stdin\ndone\n');
@@ -347,10 +285,10 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
       ],
       resized,
     );
-    expect(r.stdout).toMatch(/tty=\/dev\/pts\/\d+/);
-    expect(r.stdout).toContain('size-first 45 123');
-    expect(r.stdout).toContain('size-now 50 100');
-    expect(r.stdout).toContain('command terminated with exit code 7');
+    expect(r.out).toMatch(/tty=\/dev\/pts\/\d+/);
+    expect(r.out).toContain('size-first 45 123');
+    expect(r.out).toContain('size-now 50 100');
+    expect(r.out).toContain('command terminated with exit code 7');
   });
 
   it('attach -it reaches the tty container, and ctrl-p ctrl-q leaves it running', async () => {
@@ -362,27 +300,27 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
         { when: /attached 42/, text: '\x10\x11' },
       ],
     );
-    expect(r.code, r.stdout).toBe(0);
-    expect(r.stdout).toContain('attached 42');
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain('attached 42');
     const st = JSON.parse(await ok('inspect', shell)) as { status: { state: string } };
     expect(st.status.state).toBe('CONTAINER_RUNNING');
   });
 
   it('port-forward reaches a port inside the pod', async () => {
     const local = await freeLowPort();
-    const pf = await background(['port-forward', pod, `${local}:8080`], /Forwarding from 127\.0\.0\.1/);
+    const pf = await started(['port-forward', pod, `${local}:8080`], /Forwarding from 127\.0\.0\.1/);
     try {
       const r = await fetch(`http://127.0.0.1:${local}/`);
       expect(await r.text()).toBe('from-the-pod\n');
     } finally {
-      pf.stop();
+      pf.kill();
     }
   });
 
   it('logs -f follows new lines', async () => {
-    const f = await background(['logs', '-f', '--tail', '1', web], /(?:tick-\d+\n){3}/);
-    f.stop();
-    const ticks = [...f.out().matchAll(/tick-(\d+)\n/g)].map((m) => Number(m[1]));
+    const f = await started(['logs', '-f', '--tail', '1', web], /(?:tick-\d+\n){3}/);
+    f.kill();
+    const ticks = [...f.stdout().matchAll(/tick-(\d+)\n/g)].map((m) => Number(m[1]));
     // Consecutive: followed as written, none lost between the tail and the follow.
     expect(ticks.slice(1)).toEqual(ticks.slice(1).map((_, i) => (ticks[0] as number) + 1 + i));
   });

@@ -70,38 +70,57 @@ export function startCommand(command: string, args: string[], opts: CommandOptio
   return { stdout: () => stdout, stderr: () => stderr, kill: (s) => proc.kill(s ?? 'SIGTERM'), done };
 }
 
-/** What runOnTerminal does once the command shows a prompt. */
+/** Input runOnTerminal types: `text`, once the terminal has shown `when` (at once without it). */
+export interface TerminalStep {
+  when?: string | RegExp;
+  /** Done just before the text is typed (e.g. a file another process waits for). */
+  before?: () => void;
+  /** What is typed (end a line with `\r`, the terminal's Enter, or `\n`). */
+  text: string;
+}
+
+/** How runOnTerminal runs its command. */
 export interface TerminalOptions {
   env: NodeJS.ProcessEnv;
-  /** Output that means the command waits for input... */
-  prompt: string;
-  /** ...and what is then typed (end it with `\r`, the terminal's Enter). */
-  input: string;
+  /** Typed in order, each once the output so far shows its `when`. */
+  steps: TerminalStep[];
   /** script(1) is SIGKILLed after this long (default 60 s). */
   timeoutMs?: number;
 }
 
 /**
- * Runs a shell command on a pseudo-terminal of its own (script(1)), types `input` once its output
- * first contains `prompt`, and resolves with everything the terminal showed and script's exit
- * code, which `-e` makes the command's.
+ * Runs a shell command (sh) on a pseudo-terminal of its own (script(1)), types each step's text
+ * once the terminal shows what the step waits for, and resolves with everything the terminal
+ * showed and script's exit code, which `-e` makes the command's.
  */
 export function runOnTerminal(
   shellCmd: string,
   opts: TerminalOptions,
 ): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const p = spawn('script', ['-qec', shellCmd, '/dev/null'], { env: opts.env });
+    // script runs the command with $SHELL: the commands given here are sh.
+    const p = spawn('script', ['-qec', shellCmd, '/dev/null'], { env: { ...opts.env, SHELL: '/bin/sh' } });
     const bound = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     let out = '';
-    let typed = false;
+    let next = 0;
+    const type = () => {
+      for (let step = opts.steps[next]; step; step = opts.steps[next]) {
+        const shown =
+          step.when === undefined ||
+          (typeof step.when === 'string' ? out.includes(step.when) : step.when.test(out));
+        if (!shown) return;
+        step.before?.();
+        p.stdin.write(step.text);
+        next++;
+      }
+    };
+    // Typing into a command that already ended (EPIPE) is no failure: its output and code tell.
+    p.stdin.on('error', () => undefined);
     p.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      if (!typed && out.includes(opts.prompt)) {
-        typed = true;
-        p.stdin.write(opts.input);
-      }
+      type();
     });
+    type();
     p.on('exit', (code) => {
       clearTimeout(bound);
       resolve({ code, out });
