@@ -228,7 +228,7 @@ export const ShimState = z.object({
    * process. Use `attach` from @berth/shim on the same host; absent once the process stopped.
    */
   attachPath: z.string().optional(),
-  /** The monitor's control fifo: `1 <rows> <cols>\n` resizes the terminal, `2 0 0\n` reopens the log. */
+  /** The monitor's control fifo: `2 0 0\n` reopens the log; the terminal size goes to `winsz` beside it (see resizeTerminal). */
   ctlPath: z.string().optional(),
   createdAt: z.string().optional(),
   startedAt: z.string().optional(),

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attach, resizeTerminal } from './attach.js';
 import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
@@ -82,6 +84,33 @@ describe('attach (SOCK_SEQPACKET to conmon)', () => {
     await out.seen('size-33x77');
     await s.done;
     expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 3 });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it('resizes sent back to back: the terminal ends at the last size', async () => {
+    // A window dragged by its corner on a busy machine: sizes come faster than the monitor reads
+    // them. The monitor is stopped while three are sent, so it finds them all in one read.
+    const { id, st } = await created(['sh'], { terminal: true, stdin: true });
+    const out = collector();
+    const s = attach(st.attachPath!, { stdout: out.sink });
+    await w.client.start({ namespace: ns, id });
+    const monitor = Number(readFileSync(join(dirname(st.ctlPath!), 'conmon.pid'), 'utf8'));
+    process.kill(monitor, 'SIGSTOP');
+    try {
+      await resizeTerminal(st.ctlPath!, 30, 70);
+      await resizeTerminal(st.ctlPath!, 40, 80);
+      await resizeTerminal(st.ctlPath!, 50, 90);
+    } finally {
+      process.kill(monitor, 'SIGCONT');
+    }
+    // The terminal echoes the line typed: the quotes keep the marker out of that echo.
+    await s.write(
+      'for i in $(seq 100); do [ "$(stty size)" = "50 90" ] && break; sleep 0.05; done; echo "SIZE""IS" $(stty size); exit 0\n',
+    );
+    await out.seen('SIZEIS', 20_000);
+    await s.done;
+    expect(out.text()).toContain('SIZEIS 50 90');
+    expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 0 });
     await w.client.delete({ namespace: ns, id });
   });
 

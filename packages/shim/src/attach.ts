@@ -8,13 +8,15 @@
  * host C compiler) connects it, and reads and writes go through fs on the descriptor. Each packet
  * conmon sends starts with one byte naming the stream (2 stdout, 3 stderr); what the client sends is
  * the process's stdin, raw. A half-close (shutdown of the write side) makes conmon close the
- * process's stdin. Terminal size goes through conmon's control fifo (`1 <rows> <cols>\n`).
+ * process's stdin. Terminal size goes to conmon's
+ * window-size fifo (see resizeTerminal).
  *
  * A blocked read occupies one libuv threadpool thread per session (4 by default); fine for a CLI.
  */
 import { close, constants, read, write } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
 
 interface SeqpacketAddon {
@@ -162,7 +164,21 @@ export function attach(attachPath: string, sinks: AttachSinks): AttachSession {
   };
 }
 
-/** Sets the terminal size of a TTY process through its monitor's control fifo (ShimState.ctlPath). */
+/**
+ * The length of every size message: one read of conmon's fifo reader (199 bytes, a 200-byte buffer
+ * with its NUL). conmon up to 2.1.x (Debian 12 has 2.1.6) applies the first line of a read once per
+ * line it holds, so two sizes that reach it in one read set the first twice and the last never
+ * (fixed upstream in 2.2.0). A message of exactly one read's length is always read alone: the pipe
+ * keeps each write whole (under PIPE_BUF) and a read stops at 199 bytes. `%d` skips the padding.
+ */
+const SIZE_MESSAGE_LENGTH = 199;
+
+/**
+ * Sets the terminal size of a TTY process through its monitor (ShimState.ctlPath names the
+ * monitor's control fifo; the size goes to its sibling `winsz`, the fifo conmon's own control
+ * reader forwards sizes to). Not through `ctl`: conmon forwards each size it reads there to `winsz`
+ * and may then read two of them at once there, which the padding below cannot prevent.
+ */
 export async function resizeTerminal(ctlPath: string, rows: number, cols: number): Promise<void> {
   if (
     !Number.isInteger(rows) ||
@@ -174,17 +190,19 @@ export async function resizeTerminal(ctlPath: string, rows: number, cols: number
   ) {
     throw new BerthError(Code.INVALID_ARGUMENT, `invalid terminal size ${rows}x${cols} (1..1000 each)`);
   }
+  const fifo = join(dirname(ctlPath), 'winsz');
   let fh: Awaited<ReturnType<typeof open>>;
   try {
-    fh = await open(ctlPath, constants.O_WRONLY | constants.O_NONBLOCK);
+    // conmon keeps the fifo's read end open while it runs: non-blocking open fails fast otherwise.
+    fh = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new BerthError(
       Code.FAILED_PRECONDITION,
-      `the monitor is not listening on ${ctlPath}: ${(err as Error).message}`,
+      `the monitor is not listening on ${fifo}: ${(err as Error).message}`,
     );
   }
   try {
-    await fh.write(`1 ${rows} ${cols}\n`);
+    await fh.write(`${rows} ${cols}\n`.padStart(SIZE_MESSAGE_LENGTH, ' '));
   } finally {
     await fh.close();
   }

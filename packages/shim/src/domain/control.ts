@@ -9,7 +9,7 @@ import {
   type ShimTaskRef,
   type ShimUpdateRequest,
 } from '@berth/api';
-import { closeAttachStdin } from '../attach.js';
+import { closeAttachStdin, resizeTerminal } from '../attach.js';
 import { readCriStreams } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
@@ -18,8 +18,7 @@ import { execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
 import { procKey } from './util.js';
 
-/** conmon's control-fifo message types. */
-const CTL_RESIZE = 1;
+/** conmon's control-fifo message type that reopens the log (sizes go to its `winsz` fifo). */
 const CTL_REOPEN_LOG = 2;
 
 /**
@@ -95,7 +94,7 @@ export class TaskControl {
     if (!rec.terminal) {
       throw new BerthError(Code.FAILED_PRECONDITION, `"${req.execId ?? req.id}" has no terminal to resize`);
     }
-    await this.writeCtl(rec, `${CTL_RESIZE} ${req.rows} ${req.cols}\n`);
+    await resizeTerminal(this.ctlPath(rec), req.rows, req.cols);
   }
 
   /**
