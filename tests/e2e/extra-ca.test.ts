@@ -4,7 +4,6 @@
 // through the variable), and every process `berth up` starts gets the variable back.
 
 import { readFileSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connectNats } from '@berth/kit';
 import { makeTestPki, startNats, startRedis, type TestPki, type TestServer } from '@berth/testing';
@@ -14,6 +13,7 @@ import {
   type IsolatedEnv,
   isolatedEnv,
   type RunningImageService,
+  removeIsolatedEnv,
   runBerth,
   startImageService,
 } from '../harness/index.js';
@@ -63,8 +63,7 @@ describe('berth through its launcher, on a TLS NATS whose CA only NODE_EXTRA_CA_
     await svc?.stop();
     await nc?.close();
     await Promise.all([nats?.stop(), redis?.stop()]);
-    // No stack owns this installation (a stack's stop removes its own): plain files only.
-    if (inst) await rm(inst.root, { recursive: true, force: true });
+    await removeIsolatedEnv(inst);
   });
 
   const images = (env: NodeJS.ProcessEnv, launcher = true) =>

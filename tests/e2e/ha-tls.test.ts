@@ -2,7 +2,6 @@
 // `berth` talk TLS to a three-server NATS cluster and to Redis under Sentinel (TLS too), with a
 // CA made for this run. The NATS server the image-service uses is SIGKILLed, then the Redis
 // primary; the image pulled before both is still listed, and pulls go on.
-import { rm } from 'node:fs/promises';
 import { busyboxTar, makeImage, makeLayer, uploadImage } from '@berth/image-service/testing';
 import { connectNats, keys } from '@berth/kit';
 import {
@@ -21,6 +20,7 @@ import {
   type IsolatedEnv,
   isolatedEnv,
   type RunningImageService,
+  removeIsolatedEnv,
   runBerth,
   startImageService,
 } from '../harness/index.js';
@@ -70,8 +70,7 @@ afterAll(async () => {
   await nc?.close();
   await Promise.all([cluster?.stop(), set?.stop(), registry?.stop()]);
   await pki?.remove();
-  // No stack owns this installation (a stack's stop removes its own): plain files only.
-  if (inst) await rm(inst.root, { recursive: true, force: true });
+  await removeIsolatedEnv(inst);
 });
 
 /** The cluster member whose /connz lists a connection named `name`. */

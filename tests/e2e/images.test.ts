@@ -3,7 +3,7 @@
 // task-service process answers rmi's in-use check (no snapshot-service: unpacking fails here).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TaskApi } from '@berth/api';
 import {
@@ -21,7 +21,14 @@ import { call } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, type IsolatedEnv, isolatedEnv, REPO_ROOT, runBerth } from '../harness/index.js';
+import {
+  BERTH_BIN,
+  type IsolatedEnv,
+  isolatedEnv,
+  REPO_ROOT,
+  removeIsolatedEnv,
+  runBerth,
+} from '../harness/index.js';
 import { until } from './containers-stack.js';
 
 const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
@@ -100,8 +107,7 @@ afterAll(async () => {
   await svc?.kill();
   await nc?.close();
   await Promise.all([nats?.stop(), redis?.stop(), registry?.stop(), secure?.stop()]);
-  // No stack owns this installation (a stack's stop removes its own): plain files only.
-  if (inst) await rm(inst.root, { recursive: true, force: true });
+  await removeIsolatedEnv(inst);
 });
 
 describe('berth image commands', () => {

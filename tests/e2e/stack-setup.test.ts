@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { freePort, startNats, startRedis, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, isolatedEnv, runBerth, which } from '../harness/berth.js';
+import { BERTH_BIN, isolatedEnv, removeIsolatedEnv, runBerth, which } from '../harness/berth.js';
 import { alive, makeStack, readStackState, startStack, waitFor } from '../harness/stack.js';
 
 describe('berth up with NATS and Redis URLs configured', () => {
@@ -78,7 +78,7 @@ describe('berth up prerequisites', () => {
       expect(r.stderr.trim().split('\n')).toEqual(['berth up: runc not found: apt-get install runc']);
       expect(readStackState(iso.runRoot)).toBeUndefined();
     } finally {
-      rmSync(iso.root, { recursive: true, force: true });
+      await removeIsolatedEnv(iso);
     }
   });
 
@@ -99,7 +99,7 @@ describe('berth up prerequisites', () => {
       expect(existsSync(join(iso.runRoot, 'supervisor.sock'))).toBe(false);
     } finally {
       squatter.close();
-      rmSync(iso.root, { recursive: true, force: true });
+      await removeIsolatedEnv(iso);
     }
   });
 });
@@ -190,7 +190,7 @@ describe('berth up --foreground', () => {
       if (proc && proc.exitCode === null) {
         await runBerth(['down'], { env: iso.env });
       }
-      rmSync(iso.root, { recursive: true, force: true });
+      await removeIsolatedEnv(iso);
     }
   });
 });

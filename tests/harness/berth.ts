@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type TestCniNetwork, tempDir, testCniNetwork } from '@berth/testing';
@@ -77,6 +78,16 @@ export async function isolatedEnv(opts: { config?: Record<string, unknown>; env?
     ...opts.env,
   });
   return { root, stateRoot, runRoot, configFile, cni, nodeId, env } satisfies IsolatedEnv;
+}
+
+/**
+ * Removes an installation no stack owns (a stack's stop removes its own): its CNI bridge, if one
+ * was made, and its temp root. Services run in it must be stopped first.
+ */
+export async function removeIsolatedEnv(iso: IsolatedEnv | undefined): Promise<void> {
+  if (!iso) return;
+  await iso.cni.close();
+  await rm(iso.root, { recursive: true, force: true });
 }
 
 /**
