@@ -1,7 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hostLayout } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { taskPaths } from './domain/paths.js';
 import {
   bindRootfs,
   codeOf,
@@ -15,12 +17,20 @@ import {
 const ns = 'control';
 let w: ShimWorld;
 
+// The agent starts under umask 000, as from a careless shell: what it and conmon make must still
+// be writable by their owner only (checked on the exit and OOM files and the logs below).
+let umask: number;
 beforeAll(async () => {
+  umask = process.umask(0);
   w = await startWorld();
 });
 afterAll(async () => {
+  process.umask(umask);
   await w?.close();
 });
+
+/** A file's permission bits. */
+const modeOf = (path: string) => statSync(path).mode & 0o777;
 
 async function running(args: string[], opts: { memoryLimit?: number; ready?: string } = {}) {
   const id = newId();
@@ -184,6 +194,8 @@ describe('control of a live task', () => {
       ['sh', '-c', 'echo ready; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.05; done'],
       { ready: 'ready' },
     );
+    // containerd's mode: a log collector in the file's group reads it (conmon 2.1.6 makes 0600).
+    expect(modeOf(st.logPath!)).toBe(0o640);
     const rotated = `${st.logPath}.1`;
     await rename(st.logPath!, rotated);
     await w.client['reopen-log']({ namespace: ns, id });
@@ -198,6 +210,9 @@ describe('control of a live task', () => {
     }
     expect(await readFile(rotated, 'utf8')).toContain('ready');
     expect(fresh).not.toContain(' ready');
+    // conmon's file, renamed over the one the call made: the same mode as the first.
+    expect(modeOf(st.logPath!)).toBe(0o640);
+    expect(existsSync(`${st.logPath}.tmp`)).toBe(false);
     await finish(id);
   });
 
@@ -209,6 +224,11 @@ describe('control of a live task', () => {
     const exit = await w.client.wait({ namespace: ns, id });
     expect(exit).toMatchObject({ exitCode: 137, reason: 'OOMKilled' });
     expect(await w.nextExit((e) => e.id === id)).toMatchObject({ reason: 'OOMKilled' });
+    // What conmon wrote, which the exit is read from: nobody but root may change it.
+    const persist = taskPaths(hostLayout({ stateRoot: w.stateRoot, runRoot: w.runRoot }), ns, id);
+    for (const f of [persist.exitFile, persist.oomFile, persist.persistDir]) {
+      expect(modeOf(f) & 0o022, f).toBe(0);
+    }
     await w.client.delete({ namespace: ns, id });
   });
 

@@ -1,4 +1,5 @@
 import { access, constants } from 'node:fs/promises';
+import { isMainThread } from 'node:worker_threads';
 import { BERTH_VERSION, ShimApi } from '@berth/api';
 import {
   call,
@@ -18,6 +19,10 @@ import { createHandlers } from './service.js';
 
 /** Sets the shim agent up on connections already made: its process main and a co-hosted one call it. */
 export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof ShimApi>> {
+  // conmon and runc inherit the umask. Under a loose one (000, a shell's or a supervisor's), a
+  // task's exit file (its code, and the OOM marker) and the directories around it would be
+  // writable by every local user, who could forge a container's exit. Write for the owner only.
+  if (isMainThread) process.umask(process.umask(0o022) | 0o022);
   const agent = new ShimAgent({
     redis: ctx.redis,
     node: ctx.node,

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import {
   BerthError,
   Code,
@@ -13,6 +13,7 @@ import { closeAttachStdin, resizeTerminal } from '../attach.js';
 import { readCriStreams } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
+import { prepareLogReopen, touchLog } from './files.js';
 import type { ShimHost } from './host.js';
 import { execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
@@ -101,11 +102,17 @@ export class TaskControl {
    * Asks conmon to reopen the log file (after it was rotated away). conmon does it after this
    * answers; the file is made here first (conmon then renames its own over it), so a caller finds
    * the new log at its path once the call returned, as containerd's synchronous reopen leaves it.
+   * The file conmon renames is made here too, so the new log has LOG_MODE as the first one.
    */
   async reopenLog(ref: ShimTaskRef): Promise<void> {
     const rec = await this.host.mustAllow(ref, 'reopen-log');
-    if (rec.logPath) await (await open(rec.logPath, 'a', 0o640)).close();
-    await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
+    if (rec.logPath) await Promise.all([touchLog(rec.logPath), prepareLogReopen(rec.logPath)]);
+    try {
+      await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
+    } catch (err) {
+      if (rec.logPath) await rm(`${rec.logPath}.tmp`, { force: true });
+      throw err;
+    }
   }
 
   /**

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 /** Writes a file whole or not at all: a temp name in the same directory, then rename. */
@@ -27,6 +27,31 @@ export function writeAtomicNow(path: string, data: string, mode = 0o600): void {
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * The mode of a container's log, as containerd makes it: its owner writes, its group reads (a log
+ * collector in that group). conmon before 2.1.13 makes the logs it creates 0600 but keeps the mode
+ * of a file that is there: the shim makes them first.
+ */
+export const LOG_MODE = 0o640;
+
+/** Makes a log file of LOG_MODE where none is; an existing one is left as it is. */
+export async function touchLog(path: string): Promise<void> {
+  await (await open(path, 'a', LOG_MODE)).close();
+}
+
+/**
+ * Makes the file conmon reopens a log into (`<log>.tmp`, which it truncates and renames over the
+ * log) with LOG_MODE, whatever a crashed monitor left there before.
+ */
+export async function prepareLogReopen(path: string): Promise<void> {
+  const fh = await open(`${path}.tmp`, 'w', LOG_MODE);
+  try {
+    await fh.chmod(LOG_MODE);
+  } finally {
+    await fh.close();
   }
 }
 

@@ -11,7 +11,7 @@ import { removeAttachLink } from './attach-links.js';
 import { containerFilesDir, writeContainerFiles } from './container-files.js';
 import { mountShareableShm } from './container-shm.js';
 import type { ExitRecorder } from './exit-recorder.js';
-import { writeAtomic, writeAtomicNow } from './files.js';
+import { touchLog, writeAtomic, writeAtomicNow } from './files.js';
 import type { ShimHost } from './host.js';
 import { applyCapabilities, applyUser } from './identity/index.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
@@ -134,7 +134,8 @@ export async function createTask(
         // never races a step still under way.
         const steps = await Promise.allSettled([
           writeAtomic(p.config, JSON.stringify(spec)),
-          mkdir(dirname(logPath), { recursive: true }),
+          // Made before conmon opens it, so it has LOG_MODE (see files.ts).
+          mkdir(dirname(logPath), { recursive: true }).then(() => touchLog(logPath)),
           mkdir(p.socketDir, { recursive: true }),
           exits.watchNamespace(ns).then(() => rm(join(p.exitDir, id), { force: true })),
           rm(p.persistDir, { recursive: true, force: true }).then(() =>
