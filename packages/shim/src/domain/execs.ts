@@ -1,5 +1,5 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { BerthError, Code, type ShimState, type ShimTaskRef } from '@berth/api';
+import { BerthError, Code, type ShimState, type ShimTaskRef, toBerthError } from '@berth/api';
 import { withSpan } from '@berth/kit/tracing';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
@@ -163,7 +163,13 @@ export class ExecProcesses {
       const pid = await withSpan('runc exec', runcAttrs, async (span) => {
         try {
           start.write('1');
-          const msg = await mon.sync.next(this.host.createTimeoutMs);
+          const msg = await mon.sync.next(this.host.createTimeoutMs).catch((err: unknown) => {
+            // conmon went away without a report: the runtime failed without a word (killed, or
+            // conmon 2.2.0-2.2.1, which report no failed `runc exec`). A failed start as any
+            // other, so the exec ends with an exit instead of staying created with no pid.
+            if (toBerthError(err).code !== Code.INTERNAL) throw err;
+            return { data: -1, message: (err as Error).message };
+          });
           span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
           if (msg.data <= 0) {
             const err = runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
