@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { taskPaths } from './domain/paths.js';
+import { oomKillsOf } from './runtime/cgroups.js';
 import {
   bindRootfs,
   codeOf,
@@ -224,6 +225,9 @@ describe('control of a live task', () => {
     const exit = await w.client.wait({ namespace: ns, id });
     expect(exit).toMatchObject({ exitCode: 137, reason: 'OOMKilled' });
     expect(await w.nextExit((e) => e.id === id)).toMatchObject({ reason: 'OOMKilled' });
+    // The cgroup's own count, read when conmon wrote no marker (conmon on a v2 host with a v1
+    // hierarchy also mounted): here, on this host's cgroups, it saw the kill too.
+    expect(await oomKillsOf(`/berth-test/${w.node}/${id}`)).toBeGreaterThan(0);
     // What conmon wrote, which the exit is read from: nobody but root may change it.
     const persist = taskPaths(hostLayout({ stateRoot: w.stateRoot, runRoot: w.runRoot }), ns, id);
     for (const f of [persist.exitFile, persist.oomFile, persist.persistDir]) {

@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { BerthError, Code, type ShimTaskRef, type ShimWaitReply, type TaskExit } from '@berth/api';
 import { inTraceOf, linkedSpan, traceIdOfTraceparent, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
+import { oomKillsOf } from '../runtime/cgroups.js';
 import { DirWatcher, readIntFile } from '../runtime/monitor.js';
 import { hasShareableShm, unmountShareableShm } from './container-shm.js';
 import { exists, mtimeOf } from './files.js';
@@ -102,10 +104,14 @@ export class ExitRecorder {
           !execId && exists(tp.legacyOomFile),
           mtimeOf(file),
         ]);
+        // conmon's marker, else the cgroup's own count: conmon up to 2.2.1 watches the wrong file
+        // on a cgroup v2 host that also mounts a v1 hierarchy (it takes the first line of
+        // /proc/<pid>/cgroup, a v1 one there) and never writes the marker.
+        const oomKilled = oom || oldOom || (!execId && (await cgroupSawOom(tp.config)));
         recorded = await this.host.store.recordExit(ns, id, execId, {
           exitCode: code,
           exitedAt: mtime ?? new Date().toISOString(),
-          ...(oom || oldOom ? { reason: 'OOMKilled' } : {}),
+          ...(oomKilled ? { reason: 'OOMKilled' } : {}),
         });
         if (execId) this.unwatchExec(ns, id, execId);
       }
@@ -255,5 +261,20 @@ export class ExitRecorder {
     for (const w of this.execWatchers.values()) w.close();
     this.nsWatchers.clear();
     this.execWatchers.clear();
+  }
+}
+
+/**
+ * Whether the OOM killer ended a process in the cgroup of the task whose bundle config is at
+ * `config` (read before `runc delete` removes the cgroup). False when either cannot be read.
+ */
+async function cgroupSawOom(config: string): Promise<boolean> {
+  try {
+    // Inline: a few KiB in the page cache, less than a thread-pool trip on the exit's path.
+    const spec = JSON.parse(readFileSync(config, 'utf8')) as { linux?: { cgroupsPath?: unknown } };
+    const path = spec.linux?.cgroupsPath;
+    return typeof path === 'string' && ((await oomKillsOf(path)) ?? 0) > 0;
+  } catch {
+    return false;
   }
 }

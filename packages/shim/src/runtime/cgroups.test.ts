@@ -3,7 +3,14 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cgroupVersion, parseMountinfo, parseProcCgroup, readV1Stats, readV2Stats } from './cgroups.js';
+import {
+  cgroupVersion,
+  oomKillsOf,
+  parseMountinfo,
+  parseProcCgroup,
+  readV1Stats,
+  readV2Stats,
+} from './cgroups.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -48,6 +55,32 @@ describe('cgroup discovery', () => {
 
   it('detects the version runc uses on this host', async () => {
     expect([1, 2]).toContain(await cgroupVersion());
+  });
+});
+
+describe('OOM kills of a cgroup by its spec path', () => {
+  // A v2 host that also mounts a named v1 hierarchy (conmon up to 2.2.1 then reads the wrong
+  // cgroup), and a v1 host: the count comes from the spec's path under each one's mount.
+  it('reads oom_kill of memory.events on v2, of memory.oom_control on v1', async () => {
+    const v2 = await files('oom-v2/kubepods/pod1/c1', {
+      'memory.events': 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n',
+    });
+    const v2root = join(v2, '..', '..', '..');
+    const v2info = [
+      `40 1 0:40 / ${v2root} rw,nosuid - cgroup2 cgroup2 rw`,
+      '41 1 0:41 / /run/named rw - cgroup cgroup rw,name=berthaudit',
+    ].join('\n');
+    expect(await oomKillsOf('/kubepods/pod1/c1', { version: 2, mountinfo: v2info })).toBe(1);
+    expect(await oomKillsOf('/kubepods/pod1/gone', { version: 2, mountinfo: v2info })).toBeUndefined();
+    expect(await oomKillsOf('kubepods/pod1/c1', { version: 2, mountinfo: v2info })).toBeUndefined();
+    const v1 = await files('oom-v1/memory/berth/ns/t1', {
+      'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n',
+    });
+    const v1info = [
+      `50 1 0:50 / ${join(v1, '..', '..', '..')} rw - cgroup cgroup rw,memory`,
+      '51 1 0:51 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw',
+    ].join('\n');
+    expect(await oomKillsOf('/berth/ns/t1', { version: 1, mountinfo: v1info })).toBe(2);
   });
 });
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code, type ShimStats } from '@berth/api';
@@ -164,6 +165,44 @@ export async function readV2Stats(dir: string): Promise<ShimStats> {
   const pidsMax = await readNum(join(dir, 'pids.max'));
   if (pidsMax !== undefined) stats.pids.limit = pidsMax;
   return stats;
+}
+
+/** Where the memory controller's hierarchy of this host is mounted, by version; read once. */
+let memoryRoot: Promise<{ version: 1 | 2; dir?: string }> | undefined;
+
+function memoryRootOf(version: 1 | 2, mountinfo: string): { version: 1 | 2; dir?: string } {
+  const mounts = parseMountinfo(mountinfo);
+  if (version === 2) return { version, dir: mounts.v2?.mountPoint };
+  return { version, dir: mounts.v1.find((x) => x.controllers.includes('memory'))?.mountPoint };
+}
+
+/**
+ * How many processes the kernel's OOM killer ended in the cgroup of an OCI spec's absolute
+ * `linux.cgroupsPath`, under the hierarchy's mount point as runc puts it (cgroupfs): `oom_kill`
+ * of memory.events on v2, of memory.oom_control on v1 (kernel 4.13 on). Undefined when the
+ * cgroup, or its count, is not there (gone with `runc delete`, a relative path). The file is read
+ * inline (a kernel-made file of a few lines: less than a thread-pool trip). `host` is for tests:
+ * the version and mountinfo text to use instead of this host's.
+ */
+export async function oomKillsOf(
+  cgroupsPath: string,
+  host?: { version: 1 | 2; mountinfo: string },
+): Promise<number | undefined> {
+  if (!cgroupsPath.startsWith('/')) return undefined;
+  const root = host
+    ? memoryRootOf(host.version, host.mountinfo)
+    : await (memoryRoot ??= Promise.all([cgroupVersion(), readFile('/proc/self/mountinfo', 'utf8')]).then(
+        ([version, info]) => memoryRootOf(version, info),
+      ));
+  if (!root.dir) return undefined;
+  const file = join(root.dir, cgroupsPath, root.version === 2 ? 'memory.events' : 'memory.oom_control');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return parseFlatKeyed(text).get('oom_kill');
 }
 
 /**
