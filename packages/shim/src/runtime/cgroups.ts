@@ -189,11 +189,10 @@ export async function oomKillsOf(
   host?: { version: 1 | 2; mountinfo: string },
 ): Promise<number | undefined> {
   if (!cgroupsPath.startsWith('/')) return undefined;
-  const root = host
-    ? memoryRootOf(host.version, host.mountinfo)
-    : await (memoryRoot ??= Promise.all([cgroupVersion(), readFile('/proc/self/mountinfo', 'utf8')]).then(
-        ([version, info]) => memoryRootOf(version, info),
-      ));
+  memoryRoot ??= Promise.all([cgroupVersion(), readFile('/proc/self/mountinfo', 'utf8')]).then(
+    ([version, info]) => memoryRootOf(version, info),
+  );
+  const root = host ? memoryRootOf(host.version, host.mountinfo) : await memoryRoot;
   if (!root.dir) return undefined;
   const file = join(root.dir, cgroupsPath, root.version === 2 ? 'memory.events' : 'memory.oom_control');
   let text: string;
