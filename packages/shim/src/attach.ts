@@ -165,13 +165,23 @@ export function attach(attachPath: string, sinks: AttachSinks): AttachSession {
 }
 
 /**
- * The length of every size message: one read of conmon's fifo reader (199 bytes, a 200-byte buffer
- * with its NUL). conmon up to 2.1.x (Debian 12 has 2.1.6) applies the first line of a read once per
- * line it holds, so two sizes that reach it in one read set the first twice and the last never
- * (fixed upstream in 2.2.0). A message of exactly one read's length is always read alone: the pipe
- * keeps each write whole (under PIPE_BUF) and a read stops at 199 bytes. `%d` skips the padding.
+ * The length of every message berth sends conmon's fifos (`ctl`, `winsz`): one read of conmon's
+ * fifo reader (199 bytes, a 200-byte buffer with its NUL). conmon up to 2.1.x (Debian 12 has 2.1.6)
+ * applies the first line of a read once per line it holds, so two sizes that reach it in one read
+ * set the first twice and the last never (fixed upstream in 2.2.0); and both fifos' readers share
+ * that buffer, so a line left half-read on one would be completed by the other's bytes. A message
+ * of exactly one read's length is always read alone and whole: the pipe keeps each write whole
+ * (under PIPE_BUF) and a read stops at 199 bytes. conmon's `%d` skips the leading spaces.
  */
-const SIZE_MESSAGE_LENGTH = 199;
+const FIFO_MESSAGE_LENGTH = 199;
+
+/** `line` (ending in a newline) as one whole read of conmon's fifo reader. */
+export function conmonFifoMessage(line: string): string {
+  if (!line.endsWith('\n') || line.length > FIFO_MESSAGE_LENGTH) {
+    throw new Error(`not a conmon fifo line: ${JSON.stringify(line)}`);
+  }
+  return line.padStart(FIFO_MESSAGE_LENGTH, ' ');
+}
 
 /**
  * Sets the terminal size of a TTY process through its monitor (ShimState.ctlPath names the
@@ -202,7 +212,7 @@ export async function resizeTerminal(ctlPath: string, rows: number, cols: number
     );
   }
   try {
-    await fh.write(`${rows} ${cols}\n`.padStart(SIZE_MESSAGE_LENGTH, ' '));
+    await fh.write(conmonFifoMessage(`${rows} ${cols}\n`));
   } finally {
     await fh.close();
   }

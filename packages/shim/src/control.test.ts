@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -215,6 +216,26 @@ describe('control of a live task', () => {
     expect(modeOf(st.logPath!)).toBe(0o640);
     expect(existsSync(`${st.logPath}.tmp`)).toBe(false);
     await finish(id);
+  });
+
+  it('a log path that is a FIFO is refused at create, naming it, and nothing is left', async () => {
+    // conmon would block opening it for writing until a reader came; the create answers at once.
+    const fifo = join(w.stateRoot, '..', `fifo-${newId()}.log`);
+    execFileSync('mkfifo', [fifo]);
+    const id = newId();
+    const spec = await makeSpec(['true'], { cgroupsPath: `/berth-test/${w.node}/${id}` });
+    await expect(
+      w.client.create({
+        namespace: ns,
+        id,
+        spec,
+        rootfs: bindRootfs(w.rootfs),
+        terminal: false,
+        stdin: false,
+        logPath: fifo,
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(fifo) });
+    expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
   });
 
   it('a task killed by the OOM killer exits 137 with reason OOMKilled', async () => {

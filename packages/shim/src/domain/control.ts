@@ -9,7 +9,7 @@ import {
   type ShimTaskRef,
   type ShimUpdateRequest,
 } from '@berth/api';
-import { closeAttachStdin, resizeTerminal } from '../attach.js';
+import { closeAttachStdin, conmonFifoMessage, resizeTerminal } from '../attach.js';
 import { readCriStreams } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
@@ -83,7 +83,7 @@ export class TaskControl {
       );
     }
     try {
-      await fh.write(line);
+      await fh.write(conmonFifoMessage(line));
     } finally {
       await fh.close();
     }
@@ -106,11 +106,13 @@ export class TaskControl {
    */
   async reopenLog(ref: ShimTaskRef): Promise<void> {
     const rec = await this.host.mustAllow(ref, 'reopen-log');
-    if (rec.logPath) await Promise.all([touchLog(rec.logPath), prepareLogReopen(rec.logPath)]);
+    if (!rec.logPath) return this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
+    await touchLog(rec.logPath);
+    await prepareLogReopen(rec.logPath);
     try {
       await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
     } catch (err) {
-      if (rec.logPath) await rm(`${rec.logPath}.tmp`, { force: true });
+      await rm(`${rec.logPath}.tmp`, { force: true });
       throw err;
     }
   }

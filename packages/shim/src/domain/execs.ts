@@ -163,11 +163,15 @@ export class ExecProcesses {
       const pid = await withSpan('runc exec', runcAttrs, async (span) => {
         try {
           start.write('1');
-          const msg = await mon.sync.next(this.host.createTimeoutMs).catch((err: unknown) => {
+          const msg = await mon.sync.next(this.host.createTimeoutMs).catch(async (err: unknown) => {
             // conmon went away without a report: the runtime failed without a word (killed, or
             // conmon 2.2.0-2.2.1, which report no failed `runc exec`). A failed start as any
             // other, so the exec ends with an exit instead of staying created with no pid.
             if (toBerthError(err).code !== Code.INTERNAL) throw err;
+            // If runc did start it (its pid file is there) and conmon died after, the process runs
+            // with nobody to record its exit or hold its output: it must not outlive this start.
+            const orphan = await readIntFile(execPaths(this.host.layout, ns, id, execId).pidFile);
+            if (orphan && orphan > 0) killMonitor(orphan);
             return { data: -1, message: (err as Error).message };
           });
           span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);

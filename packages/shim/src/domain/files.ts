@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { BerthError, Code } from '@berth/api';
 
 /** Writes a file whole or not at all: a temp name in the same directory, then rename. */
 export async function writeAtomic(path: string, data: string, mode = 0o600): Promise<void> {
@@ -37,21 +38,46 @@ export function writeAtomicNow(path: string, data: string, mode = 0o600): void {
  */
 export const LOG_MODE = 0o640;
 
-/** Makes a log file of LOG_MODE where none is; an existing one is left as it is. */
+/**
+ * Makes a log file of LOG_MODE where none is; an existing regular file is left as it is. Never
+ * waits: a FIFO at the path fails the open (no reader) or the check (a reader), INVALID_ARGUMENT.
+ */
 export async function touchLog(path: string): Promise<void> {
-  await (await open(path, 'a', LOG_MODE)).close();
+  const fh = await open(
+    path,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NONBLOCK,
+    LOG_MODE,
+  ).catch((err: NodeJS.ErrnoException) => {
+    throw new BerthError(
+      err.code === 'ENXIO' || err.code === 'EISDIR' ? Code.INVALID_ARGUMENT : Code.FAILED_PRECONDITION,
+      `cannot open the log ${path}: ${err.message}`,
+    );
+  });
+  try {
+    if (!(await fh.stat()).isFile()) {
+      throw new BerthError(Code.INVALID_ARGUMENT, `the log ${path} is not a regular file`);
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
  * Makes the file conmon reopens a log into (`<log>.tmp`, which it truncates and renames over the
- * log) with LOG_MODE, whatever a crashed monitor left there before.
+ * log) new, with LOG_MODE: whatever was at that name goes first, and the file is made with
+ * O_EXCL, so a link put there is never followed.
  */
 export async function prepareLogReopen(path: string): Promise<void> {
-  const fh = await open(`${path}.tmp`, 'w', LOG_MODE);
+  const tmp = `${path}.tmp`;
   try {
-    await fh.chmod(LOG_MODE);
-  } finally {
-    await fh.close();
+    await rm(tmp, { force: true });
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+    await (await open(tmp, flags, LOG_MODE)).close();
+  } catch (err) {
+    throw new BerthError(
+      Code.FAILED_PRECONDITION,
+      `cannot make ${tmp} for the log's reopen: ${(err as Error).message}`,
+    );
   }
 }
 

@@ -37,7 +37,7 @@ export function runtimeFailure(what: string, text: string | undefined): BerthErr
   return new BerthError(code, `${what}: ${msg}`);
 }
 
-/** SIGKILLs a monitor by pid (a prepared exec that must not run); gone already is fine. */
+/** SIGKILLs a process by pid (a monitor, or an exec that must not run); gone already is fine. */
 export function killMonitor(pid: number | undefined): void {
   if (!pid || pid <= 0) return;
   try {

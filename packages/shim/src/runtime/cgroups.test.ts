@@ -59,28 +59,28 @@ describe('cgroup discovery', () => {
 });
 
 describe('OOM kills of a cgroup by its spec path', () => {
-  // A v2 host that also mounts a named v1 hierarchy (conmon up to 2.2.1 then reads the wrong
-  // cgroup), and a v1 host: the count comes from the spec's path under each one's mount.
-  it('reads oom_kill of memory.events on v2, of memory.oom_control on v1', async () => {
+  it('reads oom_kill of memory.events on v2, of memory.oom_control on v1, never outside the hierarchy', async () => {
     const v2 = await files('oom-v2/kubepods/pod1/c1', {
       'memory.events': 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n',
     });
-    const v2root = join(v2, '..', '..', '..');
-    const v2info = [
-      `40 1 0:40 / ${v2root} rw,nosuid - cgroup2 cgroup2 rw`,
-      '41 1 0:41 / /run/named rw - cgroup cgroup rw,name=berthaudit',
-    ].join('\n');
-    expect(await oomKillsOf('/kubepods/pod1/c1', { version: 2, mountinfo: v2info })).toBe(1);
-    expect(await oomKillsOf('/kubepods/pod1/gone', { version: 2, mountinfo: v2info })).toBeUndefined();
-    expect(await oomKillsOf('kubepods/pod1/c1', { version: 2, mountinfo: v2info })).toBeUndefined();
+    const v2dir = join(v2, '..', '..', '..');
+    expect(await oomKillsOf('/kubepods/pod1/c1', { version: 2, dir: v2dir })).toBe(1);
+    expect(await oomKillsOf('/kubepods/pod1/gone', { version: 2, dir: v2dir })).toBeUndefined();
+    expect(await oomKillsOf('kubepods/pod1/c1', { version: 2, dir: v2dir })).toBeUndefined();
     const v1 = await files('oom-v1/memory/berth/ns/t1', {
       'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n',
     });
-    const v1info = [
-      `50 1 0:50 / ${join(v1, '..', '..', '..')} rw - cgroup cgroup rw,memory`,
-      '51 1 0:51 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw',
-    ].join('\n');
-    expect(await oomKillsOf('/berth/ns/t1', { version: 1, mountinfo: v1info })).toBe(2);
+    const v1dir = join(v1, '..', '..', '..');
+    expect(await oomKillsOf('/berth/ns/t1', { version: 1, dir: v1dir })).toBe(2);
+    // A path climbing out is cleaned as runc cleans it: it stays below the hierarchy's root.
+    await files('oom-v1/decoy', { 'memory.oom_control': 'oom_kill 9\n' });
+    expect(await oomKillsOf('/../decoy', { version: 1, dir: v1dir })).toBeUndefined();
+    expect(await oomKillsOf('/../memory/berth/ns/t1', { version: 1, dir: v1dir })).toBeUndefined();
+  });
+
+  it("finds this host's hierarchy", async () => {
+    // A cgroup that does not exist: no count, whatever the host's version.
+    expect(await oomKillsOf(`/berth-test-absent-${process.pid}`)).toBeUndefined();
   });
 });
 

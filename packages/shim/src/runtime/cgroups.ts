@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { readFile, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { BerthError, Code, type ShimStats } from '@berth/api';
 
 /** statfs magic of a cgroup v2 filesystem. */
@@ -167,34 +167,51 @@ export async function readV2Stats(dir: string): Promise<ShimStats> {
   return stats;
 }
 
-/** Where the memory controller's hierarchy of this host is mounted, by version; read once. */
-let memoryRoot: Promise<{ version: 1 | 2; dir?: string }> | undefined;
+/** The memory controller's hierarchy as runc uses it: the version, and where it is mounted. */
+export interface MemoryHierarchy {
+  version: 1 | 2;
+  dir?: string;
+}
 
-function memoryRootOf(version: 1 | 2, mountinfo: string): { version: 1 | 2; dir?: string } {
-  const mounts = parseMountinfo(mountinfo);
-  if (version === 2) return { version, dir: mounts.v2?.mountPoint };
-  return { version, dir: mounts.v1.find((x) => x.controllers.includes('memory'))?.mountPoint };
+let memoryHierarchy: Promise<MemoryHierarchy> | undefined;
+
+/**
+ * This host's memory hierarchy, found once: /sys/fs/cgroup on v2 (runc's fixed unified mount
+ * point), the v1 hierarchy holding the memory controller otherwise (from mountinfo, as runc finds
+ * it). A failed look is not kept: the next call tries again.
+ */
+function hostMemoryHierarchy(): Promise<MemoryHierarchy> {
+  memoryHierarchy ??= (async (): Promise<MemoryHierarchy> => {
+    if ((await cgroupVersion()) === 2) return { version: 2, dir: '/sys/fs/cgroup' };
+    const mounts = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+    return { version: 1, dir: mounts.v1.find((x) => x.controllers.includes('memory'))?.mountPoint };
+  })().catch((err: unknown) => {
+    memoryHierarchy = undefined;
+    throw err;
+  });
+  return memoryHierarchy;
 }
 
 /**
  * How many processes the kernel's OOM killer ended in the cgroup of an OCI spec's absolute
- * `linux.cgroupsPath`, under the hierarchy's mount point as runc puts it (cgroupfs): `oom_kill`
- * of memory.events on v2, of memory.oom_control on v1 (kernel 4.13 on). Undefined when the
- * cgroup, or its count, is not there (gone with `runc delete`, a relative path). The file is read
- * inline (a kernel-made file of a few lines: less than a thread-pool trip). `host` is for tests:
- * the version and mountinfo text to use instead of this host's.
+ * `linux.cgroupsPath`, where runc puts it (cgroupfs: the path, cleaned as runc cleans it so it
+ * never leaves the hierarchy, under the hierarchy's mount): `oom_kill` of memory.events on v2, of
+ * memory.oom_control on v1 (kernel 4.13 on). Undefined when the cgroup, or its count, is not there
+ * (gone with `runc delete`, a relative path). The file is read inline (a kernel-made file of a few
+ * lines: less than a thread-pool trip). `hierarchy` is for tests; this host's otherwise.
  */
 export async function oomKillsOf(
   cgroupsPath: string,
-  host?: { version: 1 | 2; mountinfo: string },
+  hierarchy?: MemoryHierarchy,
 ): Promise<number | undefined> {
   if (!cgroupsPath.startsWith('/')) return undefined;
-  memoryRoot ??= Promise.all([cgroupVersion(), readFile('/proc/self/mountinfo', 'utf8')]).then(
-    ([version, info]) => memoryRootOf(version, info),
+  const h = hierarchy ?? (await hostMemoryHierarchy());
+  if (!h.dir) return undefined;
+  const file = join(
+    h.dir,
+    posix.join('/', cgroupsPath),
+    h.version === 2 ? 'memory.events' : 'memory.oom_control',
   );
-  const root = host ? memoryRootOf(host.version, host.mountinfo) : await memoryRoot;
-  if (!root.dir) return undefined;
-  const file = join(root.dir, cgroupsPath, root.version === 2 ? 'memory.events' : 'memory.oom_control');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
