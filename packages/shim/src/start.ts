@@ -22,7 +22,9 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Sh
   // conmon and runc inherit the umask. Under a loose one (000, a shell's or a supervisor's), a
   // task's exit file (its code, and the OOM marker) and the directories around it would be
   // writable by every local user, who could forge a container's exit. Write for the owner only.
-  if (isMainThread) process.umask(process.umask(0o022) | 0o022);
+  // Read by setting the strictest one meanwhile (a file made in between is only more private).
+  if (isMainThread) process.umask(process.umask(0o077) | 0o022);
+  else ctx.log.warn('a worker thread cannot set the umask: files it makes follow the process one');
   const agent = new ShimAgent({
     redis: ctx.redis,
     node: ctx.node,
