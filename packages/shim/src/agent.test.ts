@@ -7,6 +7,7 @@ import { parseCriLine, readCriStreams } from './cri-log.js';
 import {
   bindRootfs,
   codeOf,
+  createTask,
   makeSpec,
   newId,
   type ShimWorld,
@@ -25,16 +26,7 @@ afterAll(async () => {
 });
 
 async function run(args: string[], opts: { memoryLimit?: number } = {}) {
-  const id = newId();
-  const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, ...opts });
-  const created = await w.client.create({
-    namespace: ns,
-    id,
-    spec,
-    rootfs: bindRootfs(w.rootfs),
-    terminal: false,
-    stdin: false,
-  });
+  const { id, st: created } = await createTask(w, ns, args, { ...opts, start: false });
   return { id, created };
 }
 

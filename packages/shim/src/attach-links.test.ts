@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execPaths, taskPaths } from './domain/paths.js';
-import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+import { createTask, type ShimWorld, startWorld } from './testing/fixture.js';
 
 const ns = 'links';
 let w: ShimWorld;
@@ -23,18 +23,7 @@ const layout = () => hostLayout({ stateRoot: w.stateRoot, runRoot: w.runRoot });
 const links = () => readdir(socketDir).catch(() => [] as string[]);
 
 async function sleeper(): Promise<string> {
-  const id = newId();
-  const spec = await makeSpec(['sleep', '30'], { cgroupsPath: `/berth-test/${w.node}/${id}` });
-  await w.client.create({
-    namespace: ns,
-    id,
-    spec,
-    rootfs: bindRootfs(w.rootfs),
-    terminal: false,
-    stdin: false,
-  });
-  await w.client.start({ namespace: ns, id });
-  return id;
+  return (await createTask(w, ns, ['sleep', '30'])).id;
 }
 
 async function remove(id: string): Promise<void> {

@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { taskPaths } from './domain/paths.js';
 import { oomKillsOf } from './runtime/cgroups.js';
 import {
-  bindRootfs,
   codeOf,
+  createTask,
   makeSpec,
   newId,
   type ShimWorld,
@@ -35,18 +35,9 @@ afterAll(async () => {
 const modeOf = (path: string) => statSync(path).mode & 0o777;
 
 async function running(args: string[], opts: { memoryLimit?: number; ready?: string } = {}) {
-  const id = newId();
-  const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, ...opts });
-  await w.client.create({
-    namespace: ns,
-    id,
-    spec,
-    rootfs: bindRootfs(w.rootfs),
-    terminal: false,
-    stdin: false,
-  });
-  const st = await w.client.start({ namespace: ns, id });
-  if (opts.ready) await waitForLog(st.logPath!, opts.ready);
+  const { ready, ...rest } = opts;
+  const { id, st } = await createTask(w, ns, args, rest);
+  if (ready) await waitForLog(st.logPath!, ready);
   return { id, st };
 }
 
@@ -222,20 +213,11 @@ describe('control of a live task', () => {
     // conmon would block opening it for writing until a reader came; the create answers at once.
     const fifo = join(w.stateRoot, '..', `fifo-${newId()}.log`);
     execFileSync('mkfifo', [fifo]);
-    const id = newId();
-    const spec = await makeSpec(['true'], { cgroupsPath: `/berth-test/${w.node}/${id}` });
-    await expect(
-      w.client.create({
-        namespace: ns,
-        id,
-        spec,
-        rootfs: bindRootfs(w.rootfs),
-        terminal: false,
-        stdin: false,
-        logPath: fifo,
-      }),
-    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(fifo) });
-    expect(await codeOf(w.client.state({ namespace: ns, id }))).toBe('NOT_FOUND');
+    await expect(createTask(w, ns, ['true'], { logPath: fifo, start: false })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining(fifo),
+    });
+    expect((await w.client.list({})).tasks.filter((t) => t.logPath === fifo)).toEqual([]);
   });
 
   it('a task killed by the OOM killer exits 137 with reason OOMKilled', async () => {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
+import { createTask, type ShimWorld, startWorld } from './testing/fixture.js';
 
 const ns = 'silent';
 let w: ShimWorld;
@@ -30,17 +30,7 @@ afterAll(async () => {
 
 describe('exec start', () => {
   it('a runtime that fails without a word: the start fails, the exec ends StartFailed with 126', async () => {
-    const id = newId();
-    const spec = await makeSpec(['sleep', '1000'], { cgroupsPath: `/berth-test/${w.node}/${id}` });
-    await w.client.create({
-      namespace: ns,
-      id,
-      spec,
-      rootfs: bindRootfs(w.rootfs),
-      terminal: false,
-      stdin: false,
-    });
-    await w.client.start({ namespace: ns, id });
+    const { id } = await createTask(w, ns, ['sleep', '1000']);
     const execId = 'quiet';
     await w.client.exec({
       namespace: ns,

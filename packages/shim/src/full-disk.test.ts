@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
+import { createTask, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
 
 // A process that exits while the state root's disk is full keeps its exit code. conmon writes
 // its `exit` file to the persist dir before the exit dir and gives up at the first that fails:
@@ -45,17 +45,7 @@ const fillers = {
 
 describe('exits on a full state disk', () => {
   it('a task and an exec that exit while the disk is full keep their exit codes', async () => {
-    const id = newId();
-    const spec = await makeSpec(['sh', '-c', trapped(90)], { cgroupsPath: `/berth-test/${w.node}/${id}` });
-    await w.client.create({
-      namespace: ns,
-      id,
-      spec,
-      rootfs: bindRootfs(w.rootfs),
-      terminal: false,
-      stdin: false,
-    });
-    const st = await w.client.start({ namespace: ns, id });
+    const { id, st } = await createTask(w, ns, ['sh', '-c', trapped(90)]);
     await waitForLog(st.logPath as string, 'ready');
     await w.client.exec({
       namespace: ns,

@@ -10,14 +10,7 @@ import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { taskPaths } from './domain/paths.js';
-import {
-  bindRootfs,
-  makeSpec,
-  newId,
-  removeTestCgroups,
-  type ShimWorld,
-  startWorld,
-} from './testing/fixture.js';
+import { createTask, removeTestCgroups, type ShimWorld, startWorld } from './testing/fixture.js';
 
 const MEMORY = '/sys/fs/cgroup/memory';
 const ns = 'oomunseen';
@@ -51,21 +44,10 @@ describe.skipIf(!existsSync(join(MEMORY, 'cgroup.procs')))('an OOM kill conmon d
   });
 
   it('exits 137 with reason OOMKilled from the cgroup count, with no marker from conmon', async () => {
-    const id = newId();
     // dd allocates its 64 MiB block buffer, well over the 16 MiB limit.
-    const spec = await makeSpec(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], {
-      cgroupsPath: `/berth-test/${w.node}/${id}`,
+    const { id } = await createTask(w, ns, ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], {
       memoryLimit: 16 * 1024 * 1024,
     });
-    await w.client.create({
-      namespace: ns,
-      id,
-      spec,
-      rootfs: bindRootfs(w.rootfs),
-      terminal: false,
-      stdin: false,
-    });
-    await w.client.start({ namespace: ns, id });
     const exit = await w.client.wait({ namespace: ns, id });
     const p = taskPaths(hostLayout({ stateRoot: w.stateRoot, runRoot: w.runRoot }), ns, id);
     // conmon saw nothing (the case under test), and the exit still says what happened.

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCriLine } from './cri-log.js';
 import { monitorAlive } from './runtime/monitor.js';
-import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
+import { createTask, newId, type ShimWorld, startWorld, waitForLog } from './testing/fixture.js';
 
 const ns = 'recovery';
 let w: ShimWorld;
@@ -19,16 +19,7 @@ afterAll(async () => {
 async function gated(code: number) {
   const id = newId();
   const script = `echo ready; i=0; while [ ! -f /tmp/go-${id} ]; do i=$((i+1)); echo tick-$i; sleep 0.05; done; echo bye; exit ${code}`;
-  const spec = await makeSpec(['sh', '-c', script], { cgroupsPath: `/berth-test/${w.node}/${id}` });
-  await w.client.create({
-    namespace: ns,
-    id,
-    spec,
-    rootfs: bindRootfs(w.rootfs),
-    terminal: false,
-    stdin: false,
-  });
-  const st = await w.client.start({ namespace: ns, id });
+  const { st } = await createTask(w, ns, ['sh', '-c', script], { id });
   await waitForLog(st.logPath!, 'ready');
   const release = () => writeFile(join(w.rootfs, 'tmp', `go-${id}`), '');
   return { id, st, release };

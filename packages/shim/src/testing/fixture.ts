@@ -6,7 +6,7 @@ import { copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BerthError, Code, ShimApi, type TaskExit } from '@berth/api';
+import { BerthError, Code, ShimApi, type ShimState, type TaskExit } from '@berth/api';
 import {
   type Client,
   client as clientOf,
@@ -285,6 +285,31 @@ export function newId(): string {
 /** The rootfs mounts of a test task: a read-write bind of the shared busybox tree. */
 export function bindRootfs(rootfs: string) {
   return [{ type: 'bind', source: rootfs, options: ['rbind', 'rw'] }];
+}
+
+/**
+ * Creates a task of `args` (id `o.id` or a new one) in namespace `ns` on the world's busybox rootfs, in a test cgroup of
+ * its own (`o` as makeSpec's, and the task's `logPath`), without a terminal or stdin; starts it
+ * unless `start` is false. Returns its id and state.
+ */
+export async function createTask(
+  w: ShimWorld,
+  ns: string,
+  args: string[],
+  o: { id?: string; memoryLimit?: number; env?: string[]; logPath?: string; start?: boolean } = {},
+): Promise<{ id: string; st: ShimState }> {
+  const { id = newId(), logPath, start = true, ...specOptions } = o;
+  const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, ...specOptions });
+  const created = await w.client.create({
+    namespace: ns,
+    id,
+    spec,
+    rootfs: bindRootfs(w.rootfs),
+    terminal: false,
+    stdin: false,
+    ...(logPath ? { logPath } : {}),
+  });
+  return { id, st: start ? await w.client.start({ namespace: ns, id }) : created };
 }
 
 export const tmp = tmpdir;
