@@ -102,20 +102,11 @@ describe('task lifecycle on real runc under conmon', () => {
   });
 
   it('a negative oomScoreAdj (needs CAP_SYS_RESOURCE, absent here) is raised instead of failing create', async () => {
-    const id = newId();
-    const spec = await makeSpec(['cat', '/proc/self/oom_score_adj'], {
-      cgroupsPath: `/berth-test/${w.node}/${id}`,
+    const { id } = await createTask(w, ns, ['cat', '/proc/self/oom_score_adj'], {
+      editSpec: (spec) => {
+        (spec.process as Record<string, unknown>).oomScoreAdj = -500;
+      },
     });
-    (spec.process as Record<string, unknown>).oomScoreAdj = -500;
-    await w.client.create({
-      namespace: ns,
-      id,
-      spec,
-      rootfs: bindRootfs(w.rootfs),
-      terminal: false,
-      stdin: false,
-    });
-    await w.client.start({ namespace: ns, id });
     expect((await w.client.wait({ namespace: ns, id })).exitCode).toBe(0);
     const { stdout } = await readCriStreams((await w.client.state({ namespace: ns, id })).logPath!);
     const own = Number((await readFile('/proc/self/oom_score_adj', 'utf8')).trim());

@@ -8,8 +8,7 @@
  * host C compiler) connects it, and reads and writes go through fs on the descriptor. Each packet
  * conmon sends starts with one byte naming the stream (2 stdout, 3 stderr); what the client sends is
  * the process's stdin, raw. A half-close (shutdown of the write side) makes conmon close the
- * process's stdin. Terminal size goes to conmon's
- * window-size fifo (see resizeTerminal).
+ * process's stdin. Terminal size goes to conmon's window-size fifo (see resizeTerminal).
  *
  * A blocked read occupies one libuv threadpool thread per session (4 by default); fine for a CLI.
  */
@@ -176,11 +175,31 @@ export function attach(attachPath: string, sinks: AttachSinks): AttachSession {
 const FIFO_MESSAGE_LENGTH = 199;
 
 /** `line` (ending in a newline) as one whole read of conmon's fifo reader. */
-export function conmonFifoMessage(line: string): string {
+function conmonFifoMessage(line: string): string {
   if (!line.endsWith('\n') || line.length > FIFO_MESSAGE_LENGTH) {
     throw new Error(`not a conmon fifo line: ${JSON.stringify(line)}`);
   }
   return line.padStart(FIFO_MESSAGE_LENGTH, ' ');
+}
+
+/**
+ * Writes `line` to one of a monitor's fifos as one whole read (conmonFifoMessage). conmon keeps
+ * each fifo's read end open while it runs, so the non-blocking open fails at once when it does not:
+ * FAILED_PRECONDITION, `notListening` and the cause.
+ */
+export async function writeConmonFifo(fifo: string, line: string, notListening: string): Promise<void> {
+  const message = conmonFifoMessage(line);
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    throw new BerthError(Code.FAILED_PRECONDITION, `${notListening}: ${(err as Error).message}`);
+  }
+  try {
+    await fh.write(message);
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
@@ -201,21 +220,7 @@ export async function resizeTerminal(ctlPath: string, rows: number, cols: number
     throw new BerthError(Code.INVALID_ARGUMENT, `invalid terminal size ${rows}x${cols} (1..1000 each)`);
   }
   const fifo = join(dirname(ctlPath), 'winsz');
-  let fh: Awaited<ReturnType<typeof open>>;
-  try {
-    // conmon keeps the fifo's read end open while it runs: non-blocking open fails fast otherwise.
-    fh = await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
-  } catch (err) {
-    throw new BerthError(
-      Code.FAILED_PRECONDITION,
-      `the monitor is not listening on ${fifo}: ${(err as Error).message}`,
-    );
-  }
-  try {
-    await fh.write(conmonFifoMessage(`${rows} ${cols}\n`));
-  } finally {
-    await fh.close();
-  }
+  await writeConmonFifo(fifo, `${rows} ${cols}\n`, `the monitor is not listening on ${fifo}`);
 }
 
 /** Makes conmon close a process's stdin: attach and hang up at once. */

@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import {
   BerthError,
   Code,
@@ -9,7 +8,7 @@ import {
   type ShimTaskRef,
   type ShimUpdateRequest,
 } from '@berth/api';
-import { closeAttachStdin, conmonFifoMessage, resizeTerminal } from '../attach.js';
+import { closeAttachStdin, resizeTerminal, writeConmonFifo } from '../attach.js';
 import { readCriStreams } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
@@ -71,22 +70,12 @@ export class TaskControl {
       : taskPaths(this.host.layout, rec.namespace, rec.id).ctl;
   }
 
-  private async writeCtl(rec: ProcRecord, line: string): Promise<void> {
-    let fh: Awaited<ReturnType<typeof open>>;
-    try {
-      // conmon keeps the fifo's read end open while it runs: non-blocking open fails fast otherwise.
-      fh = await open(this.ctlPath(rec), constants.O_WRONLY | constants.O_NONBLOCK);
-    } catch (err) {
-      throw new BerthError(
-        Code.FAILED_PRECONDITION,
-        `the monitor of "${rec.execId ?? rec.id}" is not listening: ${(err as Error).message}`,
-      );
-    }
-    try {
-      await fh.write(conmonFifoMessage(line));
-    } finally {
-      await fh.close();
-    }
+  private writeCtl(rec: ProcRecord, line: string): Promise<void> {
+    return writeConmonFifo(
+      this.ctlPath(rec),
+      line,
+      `the monitor of "${rec.execId ?? rec.id}" is not listening`,
+    );
   }
 
   /** Sets the terminal size of a task or exec that has a TTY. */
@@ -106,13 +95,14 @@ export class TaskControl {
    */
   async reopenLog(ref: ShimTaskRef): Promise<void> {
     const rec = await this.host.mustAllow(ref, 'reopen-log');
-    if (!rec.logPath) return this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
-    await touchLog(rec.logPath);
-    await prepareLogReopen(rec.logPath);
+    if (rec.logPath) {
+      await touchLog(rec.logPath);
+      await prepareLogReopen(rec.logPath);
+    }
     try {
       await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
     } catch (err) {
-      await rm(`${rec.logPath}.tmp`, { force: true });
+      if (rec.logPath) await rm(`${rec.logPath}.tmp`, { force: true });
       throw err;
     }
   }

@@ -288,18 +288,27 @@ export function bindRootfs(rootfs: string) {
 }
 
 /**
- * Creates a task of `args` (id `o.id` or a new one) in namespace `ns` on the world's busybox rootfs, in a test cgroup of
- * its own (`o` as makeSpec's, and the task's `logPath`), without a terminal or stdin; starts it
- * unless `start` is false. Returns its id and state.
+ * Creates a task of `args` (id `o.id` or a new one) in namespace `ns` on the world's busybox
+ * rootfs, in a test cgroup of its own (`o` as makeSpec's, `editSpec` changing the spec made, and
+ * the task's `logPath`), without a terminal or stdin; starts it unless `start` is false. Returns
+ * its id and state.
  */
 export async function createTask(
   w: ShimWorld,
   ns: string,
   args: string[],
-  o: { id?: string; memoryLimit?: number; env?: string[]; logPath?: string; start?: boolean } = {},
+  o: {
+    id?: string;
+    memoryLimit?: number;
+    env?: string[];
+    editSpec?: (spec: Record<string, unknown>) => void;
+    logPath?: string;
+    start?: boolean;
+  } = {},
 ): Promise<{ id: string; st: ShimState }> {
-  const { id = newId(), logPath, start = true, ...specOptions } = o;
+  const { id = newId(), editSpec, logPath, start = true, ...specOptions } = o;
   const spec = await makeSpec(args, { cgroupsPath: `/berth-test/${w.node}/${id}`, ...specOptions });
+  editSpec?.(spec);
   const created = await w.client.create({
     namespace: ns,
     id,
