@@ -3,9 +3,10 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { freePort, startNats, startRedis, type TestServer } from '@berth/testing';
+import { startNats, startRedis, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, isolatedEnv, removeIsolatedEnv, runBerth, which } from '../harness/berth.js';
+import { freeLowPort } from '../harness/ports.js';
 import { alive, makeStack, readStackState, startStack, waitFor } from '../harness/stack.js';
 
 describe('berth up with NATS and Redis URLs configured', () => {
@@ -70,8 +71,8 @@ describe('berth up prerequisites', () => {
         env: {
           ...iso.env,
           PATH: bin,
-          BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
-          BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+          BERTH_EMBEDDED_NATS_PORT: String(await freeLowPort()),
+          BERTH_EMBEDDED_REDIS_PORT: String(await freeLowPort()),
         },
       });
       expect(r.code).toBe(1);
@@ -88,7 +89,7 @@ describe('berth up prerequisites', () => {
     await once(squatter, 'listening');
     const port = (squatter.address() as { port: number }).port;
     const iso = await isolatedEnv({
-      env: { BERTH_EMBEDDED_NATS_PORT: String(port), BERTH_EMBEDDED_REDIS_PORT: String(await freePort()) },
+      env: { BERTH_EMBEDDED_NATS_PORT: String(port), BERTH_EMBEDDED_REDIS_PORT: String(await freeLowPort()) },
     });
     try {
       const r = await runBerth(['up'], { env: iso.env });
@@ -111,7 +112,7 @@ describe('berth up with a NATS URL nobody answers', () => {
     const iso = await isolatedEnv({
       env: {
         BERTH_NATS_URL: `nats://127.0.0.1:${deadPort}`,
-        BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+        BERTH_EMBEDDED_REDIS_PORT: String(await freeLowPort()),
       },
     });
     const stack = makeStack(iso, { code: 0, stdout: '', stderr: '' });
@@ -133,8 +134,8 @@ describe('two berth up at once', () => {
   it('start one stack; both succeed', async () => {
     const iso = await isolatedEnv({
       env: {
-        BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
-        BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+        BERTH_EMBEDDED_NATS_PORT: String(await freeLowPort()),
+        BERTH_EMBEDDED_REDIS_PORT: String(await freeLowPort()),
       },
     });
     const stack = makeStack(iso, { code: 0, stdout: '', stderr: '' });
@@ -157,8 +158,8 @@ describe('berth up --foreground', () => {
   it('stays attached until Ctrl-C, then stops the whole stack', async () => {
     const iso = await isolatedEnv({
       env: {
-        BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
-        BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+        BERTH_EMBEDDED_NATS_PORT: String(await freeLowPort()),
+        BERTH_EMBEDDED_REDIS_PORT: String(await freeLowPort()),
       },
     });
     let proc: ChildProcess | undefined;

@@ -18,8 +18,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '@berth/testing';
 import { type IsolatedEnv, isolatedEnv, type RunResult, runBerth } from './berth.js';
+import { freeLowPort } from './ports.js';
 
 /** One process of the stack, as the supervisor's state file lists it. */
 export interface StackChild {
@@ -173,8 +173,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       env: {
         ...(opts.natsUrl ? { BERTH_NATS_URL: opts.natsUrl } : {}),
         ...(opts.redisUrl ? { BERTH_REDIS_URL: opts.redisUrl } : {}),
-        BERTH_EMBEDDED_NATS_PORT: String(await freePort()),
-        BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
+        // Below the ephemeral range: every outgoing connection of the tests running beside this
+        // one draws from that range, and could take a port between its pick and the bind.
+        BERTH_EMBEDDED_NATS_PORT: String(await freeLowPort()),
+        BERTH_EMBEDDED_REDIS_PORT: String(await freeLowPort()),
         ...opts.env,
       },
     });
@@ -187,7 +189,16 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     const stack = makeStack(iso, upResult);
     if (upResult.code === 0) return stack;
     await stack.stop();
+    // Taken before `berth up` looked (its own check says so), or after it looked and before the
+    // server bound it (the server's start-up fails on the bind).
     if (/port 127\.0\.0\.1:\d+ for the embedded .* is in use/.test(upResult.stderr)) continue;
+    if (
+      /embedded (nats|redis)-server exited during start-up[\s\S]*address already in use/i.test(
+        upResult.stderr,
+      )
+    ) {
+      continue;
+    }
     throw new Error(`berth up failed (exit ${upResult.code}):\n${upResult.stdout}\n${upResult.stderr}`);
   }
   throw new Error('berth up: could not find free ports for the embedded servers after 3 attempts');
