@@ -209,6 +209,33 @@ describe('control of a live task', () => {
     await finish(id);
   });
 
+  it('reopen-log answers once conmon switched files; two at once leave one 0640 log', async () => {
+    const { rename, readFile } = await import('node:fs/promises');
+    const { id, st } = await running(
+      ['sh', '-c', 'echo ready; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.02; done'],
+      { ready: 'ready' },
+    );
+    const log = st.logPath!;
+    for (let round = 1; round <= 3; round++) {
+      const rotated = `${log}.${round}`;
+      await rename(log, rotated);
+      // The kubelet reopens one container at a time; two callers at once must not race each
+      // other's `.tmp` (conmon would make its own, 0600 up to 2.1.12).
+      await Promise.all([
+        w.client['reopen-log']({ namespace: ns, id }),
+        w.client['reopen-log']({ namespace: ns, id }),
+      ]);
+      expect(existsSync(`${log}.tmp`)).toBe(false);
+      expect(modeOf(log)).toBe(0o640);
+      // conmon has closed the rotated file when the call answers: it takes no line after that.
+      const closed = await readFile(rotated, 'utf8');
+      const last = Number(/tick-(\d+)\n$/.exec(closed)?.[1] ?? 0);
+      await waitForLog(log, `tick-${last + 3}`);
+      expect(await readFile(rotated, 'utf8')).toBe(closed);
+    }
+    await finish(id);
+  });
+
   it('a log path that is a FIFO is refused at create, naming it, and nothing is left', async () => {
     // conmon would block opening it for writing until a reader came; the create answers at once.
     const fifo = join(w.stateRoot, '..', `fifo-${newId()}.log`);

@@ -12,7 +12,7 @@ import { closeAttachStdin, resizeTerminal, writeConmonFifo } from '../attach.js'
 import { readCriStreams } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
-import { prepareLogReopen, touchLog } from './files.js';
+import { prepareLogReopen, touchLog, watchGone } from './files.js';
 import type { ShimHost } from './host.js';
 import { execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
@@ -20,6 +20,9 @@ import { procKey } from './util.js';
 
 /** conmon's control-fifo message type that reopens the log (sizes go to its `winsz` fifo). */
 const CTL_REOPEN_LOG = 2;
+
+/** How long a reopen waits for conmon's rename (within the op's 5 s, so the error is this one's). */
+const REOPEN_WITHIN_MS = 2_000;
 
 /**
  * The operations on a live task beside its lifecycle: freeze and thaw, processes, cgroup stats,
@@ -88,23 +91,38 @@ export class TaskControl {
   }
 
   /**
-   * Asks conmon to reopen the log file (after it was rotated away). conmon does it after this
-   * answers; the file is made here first (conmon then renames its own over it), so a caller finds
-   * the new log at its path once the call returned, as containerd's synchronous reopen leaves it.
-   * The file conmon renames is made here too, so the new log has LOG_MODE as the first one.
+   * Asks conmon to reopen the log file (after it was rotated away) and answers once it has, as
+   * containerd's reopen does: a line the container writes after the call lands in the new file.
+   * The file conmon renames over the log (`<log>.tmp`) is made here first, so the new log has
+   * LOG_MODE as the first one; one reopen per process at a time, so a second one does not hand
+   * its .tmp to the first's rename and leave conmon making its own (0600 before conmon 2.1.13).
    */
-  async reopenLog(ref: ShimTaskRef): Promise<void> {
-    const rec = await this.host.mustAllow(ref, 'reopen-log');
-    if (rec.logPath) {
+  reopenLog(ref: ShimTaskRef): Promise<void> {
+    return this.host.serial(`reopen-log:${procKey(ref.namespace, ref.id, ref.execId)}`, async () => {
+      const rec = await this.host.mustAllow(ref, 'reopen-log');
+      const message = `${CTL_REOPEN_LOG} 0 0\n`;
+      if (!rec.logPath) return this.writeCtl(rec, message);
+      const tmp = `${rec.logPath}.tmp`;
       await touchLog(rec.logPath);
       await prepareLogReopen(rec.logPath);
-    }
-    try {
-      await this.writeCtl(rec, `${CTL_REOPEN_LOG} 0 0\n`);
-    } catch (err) {
-      if (rec.logPath) await rm(`${rec.logPath}.tmp`, { force: true });
-      throw err;
-    }
+      const renamed = watchGone(tmp, REOPEN_WITHIN_MS);
+      try {
+        await this.writeCtl(rec, message);
+      } catch (err) {
+        renamed.cancel();
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      if (await renamed.gone) return;
+      await rm(tmp, { force: true });
+      const alive = await monitorAlive(rec.monitorPid);
+      throw new BerthError(
+        alive ? Code.DEADLINE_EXCEEDED : Code.FAILED_PRECONDITION,
+        alive
+          ? `the monitor of "${rec.execId ?? rec.id}" did not reopen its log within ${REOPEN_WITHIN_MS} ms`
+          : `the monitor of "${rec.execId ?? rec.id}" exited before it reopened its log`,
+      );
+    });
   }
 
   /**

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { constants, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { open, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { constants, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { lstat, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
 
 /** Writes a file whole or not at all: a temp name in the same directory, then rename. */
@@ -79,6 +79,35 @@ export async function prepareLogReopen(path: string): Promise<void> {
       `cannot make ${tmp} for the log's reopen: ${(err as Error).message}`,
     );
   }
+}
+
+/**
+ * Watches for `path` to leave its directory (removed or renamed away, as conmon renames
+ * `<log>.tmp` over the log). The watch starts before this returns, so a caller starts it, then
+ * asks for the change; `gone` resolves true once the path is absent, false after `ms` without.
+ */
+export function watchGone(path: string, ms: number): { gone: Promise<boolean>; cancel(): void } {
+  const name = basename(path);
+  let finish: (gone: boolean) => void = () => undefined;
+  const gone = new Promise<boolean>((resolve) => {
+    finish = resolve;
+  });
+  const check = () =>
+    void lstat(path).then(
+      () => undefined,
+      () => finish(true),
+    );
+  const watcher = watch(dirname(path), { persistent: false }, (_event, changed) => {
+    if (changed === null || changed.toString() === name) check();
+  });
+  watcher.on('error', () => finish(false));
+  const timer = setTimeout(() => finish(false), ms);
+  const cancel = () => finish(false);
+  void gone.then(() => {
+    clearTimeout(timer);
+    watcher.close();
+  });
+  return { gone, cancel };
 }
 
 /** True when a path exists. */
