@@ -34,6 +34,14 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Sh
     conmon: serviceSetting(ctx.config, 'shim', 'conmon', z.string().startsWith('/'), '/usr/bin/conmon'),
     runc: serviceSetting(ctx.config, 'shim', 'runc', z.string().startsWith('/'), '/usr/sbin/runc'),
     logSync: serviceSetting(ctx.config, 'shim', 'logSync', z.boolean(), false),
+    // How long conmon may take to report runc's create or exec (an exec start waits less: its op's deadline).
+    createTimeoutMs: serviceSetting(
+      ctx.config,
+      'shim',
+      'runtimeTimeoutMs',
+      z.number().int().min(100),
+      60_000,
+    ),
   });
   // One agent per node: a second one would race the first on creates and exit files.
   const other = await call(ctx.nc, ShimApi, 'info', {}, { node: ctx.node, timeoutMs: 500 }).catch(

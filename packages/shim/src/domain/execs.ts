@@ -1,5 +1,13 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { BerthError, Code, type ShimState, type ShimTaskRef, toBerthError } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  ShimApi,
+  type ShimState,
+  type ShimTaskRef,
+  START_MARGIN_MS,
+  toBerthError,
+} from '@berth/api';
 import { withSpan } from '@berth/kit/tracing';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
@@ -10,7 +18,14 @@ import type { ShimHost } from './host.js';
 import { applyUser } from './identity/index.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
 import type { ProcRecord } from './store.js';
-import { killMonitor, markKillTrace, procKey, runtimeFailure, startTrace } from './util.js';
+import {
+  killMonitor,
+  killProcessGroupOf,
+  markKillTrace,
+  procKey,
+  runtimeFailure,
+  startTrace,
+} from './util.js';
 
 /** The rootfs directory of a task, as its bundle's config.json names it. */
 async function taskRootfs(config: string, id: string): Promise<string> {
@@ -163,11 +178,19 @@ export class ExecProcesses {
       const pid = await withSpan('runc exec', runcAttrs, async (span) => {
         try {
           start.write('1');
-          const msg = await mon.sync.next(this.host.createTimeoutMs).catch(async (err: unknown) => {
+          // Within the start op's own deadline, so the caller hears why instead of its timeout.
+          const within = Math.min(this.host.createTimeoutMs, ShimApi.ops.start.timeoutMs - START_MARGIN_MS);
+          let timedOut = false;
+          const msg = await mon.sync.next(within).catch(async (err: unknown) => {
             // conmon went away without a report: the runtime failed without a word (killed, or
-            // conmon 2.2.0-2.2.1, which report no failed `runc exec`). A failed start as any
-            // other, so the exec ends with an exit instead of staying created with no pid.
-            if (toBerthError(err).code !== Code.INTERNAL) throw err;
+            // conmon 2.2.0-2.2.1, which report no failed `runc exec`). Or conmon is still at it
+            // past the deadline: it and the runtime it runs are stopped, so the process cannot
+            // start later with nobody waiting for it. Either way a failed start as any other, so
+            // the exec ends with an exit instead of staying created with no pid.
+            const code = toBerthError(err).code;
+            if (code !== Code.INTERNAL && code !== Code.DEADLINE_EXCEEDED) throw err;
+            timedOut = code === Code.DEADLINE_EXCEEDED;
+            if (timedOut) killProcessGroupOf(rec.monitorPid);
             // If runc did start it (its pid file is there) and conmon died after, the process runs
             // with nobody to record its exit or hold its output: it must not outlive this start.
             const orphan = await readIntFile(execPaths(this.host.layout, ns, id, execId).pidFile);
@@ -176,7 +199,12 @@ export class ExecProcesses {
           });
           span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
           if (msg.data <= 0) {
-            const err = runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
+            const err = timedOut
+              ? new BerthError(
+                  Code.DEADLINE_EXCEEDED,
+                  `exec "${execId}" in task "${id}": the runtime did not start it within ${within} ms`,
+                )
+              : runtimeFailure(`exec "${execId}" in task "${id}" failed`, msg.message);
             await this.exits.recordExit(rec, {
               exitCode: err.code === Code.INVALID_ARGUMENT ? 127 : 126,
               reason: 'StartFailed',

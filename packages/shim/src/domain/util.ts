@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BerthError, Code } from '@berth/api';
 import { traceparentOf } from '@berth/kit/tracing';
@@ -44,6 +45,31 @@ export function killMonitor(pid: number | undefined): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // already gone
+  }
+}
+
+/**
+ * SIGKILLs the process group a monitor leads (conmon runs in a session of its own): conmon and
+ * the runtime it runs at once, so neither can go on to start a process nobody waits for.
+ */
+export function killProcessGroupOf(pid: number | undefined): void {
+  if (!pid || pid <= 0) return;
+  let pgid = pid;
+  try {
+    // Field 5 of /proc/<pid>/stat, after the command in parentheses (which may hold spaces).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  } catch {
+    return; // gone already
+  }
+  if (pgid !== pid) {
+    killMonitor(pid);
+    return; // not a group of its own: only the monitor is ours to end
+  }
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // gone already
   }
 }
 
