@@ -1,6 +1,7 @@
-// An exec whose runtime does not report within the start's deadline (runc stuck, a loaded node):
-// the start answers DEADLINE_EXCEEDED, the exec ends StartFailed with 126, and neither conmon nor
-// the runtime it ran is left to start the process later with nobody waiting for it.
+// A runtime that does not report within the call's deadline (runc stuck, a loaded node). An exec's
+// start answers DEADLINE_EXCEEDED and the exec ends StartFailed with 126; a task's create answers
+// DEADLINE_EXCEEDED with nothing made. Neither conmon nor the runtime it ran is left to start the
+// process (or create the container) later with nobody waiting for it.
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -29,10 +30,11 @@ function processesWith(text: string): string[] {
 beforeAll(async () => {
   base = join('/tmp', `berth-slowexec-${randomBytes(4).toString('hex')}`);
   await mkdir(base, { recursive: true });
-  // `runc exec` hangs for a minute before it runs; everything else is the real runc.
+  // `runc exec`, and `runc create` of a task whose id starts with "hang-", hang for a minute
+  // before they run; everything else is the real runc.
   await writeFile(
     join(base, 'runc'),
-    '#!/bin/sh\nfor a; do [ "$a" = exec ] && sleep 60 && break; done\nexec /usr/sbin/runc "$@"\n',
+    '#!/bin/sh\ncase " $* " in *" exec "*|*" create "*" hang-"*) sleep 60;; esac\nexec /usr/sbin/runc "$@"\n',
     { mode: 0o755 },
   );
   w = await startWorld({ shim: { runc: join(base, 'runc'), runtimeTimeoutMs: 4000 } });
@@ -73,5 +75,15 @@ describe('exec start', () => {
     await w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: true });
     await w.client.wait({ namespace: ns, id });
     await w.client.delete({ namespace: ns, id });
+  });
+
+  it('a task create past its deadline: DEADLINE_EXCEEDED, nothing left, runc create ended', async () => {
+    const id = `hang-${randomBytes(4).toString('hex')}`;
+    await expect(createTask(w, ns, ['sleep', '1000'], { id })).rejects.toMatchObject({
+      code: 'DEADLINE_EXCEEDED',
+      message: expect.stringContaining(`task "${id}": runc create did not report`),
+    });
+    expect(processesWith(id)).toEqual([]);
+    expect((await w.client.list({})).tasks.filter((t) => t.id === id)).toEqual([]);
   });
 });

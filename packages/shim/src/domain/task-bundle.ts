@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { BerthError, Code, type ShimCreateRequest, type ShimState } from '@berth/api';
+import { BerthError, Code, type ShimCreateRequest, type ShimState, toBerthError } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
 import { shimMetrics } from '../metrics.js';
 import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
@@ -20,7 +20,7 @@ import { checkRootfsMounts } from './rootfs-mounts.js';
 import { applySeccomp } from './seccomp/index.js';
 import { prepareSpec } from './spec.js';
 import type { ProcRecord } from './store.js';
-import { procKey, runtimeFailure, startTrace, until } from './util.js';
+import { killProcessGroupOf, procKey, runtimeFailure, startTrace, until } from './util.js';
 
 /** How long a task's monitor gets to exit once runc no longer runs its container, ms. */
 export const MONITOR_GONE_WAIT_MS = 5_000;
@@ -185,7 +185,18 @@ export async function createTask(
           return withSpan('runc create', runcAttrs, async (span) => {
             let outcome: 'ok' | 'error' = 'error';
             try {
-              const msg = await mon.sync.next(host.createTimeoutMs);
+              // Within the create's own deadline, so the caller hears why instead of its timeout;
+              // past it conmon and the runc it runs are stopped (one process group), so a hung
+              // runc cannot create the container later, after this create has cleaned up.
+              const within = Math.min(host.createTimeoutMs, Math.max(1, deadline.at - performance.now()));
+              const msg = await mon.sync.next(within).catch((err: unknown) => {
+                if (toBerthError(err).code !== Code.DEADLINE_EXCEEDED) throw err;
+                killProcessGroupOf(readIntFileNow(p.conmonPidFile));
+                throw new BerthError(
+                  Code.DEADLINE_EXCEEDED,
+                  `task "${id}": runc create did not report within ${Math.round(within)} ms`,
+                );
+              });
               // conmon reports runc's failure as a negative number (its exit status negated).
               span.setAttribute('process.exit.code', msg.data > 0 ? 0 : Math.abs(msg.data) || 1);
               if (msg.data <= 0) throw runtimeFailure(`task "${id}": runc create failed`, msg.message);
