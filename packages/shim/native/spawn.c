@@ -245,7 +245,7 @@ static void *run_thread(void *data) {
   return NULL;
 }
 
-// Starts the monitor with /dev/null as stdin and stdout and one socketpair per fd from 2 on, in
+// Starts the monitor with /dev/null as stdin, one socketpair per fd from 2 on (stdout shares fd 2's), in
 // its working directory and a session of its own; hands the parent's ends over, then reaps it.
 static void *start_thread(void *data) {
   run_job *job = data;
@@ -263,7 +263,9 @@ static void *start_thread(void *data) {
     sigfillset(&all);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    // conmon reports a bad option on stdout: it goes where its stderr goes.
+    if (job->nfds > 0) posix_spawn_file_actions_adddup2(&fa, pairs[0][1], 1);
+    else posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     for (int i = 0; i < job->nfds; i++) posix_spawn_file_actions_adddup2(&fa, pairs[i][1], 2 + i);
     if (job->cwd) posix_spawn_file_actions_addchdir_np(&fa, job->cwd);
     posix_spawnattr_init(&at);

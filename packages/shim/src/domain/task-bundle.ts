@@ -188,13 +188,15 @@ export async function createTask(
               // Within the create's own deadline, so the caller hears why instead of its timeout;
               // past it conmon and the runc it runs are stopped (one process group), so a hung
               // runc cannot create the container later, after this create has cleaned up.
-              const within = Math.min(host.createTimeoutMs, Math.max(1, deadline.at - performance.now()));
-              const msg = await mon.sync.next(within).catch((err: unknown) => {
+              const left = Math.max(1, deadline.at - performance.now());
+              const msg = await mon.sync.next(Math.min(host.createTimeoutMs, left)).catch((err: unknown) => {
                 if (toBerthError(err).code !== Code.DEADLINE_EXCEEDED) throw err;
                 killProcessGroupOf(readIntFileNow(p.conmonPidFile));
                 throw new BerthError(
                   Code.DEADLINE_EXCEEDED,
-                  `task "${id}": runc create did not report within ${Math.round(within)} ms`,
+                  left <= host.createTimeoutMs
+                    ? `task "${id}" not created: runc create did not finish within ${deadline.withinMs} ms, past which its caller has given up`
+                    : `task "${id}": runc create did not report within ${host.createTimeoutMs} ms`,
                 );
               });
               // conmon reports runc's failure as a negative number (its exit status negated).

@@ -231,7 +231,8 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
     const started = startNative(o.conmon, args, env, o.dir, 2);
     if (started) return nativeMonitor(o.conmon, started);
   }
-  const stdio: ('ignore' | 'pipe')[] = ['ignore', 'ignore', 'pipe', 'pipe'];
+  // conmon reports a bad option on stdout: read it with its stderr.
+  const stdio: ('ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe', 'pipe'];
   if (o.execSpec) {
     env._OCI_STARTPIPE = '4';
     env._OCI_ATTACHPIPE = '5';
@@ -241,10 +242,12 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
   // process): keep them in the process's own directory, never wherever the shim was started.
   const child = spawn(o.conmon, args, { stdio, env, detached: true, cwd: o.dir });
   let err = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (s: string) => {
-    if (err.length < 16_384) err += s;
-  });
+  for (const out of [child.stdout, child.stderr]) {
+    out?.setEncoding('utf8');
+    out?.on('data', (s: string) => {
+      if (err.length < 16_384) err += s;
+    });
+  }
   child.on('error', (e) => {
     err += `spawn ${o.conmon}: ${e.message}`;
   });
@@ -255,6 +258,10 @@ export function spawnConmon(o: ConmonOptions): SpawnedMonitor {
   const out: SpawnedMonitor = { child, sync, stderr };
   if (o.execSpec) {
     out.start = fds[4] as Writable;
+    // A conmon gone before it read the pipe (it refused its options, or was killed) fails this
+    // write with EPIPE: what went wrong reaches the caller through the attach and sync pipes'
+    // end with conmon's output; unhandled, the error would end the agent.
+    out.start.on('error', () => undefined);
     out.attach = new MessageReader(fds[5] as Readable, 'attach', stderr);
     // conmon blocks on a first start-pipe read before it forks (time for cgroup placement).
     out.start.write('0');

@@ -60,7 +60,7 @@ export function runNative(
 
 /**
  * Starts `file` with `args` in a thread of the addon's own, in `cwd` and a session of its own,
- * stdin and stdout on /dev/null and one socketpair per fd from 2 on (`nfds` of them): resolves
+ * stdin on /dev/null and one socketpair per fd from 2 on (`nfds` of them; stdout shares fd 2's): resolves
  * with the pid and the shim's ends (the caller owns them), and the thread reaps the process once
  * it exits (a daemon's first process, which exits once it has forked). Undefined when the addon
  * is not built. Rejects like spawn's 'error' event (code ENOENT, EACCES).
