@@ -98,7 +98,9 @@ describe('CRI pod sandbox and container lifecycle', () => {
       annotations: { 'ctr.example.com/a': 'b' },
       log_path: join(logDir, 'web', 'app', '0.log'),
     });
-    expect(st.image_ref).toMatch(/^sha256:[a-f0-9]{64}$/);
+    // As containerd: image_ref the digested reference, image_id the image's id (PullImage's).
+    expect(st.image_ref).toMatch(/^localhost\/busybox@sha256:[a-f0-9]{64}$/);
+    expect(st.image_id).toMatch(/^sha256:[a-f0-9]{64}$/);
     expect(BigInt(st.started_at as string)).toBeGreaterThan(0n);
     const log = await until('the CRI log line', () => {
       const f = join(logDir, 'web', 'app', '0.log');
@@ -112,6 +114,33 @@ describe('CRI pod sandbox and container lifecycle', () => {
     });
     expect(podSt.containers_statuses.map((c) => [c.id, c.state])).toEqual([[ctr, 'CONTAINER_RUNNING']]);
     expect(BigInt(podSt.timestamp)).toBeGreaterThan(0n);
+  });
+
+  it('a container made from the image id, as the kubelet makes it, reports the tag and the name the user gave', async () => {
+    const image = await s.client.unary<{ image: { id: string } | null }>(s.client.image, 'ImageStatus', {
+      image: { image: BUSYBOX },
+    });
+    const id = image.image?.id as string;
+    const byId = await createCtr(pod, 'web', 'by-id', {
+      image: { image: id, user_specified_image: 'busybox-as-the-pod-spec-says' },
+    });
+    const st = await ctrStatus(byId);
+    expect(st.image).toEqual({
+      image: BUSYBOX,
+      annotations: {},
+      user_specified_image: 'busybox-as-the-pod-spec-says',
+      runtime_handler: '',
+      image_ref: '',
+    });
+    expect(st.image_id).toBe(id);
+    expect(st.image_ref).toMatch(/^localhost\/busybox@sha256:[a-f0-9]{64}$/);
+    const listed = await rpc<{ containers: Json[] }>('ListContainers', { filter: { id: byId } });
+    expect(listed.containers[0]).toMatchObject({
+      image: { image: BUSYBOX },
+      image_ref: st.image_ref,
+      image_id: id,
+    });
+    await rpc('RemoveContainer', { container_id: byId });
   });
 
   it('ExecSync answers output and exit code, inside the pod', async () => {

@@ -43,6 +43,20 @@ export function criUser(user: string | undefined): { uid: { value: string } | nu
 }
 
 /**
+ * The first repo tag and repo digest of `image` among `records` (in ListImages' order), as a
+ * container's status reports them (containerd: the image spec is the first tag, image_ref the
+ * first digested reference); the image's own record counts when the list has not caught up.
+ */
+export function criImageNames(
+  records: readonly ImageRecord[],
+  image: ImageRecord,
+): { tag?: string; digestRef?: string } {
+  const same = records.filter((r) => r.configDigest === image.configDigest);
+  const [criImage] = toCriImages(same.length > 0 ? same : [image]);
+  return { tag: criImage?.repo_tags[0], digestRef: criImage?.repo_digests[0] };
+}
+
+/**
  * Folds image records (one per name) into CRI images (one per id, the config digest), the way
  * containerd's CRI does: every tagged name becomes a repo tag, every repository a repo digest
  * pinned to what its name resolved to (the manifest or index digest). An image with a name in

@@ -34,6 +34,8 @@ import {
 export interface ContainerConfig {
   metadata: ContainerMeta['metadata'];
   image: string;
+  /** ImageSpec.user_specified_image ("" when the kubelet sent none). */
+  userImage: string;
   command: string[];
   args: string[];
   workingDir: string;
@@ -142,7 +144,9 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
   if (!config) throw invalid('config', 'is required');
   const md = message(config.metadata, 'config.metadata');
   if (!md) throw invalid('config.metadata', 'is required');
-  const image = required(message(config.image, 'config.image')?.image, 'config.image.image');
+  const imageSpec = message(config.image, 'config.image');
+  const image = required(imageSpec?.image, 'config.image.image');
+  const userImage = typeof imageSpec?.user_specified_image === 'string' ? imageSpec.user_specified_image : '';
   const env = (Array.isArray(config.envs) ? config.envs : []).map((kv: unknown, i: number) => {
     const m = message(kv, `config.envs[${i}]`) ?? {};
     const key = required(m.key, `config.envs[${i}].key`);
@@ -182,6 +186,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
       attempt: int(md.attempt, 'config.metadata.attempt'),
     },
     image,
+    userImage,
     command: stringList(config.command, 'config.command'),
     args: stringList(config.args, 'config.args'),
     workingDir: typeof config.working_dir === 'string' ? config.working_dir : '',

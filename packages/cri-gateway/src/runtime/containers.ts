@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
+import { criImageNames } from '../images/cri-image.js';
 import type { ImagePort } from '../images/ports.js';
 import { resolveImage } from '../images/resolve.js';
 import { containerRequest, parseContainerConfig, parseResources } from './container-spec.js';
@@ -79,12 +80,15 @@ export class ContainerRuntime {
     }
     const image = await resolveImage(this.d.images, cfg.image);
     if (!image) throw new BerthError(Code.NOT_FOUND, `image "${cfg.image}" not found on this node`);
+    const names = criImageNames(this.d.images.listNow?.() ?? (await this.d.images.list()), image);
     const meta: ContainerMeta = {
       metadata: cfg.metadata,
       labels: cfg.labels,
       annotations: cfg.annotations,
-      image: cfg.image,
+      image: names.tag ?? cfg.image,
       imageRef: image.configDigest,
+      ...(names.digestRef ? { imageDigestRef: names.digestRef } : {}),
+      ...(cfg.userImage ? { userImage: cfg.userImage } : {}),
       logPath: cfg.logPath,
       mounts: cfg.rawMounts,
       namespaceOptions: cfg.namespaceOptions,

@@ -75,6 +75,14 @@ function buildPodSandboxStatus(info: ContainerInfo) {
   };
 }
 
+/**
+ * A container's ImageSpec as its status reports it: the image's first repo tag at create (or the
+ * name the kubelet gave), with the user's own name echoed back.
+ */
+function criImageSpec(m: ContainerMeta) {
+  return { image: m.image, annotations: {}, user_specified_image: m.userImage ?? '' };
+}
+
 /** CRI Container (ListContainers) of an application container. */
 export function toCriContainer(info: ContainerInfo) {
   const m = metaOf<ContainerMeta>(info.container);
@@ -82,8 +90,8 @@ export function toCriContainer(info: ContainerInfo) {
     id: info.container.id,
     pod_sandbox_id: info.container.labels[CriLabel.sandboxId] ?? '',
     metadata: m.metadata,
-    image: { image: m.image, annotations: {} },
-    image_ref: m.imageRef,
+    image: criImageSpec(m),
+    image_ref: m.imageDigestRef ?? m.imageRef,
     image_id: m.imageRef,
     state: containerState(info),
     created_at: m.createdAt,
@@ -114,8 +122,8 @@ function buildContainerStatus(info: ContainerInfo) {
     started_at: isoToNs(t?.startedAt),
     finished_at: exited ? isoToNs(t?.exitedAt) : '0',
     exit_code: exited ? (t?.exitCode ?? 0) : 0,
-    image: { image: m.image, annotations: {} },
-    image_ref: m.imageRef,
+    image: criImageSpec(m),
+    image_ref: m.imageDigestRef ?? m.imageRef,
     image_id: m.imageRef,
     reason: exited ? (t?.reason ?? (t?.exitCode === 0 ? 'Completed' : 'Error')) : '',
     message: '',

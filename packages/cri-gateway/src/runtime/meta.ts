@@ -58,9 +58,16 @@ export interface ContainerMeta {
   metadata: { name: string; attempt: number };
   labels: Record<string, string>;
   annotations: Record<string, string>;
-  /** The image as the kubelet named it, and the image id it resolved to. */
+  /**
+   * The image as the status reports it (containerd's way: its first repo tag at create, else the
+   * name the kubelet gave, often the image id), and the image id (config digest) it resolved to.
+   */
   image: string;
   imageRef: string;
+  /** The first repo digest (`repo@sha256:<manifest>`) at create: the status's image_ref. */
+  imageDigestRef?: string;
+  /** ImageSpec.user_specified_image as the kubelet sent it (the pod spec's image). */
+  userImage?: string;
   /** Full path of the CRI log, or "" without one. */
   logPath: string;
   mounts: unknown[];
