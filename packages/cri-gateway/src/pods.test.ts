@@ -186,10 +186,20 @@ describe('CRI pod sandbox and container lifecycle', () => {
   it('stops and removes the pod, each twice, leaving no container, netns or (soon) runc state', async () => {
     const second = await createCtr(pod, 'web', 'second');
     await rpc('StartContainer', { container_id: second });
+    const unstarted = await createCtr(pod, 'web', 'unstarted');
     await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    // Its spec names the pause's namespaces by pid: a stopped pod's are never joined.
+    const refused = await grpcError(rpc('StartContainer', { container_id: unstarted }));
+    expect(refused.code).toBe(9); // FAILED_PRECONDITION
+    expect(refused.details).toBe(
+      `pod sandbox ${pod} is not ready: cannot start container ${unstarted} in it`,
+    );
+    expect((await ctrStatus(unstarted)).state).toBe('CONTAINER_CREATED');
     expect((await ctrStatus(second)).state).toBe('CONTAINER_EXITED');
     const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
     expect(st.status.state).toBe('SANDBOX_NOTREADY');
+    // Its address went back with its network, as containerd reports a pod whose netns is closed.
+    expect(st.status.network).toEqual({ ip: '', additional_ips: [] });
     const late = await grpcError(createCtr(pod, 'web', 'late'));
     expect(late.code).toBe(9); // FAILED_PRECONDITION
     expect(late.details).toBe(`pod sandbox ${pod} is not ready: cannot create containers in it`);

@@ -131,6 +131,25 @@ export class ContainerRuntime {
     if (info.status !== 'created') {
       throw new BerthError(Code.FAILED_PRECONDITION, `container ${cid} is ${info.status}, not created`);
     }
+    // Its spec joins the pause process's namespaces by pid: a pod stopped since the create (its
+    // pause gone, the pid free for another process) must not be joined (containerd refuses too).
+    const sid = info.container.labels[CriLabel.sandboxId];
+    if (sid) {
+      const sb = await this.pods.get(sid).catch((err: unknown) => {
+        const e = toBerthError(err);
+        if (e.code !== Code.NOT_FOUND) throw e;
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `pod sandbox ${sid} of container ${cid} is gone: cannot start it`,
+        );
+      });
+      if (sb.info.status !== 'running') {
+        throw new BerthError(
+          Code.FAILED_PRECONDITION,
+          `pod sandbox ${sid} is not ready: cannot start container ${cid} in it`,
+        );
+      }
+    }
     if (!info.task) {
       await this.d.tasks.createTask(cid, { start: true });
       return;

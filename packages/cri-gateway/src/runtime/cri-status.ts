@@ -68,9 +68,12 @@ export function toPodSandboxStatus(info: ContainerInfo) {
 function buildPodSandboxStatus(info: ContainerInfo) {
   const m = metaOf<SandboxMeta>(info.container);
   const { network, pid, ipc, target_id } = m.namespaceOptions;
+  // A pod that is not ready (stopped: its network torn down and its address given back) reports
+  // no address, as containerd once its netns is closed; the kubelet reads it of ready pods only.
+  const ips = podState(info) === PodState.ready ? (m.ips ?? []) : [];
   return {
     ...toPodSandbox(info),
-    network: { ip: m.ips?.[0] ?? '', additional_ips: (m.ips ?? []).slice(1).map((ip) => ({ ip })) },
+    network: { ip: ips[0] ?? '', additional_ips: ips.slice(1).map((ip) => ({ ip })) },
     linux: { namespaces: { options: { network, pid, ipc, target_id } } },
   };
 }
