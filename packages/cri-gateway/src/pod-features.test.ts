@@ -77,6 +77,55 @@ describe('CRI namespaces of pods and containers', () => {
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
   });
 
+  it("runs the pause as the pod's user and groups, on a read-only rootfs", async () => {
+    const ctrNs = { network: 'POD', pid: 'POD', ipc: 'POD' };
+    const pod = await runPod('podsc', {
+      linux: {
+        security_context: {
+          namespace_options: ctrNs,
+          run_as_user: { value: 65534 },
+          run_as_group: { value: 65533 },
+          supplemental_groups: [4321],
+          readonly_rootfs: true,
+        },
+      },
+    });
+    const c = await createCtr(pod, 'podsc', 'look', {
+      linux: { security_context: { namespace_options: ctrNs } },
+    });
+    await rpc('StartContainer', { container_id: c });
+    // The pause is PID 1 of the shared PID namespace.
+    const status = Buffer.from((await exec(c, ['cat', '/proc/1/status'])).stdout).toString();
+    expect(status).toMatch(/^Uid:\t65534\t65534\t65534\t65534$/m);
+    expect(status).toMatch(/^Gid:\t65533\t65533\t65533\t65533$/m);
+    expect(status).toMatch(/^Groups:\t.*\b4321\b/m);
+    const r = await rpc<{ info: { info: string } }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+      verbose: true,
+    });
+    const pausePid = (JSON.parse(r.info.info) as { task: { pid: number } }).task.pid;
+    const root = readFileSync(`/proc/${pausePid}/mountinfo`, 'utf8')
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter((f) => f[4] === '/')
+      .at(-1);
+    expect(root?.[5]?.split(',')).toContain('ro');
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
+  it("writes a pod's resolv.conf from DNS searches and options alone, as containerd does", async () => {
+    const pod = await runPod('dnsonly', {
+      dns_config: { servers: [], searches: ['only.example'], options: ['ndots:2'] },
+    });
+    const c = await createCtr(pod, 'dnsonly', 'look');
+    await rpc('StartContainer', { container_id: c });
+    const resolv = Buffer.from((await exec(c, ['cat', '/etc/resolv.conf'])).stdout).toString();
+    expect(resolv).toBe('search only.example\noptions ndots:2\n');
+    await rpc('StopPodSandbox', { pod_sandbox_id: pod });
+    await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
+  });
+
   it('runs a host-network pod in the node network with the node host name', async () => {
     const host = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' };
     const pod = await runPod('hostnet', {

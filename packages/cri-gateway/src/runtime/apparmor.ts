@@ -4,7 +4,7 @@ import { invalid, message } from './validate.js';
 
 let enabled: boolean | undefined;
 /** Whether this node's kernel has AppArmor on (the gateway runs on the node it answers for). */
-function appArmorEnabled(): boolean {
+export function appArmorEnabled(): boolean {
   if (enabled === undefined) {
     try {
       enabled = readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
@@ -16,24 +16,34 @@ function appArmorEnabled(): boolean {
 }
 
 /**
- * Checks a security context's AppArmor request. berth applies no AppArmor profile: RuntimeDefault
- * and Unconfined ask for nothing a kernel without AppArmor could give (as containerd treats them
- * there), but a named profile must not be silently dropped: FAILED_PRECONDITION where the kernel
- * has no AppArmor, UNIMPLEMENTED where it has one.
+ * Checks a security context's AppArmor request (a pod's or a container's). berth applies no
+ * AppArmor profile. Where the kernel has no AppArmor, RuntimeDefault and Unconfined ask for
+ * nothing it could give (containerd treats them so there) and a named profile is
+ * FAILED_PRECONDITION. Where it has AppArmor, containerd would confine the process with its
+ * default profile: a request for one (RuntimeDefault, or a named profile) is UNIMPLEMENTED rather
+ * than a process left unconfined; Unconfined, or no request, runs unconfined.
  */
-export function checkAppArmor(sc: Record<string, unknown>, field: string): void {
+export function checkAppArmor(
+  sc: Record<string, unknown>,
+  field: string,
+  kernelHasAppArmor: boolean = appArmorEnabled(),
+): void {
   const p = message(sc.apparmor, `${field}.apparmor`);
   const legacy = typeof sc.apparmor_profile === 'string' ? sc.apparmor_profile : '';
   let named = '';
+  let runtimeDefault = false;
   if (p) {
     if (p.profile_type === 'Localhost') named = typeof p.localhost_ref === 'string' ? p.localhost_ref : '';
+    runtimeDefault = (p.profile_type ?? 'RuntimeDefault') === 'RuntimeDefault';
   } else if (legacy.startsWith('localhost/')) {
     named = legacy.slice('localhost/'.length);
-  } else if (legacy !== '' && legacy !== 'runtime/default' && legacy !== 'unconfined') {
+  } else if (legacy === 'runtime/default') {
+    runtimeDefault = true;
+  } else if (legacy !== '' && legacy !== 'unconfined') {
     throw invalid(`${field}.apparmor_profile`, `unknown AppArmor profile "${legacy}"`);
   }
-  if (!named) return;
-  if (!appArmorEnabled()) {
+  if (!named && !(runtimeDefault && kernelHasAppArmor)) return;
+  if (!kernelHasAppArmor) {
     throw new BerthError(
       Code.FAILED_PRECONDITION,
       `${field}.apparmor: AppArmor profile "${named}" was asked for, but this node's kernel has no AppArmor`,
@@ -41,6 +51,6 @@ export function checkAppArmor(sc: Record<string, unknown>, field: string): void 
   }
   throw new BerthError(
     Code.UNIMPLEMENTED,
-    `CRI ${field}.apparmor: AppArmor profiles are not applied by berth yet`,
+    `CRI ${field}.apparmor: AppArmor profile "${named || 'RuntimeDefault'}" asked for, but berth applies no AppArmor profiles yet`,
   );
 }

@@ -26,8 +26,10 @@ import {
   namespaceOptions,
   relPath,
   required,
+  runAsUser,
   stringList,
   stringMap,
+  supplementalGroups,
 } from './validate.js';
 
 /** A CRI ContainerConfig, checked: what CreateContainer needs before it touches anything. */
@@ -127,17 +129,6 @@ function parseMounts(raw: unknown): { mounts: BindMount[]; raw: unknown[] } {
   return { mounts, raw: list };
 }
 
-function parseUser(sc: Record<string, unknown>, field: string): string | undefined {
-  const uid = message(sc.run_as_user, `${field}.run_as_user`);
-  const gid = message(sc.run_as_group, `${field}.run_as_group`);
-  const name = typeof sc.run_as_username === 'string' ? sc.run_as_username : '';
-  const user = uid ? String(int(uid.value, `${field}.run_as_user.value`)) : name;
-  if (gid && !user) throw invalid(`${field}.run_as_group`, 'is set without run_as_user or run_as_username');
-  if (user.includes(':')) throw invalid(`${field}.run_as_username`, `must not contain ":": "${user}"`);
-  if (!user) return undefined;
-  return gid ? `${user}:${int(gid.value, `${field}.run_as_group.value`)}` : user;
-}
-
 /** Checks a CRI ContainerConfig; bad input throws INVALID_ARGUMENT naming the field. */
 export function parseContainerConfig(raw: unknown, logDirectory: string): ContainerConfig {
   const config = message(raw, 'config');
@@ -169,14 +160,8 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
   if (stringList(caps.add_ambient_capabilities, `${scField}.capabilities.add_ambient_capabilities`).length) {
     throw unimplemented(`${scField}.capabilities.add_ambient_capabilities`);
   }
-  const gids = (Array.isArray(sc.supplemental_groups) ? sc.supplemental_groups : []).map(
-    (g: unknown, i: number) => {
-      const n = int(g, `${scField}.supplemental_groups[${i}]`);
-      if (n < 0) throw invalid(`${scField}.supplemental_groups[${i}]`, `must not be negative: ${n}`);
-      return n;
-    },
-  );
-  const user = parseUser(sc, scField);
+  const gids = supplementalGroups(sc, scField);
+  const user = runAsUser(sc, scField);
   const stop = typeof config.stop_signal === 'string' ? config.stop_signal : 'RUNTIME_DEFAULT';
   const { resources, oomScoreAdj } = parseResources(linux.resources, 'config.linux.resources');
   const { mounts, raw: rawMounts } = parseMounts(config.mounts);

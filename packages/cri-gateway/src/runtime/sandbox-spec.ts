@@ -6,6 +6,7 @@ import {
   seccompFromCri,
   seccompFromCriPath,
 } from '@berth/api';
+import { checkAppArmor } from './apparmor.js';
 import { CriKind, CriLabel, type NamespaceOptions, NsMode, type SandboxMeta, sandboxName } from './meta.js';
 import type { PortMapping } from './ports.js';
 import {
@@ -15,8 +16,10 @@ import {
   message,
   namespaceOptions,
   required,
+  runAsUser,
   stringList,
   stringMap,
+  supplementalGroups,
 } from './validate.js';
 
 /** A PodSandboxConfig, checked: what RunPodSandbox needs before it touches anything. */
@@ -37,6 +40,10 @@ export interface PodConfig {
    * (unset: none; a privileged pod: none).
    */
   seccomp: SeccompRequest;
+  /** The pause process's user (`uid[:gid]`), supplemental groups and read-only rootfs. */
+  user?: string;
+  groups: number[];
+  readonlyRootfs: boolean;
 }
 
 const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
@@ -85,6 +92,8 @@ export function parsePodConfig(raw: unknown): PodConfig {
   });
   const linux = message(config.linux, 'config.linux') ?? {};
   const sc = message(linux.security_context, 'config.linux.security_context') ?? {};
+  checkAppArmor(sc, 'config.linux.security_context');
+  const user = runAsUser(sc, 'config.linux.security_context');
   const namespaces = namespaceOptions(
     sc.namespace_options,
     'config.linux.security_context.namespace_options',
@@ -111,6 +120,9 @@ export function parsePodConfig(raw: unknown): PodConfig {
     sysctls,
     namespaceOptions: namespaces,
     seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, 'config.linux.security_context'),
+    ...(user ? { user } : {}),
+    groups: supplementalGroups(sc, 'config.linux.security_context'),
+    readonlyRootfs: sc.readonly_rootfs === true,
   };
 }
 
@@ -132,7 +144,10 @@ export function sandboxRequest(
   const name = sandboxName(pod.metadata);
   const host = pod.namespaceOptions.network === NsMode.NODE;
   const cgroupsPath = cgroupsPathOf(pod.cgroupParent, name);
-  const dns = pod.dns && (pod.dns.servers.length || pod.dns.searches.length) ? pod.dns : undefined;
+  const dns =
+    pod.dns && (pod.dns.servers.length || pod.dns.searches.length || pod.dns.options.length)
+      ? pod.dns
+      : undefined;
   return {
     image: opts.image,
     name,
@@ -153,6 +168,10 @@ export function sandboxRequest(
     // Without it the task-service would give the pause berth's default filter: the pod's is
     // containerd's choice for its sandbox container too.
     seccomp: pod.seccomp,
+    // The pod's user, groups and read-only rootfs are the pause's too (containerd's sandbox spec).
+    ...(pod.user ? { user: pod.user } : {}),
+    ...(pod.groups.length ? { additionalGids: pod.groups } : {}),
+    ...(pod.readonlyRootfs ? { readonlyRootfs: true } : {}),
     labels: { [CriLabel.kind]: CriKind.sandbox, [CriLabel.meta]: JSON.stringify(opts.meta) },
   };
 }

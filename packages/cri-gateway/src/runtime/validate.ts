@@ -94,3 +94,29 @@ export function namespaceOptions(v: unknown, field: string): NamespaceOptions {
     target_id: typeof m.target_id === 'string' ? m.target_id : '',
   };
 }
+
+/**
+ * The user of a security context (container or pod): `uid[:gid]` from run_as_user and
+ * run_as_group, or run_as_username (containers only); undefined when it names none.
+ */
+export function runAsUser(sc: Record<string, unknown>, field: string): string | undefined {
+  const uid = message(sc.run_as_user, `${field}.run_as_user`);
+  const gid = message(sc.run_as_group, `${field}.run_as_group`);
+  const name = typeof sc.run_as_username === 'string' ? sc.run_as_username : '';
+  const user = uid ? String(int(uid.value, `${field}.run_as_user.value`)) : name;
+  if (gid && !user) throw invalid(`${field}.run_as_group`, 'is set without run_as_user or run_as_username');
+  if (user.includes(':')) throw invalid(`${field}.run_as_username`, `must not contain ":": "${user}"`);
+  if (!user) return undefined;
+  return gid ? `${user}:${int(gid.value, `${field}.run_as_group.value`)}` : user;
+}
+
+/** The supplemental_groups of a security context: non-negative gids. */
+export function supplementalGroups(sc: Record<string, unknown>, field: string): number[] {
+  return (Array.isArray(sc.supplemental_groups) ? sc.supplemental_groups : []).map(
+    (g: unknown, i: number) => {
+      const n = int(g, `${field}.supplemental_groups[${i}]`);
+      if (n < 0) throw invalid(`${field}.supplemental_groups[${i}]`, `must not be negative: ${n}`);
+      return n;
+    },
+  );
+}

@@ -711,7 +711,10 @@ function shimFiles(c: Container): ShimContainerFiles {
   return {
     network: c.config.network === 'host' ? 'host' : 'private',
     ...(typeof hostname === 'string' && hostname !== '' ? { hostname } : {}),
-    ...(dns?.servers.length ? { resolvConf: resolvConf(dns) } : {}),
+    // Whatever the request gives (searches or options alone too): as containerd writes a pod's.
+    ...(dns && (dns.servers.length || dns.searches.length || dns.options.length)
+      ? { resolvConf: resolvConf(dns) }
+      : {}),
   };
 }
 
