@@ -259,19 +259,28 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     expect(oom).toMatchObject({ exit_code: 137, reason: 'OOMKilled' });
   });
 
-  it('reopens the log after the kubelet rotated it', async () => {
+  it('reopens the log after the kubelet rotated it, losing no line', async () => {
     const c = await createCtr(pod, 'opts', 'ticker', {
-      command: ['sh', '-c', 'while true; do echo tick; sleep 0.1; done'],
+      command: ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.02; done'],
     });
     await rpc('StartContainer', { container_id: c });
     const log = join(logDir, 'opts', 'ticker', '0.log');
-    await until('a first tick', () => existsSync(log) && readFileSync(log, 'utf8').includes('stdout F tick'));
+    /** The tick numbers of a log file's whole lines. */
+    const ticks = (f: string) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .slice(0, -1)
+        .map((l) => Number(/ stdout F tick-(\d+)$/.exec(l)?.[1]));
+    await until('a first tick', () => existsSync(log) && ticks(log).length > 0);
     renameSync(log, `${log}.1`);
     await rpc('ReopenContainerLog', { container_id: c });
-    await until(
-      'a tick in the new log',
-      () => existsSync(log) && readFileSync(log, 'utf8').includes('stdout F tick'),
-    );
+    // Answered once the new file took over: the rotated one is closed, and both together hold
+    // every tick, in order, with none twice.
+    const rotated = ticks(`${log}.1`);
+    await until('ticks in the new log', () => existsSync(log) && ticks(log).length >= 5);
+    expect(ticks(`${log}.1`)).toEqual(rotated);
+    const all = [...rotated, ...ticks(log)];
+    expect(all).toEqual(all.map((_, i) => i + 1));
   });
 
   it('reports container and pod stats', async () => {
