@@ -46,7 +46,8 @@ describe('CRI pods across restarts of the services', () => {
     expect(r.exit_code, round).toBe(0);
     expect(Buffer.from(r.stdout).toString(), round).toBe(`${round}\n`);
     // The log is whole and still written: every tick from the first, none lost to a restart.
-    const before = (lastTick = await ticksWhole(round));
+    const before = await ticksWhole(round);
+    lastTick = before;
     await until(`${round}: the log to grow`, async () => (await ticksWhole(round)) > before);
   }
 
