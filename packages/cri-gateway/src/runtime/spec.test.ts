@@ -329,6 +329,25 @@ describe('ContainerConfig to a container in its pod', () => {
     ).toBe(named);
   });
 
+  it('refuses the Strict supplemental groups policy, of a pod or a container, as not implemented', () => {
+    const ctr = (security_context: Record<string, unknown>) => () =>
+      parseContainerConfig(
+        { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context } },
+        '',
+      );
+    const pod = (security_context: Record<string, unknown>) => () =>
+      parsePodConfig({ metadata: { name: 'p', uid: 'u', namespace: 'n' }, linux: { security_context } });
+    for (const parse of [ctr, pod]) {
+      expect(codeOf(parse({ supplemental_groups: [5], supplemental_groups_policy: 'Strict' }))).toMatchObject(
+        {
+          code: Code.UNIMPLEMENTED,
+          message: expect.stringContaining('config.linux.security_context.supplemental_groups_policy'),
+        },
+      );
+      expect(parse({ supplemental_groups: [5], supplemental_groups_policy: 'Merge' })).not.toThrow();
+    }
+  });
+
   it('refuses what berth cannot do, and bad input, naming the field', () => {
     const base = { metadata: { name: 'a' }, image: { image: 'b' } };
     expect(

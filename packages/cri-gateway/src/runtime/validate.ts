@@ -110,8 +110,20 @@ export function runAsUser(sc: Record<string, unknown>, field: string): string | 
   return gid ? `${user}:${int(gid.value, `${field}.run_as_group.value`)}` : user;
 }
 
-/** The supplemental_groups of a security context: non-negative gids. */
+/**
+ * The supplemental_groups of a security context: non-negative gids. berth adds the groups the
+ * image's /etc/group gives the user (the Merge policy); Strict, which would leave them out, is
+ * UNIMPLEMENTED (Status reports no supplemental_groups_policy feature, so a kubelet asks for it
+ * only by mistake).
+ */
 export function supplementalGroups(sc: Record<string, unknown>, field: string): number[] {
+  const policy = sc.supplemental_groups_policy;
+  if (policy === 'Strict' || policy === 1) {
+    throw new BerthError(
+      Code.UNIMPLEMENTED,
+      `CRI ${field}.supplemental_groups_policy: Strict is not implemented by berth yet (only Merge)`,
+    );
+  }
   return (Array.isArray(sc.supplemental_groups) ? sc.supplemental_groups : []).map(
     (g: unknown, i: number) => {
       const n = int(g, `${field}.supplemental_groups[${i}]`);
