@@ -195,7 +195,7 @@ export async function createTask(
                 throw new BerthError(
                   Code.DEADLINE_EXCEEDED,
                   left <= host.createTimeoutMs
-                    ? `task "${id}" not created: runc create did not finish within ${deadline.withinMs} ms, past which its caller has given up`
+                    ? `task "${id}" not started: its runc create did not finish within ${deadline.withinMs} ms, past which its caller has given up`
                     : `task "${id}": runc create did not report within ${host.createTimeoutMs} ms`,
                 );
               });
