@@ -143,6 +143,12 @@ export const ShimCreateRequest = TaskRef.extend({
    */
   capabilities: ShimCapabilities.optional(),
   /**
+   * Add every char and block device node under this node's /dev (type, numbers, mode, owner; as
+   * containerd's WithHostDevices, skipping pts, shm, fd, mqueue and console) to linux.devices,
+   * after the spec's own: a privileged container's. Walked at each create: devices come and go.
+   */
+  hostDevices: z.boolean().optional(),
+  /**
    * A pod network of this node (its id at the network ops) whose pinned namespace the spec's
    * network namespace must be: pinned first, as `network-netns` would, unless a `network-setup`
    * under way or before has; a spec naming another path is refused (INVALID_ARGUMENT).
