@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -187,10 +187,17 @@ describe('berth run', () => {
       IMAGE,
       'sh',
       '-c',
-      'grep CapEff /proc/self/status; ls /proc | grep -c "^[0-9]"',
+      'grep CapEff /proc/self/status; ls /proc | grep -c "^[0-9]"; ls /dev',
     );
     expect(r.code, r.stderr).toBe(0);
-    const [caps, count] = r.stdout.trim().split('\n');
+    const [caps, count, ...dev] = r.stdout.trim().split('\n');
+    // The host's device nodes, as containerd gives a privileged container (its console aside).
+    const hostDevs = readdirSync('/dev').filter((n) => {
+      const st = lstatSync(join('/dev', n));
+      return (st.isCharacterDevice() || st.isBlockDevice()) && n !== 'console';
+    });
+    expect(hostDevs.length).toBeGreaterThan(8);
+    expect(dev).toEqual(expect.arrayContaining(hostDevs));
     // Privileged means every capability this host can grant: runc's (and this process's) bounding set.
     const hostBnd = /^CapBnd:\s*(\S+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
     expect(caps).toBe(`CapEff:\t${hostBnd}`);

@@ -143,6 +143,12 @@ export const ShimCreateRequest = TaskRef.extend({
    */
   capabilities: ShimCapabilities.optional(),
   /**
+   * Add every char and block device node under this node's /dev (type, numbers, mode, owner; as
+   * containerd's WithHostDevices, skipping pts, shm, fd, mqueue and console) to linux.devices,
+   * after the spec's own: a privileged container's. Walked at each create: devices come and go.
+   */
+  hostDevices: z.boolean().optional(),
+  /**
    * A pod network of this node (its id at the network ops) whose pinned namespace the spec's
    * network namespace must be: pinned first, as `network-netns` would, unless a `network-setup`
    * under way or before has; a spec naming another path is refused (INVALID_ARGUMENT).
@@ -300,11 +306,20 @@ export type ShimListRequest = z.infer<typeof ShimListRequest>;
 export const ShimListReply = PageReply.extend({ tasks: z.array(ShimState) });
 export type ShimListReply = z.infer<typeof ShimListReply>;
 
-/** Reply of `exec-output`: what an exec process wrote (from its CRI log), capped. */
+/**
+ * Most bytes of each stream an `exec-output` reply carries: both, in base64, fit NATS's default
+ * max_payload (1 MiB) with room to spare. Longer output is read with `logs`, which streams.
+ */
+export const SHIM_EXEC_OUTPUT_MAX_BYTES = 256 * 1024;
+
+/**
+ * Reply of `exec-output`: what an exec process wrote (from its CRI log) as bytes, in base64 (a
+ * process's output need not be text), each stream cut at SHIM_EXEC_OUTPUT_MAX_BYTES.
+ */
 export const ShimExecOutput = z.object({
-  stdout: z.string(),
-  stderr: z.string(),
-  /** True when the output was longer than the cap and only its start is returned. */
+  stdoutBase64: z.base64(),
+  stderrBase64: z.base64(),
+  /** True when a stream was longer than the cap and only its start is returned. */
   truncated: z.boolean(),
 });
 export type ShimExecOutput = z.infer<typeof ShimExecOutput>;
@@ -530,7 +545,7 @@ export const ShimApi = defineService({
       input: ShimTaskRef,
       output: ShimExecOutput,
       timeoutMs: 10_000,
-      description: 'what an exec wrote (capped)',
+      description: 'what an exec wrote, base64, 256 KiB of each stream at most',
     }),
     logs: op({
       input: ShimLogsRequest,

@@ -2,11 +2,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
   existsSync,
+  lstatSync,
   readdirSync,
   readFileSync,
   readlinkSync,
   renameSync,
   rmdirSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
@@ -224,6 +226,51 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     const sysctl = await exec(c, ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start']);
     expect(Buffer.from(sysctl.stdout).toString()).toBe('0\n');
     expect(cgroupOf(await pidOf(c)).path.startsWith(`${parent}/k8s-ctr-`)).toBe(true);
+  });
+
+  it("gives a privileged container the host's device nodes, and an unprivileged one none of them", async () => {
+    // A host device runc does not make in every container (its defaults: null, zero, full, tty,
+    // random, urandom, ptmx, console).
+    const path = ['/dev/kmsg', '/dev/loop-control', '/dev/fuse', '/dev/tty0'].find((p) => existsSync(p));
+    if (!path) throw new Error('this host has none of /dev/kmsg, /dev/loop-control, /dev/fuse, /dev/tty0');
+    const st = statSync(path);
+    const rdev = BigInt(st.rdev);
+    const host = [
+      st.isCharacterDevice() ? 'character special file' : 'block special file',
+      (((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn)).toString(16),
+      ((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn)).toString(16),
+      (st.mode & 0o7777).toString(8),
+      st.uid,
+      st.gid,
+    ].join(' ');
+    const withSc = (security_context: Json) => ({
+      linux: {
+        security_context: {
+          namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' },
+          ...security_context,
+        },
+      },
+    });
+    const priv = await createCtr(pod, 'opts', 'devices-privileged', withSc({ privileged: true }));
+    const plain = await createCtr(pod, 'opts', 'devices-plain', withSc({}));
+    await rpc('StartContainer', { container_id: priv });
+    await rpc('StartContainer', { container_id: plain });
+    const probe = ['stat', '-c', '%F %t %T %a %u %g', path];
+    const seen = await exec(priv, probe);
+    expect(Buffer.from(seen.stderr).toString()).toBe('');
+    expect(Buffer.from(seen.stdout).toString()).toBe(`${host}\n`);
+    // Not only the one device: the privileged container's /dev lists what the host's does.
+    const ls = Buffer.from((await exec(priv, ['ls', '/dev'])).stdout)
+      .toString()
+      .split('\n');
+    const hostDevs = readdirSync('/dev').filter((n) => {
+      const s = lstatSync(join('/dev', n));
+      return (s.isCharacterDevice() || s.isBlockDevice()) && n !== 'console';
+    });
+    expect(ls).toEqual(expect.arrayContaining(hostDevs));
+    const absent = await exec(plain, probe);
+    expect(absent.exit_code).not.toBe(0);
+    expect(Buffer.from(absent.stderr).toString()).toContain('No such file or directory');
   });
 
   it("updates a running container's memory limit in its cgroup", async () => {

@@ -3,9 +3,12 @@ import { join } from 'node:path';
 import { CONTAINER_RECORD_MAX_BYTES } from '@berth/api';
 import { createLogger, podNetnsDir } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_MESSAGE_BYTES } from './grpc/grpc-wire.js';
 import { CniPodNetwork } from './runtime/cni-network.js';
-import { natsShimNetworkPort, natsTaskPort } from './runtime/nats-ports.js';
+import { ContainerRuntime, EXEC_SYNC_MAX_STREAM_BYTES } from './runtime/containers.js';
+import { natsShimNetworkPort, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
 import { PodRuntime } from './runtime/pods.js';
+import { criClient } from './testdata/cri-client.js';
 import {
   ALREADY_EXISTS,
   BUSYBOX,
@@ -27,6 +30,8 @@ import {
   until,
 } from './testdata/pod-fixtures.js';
 import { type RuntimeStack, runcIds } from './testdata/runtime-stack.js';
+
+const RESOURCE_EXHAUSTED = 8;
 
 // CRI pods and containers end to end: a grpc-js client on the gateway's socket, the real
 // image-, snapshot- and task-services and shim (runc under conmon), NATS and Redis: the
@@ -159,6 +164,77 @@ describe('CRI pod sandbox and container lifecycle', () => {
     const err = await grpcError(exec(ctr, ['sleep', '30'], 1));
     expect(err.code).toBe(DEADLINE_EXCEEDED);
   });
+
+  it('ExecSync answers bytes as written: many short lines up to the 16 MiB cap whole, binary intact', async () => {
+    // A client that takes 16 MiB messages, as the kubelet's does (grpc-js's default is 4 MiB).
+    const kubelet = criClient(s.gateway.socket, {
+      channel: { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES },
+      deadlineMs: 120_000,
+    });
+    const execSync = (cmd: string) =>
+      kubelet.unary<{ stdout: Buffer; stderr: Buffer; exit_code: number }>(kubelet.runtime, 'ExecSync', {
+        container_id: ctr,
+        cmd: ['sh', '-c', cmd],
+        timeout: 100,
+      });
+    try {
+      // 15 MiB of 20-byte lines on stdout and 256 KiB of 4-byte lines on stderr: with ~44 bytes of
+      // prefix a line, a log file of 50 MB, which a read of twice the cap cut well short.
+      const lines = 15 * 1024 * 1024;
+      const r = await execSync(
+        `yes 0123456789abcdefghi | head -c ${lines}; yes err | head -c ${256 * 1024} >&2`,
+      );
+      expect(r.exit_code).toBe(0);
+      expect(r.stdout.length).toBe(lines);
+      expect(r.stdout.equals(Buffer.from('0123456789abcdefghi\n'.repeat(lines / 20)))).toBe(true);
+      expect(r.stderr.equals(Buffer.from('err\n'.repeat(64 * 1024)))).toBe(true);
+      // Bytes that are not UTF-8, on both streams, in a full line and a partial one.
+      const bin = await execSync("printf '\\377\\376\\000\\200\\n\\303('; printf '\\342\\202' >&2");
+      expect(bin.stdout.equals(Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x0a, 0xc3, 0x28]))).toBe(true);
+      expect(bin.stderr.equals(Buffer.from([0xe2, 0x82]))).toBe(true);
+      // Past the cap, as containerd: 16 MiB of stdout is more than one gRPC reply may hold.
+      const over = await grpcError(execSync(`head -c ${17 * 1024 * 1024} /dev/zero`));
+      expect(over.code).toBe(RESOURCE_EXHAUSTED);
+      expect(over.details).toContain('ExecSync reply');
+    } finally {
+      kubelet.close();
+    }
+  }, 180_000);
+
+  it('ExecSync cuts each stream at 16 MiB on its own, stderr after an overflowing stdout kept', async () => {
+    // The runtime under the gRPC layer, where a cut reply is seen before the message limit.
+    const tasks = natsTaskPort(s.nc, s.node);
+    const deps = {
+      tasks,
+      shim: natsShimPort(s.nc, s.node),
+      images: {} as never,
+      network: {} as never,
+      sandboxImage: {} as never,
+      containersDir: join(s.stateRoot, 'containers'),
+      log: createLogger({ service: 'cri-gateway', node: s.node, level: 'silent' }),
+    };
+    const containers = new ContainerRuntime(deps, new PodRuntime(deps));
+    const mib = 1024 * 1024;
+    // 64-byte lines: 17 MiB on stdout, then 16 MiB and a line more on stderr.
+    const line = `${'0123456789abcdef'.repeat(4).slice(0, 63)}\n`;
+    const r = await containers.execSync(
+      ctr,
+      [
+        'sh',
+        '-c',
+        `yes ${line.trim()} | head -c ${17 * mib}; echo tail-of-err >&2; yes ${line.trim()} | head -c ${16 * mib} >&2`,
+      ],
+      100,
+    );
+    expect(r.exit_code).toBe(0);
+    expect(EXEC_SYNC_MAX_STREAM_BYTES).toBe(16 * mib);
+    expect(r.stdout.length).toBe(16 * mib);
+    expect(r.stdout.equals(Buffer.from(line.repeat((16 * mib) / 64)))).toBe(true);
+    // Cut mid-line, 12 bytes into its last one.
+    const err = Buffer.from(`tail-of-err\n${line.repeat((16 * mib) / 64)}`).subarray(0, 16 * mib);
+    expect(r.stderr.length).toBe(16 * mib);
+    expect(r.stderr.equals(err)).toBe(true);
+  }, 180_000);
 
   it('refuses a second container of the same name and attempt, leaving nothing behind', async () => {
     const before = await berthContainers();

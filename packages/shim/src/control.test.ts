@@ -57,7 +57,7 @@ describe('exec', () => {
       execId,
       process: {
         // No cwd: the shim defaults it to "/" (runc refuses a process without one).
-        args: ['sh', '-c', 'echo out-$((6*7)) $(pwd); echo err >&2; exit 5'],
+        args: ['sh', '-c', "echo out-$((6*7)) $(pwd); printf '\\377\\n'; echo err >&2; exit 5"],
         env: ['PATH=/bin'],
         user: { uid: 0, gid: 0 },
       },
@@ -73,9 +73,10 @@ describe('exec', () => {
       exitCode: 5,
       execId,
     });
+    // Bytes, in base64: the 0xff of a process's output that is not text survives.
     expect(await w.client['exec-output']({ namespace: ns, id, execId })).toEqual({
-      stdout: 'out-42 /\n',
-      stderr: 'err\n',
+      stdoutBase64: Buffer.from('out-42 /\n\xff\n', 'latin1').toString('base64'),
+      stderrBase64: Buffer.from('err\n').toString('base64'),
       truncated: false,
     });
     expect(
@@ -92,6 +93,32 @@ describe('exec', () => {
     ).toBe('ALREADY_EXISTS');
     await w.client.delete({ namespace: ns, id, execId });
     expect(await codeOf(w.client.state({ namespace: ns, id, execId }))).toBe('NOT_FOUND');
+    await finish(id);
+  });
+
+  it("exec-output carries 256 KiB of each stream, within NATS's max_payload, however much was written", async () => {
+    const { id } = await running(['sleep', '1000']);
+    const execId = 'big';
+    await w.client.exec({
+      namespace: ns,
+      id,
+      execId,
+      // 600 KiB on each stream: the two in one JSON reply would be over the 1 MiB max_payload.
+      process: {
+        args: ['sh', '-c', 'yes out | head -c 614400; yes err | head -c 614400 >&2'],
+        cwd: '/',
+        env: ['PATH=/bin'],
+      },
+      terminal: false,
+      stdin: false,
+    });
+    await w.client.start({ namespace: ns, id, execId });
+    expect((await w.client.wait({ namespace: ns, id, execId })).exitCode).toBe(0);
+    const out = await w.client['exec-output']({ namespace: ns, id, execId });
+    expect(out.truncated).toBe(true);
+    expect(Buffer.from(out.stdoutBase64, 'base64').equals(Buffer.from('out\n'.repeat(65536)))).toBe(true);
+    expect(Buffer.from(out.stderrBase64, 'base64').equals(Buffer.from('err\n'.repeat(65536)))).toBe(true);
+    await w.client.delete({ namespace: ns, id, execId });
     await finish(id);
   });
 

@@ -5,7 +5,7 @@ export {
   closeAttachStdin,
   resizeTerminal,
 } from './attach.js';
-export { type CriLogLine, parseCriLine, readCriStreams } from './cri-log.js';
+export { type CriLogLine, type CriOutput, parseCriLine, readCriOutput, readCriStreams } from './cri-log.js';
 export { type AgentOptions, EXIT_TOPIC, ShimAgent } from './domain/agent.js';
 export { TaskControl } from './domain/control.js';
 export { execPaths, taskPaths } from './domain/paths.js';

@@ -12,10 +12,12 @@ import { ignoreGone, stopTask } from './stop.js';
 import { stringList, stringMap } from './validate.js';
 
 /**
- * Most output ExecSync returns (both streams): what fits the gRPC reply of at most 16 MiB, as
- * containerd caps it; the rest is dropped.
+ * Most bytes ExecSync keeps of each stream, stdout and stderr independently: containerd's
+ * (maxStreamSize, the CVE-2022-31030 fix); the rest of a stream is dropped. As in containerd, a
+ * reply holding that much is over the 16 MiB gRPC message limit and fails RESOURCE_EXHAUSTED: the
+ * cap bounds the gateway's memory, and no caller is handed output silently cut short.
  */
-export const EXEC_SYNC_MAX_OUTPUT = 16 * 1024 * 1024 - 64 * 1024;
+export const EXEC_SYNC_MAX_STREAM_BYTES = 16 * 1024 * 1024;
 
 /** How long a timed-out exec may take to die of SIGKILL. */
 const EXEC_KILL_WAIT_MS = 10_000;
@@ -240,8 +242,8 @@ export class ContainerRuntime {
         );
       }
       if (!proc.logPath) throw new BerthError(Code.INTERNAL, `exec ${execId} in container ${cid} has no log`);
-      const out = await this.d.shim.readLog(proc.logPath, EXEC_SYNC_MAX_OUTPUT);
-      return { stdout: Buffer.from(out.stdout), stderr: Buffer.from(out.stderr), exit_code: exitCode };
+      const out = await this.d.shim.readLog(proc.logPath, EXEC_SYNC_MAX_STREAM_BYTES);
+      return { stdout: out.stdout, stderr: out.stderr, exit_code: exitCode };
     } finally {
       await ignoreGone(this.d.tasks.deleteTask(cid, execId)).catch(() => undefined);
     }

@@ -8,7 +8,7 @@ import {
   type UpdateContainerRequest,
 } from '@berth/api';
 import { call, client, collectAll } from '@berth/kit';
-import { readCriStreams } from '@berth/shim/cri-log';
+import { readCriOutput } from '@berth/shim/cri-log';
 import type { NatsConnection } from 'nats';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { ShimNetworkPort } from './cni-network.js';
@@ -58,8 +58,9 @@ export function natsShimPort(nc: NatsConnection, node: string): ShimPort {
   const shim = client(nc, ShimApi, { node, namespace: CRI_NAMESPACE });
   return {
     // The exec log is on this node (the gateway serves its own node's kubelet): reading it here
-    // avoids NATS's max_payload (1 MB), which the shim's exec-output reply could not exceed.
-    readLog: (logPath, maxBytes) => readCriStreams(logPath, maxBytes),
+    // keeps its bytes as they are and avoids NATS's max_payload (1 MiB), which ExecSync's 16 MiB
+    // per stream would exceed many times over in the shim's exec-output reply.
+    readLog: (logPath, maxBytesPerStream) => readCriOutput(logPath, maxBytesPerStream),
     reopenLog: async (id) => {
       await shim['reopen-log']({ namespace: CRI_NAMESPACE, id });
     },

@@ -8,7 +8,6 @@ import type {
   KillRequest,
   ProcessState,
   Resources,
-  ShimExecOutput,
   ShimStats,
   Task,
   UpdateContainerRequest,
@@ -47,13 +46,21 @@ export interface TaskPort {
   stats(id: string): Promise<ShimStats>;
 }
 
+/** What a process wrote to stdout and stderr, as bytes, each stream cut at a cap. */
+export interface ProcessOutput {
+  stdout: Buffer;
+  stderr: Buffer;
+  /** True when either stream was longer than the cap and only its start is kept. */
+  truncated: boolean;
+}
+
 /** What the RuntimeService asks this node's shim directly (host-local facts of a task). */
 export interface ShimPort {
   /**
-   * What a process wrote, read back from its CRI log at `logPath` (a path on this node, as the
-   * task-service reports it), at most `maxBytes` of content.
+   * What a process wrote, as bytes, read back from its CRI log at `logPath` (a path on this node,
+   * as the task-service reports it), each stream cut at `maxBytesPerStream`.
    */
-  readLog(logPath: string, maxBytes: number): Promise<ShimExecOutput>;
+  readLog(logPath: string, maxBytesPerStream: number): Promise<ProcessOutput>;
   /** Makes the task's monitor reopen its log file (after the kubelet rotated it). */
   reopenLog(id: string): Promise<void>;
 }

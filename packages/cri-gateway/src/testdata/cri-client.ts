@@ -25,15 +25,18 @@ type UnaryFn<T> = (
 ) => void;
 type StreamFn = (request: unknown, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
 
-export function criClient(socket: string): CriClient {
+export function criClient(
+  socket: string,
+  opts: { channel?: grpc.ChannelOptions; deadlineMs?: number } = {},
+): CriClient {
   const pkg = grpc.loadPackageDefinition(loadCriDefinition());
   const v1 = (pkg.runtime as grpc.GrpcObject).v1 as grpc.GrpcObject;
   const Runtime = v1.RuntimeService as grpc.ServiceClientConstructor;
   const Image = v1.ImageService as grpc.ServiceClientConstructor;
   const target = `unix:${socket}`;
-  const runtime = new Runtime(target, grpc.credentials.createInsecure());
-  const image = new Image(target, grpc.credentials.createInsecure());
-  const deadline = () => new Date(Date.now() + 10_000);
+  const runtime = new Runtime(target, grpc.credentials.createInsecure(), opts.channel);
+  const image = new Image(target, grpc.credentials.createInsecure(), opts.channel);
+  const deadline = () => new Date(Date.now() + (opts.deadlineMs ?? 10_000));
   return {
     runtime,
     image,

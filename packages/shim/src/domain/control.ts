@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import {
   BerthError,
   Code,
+  SHIM_EXEC_OUTPUT_MAX_BYTES,
   type ShimExecOutput,
   type ShimResizeRequest,
   type ShimStats,
@@ -9,7 +10,7 @@ import {
   type ShimUpdateRequest,
 } from '@berth/api';
 import { closeAttachStdin, resizeTerminal, writeConmonFifo } from '../attach.js';
-import { readCriStreams } from '../cri-log.js';
+import { readCriOutput } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
 import { prepareLogReopen, touchLog, watchGone } from './files.js';
@@ -148,10 +149,15 @@ export class TaskControl {
     if (!ref.execId) throw new BerthError(Code.INVALID_ARGUMENT, 'exec-output needs an execId');
     const rec = await this.host.mustGet(ref);
     try {
-      return await readCriStreams(rec.logPath);
+      const out = await readCriOutput(rec.logPath, SHIM_EXEC_OUTPUT_MAX_BYTES);
+      return {
+        stdoutBase64: out.stdout.toString('base64'),
+        stderrBase64: out.stderr.toString('base64'),
+        truncated: out.truncated,
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        return { stdout: '', stderr: '', truncated: false };
+        return { stdoutBase64: '', stderrBase64: '', truncated: false };
       throw err;
     }
   }

@@ -1,6 +1,6 @@
 import { CreateContainerRequest } from '@berth/api';
 import { describe, expect, it } from 'vitest';
-import { capabilitiesOf, provisionalUser, seccompOf } from './node-facts.js';
+import { capabilitiesOf, hostDevicesOf, provisionalUser, seccompOf } from './node-facts.js';
 
 describe('seccompOf', () => {
   it('gives every container the default profile unless it asks otherwise', () => {
@@ -51,5 +51,13 @@ describe('provisionalUser', () => {
     expect(provisionalUser('www')).toEqual({ uid: 0, gid: 0 });
     expect(provisionalUser('33:staff')).toEqual({ uid: 33, gid: 0 });
     expect(provisionalUser('')).toEqual({ uid: 0, gid: 0 });
+  });
+});
+
+describe('hostDevicesOf', () => {
+  it("has a privileged container's node add its /dev devices, and no other's", () => {
+    expect(hostDevicesOf({ image: 'x', privileged: true })).toBe(true);
+    expect(hostDevicesOf({ image: 'x' })).toBe(false);
+    expect(hostDevicesOf({ image: 'x', privileged: false, capAdd: ['SYS_ADMIN'] })).toBe(false);
   });
 });

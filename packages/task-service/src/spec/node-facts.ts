@@ -8,7 +8,9 @@ import type { CreateContainerRequest, SeccompRequest, ShimCapabilities } from '@
  *   - process.capabilities: absent until the node resolved them from its bounding set;
  *   - HOME: absent from the env unless asked for; the node sets it from the rootfs's passwd;
  *   - linux.seccomp: absent; the node writes it for its architecture and kernel;
- * and sends the node these requests (userOf, capabilitiesOf, seccompOf) with every task create.
+ *   - linux.devices: absent; a privileged container gets the node's own /dev devices there;
+ * and sends the node these requests (userOf, capabilitiesOf, seccompOf, hostDevicesOf) with
+ * every task create.
  */
 
 /**
@@ -48,4 +50,13 @@ export function provisionalUser(
     gid: isId(g) ? Number(g) : 0,
     ...(gids.length ? { additionalGids: gids } : {}),
   };
+}
+
+/**
+ * Whether a container's node adds its own /dev device nodes to the spec (ShimCreateRequest
+ * hostDevices): a privileged container sees the host's devices, as containerd's CRI gives them
+ * (WithHostDevices, beside the device cgroup allowing all that linuxResources writes).
+ */
+export function hostDevicesOf(config: CreateContainerRequest): boolean {
+  return config.privileged === true;
 }

@@ -32,6 +32,7 @@ import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
 import {
   capabilitiesOf,
+  hostDevicesOf,
   linuxResources,
   mergeEnv,
   provisionalUser,
@@ -237,6 +238,7 @@ export class TaskManager {
           ...(usesShimFiles(c) ? { files: shimFiles(c) } : {}),
           seccomp: seccompOf(c.config),
           capabilities: capabilitiesOf(c.config),
+          ...(hostDevicesOf(c.config) ? { hostDevices: true } : {}),
           // Containers stored before users were left to the node have theirs resolved in the spec.
           ...(c.config.user !== undefined ? { user: c.config.user } : {}),
           ...(attach && start ? { netnsPod: c.id, startAttached: attach } : netnsPod ? { netnsPod } : {}),
