@@ -127,6 +127,19 @@ describe('CRI memory_swap_limit_in_bytes', () => {
     expect(memsw()).toBe(String(192 * MiB));
   });
 
+  it.runIf(!CGROUP_V2 && v1Swap)('gives a memory limit alone swap = memory, as containerd', async () => {
+    const c = await createCtr(pod, 'res', 'noswap', resources({ memory_limit_in_bytes: String(64 * MiB) }));
+    await rpc('StartContainer', { container_id: c });
+    const dir = memoryCgroupOf((await recordOf(c)).task.pid);
+    const memsw = () => readFileSync(join(dir, 'memory.memsw.limit_in_bytes'), 'utf8').trim();
+    expect(memsw()).toBe(String(64 * MiB));
+    await rpc('UpdateContainerResources', {
+      container_id: c,
+      linux: { memory_limit_in_bytes: String(96 * MiB) },
+    });
+    expect(memsw()).toBe(String(96 * MiB));
+  });
+
   it('refuses a swap limit below the memory limit at CreateContainer', async () => {
     const err = await grpcError(
       createCtr(

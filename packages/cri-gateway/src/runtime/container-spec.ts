@@ -76,7 +76,7 @@ const unimplemented = (what: string) =>
  * Checks CRI LinuxContainerResources; fields berth cannot apply are UNIMPLEMENTED, never ignored.
  * `unified` and `memory_swap_limit_in_bytes` pass as containerd's CRI passes them (OCI
  * linux.resources.unified and memory.swap); whether this node's cgroups can apply them is the
- * caller's check (checkNodeCgroups). On create (`update` false) a swap limit needs a memory limit;
+ * caller's (nodeResources). On create (`update` false) a swap limit needs a memory limit;
  * an update may keep the container's.
  */
 export function parseResources(
@@ -126,15 +126,21 @@ export function parseResources(
 const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;
 
 /**
- * Refuses, FAILED_PRECONDITION naming the CRI field, what this node's cgroups cannot apply
- * (`unified` on cgroup v1, a swap limit without swap accounting): runc would only fail at
- * StartContainer, or in the middle of an update. The gateway runs on the node it answers for.
+ * The resources as this node applies them. What its cgroups cannot apply (`unified` on cgroup v1,
+ * a swap limit without swap accounting) is refused FAILED_PRECONDITION naming the CRI field: runc
+ * would only fail at StartContainer, or in the middle of an update. Where swap is accounted, a
+ * memory limit without a swap limit gets swap = memory (no swap beyond the limit), as containerd's
+ * CRI does. The gateway runs on the node it answers for.
  */
-export function checkNodeCgroups(resources: Resources, node: CgroupSupport, field: string): void {
+export function nodeResources(resources: Resources, node: CgroupSupport, field: string): Resources {
   checkCgroupSupport({ unified: resources.unified, swap: resources.memorySwapBytes }, node, {
     unified: `${field}.unified`,
     swap: `${field}.memory_swap_limit_in_bytes`,
   });
+  if (resources.memoryBytes !== undefined && resources.memorySwapBytes === undefined && node.swapAccounting) {
+    return { ...resources, memorySwapBytes: resources.memoryBytes };
+  }
+  return resources;
 }
 
 /** CRI MountPropagation (by name, or its number) to a bind mount's propagation. */

@@ -4,12 +4,7 @@ import { type CgroupSupport, hostCgroupSupport } from '@berth/shim/cgroup-suppor
 import { criImageNames } from '../images/cri-image.js';
 import type { ImagePort } from '../images/ports.js';
 import { resolveImage } from '../images/resolve.js';
-import {
-  checkNodeCgroups,
-  containerRequest,
-  parseContainerConfig,
-  parseResources,
-} from './container-spec.js';
+import { containerRequest, nodeResources, parseContainerConfig, parseResources } from './container-spec.js';
 import { containerState, toContainerStatus, toCriContainer } from './cri-status.js';
 import { type ContainerMeta, CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs } from './meta.js';
 import { notFoundAs, type PodRuntime, type RuntimeDeps } from './pods.js';
@@ -67,8 +62,9 @@ export class ContainerRuntime {
   async create(podSandboxId: string, rawConfig: unknown): Promise<string> {
     if (!podSandboxId) throw new BerthError(Code.INVALID_ARGUMENT, 'pod_sandbox_id is required');
     const sb = await this.pods.get(podSandboxId);
-    const cfg = parseContainerConfig(rawConfig, sb.meta.logDirectory);
-    checkNodeCgroups(cfg.resources, await this.nodeCgroups(), 'config.linux.resources');
+    const parsed = parseContainerConfig(rawConfig, sb.meta.logDirectory);
+    const node = await this.nodeCgroups();
+    const cfg = { ...parsed, resources: nodeResources(parsed.resources, node, 'config.linux.resources') };
     const sid = sb.info.container.id;
     if (sb.info.status !== 'running' || !sb.info.task?.pid) {
       throw new BerthError(
@@ -259,8 +255,8 @@ export class ContainerRuntime {
   /** UpdateContainerResources: new limits in the spec and on a live task. */
   async updateResources(id: string, linux: unknown): Promise<void> {
     const info = await this.get(id);
-    const { resources } = parseResources(linux, 'linux', { update: true });
-    checkNodeCgroups(resources, await this.nodeCgroups(), 'linux');
+    const parsed = parseResources(linux, 'linux', { update: true });
+    const resources = nodeResources(parsed.resources, await this.nodeCgroups(), 'linux');
     const id2 = info.container.id;
     // A live task takes the limits now (the task-service also keeps them in the spec).
     if (info.status === 'running' || info.status === 'paused') await this.d.tasks.updateTask(id2, resources);

@@ -1,12 +1,7 @@
 import { BerthError, Code } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { appArmorEnabled, checkAppArmor } from './apparmor.js';
-import {
-  checkNodeCgroups,
-  containerRequest,
-  parseContainerConfig,
-  parseResources,
-} from './container-spec.js';
+import { containerRequest, nodeResources, parseContainerConfig, parseResources } from './container-spec.js';
 import { CriLabel, containerName, type SandboxMeta, sandboxName } from './meta.js';
 import { parsePodConfig, sandboxRequest } from './sandbox-spec.js';
 
@@ -435,22 +430,32 @@ describe('ContainerConfig to a container in its pod', () => {
   it("refuses what the node's cgroups cannot apply: unified on v1, swap without swap accounting", () => {
     const unified = { unified: { 'memory.oom.group': '1' } };
     const v1 = { version: 1, swapAccounting: true } as const;
-    expect(codeOf(() => checkNodeCgroups(unified, v1, 'config.linux.resources'))).toMatchObject({
+    expect(codeOf(() => nodeResources(unified, v1, 'config.linux.resources'))).toMatchObject({
       code: Code.FAILED_PRECONDITION,
       message:
         'config.linux.resources.unified: "memory.oom.group" is a cgroup v2 unified resource, ' +
         "but this node's cgroups are v1: runc cannot apply unified resources there",
     });
-    expect(() => checkNodeCgroups(unified, { version: 2, swapAccounting: false }, 'linux')).not.toThrow();
+    expect(() => nodeResources(unified, { version: 2, swapAccounting: false }, 'linux')).not.toThrow();
     const swap = { memoryBytes: 64 << 20, memorySwapBytes: 64 << 20 };
-    expect(
-      codeOf(() => checkNodeCgroups(swap, { version: 1, swapAccounting: false }, 'linux')),
-    ).toMatchObject({
+    expect(codeOf(() => nodeResources(swap, { version: 1, swapAccounting: false }, 'linux'))).toMatchObject({
       code: Code.FAILED_PRECONDITION,
       message: expect.stringMatching(
         /^linux\.memory_swap_limit_in_bytes: .*no memory\.memsw\.limit_in_bytes/,
       ),
     });
-    expect(() => checkNodeCgroups(swap, v1, 'linux')).not.toThrow();
+    expect(nodeResources(swap, v1, 'linux')).toEqual(swap);
+  });
+
+  it('gives a memory limit without a swap limit swap = memory where swap is accounted, as containerd', () => {
+    const mem = { memoryBytes: 64 << 20 };
+    expect(nodeResources(mem, { version: 1, swapAccounting: true }, 'linux')).toEqual({
+      memoryBytes: 64 << 20,
+      memorySwapBytes: 64 << 20,
+    });
+    expect(nodeResources(mem, { version: 2, swapAccounting: false }, 'linux')).toEqual(mem);
+    expect(nodeResources({ cpuShares: 2 }, { version: 1, swapAccounting: true }, 'linux')).toEqual({
+      cpuShares: 2,
+    });
   });
 });
