@@ -39,6 +39,9 @@ export const BindMount = z.object({
 });
 export type BindMount = z.infer<typeof BindMount>;
 
+/** A cgroup v2 interface file name: `<controller>.<name>`, no path separator. */
+const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;
+
 /** Resource limits, written to linux.resources (cgroups). Values are validated, never clamped. */
 export const Resources = z.object({
   /** Memory limit in bytes (at least 6 MiB, as docker requires). */
@@ -53,6 +56,34 @@ export const Resources = z.object({
   cpuShares: z.number().int().min(2).max(262144).optional(),
   /** Maximum number of processes; -1 or absent means unlimited. */
   pidsLimit: z.number().int().min(-1).optional(),
+  /**
+   * Memory plus swap limit in bytes (OCI linux.resources.memory.swap, docker's --memory-swap): at
+   * least the memory limit (which it needs), or -1 for unlimited swap. The node must account swap
+   * (memory.memsw.* on cgroup v1, memory.swap.max on v2): its shim refuses it otherwise.
+   */
+  memorySwapBytes: z
+    .number()
+    .int()
+    .refine(
+      (v) => v === -1 || v >= 6 * 1024 * 1024,
+      'memory+swap limit must be -1 (unlimited) or at least 6MiB',
+    )
+    .optional(),
+  /**
+   * cgroup v2 files and the values to write in them (OCI linux.resources.unified, CRI `unified`),
+   * e.g. `memory.oom.group: "1"`. Only a cgroup v2 node can apply them: its shim refuses them on v1.
+   * An update adds to (or changes) the keys already set, as containerd's CRI merges them.
+   */
+  unified: z
+    .record(z.string(), z.string())
+    .superRefine((m, ctx) => {
+      for (const k of Object.keys(m)) {
+        if (UNIFIED_KEY.test(k)) continue;
+        const message = `unified key "${k}" is not a cgroup v2 file name (such as "memory.oom.group")`;
+        ctx.addIssue({ code: 'custom', message, path: [k] });
+      }
+    })
+    .optional(),
 });
 export type Resources = z.infer<typeof Resources>;
 
@@ -137,8 +168,12 @@ export const CreateContainerRequest = z.object({
   /** Capabilities to add to / drop from the default set ("NET_ADMIN" or "CAP_NET_ADMIN", or "ALL"). */
   capAdd: z.array(z.string()).optional(),
   capDrop: z.array(z.string()).optional(),
-  /** oom_score_adj; only non-negative values: a negative one needs CAP_SYS_RESOURCE. */
-  oomScoreAdj: z.number().int().min(0).max(1000).optional(),
+  /**
+   * oom_score_adj. A value below the node's shim's own score needs CAP_SYS_RESOURCE: a shim without
+   * it raises the value to its own score (as containerd's CRI with restrict_oom_score_adj) and logs
+   * a warning, rather than fail the task's create.
+   */
+  oomScoreAdj: z.number().int().min(-1000).max(1000).optional(),
   sysctls: z.record(z.string(), z.string()).optional(),
   /** Allocate a terminal for the task's process. */
   tty: z.boolean().optional(),

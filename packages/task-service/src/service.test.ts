@@ -149,8 +149,20 @@ describe('task-service endpoints', () => {
       code: 'INVALID_ARGUMENT',
       message: expect.stringMatching(/invalid container name/),
     });
-    await expect(client['create-container']({ image: 'x', oomScoreAdj: -500 })).rejects.toMatchObject({
+    await expect(client['create-container']({ image: 'x', oomScoreAdj: -1001 })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
+    });
+    await expect(
+      client['create-container']({ image: 'x', resources: { unified: { '../memory.max': '1' } } }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/cgroup v2 file name/),
+    });
+    await expect(
+      client['create-container']({ image: 'x', resources: { memorySwapBytes: 0 } }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/memory\+swap limit/),
     });
   });
 

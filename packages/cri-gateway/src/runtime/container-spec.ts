@@ -7,6 +7,7 @@ import {
   type Resources,
   type SeccompRequest,
 } from '@berth/api';
+import { type CgroupSupport, checkCgroupSupport } from '@berth/shim/cgroup-support';
 import { checkAppArmor } from './apparmor.js';
 import {
   type ContainerMeta,
@@ -71,8 +72,18 @@ export interface ContainerConfig {
 const unimplemented = (what: string) =>
   new BerthError(Code.UNIMPLEMENTED, `CRI ${what} is not implemented by berth yet`);
 
-/** Checks CRI LinuxContainerResources; fields berth cannot apply are UNIMPLEMENTED, never ignored. */
-export function parseResources(raw: unknown, field: string): { resources: Resources; oomScoreAdj?: number } {
+/**
+ * Checks CRI LinuxContainerResources; fields berth cannot apply are UNIMPLEMENTED, never ignored.
+ * `unified` and `memory_swap_limit_in_bytes` pass as containerd's CRI passes them (OCI
+ * linux.resources.unified and memory.swap); whether this node's cgroups can apply them is the
+ * caller's (nodeResources). On create (`update` false) a swap limit needs a memory limit;
+ * an update may keep the container's.
+ */
+export function parseResources(
+  raw: unknown,
+  field: string,
+  opts: { update?: boolean } = {},
+): { resources: Resources; oomScoreAdj?: number } {
   const r = message(raw, field);
   if (!r) return { resources: {} };
   const resources: Resources = {};
@@ -83,17 +94,53 @@ export function parseResources(raw: unknown, field: string): { resources: Resour
   if (shares > 0) resources.cpuShares = Math.max(2, shares);
   const mem = int(r.memory_limit_in_bytes, `${field}.memory_limit_in_bytes`);
   if (mem > 0) resources.memoryBytes = mem;
+  const swap = int(r.memory_swap_limit_in_bytes, `${field}.memory_swap_limit_in_bytes`);
+  if (swap !== 0) {
+    const f = `${field}.memory_swap_limit_in_bytes`;
+    if (swap < -1) throw invalid(f, `must be -1 (unlimited swap) or a limit in bytes: ${swap}`);
+    if (swap > 0 && mem > 0 && swap < mem) {
+      throw invalid(f, `memory+swap limit ${swap} must be at least memory_limit_in_bytes ${mem}`);
+    }
+    if (swap > 0 && mem <= 0 && !opts.update) throw invalid(f, 'is set without memory_limit_in_bytes');
+    resources.memorySwapBytes = swap;
+  }
   if (r.cpuset_cpus || r.cpuset_mems) throw unimplemented(`${field}.cpuset_cpus/cpuset_mems`);
   const huge = Array.isArray(r.hugepage_limits) ? (r.hugepage_limits as { limit?: unknown }[]) : [];
   if (huge.some((h) => int(h.limit, `${field}.hugepage_limits.limit`) > 0)) {
     throw unimplemented(`${field}.hugepage_limits`);
   }
-  if (Object.keys(stringMap(r.unified, `${field}.unified`)).length) throw unimplemented(`${field}.unified`);
+  const unified = stringMap(r.unified, `${field}.unified`);
+  for (const k of Object.keys(unified)) {
+    if (!UNIFIED_KEY.test(k)) throw invalid(`${field}.unified`, `"${k}" is not a cgroup v2 file name`);
+  }
+  if (Object.keys(unified).length) resources.unified = unified;
   const oom = int(r.oom_score_adj, `${field}.oom_score_adj`);
   if (oom < -1000 || oom > 1000) throw invalid(`${field}.oom_score_adj`, `must be in [-1000, 1000]: ${oom}`);
-  // A negative score needs CAP_SYS_RESOURCE berth does not assume (see CreateContainerRequest);
-  // the kubelet's guaranteed pods ask -997: they keep the default score instead (documented).
-  return { resources, ...(oom > 0 ? { oomScoreAdj: oom } : {}) };
+  // A negative score (the kubelet's guaranteed pods ask -997) goes into the spec; the node's shim
+  // raises it to its own when it lacks CAP_SYS_RESOURCE to lower it, as containerd's CRI with
+  // restrict_oom_score_adj does (see CreateContainerRequest.oomScoreAdj).
+  return { resources, ...(oom !== 0 ? { oomScoreAdj: oom } : {}) };
+}
+
+/** A cgroup v2 interface file name, `<controller>.<name>` (runc refuses a path). */
+const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;
+
+/**
+ * The resources as this node applies them. What its cgroups cannot apply (`unified` on cgroup v1,
+ * a swap limit without swap accounting) is refused FAILED_PRECONDITION naming the CRI field: runc
+ * would only fail at StartContainer, or in the middle of an update. Where swap is accounted, a
+ * memory limit without a swap limit gets swap = memory (no swap beyond the limit), as containerd's
+ * CRI does. The gateway runs on the node it answers for.
+ */
+export function nodeResources(resources: Resources, node: CgroupSupport, field: string): Resources {
+  checkCgroupSupport({ unified: resources.unified, swap: resources.memorySwapBytes }, node, {
+    unified: `${field}.unified`,
+    swap: `${field}.memory_swap_limit_in_bytes`,
+  });
+  if (resources.memoryBytes !== undefined && resources.memorySwapBytes === undefined && node.swapAccounting) {
+    return { ...resources, memorySwapBytes: resources.memoryBytes };
+  }
+  return resources;
 }
 
 /** CRI MountPropagation (by name, or its number) to a bind mount's propagation. */
@@ -151,6 +198,10 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
     return `${key}=${value}`;
   });
   if (Array.isArray(config.devices) && config.devices.length) throw unimplemented('config.devices');
+  // A device-plugin or DRA pod would start without its device: refused, as `devices` is.
+  if (Array.isArray(config.CDI_devices) && config.CDI_devices.length) {
+    throw unimplemented('config.CDI_devices (CDI devices)');
+  }
   const logRel = relPath(config.log_path, 'config.log_path');
   const linux = message(config.linux, 'config.linux') ?? {};
   const scField = 'config.linux.security_context';

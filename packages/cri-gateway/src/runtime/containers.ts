@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
+import { type CgroupSupport, hostCgroupSupport } from '@berth/shim/cgroup-support';
 import { criImageNames } from '../images/cri-image.js';
 import type { ImagePort } from '../images/ports.js';
 import { resolveImage } from '../images/resolve.js';
-import { containerRequest, parseContainerConfig, parseResources } from './container-spec.js';
+import { containerRequest, nodeResources, parseContainerConfig, parseResources } from './container-spec.js';
 import { containerState, toContainerStatus, toCriContainer } from './cri-status.js';
 import { type ContainerMeta, CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs } from './meta.js';
 import { notFoundAs, type PodRuntime, type RuntimeDeps } from './pods.js';
@@ -34,6 +35,8 @@ export interface ContainerFilter {
 export interface ContainerDeps extends RuntimeDeps {
   images: ImagePort;
   shim: ShimPort;
+  /** This node's cgroup support (its cgroup version, swap accounting); the host's by default. */
+  cgroups?: () => Promise<CgroupSupport>;
 }
 
 /**
@@ -61,7 +64,9 @@ export class ContainerRuntime {
   async create(podSandboxId: string, rawConfig: unknown): Promise<string> {
     if (!podSandboxId) throw new BerthError(Code.INVALID_ARGUMENT, 'pod_sandbox_id is required');
     const sb = await this.pods.get(podSandboxId);
-    const cfg = parseContainerConfig(rawConfig, sb.meta.logDirectory);
+    const parsed = parseContainerConfig(rawConfig, sb.meta.logDirectory);
+    const node = await this.nodeCgroups();
+    const cfg = { ...parsed, resources: nodeResources(parsed.resources, node, 'config.linux.resources') };
     const sid = sb.info.container.id;
     if (sb.info.status !== 'running' || !sb.info.task?.pid) {
       throw new BerthError(
@@ -252,11 +257,16 @@ export class ContainerRuntime {
   /** UpdateContainerResources: new limits in the spec and on a live task. */
   async updateResources(id: string, linux: unknown): Promise<void> {
     const info = await this.get(id);
-    const { resources } = parseResources(linux, 'linux');
+    const parsed = parseResources(linux, 'linux', { update: true });
+    const resources = nodeResources(parsed.resources, await this.nodeCgroups(), 'linux');
     const id2 = info.container.id;
     // A live task takes the limits now (the task-service also keeps them in the spec).
     if (info.status === 'running' || info.status === 'paused') await this.d.tasks.updateTask(id2, resources);
     else await this.d.tasks.updateContainer({ id: id2, resources });
+  }
+
+  private nodeCgroups(): Promise<CgroupSupport> {
+    return (this.d.cgroups ?? hostCgroupSupport)();
   }
 
   /** ReopenContainerLog: the container's monitor reopens its log (the kubelet rotated it). */

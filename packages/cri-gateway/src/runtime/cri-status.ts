@@ -152,8 +152,8 @@ function criResources(info: ContainerInfo) {
     cpuset_cpus: '',
     cpuset_mems: '',
     hugepage_limits: [],
-    unified: {},
-    memory_swap_limit_in_bytes: '0',
+    unified: r.unified ?? {},
+    memory_swap_limit_in_bytes: String(r.memorySwapBytes ?? 0),
   };
 }
 

@@ -1,7 +1,7 @@
 import { BerthError, Code } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { appArmorEnabled, checkAppArmor } from './apparmor.js';
-import { containerRequest, parseContainerConfig, parseResources } from './container-spec.js';
+import { containerRequest, nodeResources, parseContainerConfig, parseResources } from './container-spec.js';
 import { CriLabel, containerName, type SandboxMeta, sandboxName } from './meta.js';
 import { parsePodConfig, sandboxRequest } from './sandbox-spec.js';
 
@@ -376,7 +376,86 @@ describe('ContainerConfig to a container in its pod', () => {
     });
     expect(codeOf(() => parseContainerConfig(userns('POD'), '')).code).toBe(Code.UNIMPLEMENTED);
     expect(parseContainerConfig(userns('NODE'), '').namespaceOptions.pid).toBe('POD');
-    expect(parseResources({ oom_score_adj: '-997' }, 'linux')).toEqual({ resources: {} });
     expect(parseResources({ oom_score_adj: '500' }, 'linux')).toEqual({ resources: {}, oomScoreAdj: 500 });
+    const cdi = { ...base, CDI_devices: [{ name: 'vendor.com/gpu=0' }] };
+    expect(codeOf(() => parseContainerConfig(cdi, ''))).toMatchObject({
+      code: Code.UNIMPLEMENTED,
+      message: expect.stringContaining('config.CDI_devices'),
+    });
+    expect(parseContainerConfig({ ...base, CDI_devices: [] }, '').image).toBe('b');
+  });
+
+  it("passes a negative oom_score_adj on to the spec (the node's shim raises it to its own)", () => {
+    expect(parseResources({ oom_score_adj: '-997' }, 'linux')).toEqual({ resources: {}, oomScoreAdj: -997 });
+    const base = { metadata: { name: 'a' }, image: { image: 'b' } };
+    const c = parseContainerConfig({ ...base, linux: { resources: { oom_score_adj: '-997' } } }, '');
+    expect(c.oomScoreAdj).toBe(-997);
+  });
+
+  it('translates unified and memory_swap_limit_in_bytes as containerd does, checking them', () => {
+    const mem = String(64 << 20);
+    const r = parseResources(
+      {
+        memory_limit_in_bytes: mem,
+        memory_swap_limit_in_bytes: String(128 << 20),
+        unified: { 'memory.oom.group': '1', 'memory.swap.max': '0' },
+      },
+      'config.linux.resources',
+    );
+    expect(r.resources).toEqual({
+      memoryBytes: 64 << 20,
+      memorySwapBytes: 128 << 20,
+      unified: { 'memory.oom.group': '1', 'memory.swap.max': '0' },
+    });
+    expect(parseResources({ memory_swap_limit_in_bytes: '-1' }, 'linux').resources).toEqual({
+      memorySwapBytes: -1,
+    });
+    // An update may keep the container's memory limit.
+    expect(parseResources({ memory_swap_limit_in_bytes: mem }, 'linux', { update: true }).resources).toEqual({
+      memorySwapBytes: 64 << 20,
+    });
+    const bad = (raw: Record<string, unknown>) => codeOf(() => parseResources(raw, 'linux'));
+    expect(bad({ memory_limit_in_bytes: mem, memory_swap_limit_in_bytes: String(32 << 20) })).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      message: expect.stringContaining('linux.memory_swap_limit_in_bytes'),
+    });
+    expect(bad({ memory_swap_limit_in_bytes: mem }).message).toContain('without memory_limit_in_bytes');
+    expect(bad({ memory_swap_limit_in_bytes: '-2' }).code).toBe(Code.INVALID_ARGUMENT);
+    expect(bad({ unified: { '../memory.max': '1' } })).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      message: expect.stringContaining('linux.unified'),
+    });
+  });
+
+  it("refuses what the node's cgroups cannot apply: unified on v1, swap without swap accounting", () => {
+    const unified = { unified: { 'memory.oom.group': '1' } };
+    const v1 = { version: 1, swapAccounting: true } as const;
+    expect(codeOf(() => nodeResources(unified, v1, 'config.linux.resources'))).toMatchObject({
+      code: Code.FAILED_PRECONDITION,
+      message:
+        'config.linux.resources.unified: "memory.oom.group" is a cgroup v2 unified resource, ' +
+        "but this node's cgroups are v1: runc cannot apply unified resources there",
+    });
+    expect(() => nodeResources(unified, { version: 2, swapAccounting: false }, 'linux')).not.toThrow();
+    const swap = { memoryBytes: 64 << 20, memorySwapBytes: 64 << 20 };
+    expect(codeOf(() => nodeResources(swap, { version: 1, swapAccounting: false }, 'linux'))).toMatchObject({
+      code: Code.FAILED_PRECONDITION,
+      message: expect.stringMatching(
+        /^linux\.memory_swap_limit_in_bytes: .*no memory\.memsw\.limit_in_bytes/,
+      ),
+    });
+    expect(nodeResources(swap, v1, 'linux')).toEqual(swap);
+  });
+
+  it('gives a memory limit without a swap limit swap = memory where swap is accounted, as containerd', () => {
+    const mem = { memoryBytes: 64 << 20 };
+    expect(nodeResources(mem, { version: 1, swapAccounting: true }, 'linux')).toEqual({
+      memoryBytes: 64 << 20,
+      memorySwapBytes: 64 << 20,
+    });
+    expect(nodeResources(mem, { version: 2, swapAccounting: false }, 'linux')).toEqual(mem);
+    expect(nodeResources({ cpuShares: 2 }, { version: 1, swapAccounting: true }, 'linux')).toEqual({
+      cpuShares: 2,
+    });
   });
 });

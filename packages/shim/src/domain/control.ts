@@ -10,6 +10,7 @@ import {
   type ShimUpdateRequest,
 } from '@berth/api';
 import { closeAttachStdin, resizeTerminal, writeConmonFifo } from '../attach.js';
+import { cgroupAskOf, checkCgroupSupport, hostCgroupSupport } from '../cgroup-support.js';
 import { readCriOutput } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
 import { monitorAlive } from '../runtime/monitor.js';
@@ -65,6 +66,11 @@ export class TaskControl {
   /** Changes the task's resources (runc update). */
   async update(req: ShimUpdateRequest): Promise<void> {
     await this.host.mustAllow({ namespace: req.namespace, id: req.id }, 'update');
+    // runc would refuse these only after reading the request: a clear answer first.
+    checkCgroupSupport(cgroupAskOf(req.resources), await hostCgroupSupport(), {
+      unified: `task "${req.id}": resources.unified`,
+      swap: `task "${req.id}": resources.memory.swap`,
+    });
     await this.host.runc(req.namespace).update(req.id, req.resources);
   }
 

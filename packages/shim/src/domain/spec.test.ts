@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import type { CgroupSupport } from '../cgroup-support.js';
 import { checkName } from './paths.js';
 import { prepareSpec } from './spec.js';
 import { normalizeSignal, runtimeFailure } from './util.js';
+
+/** This host's kind (cgroup v1 hybrid, swap accounted) and a cgroup v2 one, for the spec alone. */
+const V1: CgroupSupport = { version: 1, swapAccounting: true };
+const V2: CgroupSupport = { version: 2, swapAccounting: true };
 
 describe('prepareSpec', () => {
   const base = {
@@ -11,7 +16,13 @@ describe('prepareSpec', () => {
   };
 
   it('points root at the bundle rootfs, keeps readonly, sets terminal and a default cgroups path', () => {
-    const { spec } = prepareSpec(base, { ns: 'default', id: 'abc', rootfs: '/b/rootfs', terminal: false });
+    const { spec } = prepareSpec(base, {
+      ns: 'default',
+      id: 'abc',
+      rootfs: '/b/rootfs',
+      terminal: false,
+      cgroups: V1,
+    });
     expect(spec.root).toEqual({ path: '/b/rootfs', readonly: true });
     expect((spec.process as { terminal: boolean }).terminal).toBe(false);
     expect((spec.linux as { cgroupsPath: string }).cgroupsPath).toBe('/berth/default/abc');
@@ -20,17 +31,55 @@ describe('prepareSpec', () => {
 
   it('keeps a given cgroups path; without mounts it needs an absolute root.path', () => {
     const withPath = { ...base, linux: { cgroupsPath: '/custom/x' }, root: { path: '/abs' } };
-    const { spec } = prepareSpec(withPath, { ns: 'n', id: 'i', rootfs: undefined, terminal: true });
+    const { spec } = prepareSpec(withPath, {
+      ns: 'n',
+      id: 'i',
+      rootfs: undefined,
+      terminal: true,
+      cgroups: V1,
+    });
     expect((spec.linux as { cgroupsPath: string }).cgroupsPath).toBe('/custom/x');
     expect((spec.root as { path: string }).path).toBe('/abs');
-    expect(() => prepareSpec(base, { ns: 'n', id: 'i', rootfs: undefined, terminal: false })).toThrow(
-      /absolute/,
+    expect(() =>
+      prepareSpec(base, { ns: 'n', id: 'i', rootfs: undefined, terminal: false, cgroups: V1 }),
+    ).toThrow(/absolute/);
+  });
+
+  it('writes linux.resources.unified and memory.swap into config.json on a cgroup v2 node', () => {
+    const resources = { memory: { limit: 64 << 20, swap: 128 << 20 }, unified: { 'memory.oom.group': '1' } };
+    const input = { ...base, linux: { resources } };
+    const { spec } = prepareSpec(input, { ns: 'n', id: 'i', rootfs: '/r', terminal: false, cgroups: V2 });
+    expect((spec.linux as { resources: unknown }).resources).toEqual(resources);
+  });
+
+  it('refuses unified resources on cgroup v1 and a swap limit without swap accounting, naming them', () => {
+    const opts = { ns: 'n', id: 'i', rootfs: '/r', terminal: false };
+    const unified = { 'memory.oom.group': '1', 'memory.swap.max': '0' };
+    const withUnified = { ...base, linux: { resources: { unified } } };
+    expect(() => prepareSpec(withUnified, { ...opts, cgroups: V1 })).toThrow(
+      expect.objectContaining({
+        code: 'FAILED_PRECONDITION',
+        message:
+          'task "i": spec linux.resources.unified: "memory.oom.group", "memory.swap.max" are cgroup v2 ' +
+          "unified resources, but this node's cgroups are v1: runc cannot apply unified resources there",
+      }),
     );
+    const withSwap = { ...base, linux: { resources: { memory: { limit: 64 << 20, swap: -1 } } } };
+    expect(() => prepareSpec(withSwap, { ...opts, cgroups: { version: 1, swapAccounting: false } })).toThrow(
+      expect.objectContaining({
+        code: 'FAILED_PRECONDITION',
+        message: expect.stringContaining('linux.resources.memory.swap: a swap limit was asked for'),
+      }),
+    );
+    expect(() => prepareSpec(withSwap, { ...opts, cgroups: V1 })).not.toThrow();
   });
 
   it('refuses a spec without a command', () => {
     expect(() =>
-      prepareSpec({ process: { args: [] } }, { ns: 'n', id: 'i', rootfs: '/r', terminal: false }),
+      prepareSpec(
+        { process: { args: [] } },
+        { ns: 'n', id: 'i', rootfs: '/r', terminal: false, cgroups: V1 },
+      ),
     ).toThrow(/process.args/);
   });
 });

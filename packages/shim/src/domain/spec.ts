@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api';
+import { type CgroupSupport, cgroupAskOf, checkCgroupSupport } from '../cgroup-support.js';
 
 /** CAP_SYS_RESOURCE is bit 24 of the effective capability set. */
 const CAP_SYS_RESOURCE = 24n;
@@ -27,11 +28,14 @@ type Obj = Record<string, unknown>;
  * The config.json the shim writes: the caller's spec with root.path set to the bundle's rootfs,
  * process.terminal matching the request, a default cgroups path, and an oom_score_adj the host
  * allows (lowering it below the agent's own needs CAP_SYS_RESOURCE, which this kind of host lacks:
- * runc would fail, so the value is raised to the agent's own and a warning is returned).
+ * runc would fail, so the value is raised to the agent's own and a warning is returned, as
+ * containerd's CRI with restrict_oom_score_adj). linux.resources this node's cgroups (`cgroups`)
+ * cannot apply are refused FAILED_PRECONDITION before runc fails on them: `unified` on v1, a swap
+ * limit without swap accounting.
  */
 export function prepareSpec(
   input: Obj,
-  opts: { ns: string; id: string; rootfs: string | undefined; terminal: boolean },
+  opts: { ns: string; id: string; rootfs: string | undefined; terminal: boolean; cgroups: CgroupSupport },
 ): { spec: Obj; warnings: string[] } {
   const spec = structuredClone(input) as Obj;
   const warnings: string[] = [];
@@ -55,6 +59,10 @@ export function prepareSpec(
   if (typeof linux.cgroupsPath !== 'string' || linux.cgroupsPath === '') {
     linux.cgroupsPath = `/berth/${opts.ns}/${opts.id}`;
   }
+  checkCgroupSupport(cgroupAskOf(linux.resources), opts.cgroups, {
+    unified: `task "${opts.id}": spec linux.resources.unified`,
+    swap: `task "${opts.id}": spec linux.resources.memory.swap`,
+  });
   const adj = proc.oomScoreAdj;
   if (typeof adj === 'number' && adj < ownOomScoreAdj() && !hasCapSysResource()) {
     const own = ownOomScoreAdj();

@@ -3,6 +3,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState, toBerthError } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
+import { hostCgroupSupport } from '../cgroup-support.js';
 import { shimMetrics } from '../metrics.js';
 import { conmonArgs, spawnConmon } from '../runtime/conmon.js';
 import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
@@ -76,6 +77,7 @@ export async function createTask(
   }
   // Before anything is made: runc would create mount points inside whatever the rootfs is.
   await checkRootfsMounts(req.rootfs, host.layout.snapshots, id);
+  const cgroups = await hostCgroupSupport();
   if (!(await host.store.reserveTask(ns, id))) {
     throw new BerthError(Code.ALREADY_EXISTS, `task "${id}" already exists in namespace "${ns}"`);
   }
@@ -98,6 +100,7 @@ export async function createTask(
         id,
         rootfs: req.rootfs.length ? p.rootfs : undefined,
         terminal: req.terminal,
+        cgroups,
       });
       for (const w of warnings) host.log.warn({ ns, id }, w);
       // Facts of this node: its bounding set, then seccomp conditioned on the result.

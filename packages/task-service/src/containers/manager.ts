@@ -33,7 +33,7 @@ import {
 type Logger = ServiceContext['log'];
 
 import type { Deps } from '../deps.js';
-import { generateSpec, linuxResources } from '../spec/index.js';
+import { generateSpec, linuxResources, mergeResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
 import { collect, collectAll, dropUnrecordedTasks, freeOnNode, releaseNetwork } from './collect.js';
 import { checkRecordSize, replyable } from './limits.js';
@@ -570,7 +570,7 @@ export class ContainerManager {
           if (v === '') delete labels[k];
           else labels[k] = v;
         }
-        const resources = { ...c.config.resources, ...req.resources };
+        const resources = mergeResources(c.config.resources ?? {}, req.resources ?? {});
         const linux = {
           ...(c.spec.linux as Record<string, unknown>),
           resources: linuxResources(resources, c.config.privileged ?? false),

@@ -1,7 +1,7 @@
 import type { CreateContainerRequest } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_PATH } from './defaults.js';
-import { generateSpec, linuxResources } from './generate.js';
+import { generateSpec, linuxResources, mergeResources } from './generate.js';
 
 const id = 'a'.repeat(64);
 const files = { hosts: '/s/hosts', resolvConf: '/s/resolv.conf', hostname: '/s/hostname' };
@@ -110,6 +110,53 @@ describe('generateSpec', () => {
     expect(s.process.oomScoreAdj).toBe(100);
     expect(s.process.cwd).toBe('/tmp');
     expect(linuxResources({ pidsLimit: -1 })).not.toHaveProperty('pids');
+  });
+
+  it('writes a memory+swap limit, unified cgroup v2 resources and a negative oom_score_adj', () => {
+    const mem = 64 * 1024 * 1024;
+    const unified = { 'memory.oom.group': '1', 'memory.swap.max': '0' };
+    const { spec } = gen({
+      cmd: ['x'],
+      resources: { memoryBytes: mem, memorySwapBytes: 2 * mem, unified },
+      // The node's shim raises it to its own when it cannot lower it (see the shim's prepareSpec).
+      oomScoreAdj: -997,
+    });
+    const s = spec as Any;
+    expect(s.linux.resources.memory).toEqual({ limit: mem, swap: 2 * mem });
+    expect(s.linux.resources.unified).toEqual(unified);
+    expect(s.process.oomScoreAdj).toBe(-997);
+    expect(linuxResources({ memoryBytes: mem, memorySwapBytes: -1 }).memory).toEqual({
+      limit: mem,
+      swap: -1,
+    });
+    expect(linuxResources({ memorySwapBytes: -1 }).memory).toEqual({ swap: -1 });
+    // runc 1.1 refuses even an empty `unified` on a cgroup v1 node: none is written.
+    expect(linuxResources({ unified: {} })).not.toHaveProperty('unified');
+  });
+
+  it('refuses a memory+swap limit below the memory limit, or without one', () => {
+    const mem = 64 * 1024 * 1024;
+    expect(() => gen({ cmd: ['x'], resources: { memoryBytes: mem, memorySwapBytes: mem - 4096 } })).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_ARGUMENT',
+        message: `memory+swap limit ${mem - 4096} must be at least the memory limit ${mem} (or -1 for unlimited swap)`,
+      }),
+    );
+    expect(() => linuxResources({ memorySwapBytes: mem })).toThrow(/needs a memory limit/);
+    expect(linuxResources({ memoryBytes: mem, memorySwapBytes: mem }).memory).toEqual({
+      limit: mem,
+      swap: mem,
+    });
+  });
+
+  it('merges an update: limits replaced, unified keys added to the old ones', () => {
+    const old = { memoryBytes: 1 << 30, memorySwapBytes: 2 << 30, unified: { 'memory.oom.group': '1' } };
+    expect(mergeResources(old, { memoryBytes: 1 << 29, unified: { 'memory.high': '1000000' } })).toEqual({
+      memoryBytes: 1 << 29,
+      memorySwapBytes: 2 << 30,
+      unified: { 'memory.oom.group': '1', 'memory.high': '1000000' },
+    });
+    expect(mergeResources({ cpus: 1 }, { cpus: 2 })).toEqual({ cpus: 2 });
   });
 
   it('refuses an unknown capability name, in either list', () => {

@@ -79,7 +79,7 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
     noNewPrivileges: req.noNewPrivileges ?? false,
   };
-  // Only non-negative values: lowering the score needs CAP_SYS_RESOURCE, which berth never assumes.
+  // As asked, negative too: the node's shim raises a score it cannot lower (no CAP_SYS_RESOURCE).
   if (req.oomScoreAdj !== undefined) process.oomScoreAdj = req.oomScoreAdj;
 
   const userDests = new Set((req.mounts ?? []).map((m) => cleanPath(m.destination)));
@@ -198,10 +198,30 @@ function commandOf(req: CreateContainerRequest, img: NonNullable<ImageConfig['co
   return args;
 }
 
-/** linux.resources: deny all devices (runc re-allows its defaults), then the limits asked for. */
+/**
+ * linux.resources: deny all devices (runc re-allows its defaults), then the limits asked for.
+ * A memory+swap limit must be -1 or at least the memory limit, which it needs (runc and the
+ * kernel refuse anything else, but only when the task is made): INVALID_ARGUMENT here.
+ */
 export function linuxResources(r: Resources, allDevices = false): Record<string, unknown> {
   const out: Record<string, unknown> = { devices: [{ allow: allDevices, access: 'rwm' }] };
-  if (r.memoryBytes !== undefined) out.memory = { limit: r.memoryBytes };
+  const swap = r.memorySwapBytes;
+  if (swap !== undefined && swap !== -1) {
+    if (r.memoryBytes === undefined) {
+      throw errors.invalid(`memory+swap limit ${swap} needs a memory limit (or -1 for unlimited swap)`);
+    }
+    if (swap < r.memoryBytes) {
+      throw errors.invalid(
+        `memory+swap limit ${swap} must be at least the memory limit ${r.memoryBytes} (or -1 for unlimited swap)`,
+      );
+    }
+  }
+  if (r.memoryBytes !== undefined || swap !== undefined) {
+    out.memory = {
+      ...(r.memoryBytes !== undefined ? { limit: r.memoryBytes } : {}),
+      ...(swap !== undefined ? { swap } : {}),
+    };
+  }
   const cpu: Record<string, number> = {};
   if (r.cpus !== undefined) {
     cpu.quota = Math.round(r.cpus * CPU_PERIOD_US);
@@ -210,5 +230,17 @@ export function linuxResources(r: Resources, allDevices = false): Record<string,
   if (r.cpuShares !== undefined) cpu.shares = r.cpuShares;
   if (Object.keys(cpu).length) out.cpu = cpu;
   if (r.pidsLimit !== undefined && r.pidsLimit > 0) out.pids = { limit: r.pidsLimit };
+  // Never an empty map: runc 1.1 refuses any `unified`, even {}, on a cgroup v1 node.
+  if (r.unified && Object.keys(r.unified).length) out.unified = { ...r.unified };
   return out;
+}
+
+/**
+ * A container's resources after an update: each limit the update sets replaces the old one; its
+ * `unified` keys are added to (or change) the old ones, as containerd's CRI merges them.
+ */
+export function mergeResources(old: Resources, update: Resources): Resources {
+  const merged: Resources = { ...old, ...update };
+  if (old.unified || update.unified) merged.unified = { ...old.unified, ...update.unified };
+  return merged;
 }

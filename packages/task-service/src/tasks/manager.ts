@@ -35,6 +35,7 @@ import {
   hostDevicesOf,
   linuxResources,
   mergeEnv,
+  mergeResources,
   provisionalUser,
   resolvConf,
   seccompOf,
@@ -659,7 +660,7 @@ export class TaskManager {
   /** Updates a running task's resources and the stored spec. */
   async update(ns: string, ref: string, resources: Resources): Promise<void> {
     const { c } = await this.running(ns, ref);
-    const merged = { ...c.config.resources, ...resources };
+    const merged = mergeResources(c.config.resources ?? {}, resources);
     // The device rules are the container's for life: an update changes only the limits.
     const { devices: _devices, ...limits } = linuxResources(merged);
     await this.deps.shim(c.node, ns).update({ namespace: ns, id: c.id, resources: limits });

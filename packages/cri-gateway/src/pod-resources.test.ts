@@ -1,0 +1,178 @@
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createCtr,
+  ctrStatus,
+  grpcError,
+  INVALID_ARGUMENT,
+  type Json,
+  rpc,
+  runPod,
+  startPodStack,
+} from './testdata/pod-fixtures.js';
+import type { RuntimeStack } from './testdata/runtime-stack.js';
+
+// CreateContainer / UpdateContainerResources resources through the real CRI socket and a real
+// node: cgroup v2 `unified`, memory_swap_limit_in_bytes, CDI_devices, a negative oom_score_adj.
+
+const FAILED_PRECONDITION = 9;
+const UNIMPLEMENTED = 12;
+/** The cgroup version runc uses here: v2 only when /sys/fs/cgroup itself is cgroup2. */
+const CGROUP_V2 = statfsSync('/sys/fs/cgroup').type === 0x63677270;
+const MiB = 1024 * 1024;
+
+let s: RuntimeStack;
+let pod: string;
+
+beforeAll(async () => {
+  ({ s } = await startPodStack());
+  pod = await runPod('res');
+}, 180_000);
+
+afterAll(async () => {
+  if (pod) await rpc('RemovePodSandbox', { pod_sandbox_id: pod }).catch(() => undefined);
+  await s?.stop();
+}, 60_000);
+
+/** A container's berth record and task, from the verbose ContainerStatus. */
+const recordOf = async (id: string) => {
+  const r = await rpc<{ info: { info: string } }>('ContainerStatus', { container_id: id, verbose: true });
+  return JSON.parse(r.info.info) as { task: { pid: number }; container: { spec: Json } };
+};
+/** The v1 memory cgroup directory of a process (this host's kind; v2 is its unified one). */
+const memoryCgroupOf = (pid: number) => {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+  const v1 = lines.map((l) => /^\d+:memory:(.*)$/.exec(l)?.[1]).find((x) => x !== undefined);
+  if (v1 !== undefined) return join('/sys/fs/cgroup/memory', v1);
+  return join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '');
+};
+const resources = (linux: Json) => ({ linux: { resources: linux } });
+
+describe('CRI cgroup v2 unified resources', () => {
+  const unified = { 'memory.oom.group': '1', 'memory.swap.max': '0' };
+
+  it.runIf(!CGROUP_V2)('refuses them on a cgroup v1 node at CreateContainer and at an update', async () => {
+    const err = await grpcError(createCtr(pod, 'res', 'unified', resources({ unified })));
+    expect(err.code).toBe(FAILED_PRECONDITION);
+    expect(err.details).toBe(
+      'config.linux.resources.unified: "memory.oom.group", "memory.swap.max" are cgroup v2 unified ' +
+        "resources, but this node's cgroups are v1: runc cannot apply unified resources there",
+    );
+    const c = await createCtr(pod, 'res', 'plain');
+    await rpc('StartContainer', { container_id: c });
+    const upd = await grpcError(
+      rpc('UpdateContainerResources', {
+        container_id: c,
+        linux: { memory_limit_in_bytes: String(96 * MiB), unified: { 'memory.oom.group': '1' } },
+      }),
+    );
+    expect(upd.code).toBe(FAILED_PRECONDITION);
+    expect(upd.details).toMatch(/^linux\.unified: "memory\.oom\.group" is a cgroup v2 unified resource/);
+    // Nothing of the refused update was applied.
+    const limit = readFileSync(join(memoryCgroupOf((await recordOf(c)).task.pid), 'memory.limit_in_bytes'));
+    expect(limit.toString().trim()).not.toBe(String(96 * MiB));
+  });
+
+  it.runIf(CGROUP_V2)("writes them into the container's cgroup on a cgroup v2 node", async () => {
+    const c = await createCtr(pod, 'res', 'unified', resources({ unified: { 'memory.oom.group': '1' } }));
+    await rpc('StartContainer', { container_id: c });
+    const dir = memoryCgroupOf((await recordOf(c)).task.pid);
+    expect(readFileSync(join(dir, 'memory.oom.group'), 'utf8').trim()).toBe('1');
+  });
+});
+
+describe('CRI memory_swap_limit_in_bytes', () => {
+  // Where the kernel accounts swap, as the gateway and containerd look for it.
+  const v1Swap = existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes');
+
+  it.runIf(!CGROUP_V2 && v1Swap)('sets memory.memsw.limit_in_bytes on create and on update', async () => {
+    const c = await createCtr(
+      pod,
+      'res',
+      'swap',
+      resources({
+        memory_limit_in_bytes: String(64 * MiB),
+        memory_swap_limit_in_bytes: String(128 * MiB),
+      }),
+    );
+    await rpc('StartContainer', { container_id: c });
+    const rec = await recordOf(c);
+    expect((rec.container.spec.linux as Json).resources).toMatchObject({
+      memory: { limit: 64 * MiB, swap: 128 * MiB },
+    });
+    const dir = memoryCgroupOf(rec.task.pid);
+    const memsw = () => readFileSync(join(dir, 'memory.memsw.limit_in_bytes'), 'utf8').trim();
+    expect(memsw()).toBe(String(128 * MiB));
+    await rpc('UpdateContainerResources', {
+      container_id: c,
+      linux: { memory_limit_in_bytes: String(96 * MiB), memory_swap_limit_in_bytes: String(192 * MiB) },
+    });
+    expect(memsw()).toBe(String(192 * MiB));
+    expect(readFileSync(join(dir, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(String(96 * MiB));
+    const st = (await ctrStatus(c)) as { resources: { linux: Json } };
+    expect(st.resources.linux).toMatchObject({
+      memory_limit_in_bytes: String(96 * MiB),
+      memory_swap_limit_in_bytes: String(192 * MiB),
+    });
+    // Below the memory limit: refused before runc (or the kernel) sees it.
+    const low = await grpcError(
+      rpc('UpdateContainerResources', {
+        container_id: c,
+        linux: { memory_limit_in_bytes: String(96 * MiB), memory_swap_limit_in_bytes: String(64 * MiB) },
+      }),
+    );
+    expect(low.code).toBe(INVALID_ARGUMENT);
+    expect(low.details).toContain('linux.memory_swap_limit_in_bytes');
+    expect(memsw()).toBe(String(192 * MiB));
+  });
+
+  it.runIf(!CGROUP_V2 && v1Swap)('gives a memory limit alone swap = memory, as containerd', async () => {
+    const c = await createCtr(pod, 'res', 'noswap', resources({ memory_limit_in_bytes: String(64 * MiB) }));
+    await rpc('StartContainer', { container_id: c });
+    const dir = memoryCgroupOf((await recordOf(c)).task.pid);
+    const memsw = () => readFileSync(join(dir, 'memory.memsw.limit_in_bytes'), 'utf8').trim();
+    expect(memsw()).toBe(String(64 * MiB));
+    await rpc('UpdateContainerResources', {
+      container_id: c,
+      linux: { memory_limit_in_bytes: String(96 * MiB) },
+    });
+    expect(memsw()).toBe(String(96 * MiB));
+  });
+
+  it('refuses a swap limit below the memory limit at CreateContainer', async () => {
+    const err = await grpcError(
+      createCtr(
+        pod,
+        'res',
+        'lowswap',
+        resources({ memory_limit_in_bytes: String(64 * MiB), memory_swap_limit_in_bytes: String(32 * MiB) }),
+      ),
+    );
+    expect(err.code).toBe(INVALID_ARGUMENT);
+    expect(err.details).toContain('config.linux.resources.memory_swap_limit_in_bytes');
+  });
+});
+
+describe('CRI CDI devices and oom_score_adj', () => {
+  it('refuses CDI_devices: the container would start without its device', async () => {
+    const err = await grpcError(
+      createCtr(pod, 'res', 'cdi', { CDI_devices: [{ name: 'vendor.com/gpu=0' }] }),
+    );
+    expect(err.code).toBe(UNIMPLEMENTED);
+    expect(err.details).toContain('config.CDI_devices');
+  });
+
+  it('keeps a negative oom_score_adj in the spec; the shim raises it to its own score', async () => {
+    const c = await createCtr(pod, 'res', 'oom', resources({ oom_score_adj: '-997' }));
+    await rpc('StartContainer', { container_id: c });
+    const rec = await recordOf(c);
+    expect((rec.container.spec.process as Json).oomScoreAdj).toBe(-997);
+    // The shim is this test's child and lacks CAP_SYS_RESOURCE here: it has this process's score.
+    const own = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
+    expect(readFileSync(`/proc/${rec.task.pid}/oom_score_adj`, 'utf8').trim()).toBe(own);
+    const high = await createCtr(pod, 'res', 'oomhigh', resources({ oom_score_adj: '500' }));
+    await rpc('StartContainer', { container_id: high });
+    expect(readFileSync(`/proc/${(await recordOf(high)).task.pid}/oom_score_adj`, 'utf8').trim()).toBe('500');
+  });
+});
