@@ -11,6 +11,7 @@ import {
   createTask,
   makeSpec,
   newId,
+  removeTask,
   type ShimWorld,
   startWorld,
   waitForLog,
@@ -41,11 +42,7 @@ async function running(args: string[], opts: { memoryLimit?: number; ready?: str
   return { id, st };
 }
 
-async function finish(id: string) {
-  await w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: true });
-  await w.client.wait({ namespace: ns, id });
-  await w.client.delete({ namespace: ns, id });
-}
+const finish = (id: string) => removeTask(w, ns, id);
 
 describe('exec', () => {
   it('runs a process in a running task: output, exit code, tasks.exit with the execId', async () => {

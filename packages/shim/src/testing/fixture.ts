@@ -119,6 +119,12 @@ export async function startWorld(
     shim?: Record<string, unknown>;
     /** Puts the state root on a tmpfs of this many MiB (a disk a test may fill; unmounted by close()). */
     stateTmpfsMb?: number;
+    /**
+     * Shell scripts the agent runs in place of runc or conmon (a runtime that hangs, fails
+     * silently, refuses an option), written into the world's directory; each ends by exec'ing
+     * the real binary for what it does not fake.
+     */
+    wrap?: { runc?: string; conmon?: string };
   } = {},
 ): Promise<ShimWorld> {
   const nats = await startNats({ jetstream: false });
@@ -133,9 +139,16 @@ export async function startWorld(
   }
   // The shim mounts only snapshots: the shared busybox tree is snapshot 1's fs directory.
   const rootfs = await makeRootfs(join(stateRoot, 'snapshots', '1', 'fs'));
+  const wrapped: Record<string, string> = {};
+  for (const [binary, script] of Object.entries(o.wrap ?? {})) {
+    wrapped[binary] = join(base, `wrapped-${binary}`);
+    await writeFile(wrapped[binary], script, { mode: 0o755 });
+  }
   await writeFile(
     join(base, 'config.json'),
-    JSON.stringify({ services: { shim: { ...(o.sweepMs ? { sweepMs: o.sweepMs } : {}), ...o.shim } } }),
+    JSON.stringify({
+      services: { shim: { ...(o.sweepMs ? { sweepMs: o.sweepMs } : {}), ...wrapped, ...o.shim } },
+    }),
   );
   const nc = await connectNats({ url: nats.url, name: 'shim-test' });
   const exits: TaskExit[] = [];
@@ -332,6 +345,25 @@ export async function waitForLog(path: string, text: string, timeoutMs = 10_000)
     if (Date.now() > deadline) throw new Error(`log ${path} never showed "${text}": ${body}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Prepares exec `execId` of task `id` running `args` (no terminal, no stdin), not started. */
+export function prepareExec(w: ShimWorld, ns: string, id: string, execId: string, args: string[]) {
+  return w.client.exec({
+    namespace: ns,
+    id,
+    execId,
+    process: { args, cwd: '/', env: ['PATH=/bin'] },
+    terminal: false,
+    stdin: false,
+  });
+}
+
+/** SIGKILLs task `id`, waits for its exit and deletes it. */
+export async function removeTask(w: ShimWorld, ns: string, id: string): Promise<void> {
+  await w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: true });
+  await w.client.wait({ namespace: ns, id });
+  await w.client.delete({ namespace: ns, id });
 }
 
 /** The BerthError code a promise rejects with (undefined when it resolves). */
