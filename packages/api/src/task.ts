@@ -42,6 +42,9 @@ export type BindMount = z.infer<typeof BindMount>;
 /** A cgroup v2 interface file name: `<controller>.<name>`, no path separator. */
 const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;
 
+/** A Linux CPU or memory node list: "0", "0-3", "0-3,6,8-9". */
+const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+
 /** Resource limits, written to linux.resources (cgroups). Values are validated, never clamped. */
 export const Resources = z.object({
   /** Memory limit in bytes (at least 6 MiB, as docker requires). */
@@ -56,6 +59,13 @@ export const Resources = z.object({
   cpuShares: z.number().int().min(2).max(262144).optional(),
   /** Maximum number of processes; -1 or absent means unlimited. */
   pidsLimit: z.number().int().min(-1).optional(),
+  /**
+   * The CPUs and memory nodes the processes may use (OCI linux.resources.cpu.cpus and .mems, CRI
+   * cpuset_cpus/cpuset_mems, docker's --cpuset-cpus): Linux list format, "0-3,6". Ones the node
+   * does not have fail the task's create or update.
+   */
+  cpusetCpus: z.string().regex(CPU_LIST, 'cpuset must be a Linux CPU list such as "0-3,6"').optional(),
+  cpusetMems: z.string().regex(CPU_LIST, 'cpuset must be a Linux CPU list such as "0-3,6"').optional(),
   /**
    * Memory plus swap limit in bytes (OCI linux.resources.memory.swap, docker's --memory-swap): at
    * least the memory limit (which it needs), or -1 for unlimited swap. The node must account swap

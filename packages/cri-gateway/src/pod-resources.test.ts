@@ -14,7 +14,8 @@ import {
 import type { RuntimeStack } from './testdata/runtime-stack.js';
 
 // CreateContainer / UpdateContainerResources resources through the real CRI socket and a real
-// node: cgroup v2 `unified`, memory_swap_limit_in_bytes, CDI_devices, a negative oom_score_adj.
+// node: cgroup v2 `unified`, memory_swap_limit_in_bytes, cpuset_cpus/mems, CDI_devices, a negative
+// oom_score_adj.
 
 const FAILED_PRECONDITION = 9;
 const UNIMPLEMENTED = 12;
@@ -174,5 +175,40 @@ describe('CRI CDI devices and oom_score_adj', () => {
     const high = await createCtr(pod, 'res', 'oomhigh', resources({ oom_score_adj: '500' }));
     await rpc('StartContainer', { container_id: high });
     expect(readFileSync(`/proc/${(await recordOf(high)).task.pid}/oom_score_adj`, 'utf8').trim()).toBe('500');
+  });
+});
+
+describe('CRI cpuset_cpus and cpuset_mems', () => {
+  /** The cpuset cgroup file of a process (v1's cpuset hierarchy, or v2's unified one). */
+  const cpusetOf = (pid: number, file: 'cpus' | 'mems') => {
+    const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+    const v1 = lines
+      .map((l) => /^\d+:(?:[^:]*,)?cpuset(?:,[^:]*)?:(.*)$/.exec(l)?.[1])
+      .find((x) => x !== undefined);
+    const dir =
+      v1 !== undefined
+        ? join('/sys/fs/cgroup/cpuset', v1)
+        : join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))?.slice(3) ?? '');
+    return readFileSync(join(dir, `cpuset.${file}`), 'utf8').trim();
+  };
+
+  it('pins a container to the CPUs and memory nodes asked, at create and at an update', async () => {
+    const c = await createCtr(pod, 'res', 'pinned', resources({ cpuset_cpus: '0', cpuset_mems: '0' }));
+    await rpc('StartContainer', { container_id: c });
+    const pid = (await recordOf(c)).task.pid;
+    expect(cpusetOf(pid, 'cpus')).toBe('0');
+    expect(cpusetOf(pid, 'mems')).toBe('0');
+    expect((await ctrStatus(c)).resources).toMatchObject({ linux: { cpuset_cpus: '0', cpuset_mems: '0' } });
+    await rpc('UpdateContainerResources', { container_id: c, linux: { cpuset_cpus: '0-1' } });
+    expect(cpusetOf(pid, 'cpus')).toBe('0-1');
+    expect((await ctrStatus(c)).resources).toMatchObject({ linux: { cpuset_cpus: '0-1', cpuset_mems: '0' } });
+  });
+
+  it('refuses a cpuset that is not a CPU list, naming the field', async () => {
+    const err = await grpcError(createCtr(pod, 'res', 'badset', resources({ cpuset_cpus: 'all' })));
+    expect(err.code).toBe(INVALID_ARGUMENT);
+    expect(err.details).toBe(
+      'config.linux.resources.cpuset_cpus must be a Linux CPU list such as "0-3,6": "all"',
+    );
   });
 });

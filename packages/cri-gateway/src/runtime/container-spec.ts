@@ -104,7 +104,17 @@ export function parseResources(
     if (swap > 0 && mem <= 0 && !opts.update) throw invalid(f, 'is set without memory_limit_in_bytes');
     resources.memorySwapBytes = swap;
   }
-  if (r.cpuset_cpus || r.cpuset_mems) throw unimplemented(`${field}.cpuset_cpus/cpuset_mems`);
+  for (const [key, name] of [
+    ['cpusetCpus', 'cpuset_cpus'],
+    ['cpusetMems', 'cpuset_mems'],
+  ] as const) {
+    const v = r[name];
+    if (v === undefined || v === null || v === '') continue;
+    if (typeof v !== 'string' || !CPU_LIST.test(v)) {
+      throw invalid(`${field}.${name}`, `must be a Linux CPU list such as "0-3,6": ${JSON.stringify(v)}`);
+    }
+    resources[key] = v;
+  }
   const huge = Array.isArray(r.hugepage_limits) ? (r.hugepage_limits as { limit?: unknown }[]) : [];
   if (huge.some((h) => int(h.limit, `${field}.hugepage_limits.limit`) > 0)) {
     throw unimplemented(`${field}.hugepage_limits`);
@@ -121,6 +131,9 @@ export function parseResources(
   // restrict_oom_score_adj does (see CreateContainerRequest.oomScoreAdj).
   return { resources, ...(oom !== 0 ? { oomScoreAdj: oom } : {}) };
 }
+
+/** A Linux CPU or memory node list: "0", "0-3", "0-3,6,8-9". */
+const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
 
 /** A cgroup v2 interface file name, `<controller>.<name>` (runc refuses a path). */
 const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;

@@ -369,7 +369,11 @@ describe('ContainerConfig to a container in its pod', () => {
     );
     const group = { ...base, linux: { security_context: { run_as_group: { value: '1' } } } };
     expect(codeOf(() => parseContainerConfig(group, '')).message).toContain('run_as_group');
-    expect(codeOf(() => parseResources({ cpuset_cpus: '0-1' }, 'linux')).code).toBe(Code.UNIMPLEMENTED);
+    expect(parseResources({ cpuset_cpus: '0-1', cpuset_mems: '0' }, 'linux').resources).toMatchObject({
+      cpusetCpus: '0-1',
+      cpusetMems: '0',
+    });
+    expect(codeOf(() => parseResources({ cpuset_cpus: '0-' }, 'linux')).code).toBe(Code.INVALID_ARGUMENT);
     const userns = (mode: string) => ({
       ...base,
       linux: { security_context: { namespace_options: { userns_options: { mode } } } },

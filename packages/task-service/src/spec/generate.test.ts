@@ -1,4 +1,4 @@
-import type { CreateContainerRequest } from '@berth/api';
+import { type CreateContainerRequest, Resources } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_PATH } from './defaults.js';
 import { generateSpec, linuxResources, mergeResources } from './generate.js';
@@ -110,6 +110,21 @@ describe('generateSpec', () => {
     expect(s.process.oomScoreAdj).toBe(100);
     expect(s.process.cwd).toBe('/tmp');
     expect(linuxResources({ pidsLimit: -1 })).not.toHaveProperty('pids');
+  });
+
+  it('writes the cpuset beside the CPU limits, and an update replaces it', () => {
+    expect(linuxResources({ cpuShares: 512, cpusetCpus: '0-1', cpusetMems: '0' }).cpu).toEqual({
+      shares: 512,
+      cpus: '0-1',
+      mems: '0',
+    });
+    expect(linuxResources({ cpusetMems: '0' }).cpu).toEqual({ mems: '0' });
+    expect(mergeResources({ cpusetCpus: '0', cpusetMems: '0' }, { cpusetCpus: '1' })).toEqual({
+      cpusetCpus: '1',
+      cpusetMems: '0',
+    });
+    expect(Resources.safeParse({ cpusetCpus: '0-' }).success).toBe(false);
+    expect(Resources.safeParse({ cpusetCpus: '0-3,6' }).success).toBe(true);
   });
 
   it('writes a memory+swap limit, unified cgroup v2 resources and a negative oom_score_adj', () => {

@@ -228,7 +228,10 @@ export function linuxResources(r: Resources, allDevices = false): Record<string,
     cpu.period = CPU_PERIOD_US;
   }
   if (r.cpuShares !== undefined) cpu.shares = r.cpuShares;
-  if (Object.keys(cpu).length) out.cpu = cpu;
+  const cpuset: Record<string, string> = {};
+  if (r.cpusetCpus) cpuset.cpus = r.cpusetCpus;
+  if (r.cpusetMems) cpuset.mems = r.cpusetMems;
+  if (Object.keys(cpu).length || Object.keys(cpuset).length) out.cpu = { ...cpu, ...cpuset };
   if (r.pidsLimit !== undefined && r.pidsLimit > 0) out.pids = { limit: r.pidsLimit };
   // Never an empty map: runc 1.1 refuses any `unified`, even {}, on a cgroup v1 node.
   if (r.unified && Object.keys(r.unified).length) out.unified = { ...r.unified };
