@@ -2,6 +2,7 @@ export * from './capabilities.js';
 export * from './contract.js';
 export * from './cri.js';
 export * from './cri-log.js';
+export * from './devices.js';
 export * from './errors.js';
 export * from './health.js';
 export * from './image.js';

@@ -3,6 +3,7 @@
 
 import { ShimCapabilities, ShimResolvedProcess } from './capabilities.js';
 import { defineService, Empty, op, Scope } from './contract.js';
+import { DeviceMapping } from './devices.js';
 import * as z from './lazy-zod.js';
 import { PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
@@ -148,6 +149,12 @@ export const ShimCreateRequest = TaskRef.extend({
    * after the spec's own: a privileged container's. Walked at each create: devices come and go.
    */
   hostDevices: z.boolean().optional(),
+  /**
+   * Host devices by path (CRI devices): each node (or each under a directory) is added to
+   * linux.devices at its container path with this node's type and numbers, and allowed in the
+   * device cgroup with its permissions. A path that is no device here is FAILED_PRECONDITION.
+   */
+  devices: z.array(DeviceMapping).optional(),
   /**
    * A pod network of this node (its id at the network ops) whose pinned namespace the spec's
    * network namespace must be: pinned first, as `network-netns` would, unless a `network-setup`

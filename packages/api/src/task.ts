@@ -2,6 +2,7 @@
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 
 import { defineService, Empty, op, Scope } from './contract.js';
+import { DeviceMapping } from './devices.js';
 import { ImageRecord } from './image.js';
 import * as z from './lazy-zod.js';
 import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
@@ -219,6 +220,8 @@ export const CreateContainerRequest = z.object({
   readonlyPaths: z.array(z.string()).optional(),
   /** All capabilities, every device allowed, no masked or read-only paths, /sys writable, no seccomp. */
   privileged: z.boolean().optional(),
+  /** Host devices given to the container by path (its node resolves and allows them). */
+  devices: z.array(DeviceMapping).optional(),
   /** The seccomp filter; default berth's default profile (ignored when privileged: none). */
   seccomp: SeccompRequest.optional(),
   /**

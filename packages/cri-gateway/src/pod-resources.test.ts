@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createCtr,
   ctrStatus,
+  exec,
   grpcError,
   INVALID_ARGUMENT,
   type Json,
@@ -210,5 +211,43 @@ describe('CRI cpuset_cpus and cpuset_mems', () => {
     expect(err.details).toBe(
       'config.linux.resources.cpuset_cpus must be a Linux CPU list such as "0-3,6": "all"',
     );
+  });
+});
+
+describe("CRI devices (as the kubelet passes a device plugin's)", () => {
+  it('gives the container host devices at their container paths, allowed with their permissions', async () => {
+    const c = await createCtr(pod, 'res', 'devices', {
+      devices: [
+        { host_path: '/dev/zero', container_path: '/dev/plugin-zero', permissions: 'rw' },
+        // Block devices runc does not allow by default (it does /dev/null, zero, tun and a few).
+        { host_path: '/dev/loop7', container_path: '/dev/ro-loop', permissions: 'r' },
+        { host_path: '/dev/loop6', container_path: '/dev/rw-loop', permissions: 'rw' },
+        { host_path: '/dev/net', container_path: '/dev/plugin-net', permissions: 'rwm' },
+      ],
+    });
+    await rpc('StartContainer', { container_id: c });
+    const run = async (cmd: string) => {
+      const r = await exec(c, ['sh', '-c', cmd]);
+      return { code: r.exit_code, out: Buffer.from(r.stdout).toString() + Buffer.from(r.stderr).toString() };
+    };
+    // The host's node numbers, under the container path; a directory's nodes below it.
+    expect((await run('stat -c "%t:%T" /dev/plugin-zero /dev/plugin-net/tun')).out).toBe('1:5\na:c8\n');
+    expect(await run('head -c 3 /dev/plugin-zero | od -An -tx1')).toEqual({ code: 0, out: ' 00 00 00\n' });
+    // The device cgroup allows each as asked: read only, or read and write.
+    expect(await run('exec 3</dev/ro-loop && echo read-open')).toEqual({ code: 0, out: 'read-open\n' });
+    const write = await run('exec 3>/dev/ro-loop');
+    expect(write.code).not.toBe(0);
+    expect(write.out).toMatch(/Operation not permitted/);
+    expect(await run('exec 3<>/dev/rw-loop && echo rw-open')).toEqual({ code: 0, out: 'rw-open\n' });
+  });
+
+  it('refuses a host path that is no device on the node, naming it, and starts nothing', async () => {
+    const c = await createCtr(pod, 'res', 'nodevice', {
+      devices: [{ host_path: '/etc/hostname', container_path: '/dev/x', permissions: 'r' }],
+    });
+    const err = await grpcError(rpc('StartContainer', { container_id: c }));
+    expect(err.code).toBe(FAILED_PRECONDITION);
+    expect(err.details).toContain('device /etc/hostname is not a device node on this node');
+    expect((await ctrStatus(c)).state).toBe('CONTAINER_CREATED');
   });
 });

@@ -4,6 +4,7 @@ import {
   type BindMount,
   Code,
   type CreateContainerRequest,
+  type DeviceMapping,
   type Resources,
   type SeccompRequest,
 } from '@berth/api';
@@ -61,6 +62,8 @@ export interface ContainerConfig {
   /** The seccomp filter asked for (the shim on the node builds it; privileged gets none). */
   seccomp: SeccompRequest;
   readonlyRootfs: boolean;
+  /** Host devices by path (the kubelet's device plugins): resolved and allowed on the node. */
+  devices: DeviceMapping[];
   noNewPrivileges: boolean;
   maskedPaths: string[];
   readonlyPaths: string[];
@@ -189,6 +192,27 @@ function parseMounts(raw: unknown): { mounts: BindMount[]; raw: unknown[] } {
   return { mounts, raw: list };
 }
 
+/**
+ * CRI ContainerConfig.devices, checked: absolute paths, permissions some of "rwm" (empty: all,
+ * as runc reads an empty access).
+ */
+function parseDevices(raw: unknown): DeviceMapping[] {
+  return (Array.isArray(raw) ? raw : []).map((d: unknown, i: number) => {
+    const f = `config.devices[${i}]`;
+    const m = message(d, f) ?? {};
+    const perms = typeof m.permissions === 'string' && m.permissions !== '' ? m.permissions : 'rwm';
+    if (!/^(?!.*(.).*\1)[rwm]{1,3}$/.test(perms)) {
+      throw invalid(`${f}.permissions`, `must be some of "rwm": ${JSON.stringify(perms)}`);
+    }
+    const path = (field: string) => {
+      const p = absPath(m[field], `${f}.${field}`);
+      if (!p) throw invalid(`${f}.${field}`, 'is required');
+      return p;
+    };
+    return { hostPath: path('host_path'), containerPath: path('container_path'), permissions: perms };
+  });
+}
+
 /** Checks a CRI ContainerConfig; bad input throws INVALID_ARGUMENT naming the field. */
 export function parseContainerConfig(raw: unknown, logDirectory: string): ContainerConfig {
   const config = message(raw, 'config');
@@ -210,7 +234,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
         : '';
     return `${key}=${value}`;
   });
-  if (Array.isArray(config.devices) && config.devices.length) throw unimplemented('config.devices');
+  const devices = parseDevices(config.devices);
   // A device-plugin or DRA pod would start without its device: refused, as `devices` is.
   if (Array.isArray(config.CDI_devices) && config.CDI_devices.length) {
     throw unimplemented('config.CDI_devices (CDI devices)');
@@ -254,6 +278,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
     capAdd: stringList(caps.add_capabilities, `${scField}.capabilities.add_capabilities`),
     capDrop: stringList(caps.drop_capabilities, `${scField}.capabilities.drop_capabilities`),
     privileged: sc.privileged === true,
+    devices,
     seccomp: seccompOf(sc, scField),
     readonlyRootfs: sc.readonly_rootfs === true,
     noNewPrivileges: sc.no_new_privs === true,
@@ -337,6 +362,7 @@ export function containerRequest(
     mounts: [...shared, ...c.mounts],
     resources: c.resources,
     readonlyRootfs: c.readonlyRootfs,
+    ...(c.devices.length ? { devices: c.devices } : {}),
     noNewPrivileges: c.noNewPrivileges,
     network: host ? 'host' : (sb.meta.netnsPath ?? ns('net')),
     namespaces: { pid, ipc: podNs.ipc === NsMode.NODE ? 'host' : ns('ipc'), uts: ns('uts') },

@@ -350,11 +350,20 @@ describe('ContainerConfig to a container in its pod', () => {
 
   it('refuses what berth cannot do, and bad input, naming the field', () => {
     const base = { metadata: { name: 'a' }, image: { image: 'b' } };
-    expect(
-      codeOf(() => parseContainerConfig({ ...base, devices: [{ host_path: '/dev/x' }] }, '')),
-    ).toMatchObject({
-      code: Code.UNIMPLEMENTED,
+    const devices = (d: Record<string, unknown>) => () => parseContainerConfig({ ...base, devices: [d] }, '');
+    expect(codeOf(devices({ host_path: '/dev/x' }))).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      message: 'config.devices[0].container_path is required',
     });
+    expect(
+      codeOf(devices({ host_path: '/dev/x', container_path: '/dev/y', permissions: 'rx' })),
+    ).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      message: 'config.devices[0].permissions must be some of "rwm": "rx"',
+    });
+    expect(devices({ host_path: '/dev/x', container_path: '/dev/y' })().devices).toEqual([
+      { hostPath: '/dev/x', containerPath: '/dev/y', permissions: 'rwm' },
+    ]);
     const prop = {
       ...base,
       mounts: [{ container_path: '/m', host_path: '/h', propagation: 'PROPAGATION_BIDIRECTIONAL' }],

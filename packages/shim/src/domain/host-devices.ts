@@ -1,7 +1,7 @@
 import type { BigIntStats, Dirent } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { errors } from '@berth/api';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { type DeviceMapping, errors } from '@berth/api';
 
 /** One entry of an OCI spec's linux.devices: a device node runc makes in the container's /dev. */
 export interface OciDevice {
@@ -103,4 +103,50 @@ export function addDevices(spec: Record<string, unknown>, devices: readonly OciD
   const own = Array.isArray(linux.devices) ? (linux.devices as { path?: unknown }[]) : [];
   const listed = new Set(own.map((d) => d.path));
   linux.devices = [...own, ...devices.filter((d) => !listed.has(d.path))];
+}
+
+/**
+ * Adds the devices a container is given by path (CRI devices, from the kubelet's device plugins):
+ * each host node, or each node under a host directory (at the same place below the container
+ * path), to linux.devices with this node's type, numbers, mode and owner, and a device cgroup rule
+ * allowing it with the mapping's permissions, as containerd's WithDevices. A host path that is
+ * neither a device nor a directory holding one is FAILED_PRECONDITION naming it.
+ */
+export async function addMappedDevices(
+  spec: Record<string, unknown>,
+  mappings: readonly DeviceMapping[],
+): Promise<void> {
+  const devices: OciDevice[] = [];
+  const rules: Record<string, unknown>[] = [];
+  for (const m of mappings) {
+    let found: OciDevice[];
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      // A symlink (/dev/disk/by-id/..., a plugin's alias) stands for the node it names.
+      st = await stat(m.hostPath);
+    } catch (err) {
+      throw errors.precondition(`device ${m.hostPath}: ${(err as Error).message}`);
+    }
+    if (st.isDirectory()) {
+      found = (await walk(m.hostPath, false)).map((d) => ({
+        ...d,
+        path: join(m.containerPath, relative(m.hostPath, d.path)),
+      }));
+    } else {
+      const d = await deviceAt(await realpath(m.hostPath));
+      found = d ? [{ ...d, path: m.containerPath }] : [];
+    }
+    if (found.length === 0) {
+      throw errors.precondition(`device ${m.hostPath} is not a device node on this node`);
+    }
+    for (const d of found) {
+      devices.push(d);
+      rules.push({ allow: true, type: d.type, major: d.major, minor: d.minor, access: m.permissions });
+    }
+  }
+  addDevices(spec, devices);
+  const linux = spec.linux as Record<string, unknown>;
+  const resources = (linux.resources ?? {}) as Record<string, unknown>;
+  linux.resources = resources;
+  resources.devices = [...(Array.isArray(resources.devices) ? resources.devices : []), ...rules];
 }

@@ -14,7 +14,7 @@ import { mountShareableShm } from './container-shm.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { touchLog, writeAtomic, writeAtomicNow } from './files.js';
 import type { ShimHost } from './host.js';
-import { addDevices, hostDevices } from './host-devices.js';
+import { addDevices, addMappedDevices, hostDevices } from './host-devices.js';
 import { applyCapabilities, applyUser } from './identity/index.js';
 import { checkName, execPaths, taskPaths } from './paths.js';
 import { checkBindPropagation } from './propagation.js';
@@ -107,6 +107,7 @@ export async function createTask(
       const caps = req.capabilities ? applyCapabilities(spec, req.capabilities, host.node) : undefined;
       if (req.seccomp) await applySeccomp(spec, req.seccomp);
       if (req.hostDevices) addDevices(spec, await hostDevices());
+      if (req.devices?.length) await addMappedDevices(spec, req.devices);
       await checkBindPropagation(spec);
       await writeContainerFiles(host.layout, spec, { ns, id, files: req.files });
       // Kept when the create fails, as the files are: remove-files unmounts it.

@@ -240,6 +240,7 @@ export class TaskManager {
           seccomp: seccompOf(c.config),
           capabilities: capabilitiesOf(c.config),
           ...(hostDevicesOf(c.config) ? { hostDevices: true } : {}),
+          ...(c.config.devices?.length ? { devices: c.config.devices } : {}),
           // Containers stored before users were left to the node have theirs resolved in the spec.
           ...(c.config.user !== undefined ? { user: c.config.user } : {}),
           ...(attach && start ? { netnsPod: c.id, startAttached: attach } : netnsPod ? { netnsPod } : {}),
