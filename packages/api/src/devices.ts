@@ -4,6 +4,9 @@
 
 import * as z from './lazy-zod.js';
 
+/** Device cgroup access: each of r (read), w (write), m (mknod) at most once. */
+export const DEVICE_PERMISSIONS = /^(?!.*(.).*\1)[rwm]{1,3}$/;
+
 /** One host device (or a directory of them) made available in the container. */
 export const DeviceMapping = z.object({
   /** The device node on the node, or a directory whose device nodes all go (recursively). */
@@ -11,6 +14,6 @@ export const DeviceMapping = z.object({
   /** Where it appears in the container (a directory's nodes keep their path below it). */
   containerPath: z.string().startsWith('/', 'device container path must be absolute'),
   /** Cgroup access: some of r (read), w (write), m (mknod), as CRI and docker take them. */
-  permissions: z.string().regex(/^(?!.*(.).*\1)[rwm]{1,3}$/, 'device permissions must be some of "rwm"'),
+  permissions: z.string().regex(DEVICE_PERMISSIONS, 'device permissions must be some of "rwm"'),
 });
 export type DeviceMapping = z.infer<typeof DeviceMapping>;

@@ -41,10 +41,10 @@ export const BindMount = z.object({
 export type BindMount = z.infer<typeof BindMount>;
 
 /** A cgroup v2 interface file name: `<controller>.<name>`, no path separator. */
-const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;
+export const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;
 
 /** A Linux CPU or memory node list: "0", "0-3", "0-3,6,8-9". */
-const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+export const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
 
 /** Resource limits, written to linux.resources (cgroups). Values are validated, never clamped. */
 export const Resources = z.object({

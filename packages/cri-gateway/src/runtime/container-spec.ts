@@ -3,10 +3,13 @@ import {
   BerthError,
   type BindMount,
   Code,
+  CPU_LIST,
   type CreateContainerRequest,
+  DEVICE_PERMISSIONS,
   type DeviceMapping,
   type Resources,
   type SeccompRequest,
+  UNIFIED_KEY,
 } from '@berth/api';
 import { type CgroupSupport, checkCgroupSupport } from '@berth/shim/cgroup-support';
 import { checkAppArmor } from './apparmor.js';
@@ -135,12 +138,6 @@ export function parseResources(
   return { resources, ...(oom !== 0 ? { oomScoreAdj: oom } : {}) };
 }
 
-/** A Linux CPU or memory node list: "0", "0-3", "0-3,6,8-9". */
-const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
-
-/** A cgroup v2 interface file name, `<controller>.<name>` (runc refuses a path). */
-const UNIFIED_KEY = /^[a-z0-9_]+\.[a-z0-9_.]+$/;
-
 /**
  * The resources as this node applies them. What its cgroups cannot apply (`unified` on cgroup v1,
  * a swap limit without swap accounting) is refused FAILED_PRECONDITION naming the CRI field: runc
@@ -201,7 +198,7 @@ function parseDevices(raw: unknown): DeviceMapping[] {
     const f = `config.devices[${i}]`;
     const m = message(d, f) ?? {};
     const perms = typeof m.permissions === 'string' && m.permissions !== '' ? m.permissions : 'rwm';
-    if (!/^(?!.*(.).*\1)[rwm]{1,3}$/.test(perms)) {
+    if (!DEVICE_PERMISSIONS.test(perms)) {
       throw invalid(`${f}.permissions`, `must be some of "rwm": ${JSON.stringify(perms)}`);
     }
     const path = (field: string) => {

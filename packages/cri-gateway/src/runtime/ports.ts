@@ -12,6 +12,7 @@ import type {
   Task,
   UpdateContainerRequest,
 } from '@berth/api';
+import type { CriOutput } from '@berth/shim/cri-log';
 
 /**
  * What the CRI RuntimeService needs from the task-service, bound to the CRI namespace (k8s.io).
@@ -46,21 +47,13 @@ export interface TaskPort {
   stats(id: string): Promise<ShimStats>;
 }
 
-/** What a process wrote to stdout and stderr, as bytes, each stream cut at a cap. */
-export interface ProcessOutput {
-  stdout: Buffer;
-  stderr: Buffer;
-  /** True when either stream was longer than the cap and only its start is kept. */
-  truncated: boolean;
-}
-
 /** What the RuntimeService asks this node's shim directly (host-local facts of a task). */
 export interface ShimPort {
   /**
    * What a process wrote, as bytes, read back from its CRI log at `logPath` (a path on this node,
    * as the task-service reports it), each stream cut at `maxBytesPerStream`.
    */
-  readLog(logPath: string, maxBytesPerStream: number): Promise<ProcessOutput>;
+  readLog(logPath: string, maxBytesPerStream: number): Promise<CriOutput>;
   /** Makes the task's monitor reopen its log file (after the kubelet rotated it). */
   reopenLog(id: string): Promise<void>;
 }

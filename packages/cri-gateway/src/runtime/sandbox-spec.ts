@@ -91,18 +91,16 @@ export function parsePodConfig(raw: unknown): PodConfig {
     };
   });
   const linux = message(config.linux, 'config.linux') ?? {};
-  const sc = message(linux.security_context, 'config.linux.security_context') ?? {};
-  checkAppArmor(sc, 'config.linux.security_context');
-  const user = runAsUser(sc, 'config.linux.security_context');
-  const namespaces = namespaceOptions(
-    sc.namespace_options,
-    'config.linux.security_context.namespace_options',
-  );
+  const scField = 'config.linux.security_context';
+  const sc = message(linux.security_context, scField) ?? {};
+  checkAppArmor(sc, scField);
+  const user = runAsUser(sc, scField);
+  const namespaces = namespaceOptions(sc.namespace_options, `${scField}.namespace_options`);
   if (namespaces.network === NsMode.TARGET || namespaces.network === NsMode.CONTAINER) {
-    throw invalid('config.linux.security_context.namespace_options.network', 'must be POD or NODE');
+    throw invalid(`${scField}.namespace_options.network`, 'must be POD or NODE');
   }
   if (namespaces.ipc === NsMode.TARGET || namespaces.pid === NsMode.TARGET) {
-    throw invalid('config.linux.security_context.namespace_options', 'TARGET is for containers, not pods');
+    throw invalid(`${scField}.namespace_options`, 'TARGET is for containers, not pods');
   }
   const sysctls = stringMap(linux.sysctls, 'config.linux.sysctls');
   if (namespaces.network === NsMode.NODE && Object.keys(sysctls).some((k) => k.startsWith('net.'))) {
@@ -119,9 +117,9 @@ export function parsePodConfig(raw: unknown): PodConfig {
     cgroupParent: absPath(linux.cgroup_parent, 'config.linux.cgroup_parent'),
     sysctls,
     namespaceOptions: namespaces,
-    seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, 'config.linux.security_context'),
+    seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, scField),
     ...(user ? { user } : {}),
-    groups: supplementalGroups(sc, 'config.linux.security_context'),
+    groups: supplementalGroups(sc, scField),
     readonlyRootfs: sc.readonly_rootfs === true,
   };
 }

@@ -112,7 +112,7 @@ export class TaskControl {
       const tmp = `${rec.logPath}.tmp`;
       await touchLog(rec.logPath);
       await prepareLogReopen(rec.logPath);
-      const renamed = watchGone(tmp, REOPEN_WITHIN_MS);
+      const renamed = await watchGone(tmp, REOPEN_WITHIN_MS);
       try {
         await this.writeCtl(rec, message);
       } catch (err) {

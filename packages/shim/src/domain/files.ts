@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { constants, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { constants, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { lstat, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
+import { DirWatcher } from '../runtime/monitor.js';
 
 /** Writes a file whole or not at all: a temp name in the same directory, then rename. */
 export async function writeAtomic(path: string, data: string, mode = 0o600): Promise<void> {
@@ -83,31 +84,33 @@ export async function prepareLogReopen(path: string): Promise<void> {
 
 /**
  * Watches for `path` to leave its directory (removed or renamed away, as conmon renames
- * `<log>.tmp` over the log). The watch starts before this returns, so a caller starts it, then
- * asks for the change; `gone` resolves true once the path is absent, false after `ms` without.
+ * `<log>.tmp` over the log). The watch has started once this resolves, so a caller starts it,
+ * then asks for the change; `gone` resolves true once the path is absent, false after `ms`
+ * without (or at cancel()).
  */
-export function watchGone(path: string, ms: number): { gone: Promise<boolean>; cancel(): void } {
+export async function watchGone(
+  path: string,
+  ms: number,
+): Promise<{ gone: Promise<boolean>; cancel(): void }> {
   const name = basename(path);
   let finish: (gone: boolean) => void = () => undefined;
   const gone = new Promise<boolean>((resolve) => {
     finish = resolve;
   });
-  const check = () =>
-    void lstat(path).then(
-      () => undefined,
-      () => finish(true),
-    );
-  const watcher = watch(dirname(path), { persistent: false }, (_event, changed) => {
-    if (changed === null || changed.toString() === name) check();
+  const watcher = new DirWatcher(dirname(path), (changed) => {
+    if (changed === name)
+      void lstat(path).then(
+        () => undefined,
+        () => finish(true),
+      );
   });
-  watcher.on('error', () => finish(false));
+  await watcher.start();
   const timer = setTimeout(() => finish(false), ms);
-  const cancel = () => finish(false);
   void gone.then(() => {
     clearTimeout(timer);
     watcher.close();
   });
-  return { gone, cancel };
+  return { gone, cancel: () => finish(false) };
 }
 
 /** True when a path exists. */

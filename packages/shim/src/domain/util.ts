@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BerthError, Code } from '@berth/api';
 import { traceparentOf } from '@berth/kit/tracing';
+import { procStatNow } from '../runtime/monitor.js';
 
 /** Process key for in-memory maps: "<ns>/<id>" or "<ns>/<id>/<execId>". */
 export function procKey(ns: string, id: string, execId?: string): string {
@@ -54,14 +54,8 @@ export function killMonitor(pid: number | undefined): void {
  */
 export function killProcessGroupOf(pid: number | undefined): void {
   if (!pid || pid <= 0) return;
-  let pgid = pid;
-  try {
-    // Field 5 of /proc/<pid>/stat, after the command in parentheses (which may hold spaces).
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    pgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-  } catch {
-    return; // gone already
-  }
+  const pgid = procStatNow(pid)?.pgid;
+  if (pgid === undefined) return; // gone already
   if (pgid !== pid) {
     killMonitor(pid);
     return; // not a group of its own: only the monitor is ours to end

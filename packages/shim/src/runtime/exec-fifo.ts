@@ -1,8 +1,8 @@
 import { constants, openSync, readSync, unlinkSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
+import { procStat } from './monitor.js';
 
 /** The file runc's init blocks on until the container is started (runc's name for it). */
 export const EXEC_FIFO = 'exec.fifo';
@@ -112,11 +112,6 @@ function pendingByte(fd: number): boolean {
 
 /** True when the process is gone or a zombie (exited, not yet reaped by its monitor). */
 async function isDead(pid: number): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // The state letter follows the command name, which is in parentheses and may hold spaces.
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return true;
-  }
+  const st = await procStat(pid);
+  return st === undefined || st.state === 'Z';
 }

@@ -1,23 +1,47 @@
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 
+/** What berth reads of a process's /proc/<pid>/stat: its command, state letter, process group. */
+export interface ProcStat {
+  comm: string;
+  state: string;
+  pgid: number;
+}
+
+/** Parses /proc/<pid>/stat (proc(5)): the command is in parentheses and may hold spaces and ")". */
+export function parseProcStat(text: string): ProcStat {
+  const close = text.lastIndexOf(')');
+  // After the command: state, ppid, pgrp, ...
+  const rest = text.slice(close + 2).split(' ');
+  return { comm: text.slice(text.indexOf('(') + 1, close), state: rest[0] ?? '', pgid: Number(rest[2]) };
+}
+
+/** The /proc/<pid>/stat of a process; undefined when it is gone. */
+export async function procStat(pid: number): Promise<ProcStat | undefined> {
+  try {
+    return parseProcStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** procStat read inline (a kill that must not wait for the thread pool). */
+export function procStatNow(pid: number): ProcStat | undefined {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * True while the monitor (conmon) with this pid runs. A zombie (state Z: exited, not yet reaped
  * by whoever inherited it) counts as gone, and so does a pid reused by another program.
  */
 export async function monitorAlive(pid: number): Promise<boolean> {
   if (!pid || pid <= 0) return false;
-  let stat: string;
-  try {
-    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return false;
-  }
-  const open = stat.indexOf('(');
-  const close = stat.lastIndexOf(')');
-  const comm = stat.slice(open + 1, close);
-  const state = stat.slice(close + 2, close + 3);
-  return comm === 'conmon' && state !== 'Z' && state !== 'X';
+  const st = await procStat(pid);
+  return st !== undefined && st.comm === 'conmon' && st.state !== 'Z' && st.state !== 'X';
 }
 
 /** Reads a small integer file (pid files, exit files); undefined when absent or not yet complete. */
