@@ -14,7 +14,7 @@
  * default 100 pods, 100 containers, 50 images, one at a time), REGISTRY (default 127.0.0.1:5000),
  * BENCH_N (replaces the three counts, for a quick run), BENCH_FIRST=containerd (run containerd first),
  * BENCH_GRPC_SERVER (the gateway's services.cri-gateway.grpcServer: berth, the default, or grpc-js),
- * BENCH_ROUNDS (default 1: one run each; K > 1 keeps both runtimes up and alternates K critest
+ * BENCH_COHOSTED=1 (`berth up --cohosted`: every service in one process), BENCH_ROUNDS (default 1: one run each; K > 1 keeps both runtimes up and alternates K critest
  * runs of each, the first runtime changing every round, and pools every run's samples: the
  * load of a shared machine then weighs on both alike), BENCH_CRI_TIMING=<file> (the gateway's
  * per-call phases, BERTH_CRI_TIMING of packages/cri-gateway/src/grpc/call-timing.ts, written there
@@ -96,9 +96,10 @@ const loads: string[] = [`start ${load()}`];
 const log = (s: string) => process.stdout.write(`${s}\n`);
 // Not BERTH_CRI_TIMING itself: this process loads the gateway's package too and would write its
 // own (empty) timings over the gateway's at exit.
-const stackEnv = process.env.BENCH_CRI_TIMING
-  ? { env: { BERTH_CRI_TIMING: process.env.BENCH_CRI_TIMING } }
-  : {};
+const stackEnv = {
+  ...(process.env.BENCH_CRI_TIMING ? { env: { BERTH_CRI_TIMING: process.env.BENCH_CRI_TIMING } } : {}),
+  ...(process.env.BENCH_COHOSTED === '1' ? { upArgs: ['--cohosted'] } : {}),
+};
 
 /** Pre-pulls, runs critest, sweeps what a failed sample left; logs the outcome. */
 async function bench(name: string, socket: string): Promise<CritestRun> {

@@ -1,9 +1,11 @@
 // `berth up --cohosted`: every service of the node in one process, seen from outside exactly as
 // the separate processes are (same subjects, same CLI, same CRI socket). A subset of the e2e
 // suite runs here: up, status, pull, run (attached and detached), exec, stop, rm, CRI calls
-// (Version, PullImage and ListImages over the socket; with crictl too when BERTH_CRICTL is set), each
-// service's own log file and login, a crash restarting the process as a whole, and down.
-// Left out in this mode (covered by the separate-process suite only): CRI pods and networking
+// (Version, PullImage and ListImages over the socket; with crictl too when BERTH_CRICTL is set), a
+// CRI pod on the host's network and its container (the services calling each other in process,
+// kit local-route.ts), each service's own log file and login, a crash restarting the process as a
+// whole, and down.
+// Left out in this mode (covered by the separate-process suite only): CRI pod networking
 // (cri-*.test.ts, network.test.ts), seccomp, recovery of half-made containers, the SDK, tracing
 // and the ACL matrix (stack-acl.test.ts), replicas (refused in co-hosted mode, tested below).
 import { execFile } from 'node:child_process';
@@ -139,6 +141,70 @@ describe('berth up --cohosted', () => {
       expect(out).toContain(f.registry.host);
     }
   });
+
+  it('runs a CRI pod and its container, the services answering each other in process', async () => {
+    await criCall('ImageService', 'PullImage', { image: { image } });
+    const logDir = join(stack.root, 'pod-logs', 'co-pod');
+    const podConfig = {
+      metadata: { name: 'co-pod', uid: 'uid-co-pod', namespace: 'default', attempt: 0 },
+      log_directory: logDir,
+      linux: { security_context: { namespace_options: { network: 'NODE' } } },
+    };
+    const { pod_sandbox_id: pod } = await criCall<{ pod_sandbox_id: string }>(
+      'RuntimeService',
+      'RunPodSandbox',
+      { config: podConfig },
+    );
+    const { container_id: ctr } = await criCall<{ container_id: string }>(
+      'RuntimeService',
+      'CreateContainer',
+      {
+        pod_sandbox_id: pod,
+        config: {
+          metadata: { name: 'co-ctr', attempt: 0 },
+          image: { image },
+          command: ['sh', '-c', 'echo started; sleep 300'],
+          log_path: 'co-ctr.log',
+        },
+        sandbox_config: podConfig,
+      },
+    );
+    await criCall('RuntimeService', 'StartContainer', { container_id: ctr });
+    const exec = await criCall<{ stdout: Buffer; exit_code: number }>('RuntimeService', 'ExecSync', {
+      container_id: ctr,
+      cmd: ['sh', '-c', 'echo in-pod; exit 5'],
+      timeout: 10,
+    });
+    expect([exec.stdout.toString(), exec.exit_code]).toEqual(['in-pod\n', 5]);
+    const running = await criCall<{ status: { state: string } }>('RuntimeService', 'ContainerStatus', {
+      container_id: ctr,
+    });
+    expect(running.status.state).toBe('CONTAINER_RUNNING');
+    await criCall('RuntimeService', 'StopContainer', { container_id: ctr, timeout: 1 });
+    const stopped = await criCall<{ status: { state: string; exit_code: number } }>(
+      'RuntimeService',
+      'ContainerStatus',
+      { container_id: ctr },
+    );
+    expect(stopped.status.state).toBe('CONTAINER_EXITED');
+    expect(readFileSync(join(logDir, 'co-ctr.log'), 'utf8')).toMatch(/ stdout F started\n/);
+    await criCall('RuntimeService', 'RemoveContainer', { container_id: ctr });
+    await criCall('RuntimeService', 'StopPodSandbox', { pod_sandbox_id: pod });
+    await criCall('RuntimeService', 'RemovePodSandbox', { pod_sandbox_id: pod });
+    const left = await criCall<{ containers: unknown[] }>('RuntimeService', 'ListContainers', {});
+    const pods = await criCall<{ items: unknown[] }>('RuntimeService', 'ListPodSandbox', {});
+    expect([left.containers, pods.items]).toEqual([[], []]);
+    // The gateway's creates (the pod's pause and its container) reached the task-service in
+    // process; the CLI's calls (another process, `berth run` above) came over NATS: the access
+    // lines say which.
+    const served = readFileSync(join(hostLayout(stack).serviceLogs, 'task-service.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg?: string; op?: string; via?: string })
+      .filter((l) => l.msg === 'request');
+    expect(served.filter((l) => l.op === 'create').map((l) => l.via)).toEqual(['process', 'process']);
+    expect(served.filter((l) => l.op === 'run-container' && l.via === undefined).length).toBeGreaterThan(0);
+  }, 120_000);
 
   it('serves one metrics endpoint for the process, each service under its own label', async () => {
     const pid = cohostedChild().pid;

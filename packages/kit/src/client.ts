@@ -17,6 +17,7 @@ import {
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ErrorCode, JSONCodec, type NatsConnection, NatsError, headers as natsHeaders } from 'nats';
 import { lostCallee, watchedRequest } from './heartbeat.js';
+import { localRequest, localRoute } from './local-route.js';
 import { injectTrace } from './telemetry.js';
 import { rpcAttributes } from './tracing/rpc.js';
 
@@ -68,14 +69,18 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   injectTrace(h, ctx);
   try {
     const data = json.encode(payload ?? {});
+    // A service of this very process that serves the subject takes it without NATS (local-route.ts).
+    const local = localRoute(nc, subject);
     // A long call is watched by heartbeats: a callee that dies is noticed in seconds (heartbeat.ts).
-    const pending = isLongOp(def)
-      ? watchedRequest(nc, subject, data, {
-          timeoutMs,
-          headers: h,
-          lost: lostCallee(name, op, opts.node),
-        })
-      : nc.request(subject, data, { timeout: timeoutMs, headers: h });
+    const pending = local
+      ? withinTimeout(localRequest(local, subject, checkedPayload(nc, data), h), timeoutMs)
+      : isLongOp(def)
+        ? watchedRequest(nc, subject, data, {
+            timeoutMs,
+            headers: h,
+            lost: lostCallee(name, op, opts.node),
+          })
+        : nc.request(subject, data, { timeout: timeoutMs, headers: h });
     // The contracts build a schema on first use (lazy-zod.ts): the reply's is built while the
     // callee works rather than after its answer (a container list's ~300 schemas take a short CLI
     // command ~5 ms). nats.js sends the request from a microtask queued before this one. A schema
@@ -124,6 +129,27 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   } finally {
     span.end();
   }
+}
+
+/**
+ * The request as a publish would take it: one larger than the server's max_payload fails as it
+ * fails over NATS, so a call does not work or fail depending on where its callee runs.
+ */
+function checkedPayload(nc: NatsConnection, data: Uint8Array): Uint8Array {
+  const max = nc.info?.max_payload;
+  if (max !== undefined && data.length > max) {
+    throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
+  }
+  return data;
+}
+
+/** The reply, or the timeout error nats.js gives a request unanswered after `ms`. */
+function withinTimeout<T>(reply: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NatsError(ErrorCode.Timeout, ErrorCode.Timeout)), ms);
+  });
+  return Promise.race([reply, late]).finally(() => clearTimeout(timer));
 }
 
 type ZodIssues = { issues: readonly { path: readonly PropertyKey[]; message: string }[] };

@@ -9,6 +9,7 @@ import {
   ownUrl,
 } from './config.js';
 import { hostLayout } from './layout.js';
+import { enableLocalRoutes } from './local-route.js';
 import { createLogger, type Logger } from './logger.js';
 import { type ServiceMetrics, startServiceMetrics } from './metrics/targets.js';
 import { type ServiceEntry, type StartedService, type StartOptions, startService } from './run.js';
@@ -61,6 +62,8 @@ export async function runCohosted(opts: CohostedOptions): Promise<void> {
     process.stderr.write(`${opts.processName}: ${toBerthError(err).message}\n`);
     process.exit(2);
   }
+  // The services of this process answer each other without a NATS round trip (local-route.ts).
+  enableLocalRoutes();
   const telemetry = startTelemetry({
     service: opts.processName,
     version: opts.version,

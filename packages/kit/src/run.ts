@@ -1,4 +1,4 @@
-import { type ServiceDef, toBerthError } from '@berth/api';
+import { busRoles, type Principal, type ServiceDef, toBerthError } from '@berth/api';
 import type { NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import {
@@ -11,10 +11,12 @@ import {
   ownUrl,
 } from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
+import { setLocalCaller } from './local-route.js';
 import { createLogger } from './logger.js';
 import { instrumentNats, instrumentRedis } from './metrics/runtime.js';
 import { type ServiceMetrics, startServiceMetrics } from './metrics/targets.js';
 import { connectNats } from './nats.js';
+import { natsPermissions } from './permissions.js';
 import { redactUrl } from './redact.js';
 import { openRedis, type Redis } from './redis.js';
 import { type Handlers, serve } from './service.js';
@@ -121,6 +123,10 @@ export async function startService<S extends ServiceDef>(
     ...(config.natsCreds ? { creds: config.natsCreds } : {}),
     ...(natsTls ? { tls: natsTls } : {}),
   });
+  // What this instance may call in process is what its NATS user may publish (local-route.ts).
+  if (Object.hasOwn(busRoles, name)) {
+    setLocalCaller(nc, natsPermissions(name as Principal, config.nodeId).publish);
+  }
   let redis: Redis | undefined;
   try {
     const r = await openRedis(opts.redisUrl, log, {

@@ -28,6 +28,7 @@ import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
 import { storeRefusal } from './disk.js';
 import { answerWithHeartbeats } from './heartbeat.js';
+import { addLocalRoute, type LocalMsg } from './local-route.js';
 import { RequestTracker } from './metrics/requests.js';
 import { settleWithin } from './settle.js';
 import { extractTrace } from './telemetry.js';
@@ -96,6 +97,9 @@ export interface ServeOptions<S extends ServiceDef> {
 
 type AnyHandler = (input: unknown, ctx: RequestContext) => Promise<unknown>;
 
+/** A request as the service reads and answers it: from NATS, or from a service of this process. */
+type RequestMsg = ServiceMsg | LocalMsg;
+
 /**
  * Settles once what was published before it has been handed to the socket: nats.js writes its
  * pending publishes (a reply, events) from a microtask queued by the first of them, and a microtask
@@ -124,6 +128,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
   const tracer = trace.getTracer(`berth.${service}`);
   // Times each request from arrival to answer, for $SRV.STATS and the metrics.
   const requests = new RequestTracker(service);
+  const unroute: (() => void)[] = [];
 
   const svc: NatsService = await nc.services.add({
     name: service,
@@ -155,6 +160,14 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     if (!handler) throw new Error(`${service}: no handler for operation "${op}"`);
     const subject = subjectOf(opts.service, op, node);
     requests.add(op, subject);
+    const take = (msg: RequestMsg) => {
+      // Callers of long operations ask for heartbeats while the handler runs (heartbeat.ts).
+      const answer = answerWithHeartbeats(answerOnce(op, msg), msg, `${node}/${instanceId}`, (e) =>
+        log.debug({ err: e, op }, 'could not send a heartbeat'),
+      );
+      const p = handle(op, def, handler, msg, answer).finally(() => inflight.delete(p));
+      inflight.set(p, answer);
+    };
     svc.addEndpoint(op, {
       subject,
       queue: service,
@@ -164,20 +177,17 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
           log.error({ err, op }, 'endpoint subscription failed');
           return;
         }
-        // Callers of long operations ask for heartbeats while the handler runs (heartbeat.ts).
-        const answer = answerWithHeartbeats(answerOnce(op, msg), msg, `${node}/${instanceId}`, (e) =>
-          log.debug({ err: e, op }, 'could not send a heartbeat'),
-        );
-        const p = handle(op, def, handler, msg, answer).finally(() => inflight.delete(p));
-        inflight.set(p, answer);
+        take(msg);
       },
     });
+    // The services co-hosted in this process call this one in process (local-route.ts).
+    unroute.push(addLocalRoute(subject, take));
   }
   // SUBs are written lazily; a round trip guarantees the server has them, so a caller acting on
   // "ready" never meets no-responders.
   await nc.flush();
 
-  function answerOnce(op: string, msg: ServiceMsg): Answer {
+  function answerOnce(op: string, msg: RequestMsg): Answer {
     let answered = false;
     const finish = requests.begin(op);
     // Sending can throw (connection closed, reply over max_payload): log it rather than let it
@@ -217,7 +227,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     op: string,
     def: OpDef,
     handler: AnyHandler,
-    msg: ServiceMsg,
+    msg: RequestMsg,
     answer: Answer,
   ): Promise<void> {
     const parent = extractTrace(msg.headers);
@@ -284,15 +294,19 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         // log) wait for it, so the caller does not wait for them.
         await replyWritten();
         span.end();
-        accessLog(reqLog, op, outcome, started);
+        accessLog(reqLog, op, outcome, started, 'local' in msg);
       }
     });
   }
 
-  /** The access log: one line per request, health probes (`info`) only at debug. */
-  function accessLog(reqLog: Logger, op: string, outcome: string, started: number): void {
+  /**
+   * The access log: one line per request, health probes (`info`) only at debug; a request from a
+   * service of this process (not over NATS) says `via: "process"`.
+   */
+  function accessLog(reqLog: Logger, op: string, outcome: string, started: number, local: boolean): void {
     // service, node and pid come from the logger's base fields: never repeated in a line.
-    const line = { outcome, ms: Math.round((performance.now() - started) * 10) / 10 };
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    const line = local ? { outcome, ms, via: 'process' } : { outcome, ms };
     if (op === 'info') reqLog.debug(line, 'request');
     else reqLog.info(line, 'request');
   }
@@ -301,6 +315,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     instanceId,
     inflight: () => inflight.size,
     async stop(graceMs: number) {
+      for (const remove of unroute.splice(0)) remove();
       await svc.stop().catch(() => undefined);
       if (inflight.size > 0) {
         log.info({ inflight: inflight.size }, 'waiting for in-flight requests');

@@ -1,0 +1,138 @@
+// In-process routes between the services one process runs (`berth up --cohosted`): a call whose
+// subject a service of this same process serves is handed to that service's request path directly
+// instead of travelling caller -> nats-server -> callee -> nats-server -> caller. Everything but the
+// transport stays as over NATS: the request and reply are the same encoded bytes and headers (so
+// the namespace, the trace context, the callee's input check, its span, access line, metrics and
+// in-flight tracking, and the caller's reply check all run), and a call is routed here only when
+// the caller's principal may publish its subject (the same allow list nats-server enforces for its
+// user), else it goes over NATS as before. Off unless the process turns it on (runCohosted).
+import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from 'nats';
+
+/** A request handed to a service of this process: what its NATS handler reads of a message. */
+export interface LocalMsg {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly headers: MsgHdrs;
+  /** No reply subject: nothing can ask for heartbeats of a callee that lives in its own process. */
+  readonly reply: undefined;
+  /** Marks a request that did not come over NATS (the callee's access line says so). */
+  readonly local: true;
+  respond(data?: Uint8Array): boolean;
+  respondError(code: number, description: string, data?: Uint8Array): boolean;
+}
+
+/** What a caller gets back: the reply's bytes and headers, as a NATS reply message has them. */
+export interface LocalReply {
+  readonly data: Uint8Array;
+  readonly headers: MsgHdrs | undefined;
+}
+
+/** Takes one request (a service's request path; it answers through the message). */
+export type LocalDispatch = (msg: LocalMsg) => void;
+
+let enabled = false;
+/** Per subject, the dispatchers of the instances of this process that serve it. */
+const routes = new Map<string, LocalDispatch[]>();
+/** Round-robin position per subject, when several instances of this process serve it. */
+const turn = new Map<string, number>();
+/** Per service connection, whether its principal may publish a subject. */
+const callers = new WeakMap<NatsConnection, (subject: string) => boolean>();
+
+/** Turns in-process routing on for this process (a co-hosting process does, once, before its services start). */
+export function enableLocalRoutes(): void {
+  enabled = true;
+}
+
+/** Routes `subject` to `dispatch` while this instance serves it; returns the removal. */
+export function addLocalRoute(subject: string, dispatch: LocalDispatch): () => void {
+  const list = routes.get(subject) ?? [];
+  list.push(dispatch);
+  routes.set(subject, list);
+  return () => {
+    const now = routes.get(subject);
+    if (!now) return;
+    const rest = now.filter((d) => d !== dispatch);
+    if (rest.length > 0) routes.set(subject, rest);
+    else routes.delete(subject);
+  };
+}
+
+/**
+ * Says which subjects the principal behind `nc` may publish: its NATS user's publish allow list
+ * (NATS wildcards `*` and `>`). A connection never named here is never routed in process.
+ */
+export function setLocalCaller(nc: NatsConnection, publishAllow: readonly string[]): void {
+  const patterns = publishAllow.map((p) => p.split('.'));
+  callers.set(nc, (subject) => {
+    const tokens = subject.split('.');
+    return patterns.some((p) => subjectMatches(p, tokens));
+  });
+}
+
+/** True when a NATS subject pattern (split on dots) matches a subject's tokens. */
+export function subjectMatches(pattern: readonly string[], tokens: readonly string[]): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i];
+    if (p === '>') return tokens.length > i;
+    if (i >= tokens.length) return false;
+    if (p !== '*' && p !== tokens[i]) return false;
+  }
+  return pattern.length === tokens.length;
+}
+
+/**
+ * The in-process instance to hand a call on `subject` from `nc` to, if routing is on, a service of
+ * this process serves the subject, the caller may publish it, and its connection is open (a
+ * closed one fails the call over NATS, as it would have).
+ */
+export function localRoute(nc: NatsConnection, subject: string): LocalDispatch | undefined {
+  if (!enabled) return undefined;
+  const list = routes.get(subject);
+  if (!list) return undefined;
+  const allowed = callers.get(nc);
+  if (!allowed || nc.isClosed() || !allowed(subject)) return undefined;
+  const n = turn.get(subject) ?? 0;
+  turn.set(subject, (n + 1) % list.length);
+  return list[n % list.length];
+}
+
+/** Service-error headers as nats.js's respondError sets them. */
+function errorHeaders(code: number, description: string): MsgHdrs {
+  const h = natsHeaders();
+  h.set('Nats-Service-Error-Code', String(code));
+  h.set('Nats-Service-Error', description);
+  return h;
+}
+
+/**
+ * Hands one request to `dispatch` (from a microtask, as a publish leaves) and settles with its
+ * answer: the first respond or respondError; later ones are refused as a second reply to a NATS
+ * request is dropped by its caller.
+ */
+export function localRequest(
+  dispatch: LocalDispatch,
+  subject: string,
+  data: Uint8Array,
+  headers: MsgHdrs,
+): Promise<LocalReply> {
+  return new Promise((resolve) => {
+    let answered = false;
+    const settle = (reply: LocalReply): boolean => {
+      if (answered) return false;
+      answered = true;
+      resolve(reply);
+      return true;
+    };
+    const msg: LocalMsg = {
+      subject,
+      data,
+      headers,
+      reply: undefined,
+      local: true,
+      respond: (body) => settle({ data: body ?? new Uint8Array(0), headers: undefined }),
+      respondError: (code, description, body) =>
+        settle({ data: body ?? new Uint8Array(0), headers: errorHeaders(code, description) }),
+    };
+    queueMicrotask(() => dispatch(msg));
+  });
+}
