@@ -14,7 +14,8 @@
  * default 100 pods, 100 containers, 50 images, one at a time), REGISTRY (default 127.0.0.1:5000),
  * BENCH_N (replaces the three counts, for a quick run), BENCH_FIRST=containerd (run containerd first),
  * BENCH_GRPC_SERVER (the gateway's services.cri-gateway.grpcServer: berth, the default, or grpc-js),
- * BENCH_COHOSTED=1 (`berth up --cohosted`: every service in one process), BENCH_ROUNDS (default 1: one run each; K > 1 keeps both runtimes up and alternates K critest
+ * BENCH_COHOSTED=1 (`berth up --cohosted`: every service in one process), BENCH_SAME_NODE_CALLS
+ * (`nats` or `socket`: the stack's sameNodeCalls, how its services call each other), BENCH_ROUNDS (default 1: one run each; K > 1 keeps both runtimes up and alternates K critest
  * runs of each, the first runtime changing every round, and pools every run's samples: the
  * load of a shared machine then weighs on both alike), BENCH_CRI_TIMING=<file> (the gateway's
  * per-call phases, BERTH_CRI_TIMING of packages/cri-gateway/src/grpc/call-timing.ts, written there
@@ -101,6 +102,11 @@ const stackEnv = {
   ...(process.env.BENCH_COHOSTED === '1' ? { upArgs: ['--cohosted'] } : {}),
 };
 
+/** BENCH_SAME_NODE_CALLS=nats|socket: the stack's sameNodeCalls (default: the stack's own default). */
+const sameNodeCalls = process.env.BENCH_SAME_NODE_CALLS
+  ? { sameNodeCalls: process.env.BENCH_SAME_NODE_CALLS }
+  : {};
+
 /** Pre-pulls, runs critest, sweeps what a failed sample left; logs the outcome. */
 async function bench(name: string, socket: string): Promise<CritestRun> {
   await prePull(socket, [SANDBOX_IMAGE, ...BENCH_IMAGES]);
@@ -119,6 +125,7 @@ async function runBerth(): Promise<CritestRun> {
   const stack = await startStack({
     ...stackEnv,
     config: {
+      ...sameNodeCalls,
       services: {
         'image-service': { mirrors },
         'cri-gateway': {
@@ -156,6 +163,7 @@ async function runRounds(rounds: number): Promise<[berth: CritestRun, ctd: Crite
   const stack = await startStack({
     ...stackEnv,
     config: {
+      ...sameNodeCalls,
       services: {
         'image-service': { mirrors },
         'cri-gateway': { sandboxImage: SANDBOX_IMAGE },

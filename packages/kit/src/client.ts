@@ -17,7 +17,8 @@ import {
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ErrorCode, JSONCodec, type NatsConnection, NatsError, headers as natsHeaders } from 'nats';
 import { lostCallee, watchedRequest } from './heartbeat.js';
-import { localRequest, localRoute } from './local-route.js';
+import { type LocalReply, localCall } from './local-route.js';
+import { RouteLost } from './socket-route.js';
 import { injectTrace } from './telemetry.js';
 import { rpcAttributes } from './tracing/rpc.js';
 
@@ -69,18 +70,19 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   injectTrace(h, ctx);
   try {
     const data = json.encode(payload ?? {});
-    // A service of this very process that serves the subject takes it without NATS (local-route.ts).
-    const local = localRoute(nc, subject);
-    // A long call is watched by heartbeats: a callee that dies is noticed in seconds (heartbeat.ts).
-    const pending = local
-      ? withinTimeout(localRequest(local, subject, checkedPayload(nc, data), h), timeoutMs)
-      : isLongOp(def)
+    // A service of this process or of this node that serves the subject takes it without
+    // nats-server when it can (local-route.ts); else, or when it declines, NATS carries it.
+    const routed = localCall(nc, subject, checkedPayload(nc, data), h);
+    const viaNats = (): Promise<LocalReply> =>
+      // A long call is watched by heartbeats: a callee that dies is noticed in seconds (heartbeat.ts).
+      isLongOp(def)
         ? watchedRequest(nc, subject, data, {
             timeoutMs,
             headers: h,
             lost: lostCallee(name, op, opts.node),
           })
         : nc.request(subject, data, { timeout: timeoutMs, headers: h });
+    const pending = routed ? withinTimeout(routed, timeoutMs).then((r) => r ?? viaNats()) : viaNats();
     // The contracts build a schema on first use (lazy-zod.ts): the reply's is built while the
     // callee works rather than after its answer (a container list's ~300 schemas take a short CLI
     // command ~5 ms). nats.js sends the request from a microtask queued before this one. A schema
@@ -177,6 +179,14 @@ function mapTransportError(
   timeoutMs: number,
 ): BerthError {
   if (err instanceof BerthError) return err;
+  if (err instanceof RouteLost) {
+    // As a long call's caller hears of a callee whose heartbeats stop.
+    return new BerthError(
+      Code.UNAVAILABLE,
+      `${service} on this node was lost while answering "${op}" (it may have been carried out)`,
+      { cause: err },
+    );
+  }
   if (err instanceof NatsError) {
     if (err.code === ErrorCode.NoResponders) {
       return new BerthError(

@@ -43,6 +43,11 @@ export const Config = z.object({
     )
     .refine((v) => v === 'off' || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535')
     .optional(),
+  /**
+   * Calls between the services of one node: `socket` (the default) sends them over unix sockets
+   * under the run root (kit socket-route.ts), `nats` through nats-server like every other call.
+   */
+  sameNodeCalls: z.enum(['socket', 'nats']).optional(),
   /** Free-form per-service settings (e.g. image-service.maxConcurrentDownloads). */
   services: z.record(z.string(), z.record(z.string(), z.unknown())),
 });
@@ -61,6 +66,7 @@ const envMap = {
   BERTH_LOG_LEVEL: 'logLevel',
   BERTH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
   BERTH_METRICS_ADDRESS: 'metricsAddress',
+  BERTH_SAME_NODE_CALLS: 'sameNodeCalls',
 } as const;
 
 /** Turns a hostname into a valid node id (dots and other characters become dashes). */

@@ -51,6 +51,8 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
       supervisorSocket: join(r, 'supervisor.sock'),
       /** The CRI gRPC socket. */
       criSocket: join(r, 'cri.sock'),
+      /** Each service instance's socket for the node's other services (0700; kit socket-route.ts). */
+      routes: join(r, 'routes'),
       /** Per-container monitor files (conmon pid files, attach sockets). */
       monitors: join(r, 'monitors'),
       /**

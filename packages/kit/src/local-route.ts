@@ -1,12 +1,16 @@
-// In-process routes between the services one process runs (`berth up --cohosted`): a call whose
-// subject a service of this same process serves is handed to that service's request path directly
-// instead of travelling caller -> nats-server -> callee -> nats-server -> caller. Everything but the
-// transport stays as over NATS: the request and reply are the same encoded bytes and headers (so
-// the namespace, the trace context, the callee's input check, its span, access line, metrics and
-// in-flight tracking, and the caller's reply check all run), and a call is routed here only when
-// the caller's principal may publish its subject (the same allow list nats-server enforces for its
-// user), else it goes over NATS as before. Off unless the process turns it on (runCohosted).
+// Routes that skip nats-server for a call to a service on the same node:
+// - in process: a call whose subject a service of this same process serves (`berth up
+//   --cohosted`) is handed to that service's request path directly (no socket at all);
+// - over a unix socket (socket-route.ts): a call whose subject a service instance of this node
+//   serves, from another process of the node, goes to that instance's socket under the run root.
+// Everything but the transport stays as over NATS: the request and reply are the same encoded bytes
+// and headers (so the namespace, the trace context, the callee's input check, its span, access line,
+// metrics and in-flight tracking, and the caller's reply check all run), and a call is routed so
+// only when the caller's principal may publish its subject (the same allow list nats-server
+// enforces for its user), else it goes over NATS as before. Events, the CLI and other nodes always
+// use NATS.
 import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from 'nats';
+import { RouteClient, routesDirOk } from './socket-route.js';
 
 /** A request handed to a service of this process: what its NATS handler reads of a message. */
 export interface LocalMsg {
@@ -15,8 +19,8 @@ export interface LocalMsg {
   readonly headers: MsgHdrs;
   /** No reply subject: nothing can ask for heartbeats of a callee that lives in its own process. */
   readonly reply: undefined;
-  /** Marks a request that did not come over NATS (the callee's access line says so). */
-  readonly local: true;
+  /** How it came, not over NATS (the callee's access line says so). */
+  readonly via: 'process' | 'socket';
   respond(data?: Uint8Array): boolean;
   respondError(code: number, description: string, data?: Uint8Array): boolean;
 }
@@ -24,7 +28,7 @@ export interface LocalMsg {
 /** What a caller gets back: the reply's bytes and headers, as a NATS reply message has them. */
 export interface LocalReply {
   readonly data: Uint8Array;
-  readonly headers: MsgHdrs | undefined;
+  readonly headers?: MsgHdrs | undefined;
 }
 
 /** Takes one request (a service's request path; it answers through the message). */
@@ -35,8 +39,11 @@ let enabled = false;
 const routes = new Map<string, LocalDispatch[]>();
 /** Round-robin position per subject, when several instances of this process serve it. */
 const turn = new Map<string, number>();
-/** Per service connection, whether its principal may publish a subject. */
-const callers = new WeakMap<NatsConnection, (subject: string) => boolean>();
+/** Per service connection: whether its principal may publish a subject, and its socket routes. */
+const callers = new WeakMap<
+  NatsConnection,
+  { allowed: (subject: string) => boolean; sockets: RouteClient | undefined }
+>();
 
 /** Turns in-process routing on for this process (a co-hosting process does, once, before its services start). */
 export function enableLocalRoutes(): void {
@@ -57,16 +64,31 @@ export function addLocalRoute(subject: string, dispatch: LocalDispatch): () => v
   };
 }
 
-/**
- * Says which subjects the principal behind `nc` may publish: its NATS user's publish allow list
- * (NATS wildcards `*` and `>`). A connection never named here is never routed in process.
- */
-export function setLocalCaller(nc: NatsConnection, publishAllow: readonly string[]): void {
+/** A test of subjects against a NATS publish allow list (wildcards `*` and `>`). */
+export function allowList(publishAllow: readonly string[]): (subject: string) => boolean {
   const patterns = publishAllow.map((p) => p.split('.'));
-  callers.set(nc, (subject) => {
+  return (subject) => {
     const tokens = subject.split('.');
     return patterns.some((p) => subjectMatches(p, tokens));
-  });
+  };
+}
+
+/**
+ * Says which subjects the principal behind `nc` may publish (its NATS user's publish allow list)
+ * and, with `sockets`, where its node's services listen for same-node callers. A connection never
+ * named here is never routed past NATS.
+ */
+export function setLocalCaller(
+  nc: NatsConnection,
+  publishAllow: readonly string[],
+  sockets?: { dir: string; principal: string; node: string },
+): void {
+  const client =
+    sockets && routesDirOk(sockets.dir)
+      ? new RouteClient(sockets.dir, sockets.principal, sockets.node)
+      : undefined;
+  callers.set(nc, { allowed: allowList(publishAllow), sockets: client });
+  if (client) void nc.closed().then(() => client.close());
 }
 
 /** True when a NATS subject pattern (split on dots) matches a subject's tokens. */
@@ -81,19 +103,26 @@ export function subjectMatches(pattern: readonly string[], tokens: readonly stri
 }
 
 /**
- * The in-process instance to hand a call on `subject` from `nc` to, if routing is on, a service of
- * this process serves the subject, the caller may publish it, and its connection is open (a
- * closed one fails the call over NATS, as it would have).
+ * Sends a call past NATS when it can: to a service of this process serving `subject` (routing on),
+ * else to a same-node instance's socket, if the caller may publish the subject and its
+ * connection is open (a closed one fails the call over NATS, as it would have). Undefined: no
+ * such route; a promise of undefined: the route did not take it (send it over NATS).
  */
-export function localRoute(nc: NatsConnection, subject: string): LocalDispatch | undefined {
-  if (!enabled) return undefined;
-  const list = routes.get(subject);
-  if (!list) return undefined;
-  const allowed = callers.get(nc);
-  if (!allowed || nc.isClosed() || !allowed(subject)) return undefined;
-  const n = turn.get(subject) ?? 0;
-  turn.set(subject, (n + 1) % list.length);
-  return list[n % list.length];
+export function localCall(
+  nc: NatsConnection,
+  subject: string,
+  data: Uint8Array,
+  headers: MsgHdrs,
+): Promise<LocalReply | undefined> | undefined {
+  const caller = callers.get(nc);
+  if (!caller || nc.isClosed() || !caller.allowed(subject)) return undefined;
+  const list = enabled ? routes.get(subject) : undefined;
+  if (list) {
+    const n = turn.get(subject) ?? 0;
+    turn.set(subject, (n + 1) % list.length);
+    return localRequest(list[n % list.length] as LocalDispatch, subject, data, headers);
+  }
+  return caller.sockets?.request(subject, data, headers);
 }
 
 /** Service-error headers as nats.js's respondError sets them. */
@@ -128,7 +157,7 @@ export function localRequest(
       data,
       headers,
       reply: undefined,
-      local: true,
+      via: 'process',
       respond: (body) => settle({ data: body ?? new Uint8Array(0), headers: undefined }),
       respondError: (code, description, body) =>
         settle({ data: body ?? new Uint8Array(0), headers: errorHeaders(code, description) }),

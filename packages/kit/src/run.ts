@@ -11,7 +11,7 @@ import {
   ownUrl,
 } from './config.js';
 import { type HostLayout, hostLayout } from './layout.js';
-import { setLocalCaller } from './local-route.js';
+import { allowList, setLocalCaller } from './local-route.js';
 import { createLogger } from './logger.js';
 import { instrumentNats, instrumentRedis } from './metrics/runtime.js';
 import { type ServiceMetrics, startServiceMetrics } from './metrics/targets.js';
@@ -102,6 +102,20 @@ async function redisHealth(redis: Redis): Promise<string> {
   }
 }
 
+/** Per principal name, the subjects its NATS user may publish on this node (undefined: no principal). */
+function principalPermits(node: string): (principal: string) => ((subject: string) => boolean) | undefined {
+  const made = new Map<string, (subject: string) => boolean>();
+  return (principal) => {
+    if (!Object.hasOwn(busRoles, principal)) return undefined;
+    let allowed = made.get(principal);
+    if (!allowed) {
+      allowed = allowList(natsPermissions(principal as Principal, node).publish);
+      made.set(principal, allowed);
+    }
+    return allowed;
+  };
+}
+
 /**
  * Connects one service's NATS and Redis, runs its setup and serves its operations. Each instance
  * has connections of its own: they log in as the service's principal (with its own TLS client
@@ -123,9 +137,15 @@ export async function startService<S extends ServiceDef>(
     ...(config.natsCreds ? { creds: config.natsCreds } : {}),
     ...(natsTls ? { tls: natsTls } : {}),
   });
-  // What this instance may call in process is what its NATS user may publish (local-route.ts).
+  // What this instance may call past NATS is what its NATS user may publish (local-route.ts).
+  const sockets = config.sameNodeCalls !== 'nats';
+  const routesDir = hostLayout(config).run.routes;
   if (Object.hasOwn(busRoles, name)) {
-    setLocalCaller(nc, natsPermissions(name as Principal, config.nodeId).publish);
+    setLocalCaller(
+      nc,
+      natsPermissions(name as Principal, config.nodeId).publish,
+      sockets ? { dir: routesDir, principal: name, node: config.nodeId } : undefined,
+    );
   }
   let redis: Redis | undefined;
   try {
@@ -155,6 +175,7 @@ export async function startService<S extends ServiceDef>(
       ...(opts.instanceId ? { instanceId: opts.instanceId } : {}),
       handlers: def.handlers,
       ...(opts.metadata ? { metadata: opts.metadata } : {}),
+      ...(sockets ? { routes: { dir: routesDir, permit: principalPermits(config.nodeId) } } : {}),
       checks: async () => {
         const redisOk = await redisHealth(r);
         return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };

@@ -31,6 +31,7 @@ import { answerWithHeartbeats } from './heartbeat.js';
 import { addLocalRoute, type LocalMsg } from './local-route.js';
 import { RequestTracker } from './metrics/requests.js';
 import { settleWithin } from './settle.js';
+import { listenRoutes, routeOf } from './socket-route.js';
 import { extractTrace } from './telemetry.js';
 import { objectAttributes, rpcAttributes } from './tracing/rpc.js';
 
@@ -93,6 +94,11 @@ export interface ServeOptions<S extends ServiceDef> {
   metadata?: Record<string, string>;
   /** This replica's id (the telemetry resource's service.instance.id); default: a new UUID. */
   instanceId?: string;
+  /**
+   * Also answer the node's other processes on a unix socket in `dir` (socket-route.ts), taking
+   * from each connection only what `permit` says its principal may publish.
+   */
+  routes?: { dir: string; permit(principal: string): ((subject: string) => boolean) | undefined };
 }
 
 type AnyHandler = (input: unknown, ctx: RequestContext) => Promise<unknown>;
@@ -129,6 +135,8 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
   // Times each request from arrival to answer, for $SRV.STATS and the metrics.
   const requests = new RequestTracker(service);
   const unroute: (() => void)[] = [];
+  /** The request path of each subject served, for same-node callers. */
+  const takes = new Map<string, (msg: RequestMsg) => void>();
 
   const svc: NatsService = await nc.services.add({
     name: service,
@@ -182,7 +190,21 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     });
     // The services co-hosted in this process call this one in process (local-route.ts).
     unroute.push(addLocalRoute(subject, take));
+    takes.set(subject, take);
   }
+  const routes = opts.routes;
+  const socket = routes
+    ? await listenRoutes({
+        dir: routes.dir,
+        token: routeOf(subjectOf(opts.service, 'info', node))?.token ?? service,
+        take: (subject) => takes.get(subject),
+        permit: (principal) => routes.permit(principal),
+        warn: (msg, err) => log.warn({ err }, msg),
+      }).catch((err: unknown) => {
+        log.warn({ err }, 'same-node routes off: could not listen');
+        return undefined;
+      })
+    : undefined;
   // SUBs are written lazily; a round trip guarantees the server has them, so a caller acting on
   // "ready" never meets no-responders.
   await nc.flush();
@@ -294,19 +316,25 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         // log) wait for it, so the caller does not wait for them.
         await replyWritten();
         span.end();
-        accessLog(reqLog, op, outcome, started, 'local' in msg);
+        accessLog(reqLog, op, outcome, started, 'via' in msg ? msg.via : undefined);
       }
     });
   }
 
   /**
-   * The access log: one line per request, health probes (`info`) only at debug; a request from a
-   * service of this process (not over NATS) says `via: "process"`.
+   * The access log: one line per request, health probes (`info`) only at debug; a request that
+   * did not come over NATS says how (`via`: "process" or "socket").
    */
-  function accessLog(reqLog: Logger, op: string, outcome: string, started: number, local: boolean): void {
+  function accessLog(
+    reqLog: Logger,
+    op: string,
+    outcome: string,
+    started: number,
+    via: string | undefined,
+  ): void {
     // service, node and pid come from the logger's base fields: never repeated in a line.
     const ms = Math.round((performance.now() - started) * 10) / 10;
-    const line = local ? { outcome, ms, via: 'process' } : { outcome, ms };
+    const line = via ? { outcome, ms, via } : { outcome, ms };
     if (op === 'info') reqLog.debug(line, 'request');
     else reqLog.info(line, 'request');
   }
@@ -316,6 +344,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     inflight: () => inflight.size,
     async stop(graceMs: number) {
       for (const remove of unroute.splice(0)) remove();
+      socket?.stopTaking();
       await svc.stop().catch(() => undefined);
       if (inflight.size > 0) {
         log.info({ inflight: inflight.size }, 'waiting for in-flight requests');
@@ -334,6 +363,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
           }
         }
       }
+      socket?.close();
     },
   };
 }

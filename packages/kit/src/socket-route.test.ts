@@ -1,0 +1,271 @@
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BerthError, Code, defineService, op, Principal, Scope, Service, subjectOf } from '@berth/api';
+import { startNats, startRedis } from '@berth/testing';
+import type { NatsConnection } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { call } from './client.js';
+import { allowList, setLocalCaller } from './local-route.js';
+import { createLogger } from './logger.js';
+import { connectNats } from './nats.js';
+import { natsPermissions } from './permissions.js';
+import { type ServedService, serve } from './service.js';
+import { type ChildService, randomNode, startTestService } from './testdata/child.js';
+import { TestApi } from './testdata/test-api.mjs';
+
+// Calls between the services of one node over unix sockets (socket-route.ts). The callees serve
+// on one nats-server and the callers are connected to another, so only the socket can answer a
+// call unless a test puts a NATS responder beside the caller on purpose.
+
+const NODE = randomNode();
+
+const WhoApi = defineService({
+  name: Service.task,
+  scope: Scope.cluster,
+  ops: {
+    who: op({
+      input: z.object({ text: z.string() }),
+      output: z.object({ text: z.string(), by: z.string() }),
+      timeoutMs: 5_000,
+      description: 'the text back, with the instance that answered',
+    }),
+    hold: op({
+      input: z.object({ id: z.string() }),
+      output: z.object({ id: z.string() }),
+      timeoutMs: 5_000,
+      description: 'answers when released',
+    }),
+  },
+});
+
+let natsA: Awaited<ReturnType<typeof startNats>>;
+let natsB: Awaited<ReturnType<typeof startNats>>;
+let redis: Awaited<ReturnType<typeof startRedis>>;
+let root: string;
+const conns: NatsConnection[] = [];
+const held = new Map<string, () => void>();
+
+async function nats(url: string): Promise<NatsConnection> {
+  const nc = await connectNats({ url, name: 'socket-route-test' });
+  conns.push(nc);
+  return nc;
+}
+
+/** A caller on server B as `principal`, with the routes of `dir`. */
+async function caller(principal: Principal, dir: string, node = NODE): Promise<NatsConnection> {
+  const nc = await nats(natsB.url);
+  setLocalCaller(nc, natsPermissions(principal, node).publish, { dir, principal, node });
+  return nc;
+}
+
+function permit(principal: string) {
+  return Object.hasOwn(Principal, principal) || Object.values(Principal).includes(principal as Principal)
+    ? allowList(natsPermissions(principal as Principal, NODE).publish)
+    : undefined;
+}
+
+/** A WhoApi instance answering as `by`, on `nc`, with routes in `dir` when given. */
+async function who(nc: NatsConnection, by: string, dir?: string): Promise<ServedService> {
+  return serve({
+    nc,
+    service: WhoApi,
+    version: '0.0.0',
+    node: NODE,
+    log: createLogger({ service: 'task-service', node: NODE, level: 'silent' }),
+    handlers: {
+      who: async ({ text }) => ({ text, by }),
+      hold: ({ id }) => new Promise((resolve) => held.set(id, () => resolve({ id }))),
+    },
+    ...(dir ? { routes: { dir, permit } } : {}),
+  });
+}
+
+async function failure(p: Promise<unknown>): Promise<BerthError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(BerthError);
+  return err as BerthError;
+}
+
+/** One frame of the route wire, built here from its description (socket-route.ts). */
+function rawFrame(type: number, id: number, meta: unknown, payload = Buffer.alloc(0)): Buffer {
+  const m = Buffer.from(JSON.stringify(meta));
+  const head = Buffer.alloc(13);
+  head.writeUInt32BE(9 + m.length + payload.length, 0);
+  head.writeUInt8(type, 4);
+  head.writeUInt32BE(id, 5);
+  head.writeUInt32BE(m.length, 9);
+  return Buffer.concat([head, m, payload]);
+}
+
+/** Sends frames on a raw connection; resolves with what came back once the callee closed it. */
+function rawExchange(path: string, frames: Buffer[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(path);
+    const got: Buffer[] = [];
+    sock.on('data', (b) => got.push(b));
+    sock.on('error', reject);
+    sock.on('close', () => resolve(Buffer.concat(got)));
+    for (const f of frames) sock.write(f);
+    setTimeout(() => sock.destroy(), 2000).unref();
+  });
+}
+
+beforeAll(async () => {
+  [natsA, natsB, redis] = await Promise.all([
+    startNats({ jetstream: false }),
+    startNats({ jetstream: false }),
+    startRedis({ appendonly: false }),
+  ]);
+  root = await mkdtemp(join(tmpdir(), 'berth-socket-route-'));
+});
+
+afterAll(async () => {
+  await Promise.all(conns.map((c) => c.close()));
+  await Promise.all([natsA?.stop(), natsB?.stop(), redis?.stop()]);
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('a service in another process of the node', () => {
+  let child: ChildService | undefined;
+  const runRoot = () => join(root, 'child-run');
+  const start = () =>
+    startTestService({
+      natsUrl: natsA.url,
+      redisUrl: redis.url,
+      nodeId: NODE,
+      env: { BERTH_RUN_ROOT: runRoot() },
+    });
+  afterAll(() => child?.stop());
+
+  it('answers over its socket, which only its user can reach', async () => {
+    child = await start();
+    const dir = join(runRoot(), 'routes');
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const [sock] = readdirSync(dir);
+    expect(sock).toBe(`task-${child.proc.pid}.sock`);
+    expect(statSync(join(dir, sock as string)).mode & 0o777).toBe(0o600);
+    const gw = await caller(Principal.cri, dir);
+    const r = await call(gw, TestApi, 'echo', { text: 'héllo' });
+    expect(r).toEqual({ text: 'héllo', pid: child.proc.pid });
+    const t = await call(gw, TestApi, 'trace', {}, { namespace: 'k8s.io' });
+    expect(t.namespace).toBe('k8s.io');
+    const refused = await failure(
+      call(gw, TestApi, 'fail', { code: Code.NOT_FOUND, message: 'x "1" not found' }),
+    );
+    expect([refused.code, refused.message]).toEqual([Code.NOT_FOUND, 'x "1" not found']);
+    const crash = await failure(call(gw, TestApi, 'crash', { message: 'boom' }));
+    expect(crash.code).toBe(Code.INTERNAL);
+    const lie = await failure(call(gw, TestApi, 'liar', {}));
+    expect(lie.message).toMatch(/does not match its contract/);
+    // Its access line says how the request came.
+    const line = await child.waitForLog((l) => l.msg === 'request' && l.op === 'echo');
+    expect(line.via).toBe('socket');
+  });
+
+  it('is called over NATS by a principal whose user may not publish its subjects', async () => {
+    const dir = join(runRoot(), 'routes');
+    const snap = await caller(Principal.snapshot, dir);
+    expect(natsPermissions(Principal.snapshot, NODE).publish).not.toContain(subjectOf(TestApi, '>'));
+    const err = await failure(call(snap, TestApi, 'echo', { text: 'x' }));
+    expect(err.message).toMatch(/no responder/);
+  });
+
+  it('fails a call in flight at once when it dies, and is called over NATS after', async () => {
+    const dir = join(runRoot(), 'routes');
+    const gw = await caller(Principal.cri, dir);
+    const c = child as ChildService;
+    const pending = failure(call(gw, TestApi, 'hold', { id: 'never' }));
+    await c.waitForLog((l) => l.msg === 'hold started' && l.holdId === 'never', { timeoutMs: 5000 });
+    c.proc.kill('SIGKILL');
+    const lost = await pending;
+    expect(lost.code).toBe(Code.UNAVAILABLE);
+    expect(lost.message).toBe(
+      'task-service on this node was lost while answering "hold" (it may have been carried out)',
+    );
+    await c.exited;
+    // Its socket is left behind; a call finds it refusing and goes over NATS (nothing answers there).
+    expect(readdirSync(dir)).toEqual([`task-${c.proc.pid}.sock`]);
+    const gone = await failure(call(gw, TestApi, 'echo', { text: 'x' }));
+    expect(gone.message).toMatch(/no responder/);
+    // The next instance sweeps the dead one's socket and answers on its own.
+    child = await start();
+    expect(readdirSync(dir)).toEqual([`task-${child.proc.pid}.sock`]);
+    const gw2 = await caller(Principal.cri, dir);
+    await expect(call(gw2, TestApi, 'echo', { text: 'again' })).resolves.toEqual({
+      text: 'again',
+      pid: child.proc.pid,
+    });
+  });
+});
+
+describe('the callee side', () => {
+  const dir = () => join(root, 'inproc-routes');
+
+  it('closes a connection that names no principal, or asks what its principal may not publish', async () => {
+    const served = await who(await nats(natsA.url), 'a', dir());
+    try {
+      const [name] = readdirSync(dir());
+      const path = join(dir(), name as string);
+      const subject = subjectOf(WhoApi, 'who');
+      const body = Buffer.from(JSON.stringify({ text: 'x' }));
+      const nobody = await rawExchange(path, [
+        rawFrame(1, 0, { principal: 'mallory' }),
+        rawFrame(2, 1, { subject, headers: [] }, body),
+      ]);
+      expect(nobody.length).toBe(0);
+      const snap = await rawExchange(path, [
+        rawFrame(1, 0, { principal: Principal.snapshot }),
+        rawFrame(2, 1, { subject, headers: [] }, body),
+      ]);
+      expect(snap.length).toBe(0);
+      const noHello = await rawExchange(path, [rawFrame(2, 1, { subject, headers: [] }, body)]);
+      expect(noHello.length).toBe(0);
+      // The same request from a principal that may publish it is answered.
+      const ok = await new Promise<Buffer>((resolve, reject) => {
+        const sock = createConnection(path);
+        sock.on('data', (b) => {
+          resolve(b);
+          sock.destroy();
+        });
+        sock.on('error', reject);
+        sock.write(rawFrame(1, 0, { principal: Principal.cri }));
+        sock.write(rawFrame(2, 7, { subject, headers: [] }, body));
+      });
+      expect(ok.readUInt8(4)).toBe(3);
+      expect(ok.readUInt32BE(5)).toBe(7);
+      const metaLen = ok.readUInt32BE(9);
+      expect(JSON.parse(ok.subarray(13 + metaLen).toString())).toEqual({ text: 'x', by: 'a' });
+    } finally {
+      await served.stop(1000);
+    }
+  });
+
+  it('finishes its in-flight calls on stop and sends the later ones elsewhere', async () => {
+    // A second instance on the caller's own NATS server: where `elsewhere` sends a call.
+    const other = await who(await nats(natsB.url), 'b');
+    const first = await who(await nats(natsA.url), 'a', dir());
+    try {
+      const gw = await caller(Principal.cri, dir());
+      await expect(call(gw, WhoApi, 'who', { text: '1' })).resolves.toEqual({ text: '1', by: 'a' });
+      const pending = call(gw, WhoApi, 'hold', { id: 'stop' });
+      await expect.poll(() => held.has('stop')).toBe(true);
+      const stopping = first.stop(5000);
+      // Stopping: its socket is gone and a new call goes over NATS to the other instance.
+      await expect.poll(() => readdirSync(dir()).length).toBe(0);
+      await expect(call(gw, WhoApi, 'who', { text: '2' })).resolves.toEqual({ text: '2', by: 'b' });
+      held.get('stop')?.();
+      await expect(pending).resolves.toEqual({ id: 'stop' });
+      await stopping;
+      expect(existsSync(dir())).toBe(true);
+    } finally {
+      await other.stop(1000);
+    }
+  });
+});
