@@ -10,26 +10,10 @@
 // enforces for its user), else it goes over NATS as before. Events, the CLI and other nodes always
 // use NATS.
 import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from 'nats';
+import type { LocalMsg, LocalReply } from './route-msg.js';
 import { RouteClient, routesDirOk } from './socket-route.js';
 
-/** A request handed to a service of this process: what its NATS handler reads of a message. */
-export interface LocalMsg {
-  readonly subject: string;
-  readonly data: Uint8Array;
-  readonly headers: MsgHdrs;
-  /** No reply subject: nothing can ask for heartbeats of a callee that lives in its own process. */
-  readonly reply: undefined;
-  /** How it came, not over NATS (the callee's access line says so). */
-  readonly via: 'process' | 'socket';
-  respond(data?: Uint8Array): boolean;
-  respondError(code: number, description: string, data?: Uint8Array): boolean;
-}
-
-/** What a caller gets back: the reply's bytes and headers, as a NATS reply message has them. */
-export interface LocalReply {
-  readonly data: Uint8Array;
-  readonly headers?: MsgHdrs | undefined;
-}
+export type { LocalMsg, LocalReply } from './route-msg.js';
 
 /** Takes one request (a service's request path; it answers through the message). */
 export type LocalDispatch = (msg: LocalMsg) => void;

@@ -19,7 +19,7 @@ import { chmod } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type MsgHdrs, headers as natsHeaders } from 'nats';
-import type { LocalMsg } from './local-route.js';
+import type { LocalMsg, LocalReply } from './route-msg.js';
 
 const HELLO = 1;
 const REQUEST = 2;
@@ -27,12 +27,6 @@ const REPLY = 3;
 const HEAD = 13; // u32 length, u8 type, u32 id, u32 meta length
 /** A frame larger than this ends the connection: nothing berth sends over NATS comes near it. */
 const MAX_FRAME = 64 * 1024 * 1024;
-
-/** What a route's caller gets: the reply as a NATS reply message has it, or none (send it over NATS). */
-export interface RouteReply {
-  readonly data: Uint8Array;
-  readonly headers: MsgHdrs | undefined;
-}
 
 /** A request sent to a same-node callee whose connection was lost before its reply (it may have run). */
 export class RouteLost extends Error {}
@@ -274,7 +268,7 @@ export async function listenRoutes(opts: RouteServerOptions): Promise<RouteServe
 }
 
 interface Pending {
-  resolve(r: RouteReply | undefined): void;
+  resolve(r: LocalReply | undefined): void;
   reject(err: Error): void;
   /** Written to the socket: if the connection is lost now, the callee may have taken it. */
   sent: boolean;
@@ -321,7 +315,7 @@ class RouteConn {
     });
   }
 
-  request(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<RouteReply | undefined> {
+  request(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<LocalReply | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     const id = this.next;
     this.next = this.next >= 0xffffffff ? 1 : this.next + 1;
@@ -400,7 +394,7 @@ export class RouteClient {
   }
 
   /** Sends a request to a same-node callee; undefined: none took it, send it over NATS. */
-  request(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<RouteReply | undefined> | undefined {
+  request(subject: string, data: Uint8Array, headers: MsgHdrs): Promise<LocalReply | undefined> | undefined {
     const name = this.pick(subject);
     if (!name) return undefined;
     let conn = this.conns.get(name);
