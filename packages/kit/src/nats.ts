@@ -121,6 +121,10 @@ export async function connectNats(opts: {
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'reconnecting' || s.type === 'pingTimer') continue;
+        // The line says the connection serves again: once the server has answered a ping sent
+        // after the subscriptions nats.js re-sends, it holds them (a request sent on the strength
+        // of the line met "no responders" in CI otherwise).
+        if (s.type === 'reconnect') await nc.flush().catch(() => undefined);
         log.info({ nats: s.type, data: String(s.data) }, 'nats status');
       }
     })();
