@@ -15,8 +15,15 @@ let s: ContainerStack;
 beforeAll(async () => {
   // A short reconcile interval and container lock ttl (the default 30 s each), so the tests wait
   // on the reconcile and on a dead replica's lock for seconds rather than half a minute.
+  // Calls between the services over NATS (not the node's sockets): these tests see that a request
+  // reached the stopped shim by a copy of it on the bus. What a socket route does with a callee
+  // that dies or freezes mid-call (UNAVAILABLE at once, or on the heartbeats' stall) is tested in
+  // packages/kit/src/socket-route.test.ts; the rollback and reconcile here only see the code.
   s = await startContainerStack({
-    config: { services: { 'task-service': { reconcileIntervalMs: 300, containerLockTtlMs: 5000 } } },
+    config: {
+      sameNodeCalls: 'nats',
+      services: { 'task-service': { reconcileIntervalMs: 300, containerLockTtlMs: 5000 } },
+    },
   });
   IMAGE = (await s.importBusybox(IMAGE)).name;
 }, 120_000);

@@ -70,19 +70,25 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   injectTrace(h, ctx);
   try {
     const data = json.encode(payload ?? {});
+    const deadline = Date.now() + timeoutMs;
     // A service of this process or of this node that serves the subject takes it without
-    // nats-server when it can (local-route.ts); else, or when it declines, NATS carries it.
-    const routed = localCall(nc, subject, checkedPayload(nc, data), h);
-    const viaNats = (): Promise<LocalReply> =>
+    // nats-server when it can (local-route.ts); else, or when it declines, NATS carries it
+    // within what is left of the timeout.
+    const long = isLongOp(def);
+    const lost = lostCallee(name, op, opts.node);
+    const routed = localCall(nc, subject, checkedPayload(nc, data), h, { timeoutMs, long, lost });
+    const viaNats = (): Promise<LocalReply> => {
+      const left = Math.max(1, deadline - Date.now());
       // A long call is watched by heartbeats: a callee that dies is noticed in seconds (heartbeat.ts).
-      isLongOp(def)
+      return long
         ? watchedRequest(nc, subject, data, {
-            timeoutMs,
+            timeoutMs: left,
             headers: h,
-            lost: lostCallee(name, op, opts.node),
+            lost,
           })
-        : nc.request(subject, data, { timeout: timeoutMs, headers: h });
-    const pending = routed ? withinTimeout(routed, timeoutMs).then((r) => r ?? viaNats()) : viaNats();
+        : nc.request(subject, data, { timeout: left, headers: h });
+    };
+    const pending = routed ? routed.then((r) => r ?? viaNats()) : viaNats();
     // The contracts build a schema on first use (lazy-zod.ts): the reply's is built while the
     // callee works rather than after its answer (a container list's ~300 schemas take a short CLI
     // command ~5 ms). nats.js sends the request from a microtask queued before this one. A schema
@@ -143,15 +149,6 @@ function checkedPayload(nc: NatsConnection, data: Uint8Array): Uint8Array {
     throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
   }
   return data;
-}
-
-/** The reply, or the timeout error nats.js gives a request unanswered after `ms`. */
-function withinTimeout<T>(reply: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NatsError(ErrorCode.Timeout, ErrorCode.Timeout)), ms);
-  });
-  return Promise.race([reply, late]).finally(() => clearTimeout(timer));
 }
 
 type ZodIssues = { issues: readonly { path: readonly PropertyKey[]; message: string }[] };

@@ -9,9 +9,10 @@
 // only when the caller's principal may publish its subject (the same allow list nats-server
 // enforces for its user), else it goes over NATS as before. Events, the CLI and other nodes always
 // use NATS.
-import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from 'nats';
+import { ErrorCode, type MsgHdrs, type NatsConnection, NatsError } from 'nats';
+import { HEARTBEAT_STALL_MS } from './heartbeat.js';
 import type { LocalMsg, LocalReply } from './route-msg.js';
-import { RouteClient, routesDirOk } from './socket-route.js';
+import { errorHeaders, RouteClient, type RouteWatch, routesDirOk } from './socket-route.js';
 
 export type { LocalMsg, LocalReply } from './route-msg.js';
 
@@ -97,6 +98,7 @@ export function localCall(
   subject: string,
   data: Uint8Array,
   headers: MsgHdrs,
+  call: { timeoutMs: number; long: boolean; lost: RouteWatch['lost'] },
 ): Promise<LocalReply | undefined> | undefined {
   const caller = callers.get(nc);
   if (!caller || nc.isClosed() || !caller.allowed(subject)) return undefined;
@@ -104,17 +106,22 @@ export function localCall(
   if (list) {
     const n = turn.get(subject) ?? 0;
     turn.set(subject, (n + 1) % list.length);
-    return localRequest(list[n % list.length] as LocalDispatch, subject, data, headers);
+    const dispatch = list[n % list.length] as LocalDispatch;
+    return withinTimeout(localRequest(dispatch, subject, data, headers), call.timeoutMs);
   }
-  return caller.sockets?.request(subject, data, headers);
+  // A long call is watched by its callee's heartbeats over the socket as over NATS: a frozen
+  // callee keeps its socket open (one that dies closes it, which fails the call at once).
+  const watch = call.long ? { stallMs: HEARTBEAT_STALL_MS, lost: call.lost } : undefined;
+  return caller.sockets?.request(subject, data, headers, call.timeoutMs, watch);
 }
 
-/** Service-error headers as nats.js's respondError sets them. */
-function errorHeaders(code: number, description: string): MsgHdrs {
-  const h = natsHeaders();
-  h.set('Nats-Service-Error-Code', String(code));
-  h.set('Nats-Service-Error', description);
-  return h;
+/** The reply, or the timeout error nats.js gives a request unanswered after `ms`. */
+function withinTimeout<T>(reply: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NatsError(ErrorCode.Timeout, ErrorCode.Timeout)), ms);
+  });
+  return Promise.race([reply, late]).finally(() => clearTimeout(timer));
 }
 
 /**

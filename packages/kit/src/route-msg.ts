@@ -7,11 +7,15 @@ export interface LocalMsg {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly headers: MsgHdrs;
-  /** No reply subject, so no heartbeats: a route's caller learns of a lost callee from the route. */
-  readonly reply: undefined;
+  /**
+   * Set (to a name of the route's own) when the caller asked for heartbeats (heartbeat.ts): a
+   * socket's caller of a long operation, so a callee that froze is told from a slow one.
+   */
+  readonly reply: string | undefined;
   /** How it came, not over NATS (the callee's access line says so). */
   readonly via: 'process' | 'socket';
-  respond(data?: Uint8Array): boolean;
+  /** The reply; or, with HEARTBEAT_HEADER in `opts.headers`, a heartbeat (not an answer). */
+  respond(data?: Uint8Array, opts?: { headers?: MsgHdrs }): boolean;
   respondError(code: number, description: string, data?: Uint8Array): boolean;
 }
 

@@ -18,9 +18,11 @@ import {
 } from '@berth/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
+  ErrorCode,
   JSONCodec,
   type MsgHdrs,
   type NatsConnection,
+  NatsError,
   type Service as NatsService,
   type ServiceMsg,
 } from 'nats';
@@ -229,6 +231,12 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
     const ok = (data: Uint8Array) => {
       if (answered) return;
       try {
+        // A reply NATS would refuse is refused past NATS too: a call must not work on one node
+        // and fail on another.
+        const max = nc.info?.max_payload;
+        if ('via' in msg && max !== undefined && data.length > max) {
+          throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
+        }
         msg.respond(data);
         answered = true;
         finish();

@@ -14,6 +14,7 @@ import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { natsPermissions } from './permissions.js';
 import { type ServedService, serve } from './service.js';
+import { frameReader } from './socket-route.js';
 import { type ChildService, randomNode, startTestService } from './testdata/child.js';
 import { TestApi } from './testdata/test-api.mjs';
 
@@ -149,7 +150,7 @@ describe('a service in another process of the node', () => {
     const dir = join(runRoot(), 'routes');
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     const [sock] = readdirSync(dir);
-    expect(sock).toBe(`task-${child.proc.pid}.sock`);
+    expect(sock).toBe(`task-${child.proc.pid}-1.sock`);
     expect(statSync(join(dir, sock as string)).mode & 0o777).toBe(0o600);
     const gw = await caller(Principal.cri, dir);
     const r = await call(gw, TestApi, 'echo', { text: 'héllo' });
@@ -168,6 +169,49 @@ describe('a service in another process of the node', () => {
     const line = await child.waitForLog((l) => l.msg === 'request' && l.op === 'echo');
     expect(line.via).toBe('socket');
   });
+
+  it('refuses a reply over max_payload as NATS does and times out as NATS does', async () => {
+    const dir = join(runRoot(), 'routes');
+    const gw = await caller(Principal.cri, dir);
+    const max = gw.info?.max_payload ?? 0;
+    const big = await failure(call(gw, TestApi, 'big', { bytes: max + 1 }));
+    expect(big.code).toBe(Code.INTERNAL);
+    expect(big.message).toMatch(/could not send the reply/);
+    const late = await failure(call(gw, TestApi, 'hold', { id: 'late' }, { timeoutMs: 200 }));
+    expect([late.code, late.message]).toEqual([
+      Code.DEADLINE_EXCEEDED,
+      'task-service did not answer "hold" within 200 ms',
+    ]);
+    // The connection is still good after all of it.
+    await expect(call(gw, TestApi, 'echo', { text: 'ok' })).resolves.toMatchObject({ text: 'ok' });
+  });
+
+  it('watches a long call by its heartbeats: answered when done, given up when the callee freezes', async () => {
+    const dir = join(runRoot(), 'routes');
+    const gw = await caller(Principal.cri, dir);
+    const c = child as ChildService;
+    const release = await nats(natsA.url);
+    const from = c.mark();
+    const done = call(gw, TestApi, 'hold-long', { id: 'long-1' });
+    await c.waitForLog((l) => l.msg === 'hold started' && l.holdId === 'long-1', { from });
+    // Beats have kept it alive past the stall window before it is answered.
+    await new Promise((r) => setTimeout(r, 6_000));
+    release.publish('test.release.long-1');
+    await expect(done).resolves.toEqual({ id: 'long-1', pid: c.proc.pid });
+    // Frozen (its socket open, nothing sent): given up after the stall window, not at the timeout.
+    const mark = c.mark();
+    const frozen = failure(call(gw, TestApi, 'hold-long', { id: 'long-2' }));
+    await c.waitForLog((l) => l.msg === 'hold started' && l.holdId === 'long-2', { from: mark });
+    c.proc.kill('SIGSTOP');
+    try {
+      const err = await frozen;
+      expect(err.code).toBe(Code.UNAVAILABLE);
+      expect(err.message).toMatch(/stopped answering "hold-long": no heartbeat for 5000 ms/);
+    } finally {
+      c.proc.kill('SIGCONT');
+    }
+    release.publish('test.release.long-2');
+  }, 30_000);
 
   it('is called over NATS by a principal whose user may not publish its subjects', async () => {
     const dir = join(runRoot(), 'routes');
@@ -191,12 +235,12 @@ describe('a service in another process of the node', () => {
     );
     await c.exited;
     // Its socket is left behind; a call finds it refusing and goes over NATS (nothing answers there).
-    expect(readdirSync(dir)).toEqual([`task-${c.proc.pid}.sock`]);
+    expect(readdirSync(dir)).toEqual([`task-${c.proc.pid}-1.sock`]);
     const gone = await failure(call(gw, TestApi, 'echo', { text: 'x' }));
     expect(gone.message).toMatch(/no responder/);
     // The next instance sweeps the dead one's socket and answers on its own.
     child = await start();
-    expect(readdirSync(dir)).toEqual([`task-${child.proc.pid}.sock`]);
+    expect(readdirSync(dir)).toEqual([`task-${child.proc.pid}-1.sock`]);
     const gw2 = await caller(Principal.cri, dir);
     await expect(call(gw2, TestApi, 'echo', { text: 'again' })).resolves.toEqual({
       text: 'again',
@@ -205,43 +249,100 @@ describe('a service in another process of the node', () => {
   });
 });
 
+describe('the route wire', () => {
+  it('reads frames split anywhere and several to a chunk', () => {
+    const frames = [
+      rawFrame(2, 1, { subject: 'a' }, Buffer.from('one')),
+      rawFrame(3, 2, {}, Buffer.alloc(70_000, 7)),
+      rawFrame(2, 3, { subject: 'c' }),
+    ];
+    const all = Buffer.concat(frames);
+    for (const size of [1, 3, 13, 4096, all.length]) {
+      const got: [number, number, number][] = [];
+      const read = frameReader(
+        (f) => got.push([f.type, f.id, f.payload.length]),
+        (why) => {
+          throw new Error(why);
+        },
+      );
+      for (let i = 0; i < all.length; i += size) read(all.subarray(i, i + size));
+      expect(got, `chunks of ${size}`).toEqual([
+        [2, 1, 3],
+        [3, 2, 70_000],
+        [2, 3, 0],
+      ]);
+    }
+    const bad: string[] = [];
+    frameReader(
+      () => undefined,
+      (why) => bad.push(why),
+    )(Buffer.from([0, 0, 0, 2, 1, 1]));
+    expect(bad).toEqual(['a frame of 2 bytes']);
+  });
+});
+
 describe('the callee side', () => {
   const dir = () => join(root, 'inproc-routes');
 
-  it('closes a connection that names no principal, or asks what its principal may not publish', async () => {
+  it('sends back elsewhere (to NATS, which decides) what a principal may not ask, and cuts a connection with no HELLO', async () => {
     const served = await who(await nats(natsA.url), 'a', dir());
     try {
       const [name] = readdirSync(dir());
       const path = join(dir(), name as string);
       const subject = subjectOf(WhoApi, 'who');
       const body = Buffer.from(JSON.stringify({ text: 'x' }));
-      const nobody = await rawExchange(path, [
-        rawFrame(1, 0, { principal: 'mallory' }),
-        rawFrame(2, 1, { subject, headers: [] }, body),
+      /** The meta of each reply on a connection that sends `frames`, once it has `n` of them. */
+      const replies = (frames: Buffer[], n: number) =>
+        new Promise<unknown[]>((resolve, reject) => {
+          const sock = createConnection(path);
+          const got: unknown[] = [];
+          sock.on(
+            'data',
+            frameReader((f) => {
+              got.push({ id: f.id, ...f.meta, body: Buffer.from(f.payload).toString() });
+              if (got.length === n) {
+                sock.destroy();
+                resolve(got);
+              }
+            }, reject),
+          );
+          sock.on('error', reject);
+          // Every frame in one write: the callee splits them.
+          sock.write(Buffer.concat(frames));
+        });
+      await expect(
+        replies(
+          [rawFrame(1, 0, { principal: 'mallory' }), rawFrame(2, 1, { subject, headers: [] }, body)],
+          1,
+        ),
+      ).resolves.toEqual([{ id: 1, elsewhere: true, body: '' }]);
+      await expect(
+        replies(
+          [
+            rawFrame(1, 0, { principal: Principal.snapshot }),
+            rawFrame(2, 1, { subject, headers: [] }, body),
+            rawFrame(2, 2, { subject: 'berth.task.v1.nothing', headers: [] }, body),
+          ],
+          2,
+        ),
+      ).resolves.toEqual([
+        { id: 1, elsewhere: true, body: '' },
+        { id: 2, elsewhere: true, body: '' },
       ]);
-      expect(nobody.length).toBe(0);
-      const snap = await rawExchange(path, [
-        rawFrame(1, 0, { principal: Principal.snapshot }),
-        rawFrame(2, 1, { subject, headers: [] }, body),
-      ]);
-      expect(snap.length).toBe(0);
+      // The same request from a principal that may publish it is answered.
+      await expect(
+        replies(
+          [rawFrame(1, 0, { principal: Principal.cri }), rawFrame(2, 7, { subject, headers: [] }, body)],
+          1,
+        ),
+      ).resolves.toEqual([{ id: 7, body: JSON.stringify({ text: 'x', by: 'a' }) }]);
       const noHello = await rawExchange(path, [rawFrame(2, 1, { subject, headers: [] }, body)]);
       expect(noHello.length).toBe(0);
-      // The same request from a principal that may publish it is answered.
-      const ok = await new Promise<Buffer>((resolve, reject) => {
-        const sock = createConnection(path);
-        sock.on('data', (b) => {
-          resolve(b);
-          sock.destroy();
-        });
-        sock.on('error', reject);
-        sock.write(rawFrame(1, 0, { principal: Principal.cri }));
-        sock.write(rawFrame(2, 7, { subject, headers: [] }, body));
-      });
-      expect(ok.readUInt8(4)).toBe(3);
-      expect(ok.readUInt32BE(5)).toBe(7);
-      const metaLen = ok.readUInt32BE(9);
-      expect(JSON.parse(ok.subarray(13 + metaLen).toString())).toEqual({ text: 'x', by: 'a' });
+      const notObject = await rawExchange(path, [rawFrame(1, 0, null)]);
+      expect(notObject.length).toBe(0);
+      // The callee is still there for everyone else.
+      const gw = await caller(Principal.cri, dir());
+      await expect(call(gw, WhoApi, 'who', { text: 'still' })).resolves.toEqual({ text: 'still', by: 'a' });
     } finally {
       await served.stop(1000);
     }
@@ -256,10 +357,27 @@ describe('the callee side', () => {
       await expect(call(gw, WhoApi, 'who', { text: '1' })).resolves.toEqual({ text: '1', by: 'a' });
       const pending = call(gw, WhoApi, 'hold', { id: 'stop' });
       await expect.poll(() => held.has('stop')).toBe(true);
+      // A busy caller: calls keep going out while the callee stops; each is answered by one
+      // instance or the other, none is lost on the closing connection.
+      let busy = true;
+      const answered: string[] = [];
+      const burst = (async () => {
+        for (let i = 0; busy; i++) {
+          const batch = await Promise.all(
+            Array.from({ length: 8 }, (_, j) => call(gw, WhoApi, 'who', { text: `${i}.${j}` })),
+          );
+          answered.push(...batch.map((r) => r.by));
+        }
+      })();
+      await expect.poll(() => answered.length).toBeGreaterThan(16);
       const stopping = first.stop(5000);
       // Stopping: its socket is gone and a new call goes over NATS to the other instance.
       await expect.poll(() => readdirSync(dir()).length).toBe(0);
       await expect(call(gw, WhoApi, 'who', { text: '2' })).resolves.toEqual({ text: '2', by: 'b' });
+      await expect.poll(() => answered.filter((b) => b === 'b').length).toBeGreaterThan(16);
+      busy = false;
+      await burst;
+      expect(new Set(answered)).toEqual(new Set(['a', 'b']));
       held.get('stop')?.();
       await expect(pending).resolves.toEqual({ id: 'stop' });
       await stopping;
