@@ -10,6 +10,7 @@ import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { natsPermissions } from './permissions.js';
 import { type ServedService, serve } from './service.js';
+import { failure } from './testdata/failure.js';
 
 // Calls between the services of one process (`berth up --cohosted`) go in process. To tell the
 // in-process path from NATS, the callee serves on one nats-server and its callers are connected to
@@ -93,15 +94,6 @@ afterAll(async () => {
   await Promise.all([callee?.close(), gateway?.close(), snapshot?.close()]);
   await Promise.all([natsA?.stop(), natsB?.stop()]);
 });
-
-async function failure(p: Promise<unknown>): Promise<BerthError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BerthError);
-  return err as BerthError;
-}
 
 describe('NATS subject patterns', () => {
   it('match as nats-server matches them', () => {

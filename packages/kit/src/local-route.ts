@@ -112,7 +112,7 @@ export function localCall(
   // A long call is watched by its callee's heartbeats over the socket as over NATS: a frozen
   // callee keeps its socket open (one that dies closes it, which fails the call at once).
   const watch = call.long ? { stallMs: HEARTBEAT_STALL_MS, lost: call.lost } : undefined;
-  return caller.sockets?.request(subject, data, headers, call.timeoutMs, watch);
+  return caller.sockets?.request({ subject, data, headers, timeoutMs: call.timeoutMs, watch });
 }
 
 /** The reply, or the timeout error nats.js gives a request unanswered after `ms`. */

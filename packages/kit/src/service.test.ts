@@ -1,10 +1,11 @@
-import { BerthError, Code, ImageApi, natsCodeOf, SnapshotApi, subjectOf } from '@berth/api';
+import { Code, ImageApi, natsCodeOf, SnapshotApi, subjectOf } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
 import { JSONCodec, type NatsConnection, headers as natsHeaders } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, client } from './client.js';
 import { connectNats } from './nats.js';
 import { type ChildService, randomNode, startTestService } from './testdata/child.js';
+import { failure } from './testdata/failure.js';
 import { TestApi } from './testdata/test-api.mjs';
 
 // Request/reply, queue groups, error mapping, timeouts and no-responders, all against a real
@@ -28,16 +29,6 @@ afterAll(async () => {
   await nc?.close();
   await Promise.all([nats?.stop(), redis?.stop()]);
 });
-
-/** Calls the test service and returns the BerthError it fails with. */
-async function failure(p: Promise<unknown>): Promise<BerthError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BerthError);
-  return err as BerthError;
-}
 
 describe('request/reply across processes', () => {
   it('answers from the other process, carrying the namespace header', async () => {

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BerthError, Code, defineService, op, Principal, Scope, Service, subjectOf } from '@berth/api';
+import { Code, defineService, op, Principal, Scope, Service, subjectOf } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import { natsPermissions } from './permissions.js';
 import { type ServedService, serve } from './service.js';
 import { frameReader } from './socket-route.js';
 import { type ChildService, randomNode, startTestService } from './testdata/child.js';
+import { failure } from './testdata/failure.js';
 import { TestApi } from './testdata/test-api.mjs';
 
 // Calls between the services of one node over unix sockets (socket-route.ts). The callees serve
@@ -83,15 +84,6 @@ async function who(nc: NatsConnection, by: string, dir?: string): Promise<Served
     },
     ...(dir ? { routes: { dir, permit } } : {}),
   });
-}
-
-async function failure(p: Promise<unknown>): Promise<BerthError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(BerthError);
-  return err as BerthError;
 }
 
 /** One frame of the route wire, built here from its description (socket-route.ts). */

@@ -26,6 +26,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { join } from 'node:path';
 import { ErrorCode, type MsgHdrs, NatsError, headers as natsHeaders } from 'nats';
 import { HEARTBEAT_HEADER, HEARTBEAT_INTERVAL_MS } from './heartbeat.js';
+import { pidAlive } from './pid-alive.js';
 import type { LocalMsg, LocalReply } from './route-msg.js';
 
 const HELLO = 1;
@@ -185,15 +186,6 @@ export interface RouteServer {
   close(): void;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 const SOCKET_NAME = /^[a-z]+-(\d+)-\d+\.sock$/;
 
 /**
@@ -203,7 +195,7 @@ const SOCKET_NAME = /^[a-z]+-(\d+)-\d+\.sock$/;
 function sweepStale(dir: string): void {
   for (const name of readdirSync(dir)) {
     const m = SOCKET_NAME.exec(name);
-    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) {
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
       try {
         unlinkSync(join(dir, name));
       } catch {}
@@ -345,6 +337,15 @@ export interface RouteWatch {
   lost(from: string | undefined, silentMs: number): Error;
 }
 
+/** One request for a same-node callee: the encoded request as NATS would carry it, and its bounds. */
+export interface RouteCall {
+  subject: string;
+  data: Uint8Array;
+  headers: MsgHdrs;
+  timeoutMs: number;
+  watch?: RouteWatch | undefined;
+}
+
 /** One caller's connection to one callee socket, many requests at once. */
 class RouteConn {
   private readonly sock: Socket;
@@ -390,13 +391,7 @@ class RouteConn {
   }
 
   /** Sends one request; a promise of undefined when the callee did not take it (send it over NATS). */
-  request(
-    subject: string,
-    data: Uint8Array,
-    headers: MsgHdrs,
-    timeoutMs: number,
-    watch?: RouteWatch,
-  ): Promise<LocalReply | undefined> {
+  request({ subject, data, headers, timeoutMs, watch }: RouteCall): Promise<LocalReply | undefined> {
     if (this.done || this.sock.destroyed || !this.sock.writable) return Promise.resolve(undefined);
     const id = this.next;
     this.next = this.next >= 0xffffffff ? 1 : this.next + 1;
@@ -515,14 +510,8 @@ export class RouteClient {
    * Sends a request to a same-node callee: undefined when none listens, a promise of undefined
    * when the one asked did not take it (send it over NATS).
    */
-  request(
-    subject: string,
-    data: Uint8Array,
-    headers: MsgHdrs,
-    timeoutMs: number,
-    watch?: RouteWatch,
-  ): Promise<LocalReply | undefined> | undefined {
-    const name = this.pick(subject);
+  request(call: RouteCall): Promise<LocalReply | undefined> | undefined {
+    const name = this.pick(call.subject);
     if (!name) return undefined;
     let conn = this.conns.get(name);
     if (!conn || conn.done) {
@@ -535,7 +524,7 @@ export class RouteClient {
       });
       this.conns.set(name, conn);
     }
-    return conn.request(subject, data, headers, timeoutMs, watch);
+    return conn.request(call);
   }
 
   close(): void {

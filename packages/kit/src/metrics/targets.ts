@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { pidAlive } from '../pid-alive.js';
 import { type MetricsAddress, type RunningMetrics, startMetrics } from './provider.js';
 import { instrumentProcess } from './runtime.js';
 
@@ -12,15 +13,6 @@ export function parseMetricsAddress(text: string): MetricsAddress | undefined {
   return { host, port: Number(text.slice(colon + 1)) };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Writes this process's Prometheus file_sd target (`<service>-<pid>.json` in `dir`) naming where
  * its metrics are, with service, node and pid labels; removes the files of processes that are
@@ -30,7 +22,7 @@ export function writeTarget(dir: string, t: { service: string; node: string; url
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   for (const f of readdirSync(dir)) {
     const m = /-(\d+)\.json$/.exec(f);
-    if (m && !alive(Number(m[1]))) rmSync(join(dir, f), { force: true });
+    if (m && !pidAlive(Number(m[1]))) rmSync(join(dir, f), { force: true });
   }
   const u = new URL(t.url);
   const file = join(dir, `${t.service}-${process.pid}.json`);
