@@ -10,7 +10,8 @@
  * FOOTPRINT_NODE_OPTIONS (extra NODE_OPTIONS for the stack's processes, for experiments),
  * FOOTPRINT_V8_FLAGS (space-separated V8 flags for every process of the stack, as its
  * services.<name>.v8Flags, e.g. "--max-semi-space-size=1"), FOOTPRINT_BUNDLES (0: every process
- * runs from dist/ modules instead of its bundle, as BERTH_SERVICE_BUNDLES=0). The stack's processes get
+ * runs from dist/ modules instead of its bundle, as BERTH_SERVICE_BUNDLES=0), FOOTPRINT_SAME_NODE_CALLS
+ * (`nats` or `socket`: the stack's sameNodeCalls). The stack's processes get
  * MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072 from the supervisor unless the environment
  * sets them: MALLOC_ARENA_MAX=16 (glibc's default on 2 cores) measures without the first cut;
  * glibc's dynamic threshold cannot be asked for by a value, so the second is measured with a build
@@ -90,6 +91,9 @@ try {
         BERTH_EMBEDDED_REDIS_PORT: String(await freePort()),
         ...(process.env.FOOTPRINT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.FOOTPRINT_NODE_OPTIONS } : {}),
         ...(process.env.FOOTPRINT_BUNDLES ? { BERTH_SERVICE_BUNDLES: process.env.FOOTPRINT_BUNDLES } : {}),
+        ...(process.env.FOOTPRINT_SAME_NODE_CALLS
+          ? { BERTH_SAME_NODE_CALLS: process.env.FOOTPRINT_SAME_NODE_CALLS }
+          : {}),
       },
     });
     const t0 = performance.now();
