@@ -7,10 +7,9 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, Code, SnapshotApi } from '@berth/api';
-import { call } from '@berth/kit';
+import { Code } from '@berth/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
+import { type ContainerStack, snapshotState, startContainerStack, until } from './containers-stack.js';
 
 let IMAGE = 'berth.test/busybox:latest';
 let s: ContainerStack;
@@ -54,16 +53,6 @@ afterAll(async () => {
 
 const run = (...args: string[]) => s.berth(args);
 
-async function snapshotState(key: string): Promise<string> {
-  try {
-    await call(s.nc, SnapshotApi, 'stat', { key }, { node: s.node, timeoutMs: 5_000 });
-    return 'ok';
-  } catch (err) {
-    if (err instanceof BerthError) return err.code;
-    throw err;
-  }
-}
-
 describe('run during a shim kill, over the node sockets', () => {
   it('fails at once with UNAVAILABLE from the closed connection; the reconcile removes the rest', async () => {
     const running = run('run', '-d', '--network', 'none', '--name', 'sock-killed', IMAGE, 'sleep', '300');
@@ -82,6 +71,6 @@ describe('run during a shim kill, over the node sockets', () => {
 
     await s.start('shim');
     await until('the reconcile to finish the removal', async () => (await run('inspect', id)).code === 1);
-    expect(await snapshotState(`containers/default/${id}`)).toBe(Code.NOT_FOUND);
+    expect(await snapshotState(s, `containers/default/${id}`)).toBe(Code.NOT_FOUND);
   }, 120_000);
 });

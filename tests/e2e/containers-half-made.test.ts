@@ -3,11 +3,11 @@
 // yet stays whole (never a record whose snapshot is gone), refuses to start, and is removed by the
 // task-service's reconcile once the shim is back. A create whose task-service replica dies half-way
 // is undone (network, snapshot, name) by the reconcile of the next one.
-import { BerthError, Code, ShimApi, SnapshotApi, subjectOf } from '@berth/api';
+import { BerthError, Code, ShimApi, subjectOf } from '@berth/api';
 import { call, keys } from '@berth/kit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
+import { type ContainerStack, snapshotState, startContainerStack, until } from './containers-stack.js';
 
 let IMAGE = 'berth.test/busybox:latest';
 let s: ContainerStack;
@@ -31,17 +31,6 @@ afterAll(async () => s?.stop(), 60_000);
 
 const run = (...args: string[]) => s.berth(args);
 
-/** The code a snapshot stat fails with, or "ok". */
-async function snapshotState(key: string): Promise<string> {
-  try {
-    await call(s.nc, SnapshotApi, 'stat', { key }, { node: s.node, timeoutMs: 5_000 });
-    return 'ok';
-  } catch (err) {
-    if (err instanceof BerthError) return err.code;
-    throw err;
-  }
-}
-
 /** The full id of a container by name, read from the task-service. */
 async function idOf(name: string): Promise<string> {
   const r = await run('inspect', name);
@@ -61,7 +50,7 @@ describe('run while the shim is down', () => {
 
     // The rollback could not reach the shim: the container is still there, snapshot and all.
     const id = await idOf('shim-down');
-    expect(await snapshotState(`containers/default/${id}`)).toBe('ok');
+    expect(await snapshotState(s, `containers/default/${id}`)).toBe('ok');
     const st = await run('start', 'shim-down');
     expect(st.code).not.toBe(0);
     expect(st.stderr).toContain('is being removed');
@@ -69,7 +58,7 @@ describe('run while the shim is down', () => {
 
     await s.start('shim');
     await until('the reconcile to finish the removal', async () => (await run('inspect', id)).code === 1);
-    expect(await snapshotState(`containers/default/${id}`)).toBe(Code.NOT_FOUND);
+    expect(await snapshotState(s, `containers/default/${id}`)).toBe(Code.NOT_FOUND);
   }, 120_000);
 });
 
@@ -98,7 +87,7 @@ describe('run during a shim kill', () => {
 
     await s.start('shim');
     await until('the reconcile to finish the removal', async () => (await run('inspect', id)).code === 1);
-    expect(await snapshotState(`containers/default/${id}`)).toBe(Code.NOT_FOUND);
+    expect(await snapshotState(s, `containers/default/${id}`)).toBe(Code.NOT_FOUND);
   }, 120_000);
 });
 
@@ -123,7 +112,7 @@ describe('a task-service killed in the middle of a create', () => {
       );
       await until(
         'the rootfs snapshot',
-        async () => (await snapshotState(`containers/default/${id}`)) === 'ok',
+        async () => (await snapshotState(s, `containers/default/${id}`)) === 'ok',
       );
       expect(await asked).toBe(true);
       await s.kill('task-service', 'SIGKILL');
@@ -146,7 +135,7 @@ describe('a task-service killed in the middle of a create', () => {
     } finally {
       redis.disconnect();
     }
-    expect(await snapshotState(`containers/default/${id}`)).toBe(Code.NOT_FOUND);
+    expect(await snapshotState(s, `containers/default/${id}`)).toBe(Code.NOT_FOUND);
     const pods = (await call(s.nc, ShimApi, 'network-list', {}, { node: s.node, timeoutMs: 5_000 })).pods;
     expect(pods.map((p) => p.podId)).not.toContain(id);
     const again = await run('create', '--name', 'half', IMAGE, 'true');

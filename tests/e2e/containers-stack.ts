@@ -95,6 +95,17 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
+/** The code a snapshot stat on the stack's node fails with, or "ok". */
+export async function snapshotState(s: Pick<ContainerStack, 'nc' | 'node'>, key: string): Promise<string> {
+  try {
+    await call(s.nc, SnapshotApi, 'stat', { key }, { node: s.node, timeoutMs: 5_000 });
+    return 'ok';
+  } catch (err) {
+    if (err instanceof BerthError) return err.code;
+    throw err;
+  }
+}
+
 /** Starts NATS, Redis and the four services (and the CRI gateway with `cri`); `only` limits which start. */
 export async function startContainerStack(
   opts: {

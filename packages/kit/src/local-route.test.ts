@@ -1,9 +1,8 @@
 import { Writable } from 'node:stream';
-import { BerthError, Code, defineService, op, Principal, Scope, Service, subjectOf } from '@berth/api';
+import { BerthError, Code, Principal, subjectOf } from '@berth/api';
 import { startNats } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { call } from './client.js';
 import { enableLocalRoutes, setLocalCaller, subjectMatches } from './local-route.js';
 import { createLogger } from './logger.js';
@@ -11,37 +10,13 @@ import { connectNats } from './nats.js';
 import { natsPermissions } from './permissions.js';
 import { type ServedService, serve } from './service.js';
 import { failure } from './testdata/failure.js';
+import { RouteApi } from './testdata/route-api.js';
 
 // Calls between the services of one process (`berth up --cohosted`) go in process. To tell the
 // in-process path from NATS, the callee serves on one nats-server and its callers are connected to
 // another: over NATS nothing would answer them (no responders).
 
 const NODE = 'local-route-node';
-
-const EchoApi = defineService({
-  name: Service.task,
-  scope: Scope.cluster,
-  ops: {
-    echo: op({
-      input: z.object({ text: z.string() }),
-      output: z.object({ text: z.string(), namespace: z.string() }),
-      timeoutMs: 5_000,
-      description: 'the text back, with the namespace the handler saw',
-    }),
-    fail: op({
-      input: z.object({ code: z.string(), message: z.string() }),
-      output: z.object({}),
-      timeoutMs: 5_000,
-      description: 'fails with the given code and message',
-    }),
-    hold: op({
-      input: z.object({ id: z.string() }),
-      output: z.object({ id: z.string() }),
-      timeoutMs: 5_000,
-      description: 'answers when released',
-    }),
-  },
-});
 
 let natsA: Awaited<ReturnType<typeof startNats>>;
 let natsB: Awaited<ReturnType<typeof startNats>>;
@@ -65,12 +40,12 @@ const logSink = new Writable({
 async function start(): Promise<ServedService> {
   return serve({
     nc: callee,
-    service: EchoApi,
+    service: RouteApi,
     version: '0.0.0',
     node: NODE,
     log: createLogger({ service: 'task-service', node: NODE, level: 'info', destination: logSink }),
     handlers: {
-      echo: async ({ text }, ctx) => ({ text, namespace: ctx.namespace }),
+      echo: async ({ text }, ctx) => ({ text, namespace: ctx.namespace, by: 'callee' }),
       fail: async ({ code, message }) => {
         throw new BerthError(code as Code, message);
       },
@@ -110,30 +85,31 @@ describe('NATS subject patterns', () => {
 
 describe('calls between the services of one process', () => {
   it('go over NATS until the process turns in-process routes on', async () => {
-    const err = await failure(call(gateway, EchoApi, 'echo', { text: 'x' }));
+    const err = await failure(call(gateway, RouteApi, 'echo', { text: 'x' }));
     expect(err.code).toBe(Code.UNAVAILABLE);
     expect(err.message).toMatch(/no responder/);
   });
 
   it('are answered in process once it does, with the namespace, errors and input checks of NATS', async () => {
     enableLocalRoutes();
-    await expect(call(gateway, EchoApi, 'echo', { text: 'héllo' }, { namespace: 'k8s.io' })).resolves.toEqual(
-      {
-        text: 'héllo',
-        namespace: 'k8s.io',
-      },
-    );
+    await expect(
+      call(gateway, RouteApi, 'echo', { text: 'héllo' }, { namespace: 'k8s.io' }),
+    ).resolves.toEqual({
+      text: 'héllo',
+      namespace: 'k8s.io',
+      by: 'callee',
+    });
     // The callee's access line tells an in-process request from one over NATS.
     await expect.poll(() => accessLines.at(-1)).toMatchObject({ op: 'echo', outcome: 'OK', via: 'process' });
     const refused = await failure(
-      call(gateway, EchoApi, 'fail', {
+      call(gateway, RouteApi, 'fail', {
         code: Code.NOT_FOUND,
         message: 'container "c1" not found\nsecond line',
       }),
     );
     expect(refused.code).toBe(Code.NOT_FOUND);
     expect(refused.message).toBe('container "c1" not found\nsecond line');
-    const bad = await failure(call(gateway, EchoApi, 'echo', { text: 7 } as unknown as { text: string }));
+    const bad = await failure(call(gateway, RouteApi, 'echo', { text: 7 } as unknown as { text: string }));
     expect(bad.code).toBe(Code.INVALID_ARGUMENT);
     expect(bad.message).toBe(
       'task-service echo: invalid text: Invalid input: expected string, received number',
@@ -141,25 +117,25 @@ describe('calls between the services of one process', () => {
   });
 
   it('are not routed for a caller whose NATS user may not publish the subject', async () => {
-    expect(natsPermissions(Principal.snapshot, NODE).publish).not.toContain(subjectOf(EchoApi, '>'));
-    const err = await failure(call(snapshot, EchoApi, 'echo', { text: 'x' }));
+    expect(natsPermissions(Principal.snapshot, NODE).publish).not.toContain(subjectOf(RouteApi, '>'));
+    const err = await failure(call(snapshot, RouteApi, 'echo', { text: 'x' }));
     expect(err.code).toBe(Code.UNAVAILABLE);
     expect(err.message).toMatch(/no responder/);
   });
 
   it('time out and refuse an oversized request as NATS does', async () => {
-    const late = await failure(call(gateway, EchoApi, 'hold', { id: 'late' }, { timeoutMs: 150 }));
+    const late = await failure(call(gateway, RouteApi, 'hold', { id: 'late' }, { timeoutMs: 150 }));
     expect(late.code).toBe(Code.DEADLINE_EXCEEDED);
     expect(late.message).toBe('task-service did not answer "hold" within 150 ms');
     held.get('late')?.();
     const max = gateway.info?.max_payload ?? 0;
     expect(max).toBeGreaterThan(0);
-    const big = await failure(call(gateway, EchoApi, 'echo', { text: 'x'.repeat(max) }));
+    const big = await failure(call(gateway, RouteApi, 'echo', { text: 'x'.repeat(max) }));
     expect(big.code).toBe(Code.RESOURCE_EXHAUSTED);
   });
 
   it('count as in flight for the callee stopping, and go back to NATS once it has stopped', async () => {
-    const pending = call(gateway, EchoApi, 'hold', { id: 'inflight' });
+    const pending = call(gateway, RouteApi, 'hold', { id: 'inflight' });
     await expect.poll(() => held.has('inflight')).toBe(true);
     expect(served?.inflight()).toBe(1);
     const stopping = served?.stop(5000);
@@ -167,9 +143,9 @@ describe('calls between the services of one process', () => {
     await expect(pending).resolves.toEqual({ id: 'inflight' });
     await stopping;
     served = undefined;
-    const err = await failure(call(gateway, EchoApi, 'echo', { text: 'x' }));
+    const err = await failure(call(gateway, RouteApi, 'echo', { text: 'x' }));
     expect(err.code).toBe(Code.UNAVAILABLE);
     served = await start();
-    await expect(call(gateway, EchoApi, 'echo', { text: 'back' })).resolves.toMatchObject({ text: 'back' });
+    await expect(call(gateway, RouteApi, 'echo', { text: 'back' })).resolves.toMatchObject({ text: 'back' });
   });
 });

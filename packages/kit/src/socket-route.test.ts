@@ -3,11 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Code, defineService, op, Principal, Scope, Service, subjectOf } from '@berth/api';
+import { BerthError, Code, Principal, subjectOf } from '@berth/api';
 import { startNats, startRedis } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { call } from './client.js';
 import { allowList, setLocalCaller } from './local-route.js';
 import { createLogger } from './logger.js';
@@ -17,6 +16,7 @@ import { type ServedService, serve } from './service.js';
 import { frameReader } from './socket-route.js';
 import { type ChildService, randomNode, startTestService } from './testdata/child.js';
 import { failure } from './testdata/failure.js';
+import { RouteApi } from './testdata/route-api.js';
 import { TestApi } from './testdata/test-api.mjs';
 
 // Calls between the services of one node over unix sockets (socket-route.ts). The callees serve
@@ -24,25 +24,6 @@ import { TestApi } from './testdata/test-api.mjs';
 // call unless a test puts a NATS responder beside the caller on purpose.
 
 const NODE = randomNode();
-
-const WhoApi = defineService({
-  name: Service.task,
-  scope: Scope.cluster,
-  ops: {
-    who: op({
-      input: z.object({ text: z.string() }),
-      output: z.object({ text: z.string(), by: z.string() }),
-      timeoutMs: 5_000,
-      description: 'the text back, with the instance that answered',
-    }),
-    hold: op({
-      input: z.object({ id: z.string() }),
-      output: z.object({ id: z.string() }),
-      timeoutMs: 5_000,
-      description: 'answers when released',
-    }),
-  },
-});
 
 let natsA: Awaited<ReturnType<typeof startNats>>;
 let natsB: Awaited<ReturnType<typeof startNats>>;
@@ -70,16 +51,19 @@ function permit(principal: string) {
     : undefined;
 }
 
-/** A WhoApi instance answering as `by`, on `nc`, with routes in `dir` when given. */
+/** A RouteApi instance answering as `by`, on `nc`, with routes in `dir` when given. */
 async function who(nc: NatsConnection, by: string, dir?: string): Promise<ServedService> {
   return serve({
     nc,
-    service: WhoApi,
+    service: RouteApi,
     version: '0.0.0',
     node: NODE,
     log: createLogger({ service: 'task-service', node: NODE, level: 'silent' }),
     handlers: {
-      who: async ({ text }) => ({ text, by }),
+      echo: async ({ text }, ctx) => ({ text, namespace: ctx.namespace, by }),
+      fail: async ({ code, message }) => {
+        throw new BerthError(code as Code, message);
+      },
       hold: ({ id }) => new Promise((resolve) => held.set(id, () => resolve({ id }))),
     },
     ...(dir ? { routes: { dir, permit } } : {}),
@@ -281,7 +265,7 @@ describe('the callee side', () => {
     try {
       const [name] = readdirSync(dir());
       const path = join(dir(), name as string);
-      const subject = subjectOf(WhoApi, 'who');
+      const subject = subjectOf(RouteApi, 'echo');
       const body = Buffer.from(JSON.stringify({ text: 'x' }));
       /** The meta of each reply on a connection that sends `frames`, once it has `n` of them. */
       const replies = (frames: Buffer[], n: number) =>
@@ -327,14 +311,18 @@ describe('the callee side', () => {
           [rawFrame(1, 0, { principal: Principal.cri }), rawFrame(2, 7, { subject, headers: [] }, body)],
           1,
         ),
-      ).resolves.toEqual([{ id: 7, body: JSON.stringify({ text: 'x', by: 'a' }) }]);
+      ).resolves.toEqual([{ id: 7, body: JSON.stringify({ text: 'x', namespace: 'default', by: 'a' }) }]);
       const noHello = await rawExchange(path, [rawFrame(2, 1, { subject, headers: [] }, body)]);
       expect(noHello.length).toBe(0);
       const notObject = await rawExchange(path, [rawFrame(1, 0, null)]);
       expect(notObject.length).toBe(0);
       // The callee is still there for everyone else.
       const gw = await caller(Principal.cri, dir());
-      await expect(call(gw, WhoApi, 'who', { text: 'still' })).resolves.toEqual({ text: 'still', by: 'a' });
+      await expect(call(gw, RouteApi, 'echo', { text: 'still' })).resolves.toEqual({
+        text: 'still',
+        namespace: 'default',
+        by: 'a',
+      });
     } finally {
       await served.stop(1000);
     }
@@ -346,8 +334,12 @@ describe('the callee side', () => {
     const first = await who(await nats(natsA.url), 'a', dir());
     try {
       const gw = await caller(Principal.cri, dir());
-      await expect(call(gw, WhoApi, 'who', { text: '1' })).resolves.toEqual({ text: '1', by: 'a' });
-      const pending = call(gw, WhoApi, 'hold', { id: 'stop' });
+      await expect(call(gw, RouteApi, 'echo', { text: '1' })).resolves.toEqual({
+        text: '1',
+        namespace: 'default',
+        by: 'a',
+      });
+      const pending = call(gw, RouteApi, 'hold', { id: 'stop' });
       await expect.poll(() => held.has('stop')).toBe(true);
       // A busy caller: calls keep going out while the callee stops; each is answered by one
       // instance or the other, none is lost on the closing connection.
@@ -356,7 +348,7 @@ describe('the callee side', () => {
       const burst = (async () => {
         for (let i = 0; busy; i++) {
           const batch = await Promise.all(
-            Array.from({ length: 8 }, (_, j) => call(gw, WhoApi, 'who', { text: `${i}.${j}` })),
+            Array.from({ length: 8 }, (_, j) => call(gw, RouteApi, 'echo', { text: `${i}.${j}` })),
           );
           answered.push(...batch.map((r) => r.by));
         }
@@ -365,7 +357,11 @@ describe('the callee side', () => {
       const stopping = first.stop(5000);
       // Stopping: its socket is gone and a new call goes over NATS to the other instance.
       await expect.poll(() => readdirSync(dir()).length).toBe(0);
-      await expect(call(gw, WhoApi, 'who', { text: '2' })).resolves.toEqual({ text: '2', by: 'b' });
+      await expect(call(gw, RouteApi, 'echo', { text: '2' })).resolves.toEqual({
+        text: '2',
+        namespace: 'default',
+        by: 'b',
+      });
       await expect.poll(() => answered.filter((b) => b === 'b').length).toBeGreaterThan(16);
       busy = false;
       await burst;

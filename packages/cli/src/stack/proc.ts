@@ -17,15 +17,8 @@ export function which(cmd: string, path: string = process.env.PATH ?? ''): strin
   return undefined;
 }
 
-/** True when a process with this pid exists (zombies included; signal 0 only checks). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+// True when a process with this pid exists (zombies included; signal 0 only checks).
+export { pidAlive } from '@berth/kit/pid-alive';
 
 /** The command line of a process, or undefined when it is gone. */
 export function cmdline(pid: number): string[] | undefined {
