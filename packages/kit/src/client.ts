@@ -17,7 +17,7 @@ import {
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { ErrorCode, JSONCodec, type NatsConnection, NatsError, headers as natsHeaders } from 'nats';
 import { lostCallee, watchedRequest } from './heartbeat.js';
-import { type LocalReply, localCall } from './local-route.js';
+import { type LocalReply, localCall, refuseOverMaxPayload } from './local-route.js';
 import { RouteLost } from './socket-route.js';
 import { injectTrace } from './telemetry.js';
 import { rpcAttributes } from './tracing/rpc.js';
@@ -76,7 +76,8 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
     // within what is left of the timeout.
     const long = isLongOp(def);
     const lost = lostCallee(name, op, opts.node);
-    const routed = localCall(nc, subject, checkedPayload(nc, data), h, { timeoutMs, long, lost });
+    refuseOverMaxPayload(nc, data);
+    const routed = localCall(nc, subject, data, h, { timeoutMs, long, lost });
     const viaNats = (): Promise<LocalReply> => {
       const left = Math.max(1, deadline - Date.now());
       // A long call is watched by heartbeats: a callee that dies is noticed in seconds (heartbeat.ts).
@@ -137,18 +138,6 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
   } finally {
     span.end();
   }
-}
-
-/**
- * The request as a publish would take it: one larger than the server's max_payload fails as it
- * fails over NATS, so a call does not work or fail depending on where its callee runs.
- */
-function checkedPayload(nc: NatsConnection, data: Uint8Array): Uint8Array {
-  const max = nc.info?.max_payload;
-  if (max !== undefined && data.length > max) {
-    throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
-  }
-  return data;
 }
 
 type ZodIssues = { issues: readonly { path: readonly PropertyKey[]; message: string }[] };

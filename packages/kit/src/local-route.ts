@@ -115,6 +115,18 @@ export function localCall(
   return caller.sockets?.request({ subject, data, headers, timeoutMs: call.timeoutMs, watch });
 }
 
+/**
+ * Fails as a publish over `nc` would for a message larger than its server's max_payload (the
+ * payload; NATS counts headers too): a request or reply that goes past NATS must not work on one
+ * node and fail on another.
+ */
+export function refuseOverMaxPayload(nc: NatsConnection, data: Uint8Array): void {
+  const max = nc.info?.max_payload;
+  if (max !== undefined && data.length > max) {
+    throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
+  }
+}
+
 /** The reply, or the timeout error nats.js gives a request unanswered after `ms`. */
 function withinTimeout<T>(reply: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

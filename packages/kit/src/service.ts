@@ -18,11 +18,9 @@ import {
 } from '@berth/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import {
-  ErrorCode,
   JSONCodec,
   type MsgHdrs,
   type NatsConnection,
-  NatsError,
   type Service as NatsService,
   type ServiceMsg,
 } from 'nats';
@@ -30,8 +28,9 @@ import type { Logger } from 'pino';
 import { describeIssue, invalidInput } from './client.js';
 import { storeRefusal } from './disk.js';
 import { answerWithHeartbeats } from './heartbeat.js';
-import { addLocalRoute, type LocalMsg } from './local-route.js';
+import { addLocalRoute, type LocalMsg, refuseOverMaxPayload } from './local-route.js';
 import { RequestTracker } from './metrics/requests.js';
+import { oneLine } from './one-line.js';
 import { settleWithin } from './settle.js';
 import { listenRoutes, routeOf } from './socket-route.js';
 import { extractTrace } from './telemetry.js';
@@ -62,12 +61,6 @@ interface Answer {
   op: string;
   ok(data: Uint8Array): void;
   error(err: BerthError): void;
-}
-
-/** The text with every control character (CR, LF, tabs, escapes) shown as a space, for headers. */
-export function oneLine(text: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
-  return text.replace(/[\u0000-\u001f\u007f]/g, ' ');
 }
 
 /** A registered service: stop() quits taking requests and waits (bounded) for in-flight ones. */
@@ -200,7 +193,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
         dir: routes.dir,
         token: routeOf(subjectOf(opts.service, 'info', node))?.token ?? service,
         take: (subject) => takes.get(subject),
-        permit: (principal) => routes.permit(principal),
+        permit: routes.permit,
         warn: (msg, err) => log.warn({ err }, msg),
       }).catch((err: unknown) => {
         log.warn({ err }, 'same-node routes off: could not listen');
@@ -233,10 +226,7 @@ export async function serve<S extends ServiceDef>(opts: ServeOptions<S>): Promis
       try {
         // A reply NATS would refuse is refused past NATS too: a call must not work on one node
         // and fail on another.
-        const max = nc.info?.max_payload;
-        if ('via' in msg && max !== undefined && data.length > max) {
-          throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
-        }
+        if ('via' in msg) refuseOverMaxPayload(nc, data);
         msg.respond(data);
         answered = true;
         finish();

@@ -26,6 +26,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { join } from 'node:path';
 import { ErrorCode, type MsgHdrs, NatsError, headers as natsHeaders } from 'nats';
 import { HEARTBEAT_HEADER, HEARTBEAT_INTERVAL_MS } from './heartbeat.js';
+import { oneLine } from './one-line.js';
 import { pidAlive } from './pid-alive.js';
 import type { LocalMsg, LocalReply } from './route-msg.js';
 
@@ -145,8 +146,7 @@ function fromHeaders(h: MsgHdrs | undefined): [string, string][] {
 export function errorHeaders(code: unknown, description: unknown): MsgHdrs {
   const h = natsHeaders();
   h.set('Nats-Service-Error-Code', String(code));
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
-  h.set('Nats-Service-Error', String(description ?? '').replace(/[\u0000-\u001f\u007f]/g, ' '));
+  h.set('Nats-Service-Error', oneLine(String(description ?? '')));
   return h;
 }
 
