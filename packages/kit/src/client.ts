@@ -76,7 +76,7 @@ export async function call<S extends ServiceDef, K extends OpName<S>>(
     // within what is left of the timeout.
     const long = isLongOp(def);
     const lost = lostCallee(name, op, opts.node);
-    refuseOverMaxPayload(nc, data);
+    refuseOverMaxPayload(nc, data, h);
     const routed = localCall(nc, subject, data, h, { timeoutMs, long, lost });
     const viaNats = (): Promise<LocalReply> => {
       const left = Math.max(1, deadline - Date.now());

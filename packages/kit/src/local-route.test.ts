@@ -132,6 +132,12 @@ describe('calls between the services of one process', () => {
     expect(max).toBeGreaterThan(0);
     const big = await failure(call(gateway, RouteApi, 'echo', { text: 'x'.repeat(max) }));
     expect(big.code).toBe(Code.RESOURCE_EXHAUSTED);
+    // Under max_payload alone, over it with its headers (namespace, traceparent): NATS counts both.
+    const edge = await failure(call(gateway, RouteApi, 'echo', { text: 'x'.repeat(max - 20) }));
+    expect([edge.code, edge.message]).toEqual([
+      Code.RESOURCE_EXHAUSTED,
+      `request to task-service "echo" is larger than the NATS server's max_payload`,
+    ]);
   });
 
   it('count as in flight for the callee stopping, and go back to NATS once it has stopped', async () => {

@@ -116,15 +116,15 @@ export function localCall(
 }
 
 /**
- * Fails as a publish over `nc` would for a message larger than its server's max_payload (the
- * payload; NATS counts headers too): a request or reply that goes past NATS must not work on one
- * node and fail on another.
+ * Fails as a publish over `nc` would for a message larger than its server's max_payload, counted
+ * as nats.js and nats-server count it (the payload and its encoded headers): a request or reply
+ * that goes past NATS must not work on one node and fail on another.
  */
-export function refuseOverMaxPayload(nc: NatsConnection, data: Uint8Array): void {
+export function refuseOverMaxPayload(nc: NatsConnection, data: Uint8Array, headers?: MsgHdrs): void {
   const max = nc.info?.max_payload;
-  if (max !== undefined && data.length > max) {
-    throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
-  }
+  if (max === undefined) return;
+  const size = data.length + (headers ? headers.encode().length : 0);
+  if (size > max) throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
 }
 
 /** The reply, or the timeout error nats.js gives a request unanswered after `ms`. */

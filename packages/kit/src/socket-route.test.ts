@@ -153,6 +153,12 @@ describe('a service in another process of the node', () => {
     const big = await failure(call(gw, TestApi, 'big', { bytes: max + 1 }));
     expect(big.code).toBe(Code.INTERNAL);
     expect(big.message).toMatch(/could not send the reply/);
+    // A request under max_payload alone but over it with its headers is refused as NATS refuses it.
+    const edge = await failure(call(gw, TestApi, 'echo', { text: 'x'.repeat(max - 20) }));
+    expect([edge.code, edge.message]).toEqual([
+      Code.RESOURCE_EXHAUSTED,
+      `request to task-service "echo" is larger than the NATS server's max_payload`,
+    ]);
     const late = await failure(call(gw, TestApi, 'hold', { id: 'late' }, { timeoutMs: 200 }));
     expect([late.code, late.message]).toEqual([
       Code.DEADLINE_EXCEEDED,
