@@ -123,7 +123,9 @@ export function localCall(
 export function refuseOverMaxPayload(nc: NatsConnection, data: Uint8Array, headers?: MsgHdrs): void {
   const max = nc.info?.max_payload;
   if (max === undefined) return;
-  const size = data.length + (headers ? headers.encode().length : 0);
+  // nats.js's headers (natsHeaders()) encode themselves; MsgHdrs does not declare it.
+  const encode = (headers as (MsgHdrs & { encode?: () => Uint8Array }) | undefined)?.encode;
+  const size = data.length + (encode ? encode.call(headers).length : 0);
   if (size > max) throw new NatsError(ErrorCode.MaxPayloadExceeded, ErrorCode.MaxPayloadExceeded);
 }
 

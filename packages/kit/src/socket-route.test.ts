@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { allowList, setLocalCaller } from './local-route.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { natsPermissions } from './permissions.js';
+import { processStart } from './pid-alive.js';
 import { type ServedService, serve } from './service.js';
 import { frameReader } from './socket-route.js';
 import { type ChildService, randomNode, startTestService } from './testdata/child.js';
@@ -126,7 +127,7 @@ describe('a service in another process of the node', () => {
     const dir = join(runRoot(), 'routes');
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     const [sock] = readdirSync(dir);
-    expect(sock).toBe(`task-${child.proc.pid}-1.sock`);
+    expect(sock).toBe(`task-${child.proc.pid}-${processStart(child.proc.pid ?? 0)}-1.sock`);
     expect(statSync(join(dir, sock as string)).mode & 0o777).toBe(0o600);
     const gw = await caller(Principal.cri, dir);
     const r = await call(gw, TestApi, 'echo', { text: 'héllo' });
@@ -217,12 +218,18 @@ describe('a service in another process of the node', () => {
     );
     await c.exited;
     // Its socket is left behind; a call finds it refusing and goes over NATS (nothing answers there).
-    expect(readdirSync(dir)).toEqual([`task-${c.proc.pid}-1.sock`]);
+    const left = readdirSync(dir);
+    expect(left).toEqual([expect.stringMatching(new RegExp(`^task-${c.proc.pid}-\\d+-1\\.sock$`))]);
     const gone = await failure(call(gw, TestApi, 'echo', { text: 'x' }));
     expect(gone.message).toMatch(/no responder/);
-    // The next instance sweeps the dead one's socket and answers on its own.
+    // Sockets of processes gone, one of them under a pid now running another process (pid 1,
+    // with a start it never had): not taken by callers, swept by the next instance.
+    const reused = `task-1-${Number(processStart(1)) + 1}-1.sock`;
+    writeFileSync(join(dir, reused), '');
+    const sock = join(dir, reused);
     child = await start();
-    expect(readdirSync(dir)).toEqual([`task-${child.proc.pid}-1.sock`]);
+    expect(existsSync(sock)).toBe(false);
+    expect(readdirSync(dir)).toEqual([`task-${child.proc.pid}-${processStart(child.proc.pid ?? 0)}-1.sock`]);
     const gw2 = await caller(Principal.cri, dir);
     await expect(call(gw2, TestApi, 'echo', { text: 'again' })).resolves.toEqual({
       text: 'again',

@@ -1,5 +1,5 @@
 // Same-node routes over unix sockets: each service instance that knows its node's run root listens
-// on <runRoot>/routes/<token>-<pid>-<n>.sock, and a service of the same node calling it sends the
+// on <runRoot>/routes/<token>-<pid>-<start>-<n>.sock, and a service of the same node calling it sends the
 // request there instead of through nats-server (two processes woken per call instead of three,
 // twice instead of four times). The request and reply are the bytes and headers they would be
 // over NATS, handed to the callee's one request path (local-route.ts has the rest of the story).
@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { ErrorCode, type MsgHdrs, NatsError, headers as natsHeaders } from 'nats';
 import { HEARTBEAT_HEADER, HEARTBEAT_INTERVAL_MS } from './heartbeat.js';
 import { oneLine } from './one-line.js';
-import { pidAlive } from './pid-alive.js';
+import { processStart } from './pid-alive.js';
 import type { LocalMsg, LocalReply } from './route-msg.js';
 
 const HELLO = 1;
@@ -186,16 +186,27 @@ export interface RouteServer {
   close(): void;
 }
 
-const SOCKET_NAME = /^[a-z]+-(\d+)-\d+\.sock$/;
+// <token>-<pid>-<start>-<n>.sock: the listening process by its pid and start (pid-alive.ts), so a
+// socket left by a dead process is known as such even once its pid is reused.
+const SOCKET_NAME = /^[a-z]+-(\d+)-(\d+)-\d+\.sock$/;
 
-/**
- * Removes the sockets of instances whose process is gone (a crash leaves its socket behind). One
- * whose pid was reused stays; callers find it refusing and skip it.
- */
+let ownStart: string | undefined;
+/** This process's start, as its socket names hold it. */
+const started = (): string => (ownStart ??= processStart(process.pid) ?? '0');
+
+/** Whether the process that made socket `name` is still running (false for any other name). */
+function listenerAlive(name: string): boolean {
+  const m = SOCKET_NAME.exec(name);
+  if (!m) return false;
+  const pid = Number(m[1]);
+  if (pid === process.pid) return m[2] === started();
+  return processStart(pid) === m[2];
+}
+
+/** Removes the sockets of instances whose process is gone (a crash leaves its socket behind). */
 function sweepStale(dir: string): void {
   for (const name of readdirSync(dir)) {
-    const m = SOCKET_NAME.exec(name);
-    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
+    if (SOCKET_NAME.test(name) && !listenerAlive(name)) {
       try {
         unlinkSync(join(dir, name));
       } catch {}
@@ -214,7 +225,7 @@ export async function listenRoutes(opts: RouteServerOptions): Promise<RouteServe
   }
   sweepStale(opts.dir);
   listened += 1;
-  const path = join(opts.dir, `${opts.token}-${process.pid}-${listened}.sock`);
+  const path = join(opts.dir, `${opts.token}-${process.pid}-${started()}-${listened}.sock`);
   try {
     unlinkSync(path);
   } catch {}
@@ -489,7 +500,8 @@ export class RouteClient {
     const now = Date.now();
     if (now - this.listing.at > LISTING_MS) {
       try {
-        this.listing = { at: now, names: readdirSync(this.dir) };
+        // Sockets whose process is gone are left out: they would only refuse.
+        this.listing = { at: now, names: readdirSync(this.dir).filter(listenerAlive) };
       } catch {
         this.listing = { at: now, names: [] };
       }
@@ -497,7 +509,7 @@ export class RouteClient {
     }
     const prefix = `${r.token}-`;
     const candidates = this.listing.names.filter((n) => {
-      if (!n.startsWith(prefix) || !SOCKET_NAME.test(n)) return false;
+      if (!n.startsWith(prefix)) return false;
       const until = this.refused.get(n);
       return until === undefined || until < now;
     });
