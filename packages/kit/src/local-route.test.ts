@@ -4,7 +4,7 @@ import { startNats } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from './client.js';
-import { enableLocalRoutes, setLocalCaller, subjectMatches } from './local-route.js';
+import { allowList, enableLocalRoutes, setLocalCaller, subjectMatches } from './local-route.js';
 import { createLogger } from './logger.js';
 import { connectNats } from './nats.js';
 import { natsPermissions } from './permissions.js';
@@ -59,8 +59,8 @@ beforeAll(async () => {
   callee = await connectNats({ url: natsA.url, name: 'local-route-callee' });
   gateway = await connectNats({ url: natsB.url, name: 'local-route-gateway' });
   snapshot = await connectNats({ url: natsB.url, name: 'local-route-snapshot' });
-  setLocalCaller(gateway, natsPermissions(Principal.cri, NODE).publish);
-  setLocalCaller(snapshot, natsPermissions(Principal.snapshot, NODE).publish);
+  setLocalCaller(gateway, allowList(natsPermissions(Principal.cri, NODE).publish));
+  setLocalCaller(snapshot, allowList(natsPermissions(Principal.snapshot, NODE).publish));
   served = await start();
 });
 

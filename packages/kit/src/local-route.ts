@@ -65,14 +65,14 @@ export function allowList(publishAllow: readonly string[]): (subject: string) =>
  */
 export function setLocalCaller(
   nc: NatsConnection,
-  publishAllow: readonly string[],
+  allowed: (subject: string) => boolean,
   sockets?: { dir: string; principal: string; node: string },
 ): void {
   const client =
     sockets && routesDirOk(sockets.dir)
       ? new RouteClient(sockets.dir, sockets.principal, sockets.node)
       : undefined;
-  callers.set(nc, { allowed: allowList(publishAllow), sockets: client });
+  callers.set(nc, { allowed, sockets: client });
   if (client) void nc.closed().then(() => client.close());
 }
 

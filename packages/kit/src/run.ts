@@ -102,18 +102,23 @@ async function redisHealth(redis: Redis): Promise<string> {
   }
 }
 
-/** Per principal name, the subjects its NATS user may publish on this node (undefined: no principal). */
-function principalPermits(node: string): (principal: string) => ((subject: string) => boolean) | undefined {
-  const made = new Map<string, (subject: string) => boolean>();
-  return (principal) => {
-    if (!Object.hasOwn(busRoles, principal)) return undefined;
-    let allowed = made.get(principal);
-    if (!allowed) {
-      allowed = allowList(natsPermissions(principal as Principal, node).publish);
-      made.set(principal, allowed);
-    }
-    return allowed;
-  };
+/** Per node and principal name: the subjects its NATS user may publish there, built once. */
+const permitsByNode = new Map<string, Map<string, (subject: string) => boolean>>();
+
+/** The subjects principal `principal`'s NATS user may publish on `node` (undefined: no principal). */
+function permitsOf(node: string, principal: string): ((subject: string) => boolean) | undefined {
+  if (!Object.hasOwn(busRoles, principal)) return undefined;
+  let made = permitsByNode.get(node);
+  if (!made) {
+    made = new Map();
+    permitsByNode.set(node, made);
+  }
+  let allowed = made.get(principal);
+  if (!allowed) {
+    allowed = allowList(natsPermissions(principal as Principal, node).publish);
+    made.set(principal, allowed);
+  }
+  return allowed;
 }
 
 /**
@@ -140,12 +145,9 @@ export async function startService<S extends ServiceDef>(
   // What this instance may call past NATS is what its NATS user may publish (local-route.ts).
   const sockets = config.sameNodeCalls !== 'nats';
   const routesDir = hostLayout(config).run.routes;
-  if (Object.hasOwn(busRoles, name)) {
-    setLocalCaller(
-      nc,
-      natsPermissions(name as Principal, config.nodeId).publish,
-      sockets ? { dir: routesDir, principal: name, node: config.nodeId } : undefined,
-    );
+  const own = permitsOf(config.nodeId, name);
+  if (own) {
+    setLocalCaller(nc, own, sockets ? { dir: routesDir, principal: name, node: config.nodeId } : undefined);
   }
   let redis: Redis | undefined;
   try {
@@ -175,7 +177,9 @@ export async function startService<S extends ServiceDef>(
       ...(opts.instanceId ? { instanceId: opts.instanceId } : {}),
       handlers: def.handlers,
       ...(opts.metadata ? { metadata: opts.metadata } : {}),
-      ...(sockets ? { routes: { dir: routesDir, permit: principalPermits(config.nodeId) } } : {}),
+      ...(sockets
+        ? { routes: { dir: routesDir, permit: (principal) => permitsOf(config.nodeId, principal) } }
+        : {}),
       checks: async () => {
         const redisOk = await redisHealth(r);
         return { redis: redisOk, ...(def.checks ? await def.checks() : {}) };

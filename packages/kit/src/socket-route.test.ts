@@ -42,7 +42,7 @@ async function nats(url: string): Promise<NatsConnection> {
 /** A caller on server B as `principal`, with the routes of `dir`. */
 async function caller(principal: Principal, dir: string, node = NODE): Promise<NatsConnection> {
   const nc = await nats(natsB.url);
-  setLocalCaller(nc, natsPermissions(principal, node).publish, { dir, principal, node });
+  setLocalCaller(nc, allowList(natsPermissions(principal, node).publish), { dir, principal, node });
   return nc;
 }
 
