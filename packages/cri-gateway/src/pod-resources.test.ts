@@ -165,14 +165,19 @@ describe('CRI CDI devices and oom_score_adj', () => {
     expect(err.details).toContain('config.CDI_devices');
   });
 
-  it('keeps a negative oom_score_adj in the spec; the shim raises it to its own score', async () => {
+  it('raises a negative oom_score_adj to its own score and reports the score the container has', async () => {
     const c = await createCtr(pod, 'res', 'oom', resources({ oom_score_adj: '-997' }));
     await rpc('StartContainer', { container_id: c });
     const rec = await recordOf(c);
-    expect((rec.container.spec.process as Json).oomScoreAdj).toBe(-997);
-    // The shim is this test's child and lacks CAP_SYS_RESOURCE here: it has this process's score.
+    // The gateway and shim are this process's children and lack CAP_SYS_RESOURCE here: the
+    // container has this process's score, and so do its spec and its ContainerStatus.
     const own = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
     expect(readFileSync(`/proc/${rec.task.pid}/oom_score_adj`, 'utf8').trim()).toBe(own);
+    expect((rec.container.spec.process as Json).oomScoreAdj ?? 0).toBe(Number(own));
+    const { status } = (await rpc('ContainerStatus', { container_id: c })) as {
+      status: { resources: { linux: { oom_score_adj: unknown } } };
+    };
+    expect(String(status.resources.linux.oom_score_adj)).toBe(own);
     const high = await createCtr(pod, 'res', 'oomhigh', resources({ oom_score_adj: '500' }));
     await rpc('StartContainer', { container_id: high });
     expect(readFileSync(`/proc/${(await recordOf(high)).task.pid}/oom_score_adj`, 'utf8').trim()).toBe('500');

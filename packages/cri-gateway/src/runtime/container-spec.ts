@@ -11,6 +11,7 @@ import {
   type SeccompRequest,
   UNIFIED_KEY,
 } from '@berth/api';
+import { allowedOomScoreAdj } from '@berth/kit/oom-score';
 import { type CgroupSupport, checkCgroupSupport } from '@berth/shim/cgroup-support';
 import { checkAppArmor } from './apparmor.js';
 import {
@@ -132,10 +133,12 @@ export function parseResources(
   if (Object.keys(unified).length) resources.unified = unified;
   const oom = int(r.oom_score_adj, `${field}.oom_score_adj`);
   if (oom < -1000 || oom > 1000) throw invalid(`${field}.oom_score_adj`, `must be in [-1000, 1000]: ${oom}`);
-  // A negative score (the kubelet's guaranteed pods ask -997) goes into the spec; the node's shim
-  // raises it to its own when it lacks CAP_SYS_RESOURCE to lower it, as containerd's CRI with
-  // restrict_oom_score_adj does (see CreateContainerRequest.oomScoreAdj).
-  return { resources, ...(oom !== 0 ? { oomScoreAdj: oom } : {}) };
+  // A score below the gateway's own (the kubelet's guaranteed pods ask -997) is raised to it when
+  // the gateway may not lower it (no CAP_SYS_RESOURCE), as containerd's CRI with
+  // restrict_oom_score_adj does: the spec and ContainerStatus hold the score the container gets.
+  // The node's shim applies the same rule to its own score (CreateContainerRequest.oomScoreAdj).
+  const applied = allowedOomScoreAdj(oom);
+  return { resources, ...(applied !== 0 ? { oomScoreAdj: applied } : {}) };
 }
 
 /**

@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api';
 import { describe, expect, it } from 'vitest';
 import { appArmorEnabled, checkAppArmor } from './apparmor.js';
@@ -398,11 +400,22 @@ describe('ContainerConfig to a container in its pod', () => {
     expect(parseContainerConfig({ ...base, CDI_devices: [] }, '').image).toBe('b');
   });
 
-  it("passes a negative oom_score_adj on to the spec (the node's shim raises it to its own)", () => {
-    expect(parseResources({ oom_score_adj: '-997' }, 'linux')).toEqual({ resources: {}, oomScoreAdj: -997 });
+  it('raises an oom_score_adj below its own to its own when the kernel will not let it lower one', () => {
+    // The kernel says what this process may set: a child of it tries -997 on itself.
+    const own = Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim());
+    const tried = spawnSync(
+      'sh',
+      ['-c', 'echo -997 > /proc/self/oom_score_adj; cat /proc/self/oom_score_adj'],
+      {
+        encoding: 'utf8',
+      },
+    ).stdout.trim();
+    const expected = tried === '-997' ? -997 : own;
+    const parsed = parseResources({ oom_score_adj: '-997' }, 'linux');
+    expect(parsed).toEqual({ resources: {}, ...(expected !== 0 ? { oomScoreAdj: expected } : {}) });
     const base = { metadata: { name: 'a' }, image: { image: 'b' } };
     const c = parseContainerConfig({ ...base, linux: { resources: { oom_score_adj: '-997' } } }, '');
-    expect(c.oomScoreAdj).toBe(-997);
+    expect(c.oomScoreAdj).toBe(parsed.oomScoreAdj);
   });
 
   it('translates unified and memory_swap_limit_in_bytes as containerd does, checking them', () => {

@@ -1,26 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api';
+import { allowedOomScoreAdj } from '@berth/kit/oom-score';
 import { type CgroupSupport, cgroupAskOf, checkCgroupSupport } from '../cgroup-support.js';
-
-/** CAP_SYS_RESOURCE is bit 24 of the effective capability set. */
-const CAP_SYS_RESOURCE = 24n;
-
-function hasCapSysResource(): boolean {
-  try {
-    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m?.[1] ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_RESOURCE) & 1n) === 1n : false;
-  } catch {
-    return false;
-  }
-}
-
-function ownOomScoreAdj(): number {
-  try {
-    return Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0;
-  } catch {
-    return 0;
-  }
-}
 
 type Obj = Record<string, unknown>;
 
@@ -64,10 +44,10 @@ export function prepareSpec(
     swap: `task "${opts.id}": spec linux.resources.memory.swap`,
   });
   const adj = proc.oomScoreAdj;
-  if (typeof adj === 'number' && adj < ownOomScoreAdj() && !hasCapSysResource()) {
-    const own = ownOomScoreAdj();
-    warnings.push(`oomScoreAdj ${adj} needs CAP_SYS_RESOURCE, which this host lacks: using ${own}`);
-    proc.oomScoreAdj = own;
+  const allowed = typeof adj === 'number' ? allowedOomScoreAdj(adj) : adj;
+  if (allowed !== adj) {
+    warnings.push(`oomScoreAdj ${adj} needs CAP_SYS_RESOURCE, which this host lacks: using ${allowed}`);
+    proc.oomScoreAdj = allowed;
   }
   return { spec, warnings };
 }
