@@ -49,6 +49,22 @@ describe('CRI logs', () => {
     expect(capped).toEqual({ stdout: 'abc\n0123', stderr: 'err\n', truncated: true });
   });
 
+  it('keeps characters whole across its reads and counts the cap in UTF-8 bytes', async () => {
+    const dir = await tempDir('sdk-logs');
+    made.push(dir);
+    const file = join(dir, 'u.log');
+    // 'é' is 2 bytes: placed so that its bytes straddle the reader's 64 KiB reads.
+    const head = `${T} stdout F `;
+    const pad = 'a'.repeat(64 * 1024 - Buffer.byteLength(head) - 1);
+    await writeFile(file, `${head}${pad}é\n${T} stderr F ü€x\n`);
+    const all = await collectStreams(readCriLog(file), 1 << 20);
+    expect(all).toEqual({ stdout: `${pad}é\n`, stderr: 'ü€x\n', truncated: false });
+    // ü is 2 bytes, € 3: 4 bytes hold ü and not €, which is not cut in two.
+    const capped = await collectStreams(readCriLog(file), 4);
+    expect(capped.stderr).toBe('ü');
+    expect(capped.truncated).toBe(true);
+  });
+
   it('follows a log until the process ends and reads what came before the end', async () => {
     const dir = await tempDir('sdk-logs');
     made.push(dir);

@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { StringDecoder } from 'node:string_decoder';
 
 import { type CriLogLine, parseCriLine } from '@berth/api';
 
@@ -30,6 +31,8 @@ export async function* readCriLog(
   const fh = await open(path, 'r');
   try {
     const buf = Buffer.alloc(64 * 1024);
+    // A character whose UTF-8 bytes straddle two reads is decoded whole, not as two U+FFFDs.
+    const text = new StringDecoder('utf8');
     let offset = 0;
     let carry = '';
     for (;;) {
@@ -38,7 +41,7 @@ export async function* readCriLog(
         const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
         if (bytesRead === 0) break;
         offset += bytesRead;
-        const lines = (carry + buf.subarray(0, bytesRead).toString('utf8')).split('\n');
+        const lines = (carry + text.write(buf.subarray(0, bytesRead))).split('\n');
         carry = lines.pop() ?? '';
         for (const l of lines) {
           const parsed = parseCriLine(l);
@@ -60,6 +63,7 @@ export async function* readCriLog(
         );
       });
     }
+    carry += text.end();
     const last = carry ? parseCriLine(carry) : undefined;
     if (last) yield last;
   } finally {
@@ -67,21 +71,41 @@ export async function* readCriLog(
   }
 }
 
-/** Joins the lines of a log into its stdout and stderr text, keeping at most `maxBytes` of each. */
+/**
+ * Joins the lines of a log into its stdout and stderr text (UTF-8), keeping at most `maxBytes`
+ * bytes of each, cut at a character's boundary.
+ */
 export async function collectStreams(
   lines: AsyncIterable<LogLine>,
   maxBytes: number,
 ): Promise<{ stdout: string; stderr: string; truncated: boolean }> {
   const out = { stdout: '', stderr: '' };
+  const size = { stdout: 0, stderr: 0 };
   let truncated = false;
   for await (const l of lines) {
     const piece = l.full ? `${l.content}\n` : l.content;
-    if (out[l.stream].length + piece.length > maxBytes) {
+    const n = Buffer.byteLength(piece);
+    if (size[l.stream] + n > maxBytes) {
       truncated = true;
-      out[l.stream] += piece.slice(0, Math.max(0, maxBytes - out[l.stream].length));
+      const room = maxBytes - size[l.stream];
+      if (room > 0) {
+        const head = headOfUtf8(piece, room);
+        out[l.stream] += head;
+        size[l.stream] += Buffer.byteLength(head);
+      }
       continue;
     }
     out[l.stream] += piece;
+    size[l.stream] += n;
   }
   return { ...out, truncated };
+}
+
+/** The longest start of `s` whose UTF-8 form fits in `bytes`, whole characters only. */
+function headOfUtf8(s: string, bytes: number): string {
+  const b = Buffer.from(s, 'utf8');
+  let end = Math.min(bytes, b.length);
+  // Back off continuation bytes (10xxxxxx) to the start of the character that did not fit.
+  if (end < b.length) while (end > 0 && ((b[end] ?? 0) & 0xc0) === 0x80) end--;
+  return b.subarray(0, end).toString('utf8');
 }

@@ -29,6 +29,7 @@ export interface ExecOptions {
 /** What a finished exec did. */
 export interface ExecResult extends ExitStatus {
   execId: string;
+  /** The process's output as UTF-8 text (a byte that is not valid UTF-8 reads as U+FFFD). */
   stdout: string;
   stderr: string;
   /** True when the output was longer than the cap and only its start is returned. */
