@@ -139,12 +139,12 @@ describe('CRI pod sandbox and container lifecycle', () => {
     });
     expect(st.image_id).toBe(id);
     expect(st.image_ref).toMatch(/^localhost\/busybox@sha256:[a-f0-9]{64}$/);
+    // Listed, it is named by the image's id, as containerd lists it: the kubelet's image garbage
+    // collector takes a listed container's image_ref as an id of ListImages for an image in use.
     const listed = await rpc<{ containers: Json[] }>('ListContainers', { filter: { id: byId } });
-    expect(listed.containers[0]).toMatchObject({
-      image: { image: BUSYBOX },
-      image_ref: st.image_ref,
-      image_id: id,
-    });
+    expect(listed.containers[0]).toMatchObject({ image: { image: id }, image_ref: id, image_id: id });
+    const images = await s.client.unary<{ images: { id: string }[] }>(s.client.image, 'ListImages', {});
+    expect(images.images.map((i) => i.id)).toContain(listed.containers[0]?.image_ref);
     await rpc('RemoveContainer', { container_id: byId });
   });
 

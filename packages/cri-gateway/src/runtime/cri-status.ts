@@ -86,15 +86,21 @@ function criImageSpec(m: ContainerMeta) {
   return { image: m.image, annotations: {}, user_specified_image: m.userImage ?? '' };
 }
 
-/** CRI Container (ListContainers) of an application container. */
+/**
+ * CRI Container (ListContainers) of an application container. Its image is named by the image's
+ * id (its config digest) in `image`, `image_ref` and `image_id`, as containerd lists it: the
+ * kubelet's image garbage collector takes a listed container's `image_ref` as the id of an image
+ * in use and matches it against ListImages' ids (a tag or repo digest there matches none, and
+ * every image in use would look unused). ContainerStatus names it as asked (criImageSpec).
+ */
 export function toCriContainer(info: ContainerInfo) {
   const m = metaOf<ContainerMeta>(info.container);
   return {
     id: info.container.id,
     pod_sandbox_id: info.container.labels[CriLabel.sandboxId] ?? '',
     metadata: m.metadata,
-    image: criImageSpec(m),
-    image_ref: m.imageDigestRef ?? m.imageRef,
+    image: { image: m.imageRef, annotations: {}, user_specified_image: m.userImage ?? '' },
+    image_ref: m.imageRef,
     image_id: m.imageRef,
     state: containerState(info),
     created_at: m.createdAt,
