@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTAINER_RECORD_MAX_BYTES } from '@berth/api';
 import { createLogger, podNetnsDir } from '@berth/kit';
@@ -119,6 +119,21 @@ describe('CRI pod sandbox and container lifecycle', () => {
     });
     expect(podSt.containers_statuses.map((c) => [c.id, c.state])).toEqual([[ctr, 'CONTAINER_RUNNING']]);
     expect(BigInt(podSt.timestamp)).toBeGreaterThan(0n);
+  });
+
+  it('makes a missing host path of a mount a directory, as containerd does', async () => {
+    const host = join(logDir, 'hostpath-missing', 'sub');
+    expect(existsSync(host)).toBe(false);
+    const c = await createCtr(pod, 'web', 'hostpath', {
+      mounts: [{ container_path: '/m', host_path: host }],
+      command: ['sh', '-c', 'echo written > /m/f; exec sleep 1000'],
+    });
+    expect(statSync(host).isDirectory()).toBe(true);
+    expect(statSync(host).mode & 0o777).toBe(0o755);
+    await rpc('StartContainer', { container_id: c });
+    await until('the file written through the mount', () => existsSync(join(host, 'f')));
+    expect(readFileSync(join(host, 'f'), 'utf8')).toBe('written\n');
+    await rpc('RemoveContainer', { container_id: c });
   });
 
   it('a container made from the image id, as the kubelet makes it, reports the tag and the name the user gave', async () => {

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
 import { type CgroupSupport, hostCgroupSupport } from '@berth/shim/cgroup-support';
 import { criImageNames } from '../images/cri-image.js';
@@ -102,6 +104,7 @@ export class ContainerRuntime {
       stdinOnce: cfg.stdinOnce,
       createdAt: nowNs(),
     };
+    await makeMissingHostPaths(cfg.mounts);
     const req = containerRequest(cfg, {
       sandbox: {
         id: sid,
@@ -276,5 +279,24 @@ export class ContainerRuntime {
       throw new BerthError(Code.FAILED_PRECONDITION, `container ${info.container.id} is not running`);
     }
     await this.d.shim.reopenLog(info.container.id);
+  }
+}
+
+/**
+ * Makes each bind mount's missing host path a directory (0755), as containerd's CRI does: a
+ * hostPath volume with no type check names a directory the kubelet leaves to the runtime to make.
+ * The gateway runs on the node whose paths these are.
+ */
+async function makeMissingHostPaths(mounts: readonly { source: string }[]): Promise<void> {
+  for (const [i, m] of mounts.entries()) {
+    if (existsSync(m.source)) continue;
+    try {
+      await mkdir(m.source, { recursive: true, mode: 0o755 });
+    } catch (err) {
+      throw new BerthError(
+        Code.FAILED_PRECONDITION,
+        `config.mounts[${i}].host_path "${m.source}" does not exist and could not be made a directory: ${(err as Error).message}`,
+      );
+    }
   }
 }
