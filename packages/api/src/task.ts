@@ -185,6 +185,11 @@ export const CreateContainerRequest = z.object({
    * a warning, rather than fail the task's create.
    */
   oomScoreAdj: z.number().int().min(-1000).max(1000).optional(),
+  /**
+   * Run with the resource limits of the node's runtime (the shim's), as containerd's CRI runs its
+   * containers, instead of berth's default RLIMIT_NOFILE of 1024 (as `ctr run` and nerdctl).
+   */
+  inheritRlimits: z.boolean().optional(),
   sysctls: z.record(z.string(), z.string()).optional(),
   /** Allocate a terminal for the task's process. */
   tty: z.boolean().optional(),

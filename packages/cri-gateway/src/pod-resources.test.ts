@@ -178,6 +178,12 @@ describe('CRI CDI devices and oom_score_adj', () => {
       status: { resources: { linux: { oom_score_adj: unknown } } };
     };
     expect(String(status.resources.linux.oom_score_adj)).toBe(own);
+    // No limits of its own in the spec: the runtime's, as containerd's CRI (the shim is this
+    // process's child and has its limits).
+    expect((rec.container.spec.process as Json).rlimits).toBeUndefined();
+    const openFiles = (pid: number | 'self') =>
+      /^Max open files\s+(\S+\s+\S+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1];
+    expect(openFiles(rec.task.pid)).toBe(openFiles('self'));
     const high = await createCtr(pod, 'res', 'oomhigh', resources({ oom_score_adj: '500' }));
     await rpc('StartContainer', { container_id: high });
     expect(readFileSync(`/proc/${(await recordOf(high)).task.pid}/oom_score_adj`, 'utf8').trim()).toBe('500');

@@ -169,6 +169,8 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(Buffer.from(r.stderr).toString()).toBe('err\n');
     expect(r.exit_code).toBe(3);
     expect(Buffer.from((await exec(ctr, ['hostname'])).stdout).toString()).toBe('web\n');
+    // HOSTNAME in its environment, as containerd's CRI sets it.
+    expect(Buffer.from((await exec(ctr, ['sh', '-c', 'echo $HOSTNAME'])).stdout).toString()).toBe('web\n');
     const resolv = Buffer.from((await exec(ctr, ['cat', '/etc/resolv.conf'])).stdout).toString();
     expect(resolv).toContain('nameserver 10.0.0.10');
     expect(resolv).toContain('search svc.cluster.local');
@@ -178,6 +180,21 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(Buffer.from(big.stdout).toString()).toBe(`${'a'.repeat(3_000_000)}\n`);
     const err = await grpcError(exec(ctr, ['sleep', '30'], 1));
     expect(err.code).toBe(DEADLINE_EXCEEDED);
+  });
+
+  it('gives a container of a pod with no host name the one its pod got, in HOSTNAME too', async () => {
+    const nameless = await runPod('nameless', { hostname: '' });
+    try {
+      const c = await createCtr(nameless, 'nameless', 'app');
+      await rpc('StartContainer', { container_id: c });
+      const out = Buffer.from((await exec(c, ['sh', '-c', 'echo "$HOSTNAME"; hostname'])).stdout).toString();
+      const [env, actual] = out.trim().split('\n');
+      expect(actual).toMatch(/\S/);
+      expect(env).toBe(actual);
+    } finally {
+      await rpc('StopPodSandbox', { pod_sandbox_id: nameless });
+      await rpc('RemovePodSandbox', { pod_sandbox_id: nameless });
+    }
   });
 
   it('ExecSync answers bytes as written: many short lines up to the 16 MiB cap whole, binary intact', async () => {

@@ -304,6 +304,8 @@ export interface SandboxContext {
   cgroupParent: string;
   /** The pid of the TARGET container, when the container asks pid TARGET. */
   targetPid?: number;
+  /** The pod's host name (its /etc/hostname), for the HOSTNAME its containers get. */
+  hostname?: string;
 }
 
 /**
@@ -354,7 +356,10 @@ export function containerRequest(
     name,
     ...(c.command.length ? { entrypoint: c.command } : {}),
     ...(c.args.length ? { cmd: c.args } : {}),
-    ...(c.env.length ? { env: c.env } : {}),
+    // HOSTNAME first, as containerd's CRI sets it: the config's own envs come after and win.
+    ...(sb.hostname || c.env.length
+      ? { env: [...(sb.hostname ? [`HOSTNAME=${sb.hostname}`] : []), ...c.env] }
+      : {}),
     ...(c.workingDir ? { workdir: c.workingDir } : {}),
     ...(c.user ? { user: c.user } : {}),
     ...(c.additionalGids.length ? { additionalGids: c.additionalGids } : {}),
@@ -364,6 +369,9 @@ export function containerRequest(
     readonlyRootfs: c.readonlyRootfs,
     ...(c.devices.length ? { devices: c.devices } : {}),
     noNewPrivileges: c.noNewPrivileges,
+    // The node's limits (the shim's), as containerd's CRI: a server or database in a pod cannot
+    // raise a hard limit of 1024 itself.
+    inheritRlimits: true,
     network: host ? 'host' : (sb.meta.netnsPath ?? ns('net')),
     namespaces: { pid, ipc: podNs.ipc === NsMode.NODE ? 'host' : ns('ipc'), uts: ns('uts') },
     ...(c.capAdd.length ? { capAdd: c.capAdd } : {}),

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
 import { type CgroupSupport, hostCgroupSupport } from '@berth/shim/cgroup-support';
 import { criImageNames } from '../images/cri-image.js';
@@ -112,6 +113,7 @@ export class ContainerRuntime {
         pid: sb.info.task.pid,
         filesDir: this.pods.filesDir(sid),
         cgroupParent: sb.meta.cgroupParent,
+        hostname: sb.meta.hostname || podHostname(this.pods.filesDir(sid)),
         ...(targetPid ? { targetPid } : {}),
       },
       imageName: image.name,
@@ -298,5 +300,17 @@ async function makeMissingHostPaths(mounts: readonly { source: string }[]): Prom
         `config.mounts[${i}].host_path "${m.source}" does not exist and could not be made a directory: ${(err as Error).message}`,
       );
     }
+  }
+}
+
+/**
+ * The host name a pod's pause container got when its config named none (a generated one, or the
+ * node's for a pod on the node's network): what its hostname file holds; '' if unreadable.
+ */
+function podHostname(filesDir: string): string {
+  try {
+    return readFileSync(join(filesDir, 'hostname'), 'utf8').trim();
+  } catch {
+    return '';
   }
 }

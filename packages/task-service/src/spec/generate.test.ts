@@ -24,6 +24,8 @@ describe('generateSpec', () => {
     // Left to the container's node: its shim resolves them from its own bounding set.
     expect(s.process.capabilities).toBeUndefined();
     expect(s.process.rlimits).toEqual([{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }]);
+    // Asked to inherit the runtime's limits (the CRI's containers), it sets none.
+    expect((gen({ cmd: ['true'], inheritRlimits: true }).spec as Any).process.rlimits).toBeUndefined();
     expect(s.process.noNewPrivileges).toBe(false);
     expect(s.process.oomScoreAdj).toBeUndefined();
     expect(s.process.env).toContain(`PATH=${DEFAULT_PATH}`);

@@ -76,9 +76,9 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     args,
     env,
     cwd,
-    rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }],
     noNewPrivileges: req.noNewPrivileges ?? false,
   };
+  if (!req.inheritRlimits) process.rlimits = [{ type: 'RLIMIT_NOFILE', hard: 1024, soft: 1024 }];
   // As asked, negative too: the node's shim raises a score it cannot lower (no CAP_SYS_RESOURCE).
   if (req.oomScoreAdj !== undefined) process.oomScoreAdj = req.oomScoreAdj;
 
