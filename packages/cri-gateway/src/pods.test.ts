@@ -112,6 +112,28 @@ describe('CRI pod sandbox and container lifecycle', () => {
       return existsSync(f) && readFileSync(f, 'utf8').includes(' stdout F hi\n') && readFileSync(f, 'utf8');
     });
     expect(log).toMatch(/^\d{4}-\d\d-\d\dT\S+ stdout F hi\n$/);
+    // Verbose, with the keys of containerd's that operators read (`{{.info.pid}}` for nsenter).
+    const verbose = await rpc<{ info: { info: string } }>('ContainerStatus', {
+      container_id: ctr,
+      verbose: true,
+    });
+    const rec = JSON.parse(verbose.info.info) as Json & { task: { pid: number }; container: Json };
+    expect(rec).toMatchObject({ sandboxID: pod, pid: rec.task.pid });
+    expect(rec.pid).toBeGreaterThan(0);
+    expect(existsSync(`/proc/${rec.pid}`)).toBe(true);
+    expect((rec.runtimeSpec as { process: { args: string[] } }).process.args).toEqual([
+      'sh',
+      '-c',
+      'echo hi; exec sleep 1000',
+    ]);
+    expect(rec.container.spec).toBeUndefined();
+    const podVerbose = await rpc<{ info: { info: string } }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+      verbose: true,
+    });
+    const podRec = JSON.parse(podVerbose.info.info) as Json & { task: { pid: number } };
+    expect(podRec.pid).toBe(podRec.task.pid);
+    expect(podRec.pid).toBeGreaterThan(0);
     const listed = await rpc<{ containers: Json[] }>('ListContainers', { filter: { pod_sandbox_id: pod } });
     expect(listed.containers.map((c) => c.id)).toEqual([ctr]);
     const podSt = await rpc<{ containers_statuses: Json[]; timestamp: string }>('PodSandboxStatus', {

@@ -1,3 +1,4 @@
+import type { ContainerInfo } from '@berth/api';
 import { type CriService, criServiceDefinition } from '../proto.js';
 
 // The gRPC servers serialize a reply with proto-loader's codec (fromObject, then encode): for a
@@ -41,6 +42,24 @@ export function responseEncoder(service: CriService, method: string): (message: 
 /** A reply's `info` map: with verbose, `info` holds `record` as JSON (containerd's form), else none. */
 export function verboseInfo(verbose: boolean, record: unknown): Record<string, string> {
   return verbose ? { info: JSON.stringify(record) } : {};
+}
+
+/**
+ * The verbose record of a container or pod: berth's container and task, led by the keys of
+ * containerd's that operators' recipes read (`crictl inspect -o go-template --template
+ * '{{.info.pid}}'` to enter a container's namespaces): `sandboxID` (a container's pod), `pid` (its
+ * process, 0 without one) and `runtimeSpec` (the OCI spec, moved there from the container record
+ * so that it is not written twice).
+ */
+export function criVerboseRecord(info: ContainerInfo, sandboxId?: string): object {
+  const { spec, ...container } = info.container;
+  return {
+    ...(sandboxId !== undefined ? { sandboxID: sandboxId } : {}),
+    pid: info.task?.pid ?? 0,
+    runtimeSpec: spec,
+    ...info,
+    container,
+  };
 }
 
 /**
