@@ -8,8 +8,17 @@ import { criImageNames } from '../images/cri-image.js';
 import type { ImagePort } from '../images/ports.js';
 import { resolveImage } from '../images/resolve.js';
 import { containerRequest, nodeResources, parseContainerConfig, parseResources } from './container-spec.js';
-import { containerState, toContainerStatus, toCriContainer } from './cri-status.js';
-import { type ContainerMeta, CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs } from './meta.js';
+import { containerState, startFailureOf, toContainerStatus, toCriContainer } from './cri-status.js';
+import {
+  type ContainerMeta,
+  CriKind,
+  CriLabel,
+  kindOf,
+  metaOf,
+  NsMode,
+  nowNs,
+  type StartFailure,
+} from './meta.js';
 import { notFoundAs, type PodRuntime, type RuntimeDeps } from './pods.js';
 import type { ShimPort } from './ports.js';
 import { ignoreGone, stopTask } from './stop.js';
@@ -143,6 +152,9 @@ export class ContainerRuntime {
     if (info.status !== 'created') {
       throw new BerthError(Code.FAILED_PRECONDITION, `container ${cid} is ${info.status}, not created`);
     }
+    if (startFailureOf(info)) {
+      throw new BerthError(Code.FAILED_PRECONDITION, `container ${cid} is in exited state: its start failed`);
+    }
     // Its spec joins the pause process's namespaces by pid: a pod stopped since the create (its
     // pause gone, the pid free for another process) must not be joined (containerd refuses too).
     const sid = info.container.labels[CriLabel.sandboxId];
@@ -162,16 +174,39 @@ export class ContainerRuntime {
         );
       }
     }
-    if (!info.task) {
-      await this.d.tasks.createTask(cid, { start: true });
-      return;
-    }
     try {
-      await this.d.tasks.start(cid);
+      if (!info.task) {
+        await this.d.tasks.createTask(cid, { start: true });
+        return;
+      }
+      try {
+        await this.d.tasks.start(cid);
+      } catch (err) {
+        await ignoreGone(this.d.tasks.deleteTask(cid)).catch(() => undefined);
+        throw err;
+      }
     } catch (err) {
-      await ignoreGone(this.d.tasks.deleteTask(cid)).catch(() => undefined);
+      await this.markStartFailed(info, err);
       throw err;
     }
+  }
+
+  /**
+   * Records a failed start in the container's meta label (stored by the task-service, so a new
+   * gateway sees it too): the container is then exited with START_ERROR, as containerd's CRI marks
+   * it, and cannot be started again. Not when the start may still be under way or was another's:
+   * the task-service unreachable (the kubelet retries), or a task that already exists.
+   */
+  private async markStartFailed(info: ContainerInfo, err: unknown): Promise<void> {
+    const e = toBerthError(err);
+    if (e.code === Code.UNAVAILABLE || e.code === Code.ALREADY_EXISTS) return;
+    const c = info.container;
+    const meta = metaOf<ContainerMeta>(c);
+    const startFailure: StartFailure = { message: e.message, finishedAt: nowNs() };
+    await this.d.tasks
+      .updateContainer({ id: c.id, labels: { [CriLabel.meta]: JSON.stringify({ ...meta, startFailure }) } })
+      // The start's own error is what the caller hears; the container then stays created.
+      .catch(() => undefined);
   }
 
   /** StopContainer: the stop signal, SIGKILL after `timeout` seconds; a stopped container is success. */

@@ -1,5 +1,5 @@
 import type { ContainerInfo } from '@berth/api';
-import { type ContainerMeta, CriLabel, isoToNs, metaOf, type SandboxMeta } from './meta.js';
+import { type ContainerMeta, CriLabel, isoToNs, metaOf, type SandboxMeta, START_ERROR } from './meta.js';
 
 /** The CFS period berth writes with a CPU limit (task-service spec defaults). */
 const CPU_PERIOD_US = 100_000;
@@ -22,11 +22,14 @@ export function podState(info: ContainerInfo): PodState {
   return info.status === 'running' ? PodState.ready : PodState.notReady;
 }
 
-/** The CRI state of a container from its task: none or created is CREATED, paused is RUNNING. */
+/**
+ * The CRI state of a container from its task: none or created is CREATED (EXITED once its start
+ * failed), paused is RUNNING.
+ */
 export function containerState(info: ContainerInfo): CtrState {
   switch (info.status) {
     case 'created':
-      return CtrState.created;
+      return startFailureOf(info) ? CtrState.exited : CtrState.created;
     case 'running':
     case 'paused':
       return CtrState.running;
@@ -35,6 +38,13 @@ export function containerState(info: ContainerInfo): CtrState {
     default:
       return CtrState.unknown;
   }
+}
+
+/** The failed StartContainer of a container without a task, if it had one. */
+export function startFailureOf(info: ContainerInfo): ContainerMeta['startFailure'] {
+  // Only a container without a running task can have failed to start: no meta read for the rest.
+  if (info.status !== 'created') return undefined;
+  return metaOf<ContainerMeta>(info.container).startFailure;
 }
 
 /** CRI PodSandbox (ListPodSandbox) of a pause container. */
@@ -123,19 +133,24 @@ function buildContainerStatus(info: ContainerInfo) {
   const t = info.task;
   const state = containerState(info);
   const exited = state === CtrState.exited;
+  const failed = info.status === 'created' ? m.startFailure : undefined;
   return {
     id: info.container.id,
     metadata: m.metadata,
     state,
     created_at: m.createdAt,
     started_at: isoToNs(t?.startedAt),
-    finished_at: exited ? isoToNs(t?.exitedAt) : '0',
-    exit_code: exited ? (t?.exitCode ?? 0) : 0,
+    finished_at: failed ? failed.finishedAt : exited ? isoToNs(t?.exitedAt) : '0',
+    exit_code: failed ? START_ERROR.exitCode : exited ? (t?.exitCode ?? 0) : 0,
     image: criImageSpec(m),
     image_ref: m.imageDigestRef ?? m.imageRef,
     image_id: m.imageRef,
-    reason: exited ? (t?.reason ?? (t?.exitCode === 0 ? 'Completed' : 'Error')) : '',
-    message: '',
+    reason: failed
+      ? START_ERROR.reason
+      : exited
+        ? (t?.reason ?? (t?.exitCode === 0 ? 'Completed' : 'Error'))
+        : '',
+    message: failed?.message ?? '',
     labels: m.labels,
     annotations: m.annotations,
     mounts: m.mounts,

@@ -75,7 +75,21 @@ export interface ContainerMeta {
   /** CRI stdin_once (absent in containers created before it was recorded). */
   stdinOnce?: boolean;
   createdAt: string;
+  /**
+   * Its StartContainer failed (the runtime could not run its command): the container is exited,
+   * as containerd's CRI marks it, with START_ERROR's exit code and reason and this message.
+   */
+  startFailure?: StartFailure;
 }
+
+/** A StartContainer that failed: why, and when (ns since the epoch, decimal string). */
+export interface StartFailure {
+  message: string;
+  finishedAt: string;
+}
+
+/** What a container whose start failed reports: containerd's errorStartExitCode and errorStartReason. */
+export const START_ERROR = { exitCode: 128, reason: 'StartError' } as const;
 
 /** Now in ns since the epoch, as CRI timestamps are (a decimal string: it exceeds 2^53). */
 export function nowNs(): string {

@@ -109,4 +109,41 @@ describe('names, signals, runtime errors', () => {
     expect(runtimeFailure('w', 'msg="cgroup mount failed"').code).toBe('FAILED_PRECONDITION');
     expect(runtimeFailure('w', undefined).message).toBe('w: unknown error');
   });
+
+  // runc 1.1.5's stderr as conmon relays it (captured here), for a container sharing a PID namespace
+  // whose command is missing: runc's cleanup warnings come before its error.
+  it("names runc's first error, not the cleanup warnings logged before it", () => {
+    const stderr = [
+      'time="2026-12-04T06:45:00Z" level=warning msg="cannot toggle freezer: cgroups not configured for container"',
+      'time="2026-12-04T06:45:00Z" level=warning msg="cannot toggle freezer: cgroups not configured for container"',
+      'time="2026-12-04T06:45:00Z" level=warning msg="lstat : no such file or directory"',
+      'time="2026-12-04T06:45:00Z" level=error msg="runc create failed: unable to start container process: exec: \\"/no/such/binary\\": stat /no/such/binary: no such file or directory"',
+      'runc create failed: unable to start container process: exec: "/no/such/binary": stat /no/such/binary: no such file or directory',
+      '',
+    ].join('\n');
+    const e = runtimeFailure('task "x": runc create failed', stderr);
+    expect(e.message).toBe(
+      'task "x": runc create failed: runc create failed: unable to start container process: exec: "/no/such/binary": stat /no/such/binary: no such file or directory',
+    );
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    // nsexec's fatal line is the cause; the error after it is what runc saw of it.
+    const nsexec = [
+      'time="2026-12-04T06:44:57Z" level=fatal msg="nsexec-1[4503]: failed to open /proc/1/ns/pid: Permission denied"',
+      'time="2026-12-04T06:44:57Z" level=fatal msg="nsexec-0[4501]: failed to sync with stage-1: next state: Invalid argument"',
+      'time="2026-12-04T06:44:57Z" level=warning msg="cannot toggle freezer: cgroups not configured for container"',
+      'time="2026-12-04T06:44:57Z" level=error msg="runc create failed: unable to start container process: can\'t get final child\'s PID from pipe: EOF"',
+    ].join('\n');
+    expect(runtimeFailure('w', nsexec).message).toBe(
+      'w: nsexec-1[4503]: failed to open /proc/1/ns/pid: Permission denied',
+    );
+    // runc --log-format json lines, and a runtime that says nothing but warnings.
+    const json = [
+      '{"level":"warning","msg":"cannot toggle freezer: cgroups not configured for container","time":"t"}',
+      '{"level":"error","msg":"exec: \\"nosuchcmd\\": executable file not found in $PATH","time":"t"}',
+    ].join('\n');
+    expect(runtimeFailure('w', json).message).toBe(
+      'w: exec: "nosuchcmd": executable file not found in $PATH',
+    );
+    expect(runtimeFailure('w', 'time="t" level=warning msg=only').message).toBe('w: only');
+  });
 });

@@ -22,11 +22,45 @@ export async function until(
   }
 }
 
-/** Extracts runc's message from the text conmon relays (runc's logrus line or plain text). */
-function runtimeMessage(text: string | undefined): string {
-  const t = (text ?? '').trim();
-  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(t);
-  return (m?.[1] ?? t).replace(/\\"/g, '"').replace(/\\n/g, ' ') || 'unknown error';
+/** One line runc logged: its level and message (logrus text or JSON), or a plain line's text. */
+function runtimeLine(line: string): { level?: string; msg: string } {
+  if (line.startsWith('{')) {
+    try {
+      const j = JSON.parse(line) as { level?: unknown; msg?: unknown };
+      if (typeof j.msg === 'string')
+        return { ...(typeof j.level === 'string' ? { level: j.level } : {}), msg: j.msg };
+    } catch {
+      // not JSON: read as text
+    }
+  }
+  // logrus quotes a message only when it has to (spaces, quotes): msg="a b" or msg=word.
+  const m = /\bmsg=(?:"((?:[^"\\]|\\.)*)"|(\S+))/.exec(line);
+  if (!m) return { msg: line };
+  const level = /\blevel=(\w+)/.exec(line)?.[1];
+  const msg = (m[1] ?? m[2] ?? '').replace(/\\"/g, '"').replace(/\\n/g, ' ');
+  return level ? { level, msg } : { msg };
+}
+
+const ERROR_LEVELS: ReadonlySet<string> = new Set(['error', 'fatal', 'panic']);
+
+/**
+ * Extracts runc's cause from what conmon relays (runc's stderr: logrus lines, then its plain
+ * message). The first error-level line is the cause: runc logs its cleanup after it (warnings such
+ * as "cannot toggle freezer" when the container shares a PID namespace), and a failure in nsexec
+ * is logged (fatal) before the generic "runc create failed" error it leads to. Without one, the
+ * first plain line, then the first line at all.
+ */
+export function runtimeMessage(text: string | undefined): string {
+  const lines = (text ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map(runtimeLine);
+  const pick =
+    lines.find((l) => l.level !== undefined && ERROR_LEVELS.has(l.level)) ??
+    lines.find((l) => l.level === undefined) ??
+    lines[0];
+  return pick?.msg.trim() || 'unknown error';
 }
 
 /** A failed runc create/exec as a BerthError: a missing command is bad input, the rest a precondition. */
