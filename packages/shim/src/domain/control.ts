@@ -1,4 +1,5 @@
-import { rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   BerthError,
   Code,
@@ -110,6 +111,10 @@ export class TaskControl {
       const message = `${CTL_REOPEN_LOG} 0 0\n`;
       if (!rec.logPath) return this.writeCtl(rec, message);
       const tmp = `${rec.logPath}.tmp`;
+      // Already writing the file the path names (a reopen just before this one, from another
+      // caller, made it): a reopen now would put an empty file in its place, and the lines
+      // written since would be lost with it.
+      if (await monitorWritesTo(rec.monitorPid, rec.logPath)) return;
       await touchLog(rec.logPath);
       await prepareLogReopen(rec.logPath);
       const renamed = await watchGone(tmp, REOPEN_WITHIN_MS);
@@ -167,4 +172,21 @@ export class TaskControl {
       throw err;
     }
   }
+}
+
+/**
+ * True when the monitor `pid` has the file at `path` open (the same inode among its descriptors);
+ * false when it has not, the path names nothing, or its descriptors cannot be read.
+ */
+async function monitorWritesTo(pid: number | undefined, path: string): Promise<boolean> {
+  if (!pid || pid <= 0) return false;
+  const target = await stat(path).catch(() => undefined);
+  if (!target) return false;
+  const dir = `/proc/${pid}/fd`;
+  const fds = await readdir(dir).catch(() => [] as string[]);
+  for (const fd of fds) {
+    const st = await stat(join(dir, fd)).catch(() => undefined);
+    if (st && st.ino === target.ino && st.dev === target.dev) return true;
+  }
+  return false;
 }
