@@ -8,7 +8,7 @@ import { createCtr, rpc, runPod, until, usePodStack } from './testdata/pod-fixtu
 
 const stack = usePodStack();
 
-type Status = { id: string; state: string; exit_code: number };
+type Status = { id: string; state: string; exit_code: number; started_at: string; finished_at: string };
 type Ev = {
   container_id: string;
   container_event_type: string;
@@ -89,7 +89,10 @@ describe('GetContainerEvents', () => {
           expect(STATES[e.container_event_type], `${e.container_event_type} shows ${own?.state}`).toContain(
             own?.state,
           );
-          if (e.container_event_type === STOPPED) expect(own?.exit_code).toBe(3);
+          if (e.container_event_type === STOPPED) {
+            expect(own?.exit_code).toBe(3);
+            expect(BigInt(own?.started_at ?? '0')).toBeGreaterThan(0n);
+          }
           const other = e.containers_statuses.find((c) => c.id === steady);
           expect(other?.state).toBe('CONTAINER_RUNNING');
         }

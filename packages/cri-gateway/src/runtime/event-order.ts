@@ -58,7 +58,8 @@ interface ExitFields {
  * `s` brought up to at least the state event `type` says the container reached: the gateway's
  * view may not hold it yet (a start's reply, or the exit of a task whose create reply is on its
  * way), and an event must never show an older state than its own. A stop's exit comes from the
- * `tasks.exit` event itself; a start with no start time yet takes the event's time.
+ * `tasks.exit` event itself; a start with no start time yet takes the event's time, a stop the
+ * exit's.
  */
 export function atLeast(
   s: CriContainerStatus,
@@ -76,7 +77,8 @@ export function atLeast(
   return {
     ...s,
     state: CtrState.exited,
-    started_at: startedAt,
+    // Not known yet when the exit overtook the start's reply: no later than the exit, then.
+    started_at: s.started_at !== '0' ? s.started_at : isoToNs(exitedAt),
     finished_at: isoToNs(exitedAt),
     exit_code: exitCode,
     reason: exitReason(exitCode, typeof e.reason === 'string' ? e.reason : undefined),
