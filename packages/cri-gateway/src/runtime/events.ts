@@ -1,24 +1,19 @@
 import { TaskTopic, toBerthError } from '@berth/api';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { ContainerRuntime } from './containers.js';
-import { toContainerStatus, toPodSandboxStatus } from './cri-status.js';
+import { PodState, toContainerStatus, type toPodSandboxStatus } from './cri-status.js';
+import { atLeast, type CriContainerStatus, CriEventType, EventOrder } from './event-order.js';
 import { CriKind, CriLabel, isoToNs, kindOf } from './meta.js';
 import type { PodRuntime } from './pods.js';
+
+export { CriEventType } from './event-order.js';
 
 /** Subscribes to berth's events (topic, namespace, payload, time); returns how to unsubscribe. */
 export type EventSource = (
   onEvent: (e: { topic: string; namespace: string; timestamp: string; event: unknown }) => void,
 ) => () => void;
 
-/** CRI ContainerEventType names. */
-export const CriEventType = {
-  created: 'CONTAINER_CREATED_EVENT',
-  started: 'CONTAINER_STARTED_EVENT',
-  stopped: 'CONTAINER_STOPPED_EVENT',
-  deleted: 'CONTAINER_DELETED_EVENT',
-} as const;
-
-const TYPES: Record<string, string> = {
+const TYPES: Record<string, CriEventType> = {
   [TaskTopic.containerCreate]: CriEventType.created,
   [TaskTopic.taskStart]: CriEventType.started,
   [TaskTopic.taskExit]: CriEventType.stopped,
@@ -28,10 +23,26 @@ const TYPES: Record<string, string> = {
 /** Names the CRI gives its task-service containers (meta.ts): how a deleted one is recognised. */
 const CRI_NAME = /^k8s-(pod|ctr)-[a-f0-9]{40}$/;
 
+type Queued = { topic: string; timestamp: string; event: Record<string, unknown> };
+type PodStatus = ReturnType<typeof toPodSandboxStatus>;
+
+/**
+ * What one stream remembers of the pods it reported: the pod of each container, and each pod's
+ * last status, so a container's delete (its record gone) still names its pod, and the delete of a
+ * pod itself carries the pod as it last was.
+ */
+interface Memory {
+  podOf: Map<string, string>;
+  lastPod: Map<string, PodStatus>;
+}
+
 /**
  * GetContainerEvents: berth's container and task events in the CRI namespace as CRI container
- * events, each with the pod's status and the statuses it concerns, until `signal` aborts. Events
- * of processes run by exec and of containers the CRI did not make are skipped. Core NATS is
+ * events until `signal` aborts. Each carries, as containerd's does, its pod's status and the
+ * statuses of all the pod's containers as they are when it is sent (the kubelet's evented PLEG
+ * takes them as the whole pod); a container's events leave in the order they happened (see
+ * EventOrder). Events of processes run by exec and of containers the CRI did not make are
+ * skipped, and so is the delete of a container whose pod the stream never knew. Core NATS is
  * at-most-once, so like the kubelet's own relist, a consumer must not rely on seeing every event.
  */
 export async function* containerEvents(
@@ -40,7 +51,7 @@ export async function* containerEvents(
   containers: ContainerRuntime,
   signal: AbortSignal,
 ): AsyncGenerator<unknown> {
-  const queue: { topic: string; timestamp: string; event: Record<string, unknown> }[] = [];
+  const queue: Queued[] = [];
   let wake: (() => void) | undefined;
   const unsubscribe = source((e) => {
     if (e.namespace !== CRI_NAMESPACE || !TYPES[e.topic]) return;
@@ -51,7 +62,10 @@ export async function* containerEvents(
   });
   const aborted = () => wake?.();
   signal.addEventListener('abort', aborted);
+  const order = new EventOrder();
   try {
+    // Subscribed first: what happens while the pods are read waits in the queue.
+    const memory = await remember(pods, containers);
     while (!signal.aborted) {
       const next = queue.shift();
       if (!next) {
@@ -61,8 +75,7 @@ export async function* containerEvents(
         wake = undefined;
         continue;
       }
-      const msg = await toEvent(next, pods, containers);
-      if (msg) yield msg;
+      for (const msg of await toEvents(next, { pods, containers, order, memory })) yield msg;
     }
   } finally {
     signal.removeEventListener('abort', aborted);
@@ -70,38 +83,98 @@ export async function* containerEvents(
   }
 }
 
-async function toEvent(
-  e: { topic: string; timestamp: string; event: Record<string, unknown> },
-  pods: PodRuntime,
-  containers: ContainerRuntime,
-) {
-  const id = typeof e.event.id === 'string' ? e.event.id : '';
-  const base = { container_id: id, container_event_type: TYPES[e.topic], created_at: isoToNs(e.timestamp) };
-  if (e.topic === TaskTopic.containerDelete) {
-    const name = typeof e.event.name === 'string' ? e.event.name : '';
-    return CRI_NAME.test(name) ? { ...base, pod_sandbox_status: null, containers_statuses: [] } : undefined;
-  }
+/**
+ * The pods and containers there are when a stream starts (read from the gateway's memory); when
+ * they cannot be read, the stream learns them from their events alone.
+ */
+async function remember(pods: PodRuntime, containers: ContainerRuntime): Promise<Memory> {
+  const memory: Memory = { podOf: new Map(), lastPod: new Map() };
   try {
-    const sb = await pods.get(id).catch(() => undefined);
-    if (sb) {
-      const inPod = await pods.containersOf(sb.info.container.id);
-      return {
-        ...base,
-        pod_sandbox_status: toPodSandboxStatus(sb.info),
-        containers_statuses: inPod.map(toContainerStatus),
-      };
+    for (const p of await pods.list(null)) {
+      memory.podOf.set(p.id, p.id);
+      const st = await pods.status(p.id).catch(() => undefined);
+      if (st) memory.lastPod.set(p.id, st.status);
     }
-    const c = await containers.get(id);
-    if (kindOf(c.container) !== CriKind.container) return undefined;
-    const pod = await pods.get(c.container.labels[CriLabel.sandboxId] ?? '').catch(() => undefined);
-    return {
-      ...base,
-      pod_sandbox_status: pod ? toPodSandboxStatus(pod.info) : null,
-      containers_statuses: [toContainerStatus(c)],
-    };
+    for (const c of await containers.list(null)) memory.podOf.set(c.id, c.pod_sandbox_id);
+  } catch {
+    // Events still come; a delete of what the stream never learned is skipped.
+  }
+  return memory;
+}
+
+async function toEvents(
+  e: Queued,
+  d: { pods: PodRuntime; containers: ContainerRuntime; order: EventOrder; memory: Memory },
+): Promise<unknown[]> {
+  const id = typeof e.event.id === 'string' ? e.event.id : '';
+  const type = TYPES[e.topic];
+  if (!type) return [];
+  if (type === CriEventType.deleted) {
+    const name = typeof e.event.name === 'string' ? e.event.name : '';
+    const podId = d.memory.podOf.get(id);
+    if (!CRI_NAME.test(name) || d.order.next(id, type).length === 0 || podId === undefined) return [];
+    d.memory.podOf.delete(id);
+    const pod = await podNow(podId, d);
+    if (![...d.memory.podOf.values()].includes(podId)) d.memory.lastPod.delete(podId);
+    return pod ? [{ ...base(id, type, e.timestamp), ...pod }] : [];
+  }
+  let podId = id;
+  let own: CriContainerStatus | undefined;
+  try {
+    const sb = await d.pods.get(id).catch(() => undefined);
+    if (!sb) {
+      const c = await d.containers.get(id);
+      if (kindOf(c.container) !== CriKind.container) return [];
+      podId = c.container.labels[CriLabel.sandboxId] ?? '';
+      own = atLeast(toContainerStatus(c), type, e);
+    }
   } catch (err) {
     // Removed before we looked: its delete event follows.
-    if (toBerthError(err).code === 'NOT_FOUND') return undefined;
+    if (toBerthError(err).code === 'NOT_FOUND') return [];
     throw err;
   }
+  d.memory.podOf.set(id, podId);
+  const pod = await podNow(podId, d);
+  if (!pod) return [];
+  // The view may not list a container whose create is still replying, nor show its latest state.
+  const statuses = own
+    ? [...pod.containers_statuses.filter((s) => s.id !== id), own]
+    : pod.containers_statuses;
+  return d.order.next(id, type).map((t) => ({
+    ...base(id, t, t === type ? e.timestamp : startedAt(own, e.timestamp)),
+    pod_sandbox_status: pod.pod_sandbox_status,
+    containers_statuses: statuses,
+  }));
+}
+
+function base(id: string, type: CriEventType, timestamp: string) {
+  return { container_id: id, container_event_type: type, created_at: isoToNs(timestamp) };
+}
+
+/** The time of a start sent ahead of its own event: the container's start time, if known. */
+function startedAt(s: CriContainerStatus | undefined, fallback: string): string {
+  const ns = s ? BigInt(s.started_at) : 0n;
+  return ns > 0n ? new Date(Number(ns / 1_000_000n)).toISOString() : fallback;
+}
+
+/**
+ * The pod's status (as PodSandboxStatus answers it, not verbose) and its containers' now; a pod
+ * already gone is reported as it last was, not ready, with no containers; undefined when the
+ * stream never saw it.
+ */
+async function podNow(
+  podId: string,
+  d: { pods: PodRuntime; memory: Memory },
+): Promise<{ pod_sandbox_status: PodStatus; containers_statuses: CriContainerStatus[] } | undefined> {
+  try {
+    const { status, containers } = await d.pods.status(podId);
+    d.memory.lastPod.set(podId, status);
+    return { pod_sandbox_status: status, containers_statuses: containers };
+  } catch (err) {
+    if (toBerthError(err).code !== 'NOT_FOUND') throw err;
+  }
+  const last = d.memory.lastPod.get(podId);
+  if (!last) return undefined;
+  const gone = { ...last, state: PodState.notReady, network: { ip: '', additional_ips: [] } };
+  return { pod_sandbox_status: gone, containers_statuses: [] };
 }
