@@ -37,10 +37,11 @@ afterAll(async () => {
   await s?.stop();
 }, 60_000);
 
-/** A container's berth record and task, from the verbose ContainerStatus. */
+/** A container's berth record (its spec from `runtimeSpec`) and task, from the verbose ContainerStatus. */
 const recordOf = async (id: string) => {
   const r = await rpc<{ info: { info: string } }>('ContainerStatus', { container_id: id, verbose: true });
-  return JSON.parse(r.info.info) as { task: { pid: number }; container: { spec: Json } };
+  const rec = JSON.parse(r.info.info) as { task: { pid: number }; container: Json; runtimeSpec: Json };
+  return { task: rec.task, container: { ...rec.container, spec: rec.runtimeSpec } };
 };
 /** The v1 memory cgroup directory of a process (this host's kind; v2 is its unified one). */
 const memoryCgroupOf = (pid: number) => {
@@ -259,6 +260,11 @@ describe("CRI devices (as the kubelet passes a device plugin's)", () => {
     const err = await grpcError(rpc('StartContainer', { container_id: c }));
     expect(err.code).toBe(FAILED_PRECONDITION);
     expect(err.details).toContain('device /etc/hostname is not a device node on this node');
-    expect((await ctrStatus(c)).state).toBe('CONTAINER_CREATED');
+    // Exited with StartError, as containerd marks a container whose start failed.
+    expect(await ctrStatus(c)).toMatchObject({
+      state: 'CONTAINER_EXITED',
+      exit_code: 128,
+      reason: 'StartError',
+    });
   });
 });

@@ -92,7 +92,15 @@ describe('status replies kept with their bytes', () => {
     expect(await containerStatus({ container_id: 'c1', verbose: true }, deps)).toBe(r1);
     const w1 = wire(method, r1);
     expect((w1.status as { state: string }).state).toBe('CONTAINER_RUNNING');
-    expect(JSON.parse((w1.info as { info: string }).info)).toEqual(info);
+    // containerd's keys first, the spec moved to runtimeSpec, then berth's record.
+    const { spec, ...container } = info.container;
+    expect(JSON.parse((w1.info as { info: string }).info)).toEqual({
+      sandboxID: '',
+      pid: 7,
+      runtimeSpec: spec,
+      ...info,
+      container,
+    });
     const plain = wire(method, await containerStatus({ container_id: 'c1' }, deps));
     expect(plain.info).toEqual({});
 
