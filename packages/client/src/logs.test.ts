@@ -63,6 +63,15 @@ describe('CRI logs', () => {
     const capped = await collectStreams(readCriLog(file), 4);
     expect(capped.stderr).toBe('ü');
     expect(capped.truncated).toBe(true);
+    // Once cut, a stream takes nothing more: a later line that would fit the byte a cut character
+    // left must not read as if it followed the cut.
+    const gap = join(dir, 'gap.log');
+    await writeFile(gap, `${T} stdout F aaaaaaaaé\n${T} stdout F \n`);
+    expect(await collectStreams(readCriLog(gap), 9)).toEqual({
+      stdout: 'aaaaaaaa',
+      stderr: '',
+      truncated: true,
+    });
   });
 
   it('follows a log until the process ends and reads what came before the end', async () => {

@@ -88,11 +88,10 @@ export async function collectStreams(
     if (size[l.stream] + n > maxBytes) {
       truncated = true;
       const room = maxBytes - size[l.stream];
-      if (room > 0) {
-        const head = headOfUtf8(piece, room);
-        out[l.stream] += head;
-        size[l.stream] += Buffer.byteLength(head);
-      }
+      if (room > 0) out[l.stream] += headOfUtf8(piece, room);
+      // Cut: nothing more of this stream, though a later piece would fit the bytes a cut
+      // character left (it would read as if it followed the cut).
+      size[l.stream] = maxBytes;
       continue;
     }
     out[l.stream] += piece;

@@ -223,12 +223,15 @@ describe('a service in another process of the node', () => {
     const gone = await failure(call(gw, TestApi, 'echo', { text: 'x' }));
     expect(gone.message).toMatch(/no responder/);
     // Sockets of processes gone, one of them under a pid now running another process (pid 1,
-    // with a start it never had): not taken by callers, swept by the next instance.
-    const reused = `task-1-${Number(processStart(1)) + 1}-1.sock`;
-    writeFileSync(join(dir, reused), '');
-    const sock = join(dir, reused);
+    // with a start it never had), one named as before names held the start: swept by the next
+    // instance.
+    const reused = join(dir, `task-1-${Number(processStart(1)) + 1}-1.sock`);
+    const legacy = join(dir, `task-${c.proc.pid}-2.sock`);
+    writeFileSync(reused, '');
+    writeFileSync(legacy, '');
     child = await start();
-    expect(existsSync(sock)).toBe(false);
+    expect(existsSync(reused)).toBe(false);
+    expect(existsSync(legacy)).toBe(false);
     expect(readdirSync(dir)).toEqual([`task-${child.proc.pid}-${processStart(child.proc.pid ?? 0)}-1.sock`]);
     const gw2 = await caller(Principal.cri, dir);
     await expect(call(gw2, TestApi, 'echo', { text: 'again' })).resolves.toEqual({

@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { ErrorCode, type MsgHdrs, NatsError, headers as natsHeaders } from 'nats';
 import { HEARTBEAT_HEADER, HEARTBEAT_INTERVAL_MS } from './heartbeat.js';
 import { oneLine } from './one-line.js';
-import { processStart } from './pid-alive.js';
+import { pidAlive, processStart } from './pid-alive.js';
 import type { LocalMsg, LocalReply } from './route-msg.js';
 
 const HELLO = 1;
@@ -203,10 +203,15 @@ function listenerAlive(name: string): boolean {
   return processStart(pid) === m[2];
 }
 
+/** The names of sockets before they held their process's start (<token>-<pid>-<n>.sock). */
+const LEGACY_NAME = /^[a-z]+-(\d+)-\d+\.sock$/;
+
 /** Removes the sockets of instances whose process is gone (a crash leaves its socket behind). */
 function sweepStale(dir: string): void {
   for (const name of readdirSync(dir)) {
-    if (SOCKET_NAME.test(name) && !listenerAlive(name)) {
+    const legacy = LEGACY_NAME.exec(name);
+    const stale = legacy ? !pidAlive(Number(legacy[1])) : SOCKET_NAME.test(name) && !listenerAlive(name);
+    if (stale) {
       try {
         unlinkSync(join(dir, name));
       } catch {}

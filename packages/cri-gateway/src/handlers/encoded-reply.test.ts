@@ -110,7 +110,10 @@ describe('status replies kept with their bytes', () => {
     expect(r2).not.toBe(r1);
     const w2 = wire(method, r2);
     expect(w2.status).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 3, reason: 'Error' });
-    expect(JSON.parse((w2.info as { info: string }).info).task.exitCode).toBe(3);
+    const rec2 = JSON.parse((w2.info as { info: string }).info);
+    expect(rec2.task.exitCode).toBe(3);
+    // Exited: no pid to enter (berth's record keeps it; the process and its pid are gone).
+    expect(rec2.pid).toBe(0);
   });
 
   it('PodSandboxStatus follows its pod and its containers, with a fresh timestamp', async () => {

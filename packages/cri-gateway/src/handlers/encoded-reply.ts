@@ -48,14 +48,16 @@ export function verboseInfo(verbose: boolean, record: unknown): Record<string, s
  * The verbose record of a container or pod: berth's container and task, led by the keys of
  * containerd's that operators' recipes read (`crictl inspect -o go-template --template
  * '{{.info.pid}}'` to enter a container's namespaces): `sandboxID` (a container's pod), `pid` (its
- * process, 0 without one) and `runtimeSpec` (the OCI spec, moved there from the container record
+ * process, 0 without a live one) and `runtimeSpec` (the OCI spec, moved there from the container record
  * so that it is not written twice).
  */
 export function criVerboseRecord(info: ContainerInfo, sandboxId?: string): object {
   const { spec, ...container } = info.container;
   return {
     ...(sandboxId !== undefined ? { sandboxID: sandboxId } : {}),
-    pid: info.task?.pid ?? 0,
+    // A process that has exited keeps its pid in berth's record; containerd reports 0 then, so
+    // that nobody enters the namespaces of whatever process reuses the pid.
+    pid: info.task && (info.task.status === 'running' || info.task.status === 'paused') ? info.task.pid : 0,
     runtimeSpec: spec,
     ...info,
     container,

@@ -199,7 +199,16 @@ export class ContainerRuntime {
    */
   private async markStartFailed(info: ContainerInfo, err: unknown): Promise<void> {
     const e = toBerthError(err);
-    if (e.code === Code.UNAVAILABLE || e.code === Code.ALREADY_EXISTS) return;
+    // A start that may still be under way (its caller gave up or lost the answer) is not marked:
+    // it could come up after, and a container does not leave EXITED for RUNNING.
+    if (
+      e.code === Code.UNAVAILABLE ||
+      e.code === Code.ALREADY_EXISTS ||
+      e.code === Code.DEADLINE_EXCEEDED ||
+      e.code === Code.CANCELLED
+    ) {
+      return;
+    }
     const c = info.container;
     const meta = metaOf<ContainerMeta>(c);
     const startFailure: StartFailure = { message: e.message, finishedAt: nowNs() };
