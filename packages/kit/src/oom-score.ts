@@ -17,7 +17,7 @@ function hasCapSysResource(): boolean {
 }
 
 /** This process's own oom_score_adj. */
-export function ownOomScoreAdj(): number {
+function ownOomScoreAdj(): number {
   try {
     return Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0;
   } catch {
@@ -27,6 +27,6 @@ export function ownOomScoreAdj(): number {
 
 /** `asked`, raised to this process's own score when it is lower and the process may not lower it. */
 export function allowedOomScoreAdj(asked: number): number {
-  if (asked >= ownOomScoreAdj() || hasCapSysResource()) return asked;
-  return ownOomScoreAdj();
+  const own = ownOomScoreAdj();
+  return asked >= own || hasCapSysResource() ? asked : own;
 }

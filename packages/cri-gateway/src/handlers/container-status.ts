@@ -1,7 +1,6 @@
 import type { ContainerInfo } from '@berth/api';
 import { CriService } from '../proto.js';
-import { CriLabel } from '../runtime/meta.js';
-import { criVerboseRecord, ReplyMemo, responseEncoder, verboseInfo } from './encoded-reply.js';
+import { criVerboseInfo, ReplyMemo, responseEncoder } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
 
 type Reply = { status: unknown; info: Record<string, string> };
@@ -12,7 +11,7 @@ const replies = new ReplyMemo<ContainerInfo, Reply>(responseEncoder(CriService.r
 // The variant the last read asked for: what a write prepares (critest reads verbose, the kubelet not).
 let lastVerbose = false;
 
-/** RuntimeService/ContainerStatus; with verbose, `info.info` is its criVerboseRecord as JSON. */
+/** RuntimeService/ContainerStatus; with verbose, `info.info` is its criVerboseInfo record as JSON. */
 export async function containerStatus(
   request: { container_id?: string; verbose?: boolean },
   deps: HandlerDeps,
@@ -22,10 +21,7 @@ export async function containerStatus(
   lastVerbose = verbose;
   return replies.get(info, verbose ? 'verbose' : '', [status], () => ({
     status,
-    info: verboseInfo(
-      verbose,
-      verbose ? criVerboseRecord(info, info.container.labels[CriLabel.sandboxId] ?? '') : info,
-    ),
+    info: criVerboseInfo(verbose, info),
   }));
 }
 

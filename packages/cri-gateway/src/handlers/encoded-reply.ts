@@ -1,5 +1,6 @@
 import type { ContainerInfo } from '@berth/api';
 import { type CriService, criServiceDefinition } from '../proto.js';
+import { CriKind, CriLabel, kindOf } from '../runtime/meta.js';
 
 // The gRPC servers serialize a reply with proto-loader's codec (fromObject, then encode): for a
 // ContainerStatus with its verbose info that is most of the handler's CPU. A read the kubelet or
@@ -45,23 +46,27 @@ export function verboseInfo(verbose: boolean, record: unknown): Record<string, s
 }
 
 /**
- * The verbose record of a container or pod: berth's container and task, led by the keys of
- * containerd's that operators' recipes read (`crictl inspect -o go-template --template
- * '{{.info.pid}}'` to enter a container's namespaces): `sandboxID` (a container's pod), `pid` (its
- * process, 0 without a live one) and `runtimeSpec` (the OCI spec, moved there from the container record
- * so that it is not written twice).
+ * A container's or pod's `info` map: with verbose, `info` holds berth's container and task, led by
+ * the keys of containerd's that operators' recipes read (`crictl inspect -o go-template
+ * --template '{{.info.pid}}'` to enter a container's namespaces): `sandboxID` (a container's
+ * pod), `pid` (its process, 0 without a live one) and `runtimeSpec` (the OCI spec, moved there
+ * from the container record so that it is not written twice).
  */
-export function criVerboseRecord(info: ContainerInfo, sandboxId?: string): object {
+export function criVerboseInfo(verbose: boolean, info: ContainerInfo): Record<string, string> {
+  if (!verbose) return {};
   const { spec, ...container } = info.container;
-  return {
-    ...(sandboxId !== undefined ? { sandboxID: sandboxId } : {}),
+  const t = info.task;
+  return verboseInfo(true, {
+    ...(kindOf(info.container) === CriKind.container
+      ? { sandboxID: info.container.labels[CriLabel.sandboxId] ?? '' }
+      : {}),
     // A process that has exited keeps its pid in berth's record; containerd reports 0 then, so
     // that nobody enters the namespaces of whatever process reuses the pid.
-    pid: info.task && (info.task.status === 'running' || info.task.status === 'paused') ? info.task.pid : 0,
+    pid: t && (t.status === 'running' || t.status === 'paused') ? t.pid : 0,
     runtimeSpec: spec,
     ...info,
     container,
-  };
+  });
 }
 
 /**

@@ -1,13 +1,6 @@
 import type { ContainerInfo } from '@berth/api';
 import { CriService } from '../proto.js';
-import {
-  criVerboseRecord,
-  ReplyMemo,
-  responseEncoder,
-  varintField,
-  verboseInfo,
-  withEncoding,
-} from './encoded-reply.js';
+import { criVerboseInfo, ReplyMemo, responseEncoder, varintField, withEncoding } from './encoded-reply.js';
 import type { HandlerDeps } from './types.js';
 
 type Reply = {
@@ -23,7 +16,7 @@ const encode = responseEncoder(CriService.runtime, 'PodSandboxStatus');
 // Per pause container record: the reply without its timestamp, for the same container statuses.
 const replies = new ReplyMemo<ContainerInfo, Reply>(encode);
 
-/** RuntimeService/PodSandboxStatus; with verbose, `info.info` is its pause container's criVerboseRecord as JSON. */
+/** RuntimeService/PodSandboxStatus; with verbose, `info.info` is its pause container's criVerboseInfo record as JSON. */
 export async function podSandboxStatus(
   request: { pod_sandbox_id?: string; verbose?: boolean },
   deps: HandlerDeps,
@@ -32,7 +25,7 @@ export async function podSandboxStatus(
   const verbose = request.verbose === true;
   const kept = replies.get(info, verbose ? 'verbose' : '', [status, ...containers], () => ({
     status,
-    info: verboseInfo(verbose, verbose ? criVerboseRecord(info) : info),
+    info: criVerboseInfo(verbose, info),
     containers_statuses: containers,
   }));
   const ns = BigInt(Date.now()) * 1_000_000n;

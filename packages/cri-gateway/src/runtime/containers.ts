@@ -115,14 +115,15 @@ export class ContainerRuntime {
       createdAt: nowNs(),
     };
     await makeMissingHostPaths(cfg.mounts);
+    const filesDir = this.pods.filesDir(sid);
     const req = containerRequest(cfg, {
       sandbox: {
         id: sid,
         meta: sb.meta,
         pid: sb.info.task.pid,
-        filesDir: this.pods.filesDir(sid),
+        filesDir,
         cgroupParent: sb.meta.cgroupParent,
-        hostname: sb.meta.hostname || podHostname(this.pods.filesDir(sid)),
+        hostname: sb.meta.hostname || podHostname(filesDir),
         ...(targetPid ? { targetPid } : {}),
       },
       imageName: image.name,

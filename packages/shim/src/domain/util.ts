@@ -1,7 +1,7 @@
 import { constants } from 'node:os';
 import { BerthError, Code } from '@berth/api';
+import { procStatNow } from '@berth/kit/pid-alive';
 import { traceparentOf } from '@berth/kit/tracing';
-import { procStatNow } from '../runtime/monitor.js';
 
 /** Process key for in-memory maps: "<ns>/<id>" or "<ns>/<id>/<execId>". */
 export function procKey(ns: string, id: string, execId?: string): string {

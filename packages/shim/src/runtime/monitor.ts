@@ -1,34 +1,11 @@
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-
-/** What berth reads of a process's /proc/<pid>/stat: its command, state letter, process group. */
-export interface ProcStat {
-  comm: string;
-  state: string;
-  pgid: number;
-}
-
-/** Parses /proc/<pid>/stat (proc(5)): the command is in parentheses and may hold spaces and ")". */
-export function parseProcStat(text: string): ProcStat {
-  const close = text.lastIndexOf(')');
-  // After the command: state, ppid, pgrp, ...
-  const rest = text.slice(close + 2).split(' ');
-  return { comm: text.slice(text.indexOf('(') + 1, close), state: rest[0] ?? '', pgid: Number(rest[2]) };
-}
+import { type ProcStat, parseProcStat } from '@berth/kit/pid-alive';
 
 /** The /proc/<pid>/stat of a process; undefined when it is gone. */
 export async function procStat(pid: number): Promise<ProcStat | undefined> {
   try {
     return parseProcStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/** procStat read inline (a kill that must not wait for the thread pool). */
-export function procStatNow(pid: number): ProcStat | undefined {
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return undefined;
   }
