@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTAINER_RECORD_MAX_BYTES } from '@berth/api';
 import { createLogger, podNetnsDir } from '@berth/kit';
@@ -18,6 +18,7 @@ import {
   ctrStatus,
   DEADLINE_EXCEEDED,
   exec,
+  FAILED_PRECONDITION,
   grpcError,
   INVALID_ARGUMENT,
   type Json,
@@ -292,9 +293,29 @@ describe('CRI pod sandbox and container lifecycle', () => {
 
   it('refuses a second container of the same name and attempt, leaving nothing behind', async () => {
     const before = await berthContainers();
-    const err = await grpcError(createCtr(pod, 'web', 'app'));
+    // A host path the refused request names is not made either (containerd reserves the name first).
+    const host = join(logDir, 'hostpath-of-a-duplicate');
+    const err = await grpcError(
+      createCtr(pod, 'web', 'app', { mounts: [{ container_path: '/m', host_path: host }] }),
+    );
     expect(err.code).toBe(ALREADY_EXISTS);
     expect(err.details).toContain('"app"');
+    expect(await berthContainers()).toEqual(before);
+    expect(existsSync(host)).toBe(false);
+  });
+
+  it('removes a container again when a missing host path cannot be made', async () => {
+    const before = await berthContainers();
+    // Under a regular file: mkdir fails with ENOTDIR.
+    const host = join(logDir, 'hostpath-file');
+    writeFileSync(host, 'x');
+    const err = await grpcError(
+      createCtr(pod, 'web', 'bad-host-path', {
+        mounts: [{ container_path: '/m', host_path: join(host, 'sub') }],
+      }),
+    );
+    expect(err.code).toBe(FAILED_PRECONDITION);
+    expect(err.details).toContain('config.mounts[0].host_path');
     expect(await berthContainers()).toEqual(before);
   });
 

@@ -114,8 +114,12 @@ export class ContainerRuntime {
       stdinOnce: cfg.stdinOnce,
       createdAt: nowNs(),
     };
-    await makeMissingHostPaths(cfg.mounts);
     const filesDir = this.pods.filesDir(sid);
+    const taken = () =>
+      new BerthError(
+        Code.ALREADY_EXISTS,
+        `container "${cfg.metadata.name}" (attempt ${cfg.metadata.attempt}) already exists in pod sandbox ${sid}`,
+      );
     const req = containerRequest(cfg, {
       sandbox: {
         id: sid,
@@ -129,6 +133,7 @@ export class ContainerRuntime {
       imageName: image.name,
       meta,
     });
+    await this.makeHostPaths(sid, req.name ?? '', cfg.mounts, taken);
     try {
       // The record the gateway's image view gave: the task-service need not ask the image-service.
       // The rootfs is prepared after the reply, in the gap before the kubelet's StartContainer.
@@ -136,11 +141,29 @@ export class ContainerRuntime {
     } catch (err) {
       const e = toBerthError(err);
       if (e.code !== Code.ALREADY_EXISTS) throw e;
-      throw new BerthError(
-        Code.ALREADY_EXISTS,
-        `container "${cfg.metadata.name}" (attempt ${cfg.metadata.attempt}) already exists in pod sandbox ${sid}`,
-      );
+      throw taken();
     }
+  }
+
+  /**
+   * Makes the missing host paths of a create's bind mounts (the task-service refuses a missing
+   * source), once it is known that the name is free: a refused duplicate makes nothing on the host,
+   * as containerd reserves the name first. Only a request with a missing path pays the lookup
+   * (the pod's containers, from the gateway's view).
+   */
+  private async makeHostPaths(
+    sid: string,
+    name: string,
+    mounts: readonly { source: string }[],
+    taken: () => BerthError,
+  ): Promise<void> {
+    if (mounts.every((m) => existsSync(m.source))) return;
+    const pods = await this.d.tasks.listContainers({
+      [CriLabel.kind]: CriKind.container,
+      [CriLabel.sandboxId]: sid,
+    });
+    if (pods.some((i) => i.container.name === name)) throw taken();
+    await makeMissingHostPaths(mounts);
   }
 
   /**

@@ -64,6 +64,7 @@ export const NOT_FOUND = 5;
 export const ALREADY_EXISTS = 6;
 export const INVALID_ARGUMENT = 3;
 export const DEADLINE_EXCEEDED = 4;
+export const FAILED_PRECONDITION = 9;
 
 /** A PodSandboxConfig as the kubelet sends it, with labels, annotations, DNS and a log directory. */
 export function podConfig(name: string, extra: Json = {}): Json {
