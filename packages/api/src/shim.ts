@@ -290,6 +290,10 @@ export const ShimStats = z.object({
     cacheBytes: z.number(),
     maxUsageBytes: z.number().optional(),
     oomKills: z.number().optional(),
+    /** Page faults of the cgroup's processes (memory.stat pgfault); absent from older shims. */
+    pageFaults: z.number().optional(),
+    /** Major page faults (pgmajfault). */
+    majorPageFaults: z.number().optional(),
   }),
   pids: z.object({ current: z.number(), limit: z.number().optional() }),
 });

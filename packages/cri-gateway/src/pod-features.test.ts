@@ -340,13 +340,14 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     type Stats = {
       attributes: { id: string };
       cpu: { usage_core_nano_seconds: { value: string }; usage_nano_cores: { value: string } | null };
-      memory: { working_set_bytes: { value: string } };
+      memory: { working_set_bytes: { value: string }; page_faults: { value: string } | null };
       writable_layer: { fs_id: { mountpoint: string }; used_bytes: { value: string } } | null;
     };
     const first = (await rpc<{ stats: Stats }>('ContainerStats', { container_id: ticker })).stats;
     expect(first.attributes.id).toBe(ticker);
     expect(BigInt(first.cpu.usage_core_nano_seconds.value)).toBeGreaterThan(0n);
     expect(BigInt(first.memory.working_set_bytes.value)).toBeGreaterThan(0n);
+    expect(BigInt(first.memory.page_faults?.value ?? '0')).toBeGreaterThan(0n);
     expect(first.writable_layer?.fs_id.mountpoint).toBe(join(s.stateRoot, 'snapshots'));
     const second = await until('a second cpu sample', async () => {
       const st = (await rpc<{ stats: Stats }>('ContainerStats', { container_id: ticker })).stats;
@@ -356,15 +357,32 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     const listed = (await rpc<{ stats: Stats[] }>('ListContainerStats', { filter: { pod_sandbox_id: pod } }))
       .stats;
     expect(listed.map((x) => x.attributes.id).sort()).toEqual(ctrs.map((x) => x.id).sort());
-    const podStats = (
-      await rpc<{
-        stats: {
-          attributes: { id: string };
-          linux: { process: { process_count: { value: string } }; containers: Stats[] };
-        };
-      }>('PodSandboxStats', { pod_sandbox_id: pod })
-    ).stats;
+    type PodStats = {
+      attributes: { id: string };
+      linux: {
+        cpu: { usage_nano_cores: { value: string } | null };
+        memory: { page_faults: { value: string } | null };
+        network: {
+          default_interface: { name: string; rx_bytes: { value: string }; tx_bytes: { value: string } };
+        } | null;
+        process: { process_count: { value: string } };
+        containers: Stats[];
+      };
+    };
+    const podStatsNow = async () =>
+      (await rpc<{ stats: PodStats }>('PodSandboxStats', { pod_sandbox_id: pod })).stats;
+    await podStatsNow();
+    // The second sample of the pod has a rate.
+    const podStats = await until('a second pod cpu sample', async () => {
+      const st = await podStatsNow();
+      return st.linux.cpu.usage_nano_cores ? st : undefined;
+    });
     expect(podStats.attributes.id).toBe(pod);
+    expect(BigInt(podStats.linux.memory.page_faults?.value ?? '0')).toBeGreaterThan(0n);
+    // The pod's own network namespace, whose eth0 the CNI bridge made (its ARP and the like
+    // have gone through it by now).
+    expect(podStats.linux.network?.default_interface.name).toBe('eth0');
+    expect(BigInt(podStats.linux.network?.default_interface.tx_bytes.value ?? '0')).toBeGreaterThan(0n);
     expect(podStats.linux.containers).toHaveLength(ctrs.length);
     expect(Number(podStats.linux.process.process_count.value)).toBeGreaterThan(ctrs.length);
     const pods = (await rpc<{ stats: { attributes: { id: string } }[] }>('ListPodSandboxStats', {})).stats;

@@ -2,6 +2,7 @@ import { type ContainerInfo, type ShimStats, toBerthError } from '@berth/api';
 import type { SnapshotPort } from '../images/ports.js';
 import type { ContainerRuntime } from './containers.js';
 import { type ContainerMeta, CriKind, CriLabel, isoToNs, metaOf, type SandboxMeta } from './meta.js';
+import { netnsCounters } from './net-dev.js';
 import type { PodRuntime } from './pods.js';
 import type { TaskPort } from './ports.js';
 import { stringMap } from './validate.js';
@@ -23,10 +24,28 @@ export interface StatsFilter {
 
 const u64 = (n: number | bigint | undefined) => (n === undefined ? null : { value: String(n) });
 
+/** The sum of a counter over samples, undefined when one of them lacks it (a shim of before). */
+function sumOf(samples: ShimStats[], f: (s: ShimStats) => number | undefined): number | undefined {
+  let total = 0;
+  for (const s of samples) {
+    const v = f(s);
+    if (v === undefined) return undefined;
+    total += v;
+  }
+  return total;
+}
+
+/** Where a pod's previous CPU sample is kept beside its containers' (a pod's id is its pause's). */
+const POD_KEY = 'pod:';
+
+/** The interface a pod's CNI network adds (the CNI_IFNAME berth passes, as the kubelet expects). */
+const POD_INTERFACE = 'eth0';
+
 /**
  * CRI container and pod statistics from the task-service's cgroup stats. CPU cores in use
- * (usage_nano_cores) is a rate: it comes from the previous sample of the same container, so the
- * first sample of a container has none, as in containerd.
+ * (usage_nano_cores) is a rate: it comes from the previous sample of the same container (or pod),
+ * so the first sample has none, as in containerd. A pod with a network of its own reports its
+ * interfaces' counters, read in its pause process's network namespace.
  */
 export class StatsRuntime {
   private readonly last = new Map<string, { ns: bigint; usage: bigint }>();
@@ -48,7 +67,7 @@ export class StatsRuntime {
     const selector = stringMap(filter?.label_selector, 'filter.label_selector');
     // Forget the previous samples of containers that are gone.
     const ids = new Set(infos.map((i) => i.container.id));
-    for (const k of this.last.keys()) if (!ids.has(k)) this.last.delete(k);
+    for (const k of this.last.keys()) if (!k.startsWith(POD_KEY) && !ids.has(k)) this.last.delete(k);
     const chosen = infos.filter((i) => {
       if (i.status !== 'running') return false;
       if (filter?.id && !i.container.id.startsWith(filter.id)) return false;
@@ -69,6 +88,8 @@ export class StatsRuntime {
   /** ListPodSandboxStats: the ready pods matching the filter. */
   async listPods(filter: StatsFilter | null | undefined) {
     const all = await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox });
+    const ids = new Set(all.map((i) => `${POD_KEY}${i.container.id}`));
+    for (const k of this.last.keys()) if (k.startsWith(POD_KEY) && !ids.has(k)) this.last.delete(k);
     const selector = stringMap(filter?.label_selector, 'filter.label_selector');
     const chosen = all.filter((i) => {
       if (i.status !== 'running') return false;
@@ -90,6 +111,9 @@ export class StatsRuntime {
     const ts = isoToNs(new Date().toISOString());
     const sum = (f: (s: ShimStats) => number) => samples.reduce((a, s) => a + f(s), 0);
     const running = pause.status === 'running' && samples.length > 0;
+    const usage = BigInt(Math.round(sum((s) => s.cpu.usageNs)));
+    const rate = running ? this.rate(`${POD_KEY}${pause.container.id}`, ts, usage) : undefined;
+    const network = running ? await this.network(pause, m, ts) : null;
     return {
       attributes: {
         id: pause.container.id,
@@ -99,7 +123,7 @@ export class StatsRuntime {
       },
       linux: {
         cpu: running
-          ? { timestamp: ts, usage_core_nano_seconds: u64(sum((s) => s.cpu.usageNs)), usage_nano_cores: null }
+          ? { timestamp: ts, usage_core_nano_seconds: u64(usage), usage_nano_cores: u64(rate) }
           : null,
         memory: running
           ? {
@@ -108,15 +132,41 @@ export class StatsRuntime {
               usage_bytes: u64(sum((s) => s.memory.usageBytes)),
               rss_bytes: u64(sum((s) => s.memory.rssBytes)),
               available_bytes: null,
-              page_faults: null,
-              major_page_faults: null,
+              page_faults: u64(sumOf(samples, (s) => s.memory.pageFaults)),
+              major_page_faults: u64(sumOf(samples, (s) => s.memory.majorPageFaults)),
             }
           : null,
-        network: null,
+        network,
         process: running ? { timestamp: ts, process_count: u64(sum((s) => s.pids.current)) } : null,
         containers,
       },
     };
+  }
+
+  /** CPU cores in use since the previous sample of `key` (ns of CPU per ns), undefined on a first one. */
+  private rate(key: string, ts: string, usage: bigint): bigint | undefined {
+    const prev = this.last.get(key);
+    this.last.set(key, { ns: BigInt(ts), usage });
+    return prev && BigInt(ts) > prev.ns && usage >= prev.usage
+      ? ((usage - prev.usage) * 1_000_000_000n) / (BigInt(ts) - prev.ns)
+      : undefined;
+  }
+
+  /** A pod's network usage: its own namespace's interfaces (none in the node's network). */
+  private async network(pause: ContainerInfo, m: SandboxMeta, ts: string) {
+    const pid = pause.task?.pid;
+    if (!m.netKey || !pid) return null;
+    const counters = await netnsCounters(pid);
+    if (!counters?.length) return null;
+    const usage = counters.map((i) => ({
+      name: i.name,
+      rx_bytes: u64(i.rxBytes),
+      rx_errors: u64(i.rxErrors),
+      tx_bytes: u64(i.txBytes),
+      tx_errors: u64(i.txErrors),
+    }));
+    const main = usage.find((i) => i.name === POD_INTERFACE) ?? usage[0];
+    return { timestamp: ts, default_interface: main, interfaces: usage.filter((i) => i !== main) };
   }
 
   /** The task's cgroup stats, or undefined when it stopped meanwhile. */
@@ -143,12 +193,7 @@ export class StatsRuntime {
     if (!s) return { attributes, cpu: null, memory: null, writable_layer: null };
     const ts = isoToNs(s.timestamp);
     const usage = BigInt(Math.round(s.cpu.usageNs));
-    const prev = this.last.get(info.container.id);
-    this.last.set(info.container.id, { ns: BigInt(ts), usage });
-    const rate =
-      prev && BigInt(ts) > prev.ns && usage >= prev.usage
-        ? ((usage - prev.usage) * 1_000_000_000n) / (BigInt(ts) - prev.ns)
-        : undefined;
+    const rate = this.rate(info.container.id, ts, usage);
     const layer = await this.d.snapshots.usage(info.container.snapshotKey).catch(() => undefined);
     return {
       attributes,
@@ -162,8 +207,8 @@ export class StatsRuntime {
           s.memory.limitBytes !== undefined
             ? u64(Math.max(0, s.memory.limitBytes - s.memory.workingSetBytes))
             : null,
-        page_faults: null,
-        major_page_faults: null,
+        page_faults: u64(s.memory.pageFaults),
+        major_page_faults: u64(s.memory.majorPageFaults),
       },
       writable_layer: layer
         ? {

@@ -96,7 +96,8 @@ describe('cgroup stats files', () => {
         'memory.usage_in_bytes': '1048576\n',
         'memory.limit_in_bytes': '9223372036854771712\n',
         'memory.max_usage_in_bytes': '2097152\n',
-        'memory.stat': 'cache 0\ntotal_rss 524288\ntotal_cache 262144\ntotal_inactive_file 131072\n',
+        'memory.stat':
+          'cache 0\ntotal_rss 524288\ntotal_cache 262144\ntotal_inactive_file 131072\npgfault 1\ntotal_pgfault 40\ntotal_pgmajfault 2\n',
         'memory.oom_control': 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n',
       }),
       pids: await files('v1/pids', { 'pids.current': '3\n', 'pids.max': 'max\n' }),
@@ -117,6 +118,8 @@ describe('cgroup stats files', () => {
         cacheBytes: 262144,
         maxUsageBytes: 2097152,
         oomKills: 1,
+        pageFaults: 40,
+        majorPageFaults: 2,
       },
       pids: { current: 3 },
     });
@@ -130,7 +133,7 @@ describe('cgroup stats files', () => {
       'memory.current': '4096\n',
       'memory.max': '8192\n',
       'memory.peak': '6000\n',
-      'memory.stat': 'anon 1000\nfile 2000\ninactive_file 96\n',
+      'memory.stat': 'anon 1000\nfile 2000\ninactive_file 96\npgfault 77\npgmajfault 3\n',
       'memory.events': 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n',
       'pids.current': '2\n',
       'pids.max': '100\n',
@@ -152,6 +155,8 @@ describe('cgroup stats files', () => {
         cacheBytes: 2000,
         maxUsageBytes: 6000,
         oomKills: 1,
+        pageFaults: 77,
+        majorPageFaults: 3,
       },
       pids: { current: 2, limit: 100 },
     });

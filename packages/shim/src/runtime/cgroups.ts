@@ -94,6 +94,12 @@ export function parseFlatKeyed(text: string | undefined): Map<string, number> {
   return out;
 }
 
+/** The page fault counters memory.stat has (v1 names them total_pgfault and total_pgmajfault). */
+function setFaults(stats: ShimStats, minor: number | undefined, major: number | undefined): void {
+  if (minor !== undefined) stats.memory.pageFaults = minor;
+  if (major !== undefined) stats.memory.majorPageFaults = major;
+}
+
 /** Reads the stats of a cgroup v1 set of directories (one per controller). */
 export async function readV1Stats(dirs: { cpuacct?: string; cpu?: string; memory?: string; pids?: string }) {
   const acct = dirs.cpuacct;
@@ -128,6 +134,7 @@ export async function readV1Stats(dirs: { cpuacct?: string; cpu?: string; memory
   const max = mem ? await readNum(join(mem, 'memory.max_usage_in_bytes')) : undefined;
   if (max !== undefined) stats.memory.maxUsageBytes = max;
   if (oomCtl.has('oom_kill')) stats.memory.oomKills = oomCtl.get('oom_kill') ?? 0;
+  setFaults(stats, mstat.get('total_pgfault'), mstat.get('total_pgmajfault'));
   const pidsMax = dirs.pids ? await readNum(join(dirs.pids, 'pids.max')) : undefined;
   if (pidsMax !== undefined) stats.pids.limit = pidsMax;
   return stats;
@@ -162,6 +169,7 @@ export async function readV2Stats(dir: string): Promise<ShimStats> {
   const peak = await readNum(join(dir, 'memory.peak'));
   if (peak !== undefined) stats.memory.maxUsageBytes = peak;
   if (events.has('oom_kill')) stats.memory.oomKills = events.get('oom_kill') ?? 0;
+  setFaults(stats, mstat.get('pgfault'), mstat.get('pgmajfault'));
   const pidsMax = await readNum(join(dir, 'pids.max'));
   if (pidsMax !== undefined) stats.pids.limit = pidsMax;
   return stats;
