@@ -372,8 +372,8 @@ async function makeMissingHostPaths(mounts: readonly { source: string }[]): Prom
 }
 
 /**
- * The host name a pod's pause container got when its config named none (a generated one, or the
- * node's for a pod on the node's network): what its hostname file holds; '' if unreadable.
+ * The host name a pod's pause container got, for a pod whose record has none (one made before the
+ * gateway fixed it in the record): what its hostname file holds; '' if unreadable.
  */
 function podHostname(filesDir: string): string {
   try {

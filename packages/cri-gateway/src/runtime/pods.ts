@@ -166,7 +166,6 @@ export class PodRuntime {
     image: ImageRecord,
     netKey: string | undefined,
   ): Promise<string> {
-    const host = netKey === undefined;
     // The namespace has to exist before the pause's runc create joins it by path: the shim pins it
     // at whichever comes first, CNI ADD (network-setup) or that task create (netnsPod), so neither
     // waits for a call of its own; ADD runs while the container and its task are made.
@@ -175,8 +174,9 @@ export class PodRuntime {
       metadata: pod.metadata,
       labels: pod.labels,
       annotations: pod.annotations,
-      // Containers join the pod's UTS namespace and must set the same name: fix it here.
-      hostname: pod.hostname || (host ? osHostname() : `pod-${netKey?.slice(CRI_NET_PREFIX.length)}`),
+      // Containers join the pod's UTS namespace and must set the same name: fix it here. A pod
+      // that names none gets the node's, in its own network too, as containerd gives it.
+      hostname: pod.hostname || osHostname(),
       logDirectory: pod.logDirectory,
       runtimeHandler,
       cgroupParent: pod.cgroupParent,
