@@ -90,11 +90,14 @@ export class BerthStreamingBackend implements StreamingBackend {
   }
 
   /**
-   * Attaches to the container's main process until it exits (answering its exit code) or the
-   * client leaves (the process keeps running). Stdin only if the container was created with it,
-   * a TTY as the container's. As in containerd, the end of the client's stdin closes the stdin of
-   * a stdin-once container without a TTY, and output flows on until it exits; otherwise it
-   * detaches (crictl's ctrl-p ctrl-q): a Success status, the process running on.
+   * Attaches to the container's main process until its output ends (it exited) or the client
+   * leaves (the process keeps running). Stdin only if the container was created with it, a TTY as
+   * the container's. As in containerd, the end of the client's stdin closes the stdin of a
+   * stdin-once container without a TTY, and output flows on until it exits; otherwise it detaches
+   * (crictl's ctrl-p ctrl-q), the process running on. Either way the status is Success: the
+   * kubelet's streaming server (which containerd and CRI-O serve attach with) has no exit code for
+   * an attach, so `kubectl attach` and `crictl attach` end 0 whatever the exit; the exit code is
+   * ContainerStatus's.
    */
   async attach(req: AttachRequest, io: CommandIo): Promise<CommandResult> {
     const info = await this.d.containers.get(req.containerId);
@@ -124,10 +127,7 @@ export class BerthStreamingBackend implements StreamingBackend {
       con.session.detach();
     }
     if (io.signal.aborted) throw left(`attach to container ${cid}`);
-    // containerd reports a detach as success: no exit code exists, the process runs on.
-    if (con.detached()) return { exitCode: 0 };
-    const exit = await this.d.tasks.wait(cid, { timeoutMs: EXIT_WAIT_MS });
-    return { exitCode: exit.exitCode };
+    return { exitCode: 0 };
   }
 
   /** Copies bytes between `stream` and 127.0.0.1:`port` in the pod's network namespace. */
