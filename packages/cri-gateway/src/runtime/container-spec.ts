@@ -356,10 +356,10 @@ export function containerRequest(
     name,
     ...(c.command.length ? { entrypoint: c.command } : {}),
     ...(c.args.length ? { cmd: c.args } : {}),
-    // HOSTNAME first, as containerd's CRI sets it: the config's own envs come after and win.
-    ...(sb.hostname || c.env.length
-      ? { env: [...(sb.hostname ? [`HOSTNAME=${sb.hostname}`] : []), ...c.env] }
-      : {}),
+    // HOSTNAME before the image's Env, as containerd's CRI sets it: the image's and the config's
+    // own envs win.
+    ...(sb.hostname ? { baseEnv: [`HOSTNAME=${sb.hostname}`] } : {}),
+    ...(c.env.length ? { env: c.env } : {}),
     ...(c.workingDir ? { workdir: c.workingDir } : {}),
     ...(c.user ? { user: c.user } : {}),
     ...(c.additionalGids.length ? { additionalGids: c.additionalGids } : {}),

@@ -178,7 +178,7 @@ describe('ContainerConfig to a container in its pod', () => {
       '/var/log/pods/x',
     );
     const req = containerRequest(cfg, {
-      sandbox,
+      sandbox: { ...sandbox, hostname: 'web' },
       imageName: 'docker.io/library/busybox:latest',
       meta: {} as never,
     });
@@ -188,6 +188,8 @@ describe('ContainerConfig to a container in its pod', () => {
       entrypoint: ['sh'],
       cmd: ['-c', 'true'],
       env: ['A=1'],
+      // Under the image's Env, as containerd sets it (an image's ENV HOSTNAME wins).
+      baseEnv: ['HOSTNAME=web'],
       workdir: '/w',
       user: '1000:3000',
       additionalGids: [4000],

@@ -58,7 +58,7 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   const img = input.image ?? {};
 
   const args = commandOf(req, img);
-  const env = mergeEnv(img.Env, req.tty ? ['TERM=xterm'] : [], req.env);
+  const env = mergeEnv(req.baseEnv, img.Env, req.tty ? ['TERM=xterm'] : [], req.env);
   const cwd = req.workdir || img.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw errors.invalid(`working directory "${cwd}" must be an absolute path`);
 
