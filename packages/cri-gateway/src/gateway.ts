@@ -13,7 +13,6 @@ import { CniPodNetwork } from './runtime/cni-network.js';
 import { ContainerView, RESYNC_MS } from './runtime/container-view.js';
 import { ContainerRuntime } from './runtime/containers.js';
 import type { EventSource } from './runtime/events.js';
-import { CriLabel } from './runtime/meta.js';
 import { natsImageImporter, natsShimNetworkPort, natsShimPort, natsTaskPort } from './runtime/nats-ports.js';
 import { SandboxImage } from './runtime/pause-image.js';
 import { PodRuntime } from './runtime/pods.js';
@@ -167,12 +166,6 @@ export async function startGateway(opts: {
     events,
     snapshots,
     snapshotsDir: opts.snapshotsDir,
-    containersUsing: async (refs: string[]) => {
-      const want = new Set(refs);
-      return (await view.listContainers({ [CriLabel.kind]: '' }))
-        .filter((i) => want.has(i.container.image.name) || want.has(i.container.image.digest))
-        .map((i) => i.container.id);
-    },
   };
   let listener: Awaited<ReturnType<typeof listenUnix>>;
   try {

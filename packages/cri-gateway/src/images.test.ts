@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ImageApi, Service, serviceDefs } from '@berth/api';
+import { ImageApi, Service, SnapshotApi, serviceDefs, TaskApi } from '@berth/api';
 import { type RegistryProxy, startProxy } from '@berth/image-service/testing';
 import { call, connectNats, createLogger } from '@berth/kit';
 import { startNats, startRedis, startRegistry, type TestServer, tempDir } from '@berth/testing';
@@ -349,6 +349,27 @@ describe('CRI ImageService', () => {
     for (const image of [numeric, named])
       await client.unary(client.image, 'RemoveImage', { image: { image } });
     expect((await list()).images).toEqual([]);
+  });
+
+  it('removes an image a container uses, as containerd; the container keeps its root filesystem', async () => {
+    const image = `${registry.host}/busybox:uid`;
+    await pull(image);
+    const opts = { node, namespace: 'k8s.io', timeoutMs: 60_000 };
+    // Left to the stack's teardown: removing a container asks its node's shim, which this stack lacks.
+    const c = await call(
+      nc,
+      TaskApi,
+      'create-container',
+      { image, name: 'uses-the-image', cmd: ['true'], labels: { 'io.berth.cri.kind': 'container' } },
+      opts,
+    );
+    await client.unary(client.image, 'RemoveImage', { image: { image } });
+    expect((await status(image)).image).toBeNull();
+    await call(nc, ImageApi, 'gc', {}, opts);
+    const still = await call(nc, TaskApi, 'get-container', { id: c.id }, opts);
+    expect(still.container.image.name).toBe(image);
+    const { mounts } = await call(nc, SnapshotApi, 'mounts', { key: c.snapshotKey }, opts);
+    expect(mounts.length).toBeGreaterThan(0);
   });
 
   it('uses registry_token as a bearer token as is, and username/password through the token flow', async () => {

@@ -12,13 +12,6 @@ export interface ImageOpsDeps {
   snapshotsDir: string;
   /** Names of images reported `pinned` (the sandbox image), kept from the kubelet's image GC. */
   pinned?: ReadonlySet<string>;
-  /**
-   * The ids of this node's CRI containers whose image is one of `refs` (names and digests), as
-   * the gateway's container view holds them. When it finds none, RemoveImage tells the
-   * image-service so (`force`) and spares it its own check, a task-service round trip; unset, or
-   * any found, the image-service checks (and refuses an image in use).
-   */
-  containersUsing?: (refs: string[]) => Promise<string[]>;
 }
 
 /** Lists images, one per id; a filter with an image spec narrows it to that image (or none). */
@@ -105,23 +98,23 @@ export async function pullImage(d: ImageOpsDeps, spec: string, auth?: CriAuthCon
 
 /**
  * Removes an image with every name resolving to the same id (the CRI's rule). Idempotent: an
- * absent image, or a name another caller removed meanwhile, is not an error. Garbage collection
- * runs once, after the last name, and after the reply (as containerd's CRI leaves content removal
- * to its collector): the image-service notes it in Redis first, so a crash cannot lose it.
+ * absent image, or a name another caller removed meanwhile, is not an error. As containerd's CRI,
+ * whatever container uses it (the image-service's in-use check is skipped: `force`): a container
+ * keeps its root filesystem, since snapshot GC keeps every active snapshot and its parents, and
+ * the kubelet's own image GC asks only for images no container uses. Garbage collection runs
+ * once, after the last name, and after the reply (as containerd's CRI leaves content removal to
+ * its collector): the image-service notes it in Redis first, so a crash cannot lose it.
  */
 export async function removeImage(d: ImageOpsDeps, spec: string): Promise<void> {
   const rec = await resolveImage(d.images, spec);
   if (!rec) return;
   const records = await namesOf(d.images, rec.configDigest);
   if (records.length === 0) records.push(rec);
-  // What a container record names its image by: a name, the id, or a manifest digest.
-  const refs = records.flatMap((r) => [r.name, r.configDigest, r.target.digest, r.manifest.digest]);
-  const unused = d.containersUsing ? (await d.containersUsing(refs)).length === 0 : false;
   const names = records.map((r) => r.name);
   for (const [i, name] of names.entries()) {
     try {
       const gc = i === names.length - 1 ? { gcLater: true } : { gc: false };
-      await d.images.remove({ name, ...gc, ...(unused ? { force: true } : {}) });
+      await d.images.remove({ name, ...gc, force: true });
     } catch (err) {
       if (toBerthError(err).code !== Code.NOT_FOUND) throw naming(err, spec, 'remove image');
     }
