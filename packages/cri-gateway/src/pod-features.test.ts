@@ -151,6 +151,12 @@ describe('CRI namespaces of pods and containers', () => {
     expect(Buffer.from((await exec(c, ['hostname'])).stdout).toString()).toBe(`${hostname()}\n`);
     const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
     expect(st.status.linux).toMatchObject({ namespaces: { options: { ...host, target_id: '' } } });
+    // The node's interfaces are not the pod's: no network usage, as containerd.
+    const stats = await rpc<{ stats: { linux: { network: unknown; cpu: unknown } } }>('PodSandboxStats', {
+      pod_sandbox_id: pod,
+    });
+    expect(stats.stats.linux.cpu).not.toBeNull();
+    expect(stats.stats.linux.network).toBeNull();
     await rpc('RemovePodSandbox', { pod_sandbox_id: pod });
     expect((await grpcError(ctrStatus(c))).code).toBe(NOT_FOUND);
   });

@@ -305,7 +305,7 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(existsSync(host)).toBe(false);
   });
 
-  it('removes a container again when a missing host path cannot be made', async () => {
+  it('refuses a missing host path that cannot be made, making no container', async () => {
     const before = await berthContainers();
     // Under a regular file: mkdir fails with ENOTDIR.
     const host = join(logDir, 'hostpath-file');

@@ -3,8 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { type ImageOpsDeps, removeImage } from './image-ops.js';
 import type { ImagePort } from './ports.js';
 
-// RemoveImage against an image-service held in a map: what it asks the image-service to do, with
-// and without the gateway's own answer to "does a container use it".
+// RemoveImage against an image-service held in a map: what it asks the image-service to do.
 
 const ID = `sha256:${'a'.repeat(64)}`;
 const MANIFEST = `sha256:${'b'.repeat(64)}`;

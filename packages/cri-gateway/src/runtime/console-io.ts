@@ -21,8 +21,6 @@ export interface ConsoleBinding {
   firstSize: Promise<void>;
   /** Stops forwarding input and resizes (the session itself is left to the caller). */
   unbind(): void;
-  /** True once the end of the client's stdin detached the session (`stdinEnd: 'detach'`). */
-  detached(): boolean;
 }
 
 /**
@@ -61,7 +59,6 @@ export function bindConsole(
     },
   });
   let bound = true;
-  let detached = false;
   const cleanups: (() => void)[] = [];
   const stdin = p.stdin ? io.stdin : undefined;
   if (stdin) {
@@ -81,10 +78,7 @@ export function bindConsole(
       pending = pending.then(() => {
         if (!bound) return;
         if (p.stdinEnd === 'close') session.closeStdin();
-        else {
-          detached = true;
-          session.detach();
-        }
+        else session.detach();
       });
     };
     stdin.on('data', onData);
@@ -129,6 +123,5 @@ export function bindConsole(
       bound = false;
       for (const c of cleanups) c();
     },
-    detached: () => detached,
   };
 }

@@ -18,7 +18,14 @@ describe('parseNetDev', () => {
 
   it('reads the interfaces of a live process without loopback, and nothing for a gone one', async () => {
     const own = await netnsCounters(process.pid);
+    expect(own).toBeDefined();
     expect(own?.some((i) => i.name === 'lo')).toBe(false);
     expect(await netnsCounters(2 ** 22 + 1)).toBeUndefined();
+  });
+
+  it('reads a process only while it is in the namespace named (its pid may be reused)', async () => {
+    expect(await netnsCounters(process.pid, `/proc/${process.pid}/ns/net`)).toBeDefined();
+    // Another namespace's file (this process's mount namespace stands in for any other nsfs inode).
+    expect(await netnsCounters(process.pid, `/proc/${process.pid}/ns/mnt`)).toBeUndefined();
   });
 });

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 
 /** One interface's counters, as /proc/<pid>/net/dev lists them. */
 export interface InterfaceCounters {
@@ -32,12 +32,20 @@ export function parseNetDev(text: string): InterfaceCounters[] {
 }
 
 /**
- * The interface counters of the network namespace process `pid` is in (loopback left out, as
- * containerd reports a pod's network), or undefined when the process is gone.
+ * The interface counters of the network namespace process `pid` is in (loopback left out), or
+ * undefined when the process is gone or, given `netnsPath` (a pinned namespace), is not in that
+ * namespace: its pid may have been taken by another process.
  */
-export async function netnsCounters(pid: number): Promise<InterfaceCounters[] | undefined> {
+export async function netnsCounters(
+  pid: number,
+  netnsPath?: string,
+): Promise<InterfaceCounters[] | undefined> {
   let text: string;
   try {
+    if (netnsPath !== undefined) {
+      const [want, own] = await Promise.all([stat(netnsPath), stat(`/proc/${pid}/ns/net`)]);
+      if (want.dev !== own.dev || want.ino !== own.ino) return undefined;
+    }
     text = await readFile(`/proc/${pid}/net/dev`, 'utf8');
   } catch {
     return undefined;

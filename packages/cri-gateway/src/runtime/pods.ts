@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
-import { BerthError, Code, type ContainerInfo, type ImageRecord, TaskTopic, toBerthError } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  type ContainerInfo,
+  Hostname,
+  type ImageRecord,
+  TaskTopic,
+  toBerthError,
+} from '@berth/api';
 import type { Logger } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import { CRI_NET_PREFIX } from './cni-network.js';
@@ -174,9 +182,8 @@ export class PodRuntime {
       metadata: pod.metadata,
       labels: pod.labels,
       annotations: pod.annotations,
-      // Containers join the pod's UTS namespace and must set the same name: fix it here. A pod
-      // that names none gets the node's, in its own network too, as containerd gives it.
-      hostname: pod.hostname || osHostname(),
+      // Containers join the pod's UTS namespace and must set the same name: fix it here.
+      hostname: pod.hostname || podHostnameOf(netKey),
       logDirectory: pod.logDirectory,
       runtimeHandler,
       cgroupParent: pod.cgroupParent,
@@ -361,4 +368,15 @@ export class PodRuntime {
 export function notFoundAs(err: unknown, message: string): BerthError {
   const e = toBerthError(err);
   return e.code === Code.NOT_FOUND ? new BerthError(Code.NOT_FOUND, message, { cause: e }) : e;
+}
+
+/**
+ * The host name of a pod that names none: the node's, as containerd gives it. In a network of the
+ * pod's own, where it becomes the name of the pod's UTS namespace and must be a valid host name
+ * (RFC 1123), a node name that is not gives way to a generated one.
+ */
+function podHostnameOf(netKey: string | undefined): string {
+  const node = osHostname();
+  if (!netKey || Hostname.safeParse(node).success) return node;
+  return `pod-${netKey.slice(CRI_NET_PREFIX.length)}`;
 }

@@ -27,7 +27,7 @@ export interface PodConfig {
   metadata: SandboxMeta['metadata'];
   labels: Record<string, string>;
   annotations: Record<string, string>;
-  /** The pod's host name ("" lets the node choose: its own in the host network). */
+  /** The pod's host name ("": the node's, as containerd; see PodRuntime). */
   hostname: string;
   logDirectory: string;
   dns?: { servers: string[]; searches: string[]; options: string[] };

@@ -38,14 +38,17 @@ function sumOf(samples: ShimStats[], f: (s: ShimStats) => number | undefined): n
 /** Where a pod's previous CPU sample is kept beside its containers' (a pod's id is its pause's). */
 const POD_KEY = 'pod:';
 
+/** How long a sample is kept for the next one's rate without being renewed (10 min). */
+const SAMPLE_TTL_NS = 600n * 1_000_000_000n;
+
 /** The interface a pod's CNI network adds (the CNI_IFNAME berth passes, as the kubelet expects). */
 const POD_INTERFACE = 'eth0';
 
 /**
  * CRI container and pod statistics from the task-service's cgroup stats. CPU cores in use
- * (usage_nano_cores) is a rate: it comes from the previous sample of the same container (or pod),
- * so the first sample has none, as in containerd. A pod with a network of its own reports its
- * interfaces' counters, read in its pause process's network namespace.
+ * (usage_nano_cores) is a rate: it comes from the previous sample of the same container (a pod's:
+ * of its pause and containers), so the first sample has none, as in containerd. A pod with a
+ * network of its own reports its eth0's counters, read in its network namespace.
  */
 export class StatsRuntime {
   private readonly last = new Map<string, { ns: bigint; usage: bigint }>();
@@ -58,16 +61,15 @@ export class StatsRuntime {
 
   /** ContainerStats: a running container's cpu, memory and writable layer; only attributes otherwise. */
   async container(id: string) {
-    return this.statsOf(await this.containers.get(id));
+    this.prune();
+    return (await this.measure(await this.containers.get(id))).stats;
   }
 
   /** ListContainerStats: the running containers matching the filter. */
   async listContainers(filter: StatsFilter | null | undefined) {
     const infos = await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.container });
     const selector = stringMap(filter?.label_selector, 'filter.label_selector');
-    // Forget the previous samples of containers that are gone.
-    const ids = new Set(infos.map((i) => i.container.id));
-    for (const k of this.last.keys()) if (!k.startsWith(POD_KEY) && !ids.has(k)) this.last.delete(k);
+    this.prune();
     const chosen = infos.filter((i) => {
       if (i.status !== 'running') return false;
       if (filter?.id && !i.container.id.startsWith(filter.id)) return false;
@@ -76,20 +78,20 @@ export class StatsRuntime {
       const labels = metaOf<ContainerMeta>(i.container).labels;
       return Object.entries(selector).every(([k, v]) => labels[k] === v);
     });
-    return Promise.all(chosen.map((i) => this.statsOf(i)));
+    return Promise.all(chosen.map(async (i) => (await this.measure(i)).stats));
   }
 
   /** PodSandboxStats: the pod's containers, summed with its pause process into pod totals. */
   async pod(id: string) {
     const sb = await this.pods.get(id);
+    this.prune();
     return this.podStatsOf(sb.info);
   }
 
   /** ListPodSandboxStats: the ready pods matching the filter. */
   async listPods(filter: StatsFilter | null | undefined) {
     const all = await this.d.tasks.listContainers({ [CriLabel.kind]: CriKind.sandbox });
-    const ids = new Set(all.map((i) => `${POD_KEY}${i.container.id}`));
-    for (const k of this.last.keys()) if (k.startsWith(POD_KEY) && !ids.has(k)) this.last.delete(k);
+    this.prune();
     const selector = stringMap(filter?.label_selector, 'filter.label_selector');
     const chosen = all.filter((i) => {
       if (i.status !== 'running') return false;
@@ -103,16 +105,24 @@ export class StatsRuntime {
   private async podStatsOf(pause: ContainerInfo) {
     const m = metaOf<SandboxMeta>(pause.container);
     const infos = (await this.pods.containersOf(pause.container.id)).filter((i) => i.status === 'running');
-    const containers = await Promise.all(infos.map((i) => this.statsOf(i)));
-    const samples = [
-      await this.sample(pause),
-      ...(await Promise.all(infos.map((i) => this.sample(i)))),
-    ].filter((s): s is ShimStats => s !== undefined);
+    const measured = await Promise.all(infos.map((i) => this.measure(i)));
+    const containers = measured.map((x) => x.stats);
+    const pauseSample = await this.sample(pause);
+    const samples = [pauseSample, ...measured.map((x) => x.sample)].filter(
+      (s): s is ShimStats => s !== undefined,
+    );
     const ts = isoToNs(new Date().toISOString());
     const sum = (f: (s: ShimStats) => number) => samples.reduce((a, s) => a + f(s), 0);
-    const running = pause.status === 'running' && samples.length > 0;
+    const running = pause.status === 'running' && pauseSample !== undefined;
     const usage = BigInt(Math.round(sum((s) => s.cpu.usageNs)));
-    const rate = running ? this.rate(`${POD_KEY}${pause.container.id}`, ts, usage) : undefined;
+    // The sum of each member's own rate, not the rate of the sum: the sum drops when a container
+    // exits and a restarted one counts from zero, where each member's counter only grows. A
+    // container on its first sample adds nothing yet.
+    const pauseRate = pauseSample
+      ? this.rate(`${POD_KEY}${pause.container.id}`, isoToNs(pauseSample.timestamp), pauseSample.cpu.usageNs)
+      : undefined;
+    const rate =
+      pauseRate === undefined ? undefined : measured.reduce((a, x) => a + (x.rate ?? 0n), pauseRate);
     const network = running ? await this.network(pause, m, ts) : null;
     return {
       attributes: {
@@ -143,8 +153,12 @@ export class StatsRuntime {
     };
   }
 
-  /** CPU cores in use since the previous sample of `key` (ns of CPU per ns), undefined on a first one. */
-  private rate(key: string, ts: string, usage: bigint): bigint | undefined {
+  /**
+   * CPU cores in use since the previous sample of `key` (ns of CPU per ns), undefined on a first
+   * one or when the counter went back (a new process under the same id).
+   */
+  private rate(key: string, ts: string, usageNs: number): bigint | undefined {
+    const usage = BigInt(Math.round(usageNs));
     const prev = this.last.get(key);
     this.last.set(key, { ns: BigInt(ts), usage });
     return prev && BigInt(ts) > prev.ns && usage >= prev.usage
@@ -152,21 +166,37 @@ export class StatsRuntime {
       : undefined;
   }
 
-  /** A pod's network usage: its own namespace's interfaces (none in the node's network). */
+  /**
+   * Forgets samples not renewed for SAMPLE_TTL_NS: those of containers and pods that are gone
+   * (whichever stats calls a caller makes; the kubelet samples every few seconds).
+   */
+  private prune(): void {
+    const oldest = BigInt(Date.now()) * 1_000_000n - SAMPLE_TTL_NS;
+    for (const [k, v] of this.last) if (v.ns < oldest) this.last.delete(k);
+  }
+
+  /**
+   * A pod's network usage, as containerd reports it: its own namespace's eth0 (none in the node's
+   * network). Read through the pause process, once it is known to be in the pod's pinned
+   * namespace (a pause gone and its pid taken by a process of the node would give the node's).
+   */
   private async network(pause: ContainerInfo, m: SandboxMeta, ts: string) {
     const pid = pause.task?.pid;
-    if (!m.netKey || !pid) return null;
-    const counters = await netnsCounters(pid);
-    if (!counters?.length) return null;
-    const usage = counters.map((i) => ({
-      name: i.name,
-      rx_bytes: u64(i.rxBytes),
-      rx_errors: u64(i.rxErrors),
-      tx_bytes: u64(i.txBytes),
-      tx_errors: u64(i.txErrors),
-    }));
-    const main = usage.find((i) => i.name === POD_INTERFACE) ?? usage[0];
-    return { timestamp: ts, default_interface: main, interfaces: usage.filter((i) => i !== main) };
+    if (!m.netKey || !m.netnsPath || !pid) return null;
+    const counters = await netnsCounters(pid, m.netnsPath);
+    const eth0 = counters?.find((i) => i.name === POD_INTERFACE);
+    if (!eth0) return null;
+    return {
+      timestamp: ts,
+      default_interface: {
+        name: eth0.name,
+        rx_bytes: u64(eth0.rxBytes),
+        rx_errors: u64(eth0.rxErrors),
+        tx_bytes: u64(eth0.txBytes),
+        tx_errors: u64(eth0.txErrors),
+      },
+      interfaces: [],
+    };
   }
 
   /** The task's cgroup stats, or undefined when it stopped meanwhile. */
@@ -181,7 +211,8 @@ export class StatsRuntime {
     }
   }
 
-  private async statsOf(info: ContainerInfo) {
+  /** A container's CRI stats, with the sample they came from and its CPU rate (none on a first sample). */
+  private async measure(info: ContainerInfo) {
     const m = metaOf<ContainerMeta>(info.container);
     const attributes = {
       id: info.container.id,
@@ -190,12 +221,12 @@ export class StatsRuntime {
       annotations: m.annotations,
     };
     const s = await this.sample(info);
-    if (!s) return { attributes, cpu: null, memory: null, writable_layer: null };
+    if (!s) return { stats: { attributes, cpu: null, memory: null, writable_layer: null } };
     const ts = isoToNs(s.timestamp);
     const usage = BigInt(Math.round(s.cpu.usageNs));
-    const rate = this.rate(info.container.id, ts, usage);
+    const rate = this.rate(info.container.id, ts, s.cpu.usageNs);
     const layer = await this.d.snapshots.usage(info.container.snapshotKey).catch(() => undefined);
-    return {
+    const stats = {
       attributes,
       cpu: { timestamp: ts, usage_core_nano_seconds: u64(usage), usage_nano_cores: u64(rate) },
       memory: {
@@ -219,5 +250,6 @@ export class StatsRuntime {
           }
         : null,
     };
+    return { stats, sample: s, rate };
   }
 }

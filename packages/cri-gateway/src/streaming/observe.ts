@@ -168,7 +168,8 @@ export class StreamSession {
     };
     return {
       exec: (req, io) => run(() => b.exec(req, io).then((r) => this.exited(r))),
-      attach: (req, io) => run(() => b.attach(req, io).then((r) => this.exited(r))),
+      // An attach has no exit code (it ends with the output or a detach): none on its span.
+      attach: (req, io) => run(() => b.attach(req, io)),
       portForward: (pod, port, stream, signal) => run(() => b.portForward(pod, port, stream, signal)),
     };
   }

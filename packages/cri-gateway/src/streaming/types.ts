@@ -63,7 +63,10 @@ export interface CommandResult {
 export interface StreamingBackend {
   /** Runs `req.cmd` in the container, copying the given streams, and resolves with its exit code. */
   exec(req: ExecRequest, io: CommandIo): Promise<CommandResult>;
-  /** Attaches the streams to the container's main process until it exits or the client leaves. */
+  /**
+   * Attaches the streams to the container's main process until its output ends or the client
+   * leaves; its exitCode is always 0 (an attach ends with Success, as the kubelet's server ends one).
+   */
   attach(req: AttachRequest, io: CommandIo): Promise<CommandResult>;
   /**
    * Copies bytes both ways between `stream` and `port` on the sandbox's loopback until either end

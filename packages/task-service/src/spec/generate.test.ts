@@ -299,6 +299,13 @@ describe('generateSpec', () => {
 
   it('sets TERM for a terminal and refuses a relative working directory', () => {
     expect((gen({ cmd: ['x'], tty: true }).spec as Any).process.env).toContain('TERM=xterm');
+    // An image's own TERM wins, as in containerd and Docker; the request's over both.
+    expect((gen({ cmd: ['x'], tty: true }, { Env: ['TERM=vt100'] }).spec as Any).process.env).toContain(
+      'TERM=vt100',
+    );
+    expect(
+      (gen({ cmd: ['x'], tty: true, env: ['TERM=screen'] }, { Env: ['TERM=vt100'] }).spec as Any).process.env,
+    ).toContain('TERM=screen');
     expect(() => gen({ cmd: ['x'], workdir: 'rel' })).toThrow(/must be an absolute path/);
   });
 });

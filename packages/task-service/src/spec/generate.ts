@@ -58,7 +58,8 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   const img = input.image ?? {};
 
   const args = commandOf(req, img);
-  const env = mergeEnv(req.baseEnv, img.Env, req.tty ? ['TERM=xterm'] : [], req.env);
+  // TERM under the image's Env too, as containerd and Docker set it: an image's own TERM wins.
+  const env = mergeEnv(req.baseEnv, req.tty ? ['TERM=xterm'] : [], img.Env, req.env);
   const cwd = req.workdir || img.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw errors.invalid(`working directory "${cwd}" must be an absolute path`);
 
