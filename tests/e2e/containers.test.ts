@@ -69,7 +69,7 @@ describe('berth run', () => {
       IMAGE,
       'sh',
       '-c',
-      'echo $A; id -u; id -G; pwd; hostname; cat /mnt/f; touch /mnt/x 2>/dev/null || echo ro-mnt; touch /y 2>/dev/null || echo ro-root; grep box /etc/hosts >/dev/null && echo hosts',
+      'echo $A; id -u; id -G; pwd; hostname; echo $HOSTNAME; cat /mnt/f; touch /mnt/x 2>/dev/null || echo ro-mnt; touch /y 2>/dev/null || echo ro-root; grep box /etc/hosts >/dev/null && echo hosts',
     );
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')).toEqual([
@@ -77,6 +77,8 @@ describe('berth run', () => {
       '33',
       '33 50',
       '/tmp',
+      'box',
+      // HOSTNAME in the environment, as Docker sets it.
       'box',
       'from host',
       'ro-mnt',

@@ -70,7 +70,8 @@ describe('generateSpec', () => {
   it('merges env over the image and keeps the image PATH', () => {
     const { spec } = gen({ cmd: ['x'], env: ['A=2', 'C=3'] }, { Env: ['PATH=/bin', 'A=1', 'B=1'] });
     const env = (spec as Any).process.env as string[];
-    expect(env.slice(0, 4)).toEqual(['PATH=/bin', 'A=2', 'B=1', 'C=3']);
+    // HOSTNAME first, as Docker sets it (the container's host name: its id's first 12 characters).
+    expect(env.slice(0, 5)).toEqual([`HOSTNAME=${(spec as Any).hostname}`, 'PATH=/bin', 'A=2', 'B=1', 'C=3']);
     // HOME comes from the rootfs's passwd, on the container's node.
     expect(env.some((e) => e.startsWith('HOME='))).toBe(false);
   });

@@ -58,8 +58,16 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   const img = input.image ?? {};
 
   const args = commandOf(req, img);
-  // TERM under the image's Env too, as containerd and Docker set it: an image's own TERM wins.
-  const env = mergeEnv(req.baseEnv, req.tty ? ['TERM=xterm'] : [], img.Env, req.env);
+  const hostname = containerHostname(id, req, hostHostname);
+  // HOSTNAME (as Docker and containerd's CRI set it) and TERM under the image's Env: an image's
+  // own values win, the request's over both.
+  const env = mergeEnv(
+    [`HOSTNAME=${hostname}`],
+    req.baseEnv,
+    req.tty ? ['TERM=xterm'] : [],
+    img.Env,
+    req.env,
+  );
   const cwd = req.workdir || img.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw errors.invalid(`working directory "${cwd}" must be an absolute path`);
 
@@ -69,7 +77,6 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   }
   // Names are checked now; which of them the node can grant is its shim's answer.
   for (const c of [...(req.capAdd ?? []), ...(req.capDrop ?? [])]) capabilityName(c);
-  const hostname = containerHostname(id, req, hostHostname);
 
   const process: Record<string, unknown> = {
     terminal: req.tty ?? false,
