@@ -14,8 +14,8 @@
  *      of file, unlink) and with `runc start` as a process, as containerd's shim runs it
  * Each container is force-deleted after its sample (untimed); everything made is removed at the end.
  * Every row is spawned by Node (the shim starts conmon with its spawn addon instead): subtract (0)
- * to compare with a C harness. conmon's arguments are built here as the shim's conmonArgs builds
- * them (it is not exported by @berth/shim); the sealed copy is the shim's own addon
+ * to compare with a C harness. conmon's arguments are the shim's own (conmonArgs of @berth/shim);
+ * the sealed copy is the shim's own addon
  * (packages/shim/build/sealed.node, loaded by path).
  * Before each sample the script sleeps BENCH_SETTLE_MS, so the previous sample's deletion (the killed
  * init, conmon writing its exit file and leaving, the cgroup's removal) is not timed with it.
@@ -30,6 +30,7 @@ import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { type ConmonOptions, conmonArgs } from '@berth/shim';
 import { tempDir } from '@berth/testing';
 import { pct } from './measure.js';
 
@@ -51,61 +52,6 @@ function which(cmd: string): string {
 /** The shim's cuuid: a short stable id naming the attach socket's link (domain/paths.ts). */
 function cuuid(...parts: string[]): string {
   return createHash('sha256').update(parts.join('/')).digest('hex').slice(0, 16);
-}
-
-interface ConmonPaths {
-  conmon: string;
-  runc: string;
-  runcRoot: string;
-  cid: string;
-  cuuid: string;
-  dir: string;
-  pidFile: string;
-  conmonPidFile: string;
-  logPath: string;
-  persistDir: string;
-  exitDir: string;
-  socketDir: string;
-  noSyncLog: boolean;
-}
-
-/**
- * conmon's command line for a task's init, non-terminal, no stdin: the same list, in the same
- * order, as conmonArgs in packages/shim/src/runtime/conmon.ts builds.
- */
-function conmonArgs(o: ConmonPaths): string[] {
-  const args = [
-    '--api-version',
-    '1',
-    '-c',
-    o.cid,
-    '-u',
-    o.cuuid,
-    '-n',
-    o.cid,
-    '-r',
-    o.runc,
-    '--runtime-arg',
-    '--root',
-    '--runtime-arg',
-    o.runcRoot,
-    '-b',
-    o.dir,
-    '-p',
-    o.pidFile,
-    '-P',
-    o.conmonPidFile,
-    '-l',
-    `k8s-file:${o.logPath}`,
-    '-0',
-    o.persistDir,
-    '--socket-dir-path',
-    o.socketDir,
-    '--exit-dir',
-    o.exitDir,
-  ];
-  if (o.noSyncLog) args.push('--no-sync-log');
-  return args;
 }
 
 /** Spawns a command with stdin ignored and stdout/stderr pipes; ms to its exit, and how it ended. */
@@ -309,7 +255,8 @@ async function main(): Promise<void> {
     const conmonCreate = async (runtime: string, tag: string, real: boolean): Promise<number> => {
       const id = `${tag}-${seq++}`;
       const dir = await bundle(id);
-      const o: ConmonPaths = {
+      const exitDir = join(work, 'exits');
+      const o: ConmonOptions = {
         conmon: conmonPath,
         runc: runtime,
         runcRoot,
@@ -320,13 +267,15 @@ async function main(): Promise<void> {
         conmonPidFile: join(dir, 'conmon.pid'),
         logPath: join(work, 'logs', `${id}.log`),
         persistDir: join(work, 'persist', id),
-        exitDir: join(work, 'exits'),
+        exitDir,
         socketDir: join(work, 's'),
+        terminal: false,
+        stdin: false,
         noSyncLog,
       };
       await mkdir(o.persistDir, { recursive: true });
       await mkdir(o.socketDir, { recursive: true });
-      await mkdir(o.exitDir, { recursive: true });
+      await mkdir(exitDir, { recursive: true });
       await mkdir(join(work, 'logs'), { recursive: true });
       await writeFile(o.logPath, '');
       const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3' };

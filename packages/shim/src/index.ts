@@ -44,4 +44,5 @@ export { networkSettings } from './network/settings.js';
 export { networkPaths } from './network/state.js';
 export { berthMasqRules, removeSubnetRule } from './network/subnet-masq.js';
 export { cgroupVersion, statsOfPid } from './runtime/cgroups.js';
+export { type ConmonOptions, conmonArgs } from './runtime/conmon.js';
 export { createHandlers } from './service.js';
