@@ -162,11 +162,6 @@ export const CreateContainerRequest = z.object({
   cmd: z.array(z.string()).optional(),
   /** KEY=VALUE entries, merged over the image's Env. */
   env: z.array(z.string()).optional(),
-  /**
-   * KEY=VALUE entries set before the image's Env, which (and `env`) override them by key: the CRI's
-   * HOSTNAME, which containerd sets so that an image's own ENV HOSTNAME wins.
-   */
-  baseEnv: z.array(z.string()).optional(),
   workdir: z.string().optional(),
   /** user[:group], names or numeric ids; names are resolved in the rootfs's /etc/passwd and /etc/group. */
   user: z.string().optional(),

@@ -304,7 +304,7 @@ export interface SandboxContext {
   cgroupParent: string;
   /** The pid of the TARGET container, when the container asks pid TARGET. */
   targetPid?: number;
-  /** The pod's host name (its /etc/hostname), for the HOSTNAME its containers get. */
+  /** The pod's host name (its /etc/hostname): its containers' host name and HOSTNAME. */
   hostname?: string;
 }
 
@@ -356,14 +356,13 @@ export function containerRequest(
     name,
     ...(c.command.length ? { entrypoint: c.command } : {}),
     ...(c.args.length ? { cmd: c.args } : {}),
-    // HOSTNAME before the image's Env, as containerd's CRI sets it: the image's and the config's
-    // own envs win.
-    ...(sb.hostname ? { baseEnv: [`HOSTNAME=${sb.hostname}`] } : {}),
     ...(c.env.length ? { env: c.env } : {}),
     ...(c.workingDir ? { workdir: c.workingDir } : {}),
     ...(c.user ? { user: c.user } : {}),
     ...(c.additionalGids.length ? { additionalGids: c.additionalGids } : {}),
-    ...(sb.meta.hostname ? { hostname: sb.meta.hostname } : {}),
+    // The pod's: runc sets it in the UTS namespace the container joins, and the task-service gives
+    // it as HOSTNAME under the image's Env, as containerd's CRI does.
+    ...(sb.hostname ? { hostname: sb.hostname } : {}),
     mounts: [...shared, ...c.mounts],
     resources: c.resources,
     readonlyRootfs: c.readonlyRootfs,

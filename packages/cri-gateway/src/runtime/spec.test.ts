@@ -188,11 +188,10 @@ describe('ContainerConfig to a container in its pod', () => {
       entrypoint: ['sh'],
       cmd: ['-c', 'true'],
       env: ['A=1'],
-      // Under the image's Env, as containerd sets it (an image's ENV HOSTNAME wins).
-      baseEnv: ['HOSTNAME=web'],
       workdir: '/w',
       user: '1000:3000',
       additionalGids: [4000],
+      // The pod's: the task-service gives it as HOSTNAME under the image's Env (an image's wins).
       hostname: 'web',
       network: '/run/berth/netns/k',
       namespaces: { pid: '/proc/4242/ns/pid', ipc: '/proc/4242/ns/ipc', uts: '/proc/4242/ns/uts' },
@@ -235,6 +234,13 @@ describe('ContainerConfig to a container in its pod', () => {
       meta: {} as never,
     });
     expect(old.mounts?.some((m) => m.destination === '/dev/shm')).toBe(false);
+    // A pod whose record has no host name: the one its hostname file holds, as its UTS namespace has.
+    const nameless = containerRequest(cfg, {
+      sandbox: { ...sandbox, meta: meta({ hostname: '' }), hostname: 'from-file' },
+      imageName: 'b',
+      meta: {} as never,
+    });
+    expect(nameless.hostname).toBe('from-file');
   });
 
   it('keeps its own pid namespace for CONTAINER, the node ones for NODE, and the kubelet /etc/hosts', () => {

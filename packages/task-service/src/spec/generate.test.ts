@@ -76,19 +76,14 @@ describe('generateSpec', () => {
     expect(env.some((e) => e.startsWith('HOME='))).toBe(false);
   });
 
-  it('sets baseEnv under the image env and env, as the CRI HOSTNAME under an image ENV HOSTNAME', () => {
+  it('sets HOSTNAME, the host name, under the image env and env, as containerd under an image ENV HOSTNAME', () => {
     const env = (s: ReturnType<typeof gen>) => (s.spec as Any).process.env as string[];
-    const base = ['HOSTNAME=pod', 'Z=base'];
-    expect(env(gen({ cmd: ['x'], baseEnv: base }, { Env: ['PATH=/bin', 'HOSTNAME=image'] }))).toEqual([
-      'HOSTNAME=image',
-      'Z=base',
-      'PATH=/bin',
-    ]);
-    expect(env(gen({ cmd: ['x'], baseEnv: base, env: ['Z=config'] }, { Env: ['PATH=/bin'] }))).toEqual([
-      'HOSTNAME=pod',
-      'Z=config',
-      'PATH=/bin',
-    ]);
+    expect(
+      env(gen({ cmd: ['x'], hostname: 'pod' }, { Env: ['PATH=/bin', 'HOSTNAME=image', 'Z=image'] })),
+    ).toEqual(['HOSTNAME=image', 'PATH=/bin', 'Z=image']);
+    expect(
+      env(gen({ cmd: ['x'], hostname: 'pod', env: ['Z=config'] }, { Env: ['PATH=/bin', 'Z=image'] })),
+    ).toEqual(['HOSTNAME=pod', 'PATH=/bin', 'Z=config']);
   });
 
   it('keeps the user string for the node and the numeric ids and requested groups it knows', () => {

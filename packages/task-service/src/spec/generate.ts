@@ -61,13 +61,7 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   const hostname = containerHostname(id, req, hostHostname);
   // HOSTNAME (as Docker and containerd's CRI set it) and TERM under the image's Env: an image's
   // own values win, the request's over both.
-  const env = mergeEnv(
-    [`HOSTNAME=${hostname}`],
-    req.baseEnv,
-    req.tty ? ['TERM=xterm'] : [],
-    img.Env,
-    req.env,
-  );
+  const env = mergeEnv([`HOSTNAME=${hostname}`], req.tty ? ['TERM=xterm'] : [], img.Env, req.env);
   const cwd = req.workdir || img.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw errors.invalid(`working directory "${cwd}" must be an absolute path`);
 
