@@ -24,7 +24,7 @@ export interface StatsFilter {
 
 const u64 = (n: number | bigint | undefined) => (n === undefined ? null : { value: String(n) });
 
-/** The sum of a counter over samples, undefined when one of them lacks it (a shim of before). */
+/** The sum of a counter over samples, undefined when one of them lacks it (an optional one a shim of before has not). */
 function sumOf(samples: ShimStats[], f: (s: ShimStats) => number | undefined): number | undefined {
   let total = 0;
   for (const s of samples) {
@@ -105,16 +105,16 @@ export class StatsRuntime {
   private async podStatsOf(pause: ContainerInfo) {
     const m = metaOf<SandboxMeta>(pause.container);
     const infos = (await this.pods.containersOf(pause.container.id)).filter((i) => i.status === 'running');
-    const measured = await Promise.all(infos.map((i) => this.measure(i)));
-    const containers = measured.map((x) => x.stats);
-    const pauseSample = await this.sample(pause);
+    const [pauseSample, measured] = await Promise.all([
+      this.sample(pause),
+      Promise.all(infos.map((i) => this.measure(i))),
+    ]);
     const samples = [pauseSample, ...measured.map((x) => x.sample)].filter(
       (s): s is ShimStats => s !== undefined,
     );
     const ts = isoToNs(new Date().toISOString());
-    const sum = (f: (s: ShimStats) => number) => samples.reduce((a, s) => a + f(s), 0);
     const running = pause.status === 'running' && pauseSample !== undefined;
-    const usage = BigInt(Math.round(sum((s) => s.cpu.usageNs)));
+    const usage = BigInt(Math.round(sumOf(samples, (s) => s.cpu.usageNs) ?? 0));
     // The sum of each member's own rate, not the rate of the sum: the sum drops when a container
     // exits and a restarted one counts from zero, where each member's counter only grows. A
     // container on its first sample adds nothing yet.
@@ -138,17 +138,19 @@ export class StatsRuntime {
         memory: running
           ? {
               timestamp: ts,
-              working_set_bytes: u64(sum((s) => s.memory.workingSetBytes)),
-              usage_bytes: u64(sum((s) => s.memory.usageBytes)),
-              rss_bytes: u64(sum((s) => s.memory.rssBytes)),
+              working_set_bytes: u64(sumOf(samples, (s) => s.memory.workingSetBytes)),
+              usage_bytes: u64(sumOf(samples, (s) => s.memory.usageBytes)),
+              rss_bytes: u64(sumOf(samples, (s) => s.memory.rssBytes)),
               available_bytes: null,
               page_faults: u64(sumOf(samples, (s) => s.memory.pageFaults)),
               major_page_faults: u64(sumOf(samples, (s) => s.memory.majorPageFaults)),
             }
           : null,
         network,
-        process: running ? { timestamp: ts, process_count: u64(sum((s) => s.pids.current)) } : null,
-        containers,
+        process: running
+          ? { timestamp: ts, process_count: u64(sumOf(samples, (s) => s.pids.current)) }
+          : null,
+        containers: measured.map((x) => x.stats),
       },
     };
   }
