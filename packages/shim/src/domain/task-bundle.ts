@@ -68,6 +68,7 @@ export async function createTask(
   req: ShimCreateRequest,
   opts: CreateOptions = {},
 ): Promise<ShimState> {
+  const tIn = performance.now();
   const deadline = opts.deadline ?? startDeadline(host);
   const { namespace: ns, id } = req;
   checkName('namespace', ns);
@@ -124,6 +125,7 @@ export async function createTask(
           () => mountAll(req.rootfs, p.rootfs),
         );
       }
+      const tMounted = performance.now();
       // Users are names in this rootfs's /etc/passwd: resolved once it is mounted, here.
       const user =
         req.user !== undefined
@@ -245,7 +247,7 @@ export async function createTask(
         await beforeStart(id, deadline, opts.beforeStart);
       }
       const started = req.start ? await startCreatedTask(host, rec) : rec;
-      const ms = (a: number, b: number) => Math.round(b - a);
+      const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
       const t5 = performance.now();
       host.log.info(
         {
@@ -254,8 +256,10 @@ export async function createTask(
           task_pid: pid,
           monitor: rec.monitorPid,
           ms: {
+            check: ms(tIn, t0),
             prepare: ms(t0, t1),
-            mount: ms(t1, t2),
+            mount: ms(t1, tMounted),
+            user: ms(tMounted, t2),
             write: ms(t2, t3),
             monitor: ms(t3, t4),
             ...(req.start ? { start: ms(t4, t5) } : {}),

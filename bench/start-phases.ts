@@ -1,0 +1,77 @@
+/**
+ * Where the shim's part of StartContainer goes, phase by phase: a private trace stack (see
+ * cri-trace-stack.ts), one pod, then BENCH_N rounds of crictl create + start + stop + rm of a
+ * busybox container, and the medians (p10-p90) of the phases the shim logs for each create it
+ * started ("task created and started": check, prepare, mount, user, write, monitor, start; see
+ * createTask in packages/shim/src/domain/task-bundle.ts). The phases are the shim's own clock, so
+ * crictl's process start is outside every figure. Prints; asserts nothing.
+ * Run: CRICTL=/path/to/crictl pnpm --filter @berth/bench run start-phases
+ * Env: CRICTL (required, cri-tools v1.26.1), REGISTRY (default 127.0.0.1:5000, serving the e2e
+ * busybox and the pause image), BENCH_N (rounds, default 30).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { BENCH_IMAGES } from './cri-critest.js';
+import { startTraceStack } from './cri-trace-stack.js';
+import { pct } from './measure.js';
+
+const N = Number(process.env.BENCH_N ?? 30);
+const [IMAGE] = BENCH_IMAGES as [string];
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+
+const { root, stack, crictl, stop } = await startTraceStack('start-phases', 'bcri-phase0');
+try {
+  crictl('pull', IMAGE);
+  const podFile = join(root, 'pod.json');
+  writeFileSync(
+    podFile,
+    JSON.stringify({
+      metadata: { name: 'phases', namespace: 'bench', uid: 'phases-1' },
+      log_directory: join(root, 'logs'),
+    }),
+  );
+  const pod = crictl('runp', podFile);
+  const before = load();
+  for (let i = 0; i < N; i++) {
+    const ctrFile = join(root, 'ctr.json');
+    writeFileSync(
+      ctrFile,
+      JSON.stringify({
+        metadata: { name: `c${i}` },
+        image: { image: IMAGE },
+        command: ['sleep', '100'],
+        log_path: `c${i}.log`,
+      }),
+    );
+    const id = crictl('create', pod, ctrFile, podFile);
+    crictl('start', id);
+    crictl('stop', '-t', '0', id);
+    crictl('rm', id);
+  }
+  const after = load();
+  crictl('stopp', pod);
+  crictl('rmp', pod);
+  const shim = (stack.state()?.children ?? []).find((c) => c.name === 'shim');
+  if (!shim) throw new Error('the stack has no shim');
+  const phases = new Map<string, number[]>();
+  for (const line of readFileSync(shim.logFile, 'utf8').split('\n')) {
+    if (!line.includes('"task created and started"')) continue;
+    const ms = (JSON.parse(line) as { ms?: Record<string, number> }).ms ?? {};
+    for (const [k, v] of Object.entries(ms)) phases.set(k, [...(phases.get(k) ?? []), v]);
+  }
+  // The pod's pause container is the first create logged: only the last N are the containers'.
+  const f = (n: number) => n.toFixed(1);
+  process.stdout.write(`${N} rounds, load ${before} -> ${after}; shim phases, ms: median (p10-p90), n\n`);
+  for (const [k, xs] of phases) {
+    const own = xs.slice(-N);
+    process.stdout.write(
+      `  ${k.padEnd(8)} ${f(pct(own, 50))} (${f(pct(own, 10))}-${f(pct(own, 90))}), ${own.length}\n`,
+    );
+  }
+} finally {
+  await stop();
+}
