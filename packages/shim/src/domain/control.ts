@@ -115,7 +115,7 @@ export class TaskControl {
       // caller, made it): a reopen now would put an empty file in its place, and the lines
       // written since would be lost with it.
       if (await monitorWritesTo(rec.monitorPid, rec.logPath)) return;
-      await touchLog(rec.logPath);
+      touchLog(rec.logPath);
       await prepareLogReopen(rec.logPath);
       const renamed = await watchGone(tmp, REOPEN_WITHIN_MS);
       try {

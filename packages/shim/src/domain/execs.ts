@@ -94,7 +94,7 @@ export class ExecProcesses {
       // runc refuses a process without cwd; "/" is what a user means by leaving it out.
       const proc: Record<string, unknown> = { cwd: '/', ...req.process, terminal: req.terminal };
       if (req.user !== undefined) {
-        await applyUser(proc, req.user, { rootfs: await taskRootfs(tp.config, id), task: id, home: true });
+        applyUser(proc, req.user, { rootfs: await taskRootfs(tp.config, id), task: id, home: true });
       }
       await writeAtomic(ep.spec, JSON.stringify(proc));
       const mon = spawnConmon({

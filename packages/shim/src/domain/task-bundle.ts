@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { BerthError, Code, type ShimCreateRequest, type ShimState, toBerthError } from '@berth/api';
 import { redactArgs, withSpan } from '@berth/kit/tracing';
@@ -12,7 +12,7 @@ import { removeAttachLink } from './attach-links.js';
 import { containerFilesDir, writeContainerFiles } from './container-files.js';
 import { mountShareableShm } from './container-shm.js';
 import type { ExitRecorder } from './exit-recorder.js';
-import { touchLog, writeAtomic, writeAtomicNow } from './files.js';
+import { touchLog, writeAtomicNow } from './files.js';
 import type { ShimHost } from './host.js';
 import { addDevices, addMappedDevices, hostDevices } from './host-devices.js';
 import { applyCapabilities, applyUser } from './identity/index.js';
@@ -129,7 +129,7 @@ export async function createTask(
       // Users are names in this rootfs's /etc/passwd: resolved once it is mounted, here.
       const user =
         req.user !== undefined
-          ? await applyUser(spec.process as Record<string, unknown>, req.user, {
+          ? applyUser(spec.process as Record<string, unknown>, req.user, {
               rootfs: (spec.root as { path: string }).path,
               task: id,
               home: true,
@@ -137,20 +137,17 @@ export async function createTask(
           : undefined;
       const t2 = performance.now();
       await withSpan('bundle write', { 'berth.container.id': id, 'berth.bundle': p.bundle }, async () => {
-        // Independent of each other (each chain keeps its own order): one wait instead of seven
-        // thread-pool trips in a row. All settle before a failure is thrown, so the undo below
-        // never races a step still under way.
-        const steps = await Promise.allSettled([
-          writeAtomic(p.config, JSON.stringify(spec)),
-          // Made before conmon opens it, so it has LOG_MODE (see files.ts).
-          mkdir(dirname(logPath), { recursive: true }).then(() => touchLog(logPath)),
-          mkdir(p.socketDir, { recursive: true }),
-          exits.watchNamespace(ns).then(() => rm(join(p.exitDir, id), { force: true })),
-          rm(p.persistDir, { recursive: true, force: true }).then(() =>
-            mkdir(p.persistDir, { recursive: true }),
-          ),
-        ]);
-        for (const s of steps) if (s.status === 'rejected') throw s.reason;
+        // Inline, as the mkdir above: each step is µs in the page cache, where a thread-pool trip
+        // apiece (eight in a row) cost ~1 ms on an idle node.
+        writeAtomicNow(p.config, JSON.stringify(spec));
+        // Made before conmon opens it, so it has LOG_MODE (see files.ts).
+        mkdirSync(dirname(logPath), { recursive: true });
+        touchLog(logPath);
+        mkdirSync(p.socketDir, { recursive: true });
+        rmSync(p.persistDir, { recursive: true, force: true });
+        mkdirSync(p.persistDir, { recursive: true });
+        await exits.watchNamespace(ns);
+        rmSync(join(p.exitDir, id), { force: true });
       });
       const t3 = performance.now();
       const noSyncLog = await host.skipLogSync();

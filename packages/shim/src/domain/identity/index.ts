@@ -34,21 +34,11 @@ export interface UserContext {
  * the rootfs) into process.user: the user's groups join the additionalGids already there (CRI
  * supplemental groups). Unknown names are INVALID_ARGUMENT naming the user and the task.
  */
-export async function applyUser(
-  proc: Obj,
-  user: string,
-  ctx: UserContext,
-): Promise<ShimResolvedProcess['user']> {
-  // Both files are read at once: each read walks the rootfs safely, several calls in a row.
-  // A failure is reported as a read in order would: passwd's first.
-  const [passwdRead, groupRead] = await Promise.allSettled([
-    readRootfsFile(ctx.rootfs, '/etc/passwd'),
-    readRootfsFile(ctx.rootfs, '/etc/group'),
-  ]);
-  if (passwdRead.status === 'rejected') throw passwdRead.reason;
-  if (groupRead.status === 'rejected') throw groupRead.reason;
-  const passwd = parsePasswd(passwdRead.value ?? '');
-  const group = parseGroup(groupRead.value ?? '');
+export function applyUser(proc: Obj, user: string, ctx: UserContext): ShimResolvedProcess['user'] {
+  const passwdText = readRootfsFile(ctx.rootfs, '/etc/passwd');
+  const groupText = readRootfsFile(ctx.rootfs, '/etc/group');
+  const passwd = parsePasswd(passwdText ?? '');
+  const group = parseGroup(groupText ?? '');
   const u = resolveUser(user, passwd, group, `the image of container "${ctx.task}"`);
   const given = (proc.user as { additionalGids?: unknown } | undefined)?.additionalGids;
   const extra = Array.isArray(given) ? given.filter((g): g is number => typeof g === 'number') : [];
