@@ -10,6 +10,7 @@ import {
 } from '../e2e/containers-stack.js';
 import { FaultKind, type FaultRecord, runDriver, seededRandom, waitAllAnswer } from './driver.js';
 import { type Check, checkLive, outcomeLines, recordExits } from './invariants.js';
+import { type KeptLogs, keptLogs } from './kept-logs.js';
 import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, type PodRecord, runPodWorker } from './pods.js';
 import { runWorkload, type WorkloadRecord } from './workload.js';
@@ -28,6 +29,8 @@ const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31
 // Disk fill needs the state root on a tmpfs of its own: on by default in the long form only.
 const FILL = process.env.CHAOS_DISK_FILL ? process.env.CHAOS_DISK_FILL === '1' : SECONDS > 120;
 const KINDS = Object.values(FaultKind).filter((k) => FILL || k !== FaultKind.fillDisk);
+// The services' logs, at info (one access line per request), kept when the run fails (kept-logs.ts).
+let logs: KeptLogs | undefined;
 let s: ContainerStack;
 let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
 let image = 'berth.test/busybox:latest';
@@ -37,7 +40,10 @@ const CRI_IMAGE = 'berth.test/busybox:cri';
 let cri: Cri;
 
 beforeAll(async () => {
+  logs = await keptLogs();
   s = await startContainerStack({
+    logDir: logs.dir,
+    logLevel: process.env.STACK_LOG_LEVEL ?? 'info',
     // Short intervals: exits whose event a fault swallowed, and pod networks whose teardown a
     // fault failed, are found again within a second.
     config: {
@@ -57,6 +63,7 @@ afterAll(async () => {
   cri?.close();
   await s?.stop();
   await registry?.stop();
+  await logs?.settle();
 }, 120_000);
 
 function report(
@@ -79,32 +86,35 @@ function report(
 
 it(
   `holds every invariant through ${SECONDS} s of faults`,
-  async () => {
-    const started = Date.now();
-    // First, so that a run that fails before its report can still be replayed.
-    console.log(`chaos: seed ${SEED} (CHAOS_SEED=${SEED})`);
-    const { exits, stop: stopRecording } = recordExits(s.nc);
-    const t0 = Date.now();
-    const endAt = t0 + SECONDS * 1000;
-    const logRoot = join(s.root, 'pod-logs');
-    await mkdir(logRoot, { recursive: true });
-    const [faults, rec, pods] = await Promise.all([
-      runDriver(s, { rand: seededRandom(SEED), endAt, t0, kinds: KINDS, log: (l) => console.log(l) }),
-      runWorkload(s, { image, pullRef, rand: seededRandom(SEED + 1), endAt, t0 }),
-      runPodWorker(cri, { image: CRI_IMAGE, logRoot, rand: seededRandom(SEED + 2), endAt, t0 }),
-    ]);
-    // Recovery: every service answers again (the driver already brought each victim back).
-    await waitAllAnswer(s);
-    const fills = faults
-      .filter((f) => f.kind === FaultKind.fillDisk)
-      .map((f) => ({ atMs: f.atMs, endMs: f.clearedMs ?? f.atMs + f.recoveryMs }));
-    const checks = await checkLive(s, rec, exits, fills);
-    checks.push(...(await checkPodsThenClean(cri, pods, { ...s, redisUrl: s.redis.url }, rec.ids)));
-    stopRecording();
-    const text = report(faults, rec, pods, checks, Date.now() - started);
-    console.log(text);
-    expect(faults.length).toBeGreaterThan(0);
-    expect(checks.filter((c) => c.held === false).map((c) => `${c.name}: ${c.detail}`)).toEqual([]);
-  },
+  () => (logs as KeptLogs).run(chaosRun),
   (SECONDS + 600) * 1000,
 );
+
+/** The run itself: faults, workload and pods at once, then recovery and the invariants. */
+async function chaosRun(): Promise<void> {
+  const started = Date.now();
+  // First, so that a run that fails before its report can still be replayed.
+  console.log(`chaos: seed ${SEED} (CHAOS_SEED=${SEED})`);
+  const { exits, stop: stopRecording } = recordExits(s.nc);
+  const t0 = Date.now();
+  const endAt = t0 + SECONDS * 1000;
+  const logRoot = join(s.root, 'pod-logs');
+  await mkdir(logRoot, { recursive: true });
+  const [faults, rec, pods] = await Promise.all([
+    runDriver(s, { rand: seededRandom(SEED), endAt, t0, kinds: KINDS, log: (l) => console.log(l) }),
+    runWorkload(s, { image, pullRef, rand: seededRandom(SEED + 1), endAt, t0 }),
+    runPodWorker(cri, { image: CRI_IMAGE, logRoot, rand: seededRandom(SEED + 2), endAt, t0 }),
+  ]);
+  // Recovery: every service answers again (the driver already brought each victim back).
+  await waitAllAnswer(s);
+  const fills = faults
+    .filter((f) => f.kind === FaultKind.fillDisk)
+    .map((f) => ({ atMs: f.atMs, endMs: f.clearedMs ?? f.atMs + f.recoveryMs }));
+  const checks = await checkLive(s, rec, exits, fills);
+  checks.push(...(await checkPodsThenClean(cri, pods, { ...s, redisUrl: s.redis.url }, rec.ids)));
+  stopRecording();
+  const text = report(faults, rec, pods, checks, Date.now() - started);
+  console.log(text);
+  expect(faults.length).toBeGreaterThan(0);
+  expect(checks.filter((c) => c.held === false).map((c) => `${c.name}: ${c.detail}`)).toEqual([]);
+}

@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { cp, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as pause } from 'node:timers/promises';
 import { connectNats } from '@berth/kit';
@@ -9,6 +9,7 @@ import { runBerth } from '../harness/berth.js';
 import { alive, runs, type Stack, startStack, waitFor } from '../harness/stack.js';
 import { pick, seededRandom } from './driver.js';
 import { type Check, type CleanTarget, checkLive, outcomeLines, recordExits } from './invariants.js';
+import { type KeptLogs, keptLogs } from './kept-logs.js';
 import { checkPodsThenClean } from './pod-invariants.js';
 import { type Cri, criRuntime, runPodWorker } from './pods.js';
 import { runWorkload } from './workload.js';
@@ -30,8 +31,11 @@ let stack: Stack;
 let nc: NatsConnection;
 let cri: Cri;
 let target: CleanTarget;
+/** The logs of `berth up`'s supervisor and services (services/*.log), copied out when the run fails. */
+let logs: KeptLogs | undefined;
 
 beforeAll(async () => {
+  logs = await keptLogs();
   stack = await startStack({
     config: {
       services: { 'task-service': { reconcileIntervalMs: 1000 }, 'cri-gateway': { networkCollectMs: 1000 } },
@@ -56,7 +60,12 @@ beforeAll(async () => {
 afterAll(async () => {
   cri?.close();
   await nc?.close().catch(() => undefined);
+  // Copied before stop() removes the stack's root, the logs of its last moments included.
+  if (stack && logs && !logs.passed) {
+    await cp(join(stack.stateRoot, 'services'), logs.dir, { recursive: true }).catch(() => undefined);
+  }
   await stack?.stop();
+  await logs?.settle();
 }, 120_000);
 
 interface Restart {
@@ -118,53 +127,56 @@ function leftBehind(): Check {
 
 it(
   `holds every invariant through ${SECONDS} s of supervisor kills`,
-  async () => {
-    console.log(`chaos (supervisor): seed ${SEED} (CHAOS_SEED=${SEED})`);
-    const { exits, stop: stopRecording } = recordExits(nc);
-    const t0 = Date.now();
-    const endAt = t0 + SECONDS * 1000;
-    const rand = seededRandom(SEED);
-    const restarts: Restart[] = [];
-    const driver = async () => {
-      while (Date.now() < endAt) {
-        // The pace of the kills is the fault itself, not a wait for anything.
-        await pause(2000 + Math.floor(rand() * 4000));
-        if (Date.now() >= endAt) break;
-        restarts.push(await restartSupervisor(rand, t0));
-      }
-    };
-    const logRoot = join(stack.root, 'pod-logs');
-    await mkdir(logRoot, { recursive: true });
-    const [, rec, pods] = await Promise.all([
-      driver(),
-      runWorkload(target, { image: IMAGE, pullRef: '', rand: seededRandom(SEED + 1), endAt, t0 }),
-      runPodWorker(cri, { image: CRI_IMAGE, logRoot, rand: seededRandom(SEED + 2), endAt, t0 }),
-    ]);
-    await stack.waitForStatus((s) => s.ok, 60_000);
-    const replaced = restarts.filter((r) => r.kept !== r.expected);
-    const checks: Check[] = [
-      {
-        name: 'services and embedded servers carry on through supervisor restarts (adopted, not replaced)',
-        held: replaced.length === 0,
-        detail: `${restarts.length - replaced.length}/${restarts.length} restarts kept every process${replaced.map((r) => `; at ${r.atMs} ms ${r.kept}/${r.expected}`).join('')}`,
-      },
-      leftBehind(),
-      ...(await checkLive(target, rec, exits)),
-    ];
-    checks.push(...(await checkPodsThenClean(cri, pods, target, rec.ids)));
-    stopRecording();
-    console.log(
-      [
-        `chaos (supervisor): seed ${SEED}, ${SECONDS} s, ${restarts.length} supervisor kills`,
-        ...restarts.map(
-          (r) =>
-            `supervisor SIGKILL at ${r.atMs} ms${r.alsoKilled ? ` (and ${r.alsoKilled})` : ''}: status ok after ${r.recoveryMs} ms, ${r.kept}/${r.expected} processes kept`,
-        ),
-        ...outcomeLines(rec, pods, checks),
-      ].join('\n'),
-    );
-    expect(restarts.length).toBeGreaterThan(0);
-    expect(checks.filter((c) => c.held === false).map((c) => `${c.name}: ${c.detail}`)).toEqual([]);
-  },
+  () => (logs as KeptLogs).run(supervisorRun),
   (SECONDS + 600) * 1000,
 );
+
+/** The run: the supervisor killed and started again under the workload, then the invariants. */
+async function supervisorRun(): Promise<void> {
+  console.log(`chaos (supervisor): seed ${SEED} (CHAOS_SEED=${SEED})`);
+  const { exits, stop: stopRecording } = recordExits(nc);
+  const t0 = Date.now();
+  const endAt = t0 + SECONDS * 1000;
+  const rand = seededRandom(SEED);
+  const restarts: Restart[] = [];
+  const driver = async () => {
+    while (Date.now() < endAt) {
+      // The pace of the kills is the fault itself, not a wait for anything.
+      await pause(2000 + Math.floor(rand() * 4000));
+      if (Date.now() >= endAt) break;
+      restarts.push(await restartSupervisor(rand, t0));
+    }
+  };
+  const logRoot = join(stack.root, 'pod-logs');
+  await mkdir(logRoot, { recursive: true });
+  const [, rec, pods] = await Promise.all([
+    driver(),
+    runWorkload(target, { image: IMAGE, pullRef: '', rand: seededRandom(SEED + 1), endAt, t0 }),
+    runPodWorker(cri, { image: CRI_IMAGE, logRoot, rand: seededRandom(SEED + 2), endAt, t0 }),
+  ]);
+  await stack.waitForStatus((s) => s.ok, 60_000);
+  const replaced = restarts.filter((r) => r.kept !== r.expected);
+  const checks: Check[] = [
+    {
+      name: 'services and embedded servers carry on through supervisor restarts (adopted, not replaced)',
+      held: replaced.length === 0,
+      detail: `${restarts.length - replaced.length}/${restarts.length} restarts kept every process${replaced.map((r) => `; at ${r.atMs} ms ${r.kept}/${r.expected}`).join('')}`,
+    },
+    leftBehind(),
+    ...(await checkLive(target, rec, exits)),
+  ];
+  checks.push(...(await checkPodsThenClean(cri, pods, target, rec.ids)));
+  stopRecording();
+  console.log(
+    [
+      `chaos (supervisor): seed ${SEED}, ${SECONDS} s, ${restarts.length} supervisor kills`,
+      ...restarts.map(
+        (r) =>
+          `supervisor SIGKILL at ${r.atMs} ms${r.alsoKilled ? ` (and ${r.alsoKilled})` : ''}: status ok after ${r.recoveryMs} ms, ${r.kept}/${r.expected} processes kept`,
+      ),
+      ...outcomeLines(rec, pods, checks),
+    ].join('\n'),
+  );
+  expect(restarts.length).toBeGreaterThan(0);
+  expect(checks.filter((c) => c.held === false).map((c) => `${c.name}: ${c.detail}`)).toEqual([]);
+}

@@ -1,3 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -12,6 +15,8 @@ import {
 import { call, keys } from '@berth/kit';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BERTH_BIN } from '../harness/berth.js';
+import { startCommand } from '../harness/command.js';
 import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
 
 // Restart recovery of the task-service: SIGKILL it while containers run and while one exits;
@@ -270,3 +275,57 @@ describe('a graceful stop of the task-service', () => {
     expect((await run('inspect', 'bg-free')).code).toBe(1);
   });
 });
+
+describe('a nats-server restart', () => {
+  it('ends a stop whose CLI lost NATS before the exit showed, with an error, not a hang', async () => {
+    // The CLI connects without reconnects: once nats-server dies its connection is closed for
+    // good, and a stop waiting for the exit after its SIGKILL could never hear of it (the chaos
+    // suite's `berth stop -t 1` that hung). The container's monitor is stopped, so its exit is
+    // not recorded until the CLI has lost NATS.
+    const r = await run('run', '-d', '--name', 'nats-stop', IMAGE, 'sleep', '600');
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    const st = await shimState(id);
+    expect(st.monitorPid).toBeGreaterThan(0);
+    const monitor = st.monitorPid as number;
+    process.kill(monitor, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      const stop = startCommand(process.execPath, [BERTH_BIN, 'stop', '-t', '1', 'nats-stop'], {
+        env: s.env,
+        timeoutMs: 30_000,
+      });
+      // SIGKILL went out: the init is a zombie its stopped monitor cannot reap.
+      await until('the container to be killed', () => procState(st.pid) === 'Z', 15_000);
+      await sigkill(s.nats.proc);
+      await s.nats.restart();
+      const done = await stop.done;
+      expect(done.timedOut, `berth stop still ran after 30 s:\n${done.stdout}${done.stderr}`).toBe(false);
+      expect(done.code).toBe(1);
+      // Either its last call or its wait met the closed connection; both say so.
+      expect(done.stderr).toMatch(/NATS connection (closed while waiting for container|lost while calling)/);
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      process.kill(monitor, 'SIGCONT');
+    }
+    // Let go, the monitor records the exit: the stop did stop it, as the next CLI sees.
+    await until('the exit to be recorded', async () => (await inspect('nats-stop')).task?.exitCode === 137);
+    expect((await run('rm', 'nats-stop')).code).toBe(0);
+  });
+});
+
+/** The state letter of a process (R, S, Z...) from /proc, or undefined once it is gone. */
+function procState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return undefined;
+  }
+}
+
+async function sigkill(proc: ChildProcess): Promise<void> {
+  const exited = once(proc, 'exit');
+  proc.kill('SIGKILL');
+  await exited;
+}

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, readFileSync, type WriteStream } from 'node:fs';
 import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -115,6 +115,15 @@ export async function startContainerStack(
     config?: Record<string, unknown>;
     /** Put the state root on a tmpfs of this many MiB (a disk a test may fill; unmounted by stop()). */
     stateTmpfsMb?: number;
+    /**
+     * Also write everything each service prints to `<logDir>/<service>.log` (every process of it,
+     * restarts and replicas too, each start marked by a line), and, at stop(), what nats-server and
+     * redis-server printed to `nats-server.log` and `redis-server.log`. The directory must exist and
+     * lie outside the stack's root, which stop() removes: the caller keeps or removes it.
+     */
+    logDir?: string;
+    /** The services' log level (BERTH_LOG_LEVEL): STACK_LOG_LEVEL, else `warn`, unless set. */
+    logLevel?: string;
   } = {},
 ): Promise<ContainerStack> {
   const [nats, redis] = await Promise.all([startNats({ jetstream: false }), startRedis()]);
@@ -136,7 +145,7 @@ export async function startContainerStack(
     BERTH_STATE_ROOT: stateRoot,
     BERTH_RUN_ROOT: runRoot,
     // STACK_LOG_LEVEL=info shows what the services do (a failing chaos run, say).
-    BERTH_LOG_LEVEL: process.env.STACK_LOG_LEVEL ?? 'warn',
+    BERTH_LOG_LEVEL: opts.logLevel ?? process.env.STACK_LOG_LEVEL ?? 'warn',
     BERTH_SHUTDOWN_GRACE_MS: '3000',
   });
   // Containers run on the bridge network by default: the shim gets a CNI network of its own.
@@ -150,10 +159,31 @@ export async function startContainerStack(
   let registry: Awaited<ReturnType<typeof startRegistry>> | undefined;
 
   const extras: ChildProcess[] = [];
+  /** Per service, its log file under opts.logDir (one stream for all its processes, in order). */
+  const logFiles = new Map<ServiceName, WriteStream>();
+  const logFile = (name: ServiceName): WriteStream | undefined => {
+    if (!opts.logDir) return undefined;
+    let f = logFiles.get(name);
+    if (!f) {
+      f = createWriteStream(join(opts.logDir, `${name}.log`), { flags: 'a' });
+      logFiles.set(name, f);
+    }
+    return f;
+  };
   async function launch(name: ServiceName): Promise<ChildProcess> {
     const main = join(REPO_ROOT, 'packages', name, 'dist', 'main.js');
     const p = spawn(process.execPath, [main], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const file = logFile(name);
+    // A replica stop() does not wait for may still print after the file was closed.
+    const log = (b: Buffer | string) => {
+      if (file && !file.writableEnded) file.write(b);
+    };
+    log(`--- ${name} pid ${p.pid} started at ${new Date().toISOString()} ---\n`);
+    p.once('exit', (code, signal) =>
+      log(`--- ${name} pid ${p.pid} exited (${code ?? signal}) at ${new Date().toISOString()} ---\n`),
+    );
     const keep = (b: Buffer) => {
+      log(b);
       const s = (outputs.get(name) ?? '') + b.toString();
       outputs.set(name, s.length > 50_000 ? s.slice(-25_000) : s);
     };
@@ -229,6 +259,14 @@ export async function startContainerStack(
       unmountUnder(root);
       await cni.close();
       await nc.close().catch(() => undefined);
+      if (opts.logDir) {
+        const dir = opts.logDir;
+        await Promise.all([
+          ...[...logFiles.values()].map((f) => new Promise((r) => f.end(r))),
+          writeFile(join(dir, 'nats-server.log'), nats.output()).catch(() => undefined),
+          writeFile(join(dir, 'redis-server.log'), redis.output()).catch(() => undefined),
+        ]);
+      }
       await Promise.all([nats.stop(), redis.stop(), registry?.stop()]);
       await rm(root, { recursive: true, force: true }).catch(() => undefined);
     },

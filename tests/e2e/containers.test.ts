@@ -8,7 +8,7 @@ import { call } from '@berth/kit';
 import { startRegistry } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, runBerth } from '../harness/berth.js';
-import { runOnTerminal } from '../harness/command.js';
+import { openTerminal } from '../harness/command.js';
 import { type ContainerStack, pushBusybox, startContainerStack, until } from './containers-stack.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
@@ -599,59 +599,81 @@ describe('interactive', () => {
     expect(r.code).toBe(0);
   });
 
+  /** `berth ARGS` on a pseudo-terminal of the test's own (openTerminal), `rows` x `cols` from the start. */
+  const onTerminal = (rows: number, cols: number, ...args: string[]) =>
+    openTerminal([process.execPath, BERTH_BIN, ...args], { env: s.env, rows, cols });
+
   it('run -it on a real terminal: the terminal size, then input', async () => {
-    // script(1) gives the CLI a pseudo-terminal of 30x100; the container must see that size.
-    const cmd = `stty rows 30 cols 100; ${process.execPath} ${BERTH_BIN} run -it --rm ${IMAGE} sh -c 'stty size; read x; echo got:$x'`;
-    const r = await runOnTerminal(cmd, { env: s.env, steps: [{ when: '30 100', text: 'hello\r' }] });
-    expect(r.out).toContain('30 100');
-    expect(r.out).toContain('got:hello');
-    expect(r.code).toBe(0);
+    // The CLI runs on a pseudo-terminal of 30x100; the container must see that size.
+    const t = onTerminal(30, 100, 'run', '-it', '--rm', IMAGE, 'sh', '-c', 'stty size; read x; echo got:$x');
+    try {
+      await t.waitFor('30 100');
+      t.type('hello\r');
+      const r = await t.done;
+      expect(r.out).toContain('got:hello');
+      expect(r.code, r.out).toBe(0);
+    } finally {
+      t.close();
+    }
   });
 
   it('run -it follows a resize of the terminal while it runs', async () => {
-    // The outer shell prints which pty script(1) gave it, so the test can resize that terminal;
-    // the kernel then sends SIGWINCH to the CLI, which must pass the new size to the container.
-    const cmd = `echo TTY=$(tty); stty rows 30 cols 100; ${process.execPath} ${BERTH_BIN} run -it --rm ${IMAGE} sh -c 'stty size; while read x; do [ "$x" = q ] && exit 0; stty size; done'`;
-    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: s.env });
-      const bound = setTimeout(() => p.kill('SIGKILL'), 60_000);
-      let out = '';
-      let poke: NodeJS.Timeout | undefined;
-      let quit = false;
-      p.stdout.on('data', (b: Buffer) => {
-        out += b.toString();
-        const tty = /TTY=(\/dev\/pts\/\d+)/.exec(out)?.[1];
-        if (!poke && tty && out.includes('30 100')) {
-          execFileSync('stty', ['-F', tty, 'rows', '40', 'cols', '120']);
-          // Each empty line makes the container print its size again, until the new one shows.
-          poke = setInterval(() => p.stdin.write('\r'), 100);
-        }
-        if (poke && !quit && out.includes('40 120')) {
-          quit = true;
-          clearInterval(poke);
-          p.stdin.write('q\r');
-        }
-      });
-      p.on('exit', (code) => {
-        clearTimeout(bound);
+    // The test holds the terminal (openTerminal): made 30x100 before the CLI starts, then resized
+    // while the container runs, as a window is, so the kernel sends SIGWINCH to the CLI, which
+    // must pass the new size on to the container. Each step is checked, none runs inside it.
+    const t = onTerminal(
+      30,
+      100,
+      'run',
+      '-it',
+      '--rm',
+      IMAGE,
+      'sh',
+      '-c',
+      'stty size; while read x; do [ "$x" = q ] && exit 0; stty size; done',
+    );
+    try {
+      // The container runs and has seen the first size: only then is the terminal resized.
+      await t.waitFor('30 100');
+      await t.resize(40, 120);
+      // Each empty line makes the container print its size again, until the new one shows.
+      const poke = setInterval(() => t.type('\r'), 100);
+      try {
+        await t.waitFor('40 120');
+      } finally {
         clearInterval(poke);
-        resolve({ code, out });
-      });
-    });
-    expect(r.out).toContain('30 100');
-    expect(r.out).toContain('40 120');
-    expect(r.code, r.out).toBe(0);
+      }
+      t.type('q\r');
+      const r = await t.done;
+      expect(r.code, r.out).toBe(0);
+    } finally {
+      t.close();
+    }
   });
 
   it('exec -it on a real terminal: a tty of the terminal size, input, the exit code', async () => {
     expect((await run('run', '-d', '--name', 'ttyx', IMAGE, 'sleep', '300')).code).toBe(0);
-    const cmd = `stty rows 25 cols 90; ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
-    const r = await runOnTerminal(cmd, { env: s.env, steps: [{ when: '25 90', text: 'hi\r' }] });
-    expect(r.out).toMatch(/\/dev\/pts\/\d+/);
-    expect(r.out).toContain('25 90');
-    expect(r.out).toContain('got:hi');
-    // script(1) -e returns the exit code of the command it ran: berth exec's, the process's.
-    expect(r.code).toBe(4);
+    const t = onTerminal(
+      25,
+      90,
+      'exec',
+      '-it',
+      'ttyx',
+      'sh',
+      '-c',
+      'tty; stty size; read x; echo got:$x; exit 4',
+    );
+    try {
+      await t.waitFor('25 90');
+      t.type('hi\r');
+      const r = await t.done;
+      expect(r.out).toMatch(/\/dev\/pts\/\d+/);
+      expect(r.out).toContain('got:hi');
+      // The terminal's exit code is berth exec's: the process's.
+      expect(r.code, r.out).toBe(4);
+    } finally {
+      t.close();
+    }
     expect((await run('rm', '-f', 'ttyx')).code).toBe(0);
   });
 

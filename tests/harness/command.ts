@@ -3,6 +3,7 @@
  * spawns a process for its output (runBerth, the SDK examples, any other command).
  */
 import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 /** How a command ended, and all it printed. */
 export interface CommandRun {
@@ -126,4 +127,120 @@ export function runOnTerminal(
       resolve({ code, out });
     });
   });
+}
+
+/** Where the pseudo-terminal openTerminal runs its command on is made (python3, its pty module's calls). */
+const PTY_DRIVER = fileURLToPath(new URL('./pty-driver.py', import.meta.url));
+
+/** A command running on a pseudo-terminal the test holds (openTerminal). */
+export interface Terminal {
+  /** Everything the terminal showed so far. */
+  output(): string;
+  /** Types text into the terminal (end a line with `\r`, the terminal's Enter). */
+  type(text: string): void;
+  /**
+   * Resizes the terminal as a terminal window does: the kernel sends SIGWINCH to the process
+   * group in its foreground. Resolves once the size is set (read back), rejects saying why not.
+   */
+  resize(rows: number, cols: number): Promise<void>;
+  /** Resolves once the output shows `what`; rejects naming it, with the output, if the command ends or `timeoutMs` passes first. */
+  waitFor(what: string | RegExp, timeoutMs?: number): Promise<void>;
+  /** The command's exit code (null after a signal, or when the bound SIGKILLed the terminal) and output. */
+  done: Promise<{ code: number | null; out: string }>;
+  /** Ends the terminal (its command gets SIGHUP as the terminal hangs up). */
+  close(): void;
+}
+
+/**
+ * Runs `argv` on a pseudo-terminal of `rows` x `cols` that the test makes and holds itself
+ * (harness/pty-driver.py), unlike runOnTerminal's script(1): the size is set on the terminal
+ * before the command starts, with nothing run inside it, and resize() changes it the way a window
+ * resize does, checked. The terminal is SIGKILLed after `timeoutMs` (60 s unless set).
+ */
+export function openTerminal(
+  argv: string[],
+  opts: { env: NodeJS.ProcessEnv; rows: number; cols: number; timeoutMs?: number },
+): Terminal {
+  const p = spawn('python3', [PTY_DRIVER, String(opts.rows), String(opts.cols), '--', ...argv], {
+    env: opts.env,
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+  });
+  const bound = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  let out = '';
+  let errors = '';
+  let ended = false;
+  const changed = new Set<() => void>();
+  const notify = () => {
+    for (const f of [...changed]) f();
+  };
+  p.stdout.on('data', (b: Buffer) => {
+    out += b.toString();
+    notify();
+  });
+  // The driver's answers to resizes, one a line, in the order they were asked.
+  const answers: ((line: string) => void)[] = [];
+  p.stderr.setEncoding('utf8').on('data', (d: string) => {
+    errors += d;
+    for (let nl = errors.indexOf('\n'); nl >= 0; nl = errors.indexOf('\n')) {
+      const line = errors.slice(0, nl);
+      errors = errors.slice(nl + 1);
+      const next = answers.shift();
+      if (next) next(line);
+      else out += `\n[pty-driver] ${line}\n`;
+    }
+  });
+  // Typing into a command that already ended (EPIPE) is no failure: its output and code tell.
+  p.stdin.on('error', () => undefined);
+  const control = p.stdio[3] as NodeJS.WritableStream;
+  control.on('error', () => undefined);
+  const done = new Promise<{ code: number | null; out: string }>((resolve) => {
+    p.on('close', (code) => {
+      clearTimeout(bound);
+      ended = true;
+      notify();
+      for (const a of answers.splice(0)) a('error: the terminal ended');
+      resolve({ code, out });
+    });
+  });
+  return {
+    output: () => out,
+    type: (text) => {
+      p.stdin.write(text);
+    },
+    resize: (rows, cols) =>
+      new Promise<void>((resolve, reject) => {
+        if (ended) return reject(new Error(`cannot resize the terminal to ${rows}x${cols}: it ended`));
+        answers.push((line) =>
+          line === `resized ${rows} ${cols}`
+            ? resolve()
+            : reject(new Error(`resizing the terminal to ${rows}x${cols} failed: ${line}`)),
+        );
+        control.write(`resize ${rows} ${cols}\n`);
+      }),
+    waitFor: (what, timeoutMs = 30_000) =>
+      new Promise<void>((resolve, reject) => {
+        const shows = () => (typeof what === 'string' ? out.includes(what) : what.test(out));
+        const check = () => {
+          if (shows()) finish();
+          else if (ended) finish(new Error(`the terminal ended before it showed ${String(what)}:\n${out}`));
+        };
+        const timer = setTimeout(
+          () =>
+            finish(new Error(`the terminal did not show ${String(what)} within ${timeoutMs} ms:\n${out}`)),
+          timeoutMs,
+        );
+        const finish = (err?: Error) => {
+          clearTimeout(timer);
+          changed.delete(check);
+          if (err) reject(err);
+          else resolve();
+        };
+        changed.add(check);
+        check();
+      }),
+    done,
+    close: () => {
+      p.kill('SIGKILL');
+    },
+  };
 }

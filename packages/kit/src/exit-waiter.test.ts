@@ -27,6 +27,11 @@ beforeAll(async () => {
     if (!s) throw new BerthError(Code.NOT_FOUND, `container "${req.id}" has no task`);
     return s;
   };
+  served = await serveStates(nc, state);
+});
+
+/** A task-service on `conn` that answers `state` alone (with `state`); other operations are refused. */
+function serveStates(conn: NatsConnection, state: (req: { id: string }) => Promise<ProcessState>) {
   const handlers = new Proxy(
     {},
     {
@@ -39,8 +44,8 @@ beforeAll(async () => {
     },
   ) as Handlers<typeof TaskApi>;
   const log = createLogger({ service: 'task-service', node: 'n1', level: 'silent' });
-  served = await serve({ nc, service: TaskApi, version: '0.0.0', node: 'n1', log, handlers });
-});
+  return serve({ nc: conn, service: TaskApi, version: '0.0.0', node: 'n1', log, handlers });
+}
 
 afterAll(async () => {
   await served?.stop(1000);
@@ -106,12 +111,43 @@ describe('exitWaiter', () => {
 
   it('fails with DEADLINE_EXCEEDED and CANCELLED naming the process', async () => {
     states.set('slow', running('slow'));
-    const t = await exitWaiter(nc, { namespace: 'default', id: 'slow', execId: 'e1', timeoutMs: 50 });
+    const t = await exitWaiter(nc, { namespace: 'default', id: 'slow', execId: 'e1', timeoutMs: 300 });
     await expect(t.exited).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
-    await expect(t.exited).rejects.toThrow(/container "slow" exec "e1" did not exit within 50 ms/);
+    // What the task-service last said is in the message: the state it saw, not a bare timeout.
+    await expect(t.exited).rejects.toThrow(
+      /container "slow" exec "e1" did not exit within 300 ms \(last state running \(pid 42, /,
+    );
+    expect(t.lastAnswer()).toMatchObject({ state: { status: 'running', pid: 42 } });
     const ac = new AbortController();
     const c = await exitWaiter(nc, { namespace: 'default', id: 'slow', signal: ac.signal });
     ac.abort();
     await expect(c.exited).rejects.toMatchObject({ code: Code.CANCELLED });
   });
+
+  it('fails with UNAVAILABLE once its connection closed for good, rather than waiting forever', async () => {
+    // The CLI's connection does not reconnect: when its nats-server dies mid-wait it closes, and
+    // every later state call fails at once. The waiter must end, saying what it last heard.
+    const own = await startNats({ jetstream: false });
+    const cli = await connectNats({
+      url: own.url,
+      name: 'exit-waiter-cli',
+      extra: { waitOnFirstConnect: false, maxReconnectAttempts: 0 },
+    });
+    const svc = await serveStates(cli, async (req) => running(req.id));
+    try {
+      const w = await exitWaiter(cli, { namespace: 'default', id: 'orphan', recheckMs: 50 });
+      await expect.poll(() => w.lastAnswer()).toMatchObject({ state: { status: 'running' } });
+      await own.stop();
+      const err = await w.exited.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BerthError);
+      expect((err as BerthError).code).toBe(Code.UNAVAILABLE);
+      expect((err as Error).message).toMatch(
+        /^the NATS connection closed while waiting for container "orphan" to exit \(last state running \(pid 42, /,
+      );
+    } finally {
+      await svc.stop(100).catch(() => undefined);
+      await cli.close().catch(() => undefined);
+      await own.stop();
+    }
+  }, 15_000);
 });

@@ -1,4 +1,12 @@
-import { BerthError, Code, type ExitStatus, TaskApi, type TaskExit, TaskTopic } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  type ExitStatus,
+  type ProcessState,
+  TaskApi,
+  type TaskExit,
+  TaskTopic,
+} from '@berth/api';
 import type { NatsConnection } from 'nats';
 import { call } from './client.js';
 import { subscribeEvents } from './events.js';
@@ -28,9 +36,27 @@ export interface ExitWaitOptions {
   recheckMs?: number;
 }
 
+/** What the task-service last answered a waiter's state call: the state, or the error. */
+export type WaitAnswer = { at: number } & ({ state: ProcessState } | { error: BerthError });
+
+/**
+ * One line on what a waiter last heard, for an error that gives up on it: `last state running
+ * (pid 42) 0.4 s ago`, `last answer UNAVAILABLE: ... 2.1 s ago`, or `no state answered yet`.
+ */
+export function describeAnswer(a: WaitAnswer | undefined, now = Date.now()): string {
+  if (!a) return 'no state answered yet';
+  const ago = `${((now - a.at) / 1000).toFixed(1)} s ago`;
+  if ('error' in a) return `last answer ${a.error.code}: ${a.error.message} (${ago})`;
+  const s = a.state;
+  const exit = s.exitCode !== undefined ? `, exit code ${s.exitCode}` : '';
+  return `last state ${s.status} (pid ${s.pid}${exit}, ${ago})`;
+}
+
 /** A wait that is already listening: `exited` resolves with the process's exit. */
 export interface ExitWaiter {
   readonly exited: Promise<ExitStatus>;
+  /** What the task-service last answered a state call (undefined before the first answer). */
+  lastAnswer(): WaitAnswer | undefined;
   /**
    * Asks the recorded state now, and from now on every `recheckMs`. With `now: false` the first
    * ask waits a `recheckMs`: for a waiter listening since before the process existed (its exit
@@ -48,6 +74,8 @@ export interface ExitWaiter {
  * because core NATS is at-most-once and the persisted state, not the event, is the truth. Once
  * checking started, NOT_FOUND rejects (the process is gone and will never exit); UNAVAILABLE and
  * other transient errors are asked again later, so a restarting task-service never loses a wait.
+ * A connection that closed for good (one made without reconnects, as the CLI's, whose server went
+ * away) rejects with UNAVAILABLE: nothing could ever answer on it, and the wait would never end.
  */
 export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promise<ExitWaiter> {
   const { namespace, id, execId } = o;
@@ -66,11 +94,29 @@ export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promis
   });
   await nc.flush();
   let asking = false;
+  let last: WaitAnswer | undefined;
+  // Set by close(): a connection its owner closes after the wait must not fail it.
+  let closed = false;
+  const lost = (cause?: unknown) => {
+    if (closed) return;
+    reject(
+      new BerthError(
+        Code.UNAVAILABLE,
+        `the NATS connection closed while waiting for ${what} to exit (${describeAnswer(last)})`,
+        cause === undefined ? undefined : { cause },
+      ),
+    );
+  };
   const ask = () => {
     if (asking) return;
+    if (nc.isClosed()) {
+      lost();
+      return;
+    }
     asking = true;
     call(nc, TaskApi, 'state', { id, ...(execId ? { execId } : {}) }, { namespace })
       .then((s) => {
+        last = { at: Date.now(), state: s };
         if (s.status === 'stopped' && s.exitCode !== undefined) {
           resolve({
             exitCode: s.exitCode,
@@ -80,6 +126,9 @@ export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promis
         }
       })
       .catch((err: unknown) => {
+        // The closed connection's own error says nothing of the task: the answer before it does.
+        if (nc.isClosed()) return lost(err);
+        if (err instanceof BerthError) last = { at: Date.now(), error: err };
         if (err instanceof BerthError && err.code === Code.NOT_FOUND) reject(err);
       })
       .finally(() => {
@@ -95,7 +144,12 @@ export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promis
     o.timeoutMs !== undefined
       ? setTimeout(
           () =>
-            reject(new BerthError(Code.DEADLINE_EXCEEDED, `${what} did not exit within ${o.timeoutMs} ms`)),
+            reject(
+              new BerthError(
+                Code.DEADLINE_EXCEEDED,
+                `${what} did not exit within ${o.timeoutMs} ms (${describeAnswer(last)})`,
+              ),
+            ),
           o.timeoutMs,
         )
       : undefined;
@@ -103,6 +157,7 @@ export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promis
   o.signal?.addEventListener('abort', onAbort, { once: true });
   if (o.signal?.aborted) onAbort();
   const close = () => {
+    closed = true;
     clearInterval(timer);
     clearTimeout(deadline);
     o.signal?.removeEventListener('abort', onAbort);
@@ -110,5 +165,5 @@ export async function exitWaiter(nc: NatsConnection, o: ExitWaitOptions): Promis
   };
   void exited.then(close, close);
   if (o.checkNow !== false) check();
-  return { exited, check, close };
+  return { exited, check, close, lastAnswer: () => last };
 }

@@ -180,8 +180,8 @@ export const containersCommands: Command[] = [
     run: async (args, ctx) => {
       const t = Number(args.values.time ?? 10);
       if (!Number.isFinite(t) || t < 0) throw errors.invalid(`invalid --time value "${args.values.time}"`);
-      const { each, stopOne } = await impl();
-      return each(args.positionals, ctx, 'stop', (ref) => stopOne(ref, t, ctx));
+      const [{ each }, { stopOne }] = await Promise.all([impl(), import('../containers/stop.js')]);
+      return each(args.positionals, ctx, 'stop', (ref) => stopOne(ref, ctx, { seconds: t }));
     },
   },
   {

@@ -8,14 +8,13 @@ import {
   errors,
   type ListContainersRequest,
   summarizeContainer,
-  TaskApi,
 } from '@berth/api';
-import { client as clientOf, noResponders } from '@berth/kit/client';
+import { noResponders } from '@berth/kit/client';
 import { subscribeEvents } from '@berth/kit/events';
 import { collectAll } from '@berth/kit/paging';
 import type { Command } from '../command.js';
 import type { CliContext } from '../context.js';
-import { nodeError, nodeFlag, onOtherNode } from '../nodes.js';
+import { nodeFlag, onOtherNode } from '../nodes.js';
 import { exitWatcher, logPathOf, type TaskClient, tasks } from './api.js';
 import { followLog, printLog, printSink } from './cri-log.js';
 import { commandText, humanDuration, statusText, table } from './format.js';
@@ -178,53 +177,6 @@ export async function logsCommand(
     watcher.close();
   }
   return 0;
-}
-
-/** `stop [-t N]`: the stop signal, then SIGKILL after the grace period. */
-export async function stopOne(
-  ref: string,
-  seconds: number,
-  ctx: CliContext,
-  namespace: string = ctx.namespace,
-): Promise<string> {
-  const client = clientOf(await ctx.nats(), TaskApi, { namespace });
-  const info = await client['get-container']({ id: ref });
-  if (info.status !== 'running' && info.status !== 'paused' && info.status !== 'created') return ref;
-  if (!info.task) return ref;
-  const id = info.container.id;
-  const w = await exitWatcher(ctx, id, undefined, namespace);
-  try {
-    w.check();
-    const killQuiet = (signal: string, all: boolean) =>
-      client.kill({ id, signal, all }).catch((err: unknown) => {
-        if (err instanceof BerthError && err.code === Code.FAILED_PRECONDITION) return;
-        // The container's node does not answer: say which one.
-        throw nodeError(info.container.node, err);
-      });
-    if (info.status === 'created') await killQuiet('SIGKILL', true);
-    else {
-      // A stop signal the kernel has no such thing as (an image's StopSignal, an old record) must
-      // not keep the container running: it is stopped with SIGKILL, as after the grace period.
-      await killQuiet(info.container.stopSignal, false).catch(async (err: unknown) => {
-        if (!(err instanceof BerthError) || err.code !== Code.INVALID_ARGUMENT) throw err;
-        ctx.err.write(`${ref}: stop signal ${info.container.stopSignal}: ${err.message}; sending SIGKILL\n`);
-        await killQuiet('SIGKILL', true);
-      });
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<'timeout'>((r) => {
-      timer = setTimeout(() => r('timeout'), seconds * 1000);
-    });
-    const first = await Promise.race([w.exited, grace]);
-    clearTimeout(timer);
-    if (first === 'timeout') {
-      await killQuiet('SIGKILL', true);
-      await w.exited;
-    }
-  } finally {
-    w.close();
-  }
-  return ref;
 }
 
 // node:fs's readFile, not node:fs/promises': that module costs `berth ps` (this module) ~5 ms to load.

@@ -1,7 +1,7 @@
 import { ShimApi, type ShimListRequest } from '@berth/api';
 import { call } from '@berth/kit/client';
 import { collectAll } from '@berth/kit/paging';
-import { stopOne } from '../containers/commands.js';
+import { stopOne } from '../containers/stop.js';
 import type { CliContext } from '../context.js';
 
 /**
@@ -23,7 +23,7 @@ export async function stopNodeContainers(ctx: CliContext, seconds: number): Prom
   await Promise.all(
     live.map(async (t) => {
       try {
-        await stopOne(t.id, seconds, ctx, t.namespace);
+        await stopOne(t.id, ctx, { seconds, namespace: t.namespace });
         ctx.out.write(`container ${t.namespace}/${t.id.slice(0, 12)}: stopped\n`);
       } catch (err) {
         failed++;
