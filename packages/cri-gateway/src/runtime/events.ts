@@ -1,4 +1,5 @@
 import { TaskTopic, toBerthError } from '@berth/api';
+import type { Logger } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { ContainerRuntime } from './containers.js';
 import { PodState, toContainerStatus, type toPodSandboxStatus } from './cri-status.js';
@@ -42,7 +43,8 @@ interface Memory {
  * statuses of all the pod's containers as they are when it is sent (the kubelet's evented PLEG
  * takes them as the whole pod); a container's events leave in the order they happened (see
  * EventOrder). Events of processes run by exec and of containers the CRI did not make are
- * skipped, and so is the delete of a container whose pod the stream never knew. Core NATS is
+ * skipped, and so is the delete of a container whose pod the stream never knew, and (logged) an
+ * event whose pod cannot be read when it comes. Core NATS is
  * at-most-once, so like the kubelet's own relist, a consumer must not rely on seeing every event.
  */
 export async function* containerEvents(
@@ -50,6 +52,7 @@ export async function* containerEvents(
   pods: PodRuntime,
   containers: ContainerRuntime,
   signal: AbortSignal,
+  log: Pick<Logger, 'warn'>,
 ): AsyncGenerator<unknown> {
   const queue: Queued[] = [];
   let wake: (() => void) | undefined;
@@ -75,7 +78,21 @@ export async function* containerEvents(
         wake = undefined;
         continue;
       }
-      for (const msg of await toEvents(next, { pods, containers, order, memory })) yield msg;
+      let msgs: unknown[];
+      try {
+        msgs = await toEvents(next, { pods, containers, order, memory });
+      } catch (err) {
+        // As containerd does: an event whose pod cannot be read now (a service restarting) is
+        // logged and skipped, and the stream goes on. Ending it would cost the kubelet every later
+        // event until it subscribes again, where the pod's next event carries every container's
+        // state as it is then.
+        log.warn(
+          { err: toBerthError(err).message, id: next.event.id, topic: next.topic },
+          'GetContainerEvents: an event was skipped, its pod could not be read',
+        );
+        continue;
+      }
+      for (const msg of msgs) yield msg;
     }
   } finally {
     signal.removeEventListener('abort', aborted);
