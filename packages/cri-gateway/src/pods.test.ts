@@ -305,6 +305,30 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(existsSync(host)).toBe(false);
   });
 
+  it('refuses the second of two concurrent creates of one name before it makes its host path', async () => {
+    const before = await berthContainers();
+    const hosts = [join(logDir, 'hostpath-of-racer-1'), join(logDir, 'hostpath-of-racer-2')];
+    const outcomes = await Promise.allSettled(
+      hosts.map((host) =>
+        createCtr(pod, 'web', 'racer', { mounts: [{ container_path: '/m', host_path: host }] }),
+      ),
+    );
+    const won = outcomes.flatMap((o, i) =>
+      o.status === 'fulfilled' ? [{ id: o.value, host: hosts[i] }] : [],
+    );
+    const lost = outcomes.flatMap((o, i) =>
+      o.status === 'rejected' ? [{ err: o.reason, host: hosts[i] }] : [],
+    );
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect((lost[0]?.err as { code?: number } | undefined)?.code).toBe(ALREADY_EXISTS);
+    expect(existsSync(won[0]?.host ?? '')).toBe(true);
+    // The refused one made nothing on the host.
+    expect(existsSync(lost[0]?.host ?? '')).toBe(false);
+    await rpc('RemoveContainer', { container_id: won[0]?.id });
+    expect(await berthContainers()).toEqual(before);
+  });
+
   it('refuses a missing host path that cannot be made, making no container', async () => {
     const before = await berthContainers();
     // Under a regular file: mkdir fails with ENOTDIR.

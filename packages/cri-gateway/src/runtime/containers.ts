@@ -56,6 +56,13 @@ export interface ContainerDeps extends RuntimeDeps {
  * start, stop, remove, status, list, exec-sync, resource updates and log reopening.
  */
 export class ContainerRuntime {
+  /**
+   * The names (the task-service's, one per pod, name and attempt) of this gateway's creates under
+   * way: a second create of a name while the first is still running is refused at once, before it
+   * makes anything on the host, as containerd's name reservation does.
+   */
+  private readonly creating = new Set<string>();
+
   constructor(
     private readonly d: ContainerDeps,
     private readonly pods: PodRuntime,
@@ -133,8 +140,11 @@ export class ContainerRuntime {
       imageName: image.name,
       meta,
     });
-    await this.makeHostPaths(sid, req.name ?? '', cfg.mounts, taken);
+    const reserved = req.name ?? '';
+    if (this.creating.has(reserved)) throw taken();
+    this.creating.add(reserved);
     try {
+      await this.makeHostPaths(sid, reserved, cfg.mounts, taken);
       // The record the gateway's image view gave: the task-service need not ask the image-service.
       // The rootfs is prepared after the reply, in the gap before the kubelet's StartContainer.
       return (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
@@ -142,14 +152,17 @@ export class ContainerRuntime {
       const e = toBerthError(err);
       if (e.code !== Code.ALREADY_EXISTS) throw e;
       throw taken();
+    } finally {
+      this.creating.delete(reserved);
     }
   }
 
   /**
    * Makes the missing host paths of a create's bind mounts (the task-service refuses a missing
-   * source), once it is known that the name is free: a refused duplicate makes nothing on the host,
-   * as containerd reserves the name first. Only a request with a missing path pays the lookup
-   * (the pod's containers, from the gateway's view).
+   * source), once it is known that the name is free (not created, nor being created by this
+   * gateway: see `creating`): a refused duplicate makes nothing on the host, as containerd
+   * reserves the name first. Only a request with a missing path pays the lookup (the pod's
+   * containers, from the gateway's view).
    */
   private async makeHostPaths(
     sid: string,
