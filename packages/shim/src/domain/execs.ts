@@ -190,7 +190,8 @@ export class ExecProcesses {
             const code = toBerthError(err).code;
             if (code !== Code.INTERNAL && code !== Code.DEADLINE_EXCEEDED) throw err;
             timedOut = code === Code.DEADLINE_EXCEEDED;
-            if (timedOut) killProcessGroupOf(rec.monitorPid);
+            if (timedOut)
+              killProcessGroupOf(rec.monitorPid, execPaths(this.host.layout, ns, id, execId).conmonPidFile);
             // If runc did start it (its pid file is there) and conmon died after, the process runs
             // with nobody to record its exit or hold its output: it must not outlive this start.
             const orphan = await readIntFile(execPaths(this.host.layout, ns, id, execId).pidFile);

@@ -196,7 +196,7 @@ export async function createTask(
               const left = Math.max(1, deadline.at - performance.now());
               const msg = await mon.sync.next(Math.min(host.createTimeoutMs, left)).catch((err: unknown) => {
                 if (toBerthError(err).code !== Code.DEADLINE_EXCEEDED) throw err;
-                killProcessGroupOf(readIntFileNow(p.conmonPidFile));
+                killProcessGroupOf(readIntFileNow(p.conmonPidFile), p.conmonPidFile);
                 throw new BerthError(
                   Code.DEADLINE_EXCEEDED,
                   left <= host.createTimeoutMs

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BerthError, Code } from '@berth/api';
 import { procStatNow } from '@berth/kit/pid-alive';
@@ -84,20 +85,32 @@ export function killMonitor(pid: number | undefined): void {
 
 /**
  * SIGKILLs the process group a monitor leads (conmon runs in a session of its own): conmon and
- * the runtime it runs at once, so neither can go on to start a process nobody waits for.
+ * the runtime it runs at once, so neither can go on to start a process nobody waits for. `pid`
+ * was read from the monitor's pid file (`conmonPidFile`, conmon's -P), now or when the process
+ * was set up: it is acted on only while it is still that monitor, a conmon whose command line
+ * names that file, never a process that was given the number since.
  */
-export function killProcessGroupOf(pid: number | undefined): void {
+export function killProcessGroupOf(pid: number | undefined, conmonPidFile: string): void {
   if (!pid || pid <= 0) return;
-  const pgid = procStatNow(pid)?.pgid;
-  if (pgid === undefined) return; // gone already
-  if (pgid !== pid) {
+  const st = procStatNow(pid);
+  if (st === undefined || st.comm !== 'conmon' || !commandLineOf(pid).includes(conmonPidFile)) return;
+  if (st.pgid !== pid) {
     killMonitor(pid);
     return; // not a group of its own: only the monitor is ours to end
   }
   try {
-    process.kill(-pgid, 'SIGKILL');
+    process.kill(-pid, 'SIGKILL');
   } catch {
     // gone already
+  }
+}
+
+/** The arguments of process `pid` (argv[0] first); none when it is gone. */
+function commandLineOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
   }
 }
 
