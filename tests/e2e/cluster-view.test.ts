@@ -3,7 +3,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, type RunResult, runBerth } from '../harness/berth.js';
-import { runOnTerminal } from '../harness/command.js';
+import { openTerminal } from '../harness/command.js';
 import { type Stack, waitFor } from '../harness/stack.js';
 import { startUpFixture, type UpFixture } from './up-fixture.js';
 
@@ -109,12 +109,24 @@ describe("node a's CLI and a container on node b", () => {
     expect((await onA(['run', '-d', '--node', b.nodeId, '--name', 'ttyx', image, 'sleep', '300'])).code).toBe(
       0,
     );
-    const cmd = `stty rows 25 cols 90; ${hideB} ${process.execPath} ${BERTH_BIN} exec -it ttyx sh -c 'tty; stty size; read x; echo got:$x; exit 4'`;
-    const r = await runOnTerminal(cmd, { env: a.env, steps: [{ when: '25 90', text: 'hi\r' }] });
-    expect(r.out).toMatch(/\/dev\/pts\/\d+/);
-    expect(r.out).toContain('25 90');
-    expect(r.out).toContain('got:hi');
-    expect(r.code).toBe(4);
+    // a's CLI (b's files hidden) on a pseudo-terminal of 25x90 the test holds (openTerminal).
+    const argv = [hideB, process.execPath, BERTH_BIN, 'exec', '-it', 'ttyx', 'sh', '-c'];
+    const t = openTerminal([...argv, 'tty; stty size; read x; echo got:$x; exit 4'], {
+      env: a.env,
+      rows: 25,
+      cols: 90,
+    });
+    try {
+      await t.waitFor('25 90');
+      t.type('hi\r');
+      const r = await t.done;
+      expect(r.out).toMatch(/\/dev\/pts\/\d+/);
+      expect(r.out).toContain('got:hi');
+      // The terminal's exit code is berth exec's: the process's on b.
+      expect(r.code, r.out).toBe(4);
+    } finally {
+      t.close();
+    }
     expect((await onA(['rm', '-f', 'ttyx'])).code).toBe(0);
   });
 

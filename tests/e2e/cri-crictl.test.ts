@@ -2,7 +2,7 @@
 // path as :authority). Opt-in: set BERTH_CRICTL to a crictl binary (cri-tools v1.26.1 is what
 // kubelet-era clients look like); skipped otherwise, since the project never ships one.
 // Images first, then a pod used as by hand in a terminal (exec -it and attach on a pseudo-terminal
-// from util-linux's `script`, port-forward, logs -f, a published host port).
+// the test holds, port-forward, logs -f, a published host port).
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,13 +10,7 @@ import { busyboxTar, makeImage, makeLayer, uploadImage } from '@berth/image-serv
 import { hostLayout } from '@berth/kit';
 import { startRegistry, type TestServer } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type CommandRun,
-  type RunningCommand,
-  runOnTerminal,
-  startCommand,
-  type TerminalStep,
-} from '../harness/command.js';
+import { type CommandRun, openTerminal, type RunningCommand, startCommand } from '../harness/command.js';
 import { freeLowPort } from '../harness/ports.js';
 import { type Stack, startStack, waitFor } from '../harness/stack.js';
 
@@ -127,7 +121,7 @@ describe.skipIf(!CRICTL)('crictl against a berth stack', () => {
 
 /**
  * What the issue asks to work "by hand in a terminal": crictl's interactive exec and attach on
- * a pseudo-terminal (util-linux `script` gives crictl one, as a user's terminal would), its
+ * a pseudo-terminal (the test makes and holds it, as a user's terminal window would), its
  * port-forward and `logs -f`, a published host port, and the pod's way out, with the real crictl.
  */
 describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () => {
@@ -142,19 +136,12 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
   const crictl = (...rest: string[]) => crictlOn(socket, rest);
   const ok = (...rest: string[]) => okOn(socket, rest);
   /**
-   * crictl on a pseudo-terminal of 45 rows and 123 columns, typed `steps`. With `resizeOn`, the
-   * terminal becomes 50 x 100 once that file exists (as a user's window resize: the kernel sends
-   * crictl SIGWINCH).
+   * crictl on a pseudo-terminal of 45 rows and 123 columns that the test holds (openTerminal): the
+   * size is set before crictl starts, and the test's resize() changes it as a window resize does
+   * (the kernel sends crictl SIGWINCH).
    */
-  const inTerminal = (rest: string[], steps: TerminalStep[], resizeOn?: string) => {
-    const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
-    const line = [CRICTL as string, ...crictlArgs(socket, rest)].map(quote).join(' ');
-    // A background list of a non-interactive shell reads /dev/null: its stty is given the tty.
-    const resize = resizeOn
-      ? `(while [ ! -e ${quote(resizeOn)} ]; do sleep 0.05; done; stty rows 50 cols 100 < /dev/tty) & `
-      : '';
-    return runOnTerminal(`stty rows 45 cols 123; ${resize}exec ${line}`, { env: process.env, steps });
-  };
+  const inTerminal = (rest: string[]) =>
+    openTerminal([CRICTL as string, ...crictlArgs(socket, rest)], { env: process.env, rows: 45, cols: 123 });
   /** A long-running crictl, once its stdout matches `ready` (within 30 s). */
   const started = async (rest: string[], ready: RegExp): Promise<RunningCommand> => {
     const cmd = startCrictl(socket, rest);
@@ -269,39 +256,41 @@ describe.skipIf(!CRICTL)('a pod driven by crictl as by hand in a terminal', () =
     `for i in $(seq 200); do [ "$(stty size)" = "${size}" ] && break; sleep 0.1; done`;
 
   it("exec -it gets a terminal of the caller's size, follows its resize, and ends with the command's exit code", async () => {
-    const resized = join(dir, 'resize-now');
-    const r = await inTerminal(
-      ['exec', '-it', web, 'sh'],
-      [
-        // At busybox sh's prompt: the tty, and its size once crictl's first size arrived (the
-        // gateway starts the process after 1 s without one; the size comes later then).
-        { when: /# /, text: `echo tty=$(tty); ${sizeWhen('45 123')}; echo size-first $(stty size)\n` },
-        {
-          when: /size-first \d+ \d+/,
-          before: () => writeFileSync(resized, ''),
-          text: `${sizeWhen('50 100')}; echo size-now $(stty size)\n`,
-        },
-        { when: /size-now \d+ \d+/, text: 'exit 7\n' },
-      ],
-      resized,
-    );
-    expect(r.out).toMatch(/tty=\/dev\/pts\/\d+/);
-    expect(r.out).toContain('size-first 45 123');
-    expect(r.out).toContain('size-now 50 100');
-    expect(r.out).toContain('command terminated with exit code 7');
+    const t = inTerminal(['exec', '-it', web, 'sh']);
+    try {
+      // At busybox sh's prompt: the tty, and its size once crictl's first size arrived (the
+      // gateway starts the process after 1 s without one; the size comes later then).
+      await t.waitFor(/# /);
+      t.type(`echo tty=$(tty); ${sizeWhen('45 123')}; echo size-first $(stty size)\r`);
+      await t.waitFor(/size-first \d+ \d+/);
+      expect(t.output()).toMatch(/tty=\/dev\/pts\/\d+/);
+      expect(t.output()).toContain('size-first 45 123');
+      // Only once the process has seen the first size is the terminal resized.
+      await t.resize(50, 100);
+      t.type(`${sizeWhen('50 100')}; echo size-now $(stty size)\r`);
+      await t.waitFor(/size-now \d+ \d+/);
+      expect(t.output()).toContain('size-now 50 100');
+      t.type('exit 7\r');
+      const r = await t.done;
+      expect(r.out).toContain('command terminated with exit code 7');
+    } finally {
+      t.close();
+    }
   });
 
   it('attach -it reaches the tty container, and ctrl-p ctrl-q leaves it running', async () => {
-    const r = await inTerminal(
-      ['attach', '-it', shell],
-      [
-        { text: 'echo attached $((6*7))\n' },
-        // ctrl-p ctrl-q, crictl's detach keys, once the shell's answer came back.
-        { when: /attached 42/, text: '\x10\x11' },
-      ],
-    );
-    expect(r.code, r.out).toBe(0);
-    expect(r.out).toContain('attached 42');
+    const t = inTerminal(['attach', '-it', shell]);
+    try {
+      t.type('echo attached $((6*7))\r');
+      await t.waitFor(/attached 42/);
+      // ctrl-p ctrl-q, crictl's detach keys, once the shell's answer came back.
+      t.type('\x10\x11');
+      const r = await t.done;
+      expect(r.timedOut, `crictl attach was still running 60 s after ctrl-p ctrl-q:\n${r.out}`).toBe(false);
+      expect(r.code, r.out).toBe(0);
+    } finally {
+      t.close();
+    }
     const st = JSON.parse(await ok('inspect', shell)) as { status: { state: string } };
     expect(st.status.state).toBe('CONTAINER_RUNNING');
   });

@@ -1,6 +1,7 @@
 /**
  * Starting a command from a test and collecting what it prints: the one place the harness
- * spawns a process for its output (runBerth, the SDK examples, any other command).
+ * spawns a process for its output (runBerth, the SDK examples, any other command), on pipes
+ * (startCommand) or on a pseudo-terminal the test holds (openTerminal).
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -71,64 +72,6 @@ export function startCommand(command: string, args: string[], opts: CommandOptio
   return { stdout: () => stdout, stderr: () => stderr, kill: (s) => proc.kill(s ?? 'SIGTERM'), done };
 }
 
-/** Input runOnTerminal types: `text`, once the terminal has shown `when` (at once without it). */
-export interface TerminalStep {
-  when?: string | RegExp;
-  /** Done just before the text is typed (e.g. a file another process waits for). */
-  before?: () => void;
-  /** What is typed (end a line with `\r`, the terminal's Enter, or `\n`). */
-  text: string;
-}
-
-/** How runOnTerminal runs its command. */
-export interface TerminalOptions {
-  env: NodeJS.ProcessEnv;
-  /** Typed in order, each once the output so far shows its `when`. */
-  steps: TerminalStep[];
-  /** script(1) is SIGKILLed after this long (default 60 s). */
-  timeoutMs?: number;
-}
-
-/**
- * Runs a shell command (sh) on a pseudo-terminal of its own (script(1)), types each step's text
- * once the terminal shows what the step waits for, and resolves with everything the terminal
- * showed and script's exit code, which `-e` makes the command's.
- */
-export function runOnTerminal(
-  shellCmd: string,
-  opts: TerminalOptions,
-): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    // script runs the command with $SHELL: the commands given here are sh.
-    const p = spawn('script', ['-qec', shellCmd, '/dev/null'], { env: { ...opts.env, SHELL: '/bin/sh' } });
-    const bound = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    let out = '';
-    let next = 0;
-    const type = () => {
-      for (let step = opts.steps[next]; step; step = opts.steps[next]) {
-        const shown =
-          step.when === undefined ||
-          (typeof step.when === 'string' ? out.includes(step.when) : step.when.test(out));
-        if (!shown) return;
-        step.before?.();
-        p.stdin.write(step.text);
-        next++;
-      }
-    };
-    // Typing into a command that already ended (EPIPE) is no failure: its output and code tell.
-    p.stdin.on('error', () => undefined);
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      type();
-    });
-    type();
-    p.on('exit', (code) => {
-      clearTimeout(bound);
-      resolve({ code, out });
-    });
-  });
-}
-
 /** Where the pseudo-terminal openTerminal runs its command on is made (python3, its pty module's calls). */
 const PTY_DRIVER = fileURLToPath(new URL('./pty-driver.py', import.meta.url));
 
@@ -145,15 +88,18 @@ export interface Terminal {
   resize(rows: number, cols: number): Promise<void>;
   /** Resolves once the output shows `what`; rejects naming it, with the output, if the command ends or `timeoutMs` passes first. */
   waitFor(what: string | RegExp, timeoutMs?: number): Promise<void>;
-  /** The command's exit code (null after a signal, or when the bound SIGKILLed the terminal) and output. */
-  done: Promise<{ code: number | null; out: string }>;
+  /**
+   * The command's exit code (null after a signal, or when the bound SIGKILLed the terminal), its
+   * output, and whether the bound ended it (the command was still running after `timeoutMs`).
+   */
+  done: Promise<{ code: number | null; out: string; timedOut: boolean }>;
   /** Ends the terminal (its command gets SIGHUP as the terminal hangs up). */
   close(): void;
 }
 
 /**
  * Runs `argv` on a pseudo-terminal of `rows` x `cols` that the test makes and holds itself
- * (harness/pty-driver.py), unlike runOnTerminal's script(1): the size is set on the terminal
+ * (harness/pty-driver.py), not script(1) with stty run inside it: the size is set on the terminal
  * before the command starts, with nothing run inside it, and resize() changes it the way a window
  * resize does, checked. The terminal is SIGKILLed after `timeoutMs` (60 s unless set).
  */
@@ -165,7 +111,11 @@ export function openTerminal(
     env: opts.env,
     stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
   });
-  const bound = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+  let timedOut = false;
+  const bound = setTimeout(() => {
+    timedOut = true;
+    p.kill('SIGKILL');
+  }, opts.timeoutMs ?? 60_000);
   let out = '';
   let errors = '';
   let ended = false;
@@ -193,13 +143,13 @@ export function openTerminal(
   p.stdin.on('error', () => undefined);
   const control = p.stdio[3] as NodeJS.WritableStream;
   control.on('error', () => undefined);
-  const done = new Promise<{ code: number | null; out: string }>((resolve) => {
+  const done = new Promise<{ code: number | null; out: string; timedOut: boolean }>((resolve) => {
     p.on('close', (code) => {
       clearTimeout(bound);
       ended = true;
       notify();
       for (const a of answers.splice(0)) a('error: the terminal ended');
-      resolve({ code, out });
+      resolve({ code, out, timedOut });
     });
   });
   return {

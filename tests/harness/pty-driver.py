@@ -85,7 +85,8 @@ def main():
                         raise ValueError(f"unknown request {line!r}")
                     set_size(master, int(words[1]), int(words[2]))
                     answer(f"resized {words[1]} {words[2]}")
-                except (OSError, ValueError) as e:
+                # struct.error: a size past 65535 does not fit the ioctl's unsigned shorts.
+                except (OSError, ValueError, struct.error) as e:
                     answer(f"error: {e}")
     _, status = os.waitpid(pid, 0)
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
@@ -178,6 +178,34 @@ describe('control of a live task', () => {
       delivered: true,
     });
     expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 137 });
+    await w.client.delete({ namespace: ns, id });
+  });
+
+  it("kill answers INTERNAL with runc's message when runc cannot read the task's state, delivered: false once it stopped", async () => {
+    const { id } = await running(['sleep', '1000']);
+    const layout = hostLayout({ stateRoot: w.stateRoot, runRoot: w.runRoot });
+    const stateFile = join(taskPaths(layout, ns, id).runcRoot, id, 'state.json');
+    const good = readFileSync(stateFile, 'utf8');
+    writeFileSync(stateFile, '{"id": ');
+    try {
+      // Not "not running" (FAILED_PRECONDITION), which callers take as stopped: the task runs on.
+      await expect(w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: false })).rejects.toMatchObject(
+        {
+          code: 'INTERNAL',
+          message: `task "${id}": runc kill failed: unexpected EOF`,
+        },
+      );
+    } finally {
+      writeFileSync(stateFile, good);
+    }
+    expect((await w.client.state({ namespace: ns, id })).status).toBe('running');
+    expect(await w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: false })).toEqual({
+      delivered: true,
+    });
+    await w.client.wait({ namespace: ns, id });
+    expect(await w.client.kill({ namespace: ns, id, signal: 'SIGKILL', all: true })).toEqual({
+      delivered: false,
+    });
     await w.client.delete({ namespace: ns, id });
   });
 

@@ -129,9 +129,10 @@ describe('stop', () => {
   it('gives up after its bound naming the container, the last state and the last kill error', async () => {
     script = {
       kill: (req) => {
-        // Refused for a reason other than "not running": stop must not take it as done.
+        // "Not running" says the task-service, while the state it answers still shows it running
+        // (its exit not recorded yet): stop waits for the exit, sending SIGKILL again meanwhile.
         if (req.signal === 'SIGKILL') {
-          throw new BerthError(Code.FAILED_PRECONDITION, 'task "web": runc kill failed: unable to freeze');
+          throw new BerthError(Code.FAILED_PRECONDITION, 'container "web" is not running');
         }
       },
       state: () => running,
@@ -141,12 +142,34 @@ describe('stop', () => {
     expect(err).toBeInstanceOf(BerthError);
     expect((err as BerthError).code).toBe(Code.DEADLINE_EXCEEDED);
     expect((err as Error).message).toMatch(
-      /^container "web" did not exit within 1\.4 s of SIGKILL \(sent [3-6] times\); last state running \(pid 42, \d+\.\d s ago\); the last kill failed: FAILED_PRECONDITION: task "web": runc kill failed: unable to freeze$/,
+      /^container "web" did not exit within 1\.4 s of SIGKILL \(sent [3-6] times\); last state running \(pid 42, \d+\.\d s ago\); the last kill failed: FAILED_PRECONDITION: container "web" is not running$/,
     );
     // Within its bound (and the grace of 0 s), not after some outer timeout.
     expect(Date.now() - started).toBeLessThan(5_000);
     // SIGKILL was tried again meanwhile, every killResendMs, as many times as the message says.
     const sent = Number(/sent (\d+) times/.exec((err as Error).message)?.[1]);
     expect(kills.filter((k) => k === 'SIGKILL').length).toBe(sent);
+  }, 15_000);
+
+  it('ends at once with a kill that failed (INTERNAL from runc), not taken as "not running"', async () => {
+    const broken =
+      'task "web": runc kill failed: lstat /sys/fs/cgroup/devices/web: no such file or directory';
+    for (const failing of ['SIGTERM', 'SIGKILL']) {
+      kills = [];
+      script = {
+        kill: (req) => {
+          if (req.signal === failing) throw new BerthError(Code.INTERNAL, broken);
+        },
+        state: () => running,
+      };
+      const started = Date.now();
+      // A grace period of 10 s: a failed stop signal is not waited out, nor is SIGKILL resent.
+      const opts = failing === 'SIGTERM' ? { ...fast, seconds: 10 } : fast;
+      const err = await stopOne('web', context(), opts).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BerthError);
+      expect([(err as BerthError).code, (err as Error).message]).toEqual([Code.INTERNAL, broken]);
+      expect(kills).toEqual(failing === 'SIGTERM' ? ['SIGTERM'] : ['SIGTERM', 'SIGKILL']);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    }
   }, 15_000);
 });

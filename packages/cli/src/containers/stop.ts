@@ -38,7 +38,11 @@ export async function stopOne(ref: string, ctx: CliContext, opts: StopOptions): 
   if (!info.task) return ref;
   const id = info.container.id;
   const w = await exitWatcher(ctx, id, undefined, namespace);
-  /** The last kill the task-service refused (FAILED_PRECONDITION is taken as "not running"). */
+  /**
+   * The last kill the task-service refused as "not running" (FAILED_PRECONDITION): the exit is
+   * then waited for. A kill that failed (INTERNAL: runc could not signal the container) ends the
+   * stop with its error, since the container may well still run.
+   */
   let refused: BerthError | undefined;
   try {
     w.check();

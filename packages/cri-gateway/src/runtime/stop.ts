@@ -4,7 +4,10 @@ import type { TaskPort } from './ports.js';
 /** How long a SIGKILLed task may take to be reported stopped. */
 const KILL_WAIT_MS = 30_000;
 
-/** Swallows the errors that mean "already gone or already stopped". */
+/**
+ * Swallows the errors that mean "already gone or already stopped" (NOT_FOUND, FAILED_PRECONDITION);
+ * a kill that failed (INTERNAL, runc's message) is thrown, as containerd's StopContainer does.
+ */
 export async function ignoreGone(p: Promise<unknown>): Promise<void> {
   try {
     await p;

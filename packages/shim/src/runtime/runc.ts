@@ -19,9 +19,20 @@ export interface RuncState {
   bundle: string;
 }
 
-/** runc 1.1 logs errors as logrus text or JSON; keep only the message. */
+/**
+ * runc's error as one line: the message of its last logrus line (text or JSON). A runc that
+ * crashed has a Go stack trace there instead: its `panic:` or `fatal error:` line is taken, and a
+ * runc a signal ended says which signal.
+ */
 function runcMessage(r: CommandResult): string {
-  const line = lastLine(r.stderr) || lastLine(r.stdout);
+  const crash = /^(?:panic|fatal error): .*$/m.exec(r.stderr)?.[0];
+  const said = crash ?? loggedMessage(lastLine(r.stderr) || lastLine(r.stdout));
+  if (r.signal && !r.timedOut) return said ? `killed by ${r.signal}: ${said}` : `killed by ${r.signal}`;
+  return said || `exit status ${r.code}`;
+}
+
+/** The message of one logrus line (text or JSON), or the line itself. */
+function loggedMessage(line: string): string {
   const m = /msg="((?:[^"\\]|\\.)*)"/.exec(line);
   if (m?.[1]) return m[1].replace(/\\"/g, '"');
   try {
@@ -30,19 +41,49 @@ function runcMessage(r: CommandResult): string {
   } catch {
     // plain text
   }
-  return line || `exit status ${r.code}`;
+  return line;
 }
 
-/** True when runc failed because the container is gone or has already stopped. */
+/**
+ * True when runc failed because the container is gone or its process has ended, in runc 1.0-1.3's
+ * words: `container does not exist` (1.0: `container "<id>" does not exist`), `container not
+ * running` (a kill or pause of a stopped container), and a signal to an init that has just exited
+ * (`unable to signal init: no such process`, Go's `os: process already finished`).
+ */
 export function isGone(message: string): boolean {
-  return /does not exist|not exist|container not running|process already finished|no such process|is stopped/i.test(
+  return /container(?: "[^"]*")? does not exist|container not running|process already finished|no such process/i.test(
     message,
   );
 }
 
 /**
+ * True when runc refused the command in the container's present state (runc 1.1's errors):
+ * resume of a container that is not paused, start of a stopped or running one, delete without
+ * --force of a live one, a state transition it does not allow.
+ */
+export function isRefusal(message: string): boolean {
+  return /container (?:not paused|paused|still running|init still running)|cannot start (?:a|an) |cannot delete container .* that is not stopped|invalid state transition/i.test(
+    message,
+  );
+}
+
+/**
+ * The code of a failed runc command, from its message: gone or not running is NOT_FOUND (as
+ * containerd's runc shim answers NotFound for a kill of either), a refusal in the container's state
+ * FAILED_PRECONDITION, and every other failure INTERNAL: a state runc cannot read, a cgroup it
+ * cannot walk, runc dying. Callers read FAILED_PRECONDITION from a kill as "not running", so a
+ * failure must never be answered with it.
+ */
+export function runcFailureCode(message: string): Code {
+  if (isGone(message)) return Code.NOT_FOUND;
+  if (isRefusal(message)) return Code.FAILED_PRECONDITION;
+  return Code.INTERNAL;
+}
+
+/**
  * Drives the runc binary for one state root (`--root`). Each method runs one runc command and
- * throws a BerthError naming the container when runc fails.
+ * throws a BerthError naming the container and carrying runc's message when runc fails (its code:
+ * runcFailureCode; DEADLINE_EXCEEDED when runc hung past the deadline).
  */
 export class Runc {
   constructor(
@@ -68,11 +109,7 @@ export class Runc {
       if (r.code !== 0) {
         const msg = runcMessage(r);
         // A runc killed at the deadline hung: a timeout, not a refusal the caller could act on.
-        const code = r.timedOut
-          ? Code.DEADLINE_EXCEEDED
-          : isGone(msg)
-            ? Code.NOT_FOUND
-            : Code.FAILED_PRECONDITION;
+        const code = r.timedOut ? Code.DEADLINE_EXCEEDED : runcFailureCode(msg);
         throw new BerthError(code, `task "${id}": runc ${what} failed: ${msg}`);
       }
       return r.stdout;
@@ -110,6 +147,10 @@ export class Runc {
     }
   }
 
+  /**
+   * Sends `signal` to the container's init (or, with `all`, every process in its cgroup). A
+   * created container's init is signalled too; a stopped or absent one is NOT_FOUND.
+   */
   async kill(id: string, signal: string | number, all: boolean): Promise<void> {
     await this.run(['kill', ...(all ? ['--all'] : []), id, String(signal)], id, 'kill');
   }

@@ -168,6 +168,34 @@ describe('freeOnNode', () => {
     expect(calls).toEqual(['kill', 'wait', 'delete', 'remove-files']);
     expect(removed).toEqual([c.snapshotKey]);
   });
+
+  it('stops at a kill that failed (INTERNAL), not taking it for a task gone: nothing is removed', async () => {
+    const { shim, calls } = shimWithRunningTask();
+    const broken = 'task "x": runc kill failed: unexpected EOF';
+    const failing = {
+      ...shim,
+      kill: async () => {
+        calls.push('kill');
+        throw new BerthError(Code.INTERNAL, broken);
+      },
+    };
+    const removed: string[] = [];
+    const d = {
+      shim: () => failing,
+      snapshots: () => ({
+        remove: async (req: { key: string }) => {
+          removed.push(req.key);
+          return {};
+        },
+      }),
+    } as unknown as Deps;
+    await expect(freeOnNode(d, container('none'))).rejects.toMatchObject({
+      code: Code.INTERNAL,
+      message: broken,
+    });
+    expect(calls).toEqual(['kill']);
+    expect(removed).toEqual([]);
+  });
 });
 
 // dropUnrecordedTasks against a real Redis (records, tasks and locks) and a shim that lists the
