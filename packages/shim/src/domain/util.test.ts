@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { killProcessGroupOf } from './util.js';
 
-// A stand-in monitor: a script the kernel names after its file (comm "conmon" for one called
-// conmon), in a session of its own as conmon is, with a child in its group as conmon's runc is.
+// A stand-in monitor: a script with conmon's -P argument, in a session of its own as conmon is,
+// with a child in its group as conmon's runc is.
 let dir: string;
 const started: ChildProcess[] = [];
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'berth-pgroup-'));
-  for (const name of ['conmon', 'other']) {
+  for (const name of ['conmon', 'conmon-2.1.13']) {
     writeFileSync(join(dir, name), '#!/bin/sh\nsleep 300 &\nwait\n');
     chmodSync(join(dir, name), 0o755);
   }
@@ -62,18 +62,22 @@ async function endedBy(m: { pid: number; exited: Promise<NodeJS.Signals | null> 
 }
 
 describe('killProcessGroupOf', () => {
-  it('ends the group of the monitor whose command line names the pid file', async () => {
+  it('ends the group of the monitor whose command line names the pid file, whatever its name', async () => {
     const m = await monitor('conmon', '/run/x/conmon.pid');
     killProcessGroupOf(m.pid, '/run/x/conmon.pid');
     expect(await m.exited).toBe('SIGKILL');
+    // A conmon installed under another name (services.shim.conmon takes any path).
+    const renamed = await monitor('conmon-2.1.13', '/run/y/conmon.pid');
+    killProcessGroupOf(renamed.pid, '/run/y/conmon.pid');
+    expect(await renamed.exited).toBe('SIGKILL');
   });
 
-  it('leaves alone a process that got the pid since: another pid file, or no conmon at all', async () => {
+  it('leaves alone a process that got the pid since: another pid file, or one that only starts alike', async () => {
     const other = await monitor('conmon', '/run/other-task/conmon.pid');
     killProcessGroupOf(other.pid, '/run/x/conmon.pid');
-    const notConmon = await monitor('other', '/run/x/conmon.pid');
-    killProcessGroupOf(notConmon.pid, '/run/x/conmon.pid');
+    const alike = await monitor('conmon', '/run/x/conmon.pid.old');
+    killProcessGroupOf(alike.pid, '/run/x/conmon.pid');
     expect(await endedBy(other)).toBe('SIGTERM');
-    expect(await endedBy(notConmon)).toBe('SIGTERM');
+    expect(await endedBy(alike)).toBe('SIGTERM');
   });
 });

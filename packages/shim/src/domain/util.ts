@@ -87,13 +87,14 @@ export function killMonitor(pid: number | undefined): void {
  * SIGKILLs the process group a monitor leads (conmon runs in a session of its own): conmon and
  * the runtime it runs at once, so neither can go on to start a process nobody waits for. `pid`
  * was read from the monitor's pid file (`conmonPidFile`, conmon's -P), now or when the process
- * was set up: it is acted on only while it is still that monitor, a conmon whose command line
- * names that file, never a process that was given the number since.
+ * was set up: it is acted on only while it is still that monitor, a process whose command line
+ * names that file as an argument, never a process that was given the number since.
  */
 export function killProcessGroupOf(pid: number | undefined, conmonPidFile: string): void {
   if (!pid || pid <= 0) return;
   const st = procStatNow(pid);
-  if (st === undefined || st.comm !== 'conmon' || !commandLineOf(pid).includes(conmonPidFile)) return;
+  // Its command line, not its name: the shim's conmon may be installed under any name.
+  if (st === undefined || !commandLineOf(pid).includes(conmonPidFile)) return;
   if (st.pgid !== pid) {
     killMonitor(pid);
     return; // not a group of its own: only the monitor is ours to end

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,6 +139,22 @@ describe('readRootfsFile', () => {
     expect(readRootfsFile(r, '/etc/f/x')).toBeUndefined();
     expect(() => readRootfsFile(r, '/etc/loop')).toThrow(/too many levels of symbolic links/);
     expect(() => readRootfsFile(r, '/etc/f', 3)).toThrow(/larger than 3 bytes/);
+  });
+
+  it('reads no more than its limit from a file whose size said less (one that grew since its stat)', async () => {
+    // /proc/cpuinfo says size 0 and holds kilobytes: what a file a container grows between the
+    // stat and the read looks like to the read. Bound over a file of the rootfs (tests run as root).
+    const r = await makeRootfs('grown', (x) => writeFile(join(x, 'etc', 'grown'), ''));
+    const at = join(r, 'etc', 'grown');
+    execFileSync('mount', ['--bind', '/proc/cpuinfo', at]);
+    try {
+      expect(statSync(at).size).toBe(0);
+      expect(readFileSync('/proc/cpuinfo').length).toBeGreaterThan(100);
+      expect(() => readRootfsFile(r, '/etc/grown', 100)).toThrow(/larger than 100 bytes/);
+      expect(readRootfsFile(r, '/etc/grown')).toBe(readFileSync('/proc/cpuinfo', 'utf8'));
+    } finally {
+      execFileSync('umount', [at]);
+    }
   });
 });
 

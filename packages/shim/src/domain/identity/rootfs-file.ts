@@ -4,11 +4,14 @@ import {
   fstatSync,
   lstatSync,
   openSync,
-  readFileSync,
   readlinkSync,
+  readSync,
   type Stats,
 } from 'node:fs';
 import { BerthError, Code } from '@berth/api';
+
+/** How much of a file one read takes. */
+const READ_CHUNK = 64 * 1024;
 
 /** As the kernel's MAXSYMLINKS: more links than this in one lookup is a loop. */
 const MAX_LINKS = 40;
@@ -31,9 +34,10 @@ const gone = (err: unknown) => {
  * were `/` (an absolute target starts again at `root`, `..` stops there). So a link such as
  * /etc/passwd -> /host/etc/shadow, or a directory swapped for a link while the container runs,
  * never reaches the node's own files. Undefined when the path does not exist or is not a regular
- * file; INVALID_ARGUMENT on a symlink loop or a file larger than `maxBytes`. Synchronous: a rootfs
- * is a local snapshot, and its dozen syscalls take µs inline, against a dozen thread-pool trips in
- * a row on the path of every create (1 ms idle, more behind the pool's other work).
+ * file; INVALID_ARGUMENT on a symlink loop or a file larger than `maxBytes` (however it grows while
+ * read). Synchronous: a task's rootfs is a snapshot mount under the state root (createTask takes no
+ * other), and its dozen syscalls take µs inline, against a dozen thread-pool trips in a row on
+ * the path of every create (1 ms idle, more behind the pool's other work).
  */
 export function readRootfsFile(root: string, path: string, maxBytes = 1 << 20): string | undefined {
   const stack: number[] = [openSync(root, DIR_FLAGS)];
@@ -77,13 +81,23 @@ export function readRootfsFile(root: string, path: string, maxBytes = 1 << 20): 
       try {
         const fst = fstatSync(fd);
         if (!fst.isFile()) return undefined;
-        if (fst.size > maxBytes) {
-          throw new BerthError(
-            Code.INVALID_ARGUMENT,
-            `"${path}" in the rootfs is larger than ${maxBytes} bytes`,
-          );
+        const tooLarge = () =>
+          new BerthError(Code.INVALID_ARGUMENT, `"${path}" in the rootfs is larger than ${maxBytes} bytes`);
+        if (fst.size > maxBytes) throw tooLarge();
+        // Read to at most maxBytes + 1, whatever the size was at the fstat: a running container
+        // can grow the file since, and an unbounded read would hold the event loop (and memory)
+        // for as long as it keeps growing.
+        const chunks: Buffer[] = [];
+        let total = 0;
+        for (;;) {
+          const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, maxBytes + 1 - total));
+          const n = readSync(fd, chunk, 0, chunk.length, null);
+          if (n === 0) break;
+          chunks.push(chunk.subarray(0, n));
+          total += n;
+          if (total > maxBytes) throw tooLarge();
         }
-        return readFileSync(fd, 'utf8');
+        return Buffer.concat(chunks, total).toString('utf8');
       } finally {
         closeSync(fd);
       }
