@@ -434,8 +434,16 @@ export class TaskManager {
         throw errors.precondition(`container "${c.name}" is ${t.status}: stop it before deleting its task`);
       }
       if (t.status === 'created') {
+        // Its init waits on runc's exec fifo. The shim's delete below (runc delete --force) kills
+        // it as well, so a kill that failed (runc unable to walk the container's cgroups, say) is
+        // logged and the delete goes on, rather than leaving the task undeletable.
         await ignoreGone(
           this.deps.shim(c.node, ns).kill({ namespace: ns, id: c.id, signal: 'SIGKILL', all: true }),
+        ).catch((err: unknown) =>
+          this.log.warn(
+            { err: (err as Error).message, ns, id: c.id },
+            'killing a created task before its delete failed: the force delete ends it',
+          ),
         );
       }
       const st = await this.deps
