@@ -108,8 +108,8 @@ function context(): CliContext {
   return ctx as unknown as CliContext;
 }
 
-// Fast forms of the real bounds (30 s, every 5 s): the same code paths, in a test's time.
-// The bound is no multiple of the period, so the last re-send is answered before it.
+// Fast forms of the real bounds (30 s, every 5 s): the same code paths, in a test's time. A
+// re-send still on its way at the bound is answered before stop returns.
 const fast = { seconds: 0, killWaitMs: 1_400, killResendMs: 300 };
 
 describe('stop', () => {
@@ -122,7 +122,8 @@ describe('stop', () => {
       },
       state: () => (sigkills >= 2 ? stopped : running),
     };
-    await expect(stopOne('web', context(), fast)).resolves.toBe('web');
+    // A bound the exit shows well within (the waiter asks the state every second).
+    await expect(stopOne('web', context(), { ...fast, killWaitMs: 10_000 })).resolves.toBe('web');
     expect(kills.slice(0, 3)).toEqual(['SIGTERM', 'SIGKILL', 'SIGKILL']);
   }, 15_000);
 

@@ -108,13 +108,13 @@ async function awaitKilled(
 ): Promise<void> {
   let sent = 1;
   let failed = o.refused;
-  let sending = false;
+  let inflight: Promise<void> | undefined;
   // Not awaited by the wait: a kill that takes its whole timeout must not hold back an exit seen meanwhile.
   const resend = () => {
-    if (sending) return;
-    sending = true;
+    if (inflight) return;
     sent++;
-    o.resend()
+    inflight = o
+      .resend()
       .then(
         () => {
           failed = undefined;
@@ -125,7 +125,7 @@ async function awaitKilled(
         },
       )
       .finally(() => {
-        sending = false;
+        inflight = undefined;
       });
   };
   const timer = setInterval(resend, o.resendMs);
@@ -133,6 +133,9 @@ async function awaitKilled(
     if ((await within(w.exited, o.waitMs)) !== TIMED_OUT) return;
   } finally {
     clearInterval(timer);
+    // A kill still on its way is answered before stop returns: it must not reach a container
+    // started again right after (`berth stop x && berth start x`), nor go uncounted below.
+    await inflight;
   }
   throw new BerthError(
     Code.DEADLINE_EXCEEDED,
