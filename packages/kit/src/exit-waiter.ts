@@ -41,7 +41,7 @@ export type WaitAnswer = { at: number } & ({ state: ProcessState } | { error: Be
 
 /**
  * One line on what a waiter last heard, for an error that gives up on it: `last state running
- * (pid 42) 0.4 s ago`, `last answer UNAVAILABLE: ... 2.1 s ago`, or `no state answered yet`.
+ * (pid 42, 0.4 s ago)`, `last answer UNAVAILABLE: ... (2.1 s ago)`, or `no state answered yet`.
  */
 export function describeAnswer(a: WaitAnswer | undefined, now = Date.now()): string {
   if (!a) return 'no state answered yet';

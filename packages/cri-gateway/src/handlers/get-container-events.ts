@@ -3,5 +3,11 @@ import type { HandlerDeps } from './types.js';
 
 /** RuntimeService/GetContainerEvents: container and pod events until the client hangs up. */
 export function getContainerEvents(_request: unknown, deps: HandlerDeps, signal: AbortSignal) {
-  return containerEvents(deps.events, deps.pods, deps.containers, signal, deps.log);
+  return containerEvents({
+    source: deps.events,
+    pods: deps.pods,
+    containers: deps.containers,
+    signal,
+    log: deps.log,
+  });
 }

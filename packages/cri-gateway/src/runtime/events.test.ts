@@ -59,8 +59,12 @@ describe('containerEvents', () => {
     };
     const warned: unknown[] = [];
     const ac = new AbortController();
-    const stream = containerEvents(source, pods, containers, ac.signal, {
-      warn: (o: unknown) => warned.push(o),
+    const stream = containerEvents({
+      source,
+      pods,
+      containers,
+      signal: ac.signal,
+      log: { warn: (o: unknown) => warned.push(o) },
     });
     const first = stream.next();
     // The stream subscribes before it reads anything: both events wait in its queue.

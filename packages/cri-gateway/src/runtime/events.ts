@@ -44,16 +44,17 @@ interface Memory {
  * takes them as the whole pod); a container's events leave in the order they happened (see
  * EventOrder). Events of processes run by exec and of containers the CRI did not make are
  * skipped, and so is the delete of a container whose pod the stream never knew, and (logged) an
- * event whose pod cannot be read when it comes. Core NATS is
+ * event whose container or pod cannot be read when it comes. Core NATS is
  * at-most-once, so like the kubelet's own relist, a consumer must not rely on seeing every event.
  */
-export async function* containerEvents(
-  source: EventSource,
-  pods: PodRuntime,
-  containers: ContainerRuntime,
-  signal: AbortSignal,
-  log: Pick<Logger, 'warn'>,
-): AsyncGenerator<unknown> {
+export async function* containerEvents(o: {
+  source: EventSource;
+  pods: PodRuntime;
+  containers: ContainerRuntime;
+  signal: AbortSignal;
+  log: Pick<Logger, 'warn'>;
+}): AsyncGenerator<unknown> {
+  const { source, pods, containers, signal, log } = o;
   const queue: Queued[] = [];
   let wake: (() => void) | undefined;
   const unsubscribe = source((e) => {
@@ -82,13 +83,13 @@ export async function* containerEvents(
       try {
         msgs = await toEvents(next, { pods, containers, order, memory });
       } catch (err) {
-        // As containerd does: an event whose pod cannot be read now (a service restarting) is
-        // logged and skipped, and the stream goes on. Ending it would cost the kubelet every later
-        // event until it subscribes again, where the pod's next event carries every container's
-        // state as it is then.
+        // An event whose container or pod cannot be read now (a service restarting) is logged and
+        // skipped, and the stream goes on: containerd sends such an event with no pod status, which
+        // the kubelet drops. Ending the stream would cost the kubelet every later event until it
+        // subscribes again, where the pod's next event carries every container's state as it is.
         log.warn(
           { err: toBerthError(err).message, id: next.event.id, topic: next.topic },
-          'GetContainerEvents: an event was skipped, its pod could not be read',
+          'GetContainerEvents: an event was skipped, its container or pod could not be read',
         );
         continue;
       }
