@@ -3,7 +3,9 @@
  * cri-trace-stack.ts), one pod, then BENCH_N rounds of crictl create + start + stop + rm of a
  * busybox container, and the medians (p10-p90) of the phases the shim logs for each create it
  * started ("task created and started": check, prepare, mount, user, write, monitor, start; see
- * createTask in packages/shim/src/domain/task-bundle.ts). The phases are the shim's own clock, so
+ * createTask in packages/shim/src/domain/task-bundle.ts: `check` is the request's checks plus the
+ * task's reservation in Redis and the wait for its turn, `monitor` conmon and runc create plus the
+ * task's record). The phases are the shim's own clock, so
  * crictl's process start is outside every figure. Prints; asserts nothing.
  * Run: CRICTL=/path/to/crictl pnpm --filter @berth/bench run start-phases
  * Env: CRICTL (required, cri-tools v1.26.1), REGISTRY (default 127.0.0.1:5000, serving the e2e

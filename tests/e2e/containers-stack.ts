@@ -166,6 +166,8 @@ export async function startContainerStack(
     let f = logFiles.get(name);
     if (!f) {
       f = createWriteStream(join(opts.logDir, `${name}.log`), { flags: 'a' });
+      // A log that cannot be written (a full disk, say) is given up, not the run it serves.
+      f.on('error', (err) => process.stderr.write(`${name}'s log in ${opts.logDir}: ${err.message}\n`));
       logFiles.set(name, f);
     }
     return f;
@@ -176,7 +178,7 @@ export async function startContainerStack(
     const file = logFile(name);
     // A replica stop() does not wait for may still print after the file was closed.
     const log = (b: Buffer | string) => {
-      if (file && !file.writableEnded) file.write(b);
+      if (file && !file.writableEnded && !file.destroyed) file.write(b);
     };
     log(`--- ${name} pid ${p.pid} started at ${new Date().toISOString()} ---\n`);
     p.once('exit', (code, signal) =>

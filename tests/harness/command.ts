@@ -72,7 +72,7 @@ export function startCommand(command: string, args: string[], opts: CommandOptio
   return { stdout: () => stdout, stderr: () => stderr, kill: (s) => proc.kill(s ?? 'SIGTERM'), done };
 }
 
-/** Where the pseudo-terminal openTerminal runs its command on is made (python3, its pty module's calls). */
+/** Where the pseudo-terminal openTerminal runs its command on is made (python3: os.openpty, termios). */
 const PTY_DRIVER = fileURLToPath(new URL('./pty-driver.py', import.meta.url));
 
 /** A command running on a pseudo-terminal the test holds (openTerminal). */
