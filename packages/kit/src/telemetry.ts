@@ -66,6 +66,10 @@ export function startTelemetry(opts: {
   extraProcessors?: SpanProcessor[];
 }): Telemetry {
   installDiagLogger();
+  // A failed export reaches the SDK's global error handler too, whose default logs the error
+  // serialized, stack and all, beside the exporter's own line: it goes the same once-per-kind way.
+  const core = load('@opentelemetry/core') as typeof import('@opentelemetry/core');
+  core.setGlobalErrorHandler(reportTelemetryError);
   const base = load('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base');
   const node = load('@opentelemetry/sdk-trace-node') as typeof import('@opentelemetry/sdk-trace-node');
   const { resourceFromAttributes } = load(

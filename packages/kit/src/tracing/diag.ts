@@ -38,9 +38,12 @@ export function setDiagSink(next: DiagSink): void {
   sink = next;
 }
 
-/** Reports a telemetry problem through the diagnostic logger (once per kind). */
-export function reportTelemetryError(err: Error): void {
-  diag.error(err.message);
+/**
+ * Reports a telemetry problem through the diagnostic logger (once per kind): an error's message,
+ * never its stack. Also the SDK's global error handler, which may be given anything.
+ */
+export function reportTelemetryError(err: unknown): void {
+  diag.error(describe(err));
 }
 
 function describe(a: unknown): string {

@@ -21,8 +21,11 @@ export class StoreSpanExporter implements SpanExporter {
       // ExportResultCode.SUCCESS / FAILED, spelled out so @opentelemetry/core is not loaded for them.
       () => done({ code: 0 }),
       (err: Error) => {
-        this.onError(new Error(`writing spans to ${this.dir} failed: ${err.message}`));
-        done({ code: 1, error: err });
+        // The same error to both: the SDK reports the failed result too (to the global error
+        // handler), and the diagnostic logger then sees one kind of problem, not two.
+        const failed = new Error(`writing spans to ${this.dir} failed: ${err.message}`, { cause: err });
+        this.onError(failed);
+        done({ code: 1, error: failed });
       },
     );
     this.pending.add(p);

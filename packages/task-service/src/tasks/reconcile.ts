@@ -89,6 +89,13 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         await d.remove(ns, id);
         r.removed++;
       } catch (err) {
+        // Another remover (a request, the CRI gateway's collection of a failed RunPodSandbox)
+        // finished it after the list above: the record is gone, nothing is left to finish.
+        const gone = await d.store.get(ns, id).then(
+          (c) => c === undefined,
+          () => false,
+        );
+        if (gone) continue;
         d.log.warn({ err: (err as Error).message, ns, id }, 'reconcile: finishing a removal failed');
       }
     }
