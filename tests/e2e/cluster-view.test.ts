@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, type RunResult, runBerth } from '../harness/berth.js';
 import { openTerminal } from '../harness/command.js';
 import { type Stack, waitFor } from '../harness/stack.js';
+import { expectTtyExec, TTY_EXEC_SCRIPT } from './tty-exec.js';
 import { startUpFixture, type UpFixture } from './up-fixture.js';
 
 // One view of a cluster: two nodes share one NATS and one Redis, and node a's CLI works with a
@@ -111,22 +112,12 @@ describe("node a's CLI and a container on node b", () => {
     );
     // a's CLI (b's files hidden) on a pseudo-terminal of 25x90 the test holds (openTerminal).
     const argv = [hideB, process.execPath, BERTH_BIN, 'exec', '-it', 'ttyx', 'sh', '-c'];
-    const t = openTerminal([...argv, 'tty; stty size; read x; echo got:$x; exit 4'], {
+    const t = openTerminal([...argv, TTY_EXEC_SCRIPT], {
       env: a.env,
       rows: 25,
       cols: 90,
     });
-    try {
-      await t.waitFor('25 90');
-      t.type('hi\r');
-      const r = await t.done;
-      expect(r.out).toMatch(/\/dev\/pts\/\d+/);
-      expect(r.out).toContain('got:hi');
-      // The terminal's exit code is berth exec's: the process's on b.
-      expect(r.code, r.out).toBe(4);
-    } finally {
-      t.close();
-    }
+    await expectTtyExec(t);
     expect((await onA(['rm', '-f', 'ttyx'])).code).toBe(0);
   });
 

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BERTH_BIN, runBerth } from '../harness/berth.js';
 import { openTerminal } from '../harness/command.js';
 import { type ContainerStack, pushBusybox, startContainerStack, until } from './containers-stack.js';
+import { expectTtyExec, TTY_EXEC_SCRIPT } from './tty-exec.js';
 
 // Real containers end to end: the built CLI against image-, snapshot-, shim- and task-service
 // processes, real runc/conmon, and a busybox image imported from an OCI layout.
@@ -653,27 +654,8 @@ describe('interactive', () => {
 
   it('exec -it on a real terminal: a tty of the terminal size, input, the exit code', async () => {
     expect((await run('run', '-d', '--name', 'ttyx', IMAGE, 'sleep', '300')).code).toBe(0);
-    const t = onTerminal(
-      25,
-      90,
-      'exec',
-      '-it',
-      'ttyx',
-      'sh',
-      '-c',
-      'tty; stty size; read x; echo got:$x; exit 4',
-    );
-    try {
-      await t.waitFor('25 90');
-      t.type('hi\r');
-      const r = await t.done;
-      expect(r.out).toMatch(/\/dev\/pts\/\d+/);
-      expect(r.out).toContain('got:hi');
-      // The terminal's exit code is berth exec's: the process's.
-      expect(r.code, r.out).toBe(4);
-    } finally {
-      t.close();
-    }
+    const t = onTerminal(25, 90, 'exec', '-it', 'ttyx', 'sh', '-c', TTY_EXEC_SCRIPT);
+    await expectTtyExec(t);
     expect((await run('rm', '-f', 'ttyx')).code).toBe(0);
   });
 

@@ -5,6 +5,7 @@ import { startNats, type TestServer } from '@berth/testing';
 import { connect, JSONCodec, type NatsConnection, type Subscription } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CliContext } from '../context.js';
+import { runningContainer } from '../testdata/running-container.js';
 import { psCommand } from './commands.js';
 
 const json = JSONCodec<unknown>();
@@ -22,34 +23,10 @@ afterAll(async () => {
 });
 
 const ID = 'ab'.repeat(32);
-const info: ContainerInfo = {
-  container: {
-    id: ID,
-    namespace: 'default',
-    name: 'web',
-    image: { name: 'docker.io/library/busybox:1.36', digest: `sha256:${'0'.repeat(64)}` },
-    node: 'n1',
-    spec: { process: { args: ['sleep', '300'] } },
-    snapshotKey: `default/${ID}`,
-    labels: {},
-    runtime: { name: 'io.containerd.runc.v2' },
-    io: { terminal: false, stdin: false },
-    stopSignal: 'SIGTERM',
-    config: { image: 'busybox:1.36' },
-    createdAt: new Date(Date.now() - 60_000).toISOString(),
-    updatedAt: new Date().toISOString(),
-  },
-  task: {
-    id: ID,
-    namespace: 'default',
-    node: 'n1',
-    status: 'running',
-    pid: 42,
-    createdAt: new Date().toISOString(),
-    startedAt: new Date().toISOString(),
-  },
-  status: 'running',
-};
+const info: ContainerInfo = runningContainer(ID, {
+  createdAt: new Date(Date.now() - 60_000).toISOString(),
+  startedAt: new Date().toISOString(),
+});
 
 /** What psCommand uses of a CLI context: NATS, the node id, and where it writes. */
 function context(): { ctx: CliContext; out: () => string } {

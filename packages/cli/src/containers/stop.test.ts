@@ -15,36 +15,11 @@ import { startNats, type TestServer } from '@berth/testing';
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CliContext } from '../context.js';
+import { runningContainer } from '../testdata/running-container.js';
 import { stopOne } from './stop.js';
 
 const ID = 'cd'.repeat(32);
-const info: ContainerInfo = {
-  container: {
-    id: ID,
-    namespace: 'default',
-    name: 'web',
-    image: { name: 'docker.io/library/busybox:1.36', digest: `sha256:${'0'.repeat(64)}` },
-    node: 'n1',
-    spec: { process: { args: ['sleep', '300'] } },
-    snapshotKey: `default/${ID}`,
-    labels: {},
-    runtime: { name: 'io.containerd.runc.v2' },
-    io: { terminal: false, stdin: false },
-    stopSignal: 'SIGTERM',
-    config: { image: 'busybox:1.36' },
-    createdAt: new Date().toISOString(),
-    updatedAt: new Date().toISOString(),
-  },
-  task: {
-    id: ID,
-    namespace: 'default',
-    node: 'n1',
-    status: 'running',
-    pid: 42,
-    createdAt: new Date().toISOString(),
-  },
-  status: 'running',
-};
+const info: ContainerInfo = runningContainer(ID);
 
 /** What the scripted task-service does; each case sets it. */
 interface Script {
