@@ -127,24 +127,44 @@ describe('stop', () => {
     expect(kills.filter((k) => k === 'SIGKILL').length).toBe(sent);
   }, 15_000);
 
-  it('ends at once with a kill that failed (INTERNAL from runc), not taken as "not running"', async () => {
+  it('sends SIGKILL at once when the stop signal failed (INTERNAL from runc), as docker stop does', async () => {
     const broken =
       'task "web": runc kill failed: lstat /sys/fs/cgroup/devices/web: no such file or directory';
-    for (const failing of ['SIGTERM', 'SIGKILL']) {
+    let sigkilled = false;
+    script = {
+      kill: (req) => {
+        if (req.signal === 'SIGTERM') throw new BerthError(Code.INTERNAL, broken);
+        sigkilled = true;
+      },
+      state: () => (sigkilled ? stopped : running),
+    };
+    const said: string[] = [];
+    const ctx = { ...context(), err: { write: (s: string) => said.push(s) } } as unknown as CliContext;
+    // A grace period of 10 s: a failed stop signal is not waited out.
+    const started = Date.now();
+    await expect(stopOne('web', ctx, { ...fast, seconds: 10, killWaitMs: 10_000 })).resolves.toBe('web');
+    expect(kills.slice(0, 2)).toEqual(['SIGTERM', 'SIGKILL']);
+    expect(said.join('')).toContain(`web: stop signal SIGTERM: ${broken}; sending SIGKILL`);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  }, 15_000);
+
+  it('ends at once with a SIGKILL that failed (INTERNAL from runc), not taken as "not running"', async () => {
+    const broken =
+      'task "web": runc kill failed: lstat /sys/fs/cgroup/devices/web: no such file or directory';
+    for (const failing of [['SIGTERM', 'SIGKILL'], ['SIGKILL']]) {
       kills = [];
       script = {
         kill: (req) => {
-          if (req.signal === failing) throw new BerthError(Code.INTERNAL, broken);
+          if (failing.includes(String(req.signal))) throw new BerthError(Code.INTERNAL, broken);
         },
         state: () => running,
       };
       const started = Date.now();
-      // A grace period of 10 s: a failed stop signal is not waited out, nor is SIGKILL resent.
-      const opts = failing === 'SIGTERM' ? { ...fast, seconds: 10 } : fast;
-      const err = await stopOne('web', context(), opts).catch((e: unknown) => e);
+      const err = await stopOne('web', context(), fast).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BerthError);
       expect([(err as BerthError).code, (err as Error).message]).toEqual([Code.INTERNAL, broken]);
-      expect(kills).toEqual(failing === 'SIGTERM' ? ['SIGTERM'] : ['SIGTERM', 'SIGKILL']);
+      // SIGKILL once, not resent: its failure ends the stop.
+      expect(kills).toEqual(['SIGTERM', 'SIGKILL']);
       expect(Date.now() - started).toBeLessThan(2_000);
     }
   }, 15_000);

@@ -40,8 +40,8 @@ export async function stopOne(ref: string, ctx: CliContext, opts: StopOptions): 
   const w = await exitWatcher(ctx, id, undefined, namespace);
   /**
    * The last kill the task-service refused as "not running" (FAILED_PRECONDITION): the exit is
-   * then waited for. A kill that failed (INTERNAL: runc could not signal the container) ends the
-   * stop with its error, since the container may well still run.
+   * then waited for. A SIGKILL that failed (INTERNAL: runc could not signal the container) ends
+   * the stop with its error, since the container may well still run.
    */
   let refused: BerthError | undefined;
   try {
@@ -57,10 +57,17 @@ export async function stopOne(ref: string, ctx: CliContext, opts: StopOptions): 
       });
     if (info.status === 'created') await killQuiet('SIGKILL', true);
     else {
-      // A stop signal the kernel has no such thing as (an image's StopSignal, an old record) must
-      // not keep the container running: it is stopped with SIGKILL, as after the grace period.
+      // A stop signal the kernel has no such thing as (an image's StopSignal, an old record), or
+      // one runc failed to send (INTERNAL), must not keep the container running: it is stopped
+      // with SIGKILL, as after the grace period (Docker's stop goes on to its kill alike). A
+      // SIGKILL that fails too ends the stop with that error.
       await killQuiet(info.container.stopSignal, false).catch(async (err: unknown) => {
-        if (!(err instanceof BerthError) || err.code !== Code.INVALID_ARGUMENT) throw err;
+        if (
+          !(err instanceof BerthError) ||
+          (err.code !== Code.INVALID_ARGUMENT && err.code !== Code.INTERNAL)
+        ) {
+          throw err;
+        }
         ctx.err.write(`${ref}: stop signal ${info.container.stopSignal}: ${err.message}; sending SIGKILL\n`);
         await killQuiet('SIGKILL', true);
       });
