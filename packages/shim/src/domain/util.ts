@@ -3,6 +3,7 @@ import { constants } from 'node:os';
 import { BerthError, Code } from '@berth/api';
 import { procStatNow } from '@berth/kit/pid-alive';
 import { traceparentOf } from '@berth/kit/tracing';
+import { runcLogLine } from '../runtime/runc.js';
 
 /** Process key for in-memory maps: "<ns>/<id>" or "<ns>/<id>/<execId>". */
 export function procKey(ns: string, id: string, execId?: string): string {
@@ -23,25 +24,6 @@ export async function until(
   }
 }
 
-/** One line runc logged: its level and message (logrus text or JSON), or a plain line's text. */
-function runtimeLine(line: string): { level?: string; msg: string } {
-  if (line.startsWith('{')) {
-    try {
-      const j = JSON.parse(line) as { level?: unknown; msg?: unknown };
-      if (typeof j.msg === 'string')
-        return { ...(typeof j.level === 'string' ? { level: j.level } : {}), msg: j.msg };
-    } catch {
-      // not JSON: read as text
-    }
-  }
-  // logrus quotes a message only when it has to (spaces, quotes): msg="a b" or msg=word.
-  const m = /\bmsg=(?:"((?:[^"\\]|\\.)*)"|(\S+))/.exec(line);
-  if (!m) return { msg: line };
-  const level = /\blevel=(\w+)/.exec(line)?.[1];
-  const msg = (m[1] ?? m[2] ?? '').replace(/\\"/g, '"').replace(/\\n/g, ' ');
-  return level ? { level, msg } : { msg };
-}
-
 const ERROR_LEVELS: ReadonlySet<string> = new Set(['error', 'fatal', 'panic']);
 
 /**
@@ -56,7 +38,7 @@ export function runtimeMessage(text: string | undefined): string {
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean)
-    .map(runtimeLine);
+    .map(runcLogLine);
   const pick =
     lines.find((l) => l.level !== undefined && ERROR_LEVELS.has(l.level)) ??
     lines.find((l) => l.level === undefined) ??

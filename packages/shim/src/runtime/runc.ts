@@ -26,22 +26,31 @@ export interface RuncState {
  */
 function runcMessage(r: CommandResult): string {
   const crash = /^(?:panic|fatal error): .*$/m.exec(r.stderr)?.[0];
-  const said = crash ?? loggedMessage(lastLine(r.stderr) || lastLine(r.stdout));
+  const said = crash ?? runcLogLine(lastLine(r.stderr) || lastLine(r.stdout)).msg;
   if (r.signal && !r.timedOut) return said ? `killed by ${r.signal}: ${said}` : `killed by ${r.signal}`;
   return said || `exit status ${r.code}`;
 }
 
-/** The message of one logrus line (text or JSON), or the line itself. */
-function loggedMessage(line: string): string {
-  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(line);
-  if (m?.[1]) return m[1].replace(/\\"/g, '"');
-  try {
-    const j = JSON.parse(line) as { msg?: string };
-    if (j.msg) return j.msg;
-  } catch {
-    // plain text
+/**
+ * One line runc logged: its level and message (logrus text or JSON), or a plain line's text. Read
+ * from runc's own output here and from what conmon relays of it (domain/util.ts runtimeMessage).
+ */
+export function runcLogLine(line: string): { level?: string; msg: string } {
+  if (line.startsWith('{')) {
+    try {
+      const j = JSON.parse(line) as { level?: unknown; msg?: unknown };
+      if (typeof j.msg === 'string')
+        return { ...(typeof j.level === 'string' ? { level: j.level } : {}), msg: j.msg };
+    } catch {
+      // not JSON: read as text
+    }
   }
-  return line;
+  // logrus quotes a message only when it has to (spaces, quotes): msg="a b" or msg=word.
+  const m = /\bmsg=(?:"((?:[^"\\]|\\.)*)"|(\S+))/.exec(line);
+  if (!m) return { msg: line };
+  const level = /\blevel=(\w+)/.exec(line)?.[1];
+  const msg = (m[1] ?? m[2] ?? '').replace(/\\"/g, '"').replace(/\\n/g, ' ');
+  return level ? { level, msg } : { msg };
 }
 
 /**
