@@ -14,12 +14,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { readSpans, type SpanRecord } from '@berth/kit/tracing';
 import { BENCH_IMAGES, paramsFile, prePull, runCritest, sweepPods } from './cri-critest.js';
 import { startTraceStack } from './cri-trace-stack.js';
+import { loadText } from './measure.js';
 import { cpuMs, poolTable, tracesOf } from './span-pool.js';
 
 const CRITEST = process.env.CRITEST;
@@ -31,10 +31,6 @@ const N = process.env.BENCH_N ?? '30';
 const OPS = (process.env.TRACE_OPS ?? 'ImageStatus,CreateContainer,StartContainer,RemoveContainer').split(
   ',',
 );
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
 
 // Not BERTH_CRI_TIMING itself: this process loads the gateway's package too (see cri.ts).
 const { root, stack, stop } = await startTraceStack(
@@ -48,7 +44,7 @@ try {
   const params = await paramsFile(root, undefined, N);
   const procs = (stack.state()?.children ?? []).filter((c) => c.pid !== null);
   const cpu0 = procs.map((c) => cpuMs(c.pid ?? 0));
-  const before = load();
+  const before = loadText();
   const t0 = Date.now();
   const run = await runCritest(CRITEST, socket, params, join(root, 'critest'));
   const wall = Date.now() - t0;
@@ -58,7 +54,7 @@ try {
       `critest's log, last lines:\n${readFileSync(run.log, 'utf8').split('\n').slice(-40).join('\n')}\n`,
     );
   process.stdout.write(
-    `critest exited ${run.exitCode}${left ? `, ${left} pods swept` : ''}; ${N} samples in ${wall} ms, load ${before} -> ${load()}\n`,
+    `critest exited ${run.exitCode}${left ? `, ${left} pods swept` : ''}; ${N} samples in ${wall} ms, load ${before} -> ${loadText()}\n`,
   );
   process.stdout.write(
     `critest medians (ms): ${[...run.medians].map(([op, ms]) => `${op} ${ms.toFixed(2)}`).join(', ')}\n`,

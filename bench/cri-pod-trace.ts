@@ -10,24 +10,19 @@
  * BENCH_SPANS (a file: every span read is written there as JSON).
  */
 import { writeFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { readSpans, type SpanRecord } from '@berth/kit/tracing';
 import { startTraceStack } from './cri-trace-stack.js';
+import { loadText } from './measure.js';
 import { cpuMs, poolTable, tracesOf } from './span-pool.js';
 
 const N = Number(process.env.BENCH_N ?? 20);
 const OPS = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox'];
 
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-
 const { root, stack, crictl, stop } = await startTraceStack('cri-pod-trace', 'bcri-ptrace0');
 try {
-  const before = load();
+  const before = loadText();
   const procs = (stack.state()?.children ?? []).filter((c) => c.pid !== null);
   const cpu0 = procs.map((c) => cpuMs(c.pid ?? 0));
   // One pod first, not counted: the first call loads code and the sandbox image's record.
@@ -46,7 +41,7 @@ try {
     crictl('rmp', id);
     if (i === -1) process.stdout.write(`warm-up pod ${Date.now() - t0} ms\n`);
   }
-  process.stdout.write(`${N} pods, load ${before} -> ${load()}\n`);
+  process.stdout.write(`${N} pods, load ${before} -> ${loadText()}\n`);
   // Each service's CPU over the N pods (warm-up included): where the work, not the wait, is.
   const perPod = procs.map(
     (c, i) => `${c.name} ${((cpuMs(c.pid ?? 0) - (cpu0[i] ?? 0)) / (N + 1)).toFixed(1)}`,

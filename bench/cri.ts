@@ -27,7 +27,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostLayout } from '@berth/kit';
 import { startStack } from '../tests/harness/stack.js';
@@ -43,6 +43,7 @@ import {
   sweepPods,
 } from './cri-critest.js';
 import { freeSubnets, linkExists, makeNetwork, removeNetwork } from './cri-net.js';
+import { loadText } from './measure.js';
 
 const CRITEST = process.env.CRITEST;
 const REGISTRY = process.env.REGISTRY ?? '127.0.0.1:5000';
@@ -89,11 +90,7 @@ const ctdNet = await makeNetwork(
   ctdSubnet,
   'per-pod',
 );
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-const loads: string[] = [`start ${load()}`];
+const loads: string[] = [`start ${loadText()}`];
 const log = (s: string) => process.stdout.write(`${s}\n`);
 // Not BERTH_CRI_TIMING itself: this process loads the gateway's package too and would write its
 // own (empty) timings over the gateway's at exit.
@@ -110,9 +107,9 @@ const sameNodeCalls = process.env.BENCH_SAME_NODE_CALLS
 /** Pre-pulls, runs critest, sweeps what a failed sample left; logs the outcome. */
 async function bench(name: string, socket: string): Promise<CritestRun> {
   await prePull(socket, [SANDBOX_IMAGE, ...BENCH_IMAGES]);
-  log(`${name}: critest running (load ${load()})`);
+  log(`${name}: critest running (load ${loadText()})`);
   const run = await runCritest(CRITEST as string, socket, params, join(root, name, 'critest'), SKIP);
-  loads.push(`after ${name} ${load()}`);
+  loads.push(`after ${name} ${loadText()}`);
   const left = await sweepPods(socket);
   log(
     `${name}: critest exited ${run.exitCode}${run.exitCode ? ` (log ${run.log})` : ''}${left ? `, ${left} pods swept` : ''}`,
@@ -190,7 +187,7 @@ async function runRounds(rounds: number): Promise<[berth: CritestRun, ctd: Crite
       for (const name of order) {
         // Again every round: a run's image benchmark may have removed one.
         await prePull(sockets[name], [SANDBOX_IMAGE, ...BENCH_IMAGES]);
-        log(`round ${r + 1}: ${name} critest running (load ${load()})`);
+        log(`round ${r + 1}: ${name} critest running (load ${loadText()})`);
         const run = await runCritest(
           CRITEST as string,
           sockets[name],
@@ -198,7 +195,7 @@ async function runRounds(rounds: number): Promise<[berth: CritestRun, ctd: Crite
           join(root, name, `critest-${r + 1}`),
           SKIP,
         );
-        loads.push(`after ${name} ${r + 1} ${load()}`);
+        loads.push(`after ${name} ${r + 1} ${loadText()}`);
         const left = await sweepPods(sockets[name]);
         log(
           `round ${r + 1}: ${name} critest exited ${run.exitCode}${run.exitCode ? ` (log ${run.log})` : ''}${left ? `, ${left} pods swept` : ''}`,

@@ -20,7 +20,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { busyboxTar, fileTar, makeImage, makeLayer, uploadImage } from '@berth/image-service/testing';
@@ -31,7 +30,7 @@ import { makeStack, readStackState } from '../tests/harness/stack.js';
 const SERVICES = ['shim', 'snapshot-service', 'image-service', 'task-service', 'cri-gateway'];
 
 import { containerdInstalled, startContainerd } from './containerd.js';
-import { pssKiB, rssKiB } from './measure.js';
+import { loadText, pssKiB, rssKiB } from './measure.js';
 
 const PULLS = Number(process.env.FOOTPRINT_PULLS ?? 100);
 const LIFECYCLES = Number(process.env.FOOTPRINT_LIFECYCLES ?? 200);
@@ -41,14 +40,10 @@ const WITH_CONTAINERD = process.env.FOOTPRINT_CONTAINERD !== '0' && containerdIn
 
 const mb = (kib: number) => (kib / 1024).toFixed(1);
 const say = (l: string) => process.stdout.write(`${l}\n`);
-const load = () =>
-  loadavg()
-    .map((n) => n.toFixed(2))
-    .join(' ');
 
 /** One row per process: name, pid, PSS and RSS in MiB; then the total. */
 function report(title: string, procs: { name: string; pid: number }[]): number {
-  say(`\n${title} (load average ${load()})`);
+  say(`\n${title} (load average ${loadText()})`);
   say(`  ${'process'.padEnd(22)} ${'pid'.padStart(8)} ${'PSS MB'.padStart(8)} ${'RSS MB'.padStart(8)}`);
   let pss = 0;
   let rss = 0;
@@ -75,7 +70,7 @@ for (let i = 0; i < Math.max(1, PULLS); i++) {
 const runImage = refs[0] as string;
 say(
   `footprint: ${PULLS} pulls, ${LIFECYCLES} lifecycles, ${IDLE_S} s idle; node ${process.version}; ` +
-    `load average at start ${load()}`,
+    `load average at start ${loadText()}`,
 );
 
 const totals: Record<string, number> = {};

@@ -3,11 +3,19 @@
  * of a process as the kernel counts it.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 
 /** The p-th percentile (nearest rank) of `xs`; NaN when there are none. */
 export function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? Number.NaN;
+}
+
+/** The 1, 5 and 15 min load averages, two decimals each, as the benchmarks print them. */
+export function loadText(): string {
+  return loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 }
 
 /** `name: n=.. p50=.. ms p95=.. ms min=.. ms max=.. ms`, one decimal. */

@@ -5,9 +5,8 @@
  * network as a waterfall. Prints; asserts nothing.
  * Run: pnpm --filter @berth/bench run run-trace   (env BENCH_N, NETS=none,bridge)
  */
-import { loadavg } from 'node:os';
 import { startContainerStack } from '../tests/e2e/containers-stack.js';
-import { pct } from './measure.js';
+import { loadText, pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 8);
 const NETS = (process.env.NETS ?? 'none,bridge').split(',');
@@ -74,9 +73,7 @@ try {
       if (i === N) last.set(net, (await s.berth(['trace', '--last'])).stdout);
     }
   }
-  const load = loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
+  const load = loadText();
   process.stdout.write(`${N} runs per network, load ${load}; median ms from the CLI's root span\n`);
   for (const net of NETS) {
     const rs = runs.get(net) ?? [];

@@ -12,18 +12,13 @@
  * busybox and the pause image), BENCH_N (rounds, default 30).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { BENCH_IMAGES } from './cri-critest.js';
 import { startTraceStack } from './cri-trace-stack.js';
-import { pct } from './measure.js';
+import { loadText, pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 30);
 const [IMAGE] = BENCH_IMAGES as [string];
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
 
 const { root, stack, crictl, stop } = await startTraceStack('start-phases', 'bcri-phase0');
 try {
@@ -37,7 +32,7 @@ try {
     }),
   );
   const pod = crictl('runp', podFile);
-  const before = load();
+  const before = loadText();
   for (let i = 0; i < N; i++) {
     const ctrFile = join(root, 'ctr.json');
     writeFileSync(
@@ -54,7 +49,7 @@ try {
     crictl('stop', '-t', '0', id);
     crictl('rm', id);
   }
-  const after = load();
+  const after = loadText();
   crictl('stopp', pod);
   crictl('rmp', pod);
   const shim = (stack.state()?.children ?? []).find((c) => c.name === 'shim');
