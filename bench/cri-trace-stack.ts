@@ -4,6 +4,7 @@
  * subnet, the sandbox image pulled, and crictl (cri-tools v1.26.1, env CRICTL) on its socket.
  */
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,4 +82,41 @@ export async function startTraceStack(
     throw err;
   }
   return { root, stack, crictl, stop };
+}
+
+/**
+ * Runs pod `podName` on `t` and, in it, `rounds` crictl rounds of a `sleep` container of `image`:
+ * create, start, stop -t 0, rm, one after the other. The pod is left running: its id and config
+ * file are returned for the caller's stopp and rmp.
+ */
+export function containerRounds(
+  t: Pick<TraceStack, 'root' | 'crictl'>,
+  o: { podName: string; image: string; rounds: number },
+): { podId: string; podFile: string } {
+  const podFile = join(t.root, `${o.podName}-pod.json`);
+  writeFileSync(
+    podFile,
+    JSON.stringify({
+      metadata: { name: o.podName, namespace: 'bench', uid: `${o.podName}-uid`, attempt: 0 },
+      log_directory: join(t.root, 'logs'),
+    }),
+  );
+  const podId = t.crictl('runp', podFile);
+  const ctrFile = join(t.root, `${o.podName}-ctr.json`);
+  for (let i = 0; i < o.rounds; i++) {
+    writeFileSync(
+      ctrFile,
+      JSON.stringify({
+        metadata: { name: `c${i}` },
+        image: { image: o.image },
+        command: ['sleep', '3600'],
+        log_path: `c${i}.log`,
+      }),
+    );
+    const id = t.crictl('create', podId, ctrFile, podFile);
+    t.crictl('start', id);
+    t.crictl('stop', '-t', '0', id);
+    t.crictl('rm', id);
+  }
+  return { podId, podFile };
 }

@@ -11,10 +11,9 @@
  * Env: CRICTL (required, cri-tools v1.26.1), REGISTRY (default 127.0.0.1:5000, serving the e2e
  * busybox and the pause image), BENCH_N (rounds, default 30).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { BENCH_IMAGES } from './cri-critest.js';
-import { startTraceStack } from './cri-trace-stack.js';
+import { containerRounds, startTraceStack } from './cri-trace-stack.js';
 import { loadText, pct } from './measure.js';
 
 const N = Number(process.env.BENCH_N ?? 30);
@@ -23,32 +22,8 @@ const [IMAGE] = BENCH_IMAGES as [string];
 const { root, stack, crictl, stop } = await startTraceStack('start-phases', 'bcri-phase0');
 try {
   crictl('pull', IMAGE);
-  const podFile = join(root, 'pod.json');
-  writeFileSync(
-    podFile,
-    JSON.stringify({
-      metadata: { name: 'phases', namespace: 'bench', uid: 'phases-1' },
-      log_directory: join(root, 'logs'),
-    }),
-  );
-  const pod = crictl('runp', podFile);
   const before = loadText();
-  for (let i = 0; i < N; i++) {
-    const ctrFile = join(root, 'ctr.json');
-    writeFileSync(
-      ctrFile,
-      JSON.stringify({
-        metadata: { name: `c${i}` },
-        image: { image: IMAGE },
-        command: ['sleep', '100'],
-        log_path: `c${i}.log`,
-      }),
-    );
-    const id = crictl('create', pod, ctrFile, podFile);
-    crictl('start', id);
-    crictl('stop', '-t', '0', id);
-    crictl('rm', id);
-  }
+  const { podId: pod } = containerRounds({ root, crictl }, { podName: 'phases', image: IMAGE, rounds: N });
   const after = loadText();
   crictl('stopp', pod);
   crictl('rmp', pod);
