@@ -151,8 +151,8 @@ describe('freeOnNode', () => {
     return { shim, calls };
   }
 
-  it('waits for a task it killed to exit before deleting it, then removes its files and snapshot', async () => {
-    const { shim, calls } = shimWithRunningTask();
+  /** freeOnNode's dependencies around `shim`, and the snapshot keys it was asked to remove. */
+  function depsOf(shim: unknown): { d: Deps; removed: string[] } {
     const removed: string[] = [];
     const d = {
       shim: () => shim,
@@ -163,6 +163,12 @@ describe('freeOnNode', () => {
         },
       }),
     } as unknown as Deps;
+    return { d, removed };
+  }
+
+  it('waits for a task it killed to exit before deleting it, then removes its files and snapshot', async () => {
+    const { shim, calls } = shimWithRunningTask();
+    const { d, removed } = depsOf(shim);
     const c = container('none');
     await freeOnNode(d, c);
     expect(calls).toEqual(['kill', 'wait', 'delete', 'remove-files']);
@@ -179,16 +185,7 @@ describe('freeOnNode', () => {
         throw new BerthError(Code.INTERNAL, broken);
       },
     };
-    const removed: string[] = [];
-    const d = {
-      shim: () => failing,
-      snapshots: () => ({
-        remove: async (req: { key: string }) => {
-          removed.push(req.key);
-          return {};
-        },
-      }),
-    } as unknown as Deps;
+    const { d, removed } = depsOf(failing);
     await expect(freeOnNode(d, container('none'))).rejects.toMatchObject({
       code: Code.INTERNAL,
       message: broken,
