@@ -177,12 +177,34 @@ export async function runPodWorker(
 ): Promise<PodRecord> {
   const rec: PodRecord = { pods: [], ops: {}, errors: {}, logRoot: o.logRoot };
   let n = 0;
+  let failedSteps = 0;
   while (Date.now() < o.endAt) {
+    const before = failures(rec);
     const done = rec.pods.filter((p) => p.started && !p.stopSent);
     const failed = rec.pods.find((p) => p.stopSent && !p.removed);
     if (o.rand() < 0.34 && (failed || done.length > 2))
       await removeOne(cri, rec, failed ?? pick(o.rand, done));
     else await runOne(cri, rec, o.image, o.rand, o.t0, ++n);
+    failedSteps = failures(rec) > before ? failedSteps + 1 : 0;
+    // A step that failed (a service down answers at once) waits before the next, longer each
+    // time it fails again, as the kubelet backs off: without it the worker runs and fails
+    // hundreds of pods while a service restarts.
+    if (failedSteps > 0)
+      await delay(Math.min(STEP_BACKOFF_MAX_MS, STEP_BACKOFF_MS * 2 ** (failedSteps - 1)), o.endAt);
   }
   return rec;
+}
+
+/** The first and the longest wait after a failed step of the pod worker. */
+const STEP_BACKOFF_MS = 50;
+const STEP_BACKOFF_MAX_MS = 2_000;
+
+/** How many calls of the worker have failed so far. */
+function failures(rec: PodRecord): number {
+  return Object.values(rec.ops).reduce((a, c) => a + c.failed, 0);
+}
+
+/** Waits `ms`, but not past `endAt`. */
+function delay(ms: number, endAt: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.max(0, Math.min(ms, endAt - Date.now()))));
 }
