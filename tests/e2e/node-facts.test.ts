@@ -82,7 +82,7 @@ describe("facts of a container's node are resolved on that node", () => {
     // The stored spec keeps what b resolved (inspect and CRI status read it).
     const info = JSON.parse((await a.berth('inspect', 'facts-on-b')).stdout)[0];
     expect(info.container.node).toBe(b.nodeId);
-    expect(info.container.spec.process.user).toEqual({ uid: 33, gid: 33, additionalGids: [50] });
+    expect(info.container.spec.process.user).toEqual({ uid: 33, gid: 33, additionalGids: [33, 50] });
     expect(info.container.spec.process.capabilities.bounding).not.toContain('CAP_NET_RAW');
     expect((await b.berth('rm', 'facts-on-b')).code).toBe(0);
   });

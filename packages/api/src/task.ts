@@ -1,6 +1,7 @@
 // Contracts of the task-service (NATS: berth.task.v1.<op>, cluster-wide, queue group task-service).
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 
+import { ShimResolvedProcess } from './capabilities.js';
 import { defineService, Empty, op, Scope } from './contract.js';
 import { DeviceMapping } from './devices.js';
 import { ImageRecord } from './image.js';
@@ -314,6 +315,14 @@ export const Task = z.object({
 export type Task = z.infer<typeof Task>;
 
 /**
+ * Reply of `create`: the task, and what its node resolved for its process (the user's ids and
+ * groups, the capability set), now in the container's stored spec: a caller keeping the
+ * container's record applies it there (withResolvedProcess) instead of reading it again.
+ */
+export const CreateTaskReply = Task.extend({ resolved: ShimResolvedProcess.optional() });
+export type CreateTaskReply = z.infer<typeof CreateTaskReply>;
+
+/**
  * Reply of `run-container`: the container made, as far as a caller following its output needs
  * it (`get-container` has the whole record), and its task, started. Small on purpose: a CLI
  * builds and checks this reply's schema while the container starts, on the same cores.
@@ -582,7 +591,7 @@ export const TaskApi = defineService({
     }),
     create: op({
       input: CreateTaskRequest,
-      output: Task,
+      output: CreateTaskReply,
       timeoutMs: 60_000,
       description: "create a container's task on its node (and start it, with start)",
     }),

@@ -242,6 +242,32 @@ describe('ContainerView', () => {
     view.close();
   });
 
+  it("keeps what the node resolved for a task's process (user, groups, capabilities) from the create's reply", async () => {
+    const { t, view } = await started();
+    const spec = { process: { args: ['top'], user: { uid: 0, gid: 0 } } };
+    const created = info('e5');
+    t.records.set('e5', { ...created, container: { ...created.container, spec } } as ContainerInfo);
+    // The first read asks the task-service and starts keeping it; the second waits for that.
+    await view.getContainer('e5');
+    await view.getContainer('e5');
+    const resolved = { user: { uid: 33, gid: 33, additionalGids: [33, 50] }, capabilities: ['CAP_KILL'] };
+    const inner = t.port.createTask;
+    t.port.createTask = async (id, o) => ({ ...(await inner(id, o)), resolved });
+    const reads = t.reads.get;
+    const reply = await view.createTask('e5', { start: true });
+    expect(reply.resolved).toEqual(resolved);
+    const kept = await view.getContainer('e5');
+    expect(t.reads.get).toBe(reads);
+    expect(kept.status).toBe('running');
+    expect(kept.task).not.toHaveProperty('resolved');
+    expect(kept.container.spec.process).toEqual({
+      args: ['top'],
+      user: resolved.user,
+      capabilities: { bounding: ['CAP_KILL'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'] },
+    });
+    view.close();
+  });
+
   it('keeps an exit announced before the view held its task (a create with start of a process that exits at once)', async () => {
     const { t, ev, view } = await started();
     t.records.set('c3', info('c3'));

@@ -6,6 +6,7 @@ import {
   type ProcessState,
   TaskTopic,
   toBerthError,
+  withResolvedProcess,
 } from '@berth/api';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { EventSource } from './events.js';
@@ -267,11 +268,17 @@ export class ContainerView implements TaskPort {
     this.apply(
       id,
       () => this.inner.createTask(id, opts),
-      (t) => (cur) => {
-        // The exit of a task started with its create may have been applied already: keep it.
-        if (!cur || (cur.task?.status === 'stopped' && cur.task.pid === t.pid)) return undefined;
-        return { ...cur, task: t, status: t.status };
-      },
+      ({ resolved, ...t }) =>
+        (cur) => {
+          // The exit of a task started with its create may have been applied already: keep it
+          // (undefined: the record is read again, with what the node resolved).
+          if (!cur || (cur.task?.status === 'stopped' && cur.task.pid === t.pid)) return undefined;
+          // What the node resolved (user, groups, capabilities) is in the stored spec now.
+          const container = resolved
+            ? { ...cur.container, spec: withResolvedProcess(cur.container.spec, resolved) }
+            : cur.container;
+          return { ...cur, container, task: t, status: t.status };
+        },
     );
   start: TaskPort['start'] = (id, execId) =>
     execId ? this.inner.start(id, execId) : this.apply(id, () => this.inner.start(id), withStart);

@@ -2,6 +2,7 @@ import type {
   Container,
   ContainerInfo,
   CreateContainerRequest,
+  CreateTaskReply,
   ExecRequest,
   ExitStatus,
   ImportImageReply,
@@ -9,7 +10,6 @@ import type {
   ProcessState,
   Resources,
   ShimStats,
-  Task,
   UpdateContainerRequest,
 } from '@berth/api';
 import type { CriOutput } from '@berth/shim/cri-log';
@@ -36,7 +36,7 @@ export interface TaskPort {
    * Creates the container's task; with `start` starts it in the same call (no task left if that
    * fails); with `netnsPod` the node's shim pins that pod network's namespace first, unless it is.
    */
-  createTask(id: string, opts?: { start?: boolean; netnsPod?: string }): Promise<Task>;
+  createTask(id: string, opts?: { start?: boolean; netnsPod?: string }): Promise<CreateTaskReply>;
   start(id: string, execId?: string): Promise<ProcessState>;
   kill(req: KillRequest): Promise<void>;
   /** Resolves on exit, or fails DEADLINE_EXCEEDED after timeoutMs. */

@@ -5,6 +5,7 @@ import {
   Code,
   type Container,
   type CreateContainerRequest,
+  type CreateTaskReply,
   type ExecRequest,
   type ExitStatus,
   errors,
@@ -24,6 +25,7 @@ import {
   type Task,
   type TaskExit,
   TaskTopic,
+  withResolvedProcess,
 } from '@berth/api';
 import { type ServiceContext, settleWithin } from '@berth/kit';
 import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
@@ -136,13 +138,26 @@ export class TaskManager {
     ns: string,
     ref: string,
     opts: { start?: boolean; netnsPod?: string; startBy?: number } = {},
-  ): Promise<Task> {
-    const { c, t } = await this.createLocked(ns, ref, opts.netnsPod, opts.start === true, opts.startBy);
+  ): Promise<CreateTaskReply> {
+    const { c, t, resolved } = await this.createLocked(
+      ns,
+      ref,
+      opts.netnsPod,
+      opts.start === true,
+      opts.startBy,
+    );
+    const withNode = resolved ? { resolved } : {};
     // The shim started it in its create (a shim that cannot replies `created`: started here).
-    if (!opts.start || t.status !== 'created') return t;
+    if (!opts.start || t.status !== 'created') return { ...t, ...withNode };
     try {
       const st = await this.startTask(c, t);
-      return { ...t, status: 'running', pid: st.pid, ...(st.startedAt ? { startedAt: st.startedAt } : {}) };
+      return {
+        ...t,
+        status: 'running',
+        pid: st.pid,
+        ...(st.startedAt ? { startedAt: st.startedAt } : {}),
+        ...withNode,
+      };
     } catch (err) {
       await this.delete(ns, c.id).catch((e: unknown) =>
         this.log.warn(
@@ -193,7 +208,7 @@ export class TaskManager {
     netnsPod: string | undefined,
     start: boolean,
     startBy?: number,
-  ): Promise<{ c: Container; t: Task }> {
+  ): Promise<{ c: Container; t: Task; resolved?: ShimResolvedProcess }> {
     const id = CONTAINER_ID_PATTERN.test(ref) ? ref : (await this.store.resolve(ns, ref)).id;
     // The record, the removal mark and the task, read with the lock's acquire: one round trip.
     const read = () => this.store.current(ns, id);
@@ -283,7 +298,7 @@ export class TaskManager {
           this.deps.publish(TaskTopic.taskStart, ns, { id: c.id, pid: st.pid });
           await this.recordEarlyExit(c, st, early);
         }
-        return { c, t };
+        return { c, t, ...(st.resolved ? { resolved: st.resolved } : {}) };
       } finally {
         unwatch?.();
       }
@@ -735,12 +750,7 @@ function shimFiles(c: Container): ShimContainerFiles {
  * and the capability set its shim resolved for this run.
  */
 function withResolved(c: Container, r: ShimResolvedProcess): Container {
-  const process: Record<string, unknown> = { ...(c.spec.process as Record<string, unknown>), user: r.user };
-  if (r.capabilities) {
-    const caps = r.capabilities;
-    process.capabilities = { bounding: caps, effective: caps, permitted: caps };
-  }
-  return { ...c, spec: { ...c.spec, process } };
+  return { ...c, spec: withResolvedProcess(c.spec, r) };
 }
 
 /** The exit a shim's state reports for a container's task, or undefined while it has none. */

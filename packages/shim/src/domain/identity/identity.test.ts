@@ -54,23 +54,23 @@ const user = async (spec: string, root = rootfs, given: Record<string, unknown> 
 describe('applyUser', () => {
   it('resolves a name to its ids, groups and home', async () => {
     const { u, proc } = await user('www');
-    expect(u).toEqual({ uid: 33, gid: 33, additionalGids: [50, 29] });
+    expect(u).toEqual({ uid: 33, gid: 33, additionalGids: [33, 50, 29] });
     expect(proc.user).toEqual(u);
     expect(proc.env).toEqual(['PATH=/bin', 'HOME=/var/www']);
   });
 
   it('takes numeric ids, with or without a passwd entry', async () => {
-    expect((await user('1000')).u).toEqual({ uid: 1000, gid: 0 });
-    expect((await user('33')).u).toEqual({ uid: 33, gid: 33, additionalGids: [50, 29] });
-    expect((await user('1000:2000')).u).toEqual({ uid: 1000, gid: 2000 });
+    expect((await user('1000')).u).toEqual({ uid: 1000, gid: 0, additionalGids: [0] });
+    expect((await user('33')).u).toEqual({ uid: 33, gid: 33, additionalGids: [33, 50, 29] });
+    expect((await user('1000:2000')).u).toEqual({ uid: 1000, gid: 2000, additionalGids: [2000] });
     expect((await user('')).proc.env).toContain('HOME=/root');
     expect((await user('1000')).proc.env).toContain('HOME=/');
   });
 
-  it('resolves a group by name or id and leaves it out of the supplementary ones', async () => {
-    expect((await user('www:staff')).u).toEqual({ uid: 33, gid: 50, additionalGids: [29] });
-    expect((await user('www:7')).u).toEqual({ uid: 33, gid: 7, additionalGids: [50, 29] });
-    expect((await user('nobody')).u).toEqual({ uid: 65534, gid: 65534, additionalGids: [50] });
+  it('resolves a group by name or id and puts it first among the supplementary ones', async () => {
+    expect((await user('www:staff')).u).toEqual({ uid: 33, gid: 50, additionalGids: [50, 29] });
+    expect((await user('www:7')).u).toEqual({ uid: 33, gid: 7, additionalGids: [7, 50, 29] });
+    expect((await user('nobody')).u).toEqual({ uid: 65534, gid: 65534, additionalGids: [65534, 50] });
   });
 
   it("adds the spec's supplementary groups (CRI's) to the user's, once each, and keeps HOME", async () => {
@@ -78,7 +78,7 @@ describe('applyUser', () => {
       user: { uid: 0, gid: 0, additionalGids: [29, 4000] },
       env: ['HOME=/mine'],
     });
-    expect(u).toEqual({ uid: 33, gid: 33, additionalGids: [50, 29, 4000] });
+    expect(u).toEqual({ uid: 33, gid: 33, additionalGids: [33, 50, 29, 4000] });
     expect(proc.env).toEqual(['HOME=/mine']);
   });
 
@@ -95,8 +95,8 @@ describe('applyUser', () => {
 
   it('works without /etc/passwd for numeric ids and refuses names', async () => {
     const bare = await makeRootfs('bare', async () => undefined);
-    expect((await user('1000:1000', bare)).u).toEqual({ uid: 1000, gid: 1000 });
-    expect((await user('', bare)).u).toEqual({ uid: 0, gid: 0 });
+    expect((await user('1000:1000', bare)).u).toEqual({ uid: 1000, gid: 1000, additionalGids: [1000] });
+    expect((await user('', bare)).u).toEqual({ uid: 0, gid: 0, additionalGids: [0] });
     await expect(user('www', bare)).rejects.toThrow(/user "www" not found/);
   });
 
@@ -118,7 +118,7 @@ describe('applyUser', () => {
       await writeFile(join(r, 'real-etc', 'passwd'), 'inside:x:7:8::/in:/bin/sh\n');
       await symlink('/real-etc', join(r, 'etc'));
     });
-    expect((await user('inside', dirLink)).u).toEqual({ uid: 7, gid: 8 });
+    expect((await user('inside', dirLink)).u).toEqual({ uid: 7, gid: 8, additionalGids: [8] });
   });
 });
 

@@ -31,8 +31,9 @@ export interface UserContext {
 
 /**
  * Resolves `user[:group]` against the rootfs's /etc/passwd and /etc/group (read without leaving
- * the rootfs) into process.user: the user's groups join the additionalGids already there (CRI
- * supplemental groups). Unknown names are INVALID_ARGUMENT naming the user and the task.
+ * the rootfs) into process.user: the primary group, then the user's groups, then the
+ * additionalGids already there (CRI supplemental groups), each once. Unknown names are
+ * INVALID_ARGUMENT naming the user and the task.
  */
 export function applyUser(proc: Obj, user: string, ctx: UserContext): ShimResolvedProcess['user'] {
   const passwdText = readRootfsFile(ctx.rootfs, '/etc/passwd');
@@ -42,8 +43,11 @@ export function applyUser(proc: Obj, user: string, ctx: UserContext): ShimResolv
   const u = resolveUser(user, passwd, group, `the image of container "${ctx.task}"`);
   const given = (proc.user as { additionalGids?: unknown } | undefined)?.additionalGids;
   const extra = Array.isArray(given) ? given.filter((g): g is number => typeof g === 'number') : [];
-  const gids = [...new Set([...u.additionalGids, ...extra])];
-  const out = { uid: u.uid, gid: u.gid, ...(gids.length ? { additionalGids: gids } : {}) };
+  // The primary group leads the supplementary ones, as containerd (since 1.6.18) and docker set
+  // them: a process that changes its gid (setgid, newgrp) keeps it, so a file whose group
+  // permissions deny that group stays denied (CVE-2023-25173).
+  const additionalGids = [...new Set([u.gid, ...u.additionalGids, ...extra])];
+  const out = { uid: u.uid, gid: u.gid, additionalGids };
   proc.user = out;
   if (ctx.home) {
     const env = Array.isArray(proc.env) ? (proc.env as string[]) : [];
