@@ -1,6 +1,5 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { monitorAlive } from '../runtime/monitor.js';
 import { sweepAttachLinks } from './attach-links.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { exists } from './files.js';
@@ -127,7 +126,7 @@ export class Reconciler {
   private async reconcile(ns: string, id: string, startup: boolean): Promise<void> {
     await this.exits.handleExit(ns, id);
     let now = await this.host.store.get(ns, id);
-    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
+    if (now && now.status !== 'stopped' && !this.host.monitorAlive(now)) {
       // conmon writes the exit file just before it exits: read again now that it is gone.
       await this.exits.handleExit(ns, id);
       now = await this.host.store.get(ns, id);
@@ -161,7 +160,7 @@ export class Reconciler {
       // Prepared by this agent: it waits for start. Prepared by a dead agent: its start pipe is
       // gone and conmon would run it unasked, so it is ended.
       if (!startup) return;
-      if (await monitorAlive(rec.monitorPid)) killMonitor(rec.monitorPid);
+      if (this.host.monitorAlive(rec)) killMonitor(rec.monitorPid);
       await this.exits.handleExit(ns, id, execId);
       if ((await this.host.store.get(ns, id, execId))?.status !== 'stopped')
         await this.exits.recordLost(rec, 'AgentRestarted');
@@ -170,7 +169,7 @@ export class Reconciler {
     await this.exits.watchExec(ns, id, execId);
     await this.exits.handleExit(ns, id, execId);
     const now = await this.host.store.get(ns, id, execId);
-    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
+    if (now && now.status !== 'stopped' && !this.host.monitorAlive(now)) {
       await this.exits.handleExit(ns, id, execId);
       if ((await this.host.store.get(ns, id, execId))?.status !== 'stopped')
         await this.exits.recordLost(now, 'MonitorLost');
