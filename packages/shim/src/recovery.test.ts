@@ -71,7 +71,7 @@ describe('the agent dies and comes back', () => {
     // Everything still runs without the agent, monitors included.
     for (const t of [stay, leave, execTask]) {
       expect(alive(t.st.pid)).toBe(true);
-      expect(await monitorAlive(t.st.monitorPid!)).toBe(true);
+      expect(monitorAlive(t.st.monitorPid, join(t.st.bundle!, 'conmon.pid'))).toBe(true);
     }
     const logBefore = (await readFile(stay.st.logPath!, 'utf8')).length;
     await leave.release();
@@ -110,7 +110,7 @@ describe('the agent dies and comes back', () => {
     const t = await gated(5);
     expect(await w.stopAgent()).toBe(0);
     expect(alive(t.st.pid)).toBe(true);
-    expect(await monitorAlive(t.st.monitorPid!)).toBe(true);
+    expect(monitorAlive(t.st.monitorPid, join(t.st.bundle!, 'conmon.pid'))).toBe(true);
     await w.startAgent();
     await t.release();
     expect(await w.client.wait({ namespace: ns, id: t.id })).toMatchObject({ exitCode: 5 });

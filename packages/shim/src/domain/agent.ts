@@ -113,6 +113,11 @@ export class ShimAgent {
     return this.reconciler.recover();
   }
 
+  /** One pass of the sweep now: reconciles every live task once (see Reconciler.sweep). */
+  sweep(): Promise<void> {
+    return this.reconciler.sweep();
+  }
+
   /** Reconciles live tasks every intervalMs until close(). */
   startSweeper(intervalMs: number): void {
     this.reconciler.startSweeper(intervalMs);

@@ -14,7 +14,6 @@ import { closeAttachStdin, resizeTerminal, writeConmonFifo } from '../attach.js'
 import { cgroupAskOf, checkCgroupSupport, hostCgroupSupport } from '../cgroup-support.js';
 import { readCriOutput } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
-import { monitorAlive } from '../runtime/monitor.js';
 import { prepareLogReopen, touchLog, watchGone } from './files.js';
 import type { ShimHost } from './host.js';
 import { execPaths, taskPaths } from './paths.js';
@@ -127,7 +126,7 @@ export class TaskControl {
       }
       if (await renamed.gone) return;
       await rm(tmp, { force: true });
-      const alive = await monitorAlive(rec.monitorPid);
+      const alive = this.host.monitorAlive(rec);
       throw new BerthError(
         alive ? Code.DEADLINE_EXCEEDED : Code.FAILED_PRECONDITION,
         alive
@@ -150,7 +149,7 @@ export class TaskControl {
         `task "${ref.id}" keeps stdin open across attaches (stdinOnce false): it cannot be closed`,
       );
     }
-    if (!(await monitorAlive(rec.monitorPid))) return;
+    if (!this.host.monitorAlive(rec)) return;
     const state = this.host.toState(rec);
     if (state.attachPath) await closeAttachStdin(state.attachPath);
   }

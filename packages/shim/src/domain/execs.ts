@@ -10,7 +10,7 @@ import {
 } from '@berth/api';
 import { withSpan } from '@berth/kit/tracing';
 import { type SpawnedMonitor, spawnConmon } from '../runtime/conmon.js';
-import { monitorAlive, readIntFile, readIntFileNow } from '../runtime/monitor.js';
+import { readIntFile, readIntFileNow } from '../runtime/monitor.js';
 import { removeAttachLink } from './attach-links.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { writeAtomic } from './files.js';
@@ -242,7 +242,7 @@ export class ExecProcesses {
       this.pending.delete(key);
     }
     const rec = await this.host.store.get(ns, id, execId);
-    if (rec?.monitorPid && (await monitorAlive(rec.monitorPid))) killMonitor(rec.monitorPid);
+    if (rec && this.host.monitorAlive(rec)) killMonitor(rec.monitorPid);
     this.exits.unwatchExec(ns, id, execId);
     const ep = execPaths(this.host.layout, ns, id, execId);
     await removeAttachLink(taskPaths(this.host.layout, ns, id).socketDir, ep.cuuid);

@@ -1,9 +1,10 @@
 import { BerthError, Code, ShimApi, type ShimState, type ShimTaskRef, START_MARGIN_MS } from '@berth/api';
 import type { HostLayout, Redis, ServiceContext } from '@berth/kit';
 import { conmonSkipsLogSync } from '../runtime/conmon.js';
+import { monitorAlive } from '../runtime/monitor.js';
 import { Runc } from '../runtime/runc.js';
 import { type BinaryLease, sealedBinary } from '../runtime/sealed-binary.js';
-import { execPaths, namespacePaths, taskPaths } from './paths.js';
+import { execPaths, monitorPidFile, namespacePaths, taskPaths } from './paths.js';
 import { type ProcessEvent, transition } from './process-state.js';
 import { type ProcRecord, ShimStore } from './store.js';
 
@@ -91,6 +92,11 @@ export class ShimHost {
       this.runcs.set(ns, r);
     }
     return r;
+  }
+
+  /** True while the monitor of a task's init or exec runs: its recorded pid is still that conmon. */
+  monitorAlive(r: ProcRecord): boolean {
+    return monitorAlive(r.monitorPid, monitorPidFile(this.layout, r));
   }
 
   /** Runs fn after every earlier fn of the same key finished (one change at a time per process). */

@@ -89,3 +89,16 @@ export function execPaths(layout: HostLayout, ns: string, id: string, execId: st
   };
 }
 export type ExecPaths = ReturnType<typeof execPaths>;
+
+/**
+ * The pid file of the monitor (conmon's -P) of a task's init or of one of its execs: what names
+ * that monitor's process (see monitorStat), from the ids alone, so also after an agent restart.
+ */
+export function monitorPidFile(
+  layout: HostLayout,
+  ref: { namespace: string; id: string; execId?: string | undefined },
+): string {
+  return ref.execId
+    ? execPaths(layout, ref.namespace, ref.id, ref.execId).conmonPidFile
+    : taskPaths(layout, ref.namespace, ref.id).conmonPidFile;
+}

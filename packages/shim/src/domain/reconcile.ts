@@ -1,7 +1,8 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { monitorAlive } from '../runtime/monitor.js';
+import type { RuncState } from '../runtime/runc.js';
 import { sweepAttachLinks } from './attach-links.js';
+import { PassBackoff } from './backoff.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { exists } from './files.js';
 import type { ShimHost } from './host.js';
@@ -11,6 +12,15 @@ import type { ProcRecord } from './store.js';
 import { removeBundle } from './task-bundle.js';
 import { killMonitor, procKey } from './util.js';
 
+/** The sweep's interval when none is set (the shim's services.shim.sweepMs default), ms. */
+const DEFAULT_SWEEP_MS = 10_000;
+
+/** The longest a task whose runc state keeps failing waits between tries, ms. */
+const RUNC_BACKOFF_MAX_MS = 5 * 60_000;
+
+/** The answer of a runc state that failed and is backed off: nothing is known this pass. */
+const UNKNOWN = Symbol('unknown');
+
 /**
  * Brings the agent's records in line with the host: once at start (recover) and then periodically
  * (sweep), so that exits, monitors that vanished and half-done creates are all accounted for.
@@ -18,6 +28,8 @@ import { killMonitor, procKey } from './util.js';
 export class Reconciler {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Tasks whose runc state failed, tried again after a growing number of passes. */
+  private readonly runcBackoff = new PassBackoff(RUNC_BACKOFF_MAX_MS / DEFAULT_SWEEP_MS);
 
   constructor(
     private readonly host: ShimHost,
@@ -126,25 +138,58 @@ export class Reconciler {
    */
   private async reconcile(ns: string, id: string, startup: boolean): Promise<void> {
     await this.exits.handleExit(ns, id);
-    let now = await this.host.store.get(ns, id);
-    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
-      // conmon writes the exit file just before it exits: read again now that it is gone.
-      await this.exits.handleExit(ns, id);
-      now = await this.host.store.get(ns, id);
-      if (now && now.status !== 'stopped') {
-        const rs = await this.host.runc(ns).state(id);
-        if (!rs || rs.status === 'stopped') await this.exits.recordLost(now, 'MonitorLost');
-        else if (allows('task', now.status, 'lose-monitor')) {
-          this.host.log.error(
-            { ns, id, runc: rs.status },
-            'monitor of a live task is gone: its exit cannot be seen',
-          );
-          await this.host.move(now, 'lose-monitor');
-        }
-      }
-    }
+    const now = await this.host.store.get(ns, id);
+    if (now && now.status !== 'stopped' && !this.host.monitorAlive(now)) await this.monitorGone(ns, id);
     for (const execId of await this.host.store.execIds(ns, id))
       await this.reconcileExec(ns, id, execId, startup);
+  }
+
+  /** A task's monitor is gone: its exit file is read, else runc tells whether the task still runs. */
+  private async monitorGone(ns: string, id: string): Promise<void> {
+    // conmon writes the exit file just before it exits: read again now that it is gone.
+    await this.exits.handleExit(ns, id);
+    const now = await this.host.store.get(ns, id);
+    if (!now || now.status === 'stopped') return;
+    const rs = await this.runcState(now);
+    // runc failed: the task is looked at again in a later pass.
+    if (rs === UNKNOWN) return;
+    if (!rs || rs.status === 'stopped') await this.exits.recordLost(now, 'MonitorLost');
+    else if (allows('task', now.status, 'lose-monitor')) {
+      this.host.log.error(
+        { ns, id, runc: rs.status },
+        'monitor of a live task is gone: its exit cannot be seen',
+      );
+      await this.host.move(now, 'lose-monitor');
+    }
+  }
+
+  /**
+   * runc's state of a task whose monitor is gone, or UNKNOWN when runc failed (runc cannot read
+   * its state: a broken state.json, a runc that hangs). Such a failure does not stop the pass (the
+   * other tasks and this one's execs are still reconciled), and it is not retried every pass:
+   * the task waits 1, 2, 4 ... passes (at most RUNC_BACKOFF_MAX_MS) and each try is logged once;
+   * a success, or another task under the id, starts afresh. Redis failing is not runc's: it
+   * fails the pass, which the next one retries, as before.
+   */
+  private async runcState(rec: ProcRecord): Promise<RuncState | undefined | typeof UNKNOWN> {
+    const { namespace: ns, id } = rec;
+    const key = procKey(ns, id);
+    const subject = `${rec.createdAt}/${rec.monitorPid}`;
+    if (!this.runcBackoff.due(key, subject)) return UNKNOWN;
+    let rs: RuncState | undefined;
+    try {
+      rs = await this.host.runc(ns).state(id);
+    } catch (err) {
+      const { failures, waitPasses } = this.runcBackoff.failed(key, subject);
+      this.host.log.error(
+        { err, ns, id, failures, retryInPasses: waitPasses },
+        'runc cannot tell the state of a task whose monitor is gone: trying again later',
+      );
+      return UNKNOWN;
+    }
+    const failures = this.runcBackoff.succeeded(key);
+    if (failures > 0) this.host.log.info({ ns, id, failures }, 'runc tells the state of the task again');
+    return rs;
   }
 
   private async reconcileExec(ns: string, id: string, execId: string, startup: boolean): Promise<void> {
@@ -161,7 +206,7 @@ export class Reconciler {
       // Prepared by this agent: it waits for start. Prepared by a dead agent: its start pipe is
       // gone and conmon would run it unasked, so it is ended.
       if (!startup) return;
-      if (await monitorAlive(rec.monitorPid)) killMonitor(rec.monitorPid);
+      if (this.host.monitorAlive(rec)) killMonitor(rec.monitorPid);
       await this.exits.handleExit(ns, id, execId);
       if ((await this.host.store.get(ns, id, execId))?.status !== 'stopped')
         await this.exits.recordLost(rec, 'AgentRestarted');
@@ -170,7 +215,7 @@ export class Reconciler {
     await this.exits.watchExec(ns, id, execId);
     await this.exits.handleExit(ns, id, execId);
     const now = await this.host.store.get(ns, id, execId);
-    if (now && now.status !== 'stopped' && !(await monitorAlive(now.monitorPid))) {
+    if (now && now.status !== 'stopped' && !this.host.monitorAlive(now)) {
       await this.exits.handleExit(ns, id, execId);
       if ((await this.host.store.get(ns, id, execId))?.status !== 'stopped')
         await this.exits.recordLost(now, 'MonitorLost');
@@ -182,7 +227,10 @@ export class Reconciler {
    * killed before it wrote an exit file, an overflowed inotify queue).
    */
   async sweep(): Promise<void> {
-    for (const { namespace: ns, id } of await this.host.store.taskRefs()) {
+    this.runcBackoff.beginPass();
+    const refs = await this.host.store.taskRefs();
+    this.runcBackoff.retain(new Set(refs.map((r) => procKey(r.namespace, r.id))));
+    for (const { namespace: ns, id } of refs) {
       if (this.stopped) return;
       const rec = await this.host.store.get(ns, id);
       if (!rec) continue; // a create in progress
@@ -193,6 +241,7 @@ export class Reconciler {
 
   /** Runs sweep() every intervalMs until close(). */
   startSweeper(intervalMs: number): void {
+    this.runcBackoff.setMaxWait(RUNC_BACKOFF_MAX_MS / intervalMs);
     const tick = () => {
       if (this.stopped) return;
       this.sweep()

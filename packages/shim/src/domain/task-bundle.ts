@@ -345,10 +345,8 @@ export async function removeBundle(host: ShimHost, ns: string, id: string): Prom
   const conmonPid = await readIntFile(p.conmonPidFile);
   await Promise.all([
     host.runc(ns).delete(id, true),
-    conmonPid &&
-      monitorAlive(conmonPid).then(
-        (alive) => alive && until(async () => !(await monitorAlive(conmonPid)), MONITOR_GONE_WAIT_MS),
-      ),
+    monitorAlive(conmonPid, p.conmonPidFile) &&
+      until(async () => !monitorAlive(conmonPid, p.conmonPidFile), MONITOR_GONE_WAIT_MS),
   ]);
   const t1 = performance.now();
   await withSpan('rootfs unmount', { 'berth.container.id': id, 'berth.rootfs.target': p.rootfs }, () =>

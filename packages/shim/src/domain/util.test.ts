@@ -34,12 +34,16 @@ function killQuietly(pid: number): void {
   }
 }
 
-/** Starts `name` as a group leader with `-P pidFile` among its arguments; resolves once it runs. */
+/**
+ * Starts `name` as a group leader with `option pidFile` among its arguments (conmon's -P unless
+ * told); resolves once it runs.
+ */
 async function monitor(
   name: string,
   pidFile: string,
+  option = '-P',
 ): Promise<{ pid: number; exited: Promise<NodeJS.Signals | null> }> {
-  const c = spawn(join(dir, name), ['-P', pidFile], { detached: true, stdio: 'ignore' });
+  const c = spawn(join(dir, name), [option, pidFile], { detached: true, stdio: 'ignore' });
   started.push(c);
   await new Promise((resolve, reject) => {
     c.once('spawn', resolve);
@@ -72,12 +76,16 @@ describe('killProcessGroupOf', () => {
     expect(await renamed.exited).toBe('SIGKILL');
   });
 
-  it('leaves alone a process that got the pid since: another pid file, or one that only starts alike', async () => {
+  it('leaves alone a process that got the pid since: another pid file, one that only starts alike, the file not as -P', async () => {
     const other = await monitor('conmon', '/run/other-task/conmon.pid');
     killProcessGroupOf(other.pid, '/run/x/conmon.pid');
     const alike = await monitor('conmon', '/run/x/conmon.pid.old');
     killProcessGroupOf(alike.pid, '/run/x/conmon.pid');
+    // The file as the value of another option (conmon's -p is the container's pid file).
+    const named = await monitor('conmon', '/run/x/conmon.pid', '-p');
+    killProcessGroupOf(named.pid, '/run/x/conmon.pid');
     expect(await endedBy(other)).toBe('SIGTERM');
     expect(await endedBy(alike)).toBe('SIGTERM');
+    expect(await endedBy(named)).toBe('SIGTERM');
   });
 });

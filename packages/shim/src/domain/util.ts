@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { BerthError, Code } from '@berth/api';
-import { procStatNow } from '@berth/kit/pid-alive';
 import { traceparentOf } from '@berth/kit/tracing';
+import { monitorStat } from '../runtime/monitor.js';
 import { runcLogLine } from '../runtime/runc.js';
 
 /** Process key for in-memory maps: "<ns>/<id>" or "<ns>/<id>/<execId>". */
@@ -69,14 +68,12 @@ export function killMonitor(pid: number | undefined): void {
  * SIGKILLs the process group a monitor leads (conmon runs in a session of its own): conmon and
  * the runtime it runs at once, so neither can go on to start a process nobody waits for. `pid`
  * was read from the monitor's pid file (`conmonPidFile`, conmon's -P), now or when the process
- * was set up: it is acted on only while it is still that monitor, a process whose command line
- * names that file as an argument, never a process that was given the number since.
+ * was set up: it is acted on only while it is still that monitor (monitorStat), never a process
+ * that was given the number since.
  */
 export function killProcessGroupOf(pid: number | undefined, conmonPidFile: string): void {
-  if (!pid || pid <= 0) return;
-  const st = procStatNow(pid);
-  // Its command line, not its name: the shim's conmon may be installed under any name.
-  if (st === undefined || !commandLineOf(pid).includes(conmonPidFile)) return;
+  const st = monitorStat(pid, conmonPidFile);
+  if (st === undefined || pid === undefined) return;
   if (st.pgid !== pid) {
     killMonitor(pid);
     return; // not a group of its own: only the monitor is ours to end
@@ -85,15 +82,6 @@ export function killProcessGroupOf(pid: number | undefined, conmonPidFile: strin
     process.kill(-pid, 'SIGKILL');
   } catch {
     // gone already
-  }
-}
-
-/** The arguments of process `pid` (argv[0] first); none when it is gone. */
-function commandLineOf(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return [];
   }
 }
 

@@ -1,6 +1,6 @@
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { type ProcStat, parseProcStat } from '@berth/kit/pid-alive';
+import { type ProcStat, parseProcStat, procStatNow } from '@berth/kit/pid-alive';
 
 /** The /proc/<pid>/stat of a process; undefined when it is gone. */
 export async function procStat(pid: number): Promise<ProcStat | undefined> {
@@ -12,13 +12,48 @@ export async function procStat(pid: number): Promise<ProcStat | undefined> {
 }
 
 /**
- * True while the monitor (conmon) with this pid runs. A zombie (state Z: exited, not yet reaped
- * by whoever inherited it) counts as gone, and so does a pid reused by another program.
+ * Whether a command line is that of the conmon writing its pid to `conmonPidFile` (its `-P`,
+ * `--conmon-pidfile`). That file names one monitored process, a task's init or one exec (the
+ * bundle's or the exec directory's conmon.pid), where conmon's `-c` is shared by a task and its
+ * execs; and it is derived from the task's ids, so an agent that restarted finds it again. The
+ * program's name is not looked at: services.shim.conmon may install conmon under any name.
  */
-export async function monitorAlive(pid: number): Promise<boolean> {
-  if (!pid || pid <= 0) return false;
-  const st = await procStat(pid);
-  return st !== undefined && st.comm === 'conmon' && st.state !== 'Z' && st.state !== 'X';
+export function isMonitorCommand(argv: readonly string[], conmonPidFile: string): boolean {
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i];
+    if ((a === '-P' || a === '--conmon-pidfile') && argv[i + 1] === conmonPidFile) return true;
+    if (a === `--conmon-pidfile=${conmonPidFile}`) return true;
+  }
+  return false;
+}
+
+/**
+ * The /proc stat of process `pid` while it is the monitor (conmon) whose pid file is
+ * `conmonPidFile` (see isMonitorCommand); undefined when no process has the pid, when it is a
+ * zombie (exited, not yet reaped by whoever inherited it), or when the pid now belongs to another
+ * process. The stat is read on both sides of the command line, with the same start time, so
+ * the command line read is that of the process the stat describes.
+ */
+export function monitorStat(pid: number | undefined, conmonPidFile: string): ProcStat | undefined {
+  if (!pid || pid <= 0) return undefined;
+  const st = procStatNow(pid);
+  if (st === undefined || st.state === 'Z' || st.state === 'X') return undefined;
+  if (!isMonitorCommand(commandLineOf(pid), conmonPidFile)) return undefined;
+  return procStatNow(pid)?.start === st.start ? st : undefined;
+}
+
+/** True while the monitor of one process runs: `pid` is the conmon whose pid file is `conmonPidFile`. */
+export function monitorAlive(pid: number | undefined, conmonPidFile: string): boolean {
+  return monitorStat(pid, conmonPidFile) !== undefined;
+}
+
+/** The arguments of process `pid` (argv[0] first); none when it is gone or a zombie. */
+function commandLineOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
 }
 
 /** Reads a small integer file (pid files, exit files); undefined when absent or not yet complete. */
