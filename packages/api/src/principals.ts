@@ -53,7 +53,8 @@ const taskServiceTopics = Object.values(TaskTopic).filter((t) => t !== TaskTopic
  * The bus roles of berth's processes. The gateway faces the kubelet, so it reaches the shim only
  * for pod networking and log reopening; containers' life cycle goes through the task-service.
  * The image-service asks the task-service only which containers use an image (rmi), and the
- * snapshot-service asks the image-service only for its chain roots (snapshot GC).
+ * snapshot-service asks the image-service only for its chain roots and the task-service only for
+ * the chains containers claim before their rootfs is prepared (snapshot GC's roots, both).
  */
 export const busRoles: { readonly [P in Principal]: BusRole } = {
   [Principal.image]: {
@@ -66,7 +67,7 @@ export const busRoles: { readonly [P in Principal]: BusRole } = {
   },
   [Principal.snapshot]: {
     serves: SnapshotApi,
-    calls: [grant(ImageApi, ['chain-roots'])],
+    calls: [grant(ImageApi, ['chain-roots']), grant(TaskApi, ['claimed-chains'])],
     anyNode: false,
     emits: ['snapshots.*'],
     listens: [],

@@ -10,7 +10,7 @@ import { PAGE_MAX_BYTES, PageReply, PageRequest } from './paging.js';
 import { SeccompRequest } from './seccomp.js';
 import { Hostname, isSignal, ShimPidsReply, ShimStats, Signal, TaskStatus } from './shim.js';
 import { Mount } from './snapshot.js';
-import { Service } from './subjects.js';
+import { NODE_ID_PATTERN, Service } from './subjects.js';
 
 /** Container ids: 64 lowercase hex characters, as containerd/docker. Unique prefixes are accepted. */
 export const CONTAINER_ID_PATTERN = /^[a-f0-9]{64}$/;
@@ -240,7 +240,9 @@ export const CreateContainerRequest = z.object({
    * Prepare the rootfs snapshot right after the reply instead of before it, for a caller whose
    * start follows at once (the CRI gateway's CreateContainer, then StartContainer): the record is
    * stored and answered without `rootfs`, and the snapshot is prepared under the container's lock
-   * straight after, so a start or removal (which take that lock) waits for it. A prepare that
+   * straight after, so a start or removal (which take that lock) waits for it. Until its mounts
+   * are stored, the record claims its image's chain (`claimed-chains`, a root of the node's
+   * snapshot GC), so an image removed meanwhile keeps the chain the prepare needs. A prepare that
    * fails then leaves the record as it is: the first task create prepares the snapshot again and
    * fails with its error. Ignored with network `bridge`, whose network is made before the reply.
    * Not kept in the container's record.
@@ -397,6 +399,20 @@ export const ListContainersRequest = PageRequest.extend({
   images: z.array(z.string()).optional(),
 });
 export type ListContainersRequest = z.infer<typeof ListContainersRequest>;
+
+/** Request of `claimed-chains`: the node whose containers' claims are asked for. */
+export const ClaimedChainsRequest = z.object({ node: z.string().regex(NODE_ID_PATTERN, 'invalid node id') });
+export type ClaimedChainsRequest = z.infer<typeof ClaimedChainsRequest>;
+
+/**
+ * Reply of `claimed-chains`: the image chains (top chainIDs) that containers on the node, in every
+ * namespace, were created on without their rootfs snapshot (a create answered before its prepare,
+ * CreateContainerRequest.prepareAfterReply), until the snapshot is prepared and stored in the
+ * record, or the container is removed. The snapshot-service's GC keeps them and everything below:
+ * the image may be removed meanwhile, and the container's prepare and start still need the chain.
+ */
+export const ClaimedChainsReply = z.object({ chainIds: z.array(z.string()) });
+export type ClaimedChainsReply = z.infer<typeof ClaimedChainsReply>;
 
 /** Reply of `list-containers`: one page; `nextCursor` while more containers match. */
 export const ListContainersReply = PageReply.extend({ containers: z.array(ContainerInfo) });
@@ -588,6 +604,13 @@ export const TaskApi = defineService({
       output: Empty,
       timeoutMs: 60_000,
       description: 'remove a container and its snapshot (force: kill its task first)',
+    }),
+    'claimed-chains': op({
+      input: ClaimedChainsRequest,
+      output: ClaimedChainsReply,
+      timeoutMs: 10_000,
+      description:
+        "image chains a node's containers were created on before their rootfs (snapshot GC's roots)",
     }),
     create: op({
       input: CreateTaskRequest,

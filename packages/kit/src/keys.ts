@@ -61,7 +61,11 @@ export const keys = {
   snapshotPending: (node: string) => nodeKey(node, 'snapshot-pending'),
 
   // task-service (cluster-wide, per namespace)
-  /** Hash: one container: `data` (the Container JSON of @berth/api), `name`, `createdAt`. */
+  /**
+   * Hash: one container: `data` (the Container JSON of @berth/api), `name`, `createdAt`; while a
+   * record created before its rootfs has no snapshot, `chainClaim` (JSON node and chainId: a root
+   * of the node's snapshot GC, see the task-service's `claimed-chains`).
+   */
   container: (ns: string, id: string) => nsKey(ns, 'container', id),
   /** Set of container ids in a namespace. */
   containers: (ns: string) => nsKey(ns, 'containers'),

@@ -375,6 +375,54 @@ describe('gc and leases', () => {
   });
 });
 
+describe('gc and containers created before their rootfs', () => {
+  it('keeps the chain a container claims, with its parents, until the claim ends', async () => {
+    await env.client.gc({ graceMs: 0 });
+    const blobs = env.layout.content.blobs;
+    const base = putLayer(blobs, [{ name: 'cbase', type: 'file', data: Buffer.from('c') }]);
+    const top = putLayer(blobs, [{ name: 'ctop', type: 'file' }]);
+    const r = await env.client.unpack({
+      layers: [base.descriptor, top.descriptor],
+      diffIds: [base.diffId, top.diffId],
+    });
+    // The image is removed; a container record created on it has no snapshot yet (task-service).
+    env.images.roots = [];
+    env.tasks.claimed = [r.chainId];
+    expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([]);
+    // Its prepare ran: the snapshot holds the chain, the claim is gone.
+    await env.client.prepare({ key: 'claimed-container', parent: r.chainId });
+    env.tasks.claimed = [];
+    expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([]);
+    await env.client.remove({ key: 'claimed-container' });
+    expect((await env.client.gc({ graceMs: 0 })).removed.sort()).toEqual([r.chainId, base.diffId].sort());
+  });
+});
+
+describe('gc without the task-service', () => {
+  it('removes nothing and fails UNAVAILABLE naming the task-service', async () => {
+    await env.client.gc({ graceMs: 0 });
+    const l = putLayer(env.layout.content.blobs, [{ name: 'unclaimed', type: 'file' }]);
+    const r = await env.client.unpack({ layers: [l.descriptor], diffIds: [l.diffId] });
+    env.images.roots = [];
+    await env.tasks.stop();
+    try {
+      const e = await env.client.gc({ graceMs: 0 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e).toBeInstanceOf(BerthError);
+      expect((e as BerthError).code).toBe('UNAVAILABLE');
+      expect((e as BerthError).message).toContain('task-service');
+      expect((e as BerthError).message).toContain('nothing was removed');
+      const names = (await env.client.list({})).snapshots.map((s) => s.name);
+      expect(names).toContain(r.chainId);
+    } finally {
+      await env.restartTasks();
+    }
+    expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([r.chainId]);
+  });
+});
+
 describe('gc without the image-service', () => {
   it('removes nothing and fails UNAVAILABLE naming the image-service', async () => {
     await env.client.gc({ graceMs: 0 });

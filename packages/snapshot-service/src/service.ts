@@ -1,4 +1,4 @@
-import { ImageApi, type SnapshotApi } from '@berth/api';
+import { ImageApi, type SnapshotApi, TaskApi } from '@berth/api';
 import { call, type Handlers, type ServiceContext } from '@berth/kit';
 import { lifecycleHandlers } from './handlers/lifecycle.js';
 import { maintenanceHandlers } from './handlers/maintenance.js';
@@ -35,11 +35,16 @@ export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi
   return {
     ...lifecycleHandlers(sn, ctx.nc),
     ...queryHandlers(sn),
-    // GC's image roots come from the node's image-service, which owns the image records and leases.
-    ...maintenanceHandlers(sn, unpacker, settings.gcGraceMs, async () => {
-      const r = await call(ctx.nc, ImageApi, 'chain-roots', {}, { node: ctx.node });
-      // Snapshots clients' leases hold are roots too (the image-service keeps the leases).
-      return [...r.chainIds, ...r.leasedSnapshots];
+    ...maintenanceHandlers(sn, unpacker, settings.gcGraceMs, {
+      // GC's image roots come from the node's image-service, which owns the image records and leases.
+      images: async () => {
+        const r = await call(ctx.nc, ImageApi, 'chain-roots', {}, { node: ctx.node });
+        // Snapshots clients' leases hold are roots too (the image-service keeps the leases).
+        return [...r.chainIds, ...r.leasedSnapshots];
+      },
+      // A container created before its rootfs (the CRI's create) holds its chain through its
+      // record until the prepare: the task-service owns the records.
+      containers: async () => (await call(ctx.nc, TaskApi, 'claimed-chains', { node: ctx.node })).chainIds,
     }),
   };
 }

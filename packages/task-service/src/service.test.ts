@@ -281,6 +281,9 @@ describe('task-service endpoints', () => {
     expect(free).toBeDefined();
     await free?.release();
     expect(await domain.store.get('test', c.id)).toEqual(c);
+    // Its image's chain stays claimed for it, on its node only, while it has no snapshot.
+    expect((await client['claimed-chains']({ node })).chainIds).toContain(d);
+    expect((await client['claimed-chains']({ node: `${node}-other` })).chainIds).not.toContain(d);
     // The first task create prepares it again, and says why it cannot.
     await expect(client.create({ id: c.id })).rejects.toMatchObject({
       code: 'UNAVAILABLE',
@@ -295,6 +298,8 @@ describe('task-service endpoints', () => {
       1,
     );
     await domain.store.delete(c);
+    // The claim went with the record.
+    expect((await client['claimed-chains']({ node })).chainIds).not.toContain(d);
   });
 
   it('reads under the lock: with it at once, or again once a holder let it go', async () => {
@@ -540,6 +545,8 @@ describe('a create whose rootfs is prepared after the reply, beside a stand-in s
     });
     expect(c.rootfs).toBeUndefined();
     await asked;
+    // Stored before the reply, the record claims its image's chain until the prepare ends.
+    expect((await client['claimed-chains']({ node })).chainIds).toEqual([imageRecord.chainId]);
     // The lock is held: the one-step background removal finds it busy and removes nothing.
     expect(await domain.store.removeIfDone('test', c.id)).toBeUndefined();
     // Another replica (its own manager on the same Redis) gets the lock, and reads the record,
@@ -551,6 +558,8 @@ describe('a create whose rootfs is prepared after the reply, beside a stand-in s
     expect(made.get(c.snapshotKey)).toEqual({ parent: imageRecord.chainId });
     await domain.containers.settled('test', c.id);
     expect((await domain.store.get('test', c.id))?.rootfs).toEqual(mountsOf(c.snapshotKey));
+    // The snapshot holds the chain now: the claim went with the mounts' write.
+    expect((await client['claimed-chains']({ node })).chainIds).toEqual([]);
     await domain.store.delete(c);
   });
 

@@ -101,7 +101,9 @@ export async function pullImage(d: ImageOpsDeps, spec: string, auth?: CriAuthCon
  * absent image, or a name another caller removed meanwhile, is not an error. As containerd's CRI,
  * whatever container uses it (the image-service's in-use check is skipped: `force`): a container
  * keeps its root filesystem, since snapshot GC keeps every active snapshot and its parents, and
- * the kubelet's own image GC asks only for images no container uses. Garbage collection runs
+ * the chain of a container whose CreateContainer answered before its snapshot was prepared (its
+ * record claims it: task-service `claimed-chains`); the kubelet's own image GC asks only for
+ * images no container uses. Garbage collection runs
  * once, after the last name, and after the reply (as containerd's CRI leaves content removal to
  * its collector): the image-service notes it in Redis first, so a crash cannot lose it.
  */

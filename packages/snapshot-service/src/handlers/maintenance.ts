@@ -1,6 +1,6 @@
 import type { SnapshotApi } from '@berth/api';
 import type { Handlers } from '@berth/kit';
-import { collectSnapshots, type ImageChainRoots } from '../snapshots/gc.js';
+import { type ContainerChainRoots, collectSnapshots, type ImageChainRoots } from '../snapshots/gc.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import type { Unpacker } from '../unpack/unpacker.js';
 
@@ -9,12 +9,17 @@ export function maintenanceHandlers(
   sn: Snapshotter,
   unpacker: Unpacker,
   gcGraceMs: number,
-  imageRoots: ImageChainRoots,
+  roots: { images: ImageChainRoots; containers: ContainerChainRoots },
 ): Pick<Handlers<typeof SnapshotApi>, 'unpack' | 'cleanup' | 'gc'> {
   return {
     unpack: (req, ctx) => unpacker.unpack(req, ctx.signal),
     cleanup: async () => ({ removed: await sn.cleanup() }),
     gc: (req) =>
-      collectSnapshots(sn, { graceMs: req.graceMs ?? gcGraceMs, dryRun: req.dryRun ?? false, imageRoots }),
+      collectSnapshots(sn, {
+        graceMs: req.graceMs ?? gcGraceMs,
+        dryRun: req.dryRun ?? false,
+        imageRoots: roots.images,
+        containerRoots: roots.containers,
+      }),
   };
 }

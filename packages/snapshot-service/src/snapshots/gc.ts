@@ -16,33 +16,46 @@ export interface GcResult {
 export type ImageChainRoots = () => Promise<string[]>;
 
 /**
- * Asks for the image roots; any failure stops the collection before anything is removed, since
- * without them every image's layers would look unreferenced.
+ * Where GC learns the chains containers on the node were created on before their rootfs snapshot
+ * was prepared (a CRI create answers first): the task-service's `claimed-chains`, injected as
+ * ImageChainRoots is. Container records are the task-service's.
  */
-async function imageRoots(sn: Snapshotter, ask: ImageChainRoots): Promise<Set<string>> {
+export type ContainerChainRoots = () => Promise<string[]>;
+
+/**
+ * Asks one owner for its roots; any failure stops the collection before anything is removed,
+ * since without them what they hold would look unreferenced.
+ */
+async function rootsOf(sn: Snapshotter, owner: string, what: string, ask: () => Promise<string[]>) {
   try {
-    return new Set(await ask());
+    return await ask();
   } catch (err) {
     const e = toBerthError(err);
     throw new BerthError(
       Code.UNAVAILABLE,
-      `snapshot gc of node ${sn.node}: the image-service could not list the images' chain roots, so nothing was removed: ${e.message}`,
+      `snapshot gc of node ${sn.node}: the ${owner} could not list ${what}, so nothing was removed: ${e.message}`,
       { cause: err },
     );
   }
 }
 
 /**
- * Mark and sweep over snapshots, under the node's GC lock. Roots: image chainIDs (asked first), every active or
- * view snapshot (container root filesystems, mounts) except unpack leftovers whose unpack lock is
- * no longer held, and anything younger than the grace period (the window between an unpack and
- * the image record naming its chain). Everything reachable through parents is kept; the rest is
+ * Mark and sweep over snapshots, under the node's GC lock. Roots: image chainIDs and the chains
+ * containers claim before their rootfs is prepared (both asked first), every active or view
+ * snapshot (container root filesystems, mounts) except unpack leftovers whose unpack lock is no
+ * longer held, and anything younger than the grace period (the window between an unpack and the
+ * image record naming its chain). Everything reachable through parents is kept; the rest is
  * removed children first (each removal re-checks for children atomically, so a snapshot prepared
  * on a parent meanwhile keeps it).
  */
 export async function collectSnapshots(
   sn: Snapshotter,
-  opts: { graceMs: number; dryRun?: boolean; imageRoots: ImageChainRoots },
+  opts: {
+    graceMs: number;
+    dryRun?: boolean;
+    imageRoots: ImageChainRoots;
+    containerRoots: ContainerChainRoots;
+  },
 ): Promise<GcResult> {
   return withLock(
     sn.redis,
@@ -51,7 +64,16 @@ export async function collectSnapshots(
     async () => {
       const all = await sn.store.all();
       const byName = new Map(all.map((r) => [r.name, r]));
-      const roots = await imageRoots(sn, opts.imageRoots);
+      const [images, containers] = await Promise.all([
+        rootsOf(sn, 'image-service', "the images' chain roots", opts.imageRoots),
+        rootsOf(
+          sn,
+          'task-service',
+          'the chains of containers whose rootfs is not prepared',
+          opts.containerRoots,
+        ),
+      ]);
+      const roots = new Set([...images, ...containers]);
       const now = Date.now();
       const stale = new Set<string>();
       for (const r of all) {

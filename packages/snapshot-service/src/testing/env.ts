@@ -1,6 +1,7 @@
 // Test environment of the snapshot-service: real nats-server and redis-server from @berth/testing,
 // a temp state root and a random node id; replicas are real `serve` instances on that node. The
-// image-service GC asks for its roots is a stand-in over NATS (image-stand-in.ts) the tests control.
+// image-service and task-service GC asks for its roots are stand-ins over NATS (image-stand-in.ts,
+// task-stand-in.ts) the tests control.
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing'
 import type { NatsConnection } from 'nats';
 import { createHandlers } from '../service.js';
 import { type ImageStandIn, serveImageStandIn } from './image-stand-in.js';
+import { serveTaskStandIn, type TaskStandIn } from './task-stand-in.js';
 
 /** Servers, a state root and clients for one test file. */
 export interface SnapshotEnv {
@@ -37,6 +39,10 @@ export interface SnapshotEnv {
   images: ImageStandIn;
   /** Serves a fresh stand-in image-service (after `images.stop()`), as `images`. */
   restartImages(): Promise<void>;
+  /** The stand-in task-service: `tasks.claimed` are GC's container roots; `tasks.stop()` drops it. */
+  tasks: TaskStandIn;
+  /** Serves a fresh stand-in task-service (after `tasks.stop()`), as `tasks`. */
+  restartTasks(): Promise<void>;
   /** Starts one more replica of the service on the same node (own connections). */
   replica(settings?: Record<string, unknown>): Promise<ServedService>;
   stop(): Promise<void>;
@@ -96,6 +102,10 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
     async restartImages() {
       env.images = await serveImageStandIn(nc, node);
     },
+    tasks: await serveTaskStandIn(nc, node),
+    async restartTasks() {
+      env.tasks = await serveTaskStandIn(nc, node);
+    },
     replica,
     async stop() {
       for (const c of conns) {
@@ -104,6 +114,7 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
         c.redis.disconnect();
       }
       await env.images.stop();
+      await env.tasks.stop();
       await nc.close();
       redis.disconnect();
       await Promise.all([nats.stop(), redisServer.stop()]);

@@ -544,6 +544,15 @@ export class ContainerManager {
     return undone;
   }
 
+  /**
+   * The image chains of the containers on `node` whose create answered before their rootfs was
+   * prepared and stored (prepareAfterReply): roots of the node's snapshot GC, since the image may
+   * be removed before the prepare, which (or the first task create) still needs the chain.
+   */
+  claimedChains(node: string): Promise<string[]> {
+    return this.store.claimedChains(node);
+  }
+
   /** One container and its task, as a reply can carry it (see limits.ts `replyable`). */
   async get(ns: string, ref: string): Promise<ContainerInfo> {
     return replyable(await this.store.info(await this.store.resolve(ns, ref)));

@@ -11,7 +11,8 @@ export type ContainerOp =
   | 'list-containers'
   | 'list-container-summaries'
   | 'update-container'
-  | 'delete-container';
+  | 'delete-container'
+  | 'claimed-chains';
 
 /** Handlers of the containers half: metadata, snapshot and spec. */
 export function containerHandlers(d: Domain): Pick<Handlers<typeof TaskApi>, ContainerOp> {
@@ -27,6 +28,7 @@ export function containerHandlers(d: Domain): Pick<Handlers<typeof TaskApi>, Con
       await d.tasks.removeContainer(ctx.namespace, req.id, req.force ?? false, req.background ?? false);
       return {};
     },
+    'claimed-chains': async (req) => ({ chainIds: await d.containers.claimedChains(req.node) }),
   };
 }
 

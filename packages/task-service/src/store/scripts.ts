@@ -3,6 +3,12 @@ import { fenceCheckLua, redisScript } from '@berth/kit';
 // The Lua scripts of the container store (store.ts): each one change made atomically in Redis.
 
 /**
+ * The field of a container's hash (keys.container) holding its claim on its image's chain while
+ * its rootfs snapshot is not prepared: JSON {node, chainId} (see ContainerStore.claimedChains).
+ */
+export const CHAIN_CLAIM_FIELD = 'chainClaim';
+
+/**
  * Deletes a name reservation only when it still points at the container being released.
  */
 export const RELEASE_NAME = redisScript(
@@ -90,7 +96,8 @@ return {'removed', data, unpack(task)}`,
 /**
  * A container made with nothing before its record (its rootfs prepared after the reply): its name
  * reserved and its record stored in one step, as put() stores one (ALREADY_EXISTS leaves
- * neither). Run again for the same id (ioredis resends a command whose reply a dropped connection
+ * neither), with its claim on its image's chain (ARGV[5], field CHAIN_CLAIM_FIELD; none when
+ * empty). Run again for the same id (ioredis resends a command whose reply a dropped connection
  * lost) it stores the same again. Returns 1, or the id of the container holding the name.
  */
 export const CREATE_NAMED = redisScript(
@@ -101,18 +108,21 @@ if not redis.call('set', KEYS[1], ARGV[1], 'NX') then
   if holder ~= ARGV[1] then return holder or '?' end
 end
 redis.call('hset', KEYS[2], 'data', ARGV[2], 'name', ARGV[3], 'createdAt', ARGV[4])
+if ARGV[5] ~= '' then redis.call('hset', KEYS[2], '${CHAIN_CLAIM_FIELD}', ARGV[5]) end
 redis.call('sadd', KEYS[3], ARGV[1])
 return 1`,
 );
 
 /**
  * The record of a container created without its rootfs mounts replaced by the same record with
- * them, only under the creator's lock (KEYS[1] holds ARGV[1]: FENCED otherwise) and only while
- * the record is still the one stored at create (ARGV[2]); returns 1, or 0 when it is not.
+ * them, and its chain claim dropped (the snapshot now holds the chain), only under the creator's
+ * lock (KEYS[1] holds ARGV[1]: FENCED otherwise) and only while the record is still the one stored
+ * at create (ARGV[2]); returns 1, or 0 when it is not.
  */
 export const ADD_ROOTFS = redisScript(
   'container add-rootfs',
   `${fenceCheckLua(1, 1)}if redis.call('hget', KEYS[2], 'data') ~= ARGV[2] then return 0 end
 redis.call('hset', KEYS[2], 'data', ARGV[3])
+redis.call('hdel', KEYS[2], '${CHAIN_CLAIM_FIELD}')
 return 1`,
 );

@@ -15,6 +15,7 @@ import type { ChainableCommander } from 'ioredis';
 import {
   ADD_ROOTFS,
   BEGIN_CREATE,
+  CHAIN_CLAIM_FIELD,
   CREATE_NAMED,
   MARK_REMOVING,
   RECORD_EXIT,
@@ -78,9 +79,12 @@ export class ContainerStore {
 
   /**
    * Stores the record of a new container and reserves its name, in one step; ALREADY_EXISTS (and
-   * neither stored) when another container holds the name.
+   * neither stored) when another container holds the name. A record without rootfs mounts claims
+   * its image's chain in the same step (see claimedChains), until addRootfsAndRelease or removal.
    */
   async createNamed(c: Container): Promise<void> {
+    const claim =
+      !c.rootfs && c.image.chainId ? JSON.stringify({ node: c.node, chainId: c.image.chainId }) : '';
     const r = await this.redis.eval(
       CREATE_NAMED,
       3,
@@ -91,14 +95,37 @@ export class ContainerStore {
       JSON.stringify(c),
       c.name,
       c.createdAt,
+      claim,
     );
     if (r !== 1) throw nameInUse(c.name, r);
   }
 
   /**
-   * Adds the rootfs mounts to a record createNamed stored (`stored`, as it stored it), with the
-   * lock released in the same round trip: false when the record changed or went meanwhile, or
-   * the lock was lost (then nothing is written).
+   * The image chains containers on `node`, in every namespace, claim (createNamed): stored without
+   * their rootfs snapshot, whose prepare has not stored its mounts yet. The claim is a field of the
+   * container's hash, so it goes with the record; a few bytes are read per container.
+   */
+  async claimedChains(node: string): Promise<string[]> {
+    const out = new Set<string>();
+    for (const ns of await this.scanNamespaces(keys.containers('*'))) {
+      const ids = await this.redis.smembers(keys.containers(ns));
+      if (ids.length === 0) continue;
+      const p = this.redis.pipeline();
+      for (const id of ids) p.hget(keys.container(ns, id), CHAIN_CLAIM_FIELD);
+      for (const [err, v] of (await p.exec()) ?? []) {
+        if (err) throw err;
+        if (typeof v !== 'string') continue;
+        const claim = JSON.parse(v) as { node: string; chainId: string };
+        if (claim.node === node) out.add(claim.chainId);
+      }
+    }
+    return [...out];
+  }
+
+  /**
+   * Adds the rootfs mounts to a record createNamed stored (`stored`, as it stored it) and drops
+   * its chain claim, with the lock released in the same round trip: false when the record changed
+   * or went meanwhile, or the lock was lost (then nothing is written).
    */
   async addRootfsAndRelease(stored: Container, rootfs: Mount[], lock: Lock): Promise<boolean> {
     const tx = this.redis
