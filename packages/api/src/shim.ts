@@ -435,6 +435,7 @@ export const ShimCniNetwork = z.object({
   plugins: z.array(z.string()),
   subnets: z.array(z.string()),
   file: z.string(),
+  /** The network pods join: the first file by name that is not berth's own default, else berth's. */
   default: z.boolean(),
   error: z.string().optional(),
 });

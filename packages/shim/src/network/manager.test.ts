@@ -396,3 +396,49 @@ describe('the default network moved to a pod CIDR', () => {
     }
   });
 });
+
+describe("a cluster's CNI config dropped beside berth's default", () => {
+  it("takes the next pod, whatever its name; pods already on berth's default tear down as set up", async () => {
+    const [mine, theirs] = ['10.199.10.0/24', '10.199.11.0/24'];
+    const name = `k${w.bridge}`;
+    const [ownBridge, clusterBridge] = [`${w.bridge}d`, `${w.bridge}k`];
+    const confDir = join(w.dir, 'cluster');
+    const defaults = { name, bridge: ownBridge, subnet: mine, dataDir: w.dataDir };
+    const km = new NetworkManager({ layout: w.layout, confDir, defaults, pluginTimeoutMs: 20_000 });
+    const cluster = {
+      cniVersion: '1.0.0',
+      name: `cl${w.bridge}`,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: clusterBridge,
+          isGateway: true,
+          ipam: { type: 'host-local', dataDir: w.dataDir, ranges: [[{ subnet: theirs }]] },
+        },
+      ],
+    };
+    try {
+      const before = await km.setup(podId('own'));
+      expect(before.ips[0]?.address).toMatch(/^10\.199\.10\./);
+      // Sorts after 10-berth.conflist, as 10-calico, 10-flannel and 10-kindnet do.
+      await writeFile(join(confDir, '10-cluster.conflist'), JSON.stringify(cluster));
+      const after = await km.setup(podId('cl'));
+      expect(after.network).toBe(cluster.name);
+      expect(after.confFile).toBe(join(confDir, '10-cluster.conflist'));
+      expect(after.ips[0]?.address).toMatch(/^10\.199\.11\./);
+      expect((await km.listNetworks()).map((n) => [n.name, n.subnets, n.default])).toEqual([
+        [name, [mine], false],
+        [cluster.name, [theirs], true],
+      ]);
+      // The pod set up on berth's default keeps it, and its DEL releases its lease there.
+      expect(await km.status(before.podId)).toEqual(before);
+      await km.teardown(before.podId);
+      expect(await filesOf(join(w.dataDir, name))).not.toContain(before.ips[0]?.address.split('/')[0]);
+      await km.teardown(after.podId);
+      expect(await filesOf(join(w.dataDir, cluster.name))).not.toContain(after.ips[0]?.address.split('/')[0]);
+    } finally {
+      await removeSubnetRule({ network: name, subnet: mine, iptables: 'iptables' });
+      for (const b of [ownBridge, clusterBridge]) await exec('ip', ['link', 'del', b]).catch(() => undefined);
+    }
+  });
+});

@@ -2,14 +2,9 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, Code } from '@berth/api';
 import type { HostLayout } from '@berth/kit';
+import { defaultNetwork, listNetworks, type NetworkInfo } from './choice.js';
 import { type AttachmentInfo, addChain, checkChain, delChain, type PortMapping, parseResult } from './cni.js';
-import {
-  type CniConfList,
-  type CniNetwork,
-  defaultNetwork,
-  listNetworks,
-  type NetworkInfo,
-} from './cni-config.js';
+import type { CniConfList, CniNetwork } from './cni-config.js';
 import { findPlugin } from './cni-exec.js';
 import { type DefaultNetworkOptions, ensureDefaultNetwork } from './default-config.js';
 import { masquerades, removeMasquerade } from './masq.js';
@@ -65,8 +60,9 @@ export interface RecoveryReport {
 
 /**
  * Host-local pod networking through the real CNI plugins: a pinned network namespace per pod,
- * attached by the first network of the conf dir. Every step is recorded on disk first, so a
- * restarted shim knows each pod's namespace and addresses and can release what a crash left.
+ * attached by the network of the conf dir pods join (see choice.ts). Every step is recorded on
+ * disk first, so a restarted shim knows each pod's namespace and addresses and can release what a
+ * crash left.
  */
 export class NetworkManager {
   readonly confDir: string;
