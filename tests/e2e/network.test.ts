@@ -1,7 +1,9 @@
 import { existsSync, readdirSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ShimApi, TaskApi } from '@berth/api';
 import { call } from '@berth/kit';
+import { testCniNetwork } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeLowPort } from '../harness/ports.js';
 import { type ContainerStack, startContainerStack, until } from './containers-stack.js';
@@ -136,5 +138,42 @@ describe('berth run networking', () => {
     expect(existsSync(netns) ? readdirSync(netns) : []).toEqual([]);
     expect(leases()).toEqual([]);
     expect(await ok('ps', '-aq')).toBe('');
+  });
+
+  it("runs a container on a cluster's CNI config once it is beside berth's default, and ls says so", async () => {
+    // A second bridge of its own (bridge, subnet, leases) in the shim's conf dir, named to sort
+    // after 10-berth.conflist as 10-calico, 10-flannel and 10-kindnet do.
+    const other = testCniNetwork(s.root, 'cluster');
+    const file = join(s.cni.settings.cniConfDir, '10-cluster.conflist');
+    const ipam = {
+      type: 'host-local',
+      dataDir: other.settings.cniDataDir,
+      ranges: [[{ subnet: other.subnet }]],
+    };
+    const list = {
+      cniVersion: '1.0.0',
+      name: 'cluster',
+      plugins: [{ type: 'bridge', bridge: other.bridge, isGateway: true, ipam }],
+    };
+    await writeFile(file, JSON.stringify(list));
+    try {
+      const ls = (await ok('network', 'ls')).trim().split('\n');
+      expect(ls[1]).toMatch(/^berth\s+bridge,portmap\s/);
+      expect(ls[2]).toMatch(
+        new RegExp(`^cluster \\(default\\)\\s+bridge\\s+${other.subnet.replace(/\./g, '\\.')}\\s+`),
+      );
+      const out = await ok('run', '--rm', IMAGE, 'ip', '-4', '-o', 'addr', 'show', 'eth0');
+      const ip = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? '';
+      expect(inSubnet(ip, other.subnet), `${out} in ${other.subnet}`).toBe(true);
+      // Its DEL ran the cluster network's chain, the one its ADD ran.
+      await until('its lease to be released', () => !readdirSync(other.leaseDir).includes(ip));
+      await rm(file);
+      expect((await ok('network', 'ls')).trim().split('\n')[1]).toMatch(/^berth \(default\)\s/);
+      const back = await ok('run', '--rm', IMAGE, 'ip', '-4', '-o', 'addr', 'show', 'eth0');
+      expect(inSubnet(/inet (\d+\.\d+\.\d+\.\d+)\//.exec(back)?.[1] ?? '', s.cni.subnet), back).toBe(true);
+    } finally {
+      await rm(file, { force: true });
+      await other.close();
+    }
   });
 });

@@ -396,9 +396,60 @@ export const ShimPodRef = z.object({
 });
 export type ShimPodRef = z.infer<typeof ShimPodRef>;
 
-/** network-setup: give a pod its network namespace on this node and attach it to the CNI network. */
+/** A CNI_ARGS value: no `;` or `=` (they separate the pairs) and no white space or control character. */
+const CniArgValue = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[^;=\s\p{Cc}]+$/u, 'a CNI_ARGS value has no ";", "=", white space or control character');
+
+/**
+ * Who a Kubernetes pod is, for the CNI plugins: passed on every ADD, CHECK and DEL of its chain
+ * as `CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=..;K8S_POD_NAME=..;K8S_POD_INFRA_CONTAINER_ID=..;K8S_POD_UID=..`,
+ * as containerd's CRI does (Calico, Multus and Cilium look the pod up by them).
+ */
+export const ShimPodIdentity = z.object({
+  namespace: CniArgValue,
+  name: CniArgValue,
+  uid: CniArgValue,
+  /** The pod sandbox's id (K8S_POD_INFRA_CONTAINER_ID). */
+  sandboxId: CniArgValue,
+});
+export type ShimPodIdentity = z.infer<typeof ShimPodIdentity>;
+
+/** A rate or burst of the CNI `bandwidth` capability: bits per second (rates) or bits (bursts). */
+const CniBits = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * The CNI `bandwidth` capability (runtimeConfig.bandwidth of a plugin declaring it): a direction
+ * without a rate is not limited.
+ */
+export const ShimBandwidth = z.object({
+  ingressRate: CniBits.optional(),
+  ingressBurst: CniBits.optional(),
+  egressRate: CniBits.optional(),
+  egressBurst: CniBits.optional(),
+});
+export type ShimBandwidth = z.infer<typeof ShimBandwidth>;
+
+/** The CNI `dns` capability (runtimeConfig.dns): the pod's resolver settings. */
+export const ShimCniDns = z.object({
+  servers: z.array(z.string().max(64)).max(32).default([]),
+  searches: z.array(z.string().max(256)).max(32).default([]),
+  options: z.array(z.string().max(64)).max(32).default([]),
+});
+export type ShimCniDns = z.infer<typeof ShimCniDns>;
+
+/**
+ * network-setup: give a pod its network namespace on this node and attach it to the CNI network.
+ * `pod`, `bandwidth` and `dns` are recorded with the pod's network, so its DEL (by a restarted
+ * shim too) passes the plugins what its ADD did.
+ */
 export const ShimNetworkSetupRequest = ShimPodRef.extend({
   portMappings: z.array(ShimPortMapping).default([]),
+  pod: ShimPodIdentity.optional(),
+  bandwidth: ShimBandwidth.optional(),
+  dns: ShimCniDns.optional(),
 });
 export type ShimNetworkSetupRequest = z.infer<typeof ShimNetworkSetupRequest>;
 
@@ -435,6 +486,7 @@ export const ShimCniNetwork = z.object({
   plugins: z.array(z.string()),
   subnets: z.array(z.string()),
   file: z.string(),
+  /** The network pods join: the first file by name that is not berth's own default, else berth's. */
   default: z.boolean(),
   error: z.string().optional(),
 });

@@ -22,11 +22,13 @@ function gateNetwork(root: string, cni: TestCniNetwork): Promise<Record<string, 
     root,
     cni,
     '  process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));',
-    `    if (fs.existsSync(${JSON.stringify(fail)})) {
+    {
+      del: `    if (fs.existsSync(${JSON.stringify(fail)})) {
       process.stdout.write(JSON.stringify({ cniVersion: conf.cniVersion, code: 999, msg: 'gate refused DEL' }));
       process.exit(1);
     }
     process.exit(0);`,
+    },
   );
 }
 

@@ -392,6 +392,8 @@ describe('CRI pod sandbox and container lifecycle', () => {
 });
 
 describe('CRI pod network leftovers', () => {
+  const orphanPod = { namespace: 'default', name: 'orphan', uid: 'orphan-uid', sandboxId: 'f'.repeat(64) };
+
   it("tears down the CRI pod networks no pod owns, from the shim's records, and keeps the others", async () => {
     const pod = await runPod('owner');
     const shim = natsShimNetworkPort(s.nc, s.node);
@@ -399,8 +401,8 @@ describe('CRI pod network leftovers', () => {
     const orphan = 'cri-0123456789abcdef';
     // A `berth run` container's network on the same shim: not the gateway's to collect.
     const other = '0123456789abcdef'.repeat(4);
-    await network.setup(orphan, { portMappings: [] });
-    await shim.setup(other, []);
+    await network.setup(orphan, { portMappings: [], pod: orphanPod });
+    await shim.setup(other, { portMappings: [] });
     const owned = (await network.list()).filter((k) => k !== orphan);
     expect(owned).toHaveLength(1);
     const tasks = natsTaskPort(s.nc, s.node);
@@ -427,7 +429,7 @@ describe('CRI pod network leftovers', () => {
       const network = new CniPodNetwork(natsShimNetworkPort(s.nc, s.node), podNetnsDir(s.runRoot));
       // As a RunPodSandbox whose undoing failed while NATS was down leaves it, after the start.
       const orphan = 'cri-fedcba9876543210';
-      await network.setup(orphan, { portMappings: [] });
+      await network.setup(orphan, { portMappings: [], pod: orphanPod });
       await until('the orphan network to be torn down', async () => !(await network.list()).includes(orphan));
       expect((await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod })).status.state).toBe(
         'SANDBOX_READY',

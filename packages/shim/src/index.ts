@@ -23,8 +23,9 @@ export {
   seccompSection,
   validateSeccompProfile,
 } from './domain/seccomp/index.js';
+export { listNetworks, type NetworkInfo } from './network/choice.js';
 export type { AttachmentInfo, PodIp, PortMapping } from './network/cni.js';
-export { type CniConfList, listNetworks, type NetworkInfo } from './network/cni-config.js';
+export type { CniConfList } from './network/cni-config.js';
 export {
   BERTH_MARK,
   berthMark,

@@ -4,12 +4,20 @@ import {
   Code,
   podAddresses,
   type ShimNetworkListReply,
+  type ShimNetworkSetupRequest,
   type ShimPodCidrReply,
   type ShimPodNetwork,
   type ShimPortMapping,
   toBerthError,
 } from '@berth/api';
-import type { NetworkReadiness, PodCidrOutcome, PodNetwork, PodNetworkResult, PortMapping } from './ports.js';
+import type {
+  NetworkReadiness,
+  PodCidrOutcome,
+  PodNetwork,
+  PodNetworkResult,
+  PodNetworkSetup,
+  PortMapping,
+} from './ports.js';
 
 /** Prefix of the CRI pods' network keys: the shim also holds `berth run` containers' networks. */
 export const CRI_NET_PREFIX = 'cri-';
@@ -32,7 +40,7 @@ function checkKey(podKey: string): void {
  */
 export interface ShimNetworkPort {
   netns(podId: string): Promise<string>;
-  setup(podId: string, portMappings: ShimPortMapping[]): Promise<ShimPodNetwork>;
+  setup(podId: string, req: Omit<ShimNetworkSetupRequest, 'podId'>): Promise<ShimPodNetwork>;
   teardown(podId: string): Promise<void>;
   list(): Promise<ShimNetworkListReply>;
   podCidr(cidrs: string[]): Promise<ShimPodCidrReply>;
@@ -82,9 +90,14 @@ export class CniPodNetwork implements PodNetwork {
     return join(this.netnsDir, podKey);
   }
 
-  async setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult> {
+  async setup(podKey: string, opts: PodNetworkSetup): Promise<PodNetworkResult> {
     checkKey(podKey);
-    const net = await this.shim.setup(podKey, toShimPortMappings(opts.portMappings));
+    const net = await this.shim.setup(podKey, {
+      portMappings: toShimPortMappings(opts.portMappings),
+      pod: opts.pod,
+      ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}),
+      ...(opts.dns ? { dns: opts.dns } : {}),
+    });
     return { netnsPath: net.netnsPath, ips: podAddresses(net.ips) };
   }
 

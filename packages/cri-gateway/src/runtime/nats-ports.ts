@@ -72,7 +72,7 @@ export function natsShimNetworkPort(nc: NatsConnection, node: string): ShimNetwo
   const shim = client(nc, ShimApi, { node, namespace: CRI_NAMESPACE });
   return {
     netns: async (podId) => (await shim['network-netns']({ podId })).netnsPath,
-    setup: (podId, portMappings) => shim['network-setup']({ podId, portMappings }),
+    setup: (podId, req) => shim['network-setup']({ podId, ...req }),
     teardown: async (podId) => {
       await shim['network-teardown']({ podId, force: false });
     },

@@ -118,10 +118,11 @@ describe('PodRuntime.collectNetworks', () => {
   it('never tears down the network of a pod whose RunPodSandbox finished while the pods were read', async () => {
     const f = fakes();
     const run = f.pods.run(config, '');
-    await f.steps.setUp.opened; // the network is set up; the pause container is not made yet
-    const collect = f.pods.collectNetworks();
-    await f.steps.listed.opened; // the pods were read without it; the answer is on its way
+    // The pause's record is made, then its network set up (CNI_ARGS name the sandbox's id).
     f.holds.create.open();
+    await f.steps.setUp.opened;
+    const collect = f.pods.collectNetworks();
+    await f.steps.listed.opened; // the pods were read mid-setup; the answer is on its way
     const id = await run; // RunPodSandbox answered OK: the pod runs
     f.holds.listReply.open();
     expect(await collect).toEqual([]);

@@ -16,7 +16,14 @@ import { CRI_NET_PREFIX } from './cni-network.js';
 import { podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
 import { CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs, type SandboxMeta } from './meta.js';
 import type { SandboxImage } from './pause-image.js';
-import type { NetworkReadiness, PodCidrOutcome, PodNetwork, TaskPort } from './ports.js';
+import type {
+  NetworkReadiness,
+  PodCidrOutcome,
+  PodNetwork,
+  PodNetworkResult,
+  PodNetworkSetup,
+  TaskPort,
+} from './ports.js';
 import { type PodConfig, parsePodConfig, sandboxRequest } from './sandbox-spec.js';
 import { ignoreGone, stopTask } from './stop.js';
 import { stringMap } from './validate.js';
@@ -176,7 +183,8 @@ export class PodRuntime {
   ): Promise<string> {
     // The namespace has to exist before the pause's runc create joins it by path: the shim pins it
     // at whichever comes first, CNI ADD (network-setup) or that task create (netnsPod), so neither
-    // waits for a call of its own; ADD runs while the container and its task are made.
+    // waits for a call of its own. ADD starts once the pause's record is made (its id is the
+    // plugins' K8S_POD_INFRA_CONTAINER_ID, as containerd passes) and runs while its task is made.
     const netnsPath = netKey ? this.d.network.netnsPath(netKey) : undefined;
     const meta: SandboxMeta = {
       metadata: pod.metadata,
@@ -192,8 +200,8 @@ export class PodRuntime {
       createdAt: nowNs(),
       sharedShm: true,
     };
-    const attach = netKey ? this.d.network.setup(netKey, { portMappings: pod.portMappings }) : undefined;
     let id: string | undefined;
+    let attach: Promise<PodNetworkResult> | undefined;
     // The task-service holds the pause's lock until its task is recorded, then starts it in the
     // same call: its `tasks.create` event says the lock is free, so the addresses are recorded
     // while the start runs. Events are at-most-once: the call's own reply is the fallback.
@@ -212,6 +220,9 @@ export class PodRuntime {
         this.starting.add(made);
         return made;
       });
+      attach = netKey
+        ? created.then((sandboxId) => this.d.network.setup(netKey, networkSetup(pod, sandboxId)))
+        : undefined;
       // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
       // done (nothing else runs in the pod before RunPodSandbox answers).
       const made = created.then(async (pause) => {
@@ -379,4 +390,15 @@ function podHostnameOf(netKey: string | undefined): string {
   const node = osHostname();
   if (!netKey || Hostname.safeParse(node).success) return node;
   return `pod-${netKey.slice(CRI_NET_PREFIX.length)}`;
+}
+
+/** What a pod's CNI ADD is run with: its ports, who it is (with its sandbox's id), bandwidth and DNS. */
+function networkSetup(pod: PodConfig, sandboxId: string): PodNetworkSetup {
+  const { namespace, name, uid } = pod.metadata;
+  return {
+    portMappings: pod.portMappings,
+    pod: { namespace, name, uid, sandboxId },
+    ...(pod.bandwidth ? { bandwidth: pod.bandwidth } : {}),
+    ...(pod.dns ? { dns: pod.dns } : {}),
+  };
 }

@@ -9,6 +9,9 @@ import type {
   KillRequest,
   ProcessState,
   Resources,
+  ShimBandwidth,
+  ShimCniDns,
+  ShimPodIdentity,
   ShimStats,
   UpdateContainerRequest,
 } from '@berth/api';
@@ -92,8 +95,11 @@ export interface PodNetwork {
    * setup(), or the pause container's task create naming the pod (TaskPort createTask `netnsPod`).
    */
   netnsPath(podKey: string): string;
-  /** Attaches the pod (making its namespace first unless the pause's task create did). */
-  setup(podKey: string, opts: { portMappings: PortMapping[] }): Promise<PodNetworkResult>;
+  /**
+   * Attaches the pod (making its namespace first unless the pause's task create did), telling the
+   * CNI plugins who it is and its bandwidth and DNS (see PodNetworkSetup).
+   */
+  setup(podKey: string, opts: PodNetworkSetup): Promise<PodNetworkResult>;
   teardown(podKey: string): Promise<void>;
   /**
    * The keys of the CRI pod networks on this node, set up or with a namespace only (to find those
@@ -104,6 +110,17 @@ export interface PodNetwork {
   usePodCidrs(cidrs: string[]): Promise<PodCidrOutcome>;
   /** Whether pods can get a network now: the node answers with a usable default network. */
   readiness(): Promise<NetworkReadiness>;
+}
+
+/** What a pod's CNI ADD is run with, as containerd's CRI passes it (cniNamespaceOpts). */
+export interface PodNetworkSetup {
+  portMappings: PortMapping[];
+  /** The pod's metadata and sandbox id: CNI_ARGS K8S_POD_* on ADD and DEL. */
+  pod: ShimPodIdentity;
+  /** From the pod's kubernetes.io/{ingress,egress}-bandwidth annotations (see podBandwidth). */
+  bandwidth?: ShimBandwidth;
+  /** The pod's DNSConfig, for plugins with the `dns` capability. */
+  dns?: ShimCniDns;
 }
 
 /** A CRI port mapping, as the network plugin needs it. */

@@ -3,10 +3,12 @@ import {
   type CreateContainerRequest,
   Hostname,
   type SeccompRequest,
+  type ShimBandwidth,
   seccompFromCri,
   seccompFromCriPath,
 } from '@berth/api';
 import { checkAppArmor } from './apparmor.js';
+import { podBandwidth } from './bandwidth.js';
 import { CriKind, CriLabel, type NamespaceOptions, NsMode, type SandboxMeta, sandboxName } from './meta.js';
 import type { PortMapping } from './ports.js';
 import {
@@ -32,6 +34,8 @@ export interface PodConfig {
   logDirectory: string;
   dns?: { servers: string[]; searches: string[]; options: string[] };
   portMappings: PortMapping[];
+  /** The CNI bandwidth of a pod with its own network, from its annotations (see podBandwidth). */
+  bandwidth?: ShimBandwidth;
   cgroupParent: string;
   sysctls: Record<string, string>;
   namespaceOptions: NamespaceOptions;
@@ -106,14 +110,18 @@ export function parsePodConfig(raw: unknown): PodConfig {
   if (namespaces.network === NsMode.NODE && Object.keys(sysctls).some((k) => k.startsWith('net.'))) {
     throw invalid('config.linux.sysctls', 'cannot set net.* sysctls in the host network');
   }
+  const annotations = stringMap(config.annotations, 'config.annotations');
+  // Read only for a pod with a network of its own, as containerd reads them only to set one up.
+  const bandwidth = namespaces.network === NsMode.NODE ? undefined : podBandwidth(annotations);
   return {
     metadata,
     labels: stringMap(config.labels, 'config.labels'),
-    annotations: stringMap(config.annotations, 'config.annotations'),
+    annotations,
     hostname,
     logDirectory: absPath(config.log_directory, 'config.log_directory'),
     ...(dns ? { dns } : {}),
     portMappings,
+    ...(bandwidth ? { bandwidth } : {}),
     cgroupParent: absPath(linux.cgroup_parent, 'config.linux.cgroup_parent'),
     sysctls,
     namespaceOptions: namespaces,

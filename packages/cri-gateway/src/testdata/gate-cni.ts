@@ -5,16 +5,17 @@ import type { TestCniNetwork } from '@berth/testing';
 /**
  * Installs a test CNI chain into a stack's private CNI conf dir: the stack's own bridge network
  * followed by a "gate" plugin, a Node script whose ADD runs `addBody` (with `fs`, the parsed
- * `conf` and its `prevResult` in scope; it must write a result or exit), whose DEL runs `delBody`
- * when one is given, and whose other commands succeed at once. Tests hold a pod in the middle of
- * its CNI ADD with it (after the bridge leased an address), or fail its DEL. Returns the shim
+ * `conf` and its `prevResult` in scope; it must write a result or exit), whose DEL runs `o.del`
+ * when one is given, and whose other commands succeed at once; `o.capabilities` are the gate's
+ * (its runtimeConfig carries them). Tests hold a pod in the middle of its CNI ADD with it (after
+ * the bridge leased an address), fail its DEL, or note what it was called with. Returns the shim
  * settings that put the gate's folder before Debian's plugins.
  */
 export async function installGateNetwork(
   root: string,
   cni: TestCniNetwork,
   addBody: string,
-  delBody = '',
+  o: { del?: string; capabilities?: Record<string, boolean> } = {},
 ): Promise<Record<string, unknown>> {
   const plugins = join(root, 'cni-plugins');
   await mkdir(plugins, { recursive: true });
@@ -24,7 +25,7 @@ let input = '';
 process.stdin.on('data', (d) => { input += d; }).on('end', () => {
   const conf = JSON.parse(input);
   if (process.env.CNI_COMMAND === 'DEL') {
-${delBody}
+${o.del ?? ''}
   }
   if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
 ${addBody}
@@ -41,9 +42,28 @@ ${addBody}
       name: 'berth',
       plugins: [
         { type: 'bridge', bridge: cni.bridge, isGateway: true, ipMasq: true, ipam },
-        { type: 'gate' },
+        { type: 'gate', ...(o.capabilities ? { capabilities: o.capabilities } : {}) },
       ],
     }),
   );
   return { cniPluginDirs: [plugins, '/usr/lib/cni'] };
+}
+
+/**
+ * A gate network (installGateNetwork) whose gate notes every call in `calls`, one JSON line each:
+ * `{ command, args, conf }` (CNI_COMMAND, CNI_ARGS or null, the config read on stdin), and passes
+ * the bridge's result on. The gate declares the portMappings, bandwidth and dns capabilities.
+ */
+export function installRecordNetwork(
+  root: string,
+  cni: TestCniNetwork,
+  calls: string,
+): Promise<Record<string, unknown>> {
+  const note = `  fs.appendFileSync(${JSON.stringify(calls)}, JSON.stringify({ command: process.env.CNI_COMMAND, args: process.env.CNI_ARGS ?? null, conf }) + '\\n');`;
+  return installGateNetwork(
+    root,
+    cni,
+    `${note}\n  process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));`,
+    { del: note, capabilities: { portMappings: true, bandwidth: true, dns: true } },
+  );
 }

@@ -16,7 +16,13 @@ export function networkHandlers(
 > {
   return {
     'network-netns': async (req) => ({ podId: req.podId, netnsPath: await network.prepare(req.podId) }),
-    'network-setup': (req) => network.setup(req.podId, { portMappings: req.portMappings }),
+    'network-setup': (req) =>
+      network.setup(req.podId, {
+        portMappings: req.portMappings,
+        ...(req.pod ? { pod: req.pod } : {}),
+        ...(req.bandwidth ? { bandwidth: req.bandwidth } : {}),
+        ...(req.dns ? { dns: req.dns } : {}),
+      }),
     'network-teardown': (req) => network.teardown(req.podId, { force: req.force }),
     'network-status': async (req) => {
       const net = await network.status(req.podId);

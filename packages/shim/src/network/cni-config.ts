@@ -72,60 +72,6 @@ export async function loadConfFile(file: string): Promise<CniNetwork> {
   return { file, conf: parsed.data };
 }
 
-/**
- * The network pods join: the first configuration file of the directory by name, as libcni picks
- * it. A broken first file is an error naming it, not silently skipped, so a typo does not move
- * every pod to another network. Undefined when the directory holds no configuration.
- */
-export async function defaultNetwork(confDir: string): Promise<CniNetwork | undefined> {
-  const [first] = await confFiles(confDir);
-  return first ? loadConfFile(first) : undefined;
-}
-
-/** One row of `berth network ls`: a network, its plugin chain, its subnets and its file. */
-export interface NetworkInfo {
-  name: string;
-  cniVersion: string;
-  plugins: string[];
-  /** Subnets of the host-local IPAM ranges (or `subnet`) of its plugins, if any. */
-  subnets: string[];
-  file: string;
-  /** True for the network pods join (the first file). */
-  default: boolean;
-  /** Set instead of the fields above' content when the file could not be read. */
-  error?: string;
-}
-
-/** Lists every network configuration of a directory; a broken file is listed with its error. */
-export async function listNetworks(confDir: string): Promise<NetworkInfo[]> {
-  const files = await confFiles(confDir);
-  const out: NetworkInfo[] = [];
-  for (const [i, file] of files.entries()) {
-    try {
-      const { conf } = await loadConfFile(file);
-      out.push({
-        name: conf.name,
-        cniVersion: conf.cniVersion,
-        plugins: conf.plugins.map((p) => p.type),
-        subnets: conf.plugins.flatMap(subnetsOf),
-        file,
-        default: i === 0,
-      });
-    } catch (err) {
-      out.push({
-        name: '',
-        cniVersion: '',
-        plugins: [],
-        subnets: [],
-        file,
-        default: i === 0,
-        error: (err as Error).message,
-      });
-    }
-  }
-  return out;
-}
-
 /** The subnets a plugin's IPAM section hands out from (host-local `ranges` or legacy `subnet`). */
 export function subnetsOf(plugin: CniPluginConf): string[] {
   const ipam = plugin.ipam as { subnet?: unknown; ranges?: unknown } | undefined;

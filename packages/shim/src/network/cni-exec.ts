@@ -17,6 +17,8 @@ export interface PluginCall {
   /** Path of the network namespace; empty on a DEL whose namespace is already gone. */
   netns: string;
   ifname: string;
+  /** CNI_ARGS: `K=V` pairs joined by `;` (absent: not set). */
+  args?: string;
   pluginDirs: string[];
   config: Record<string, unknown>;
   timeoutMs: number;
@@ -84,6 +86,7 @@ async function execPluginIn(
     CNI_NETNS: call.netns,
     CNI_IFNAME: call.ifname,
     CNI_PATH: call.pluginDirs.join(':'),
+    ...(call.args ? { CNI_ARGS: call.args } : {}),
   };
   const { code, signal, stdout, stderr, timedOut } = await run(
     bin,

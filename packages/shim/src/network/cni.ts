@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { BerthError } from '@berth/api';
+import { BerthError, type ShimBandwidth, type ShimCniDns, type ShimPodIdentity } from '@berth/api';
 import type { CniConfList } from './cni-config.js';
 import { CniCommand, execPlugin, findPlugin } from './cni-exec.js';
 
@@ -19,6 +19,29 @@ export interface Attachment {
   netns: string;
   ifname: string;
   portMappings?: PortMapping[];
+  /** The Kubernetes pod attached: its CNI_ARGS (see cniArgs). */
+  pod?: ShimPodIdentity;
+  /** The `bandwidth` capability. */
+  bandwidth?: ShimBandwidth;
+  /** The `dns` capability. */
+  dns?: ShimCniDns;
+}
+
+/**
+ * CNI_ARGS of a Kubernetes pod's attachment, as containerd's CRI passes them (toCNILabels):
+ * IgnoreUnknown first, so a plugin that knows none of the K8S_* keys does not fail on them.
+ */
+export function cniArgs(pod: ShimPodIdentity | undefined): string | undefined {
+  if (!pod) return undefined;
+  return [
+    ['IgnoreUnknown', '1'],
+    ['K8S_POD_NAMESPACE', pod.namespace],
+    ['K8S_POD_NAME', pod.name],
+    ['K8S_POD_INFRA_CONTAINER_ID', pod.sandboxId],
+    ['K8S_POD_UID', pod.uid],
+  ]
+    .map(([k, v]) => `${k}=${v}`)
+    .join(';');
 }
 
 /** How plugins are found and how long each may run. */
@@ -30,8 +53,8 @@ export interface ChainOptions {
 /**
  * Runs a network configuration list as libcni does: ADD plugin by plugin in order, each receiving the
  * previous result as `prevResult`; DEL in reverse order with the cached ADD result; CHECK in order
- * with it. Every plugin gets the list's `name` and `cniVersion` and a `runtimeConfig` carrying only
- * the capabilities it declares.
+ * with it. Every plugin gets the list's `name` and `cniVersion`, a `runtimeConfig` carrying only
+ * the capabilities it declares (portMappings, bandwidth, dns), and the pod's CNI_ARGS.
  */
 export async function addChain(
   list: CniConfList,
@@ -102,6 +125,7 @@ function callBase(list: CniConfList, att: Attachment, opts: ChainOptions, type: 
     containerId: att.containerId,
     netns: att.netns,
     ifname: att.ifname,
+    args: cniArgs(att.pod),
     pluginDirs: opts.pluginDirs,
     timeoutMs: opts.timeoutMs,
     network: list.name,
@@ -118,7 +142,10 @@ function pluginConfig(
   const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
   if (prevResult) conf.prevResult = prevResult;
   const runtime: Record<string, unknown> = {};
-  if (plugin.capabilities?.portMappings && att.portMappings?.length) runtime.portMappings = att.portMappings;
+  const caps = plugin.capabilities ?? {};
+  if (caps.portMappings && att.portMappings?.length) runtime.portMappings = att.portMappings;
+  if (caps.bandwidth && att.bandwidth && Object.keys(att.bandwidth).length) runtime.bandwidth = att.bandwidth;
+  if (caps.dns && att.dns) runtime.dns = att.dns;
   if (Object.keys(runtime).length) conf.runtimeConfig = runtime;
   return conf;
 }

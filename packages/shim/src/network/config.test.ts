@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeOverlayMounts } from '../runtime/mounts.js';
-import { confFiles, defaultNetwork, loadConfFile } from './cni-config.js';
+import { defaultNetwork, listNetworks } from './choice.js';
+import { confFiles, loadConfFile } from './cni-config.js';
 import {
   DEFAULT_CONFLIST,
   ensureDefaultNetwork,
@@ -99,6 +100,57 @@ describe('conf dir', () => {
     });
     expect((await defaultNetwork(confDir))?.conf.name).toBe('single');
     expect(await defaultNetwork(join(dir, 'missing'))).toBeUndefined();
+  });
+});
+
+describe("berth's default beside another config", () => {
+  const bridgeList = (name: string, extra: Record<string, unknown> = {}) => ({
+    cniVersion: '1.0.0',
+    name,
+    ...extra,
+    plugins: [{ type: 'bridge', bridge: `${name}0`, ipam: { type: 'host-local', subnet: '10.99.7.0/24' } }],
+  });
+
+  it('is joined only while no other config is there, whatever the names; ls marks the one chosen', async () => {
+    const confDir = join(dir, 'cluster');
+    await ensureDefaultNetwork(confDir, { subnet: '10.99.0.0/16' });
+    expect((await defaultNetwork(confDir))?.conf.name).toBe('berth');
+    // Sorts after 10-berth.conflist, as 10-calico, 10-flannel and 10-kindnet do.
+    await writeFile(join(confDir, '10-cluster.conflist'), JSON.stringify(bridgeList('cluster')));
+    await writeFile(join(confDir, '99-extra.conflist'), JSON.stringify(bridgeList('extra')));
+    expect((await defaultNetwork(confDir))?.file).toBe(join(confDir, '10-cluster.conflist'));
+    const ls = await listNetworks(confDir);
+    expect(ls.map((n) => [n.name, n.default])).toEqual([
+      ['berth', false],
+      ['cluster', true],
+      ['extra', false],
+    ]);
+    expect(ls[1]?.subnets).toEqual(['10.99.7.0/24']);
+    // A broken cluster config is an error naming it, not a silent fall back to berth's default.
+    await writeFile(join(confDir, '10-cluster.conflist'), '{"cniVersion":');
+    await expect(defaultNetwork(confDir)).rejects.toThrow(
+      `CNI config "${join(confDir, '10-cluster.conflist')}"`,
+    );
+    expect((await listNetworks(confDir)).find((n) => n.default)?.error).toMatch(/is not JSON/);
+    await rm(join(confDir, '10-cluster.conflist'));
+    await rm(join(confDir, '99-extra.conflist'));
+    expect((await defaultNetwork(confDir))?.conf.name).toBe('berth');
+    expect((await listNetworks(confDir)).map((n) => n.default)).toEqual([true]);
+  });
+
+  it("knows berth's own by its mark under any name, and an older berth's by its name", async () => {
+    const confDir = join(dir, 'marks');
+    await mkdir(confDir);
+    // An older berth's default: no mark, known by its name.
+    await writeFile(join(confDir, DEFAULT_CONFLIST), JSON.stringify(bridgeList('old')));
+    await writeFile(
+      join(confDir, '00-renamed.conflist'),
+      JSON.stringify(bridgeList('renamed', { berth: {} })),
+    );
+    expect((await defaultNetwork(confDir))?.conf.name).toBe('renamed');
+    const single = { cniVersion: '1.0.0', name: 'cluster', type: 'bridge', bridge: 'cl0' };
+    await writeFile(join(confDir, '50-cluster.conf'), JSON.stringify(single));
+    expect((await defaultNetwork(confDir))?.conf.name).toBe('cluster');
   });
 });
 

@@ -4,7 +4,7 @@ import { BerthError, Code } from '@berth/api';
 import { writeAtomic } from '../domain/files.js';
 import { type CniConfList, confFiles } from './cni-config.js';
 
-/** Name of the conflist berth installs when a conf dir holds none (first by name among usual ones). */
+/** Name of the conflist berth installs when a conf dir holds none; any other config there is chosen over it. */
 export const DEFAULT_CONFLIST = '10-berth.conflist';
 
 /** What the default network looks like; everything but the bridge and name has a sensible default. */
@@ -97,7 +97,8 @@ export function pickSubnet(routes: Net4[]): string {
  * `masquerade: "subnet"` says berth (not the bridge plugin, whose `ipMasq` is off) masquerades
  * each of the network's subnets with one nat POSTROUTING rule, as Docker does per network, instead
  * of the plugin's chain of rules per container (15 iptables runs, ~50 ms, per ADD and per DEL).
- * Other CNI runtimes reading the same directory ignore the unknown member.
+ * Other CNI runtimes reading the same directory ignore the unknown member. It also tells berth the
+ * list is its own stand-in, joined only while the conf dir holds no other config (choice.ts).
  */
 export const BERTH_MARK = 'berth';
 

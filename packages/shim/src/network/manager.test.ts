@@ -396,3 +396,145 @@ describe('the default network moved to a pod CIDR', () => {
     }
   });
 });
+
+describe("a cluster's CNI config dropped beside berth's default", () => {
+  it("takes the next pod, whatever its name; pods already on berth's default tear down as set up", async () => {
+    const [mine, theirs] = ['10.199.10.0/24', '10.199.11.0/24'];
+    const name = `k${w.bridge}`;
+    const [ownBridge, clusterBridge] = [`${w.bridge}d`, `${w.bridge}k`];
+    const confDir = join(w.dir, 'cluster');
+    const defaults = { name, bridge: ownBridge, subnet: mine, dataDir: w.dataDir };
+    const km = new NetworkManager({ layout: w.layout, confDir, defaults, pluginTimeoutMs: 20_000 });
+    const cluster = {
+      cniVersion: '1.0.0',
+      name: `cl${w.bridge}`,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: clusterBridge,
+          isGateway: true,
+          ipam: { type: 'host-local', dataDir: w.dataDir, ranges: [[{ subnet: theirs }]] },
+        },
+      ],
+    };
+    try {
+      const before = await km.setup(podId('own'));
+      expect(before.ips[0]?.address).toMatch(/^10\.199\.10\./);
+      // Sorts after 10-berth.conflist, as 10-calico, 10-flannel and 10-kindnet do.
+      await writeFile(join(confDir, '10-cluster.conflist'), JSON.stringify(cluster));
+      const after = await km.setup(podId('cl'));
+      expect(after.network).toBe(cluster.name);
+      expect(after.confFile).toBe(join(confDir, '10-cluster.conflist'));
+      expect(after.ips[0]?.address).toMatch(/^10\.199\.11\./);
+      expect((await km.listNetworks()).map((n) => [n.name, n.subnets, n.default])).toEqual([
+        [name, [mine], false],
+        [cluster.name, [theirs], true],
+      ]);
+      // The pod set up on berth's default keeps it, and its DEL releases its lease there.
+      expect(await km.status(before.podId)).toEqual(before);
+      await km.teardown(before.podId);
+      expect(await filesOf(join(w.dataDir, name))).not.toContain(before.ips[0]?.address.split('/')[0]);
+      await km.teardown(after.podId);
+      expect(await filesOf(join(w.dataDir, cluster.name))).not.toContain(after.ips[0]?.address.split('/')[0]);
+    } finally {
+      await removeSubnetRule({ network: name, subnet: mine, iptables: 'iptables' });
+      for (const b of [ownBridge, clusterBridge]) await exec('ip', ['link', 'del', b]).catch(() => undefined);
+    }
+  });
+});
+
+describe("a Kubernetes pod's identity and capabilities", () => {
+  it('reach every plugin as CNI_ARGS and runtimeConfig on ADD, and on the DEL of a restarted shim', async () => {
+    // A plugin that notes its CNI_COMMAND, CNI_ARGS and stdin config, and passes the result on.
+    const dir = join(w.dir, 'record-plugins');
+    const calls = join(w.dir, 'record-calls');
+    await mkdir(dir, { recursive: true });
+    await writeFile(
+      join(dir, 'record'),
+      `#!${process.execPath}
+let input = '';
+process.stdin.on('data', (d) => { input += d; }).on('end', () => {
+  const conf = JSON.parse(input);
+  const line = { command: process.env.CNI_COMMAND, args: process.env.CNI_ARGS ?? null, conf };
+  require('node:fs').appendFileSync(${JSON.stringify(calls)}, JSON.stringify(line) + '\\n');
+  if (process.env.CNI_COMMAND === 'ADD') process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));
+});
+`,
+      { mode: 0o755 },
+    );
+    const confDir = join(w.dir, 'k8s');
+    await mkdir(confDir);
+    const bridge = `${w.bridge}p`;
+    const list = {
+      cniVersion: '1.0.0',
+      name: `p${w.bridge}`,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge,
+          isGateway: true,
+          ipam: { type: 'host-local', dataDir: w.dataDir, ranges: [[{ subnet: '10.199.12.0/24' }]] },
+        },
+        // The real plugin: the pod's ingress rate becomes a tbf qdisc on its host-side veth.
+        { type: 'bandwidth', capabilities: { bandwidth: true } },
+        { type: 'record', capabilities: { bandwidth: true, dns: true, portMappings: true } },
+      ],
+    };
+    await writeFile(join(confDir, '10-k8s.conflist'), JSON.stringify(list));
+    const opts = { layout: w.layout, confDir, pluginDirs: [dir, '/usr/lib/cni'], pluginTimeoutMs: 20_000 };
+    const pod = {
+      namespace: 'team-a',
+      name: 'web-0',
+      uid: 'a7c3e5f0-1b2d-4c6e-8f90-123456789abc',
+      sandboxId: 'f'.repeat(64),
+    };
+    const bandwidth = {
+      ingressRate: 1_000_000,
+      ingressBurst: 4294967295,
+      egressRate: 10485760,
+      egressBurst: 4294967295,
+    };
+    const dns = { servers: ['10.96.0.10'], searches: ['team-a.svc.cluster.local'], options: ['ndots:5'] };
+    const id = podId('k8s');
+    try {
+      const p = await new NetworkManager(opts).setup(id, { pod, bandwidth, dns });
+      expect(p.ips[0]?.address).toMatch(/^10\.199\.12\./);
+      const args = `IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=${pod.sandboxId};K8S_POD_UID=${pod.uid}`;
+      const lines = async () =>
+        (await readFile(calls, 'utf8'))
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l));
+      const [add] = await lines();
+      expect(add.command).toBe('ADD');
+      expect(add.args).toBe(args);
+      // Only the capabilities the plugin declares, and none without a value (no port mappings).
+      expect(add.conf.runtimeConfig).toEqual({ bandwidth, dns });
+      const rec = JSON.parse(
+        await readFile(join(w.layout.stateRoot, 'network', 'pods', `${id}.json`), 'utf8'),
+      );
+      const hostVeth = (rec.result.interfaces as { name: string; sandbox?: string }[]).find(
+        (i) => !i.sandbox && i.name !== bridge,
+      )?.name;
+      const { stdout } = await exec('tc', ['qdisc', 'show', 'dev', hostVeth ?? '']);
+      expect(stdout).toMatch(/tbf .*rate 1Mbit/);
+      // A shim started afresh knows them from the pod's record alone.
+      await new NetworkManager(opts).teardown(id);
+      const del = (await lines()).filter((l) => l.command === 'DEL');
+      expect(del).toHaveLength(1);
+      expect(del[0].args).toBe(args);
+      expect(del[0].conf.runtimeConfig).toEqual({ bandwidth, dns });
+      // A pod set up without identity (berth run) gets no CNI_ARGS.
+      const plain = podId('plain');
+      await new NetworkManager(opts).setup(plain);
+      await new NetworkManager(opts).teardown(plain);
+      expect((await lines()).slice(-2).map((l) => [l.command, l.args, l.conf.runtimeConfig])).toEqual([
+        ['ADD', null, undefined],
+        ['DEL', null, undefined],
+      ]);
+    } finally {
+      await new NetworkManager(opts).teardown(id, { force: true }).catch(() => undefined);
+      await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
+    }
+  });
+});

@@ -1,15 +1,10 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, Code } from '@berth/api';
+import { BerthError, Code, type ShimBandwidth, type ShimCniDns, type ShimPodIdentity } from '@berth/api';
 import type { HostLayout } from '@berth/kit';
+import { defaultNetwork, listNetworks, type NetworkInfo } from './choice.js';
 import { type AttachmentInfo, addChain, checkChain, delChain, type PortMapping, parseResult } from './cni.js';
-import {
-  type CniConfList,
-  type CniNetwork,
-  defaultNetwork,
-  listNetworks,
-  type NetworkInfo,
-} from './cni-config.js';
+import type { CniConfList, CniNetwork } from './cni-config.js';
 import { findPlugin } from './cni-exec.js';
 import { type DefaultNetworkOptions, ensureDefaultNetwork } from './default-config.js';
 import { masquerades, removeMasquerade } from './masq.js';
@@ -46,6 +41,12 @@ export interface PodNetwork extends AttachmentInfo {
 /** Options of one pod's setup. */
 export interface SetupOptions {
   portMappings?: PortMapping[];
+  /** A Kubernetes pod's identity, passed to every plugin as CNI_ARGS (ADD, CHECK and DEL). */
+  pod?: ShimPodIdentity;
+  /** The `bandwidth` capability, for plugins declaring it. */
+  bandwidth?: ShimBandwidth;
+  /** The `dns` capability, for plugins declaring it. */
+  dns?: ShimCniDns;
   /**
    * A task is being made in the pod's namespace beside this setup (a create with startAttached):
    * an ADD that fails is undone by its DEL only, and the namespace stays, recorded unattached
@@ -65,8 +66,9 @@ export interface RecoveryReport {
 
 /**
  * Host-local pod networking through the real CNI plugins: a pinned network namespace per pod,
- * attached by the first network of the conf dir. Every step is recorded on disk first, so a
- * restarted shim knows each pod's namespace and addresses and can release what a crash left.
+ * attached by the network of the conf dir pods join (see choice.ts). Every step is recorded on
+ * disk first, so a restarted shim knows each pod's namespace and addresses and can release what a
+ * crash left.
  */
 export class NetworkManager {
   readonly confDir: string;
@@ -151,7 +153,7 @@ export class NetworkManager {
       if (existing && existing.phase !== 'adding' && (await isNetnsMounted(existing.netnsPath)))
         return existing.netnsPath;
       if (existing) await this.release(existing);
-      const rec = await this.makeNetns(podId, []);
+      const rec = await this.makeNetns(podId, { portMappings: [] });
       // Kept on disk: the setup that follows, maybe by a restarted shim, skips the loopback ADD.
       if (rec.loopbackUp) await this.records.put(rec);
       return rec.netnsPath;
@@ -167,7 +169,12 @@ export class NetworkManager {
    */
   async setup(podId: string, options: SetupOptions = {}): Promise<PodNetwork> {
     checkPodId(podId);
-    const portMappings = checkPortMappings(options.portMappings ?? []);
+    const how: PodAttach = {
+      portMappings: checkPortMappings(options.portMappings ?? []),
+      ...(options.pod ? { pod: { ...options.pod } } : {}),
+      ...(options.bandwidth ? { bandwidth: { ...options.bandwidth } } : {}),
+      ...(options.dns ? { dns: { ...options.dns } } : {}),
+    };
     // Announced before the turn in serial(): a task create naming this pod waits for the namespace
     // only (ensureNetns), not for the whole chain's ADD queued with it.
     let pinned: (ok: boolean) => void = () => undefined;
@@ -176,9 +183,7 @@ export class NetworkManager {
     });
     this.pinning.set(podId, pin);
     try {
-      return await this.serial(podId, () =>
-        this.setupSerial(podId, portMappings, pinned, options.keepNetns === true),
-      );
+      return await this.serial(podId, () => this.setupSerial(podId, how, pinned, options.keepNetns === true));
     } finally {
       pinned(false);
       if (this.pinning.get(podId) === pin) this.pinning.delete(podId);
@@ -203,7 +208,7 @@ export class NetworkManager {
 
   private async setupSerial(
     podId: string,
-    portMappings: PortMapping[],
+    how: PodAttach,
     pinned: (ok: boolean) => void,
     keepNetns: boolean,
   ): Promise<PodNetwork> {
@@ -214,16 +219,16 @@ export class NetworkManager {
       return view(existing);
     }
     let rec: PodNetworkRecord;
-    if (existing?.phase === 'netns' && mounted) rec = { ...existing, phase: 'adding', portMappings };
+    if (existing?.phase === 'netns' && mounted) rec = { ...existing, ...how, phase: 'adding' };
     else {
       if (existing) await this.release(existing);
-      rec = { ...(await this.makeNetns(podId, portMappings)), phase: 'adding' };
+      rec = { ...(await this.makeNetns(podId, how)), phase: 'adding' };
     }
     pinned(true);
     // What a failed ADD leaves with keepNetns: the namespace, unattached, with the network's own chain.
     const unattached: PodNetworkRecord = { ...rec, phase: 'netns' };
     // The chain this pod's ADD runs is recorded before it runs: DEL and CHECK run the same one.
-    rec = { ...rec, network: { ...rec.network, conf: podChain(rec.network.conf, portMappings) } };
+    rec = { ...rec, network: { ...rec.network, conf: podChain(rec.network.conf, how.portMappings) } };
     try {
       // From here a crash leaves phase adding: recover() runs the chain's DEL.
       await this.records.put(rec);
@@ -259,7 +264,7 @@ export class NetworkManager {
    * Records a pod (phase netns) and pins its namespace; on failure removes both. The record it
    * returns says whether lo is up already (put by the caller: setup writes its next phase anyway).
    */
-  private async makeNetns(podId: string, portMappings: PortMapping[]): Promise<PodNetworkRecord> {
+  private async makeNetns(podId: string, how: PodAttach): Promise<PodNetworkRecord> {
     const net = await this.network();
     // A missing plugin is found before anything exists, so there is nothing to undo.
     for (const plugin of [{ type: 'loopback' }, ...net.conf.plugins])
@@ -271,7 +276,7 @@ export class NetworkManager {
       netnsPath: this.netnsPath(podId),
       ifname: 'eth0',
       network: { file: net.file, conf: net.conf },
-      portMappings,
+      ...how,
       createdAt: new Date().toISOString(),
     };
     // The intent is on disk before anything exists, so a crash from here on is found by recover().
@@ -406,6 +411,9 @@ export class NetworkManager {
       netns: rec.netnsPath,
       ifname: rec.ifname,
       portMappings: rec.portMappings,
+      ...(rec.pod ? { pod: rec.pod } : {}),
+      ...(rec.bandwidth ? { bandwidth: rec.bandwidth } : {}),
+      ...(rec.dns ? { dns: rec.dns } : {}),
     };
   }
 
@@ -424,6 +432,9 @@ export class NetworkManager {
     }
   }
 }
+
+/** What one pod's chain is run with, recorded with it: port mappings, pod identity, capabilities. */
+type PodAttach = Pick<PodNetworkRecord, 'portMappings' | 'pod' | 'bandwidth' | 'dns'>;
 
 /** The loopback plugin as its own one-plugin list: it brings `lo` up inside the namespace. */
 function loopbackList(cniVersion: string): CniConfList {

@@ -84,6 +84,23 @@ describe('applyPodCidr', () => {
     expect(await subnetOf(DEFAULT_CONFLIST)).toBe('10.9.0.0/16');
   });
 
+  it("leaves berth's default alone once a cluster's config is there, even one named after it", async () => {
+    await applyPodCidr(dir, opts, ['10.244.1.0/24'], 0);
+    const cluster = JSON.stringify({ cniVersion: '1.0.0', name: 'calico', plugins: [{ type: 'calico' }] });
+    await writeFile(join(dir, '10-calico.conflist'), cluster);
+    const r = await applyPodCidr(dir, opts, ['10.245.0.0/16'], 0);
+    expect(r).toMatchObject({ applied: false });
+    expect(r.reason).toMatch(/10-calico\.conflist is not berth's default/);
+    expect(await subnetOf(DEFAULT_CONFLIST)).toBe('10.244.1.0/24');
+    expect(await readFile(join(dir, '10-calico.conflist'), 'utf8')).toBe(cluster);
+    // A broken cluster config is not berth's either: named, and nothing is rewritten.
+    await writeFile(join(dir, '10-calico.conflist'), '{');
+    const broken = await applyPodCidr(dir, opts, ['10.245.0.0/16'], 0);
+    expect(broken).toMatchObject({ applied: false });
+    expect(broken.reason).toMatch(/10-calico\.conflist" is not JSON/);
+    expect(await subnetOf(DEFAULT_CONFLIST)).toBe('10.244.1.0/24');
+  });
+
   it('leaves the network as it is without an IPv4 CIDR, and refuses a prefix it cannot use', async () => {
     await expect(applyPodCidr(dir, opts, ['fd00:10::/64'], 0)).resolves.toMatchObject({ applied: false });
     expect(await readdir(dir)).toEqual([]);

@@ -5,6 +5,7 @@ import { basename } from 'node:path';
 import { isDeepStrictEqual, promisify } from 'node:util';
 import { BerthError, Code } from '@berth/api';
 import { writeAtomic } from '../domain/files.js';
+import { defaultNetwork } from './choice.js';
 import { confFiles } from './cni-config.js';
 import {
   DEFAULT_CONFLIST,
@@ -45,11 +46,11 @@ async function ownSubnet(path: string, opts: DefaultNetworkOptions): Promise<str
 /**
  * Gives berth's default pod network the kubelet's pod CIDR (CRI UpdateRuntimeConfig), as
  * containerd fills its CNI config template: the first IPv4 CIDR becomes the host-local range of
- * the default conflist, written now when the conf dir is empty or rewritten when the conflist there
- * is exactly one berth installed. A configuration of the administrator's (any other file, or ours
- * edited) is never touched: the pod CIDR is then theirs to use. A change while pods are attached is
- * refused (their addresses and the bridge's gateway address belong to the old range); with none
- * attached, the bridge is deleted so the next pod recreates it with the new gateway address.
+ * the default conflist, written now when the conf dir is empty or rewritten when the network pods
+ * join is exactly the conflist berth installed. A configuration of the administrator's (any other
+ * file, or ours edited) is never touched: the pod CIDR is then theirs to use. A change while pods
+ * are attached is refused (their addresses and the bridge's gateway address belong to the old
+ * range); with none attached, the bridge is deleted so the next pod recreates it with the new gateway address.
  */
 export async function applyPodCidr(
   confDir: string,
@@ -66,7 +67,14 @@ export async function applyPodCidr(
     await ensureDefaultNetwork(confDir, { ...opts, subnet });
     return { applied: true, subnet, reason: `installed ${DEFAULT_CONFLIST} with the pod CIDR` };
   }
-  const [first = ''] = files;
+  // The network pods join: beside a cluster's config berth's default is unused, and the pod CIDR
+  // is then the cluster CNI's to use.
+  let first: string;
+  try {
+    first = (await defaultNetwork(confDir))?.file ?? '';
+  } catch (err) {
+    return { applied: false, reason: `${(err as Error).message}: it is left as it is` };
+  }
   const current = basename(first) === DEFAULT_CONFLIST ? await ownSubnet(first, opts) : undefined;
   if (current === undefined) {
     return {

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, Code } from '@berth/api';
+import { BerthError, Code, ShimBandwidth, ShimCniDns, ShimPodIdentity } from '@berth/api';
 import { type HostLayout, podNetnsDir } from '@berth/kit';
 import { z } from 'zod';
 import { writeAtomic } from '../domain/files.js';
@@ -53,6 +53,13 @@ export const PodNetworkRecord = z.object({
       hostIP: z.string().optional(),
     }),
   ),
+  /**
+   * The Kubernetes pod (its CNI_ARGS), `bandwidth` and `dns` capabilities the ADD ran with: DEL and
+   * CHECK pass the same. Absent for a pod that is not a Kubernetes pod (or an older shim's record).
+   */
+  pod: ShimPodIdentity.optional(),
+  bandwidth: ShimBandwidth.optional(),
+  dns: ShimCniDns.optional(),
   result: z.record(z.string(), z.unknown()).optional(),
   /**
    * The namespace's `lo` was brought up when it was made (the addon's): the CNI loopback plugin's
