@@ -1,8 +1,8 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassBackoff } from '@berth/kit';
 import type { RuncState } from '../runtime/runc.js';
 import { sweepAttachLinks } from './attach-links.js';
-import { PassBackoff } from './backoff.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { exists } from './files.js';
 import type { ShimHost } from './host.js';
