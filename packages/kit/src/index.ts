@@ -1,3 +1,4 @@
+export * from './backoff.js';
 export * from './client.js';
 export * from './config.js';
 export * from './disk.js';

@@ -1,13 +1,15 @@
 // A task runc cannot read (its state.json broken by hand under the agent's real runc root) while
 // its monitor is gone: the sweep tries runc again after 1, 2, 4 ... passes, logs each try once,
-// and goes on with the other tasks; an agent restart is not stopped by it either.
+// and goes on with the other tasks; an agent restart is not stopped by it either, nor an agent
+// adopting it from its bundle after Redis lost its record.
 import { readFileSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ShimState } from '@berth/api';
-import { createLogger } from '@berth/kit';
+import { createLogger, keys } from '@berth/kit';
 import { tempDir } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ShimAgent } from './domain/agent.js';
 import { procStat } from './runtime/monitor.js';
 import {
   bindRootfs,
@@ -153,6 +155,82 @@ describe('the sweep and a task runc cannot read', () => {
     });
     await la.agent.delete({ namespace: ns, id: broken.id });
     await la.agent.delete({ namespace: ns, id: lost.id });
+  });
+
+  it('an agent adopting such a task from its bundle (Redis lost its record) recovers the others and backs it off', async () => {
+    const broken = await sleeper();
+    const fine = await sleeper();
+    process.kill(broken.monitorPid as number, 'SIGKILL');
+    await gone(broken.monitorPid as number);
+    const stateFile = join(la.layout.runc, ns, broken.id, 'state.json');
+    const good = await readFile(stateFile);
+    await writeFile(stateFile, '{"id":');
+    // Redis lost the records while no agent ran: `broken` is still claimed, `fine` not even that,
+    // so recovery finds it by its bundle only after the claimed tasks.
+    await la.agent.close();
+    await la.redis.del(keys.shimTask(localNode, ns, broken.id), keys.shimTask(localNode, ns, fine.id));
+    await la.redis.srem(keys.shimTasks(localNode), `${ns}/${fine.id}`);
+    const adopted: typeof logged = [];
+    const again = new ShimAgent({
+      log: createLogger({
+        service: 'shim',
+        node: localNode,
+        level: 'info',
+        destination: { write: (line: string) => void adopted.push(JSON.parse(line)) },
+      }),
+      publish: () => undefined,
+      runc: join(bin, 'runc'),
+      redis: la.redis,
+      node: localNode,
+      layout: la.layout,
+    });
+    try {
+      const asked = runcStates(broken.id);
+      await again.recover();
+      // Asked once, in adopt; the reconcile that follows waits for its turn.
+      expect(runcStates(broken.id)).toBe(asked + 1);
+      for (const t of [broken, fine])
+        expect(await again.state({ namespace: ns, id: t.id })).toMatchObject({
+          status: 'running',
+          pid: t.pid,
+        });
+      const failed = () =>
+        adopted
+          .filter((l) => l.id === broken.id && l.msg.startsWith('runc cannot tell the state'))
+          .map((l) => [l.msg.includes('adopted') ? 'adopt' : 'sweep', l.retryInPasses]);
+      expect(failed()).toEqual([['adopt', 1]]);
+
+      // The adopt's failure counts as pass 0's: the sweep tries again in passes 2, 5 and 10.
+      const tries: number[] = [];
+      for (let n = 1; n <= 12; n++) {
+        const before = runcStates(broken.id);
+        await again.sweep();
+        if (runcStates(broken.id) > before) tries.push(n);
+      }
+      expect(tries).toEqual([2, 5, 10]);
+      expect(failed()).toEqual([
+        ['adopt', 1],
+        ['sweep', 2],
+        ['sweep', 4],
+        ['sweep', 8],
+      ]);
+
+      // Readable again, and its process gone: the try due (pass 19) finds it stopped.
+      await writeFile(stateFile, good);
+      await again.kill({ namespace: ns, id: broken.id, signal: 'SIGKILL', all: true });
+      await gone(broken.pid);
+      for (let n = 13; n <= 19; n++) await again.sweep();
+      expect(await again.state({ namespace: ns, id: broken.id })).toMatchObject({
+        status: 'stopped',
+        exitCode: 255,
+        reason: 'MonitorLost',
+      });
+      await again.kill({ namespace: ns, id: fine.id, signal: 'SIGKILL', all: true });
+      expect(await again.wait({ namespace: ns, id: fine.id })).toMatchObject({ exitCode: 137 });
+      for (const t of [broken, fine]) await again.delete({ namespace: ns, id: t.id });
+    } finally {
+      await again.close();
+    }
   });
 
   it('an agent restarting with such a task starts, and reports it as it was', async () => {

@@ -61,6 +61,7 @@ export async function startExitTracking(
   await nc.flush();
 
   const intervalMs = opts.intervalMs ?? 30_000;
+  d.tasks.setReconcileInterval(intervalMs);
   const firstRetryMs = opts.retryMs ?? RECONCILE_RETRY_MS;
   let running = false;
   let stopped = false;

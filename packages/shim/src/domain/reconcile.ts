@@ -1,8 +1,8 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassBackoff } from '@berth/kit';
 import type { RuncState } from '../runtime/runc.js';
 import { sweepAttachLinks } from './attach-links.js';
-import { PassBackoff } from './backoff.js';
 import type { ExitRecorder } from './exit-recorder.js';
 import { exists } from './files.js';
 import type { ShimHost } from './host.js';
@@ -20,6 +20,12 @@ const RUNC_BACKOFF_MAX_MS = 5 * 60_000;
 
 /** The answer of a runc state that failed and is backed off: nothing is known this pass. */
 const UNKNOWN = Symbol('unknown');
+
+/** What is logged when runc cannot tell a task's state, by why it was asked. */
+const RUNC_FAILED = {
+  'monitor-gone': 'runc cannot tell the state of a task whose monitor is gone: trying again later',
+  adopt: 'runc cannot tell the state of a task adopted from its bundle: taken as running for now',
+} as const;
 
 /**
  * Brings the agent's records in line with the host: once at start (recover) and then periodically
@@ -109,7 +115,9 @@ export class Reconciler {
    * Takes back a task whose bundle is complete (its task.json was written once runc created it) but
    * whose Redis record is gone (Redis lost its data): the record is rebuilt from the bundle, then
    * reconciled like any other, so a running container is not killed and an exit file is reported.
-   * A bundle without task.json is a create cut short and is not adopted.
+   * A bundle without task.json is a create cut short and is not adopted. A task runc cannot tell
+   * the state of (a broken state.json) is adopted as running: the failure is logged once and backed
+   * off as the sweep's are (see runcState), and recovery goes on with the other tasks.
    */
   private async adopt(ns: string, id: string, claimed: boolean): Promise<boolean> {
     const p = taskPaths(this.host.layout, ns, id);
@@ -120,8 +128,9 @@ export class Reconciler {
       return false;
     }
     if (rec.namespace !== ns || rec.id !== id) return false;
-    const rs = await this.host.runc(ns).state(id);
-    rec.status = rs && (rs.status === 'created' || rs.status === 'paused') ? rs.status : 'running';
+    const rs = await this.runcState(rec, 'adopt');
+    rec.status =
+      rs !== UNKNOWN && rs && (rs.status === 'created' || rs.status === 'paused') ? rs.status : 'running';
     if (!claimed && !(await this.host.store.reserveTask(ns, id))) return true;
     await this.host.store.put(rec);
     this.host.log.warn({ ns, id, status: rec.status }, 'adopted a task Redis had no record of');
@@ -150,7 +159,7 @@ export class Reconciler {
     await this.exits.handleExit(ns, id);
     const now = await this.host.store.get(ns, id);
     if (!now || now.status === 'stopped') return;
-    const rs = await this.runcState(now);
+    const rs = await this.runcState(now, 'monitor-gone');
     // runc failed: the task is looked at again in a later pass.
     if (rs === UNKNOWN) return;
     if (!rs || rs.status === 'stopped') await this.exits.recordLost(now, 'MonitorLost');
@@ -164,14 +173,18 @@ export class Reconciler {
   }
 
   /**
-   * runc's state of a task whose monitor is gone, or UNKNOWN when runc failed (runc cannot read
-   * its state: a broken state.json, a runc that hangs). Such a failure does not stop the pass (the
-   * other tasks and this one's execs are still reconciled), and it is not retried every pass:
-   * the task waits 1, 2, 4 ... passes (at most RUNC_BACKOFF_MAX_MS) and each try is logged once;
-   * a success, or another task under the id, starts afresh. Redis failing is not runc's: it
-   * fails the pass, which the next one retries, as before.
+   * runc's state of a task whose monitor is gone or that is being adopted, or UNKNOWN when runc
+   * failed (runc cannot read its state: a broken state.json, a runc that hangs). Such a failure
+   * does not stop the pass or the recovery (the other tasks and this one's execs are still
+   * reconciled), and it is not retried every pass: the task waits 1, 2, 4 ... passes (at most
+   * RUNC_BACKOFF_MAX_MS) and each try is logged once; a success, or another task under the id,
+   * starts afresh. A failure at startup counts as pass 0's. Redis failing is not runc's: it fails
+   * the pass, which the next one retries, as before.
    */
-  private async runcState(rec: ProcRecord): Promise<RuncState | undefined | typeof UNKNOWN> {
+  private async runcState(
+    rec: ProcRecord,
+    why: keyof typeof RUNC_FAILED,
+  ): Promise<RuncState | undefined | typeof UNKNOWN> {
     const { namespace: ns, id } = rec;
     const key = procKey(ns, id);
     const subject = `${rec.createdAt}/${rec.monitorPid}`;
@@ -181,10 +194,7 @@ export class Reconciler {
       rs = await this.host.runc(ns).state(id);
     } catch (err) {
       const { failures, waitPasses } = this.runcBackoff.failed(key, subject);
-      this.host.log.error(
-        { err, ns, id, failures, retryInPasses: waitPasses },
-        'runc cannot tell the state of a task whose monitor is gone: trying again later',
-      );
+      this.host.log.error({ err, ns, id, failures, retryInPasses: waitPasses }, RUNC_FAILED[why]);
       return UNKNOWN;
     }
     const failures = this.runcBackoff.succeeded(key);

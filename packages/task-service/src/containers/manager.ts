@@ -35,7 +35,15 @@ type Logger = ServiceContext['log'];
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources, mergeResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
-import { collect, collectAll, dropUnrecordedTasks, freeOnNode, releaseNetwork } from './collect.js';
+import {
+  type CollectReport,
+  collect,
+  collectAll,
+  dropUnrecordedTasks,
+  freeOnNode,
+  releaseNetwork,
+} from './collect.js';
+import type { CollectRetries } from './collect-retries.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -624,9 +632,9 @@ export class ContainerManager {
     return collect(this.collectDeps(), c);
   }
 
-  /** Finishes the collections a replica left undone; returns how many it finished. */
-  reconcileCollections(ns: string, onError: (err: unknown, c: Container) => void): Promise<number> {
-    return collectAll(this.collectDeps(), ns, onError);
+  /** Finishes the collections a replica left undone, those due (see collectAll); returns how many it finished. */
+  reconcileCollections(ns: string, retries: CollectRetries, report: CollectReport): Promise<number> {
+    return collectAll(this.collectDeps(), ns, retries, report);
   }
 
   /** Drops the tasks shims run for containers of `ns` without one on record (see collect.ts). */

@@ -29,6 +29,7 @@ import {
 } from '@berth/api';
 import { type ServiceContext, settleWithin } from '@berth/kit';
 import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
+import { CollectRetries } from '../containers/collect-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
@@ -85,6 +86,8 @@ export class TaskManager {
   readonly waiters = new ExitWaiters();
   /** Collections this replica began after replying to a background removal (see settle()). */
   private readonly collecting = new Set<Promise<void>>();
+  /** The reconcile's back-off of removed containers whose freeing keeps failing. */
+  private readonly collectRetries = new CollectRetries();
 
   constructor(
     private readonly store: ContainerStore,
@@ -703,7 +706,13 @@ export class TaskManager {
       heal: (c, t) => this.heal(c, t),
       autoRemove: (ns, id) => this.autoRemove(ns, id),
       remove: (ns, id) => this.removeContainer(ns, id, true),
+      collectRetries: this.collectRetries,
     });
+  }
+
+  /** Tells the reconcile how often it runs, so its back-off is capped at the same time whatever it is. */
+  setReconcileInterval(intervalMs: number): void {
+    this.collectRetries.setInterval(intervalMs);
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Container, Task } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
+import type { CollectRetries } from '../containers/collect-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { ContainerStore } from '../store/store.js';
 
@@ -32,6 +33,8 @@ export interface ReconcileDeps {
   autoRemove(ns: string, id: string): Promise<void>;
   /** Removes a container, killing its task if need be. */
   remove(ns: string, id: string): Promise<void>;
+  /** Which removed containers to free this pass: those whose freeing keeps failing wait (kept across passes). */
+  collectRetries: CollectRetries;
 }
 
 /**
@@ -41,7 +44,8 @@ export interface ReconcileDeps {
  * whose replica died are undone once their lock is free, removals that stopped half-way (a shim or
  * snapshot-service was down) are finished (each waits for its container's lock, up to the TTL of
  * a dead holder's), what containers removed in the background held on their nodes is freed where
- * that had not finished, stopped containers labelled for auto-removal go, and a task a shim runs
+ * that had not finished (one whose node keeps failing to free it is tried after 1, 2, 4 ... passes,
+ * see CollectRetries), stopped containers labelled for auto-removal go, and a task a shim runs
  * for a container without one on record (its create's replica died) is killed and deleted. A node
  * that cannot be reached is skipped (logged, and counted in `unreachable`): the next reconcile, or
  * a later state(), gets it.
@@ -56,6 +60,7 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
     dropped: 0,
     unreachable: 0,
   };
+  d.collectRetries.beginPass();
   const seen: { ns: string; stopped: string[]; taskless: Container[] }[] = [];
   for (const ns of await d.store.namespaces()) {
     const stopped: string[] = [];
@@ -99,17 +104,26 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         d.log.warn({ err: (err as Error).message, ns, id }, 'reconcile: finishing a removal failed');
       }
     }
-    r.collected += await d.containers.reconcileCollections(ns, (err, c) =>
-      d.log.warn(
-        { err: (err as Error).message, ns, id: c.id },
-        'reconcile: freeing a removed container failed',
-      ),
-    );
+    r.collected += await d.containers.reconcileCollections(ns, d.collectRetries, {
+      onError: (err, c, backoff) =>
+        d.log.warn(
+          {
+            err: (err as Error).message,
+            ns,
+            id: c.id,
+            ...(backoff ? { failures: backoff.failures, retryInPasses: backoff.waitPasses } : {}),
+          },
+          'reconcile: freeing a removed container failed',
+        ),
+      recovered: (c, failures) =>
+        d.log.info({ ns, id: c.id, failures }, 'reconcile: freed a removed container that had failed'),
+    });
     for (const id of stopped) await d.autoRemove(ns, id);
     if (taskless.length === 0) continue;
     r.dropped += await d.containers.dropUnrecordedTasks(ns, taskless, (err, node) =>
       d.log.warn({ err: (err as Error).message, ns, node }, 'reconcile: dropping unrecorded tasks failed'),
     );
   }
+  d.collectRetries.endPass();
   return r;
 }

@@ -7,7 +7,7 @@ export interface BackoffStep {
 }
 
 interface Entry {
-  /** What the key stood for when it failed (a task's start): another one starts afresh. */
+  /** What the key stood for when it failed (a task's start, a record's version): another one starts afresh. */
   subject: string;
   failures: number;
   /** The first pass that tries again. */
@@ -15,10 +15,11 @@ interface Entry {
 }
 
 /**
- * Exponential back-off counted in reconcile passes, one per key (a task): after the n-th failure
- * in a row, 2^(n-1) passes are skipped (1, 2, 4 ...), at most `maxWait`. A success ends it, and so
- * does a change of what the key stands for (another task under the same id), so only a failure
- * that keeps failing is tried less often; and a caller logs it once per try, not once per pass.
+ * Exponential back-off counted in reconcile passes, one per key (a shim's task, a removed container
+ * the task-service frees): after the n-th failure in a row, 2^(n-1) passes are skipped (1, 2, 4 ...),
+ * at most `maxWait`. A success ends it, and so does a change of what the key stands for (another
+ * task under the same id, a record written again), so only a failure that keeps failing is tried
+ * less often; and a caller logs it once per try, not once per pass.
  */
 export class PassBackoff {
   private pass = 0;
@@ -59,7 +60,7 @@ export class PassBackoff {
     return failures;
   }
 
-  /** Forgets every key but those in `keep` (tasks removed since they failed). */
+  /** Forgets every key but those in `keep` (what was removed since it failed). */
   retain(keep: ReadonlySet<string>): void {
     for (const key of this.entries.keys()) if (!keep.has(key)) this.entries.delete(key);
   }

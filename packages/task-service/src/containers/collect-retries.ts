@@ -1,0 +1,86 @@
+import { BerthError, Code, type Container } from '@berth/api';
+import { type BackoffStep, PassBackoff } from '@berth/kit';
+
+/** The reconcile's interval when none is set (the task-service's reconcileIntervalMs default), ms. */
+const DEFAULT_RECONCILE_MS = 30_000;
+
+/** The longest a removed container whose freeing keeps failing waits between tries, ms. */
+export const COLLECT_BACKOFF_MAX_MS = 5 * 60_000;
+
+/**
+ * Codes of a failed freeing that say nothing about the container: its node's shim or
+ * snapshot-service is not reachable (no responders, the NATS connection lost) or is stopping, or
+ * the container's lock was lost (Redis away). Errors that are not BerthErrors come from this
+ * replica's Redis client. DEADLINE_EXCEEDED is not among them: a service that answers nothing in
+ * time (a runc that hangs) holds every pass that asks it for the whole timeout.
+ */
+const TRANSIENT: ReadonlySet<Code> = new Set([Code.UNAVAILABLE, Code.ABORTED, Code.CANCELLED]);
+
+/**
+ * True when a freeing failed for a reason that is not the container's (see TRANSIENT): it is tried
+ * again in the next pass, as before, rather than backed off.
+ */
+export function transientFailure(err: unknown): boolean {
+  return !(err instanceof BerthError) || TRANSIENT.has(err.code);
+}
+
+/**
+ * Which removed containers the reconcile tries to free in a pass (see collectAll). A freeing the
+ * node refuses or fails (runc cannot delete the task: a broken state.json; a snapshot that will not
+ * go) is not tried every pass: the container waits 1, 2, 4 ... passes, at most
+ * COLLECT_BACKOFF_MAX_MS' worth of the reconcile interval, and each try is logged once. A success,
+ * or the record written again (another container under the id removed), starts afresh; entries of
+ * containers no longer to collect are dropped at the end of each pass. A transient failure
+ * (transientFailure) is not counted: the container is tried again in the next pass.
+ */
+export class CollectRetries {
+  private readonly backoff = new PassBackoff(COLLECT_BACKOFF_MAX_MS / DEFAULT_RECONCILE_MS);
+  /** The containers to collect this pass has seen, in every namespace it went through. */
+  private seen = new Set<string>();
+
+  /** Sets the reconcile's interval, which turns COLLECT_BACKOFF_MAX_MS into passes. */
+  setInterval(intervalMs: number): void {
+    this.backoff.setMaxWait(COLLECT_BACKOFF_MAX_MS / intervalMs);
+  }
+
+  /** Begins a reconcile pass. */
+  beginPass(): void {
+    this.backoff.beginPass();
+    this.seen = new Set();
+  }
+
+  /** Ends a pass that went through every namespace: forgets the containers it did not see. */
+  endPass(): void {
+    this.backoff.retain(this.seen);
+  }
+
+  /** Whether `c` is tried in this pass. */
+  due(c: Container): boolean {
+    const key = keyOf(c);
+    this.seen.add(key);
+    return this.backoff.due(key, subjectOf(c));
+  }
+
+  /**
+   * Records a failed freeing of `c`: the step it was backed off by, or undefined for a transient
+   * failure (not counted; `c` is tried in the next pass).
+   */
+  failed(c: Container, err: unknown): BackoffStep | undefined {
+    if (transientFailure(err)) return undefined;
+    return this.backoff.failed(keyOf(c), subjectOf(c));
+  }
+
+  /** Records that `c` was freed; returns how many failures in a row that ends (0: none). */
+  succeeded(c: Container): number {
+    return this.backoff.succeeded(keyOf(c));
+  }
+}
+
+function keyOf(c: Container): string {
+  return `${c.namespace}/${c.id}`;
+}
+
+/** The version of a collection record: another removal under the id writes another one. */
+function subjectOf(c: Container): string {
+  return `${c.createdAt}/${c.updatedAt}`;
+}
