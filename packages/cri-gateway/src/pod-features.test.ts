@@ -145,6 +145,14 @@ describe('CRI namespaces of pods and containers', () => {
     });
     await rpc('StartContainer', { container_id: c });
     expect(await ns(c, 'net')).toBe(hostNs('net'));
+    // The node's UTS namespace too, the pause's and the container's, as containerd leaves it out.
+    const status = await rpc<{ info: { info: string } }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+      verbose: true,
+    });
+    const pausePid = (JSON.parse(status.info.info) as { task: { pid: number } }).task.pid;
+    expect(readlinkSync(`/proc/${pausePid}/ns/uts`)).toBe(hostNs('uts'));
+    expect(await ns(c, 'uts')).toBe(hostNs('uts'));
     // TARGET: a debug container in the PID namespace of a container that has its own.
     const target = { ...host, pid: 'TARGET', target_id: c };
     const dbg = await createCtr(pod, 'hostnet', 'debug', {

@@ -138,10 +138,11 @@ export function cgroupsPathOf(parent: string, name: string): string | undefined 
 }
 
 /**
- * The task-service request of a pod's pause container: its own ipc, uts (and pid unless the node's)
- * namespaces, the pod's network namespace (or the host's), the pod's host name, DNS and sysctls,
- * and the pod's /dev/shm: a tmpfs on the node its containers bind too (see podShm), or in the
- * node's IPC namespace the node's own /dev/shm, read-only as containerd binds it.
+ * The task-service request of a pod's pause container: its own ipc (and pid unless the node's)
+ * namespaces, the pod's network namespace and its own uts (in the host network the host's both),
+ * the pod's host name, DNS and sysctls, and the pod's /dev/shm: a tmpfs on the node its containers
+ * bind too (see podShm), or in the node's IPC namespace the node's own /dev/shm, read-only as
+ * containerd binds it.
  */
 export function sandboxRequest(
   pod: PodConfig,
@@ -163,7 +164,9 @@ export function sandboxRequest(
     namespaces: {
       pid: pod.namespaceOptions.pid === NsMode.NODE ? 'host' : 'private',
       ipc: pod.namespaceOptions.ipc === NsMode.NODE ? 'host' : 'private',
-      uts: 'private',
+      // As containerd: a pod in the node's network is in the node's UTS namespace too, and so
+      // has the node's host name (its own would rename the node).
+      uts: host ? 'host' : 'private',
     },
     ...(pod.namespaceOptions.ipc === NsMode.NODE
       ? { mounts: [{ source: NODE_SHM, destination: NODE_SHM, readonly: true }] }
