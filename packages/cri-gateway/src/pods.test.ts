@@ -512,6 +512,17 @@ describe('CRI bad input', () => {
       expect(err.code, `${field}: ${err.details}`).toBe(INVALID_ARGUMENT);
       expect(err.details, field).toContain(field);
     }
+    // A kubelet with the systemd cgroup driver (kubeadm's default) sends a slice: say how to fix it.
+    const slice = 'kubepods-burstable-pod0c8f2d1e.slice';
+    const systemd = await grpcError(
+      rpc('RunPodSandbox', {
+        config: podConfig('systemd', { linux: { cgroup_parent: slice } }),
+      }),
+    );
+    expect(systemd.code).toBe(INVALID_ARGUMENT);
+    expect(systemd.details).toContain(`config.linux.cgroup_parent "${slice}"`);
+    expect(systemd.details).toContain('berth uses the cgroupfs cgroup driver');
+    expect(systemd.details).toContain('`cgroupDriver: cgroupfs`');
     const missing = await grpcError(
       rpc('CreateContainer', { pod_sandbox_id: pod, config: ctrConfig('a', { image: { image: 'nope:1' } }) }),
     );

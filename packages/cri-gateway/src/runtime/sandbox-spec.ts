@@ -122,7 +122,7 @@ export function parsePodConfig(raw: unknown): PodConfig {
     ...(dns ? { dns } : {}),
     portMappings,
     ...(bandwidth ? { bandwidth } : {}),
-    cgroupParent: absPath(linux.cgroup_parent, 'config.linux.cgroup_parent'),
+    cgroupParent: cgroupParentOf(linux.cgroup_parent),
     sysctls,
     namespaceOptions: namespaces,
     seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, scField),
@@ -130,6 +130,24 @@ export function parsePodConfig(raw: unknown): PodConfig {
     groups: supplementalGroups(sc, scField),
     readonlyRootfs: sc.readonly_rootfs === true,
   };
+}
+
+/**
+ * The pod's cgroup parent, a cgroupfs path. A systemd-driver kubelet's slice
+ * (`kubepods-burstable-pod<uid>.slice`) is INVALID_ARGUMENT saying how to configure the kubelet:
+ * berth drives runc with cgroupfs, and kubelets before 1.28 do not ask RuntimeConfig which.
+ */
+function cgroupParentOf(v: unknown): string {
+  const field = 'config.linux.cgroup_parent';
+  if (typeof v === 'string' && v !== '' && !v.startsWith('/')) {
+    throw invalid(
+      field,
+      `"${v.slice(0, 200)}" is not a cgroupfs path (a systemd slice?): berth uses the cgroupfs ` +
+        'cgroup driver, so the kubelet must be configured with `cgroupDriver: cgroupfs` ' +
+        '(--cgroup-driver=cgroupfs)',
+    );
+  }
+  return absPath(v, field);
 }
 
 /** cgroups path of a pod's container under the pod's cgroup parent (berth's default without one). */
