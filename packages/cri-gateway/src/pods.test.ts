@@ -204,6 +204,10 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(Buffer.from(big.stdout).toString()).toBe(`${'a'.repeat(3_000_000)}\n`);
     const err = await grpcError(exec(ctr, ['sleep', '30'], 1));
     expect(err.code).toBe(DEADLINE_EXCEEDED);
+    // Killed before the answer, as containerd kills the exec and waits for it: no sleep 30 left.
+    const ps = Buffer.from((await exec(ctr, ['ps', '-o', 'pid,args'])).stdout).toString();
+    expect(ps).toMatch(/\bps -o pid,args\n/);
+    expect(ps).not.toContain('sleep 30');
   });
 
   it("gives a pod with no host name the node's, as containerd, and its containers too, in HOSTNAME", async () => {
