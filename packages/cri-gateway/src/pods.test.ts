@@ -457,6 +457,11 @@ describe('CRI bad input', () => {
       ['StartContainer', { container_id: unknown }],
       ['StopContainer', { container_id: unknown }],
       ['ExecSync', { container_id: unknown, cmd: ['true'] }],
+      ['UpdateContainerResources', { container_id: unknown, linux: { cpu_shares: 512 } }],
+      ['ReopenContainerLog', { container_id: unknown }],
+      ['ContainerStats', { container_id: unknown }],
+      ['PodSandboxStats', { pod_sandbox_id: unknown }],
+      ['PortForward', { pod_sandbox_id: unknown, port: [80] }],
     ] as const) {
       const err = await grpcError(rpc(method, req));
       expect(err.code, method).toBe(NOT_FOUND);
