@@ -90,8 +90,18 @@ describe('CRI pod sandbox and container lifecycle', () => {
   });
 
   it('creates and starts a container that logs in CRI format', async () => {
+    const mounts = [
+      { container_path: '/data', host_path: join(logDir, 'web-data') },
+      {
+        container_path: '/config',
+        host_path: join(logDir, 'web-config'),
+        readonly: true,
+        propagation: 'PROPAGATION_PRIVATE',
+      },
+    ];
     ctr = await createCtr(pod, 'web', 'app', {
       envs: [{ key: 'GREETING', value: Buffer.from('hello world') }],
+      mounts,
     });
     expect((await ctrStatus(ctr)).state).toBe('CONTAINER_CREATED');
     await rpc('StartContainer', { container_id: ctr });
@@ -105,6 +115,10 @@ describe('CRI pod sandbox and container lifecycle', () => {
       annotations: { 'ctr.example.com/a': 'b' },
       log_path: join(logDir, 'web', 'app', '0.log'),
     });
+    // Its mounts as the request gave them (containerd reports the config's), unset ones at defaults.
+    expect(st.mounts).toMatchObject(
+      mounts.map((m) => ({ readonly: false, propagation: 'PROPAGATION_PRIVATE', ...m })),
+    );
     // As containerd: image_ref the digested reference, image_id the image's id (PullImage's).
     expect(st.image_ref).toMatch(/^localhost\/busybox@sha256:[a-f0-9]{64}$/);
     expect(st.image_id).toMatch(/^sha256:[a-f0-9]{64}$/);
