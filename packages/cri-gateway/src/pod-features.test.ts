@@ -145,6 +145,14 @@ describe('CRI namespaces of pods and containers', () => {
     });
     await rpc('StartContainer', { container_id: c });
     expect(await ns(c, 'net')).toBe(hostNs('net'));
+    // The node's UTS namespace too, the pause's and the container's, as containerd leaves it out.
+    const status = await rpc<{ info: { info: string } }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+      verbose: true,
+    });
+    const pausePid = (JSON.parse(status.info.info) as { task: { pid: number } }).task.pid;
+    expect(readlinkSync(`/proc/${pausePid}/ns/uts`)).toBe(hostNs('uts'));
+    expect(await ns(c, 'uts')).toBe(hostNs('uts'));
     // TARGET: a debug container in the PID namespace of a container that has its own.
     const target = { ...host, pid: 'TARGET', target_id: c };
     const dbg = await createCtr(pod, 'hostnet', 'debug', {
@@ -170,13 +178,18 @@ describe('CRI namespaces of pods and containers', () => {
 describe('CRI container settings, updates, log reopening and stats', () => {
   let pod: string;
   const parent = `/berth-cri-test-${process.pid}`;
+  // Ignored (berth has no SELinux support), as containerd ignores it on a host without SELinux.
+  const selinux = { user: 'system_u', role: 'system_r', type: 'container_t', level: 's0:c1,c2' };
 
   beforeAll(async () => {
     pod = await runPod('opts', {
       linux: {
         cgroup_parent: parent,
         sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
-        security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } },
+        security_context: {
+          namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' },
+          selinux_options: selinux,
+        },
       },
     });
   });
@@ -239,6 +252,29 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     const sysctl = await exec(c, ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start']);
     expect(Buffer.from(sysctl.stdout).toString()).toBe('0\n');
     expect(cgroupOf(await pidOf(c)).path.startsWith(`${parent}/k8s-ctr-`)).toBe(true);
+  });
+
+  it('runs a pod and a container with SELinux options, none of them in the spec on a host without SELinux', async () => {
+    const c = await createCtr(pod, 'opts', 'selinux', {
+      linux: {
+        security_context: {
+          namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' },
+          selinux_options: selinux,
+        },
+      },
+    });
+    await rpc('StartContainer', { container_id: c });
+    expect((await ctrStatus(c)).state).toBe('CONTAINER_RUNNING');
+    const st = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
+    expect(st.status.state).toBe('SANDBOX_READY');
+    // The specs runc ran them with: no process label, no mount label, no context= mount option.
+    for (const id of [pod, c]) {
+      const spec = JSON.parse(readFileSync(join(s.stateRoot, 'tasks', 'k8s.io', id, 'config.json'), 'utf8'));
+      expect(spec.process.selinuxLabel, id).toBeUndefined();
+      expect(spec.linux.mountLabel, id).toBeUndefined();
+      expect(JSON.stringify(spec.mounts), id).not.toContain('context=');
+      expect(JSON.stringify(spec), id).not.toContain('container_t');
+    }
   });
 
   it("gives a privileged container the host's device nodes, and an unprivileged one none of them", async () => {

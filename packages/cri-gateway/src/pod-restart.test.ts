@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,10 +15,12 @@ import {
 import type { RuntimeStack } from './testdata/runtime-stack.js';
 
 // Pods survive their runtime: a SIGKILLed shim or task-service and a restarted gateway keep every
-// pod, container, status and log line (the container logs a numbered line every 0.1 s: none may
-// be missing after a restart, and the log goes on growing); the pod is then stopped and removed as
-// usual. The gateway's own SIGKILL while pods run is the chaos suite's (tests/chaos: the driver
-// kills and pauses the gateway's process, then every pod invariant is checked).
+// pod, container, status (address and times unchanged) and log line (the container logs a
+// numbered line every 0.1 s: none may be missing after a restart, and the log goes on growing); a
+// container that exits while the shim or the task-service is down is reported exited, with its
+// code and time, once it is back; the pod is then stopped and removed as usual. The gateway's own
+// SIGKILL while pods run is the chaos suite's (tests/chaos: the driver kills and pauses the
+// gateway's process, then every pod invariant is checked).
 
 let s: RuntimeStack;
 let logDir: string;
@@ -36,12 +38,25 @@ describe('CRI pods across restarts of the services', () => {
   let ctr: string;
   const logFile = () => join(logDir, 'survivor', 'app', '0.log');
 
+  /** What a restart must not change: the pod's address and creation, the container's times. */
+  const recordOf = async () => {
+    const pst = (await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod })).status;
+    const cst = await ctrStatus(ctr);
+    return {
+      ip: (pst.network as { ip: string }).ip,
+      podCreatedAt: pst.created_at,
+      createdAt: cst.created_at,
+      startedAt: cst.started_at,
+    };
+  };
+  let record: Awaited<ReturnType<typeof recordOf>>;
+
   /** The pod and its container as they were: ready, running, answering, their log whole. */
   async function stillThere(round: string): Promise<void> {
     const pst = await rpc<{ status: Json }>('PodSandboxStatus', { pod_sandbox_id: pod });
     expect(pst.status.state, round).toBe('SANDBOX_READY');
-    expect((pst.status.network as { ip: string }).ip, round).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
     expect((await ctrStatus(ctr)).state, round).toBe('CONTAINER_RUNNING');
+    expect(await recordOf(), round).toEqual(record);
     const r = await exec(ctr, ['sh', '-c', `echo ${round}`]);
     expect(r.exit_code, round).toBe(0);
     expect(Buffer.from(r.stdout).toString(), round).toBe(`${round}\n`);
@@ -64,6 +79,62 @@ describe('CRI pods across restarts of the services', () => {
     return whole.length;
   }
 
+  const nowNs = () => BigInt(Date.now()) * 1_000_000n;
+  /** True while the process is there and not yet reaped (a zombie counts as gone). */
+  const alive = (pid: number) => {
+    try {
+      return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+
+  /**
+   * A running container of the pod that exits 3 once its gate file exists; `exit` opens the gate
+   * and waits until the process is gone, answering when the gate opened and when it saw it gone.
+   */
+  async function quitter(name: string) {
+    const gate = join(logDir, `${name}-gate`);
+    mkdirSync(gate);
+    const id = await createCtr(pod, 'survivor', name, {
+      command: ['sh', '-c', 'until [ -e /gate/go ]; do sleep 0.05; done; exit 3'],
+      log_path: `${name}/0.log`,
+      mounts: [{ container_path: '/gate', host_path: gate }],
+    });
+    await rpc('StartContainer', { container_id: id });
+    const verbose = await rpc<{ info: { info: string } }>('ContainerStatus', {
+      container_id: id,
+      verbose: true,
+    });
+    const pid = (JSON.parse(verbose.info.info) as { task: { pid: number } }).task.pid;
+    expect(alive(pid)).toBe(true);
+    const times = { opened: 0n, gone: 0n };
+    return {
+      id,
+      times,
+      async exit() {
+        times.opened = nowNs();
+        writeFileSync(join(gate, 'go'), '');
+        await until(`${name} to exit`, () => !alive(pid));
+        times.gone = nowNs();
+      },
+    };
+  }
+
+  /** The quitter reported as it exited while a service was down: its code, reason and time. */
+  async function exitedWhileDown(q: Awaited<ReturnType<typeof quitter>>): Promise<void> {
+    const st = await until('the exit to be reported', async () => {
+      const s = await ctrStatus(q.id);
+      return s.state === 'CONTAINER_EXITED' ? s : undefined;
+    });
+    expect(st).toMatchObject({ exit_code: 3, reason: 'Error' });
+    // When it exited, not when the service came back to see it (ms clock: 1 ms either side).
+    const finished = BigInt(st.finished_at as string);
+    expect(finished).toBeGreaterThanOrEqual(q.times.opened - 1_000_000n);
+    expect(finished).toBeLessThanOrEqual(q.times.gone + 1_000_000n);
+    await rpc('RemoveContainer', { container_id: q.id });
+  }
+
   it('runs a pod and a container', async () => {
     pod = await runPod('survivor');
     ctr = await createCtr(pod, 'survivor', 'app', {
@@ -78,17 +149,24 @@ describe('CRI pods across restarts of the services', () => {
         return false;
       }
     });
+    record = await recordOf();
+    expect(record.ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    expect(BigInt(record.startedAt as string)).toBeGreaterThan(0n);
     await stillThere('started');
   });
 
-  it('keeps them when the shim is SIGKILLed and comes back', async () => {
-    await s.killAndRestart('shim');
+  it('keeps them when the shim is SIGKILLed and comes back, and sees what exited meanwhile', async () => {
+    const q = await quitter('gone-shim');
+    await s.killAndRestart('shim', q.exit);
     await stillThere('after-shim');
+    await exitedWhileDown(q);
   });
 
-  it('keeps them when the task-service is SIGKILLed and comes back', async () => {
-    await s.killAndRestart('task-service');
+  it('keeps them when the task-service is SIGKILLed and comes back, and sees what exited meanwhile', async () => {
+    const q = await quitter('gone-task');
+    await s.killAndRestart('task-service', q.exit);
     await stillThere('after-task-service');
+    await exitedWhileDown(q);
   });
 
   it('keeps them when the gateway restarts', async () => {

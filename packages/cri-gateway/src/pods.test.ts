@@ -90,8 +90,18 @@ describe('CRI pod sandbox and container lifecycle', () => {
   });
 
   it('creates and starts a container that logs in CRI format', async () => {
+    const mounts = [
+      { container_path: '/data', host_path: join(logDir, 'web-data') },
+      {
+        container_path: '/config',
+        host_path: join(logDir, 'web-config'),
+        readonly: true,
+        propagation: 'PROPAGATION_PRIVATE',
+      },
+    ];
     ctr = await createCtr(pod, 'web', 'app', {
       envs: [{ key: 'GREETING', value: Buffer.from('hello world') }],
+      mounts,
     });
     expect((await ctrStatus(ctr)).state).toBe('CONTAINER_CREATED');
     await rpc('StartContainer', { container_id: ctr });
@@ -105,6 +115,10 @@ describe('CRI pod sandbox and container lifecycle', () => {
       annotations: { 'ctr.example.com/a': 'b' },
       log_path: join(logDir, 'web', 'app', '0.log'),
     });
+    // Its mounts as the request gave them (containerd reports the config's), unset ones at defaults.
+    expect(st.mounts).toMatchObject(
+      mounts.map((m) => ({ readonly: false, propagation: 'PROPAGATION_PRIVATE', ...m })),
+    );
     // As containerd: image_ref the digested reference, image_id the image's id (PullImage's).
     expect(st.image_ref).toMatch(/^localhost\/busybox@sha256:[a-f0-9]{64}$/);
     expect(st.image_id).toMatch(/^sha256:[a-f0-9]{64}$/);
@@ -204,6 +218,10 @@ describe('CRI pod sandbox and container lifecycle', () => {
     expect(Buffer.from(big.stdout).toString()).toBe(`${'a'.repeat(3_000_000)}\n`);
     const err = await grpcError(exec(ctr, ['sleep', '30'], 1));
     expect(err.code).toBe(DEADLINE_EXCEEDED);
+    // Killed before the answer, as containerd kills the exec and waits for it: no sleep 30 left.
+    const ps = Buffer.from((await exec(ctr, ['ps', '-o', 'pid,args'])).stdout).toString();
+    expect(ps).toMatch(/\bps -o pid,args\n/);
+    expect(ps).not.toContain('sleep 30');
   });
 
   it("gives a pod with no host name the node's, as containerd, and its containers too, in HOSTNAME", async () => {
@@ -453,6 +471,11 @@ describe('CRI bad input', () => {
       ['StartContainer', { container_id: unknown }],
       ['StopContainer', { container_id: unknown }],
       ['ExecSync', { container_id: unknown, cmd: ['true'] }],
+      ['UpdateContainerResources', { container_id: unknown, linux: { cpu_shares: 512 } }],
+      ['ReopenContainerLog', { container_id: unknown }],
+      ['ContainerStats', { container_id: unknown }],
+      ['PodSandboxStats', { pod_sandbox_id: unknown }],
+      ['PortForward', { pod_sandbox_id: unknown, port: [80] }],
     ] as const) {
       const err = await grpcError(rpc(method, req));
       expect(err.code, method).toBe(NOT_FOUND);
@@ -512,6 +535,17 @@ describe('CRI bad input', () => {
       expect(err.code, `${field}: ${err.details}`).toBe(INVALID_ARGUMENT);
       expect(err.details, field).toContain(field);
     }
+    // A kubelet with the systemd cgroup driver (kubeadm's default) sends a slice: say how to fix it.
+    const slice = 'kubepods-burstable-pod0c8f2d1e.slice';
+    const systemd = await grpcError(
+      rpc('RunPodSandbox', {
+        config: podConfig('systemd', { linux: { cgroup_parent: slice } }),
+      }),
+    );
+    expect(systemd.code).toBe(INVALID_ARGUMENT);
+    expect(systemd.details).toContain(`config.linux.cgroup_parent "${slice}"`);
+    expect(systemd.details).toContain('berth uses the cgroupfs cgroup driver');
+    expect(systemd.details).toContain('`cgroupDriver: cgroupfs`');
     const missing = await grpcError(
       rpc('CreateContainer', { pod_sandbox_id: pod, config: ctrConfig('a', { image: { image: 'nope:1' } }) }),
     );

@@ -372,7 +372,12 @@ export function containerRequest(
     // raise a hard limit of 1024 itself.
     inheritRlimits: true,
     network: host ? 'host' : (sb.meta.netnsPath ?? ns('net')),
-    namespaces: { pid, ipc: podNs.ipc === NsMode.NODE ? 'host' : ns('ipc'), uts: ns('uts') },
+    namespaces: {
+      pid,
+      ipc: podNs.ipc === NsMode.NODE ? 'host' : ns('ipc'),
+      // The node's in the host network, as the pause's (containerd leaves the namespace out).
+      uts: host ? 'host' : ns('uts'),
+    },
     ...(c.capAdd.length ? { capAdd: c.capAdd } : {}),
     ...(c.capDrop.length ? { capDrop: c.capDrop } : {}),
     ...(c.oomScoreAdj !== undefined ? { oomScoreAdj: c.oomScoreAdj } : {}),

@@ -122,7 +122,7 @@ export function parsePodConfig(raw: unknown): PodConfig {
     ...(dns ? { dns } : {}),
     portMappings,
     ...(bandwidth ? { bandwidth } : {}),
-    cgroupParent: absPath(linux.cgroup_parent, 'config.linux.cgroup_parent'),
+    cgroupParent: cgroupParentOf(linux.cgroup_parent),
     sysctls,
     namespaceOptions: namespaces,
     seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, scField),
@@ -132,16 +132,35 @@ export function parsePodConfig(raw: unknown): PodConfig {
   };
 }
 
+/**
+ * The pod's cgroup parent, a cgroupfs path. A systemd-driver kubelet's slice
+ * (`kubepods-burstable-pod<uid>.slice`) is INVALID_ARGUMENT saying how to configure the kubelet:
+ * berth drives runc with cgroupfs, and kubelets before 1.28 do not ask RuntimeConfig which.
+ */
+function cgroupParentOf(v: unknown): string {
+  const field = 'config.linux.cgroup_parent';
+  if (typeof v === 'string' && v !== '' && !v.startsWith('/')) {
+    throw invalid(
+      field,
+      `"${v.slice(0, 200)}" is not a cgroupfs path (a systemd slice?): berth uses the cgroupfs ` +
+        'cgroup driver, so the kubelet must be configured with `cgroupDriver: cgroupfs` ' +
+        '(--cgroup-driver=cgroupfs)',
+    );
+  }
+  return absPath(v, field);
+}
+
 /** cgroups path of a pod's container under the pod's cgroup parent (berth's default without one). */
 export function cgroupsPathOf(parent: string, name: string): string | undefined {
   return parent ? `${parent.replace(/\/+$/, '')}/${name}` : undefined;
 }
 
 /**
- * The task-service request of a pod's pause container: its own ipc, uts (and pid unless the node's)
- * namespaces, the pod's network namespace (or the host's), the pod's host name, DNS and sysctls,
- * and the pod's /dev/shm: a tmpfs on the node its containers bind too (see podShm), or in the
- * node's IPC namespace the node's own /dev/shm, read-only as containerd binds it.
+ * The task-service request of a pod's pause container: its own ipc (and pid unless the node's)
+ * namespaces, the pod's network namespace and its own uts (in the host network the host's both),
+ * the pod's host name, DNS and sysctls, and the pod's /dev/shm: a tmpfs on the node its containers
+ * bind too (see podShm), or in the node's IPC namespace the node's own /dev/shm, read-only as
+ * containerd binds it.
  */
 export function sandboxRequest(
   pod: PodConfig,
@@ -163,7 +182,9 @@ export function sandboxRequest(
     namespaces: {
       pid: pod.namespaceOptions.pid === NsMode.NODE ? 'host' : 'private',
       ipc: pod.namespaceOptions.ipc === NsMode.NODE ? 'host' : 'private',
-      uts: 'private',
+      // As containerd: a pod in the node's network is in the node's UTS namespace too, and so
+      // has the node's host name (its own would rename the node).
+      uts: host ? 'host' : 'private',
     },
     ...(pod.namespaceOptions.ipc === NsMode.NODE
       ? { mounts: [{ source: NODE_SHM, destination: NODE_SHM, readonly: true }] }

@@ -68,6 +68,19 @@ describe('PodSandboxConfig to a pause container', () => {
     expect(req.mounts).toBeUndefined();
   });
 
+  it("puts the pause of a host-network pod in the node's network and UTS namespaces", () => {
+    const pod = parsePodConfig({
+      metadata: md,
+      linux: { security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } },
+    });
+    const req = sandboxRequest(pod, { image: 'pause', meta: meta({ hostname: 'node' }) });
+    expect(req).toMatchObject({
+      network: 'host',
+      namespaces: { pid: 'private', ipc: 'private', uts: 'host' },
+    });
+    expect(req.hostname).toBeUndefined();
+  });
+
   it("binds the node's /dev/shm, read-only, into the pause of a pod in the node's IPC namespace", () => {
     const pod = parsePodConfig({
       metadata: md,
@@ -265,7 +278,8 @@ describe('ContainerConfig to a container in its pod', () => {
     });
     expect(req).toMatchObject({
       network: 'host',
-      namespaces: { pid: 'private', ipc: 'host', uts: '/proc/4242/ns/uts' },
+      // The node's UTS namespace, as the pause's (containerd leaves it out).
+      namespaces: { pid: 'private', ipc: 'host', uts: 'host' },
       // None asked, none given (containerd's CRI too): the kubelet sends the defaults itself.
       maskedPaths: [],
       readonlyPaths: [],

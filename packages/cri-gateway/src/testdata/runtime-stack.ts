@@ -36,8 +36,11 @@ export interface RuntimeStack {
   importBusybox(name: string): Promise<void>;
   /** What each service printed (for failure messages). */
   output(): string;
-  /** SIGKILLs one service process, as a crash would, and starts it again (resolves once it answers). */
-  killAndRestart(name: (typeof SERVICES)[number][0]): Promise<void>;
+  /**
+   * SIGKILLs one service process, as a crash would, and starts it again (resolves once it answers);
+   * `whileDown` runs between the two, while it is gone.
+   */
+  killAndRestart(name: (typeof SERVICES)[number][0], whileDown?: () => Promise<void>): Promise<void>;
   /**
    * Closes the in-process gateway and starts a new one on the same socket, with a new client;
    * `networkCollectMs` turns its periodic collection of orphan pod networks on (off by default).
@@ -172,7 +175,7 @@ export async function startRuntimeStack(opts: {
     gateway: gateway as Gateway,
     client: client as CriClient,
     cni,
-    async killAndRestart(name) {
+    async killAndRestart(name, whileDown) {
       const i = procs.findIndex(
         (p) => p.name === name && p.proc.exitCode === null && p.proc.signalCode === null,
       );
@@ -183,6 +186,7 @@ export async function startRuntimeStack(opts: {
       entry.proc.kill('SIGKILL');
       await exited;
       procs.splice(i, 1);
+      await whileDown?.();
       await launch(name, service);
     },
     async restartGateway(o = {}) {

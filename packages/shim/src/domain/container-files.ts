@@ -55,7 +55,8 @@ type Obj = Record<string, unknown>;
 
 /**
  * Writes a container's hosts, resolv.conf and hostname under this node's state root and points
- * the spec's marked mounts (SHIM_FILE_SOURCE) at them; sets spec.hostname to the one written.
+ * the spec's marked mounts (SHIM_FILE_SOURCE) at them; sets spec.hostname to the one written
+ * (none in the node's UTS namespace).
  * Returns the directory. A marked mount without `files`, or an unknown marker, is INVALID_ARGUMENT:
  * runc would otherwise fail on a source that names nothing.
  */
@@ -103,6 +104,15 @@ export async function writeContainerFiles(
   // Readable by the container's user (it may not be root); nothing secret in them.
   // Three files, each its own temp name and rename: written at once rather than one after another.
   await Promise.all(Object.entries(content).map(([name, text]) => writeAtomic(join(dir, name), text, 0o644)));
-  spec.hostname = hostname;
+  // In the node's UTS namespace the name is the node's: runc refuses to set one there.
+  if (ownsUts(spec)) spec.hostname = hostname;
+  else delete spec.hostname;
   return dir;
+}
+
+/** True when the spec gives the container a UTS namespace, new or joined, rather than the node's. */
+function ownsUts(spec: Obj): boolean {
+  const linux = spec.linux as Obj | undefined;
+  const namespaces = Array.isArray(linux?.namespaces) ? (linux.namespaces as Obj[]) : [];
+  return namespaces.some((n) => n.type === 'uts');
 }

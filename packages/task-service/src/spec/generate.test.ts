@@ -211,6 +211,15 @@ describe('generateSpec', () => {
     expect(s.linux.readonlyPaths).toEqual([]);
   });
 
+  it("sets no host name in the node's UTS namespace (runc refuses to), but HOSTNAME still", () => {
+    const { spec, hostname } = gen({ cmd: ['x'], network: 'host', namespaces: { uts: 'host' } });
+    const s = spec as Any;
+    expect(s.linux.namespaces.map((n: Any) => n.type)).toEqual(['pid', 'ipc', 'mount']);
+    expect(s).not.toHaveProperty('hostname');
+    expect(hostname).toBe('host-name');
+    expect(s.process.env).toContain('HOSTNAME=host-name');
+  });
+
   it('privileged: every device, nothing masked, /sys writable', () => {
     const s = gen({ cmd: ['x'], privileged: true }).spec as Any;
     expect(s.linux.resources.devices).toEqual([{ allow: true, access: 'rwm' }]);

@@ -158,7 +158,8 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     ociVersion: OCI_VERSION,
     process,
     root: { path: 'rootfs', readonly: ro },
-    hostname,
+    // runc sets no host name in the node's UTS namespace (it refuses to): there it is the node's.
+    ...(req.namespaces?.uts === 'host' ? {} : { hostname }),
     mounts,
     linux,
     ...(req.annotations && Object.keys(req.annotations).length ? { annotations: req.annotations } : {}),
