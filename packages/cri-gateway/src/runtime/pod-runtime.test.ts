@@ -118,11 +118,11 @@ describe('PodRuntime.collectNetworks', () => {
   it('never tears down the network of a pod whose RunPodSandbox finished while the pods were read', async () => {
     const f = fakes();
     const run = f.pods.run(config, '');
-    // The pause's record is made, then its network set up (CNI_ARGS name the sandbox's id).
-    f.holds.create.open();
+    // The network is set up before the pause's record is made (the gateway chose its id).
     await f.steps.setUp.opened;
     const collect = f.pods.collectNetworks();
-    await f.steps.listed.opened; // the pods were read mid-setup; the answer is on its way
+    await f.steps.listed.opened; // the pods were read without it; the answer is on its way
+    f.holds.create.open();
     const id = await run; // RunPodSandbox answered OK: the pod runs
     f.holds.listReply.open();
     expect(await collect).toEqual([]);

@@ -183,8 +183,9 @@ export class PodRuntime {
   ): Promise<string> {
     // The namespace has to exist before the pause's runc create joins it by path: the shim pins it
     // at whichever comes first, CNI ADD (network-setup) or that task create (netnsPod), so neither
-    // waits for a call of its own. ADD starts once the pause's record is made (its id is the
-    // plugins' K8S_POD_INFRA_CONTAINER_ID, as containerd passes) and runs while its task is made.
+    // waits for a call of its own. ADD runs while the container and its task are made: the
+    // sandbox's id (the plugins' K8S_POD_INFRA_CONTAINER_ID, as containerd passes) is chosen here,
+    // as containerd's CRI chooses it, so ADD need not wait for the record.
     const netnsPath = netKey ? this.d.network.netnsPath(netKey) : undefined;
     const meta: SandboxMeta = {
       metadata: pod.metadata,
@@ -214,15 +215,14 @@ export class PodRuntime {
       if (e.topic === TaskTopic.taskCreate && e.namespace === CRI_NAMESPACE && id && ev?.id === id)
         taskRecorded();
     });
+    const sandboxId = randomBytes(32).toString('hex');
     try {
-      const created = this.createPause(pod, image, meta, netnsPath).then((made) => {
+      const created = this.createPause(pod, image, meta, sandboxId, netnsPath).then((made) => {
         id = made;
         this.starting.add(made);
         return made;
       });
-      attach = netKey
-        ? created.then((sandboxId) => this.d.network.setup(netKey, networkSetup(pod, sandboxId)))
-        : undefined;
+      attach = netKey ? this.d.network.setup(netKey, networkSetup(pod, sandboxId)) : undefined;
       // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
       // done (nothing else runs in the pod before RunPodSandbox answers).
       const made = created.then(async (pause) => {
@@ -266,18 +266,20 @@ export class PodRuntime {
     }
   }
 
-  /** The pause container's record (its task is made next); ALREADY_EXISTS names the pod. */
+  /** The pause container's record under `id` (its task is made next); ALREADY_EXISTS names the pod. */
   private async createPause(
     pod: PodConfig,
     image: ImageRecord,
     meta: SandboxMeta,
+    id: string,
     netnsPath: string | undefined,
   ): Promise<string> {
     try {
       const req = sandboxRequest(pod, { image: image.name, meta, ...(netnsPath ? { netnsPath } : {}) });
       // The record ensure() read: the task-service need not ask the image-service again. Its
       // rootfs is prepared after the reply, beside the pause task's start that follows.
-      return (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
+      return (await this.d.tasks.createContainer({ ...req, id, imageRecord: image, prepareAfterReply: true }))
+        .id;
     } catch (err) {
       const e = toBerthError(err);
       if (e.code === Code.ALREADY_EXISTS) {

@@ -142,7 +142,7 @@ export class ContainerManager {
   ): Promise<Container> {
     // The image record a caller passes is a read of the node's image-service it already made:
     // it is used, never stored (the container keeps the image's name, digest and chain).
-    const { imageRecord, prepareAfterReply, ...req } = input;
+    const { imageRecord, prepareAfterReply, id: chosenId, ...req } = input;
     if (imageRecord && imageRecord.name !== req.image) {
       throw errors.invalid(`imageRecord is the record of "${imageRecord.name}", not of image "${req.image}"`);
     }
@@ -153,7 +153,7 @@ export class ContainerManager {
     }
     // The request is part of the record: one too large is refused before anything is made.
     checkRecordSize('the container config', req);
-    const id = randomBytes(32).toString('hex');
+    const id = chosenId ?? randomBytes(32).toString('hex');
     const name = req.name ?? defaultName(req.image, id);
     if (prepareAfterReply === true && req.network !== 'bridge') {
       return this.createThenPrepare(ns, req, { id, name, node, imageRecord });

@@ -57,11 +57,13 @@ return 1`,
 
 /**
  * A creation begins: its name reserved and its intent recorded in one step (ALREADY_EXISTS
- * leaves neither). Returns 1, or the id of the container holding the name.
+ * leaves neither). Returns 1, 0 when a container with its id (KEYS[3], a caller's choice) is
+ * stored already, or the id of the container holding the name.
  */
 export const BEGIN_CREATE = redisScript(
   'container begin-create',
   `
+if redis.call('exists', KEYS[3]) == 1 then return 0 end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX') then return redis.call('get', KEYS[1]) or '?' end
 redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
 return 1`,
@@ -98,11 +100,14 @@ return {'removed', data, unpack(task)}`,
  * reserved and its record stored in one step, as put() stores one (ALREADY_EXISTS leaves
  * neither), with its claim on its image's chain (ARGV[5], field CHAIN_CLAIM_FIELD; none when
  * empty). Run again for the same id (ioredis resends a command whose reply a dropped connection
- * lost) it stores the same again. Returns 1, or the id of the container holding the name.
+ * lost) it stores the same again. Returns 1, 0 when a container of another name is stored under
+ * its id (a caller's choice), or the id of the container holding the name.
  */
 export const CREATE_NAMED = redisScript(
   'container create-named',
   `
+local other = redis.call('hget', KEYS[2], 'name')
+if other and other ~= ARGV[3] then return 0 end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX') then
   local holder = redis.call('get', KEYS[1])
   if holder ~= ARGV[1] then return holder or '?' end

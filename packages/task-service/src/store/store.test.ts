@@ -74,6 +74,28 @@ describe('ContainerStore', () => {
     expect(await store.namespaces()).toEqual(expect.arrayContaining(['ns2']));
   });
 
+  it("refuses a caller's id that a stored container of another name has, on both create paths, recording nothing", async () => {
+    const c = container('ns8', 'first');
+    await store.createNamed(c);
+    const taken = `container id ${c.id} is already in use by another container`;
+    // createNamed (rootfs prepared after the reply): sent again for the same container it is
+    // the same record, stored again; under another name it is refused.
+    await store.createNamed(c);
+    await expect(store.createNamed({ ...c, name: 'second' })).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+      message: taken,
+    });
+    const intent = { id: c.id, name: 'third', node: 'n1', bridge: false, startedAt: c.createdAt };
+    await expect(store.beginCreateNamed('ns8', intent)).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+      message: taken,
+    });
+    expect(await store.creating('ns8')).toEqual([]);
+    await expect(store.resolve('ns8', 'second')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(store.resolve('ns8', 'third')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await store.resolve('ns8', 'first')).id).toBe(c.id);
+  });
+
   it('begins a creation with its name in one step, and commits it with the lock released', async () => {
     const c = container('ns5', 'web5');
     const intent = { id: c.id, name: c.name, node: 'n1', bridge: false, startedAt: c.createdAt };

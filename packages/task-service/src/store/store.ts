@@ -68,12 +68,14 @@ export class ContainerStore {
   async beginCreateNamed(ns: string, i: CreateIntent): Promise<void> {
     const r = await this.redis.eval(
       BEGIN_CREATE,
-      2,
+      3,
       keys.containerName(ns, i.name),
       keys.containersCreating(ns),
+      keys.container(ns, i.id),
       i.id,
       JSON.stringify(i),
     );
+    if (r === 0) throw idInUse(i.id);
     if (r !== 1) throw nameInUse(i.name, r);
   }
 
@@ -97,6 +99,7 @@ export class ContainerStore {
       c.createdAt,
       claim,
     );
+    if (r === 0) throw idInUse(c.id);
     if (r !== 1) throw nameInUse(c.name, r);
   }
 
@@ -487,6 +490,10 @@ function info(container: Container, task: Task | undefined): ContainerInfo {
 }
 
 /** ALREADY_EXISTS for a name `holder` (a container id, or anything else when unknown) holds. */
+function idInUse(id: string): BerthError {
+  return errors.exists(`container id ${id} is already in use by another container`);
+}
+
 function nameInUse(name: string, holder: unknown): BerthError {
   const by = typeof holder === 'string' ? holder.slice(0, 12) : '?';
   return errors.exists(`container name "${name}" is already in use by container ${by}`);
