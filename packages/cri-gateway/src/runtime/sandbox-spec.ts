@@ -44,10 +44,9 @@ export interface PodConfig {
    * (unset: none; a privileged pod: none).
    */
   seccomp: SeccompRequest;
-  /** The pause process's user (`uid[:gid]`), supplemental groups and read-only rootfs. */
+  /** The pause process's user (`uid[:gid]`) and supplemental groups (its rootfs is always read-only). */
   user?: string;
   groups: number[];
-  readonlyRootfs: boolean;
 }
 
 const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
@@ -128,7 +127,6 @@ export function parsePodConfig(raw: unknown): PodConfig {
     seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, scField),
     ...(user ? { user } : {}),
     groups: supplementalGroups(sc, scField),
-    readonlyRootfs: sc.readonly_rootfs === true,
   };
 }
 
@@ -195,13 +193,20 @@ export function sandboxRequest(
     // Without it the task-service would give the pause berth's default filter: the pod's is
     // containerd's choice for its sandbox container too.
     seccomp: pod.seccomp,
-    // The pod's user, groups and read-only rootfs are the pause's too (containerd's sandbox spec).
+    // The pod's user and groups are the pause's too (containerd's sandbox spec).
     ...(pod.user ? { user: pod.user } : {}),
     ...(pod.groups.length ? { additionalGids: pod.groups } : {}),
-    ...(pod.readonlyRootfs ? { readonlyRootfs: true } : {}),
+    // As containerd's sandbox spec, whatever the pod asks: the pause only sleeps, on a read-only
+    // rootfs, unable to gain privileges, with the least CPU weight in the pod's cgroup.
+    readonlyRootfs: true,
+    noNewPrivileges: true,
+    resources: { cpuShares: SANDBOX_CPU_SHARES },
     labels: { [CriLabel.kind]: CriKind.sandbox, [CriLabel.meta]: JSON.stringify(opts.meta) },
   };
 }
+
+/** The pause container's cpu shares (containerd's DefaultSandboxCPUshares). */
+const SANDBOX_CPU_SHARES = 2;
 
 /** The node's /dev/shm, the /dev/shm of a pod in the node's IPC namespace. */
 const NODE_SHM = '/dev/shm';

@@ -81,6 +81,16 @@ describe('PodSandboxConfig to a pause container', () => {
     expect(req.hostname).toBeUndefined();
   });
 
+  it("runs every pause read-only, without new privileges, at 2 cpu shares (containerd's sandbox spec)", () => {
+    for (const security_context of [{}, { privileged: true }, { readonly_rootfs: false }]) {
+      const req = sandboxRequest(parsePodConfig({ metadata: md, linux: { security_context } }), {
+        image: 'pause',
+        meta: meta(),
+      });
+      expect(req).toMatchObject({ readonlyRootfs: true, noNewPrivileges: true, resources: { cpuShares: 2 } });
+    }
+  });
+
   it("binds the node's /dev/shm, read-only, into the pause of a pod in the node's IPC namespace", () => {
     const pod = parsePodConfig({
       metadata: md,
