@@ -155,7 +155,9 @@ export const CreateContainerRequest = z.object({
   /**
    * The new container's id, chosen by the caller (the CRI gateway picks a sandbox's before the
    * call, as containerd's CRI does, so CNI ADD can name it while the record is made); default a
-   * random one. ALREADY_EXISTS when a container of another name has it. Not stored in the config.
+   * random one. ALREADY_EXISTS, nothing made, when another container has it (stored, being
+   * created or being freed): pick a fresh random id for each new container. Not stored in the
+   * config.
    */
   id: z.string().regex(CONTAINER_ID_PATTERN, 'invalid container id: expected 64 hex digits').optional(),
   /** Image reference as the user typed it; it must already be on the node (the CLI pulls first). */

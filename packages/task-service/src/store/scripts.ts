@@ -57,13 +57,15 @@ return 1`,
 
 /**
  * A creation begins: its name reserved and its intent recorded in one step (ALREADY_EXISTS
- * leaves neither). Returns 1, 0 when a container with its id (KEYS[3], a caller's choice) is
- * stored already, or the id of the container holding the name.
+ * leaves neither). Returns 1, 0 when its id (a caller's choice) is another container's: stored
+ * (KEYS[3]), being created (an intent in KEYS[2]) or being freed (KEYS[4]), or the id of the
+ * container holding the name.
  */
 export const BEGIN_CREATE = redisScript(
   'container begin-create',
   `
-if redis.call('exists', KEYS[3]) == 1 then return 0 end
+if redis.call('exists', KEYS[3]) == 1 or redis.call('hexists', KEYS[2], ARGV[1]) == 1
+  or redis.call('hexists', KEYS[4], ARGV[1]) == 1 then return 0 end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX') then return redis.call('get', KEYS[1]) or '?' end
 redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
 return 1`,
@@ -100,14 +102,17 @@ return {'removed', data, unpack(task)}`,
  * reserved and its record stored in one step, as put() stores one (ALREADY_EXISTS leaves
  * neither), with its claim on its image's chain (ARGV[5], field CHAIN_CLAIM_FIELD; none when
  * empty). Run again for the same id (ioredis resends a command whose reply a dropped connection
- * lost) it stores the same again. Returns 1, 0 when a container of another name is stored under
- * its id (a caller's choice), or the id of the container holding the name.
+ * lost) it stores the same again: only the very same record (a caller's id names no other).
+ * Returns 1, 0 when its id is another container's: stored with another record (KEYS[2]), being
+ * created (an intent in KEYS[4]) or being freed (KEYS[5]), or the id of the container holding
+ * the name.
  */
 export const CREATE_NAMED = redisScript(
   'container create-named',
   `
-local other = redis.call('hget', KEYS[2], 'name')
-if other and other ~= ARGV[3] then return 0 end
+local stored = redis.call('hget', KEYS[2], 'data')
+if (stored and stored ~= ARGV[2]) or redis.call('hexists', KEYS[4], ARGV[1]) == 1
+  or redis.call('hexists', KEYS[5], ARGV[1]) == 1 then return 0 end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX') then
   local holder = redis.call('get', KEYS[1])
   if holder ~= ARGV[1] then return holder or '?' end

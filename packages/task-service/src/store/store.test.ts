@@ -74,17 +74,23 @@ describe('ContainerStore', () => {
     expect(await store.namespaces()).toEqual(expect.arrayContaining(['ns2']));
   });
 
-  it("refuses a caller's id that a stored container of another name has, on both create paths, recording nothing", async () => {
+  it("refuses a caller's id another container has (stored, being created, being freed) on both create paths, recording nothing", async () => {
     const c = container('ns8', 'first');
     await store.createNamed(c);
     const taken = `container id ${c.id} is already in use by another container`;
     // createNamed (rootfs prepared after the reply): sent again for the same container it is
     // the same record, stored again; under another name it is refused.
     await store.createNamed(c);
-    await expect(store.createNamed({ ...c, name: 'second' })).rejects.toMatchObject({
-      code: 'ALREADY_EXISTS',
-      message: taken,
-    });
+    for (const other of [
+      { ...c, name: 'second' },
+      { ...c, spec: { replaced: true } },
+    ]) {
+      await expect(store.createNamed(other)).rejects.toMatchObject({
+        code: 'ALREADY_EXISTS',
+        message: taken,
+      });
+    }
+    expect((await store.current('ns8', c.id)).c?.spec).toEqual({});
     const intent = { id: c.id, name: 'third', node: 'n1', bridge: false, startedAt: c.createdAt };
     await expect(store.beginCreateNamed('ns8', intent)).rejects.toMatchObject({
       code: 'ALREADY_EXISTS',
@@ -94,6 +100,27 @@ describe('ContainerStore', () => {
     await expect(store.resolve('ns8', 'second')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(store.resolve('ns8', 'third')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect((await store.resolve('ns8', 'first')).id).toBe(c.id);
+    // An id whose container is being created (its intent), or being freed, is taken too.
+    const busy = container('ns8', 'busy');
+    await store.beginCreateNamed('ns8', { ...intent, id: busy.id, name: 'busy' });
+    await expect(store.createNamed({ ...busy, name: 'late' })).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+    });
+    await expect(
+      store.beginCreateNamed('ns8', { ...intent, id: busy.id, name: 'late' }),
+    ).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+    });
+    await redis.hset(keys.containersCollecting('ns8'), 'c'.repeat(64), '{}');
+    const freed = container('ns8', 'freed', 'c'.repeat(64));
+    await expect(store.createNamed(freed)).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    await expect(
+      store.beginCreateNamed('ns8', { ...intent, id: freed.id, name: 'freed' }),
+    ).rejects.toMatchObject({
+      code: 'ALREADY_EXISTS',
+    });
+    await expect(store.resolve('ns8', 'late')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(store.resolve('ns8', 'freed')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
   it('begins a creation with its name in one step, and commits it with the lock released', async () => {

@@ -68,10 +68,11 @@ export class ContainerStore {
   async beginCreateNamed(ns: string, i: CreateIntent): Promise<void> {
     const r = await this.redis.eval(
       BEGIN_CREATE,
-      3,
+      4,
       keys.containerName(ns, i.name),
       keys.containersCreating(ns),
       keys.container(ns, i.id),
+      keys.containersCollecting(ns),
       i.id,
       JSON.stringify(i),
     );
@@ -89,10 +90,12 @@ export class ContainerStore {
       !c.rootfs && c.image.chainId ? JSON.stringify({ node: c.node, chainId: c.image.chainId }) : '';
     const r = await this.redis.eval(
       CREATE_NAMED,
-      3,
+      5,
       keys.containerName(c.namespace, c.name),
       keys.container(c.namespace, c.id),
       keys.containers(c.namespace),
+      keys.containersCreating(c.namespace),
+      keys.containersCollecting(c.namespace),
       c.id,
       JSON.stringify(c),
       c.name,
