@@ -40,6 +40,7 @@ function fakes(events: 'none' | 'delivered' | 'lost' = 'none') {
   const labelsAtStart = new Map<string, Record<string, string>>();
   // Failures to inject: the RunPodSandbox's last step, and the task-service for its undo.
   const fail = { update: false, delete: false };
+  const ownIds = { on: false };
   const network = {
     netnsPath: (k: string) => `/run/netns/${k}`,
     setup: async (k: string) => {
@@ -56,7 +57,8 @@ function fakes(events: 'none' | 'delivered' | 'lost' = 'none') {
   const tasks = {
     createContainer: async (req: CreateContainerRequest) => {
       await holds.create.opened;
-      const id = `pod${records.size}`;
+      // The gateway's chosen id, as a task-service that takes it (`ownIds`: one from before).
+      const id = ownIds.on || !req.id ? `pod${records.size}` : req.id;
       const container = { id, node: 'n1', labels: req.labels ?? {} } as ContainerInfo['container'];
       records.set(id, { container, status: 'created' } as ContainerInfo);
       return container;
@@ -106,8 +108,11 @@ function fakes(events: 'none' | 'delivered' | 'lost' = 'none') {
     log: { warn: () => undefined, info: () => undefined } as unknown as Logger,
     ...(events === 'none' ? {} : { events: feed }),
   });
-  return { pods, keys, torn, steps, holds, fail, records, labelsAtStart };
+  return { pods, keys, torn, steps, holds, fail, ownIds, records, labelsAtStart };
 }
+
+/** The id of the first pod the fakes' task-service made. */
+const firstId = (f: ReturnType<typeof fakes>): string => [...f.records.keys()][0] ?? '';
 
 const config = {
   metadata: { name: 'web', uid: 'u1', namespace: 'default', attempt: 0 },
@@ -131,7 +136,7 @@ describe('PodRuntime.collectNetworks', () => {
     // The next collection reads the pod and keeps its network; an orphan beside it goes.
     f.keys.add('cri-orphan');
     expect(await f.pods.collectNetworks()).toEqual(['cri-orphan']);
-    expect(id).toBe('pod0');
+    expect([...f.records.keys()]).toEqual([id]);
   });
 
   it('removes a pod whose RunPodSandbox failed and could not be undone', async () => {
@@ -144,11 +149,11 @@ describe('PodRuntime.collectNetworks', () => {
     f.fail.update = true;
     f.fail.delete = true;
     await expect(f.pods.run(config, '')).rejects.toThrow(/unavailable/);
-    expect([...f.records.keys()]).toEqual(['pod0']);
+    expect(f.records.size).toBe(1);
     expect(f.keys.size).toBe(0);
     // While the task-service is still down the pod stays, for the next pass.
     expect(await f.pods.collectNetworks()).toEqual([]);
-    expect(f.records.has('pod0')).toBe(true);
+    expect(f.records.size).toBe(1);
     f.fail.delete = false;
     expect(await f.pods.collectNetworks()).toEqual([]);
     expect(f.records.size).toBe(0);
@@ -181,6 +186,21 @@ describe('PodRuntime.collectNetworks', () => {
   });
 });
 
+describe('PodRuntime.run with a task-service that picks its own ids', () => {
+  it('fails FAILED_PRECONDITION and leaves no pod: its plugins were told another id', async () => {
+    const f = fakes();
+    f.holds.create.open();
+    f.holds.listReply.open();
+    f.ownIds.on = true;
+    await expect(f.pods.run(config, '')).rejects.toMatchObject({
+      code: 'FAILED_PRECONDITION',
+      message: expect.stringMatching(/under its own id, not the gateway's .*upgrade every task-service/),
+    });
+    expect(f.records.size).toBe(0);
+    expect(f.keys.size).toBe(0);
+  });
+});
+
 describe("PodRuntime.run records the pod's addresses", () => {
   const ipsOf = (labels: Record<string, string> | undefined) =>
     labels?.['io.berth.cri.meta']
@@ -192,8 +212,8 @@ describe("PodRuntime.run records the pod's addresses", () => {
     f.holds.create.open();
     f.holds.start = gate(); // the start is held after the task is recorded and its event sent
     const run = f.pods.run(config, '');
-    await until(() => ipsOf(f.records.get('pod0')?.container.labels) !== undefined);
-    expect(f.labelsAtStart.has('pod0')).toBe(false); // recorded before the start returned
+    await until(() => ipsOf(f.records.get(firstId(f))?.container.labels) !== undefined);
+    expect(f.labelsAtStart.has(firstId(f))).toBe(false); // recorded before the start returned
     f.holds.start.open();
     const id = await run;
     expect(ipsOf(f.records.get(id)?.container.labels)).toEqual(['10.0.0.2']);
@@ -205,10 +225,10 @@ describe("PodRuntime.run records the pod's addresses", () => {
       f.holds.create.open();
       f.holds.start = gate();
       const run = f.pods.run(config, '');
-      await until(() => f.records.has('pod0'));
+      await until(() => f.records.size === 1);
       // Without the event nothing says the task is recorded: no update races the task-service.
       for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-      expect(ipsOf(f.records.get('pod0')?.container.labels)).toBeUndefined();
+      expect(ipsOf(f.records.get(firstId(f))?.container.labels)).toBeUndefined();
       f.holds.start.open();
       const id = await run;
       // The call's own reply is the fallback: RunPodSandbox answered with the addresses recorded.

@@ -216,11 +216,26 @@ export class PodRuntime {
         taskRecorded();
     });
     const sandboxId = randomBytes(32).toString('hex');
+    // Whether the pause's record may exist though its create failed (a reply lost, a timeout):
+    // not when the task-service refused it, having made nothing.
+    let maybeMade = true;
     try {
       const created = this.createPause(pod, image, meta, sandboxId, netnsPath).then((made) => {
         id = made;
         this.starting.add(made);
+        // A task-service before caller-chosen ids picks its own: the plugins were told another.
+        if (made !== sandboxId) {
+          throw new BerthError(
+            Code.FAILED_PRECONDITION,
+            `the task-service made pod sandbox ${made.slice(0, 12)} under its own id, not the gateway's ${sandboxId.slice(0, 12)}: upgrade every task-service before the cri-gateway`,
+          );
+        }
         return made;
+      });
+      created.catch((e: unknown) => {
+        const code = toBerthError(e).code;
+        if (id === undefined && (code === Code.ALREADY_EXISTS || code === Code.INVALID_ARGUMENT))
+          maybeMade = false;
       });
       attach = netKey ? this.d.network.setup(netKey, networkSetup(pod, sandboxId)) : undefined;
       // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
@@ -254,7 +269,15 @@ export class PodRuntime {
       if (addr.status === 'rejected') throw addr.reason;
       return task.value;
     } catch (err) {
-      if (id) await this.d.tasks.deleteContainer(id, true).catch((e: unknown) => this.warn(e, id ?? ''));
+      // The record a create left whose reply never came is removed by the id chosen for it.
+      const made = id ?? (maybeMade ? sandboxId : undefined);
+      if (made) {
+        await this.d.tasks
+          .deleteContainer(made, true)
+          .catch((e: unknown) =>
+            id || toBerthError(e).code !== Code.NOT_FOUND ? this.warn(e, made) : undefined,
+          );
+      }
       if (netKey) {
         await attach?.catch(() => undefined);
         await this.d.network.teardown(netKey).catch((e: unknown) => this.warn(e, netKey));

@@ -1,9 +1,11 @@
 import { join } from 'node:path';
 import {
+  CniArgValue,
   type CreateContainerRequest,
   Hostname,
   type SeccompRequest,
   type ShimBandwidth,
+  ShimCniDns,
   seccompFromCri,
   seccompFromCriPath,
 } from '@berth/api';
@@ -112,6 +114,7 @@ export function parsePodConfig(raw: unknown): PodConfig {
   const annotations = stringMap(config.annotations, 'config.annotations');
   // Read only for a pod with a network of its own, as containerd reads them only to set one up.
   const bandwidth = namespaces.network === NsMode.NODE ? undefined : podBandwidth(annotations);
+  if (namespaces.network !== NsMode.NODE) checkCniInputs(metadata, dns);
   return {
     metadata,
     labels: stringMap(config.labels, 'config.labels'),
@@ -128,6 +131,31 @@ export function parsePodConfig(raw: unknown): PodConfig {
     ...(user ? { user } : {}),
     groups: supplementalGroups(sc, scField),
   };
+}
+
+/**
+ * What a pod with a network of its own hands its CNI plugins (CNI_ARGS, the dns capability),
+ * checked before anything is made: INVALID_ARGUMENT naming the CRI field.
+ */
+function checkCniInputs(
+  metadata: { name: string; uid: string; namespace: string },
+  dns: { servers: string[]; searches: string[]; options: string[] } | undefined,
+): void {
+  for (const k of ['name', 'uid', 'namespace'] as const) {
+    const r = CniArgValue.safeParse(metadata[k]);
+    if (!r.success) {
+      throw invalid(
+        `config.metadata.${k}`,
+        `"${metadata[k].slice(0, 80)}" cannot be passed to the CNI plugins: ${r.error.issues[0]?.message ?? 'invalid'}`,
+      );
+    }
+  }
+  const r = dns ? ShimCniDns.safeParse(dns) : undefined;
+  if (r && !r.success) {
+    const issue = r.error.issues[0];
+    const at = issue?.path.length ? `.${issue.path.join('.').replace(/\.(\d+)/g, '[$1]')}` : '';
+    throw invalid(`config.dns_config${at}`, issue?.message ?? 'is invalid');
+  }
 }
 
 /**

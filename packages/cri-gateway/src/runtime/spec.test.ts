@@ -81,6 +81,24 @@ describe('PodSandboxConfig to a pause container', () => {
     expect(req.hostname).toBeUndefined();
   });
 
+  it('refuses, naming the field, what the CNI plugins of a pod network cannot be given', () => {
+    const pod = (extra: Record<string, unknown>, network = 'POD') =>
+      parsePodConfig({
+        metadata: md,
+        linux: { security_context: { namespace_options: { network, pid: 'POD', ipc: 'POD' } } },
+        ...extra,
+      });
+    expect(() => pod({ metadata: { ...md, name: 'a;K8S_POD_UID=x' } })).toThrow(
+      /config\.metadata\.name "a;K8S_POD_UID=x" cannot be passed to the CNI plugins: a CNI_ARGS value has no ";"/,
+    );
+    expect(() => pod({ metadata: { ...md, namespace: 'two words' } })).toThrow(/config\.metadata\.namespace/);
+    expect(() => pod({ dns_config: { options: Array.from({ length: 33 }, () => 'ndots:5') } })).toThrow(
+      /config\.dns_config\.options/,
+    );
+    // A pod in the node's network runs no plugin: nothing to refuse.
+    expect(pod({ metadata: { ...md, name: 'a;b' } }, 'NODE').metadata.name).toBe('a;b');
+  });
+
   it("runs every pause read-only, without new privileges, at 2 cpu shares (containerd's sandbox spec)", () => {
     for (const security_context of [{}, { privileged: true }, { readonly_rootfs: false }]) {
       const req = sandboxRequest(parsePodConfig({ metadata: md, linux: { security_context } }), {
