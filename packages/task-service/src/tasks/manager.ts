@@ -29,7 +29,7 @@ import {
 } from '@berth/api';
 import { type ServiceContext, settleWithin } from '@berth/kit';
 import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
-import { CollectRetries } from '../containers/collect-retries.js';
+import { FreeRetries } from '../containers/free-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
@@ -87,7 +87,7 @@ export class TaskManager {
   /** Collections this replica began after replying to a background removal (see settle()). */
   private readonly collecting = new Set<Promise<void>>();
   /** The reconcile's back-off of removed containers whose freeing keeps failing. */
-  private readonly collectRetries = new CollectRetries();
+  private readonly collectRetries = new FreeRetries();
 
   constructor(
     private readonly store: ContainerStore,

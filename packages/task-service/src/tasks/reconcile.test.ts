@@ -1,6 +1,6 @@
 import { BerthError, Code, type Container } from '@berth/api';
 import { describe, expect, it } from 'vitest';
-import { CollectRetries } from '../containers/collect-retries.js';
+import { FreeRetries } from '../containers/free-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { ContainerStore } from '../store/store.js';
 import { type ReconcileDeps, reconcileAll } from './reconcile.js';
@@ -35,7 +35,7 @@ function deps(removeWith: (records: Map<string, Container>) => Promise<void>) {
     },
     autoRemove: async () => undefined,
     remove: () => removeWith(records),
-    collectRetries: new CollectRetries(),
+    collectRetries: new FreeRetries(),
   };
   return { d, warnings };
 }

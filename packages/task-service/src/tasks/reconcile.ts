@@ -1,6 +1,6 @@
 import type { Container, Task } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
-import type { CollectRetries } from '../containers/collect-retries.js';
+import type { FreeRetries } from '../containers/free-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { ContainerStore } from '../store/store.js';
 
@@ -34,7 +34,7 @@ export interface ReconcileDeps {
   /** Removes a container, killing its task if need be. */
   remove(ns: string, id: string): Promise<void>;
   /** Which removed containers to free this pass: those whose freeing keeps failing wait (kept across passes). */
-  collectRetries: CollectRetries;
+  collectRetries: FreeRetries;
 }
 
 /**
@@ -45,7 +45,7 @@ export interface ReconcileDeps {
  * snapshot-service was down) are finished (each waits for its container's lock, up to the TTL of
  * a dead holder's), what containers removed in the background held on their nodes is freed where
  * that had not finished (one whose node keeps failing to free it is tried after 1, 2, 4 ... passes,
- * see CollectRetries), stopped containers labelled for auto-removal go, and a task a shim runs
+ * see FreeRetries), stopped containers labelled for auto-removal go, and a task a shim runs
  * for a container without one on record (its create's replica died) is killed and deleted. A node
  * that cannot be reached is skipped (logged, and counted in `unreachable`): the next reconcile, or
  * a later state(), gets it.
