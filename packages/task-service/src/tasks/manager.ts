@@ -88,6 +88,8 @@ export class TaskManager {
   private readonly collecting = new Set<Promise<void>>();
   /** The reconcile's back-off of removed containers whose freeing keeps failing. */
   private readonly collectRetries = new FreeRetries();
+  /** The reconcile's back-off of removals that stopped half-way and keep failing. */
+  private readonly removeRetries = new FreeRetries();
 
   constructor(
     private readonly store: ContainerStore,
@@ -707,12 +709,14 @@ export class TaskManager {
       autoRemove: (ns, id) => this.autoRemove(ns, id),
       remove: (ns, id) => this.removeContainer(ns, id, true),
       collectRetries: this.collectRetries,
+      removeRetries: this.removeRetries,
     });
   }
 
   /** Tells the reconcile how often it runs, so its back-off is capped at the same time whatever it is. */
   setReconcileInterval(intervalMs: number): void {
     this.collectRetries.setInterval(intervalMs);
+    this.removeRetries.setInterval(intervalMs);
   }
 }
 
