@@ -392,7 +392,7 @@ describe('a replica starting after one that was killed mid-operation', () => {
     try {
       // Before, startup waited for the whole first reconcile, and so for the lock: 30 s of silence.
       expect(Date.now() - started).toBeLessThan(5000);
-      expect(await domain.store.removing('test')).toContain(c.id);
+      expect((await domain.store.removing('test')).map((r) => r.id)).toContain(c.id);
     } finally {
       tracking.stop();
       await held?.release();
@@ -486,7 +486,7 @@ describe('the reconcile, with a stand-in shim', () => {
     const tracking = await startExitTracking(replica, nc, log, { intervalMs: 600_000 });
     try {
       expect(await stoppedWithin(c, 5000)).toMatchObject({ status: 'stopped', exitCode: 7 });
-      expect(await domain.store.removing('test')).toContain(half.id);
+      expect((await domain.store.removing('test')).map((r) => r.id)).toContain(half.id);
     } finally {
       tracking.stop();
       await held?.release();

@@ -2,7 +2,7 @@ import { BerthError, Code, type Container, type Task } from '@berth/api';
 import { type BackoffStep, keys, type Lock, type Redis, withLockIfFree } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import type { ContainerStore } from '../store/store.js';
-import type { CollectRetries } from './collect-retries.js';
+import type { FreeRetries } from './free-retries.js';
 
 /** Swallows the errors that mean "already gone" during cleanup. */
 export function ignoreGone(p: Promise<unknown>): Promise<void> {
@@ -199,12 +199,12 @@ export interface CollectReport {
  * Collects every container of a namespace removed in the background and not yet freed (a replica
  * died, or a node was unreachable), those `retries` says are due. Returns how many were finished;
  * failures go to `onError` and stay for a later reconcile: the next one for a transient failure,
- * one some passes on for a failure the node reports (see CollectRetries).
+ * one some passes on for a failure the node reports (see FreeRetries).
  */
 export async function collectAll(
   d: CollectDeps,
   ns: string,
-  retries: CollectRetries,
+  retries: FreeRetries,
   report: CollectReport,
 ): Promise<number> {
   let done = 0;

@@ -43,7 +43,7 @@ import {
   freeOnNode,
   releaseNetwork,
 } from './collect.js';
-import type { CollectRetries } from './collect-retries.js';
+import type { FreeRetries } from './free-retries.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -633,7 +633,7 @@ export class ContainerManager {
   }
 
   /** Finishes the collections a replica left undone, those due (see collectAll); returns how many it finished. */
-  reconcileCollections(ns: string, retries: CollectRetries, report: CollectReport): Promise<number> {
+  reconcileCollections(ns: string, retries: FreeRetries, report: CollectReport): Promise<number> {
     return collectAll(this.collectDeps(), ns, retries, report);
   }
 

@@ -357,14 +357,22 @@ export class ContainerStore {
     return (await this.redis.hexists(keys.container(ns, id), 'removing')) === 1;
   }
 
-  /** Ids of the containers of a namespace whose removal began and did not finish. */
-  async removing(ns: string): Promise<string[]> {
+  /**
+   * The records of the containers of a namespace whose removal began and did not finish (the
+   * reconcile's back-off tells their versions apart, see FreeRetries).
+   */
+  async removing(ns: string): Promise<Container[]> {
     const ids = await this.redis.smembers(keys.containers(ns));
     if (ids.length === 0) return [];
     const p = this.redis.pipeline();
-    for (const id of ids) p.hexists(keys.container(ns, id), 'removing');
+    for (const id of ids) p.hmget(keys.container(ns, id), 'data', 'removing');
     const res = (await p.exec()) ?? [];
-    return ids.filter((_, i) => res[i]?.[1] === 1);
+    const out: Container[] = [];
+    for (const r of res) {
+      const [data, removing] = (r?.[1] as (string | null)[] | undefined) ?? [];
+      if (data && removing !== null && removing !== undefined) out.push(JSON.parse(data) as Container);
+    }
+    return out;
   }
 
   /** Namespaces that have (or had) containers, or creations or collections under way. */

@@ -29,7 +29,7 @@ import {
 } from '@berth/api';
 import { type ServiceContext, settleWithin } from '@berth/kit';
 import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
-import { CollectRetries } from '../containers/collect-retries.js';
+import { FreeRetries } from '../containers/free-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
@@ -87,7 +87,9 @@ export class TaskManager {
   /** Collections this replica began after replying to a background removal (see settle()). */
   private readonly collecting = new Set<Promise<void>>();
   /** The reconcile's back-off of removed containers whose freeing keeps failing. */
-  private readonly collectRetries = new CollectRetries();
+  private readonly collectRetries = new FreeRetries();
+  /** The reconcile's back-off of removals that stopped half-way and keep failing. */
+  private readonly removeRetries = new FreeRetries();
 
   constructor(
     private readonly store: ContainerStore,
@@ -707,12 +709,14 @@ export class TaskManager {
       autoRemove: (ns, id) => this.autoRemove(ns, id),
       remove: (ns, id) => this.removeContainer(ns, id, true),
       collectRetries: this.collectRetries,
+      removeRetries: this.removeRetries,
     });
   }
 
   /** Tells the reconcile how often it runs, so its back-off is capped at the same time whatever it is. */
   setReconcileInterval(intervalMs: number): void {
     this.collectRetries.setInterval(intervalMs);
+    this.removeRetries.setInterval(intervalMs);
   }
 }
 

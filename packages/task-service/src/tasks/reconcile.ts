@@ -1,6 +1,6 @@
 import type { Container, Task } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
-import type { CollectRetries } from '../containers/collect-retries.js';
+import type { FreeRetries } from '../containers/free-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { ContainerStore } from '../store/store.js';
 
@@ -34,7 +34,9 @@ export interface ReconcileDeps {
   /** Removes a container, killing its task if need be. */
   remove(ns: string, id: string): Promise<void>;
   /** Which removed containers to free this pass: those whose freeing keeps failing wait (kept across passes). */
-  collectRetries: CollectRetries;
+  collectRetries: FreeRetries;
+  /** Which removals that stopped half-way to finish this pass: those that keep failing wait (kept across passes). */
+  removeRetries: FreeRetries;
 }
 
 /**
@@ -44,11 +46,11 @@ export interface ReconcileDeps {
  * whose replica died are undone once their lock is free, removals that stopped half-way (a shim or
  * snapshot-service was down) are finished (each waits for its container's lock, up to the TTL of
  * a dead holder's), what containers removed in the background held on their nodes is freed where
- * that had not finished (one whose node keeps failing to free it is tried after 1, 2, 4 ... passes,
- * see CollectRetries), stopped containers labelled for auto-removal go, and a task a shim runs
- * for a container without one on record (its create's replica died) is killed and deleted. A node
- * that cannot be reached is skipped (logged, and counted in `unreachable`): the next reconcile, or
- * a later state(), gets it.
+ * that had not finished (a removal or a freeing that keeps failing on its node is tried after 1,
+ * 2, 4 ... passes, see FreeRetries), stopped containers labelled for auto-removal go, and a task a
+ * shim runs for a container without one on record (its create's replica died) is killed and
+ * deleted. A node that cannot be reached is skipped (logged, and counted in `unreachable`): the
+ * next reconcile, or a later state(), gets it.
  */
 export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
   const r: ReconcileResult = {
@@ -61,6 +63,7 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
     unreachable: 0,
   };
   d.collectRetries.beginPass();
+  d.removeRetries.beginPass();
   const seen: { ns: string; stopped: string[]; taskless: Container[] }[] = [];
   for (const ns of await d.store.namespaces()) {
     const stopped: string[] = [];
@@ -89,21 +92,7 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
     } catch (err) {
       d.log.warn({ err: (err as Error).message, ns }, 'reconcile: undoing a half-made creation failed');
     }
-    for (const id of await d.store.removing(ns)) {
-      try {
-        await d.remove(ns, id);
-        r.removed++;
-      } catch (err) {
-        // Another remover (a request, the CRI gateway's collection of a failed RunPodSandbox)
-        // finished it after the list above: the record is gone, nothing is left to finish.
-        const gone = await d.store.get(ns, id).then(
-          (c) => c === undefined,
-          () => false,
-        );
-        if (gone) continue;
-        d.log.warn({ err: (err as Error).message, ns, id }, 'reconcile: finishing a removal failed');
-      }
-    }
+    r.removed += await finishRemovals(d, ns);
     r.collected += await d.containers.reconcileCollections(ns, d.collectRetries, {
       onError: (err, c, backoff) =>
         d.log.warn(
@@ -125,5 +114,43 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
     );
   }
   d.collectRetries.endPass();
+  d.removeRetries.endPass();
   return r;
+}
+
+/**
+ * Finishes the removals of a namespace that stopped half-way, those `d.removeRetries` says are
+ * due; returns how many it finished. A failure is logged once a try, with the back-off it led to.
+ */
+async function finishRemovals(d: ReconcileDeps, ns: string): Promise<number> {
+  let done = 0;
+  for (const c of await d.store.removing(ns)) {
+    const { id } = c;
+    if (!d.removeRetries.due(c)) continue;
+    try {
+      await d.remove(ns, id);
+      done++;
+      const failures = d.removeRetries.succeeded(c);
+      if (failures > 0) d.log.info({ ns, id, failures }, 'reconcile: finished a removal that had failed');
+    } catch (err) {
+      // Another remover (a request, the CRI gateway's collection of a failed RunPodSandbox)
+      // finished it after the list above: the record is gone, nothing is left to finish.
+      const gone = await d.store.get(ns, id).then(
+        (got) => got === undefined,
+        () => false,
+      );
+      if (gone) continue;
+      const backoff = d.removeRetries.failed(c, err);
+      d.log.warn(
+        {
+          err: (err as Error).message,
+          ns,
+          id,
+          ...(backoff ? { failures: backoff.failures, retryInPasses: backoff.waitPasses } : {}),
+        },
+        'reconcile: finishing a removal failed',
+      );
+    }
+  }
+  return done;
 }

@@ -3,7 +3,7 @@ import { call, connectRedis } from '@berth/kit';
 import { startNats, startRedis, type TestServer } from '@berth/testing';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CollectRetries, transientFailure } from './collect-retries.js';
+import { FreeRetries, transientFailure } from './free-retries.js';
 
 // Which failures of a freeing are backed off, with the errors a real Redis and NATS give; and what
 // starts a container's back-off afresh. The passes against a real shim and runc are in
@@ -62,11 +62,11 @@ describe('transientFailure', () => {
   });
 });
 
-describe('CollectRetries', () => {
+describe('FreeRetries', () => {
   const internal = new BerthError(Code.INTERNAL, 'runc delete failed: unexpected EOF');
 
   it('does not count a transient failure: the container stays due', () => {
-    const r = new CollectRetries();
+    const r = new FreeRetries();
     const c = container('t1');
     r.beginPass();
     expect(r.due(c)).toBe(true);
@@ -79,7 +79,7 @@ describe('CollectRetries', () => {
   });
 
   it('starts afresh for the record written again, and forgets a container a whole pass did not see', () => {
-    const r = new CollectRetries();
+    const r = new FreeRetries();
     const c = container('t1');
     for (let n = 0; n < 3; n++) {
       r.beginPass();
@@ -100,7 +100,7 @@ describe('CollectRetries', () => {
   });
 
   it('caps the wait at 5 minutes of the interval', () => {
-    const r = new CollectRetries();
+    const r = new FreeRetries();
     r.setInterval(60_000);
     const c = container('t1');
     const waits: number[] = [];

@@ -4,8 +4,8 @@ import { type BackoffStep, PassBackoff } from '@berth/kit';
 /** The reconcile's interval when none is set (the task-service's reconcileIntervalMs default), ms. */
 const DEFAULT_RECONCILE_MS = 30_000;
 
-/** The longest a removed container whose freeing keeps failing waits between tries, ms. */
-export const COLLECT_BACKOFF_MAX_MS = 5 * 60_000;
+/** The longest a container whose freeing keeps failing waits between tries, ms. */
+export const FREE_BACKOFF_MAX_MS = 5 * 60_000;
 
 /**
  * Codes of a failed freeing that say nothing about the container: its node's shim or
@@ -25,22 +25,24 @@ export function transientFailure(err: unknown): boolean {
 }
 
 /**
- * Which removed containers the reconcile tries to free in a pass (see collectAll). A freeing the
- * node refuses or fails (runc cannot delete the task: a broken state.json; a snapshot that will not
- * go) is not tried every pass: the container waits 1, 2, 4 ... passes, at most
- * COLLECT_BACKOFF_MAX_MS' worth of the reconcile interval, and each try is logged once. A success,
- * or the record written again (another container under the id removed), starts afresh; entries of
- * containers no longer to collect are dropped at the end of each pass. A transient failure
- * (transientFailure) is not counted: the container is tried again in the next pass.
+ * Which containers the reconcile tries to free on their nodes in a pass, one instance per kind of
+ * work: the collections of containers removed in the background (see collectAll), the removals
+ * that stopped half-way (see reconcileAll). A freeing the node refuses or fails (runc cannot
+ * delete the task: a broken state.json; a snapshot that will not go) is not tried every pass: the
+ * container waits 1, 2, 4 ... passes, at most FREE_BACKOFF_MAX_MS' worth of the reconcile
+ * interval, and each try is logged once. A success, or the record written again (updated, or
+ * another container under the id), starts afresh; entries of containers the pass no longer found
+ * are dropped at its end. A transient failure (transientFailure) is not counted: the container is
+ * tried again in the next pass.
  */
-export class CollectRetries {
-  private readonly backoff = new PassBackoff(COLLECT_BACKOFF_MAX_MS / DEFAULT_RECONCILE_MS);
-  /** The containers to collect this pass has seen, in every namespace it went through. */
+export class FreeRetries {
+  private readonly backoff = new PassBackoff(FREE_BACKOFF_MAX_MS / DEFAULT_RECONCILE_MS);
+  /** The containers this pass has seen, in every namespace it went through. */
   private seen = new Set<string>();
 
-  /** Sets the reconcile's interval, which turns COLLECT_BACKOFF_MAX_MS into passes. */
+  /** Sets the reconcile's interval, which turns FREE_BACKOFF_MAX_MS into passes. */
   setInterval(intervalMs: number): void {
-    this.backoff.setMaxWait(COLLECT_BACKOFF_MAX_MS / intervalMs);
+    this.backoff.setMaxWait(FREE_BACKOFF_MAX_MS / intervalMs);
   }
 
   /** Begins a reconcile pass. */
@@ -80,7 +82,10 @@ function keyOf(c: Container): string {
   return `${c.namespace}/${c.id}`;
 }
 
-/** The version of a collection record: another removal under the id writes another one. */
+/**
+ * The version of a container's record: an update writes another one, and so does another
+ * container (or another removal in the background) under the id.
+ */
 function subjectOf(c: Container): string {
   return `${c.createdAt}/${c.updatedAt}`;
 }
