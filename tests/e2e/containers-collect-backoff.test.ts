@@ -80,7 +80,7 @@ describe('the reconcile and a removed container its node cannot free', () => {
     // runc could delete it now, but the shim is down: no responders is not the container's
     // failure. It and a container removed meanwhile are tried every pass, and each try logged.
     await writeFile(stateFile, good);
-    await w.s.kill('shim', 'SIGKILL');
+    await w.killShim();
     await removeInBackground(other);
     expect((await collecting()).sort()).toEqual([broken, other].sort());
     const logs = failed(broken).length;

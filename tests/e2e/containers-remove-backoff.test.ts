@@ -84,7 +84,7 @@ describe('the reconcile and a removal its node cannot finish', () => {
     // runc could delete it now, but the shim is down: no responders is not the container's
     // failure. It and a removal that failed meanwhile are tried every pass, and each try logged.
     await writeFile(stateFile, good);
-    await w.s.kill('shim', 'SIGKILL');
+    await w.killShim();
     await expect(w.domain.tasks.removeContainer(ns, other, false)).rejects.toThrow(/no responder/);
     expect(await w.domain.store.isRemoving(ns, other)).toBe(true);
     const logs = failed(broken).length;

@@ -35,6 +35,11 @@ export interface ReconcileWorld {
   shimTask(ns: string, id: string): Promise<string>;
   /** The task's state.json under the shim's runc root. */
   stateFile(ns: string, id: string): string;
+  /**
+   * SIGKILLs the stack's shim and waits until NATS has dropped its subscriptions (a call finds
+   * no responders), so the next call of a test meets that, not a request to a dead connection.
+   */
+  killShim(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -91,6 +96,23 @@ export async function startReconcileWorld(): Promise<ReconcileWorld> {
       }
     },
     stateFile: (ns, id) => join(s.stateRoot, 'runc', ns, id, 'state.json'),
+    async killShim() {
+      await s.kill('shim', 'SIGKILL');
+      await until('NATS to drop the killed shim', async () => {
+        try {
+          await call(
+            s.nc,
+            ShimApi,
+            'state',
+            { namespace: 'probe', id: 'probe' },
+            { node: s.node, timeoutMs: 500 },
+          );
+          return false;
+        } catch (err) {
+          return err instanceof BerthError && /no responder/.test(err.message);
+        }
+      });
+    },
     async stop() {
       await redis.quit();
       await s.stop();
