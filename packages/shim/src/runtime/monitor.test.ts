@@ -49,6 +49,9 @@ describe('monitorAlive', () => {
     const long = await run(join(dir, 'conmon'), ['--conmon-pidfile=/run/y/conmon.pid', '-c', 'y']);
     expect(monitorAlive(long, '/run/y/conmon.pid')).toBe(true);
     expect(monitorStat(long, '/run/y/conmon.pid')?.pgid).toBeGreaterThan(0);
+    // The same file, spelled with another state root's slashes.
+    const slashes = await run(join(dir, 'conmon'), ['-c', 'z', '-P', '/run//z/./conmon.pid']);
+    expect(monitorAlive(slashes, '/run/z/conmon.pid')).toBe(true);
   });
 
   it('is false for a pid another process has: another program, another pid file, the file only named', async () => {

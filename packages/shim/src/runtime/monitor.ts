@@ -1,5 +1,6 @@
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { posix } from 'node:path';
 import { type ProcStat, parseProcStat, procStatNow } from '@berth/kit/pid-alive';
 
 /** The /proc/<pid>/stat of a process; undefined when it is gone. */
@@ -16,13 +17,17 @@ export async function procStat(pid: number): Promise<ProcStat | undefined> {
  * `--conmon-pidfile`). That file names one monitored process, a task's init or one exec (the
  * bundle's or the exec directory's conmon.pid), where conmon's `-c` is shared by a task and its
  * execs; and it is derived from the task's ids, so an agent that restarted finds it again. The
- * program's name is not looked at: services.shim.conmon may install conmon under any name.
+ * program's name is not looked at: services.shim.conmon may install conmon under any name. Paths
+ * are compared normalized (a state root spelled with a trailing or doubled slash by one version's
+ * settings and not another's is the same directory).
  */
 export function isMonitorCommand(argv: readonly string[], conmonPidFile: string): boolean {
+  const want = posix.normalize(conmonPidFile);
+  const same = (p: string | undefined) => p !== undefined && posix.normalize(p) === want;
   for (let i = 1; i < argv.length; i++) {
-    const a = argv[i];
-    if ((a === '-P' || a === '--conmon-pidfile') && argv[i + 1] === conmonPidFile) return true;
-    if (a === `--conmon-pidfile=${conmonPidFile}`) return true;
+    const a = argv[i] ?? '';
+    if ((a === '-P' || a === '--conmon-pidfile') && same(argv[i + 1])) return true;
+    if (a.startsWith('--conmon-pidfile=') && same(a.slice('--conmon-pidfile='.length))) return true;
   }
   return false;
 }
