@@ -95,20 +95,3 @@ export const ShimResolvedProcess = z.object({
   capabilities: z.array(z.string()).optional(),
 });
 export type ShimResolvedProcess = z.infer<typeof ShimResolvedProcess>;
-
-/**
- * `spec` with what a shim resolved for its process (`r`): the user's ids and, when resolved, the
- * capability set (bounding = effective = permitted). What a container's stored spec becomes once
- * its task is created (inspect and CRI status read it).
- */
-export function withResolvedProcess(
-  spec: Record<string, unknown>,
-  r: ShimResolvedProcess,
-): Record<string, unknown> {
-  const process: Record<string, unknown> = { ...(spec.process as Record<string, unknown>), user: r.user };
-  if (r.capabilities) {
-    const caps = r.capabilities;
-    process.capabilities = { bounding: caps, effective: caps, permitted: caps };
-  }
-  return { ...spec, process };
-}

@@ -327,7 +327,7 @@ export type Task = z.infer<typeof Task>;
 /**
  * Reply of `create`: the task, and what its node resolved for its process (the user's ids and
  * groups, the capability set), now in the container's stored spec: a caller keeping the
- * container's record applies it there (withResolvedProcess) instead of reading it again.
+ * container's record applies it there (@berth/kit withResolvedProcess) instead of reading it again.
  */
 export const CreateTaskReply = Task.extend({ resolved: ShimResolvedProcess.optional() });
 export type CreateTaskReply = z.infer<typeof CreateTaskReply>;

@@ -14,6 +14,7 @@ export * from './nats.js';
 export * from './paging.js';
 export * from './redact.js';
 export * from './redis.js';
+export * from './resolved-process.js';
 export * from './run.js';
 export * from './service.js';
 export * from './settle.js';

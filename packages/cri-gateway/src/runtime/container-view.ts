@@ -6,8 +6,8 @@ import {
   type ProcessState,
   TaskTopic,
   toBerthError,
-  withResolvedProcess,
 } from '@berth/api';
+import { withResolvedProcess } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
 import type { EventSource } from './events.js';
 import { CriLabel } from './meta.js';

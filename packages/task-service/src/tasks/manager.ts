@@ -25,9 +25,8 @@ import {
   type Task,
   type TaskExit,
   TaskTopic,
-  withResolvedProcess,
 } from '@berth/api';
-import { type ServiceContext, settleWithin } from '@berth/kit';
+import { type ServiceContext, settleWithin, withResolvedProcess } from '@berth/kit';
 import { ignoring, releaseNetworkMeanwhile } from '../containers/collect.js';
 import { FreeRetries } from '../containers/free-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
