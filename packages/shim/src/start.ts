@@ -11,6 +11,7 @@ import {
 } from '@berth/kit';
 import { z } from 'zod';
 import { ShimAgent } from './domain/agent.js';
+import { DEFAULT_SWEEP_MS } from './domain/reconcile.js';
 import { ShimStreams } from './handlers/streams.js';
 import { observeContainers } from './metrics.js';
 import { NetworkManager } from './network/manager.js';
@@ -59,7 +60,9 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Sh
   if (netReport.released.length || netReport.failed.length) ctx.log.info(netReport, 'recovered pod networks');
   for (const f of netReport.failed) ctx.log.warn(f, 'pod network DEL failed: kept for the next attempt');
   observeContainers(() => agent.all());
-  agent.startSweeper(serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), 10_000));
+  agent.startSweeper(
+    serviceSetting(ctx.config, 'shim', 'sweepMs', z.number().int().min(50), DEFAULT_SWEEP_MS),
+  );
   const streams = new ShimStreams(agent, { nc: ctx.nc });
   return {
     handlers: createHandlers(agent, network, streams),

@@ -4,6 +4,7 @@ import { type Redis, type ServiceContext, subscribeEvents } from '@berth/kit';
 type Logger = ServiceContext['log'];
 
 import type { NatsConnection, Subscription } from 'nats';
+import { DEFAULT_RECONCILE_MS } from './containers/free-retries.js';
 import { ContainerManager, type ManagerEnv } from './containers/manager.js';
 import type { Deps } from './deps.js';
 import { ContainerStore } from './store/store.js';
@@ -60,7 +61,7 @@ export async function startExitTracking(
   });
   await nc.flush();
 
-  const intervalMs = opts.intervalMs ?? 30_000;
+  const intervalMs = opts.intervalMs ?? DEFAULT_RECONCILE_MS;
   d.tasks.setReconcileInterval(intervalMs);
   const firstRetryMs = opts.retryMs ?? RECONCILE_RETRY_MS;
   let running = false;

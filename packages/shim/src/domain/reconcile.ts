@@ -12,8 +12,8 @@ import type { ProcRecord } from './store.js';
 import { removeBundle } from './task-bundle.js';
 import { killMonitor, procKey } from './util.js';
 
-/** The sweep's interval when none is set (the shim's services.shim.sweepMs default), ms. */
-const DEFAULT_SWEEP_MS = 10_000;
+/** The sweep's interval when none is set (the default of services.shim.sweepMs), ms. */
+export const DEFAULT_SWEEP_MS = 10_000;
 
 /** The longest a task whose runc state keeps failing waits between tries, ms. */
 const RUNC_BACKOFF_MAX_MS = 5 * 60_000;

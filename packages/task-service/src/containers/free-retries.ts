@@ -1,8 +1,8 @@
 import { BerthError, Code, type Container } from '@berth/api';
 import { type BackoffStep, PassBackoff } from '@berth/kit';
 
-/** The reconcile's interval when none is set (the task-service's reconcileIntervalMs default), ms. */
-const DEFAULT_RECONCILE_MS = 30_000;
+/** The reconcile's interval when none is set (the default of reconcileIntervalMs), ms. */
+export const DEFAULT_RECONCILE_MS = 30_000;
 
 /** The longest a container whose freeing keeps failing waits between tries, ms. */
 export const FREE_BACKOFF_MAX_MS = 5 * 60_000;
