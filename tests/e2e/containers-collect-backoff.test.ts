@@ -48,20 +48,8 @@ describe('the reconcile and a removed container its node cannot free', () => {
     await removeInBackground(broken);
     expect(await collecting()).toEqual([broken]);
 
-    const tries = new Map<string, number[]>([
-      [broken, []],
-      [other, []],
-    ]);
-    let n = 0;
-    const pass = async () => {
-      n++;
-      const before = [...tries.keys()].map((id) => asked().filter((a) => a === id).length);
-      await w.domain.tasks.reconcile();
-      [...tries.entries()].forEach(([id, at], i) => {
-        if (asked().filter((a) => a === id).length > (before[i] as number)) at.push(n);
-      });
-    };
-    while (n < 40) await pass();
+    const { tries, pass, count } = w.passes([broken, other], (id) => asked().filter((a) => a === id).length);
+    while (count() < 40) await pass();
     // Waits of 1, 2, 4, 8, then 10 passes (5 minutes of the default 30 s interval).
     expect(tries.get(broken)).toEqual([1, 3, 6, 11, 20, 31]);
     expect(failed(broken).map((l) => [l.failures, l.retryInPasses])).toEqual([
@@ -84,7 +72,7 @@ describe('the reconcile and a removed container its node cannot free', () => {
     await removeInBackground(other);
     expect((await collecting()).sort()).toEqual([broken, other].sort());
     const logs = failed(broken).length;
-    while (n < 45) await pass();
+    while (count() < 45) await pass();
     expect(tries.get(broken)?.slice(6)).toEqual([42, 43, 44, 45]);
     expect(tries.get(other)).toEqual([41, 42, 43, 44, 45]);
     expect(

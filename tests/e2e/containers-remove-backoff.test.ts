@@ -43,20 +43,8 @@ describe('the reconcile and a removal its node cannot finish', () => {
     await w.s.kill('task-service', 'SIGTERM');
     expect(await w.domain.store.isRemoving(ns, broken)).toBe(true);
 
-    const tries = new Map<string, number[]>([
-      [broken, []],
-      [other, []],
-    ]);
-    let n = 0;
-    const pass = async () => {
-      n++;
-      const before = [...tries.keys()].map(callsAbout);
-      await w.domain.tasks.reconcile();
-      [...tries.entries()].forEach(([id, at], i) => {
-        if (callsAbout(id) > (before[i] as number)) at.push(n);
-      });
-    };
-    while (n < 40) await pass();
+    const { tries, pass, count } = w.passes([broken, other], callsAbout);
+    while (count() < 40) await pass();
     // Waits of 1, 2, 4, 8, then 10 passes (5 minutes of the default 30 s interval).
     expect(tries.get(broken)).toEqual([1, 3, 6, 11, 20, 31]);
     expect(failed(broken).map((l) => [l.failures, l.retryInPasses])).toEqual([
@@ -88,7 +76,7 @@ describe('the reconcile and a removal its node cannot finish', () => {
     await expect(w.domain.tasks.removeContainer(ns, other, false)).rejects.toThrow(/no responder/);
     expect(await w.domain.store.isRemoving(ns, other)).toBe(true);
     const logs = failed(broken).length;
-    while (n < 47) await pass();
+    while (count() < 47) await pass();
     expect(tries.get(broken)?.slice(7)).toEqual([43, 44, 45, 46, 47]);
     expect(tries.get(other)).toEqual([43, 44, 45, 46, 47]);
     const unreachable = [...failed(broken).slice(logs), ...failed(other)];

@@ -40,6 +40,15 @@ export interface ReconcileWorld {
    * no responders), so the next call of a test meets that, not a request to a dead connection.
    */
   killShim(): Promise<void>;
+  /**
+   * Reconcile passes run one at a time: `pass()` runs the next, `tries` notes for each of `ids`
+   * the passes (numbered from 1) in which the domain asked its shim about it (`asked(id)` counts
+   * those calls so far), `count()` how many passes ran.
+   */
+  passes(
+    ids: string[],
+    asked: (id: string) => number,
+  ): { tries: Map<string, number[]>; pass(): Promise<void>; count(): number };
   stop(): Promise<void>;
 }
 
@@ -112,6 +121,22 @@ export async function startReconcileWorld(): Promise<ReconcileWorld> {
           return err instanceof BerthError && /no responder/.test(err.message);
         }
       });
+    },
+    passes(ids, asked) {
+      const tries = new Map(ids.map((id) => [id, [] as number[]]));
+      let n = 0;
+      return {
+        tries,
+        count: () => n,
+        async pass() {
+          n++;
+          const before = ids.map(asked);
+          await domain.tasks.reconcile();
+          ids.forEach((id, i) => {
+            if (asked(id) > (before[i] as number)) tries.get(id)?.push(n);
+          });
+        },
+      };
     },
     async stop() {
       await redis.quit();

@@ -398,55 +398,34 @@ describe('gc and containers created before their rootfs', () => {
   });
 });
 
-describe('gc without the task-service', () => {
-  it('removes nothing and fails UNAVAILABLE naming the task-service', async () => {
-    await env.client.gc({ graceMs: 0 });
-    const l = putLayer(env.layout.content.blobs, [{ name: 'unclaimed', type: 'file' }]);
-    const r = await env.client.unpack({ layers: [l.descriptor], diffIds: [l.diffId] });
-    env.images.roots = [];
-    await env.tasks.stop();
-    try {
-      const e = await env.client.gc({ graceMs: 0 }).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      expect(e).toBeInstanceOf(BerthError);
-      expect((e as BerthError).code).toBe('UNAVAILABLE');
-      expect((e as BerthError).message).toContain('task-service');
-      expect((e as BerthError).message).toContain('nothing was removed');
-      const names = (await env.client.list({})).snapshots.map((s) => s.name);
-      expect(names).toContain(r.chainId);
-    } finally {
-      await env.restartTasks();
-    }
-    expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([r.chainId]);
+// GC reads its roots from both services: without either it removes nothing. Once the service
+// answers again (no image names the layer, no container claims it), the layer goes.
+for (const who of ['task-service', 'image-service'] as const) {
+  describe(`gc without the ${who}`, () => {
+    it(`removes nothing and fails UNAVAILABLE naming the ${who}`, async () => {
+      await env.client.gc({ graceMs: 0 });
+      const l = putLayer(env.layout.content.blobs, [{ name: `without-${who}`, type: 'file' }]);
+      const r = await env.client.unpack({ layers: [l.descriptor], diffIds: [l.diffId] });
+      env.images.roots = [];
+      await (who === 'task-service' ? env.tasks : env.images).stop();
+      try {
+        const e = await env.client.gc({ graceMs: 0 }).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(e).toBeInstanceOf(BerthError);
+        expect((e as BerthError).code).toBe('UNAVAILABLE');
+        expect((e as BerthError).message).toContain(who);
+        expect((e as BerthError).message).toContain('nothing was removed');
+        const names = (await env.client.list({})).snapshots.map((s) => s.name);
+        expect(names).toContain(r.chainId);
+      } finally {
+        await (who === 'task-service' ? env.restartTasks() : env.restartImages());
+      }
+      expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([r.chainId]);
+    });
   });
-});
-
-describe('gc without the image-service', () => {
-  it('removes nothing and fails UNAVAILABLE naming the image-service', async () => {
-    await env.client.gc({ graceMs: 0 });
-    const l = putLayer(env.layout.content.blobs, [{ name: 'lonely', type: 'file' }]);
-    const r = await env.client.unpack({ layers: [l.descriptor], diffIds: [l.diffId] });
-    await env.images.stop();
-    try {
-      const e = await env.client.gc({ graceMs: 0 }).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      expect(e).toBeInstanceOf(BerthError);
-      expect((e as BerthError).code).toBe('UNAVAILABLE');
-      expect((e as BerthError).message).toContain('image-service');
-      expect((e as BerthError).message).toContain('nothing was removed');
-      const names = (await env.client.list({})).snapshots.map((s) => s.name);
-      expect(names).toContain(r.chainId);
-    } finally {
-      await env.restartImages();
-    }
-    // Once it answers again (no image names the layer), the layer goes.
-    expect((await env.client.gc({ graceMs: 0 })).removed).toEqual([r.chainId]);
-  });
-});
+}
 
 describe('lstat of unpacked devices', () => {
   it('keeps whiteouts as 0/0 character devices in the layer snapshot', async () => {
