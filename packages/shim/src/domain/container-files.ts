@@ -104,15 +104,16 @@ export async function writeContainerFiles(
   // Readable by the container's user (it may not be root); nothing secret in them.
   // Three files, each its own temp name and rename: written at once rather than one after another.
   await Promise.all(Object.entries(content).map(([name, text]) => writeAtomic(join(dir, name), text, 0o644)));
-  // In the node's UTS namespace the name is the node's: runc refuses to set one there.
+  // Set only in a UTS namespace of its own: in the node's runc refuses to, and one it joins has
+  // its owner's name already (as generate.ts leaves it in the task-service).
   if (ownsUts(spec)) spec.hostname = hostname;
   else delete spec.hostname;
   return dir;
 }
 
-/** True when the spec gives the container a UTS namespace, new or joined, rather than the node's. */
+/** True when the spec gives the container a new UTS namespace (not one it joins, not the node's). */
 function ownsUts(spec: Obj): boolean {
   const linux = spec.linux as Obj | undefined;
   const namespaces = Array.isArray(linux?.namespaces) ? (linux.namespaces as Obj[]) : [];
-  return namespaces.some((n) => n.type === 'uts');
+  return namespaces.some((n) => n.type === 'uts' && n.path === undefined);
 }

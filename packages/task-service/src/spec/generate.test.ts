@@ -211,6 +211,16 @@ describe('generateSpec', () => {
     expect(s.linux.readonlyPaths).toEqual([]);
   });
 
+  it('sets no host name in a UTS namespace it joins (its owner named it), but HOSTNAME still', () => {
+    const { spec, hostname } = gen({ cmd: ['x'], hostname: 'pod', namespaces: { uts: '/proc/9/ns/uts' } });
+    const s = spec as Any;
+    expect(s.linux.namespaces).toContainEqual({ type: 'uts', path: '/proc/9/ns/uts' });
+    expect(s).not.toHaveProperty('hostname');
+    expect(hostname).toBe('pod');
+    expect(s.process.env).toContain('HOSTNAME=pod');
+    expect((gen({ cmd: ['x'], hostname: 'own' }).spec as Any).hostname).toBe('own');
+  });
+
   it("sets no host name in the node's UTS namespace (runc refuses to), but HOSTNAME still", () => {
     const { spec, hostname } = gen({ cmd: ['x'], network: 'host', namespaces: { uts: 'host' } });
     const s = spec as Any;

@@ -158,8 +158,10 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
     ociVersion: OCI_VERSION,
     process,
     root: { path: 'rootfs', readonly: ro },
-    // runc sets no host name in the node's UTS namespace (it refuses to): there it is the node's.
-    ...(req.namespaces?.uts === 'host' ? {} : { hostname }),
+    // The host name is set only in a UTS namespace of the container's own: runc refuses to in the
+    // node's, and one the container joins (its pod's) has its owner's already, as containerd
+    // leaves it (setting it there would rename whoever else is in it).
+    ...((req.namespaces?.uts ?? 'private') === 'private' ? { hostname } : {}),
     mounts,
     linux,
     ...(req.annotations && Object.keys(req.annotations).length ? { annotations: req.annotations } : {}),
