@@ -1,7 +1,10 @@
 // A minimal N-API addon: Node's net module cannot open AF_UNIX SOCK_SEQPACKET sockets, which is
 // what conmon's attach socket is. This opens one (connect) and half-closes it (shutdown); reads and
-// writes then go through fs on the returned descriptor.
+// writes then go through fs on the returned descriptor. And setWinsize: Node cannot set a
+// terminal's size, which a process's pty needs before the process starts.
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <node_api.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,12 +67,42 @@ static napi_value Shutdown(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// setWinsize(path: string, rows: number, cols: number): undefined -- opens the terminal at path
+// (no controlling terminal taken, not blocking) and sets its window size (TIOCSWINSZ): on a pty's
+// slave it is the pair's size, as its master's resize would set it, done when the call returns.
+static napi_value SetWinsize(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char path[4096];
+  size_t len = 0;
+  uint32_t rows = 0, cols = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok ||
+      len >= sizeof path - 1 || napi_get_value_uint32(env, argv[1], &rows) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &cols) != napi_ok || rows > 0xffff || cols > 0xffff) {
+    napi_throw_type_error(env, NULL, "setWinsize(path, rows, cols) needs a path and two sizes");
+    return NULL;
+  }
+  int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open", errno);
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_row = (unsigned short)rows;
+  ws.ws_col = (unsigned short)cols;
+  int rc = ioctl(fd, TIOCSWINSZ, &ws);
+  int err = errno;
+  close(fd);
+  if (rc < 0) return throw_errno(env, "TIOCSWINSZ", err);
+  return NULL;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"connect", NULL, Connect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"shutdown", NULL, Shutdown, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setWinsize", NULL, SetWinsize, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, 2, props);
+  napi_define_properties(env, exports, 3, props);
   return exports;
 }
 

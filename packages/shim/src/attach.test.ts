@@ -1,7 +1,8 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attach, resizeTerminal } from './attach.js';
+import { attach, resizeTerminal, setProcessTerminalSize } from './attach.js';
 import { bindRootfs, makeSpec, newId, type ShimWorld, startWorld } from './testing/fixture.js';
 
 const ns = 'attach';
@@ -85,6 +86,31 @@ describe('attach (SOCK_SEQPACKET to conmon)', () => {
     await s.done;
     expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 3 });
     await w.client.delete({ namespace: ns, id });
+  });
+
+  it("sets a created TTY task's size on its pty at once: its first `stty size` after the start sees it", async () => {
+    const { id, st } = await created(['sh', '-c', 'echo size-$(stty size | tr " " x)'], {
+      terminal: true,
+      stdin: false,
+    });
+    const out = collector();
+    const s = attach(st.attachPath!, { stdout: out.sink });
+    setProcessTerminalSize(st.pid, 41, 93);
+    await w.client.start({ namespace: ns, id });
+    await out.seen('size-41x93');
+    await s.done;
+    expect(await w.client.wait({ namespace: ns, id })).toMatchObject({ exitCode: 0 });
+    await w.client.delete({ namespace: ns, id });
+    // A process without a terminal, or gone: refused, naming it.
+    const plain = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      expect(() => setProcessTerminalSize(plain.pid ?? 0, 10, 10)).toThrow(
+        /cannot set the terminal size of process \d+: TIOCSWINSZ/,
+      );
+    } finally {
+      plain.kill('SIGKILL');
+    }
+    expect(() => setProcessTerminalSize(st.pid, 0, 10)).toThrow(/invalid terminal size 0x10/);
   });
 
   it('resizes sent back to back: the terminal ends at the last size', async () => {

@@ -21,6 +21,7 @@ import { BerthError, Code } from '@berth/api';
 interface SeqpacketAddon {
   connect(path: string): number;
   shutdown(fd: number, how: number): void;
+  setWinsize(path: string, rows: number, cols: number): void;
 }
 
 const SHUT_WR = 1;
@@ -209,6 +210,32 @@ export async function writeConmonFifo(fifo: string, line: string, notListening: 
  * and may then read two of them at once there, which the padding below cannot prevent.
  */
 export async function resizeTerminal(ctlPath: string, rows: number, cols: number): Promise<void> {
+  checkTerminalSize(rows, cols);
+  const fifo = join(dirname(ctlPath), 'winsz');
+  await writeConmonFifo(fifo, `${rows} ${cols}\n`, `the monitor is not listening on ${fifo}`);
+}
+
+/**
+ * Sets the terminal size of TTY process `pid` at once, on the pty it has as its stdin (the slave
+ * of its monitor's pty, /proc/<pid>/fd/0): done when this returns, where resizeTerminal's size
+ * lands whenever conmon reads its fifo. What a process created and not yet started needs: started
+ * right after, it may ask for its size (`stty size`) before conmon has read it, and find 0x0.
+ * FAILED_PRECONDITION when the process is gone or its stdin is no terminal (it may have closed
+ * or replaced it: resizeTerminal reaches the pty through the monitor still).
+ */
+export function setProcessTerminalSize(pid: number, rows: number, cols: number): void {
+  checkTerminalSize(rows, cols);
+  try {
+    seqpacket().setWinsize(`/proc/${pid}/fd/0`, rows, cols);
+  } catch (err) {
+    throw new BerthError(
+      Code.FAILED_PRECONDITION,
+      `cannot set the terminal size of process ${pid}: ${(err as Error).message}`,
+    );
+  }
+}
+
+function checkTerminalSize(rows: number, cols: number): void {
   if (
     !Number.isInteger(rows) ||
     !Number.isInteger(cols) ||
@@ -219,8 +246,6 @@ export async function resizeTerminal(ctlPath: string, rows: number, cols: number
   ) {
     throw new BerthError(Code.INVALID_ARGUMENT, `invalid terminal size ${rows}x${cols} (1..1000 each)`);
   }
-  const fifo = join(dirname(ctlPath), 'winsz');
-  await writeConmonFifo(fifo, `${rows} ${cols}\n`, `the monitor is not listening on ${fifo}`);
 }
 
 /** Makes conmon close a process's stdin: attach and hang up at once. */

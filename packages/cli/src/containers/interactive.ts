@@ -1,11 +1,13 @@
 import { BerthError, Code } from '@berth/api';
-import { attach, resizeTerminal } from '@berth/shim/attach';
+import { attach, resizeTerminal, setProcessTerminalSize } from '@berth/shim/attach';
 import { terminalSizer } from './terminal-size.js';
 
 /** What an interactive session needs of a process: its monitor's attach socket and control fifo. */
 export interface Attachable {
   attachPath?: string;
   ctlPath?: string;
+  /** The process (a created task's init): its terminal's size is set on its pty at once too. */
+  pid?: number;
 }
 
 /** A running session: `ready` once the terminal size reached the monitor, `done` at the end. */
@@ -39,7 +41,19 @@ export function interactive(
   let ready: Promise<void> = Promise.resolve();
   if (o.tty && p.ctlPath && output.isTTY) {
     const ctl = p.ctlPath;
-    const resize = terminalSizer(output, (rows, cols) => resizeTerminal(ctl, rows, cols));
+    const pid = p.pid;
+    const resize = terminalSizer(output, (rows, cols) => {
+      // On the pty itself first, so a process started once `ready` resolves sees the size: through
+      // the monitor's fifo it lands whenever conmon reads it, which may be after the start.
+      if (pid && pid > 0) {
+        try {
+          setProcessTerminalSize(pid, rows, cols);
+        } catch {
+          // Gone, or its stdin no terminal now: the monitor's pty still gets the size below.
+        }
+      }
+      return resizeTerminal(ctl, rows, cols);
+    });
     ready = resize();
     const onWinch = () => void resize();
     process.on('SIGWINCH', onWinch);

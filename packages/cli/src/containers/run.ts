@@ -26,7 +26,7 @@ import { commandNotFound, createPulling, EXIT_NOT_FOUND, whileUnavailable } from
 async function session(
   ctx: CliContext,
   p: RemoteProcess,
-  local: { attachPath?: string; ctlPath?: string },
+  local: { attachPath?: string; ctlPath?: string; pid?: number },
   o: { tty: boolean; stdin: boolean; closeStdinAtEof: boolean },
 ): Promise<InteractiveSession> {
   if (onOtherNode(ctx, p.node)) return remoteInteractive(ctx, p, o);

@@ -9,8 +9,9 @@ import {
   type ShimStats,
   type ShimTaskRef,
   type ShimUpdateRequest,
+  toBerthError,
 } from '@berth/api';
-import { closeAttachStdin, resizeTerminal, writeConmonFifo } from '../attach.js';
+import { closeAttachStdin, resizeTerminal, setProcessTerminalSize, writeConmonFifo } from '../attach.js';
 import { cgroupAskOf, checkCgroupSupport, hostCgroupSupport } from '../cgroup-support.js';
 import { readCriOutput } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
@@ -88,11 +89,22 @@ export class TaskControl {
     );
   }
 
-  /** Sets the terminal size of a task or exec that has a TTY. */
+  /**
+   * Sets the terminal size of a task or exec that has a TTY: on its pty at once (a process created
+   * and started right after the reply sees it), and through its monitor (which reaches the pty
+   * even when the process no longer has it as its stdin).
+   */
   async resize(req: ShimResizeRequest): Promise<void> {
     const rec = await this.host.mustAllow(req, 'resize');
     if (!rec.terminal) {
       throw new BerthError(Code.FAILED_PRECONDITION, `"${req.execId ?? req.id}" has no terminal to resize`);
+    }
+    if (rec.pid > 0) {
+      try {
+        setProcessTerminalSize(rec.pid, req.rows, req.cols);
+      } catch (err) {
+        if (toBerthError(err).code === Code.INVALID_ARGUMENT) throw err;
+      }
     }
     await resizeTerminal(this.ctlPath(rec), req.rows, req.cols);
   }
