@@ -21,6 +21,25 @@ export interface Logged {
   retryInPasses?: number;
 }
 
+/**
+ * What 40 passes show of a container whose every try fails with runc's error on the broken
+ * state.json (see stateFile): tried in passes 1, 3, 6, 11, 20, 31 (waits of 1, 2, 4, 8, then 10
+ * passes: 5 minutes of the default 30 s interval), each try logged once with its count and wait.
+ */
+export function expectBackedOff(tries: number[] | undefined, logged: Logged[]): void {
+  expect(tries).toEqual([1, 3, 6, 11, 20, 31]);
+  expect(logged.map((l) => [l.failures, l.retryInPasses])).toEqual([
+    [1, 1],
+    [2, 2],
+    [3, 4],
+    [4, 8],
+    [5, 10],
+    [6, 10],
+  ]);
+  // runc's own failure, as the shim reports it.
+  for (const l of logged) expect(l.err).toMatch(/unexpected EOF/);
+}
+
 /** The stack and the in-process domain (see the top of this file). */
 export interface ReconcileWorld {
   s: ContainerStack;
