@@ -14,12 +14,12 @@ function triedIn(b: PassBackoff, passes: number, subject = 'task@1'): number[] {
 }
 
 describe('PassBackoff', () => {
-  it('waits 1, 2, 4 ... passes after failures in a row, at most maxWait', () => {
-    expect(triedIn(new PassBackoff(5), 30)).toEqual([1, 3, 6, 11, 17, 23, 29]);
+  it('waits 1, 2, 4 ... passes after failures in a row, at most maxWaitMs at the interval', () => {
+    expect(triedIn(new PassBackoff({ maxWaitMs: 5, intervalMs: 1 }), 30)).toEqual([1, 3, 6, 11, 17, 23, 29]);
   });
 
   it('starts afresh after a success, and for another subject under the key', () => {
-    const b = new PassBackoff(100);
+    const b = new PassBackoff({ maxWaitMs: 100, intervalMs: 1 });
     expect(triedIn(b, 11)).toEqual([1, 3, 6, 11]);
     expect(b.succeeded('ns/t')).toBe(4);
     expect(b.succeeded('ns/t')).toBe(0);
@@ -32,7 +32,7 @@ describe('PassBackoff', () => {
   });
 
   it('forgets keys no longer kept', () => {
-    const b = new PassBackoff(100);
+    const b = new PassBackoff({ maxWaitMs: 100, intervalMs: 1 });
     b.failed('ns/gone', 's');
     b.failed('ns/kept', 's');
     b.beginPass();

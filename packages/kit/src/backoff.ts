@@ -17,19 +17,27 @@ interface Entry {
 /**
  * Exponential back-off counted in reconcile passes, one per key (a shim's task, a removed container
  * the task-service frees): after the n-th failure in a row, 2^(n-1) passes are skipped (1, 2, 4 ...),
- * at most `maxWait`. A success ends it, and so does a change of what the key stands for (another
- * task under the same id, a record written again), so only a failure that keeps failing is tried
- * less often; and a caller logs it once per try, not once per pass.
+ * at most as many as make `maxWaitMs` at the passes' interval. A success ends it, and so does a
+ * change of what the key stands for (another task under the same id, a record written again), so
+ * only a failure that keeps failing is tried less often; and a caller logs it once per try, not
+ * once per pass.
  */
 export class PassBackoff {
   private pass = 0;
   private readonly entries = new Map<string, Entry>();
+  private readonly maxWaitMs: number;
+  /** The longest wait, in passes (at least one): maxWaitMs at the passes' interval. */
+  private maxWait = 1;
 
-  constructor(private maxWait: number) {}
+  /** `maxWaitMs`: the longest wait, in time; `intervalMs`: how often passes run (see setInterval). */
+  constructor(o: { maxWaitMs: number; intervalMs: number }) {
+    this.maxWaitMs = o.maxWaitMs;
+    this.setInterval(o.intervalMs);
+  }
 
-  /** Sets the longest wait, in passes (at least one). */
-  setMaxWait(passes: number): void {
-    this.maxWait = Math.max(1, Math.floor(passes));
+  /** Sets how often passes run, which turns the longest wait into passes (at least one). */
+  setInterval(intervalMs: number): void {
+    this.maxWait = Math.max(1, Math.floor(this.maxWaitMs / intervalMs));
   }
 
   /** Begins the next pass. Failures recorded before the first (at startup) count as pass 0's. */

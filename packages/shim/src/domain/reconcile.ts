@@ -35,7 +35,10 @@ export class Reconciler {
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
   /** Tasks whose runc state failed, tried again after a growing number of passes. */
-  private readonly runcBackoff = new PassBackoff(RUNC_BACKOFF_MAX_MS / DEFAULT_SWEEP_MS);
+  private readonly runcBackoff = new PassBackoff({
+    maxWaitMs: RUNC_BACKOFF_MAX_MS,
+    intervalMs: DEFAULT_SWEEP_MS,
+  });
 
   constructor(
     private readonly host: ShimHost,
@@ -251,7 +254,7 @@ export class Reconciler {
 
   /** Runs sweep() every intervalMs until close(). */
   startSweeper(intervalMs: number): void {
-    this.runcBackoff.setMaxWait(RUNC_BACKOFF_MAX_MS / intervalMs);
+    this.runcBackoff.setInterval(intervalMs);
     const tick = () => {
       if (this.stopped) return;
       this.sweep()

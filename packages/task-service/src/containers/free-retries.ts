@@ -36,13 +36,16 @@ export function transientFailure(err: unknown): boolean {
  * tried again in the next pass.
  */
 export class FreeRetries {
-  private readonly backoff = new PassBackoff(FREE_BACKOFF_MAX_MS / DEFAULT_RECONCILE_MS);
+  private readonly backoff = new PassBackoff({
+    maxWaitMs: FREE_BACKOFF_MAX_MS,
+    intervalMs: DEFAULT_RECONCILE_MS,
+  });
   /** The containers this pass has seen, in every namespace it went through. */
   private seen = new Set<string>();
 
   /** Sets the reconcile's interval, which turns FREE_BACKOFF_MAX_MS into passes. */
   setInterval(intervalMs: number): void {
-    this.backoff.setMaxWait(FREE_BACKOFF_MAX_MS / intervalMs);
+    this.backoff.setInterval(intervalMs);
   }
 
   /** Begins a reconcile pass. */
