@@ -1,8 +1,8 @@
 import { BerthError, Code, type Container, type Task } from '@berth/api';
-import { type BackoffStep, keys, type Lock, type Redis, withLockIfFree } from '@berth/kit';
+import { keys, type Lock, type Redis, withLockIfFree } from '@berth/kit';
 import type { Deps } from '../deps.js';
 import type { ContainerStore } from '../store/store.js';
-import type { FreeRetries } from './free-retries.js';
+import type { FreeReport, FreeRetries } from './free-retries.js';
 
 /** Swallows the errors that mean "already gone" during cleanup. */
 export function ignoreGone(p: Promise<unknown>): Promise<void> {
@@ -187,14 +187,6 @@ export async function collect(d: CollectDeps, c: Container): Promise<boolean> {
   return done !== undefined;
 }
 
-/** Where collectAll reports what came of the containers it tried. */
-export interface CollectReport {
-  /** A freeing failed; `backoff` says after how many passes it is tried again (undefined: the next). */
-  onError(err: unknown, c: Container, backoff: BackoffStep | undefined): void;
-  /** A container was freed after `failures` failures in a row that were backed off. */
-  recovered?(c: Container, failures: number): void;
-}
-
 /**
  * Collects every container of a namespace removed in the background and not yet freed (a replica
  * died, or a node was unreachable), those `retries` says are due. Returns how many were finished;
@@ -205,19 +197,10 @@ export async function collectAll(
   d: CollectDeps,
   ns: string,
   retries: FreeRetries,
-  report: CollectReport,
+  report: FreeReport,
 ): Promise<number> {
   let done = 0;
-  for (const c of await d.store.collecting(ns)) {
-    if (!retries.due(c)) continue;
-    try {
-      if (!(await collect(d, c))) continue;
-      done++;
-      const failures = retries.succeeded(c);
-      if (failures > 0) report.recovered?.(c, failures);
-    } catch (err) {
-      report.onError(err, c, retries.failed(c, err));
-    }
-  }
+  for (const c of await d.store.collecting(ns))
+    if (await retries.attempt(c, () => collect(d, c), report)) done++;
   return done;
 }

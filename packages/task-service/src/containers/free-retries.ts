@@ -24,6 +24,19 @@ export function transientFailure(err: unknown): boolean {
   return !(err instanceof BerthError) || TRANSIENT.has(err.code);
 }
 
+/** Where FreeRetries.attempt reports what came of a container it tried. */
+export interface FreeReport {
+  /** A freeing failed; `backoff` says after how many passes it is tried again (undefined: the next). */
+  onError(err: unknown, c: Container, backoff: BackoffStep | undefined): void;
+  /** A container was freed after `failures` failures in a row that were backed off. */
+  recovered?(c: Container, failures: number): void;
+}
+
+/** The log fields of a back-off step: none for a transient failure (tried in the next pass). */
+export function backoffFields(b: BackoffStep | undefined): { failures?: number; retryInPasses?: number } {
+  return b ? { failures: b.failures, retryInPasses: b.waitPasses } : {};
+}
+
 /**
  * Which containers the reconcile tries to free on their nodes in a pass, one instance per kind of
  * work: the collections of containers removed in the background (see collectAll), the removals
@@ -78,6 +91,24 @@ export class FreeRetries {
   /** Records that `c` was freed; returns how many failures in a row that ends (0: none). */
   succeeded(c: Container): number {
     return this.backoff.succeeded(keyOf(c));
+  }
+
+  /**
+   * Frees `c` with `free` when it is due; true when it was freed. `free` resolves false when there
+   * was nothing to do (neither a success nor a failure), and throws on a failure, which is recorded
+   * (see failed) and reported; a success after backed-off failures is reported as recovered.
+   */
+  async attempt(c: Container, free: () => Promise<boolean>, report: FreeReport): Promise<boolean> {
+    if (!this.due(c)) return false;
+    try {
+      if (!(await free())) return false;
+    } catch (err) {
+      report.onError(err, c, this.failed(c, err));
+      return false;
+    }
+    const failures = this.succeeded(c);
+    if (failures > 0) report.recovered?.(c, failures);
+    return true;
   }
 }
 

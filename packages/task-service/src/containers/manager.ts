@@ -35,15 +35,8 @@ type Logger = ServiceContext['log'];
 import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources, mergeResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
-import {
-  type CollectReport,
-  collect,
-  collectAll,
-  dropUnrecordedTasks,
-  freeOnNode,
-  releaseNetwork,
-} from './collect.js';
-import type { FreeRetries } from './free-retries.js';
+import { collect, collectAll, dropUnrecordedTasks, freeOnNode, releaseNetwork } from './collect.js';
+import type { FreeReport, FreeRetries } from './free-retries.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -633,7 +626,7 @@ export class ContainerManager {
   }
 
   /** Finishes the collections a replica left undone, those due (see collectAll); returns how many it finished. */
-  reconcileCollections(ns: string, retries: FreeRetries, report: CollectReport): Promise<number> {
+  reconcileCollections(ns: string, retries: FreeRetries, report: FreeReport): Promise<number> {
     return collectAll(this.collectDeps(), ns, retries, report);
   }
 

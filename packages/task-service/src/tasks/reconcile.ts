@@ -1,6 +1,6 @@
 import type { Container, Task } from '@berth/api';
 import type { ServiceContext } from '@berth/kit';
-import type { FreeRetries } from '../containers/free-retries.js';
+import { backoffFields, type FreeReport, type FreeRetries } from '../containers/free-retries.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { ContainerStore } from '../store/store.js';
 
@@ -96,12 +96,7 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
     r.collected += await d.containers.reconcileCollections(ns, d.collectRetries, {
       onError: (err, c, backoff) =>
         d.log.warn(
-          {
-            err: (err as Error).message,
-            ns,
-            id: c.id,
-            ...(backoff ? { failures: backoff.failures, retryInPasses: backoff.waitPasses } : {}),
-          },
+          { err: (err as Error).message, ns, id: c.id, ...backoffFields(backoff) },
           'reconcile: freeing a removed container failed',
         ),
       recovered: (c, failures) =>
@@ -123,34 +118,33 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
  * due; returns how many it finished. A failure is logged once a try, with the back-off it led to.
  */
 async function finishRemovals(d: ReconcileDeps, ns: string): Promise<number> {
+  const report: FreeReport = {
+    onError: (err, c, backoff) =>
+      d.log.warn(
+        { err: (err as Error).message, ns, id: c.id, ...backoffFields(backoff) },
+        'reconcile: finishing a removal failed',
+      ),
+    recovered: (c, failures) =>
+      d.log.info({ ns, id: c.id, failures }, 'reconcile: finished a removal that had failed'),
+  };
   let done = 0;
   for (const c of await d.store.removing(ns)) {
-    const { id } = c;
-    if (!d.removeRetries.due(c)) continue;
-    try {
-      await d.remove(ns, id);
-      done++;
-      const failures = d.removeRetries.succeeded(c);
-      if (failures > 0) d.log.info({ ns, id, failures }, 'reconcile: finished a removal that had failed');
-    } catch (err) {
-      // Another remover (a request, the CRI gateway's collection of a failed RunPodSandbox)
-      // finished it after the list above: the record is gone, nothing is left to finish.
-      const gone = await d.store.get(ns, id).then(
-        (got) => got === undefined,
-        () => false,
-      );
-      if (gone) continue;
-      const backoff = d.removeRetries.failed(c, err);
-      d.log.warn(
-        {
-          err: (err as Error).message,
-          ns,
-          id,
-          ...(backoff ? { failures: backoff.failures, retryInPasses: backoff.waitPasses } : {}),
-        },
-        'reconcile: finishing a removal failed',
-      );
-    }
+    const finish = async () => {
+      try {
+        await d.remove(ns, c.id);
+        return true;
+      } catch (err) {
+        // Another remover (a request, the CRI gateway's collection of a failed RunPodSandbox)
+        // finished it after the list above: the record is gone, nothing is left to finish.
+        const gone = await d.store.get(ns, c.id).then(
+          (got) => got === undefined,
+          () => false,
+        );
+        if (gone) return false;
+        throw err;
+      }
+    };
+    if (await d.removeRetries.attempt(c, finish, report)) done++;
   }
   return done;
 }
