@@ -80,3 +80,37 @@ export function testCniNetwork(root: string, network = 'berth'): TestCniNetwork 
     },
   };
 }
+
+/**
+ * The script of a test CNI plugin (Node, run as `#!` by this Node): ADD runs `add` (with `fs`, the
+ * parsed `conf` and its `prevResult` in scope; it must write a result or exit), DEL runs `del`,
+ * and every other command succeeds at once. Tests hold a pod in its ADD, fail its DEL, or note
+ * what the plugin was called with (cniRecorder).
+ */
+export function cniGatePlugin(add: string, del = ''): string {
+  return `#!${process.execPath}
+const fs = require('node:fs');
+let input = '';
+process.stdin.on('data', (d) => { input += d; }).on('end', () => {
+  const conf = JSON.parse(input);
+  if (process.env.CNI_COMMAND === 'DEL') {
+${del}
+  }
+  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
+${add}
+});
+`;
+}
+
+/**
+ * cniGatePlugin bodies that append one JSON line per ADD and DEL to `calls`: `{ command, args,
+ * conf }` (CNI_COMMAND, CNI_ARGS or null, the config read on stdin); ADD passes the previous
+ * plugin's result on.
+ */
+export function cniRecorder(calls: string): { add: string; del: string } {
+  const note = `  fs.appendFileSync(${JSON.stringify(calls)}, JSON.stringify({ command: process.env.CNI_COMMAND, args: process.env.CNI_ARGS ?? null, conf }) + '\\n');`;
+  return {
+    add: `${note}\n  process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));`,
+    del: note,
+  };
+}

@@ -1,6 +1,6 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TestCniNetwork } from '@berth/testing';
+import { cniGatePlugin, cniRecorder, type TestCniNetwork } from '@berth/testing';
 
 /**
  * Installs a test CNI chain into a stack's private CNI conf dir: the stack's own bridge network
@@ -19,18 +19,7 @@ export async function installGateNetwork(
 ): Promise<Record<string, unknown>> {
   const plugins = join(root, 'cni-plugins');
   await mkdir(plugins, { recursive: true });
-  const gate = `#!${process.execPath}
-const fs = require('node:fs');
-let input = '';
-process.stdin.on('data', (d) => { input += d; }).on('end', () => {
-  const conf = JSON.parse(input);
-  if (process.env.CNI_COMMAND === 'DEL') {
-${o.del ?? ''}
-  }
-  if (process.env.CNI_COMMAND !== 'ADD') process.exit(0);
-${addBody}
-});
-`;
+  const gate = cniGatePlugin(addBody, o.del);
   await writeFile(join(plugins, 'gate'), gate);
   await chmod(join(plugins, 'gate'), 0o755);
   const ipam = { type: 'host-local', dataDir: cni.settings.cniDataDir, ranges: [[{ subnet: cni.subnet }]] };
@@ -59,11 +48,9 @@ export function installRecordNetwork(
   cni: TestCniNetwork,
   calls: string,
 ): Promise<Record<string, unknown>> {
-  const note = `  fs.appendFileSync(${JSON.stringify(calls)}, JSON.stringify({ command: process.env.CNI_COMMAND, args: process.env.CNI_ARGS ?? null, conf }) + '\\n');`;
-  return installGateNetwork(
-    root,
-    cni,
-    `${note}\n  process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));`,
-    { del: note, capabilities: { portMappings: true, bandwidth: true, dns: true } },
-  );
+  const r = cniRecorder(calls);
+  return installGateNetwork(root, cni, r.add, {
+    del: r.del,
+    capabilities: { portMappings: true, bandwidth: true, dns: true },
+  });
 }

@@ -2,6 +2,7 @@ import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { cniGatePlugin, cniRecorder } from '@berth/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   chainsOf,
@@ -449,19 +450,8 @@ describe("a Kubernetes pod's identity and capabilities", () => {
     const dir = join(w.dir, 'record-plugins');
     const calls = join(w.dir, 'record-calls');
     await mkdir(dir, { recursive: true });
-    await writeFile(
-      join(dir, 'record'),
-      `#!${process.execPath}
-let input = '';
-process.stdin.on('data', (d) => { input += d; }).on('end', () => {
-  const conf = JSON.parse(input);
-  const line = { command: process.env.CNI_COMMAND, args: process.env.CNI_ARGS ?? null, conf };
-  require('node:fs').appendFileSync(${JSON.stringify(calls)}, JSON.stringify(line) + '\\n');
-  if (process.env.CNI_COMMAND === 'ADD') process.stdout.write(JSON.stringify({ ...conf.prevResult, cniVersion: conf.cniVersion }));
-});
-`,
-      { mode: 0o755 },
-    );
+    const recorder = cniRecorder(calls);
+    await writeFile(join(dir, 'record'), cniGatePlugin(recorder.add, recorder.del), { mode: 0o755 });
     const confDir = join(w.dir, 'k8s');
     await mkdir(confDir);
     const bridge = `${w.bridge}p`;
