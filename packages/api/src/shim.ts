@@ -396,8 +396,10 @@ export const ShimPodRef = z.object({
 });
 export type ShimPodRef = z.infer<typeof ShimPodRef>;
 
-/** A CNI_ARGS value: no `;` or `=` (they separate the pairs) and no white space or control character. */
-/** A value in CNI_ARGS (a pod's namespace, name, uid, sandbox id): one `K=V` of a `;` list. */
+/**
+ * A value in CNI_ARGS (a pod's namespace, name, uid, sandbox id): one `K=V` of a `;` list, so no
+ * `;` or `=` (they separate the pairs) and no white space or control character.
+ */
 export const CniArgValue = z
   .string()
   .min(1)

@@ -235,6 +235,29 @@ export function setProcessTerminalSize(pid: number, rows: number, cols: number):
   }
 }
 
+/**
+ * Sets the terminal size of TTY process `pid` (0 when not known) whose monitor's control fifo is
+ * `ctlPath`: on its pty at once when it can (setProcessTerminalSize: a process created and started
+ * right after sees it), and through its monitor (resizeTerminal: that reaches the pty even when
+ * the process no longer has it as its stdin).
+ */
+export async function resizeProcessTerminal(
+  ctlPath: string,
+  pid: number,
+  rows: number,
+  cols: number,
+): Promise<void> {
+  checkTerminalSize(rows, cols);
+  if (pid > 0) {
+    try {
+      setProcessTerminalSize(pid, rows, cols);
+    } catch {
+      // Gone, or its stdin no terminal now: the monitor's pty gets the size below.
+    }
+  }
+  await resizeTerminal(ctlPath, rows, cols);
+}
+
 function checkTerminalSize(rows: number, cols: number): void {
   if (
     !Number.isInteger(rows) ||

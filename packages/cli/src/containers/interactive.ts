@@ -1,5 +1,5 @@
 import { BerthError, Code } from '@berth/api';
-import { attach, resizeTerminal, setProcessTerminalSize } from '@berth/shim/attach';
+import { attach, resizeProcessTerminal } from '@berth/shim/attach';
 import { terminalSizer } from './terminal-size.js';
 
 /** What an interactive session needs of a process: its monitor's attach socket and control fifo. */
@@ -41,19 +41,9 @@ export function interactive(
   let ready: Promise<void> = Promise.resolve();
   if (o.tty && p.ctlPath && output.isTTY) {
     const ctl = p.ctlPath;
-    const pid = p.pid;
-    const resize = terminalSizer(output, (rows, cols) => {
-      // On the pty itself first, so a process started once `ready` resolves sees the size: through
-      // the monitor's fifo it lands whenever conmon reads it, which may be after the start.
-      if (pid && pid > 0) {
-        try {
-          setProcessTerminalSize(pid, rows, cols);
-        } catch {
-          // Gone, or its stdin no terminal now: the monitor's pty still gets the size below.
-        }
-      }
-      return resizeTerminal(ctl, rows, cols);
-    });
+    const pid = p.pid ?? 0;
+    // On the pty itself too, so a process started once `ready` resolves sees the size.
+    const resize = terminalSizer(output, (rows, cols) => resizeProcessTerminal(ctl, pid, rows, cols));
     ready = resize();
     const onWinch = () => void resize();
     process.on('SIGWINCH', onWinch);

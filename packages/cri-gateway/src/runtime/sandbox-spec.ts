@@ -112,9 +112,11 @@ export function parsePodConfig(raw: unknown): PodConfig {
     throw invalid('config.linux.sysctls', 'cannot set net.* sysctls in the host network');
   }
   const annotations = stringMap(config.annotations, 'config.annotations');
-  // Read only for a pod with a network of its own, as containerd reads them only to set one up.
-  const bandwidth = namespaces.network === NsMode.NODE ? undefined : podBandwidth(annotations);
-  if (namespaces.network !== NsMode.NODE) checkCniInputs(metadata, dns);
+  // What the CNI plugins get, read and checked only for a pod with a network of its own, as
+  // containerd reads the bandwidth annotations only to set one up.
+  const ownNetwork = namespaces.network !== NsMode.NODE;
+  if (ownNetwork) checkCniInputs(metadata, dns);
+  const bandwidth = ownNetwork ? podBandwidth(annotations) : undefined;
   return {
     metadata,
     labels: stringMap(config.labels, 'config.labels'),

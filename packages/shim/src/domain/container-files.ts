@@ -56,7 +56,7 @@ type Obj = Record<string, unknown>;
 /**
  * Writes a container's hosts, resolv.conf and hostname under this node's state root and points
  * the spec's marked mounts (SHIM_FILE_SOURCE) at them; sets spec.hostname to the one written
- * (none in the node's UTS namespace).
+ * (only in a UTS namespace of the container's own: none in the node's or one it joins).
  * Returns the directory. A marked mount without `files`, or an unknown marker, is INVALID_ARGUMENT:
  * runc would otherwise fail on a source that names nothing.
  */

@@ -9,9 +9,8 @@ import {
   type ShimStats,
   type ShimTaskRef,
   type ShimUpdateRequest,
-  toBerthError,
 } from '@berth/api';
-import { closeAttachStdin, resizeTerminal, setProcessTerminalSize, writeConmonFifo } from '../attach.js';
+import { closeAttachStdin, resizeProcessTerminal, writeConmonFifo } from '../attach.js';
 import { cgroupAskOf, checkCgroupSupport, hostCgroupSupport } from '../cgroup-support.js';
 import { readCriOutput } from '../cri-log.js';
 import { statsOfPid } from '../runtime/cgroups.js';
@@ -99,14 +98,7 @@ export class TaskControl {
     if (!rec.terminal) {
       throw new BerthError(Code.FAILED_PRECONDITION, `"${req.execId ?? req.id}" has no terminal to resize`);
     }
-    if (rec.pid > 0) {
-      try {
-        setProcessTerminalSize(rec.pid, req.rows, req.cols);
-      } catch (err) {
-        if (toBerthError(err).code === Code.INVALID_ARGUMENT) throw err;
-      }
-    }
-    await resizeTerminal(this.ctlPath(rec), req.rows, req.cols);
+    await resizeProcessTerminal(this.ctlPath(rec), rec.pid, req.rows, req.cols);
   }
 
   /**

@@ -500,11 +500,12 @@ function info(container: Container, task: Task | undefined): ContainerInfo {
   return task ? { container, task, status } : { container, status };
 }
 
-/** ALREADY_EXISTS for a name `holder` (a container id, or anything else when unknown) holds. */
+/** ALREADY_EXISTS for a caller's id another container holds (stored, being created or freed). */
 function idInUse(id: string): BerthError {
   return errors.exists(`container id ${id} is already in use by another container`);
 }
 
+/** ALREADY_EXISTS for a name `holder` (a container id, or anything else when unknown) holds. */
 function nameInUse(name: string, holder: unknown): BerthError {
   const by = typeof holder === 'string' ? holder.slice(0, 12) : '?';
   return errors.exists(`container name "${name}" is already in use by container ${by}`);
