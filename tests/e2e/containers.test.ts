@@ -70,7 +70,7 @@ describe('berth run', () => {
       IMAGE,
       'sh',
       '-c',
-      'echo $A; id -u; id -G; pwd; hostname; echo $HOSTNAME; cat /mnt/f; touch /mnt/x 2>/dev/null || echo ro-mnt; touch /y 2>/dev/null || echo ro-root; grep box /etc/hosts >/dev/null && echo hosts',
+      'echo $A; id -u; id -G; pwd; hostname; env | grep ^HOSTNAME=; cat /mnt/f; touch /mnt/x 2>/dev/null || echo ro-mnt; touch /y 2>/dev/null || echo ro-root; grep box /etc/hosts >/dev/null && echo hosts',
     );
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n')).toEqual([
@@ -79,8 +79,8 @@ describe('berth run', () => {
       '33 50',
       '/tmp',
       'box',
-      // HOSTNAME in the environment, as Docker sets it.
-      'box',
+      // HOSTNAME in the environment, as Docker sets it (ash would set its own variable).
+      'HOSTNAME=box',
       'from host',
       'ro-mnt',
       'ro-root',
@@ -108,13 +108,15 @@ describe('berth run', () => {
       '/bin/sh',
       IMAGE,
       '-c',
-      'echo $FROM_FILE $OTHER; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us; hostname; readlink /proc/self/ns/net',
+      'echo $FROM_FILE $OTHER; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us; hostname; env | grep ^HOSTNAME=; readlink /proc/self/ns/net',
     );
     expect(r.code, r.stderr).toBe(0);
-    const [env, quota, host, netns] = r.stdout.trim().split('\n');
+    const [env, quota, host, hostEnv, netns] = r.stdout.trim().split('\n');
     expect(env).toBe('yes 3');
     expect(quota).toBe('50000');
     expect(host).toBe(hostname());
+    // The node's name in HOSTNAME too, as Docker gives a host-network container.
+    expect(hostEnv).toBe(`HOSTNAME=${hostname()}`);
     // The host's network namespace itself (not a count of its links, which other suites change).
     expect(netns).toBe(readlinkSync('/proc/self/ns/net'));
   });

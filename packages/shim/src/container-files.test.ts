@@ -88,12 +88,13 @@ describe("a container's /etc files, written by the shim on its own node", () => 
     await w.client.create({
       namespace: ns,
       id,
-      spec: await markedSpec(id, ['sh', '-c', 'hostname; cat /etc/hosts']),
+      spec: await markedSpec(id, ['sh', '-c', 'hostname; env | grep ^HOSTNAME=; cat /etc/hosts']),
       rootfs: bindRootfs(w.rootfs),
       files: { network: 'host' },
     });
     const { stdout } = await runToExit(id);
-    expect(stdout).toBe(`${osHostname()}\n${await readFile('/etc/hosts', 'utf8').catch(() => '')}`);
+    const name = osHostname();
+    expect(stdout).toBe(`${name}\nHOSTNAME=${name}\n${await readFile('/etc/hosts', 'utf8').catch(() => '')}`);
     await w.client.delete({ namespace: ns, id });
     await w.client['remove-files']({ namespace: ns, id });
   });

@@ -108,7 +108,19 @@ export async function writeContainerFiles(
   // its owner's name already (as generate.ts leaves it in the task-service).
   if (ownsUts(spec)) spec.hostname = hostname;
   else delete spec.hostname;
+  // A name left to this node (the host network's) is HOSTNAME too, unless the image or the
+  // request set one (the task-service leaves it out of the env it builds: see generate.ts).
+  if (files.hostname === undefined) giveHostnameEnv(spec, hostname);
   return dir;
+}
+
+/** Puts HOSTNAME=<hostname> first in the process's env when no entry names HOSTNAME. */
+function giveHostnameEnv(spec: Obj, hostname: string): void {
+  const process = spec.process as Obj | undefined;
+  if (!process) return;
+  const env = Array.isArray(process.env) ? (process.env as string[]) : [];
+  if (env.some((e) => e.startsWith('HOSTNAME='))) return;
+  process.env = [`HOSTNAME=${hostname}`, ...env];
 }
 
 /** True when the spec gives the container a new UTS namespace (not one it joins, not the node's). */

@@ -230,6 +230,17 @@ describe('generateSpec', () => {
     expect(s.process.env).toContain('HOSTNAME=host-name');
   });
 
+  it("leaves HOSTNAME to the node's shim when the host name is the node's and not known here", () => {
+    const req = { image: 'busybox', cmd: ['x'], network: 'host', namespaces: { uts: 'host' } } as const;
+    const unnamed = generateSpec({ id, namespace: 'default', request: req, image: {}, files }, '');
+    expect(((unnamed.spec as Any).process.env as string[]).some((e) => e.startsWith('HOSTNAME'))).toBe(false);
+    const named = generateSpec(
+      { id, namespace: 'default', request: { ...req, env: ['HOSTNAME=mine'] }, image: {}, files },
+      '',
+    );
+    expect((named.spec as Any).process.env).toContain('HOSTNAME=mine');
+  });
+
   it('privileged: every device, nothing masked, /sys writable', () => {
     const s = gen({ cmd: ['x'], privileged: true }).spec as Any;
     expect(s.linux.resources.devices).toEqual([{ allow: true, access: 'rwm' }]);

@@ -60,8 +60,14 @@ export function generateSpec(input: SpecInput, hostHostname: string): GeneratedS
   const args = commandOf(req, img);
   const hostname = containerHostname(id, req, hostHostname);
   // HOSTNAME (as Docker and containerd's CRI set it) and TERM under the image's Env: an image's
-  // own values win, the request's over both.
-  const env = mergeEnv([`HOSTNAME=${hostname}`], req.tty ? ['TERM=xterm'] : [], img.Env, req.env);
+  // own values win, the request's over both. A host name left to the node (the host network's,
+  // which the shim there knows) is given as HOSTNAME by that shim.
+  const env = mergeEnv(
+    hostname ? [`HOSTNAME=${hostname}`] : [],
+    req.tty ? ['TERM=xterm'] : [],
+    img.Env,
+    req.env,
+  );
   const cwd = req.workdir || img.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw errors.invalid(`working directory "${cwd}" must be an absolute path`);
 
