@@ -231,7 +231,12 @@ describe('generateSpec', () => {
   });
 
   it("leaves HOSTNAME to the node's shim when the host name is the node's and not known here", () => {
-    const req = { image: 'busybox', cmd: ['x'], network: 'host', namespaces: { uts: 'host' } } as const;
+    const req: CreateContainerRequest = {
+      image: 'busybox',
+      cmd: ['x'],
+      network: 'host',
+      namespaces: { uts: 'host' },
+    };
     const unnamed = generateSpec({ id, namespace: 'default', request: req, image: {}, files }, '');
     expect(((unnamed.spec as Any).process.env as string[]).some((e) => e.startsWith('HOSTNAME'))).toBe(false);
     const named = generateSpec(
