@@ -74,6 +74,8 @@ const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
 export class ContainerManager {
   /** Per container (settlingKey), a creation of this replica still preparing its rootfs after its reply. */
   private readonly settling = new Map<string, Promise<unknown>>();
+  /** Set once claimedChains began indexing the claims stored before the index (see there). */
+  private claimsIndexed: Promise<void> | undefined;
 
   constructor(
     private readonly store: ContainerStore,
@@ -550,8 +552,21 @@ export class ContainerManager {
    * prepared and stored (prepareAfterReply): roots of the node's snapshot GC, since the image may
    * be removed before the prepare, which (or the first task create) still needs the chain.
    */
-  claimedChains(node: string): Promise<string[]> {
+  async claimedChains(node: string): Promise<string[]> {
+    // Claims a task-service of the version before the index stored are indexed first, once per
+    // replica (a failure fails this call, and GC with it, and the next call tries again); those a
+    // replica of that version still running stores later are indexed by the reconcile.
+    this.claimsIndexed ??= this.indexAllClaims().catch((err: unknown) => {
+      this.claimsIndexed = undefined;
+      throw err;
+    });
+    await this.claimsIndexed;
     return this.store.claimedChains(node);
+  }
+
+  /** Indexes every namespace's chain claims not yet indexed (see ContainerStore.indexClaims). */
+  private async indexAllClaims(): Promise<void> {
+    for (const ns of await this.store.namespaces()) await this.store.indexClaims(ns);
   }
 
   /** One container and its task, as a reply can carry it (see limits.ts `replyable`). */
