@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
+  BerthError,
   CONTAINER_ID_PATTERN,
   Code,
   type Container,
@@ -36,7 +37,7 @@ import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources, mergeResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
 import { collect, collectAll, dropUnrecordedTasks, freeOnNode, releaseNetwork } from './collect.js';
-import type { FreeReport, FreeRetries } from './free-retries.js';
+import { type FreeReport, type FreeRetries, LockWaitExceeded } from './free-retries.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -51,6 +52,8 @@ export interface ManagerEnv {
    * died blocks the reconcile from undoing or finishing it. Holders renew it every ttl/3.
    */
   lockTtlMs?: number;
+  /** How long a caller waits for a container's lock another holds (default 60 s). */
+  lockWaitMs?: number;
 }
 
 /** Spec mount sources of the container's /etc files: its node's shim writes them and fills these in. */
@@ -89,14 +92,29 @@ export class ContainerManager {
    * Serializes changes to one container across replicas. A creation of this replica still
    * holding the lock to prepare the rootfs after its reply is waited for first, so the next call
    * (the start that follows a CRI create) takes the lock when it is let go, not after a retry's
-   * backoff.
+   * backoff. A wait that runs out throws LockWaitExceeded (DEADLINE_EXCEEDED, see free-retries.ts).
    */
   lock<T>(ns: string, id: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
     // Only then deferred: otherwise the acquire goes out in this call (lockAndRead counts on it).
     const settling = this.settling.get(settlingKey(ns, id));
     if (settling) return settling.then(() => this.lock(ns, id, fn));
-    const opts = { ttlMs: this.lockTtlMs, waitMs: LOCK.waitMs, what: `container ${id}` };
-    return withLock(this.redis, keys.containerLock(ns, id), opts, fn);
+    const opts = {
+      ttlMs: this.lockTtlMs,
+      waitMs: this.env.lockWaitMs ?? LOCK.waitMs,
+      what: `container ${id}`,
+    };
+    let entered = false;
+    const held = (lock: Lock) => {
+      entered = true;
+      return fn(lock);
+    };
+    return withLock(this.redis, keys.containerLock(ns, id), opts, held).catch((err: unknown) => {
+      // Before fn ran, DEADLINE_EXCEEDED is the wait for another holder, not a node that hangs.
+      if (!entered && err instanceof BerthError && err.code === Code.DEADLINE_EXCEEDED) {
+        throw new LockWaitExceeded(err);
+      }
+      throw err;
+    });
   }
 
   private get lockTtlMs(): number {
