@@ -6,6 +6,7 @@
  * Layout (see docs/layout.md):
  *   berth:v1:node:<node>:...              host-local state (content, images, snapshots, shim)
  *   berth:v1:ns:<namespace>:...           cluster-wide state (containers, tasks)
+ *   berth:v1:chain-claims:<node>          cluster-wide index of one node's chain claims
  */
 export const SCHEMA_VERSION = 'v1';
 const root = `berth:${SCHEMA_VERSION}`;
@@ -64,9 +65,16 @@ export const keys = {
   /**
    * Hash: one container: `data` (the Container JSON of @berth/api), `name`, `createdAt`; while a
    * record created before its rootfs has no snapshot, `chainClaim` (JSON node and chainId: a root
-   * of the node's snapshot GC, see the task-service's `claimed-chains`).
+   * of the node's snapshot GC, see the task-service's `claimed-chains`), indexed in chainClaims.
    */
   container: (ns: string, id: string) => nsKey(ns, 'container', id),
+  /**
+   * Set of the containers ("<ns>/<id>") whose record claims a chain on `node` (the record's
+   * `chainClaim` field names the chain), written in the same step as each claim and its drop, so
+   * `claimed-chains` reads a node's claims without reading every container. Written by any
+   * task-service replica, whatever its node, so not under `node:` (host-local, see keyPattern).
+   */
+  chainClaims: (node: string) => [root, 'chain-claims', node].join(':'),
   /** Set of container ids in a namespace. */
   containers: (ns: string) => nsKey(ns, 'containers'),
   /** String: container name -> id (names are unique per namespace). */
@@ -152,6 +160,7 @@ export const keyOwners: { readonly [F in keyof typeof keys]: readonly KeyOwner[]
   containersCollecting: ['task-service'],
   task: ['task-service'],
   containerLock: ['task-service'],
+  chainClaims: ['task-service'],
   shimTask: ['shim'],
   shimTasks: ['shim'],
   shimExec: ['shim'],

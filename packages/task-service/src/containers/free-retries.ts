@@ -17,11 +17,23 @@ export const FREE_BACKOFF_MAX_MS = 5 * 60_000;
 const TRANSIENT: ReadonlySet<Code> = new Set([Code.UNAVAILABLE, Code.ABORTED, Code.CANCELLED]);
 
 /**
- * True when a freeing failed for a reason that is not the container's (see TRANSIENT): it is tried
- * again in the next pass, as before, rather than backed off.
+ * The DEADLINE_EXCEEDED of a wait for a container's lock that another holder (a removal request,
+ * another replica) kept (see ContainerManager.lock): the same code and message on the wire, but
+ * it says nothing about the container's node, so a freeing that failed with it is transient.
+ */
+export class LockWaitExceeded extends BerthError {
+  constructor(err: BerthError) {
+    super(Code.DEADLINE_EXCEEDED, err.message, { cause: err });
+  }
+}
+
+/**
+ * True when a freeing failed for a reason that is not the container's (see TRANSIENT, and a wait
+ * for its lock, LockWaitExceeded): it is tried again in the next pass, as before, rather than
+ * backed off.
  */
 export function transientFailure(err: unknown): boolean {
-  return !(err instanceof BerthError) || TRANSIENT.has(err.code);
+  return !(err instanceof BerthError) || err instanceof LockWaitExceeded || TRANSIENT.has(err.code);
 }
 
 /** Where FreeRetries.attempt reports what came of a container it tried. */

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
+  BerthError,
   CONTAINER_ID_PATTERN,
   Code,
   type Container,
@@ -36,7 +37,7 @@ import type { Deps } from '../deps.js';
 import { generateSpec, linuxResources, mergeResources } from '../spec/index.js';
 import type { ContainerStore, CreateIntent } from '../store/store.js';
 import { collect, collectAll, dropUnrecordedTasks, freeOnNode, releaseNetwork } from './collect.js';
-import type { FreeReport, FreeRetries } from './free-retries.js';
+import { type FreeReport, type FreeRetries, LockWaitExceeded } from './free-retries.js';
 import { checkRecordSize, replyable } from './limits.js';
 import { listPage } from './listing.js';
 
@@ -51,6 +52,8 @@ export interface ManagerEnv {
    * died blocks the reconcile from undoing or finishing it. Holders renew it every ttl/3.
    */
   lockTtlMs?: number;
+  /** How long a caller waits for a container's lock another holds (default 60 s). */
+  lockWaitMs?: number;
 }
 
 /** Spec mount sources of the container's /etc files: its node's shim writes them and fills these in. */
@@ -74,6 +77,8 @@ const LOCK = { ttlMs: 30_000, waitMs: 60_000 };
 export class ContainerManager {
   /** Per container (settlingKey), a creation of this replica still preparing its rootfs after its reply. */
   private readonly settling = new Map<string, Promise<unknown>>();
+  /** Set once claimedChains began indexing the claims stored before the index (see there). */
+  private claimsIndexed: Promise<void> | undefined;
 
   constructor(
     private readonly store: ContainerStore,
@@ -87,14 +92,29 @@ export class ContainerManager {
    * Serializes changes to one container across replicas. A creation of this replica still
    * holding the lock to prepare the rootfs after its reply is waited for first, so the next call
    * (the start that follows a CRI create) takes the lock when it is let go, not after a retry's
-   * backoff.
+   * backoff. A wait that runs out throws LockWaitExceeded (DEADLINE_EXCEEDED, see free-retries.ts).
    */
   lock<T>(ns: string, id: string, fn: (lock: Lock) => Promise<T>): Promise<T> {
     // Only then deferred: otherwise the acquire goes out in this call (lockAndRead counts on it).
     const settling = this.settling.get(settlingKey(ns, id));
     if (settling) return settling.then(() => this.lock(ns, id, fn));
-    const opts = { ttlMs: this.lockTtlMs, waitMs: LOCK.waitMs, what: `container ${id}` };
-    return withLock(this.redis, keys.containerLock(ns, id), opts, fn);
+    const opts = {
+      ttlMs: this.lockTtlMs,
+      waitMs: this.env.lockWaitMs ?? LOCK.waitMs,
+      what: `container ${id}`,
+    };
+    let entered = false;
+    const held = (lock: Lock) => {
+      entered = true;
+      return fn(lock);
+    };
+    return withLock(this.redis, keys.containerLock(ns, id), opts, held).catch((err: unknown) => {
+      // Before fn ran, DEADLINE_EXCEEDED is the wait for another holder, not a node that hangs.
+      if (!entered && err instanceof BerthError && err.code === Code.DEADLINE_EXCEEDED) {
+        throw new LockWaitExceeded(err);
+      }
+      throw err;
+    });
   }
 
   private get lockTtlMs(): number {
@@ -550,8 +570,21 @@ export class ContainerManager {
    * prepared and stored (prepareAfterReply): roots of the node's snapshot GC, since the image may
    * be removed before the prepare, which (or the first task create) still needs the chain.
    */
-  claimedChains(node: string): Promise<string[]> {
+  async claimedChains(node: string): Promise<string[]> {
+    // Claims a task-service of the version before the index stored are indexed first, once per
+    // replica (a failure fails this call, and GC with it, and the next call tries again); those a
+    // replica of that version still running stores later are indexed by the reconcile.
+    this.claimsIndexed ??= this.indexAllClaims().catch((err: unknown) => {
+      this.claimsIndexed = undefined;
+      throw err;
+    });
+    await this.claimsIndexed;
     return this.store.claimedChains(node);
+  }
+
+  /** Indexes every namespace's chain claims not yet indexed (see ContainerStore.indexClaims). */
+  private async indexAllClaims(): Promise<void> {
+    for (const ns of await this.store.namespaces()) await this.store.indexClaims(ns);
   }
 
   /** One container and its task, as a reply can carry it (see limits.ts `replyable`). */

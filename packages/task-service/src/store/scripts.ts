@@ -5,8 +5,21 @@ import { fenceCheckLua, redisScript } from '@berth/kit';
 /**
  * The field of a container's hash (keys.container) holding its claim on its image's chain while
  * its rootfs snapshot is not prepared: JSON {node, chainId} (see ContainerStore.claimedChains).
+ * The field is the claim; keys.chainClaims(node) indexes the records that have one, and every
+ * script that writes or drops the field changes the index in the same step.
  */
 export const CHAIN_CLAIM_FIELD = 'chainClaim';
+
+/**
+ * Lua lines dropping the index entry `member` of the claim the record KEYS[recordKey] holds, if
+ * any: from the index of the node the claim names (`prefix` .. node, prefix the value of
+ * keys.chainClaims('')). Put them before the record is deleted.
+ */
+function unindexClaimLua(recordKey: number, prefixArg: number, memberArg: number): string {
+  return `local claim = redis.call('hget', KEYS[${recordKey}], '${CHAIN_CLAIM_FIELD}')
+if claim then redis.call('srem', ARGV[${prefixArg}] .. cjson.decode(claim).node, ARGV[${memberArg}]) end
+`;
+}
 
 /**
  * Deletes a name reservation only when it still points at the container being released.
@@ -74,7 +87,8 @@ return 1`,
 /**
  * The background removal of a container whose task is stopped, never started or absent, when
  * nobody holds its lock: as lock, read, deleteForCollection and release would, in one step. The
- * name's key is the prefix ARGV[2] and the record's name (one Redis, never a cluster). Returns
+ * name's key is the prefix ARGV[2] and the record's name (one Redis, never a cluster); its chain
+ * claim's index entry ARGV[4] goes from the index ARGV[3] and the claim's node. Returns
  * {'removed', record JSON, task fields...}, or {'busy'} (locked), {'gone'}, {'live'}.
  */
 export const REMOVE_DONE = redisScript(
@@ -87,7 +101,7 @@ local st = redis.call('hget', KEYS[3], 'status')
 if st and st ~= 'stopped' and st ~= 'created' then return {'live'} end
 local task = redis.call('hgetall', KEYS[3])
 local name = redis.call('hget', KEYS[2], 'name')
-redis.call('hset', KEYS[5], ARGV[1], data)
+${unindexClaimLua(2, 3, 4)}redis.call('hset', KEYS[5], ARGV[1], data)
 redis.call('del', KEYS[2], KEYS[3])
 redis.call('srem', KEYS[4], ARGV[1])
 if name then
@@ -101,8 +115,9 @@ return {'removed', data, unpack(task)}`,
  * A container made with nothing before its record (its rootfs prepared after the reply): its name
  * reserved and its record stored in one step, as put() stores one (ALREADY_EXISTS leaves
  * neither), with its claim on its image's chain (ARGV[5], field CHAIN_CLAIM_FIELD; none when
- * empty). Run again for the same id (ioredis resends a command whose reply a dropped connection
- * lost) it stores the same again: only the very same record (a caller's id names no other).
+ * empty) indexed as ARGV[6] in its node's index KEYS[6]. Run again for the same id (ioredis
+ * resends a command whose reply a dropped connection lost) it stores the same again: only the
+ * very same record (a caller's id names no other).
  * Returns 1, 0 when its id is another container's: stored with another record (KEYS[2]), being
  * created (an intent in KEYS[4]) or being freed (KEYS[5]), or the id of the container holding
  * the name.
@@ -118,21 +133,48 @@ if not redis.call('set', KEYS[1], ARGV[1], 'NX') then
   if holder ~= ARGV[1] then return holder or '?' end
 end
 redis.call('hset', KEYS[2], 'data', ARGV[2], 'name', ARGV[3], 'createdAt', ARGV[4])
-if ARGV[5] ~= '' then redis.call('hset', KEYS[2], '${CHAIN_CLAIM_FIELD}', ARGV[5]) end
+if ARGV[5] ~= '' then
+  redis.call('hset', KEYS[2], '${CHAIN_CLAIM_FIELD}', ARGV[5])
+  redis.call('sadd', KEYS[6], ARGV[6])
+end
 redis.call('sadd', KEYS[3], ARGV[1])
 return 1`,
 );
 
 /**
  * The record of a container created without its rootfs mounts replaced by the same record with
- * them, and its chain claim dropped (the snapshot now holds the chain), only under the creator's
- * lock (KEYS[1] holds ARGV[1]: FENCED otherwise) and only while the record is still the one stored
- * at create (ARGV[2]); returns 1, or 0 when it is not.
+ * them, and its chain claim dropped with its index entry ARGV[5] (the index is the prefix ARGV[4]
+ * and the claim's node; the snapshot now holds the chain), only under the creator's lock (KEYS[1]
+ * holds ARGV[1]: FENCED otherwise) and only while the record is still the one stored at create
+ * (ARGV[2]); returns 1, or 0 when it is not.
  */
 export const ADD_ROOTFS = redisScript(
   'container add-rootfs',
   `${fenceCheckLua(1, 1)}if redis.call('hget', KEYS[2], 'data') ~= ARGV[2] then return 0 end
 redis.call('hset', KEYS[2], 'data', ARGV[3])
-redis.call('hdel', KEYS[2], '${CHAIN_CLAIM_FIELD}')
+${unindexClaimLua(2, 4, 5)}redis.call('hdel', KEYS[2], '${CHAIN_CLAIM_FIELD}')
 return 1`,
+);
+
+/**
+ * Indexes the claim a record holds as ARGV[1] in its node's index KEYS[2], only while the record
+ * KEYS[1] still holds that very claim ARGV[2] (a drop meanwhile is not undone): for records a
+ * task-service of the version before the index wrote (see ContainerStore.indexClaims). Returns 1
+ * when it was not indexed before, else 0.
+ */
+export const INDEX_CLAIM = redisScript(
+  'container index-claim',
+  `if redis.call('hget', KEYS[1], '${CHAIN_CLAIM_FIELD}') ~= ARGV[2] then return 0 end
+return redis.call('sadd', KEYS[2], ARGV[1])`,
+);
+
+/**
+ * Drops the index entry ARGV[1] from a node's index KEYS[2] while the record KEYS[1] holds no
+ * claim (gone, or its claim dropped by a task-service of the version before the index); returns
+ * 1 when it did.
+ */
+export const UNINDEX_STALE_CLAIM = redisScript(
+  'container unindex-stale-claim',
+  `if redis.call('hexists', KEYS[1], '${CHAIN_CLAIM_FIELD}') == 1 then return 0 end
+return redis.call('srem', KEYS[2], ARGV[1])`,
 );

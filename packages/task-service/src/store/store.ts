@@ -17,11 +17,13 @@ import {
   BEGIN_CREATE,
   CHAIN_CLAIM_FIELD,
   CREATE_NAMED,
+  INDEX_CLAIM,
   MARK_REMOVING,
   RECORD_EXIT,
   RELEASE_NAME,
   REMOVE_DONE,
   SET_STATUS,
+  UNINDEX_STALE_CLAIM,
 } from './scripts.js';
 
 /** Where a container stands in a listing: by creation time, then id. */
@@ -86,21 +88,23 @@ export class ContainerStore {
    * its image's chain in the same step (see claimedChains), until addRootfsAndRelease or removal.
    */
   async createNamed(c: Container): Promise<void> {
-    const claim =
-      !c.rootfs && c.image.chainId ? JSON.stringify({ node: c.node, chainId: c.image.chainId }) : '';
+    const claim: ChainClaim | undefined =
+      !c.rootfs && c.image.chainId ? { node: c.node, chainId: c.image.chainId } : undefined;
     const r = await this.redis.eval(
       CREATE_NAMED,
-      5,
+      6,
       keys.containerName(c.namespace, c.name),
       keys.container(c.namespace, c.id),
       keys.containers(c.namespace),
       keys.containersCreating(c.namespace),
       keys.containersCollecting(c.namespace),
+      keys.chainClaims(c.node),
       c.id,
       JSON.stringify(c),
       c.name,
       c.createdAt,
-      claim,
+      claim ? JSON.stringify(claim) : '',
+      claimMember(c.namespace, c.id),
     );
     if (r === 0) throw idInUse(c.id);
     if (r !== 1) throw nameInUse(c.name, r);
@@ -108,24 +112,69 @@ export class ContainerStore {
 
   /**
    * The image chains containers on `node`, in every namespace, claim (createNamed): stored without
-   * their rootfs snapshot, whose prepare has not stored its mounts yet. The claim is a field of the
-   * container's hash, so it goes with the record; a few bytes are read per container.
+   * their rootfs snapshot, whose prepare has not stored its mounts yet. Read through the node's
+   * index (keys.chainClaims), a few bytes per claim of the node, whatever the cluster holds; the
+   * claim itself is the record's field, so an index entry whose record holds none (left by a
+   * task-service of the version before the index, which dropped only the field) is not reported
+   * and is dropped. Claims that version made are indexed by indexClaims.
    */
   async claimedChains(node: string): Promise<string[]> {
+    const index = keys.chainClaims(node);
+    const refs = (await this.redis.smembers(index)).flatMap((m) => {
+      const at = m.indexOf('/');
+      return at > 0 ? [{ member: m, ns: m.slice(0, at), id: m.slice(at + 1) }] : [];
+    });
+    if (refs.length === 0) return [];
+    const p = this.redis.pipeline();
+    for (const r of refs) p.hget(keys.container(r.ns, r.id), CHAIN_CLAIM_FIELD);
     const out = new Set<string>();
-    for (const ns of await this.scanNamespaces(keys.containers('*'))) {
-      const ids = await this.redis.smembers(keys.containers(ns));
-      if (ids.length === 0) continue;
-      const p = this.redis.pipeline();
-      for (const id of ids) p.hget(keys.container(ns, id), CHAIN_CLAIM_FIELD);
-      for (const [err, v] of (await p.exec()) ?? []) {
-        if (err) throw err;
-        if (typeof v !== 'string') continue;
-        const claim = JSON.parse(v) as { node: string; chainId: string };
+    const stale: typeof refs = [];
+    ((await p.exec()) ?? []).forEach(([err, v], i) => {
+      if (err) throw err;
+      const ref = refs[i];
+      if (!ref) return;
+      if (typeof v !== 'string') stale.push(ref);
+      else {
+        const claim = JSON.parse(v) as ChainClaim;
         if (claim.node === node) out.add(claim.chainId);
       }
+    });
+    if (stale.length > 0) {
+      const drop = this.redis.pipeline();
+      for (const r of stale) drop.eval(UNINDEX_STALE_CLAIM, 2, keys.container(r.ns, r.id), index, r.member);
+      for (const [err] of (await drop.exec()) ?? []) if (err) throw err;
     }
     return [...out];
+  }
+
+  /**
+   * Indexes the chain claims of the containers `ids` of a namespace that are not indexed (records
+   * a task-service of the version before the index stored), each only while its record still
+   * holds that claim; returns how many it indexed. Without `ids`, every container of the namespace.
+   */
+  async indexClaims(ns: string, ids?: readonly string[]): Promise<number> {
+    const all = ids ?? (await this.redis.smembers(keys.containers(ns)));
+    if (all.length === 0) return 0;
+    const p = this.redis.pipeline();
+    for (const id of all) p.hget(keys.container(ns, id), CHAIN_CLAIM_FIELD);
+    const index = this.redis.pipeline();
+    let claims = 0;
+    ((await p.exec()) ?? []).forEach(([err, v], i) => {
+      if (err) throw err;
+      const id = all[i];
+      if (typeof v !== 'string' || id === undefined) return;
+      const { node } = JSON.parse(v) as ChainClaim;
+      const args = [keys.container(ns, id), keys.chainClaims(node), claimMember(ns, id), v];
+      index.eval(INDEX_CLAIM, 2, ...args);
+      claims++;
+    });
+    if (claims === 0) return 0;
+    let added = 0;
+    for (const [err, n] of (await index.exec()) ?? []) {
+      if (err) throw err;
+      if (n === 1) added++;
+    }
+    return added;
   }
 
   /**
@@ -144,6 +193,8 @@ export class ContainerStore {
         lock.token,
         JSON.stringify(stored),
         JSON.stringify({ ...stored, rootfs }),
+        keys.chainClaims(''),
+        claimMember(stored.namespace, stored.id),
       );
     const [err, added] = (await execReleasing(tx, lock))[0] ?? [null, 0];
     if (err && !isFenced(err)) throw err;
@@ -271,10 +322,11 @@ export class ContainerStore {
     return info(c, await this.getTask(c.namespace, c.id));
   }
 
-  /** Removes a container, its task record and its name, atomically. */
+  /** Removes a container, its task record, its name and its chain claim, atomically. */
   async delete(c: Container): Promise<void> {
     await this.redis
       .multi()
+      .srem(keys.chainClaims(c.node), claimMember(c.namespace, c.id))
       .del(keys.container(c.namespace, c.id), keys.task(c.namespace, c.id))
       .srem(keys.containers(c.namespace), c.id)
       .eval(RELEASE_NAME, 1, keys.containerName(c.namespace, c.name), c.id)
@@ -282,14 +334,15 @@ export class ContainerStore {
   }
 
   /**
-   * Removes a container's record, task and name and, in the same transaction, keeps the record as
-   * one whose node resources are still to be freed (see ContainerManager.collect): from here on it
-   * is gone for every reader, and nothing it held on its node can be forgotten.
+   * Removes a container's record, task, name and chain claim and, in the same transaction, keeps
+   * the record as one whose node resources are still to be freed (see ContainerManager.collect):
+   * from here on it is gone for every reader, and nothing it held on its node can be forgotten.
    */
   async deleteForCollection(c: Container, lock?: Lock): Promise<void> {
     const tx = this.redis
       .multi()
       .hset(keys.containersCollecting(c.namespace), c.id, JSON.stringify(c))
+      .srem(keys.chainClaims(c.node), claimMember(c.namespace, c.id))
       .del(keys.container(c.namespace, c.id), keys.task(c.namespace, c.id))
       .srem(keys.containers(c.namespace), c.id)
       .eval(RELEASE_NAME, 1, keys.containerName(c.namespace, c.name), c.id);
@@ -313,6 +366,8 @@ export class ContainerStore {
       keys.containersCollecting(ns),
       id,
       keys.containerName(ns, ''),
+      keys.chainClaims(''),
+      claimMember(ns, id),
     )) as string[];
     if (r[0] !== 'removed') return undefined;
     const fields: Record<string, string> = {};
@@ -473,6 +528,17 @@ export class ContainerStore {
     );
     return r === 1;
   }
+}
+
+/** A record's claim on its image's chain (the CHAIN_CLAIM_FIELD of its hash). */
+interface ChainClaim {
+  node: string;
+  chainId: string;
+}
+
+/** A container's entry in its node's index of chain claims (keys.chainClaims). */
+function claimMember(ns: string, id: string): string {
+  return `${ns}/${id}`;
 }
 
 function decodeTask(h: Record<string, string> | null | undefined): Task | undefined {

@@ -49,8 +49,9 @@ export interface ReconcileDeps {
  * that had not finished (a removal or a freeing that keeps failing on its node is tried after 1,
  * 2, 4 ... passes, see FreeRetries), stopped containers labelled for auto-removal go, and a task a
  * shim runs for a container without one on record (its create's replica died) is killed and
- * deleted. A node that cannot be reached is skipped (logged, and counted in `unreachable`): the
- * next reconcile, or a later state(), gets it.
+ * deleted; chain claims stored by a task-service of the version before their index are indexed
+ * (see ContainerStore.indexClaims). A node that cannot be reached is skipped (logged, and counted
+ * in `unreachable`): the next reconcile, or a later state(), gets it.
  */
 export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
   const r: ReconcileResult = {
@@ -64,13 +65,15 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
   };
   d.collectRetries.beginPass();
   d.removeRetries.beginPass();
-  const seen: { ns: string; stopped: string[]; taskless: Container[] }[] = [];
+  const seen: { ns: string; stopped: string[]; taskless: Container[]; unmounted: string[] }[] = [];
   for (const ns of await d.store.namespaces()) {
     const stopped: string[] = [];
     const taskless: Container[] = [];
+    const unmounted: string[] = [];
     for (const i of await d.store.list(ns)) {
       if (i.task?.status === 'stopped') stopped.push(i.container.id);
       if (!i.task) taskless.push(i.container);
+      if (!i.container.rootfs && i.container.image.chainId) unmounted.push(i.container.id);
       if (!i.task || i.task.status === 'stopped') continue;
       r.checked++;
       try {
@@ -84,9 +87,18 @@ export async function reconcileAll(d: ReconcileDeps): Promise<ReconcileResult> {
         );
       }
     }
-    seen.push({ ns, stopped, taskless });
+    seen.push({ ns, stopped, taskless, unmounted });
   }
-  for (const { ns, stopped, taskless } of seen) {
+  for (const { ns, stopped, taskless, unmounted } of seen) {
+    // The records that may claim their chain: a claim a task-service of the version before the
+    // index stored (one still running in a rolling upgrade) is indexed here, for `claimed-chains`.
+    if (unmounted.length > 0) {
+      await d.store
+        .indexClaims(ns, unmounted)
+        .catch((err: unknown) =>
+          d.log.warn({ err: (err as Error).message, ns }, 'reconcile: indexing chain claims failed'),
+        );
+    }
     try {
       r.undone += await d.containers.reconcileCreations(ns);
     } catch (err) {
