@@ -8,13 +8,18 @@ import {
   readlinkSync,
   renameSync,
   rmdirSync,
+  statfsSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { TaskApi } from '@berth/api';
+import { client } from '@berth/kit';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CRI_NAMESPACE } from './images/ports.js';
+import { containerName } from './runtime/meta.js';
 import {
   createCtr,
   ctrConfig,
@@ -30,6 +35,9 @@ import {
   until,
 } from './testdata/pod-fixtures.js';
 import { type RuntimeStack, runcIds } from './testdata/runtime-stack.js';
+
+/** The cgroup version runc uses here: v2 only when /sys/fs/cgroup itself is cgroup2. */
+const CGROUP_V2 = statfsSync('/sys/fs/cgroup').type === 0x63677270;
 
 // CRI pods and containers end to end (as pods.test.ts): namespaces, security settings, updates,
 // log reopening, stats, events, streamed lists, and a second gRPC implementation (Python grpcio).
@@ -228,6 +236,25 @@ describe('CRI container settings, updates, log reopening and stats', () => {
       : { path: v2, memoryLimit: join('/sys/fs/cgroup', v2, 'memory.max') };
   };
 
+  /**
+   * Checks that the process is in the cgroup at `path` in every controller's hierarchy (cgroup
+   * v1) or in the unified one (v2), and that each is that directory under the hierarchy's mount.
+   */
+  const expectCgroupAt = (pid: number, path: string) => {
+    const seen: string[] = [];
+    for (const l of readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n')) {
+      const [, ctrls = '', at = ''] = /^\d+:([^:]*):(.*)$/.exec(l) ?? [];
+      // v1's named hierarchies (name=systemd) are not runc's to place; v2's is on a v1 host.
+      if (ctrls.startsWith('name=') || (ctrls === '' && !CGROUP_V2)) continue;
+      expect(at, `${ctrls || 'unified'} of process ${pid}`).toBe(path);
+      const dir = join('/sys/fs/cgroup', ctrls, path);
+      expect(existsSync(dir), dir).toBe(true);
+      seen.push(ctrls);
+    }
+    if (!CGROUP_V2) expect(seen).toEqual(expect.arrayContaining(['memory', 'pids']));
+    else expect(seen).toEqual(['']);
+  };
+
   it('applies user, groups, read-only rootfs, sysctls and the cgroup parent', async () => {
     const c = await createCtr(pod, 'opts', 'user', {
       linux: {
@@ -251,7 +278,37 @@ describe('CRI container settings, updates, log reopening and stats', () => {
     });
     const sysctl = await exec(c, ['cat', '/proc/sys/net/ipv4/ip_unprivileged_port_start']);
     expect(Buffer.from(sysctl.stdout).toString()).toBe('0\n');
-    expect(cgroupOf(await pidOf(c)).path.startsWith(`${parent}/k8s-ctr-`)).toBe(true);
+    // Where containerd's CRI puts them with cgroupfs: the leaf is the CRI id, in every hierarchy.
+    expectCgroupAt(await pidOf(c), `${parent}/${c}`);
+    const pause = await rpc<{ info: { info: string } }>('PodSandboxStatus', {
+      pod_sandbox_id: pod,
+      verbose: true,
+    });
+    expectCgroupAt((JSON.parse(pause.info.info) as { task: { pid: number } }).task.pid, `${parent}/${pod}`);
+  });
+
+  it('keeps the cgroup of a container made before its id named it: stats and updates find it', async () => {
+    // Made as the previous gateway made it: a task-service id of its own choosing, and the cgroup
+    // named after the task-service name (<cgroup_parent>/k8s-ctr-<hash>).
+    const made = await createCtr(pod, 'opts', 'prior');
+    const tasks = client(s.nc, TaskApi, { namespace: CRI_NAMESPACE });
+    const { config } = (await tasks['get-container']({ id: made })).container;
+    await rpc('RemoveContainer', { container_id: made });
+    const name = containerName(pod, { name: 'prior', attempt: 1 });
+    const { id: _, ...old } = config;
+    const c = (await tasks['create-container']({ ...old, name, cgroupsPath: `${parent}/${name}` })).id;
+    await rpc('StartContainer', { container_id: c });
+    const pid = await pidOf(c);
+    expectCgroupAt(pid, `${parent}/${name}`);
+    await rpc('UpdateContainerResources', {
+      container_id: c,
+      linux: { memory_limit_in_bytes: String(80 * 1024 * 1024) },
+    });
+    expect(readFileSync(cgroupOf(pid).memoryLimit, 'utf8').trim()).toBe(String(80 * 1024 * 1024));
+    const st = await rpc<{ stats: { memory: { working_set_bytes: { value: string } } } }>('ContainerStats', {
+      container_id: c,
+    });
+    expect(BigInt(st.stats.memory.working_set_bytes.value)).toBeGreaterThan(0n);
   });
 
   it('runs a pod and a container with SELinux options, none of them in the spec on a host without SELinux', async () => {

@@ -311,11 +311,13 @@ export interface SandboxContext {
 /**
  * The task-service request of a container in a pod: it joins the pause container's namespaces
  * as its NamespaceOption says, shares the pod's /etc files and /dev/shm, and logs to the pod's
- * log directory. The container's own mounts at those places win, as in containerd's CRI.
+ * log directory. The container's own mounts at those places win, as in containerd's CRI. It is
+ * made under `opts.id`, the container id the gateway chose, which also names its cgroup under the
+ * pod's cgroup parent.
  */
 export function containerRequest(
   c: ContainerConfig,
-  opts: { sandbox: SandboxContext; imageName: string; meta: ContainerMeta },
+  opts: { id: string; sandbox: SandboxContext; imageName: string; meta: ContainerMeta },
 ): CreateContainerRequest {
   const sb = opts.sandbox;
   const ns = (type: string) => `/proc/${sb.pid}/ns/${type}`;
@@ -350,8 +352,9 @@ export function containerRequest(
     shared.push({ source: podShm(sb.filesDir, podNs.ipc), destination: '/dev/shm' });
   }
   const name = containerName(sb.id, c.metadata);
-  const cgroupsPath = cgroupsPathOf(sb.cgroupParent, name);
+  const cgroupsPath = cgroupsPathOf(sb.cgroupParent, opts.id);
   return {
+    id: opts.id,
     image: opts.imageName,
     name,
     ...(c.command.length ? { entrypoint: c.command } : {}),

@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, Code, type ContainerInfo, toBerthError } from '@berth/api';
+import {
+  BerthError,
+  Code,
+  type ContainerInfo,
+  type CreateContainerRequest,
+  type ImageRecord,
+  toBerthError,
+} from '@berth/api';
 import { type CgroupSupport, hostCgroupSupport } from '@berth/shim/cgroup-support';
 import { criImageNames } from '../images/cri-image.js';
 import type { ImagePort } from '../images/ports.js';
@@ -127,7 +134,10 @@ export class ContainerRuntime {
         Code.ALREADY_EXISTS,
         `container "${cfg.metadata.name}" (attempt ${cfg.metadata.attempt}) already exists in pod sandbox ${sid}`,
       );
+    // Chosen here, as containerd's CRI chooses it: the container's cgroup is named after it.
+    const id = randomBytes(32).toString('hex');
     const req = containerRequest(cfg, {
+      id,
       sandbox: {
         id: sid,
         meta: sb.meta,
@@ -145,9 +155,7 @@ export class ContainerRuntime {
     this.creating.add(reserved);
     try {
       await this.makeHostPaths(sid, reserved, cfg.mounts, taken);
-      // The record the gateway's image view gave: the task-service need not ask the image-service.
-      // The rootfs is prepared after the reply, in the gap before the kubelet's StartContainer.
-      return (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
+      return await this.createRecord(id, req, image);
     } catch (err) {
       const e = toBerthError(err);
       if (e.code !== Code.ALREADY_EXISTS) throw e;
@@ -155,6 +163,42 @@ export class ContainerRuntime {
     } finally {
       this.creating.delete(reserved);
     }
+  }
+
+  /**
+   * The container's record under `id`, the gateway's choice (its task is made by StartContainer).
+   * A create that failed and may still have made it (a lost reply, a timeout) is undone by that
+   * id; not one the task-service refused (ALREADY_EXISTS, INVALID_ARGUMENT), which made nothing
+   * and whose id may be another container's. A task-service that made it under an id of its own
+   * (one before caller-chosen ids) is FAILED_PRECONDITION, its container removed.
+   */
+  private async createRecord(id: string, req: CreateContainerRequest, image: ImageRecord): Promise<string> {
+    let made: string;
+    try {
+      // The record the gateway's image view gave: the task-service need not ask the image-service.
+      // The rootfs is prepared after the reply, in the gap before the kubelet's StartContainer.
+      made = (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
+    } catch (err) {
+      const code = toBerthError(err).code;
+      if (code !== Code.ALREADY_EXISTS && code !== Code.INVALID_ARGUMENT) await this.undoCreate(id, false);
+      throw err;
+    }
+    if (made === id) return made;
+    // Its cgroup is named after the gateway's id: node agents would take it for another container.
+    await this.undoCreate(made, true);
+    throw new BerthError(
+      Code.FAILED_PRECONDITION,
+      `the task-service made container ${made.slice(0, 12)} under its own id, not the gateway's ${id.slice(0, 12)}: upgrade every task-service before the cri-gateway`,
+    );
+  }
+
+  /** Removes what a failed create made; `made`: it is known to exist (else absent is no news). */
+  private async undoCreate(id: string, made: boolean): Promise<void> {
+    await this.d.tasks.deleteContainer(id, true).catch((err: unknown) => {
+      if (made || toBerthError(err).code !== Code.NOT_FOUND) {
+        this.d.log.warn({ err, what: id }, 'cleanup after a failed CreateContainer failed');
+      }
+    });
   }
 
   /**

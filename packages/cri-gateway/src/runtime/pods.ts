@@ -223,7 +223,8 @@ export class PodRuntime {
       const created = this.createPause(pod, image, meta, sandboxId, netnsPath).then((made) => {
         id = made;
         this.starting.add(made);
-        // A task-service before caller-chosen ids picks its own: the plugins were told another.
+        // A task-service before caller-chosen ids picks its own: the plugins were told another,
+        // and the pause's cgroup is named after the gateway's.
         if (made !== sandboxId) {
           throw new BerthError(
             Code.FAILED_PRECONDITION,
@@ -298,11 +299,10 @@ export class PodRuntime {
     netnsPath: string | undefined,
   ): Promise<string> {
     try {
-      const req = sandboxRequest(pod, { image: image.name, meta, ...(netnsPath ? { netnsPath } : {}) });
+      const req = sandboxRequest(pod, { id, image: image.name, meta, ...(netnsPath ? { netnsPath } : {}) });
       // The record ensure() read: the task-service need not ask the image-service again. Its
       // rootfs is prepared after the reply, beside the pause task's start that follows.
-      return (await this.d.tasks.createContainer({ ...req, id, imageRecord: image, prepareAfterReply: true }))
-        .id;
+      return (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
     } catch (err) {
       const e = toBerthError(err);
       if (e.code === Code.ALREADY_EXISTS) {

@@ -178,9 +178,13 @@ function cgroupParentOf(v: unknown): string {
   return absPath(v, field);
 }
 
-/** cgroups path of a pod's container under the pod's cgroup parent (berth's default without one). */
-export function cgroupsPathOf(parent: string, name: string): string | undefined {
-  return parent ? `${parent.replace(/\/+$/, '')}/${name}` : undefined;
+/**
+ * The cgroups path of a pod's container or pause under the pod's cgroup parent (undefined without
+ * one: berth's default). The leaf is the CRI id, where containerd's CRI puts it with cgroupfs:
+ * node agents (cAdvisor, the kubelet's stats) take a cgroup's last element as its container's id.
+ */
+export function cgroupsPathOf(parent: string, id: string): string | undefined {
+  return parent ? `${parent.replace(/\/+$/, '')}/${id}` : undefined;
 }
 
 /**
@@ -188,20 +192,22 @@ export function cgroupsPathOf(parent: string, name: string): string | undefined 
  * namespaces, the pod's network namespace and its own uts (in the host network the host's both),
  * the pod's host name, DNS and sysctls, and the pod's /dev/shm: a tmpfs on the node its containers
  * bind too (see podShm), or in the node's IPC namespace the node's own /dev/shm, read-only as
- * containerd binds it.
+ * containerd binds it. It is made under `opts.id`, the sandbox id the gateway chose, which also
+ * names its cgroup under the pod's cgroup parent.
  */
 export function sandboxRequest(
   pod: PodConfig,
-  opts: { image: string; meta: SandboxMeta; netnsPath?: string },
+  opts: { id: string; image: string; meta: SandboxMeta; netnsPath?: string },
 ): CreateContainerRequest {
   const name = sandboxName(pod.metadata);
   const host = pod.namespaceOptions.network === NsMode.NODE;
-  const cgroupsPath = cgroupsPathOf(pod.cgroupParent, name);
+  const cgroupsPath = cgroupsPathOf(pod.cgroupParent, opts.id);
   const dns =
     pod.dns && (pod.dns.servers.length || pod.dns.searches.length || pod.dns.options.length)
       ? pod.dns
       : undefined;
   return {
+    id: opts.id,
     image: opts.image,
     name,
     ...(host ? { network: 'host' as const } : { network: opts.netnsPath ?? 'none' }),

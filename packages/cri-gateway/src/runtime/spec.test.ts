@@ -8,6 +8,9 @@ import { CriLabel, containerName, type SandboxMeta, sandboxName } from './meta.j
 import { parsePodConfig, sandboxRequest } from './sandbox-spec.js';
 
 const md = { name: 'web', uid: 'u1', namespace: 'default', attempt: 0 };
+/** The ids the gateway chose for a pod and a container (64 hex digits, as containerd's). */
+const POD_ID = 'a1'.repeat(32);
+const CTR_ID = 'c2'.repeat(32);
 
 function codeOf(fn: () => unknown): { code: string; message: string } {
   try {
@@ -51,8 +54,9 @@ describe('PodSandboxConfig to a pause container', () => {
       },
     });
     const m = meta();
-    const req = sandboxRequest(pod, { image: 'pause', meta: m, netnsPath: '/run/berth/netns/k' });
+    const req = sandboxRequest(pod, { id: POD_ID, image: 'pause', meta: m, netnsPath: '/run/berth/netns/k' });
     expect(req).toMatchObject({
+      id: POD_ID,
       image: 'pause',
       name: sandboxName(md),
       network: '/run/berth/netns/k',
@@ -60,7 +64,8 @@ describe('PodSandboxConfig to a pause container', () => {
       namespaces: { pid: 'host', ipc: 'private', uts: 'private' },
       dns: { servers: ['10.0.0.10'], searches: ['svc'], options: ['ndots:5'] },
       sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0' },
-      cgroupsPath: `/kubepods/pod1/${sandboxName(md)}`,
+      // The sandbox id is the leaf, as containerd's CRI names it (not the task-service name).
+      cgroupsPath: `/kubepods/pod1/${POD_ID}`,
     });
     expect(JSON.parse(req.labels?.[CriLabel.meta] ?? '')).toEqual(m);
     // The pod's /dev/shm: a tmpfs its shim makes where the pod's containers can bind it.
@@ -73,12 +78,14 @@ describe('PodSandboxConfig to a pause container', () => {
       metadata: md,
       linux: { security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } },
     });
-    const req = sandboxRequest(pod, { image: 'pause', meta: meta({ hostname: 'node' }) });
+    const req = sandboxRequest(pod, { id: POD_ID, image: 'pause', meta: meta({ hostname: 'node' }) });
     expect(req).toMatchObject({
       network: 'host',
       namespaces: { pid: 'private', ipc: 'private', uts: 'host' },
     });
     expect(req.hostname).toBeUndefined();
+    // No cgroup parent: berth's default cgroup (/berth/k8s.io/<id>), as before.
+    expect(req.cgroupsPath).toBeUndefined();
   });
 
   it('refuses, naming the field, what the CNI plugins of a pod network cannot be given', () => {
@@ -102,6 +109,7 @@ describe('PodSandboxConfig to a pause container', () => {
   it("runs every pause read-only, without new privileges, at 2 cpu shares (containerd's sandbox spec)", () => {
     for (const security_context of [{}, { privileged: true }, { readonly_rootfs: false }]) {
       const req = sandboxRequest(parsePodConfig({ metadata: md, linux: { security_context } }), {
+        id: POD_ID,
         image: 'pause',
         meta: meta(),
       });
@@ -114,7 +122,7 @@ describe('PodSandboxConfig to a pause container', () => {
       metadata: md,
       linux: { security_context: { namespace_options: { network: 'POD', pid: 'POD', ipc: 'NODE' } } },
     });
-    const req = sandboxRequest(pod, { image: 'pause', meta: meta() });
+    const req = sandboxRequest(pod, { id: POD_ID, image: 'pause', meta: meta() });
     expect(req.namespaces?.ipc).toBe('host');
     expect(req.shm).toBeUndefined();
     expect(req.mounts).toEqual([{ source: '/dev/shm', destination: '/dev/shm', readonly: true }]);
@@ -123,6 +131,7 @@ describe('PodSandboxConfig to a pause container', () => {
   it("gives the pause container the pod's seccomp filter, none when unset or privileged (as containerd)", () => {
     const seccompOf = (security_context: Record<string, unknown>) =>
       sandboxRequest(parsePodConfig({ metadata: md, linux: { security_context } }), {
+        id: POD_ID,
         image: 'pause',
         meta: meta(),
       }).seccomp;
@@ -219,11 +228,13 @@ describe('ContainerConfig to a container in its pod', () => {
       '/var/log/pods/x',
     );
     const req = containerRequest(cfg, {
+      id: CTR_ID,
       sandbox: { ...sandbox, hostname: 'web' },
       imageName: 'docker.io/library/busybox:latest',
       meta: {} as never,
     });
     expect(req).toMatchObject({
+      id: CTR_ID,
       image: 'docker.io/library/busybox:latest',
       name: containerName(sandbox.id, { name: 'app', attempt: 2 }),
       entrypoint: ['sh'],
@@ -244,7 +255,7 @@ describe('ContainerConfig to a container in its pod', () => {
       maskedPaths: ['/proc/kcore'],
       readonlyPaths: [],
       logPath: '/var/log/pods/x/app/2.log',
-      cgroupsPath: `/kubepods/pod1/${containerName(sandbox.id, { name: 'app', attempt: 2 })}`,
+      cgroupsPath: `/kubepods/pod1/${CTR_ID}`,
       labels: { [CriLabel.kind]: 'container', [CriLabel.sandboxId]: sandbox.id },
     });
     expect(req.mounts).toEqual([
@@ -263,13 +274,14 @@ describe('ContainerConfig to a container in its pod', () => {
       },
       '',
     );
-    const own = containerRequest(ownShm, { sandbox, imageName: 'b', meta: {} as never });
+    const own = containerRequest(ownShm, { id: CTR_ID, sandbox, imageName: 'b', meta: {} as never });
     expect(own.mounts?.filter((m) => m.destination.startsWith('/dev/shm'))).toEqual([
       { source: '/srv/shm', destination: '/dev/shm/' },
     ]);
     // A pod made before berth shared /dev/shm has no tmpfs to bind: a /dev/shm of its own, as before.
     const { sharedShm: _, ...oldMeta } = meta();
     const old = containerRequest(cfg, {
+      id: CTR_ID,
       sandbox: { ...sandbox, meta: oldMeta },
       imageName: 'b',
       meta: {} as never,
@@ -277,11 +289,20 @@ describe('ContainerConfig to a container in its pod', () => {
     expect(old.mounts?.some((m) => m.destination === '/dev/shm')).toBe(false);
     // A pod whose record has no host name: the one its hostname file holds, as its UTS namespace has.
     const nameless = containerRequest(cfg, {
+      id: CTR_ID,
       sandbox: { ...sandbox, meta: meta({ hostname: '' }), hostname: 'from-file' },
       imageName: 'b',
       meta: {} as never,
     });
     expect(nameless.hostname).toBe('from-file');
+    // A pod without a cgroup parent: berth's default cgroup (/berth/k8s.io/<id>), as before.
+    const unparented = containerRequest(cfg, {
+      id: CTR_ID,
+      sandbox: { ...sandbox, cgroupParent: '' },
+      imageName: 'b',
+      meta: {} as never,
+    });
+    expect(unparented.cgroupsPath).toBeUndefined();
   });
 
   it('keeps its own pid namespace for CONTAINER, the node ones for NODE, and the kubelet /etc/hosts', () => {
@@ -300,6 +321,7 @@ describe('ContainerConfig to a container in its pod', () => {
       namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'NODE', target_id: '' },
     });
     const req = containerRequest(cfg, {
+      id: CTR_ID,
       sandbox: { ...sandbox, meta: hostMeta },
       imageName: 'b',
       meta: {} as never,
