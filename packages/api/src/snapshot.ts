@@ -62,7 +62,7 @@ export const SnapshotInfo = z.object({
 });
 export type SnapshotInfo = z.infer<typeof SnapshotInfo>;
 
-/** Requests naming one snapshot: `mounts`, `remove`, `stat`, `usage`. */
+/** Requests naming one snapshot: `mounts`, `remove`, `stat` (and `usage`, extended). */
 export const SnapshotKeyRequest = z.object({ key: z.string().min(1) });
 export type SnapshotKeyRequest = z.infer<typeof SnapshotKeyRequest>;
 
@@ -98,8 +98,26 @@ export type ListSnapshotsRequest = z.infer<typeof ListSnapshotsRequest>;
 export const ListSnapshotsReply = PageReply.extend({ snapshots: z.array(SnapshotInfo) });
 export type ListSnapshotsReply = z.infer<typeof ListSnapshotsReply>;
 
-/** Reply of `usage`: disk used by the snapshot's own directory, parents excluded. */
-export const SnapshotUsageReply = z.object({ size: z.number().int(), inodes: z.number().int() });
+/**
+ * Request of `usage`. An active snapshot's figure comes from a cache its node refreshes in the
+ * background (every `services.snapshot-service.usageRefreshMs`, as containerd's CRI serves it
+ * from its snapshot store); `fresh` walks the directory now instead (a quota check, `berth
+ * snapshot usage`). Committed snapshots answer what their commit measured either way.
+ */
+export const SnapshotUsageRequest = SnapshotKeyRequest.extend({ fresh: z.boolean().optional() });
+export type SnapshotUsageRequest = z.infer<typeof SnapshotUsageRequest>;
+
+/**
+ * Reply of `usage`: disk used by the snapshot's own directory, parents excluded. `measuredAt`
+ * (RFC 3339) is when the walk behind the figure started, set when the directory can change
+ * (active snapshots): a cached figure is up to one refresh period old. Absent for committed and
+ * view snapshots, whose figures cannot go stale, and from services that predate it.
+ */
+export const SnapshotUsageReply = z.object({
+  size: z.number().int(),
+  inodes: z.number().int(),
+  measuredAt: z.string().optional(),
+});
 export type SnapshotUsageReply = z.infer<typeof SnapshotUsageReply>;
 
 /** Reply of `cleanup`: directories on disk that no snapshot referenced, now removed. */
@@ -178,7 +196,7 @@ export const SnapshotApi = defineService({
       description: 'one page of the snapshots matching filters, by name',
     }),
     usage: op({
-      input: SnapshotKeyRequest,
+      input: SnapshotUsageRequest,
       output: SnapshotUsageReply,
       timeoutMs: 120_000,
       description: "disk used by a snapshot's own directory",

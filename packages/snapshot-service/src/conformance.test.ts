@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { BerthError, chainIds, SnapshotApi } from '@berth/api';
 import { type Client, collectAll, createLogger, localClient } from '@berth/kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHandlers } from './service.js';
+import { createService, type SnapshotService } from './service.js';
 import { type SnapshotEnv, startSnapshotEnv } from './testing/env.js';
 import { putLayer } from './testing/oci.js';
 
@@ -16,6 +16,7 @@ beforeAll(async () => {
   env = await startSnapshotEnv();
 });
 afterAll(async () => {
+  await inProcessService?.close();
   await env?.stop();
 });
 
@@ -31,18 +32,19 @@ async function code(p: Promise<unknown>): Promise<string> {
 
 // One in-process instance (its start-up cleanup runs once, as a replica's would).
 let local: Client<typeof SnapshotApi> | undefined;
-const inProcess = () =>
-  (local ??= localClient(
-    SnapshotApi,
-    createHandlers({
-      config: env.config,
-      log: createLogger({ service: 'snapshot-service', node: env.node, level: 'silent' }),
-      nc: env.nc,
-      redis: env.redis,
-      node: env.node,
-      layout: env.layout,
-    }),
-  ));
+let inProcessService: SnapshotService | undefined;
+const inProcess = () => {
+  inProcessService ??= createService({
+    config: env.config,
+    log: createLogger({ service: 'snapshot-service', node: env.node, level: 'silent' }),
+    nc: env.nc,
+    redis: env.redis,
+    node: env.node,
+    layout: env.layout,
+  });
+  local ??= localClient(SnapshotApi, inProcessService.handlers);
+  return local;
+};
 
 const impls: [string, () => Client<typeof SnapshotApi>][] = [
   ['in-process', inProcess],

@@ -5,13 +5,29 @@ import { maintenanceHandlers } from './handlers/maintenance.js';
 import { queryHandlers } from './handlers/query.js';
 import { snapshotSettings } from './settings.js';
 import { Snapshotter } from './snapshots/snapshotter.js';
+import { walkUsage } from './snapshots/usage.js';
+import { UsageCache } from './snapshots/usage-cache.js';
 import { sweepOrphanExtractsAtStart } from './unpack/orphans.js';
 import { Unpacker } from './unpack/unpacker.js';
 
-/** The handlers of the snapshot-service's operations (SnapshotApi) on berth.<node>.snapshot.v1.<op>. */
-export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi> {
+/** A snapshot-service instance: its handlers, and how to stop what runs beside them. */
+export interface SnapshotService {
+  /** The handlers of its operations (SnapshotApi) on berth.<node>.snapshot.v1.<op>. */
+  handlers: Handlers<typeof SnapshotApi>;
+  /** Stops the usage cache's refresh timer (and waits for walks running); after requests stop. */
+  close(): Promise<void>;
+}
+
+/** Builds the snapshot-service on connections already made (start, tests). */
+export function createService(ctx: ServiceContext): SnapshotService {
   const settings = snapshotSettings(ctx.config);
-  const sn = new Snapshotter(ctx.redis, ctx.node, ctx.layout.snapshots);
+  const usage = new UsageCache({
+    walk: walkUsage,
+    periodMs: settings.usageRefreshMs,
+    concurrency: settings.usageWalkConcurrency,
+    log: ctx.log,
+  });
+  const sn = new Snapshotter(ctx.redis, ctx.node, ctx.layout.snapshots, { usage });
   const unpacker = new Unpacker({
     snapshotter: sn,
     blobsDir: ctx.layout.content.blobs,
@@ -32,7 +48,7 @@ export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi
         removed.length > 0 && ctx.log.info({ removed }, 'removed unreferenced snapshot directories'),
     )
     .catch((err: unknown) => ctx.log.warn({ err: (err as Error).message }, 'start-up cleanup failed'));
-  return {
+  const handlers: Handlers<typeof SnapshotApi> = {
     ...lifecycleHandlers(sn, ctx.nc),
     ...queryHandlers(sn),
     ...maintenanceHandlers(sn, unpacker, settings.gcGraceMs, {
@@ -47,4 +63,5 @@ export function createHandlers(ctx: ServiceContext): Handlers<typeof SnapshotApi
       containers: async () => (await call(ctx.nc, TaskApi, 'claimed-chains', { node: ctx.node })).chainIds,
     }),
   };
+  return { handlers, close: () => sn.close() };
 }

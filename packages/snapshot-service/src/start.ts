@@ -1,10 +1,11 @@
 import { BERTH_VERSION, SnapshotApi } from '@berth/api';
 import type { ServiceContext, ServiceEntry, ServiceSetup } from '@berth/kit';
-import { createHandlers } from './service.js';
+import { createService } from './service.js';
 
 /** Sets the snapshot-service up on connections already made: its process main and a co-hosted one call it. */
 export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof SnapshotApi>> {
-  return { handlers: createHandlers(ctx) };
+  const svc = createService(ctx);
+  return { handlers: svc.handlers, close: svc.close };
 }
 
 /** The snapshot-service as runService and runCohosted start it. */

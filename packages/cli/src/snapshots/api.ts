@@ -31,7 +31,8 @@ export async function snap<K extends OpName<typeof SnapshotApi>>(
 export const listSnapshots = (ctx: CliContext, filters: string[]) =>
   collectAll((input: ListSnapshotsRequest) => snap(ctx, 'list', input), { filters }, 'snapshots');
 export const statSnapshot = (ctx: CliContext, key: string) => snap(ctx, 'stat', { key });
-export const snapshotUsage = (ctx: CliContext, key: string) => snap(ctx, 'usage', { key });
+/** A snapshot's usage from a walk made now (not the figure the service caches for stats). */
+export const snapshotUsage = (ctx: CliContext, key: string) => snap(ctx, 'usage', { key, fresh: true });
 export const snapshotMounts = (ctx: CliContext, key: string) => snap(ctx, 'mounts', { key });
 
 /** Looks an image up on this node through the image-service. */

@@ -245,7 +245,9 @@ export class StatsRuntime {
       },
       writable_layer: layer
         ? {
-            timestamp: ts,
+            // When the snapshot-service's walk behind the figure started (it refreshes its cache
+            // every usageRefreshMs), as containerd's CRI stamps it with its snapshot store's time.
+            timestamp: layer.measuredAt ? isoToNs(layer.measuredAt) : ts,
             fs_id: { mountpoint: this.d.snapshotsDir },
             used_bytes: u64(layer.size),
             inodes_used: u64(layer.inodes),

@@ -57,6 +57,11 @@ export interface NativeFs {
   listXattrs(path: string): [string, Buffer][];
   /** [bytes in allocated blocks, distinct inodes] of a tree, symlinks not followed. */
   diskUsage(path: string): [number, number];
+  /**
+   * diskUsage on libuv's thread pool (the event loop keeps serving); a missing root rejects with
+   * ENOENT instead of counting nothing.
+   */
+  diskUsageAsync(path: string): Promise<[number, number]>;
 }
 
 let loaded: NativeFs | undefined;

@@ -13,6 +13,6 @@ export function queryHandlers(
       const page = await sn.list(req);
       return { snapshots: page.items, ...(page.nextCursor ? { nextCursor: page.nextCursor } : {}) };
     },
-    usage: (req) => sn.usage(req.key),
+    usage: (req) => sn.usage(req.key, { fresh: req.fresh ?? false }),
   };
 }

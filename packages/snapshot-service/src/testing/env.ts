@@ -20,7 +20,7 @@ import {
 } from '@berth/kit';
 import { startNats, startRedis, type TestServer, tempDir } from '@berth/testing';
 import type { NatsConnection } from 'nats';
-import { createHandlers } from '../service.js';
+import { createService, type SnapshotService } from '../service.js';
 import { type ImageStandIn, serveImageStandIn } from './image-stand-in.js';
 import { serveTaskStandIn, type TaskStandIn } from './task-stand-in.js';
 
@@ -66,22 +66,23 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
     services: { [Service.snapshot]: settings },
   };
   const layout = hostLayout(config);
-  const conns: { nc: NatsConnection; redis: Redis; served: ServedService }[] = [];
+  const conns: { nc: NatsConnection; redis: Redis; served: ServedService; svc: SnapshotService }[] = [];
   const replica = async (extra: Record<string, unknown> = {}) => {
     const nc = await connectNats({ url: nats.url, name: 'snapshot-test' });
     const redis = connectRedis(redisServer.url);
     await redis.connect();
     const log = createLogger({ service: Service.snapshot, node, level: process.env.TEST_LOG ?? 'silent' });
     const cfg = { ...config, services: { [Service.snapshot]: { ...settings, ...extra } } };
+    const svc = createService({ config: cfg, log, nc, redis, node, layout });
     const served = await serve({
       nc,
       service: SnapshotApi,
       version: '0.0.0-test',
       node,
       log,
-      handlers: createHandlers({ config: cfg, log, nc, redis, node, layout }),
+      handlers: svc.handlers,
     });
-    conns.push({ nc, redis, served });
+    conns.push({ nc, redis, served, svc });
     return served;
   };
   await replica();
@@ -110,6 +111,7 @@ export async function startSnapshotEnv(settings: Record<string, unknown> = {}): 
     async stop() {
       for (const c of conns) {
         await c.served.stop(500);
+        await c.svc.close();
         await c.nc.close();
         c.redis.disconnect();
       }
