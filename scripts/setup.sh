@@ -3,7 +3,8 @@
 #   - apt packages: runc conmon nats-server redis-server docker-registry
 #     containernetworking-plugins busybox-static skopeo umoci zstd jq, catatonit (the CRI
 #     gateway builds its pause image from this static binary), python3-grpcio python3-protobuf
-#     protobuf-compiler (a gRPC C-core CRI client in the cri-gateway tests), and the C toolchain the
+#     protobuf-compiler (a gRPC C-core CRI client in the cri-gateway tests), apparmor (the shim
+#     loads its AppArmor profile with its apparmor_parser; the tests compile it), and the C toolchain the
 #     native addons build with (gcc g++ make python3 libc6-dev) (only the missing ones)
 #   - pnpm 12.4.2 (via npm, only if missing or another version)
 #   - the workspace's dependencies (pnpm install --frozen-lockfile) and a build (turbo)
@@ -17,7 +18,7 @@ cd "$ROOT"
 PNPM_VERSION=12.4.2
 APT_PACKAGES=(runc conmon nats-server redis-server docker-registry containernetworking-plugins
   busybox-static skopeo umoci zstd jq catatonit python3-grpcio python3-protobuf protobuf-compiler
-  gcc g++ make python3 libc6-dev)
+  apparmor gcc g++ make python3 libc6-dev)
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }

@@ -1,3 +1,4 @@
+export * from './apparmor.js';
 export * from './capabilities.js';
 export * from './contract.js';
 export * from './cri.js';

@@ -1,6 +1,7 @@
 // Contracts of the shim agent (NATS: berth.<node>.shim.v1.<op>). Owned by the shim work; the
 // task-service relies on these: extend, do not break. Every request names namespace and id.
 
+import { AppArmorRequest } from './apparmor.js';
 import { ShimCapabilities, ShimResolvedProcess } from './capabilities.js';
 import { defineService, Empty, op, Scope } from './contract.js';
 import { DeviceMapping } from './devices.js';
@@ -132,6 +133,13 @@ export const ShimCreateRequest = TaskRef.extend({
    * Absent: the spec's own linux.seccomp, if any, is used as given.
    */
   seccomp: SeccompRequest.optional(),
+  /**
+   * The AppArmor profile, resolved on this node into process.apparmorProfile: `default` loads
+   * berth's default profile when needed (none where the kernel has no AppArmor), `localhost` must
+   * name a profile loaded here (FAILED_PRECONDITION otherwise), `unconfined` removes it. Absent:
+   * the spec's own process.apparmorProfile, if any, as given.
+   */
+  apparmor: AppArmorRequest.optional(),
   /**
    * user[:group] (names or numeric ids) resolved here against the mounted rootfs's /etc/passwd
    * and /etc/group into process.user: uid, gid, and the user's groups added to the spec's

@@ -1,6 +1,7 @@
 // Contracts of the task-service (NATS: berth.task.v1.<op>, cluster-wide, queue group task-service).
 // Owned by the task-service work; the CLI and the cri-gateway rely on these: extend, do not break.
 
+import { AppArmorRequest } from './apparmor.js';
 import { ShimResolvedProcess } from './capabilities.js';
 import { defineService, Empty, op, Scope } from './contract.js';
 import { DeviceMapping } from './devices.js';
@@ -232,12 +233,21 @@ export const CreateContainerRequest = z.object({
   /** Replace the default masked / read-only paths (CRI passes its own; [] removes them). */
   maskedPaths: z.array(z.string()).optional(),
   readonlyPaths: z.array(z.string()).optional(),
-  /** All capabilities, every device allowed, no masked or read-only paths, /sys writable, no seccomp. */
+  /**
+   * All capabilities, every device allowed, no masked or read-only paths, /sys writable, no seccomp
+   * and no AppArmor profile unless one is named.
+   */
   privileged: z.boolean().optional(),
   /** Host devices given to the container by path (its node resolves and allows them). */
   devices: z.array(DeviceMapping).optional(),
   /** The seccomp filter; default berth's default profile (ignored when privileged: none). */
   seccomp: SeccompRequest.optional(),
+  /**
+   * The AppArmor profile; default berth's default profile where the node's kernel has AppArmor
+   * (none when privileged, as Docker and containerd do; a profile asked for by name still applies).
+   * Resolved by the node's shim at each task create.
+   */
+  apparmor: AppArmorRequest.optional(),
   /**
    * The node's record of `image` as the caller already holds it from the node's image-service
    * (the CRI gateway's image view): used instead of asking that image-service again. Its name

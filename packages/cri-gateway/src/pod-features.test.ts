@@ -14,17 +14,20 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { TaskApi } from '@berth/api';
-import { client } from '@berth/kit';
+import { APPARMOR_DEFAULT_PROFILE, type AppArmorRequest, type BerthError, Code, TaskApi } from '@berth/api';
+import { call, client } from '@berth/kit';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CRI_NAMESPACE } from './images/ports.js';
+import { appArmorEnabled } from './runtime/apparmor.js';
 import { containerName } from './runtime/meta.js';
 import {
+  BUSYBOX,
   createCtr,
   ctrConfig,
   ctrStatus,
   exec,
+  FAILED_PRECONDITION,
   grpcError,
   type Json,
   NOT_FOUND,
@@ -331,6 +334,76 @@ describe('CRI container settings, updates, log reopening and stats', () => {
       expect(spec.linux.mountLabel, id).toBeUndefined();
       expect(JSON.stringify(spec.mounts), id).not.toContain('context=');
       expect(JSON.stringify(spec), id).not.toContain('container_t');
+    }
+  });
+
+  it("asks the node's shim for AppArmor as containerd reads it, which applies what this kernel has", async () => {
+    const aa = appArmorEnabled();
+    const asks: [string, Json, AppArmorRequest][] = [
+      ['aa-none', {}, { mode: 'default' }],
+      ['aa-default', { apparmor: { profile_type: 'RuntimeDefault' } }, { mode: 'default' }],
+      ['aa-legacy', { apparmor_profile: 'runtime/default' }, { mode: 'default' }],
+      ['aa-unconfined', { apparmor: { profile_type: 'Unconfined' } }, { mode: 'unconfined' }],
+    ];
+    const nsOpts = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
+    const record = async (id: string) =>
+      (await call(s.nc, TaskApi, 'get-container', { id }, { namespace: CRI_NAMESPACE })).container;
+    const profileOf = (id: string) =>
+      JSON.parse(readFileSync(join(s.stateRoot, 'tasks', 'k8s.io', id, 'config.json'), 'utf8')).process
+        .apparmorProfile;
+    // The pause of a pod that asks nothing: the default.
+    expect((await record(pod)).config.apparmor).toEqual({ mode: 'default' });
+    expect(profileOf(pod)).toBe(aa ? APPARMOR_DEFAULT_PROFILE : undefined);
+    for (const [name, ask, stored] of asks) {
+      const c = await createCtr(pod, 'opts', name, {
+        linux: { security_context: { namespace_options: nsOpts, ...ask } },
+      });
+      await rpc('StartContainer', { container_id: c });
+      expect((await ctrStatus(c)).state, name).toBe('CONTAINER_RUNNING');
+      // The request, kept in the task-service's record; the profile the shim put in the spec.
+      expect((await record(c)).config.apparmor, name).toEqual(stored);
+      const applied = aa && stored.mode === 'default' ? APPARMOR_DEFAULT_PROFILE : undefined;
+      expect(profileOf(c), name).toBe(applied);
+    }
+    // A named profile: refused by the gateway on a kernel without AppArmor, as containerd does.
+    const localhost = { apparmor: { profile_type: 'Localhost', localhost_ref: 'berth-test-absent' } };
+    if (!aa) {
+      const err = await grpcError(
+        createCtr(pod, 'opts', 'aa-named', {
+          linux: { security_context: { namespace_options: nsOpts, ...localhost } },
+        }),
+      );
+      expect(err.code).toBe(FAILED_PRECONDITION);
+      expect(err.details).toContain(`AppArmor profile "berth-test-absent" was asked for`);
+    }
+    // Past the gateway, the task-service hands the request to the node's shim at task create,
+    // which refuses it: no AppArmor in this kernel, or no such profile loaded.
+    const opts = { namespace: CRI_NAMESPACE };
+    const c = await call(
+      s.nc,
+      TaskApi,
+      'create-container',
+      {
+        image: BUSYBOX,
+        name: `aa-named-${process.pid}`,
+        network: 'none',
+        apparmor: { mode: 'localhost', name: 'berth-test-absent' },
+      },
+      opts,
+    );
+    try {
+      const err = await call(s.nc, TaskApi, 'create', { id: c.id }, opts).then(
+        () => undefined,
+        (e: unknown) => e as BerthError,
+      );
+      expect(err?.code).toBe(Code.FAILED_PRECONDITION);
+      expect(err?.message).toMatch(
+        aa
+          ? /AppArmor profile "berth-test-absent" is not loaded on node/
+          : /AppArmor profile "berth-test-absent" was asked for, but the kernel of node ".*" has no AppArmor/,
+      );
+    } finally {
+      await call(s.nc, TaskApi, 'delete-container', { id: c.id, force: true }, opts);
     }
   });
 

@@ -27,6 +27,11 @@ export function hostLayout(roots: { stateRoot: string; runRoot: string }) {
      * resolv.conf, hostname) and the container's CRI log kept across its runs: containers/<ns>/<id>/.
      */
     containers: join(s, 'containers'),
+    /**
+     * AppArmor profiles the shim writes and loads into the kernel with apparmor_parser:
+     * apparmor/berth-default, berth's default profile (rewritten at each load).
+     */
+    apparmor: join(s, 'apparmor'),
     /** Container logs in CRI format: logs/<ns>/<id>.log. */
     containerLogs: join(s, 'logs'),
     /**

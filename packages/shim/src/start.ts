@@ -35,6 +35,15 @@ export async function start(ctx: ServiceContext): Promise<ServiceSetup<typeof Sh
     conmon: serviceSetting(ctx.config, 'shim', 'conmon', z.string().startsWith('/'), '/usr/bin/conmon'),
     runc: serviceSetting(ctx.config, 'shim', 'runc', z.string().startsWith('/'), '/usr/sbin/runc'),
     logSync: serviceSetting(ctx.config, 'shim', 'logSync', z.boolean(), false),
+    apparmor: {
+      parser: serviceSetting<string | undefined>(
+        ctx.config,
+        'shim',
+        'apparmorParser',
+        z.string().startsWith('/'),
+        undefined,
+      ),
+    },
     // How long conmon may take to report runc's create or exec (an exec start waits less: its op's deadline).
     createTimeoutMs: serviceSetting(
       ctx.config,

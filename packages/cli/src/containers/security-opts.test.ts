@@ -70,8 +70,21 @@ describe('--security-opt', () => {
     );
   });
 
+  it('reads apparmor=<profile>|unconfined (a profile loaded on the node, by name)', () => {
+    expect(parseSecurityOpts(['apparmor=unconfined'])).toEqual({ apparmor: { mode: 'unconfined' } });
+    expect(parseSecurityOpts(['apparmor=k8s-deny-write'])).toEqual({
+      apparmor: { mode: 'localhost', name: 'k8s-deny-write' },
+    });
+    expect(parseSecurityOpts(['apparmor:berth-default'])).toEqual({
+      apparmor: { mode: 'localhost', name: 'berth-default' },
+    });
+    expect(() => parseSecurityOpts(['apparmor='])).toThrow(/apparmor needs a profile name or unconfined/);
+    // Nothing asked: the task-service gives the default profile (none when privileged).
+    expect(parseSecurityOpts([])).toEqual({});
+  });
+
   it('refuses options berth does not support', () => {
-    expect(() => parseSecurityOpts(['apparmor=docker-default'])).toThrow(/unsupported --security-opt/);
+    expect(() => parseSecurityOpts(['label=disable'])).toThrow(/unsupported --security-opt/);
     expect(() => parseSecurityOpts(['seccomp='])).toThrow(/needs a profile or unconfined/);
   });
 });

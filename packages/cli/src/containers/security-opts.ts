@@ -4,7 +4,7 @@ import { type CreateContainerRequest, errors } from '@berth/api';
 import { parseSeccompProfile, resolveProfile } from '@berth/shim/seccomp';
 
 /** What `--security-opt` entries set on a create request. */
-export type SecurityOpts = Pick<CreateContainerRequest, 'noNewPrivileges' | 'seccomp'>;
+export type SecurityOpts = Pick<CreateContainerRequest, 'noNewPrivileges' | 'seccomp' | 'apparmor'>;
 
 function flag(o: string, value: string): boolean {
   if (value === 'true') return true;
@@ -47,7 +47,9 @@ export function profilePaths(opts: string[]): string[] {
 
 /**
  * Parses docker's `--security-opt` entries berth supports: `no-new-privileges[=true|false]`
- * (also `:`), and `seccomp=unconfined|builtin|<profile.json>`. Others are INVALID_ARGUMENT.
+ * (also `:`), `seccomp=unconfined|builtin|<profile.json>` and `apparmor=unconfined|<profile>` (a
+ * profile loaded on the container's node; without the option a container gets berth's default
+ * profile where the node's kernel has AppArmor, unless privileged). Others are INVALID_ARGUMENT.
  */
 export function parseSecurityOpts(opts: string[], cwd: string = process.cwd()): SecurityOpts {
   const out: SecurityOpts = {};
@@ -61,6 +63,10 @@ export function parseSecurityOpts(opts: string[], cwd: string = process.cwd()): 
       if (value === 'unconfined') out.seccomp = { mode: 'unconfined' };
       else if (value === 'builtin') out.seccomp = { mode: 'default' };
       else out.seccomp = profileFile(value, cwd);
+    } else if (key === 'apparmor') {
+      if (!value)
+        throw errors.invalid(`invalid --security-opt "${o}": apparmor needs a profile name or unconfined`);
+      out.apparmor = value === 'unconfined' ? { mode: 'unconfined' } : { mode: 'localhost', name: value };
     } else {
       throw errors.invalid(`unsupported --security-opt "${o}"`);
     }

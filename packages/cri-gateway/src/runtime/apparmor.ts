@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { BerthError, Code } from '@berth/api';
+import { type AppArmorRequest, BerthError, Code } from '@berth/api';
 import { invalid, message } from './validate.js';
 
 let enabled: boolean | undefined;
@@ -16,41 +16,60 @@ export function appArmorEnabled(): boolean {
 }
 
 /**
- * Checks a security context's AppArmor request (a pod's or a container's). berth applies no
- * AppArmor profile. Where the kernel has no AppArmor, RuntimeDefault and Unconfined ask for
- * nothing it could give (containerd treats them so there) and a named profile is
- * FAILED_PRECONDITION. Where it has AppArmor, containerd would confine the process with its
- * default profile: a request for one (RuntimeDefault, or a named profile) is UNIMPLEMENTED rather
- * than a process left unconfined; Unconfined, or no request, runs unconfined.
+ * The AppArmor request of a security context (a pod's or a container's), as containerd's CRI
+ * reads it: the `apparmor` SecurityProfile when set (its zero value is RuntimeDefault), else the
+ * deprecated `apparmor_profile` string kubelet v1.26 sends ("runtime/default", "unconfined",
+ * "localhost/<name>"); nothing at all means the runtime's default profile. The node's shim
+ * resolves it at task create: berth's default profile where the kernel has AppArmor, none where it
+ * has not; a named profile must be loaded there. A named profile on a kernel without AppArmor is
+ * refused here already (FAILED_PRECONDITION), as it would be there; unknown values are
+ * INVALID_ARGUMENT.
  */
-export function checkAppArmor(
+export function appArmorOf(
   sc: Record<string, unknown>,
   field: string,
   kernelHasAppArmor: boolean = appArmorEnabled(),
-): void {
-  const p = message(sc.apparmor, `${field}.apparmor`);
-  const legacy = typeof sc.apparmor_profile === 'string' ? sc.apparmor_profile : '';
-  let named = '';
-  let runtimeDefault = false;
-  if (p) {
-    if (p.profile_type === 'Localhost') named = typeof p.localhost_ref === 'string' ? p.localhost_ref : '';
-    runtimeDefault = (p.profile_type ?? 'RuntimeDefault') === 'RuntimeDefault';
-  } else if (legacy.startsWith('localhost/')) {
-    named = legacy.slice('localhost/'.length);
-  } else if (legacy === 'runtime/default') {
-    runtimeDefault = true;
-  } else if (legacy !== '' && legacy !== 'unconfined') {
-    throw invalid(`${field}.apparmor_profile`, `unknown AppArmor profile "${legacy}"`);
-  }
-  if (!named && !(runtimeDefault && kernelHasAppArmor)) return;
-  if (!kernelHasAppArmor) {
+): AppArmorRequest {
+  const req = requested(sc, field);
+  if (req.mode === 'localhost' && !kernelHasAppArmor) {
     throw new BerthError(
       Code.FAILED_PRECONDITION,
-      `${field}.apparmor: AppArmor profile "${named}" was asked for, but this node's kernel has no AppArmor`,
+      `${field}.apparmor: AppArmor profile "${req.name}" was asked for, but this node's kernel has no AppArmor`,
     );
   }
-  throw new BerthError(
-    Code.UNIMPLEMENTED,
-    `CRI ${field}.apparmor: AppArmor profile "${named || 'RuntimeDefault'}" asked for, but berth applies no AppArmor profiles yet`,
-  );
+  return req;
+}
+
+function requested(sc: Record<string, unknown>, field: string): AppArmorRequest {
+  const p = message(sc.apparmor, `${field}.apparmor`);
+  if (p) {
+    const type = p.profile_type ?? 'RuntimeDefault';
+    if (type === 'RuntimeDefault') return { mode: 'default' };
+    if (type === 'Unconfined') return { mode: 'unconfined' };
+    if (type !== 'Localhost') {
+      throw invalid(`${field}.apparmor.profile_type`, `is unknown: ${String(type)}`);
+    }
+    return localhost(
+      typeof p.localhost_ref === 'string' ? p.localhost_ref : '',
+      `${field}.apparmor.localhost_ref`,
+    );
+  }
+  const legacy = typeof sc.apparmor_profile === 'string' ? sc.apparmor_profile : '';
+  if (legacy === '' || legacy === 'runtime/default') return { mode: 'default' };
+  if (legacy === 'unconfined') return { mode: 'unconfined' };
+  if (legacy.startsWith('localhost/')) {
+    return localhost(legacy.slice('localhost/'.length), `${field}.apparmor_profile`);
+  }
+  throw invalid(`${field}.apparmor_profile`, `unknown AppArmor profile "${legacy}"`);
+}
+
+function localhost(name: string, field: string): AppArmorRequest {
+  if (name === '') throw invalid(field, 'must name an AppArmor profile');
+  // Names with whitespace or control characters are no profile the kernel could list.
+  for (const ch of name) {
+    const c = ch.codePointAt(0) ?? 0;
+    if (c <= 0x20 || c === 0x7f)
+      throw invalid(field, `is not an AppArmor profile name: ${JSON.stringify(name)}`);
+  }
+  return { mode: 'localhost', name };
 }

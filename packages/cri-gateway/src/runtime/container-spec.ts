@@ -1,5 +1,6 @@
 import { join, posix } from 'node:path';
 import {
+  type AppArmorRequest,
   BerthError,
   type BindMount,
   Code,
@@ -13,7 +14,7 @@ import {
 } from '@berth/api';
 import { allowedOomScoreAdj } from '@berth/kit/oom-score';
 import { type CgroupSupport, checkCgroupSupport } from '@berth/shim/cgroup-support';
-import { checkAppArmor } from './apparmor.js';
+import { appArmorOf } from './apparmor.js';
 import {
   type ContainerMeta,
   CriKind,
@@ -65,6 +66,8 @@ export interface ContainerConfig {
   privileged: boolean;
   /** The seccomp filter asked for (the shim on the node builds it; privileged gets none). */
   seccomp: SeccompRequest;
+  /** The AppArmor profile asked for (the shim on the node resolves it; privileged gets no default). */
+  apparmor: AppArmorRequest;
   readonlyRootfs: boolean;
   /** Host devices by path (the kubelet's device plugins): resolved and allowed on the node. */
   devices: DeviceMapping[];
@@ -243,7 +246,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
   const linux = message(config.linux, 'config.linux') ?? {};
   const scField = 'config.linux.security_context';
   const sc = message(linux.security_context, scField) ?? {};
-  checkAppArmor(sc, scField);
+  const apparmor = appArmorOf(sc, scField);
   const caps = message(sc.capabilities, `${scField}.capabilities`) ?? {};
   if (stringList(caps.add_ambient_capabilities, `${scField}.capabilities.add_ambient_capabilities`).length) {
     throw unimplemented(`${scField}.capabilities.add_ambient_capabilities`);
@@ -280,6 +283,7 @@ export function parseContainerConfig(raw: unknown, logDirectory: string): Contai
     privileged: sc.privileged === true,
     devices,
     seccomp: seccompOf(sc, scField),
+    apparmor,
     readonlyRootfs: sc.readonly_rootfs === true,
     noNewPrivileges: sc.no_new_privs === true,
     maskedPaths: stringList(sc.masked_paths, `${scField}.masked_paths`),
@@ -401,5 +405,6 @@ export function containerRequest(
     readonlyPaths: c.readonlyPaths,
     ...(c.privileged ? { privileged: true } : {}),
     seccomp: c.seccomp,
+    apparmor: c.apparmor,
   };
 }

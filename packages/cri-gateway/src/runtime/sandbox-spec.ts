@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import {
+  type AppArmorRequest,
   CniArgValue,
   type CreateContainerRequest,
   Hostname,
@@ -9,7 +10,7 @@ import {
   seccompFromCri,
   seccompFromCriPath,
 } from '@berth/api';
-import { checkAppArmor } from './apparmor.js';
+import { appArmorOf } from './apparmor.js';
 import { podBandwidth } from './bandwidth.js';
 import { CriKind, CriLabel, type NamespaceOptions, NsMode, type SandboxMeta, sandboxName } from './meta.js';
 import type { PortMapping } from './ports.js';
@@ -46,6 +47,8 @@ export interface PodConfig {
    * (unset: none; a privileged pod: none).
    */
   seccomp: SeccompRequest;
+  /** The pause container's AppArmor profile, from the pod's security context (privileged: none). */
+  apparmor: AppArmorRequest;
   /** The pause process's user (`uid[:gid]`) and supplemental groups (its rootfs is always read-only). */
   user?: string;
   groups: number[];
@@ -98,7 +101,7 @@ export function parsePodConfig(raw: unknown): PodConfig {
   const linux = message(config.linux, 'config.linux') ?? {};
   const scField = 'config.linux.security_context';
   const sc = message(linux.security_context, scField) ?? {};
-  checkAppArmor(sc, scField);
+  const apparmor = appArmorOf(sc, scField);
   const user = runAsUser(sc, scField);
   const namespaces = namespaceOptions(sc.namespace_options, `${scField}.namespace_options`);
   if (namespaces.network === NsMode.TARGET || namespaces.network === NsMode.CONTAINER) {
@@ -130,6 +133,7 @@ export function parsePodConfig(raw: unknown): PodConfig {
     sysctls,
     namespaceOptions: namespaces,
     seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, scField),
+    apparmor: sc.privileged === true && apparmor.mode === 'default' ? { mode: 'unconfined' } : apparmor,
     ...(user ? { user } : {}),
     groups: supplementalGroups(sc, scField),
   };
@@ -229,6 +233,7 @@ export function sandboxRequest(
     // Without it the task-service would give the pause berth's default filter: the pod's is
     // containerd's choice for its sandbox container too.
     seccomp: pod.seccomp,
+    apparmor: pod.apparmor,
     // The pod's user and groups are the pause's too (containerd's sandbox spec).
     ...(pod.user ? { user: pod.user } : {}),
     ...(pod.groups.length ? { additionalGids: pod.groups } : {}),

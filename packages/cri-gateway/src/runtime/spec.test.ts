@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { BerthError, Code } from '@berth/api';
 import { describe, expect, it } from 'vitest';
-import { appArmorEnabled, checkAppArmor } from './apparmor.js';
+import { appArmorEnabled, appArmorOf } from './apparmor.js';
 import { containerRequest, nodeResources, parseContainerConfig, parseResources } from './container-spec.js';
 import { CriLabel, containerName, type SandboxMeta, sandboxName } from './meta.js';
 import { parsePodConfig, sandboxRequest } from './sandbox-spec.js';
@@ -364,43 +364,75 @@ describe('ContainerConfig to a container in its pod', () => {
     expect(codeOf(() => sc({ seccomp_profile_path: '/no/prefix.json' })).code).toBe(Code.INVALID_ARGUMENT);
   });
 
-  it('never drops an AppArmor profile silently, on a kernel with AppArmor or without', () => {
-    const check = (security_context: Record<string, unknown>, kernel: boolean) => () =>
-      checkAppArmor(security_context, 'config.linux.security_context', kernel);
+  it('reads the AppArmor request as containerd does, the new field and the legacy string', () => {
+    const of = (security_context: Record<string, unknown>, kernel: boolean) =>
+      appArmorOf(security_context, 'config.linux.security_context', kernel);
+    const dflt = { mode: 'default' };
+    for (const kernel of [true, false]) {
+      // Nothing asked, RuntimeDefault (the message's zero value too): the runtime's default,
+      // which the node's shim resolves (none where its kernel has no AppArmor).
+      expect(of({}, kernel)).toEqual(dflt);
+      expect(of({ apparmor: {} }, kernel)).toEqual(dflt);
+      expect(of({ apparmor: { profile_type: 'RuntimeDefault' } }, kernel)).toEqual(dflt);
+      expect(of({ apparmor_profile: 'runtime/default' }, kernel)).toEqual(dflt);
+      expect(of({ apparmor: { profile_type: 'Unconfined' } }, kernel)).toEqual({ mode: 'unconfined' });
+      expect(of({ apparmor_profile: 'unconfined' }, kernel)).toEqual({ mode: 'unconfined' });
+      // The message wins over the legacy string (kubelets that send both send the same).
+      expect(
+        of({ apparmor: { profile_type: 'Unconfined' }, apparmor_profile: 'runtime/default' }, kernel),
+      ).toEqual({ mode: 'unconfined' });
+      for (const bad of [
+        { apparmor_profile: 'bogus' },
+        { apparmor_profile: 'localhost/' },
+        { apparmor_profile: 'localhost/a b' },
+        { apparmor: { profile_type: 'Localhost' } },
+        { apparmor: { profile_type: 'Other' } },
+      ]) {
+        expect(codeOf(() => of(bad, kernel)).code, JSON.stringify(bad)).toBe(Code.INVALID_ARGUMENT);
+      }
+    }
+    // A named profile: the node's shim checks it is loaded; a kernel without AppArmor has none.
     const localhost = { apparmor: { profile_type: 'Localhost', localhost_ref: 'p' } };
-    const runtimeDefault = { apparmor: { profile_type: 'RuntimeDefault' } };
-    // Without AppArmor: a named profile cannot be had; the default and unconfined ask for nothing.
-    expect(codeOf(check(localhost, false)).code).toBe(Code.FAILED_PRECONDITION);
-    expect(codeOf(check({ apparmor_profile: 'localhost/p' }, false)).code).toBe(Code.FAILED_PRECONDITION);
-    expect(check(runtimeDefault, false)).not.toThrow();
-    expect(check({ apparmor_profile: 'runtime/default' }, false)).not.toThrow();
-    // With AppArmor, containerd would confine the process: berth, which cannot yet, says so.
-    expect(codeOf(check(localhost, true)).code).toBe(Code.UNIMPLEMENTED);
-    expect(codeOf(check(runtimeDefault, true)).code).toBe(Code.UNIMPLEMENTED);
-    expect(codeOf(check({ apparmor: {} }, true)).code).toBe(Code.UNIMPLEMENTED); // zero value: RuntimeDefault
-    expect(codeOf(check({ apparmor_profile: 'runtime/default' }, true)).code).toBe(Code.UNIMPLEMENTED);
-    expect(check({ apparmor: { profile_type: 'Unconfined' } }, true)).not.toThrow();
-    expect(check({ apparmor_profile: 'unconfined' }, true)).not.toThrow();
-    expect(check({}, true)).not.toThrow();
-    expect(codeOf(check({ apparmor_profile: 'bogus' }, false)).code).toBe(Code.INVALID_ARGUMENT);
-    // Both the container's and the pod's security context are checked, on this node's kernel.
-    const named = appArmorEnabled() ? Code.UNIMPLEMENTED : Code.FAILED_PRECONDITION;
-    expect(
-      codeOf(() =>
-        parseContainerConfig(
-          { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context: localhost } },
-          '',
-        ),
-      ).code,
-    ).toBe(named);
-    expect(
-      codeOf(() =>
-        parsePodConfig({
-          metadata: { name: 'p', uid: 'u', namespace: 'n' },
-          linux: { security_context: localhost },
-        }),
-      ).code,
-    ).toBe(named);
+    expect(of(localhost, true)).toEqual({ mode: 'localhost', name: 'p' });
+    expect(of({ apparmor_profile: 'localhost/p' }, true)).toEqual({ mode: 'localhost', name: 'p' });
+    expect(codeOf(() => of(localhost, false))).toEqual({
+      code: Code.FAILED_PRECONDITION,
+      message: expect.stringContaining(
+        `AppArmor profile "p" was asked for, but this node's kernel has no AppArmor`,
+      ),
+    });
+    expect(codeOf(() => of({ apparmor_profile: 'localhost/p' }, false)).code).toBe(Code.FAILED_PRECONDITION);
+  });
+
+  it("carries the pod's and the container's AppArmor request to the task-service, privileged pods none", () => {
+    const ctr = (security_context: Record<string, unknown>) =>
+      parseContainerConfig(
+        { metadata: { name: 'c' }, image: { image: 'busybox' }, linux: { security_context } },
+        '',
+      ).apparmor;
+    const pause = (security_context: Record<string, unknown>) =>
+      sandboxRequest(parsePodConfig({ metadata: md, linux: { security_context } }), {
+        image: 'pause',
+        meta: meta(),
+      }).apparmor;
+    const unconfined = { apparmor: { profile_type: 'Unconfined' } };
+    expect(ctr({})).toEqual({ mode: 'default' });
+    expect(ctr(unconfined)).toEqual({ mode: 'unconfined' });
+    expect(pause({})).toEqual({ mode: 'default' });
+    expect(pause(unconfined)).toEqual({ mode: 'unconfined' });
+    // The pause's request has no `privileged`: a privileged pod's default is dropped here; a
+    // privileged container's by the task-service (apparmorOf), which sees its `privileged`.
+    expect(pause({ privileged: true })).toEqual({ mode: 'unconfined' });
+    expect(ctr({ privileged: true })).toEqual({ mode: 'default' });
+    // Named profiles, of the container's and the pod's security context, on this node's kernel.
+    const localhost = { apparmor: { profile_type: 'Localhost', localhost_ref: 'p' } };
+    if (appArmorEnabled()) {
+      expect(ctr(localhost)).toEqual({ mode: 'localhost', name: 'p' });
+      expect(pause({ privileged: true, ...localhost })).toEqual({ mode: 'localhost', name: 'p' });
+    } else {
+      expect(codeOf(() => ctr(localhost)).code).toBe(Code.FAILED_PRECONDITION);
+      expect(codeOf(() => pause(localhost)).code).toBe(Code.FAILED_PRECONDITION);
+    }
   });
 
   it('refuses the Strict supplemental groups policy, of a pod or a container, as not implemented', () => {

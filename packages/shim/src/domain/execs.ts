@@ -27,9 +27,14 @@ import {
   startTrace,
 } from './util.js';
 
+/** What an exec takes from its task's bundle (config.json). */
+interface TaskSpec {
+  root?: { path?: unknown };
+  process?: { apparmorProfile?: unknown };
+}
+
 /** The rootfs directory of a task, as its bundle's config.json names it. */
-async function taskRootfs(config: string, id: string): Promise<string> {
-  const spec = JSON.parse(await readFile(config, 'utf8')) as { root?: { path?: unknown } };
+function taskRootfs(spec: TaskSpec, id: string): string {
   const path = spec.root?.path;
   if (typeof path !== 'string' || !path.startsWith('/')) {
     throw new BerthError(Code.FAILED_PRECONDITION, `task "${id}" has no rootfs path in its bundle`);
@@ -93,9 +98,21 @@ export class ExecProcesses {
       await mkdir(ep.persistDir, { recursive: true });
       // runc refuses a process without cwd; "/" is what a user means by leaving it out.
       const proc: Record<string, unknown> = { cwd: '/', ...req.process, terminal: req.terminal };
+      // Unreadable, it fails only an exec that needs its rootfs: runc keeps its own copy of the rest.
+      const task = await readFile(tp.config, 'utf8')
+        .then((text) => JSON.parse(text) as TaskSpec)
+        .catch((err: unknown): TaskSpec => {
+          if (req.user !== undefined) throw err;
+          return {};
+        });
       if (req.user !== undefined) {
-        applyUser(proc, req.user, { rootfs: await taskRootfs(tp.config, id), task: id, home: true });
+        applyUser(proc, req.user, { rootfs: taskRootfs(task, id), task: id, home: true });
       }
+      // An exec runs under its task's AppArmor profile, as the task's node resolved it at create
+      // (the caller's process comes from the stored spec, which never has one).
+      const profile = task.process?.apparmorProfile;
+      if (typeof profile === 'string' && profile) proc.apparmorProfile = profile;
+      else delete proc.apparmorProfile;
       await writeAtomic(ep.spec, JSON.stringify(proc));
       const mon = spawnConmon({
         conmon: this.host.conmon,

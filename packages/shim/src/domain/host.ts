@@ -4,6 +4,7 @@ import { conmonSkipsLogSync } from '../runtime/conmon.js';
 import { monitorAlive } from '../runtime/monitor.js';
 import { Runc } from '../runtime/runc.js';
 import { type BinaryLease, sealedBinary } from '../runtime/sealed-binary.js';
+import { NodeAppArmor, type NodeAppArmorOptions } from './apparmor/index.js';
 import { execPaths, monitorPidFile, namespacePaths, taskPaths } from './paths.js';
 import { type ProcessEvent, transition } from './process-state.js';
 import { type ProcRecord, ShimStore } from './store.js';
@@ -36,6 +37,11 @@ export interface AgentOptions {
    * `--no-sync-log` when it has it, and the tail is as durable as the page cache.
    */
   logSync?: boolean;
+  /**
+   * How AppArmor is found on this node (the kernel's switch, apparmor_parser, the kernel's list
+   * of profiles); default the real node's (see NodeAppArmor). Tests inject fakes.
+   */
+  apparmor?: Omit<NodeAppArmorOptions, 'dir' | 'node'>;
 }
 
 /**
@@ -53,6 +59,8 @@ export class ShimHost {
   readonly createTimeoutMs: number;
   readonly startWithinMs: number;
   readonly logSync: boolean;
+  /** The node's AppArmor: resolves a task's profile, loads berth's default one. */
+  readonly apparmor: NodeAppArmor;
   private readonly serials = new Map<string, Promise<unknown>>();
   private readonly runcs = new Map<string, Runc>();
 
@@ -66,6 +74,7 @@ export class ShimHost {
     this.createTimeoutMs = o.createTimeoutMs ?? 60_000;
     this.startWithinMs = o.startWithinMs ?? ShimApi.ops.create.timeoutMs - START_MARGIN_MS;
     this.logSync = o.logSync ?? false;
+    this.apparmor = new NodeAppArmor({ ...o.apparmor, dir: o.layout.apparmor, node: o.node });
   }
 
   /** Whether conmon gets `--no-sync-log`: unless logSync is set, when this conmon has it. */

@@ -107,6 +107,7 @@ export async function createTask(
       // Facts of this node: its bounding set, then seccomp conditioned on the result.
       const caps = req.capabilities ? applyCapabilities(spec, req.capabilities, host.node) : undefined;
       if (req.seccomp) await applySeccomp(spec, req.seccomp);
+      if (req.apparmor) await host.apparmor.apply(spec, req.apparmor);
       if (req.hostDevices) addDevices(spec, await hostDevices());
       if (req.devices?.length) await addMappedDevices(spec, req.devices);
       await checkBindPropagation(spec);

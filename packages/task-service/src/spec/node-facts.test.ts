@@ -1,6 +1,37 @@
 import { CreateContainerRequest } from '@berth/api';
 import { describe, expect, it } from 'vitest';
-import { capabilitiesOf, hostDevicesOf, provisionalUser, seccompOf } from './node-facts.js';
+import { apparmorOf, capabilitiesOf, hostDevicesOf, provisionalUser, seccompOf } from './node-facts.js';
+
+describe('apparmorOf', () => {
+  it('gives every container the default profile unless it asks otherwise', () => {
+    expect(apparmorOf({ image: 'x' })).toEqual({ mode: 'default' });
+    expect(apparmorOf({ image: 'x', apparmor: { mode: 'unconfined' } })).toEqual({ mode: 'unconfined' });
+    expect(apparmorOf({ image: 'x', apparmor: { mode: 'localhost', name: 'p' } })).toEqual({
+      mode: 'localhost',
+      name: 'p',
+    });
+  });
+
+  it('gives a privileged container no default profile, but the one it names (as Docker)', () => {
+    expect(apparmorOf({ image: 'x', privileged: true })).toEqual({ mode: 'unconfined' });
+    expect(apparmorOf({ image: 'x', privileged: true, apparmor: { mode: 'default' } })).toEqual({
+      mode: 'unconfined',
+    });
+    expect(apparmorOf({ image: 'x', privileged: true, apparmor: { mode: 'localhost', name: 'p' } })).toEqual({
+      mode: 'localhost',
+      name: 'p',
+    });
+  });
+
+  it('is validated by the create request: names without whitespace, known modes', () => {
+    const valid = (apparmor: unknown) => CreateContainerRequest.safeParse({ image: 'x', apparmor }).success;
+    expect(valid({ mode: 'localhost', name: '' })).toBe(false);
+    expect(valid({ mode: 'localhost', name: 'a b' })).toBe(false);
+    expect(valid({ mode: 'localhost', name: 'a\nb' })).toBe(false);
+    expect(valid({ mode: 'complain' })).toBe(false);
+    expect(valid({ mode: 'localhost', name: 'k8s-apparmor-example-deny-write' })).toBe(true);
+  });
+});
 
 describe('seccompOf', () => {
   it('gives every container the default profile unless it asks otherwise', () => {

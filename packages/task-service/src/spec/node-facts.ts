@@ -1,4 +1,4 @@
-import type { CreateContainerRequest, SeccompRequest, ShimCapabilities } from '@berth/api';
+import type { AppArmorRequest, CreateContainerRequest, SeccompRequest, ShimCapabilities } from '@berth/api';
 
 /*
  * What the task-service leaves to the container's node. A replica of the task-service may run on
@@ -8,9 +8,10 @@ import type { CreateContainerRequest, SeccompRequest, ShimCapabilities } from '@
  *   - process.capabilities: absent until the node resolved them from its bounding set;
  *   - HOME: absent from the env unless asked for; the node sets it from the rootfs's passwd;
  *   - linux.seccomp: absent; the node writes it for its architecture and kernel;
+ *   - process.apparmorProfile: absent; the node sets it if its kernel has AppArmor;
  *   - linux.devices: absent; a privileged container gets the node's own /dev devices there;
- * and sends the node these requests (userOf, capabilitiesOf, seccompOf, hostDevicesOf) with
- * every task create.
+ * and sends the node these requests (userOf, capabilitiesOf, seccompOf, apparmorOf,
+ * hostDevicesOf) with every task create.
  */
 
 /**
@@ -21,6 +22,18 @@ import type { CreateContainerRequest, SeccompRequest, ShimCapabilities } from '@
 export function seccompOf(config: CreateContainerRequest): SeccompRequest {
   if (config.privileged) return { mode: 'unconfined' };
   return config.seccomp ?? { mode: 'default' };
+}
+
+/**
+ * The AppArmor profile a container's task is created with, which its node's shim resolves (none
+ * where the node's kernel has no AppArmor): the caller's choice, else berth's default profile,
+ * except that a privileged container gets no default profile (a profile it names still applies),
+ * as Docker and containerd's CRI do.
+ */
+export function apparmorOf(config: CreateContainerRequest): AppArmorRequest {
+  const asked = config.apparmor ?? { mode: 'default' };
+  if (config.privileged && asked.mode === 'default') return { mode: 'unconfined' };
+  return asked;
 }
 
 /**

@@ -33,6 +33,7 @@ import type { ContainerManager } from '../containers/manager.js';
 import { ignoreGone } from '../containers/manager.js';
 import type { Deps } from '../deps.js';
 import {
+  apparmorOf,
   capabilitiesOf,
   hostDevicesOf,
   linuxResources,
@@ -257,6 +258,7 @@ export class TaskManager {
           ...(c.io.logPath ? { logPath: c.io.logPath } : {}),
           ...(usesShimFiles(c) ? { files: shimFiles(c) } : {}),
           seccomp: seccompOf(c.config),
+          apparmor: apparmorOf(c.config),
           capabilities: capabilitiesOf(c.config),
           ...(hostDevicesOf(c.config) ? { hostDevices: true } : {}),
           ...(c.config.devices?.length ? { devices: c.config.devices } : {}),
