@@ -412,6 +412,7 @@ describe('ContainerConfig to a container in its pod', () => {
       ).apparmor;
     const pause = (security_context: Record<string, unknown>) =>
       sandboxRequest(parsePodConfig({ metadata: md, linux: { security_context } }), {
+        id: POD_ID,
         image: 'pause',
         meta: meta(),
       }).apparmor;
