@@ -27,9 +27,14 @@ export class Snapshots {
     return this.scope.call(SnapshotApi, 'stat', { key }, opts);
   }
 
-  /** Disk used by the snapshot's own directory (parents excluded). */
-  usage(key: string, opts?: RequestOptions): Promise<SnapshotUsageReply> {
-    return this.scope.call(SnapshotApi, 'usage', { key }, opts);
+  /**
+   * Disk used by the snapshot's own directory (parents excluded). An active snapshot's figure is
+   * its node's cached one, up to one refresh period old (`measuredAt` says when it was taken);
+   * `fresh: true` measures it now.
+   */
+  usage(key: string, opts?: RequestOptions & { fresh?: boolean }): Promise<SnapshotUsageReply> {
+    const { fresh, ...rest } = opts ?? {};
+    return this.scope.call(SnapshotApi, 'usage', fresh ? { key, fresh } : { key }, rest);
   }
 
   /** The mounts of an active or view snapshot (paths on the node). */

@@ -95,6 +95,18 @@ describe('the SDK on the wire', () => {
     expect(req.headers?.get(Header.traceparent)).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-0[01]$`));
   });
 
+  it("asks a snapshot's usage from the node's cache, or measured now with fresh", async () => {
+    const reply = { data: { size: 4096, inodes: 2, measuredAt: '2026-12-04T18:00:00.000Z' } };
+    const cached = respondOnce('berth.n1.snapshot.v1.usage', () => reply);
+    await raw.flush();
+    expect(await berth.snapshots.usage('k')).toEqual(reply.data);
+    expect((await cached).body).toEqual({ key: 'k' });
+    const fresh = respondOnce('berth.n1.snapshot.v1.usage', () => reply);
+    await raw.flush();
+    await berth.snapshots.usage('k', { fresh: true, timeoutMs: 5000 });
+    expect((await fresh).body).toEqual({ key: 'k', fresh: true });
+  });
+
   it('rejects a reply that breaks the contract with INTERNAL', async () => {
     const seen = respondOnce('berth.n1.snapshot.v1.stat', () => ({ data: { name: 42 } }));
     await raw.flush();
