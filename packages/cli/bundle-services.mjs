@@ -46,7 +46,7 @@ const fromOut = (file) => {
  * (runtimeModules).
  */
 const SDK = new Map([
-  [join(packages, 'kit', 'dist', 'telemetry.js'), ['sdk-trace-base', 'sdk-trace-node', 'resources']],
+  [join(packages, 'kit', 'dist', 'telemetry.js'), ['core', 'sdk-trace-base', 'sdk-trace-node', 'resources']],
   [join(packages, 'kit', 'dist', 'metrics', 'provider.js'), ['sdk-metrics', 'resources']],
 ]);
 
@@ -61,6 +61,14 @@ function bundleSdk(file, text) {
     const call = `load('@opentelemetry/${name}')`;
     if (!out.includes(call)) throw new Error(`bundle-services.mjs: ${file} no longer has ${call}`);
     out = out.replaceAll(call, `require('@opentelemetry/${name}')`);
+  }
+  // A load left outside is a second copy of that package beside the bundled SDK's (its global
+  // state, such as core's error handler, would not be the SDK's): only the exporters, loaded when
+  // an endpoint is set, may stay run-time loads.
+  for (const m of out.matchAll(/load\(\s*'(@opentelemetry\/[^']+)'/g)) {
+    if (!/exporter|otlp/.test(m[1] ?? '')) {
+      throw new Error(`bundle-services.mjs: ${file} loads ${m[1]} at run time; add it to SDK`);
+    }
   }
   return out;
 }

@@ -1,5 +1,7 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Hostname, isSignal, Namespace, podAddresses, ShimNetworkSetupRequest } from './shim.js';
+import { CniArgValue, Hostname, isSignal, Namespace, podAddresses, ShimNetworkSetupRequest } from './shim.js';
 import { CreateContainerRequest } from './task.js';
 
 describe('Hostname', () => {
@@ -96,5 +98,60 @@ describe('podAddresses', () => {
       ]),
     ).toEqual(['10.88.0.5', 'fd00::5']);
     expect(podAddresses([])).toEqual([]);
+  });
+});
+
+describe('CniArgValue', () => {
+  it('takes pod names, namespaces, uids and ids, and refuses separators, white space and C0/C1 controls', () => {
+    for (const v of [
+      'default',
+      'web-1',
+      'f47ac10b-58cc-4372-a567-0e02b2c3d479',
+      'a'.repeat(64),
+      'caf\u00e9',
+    ]) {
+      expect(CniArgValue.safeParse(v).success, v).toBe(true);
+    }
+    for (const v of [
+      '',
+      'a;b',
+      'a=b',
+      'a b',
+      'a\tb',
+      'a\u0000',
+      'a\u001f',
+      'a\u007f',
+      'a\u0085',
+      'a\u009f',
+      'x'.repeat(254),
+    ]) {
+      expect(CniArgValue.safeParse(v).success, JSON.stringify(v)).toBe(false);
+    }
+  });
+});
+
+describe('the services source', () => {
+  // A Unicode property escape (\p{...}) in a regular expression built at module load keeps ICU's
+  // data allocated above the parser's freed memory: ~5 MB of every service's malloc heap that
+  // glibc cannot give back (bisected to CniArgValue's \p{Cc}, docs/benchmarks.md).
+  it('has no Unicode property escape in a regular expression', () => {
+    const packages = join(import.meta.dirname, '..', '..');
+    const found: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) {
+          if (e.name !== 'node_modules' && e.name !== 'dist') walk(p);
+        } else if (
+          e.name.endsWith('.ts') &&
+          !e.name.endsWith('.test.ts') &&
+          /\\[pP]\{/.test(readFileSync(p, 'utf8'))
+        ) {
+          found.push(p);
+        }
+      }
+    };
+    for (const pkg of readdirSync(packages)) walk(join(packages, pkg, 'src'));
+    expect(found).toEqual([]);
   });
 });
