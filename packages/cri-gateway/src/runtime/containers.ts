@@ -14,6 +14,7 @@ import { type CgroupSupport, hostCgroupSupport } from '@berth/shim/cgroup-suppor
 import { criImageNames } from '../images/cri-image.js';
 import type { ImagePort } from '../images/ports.js';
 import { resolveImage } from '../images/resolve.js';
+import { chooseCriId, foreignIdError, mayHaveMade, removeMade } from './chosen-id.js';
 import { containerRequest, nodeResources, parseContainerConfig, parseResources } from './container-spec.js';
 import { containerState, startFailureOf, toContainerStatus, toCriContainer } from './cri-status.js';
 import {
@@ -135,7 +136,7 @@ export class ContainerRuntime {
         `container "${cfg.metadata.name}" (attempt ${cfg.metadata.attempt}) already exists in pod sandbox ${sid}`,
       );
     // Chosen here, as containerd's CRI chooses it: the container's cgroup is named after it.
-    const id = randomBytes(32).toString('hex');
+    const id = chooseCriId();
     const req = containerRequest(cfg, {
       id,
       sandbox: {
@@ -179,27 +180,18 @@ export class ContainerRuntime {
       // The rootfs is prepared after the reply, in the gap before the kubelet's StartContainer.
       made = (await this.d.tasks.createContainer({ ...req, imageRecord: image, prepareAfterReply: true })).id;
     } catch (err) {
-      const code = toBerthError(err).code;
-      if (code !== Code.ALREADY_EXISTS && code !== Code.INVALID_ARGUMENT) await this.undoCreate(id, false);
+      if (mayHaveMade(err)) await removeMade(this.d.tasks, id, false, this.warnUndo);
       throw err;
     }
     if (made === id) return made;
     // Its cgroup is named after the gateway's id: node agents would take it for another container.
-    await this.undoCreate(made, true);
-    throw new BerthError(
-      Code.FAILED_PRECONDITION,
-      `the task-service made container ${made.slice(0, 12)} under its own id, not the gateway's ${id.slice(0, 12)}: upgrade every task-service before the cri-gateway`,
-    );
+    await removeMade(this.d.tasks, made, true, this.warnUndo);
+    throw foreignIdError('container', made, id);
   }
 
-  /** Removes what a failed create made; `made`: it is known to exist (else absent is no news). */
-  private async undoCreate(id: string, made: boolean): Promise<void> {
-    await this.d.tasks.deleteContainer(id, true).catch((err: unknown) => {
-      if (made || toBerthError(err).code !== Code.NOT_FOUND) {
-        this.d.log.warn({ err, what: id }, 'cleanup after a failed CreateContainer failed');
-      }
-    });
-  }
+  private readonly warnUndo = (err: unknown, id: string): void => {
+    this.d.log.warn({ err, what: id }, 'cleanup after a failed CreateContainer failed');
+  };
 
   /**
    * Makes the missing host paths of a create's bind mounts (the task-service refuses a missing

@@ -12,6 +12,7 @@ import {
 } from '@berth/api';
 import type { Logger } from '@berth/kit';
 import { CRI_NAMESPACE } from '../images/ports.js';
+import { chooseCriId, foreignIdError, mayHaveMade, removeMade } from './chosen-id.js';
 import { CRI_NET_PREFIX } from './cni-network.js';
 import { podState, toContainerStatus, toPodSandbox, toPodSandboxStatus } from './cri-status.js';
 import { CriKind, CriLabel, kindOf, metaOf, NsMode, nowNs, type SandboxMeta } from './meta.js';
@@ -215,9 +216,8 @@ export class PodRuntime {
       if (e.topic === TaskTopic.taskCreate && e.namespace === CRI_NAMESPACE && id && ev?.id === id)
         taskRecorded();
     });
-    const sandboxId = randomBytes(32).toString('hex');
-    // Whether the pause's record may exist though its create failed (a reply lost, a timeout):
-    // not when the task-service refused it, having made nothing.
+    const sandboxId = chooseCriId();
+    // Whether the pause's record may exist though its create failed (see mayHaveMade).
     let maybeMade = true;
     try {
       const created = this.createPause(pod, image, meta, sandboxId, netnsPath).then((made) => {
@@ -225,18 +225,11 @@ export class PodRuntime {
         this.starting.add(made);
         // A task-service before caller-chosen ids picks its own: the plugins were told another,
         // and the pause's cgroup is named after the gateway's.
-        if (made !== sandboxId) {
-          throw new BerthError(
-            Code.FAILED_PRECONDITION,
-            `the task-service made pod sandbox ${made.slice(0, 12)} under its own id, not the gateway's ${sandboxId.slice(0, 12)}: upgrade every task-service before the cri-gateway`,
-          );
-        }
+        if (made !== sandboxId) throw foreignIdError('pod sandbox', made, sandboxId);
         return made;
       });
       created.catch((e: unknown) => {
-        const code = toBerthError(e).code;
-        if (id === undefined && (code === Code.ALREADY_EXISTS || code === Code.INVALID_ARGUMENT))
-          maybeMade = false;
+        if (id === undefined && !mayHaveMade(e)) maybeMade = false;
       });
       attach = netKey ? this.d.network.setup(netKey, networkSetup(pod, sandboxId)) : undefined;
       // The pause is started in the same call: it only sleeps, so it may run before CNI ADD is
@@ -272,13 +265,7 @@ export class PodRuntime {
     } catch (err) {
       // The record a create left whose reply never came is removed by the id chosen for it.
       const made = id ?? (maybeMade ? sandboxId : undefined);
-      if (made) {
-        await this.d.tasks
-          .deleteContainer(made, true)
-          .catch((e: unknown) =>
-            id || toBerthError(e).code !== Code.NOT_FOUND ? this.warn(e, made) : undefined,
-          );
-      }
+      if (made) await removeMade(this.d.tasks, made, id !== undefined, (e) => this.warn(e, made));
       if (netKey) {
         await attach?.catch(() => undefined);
         await this.d.network.teardown(netKey).catch((e: unknown) => this.warn(e, netKey));
