@@ -6,8 +6,11 @@ import * as z from './lazy-zod.js';
 /** The name of berth's default AppArmor profile, as the node's shim loads it. */
 export const APPARMOR_DEFAULT_PROFILE = 'berth-default';
 
-/** True when `name` has no whitespace or control characters (the kernel lists profiles by name). */
-function plainName(name: string): boolean {
+/**
+ * True when `name` could be a loaded profile's: no whitespace or control characters (the kernel
+ * lists profiles by name, one per line).
+ */
+export function isAppArmorProfileName(name: string): boolean {
   for (const ch of name) {
     const c = ch.codePointAt(0) ?? 0;
     if (c <= 0x20 || c === 0x7f) return false;
@@ -30,7 +33,17 @@ export const AppArmorRequest = z.discriminatedUnion('mode', [
       .string()
       .min(1, 'an AppArmor profile name must not be empty')
       .max(1024)
-      .refine(plainName, 'an AppArmor profile name has no whitespace or control characters'),
+      .refine(isAppArmorProfileName, 'an AppArmor profile name has no whitespace or control characters'),
   }),
 ]);
 export type AppArmorRequest = z.infer<typeof AppArmorRequest>;
+
+/**
+ * The profile a container runs with when it asked for `asked` (none: berth's default): a
+ * privileged container gets no default profile, though a profile it names still applies, as
+ * Docker and containerd's CRI do.
+ */
+export function effectiveAppArmor(asked: AppArmorRequest | undefined, privileged: boolean): AppArmorRequest {
+  const req = asked ?? { mode: 'default' };
+  return privileged && req.mode === 'default' ? { mode: 'unconfined' } : req;
+}

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { type AppArmorRequest, BerthError, Code } from '@berth/api';
+import { type AppArmorRequest, BerthError, Code, isAppArmorProfileName } from '@berth/api';
 import { invalid, message } from './validate.js';
 
 let enabled: boolean | undefined;
@@ -65,11 +65,7 @@ function requested(sc: Record<string, unknown>, field: string): AppArmorRequest 
 
 function localhost(name: string, field: string): AppArmorRequest {
   if (name === '') throw invalid(field, 'must name an AppArmor profile');
-  // Names with whitespace or control characters are no profile the kernel could list.
-  for (const ch of name) {
-    const c = ch.codePointAt(0) ?? 0;
-    if (c <= 0x20 || c === 0x7f)
-      throw invalid(field, `is not an AppArmor profile name: ${JSON.stringify(name)}`);
-  }
+  if (!isAppArmorProfileName(name))
+    throw invalid(field, `is not an AppArmor profile name: ${JSON.stringify(name)}`);
   return { mode: 'localhost', name };
 }

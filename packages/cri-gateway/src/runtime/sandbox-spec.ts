@@ -3,6 +3,7 @@ import {
   type AppArmorRequest,
   CniArgValue,
   type CreateContainerRequest,
+  effectiveAppArmor,
   Hostname,
   type SeccompRequest,
   type ShimBandwidth,
@@ -133,7 +134,7 @@ export function parsePodConfig(raw: unknown): PodConfig {
     sysctls,
     namespaceOptions: namespaces,
     seccomp: sc.privileged === true ? { mode: 'unconfined' } : seccompOf(sc, scField),
-    apparmor: sc.privileged === true && apparmor.mode === 'default' ? { mode: 'unconfined' } : apparmor,
+    apparmor: effectiveAppArmor(apparmor, sc.privileged === true),
     ...(user ? { user } : {}),
     groups: supplementalGroups(sc, scField),
   };

@@ -1,4 +1,10 @@
-import type { AppArmorRequest, CreateContainerRequest, SeccompRequest, ShimCapabilities } from '@berth/api';
+import {
+  type AppArmorRequest,
+  type CreateContainerRequest,
+  effectiveAppArmor,
+  type SeccompRequest,
+  type ShimCapabilities,
+} from '@berth/api';
 
 /*
  * What the task-service leaves to the container's node. A replica of the task-service may run on
@@ -31,9 +37,7 @@ export function seccompOf(config: CreateContainerRequest): SeccompRequest {
  * as Docker and containerd's CRI do.
  */
 export function apparmorOf(config: CreateContainerRequest): AppArmorRequest {
-  const asked = config.apparmor ?? { mode: 'default' };
-  if (config.privileged && asked.mode === 'default') return { mode: 'unconfined' };
-  return asked;
+  return effectiveAppArmor(config.apparmor, config.privileged === true);
 }
 
 /**
