@@ -7,12 +7,7 @@ export {
 } from './attach.js';
 export { type CriLogLine, type CriOutput, parseCriLine, readCriOutput, readCriStreams } from './cri-log.js';
 export { type AgentOptions, EXIT_TOPIC, ShimAgent } from './domain/agent.js';
-export {
-  defaultProfileText,
-  kernelHasAppArmor,
-  NodeAppArmor,
-  type NodeAppArmorOptions,
-} from './domain/apparmor/index.js';
+export { defaultProfileText, NodeAppArmor, type NodeAppArmorOptions } from './domain/apparmor/index.js';
 export { TaskControl } from './domain/control.js';
 export { execPaths, taskPaths } from './domain/paths.js';
 export {

@@ -1,17 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { type AppArmorRequest, BerthError, Code, isAppArmorProfileName } from '@berth/api';
+import { kernelHasAppArmor } from '@berth/kit/apparmor';
 import { invalid, message } from './validate.js';
 
 let enabled: boolean | undefined;
 /** Whether this node's kernel has AppArmor on (the gateway runs on the node it answers for). */
 export function appArmorEnabled(): boolean {
-  if (enabled === undefined) {
-    try {
-      enabled = readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
-    } catch {
-      enabled = false;
-    }
-  }
+  enabled ??= kernelHasAppArmor();
   return enabled;
 }
 
@@ -28,10 +22,10 @@ export function appArmorEnabled(): boolean {
 export function appArmorOf(
   sc: Record<string, unknown>,
   field: string,
-  kernelHasAppArmor: boolean = appArmorEnabled(),
+  kernelHas: boolean = appArmorEnabled(),
 ): AppArmorRequest {
   const req = requested(sc, field);
-  if (req.mode === 'localhost' && !kernelHasAppArmor) {
+  if (req.mode === 'localhost' && !kernelHas) {
     throw new BerthError(
       Code.FAILED_PRECONDITION,
       `${field}.apparmor: AppArmor profile "${req.name}" was asked for, but this node's kernel has no AppArmor`,

@@ -1,16 +1,15 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { access, constants, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { APPARMOR_DEFAULT_PROFILE, type AppArmorRequest, BerthError, Code } from '@berth/api';
+import { kernelHasAppArmor } from '@berth/kit/apparmor';
 import { writeAtomic } from '../files.js';
 import { defaultProfileText } from './profile.js';
 
 const exec = promisify(execFile);
 
-/** Where the kernel says whether AppArmor is on ("Y") and lists the profiles loaded. */
-export const APPARMOR_ENABLED_FILE = '/sys/module/apparmor/parameters/enabled';
+/** Where the kernel lists the AppArmor profiles loaded. */
 export const APPARMOR_PROFILES_FILE = '/sys/kernel/security/apparmor/profiles';
 
 /** Where apparmor_parser is looked for when no path is configured (Debian's, then older systems'). */
@@ -18,15 +17,6 @@ export const APPARMOR_PARSER_PATHS = ['/usr/sbin/apparmor_parser', '/sbin/apparm
 
 /** How long a load of the default profile may take (compiling it is well under a second). */
 const LOAD_TIMEOUT_MS = 60_000;
-
-/** Whether this machine's kernel has AppArmor on, read from APPARMOR_ENABLED_FILE. */
-export function kernelHasAppArmor(file: string = APPARMOR_ENABLED_FILE): boolean {
-  try {
-    return readFileSync(file, 'utf8').trim() === 'Y';
-  } catch {
-    return false;
-  }
-}
 
 /** What NodeAppArmor reads and runs; each has the real node's default (tests inject fakes). */
 export interface NodeAppArmorOptions {
