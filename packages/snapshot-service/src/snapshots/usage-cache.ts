@@ -162,10 +162,13 @@ export class UsageCache {
 
   /** A walk outside the entries (no entry, or closed): counted in the concurrency bound. */
   private measure(dir: string): Promise<MeasuredUsage> {
-    return this.queue.run(async () => {
-      const measuredAt = this.now();
-      return { ...(await this.opts.walk(dir)), measuredAt };
-    }, true);
+    return this.queue.run(() => this.timedWalk(dir), true);
+  }
+
+  /** A walk of `dir`, stamped with when it started. */
+  private async timedWalk(dir: string): Promise<MeasuredUsage> {
+    const measuredAt = this.now();
+    return { ...(await this.opts.walk(dir)), measuredAt };
   }
 
   /** Queues a walk of entry `id` (urgent: someone waits for it) and keeps its figure. */
@@ -176,8 +179,7 @@ export class UsageCache {
       if (this.closed || this.entries.get(id) !== e) {
         throw new BerthError(Code.UNAVAILABLE, `usage of snapshot ${id}: no longer cached`);
       }
-      const measuredAt = this.now();
-      return { ...(await this.opts.walk(e.dir)), measuredAt };
+      return this.timedWalk(e.dir);
     }, urgent);
     const w: Walk = { n, done };
     e.walk = w;
