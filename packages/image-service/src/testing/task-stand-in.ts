@@ -2,7 +2,8 @@
 // with the real contract (input parsed, reply checked), answering from containers the test sets.
 import { randomBytes } from 'node:crypto';
 import { type Container, defineService, Scope, Service, TaskApi } from '@berth/api';
-import { createLogger, encodeCursor, type ServedService, serve } from '@berth/kit';
+import { encodeCursor } from '@berth/kit';
+import { serveStandIn } from '@berth/kit/stand-in';
 import type { NatsConnection } from 'nats';
 
 /** The part of the task-service's contract the image-service calls (its in-use check on rmi). */
@@ -25,45 +26,31 @@ export interface TaskStandIn {
  */
 export async function serveTaskStandIn(nc: NatsConnection, node: string): Promise<TaskStandIn> {
   const state: TaskStandIn = { containers: [], stop: async () => undefined };
-  const served: ServedService = await serve({
-    nc,
-    service: TaskStandInApi,
-    version: '0.0.0-test',
-    node,
-    log: createLogger({ service: 'task-stand-in', node, level: 'silent' }),
-    handlers: {
-      'list-containers': async (req, ctx) => {
-        if (req.labels || req.status || req.name || req.cursor) {
-          throw new Error('the task stand-in only filters by node and images, on one page');
-        }
-        const hits = state.containers.filter(
-          (c) =>
-            c.namespace === ctx.namespace &&
-            (req.node === undefined || c.node === req.node) &&
-            (req.images === undefined ||
-              req.images.includes(c.image.name) ||
-              req.images.includes(c.image.digest)),
-        );
-        // Pages as the task-service does (newest first, `limit` honoured), a cursor only when cut.
-        hits.sort((a, b) =>
-          a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
-        );
-        const page = hits.slice(0, req.limit ?? hits.length);
-        const last = page[page.length - 1];
-        return {
-          containers: page.map((container) => ({ container, status: 'created' as const })),
-          ...(last && page.length < hits.length
-            ? { nextCursor: encodeCursor([last.createdAt, last.id]) }
-            : {}),
-        };
-      },
+  state.stop = await serveStandIn(nc, TaskStandInApi, node, {
+    'list-containers': async (req, ctx) => {
+      if (req.labels || req.status || req.name || req.cursor) {
+        throw new Error('the task stand-in only filters by node and images, on one page');
+      }
+      const hits = state.containers.filter(
+        (c) =>
+          c.namespace === ctx.namespace &&
+          (req.node === undefined || c.node === req.node) &&
+          (req.images === undefined ||
+            req.images.includes(c.image.name) ||
+            req.images.includes(c.image.digest)),
+      );
+      // Pages as the task-service does (newest first, `limit` honoured), a cursor only when cut.
+      hits.sort((a, b) =>
+        a.createdAt === b.createdAt ? b.id.localeCompare(a.id) : b.createdAt.localeCompare(a.createdAt),
+      );
+      const page = hits.slice(0, req.limit ?? hits.length);
+      const last = page[page.length - 1];
+      return {
+        containers: page.map((container) => ({ container, status: 'created' as const })),
+        ...(last && page.length < hits.length ? { nextCursor: encodeCursor([last.createdAt, last.id]) } : {}),
+      };
     },
   });
-  let stopped: Promise<void> | undefined;
-  state.stop = () => {
-    stopped ??= served.stop(500);
-    return stopped;
-  };
   return state;
 }
 

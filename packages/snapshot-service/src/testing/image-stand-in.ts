@@ -1,7 +1,7 @@
 // A stand-in image-service for snapshot-service tests: only `chain-roots`, served over real NATS
 // with the real contract (reply checked), answering with the roots the test sets.
 import { defineService, ImageApi, Scope, Service } from '@berth/api';
-import { createLogger, type ServedService, serve } from '@berth/kit';
+import { serveStandIn } from '@berth/kit/stand-in';
 import type { NatsConnection } from 'nats';
 
 /** The part of the image-service's contract the snapshot-service calls (GC's image roots). */
@@ -22,20 +22,8 @@ export interface ImageStandIn {
 /** Serves the stand-in image-service of `node` on `nc`. */
 export async function serveImageStandIn(nc: NatsConnection, node: string): Promise<ImageStandIn> {
   const state: ImageStandIn = { roots: [], leased: [], stop: async () => undefined };
-  const served: ServedService = await serve({
-    nc,
-    service: ImageStandInApi,
-    version: '0.0.0-test',
-    node,
-    log: createLogger({ service: 'image-stand-in', node, level: 'silent' }),
-    handlers: {
-      'chain-roots': async () => ({ chainIds: [...state.roots], leasedSnapshots: [...state.leased] }),
-    },
+  state.stop = await serveStandIn(nc, ImageStandInApi, node, {
+    'chain-roots': async () => ({ chainIds: [...state.roots], leasedSnapshots: [...state.leased] }),
   });
-  let stopped: Promise<void> | undefined;
-  state.stop = () => {
-    stopped ??= served.stop(500);
-    return stopped;
-  };
   return state;
 }

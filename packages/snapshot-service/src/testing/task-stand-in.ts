@@ -1,7 +1,7 @@
 // A stand-in task-service for snapshot-service tests: only `claimed-chains`, served over real NATS
 // with the real contract (input parsed, reply checked), answering with the chains the test sets.
 import { defineService, Scope, Service, TaskApi } from '@berth/api';
-import { createLogger, type ServedService, serve } from '@berth/kit';
+import { serveStandIn } from '@berth/kit/stand-in';
 import type { NatsConnection } from 'nats';
 
 /** The part of the task-service's contract the snapshot-service calls (GC's container roots). */
@@ -23,20 +23,8 @@ export interface TaskStandIn {
  */
 export async function serveTaskStandIn(nc: NatsConnection, node: string): Promise<TaskStandIn> {
   const state: TaskStandIn = { claimed: [], stop: async () => undefined };
-  const served: ServedService = await serve({
-    nc,
-    service: TaskStandInApi,
-    version: '0.0.0-test',
-    node,
-    log: createLogger({ service: 'task-stand-in', node, level: 'silent' }),
-    handlers: {
-      'claimed-chains': async (req) => ({ chainIds: req.node === node ? [...state.claimed] : [] }),
-    },
+  state.stop = await serveStandIn(nc, TaskStandInApi, node, {
+    'claimed-chains': async (req) => ({ chainIds: req.node === node ? [...state.claimed] : [] }),
   });
-  let stopped: Promise<void> | undefined;
-  state.stop = () => {
-    stopped ??= served.stop(500);
-    return stopped;
-  };
   return state;
 }
