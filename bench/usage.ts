@@ -12,25 +12,18 @@
  * Run: pnpm --filter @berth/bench run usage   Env: BENCH_FILES (20000), BENCH_ASKS (50),
  * BENCH_CONTAINERS (5).
  */
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Service, SnapshotApi } from '@berth/api';
-import { type Config, client, connectNats, connectRedis, createLogger, hostLayout, serve } from '@berth/kit';
-import { createService, nativeFs } from '@berth/snapshot-service';
-import { startNats, startRedis, tempDir } from '@berth/testing';
+import { nativeFs } from '@berth/snapshot-service';
+import { startSnapshotEnv } from '@berth/snapshot-service/testing/env';
+import { pct } from './measure.js';
 
 const FILES = Number(process.env.BENCH_FILES ?? 20_000);
 const ASKS = Number(process.env.BENCH_ASKS ?? 50);
 const CONTAINERS = Number(process.env.BENCH_CONTAINERS ?? 5);
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
-};
 const line = (label: string, xs: number[]) =>
   say(
     `  ${label.padEnd(44)} p50 ${pct(xs, 50).toFixed(2).padStart(7)} ms  p95 ${pct(xs, 95)
@@ -56,38 +49,9 @@ function fill(dir: string, n: number): void {
   }
 }
 
-const [nats, redisServer, stateRoot] = await Promise.all([
-  startNats({ jetstream: false }),
-  startRedis({ appendonly: false }),
-  tempDir('bench-usage'),
-]);
-const node = `b${randomUUID().slice(0, 8)}`;
-const config: Config = {
-  natsUrl: nats.url,
-  redisUrl: redisServer.url,
-  nodeId: node,
-  stateRoot,
-  runRoot: join(stateRoot, 'run'),
-  logLevel: 'silent',
-  shutdownGraceMs: 1000,
-  services: { [Service.snapshot]: {} },
-};
-const layout = hostLayout(config);
-const snc = await connectNats({ url: nats.url, name: 'bench-usage-service' });
-const sredis = connectRedis(redisServer.url);
-await sredis.connect();
-const log = createLogger({ service: Service.snapshot, node, level: 'silent' });
-const svc = createService({ config, log, nc: snc, redis: sredis, node, layout });
-const served = await serve({
-  nc: snc,
-  service: SnapshotApi,
-  version: '0.0.0-bench',
-  node,
-  log,
-  handlers: svc.handlers,
-});
-const nc = await connectNats({ url: nats.url, name: 'bench-usage' });
-const c = client(nc, SnapshotApi, { node });
+// A snapshot-service on a private nats-server and redis-server, as its own tests start it.
+const env = await startSnapshotEnv();
+const c = env.client;
 
 try {
   const uppers: string[] = [];
@@ -130,11 +94,5 @@ try {
       'usageWalkConcurrency (2) walks at once, off the event loop',
   );
 } finally {
-  await served.stop(500);
-  await svc.close();
-  await nc.close();
-  await snc.close();
-  sredis.disconnect();
-  await Promise.all([nats.stop(), redisServer.stop()]);
-  await rm(stateRoot, { recursive: true, force: true });
+  await env.stop();
 }
